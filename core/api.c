@@ -1,0 +1,276 @@
+/*
+ * api.c - the public entry points of keyway.h.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "internal.h"
+
+#define MAX_PROVIDER 64
+#define MAX_IDENTITY 256
+
+const char *kw_default_config(void)
+{
+	return KW_SYSCONFDIR "/keyway/keyway.conf";
+}
+
+static const char *config_path(const char *path)
+{
+	const char *env;
+
+	if (path != NULL)
+		return path;
+	env = secure_getenv("KEYWAY_CONFIG");
+	return env != NULL && env[0] != '\0' ? env : kw_default_config();
+}
+
+void kw_request_init(kw_request *req)
+{
+	memset(req, 0, sizeof(*req));
+	req->size = sizeof(*req);
+}
+
+/* Load the configuration into a fresh context and open its backends. */
+static kw_status ctx_load(kw_ctx **out, const char *path, struct kwi_diag *d,
+			  bool keep_going)
+{
+	kw_ctx *ctx;
+
+	*out = NULL;
+	if (sodium_init() < 0)
+		return kwi_error(KW_ERR_INTERNAL, "libsodium failed to start");
+	ctx = calloc(1, sizeof(*ctx));
+	if (ctx == NULL)
+		return kwi_error(KW_ERR_NOMEM, "out of memory");
+	if (kwi_config_load(ctx, config_path(path), d) == KW_OK)
+		kwi_backends_open(ctx, d, keep_going);
+	*out = ctx;
+	return d->first;
+}
+
+kw_status kw_open(kw_ctx **ctx, const char *config_path_arg)
+{
+	struct kwi_diag d = { NULL, NULL, KW_OK, 0 };
+	kw_ctx *c;
+	kw_status rc;
+
+	if (ctx == NULL)
+		return kwi_error(KW_ERR_INVAL, "kw_open: ctx is NULL");
+	*ctx = NULL;
+	rc = ctx_load(&c, config_path_arg, &d, false);
+	if (rc != KW_OK) {
+		kw_close(c);
+		return rc;
+	}
+	*ctx = c;
+	return KW_OK;
+}
+
+void kw_close(kw_ctx *ctx)
+{
+	if (ctx == NULL)
+		return;
+	kwi_backends_close(ctx);
+	kwi_config_free(ctx);
+	free(ctx);
+}
+
+kw_status kw_check(const char *path, kw_report_fn *report, void *arg)
+{
+	struct kwi_diag d = { report, arg, KW_OK, 0 };
+	kw_ctx *ctx;
+
+	(void)ctx_load(&ctx, path, &d, true);
+	{
+		/* Every backend that opened gets its health check. */
+		for (size_t i = 0; ctx != NULL && i < ctx->nbackends; i++) {
+			struct kw_instance *b = &ctx->backends[i];
+			struct kw_reply r;
+			kw_status st;
+
+			if (!b->opened || b->module->op_check == NULL)
+				continue;
+			kwi_reply_init(&r, b->name);
+			st = b->module->op_check(b->state, &r);
+			kwi_reply_clear(&r);
+			if (st != KW_OK)
+				kwi_diag(&d, st, b->file, b->line,
+					 "backend \"%s\": health check: %s%s%s",
+					 b->name, kw_status_str(st),
+					 r.detail[0] != '\0' ? ": " : "",
+					 r.detail);
+		}
+	}
+	kw_close(ctx);
+	return d.first;
+}
+
+/* ---- requests ---- */
+
+static bool valid_provider(const char *s)
+{
+	size_t n = 0;
+
+	if (s == NULL || !((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9')))
+		return false;
+	for (; *s != '\0'; s++, n++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+		      *s == '-' || *s == '_' || *s == '.'))
+			return false;
+	return n <= MAX_PROVIDER;
+}
+
+/* A user or org name: printable, no '/', not "." or "..": it may end up in
+ * a path or a URL. */
+static bool valid_identity(const char *s)
+{
+	size_t n = 0;
+
+	if (s[0] == '\0' || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+		return false;
+	for (; *s != '\0'; s++, n++)
+		if ((unsigned char)*s < 0x21 || *s == 0x7f || *s == '/' ||
+		    *s == '\\')
+			return false;
+	return n <= MAX_IDENTITY;
+}
+
+#define REQ_HAS(r, f) ((r)->size >= offsetof(kw_request, f) + sizeof((r)->f))
+
+static kw_status prepare(kw_ctx *ctx, const kw_request *req,
+			 struct kwi_query_in *in, const struct kwi_chain **c)
+{
+	*c = NULL;
+	if (ctx == NULL || req == NULL)
+		return kwi_error(KW_ERR_INVAL, "no context or no request");
+	if (!REQ_HAS(req, provider))
+		return kwi_error(KW_ERR_INVAL,
+				 "request size %zu is too small; initialise it "
+				 "with KW_REQUEST_INIT",
+				 req->size);
+	in->chain = req->chain;
+	in->provider = req->provider;
+	in->user = REQ_HAS(req, user) ? req->user : NULL;
+	in->org = REQ_HAS(req, org) ? req->org : NULL;
+
+	if (in->provider == NULL)
+		return kwi_error(KW_ERR_INVAL, "request names no provider");
+	if (!valid_provider(in->provider))
+		return kwi_error(KW_ERR_INVAL,
+				 "invalid provider name (lower-case letters, "
+				 "digits, '-', '_' and '.', at most %d)",
+				 MAX_PROVIDER);
+	if (in->user != NULL && !valid_identity(in->user))
+		return kwi_error(KW_ERR_INVAL,
+				 "invalid user name (printable, no spaces or "
+				 "slashes, at most %d bytes)",
+				 MAX_IDENTITY);
+	if (in->org != NULL && !valid_identity(in->org))
+		return kwi_error(KW_ERR_INVAL,
+				 "invalid org name (printable, no spaces or "
+				 "slashes, at most %d bytes)",
+				 MAX_IDENTITY);
+
+	if (in->chain == NULL) {
+		in->chain = "default";
+		*c = ctx->default_chain;
+	} else {
+		for (size_t i = 0; i < ctx->nchains && *c == NULL; i++)
+			if (strcmp(ctx->chains[i].name, in->chain) == 0)
+				*c = &ctx->chains[i];
+	}
+	if (*c == NULL)
+		return kwi_error(KW_ERR_INVAL, "%s: no chain \"%.64s\"",
+				 ctx->path, in->chain);
+	return KW_OK;
+}
+
+kw_status kw_resolve(kw_ctx *ctx, const kw_request *req, kw_secret **out)
+{
+	const struct kwi_chain *c;
+	struct kwi_query_in in;
+	kw_status rc;
+
+	if (out == NULL)
+		return kwi_error(KW_ERR_INVAL, "kw_resolve: out is NULL");
+	*out = NULL;
+	rc = prepare(ctx, req, &in, &c);
+	if (rc != KW_OK)
+		return rc;
+	return kwi_walk(c, &in, NULL, out);
+}
+
+kw_status kw_explain(kw_ctx *ctx, const kw_request *req, kw_trace **out)
+{
+	const struct kwi_chain *c;
+	struct kwi_query_in in;
+	kw_secret *unused;
+	kw_status rc;
+
+	if (out == NULL)
+		return kwi_error(KW_ERR_INVAL, "kw_explain: out is NULL");
+	*out = NULL;
+	rc = prepare(ctx, req, &in, &c);
+	if (rc != KW_OK)
+		return rc;
+	rc = kwi_trace_new(c, out);
+	if (rc != KW_OK)
+		return kwi_error(rc, "out of memory");
+	(void)kwi_walk(c, &in, *out, &unused);
+	return KW_OK;
+}
+
+/* ---- secrets ---- */
+
+const char *kw_secret_value(const kw_secret *s)
+{
+	return s != NULL ? s->value : NULL;
+}
+
+size_t kw_secret_len(const kw_secret *s)
+{
+	return s != NULL ? s->len : 0;
+}
+
+const char *kw_secret_backend(const kw_secret *s)
+{
+	return s != NULL ? s->data : NULL;
+}
+
+kw_status kw_secret_report(kw_secret *s, kw_outcome outcome)
+{
+	if (s == NULL)
+		return kwi_error(KW_ERR_INVAL, "kw_secret_report: no secret");
+	if (outcome != KW_USED && outcome != KW_UNUSED)
+		return kwi_error(KW_ERR_INVAL,
+				 "kw_secret_report: unknown outcome %d",
+				 (int)outcome);
+	if (s->reported)
+		return kwi_error(KW_ERR_INVAL,
+				 "kw_secret_report: this secret was already "
+				 "reported");
+	s->reported = true;
+	s->outcome = outcome;
+	return KW_OK;
+}
+
+void kw_secret_free(kw_secret *s)
+{
+	kwi_secret_destroy(s);
+}
+
+char *kw_mask(const char *secret, size_t len, char *buf, size_t size)
+{
+	if (size == 0)
+		return buf;
+	if (secret != NULL && len >= 16)
+		snprintf(buf, size, "%.4s****%.4s", secret, secret + len - 4);
+	else
+		snprintf(buf, size, "****");
+	return buf;
+}

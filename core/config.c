@@ -1,0 +1,688 @@
+/*
+ * config.c - reading keyway.conf.
+ *
+ * libconfig parses the file; this file decides what it means.  Everything
+ * is checked before anything is opened: unknown settings, wrong types,
+ * modules that will not load, chains that name no backend, controls that do
+ * not parse.  Every problem is reported as "file:line: message" and loading
+ * goes on, so that `keyway check` can list them all; kw_open() refuses the
+ * file if there was even one (fail closed).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+struct loader {
+	struct kw_ctx *ctx;
+	struct kwi_diag *d;
+};
+
+static const char *src_file(const struct loader *l, const config_setting_t *s)
+{
+	const char *f = config_setting_source_file(s);
+
+	return f != NULL ? f : l->ctx->path;
+}
+
+static void problem(struct loader *l, kw_status st, const config_setting_t *s,
+		    const char *fmt, ...) KW_PRINTF(4, 5);
+
+static void problem(struct loader *l, kw_status st, const config_setting_t *s,
+		    const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	kwi_vdiag(l->d, st, src_file(l, s), (int)config_setting_source_line(s),
+		  fmt, ap);
+	va_end(ap);
+}
+
+static const char *type_name(int type)
+{
+	switch (type) {
+	case CONFIG_TYPE_GROUP:
+		return "a group";
+	case CONFIG_TYPE_INT:
+	case CONFIG_TYPE_INT64:
+		return "an integer";
+	case CONFIG_TYPE_FLOAT:
+		return "a number";
+	case CONFIG_TYPE_STRING:
+		return "a string";
+	case CONFIG_TYPE_BOOL:
+		return "a boolean";
+	case CONFIG_TYPE_ARRAY:
+		return "an array";
+	case CONFIG_TYPE_LIST:
+		return "a list";
+	}
+	return "nothing";
+}
+
+/*
+ * The configuration file itself: opened once, checked on the descriptor
+ * that is then parsed, so that what was checked is what is read.
+ */
+static FILE *open_config(struct loader *l, const char *path)
+{
+	char why[256];
+	struct stat st;
+	FILE *fp;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		kwi_diag(l->d, errno == ENOENT ? KW_ERR_CONFIG : KW_ERR_IO,
+			 path, 0, "cannot open configuration: %s",
+			 strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		kwi_diag(l->d, KW_ERR_CONFIG, path, 0,
+			 "configuration is not a regular file");
+		close(fd);
+		return NULL;
+	}
+	if (!kwi_stat_trusted(&st, false, why, sizeof(why))) {
+		kwi_diag(l->d, KW_ERR_PERM, path, 0,
+			 "refusing to read the configuration: it is %s "
+			 "(chmod go-w %s)",
+			 why, path);
+		close(fd);
+		return NULL;
+	}
+	fp = fdopen(fd, "r");
+	if (fp == NULL) {
+		kwi_diag(l->d, KW_ERR_NOMEM, path, 0, "%s", strerror(errno));
+		close(fd);
+	}
+	return fp;
+}
+
+/*
+ * Files pulled in with @include are opened by libconfig; check them after
+ * the fact, each once.
+ */
+static void check_includes(struct loader *l, const config_setting_t *s,
+			   const char ***seen, size_t *nseen)
+{
+	const char *f = config_setting_source_file(s);
+	int n;
+
+	if (f != NULL && strcmp(f, l->ctx->path) != 0) {
+		bool known = false;
+
+		for (size_t i = 0; i < *nseen && !known; i++)
+			known = (*seen)[i] == f || strcmp((*seen)[i], f) == 0;
+		if (!known) {
+			const char **grown;
+			char why[256];
+			struct stat st;
+
+			grown = realloc(*seen, (*nseen + 1) * sizeof(**seen));
+			if (grown != NULL) {
+				*seen = grown;
+				grown[(*nseen)++] = f;
+			}
+			if (stat(f, &st) != 0)
+				kwi_diag(l->d, KW_ERR_IO, f, 0, "%s",
+					 strerror(errno));
+			else if (!kwi_stat_trusted(&st, false, why,
+						   sizeof(why)))
+				kwi_diag(l->d, KW_ERR_PERM, f, 0,
+					 "refusing to read the included "
+					 "configuration: it is %s (chmod go-w "
+					 "%s)",
+					 why, f);
+		}
+	}
+	if (config_setting_is_aggregate(s)) {
+		n = config_setting_length(s);
+		for (int i = 0; i < n; i++)
+			check_includes(l, config_setting_get_elem(s, i), seen,
+				       nseen);
+	}
+}
+
+/* ---- the keyway: { } section ---- */
+
+static void load_keyway(struct loader *l, const config_setting_t *g)
+{
+	static const struct {
+		const char *name;
+		const char *feature;
+	} later[] = {
+		{ "master_key", "sealed key storage" },
+		{ "ledger", "quota ledgers" },
+		{ "audit", "the audit trail" },
+		{ "providers", "the provider table" },
+	};
+	int n;
+
+	if (!config_setting_is_group(g)) {
+		problem(l, KW_ERR_CONFIG, g, "keyway must be a group { ... }");
+		return;
+	}
+	n = config_setting_length(g);
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *s = config_setting_get_elem(g, i);
+		const char *name = config_setting_name(s);
+		size_t k;
+
+		for (k = 0; k < sizeof(later) / sizeof(later[0]); k++)
+			if (strcmp(name, later[k].name) == 0)
+				break;
+		if (k < sizeof(later) / sizeof(later[0]))
+			problem(l, KW_ERR_UNSUPPORTED, s,
+				"keyway.%s: %s is not available in keyway %s",
+				name, later[k].feature, PACKAGE_VERSION);
+		else
+			problem(l, KW_ERR_CONFIG, s,
+				"keyway: unknown setting \"%s\"", name);
+	}
+}
+
+/* ---- backends: { } ---- */
+
+static const kw_setting_spec *find_spec(const struct kwi_module *m,
+					const char *name)
+{
+	for (const kw_setting_spec *sp = m->desc->settings;
+	     sp != NULL && sp->name != NULL; sp++)
+		if (strcmp(sp->name, name) == 0)
+			return sp;
+	return NULL;
+}
+
+/* "vars, dotenv" for the message about an unknown setting. */
+static void spec_list(const struct kwi_module *m, char *buf, size_t len)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	if (m->desc->caps & KW_CAP_SCOPED)
+		used += (size_t)snprintf(buf, len, "scope");
+	for (const kw_setting_spec *sp = m->desc->settings;
+	     sp != NULL && sp->name != NULL && used < len; sp++)
+		used += (size_t)snprintf(buf + used, len - used, "%s%s",
+					 used > 0 ? ", " : "", sp->name);
+	if (buf[0] == '\0')
+		snprintf(buf, len, "nothing but module");
+}
+
+static bool is_abs_or_make(struct loader *l, struct kw_instance *b,
+			   const config_setting_t *s, const char *value)
+{
+	struct kwi_path *grown;
+	char *abs;
+
+	if (value[0] == '/')
+		abs = strdup(value);
+	else if (asprintf(&abs, "%s/%s", l->ctx->dir, value) < 0)
+		abs = NULL;
+	grown = abs != NULL ? realloc(b->paths,
+				      (b->npaths + 1) * sizeof(*b->paths))
+			    : NULL;
+	if (grown == NULL) {
+		free(abs);
+		problem(l, KW_ERR_NOMEM, s, "out of memory");
+		return false;
+	}
+	b->paths = grown;
+	b->paths[b->npaths].name = config_setting_name(s);
+	b->paths[b->npaths].value = abs;
+	b->npaths++;
+	return true;
+}
+
+static void check_setting(struct loader *l, struct kw_instance *b,
+			  const config_setting_t *s, const kw_setting_spec *sp)
+{
+	const char *name = config_setting_name(s);
+	int type = config_setting_type(s);
+
+	switch (sp->type) {
+	case KW_SETTING_STRING:
+	case KW_SETTING_PATH:
+		if (type != CONFIG_TYPE_STRING) {
+			problem(l, KW_ERR_CONFIG, s,
+				"backend \"%s\": %s must be a string, not %s",
+				b->name, name, type_name(type));
+		} else if (sp->type == KW_SETTING_PATH) {
+			const char *v = config_setting_get_string(s);
+
+			if (v[0] == '\0')
+				problem(l, KW_ERR_CONFIG, s,
+					"backend \"%s\": %s is empty", b->name,
+					name);
+			else
+				is_abs_or_make(l, b, s, v);
+		}
+		break;
+	case KW_SETTING_INT:
+		if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64)
+			problem(l, KW_ERR_CONFIG, s,
+				"backend \"%s\": %s must be an integer, not %s",
+				b->name, name, type_name(type));
+		break;
+	case KW_SETTING_BOOL:
+		if (type != CONFIG_TYPE_BOOL)
+			problem(l, KW_ERR_CONFIG, s,
+				"backend \"%s\": %s must be true or false, "
+				"not %s",
+				b->name, name, type_name(type));
+		break;
+	case KW_SETTING_STRMAP:
+		if (type != CONFIG_TYPE_GROUP) {
+			problem(l, KW_ERR_CONFIG, s,
+				"backend \"%s\": %s must be a group "
+				"{ name = \"value\"; ... }, not %s",
+				b->name, name, type_name(type));
+			break;
+		}
+		for (int i = 0; i < config_setting_length(s); i++) {
+			const config_setting_t *e =
+				config_setting_get_elem(s, i);
+
+			if (config_setting_type(e) != CONFIG_TYPE_STRING)
+				problem(l, KW_ERR_CONFIG, e,
+					"backend \"%s\": %s.%s must be a "
+					"string, not %s",
+					b->name, name, config_setting_name(e),
+					type_name(config_setting_type(e)));
+		}
+		break;
+	default:
+		problem(l, KW_ERR_MODULE, s,
+			"backend \"%s\": module \"%s\" declares %s with an "
+			"unknown type",
+			b->name, b->module->name, name);
+	}
+}
+
+static void load_scope(struct loader *l, struct kw_instance *b,
+		       const config_setting_t *s)
+{
+	static const char *const names[] = { NULL, "user", "org", "system" };
+	const char *v = config_setting_get_string(s);
+
+	if (!(b->module->desc->caps & KW_CAP_SCOPED)) {
+		problem(l, KW_ERR_CONFIG, s,
+			"backend \"%s\": module \"%s\" takes no scope",
+			b->name, b->module->name);
+		return;
+	}
+	for (int k = KW_SCOPE_USER; v != NULL && k <= KW_SCOPE_SYSTEM; k++) {
+		if (strcmp(v, names[k]) == 0) {
+			b->scope = (kw_scope)k;
+			return;
+		}
+	}
+	problem(l, KW_ERR_CONFIG, s,
+		"backend \"%s\": scope must be \"user\", \"org\" or "
+		"\"system\"",
+		b->name);
+}
+
+static void load_backend(struct loader *l, struct kw_instance *b,
+			 config_setting_t *g)
+{
+	const config_setting_t *mod;
+	char why[768], list[256];
+	kw_status rc;
+	int n;
+
+	b->setting = g;
+	b->file = src_file(l, g);
+	b->line = (int)config_setting_source_line(g);
+	b->diag = l->d;
+	if (!config_setting_is_group(g)) {
+		problem(l, KW_ERR_CONFIG, g,
+			"backend \"%s\" must be a group { module = ...; }",
+			b->name);
+		return;
+	}
+	mod = config_setting_get_member(g, "module");
+	if (mod == NULL) {
+		problem(l, KW_ERR_CONFIG, g, "backend \"%s\": missing module",
+			b->name);
+		return;
+	}
+	if (config_setting_type(mod) != CONFIG_TYPE_STRING) {
+		problem(l, KW_ERR_CONFIG, mod,
+			"backend \"%s\": module must be a string, not %s",
+			b->name, type_name(config_setting_type(mod)));
+		return;
+	}
+	rc = kwi_module_load(&l->ctx->modules, config_setting_get_string(mod),
+			     &b->module, why, sizeof(why));
+	if (rc != KW_OK) {
+		problem(l, rc, mod, "backend \"%s\": %s", b->name,
+			rc == KW_ERR_NOMEM ? "out of memory" : why);
+		return;
+	}
+
+	n = config_setting_length(g);
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *s = config_setting_get_elem(g, i);
+		const char *name = config_setting_name(s);
+		const kw_setting_spec *sp;
+
+		if (s == mod)
+			continue;
+		if (strcmp(name, "scope") == 0 &&
+		    config_setting_type(s) == CONFIG_TYPE_STRING) {
+			load_scope(l, b, s);
+		} else if (strcmp(name, "scope") == 0) {
+			problem(l, KW_ERR_CONFIG, s,
+				"backend \"%s\": scope must be a string, not "
+				"%s",
+				b->name, type_name(config_setting_type(s)));
+		} else if (strcmp(name, "quota") == 0) {
+			problem(l, KW_ERR_UNSUPPORTED, s,
+				"backend \"%s\": quotas are not available in "
+				"keyway %s",
+				b->name, PACKAGE_VERSION);
+		} else if ((sp = find_spec(b->module, name)) != NULL) {
+			check_setting(l, b, s, sp);
+		} else {
+			spec_list(b->module, list, sizeof(list));
+			problem(l, KW_ERR_CONFIG, s,
+				"backend \"%s\": unknown setting \"%s\" "
+				"(module \"%s\" takes %s)",
+				b->name, name, b->module->name, list);
+		}
+	}
+
+	for (const kw_setting_spec *sp = b->module->desc->settings;
+	     sp != NULL && sp->name != NULL; sp++)
+		if ((sp->flags & KW_SETTING_REQUIRED) &&
+		    config_setting_get_member(g, sp->name) == NULL)
+			problem(l, KW_ERR_CONFIG, g,
+				"backend \"%s\": missing %s (module \"%s\" "
+				"needs it)",
+				b->name, sp->name, b->module->name);
+	if ((b->module->desc->caps & KW_CAP_SCOPED) &&
+	    config_setting_get_member(g, "scope") == NULL)
+		problem(l, KW_ERR_CONFIG, g,
+			"backend \"%s\": missing scope (\"user\", \"org\" or "
+			"\"system\")",
+			b->name);
+}
+
+static void load_backends(struct loader *l, config_setting_t *g)
+{
+	struct kw_ctx *ctx = l->ctx;
+	int n;
+
+	if (!config_setting_is_group(g)) {
+		problem(l, KW_ERR_CONFIG, g,
+			"backends must be a group { name: { ... }; ... }");
+		return;
+	}
+	n = config_setting_length(g);
+	if (n == 0) {
+		problem(l, KW_ERR_CONFIG, g, "backends: no backend declared");
+		return;
+	}
+	ctx->backends = calloc((size_t)n, sizeof(*ctx->backends));
+	if (ctx->backends == NULL) {
+		problem(l, KW_ERR_NOMEM, g, "out of memory");
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		config_setting_t *s = config_setting_get_elem(g, i);
+		struct kw_instance *b = &ctx->backends[ctx->nbackends++];
+
+		b->name = strdup(config_setting_name(s));
+		if (b->name == NULL) {
+			problem(l, KW_ERR_NOMEM, s, "out of memory");
+			return;
+		}
+		load_backend(l, b, s);
+	}
+}
+
+/* ---- chains: { } ---- */
+
+static struct kw_instance *find_backend(struct kw_ctx *ctx, const char *name)
+{
+	for (size_t i = 0; i < ctx->nbackends; i++)
+		if (strcmp(ctx->backends[i].name, name) == 0)
+			return &ctx->backends[i];
+	return NULL;
+}
+
+static void load_entry(struct loader *l, struct kwi_chain *c, size_t i,
+		       const config_setting_t *g)
+{
+	const config_setting_t *be = NULL, *ctl = NULL;
+	struct kwi_entry *e = &c->entries[i];
+	char why[256];
+	int n;
+
+	if (!config_setting_is_group(g)) {
+		problem(l, KW_ERR_CONFIG, g,
+			"chain \"%s\": entry %zu must be a group "
+			"{ backend = ...; control = ...; }",
+			c->name, i + 1);
+		return;
+	}
+	n = config_setting_length(g);
+	for (int k = 0; k < n; k++) {
+		const config_setting_t *s = config_setting_get_elem(g, k);
+		const char *name = config_setting_name(s);
+
+		if (strcmp(name, "backend") == 0)
+			be = s;
+		else if (strcmp(name, "control") == 0)
+			ctl = s;
+		else
+			problem(l, KW_ERR_CONFIG, s,
+				"chain \"%s\": entry %zu: unknown setting "
+				"\"%s\" (expected backend and control)",
+				c->name, i + 1, name);
+	}
+
+	if (be == NULL) {
+		problem(l, KW_ERR_CONFIG, g,
+			"chain \"%s\": entry %zu: missing backend", c->name,
+			i + 1);
+	} else if (config_setting_type(be) != CONFIG_TYPE_STRING) {
+		problem(l, KW_ERR_CONFIG, be,
+			"chain \"%s\": entry %zu: backend must be a string",
+			c->name, i + 1);
+	} else {
+		const char *name = config_setting_get_string(be);
+
+		e->backend = find_backend(l->ctx, name);
+		if (e->backend == NULL)
+			problem(l, KW_ERR_CONFIG, be,
+				"chain \"%s\": unknown backend \"%s\"",
+				c->name, name);
+		else if (e->backend->module != NULL &&
+			 e->backend->module->op_lookup == NULL)
+			problem(l, KW_ERR_CONFIG, be,
+				"chain \"%s\": backend \"%s\" (module \"%s\") "
+				"cannot look keys up",
+				c->name, name, e->backend->module->name);
+	}
+
+	if (ctl == NULL) {
+		problem(l, KW_ERR_CONFIG, g,
+			"chain \"%s\": entry %zu: missing control (required, "
+			"requisite, sufficient or optional)",
+			c->name, i + 1);
+	} else if (config_setting_type(ctl) != CONFIG_TYPE_STRING) {
+		problem(l, KW_ERR_CONFIG, ctl,
+			"chain \"%s\": entry %zu: control must be a string",
+			c->name, i + 1);
+	} else if (kwi_control_parse(config_setting_get_string(ctl),
+				     c->n - i - 1, e, why,
+				     sizeof(why)) != KW_OK) {
+		problem(l, KW_ERR_CONFIG, ctl, "chain \"%s\": entry %zu: %s",
+			c->name, i + 1, why);
+	}
+}
+
+static void load_chains(struct loader *l, const config_setting_t *g)
+{
+	struct kw_ctx *ctx = l->ctx;
+	int n;
+
+	if (!config_setting_is_group(g)) {
+		problem(l, KW_ERR_CONFIG, g,
+			"chains must be a group { name = ( ... ); ... }");
+		return;
+	}
+	n = config_setting_length(g);
+	if (n == 0) {
+		problem(l, KW_ERR_CONFIG, g, "chains: no chain declared");
+		return;
+	}
+	ctx->chains = calloc((size_t)n, sizeof(*ctx->chains));
+	if (ctx->chains == NULL) {
+		problem(l, KW_ERR_NOMEM, g, "out of memory");
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *s = config_setting_get_elem(g, i);
+		struct kwi_chain *c = &ctx->chains[ctx->nchains++];
+		int len;
+
+		c->name = strdup(config_setting_name(s));
+		if (c->name == NULL) {
+			problem(l, KW_ERR_NOMEM, s, "out of memory");
+			return;
+		}
+		if (!config_setting_is_list(s)) {
+			problem(l, KW_ERR_CONFIG, s,
+				"chain \"%s\" must be a list ( { backend = "
+				"...; control = ...; }, ... )",
+				c->name);
+			continue;
+		}
+		len = config_setting_length(s);
+		if (len == 0) {
+			problem(l, KW_ERR_CONFIG, s, "chain \"%s\" is empty",
+				c->name);
+			continue;
+		}
+		c->entries = calloc((size_t)len, sizeof(*c->entries));
+		if (c->entries == NULL) {
+			problem(l, KW_ERR_NOMEM, s, "out of memory");
+			return;
+		}
+		c->n = (size_t)len;
+		for (int k = 0; k < len; k++)
+			load_entry(l, c, (size_t)k,
+				   config_setting_get_elem(s, k));
+		if (strcmp(c->name, "default") == 0)
+			ctx->default_chain = c;
+	}
+}
+
+kw_status kwi_config_load(struct kw_ctx *ctx, const char *path,
+			  struct kwi_diag *d)
+{
+	struct loader l = { ctx, d };
+	config_setting_t *root, *s;
+	const char **seen = NULL;
+	size_t nseen = 0;
+	char *copy;
+	FILE *fp;
+	int n;
+
+	config_init(&ctx->cfg);
+	ctx->path = strdup(path);
+	copy = strdup(path);
+	if (ctx->path == NULL || copy == NULL) {
+		free(copy);
+		kwi_diag(d, KW_ERR_NOMEM, path, 0, "out of memory");
+		return d->first;
+	}
+	ctx->dir = strdup(dirname(copy));
+	free(copy);
+	if (ctx->dir == NULL) {
+		kwi_diag(d, KW_ERR_NOMEM, path, 0, "out of memory");
+		return d->first;
+	}
+
+	fp = open_config(&l, path);
+	if (fp == NULL)
+		return d->first;
+	config_set_include_dir(&ctx->cfg, ctx->dir);
+	if (config_read(&ctx->cfg, fp) != CONFIG_TRUE) {
+		const char *f = config_error_file(&ctx->cfg);
+
+		kwi_diag(d, KW_ERR_CONFIG, f != NULL ? f : path,
+			 config_error_line(&ctx->cfg), "%s",
+			 config_error_text(&ctx->cfg));
+		fclose(fp);
+		return d->first;
+	}
+	fclose(fp);
+
+	root = config_root_setting(&ctx->cfg);
+	check_includes(&l, root, &seen, &nseen);
+	free(seen);
+
+	n = config_setting_length(root);
+	for (int i = 0; i < n; i++) {
+		s = config_setting_get_elem(root, i);
+		const char *name = config_setting_name(s);
+
+		if (strcmp(name, "keyway") == 0 ||
+		    strcmp(name, "backends") == 0 ||
+		    strcmp(name, "chains") == 0)
+			continue;
+		problem(&l, KW_ERR_CONFIG, s,
+			"unknown setting \"%s\" (expected keyway, backends or "
+			"chains)",
+			name);
+	}
+
+	if ((s = config_setting_get_member(root, "keyway")) != NULL)
+		load_keyway(&l, s);
+	if ((s = config_setting_get_member(root, "backends")) != NULL)
+		load_backends(&l, s);
+	else
+		kwi_diag(d, KW_ERR_CONFIG, path, 0, "no backends section");
+	if ((s = config_setting_get_member(root, "chains")) != NULL)
+		load_chains(&l, s);
+	else
+		kwi_diag(d, KW_ERR_CONFIG, path, 0, "no chains section");
+	return d->first;
+}
+
+void kwi_config_free(struct kw_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nbackends; i++) {
+		struct kw_instance *b = &ctx->backends[i];
+
+		for (size_t k = 0; k < b->npaths; k++)
+			free(b->paths[k].value);
+		free(b->paths);
+		free(b->name);
+	}
+	free(ctx->backends);
+	for (size_t i = 0; i < ctx->nchains; i++) {
+		free(ctx->chains[i].entries);
+		free(ctx->chains[i].name);
+	}
+	free(ctx->chains);
+	kwi_module_unload_all(ctx->modules);
+	config_destroy(&ctx->cfg);
+	free(ctx->path);
+	free(ctx->dir);
+}

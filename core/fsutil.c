@@ -1,0 +1,196 @@
+/*
+ * fsutil.c - deciding whether a file may be trusted.
+ *
+ * keyway loads code (modules) and reads configuration and secrets from
+ * files.  Anyone who can write such a file, or a directory on the way to
+ * it, or a directory a symbolic link on the way passes through, controls
+ * keyway; so every one of them must be owned by root or by the caller and
+ * not writable by group or others.  Sticky directories owned by root
+ * (/tmp) are the exception: nobody else can rename or remove what is in
+ * them.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define MAX_LINKS 40 /* as the kernel's ELOOP limit */
+
+bool kwi_stat_trusted(const struct stat *st, bool is_dir, char *why,
+		      size_t whylen)
+{
+	if (st->st_uid != 0 && st->st_uid != geteuid()) {
+		snprintf(why, whylen, "owned by uid %u, not by root or uid %u",
+			 (unsigned)st->st_uid, (unsigned)geteuid());
+		return false;
+	}
+	if (is_dir && (st->st_mode & S_ISVTX) && st->st_uid == 0)
+		return true;
+	if (st->st_mode & (S_IWGRP | S_IWOTH)) {
+		snprintf(why, whylen, "writable by %s",
+			 (st->st_mode & S_IWOTH) ? "others" : "group");
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Walk `path` one component at a time from the root, checking each
+ * directory before descending into it, and restart from a symbolic link's
+ * target (itself checked the same way) when one is met.
+ */
+static kw_status walk(const char *path, int depth, char *why, size_t whylen)
+{
+	char cur[PATH_MAX];
+	const char *p = path;
+	char reason[256];
+	size_t curlen;
+	struct stat st;
+
+	if (path[0] != '/') {
+		snprintf(why, whylen, "%s: not an absolute path", path);
+		return KW_ERR_INVAL;
+	}
+	if (lstat("/", &st) != 0 ||
+	    !kwi_stat_trusted(&st, true, reason, sizeof(reason))) {
+		snprintf(why, whylen, "/ is %s", reason);
+		return KW_ERR_PERM;
+	}
+	strcpy(cur, "/");
+	curlen = 1;
+
+	while (*p != '\0') {
+		const char *end;
+		size_t n;
+
+		while (*p == '/')
+			p++;
+		if (*p == '\0')
+			break;
+		end = strchrnul(p, '/');
+		n = (size_t)(end - p);
+		if (curlen + n + 2 > sizeof(cur)) {
+			snprintf(why, whylen, "%s: path too long", path);
+			return KW_ERR_INVAL;
+		}
+		if (curlen > 1)
+			cur[curlen++] = '/';
+		memcpy(cur + curlen, p, n);
+		curlen += n;
+		cur[curlen] = '\0';
+		p = end;
+
+		if (lstat(cur, &st) != 0) {
+			snprintf(why, whylen, "%s: %s", cur, strerror(errno));
+			return errno == ENOENT ? KW_ERR_NOTFOUND : KW_ERR_IO;
+		}
+		if (S_ISLNK(st.st_mode)) {
+			char target[PATH_MAX], next[PATH_MAX];
+			ssize_t tl;
+
+			if (depth >= MAX_LINKS) {
+				snprintf(why, whylen,
+					 "%s: too many symbolic links", path);
+				return KW_ERR_INVAL;
+			}
+			tl = readlink(cur, target, sizeof(target) - 1);
+			if (tl < 0) {
+				snprintf(why, whylen, "%s: %s", cur,
+					 strerror(errno));
+				return KW_ERR_IO;
+			}
+			target[tl] = '\0';
+			/* Resolve the target against the link's directory,
+			 * then finish the walk from there. */
+			if (target[0] == '/') {
+				if (snprintf(next, sizeof(next), "%s%s", target,
+					     p) >= (int)sizeof(next))
+					goto toolong;
+			} else {
+				char *slash = strrchr(cur, '/');
+
+				*slash = '\0';
+				if (snprintf(next, sizeof(next), "%s/%s%s",
+					     cur[0] != '\0' ? cur : "", target,
+					     p) >= (int)sizeof(next))
+					goto toolong;
+			}
+			return walk(next, depth + 1, why, whylen);
+		}
+
+		if (!kwi_stat_trusted(&st, S_ISDIR(st.st_mode), reason,
+				      sizeof(reason))) {
+			snprintf(why, whylen, "%s is %s", cur, reason);
+			return KW_ERR_PERM;
+		}
+	}
+	return KW_OK;
+
+toolong:
+	snprintf(why, whylen, "%s: path too long", path);
+	return KW_ERR_INVAL;
+}
+
+kw_status kwi_path_trusted(const char *path, char *why, size_t whylen)
+{
+	return walk(path, 0, why, whylen);
+}
+
+kw_status kwi_open_private(const char *path, int *fd, char *why,
+			   size_t whylen)
+{
+	struct stat st;
+	int f;
+
+	*fd = -1;
+	f = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	if (f < 0) {
+		int e = errno;
+
+		if (e == ELOOP)
+			snprintf(why, whylen,
+				 "%s is a symbolic link; point the setting at "
+				 "the file itself",
+				 path);
+		else
+			snprintf(why, whylen, "%s: %s", path, strerror(e));
+		return e == ENOENT ? KW_ERR_NOTFOUND
+		       : e == EACCES ? KW_ERR_PERM : KW_ERR_IO;
+	}
+	if (fstat(f, &st) != 0) {
+		snprintf(why, whylen, "%s: %s", path, strerror(errno));
+		close(f);
+		return KW_ERR_IO;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(why, whylen, "%s is not a regular file", path);
+		close(f);
+		return KW_ERR_PERM;
+	}
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		snprintf(why, whylen,
+			 "%s is owned by uid %u; it must belong to root or "
+			 "uid %u",
+			 path, (unsigned)st.st_uid, (unsigned)geteuid());
+		close(f);
+		return KW_ERR_PERM;
+	}
+	if (st.st_mode & 077) {
+		snprintf(why, whylen,
+			 "%s is accessible by group or others (mode %04o); "
+			 "it holds secrets: chmod 600 it",
+			 path, (unsigned)(st.st_mode & 07777));
+		close(f);
+		return KW_ERR_PERM;
+	}
+	*fd = f;
+	return KW_OK;
+}

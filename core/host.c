@@ -1,0 +1,283 @@
+/*
+ * host.c - the services libkeyway offers its modules (struct kw_host), and
+ * opening and closing backends.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* ---- settings ---- */
+
+static const char *host_instance_name(const kw_instance *inst)
+{
+	return inst->name;
+}
+
+static const config_setting_t *member(const kw_instance *inst,
+				      const char *name)
+{
+	return config_setting_get_member(inst->setting, name);
+}
+
+static kw_status host_setting_string(const kw_instance *inst,
+				     const char *name, const char **value)
+{
+	const config_setting_t *s = member(inst, name);
+
+	*value = NULL;
+	if (s == NULL || config_setting_type(s) != CONFIG_TYPE_STRING)
+		return KW_ERR_NOTFOUND;
+	for (size_t i = 0; i < inst->npaths; i++) {
+		if (strcmp(inst->paths[i].name, name) == 0) {
+			*value = inst->paths[i].value;
+			return KW_OK;
+		}
+	}
+	*value = config_setting_get_string(s);
+	return KW_OK;
+}
+
+static kw_status host_setting_int(const kw_instance *inst, const char *name,
+				  int64_t *value)
+{
+	const config_setting_t *s = member(inst, name);
+
+	*value = 0;
+	if (s == NULL || (config_setting_type(s) != CONFIG_TYPE_INT &&
+			  config_setting_type(s) != CONFIG_TYPE_INT64))
+		return KW_ERR_NOTFOUND;
+	*value = config_setting_get_int64(s);
+	return KW_OK;
+}
+
+static kw_status host_setting_bool(const kw_instance *inst, const char *name,
+				   bool *value)
+{
+	const config_setting_t *s = member(inst, name);
+
+	*value = false;
+	if (s == NULL || config_setting_type(s) != CONFIG_TYPE_BOOL)
+		return KW_ERR_NOTFOUND;
+	*value = config_setting_get_bool(s) != 0;
+	return KW_OK;
+}
+
+static kw_status host_setting_map(const kw_instance *inst, const char *name,
+				  size_t index, const char **key,
+				  const char **value)
+{
+	const config_setting_t *s = member(inst, name);
+	const config_setting_t *e;
+
+	*key = NULL;
+	*value = NULL;
+	if (s == NULL || config_setting_type(s) != CONFIG_TYPE_GROUP ||
+	    index >= (size_t)config_setting_length(s))
+		return KW_ERR_NOTFOUND;
+	e = config_setting_get_elem(s, (unsigned)index);
+	*key = config_setting_name(e);
+	*value = config_setting_get_string(e);
+	return *value != NULL ? KW_OK : KW_ERR_NOTFOUND;
+}
+
+/* ---- diagnostics ---- */
+
+static void host_error(kw_instance *inst, const char *setting,
+		       const char *fmt, ...)
+{
+	const config_setting_t *s = setting != NULL ? member(inst, setting)
+						    : NULL;
+	char msg[768];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (s == NULL)
+		s = inst->setting;
+	kwi_diag(inst->diag, KW_ERR_CONFIG,
+		 config_setting_source_file(s) != NULL
+			 ? config_setting_source_file(s)
+			 : inst->file,
+		 (int)config_setting_source_line(s), "backend \"%s\": %s",
+		 inst->name, msg);
+}
+
+static void host_log(const kw_instance *inst, int level, const char *fmt, ...)
+{
+	char msg[768];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	syslog(LOG_AUTHPRIV | level, "keyway: backend \"%s\": %s", inst->name,
+	       msg);
+}
+
+/* ---- replies ---- */
+
+void kwi_reply_init(struct kw_reply *r, const char *backend)
+{
+	r->secret = NULL;
+	r->backend = backend;
+	r->backend_len = strlen(backend);
+	r->detail[0] = '\0';
+}
+
+void kwi_secret_destroy(struct kw_secret *s)
+{
+	if (s != NULL)
+		kwi_secure_free(s, s->size);
+}
+
+void kwi_reply_clear(struct kw_reply *r)
+{
+	kwi_secret_destroy(r->secret);
+	r->secret = NULL;
+}
+
+static kw_status host_reply_buffer(kw_reply *r, size_t len, char **buf)
+{
+	size_t size;
+	struct kw_secret *s;
+
+	*buf = NULL;
+	if (len > (1u << 20))
+		return KW_ERR_INVAL;
+	size = sizeof(*s) + r->backend_len + 1 + len + 1;
+	s = kwi_secure_alloc(size);
+	if (s == NULL)
+		return KW_ERR_NOMEM;
+	s->size = size;
+	s->len = len;
+	memcpy(s->data, r->backend, r->backend_len + 1);
+	s->value = s->data + r->backend_len + 1;
+	/* A module replying twice replaces its first answer. */
+	kwi_reply_clear(r);
+	r->secret = s;
+	*buf = s->value;
+	return KW_OK;
+}
+
+static kw_status host_reply_secret(kw_reply *r, const char *value, size_t len)
+{
+	char *buf;
+	kw_status rc = host_reply_buffer(r, len, &buf);
+
+	if (rc == KW_OK)
+		memcpy(buf, value, len);
+	return rc;
+}
+
+static void host_reply_detail(kw_reply *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(r->detail, sizeof(r->detail), fmt, ap);
+	va_end(ap);
+	for (char *p = r->detail; *p != '\0'; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+}
+
+/* ---- the rest ---- */
+
+static void *host_secure_alloc(size_t len)
+{
+	return kwi_secure_alloc(len);
+}
+
+static void host_secure_free(void *p, size_t len)
+{
+	kwi_secure_free(p, len);
+}
+
+static int64_t host_now(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static kw_status host_open_private(kw_instance *inst, const char *setting,
+				   const char *path, int *fd)
+{
+	char why[512];
+	kw_status rc = kwi_open_private(path, fd, why, sizeof(why));
+
+	if (rc != KW_OK)
+		host_error(inst, setting, "%s", why);
+	return rc;
+}
+
+const kw_host kwi_host = {
+	.abi = KW_MODULE_ABI,
+	.size = sizeof(kw_host),
+	.instance_name = host_instance_name,
+	.setting_string = host_setting_string,
+	.setting_int = host_setting_int,
+	.setting_bool = host_setting_bool,
+	.setting_map = host_setting_map,
+	.error = host_error,
+	.log = host_log,
+	.reply_secret = host_reply_secret,
+	.reply_buffer = host_reply_buffer,
+	.reply_detail = host_reply_detail,
+	.secure_alloc = host_secure_alloc,
+	.secure_free = host_secure_free,
+	.wipe = kwi_wipe,
+	.now = host_now,
+	.open_private = host_open_private,
+};
+
+/* ---- opening backends ---- */
+
+kw_status kwi_backends_open(struct kw_ctx *ctx, struct kwi_diag *d,
+			    bool keep_going)
+{
+	for (size_t i = 0; i < ctx->nbackends; i++) {
+		struct kw_instance *b = &ctx->backends[i];
+		unsigned before = d->count;
+		kw_status rc;
+
+		if (b->module->op_open == NULL) {
+			b->opened = true;
+			continue;
+		}
+		b->diag = d;
+		rc = b->module->op_open(&kwi_host, b, &b->state);
+		if (rc == KW_OK) {
+			b->opened = true;
+			continue;
+		}
+		if (d->count == before)
+			kwi_diag(d, rc, b->file, b->line,
+				 "backend \"%s\": module \"%s\" failed to "
+				 "open (%s)",
+				 b->name, b->module->name, kw_status_str(rc));
+		if (!keep_going) {
+			kwi_backends_close(ctx);
+			return d->first;
+		}
+	}
+	return d->first;
+}
+
+void kwi_backends_close(struct kw_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nbackends; i++) {
+		struct kw_instance *b = &ctx->backends[i];
+
+		if (b->opened && b->module->op_close != NULL)
+			b->module->op_close(b->state);
+		b->opened = false;
+		b->state = NULL;
+	}
+}

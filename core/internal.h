@@ -1,0 +1,228 @@
+/*
+ * internal.h - declarations shared by the files of libkeyway.  Never
+ * installed.  Library-internal symbols shared across files carry the kwi_
+ * prefix; everything else is static.
+ */
+#ifndef KEYWAY_INTERNAL_H
+#define KEYWAY_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sys/stat.h>
+
+#include <libconfig.h>
+
+#include <keyway/keyway.h>
+#include <keyway/module.h>
+
+#define KWI_UNUSED_RESULT __attribute__((warn_unused_result))
+
+/* Five answers a backend gives, as the chain sees them. */
+enum kwi_answer {
+	KWI_FOUND = 0,
+	KWI_NOTFOUND = 1,
+	KWI_DENIED = 2,
+	KWI_UNAVAIL = 3,
+	KWI_ERROR = 4,
+	KWI_NANSWERS = 5
+};
+
+enum kwi_answer kwi_answer_of(kw_status st);
+const char *kwi_answer_str(enum kwi_answer a);
+
+/* ---- errors and diagnostics (error.c) ---- */
+
+/* Set the calling thread's kw_last_error() and return st. */
+kw_status kwi_error(kw_status st, const char *fmt, ...) KW_PRINTF(2, 3);
+kw_status kwi_verror(kw_status st, const char *fmt, va_list ap);
+
+/*
+ * Problems found while loading a configuration.  kw_open() keeps the
+ * first; kw_check() reports all of them.
+ */
+struct kwi_diag {
+	kw_report_fn *report; /* NULL: keep only the first */
+	void *arg;
+	kw_status first;      /* KW_OK while nothing went wrong */
+	unsigned count;
+};
+
+/* Record "file:line: message" (line 0: "file: message"). */
+void kwi_diag(struct kwi_diag *d, kw_status st, const char *file, int line,
+	      const char *fmt, ...) KW_PRINTF(5, 6);
+void kwi_vdiag(struct kwi_diag *d, kw_status st, const char *file, int line,
+	       const char *fmt, va_list ap);
+
+/* ---- guarded memory (secmem.c) ---- */
+
+/* Locked, non-dumpable, zeroed memory; NULL when out of memory. */
+void *kwi_secure_alloc(size_t len);
+/* Wipe and release; NULL is a no-op.  len is the size asked for. */
+void kwi_secure_free(void *p, size_t len);
+void kwi_wipe(void *p, size_t len);
+
+/* ---- files (fsutil.c) ---- */
+
+/*
+ * Is this file or directory safe to trust: owned by root or the caller, and
+ * not writable by group or others (a directory that is sticky and owned by
+ * root, such as /tmp, is safe)?  On refusal writes why into why.
+ */
+bool kwi_stat_trusted(const struct stat *st, bool is_dir, char *why,
+		      size_t whylen);
+/*
+ * Check every directory on the way to path and path itself, following
+ * symbolic links and checking where they lead too.
+ */
+kw_status kwi_path_trusted(const char *path, char *why, size_t whylen);
+/* Open a secret-bearing file as module.h's open_private describes. */
+kw_status kwi_open_private(const char *path, int *fd, char *why,
+			   size_t whylen);
+
+/* ---- modules (loader.c) ---- */
+
+struct kwi_module {
+	struct kwi_module *next;
+	char *name;                    /* "env" */
+	char *path;                    /* file it was loaded from */
+	void *handle;                  /* dlopen() handle */
+	const struct kw_module *desc;  /* descriptor */
+	/* Operations, NULL where the module's descriptor is too short. */
+	kw_status (*op_open)(const kw_host *, kw_instance *, void **);
+	void (*op_close)(void *);
+	kw_status (*op_check)(void *, kw_reply *);
+	kw_status (*op_lookup)(void *, const kw_query *);
+};
+
+/* Directory modules are loaded from: $KEYWAY_MODULE_DIR or the default. */
+const char *kwi_module_dir(void);
+
+/*
+ * Load module `spec` (a name, or an absolute path) unless it is already in
+ * *list.  On failure writes the reason into why.
+ */
+kw_status kwi_module_load(struct kwi_module **list, const char *spec,
+			  struct kwi_module **out, char *why, size_t whylen);
+void kwi_module_unload_all(struct kwi_module *list);
+
+/* ---- configuration (config.c) ---- */
+
+struct kwi_path {
+	const char *name;
+	char *value;
+};
+
+/* One backend of keyway.conf: the kw_instance modules see. */
+struct kw_instance {
+	char *name;
+	const char *file;           /* where it is declared */
+	int line;
+	config_setting_t *setting;  /* its group */
+	struct kwi_module *module;
+	kw_scope scope;
+	struct kwi_path *paths;     /* KW_SETTING_PATH values made absolute */
+	size_t npaths;
+	void *state;
+	bool opened;
+	struct kwi_diag *diag;      /* where open() errors go */
+};
+
+/* A chain entry with its control compiled to one action per answer. */
+struct kwi_entry {
+	struct kw_instance *backend;
+	uint8_t action[KWI_NANSWERS]; /* kw_action */
+	uint8_t skip[KWI_NANSWERS];
+};
+
+struct kwi_chain {
+	char *name;
+	struct kwi_entry *entries;
+	size_t n;
+};
+
+struct kw_ctx {
+	config_t cfg;
+	char *path;
+	char *dir;
+	struct kwi_module *modules;
+	struct kw_instance *backends;
+	size_t nbackends;
+	struct kwi_chain *chains;
+	size_t nchains;
+	const struct kwi_chain *default_chain;
+};
+
+/*
+ * Parse and validate the file, load the modules it names, check every
+ * backend's settings against its module.  Does not open backends.  Every
+ * problem goes to d; returns d->first.
+ */
+kw_status kwi_config_load(struct kw_ctx *ctx, const char *path,
+			  struct kwi_diag *d);
+void kwi_config_free(struct kw_ctx *ctx);
+
+/* ---- chains (chain.c) ---- */
+
+/*
+ * Compile a control ("sufficient", "[found=done default=die]", ...) for an
+ * entry with `remaining` entries after it.  On failure writes the reason.
+ */
+kw_status kwi_control_parse(const char *text, size_t remaining,
+			    struct kwi_entry *e, char *why, size_t whylen);
+
+/* The request, checked and with its defaults applied. */
+struct kwi_query_in {
+	const char *chain;
+	const char *provider;
+	const char *user;
+	const char *org;
+};
+
+kw_status kwi_trace_new(const struct kwi_chain *c, kw_trace **out);
+/*
+ * Walk chain c for in.  Without a trace: on KW_OK *out is the secret; on
+ * failure kw_last_error() says why.  With a trace t: fills it (the secret is
+ * never kept) and returns the verdict.
+ */
+kw_status kwi_walk(const struct kwi_chain *c, const struct kwi_query_in *in,
+		   kw_trace *t, kw_secret **out);
+
+/* ---- the host side of the module ABI (host.c) ---- */
+
+extern const kw_host kwi_host;
+
+/*
+ * A resolved secret: one guarded allocation holding this header, the name
+ * of the backend that answered and the value.
+ */
+struct kw_secret {
+	size_t size;         /* bytes allocated */
+	size_t len;          /* of value */
+	char *value;         /* inside data[] */
+	bool reported;
+	kw_outcome outcome;
+	char data[];         /* backend name, NUL, value, NUL */
+};
+
+/* The answer a module is building. */
+struct kw_reply {
+	struct kw_secret *secret; /* NULL until the module replies */
+	const char *backend;
+	size_t backend_len;
+	char detail[256];
+};
+
+void kwi_reply_init(struct kw_reply *r, const char *backend);
+/* Free a secret the chain did not take. */
+void kwi_reply_clear(struct kw_reply *r);
+void kwi_secret_destroy(struct kw_secret *s);
+
+/* Open every backend; on the first failure close those opened. */
+kw_status kwi_backends_open(struct kw_ctx *ctx, struct kwi_diag *d,
+			    bool keep_going);
+void kwi_backends_close(struct kw_ctx *ctx);
+
+#endif /* KEYWAY_INTERNAL_H */

@@ -1,0 +1,249 @@
+/*
+ * keyway.h - the application interface of libkeyway.
+ *
+ * An application asks one question: "which API key do I use for provider P
+ * on behalf of user U in organization O?".  libkeyway answers it by walking a
+ * chain of backends declared in keyway.conf(5).
+ *
+ *     kw_ctx *ctx;
+ *     kw_secret *key;
+ *     kw_request req = KW_REQUEST_INIT;
+ *
+ *     if (kw_open(&ctx, NULL) != KW_OK)
+ *         errx(1, "%s", kw_last_error());
+ *     req.provider = "anthropic";
+ *     req.user = "alice";
+ *     req.org = "acme";
+ *     if (kw_resolve(ctx, &req, &key) == KW_OK) {
+ *         use(kw_secret_value(key));
+ *         kw_secret_free(key);
+ *     }
+ *     kw_close(ctx);
+ *
+ * Thread safety: a kw_ctx may be shared by any number of threads once
+ * kw_open() has returned; kw_resolve() and kw_explain() may run concurrently
+ * on it.  kw_close() must not race with any other call on the same context.
+ * A kw_secret or kw_trace belongs to the thread that holds it.
+ *
+ * Link with `pkg-config --libs keyway`.
+ */
+#ifndef KEYWAY_KEYWAY_H
+#define KEYWAY_KEYWAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KEYWAY_VERSION_MAJOR 0
+#define KEYWAY_VERSION_MINOR 1
+#define KEYWAY_VERSION_PATCH 0
+
+#if defined(__GNUC__)
+#define KW_EXPORT __attribute__((visibility("default")))
+#define KW_WARN_UNUSED __attribute__((warn_unused_result))
+#define KW_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define KW_EXPORT
+#define KW_WARN_UNUSED
+#define KW_PRINTF(f, a)
+#endif
+
+/*
+ * Every function that can fail returns a kw_status.  Values are never
+ * renumbered; new codes are added at the end.
+ *
+ * The first four double as the answers of a backend (keyway.conf(5), "chain
+ * semantics"): KW_OK is "found", KW_ERR_NOTFOUND "notfound", KW_ERR_DENIED
+ * "denied", KW_ERR_UNAVAIL "unavail"; every other code is "error".
+ */
+typedef enum kw_status {
+	KW_OK = 0,
+	KW_ERR_NOTFOUND = 1,     /* no such key (authoritative) */
+	KW_ERR_DENIED = 2,       /* key exists but may not be handed out */
+	KW_ERR_UNAVAIL = 3,      /* backend could not be asked */
+	KW_ERR_BACKEND = 4,      /* backend reported bad data or failed */
+	KW_ERR_CRYPTO = 5,       /* decryption or authentication failed */
+	KW_ERR_CONFIG = 6,       /* the configuration is wrong */
+	KW_ERR_MODULE = 7,       /* a module could not be loaded or opened */
+	KW_ERR_NOMEM = 8,        /* out of memory */
+	KW_ERR_INVAL = 9,        /* bad argument */
+	KW_ERR_IO = 10,          /* file or system error */
+	KW_ERR_PERM = 11,        /* unsafe file permissions, or not allowed */
+	KW_ERR_EXISTS = 12,      /* already exists */
+	KW_ERR_UNSUPPORTED = 13, /* operation not offered by this backend */
+	KW_ERR_INTERNAL = 14     /* a bug in keyway */
+} kw_status;
+
+/* A static English name for st ("ok", "notfound", ...).  Never NULL. */
+KW_EXPORT const char *kw_status_str(kw_status st);
+
+/*
+ * A one-line description of the last failure in the calling thread, e.g.
+ * "/etc/keyway/keyway.conf:14: chain "default": unknown backend "org_kyes"".
+ * Valid until the next keyway call in the same thread.  Never NULL; never
+ * contains a secret.  Only meaningful right after a call failed.
+ */
+KW_EXPORT const char *kw_last_error(void);
+
+/* The library version as "MAJOR.MINOR.PATCH". */
+KW_EXPORT const char *kw_version(void);
+
+typedef struct kw_ctx kw_ctx;
+typedef struct kw_secret kw_secret;
+typedef struct kw_trace kw_trace;
+
+/*
+ * A request.  Always initialise with KW_REQUEST_INIT (or kw_request_init())
+ * so that `size` is set: later versions add fields at the end, and the
+ * library reads only the fields that the caller's size covers.
+ */
+typedef struct kw_request {
+	size_t size;          /* sizeof(kw_request) as the caller compiled it */
+	const char *chain;    /* chain name; NULL means "default" */
+	const char *provider; /* required: "anthropic", "openai", ... */
+	const char *user;     /* on whose behalf; NULL if none */
+	const char *org;      /* organization; NULL if none */
+} kw_request;
+
+#define KW_REQUEST_INIT { sizeof(kw_request), NULL, NULL, NULL, NULL }
+
+/* Zero *req and set its size. */
+KW_EXPORT void kw_request_init(kw_request *req);
+
+/*
+ * Load the configuration at config_path (NULL: $KEYWAY_CONFIG if set and the
+ * process is not setuid, else the compiled-in default), load every module it
+ * names, open every backend.  Fails closed: on any problem nothing is opened,
+ * *ctx is NULL and kw_last_error() says "file:line: what is wrong".
+ *
+ * On success *ctx must be released with kw_close().
+ *
+ * Statuses: KW_OK, KW_ERR_CONFIG, KW_ERR_MODULE, KW_ERR_PERM, KW_ERR_IO,
+ * KW_ERR_NOMEM, KW_ERR_INVAL.
+ */
+KW_EXPORT KW_WARN_UNUSED kw_status kw_open(kw_ctx **ctx, const char *config_path);
+
+/* Close every backend and free ctx.  kw_close(NULL) is a no-op. */
+KW_EXPORT void kw_close(kw_ctx *ctx);
+
+/*
+ * Resolve req through its chain.  On KW_OK *out holds the secret and must be
+ * released with kw_secret_free(); on failure *out is NULL and the status is
+ * the chain's verdict: KW_ERR_NOTFOUND, KW_ERR_DENIED, KW_ERR_UNAVAIL, or an
+ * error (KW_ERR_BACKEND, KW_ERR_CRYPTO, ...), with kw_last_error() naming
+ * the entry that decided it.  KW_ERR_INVAL for a malformed request or an
+ * unknown chain.
+ */
+KW_EXPORT KW_WARN_UNUSED kw_status kw_resolve(kw_ctx *ctx, const kw_request *req,
+				    kw_secret **out);
+
+/*
+ * The secret, NUL-terminated, in locked memory that is excluded from core
+ * dumps and wiped by kw_secret_free().
+ * WARNING: do not copy it into ordinary memory you do not wipe, and never
+ * log it.
+ */
+KW_EXPORT const char *kw_secret_value(const kw_secret *s);
+
+/* Length of kw_secret_value() in bytes. */
+KW_EXPORT size_t kw_secret_len(const kw_secret *s);
+
+/* Name of the backend (as declared in keyway.conf) that answered. */
+KW_EXPORT const char *kw_secret_backend(const kw_secret *s);
+
+/* What the application did with a resolved secret. */
+typedef enum kw_outcome {
+	KW_USED = 0,  /* the upstream request was sent (the default) */
+	KW_UNUSED = 1 /* it was never sent: refund the charge */
+} kw_outcome;
+
+/*
+ * Report what became of the secret.  A secret that is freed unreported
+ * counts as KW_USED.  A secret can be reported once: a second report is
+ * KW_ERR_INVAL.
+ */
+KW_EXPORT KW_WARN_UNUSED kw_status kw_secret_report(kw_secret *s, kw_outcome outcome);
+
+/* Wipe and free s.  kw_secret_free(NULL) is a no-op.  May be called after
+ * kw_close() of the context that produced it. */
+KW_EXPORT void kw_secret_free(kw_secret *s);
+
+/*
+ * Explain how req resolves: every chain entry that was asked, what it
+ * answered and what the chain did next, without revealing the secret.
+ * On KW_OK *out must be released with kw_trace_free(); the resolution's own
+ * verdict is kw_trace_result(*out).  Explaining charges no quota.
+ */
+KW_EXPORT KW_WARN_UNUSED kw_status kw_explain(kw_ctx *ctx, const kw_request *req,
+				    kw_trace **out);
+
+/* What a chain entry's control made of a backend's answer. */
+typedef enum kw_action {
+	KW_ACTION_DONE = 0,     /* end: return the secret */
+	KW_ACTION_CONTINUE = 1, /* go on to the next entry */
+	KW_ACTION_DIE = 2,      /* end with this status */
+	KW_ACTION_SKIP = 3      /* go on, skipping `skip` entries */
+} kw_action;
+
+/* One step of a trace.  Fields may be added at the end. */
+typedef struct kw_trace_step {
+	unsigned index;       /* 1-based position in the chain */
+	const char *backend;  /* backend name from keyway.conf */
+	const char *module;   /* module that serves it */
+	kw_status status;     /* what the backend answered */
+	kw_action action;     /* what the control made of it */
+	unsigned skip;        /* entries skipped, for KW_ACTION_SKIP */
+	const char *detail;   /* why, in words; never a secret; "" if none */
+	const char *masked;   /* for a found secret, e.g. "sk-a****xyz9"; else "" */
+} kw_trace_step;
+
+/* Name of the chain that was walked. */
+KW_EXPORT const char *kw_trace_chain(const kw_trace *t);
+/* Number of steps. */
+KW_EXPORT size_t kw_trace_len(const kw_trace *t);
+/* Step i (0-based), or NULL if out of range.  Valid until kw_trace_free(). */
+KW_EXPORT const kw_trace_step *kw_trace_get(const kw_trace *t, size_t i);
+/* The verdict: what kw_resolve() would have returned. */
+KW_EXPORT kw_status kw_trace_result(const kw_trace *t);
+/* Name of the backend that answered on KW_OK, else NULL. */
+KW_EXPORT const char *kw_trace_backend(const kw_trace *t);
+/* Why the chain ended as it did, in words. */
+KW_EXPORT const char *kw_trace_summary(const kw_trace *t);
+KW_EXPORT void kw_trace_free(kw_trace *t);
+/* Name of an action ("done", "continue", "die", "skip"). */
+KW_EXPORT const char *kw_action_str(kw_action a);
+
+/*
+ * Check a configuration as `keyway check` does: parse it, load every module,
+ * open every backend, run every backend's health check, and look at the
+ * permissions of every file involved.  Every problem found is passed to
+ * report, one line at a time ("file:line: what is wrong"); unlike kw_open()
+ * it does not stop at the first one.
+ *
+ * Returns KW_OK when nothing is wrong, else the status of the first problem.
+ */
+typedef void kw_report_fn(void *arg, const char *line);
+KW_EXPORT KW_WARN_UNUSED kw_status kw_check(const char *config_path, kw_report_fn *report,
+				  void *arg);
+
+/*
+ * The configuration path kw_open(ctx, NULL) would use.  Static storage.
+ */
+KW_EXPORT const char *kw_default_config(void);
+
+/*
+ * Write a masked form of a len-byte secret into buf (size bytes): the first
+ * four and last four characters around "****" for secrets of 16 bytes or
+ * more ("sk-a****xyz9"), "****" otherwise.  Always NUL-terminates when size
+ * is nonzero.  Returns buf.
+ */
+KW_EXPORT char *kw_mask(const char *secret, size_t len, char *buf, size_t size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KEYWAY_KEYWAY_H */

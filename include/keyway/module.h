@@ -1,0 +1,243 @@
+/*
+ * module.h - the interface between libkeyway and its modules.
+ *
+ * A module is one shared object, kw_<name>.so, that exports exactly one
+ * symbol: kw_module_entry, a function returning its descriptor (struct
+ * kw_module).  Build it out of tree with `pkg-config --cflags keyway-module`
+ * and link it with -shared (libtool: -module -avoid-version); a module does
+ * not link against libkeyway: everything it needs from the host comes
+ * through the struct kw_host table handed to its open() function.
+ *
+ *     static kw_status my_lookup(void *state, const kw_query *q);
+ *     static const kw_setting_spec my_settings[] = {
+ *         { "path", KW_SETTING_STRING, KW_SETTING_REQUIRED },
+ *         { NULL, 0, 0 }
+ *     };
+ *     static const struct kw_module my_module = {
+ *         KW_MODULE_HEADER, "my", "what it is", KW_CAP_LOOKUP, my_settings,
+ *         my_open, my_close, my_check, my_lookup
+ *     };
+ *     KW_MODULE_EXPORT(my_module)
+ *
+ * plugins/skeleton/ is a complete, annotated example.
+ *
+ * Versioning.  Both tables start with the ABI major version and their own
+ * size as compiled.  The host refuses a module whose major version differs
+ * from its own, with a message naming both.  Within one major version
+ * tables only grow at the end: the host treats operations past a module's
+ * `size` as absent, and a module must check KW_HOST_HAS() before calling a
+ * host service newer than the oldest host it supports.
+ *
+ * Threads.  open() and close() are called once per backend from one
+ * thread.  lookup() and check() may be called concurrently from any number
+ * of threads on the same state: a module must be thread-safe.
+ */
+#ifndef KEYWAY_MODULE_H
+#define KEYWAY_MODULE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <keyway/keyway.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KW_MODULE_ABI 1
+
+/* The entry point every module exports. */
+#define KW_MODULE_ENTRY_SYMBOL "kw_module_entry"
+
+/* What a module can do. */
+#define KW_CAP_LOOKUP 0x01u /* answers lookup() */
+#define KW_CAP_STORE  0x02u /* can store keys */
+#define KW_CAP_LIST   0x04u /* can list keys */
+#define KW_CAP_LEDGER 0x08u /* counts quotas */
+#define KW_CAP_SCOPED 0x10u /* takes `scope` = user | org | system */
+
+/* Whose key a scoped backend looks up. */
+typedef enum kw_scope {
+	KW_SCOPE_NONE = 0,  /* the module is not scoped */
+	KW_SCOPE_USER = 1,  /* the request's user */
+	KW_SCOPE_ORG = 2,   /* the request's organization */
+	KW_SCOPE_SYSTEM = 3 /* the shared key; no owner */
+} kw_scope;
+
+/* Types of module settings, checked by the host before open(). */
+typedef enum kw_setting_type {
+	KW_SETTING_STRING = 1,
+	KW_SETTING_INT = 2,    /* 64-bit integer */
+	KW_SETTING_BOOL = 3,
+	KW_SETTING_STRMAP = 4, /* group of name = "string" pairs */
+	KW_SETTING_PATH = 5    /* string; relative paths are made absolute
+				  against the config file's directory */
+} kw_setting_type;
+
+#define KW_SETTING_REQUIRED 0x01u
+
+/* One setting a module accepts.  A table ends with a NULL name. */
+typedef struct kw_setting_spec {
+	const char *name;
+	kw_setting_type type;
+	unsigned flags;
+} kw_setting_spec;
+
+/* Opaque handles owned by the host. */
+typedef struct kw_instance kw_instance; /* one backend of keyway.conf */
+typedef struct kw_reply kw_reply;       /* the answer being built */
+
+/* A lookup.  Fields may be added at the end; check `size`. */
+typedef struct kw_query {
+	uint32_t size;        /* sizeof(kw_query) as the host compiled it */
+	kw_scope scope;       /* the backend's scope */
+	const char *owner;    /* user or org the scope names; NULL for system
+				 and unscoped backends */
+	const char *provider; /* never NULL */
+	const char *user;     /* may be NULL */
+	const char *org;      /* may be NULL */
+	const char *chain;    /* chain being walked */
+	kw_reply *reply;      /* pass to the host's reply_* services */
+} kw_query;
+
+#define KW_LOG_ERR 3
+#define KW_LOG_WARNING 4
+#define KW_LOG_INFO 6
+#define KW_LOG_DEBUG 7
+
+/*
+ * Services the host offers to modules.  Setting accessors may be called in
+ * open() only; the rest at any time.  Strings returned by the setting
+ * accessors stay valid until close().
+ */
+typedef struct kw_host {
+	uint32_t abi;  /* KW_MODULE_ABI of the host */
+	uint32_t size; /* sizeof(struct kw_host) as the host compiled it */
+
+	/* The backend's name in keyway.conf, e.g. "server_env". */
+	const char *(*instance_name)(const kw_instance *inst);
+
+	/*
+	 * Typed settings, already checked against the module's settings
+	 * table.  KW_ERR_NOTFOUND when the setting is absent.
+	 */
+	kw_status (*setting_string)(const kw_instance *inst, const char *name,
+				    const char **value);
+	kw_status (*setting_int)(const kw_instance *inst, const char *name,
+				 int64_t *value);
+	kw_status (*setting_bool)(const kw_instance *inst, const char *name,
+				  bool *value);
+	/* Pair `index` (0-based) of a KW_SETTING_STRMAP; KW_ERR_NOTFOUND past
+	 * the end. */
+	kw_status (*setting_map)(const kw_instance *inst, const char *name,
+				 size_t index, const char **key,
+				 const char **value);
+
+	/*
+	 * Say why open() failed.  The host prints it as
+	 * "file:line: backend "NAME": MESSAGE", with the line of `setting`
+	 * (NULL: of the backend).  One line, no secret.
+	 */
+	void (*error)(kw_instance *inst, const char *setting, const char *fmt,
+		      ...) KW_PRINTF(3, 4);
+
+	/* Log a line at one of the KW_LOG_* levels.  Never log a secret. */
+	void (*log)(const kw_instance *inst, int level, const char *fmt, ...)
+		KW_PRINTF(3, 4);
+
+	/* Hand the secret back: copies len bytes into guarded memory. */
+	kw_status (*reply_secret)(kw_reply *r, const char *value, size_t len);
+	/* Or get a guarded buffer of len + 1 bytes to fill in place (e.g. to
+	 * decrypt into); the host NUL-terminates it after lookup returns. */
+	kw_status (*reply_buffer)(kw_reply *r, size_t len, char **buf);
+	/* Explain the answer in words, for `keyway explain` and error
+	 * messages ("ANTHROPIC_API_KEY is not set").  Never a secret. */
+	void (*reply_detail)(kw_reply *r, const char *fmt, ...) KW_PRINTF(2, 3);
+
+	/* Locked, non-dumpable memory for the module's own secrets; freed
+	 * memory is wiped.  secure_free(NULL, 0) is a no-op. */
+	void *(*secure_alloc)(size_t len);
+	void (*secure_free)(void *p, size_t len);
+	/* Wipe memory in a way the compiler will not elide. */
+	void (*wipe)(void *p, size_t len);
+
+	/* Seconds since the epoch, UTC. */
+	int64_t (*now)(void);
+
+	/*
+	 * Open a file that holds secrets, for reading, as OpenSSH opens a
+	 * private key: no symlink as the last component, a regular file,
+	 * owned by root or the caller, and neither readable nor writable by
+	 * group or others.  On refusal it calls error() on `setting` with a
+	 * message that says what is wrong and how to fix it, and returns
+	 * KW_ERR_PERM (or KW_ERR_IO).  The caller closes *fd.
+	 */
+	kw_status (*open_private)(kw_instance *inst, const char *setting,
+				  const char *path, int *fd);
+} kw_host;
+
+/* True when the host offers `member` (a newer service). */
+#define KW_HOST_HAS(host, member)                                             \
+	((host)->size >= offsetof(kw_host, member) + sizeof((host)->member) && \
+	 (host)->member != NULL)
+
+/*
+ * A module's descriptor.  Operations a module does not offer are NULL.
+ */
+struct kw_module {
+	uint32_t abi;  /* KW_MODULE_ABI the module was built for */
+	uint32_t size; /* sizeof(struct kw_module) as the module compiled it */
+	const char *name;        /* "env", matching kw_env.so */
+	const char *description; /* one line */
+	uint32_t caps;           /* KW_CAP_* */
+	/* Settings beyond `module`, `scope` and `quota`, which the host
+	 * handles; NULL-name terminated.  Any other setting is refused. */
+	const kw_setting_spec *settings;
+
+	/*
+	 * Open one backend.  Read settings through host, set *state, return
+	 * KW_OK; or call host->error() and return a failure status.
+	 */
+	kw_status (*open)(const kw_host *host, kw_instance *inst,
+			  void **state);
+	/* Release everything open() made.  Called only after a successful
+	 * open(). */
+	void (*close)(void *state);
+	/*
+	 * Health check for `keyway check`: KW_OK, or a failure status with
+	 * the reason given through host->reply_detail(r, ...).
+	 */
+	kw_status (*check)(void *state, kw_reply *r);
+	/*
+	 * Look up q->provider for q->owner.  Return KW_OK after reply_secret()
+	 * or reply_buffer(); KW_ERR_NOTFOUND, KW_ERR_DENIED, KW_ERR_UNAVAIL,
+	 * or an error status otherwise, with a reply_detail() saying why.
+	 */
+	kw_status (*lookup)(void *state, const kw_query *q);
+};
+
+#define KW_MODULE_HEADER KW_MODULE_ABI, (uint32_t)sizeof(struct kw_module)
+
+typedef const struct kw_module *kw_module_entry_fn(void);
+
+#if defined(__GNUC__)
+#define KW_MODULE_VISIBLE __attribute__((visibility("default")))
+#else
+#define KW_MODULE_VISIBLE
+#endif
+
+/* Define the entry point of a module whose descriptor is `desc`. */
+#define KW_MODULE_EXPORT(desc)                                  \
+	KW_MODULE_VISIBLE const struct kw_module *kw_module_entry(void); \
+	KW_MODULE_VISIBLE const struct kw_module *kw_module_entry(void)  \
+	{                                                       \
+		return &(desc);                                 \
+	}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KEYWAY_MODULE_H */
