@@ -1,0 +1,230 @@
+/*
+ * fake.c - kw_fake.so, a test backend that answers whatever its settings
+ * tell it to.
+ *
+ *     answer       "found" | "notfound" | "denied" | "unavail" | "error"
+ *                  (required): what every lookup answers
+ *     value        the secret handed out on "found"; default
+ *                  "sk-fake-NAME-0123456789abcdef", NAME the backend's name
+ *     open_error   true: open() fails with KW_ERR_MODULE
+ *     check_answer what check() answers, same words; default "found"
+ *     providers    "a,b,c": providers not listed answer notfound
+ */
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <keyway/module.h>
+
+struct fake_answer {
+	const char *word;
+	kw_status status;
+};
+
+static const struct fake_answer fake_answers[] = {
+	{ "found", KW_OK },
+	{ "notfound", KW_ERR_NOTFOUND },
+	{ "denied", KW_ERR_DENIED },
+	{ "unavail", KW_ERR_UNAVAIL },
+	{ "error", KW_ERR_BACKEND },
+};
+
+#define FAKE_NANSWERS (sizeof(fake_answers) / sizeof(fake_answers[0]))
+
+struct fake {
+	const kw_host *host;
+	const struct fake_answer *answer;
+	const struct fake_answer *check;
+	char *value;           /* guarded, NUL-terminated */
+	size_t value_len;
+	const char *providers; /* host's string; NULL: every provider */
+	atomic_ullong lookups; /* lookup() runs on many threads at once */
+};
+
+static const kw_setting_spec fake_settings[] = {
+	{ "answer", KW_SETTING_STRING, KW_SETTING_REQUIRED },
+	{ "value", KW_SETTING_STRING, 0 },
+	{ "open_error", KW_SETTING_BOOL, 0 },
+	{ "check_answer", KW_SETTING_STRING, 0 },
+	{ "providers", KW_SETTING_STRING, 0 },
+	{ NULL, 0, 0 }
+};
+
+/* Read answer word `setting` (dflt when absent, NULL: required). */
+static kw_status fake_answer_setting(const kw_host *host, kw_instance *inst,
+				     const char *setting, const char *dflt,
+				     const struct fake_answer **out)
+{
+	const char *word = NULL;
+	kw_status rc;
+
+	*out = NULL;
+	rc = host->setting_string(inst, setting, &word);
+	if (rc == KW_ERR_NOTFOUND && dflt != NULL) {
+		word = dflt;
+	} else if (rc != KW_OK) {
+		host->error(inst, setting, "missing setting \"%s\"", setting);
+		return KW_ERR_CONFIG;
+	}
+	for (size_t i = 0; i < FAKE_NANSWERS; i++) {
+		if (strcmp(word, fake_answers[i].word) == 0) {
+			*out = &fake_answers[i];
+			return KW_OK;
+		}
+	}
+	host->error(inst, setting, "unknown answer \"%s\"", word);
+	return KW_ERR_CONFIG;
+}
+
+static kw_status fake_open(const kw_host *host, kw_instance *inst,
+			   void **state)
+{
+	struct fake *s = NULL;
+	const char *value = NULL;
+	bool open_error = false;
+	kw_status rc;
+
+	*state = NULL;
+
+	if (host->setting_bool(inst, "open_error", &open_error) == KW_OK &&
+	    open_error) {
+		host->error(inst, "open_error", "refusing to open as asked");
+		rc = KW_ERR_MODULE;
+		goto out;
+	}
+
+	s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		host->error(inst, NULL, "out of memory");
+		rc = KW_ERR_NOMEM;
+		goto out;
+	}
+	s->host = host;
+	atomic_init(&s->lookups, 0);
+
+	rc = fake_answer_setting(host, inst, "answer", NULL, &s->answer);
+	if (rc != KW_OK)
+		goto out;
+	rc = fake_answer_setting(host, inst, "check_answer", "found",
+				 &s->check);
+	if (rc != KW_OK)
+		goto out;
+
+	if (host->setting_string(inst, "providers", &s->providers) != KW_OK)
+		s->providers = NULL;
+
+	if (host->setting_string(inst, "value", &value) == KW_OK) {
+		s->value_len = strlen(value);
+		s->value = host->secure_alloc(s->value_len + 1);
+		if (s->value != NULL)
+			memcpy(s->value, value, s->value_len + 1);
+	} else {
+		static const char pre[] = "sk-fake-";
+		static const char post[] = "-0123456789abcdef";
+		const char *name = host->instance_name(inst);
+
+		s->value_len = strlen(pre) + strlen(name) + strlen(post);
+		s->value = host->secure_alloc(s->value_len + 1);
+		if (s->value != NULL)
+			snprintf(s->value, s->value_len + 1, "%s%s%s", pre,
+				 name, post);
+	}
+	if (s->value == NULL) {
+		host->error(inst, NULL, "out of memory");
+		rc = KW_ERR_NOMEM;
+		goto out;
+	}
+
+	*state = s;
+	s = NULL;
+	rc = KW_OK;
+out:
+	if (s != NULL) {
+		if (s->value != NULL)
+			host->secure_free(s->value, s->value_len + 1);
+		free(s);
+	}
+	return rc;
+}
+
+static void fake_close(void *state)
+{
+	struct fake *s = state;
+
+	if (s == NULL)
+		return;
+	s->host->secure_free(s->value, s->value_len + 1);
+	free(s);
+}
+
+/* Is provider one of the comma-separated names in list?  Blanks around a
+ * name do not count. */
+static bool fake_listed(const char *list, const char *provider)
+{
+	size_t plen = strlen(provider);
+	const char *p = list;
+
+	while (*p != '\0') {
+		size_t n;
+
+		p += strspn(p, " \t");
+		n = strcspn(p, ",");
+		while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+			n--;
+		if (n == plen && strncmp(p, provider, n) == 0)
+			return true;
+		p += strcspn(p, ",");
+		if (*p == ',')
+			p++;
+	}
+	return false;
+}
+
+static kw_status fake_lookup(void *state, const kw_query *q)
+{
+	struct fake *s = state;
+	const kw_host *host = s->host;
+	kw_status rc;
+
+	atomic_fetch_add_explicit(&s->lookups, 1, memory_order_relaxed);
+
+	if (s->providers != NULL && !fake_listed(s->providers, q->provider)) {
+		host->reply_detail(q->reply, "fake notfound: provider \"%s\" "
+				   "is not in providers", q->provider);
+		return KW_ERR_NOTFOUND;
+	}
+	if (s->answer->status == KW_OK) {
+		rc = host->reply_secret(q->reply, s->value, s->value_len);
+		if (rc != KW_OK) {
+			host->reply_detail(q->reply, "fake found, but the "
+					   "host refused the value");
+			return rc;
+		}
+	}
+	host->reply_detail(q->reply, "fake %s", s->answer->word);
+	return s->answer->status;
+}
+
+static kw_status fake_check(void *state, kw_reply *r)
+{
+	const struct fake *s = state;
+
+	s->host->reply_detail(r, "fake check: %s", s->check->word);
+	return s->check->status;
+}
+
+static const struct kw_module fake_module = {
+	KW_MODULE_HEADER,
+	"fake",
+	"test backend that answers as its settings say",
+	KW_CAP_LOOKUP,
+	fake_settings,
+	fake_open,
+	fake_close,
+	fake_check,
+	fake_lookup
+};
+
+KW_MODULE_EXPORT(fake_module)
