@@ -1,0 +1,91 @@
+#!/bin/bash
+# Build keyway and run every test: the plain build (warnings are errors),
+# the same suite under AddressSanitizer and UndefinedBehaviorSanitizer, the
+# thread tests under ThreadSanitizer, and `make distcheck`.  Ends with the
+# line "N passed, N failed"; exits non-zero when anything failed.
+set -u
+cd "$(dirname "$0")"
+top=$PWD
+jobs=$(nproc 2>/dev/null || echo 2)
+
+./scripts/deps.sh || { echo "cannot install dependencies" >&2; echo "0 passed, 1 failed"; exit 1; }
+
+passed=0
+failed=0
+failures=()
+
+# Count the results automake's test driver wrote for one build tree.
+count() {
+	local dir=$1 label=$2 trs res name
+	while IFS= read -r trs; do
+		name=${trs#"$dir"/}
+		name=${name%.trs}
+		while IFS= read -r res; do
+			case $res in
+			PASS | XFAIL | SKIP) passed=$((passed + 1)) ;;
+			*)
+				failed=$((failed + 1))
+				failures+=("$label: $name: $res")
+				;;
+			esac
+		done < <(sed -n 's/^:test-result: \([A-Z]*\).*/\1/p' "$trs")
+	done < <(find "$dir" -name '*.trs' | sort)
+}
+
+# A step that is not a test suite of its own counts as one test.
+step() {
+	local label=$1
+	shift
+	if "$@"; then
+		passed=$((passed + 1))
+	else
+		failed=$((failed + 1))
+		failures+=("$label")
+	fi
+}
+
+# suite DIR LABEL "MAKE ARGS" CONFIGURE-ARGS...: configure and build one
+# tree, run its tests, count them.
+suite() {
+	local dir=$1 label=$2 make_args=$3
+	shift 3
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	if ! (cd "$dir" && "$top/configure" -q "$@" >configure.out 2>&1); then
+		cat "$dir/configure.out" >&2
+		failed=$((failed + 1))
+		failures+=("$label: configure")
+		return
+	fi
+	if ! make -C "$dir" -s -j"$jobs" >"$dir/build.out" 2>&1; then
+		cat "$dir/build.out" >&2
+		failed=$((failed + 1))
+		failures+=("$label: build")
+		return
+	fi
+	# shellcheck disable=SC2086
+	make -C "$dir" -s -j"$jobs" $make_args || true
+	count "$dir" "$label"
+}
+
+autogen() {
+	./autogen.sh >autogen.out 2>&1 || { cat autogen.out >&2; return 1; }
+	rm -f autogen.out
+}
+
+distcheck() {
+	make -C build -s -j"$jobs" distcheck >build/distcheck.out 2>&1 ||
+		{ tail -40 build/distcheck.out >&2; return 1; }
+}
+
+step "autoreconf" autogen
+suite build "plain" "check" --enable-werror
+suite build-asan "asan" "check" --enable-werror --enable-sanitizers=address
+suite build-tsan "tsan" "check TESTS=tests/test_threads" --enable-sanitizers=thread
+step "distcheck" distcheck
+
+for f in "${failures[@]}"; do
+	echo "FAILED: $f"
+done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
