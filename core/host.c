@@ -217,6 +217,11 @@ static kw_status host_open_private(kw_instance *inst, const char *setting,
 	return rc;
 }
 
+static kw_scope host_instance_scope(const kw_instance *inst)
+{
+	return inst->scope;
+}
+
 const kw_host kwi_host = {
 	.abi = KW_MODULE_ABI,
 	.size = sizeof(kw_host),
@@ -235,6 +240,7 @@ const kw_host kwi_host = {
 	.wipe = kwi_wipe,
 	.now = host_now,
 	.open_private = host_open_private,
+	.instance_scope = host_instance_scope,
 };
 
 /* ---- opening backends ---- */

@@ -25,6 +25,9 @@
  * on it.  kw_close() must not race with any other call on the same context.
  * A kw_secret or kw_trace belongs to the thread that holds it.
  *
+ * Files: libkeyway opens what it keeps open close-on-exec, so a program may
+ * run others while a context is open.
+ *
  * Link with `pkg-config --libs keyway`.
  */
 #ifndef KEYWAY_KEYWAY_H
@@ -233,6 +236,9 @@ KW_EXPORT KW_WARN_UNUSED kw_status kw_check(const char *config_path, kw_report_f
  * The configuration path kw_open(ctx, NULL) would use.  Static storage.
  */
 KW_EXPORT const char *kw_default_config(void);
+
+/* Room kw_mask() needs for its longest output, NUL included. */
+#define KW_MASK_SIZE 16
 
 /*
  * Write a masked form of a len-byte secret into buf (size bytes): the first

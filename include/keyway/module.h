@@ -30,7 +30,15 @@
  *
  * Threads.  open() and close() are called once per backend from one
  * thread.  lookup() and check() may be called concurrently from any number
- * of threads on the same state: a module must be thread-safe.
+ * of threads on the same state: a module must be thread-safe.  Every host
+ * service may be called from any thread, except the setting accessors,
+ * error() and open_private(), which belong to open().
+ *
+ * Files and descriptors.  Open everything close-on-exec: applications run
+ * other programs (`keyway exec`) while a context is open.
+ *
+ * A module does not link against libkeyway: the kw_* functions of keyway.h
+ * are not available to it, only the types and constants.
  */
 #ifndef KEYWAY_MODULE_H
 #define KEYWAY_MODULE_H
@@ -110,7 +118,9 @@ typedef struct kw_query {
 /*
  * Services the host offers to modules.  Setting accessors may be called in
  * open() only; the rest at any time.  Strings returned by the setting
- * accessors stay valid until close().
+ * accessors stay valid until close().  A KW_SETTING_PATH is read with
+ * setting_string() and is always absolute: a relative path in keyway.conf
+ * is taken against the directory of the file it is written in.
  */
 typedef struct kw_host {
 	uint32_t abi;  /* KW_MODULE_ABI of the host */
@@ -147,13 +157,16 @@ typedef struct kw_host {
 	void (*log)(const kw_instance *inst, int level, const char *fmt, ...)
 		KW_PRINTF(3, 4);
 
-	/* Hand the secret back: copies len bytes into guarded memory. */
+	/* Hand the secret back: copies len bytes into guarded memory.
+	 * Secrets larger than 1 MiB are refused with KW_ERR_INVAL. */
 	kw_status (*reply_secret)(kw_reply *r, const char *value, size_t len);
 	/* Or get a guarded buffer of len + 1 bytes to fill in place (e.g. to
 	 * decrypt into); the host NUL-terminates it after lookup returns. */
 	kw_status (*reply_buffer)(kw_reply *r, size_t len, char **buf);
 	/* Explain the answer in words, for `keyway explain` and error
-	 * messages ("ANTHROPIC_API_KEY is not set").  Never a secret. */
+	 * messages ("ANTHROPIC_API_KEY is not set").  Never a secret.  A
+	 * second call replaces the first.  When lookup() returns anything but
+	 * KW_OK, a secret it replied is wiped and dropped. */
 	void (*reply_detail)(kw_reply *r, const char *fmt, ...) KW_PRINTF(2, 3);
 
 	/* Locked, non-dumpable memory for the module's own secrets; freed
@@ -172,10 +185,14 @@ typedef struct kw_host {
 	 * owned by root or the caller, and neither readable nor writable by
 	 * group or others.  On refusal it calls error() on `setting` with a
 	 * message that says what is wrong and how to fix it, and returns
-	 * KW_ERR_PERM (or KW_ERR_IO).  The caller closes *fd.
+	 * KW_ERR_PERM (KW_ERR_NOTFOUND when it does not exist, KW_ERR_IO for other
+	 * failures).  The caller closes *fd.
 	 */
 	kw_status (*open_private)(kw_instance *inst, const char *setting,
 				  const char *path, int *fd);
+
+	/* The backend's scope (KW_SCOPE_NONE for an unscoped module). */
+	kw_scope (*instance_scope)(const kw_instance *inst);
 } kw_host;
 
 /* True when the host offers `member` (a newer service). */
