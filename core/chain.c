@@ -157,8 +157,8 @@ static kw_status parse_bracket(const char *text, size_t remaining,
 		}
 		if (a == KWI_FOUND && act[a] == KW_ACTION_DIE) {
 			snprintf(why, whylen,
-				 "control \"%s\": %s=die: a found key ends the "
-				 "chain with done",
+				 "control \"%s\": %s=die: a found key cannot "
+				 "die (use done, continue or a number)",
 				 text, from);
 			return KW_ERR_CONFIG;
 		}
@@ -169,21 +169,27 @@ static kw_status parse_bracket(const char *text, size_t remaining,
 				 text, from);
 			return KW_ERR_CONFIG;
 		}
-		if (act[a] == KW_ACTION_SKIP &&
-		    (skip[a] == 0 || skip[a] > MAX_SKIP)) {
+		if (act[a] == KW_ACTION_SKIP && skip[a] == 0) {
 			snprintf(why, whylen,
-				 "control \"%s\": %s=%u: skip at least 1 "
+				 "control \"%s\": %s=0: skip at least 1 "
 				 "entry (use continue to go on to the next)",
-				 text, from, skip[a]);
+				 text, from);
 			return KW_ERR_CONFIG;
 		}
 		if (act[a] == KW_ACTION_SKIP && skip[a] > remaining) {
 			snprintf(why, whylen,
 				 "control \"%s\": %s=%u skips past the end of "
-				 "the chain (%zu %s after this one)",
+				 "the chain (%zu %s this one)",
 				 text, from, skip[a], remaining,
 				 remaining == 1 ? "entry follows"
 						: "entries follow");
+			return KW_ERR_CONFIG;
+		}
+		if (act[a] == KW_ACTION_SKIP && skip[a] > MAX_SKIP) {
+			snprintf(why, whylen,
+				 "control \"%s\": %s=%u: skip at most %d "
+				 "entries",
+				 text, from, skip[a], MAX_SKIP);
 			return KW_ERR_CONFIG;
 		}
 		e->action[a] = (uint8_t)act[a];

@@ -26,11 +26,44 @@ struct loader {
 	struct kwi_diag *d;
 };
 
+/*
+ * libconfig names an included file as the @include line spells it, but
+ * opens it relative to the include directory.
+ */
+static const char *resolve_source(struct kw_ctx *ctx, const char *f)
+{
+	struct kwi_path *grown;
+	char *abs;
+
+	if (f == NULL)
+		return ctx->path;
+	if (f[0] == '/')
+		return f;
+	for (size_t i = 0; i < ctx->nsources; i++)
+		if (ctx->sources[i].name == f)
+			return ctx->sources[i].value;
+	if (asprintf(&abs, "%s/%s", ctx->dir, f) < 0)
+		return f;
+	grown = realloc(ctx->sources, (ctx->nsources + 1) * sizeof(*grown));
+	if (grown == NULL) {
+		free(abs);
+		return f;
+	}
+	ctx->sources = grown;
+	grown[ctx->nsources].name = f;
+	grown[ctx->nsources].value = abs;
+	ctx->nsources++;
+	return abs;
+}
+
+const char *kwi_source_path(struct kw_ctx *ctx, const config_setting_t *s)
+{
+	return resolve_source(ctx, config_setting_source_file(s));
+}
+
 static const char *src_file(const struct loader *l, const config_setting_t *s)
 {
-	const char *f = config_setting_source_file(s);
-
-	return f != NULL ? f : l->ctx->path;
+	return kwi_source_path(l->ctx, s);
 }
 
 static void problem(struct loader *l, kw_status st, const config_setting_t *s,
@@ -94,10 +127,16 @@ static FILE *open_config(struct loader *l, const char *path)
 		return NULL;
 	}
 	if (!kwi_stat_trusted(&st, false, why, sizeof(why))) {
-		kwi_diag(l->d, KW_ERR_PERM, path, 0,
-			 "refusing to read the configuration: it is %s "
-			 "(chmod go-w %s)",
-			 why, path);
+		if (st.st_uid != 0 && st.st_uid != geteuid())
+			kwi_diag(l->d, KW_ERR_PERM, path, 0,
+				 "refusing to read the configuration: it is %s "
+				 "(chown %u %s)",
+				 why, (unsigned)geteuid(), path);
+		else
+			kwi_diag(l->d, KW_ERR_PERM, path, 0,
+				 "refusing to read the configuration: it is %s "
+				 "(chmod go-w %s)",
+				 why, path);
 		close(fd);
 		return NULL;
 	}
@@ -116,7 +155,8 @@ static FILE *open_config(struct loader *l, const char *path)
 static void check_includes(struct loader *l, const config_setting_t *s,
 			   const char ***seen, size_t *nseen)
 {
-	const char *f = config_setting_source_file(s);
+	const char *raw = config_setting_source_file(s);
+	const char *f = raw != NULL ? resolve_source(l->ctx, raw) : NULL;
 	int n;
 
 	if (f != NULL && strcmp(f, l->ctx->path) != 0) {
@@ -162,10 +202,10 @@ static void load_keyway(struct loader *l, const config_setting_t *g)
 		const char *name;
 		const char *feature;
 	} later[] = {
-		{ "master_key", "sealed key storage" },
-		{ "ledger", "quota ledgers" },
-		{ "audit", "the audit trail" },
-		{ "providers", "the provider table" },
+		{ "master_key", "sealed key storage is" },
+		{ "ledger", "quota ledgers are" },
+		{ "audit", "the audit trail is" },
+		{ "providers", "the provider table is" },
 	};
 	int n;
 
@@ -184,7 +224,7 @@ static void load_keyway(struct loader *l, const config_setting_t *g)
 				break;
 		if (k < sizeof(later) / sizeof(later[0]))
 			problem(l, KW_ERR_UNSUPPORTED, s,
-				"keyway.%s: %s is not available in keyway %s",
+				"keyway.%s: %s not available in keyway %s",
 				name, later[k].feature, PACKAGE_VERSION);
 		else
 			problem(l, KW_ERR_CONFIG, s,
@@ -343,6 +383,7 @@ static void load_backend(struct loader *l, struct kw_instance *b,
 	int n;
 
 	b->setting = g;
+	b->ctx = l->ctx;
 	b->file = src_file(l, g);
 	b->line = (int)config_setting_source_line(g);
 	b->diag = l->d;
@@ -611,10 +652,13 @@ kw_status kwi_config_load(struct kw_ctx *ctx, const char *path,
 		kwi_diag(d, KW_ERR_NOMEM, path, 0, "out of memory");
 		return d->first;
 	}
-	ctx->dir = strdup(dirname(copy));
+	/* Relative paths in the file are taken against its directory, made
+	 * absolute once here. */
+	ctx->dir = realpath(dirname(copy), NULL);
 	free(copy);
 	if (ctx->dir == NULL) {
-		kwi_diag(d, KW_ERR_NOMEM, path, 0, "out of memory");
+		kwi_diag(d, errno == ENOMEM ? KW_ERR_NOMEM : KW_ERR_CONFIG, path,
+			 0, "cannot open configuration: %s", strerror(errno));
 		return d->first;
 	}
 
@@ -625,7 +669,7 @@ kw_status kwi_config_load(struct kw_ctx *ctx, const char *path,
 	if (config_read(&ctx->cfg, fp) != CONFIG_TRUE) {
 		const char *f = config_error_file(&ctx->cfg);
 
-		kwi_diag(d, KW_ERR_CONFIG, f != NULL ? f : path,
+		kwi_diag(d, KW_ERR_CONFIG, resolve_source(ctx, f),
 			 config_error_line(&ctx->cfg), "%s",
 			 config_error_text(&ctx->cfg));
 		fclose(fp);
@@ -681,6 +725,9 @@ void kwi_config_free(struct kw_ctx *ctx)
 		free(ctx->chains[i].name);
 	}
 	free(ctx->chains);
+	for (size_t i = 0; i < ctx->nsources; i++)
+		free(ctx->sources[i].value);
+	free(ctx->sources);
 	kwi_module_unload_all(ctx->modules);
 	config_destroy(&ctx->cfg);
 	free(ctx->path);

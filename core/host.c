@@ -102,10 +102,7 @@ static void host_error(kw_instance *inst, const char *setting,
 	va_end(ap);
 	if (s == NULL)
 		s = inst->setting;
-	kwi_diag(inst->diag, KW_ERR_CONFIG,
-		 config_setting_source_file(s) != NULL
-			 ? config_setting_source_file(s)
-			 : inst->file,
+	kwi_diag(inst->diag, KW_ERR_CONFIG, kwi_source_path(inst->ctx, s),
 		 (int)config_setting_source_line(s), "backend \"%s\": %s",
 		 inst->name, msg);
 }
@@ -251,6 +248,7 @@ kw_status kwi_backends_open(struct kw_ctx *ctx, struct kwi_diag *d,
 	for (size_t i = 0; i < ctx->nbackends; i++) {
 		struct kw_instance *b = &ctx->backends[i];
 		unsigned before = d->count;
+		kw_status first = d->first;
 		kw_status rc;
 
 		if (b->module->op_open == NULL) {
@@ -268,6 +266,9 @@ kw_status kwi_backends_open(struct kw_ctx *ctx, struct kwi_diag *d,
 				 "backend \"%s\": module \"%s\" failed to "
 				 "open (%s)",
 				 b->name, b->module->name, kw_status_str(rc));
+		else if (first == KW_OK)
+			d->first = kwi_answer_of(rc) == KWI_ERROR ? rc
+								  : KW_ERR_CONFIG;
 		if (!keep_going) {
 			kwi_backends_close(ctx);
 			return d->first;

@@ -128,6 +128,7 @@ struct kw_instance {
 	void *state;
 	bool opened;
 	struct kwi_diag *diag;      /* where open() errors go */
+	struct kw_ctx *ctx;
 };
 
 /* A chain entry with its control compiled to one action per answer. */
@@ -153,7 +154,12 @@ struct kw_ctx {
 	struct kwi_chain *chains;
 	size_t nchains;
 	const struct kwi_chain *default_chain;
+	struct kwi_path *sources;   /* libconfig's file names, resolved */
+	size_t nsources;
 };
+
+/* The file libconfig read a setting from, as a usable path. */
+const char *kwi_source_path(struct kw_ctx *ctx, const config_setting_t *s);
 
 /*
  * Parse and validate the file, load the modules it names, check every
