@@ -1,0 +1,537 @@
+/*
+ * test_threads.c - one kw_ctx shared by many threads: every resolution gets
+ * exactly its own key, explanations run alongside, and kw_last_error()
+ * belongs to the thread that failed.
+ *
+ * cmocka's assertions may only run on the main thread, so workers count
+ * their mismatches and keep the first one for the main thread to report.
+ */
+#include "config.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "testutil.h"
+
+#define NTHREADS 8
+#define NCALLS 20000
+
+#define ENV_ANTHROPIC "sk-env-anthropic-0123456789ABCDEF"
+#define ENV_OPENAI "sk-env-openai-0123456789ABCDEF"
+
+static const char conf[] =
+	"backends: {\n"
+	"  org_keys: { module = \"fakestore\"; scope = \"org\"; };\n"
+	"  user_keys: { module = \"fakestore\"; scope = \"user\"; };\n"
+	"  nokeys: { module = \"fake\"; answer = \"notfound\"; };\n"
+	"  server_env: { module = \"env\";\n"
+	"                vars = { anthropic = \"KWT_ANTHROPIC_KEY\";\n"
+	"                         openai = \"KWT_OPENAI_KEY\";\n"
+	"                         mistral = \"KWT_MISTRAL_KEY\"; }; };\n"
+	"};\n"
+	"chains: {\n"
+	"  default = ( { backend = \"org_keys\"; control = \"sufficient\"; },\n"
+	"              { backend = \"user_keys\";\n"
+	"                control = \"sufficient\"; },\n"
+	"              { backend = \"nokeys\"; control = \"sufficient\"; },\n"
+	"              { backend = \"server_env\";\n"
+	"                control = \"required\"; } );\n"
+	"  empty = ( { backend = \"nokeys\"; control = \"required\"; } );\n"
+	"};\n";
+
+/* ---- the requests and what each must get ---- */
+
+struct want {
+	kw_request req;
+	kw_status status;
+	char value[128];   /* on KW_OK */
+	char backend[32];  /* on KW_OK */
+	char masked[32];   /* on KW_OK */
+	char error[256];   /* kw_last_error() otherwise */
+	size_t steps;      /* kw_explain() steps */
+};
+
+static const char *const providers[] = { "anthropic", "openai", "mistral" };
+static const char *const users[] = { NULL, "alice", "bob", "carol" };
+static const char *const orgs[] = { NULL, "acme", "globex" };
+static const char *const chains[] = { NULL, "empty" };
+
+#define NPROV (sizeof(providers) / sizeof(providers[0]))
+#define NUSERS (sizeof(users) / sizeof(users[0]))
+#define NORGS (sizeof(orgs) / sizeof(orgs[0]))
+#define NCHAINS (sizeof(chains) / sizeof(chains[0]))
+#define NWANTS (NPROV * NUSERS * NORGS * NCHAINS)
+
+static struct want wants[NWANTS];
+
+static void set_value(struct want *w, const char *backend, const char *fmt,
+		      ...) KW_PRINTF(3, 4);
+
+static void set_value(struct want *w, const char *backend, const char *fmt,
+		      ...)
+{
+	va_list ap;
+	size_t n;
+
+	va_start(ap, fmt);
+	vsnprintf(w->value, sizeof(w->value), fmt, ap);
+	va_end(ap);
+	n = strlen(w->value);
+	w->status = KW_OK;
+	snprintf(w->backend, sizeof(w->backend), "%s", backend);
+	/* all values here are longer than 16 bytes */
+	snprintf(w->masked, sizeof(w->masked), "%.4s****%s", w->value,
+		 w->value + n - 4);
+}
+
+static void build_want(struct want *w, const char *chain, const char *prov,
+		       const char *user, const char *org)
+{
+	memset(w, 0, sizeof(*w));
+	kw_request_init(&w->req);
+	w->req.chain = chain;
+	w->req.provider = prov;
+	w->req.user = user;
+	w->req.org = org;
+	w->status = KW_ERR_NOTFOUND;
+	if (chain != NULL) {
+		w->steps = 1;
+		snprintf(w->error, sizeof(w->error),
+			 "chain \"empty\": no backend has a key for provider "
+			 "\"%s\"", prov);
+	} else if (org != NULL) {
+		w->steps = 1;
+		set_value(w, "org_keys", "sk-org-%s-%s-0123456789", org, prov);
+	} else if (user != NULL) {
+		w->steps = 2;
+		set_value(w, "user_keys", "sk-user-%s-%s-0123456789", user,
+			  prov);
+	} else if (strcmp(prov, "anthropic") == 0) {
+		w->steps = 4;
+		set_value(w, "server_env", "%s", ENV_ANTHROPIC);
+	} else if (strcmp(prov, "openai") == 0) {
+		w->steps = 4;
+		set_value(w, "server_env", "%s", ENV_OPENAI);
+	} else {
+		/* $KWT_MISTRAL_KEY is not set */
+		w->steps = 4;
+		snprintf(w->error, sizeof(w->error),
+			 "chain \"default\": no backend has a key for "
+			 "provider \"%s\"", prov);
+	}
+}
+
+static void build_wants(void)
+{
+	for (size_t i = 0; i < NWANTS; i++) {
+		size_t k = i;
+		size_t o = k % NORGS, u, p, c;
+
+		k /= NORGS;
+		u = k % NUSERS;
+		k /= NUSERS;
+		p = k % NPROV;
+		c = k / NPROV;
+		build_want(&wants[i], chains[c], providers[p], users[u],
+			   orgs[o]);
+	}
+}
+
+/* ---- workers ---- */
+
+struct worker {
+	pthread_t thread;
+	kw_ctx *ctx;
+	unsigned id;
+	unsigned long calls;
+	unsigned long found;
+	unsigned long freed;
+	unsigned long bad;
+	char first_bad[512];
+};
+
+static void worker_bad(struct worker *wk, const struct want *w,
+		       const char *fmt, ...) KW_PRINTF(3, 4);
+
+static void worker_bad(struct worker *wk, const struct want *w,
+		       const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (wk->bad++ > 0)
+		return;
+	n = snprintf(wk->first_bad, sizeof(wk->first_bad),
+		     "thread %u, chain %s provider %s user %s org %s: ",
+		     wk->id, w->req.chain ? w->req.chain : "(default)",
+		     w->req.provider, w->req.user ? w->req.user : "-",
+		     w->req.org ? w->req.org : "-");
+	va_start(ap, fmt);
+	vsnprintf(wk->first_bad + n, sizeof(wk->first_bad) - (size_t)n, fmt,
+		  ap);
+	va_end(ap);
+}
+
+/* Walk the requests in a different order on every thread. */
+static const struct want *pick(const struct worker *wk, unsigned long i)
+{
+	return &wants[(i * 7 + wk->id * 13 + i / NWANTS) % NWANTS];
+}
+
+static void *resolve_worker(void *arg)
+{
+	struct worker *wk = arg;
+
+	for (unsigned long i = 0; i < NCALLS; i++) {
+		const struct want *w = pick(wk, i);
+		kw_secret *s = (kw_secret *)&s;
+		kw_status st = kw_resolve(wk->ctx, &w->req, &s);
+
+		wk->calls++;
+		if (st != w->status) {
+			worker_bad(wk, w, "status %s, want %s (%s)",
+				   kw_status_str(st), kw_status_str(w->status),
+				   kw_last_error());
+		} else if (st == KW_OK) {
+			const char *v = kw_secret_value(s);
+			const char *b = kw_secret_backend(s);
+
+			if (v == NULL || strcmp(v, w->value) != 0 ||
+			    kw_secret_len(s) != strlen(w->value))
+				worker_bad(wk, w, "wrong value");
+			else if (b == NULL || strcmp(b, w->backend) != 0)
+				worker_bad(wk, w, "backend %s, want %s",
+					   b ? b : "(null)", w->backend);
+		} else if (s != NULL) {
+			worker_bad(wk, w, "failed but *out is not NULL");
+		} else if (strcmp(kw_last_error(), w->error) != 0) {
+			worker_bad(wk, w, "last error \"%s\", want \"%s\"",
+				   kw_last_error(), w->error);
+		}
+		if (st == KW_OK && s != NULL) {
+			wk->found++;
+			kw_secret_free(s);
+			wk->freed++;
+		}
+	}
+	return NULL;
+}
+
+static void *explain_worker(void *arg)
+{
+	struct worker *wk = arg;
+
+	for (unsigned long i = 0; i < NCALLS; i++) {
+		const struct want *w = pick(wk, i);
+		kw_trace *t = (kw_trace *)&t;
+		kw_status st = kw_explain(wk->ctx, &w->req, &t);
+		const kw_trace_step *last;
+		const char *b;
+
+		wk->calls++;
+		if (st != KW_OK || t == NULL) {
+			worker_bad(wk, w, "kw_explain: %s (%s)",
+				   kw_status_str(st), kw_last_error());
+			continue;
+		}
+		last = kw_trace_get(t, kw_trace_len(t) - 1);
+		b = kw_trace_backend(t);
+		if (kw_trace_result(t) != w->status)
+			worker_bad(wk, w, "result %s, want %s",
+				   kw_status_str(kw_trace_result(t)),
+				   kw_status_str(w->status));
+		else if (kw_trace_len(t) != w->steps || last == NULL)
+			worker_bad(wk, w, "%zu steps, want %zu",
+				   kw_trace_len(t), w->steps);
+		else if (last->index != w->steps)
+			worker_bad(wk, w, "last step has index %u",
+				   last->index);
+		else if (w->status == KW_OK &&
+			 (b == NULL || strcmp(b, w->backend) != 0 ||
+			  strcmp(last->backend, w->backend) != 0 ||
+			  strcmp(last->masked, w->masked) != 0 ||
+			  last->action != KW_ACTION_DONE))
+			worker_bad(wk, w, "backend %s masked \"%s\", want %s "
+				   "\"%s\"", b ? b : "(null)", last->masked,
+				   w->backend, w->masked);
+		else if (w->status != KW_OK &&
+			 (b != NULL || last->masked[0] != '\0'))
+			worker_bad(wk, w, "failed but names a key");
+		else if (w->status == KW_OK &&
+			 strstr(kw_trace_summary(t), w->value) != NULL)
+			worker_bad(wk, w, "the summary shows the key");
+		kw_trace_free(t);
+	}
+	return NULL;
+}
+
+/* ---- running them ---- */
+
+struct fixture {
+	kw_ctx *ctx;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	if (f == NULL)
+		return -1;
+	/* The environment is set before any thread starts: setenv() is not
+	 * safe against concurrent getenv(). */
+	if (setenv("KWT_ANTHROPIC_KEY", ENV_ANTHROPIC, 1) != 0 ||
+	    setenv("KWT_OPENAI_KEY", ENV_OPENAI, 1) != 0 ||
+	    unsetenv("KWT_MISTRAL_KEY") != 0)
+		return -1;
+	build_wants();
+	if (tu_open(&f->ctx, conf, NULL) != KW_OK) {
+		fprintf(stderr, "kw_open: %s\n", kw_last_error());
+		free(f);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	kw_close(f->ctx);
+	free(f);
+	return 0;
+}
+
+static void run(kw_ctx *ctx, unsigned nresolve, unsigned nexplain)
+{
+	struct worker wk[2 * NTHREADS];
+	unsigned n = nresolve + nexplain;
+
+	assert_true(n <= 2 * NTHREADS);
+	memset(wk, 0, sizeof(wk));
+	for (unsigned i = 0; i < n; i++) {
+		wk[i].ctx = ctx;
+		wk[i].id = i;
+		assert_int_equal(pthread_create(&wk[i].thread, NULL,
+						i < nresolve ? resolve_worker
+							     : explain_worker,
+						&wk[i]),
+				 0);
+	}
+	for (unsigned i = 0; i < n; i++)
+		assert_int_equal(pthread_join(wk[i].thread, NULL), 0);
+	for (unsigned i = 0; i < n; i++) {
+		if (wk[i].bad != 0)
+			fail_msg("%lu of %lu calls wrong; first: %s",
+				 wk[i].bad, wk[i].calls, wk[i].first_bad);
+		assert_int_equal(wk[i].calls, NCALLS);
+		assert_int_equal(wk[i].found, wk[i].freed);
+		if (i < nresolve)
+			assert_true(wk[i].found > 0 && wk[i].found < NCALLS);
+	}
+}
+
+/* Locked memory in use by the process, in kB; 0 where mlock() does not
+ * count (no privilege, or a sanitizer that replaces it). */
+static unsigned long locked_kb(void)
+{
+	unsigned long kb = 0;
+	char line[256];
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (f == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "VmLck: %lu kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+static void test_resolve_threads(void **state)
+{
+	struct fixture *f = *state;
+	unsigned long before, after;
+
+	/* The first run sizes the secure slabs; a second run that frees
+	 * every secret must not need more of them. */
+	run(f->ctx, NTHREADS, 0);
+	before = locked_kb();
+	run(f->ctx, NTHREADS, 0);
+	after = locked_kb();
+	if (before > 0 && after > before + 256)
+		fail_msg("locked memory grew from %lu kB to %lu kB: secrets "
+			 "are not released", before, after);
+}
+
+static void test_explain_threads(void **state)
+{
+	struct fixture *f = *state;
+
+	run(f->ctx, 0, NTHREADS);
+}
+
+static void test_mixed_threads(void **state)
+{
+	struct fixture *f = *state;
+
+	run(f->ctx, NTHREADS, NTHREADS);
+}
+
+/* ---- kw_last_error() is per thread ---- */
+
+struct err_thread {
+	pthread_t thread;
+	kw_ctx *ctx;
+	pthread_barrier_t *barrier;
+	int role;           /* 0 or 1 */
+	unsigned bad;
+	char got[512];
+	char want[512];
+};
+
+static void err_check(struct err_thread *et, const char *want)
+{
+	if (et->bad == 0 && strcmp(kw_last_error(), want) != 0) {
+		snprintf(et->got, sizeof(et->got), "%s", kw_last_error());
+		snprintf(et->want, sizeof(et->want), "%s", want);
+		et->bad++;
+	}
+}
+
+static void err_fail(struct err_thread *et, int round)
+{
+	kw_request req = KW_REQUEST_INIT;
+	kw_secret *s = NULL;
+	kw_status st;
+
+	if (et->role == 0) {
+		req.chain = round % 2 == 0 ? "empty" : "nope";
+		req.provider = "anthropic";
+	} else {
+		req.provider = round % 2 == 0 ? "Bad" : "mistral";
+		req.user = round % 2 == 0 ? "alice" : "a b";
+	}
+	st = kw_resolve(et->ctx, &req, &s);
+	if (st == KW_OK) {
+		kw_secret_free(s);
+		et->bad++;
+	}
+}
+
+static const char *err_want(const struct err_thread *et, int round)
+{
+	if (et->role == 0)
+		return round % 2 == 0
+			       ? "chain \"empty\": no backend has a key for "
+				 "provider \"anthropic\""
+			       : NULL; /* names the config path */
+	return round % 2 == 0
+		       ? "invalid provider name (lower-case letters, digits, "
+			 "'-', '_' and '.', at most 64)"
+		       : "invalid user name (printable, no spaces or "
+			 "slashes, at most 256 bytes)";
+}
+
+#define ROUNDS 6
+
+static void *err_worker(void *arg)
+{
+	struct err_thread *et = arg;
+
+	for (int round = 0; round < ROUNDS; round++) {
+		const char *want = err_want(et, round);
+
+		/* Thread 0 fails, then thread 1 fails, then both look. */
+		if (et->role == 0)
+			err_fail(et, round);
+		pthread_barrier_wait(et->barrier);
+		if (et->role == 1)
+			err_fail(et, round);
+		pthread_barrier_wait(et->barrier);
+		if (want != NULL)
+			err_check(et, want);
+		else if (et->bad == 0 &&
+			 strstr(kw_last_error(), ": no chain \"nope\"") ==
+				 NULL) {
+			snprintf(et->got, sizeof(et->got), "%s",
+				 kw_last_error());
+			snprintf(et->want, sizeof(et->want),
+				 "...: no chain \"nope\"");
+			et->bad++;
+		}
+		pthread_barrier_wait(et->barrier);
+	}
+	return NULL;
+}
+
+static void *fresh_worker(void *arg)
+{
+	char *out = arg;
+
+	snprintf(out, 256, "%s", kw_last_error());
+	return NULL;
+}
+
+static void test_last_error_per_thread(void **state)
+{
+	struct fixture *f = *state;
+	struct err_thread et[2];
+	pthread_barrier_t barrier;
+	kw_request req = KW_REQUEST_INIT;
+	kw_secret *s = NULL;
+	char fresh[256] = "unset";
+	char mine[1024];
+	pthread_t t;
+
+	/* The main thread's own failure must survive the others'. */
+	req.provider = "anthropic";
+	req.chain = "main-only";
+	assert_int_equal(kw_resolve(f->ctx, &req, &s), KW_ERR_INVAL);
+	snprintf(mine, sizeof(mine), "%s", kw_last_error());
+	assert_non_null(strstr(mine, ": no chain \"main-only\""));
+
+	assert_int_equal(pthread_barrier_init(&barrier, NULL, 2), 0);
+	memset(et, 0, sizeof(et));
+	for (int i = 0; i < 2; i++) {
+		et[i].ctx = f->ctx;
+		et[i].barrier = &barrier;
+		et[i].role = i;
+		assert_int_equal(pthread_create(&et[i].thread, NULL,
+						err_worker, &et[i]),
+				 0);
+	}
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_join(et[i].thread, NULL), 0);
+	pthread_barrier_destroy(&barrier);
+	for (int i = 0; i < 2; i++)
+		if (et[i].bad != 0)
+			fail_msg("thread %d sees \"%s\", want \"%s\"", i,
+				 et[i].got, et[i].want);
+	assert_string_equal(kw_last_error(), mine);
+
+	/* A thread that has not failed yet has an empty message. */
+	assert_int_equal(pthread_create(&t, NULL, fresh_worker, fresh), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_string_equal(fresh, "");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_resolve_threads),
+		cmocka_unit_test(test_explain_threads),
+		cmocka_unit_test(test_mixed_threads),
+		cmocka_unit_test(test_last_error_per_thread),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
