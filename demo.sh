@@ -8,13 +8,23 @@ root=$top/demo-root
 jobs=$(nproc 2>/dev/null || echo 2)
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-run() { printf '$ %s\n' "$*"; "$@" || printf '(exit status %d)\n' "$?"; }
+run() {
+	printf '$'
+	printf ' %q' "$@"
+	printf '\n'
+	"$@" || printf '(exit status %d)\n' "$?"
+}
 
 say "installing dependencies and building"
 ./scripts/deps.sh
 [ -x configure ] || ./autogen.sh >/dev/null 2>&1
 mkdir -p build-demo
-(cd build-demo && "$top/configure" -q --prefix="$root" && make -s -j"$jobs" && make -s install) >/dev/null
+if ! (cd build-demo && "$top/configure" -q --prefix="$root" &&
+	make -s -j"$jobs" && make -s install) >build-demo.log 2>&1; then
+	cat build-demo.log >&2
+	exit 1
+fi
+rm -f build-demo.log
 export PATH=$root/bin:$PATH
 
 work=$(mktemp -d /tmp/keyway-demo.XXXXXX)
@@ -30,8 +40,7 @@ OPENAI_API_KEY=sk-team-openai-demo-0000000000000001
 ENV
 cat >keyway.conf <<'CONF'
 backends: {
-  team:   { module = "env"; dotenv = "team.env";
-            vars = { anthropic = "TEAM_ANTHROPIC_KEY"; openai = "OPENAI_API_KEY"; }; };
+  team:   { module = "env"; dotenv = "team.env"; environment = false; };
   server: { module = "env"; };
 };
 chains: {
@@ -45,7 +54,7 @@ CONF
 chmod 644 keyway.conf
 export KEYWAY_CONFIG=$work/keyway.conf
 export ANTHROPIC_API_KEY=sk-ant-server-demo-0000000000000002
-unset OPENAI_API_KEY TEAM_ANTHROPIC_KEY || true
+export OPENAI_API_KEY=sk-server-openai-demo-0000000000000003
 
 say "the configuration"
 cat keyway.conf
@@ -53,7 +62,7 @@ cat keyway.conf
 say "keyway check: every backend opened and healthy"
 run keyway check
 
-say "openai resolves to the team key (from team.env)"
+say "openai: the team key (from team.env) wins over the server's"
 run keyway get openai --reveal
 
 say "anthropic: the team has none, the server's key answers"

@@ -248,7 +248,7 @@ static struct bad_config bad_configs[] = {
 		.text = BACKEND("    module = \"env\";\n"       /* 3 */
 				"    dot_env = \"server.env\";\n"), /* 4 */
 		.expect = "%s/keyway.conf:4: backend \"a\": unknown setting "
-			  "\"dot_env\" (module \"env\" takes vars, dotenv)",
+			  "\"dot_env\" (module \"env\" takes vars, dotenv, environment)",
 		.status = KW_ERR_CONFIG,
 	},
 	{

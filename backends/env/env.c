@@ -5,7 +5,9 @@
  * The variable for a provider comes from the `vars` map, else from the
  * provider's name ("google-ai" -> GOOGLE_AI_API_KEY).  The environment wins
  * over the dotenv file, as dotenv loaders do, so that an operator can
- * override a key for one run without editing the file.
+ * override a key for one run without editing the file; `environment =
+ * false` makes the file the only source, for a backend that must never
+ * hand out the server's own key.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -40,6 +42,7 @@ struct env_state {
 	const kw_host *host;
 	struct env_map *map;
 	size_t nmap;
+	bool use_environ;        /* consult the process environment */
 	const char *path;        /* dotenv file, or NULL */
 	struct env_entry *vars;  /* sorted by name, no duplicates */
 	size_t nvars;
@@ -443,11 +446,20 @@ static kw_status env_open(const kw_host *host, kw_instance *inst,
 	rc = env_load_vars(st, inst);
 	if (rc != KW_OK)
 		goto out;
+	if (host->setting_bool(inst, "environment", &st->use_environ) !=
+	    KW_OK)
+		st->use_environ = true;
 	rc = host->setting_string(inst, "dotenv", &path);
-	if (rc == KW_OK)
+	if (rc == KW_OK) {
 		rc = env_load_dotenv(st, inst, path);
-	else if (rc == KW_ERR_NOTFOUND)
+	} else if (rc == KW_ERR_NOTFOUND && !st->use_environ) {
+		host->error(inst, "environment",
+			    "with environment = false, a dotenv file is the "
+			    "only source: set dotenv");
+		rc = KW_ERR_CONFIG;
+	} else if (rc == KW_ERR_NOTFOUND) {
 		rc = KW_OK;
+	}
 	if (rc != KW_OK)
 		goto out;
 	*state = st;
@@ -466,7 +478,11 @@ static kw_status env_check(void *state, kw_reply *r)
 {
 	const struct env_state *st = state;
 
-	if (st->path != NULL)
+	if (st->path != NULL && !st->use_environ)
+		st->host->reply_detail(r, "dotenv %s only: %zu variable%s",
+				       st->path, st->nvars,
+				       st->nvars == 1 ? "" : "s");
+	else if (st->path != NULL)
 		st->host->reply_detail(r, "dotenv %s: %zu variable%s",
 				       st->path, st->nvars,
 				       st->nvars == 1 ? "" : "s");
@@ -514,7 +530,7 @@ static kw_status env_lookup(void *state, const kw_query *q)
 				   "from this provider; map it in vars");
 		return KW_ERR_NOTFOUND;
 	}
-	value = getenv(var);
+	value = st->use_environ ? getenv(var) : NULL;
 	if (value != NULL && value[0] != '\0') {
 		rc = host->reply_secret(q->reply, value, strlen(value));
 		if (rc == KW_OK)
@@ -538,6 +554,9 @@ static kw_status env_lookup(void *state, const kw_query *q)
 	else if (e != NULL)
 		host->reply_detail(q->reply, "$%s is set but empty in %s", var,
 				   st->path);
+	else if (st->path != NULL && !st->use_environ)
+		host->reply_detail(q->reply, "$%s is not set in %s", var,
+				   st->path);
 	else if (st->path != NULL)
 		host->reply_detail(q->reply,
 				   "$%s is not set in the environment or in %s",
@@ -550,6 +569,7 @@ static kw_status env_lookup(void *state, const kw_query *q)
 static const kw_setting_spec env_settings[] = {
 	{ "vars", KW_SETTING_STRMAP, 0 },
 	{ "dotenv", KW_SETTING_PATH, 0 },
+	{ "environment", KW_SETTING_BOOL, 0 },
 	{ NULL, 0, 0 }
 };
 
