@@ -963,6 +963,20 @@ static int harden(void)
 {
 	struct rlimit none = { 0, 0 };
 
+	/*
+	 * A descriptor 0-2 left closed by the caller would be handed to the
+	 * next file opened, and a key printed "to stdout" would land in it.
+	 * Fill the gap with /dev/null; stdout read-only, so that writing to
+	 * a closed stdout still fails as it would have (EBADF).
+	 */
+	for (int fd = 0; fd <= 2; fd++) {
+		if (fcntl(fd, F_GETFD) == -1 &&
+		    open("/dev/null", fd == 2 ? O_WRONLY : O_RDONLY) != fd) {
+			fprintf(stderr, "keyway: cannot open /dev/null\n");
+			return -1;
+		}
+	}
+
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 ||
 	    setrlimit(RLIMIT_CORE, &none) != 0) {
 		fprintf(stderr, "keyway: cannot disable core dumps: %s\n",
