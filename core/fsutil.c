@@ -163,7 +163,7 @@ kw_status kwi_open_private(const char *path, int *fd, char *why,
 		else
 			snprintf(why, whylen, "%s: %s", path, strerror(e));
 		return e == ENOENT ? KW_ERR_NOTFOUND
-		       : e == EACCES ? KW_ERR_PERM : KW_ERR_IO;
+		       : e == EACCES || e == ELOOP ? KW_ERR_PERM : KW_ERR_IO;
 	}
 	if (fstat(f, &st) != 0) {
 		snprintf(why, whylen, "%s: %s", path, strerror(errno));

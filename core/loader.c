@@ -121,8 +121,8 @@ kw_status kwi_module_load(struct kwi_module **list, const char *spec,
 			snprintf(why, whylen, "cannot load module %s: %s", path,
 				 strerror(ENOENT));
 		}
-		rc = rc == KW_ERR_NOTFOUND || rc == KW_ERR_IO ? KW_ERR_MODULE
-							      : rc;
+		rc = rc == KW_ERR_PERM || rc == KW_ERR_NOMEM ? rc
+							     : KW_ERR_MODULE;
 		goto out;
 	}
 	/* Every component is trusted; the last must be a plain file. */

@@ -103,7 +103,9 @@ void *kwi_secure_alloc(size_t len)
 	int c = class_of(len);
 
 	if (c < 0) {
-		void *p = sodium_malloc(len);
+		/* sodium_malloc() ends the block against its guard page, so
+		 * only a multiple of 16 comes back aligned for a struct. */
+		void *p = sodium_malloc((len + 15) & ~(size_t)15);
 
 		if (p != NULL)
 			memset(p, 0, len);

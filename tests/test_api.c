@@ -1,0 +1,662 @@
+/*
+ * test_api.c - the small print of keyway.h: status names, the version,
+ * masking, requests, the lifetime of secrets and contexts, and guarded
+ * memory of every size a secret can take.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <keyway/keyway.h>
+
+#include "testutil.h"
+
+#define NSTATUS (KW_ERR_INTERNAL + 1)
+
+/* One fake backend "b" answering found with value `value`. */
+#define ONE_FAKE(value)                                                  \
+	"backends: {\n"                                                  \
+	"  b: { module = \"fake\"; answer = \"found\"; value = \"" value \
+	"\"; };\n"                                                       \
+	"};\n"                                                           \
+	"chains: { default = ( { backend = \"b\"; control = "           \
+	"\"required\"; } ); };\n"
+
+#define SECRET_40 "sk-ant-api03-abcdefghijklmnopqrstuvwxyz9"
+
+static kw_ctx *open_one_fake(void)
+{
+	kw_ctx *ctx = NULL;
+
+	assert_int_equal(tu_open(&ctx, ONE_FAKE(SECRET_40), NULL), KW_OK);
+	assert_non_null(ctx);
+	return ctx;
+}
+
+static kw_secret *resolve_one(kw_ctx *ctx, const char *chain)
+{
+	kw_request req = KW_REQUEST_INIT;
+	kw_secret *s = NULL;
+
+	req.chain = chain;
+	req.provider = "anthropic";
+	assert_int_equal(kw_resolve(ctx, &req, &s), KW_OK);
+	assert_non_null(s);
+	return s;
+}
+
+/* ---- status names, version ---- */
+
+static void test_status_str_every_status(void **state)
+{
+	static const char *const want[NSTATUS] = {
+		"ok", "notfound", "denied", "unavail", "backend error",
+		"decryption failed", "configuration error", "module error",
+		"out of memory", "invalid argument", "i/o error",
+		"permission denied", "already exists", "not supported",
+		"internal error",
+	};
+
+	(void)state;
+	for (int i = 0; i < NSTATUS; i++) {
+		const char *s = kw_status_str((kw_status)i);
+
+		assert_non_null(s);
+		assert_string_equal(s, want[i]);
+		for (int k = 0; k < i; k++)
+			assert_string_not_equal(s,
+						kw_status_str((kw_status)k));
+	}
+}
+
+static void test_status_str_out_of_range(void **state)
+{
+	(void)state;
+	assert_string_equal(kw_status_str((kw_status)NSTATUS),
+			    "unknown status");
+	assert_string_equal(kw_status_str((kw_status)1000), "unknown status");
+	assert_string_equal(kw_status_str((kw_status)-1), "unknown status");
+}
+
+static void test_action_str(void **state)
+{
+	(void)state;
+	assert_string_equal(kw_action_str(KW_ACTION_DONE), "done");
+	assert_string_equal(kw_action_str(KW_ACTION_CONTINUE), "continue");
+	assert_string_equal(kw_action_str(KW_ACTION_DIE), "die");
+	assert_string_equal(kw_action_str(KW_ACTION_SKIP), "skip");
+	assert_non_null(kw_action_str((kw_action)42));
+}
+
+static void test_version(void **state)
+{
+	char want[32];
+
+	(void)state;
+	snprintf(want, sizeof(want), "%d.%d.%d", KEYWAY_VERSION_MAJOR,
+		 KEYWAY_VERSION_MINOR, KEYWAY_VERSION_PATCH);
+	assert_non_null(kw_version());
+	assert_string_equal(kw_version(), want);
+	assert_string_equal(kw_version(), PACKAGE_VERSION);
+}
+
+static void test_last_error_never_null(void **state)
+{
+	(void)state;
+	assert_non_null(kw_last_error());
+}
+
+/* ---- kw_mask ---- */
+
+static void test_mask_lengths(void **state)
+{
+	static const char s40[] = SECRET_40;
+	char buf[64];
+
+	(void)state;
+	assert_int_equal(strlen(s40), 40);
+	assert_ptr_equal(kw_mask("", 0, buf, sizeof(buf)), buf);
+	assert_string_equal(buf, "****");
+	assert_ptr_equal(kw_mask("sk-abcdefghijkl", 15, buf, sizeof(buf)),
+			 buf);
+	assert_string_equal(buf, "****");
+	assert_ptr_equal(kw_mask("sk-abcdefghijklm", 16, buf, sizeof(buf)),
+			 buf);
+	assert_string_equal(buf, "sk-a****jklm");
+	assert_ptr_equal(kw_mask(s40, 40, buf, sizeof(buf)), buf);
+	assert_string_equal(buf, "sk-a****xyz9");
+	/* Only len counts, not where the NUL is. */
+	assert_ptr_equal(kw_mask(s40, 20, buf, sizeof(buf)), buf);
+	assert_string_equal(buf, "sk-a****defg");
+	assert_ptr_equal(kw_mask(NULL, 0, buf, sizeof(buf)), buf);
+	assert_string_equal(buf, "****");
+	assert_ptr_equal(kw_mask(NULL, 40, buf, sizeof(buf)), buf);
+	assert_string_equal(buf, "****");
+}
+
+static void test_mask_small_buffer(void **state)
+{
+	static const char s40[] = SECRET_40;
+	char buf[16];
+
+	(void)state;
+	memset(buf, 'Z', sizeof(buf));
+	assert_ptr_equal(kw_mask(s40, 40, buf, 5), buf);
+	assert_string_equal(buf, "sk-a");
+	assert_int_equal(buf[5], 'Z');
+
+	memset(buf, 'Z', sizeof(buf));
+	assert_ptr_equal(kw_mask(s40, 40, buf, 12), buf);
+	assert_string_equal(buf, "sk-a****xyz");
+	assert_int_equal(buf[12], 'Z');
+
+	memset(buf, 'Z', sizeof(buf));
+	assert_ptr_equal(kw_mask(s40, 40, buf, 13), buf);
+	assert_string_equal(buf, "sk-a****xyz9");
+
+	memset(buf, 'Z', sizeof(buf));
+	assert_ptr_equal(kw_mask("short", 5, buf, 3), buf);
+	assert_string_equal(buf, "**");
+	assert_int_equal(buf[3], 'Z');
+
+	memset(buf, 'Z', sizeof(buf));
+	assert_ptr_equal(kw_mask(s40, 40, buf, 1), buf);
+	assert_string_equal(buf, "");
+	assert_int_equal(buf[1], 'Z');
+}
+
+static void test_mask_size_zero(void **state)
+{
+	char buf[8];
+
+	(void)state;
+	memset(buf, 'Z', sizeof(buf));
+	assert_ptr_equal(kw_mask(SECRET_40, 40, buf, 0), buf);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		assert_int_equal(buf[i], 'Z');
+	/* Nothing is written, so no buffer is needed at all. */
+	assert_null(kw_mask(SECRET_40, 40, NULL, 0));
+}
+
+/* ---- requests ---- */
+
+static void test_request_init(void **state)
+{
+	kw_request req;
+	kw_request lit = KW_REQUEST_INIT;
+
+	(void)state;
+	memset(&req, 0xa5, sizeof(req));
+	kw_request_init(&req);
+	assert_int_equal(req.size, sizeof(kw_request));
+	assert_null(req.chain);
+	assert_null(req.provider);
+	assert_null(req.user);
+	assert_null(req.org);
+
+	assert_int_equal(lit.size, sizeof(kw_request));
+	assert_null(lit.chain);
+	assert_null(lit.provider);
+	assert_null(lit.user);
+	assert_null(lit.org);
+}
+
+static void test_request_checks(void **state)
+{
+	kw_ctx *ctx = open_one_fake();
+	kw_request req = KW_REQUEST_INIT;
+	kw_secret *s = (kw_secret *)&req; /* must be set to NULL */
+	kw_trace *t = (kw_trace *)&req;
+	char want[256];
+
+	(void)state;
+	assert_int_equal(kw_resolve(ctx, &req, NULL), KW_ERR_INVAL);
+	assert_string_equal(kw_last_error(), "kw_resolve: out is NULL");
+	assert_int_equal(kw_explain(ctx, &req, NULL), KW_ERR_INVAL);
+	assert_string_equal(kw_last_error(), "kw_explain: out is NULL");
+
+	assert_int_equal(kw_resolve(NULL, &req, &s), KW_ERR_INVAL);
+	assert_null(s);
+	assert_string_equal(kw_last_error(), "no context or no request");
+	s = (kw_secret *)&req;
+	assert_int_equal(kw_resolve(ctx, NULL, &s), KW_ERR_INVAL);
+	assert_null(s);
+
+	s = (kw_secret *)&req;
+	assert_int_equal(kw_resolve(ctx, &req, &s), KW_ERR_INVAL);
+	assert_null(s);
+	assert_string_equal(kw_last_error(), "request names no provider");
+
+	req.provider = "Anthropic";
+	assert_int_equal(kw_resolve(ctx, &req, &s), KW_ERR_INVAL);
+	assert_string_equal(kw_last_error(),
+			    "invalid provider name (lower-case letters, "
+			    "digits, '-', '_' and '.', at most 64)");
+
+	req.provider = "anthropic";
+	req.user = "al ice";
+	assert_int_equal(kw_resolve(ctx, &req, &s), KW_ERR_INVAL);
+	assert_string_equal(kw_last_error(),
+			    "invalid user name (printable, no spaces or "
+			    "slashes, at most 256 bytes)");
+	req.user = "alice";
+	req.org = "..";
+	assert_int_equal(kw_resolve(ctx, &req, &s), KW_ERR_INVAL);
+	assert_string_equal(kw_last_error(),
+			    "invalid org name (printable, no spaces or "
+			    "slashes, at most 256 bytes)");
+	req.org = NULL;
+
+	req.size = offsetof(kw_request, provider);
+	assert_int_equal(kw_resolve(ctx, &req, &s), KW_ERR_INVAL);
+	snprintf(want, sizeof(want),
+		 "request size %zu is too small; initialise it with "
+		 "KW_REQUEST_INIT",
+		 offsetof(kw_request, provider));
+	assert_string_equal(kw_last_error(), want);
+	req.size = sizeof(req);
+
+	req.chain = "nope";
+	assert_int_equal(kw_explain(ctx, &req, &t), KW_ERR_INVAL);
+	assert_null(t);
+	assert_true(strstr(kw_last_error(), ": no chain \"nope\"") != NULL);
+
+	/* A request from an older caller that ends after provider: user
+	 * and org are not read. */
+	req.chain = NULL;
+	req.user = "al ice";
+	req.size = offsetof(kw_request, user);
+	assert_int_equal(kw_resolve(ctx, &req, &s), KW_OK);
+	assert_string_equal(kw_secret_value(s), SECRET_40);
+	kw_secret_free(s);
+	kw_close(ctx);
+}
+
+/* ---- secrets ---- */
+
+static void test_secret_value_and_len(void **state)
+{
+	kw_ctx *ctx = open_one_fake();
+	kw_secret *s = resolve_one(ctx, NULL);
+
+	(void)state;
+	assert_int_equal(kw_secret_len(s), 40);
+	assert_int_equal(strlen(kw_secret_value(s)), kw_secret_len(s));
+	assert_int_equal(kw_secret_value(s)[kw_secret_len(s)], '\0');
+	assert_memory_equal(kw_secret_value(s), SECRET_40, 41);
+	assert_string_equal(kw_secret_backend(s), "b");
+	kw_secret_free(s);
+	kw_close(ctx);
+
+	assert_null(kw_secret_value(NULL));
+	assert_int_equal(kw_secret_len(NULL), 0);
+	assert_null(kw_secret_backend(NULL));
+}
+
+static void test_secret_report(void **state)
+{
+	kw_ctx *ctx = open_one_fake();
+	kw_secret *used = resolve_one(ctx, NULL);
+	kw_secret *unused = resolve_one(ctx, NULL);
+	kw_secret *bad = resolve_one(ctx, NULL);
+
+	(void)state;
+	assert_int_equal(kw_secret_report(used, KW_USED), KW_OK);
+	assert_int_equal(kw_secret_report(used, KW_USED), KW_ERR_INVAL);
+	assert_string_equal(kw_last_error(),
+			    "kw_secret_report: this secret was already "
+			    "reported");
+	assert_int_equal(kw_secret_report(used, KW_UNUSED), KW_ERR_INVAL);
+
+	assert_int_equal(kw_secret_report(unused, KW_UNUSED), KW_OK);
+	assert_int_equal(kw_secret_report(unused, KW_UNUSED), KW_ERR_INVAL);
+	assert_string_equal(kw_last_error(),
+			    "kw_secret_report: this secret was already "
+			    "reported");
+
+	/* A bad outcome is refused and does not use up the one report. */
+	assert_int_equal(kw_secret_report(bad, (kw_outcome)7), KW_ERR_INVAL);
+	assert_string_equal(kw_last_error(),
+			    "kw_secret_report: unknown outcome 7");
+	assert_int_equal(kw_secret_report(bad, (kw_outcome)-1), KW_ERR_INVAL);
+	assert_string_equal(kw_last_error(),
+			    "kw_secret_report: unknown outcome -1");
+	assert_int_equal(kw_secret_report(bad, KW_UNUSED), KW_OK);
+
+	assert_int_equal(kw_secret_report(NULL, KW_USED), KW_ERR_INVAL);
+	assert_string_equal(kw_last_error(), "kw_secret_report: no secret");
+
+	/* Reporting does not touch the value. */
+	assert_string_equal(kw_secret_value(used), SECRET_40);
+	kw_secret_free(used);
+	kw_secret_free(unused);
+	kw_secret_free(bad);
+	kw_close(ctx);
+}
+
+static void test_free_null(void **state)
+{
+	(void)state;
+	kw_secret_free(NULL);
+	kw_close(NULL);
+	kw_trace_free(NULL);
+}
+
+static void test_trace_accessors_null(void **state)
+{
+	(void)state;
+	assert_null(kw_trace_chain(NULL));
+	assert_int_equal(kw_trace_len(NULL), 0);
+	assert_null(kw_trace_get(NULL, 0));
+	assert_int_equal(kw_trace_result(NULL), KW_ERR_INVAL);
+	assert_null(kw_trace_backend(NULL));
+	assert_non_null(kw_trace_summary(NULL));
+}
+
+static void test_secret_survives_close(void **state)
+{
+	kw_ctx *ctx = open_one_fake();
+	kw_secret *a = resolve_one(ctx, NULL);
+	kw_secret *b = resolve_one(ctx, NULL);
+
+	(void)state;
+	assert_int_equal(kw_secret_report(b, KW_UNUSED), KW_OK);
+	kw_close(ctx);
+	assert_string_equal(kw_secret_value(a), SECRET_40);
+	assert_int_equal(kw_secret_len(a), 40);
+	assert_string_equal(kw_secret_backend(a), "b");
+	assert_string_equal(kw_secret_value(b), SECRET_40);
+	assert_int_equal(kw_secret_report(a, KW_USED), KW_OK);
+	kw_secret_free(a);
+	kw_secret_free(b);
+}
+
+/* ---- kw_open ---- */
+
+static void test_open_null_ctx(void **state)
+{
+	(void)state;
+	assert_int_equal(kw_open(NULL, "/nonexistent/keyway.conf"),
+			 KW_ERR_INVAL);
+	assert_string_equal(kw_last_error(), "kw_open: ctx is NULL");
+}
+
+static void test_open_missing_file(void **state)
+{
+	char *dir = tu_tmpdir();
+	char *path, want[1024];
+	kw_ctx *ctx = (kw_ctx *)&dir; /* must be set to NULL */
+
+	(void)state;
+	assert_true(asprintf(&path, "%s/absent.conf", dir) > 0);
+	assert_int_equal(kw_open(&ctx, path), KW_ERR_CONFIG);
+	assert_null(ctx);
+	snprintf(want, sizeof(want),
+		 "%s: cannot open configuration: No such file or directory",
+		 path);
+	assert_string_equal(kw_last_error(), want);
+	free(path);
+	tu_rmrf(dir);
+}
+
+static void test_open_env_config(void **state)
+{
+	char *dir = tu_tmpdir();
+	char *path = tu_write(dir, "env.conf", 0644, ONE_FAKE("sk-from-env-"
+							      "config-0123"));
+	char *missing, want[1024], value[64], backend[16];
+	kw_ctx *ctx = NULL;
+
+	(void)state;
+	assert_int_equal(setenv("KEYWAY_CONFIG", path, 1), 0);
+	assert_int_equal(kw_open(&ctx, NULL), KW_OK);
+	assert_non_null(ctx);
+	assert_int_equal(tu_resolve(ctx, NULL, "openai", NULL, NULL, value,
+				    sizeof(value), backend, sizeof(backend)),
+			 KW_OK);
+	assert_string_equal(value, "sk-from-env-config-0123");
+	assert_string_equal(backend, "b");
+	kw_close(ctx);
+
+	/* An explicit path wins over $KEYWAY_CONFIG. */
+	assert_true(asprintf(&missing, "%s/absent.conf", dir) > 0);
+	ctx = NULL;
+	assert_int_equal(kw_open(&ctx, missing), KW_ERR_CONFIG);
+	assert_null(ctx);
+	snprintf(want, sizeof(want),
+		 "%s: cannot open configuration: No such file or directory",
+		 missing);
+	assert_string_equal(kw_last_error(), want);
+
+	/* $KEYWAY_CONFIG naming a missing file is reported by that name. */
+	assert_int_equal(setenv("KEYWAY_CONFIG", missing, 1), 0);
+	assert_int_equal(kw_open(&ctx, NULL), KW_ERR_CONFIG);
+	assert_null(ctx);
+	assert_string_equal(kw_last_error(), want);
+
+	/* So does kw_check. */
+	assert_int_equal(kw_check(NULL, NULL, NULL), KW_ERR_CONFIG);
+	assert_string_equal(kw_last_error(), want);
+
+	unsetenv("KEYWAY_CONFIG");
+	free(missing);
+	free(path);
+	tu_rmrf(dir);
+}
+
+static void test_open_default_config(void **state)
+{
+	const char *def = kw_default_config();
+	static const char tail[] = "/keyway/keyway.conf";
+	char want[1024];
+	kw_ctx *ctx = NULL;
+
+	(void)state;
+	assert_non_null(def);
+	assert_int_equal(def[0], '/');
+	assert_true(strlen(def) > strlen(tail));
+	assert_string_equal(def + strlen(def) - strlen(tail), tail);
+	assert_ptr_equal(kw_default_config(), def);
+
+	/* An empty $KEYWAY_CONFIG means the default. */
+	assert_int_equal(setenv("KEYWAY_CONFIG", "", 1), 0);
+	if (access(def, F_OK) != 0 && errno == ENOENT) {
+		assert_int_equal(kw_open(&ctx, NULL), KW_ERR_CONFIG);
+		assert_null(ctx);
+		snprintf(want, sizeof(want),
+			 "%s: cannot open configuration: No such file or "
+			 "directory",
+			 def);
+		assert_string_equal(kw_last_error(), want);
+	}
+	unsetenv("KEYWAY_CONFIG");
+}
+
+/* ---- guarded memory through real resolves ---- */
+
+/* Secret lengths around every slot size of the arena (the header and the
+ * backend name come on top), up to values only sodium_malloc serves. */
+static const size_t lengths[] = {
+	1,    2,    3,    7,    8,    15,   16,   17,   31,   32,   33,
+	47,   63,   64,   65,   95,   127,  128,  129,  191,  255,  256,
+	257,  400,  511,  512,  513,  777,  1000, 1023, 1024, 1025, 1500,
+	1990, 2000, 2010, 2047, 2048, 2049, 3000, 4095, 4096, 4097, 8192,
+	10000, 10239, 10240,
+};
+
+#define NLENGTHS (sizeof(lengths) / sizeof(lengths[0]))
+
+static char pattern_char(size_t len, size_t i)
+{
+	static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz"
+				       "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+
+	return alphabet[(i * 7 + len * 13) % (sizeof(alphabet) - 1)];
+}
+
+/* The value of length len, malloc'd. */
+static char *pattern(size_t len)
+{
+	char *v = malloc(len + 1);
+
+	assert_non_null(v);
+	for (size_t i = 0; i < len; i++)
+		v[i] = pattern_char(len, i);
+	v[len] = '\0';
+	return v;
+}
+
+/* One backend and one chain per length: backend bN, chain lN. */
+static kw_ctx *open_sizes(void)
+{
+	size_t cap = 256, used = 0;
+	kw_ctx *ctx = NULL;
+	char *text;
+
+	for (size_t i = 0; i < NLENGTHS; i++)
+		cap += lengths[i] + 256;
+	text = malloc(cap);
+	assert_non_null(text);
+#define ADD(...)                                                          \
+	do {                                                              \
+		int n_ = snprintf(text + used, cap - used, __VA_ARGS__);  \
+		assert_true(n_ >= 0 && (size_t)n_ < cap - used);          \
+		used += (size_t)n_;                                       \
+	} while (0)
+	ADD("backends: {\n");
+	for (size_t i = 0; i < NLENGTHS; i++) {
+		char *v = pattern(lengths[i]);
+
+		ADD("  b%zu: { module = \"fake\"; answer = \"found\"; "
+		    "value = \"%s\"; };\n",
+		    lengths[i], v);
+		free(v);
+	}
+	ADD("};\nchains: {\n");
+	for (size_t i = 0; i < NLENGTHS; i++)
+		ADD("  l%zu = ( { backend = \"b%zu\"; control = "
+		    "\"requisite\"; } );\n",
+		    lengths[i], lengths[i]);
+	ADD("};\n");
+#undef ADD
+	assert_int_equal(tu_open(&ctx, text, NULL), KW_OK);
+	free(text);
+	return ctx;
+}
+
+static void check_secret(const kw_secret *s, size_t len)
+{
+	char backend[32];
+
+	snprintf(backend, sizeof(backend), "b%zu", len);
+	assert_int_equal(kw_secret_len(s), len);
+	assert_int_equal(kw_secret_value(s)[len], '\0');
+	for (size_t i = 0; i < len; i++)
+		if (kw_secret_value(s)[i] != pattern_char(len, i))
+			fail_msg("secret of length %zu differs at byte %zu",
+				 len, i);
+	assert_string_equal(kw_secret_backend(s), backend);
+}
+
+static void test_sizes_exact_bytes(void **state)
+{
+	kw_ctx *ctx = open_sizes();
+	kw_secret *held[NLENGTHS][3];
+	char chain[32];
+
+	(void)state;
+	/* Three of each at once, all checked only after every one was
+	 * allocated, so that no two of them share memory. */
+	for (int round = 0; round < 3; round++) {
+		for (size_t i = 0; i < NLENGTHS; i++) {
+			snprintf(chain, sizeof(chain), "l%zu", lengths[i]);
+			held[i][round] = resolve_one(ctx, chain);
+		}
+	}
+	for (size_t i = 0; i < NLENGTHS; i++)
+		for (int round = 0; round < 3; round++)
+			check_secret(held[i][round], lengths[i]);
+
+	/* Free every other one and allocate again: slots are reused. */
+	for (size_t i = 0; i < NLENGTHS; i++) {
+		kw_secret_free(held[i][1]);
+		held[i][1] = NULL;
+	}
+	for (size_t i = NLENGTHS; i-- > 0;) {
+		snprintf(chain, sizeof(chain), "l%zu", lengths[i]);
+		held[i][1] = resolve_one(ctx, chain);
+	}
+	kw_close(ctx);
+	for (size_t i = 0; i < NLENGTHS; i++) {
+		for (int round = 0; round < 3; round++) {
+			check_secret(held[i][round], lengths[i]);
+			kw_secret_free(held[i][round]);
+		}
+	}
+}
+
+/* More secrets of one size than one slab holds, all alive at once. */
+#define NMANY 5000
+
+static void test_many_secrets_one_size(void **state)
+{
+	kw_ctx *ctx = open_sizes();
+	kw_secret **held = calloc(NMANY, sizeof(*held));
+
+	(void)state;
+	assert_non_null(held);
+	for (size_t i = 0; i < NMANY; i++)
+		held[i] = resolve_one(ctx, i % 2 ? "l17" : "l1");
+	for (size_t i = 0; i < NMANY; i++)
+		check_secret(held[i], i % 2 ? 17 : 1);
+	for (size_t i = 0; i < NMANY; i += 2)
+		kw_secret_free(held[i]);
+	for (size_t i = 0; i < NMANY; i += 2)
+		held[i] = resolve_one(ctx, "l33");
+	for (size_t i = 0; i < NMANY; i++)
+		check_secret(held[i], i % 2 ? 17 : 33);
+	for (size_t i = 0; i < NMANY; i++)
+		kw_secret_free(held[i]);
+	free(held);
+	kw_close(ctx);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_status_str_every_status),
+		cmocka_unit_test(test_status_str_out_of_range),
+		cmocka_unit_test(test_action_str),
+		cmocka_unit_test(test_version),
+		cmocka_unit_test(test_last_error_never_null),
+		cmocka_unit_test(test_mask_lengths),
+		cmocka_unit_test(test_mask_small_buffer),
+		cmocka_unit_test(test_mask_size_zero),
+		cmocka_unit_test(test_request_init),
+		cmocka_unit_test(test_request_checks),
+		cmocka_unit_test(test_secret_value_and_len),
+		cmocka_unit_test(test_secret_report),
+		cmocka_unit_test(test_free_null),
+		cmocka_unit_test(test_trace_accessors_null),
+		cmocka_unit_test(test_secret_survives_close),
+		cmocka_unit_test(test_open_null_ctx),
+		cmocka_unit_test(test_open_missing_file),
+		cmocka_unit_test(test_open_env_config),
+		cmocka_unit_test(test_open_default_config),
+		cmocka_unit_test(test_sizes_exact_bytes),
+		cmocka_unit_test(test_many_secrets_one_size),
+	};
+
+	unsetenv("KEYWAY_CONFIG");
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

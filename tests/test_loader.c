@@ -1,0 +1,719 @@
+/*
+ * test_loader.c - which modules keyway agrees to load, and what it says
+ * when it refuses one.
+ *
+ * Every refusal is checked as the exact line kw_last_error() gives: the
+ * configuration file and the line of `module = ...`, the backend, and the
+ * reason with the path that caused it.
+ */
+#include "config.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <keyway/keyway.h>
+
+#include "testutil.h"
+
+/* The line of `module = ...` in the configuration written by open_spec(). */
+#define MODULE_LINE 3
+
+/* What the fake module hands out for backend "b". */
+#define FAKE_B_VALUE "sk-fake-b-0123456789abcdef"
+
+/* A scratch directory with the configuration in it. */
+struct fixture {
+	char *dir;
+	char *conf;
+	char err[2048];
+	kw_status st;
+};
+
+/*
+ * Paths a test makes are kept here and freed by teardown(), so that a
+ * failing assertion, which leaves the test at once, leaks nothing.
+ */
+static char *kept[64];
+static size_t nkept;
+
+/* $KEYWAY_MODULE_DIR as the test program found it; tests that point it
+ * elsewhere have it put back by teardown(). */
+static char *module_dir;
+
+static char *keep(char *p)
+{
+	assert_non_null(p);
+	assert_true(nkept < sizeof(kept) / sizeof(kept[0]));
+	kept[nkept++] = p;
+	return p;
+}
+
+static char *join(const char *dir, const char *name)
+{
+	char *p;
+
+	if (asprintf(&p, "%s/%s", dir, name) < 0)
+		abort();
+	return keep(p);
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	if (f == NULL)
+		return -1;
+	f->dir = tu_tmpdir();
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	free(f->conf);
+	tu_rmrf(f->dir);
+	free(f);
+	while (nkept > 0)
+		free(kept[--nkept]);
+	if (setenv("KEYWAY_MODULE_DIR", module_dir, 1) != 0)
+		return -1;
+	return 0;
+}
+
+/* Write a 0755 file holding text into dir. */
+static char *keep_write(const char *dir, const char *name, const char *text)
+{
+	return keep(tu_write(dir, name, 0755, "%s", text));
+}
+
+/* mkdir dir/name with exactly `mode`, whatever the umask. */
+static char *make_dir(const char *dir, const char *name, mode_t mode)
+{
+	char *p = join(dir, name);
+
+	assert_int_equal(mkdir(p, 0700), 0);
+	assert_int_equal(chmod(p, mode), 0);
+	return p;
+}
+
+/* Copy the built module `name` to dir/file with `mode`. */
+static char *copy_module(const char *name, const char *dir, const char *file,
+			 mode_t mode)
+{
+	char *src = keep(tu_module(name));
+	char *dst = join(dir, file);
+	char buf[65536];
+	ssize_t n;
+	int in, out;
+
+	in = open(src, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		fail_msg("%s: %s (is KEYWAY_MODULE_DIR set?)", src,
+			 strerror(errno));
+	out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	assert_true(out >= 0);
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		assert_int_equal(write(out, buf, (size_t)n), n);
+	assert_int_equal(n, 0);
+	assert_int_equal(fchmod(out, mode), 0);
+	close(out);
+	close(in);
+	return dst;
+}
+
+/*
+ * Write a configuration with one fake backend "b" whose module is `spec`
+ * and open it.  The status and kw_last_error() are kept in f.
+ */
+static void open_spec(struct fixture *f, const char *spec)
+{
+	kw_ctx *ctx = NULL;
+	char value[64], backend[16];
+
+	free(f->conf);
+	f->conf = tu_write(f->dir, "keyway.conf", 0644,
+			   "backends: {\n"
+			   "  b: {\n"
+			   "    module = \"%s\";\n"
+			   "    answer = \"found\";\n"
+			   "  };\n"
+			   "};\n"
+			   "chains: {\n"
+			   "  default = ( { backend = \"b\"; control = "
+			   "\"required\"; } );\n"
+			   "};\n",
+			   spec);
+	f->st = kw_open(&ctx, f->conf);
+	snprintf(f->err, sizeof(f->err), "%s", kw_last_error());
+	if (f->st != KW_OK) {
+		assert_null(ctx);
+		return;
+	}
+	assert_non_null(ctx);
+	assert_int_equal(tu_resolve(ctx, NULL, "anthropic", NULL, NULL, value,
+				    sizeof(value), backend, sizeof(backend)),
+			 KW_OK);
+	assert_string_equal(value, FAKE_B_VALUE);
+	assert_string_equal(backend, "b");
+	kw_close(ctx);
+}
+
+/* Assert that open_spec() failed with st and "CONF:3: backend "b": MSG". */
+static void expect_refusal(const struct fixture *f, kw_status st,
+			   const char *fmt, ...) KW_PRINTF(3, 4);
+
+static void expect_refusal(const struct fixture *f, kw_status st,
+			   const char *fmt, ...)
+{
+	char msg[1024], want[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(want, sizeof(want), "%s:%d: backend \"b\": %s", f->conf,
+		 MODULE_LINE, msg);
+	assert_string_equal(f->err, want);
+	assert_int_equal(f->st, st);
+}
+
+/* ---- absolute paths and permissions ---- */
+
+static void test_abs_path_loads(void **state)
+{
+	struct fixture *f = *state;
+	char *mods = make_dir(f->dir, "mods", 0700);
+	char *so = copy_module("fake", mods, "kw_fake.so", 0755);
+
+	open_spec(f, so);
+	assert_int_equal(f->st, KW_OK);
+
+	/* Read-only for everyone is as good. */
+	assert_int_equal(chmod(so, 0444), 0);
+	open_spec(f, so);
+	assert_int_equal(f->st, KW_OK);
+
+	/* Any file name will do when the path is given. */
+	so = copy_module("fake", mods, "anything.so", 0700);
+	open_spec(f, so);
+	assert_int_equal(f->st, KW_OK);
+
+	/* Empty components are harmless. */
+	assert_true(asprintf(&so, "%s//mods///anything.so", f->dir) > 0);
+	keep(so);
+	open_spec(f, so);
+	assert_int_equal(f->st, KW_OK);
+}
+
+static void test_file_group_writable(void **state)
+{
+	struct fixture *f = *state;
+	char *mods = make_dir(f->dir, "mods", 0700);
+	char *so = copy_module("fake", mods, "kw_fake.so", 0775);
+
+	open_spec(f, so);
+	expect_refusal(f, KW_ERR_PERM,
+		       "refusing module %s: %s is writable by group", so, so);
+
+	assert_int_equal(chmod(so, 0620), 0);
+	open_spec(f, so);
+	expect_refusal(f, KW_ERR_PERM,
+		       "refusing module %s: %s is writable by group", so, so);
+}
+
+static void test_file_other_writable(void **state)
+{
+	struct fixture *f = *state;
+	char *mods = make_dir(f->dir, "mods", 0700);
+	char *so = copy_module("fake", mods, "kw_fake.so", 0757);
+
+	open_spec(f, so);
+	expect_refusal(f, KW_ERR_PERM,
+		       "refusing module %s: %s is writable by others", so, so);
+
+	/* Writable by both: others is the worse, and is named. */
+	assert_int_equal(chmod(so, 0777), 0);
+	open_spec(f, so);
+	expect_refusal(f, KW_ERR_PERM,
+		       "refusing module %s: %s is writable by others", so, so);
+}
+
+static void test_dir_group_writable(void **state)
+{
+	struct fixture *f = *state;
+	char *mods = make_dir(f->dir, "mods", 0770);
+	char *so = copy_module("fake", mods, "kw_fake.so", 0755);
+
+	open_spec(f, so);
+	expect_refusal(f, KW_ERR_PERM,
+		       "refusing module %s: %s is writable by group", so,
+		       mods);
+
+	/* Deeper down: the directory above the module's. */
+	assert_int_equal(chmod(f->dir, 0770), 0);
+	mods = make_dir(f->dir, "sub", 0755);
+	so = copy_module("fake", mods, "kw_fake.so", 0755);
+	open_spec(f, so);
+	expect_refusal(f, KW_ERR_PERM,
+		       "refusing module %s: %s is writable by group", so,
+		       f->dir);
+	assert_int_equal(chmod(f->dir, 0700), 0);
+}
+
+static void test_dir_other_writable(void **state)
+{
+	struct fixture *f = *state;
+	char *mods = make_dir(f->dir, "mods", 0777);
+	char *so = copy_module("fake", mods, "kw_fake.so", 0755);
+
+	/* World-writable without the sticky bit: anyone may replace it. */
+	open_spec(f, so);
+	expect_refusal(f, KW_ERR_PERM,
+		       "refusing module %s: %s is writable by others", so,
+		       mods);
+}
+
+static void test_sticky_root_dir(void **state)
+{
+	struct fixture *f = *state;
+	char *mods, *so;
+
+	if (geteuid() != 0)
+		skip(); /* the directory must belong to root */
+	mods = make_dir(f->dir, "sticky", 01777);
+	so = copy_module("fake", mods, "kw_fake.so", 0755);
+	open_spec(f, so);
+	assert_int_equal(f->st, KW_OK);
+
+	/* The sticky bit protects the directory, not the file in it. */
+	assert_int_equal(chmod(so, 0757), 0);
+	open_spec(f, so);
+	expect_refusal(f, KW_ERR_PERM,
+		       "refusing module %s: %s is writable by others", so, so);
+}
+
+static void test_owned_by_other_uid(void **state)
+{
+	struct fixture *f = *state;
+	char *mods, *so, *other, *so2;
+
+	if (geteuid() != 0)
+		skip(); /* only root can give a file away */
+	mods = make_dir(f->dir, "mods", 0755);
+	so = copy_module("fake", mods, "kw_fake.so", 0755);
+	assert_int_equal(chown(so, 65534, 65534), 0);
+	open_spec(f, so);
+	expect_refusal(f, KW_ERR_PERM,
+		       "refusing module %s: %s is owned by uid 65534, not by "
+		       "root or uid 0",
+		       so, so);
+
+	/* A directory on the way that belongs to someone else. */
+	other = make_dir(f->dir, "other", 0755);
+	so2 = copy_module("fake", other, "kw_fake.so", 0755);
+	assert_int_equal(chown(other, 65534, 65534), 0);
+	open_spec(f, so2);
+	expect_refusal(f, KW_ERR_PERM,
+		       "refusing module %s: %s is owned by uid 65534, not by "
+		       "root or uid 0",
+		       so2, other);
+}
+
+static void test_not_a_file(void **state)
+{
+	struct fixture *f = *state;
+	char *mods = make_dir(f->dir, "mods", 0755);
+	char *so = make_dir(mods, "kw_dir.so", 0755);
+
+	open_spec(f, so);
+	expect_refusal(f, KW_ERR_MODULE, "cannot load module %s: not a file",
+		       so);
+}
+
+static void test_abs_path_missing(void **state)
+{
+	struct fixture *f = *state;
+	char *so = join(f->dir, "kw_absent.so");
+
+	open_spec(f, so);
+	expect_refusal(f, KW_ERR_MODULE,
+		       "cannot load module %s: No such file or directory", so);
+}
+
+/* ---- symbolic links ---- */
+
+static void test_symlink_into_unsafe_dir(void **state)
+{
+	struct fixture *f = *state;
+	char *safe = make_dir(f->dir, "safe", 0755);
+	char *unsafe = make_dir(f->dir, "unsafe", 0775);
+	char *target = copy_module("fake", unsafe, "kw_fake.so", 0755);
+	char *link = join(safe, "kw_link.so");
+
+	assert_int_equal(symlink(target, link), 0);
+	open_spec(f, link);
+	expect_refusal(f, KW_ERR_PERM,
+		       "refusing module %s: %s is writable by group", link,
+		       unsafe);
+
+	/* The same through a relative link. */
+	link = join(safe, "kw_rel.so");
+	assert_int_equal(symlink("../unsafe/kw_fake.so", link), 0);
+	open_spec(f, link);
+	expect_refusal(f, KW_ERR_PERM,
+		       "refusing module %s: %s/../unsafe is writable by group",
+		       link, safe);
+}
+
+static void test_symlink_to_unsafe_file(void **state)
+{
+	struct fixture *f = *state;
+	char *safe = make_dir(f->dir, "safe", 0755);
+	char *target = copy_module("fake", safe, "kw_real.so", 0757);
+	char *link = join(safe, "kw_link.so");
+
+	assert_int_equal(symlink("kw_real.so", link), 0);
+	open_spec(f, link);
+	expect_refusal(f, KW_ERR_PERM,
+		       "refusing module %s: %s is writable by others", link,
+		       target);
+}
+
+static void test_symlink_safe_to_safe(void **state)
+{
+	struct fixture *f = *state;
+	char *a = make_dir(f->dir, "a", 0755);
+	char *b = make_dir(f->dir, "b", 0700);
+	char *target = copy_module("fake", b, "kw_fake.so", 0755);
+	char *link = join(a, "kw_abs.so");
+
+	assert_int_equal(symlink(target, link), 0);
+	open_spec(f, link);
+	assert_int_equal(f->st, KW_OK);
+
+	/* Relative, and a chain of two links. */
+	link = join(a, "kw_rel.so");
+	assert_int_equal(symlink("../b/kw_fake.so", link), 0);
+	open_spec(f, link);
+	assert_int_equal(f->st, KW_OK);
+	link = join(a, "kw_twice.so");
+	assert_int_equal(symlink("kw_rel.so", link), 0);
+	open_spec(f, link);
+	assert_int_equal(f->st, KW_OK);
+}
+
+static void test_symlinked_directory(void **state)
+{
+	struct fixture *f = *state;
+	char *good = make_dir(f->dir, "good", 0755);
+	char *bad = make_dir(f->dir, "bad", 0770);
+	char *goodlink = join(f->dir, "goodlink");
+	char *badlink = join(f->dir, "badlink");
+	char *spec;
+
+	copy_module("fake", good, "kw_fake.so", 0755);
+	copy_module("fake", bad, "kw_fake.so", 0755);
+	assert_int_equal(symlink("good", goodlink), 0);
+	assert_int_equal(symlink(bad, badlink), 0);
+
+	spec = join(goodlink, "kw_fake.so");
+	open_spec(f, spec);
+	assert_int_equal(f->st, KW_OK);
+
+	spec = join(badlink, "kw_fake.so");
+	open_spec(f, spec);
+	expect_refusal(f, KW_ERR_PERM,
+		       "refusing module %s: %s is writable by group", spec,
+		       bad);
+}
+
+static void test_symlink_dangling(void **state)
+{
+	struct fixture *f = *state;
+	char *link = join(f->dir, "kw_dangling.so");
+
+	assert_int_equal(symlink("kw_nowhere.so", link), 0);
+	open_spec(f, link);
+	expect_refusal(f, KW_ERR_MODULE,
+		       "cannot load module %s: No such file or directory",
+		       link);
+}
+
+static void test_symlink_loop(void **state)
+{
+	struct fixture *f = *state;
+	char *a = join(f->dir, "kw_a.so");
+	char *b = join(f->dir, "kw_b.so");
+	char *self = join(f->dir, "kw_self.so");
+
+	assert_int_equal(symlink(b, a), 0);
+	assert_int_equal(symlink(a, b), 0);
+	open_spec(f, a);
+	expect_refusal(f, KW_ERR_MODULE, "%s: too many symbolic links", a);
+
+	assert_int_equal(symlink("kw_self.so", self), 0);
+	open_spec(f, self);
+	expect_refusal(f, KW_ERR_MODULE, "%s: too many symbolic links", self);
+}
+
+/* ---- modules that are not what they claim ---- */
+
+static void test_bad_abi(void **state)
+{
+	struct fixture *f = *state;
+	char *so = keep(tu_module("badabi"));
+
+	open_spec(f, "badabi");
+	expect_refusal(f, KW_ERR_MODULE,
+		       "module %s wants module ABI 99; this keyway serves ABI "
+		       "1",
+		       so);
+}
+
+static void test_no_entry(void **state)
+{
+	struct fixture *f = *state;
+	char *so = keep(tu_module("noentry"));
+
+	open_spec(f, "noentry");
+	expect_refusal(f, KW_ERR_MODULE,
+		       "module %s has no kw_module_entry entry point (not a "
+		       "keyway module?)",
+		       so);
+}
+
+static void test_null_entry(void **state)
+{
+	struct fixture *f = *state;
+	char *so = keep(tu_module("nullentry"));
+
+	open_spec(f, "nullentry");
+	expect_refusal(f, KW_ERR_MODULE, "module %s returned no descriptor",
+		       so);
+}
+
+static void test_name_not_found(void **state)
+{
+	struct fixture *f = *state;
+	char *so = keep(tu_module("nosuch"));
+
+	open_spec(f, "nosuch");
+	expect_refusal(f, KW_ERR_MODULE,
+		       "cannot load module %s: No such file or directory", so);
+}
+
+static void test_invalid_name(void **state)
+{
+	static const char *const names[] = {
+		"", "Fake", "../fake", "mods/kw_fake.so", "fake.so", "fa ke",
+		"kw_fake!",
+	};
+	struct fixture *f = *state;
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		open_spec(f, names[i]);
+		expect_refusal(f, KW_ERR_CONFIG,
+			       "invalid module name \"%s\" (a name like "
+			       "\"sqlite\" or an absolute path)",
+			       names[i]);
+	}
+}
+
+static void test_name_uses_module_dir(void **state)
+{
+	struct fixture *f = *state;
+	char *mods = make_dir(f->dir, "mods", 0755);
+	char *so = copy_module("fake", mods, "kw_other.so", 0755);
+
+	assert_int_equal(setenv("KEYWAY_MODULE_DIR", mods, 1), 0);
+	open_spec(f, "other");
+	assert_int_equal(f->st, KW_OK);
+
+	/* The module directory is checked like any other. */
+	assert_int_equal(chmod(mods, 0775), 0);
+	open_spec(f, "other");
+	expect_refusal(f, KW_ERR_PERM,
+		       "refusing module %s: %s is writable by group", so,
+		       mods);
+}
+
+static void test_not_shared_object(void **state)
+{
+	struct fixture *f = *state;
+	char *mods = make_dir(f->dir, "mods", 0755);
+	char *junk = keep_write(mods, "kw_junk.so",
+				"this is a text file, not a shared object; "
+				"it is long enough to hold an ELF header\n"
+				"and then some more text to be sure of it\n");
+	char dlerr[1024];
+	void *h;
+
+	/* What dlopen says about this file is what the message must
+	 * carry. */
+	h = dlopen(junk, RTLD_NOW | RTLD_LOCAL);
+	assert_null(h);
+	snprintf(dlerr, sizeof(dlerr), "%s", dlerror());
+	assert_non_null(strstr(dlerr, junk));
+
+	assert_int_equal(setenv("KEYWAY_MODULE_DIR", mods, 1), 0);
+	open_spec(f, "junk");
+	expect_refusal(f, KW_ERR_MODULE, "cannot load module %s: %s", junk,
+		       dlerr);
+
+	/* Short files too. */
+	junk = keep_write(mods, "kw_tiny.so", "x\n");
+	h = dlopen(junk, RTLD_NOW | RTLD_LOCAL);
+	assert_null(h);
+	snprintf(dlerr, sizeof(dlerr), "%s", dlerror());
+	open_spec(f, junk);
+	expect_refusal(f, KW_ERR_MODULE, "cannot load module %s: %s", junk,
+		       dlerr);
+}
+
+/* ---- kw_check ---- */
+
+struct lines {
+	char *line[16];
+	size_t n;
+};
+
+static void collect(void *arg, const char *line)
+{
+	struct lines *l = arg;
+
+	assert_true(l->n < sizeof(l->line) / sizeof(l->line[0]));
+	l->line[l->n++] = keep(strdup(line));
+}
+
+static void test_check_reports_every_module(void **state)
+{
+	struct fixture *f = *state;
+	char *badabi = keep(tu_module("badabi"));
+	char *noentry = keep(tu_module("noentry"));
+	char *nullentry = keep(tu_module("nullentry"));
+	char want[3][2048];
+	struct lines l = { { NULL }, 0 };
+
+	f->conf = tu_write(f->dir, "keyway.conf", 0644,
+			   "backends: {\n"
+			   "  one: { module = \"badabi\"; };\n"
+			   "  two: { module = \"fake\"; "
+			   "answer = \"found\"; };\n"
+			   "  three: { module = \"noentry\"; };\n"
+			   "  four: { module = \"nullentry\"; };\n"
+			   "};\n"
+			   "chains: {\n"
+			   "  default = ( { backend = \"one\"; control = "
+			   "\"sufficient\"; },\n"
+			   "              { backend = \"two\"; control = "
+			   "\"sufficient\"; } );\n"
+			   "};\n");
+	snprintf(want[0], sizeof(want[0]),
+		 "%s:2: backend \"one\": module %s wants module ABI 99; this "
+		 "keyway serves ABI 1",
+		 f->conf, badabi);
+	snprintf(want[1], sizeof(want[1]),
+		 "%s:4: backend \"three\": module %s has no kw_module_entry "
+		 "entry point (not a keyway module?)",
+		 f->conf, noentry);
+	snprintf(want[2], sizeof(want[2]),
+		 "%s:5: backend \"four\": module %s returned no descriptor",
+		 f->conf, nullentry);
+
+	assert_int_equal(kw_check(f->conf, collect, &l), KW_ERR_MODULE);
+	assert_int_equal(l.n, 3);
+	for (size_t i = 0; i < 3; i++)
+		assert_string_equal(l.line[i], want[i]);
+	/* kw_last_error() holds the first. */
+	assert_string_equal(kw_last_error(), want[0]);
+
+	/* kw_open stops at the same first problem. */
+	{
+		kw_ctx *ctx = NULL;
+
+		assert_int_equal(kw_open(&ctx, f->conf), KW_ERR_MODULE);
+		assert_null(ctx);
+		assert_string_equal(kw_last_error(), want[0]);
+	}
+
+}
+
+static void test_check_clean(void **state)
+{
+	struct fixture *f = *state;
+	struct lines l = { { NULL }, 0 };
+	char *mods = make_dir(f->dir, "mods", 0700);
+	char *so = copy_module("fake", mods, "kw_fake.so", 0755);
+
+	f->conf = tu_write(f->dir, "keyway.conf", 0644,
+			   "backends: {\n"
+			   "  a: { module = \"fake\"; answer = \"found\"; };\n"
+			   "  b: { module = \"%s\"; answer = \"found\"; };\n"
+			   "  c: { module = \"%s\"; answer = \"notfound\"; };\n"
+			   "};\n"
+			   "chains: { default = ( { backend = \"a\"; "
+			   "control = \"required\"; } ); };\n",
+			   so, so);
+	assert_int_equal(kw_check(f->conf, collect, &l), KW_OK);
+	assert_int_equal(l.n, 0);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_abs_path_loads),
+		T(test_file_group_writable),
+		T(test_file_other_writable),
+		T(test_dir_group_writable),
+		T(test_dir_other_writable),
+		T(test_sticky_root_dir),
+		T(test_owned_by_other_uid),
+		T(test_not_a_file),
+		T(test_abs_path_missing),
+		T(test_symlink_into_unsafe_dir),
+		T(test_symlink_to_unsafe_file),
+		T(test_symlink_safe_to_safe),
+		T(test_symlinked_directory),
+		T(test_symlink_dangling),
+		T(test_symlink_loop),
+		T(test_bad_abi),
+		T(test_no_entry),
+		T(test_null_entry),
+		T(test_name_not_found),
+		T(test_invalid_name),
+		T(test_name_uses_module_dir),
+		T(test_not_shared_object),
+		T(test_check_reports_every_module),
+		T(test_check_clean),
+	};
+	int failed;
+
+	module_dir = getenv("KEYWAY_MODULE_DIR");
+	if (module_dir == NULL || module_dir[0] == '\0') {
+		fprintf(stderr, "KEYWAY_MODULE_DIR must name the built "
+				"modules\n");
+		return 1;
+	}
+	module_dir = strdup(module_dir);
+	if (module_dir == NULL)
+		return 1;
+	failed = cmocka_run_group_tests(tests, NULL, NULL);
+	free(module_dir);
+	return failed;
+}
