@@ -112,7 +112,7 @@ kw_status kw_check(const char *path, kw_report_fn *report, void *arg)
 
 /* ---- requests ---- */
 
-static bool valid_provider(const char *s)
+bool kwi_valid_provider(const char *s)
 {
 	size_t n = 0;
 
@@ -127,7 +127,7 @@ static bool valid_provider(const char *s)
 
 /* A user or org name: printable, no '/', not "." or "..": it may end up in
  * a path or a URL. */
-static bool valid_identity(const char *s)
+bool kwi_valid_identity(const char *s)
 {
 	size_t n = 0;
 
@@ -160,17 +160,17 @@ static kw_status prepare(kw_ctx *ctx, const kw_request *req,
 
 	if (in->provider == NULL)
 		return kwi_error(KW_ERR_INVAL, "request names no provider");
-	if (!valid_provider(in->provider))
+	if (!kwi_valid_provider(in->provider))
 		return kwi_error(KW_ERR_INVAL,
 				 "invalid provider name (lower-case letters, "
 				 "digits, '-', '_' and '.', at most %d)",
 				 MAX_PROVIDER);
-	if (in->user != NULL && !valid_identity(in->user))
+	if (in->user != NULL && !kwi_valid_identity(in->user))
 		return kwi_error(KW_ERR_INVAL,
 				 "invalid user name (printable, no spaces or "
 				 "slashes, at most %d bytes)",
 				 MAX_IDENTITY);
-	if (in->org != NULL && !valid_identity(in->org))
+	if (in->org != NULL && !kwi_valid_identity(in->org))
 		return kwi_error(KW_ERR_INVAL,
 				 "invalid org name (printable, no spaces or "
 				 "slashes, at most %d bytes)",

@@ -196,17 +196,158 @@ static void check_includes(struct loader *l, const config_setting_t *s,
 
 /* ---- the keyway: { } section ---- */
 
+/* keyway.master_key and keyway.old_master_keys. */
+static void load_masters(struct loader *l, const config_setting_t *cur,
+			 const config_setting_t *old)
+{
+	struct kw_ctx *ctx = l->ctx;
+	size_t n = 1;
+
+	if (old != NULL && !config_setting_is_list(old)) {
+		problem(l, KW_ERR_CONFIG, old,
+			"keyway.old_master_keys must be a list ( { source = "
+			"...; }, ... )");
+		return;
+	}
+	if (old != NULL)
+		n += (size_t)config_setting_length(old);
+	ctx->masters_size = n * sizeof(*ctx->masters);
+	ctx->masters = kwi_secure_alloc(ctx->masters_size);
+	if (ctx->masters == NULL) {
+		problem(l, KW_ERR_NOMEM, cur, "out of memory");
+		return;
+	}
+	if (kwi_master_parse(&ctx->masters[0], cur, src_file(l, cur),
+			     "keyway.master_key", ctx->dir, l->d) != KW_OK)
+		return;
+	ctx->nmasters = 1;
+	for (size_t i = 1; i < n; i++) {
+		const config_setting_t *g =
+			config_setting_get_elem(old, (unsigned)(i - 1));
+		char what[64];
+
+		snprintf(what, sizeof(what), "keyway.old_master_keys[%zu]",
+			 i - 1);
+		if (kwi_master_parse(&ctx->masters[i], g, src_file(l, g), what,
+				     ctx->dir, l->d) != KW_OK)
+			return;
+		ctx->nmasters++;
+	}
+}
+
+/* keyway.providers: { name: { prefix = "..."; min_length = N; ... }; } */
+static void load_providers(struct loader *l, const config_setting_t *g)
+{
+	struct kw_ctx *ctx = l->ctx;
+	int n;
+
+	if (!config_setting_is_group(g)) {
+		problem(l, KW_ERR_CONFIG, g,
+			"keyway.providers must be a group { name: { prefix = "
+			"...; }; }");
+		return;
+	}
+	n = config_setting_length(g);
+	ctx->providers = calloc((size_t)n + 1, sizeof(*ctx->providers));
+	if (ctx->providers == NULL) {
+		problem(l, KW_ERR_NOMEM, g, "out of memory");
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *p = config_setting_get_elem(g, i);
+		struct kwi_provider *pr = &ctx->providers[ctx->nproviders];
+		const char *name = config_setting_name(p);
+		long long v;
+
+		if (!kwi_valid_provider(name)) {
+			problem(l, KW_ERR_CONFIG, p,
+				"keyway.providers: invalid provider name "
+				"\"%s\" (lower-case letters, digits, '-', '_' "
+				"and '.')",
+				name);
+			continue;
+		}
+		if (!config_setting_is_group(p)) {
+			problem(l, KW_ERR_CONFIG, p,
+				"keyway.providers.%s must be a group { prefix "
+				"= ...; }",
+				name);
+			continue;
+		}
+		pr->name = strdup(name);
+		pr->prefix = strdup("");
+		pr->min_len = 8;
+		pr->max_len = 4096;
+		ctx->nproviders++;
+		if (pr->name == NULL || pr->prefix == NULL) {
+			problem(l, KW_ERR_NOMEM, p, "out of memory");
+			return;
+		}
+		for (int k = 0; k < config_setting_length(p); k++) {
+			const config_setting_t *s = config_setting_get_elem(p, k);
+			const char *key = config_setting_name(s);
+			int type = config_setting_type(s);
+
+			if (strcmp(key, "prefix") == 0 &&
+			    type == CONFIG_TYPE_STRING) {
+				free(pr->prefix);
+				pr->prefix = strdup(config_setting_get_string(s));
+				if (pr->prefix == NULL) {
+					problem(l, KW_ERR_NOMEM, s,
+						"out of memory");
+					return;
+				}
+				continue;
+			}
+			if ((strcmp(key, "min_length") == 0 ||
+			     strcmp(key, "max_length") == 0) &&
+			    (type == CONFIG_TYPE_INT ||
+			     type == CONFIG_TYPE_INT64)) {
+				v = config_setting_get_int64(s);
+				if (v < 1 || v > 65536)
+					problem(l, KW_ERR_CONFIG, s,
+						"keyway.providers.%s.%s must "
+						"be between 1 and 65536",
+						name, key);
+				else if (key[1] == 'i')
+					pr->min_len = (size_t)v;
+				else
+					pr->max_len = (size_t)v;
+				continue;
+			}
+			if (strcmp(key, "prefix") == 0 ||
+			    strcmp(key, "min_length") == 0 ||
+			    strcmp(key, "max_length") == 0)
+				problem(l, KW_ERR_CONFIG, s,
+					"keyway.providers.%s.%s must be %s",
+					name, key,
+					key[0] == 'p' ? "a string"
+						      : "an integer");
+			else
+				problem(l, KW_ERR_CONFIG, s,
+					"keyway.providers.%s: unknown setting "
+					"\"%s\" (expected prefix, min_length "
+					"or max_length)",
+					name, key);
+		}
+		if (pr->min_len > pr->max_len)
+			problem(l, KW_ERR_CONFIG, p,
+				"keyway.providers.%s: min_length is above "
+				"max_length",
+				name);
+	}
+}
+
 static void load_keyway(struct loader *l, const config_setting_t *g)
 {
 	static const struct {
 		const char *name;
 		const char *feature;
 	} later[] = {
-		{ "master_key", "sealed key storage is" },
 		{ "ledger", "quota ledgers are" },
 		{ "audit", "the audit trail is" },
-		{ "providers", "the provider table is" },
 	};
+	const config_setting_t *master = NULL, *old = NULL;
 	int n;
 
 	if (!config_setting_is_group(g)) {
@@ -219,6 +360,18 @@ static void load_keyway(struct loader *l, const config_setting_t *g)
 		const char *name = config_setting_name(s);
 		size_t k;
 
+		if (strcmp(name, "master_key") == 0) {
+			master = s;
+			continue;
+		}
+		if (strcmp(name, "old_master_keys") == 0) {
+			old = s;
+			continue;
+		}
+		if (strcmp(name, "providers") == 0) {
+			load_providers(l, s);
+			continue;
+		}
 		for (k = 0; k < sizeof(later) / sizeof(later[0]); k++)
 			if (strcmp(name, later[k].name) == 0)
 				break;
@@ -228,8 +381,15 @@ static void load_keyway(struct loader *l, const config_setting_t *g)
 				name, later[k].feature, PACKAGE_VERSION);
 		else
 			problem(l, KW_ERR_CONFIG, s,
-				"keyway: unknown setting \"%s\"", name);
+				"keyway: unknown setting \"%s\" (expected "
+				"master_key, old_master_keys or providers)",
+				name);
 	}
+	if (master != NULL)
+		load_masters(l, master, old);
+	else if (old != NULL)
+		problem(l, KW_ERR_CONFIG, old,
+			"keyway.old_master_keys without keyway.master_key");
 }
 
 /* ---- backends: { } ---- */
@@ -729,6 +889,15 @@ void kwi_config_free(struct kw_ctx *ctx)
 		free(ctx->sources[i].value);
 	free(ctx->sources);
 	kwi_module_unload_all(ctx->modules);
+	kwi_keyrings_free(ctx);
+	for (size_t i = 0; i < ctx->nmasters; i++)
+		kwi_master_free(&ctx->masters[i]);
+	kwi_secure_free(ctx->masters, ctx->masters_size);
+	for (size_t i = 0; i < ctx->nproviders; i++) {
+		free(ctx->providers[i].name);
+		free(ctx->providers[i].prefix);
+	}
+	free(ctx->providers);
 	config_destroy(&ctx->cfg);
 	free(ctx->path);
 	free(ctx->dir);

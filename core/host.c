@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "internal.h"
 
 /* ---- settings ---- */
@@ -219,6 +221,43 @@ static kw_scope host_instance_scope(const kw_instance *inst)
 	return inst->scope;
 }
 
+static void host_random(void *buf, size_t len)
+{
+	randombytes_buf(buf, len);
+}
+
+static void host_mask(const char *value, size_t len, char *buf, size_t size)
+{
+	kw_mask(value, len, buf, size);
+}
+
+static kw_status host_keyring_open(kw_instance *inst,
+				   const unsigned char salt[KW_SALT_SIZE],
+				   kw_keyring **kr)
+{
+	kw_status rc;
+
+	*kr = NULL;
+	if (inst->ctx->nmasters == 0) {
+		host_error(inst, NULL,
+			   "module \"%s\" seals the keys it stores: set "
+			   "keyway.master_key",
+			   inst->module->name);
+		return KW_ERR_CONFIG;
+	}
+	rc = kwi_keyring_get(inst->ctx, salt, kr);
+	if (rc != KW_OK)
+		host_error(inst, NULL, "cannot derive the master key: %s",
+			   kw_status_str(rc));
+	return rc;
+}
+
+/* Keyrings belong to the context, which frees them with itself. */
+static void host_keyring_close(kw_keyring *kr)
+{
+	(void)kr;
+}
+
 const kw_host kwi_host = {
 	.abi = KW_MODULE_ABI,
 	.size = sizeof(kw_host),
@@ -238,6 +277,15 @@ const kw_host kwi_host = {
 	.now = host_now,
 	.open_private = host_open_private,
 	.instance_scope = host_instance_scope,
+	.random = host_random,
+	.mask = host_mask,
+	.keyring_open = host_keyring_open,
+	.keyring_close = host_keyring_close,
+	.keyring_id = kwi_keyring_id,
+	.keyring_knows = kwi_keyring_knows,
+	.seal = kwi_seal,
+	.unseal = kwi_unseal,
+	.sealed_key_id = kwi_sealed_key_id,
 };
 
 /* ---- opening backends ---- */

@@ -95,6 +95,13 @@ struct kwi_module {
 	void (*op_close)(void *);
 	kw_status (*op_check)(void *, kw_reply *);
 	kw_status (*op_lookup)(void *, const kw_query *);
+	kw_status (*op_put)(void *, const kw_store_put *, kw_reply *);
+	kw_status (*op_set_active)(void *, const kw_store_key *, bool,
+				   kw_reply *);
+	kw_status (*op_remove)(void *, const kw_store_key *, kw_reply *);
+	kw_status (*op_list)(void *, kw_scope, const char *,
+			     kw_store_list_fn *, void *, kw_reply *);
+	kw_status (*op_rekey)(void *, uint64_t *, kw_reply *);
 };
 
 /* Directory modules are loaded from: $KEYWAY_MODULE_DIR or the default. */
@@ -107,6 +114,68 @@ const char *kwi_module_dir(void);
 kw_status kwi_module_load(struct kwi_module **list, const char *spec,
 			  struct kwi_module **out, char *why, size_t whylen);
 void kwi_module_unload_all(struct kwi_module *list);
+
+/* ---- master keys and sealing (crypto.c) ---- */
+
+enum kwi_key_source { KWI_KEY_ENV = 1, KWI_KEY_FILE, KWI_KEY_PASSPHRASE };
+enum kwi_kdf { KWI_KDF_ARGON2ID = 1, KWI_KDF_PBKDF2 };
+
+/* One of keyway.master_key / keyway.old_master_keys.  Kept in guarded
+ * memory: it holds the key, or the passphrase it is derived from. */
+struct kwi_master {
+	enum kwi_key_source source;
+	enum kwi_kdf kdf;
+	bool var_default;           /* var not given: also try the legacy name */
+	char var[128];
+	char path[1024];
+	char what[64];              /* "keyway.master_key" for messages */
+	const char *file;
+	int line;
+	unsigned char key[32];      /* env and file sources */
+	char *pass;                 /* passphrase source (guarded) */
+	size_t pass_len;
+};
+
+/* Parse group g into m and read its key material. */
+kw_status kwi_master_parse(struct kwi_master *m, const config_setting_t *g,
+			   const char *file, const char *what,
+			   const char *config_dir, struct kwi_diag *d);
+void kwi_master_free(struct kwi_master *m);
+
+struct kw_ctx;
+/* The context's master keys bound to a store's salt (cached per salt; owned
+ * by the context). */
+kw_status kwi_keyring_get(struct kw_ctx *ctx,
+			  const unsigned char salt[KW_SALT_SIZE],
+			  struct kw_keyring **out);
+void kwi_keyrings_free(struct kw_ctx *ctx);
+const char *kwi_keyring_id(const struct kw_keyring *kr);
+bool kwi_keyring_knows(const struct kw_keyring *kr, const char *id);
+kw_status kwi_seal(const struct kw_keyring *kr, const kw_seal_aad *aad,
+		   const char *plain, size_t len, unsigned char **out,
+		   size_t *outlen);
+kw_status kwi_unseal(const struct kw_keyring *kr, const kw_seal_aad *aad,
+		     const unsigned char *sealed, size_t len, char *plain,
+		     char *why, size_t whylen);
+kw_status kwi_sealed_key_id(const unsigned char *sealed, size_t len,
+			    char id[KW_KEY_ID_SIZE]);
+
+/* A provider's key format (keyway.providers, or built in). */
+struct kwi_provider {
+	char *name;
+	char *prefix;
+	size_t min_len;
+	size_t max_len;
+};
+
+/* Does value look like a key of this provider?  Says why not. */
+kw_status kwi_provider_check(const struct kw_ctx *ctx, const char *provider,
+			     const char *value, size_t len, char *why,
+			     size_t whylen);
+
+/* Request names: shared by resolution and management. */
+bool kwi_valid_provider(const char *s);
+bool kwi_valid_identity(const char *s);
 
 /* ---- configuration (config.c) ---- */
 
@@ -156,6 +225,12 @@ struct kw_ctx {
 	const struct kwi_chain *default_chain;
 	struct kwi_path *sources;   /* libconfig's file names, resolved */
 	size_t nsources;
+	struct kwi_master *masters; /* [0] current, then old ones (guarded) */
+	size_t nmasters;
+	size_t masters_size;
+	struct kw_keyring *keyrings;
+	struct kwi_provider *providers;
+	size_t nproviders;
 };
 
 /* The file libconfig read a setting from, as a usable path. */

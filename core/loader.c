@@ -41,6 +41,14 @@ static bool valid_module_name(const char *s)
 #define DESC_HAS(d, op) \
 	((d)->size >= offsetof(struct kw_module, op) + sizeof((d)->op))
 
+static kw_status missing_op(const struct kwi_module *m, const char *cap,
+			    const char *ops, char *why, size_t whylen)
+{
+	snprintf(why, whylen, "module %s claims %s but lacks %s", m->path, cap,
+		 ops);
+	return KW_ERR_MODULE;
+}
+
 static kw_status check_descriptor(struct kwi_module *m, char *why,
 				  size_t whylen)
 {
@@ -67,12 +75,26 @@ static kw_status check_descriptor(struct kwi_module *m, char *why,
 		m->op_check = d->check;
 	if (DESC_HAS(d, lookup))
 		m->op_lookup = d->lookup;
-	if ((d->caps & KW_CAP_LOOKUP) && m->op_lookup == NULL) {
-		snprintf(why, whylen,
-			 "module %s claims lookup but has no lookup operation",
-			 m->path);
-		return KW_ERR_MODULE;
-	}
+	if (DESC_HAS(d, put))
+		m->op_put = d->put;
+	if (DESC_HAS(d, set_active))
+		m->op_set_active = d->set_active;
+	if (DESC_HAS(d, remove))
+		m->op_remove = d->remove;
+	if (DESC_HAS(d, list))
+		m->op_list = d->list;
+	if (DESC_HAS(d, rekey))
+		m->op_rekey = d->rekey;
+
+	if ((d->caps & KW_CAP_LOOKUP) && m->op_lookup == NULL)
+		return missing_op(m, "lookup", "lookup", why, whylen);
+	if ((d->caps & KW_CAP_STORE) &&
+	    (m->op_put == NULL || m->op_set_active == NULL ||
+	     m->op_remove == NULL))
+		return missing_op(m, "store", "put, set_active and remove",
+				  why, whylen);
+	if ((d->caps & KW_CAP_LIST) && m->op_list == NULL)
+		return missing_op(m, "list", "list", why, whylen);
 	return KW_OK;
 }
 

@@ -4,7 +4,8 @@
 set -eu
 
 packages="build-essential autoconf automake libtool pkg-config autoconf-archive
-libconfig-dev libsodium-dev libcmocka-dev bsdutils"
+libconfig-dev libsodium-dev libssl-dev libsqlite3-dev libjansson-dev
+libcmocka-dev bsdutils sqlite3"
 
 missing=
 for p in $packages; do

@@ -359,7 +359,7 @@ static struct bad_config bad_configs[] = {
 
 	/* ---- keyway: { } ---- */
 	{
-		.name = "master_key_not_available",
+		.name = "master_key_var_unset",
 		.text = "keyway: {\n"                           /* 1 */
 			"  master_key: {\n"                     /* 2 */
 			"    source = \"env\";\n"               /* 3 */
@@ -367,9 +367,9 @@ static struct bad_config bad_configs[] = {
 			"  };\n"                                /* 5 */
 			"};\n"                                  /* 6 */
 			BACKEND_A CHAIN_A,
-		.expect = "%s/keyway.conf:2: keyway.master_key: sealed key "
-			  "storage is not available in keyway %V",
-		.status = KW_ERR_UNSUPPORTED,
+		.expect = "%s/keyway.conf:2: keyway.master_key: "
+			  "$KEYWAY_MASTER_KEY is not set",
+		.status = KW_ERR_CONFIG,
 	},
 	{
 		.name = "ledger_not_available",
@@ -403,7 +403,8 @@ static struct bad_config bad_configs[] = {
 			"};\n"                                  /* 3 */
 			BACKEND_A CHAIN_A,
 		.expect = "%s/keyway.conf:2: keyway: unknown setting "
-			  "\"mster_key\"",
+			  "\"mster_key\" (expected master_key, "
+			  "old_master_keys or providers)",
 		.status = KW_ERR_CONFIG,
 	},
 	{
@@ -1304,6 +1305,9 @@ static int group_setup(void **state)
 
 int main(void)
 {
+	/* Master keys come from the environment: start without any. */
+	unsetenv("KEYWAY_MASTER_KEY");
+	unsetenv("API_KEY_ENCRYPTION_KEY");
 	for (size_t i = 0; i < NBAD; i++) {
 		tests[i].name = bad_configs[i].name;
 		tests[i].test_func = test_bad_config;

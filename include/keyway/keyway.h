@@ -237,6 +237,137 @@ KW_EXPORT KW_WARN_UNUSED kw_status kw_check(const char *config_path, kw_report_f
  */
 KW_EXPORT const char *kw_default_config(void);
 
+/* ---- key management ---- */
+
+/* Whose key: a user's, an organization's, or the system's shared key. */
+typedef enum kw_scope {
+	KW_SCOPE_NONE = 0,  /* not scoped (list: every scope) */
+	KW_SCOPE_USER = 1,  /* the request's user */
+	KW_SCOPE_ORG = 2,   /* the request's organization */
+	KW_SCOPE_SYSTEM = 3 /* the shared key; no owner */
+} kw_scope;
+
+/* "user", "org", "system" (or "none"). */
+KW_EXPORT const char *kw_scope_str(kw_scope scope);
+
+/* The role of the actor in its organization. */
+typedef enum kw_role {
+	KW_ROLE_NONE = 0,
+	KW_ROLE_VIEWER = 1,
+	KW_ROLE_MEMBER = 2,
+	KW_ROLE_ADMIN = 3,
+	KW_ROLE_OWNER = 4,
+	KW_ROLE_SYSADMIN = 5 /* administers the keyway host itself */
+} kw_role;
+
+/*
+ * Who asks for a change.  The rules:
+ *   - org keys: the owner or an admin of that org (actor.org == owner);
+ *   - user keys: that user (actor.user == owner);
+ *   - system keys: a system administrator;
+ *   - a system administrator may manage every key;
+ *   - members and viewers of an org see none of its keys' fields.
+ * Anything else is KW_ERR_PERM.
+ */
+typedef struct kw_actor {
+	size_t size;      /* sizeof(kw_actor) as the caller compiled it */
+	const char *user; /* who acts; NULL for none */
+	const char *org;  /* the org the role is held in; NULL for none */
+	kw_role role;
+} kw_actor;
+
+#define KW_ACTOR_INIT { sizeof(kw_actor), NULL, NULL, KW_ROLE_NONE }
+
+/*
+ * Which key: a store backend of keyway.conf, owner, provider.  A scoped
+ * store backend holds the keys of its own scope only (an "org" backend the
+ * org keys); `scope` may be left KW_SCOPE_NONE, else it must match.
+ */
+typedef struct kw_key_ref {
+	size_t size;          /* sizeof(kw_key_ref) as the caller compiled it */
+	const char *backend;  /* a backend whose module stores keys */
+	kw_scope scope;       /* KW_SCOPE_NONE: the backend's */
+	const char *owner;    /* user or org name; NULL for system keys */
+	const char *provider; /* "anthropic", ... */
+} kw_key_ref;
+
+#define KW_KEY_REF_INIT { sizeof(kw_key_ref), NULL, KW_SCOPE_NONE, NULL, NULL }
+
+typedef enum kw_put_mode {
+	KW_PUT_CREATE = 0, /* KW_ERR_EXISTS if there is one already */
+	KW_PUT_ROTATE = 1  /* replace an existing key; KW_ERR_NOTFOUND if none */
+} kw_put_mode;
+
+/*
+ * Store a key, sealed with the master key.  The value is checked against
+ * the provider's format first ("sk-ant-" for anthropic, ...; see
+ * keyway.conf(5), providers).  `name` is a label (NULL: none; kept on
+ * rotation when NULL).  The value is copied; the caller wipes its own.
+ *
+ * Statuses: KW_OK, KW_ERR_PERM (actor rules), KW_ERR_EXISTS,
+ * KW_ERR_NOTFOUND, KW_ERR_INVAL (bad reference or value),
+ * KW_ERR_UNSUPPORTED (the backend does not store keys), KW_ERR_CRYPTO,
+ * KW_ERR_UNAVAIL, KW_ERR_BACKEND.
+ */
+KW_EXPORT KW_WARN_UNUSED kw_status kw_key_put(kw_ctx *ctx,
+					      const kw_actor *actor,
+					      const kw_key_ref *ref,
+					      const char *value, size_t len,
+					      const char *name,
+					      kw_put_mode mode);
+
+/* Enable or disable a key: a disabled key is never handed out. */
+KW_EXPORT KW_WARN_UNUSED kw_status kw_key_set_active(kw_ctx *ctx,
+						     const kw_actor *actor,
+						     const kw_key_ref *ref,
+						     int active);
+
+/* Delete a key: the record and its bytes are erased from the store. */
+KW_EXPORT KW_WARN_UNUSED kw_status kw_key_delete(kw_ctx *ctx,
+						 const kw_actor *actor,
+						 const kw_key_ref *ref);
+
+/* What kw_key_list() tells of one key: never the key itself. */
+typedef struct kw_key_info {
+	const char *backend;
+	kw_scope scope;
+	const char *owner;     /* NULL for system keys */
+	const char *provider;
+	const char *name;      /* "" if none */
+	int active;
+	const char *masked;    /* "sk-a****xyz9" */
+	uint64_t usage_count;
+	int64_t last_used;     /* seconds since the epoch; 0: never */
+	int64_t created;
+	int64_t rotated;       /* when the value was last set */
+	const char *key_id;    /* id of the master key that sealed it */
+} kw_key_info;
+
+/* Called once per key; a status other than KW_OK stops the listing and is
+ * returned by kw_key_list().  info is valid during the call only. */
+typedef kw_status kw_key_list_fn(void *arg, const kw_key_info *info);
+
+/*
+ * List the keys the actor may see in a store backend (NULL: every backend
+ * that can list), for one owner (NULL: every owner).
+ */
+KW_EXPORT KW_WARN_UNUSED kw_status kw_key_list(kw_ctx *ctx,
+					       const kw_actor *actor,
+					       const char *backend,
+					       const char *owner,
+					       kw_key_list_fn *fn, void *arg);
+
+/*
+ * Re-seal every key of a store backend under the current master key, in
+ * one transaction: readers see every key under the old master key or every
+ * key under the new one, and both keep resolving as long as the old key is
+ * listed in keyway.old_master_keys.  Only a system administrator may.
+ * *count (if not NULL) gets the number of keys re-sealed.
+ */
+KW_EXPORT KW_WARN_UNUSED kw_status kw_rekey(kw_ctx *ctx, const kw_actor *actor,
+					    const char *backend,
+					    uint64_t *count);
+
 /* Room kw_mask() needs for its longest output, NUL included. */
 #define KW_MASK_SIZE 16
 

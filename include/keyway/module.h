@@ -66,14 +66,6 @@ extern "C" {
 #define KW_CAP_LEDGER 0x08u /* counts quotas */
 #define KW_CAP_SCOPED 0x10u /* takes `scope` = user | org | system */
 
-/* Whose key a scoped backend looks up. */
-typedef enum kw_scope {
-	KW_SCOPE_NONE = 0,  /* the module is not scoped */
-	KW_SCOPE_USER = 1,  /* the request's user */
-	KW_SCOPE_ORG = 2,   /* the request's organization */
-	KW_SCOPE_SYSTEM = 3 /* the shared key; no owner */
-} kw_scope;
-
 /* Types of module settings, checked by the host before open(). */
 typedef enum kw_setting_type {
 	KW_SETTING_STRING = 1,
@@ -96,6 +88,59 @@ typedef struct kw_setting_spec {
 /* Opaque handles owned by the host. */
 typedef struct kw_instance kw_instance; /* one backend of keyway.conf */
 typedef struct kw_reply kw_reply;       /* the answer being built */
+typedef struct kw_keyring kw_keyring;   /* master keys bound to a store */
+
+/* ---- sealing ---- */
+
+#define KW_SALT_SIZE 16
+#define KW_KEY_ID_SIZE 17     /* 16 hex digits and a NUL */
+#define KW_SEAL_OVERHEAD 37   /* bytes a sealed value adds to its plaintext */
+
+/*
+ * What a sealed value is bound to.  A value sealed for one record does not
+ * open for another: copying a ciphertext onto another row fails.
+ */
+typedef struct kw_seal_aad {
+	const char *store_id; /* stable id of the store (not its path) */
+	kw_scope scope;
+	const char *owner;    /* NULL for system keys */
+	const char *provider;
+} kw_seal_aad;
+
+/* ---- storing ---- */
+
+/* One key of a store. */
+typedef struct kw_store_key {
+	kw_scope scope;
+	const char *owner;    /* NULL for system keys */
+	const char *provider;
+} kw_store_key;
+
+typedef struct kw_store_put {
+	kw_store_key key;
+	const char *value;    /* plaintext, already checked; seal it */
+	size_t len;
+	const char *name;     /* label, or NULL (keep the old one on rotate) */
+	kw_put_mode mode;     /* KW_PUT_CREATE or KW_PUT_ROTATE */
+} kw_store_put;
+
+/* What list() reports of one key. */
+typedef struct kw_store_record {
+	kw_scope scope;
+	const char *owner;    /* NULL for system keys */
+	const char *provider;
+	const char *name;     /* "" if none */
+	bool active;
+	const char *masked;   /* from host->mask() of the opened value */
+	uint64_t usage_count;
+	int64_t last_used;
+	int64_t created;
+	int64_t rotated;
+	const char *key_id;
+} kw_store_record;
+
+/* Called by list() once per record; a status other than KW_OK stops it. */
+typedef kw_status kw_store_list_fn(void *arg, const kw_store_record *rec);
 
 /* A lookup.  Fields may be added at the end; check `size`. */
 typedef struct kw_query {
@@ -193,6 +238,52 @@ typedef struct kw_host {
 
 	/* The backend's scope (KW_SCOPE_NONE for an unscoped module). */
 	kw_scope (*instance_scope)(const kw_instance *inst);
+
+	/* Fill buf with len random bytes from the system's CSPRNG. */
+	void (*random)(void *buf, size_t len);
+	/* The masked form of a value ("sk-a****xyz9") into buf (size bytes,
+	 * KW_MASK_SIZE is enough). */
+	void (*mask)(const char *value, size_t len, char *buf, size_t size);
+
+	/*
+	 * Sealing, for modules that store keys.  keyring_open() binds the
+	 * configured master keys to a store whose random salt (kept in the
+	 * store, made with random() when the store is created) is `salt`: a
+	 * master key derived from a passphrase depends on it.  Call it in
+	 * open(); it fails with a message (KW_ERR_CONFIG) when
+	 * keyway.master_key is not set.  The keyring is read-only and may be
+	 * used from any thread until keyring_close().
+	 */
+	kw_status (*keyring_open)(kw_instance *inst,
+				  const unsigned char salt[KW_SALT_SIZE],
+				  kw_keyring **kr);
+	void (*keyring_close)(kw_keyring *kr);
+	/* Id of the current master key, which seal() uses. */
+	const char *(*keyring_id)(const kw_keyring *kr);
+	/* Is `id` the current master key or one of keyway.old_master_keys? */
+	bool (*keyring_knows)(const kw_keyring *kr, const char *id);
+	/*
+	 * Seal len bytes with AES-256-GCM under the current master key, bound
+	 * to aad.  *out is a malloc'd blob of len + KW_SEAL_OVERHEAD bytes
+	 * (free() it); it holds no secret.
+	 */
+	kw_status (*seal)(const kw_keyring *kr, const kw_seal_aad *aad,
+			  const char *plain, size_t len, unsigned char **out,
+			  size_t *outlen);
+	/*
+	 * Open a sealed blob into plain, which has room for
+	 * sealed_len - KW_SEAL_OVERHEAD bytes (use reply_buffer() or
+	 * secure_alloc() memory).  Any failure (tampering, another record's
+	 * value, a master key that is not configured) is KW_ERR_CRYPTO with
+	 * the reason in why; plain is wiped then.
+	 */
+	kw_status (*unseal)(const kw_keyring *kr, const kw_seal_aad *aad,
+			    const unsigned char *sealed, size_t sealed_len,
+			    char *plain, char *why, size_t whylen);
+	/* The id of the master key a blob was sealed under. */
+	kw_status (*sealed_key_id)(const unsigned char *sealed,
+				   size_t sealed_len,
+				   char id[KW_KEY_ID_SIZE]);
 } kw_host;
 
 /* True when the host offers `member` (a newer service). */
@@ -233,6 +324,28 @@ struct kw_module {
 	 * or an error status otherwise, with a reply_detail() saying why.
 	 */
 	kw_status (*lookup)(void *state, const kw_query *q);
+
+	/*
+	 * Storing (KW_CAP_STORE).  The host has checked the actor's rights
+	 * and the value's format.  Each returns KW_OK or a failure status with
+	 * the reason given through host->reply_detail(r, ...):
+	 * KW_ERR_EXISTS (create of an existing key), KW_ERR_NOTFOUND (no such
+	 * key), KW_ERR_UNAVAIL (store busy or unreachable), ...
+	 */
+	kw_status (*put)(void *state, const kw_store_put *p, kw_reply *r);
+	kw_status (*set_active)(void *state, const kw_store_key *k,
+				bool active, kw_reply *r);
+	/* Erase the record and its bytes. */
+	kw_status (*remove)(void *state, const kw_store_key *k, kw_reply *r);
+
+	/* Listing (KW_CAP_LIST): every record of `scope` (KW_SCOPE_NONE: all)
+	 * and `owner` (NULL: all), in a stable order. */
+	kw_status (*list)(void *state, kw_scope scope, const char *owner,
+			  kw_store_list_fn *fn, void *arg, kw_reply *r);
+
+	/* Re-seal every record under the current master key, atomically;
+	 * *count gets how many were re-sealed. */
+	kw_status (*rekey)(void *state, uint64_t *count, kw_reply *r);
 };
 
 #define KW_MODULE_HEADER KW_MODULE_ABI, (uint32_t)sizeof(struct kw_module)

@@ -1,0 +1,531 @@
+/*
+ * crypto.c - master keys and sealing.
+ *
+ * A sealed value is
+ *
+ *     version (1) | key id (8) | nonce (12) | ciphertext (n) | tag (16)
+ *
+ * AES-256-GCM under the master key whose id is in the header, with a fresh
+ * random nonce for every seal.  The associated data binds it to its record:
+ * the header, the store's id, the scope, the owner and the provider, each
+ * length-prefixed, so a value copied onto another row, into another store or
+ * under another header does not open.  The key id is the first 8 bytes of
+ * HMAC-SHA256(master key, "keyway master key id v1"): it names a key
+ * without revealing anything about it.
+ *
+ * Master keys come from the environment (64 hex digits), a private file
+ * (the same), or a passphrase stretched with Argon2id or PBKDF2-HMAC-SHA256
+ * over a salt that each store keeps, so the same passphrase gives each store
+ * its own key.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <sodium.h>
+
+#include "internal.h"
+
+#define SEAL_VERSION 1
+#define KEY_LEN 32
+#define ID_LEN 8
+#define NONCE_LEN 12
+#define TAG_LEN 16
+#define HEADER_LEN (1 + ID_LEN + NONCE_LEN)
+
+#define PBKDF2_ITERATIONS 600000
+/* OWASP's minimum for Argon2id: 19 MiB, two passes, one lane. */
+#define ARGON2_OPSLIMIT 2
+#define ARGON2_MEMLIMIT (19u * 1024 * 1024)
+
+_Static_assert(HEADER_LEN + TAG_LEN == KW_SEAL_OVERHEAD, "seal overhead");
+_Static_assert(crypto_pwhash_SALTBYTES == KW_SALT_SIZE, "salt size");
+
+struct ring_key {
+	unsigned char key[KEY_LEN];
+	unsigned char id[ID_LEN];
+	char hex[KW_KEY_ID_SIZE];
+};
+
+/* Lives in guarded memory; keys[0] is the current master key. */
+struct kw_keyring {
+	struct kw_keyring *next;   /* the context's cache */
+	size_t size;               /* bytes allocated */
+	unsigned char salt[KW_SALT_SIZE];
+	size_t n;
+	struct ring_key keys[];
+};
+
+/* ---- configuration: keyway.master_key and keyway.old_master_keys ---- */
+
+static bool hex_key(const char *s, size_t len, unsigned char out[KEY_LEN])
+{
+	size_t bin_len;
+
+	if (len != 2 * KEY_LEN)
+		return false;
+	return sodium_hex2bin(out, KEY_LEN, s, len, NULL, &bin_len, NULL) ==
+		       0 &&
+	       bin_len == KEY_LEN;
+}
+
+/* Read the key a master_key group describes into m; messages go to d. */
+static kw_status load_material(struct kwi_master *m, struct kwi_diag *d)
+{
+	char why[512];
+	kw_status rc = KW_OK;
+	char *buf = NULL;
+	const char *v;
+	ssize_t got;
+	size_t len;
+	int fd = -1;
+
+	switch (m->source) {
+	case KWI_KEY_ENV:
+		v = secure_getenv(m->var);
+		if (v == NULL && m->var_default)
+			v = secure_getenv("API_KEY_ENCRYPTION_KEY");
+		if (v == NULL || v[0] == '\0') {
+			kwi_diag(d, KW_ERR_CONFIG, m->file, m->line,
+				 "%s: $%s is not set%s", m->what, m->var,
+				 m->var_default
+					 ? " (nor $API_KEY_ENCRYPTION_KEY)"
+					 : "");
+			return KW_ERR_CONFIG;
+		}
+		if (!hex_key(v, strlen(v), m->key)) {
+			kwi_diag(d, KW_ERR_CONFIG, m->file, m->line,
+				 "%s: $%s must be 64 hexadecimal digits (make "
+				 "one with keyway keygen)",
+				 m->what, m->var);
+			return KW_ERR_CONFIG;
+		}
+		return KW_OK;
+	case KWI_KEY_FILE:
+		rc = kwi_open_private(m->path, &fd, why, sizeof(why));
+		if (rc != KW_OK) {
+			kwi_diag(d, rc, m->file, m->line, "%s: %s", m->what,
+				 why);
+			return rc;
+		}
+		buf = kwi_secure_alloc(2 * KEY_LEN + 3);
+		if (buf == NULL) {
+			rc = KW_ERR_NOMEM;
+			goto out;
+		}
+		got = read(fd, buf, 2 * KEY_LEN + 2);
+		len = got > 0 ? (size_t)got : 0;
+		if (len > 0 && buf[len - 1] == '\n')
+			len--;
+		if (len > 0 && buf[len - 1] == '\r')
+			len--;
+		if (got < 0 || !hex_key(buf, len, m->key)) {
+			kwi_diag(d, KW_ERR_CONFIG, m->file, m->line,
+				 "%s: %s must hold 64 hexadecimal digits (make "
+				 "one with keyway keygen -o %s)",
+				 m->what, m->path, m->path);
+			rc = KW_ERR_CONFIG;
+		}
+		goto out;
+	case KWI_KEY_PASSPHRASE:
+		v = secure_getenv(m->var);
+		if (v == NULL || v[0] == '\0') {
+			kwi_diag(d, KW_ERR_CONFIG, m->file, m->line,
+				 "%s: $%s is not set", m->what, m->var);
+			return KW_ERR_CONFIG;
+		}
+		m->pass_len = strlen(v);
+		m->pass = kwi_secure_alloc(m->pass_len + 1);
+		if (m->pass == NULL)
+			return KW_ERR_NOMEM;
+		memcpy(m->pass, v, m->pass_len);
+		return KW_OK;
+	}
+	return KW_ERR_INTERNAL;
+out:
+	kwi_secure_free(buf, 2 * KEY_LEN + 3);
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+kw_status kwi_master_parse(struct kwi_master *m, const config_setting_t *g,
+			   const char *file, const char *what,
+			   const char *config_dir, struct kwi_diag *d)
+{
+	const char *source = NULL, *var = NULL, *path = NULL, *kdf = NULL;
+	kw_status rc = KW_OK;
+	int n;
+
+	memset(m, 0, sizeof(*m));
+	m->file = file;
+	m->line = (int)config_setting_source_line(g);
+	snprintf(m->what, sizeof(m->what), "%s", what);
+	if (!config_setting_is_group(g)) {
+		kwi_diag(d, KW_ERR_CONFIG, file, m->line,
+			 "%s must be a group { source = ...; }", what);
+		return KW_ERR_CONFIG;
+	}
+	n = config_setting_length(g);
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *s = config_setting_get_elem(g, i);
+		const char *name = config_setting_name(s);
+		const char **slot = strcmp(name, "source") == 0 ? &source
+				    : strcmp(name, "var") == 0  ? &var
+				    : strcmp(name, "path") == 0 ? &path
+				    : strcmp(name, "kdf") == 0  ? &kdf
+								: NULL;
+
+		if (slot == NULL) {
+			kwi_diag(d, KW_ERR_CONFIG, file,
+				 (int)config_setting_source_line(s),
+				 "%s: unknown setting \"%s\" (expected source, "
+				 "var, path or kdf)",
+				 what, name);
+			rc = KW_ERR_CONFIG;
+		} else if (config_setting_type(s) != CONFIG_TYPE_STRING ||
+			   config_setting_get_string(s)[0] == '\0') {
+			kwi_diag(d, KW_ERR_CONFIG, file,
+				 (int)config_setting_source_line(s),
+				 "%s: %s must be a non-empty string", what,
+				 name);
+			rc = KW_ERR_CONFIG;
+		} else {
+			*slot = config_setting_get_string(s);
+		}
+	}
+	if (rc != KW_OK)
+		return rc;
+
+	if (source == NULL) {
+		kwi_diag(d, KW_ERR_CONFIG, file, m->line,
+			 "%s: missing source (\"env\", \"file\" or "
+			 "\"passphrase\")",
+			 what);
+		return KW_ERR_CONFIG;
+	}
+	if (strcmp(source, "env") == 0) {
+		m->source = KWI_KEY_ENV;
+		m->var_default = var == NULL;
+		snprintf(m->var, sizeof(m->var), "%s",
+			 var != NULL ? var : "KEYWAY_MASTER_KEY");
+		if (path != NULL || kdf != NULL)
+			goto extra;
+	} else if (strcmp(source, "file") == 0) {
+		m->source = KWI_KEY_FILE;
+		if (path == NULL) {
+			kwi_diag(d, KW_ERR_CONFIG, file, m->line,
+				 "%s: source \"file\" needs a path", what);
+			return KW_ERR_CONFIG;
+		}
+		if (path[0] == '/')
+			snprintf(m->path, sizeof(m->path), "%s", path);
+		else
+			snprintf(m->path, sizeof(m->path), "%s/%s",
+				 config_dir, path);
+		if (var != NULL || kdf != NULL)
+			goto extra;
+	} else if (strcmp(source, "passphrase") == 0) {
+		m->source = KWI_KEY_PASSPHRASE;
+		snprintf(m->var, sizeof(m->var), "%s",
+			 var != NULL ? var : "KEYWAY_PASSPHRASE");
+		m->kdf = KWI_KDF_ARGON2ID;
+		if (kdf != NULL && strcmp(kdf, "pbkdf2-sha256") == 0) {
+			m->kdf = KWI_KDF_PBKDF2;
+		} else if (kdf != NULL && strcmp(kdf, "argon2id") != 0) {
+			kwi_diag(d, KW_ERR_CONFIG, file, m->line,
+				 "%s: unknown kdf \"%s\" (expected \"argon2id\" "
+				 "or \"pbkdf2-sha256\")",
+				 what, kdf);
+			return KW_ERR_CONFIG;
+		}
+		if (path != NULL)
+			goto extra;
+	} else {
+		kwi_diag(d, KW_ERR_CONFIG, file, m->line,
+			 "%s: unknown source \"%s\" (expected \"env\", "
+			 "\"file\" or \"passphrase\")",
+			 what, source);
+		return KW_ERR_CONFIG;
+	}
+	return load_material(m, d);
+
+extra:
+	kwi_diag(d, KW_ERR_CONFIG, file, m->line,
+		 "%s: source \"%s\" takes %s", what, source,
+		 m->source == KWI_KEY_ENV    ? "only var"
+		 : m->source == KWI_KEY_FILE ? "only path"
+					     : "only var and kdf");
+	return KW_ERR_CONFIG;
+}
+
+void kwi_master_free(struct kwi_master *m)
+{
+	kwi_wipe(m->key, sizeof(m->key));
+	if (m->pass != NULL)
+		kwi_secure_free(m->pass, m->pass_len + 1);
+	m->pass = NULL;
+}
+
+/* ---- keyrings ---- */
+
+static void key_id(struct ring_key *k)
+{
+	static const char label[] = "keyway master key id v1";
+	unsigned char mac[crypto_auth_hmacsha256_BYTES];
+
+	crypto_auth_hmacsha256(mac, (const unsigned char *)label,
+			       sizeof(label) - 1, k->key);
+	memcpy(k->id, mac, ID_LEN);
+	sodium_bin2hex(k->hex, sizeof(k->hex), k->id, ID_LEN);
+	sodium_memzero(mac, sizeof(mac));
+}
+
+static kw_status derive(const struct kwi_master *m,
+			const unsigned char salt[KW_SALT_SIZE],
+			unsigned char out[KEY_LEN])
+{
+	if (m->source != KWI_KEY_PASSPHRASE) {
+		memcpy(out, m->key, KEY_LEN);
+		return KW_OK;
+	}
+	if (m->kdf == KWI_KDF_PBKDF2)
+		return PKCS5_PBKDF2_HMAC(m->pass, (int)m->pass_len, salt,
+					 KW_SALT_SIZE, PBKDF2_ITERATIONS,
+					 EVP_sha256(), KEY_LEN, out) == 1
+			       ? KW_OK
+			       : KW_ERR_CRYPTO;
+	return crypto_pwhash(out, KEY_LEN, m->pass, m->pass_len, salt,
+			     ARGON2_OPSLIMIT, ARGON2_MEMLIMIT,
+			     crypto_pwhash_ALG_ARGON2ID13) == 0
+		       ? KW_OK
+		       : KW_ERR_NOMEM;
+}
+
+kw_status kwi_keyring_get(struct kw_ctx *ctx,
+			  const unsigned char salt[KW_SALT_SIZE],
+			  struct kw_keyring **out)
+{
+	struct kw_keyring *kr;
+	size_t size;
+
+	*out = NULL;
+	/* Stores that share a file share a salt: derive once. */
+	for (kr = ctx->keyrings; kr != NULL; kr = kr->next) {
+		if (sodium_memcmp(kr->salt, salt, KW_SALT_SIZE) == 0) {
+			*out = kr;
+			return KW_OK;
+		}
+	}
+	size = sizeof(*kr) + ctx->nmasters * sizeof(kr->keys[0]);
+	kr = kwi_secure_alloc(size);
+	if (kr == NULL)
+		return KW_ERR_NOMEM;
+	kr->size = size;
+	memcpy(kr->salt, salt, KW_SALT_SIZE);
+	for (size_t i = 0; i < ctx->nmasters; i++) {
+		kw_status rc = derive(&ctx->masters[i], salt, kr->keys[i].key);
+
+		if (rc != KW_OK) {
+			kwi_secure_free(kr, size);
+			return rc;
+		}
+		key_id(&kr->keys[i]);
+		kr->n++;
+	}
+	kr->next = ctx->keyrings;
+	ctx->keyrings = kr;
+	*out = kr;
+	return KW_OK;
+}
+
+void kwi_keyrings_free(struct kw_ctx *ctx)
+{
+	while (ctx->keyrings != NULL) {
+		struct kw_keyring *next = ctx->keyrings->next;
+
+		kwi_secure_free(ctx->keyrings, ctx->keyrings->size);
+		ctx->keyrings = next;
+	}
+}
+
+const char *kwi_keyring_id(const struct kw_keyring *kr)
+{
+	return kr->keys[0].hex;
+}
+
+bool kwi_keyring_knows(const struct kw_keyring *kr, const char *id)
+{
+	for (size_t i = 0; i < kr->n; i++)
+		if (strcmp(kr->keys[i].hex, id) == 0)
+			return true;
+	return false;
+}
+
+/* ---- sealing ---- */
+
+static const EVP_CIPHER *gcm(void)
+{
+	static const EVP_CIPHER *cipher;
+
+	/* EVP_aes_256_gcm() is a static table: no fetch on every call. */
+	if (cipher == NULL)
+		cipher = EVP_aes_256_gcm();
+	return cipher;
+}
+
+static bool add_field(EVP_CIPHER_CTX *c, bool enc, const char *s)
+{
+	unsigned char len[4];
+	size_t n = s != NULL ? strlen(s) : 0;
+	int out;
+
+	len[0] = (unsigned char)(n >> 24);
+	len[1] = (unsigned char)(n >> 16);
+	len[2] = (unsigned char)(n >> 8);
+	len[3] = (unsigned char)n;
+	if ((enc ? EVP_EncryptUpdate(c, NULL, &out, len, 4)
+		 : EVP_DecryptUpdate(c, NULL, &out, len, 4)) != 1)
+		return false;
+	if (n == 0)
+		return true;
+	return (enc ? EVP_EncryptUpdate(c, NULL, &out,
+					(const unsigned char *)s, (int)n)
+		    : EVP_DecryptUpdate(c, NULL, &out,
+					(const unsigned char *)s,
+					(int)n)) == 1;
+}
+
+/* Feed the associated data: the header, then the record's fields. */
+static bool add_aad(EVP_CIPHER_CTX *c, bool enc, const unsigned char *header,
+		    const kw_seal_aad *aad)
+{
+	static const char label[] = "keyway seal v1";
+	int out;
+
+	if ((enc ? EVP_EncryptUpdate(c, NULL, &out,
+				     (const unsigned char *)label,
+				     sizeof(label) - 1)
+		 : EVP_DecryptUpdate(c, NULL, &out,
+				     (const unsigned char *)label,
+				     sizeof(label) - 1)) != 1)
+		return false;
+	if ((enc ? EVP_EncryptUpdate(c, NULL, &out, header, HEADER_LEN)
+		 : EVP_DecryptUpdate(c, NULL, &out, header, HEADER_LEN)) != 1)
+		return false;
+	return add_field(c, enc, aad->store_id) &&
+	       add_field(c, enc, kw_scope_str(aad->scope)) &&
+	       add_field(c, enc, aad->owner) &&
+	       add_field(c, enc, aad->provider);
+}
+
+kw_status kwi_seal(const struct kw_keyring *kr, const kw_seal_aad *aad,
+		   const char *plain, size_t len, unsigned char **out,
+		   size_t *outlen)
+{
+	const struct ring_key *k = &kr->keys[0];
+	EVP_CIPHER_CTX *c = NULL;
+	unsigned char *blob;
+	kw_status rc = KW_ERR_CRYPTO;
+	int n;
+
+	*out = NULL;
+	*outlen = 0;
+	if (len > INT32_MAX - KW_SEAL_OVERHEAD)
+		return KW_ERR_INVAL;
+	blob = malloc(len + KW_SEAL_OVERHEAD);
+	if (blob == NULL)
+		return KW_ERR_NOMEM;
+	blob[0] = SEAL_VERSION;
+	memcpy(blob + 1, k->id, ID_LEN);
+	randombytes_buf(blob + 1 + ID_LEN, NONCE_LEN);
+
+	c = EVP_CIPHER_CTX_new();
+	if (c == NULL ||
+	    EVP_EncryptInit_ex2(c, gcm(), k->key, blob + 1 + ID_LEN, NULL) !=
+		    1 ||
+	    !add_aad(c, true, blob, aad) ||
+	    EVP_EncryptUpdate(c, blob + HEADER_LEN, &n,
+			      (const unsigned char *)plain, (int)len) != 1 ||
+	    EVP_EncryptFinal_ex(c, blob + HEADER_LEN + n, &n) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, TAG_LEN,
+				blob + HEADER_LEN + len) != 1)
+		goto out;
+	*out = blob;
+	*outlen = len + KW_SEAL_OVERHEAD;
+	blob = NULL;
+	rc = KW_OK;
+out:
+	EVP_CIPHER_CTX_free(c);
+	free(blob);
+	return rc;
+}
+
+kw_status kwi_sealed_key_id(const unsigned char *sealed, size_t len,
+			    char id[KW_KEY_ID_SIZE])
+{
+	if (len < KW_SEAL_OVERHEAD || sealed[0] != SEAL_VERSION) {
+		id[0] = '\0';
+		return KW_ERR_CRYPTO;
+	}
+	sodium_bin2hex(id, KW_KEY_ID_SIZE, sealed + 1, ID_LEN);
+	return KW_OK;
+}
+
+kw_status kwi_unseal(const struct kw_keyring *kr, const kw_seal_aad *aad,
+		     const unsigned char *sealed, size_t len, char *plain,
+		     char *why, size_t whylen)
+{
+	const struct ring_key *k = NULL;
+	EVP_CIPHER_CTX *c = NULL;
+	char id[KW_KEY_ID_SIZE];
+	size_t plen;
+	int n;
+
+	if (len < KW_SEAL_OVERHEAD || len - KW_SEAL_OVERHEAD > INT32_MAX) {
+		snprintf(why, whylen, "sealed value is truncated (%zu bytes)",
+			 len);
+		return KW_ERR_CRYPTO;
+	}
+	if (sealed[0] != SEAL_VERSION) {
+		snprintf(why, whylen, "unknown seal format version %u",
+			 (unsigned)sealed[0]);
+		return KW_ERR_CRYPTO;
+	}
+	for (size_t i = 0; i < kr->n && k == NULL; i++)
+		if (memcmp(kr->keys[i].id, sealed + 1, ID_LEN) == 0)
+			k = &kr->keys[i];
+	if (k == NULL) {
+		sodium_bin2hex(id, sizeof(id), sealed + 1, ID_LEN);
+		snprintf(why, whylen,
+			 "sealed under master key %s, which is not configured",
+			 id);
+		return KW_ERR_CRYPTO;
+	}
+
+	plen = len - KW_SEAL_OVERHEAD;
+	c = EVP_CIPHER_CTX_new();
+	if (c != NULL &&
+	    EVP_DecryptInit_ex2(c, gcm(), k->key, sealed + 1 + ID_LEN, NULL) ==
+		    1 &&
+	    add_aad(c, false, sealed, aad) &&
+	    EVP_DecryptUpdate(c, (unsigned char *)plain, &n,
+			      sealed + HEADER_LEN, (int)plen) == 1 &&
+	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG_LEN,
+				(void *)(sealed + HEADER_LEN + plen)) == 1 &&
+	    EVP_DecryptFinal_ex(c, (unsigned char *)plain + n, &n) == 1) {
+		EVP_CIPHER_CTX_free(c);
+		return KW_OK;
+	}
+	EVP_CIPHER_CTX_free(c);
+	kwi_wipe(plain, plen);
+	snprintf(why, whylen,
+		 "authentication failed: the sealed value was altered or "
+		 "belongs to another record");
+	return KW_ERR_CRYPTO;
+}

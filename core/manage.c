@@ -1,0 +1,420 @@
+/*
+ * manage.c - storing, rotating, disabling, deleting and listing keys.
+ *
+ * Who may do what is decided here, once, for every store module: org keys
+ * by that org's owners and admins, user keys by that user, system keys by a
+ * system administrator, everything by a system administrator.  Values are
+ * checked against their provider's format before a module sees them.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+const char *kw_scope_str(kw_scope scope)
+{
+	switch (scope) {
+	case KW_SCOPE_USER:
+		return "user";
+	case KW_SCOPE_ORG:
+		return "org";
+	case KW_SCOPE_SYSTEM:
+		return "system";
+	case KW_SCOPE_NONE:
+		break;
+	}
+	return "none";
+}
+
+/* ---- provider formats ---- */
+
+static const struct kwi_provider builtin_providers[] = {
+	{ (char *)"anthropic", (char *)"sk-ant-", 20, 4096 },
+	{ (char *)"openai", (char *)"sk-", 20, 4096 },
+	{ (char *)"google", (char *)"AIza", 30, 4096 },
+};
+
+static const struct kwi_provider *find_provider(const struct kw_ctx *ctx,
+						const char *name)
+{
+	for (size_t i = 0; i < ctx->nproviders; i++)
+		if (strcmp(ctx->providers[i].name, name) == 0)
+			return &ctx->providers[i];
+	for (size_t i = 0;
+	     i < sizeof(builtin_providers) / sizeof(builtin_providers[0]); i++)
+		if (strcmp(builtin_providers[i].name, name) == 0)
+			return &builtin_providers[i];
+	return NULL;
+}
+
+kw_status kwi_provider_check(const struct kw_ctx *ctx, const char *provider,
+			     const char *value, size_t len, char *why,
+			     size_t whylen)
+{
+	static const struct kwi_provider any = { NULL, (char *)"", 8, 4096 };
+	const struct kwi_provider *p = find_provider(ctx, provider);
+
+	if (p == NULL)
+		p = &any;
+	/* Printable ASCII without blanks: what every API key is made of, and
+	 * what survives a trip through an environment variable or a header. */
+	for (size_t i = 0; i < len; i++) {
+		if ((unsigned char)value[i] < 0x21 ||
+		    (unsigned char)value[i] > 0x7e) {
+			snprintf(why, whylen,
+				 "the %s key holds a blank or a character that "
+				 "is not printable ASCII (at byte %zu)",
+				 provider, i + 1);
+			return KW_ERR_INVAL;
+		}
+	}
+	if (len < p->min_len || len > p->max_len) {
+		snprintf(why, whylen,
+			 "a %s key is %zu to %zu characters long, not %zu",
+			 provider, p->min_len, p->max_len, len);
+		return KW_ERR_INVAL;
+	}
+	if (strncmp(value, p->prefix, strlen(p->prefix)) != 0 ||
+	    len < strlen(p->prefix)) {
+		snprintf(why, whylen, "a %s key starts with \"%s\"", provider,
+			 p->prefix);
+		return KW_ERR_INVAL;
+	}
+	return KW_OK;
+}
+
+/* ---- who may ---- */
+
+#define ACTOR_HAS(a, f) \
+	((a)->size >= offsetof(kw_actor, f) + sizeof((a)->f))
+#define REF_HAS(r, f) \
+	((r)->size >= offsetof(kw_key_ref, f) + sizeof((r)->f))
+
+static bool same(const char *a, const char *b)
+{
+	return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
+static bool may(const kw_actor *a, kw_scope scope, const char *owner)
+{
+	if (a->role == KW_ROLE_SYSADMIN)
+		return true;
+	switch (scope) {
+	case KW_SCOPE_ORG:
+		return same(a->org, owner) &&
+		       (a->role == KW_ROLE_OWNER || a->role == KW_ROLE_ADMIN);
+	case KW_SCOPE_USER:
+		return same(a->user, owner);
+	default:
+		return false;
+	}
+}
+
+static kw_status refuse(kw_scope scope, const char *owner)
+{
+	switch (scope) {
+	case KW_SCOPE_ORG:
+		return kwi_error(KW_ERR_PERM,
+				 "only an owner or admin of org \"%s\" may "
+				 "manage its keys",
+				 owner);
+	case KW_SCOPE_USER:
+		return kwi_error(KW_ERR_PERM,
+				 "only user \"%s\" may manage that user's keys",
+				 owner);
+	default:
+		return kwi_error(KW_ERR_PERM,
+				 "only a system administrator may manage system "
+				 "keys");
+	}
+}
+
+static kw_status check_actor(const kw_actor *a)
+{
+	if (a == NULL || !ACTOR_HAS(a, role))
+		return kwi_error(KW_ERR_INVAL,
+				 "no actor, or one not initialised with "
+				 "KW_ACTOR_INIT");
+	if (a->role < KW_ROLE_NONE || a->role > KW_ROLE_SYSADMIN)
+		return kwi_error(KW_ERR_INVAL, "unknown actor role %d",
+				 (int)a->role);
+	if ((a->user != NULL && !kwi_valid_identity(a->user)) ||
+	    (a->org != NULL && !kwi_valid_identity(a->org)))
+		return kwi_error(KW_ERR_INVAL, "invalid actor user or org name");
+	return KW_OK;
+}
+
+static struct kw_instance *find_backend(kw_ctx *ctx, const char *name)
+{
+	for (size_t i = 0; i < ctx->nbackends; i++)
+		if (strcmp(ctx->backends[i].name, name) == 0)
+			return &ctx->backends[i];
+	return NULL;
+}
+
+/* A backend that has `cap`. */
+static kw_status store_backend(kw_ctx *ctx, const char *name, uint32_t cap,
+			       struct kw_instance **out)
+{
+	struct kw_instance *b;
+
+	*out = NULL;
+	if (ctx == NULL || name == NULL)
+		return kwi_error(KW_ERR_INVAL, "no context or no backend");
+	b = find_backend(ctx, name);
+	if (b == NULL)
+		return kwi_error(KW_ERR_INVAL, "%s: no backend \"%.64s\"",
+				 ctx->path, name);
+	if (!(b->module->desc->caps & cap))
+		return kwi_error(KW_ERR_UNSUPPORTED,
+				 "backend \"%s\" (module \"%s\") does not %s "
+				 "keys",
+				 b->name, b->module->name,
+				 cap == KW_CAP_LIST ? "list" : "store");
+	*out = b;
+	return KW_OK;
+}
+
+/* Check actor and reference; fill k with the key they name. */
+static kw_status prepare(kw_ctx *ctx, const kw_actor *actor,
+			 const kw_key_ref *ref, struct kw_instance **b,
+			 kw_store_key *k)
+{
+	kw_status rc;
+
+	rc = check_actor(actor);
+	if (rc != KW_OK)
+		return rc;
+	if (ref == NULL || !REF_HAS(ref, provider))
+		return kwi_error(KW_ERR_INVAL,
+				 "no key reference, or one not initialised "
+				 "with KW_KEY_REF_INIT");
+	rc = store_backend(ctx, ref->backend, KW_CAP_STORE, b);
+	if (rc != KW_OK)
+		return rc;
+
+	k->scope = (*b)->scope;
+	k->owner = ref->owner;
+	k->provider = ref->provider;
+	if (ref->scope != KW_SCOPE_NONE && ref->scope != (*b)->scope)
+		return kwi_error(KW_ERR_INVAL,
+				 "backend \"%s\" holds %s keys, not %s keys",
+				 (*b)->name, kw_scope_str((*b)->scope),
+				 kw_scope_str(ref->scope));
+	if (ref->provider == NULL || !kwi_valid_provider(ref->provider))
+		return kwi_error(KW_ERR_INVAL,
+				 "invalid provider name (lower-case letters, "
+				 "digits, '-', '_' and '.')");
+	if (k->scope == KW_SCOPE_SYSTEM && k->owner != NULL)
+		return kwi_error(KW_ERR_INVAL, "system keys have no owner");
+	if (k->scope != KW_SCOPE_SYSTEM &&
+	    (k->owner == NULL || !kwi_valid_identity(k->owner)))
+		return kwi_error(KW_ERR_INVAL,
+				 "%s keys need a valid owner (the %s's name)",
+				 kw_scope_str(k->scope),
+				 kw_scope_str(k->scope));
+	if (!may(actor, k->scope, k->owner))
+		return refuse(k->scope, k->owner);
+	return KW_OK;
+}
+
+/* "org key of "acme" for anthropic" */
+static void describe(const kw_store_key *k, char *buf, size_t len)
+{
+	if (k->scope == KW_SCOPE_SYSTEM)
+		snprintf(buf, len, "system key for %s", k->provider);
+	else
+		snprintf(buf, len, "%s key of \"%s\" for %s",
+			 kw_scope_str(k->scope), k->owner, k->provider);
+}
+
+static kw_status failed(const struct kw_instance *b, kw_status st,
+			const kw_store_key *k, const struct kw_reply *r)
+{
+	char what[384];
+
+	if (r->detail[0] != '\0')
+		return kwi_error(st, "backend \"%s\": %s", b->name, r->detail);
+	describe(k, what, sizeof(what));
+	return kwi_error(st, "backend \"%s\": %s: %s", b->name, what,
+			 kw_status_str(st));
+}
+
+kw_status kw_key_put(kw_ctx *ctx, const kw_actor *actor, const kw_key_ref *ref,
+		     const char *value, size_t len, const char *name,
+		     kw_put_mode mode)
+{
+	struct kw_instance *b;
+	struct kw_reply r;
+	kw_store_put p;
+	char why[256];
+	kw_status rc;
+
+	rc = prepare(ctx, actor, ref, &b, &p.key);
+	if (rc != KW_OK)
+		return rc;
+	if (mode != KW_PUT_CREATE && mode != KW_PUT_ROTATE)
+		return kwi_error(KW_ERR_INVAL, "unknown put mode %d", (int)mode);
+	if (value == NULL || len == 0)
+		return kwi_error(KW_ERR_INVAL, "empty key");
+	if (name != NULL && (strlen(name) > 128 || strpbrk(name, "\n\r")))
+		return kwi_error(KW_ERR_INVAL,
+				 "key name: at most 128 characters on one line");
+	rc = kwi_provider_check(ctx, p.key.provider, value, len, why,
+				sizeof(why));
+	if (rc != KW_OK)
+		return kwi_error(rc, "%s", why);
+
+	p.value = value;
+	p.len = len;
+	p.name = name;
+	p.mode = mode;
+	kwi_reply_init(&r, b->name);
+	rc = b->module->op_put(b->state, &p, &r);
+	return rc == KW_OK ? KW_OK : failed(b, rc, &p.key, &r);
+}
+
+kw_status kw_key_set_active(kw_ctx *ctx, const kw_actor *actor,
+			    const kw_key_ref *ref, int active)
+{
+	struct kw_instance *b;
+	struct kw_reply r;
+	kw_store_key k;
+	kw_status rc;
+
+	rc = prepare(ctx, actor, ref, &b, &k);
+	if (rc != KW_OK)
+		return rc;
+	kwi_reply_init(&r, b->name);
+	rc = b->module->op_set_active(b->state, &k, active != 0, &r);
+	return rc == KW_OK ? KW_OK : failed(b, rc, &k, &r);
+}
+
+kw_status kw_key_delete(kw_ctx *ctx, const kw_actor *actor,
+			const kw_key_ref *ref)
+{
+	struct kw_instance *b;
+	struct kw_reply r;
+	kw_store_key k;
+	kw_status rc;
+
+	rc = prepare(ctx, actor, ref, &b, &k);
+	if (rc != KW_OK)
+		return rc;
+	kwi_reply_init(&r, b->name);
+	rc = b->module->op_remove(b->state, &k, &r);
+	return rc == KW_OK ? KW_OK : failed(b, rc, &k, &r);
+}
+
+struct list_walk {
+	const kw_actor *actor;
+	const struct kw_instance *backend;
+	kw_key_list_fn *fn;
+	void *arg;
+};
+
+static kw_status list_one(void *arg, const kw_store_record *rec)
+{
+	const struct list_walk *w = arg;
+	kw_key_info info;
+
+	/* What the actor may not manage, it does not see. */
+	if (!may(w->actor, rec->scope, rec->owner))
+		return KW_OK;
+	memset(&info, 0, sizeof(info));
+	info.backend = w->backend->name;
+	info.scope = rec->scope;
+	info.owner = rec->owner;
+	info.provider = rec->provider;
+	info.name = rec->name != NULL ? rec->name : "";
+	info.active = rec->active;
+	info.masked = rec->masked;
+	info.usage_count = rec->usage_count;
+	info.last_used = rec->last_used;
+	info.created = rec->created;
+	info.rotated = rec->rotated;
+	info.key_id = rec->key_id;
+	return w->fn(w->arg, &info);
+}
+
+kw_status kw_key_list(kw_ctx *ctx, const kw_actor *actor, const char *backend,
+		      const char *owner, kw_key_list_fn *fn, void *arg)
+{
+	struct list_walk w = { actor, NULL, fn, arg };
+	struct kw_instance *b;
+	kw_status rc;
+
+	rc = check_actor(actor);
+	if (rc != KW_OK)
+		return rc;
+	if (ctx == NULL || fn == NULL)
+		return kwi_error(KW_ERR_INVAL, "no context or no callback");
+	if (owner != NULL && !kwi_valid_identity(owner))
+		return kwi_error(KW_ERR_INVAL, "invalid owner name");
+	if (backend != NULL) {
+		rc = store_backend(ctx, backend, KW_CAP_LIST, &b);
+		if (rc != KW_OK)
+			return rc;
+	}
+	for (size_t i = 0; i < ctx->nbackends; i++) {
+		struct kw_reply r;
+		kw_store_key k = { KW_SCOPE_NONE, owner, "*" };
+
+		b = &ctx->backends[i];
+		if ((backend != NULL && strcmp(b->name, backend) != 0) ||
+		    !(b->module->desc->caps & KW_CAP_LIST))
+			continue;
+		w.backend = b;
+		k.scope = b->scope;
+		kwi_reply_init(&r, b->name);
+		rc = b->module->op_list(b->state, b->scope, owner, list_one,
+					&w, &r);
+		if (rc != KW_OK)
+			return r.detail[0] != '\0' ? failed(b, rc, &k, &r)
+						   : kwi_error(rc,
+							       "listing "
+							       "stopped: %s",
+							       kw_status_str(
+								       rc));
+	}
+	return KW_OK;
+}
+
+kw_status kw_rekey(kw_ctx *ctx, const kw_actor *actor, const char *backend,
+		   uint64_t *count)
+{
+	struct kw_instance *b;
+	struct kw_reply r;
+	uint64_t n = 0;
+	kw_status rc;
+
+	if (count != NULL)
+		*count = 0;
+	rc = check_actor(actor);
+	if (rc != KW_OK)
+		return rc;
+	rc = store_backend(ctx, backend, KW_CAP_STORE, &b);
+	if (rc != KW_OK)
+		return rc;
+	if (b->module->op_rekey == NULL)
+		return kwi_error(KW_ERR_UNSUPPORTED,
+				 "backend \"%s\" (module \"%s\") cannot re-seal "
+				 "its keys",
+				 b->name, b->module->name);
+	if (actor->role != KW_ROLE_SYSADMIN)
+		return kwi_error(KW_ERR_PERM,
+				 "only a system administrator may re-seal a "
+				 "store");
+	kwi_reply_init(&r, b->name);
+	rc = b->module->op_rekey(b->state, &n, &r);
+	if (rc != KW_OK)
+		return kwi_error(rc, "backend \"%s\": %s", b->name,
+				 r.detail[0] != '\0' ? r.detail
+						     : kw_status_str(rc));
+	if (count != NULL)
+		*count = n;
+	return KW_OK;
+}
