@@ -73,13 +73,13 @@ kw_status kwi_provider_check(const struct kw_ctx *ctx, const char *provider,
 	}
 	if (len < p->min_len || len > p->max_len) {
 		snprintf(why, whylen,
-			 "a %s key is %zu to %zu characters long, not %zu",
+			 "%s keys are %zu to %zu characters long, not %zu",
 			 provider, p->min_len, p->max_len, len);
 		return KW_ERR_INVAL;
 	}
 	if (strncmp(value, p->prefix, strlen(p->prefix)) != 0 ||
 	    len < strlen(p->prefix)) {
-		snprintf(why, whylen, "a %s key starts with \"%s\"", provider,
+		snprintf(why, whylen, "%s keys start with \"%s\"", provider,
 			 p->prefix);
 		return KW_ERR_INVAL;
 	}

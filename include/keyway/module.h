@@ -14,8 +14,15 @@
  *         { NULL, 0, 0 }
  *     };
  *     static const struct kw_module my_module = {
- *         KW_MODULE_HEADER, "my", "what it is", KW_CAP_LOOKUP, my_settings,
- *         my_open, my_close, my_check, my_lookup
+ *         KW_MODULE_HEADER,
+ *         .name = "my",
+ *         .description = "what it is",
+ *         .caps = KW_CAP_LOOKUP,
+ *         .settings = my_settings,
+ *         .open = my_open,
+ *         .close = my_close,
+ *         .check = my_check,
+ *         .lookup = my_lookup,
  *     };
  *     KW_MODULE_EXPORT(my_module)
  *
@@ -348,7 +355,10 @@ struct kw_module {
 	kw_status (*rekey)(void *state, uint64_t *count, kw_reply *r);
 };
 
-#define KW_MODULE_HEADER KW_MODULE_ABI, (uint32_t)sizeof(struct kw_module)
+/* The first two fields of every descriptor; use designated initializers
+ * for the rest, so that fields added later start out NULL. */
+#define KW_MODULE_HEADER .abi = KW_MODULE_ABI, \
+	.size = (uint32_t)sizeof(struct kw_module)
 
 typedef const struct kw_module *kw_module_entry_fn(void);
 

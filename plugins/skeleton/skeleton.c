@@ -447,22 +447,22 @@ out:
 }
 
 /*
- * The descriptor.  Its fields are positional: KW_MODULE_HEADER (ABI and
- * size), name (must match kw_<name>.so), a one-line description, the
- * capabilities, the settings table, then the operations; an operation the
- * module does not offer is NULL.  KW_CAP_SCOPED tells the host to accept
- * `scope` for this module and to fill q->scope and q->owner.
+ * The descriptor: KW_MODULE_HEADER (ABI and size) first, then the rest by
+ * name, so that an operation the module does not offer, and any field a
+ * later keyway adds, is NULL.  The name must match kw_<name>.so.
+ * KW_CAP_SCOPED tells the host to accept `scope` for this module and to
+ * fill q->scope and q->owner.
  */
 static const struct kw_module skel_module = {
 	KW_MODULE_HEADER,
-	SKEL_NAME,
-	"keys read from one file per key in a directory",
-	KW_CAP_LOOKUP | KW_CAP_SCOPED,
-	skel_settings,
-	skel_open,
-	skel_close,
-	skel_check,
-	skel_lookup
+	.name = SKEL_NAME,
+	.description = "keys read from one file per key in a directory",
+	.caps = KW_CAP_LOOKUP | KW_CAP_SCOPED,
+	.settings = skel_settings,
+	.open = skel_open,
+	.close = skel_close,
+	.check = skel_check,
+	.lookup = skel_lookup,
 };
 
 /* The one exported symbol: kw_module_entry(), returning the descriptor. */

@@ -33,16 +33,15 @@ static kw_status badabi_lookup(void *state, const kw_query *q)
 }
 
 static const struct kw_module badabi_module = {
-	99, /* not KW_MODULE_ABI: that is the point */
-	(uint32_t)sizeof(struct kw_module),
-	"badabi",
-	"test module built for an ABI that does not exist",
-	KW_CAP_LOOKUP,
-	badabi_settings,
-	badabi_open,
-	badabi_close,
-	NULL,
-	badabi_lookup
+	.abi = 99, /* not KW_MODULE_ABI: that is the point */
+	.size = (uint32_t)sizeof(struct kw_module),
+	.name = "badabi",
+	.description = "test module built for an ABI that does not exist",
+	.caps = KW_CAP_LOOKUP,
+	.settings = badabi_settings,
+	.open = badabi_open,
+	.close = badabi_close,
+	.lookup = badabi_lookup,
 };
 
 KW_MODULE_EXPORT(badabi_module)

@@ -217,14 +217,14 @@ static kw_status fake_check(void *state, kw_reply *r)
 
 static const struct kw_module fake_module = {
 	KW_MODULE_HEADER,
-	"fake",
-	"test backend that answers as its settings say",
-	KW_CAP_LOOKUP,
-	fake_settings,
-	fake_open,
-	fake_close,
-	fake_check,
-	fake_lookup
+	.name = "fake",
+	.description = "test backend that answers as its settings say",
+	.caps = KW_CAP_LOOKUP,
+	.settings = fake_settings,
+	.open = fake_open,
+	.close = fake_close,
+	.check = fake_check,
+	.lookup = fake_lookup,
 };
 
 KW_MODULE_EXPORT(fake_module)

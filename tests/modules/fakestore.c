@@ -97,14 +97,14 @@ static kw_status fakestore_lookup(void *state, const kw_query *q)
 
 static const struct kw_module fakestore_module = {
 	KW_MODULE_HEADER,
-	"fakestore",
-	"scoped test backend whose keys name the scope, owner and provider",
-	KW_CAP_LOOKUP | KW_CAP_SCOPED,
-	fakestore_settings,
-	fakestore_open,
-	fakestore_close,
-	NULL,
-	fakestore_lookup
+	.name = "fakestore",
+	.description = "scoped test backend whose keys name the scope, owner and provider",
+	.caps = KW_CAP_LOOKUP | KW_CAP_SCOPED,
+	.settings = fakestore_settings,
+	.open = fakestore_open,
+	.close = fakestore_close,
+	.check = NULL,
+	.lookup = fakestore_lookup,
 };
 
 KW_MODULE_EXPORT(fakestore_module)
