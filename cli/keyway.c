@@ -1,23 +1,32 @@
 /*
  * keyway.c - the keyway(1) command: resolve, explain and export API keys
- * through the chains of keyway.conf(5), check a configuration, make a
- * master key.  Uses only the public interface <keyway/keyway.h>.
+ * through the chains of keyway.conf(5), store and manage the keys of its
+ * backends, check a configuration, make a master key.  Uses only the public
+ * interface <keyway/keyway.h>.
  */
 #define _GNU_SOURCE
 
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/resource.h>
+#include <termios.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include <keyway/keyway.h>
 
@@ -38,6 +47,14 @@ enum {
 
 #define MASTER_KEY_BYTES 32
 
+/* The most put and rotate read, trailing newline included. */
+#define KEY_INPUT_MAX (64 * 1024)
+
+/* What ls --due means without =DAYS. */
+#define DUE_DAYS_DEFAULT 90
+
+#define SECONDS_PER_DAY 86400
+
 struct command {
 	const char *name;
 	int (*run)(const struct command *cmd, int argc, char **argv,
@@ -56,6 +73,12 @@ struct args {
 	bool reveal;
 	const char **providers; /* -p values, only where the caller allows */
 	size_t nproviders;
+	kw_scope scope;         /* --scope; KW_SCOPE_NONE: the backend's */
+	const char *owner;
+	const char *name;
+	bool json;
+	bool due;               /* --due given */
+	int64_t due_days;
 	char **pos;             /* positional arguments */
 	int npos;
 };
@@ -65,13 +88,24 @@ enum {
 	OPT_USER = 256,
 	OPT_ORG,
 	OPT_CHAIN,
-	OPT_REVEAL
+	OPT_REVEAL,
+	OPT_SCOPE,
+	OPT_OWNER,
+	OPT_NAME,
+	OPT_JSON,
+	OPT_DUE
 };
 
 #define REQUEST_OPTIONS \
 	{ "user", required_argument, NULL, OPT_USER }, \
 	{ "org", required_argument, NULL, OPT_ORG }, \
 	{ "chain", required_argument, NULL, OPT_CHAIN }, \
+	{ "help", no_argument, NULL, 'h' }
+
+/* What the commands that name one stored key accept. */
+#define KEY_OPTIONS \
+	{ "scope", required_argument, NULL, OPT_SCOPE }, \
+	{ "owner", required_argument, NULL, OPT_OWNER }, \
 	{ "help", no_argument, NULL, 'h' }
 
 /* SIGPIPE as the caller left it: restored for the command exec runs. */
@@ -180,6 +214,42 @@ static int take_value(const char *cmd, const char *opt, const char **field)
 	return GO_ON;
 }
 
+static int take_scope(const char *cmd, kw_scope *scope)
+{
+	if (*optarg == '\0')
+		return usage_error(cmd, "empty value for --scope");
+	if (strcmp(optarg, "user") == 0)
+		*scope = KW_SCOPE_USER;
+	else if (strcmp(optarg, "org") == 0)
+		*scope = KW_SCOPE_ORG;
+	else if (strcmp(optarg, "system") == 0)
+		*scope = KW_SCOPE_SYSTEM;
+	else
+		return usage_error(cmd, "unknown scope \"%s\" (user, org or "
+				   "system)", optarg);
+	return GO_ON;
+}
+
+/* --due[=DAYS]: a day count small enough to turn into seconds. */
+static int take_days(const char *cmd, int64_t *days)
+{
+	unsigned long long v;
+	char *end;
+
+	if (!optarg) {
+		*days = DUE_DAYS_DEFAULT;
+		return GO_ON;
+	}
+	errno = 0;
+	v = strtoull(optarg, &end, 10);
+	if (*optarg < '0' || *optarg > '9' || *end != '\0' || errno != 0 ||
+	    v > (unsigned long long)(INT64_MAX / SECONDS_PER_DAY))
+		return usage_error(cmd, "--due: \"%s\" is not a number of days",
+				   optarg);
+	*days = (int64_t)v;
+	return GO_ON;
+}
+
 /*
  * Parse the options of cmd.  Returns GO_ON, or the exit status when the
  * command is over (help printed, usage error).  getopt_long() only returns
@@ -209,6 +279,22 @@ static int parse_args(const struct command *cmd, int argc, char **argv,
 			break;
 		case OPT_REVEAL:
 			a->reveal = true;
+			break;
+		case OPT_SCOPE:
+			rc = take_scope(cmd->name, &a->scope);
+			break;
+		case OPT_OWNER:
+			rc = take_value(cmd->name, "--owner", &a->owner);
+			break;
+		case OPT_NAME:
+			rc = take_value(cmd->name, "--name", &a->name);
+			break;
+		case OPT_JSON:
+			a->json = true;
+			break;
+		case OPT_DUE:
+			a->due = true;
+			rc = take_days(cmd->name, &a->due_days);
 			break;
 		case 'o':
 			rc = take_value(cmd->name, "-o", &a->output);
@@ -658,6 +744,862 @@ out:
 	return rc;
 }
 
+/* ---- key management: put, rotate, enable, disable, rm, ls, rekey ---- */
+
+/*
+ * The CLI manages keys as the administrator of the host: whoever may read
+ * keyway.conf and its master key may change any key anyway.  The actor is
+ * named after the real uid, for the audit log.  NULL only when out of
+ * memory.
+ */
+static char *real_user_name(void)
+{
+	uid_t uid = getuid();
+	struct passwd pw, *found = NULL;
+	long hint = sysconf(_SC_GETPW_R_SIZE_MAX);
+	size_t size = hint > 0 ? (size_t)hint : 1024;
+	char *buf = NULL, *grown, *name = NULL;
+	int err;
+
+	for (;;) {
+		grown = realloc(buf, size);
+		if (!grown)
+			goto out;
+		buf = grown;
+		err = getpwuid_r(uid, &pw, buf, size, &found);
+		if (err != ERANGE || size >= 1024 * 1024)
+			break;
+		size *= 2;
+	}
+	if (err == 0 && found && found->pw_name && *found->pw_name)
+		name = strdup(found->pw_name);
+	else if (asprintf(&name, "uid %lu", (unsigned long)uid) < 0)
+		name = NULL;
+out:
+	free(buf);
+	return name;
+}
+
+/* Open the configuration and make the actor every management command
+ * acts as.  *user holds its name and must be freed. */
+static int open_as_admin(const char *cmd, const char *config, kw_ctx **ctx,
+			 kw_actor *actor, char **user)
+{
+	kw_status st;
+
+	*user = real_user_name();
+	if (!*user) {
+		fprintf(stderr, "keyway: %s: out of memory\n", cmd);
+		return EXIT_ERR;
+	}
+	actor->user = *user;
+	actor->role = KW_ROLE_SYSADMIN;
+	st = kw_open(ctx, config);
+	if (st != KW_OK)
+		return lib_error(st);
+	return GO_ON;
+}
+
+/* BACKEND PROVIDER.  A third argument may be a key typed by mistake: it is
+ * refused without being repeated. */
+static int backend_and_provider(const struct command *cmd,
+				const struct args *a, bool reads_key)
+{
+	if (a->npos == 0)
+		return usage_error(cmd->name, "missing BACKEND");
+	if (a->npos == 1)
+		return usage_error(cmd->name, "missing PROVIDER");
+	if (a->npos > 2) {
+		if (reads_key)
+			return usage_error(cmd->name, "unexpected argument "
+					   "(keys are read from standard "
+					   "input, never from the command "
+					   "line)");
+		return usage_error(cmd->name, "unexpected argument \"%s\"",
+				   a->pos[2]);
+	}
+	if (*a->pos[0] == '\0')
+		return usage_error(cmd->name, "empty BACKEND");
+	if (*a->pos[1] == '\0')
+		return usage_error(cmd->name, "empty PROVIDER");
+	return GO_ON;
+}
+
+static void fill_key_ref(kw_key_ref *ref, const struct args *a)
+{
+	ref->backend = a->pos[0];
+	ref->scope = a->scope;
+	ref->owner = a->owner;
+	ref->provider = a->pos[1];
+}
+
+/* "stored org key of acme for anthropic in org_keys (sk-a****xyz9)".  The
+ * scope is named only when it was given: the API does not tell the
+ * backend's. */
+static void print_key_done(const char *verb, const kw_key_ref *ref,
+			   const char *masked)
+{
+	printf("%s ", verb);
+	if (ref->scope != KW_SCOPE_NONE)
+		printf("%s ", kw_scope_str(ref->scope));
+	printf("key");
+	if (ref->owner)
+		printf(" of %s", ref->owner);
+	printf(" for %s in %s", ref->provider, ref->backend);
+	if (masked)
+		printf(" (%s)", masked);
+	putchar('\n');
+}
+
+/*
+ * Room for a key read from standard input or the terminal: locked, so that
+ * it never reaches swap, and wiped before it is unmapped.  A key never
+ * passes through stdio, whose buffers nobody wipes.
+ */
+struct key_buf {
+	char *data;
+	size_t size;
+	size_t len;
+};
+
+static int key_buf_alloc(const char *cmd, struct key_buf *kb)
+{
+	void *p;
+	int err;
+
+	kb->data = NULL;
+	kb->len = 0;
+	kb->size = KEY_INPUT_MAX;
+	p = mmap(NULL, kb->size, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) {
+		fprintf(stderr, "keyway: %s: out of memory\n", cmd);
+		return EXIT_ERR;
+	}
+	if (mlock(p, kb->size) != 0) {
+		err = errno;
+		munmap(p, kb->size);
+		fprintf(stderr, "keyway: %s: cannot lock memory for the key: "
+			"%s\n", cmd, strerror(err));
+		return EXIT_ERR;
+	}
+	/* Belt and braces: the process is not dumpable either. */
+	(void)madvise(p, kb->size, MADV_DONTDUMP);
+	kb->data = p;
+	return GO_ON;
+}
+
+static void key_buf_free(struct key_buf *kb)
+{
+	if (!kb->data)
+		return;
+	explicit_bzero(kb->data, kb->size);
+	munlock(kb->data, kb->size);
+	munmap(kb->data, kb->size);
+	kb->data = NULL;
+	kb->len = 0;
+}
+
+static int read_piped_key(const char *cmd, struct key_buf *kb)
+{
+	ssize_t n;
+	char extra;
+
+	while (kb->len < kb->size) {
+		n = read(STDIN_FILENO, kb->data + kb->len, kb->size - kb->len);
+		if (n == 0)
+			return GO_ON;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			goto fail;
+		}
+		kb->len += (size_t)n;
+	}
+	/* Full: one byte more and it is too long. */
+	do {
+		n = read(STDIN_FILENO, &extra, 1);
+	} while (n < 0 && errno == EINTR);
+	explicit_bzero(&extra, sizeof(extra));
+	if (n < 0)
+		goto fail;
+	if (n > 0) {
+		fprintf(stderr, "keyway: %s: key too long\n", cmd);
+		return EXIT_ERR;
+	}
+	return GO_ON;
+
+fail:
+	fprintf(stderr, "keyway: %s: cannot read the key from standard input: "
+		"%s\n", cmd, strerror(errno));
+	return EXIT_ERR;
+}
+
+/* Set by the signals that end a prompt; the command ends by it once the
+ * terminal has its echo back and the key is wiped. */
+static volatile sig_atomic_t caught_signal;
+
+static void catch_signal(int sig)
+{
+	caught_signal = sig;
+}
+
+static const int prompt_signals[] = { SIGHUP, SIGINT, SIGQUIT, SIGTERM };
+#define NPROMPT_SIGNALS (sizeof(prompt_signals) / sizeof(prompt_signals[0]))
+
+/* End as the signal that interrupted the prompt would have ended us. */
+static int resend_signal(int sig)
+{
+	sigset_t set;
+
+	signal(sig, SIG_DFL);
+	sigemptyset(&set);
+	sigaddset(&set, sig);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	raise(sig);
+	return 128 + sig;
+}
+
+/*
+ * Prompt for a key on the terminal with echo off and read one line.
+ *
+ * A signal must not leave the terminal mute: the signals that end a
+ * program are blocked except while ppoll() waits, so one can only arrive
+ * there, and it ends the wait (no SA_RESTART) without killing us.  A stop
+ * (^Z) is held until the terminal is restored.  Signals the caller ignores
+ * stay ignored.
+ */
+static int prompt_key(const char *cmd, const char *provider,
+		      struct key_buf *kb)
+{
+	struct sigaction catcher = { .sa_handler = catch_signal };
+	struct sigaction saved_act[NPROMPT_SIGNALS];
+	struct termios saved_tio, tio;
+	sigset_t block, saved_mask, wait_mask;
+	struct pollfd pfd;
+	bool tio_changed = false, line_ended = false, too_long = false;
+	size_t i;
+	ssize_t n, written;
+	int fd, err = 0, rc = EXIT_ERR;
+
+	fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "keyway: %s: /dev/tty: %s\n", cmd,
+			strerror(errno));
+		return EXIT_ERR;
+	}
+
+	sigemptyset(&block);
+	for (i = 0; i < NPROMPT_SIGNALS; i++)
+		sigaddset(&block, prompt_signals[i]);
+	sigaddset(&block, SIGTSTP);
+	sigaddset(&block, SIGTTIN);
+	sigaddset(&block, SIGTTOU);
+	sigprocmask(SIG_BLOCK, &block, &saved_mask);
+	wait_mask = saved_mask;
+	sigaddset(&wait_mask, SIGTSTP);
+	sigaddset(&wait_mask, SIGTTIN);
+	sigaddset(&wait_mask, SIGTTOU);
+
+	caught_signal = 0;
+	sigemptyset(&catcher.sa_mask);
+	for (i = 0; i < NPROMPT_SIGNALS; i++) {
+		sigaction(prompt_signals[i], NULL, &saved_act[i]);
+		if (saved_act[i].sa_handler != SIG_IGN)
+			sigaction(prompt_signals[i], &catcher, NULL);
+	}
+
+	if (tcgetattr(fd, &saved_tio) != 0) {
+		err = errno;
+		goto out;
+	}
+	tio = saved_tio;
+	tio.c_lflag &= ~(tcflag_t)(ECHO | ECHOE | ECHOK);
+	/* One line, and its newline shown so the next output starts afresh. */
+	tio.c_lflag |= ICANON | ECHONL;
+	if (tcsetattr(fd, TCSAFLUSH, &tio) != 0) {
+		err = errno;
+		goto out;
+	}
+	tio_changed = true;
+	if (dprintf(fd, "Key for %s: ", provider) < 0) {
+		err = errno;
+		goto out;
+	}
+
+	while (!caught_signal) {
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		if (ppoll(&pfd, 1, NULL, &wait_mask) < 0) {
+			if (errno == EINTR)
+				continue;
+			err = errno;
+			goto out;
+		}
+		n = read(fd, kb->data + kb->len, kb->size - kb->len);
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			err = errno;
+			goto out;
+		}
+		if (n == 0)
+			break; /* ^D */
+		kb->len += (size_t)n;
+		if (kb->data[kb->len - 1] == '\n') {
+			line_ended = true;
+			break;
+		}
+		if (kb->len == kb->size) {
+			too_long = true;
+			goto out;
+		}
+	}
+	if (!caught_signal)
+		rc = GO_ON;
+out:
+	if (tio_changed) {
+		/* TCSANOW: what is typed next belongs to the shell. */
+		tcsetattr(fd, TCSANOW, &saved_tio);
+		/* Failing leaves the prompt's line open: harmless. */
+		if (!line_ended) {
+			written = write(fd, "\n", 1);
+			(void)written;
+		}
+	}
+	close(fd);
+	/* A signal still pending reaches catch_signal, not the default. */
+	sigprocmask(SIG_SETMASK, &saved_mask, NULL);
+	for (i = 0; i < NPROMPT_SIGNALS; i++)
+		sigaction(prompt_signals[i], &saved_act[i], NULL);
+	/* Only now, on a line of its own and with the echo back. */
+	if (err)
+		fprintf(stderr, "keyway: %s: /dev/tty: %s\n", cmd,
+			strerror(err));
+	else if (too_long)
+		fprintf(stderr, "keyway: %s: key too long\n", cmd);
+	if (caught_signal)
+		rc = EXIT_ERR;
+	return rc;
+}
+
+/* Read the value for put and rotate: from a prompt on a terminal, else all
+ * of standard input less one trailing newline. */
+static int read_key(const char *cmd, const char *provider, struct key_buf *kb)
+{
+	int rc;
+
+	if (isatty(STDIN_FILENO))
+		rc = prompt_key(cmd, provider, kb);
+	else
+		rc = read_piped_key(cmd, kb);
+	if (rc != GO_ON)
+		return rc;
+
+	if (kb->len > 0 && kb->data[kb->len - 1] == '\n') {
+		kb->len--;
+		if (kb->len > 0 && kb->data[kb->len - 1] == '\r')
+			kb->len--;
+	}
+	if (kb->len == 0) {
+		fprintf(stderr, "keyway: %s: empty key\n", cmd);
+		return EXIT_ERR;
+	}
+	/* Keys are handed out as C strings: one with a NUL would come back
+	 * cut short. */
+	if (memchr(kb->data, '\0', kb->len)) {
+		fprintf(stderr, "keyway: %s: key contains a NUL byte\n", cmd);
+		return EXIT_ERR;
+	}
+	return GO_ON;
+}
+
+/* put and rotate. */
+static int cmd_put(const struct command *cmd, int argc, char **argv,
+		   const char *config)
+{
+	static const struct option longopts[] = {
+		KEY_OPTIONS,
+		{ "name", required_argument, NULL, OPT_NAME },
+		{ NULL, 0, NULL, 0 }
+	};
+	bool rotate = strcmp(cmd->name, "rotate") == 0;
+	struct args a = { 0 };
+	kw_actor actor = KW_ACTOR_INIT;
+	kw_key_ref ref = KW_KEY_REF_INIT;
+	struct key_buf kb = { 0 };
+	char masked[KW_MASK_SIZE] = "";
+	char *user = NULL;
+	kw_ctx *ctx = NULL;
+	kw_status st;
+	int rc;
+
+	rc = parse_args(cmd, argc, argv, ":h", longopts, &a);
+	if (rc == GO_ON)
+		rc = backend_and_provider(cmd, &a, true);
+	if (rc != GO_ON)
+		return rc;
+
+	rc = key_buf_alloc(cmd->name, &kb);
+	if (rc != GO_ON)
+		goto out;
+	/* Configuration problems show before anyone types a key. */
+	rc = open_as_admin(cmd->name, config, &ctx, &actor, &user);
+	if (rc != GO_ON)
+		goto out;
+	fill_key_ref(&ref, &a);
+	rc = read_key(cmd->name, ref.provider, &kb);
+	if (rc != GO_ON)
+		goto out;
+
+	st = kw_key_put(ctx, &actor, &ref, kb.data, kb.len, a.name,
+			rotate ? KW_PUT_ROTATE : KW_PUT_CREATE);
+	if (st != KW_OK) {
+		rc = lib_error(st);
+		goto out;
+	}
+	kw_mask(kb.data, kb.len, masked, sizeof(masked));
+	print_key_done(rotate ? "rotated" : "stored", &ref, masked);
+	rc = EXIT_OK;
+out:
+	explicit_bzero(masked, sizeof(masked));
+	key_buf_free(&kb);
+	kw_close(ctx);
+	free(user);
+	if (caught_signal)
+		rc = resend_signal(caught_signal);
+	return rc;
+}
+
+/* enable, disable and rm. */
+static int cmd_key_state(const struct command *cmd, int argc, char **argv,
+			 const char *config)
+{
+	static const struct option longopts[] = {
+		KEY_OPTIONS,
+		{ NULL, 0, NULL, 0 }
+	};
+	struct args a = { 0 };
+	kw_actor actor = KW_ACTOR_INIT;
+	kw_key_ref ref = KW_KEY_REF_INIT;
+	const char *done;
+	char *user = NULL;
+	kw_ctx *ctx = NULL;
+	kw_status st;
+	int rc;
+
+	rc = parse_args(cmd, argc, argv, ":h", longopts, &a);
+	if (rc == GO_ON)
+		rc = backend_and_provider(cmd, &a, false);
+	if (rc != GO_ON)
+		return rc;
+
+	rc = open_as_admin(cmd->name, config, &ctx, &actor, &user);
+	if (rc != GO_ON)
+		goto out;
+	fill_key_ref(&ref, &a);
+	if (strcmp(cmd->name, "rm") == 0) {
+		st = kw_key_delete(ctx, &actor, &ref);
+		done = "deleted";
+	} else if (strcmp(cmd->name, "enable") == 0) {
+		st = kw_key_set_active(ctx, &actor, &ref, 1);
+		done = "enabled";
+	} else {
+		st = kw_key_set_active(ctx, &actor, &ref, 0);
+		done = "disabled";
+	}
+	if (st != KW_OK) {
+		rc = lib_error(st);
+		goto out;
+	}
+	print_key_done(done, &ref, NULL);
+	rc = EXIT_OK;
+out:
+	kw_close(ctx);
+	free(user);
+	return rc;
+}
+
+/* One key as ls shows it; copied, since kw_key_info lives for one call. */
+struct key_row {
+	char *backend;
+	kw_scope scope;
+	char *owner; /* NULL for system keys */
+	char *provider;
+	char *name;  /* NULL if none */
+	bool active;
+	char *masked;
+	uint64_t usage_count;
+	int64_t last_used;
+	int64_t created;
+	int64_t rotated;
+	char *key_id;
+};
+
+struct key_rows {
+	struct key_row *v;
+	size_t n;
+	size_t cap;
+	bool due;       /* keep only keys rotated before cutoff */
+	int64_t cutoff;
+	bool nomem;
+};
+
+static void key_row_free(struct key_row *r)
+{
+	free(r->backend);
+	free(r->owner);
+	free(r->provider);
+	free(r->name);
+	free(r->masked);
+	free(r->key_id);
+}
+
+static void key_rows_free(struct key_rows *rows)
+{
+	size_t i;
+
+	for (i = 0; i < rows->n; i++)
+		key_row_free(&rows->v[i]);
+	free(rows->v);
+	rows->v = NULL;
+	rows->n = rows->cap = 0;
+}
+
+/* *dst = a copy of src, or NULL for NULL (and for "" when empty_is_null). */
+static bool copy_field(char **dst, const char *src, bool empty_is_null)
+{
+	*dst = NULL;
+	if (!src || (empty_is_null && *src == '\0'))
+		return true;
+	*dst = strdup(src);
+	return *dst != NULL;
+}
+
+static kw_status collect_key(void *arg, const kw_key_info *info)
+{
+	struct key_rows *rows = arg;
+	struct key_row *r, *grown;
+	size_t cap;
+
+	if (rows->due && info->rotated >= rows->cutoff)
+		return KW_OK;
+	if (rows->n == rows->cap) {
+		cap = rows->cap ? 2 * rows->cap : 16;
+		grown = reallocarray(rows->v, cap, sizeof(*grown));
+		if (!grown)
+			goto nomem;
+		rows->v = grown;
+		rows->cap = cap;
+	}
+	r = &rows->v[rows->n];
+	memset(r, 0, sizeof(*r));
+	r->scope = info->scope;
+	r->active = info->active != 0;
+	r->usage_count = info->usage_count;
+	r->last_used = info->last_used;
+	r->created = info->created;
+	r->rotated = info->rotated;
+	if (!copy_field(&r->backend, info->backend, false) ||
+	    !copy_field(&r->owner, info->owner, false) ||
+	    !copy_field(&r->provider, info->provider, false) ||
+	    !copy_field(&r->name, info->name, true) ||
+	    !copy_field(&r->masked, info->masked, false) ||
+	    !copy_field(&r->key_id, info->key_id, false)) {
+		key_row_free(r);
+		goto nomem;
+	}
+	rows->n++;
+	return KW_OK;
+
+nomem:
+	rows->nomem = true;
+	return KW_ERR_NOMEM;
+}
+
+/* t in UTC: the day, or ISO 8601 to the second; the number itself if the
+ * calendar cannot hold it. */
+static void format_time(int64_t t, bool iso, char *buf, size_t size)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+	size_t n = 0;
+
+	if (gmtime_r(&tt, &tm)) {
+		if (iso)
+			n = strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+		else
+			n = strftime(buf, size, "%Y-%m-%d", &tm);
+	}
+	if (n == 0)
+		snprintf(buf, size, "%" PRId64, t);
+}
+
+enum {
+	COL_BACKEND,
+	COL_SCOPE,
+	COL_OWNER,
+	COL_PROVIDER,
+	COL_NAME,
+	COL_STATE,
+	COL_KEY,
+	COL_USES,
+	COL_LAST_USED,
+	COL_ROTATED,
+	NCOLS
+};
+
+static const char *const ls_header[NCOLS] = {
+	"BACKEND", "SCOPE", "OWNER", "PROVIDER", "NAME", "STATE", "KEY",
+	"USES", "LAST-USED", "ROTATED"
+};
+
+/* The cells of one table row; s[] may point into the buffers. */
+struct row_cells {
+	const char *s[NCOLS];
+	char uses[24];
+	char last_used[32];
+	char rotated[32];
+};
+
+static void day_cell(int64_t t, char *buf, size_t size)
+{
+	if (t == 0)
+		snprintf(buf, size, "never");
+	else
+		format_time(t, false, buf, size);
+}
+
+static void row_cells(const struct key_row *r, struct row_cells *c)
+{
+	snprintf(c->uses, sizeof(c->uses), "%" PRIu64, r->usage_count);
+	day_cell(r->last_used, c->last_used, sizeof(c->last_used));
+	day_cell(r->rotated, c->rotated, sizeof(c->rotated));
+	c->s[COL_BACKEND] = str(r->backend);
+	c->s[COL_SCOPE] = kw_scope_str(r->scope);
+	c->s[COL_OWNER] = r->owner ? r->owner : "-";
+	c->s[COL_PROVIDER] = str(r->provider);
+	c->s[COL_NAME] = r->name ? r->name : "-";
+	c->s[COL_STATE] = r->active ? "active" : "disabled";
+	c->s[COL_KEY] = str(r->masked);
+	c->s[COL_USES] = c->uses;
+	c->s[COL_LAST_USED] = c->last_used;
+	c->s[COL_ROTATED] = c->rotated;
+}
+
+static void print_cells(const char *const *s, const size_t *width)
+{
+	int i;
+
+	for (i = 0; i < NCOLS - 1; i++)
+		printf("%-*s  ", (int)width[i], s[i]);
+	printf("%s\n", s[NCOLS - 1]);
+}
+
+static void print_key_table(const struct key_rows *rows)
+{
+	struct row_cells c;
+	size_t width[NCOLS], len, i;
+	int col;
+
+	for (col = 0; col < NCOLS; col++)
+		width[col] = strlen(ls_header[col]);
+	for (i = 0; i < rows->n; i++) {
+		row_cells(&rows->v[i], &c);
+		for (col = 0; col < NCOLS; col++) {
+			len = strlen(c.s[col]);
+			if (len > width[col])
+				width[col] = len;
+		}
+	}
+	print_cells(ls_header, width);
+	for (i = 0; i < rows->n; i++) {
+		row_cells(&rows->v[i], &c);
+		print_cells(c.s, width);
+	}
+}
+
+/* A JSON string, or null for NULL; NULL if jansson refuses it. */
+static json_t *json_str_or_null(const char *s)
+{
+	return s ? json_string(s) : json_null();
+}
+
+/* ISO 8601 in UTC, or null for never. */
+static json_t *json_time(int64_t t)
+{
+	char buf[48];
+
+	if (t == 0)
+		return json_null();
+	format_time(t, true, buf, sizeof(buf));
+	return json_string(buf);
+}
+
+/* json_object_set_new() takes value even when it fails, NULL included. */
+static json_t *key_row_json(const struct key_row *r)
+{
+	json_int_t uses = r->usage_count > (uint64_t)INT64_MAX ?
+			  (json_int_t)INT64_MAX : (json_int_t)r->usage_count;
+	json_t *o = json_object();
+
+	if (!o)
+		return NULL;
+	if (json_object_set_new(o, "backend", json_str_or_null(r->backend)) ||
+	    json_object_set_new(o, "scope",
+				json_string(kw_scope_str(r->scope))) ||
+	    json_object_set_new(o, "owner", json_str_or_null(r->owner)) ||
+	    json_object_set_new(o, "provider",
+				json_str_or_null(r->provider)) ||
+	    json_object_set_new(o, "name", json_str_or_null(r->name)) ||
+	    json_object_set_new(o, "active", json_boolean(r->active)) ||
+	    json_object_set_new(o, "masked", json_str_or_null(r->masked)) ||
+	    json_object_set_new(o, "usage_count", json_integer(uses)) ||
+	    json_object_set_new(o, "last_used", json_time(r->last_used)) ||
+	    json_object_set_new(o, "created", json_time(r->created)) ||
+	    json_object_set_new(o, "rotated", json_time(r->rotated)) ||
+	    json_object_set_new(o, "key_id", json_str_or_null(r->key_id))) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+static int print_key_json(const struct key_rows *rows)
+{
+	json_t *list, *o;
+	char *text = NULL;
+	size_t i;
+	int rc = EXIT_ERR;
+
+	list = json_array();
+	if (!list)
+		goto out;
+	for (i = 0; i < rows->n; i++) {
+		o = key_row_json(&rows->v[i]);
+		if (!o || json_array_append_new(list, o) != 0)
+			goto out;
+	}
+	text = json_dumps(list, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	if (!text)
+		goto out;
+	puts(text);
+	rc = EXIT_OK;
+out:
+	if (rc != EXIT_OK)
+		fprintf(stderr, "keyway: ls: cannot encode the list as JSON "
+			"(out of memory, or a field that is not UTF-8)\n");
+	free(text);
+	json_decref(list);
+	return rc;
+}
+
+static int cmd_ls(const struct command *cmd, int argc, char **argv,
+		  const char *config)
+{
+	static const struct option longopts[] = {
+		{ "owner", required_argument, NULL, OPT_OWNER },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "due", optional_argument, NULL, OPT_DUE },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct args a = { 0 };
+	kw_actor actor = KW_ACTOR_INIT;
+	struct key_rows rows = { 0 };
+	const char *backend = NULL;
+	char *user = NULL;
+	kw_ctx *ctx = NULL;
+	kw_status st;
+	int rc;
+
+	rc = parse_args(cmd, argc, argv, ":h", longopts, &a);
+	if (rc != GO_ON)
+		return rc;
+	if (a.npos > 1)
+		return usage_error(cmd->name, "unexpected argument \"%s\"",
+				   a.pos[1]);
+	if (a.npos == 1) {
+		if (*a.pos[0] == '\0')
+			return usage_error(cmd->name, "empty BACKEND");
+		backend = a.pos[0];
+	}
+
+	rc = open_as_admin(cmd->name, config, &ctx, &actor, &user);
+	if (rc != GO_ON)
+		goto out;
+	if (a.due) {
+		rows.due = true;
+		rows.cutoff = (int64_t)time(NULL) -
+			      a.due_days * SECONDS_PER_DAY;
+	}
+	st = kw_key_list(ctx, &actor, backend, a.owner, collect_key, &rows);
+	if (rows.nomem) {
+		fprintf(stderr, "keyway: ls: out of memory\n");
+		rc = EXIT_ERR;
+		goto out;
+	}
+	if (st != KW_OK) {
+		rc = lib_error(st);
+		goto out;
+	}
+	if (a.json) {
+		rc = print_key_json(&rows);
+	} else {
+		print_key_table(&rows);
+		rc = EXIT_OK;
+	}
+out:
+	key_rows_free(&rows);
+	kw_close(ctx);
+	free(user);
+	return rc;
+}
+
+static int cmd_rekey(const struct command *cmd, int argc, char **argv,
+		     const char *config)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct args a = { 0 };
+	kw_actor actor = KW_ACTOR_INIT;
+	uint64_t count = 0;
+	char *user = NULL;
+	kw_ctx *ctx = NULL;
+	kw_status st;
+	int rc;
+
+	rc = parse_args(cmd, argc, argv, ":h", longopts, &a);
+	if (rc != GO_ON)
+		return rc;
+	if (a.npos == 0)
+		return usage_error(cmd->name, "missing BACKEND");
+	if (a.npos > 1)
+		return usage_error(cmd->name, "unexpected argument \"%s\"",
+				   a.pos[1]);
+	if (*a.pos[0] == '\0')
+		return usage_error(cmd->name, "empty BACKEND");
+
+	rc = open_as_admin(cmd->name, config, &ctx, &actor, &user);
+	if (rc != GO_ON)
+		goto out;
+	st = kw_rekey(ctx, &actor, a.pos[0], &count);
+	if (st != KW_OK) {
+		rc = lib_error(st);
+		goto out;
+	}
+	printf("re-sealed %" PRIu64 " key%s of %s\n", count,
+	       count == 1 ? "" : "s", a.pos[0]);
+	rc = EXIT_OK;
+out:
+	kw_close(ctx);
+	free(user);
+	return rc;
+}
+
 static void report_line(void *arg, const char *line)
 {
 	size_t *count = arg;
@@ -834,6 +1776,17 @@ static int cmd_help(const struct command *cmd, int argc, char **argv,
 #define HELP_HELP_OPTION \
 	"  -h, --help        show this help and exit\n"
 
+#define HELP_KEY_OPTIONS \
+	"      --scope=S     user, org or system; must be BACKEND's scope, " \
+	"which is\n" \
+	"                    the default\n" \
+	"      --owner=O     the user or organization whose key it is; " \
+	"needed for\n" \
+	"                    user and org keys\n"
+
+#define HELP_KEY_ACTOR \
+	"Acts as the administrator of the host, who may manage every key.\n"
+
 static const struct command commands[] = {
 	{
 		"get", cmd_get,
@@ -885,6 +1838,102 @@ static const struct command commands[] = {
 		HELP_HELP_OPTION
 	},
 	{
+		"put", cmd_put,
+		"put BACKEND PROVIDER [--scope S] [--owner O] [--name N]",
+		"store a new key, read from standard input",
+		"Store a new key for PROVIDER in BACKEND, sealed with the "
+		"master key.  The key\n"
+		"is read from standard input, never from the command line: "
+		"on a terminal it\n"
+		"is prompted for without echo, otherwise all of standard "
+		"input (at most\n"
+		"64 KiB) is read and one trailing newline dropped.  Fails if "
+		"BACKEND already\n"
+		"holds a key for this owner and PROVIDER: see rotate.\n"
+		HELP_KEY_ACTOR
+		"\n"
+		"Options:\n"
+		HELP_KEY_OPTIONS
+		"      --name=N      label the key N\n"
+		HELP_HELP_OPTION
+	},
+	{
+		"rotate", cmd_put,
+		"rotate BACKEND PROVIDER [--scope S] [--owner O] [--name N]",
+		"replace a key with a new one, read from standard input",
+		"Replace the key for PROVIDER in BACKEND with a new one, read "
+		"from standard\n"
+		"input as put reads it.  Fails if there is no key to replace.  "
+		"The key keeps\n"
+		"its name unless --name is given.\n"
+		HELP_KEY_ACTOR
+		"\n"
+		"Options:\n"
+		HELP_KEY_OPTIONS
+		"      --name=N      label the key N instead\n"
+		HELP_HELP_OPTION
+	},
+	{
+		"enable", cmd_key_state,
+		"enable BACKEND PROVIDER [--scope S] [--owner O]",
+		"hand out a disabled key again",
+		"Enable the key for PROVIDER in BACKEND, so that requests "
+		"resolve to it again.\n"
+		HELP_KEY_ACTOR
+		"\n"
+		"Options:\n"
+		HELP_KEY_OPTIONS
+		HELP_HELP_OPTION
+	},
+	{
+		"disable", cmd_key_state,
+		"disable BACKEND PROVIDER [--scope S] [--owner O]",
+		"stop handing out a key, without deleting it",
+		"Disable the key for PROVIDER in BACKEND: it stays stored, but "
+		"BACKEND answers\n"
+		"\"denied\" for it until it is enabled again.\n"
+		HELP_KEY_ACTOR
+		"\n"
+		"Options:\n"
+		HELP_KEY_OPTIONS
+		HELP_HELP_OPTION
+	},
+	{
+		"rm", cmd_key_state,
+		"rm BACKEND PROVIDER [--scope S] [--owner O]",
+		"delete a key",
+		"Delete the key for PROVIDER from BACKEND: the record and its "
+		"bytes are erased\n"
+		"from the store.  This cannot be undone.\n"
+		HELP_KEY_ACTOR
+		"\n"
+		"Options:\n"
+		HELP_KEY_OPTIONS
+		HELP_HELP_OPTION
+	},
+	{
+		"ls", cmd_ls,
+		"ls [BACKEND] [--owner O] [--json] [--due[=DAYS]]",
+		"list the stored keys, masked",
+		"List the keys of BACKEND, or of every backend that stores "
+		"keys, one per line\n"
+		"under the header BACKEND SCOPE OWNER PROVIDER NAME STATE KEY "
+		"USES LAST-USED\n"
+		"ROTATED.  Keys are masked, dates are UTC, and OWNER and NAME "
+		"are \"-\" when\n"
+		"there is none.\n"
+		"\n"
+		"Options:\n"
+		"      --owner=O     only the keys of user or organization O\n"
+		"      --json        print a JSON array of objects instead, "
+		"with times in\n"
+		"                    ISO 8601 and null for none\n"
+		"      --due[=DAYS]  only the keys last set more than DAYS days "
+		"ago (default\n"
+		"                    90): those due for rotation\n"
+		HELP_HELP_OPTION
+	},
+	{
 		"check", cmd_check,
 		"check",
 		"check the configuration, backends and file permissions",
@@ -916,6 +1965,19 @@ static const struct command commands[] = {
 		HELP_HELP_OPTION
 	},
 	{
+		"rekey", cmd_rekey,
+		"rekey BACKEND",
+		"re-seal the keys of a backend under the current master key",
+		"Re-seal every key of BACKEND under the current master key, in "
+		"one transaction.\n"
+		"Keys keep resolving throughout, as long as the old master key "
+		"is listed in\n"
+		"keyway.old_master_keys.\n"
+		"\n"
+		"Options:\n"
+		HELP_HELP_OPTION
+	},
+	{
 		"help", cmd_help,
 		"help [COMMAND]",
 		"show this overview or the usage of a command",
@@ -940,7 +2002,8 @@ static void print_overview(void)
 
 	printf("Usage: keyway [-c CONFIG] COMMAND [ARGS]\n"
 	       "Resolve API keys through the chains declared in "
-	       "keyway.conf(5).\n"
+	       "keyway.conf(5), and manage\n"
+	       "the keys its backends store.\n"
 	       "\n"
 	       "Commands:\n");
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
