@@ -1,6 +1,7 @@
 #!/bin/bash
 # A tour of keyway on a throwaway install: build, install under ./demo-root,
-# write a configuration with two chains, and resolve keys through them.
+# store org and user keys in a throwaway SQLite store, and resolve keys
+# through a chain that falls back to the server's own key.
 set -euo pipefail
 cd "$(dirname "$0")"
 top=$PWD
@@ -30,31 +31,34 @@ export PATH=$root/bin:$PATH
 work=$(mktemp -d /tmp/keyway-demo.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-
-# The team's keys live in a dotenv file only root can read; the server's own
-# key comes from the environment.
 umask 077
-cat >team.env <<'ENV'
-# keys the team pays for
-OPENAI_API_KEY=sk-team-openai-demo-0000000000000001
-ENV
+
+# Keys at rest are sealed with a master key; here it lives in the
+# environment, as KEYWAY_MASTER_KEY.
+KEYWAY_MASTER_KEY=$(keyway keygen)
+export KEYWAY_MASTER_KEY
+
 cat >keyway.conf <<'CONF'
+keyway: {
+  master_key: { source = "env"; };       # $KEYWAY_MASTER_KEY
+};
 backends: {
-  team:   { module = "env"; dotenv = "team.env"; environment = false; };
-  server: { module = "env"; };
+  # one SQLite store, seen as the org keys and as the users' own keys
+  org_keys:   { module = "sqlite"; path = "keys.db"; scope = "org"; };
+  user_keys:  { module = "sqlite"; path = "keys.db"; scope = "user"; };
+  # the server's own key, from its environment
+  server_env: { module = "env"; };
 };
 chains: {
-  # the team's key, else the server's
-  default = ( { backend = "team";   control = "sufficient"; },
-              { backend = "server"; control = "required"; } );
-  # a batch job that must never fall back to the server's key
-  batch   = ( { backend = "team";   control = "requisite"; } );
+  # the org's key, else the user's own, else the server's
+  default = ( { backend = "org_keys";   control = "sufficient"; },
+              { backend = "user_keys";  control = "sufficient"; },
+              { backend = "server_env"; control = "required"; } );
 };
 CONF
 chmod 644 keyway.conf
 export KEYWAY_CONFIG=$work/keyway.conf
-export ANTHROPIC_API_KEY=sk-ant-server-demo-0000000000000002
-export OPENAI_API_KEY=sk-server-openai-demo-0000000000000003
+export ANTHROPIC_API_KEY=sk-ant-server-demo-000000000000000000003
 
 say "the configuration"
 cat keyway.conf
@@ -62,21 +66,37 @@ cat keyway.conf
 say "keyway check: every backend opened and healthy"
 run keyway check
 
-say "openai: the team key (from team.env) wins over the server's"
-run keyway get openai --reveal
+say "an admin stores acme's key, alice stores her own (values come from stdin)"
+echo sk-ant-acme-demo-0000000000000000000001 | run keyway put org_keys anthropic --owner acme --name "acme production"
+echo sk-ant-alice-demo-000000000000000000002 | run keyway put user_keys anthropic --owner alice
+run keyway ls
 
-say "anthropic: the team has none, the server's key answers"
-run keyway get anthropic --reveal
-run keyway explain anthropic --user alice
+say "alice at acme gets the org key; alice alone her own; bob the server's"
+run keyway get anthropic --user alice --org acme --reveal
+run keyway get anthropic --user alice --reveal
+run keyway explain anthropic --user bob
 
-say "the batch chain refuses to fall back (exit status 3: not found)"
-run keyway explain anthropic --chain batch
+say "acme's key leaks: disable it, and the next request falls through to alice's"
+run keyway disable org_keys anthropic --owner acme
+run keyway explain anthropic --user alice --org acme
+
+say "rotate it, enable it again"
+echo sk-ant-acme-demo-0000000000000000000004 | run keyway rotate org_keys anthropic --owner acme
+run keyway enable org_keys anthropic --owner acme
+run keyway get anthropic --user alice --org acme --reveal
+
+say "the database holds no key in the clear"
+if grep -c 'sk-ant-acme-demo' keys.db* >/dev/null; then
+	echo "a key was found in keys.db!"
+	exit 1
+fi
+echo "grep finds no key in keys.db, keys.db-wal or keys.db-shm"
 
 say "keyway exec hands the key to a child through its environment only"
-run keyway exec -p anthropic -- sh -c 'echo "child got a key of ${#ANTHROPIC_API_KEY} characters"'
+run keyway exec --user alice -p anthropic -- sh -c 'echo "child got a key of ${#ANTHROPIC_API_KEY} characters"'
 
 say "a typo in the configuration is refused with its line"
-sed 's/backend = "server"/backend = "servre"/' keyway.conf >typo.conf
+sed 's/backend = "user_keys"/backend = "user_kyes"/' keyway.conf >typo.conf
 chmod 644 typo.conf
 run keyway -c typo.conf check
 
