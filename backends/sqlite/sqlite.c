@@ -1,0 +1,1599 @@
+/*
+ * sqlite.c - the sqlite backend: a store of sealed API keys in a SQLite
+ * database, one key per (scope, owner, provider).
+ *
+ * Values are sealed by the host (AES-256-GCM under the master key, bound to
+ * the store's id and the record), so the database only ever holds
+ * ciphertext; a plaintext exists only in a reply buffer or in guarded
+ * memory, for as long as it takes to hand it out or mask it.
+ *
+ * Several backends may share one file, each with its own scope: the scope
+ * is part of every row's key.  Lookups run in parallel on a small pool of
+ * connections (WAL mode, so readers never wait for a writer), each used by
+ * one thread at a time with its statements prepared once.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include <keyway/module.h>
+
+#define SQ_POOL_MAX 16          /* connections per backend */
+#define SQ_BUSY_DEFAULT 5000    /* milliseconds */
+#define SQ_BUSY_MAX 600000
+#define SQ_APP_ID 0x4b574159    /* "KWAY", in the database header */
+#define SQ_STORE_ID_LEN 32      /* hex digits */
+#define SQ_CHECKPOINT_TRIES 4
+#define SQ_DESC_MAX 320         /* "org key of \"OWNER\" for PROVIDER" */
+
+#ifdef SQLITE_OPEN_EXRESCODE
+#define SQ_OPEN_EXRESCODE SQLITE_OPEN_EXRESCODE
+#else
+#define SQ_OPEN_EXRESCODE 0
+#endif
+
+/*
+ * Migration N brings a store from schema version N - 1 to N; they run in
+ * order, in one transaction, when a store is opened.  Only ever append.
+ */
+static const char *const sq_migrations[] = {
+	/* 1: the first schema */
+	"CREATE TABLE meta ("
+	"  k TEXT PRIMARY KEY,"
+	"  v BLOB NOT NULL"
+	");"
+	"CREATE TABLE keys ("
+	"  scope TEXT NOT NULL,"
+	"  owner TEXT NOT NULL,"
+	"  provider TEXT NOT NULL,"
+	"  name TEXT NOT NULL DEFAULT '',"
+	"  active INTEGER NOT NULL DEFAULT 1,"
+	"  sealed BLOB NOT NULL,"
+	"  key_id TEXT NOT NULL,"
+	"  usage_count INTEGER NOT NULL DEFAULT 0,"
+	"  last_used INTEGER NOT NULL DEFAULT 0,"
+	"  created INTEGER NOT NULL,"
+	"  rotated INTEGER NOT NULL,"
+	"  PRIMARY KEY (scope, owner, provider)"
+	") WITHOUT ROWID;"
+	"CREATE INDEX keys_key_id ON keys (key_id);",
+};
+
+#define SQ_SCHEMA_VERSION \
+	((int)(sizeof(sq_migrations) / sizeof(sq_migrations[0])))
+
+/* Statements every connection prepares once. */
+enum sq_stmt {
+	SQ_LOOKUP,
+	SQ_INSERT,
+	SQ_ROTATE,
+	SQ_ACTIVE,
+	SQ_DELETE,
+	SQ_LIST,
+	SQ_LIST_OWNER,
+	SQ_STALE,
+	SQ_RESEAL,
+	SQ_COUNT,
+	SQ_NSTMTS
+};
+
+/* ?1 scope, ?2 owner ('' for system keys), ?3 provider throughout. */
+static const char *const sq_sql[SQ_NSTMTS] = {
+	[SQ_LOOKUP] = "SELECT sealed, active FROM keys"
+		      " WHERE scope = ?1 AND owner = ?2 AND provider = ?3",
+	[SQ_INSERT] = "INSERT INTO keys (scope, owner, provider, name, sealed,"
+		      " key_id, created, rotated)"
+		      " VALUES (?1, ?2, ?3, coalesce(?4, ''), ?5, ?6, ?7, ?7)",
+	[SQ_ROTATE] = "UPDATE keys SET sealed = ?5, key_id = ?6, rotated = ?7,"
+		      " name = coalesce(?4, name)"
+		      " WHERE scope = ?1 AND owner = ?2 AND provider = ?3",
+	[SQ_ACTIVE] = "UPDATE keys SET active = ?4"
+		      " WHERE scope = ?1 AND owner = ?2 AND provider = ?3",
+	[SQ_DELETE] = "DELETE FROM keys"
+		      " WHERE scope = ?1 AND owner = ?2 AND provider = ?3",
+	[SQ_LIST] = "SELECT owner, provider, name, active, sealed, key_id,"
+		    " usage_count, last_used, created, rotated FROM keys"
+		    " WHERE scope = ?1 ORDER BY owner, provider",
+	[SQ_LIST_OWNER] = "SELECT owner, provider, name, active, sealed,"
+			  " key_id, usage_count, last_used, created, rotated"
+			  " FROM keys WHERE scope = ?1 AND owner = ?2"
+			  " ORDER BY owner, provider",
+	[SQ_STALE] = "SELECT owner, provider FROM keys"
+		     " WHERE scope = ?1 AND key_id <> ?2"
+		     " ORDER BY owner, provider",
+	[SQ_RESEAL] = "UPDATE keys SET sealed = ?4, key_id = ?5"
+		      " WHERE scope = ?1 AND owner = ?2 AND provider = ?3",
+	[SQ_COUNT] = "SELECT count(*) FROM keys WHERE scope = ?1",
+};
+
+struct sq_conn {
+	struct sq_conn *next; /* in the idle list */
+	sqlite3 *db;
+	sqlite3_stmt *stmt[SQ_NSTMTS];
+};
+
+/*
+ * Everything but the pool is immutable after open(); the pool is guarded
+ * by `lock`, and a connection taken from it belongs to one thread until it
+ * is given back.
+ */
+struct sq_state {
+	const kw_host *host;
+	kw_instance *inst;         /* for log(); the host's until close */
+	const char *path;          /* the host's string, valid until close */
+	kw_scope scope;
+	const char *scope_word;    /* "user", "org", "system" */
+	int busy_ms;
+	char store_id[SQ_STORE_ID_LEN + 1];
+	kw_keyring *kr;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;       /* a connection came back or went away */
+	bool sync_ready;
+	struct sq_conn *idle;
+	unsigned nconns;           /* idle and in use */
+};
+
+static const char *sq_scope_word(kw_scope scope)
+{
+	switch (scope) {
+	case KW_SCOPE_USER:
+		return "user";
+	case KW_SCOPE_ORG:
+		return "org";
+	case KW_SCOPE_SYSTEM:
+		return "system";
+	default:
+		return NULL;
+	}
+}
+
+/* "org key of "acme" for anthropic", "system key for anthropic". */
+static const char *sq_describe(char *buf, size_t size, kw_scope scope,
+			       const char *owner, const char *provider)
+{
+	const char *word = sq_scope_word(scope);
+
+	if (word == NULL)
+		word = "unscoped";
+	if (scope == KW_SCOPE_SYSTEM || owner == NULL)
+		snprintf(buf, size, "%s key for %s", word, provider);
+	else
+		snprintf(buf, size, "%s key of \"%s\" for %s", word, owner,
+			 provider);
+	return buf;
+}
+
+/* The owner column: '' stands for "no owner" (system keys). */
+static const char *sq_owner_col(const char *owner)
+{
+	return owner != NULL ? owner : "";
+}
+
+/* What a failed SQLite call means to the chain and the caller. */
+static kw_status sq_status(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+		return KW_OK;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+	case SQLITE_IOERR:
+	case SQLITE_CANTOPEN:
+	case SQLITE_PROTOCOL:
+		return KW_ERR_UNAVAIL;
+	case SQLITE_NOMEM:
+		return KW_ERR_NOMEM;
+	case SQLITE_READONLY:
+	case SQLITE_PERM:
+	case SQLITE_AUTH:
+		return KW_ERR_PERM;
+	case SQLITE_FULL:
+		return KW_ERR_IO;
+	case SQLITE_CONSTRAINT:
+		return KW_ERR_EXISTS;
+	default: /* CORRUPT, NOTADB, SCHEMA, MISMATCH, ... */
+		return KW_ERR_BACKEND;
+	}
+}
+
+/* Report a failed SQLite call through r and say what it means. */
+static kw_status sq_fail(const struct sq_state *st, kw_reply *r,
+			 const char *what, int rc)
+{
+	st->host->reply_detail(r, "cannot %s %s: %s", what, st->path,
+			       sqlite3_errstr(rc));
+	return sq_status(rc);
+}
+
+/* Make a statement ready for its next use; bound pointers are dropped. */
+static void sq_done(sqlite3_stmt *s)
+{
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+}
+
+static int sq_bind_key(sqlite3_stmt *s, const char *scope_word,
+		       const char *owner, const char *provider)
+{
+	int rc;
+
+	rc = sqlite3_bind_text(s, 1, scope_word, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(s, 2, sq_owner_col(owner), -1,
+				       SQLITE_STATIC);
+	if (rc == SQLITE_OK && provider != NULL)
+		rc = sqlite3_bind_text(s, 3, provider, -1, SQLITE_STATIC);
+	return rc;
+}
+
+/* Run one statement that answers one integer (a pragma, a count). */
+static int sq_int(sqlite3 *db, const char *sql, int64_t *out)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	*out = 0;
+	rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		goto out;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*out = sqlite3_column_int64(s, 0);
+		rc = SQLITE_OK;
+	} else if (rc == SQLITE_DONE) {
+		rc = SQLITE_OK;
+	}
+out:
+	sqlite3_finalize(s);
+	return rc;
+}
+
+/* ---- connections ---- */
+
+static void sq_conn_close(struct sq_conn *c)
+{
+	if (c == NULL)
+		return;
+	for (int i = 0; i < SQ_NSTMTS; i++)
+		sqlite3_finalize(c->stmt[i]);
+	sqlite3_close_v2(c->db);
+	free(c);
+}
+
+/*
+ * Open one connection.  The file exists already: SQLite never creates it,
+ * so it never gets SQLite's default mode.  Statements are prepared only
+ * when the schema is known to be there.
+ */
+static int sq_conn_open(const struct sq_state *st, bool prepare,
+			struct sq_conn **out)
+{
+	const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+			  SQLITE_OPEN_NOFOLLOW | SQ_OPEN_EXRESCODE;
+	struct sq_conn *c;
+	int64_t on;
+	int rc;
+
+	*out = NULL;
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return SQLITE_NOMEM;
+	rc = sqlite3_open_v2(st->path, &c->db, flags, NULL);
+	if (rc != SQLITE_OK)
+		goto out;
+	sqlite3_extended_result_codes(c->db, 1);
+	/* The schema is ours alone: no writable_schema tricks, no functions
+	 * run from it, no double-quoted strings taken for identifiers. */
+	sqlite3_db_config(c->db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
+	sqlite3_db_config(c->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0,
+			  (int *)NULL);
+	sqlite3_db_config(c->db, SQLITE_DBCONFIG_DQS_DML, 0, (int *)NULL);
+	sqlite3_db_config(c->db, SQLITE_DBCONFIG_DQS_DDL, 0, (int *)NULL);
+	rc = sqlite3_busy_timeout(c->db, st->busy_ms);
+	if (rc != SQLITE_OK)
+		goto out;
+	rc = sqlite3_exec(c->db,
+			  "PRAGMA synchronous = NORMAL;"
+			  "PRAGMA foreign_keys = ON;"
+			  "PRAGMA trusted_schema = OFF;"
+			  "PRAGMA temp_store = MEMORY;",
+			  NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		goto out;
+	/* Erasing a key relies on it: refuse a SQLite that cannot. */
+	rc = sq_int(c->db, "PRAGMA secure_delete = ON", &on);
+	if (rc == SQLITE_OK && on != 1)
+		rc = SQLITE_MISUSE;
+	if (rc != SQLITE_OK || !prepare)
+		goto out;
+	for (int i = 0; i < SQ_NSTMTS; i++) {
+		rc = sqlite3_prepare_v3(c->db, sq_sql[i], -1,
+					SQLITE_PREPARE_PERSISTENT, &c->stmt[i],
+					NULL);
+		if (rc != SQLITE_OK)
+			goto out;
+	}
+out:
+	if (rc != SQLITE_OK)
+		sq_conn_close(c);
+	else
+		*out = c;
+	return rc;
+}
+
+/*
+ * Take a connection from the pool, opening one while there are fewer than
+ * SQ_POOL_MAX, else waiting for one to come back.  When a new connection
+ * cannot be opened, wait for one of the others; fail only when there are
+ * none.
+ */
+static kw_status sq_acquire(struct sq_state *st, struct sq_conn **out,
+			    kw_reply *r)
+{
+	struct sq_conn *c;
+	bool failed = false;
+	int rc = SQLITE_OK;
+
+	*out = NULL;
+	pthread_mutex_lock(&st->lock);
+	for (;;) {
+		while (st->idle == NULL &&
+		       (st->nconns >= SQ_POOL_MAX ||
+			(failed && st->nconns > 0)))
+			pthread_cond_wait(&st->cond, &st->lock);
+		if (st->idle != NULL) {
+			c = st->idle;
+			st->idle = c->next;
+			c->next = NULL;
+			pthread_mutex_unlock(&st->lock);
+			*out = c;
+			return KW_OK;
+		}
+		if (failed)
+			break;
+		st->nconns++;
+		pthread_mutex_unlock(&st->lock);
+		rc = sq_conn_open(st, true, &c);
+		if (rc == SQLITE_OK) {
+			*out = c;
+			return KW_OK;
+		}
+		pthread_mutex_lock(&st->lock);
+		st->nconns--;
+		pthread_cond_broadcast(&st->cond);
+		failed = true;
+	}
+	pthread_mutex_unlock(&st->lock);
+	return sq_fail(st, r, "open", rc);
+}
+
+/* Give a connection back, or drop it if it is stuck in a transaction. */
+static void sq_release(struct sq_state *st, struct sq_conn *c)
+{
+	if (c == NULL)
+		return;
+	if (!sqlite3_get_autocommit(c->db)) {
+		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+		if (!sqlite3_get_autocommit(c->db)) {
+			sq_conn_close(c);
+			pthread_mutex_lock(&st->lock);
+			st->nconns--;
+			pthread_cond_broadcast(&st->cond);
+			pthread_mutex_unlock(&st->lock);
+			return;
+		}
+	}
+	pthread_mutex_lock(&st->lock);
+	c->next = st->idle;
+	st->idle = c;
+	pthread_cond_signal(&st->cond);
+	pthread_mutex_unlock(&st->lock);
+}
+
+/*
+ * Move everything the WAL holds into the database file and empty the WAL,
+ * so that no older frame still holds bytes the database no longer does.  A
+ * reader holding an old snapshot keeps it from finishing; try a few times.
+ */
+static int sq_checkpoint(sqlite3 *db)
+{
+	struct timespec ts = { 0, 10 * 1000 * 1000 };
+	int rc = SQLITE_OK;
+
+	for (int i = 0; i < SQ_CHECKPOINT_TRIES; i++) {
+		if (i > 0) {
+			nanosleep(&ts, NULL);
+			ts.tv_nsec *= 2;
+		}
+		rc = sqlite3_wal_checkpoint_v2(db, "main",
+					       SQLITE_CHECKPOINT_TRUNCATE,
+					       NULL, NULL);
+		if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
+			break;
+	}
+	return rc;
+}
+
+/*
+ * Erase what a deleted row leaves behind.  secure_delete zeroes the cell
+ * and freed pages, but b-tree balancing copies live cells between pages
+ * and leaves the old copies in the unallocated gap of pages that stay in
+ * use, where no later delete reaches them.  VACUUM rebuilds every page
+ * from the live rows (in memory: temp_store), and the checkpoint writes the
+ * rebuilt file and empties the WAL.  It costs a pass over the store, which
+ * a delete (a rare, deliberate act) can afford.
+ */
+static int sq_erase(sqlite3 *db)
+{
+	int rc = sqlite3_exec(db, "VACUUM", NULL, NULL, NULL);
+
+	return rc == SQLITE_OK ? sq_checkpoint(db) : rc;
+}
+
+/* ---- opening a store ---- */
+
+/*
+ * Create the file if it is missing, with 0600 from the start (SQLite gives
+ * the -wal and -shm files the database's mode); else refuse one that is
+ * not private to us.
+ */
+static kw_status sq_prepare_file(const kw_host *host, kw_instance *inst,
+				 const char *path)
+{
+	kw_status rc;
+	int fd;
+
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC |
+			O_NOCTTY, 0600);
+	if (fd >= 0) {
+		/* Whatever the umask took away, the owner must be able to
+		 * read and write. */
+		if (fchmod(fd, 0600) != 0) {
+			host->error(inst, "path", "cannot chmod %s: %s", path,
+				    strerror(errno));
+			close(fd);
+			return KW_ERR_IO;
+		}
+		close(fd);
+		return KW_OK;
+	}
+	if (errno != EEXIST) {
+		host->error(inst, "path", "cannot create store %s: %s", path,
+			    strerror(errno));
+		return errno == EACCES ? KW_ERR_PERM : KW_ERR_IO;
+	}
+	/* It reports its own refusals, saying how to fix the file. */
+	rc = host->open_private(inst, "path", path, &fd);
+	if (rc == KW_OK)
+		close(fd);
+	return rc;
+}
+
+/* Read meta's store_id and kdf_salt. */
+static kw_status sq_read_meta(struct sq_state *st, kw_instance *inst,
+			      sqlite3 *db, unsigned char salt[KW_SALT_SIZE])
+{
+	const kw_host *host = st->host;
+	sqlite3_stmt *s = NULL;
+	const unsigned char *v;
+	bool have_id = false, have_salt = false;
+	kw_status ret = KW_OK;
+	int rc, n;
+
+	rc = sqlite3_prepare_v2(db,
+				"SELECT k, v FROM meta"
+				" WHERE k IN ('store_id', 'kdf_salt')",
+				-1, &s, NULL);
+	while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+		if ((rc = sqlite3_step(s)) != SQLITE_ROW)
+			break;
+		const char *k = (const char *)sqlite3_column_text(s, 0);
+		bool hex = true;
+
+		v = sqlite3_column_blob(s, 1);
+		n = sqlite3_column_bytes(s, 1);
+		if (k != NULL && strcmp(k, "kdf_salt") == 0) {
+			if (v == NULL || n != KW_SALT_SIZE)
+				goto damaged;
+			memcpy(salt, v, KW_SALT_SIZE);
+			have_salt = true;
+			continue;
+		}
+		if (v == NULL || n != SQ_STORE_ID_LEN)
+			goto damaged;
+		for (int i = 0; i < n; i++)
+			hex = hex && ((v[i] >= '0' && v[i] <= '9') ||
+				      (v[i] >= 'a' && v[i] <= 'f'));
+		if (!hex)
+			goto damaged;
+		memcpy(st->store_id, v, SQ_STORE_ID_LEN);
+		st->store_id[SQ_STORE_ID_LEN] = '\0';
+		have_id = true;
+	}
+	if (rc != SQLITE_DONE) {
+		host->error(inst, "path", "cannot read store %s: %s", st->path,
+			    sqlite3_errmsg(db));
+		ret = sq_status(rc);
+		goto out;
+	}
+	if (!have_id || !have_salt) {
+		host->error(inst, "path",
+			    "store %s is damaged: its meta table has no %s",
+			    st->path, !have_id ? "store_id" : "kdf_salt");
+		ret = KW_ERR_BACKEND;
+	}
+	goto out;
+
+damaged:
+	host->error(inst, "path", "store %s is damaged: meta %s is malformed",
+		    st->path, (const char *)sqlite3_column_text(s, 0));
+	ret = KW_ERR_BACKEND;
+out:
+	sqlite3_finalize(s);
+	return ret;
+}
+
+/*
+ * Refuse a store that holds keys sealed under a master key we do not have:
+ * they could never be handed out, and rekey could not move them.
+ */
+static kw_status sq_check_key_ids(struct sq_state *st, kw_instance *inst,
+				  sqlite3 *db)
+{
+	const kw_host *host = st->host;
+	sqlite3_stmt *s = NULL;
+	kw_status ret = KW_OK;
+	int rc;
+
+	rc = sqlite3_prepare_v2(db, "SELECT DISTINCT key_id FROM keys", -1,
+				&s, NULL);
+	while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+		const char *id;
+
+		if ((rc = sqlite3_step(s)) != SQLITE_ROW)
+			break;
+		id = (const char *)sqlite3_column_text(s, 0);
+		if (id == NULL) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+		if (!host->keyring_knows(st->kr, id)) {
+			host->error(inst, "path",
+				    "%s holds keys sealed under master key %s, "
+				    "which neither keyway.master_key nor "
+				    "keyway.old_master_keys holds",
+				    st->path, id);
+			ret = KW_ERR_CRYPTO;
+			goto out;
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		host->error(inst, "path", "cannot read store %s: %s", st->path,
+			    sqlite3_errmsg(db));
+		ret = sq_status(rc);
+	}
+out:
+	sqlite3_finalize(s);
+	return ret;
+}
+
+/*
+ * Bring the schema up to date in one transaction.  Another process may be
+ * doing the same: the version is read again under the write lock, and
+ * meta is only filled in when this process creates the schema.
+ */
+static kw_status sq_migrate(struct sq_state *st, kw_instance *inst,
+			    sqlite3 *db, const unsigned char *salt)
+{
+	const kw_host *host = st->host;
+	sqlite3_stmt *s = NULL;
+	char sql[64];
+	int64_t version;
+	const char *what = "update";
+	int rc;
+
+	rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		goto fail;
+	rc = sq_int(db, "PRAGMA user_version", &version);
+	if (rc != SQLITE_OK)
+		goto fail;
+	if (version > SQ_SCHEMA_VERSION) {
+		host->error(inst, "path",
+			    "store %s has schema version %" PRId64 "; this "
+			    "keyway knows up to %d",
+			    st->path, version, SQ_SCHEMA_VERSION);
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return KW_ERR_BACKEND;
+	}
+	if (version == SQ_SCHEMA_VERSION) {
+		/* Another process got there first. */
+		rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+		if (rc != SQLITE_OK)
+			goto fail;
+		return KW_OK;
+	}
+	for (int64_t v = version; v < SQ_SCHEMA_VERSION; v++) {
+		rc = sqlite3_exec(db, sq_migrations[v], NULL, NULL, NULL);
+		if (rc != SQLITE_OK)
+			goto fail;
+	}
+	if (version == 0) {
+		what = "initialise";
+		snprintf(sql, sizeof(sql), "PRAGMA application_id = %d",
+			 SQ_APP_ID);
+		rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+		if (rc != SQLITE_OK)
+			goto fail;
+		rc = sqlite3_prepare_v2(db,
+					"INSERT INTO meta (k, v) VALUES"
+					" ('store_id', ?1), ('kdf_salt', ?2)",
+					-1, &s, NULL);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_bind_text(s, 1, st->store_id, -1,
+					       SQLITE_STATIC);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_bind_blob(s, 2, salt, KW_SALT_SIZE,
+					       SQLITE_STATIC);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_step(s);
+		if (rc != SQLITE_DONE)
+			goto fail;
+		sqlite3_finalize(s);
+		s = NULL;
+	}
+	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d",
+		 SQ_SCHEMA_VERSION);
+	rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		goto fail;
+	rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		goto fail;
+	return KW_OK;
+
+fail:
+	host->error(inst, "path", "cannot %s store %s: %s", what, st->path,
+		    sqlite3_errmsg(db));
+	sqlite3_finalize(s);
+	if (!sqlite3_get_autocommit(db))
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return sq_status(rc) == KW_ERR_EXISTS ? KW_ERR_BACKEND : sq_status(rc);
+}
+
+/*
+ * Open the store on a first connection: look at what the file holds, bind
+ * the keyring to it and check its keys, and only then write to it (WAL
+ * mode, schema).  The connection becomes the first of the pool.
+ */
+static kw_status sq_open_store(struct sq_state *st, kw_instance *inst)
+{
+	const kw_host *host = st->host;
+	unsigned char salt[KW_SALT_SIZE], fresh[KW_SALT_SIZE];
+	struct sq_conn *c = NULL;
+	int64_t version, app_id, nobjects;
+	const char *mode;
+	sqlite3_stmt *s = NULL;
+	kw_status ret;
+	int rc;
+
+	rc = sq_conn_open(st, false, &c);
+	if (rc == SQLITE_OK)
+		rc = sq_int(c->db, "PRAGMA user_version", &version);
+	if (rc == SQLITE_OK)
+		rc = sq_int(c->db, "PRAGMA application_id", &app_id);
+	if (rc == SQLITE_OK)
+		rc = sq_int(c->db, "SELECT count(*) FROM sqlite_master",
+			    &nobjects);
+	if ((rc & 0xff) == SQLITE_NOTADB) {
+		host->error(inst, "path", "%s is not a SQLite database",
+			    st->path);
+		ret = KW_ERR_BACKEND;
+		goto out;
+	}
+	if (rc != SQLITE_OK) {
+		host->error(inst, "path", "cannot open store %s: %s", st->path,
+			    sqlite3_errstr(rc));
+		ret = sq_status(rc);
+		goto out;
+	}
+	if ((app_id != 0 && app_id != SQ_APP_ID) ||
+	    (version == 0 && nobjects > 0)) {
+		host->error(inst, "path",
+			    "%s is a SQLite database but not a keyway store",
+			    st->path);
+		ret = KW_ERR_BACKEND;
+		goto out;
+	}
+	if (version > SQ_SCHEMA_VERSION) {
+		host->error(inst, "path",
+			    "store %s has schema version %" PRId64 "; this "
+			    "keyway knows up to %d",
+			    st->path, version, SQ_SCHEMA_VERSION);
+		ret = KW_ERR_BACKEND;
+		goto out;
+	}
+
+	if (version > 0) {
+		ret = sq_read_meta(st, inst, c->db, salt);
+	} else {
+		/* A new store: its identity is made here, written below. */
+		unsigned char id[SQ_STORE_ID_LEN / 2];
+
+		host->random(id, sizeof(id));
+		for (size_t i = 0; i < sizeof(id); i++)
+			snprintf(st->store_id + 2 * i, 3, "%02x", id[i]);
+		host->random(salt, sizeof(salt));
+		ret = KW_OK;
+	}
+	if (ret != KW_OK)
+		goto out;
+	/* It says itself what is wrong (no master key configured, ...). */
+	ret = host->keyring_open(inst, salt, &st->kr);
+	if (ret != KW_OK)
+		goto out;
+	if (version > 0) {
+		ret = sq_check_key_ids(st, inst, c->db);
+		if (ret != KW_OK)
+			goto out;
+	}
+
+	/* Checked: from here on the file may be written. */
+	rc = sqlite3_prepare_v2(c->db, "PRAGMA journal_mode = WAL", -1, &s,
+				NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	mode = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(s, 0)
+				: NULL;
+	if (rc != SQLITE_ROW || mode == NULL || strcmp(mode, "wal") != 0) {
+		host->error(inst, "path",
+			    "cannot put store %s in WAL mode: %s", st->path,
+			    rc == SQLITE_ROW ? "the file system does not "
+					       "support it"
+					     : sqlite3_errmsg(c->db));
+		ret = rc == SQLITE_ROW ? KW_ERR_BACKEND : sq_status(rc);
+		goto out;
+	}
+	sqlite3_finalize(s);
+	s = NULL;
+	if (version < SQ_SCHEMA_VERSION) {
+		ret = sq_migrate(st, inst, c->db, salt);
+		if (ret != KW_OK)
+			goto out;
+	}
+	if (version == 0) {
+		/* Another process may have created the schema first: its
+		 * identity is the store's. */
+		memcpy(fresh, salt, sizeof(fresh));
+		ret = sq_read_meta(st, inst, c->db, salt);
+		if (ret != KW_OK)
+			goto out;
+		if (memcmp(fresh, salt, sizeof(salt)) != 0) {
+			host->keyring_close(st->kr);
+			st->kr = NULL;
+			ret = host->keyring_open(inst, salt, &st->kr);
+			if (ret != KW_OK)
+				goto out;
+		}
+		ret = sq_check_key_ids(st, inst, c->db);
+		if (ret != KW_OK)
+			goto out;
+	}
+
+	for (int i = 0; i < SQ_NSTMTS; i++) {
+		rc = sqlite3_prepare_v3(c->db, sq_sql[i], -1,
+					SQLITE_PREPARE_PERSISTENT, &c->stmt[i],
+					NULL);
+		if (rc != SQLITE_OK) {
+			host->error(inst, "path", "cannot read store %s: %s",
+				    st->path, sqlite3_errmsg(c->db));
+			ret = sq_status(rc) == KW_ERR_EXISTS ? KW_ERR_BACKEND
+							      : sq_status(rc);
+			goto out;
+		}
+	}
+	st->idle = c;
+	st->nconns = 1;
+	c = NULL;
+	ret = KW_OK;
+out:
+	sqlite3_finalize(s);
+	sq_conn_close(c);
+	return ret;
+}
+
+static void sq_free(struct sq_state *st)
+{
+	struct sq_conn *c;
+
+	if (st == NULL)
+		return;
+	while ((c = st->idle) != NULL) {
+		st->idle = c->next;
+		sq_conn_close(c);
+	}
+	if (st->kr != NULL)
+		st->host->keyring_close(st->kr);
+	if (st->sync_ready) {
+		pthread_cond_destroy(&st->cond);
+		pthread_mutex_destroy(&st->lock);
+	}
+	free(st);
+}
+
+static kw_status sq_open(const kw_host *host, kw_instance *inst,
+			 void **state)
+{
+	struct sq_state *st;
+	int64_t busy = SQ_BUSY_DEFAULT;
+	kw_status rc;
+
+	*state = NULL;
+	if (!KW_HOST_HAS(host, sealed_key_id)) {
+		host->error(inst, NULL,
+			    "this keyway cannot seal keys; the sqlite module "
+			    "needs a newer libkeyway");
+		return KW_ERR_MODULE;
+	}
+	if (sqlite3_threadsafe() == 0) {
+		host->error(inst, NULL,
+			    "SQLite %s was built without thread support",
+			    sqlite3_libversion());
+		return KW_ERR_MODULE;
+	}
+	st = calloc(1, sizeof(*st));
+	if (st == NULL) {
+		host->error(inst, NULL, "out of memory");
+		return KW_ERR_NOMEM;
+	}
+	st->host = host;
+	st->inst = inst;
+	st->scope = host->instance_scope(inst);
+	st->scope_word = sq_scope_word(st->scope);
+	if (st->scope_word == NULL) {
+		host->error(inst, NULL,
+			    "missing scope (\"user\", \"org\" or \"system\")");
+		rc = KW_ERR_CONFIG;
+		goto out;
+	}
+	rc = host->setting_string(inst, "path", &st->path);
+	if (rc != KW_OK) {
+		host->error(inst, NULL, "missing path");
+		rc = KW_ERR_CONFIG;
+		goto out;
+	}
+	rc = host->setting_int(inst, "busy_timeout_ms", &busy);
+	if (rc == KW_ERR_NOTFOUND) {
+		busy = SQ_BUSY_DEFAULT;
+	} else if (rc != KW_OK || busy < 0 || busy > SQ_BUSY_MAX) {
+		host->error(inst, "busy_timeout_ms",
+			    "busy_timeout_ms must be between 0 and %d",
+			    SQ_BUSY_MAX);
+		rc = KW_ERR_CONFIG;
+		goto out;
+	}
+	st->busy_ms = (int)busy;
+
+	if (pthread_mutex_init(&st->lock, NULL) != 0) {
+		host->error(inst, NULL, "cannot create a mutex");
+		rc = KW_ERR_NOMEM;
+		goto out;
+	}
+	if (pthread_cond_init(&st->cond, NULL) != 0) {
+		pthread_mutex_destroy(&st->lock);
+		host->error(inst, NULL, "cannot create a condition variable");
+		rc = KW_ERR_NOMEM;
+		goto out;
+	}
+	st->sync_ready = true;
+
+	rc = sq_prepare_file(host, inst, st->path);
+	if (rc != KW_OK)
+		goto out;
+	rc = sq_open_store(st, inst);
+	if (rc != KW_OK)
+		goto out;
+	*state = st;
+	st = NULL;
+out:
+	sq_free(st);
+	return rc;
+}
+
+static void sq_close(void *state)
+{
+	sq_free(state);
+}
+
+/* ---- answering ---- */
+
+static kw_status sq_lookup(void *state, const kw_query *q)
+{
+	struct sq_state *st = state;
+	const kw_host *host = st->host;
+	const kw_seal_aad aad = {
+		.store_id = st->store_id,
+		.scope = st->scope,
+		.owner = st->scope == KW_SCOPE_SYSTEM ? NULL : q->owner,
+		.provider = q->provider,
+	};
+	struct sq_conn *c = NULL;
+	sqlite3_stmt *s = NULL;
+	const unsigned char *sealed;
+	char desc[SQ_DESC_MAX], why[160], *buf;
+	kw_status ret;
+	int rc, n;
+
+	sq_describe(desc, sizeof(desc), st->scope, aad.owner, q->provider);
+	ret = sq_acquire(st, &c, q->reply);
+	if (ret != KW_OK)
+		return ret;
+	s = c->stmt[SQ_LOOKUP];
+	rc = sq_bind_key(s, st->scope_word, aad.owner, q->provider);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	if (rc == SQLITE_DONE) {
+		host->reply_detail(q->reply, "no %s in %s", desc, st->path);
+		ret = KW_ERR_NOTFOUND;
+		goto out;
+	}
+	if (rc != SQLITE_ROW) {
+		ret = sq_fail(st, q->reply, "read", rc);
+		goto out;
+	}
+	if (sqlite3_column_int64(s, 1) == 0) {
+		host->reply_detail(q->reply, "the %s is disabled", desc);
+		ret = KW_ERR_DENIED;
+		goto out;
+	}
+	sealed = sqlite3_column_blob(s, 0);
+	n = sqlite3_column_bytes(s, 0);
+	if (sealed == NULL || n < KW_SEAL_OVERHEAD) {
+		host->reply_detail(q->reply,
+				   "the %s: sealed value is too short (%d "
+				   "bytes)",
+				   desc, n);
+		ret = KW_ERR_CRYPTO;
+		goto out;
+	}
+	ret = host->reply_buffer(q->reply, (size_t)n - KW_SEAL_OVERHEAD, &buf);
+	if (ret != KW_OK) {
+		host->reply_detail(q->reply, "the %s: no room for it", desc);
+		goto out;
+	}
+	why[0] = '\0';
+	ret = host->unseal(st->kr, &aad, sealed, (size_t)n, buf, why,
+			   sizeof(why));
+	if (ret != KW_OK) {
+		host->reply_detail(q->reply, "the %s: %s", desc,
+				   why[0] != '\0' ? why : "cannot open it");
+		goto out;
+	}
+	host->reply_detail(q->reply, "%s in %s", desc, st->path);
+out:
+	if (s != NULL)
+		sq_done(s);
+	sq_release(st, c);
+	return ret;
+}
+
+static kw_status sq_check(void *state, kw_reply *r)
+{
+	struct sq_state *st = state;
+	const kw_host *host = st->host;
+	struct sq_conn *c = NULL;
+	sqlite3_stmt *s = NULL;
+	const char *res;
+	struct stat sb;
+	int64_t nkeys = 0;
+	kw_status ret;
+	int rc;
+
+	if (lstat(st->path, &sb) == 0 && (sb.st_mode & 077) != 0) {
+		host->reply_detail(r,
+				   "%s is accessible by group or others (mode "
+				   "%04o); it holds sealed keys: chmod 600 it",
+				   st->path, (unsigned)(sb.st_mode & 07777));
+		return KW_ERR_PERM;
+	}
+	ret = sq_acquire(st, &c, r);
+	if (ret != KW_OK)
+		return ret;
+	rc = sqlite3_prepare_v2(c->db, "PRAGMA quick_check", -1, &s, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		ret = sq_fail(st, r, "check", rc);
+		goto out;
+	}
+	res = (const char *)sqlite3_column_text(s, 0);
+	if (res == NULL || strcmp(res, "ok") != 0) {
+		host->reply_detail(r, "%s is damaged: %s", st->path,
+				   res != NULL ? res : "quick_check failed");
+		ret = KW_ERR_BACKEND;
+		goto out;
+	}
+	sqlite3_finalize(s);
+	s = NULL;
+
+	rc = sqlite3_bind_text(c->stmt[SQ_COUNT], 1, st->scope_word, -1,
+			       SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(c->stmt[SQ_COUNT]);
+	if (rc == SQLITE_ROW)
+		nkeys = sqlite3_column_int64(c->stmt[SQ_COUNT], 0);
+	sq_done(c->stmt[SQ_COUNT]);
+	if (rc != SQLITE_ROW) {
+		ret = sq_fail(st, r, "read", rc);
+		goto out;
+	}
+	host->reply_detail(r, "%s: %" PRId64 " %s key%s, schema v%d",
+			   st->path, nkeys, st->scope_word,
+			   nkeys == 1 ? "" : "s", SQ_SCHEMA_VERSION);
+out:
+	sqlite3_finalize(s);
+	sq_release(st, c);
+	return ret;
+}
+
+/* ---- storing ---- */
+
+/* The host checks keys against the backend; refuse what would still make
+ * a record no lookup can reach. */
+static kw_status sq_check_key(const struct sq_state *st,
+			      const kw_store_key *k, kw_reply *r)
+{
+	const char *word = sq_scope_word(k->scope);
+
+	if (k->scope != st->scope) {
+		st->host->reply_detail(r, "this backend holds %s keys, not %s "
+				       "keys", st->scope_word,
+				       word != NULL ? word : "unscoped");
+		return KW_ERR_INVAL;
+	}
+	if (k->provider == NULL || k->provider[0] == '\0') {
+		st->host->reply_detail(r, "no provider given");
+		return KW_ERR_INVAL;
+	}
+	if (k->scope != KW_SCOPE_SYSTEM &&
+	    (k->owner == NULL || k->owner[0] == '\0')) {
+		st->host->reply_detail(r, "a %s key needs an owner", word);
+		return KW_ERR_INVAL;
+	}
+	if (k->scope == KW_SCOPE_SYSTEM && k->owner != NULL &&
+	    k->owner[0] != '\0') {
+		st->host->reply_detail(r, "a system key has no owner");
+		return KW_ERR_INVAL;
+	}
+	return KW_OK;
+}
+
+static const char *sq_key_owner(const kw_store_key *k)
+{
+	return k->scope == KW_SCOPE_SYSTEM ? NULL : k->owner;
+}
+
+static kw_status sq_put(void *state, const kw_store_put *p, kw_reply *r)
+{
+	struct sq_state *st = state;
+	const kw_host *host = st->host;
+	const char *owner = sq_key_owner(&p->key);
+	const kw_seal_aad aad = {
+		.store_id = st->store_id,
+		.scope = p->key.scope,
+		.owner = owner,
+		.provider = p->key.provider,
+	};
+	const bool create = p->mode == KW_PUT_CREATE;
+	struct sq_conn *c = NULL;
+	sqlite3_stmt *s = NULL;
+	unsigned char *sealed = NULL;
+	size_t sealed_len = 0;
+	char desc[SQ_DESC_MAX];
+	kw_status ret;
+	int rc;
+
+	ret = sq_check_key(st, &p->key, r);
+	if (ret != KW_OK)
+		return ret;
+	if (p->mode != KW_PUT_CREATE && p->mode != KW_PUT_ROTATE) {
+		host->reply_detail(r, "unknown put mode %d", (int)p->mode);
+		return KW_ERR_INVAL;
+	}
+	sq_describe(desc, sizeof(desc), p->key.scope, owner, p->key.provider);
+	ret = host->seal(st->kr, &aad, p->value, p->len, &sealed, &sealed_len);
+	if (ret != KW_OK) {
+		host->reply_detail(r, "cannot seal the %s", desc);
+		goto out;
+	}
+	if (sealed_len > (size_t)INT32_MAX) {
+		host->reply_detail(r, "the %s is too large", desc);
+		ret = KW_ERR_INVAL;
+		goto out;
+	}
+	ret = sq_acquire(st, &c, r);
+	if (ret != KW_OK)
+		goto out;
+	s = c->stmt[create ? SQ_INSERT : SQ_ROTATE];
+	rc = sq_bind_key(s, st->scope_word, owner, p->key.provider);
+	if (rc == SQLITE_OK && p->name != NULL)
+		rc = sqlite3_bind_text(s, 4, p->name, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_blob(s, 5, sealed, (int)sealed_len,
+				       SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(s, 6, host->keyring_id(st->kr), -1,
+				       SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(s, 7, host->now());
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	if (create && (rc & 0xff) == SQLITE_CONSTRAINT) {
+		host->reply_detail(r, "%s %s already exists; rotate it instead",
+				   p->key.scope == KW_SCOPE_ORG ? "an" : "a",
+				   desc);
+		ret = KW_ERR_EXISTS;
+		goto out;
+	}
+	if (rc != SQLITE_DONE) {
+		ret = sq_fail(st, r, "write", rc);
+		if (ret == KW_ERR_EXISTS)
+			ret = KW_ERR_BACKEND;
+		goto out;
+	}
+	if (!create && sqlite3_changes(c->db) == 0) {
+		host->reply_detail(r, "no %s in %s", desc, st->path);
+		ret = KW_ERR_NOTFOUND;
+		goto out;
+	}
+	host->reply_detail(r, "%s the %s in %s", create ? "stored" : "rotated",
+			   desc, st->path);
+out:
+	if (s != NULL)
+		sq_done(s);
+	sq_release(st, c);
+	free(sealed);
+	return ret;
+}
+
+/* Run one of the UPDATE or DELETE statements on a key; NOTFOUND when it
+ * touched no row. */
+static kw_status sq_change(struct sq_state *st, struct sq_conn *c,
+			   enum sq_stmt which, const kw_store_key *k,
+			   int active, const char *desc, kw_reply *r)
+{
+	sqlite3_stmt *s = c->stmt[which];
+	kw_status ret = KW_OK;
+	int rc;
+
+	rc = sq_bind_key(s, st->scope_word, sq_key_owner(k), k->provider);
+	if (rc == SQLITE_OK && which == SQ_ACTIVE)
+		rc = sqlite3_bind_int(s, 4, active);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	if (rc != SQLITE_DONE) {
+		ret = sq_fail(st, r, "write", rc);
+		if (ret == KW_ERR_EXISTS)
+			ret = KW_ERR_BACKEND;
+	} else if (sqlite3_changes(c->db) == 0) {
+		st->host->reply_detail(r, "no %s in %s", desc, st->path);
+		ret = KW_ERR_NOTFOUND;
+	}
+	sq_done(s);
+	return ret;
+}
+
+static kw_status sq_set_active(void *state, const kw_store_key *k,
+			       bool active, kw_reply *r)
+{
+	struct sq_state *st = state;
+	struct sq_conn *c = NULL;
+	char desc[SQ_DESC_MAX];
+	kw_status ret;
+
+	ret = sq_check_key(st, k, r);
+	if (ret != KW_OK)
+		return ret;
+	sq_describe(desc, sizeof(desc), k->scope, sq_key_owner(k),
+		    k->provider);
+	ret = sq_acquire(st, &c, r);
+	if (ret != KW_OK)
+		return ret;
+	ret = sq_change(st, c, SQ_ACTIVE, k, active ? 1 : 0, desc, r);
+	if (ret == KW_OK)
+		st->host->reply_detail(r, "%s the %s", active ? "enabled"
+							    : "disabled",
+				       desc);
+	sq_release(st, c);
+	return ret;
+}
+
+static kw_status sq_remove(void *state, const kw_store_key *k, kw_reply *r)
+{
+	struct sq_state *st = state;
+	const kw_host *host = st->host;
+	struct sq_conn *c = NULL;
+	char desc[SQ_DESC_MAX];
+	kw_status ret;
+	int rc;
+
+	ret = sq_check_key(st, k, r);
+	if (ret != KW_OK)
+		return ret;
+	sq_describe(desc, sizeof(desc), k->scope, sq_key_owner(k),
+		    k->provider);
+	ret = sq_acquire(st, &c, r);
+	if (ret != KW_OK)
+		return ret;
+	ret = sq_change(st, c, SQ_DELETE, k, 0, desc, r);
+	if (ret != KW_OK)
+		goto out;
+	rc = sq_erase(c->db);
+	if (rc != SQLITE_OK) {
+		/* The record is gone, which is what the caller asked; say
+		 * that its bytes are not yet. */
+		host->log(st->inst, KW_LOG_WARNING,
+			  "%s: deleted the %s, but its sealed bytes may stay "
+			  "in the file until the next delete succeeds in "
+			  "erasing them: %s",
+			  st->path, desc, sqlite3_errstr(rc));
+		host->reply_detail(r,
+				   "deleted the %s from %s, but could not yet "
+				   "erase its sealed bytes (%s)",
+				   desc, st->path, sqlite3_errstr(rc));
+		goto out;
+	}
+	host->reply_detail(r, "deleted the %s from %s", desc, st->path);
+out:
+	sq_release(st, c);
+	return ret;
+}
+
+/* ---- listing and re-sealing ---- */
+
+/*
+ * Mask a sealed value: open it into guarded memory, mask, wipe.  A value
+ * that does not open is listed as "(cannot open)" so that one damaged row
+ * does not hide the others.
+ */
+static kw_status sq_mask_sealed(const struct sq_state *st,
+				const kw_seal_aad *aad,
+				const unsigned char *sealed, int n, char *buf,
+				size_t size)
+{
+	const kw_host *host = st->host;
+	size_t len, alloc;
+	char *plain, why[160];
+
+	snprintf(buf, size, "(cannot open)");
+	if (sealed == NULL || n < KW_SEAL_OVERHEAD)
+		return KW_OK;
+	len = (size_t)n - KW_SEAL_OVERHEAD;
+	alloc = len > 0 ? len : 1;
+	plain = host->secure_alloc(alloc);
+	if (plain == NULL)
+		return KW_ERR_NOMEM;
+	if (host->unseal(st->kr, aad, sealed, (size_t)n, plain, why,
+			 sizeof(why)) == KW_OK)
+		host->mask(plain, len, buf, size);
+	host->wipe(plain, alloc);
+	host->secure_free(plain, alloc);
+	return KW_OK;
+}
+
+static kw_status sq_list(void *state, kw_scope scope, const char *owner,
+			 kw_store_list_fn *fn, void *arg, kw_reply *r)
+{
+	struct sq_state *st = state;
+	struct sq_conn *c = NULL;
+	sqlite3_stmt *s;
+	char masked[KW_MASK_SIZE];
+	kw_store_record rec;
+	kw_seal_aad aad;
+	kw_status ret;
+	int rc;
+
+	/* This backend holds the keys of its own scope only. */
+	if (scope != KW_SCOPE_NONE && scope != st->scope)
+		return KW_OK;
+	ret = sq_acquire(st, &c, r);
+	if (ret != KW_OK)
+		return ret;
+	s = c->stmt[owner != NULL ? SQ_LIST_OWNER : SQ_LIST];
+	rc = sqlite3_bind_text(s, 1, st->scope_word, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK && owner != NULL)
+		rc = sqlite3_bind_text(s, 2, owner, -1, SQLITE_STATIC);
+	while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+		rc = sqlite3_step(s);
+		if (rc != SQLITE_ROW)
+			break;
+		memset(&rec, 0, sizeof(rec));
+		rec.scope = st->scope;
+		rec.owner = (const char *)sqlite3_column_text(s, 0);
+		rec.provider = (const char *)sqlite3_column_text(s, 1);
+		rec.name = (const char *)sqlite3_column_text(s, 2);
+		rec.active = sqlite3_column_int64(s, 3) != 0;
+		rec.key_id = (const char *)sqlite3_column_text(s, 5);
+		rec.usage_count = (uint64_t)sqlite3_column_int64(s, 6);
+		rec.last_used = sqlite3_column_int64(s, 7);
+		rec.created = sqlite3_column_int64(s, 8);
+		rec.rotated = sqlite3_column_int64(s, 9);
+		if (rec.owner == NULL || rec.provider == NULL ||
+		    rec.name == NULL || rec.key_id == NULL) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+		if (st->scope == KW_SCOPE_SYSTEM)
+			rec.owner = NULL;
+		aad.store_id = st->store_id;
+		aad.scope = st->scope;
+		aad.owner = rec.owner;
+		aad.provider = rec.provider;
+		ret = sq_mask_sealed(st, &aad, sqlite3_column_blob(s, 4),
+				     sqlite3_column_bytes(s, 4), masked,
+				     sizeof(masked));
+		if (ret != KW_OK) {
+			st->host->reply_detail(r, "out of memory");
+			goto out;
+		}
+		rec.masked = masked;
+		ret = fn(arg, &rec);
+		if (ret != KW_OK)
+			goto out;
+	}
+	if (rc != SQLITE_DONE)
+		ret = sq_fail(st, r, "read", rc);
+out:
+	sq_done(s);
+	sq_release(st, c);
+	return ret;
+}
+
+struct sq_ref {
+	char *owner;
+	char *provider;
+};
+
+static void sq_refs_free(struct sq_ref *refs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(refs[i].owner);
+		free(refs[i].provider);
+	}
+	free(refs);
+}
+
+/* The records of our scope sealed under another master key.  Collected
+ * first: updating key_id while stepping over it would disturb the scan. */
+static int sq_stale(struct sq_state *st, struct sq_conn *c,
+		    struct sq_ref **out, size_t *count)
+{
+	sqlite3_stmt *s = c->stmt[SQ_STALE];
+	struct sq_ref *refs = NULL, *grown;
+	size_t n = 0, cap = 0;
+	int rc;
+
+	*out = NULL;
+	*count = 0;
+	rc = sqlite3_bind_text(s, 1, st->scope_word, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(s, 2, st->host->keyring_id(st->kr), -1,
+				       SQLITE_STATIC);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *owner = (const char *)sqlite3_column_text(s, 0);
+		const char *provider = (const char *)sqlite3_column_text(s, 1);
+
+		rc = SQLITE_NOMEM;
+		if (owner == NULL || provider == NULL)
+			break;
+		if (n == cap) {
+			cap = cap != 0 ? 2 * cap : 16;
+			grown = realloc(refs, cap * sizeof(*refs));
+			if (grown == NULL)
+				break;
+			refs = grown;
+		}
+		refs[n].owner = strdup(owner);
+		refs[n].provider = strdup(provider);
+		n++;
+		if (refs[n - 1].owner == NULL || refs[n - 1].provider == NULL)
+			break;
+		rc = SQLITE_OK;
+	}
+	sq_done(s);
+	if (rc != SQLITE_DONE) {
+		sq_refs_free(refs, n);
+		return rc;
+	}
+	*out = refs;
+	*count = n;
+	return SQLITE_OK;
+}
+
+/* Re-seal one record under the current master key, inside rekey's
+ * transaction. */
+static kw_status sq_reseal(struct sq_state *st, struct sq_conn *c,
+			   const struct sq_ref *ref, kw_reply *r)
+{
+	const kw_host *host = st->host;
+	const char *owner = st->scope == KW_SCOPE_SYSTEM ? NULL : ref->owner;
+	const kw_seal_aad aad = {
+		.store_id = st->store_id,
+		.scope = st->scope,
+		.owner = owner,
+		.provider = ref->provider,
+	};
+	sqlite3_stmt *s = c->stmt[SQ_LOOKUP];
+	const unsigned char *sealed;
+	unsigned char *resealed = NULL;
+	size_t len = 0, alloc = 0, resealed_len = 0;
+	char *plain = NULL, desc[SQ_DESC_MAX], why[160];
+	kw_status ret;
+	int rc, n;
+
+	sq_describe(desc, sizeof(desc), st->scope, owner, ref->provider);
+	rc = sq_bind_key(s, st->scope_word, owner, ref->provider);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	if (rc == SQLITE_DONE) {
+		/* Impossible under the write lock, unless the file changed
+		 * under SQLite's feet. */
+		host->reply_detail(r, "the %s vanished from %s during rekey",
+				   desc, st->path);
+		ret = KW_ERR_BACKEND;
+		goto out;
+	}
+	if (rc != SQLITE_ROW) {
+		ret = sq_fail(st, r, "read", rc);
+		goto out;
+	}
+	sealed = sqlite3_column_blob(s, 0);
+	n = sqlite3_column_bytes(s, 0);
+	if (sealed == NULL || n < KW_SEAL_OVERHEAD) {
+		host->reply_detail(r, "the %s: sealed value is too short (%d "
+				   "bytes)", desc, n);
+		ret = KW_ERR_CRYPTO;
+		goto out;
+	}
+	len = (size_t)n - KW_SEAL_OVERHEAD;
+	alloc = len > 0 ? len : 1;
+	plain = host->secure_alloc(alloc);
+	if (plain == NULL) {
+		host->reply_detail(r, "out of memory");
+		ret = KW_ERR_NOMEM;
+		goto out;
+	}
+	why[0] = '\0';
+	ret = host->unseal(st->kr, &aad, sealed, (size_t)n, plain, why,
+			   sizeof(why));
+	if (ret != KW_OK) {
+		host->reply_detail(r, "the %s: %s", desc,
+				   why[0] != '\0' ? why : "cannot open it");
+		goto out;
+	}
+	ret = host->seal(st->kr, &aad, plain, len, &resealed, &resealed_len);
+	if (ret != KW_OK) {
+		host->reply_detail(r, "cannot seal the %s", desc);
+		goto out;
+	}
+	sq_done(s);
+	s = c->stmt[SQ_RESEAL];
+	rc = sq_bind_key(s, st->scope_word, owner, ref->provider);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_blob(s, 4, resealed, (int)resealed_len,
+				       SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(s, 5, host->keyring_id(st->kr), -1,
+				       SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	if (rc != SQLITE_DONE) {
+		ret = sq_fail(st, r, "write", rc);
+		if (ret == KW_ERR_EXISTS)
+			ret = KW_ERR_BACKEND;
+	}
+out:
+	sq_done(s);
+	if (plain != NULL) {
+		host->wipe(plain, alloc);
+		host->secure_free(plain, alloc);
+	}
+	free(resealed);
+	return ret;
+}
+
+static kw_status sq_rekey(void *state, uint64_t *count, kw_reply *r)
+{
+	struct sq_state *st = state;
+	const kw_host *host = st->host;
+	struct sq_conn *c = NULL;
+	struct sq_ref *refs = NULL;
+	size_t n = 0;
+	kw_status ret;
+	int rc;
+
+	if (count != NULL)
+		*count = 0;
+	ret = sq_acquire(st, &c, r);
+	if (ret != KW_OK)
+		return ret;
+	/* The write lock up front: readers go on reading the old values
+	 * (WAL) until the commit shows them every new one at once. */
+	rc = sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		ret = sq_fail(st, r, "lock", rc);
+		goto out;
+	}
+	rc = sq_stale(st, c, &refs, &n);
+	if (rc != SQLITE_OK) {
+		ret = sq_fail(st, r, "read", rc);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		ret = sq_reseal(st, c, &refs[i], r);
+		if (ret != KW_OK)
+			goto out;
+	}
+	rc = sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		ret = sq_fail(st, r, "commit to", rc);
+		if (ret == KW_ERR_EXISTS)
+			ret = KW_ERR_BACKEND;
+		goto out;
+	}
+	if (count != NULL)
+		*count = n;
+	host->reply_detail(r, "re-sealed %zu %s key%s in %s under master key "
+			   "%s", n, st->scope_word, n == 1 ? "" : "s",
+			   st->path, host->keyring_id(st->kr));
+	/* A store is rekeyed when the old master key may be known to
+	 * someone: copies sealed under it must not stay in the file. */
+	if (n > 0 && (rc = sq_erase(c->db)) != SQLITE_OK)
+		host->log(st->inst, KW_LOG_WARNING,
+			  "%s: re-sealed %zu key%s, but copies sealed under "
+			  "the old master key may stay in the file until the "
+			  "next delete or rekey erases them: %s",
+			  st->path, n, n == 1 ? "" : "s", sqlite3_errstr(rc));
+out:
+	if (ret != KW_OK && !sqlite3_get_autocommit(c->db))
+		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	sq_refs_free(refs, n);
+	sq_release(st, c);
+	return ret;
+}
+
+static const kw_setting_spec sq_settings[] = {
+	{ "path", KW_SETTING_PATH, KW_SETTING_REQUIRED },
+	{ "busy_timeout_ms", KW_SETTING_INT, 0 },
+	{ NULL, 0, 0 }
+};
+
+static const struct kw_module sq_module = {
+	KW_MODULE_HEADER,
+	.name = "sqlite",
+	.description = "sealed API keys in a SQLite database",
+	.caps = KW_CAP_LOOKUP | KW_CAP_STORE | KW_CAP_LIST | KW_CAP_SCOPED,
+	.settings = sq_settings,
+	.open = sq_open,
+	.close = sq_close,
+	.check = sq_check,
+	.lookup = sq_lookup,
+	.put = sq_put,
+	.set_active = sq_set_active,
+	.remove = sq_remove,
+	.list = sq_list,
+	.rekey = sq_rekey,
+};
+
+KW_MODULE_EXPORT(sq_module)
