@@ -10,9 +10,14 @@ jobs=$(nproc 2>/dev/null || echo 2)
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() {
-	printf '$'
-	printf ' %q' "$@"
-	printf '\n'
+	local a line='$'
+	for a in "$@"; do
+		case $a in
+		*[!A-Za-z0-9_./=:@-]*) line+=" '$a'" ;;
+		*) line+=" $a" ;;
+		esac
+	done
+	printf '%s\n' "$line"
 	"$@" || printf '(exit status %d)\n' "$?"
 }
 
