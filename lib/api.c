@@ -47,8 +47,10 @@ static kw_status ctx_load(kw_ctx **out, const char *path, struct kwi_diag *d,
 	ctx = calloc(1, sizeof(*ctx));
 	if (ctx == NULL)
 		return kwi_error(KW_ERR_NOMEM, "out of memory");
-	if (kwi_config_load(ctx, config_path(path), d) == KW_OK)
-		kwi_backends_open(ctx, d, keep_going);
+	if (kwi_config_load(ctx, config_path(path), d) == KW_OK &&
+	    kwi_backends_open(ctx, d, keep_going) == KW_OK &&
+	    kwi_usage_start(ctx) != KW_OK)
+		kwi_diag(d, KW_ERR_NOMEM, ctx->path, 0, "out of memory");
 	*out = ctx;
 	return d->first;
 }
@@ -75,6 +77,7 @@ void kw_close(kw_ctx *ctx)
 {
 	if (ctx == NULL)
 		return;
+	kwi_usage_stop(ctx);
 	kwi_backends_close(ctx);
 	kwi_config_free(ctx);
 	free(ctx);
@@ -256,6 +259,13 @@ kw_status kw_secret_report(kw_secret *s, kw_outcome outcome)
 				 "reported");
 	s->reported = true;
 	s->outcome = outcome;
+	if (outcome == KW_UNUSED && s->charged != NULL) {
+		kw_status rc = kwi_quota_refund(s->charged);
+
+		kwi_charged_free(s->charged);
+		s->charged = NULL;
+		return rc;
+	}
 	return KW_OK;
 }
 

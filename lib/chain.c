@@ -313,9 +313,34 @@ kw_status kwi_trace_new(const struct kwi_chain *c, kw_trace **out)
 	return KW_OK;
 }
 
+/* A found key from a backend with quotas costs a charge: if the ledger
+ * refuses, the backend's answer is denied. */
+static kw_status charge(const struct kw_instance *b,
+			const struct kwi_query_in *in, bool dry_run,
+			struct kw_reply *r)
+{
+	char why[sizeof(r->detail)];
+	kw_status st;
+	size_t n;
+
+	why[0] = '\0';
+	st = kwi_quota_charge(b->ctx, b, in, dry_run, &r->charged, why,
+			      sizeof(why));
+	if (st != KW_OK) {
+		kwi_reply_clear(r);
+		memcpy(r->detail, why, sizeof(r->detail));
+		return st;
+	}
+	n = strlen(r->detail);
+	if (why[0] != '\0' && n + 3 < sizeof(r->detail))
+		snprintf(r->detail + n, sizeof(r->detail) - n, "%s%s",
+			 n > 0 ? "; " : "", why);
+	return KW_OK;
+}
+
 /* Ask one backend. */
 static kw_status ask(const struct kwi_entry *e, const struct kwi_query_in *in,
-		     struct kw_reply *r)
+		     bool dry_run, struct kw_reply *r)
 {
 	const struct kw_instance *b = e->backend;
 	kw_query q;
@@ -328,6 +353,7 @@ static kw_status ask(const struct kwi_entry *e, const struct kwi_query_in *in,
 	q.org = in->org;
 	q.chain = in->chain;
 	q.reply = r;
+	r->provider = in->provider;
 	switch (b->scope) {
 	case KW_SCOPE_USER:
 		q.owner = in->user;
@@ -348,6 +374,7 @@ static kw_status ask(const struct kwi_entry *e, const struct kwi_query_in *in,
 	default:
 		q.owner = NULL;
 	}
+	r->owner = q.owner;
 
 	st = b->module->op_lookup(b->state, &q);
 	if (st == KW_OK && r->secret == NULL) {
@@ -356,11 +383,29 @@ static kw_status ask(const struct kwi_entry *e, const struct kwi_query_in *in,
 			 b->module->name);
 		st = KW_ERR_BACKEND;
 	}
-	if (st != KW_OK)
+	if (st != KW_OK) {
 		kwi_reply_clear(r);
-	else
-		r->secret->value[r->secret->len] = '\0';
+		return st;
+	}
+	r->secret->value[r->secret->len] = '\0';
+	if (b->nquotas > 0)
+		st = charge(b, in, dry_run, r);
 	return st;
+}
+
+/* The secret the chain hands out carries what it takes to refund its
+ * charge and to count its use. */
+static void keep(struct kw_instance *b, struct kw_reply *r)
+{
+	struct kw_secret *s = r->secret;
+
+	s->charged = r->charged;
+	r->charged = NULL;
+	if (b->module->op_used != NULL && b->ctx->usage != NULL) {
+		s->usage = kwi_usage_ref(b->ctx);
+		s->store = b;
+		s->scope = b->scope;
+	}
 }
 
 static void say(char *buf, size_t len, const char *backend, kw_status st,
@@ -388,7 +433,14 @@ static kw_status walk(const struct kwi_chain *c,
 		kw_status st;
 
 		kwi_reply_init(&r, e->backend->name);
-		st = ask(e, in, &r);
+		st = ask(e, in, t != NULL, &r);
+		if (r.charged != NULL && e->action[kwi_answer_of(st)] !=
+						 KW_ACTION_DONE) {
+			/* Charged for a key the chain does not hand out. */
+			(void)kwi_quota_refund(r.charged);
+			kwi_charged_free(r.charged);
+			r.charged = NULL;
+		}
 		a = kwi_answer_of(st);
 		act = (kw_action)e->action[a];
 
@@ -417,6 +469,7 @@ static kw_status walk(const struct kwi_chain *c,
 				    e->backend->name, st, r.detail);
 				kwi_reply_clear(&r);
 			} else {
+				keep(e->backend, &r);
 				*out = r.secret;
 			}
 			return KW_OK;

@@ -196,6 +196,8 @@ static void check_includes(struct loader *l, const config_setting_t *s,
 
 /* ---- the keyway: { } section ---- */
 
+static void load_ledger(struct loader *l, config_setting_t *g);
+
 /* keyway.master_key and keyway.old_master_keys. */
 static void load_masters(struct loader *l, const config_setting_t *cur,
 			 const config_setting_t *old)
@@ -344,7 +346,6 @@ static void load_keyway(struct loader *l, const config_setting_t *g)
 		const char *name;
 		const char *feature;
 	} later[] = {
-		{ "ledger", "quota ledgers are" },
 		{ "audit", "the audit trail is" },
 	};
 	const config_setting_t *master = NULL, *old = NULL;
@@ -372,6 +373,10 @@ static void load_keyway(struct loader *l, const config_setting_t *g)
 			load_providers(l, s);
 			continue;
 		}
+		if (strcmp(name, "ledger") == 0) {
+			load_ledger(l, (config_setting_t *)s);
+			continue;
+		}
 		for (k = 0; k < sizeof(later) / sizeof(later[0]); k++)
 			if (strcmp(name, later[k].name) == 0)
 				break;
@@ -382,7 +387,8 @@ static void load_keyway(struct loader *l, const config_setting_t *g)
 		else
 			problem(l, KW_ERR_CONFIG, s,
 				"keyway: unknown setting \"%s\" (expected "
-				"master_key, old_master_keys or providers)",
+				"master_key, old_master_keys, providers or "
+				"ledger)",
 				name);
 	}
 	if (master != NULL)
@@ -456,14 +462,14 @@ static void check_setting(struct loader *l, struct kw_instance *b,
 	case KW_SETTING_PATH:
 		if (type != CONFIG_TYPE_STRING) {
 			problem(l, KW_ERR_CONFIG, s,
-				"backend \"%s\": %s must be a string, not %s",
-				b->name, name, type_name(type));
+				"%s: %s must be a string, not %s",
+				b->label, name, type_name(type));
 		} else if (sp->type == KW_SETTING_PATH) {
 			const char *v = config_setting_get_string(s);
 
 			if (v[0] == '\0')
 				problem(l, KW_ERR_CONFIG, s,
-					"backend \"%s\": %s is empty", b->name,
+					"%s: %s is empty", b->label,
 					name);
 			else
 				is_abs_or_make(l, b, s, v);
@@ -472,22 +478,22 @@ static void check_setting(struct loader *l, struct kw_instance *b,
 	case KW_SETTING_INT:
 		if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64)
 			problem(l, KW_ERR_CONFIG, s,
-				"backend \"%s\": %s must be an integer, not %s",
-				b->name, name, type_name(type));
+				"%s: %s must be an integer, not %s",
+				b->label, name, type_name(type));
 		break;
 	case KW_SETTING_BOOL:
 		if (type != CONFIG_TYPE_BOOL)
 			problem(l, KW_ERR_CONFIG, s,
-				"backend \"%s\": %s must be true or false, "
+				"%s: %s must be true or false, "
 				"not %s",
-				b->name, name, type_name(type));
+				b->label, name, type_name(type));
 		break;
 	case KW_SETTING_STRMAP:
 		if (type != CONFIG_TYPE_GROUP) {
 			problem(l, KW_ERR_CONFIG, s,
-				"backend \"%s\": %s must be a group "
+				"%s: %s must be a group "
 				"{ name = \"value\"; ... }, not %s",
-				b->name, name, type_name(type));
+				b->label, name, type_name(type));
 			break;
 		}
 		for (int i = 0; i < config_setting_length(s); i++) {
@@ -496,17 +502,17 @@ static void check_setting(struct loader *l, struct kw_instance *b,
 
 			if (config_setting_type(e) != CONFIG_TYPE_STRING)
 				problem(l, KW_ERR_CONFIG, e,
-					"backend \"%s\": %s.%s must be a "
+					"%s: %s.%s must be a "
 					"string, not %s",
-					b->name, name, config_setting_name(e),
+					b->label, name, config_setting_name(e),
 					type_name(config_setting_type(e)));
 		}
 		break;
 	default:
 		problem(l, KW_ERR_MODULE, s,
-			"backend \"%s\": module \"%s\" declares %s with an "
+			"%s: module \"%s\" declares %s with an "
 			"unknown type",
-			b->name, b->module->name, name);
+			b->label, b->module->name, name);
 	}
 }
 
@@ -518,8 +524,8 @@ static void load_scope(struct loader *l, struct kw_instance *b,
 
 	if (!(b->module->desc->caps & KW_CAP_SCOPED)) {
 		problem(l, KW_ERR_CONFIG, s,
-			"backend \"%s\": module \"%s\" takes no scope",
-			b->name, b->module->name);
+			"%s: module \"%s\" takes no scope",
+			b->label, b->module->name);
 		return;
 	}
 	for (int k = KW_SCOPE_USER; v != NULL && k <= KW_SCOPE_SYSTEM; k++) {
@@ -529,13 +535,200 @@ static void load_scope(struct loader *l, struct kw_instance *b,
 		}
 	}
 	problem(l, KW_ERR_CONFIG, s,
-		"backend \"%s\": scope must be \"user\", \"org\" or "
+		"%s: scope must be \"user\", \"org\" or "
 		"\"system\"",
-		b->name);
+		b->label);
 }
 
-static void load_backend(struct loader *l, struct kw_instance *b,
-			 config_setting_t *g)
+/* ---- quotas ---- */
+
+static bool parse_period(const config_setting_t *s, int64_t *period,
+			 const char **word)
+{
+	static const struct {
+		const char *name;
+		int64_t seconds;
+	} periods[] = {
+		{ "minute", 60 }, { "hour", 3600 }, { "day", 86400 },
+		{ "month", 0 },
+	};
+
+	if (config_setting_type(s) == CONFIG_TYPE_INT ||
+	    config_setting_type(s) == CONFIG_TYPE_INT64) {
+		*period = config_setting_get_int64(s);
+		*word = NULL;
+		return *period >= 1 && *period <= 366LL * 86400;
+	}
+	if (config_setting_type(s) != CONFIG_TYPE_STRING)
+		return false;
+	for (size_t i = 0; i < sizeof(periods) / sizeof(periods[0]); i++) {
+		if (strcmp(config_setting_get_string(s), periods[i].name) == 0) {
+			*period = periods[i].seconds;
+			*word = periods[i].name;
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool load_quota(struct loader *l, struct kw_instance *b,
+		       const config_setting_t *g, size_t index,
+		       struct kwi_quota *q)
+{
+	const config_setting_t *limit = NULL, *period = NULL, *per = NULL;
+	const char *word = NULL, *perword;
+	bool ok = true;
+	int n;
+
+	if (!config_setting_is_group(g)) {
+		problem(l, KW_ERR_CONFIG, g,
+			"%s: quota %zu must be a group { limit = ...; period = "
+			"...; per = ...; }",
+			b->label, index + 1);
+		return false;
+	}
+	n = config_setting_length(g);
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *s = config_setting_get_elem(g, i);
+		const char *name = config_setting_name(s);
+
+		if (strcmp(name, "limit") == 0)
+			limit = s;
+		else if (strcmp(name, "period") == 0)
+			period = s;
+		else if (strcmp(name, "per") == 0)
+			per = s;
+		else {
+			problem(l, KW_ERR_CONFIG, s,
+				"%s: quota %zu: unknown setting \"%s\" "
+				"(expected limit, period and per)",
+				b->label, index + 1, name);
+			ok = false;
+		}
+	}
+	if (limit == NULL) {
+		problem(l, KW_ERR_CONFIG, g, "%s: quota %zu has no limit",
+			b->label, index + 1);
+		ok = false;
+	} else if ((config_setting_type(limit) != CONFIG_TYPE_INT &&
+		    config_setting_type(limit) != CONFIG_TYPE_INT64) ||
+		   config_setting_get_int64(limit) < 1) {
+		problem(l, KW_ERR_CONFIG, limit,
+			"%s: quota %zu: limit must be a whole number of "
+			"requests, 1 or more",
+			b->label, index + 1);
+		ok = false;
+	} else {
+		q->limit = (uint64_t)config_setting_get_int64(limit);
+	}
+	if (period == NULL) {
+		problem(l, KW_ERR_CONFIG, g, "%s: quota %zu has no period",
+			b->label, index + 1);
+		ok = false;
+	} else if (!parse_period(period, &q->period, &word)) {
+		problem(l, KW_ERR_CONFIG, period,
+			"%s: quota %zu: period must be \"minute\", \"hour\", "
+			"\"day\", \"month\" or a number of seconds (1 to "
+			"31622400)",
+			b->label, index + 1);
+		ok = false;
+	}
+	q->per = KWI_PER_GLOBAL;
+	perword = "global";
+	if (per != NULL) {
+		const char *v = config_setting_type(per) == CONFIG_TYPE_STRING
+					? config_setting_get_string(per)
+					: "";
+
+		if (strcmp(v, "user") == 0)
+			q->per = KWI_PER_USER;
+		else if (strcmp(v, "org") == 0)
+			q->per = KWI_PER_ORG;
+		else if (strcmp(v, "global") != 0) {
+			problem(l, KW_ERR_CONFIG, per,
+				"%s: quota %zu: per must be \"user\", \"org\" "
+				"or \"global\"",
+				b->label, index + 1);
+			ok = false;
+		}
+		perword = v;
+	}
+	if (!ok)
+		return false;
+	if (word != NULL)
+		snprintf(q->label, sizeof(q->label), "%llu/%s per %s",
+			 (unsigned long long)q->limit, word, perword);
+	else
+		snprintf(q->label, sizeof(q->label), "%llu/%llds per %s",
+			 (unsigned long long)q->limit, (long long)q->period,
+			 perword);
+	return true;
+}
+
+static void load_quotas(struct loader *l, struct kw_instance *b,
+			const config_setting_t *s)
+{
+	int n;
+
+	if (!config_setting_is_list(s) || config_setting_length(s) == 0) {
+		problem(l, KW_ERR_CONFIG, s,
+			"%s: quota must be a list ( { limit = ...; period = "
+			"...; per = ...; }, ... )",
+			b->label);
+		return;
+	}
+	n = config_setting_length(s);
+	b->quotas = calloc((size_t)n, sizeof(*b->quotas));
+	if (b->quotas == NULL) {
+		problem(l, KW_ERR_NOMEM, s, "out of memory");
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		if (load_quota(l, b, config_setting_get_elem(s, i), (size_t)i,
+			       &b->quotas[b->nquotas]))
+			b->nquotas++;
+}
+
+/* ---- one instance: a backend, or the ledger ---- */
+
+/* Settings the host reads itself, by role. */
+static bool host_setting(struct loader *l, struct kw_instance *b,
+			 const config_setting_t *s, const char *name)
+{
+	if (b->role == KW_INSTANCE_LEDGER) {
+		const char *v;
+
+		if (strcmp(name, "on_unavailable") != 0)
+			return false;
+		v = config_setting_type(s) == CONFIG_TYPE_STRING
+			    ? config_setting_get_string(s)
+			    : "";
+		if (strcmp(v, "allow") == 0)
+			l->ctx->ledger_allow = true;
+		else if (strcmp(v, "deny") != 0)
+			problem(l, KW_ERR_CONFIG, s,
+				"keyway.ledger: on_unavailable must be "
+				"\"deny\" or \"allow\"");
+		return true;
+	}
+	if (strcmp(name, "scope") == 0) {
+		if (config_setting_type(s) == CONFIG_TYPE_STRING)
+			load_scope(l, b, s);
+		else
+			problem(l, KW_ERR_CONFIG, s,
+				"%s: scope must be a string, not %s", b->label,
+				type_name(config_setting_type(s)));
+		return true;
+	}
+	if (strcmp(name, "quota") == 0) {
+		load_quotas(l, b, s);
+		return true;
+	}
+	return false;
+}
+
+static void load_instance(struct loader *l, struct kw_instance *b,
+			  config_setting_t *g)
 {
 	const config_setting_t *mod;
 	char why[768], list[256];
@@ -549,27 +742,32 @@ static void load_backend(struct loader *l, struct kw_instance *b,
 	b->diag = l->d;
 	if (!config_setting_is_group(g)) {
 		problem(l, KW_ERR_CONFIG, g,
-			"backend \"%s\" must be a group { module = ...; }",
-			b->name);
+			"%s must be a group { module = ...; }", b->label);
 		return;
 	}
 	mod = config_setting_get_member(g, "module");
 	if (mod == NULL) {
-		problem(l, KW_ERR_CONFIG, g, "backend \"%s\": missing module",
-			b->name);
+		problem(l, KW_ERR_CONFIG, g, "%s: missing module", b->label);
 		return;
 	}
 	if (config_setting_type(mod) != CONFIG_TYPE_STRING) {
 		problem(l, KW_ERR_CONFIG, mod,
-			"backend \"%s\": module must be a string, not %s",
-			b->name, type_name(config_setting_type(mod)));
+			"%s: module must be a string, not %s", b->label,
+			type_name(config_setting_type(mod)));
 		return;
 	}
 	rc = kwi_module_load(&l->ctx->modules, config_setting_get_string(mod),
 			     &b->module, why, sizeof(why));
 	if (rc != KW_OK) {
-		problem(l, rc, mod, "backend \"%s\": %s", b->name,
+		problem(l, rc, mod, "%s: %s", b->label,
 			rc == KW_ERR_NOMEM ? "out of memory" : why);
+		return;
+	}
+	if (b->role == KW_INSTANCE_LEDGER &&
+	    !(b->module->desc->caps & KW_CAP_LEDGER)) {
+		problem(l, KW_ERR_CONFIG, mod,
+			"keyway.ledger: module \"%s\" does not count quotas",
+			b->module->name);
 		return;
 	}
 
@@ -579,29 +777,16 @@ static void load_backend(struct loader *l, struct kw_instance *b,
 		const char *name = config_setting_name(s);
 		const kw_setting_spec *sp;
 
-		if (s == mod)
+		if (s == mod || host_setting(l, b, s, name))
 			continue;
-		if (strcmp(name, "scope") == 0 &&
-		    config_setting_type(s) == CONFIG_TYPE_STRING) {
-			load_scope(l, b, s);
-		} else if (strcmp(name, "scope") == 0) {
-			problem(l, KW_ERR_CONFIG, s,
-				"backend \"%s\": scope must be a string, not "
-				"%s",
-				b->name, type_name(config_setting_type(s)));
-		} else if (strcmp(name, "quota") == 0) {
-			problem(l, KW_ERR_UNSUPPORTED, s,
-				"backend \"%s\": quotas are not available in "
-				"keyway %s",
-				b->name, PACKAGE_VERSION);
-		} else if ((sp = find_spec(b->module, name)) != NULL) {
+		if ((sp = find_spec(b->module, name)) != NULL) {
 			check_setting(l, b, s, sp);
 		} else {
 			spec_list(b->module, list, sizeof(list));
 			problem(l, KW_ERR_CONFIG, s,
-				"backend \"%s\": unknown setting \"%s\" "
-				"(module \"%s\" takes %s)",
-				b->name, name, b->module->name, list);
+				"%s: unknown setting \"%s\" (module \"%s\" "
+				"takes %s)",
+				b->label, name, b->module->name, list);
 		}
 	}
 
@@ -610,15 +795,66 @@ static void load_backend(struct loader *l, struct kw_instance *b,
 		if ((sp->flags & KW_SETTING_REQUIRED) &&
 		    config_setting_get_member(g, sp->name) == NULL)
 			problem(l, KW_ERR_CONFIG, g,
-				"backend \"%s\": missing %s (module \"%s\" "
-				"needs it)",
-				b->name, sp->name, b->module->name);
-	if ((b->module->desc->caps & KW_CAP_SCOPED) &&
+				"%s: missing %s (module \"%s\" needs it)",
+				b->label, sp->name, b->module->name);
+	if (b->role == KW_INSTANCE_BACKEND &&
+	    (b->module->desc->caps & KW_CAP_SCOPED) &&
 	    config_setting_get_member(g, "scope") == NULL)
 		problem(l, KW_ERR_CONFIG, g,
-			"backend \"%s\": missing scope (\"user\", \"org\" or "
-			"\"system\")",
-			b->name);
+			"%s: missing scope (\"user\", \"org\" or \"system\")",
+			b->label);
+}
+
+static bool set_label(struct kw_instance *b, const char *name,
+		      kw_instance_role role)
+{
+	b->role = role;
+	b->name = strdup(name);
+	if (role == KW_INSTANCE_LEDGER)
+		b->label = strdup("keyway.ledger");
+	else if (asprintf(&b->label, "backend \"%s\"", name) < 0)
+		b->label = NULL;
+	return b->name != NULL && b->label != NULL;
+}
+
+static void load_ledger(struct loader *l, config_setting_t *g)
+{
+	struct kw_instance *b = calloc(1, sizeof(*b));
+
+	if (b == NULL || !set_label(b, "ledger", KW_INSTANCE_LEDGER)) {
+		if (b != NULL) {
+			free(b->name);
+			free(b->label);
+		}
+		free(b);
+		problem(l, KW_ERR_NOMEM, g, "out of memory");
+		return;
+	}
+	l->ctx->ledger = b;
+	load_instance(l, b, g);
+}
+
+/* Quotas count in the ledger: one must be configured if any is set. */
+static void check_quotas_have_ledger(struct loader *l)
+{
+	struct kw_ctx *ctx = l->ctx;
+
+	if (ctx->ledger != NULL)
+		return;
+	for (size_t i = 0; i < ctx->nbackends; i++) {
+		const struct kw_instance *b = &ctx->backends[i];
+		const config_setting_t *q =
+			b->nquotas > 0
+				? config_setting_get_member(b->setting, "quota")
+				: NULL;
+
+		if (q != NULL)
+			problem(l, KW_ERR_CONFIG, q,
+				"%s: quotas count in a ledger: set "
+				"keyway.ledger = { module = \"sqlite\"; path = "
+				"\"...\"; }",
+				b->label);
+	}
 }
 
 static void load_backends(struct loader *l, config_setting_t *g)
@@ -645,12 +881,12 @@ static void load_backends(struct loader *l, config_setting_t *g)
 		config_setting_t *s = config_setting_get_elem(g, i);
 		struct kw_instance *b = &ctx->backends[ctx->nbackends++];
 
-		b->name = strdup(config_setting_name(s));
-		if (b->name == NULL) {
+		if (!set_label(b, config_setting_name(s),
+			       KW_INSTANCE_BACKEND)) {
 			problem(l, KW_ERR_NOMEM, s, "out of memory");
 			return;
 		}
-		load_backend(l, b, s);
+		load_instance(l, b, s);
 	}
 }
 
@@ -866,6 +1102,7 @@ kw_status kwi_config_load(struct kw_ctx *ctx, const char *path,
 		load_chains(&l, s);
 	else
 		kwi_diag(d, KW_ERR_CONFIG, path, 0, "no chains section");
+	check_quotas_have_ledger(&l);
 	return d->first;
 }
 
@@ -878,8 +1115,18 @@ void kwi_config_free(struct kw_ctx *ctx)
 			free(b->paths[k].value);
 		free(b->paths);
 		free(b->name);
+		free(b->label);
+		free(b->quotas);
 	}
 	free(ctx->backends);
+	if (ctx->ledger != NULL) {
+		for (size_t k = 0; k < ctx->ledger->npaths; k++)
+			free(ctx->ledger->paths[k].value);
+		free(ctx->ledger->paths);
+		free(ctx->ledger->name);
+		free(ctx->ledger->label);
+		free(ctx->ledger);
+	}
 	for (size_t i = 0; i < ctx->nchains; i++) {
 		free(ctx->chains[i].entries);
 		free(ctx->chains[i].name);

@@ -105,8 +105,8 @@ static void host_error(kw_instance *inst, const char *setting,
 	if (s == NULL)
 		s = inst->setting;
 	kwi_diag(inst->diag, KW_ERR_CONFIG, kwi_source_path(inst->ctx, s),
-		 (int)config_setting_source_line(s), "backend \"%s\": %s",
-		 inst->name, msg);
+		 (int)config_setting_source_line(s), "%s: %s", inst->label,
+		 msg);
 }
 
 static void host_log(const kw_instance *inst, int level, const char *fmt, ...)
@@ -117,8 +117,7 @@ static void host_log(const kw_instance *inst, int level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	syslog(LOG_AUTHPRIV | level, "keyway: backend \"%s\": %s", inst->name,
-	       msg);
+	syslog(LOG_AUTHPRIV | level, "keyway: %s: %s", inst->label, msg);
 }
 
 /* ---- replies ---- */
@@ -126,15 +125,26 @@ static void host_log(const kw_instance *inst, int level, const char *fmt, ...)
 void kwi_reply_init(struct kw_reply *r, const char *backend)
 {
 	r->secret = NULL;
+	r->charged = NULL;
 	r->backend = backend;
 	r->backend_len = strlen(backend);
+	r->owner = NULL;
+	r->provider = "";
 	r->detail[0] = '\0';
 }
 
 void kwi_secret_destroy(struct kw_secret *s)
 {
-	if (s != NULL)
-		kwi_secure_free(s, s->size);
+	if (s == NULL)
+		return;
+	if (s->usage != NULL) {
+		if (s->outcome == KW_USED)
+			kwi_usage_note(s->usage, s->store, s->scope, s->owner,
+				       s->provider, kwi_now());
+		kwi_usage_release(s->usage);
+	}
+	kwi_charged_free(s->charged);
+	kwi_secure_free(s, s->size);
 }
 
 void kwi_reply_clear(struct kw_reply *r)
@@ -148,10 +158,14 @@ static kw_status host_reply_buffer(kw_reply *r, size_t len, char **buf)
 	size_t size;
 	struct kw_secret *s;
 
+	size_t olen = r->owner != NULL ? strlen(r->owner) + 1 : 0;
+	size_t plen = strlen(r->provider) + 1;
+	char *p;
+
 	*buf = NULL;
 	if (len > (1u << 20))
 		return KW_ERR_INVAL;
-	size = sizeof(*s) + r->backend_len + 1 + len + 1;
+	size = sizeof(*s) + r->backend_len + 1 + len + 1 + olen + plen;
 	s = kwi_secure_alloc(size);
 	if (s == NULL)
 		return KW_ERR_NOMEM;
@@ -159,6 +173,14 @@ static kw_status host_reply_buffer(kw_reply *r, size_t len, char **buf)
 	s->len = len;
 	memcpy(s->data, r->backend, r->backend_len + 1);
 	s->value = s->data + r->backend_len + 1;
+	p = s->value + len + 1;
+	if (r->owner != NULL) {
+		memcpy(p, r->owner, olen);
+		s->owner = p;
+		p += olen;
+	}
+	memcpy(p, r->provider, plen);
+	s->provider = p;
 	/* A module replying twice replaces its first answer. */
 	kwi_reply_clear(r);
 	r->secret = s;
@@ -215,6 +237,8 @@ static kw_status host_open_private(kw_instance *inst, const char *setting,
 		host_error(inst, setting, "%s", why);
 	return rc;
 }
+
+static kw_instance_role host_instance_role(const kw_instance *inst);
 
 static kw_scope host_instance_scope(const kw_instance *inst)
 {
@@ -286,53 +310,68 @@ const kw_host kwi_host = {
 	.seal = kwi_seal,
 	.unseal = kwi_unseal,
 	.sealed_key_id = kwi_sealed_key_id,
+	.instance_role = host_instance_role,
 };
 
 /* ---- opening backends ---- */
 
+static kw_instance_role host_instance_role(const kw_instance *inst)
+{
+	return inst->role;
+}
+
+static kw_status open_one(struct kw_instance *b, struct kwi_diag *d)
+{
+	unsigned before = d->count;
+	kw_status first = d->first;
+	kw_status rc;
+
+	if (b->module->op_open == NULL) {
+		b->opened = true;
+		return KW_OK;
+	}
+	b->diag = d;
+	rc = b->module->op_open(&kwi_host, b, &b->state);
+	if (rc == KW_OK) {
+		b->opened = true;
+		return KW_OK;
+	}
+	if (d->count == before)
+		kwi_diag(d, rc, b->file, b->line,
+			 "%s: module \"%s\" failed to open (%s)", b->label,
+			 b->module->name, kw_status_str(rc));
+	else if (first == KW_OK)
+		d->first = kwi_answer_of(rc) == KWI_ERROR ? rc : KW_ERR_CONFIG;
+	return rc;
+}
+
+static void close_one(struct kw_instance *b)
+{
+	if (b->opened && b->module->op_close != NULL)
+		b->module->op_close(b->state);
+	b->opened = false;
+	b->state = NULL;
+}
+
 kw_status kwi_backends_open(struct kw_ctx *ctx, struct kwi_diag *d,
 			    bool keep_going)
 {
-	for (size_t i = 0; i < ctx->nbackends; i++) {
-		struct kw_instance *b = &ctx->backends[i];
-		unsigned before = d->count;
-		kw_status first = d->first;
-		kw_status rc;
-
-		if (b->module->op_open == NULL) {
-			b->opened = true;
-			continue;
-		}
-		b->diag = d;
-		rc = b->module->op_open(&kwi_host, b, &b->state);
-		if (rc == KW_OK) {
-			b->opened = true;
-			continue;
-		}
-		if (d->count == before)
-			kwi_diag(d, rc, b->file, b->line,
-				 "backend \"%s\": module \"%s\" failed to "
-				 "open (%s)",
-				 b->name, b->module->name, kw_status_str(rc));
-		else if (first == KW_OK)
-			d->first = kwi_answer_of(rc) == KWI_ERROR ? rc
-								  : KW_ERR_CONFIG;
-		if (!keep_going) {
-			kwi_backends_close(ctx);
-			return d->first;
-		}
-	}
+	if (ctx->ledger != NULL && open_one(ctx->ledger, d) != KW_OK &&
+	    !keep_going)
+		goto fail;
+	for (size_t i = 0; i < ctx->nbackends; i++)
+		if (open_one(&ctx->backends[i], d) != KW_OK && !keep_going)
+			goto fail;
+	return d->first;
+fail:
+	kwi_backends_close(ctx);
 	return d->first;
 }
 
 void kwi_backends_close(struct kw_ctx *ctx)
 {
-	for (size_t i = 0; i < ctx->nbackends; i++) {
-		struct kw_instance *b = &ctx->backends[i];
-
-		if (b->opened && b->module->op_close != NULL)
-			b->module->op_close(b->state);
-		b->opened = false;
-		b->state = NULL;
-	}
+	for (size_t i = 0; i < ctx->nbackends; i++)
+		close_one(&ctx->backends[i]);
+	if (ctx->ledger != NULL)
+		close_one(ctx->ledger);
 }

@@ -102,6 +102,12 @@ struct kwi_module {
 	kw_status (*op_list)(void *, kw_scope, const char *,
 			     kw_store_list_fn *, void *, kw_reply *);
 	kw_status (*op_rekey)(void *, uint64_t *, kw_reply *);
+	kw_status (*op_used)(void *, const kw_store_key *, uint64_t, int64_t,
+			     kw_reply *);
+	kw_status (*op_charge)(void *, kw_charge *, bool, kw_reply *);
+	kw_status (*op_refund)(void *, const kw_charge *, kw_reply *);
+	kw_status (*op_usage)(void *, const kw_usage_filter *, kw_usage_fn *,
+			      void *, kw_reply *);
 };
 
 /* Directory modules are loaded from: $KEYWAY_MODULE_DIR or the default. */
@@ -184,9 +190,24 @@ struct kwi_path {
 	char *value;
 };
 
-/* One backend of keyway.conf: the kw_instance modules see. */
+/* A quota of a backend: `limit` requests per window, counted per user,
+ * per org or for everyone. */
+enum kwi_per { KWI_PER_USER = 1, KWI_PER_ORG, KWI_PER_GLOBAL };
+
+struct kwi_quota {
+	uint64_t limit;
+	int64_t period;             /* seconds; 0 for a calendar month */
+	enum kwi_per per;
+	char label[48];             /* "10/day per user" */
+};
+
+/* One backend of keyway.conf, or the ledger: the kw_instance modules see. */
 struct kw_instance {
 	char *name;
+	char *label;                /* "backend \"NAME\"" or "keyway.ledger" */
+	kw_instance_role role;
+	struct kwi_quota *quotas;
+	size_t nquotas;
 	const char *file;           /* where it is declared */
 	int line;
 	config_setting_t *setting;  /* its group */
@@ -231,6 +252,9 @@ struct kw_ctx {
 	struct kw_keyring *keyrings;
 	struct kwi_provider *providers;
 	size_t nproviders;
+	struct kw_instance *ledger;  /* NULL without keyway.ledger */
+	bool ledger_allow;           /* on_unavailable = "allow" */
+	struct kwi_usage *usage;     /* usage counts waiting to be written */
 };
 
 /* The file libconfig read a setting from, as a usable path. */
@@ -275,6 +299,38 @@ kw_status kwi_walk(const struct kwi_chain *c, const struct kwi_query_in *in,
 
 extern const kw_host kwi_host;
 
+struct kwi_query_in;
+
+/* ---- quotas (quota.c) ---- */
+
+/* What a resolve charged, kept with its secret for a refund. */
+struct kwi_charged {
+	struct kw_instance *ledger;
+	int64_t usage_id;
+	size_t nslots;
+	kw_quota_slot slots[];    /* counter strings are malloc'd */
+};
+
+int64_t kwi_now(void);
+#ifdef KW_TEST_SEAMS
+void kwi_test_set_clock(int64_t (*clock)(void));
+#endif
+/* The fixed UTC window of `period` seconds (0: calendar month) that holds
+ * `now`. */
+void kwi_window(int64_t period, int64_t now, int64_t *start, int64_t *end);
+
+/*
+ * Charge every quota of backend b for this request in the ledger.  KW_OK
+ * (*out: what to refund, NULL on a dry run), KW_ERR_DENIED with the reason
+ * in detail, or another failure.
+ */
+kw_status kwi_quota_charge(struct kw_ctx *ctx, const struct kw_instance *b,
+			   const struct kwi_query_in *in, bool dry_run,
+			   struct kwi_charged **out, char *detail,
+			   size_t detaillen);
+kw_status kwi_quota_refund(struct kwi_charged *c);
+void kwi_charged_free(struct kwi_charged *c);
+
 /*
  * A resolved secret: one guarded allocation holding this header, the name
  * of the backend that answered and the value.
@@ -285,14 +341,36 @@ struct kw_secret {
 	char *value;         /* inside data[] */
 	bool reported;
 	kw_outcome outcome;
-	char data[];         /* backend name, NUL, value, NUL */
+	struct kwi_charged *charged; /* quotas to refund on KW_UNUSED */
+	struct kwi_usage *usage;     /* where a use is counted, or NULL */
+	struct kw_instance *store;   /* the store backend that answered */
+	kw_scope scope;
+	const char *owner;   /* inside data[], or NULL */
+	const char *provider; /* inside data[] */
+	char data[];         /* backend, value, owner, provider; NUL after each */
 };
+
+/* ---- usage counts (usage.c) ---- */
+
+struct kwi_usage;
+/* Start counting uses when a store backend records them. */
+kw_status kwi_usage_start(struct kw_ctx *ctx);
+/* Write what is pending and stop; later uses are dropped. */
+void kwi_usage_stop(struct kw_ctx *ctx);
+struct kwi_usage *kwi_usage_ref(struct kw_ctx *ctx);
+void kwi_usage_release(struct kwi_usage *s);
+void kwi_usage_note(struct kwi_usage *s, struct kw_instance *store,
+		    kw_scope scope, const char *owner, const char *provider,
+		    int64_t when);
 
 /* The answer a module is building. */
 struct kw_reply {
 	struct kw_secret *secret; /* NULL until the module replies */
+	struct kwi_charged *charged; /* quotas charged for this answer */
 	const char *backend;
 	size_t backend_len;
+	const char *owner;        /* of the key asked for, or NULL */
+	const char *provider;
 	char detail[256];
 };
 

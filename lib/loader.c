@@ -85,6 +85,14 @@ static kw_status check_descriptor(struct kwi_module *m, char *why,
 		m->op_list = d->list;
 	if (DESC_HAS(d, rekey))
 		m->op_rekey = d->rekey;
+	if (DESC_HAS(d, used))
+		m->op_used = d->used;
+	if (DESC_HAS(d, charge))
+		m->op_charge = d->charge;
+	if (DESC_HAS(d, refund))
+		m->op_refund = d->refund;
+	if (DESC_HAS(d, usage))
+		m->op_usage = d->usage;
 
 	if ((d->caps & KW_CAP_LOOKUP) && m->op_lookup == NULL)
 		return missing_op(m, "lookup", "lookup", why, whylen);
@@ -95,6 +103,10 @@ static kw_status check_descriptor(struct kwi_module *m, char *why,
 				  why, whylen);
 	if ((d->caps & KW_CAP_LIST) && m->op_list == NULL)
 		return missing_op(m, "list", "list", why, whylen);
+	if ((d->caps & KW_CAP_LEDGER) &&
+	    (m->op_charge == NULL || m->op_refund == NULL))
+		return missing_op(m, "ledger", "charge and refund", why,
+				  whylen);
 	return KW_OK;
 }
 

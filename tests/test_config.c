@@ -342,7 +342,7 @@ static struct bad_config bad_configs[] = {
 		.status = KW_ERR_CONFIG,
 	},
 	{
-		.name = "quota_not_available",
+		.name = "quota_without_ledger",
 		.text = BACKEND("    module = \"fake\";\n"      /* 3 */
 				"    answer = \"found\";\n"     /* 4 */
 				"    quota = (\n"               /* 5 */
@@ -352,9 +352,10 @@ static struct bad_config bad_configs[] = {
 				"        per = \"user\";\n"
 				"      }\n"
 				"    );\n"),
-		.expect = "%s/keyway.conf:5: backend \"a\": quotas are not "
-			  "available in keyway %V",
-		.status = KW_ERR_UNSUPPORTED,
+		.expect = "%s/keyway.conf:5: backend \"a\": quotas count in "
+			  "a ledger: set keyway.ledger = { module = \"sqlite\"; "
+			  "path = \"...\"; }",
+		.status = KW_ERR_CONFIG,
 	},
 
 	/* ---- keyway: { } ---- */
@@ -372,17 +373,17 @@ static struct bad_config bad_configs[] = {
 		.status = KW_ERR_CONFIG,
 	},
 	{
-		.name = "ledger_not_available",
+		.name = "ledger_cannot_count",
 		.text = "keyway: {\n"                           /* 1 */
 			"  ledger: {\n"                         /* 2 */
-			"    module = \"sqlite\";\n"            /* 3 */
-			"    path = \"/var/lib/keyway/ledger.db\";\n"
+			"    module = \"env\";\n"               /* 3 */
+			"    dotenv = \"/nonexistent.env\";\n"
 			"  };\n"                                /* 5 */
 			"};\n"                                  /* 6 */
 			BACKEND_A CHAIN_A,
-		.expect = "%s/keyway.conf:2: keyway.ledger: quota ledgers are "
-			  "not available in keyway %V",
-		.status = KW_ERR_UNSUPPORTED,
+		.expect = "%s/keyway.conf:3: keyway.ledger: module \"env\" "
+			  "does not count quotas",
+		.status = KW_ERR_CONFIG,
 	},
 	{
 		.name = "audit_not_available",
@@ -404,7 +405,7 @@ static struct bad_config bad_configs[] = {
 			BACKEND_A CHAIN_A,
 		.expect = "%s/keyway.conf:2: keyway: unknown setting "
 			  "\"mster_key\" (expected master_key, "
-			  "old_master_keys or providers)",
+			  "old_master_keys, providers or ledger)",
 		.status = KW_ERR_CONFIG,
 	},
 	{

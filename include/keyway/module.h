@@ -149,6 +149,61 @@ typedef struct kw_store_record {
 /* Called by list() once per record; a status other than KW_OK stops it. */
 typedef kw_status kw_store_list_fn(void *arg, const kw_store_record *rec);
 
+/* ---- counting (ledgers) ---- */
+
+/* What an instance of a module is for. */
+typedef enum kw_instance_role {
+	KW_INSTANCE_BACKEND = 1, /* a backend of keyway.conf */
+	KW_INSTANCE_LEDGER = 2   /* keyway.ledger */
+} kw_instance_role;
+
+/*
+ * One quota counter in one window.  `counter` names the quota and whom it
+ * counts ("server_env/0/user:alice"); a counter lives for one window.
+ */
+typedef struct kw_quota_slot {
+	const char *counter;
+	int64_t window;       /* start of the window, seconds since the epoch */
+	int64_t expires;      /* end of the window: the count may go then */
+	uint64_t limit;
+} kw_quota_slot;
+
+/* A row of the usage log. */
+typedef struct kw_usage_row {
+	int64_t time;
+	const char *chain;
+	const char *backend;
+	const char *provider;
+	const char *user;     /* NULL if none */
+	const char *org;      /* NULL if none */
+	const char *outcome;  /* "admitted", "denied", "refunded" */
+} kw_usage_row;
+
+/*
+ * A charge: admit one request against every slot, all or none, and log
+ * the usage row, in one atomic step.
+ */
+typedef struct kw_charge {
+	const kw_quota_slot *slots;
+	size_t nslots;
+	const kw_usage_row *usage;
+	/* Set by charge(): */
+	size_t full;          /* on KW_ERR_DENIED: the slot that is used up */
+	uint64_t count;       /* ... and its count */
+	int64_t usage_id;     /* on KW_OK: the usage row, for refund() */
+} kw_charge;
+
+/* Which usage rows to read; NULL/0 fields match everything. */
+typedef struct kw_usage_filter {
+	int64_t since;
+	int64_t until;        /* 0: now */
+	const char *user;
+	const char *org;
+	const char *backend;
+} kw_usage_filter;
+
+typedef kw_status kw_usage_fn(void *arg, const kw_usage_row *row);
+
 /* A lookup.  Fields may be added at the end; check `size`. */
 typedef struct kw_query {
 	uint32_t size;        /* sizeof(kw_query) as the host compiled it */
@@ -291,6 +346,9 @@ typedef struct kw_host {
 	kw_status (*sealed_key_id)(const unsigned char *sealed,
 				   size_t sealed_len,
 				   char id[KW_KEY_ID_SIZE]);
+
+	/* What this instance is: a backend, or the ledger. */
+	kw_instance_role (*instance_role)(const kw_instance *inst);
 } kw_host;
 
 /* True when the host offers `member` (a newer service). */
@@ -353,6 +411,32 @@ struct kw_module {
 	/* Re-seal every record under the current master key, atomically;
 	 * *count gets how many were re-sealed. */
 	kw_status (*rekey)(void *state, uint64_t *count, kw_reply *r);
+
+	/*
+	 * Record that a key was used `count` more times, the last at `when`
+	 * (usage counts are informational: the host batches them).
+	 */
+	kw_status (*used)(void *state, const kw_store_key *k, uint64_t count,
+			  int64_t when, kw_reply *r);
+
+	/*
+	 * Ledgers (KW_CAP_LEDGER), opened as keyway.ledger.  charge() admits
+	 * the request when every slot's count is below its limit, counting it
+	 * in every slot and logging c->usage, atomically with respect to every
+	 * other thread and process using the same ledger: N callers admit
+	 * exactly `limit` per window.  When a slot is full it changes nothing,
+	 * sets c->full and c->count, logs the row with outcome "denied", and
+	 * returns KW_ERR_DENIED.  With dry_run it only says whether the
+	 * request would be admitted, and writes nothing.
+	 */
+	kw_status (*charge)(void *state, kw_charge *c, bool dry_run,
+			    kw_reply *r);
+	/* Undo an admitted charge: count down every slot (not below zero) and
+	 * mark its usage row "refunded". */
+	kw_status (*refund)(void *state, const kw_charge *c, kw_reply *r);
+	/* The usage log, oldest first. */
+	kw_status (*usage)(void *state, const kw_usage_filter *f,
+			   kw_usage_fn *fn, void *arg, kw_reply *r);
 };
 
 /* The first two fields of every descriptor; use designated initializers

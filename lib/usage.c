@@ -1,0 +1,261 @@
+/*
+ * usage.c - usage counts and last-used times of stored keys.
+ *
+ * They are informational, so they must not cost a database write on every
+ * resolve: uses are added up in memory, per key, and written in batches by
+ * a thread every few seconds and when the context closes.  A crash loses at
+ * most the uses of the last flush interval (KWI_USAGE_FLUSH seconds); quota
+ * charges, which must be exact, do not go through here.
+ *
+ * Secrets may outlive their context, so they hold a reference to this sink,
+ * not to the context: a use reported after kw_close() is dropped.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+#define KWI_USAGE_FLUSH 5 /* seconds */
+
+struct use {
+	struct kw_instance *store;
+	kw_scope scope;
+	char *owner;
+	char *provider;
+	uint64_t count;
+	int64_t last;
+};
+
+struct kwi_usage {
+	atomic_uint refs;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	pthread_t thread;
+	bool thread_started;
+	bool closed;
+	struct use *uses;  /* hash table */
+	size_t n, cap;     /* entries, slots */
+};
+
+/* n is the table's capacity: empty slots have no store. */
+static void uses_free(struct use *u, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(u[i].owner);
+		free(u[i].provider);
+	}
+	free(u);
+}
+
+/* Write a batch taken out of the sink. */
+static void write_batch(struct use *u, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		kw_store_key k = { u[i].scope, u[i].owner, u[i].provider };
+		struct kw_reply r;
+
+		if (u[i].store == NULL)
+			continue;
+		kwi_reply_init(&r, u[i].store->name);
+		(void)u[i].store->module->op_used(u[i].store->state, &k,
+						  u[i].count, u[i].last, &r);
+	}
+	uses_free(u, n);
+}
+
+/* Take what is pending; call with the lock held. */
+static struct use *take(struct kwi_usage *s, size_t *n)
+{
+	struct use *u = s->uses;
+
+	*n = s->cap;
+	s->uses = NULL;
+	s->n = s->cap = 0;
+	return u;
+}
+
+static void *flusher(void *arg)
+{
+	struct kwi_usage *s = arg;
+	struct timespec until;
+	struct use *u;
+	size_t n;
+
+	pthread_mutex_lock(&s->lock);
+	while (!s->closed) {
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += KWI_USAGE_FLUSH;
+		while (!s->closed &&
+		       pthread_cond_timedwait(&s->wake, &s->lock, &until) !=
+			       ETIMEDOUT)
+			;
+		if (s->closed)
+			break;
+		u = take(s, &n);
+		pthread_mutex_unlock(&s->lock);
+		write_batch(u, n);
+		pthread_mutex_lock(&s->lock);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+kw_status kwi_usage_start(struct kw_ctx *ctx)
+{
+	struct kwi_usage *s;
+	bool wanted = false;
+
+	for (size_t i = 0; i < ctx->nbackends && !wanted; i++)
+		wanted = ctx->backends[i].module->op_used != NULL;
+	if (!wanted)
+		return KW_OK;
+	s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return kwi_error(KW_ERR_NOMEM, "out of memory");
+	atomic_init(&s->refs, 1);
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->wake, NULL);
+	if (pthread_create(&s->thread, NULL, flusher, s) == 0)
+		s->thread_started = true;
+	/* Without the thread, counts are still written at kw_close(). */
+	ctx->usage = s;
+	return KW_OK;
+}
+
+static void usage_unref(struct kwi_usage *s)
+{
+	if (atomic_fetch_sub(&s->refs, 1) != 1)
+		return;
+	uses_free(s->uses, s->cap);
+	pthread_cond_destroy(&s->wake);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+void kwi_usage_stop(struct kw_ctx *ctx)
+{
+	struct kwi_usage *s = ctx->usage;
+	struct use *u;
+	size_t n;
+
+	if (s == NULL)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->closed = true;
+	u = take(s, &n);
+	pthread_cond_signal(&s->wake);
+	pthread_mutex_unlock(&s->lock);
+	if (s->thread_started)
+		pthread_join(s->thread, NULL);
+	write_batch(u, n);
+	ctx->usage = NULL;
+	usage_unref(s);
+}
+
+struct kwi_usage *kwi_usage_ref(struct kw_ctx *ctx)
+{
+	if (ctx->usage != NULL)
+		atomic_fetch_add(&ctx->usage->refs, 1);
+	return ctx->usage;
+}
+
+static uint64_t hash(const struct kw_instance *store, kw_scope scope,
+		     const char *owner, const char *provider)
+{
+	uint64_t h = 1469598103934665603ULL ^ (uint64_t)(uintptr_t)store ^
+		     (uint64_t)scope;
+
+	for (const char *p = provider; *p != '\0'; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	h = (h ^ 0xff) * 1099511628211ULL;
+	for (const char *p = owner != NULL ? owner : ""; *p != '\0'; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	return h;
+}
+
+static bool same_key(const struct use *u, const struct kw_instance *store,
+		     kw_scope scope, const char *owner, const char *provider)
+{
+	return u->store == store && u->scope == scope &&
+	       strcmp(u->provider, provider) == 0 &&
+	       (u->owner == NULL ? owner == NULL
+				 : owner != NULL && strcmp(u->owner, owner) == 0);
+}
+
+/* Open addressing in a power-of-two table; an empty slot has no store. */
+static bool grow(struct kwi_usage *s)
+{
+	size_t cap = s->cap != 0 ? 2 * s->cap : 64;
+	struct use *t = calloc(cap, sizeof(*t));
+
+	if (t == NULL)
+		return false;
+	for (size_t i = 0; i < s->cap; i++) {
+		const struct use *u = &s->uses[i];
+		size_t j;
+
+		if (u->store == NULL)
+			continue;
+		j = hash(u->store, u->scope, u->owner, u->provider) & (cap - 1);
+		while (t[j].store != NULL)
+			j = (j + 1) & (cap - 1);
+		t[j] = *u;
+	}
+	free(s->uses);
+	s->uses = t;
+	s->cap = cap;
+	return true;
+}
+
+void kwi_usage_note(struct kwi_usage *s, struct kw_instance *store,
+		    kw_scope scope, const char *owner, const char *provider,
+		    int64_t when)
+{
+	struct use *u;
+	size_t i;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->closed)
+		goto out;
+	if ((s->n + 1) * 10 > s->cap * 7 && !grow(s))
+		goto out; /* informational: drop it */
+	i = hash(store, scope, owner, provider) & (s->cap - 1);
+	for (;; i = (i + 1) & (s->cap - 1)) {
+		u = &s->uses[i];
+		if (u->store == NULL)
+			break;
+		if (same_key(u, store, scope, owner, provider)) {
+			u->count++;
+			if (when > u->last)
+				u->last = when;
+			goto out;
+		}
+	}
+	u->owner = owner != NULL ? strdup(owner) : NULL;
+	u->provider = strdup(provider);
+	if (u->provider == NULL || (owner != NULL && u->owner == NULL)) {
+		free(u->owner);
+		free(u->provider);
+		u->owner = u->provider = NULL;
+		goto out;
+	}
+	u->store = store;
+	u->scope = scope;
+	u->count = 1;
+	u->last = when;
+	s->n++;
+out:
+	pthread_mutex_unlock(&s->lock);
+}
+
+void kwi_usage_release(struct kwi_usage *s)
+{
+	if (s != NULL)
+		usage_unref(s);
+}
