@@ -48,6 +48,7 @@ static kw_status ctx_load(kw_ctx **out, const char *path, struct kwi_diag *d,
 	if (ctx == NULL)
 		return kwi_error(KW_ERR_NOMEM, "out of memory");
 	if (kwi_config_load(ctx, config_path(path), d) == KW_OK &&
+	    kwi_audit_open(ctx, d) == KW_OK &&
 	    kwi_backends_open(ctx, d, keep_going) == KW_OK &&
 	    kwi_usage_start(ctx) != KW_OK)
 		kwi_diag(d, KW_ERR_NOMEM, ctx->path, 0, "out of memory");
@@ -205,7 +206,27 @@ kw_status kw_resolve(kw_ctx *ctx, const kw_request *req, kw_secret **out)
 	rc = prepare(ctx, req, &in, &c);
 	if (rc != KW_OK)
 		return rc;
-	return kwi_walk(c, &in, NULL, out);
+	rc = kwi_walk(c, &in, NULL, out);
+	if (ctx->audit != NULL) {
+		char why[1024];
+
+		/* Writing the audit line must not lose the chain's message. */
+		snprintf(why, sizeof(why), "%s", kw_last_error());
+		if (kwi_audit_resolve(ctx, &in, rc, *out) != KW_OK &&
+		    *out != NULL) {
+			/* Not audited, so not handed out. */
+			snprintf(why, sizeof(why), "%s", kw_last_error());
+			(*out)->outcome = KW_UNUSED;
+			if ((*out)->charged != NULL)
+				kwi_quota_refund((*out)->charged);
+			kw_secret_free(*out);
+			*out = NULL;
+			return kwi_error(KW_ERR_IO, "%s", why);
+		}
+		if (rc != KW_OK)
+			kwi_error(rc, "%s", why);
+	}
+	return rc;
 }
 
 kw_status kw_explain(kw_ctx *ctx, const kw_request *req, kw_trace **out)

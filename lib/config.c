@@ -342,13 +342,7 @@ static void load_providers(struct loader *l, const config_setting_t *g)
 
 static void load_keyway(struct loader *l, const config_setting_t *g)
 {
-	static const struct {
-		const char *name;
-		const char *feature;
-	} later[] = {
-		{ "audit", "the audit trail is" },
-	};
-	const config_setting_t *master = NULL, *old = NULL;
+	const config_setting_t *master = NULL, *old = NULL, *audit = NULL;
 	int n;
 
 	if (!config_setting_is_group(g)) {
@@ -359,7 +353,6 @@ static void load_keyway(struct loader *l, const config_setting_t *g)
 	for (int i = 0; i < n; i++) {
 		const config_setting_t *s = config_setting_get_elem(g, i);
 		const char *name = config_setting_name(s);
-		size_t k;
 
 		if (strcmp(name, "master_key") == 0) {
 			master = s;
@@ -377,25 +370,23 @@ static void load_keyway(struct loader *l, const config_setting_t *g)
 			load_ledger(l, (config_setting_t *)s);
 			continue;
 		}
-		for (k = 0; k < sizeof(later) / sizeof(later[0]); k++)
-			if (strcmp(name, later[k].name) == 0)
-				break;
-		if (k < sizeof(later) / sizeof(later[0]))
-			problem(l, KW_ERR_UNSUPPORTED, s,
-				"keyway.%s: %s not available in keyway %s",
-				name, later[k].feature, PACKAGE_VERSION);
-		else
-			problem(l, KW_ERR_CONFIG, s,
-				"keyway: unknown setting \"%s\" (expected "
-				"master_key, old_master_keys, providers or "
-				"ledger)",
-				name);
+		if (strcmp(name, "audit") == 0) {
+			audit = s;
+			continue;
+		}
+		problem(l, KW_ERR_CONFIG, s,
+			"keyway: unknown setting \"%s\" (expected master_key, "
+			"old_master_keys, providers, ledger or audit)",
+			name);
 	}
 	if (master != NULL)
 		load_masters(l, master, old);
 	else if (old != NULL)
 		problem(l, KW_ERR_CONFIG, old,
 			"keyway.old_master_keys without keyway.master_key");
+	/* The audit trail keys its fingerprints with the master key. */
+	if (audit != NULL)
+		(void)kwi_audit_parse(l->ctx, audit, src_file(l, audit), l->d);
 }
 
 /* ---- backends: { } ---- */
@@ -1136,6 +1127,7 @@ void kwi_config_free(struct kw_ctx *ctx)
 		free(ctx->sources[i].value);
 	free(ctx->sources);
 	kwi_module_unload_all(ctx->modules);
+	kwi_audit_free(ctx);
 	kwi_keyrings_free(ctx);
 	for (size_t i = 0; i < ctx->nmasters; i++)
 		kwi_master_free(&ctx->masters[i]);

@@ -20,6 +20,9 @@
 
 #define KWI_UNUSED_RESULT __attribute__((warn_unused_result))
 
+struct kw_ctx;
+struct kwi_query_in;
+
 /* Five answers a backend gives, as the chain sees them. */
 enum kwi_answer {
 	KWI_FOUND = 0,
@@ -255,7 +258,24 @@ struct kw_ctx {
 	struct kw_instance *ledger;  /* NULL without keyway.ledger */
 	bool ledger_allow;           /* on_unavailable = "allow" */
 	struct kwi_usage *usage;     /* usage counts waiting to be written */
+	struct kwi_audit *audit;     /* NULL without keyway.audit */
 };
+
+/* ---- the audit trail (audit.c) ---- */
+
+struct kwi_audit;
+kw_status kwi_audit_parse(struct kw_ctx *ctx, const config_setting_t *g,
+			  const char *file, struct kwi_diag *d);
+/* Open the sink; after the master keys are loaded. */
+kw_status kwi_audit_open(struct kw_ctx *ctx, struct kwi_diag *d);
+void kwi_audit_free(struct kw_ctx *ctx);
+/* Record a resolve (s: the secret handed out, or NULL).  A failure to
+ * write is KW_ERR_IO unless keyway.audit.on_failure = "allow". */
+kw_status kwi_audit_resolve(struct kw_ctx *ctx, const struct kwi_query_in *in,
+			    kw_status result, const kw_secret *s);
+kw_status kwi_audit_change(struct kw_ctx *ctx, const kw_actor *actor,
+			   const char *op, const char *backend,
+			   const kw_store_key *k, kw_status result);
 
 /* The file libconfig read a setting from, as a usable path. */
 const char *kwi_source_path(struct kw_ctx *ctx, const config_setting_t *s);

@@ -231,6 +231,28 @@ static void describe(const kw_store_key *k, char *buf, size_t len)
 			 kw_scope_str(k->scope), k->owner, k->provider);
 }
 
+/*
+ * Record a change in the audit trail.  The change has been made; if it
+ * cannot be recorded, say so (unless on_failure = "allow").
+ */
+static kw_status audited(kw_ctx *ctx, const kw_actor *actor, const char *op,
+			 const struct kw_instance *b, const kw_store_key *k,
+			 kw_status rc)
+{
+	char why[1024];
+
+	if (ctx->audit == NULL)
+		return rc;
+	snprintf(why, sizeof(why), "%s", kw_last_error());
+	if (kwi_audit_change(ctx, actor, op, b->name, k, rc) != KW_OK &&
+	    rc == KW_OK)
+		return kwi_error(KW_ERR_IO, "%s was done but not audited: %s",
+				 op, kw_last_error());
+	if (rc != KW_OK)
+		kwi_error(rc, "%s", why);
+	return rc;
+}
+
 static kw_status failed(const struct kw_instance *b, kw_status st,
 			const kw_store_key *k, const struct kw_reply *r)
 {
@@ -274,7 +296,8 @@ kw_status kw_key_put(kw_ctx *ctx, const kw_actor *actor, const kw_key_ref *ref,
 	p.mode = mode;
 	kwi_reply_init(&r, b->name);
 	rc = b->module->op_put(b->state, &p, &r);
-	return rc == KW_OK ? KW_OK : failed(b, rc, &p.key, &r);
+	return audited(ctx, actor, mode == KW_PUT_ROTATE ? "rotate" : "put", b,
+		       &p.key, rc == KW_OK ? KW_OK : failed(b, rc, &p.key, &r));
 }
 
 kw_status kw_key_set_active(kw_ctx *ctx, const kw_actor *actor,
@@ -290,7 +313,8 @@ kw_status kw_key_set_active(kw_ctx *ctx, const kw_actor *actor,
 		return rc;
 	kwi_reply_init(&r, b->name);
 	rc = b->module->op_set_active(b->state, &k, active != 0, &r);
-	return rc == KW_OK ? KW_OK : failed(b, rc, &k, &r);
+	return audited(ctx, actor, active ? "enable" : "disable", b, &k,
+		       rc == KW_OK ? KW_OK : failed(b, rc, &k, &r));
 }
 
 kw_status kw_key_delete(kw_ctx *ctx, const kw_actor *actor,
@@ -306,7 +330,8 @@ kw_status kw_key_delete(kw_ctx *ctx, const kw_actor *actor,
 		return rc;
 	kwi_reply_init(&r, b->name);
 	rc = b->module->op_remove(b->state, &k, &r);
-	return rc == KW_OK ? KW_OK : failed(b, rc, &k, &r);
+	return audited(ctx, actor, "delete", b, &k,
+		       rc == KW_OK ? KW_OK : failed(b, rc, &k, &r));
 }
 
 struct list_walk {
@@ -411,10 +436,60 @@ kw_status kw_rekey(kw_ctx *ctx, const kw_actor *actor, const char *backend,
 	kwi_reply_init(&r, b->name);
 	rc = b->module->op_rekey(b->state, &n, &r);
 	if (rc != KW_OK)
-		return kwi_error(rc, "backend \"%s\": %s", b->name,
-				 r.detail[0] != '\0' ? r.detail
-						     : kw_status_str(rc));
+		rc = kwi_error(rc, "backend \"%s\": %s", b->name,
+			       r.detail[0] != '\0' ? r.detail
+						   : kw_status_str(rc));
+	rc = audited(ctx, actor, "rekey", b, NULL, rc);
+	if (rc != KW_OK)
+		return rc;
 	if (count != NULL)
 		*count = n;
 	return KW_OK;
+}
+
+struct usage_walk {
+	const kw_actor *actor;
+	kw_usage_fn *fn;
+	void *arg;
+};
+
+static kw_status usage_one(void *arg, const kw_usage_row *row)
+{
+	const struct usage_walk *w = arg;
+	const kw_actor *a = w->actor;
+
+	if (a->role != KW_ROLE_SYSADMIN &&
+	    !(same(a->org, row->org) &&
+	      (a->role == KW_ROLE_OWNER || a->role == KW_ROLE_ADMIN)) &&
+	    !same(a->user, row->user))
+		return KW_OK;
+	return w->fn(w->arg, row);
+}
+
+kw_status kw_usage(kw_ctx *ctx, const kw_actor *actor,
+		   const kw_usage_filter *filter, kw_usage_fn *fn, void *arg)
+{
+	struct usage_walk w = { actor, fn, arg };
+	static const kw_usage_filter all;
+	struct kw_instance *ledger;
+	struct kw_reply r;
+	kw_status rc;
+
+	rc = check_actor(actor);
+	if (rc != KW_OK)
+		return rc;
+	if (ctx == NULL || fn == NULL)
+		return kwi_error(KW_ERR_INVAL, "no context or no callback");
+	ledger = ctx->ledger;
+	if (ledger == NULL || ledger->module->op_usage == NULL)
+		return kwi_error(KW_ERR_UNSUPPORTED,
+				 "%s: no usage log (set keyway.ledger)",
+				 ctx->path);
+	kwi_reply_init(&r, ledger->name);
+	rc = ledger->module->op_usage(ledger->state,
+				      filter != NULL ? filter : &all,
+				      usage_one, &w, &r);
+	if (rc != KW_OK && r.detail[0] != '\0')
+		return kwi_error(rc, "keyway.ledger: %s", r.detail);
+	return rc;
 }

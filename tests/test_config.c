@@ -386,16 +386,16 @@ static struct bad_config bad_configs[] = {
 		.status = KW_ERR_CONFIG,
 	},
 	{
-		.name = "audit_not_available",
+		.name = "audit_without_master_key",
 		.text = "keyway: {\n"                           /* 1 */
 			"  audit: {\n"                          /* 2 */
 			"    sink = \"syslog\";\n"              /* 3 */
 			"  };\n"                                /* 4 */
 			"};\n"                                  /* 5 */
 			BACKEND_A CHAIN_A,
-		.expect = "%s/keyway.conf:2: keyway.audit: the audit trail is "
-			  "not available in keyway %V",
-		.status = KW_ERR_UNSUPPORTED,
+		.expect = "%s/keyway.conf:2: keyway.audit: key fingerprints "
+			  "are keyed with the master key: set keyway.master_key",
+		.status = KW_ERR_CONFIG,
 	},
 	{
 		.name = "keyway_unknown_setting",
@@ -405,7 +405,7 @@ static struct bad_config bad_configs[] = {
 			BACKEND_A CHAIN_A,
 		.expect = "%s/keyway.conf:2: keyway: unknown setting "
 			  "\"mster_key\" (expected master_key, "
-			  "old_master_keys, providers or ledger)",
+			  "old_master_keys, providers, ledger or audit)",
 		.status = KW_ERR_CONFIG,
 	},
 	{

@@ -368,6 +368,41 @@ KW_EXPORT KW_WARN_UNUSED kw_status kw_rekey(kw_ctx *ctx, const kw_actor *actor,
 					    const char *backend,
 					    uint64_t *count);
 
+/* ---- usage ---- */
+
+/* A row of the usage log: one per quota charge. */
+typedef struct kw_usage_row {
+	int64_t time;         /* seconds since the epoch */
+	const char *chain;
+	const char *backend;
+	const char *provider;
+	const char *user;     /* NULL if none */
+	const char *org;      /* NULL if none */
+	const char *outcome;  /* "admitted", "denied", "refunded" */
+} kw_usage_row;
+
+/* Which rows to read; NULL and 0 fields match everything. */
+typedef struct kw_usage_filter {
+	int64_t since;        /* time >= since */
+	int64_t until;        /* time < until; 0: no bound */
+	const char *user;
+	const char *org;
+	const char *backend;
+} kw_usage_filter;
+
+/* Called once per row, oldest first; a status other than KW_OK stops. */
+typedef kw_status kw_usage_fn(void *arg, const kw_usage_row *row);
+
+/*
+ * Read the usage log of keyway.ledger.  A system administrator sees every
+ * row, an org's owners and admins the rows of that org, anyone else the
+ * rows of their own user.  KW_ERR_UNSUPPORTED without a ledger that keeps
+ * a log.
+ */
+KW_EXPORT KW_WARN_UNUSED kw_status kw_usage(kw_ctx *ctx, const kw_actor *actor,
+					    const kw_usage_filter *filter,
+					    kw_usage_fn *fn, void *arg);
+
 /* Room kw_mask() needs for its longest output, NUL included. */
 #define KW_MASK_SIZE 16
 

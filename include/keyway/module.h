@@ -168,17 +168,6 @@ typedef struct kw_quota_slot {
 	uint64_t limit;
 } kw_quota_slot;
 
-/* A row of the usage log. */
-typedef struct kw_usage_row {
-	int64_t time;
-	const char *chain;
-	const char *backend;
-	const char *provider;
-	const char *user;     /* NULL if none */
-	const char *org;      /* NULL if none */
-	const char *outcome;  /* "admitted", "denied", "refunded" */
-} kw_usage_row;
-
 /*
  * A charge: admit one request against every slot, all or none, and log
  * the usage row, in one atomic step.
@@ -193,16 +182,6 @@ typedef struct kw_charge {
 	int64_t usage_id;     /* on KW_OK: the usage row, for refund() */
 } kw_charge;
 
-/* Which usage rows to read; NULL/0 fields match everything. */
-typedef struct kw_usage_filter {
-	int64_t since;
-	int64_t until;        /* 0: now */
-	const char *user;
-	const char *org;
-	const char *backend;
-} kw_usage_filter;
-
-typedef kw_status kw_usage_fn(void *arg, const kw_usage_row *row);
 
 /* A lookup.  Fields may be added at the end; check `size`. */
 typedef struct kw_query {
