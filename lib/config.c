@@ -198,6 +198,30 @@ static void check_includes(struct loader *l, const config_setting_t *s,
 
 static void load_ledger(struct loader *l, config_setting_t *g);
 
+/* The variables the master keys come from: a program that runs others
+ * (keyway exec) must not pass them on. */
+static void note_sensitive_env(struct kw_ctx *ctx)
+{
+	static const char *const always[] = { "KEYWAY_MASTER_KEY",
+					      "API_KEY_ENCRYPTION_KEY",
+					      "KEYWAY_PASSPHRASE" };
+	size_t n = 0, max = sizeof(ctx->sensitive_env) /
+			    sizeof(ctx->sensitive_env[0]) - 1;
+
+	for (size_t i = 0; i < sizeof(always) / sizeof(always[0]); i++)
+		ctx->sensitive_env[n++] = strdup(always[i]);
+	for (size_t i = 0; i < ctx->nmasters && n < max; i++) {
+		const struct kwi_master *m = &ctx->masters[i];
+		bool known = m->source == KWI_KEY_FILE;
+
+		for (size_t k = 0; k < n && !known; k++)
+			known = ctx->sensitive_env[k] != NULL &&
+				strcmp(ctx->sensitive_env[k], m->var) == 0;
+		if (!known)
+			ctx->sensitive_env[n++] = strdup(m->var);
+	}
+}
+
 /* keyway.master_key and keyway.old_master_keys. */
 static void load_masters(struct loader *l, const config_setting_t *cur,
 			 const config_setting_t *old)
@@ -258,6 +282,7 @@ static void load_providers(struct loader *l, const config_setting_t *g)
 	for (int i = 0; i < n; i++) {
 		const config_setting_t *p = config_setting_get_elem(g, i);
 		struct kwi_provider *pr = &ctx->providers[ctx->nproviders];
+		const struct kwi_provider *builtin;
 		const char *name = config_setting_name(p);
 		long long v;
 
@@ -276,10 +301,13 @@ static void load_providers(struct loader *l, const config_setting_t *g)
 				name);
 			continue;
 		}
+		/* An entry for a built-in provider changes what it sets and
+		 * keeps the rest. */
+		builtin = kwi_builtin_provider(name);
 		pr->name = strdup(name);
-		pr->prefix = strdup("");
-		pr->min_len = 8;
-		pr->max_len = 4096;
+		pr->prefix = strdup(builtin != NULL ? builtin->prefix : "");
+		pr->min_len = builtin != NULL ? builtin->min_len : 8;
+		pr->max_len = builtin != NULL ? builtin->max_len : 4096;
 		ctx->nproviders++;
 		if (pr->name == NULL || pr->prefix == NULL) {
 			problem(l, KW_ERR_NOMEM, p, "out of memory");
@@ -379,8 +407,10 @@ static void load_keyway(struct loader *l, const config_setting_t *g)
 			"old_master_keys, providers, ledger or audit)",
 			name);
 	}
-	if (master != NULL)
+	if (master != NULL) {
 		load_masters(l, master, old);
+		note_sensitive_env(l->ctx);
+	}
 	else if (old != NULL)
 		problem(l, KW_ERR_CONFIG, old,
 			"keyway.old_master_keys without keyway.master_key");
@@ -1128,6 +1158,10 @@ void kwi_config_free(struct kw_ctx *ctx)
 	free(ctx->sources);
 	kwi_module_unload_all(ctx->modules);
 	kwi_audit_free(ctx);
+	for (size_t i = 0; i < sizeof(ctx->sensitive_env) /
+				       sizeof(ctx->sensitive_env[0]);
+	     i++)
+		free(ctx->sensitive_env[i]);
 	kwi_keyrings_free(ctx);
 	for (size_t i = 0; i < ctx->nmasters; i++)
 		kwi_master_free(&ctx->masters[i]);

@@ -88,8 +88,13 @@ static kw_status load_material(struct kwi_master *m, struct kwi_diag *d)
 	switch (m->source) {
 	case KWI_KEY_ENV:
 		v = secure_getenv(m->var);
-		if (v == NULL && m->var_default)
+		if ((v == NULL || v[0] == '\0') && m->var_default) {
+			/* The name existing deployments use. */
 			v = secure_getenv("API_KEY_ENCRYPTION_KEY");
+			if (v != NULL && v[0] != '\0')
+				snprintf(m->var, sizeof(m->var), "%s",
+					 "API_KEY_ENCRYPTION_KEY");
+		}
 		if (v == NULL || v[0] == '\0') {
 			kwi_diag(d, KW_ERR_CONFIG, m->file, m->line,
 				 "%s: $%s is not set%s", m->what, m->var,

@@ -224,7 +224,7 @@ static void host_secure_free(void *p, size_t len)
 
 static int64_t host_now(void)
 {
-	return (int64_t)time(NULL);
+	return kwi_now();
 }
 
 static kw_status host_open_private(kw_instance *inst, const char *setting,

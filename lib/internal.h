@@ -177,6 +177,9 @@ struct kwi_provider {
 	size_t max_len;
 };
 
+/* A built-in provider format, or NULL. */
+const struct kwi_provider *kwi_builtin_provider(const char *name);
+
 /* Does value look like a key of this provider?  Says why not. */
 kw_status kwi_provider_check(const struct kw_ctx *ctx, const char *provider,
 			     const char *value, size_t len, char *why,
@@ -259,6 +262,7 @@ struct kw_ctx {
 	bool ledger_allow;           /* on_unavailable = "allow" */
 	struct kwi_usage *usage;     /* usage counts waiting to be written */
 	struct kwi_audit *audit;     /* NULL without keyway.audit */
+	char *sensitive_env[8];      /* variables holding master keys */
 };
 
 /* ---- the audit trail (audit.c) ---- */

@@ -37,17 +37,22 @@ static const struct kwi_provider builtin_providers[] = {
 	{ (char *)"google", (char *)"AIza", 30, 4096 },
 };
 
+const struct kwi_provider *kwi_builtin_provider(const char *name)
+{
+	for (size_t i = 0;
+	     i < sizeof(builtin_providers) / sizeof(builtin_providers[0]); i++)
+		if (strcmp(builtin_providers[i].name, name) == 0)
+			return &builtin_providers[i];
+	return NULL;
+}
+
 static const struct kwi_provider *find_provider(const struct kw_ctx *ctx,
 						const char *name)
 {
 	for (size_t i = 0; i < ctx->nproviders; i++)
 		if (strcmp(ctx->providers[i].name, name) == 0)
 			return &ctx->providers[i];
-	for (size_t i = 0;
-	     i < sizeof(builtin_providers) / sizeof(builtin_providers[0]); i++)
-		if (strcmp(builtin_providers[i].name, name) == 0)
-			return &builtin_providers[i];
-	return NULL;
+	return kwi_builtin_provider(name);
 }
 
 kw_status kwi_provider_check(const struct kw_ctx *ctx, const char *provider,
@@ -492,4 +497,9 @@ kw_status kw_usage(kw_ctx *ctx, const kw_actor *actor,
 	if (rc != KW_OK && r.detail[0] != '\0')
 		return kwi_error(rc, "keyway.ledger: %s", r.detail);
 	return rc;
+}
+
+const char *const *kw_sensitive_env(const kw_ctx *ctx)
+{
+	return ctx != NULL ? (const char *const *)ctx->sensitive_env : NULL;
 }

@@ -403,6 +403,14 @@ KW_EXPORT KW_WARN_UNUSED kw_status kw_usage(kw_ctx *ctx, const kw_actor *actor,
 					    const kw_usage_filter *filter,
 					    kw_usage_fn *fn, void *arg);
 
+/*
+ * The environment variables ctx read master keys or passphrases from, NULL
+ * terminated (or NULL when it reads none).  A program that runs others
+ * with the environment it was given must remove them first, as
+ * `keyway exec` does.  Valid until kw_close().
+ */
+KW_EXPORT const char *const *kw_sensitive_env(const kw_ctx *ctx);
+
 /* Room kw_mask() needs for its longest output, NUL included. */
 #define KW_MASK_SIZE 16
 
