@@ -12,6 +12,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pwd.h>
+#include <search.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -55,6 +56,13 @@ enum {
 
 #define SECONDS_PER_DAY 86400
 
+/* usage --alerts: today against the mean of the days before it. */
+#define ALERT_PAST_DAYS 7
+#define ALERT_DAYS (ALERT_PAST_DAYS + 1)
+
+/* Every --json output is indented alike. */
+#define JSON_FLAGS (JSON_INDENT(2) | JSON_PRESERVE_ORDER)
+
 struct command {
 	const char *name;
 	int (*run)(const struct command *cmd, int argc, char **argv,
@@ -79,6 +87,10 @@ struct args {
 	bool json;
 	bool due;               /* --due given */
 	int64_t due_days;
+	const char *since;      /* usage --since WHEN, as given */
+	const char *until;
+	const char *backend;    /* usage --backend */
+	bool alerts;
 	char **pos;             /* positional arguments */
 	int npos;
 };
@@ -93,7 +105,11 @@ enum {
 	OPT_OWNER,
 	OPT_NAME,
 	OPT_JSON,
-	OPT_DUE
+	OPT_DUE,
+	OPT_SINCE,
+	OPT_UNTIL,
+	OPT_BACKEND,
+	OPT_ALERTS
 };
 
 #define REQUEST_OPTIONS \
@@ -295,6 +311,18 @@ static int parse_args(const struct command *cmd, int argc, char **argv,
 		case OPT_DUE:
 			a->due = true;
 			rc = take_days(cmd->name, &a->due_days);
+			break;
+		case OPT_SINCE:
+			rc = take_value(cmd->name, "--since", &a->since);
+			break;
+		case OPT_UNTIL:
+			rc = take_value(cmd->name, "--until", &a->until);
+			break;
+		case OPT_BACKEND:
+			rc = take_value(cmd->name, "--backend", &a->backend);
+			break;
+		case OPT_ALERTS:
+			a->alerts = true;
 			break;
 		case 'o':
 			rc = take_value(cmd->name, "-o", &a->output);
@@ -611,6 +639,18 @@ static bool replaced(const char *env, const struct export *ex, size_t n)
 	return false;
 }
 
+/* Whether environment entry env holds a master key or passphrase that the
+ * configuration reads: the command must not inherit those. */
+static bool sensitive(const char *env, const char *const *names)
+{
+	size_t len = strcspn(env, "=");
+
+	for (; names != NULL && *names != NULL; names++)
+		if (strlen(*names) == len && memcmp(*names, env, len) == 0)
+			return true;
+	return false;
+}
+
 static int make_entry(struct export *e)
 {
 	size_t vlen = strlen(e->var), klen = kw_secret_len(e->key);
@@ -704,7 +744,8 @@ static int cmd_exec(const struct command *cmd, int argc, char **argv,
 	if (!envp)
 		goto out_nomem;
 	for (i = 0, j = 0; i < nenv; i++) {
-		if (!replaced(environ[i], ex, a.nproviders))
+		if (!replaced(environ[i], ex, a.nproviders) &&
+		    !sensitive(environ[i], kw_sensitive_env(ctx)))
 			envp[j++] = environ[i];
 	}
 	for (i = 0; i < a.nproviders; i++) {
@@ -1318,19 +1359,32 @@ nomem:
 	return KW_ERR_NOMEM;
 }
 
-/* t in UTC: the day, or ISO 8601 to the second; the number itself if the
- * calendar cannot hold it. */
-static void format_time(int64_t t, bool iso, char *buf, size_t size)
+enum time_style {
+	TIME_DAY,   /* 2025-01-31 */
+	TIME_ISO,   /* 2025-01-31T14:05:09Z */
+	TIME_TABLE  /* 2025-01-31 14:05:09Z */
+};
+
+/* t in UTC; the number itself if the calendar cannot hold it. */
+static void format_time(int64_t t, enum time_style style, char *buf,
+			size_t size)
 {
 	time_t tt = (time_t)t;
 	struct tm tm;
 	size_t n = 0;
 
 	if (gmtime_r(&tt, &tm)) {
-		if (iso)
-			n = strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
-		else
+		switch (style) {
+		case TIME_DAY:
 			n = strftime(buf, size, "%Y-%m-%d", &tm);
+			break;
+		case TIME_ISO:
+			n = strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+			break;
+		case TIME_TABLE:
+			n = strftime(buf, size, "%Y-%m-%d %H:%M:%SZ", &tm);
+			break;
+		}
 	}
 	if (n == 0)
 		snprintf(buf, size, "%" PRId64, t);
@@ -1368,7 +1422,7 @@ static void day_cell(int64_t t, char *buf, size_t size)
 	if (t == 0)
 		snprintf(buf, size, "never");
 	else
-		format_time(t, false, buf, size);
+		format_time(t, TIME_DAY, buf, size);
 }
 
 static void row_cells(const struct key_row *r, struct row_cells *c)
@@ -1388,35 +1442,44 @@ static void row_cells(const struct key_row *r, struct row_cells *c)
 	c->s[COL_ROTATED] = c->rotated;
 }
 
-static void print_cells(const char *const *s, const size_t *width)
+/* Grow each of the ncols column widths to fit s. */
+static void widen(size_t *width, const char *const *s, int ncols)
+{
+	size_t len;
+	int i;
+
+	for (i = 0; i < ncols; i++) {
+		len = strlen(s[i]);
+		if (len > width[i])
+			width[i] = len;
+	}
+}
+
+/* One table line: two spaces between columns, none after the last. */
+static void print_cells(const char *const *s, const size_t *width,
+			int ncols)
 {
 	int i;
 
-	for (i = 0; i < NCOLS - 1; i++)
+	for (i = 0; i < ncols - 1; i++)
 		printf("%-*s  ", (int)width[i], s[i]);
-	printf("%s\n", s[NCOLS - 1]);
+	printf("%s\n", s[ncols - 1]);
 }
 
 static void print_key_table(const struct key_rows *rows)
 {
 	struct row_cells c;
-	size_t width[NCOLS], len, i;
-	int col;
+	size_t width[NCOLS] = { 0 }, i;
 
-	for (col = 0; col < NCOLS; col++)
-		width[col] = strlen(ls_header[col]);
+	widen(width, ls_header, NCOLS);
 	for (i = 0; i < rows->n; i++) {
 		row_cells(&rows->v[i], &c);
-		for (col = 0; col < NCOLS; col++) {
-			len = strlen(c.s[col]);
-			if (len > width[col])
-				width[col] = len;
-		}
+		widen(width, c.s, NCOLS);
 	}
-	print_cells(ls_header, width);
+	print_cells(ls_header, width, NCOLS);
 	for (i = 0; i < rows->n; i++) {
 		row_cells(&rows->v[i], &c);
-		print_cells(c.s, width);
+		print_cells(c.s, width, NCOLS);
 	}
 }
 
@@ -1433,7 +1496,7 @@ static json_t *json_time(int64_t t)
 
 	if (t == 0)
 		return json_null();
-	format_time(t, true, buf, sizeof(buf));
+	format_time(t, TIME_ISO, buf, sizeof(buf));
 	return json_string(buf);
 }
 
@@ -1481,7 +1544,7 @@ static int print_key_json(const struct key_rows *rows)
 		if (!o || json_array_append_new(list, o) != 0)
 			goto out;
 	}
-	text = json_dumps(list, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	text = json_dumps(list, JSON_FLAGS);
 	if (!text)
 		goto out;
 	puts(text);
@@ -1595,6 +1658,754 @@ static int cmd_rekey(const struct command *cmd, int argc, char **argv,
 	       count == 1 ? "" : "s", a.pos[0]);
 	rc = EXIT_OK;
 out:
+	kw_close(ctx);
+	free(user);
+	return rc;
+}
+
+/* ---- usage: the usage log of keyway.ledger ---- */
+
+/* The start of the UTC day that holds t. */
+static int64_t day_start(int64_t t)
+{
+	int64_t r = t % SECONDS_PER_DAY;
+
+	return t - (r < 0 ? r + SECONDS_PER_DAY : r);
+}
+
+/* Read exactly n digits at *p and move past them. */
+static bool take_digits(const char **p, int n, int *value)
+{
+	int i, v = 0;
+
+	for (i = 0; i < n; i++) {
+		if ((*p)[i] < '0' || (*p)[i] > '9')
+			return false;
+		v = v * 10 + ((*p)[i] - '0');
+	}
+	*p += n;
+	*value = v;
+	return true;
+}
+
+/* "YYYY-MM-DD" (midnight) or "YYYY-MM-DDTHH:MM:SSZ", in UTC. */
+static bool parse_utc(const char *s, int64_t *t)
+{
+	struct tm tm = { 0 }, back;
+	int year, mon, day, hour = 0, min = 0, sec = 0;
+	time_t tt;
+
+	if (!take_digits(&s, 4, &year) || *s++ != '-' ||
+	    !take_digits(&s, 2, &mon) || *s++ != '-' ||
+	    !take_digits(&s, 2, &day))
+		return false;
+	if (*s == 'T') {
+		s++;
+		if (!take_digits(&s, 2, &hour) || *s++ != ':' ||
+		    !take_digits(&s, 2, &min) || *s++ != ':' ||
+		    !take_digits(&s, 2, &sec) || *s++ != 'Z')
+			return false;
+	}
+	if (*s != '\0')
+		return false;
+	tm.tm_year = year - 1900;
+	tm.tm_mon = mon - 1;
+	tm.tm_mday = day;
+	tm.tm_hour = hour;
+	tm.tm_min = min;
+	tm.tm_sec = sec;
+	tt = timegm(&tm);
+	/* timegm() makes 02-30 into 03-02: a time that moved did not exist. */
+	if (!gmtime_r(&tt, &back) || back.tm_year != year - 1900 ||
+	    back.tm_mon != mon - 1 || back.tm_mday != day ||
+	    back.tm_hour != hour || back.tm_min != min || back.tm_sec != sec)
+		return false;
+	*t = (int64_t)tt;
+	return true;
+}
+
+/* "30m", "24h", "7d": that long before now, but not before 1970. */
+static bool parse_ago(const char *s, int64_t now, int64_t *t)
+{
+	unsigned long long v;
+	int64_t unit;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || end[0] == '\0' || end[1] != '\0')
+		return false;
+	switch (end[0]) {
+	case 'm':
+		unit = 60;
+		break;
+	case 'h':
+		unit = 3600;
+		break;
+	case 'd':
+		unit = SECONDS_PER_DAY;
+		break;
+	default:
+		return false;
+	}
+	if (v > (unsigned long long)(now / unit))
+		*t = 0;
+	else
+		*t = now - (int64_t)v * unit;
+	return true;
+}
+
+static int take_when(const char *cmd, const char *opt, const char *value,
+		     int64_t now, int64_t *t)
+{
+	if (parse_ago(value, now, t))
+		return GO_ON;
+	if (!parse_utc(value, t))
+		return usage_error(cmd, "%s: \"%s\" is not a date (YYYY-MM-DD), "
+				   "a UTC time (YYYY-MM-DDTHH:MM:SSZ) or a "
+				   "duration (30m, 24h, 7d)", opt, value);
+	/* The log has nothing older, and 0 means "no bound" to kw_usage. */
+	if (*t < 0)
+		return usage_error(cmd, "%s: \"%s\" is before 1970", opt, value);
+	return GO_ON;
+}
+
+/* The period of the filter: --since (default today), --until (none). */
+static int usage_period(const char *cmd, const struct args *a, int64_t now,
+			kw_usage_filter *f)
+{
+	int rc;
+
+	f->since = day_start(now);
+	f->until = 0;
+	if (a->since) {
+		rc = take_when(cmd, "--since", a->since, now, &f->since);
+		if (rc != GO_ON)
+			return rc;
+	}
+	if (a->until) {
+		rc = take_when(cmd, "--until", a->until, now, &f->until);
+		if (rc != GO_ON)
+			return rc;
+	}
+	/* Both are ignored there, so their order does not matter. */
+	if (a->alerts || !a->until || f->until > f->since)
+		return GO_ON;
+	if (a->since)
+		return usage_error(cmd, "--until \"%s\" is not after --since "
+				   "\"%s\"", a->until, a->since);
+	return usage_error(cmd, "--until \"%s\" is not after the start of "
+			   "today (UTC), the default --since", a->until);
+}
+
+/*
+ * What a walk of the log gathers.  The summary and the alerts keep their
+ * tallies both in a tree, to find one again for each row, and in a list,
+ * to sort them afterwards; the rows themselves are not kept, since a busy
+ * host logs millions a day.
+ */
+struct usage_read {
+	int64_t start;   /* --alerts: the first of the ALERT_DAYS days */
+	void *tree;
+	void **v;
+	size_t n;
+	size_t cap;
+	size_t nrows;    /* --json: rows written */
+	enum {
+		USAGE_OK,
+		USAGE_NOMEM,
+		USAGE_JSON,   /* a row jansson would not encode */
+		USAGE_WRITE
+	} failed;
+	int err;         /* errno of a failed write */
+};
+
+/* Every tally is in the tree, so tdestroy() frees them all. */
+static void usage_read_free(struct usage_read *u)
+{
+	tdestroy(u->tree, free);
+	u->tree = NULL;
+	free(u->v);
+	u->v = NULL;
+	u->n = u->cap = 0;
+}
+
+/* Add item to the tree and the list; on failure the caller still owns
+ * it. */
+static bool tally_add(struct usage_read *u, void *item,
+		      int (*cmp)(const void *, const void *))
+{
+	void **grown;
+	size_t cap;
+
+	if (u->n == u->cap) {
+		cap = u->cap ? 2 * u->cap : 64;
+		grown = reallocarray(u->v, cap, sizeof(*grown));
+		if (!grown)
+			return false;
+		u->v = grown;
+		u->cap = cap;
+	}
+	if (!tsearch(item, &u->tree, cmp))
+		return false;
+	u->v[u->n++] = item;
+	return true;
+}
+
+/* strcmp() that puts NULL, "none", after every name. */
+static int cmp_name(const char *a, const char *b)
+{
+	if (!a || !b)
+		return (a == NULL) - (b == NULL);
+	return strcmp(a, b);
+}
+
+/* Copy s to *p and move *p past it; NULL stays NULL. */
+static const char *keep_text(char **p, const char *s)
+{
+	char *copy = *p;
+	size_t len;
+
+	if (!s)
+		return NULL;
+	len = strlen(s) + 1;
+	memcpy(copy, s, len);
+	*p += len;
+	return copy;
+}
+
+static size_t text_size(const char *s)
+{
+	return s ? strlen(s) + 1 : 0;
+}
+
+/* One line of the summary. */
+struct usage_group {
+	const char *user;     /* NULL if none */
+	const char *org;      /* NULL if none */
+	const char *backend;
+	const char *provider;
+	uint64_t admitted;
+	uint64_t denied;
+	uint64_t refunded;
+	int64_t last;
+	char text[];          /* the names above point here */
+};
+
+/* The order of the summary: user, backend, provider, and org to break
+ * the tie. */
+static int cmp_group(const void *pa, const void *pb)
+{
+	const struct usage_group *a = pa, *b = pb;
+	int c;
+
+	c = cmp_name(a->user, b->user);
+	if (c == 0)
+		c = cmp_name(a->backend, b->backend);
+	if (c == 0)
+		c = cmp_name(a->provider, b->provider);
+	if (c == 0)
+		c = cmp_name(a->org, b->org);
+	return c;
+}
+
+static int cmp_group_ptr(const void *pa, const void *pb)
+{
+	return cmp_group(*(void *const *)pa, *(void *const *)pb);
+}
+
+static struct usage_group *new_group(const struct usage_group *key)
+{
+	struct usage_group *g;
+	char *p;
+
+	g = calloc(1, sizeof(*g) + text_size(key->user) +
+		      text_size(key->org) + text_size(key->backend) +
+		      text_size(key->provider));
+	if (!g)
+		return NULL;
+	p = g->text;
+	g->user = keep_text(&p, key->user);
+	g->org = keep_text(&p, key->org);
+	g->backend = keep_text(&p, key->backend);
+	g->provider = keep_text(&p, key->provider);
+	return g;
+}
+
+static kw_status tally_group(void *arg, const kw_usage_row *row)
+{
+	struct usage_read *u = arg;
+	struct usage_group key = {
+		.user = row->user,
+		.org = row->org,
+		.backend = str(row->backend),
+		.provider = str(row->provider)
+	};
+	struct usage_group *g;
+	void *found;
+	const char *outcome = str(row->outcome);
+
+	found = tfind(&key, &u->tree, cmp_group);
+	if (found) {
+		g = *(struct usage_group **)found;
+	} else {
+		g = new_group(&key);
+		if (!g || !tally_add(u, g, cmp_group)) {
+			free(g);
+			u->failed = USAGE_NOMEM;
+			return KW_ERR_NOMEM;
+		}
+		g->last = row->time;
+	}
+	if (strcmp(outcome, "admitted") == 0)
+		g->admitted++;
+	else if (strcmp(outcome, "denied") == 0)
+		g->denied++;
+	else if (strcmp(outcome, "refunded") == 0)
+		g->refunded++;
+	if (row->time > g->last)
+		g->last = row->time;
+	return KW_OK;
+}
+
+enum {
+	UCOL_USER,
+	UCOL_ORG,
+	UCOL_BACKEND,
+	UCOL_PROVIDER,
+	UCOL_ADMITTED,
+	UCOL_DENIED,
+	UCOL_REFUNDED,
+	UCOL_LAST,
+	NUCOLS
+};
+
+static const char *const usage_header[NUCOLS] = {
+	"USER", "ORG", "BACKEND", "PROVIDER", "ADMITTED", "DENIED",
+	"REFUNDED", "LAST"
+};
+
+struct usage_cells {
+	const char *s[NUCOLS];
+	char admitted[24];
+	char denied[24];
+	char refunded[24];
+	char last[32];
+};
+
+static void usage_cells(const struct usage_group *g, struct usage_cells *c)
+{
+	snprintf(c->admitted, sizeof(c->admitted), "%" PRIu64, g->admitted);
+	snprintf(c->denied, sizeof(c->denied), "%" PRIu64, g->denied);
+	snprintf(c->refunded, sizeof(c->refunded), "%" PRIu64, g->refunded);
+	format_time(g->last, TIME_TABLE, c->last, sizeof(c->last));
+	c->s[UCOL_USER] = g->user ? g->user : "-";
+	c->s[UCOL_ORG] = g->org ? g->org : "-";
+	c->s[UCOL_BACKEND] = g->backend;
+	c->s[UCOL_PROVIDER] = g->provider;
+	c->s[UCOL_ADMITTED] = c->admitted;
+	c->s[UCOL_DENIED] = c->denied;
+	c->s[UCOL_REFUNDED] = c->refunded;
+	c->s[UCOL_LAST] = c->last;
+}
+
+static void print_usage_table(struct usage_read *u)
+{
+	struct usage_cells c;
+	size_t width[NUCOLS] = { 0 }, i;
+
+	qsort(u->v, u->n, sizeof(*u->v), cmp_group_ptr);
+	widen(width, usage_header, NUCOLS);
+	for (i = 0; i < u->n; i++) {
+		usage_cells(u->v[i], &c);
+		widen(width, c.s, NUCOLS);
+	}
+	print_cells(usage_header, width, NUCOLS);
+	for (i = 0; i < u->n; i++) {
+		usage_cells(u->v[i], &c);
+		print_cells(c.s, width, NUCOLS);
+	}
+}
+
+/* json_object_set_new() takes value even when it fails, NULL included. */
+static json_t *usage_row_json(const kw_usage_row *row)
+{
+	char when[48];
+	json_t *o = json_object();
+
+	if (!o)
+		return NULL;
+	format_time(row->time, TIME_ISO, when, sizeof(when));
+	if (json_object_set_new(o, "time", json_string(when)) ||
+	    json_object_set_new(o, "chain", json_str_or_null(row->chain)) ||
+	    json_object_set_new(o, "backend",
+				json_str_or_null(row->backend)) ||
+	    json_object_set_new(o, "provider",
+				json_str_or_null(row->provider)) ||
+	    json_object_set_new(o, "user", json_str_or_null(row->user)) ||
+	    json_object_set_new(o, "org", json_str_or_null(row->org)) ||
+	    json_object_set_new(o, "outcome",
+				json_str_or_null(row->outcome))) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* Write text with each line after the first indented by two spaces: an
+ * object dumped on its own then reads as an element of its array. */
+static int put_indented(const char *text)
+{
+	for (; *text; text++) {
+		if (putchar(*text) == EOF)
+			return -1;
+		if (*text == '\n' && fputs("  ", stdout) == EOF)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * --json writes each row as it comes, as json_dumps() would lay out the
+ * whole array, rather than hold the period's rows in memory; the array is
+ * closed by end_json_rows().
+ */
+static kw_status write_json_row(void *arg, const kw_usage_row *row)
+{
+	struct usage_read *u = arg;
+	char *text = NULL;
+	json_t *o;
+
+	o = usage_row_json(row);
+	if (o)
+		text = json_dumps(o, JSON_FLAGS);
+	json_decref(o);
+	if (!text) {
+		u->failed = USAGE_JSON;
+		return KW_ERR_INVAL;
+	}
+	if (fputs(u->nrows == 0 ? "[\n  " : ",\n  ", stdout) == EOF ||
+	    put_indented(text) != 0) {
+		u->err = errno;
+		u->failed = USAGE_WRITE;
+		free(text);
+		return KW_ERR_IO;
+	}
+	u->nrows++;
+	free(text);
+	return KW_OK;
+}
+
+static void end_json_rows(const struct usage_read *u)
+{
+	fputs(u->nrows == 0 ? "[]\n" : "\n]\n", stdout);
+}
+
+/* One user's admitted requests per UTC day; the last day is today. */
+struct usage_user {
+	const char *user;    /* NULL if none */
+	uint64_t day[ALERT_DAYS];
+	char text[];
+};
+
+static int cmp_user(const void *pa, const void *pb)
+{
+	const struct usage_user *a = pa, *b = pb;
+
+	return cmp_name(a->user, b->user);
+}
+
+static kw_status tally_user(void *arg, const kw_usage_row *row)
+{
+	struct usage_read *u = arg;
+	struct usage_user key = { .user = row->user };
+	struct usage_user *uu;
+	void *found;
+	char *p;
+	int64_t day;
+
+	if (strcmp(str(row->outcome), "admitted") != 0 ||
+	    row->time < u->start)
+		return KW_OK;
+	day = (row->time - u->start) / SECONDS_PER_DAY;
+	if (day >= ALERT_DAYS)
+		return KW_OK;
+
+	found = tfind(&key, &u->tree, cmp_user);
+	if (found) {
+		uu = *(struct usage_user **)found;
+	} else {
+		uu = calloc(1, sizeof(*uu) + text_size(row->user));
+		if (uu) {
+			/* Named before it goes in the tree, which sorts by
+			 * name. */
+			p = uu->text;
+			uu->user = keep_text(&p, row->user);
+		}
+		if (!uu || !tally_add(u, uu, cmp_user)) {
+			free(uu);
+			u->failed = USAGE_NOMEM;
+			return KW_ERR_NOMEM;
+		}
+	}
+	uu->day[day]++;
+	return KW_OK;
+}
+
+static uint64_t user_today(const struct usage_user *uu)
+{
+	return uu->day[ALERT_DAYS - 1];
+}
+
+static uint64_t user_past(const struct usage_user *uu)
+{
+	uint64_t sum = 0;
+	int i;
+
+	for (i = 0; i < ALERT_PAST_DAYS; i++)
+		sum += uu->day[i];
+	return sum;
+}
+
+/* More than twice the daily mean of the past days, in integers:
+ * today > 2 * past / 7. */
+static bool user_alerts(const struct usage_user *uu)
+{
+	return user_today(uu) * ALERT_PAST_DAYS > 2 * user_past(uu);
+}
+
+/* Busiest first; then by name, so that the order never depends on the
+ * log's. */
+static int cmp_alert_ptr(const void *pa, const void *pb)
+{
+	const struct usage_user *a = *(void *const *)pa;
+	const struct usage_user *b = *(void *const *)pb;
+	uint64_t ta = user_today(a), tb = user_today(b);
+
+	if (ta != tb)
+		return ta > tb ? -1 : 1;
+	return cmp_name(a->user, b->user);
+}
+
+/* Keep the users that alert, busiest first. */
+static void select_alerts(struct usage_read *u)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < u->n; i++) {
+		if (user_alerts(u->v[i]))
+			u->v[n++] = u->v[i];
+	}
+	/* The others stay in the tree, which frees them. */
+	u->n = n;
+	qsort(u->v, u->n, sizeof(*u->v), cmp_alert_ptr);
+}
+
+enum {
+	ACOL_USER,
+	ACOL_TODAY,
+	ACOL_MEAN,
+	ACOL_RATIO,
+	NACOLS
+};
+
+static const char *const alert_header[NACOLS] = {
+	"USER", "TODAY", "MEAN-7D", "RATIO"
+};
+
+struct alert_cells {
+	const char *s[NACOLS];
+	char today[24];
+	char mean[32];
+	char ratio[32];
+};
+
+static void alert_cells(const struct usage_user *uu, struct alert_cells *c)
+{
+	uint64_t today = user_today(uu), past = user_past(uu);
+
+	snprintf(c->today, sizeof(c->today), "%" PRIu64, today);
+	snprintf(c->mean, sizeof(c->mean), "%.1f",
+		 (double)past / ALERT_PAST_DAYS);
+	if (past == 0)
+		snprintf(c->ratio, sizeof(c->ratio), "new");
+	else
+		snprintf(c->ratio, sizeof(c->ratio), "%.1fx",
+			 (double)today * ALERT_PAST_DAYS / (double)past);
+	c->s[ACOL_USER] = uu->user ? uu->user : "-";
+	c->s[ACOL_TODAY] = c->today;
+	c->s[ACOL_MEAN] = c->mean;
+	c->s[ACOL_RATIO] = c->ratio;
+}
+
+static void print_alert_table(const struct usage_read *u)
+{
+	struct alert_cells c;
+	size_t width[NACOLS] = { 0 }, i;
+
+	widen(width, alert_header, NACOLS);
+	for (i = 0; i < u->n; i++) {
+		alert_cells(u->v[i], &c);
+		widen(width, c.s, NACOLS);
+	}
+	print_cells(alert_header, width, NACOLS);
+	for (i = 0; i < u->n; i++) {
+		alert_cells(u->v[i], &c);
+		print_cells(c.s, width, NACOLS);
+	}
+}
+
+static json_t *alert_json(const struct usage_user *uu)
+{
+	uint64_t today = user_today(uu), past = user_past(uu);
+	json_t *o = json_object();
+
+	if (!o)
+		return NULL;
+	if (json_object_set_new(o, "user", json_str_or_null(uu->user)) ||
+	    json_object_set_new(o, "today",
+				json_integer(today > (uint64_t)INT64_MAX ?
+					     (json_int_t)INT64_MAX :
+					     (json_int_t)today)) ||
+	    json_object_set_new(o, "mean_7d",
+				json_real((double)past /
+					  ALERT_PAST_DAYS)) ||
+	    json_object_set_new(o, "ratio",
+				past == 0 ? json_null() :
+				json_real((double)today * ALERT_PAST_DAYS /
+					  (double)past))) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+static int print_alert_json(const struct usage_read *u)
+{
+	json_t *list, *o;
+	char *text = NULL;
+	size_t i;
+	int rc = EXIT_ERR;
+
+	list = json_array();
+	if (!list)
+		goto out;
+	for (i = 0; i < u->n; i++) {
+		o = alert_json(u->v[i]);
+		if (!o || json_array_append_new(list, o) != 0)
+			goto out;
+	}
+	text = json_dumps(list, JSON_FLAGS);
+	if (!text)
+		goto out;
+	puts(text);
+	rc = EXIT_OK;
+out:
+	if (rc != EXIT_OK)
+		fprintf(stderr, "keyway: usage: cannot encode the alerts as "
+			"JSON (out of memory, or a user name that is not "
+			"UTF-8)\n");
+	free(text);
+	json_decref(list);
+	return rc;
+}
+
+/* Say why the walk stopped, if it was our doing; GO_ON if it was not. */
+static int usage_read_error(const struct usage_read *u)
+{
+	switch (u->failed) {
+	case USAGE_OK:
+		return GO_ON;
+	case USAGE_NOMEM:
+		fprintf(stderr, "keyway: usage: out of memory\n");
+		break;
+	case USAGE_JSON:
+		fprintf(stderr, "keyway: usage: cannot encode a row as JSON "
+			"(out of memory, or a field that is not UTF-8)\n");
+		break;
+	case USAGE_WRITE:
+		fprintf(stderr, "keyway: write error: %s\n",
+			strerror(u->err));
+		/* Reported: finish() need not say it again. */
+		clearerr(stdout);
+		break;
+	}
+	return EXIT_ERR;
+}
+
+static int cmd_usage(const struct command *cmd, int argc, char **argv,
+		     const char *config)
+{
+	static const struct option longopts[] = {
+		{ "since", required_argument, NULL, OPT_SINCE },
+		{ "until", required_argument, NULL, OPT_UNTIL },
+		{ "user", required_argument, NULL, OPT_USER },
+		{ "org", required_argument, NULL, OPT_ORG },
+		{ "backend", required_argument, NULL, OPT_BACKEND },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "alerts", no_argument, NULL, OPT_ALERTS },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct args a = { 0 };
+	kw_actor actor = KW_ACTOR_INIT;
+	kw_usage_filter filter = { 0 };
+	struct usage_read u = { 0 };
+	int64_t now = (int64_t)time(NULL);
+	kw_usage_fn *fn;
+	char *user = NULL;
+	kw_ctx *ctx = NULL;
+	kw_status st;
+	int rc;
+
+	rc = parse_args(cmd, argc, argv, ":h", longopts, &a);
+	if (rc == GO_ON)
+		rc = no_arguments(cmd, &a);
+	if (rc == GO_ON)
+		rc = usage_period(cmd->name, &a, now, &filter);
+	if (rc != GO_ON)
+		return rc;
+	filter.user = a.user;
+	filter.org = a.org;
+	filter.backend = a.backend;
+	if (a.alerts) {
+		u.start = day_start(now) - ALERT_PAST_DAYS * SECONDS_PER_DAY;
+		filter.since = u.start;
+		filter.until = u.start + ALERT_DAYS * SECONDS_PER_DAY;
+		fn = tally_user;
+	} else if (a.json) {
+		fn = write_json_row;
+	} else {
+		fn = tally_group;
+	}
+
+	rc = open_as_admin(cmd->name, config, &ctx, &actor, &user);
+	if (rc != GO_ON)
+		goto out;
+	st = kw_usage(ctx, &actor, &filter, fn, &u);
+	rc = usage_read_error(&u);
+	if (rc != GO_ON)
+		goto out;
+	if (st != KW_OK) {
+		rc = lib_error(st);
+		goto out;
+	}
+	rc = EXIT_OK;
+	if (a.alerts) {
+		select_alerts(&u);
+		if (a.json)
+			rc = print_alert_json(&u);
+		else
+			print_alert_table(&u);
+	} else if (a.json) {
+		end_json_rows(&u);
+	} else {
+		print_usage_table(&u);
+	}
+out:
+	usage_read_free(&u);
 	kw_close(ctx);
 	free(user);
 	return rc;
@@ -1931,6 +2742,51 @@ static const struct command commands[] = {
 		"      --due[=DAYS]  only the keys last set more than DAYS days "
 		"ago (default\n"
 		"                    90): those due for rotation\n"
+		HELP_HELP_OPTION
+	},
+	{
+		"usage", cmd_usage,
+		"usage [--since WHEN] [--until WHEN] [--user U] [--org O] "
+		"[--backend B] [--json] [--alerts]",
+		"summarise the usage log, or flag unusual use",
+		"Summarise the usage log of keyway.ledger over a period: one "
+		"line per user,\n"
+		"organization, backend and provider, sorted by user, backend "
+		"and provider,\n"
+		"under the header USER ORG BACKEND PROVIDER ADMITTED DENIED "
+		"REFUNDED LAST.\n"
+		"LAST is the time of the latest request, times are UTC, and "
+		"USER and ORG are\n"
+		"\"-\" when there is none.\n"
+		"WHEN is a date (2025-01-31, from midnight UTC), a UTC "
+		"time\n"
+		"(2025-01-31T14:00:00Z), or a duration back from now (30m, "
+		"24h, 7d).\n"
+		"Acts as the administrator of the host, who sees every "
+		"request.\n"
+		"\n"
+		"Options:\n"
+		"      --since=WHEN  from WHEN on (default: the start of today, "
+		"UTC)\n"
+		"      --until=WHEN  up to WHEN, excluded (default: no end)\n"
+		"      --user=U      only the requests of user U\n"
+		"      --org=O       only the requests of organization O\n"
+		"      --backend=B   only the requests charged to backend B\n"
+		"      --json        print the requests of the period as a JSON "
+		"array of\n"
+		"                    objects instead, with times in ISO 8601 "
+		"and null for\n"
+		"                    none\n"
+		"      --alerts      list instead the users whose admitted "
+		"requests today\n"
+		"                    exceed twice their daily mean over the 7 "
+		"days before,\n"
+		"                    under the header USER TODAY MEAN-7D RATIO "
+		"(\"new\" when\n"
+		"                    the mean is 0), busiest first, or with "
+		"--json as an\n"
+		"                    array of objects; ignores --since and "
+		"--until\n"
 		HELP_HELP_OPTION
 	},
 	{

@@ -113,6 +113,8 @@ static kw_status load_material(struct kwi_master *m, struct kwi_diag *d)
 		return KW_OK;
 	case KWI_KEY_FILE:
 		rc = kwi_open_private(m->path, &fd, why, sizeof(why));
+		if (rc == KW_ERR_NOTFOUND)
+			rc = KW_ERR_CONFIG;
 		if (rc != KW_OK) {
 			kwi_diag(d, rc, m->file, m->line, "%s: %s", m->what,
 				 why);

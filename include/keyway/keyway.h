@@ -125,7 +125,9 @@ KW_EXPORT void kw_request_init(kw_request *req);
  * On success *ctx must be released with kw_close().
  *
  * Statuses: KW_OK, KW_ERR_CONFIG, KW_ERR_MODULE, KW_ERR_PERM, KW_ERR_IO,
- * KW_ERR_NOMEM, KW_ERR_INVAL.
+ * KW_ERR_NOMEM, KW_ERR_INVAL, KW_ERR_CRYPTO (a store sealed under a master
+ * key that is not configured), KW_ERR_BACKEND (a backend that failed to
+ * open).
  */
 KW_EXPORT KW_WARN_UNUSED kw_status kw_open(kw_ctx **ctx, const char *config_path);
 
