@@ -1,0 +1,2032 @@
+/*
+ * test_seal.c - sealed storage seen from outside: a store file altered byte
+ * by byte, ciphertexts moved between rows, scopes and stores, the wrong
+ * master key, rekeying under load (threads and processes), every source of
+ * a master key, key ids, and what a store file holds at rest.
+ *
+ * The store file is opened directly with SQLite to read and alter what
+ * keyway wrote, as an attacker with the file (but not the master key)
+ * could.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include <keyway/keyway.h>
+
+#include "testutil.h"
+
+/*
+ * Master keys and their ids: HMAC-SHA256(key, "keyway master key id v1"),
+ * first 8 bytes, computed independently.  The ids are stored in every
+ * record, so they must never change for a given key.
+ */
+#define KEY_A "000102030405060708090a0b0c0d0e0f" \
+	      "101112131415161718191a1b1c1d1e1f"
+#define KEY_A_ID "d6b77ad7fe930f7c"
+#define KEY_B "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf" \
+	      "b0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+#define KEY_B_ID "5b7d47751ce4a73d"
+#define KEY_C "5eab5eab5eab5eab5eab5eab5eab5eab" \
+	      "5eab5eab5eab5eab5eab5eab5eab5eab"
+#define KEY_C_ID "d3536cb6720357b9"
+
+/*
+ * A passphrase and a salt with the key ids it must give: Argon2id
+ * (t = 2, m = 19 MiB, p = 1) and PBKDF2-HMAC-SHA256 (600,000 iterations),
+ * computed independently.  A store sealed under a passphrase depends on
+ * exactly these parameters.
+ */
+#define PASS "correct horse battery staple"
+#define PASS_ARGON2_ID "61934e7999155adf"
+#define PASS_PBKDF2_ID "1216ca240f50c18a"
+static const unsigned char pass_salt[16] = {
+	0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47,
+	0x48, 0x49, 0x4a, 0x4b, 0x4c, 0x4d, 0x4e, 0x4f,
+};
+
+#define FALLBACK_VALUE "sk-ant-fallback-must-not-be-handed-out"
+
+/* Every variable a test may set; cleared around each test. */
+static const char *const test_vars[] = {
+	"KEYWAY_MASTER_KEY", "API_KEY_ENCRYPTION_KEY", "KEYWAY_PASSPHRASE",
+	"KWSEAL_OLD", "KWSEAL_KEY", "KWSEAL_PASS", "KWSEAL_FALLBACK",
+};
+
+/*
+ * The configuration write_conf() writes: three sqlite backends (one per
+ * scope) on one file, each first in its chain, with an env fallback behind
+ * it that would answer if the chain went on.
+ */
+#define MASTER_LINE 2
+#define ORG_LINE 6
+#define ORG_PATH_LINE 7
+static const char conf_fmt[] =
+	"keyway: {\n"                                                /* 1 */
+	"  %s\n"                                                     /* 2 */
+	"  %s\n"                                                     /* 3 */
+	"};\n"                                                       /* 4 */
+	"backends: {\n"                                              /* 5 */
+	"  org_keys: { module = \"sqlite\"; scope = \"org\";\n"      /* 6 */
+	"    path = \"%s\"; };\n"                                    /* 7 */
+	"  user_keys: { module = \"sqlite\"; scope = \"user\";\n"    /* 8 */
+	"    path = \"%s\"; };\n"                                    /* 9 */
+	"  sys_keys: { module = \"sqlite\"; scope = \"system\";\n"   /* 10 */
+	"    path = \"%s\"; };\n"                                    /* 11 */
+	"  fallback: { module = \"env\";\n"                          /* 12 */
+	"    vars = { anthropic = \"KWSEAL_FALLBACK\";\n"            /* 13 */
+	"             openai = \"KWSEAL_FALLBACK\"; }; };\n"         /* 14 */
+	"};\n"
+	"chains: {\n"
+	"  default = ( { backend = \"org_keys\"; control = \"sufficient\"; },\n"
+	"    { backend = \"fallback\"; control = \"sufficient\"; } );\n"
+	"  user = ( { backend = \"user_keys\"; control = \"sufficient\"; },\n"
+	"    { backend = \"fallback\"; control = \"sufficient\"; } );\n"
+	"  system = ( { backend = \"sys_keys\"; control = \"sufficient\"; },\n"
+	"    { backend = \"fallback\"; control = \"sufficient\"; } );\n"
+	"};\n";
+
+#define MASTER_ENV "master_key = { source = \"env\"; };"
+#define OLD_A \
+	"old_master_keys = ( { source = \"env\"; var = \"KWSEAL_OLD\"; } );"
+#define NO_OLD "# no old master keys"
+
+#define AUTH_FAILED "authentication failed: the sealed value was altered or " \
+		    "belongs to another record"
+
+struct fixture {
+	char *dir;
+	kw_ctx *ctx;
+	kw_ctx *ctx2;
+	sqlite3 *db;
+	pid_t kids[8];
+	size_t nkids;
+};
+
+/*
+ * Memory a test allocates is kept here and freed by teardown(), so that a
+ * failing assertion, which leaves the test at once, leaks nothing.
+ */
+static void *kept[256];
+static size_t nkept;
+
+static void *keep(void *p)
+{
+	assert_non_null(p);
+	assert_true(nkept < sizeof(kept) / sizeof(kept[0]));
+	kept[nkept++] = p;
+	return p;
+}
+
+/* Free what was kept since mark: for loops that keep a lot. */
+static void release(size_t mark)
+{
+	while (nkept > mark)
+		free(kept[--nkept]);
+}
+
+static char *fmt(const char *f, ...) KW_PRINTF(1, 2);
+
+static char *fmt(const char *f, ...)
+{
+	va_list ap;
+	char *s;
+	int n;
+
+	va_start(ap, f);
+	n = vasprintf(&s, f, ap);
+	va_end(ap);
+	assert_true(n >= 0);
+	return keep(s);
+}
+
+static void clear_vars(void)
+{
+	for (size_t i = 0; i < sizeof(test_vars) / sizeof(test_vars[0]); i++)
+		unsetenv(test_vars[i]);
+}
+
+static void set_var(const char *name, const char *value)
+{
+	assert_int_equal(setenv(name, value, 1), 0);
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	if (f == NULL)
+		return -1;
+	clear_vars();
+	f->dir = tu_tmpdir();
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	for (size_t i = 0; i < f->nkids; i++) {
+		if (f->kids[i] > 0) {
+			kill(f->kids[i], SIGKILL);
+			waitpid(f->kids[i], NULL, 0);
+		}
+	}
+	sqlite3_close(f->db);
+	kw_close(f->ctx);
+	kw_close(f->ctx2);
+	tu_rmrf(f->dir);
+	free(f);
+	release(0);
+	clear_vars();
+	return 0;
+}
+
+/* ---- configurations ---- */
+
+/* Write dir/name from conf_fmt with every sqlite backend on db. */
+static char *write_conf(const struct fixture *f, const char *name,
+			const char *master, const char *old, const char *db)
+{
+	char *path = tu_write(f->dir, name, 0644, conf_fmt,
+			      master != NULL ? master : "# no master key",
+			      old != NULL ? old : NO_OLD, db, db, db);
+
+	return keep(path);
+}
+
+/* A store path in the fixture's directory. */
+static char *store(const struct fixture *f, const char *name)
+{
+	return fmt("%s/%s", f->dir, name);
+}
+
+static void open_ok(kw_ctx **ctx, const char *conf)
+{
+	kw_status st;
+
+	kw_close(*ctx);
+	*ctx = NULL;
+	st = kw_open(ctx, conf);
+	if (st != KW_OK)
+		fail_msg("kw_open %s: %s: %s", conf, kw_status_str(st),
+			 kw_last_error());
+	assert_non_null(*ctx);
+}
+
+/* kw_open() must fail with st and exactly `want`. */
+static void open_fails(const char *conf, kw_status st, const char *want)
+{
+	/* Not NULL to begin with: kw_open() must clear it. */
+	kw_ctx *ctx = (kw_ctx *)&ctx;
+	kw_status got = kw_open(&ctx, conf);
+
+	if (got == KW_OK)
+		kw_close(ctx);
+	if (got != st)
+		fail_msg("kw_open %s: %s, not %s: %s", conf, kw_status_str(got),
+			 kw_status_str(st), kw_last_error());
+	assert_null(ctx);
+	assert_string_equal(kw_last_error(), want);
+}
+
+/* ---- keys ---- */
+
+static void sysadmin(kw_actor *a)
+{
+	kw_actor init = KW_ACTOR_INIT;
+
+	*a = init;
+	a->user = "ops";
+	a->role = KW_ROLE_SYSADMIN;
+}
+
+static kw_status put(kw_ctx *ctx, const char *backend, const char *owner,
+		     const char *provider, const char *value, kw_put_mode mode)
+{
+	kw_key_ref ref = KW_KEY_REF_INIT;
+	kw_actor a;
+
+	sysadmin(&a);
+	ref.backend = backend;
+	ref.owner = owner;
+	ref.provider = provider;
+	return kw_key_put(ctx, &a, &ref, value, strlen(value), NULL, mode);
+}
+
+static void put_ok(kw_ctx *ctx, const char *backend, const char *owner,
+		   const char *provider, const char *value)
+{
+	kw_status st = put(ctx, backend, owner, provider, value,
+			   KW_PUT_CREATE);
+
+	if (st != KW_OK)
+		fail_msg("kw_key_put %s %s %s: %s: %s", backend,
+			 owner != NULL ? owner : "-", provider,
+			 kw_status_str(st), kw_last_error());
+}
+
+static void rekey_ok(kw_ctx *ctx, const char *backend, uint64_t want)
+{
+	uint64_t n = 12345;
+	kw_status st;
+	kw_actor a;
+
+	sysadmin(&a);
+	st = kw_rekey(ctx, &a, backend, &n);
+	if (st != KW_OK)
+		fail_msg("kw_rekey %s: %s: %s", backend, kw_status_str(st),
+			 kw_last_error());
+	assert_int_equal(n, want);
+}
+
+/* The chain for a backend of conf_fmt, and who the request is for. */
+static void request_for(kw_request *req, const char *backend,
+			const char *owner, const char *provider)
+{
+	kw_request_init(req);
+	req->provider = provider;
+	if (strcmp(backend, "user_keys") == 0) {
+		req->chain = "user";
+		req->user = owner;
+	} else if (strcmp(backend, "sys_keys") == 0) {
+		req->chain = "system";
+	} else {
+		req->chain = "default";
+		req->org = owner;
+	}
+}
+
+/* Resolve; on KW_OK copy the value and answering backend into value. */
+static kw_status resolve(kw_ctx *ctx, const char *backend, const char *owner,
+			 const char *provider, char *value, size_t len,
+			 char *err, size_t errlen)
+{
+	/* Not NULL to begin with: a failed kw_resolve() must clear it. */
+	kw_secret *s = (kw_secret *)&s;
+	kw_request req;
+	kw_status st;
+
+	request_for(&req, backend, owner, provider);
+	value[0] = '\0';
+	err[0] = '\0';
+	st = kw_resolve(ctx, &req, &s);
+	if (st == KW_OK) {
+		snprintf(value, len, "%s@%s", kw_secret_value(s),
+			 kw_secret_backend(s));
+		kw_secret_free(s);
+	} else {
+		snprintf(err, errlen, "%s", kw_last_error());
+		if (s != NULL)
+			snprintf(err, errlen, "failure left a secret behind");
+	}
+	return st;
+}
+
+static void want_value(kw_ctx *ctx, const char *backend, const char *owner,
+		       const char *provider, const char *value)
+{
+	char got[512], err[1024], want[512];
+	kw_status st;
+
+	st = resolve(ctx, backend, owner, provider, got, sizeof(got), err,
+		     sizeof(err));
+	if (st != KW_OK)
+		fail_msg("resolving %s %s %s: %s: %s", backend,
+			 owner != NULL ? owner : "-", provider,
+			 kw_status_str(st), err);
+	snprintf(want, sizeof(want), "%s@%s", value, backend);
+	assert_string_equal(got, want);
+}
+
+/* "the org key of "acme" for anthropic" as the sqlite backend says it. */
+static char *describe(const char *backend, const char *owner,
+		      const char *provider)
+{
+	if (strcmp(backend, "sys_keys") == 0)
+		return fmt("the system key for %s", provider);
+	return fmt("the %s key of \"%s\" for %s",
+		   strcmp(backend, "user_keys") == 0 ? "user" : "org", owner,
+		   provider);
+}
+
+/*
+ * Resolving must fail with KW_ERR_CRYPTO, hand out nothing, stop at the
+ * store (its `sufficient` control dies on an error) and say `why`.
+ */
+static void want_crypto(kw_ctx *ctx, const char *backend, const char *owner,
+			const char *provider, const char *why)
+{
+	char got[512], err[1024], *want;
+	const kw_trace_step *step;
+	kw_trace *t = NULL;
+	kw_request req;
+	kw_status st;
+
+	st = resolve(ctx, backend, owner, provider, got, sizeof(got), err,
+		     sizeof(err));
+	if (st == KW_OK)
+		fail_msg("%s %s %s resolved to %s", backend,
+			 owner != NULL ? owner : "-", provider, got);
+	assert_string_equal(kw_status_str(st), kw_status_str(KW_ERR_CRYPTO));
+	request_for(&req, backend, owner, provider);
+	want = fmt("chain \"%s\", provider \"%s\": %s answered decryption "
+		   "failed: %s: %s",
+		   req.chain, provider, backend,
+		   describe(backend, owner, provider), why);
+	assert_string_equal(err, want);
+
+	/* Step by step: one entry asked, and it ended the chain. */
+	assert_int_equal(kw_explain(ctx, &req, &t), KW_OK);
+	assert_int_equal(kw_trace_result(t), KW_ERR_CRYPTO);
+	assert_int_equal(kw_trace_len(t), 1);
+	step = kw_trace_get(t, 0);
+	assert_string_equal(step->backend, backend);
+	assert_int_equal(step->status, KW_ERR_CRYPTO);
+	assert_int_equal(step->action, KW_ACTION_DIE);
+	assert_string_equal(step->detail,
+			    fmt("%s: %s", describe(backend, owner, provider),
+				why));
+	assert_string_equal(step->masked, "");
+	assert_null(kw_trace_backend(t));
+	kw_trace_free(t);
+}
+
+/* ---- listing ---- */
+
+struct id_check {
+	const char *want;  /* every key_id must be this */
+	size_t n;
+	size_t bad;
+	char first_bad[128];
+};
+
+static kw_status check_id(void *arg, const kw_key_info *info)
+{
+	struct id_check *c = arg;
+
+	c->n++;
+	if (info->key_id == NULL || strcmp(info->key_id, c->want) != 0) {
+		if (c->bad++ == 0)
+			snprintf(c->first_bad, sizeof(c->first_bad),
+				 "%s/%s: %s", info->owner != NULL
+						      ? info->owner
+						      : "-",
+				 info->provider,
+				 info->key_id != NULL ? info->key_id
+						      : "(null)");
+	}
+	return KW_OK;
+}
+
+/* Every key of backend (NULL: all) is sealed under `id`; n of them. */
+static void want_ids(kw_ctx *ctx, const char *backend, const char *id,
+		     size_t n)
+{
+	struct id_check c = { id, 0, 0, "" };
+	kw_status st;
+	kw_actor a;
+
+	sysadmin(&a);
+	st = kw_key_list(ctx, &a, backend, NULL, check_id, &c);
+	if (st != KW_OK)
+		fail_msg("kw_key_list: %s: %s", kw_status_str(st),
+			 kw_last_error());
+	if (c.bad != 0)
+		fail_msg("%zu keys not under %s, first %s", c.bad, id,
+			 c.first_bad);
+	assert_int_equal(c.n, n);
+}
+
+struct id_of {
+	char id[64];
+	size_t n;
+};
+
+static kw_status get_id(void *arg, const kw_key_info *info)
+{
+	struct id_of *o = arg;
+
+	o->n++;
+	snprintf(o->id, sizeof(o->id), "%s",
+		 info->key_id != NULL ? info->key_id : "(null)");
+	return KW_OK;
+}
+
+/* The key id of the only key of backend. */
+static char *only_id(kw_ctx *ctx, const char *backend)
+{
+	struct id_of o = { "", 0 };
+	kw_actor a;
+
+	sysadmin(&a);
+	assert_int_equal(kw_key_list(ctx, &a, backend, NULL, get_id, &o),
+			 KW_OK);
+	assert_int_equal(o.n, 1);
+	return fmt("%s", o.id);
+}
+
+/* ---- the store file, directly ---- */
+
+static sqlite3 *db_open(const char *path)
+{
+	sqlite3 *db = NULL;
+
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) !=
+	    SQLITE_OK)
+		fail_msg("sqlite3_open_v2 %s: %s", path, sqlite3_errmsg(db));
+	assert_int_equal(sqlite3_busy_timeout(db, 10000), SQLITE_OK);
+	/* Many small writes follow; durability is not what is tested. */
+	assert_int_equal(sqlite3_exec(db, "PRAGMA synchronous = OFF", NULL,
+				      NULL, NULL),
+			 SQLITE_OK);
+	return db;
+}
+
+static const char *scope_col(const char *backend)
+{
+	return strcmp(backend, "user_keys") == 0  ? "user"
+	       : strcmp(backend, "sys_keys") == 0 ? "system"
+						  : "org";
+}
+
+/* The sealed blob of a row (kept); its length in *len. */
+static unsigned char *blob_get(sqlite3 *db, const char *backend,
+			       const char *owner, const char *provider,
+			       size_t *len)
+{
+	sqlite3_stmt *s = NULL;
+	unsigned char *copy;
+	const void *v;
+	int n;
+
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "SELECT sealed FROM keys WHERE "
+					    "scope = ?1 AND owner = ?2 AND "
+					    "provider = ?3",
+					    -1, &s, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_text(s, 1, scope_col(backend), -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, owner != NULL ? owner : "", -1,
+			  SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, provider, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) != SQLITE_ROW) {
+		sqlite3_finalize(s);
+		fail_msg("no row %s %s %s", backend, owner, provider);
+	}
+	v = sqlite3_column_blob(s, 0);
+	n = sqlite3_column_bytes(s, 0);
+	copy = keep(malloc((size_t)n + 1));
+	memcpy(copy, v, (size_t)n);
+	*len = (size_t)n;
+	assert_int_equal(sqlite3_step(s), SQLITE_DONE);
+	sqlite3_finalize(s);
+	return copy;
+}
+
+static void blob_set(sqlite3 *db, const char *backend, const char *owner,
+		     const char *provider, const unsigned char *v, size_t len)
+{
+	sqlite3_stmt *s = NULL;
+
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "UPDATE keys SET sealed = ?4 "
+					    "WHERE scope = ?1 AND owner = ?2 "
+					    "AND provider = ?3",
+					    -1, &s, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_text(s, 1, scope_col(backend), -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, owner != NULL ? owner : "", -1,
+			  SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, provider, -1, SQLITE_STATIC);
+	/* A zero-length blob stays a blob, not NULL. */
+	if (len == 0)
+		sqlite3_bind_zeroblob(s, 4, 0);
+	else
+		sqlite3_bind_blob(s, 4, v, (int)len, SQLITE_TRANSIENT);
+	assert_int_equal(sqlite3_step(s), SQLITE_DONE);
+	sqlite3_finalize(s);
+	assert_int_equal(sqlite3_changes(db), 1);
+}
+
+/* meta's store_id (kept). */
+static char *store_id(sqlite3 *db)
+{
+	sqlite3_stmt *s = NULL;
+	char *id;
+
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "SELECT v FROM meta WHERE k = "
+					    "'store_id'",
+					    -1, &s, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	id = fmt("%.*s", sqlite3_column_bytes(s, 0),
+		 (const char *)sqlite3_column_blob(s, 0));
+	sqlite3_finalize(s);
+	return id;
+}
+
+static void set_salt(const char *path, const unsigned char salt[16])
+{
+	sqlite3 *db = db_open(path);
+	sqlite3_stmt *s = NULL;
+
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "UPDATE meta SET v = ?1 WHERE k = "
+					    "'kdf_salt'",
+					    -1, &s, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_blob(s, 1, salt, 16, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(s), SQLITE_DONE);
+	sqlite3_finalize(s);
+	assert_int_equal(sqlite3_changes(db), 1);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+static char *hex(const unsigned char *p, size_t n)
+{
+	char *s = keep(malloc(2 * n + 1));
+
+	for (size_t i = 0; i < n; i++)
+		snprintf(s + 2 * i, 3, "%02x", p[i]);
+	return s;
+}
+
+/* Contents of path (kept), or NULL if it does not exist. */
+static unsigned char *read_all(const char *path, size_t *len)
+{
+	unsigned char *buf;
+	struct stat sb;
+	ssize_t got;
+	size_t off = 0;
+	int fd;
+
+	*len = 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		assert_int_equal(errno, ENOENT);
+		return NULL;
+	}
+	assert_int_equal(fstat(fd, &sb), 0);
+	buf = keep(malloc((size_t)sb.st_size + 1));
+	while (off < (size_t)sb.st_size &&
+	       (got = read(fd, buf + off, (size_t)sb.st_size - off)) > 0)
+		off += (size_t)got;
+	close(fd);
+	assert_int_equal(off, (size_t)sb.st_size);
+	*len = off;
+	return buf;
+}
+
+static const char *const suffixes[3] = { "", "-wal", "-shm" };
+
+struct snapshot {
+	unsigned char *data[3];
+	size_t len[3];
+};
+
+static void snap(const char *db, struct snapshot *s)
+{
+	for (int i = 0; i < 3; i++)
+		s->data[i] = read_all(fmt("%s%s", db, suffixes[i]),
+				      &s->len[i]);
+}
+
+static void same_snap(const char *db, const struct snapshot *a,
+		      const struct snapshot *b)
+{
+	for (int i = 0; i < 3; i++) {
+		if ((a->data[i] == NULL) != (b->data[i] == NULL))
+			fail_msg("%s%s %s", db, suffixes[i],
+				 a->data[i] == NULL ? "appeared"
+						    : "disappeared");
+		if (a->data[i] == NULL)
+			continue;
+		if (a->len[i] != b->len[i] ||
+		    memcmp(a->data[i], b->data[i], a->len[i]) != 0)
+			fail_msg("%s%s changed", db, suffixes[i]);
+	}
+}
+
+/* None of the store's three files holds those n bytes. */
+static void absent(const char *db, const void *needle, size_t n,
+		   const char *what)
+{
+	for (int i = 0; i < 3; i++) {
+		size_t len, mark = nkept;
+		unsigned char *data = read_all(fmt("%s%s", db, suffixes[i]),
+					       &len);
+
+		if (data != NULL && memmem(data, len, needle, n) != NULL)
+			fail_msg("%s found in %s%s", what, db, suffixes[i]);
+		release(mark);
+	}
+}
+
+/* ---- 1. every bit of a sealed value matters ---- */
+
+#define TAMPER_VALUE "sk-ant-tamper-0123456789abcdefghij"
+
+static void test_tamper_every_bit(void **state)
+{
+	struct fixture *f = *state;
+	char *db = store(f, "keys.db");
+	char *conf = write_conf(f, "keyway.conf", MASTER_ENV, NULL, db);
+	unsigned char *blob, *bad;
+	size_t len, flips = 0;
+	char *why;
+
+	set_var("KEYWAY_MASTER_KEY", KEY_A);
+	set_var("KWSEAL_FALLBACK", FALLBACK_VALUE);
+	open_ok(&f->ctx, conf);
+	put_ok(f->ctx, "org_keys", "acme", "anthropic", TAMPER_VALUE);
+	want_value(f->ctx, "org_keys", "acme", "anthropic", TAMPER_VALUE);
+	/* The fallback is live: an org without a key gets it. */
+	want_value(f->ctx, "fallback", "nokey", "anthropic", FALLBACK_VALUE);
+
+	f->db = db_open(db);
+	blob = blob_get(f->db, "org_keys", "acme", "anthropic", &len);
+	/* version, key id, nonce, ciphertext, tag */
+	assert_int_equal(len, 1 + 8 + 12 + strlen(TAMPER_VALUE) + 16);
+	assert_int_equal(blob[0], 1);
+	assert_string_equal(hex(blob + 1, 8), KEY_A_ID);
+	bad = keep(malloc(len + 1));
+
+	/* One kw_ctx throughout: each lookup reads a fresh WAL snapshot. */
+	for (size_t i = 0; i < len; i++) {
+		for (int bit = 0; bit < 8; bit++) {
+			size_t mark = nkept;
+
+			memcpy(bad, blob, len);
+			bad[i] ^= (unsigned char)(1u << bit);
+			blob_set(f->db, "org_keys", "acme", "anthropic", bad,
+				 len);
+			if (i == 0)
+				why = fmt("unknown seal format version %u",
+					  (unsigned)bad[0]);
+			else if (i < 9)
+				why = fmt("sealed under master key %s, which "
+					  "is not configured",
+					  hex(bad + 1, 8));
+			else
+				why = fmt("%s", AUTH_FAILED);
+			want_crypto(f->ctx, "org_keys", "acme", "anthropic",
+				    why);
+			flips++;
+			release(mark);
+		}
+	}
+	assert_int_equal(flips, 8 * len);
+
+	/* Shortened, lengthened, emptied. */
+	blob_set(f->db, "org_keys", "acme", "anthropic", blob, len - 1);
+	want_crypto(f->ctx, "org_keys", "acme", "anthropic", AUTH_FAILED);
+	memcpy(bad, blob, len);
+	bad[len] = 0;
+	blob_set(f->db, "org_keys", "acme", "anthropic", bad, len + 1);
+	want_crypto(f->ctx, "org_keys", "acme", "anthropic", AUTH_FAILED);
+	blob_set(f->db, "org_keys", "acme", "anthropic", blob, 36);
+	want_crypto(f->ctx, "org_keys", "acme", "anthropic",
+		    "sealed value is too short (36 bytes)");
+	blob_set(f->db, "org_keys", "acme", "anthropic", blob, 37);
+	want_crypto(f->ctx, "org_keys", "acme", "anthropic", AUTH_FAILED);
+	blob_set(f->db, "org_keys", "acme", "anthropic", blob, 0);
+	want_crypto(f->ctx, "org_keys", "acme", "anthropic",
+		    "sealed value is too short (0 bytes)");
+
+	/* Restored, it opens again. */
+	blob_set(f->db, "org_keys", "acme", "anthropic", blob, len);
+	want_value(f->ctx, "org_keys", "acme", "anthropic", TAMPER_VALUE);
+}
+
+/* ---- 2. a sealed value belongs to its row ---- */
+
+#define ACME_ANT "sk-ant-acme-anthropic-0123456789ab"
+#define ACME_OAI "sk-acme-openai-0123456789abcdef"
+#define GLOBEX_ANT "sk-ant-globex-anthropic-0123456789"
+#define USER_ACME_ANT "sk-ant-user-named-acme-0123456789"
+#define SYS_ANT "sk-ant-system-anthropic-012345678"
+
+static void test_swap_rows(void **state)
+{
+	struct fixture *f = *state;
+	char *db = store(f, "keys.db");
+	char *conf = write_conf(f, "keyway.conf", MASTER_ENV, NULL, db);
+	unsigned char *acme, *globex, *oai, *user, *sys;
+	size_t acme_len, globex_len, oai_len, user_len, sys_len;
+
+	set_var("KEYWAY_MASTER_KEY", KEY_A);
+	set_var("KWSEAL_FALLBACK", FALLBACK_VALUE);
+	open_ok(&f->ctx, conf);
+	put_ok(f->ctx, "org_keys", "acme", "anthropic", ACME_ANT);
+	put_ok(f->ctx, "org_keys", "acme", "openai", ACME_OAI);
+	put_ok(f->ctx, "org_keys", "globex", "anthropic", GLOBEX_ANT);
+	/* A user who shares the org's name: only the scope differs. */
+	put_ok(f->ctx, "user_keys", "acme", "anthropic", USER_ACME_ANT);
+	put_ok(f->ctx, "sys_keys", NULL, "anthropic", SYS_ANT);
+
+	f->db = db_open(db);
+	acme = blob_get(f->db, "org_keys", "acme", "anthropic", &acme_len);
+	globex = blob_get(f->db, "org_keys", "globex", "anthropic",
+			  &globex_len);
+	oai = blob_get(f->db, "org_keys", "acme", "openai", &oai_len);
+	user = blob_get(f->db, "user_keys", "acme", "anthropic", &user_len);
+	sys = blob_get(f->db, "sys_keys", NULL, "anthropic", &sys_len);
+
+	/* Across owners. */
+	blob_set(f->db, "org_keys", "globex", "anthropic", acme, acme_len);
+	want_crypto(f->ctx, "org_keys", "globex", "anthropic", AUTH_FAILED);
+	want_value(f->ctx, "org_keys", "acme", "anthropic", ACME_ANT);
+	blob_set(f->db, "org_keys", "globex", "anthropic", globex,
+		 globex_len);
+	want_value(f->ctx, "org_keys", "globex", "anthropic", GLOBEX_ANT);
+
+	/* Across providers (openai accepts an sk-ant- value). */
+	blob_set(f->db, "org_keys", "acme", "openai", acme, acme_len);
+	want_crypto(f->ctx, "org_keys", "acme", "openai", AUTH_FAILED);
+	blob_set(f->db, "org_keys", "acme", "openai", oai, oai_len);
+	want_value(f->ctx, "org_keys", "acme", "openai", ACME_OAI);
+
+	/* Across scopes, both ways, same owner and provider. */
+	blob_set(f->db, "user_keys", "acme", "anthropic", acme, acme_len);
+	want_crypto(f->ctx, "user_keys", "acme", "anthropic", AUTH_FAILED);
+	blob_set(f->db, "user_keys", "acme", "anthropic", user, user_len);
+	want_value(f->ctx, "user_keys", "acme", "anthropic", USER_ACME_ANT);
+	blob_set(f->db, "org_keys", "acme", "anthropic", user, user_len);
+	want_crypto(f->ctx, "org_keys", "acme", "anthropic", AUTH_FAILED);
+	blob_set(f->db, "org_keys", "acme", "anthropic", acme, acme_len);
+	want_value(f->ctx, "org_keys", "acme", "anthropic", ACME_ANT);
+	blob_set(f->db, "sys_keys", NULL, "anthropic", acme, acme_len);
+	want_crypto(f->ctx, "sys_keys", NULL, "anthropic", AUTH_FAILED);
+	blob_set(f->db, "sys_keys", NULL, "anthropic", sys, sys_len);
+	want_value(f->ctx, "sys_keys", NULL, "anthropic", SYS_ANT);
+}
+
+static void test_swap_stores(void **state)
+{
+	struct fixture *f = *state;
+	char *db1 = store(f, "one.db"), *db2 = store(f, "two.db");
+	char *conf1 = write_conf(f, "one.conf", MASTER_ENV, NULL, db1);
+	char *conf2 = write_conf(f, "two.conf", MASTER_ENV, NULL, db2);
+	unsigned char *b1, *b2;
+	size_t len1, len2;
+	sqlite3 *other;
+	char *id1, *id2;
+
+	set_var("KEYWAY_MASTER_KEY", KEY_A);
+	set_var("KWSEAL_FALLBACK", FALLBACK_VALUE);
+	open_ok(&f->ctx, conf1);
+	open_ok(&f->ctx2, conf2);
+	put_ok(f->ctx, "org_keys", "acme", "anthropic", ACME_ANT);
+	put_ok(f->ctx2, "org_keys", "acme", "anthropic", GLOBEX_ANT);
+	/* One master key (no salt for an env key): only the store differs. */
+	assert_string_equal(only_id(f->ctx, "org_keys"), KEY_A_ID);
+	assert_string_equal(only_id(f->ctx2, "org_keys"), KEY_A_ID);
+
+	f->db = db_open(db1);
+	other = db_open(db2);
+	id1 = store_id(f->db);
+	id2 = store_id(other);
+	assert_int_equal(strlen(id1), 32);
+	assert_string_not_equal(id1, id2);
+	b1 = blob_get(f->db, "org_keys", "acme", "anthropic", &len1);
+	b2 = blob_get(other, "org_keys", "acme", "anthropic", &len2);
+
+	blob_set(other, "org_keys", "acme", "anthropic", b1, len1);
+	blob_set(f->db, "org_keys", "acme", "anthropic", b2, len2);
+	assert_int_equal(sqlite3_close(other), SQLITE_OK);
+	want_crypto(f->ctx2, "org_keys", "acme", "anthropic", AUTH_FAILED);
+	want_crypto(f->ctx, "org_keys", "acme", "anthropic", AUTH_FAILED);
+
+	/* Back where they belong. */
+	other = db_open(db2);
+	blob_set(other, "org_keys", "acme", "anthropic", b2, len2);
+	assert_int_equal(sqlite3_close(other), SQLITE_OK);
+	blob_set(f->db, "org_keys", "acme", "anthropic", b1, len1);
+	want_value(f->ctx, "org_keys", "acme", "anthropic", ACME_ANT);
+	want_value(f->ctx2, "org_keys", "acme", "anthropic", GLOBEX_ANT);
+}
+
+/* ---- 3. the wrong master key, and moving to a new one ---- */
+
+static void test_wrong_master_key(void **state)
+{
+	struct fixture *f = *state;
+	char *db = store(f, "keys.db");
+	char *conf = write_conf(f, "keyway.conf", MASTER_ENV, NULL, db);
+	char *conf_ba = write_conf(f, "rekey.conf", MASTER_ENV, OLD_A, db);
+	struct snapshot before, after;
+	kw_actor owner = KW_ACTOR_INIT;
+	uint64_t n = 99;
+
+	set_var("KEYWAY_MASTER_KEY", KEY_A);
+	open_ok(&f->ctx, conf);
+	put_ok(f->ctx, "org_keys", "acme", "anthropic", ACME_ANT);
+	put_ok(f->ctx, "org_keys", "globex", "anthropic", GLOBEX_ANT);
+	put_ok(f->ctx, "user_keys", "acme", "anthropic", USER_ACME_ANT);
+	put_ok(f->ctx, "sys_keys", NULL, "anthropic", SYS_ANT);
+	want_ids(f->ctx, NULL, KEY_A_ID, 4);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+
+	/* Under B alone: refused before anything is written. */
+	snap(db, &before);
+	assert_non_null(before.data[0]);
+	assert_null(before.data[1]);
+	assert_null(before.data[2]);
+	set_var("KEYWAY_MASTER_KEY", KEY_B);
+	open_fails(conf, KW_ERR_CRYPTO,
+		   fmt("%s:%d: backend \"org_keys\": %s holds keys sealed "
+		       "under master key " KEY_A_ID ", which neither "
+		       "keyway.master_key nor keyway.old_master_keys holds",
+		       conf, ORG_PATH_LINE, db));
+	snap(db, &after);
+	same_snap(db, &before, &after);
+	/* Again, with the store open elsewhere (its -wal and -shm exist). */
+	set_var("KEYWAY_MASTER_KEY", KEY_A);
+	open_ok(&f->ctx2, conf);
+	want_value(f->ctx2, "org_keys", "acme", "anthropic", ACME_ANT);
+	snap(db, &before);
+	assert_non_null(before.data[1]);
+	assert_non_null(before.data[2]);
+	set_var("KEYWAY_MASTER_KEY", KEY_B);
+	open_fails(conf, KW_ERR_CRYPTO,
+		   fmt("%s:%d: backend \"org_keys\": %s holds keys sealed "
+		       "under master key " KEY_A_ID ", which neither "
+		       "keyway.master_key nor keyway.old_master_keys holds",
+		       conf, ORG_PATH_LINE, db));
+	snap(db, &after);
+	same_snap(db, &before, &after);
+	kw_close(f->ctx2);
+	f->ctx2 = NULL;
+
+	/* B current, A old: opens and resolves what A sealed. */
+	set_var("KWSEAL_OLD", KEY_A);
+	open_ok(&f->ctx, conf_ba);
+	want_value(f->ctx, "org_keys", "acme", "anthropic", ACME_ANT);
+	want_value(f->ctx, "user_keys", "acme", "anthropic", USER_ACME_ANT);
+	want_value(f->ctx, "sys_keys", NULL, "anthropic", SYS_ANT);
+	want_ids(f->ctx, NULL, KEY_A_ID, 4);
+
+	/* Only a system administrator may rekey. */
+	owner.user = "wile";
+	owner.org = "acme";
+	owner.role = KW_ROLE_OWNER;
+	assert_int_equal(kw_rekey(f->ctx, &owner, "org_keys", &n), KW_ERR_PERM);
+	assert_string_equal(kw_last_error(),
+			    "only a system administrator may re-seal a store");
+	assert_int_equal(n, 0);
+	owner.role = KW_ROLE_ADMIN;
+	assert_int_equal(kw_rekey(f->ctx, &owner, "org_keys", NULL),
+			 KW_ERR_PERM);
+	owner.org = NULL;
+	owner.user = "acme";
+	owner.role = KW_ROLE_MEMBER;
+	assert_int_equal(kw_rekey(f->ctx, &owner, "user_keys", NULL),
+			 KW_ERR_PERM);
+	assert_string_equal(kw_last_error(),
+			    "only a system administrator may re-seal a store");
+	want_ids(f->ctx, NULL, KEY_A_ID, 4);
+
+	rekey_ok(f->ctx, "org_keys", 2);
+	want_ids(f->ctx, "org_keys", KEY_B_ID, 2);
+	want_ids(f->ctx, "user_keys", KEY_A_ID, 1);
+	rekey_ok(f->ctx, "org_keys", 0);
+	rekey_ok(f->ctx, "user_keys", 1);
+	rekey_ok(f->ctx, "sys_keys", 1);
+	want_ids(f->ctx, NULL, KEY_B_ID, 4);
+	want_value(f->ctx, "org_keys", "globex", "anthropic", GLOBEX_ANT);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+
+	/* B alone now opens it; A alone no longer does. */
+	unsetenv("KWSEAL_OLD");
+	open_ok(&f->ctx, conf);
+	want_ids(f->ctx, NULL, KEY_B_ID, 4);
+	want_value(f->ctx, "org_keys", "acme", "anthropic", ACME_ANT);
+	want_value(f->ctx, "org_keys", "globex", "anthropic", GLOBEX_ANT);
+	want_value(f->ctx, "user_keys", "acme", "anthropic", USER_ACME_ANT);
+	want_value(f->ctx, "sys_keys", NULL, "anthropic", SYS_ANT);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	set_var("KEYWAY_MASTER_KEY", KEY_A);
+	open_fails(conf, KW_ERR_CRYPTO,
+		   fmt("%s:%d: backend \"org_keys\": %s holds keys sealed "
+		       "under master key " KEY_B_ID ", which neither "
+		       "keyway.master_key nor keyway.old_master_keys holds",
+		       conf, ORG_PATH_LINE, db));
+}
+
+/* ---- 4. rekeying while others resolve ---- */
+
+#define NORGS 20
+#define NKEYS (2 * NORGS)
+#define NRESOLVERS 4
+#define MIX 20
+
+static void key_of(int k, char *org, size_t olen, const char **provider,
+		   char *value, size_t vlen)
+{
+	int o = k / 2;
+
+	snprintf(org, olen, "org%02d", o);
+	*provider = k % 2 == 0 ? "anthropic" : "openai";
+	if (k % 2 == 0)
+		snprintf(value, vlen, "sk-ant-load-%02d-abcdefghijklmnop", o);
+	else
+		snprintf(value, vlen, "sk-load-%02d-qrstuvwxyz0123456789", o);
+}
+
+/* Resolver r's j-th key: a different mix of 20 of the 40 for each. */
+static int mix(int r, int j)
+{
+	/* Steps prime to NKEYS, so that no key repeats within a mix. */
+	static const int step[NRESOLVERS] = { 1, 3, 7, 9 };
+
+	return (r * 11 + j * step[r]) % NKEYS;
+}
+
+static void make_load_keys(const char *conf)
+{
+	kw_ctx *ctx = NULL;
+	char org[16], value[64];
+	const char *provider;
+
+	open_ok(&ctx, conf);
+	for (int k = 0; k < NKEYS; k++) {
+		key_of(k, org, sizeof(org), &provider, value, sizeof(value));
+		put_ok(ctx, "org_keys", org, provider, value);
+	}
+	want_ids(ctx, "org_keys", KEY_A_ID, NKEYS);
+	kw_close(ctx);
+}
+
+/* One full pass over r's keys; 0, or -1 with what went wrong in err. */
+static int resolve_pass(kw_ctx *ctx, int r, long *count, char *err,
+			size_t errlen)
+{
+	char org[16], value[64], got[512], why[1024], want[128];
+	const char *provider;
+
+	for (int j = 0; j < MIX; j++) {
+		kw_status st;
+
+		key_of(mix(r, j), org, sizeof(org), &provider, value,
+		       sizeof(value));
+		st = resolve(ctx, "org_keys", org, provider, got, sizeof(got),
+			     why, sizeof(why));
+		(*count)++;
+		snprintf(want, sizeof(want), "%s@org_keys", value);
+		if (st != KW_OK) {
+			snprintf(err, errlen, "%s %s: %s: %s", org, provider,
+				 kw_status_str(st), why);
+			return -1;
+		}
+		if (strcmp(got, want) != 0) {
+			snprintf(err, errlen, "%s %s: got %s", org, provider,
+				 got);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+struct resolver {
+	pthread_t thread;
+	kw_ctx *ctx;
+	int index;
+	atomic_bool *stop;
+	atomic_int passes;
+	long count;
+	int failed;
+	char error[1200];
+};
+
+static void *resolver_main(void *arg)
+{
+	struct resolver *r = arg;
+
+	for (;;) {
+		bool last = atomic_load(r->stop);
+
+		if (resolve_pass(r->ctx, r->index, &r->count, r->error,
+				 sizeof(r->error)) != 0) {
+			r->failed = 1;
+			atomic_fetch_add(&r->passes, 1);
+			break;
+		}
+		atomic_fetch_add(&r->passes, 1);
+		if (last)
+			break;
+	}
+	return NULL;
+}
+
+static void nap_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/*
+ * A thread that lists the keys over and over: rekey is one transaction, so
+ * every listing sees all of them under the old key or all under the new.
+ */
+struct lister {
+	pthread_t thread;
+	kw_ctx *ctx;
+	atomic_bool *stop;
+	atomic_int lists;
+	long saw_old, saw_new;
+	int failed;
+	char error[1200];
+};
+
+struct tally {
+	size_t n, old, new;
+};
+
+static kw_status tally_one(void *arg, const kw_key_info *info)
+{
+	struct tally *t = arg;
+
+	t->n++;
+	if (info->key_id != NULL && strcmp(info->key_id, KEY_A_ID) == 0)
+		t->old++;
+	else if (info->key_id != NULL && strcmp(info->key_id, KEY_B_ID) == 0)
+		t->new++;
+	return KW_OK;
+}
+
+static void *lister_main(void *arg)
+{
+	struct lister *l = arg;
+	kw_actor a;
+
+	sysadmin(&a);
+	for (;;) {
+		bool last = atomic_load(l->stop);
+		struct tally t = { 0, 0, 0 };
+		kw_status st;
+
+		st = kw_key_list(l->ctx, &a, "org_keys", NULL, tally_one, &t);
+		if (st != KW_OK || t.n != NKEYS ||
+		    (t.old != NKEYS && t.new != NKEYS)) {
+			snprintf(l->error, sizeof(l->error),
+				 "%s: %zu keys, %zu under A, %zu under B: %s",
+				 kw_status_str(st), t.n, t.old, t.new,
+				 st != KW_OK ? kw_last_error() : "");
+			l->failed = 1;
+			atomic_fetch_add(&l->lists, 1);
+			break;
+		}
+		if (t.old == NKEYS)
+			l->saw_old++;
+		else
+			l->saw_new++;
+		atomic_fetch_add(&l->lists, 1);
+		if (last)
+			break;
+	}
+	return NULL;
+}
+
+static void test_rekey_under_threads(void **state)
+{
+	struct fixture *f = *state;
+	char *db = store(f, "keys.db");
+	char *conf_a = write_conf(f, "a.conf", MASTER_ENV, NULL, db);
+	char *conf_ba = write_conf(f, "ba.conf", MASTER_ENV, OLD_A, db);
+	struct resolver r[NRESOLVERS];
+	struct lister l;
+	atomic_bool stop = false;
+	char rekey_err[1024] = "";
+	int started = 0;
+	bool lister_started;
+	uint64_t n = 0;
+	kw_status st;
+	kw_actor a;
+
+	set_var("KEYWAY_MASTER_KEY", KEY_A);
+	make_load_keys(conf_a);
+	set_var("KEYWAY_MASTER_KEY", KEY_B);
+	set_var("KWSEAL_OLD", KEY_A);
+	open_ok(&f->ctx, conf_ba);
+	open_ok(&f->ctx2, conf_ba);
+
+	memset(r, 0, sizeof(r));
+	memset(&l, 0, sizeof(l));
+	for (int i = 0; i < NRESOLVERS; i++) {
+		r[i].ctx = f->ctx;
+		r[i].index = i;
+		r[i].stop = &stop;
+		atomic_init(&r[i].passes, 0);
+		if (pthread_create(&r[i].thread, NULL, resolver_main, &r[i]) !=
+		    0)
+			break;
+		started++;
+	}
+	l.ctx = f->ctx;
+	l.stop = &stop;
+	atomic_init(&l.lists, 0);
+	lister_started = pthread_create(&l.thread, NULL, lister_main, &l) == 0;
+
+	/* Every thread is under way before the rekey starts. */
+	for (int i = 0; i < started; i++)
+		for (int w = 0; w < 30000 && atomic_load(&r[i].passes) == 0;
+		     w++)
+			nap_ms(1);
+	for (int w = 0; lister_started && w < 30000 &&
+			atomic_load(&l.lists) == 0;
+	     w++)
+		nap_ms(1);
+
+	sysadmin(&a);
+	st = kw_rekey(f->ctx2, &a, "org_keys", &n);
+	if (st != KW_OK)
+		snprintf(rekey_err, sizeof(rekey_err), "%s", kw_last_error());
+	atomic_store(&stop, true);
+	for (int i = 0; i < started; i++)
+		pthread_join(r[i].thread, NULL);
+	if (lister_started)
+		pthread_join(l.thread, NULL);
+
+	assert_int_equal(started, NRESOLVERS);
+	assert_true(lister_started);
+	if (st != KW_OK)
+		fail_msg("kw_rekey: %s: %s", kw_status_str(st), rekey_err);
+	assert_int_equal(n, NKEYS);
+	for (int i = 0; i < NRESOLVERS; i++) {
+		if (r[i].failed)
+			fail_msg("resolver %d failed after %ld resolves: %s",
+				 i, r[i].count, r[i].error);
+		/* At least one pass before and one after the rekey. */
+		assert_true(atomic_load(&r[i].passes) >= 2);
+	}
+	if (l.failed)
+		fail_msg("a listing saw a store half rekeyed: %s", l.error);
+	/* The first listing came before the rekey, the last after it. */
+	assert_true(l.saw_old >= 1);
+	assert_true(l.saw_new >= 1);
+	want_ids(f->ctx, "org_keys", KEY_B_ID, NKEYS);
+	want_ids(f->ctx2, "org_keys", KEY_B_ID, NKEYS);
+	kw_close(f->ctx);
+	kw_close(f->ctx2);
+	f->ctx = f->ctx2 = NULL;
+
+	/* B alone opens it, and every value is intact. */
+	unsetenv("KWSEAL_OLD");
+	open_ok(&f->ctx, conf_a);
+	for (int i = 0; i < NRESOLVERS; i++) {
+		long count = 0;
+		char err[1200];
+
+		if (resolve_pass(f->ctx, i, &count, err, sizeof(err)) != 0)
+			fail_msg("after rekey: %s", err);
+	}
+}
+
+/* A resolver process: its own kw_ctx on conf; exit status says how it
+ * went, stderr what went wrong. */
+static int child_main(const char *conf, int index, int ready_fd, int stop_fd)
+{
+	kw_ctx *ctx = NULL;
+	long count = 0;
+	char err[1200];
+	bool first = true;
+	int rc = 0;
+
+	if (kw_open(&ctx, conf) != KW_OK) {
+		fprintf(stderr, "resolver %d: kw_open: %s\n", index,
+			kw_last_error());
+		rc = 2;
+		goto out;
+	}
+	for (;;) {
+		struct pollfd p = { stop_fd, POLLIN, 0 };
+		bool last = poll(&p, 1, 0) > 0;
+
+		if (resolve_pass(ctx, index, &count, err, sizeof(err)) != 0) {
+			fprintf(stderr, "resolver %d after %ld resolves: %s\n",
+				index, count, err);
+			rc = 3;
+			goto out;
+		}
+		if (first && write(ready_fd, "r", 1) != 1)
+			rc = 4;
+		first = false;
+		if (last || rc != 0)
+			break;
+	}
+out:
+	if (first && write(ready_fd, "f", 1) != 1)
+		rc = 4;
+	kw_close(ctx);
+	return rc;
+}
+
+static void test_rekey_under_processes(void **state)
+{
+	struct fixture *f = *state;
+	char *db = store(f, "keys.db");
+	char *conf_a = write_conf(f, "a.conf", MASTER_ENV, NULL, db);
+	char *conf_ba = write_conf(f, "ba.conf", MASTER_ENV, OLD_A, db);
+	int ready[2], stop[2], nready = 0, status;
+	kw_status st = KW_ERR_INTERNAL;
+	char rekey_err[1024] = "";
+	uint64_t n = 0;
+	kw_actor a;
+
+	set_var("KEYWAY_MASTER_KEY", KEY_A);
+	make_load_keys(conf_a);
+	set_var("KEYWAY_MASTER_KEY", KEY_B);
+	set_var("KWSEAL_OLD", KEY_A);
+
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(stop), 0);
+	for (int i = 0; i < NRESOLVERS; i++) {
+		pid_t pid = fork();
+
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			close(ready[0]);
+			close(stop[1]);
+			_exit(child_main(conf_ba, i, ready[1], stop[0]));
+		}
+		f->kids[f->nkids++] = pid;
+	}
+	close(ready[1]);
+	close(stop[0]);
+
+	/* Every resolver is under way before the rekey starts. */
+	while (nready < NRESOLVERS) {
+		struct pollfd p = { ready[0], POLLIN, 0 };
+		char c;
+
+		if (poll(&p, 1, 60000) <= 0 || read(ready[0], &c, 1) != 1)
+			break;
+		nready++;
+	}
+	open_ok(&f->ctx2, conf_ba);
+	sysadmin(&a);
+	if (nready == NRESOLVERS) {
+		st = kw_rekey(f->ctx2, &a, "org_keys", &n);
+		snprintf(rekey_err, sizeof(rekey_err), "%s", kw_last_error());
+	}
+	close(stop[1]);
+	close(ready[0]);
+	for (size_t i = 0; i < f->nkids; i++) {
+		assert_int_equal(waitpid(f->kids[i], &status, 0), f->kids[i]);
+		f->kids[i] = 0;
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			fail_msg("resolver %zu: %s %d", i,
+				 WIFEXITED(status) ? "exit" : "signal",
+				 WIFEXITED(status) ? WEXITSTATUS(status)
+						   : WTERMSIG(status));
+	}
+	assert_int_equal(nready, NRESOLVERS);
+	if (st != KW_OK)
+		fail_msg("kw_rekey: %s: %s", kw_status_str(st), rekey_err);
+	assert_int_equal(n, NKEYS);
+	want_ids(f->ctx2, "org_keys", KEY_B_ID, NKEYS);
+	kw_close(f->ctx2);
+	f->ctx2 = NULL;
+
+	unsetenv("KWSEAL_OLD");
+	open_ok(&f->ctx, conf_a);
+	want_ids(f->ctx, "org_keys", KEY_B_ID, NKEYS);
+	for (int i = 0; i < NRESOLVERS; i++) {
+		long count = 0;
+		char err[1200];
+
+		if (resolve_pass(f->ctx, i, &count, err, sizeof(err)) != 0)
+			fail_msg("after rekey: %s", err);
+	}
+}
+
+/* ---- 5. where a master key comes from ---- */
+
+/* Open conf, store one key, resolve it; returns its key id. */
+static char *store_and_resolve(struct fixture *f, const char *conf,
+			       const char *value)
+{
+	char *id;
+
+	open_ok(&f->ctx, conf);
+	put_ok(f->ctx, "org_keys", "acme", "anthropic", value);
+	want_value(f->ctx, "org_keys", "acme", "anthropic", value);
+	id = only_id(f->ctx, "org_keys");
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	/* And again from a fresh context. */
+	open_ok(&f->ctx, conf);
+	want_value(f->ctx, "org_keys", "acme", "anthropic", value);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	return id;
+}
+
+static void test_env_sources(void **state)
+{
+	struct fixture *f = *state;
+	char *conf, *named, *explicit_default;
+	char upper[65];
+
+	/* $KEYWAY_MASTER_KEY by default. */
+	set_var("KEYWAY_MASTER_KEY", KEY_A);
+	conf = write_conf(f, "env.conf", MASTER_ENV, NULL, store(f, "1.db"));
+	assert_string_equal(store_and_resolve(f, conf, ACME_ANT), KEY_A_ID);
+
+	/* Upper-case digits are the same key. */
+	for (int i = 0; i < 64; i++)
+		upper[i] = (char)(KEY_B[i] >= 'a' ? KEY_B[i] - 32 : KEY_B[i]);
+	upper[64] = '\0';
+	set_var("KEYWAY_MASTER_KEY", upper);
+	conf = write_conf(f, "upper.conf", MASTER_ENV, NULL,
+			  store(f, "upper.db"));
+	assert_string_equal(store_and_resolve(f, conf, ACME_ANT), KEY_B_ID);
+
+	/* The legacy name, when var is not given. */
+	unsetenv("KEYWAY_MASTER_KEY");
+	set_var("API_KEY_ENCRYPTION_KEY", KEY_C);
+	conf = write_conf(f, "legacy.conf", MASTER_ENV, NULL,
+			  store(f, "2.db"));
+	assert_string_equal(store_and_resolve(f, conf, ACME_ANT), KEY_C_ID);
+
+	/* $KEYWAY_MASTER_KEY wins over it. */
+	set_var("KEYWAY_MASTER_KEY", KEY_A);
+	conf = write_conf(f, "both.conf", MASTER_ENV, NULL, store(f, "3.db"));
+	assert_string_equal(store_and_resolve(f, conf, ACME_ANT), KEY_A_ID);
+
+	/* Not when var is given, even as the default name. */
+	unsetenv("KEYWAY_MASTER_KEY");
+	explicit_default = write_conf(f, "explicit.conf",
+				      "master_key = { source = \"env\"; var = "
+				      "\"KEYWAY_MASTER_KEY\"; };",
+				      NULL, store(f, "4.db"));
+	open_fails(explicit_default, KW_ERR_CONFIG,
+		   fmt("%s:%d: keyway.master_key: $KEYWAY_MASTER_KEY is not "
+		       "set",
+		       explicit_default, MASTER_LINE));
+	unsetenv("API_KEY_ENCRYPTION_KEY");
+	open_fails(conf, KW_ERR_CONFIG,
+		   fmt("%s:%d: keyway.master_key: $KEYWAY_MASTER_KEY is not "
+		       "set (nor $API_KEY_ENCRYPTION_KEY)",
+		       conf, MASTER_LINE));
+	set_var("KEYWAY_MASTER_KEY", "");
+	open_fails(conf, KW_ERR_CONFIG,
+		   fmt("%s:%d: keyway.master_key: $KEYWAY_MASTER_KEY is not "
+		       "set (nor $API_KEY_ENCRYPTION_KEY)",
+		       conf, MASTER_LINE));
+
+	/* A variable of one's own. */
+	unsetenv("KEYWAY_MASTER_KEY");
+	set_var("KWSEAL_KEY", KEY_B);
+	named = write_conf(f, "named.conf",
+			   "master_key = { source = \"env\"; var = "
+			   "\"KWSEAL_KEY\"; };",
+			   NULL, store(f, "5.db"));
+	assert_string_equal(store_and_resolve(f, named, ACME_ANT), KEY_B_ID);
+	unsetenv("KWSEAL_KEY");
+	open_fails(named, KW_ERR_CONFIG,
+		   fmt("%s:%d: keyway.master_key: $KWSEAL_KEY is not set",
+		       named, MASTER_LINE));
+}
+
+static void test_malformed_env_keys(void **state)
+{
+	struct fixture *f = *state;
+	char *conf = write_conf(f, "keyway.conf", MASTER_ENV, NULL,
+				store(f, "keys.db"));
+	char *named = write_conf(f, "named.conf",
+				 "master_key = { source = \"env\"; var = "
+				 "\"KWSEAL_KEY\"; };",
+				 NULL, store(f, "keys.db"));
+	char *old = write_conf(f, "old.conf", MASTER_ENV, OLD_A,
+			       store(f, "keys.db"));
+	const char *const bad[] = {
+		/* 63 digits */
+		"000102030405060708090a0b0c0d0e0f"
+		"101112131415161718191a1b1c1d1e1",
+		/* 65 digits */
+		KEY_A "0",
+		/* 64 characters, one not hexadecimal */
+		"000102030405060708090a0b0c0d0e0f"
+		"101112131415161718191a1b1c1d1e1g",
+		/* a blank inside */
+		"000102030405060708090a0b0c0d0e0f"
+		" 01112131415161718191a1b1c1d1e1f",
+		/* 32 digits */
+		"000102030405060708090a0b0c0d0e0f",
+		/* a trailing newline */
+		KEY_A "\n",
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		set_var("KEYWAY_MASTER_KEY", bad[i]);
+		open_fails(conf, KW_ERR_CONFIG,
+			   fmt("%s:%d: keyway.master_key: $KEYWAY_MASTER_KEY "
+			       "must be 64 hexadecimal digits (make one with "
+			       "keyway keygen)",
+			       conf, MASTER_LINE));
+		set_var("KWSEAL_KEY", bad[i]);
+		open_fails(named, KW_ERR_CONFIG,
+			   fmt("%s:%d: keyway.master_key: $KWSEAL_KEY must be "
+			       "64 hexadecimal digits (make one with keyway "
+			       "keygen)",
+			       named, MASTER_LINE));
+		/* An old key is checked as strictly. */
+		set_var("KEYWAY_MASTER_KEY", KEY_B);
+		set_var("KWSEAL_OLD", bad[i]);
+		open_fails(old, KW_ERR_CONFIG,
+			   fmt("%s:%d: keyway.old_master_keys[0]: $KWSEAL_OLD "
+			       "must be 64 hexadecimal digits (make one with "
+			       "keyway keygen)",
+			       old, MASTER_LINE + 1));
+	}
+	/* Nothing of a malformed key gets into the message. */
+	set_var("KEYWAY_MASTER_KEY", "secretsecretsecret");
+	open_fails(conf, KW_ERR_CONFIG,
+		   fmt("%s:%d: keyway.master_key: $KEYWAY_MASTER_KEY must be "
+		       "64 hexadecimal digits (make one with keyway keygen)",
+		       conf, MASTER_LINE));
+	/* Nor was a store created by any of these. */
+	assert_int_equal(access(store(f, "keys.db"), F_OK), -1);
+}
+
+static void test_file_source(void **state)
+{
+	struct fixture *f = *state;
+	char *key, *conf, *rel, *missing_conf, *missing;
+
+	key = keep(tu_write(f->dir, "master.key", 0600, "%s\n", KEY_A));
+	conf = write_conf(f, "file.conf",
+			  fmt("master_key = { source = \"file\"; path = "
+			      "\"%s\"; };",
+			      key),
+			  NULL, store(f, "1.db"));
+	assert_string_equal(store_and_resolve(f, conf, ACME_ANT), KEY_A_ID);
+
+	/* Without the newline, and relative to the configuration. */
+	keep(tu_write(f->dir, "bare.key", 0600, "%s", KEY_B));
+	rel = write_conf(f, "rel.conf",
+			 "master_key = { source = \"file\"; path = "
+			 "\"bare.key\"; };",
+			 NULL, store(f, "2.db"));
+	assert_string_equal(store_and_resolve(f, rel, ACME_ANT), KEY_B_ID);
+
+	/* Readable by the group: refused, with how to fix it. */
+	assert_int_equal(chmod(key, 0640), 0);
+	open_fails(conf, KW_ERR_PERM,
+		   fmt("%s:%d: keyway.master_key: %s is accessible by group "
+		       "or others (mode 0640); it holds secrets: chmod 600 it",
+		       conf, MASTER_LINE, key));
+	assert_int_equal(chmod(key, 0604), 0);
+	open_fails(conf, KW_ERR_PERM,
+		   fmt("%s:%d: keyway.master_key: %s is accessible by group "
+		       "or others (mode 0604); it holds secrets: chmod 600 it",
+		       conf, MASTER_LINE, key));
+	assert_int_equal(chmod(key, 0400), 0);
+	open_ok(&f->ctx, conf);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+
+	/* Missing: a configuration error, as a missing dotenv file is. */
+	missing = fmt("%s/absent.key", f->dir);
+	missing_conf = write_conf(f, "missing.conf",
+				  fmt("master_key = { source = \"file\"; "
+				      "path = \"%s\"; };",
+				      missing),
+				  NULL, store(f, "3.db"));
+	open_fails(missing_conf, KW_ERR_CONFIG,
+		   fmt("%s:%d: keyway.master_key: %s: No such file or "
+		       "directory",
+		       missing_conf, MASTER_LINE, missing));
+
+	/* A symbolic link is not followed. */
+	assert_int_equal(symlink(key, missing), 0);
+	open_fails(missing_conf, KW_ERR_PERM,
+		   fmt("%s:%d: keyway.master_key: %s is a symbolic link; "
+		       "point the setting at the file itself",
+		       missing_conf, MASTER_LINE, missing));
+
+	/* Not a key. */
+	keep(tu_write(f->dir, "short.key", 0600, "%.63s\n", KEY_A));
+	conf = write_conf(f, "short.conf",
+			  fmt("master_key = { source = \"file\"; path = "
+			      "\"%s/short.key\"; };",
+			      f->dir),
+			  NULL, store(f, "4.db"));
+	open_fails(conf, KW_ERR_CONFIG,
+		   fmt("%s:%d: keyway.master_key: %s/short.key must hold 64 "
+		       "hexadecimal digits (make one with keyway keygen -o "
+		       "%s/short.key)",
+		       conf, MASTER_LINE, f->dir, f->dir));
+	keep(tu_write(f->dir, "empty.key", 0600, "%s", ""));
+	conf = write_conf(f, "empty.conf",
+			  fmt("master_key = { source = \"file\"; path = "
+			      "\"%s/empty.key\"; };",
+			      f->dir),
+			  NULL, store(f, "5.db"));
+	open_fails(conf, KW_ERR_CONFIG,
+		   fmt("%s:%d: keyway.master_key: %s/empty.key must hold 64 "
+		       "hexadecimal digits (make one with keyway keygen -o "
+		       "%s/empty.key)",
+		       conf, MASTER_LINE, f->dir, f->dir));
+}
+
+#define PASS_MASTER(kdf) \
+	"master_key = { source = \"passphrase\"; var = \"KWSEAL_PASS\"; " \
+	"kdf = \"" kdf "\"; };"
+
+/* A fresh, empty store at path with a known salt. */
+static void make_salted_store(struct fixture *f, const char *path)
+{
+	char *conf;
+
+	set_var("KEYWAY_MASTER_KEY", KEY_C);
+	conf = write_conf(f, "init.conf", MASTER_ENV, NULL, path);
+	open_ok(&f->ctx, conf);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	unsetenv("KEYWAY_MASTER_KEY");
+	set_salt(path, pass_salt);
+}
+
+static void test_passphrase(void **state)
+{
+	struct fixture *f = *state;
+	char *argon = store(f, "argon.db"), *pbkdf = store(f, "pbkdf.db");
+	char *other = store(f, "other.db"), *third = store(f, "third.db");
+	char *conf_argon, *conf_pbkdf, *conf_default, *c1, *c2, *id1, *id2;
+
+	set_var("KWSEAL_PASS", PASS);
+
+	/* Known salt, known key id: the KDF and its parameters. */
+	make_salted_store(f, argon);
+	conf_argon = write_conf(f, "argon.conf", PASS_MASTER("argon2id"),
+				NULL, argon);
+	assert_string_equal(store_and_resolve(f, conf_argon, ACME_ANT),
+			    PASS_ARGON2_ID);
+	make_salted_store(f, pbkdf);
+	conf_pbkdf = write_conf(f, "pbkdf.conf",
+				PASS_MASTER("pbkdf2-sha256"), NULL, pbkdf);
+	assert_string_equal(store_and_resolve(f, conf_pbkdf, ACME_ANT),
+			    PASS_PBKDF2_ID);
+
+	/* Argon2id is the default, and $KEYWAY_PASSPHRASE the default
+	 * variable. */
+	make_salted_store(f, third);
+	conf_default = write_conf(f, "default.conf",
+				  "master_key = { source = \"passphrase\"; };",
+				  NULL, third);
+	set_var("KEYWAY_PASSPHRASE", PASS);
+	unsetenv("KWSEAL_PASS");
+	assert_string_equal(store_and_resolve(f, conf_default, GLOBEX_ANT),
+			    PASS_ARGON2_ID);
+	unsetenv("KEYWAY_PASSPHRASE");
+	open_fails(conf_default, KW_ERR_CONFIG,
+		   fmt("%s:%d: keyway.master_key: $KEYWAY_PASSPHRASE is not "
+		       "set",
+		       conf_default, MASTER_LINE));
+	set_var("KWSEAL_PASS", PASS);
+
+	/* The same passphrase, another store: another salt, another key. */
+	c1 = write_conf(f, "c1.conf", PASS_MASTER("argon2id"), NULL, other);
+	id1 = store_and_resolve(f, c1, ACME_ANT);
+	assert_int_equal(strlen(id1), 16);
+	assert_string_not_equal(id1, PASS_ARGON2_ID);
+	c2 = write_conf(f, "c2.conf", PASS_MASTER("argon2id"), NULL,
+			store(f, "another.db"));
+	id2 = store_and_resolve(f, c2, ACME_ANT);
+	assert_string_not_equal(id1, id2);
+
+	/* A different passphrase is refused at open. */
+	set_var("KWSEAL_PASS", "correct horse battery stapler");
+	open_fails(conf_argon, KW_ERR_CRYPTO,
+		   fmt("%s:%d: backend \"org_keys\": %s holds keys sealed "
+		       "under master key " PASS_ARGON2_ID ", which neither "
+		       "keyway.master_key nor keyway.old_master_keys holds",
+		       conf_argon, ORG_PATH_LINE, argon));
+	/* So is the right passphrase through the other KDF. */
+	set_var("KWSEAL_PASS", PASS);
+	c1 = write_conf(f, "swapped.conf", PASS_MASTER("pbkdf2-sha256"), NULL,
+			argon);
+	open_fails(c1, KW_ERR_CRYPTO,
+		   fmt("%s:%d: backend \"org_keys\": %s holds keys sealed "
+		       "under master key " PASS_ARGON2_ID ", which neither "
+		       "keyway.master_key nor keyway.old_master_keys holds",
+		       c1, ORG_PATH_LINE, argon));
+	set_var("KWSEAL_PASS", "");
+	open_fails(conf_argon, KW_ERR_CONFIG,
+		   fmt("%s:%d: keyway.master_key: $KWSEAL_PASS is not set",
+		       conf_argon, MASTER_LINE));
+}
+
+static void test_master_key_settings(void **state)
+{
+	struct fixture *f = *state;
+	char *db = store(f, "keys.db");
+	char *c;
+
+	set_var("KEYWAY_MASTER_KEY", KEY_A);
+	set_var("KWSEAL_PASS", PASS);
+
+#define BAD(master, line, msg, ...)                                          \
+	do {                                                                 \
+		c = write_conf(f, "bad.conf", master, NULL, db);             \
+		open_fails(c, KW_ERR_CONFIG,                                 \
+			   fmt("%s:%d: " msg, c, line, ##__VA_ARGS__));      \
+	} while (0)
+
+	BAD("master_key = { source = \"passphrase\"; var = \"KWSEAL_PASS\";"
+	    " kdf = \"scrypt\"; };",
+	    MASTER_LINE,
+	    "keyway.master_key: unknown kdf \"scrypt\" (expected "
+	    "\"argon2id\" or \"pbkdf2-sha256\")");
+	BAD("master_key = { source = \"passphrase\"; kdf = \"pbkdf2\"; };",
+	    MASTER_LINE,
+	    "keyway.master_key: unknown kdf \"pbkdf2\" (expected "
+	    "\"argon2id\" or \"pbkdf2-sha256\")");
+	BAD("master_key = { source = \"vault\"; };", MASTER_LINE,
+	    "keyway.master_key: unknown source \"vault\" (expected \"env\", "
+	    "\"file\" or \"passphrase\")");
+	BAD("master_key = { var = \"KEYWAY_MASTER_KEY\"; };", MASTER_LINE,
+	    "keyway.master_key: missing source (\"env\", \"file\" or "
+	    "\"passphrase\")");
+	BAD("master_key = { source = \"env\";\n"
+	    "    salt = \"x\"; };",
+	    MASTER_LINE + 1,
+	    "keyway.master_key: unknown setting \"salt\" (expected source, "
+	    "var, path or kdf)");
+	BAD("master_key = { source = \"env\"; iterations = 5; };", MASTER_LINE,
+	    "keyway.master_key: unknown setting \"iterations\" (expected "
+	    "source, var, path or kdf)");
+	BAD("master_key = { source = \"env\"; var = 5; };", MASTER_LINE,
+	    "keyway.master_key: var must be a non-empty string");
+	BAD("master_key = { source = \"env\"; var = \"\"; };", MASTER_LINE,
+	    "keyway.master_key: var must be a non-empty string");
+	BAD("master_key = { source = \"env\"; path = \"/k\"; };", MASTER_LINE,
+	    "keyway.master_key: source \"env\" takes only var");
+	BAD("master_key = { source = \"env\"; kdf = \"argon2id\"; };",
+	    MASTER_LINE, "keyway.master_key: source \"env\" takes only var");
+	BAD("master_key = { source = \"file\"; path = \"/k\"; var = \"X\"; };",
+	    MASTER_LINE, "keyway.master_key: source \"file\" takes only path");
+	BAD("master_key = { source = \"file\"; };", MASTER_LINE,
+	    "keyway.master_key: source \"file\" needs a path");
+	BAD("master_key = { source = \"passphrase\"; path = \"/k\"; };",
+	    MASTER_LINE,
+	    "keyway.master_key: source \"passphrase\" takes only var and kdf");
+	BAD("master_key = \"" KEY_A "\";", MASTER_LINE,
+	    "keyway.master_key must be a group { source = ...; }");
+
+	/* The old keys: a list of the same groups, each named by index. */
+	c = write_conf(f, "bad.conf", MASTER_ENV,
+		       "old_master_keys = ( { source = \"env\"; var = "
+		       "\"KWSEAL_OLD\"; },\n"
+		       "    { source = \"tpm\"; } );",
+		       db);
+	set_var("KWSEAL_OLD", KEY_B);
+	open_fails(c, KW_ERR_CONFIG,
+		   fmt("%s:%d: keyway.old_master_keys[1]: unknown source "
+		       "\"tpm\" (expected \"env\", \"file\" or "
+		       "\"passphrase\")",
+		       c, MASTER_LINE + 2));
+	BAD("# none\n  old_master_keys = ( { source = \"env\"; } );",
+	    MASTER_LINE + 1,
+	    "keyway.old_master_keys without keyway.master_key");
+#undef BAD
+	assert_int_equal(access(db, F_OK), -1);
+
+	/* A store that seals needs a master key. */
+	unsetenv("KEYWAY_MASTER_KEY");
+	c = write_conf(f, "none.conf", NULL, NULL, db);
+	open_fails(c, KW_ERR_CONFIG,
+		   fmt("%s:%d: backend \"org_keys\": module \"sqlite\" seals "
+		       "the keys it stores: set keyway.master_key",
+		       c, ORG_LINE));
+}
+
+/* ---- 6. key ids ---- */
+
+static void test_key_id(void **state)
+{
+	struct fixture *f = *state;
+	const char *const keys[] = { KEY_A, KEY_B, KEY_C };
+	const char *const ids[] = { KEY_A_ID, KEY_B_ID, KEY_C_ID };
+	unsigned char *blob;
+	char *id, *again, *c1, *c2;
+	size_t len;
+
+	for (size_t k = 0; k < 3; k++) {
+		char *d1 = store(f, fmt("k%zu-1.db", k));
+		char *d2 = store(f, fmt("k%zu-2.db", k));
+
+		set_var("KEYWAY_MASTER_KEY", keys[k]);
+		c1 = write_conf(f, "1.conf", MASTER_ENV, NULL, d1);
+		c2 = write_conf(f, "2.conf", MASTER_ENV, NULL, d2);
+		open_ok(&f->ctx, c1);
+		put_ok(f->ctx, "org_keys", "acme", "anthropic", ACME_ANT);
+		id = only_id(f->ctx, "org_keys");
+		kw_close(f->ctx);
+		f->ctx = NULL;
+		open_ok(&f->ctx, c2);
+		put_ok(f->ctx, "org_keys", "acme", "anthropic", ACME_ANT);
+		again = only_id(f->ctx, "org_keys");
+		kw_close(f->ctx);
+		f->ctx = NULL;
+
+		/* Stable across contexts and stores, and known. */
+		assert_string_equal(id, again);
+		assert_string_equal(id, ids[k]);
+		/* 16 lower-case hex digits that are not the key. */
+		assert_int_equal(strlen(id), 16);
+		assert_int_equal(strspn(id, "0123456789abcdef"), 16);
+		assert_null(strstr(keys[k], id));
+		assert_int_not_equal(strncmp(keys[k], id, 16), 0);
+		/* The record's header names the same key. */
+		f->db = db_open(d1);
+		blob = blob_get(f->db, "org_keys", "acme", "anthropic", &len);
+		assert_string_equal(hex(blob + 1, 8), id);
+		sqlite3_close(f->db);
+		f->db = NULL;
+	}
+	assert_string_not_equal(KEY_A_ID, KEY_B_ID);
+
+	/* The source does not matter: the same key from a file. */
+	unsetenv("KEYWAY_MASTER_KEY");
+	keep(tu_write(f->dir, "a.key", 0600, "%s\n", KEY_A));
+	c1 = write_conf(f, "file.conf",
+			fmt("master_key = { source = \"file\"; path = "
+			    "\"%s/a.key\"; };",
+			    f->dir),
+			NULL, store(f, "file.db"));
+	open_ok(&f->ctx, c1);
+	put_ok(f->ctx, "org_keys", "acme", "anthropic", ACME_ANT);
+	assert_string_equal(only_id(f->ctx, "org_keys"), KEY_A_ID);
+}
+
+/* ---- 7. nothing in the clear at rest ---- */
+
+#define P_ORG1 "sk-ant-rest-org-one-PLAIN-a1b2c3d4e5"
+#define P_ORG1_NEW "sk-ant-rest-org-one-ROTATED-f6g7h8i9"
+#define P_ORG2 "sk-rest-org-two-PLAIN-j0k1l2m3n4o5p6"
+#define P_USER "sk-ant-rest-user-PLAIN-q7r8s9t0u1v2"
+#define P_USER_NEW "sk-ant-rest-user-ROTATED-w3x4y5z6a7"
+#define P_SYS "AIzaRestSystemPLAINb8c9d0e1f2g3h4i5j6"
+#define P_GONE "sk-ant-rest-deleted-PLAIN-k7l8m9n0o1"
+
+static void no_plaintext(const char *db)
+{
+	static const char *const plain[] = {
+		P_ORG1, P_ORG1_NEW, P_ORG2, P_USER, P_USER_NEW, P_SYS, P_GONE,
+	};
+
+	for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+		absent(db, plain[i], strlen(plain[i]), plain[i]);
+		/* Nor any long part of it (the part after the prefix). */
+		absent(db, plain[i] + 8, 16, plain[i] + 8);
+	}
+}
+
+static void test_nothing_in_clear(void **state)
+{
+	struct fixture *f = *state;
+	char *db = store(f, "keys.db");
+	char *conf_a = write_conf(f, "a.conf", MASTER_ENV, NULL, db);
+	char *conf_ba = write_conf(f, "ba.conf", MASTER_ENV, OLD_A, db);
+	unsigned char *gone, *old_org1, *old_sys;
+	size_t gone_len, org1_len, sys_len;
+	kw_key_ref ref = KW_KEY_REF_INIT;
+	kw_actor a;
+
+	set_var("KEYWAY_MASTER_KEY", KEY_A);
+	open_ok(&f->ctx, conf_a);
+	put_ok(f->ctx, "org_keys", "acme", "anthropic", P_ORG1);
+	put_ok(f->ctx, "org_keys", "globex", "openai", P_ORG2);
+	put_ok(f->ctx, "user_keys", "alice", "anthropic", P_USER);
+	put_ok(f->ctx, "sys_keys", NULL, "google", P_SYS);
+	put_ok(f->ctx, "org_keys", "initech", "anthropic", P_GONE);
+	no_plaintext(db);
+	assert_int_equal(put(f->ctx, "org_keys", "acme", "anthropic",
+			     P_ORG1_NEW, KW_PUT_ROTATE),
+			 KW_OK);
+	assert_int_equal(put(f->ctx, "user_keys", "alice", "anthropic",
+			     P_USER_NEW, KW_PUT_ROTATE),
+			 KW_OK);
+	sysadmin(&a);
+	ref.backend = "org_keys";
+	ref.owner = "globex";
+	ref.provider = "openai";
+	assert_int_equal(kw_key_set_active(f->ctx, &a, &ref, 0), KW_OK);
+	no_plaintext(db);
+	want_value(f->ctx, "org_keys", "acme", "anthropic", P_ORG1_NEW);
+	want_value(f->ctx, "user_keys", "alice", "anthropic", P_USER_NEW);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	no_plaintext(db);
+
+	/* Rekey: the copies sealed under the old key leave the file. */
+	f->db = db_open(db);
+	old_org1 = blob_get(f->db, "org_keys", "acme", "anthropic",
+			    &org1_len);
+	old_sys = blob_get(f->db, "sys_keys", NULL, "google", &sys_len);
+	sqlite3_close(f->db);
+	f->db = NULL;
+	set_var("KEYWAY_MASTER_KEY", KEY_B);
+	set_var("KWSEAL_OLD", KEY_A);
+	open_ok(&f->ctx, conf_ba);
+	rekey_ok(f->ctx, "org_keys", 3);
+	rekey_ok(f->ctx, "user_keys", 1);
+	rekey_ok(f->ctx, "sys_keys", 1);
+	want_ids(f->ctx, NULL, KEY_B_ID, 5);
+	no_plaintext(db);
+	absent(db, old_org1, org1_len, "org key sealed under the old key");
+	absent(db, old_sys, sys_len, "system key sealed under the old key");
+
+	/* Delete: neither the value nor its sealed bytes stay. */
+	f->db = db_open(db);
+	gone = blob_get(f->db, "org_keys", "initech", "anthropic", &gone_len);
+	sqlite3_close(f->db);
+	f->db = NULL;
+	ref.owner = "initech";
+	ref.provider = "anthropic";
+	assert_int_equal(kw_key_delete(f->ctx, &a, &ref), KW_OK);
+	no_plaintext(db);
+	absent(db, gone, gone_len, "the deleted key's sealed value");
+	/* Its nonce and tag are as unique as the whole. */
+	absent(db, gone + 9, 12, "the deleted key's nonce");
+	absent(db, gone + gone_len - 16, 16, "the deleted key's tag");
+	want_ids(f->ctx, NULL, KEY_B_ID, 4);
+	want_value(f->ctx, "org_keys", "acme", "anthropic", P_ORG1_NEW);
+	want_value(f->ctx, "sys_keys", NULL, "google", P_SYS);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	no_plaintext(db);
+	absent(db, gone, gone_len, "the deleted key's sealed value");
+}
+
+/*
+ * With many records, b-tree balancing moves cells between pages and can
+ * leave stale copies in the free space of pages that stay in use: a
+ * deleted key's sealed bytes must not survive there either.
+ */
+#define MANY 300
+#define DELETED_EVERY 7
+
+static void many_value(int i, char *buf, size_t len)
+{
+	snprintf(buf, len, "sk-ant-many-%03d-PLAIN-%0*d", i, 20 + i % 40, i);
+}
+
+static void test_delete_among_many(void **state)
+{
+	struct fixture *f = *state;
+	char *db = store(f, "keys.db");
+	char *conf = write_conf(f, "keyway.conf", MASTER_ENV, NULL, db);
+	unsigned char *gone[MANY];
+	size_t gone_len[MANY];
+	kw_key_ref ref = KW_KEY_REF_INIT;
+	char owner[32], value[128];
+	kw_actor a;
+
+	set_var("KEYWAY_MASTER_KEY", KEY_A);
+	open_ok(&f->ctx, conf);
+	for (int i = 0; i < MANY; i++) {
+		snprintf(owner, sizeof(owner), "org%03d", (i * 37) % MANY);
+		many_value(i, value, sizeof(value));
+		put_ok(f->ctx, "org_keys", owner, "anthropic", value);
+	}
+	f->db = db_open(db);
+	for (int i = 0; i < MANY; i += DELETED_EVERY) {
+		snprintf(owner, sizeof(owner), "org%03d", (i * 37) % MANY);
+		gone[i] = blob_get(f->db, "org_keys", owner, "anthropic",
+				   &gone_len[i]);
+	}
+	sqlite3_close(f->db);
+	f->db = NULL;
+
+	sysadmin(&a);
+	ref.backend = "org_keys";
+	ref.provider = "anthropic";
+	for (int i = 0; i < MANY; i += DELETED_EVERY) {
+		snprintf(owner, sizeof(owner), "org%03d", (i * 37) % MANY);
+		ref.owner = owner;
+		assert_int_equal(kw_key_delete(f->ctx, &a, &ref), KW_OK);
+	}
+	for (int i = 0; i < MANY; i++) {
+		many_value(i, value, sizeof(value));
+		absent(db, value, strlen(value), value);
+		if (i % DELETED_EVERY == 0)
+			absent(db, gone[i], gone_len[i],
+			       fmt("the sealed value of deleted key %d", i));
+	}
+	/* The others are all there. */
+	want_ids(f->ctx, "org_keys", KEY_A_ID,
+		 MANY - (MANY + DELETED_EVERY - 1) / DELETED_EVERY);
+	for (int i = 1; i < MANY; i += 10) {
+		if (i % DELETED_EVERY == 0)
+			continue;
+		snprintf(owner, sizeof(owner), "org%03d", (i * 37) % MANY);
+		many_value(i, value, sizeof(value));
+		want_value(f->ctx, "org_keys", owner, "anthropic", value);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_tamper_every_bit, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_swap_rows, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_swap_stores, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_wrong_master_key, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_rekey_under_threads,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rekey_under_processes,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_env_sources, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_malformed_env_keys, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_file_source, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_passphrase, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_master_key_settings,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_key_id, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_nothing_in_clear, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_delete_among_many, setup,
+						teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
