@@ -82,8 +82,8 @@ kw_status kwi_provider_check(const struct kw_ctx *ctx, const char *provider,
 			 provider, p->min_len, p->max_len, len);
 		return KW_ERR_INVAL;
 	}
-	if (strncmp(value, p->prefix, strlen(p->prefix)) != 0 ||
-	    len < strlen(p->prefix)) {
+	if (len < strlen(p->prefix) ||
+	    memcmp(value, p->prefix, strlen(p->prefix)) != 0) {
 		snprintf(why, whylen, "%s keys start with \"%s\"", provider,
 			 p->prefix);
 		return KW_ERR_INVAL;
