@@ -11,7 +11,13 @@
  * is part of every row's key.  Lookups run in parallel on a small pool of
  * connections (WAL mode, so readers never wait for a writer), each used by
  * one thread at a time with its statements prepared once.
+ *
+ * The same module, named as keyway.ledger, is the embedded quota ledger
+ * instead (ledger.c): a file of its own, on the same kind of pool.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* O_PATH */
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -28,11 +34,10 @@
 
 #include <keyway/module.h>
 
-#define SQ_POOL_MAX 16          /* connections per backend */
+#include "sqlite_int.h"
+
 #define SQ_BUSY_DEFAULT 5000    /* milliseconds */
 #define SQ_BUSY_MAX 600000
-#define SQ_APP_ID 0x4b574159    /* "KWAY", in the database header */
-#define SQ_STORE_ID_LEN 32      /* hex digits */
 #define SQ_CHECKPOINT_TRIES 4
 #define SQ_DESC_MAX 320         /* "org key of \"OWNER\" for PROVIDER" */
 
@@ -84,6 +89,7 @@ enum sq_stmt {
 	SQ_STALE,
 	SQ_RESEAL,
 	SQ_COUNT,
+	SQ_USED,
 	SQ_NSTMTS
 };
 
@@ -114,35 +120,12 @@ static const char *const sq_sql[SQ_NSTMTS] = {
 	[SQ_RESEAL] = "UPDATE keys SET sealed = ?4, key_id = ?5"
 		      " WHERE scope = ?1 AND owner = ?2 AND provider = ?3",
 	[SQ_COUNT] = "SELECT count(*) FROM keys WHERE scope = ?1",
+	[SQ_USED] = "UPDATE keys SET usage_count = usage_count + ?4,"
+		    " last_used = max(last_used, ?5)"
+		    " WHERE scope = ?1 AND owner = ?2 AND provider = ?3",
 };
 
-struct sq_conn {
-	struct sq_conn *next; /* in the idle list */
-	sqlite3 *db;
-	sqlite3_stmt *stmt[SQ_NSTMTS];
-};
-
-/*
- * Everything but the pool is immutable after open(); the pool is guarded
- * by `lock`, and a connection taken from it belongs to one thread until it
- * is given back.
- */
-struct sq_state {
-	const kw_host *host;
-	kw_instance *inst;         /* for log(); the host's until close */
-	const char *path;          /* the host's string, valid until close */
-	kw_scope scope;
-	const char *scope_word;    /* "user", "org", "system" */
-	int busy_ms;
-	char store_id[SQ_STORE_ID_LEN + 1];
-	kw_keyring *kr;
-
-	pthread_mutex_t lock;
-	pthread_cond_t cond;       /* a connection came back or went away */
-	bool sync_ready;
-	struct sq_conn *idle;
-	unsigned nconns;           /* idle and in use */
-};
+_Static_assert(SQ_NSTMTS <= SQ_STMTS_MAX, "raise SQ_STMTS_MAX");
 
 static const char *sq_scope_word(kw_scope scope)
 {
@@ -180,8 +163,7 @@ static const char *sq_owner_col(const char *owner)
 	return owner != NULL ? owner : "";
 }
 
-/* What a failed SQLite call means to the chain and the caller. */
-static kw_status sq_status(int rc)
+kw_status sq_status(int rc)
 {
 	switch (rc & 0xff) {
 	case SQLITE_OK:
@@ -207,17 +189,26 @@ static kw_status sq_status(int rc)
 	}
 }
 
-/* Report a failed SQLite call through r and say what it means. */
-static kw_status sq_fail(const struct sq_state *st, kw_reply *r,
-			 const char *what, int rc)
+kw_status sq_fail(const struct sq_state *st, kw_reply *r, const char *what,
+		  int rc)
 {
 	st->host->reply_detail(r, "cannot %s %s: %s", what, st->path,
 			       sqlite3_errstr(rc));
 	return sq_status(rc);
 }
 
-/* Make a statement ready for its next use; bound pointers are dropped. */
-static void sq_done(sqlite3_stmt *s)
+kw_status sq_wrong_role(const struct sq_state *st, kw_reply *r)
+{
+	if (st->role == KW_INSTANCE_LEDGER)
+		st->host->reply_detail(r, "%s is the quota ledger, not a key "
+				       "store", st->path);
+	else
+		st->host->reply_detail(r, "%s is a key store, not the quota "
+				       "ledger", st->path);
+	return KW_ERR_UNSUPPORTED;
+}
+
+void sq_done(sqlite3_stmt *s)
 {
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
@@ -237,8 +228,7 @@ static int sq_bind_key(sqlite3_stmt *s, const char *scope_word,
 	return rc;
 }
 
-/* Run one statement that answers one integer (a pragma, a count). */
-static int sq_int(sqlite3 *db, const char *sql, int64_t *out)
+int sq_int(sqlite3 *db, const char *sql, int64_t *out)
 {
 	sqlite3_stmt *s = NULL;
 	int rc;
@@ -259,25 +249,84 @@ out:
 	return rc;
 }
 
+int sq_inspect(sqlite3 *db, int64_t *version, int64_t *app_id,
+	       int64_t *nobjects)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	*version = *app_id = *nobjects = 0;
+	rc = sqlite3_prepare_v2(db,
+				"SELECT (SELECT user_version"
+				"         FROM pragma_user_version),"
+				"       (SELECT application_id"
+				"         FROM pragma_application_id),"
+				"       (SELECT count(*) FROM sqlite_master)",
+				-1, &s, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*version = sqlite3_column_int64(s, 0);
+		*app_id = sqlite3_column_int64(s, 1);
+		*nobjects = sqlite3_column_int64(s, 2);
+		rc = SQLITE_OK;
+	} else if (rc == SQLITE_DONE) {
+		rc = SQLITE_MISUSE;
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
 /* ---- connections ---- */
 
-static void sq_conn_close(struct sq_conn *c)
+void sq_conn_close(struct sq_conn *c)
 {
 	if (c == NULL)
 		return;
-	for (int i = 0; i < SQ_NSTMTS; i++)
+	for (int i = 0; i < SQ_STMTS_MAX; i++)
 		sqlite3_finalize(c->stmt[i]);
 	sqlite3_close_v2(c->db);
 	free(c);
 }
 
 /*
- * Open one connection.  The file exists already: SQLite never creates it,
- * so it never gets SQLite's default mode.  Statements are prepared only
- * when the schema is known to be there.
+ * Wait for another connection's lock for up to busy_timeout_ms.  SQLite's
+ * own busy handler sleeps a millisecond or more between tries, while a
+ * ledger's commit takes tens of microseconds: a process waiting for
+ * another's would spend most of its time asleep.  Start at 50 us and
+ * double up to 2 ms.
  */
-static int sq_conn_open(const struct sq_state *st, bool prepare,
-			struct sq_conn **out)
+static int sq_busy(void *arg, int tries)
+{
+	const struct sq_state *st = arg;
+	const int64_t first = 50, last = 2000; /* microseconds */
+	int64_t pause = first, slept = 0;
+	struct timespec ts;
+
+	/* What the earlier tries slept follows from their number. */
+	for (int i = 0; i < tries; i++) {
+		slept += pause;
+		if (pause < last)
+			pause = pause * 2 < last ? pause * 2 : last;
+		if (slept >= (int64_t)st->busy_ms * 1000)
+			return 0;
+	}
+	if (slept + pause > (int64_t)st->busy_ms * 1000)
+		pause = (int64_t)st->busy_ms * 1000 - slept;
+	if (pause <= 0)
+		return 0;
+	ts.tv_sec = (time_t)(pause / 1000000);
+	ts.tv_nsec = (long)(pause % 1000000) * 1000;
+	nanosleep(&ts, NULL);
+	return 1;
+}
+
+/*
+ * The file exists already: SQLite never creates it, so it never gets
+ * SQLite's default mode.
+ */
+int sq_conn_open(const struct sq_state *st, bool prepare,
+		 struct sq_conn **out)
 {
 	const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
 			  SQLITE_OPEN_NOFOLLOW | SQ_OPEN_EXRESCODE;
@@ -300,7 +349,7 @@ static int sq_conn_open(const struct sq_state *st, bool prepare,
 			  (int *)NULL);
 	sqlite3_db_config(c->db, SQLITE_DBCONFIG_DQS_DML, 0, (int *)NULL);
 	sqlite3_db_config(c->db, SQLITE_DBCONFIG_DQS_DDL, 0, (int *)NULL);
-	rc = sqlite3_busy_timeout(c->db, st->busy_ms);
+	rc = sqlite3_busy_handler(c->db, sq_busy, (void *)st);
 	if (rc != SQLITE_OK)
 		goto out;
 	rc = sqlite3_exec(c->db,
@@ -311,14 +360,17 @@ static int sq_conn_open(const struct sq_state *st, bool prepare,
 			  NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
 		goto out;
-	/* Erasing a key relies on it: refuse a SQLite that cannot. */
-	rc = sq_int(c->db, "PRAGMA secure_delete = ON", &on);
-	if (rc == SQLITE_OK && on != 1)
-		rc = SQLITE_MISUSE;
+	/* Erasing a key relies on it: refuse a SQLite that cannot.  A
+	 * ledger holds counts, not secrets, and is spared the cost. */
+	if (st->role == KW_INSTANCE_BACKEND) {
+		rc = sq_int(c->db, "PRAGMA secure_delete = ON", &on);
+		if (rc == SQLITE_OK && on != 1)
+			rc = SQLITE_MISUSE;
+	}
 	if (rc != SQLITE_OK || !prepare)
 		goto out;
-	for (int i = 0; i < SQ_NSTMTS; i++) {
-		rc = sqlite3_prepare_v3(c->db, sq_sql[i], -1,
+	for (int i = 0; i < st->nsql; i++) {
+		rc = sqlite3_prepare_v3(c->db, st->sql[i], -1,
 					SQLITE_PREPARE_PERSISTENT, &c->stmt[i],
 					NULL);
 		if (rc != SQLITE_OK)
@@ -333,13 +385,11 @@ out:
 }
 
 /*
- * Take a connection from the pool, opening one while there are fewer than
- * SQ_POOL_MAX, else waiting for one to come back.  When a new connection
- * cannot be opened, wait for one of the others; fail only when there are
- * none.
+ * Open connections while there are fewer than SQ_POOL_MAX, else wait for
+ * one to come back.  When a new connection cannot be opened, wait for one
+ * of the others; fail only when there are none.
  */
-static kw_status sq_acquire(struct sq_state *st, struct sq_conn **out,
-			    kw_reply *r)
+kw_status sq_acquire(struct sq_state *st, struct sq_conn **out, kw_reply *r)
 {
 	struct sq_conn *c;
 	bool failed = false;
@@ -378,8 +428,7 @@ static kw_status sq_acquire(struct sq_state *st, struct sq_conn **out,
 	return sq_fail(st, r, "open", rc);
 }
 
-/* Give a connection back, or drop it if it is stuck in a transaction. */
-static void sq_release(struct sq_state *st, struct sq_conn *c)
+void sq_release(struct sq_state *st, struct sq_conn *c)
 {
 	if (c == NULL)
 		return;
@@ -444,14 +493,64 @@ static int sq_erase(sqlite3 *db)
 /* ---- opening a store ---- */
 
 /*
- * Create the file if it is missing, with 0600 from the start (SQLite gives
- * the -wal and -shm files the database's mode); else refuse one that is
- * not private to us.
+ * Refuse a file that is not private to us, by the rules (and in the words)
+ * of host->open_private(), but looking through an O_PATH descriptor.
+ * Closing any other descriptor of the file drops every POSIX lock this
+ * process holds on it, SQLite's included: another process could then
+ * think itself the last user of the database and take its WAL from under
+ * a connection still open here (another backend on the same file, another
+ * context on the same ledger).  Closing an O_PATH descriptor drops none.
  */
-static kw_status sq_prepare_file(const kw_host *host, kw_instance *inst,
-				 const char *path)
+static kw_status sq_check_private(const struct sq_state *st, const char *what)
 {
-	kw_status rc;
+	const kw_host *host = st->host;
+	const char *path = st->path;
+	kw_status rc = KW_ERR_PERM;
+	struct stat sb;
+	int fd, e;
+
+	fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &sb) != 0) {
+		e = errno;
+		host->error(st->inst, "path", "%s: %s", path, strerror(e));
+		rc = e == ENOENT ? KW_ERR_NOTFOUND
+				 : e == EACCES ? KW_ERR_PERM : KW_ERR_IO;
+	} else if (S_ISLNK(sb.st_mode)) {
+		host->error(st->inst, "path",
+			    "%s is a symbolic link; point the setting at the "
+			    "file itself",
+			    path);
+	} else if (!S_ISREG(sb.st_mode)) {
+		host->error(st->inst, "path", "%s is not a regular file", path);
+	} else if (sb.st_uid != 0 && sb.st_uid != geteuid()) {
+		host->error(st->inst, "path",
+			    "%s is owned by uid %u; it must belong to root or "
+			    "uid %u",
+			    path, (unsigned)sb.st_uid, (unsigned)geteuid());
+	} else if (sb.st_mode & 077) {
+		host->error(st->inst, "path",
+			    "%s is accessible by group or others (mode %04o); "
+			    "it holds %s: chmod 600 it",
+			    path, (unsigned)(sb.st_mode & 07777),
+			    strcmp(what, "ledger") == 0 ? "the usage log"
+							: "secrets");
+	} else {
+		rc = KW_OK;
+	}
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+/*
+ * The file gets 0600 from the start (SQLite gives the -wal and -shm files
+ * the database's mode).
+ */
+kw_status sq_prepare_file(const struct sq_state *st, const char *what)
+{
+	const kw_host *host = st->host;
+	kw_instance *inst = st->inst;
+	const char *path = st->path;
 	int fd;
 
 	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC |
@@ -469,15 +568,55 @@ static kw_status sq_prepare_file(const kw_host *host, kw_instance *inst,
 		return KW_OK;
 	}
 	if (errno != EEXIST) {
-		host->error(inst, "path", "cannot create store %s: %s", path,
-			    strerror(errno));
-		return errno == EACCES ? KW_ERR_PERM : KW_ERR_IO;
+		int e = errno;
+
+		host->error(inst, "path", "cannot create %s %s: %s", what,
+			    path, strerror(e));
+		return e == EACCES ? KW_ERR_PERM : KW_ERR_IO;
 	}
-	/* It reports its own refusals, saying how to fix the file. */
-	rc = host->open_private(inst, "path", path, &fd);
-	if (rc == KW_OK)
-		close(fd);
-	return rc;
+	return sq_check_private(st, what);
+}
+
+/*
+ * Leaving rollback mode takes the exclusive lock.  Processes opening a new
+ * file together all try at once, and SQLite answers BUSY at once (without
+ * its busy handler) to one that would deadlock waiting: retry here, for as
+ * long as the busy timeout allows.
+ */
+kw_status sq_wal(const struct sq_state *st, sqlite3 *db, const char *what)
+{
+	struct timespec pause = { 0, 1000 * 1000 };
+	sqlite3_stmt *s = NULL;
+	const char *mode = NULL;
+	kw_status ret = KW_OK;
+	int64_t waited = 0;
+	int rc;
+
+	rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode = WAL", -1, &s, NULL);
+	while (rc == SQLITE_OK) {
+		rc = sqlite3_step(s);
+		if ((rc & 0xff) != SQLITE_BUSY || waited >= st->busy_ms)
+			break;
+		sqlite3_reset(s);
+		nanosleep(&pause, NULL);
+		waited += pause.tv_nsec / 1000000;
+		if (pause.tv_nsec < 64 * 1000 * 1000)
+			pause.tv_nsec *= 2;
+		rc = SQLITE_OK;
+	}
+	if (rc == SQLITE_ROW)
+		mode = (const char *)sqlite3_column_text(s, 0);
+	if (rc != SQLITE_ROW || mode == NULL || strcmp(mode, "wal") != 0) {
+		st->host->error(st->inst, "path",
+				"cannot put %s %s in WAL mode: %s", what,
+				st->path,
+				rc == SQLITE_ROW ? "the file system does not "
+						   "support it"
+						 : sqlite3_errmsg(db));
+		ret = rc == SQLITE_ROW ? KW_ERR_BACKEND : sq_status(rc);
+	}
+	sqlite3_finalize(s);
+	return ret;
 }
 
 /* Read meta's store_id and kdf_salt. */
@@ -683,19 +822,12 @@ static kw_status sq_open_store(struct sq_state *st, kw_instance *inst)
 	unsigned char salt[KW_SALT_SIZE], fresh[KW_SALT_SIZE];
 	struct sq_conn *c = NULL;
 	int64_t version, app_id, nobjects;
-	const char *mode;
-	sqlite3_stmt *s = NULL;
 	kw_status ret;
 	int rc;
 
 	rc = sq_conn_open(st, false, &c);
 	if (rc == SQLITE_OK)
-		rc = sq_int(c->db, "PRAGMA user_version", &version);
-	if (rc == SQLITE_OK)
-		rc = sq_int(c->db, "PRAGMA application_id", &app_id);
-	if (rc == SQLITE_OK)
-		rc = sq_int(c->db, "SELECT count(*) FROM sqlite_master",
-			    &nobjects);
+		rc = sq_inspect(c->db, &version, &app_id, &nobjects);
 	if ((rc & 0xff) == SQLITE_NOTADB) {
 		host->error(inst, "path", "%s is not a SQLite database",
 			    st->path);
@@ -706,6 +838,14 @@ static kw_status sq_open_store(struct sq_state *st, kw_instance *inst)
 		host->error(inst, "path", "cannot open store %s: %s", st->path,
 			    sqlite3_errstr(rc));
 		ret = sq_status(rc);
+		goto out;
+	}
+	if (app_id == SQ_LEDGER_APP_ID) {
+		host->error(inst, "path",
+			    "%s is a keyway quota ledger, not a key store: "
+			    "give the backend a file of its own",
+			    st->path);
+		ret = KW_ERR_BACKEND;
 		goto out;
 	}
 	if ((app_id != 0 && app_id != SQ_APP_ID) ||
@@ -750,23 +890,9 @@ static kw_status sq_open_store(struct sq_state *st, kw_instance *inst)
 	}
 
 	/* Checked: from here on the file may be written. */
-	rc = sqlite3_prepare_v2(c->db, "PRAGMA journal_mode = WAL", -1, &s,
-				NULL);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(s);
-	mode = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(s, 0)
-				: NULL;
-	if (rc != SQLITE_ROW || mode == NULL || strcmp(mode, "wal") != 0) {
-		host->error(inst, "path",
-			    "cannot put store %s in WAL mode: %s", st->path,
-			    rc == SQLITE_ROW ? "the file system does not "
-					       "support it"
-					     : sqlite3_errmsg(c->db));
-		ret = rc == SQLITE_ROW ? KW_ERR_BACKEND : sq_status(rc);
+	ret = sq_wal(st, c->db, "store");
+	if (ret != KW_OK)
 		goto out;
-	}
-	sqlite3_finalize(s);
-	s = NULL;
 	if (version < SQ_SCHEMA_VERSION) {
 		ret = sq_migrate(st, inst, c->db, salt);
 		if (ret != KW_OK)
@@ -791,8 +917,8 @@ static kw_status sq_open_store(struct sq_state *st, kw_instance *inst)
 			goto out;
 	}
 
-	for (int i = 0; i < SQ_NSTMTS; i++) {
-		rc = sqlite3_prepare_v3(c->db, sq_sql[i], -1,
+	for (int i = 0; i < st->nsql; i++) {
+		rc = sqlite3_prepare_v3(c->db, st->sql[i], -1,
 					SQLITE_PREPARE_PERSISTENT, &c->stmt[i],
 					NULL);
 		if (rc != SQLITE_OK) {
@@ -808,7 +934,6 @@ static kw_status sq_open_store(struct sq_state *st, kw_instance *inst)
 	c = NULL;
 	ret = KW_OK;
 out:
-	sqlite3_finalize(s);
 	sq_conn_close(c);
 	return ret;
 }
@@ -829,18 +954,33 @@ static void sq_free(struct sq_state *st)
 		pthread_cond_destroy(&st->cond);
 		pthread_mutex_destroy(&st->lock);
 	}
+	if (st->role == KW_INSTANCE_LEDGER)
+		sq_ledger_free(st);
 	free(st);
 }
 
+/*
+ * A key store has a scope and a master key; the ledger has neither (the
+ * host gives it no scope, and it holds no secret).
+ */
 static kw_status sq_open(const kw_host *host, kw_instance *inst,
 			 void **state)
 {
 	struct sq_state *st;
 	int64_t busy = SQ_BUSY_DEFAULT;
+	kw_instance_role role = KW_INSTANCE_BACKEND;
 	kw_status rc;
 
 	*state = NULL;
-	if (!KW_HOST_HAS(host, sealed_key_id)) {
+	if (KW_HOST_HAS(host, instance_role))
+		role = host->instance_role(inst);
+	if (role != KW_INSTANCE_BACKEND && role != KW_INSTANCE_LEDGER) {
+		host->error(inst, NULL,
+			    "the sqlite module cannot serve instance role %d",
+			    (int)role);
+		return KW_ERR_MODULE;
+	}
+	if (role == KW_INSTANCE_BACKEND && !KW_HOST_HAS(host, sealed_key_id)) {
 		host->error(inst, NULL,
 			    "this keyway cannot seal keys; the sqlite module "
 			    "needs a newer libkeyway");
@@ -859,13 +999,19 @@ static kw_status sq_open(const kw_host *host, kw_instance *inst,
 	}
 	st->host = host;
 	st->inst = inst;
-	st->scope = host->instance_scope(inst);
-	st->scope_word = sq_scope_word(st->scope);
-	if (st->scope_word == NULL) {
-		host->error(inst, NULL,
-			    "missing scope (\"user\", \"org\" or \"system\")");
-		rc = KW_ERR_CONFIG;
-		goto out;
+	st->role = role;
+	if (role == KW_INSTANCE_BACKEND) {
+		st->sql = sq_sql;
+		st->nsql = SQ_NSTMTS;
+		st->scope = host->instance_scope(inst);
+		st->scope_word = sq_scope_word(st->scope);
+		if (st->scope_word == NULL) {
+			host->error(inst, NULL,
+				    "missing scope (\"user\", \"org\" or "
+				    "\"system\")");
+			rc = KW_ERR_CONFIG;
+			goto out;
+		}
 	}
 	rc = host->setting_string(inst, "path", &st->path);
 	if (rc != KW_OK) {
@@ -898,10 +1044,15 @@ static kw_status sq_open(const kw_host *host, kw_instance *inst,
 	}
 	st->sync_ready = true;
 
-	rc = sq_prepare_file(host, inst, st->path);
-	if (rc != KW_OK)
-		goto out;
-	rc = sq_open_store(st, inst);
+	if (role == KW_INSTANCE_LEDGER) {
+		rc = sq_prepare_file(st, "ledger");
+		if (rc == KW_OK)
+			rc = sq_ledger_open(st);
+	} else {
+		rc = sq_prepare_file(st, "store");
+		if (rc == KW_OK)
+			rc = sq_open_store(st, inst);
+	}
 	if (rc != KW_OK)
 		goto out;
 	*state = st;
@@ -935,6 +1086,8 @@ static kw_status sq_lookup(void *state, const kw_query *q)
 	kw_status ret;
 	int rc, n;
 
+	if (st->role != KW_INSTANCE_BACKEND)
+		return sq_wrong_role(st, q->reply);
 	sq_describe(desc, sizeof(desc), st->scope, aad.owner, q->provider);
 	ret = sq_acquire(st, &c, q->reply);
 	if (ret != KW_OK)
@@ -1000,6 +1153,8 @@ static kw_status sq_check(void *state, kw_reply *r)
 	kw_status ret;
 	int rc;
 
+	if (st->role == KW_INSTANCE_LEDGER)
+		return sq_ledger_check(st, r);
 	if (lstat(st->path, &sb) == 0 && (sb.st_mode & 077) != 0) {
 		host->reply_detail(r,
 				   "%s is accessible by group or others (mode "
@@ -1104,6 +1259,8 @@ static kw_status sq_put(void *state, const kw_store_put *p, kw_reply *r)
 	kw_status ret;
 	int rc;
 
+	if (st->role != KW_INSTANCE_BACKEND)
+		return sq_wrong_role(st, r);
 	ret = sq_check_key(st, &p->key, r);
 	if (ret != KW_OK)
 		return ret;
@@ -1202,6 +1359,8 @@ static kw_status sq_set_active(void *state, const kw_store_key *k,
 	char desc[SQ_DESC_MAX];
 	kw_status ret;
 
+	if (st->role != KW_INSTANCE_BACKEND)
+		return sq_wrong_role(st, r);
 	ret = sq_check_key(st, k, r);
 	if (ret != KW_OK)
 		return ret;
@@ -1228,6 +1387,8 @@ static kw_status sq_remove(void *state, const kw_store_key *k, kw_reply *r)
 	kw_status ret;
 	int rc;
 
+	if (st->role != KW_INSTANCE_BACKEND)
+		return sq_wrong_role(st, r);
 	ret = sq_check_key(st, k, r);
 	if (ret != KW_OK)
 		return ret;
@@ -1304,6 +1465,8 @@ static kw_status sq_list(void *state, kw_scope scope, const char *owner,
 	kw_status ret;
 	int rc;
 
+	if (st->role != KW_INSTANCE_BACKEND)
+		return sq_wrong_role(st, r);
 	/* This backend holds the keys of its own scope only. */
 	if (scope != KW_SCOPE_NONE && scope != st->scope)
 		return KW_OK;
@@ -1525,6 +1688,8 @@ static kw_status sq_rekey(void *state, uint64_t *count, kw_reply *r)
 
 	if (count != NULL)
 		*count = 0;
+	if (st->role != KW_INSTANCE_BACKEND)
+		return sq_wrong_role(st, r);
 	ret = sq_acquire(st, &c, r);
 	if (ret != KW_OK)
 		return ret;
@@ -1573,6 +1738,49 @@ out:
 	return ret;
 }
 
+/* ---- usage counts ---- */
+
+/*
+ * The host adds uses up and writes them in batches, after the fact: the key
+ * may have been deleted meanwhile, which is not an error.
+ */
+static kw_status sq_used(void *state, const kw_store_key *k, uint64_t count,
+			 int64_t when, kw_reply *r)
+{
+	struct sq_state *st = state;
+	struct sq_conn *c = NULL;
+	sqlite3_stmt *s;
+	kw_status ret;
+	int rc;
+
+	if (st->role != KW_INSTANCE_BACKEND)
+		return sq_wrong_role(st, r);
+	ret = sq_check_key(st, k, r);
+	if (ret != KW_OK || count == 0)
+		return ret;
+	ret = sq_acquire(st, &c, r);
+	if (ret != KW_OK)
+		return ret;
+	s = c->stmt[SQ_USED];
+	rc = sq_bind_key(s, st->scope_word, sq_key_owner(k), k->provider);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(s, 4, count > (uint64_t)INT64_MAX
+						      ? INT64_MAX
+						      : (int64_t)count);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(s, 5, when);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	if (rc != SQLITE_DONE) {
+		ret = sq_fail(st, r, "write", rc);
+		if (ret == KW_ERR_EXISTS)
+			ret = KW_ERR_BACKEND;
+	}
+	sq_done(s);
+	sq_release(st, c);
+	return ret;
+}
+
 static const kw_setting_spec sq_settings[] = {
 	{ "path", KW_SETTING_PATH, KW_SETTING_REQUIRED },
 	{ "busy_timeout_ms", KW_SETTING_INT, 0 },
@@ -1582,8 +1790,10 @@ static const kw_setting_spec sq_settings[] = {
 static const struct kw_module sq_module = {
 	KW_MODULE_HEADER,
 	.name = "sqlite",
-	.description = "sealed API keys in a SQLite database",
-	.caps = KW_CAP_LOOKUP | KW_CAP_STORE | KW_CAP_LIST | KW_CAP_SCOPED,
+	.description = "sealed API keys in a SQLite database; or, as "
+		       "keyway.ledger, the quota ledger",
+	.caps = KW_CAP_LOOKUP | KW_CAP_STORE | KW_CAP_LIST | KW_CAP_SCOPED |
+		KW_CAP_LEDGER,
 	.settings = sq_settings,
 	.open = sq_open,
 	.close = sq_close,
@@ -1594,6 +1804,10 @@ static const struct kw_module sq_module = {
 	.remove = sq_remove,
 	.list = sq_list,
 	.rekey = sq_rekey,
+	.used = sq_used,
+	.charge = sq_charge,
+	.refund = sq_refund,
+	.usage = sq_usage,
 };
 
 KW_MODULE_EXPORT(sq_module)

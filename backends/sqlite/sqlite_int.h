@@ -1,0 +1,140 @@
+/*
+ * sqlite_int.h - what the two halves of the sqlite module share: the key
+ * store (sqlite.c) and the quota ledger (ledger.c) are one module with one
+ * settings table, and run on the same pool of connections.
+ *
+ * Not installed; nothing here is exported (the module exports only
+ * kw_module_entry).
+ */
+#ifndef KW_SQLITE_INT_H
+#define KW_SQLITE_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include <keyway/module.h>
+
+#define SQ_POOL_MAX 16          /* connections per instance */
+#define SQ_STMTS_MAX 16         /* statements a connection prepares */
+#define SQ_STORE_ID_LEN 32      /* hex digits */
+
+/*
+ * The database header's application_id says what a file is, so that a
+ * key store named as the ledger (or the other way round) is refused
+ * instead of being given a second schema.
+ */
+#define SQ_APP_ID 0x4b574159        /* "KWAY": a key store */
+#define SQ_LEDGER_APP_ID 0x4b574c47 /* "KWLG": a quota ledger */
+
+struct ld_req; /* a queued ledger write (ledger.c) */
+
+struct sq_conn {
+	struct sq_conn *next; /* in the idle list */
+	sqlite3 *db;
+	sqlite3_stmt *stmt[SQ_STMTS_MAX]; /* st->sql, prepared once */
+};
+
+/*
+ * One instance: a key store (role KW_INSTANCE_BACKEND) or the quota ledger
+ * (KW_INSTANCE_LEDGER).  Everything but the pool and the ledger's write
+ * state is immutable after open(); the pool is guarded by `lock`, and a
+ * connection taken from it belongs to one thread until it is given back.
+ */
+struct sq_state {
+	const kw_host *host;
+	kw_instance *inst;         /* for log(); the host's until close */
+	kw_instance_role role;
+	const char *path;          /* the host's string, valid until close */
+	int busy_ms;
+	const char *const *sql;    /* what every connection prepares */
+	int nsql;
+
+	/* The key store. */
+	kw_scope scope;
+	const char *scope_word;    /* "user", "org", "system" */
+	char store_id[SQ_STORE_ID_LEN + 1];
+	kw_keyring *kr;
+
+	/*
+	 * The ledger.  Threads of this process queue their writes, and one
+	 * at a time (the leader) commits all that are waiting in one
+	 * transaction on the writer connection: a commit costs more than
+	 * the charges in it, and threads meeting at the file's lock would
+	 * wait for each other in sleeps.  write_lock guards the queue; the
+	 * writer (out of the pool, so that its page cache stays warm) and
+	 * the sweep's bookkeeping belong to the leader.
+	 */
+	struct sq_conn *writer;
+	pthread_mutex_t write_lock;
+	pthread_condattr_t wait_attr; /* for each request's condition */
+	bool write_ready;           /* write_lock and wait_attr exist */
+	struct ld_req *queue;       /* waiting, oldest first */
+	struct ld_req **queue_tail;
+	bool leader;                /* a batch is being written */
+	uint32_t charges;           /* since the last sweep */
+	int64_t next_sweep;         /* sweep at the first charge after it */
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;       /* a connection came back or went away */
+	bool sync_ready;
+	struct sq_conn *idle;
+	unsigned nconns;           /* idle and in use */
+};
+
+/* What a failed SQLite call means to the chain and the caller. */
+kw_status sq_status(int rc);
+/* Report a failed SQLite call ("cannot WHAT PATH: why") through r. */
+kw_status sq_fail(const struct sq_state *st, kw_reply *r, const char *what,
+		  int rc);
+/* Refuse an operation that belongs to the other role. */
+kw_status sq_wrong_role(const struct sq_state *st, kw_reply *r);
+/* Make a statement ready for its next use; bound pointers are dropped. */
+void sq_done(sqlite3_stmt *s);
+/* Run one statement that answers one integer (a pragma, a count). */
+int sq_int(sqlite3 *db, const char *sql, int64_t *out);
+/*
+ * What a file holds: schema version, application_id and number of schema
+ * objects, read in one statement so that they agree with each other while
+ * another process is creating the schema.
+ */
+int sq_inspect(sqlite3 *db, int64_t *version, int64_t *app_id,
+	       int64_t *nobjects);
+
+/*
+ * Open one connection to st->path, preparing st->sql when `prepare` (the
+ * schema is there).  The file must exist: SQLite never creates it.
+ */
+int sq_conn_open(const struct sq_state *st, bool prepare,
+		 struct sq_conn **out);
+void sq_conn_close(struct sq_conn *c);
+/* Take a connection from the pool (KW_OK), or say why not through r. */
+kw_status sq_acquire(struct sq_state *st, struct sq_conn **out, kw_reply *r);
+/* Give it back; one left inside a transaction is rolled back or dropped. */
+void sq_release(struct sq_state *st, struct sq_conn *c);
+
+/*
+ * Create st->path 0600 if it is missing, else refuse a file that is not
+ * private to us; `what` ("store", "ledger") is for messages.  Reports
+ * through host->error().
+ */
+kw_status sq_prepare_file(const struct sq_state *st, const char *what);
+/* Put the database in WAL mode, reporting through host->error(). */
+kw_status sq_wal(const struct sq_state *st, sqlite3 *db, const char *what);
+
+/*
+ * ledger.c: open(), close() and check() of a ledger, and its operations.
+ * sq_ledger_open() reports through host->error(); sq_ledger_free() undoes
+ * what it did, also after a failure.
+ */
+kw_status sq_ledger_open(struct sq_state *st);
+void sq_ledger_free(struct sq_state *st);
+kw_status sq_ledger_check(struct sq_state *st, kw_reply *r);
+kw_status sq_charge(void *state, kw_charge *c, bool dry_run, kw_reply *r);
+kw_status sq_refund(void *state, const kw_charge *c, kw_reply *r);
+kw_status sq_usage(void *state, const kw_usage_filter *f, kw_usage_fn *fn,
+		   void *arg, kw_reply *r);
+
+#endif /* KW_SQLITE_INT_H */
