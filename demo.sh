@@ -46,13 +46,15 @@ export KEYWAY_MASTER_KEY
 cat >keyway.conf <<'CONF'
 keyway: {
   master_key: { source = "env"; };       # $KEYWAY_MASTER_KEY
+  ledger: { module = "sqlite"; path = "ledger.db"; };   # where quotas count
 };
 backends: {
   # one SQLite store, seen as the org keys and as the users' own keys
   org_keys:   { module = "sqlite"; path = "keys.db"; scope = "org"; };
   user_keys:  { module = "sqlite"; path = "keys.db"; scope = "user"; };
-  # the server's own key, from its environment
-  server_env: { module = "env"; };
+  # the server's own key, from its environment: 3 requests per user per day
+  server_env: { module = "env";
+                quota = ( { limit = 3; period = "day"; per = "user"; } ); };
 };
 chains: {
   # the org's key, else the user's own, else the server's
@@ -81,6 +83,12 @@ run keyway get anthropic --user alice --org acme --reveal
 run keyway get anthropic --user alice --reveal
 run keyway explain anthropic --user bob
 
+say "bob has no key of his own: the server's key serves him 3 times a day"
+for i in 1 2 3 4; do
+	run keyway get anthropic --user bob --reveal
+done
+run keyway usage
+
 say "acme's key leaks: disable it, and the next request falls through to alice's"
 run keyway disable org_keys anthropic --owner acme
 run keyway explain anthropic --user alice --org acme
@@ -91,11 +99,11 @@ run keyway enable org_keys anthropic --owner acme
 run keyway get anthropic --user alice --org acme --reveal
 
 say "the database holds no key in the clear"
-if grep -c 'sk-ant-acme-demo' keys.db* >/dev/null; then
-	echo "a key was found in keys.db!"
+if grep -c 'sk-ant-' keys.db* ledger.db* >/dev/null; then
+	echo "a key was found in a database file!"
 	exit 1
 fi
-echo "grep finds no key in keys.db, keys.db-wal or keys.db-shm"
+echo "grep finds no key in keys.db or ledger.db (nor their -wal and -shm)"
 
 say "keyway exec hands the key to a child through its environment only"
 run keyway exec --user alice -p anthropic -- sh -c 'echo "child got a key of ${#ANTHROPIC_API_KEY} characters"'
