@@ -25,6 +25,7 @@
 #include <sys/resource.h>
 #include <termios.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -639,6 +640,44 @@ static bool replaced(const char *env, const struct export *ex, size_t n)
 	return false;
 }
 
+/*
+ * 0 if execvp() would find an executable file for cmd, else the errno it
+ * would most likely fail with.
+ */
+static int runnable(const char *cmd)
+{
+	const char *path, *p, *end;
+	char buf[4096];
+	int err = ENOENT;
+	struct stat st;
+
+	if (strchr(cmd, '/') != NULL) {
+		if (stat(cmd, &st) != 0)
+			return errno;
+		if (S_ISDIR(st.st_mode))
+			return EACCES;
+		return access(cmd, X_OK) == 0 ? 0 : errno;
+	}
+	path = getenv("PATH");
+	if (path == NULL)
+		path = "/bin:/usr/bin";
+	for (p = path; ; p = end + 1) {
+		end = strchrnul(p, ':');
+		if (snprintf(buf, sizeof(buf), "%.*s%s%s", (int)(end - p), p,
+			     end > p ? "/" : "", cmd) < (int)sizeof(buf) &&
+		    stat(buf, &st) == 0) {
+			if (!S_ISDIR(st.st_mode) && access(buf, X_OK) == 0)
+				return 0;
+			err = EACCES;
+		} else if (errno == EACCES) {
+			err = EACCES;
+		}
+		if (*end == '\0')
+			break;
+	}
+	return err;
+}
+
 /* Whether environment entry env holds a master key or passphrase that the
  * configuration reads: the command must not inherit those. */
 static bool sensitive(const char *env, const char *const *names)
@@ -755,12 +794,31 @@ static int cmd_exec(const struct command *cmd, int argc, char **argv,
 	}
 	envp[j] = NULL;
 
+	/*
+	 * A command that cannot be run gets nothing and costs nothing.  One
+	 * that can takes the keys as used: they are freed and the context
+	 * closed first, so that their use is counted before the process is
+	 * replaced.
+	 */
+	err = runnable(a.pos[0]);
+	if (err != 0) {
+		fprintf(stderr, "keyway: exec: %s: %s\n", a.pos[0],
+			strerror(err));
+		rc = err == ENOENT ? EXIT_NO_COMMAND : EXIT_CANNOT_RUN;
+		goto out_refund;
+	}
+	for (i = 0; i < a.nproviders; i++) {
+		kw_secret_free(ex[i].key);
+		ex[i].key = NULL;
+	}
+	kw_close(ctx);
+	ctx = NULL;
 	sigaction(SIGPIPE, &saved_sigpipe, NULL);
 	execvpe(a.pos[0], a.pos, envp);
 	err = errno;
 	fprintf(stderr, "keyway: exec: %s: %s\n", a.pos[0], strerror(err));
 	rc = err == ENOENT ? EXIT_NO_COMMAND : EXIT_CANNOT_RUN;
-	goto out_refund;
+	goto out;
 
 out_nomem:
 	fprintf(stderr, "keyway: exec: out of memory\n");

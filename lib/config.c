@@ -432,12 +432,13 @@ static const kw_setting_spec *find_spec(const struct kwi_module *m,
 }
 
 /* "vars, dotenv" for the message about an unknown setting. */
-static void spec_list(const struct kwi_module *m, char *buf, size_t len)
+static void spec_list(const struct kw_instance *b, char *buf, size_t len)
 {
+	const struct kwi_module *m = b->module;
 	size_t used = 0;
 
 	buf[0] = '\0';
-	if (m->desc->caps & KW_CAP_SCOPED)
+	if ((m->desc->caps & KW_CAP_SCOPED) && b->role == KW_INSTANCE_BACKEND)
 		used += (size_t)snprintf(buf, len, "scope");
 	for (const kw_setting_spec *sp = m->desc->settings;
 	     sp != NULL && sp->name != NULL && used < len; sp++)
@@ -803,7 +804,7 @@ static void load_instance(struct loader *l, struct kw_instance *b,
 		if ((sp = find_spec(b->module, name)) != NULL) {
 			check_setting(l, b, s, sp);
 		} else {
-			spec_list(b->module, list, sizeof(list));
+			spec_list(b, list, sizeof(list));
 			problem(l, KW_ERR_CONFIG, s,
 				"%s: unknown setting \"%s\" (module \"%s\" "
 				"takes %s)",
