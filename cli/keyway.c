@@ -2074,7 +2074,8 @@ static void print_usage_table(struct usage_read *u)
 	struct usage_cells c;
 	size_t width[NUCOLS] = { 0 }, i;
 
-	qsort(u->v, u->n, sizeof(*u->v), cmp_group_ptr);
+	if (u->n > 1)
+		qsort(u->v, u->n, sizeof(*u->v), cmp_group_ptr);
 	widen(width, usage_header, NUCOLS);
 	for (i = 0; i < u->n; i++) {
 		usage_cells(u->v[i], &c);
@@ -2258,7 +2259,8 @@ static void select_alerts(struct usage_read *u)
 	}
 	/* The others stay in the tree, which frees them. */
 	u->n = n;
-	qsort(u->v, u->n, sizeof(*u->v), cmp_alert_ptr);
+	if (u->n > 1)
+		qsort(u->v, u->n, sizeof(*u->v), cmp_alert_ptr);
 }
 
 enum {

@@ -92,20 +92,23 @@ kw_status kw_check(const char *path, kw_report_fn *report, void *arg)
 	(void)ctx_load(&ctx, path, &d, true);
 	{
 		/* Every backend that opened gets its health check. */
-		for (size_t i = 0; ctx != NULL && i < ctx->nbackends; i++) {
-			struct kw_instance *b = &ctx->backends[i];
+		for (size_t i = 0; ctx != NULL && i <= ctx->nbackends; i++) {
+			struct kw_instance *b = i < ctx->nbackends
+							? &ctx->backends[i]
+							: ctx->ledger;
 			struct kw_reply r;
 			kw_status st;
 
-			if (!b->opened || b->module->op_check == NULL)
+			if (b == NULL || !b->opened ||
+			    b->module->op_check == NULL)
 				continue;
 			kwi_reply_init(&r, b->name);
 			st = b->module->op_check(b->state, &r);
 			kwi_reply_clear(&r);
 			if (st != KW_OK)
 				kwi_diag(&d, st, b->file, b->line,
-					 "backend \"%s\": health check: %s%s%s",
-					 b->name, kw_status_str(st),
+					 "%s: health check: %s%s%s",
+					 b->label, kw_status_str(st),
 					 r.detail[0] != '\0' ? ": " : "",
 					 r.detail);
 		}

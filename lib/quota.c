@@ -187,16 +187,21 @@ kw_status kwi_quota_charge(struct kw_ctx *ctx, const struct kw_instance *b,
 	}
 	kwi_charged_free(c);
 	/* The ledger could not be asked: fail closed unless told not to. */
-	if (ctx->ledger_allow) {
+	if (ctx->ledger_allow && rc == KW_ERR_UNAVAIL) {
 		snprintf(detail, detaillen,
 			 "ledger unavailable, admitted uncounted "
 			 "(on_unavailable = allow): %s",
 			 r.detail[0] != '\0' ? r.detail : kw_status_str(rc));
 		return KW_OK;
 	}
-	snprintf(detail, detaillen,
-		 "ledger unavailable, denied (on_unavailable = deny): %s",
-		 r.detail[0] != '\0' ? r.detail : kw_status_str(rc));
+	if (rc != KW_ERR_UNAVAIL)
+		snprintf(detail, detaillen, "ledger failed, denied: %s",
+			 r.detail[0] != '\0' ? r.detail : kw_status_str(rc));
+	else
+		snprintf(detail, detaillen,
+			 "ledger unavailable, denied (on_unavailable = deny): "
+			 "%s",
+			 r.detail[0] != '\0' ? r.detail : kw_status_str(rc));
 	return KW_ERR_DENIED;
 }
 

@@ -168,7 +168,9 @@ typedef enum kw_outcome {
 /*
  * Report what became of the secret.  A secret that is freed unreported
  * counts as KW_USED.  A secret can be reported once: a second report is
- * KW_ERR_INVAL.
+ * KW_ERR_INVAL.  KW_UNUSED refunds the quota the resolve charged.
+ * WARNING: report before kw_close() of the context that produced it; after
+ * that, only kw_secret_free() may be called on it.
  */
 KW_EXPORT KW_WARN_UNUSED kw_status kw_secret_report(kw_secret *s, kw_outcome outcome);
 

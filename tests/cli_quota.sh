@@ -1,0 +1,531 @@
+#!/bin/bash
+# cli_quota.sh - TAP tests of keyway(1) with quotas: get and exec denied
+# with exit status 4 and the quota's own line, explain as a dry run,
+# `keyway usage` (the summary, --json, filters, --alerts against rows put
+# into the ledger at past times), `keyway check` with a ledger, healthy and
+# damaged; that the installed library has no test seam; and a search for
+# keys in everything the tests wrote, the ledger and the audit trail
+# included.
+#
+# Run by `make check` (tap-driver), or by hand from a build directory:
+#   KEYWAY_BUILDDIR=$PWD KEYWAY_SRCDIR=/path/to/keyway \
+#   KEYWAY_MODULE_DIR=$PWD/modules/.libs bash tests/cli_quota.sh
+
+for v in KEYWAY_BUILDDIR KEYWAY_SRCDIR KEYWAY_MODULE_DIR; do
+	if [ -z "${!v:-}" ]; then
+		echo "Bail out! $v is not set"
+		exit 99
+	fi
+done
+export KEYWAY_MODULE_DIR
+
+. "$KEYWAY_SRCDIR/tests/lib.sh"
+
+# strerror() and getopt in English; no key or config from the caller.
+export LC_ALL=C
+unset KEYWAY_CONFIG KEYWAY_PASSPHRASE API_KEY_ENCRYPTION_KEY \
+	ANTHROPIC_API_KEY OPENAI_API_KEY
+
+KW=$KEYWAY_BUILDDIR/cli/keyway
+[ -x "$KW" ] || bail_out "$KW is not built"
+
+MASTER=5a1b2c3d4e5f60718293a4b5c6d7e8f90f1e2d3c4b5a69788796a5b4c3d2e1f0
+K_ENV=sk-ant-cli-quota-server-key-0001aaaa
+secret "$MASTER" "$K_ENV"
+export KEYWAY_MASTER_KEY=$MASTER
+export ANTHROPIC_API_KEY=$K_ENV
+
+# The daily quota must not roll over between the requests that fill it and
+# the one it denies: keep clear of midnight UTC.
+left=$((86400 - $(date -u +%s) % 86400))
+if [ "$left" -lt 120 ]; then
+	echo "# waiting ${left}s for midnight UTC to pass"
+	sleep $((left + 2))
+fi
+TOMORROW=$(date -u -d tomorrow +%F)
+
+# The sqlite3 shell, to read the ledger and to write rows into it.
+if command -v sqlite3 >/dev/null 2>&1; then
+	SQLITE=sqlite3
+else
+	SQLITE=
+fi
+
+CONF=$TMPD/quota.conf
+LEDGER=$TMPD/ledger.db
+AUDIT=$TMPD/audit.jsonl
+cat >"$CONF" <<'EOF' || bail_out "cannot write $CONF"
+keyway: {
+	master_key = { source = "env"; };
+	ledger: { module = "sqlite"; path = "ledger.db"; };
+	audit: { sink = "jsonl"; path = "audit.jsonl"; };
+};
+backends: {
+	# The server's key: 3 requests per user per day.
+	server_env: { module = "env";
+		quota = ( { limit = 3; period = "day"; per = "user"; } ); };
+};
+chains: {
+	default = ( { backend = "server_env"; control = "required"; } );
+};
+EOF
+chmod 600 "$CONF"
+
+USED_UP_BOB="quota server_env 3/day per user used up for user bob (3 of 3); resets ${TOMORROW}T00:00:00Z"
+NO_USER="quota server_env 3/day per user: the request names no user"
+HEADER="USER  ORG  BACKEND  PROVIDER  ADMITTED  DENIED  REFUNDED  LAST"
+
+# ---- the installed library has no test seam ----
+
+LIB=$KEYWAY_BUILDDIR/lib/.libs/libkeyway.so
+TEST_LIB=$KEYWAY_BUILDDIR/lib/.libs/libkeyway_test.a
+if ! command -v nm >/dev/null 2>&1 || [ ! -f "$LIB" ]; then
+	why="nm is not installed"
+	[ -f "$LIB" ] || why="$LIB is not built (--disable-shared?)"
+	for t in "nm lists the library" "exports kw_open" \
+		"exports no kwi_test_set_clock" "exports only kw_ names" \
+		"holds no kwi_test_set_clock" "the test library has the seam"; do
+		skip "libkeyway.so: $t" "$why"
+	done
+else
+	run nm -D --defined-only "$LIB"
+	expect_exit 0 "libkeyway.so: nm lists the library"
+	cp -- "$OUT" "$TMPD/nm-dynamic"
+	if grep -Eq ' T kw_open(@|$)' "$TMPD/nm-dynamic"; then
+		pass "libkeyway.so: exports kw_open"
+	else
+		fail "libkeyway.so: exports kw_open" "$(cat "$TMPD/nm-dynamic")"
+	fi
+	if grep -q 'kwi_test_set_clock' "$TMPD/nm-dynamic"; then
+		fail "libkeyway.so: exports no kwi_test_set_clock" \
+			"$(grep kwi_test_set_clock "$TMPD/nm-dynamic")"
+	else
+		pass "libkeyway.so: exports no kwi_test_set_clock"
+	fi
+	# Only kw_* and the version node.
+	others=$(awk '{ sub(/@.*/, "", $3); print $3 }' "$TMPD/nm-dynamic" |
+		grep -v -e '^kw_' -e '^KEYWAY_[0-9]*$')
+	expect_eq "$others" "" "libkeyway.so: exports only kw_ names"
+	# Not even hidden: the seam is not compiled in.
+	if nm "$LIB" 2>/dev/null | grep -q 'kwi_test_set_clock'; then
+		fail "libkeyway.so: holds no kwi_test_set_clock" \
+			"the production library has the test clock"
+	else
+		pass "libkeyway.so: holds no kwi_test_set_clock"
+	fi
+	# The same search finds it where it belongs.
+	if [ ! -f "$TEST_LIB" ]; then
+		skip "libkeyway.so: the test library has the seam" \
+			"$TEST_LIB is not built"
+	elif nm "$TEST_LIB" 2>/dev/null | grep -q ' T kwi_test_set_clock$'; then
+		pass "libkeyway.so: the test library has the seam"
+	else
+		fail "libkeyway.so: the test library has the seam" \
+			"nm finds no kwi_test_set_clock in $TEST_LIB"
+	fi
+fi
+
+# ---- check, and an empty log ----
+
+run "$KW" -c "$CONF" check
+expect_exit 0
+expect_stdout "ok"
+expect_stderr ""
+if [ -f "$LEDGER" ]; then
+	expect_eq "$(stat -c %a "$LEDGER")" "600" "the ledger was created with mode 600"
+else
+	fail "the ledger was created with mode 600" "$LEDGER does not exist"
+fi
+
+# A holder keeps the ledger open from outside, so that its WAL stays, to
+# be searched for keys at the end with the database itself.
+HOLD_FIFO=$TMPD/hold.fifo
+HOLD_PID=
+if [ -n "$SQLITE" ] && [ -f "$LEDGER" ] && mkfifo -m 600 "$HOLD_FIFO"; then
+	$SQLITE "$LEDGER" <"$HOLD_FIFO" >/dev/null 2>&1 &
+	HOLD_PID=$!
+	exec 9>"$HOLD_FIFO"
+	echo "SELECT count(*) FROM usage;" >&9
+fi
+
+run "$KW" -c "$CONF" usage
+expect_exit 0
+expect_stdout "$HEADER" "usage with no request yet: the header alone"
+expect_stderr ""
+
+run "$KW" -c "$CONF" usage --json
+expect_exit 0
+expect_stdout "[]" "usage --json with no request yet: an empty list"
+
+run "$KW" -c "$CONF" usage --alerts
+expect_exit 0
+expect_stdout "USER  TODAY  MEAN-7D  RATIO" "usage --alerts with no request yet: the header alone"
+expect_stderr ""
+
+run "$KW" -c "$CONF" usage --alerts --json
+expect_exit 0
+expect_stdout "[]" "usage --alerts --json with no request yet: an empty list"
+
+# ---- get: three, then denied ----
+
+for i in 1 2 3; do
+	run -s "$KW" -c "$CONF" get anthropic --user bob
+	expect_exit 0
+	expect_stdout "$K_ENV" "get $i of 3 for bob: the server's key"
+	expect_stderr ""
+done
+
+run -s "$KW" -c "$CONF" get anthropic --user bob
+expect_exit 4
+expect_stderr_line "keyway: chain \"default\", provider \"anthropic\": server_env answered denied: $USED_UP_BOB"
+expect_stdout "" "get 4 for bob: no key on stdout"
+
+# No user, nothing to count by: denied, and not counted.
+run -s "$KW" -c "$CONF" get anthropic
+expect_exit 4
+expect_stderr_line "keyway: chain \"default\", provider \"anthropic\": server_env answered denied: $NO_USER"
+expect_stdout "" "get with no user: no key on stdout"
+
+run -s "$KW" -c "$CONF" get anthropic --user alice --org acme
+expect_exit 0
+expect_stdout "$K_ENV" "get for alice at acme: the server's key"
+
+# exec is denied alike, and runs nothing.
+run "$KW" -c "$CONF" exec --user bob -p anthropic -- touch "$TMPD/marker"
+expect_exit 4
+expect_stderr_line "keyway: chain \"default\", provider \"anthropic\": server_env answered denied: $USED_UP_BOB"
+expect_missing "$TMPD/marker" "exec denied by the quota runs nothing"
+
+# A command that cannot be run costs nothing: its charge is refunded.  One
+# that runs is charged.
+run "$KW" -c "$CONF" exec --user dave -p anthropic -- "$TMPD/no-such-command"
+expect_exit 127
+expect_stderr_line "keyway: exec: $TMPD/no-such-command: No such file or directory"
+run "$KW" -c "$CONF" exec --user erin -p anthropic -- true
+expect_exit 0
+expect_stderr ""
+
+# ---- explain: a dry run ----
+
+run "$KW" -c "$CONF" explain anthropic --user bob
+expect_exit 4
+expect_stdout "chain \"default\": provider \"anthropic\", user \"bob\", org -
+  1. server_env (env): denied -> continue: $USED_UP_BOB
+result: denied: server_env answered denied: $USED_UP_BOB"
+expect_stderr ""
+
+for i in 1 2 3 4; do
+	run "$KW" -c "$CONF" explain anthropic --user carol
+done
+expect_exit 0
+expect_stdout "chain \"default\": provider \"anthropic\", user \"carol\", org -
+  1. server_env (env): found -> done: \$ANTHROPIC_API_KEY from the environment; within quota (explain charges nothing) [sk-a****aaaa]
+result: found by server_env" "explain for carol, four times: within quota"
+# Carol's three are all hers still.
+for i in 1 2 3; do
+	run -s "$KW" -c "$CONF" get anthropic --user carol
+	expect_exit 0 "get $i of 3 for carol after four explains: exit status 0"
+done
+run -s "$KW" -c "$CONF" get anthropic --user carol
+expect_exit 4 "get 4 for carol: denied"
+
+# ---- usage: the summary ----
+
+# last_time USER: the time of USER's last row, as the LAST column shows
+# it; "" without the sqlite3 shell.
+last_time()
+{
+	local t
+
+	[ -n "$SQLITE" ] || return 0
+	t=$($SQLITE "$LEDGER" "SELECT max(time) FROM usage WHERE user = '$1'") &&
+		date -u -d "@$t" '+%F %TZ'
+}
+
+# expect_table TEXT NAME: stdout is TEXT, where each "<LAST:user>" is
+# that user's last time.  Without the sqlite3 shell the LAST column is
+# only checked to be a UTC time.
+expect_table()
+{
+	local want=$1 name=$2 user got
+
+	if [ -n "$SQLITE" ]; then
+		for user in alice bob carol dave erin; do
+			want=${want//"<LAST:$user>"/$(last_time "$user")}
+		done
+		expect_stdout "$want" "$name"
+		return
+	fi
+	want=$(printf '%s\n' "$want" | sed -E 's/<LAST:[a-z]+>$/<time>/')
+	got=$(sed -E 's/[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}Z$/<time>/' "$OUT")
+	expect_eq "$got" "$want" "$name (LAST as a pattern)"
+}
+
+run "$KW" -c "$CONF" usage
+expect_exit 0
+expect_table "USER   ORG   BACKEND     PROVIDER   ADMITTED  DENIED  REFUNDED  LAST
+alice  acme  server_env  anthropic  1         0       0         <LAST:alice>
+bob    -     server_env  anthropic  3         2       0         <LAST:bob>
+carol  -     server_env  anthropic  3         1       0         <LAST:carol>
+dave   -     server_env  anthropic  0         0       1         <LAST:dave>
+erin   -     server_env  anthropic  1         0       0         <LAST:erin>" \
+	"usage: the summary of today"
+expect_stderr ""
+
+run "$KW" -c "$CONF" usage --user bob
+expect_exit 0
+expect_table "USER  ORG  BACKEND     PROVIDER   ADMITTED  DENIED  REFUNDED  LAST
+bob   -    server_env  anthropic  3         2       0         <LAST:bob>" \
+	"usage --user bob: bob's line"
+
+run "$KW" -c "$CONF" usage --org acme
+expect_exit 0
+expect_table "USER   ORG   BACKEND     PROVIDER   ADMITTED  DENIED  REFUNDED  LAST
+alice  acme  server_env  anthropic  1         0       0         <LAST:alice>" \
+	"usage --org acme: alice's line"
+
+run "$KW" -c "$CONF" usage --backend nope
+expect_exit 0
+expect_stdout "$HEADER" "usage --backend nope: the header alone"
+
+run "$KW" -c "$CONF" usage --since 2099-01-01
+expect_exit 0
+expect_stdout "$HEADER" "usage --since 2099-01-01: the header alone"
+
+run "$KW" -c "$CONF" usage --since yesterday
+expect_exit 2
+expect_stderr_line "keyway: usage: --since: \"yesterday\" is not a date (YYYY-MM-DD), a UTC time (YYYY-MM-DDTHH:MM:SSZ) or a duration (30m, 24h, 7d) (try 'keyway usage --help')"
+
+# ---- usage --json: every row, in the order of the log ----
+
+if [ -n "$SQLITE" ]; then
+	want="["
+	sep=
+	while IFS='|' read -r t user org outcome; do
+		[ -n "$org" ] && org="\"$org\"" || org=null
+		want+="$sep
+  {
+    \"time\": \"$(date -u -d "@$t" +%FT%TZ)\",
+    \"chain\": \"default\",
+    \"backend\": \"server_env\",
+    \"provider\": \"anthropic\",
+    \"user\": \"$user\",
+    \"org\": $org,
+    \"outcome\": \"$outcome\"
+  }"
+		sep=,
+	done < <($SQLITE "$LEDGER" "SELECT time, user, ifnull(org, ''), outcome FROM usage ORDER BY time, id")
+	want+="
+]"
+	run "$KW" -c "$CONF" usage --json
+	expect_exit 0
+	expect_stdout "$want" "usage --json: every row"
+	expect_eq "$(grep -c '"outcome": "admitted"' "$OUT") $(grep -c '"outcome": "denied"' "$OUT") $(grep -c '"outcome": "refunded"' "$OUT")" \
+		"8 3 1" "usage --json: 8 admitted, 3 denied, 1 refunded"
+else
+	run "$KW" -c "$CONF" usage --json
+	expect_exit 0
+	skip "usage --json: every row" "the sqlite3 shell is not installed"
+	expect_eq "$(grep -c '"outcome": "admitted"' "$OUT") $(grep -c '"outcome": "denied"' "$OUT") $(grep -c '"outcome": "refunded"' "$OUT")" \
+		"8 3 1" "usage --json: 8 admitted, 3 denied, 1 refunded"
+fi
+
+run "$KW" -c "$CONF" usage --json --user nobody
+expect_exit 0
+expect_stdout "[]" "usage --json --user nobody: an empty list"
+
+# ---- usage --alerts ----
+
+# Today's users with no past are new; then rows written into the ledger
+# at past times: heavy had 1 a day for the last 7 days and 10 today,
+# steady 2 a day and 2 today (and denials, and rows older than the week,
+# which do not count).
+run "$KW" -c "$CONF" usage --alerts
+expect_exit 0
+expect_stdout "USER   TODAY  MEAN-7D  RATIO
+bob    3      0.0      new
+carol  3      0.0      new
+alice  1      0.0      new
+erin   1      0.0      new" "usage --alerts: today's users are new"
+
+if [ -n "$SQLITE" ]; then
+	now=$(date -u +%s)
+	day0=$((now - now % 86400))
+	sql="BEGIN;"
+	row()
+	{
+		sql+="INSERT INTO usage (time, chain, backend, provider, user, org, outcome) VALUES ($1, 'default', 'server_env', 'anthropic', '$2', NULL, '$3');"
+	}
+	for k in 1 2 3 4 5 6 7; do
+		row $((day0 - k * 86400 + 3600)) heavy admitted
+		row $((day0 - k * 86400 + 7200)) steady admitted
+		row $((day0 - k * 86400 + 7300)) steady admitted
+	done
+	for k in $(seq 10); do
+		row $((day0 + k - 1)) heavy admitted
+	done
+	for k in 1 2; do
+		row "$day0" steady admitted
+	done
+	for k in $(seq 5); do
+		row "$day0" steady denied
+		row $((day0 - 8 * 86400)) steady admitted
+	done
+	sql+="COMMIT;"
+	run $SQLITE "$LEDGER" "$sql"
+	expect_exit 0 "rows written into the ledger at past times"
+
+	run "$KW" -c "$CONF" usage --alerts
+	expect_exit 0
+	expect_stdout "USER   TODAY  MEAN-7D  RATIO
+heavy  10     1.0      10.0x
+bob    3      0.0      new
+carol  3      0.0      new
+alice  1      0.0      new
+erin   1      0.0      new" "usage --alerts: heavy at 10.0x, steady not listed"
+	expect_stderr ""
+
+	run "$KW" -c "$CONF" usage --alerts --json
+	expect_exit 0
+	expect_stdout '[
+  {
+    "user": "heavy",
+    "today": 10,
+    "mean_7d": 1.0,
+    "ratio": 10.0
+  },
+  {
+    "user": "bob",
+    "today": 3,
+    "mean_7d": 0.0,
+    "ratio": null
+  },
+  {
+    "user": "carol",
+    "today": 3,
+    "mean_7d": 0.0,
+    "ratio": null
+  },
+  {
+    "user": "alice",
+    "today": 1,
+    "mean_7d": 0.0,
+    "ratio": null
+  },
+  {
+    "user": "erin",
+    "today": 1,
+    "mean_7d": 0.0,
+    "ratio": null
+  }
+]' "usage --alerts --json"
+
+	run "$KW" -c "$CONF" usage --alerts --user steady
+	expect_exit 0
+	expect_stdout "USER  TODAY  MEAN-7D  RATIO" "usage --alerts --user steady: not listed"
+else
+	for t in "rows written" "exit status" "heavy at 10.0x" "stderr" \
+		"--json exit status" "--json" "--user steady exit status" \
+		"--user steady"; do
+		skip "usage --alerts: $t" "the sqlite3 shell is not installed"
+	done
+fi
+
+# ---- check, with a ledger in use ----
+
+run "$KW" -c "$CONF" check
+expect_exit 0
+expect_stdout "ok" "check with a ledger in use: ok"
+expect_stderr ""
+
+# A ledger others can read is refused: it holds who asked for what.
+cp -p -- "$LEDGER" "$TMPD/open.db" || bail_out "cannot copy the ledger"
+chmod 644 "$TMPD/open.db"
+sed 's/"ledger.db"/"open.db"/' "$CONF" >"$TMPD/open.conf"
+chmod 600 "$TMPD/open.conf"
+run "$KW" -c "$TMPD/open.conf" check
+expect_exit 1
+expect_stderr_line "$TMPD/open.conf:3: keyway.ledger: $TMPD/open.db is accessible by group or others (mode 0644); it holds the usage log: chmod 600 it"
+expect_stdout ""
+
+# A damaged ledger fails its health check: some of its pages zeroed, past
+# what opening it reads.
+if [ -n "$SQLITE" ]; then
+	cp -p -- "$LEDGER" "$TMPD/damaged.db" || bail_out "cannot copy the ledger"
+	$SQLITE "$TMPD/damaged.db" "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) INSERT INTO usage (time, chain, backend, provider, user, org, outcome) SELECT 1700000000 + i, 'default', 'server_env', 'anthropic', 'user' || (i % 50), NULL, 'admitted' FROM n" ||
+		bail_out "cannot fill $TMPD/damaged.db"
+	dd if=/dev/zero of="$TMPD/damaged.db" bs=1024 seek=60 count=100 \
+		conv=notrunc 2>/dev/null || bail_out "cannot damage $TMPD/damaged.db"
+	sed 's/"ledger.db"/"damaged.db"/' "$CONF" >"$TMPD/damaged.conf"
+	chmod 600 "$TMPD/damaged.conf"
+	run "$KW" -c "$TMPD/damaged.conf" check
+	expect_exit 1 "check with a damaged ledger: exit status 1"
+	slurp "$ERR"
+	if [[ $REPLY =~ ^"$TMPD/damaged.conf:3: keyway.ledger: health check: backend error: $TMPD/damaged.db is damaged: "[^$'\n']+$'\n'$ ]]; then
+		pass "check with a damaged ledger: the health check's line"
+	else
+		fail "check with a damaged ledger: the health check's line" \
+			"$(show_mismatch "$TMPD/damaged.conf:3: keyway.ledger: health check: backend error: $TMPD/damaged.db is damaged: ..." "$REPLY")"
+	fi
+	expect_stdout "" "check with a damaged ledger: stdout is empty"
+else
+	for t in "exit status" "the health check's line" "stdout"; do
+		skip "check with a damaged ledger: $t" "the sqlite3 shell is not installed"
+	done
+fi
+
+# ---- no ledger, no log ----
+
+NOLEDGER=$TMPD/noledger.conf
+cat >"$NOLEDGER" <<'EOF' || bail_out "cannot write $NOLEDGER"
+backends: { server_env: { module = "env"; }; };
+chains: { default = ( { backend = "server_env"; control = "required"; } ); };
+EOF
+chmod 600 "$NOLEDGER"
+run "$KW" -c "$NOLEDGER" usage
+expect_exit 1
+expect_stderr_line "keyway: $NOLEDGER: no usage log (set keyway.ledger)"
+expect_stdout ""
+
+# ---- the audit trail, and no key anywhere ----
+
+# One line per resolve: bob 3 + 1 + exec 1, the anonymous one, alice 1,
+# dave and erin 1 each, carol 3 + 1; explain writes none.
+expect_eq "$(wc -l <"$AUDIT")" "13" "the audit trail has a line per resolve"
+expect_eq "$(grep -c '"result":"denied"' "$AUDIT")" "4" \
+	"the audit trail has the 4 denials"
+expect_eq "$(grep -c '"fingerprint":"[0-9a-f]\{32\}"' "$AUDIT")" "9" \
+	"the audit trail has a fingerprint per key handed out"
+expect_eq "$(grep -o '"fingerprint":"[0-9a-f]*"' "$AUDIT" | sort -u | wc -l)" "1" \
+	"one key, one fingerprint"
+expect_eq "$(stat -c %a "$AUDIT")" "600" "the audit trail has mode 600"
+for f in "$AUDIT" "$LEDGER" "$LEDGER-wal"; do
+	if [ -f "$f" ]; then
+		expect_lacks "$f" "$K_ENV" "$(basename -- "$f") holds no key"
+	else
+		skip "$(basename -- "$f") holds no key" "$(basename -- "$f") does not exist"
+	fi
+done
+expect_lacks "$AUDIT" "$MASTER" "the audit trail holds no master key"
+if [ -n "$HOLD_PID" ] && [ -s "$LEDGER-wal" ]; then
+	pass "the ledger's WAL was kept for the search"
+elif [ -n "$HOLD_PID" ]; then
+	fail "the ledger's WAL was kept for the search" "the WAL was missing or empty"
+else
+	skip "the ledger's WAL was kept for the search" "the sqlite3 shell is not installed"
+fi
+for f in "$LEDGER" "$LEDGER-wal" "$LEDGER-shm"; do
+	if [ -f "$f" ]; then
+		expect_eq "$(stat -c %a "$f")" "600" "$(basename -- "$f") has mode 600"
+	else
+		skip "$(basename -- "$f") has mode 600" "$(basename -- "$f") does not exist"
+	fi
+done
+if [ -n "$HOLD_PID" ]; then
+	exec 9>&-
+	wait "$HOLD_PID"
+fi
+
+expect_no_leaks
+
+done_testing

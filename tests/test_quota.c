@@ -1,0 +1,2082 @@
+/*
+ * test_quota.c - quotas, the usage log and the audit trail through the
+ * public API: exact admission under many processes and threads, fixed UTC
+ * windows rolling over on an injected clock, refunds of unused keys, usage
+ * counts of stored keys, explain as a dry run, an unavailable ledger,
+ * configuration errors, and the audit trail's lines, fingerprints and
+ * failures.
+ *
+ * Links the library built with its test seams, whose clock a test can
+ * set.  Every key in this file contains "SECRET", and no message, usage
+ * row or audit line may.
+ */
+#include "config.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <sqlite3.h>
+
+#include <keyway/keyway.h>
+
+#include "testutil.h"
+
+/* The test seam of libkeyway_test: NULL goes back to time(). */
+void kwi_test_set_clock(int64_t (*clock)(void));
+
+#define MARK "SECRET"
+
+#define MASTER "000102030405060708090a0b0c0d0e0f" \
+	       "101112131415161718191a1b1c1d1e1f"
+
+#define K_ENV "sk-ant-SECRET-quota-environment-0001"
+#define K_ORG "sk-ant-SECRET-quota-org-acme-000002"
+#define K_ORG2 "sk-ant-SECRET-quota-org-acme-rotated3"
+#define K_USER "sk-ant-SECRET-quota-user-alice-0004"
+
+static const char *const test_vars[] = {
+	"KEYWAY_MASTER_KEY", "API_KEY_ENCRYPTION_KEY", "ANTHROPIC_API_KEY",
+	"OPENAI_API_KEY",
+};
+
+/* ---- the injected clock ---- */
+
+static _Atomic int64_t fake_now;
+
+static int64_t fake_clock(void)
+{
+	return atomic_load(&fake_now);
+}
+
+static void set_now(int64_t t)
+{
+	atomic_store(&fake_now, t);
+}
+
+static int64_t utc(int year, int mon, int day, int hour, int min, int sec)
+{
+	struct tm tm = { 0 };
+
+	tm.tm_year = year - 1900;
+	tm.tm_mon = mon - 1;
+	tm.tm_mday = day;
+	tm.tm_hour = hour;
+	tm.tm_min = min;
+	tm.tm_sec = sec;
+	return (int64_t)timegm(&tm);
+}
+
+/* ---- fixture ---- */
+
+struct fixture {
+	char *dir;
+	char *conf;   /* dir/keyway.conf */
+	char *ledger; /* dir/ledger.db */
+	char *audit;  /* dir/audit.jsonl */
+	char *store;  /* dir/keys.db */
+	kw_ctx *ctx;
+	char err[1024]; /* kw_last_error() of the last failed get() */
+	const void *param; /* the test's initial state, if any */
+};
+
+/* Memory a test allocates, freed by teardown() even after a failure. */
+static void *kept[1024];
+static size_t nkept;
+
+static void *keep(void *p)
+{
+	assert_non_null(p);
+	assert_true(nkept < sizeof(kept) / sizeof(kept[0]));
+	kept[nkept++] = p;
+	return p;
+}
+
+static char *fmt(const char *f, ...) KW_PRINTF(1, 2);
+
+static char *fmt(const char *f, ...)
+{
+	va_list ap;
+	char *s;
+	int n;
+
+	va_start(ap, f);
+	n = vasprintf(&s, f, ap);
+	va_end(ap);
+	assert_true(n >= 0);
+	return keep(s);
+}
+
+static void clear_vars(void)
+{
+	for (size_t i = 0; i < sizeof(test_vars) / sizeof(test_vars[0]); i++)
+		unsetenv(test_vars[i]);
+}
+
+/* Windows are cut from a clock the test holds still: a run that crosses
+ * midnight counts the same as any other. */
+#define DEFAULT_NOW 1700000000 /* 2023-11-14T22:13:20Z */
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	if (f == NULL)
+		return -1;
+	f->param = *state;
+	clear_vars();
+	setenv("KEYWAY_MASTER_KEY", MASTER, 1);
+	setenv("ANTHROPIC_API_KEY", K_ENV, 1);
+	set_now(DEFAULT_NOW);
+	kwi_test_set_clock(fake_clock);
+	f->dir = tu_tmpdir();
+	if (asprintf(&f->conf, "%s/keyway.conf", f->dir) < 0 ||
+	    asprintf(&f->ledger, "%s/ledger.db", f->dir) < 0 ||
+	    asprintf(&f->audit, "%s/audit.jsonl", f->dir) < 0 ||
+	    asprintf(&f->store, "%s/keys.db", f->dir) < 0)
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	kw_close(f->ctx);
+	kwi_test_set_clock(NULL);
+	free(f->conf);
+	free(f->ledger);
+	free(f->audit);
+	free(f->store);
+	tu_rmrf(f->dir);
+	free(f);
+	while (nkept > 0)
+		free(kept[--nkept]);
+	clear_vars();
+	return 0;
+}
+
+static void assert_no_secret(const char *text)
+{
+	if (text != NULL && strstr(text, MARK) != NULL)
+		fail_msg("a key leaked into \"%s\"", text);
+}
+
+/* Write text as f->conf (replacing the last one) and open it. */
+static kw_status open_text(struct fixture *f, const char *text)
+{
+	kw_status st;
+
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	free(tu_write(f->dir, "keyway.conf", 0600, "%s", text));
+	st = kw_open(&f->ctx, f->conf);
+	if (st != KW_OK)
+		assert_no_secret(kw_last_error());
+	return st;
+}
+
+static void must_open(struct fixture *f, const char *text)
+{
+	kw_status st = open_text(f, text);
+
+	if (st != KW_OK)
+		fail_msg("kw_open: %s: %s", kw_status_str(st),
+			 kw_last_error());
+}
+
+/*
+ * One backend, B, of the env module with the quotas given, alone in the
+ * default chain; the ledger in ledger.db with extra settings.
+ */
+static void write_quota_conf(struct fixture *f, const char *ledger_extra,
+			     const char *quotas)
+{
+	free(tu_write(f->dir, "keyway.conf", 0600,
+		      "keyway: {\n"
+		      "  ledger: { module = \"sqlite\"; "
+		      "path = \"ledger.db\";%s };\n"
+		      "};\n"
+		      "backends: {\n"
+		      "  B: { module = \"env\"; quota = ( %s ); };\n"
+		      "};\n"
+		      "chains: {\n"
+		      "  default = ( { backend = \"B\"; "
+		      "control = \"required\"; } );\n"
+		      "};\n",
+		      ledger_extra, quotas));
+}
+
+static void reopen(struct fixture *f)
+{
+	kw_status st;
+
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	st = kw_open(&f->ctx, f->conf);
+	if (st != KW_OK)
+		fail_msg("kw_open: %s", kw_last_error());
+}
+
+static void open_quota(struct fixture *f, const char *ledger_extra,
+		       const char *quotas)
+{
+	write_quota_conf(f, ledger_extra, quotas);
+	reopen(f);
+}
+
+/* Resolve anthropic for user and org; a key must be the environment's.
+ * On failure f->err holds kw_last_error(). */
+static kw_status get(struct fixture *f, const char *user, const char *org)
+{
+	kw_request req = KW_REQUEST_INIT;
+	kw_secret *s = NULL;
+	kw_status st;
+
+	req.provider = "anthropic";
+	req.user = user;
+	req.org = org;
+	st = kw_resolve(f->ctx, &req, &s);
+	f->err[0] = '\0';
+	if (st == KW_OK) {
+		assert_non_null(s);
+		assert_string_equal(kw_secret_value(s), K_ENV);
+		assert_string_equal(kw_secret_backend(s), "B");
+		kw_secret_free(s);
+	} else {
+		assert_null(s);
+		snprintf(f->err, sizeof(f->err), "%s", kw_last_error());
+		assert_no_secret(f->err);
+	}
+	return st;
+}
+
+static void expect_ok(struct fixture *f, const char *user, const char *org,
+		      int times)
+{
+	for (int i = 0; i < times; i++) {
+		kw_status st = get(f, user, org);
+
+		if (st != KW_OK)
+			fail_msg("request %d of %d for %s/%s: %s: %s", i + 1,
+				 times, user != NULL ? user : "-",
+				 org != NULL ? org : "-", kw_status_str(st),
+				 f->err);
+	}
+}
+
+/* The chain's message for B's denial with this detail. */
+static const char *denied_by_b(const char *detail)
+{
+	return fmt("chain \"default\", provider \"anthropic\": B answered "
+		   "denied: %s",
+		   detail);
+}
+
+static void expect_denied(struct fixture *f, const char *user,
+			  const char *org, const char *detail)
+{
+	assert_int_equal(get(f, user, org), KW_ERR_DENIED);
+	assert_string_equal(f->err, denied_by_b(detail));
+}
+
+static const char *iso(int64_t t)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+	char buf[32];
+
+	assert_non_null(gmtime_r(&tt, &tm));
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return fmt("%s", buf);
+}
+
+/* "quota B 3/minute per user used up for user alice (3 of 3); resets T" */
+static const char *used_up(const char *label, const char *per,
+			   const char *who, unsigned count, unsigned limit,
+			   int64_t reset)
+{
+	if (who == NULL)
+		return fmt("quota B %s used up (%u of %u); resets %s", label,
+			   count, limit, iso(reset));
+	return fmt("quota B %s used up for %s %s (%u of %u); resets %s",
+		   label, per, who, count, limit, iso(reset));
+}
+
+/* ---- the usage log ---- */
+
+static const kw_actor *sysadmin(void)
+{
+	static const kw_actor a = { sizeof(kw_actor), "root", NULL,
+				    KW_ROLE_SYSADMIN };
+
+	return &a;
+}
+
+#define MAX_USERS 32
+
+struct rows {
+	unsigned n, admitted, denied, refunded, other;
+	unsigned bad_time;   /* rows not stamped with the injected clock */
+	int64_t want_time;   /* 0: any */
+	char users[MAX_USERS][16];
+	unsigned user_admitted[MAX_USERS];
+	unsigned nusers;
+};
+
+static kw_status count_row(void *arg, const kw_usage_row *row)
+{
+	struct rows *r = arg;
+	unsigned u;
+
+	r->n++;
+	if (strcmp(row->outcome, "admitted") == 0)
+		r->admitted++;
+	else if (strcmp(row->outcome, "denied") == 0)
+		r->denied++;
+	else if (strcmp(row->outcome, "refunded") == 0)
+		r->refunded++;
+	else
+		r->other++;
+	if (r->want_time != 0 && row->time != r->want_time)
+		r->bad_time++;
+	if (strcmp(row->outcome, "admitted") != 0)
+		return KW_OK;
+	for (u = 0; u < r->nusers; u++)
+		if (strcmp(r->users[u], row->user != NULL ? row->user : "-") ==
+		    0)
+			break;
+	if (u == r->nusers && r->nusers < MAX_USERS)
+		snprintf(r->users[r->nusers++], sizeof(r->users[0]), "%s",
+			 row->user != NULL ? row->user : "-");
+	if (u < MAX_USERS)
+		r->user_admitted[u]++;
+	return KW_OK;
+}
+
+static struct rows usage_rows(kw_ctx *ctx, const kw_usage_filter *filter,
+			      int64_t want_time)
+{
+	struct rows r;
+	kw_status st;
+
+	memset(&r, 0, sizeof(r));
+	r.want_time = want_time;
+	st = kw_usage(ctx, sysadmin(), filter, count_row, &r);
+	if (st != KW_OK)
+		fail_msg("kw_usage: %s: %s", kw_status_str(st),
+			 kw_last_error());
+	assert_int_equal(r.other, 0);
+	return r;
+}
+
+static unsigned admitted_of(const struct rows *r, const char *user)
+{
+	for (unsigned u = 0; u < r->nusers; u++)
+		if (strcmp(r->users[u], user) == 0)
+			return r->user_admitted[u];
+	return 0;
+}
+
+static void expect_rows(kw_ctx *ctx, unsigned admitted, unsigned denied,
+			unsigned refunded)
+{
+	struct rows r = usage_rows(ctx, NULL, 0);
+
+	assert_int_equal(r.admitted, admitted);
+	assert_int_equal(r.denied, denied);
+	assert_int_equal(r.refunded, refunded);
+	assert_int_equal(r.n, admitted + denied + refunded);
+}
+
+/* ---- exact under many processes and threads ---- */
+
+#define NPROC 8
+#define NTHREADS 4
+#define NREQ 200
+#define NUSERS 20
+
+/* What a child saw, sent to the parent through a pipe in one write. */
+struct tally {
+	uint32_t admitted[NUSERS];
+	uint32_t denied;
+	uint32_t other;      /* neither found nor denied by a quota */
+	int32_t status;      /* kw_open()'s */
+	char first[400];     /* the first unexpected answer */
+};
+
+struct worker {
+	pthread_t thread;
+	kw_ctx *ctx;
+	int child, index;
+	struct tally t;
+};
+
+static const char *load_user(int u)
+{
+	static const char *const names[NUSERS] = {
+		"u00", "u01", "u02", "u03", "u04", "u05", "u06",
+		"u07", "u08", "u09", "u10", "u11", "u12", "u13",
+		"u14", "u15", "u16", "u17", "u18", "u19",
+	};
+
+	return names[u];
+}
+
+static void *hammer(void *arg)
+{
+	static const char denial[] = "chain \"default\", provider "
+				     "\"anthropic\": B answered denied: "
+				     "quota B ";
+	struct worker *w = arg;
+
+	for (int i = 0; i < NREQ; i++) {
+		/* Every user is asked for by every thread of every child. */
+		int u = (i + 7 * w->index + 3 * w->child) % NUSERS;
+		kw_request req = KW_REQUEST_INIT;
+		kw_secret *s = NULL;
+		kw_status st;
+
+		req.provider = "anthropic";
+		req.user = load_user(u);
+		st = kw_resolve(w->ctx, &req, &s);
+		if (st == KW_OK && strcmp(kw_secret_value(s), K_ENV) == 0) {
+			w->t.admitted[u]++;
+		} else if (st == KW_ERR_DENIED &&
+			   strncmp(kw_last_error(), denial,
+				   sizeof(denial) - 1) == 0) {
+			w->t.denied++;
+		} else if (w->t.other++ == 0) {
+			snprintf(w->t.first, sizeof(w->t.first), "%s: %s",
+				 kw_status_str(st),
+				 st == KW_OK ? "wrong key" : kw_last_error());
+		}
+		kw_secret_free(s);
+	}
+	return NULL;
+}
+
+/* In a child: no cmocka; the tally goes to out_fd, the status to exit. */
+static int load_child(const char *conf, int child, int ready_fd, int go_fd,
+		      int out_fd)
+{
+	struct worker w[NTHREADS];
+	struct tally total;
+	kw_ctx *ctx = NULL;
+	int started = 0;
+	char go;
+
+	memset(&total, 0, sizeof(total));
+	memset(w, 0, sizeof(w));
+	total.status = (int32_t)kw_open(&ctx, conf);
+	go = 'r';
+	if (write(ready_fd, &go, 1) != 1)
+		total.other++;
+	close(ready_fd);
+	if (total.status != KW_OK) {
+		snprintf(total.first, sizeof(total.first), "kw_open: %s",
+			 kw_last_error());
+		goto out;
+	}
+	/* Start when every child has opened, for the most contention. */
+	if (read(go_fd, &go, 1) < 0)
+		total.other++;
+	for (int t = 0; t < NTHREADS; t++) {
+		w[t].ctx = ctx;
+		w[t].child = child;
+		w[t].index = t;
+		if (pthread_create(&w[t].thread, NULL, hammer, &w[t]) != 0)
+			break;
+		started++;
+	}
+	for (int t = 0; t < started; t++) {
+		pthread_join(w[t].thread, NULL);
+		for (int u = 0; u < NUSERS; u++)
+			total.admitted[u] += w[t].t.admitted[u];
+		total.denied += w[t].t.denied;
+		total.other += w[t].t.other;
+		if (total.first[0] == '\0')
+			memcpy(total.first, w[t].t.first, sizeof(total.first));
+	}
+	if (started < NTHREADS) {
+		total.other++;
+		snprintf(total.first, sizeof(total.first),
+			 "pthread_create failed");
+	}
+	kw_close(ctx);
+out:
+	if (write(out_fd, &total, sizeof(total)) != (ssize_t)sizeof(total))
+		return 2;
+	return total.status != KW_OK || total.other != 0 ? 1 : 0;
+}
+
+/*
+ * Fork NPROC children hammering f->conf and add up what they saw.  The
+ * parent has nothing open: SQLite connections must not cross a fork.
+ */
+static void run_load(struct fixture *f, struct tally *sum)
+{
+	int ready[2], go[2], out[NPROC][2];
+	pid_t pids[NPROC];
+	unsigned failed = 0;
+	char first[400] = "", byte;
+
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	memset(sum, 0, sizeof(*sum));
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(go), 0);
+	fflush(NULL);
+	for (int c = 0; c < NPROC; c++) {
+		assert_int_equal(pipe(out[c]), 0);
+		pids[c] = fork();
+		assert_true(pids[c] >= 0);
+		if (pids[c] == 0) {
+			close(ready[0]);
+			close(go[1]);
+			close(out[c][0]);
+			_exit(load_child(f->conf, c, ready[1], go[0],
+					 out[c][1]));
+		}
+		close(out[c][1]);
+	}
+	close(ready[1]);
+	close(go[0]);
+	/* Each child says when it has opened (or given up)... */
+	for (int c = 0; c < NPROC && read(ready[0], &byte, 1) == 1; c++)
+		;
+	close(ready[0]);
+	/* ...and they all read 0 bytes, together, when this one closes. */
+	close(go[1]);
+	for (int c = 0; c < NPROC; c++) {
+		struct tally t;
+		size_t got = 0;
+		int status = 0;
+
+		while (got < sizeof(t)) {
+			ssize_t n = read(out[c][0], (char *)&t + got,
+					 sizeof(t) - got);
+
+			if (n <= 0)
+				break;
+			got += (size_t)n;
+		}
+		close(out[c][0]);
+		if (waitpid(pids[c], &status, 0) != pids[c] ||
+		    !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			failed++;
+		if (got != sizeof(t)) {
+			failed++;
+			continue;
+		}
+		for (int u = 0; u < NUSERS; u++)
+			sum->admitted[u] += t.admitted[u];
+		sum->denied += t.denied;
+		sum->other += t.other;
+		if (first[0] == '\0' && t.first[0] != '\0')
+			snprintf(first, sizeof(first), "child %d: %s", c,
+				 t.first);
+	}
+	if (failed > 0 || sum->other > 0)
+		fail_msg("%u children failed, %u unexpected answers; %s",
+			 failed, sum->other, first);
+}
+
+static void test_exact_one_quota(void **state)
+{
+	struct fixture *f = *state;
+	struct tally sum;
+	unsigned total = 0;
+	struct rows r;
+
+	/* The children create the ledger, all at once. */
+	write_quota_conf(f, "",
+			 "{ limit = 10; period = \"day\"; per = \"user\"; }");
+	assert_int_equal(access(f->ledger, F_OK), -1);
+	run_load(f, &sum);
+	for (int u = 0; u < NUSERS; u++) {
+		if (sum.admitted[u] != 10)
+			fail_msg("user %s: %u admitted, not 10", load_user(u),
+				 sum.admitted[u]);
+		total += sum.admitted[u];
+	}
+	assert_int_equal(total, 200);
+	assert_int_equal(sum.denied, NPROC * NTHREADS * NREQ - 200);
+
+	/* The ledger agrees, row for row. */
+	reopen(f);
+	r = usage_rows(f->ctx, NULL, DEFAULT_NOW);
+	assert_int_equal(r.admitted, 200);
+	assert_int_equal(r.denied, 6200);
+	assert_int_equal(r.refunded, 0);
+	assert_int_equal(r.bad_time, 0);
+	assert_int_equal(r.nusers, NUSERS);
+	for (int u = 0; u < NUSERS; u++)
+		assert_int_equal(admitted_of(&r, load_user(u)), 10);
+	/* And the counts stay used up. */
+	for (int u = 0; u < NUSERS; u++)
+		assert_int_equal(get(f, load_user(u), NULL), KW_ERR_DENIED);
+}
+
+static void test_exact_two_quotas(void **state)
+{
+	struct fixture *f = *state;
+	struct tally sum;
+	unsigned total = 0;
+	struct rows r;
+
+	/* This time the ledger exists before the children start. */
+	open_quota(f, "",
+		   "{ limit = 10; period = \"day\"; per = \"user\"; },\n"
+		   "    { limit = 150; period = \"day\"; per = \"global\"; }");
+	run_load(f, &sum);
+	for (int u = 0; u < NUSERS; u++) {
+		if (sum.admitted[u] > 10)
+			fail_msg("user %s: %u admitted, over 10",
+				 load_user(u), sum.admitted[u]);
+		total += sum.admitted[u];
+	}
+	assert_int_equal(total, 150);
+	assert_int_equal(sum.denied, NPROC * NTHREADS * NREQ - 150);
+
+	reopen(f);
+	r = usage_rows(f->ctx, NULL, DEFAULT_NOW);
+	assert_int_equal(r.admitted, 150);
+	assert_int_equal(r.denied, 6250);
+	assert_int_equal(r.refunded, 0);
+	assert_int_equal(r.bad_time, 0);
+	for (int u = 0; u < NUSERS; u++)
+		assert_int_equal(admitted_of(&r, load_user(u)),
+				 sum.admitted[u]);
+	expect_denied(f, "newcomer", NULL,
+		      used_up("150/day per global", NULL, NULL, 150, 150,
+			      utc(2023, 11, 15, 0, 0, 0)));
+}
+
+static void give_back(kw_secret *s)
+{
+	assert_int_equal(kw_secret_report(s, KW_UNUSED), KW_OK);
+	kw_secret_free(s);
+}
+
+/*
+ * A charge denied by its second quota takes nothing from its first: bob's
+ * own count only goes up for the requests the global quota let through.
+ */
+static void test_two_quotas_denial_charges_neither(void **state)
+{
+	struct fixture *f = *state;
+	const int64_t reset = utc(2023, 11, 15, 0, 0, 0);
+	const char *global = used_up("4/day per global", NULL, NULL, 4, 4,
+				     reset);
+	kw_request req = KW_REQUEST_INIT;
+	kw_secret *a[3];
+
+	open_quota(f, "",
+		   "{ limit = 3; period = \"day\"; per = \"user\"; },\n"
+		   "    { limit = 4; period = \"day\"; }");
+	req.provider = "anthropic";
+	req.user = "alice";
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(kw_resolve(f->ctx, &req, &a[i]), KW_OK);
+	expect_ok(f, "bob", NULL, 1);
+	expect_denied(f, "bob", NULL, global);
+	expect_denied(f, "carol", NULL, global);
+
+	/*
+	 * One of alice's keys given back lets one more through.  Had bob's
+	 * denied request counted against him, his own quota would stop him
+	 * here; it is still the global one.
+	 */
+	give_back(a[0]);
+	expect_ok(f, "bob", NULL, 1);
+	expect_denied(f, "bob", NULL, global);
+	/* Now bob has had 3, and his own quota is what stops him. */
+	give_back(a[1]);
+	expect_ok(f, "bob", NULL, 1);
+	expect_denied(f, "bob", NULL,
+		      used_up("3/day per user", "user", "bob", 3, 3, reset));
+	give_back(a[2]);
+	expect_ok(f, "carol", NULL, 1);
+	expect_denied(f, "carol", NULL, global);
+	expect_rows(f->ctx, 4, 5, 3);
+}
+
+/* ---- windows on the injected clock ---- */
+
+static void test_minute_rollover(void **state)
+{
+	struct fixture *f = *state;
+	const int64_t t0 = utc(2024, 3, 10, 12, 34, 56);
+
+	set_now(t0);
+	open_quota(f, "",
+		   "{ limit = 3; period = \"minute\"; per = \"user\"; }");
+	expect_ok(f, "alice", NULL, 3);
+	assert_int_equal(get(f, "alice", NULL), KW_ERR_DENIED);
+	assert_string_equal(f->err,
+			    "chain \"default\", provider \"anthropic\": B "
+			    "answered denied: quota B 3/minute per user used "
+			    "up for user alice (3 of 3); resets "
+			    "2024-03-10T12:35:00Z");
+	/* Counted per user. */
+	expect_ok(f, "bob", NULL, 1);
+
+	set_now(utc(2024, 3, 10, 12, 34, 59));
+	expect_denied(f, "alice", NULL,
+		      "quota B 3/minute per user used up for user alice "
+		      "(3 of 3); resets 2024-03-10T12:35:00Z");
+
+	set_now(utc(2024, 3, 10, 12, 35, 0));
+	expect_ok(f, "alice", NULL, 3);
+	expect_denied(f, "alice", NULL,
+		      "quota B 3/minute per user used up for user alice "
+		      "(3 of 3); resets 2024-03-10T12:36:00Z");
+	expect_ok(f, "bob", NULL, 3);
+	expect_denied(f, "bob", NULL,
+		      "quota B 3/minute per user used up for user bob "
+		      "(3 of 3); resets 2024-03-10T12:36:00Z");
+	expect_rows(f->ctx, 10, 4, 0);
+}
+
+static void test_hour_window(void **state)
+{
+	struct fixture *f = *state;
+
+	set_now(utc(2024, 3, 10, 12, 0, 0));
+	open_quota(f, "", "{ limit = 2; period = \"hour\"; per = \"user\"; }");
+	expect_ok(f, "alice", NULL, 2);
+	set_now(utc(2024, 3, 10, 12, 59, 59));
+	expect_denied(f, "alice", NULL,
+		      "quota B 2/hour per user used up for user alice "
+		      "(2 of 2); resets 2024-03-10T13:00:00Z");
+	set_now(utc(2024, 3, 10, 13, 0, 0));
+	expect_ok(f, "alice", NULL, 2);
+	expect_denied(f, "alice", NULL,
+		      "quota B 2/hour per user used up for user alice "
+		      "(2 of 2); resets 2024-03-10T14:00:00Z");
+}
+
+static void test_day_window(void **state)
+{
+	struct fixture *f = *state;
+
+	set_now(utc(2024, 12, 31, 0, 0, 0));
+	open_quota(f, "", "{ limit = 2; period = \"day\"; per = \"user\"; }");
+	expect_ok(f, "alice", NULL, 2);
+	set_now(utc(2024, 12, 31, 23, 59, 59));
+	expect_denied(f, "alice", NULL,
+		      "quota B 2/day per user used up for user alice "
+		      "(2 of 2); resets 2025-01-01T00:00:00Z");
+	set_now(utc(2025, 1, 1, 0, 0, 0));
+	expect_ok(f, "alice", NULL, 2);
+	expect_denied(f, "alice", NULL,
+		      "quota B 2/day per user used up for user alice "
+		      "(2 of 2); resets 2025-01-02T00:00:00Z");
+}
+
+static void test_month_window(void **state)
+{
+	struct fixture *f = *state;
+
+	set_now(utc(2024, 1, 31, 23, 59, 58));
+	open_quota(f, "", "{ limit = 2; period = \"month\"; per = \"user\"; }");
+	expect_ok(f, "alice", NULL, 2);
+	set_now(utc(2024, 1, 31, 23, 59, 59));
+	expect_denied(f, "alice", NULL,
+		      "quota B 2/month per user used up for user alice "
+		      "(2 of 2); resets 2024-02-01T00:00:00Z");
+
+	/* February of a leap year has a 29th. */
+	set_now(utc(2024, 2, 1, 0, 0, 0));
+	expect_ok(f, "alice", NULL, 2);
+	set_now(utc(2024, 2, 29, 23, 59, 59));
+	expect_denied(f, "alice", NULL,
+		      "quota B 2/month per user used up for user alice "
+		      "(2 of 2); resets 2024-03-01T00:00:00Z");
+	set_now(utc(2024, 3, 1, 0, 0, 0));
+	expect_ok(f, "alice", NULL, 2);
+
+	/* Of a common year, not. */
+	set_now(utc(2023, 2, 28, 23, 59, 59));
+	expect_ok(f, "alice", NULL, 2);
+	expect_denied(f, "alice", NULL,
+		      "quota B 2/month per user used up for user alice "
+		      "(2 of 2); resets 2023-03-01T00:00:00Z");
+
+	/* December rolls into the next year. */
+	set_now(utc(2024, 12, 15, 8, 0, 0));
+	expect_ok(f, "alice", NULL, 2);
+	expect_denied(f, "alice", NULL,
+		      "quota B 2/month per user used up for user alice "
+		      "(2 of 2); resets 2025-01-01T00:00:00Z");
+	set_now(utc(2025, 1, 1, 0, 0, 0));
+	expect_ok(f, "alice", NULL, 1);
+}
+
+/* A period in seconds is cut from the epoch, not from the first request:
+ * 1700000000 is 80 s into a 90 s window that ends at 1700000010. */
+static void test_seconds_period(void **state)
+{
+	struct fixture *f = *state;
+
+	set_now(1700000000);
+	open_quota(f, "", "{ limit = 2; period = 90; per = \"user\"; }");
+	expect_ok(f, "alice", NULL, 2);
+	expect_denied(f, "alice", NULL,
+		      "quota B 2/90s per user used up for user alice (2 of 2); "
+		      "resets 2023-11-14T22:13:30Z");
+	set_now(1700000009);
+	expect_denied(f, "alice", NULL,
+		      "quota B 2/90s per user used up for user alice (2 of 2); "
+		      "resets 2023-11-14T22:13:30Z");
+	set_now(1700000010);
+	expect_ok(f, "alice", NULL, 2);
+	expect_denied(f, "alice", NULL,
+		      "quota B 2/90s per user used up for user alice (2 of 2); "
+		      "resets 2023-11-14T22:15:00Z");
+}
+
+static void test_per_org(void **state)
+{
+	struct fixture *f = *state;
+	const int64_t reset = utc(2023, 11, 15, 0, 0, 0);
+
+	open_quota(f, "", "{ limit = 2; period = \"day\"; per = \"org\"; }");
+	expect_ok(f, "alice", "acme", 1);
+	expect_ok(f, "bob", "acme", 1);
+	expect_denied(f, "carol", "acme",
+		      used_up("2/day per org", "org", "acme", 2, 2, reset));
+	expect_ok(f, "alice", "globex", 2);
+	expect_denied(f, "alice", "globex",
+		      used_up("2/day per org", "org", "globex", 2, 2, reset));
+	/* No org, nothing to count by: denied, and no row. */
+	expect_denied(f, "alice", NULL,
+		      "quota B 2/day per org: the request names no org");
+	expect_rows(f->ctx, 4, 2, 0);
+}
+
+static void test_global(void **state)
+{
+	struct fixture *f = *state;
+	const int64_t reset = utc(2023, 11, 15, 0, 0, 0);
+
+	open_quota(f, "", "{ limit = 3; period = \"day\"; per = \"global\"; }");
+	expect_ok(f, "alice", "acme", 1);
+	expect_ok(f, "bob", NULL, 1);
+	/* A global quota needs no identity. */
+	expect_ok(f, NULL, NULL, 1);
+	expect_denied(f, "carol", "globex",
+		      used_up("3/day per global", NULL, NULL, 3, 3, reset));
+	expect_denied(f, NULL, NULL,
+		      "quota B 3/day per global used up (3 of 3); resets "
+		      "2023-11-15T00:00:00Z");
+	set_now(reset);
+	expect_ok(f, "carol", NULL, 3);
+	expect_rows(f->ctx, 6, 2, 0);
+}
+
+/* A request without the identity a quota counts by is denied, not
+ * counted as anonymous. */
+static void test_missing_identity(void **state)
+{
+	struct fixture *f = *state;
+
+	open_quota(f, "",
+		   "{ limit = 3; period = \"minute\"; per = \"user\"; }");
+	assert_int_equal(get(f, NULL, NULL), KW_ERR_DENIED);
+	assert_string_equal(f->err,
+			    "chain \"default\", provider \"anthropic\": B "
+			    "answered denied: quota B 3/minute per user: the "
+			    "request names no user");
+	expect_denied(f, NULL, "acme",
+		      "quota B 3/minute per user: the request names no user");
+	expect_rows(f->ctx, 0, 0, 0);
+	/* Nothing was taken from anyone. */
+	expect_ok(f, "alice", NULL, 3);
+	expect_rows(f->ctx, 3, 0, 0);
+}
+
+/* ---- refunds ---- */
+
+static void test_refund_unused(void **state)
+{
+	struct fixture *f = *state;
+	kw_request req = KW_REQUEST_INIT;
+	kw_secret *s[5];
+
+	open_quota(f, "", "{ limit = 3; period = \"day\"; per = \"user\"; }");
+	req.provider = "anthropic";
+	req.user = "alice";
+
+	/* Taken and given back one by one, any number of times. */
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(kw_resolve(f->ctx, &req, &s[0]), KW_OK);
+		assert_int_equal(kw_secret_report(s[0], KW_UNUSED), KW_OK);
+		kw_secret_free(s[0]);
+	}
+	expect_rows(f->ctx, 0, 0, 5);
+
+	/* All three at once, then all three back. */
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(kw_resolve(f->ctx, &req, &s[i]), KW_OK);
+	expect_denied(f, "alice", NULL,
+		      used_up("3/day per user", "user", "alice", 3, 3,
+			      utc(2023, 11, 15, 0, 0, 0)));
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(kw_secret_report(s[i], KW_UNUSED), KW_OK);
+		/* The key itself stays readable until it is freed. */
+		assert_string_equal(kw_secret_value(s[i]), K_ENV);
+		kw_secret_free(s[i]);
+	}
+	/* The count is back at 0: another `limit` are admitted. */
+	expect_ok(f, "alice", NULL, 3);
+	assert_int_equal(get(f, "alice", NULL), KW_ERR_DENIED);
+	expect_rows(f->ctx, 3, 2, 8);
+}
+
+static void test_report_rules(void **state)
+{
+	struct fixture *f = *state;
+	kw_request req = KW_REQUEST_INIT;
+	kw_secret *s = NULL;
+
+	open_quota(f, "", "{ limit = 2; period = \"day\"; per = \"user\"; }");
+	req.provider = "anthropic";
+	req.user = "alice";
+
+	assert_int_equal(kw_resolve(f->ctx, &req, &s), KW_OK);
+	assert_int_equal(kw_secret_report(s, KW_UNUSED), KW_OK);
+	assert_int_equal(kw_secret_report(s, KW_UNUSED), KW_ERR_INVAL);
+	assert_string_equal(kw_last_error(),
+			    "kw_secret_report: this secret was already "
+			    "reported");
+	assert_int_equal(kw_secret_report(s, KW_USED), KW_ERR_INVAL);
+	kw_secret_free(s);
+	expect_rows(f->ctx, 0, 0, 1);
+
+	/* KW_USED keeps the charge; an outcome it does not know changes
+	 * nothing and can be followed by a real one. */
+	assert_int_equal(kw_resolve(f->ctx, &req, &s), KW_OK);
+	assert_int_equal(kw_secret_report(s, (kw_outcome)7), KW_ERR_INVAL);
+	assert_string_equal(kw_last_error(),
+			    "kw_secret_report: unknown outcome 7");
+	assert_int_equal(kw_secret_report(s, KW_USED), KW_OK);
+	assert_int_equal(kw_secret_report(s, KW_UNUSED), KW_ERR_INVAL);
+	kw_secret_free(s);
+
+	/* Freed unreported: used. */
+	assert_int_equal(kw_resolve(f->ctx, &req, &s), KW_OK);
+	kw_secret_free(s);
+	assert_int_equal(get(f, "alice", NULL), KW_ERR_DENIED);
+	expect_rows(f->ctx, 2, 1, 1);
+
+	assert_int_equal(kw_secret_report(NULL, KW_UNUSED), KW_ERR_INVAL);
+	assert_string_equal(kw_last_error(), "kw_secret_report: no secret");
+}
+
+/* ---- usage counts of stored keys ---- */
+
+struct key_seen {
+	unsigned n;
+	uint64_t usage_count;
+	int64_t last_used;
+};
+
+static kw_status see_key(void *arg, const kw_key_info *info)
+{
+	struct key_seen *k = arg;
+
+	if (strcmp(info->backend, "user_keys") == 0 &&
+	    strcmp(info->provider, "anthropic") == 0 &&
+	    info->owner != NULL && strcmp(info->owner, "alice") == 0) {
+		k->n++;
+		k->usage_count = info->usage_count;
+		k->last_used = info->last_used;
+	}
+	return KW_OK;
+}
+
+/* kw_close() writes the counts that wait in memory; list them afresh. */
+static void expect_uses(struct fixture *f, uint64_t count, int64_t last)
+{
+	struct key_seen k = { 0, 0, 0 };
+
+	reopen(f);
+	assert_int_equal(kw_key_list(f->ctx, sysadmin(), "user_keys", "alice",
+				     see_key, &k),
+			 KW_OK);
+	assert_int_equal(k.n, 1);
+	assert_int_equal(k.usage_count, count);
+	assert_int_equal(k.last_used, last);
+}
+
+#define STORE_QUOTA_CONF \
+	"keyway: {\n" \
+	"  master_key = { source = \"env\"; };\n" \
+	"  ledger: { module = \"sqlite\"; path = \"ledger.db\"; };\n" \
+	"};\n" \
+	"backends: {\n" \
+	"  user_keys: { module = \"sqlite\"; path = \"keys.db\"; " \
+	"scope = \"user\";\n" \
+	"    quota = ( { limit = 10; period = \"day\"; per = \"user\"; } ); };\n" \
+	"};\n" \
+	"chains: {\n" \
+	"  default = ( { backend = \"user_keys\"; control = \"required\"; } );\n" \
+	"};\n"
+
+static kw_secret *resolve_alice(struct fixture *f)
+{
+	kw_request req = KW_REQUEST_INIT;
+	kw_secret *s = NULL;
+	kw_status st;
+
+	req.provider = "anthropic";
+	req.user = "alice";
+	st = kw_resolve(f->ctx, &req, &s);
+	if (st != KW_OK)
+		fail_msg("resolve: %s", kw_last_error());
+	assert_string_equal(kw_secret_value(s), K_USER);
+	assert_string_equal(kw_secret_backend(s), "user_keys");
+	return s;
+}
+
+static void test_store_usage_counts(void **state)
+{
+	struct fixture *f = *state;
+	const kw_actor alice = { sizeof(kw_actor), "alice", NULL,
+				 KW_ROLE_NONE };
+	kw_key_ref ref = KW_KEY_REF_INIT;
+	const int64_t t1 = utc(2024, 5, 1, 10, 0, 0);
+	kw_secret *s;
+
+	set_now(t1);
+	must_open(f, STORE_QUOTA_CONF);
+	ref.backend = "user_keys";
+	ref.owner = "alice";
+	ref.provider = "anthropic";
+	assert_int_equal(kw_key_put(f->ctx, &alice, &ref, K_USER,
+				    strlen(K_USER), NULL, KW_PUT_CREATE),
+			 KW_OK);
+	expect_uses(f, 0, 0);
+
+	/* Reported used, and freed unreported: two uses. */
+	s = resolve_alice(f);
+	assert_int_equal(kw_secret_report(s, KW_USED), KW_OK);
+	kw_secret_free(s);
+	s = resolve_alice(f);
+	kw_secret_free(s);
+	/* Reported unused: none. */
+	s = resolve_alice(f);
+	assert_int_equal(kw_secret_report(s, KW_UNUSED), KW_OK);
+	kw_secret_free(s);
+	expect_uses(f, 2, t1);
+
+	/* Unused later on: neither the count nor the time moves. */
+	set_now(t1 + 100);
+	s = resolve_alice(f);
+	assert_int_equal(kw_secret_report(s, KW_UNUSED), KW_OK);
+	kw_secret_free(s);
+	expect_uses(f, 2, t1);
+
+	set_now(t1 + 200);
+	s = resolve_alice(f);
+	assert_int_equal(kw_secret_report(s, KW_USED), KW_OK);
+	kw_secret_free(s);
+	expect_uses(f, 3, t1 + 200);
+
+	/* A secret freed after its context is closed: harmless, and the
+	 * use, with nowhere to go, is dropped. */
+	s = resolve_alice(f);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	kw_secret_free(s);
+	expect_uses(f, 3, t1 + 200);
+
+	expect_rows(f->ctx, 4, 0, 2);
+}
+
+/* ---- explain is a dry run ---- */
+
+static void test_explain_charges_nothing(void **state)
+{
+	struct fixture *f = *state;
+	const char *used = used_up("3/day per user", "user", "alice", 3, 3,
+				   utc(2023, 11, 15, 0, 0, 0));
+	kw_request req = KW_REQUEST_INIT;
+	const kw_trace_step *step;
+	kw_trace *t = NULL;
+
+	open_quota(f, "", "{ limit = 3; period = \"day\"; per = \"user\"; }");
+	req.provider = "anthropic";
+	req.user = "alice";
+	for (int i = 0; i < 10; i++) {
+		assert_int_equal(kw_explain(f->ctx, &req, &t), KW_OK);
+		assert_int_equal(kw_trace_result(t), KW_OK);
+		assert_int_equal(kw_trace_len(t), 1);
+		step = kw_trace_get(t, 0);
+		assert_int_equal(step->status, KW_OK);
+		assert_int_equal(step->action, KW_ACTION_DONE);
+		assert_string_equal(step->detail,
+				    "$ANTHROPIC_API_KEY from the environment; "
+				    "within quota (explain charges nothing)");
+		assert_string_equal(step->masked, "sk-a****0001");
+		kw_trace_free(t);
+		t = NULL;
+	}
+	expect_rows(f->ctx, 0, 0, 0);
+
+	/* The quota is whole. */
+	expect_ok(f, "alice", NULL, 3);
+	assert_int_equal(get(f, "alice", NULL), KW_ERR_DENIED);
+	expect_rows(f->ctx, 3, 1, 0);
+
+	/* Used up, explain says so, and logs nothing either. */
+	assert_int_equal(kw_explain(f->ctx, &req, &t), KW_OK);
+	assert_int_equal(kw_trace_result(t), KW_ERR_DENIED);
+	assert_null(kw_trace_backend(t));
+	step = kw_trace_get(t, 0);
+	assert_non_null(step);
+	assert_int_equal(step->status, KW_ERR_DENIED);
+	assert_int_equal(step->action, KW_ACTION_CONTINUE);
+	assert_string_equal(step->detail, used);
+	assert_string_equal(step->masked, "");
+	assert_string_equal(kw_trace_summary(t),
+			    fmt("B answered denied: %s", used));
+	kw_trace_free(t);
+	expect_rows(f->ctx, 3, 1, 0);
+}
+
+/* ---- the ledger out of reach ---- */
+
+/* Another connection holds the ledger's write lock. */
+static sqlite3 *lock_ledger(struct fixture *f)
+{
+	sqlite3 *db = NULL;
+
+	assert_int_equal(sqlite3_open_v2(f->ledger, &db, SQLITE_OPEN_READWRITE,
+					 NULL),
+			 SQLITE_OK);
+	if (sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, NULL) !=
+	    SQLITE_OK)
+		fail_msg("BEGIN EXCLUSIVE: %s", sqlite3_errmsg(db));
+	return db;
+}
+
+static void unlock_ledger(sqlite3 *db)
+{
+	assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+static void test_ledger_unavailable_deny(void **state)
+{
+	struct fixture *f = *state;
+	const char *why = fmt("cannot lock %s: database is locked", f->ledger);
+	sqlite3 *db;
+
+	open_quota(f, " busy_timeout_ms = 50;",
+		   "{ limit = 2; period = \"day\"; per = \"user\"; }");
+	expect_ok(f, "alice", NULL, 1);
+	db = lock_ledger(f);
+	expect_denied(f, "alice", NULL,
+		      fmt("ledger unavailable, denied (on_unavailable = deny): "
+			  "%s",
+			  why));
+	expect_denied(f, "bob", NULL,
+		      fmt("ledger unavailable, denied (on_unavailable = deny): "
+			  "%s",
+			  why));
+	unlock_ledger(db);
+	/* Back: alice has one left, bob two. */
+	expect_ok(f, "alice", NULL, 1);
+	assert_int_equal(get(f, "alice", NULL), KW_ERR_DENIED);
+	expect_ok(f, "bob", NULL, 2);
+	expect_rows(f->ctx, 4, 1, 0);
+}
+
+static void test_ledger_unavailable_allow(void **state)
+{
+	struct fixture *f = *state;
+	kw_request req = KW_REQUEST_INIT;
+	kw_secret *s = NULL;
+	sqlite3 *db;
+
+	open_quota(f, " busy_timeout_ms = 50; on_unavailable = \"allow\";",
+		   "{ limit = 2; period = \"day\"; per = \"user\"; }");
+	db = lock_ledger(f);
+	/* Admitted, uncounted: more than the limit. */
+	expect_ok(f, "alice", NULL, 3);
+	req.provider = "anthropic";
+	req.user = "alice";
+	assert_int_equal(kw_resolve(f->ctx, &req, &s), KW_OK);
+	/* Nothing was charged, so there is nothing to refund. */
+	assert_int_equal(kw_secret_report(s, KW_UNUSED), KW_OK);
+	kw_secret_free(s);
+	unlock_ledger(db);
+	expect_rows(f->ctx, 0, 0, 0);
+	expect_ok(f, "alice", NULL, 2);
+	assert_int_equal(get(f, "alice", NULL), KW_ERR_DENIED);
+	expect_rows(f->ctx, 2, 1, 0);
+}
+
+/* ---- configuration errors ---- */
+
+struct conf_case {
+	const char *name;
+	const char *text;
+	int line;
+	const char *message; /* after "file:line: " */
+	kw_status status;
+};
+
+#define LEDGER_SECTION \
+	"keyway: {\n" \
+	"  ledger: { module = \"sqlite\"; path = \"ledger.db\"; };\n" \
+	"};\n"
+#define CHAIN_B \
+	"chains: { default = ( { backend = \"B\"; control = \"required\"; } ); };\n"
+
+/* Line 5 holds what is in the middle. */
+#define QUOTA_CONF(middle) \
+	LEDGER_SECTION \
+	"backends: {\n" \
+	"  B: { module = \"env\";\n" \
+	middle \
+	"  };\n" \
+	"};\n" \
+	CHAIN_B
+
+static const struct conf_case conf_cases[] = {
+	{ "config: quota without limit",
+	  QUOTA_CONF("    quota = ( { period = \"day\"; per = \"user\"; } );\n"),
+	  6, "backend \"B\": quota 1 has no limit", KW_ERR_CONFIG },
+	{ "config: quota without period",
+	  QUOTA_CONF("    quota = ( { limit = 5; per = \"user\"; } );\n"),
+	  6, "backend \"B\": quota 1 has no period", KW_ERR_CONFIG },
+	{ "config: limit 0 in the second quota",
+	  QUOTA_CONF("    quota = (\n"
+		     "      { limit = 5; period = \"day\"; },\n"
+		     "      { limit = 0; period = \"day\"; }\n"
+		     "    );\n"),
+	  8, "backend \"B\": quota 2: limit must be a whole number of "
+	     "requests, 1 or more",
+	  KW_ERR_CONFIG },
+	{ "config: negative limit",
+	  QUOTA_CONF("    quota = ( { limit = -3; period = \"day\"; } );\n"),
+	  6, "backend \"B\": quota 1: limit must be a whole number of "
+	     "requests, 1 or more",
+	  KW_ERR_CONFIG },
+	{ "config: limit a string",
+	  QUOTA_CONF("    quota = ( { limit = \"10\"; period = \"day\"; } );\n"),
+	  6, "backend \"B\": quota 1: limit must be a whole number of "
+	     "requests, 1 or more",
+	  KW_ERR_CONFIG },
+	{ "config: period week",
+	  QUOTA_CONF("    quota = ( { limit = 5;\n"
+		     "                period = \"week\"; } );\n"),
+	  7, "backend \"B\": quota 1: period must be \"minute\", \"hour\", "
+	     "\"day\", \"month\" or a number of seconds (1 to 31622400)",
+	  KW_ERR_CONFIG },
+	{ "config: period 0",
+	  QUOTA_CONF("    quota = ( { limit = 5; period = 0; } );\n"),
+	  6, "backend \"B\": quota 1: period must be \"minute\", \"hour\", "
+	     "\"day\", \"month\" or a number of seconds (1 to 31622400)",
+	  KW_ERR_CONFIG },
+	{ "config: period over a leap year",
+	  QUOTA_CONF("    quota = ( { limit = 5; period = 31622401; } );\n"),
+	  6, "backend \"B\": quota 1: period must be \"minute\", \"hour\", "
+	     "\"day\", \"month\" or a number of seconds (1 to 31622400)",
+	  KW_ERR_CONFIG },
+	{ "config: per team",
+	  QUOTA_CONF("    quota = ( { limit = 5; period = \"day\";\n"
+		     "                per = \"team\"; } );\n"),
+	  7, "backend \"B\": quota 1: per must be \"user\", \"org\" or "
+	     "\"global\"",
+	  KW_ERR_CONFIG },
+	{ "config: unknown quota setting",
+	  QUOTA_CONF("    quota = ( { limit = 5; period = \"day\";\n"
+		     "                per = \"user\";\n"
+		     "                burst = 2; } );\n"),
+	  8, "backend \"B\": quota 1: unknown setting \"burst\" (expected "
+	     "limit, period and per)",
+	  KW_ERR_CONFIG },
+	{ "config: quota a group",
+	  QUOTA_CONF("    quota = { limit = 5; period = \"day\"; };\n"),
+	  6, "backend \"B\": quota must be a list ( { limit = ...; period = "
+	     "...; per = ...; }, ... )",
+	  KW_ERR_CONFIG },
+	{ "config: quota an empty list",
+	  QUOTA_CONF("    quota = ( );\n"),
+	  6, "backend \"B\": quota must be a list ( { limit = ...; period = "
+	     "...; per = ...; }, ... )",
+	  KW_ERR_CONFIG },
+	{ "config: quota a list of numbers",
+	  QUOTA_CONF("    quota = ( 10 );\n"),
+	  6, "backend \"B\": quota 1 must be a group { limit = ...; period = "
+	     "...; per = ...; }",
+	  KW_ERR_CONFIG },
+	{ "config: on_unavailable on a backend",
+	  QUOTA_CONF("    on_unavailable = \"allow\";\n"),
+	  6, "backend \"B\": unknown setting \"on_unavailable\" (module "
+	     "\"env\" takes vars, dotenv, environment)",
+	  KW_ERR_CONFIG },
+	{ "config: on_unavailable maybe",
+	  "keyway: {\n"
+	  "  ledger: { module = \"sqlite\"; path = \"ledger.db\";\n"
+	  "            on_unavailable = \"maybe\"; };\n"
+	  "};\n"
+	  "backends: { B: { module = \"env\"; }; };\n" CHAIN_B,
+	  3, "keyway.ledger: on_unavailable must be \"deny\" or \"allow\"",
+	  KW_ERR_CONFIG },
+	{ "config: on_unavailable a boolean",
+	  "keyway: {\n"
+	  "  ledger: { module = \"sqlite\"; path = \"ledger.db\";\n"
+	  "            on_unavailable = true; };\n"
+	  "};\n"
+	  "backends: { B: { module = \"env\"; }; };\n" CHAIN_B,
+	  3, "keyway.ledger: on_unavailable must be \"deny\" or \"allow\"",
+	  KW_ERR_CONFIG },
+	{ "config: ledger without path",
+	  "keyway: {\n"
+	  "  ledger: { module = \"sqlite\"; };\n"
+	  "};\n"
+	  "backends: { B: { module = \"env\"; }; };\n" CHAIN_B,
+	  2, "keyway.ledger: missing path (module \"sqlite\" needs it)",
+	  KW_ERR_CONFIG },
+	{ "config: ledger a string",
+	  "keyway: {\n"
+	  "  ledger = \"ledger.db\";\n"
+	  "};\n"
+	  "backends: { B: { module = \"env\"; }; };\n" CHAIN_B,
+	  2, "keyway.ledger must be a group { module = ...; }",
+	  KW_ERR_CONFIG },
+	{ "config: ledger of a module that does not count",
+	  "keyway: {\n"
+	  "  ledger: { module = \"env\"; };\n"
+	  "};\n"
+	  "backends: { B: { module = \"env\"; }; };\n" CHAIN_B,
+	  2, "keyway.ledger: module \"env\" does not count quotas",
+	  KW_ERR_CONFIG },
+	{ "config: ledger busy_timeout_ms -1",
+	  "keyway: {\n"
+	  "  ledger: { module = \"sqlite\"; path = \"ledger.db\";\n"
+	  "            busy_timeout_ms = -1; };\n"
+	  "};\n"
+	  "backends: { B: { module = \"env\"; }; };\n" CHAIN_B,
+	  3, "keyway.ledger: busy_timeout_ms must be between 0 and 600000",
+	  KW_ERR_CONFIG },
+};
+
+#define NCONF (sizeof(conf_cases) / sizeof(conf_cases[0]))
+
+static void run_conf_case(struct fixture *f, const struct conf_case *c)
+{
+	kw_status st = open_text(f, c->text);
+
+	assert_null(f->ctx);
+	if (st != c->status || strcmp(kw_last_error(),
+				      fmt("%s:%d: %s", f->conf, c->line,
+					  c->message)) != 0)
+		fail_msg("got %s \"%s\", expected %s \"%s:%d: %s\"",
+			 kw_status_str(st), kw_last_error(),
+			 kw_status_str(c->status), f->conf, c->line,
+			 c->message);
+	/* Nothing was opened: no ledger was made. */
+	assert_int_equal(access(f->ledger, F_OK), -1);
+}
+
+/* One test per case: the case comes in as the test's initial state. */
+static void test_config_case(void **state)
+{
+	struct fixture *f = *state;
+
+	run_conf_case(f, f->param);
+}
+
+/* The list of what a ledger takes names what it takes: its module's
+ * settings (and perhaps on_unavailable), not scope, which only a backend
+ * has. */
+static void test_ledger_unknown_setting(void **state)
+{
+	struct fixture *f = *state;
+	const char *prefix = fmt("%s:2: keyway.ledger: unknown setting "
+				 "\"flavour\" (module \"sqlite\" takes ",
+				 f->conf);
+	char list[256], *save = NULL;
+	const char *err;
+	unsigned seen = 0;
+	size_t n;
+
+	assert_int_equal(open_text(f, "keyway: {\n"
+				      "  ledger: { module = \"sqlite\"; path = "
+				      "\"ledger.db\"; flavour = 1; };\n"
+				      "};\n"
+				      "backends: { B: { module = \"env\"; }; "
+				      "};\n" CHAIN_B),
+			 KW_ERR_CONFIG);
+	err = kw_last_error();
+	n = strlen(prefix);
+	if (strncmp(err, prefix, n) != 0 || err[strlen(err) - 1] != ')')
+		fail_msg("unexpected message \"%s\"", err);
+	snprintf(list, sizeof(list), "%.*s", (int)(strlen(err) - n - 1),
+		 err + n);
+	for (char *w = strtok_r(list, ", ", &save); w != NULL;
+	     w = strtok_r(NULL, ", ", &save)) {
+		if (strcmp(w, "path") == 0)
+			seen |= 1;
+		else if (strcmp(w, "busy_timeout_ms") == 0)
+			seen |= 2;
+		else if (strcmp(w, "on_unavailable") != 0)
+			fail_msg("the ledger does not take \"%s\": \"%s\"", w,
+				 err);
+	}
+	if (seen != 3)
+		fail_msg("the ledger takes path and busy_timeout_ms: \"%s\"",
+			 err);
+
+	/* Nor does it take scope or quota. */
+	assert_int_equal(open_text(f, "keyway: {\n"
+				      "  ledger: { module = \"sqlite\"; path = "
+				      "\"ledger.db\"; scope = \"user\"; };\n"
+				      "};\n"
+				      "backends: { B: { module = \"env\"; }; "
+				      "};\n" CHAIN_B),
+			 KW_ERR_CONFIG);
+	assert_non_null(strstr(kw_last_error(),
+			       ":2: keyway.ledger: unknown setting \"scope\""));
+}
+
+#define STORE_BACKEND(path) \
+	"backends: {\n" \
+	"  user_keys: { module = \"sqlite\"; path = \"" path "\"; " \
+	"scope = \"user\"; };\n" \
+	"};\n" \
+	"chains: { default = ( { backend = \"user_keys\"; " \
+	"control = \"required\"; } ); };\n"
+
+static void test_store_and_ledger_apart(void **state)
+{
+	struct fixture *f = *state;
+
+	/* A store, then named as the ledger. */
+	must_open(f, "keyway: { master_key = { source = \"env\"; }; };\n"
+		     STORE_BACKEND("keys.db"));
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	assert_int_equal(open_text(f, "keyway: {\n"
+				      "  master_key = { source = \"env\"; };\n"
+				      "  ledger: { module = \"sqlite\";\n"
+				      "            path = \"keys.db\"; };\n"
+				      "};\n" STORE_BACKEND("keys.db")),
+			 KW_ERR_BACKEND);
+	assert_string_equal(kw_last_error(),
+			    fmt("%s:4: keyway.ledger: %s is a keyway key "
+				"store, not a quota ledger: give keyway.ledger "
+				"a file of its own",
+				f->conf, f->store));
+
+	/* A ledger, then named as a store. */
+	must_open(f, "keyway: {\n"
+		     "  master_key = { source = \"env\"; };\n"
+		     "  ledger: { module = \"sqlite\"; path = \"ledger.db\"; };\n"
+		     "};\n" STORE_BACKEND("keys.db"));
+	assert_int_equal(open_text(f, "keyway: {\n"
+				      "  master_key = { source = \"env\"; };\n"
+				      "  ledger: { module = \"sqlite\"; path = "
+				      "\"ledger.db\"; };\n"
+				      "};\n" STORE_BACKEND("ledger.db")),
+			 KW_ERR_BACKEND);
+	assert_string_equal(kw_last_error(),
+			    fmt("%s:6: backend \"user_keys\": %s is a keyway "
+				"quota ledger, not a key store: give the "
+				"backend a file of its own",
+				f->conf, f->ledger));
+}
+
+/* ---- the audit trail ---- */
+
+#define AUDIT_CONF(audit_extra) \
+	"keyway: {\n" \
+	"  master_key = { source = \"env\"; };\n" \
+	"  ledger: { module = \"sqlite\"; path = \"ledger.db\"; };\n" \
+	"  audit: { sink = \"jsonl\"; path = \"audit.jsonl\";" audit_extra \
+	" };\n" \
+	"};\n" \
+	"backends: {\n" \
+	"  org_keys: { module = \"sqlite\"; path = \"keys.db\"; " \
+	"scope = \"org\"; };\n" \
+	"  user_keys: { module = \"sqlite\"; path = \"keys.db\"; " \
+	"scope = \"user\"; };\n" \
+	"  B: { module = \"env\";\n" \
+	"       quota = ( { limit = 2; period = \"day\"; per = \"user\"; } ); " \
+	"};\n" \
+	"};\n" \
+	"chains: {\n" \
+	"  default = ( { backend = \"org_keys\"; control = \"sufficient\"; },\n" \
+	"              { backend = \"user_keys\"; control = \"sufficient\"; },\n" \
+	"              { backend = \"B\"; control = \"required\"; } );\n" \
+	"};\n"
+
+/* The whole of a file, NUL-terminated; its length in *len. */
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *fp = fopen(path, "rb");
+	char *buf;
+	long n;
+
+	assert_non_null(fp);
+	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+	n = ftell(fp);
+	assert_true(n >= 0);
+	rewind(fp);
+	buf = keep(malloc((size_t)n + 1));
+	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
+	buf[n] = '\0';
+	fclose(fp);
+	if (len != NULL)
+		*len = (size_t)n;
+	return buf;
+}
+
+/* None of the values, nor the master key, anywhere in the file. */
+static void expect_file_clean(const char *path)
+{
+	static const struct {
+		const char *value, *what;
+	} values[] = {
+		{ K_ENV, "the environment's key" },
+		{ K_ORG, "acme's first key" },
+		{ K_ORG2, "acme's second key" },
+		{ K_USER, "alice's key" },
+		{ MARK, "a piece of a key" },
+		{ MASTER, "the master key" },
+	};
+	size_t len;
+	char *buf = slurp(path, &len);
+
+	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++)
+		if (memmem(buf, len, values[i].value,
+			   strlen(values[i].value)) != NULL)
+			fail_msg("%s holds %s in the clear", path,
+				 values[i].what);
+}
+
+/* Each line of the audit file, parsed. */
+static json_t *audit_lines(struct fixture *f, size_t *n)
+{
+	char *text = slurp(f->audit, NULL);
+	json_t *all = json_array();
+	char *save = NULL;
+
+	assert_non_null(all);
+	assert_true(text[0] == '\0' || text[strlen(text) - 1] == '\n');
+	for (char *line = strtok_r(text, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save)) {
+		json_error_t e;
+		json_t *o = json_loads(line, 0, &e);
+
+		if (o == NULL || !json_is_object(o)) {
+			json_decref(all);
+			fail_msg("audit line is not a JSON object: %s",
+				 e.text);
+		}
+		json_array_append_new(all, o);
+	}
+	*n = json_array_size(all);
+	return all;
+}
+
+/* The names of o's members, in order, joined by spaces. */
+static const char *member_names(json_t *o)
+{
+	char buf[512] = "";
+	size_t used = 0;
+
+	for (void *it = json_object_iter(o); it != NULL && used < sizeof(buf);
+	     it = json_object_iter_next(o, it))
+		used += (size_t)snprintf(buf + used, sizeof(buf) - used,
+					 "%s%s", used > 0 ? " " : "",
+					 json_object_iter_key(it));
+	return fmt("%s", buf);
+}
+
+static const char *str_member(json_t *o, const char *name)
+{
+	json_t *v = json_object_get(o, name);
+
+	if (v == NULL)
+		fail_msg("no \"%s\" in the audit line", name);
+	if (!json_is_null(v) && !json_is_string(v))
+		fail_msg("\"%s\" is neither a string nor null", name);
+	return json_is_null(v) ? "(null)" : json_string_value(v);
+}
+
+/* "2024-05-01T10:00:00.123Z", within a few minutes of now. */
+static void expect_timestamp(const char *s)
+{
+	struct tm tm = { 0 };
+	const char *end;
+	int64_t t;
+
+	assert_non_null(s);
+	assert_int_equal(strlen(s), 24);
+	end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	assert_non_null(end);
+	assert_true(end[0] == '.' && end[1] >= '0' && end[1] <= '9' &&
+		    end[2] >= '0' && end[2] <= '9' && end[3] >= '0' &&
+		    end[3] <= '9' && end[4] == 'Z');
+	t = (int64_t)timegm(&tm);
+	assert_true(t > (int64_t)time(NULL) - 300 &&
+		    t < (int64_t)time(NULL) + 300);
+}
+
+static bool is_fingerprint(const char *s)
+{
+	if (s == NULL || strlen(s) != 32)
+		return false;
+	return strspn(s, "0123456789abcdef") == 32;
+}
+
+/* Line i is a resolve with these fields; its fingerprint, or NULL. */
+static const char *expect_resolve_line(json_t *lines, size_t i,
+				       const char *user, const char *org,
+				       const char *provider,
+				       const char *result,
+				       const char *backend)
+{
+	json_t *o = json_array_get(lines, i);
+	const char *fp;
+
+	assert_non_null(o);
+	expect_timestamp(str_member(o, "time"));
+	assert_string_equal(str_member(o, "event"), "resolve");
+	assert_string_equal(str_member(o, "chain"), "default");
+	assert_string_equal(str_member(o, "provider"), provider);
+	assert_string_equal(str_member(o, "user"), user ? user : "(null)");
+	assert_string_equal(str_member(o, "org"), org ? org : "(null)");
+	assert_string_equal(str_member(o, "result"), result);
+	if (backend == NULL) {
+		assert_string_equal(member_names(o),
+				    "time event chain provider user org "
+				    "result");
+		return NULL;
+	}
+	assert_string_equal(member_names(o),
+			    "time event chain provider user org result "
+			    "backend fingerprint");
+	assert_string_equal(str_member(o, "backend"), backend);
+	fp = str_member(o, "fingerprint");
+	if (!is_fingerprint(fp))
+		fail_msg("fingerprint \"%s\" is not 32 hex digits", fp);
+	return fp;
+}
+
+static void expect_change_line(json_t *lines, size_t i, const char *event,
+			       const char *actor_user, const char *actor_org,
+			       const char *role, const char *backend,
+			       const char *scope, const char *owner,
+			       const char *result)
+{
+	json_t *o = json_array_get(lines, i), *a;
+
+	assert_non_null(o);
+	expect_timestamp(str_member(o, "time"));
+	assert_string_equal(str_member(o, "event"), event);
+	a = json_object_get(o, "actor");
+	assert_true(json_is_object(a));
+	assert_string_equal(member_names(a), "user org role");
+	assert_string_equal(str_member(a, "user"),
+			    actor_user ? actor_user : "(null)");
+	assert_string_equal(str_member(a, "org"),
+			    actor_org ? actor_org : "(null)");
+	assert_string_equal(str_member(a, "role"), role);
+	assert_string_equal(str_member(o, "backend"), backend);
+	assert_string_equal(str_member(o, "result"), result);
+	if (scope == NULL) {
+		assert_string_equal(member_names(o),
+				    "time event actor backend result");
+		return;
+	}
+	assert_string_equal(member_names(o),
+			    "time event actor backend scope owner provider "
+			    "result");
+	assert_string_equal(str_member(o, "scope"), scope);
+	assert_string_equal(str_member(o, "owner"), owner ? owner : "(null)");
+	assert_string_equal(str_member(o, "provider"), "anthropic");
+}
+
+/* Resolve anthropic (or provider) and check which key came back. */
+static kw_status audit_get(struct fixture *f, kw_ctx *ctx,
+			   const char *provider, const char *user,
+			   const char *org, const char *want)
+{
+	kw_request req = KW_REQUEST_INIT;
+	kw_secret *s = NULL;
+	kw_status st;
+
+	req.provider = provider;
+	req.user = user;
+	req.org = org;
+	st = kw_resolve(ctx, &req, &s);
+	if (st == KW_OK) {
+		assert_non_null(want);
+		assert_string_equal(kw_secret_value(s), want);
+		kw_secret_free(s);
+	} else {
+		snprintf(f->err, sizeof(f->err), "%s", kw_last_error());
+		assert_no_secret(f->err);
+	}
+	return st;
+}
+
+static void test_audit_trail(void **state)
+{
+	struct fixture *f = *state;
+	const kw_actor owner = { sizeof(kw_actor), "olivia", "acme",
+				 KW_ROLE_OWNER };
+	const kw_actor alice = { sizeof(kw_actor), "alice", NULL,
+				 KW_ROLE_NONE };
+	kw_key_ref org = KW_KEY_REF_INIT, user = KW_KEY_REF_INIT;
+	const char *fp_org, *fp_user, *fp_env, *fp_org2, *fp;
+	kw_ctx *other = NULL;
+	json_t *lines;
+	size_t n = 0;
+	uint64_t count = 0;
+
+	must_open(f, AUDIT_CONF(""));
+	org.backend = "org_keys";
+	org.owner = "acme";
+	org.provider = "anthropic";
+	user.backend = "user_keys";
+	user.owner = "alice";
+	user.provider = "anthropic";
+
+	assert_int_equal(kw_key_put(f->ctx, &owner, &org, K_ORG, strlen(K_ORG),
+				    "acme prod", KW_PUT_CREATE),
+			 KW_OK);                                        /* 0 */
+	assert_int_equal(kw_key_put(f->ctx, &alice, &user, K_USER,
+				    strlen(K_USER), NULL, KW_PUT_CREATE),
+			 KW_OK);                                        /* 1 */
+	assert_int_equal(audit_get(f, f->ctx, "anthropic", "alice", "acme",
+				   K_ORG),
+			 KW_OK);                                        /* 2 */
+	assert_int_equal(audit_get(f, f->ctx, "anthropic", "alice", NULL,
+				   K_USER),
+			 KW_OK);                                        /* 3 */
+	assert_int_equal(audit_get(f, f->ctx, "anthropic", "bob", NULL,
+				   K_ENV),
+			 KW_OK);                                        /* 4 */
+	assert_int_equal(audit_get(f, f->ctx, "openai", "bob", NULL, NULL),
+			 KW_ERR_NOTFOUND);                              /* 5 */
+	assert_int_equal(kw_key_put(f->ctx, &owner, &org, K_ORG2,
+				    strlen(K_ORG2), NULL, KW_PUT_ROTATE),
+			 KW_OK);                                        /* 6 */
+	assert_int_equal(audit_get(f, f->ctx, "anthropic", "alice", "acme",
+				   K_ORG2),
+			 KW_OK);                                        /* 7 */
+	assert_int_equal(kw_key_set_active(f->ctx, &owner, &org, 0),
+			 KW_OK);                                        /* 8 */
+	assert_int_equal(audit_get(f, f->ctx, "anthropic", "alice", "acme",
+				   K_USER),
+			 KW_OK);                                        /* 9 */
+	assert_int_equal(kw_key_set_active(f->ctx, &owner, &org, 1),
+			 KW_OK);                                        /* 10 */
+	assert_int_equal(kw_key_delete(f->ctx, &alice, &user), KW_OK); /* 11 */
+	assert_int_equal(kw_rekey(f->ctx, sysadmin(), "org_keys", &count),
+			 KW_OK);                                        /* 12 */
+	/* Already under the current master key: nothing to re-seal. */
+	assert_int_equal(count, 0);
+	assert_int_equal(kw_key_put(f->ctx, &alice, &user, K_USER,
+				    strlen(K_USER), NULL, KW_PUT_ROTATE),
+			 KW_ERR_NOTFOUND);                              /* 13 */
+	assert_int_equal(audit_get(f, f->ctx, "anthropic", "bob", NULL,
+				   K_ENV),
+			 KW_OK);                                        /* 14 */
+	assert_int_equal(audit_get(f, f->ctx, "anthropic", "bob", NULL, NULL),
+			 KW_ERR_DENIED);                                /* 15 */
+	/* Another context on the same files. */
+	assert_int_equal(kw_open(&other, f->conf), KW_OK);
+	assert_int_equal(audit_get(f, other, "anthropic", "carol", "acme",
+				   K_ORG2),
+			 KW_OK);                                        /* 16 */
+	kw_close(other);
+
+	lines = audit_lines(f, &n);
+	assert_int_equal(n, 17);
+	expect_change_line(lines, 0, "put", "olivia", "acme", "owner",
+			   "org_keys", "org", "acme", "ok");
+	expect_change_line(lines, 1, "put", "alice", NULL, "none",
+			   "user_keys", "user", "alice", "ok");
+	fp_org = expect_resolve_line(lines, 2, "alice", "acme", "anthropic",
+				     "ok", "org_keys");
+	fp_user = expect_resolve_line(lines, 3, "alice", NULL, "anthropic",
+				      "ok", "user_keys");
+	fp_env = expect_resolve_line(lines, 4, "bob", NULL, "anthropic", "ok",
+				     "B");
+	expect_resolve_line(lines, 5, "bob", NULL, "openai", "notfound", NULL);
+	expect_change_line(lines, 6, "rotate", "olivia", "acme", "owner",
+			   "org_keys", "org", "acme", "ok");
+	fp_org2 = expect_resolve_line(lines, 7, "alice", "acme", "anthropic",
+				      "ok", "org_keys");
+	expect_change_line(lines, 8, "disable", "olivia", "acme", "owner",
+			   "org_keys", "org", "acme", "ok");
+	fp = expect_resolve_line(lines, 9, "alice", "acme", "anthropic", "ok",
+				 "user_keys");
+	assert_string_equal(fp, fp_user);
+	expect_change_line(lines, 10, "enable", "olivia", "acme", "owner",
+			   "org_keys", "org", "acme", "ok");
+	expect_change_line(lines, 11, "delete", "alice", NULL, "none",
+			   "user_keys", "user", "alice", "ok");
+	expect_change_line(lines, 12, "rekey", "root", NULL, "sysadmin",
+			   "org_keys", NULL, NULL, "ok");
+	expect_change_line(lines, 13, "rotate", "alice", NULL, "none",
+			   "user_keys", "user", "alice", "notfound");
+	fp = expect_resolve_line(lines, 14, "bob", NULL, "anthropic", "ok",
+				 "B");
+	assert_string_equal(fp, fp_env);
+	expect_resolve_line(lines, 15, "bob", NULL, "anthropic", "denied",
+			    NULL);
+	/* Stable across contexts, different for every key. */
+	fp = expect_resolve_line(lines, 16, "carol", "acme", "anthropic", "ok",
+				 "org_keys");
+	assert_string_equal(fp, fp_org2);
+	assert_string_not_equal(fp_org, fp_user);
+	assert_string_not_equal(fp_org, fp_env);
+	assert_string_not_equal(fp_org, fp_org2);
+	assert_string_not_equal(fp_user, fp_env);
+	assert_string_not_equal(fp_user, fp_org2);
+	assert_string_not_equal(fp_env, fp_org2);
+
+	/* No key in the trail, nor in the ledger, its WAL included. */
+	expect_file_clean(f->audit);
+	expect_file_clean(f->ledger);
+	assert_int_equal(access(fmt("%s-wal", f->ledger), F_OK), 0);
+	expect_file_clean(fmt("%s-wal", f->ledger));
+	expect_file_clean(f->store);
+	if (access(fmt("%s-wal", f->store), F_OK) == 0)
+		expect_file_clean(fmt("%s-wal", f->store));
+	json_decref(lines);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	expect_file_clean(f->ledger);
+	expect_file_clean(f->audit);
+}
+
+/* Fingerprints do not move when the program runs again. */
+static void test_audit_fingerprint_stable(void **state)
+{
+	struct fixture *f = *state;
+	const char *fp1, *fp2;
+	json_t *lines;
+	size_t n = 0;
+
+	must_open(f, AUDIT_CONF(""));
+	assert_int_equal(audit_get(f, f->ctx, "anthropic", "bob", NULL, K_ENV),
+			 KW_OK);
+	reopen(f);
+	assert_int_equal(audit_get(f, f->ctx, "anthropic", "dave", NULL,
+				   K_ENV),
+			 KW_OK);
+	lines = audit_lines(f, &n);
+	assert_int_equal(n, 2);
+	fp1 = expect_resolve_line(lines, 0, "bob", NULL, "anthropic", "ok",
+				  "B");
+	fp2 = expect_resolve_line(lines, 1, "dave", NULL, "anthropic", "ok",
+				  "B");
+	assert_string_equal(fp1, fp2);
+	json_decref(lines);
+}
+
+/*
+ * Make every write to the audit file fail: it is grown past what any
+ * other file the library writes to reaches, and the file size limit is
+ * set at its size, so that appending fails with EFBIG (SIGXFSZ ignored)
+ * while the ledger's writes, lower in their files, still succeed.
+ */
+#define AUDIT_PAD (8 << 20)
+
+struct fsize_limit {
+	struct rlimit old;
+	struct sigaction old_sig;
+};
+
+static void pad_audit(struct fixture *f)
+{
+	static const char line[] = "{\"pad\":\"\"}\n";
+	char *buf = keep(malloc(AUDIT_PAD));
+	int fd;
+
+	for (size_t i = 0; i < AUDIT_PAD; i += sizeof(line) - 1)
+		memcpy(buf + i, line,
+		       i + sizeof(line) - 1 <= AUDIT_PAD ? sizeof(line) - 1
+							 : AUDIT_PAD - i);
+	buf[AUDIT_PAD - 1] = '\n';
+	fd = open(f->audit, O_WRONLY | O_APPEND | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, buf, AUDIT_PAD), AUDIT_PAD);
+	close(fd);
+}
+
+static void limit_file_size(struct fixture *f, struct fsize_limit *l)
+{
+	struct sigaction ign;
+	struct stat st;
+	struct rlimit r;
+
+	assert_int_equal(stat(f->audit, &st), 0);
+	assert_true(st.st_size >= AUDIT_PAD);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &l->old), 0);
+	memset(&ign, 0, sizeof(ign));
+	ign.sa_handler = SIG_IGN;
+	assert_int_equal(sigaction(SIGXFSZ, &ign, &l->old_sig), 0);
+	r.rlim_cur = (rlim_t)st.st_size;
+	r.rlim_max = l->old.rlim_max;
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &r), 0);
+}
+
+/* No assertion may run between limit_file_size() and this: cmocka's own
+ * output could be a file past the limit. */
+static int unlimit_file_size(const struct fsize_limit *l)
+{
+	int rc = setrlimit(RLIMIT_FSIZE, &l->old);
+
+	if (sigaction(SIGXFSZ, &l->old_sig, NULL) != 0)
+		rc = -1;
+	return rc;
+}
+
+static void test_audit_write_fails(void **state)
+{
+	struct fixture *f = *state;
+	kw_request req = KW_REQUEST_INIT;
+	static char sentinel;
+	struct fsize_limit l;
+	kw_secret *s = (kw_secret *)&sentinel; /* must come back NULL */
+	char err[1024];
+	kw_status st;
+
+	must_open(f, AUDIT_CONF(""));
+	assert_int_equal(audit_get(f, f->ctx, "anthropic", "bob", NULL, K_ENV),
+			 KW_OK);
+	pad_audit(f);
+	req.provider = "anthropic";
+	req.user = "bob";
+
+	limit_file_size(f, &l);
+	st = kw_resolve(f->ctx, &req, &s);
+	snprintf(err, sizeof(err), "%s", kw_last_error());
+	assert_int_equal(unlimit_file_size(&l), 0);
+
+	/* Not audited, so not handed out. */
+	assert_int_equal(st, KW_ERR_IO);
+	assert_null(s);
+	assert_string_equal(err, fmt("keyway.audit: cannot write %s: File too "
+				     "large",
+				     f->audit));
+	/* And its charge was given back: bob still has one. */
+	expect_rows(f->ctx, 1, 0, 1);
+	assert_int_equal(audit_get(f, f->ctx, "anthropic", "bob", NULL, K_ENV),
+			 KW_OK);
+	assert_int_equal(audit_get(f, f->ctx, "anthropic", "bob", NULL, NULL),
+			 KW_ERR_DENIED);
+	expect_rows(f->ctx, 2, 1, 1);
+	expect_file_clean(f->audit);
+}
+
+static void test_audit_write_fails_allow(void **state)
+{
+	struct fixture *f = *state;
+	kw_request req = KW_REQUEST_INIT;
+	struct fsize_limit l;
+	kw_secret *s = NULL;
+	char value[128] = "";
+	kw_status st;
+
+	must_open(f, AUDIT_CONF(" on_failure = \"allow\";"));
+	assert_int_equal(audit_get(f, f->ctx, "anthropic", "bob", NULL, K_ENV),
+			 KW_OK);
+	pad_audit(f);
+	req.provider = "anthropic";
+	req.user = "bob";
+
+	limit_file_size(f, &l);
+	st = kw_resolve(f->ctx, &req, &s);
+	if (st == KW_OK)
+		snprintf(value, sizeof(value), "%s", kw_secret_value(s));
+	kw_secret_free(s);
+	assert_int_equal(unlimit_file_size(&l), 0);
+
+	assert_int_equal(st, KW_OK);
+	assert_string_equal(value, K_ENV);
+	/* Charged as any other. */
+	expect_rows(f->ctx, 2, 0, 0);
+	assert_int_equal(audit_get(f, f->ctx, "anthropic", "bob", NULL, NULL),
+			 KW_ERR_DENIED);
+	expect_file_clean(f->audit);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+static const struct CMUnitTest fixed_tests[] = {
+	T(test_exact_one_quota),
+	T(test_exact_two_quotas),
+	T(test_two_quotas_denial_charges_neither),
+	T(test_minute_rollover),
+	T(test_hour_window),
+	T(test_day_window),
+	T(test_month_window),
+	T(test_seconds_period),
+	T(test_per_org),
+	T(test_global),
+	T(test_missing_identity),
+	T(test_refund_unused),
+	T(test_report_rules),
+	T(test_store_usage_counts),
+	T(test_explain_charges_nothing),
+	T(test_ledger_unavailable_deny),
+	T(test_ledger_unavailable_allow),
+	T(test_ledger_unknown_setting),
+	T(test_store_and_ledger_apart),
+	T(test_audit_trail),
+	T(test_audit_fingerprint_stable),
+	T(test_audit_write_fails),
+	T(test_audit_write_fails_allow),
+};
+
+#define NFIXED (sizeof(fixed_tests) / sizeof(fixed_tests[0]))
+
+int main(void)
+{
+	struct CMUnitTest tests[NFIXED + NCONF];
+
+	memcpy(tests, fixed_tests, sizeof(fixed_tests));
+	for (size_t i = 0; i < NCONF; i++) {
+		const struct CMUnitTest t =
+			cmocka_unit_test_prestate_setup_teardown(
+				test_config_case, setup, teardown,
+				(void *)&conf_cases[i]);
+
+		tests[NFIXED + i] = t;
+		tests[NFIXED + i].name = conf_cases[i].name;
+	}
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
