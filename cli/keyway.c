@@ -396,6 +396,18 @@ static void refund(kw_secret *key)
 	(void)st;
 }
 
+/* Open the configuration and fill a request from the common options; the
+ * provider is the first positional argument, if any. */
+static kw_status open_request(const char *config, const struct args *a,
+			      kw_ctx **ctx, kw_request *req)
+{
+	req->chain = a->chain;
+	req->provider = a->npos > 0 ? a->pos[0] : NULL;
+	req->user = a->user;
+	req->org = a->org;
+	return kw_open(ctx, config);
+}
+
 static int cmd_get(const struct command *cmd, int argc, char **argv,
 		   const char *config)
 {
@@ -418,15 +430,11 @@ static int cmd_get(const struct command *cmd, int argc, char **argv,
 	if (rc != GO_ON)
 		return rc;
 
-	st = kw_open(&ctx, config);
+	st = open_request(config, &a, &ctx, &req);
 	if (st != KW_OK) {
 		rc = lib_error(st);
 		goto out;
 	}
-	req.chain = a.chain;
-	req.provider = a.pos[0];
-	req.user = a.user;
-	req.org = a.org;
 	st = kw_resolve(ctx, &req, &key);
 	if (st != KW_OK) {
 		rc = lib_error(st);
@@ -536,15 +544,11 @@ static int cmd_explain(const struct command *cmd, int argc, char **argv,
 	if (rc != GO_ON)
 		return rc;
 
-	st = kw_open(&ctx, config);
+	st = open_request(config, &a, &ctx, &req);
 	if (st != KW_OK) {
 		rc = lib_error(st);
 		goto out;
 	}
-	req.chain = a.chain;
-	req.provider = a.pos[0];
-	req.user = a.user;
-	req.org = a.org;
 	st = kw_explain(ctx, &req, &t);
 	if (st != KW_OK) {
 		rc = lib_error(st);
@@ -760,14 +764,11 @@ static int cmd_exec(const struct command *cmd, int argc, char **argv,
 	}
 
 	/* Every key first: nothing runs with half of its environment. */
-	st = kw_open(&ctx, config);
+	st = open_request(config, &a, &ctx, &req);
 	if (st != KW_OK) {
 		rc = lib_error(st);
 		goto out;
 	}
-	req.chain = a.chain;
-	req.user = a.user;
-	req.org = a.org;
 	for (i = 0; i < a.nproviders; i++) {
 		req.provider = ex[i].provider;
 		st = kw_resolve(ctx, &req, &ex[i].key);
