@@ -256,12 +256,18 @@ void sq_ledger_free(struct sq_state *st)
  * the ledger must not be given a second schema.  The connection becomes
  * the writer; the pool, for reading, fills when it is needed.
  */
+const struct sq_kind sq_ledger_kind = {
+	SQ_LEDGER_APP_ID, SQ_APP_ID, LD_SCHEMA_VERSION, "ledger",
+	"is a keyway key store, not a quota ledger: give keyway.ledger a file "
+	"of its own"
+};
+
 kw_status sq_ledger_open(struct sq_state *st)
 {
 	const kw_host *host = st->host;
 	kw_instance *inst = st->inst;
 	struct sq_conn *c = NULL;
-	int64_t version = 0, app_id = 0, nobjects = 0;
+	int64_t version = 0;
 	kw_status ret;
 	int rc;
 
@@ -272,53 +278,18 @@ kw_status sq_ledger_open(struct sq_state *st)
 		host->error(inst, NULL, "cannot create a mutex");
 		return KW_ERR_NOMEM;
 	}
-	rc = sq_conn_open(st, false, &c);
-	if (rc == SQLITE_OK)
-		rc = sq_inspect(c->db, &version, &app_id, &nobjects);
-	if ((rc & 0xff) == SQLITE_NOTADB) {
-		host->error(inst, "path", "%s is not a SQLite database",
-			    st->path);
-		ret = KW_ERR_BACKEND;
+	ret = sq_open_checked(st, &sq_ledger_kind, &c, &version);
+	if (ret != KW_OK)
 		goto out;
-	}
-	if (rc != SQLITE_OK) {
-		host->error(inst, "path", "cannot open ledger %s: %s",
-			    st->path, sqlite3_errstr(rc));
-		ret = sq_status(rc);
-		goto out;
-	}
-	if (app_id == SQ_APP_ID) {
-		host->error(inst, "path",
-			    "%s is a keyway key store, not a quota ledger: "
-			    "give keyway.ledger a file of its own",
-			    st->path);
-		ret = KW_ERR_BACKEND;
-		goto out;
-	}
-	if ((app_id != 0 && app_id != SQ_LEDGER_APP_ID) ||
-	    (version == 0 && nobjects > 0)) {
-		host->error(inst, "path",
-			    "%s is a SQLite database but not a keyway ledger",
-			    st->path);
-		ret = KW_ERR_BACKEND;
-		goto out;
-	}
-	if (version > LD_SCHEMA_VERSION) {
-		host->error(inst, "path",
-			    "ledger %s has schema version %" PRId64 "; this "
-			    "keyway knows up to %d",
-			    st->path, version, LD_SCHEMA_VERSION);
-		ret = KW_ERR_BACKEND;
-		goto out;
-	}
 
 	/*
 	 * Checked: from here on the file may be written.  A charge changes a
 	 * few rows on as many pages, and a commit writes each page whole to
 	 * the WAL: small pages write a quarter of the bytes and make a charge
-	 * faster.  Only a file with no page yet takes it.
+	 * faster.  Only a file with no page yet takes it (a new file: one
+	 * with objects but no version was refused).
 	 */
-	if (version == 0 && nobjects == 0)
+	if (version == 0)
 		(void)sqlite3_exec(c->db, "PRAGMA page_size = 1024", NULL,
 				   NULL, NULL);
 	ret = sq_wal(st, c->db, "ledger");

@@ -811,6 +811,53 @@ fail:
 	return sq_status(rc) == KW_ERR_EXISTS ? KW_ERR_BACKEND : sq_status(rc);
 }
 
+const struct sq_kind sq_store_kind = {
+	SQ_APP_ID, SQ_LEDGER_APP_ID, SQ_SCHEMA_VERSION, "store",
+	"is a keyway quota ledger, not a key store: give the backend a file "
+	"of its own"
+};
+
+kw_status sq_open_checked(struct sq_state *st, const struct sq_kind *k,
+			  struct sq_conn **out, int64_t *version)
+{
+	const kw_host *host = st->host;
+	int64_t app_id = 0, nobjects = 0;
+	kw_status ret = KW_ERR_BACKEND;
+	struct sq_conn *c = NULL;
+	int rc;
+
+	*out = NULL;
+	*version = 0;
+	rc = sq_conn_open(st, false, &c);
+	if (rc == SQLITE_OK)
+		rc = sq_inspect(c->db, version, &app_id, &nobjects);
+	if ((rc & 0xff) == SQLITE_NOTADB) {
+		host->error(st->inst, "path", "%s is not a SQLite database",
+			    st->path);
+	} else if (rc != SQLITE_OK) {
+		host->error(st->inst, "path", "cannot open %s %s: %s", k->noun,
+			    st->path, sqlite3_errstr(rc));
+		ret = sq_status(rc);
+	} else if (app_id == k->other_app_id) {
+		host->error(st->inst, "path", "%s %s", st->path, k->other);
+	} else if ((app_id != 0 && app_id != k->app_id) ||
+		   (*version == 0 && nobjects > 0)) {
+		host->error(st->inst, "path",
+			    "%s is a SQLite database but not a keyway %s",
+			    st->path, k->noun);
+	} else if (*version > k->schema) {
+		host->error(st->inst, "path",
+			    "%s %s has schema version %" PRId64 "; this "
+			    "keyway knows up to %" PRId64,
+			    k->noun, st->path, *version, k->schema);
+	} else {
+		*out = c;
+		return KW_OK;
+	}
+	sq_conn_close(c);
+	return ret;
+}
+
 /*
  * Open the store on a first connection: look at what the file holds, bind
  * the keyring to it and check its keys, and only then write to it (WAL
@@ -821,49 +868,13 @@ static kw_status sq_open_store(struct sq_state *st, kw_instance *inst)
 	const kw_host *host = st->host;
 	unsigned char salt[KW_SALT_SIZE], fresh[KW_SALT_SIZE];
 	struct sq_conn *c = NULL;
-	int64_t version, app_id, nobjects;
+	int64_t version;
 	kw_status ret;
 	int rc;
 
-	rc = sq_conn_open(st, false, &c);
-	if (rc == SQLITE_OK)
-		rc = sq_inspect(c->db, &version, &app_id, &nobjects);
-	if ((rc & 0xff) == SQLITE_NOTADB) {
-		host->error(inst, "path", "%s is not a SQLite database",
-			    st->path);
-		ret = KW_ERR_BACKEND;
+	ret = sq_open_checked(st, &sq_store_kind, &c, &version);
+	if (ret != KW_OK)
 		goto out;
-	}
-	if (rc != SQLITE_OK) {
-		host->error(inst, "path", "cannot open store %s: %s", st->path,
-			    sqlite3_errstr(rc));
-		ret = sq_status(rc);
-		goto out;
-	}
-	if (app_id == SQ_LEDGER_APP_ID) {
-		host->error(inst, "path",
-			    "%s is a keyway quota ledger, not a key store: "
-			    "give the backend a file of its own",
-			    st->path);
-		ret = KW_ERR_BACKEND;
-		goto out;
-	}
-	if ((app_id != 0 && app_id != SQ_APP_ID) ||
-	    (version == 0 && nobjects > 0)) {
-		host->error(inst, "path",
-			    "%s is a SQLite database but not a keyway store",
-			    st->path);
-		ret = KW_ERR_BACKEND;
-		goto out;
-	}
-	if (version > SQ_SCHEMA_VERSION) {
-		host->error(inst, "path",
-			    "store %s has schema version %" PRId64 "; this "
-			    "keyway knows up to %d",
-			    st->path, version, SQ_SCHEMA_VERSION);
-		ret = KW_ERR_BACKEND;
-		goto out;
-	}
 
 	if (version > 0) {
 		ret = sq_read_meta(st, inst, c->db, salt);

@@ -100,6 +100,26 @@ int sq_int(sqlite3 *db, const char *sql, int64_t *out);
  * objects, read in one statement so that they agree with each other while
  * another process is creating the schema.
  */
+/* What a connection's file must be: a key store or a quota ledger. */
+struct sq_kind {
+	int64_t app_id;        /* SQ_APP_ID or SQ_LEDGER_APP_ID */
+	int64_t other_app_id;  /* the other kind, refused with `other` */
+	int64_t schema;        /* the newest schema version known */
+	const char *noun;      /* "store", "ledger" */
+	const char *other;     /* why the other kind is refused */
+};
+
+extern const struct sq_kind sq_store_kind, sq_ledger_kind;
+
+/*
+ * Open a first connection and look at what the file holds before anything
+ * writes to it; refuse, through host->error on `path`, a file of another
+ * kind or a newer schema.  On KW_OK *out is the connection and *version
+ * the file's schema version (0: new).
+ */
+kw_status sq_open_checked(struct sq_state *st, const struct sq_kind *k,
+			  struct sq_conn **out, int64_t *version);
+
 int sq_inspect(sqlite3 *db, int64_t *version, int64_t *app_id,
 	       int64_t *nobjects);
 
