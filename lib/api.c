@@ -213,8 +213,10 @@ kw_status kw_resolve(kw_ctx *ctx, const kw_request *req, kw_secret **out)
 	if (ctx->audit != NULL) {
 		char why[1024];
 
-		/* Writing the audit line must not lose the chain's message. */
-		snprintf(why, sizeof(why), "%s", kw_last_error());
+		/* Writing the audit line must not lose the chain's message;
+		 * a successful resolve has none to keep. */
+		if (rc != KW_OK)
+			snprintf(why, sizeof(why), "%s", kw_last_error());
 		if (kwi_audit_resolve(ctx, &in, rc, *out) != KW_OK &&
 		    *out != NULL) {
 			/* Not audited, so not handed out. */
