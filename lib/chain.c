@@ -353,6 +353,7 @@ static kw_status ask(const struct kwi_entry *e, const struct kwi_query_in *in,
 	q.org = in->org;
 	q.chain = in->chain;
 	q.reply = r;
+	q.flags = KW_QUERY_WALK | (dry_run ? KW_QUERY_EXPLAIN : 0);
 	r->provider = in->provider;
 	switch (b->scope) {
 	case KW_SCOPE_USER:
@@ -531,6 +532,13 @@ kw_status kwi_walk(const struct kwi_chain *c, const struct kwi_query_in *in,
 {
 	kw_status st = walk(c, in, t, out);
 
+	/* Modules release what they kept for the walk's lookups. */
+	for (size_t i = 0; i < c->n; i++) {
+		const struct kw_instance *b = c->entries[i].backend;
+
+		if (b->module->op_walk_end != NULL)
+			b->module->op_walk_end(b->state);
+	}
 	if (t != NULL)
 		t->result = st;
 	return st;

@@ -111,6 +111,9 @@ struct kwi_module {
 	kw_status (*op_refund)(void *, const kw_charge *, kw_reply *);
 	kw_status (*op_usage)(void *, const kw_usage_filter *, kw_usage_fn *,
 			      void *, kw_reply *);
+	void (*op_walk_end)(void *);
+	kw_status (*op_used_batch)(void *, const kw_store_use *, size_t,
+				   kw_reply *);
 };
 
 /* Directory modules are loaded from: $KEYWAY_MODULE_DIR or the default. */
@@ -338,6 +341,8 @@ struct kwi_charged {
 int64_t kwi_now(void);
 #ifdef KW_TEST_SEAMS
 void kwi_test_set_clock(int64_t (*clock)(void));
+/* Seal and open with OpenSSL even where libsodium's AES-NI code runs. */
+void kwi_test_force_openssl(bool on);
 #endif
 /* The fixed UTC window of `period` seconds (0: calendar month) that holds
  * `now`. */

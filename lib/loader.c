@@ -93,6 +93,10 @@ static kw_status check_descriptor(struct kwi_module *m, char *why,
 		m->op_refund = d->refund;
 	if (DESC_HAS(d, usage))
 		m->op_usage = d->usage;
+	if (DESC_HAS(d, walk_end))
+		m->op_walk_end = d->walk_end;
+	if (DESC_HAS(d, used_batch))
+		m->op_used_batch = d->used_batch;
 
 	if ((d->caps & KW_CAP_LOOKUP) && m->op_lookup == NULL)
 		return missing_op(m, "lookup", "lookup", why, whylen);

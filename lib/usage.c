@@ -53,19 +53,58 @@ static void uses_free(struct use *u, size_t n)
 	free(u);
 }
 
-/* Write a batch taken out of the sink. */
+/* Write one store's share of a batch: in one call when it can take them
+ * all (one transaction), else one key at a time. */
+static void write_store(struct kw_instance *store, kw_store_use *v, size_t n)
+{
+	struct kw_reply r;
+
+	kwi_reply_init(&r, store->name);
+	if (store->module->op_used_batch != NULL) {
+		(void)store->module->op_used_batch(store->state, v, n, &r);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		kwi_reply_init(&r, store->name);
+		(void)store->module->op_used(store->state, &v[i].key,
+					     v[i].count, v[i].when, &r);
+	}
+}
+
+/* Write a batch taken out of the sink (n slots, some empty), store by
+ * store. */
 static void write_batch(struct use *u, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		kw_store_key k = { u[i].scope, u[i].owner, u[i].provider };
-		struct kw_reply r;
+	kw_store_use *v = n > 0 ? calloc(n, sizeof(*v)) : NULL;
 
-		if (u[i].store == NULL)
+	for (size_t i = 0; i < n; i++) {
+		struct kw_instance *store = u[i].store;
+		size_t m = 0;
+
+		if (store == NULL)
 			continue;
-		kwi_reply_init(&r, u[i].store->name);
-		(void)u[i].store->module->op_used(u[i].store->state, &k,
-						  u[i].count, u[i].last, &r);
+		for (size_t j = i; j < n; j++) {
+			kw_store_use one;
+
+			if (u[j].store != store)
+				continue;
+			one.key.scope = u[j].scope;
+			one.key.owner = u[j].owner;
+			one.key.provider = u[j].provider;
+			one.count = u[j].count;
+			one.when = u[j].last;
+			u[j].store = NULL;
+			if (v != NULL) {
+				v[m++] = one;
+			} else {
+				/* No memory for a batch: one at a time. */
+				write_store(store, &one, 1);
+			}
+		}
+		if (m > 0)
+			write_store(store, v, m);
 	}
+	free(v);
 	uses_free(u, n);
 }
 

@@ -451,7 +451,9 @@ expect_stdout ""
 # A damaged ledger fails its health check: some of its pages zeroed, past
 # what opening it reads.
 if [ -n "$SQLITE" ]; then
-	cp -p -- "$LEDGER" "$TMPD/damaged.db" || bail_out "cannot copy the ledger"
+	# The WAL outlives the last close: copy through SQLite, not cp.
+	$SQLITE "$LEDGER" ".backup '$TMPD/damaged.db'" &&
+		chmod 600 "$TMPD/damaged.db" || bail_out "cannot copy the ledger"
 	$SQLITE "$TMPD/damaged.db" "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) INSERT INTO usage (time, chain, backend, provider, user, org, outcome) SELECT 1700000000 + i, 'default', 'server_env', 'anthropic', 'user' || (i % 50), NULL, 'admitted' FROM n" ||
 		bail_out "cannot fill $TMPD/damaged.db"
 	dd if=/dev/zero of="$TMPD/damaged.db" bs=1024 seek=60 count=100 \

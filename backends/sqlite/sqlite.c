@@ -40,6 +40,7 @@
 #define SQ_BUSY_MAX 600000
 #define SQ_CHECKPOINT_TRIES 4
 #define SQ_DESC_MAX 320         /* "org key of \"OWNER\" for PROVIDER" */
+#define SQ_MMAP_SIZE "1073741824"
 
 #ifdef SQLITE_OPEN_EXRESCODE
 #define SQ_OPEN_EXRESCODE SQLITE_OPEN_EXRESCODE
@@ -90,6 +91,9 @@ enum sq_stmt {
 	SQ_RESEAL,
 	SQ_COUNT,
 	SQ_USED,
+	SQ_BEGIN,
+	SQ_BEGIN_WRITE,
+	SQ_COMMIT,
 	SQ_NSTMTS
 };
 
@@ -123,6 +127,9 @@ static const char *const sq_sql[SQ_NSTMTS] = {
 	[SQ_USED] = "UPDATE keys SET usage_count = usage_count + ?4,"
 		    " last_used = max(last_used, ?5)"
 		    " WHERE scope = ?1 AND owner = ?2 AND provider = ?3",
+	[SQ_BEGIN] = "BEGIN",
+	[SQ_BEGIN_WRITE] = "BEGIN IMMEDIATE",
+	[SQ_COMMIT] = "COMMIT",
 };
 
 _Static_assert(SQ_NSTMTS <= SQ_STMTS_MAX, "raise SQ_STMTS_MAX");
@@ -298,7 +305,7 @@ void sq_conn_close(struct sq_conn *c)
  */
 static int sq_busy(void *arg, int tries)
 {
-	const struct sq_state *st = arg;
+	const struct sq_pool *st = arg;
 	const int64_t first = 50, last = 2000; /* microseconds */
 	int64_t pause = first, slept = 0;
 	struct timespec ts;
@@ -323,7 +330,8 @@ static int sq_busy(void *arg, int tries)
 
 /*
  * The file exists already: SQLite never creates it, so it never gets
- * SQLite's default mode.
+ * SQLite's default mode.  A key store's connections prepare their
+ * statements as they first need them (a `keyway get` needs one of them).
  */
 int sq_conn_open(const struct sq_state *st, bool prepare,
 		 struct sq_conn **out)
@@ -349,7 +357,16 @@ int sq_conn_open(const struct sq_state *st, bool prepare,
 			  (int *)NULL);
 	sqlite3_db_config(c->db, SQLITE_DBCONFIG_DQS_DML, 0, (int *)NULL);
 	sqlite3_db_config(c->db, SQLITE_DBCONFIG_DQS_DDL, 0, (int *)NULL);
-	rc = sqlite3_busy_handler(c->db, sq_busy, (void *)st);
+	/*
+	 * The last connection to close would checkpoint the WAL and delete
+	 * it, and the next opener create it again: two syncs each for every
+	 * short-lived process.  The WAL stays; commits checkpoint it as it
+	 * grows (wal_autocheckpoint), and erasing a key checkpoints at once
+	 * (sq_erase()).
+	 */
+	sqlite3_db_config(c->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1,
+			  (int *)NULL);
+	rc = sqlite3_busy_handler(c->db, sq_busy, (void *)st->pool);
 	if (rc != SQLITE_OK)
 		goto out;
 	rc = sqlite3_exec(c->db,
@@ -366,6 +383,12 @@ int sq_conn_open(const struct sq_state *st, bool prepare,
 		rc = sq_int(c->db, "PRAGMA secure_delete = ON", &on);
 		if (rc == SQLITE_OK && on != 1)
 			rc = SQLITE_MISUSE;
+		/* A lookup reads its pages without a read() each: the page
+		 * cache holds a small part of a large store.  Address space,
+		 * not memory: the kernel's page cache backs it. */
+		if (rc == SQLITE_OK)
+			rc = sqlite3_exec(c->db, "PRAGMA mmap_size = "
+					  SQ_MMAP_SIZE, NULL, NULL, NULL);
 	}
 	if (rc != SQLITE_OK || !prepare)
 		goto out;
@@ -391,44 +414,45 @@ out:
  */
 kw_status sq_acquire(struct sq_state *st, struct sq_conn **out, kw_reply *r)
 {
+	struct sq_pool *p = st->pool;
 	struct sq_conn *c;
 	bool failed = false;
 	int rc = SQLITE_OK;
 
 	*out = NULL;
-	pthread_mutex_lock(&st->lock);
+	pthread_mutex_lock(&p->lock);
 	for (;;) {
-		while (st->idle == NULL &&
-		       (st->nconns >= SQ_POOL_MAX ||
-			(failed && st->nconns > 0)))
-			pthread_cond_wait(&st->cond, &st->lock);
-		if (st->idle != NULL) {
-			c = st->idle;
-			st->idle = c->next;
+		while (p->idle == NULL &&
+		       (p->nconns >= SQ_POOL_MAX ||
+			(failed && p->nconns > 0)))
+			pthread_cond_wait(&p->cond, &p->lock);
+		if (p->idle != NULL) {
+			c = p->idle;
+			p->idle = c->next;
 			c->next = NULL;
-			pthread_mutex_unlock(&st->lock);
+			pthread_mutex_unlock(&p->lock);
 			*out = c;
 			return KW_OK;
 		}
 		if (failed)
 			break;
-		st->nconns++;
-		pthread_mutex_unlock(&st->lock);
-		rc = sq_conn_open(st, true, &c);
+		p->nconns++;
+		pthread_mutex_unlock(&p->lock);
+		rc = sq_conn_open(st, st->role != KW_INSTANCE_BACKEND, &c);
 		if (rc == SQLITE_OK) {
 			*out = c;
 			return KW_OK;
 		}
-		pthread_mutex_lock(&st->lock);
-		st->nconns--;
-		pthread_cond_broadcast(&st->cond);
+		pthread_mutex_lock(&p->lock);
+		p->nconns--;
+		pthread_cond_broadcast(&p->cond);
 		failed = true;
 	}
-	pthread_mutex_unlock(&st->lock);
+	pthread_mutex_unlock(&p->lock);
 	return sq_fail(st, r, "open", rc);
 }
 
-void sq_release(struct sq_state *st, struct sq_conn *c)
+static void sq_pool_release(struct sq_pool *p, struct sq_conn *c)
 {
 	if (c == NULL)
 		return;
@@ -436,18 +460,229 @@ void sq_release(struct sq_state *st, struct sq_conn *c)
 		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
 		if (!sqlite3_get_autocommit(c->db)) {
 			sq_conn_close(c);
-			pthread_mutex_lock(&st->lock);
-			st->nconns--;
-			pthread_cond_broadcast(&st->cond);
-			pthread_mutex_unlock(&st->lock);
+			pthread_mutex_lock(&p->lock);
+			p->nconns--;
+			pthread_cond_broadcast(&p->cond);
+			pthread_mutex_unlock(&p->lock);
 			return;
 		}
 	}
-	pthread_mutex_lock(&st->lock);
-	c->next = st->idle;
-	st->idle = c;
-	pthread_cond_signal(&st->cond);
-	pthread_mutex_unlock(&st->lock);
+	pthread_mutex_lock(&p->lock);
+	c->next = p->idle;
+	p->idle = c;
+	pthread_cond_signal(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
+void sq_release(struct sq_state *st, struct sq_conn *c)
+{
+	sq_pool_release(st->pool, c);
+}
+
+/* A connection from the pool without waiting, else a new one counted in
+ * it (when the pool is full, a new one all the same: open() must not
+ * wait for lookups). */
+static int sq_take(struct sq_state *st, struct sq_conn **out)
+{
+	struct sq_pool *p = st->pool;
+	int rc;
+
+	pthread_mutex_lock(&p->lock);
+	if ((*out = p->idle) != NULL) {
+		p->idle = (*out)->next;
+		(*out)->next = NULL;
+		pthread_mutex_unlock(&p->lock);
+		return SQLITE_OK;
+	}
+	p->nconns++;
+	pthread_mutex_unlock(&p->lock);
+	rc = sq_conn_open(st, false, out);
+	if (rc != SQLITE_OK) {
+		pthread_mutex_lock(&p->lock);
+		p->nconns--;
+		pthread_cond_broadcast(&p->cond);
+		pthread_mutex_unlock(&p->lock);
+	}
+	return rc;
+}
+
+/* A key store connection's statement, prepared at its first use. */
+static int sq_stmt(const struct sq_state *st, struct sq_conn *c, int i,
+		   sqlite3_stmt **out)
+{
+	int rc = SQLITE_OK;
+
+	if (c->stmt[i] == NULL)
+		rc = sqlite3_prepare_v3(c->db, st->sql[i], -1,
+					SQLITE_PREPARE_PERSISTENT, &c->stmt[i],
+					NULL);
+	*out = c->stmt[i];
+	return rc;
+}
+
+/* A connection with every statement prepared, for the operations that
+ * use several: storing, listing, checking, rekeying. */
+static kw_status sq_acquire_all(struct sq_state *st, struct sq_conn **out,
+				kw_reply *r)
+{
+	sqlite3_stmt *s;
+	kw_status ret;
+	int rc = SQLITE_OK;
+
+	ret = sq_acquire(st, out, r);
+	for (int i = 0; ret == KW_OK && rc == SQLITE_OK && i < st->nsql; i++)
+		rc = sq_stmt(st, *out, i, &s);
+	if (ret == KW_OK && rc != SQLITE_OK) {
+		ret = sq_fail(st, r, "read", rc);
+		sq_release(st, *out);
+		*out = NULL;
+	}
+	return ret;
+}
+
+/* Step a statement that returns no row, and make it ready again. */
+static int sq_run(sqlite3_stmt *s)
+{
+	int rc = sqlite3_step(s);
+
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* ---- pools ---- */
+
+/* The pools of key stores, shared by every instance naming the file. */
+static pthread_mutex_t sq_pools_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sq_pool *sq_pools;
+
+static kw_status sq_pool_new(struct sq_state *st)
+{
+	struct sq_pool *p = calloc(1, sizeof(*p));
+
+	if (p == NULL) {
+		st->host->error(st->inst, NULL, "out of memory");
+		return KW_ERR_NOMEM;
+	}
+	if (pthread_mutex_init(&p->lock, NULL) != 0) {
+		free(p);
+		st->host->error(st->inst, NULL, "cannot create a mutex");
+		return KW_ERR_NOMEM;
+	}
+	if (pthread_cond_init(&p->cond, NULL) != 0) {
+		pthread_mutex_destroy(&p->lock);
+		free(p);
+		st->host->error(st->inst, NULL,
+				"cannot create a condition variable");
+		return KW_ERR_NOMEM;
+	}
+	p->refs = 1;
+	p->busy_ms = st->busy_ms;
+	st->pool = p;
+	return KW_OK;
+}
+
+/* Drop an instance's reference; the last one closes the connections. */
+static void sq_pool_put(struct sq_pool *p)
+{
+	struct sq_conn *c;
+
+	if (p == NULL)
+		return;
+	pthread_mutex_lock(&sq_pools_lock);
+	if (--p->refs > 0) {
+		pthread_mutex_unlock(&sq_pools_lock);
+		return;
+	}
+	if (p->shared) {
+		struct sq_pool **pp = &sq_pools;
+
+		while (*pp != NULL && *pp != p)
+			pp = &(*pp)->next;
+		if (*pp != NULL)
+			*pp = p->next;
+	}
+	pthread_mutex_unlock(&sq_pools_lock);
+	while ((c = p->idle) != NULL) {
+		p->idle = c->next;
+		sq_conn_close(c);
+	}
+	pthread_cond_destroy(&p->cond);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+}
+
+/* ---- walks ---- */
+
+/*
+ * The connection this thread keeps for the walk it is in: taken at the
+ * walk's first lookup in a file, in a read transaction, so that the
+ * walk's other lookups in that file read the same snapshot without taking
+ * the file's read lock again; given back by walk_end().  One file at a
+ * time: a thread that keeps a connection never waits for another, so
+ * threads cannot wait for each other in a circle.
+ */
+static __thread struct sq_pool *sq_held_pool;
+static __thread struct sq_conn *sq_held_conn;
+
+/* End the kept read transaction (commit: it wrote nothing) and give the
+ * connection back; one that cannot commit is rolled back or closed. */
+static void sq_walk_release(void)
+{
+	struct sq_pool *p = sq_held_pool;
+	struct sq_conn *c = sq_held_conn;
+
+	sq_held_pool = NULL;
+	sq_held_conn = NULL;
+	if (c == NULL)
+		return;
+	(void)sq_run(c->stmt[SQ_COMMIT]);
+	sq_pool_release(p, c);
+}
+
+static void sq_walk_end(void *state)
+{
+	const struct sq_state *st = state;
+
+	if (sq_held_conn != NULL && sq_held_pool == st->pool)
+		sq_walk_release();
+}
+
+/*
+ * The connection for a lookup: the one kept for this walk, or one from
+ * the pool, kept if the host will end the walk (KW_QUERY_WALK).  *held
+ * says whether the lookup must leave it to walk_end().
+ */
+static kw_status sq_lookup_conn(struct sq_state *st, const kw_query *q,
+				struct sq_conn **out, bool *held)
+{
+	const bool walk = KW_QUERY_HAS(q, flags) &&
+			  (q->flags & KW_QUERY_WALK) != 0;
+	sqlite3_stmt *begin, *commit;
+	struct sq_conn *c;
+	kw_status ret;
+
+	*held = false;
+	if (walk && sq_held_conn != NULL) {
+		if (sq_held_pool == st->pool) {
+			*out = sq_held_conn;
+			*held = true;
+			return KW_OK;
+		}
+		sq_walk_release();
+	}
+	ret = sq_acquire(st, &c, q->reply);
+	if (ret != KW_OK)
+		return ret;
+	/* Without its transaction the lookup still works, on its own. */
+	if (walk && sq_stmt(st, c, SQ_COMMIT, &commit) == SQLITE_OK &&
+	    sq_stmt(st, c, SQ_BEGIN, &begin) == SQLITE_OK &&
+	    sq_run(begin) == SQLITE_OK) {
+		sq_held_pool = st->pool;
+		sq_held_conn = c;
+		*held = true;
+	}
+	*out = c;
+	return KW_OK;
 }
 
 /*
@@ -483,6 +718,17 @@ static int sq_checkpoint(sqlite3 *db)
  * rebuilt file and empties the WAL.  It costs a pass over the store, which
  * a delete (a rare, deliberate act) can afford.
  */
+/*
+ * After a change to the keys: copy the WAL into the database file if no
+ * reader holds it back, so that the file itself holds the change (the WAL
+ * stays after the last close, and a copy of the file alone would miss it).
+ */
+static void sq_settle(sqlite3 *db)
+{
+	(void)sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+					NULL, NULL);
+}
+
 static int sq_erase(sqlite3 *db)
 {
 	int rc = sqlite3_exec(db, "VACUUM", NULL, NULL, NULL);
@@ -691,31 +937,44 @@ static kw_status sq_check_key_ids(struct sq_state *st, kw_instance *inst,
 				  sqlite3 *db)
 {
 	const kw_host *host = st->host;
-	sqlite3_stmt *s = NULL;
+	sqlite3_stmt *first = NULL, *next = NULL, *s;
+	char id[KW_KEY_ID_SIZE] = "";
 	kw_status ret = KW_OK;
 	int rc;
 
-	rc = sqlite3_prepare_v2(db, "SELECT DISTINCT key_id FROM keys", -1,
-				&s, NULL);
-	while (rc == SQLITE_OK || rc == SQLITE_ROW) {
-		const char *id;
+	/* One seek in keys_key_id per distinct id: a store of a million keys
+	 * opens as fast as an empty one. */
+	rc = sqlite3_prepare_v2(db, "SELECT min(key_id) FROM keys", -1,
+				&first, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(db, "SELECT min(key_id) FROM keys"
+					    " WHERE key_id > ?1",
+					-1, &next, NULL);
+	for (s = first; rc == SQLITE_OK; s = next) {
+		const char *v;
 
-		if ((rc = sqlite3_step(s)) != SQLITE_ROW)
+		if (s == next)
+			rc = sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_step(s);
+		if (rc != SQLITE_ROW)
 			break;
-		id = (const char *)sqlite3_column_text(s, 0);
-		if (id == NULL) {
-			rc = SQLITE_NOMEM;
+		v = (const char *)sqlite3_column_text(s, 0);
+		if (v == NULL) {
+			rc = SQLITE_DONE;
 			break;
 		}
-		if (!host->keyring_knows(st->kr, id)) {
+		if (strlen(v) >= sizeof(id) || !host->keyring_knows(st->kr, v)) {
 			host->error(inst, "path",
-				    "%s holds keys sealed under master key %s, "
+				    "%s holds keys sealed under master key %.*s, "
 				    "which neither keyway.master_key nor "
 				    "keyway.old_master_keys holds",
-				    st->path, id);
+				    st->path, (int)sizeof(id) - 1, v);
 			ret = KW_ERR_CRYPTO;
 			goto out;
 		}
+		memcpy(id, v, strlen(v) + 1);
+		rc = sqlite3_reset(s);
 	}
 	if (rc != SQLITE_DONE) {
 		host->error(inst, "path", "cannot read store %s: %s", st->path,
@@ -723,7 +982,8 @@ static kw_status sq_check_key_ids(struct sq_state *st, kw_instance *inst,
 		ret = sq_status(rc);
 	}
 out:
-	sqlite3_finalize(s);
+	sqlite3_finalize(first);
+	sqlite3_finalize(next);
 	return ret;
 }
 
@@ -940,8 +1200,8 @@ static kw_status sq_open_store(struct sq_state *st, kw_instance *inst)
 			goto out;
 		}
 	}
-	st->idle = c;
-	st->nconns = 1;
+	st->pool->idle = c;
+	st->pool->nconns = 1;
 	c = NULL;
 	ret = KW_OK;
 out:
@@ -949,24 +1209,85 @@ out:
 	return ret;
 }
 
+/*
+ * Another backend of this process opened the file: it is checked and up
+ * to date.  This one needs the store's identity, a keyring of its own and
+ * the check of the keys' master key ids against that keyring.
+ */
+static kw_status sq_join_store(struct sq_state *st, kw_instance *inst)
+{
+	unsigned char salt[KW_SALT_SIZE];
+	struct sq_conn *c = NULL;
+	kw_status ret;
+	int rc;
+
+	rc = sq_take(st, &c);
+	if (rc != SQLITE_OK) {
+		st->host->error(inst, "path", "cannot open store %s: %s",
+				st->path, sqlite3_errstr(rc));
+		return sq_status(rc);
+	}
+	ret = sq_read_meta(st, inst, c->db, salt);
+	if (ret == KW_OK)
+		ret = st->host->keyring_open(inst, salt, &st->kr);
+	if (ret == KW_OK)
+		ret = sq_check_key_ids(st, inst, c->db);
+	sq_release(st, c);
+	return ret;
+}
+
+/*
+ * Open a key store on the pool of its file, which the first backend of
+ * this process to name the file opens and checks.
+ */
+static kw_status sq_open_shared(struct sq_state *st, kw_instance *inst)
+{
+	struct sq_pool *p;
+	struct stat sb;
+	kw_status ret;
+
+	if (stat(st->path, &sb) != 0) {
+		int e = errno;
+
+		st->host->error(inst, "path", "%s: %s", st->path, strerror(e));
+		return e == EACCES ? KW_ERR_PERM : KW_ERR_IO;
+	}
+	/* Held while the file is checked: a second opener waits for it. */
+	pthread_mutex_lock(&sq_pools_lock);
+	for (p = sq_pools; p != NULL; p = p->next)
+		if (p->dev == sb.st_dev && p->ino == sb.st_ino &&
+		    p->busy_ms == st->busy_ms)
+			break;
+	if (p != NULL) {
+		p->refs++;
+		st->pool = p;
+		pthread_mutex_unlock(&sq_pools_lock);
+		return sq_join_store(st, inst);
+	}
+	ret = sq_pool_new(st);
+	if (ret == KW_OK)
+		ret = sq_open_store(st, inst);
+	if (ret == KW_OK) {
+		p = st->pool;
+		p->dev = sb.st_dev;
+		p->ino = sb.st_ino;
+		p->shared = true;
+		p->next = sq_pools;
+		sq_pools = p;
+	}
+	pthread_mutex_unlock(&sq_pools_lock);
+	return ret;
+}
+
 static void sq_free(struct sq_state *st)
 {
-	struct sq_conn *c;
-
 	if (st == NULL)
 		return;
-	while ((c = st->idle) != NULL) {
-		st->idle = c->next;
-		sq_conn_close(c);
-	}
 	if (st->kr != NULL)
 		st->host->keyring_close(st->kr);
-	if (st->sync_ready) {
-		pthread_cond_destroy(&st->cond);
-		pthread_mutex_destroy(&st->lock);
-	}
 	if (st->role == KW_INSTANCE_LEDGER)
 		sq_ledger_free(st);
+	sq_pool_put(st->pool);
 	free(st);
 }
 
@@ -1042,27 +1363,16 @@ static kw_status sq_open(const kw_host *host, kw_instance *inst,
 	}
 	st->busy_ms = (int)busy;
 
-	if (pthread_mutex_init(&st->lock, NULL) != 0) {
-		host->error(inst, NULL, "cannot create a mutex");
-		rc = KW_ERR_NOMEM;
-		goto out;
-	}
-	if (pthread_cond_init(&st->cond, NULL) != 0) {
-		pthread_mutex_destroy(&st->lock);
-		host->error(inst, NULL, "cannot create a condition variable");
-		rc = KW_ERR_NOMEM;
-		goto out;
-	}
-	st->sync_ready = true;
-
 	if (role == KW_INSTANCE_LEDGER) {
-		rc = sq_prepare_file(st, "ledger");
+		rc = sq_pool_new(st);
+		if (rc == KW_OK)
+			rc = sq_prepare_file(st, "ledger");
 		if (rc == KW_OK)
 			rc = sq_ledger_open(st);
 	} else {
 		rc = sq_prepare_file(st, "store");
 		if (rc == KW_OK)
-			rc = sq_open_store(st, inst);
+			rc = sq_open_shared(st, inst);
 	}
 	if (rc != KW_OK)
 		goto out;
@@ -1080,6 +1390,14 @@ static void sq_close(void *state)
 
 /* ---- answering ---- */
 
+/* What a lookup's detail calls the key it looked for. */
+static const char *sq_lookup_desc(const struct sq_state *st,
+				  const kw_seal_aad *aad, char *buf)
+{
+	return sq_describe(buf, SQ_DESC_MAX, st->scope, aad->owner,
+			   aad->provider);
+}
+
 static kw_status sq_lookup(void *state, const kw_query *q)
 {
 	struct sq_state *st = state;
@@ -1094,30 +1412,35 @@ static kw_status sq_lookup(void *state, const kw_query *q)
 	sqlite3_stmt *s = NULL;
 	const unsigned char *sealed;
 	char desc[SQ_DESC_MAX], why[160], *buf;
+	bool held = false, drop = false;
 	kw_status ret;
 	int rc, n;
 
 	if (st->role != KW_INSTANCE_BACKEND)
 		return sq_wrong_role(st, q->reply);
-	sq_describe(desc, sizeof(desc), st->scope, aad.owner, q->provider);
-	ret = sq_acquire(st, &c, q->reply);
+	ret = sq_lookup_conn(st, q, &c, &held);
 	if (ret != KW_OK)
 		return ret;
-	s = c->stmt[SQ_LOOKUP];
-	rc = sq_bind_key(s, st->scope_word, aad.owner, q->provider);
+	rc = sq_stmt(st, c, SQ_LOOKUP, &s);
+	if (rc == SQLITE_OK)
+		rc = sq_bind_key(s, st->scope_word, aad.owner, q->provider);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(s);
 	if (rc == SQLITE_DONE) {
-		host->reply_detail(q->reply, "no %s in %s", desc, st->path);
+		host->reply_detail(q->reply, "no %s in %s",
+				   sq_lookup_desc(st, &aad, desc), st->path);
 		ret = KW_ERR_NOTFOUND;
 		goto out;
 	}
 	if (rc != SQLITE_ROW) {
 		ret = sq_fail(st, q->reply, "read", rc);
+		/* Its transaction may be gone: do not keep the connection. */
+		drop = held;
 		goto out;
 	}
 	if (sqlite3_column_int64(s, 1) == 0) {
-		host->reply_detail(q->reply, "the %s is disabled", desc);
+		host->reply_detail(q->reply, "the %s is disabled",
+				   sq_lookup_desc(st, &aad, desc));
 		ret = KW_ERR_DENIED;
 		goto out;
 	}
@@ -1127,28 +1450,36 @@ static kw_status sq_lookup(void *state, const kw_query *q)
 		host->reply_detail(q->reply,
 				   "the %s: sealed value is too short (%d "
 				   "bytes)",
-				   desc, n);
+				   sq_lookup_desc(st, &aad, desc), n);
 		ret = KW_ERR_CRYPTO;
 		goto out;
 	}
 	ret = host->reply_buffer(q->reply, (size_t)n - KW_SEAL_OVERHEAD, &buf);
 	if (ret != KW_OK) {
-		host->reply_detail(q->reply, "the %s: no room for it", desc);
+		host->reply_detail(q->reply, "the %s: no room for it",
+				   sq_lookup_desc(st, &aad, desc));
 		goto out;
 	}
 	why[0] = '\0';
 	ret = host->unseal(st->kr, &aad, sealed, (size_t)n, buf, why,
 			   sizeof(why));
 	if (ret != KW_OK) {
-		host->reply_detail(q->reply, "the %s: %s", desc,
+		host->reply_detail(q->reply, "the %s: %s",
+				   sq_lookup_desc(st, &aad, desc),
 				   why[0] != '\0' ? why : "cannot open it");
 		goto out;
 	}
-	host->reply_detail(q->reply, "%s in %s", desc, st->path);
+	/* Only `keyway explain` shows where a key was found. */
+	if (!KW_QUERY_HAS(q, flags) || (q->flags & KW_QUERY_EXPLAIN) != 0)
+		host->reply_detail(q->reply, "%s in %s",
+				   sq_lookup_desc(st, &aad, desc), st->path);
 out:
 	if (s != NULL)
 		sq_done(s);
-	sq_release(st, c);
+	if (drop)
+		sq_walk_release();
+	else if (!held)
+		sq_release(st, c);
 	return ret;
 }
 
@@ -1173,7 +1504,7 @@ static kw_status sq_check(void *state, kw_reply *r)
 				   st->path, (unsigned)(sb.st_mode & 07777));
 		return KW_ERR_PERM;
 	}
-	ret = sq_acquire(st, &c, r);
+	ret = sq_acquire_all(st, &c, r);
 	if (ret != KW_OK)
 		return ret;
 	rc = sqlite3_prepare_v2(c->db, "PRAGMA quick_check", -1, &s, NULL);
@@ -1290,7 +1621,7 @@ static kw_status sq_put(void *state, const kw_store_put *p, kw_reply *r)
 		ret = KW_ERR_INVAL;
 		goto out;
 	}
-	ret = sq_acquire(st, &c, r);
+	ret = sq_acquire_all(st, &c, r);
 	if (ret != KW_OK)
 		goto out;
 	s = c->stmt[create ? SQ_INSERT : SQ_ROTATE];
@@ -1330,6 +1661,8 @@ static kw_status sq_put(void *state, const kw_store_put *p, kw_reply *r)
 out:
 	if (s != NULL)
 		sq_done(s);
+	if (ret == KW_OK)
+		sq_settle(c->db);
 	sq_release(st, c);
 	free(sealed);
 	return ret;
@@ -1377,14 +1710,16 @@ static kw_status sq_set_active(void *state, const kw_store_key *k,
 		return ret;
 	sq_describe(desc, sizeof(desc), k->scope, sq_key_owner(k),
 		    k->provider);
-	ret = sq_acquire(st, &c, r);
+	ret = sq_acquire_all(st, &c, r);
 	if (ret != KW_OK)
 		return ret;
 	ret = sq_change(st, c, SQ_ACTIVE, k, active ? 1 : 0, desc, r);
-	if (ret == KW_OK)
+	if (ret == KW_OK) {
+		sq_settle(c->db);
 		st->host->reply_detail(r, "%s the %s", active ? "enabled"
 							    : "disabled",
 				       desc);
+	}
 	sq_release(st, c);
 	return ret;
 }
@@ -1405,7 +1740,7 @@ static kw_status sq_remove(void *state, const kw_store_key *k, kw_reply *r)
 		return ret;
 	sq_describe(desc, sizeof(desc), k->scope, sq_key_owner(k),
 		    k->provider);
-	ret = sq_acquire(st, &c, r);
+	ret = sq_acquire_all(st, &c, r);
 	if (ret != KW_OK)
 		return ret;
 	ret = sq_change(st, c, SQ_DELETE, k, 0, desc, r);
@@ -1481,7 +1816,7 @@ static kw_status sq_list(void *state, kw_scope scope, const char *owner,
 	/* This backend holds the keys of its own scope only. */
 	if (scope != KW_SCOPE_NONE && scope != st->scope)
 		return KW_OK;
-	ret = sq_acquire(st, &c, r);
+	ret = sq_acquire_all(st, &c, r);
 	if (ret != KW_OK)
 		return ret;
 	s = c->stmt[owner != NULL ? SQ_LIST_OWNER : SQ_LIST];
@@ -1701,7 +2036,7 @@ static kw_status sq_rekey(void *state, uint64_t *count, kw_reply *r)
 		*count = 0;
 	if (st->role != KW_INSTANCE_BACKEND)
 		return sq_wrong_role(st, r);
-	ret = sq_acquire(st, &c, r);
+	ret = sq_acquire_all(st, &c, r);
 	if (ret != KW_OK)
 		return ret;
 	/* The write lock up front: readers go on reading the old values
@@ -1755,24 +2090,17 @@ out:
  * The host adds uses up and writes them in batches, after the fact: the key
  * may have been deleted meanwhile, which is not an error.
  */
-static kw_status sq_used(void *state, const kw_store_key *k, uint64_t count,
-			 int64_t when, kw_reply *r)
+static kw_status sq_used_one(struct sq_state *st, struct sq_conn *c,
+			     const kw_store_key *k, uint64_t count,
+			     int64_t when, kw_reply *r)
 {
-	struct sq_state *st = state;
-	struct sq_conn *c = NULL;
-	sqlite3_stmt *s;
+	sqlite3_stmt *s = c->stmt[SQ_USED];
 	kw_status ret;
 	int rc;
 
-	if (st->role != KW_INSTANCE_BACKEND)
-		return sq_wrong_role(st, r);
 	ret = sq_check_key(st, k, r);
 	if (ret != KW_OK || count == 0)
 		return ret;
-	ret = sq_acquire(st, &c, r);
-	if (ret != KW_OK)
-		return ret;
-	s = c->stmt[SQ_USED];
 	rc = sq_bind_key(s, st->scope_word, sq_key_owner(k), k->provider);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(s, 4, count > (uint64_t)INT64_MAX
@@ -1788,8 +2116,65 @@ static kw_status sq_used(void *state, const kw_store_key *k, uint64_t count,
 			ret = KW_ERR_BACKEND;
 	}
 	sq_done(s);
+	return ret;
+}
+
+static kw_status sq_used(void *state, const kw_store_key *k, uint64_t count,
+			 int64_t when, kw_reply *r)
+{
+	struct sq_state *st = state;
+	struct sq_conn *c = NULL;
+	kw_status ret;
+
+	if (st->role != KW_INSTANCE_BACKEND)
+		return sq_wrong_role(st, r);
+	ret = sq_acquire_all(st, &c, r);
+	if (ret != KW_OK)
+		return ret;
+	ret = sq_used_one(st, c, k, count, when, r);
 	sq_release(st, c);
 	return ret;
+}
+
+/*
+ * A flush of usage counts in one transaction: one commit, and one write of
+ * each page however many of its keys were used.
+ */
+static kw_status sq_used_batch(void *state, const kw_store_use *u, size_t n,
+			       kw_reply *r)
+{
+	struct sq_state *st = state;
+	struct sq_conn *c = NULL;
+	kw_status ret, first = KW_OK;
+	int rc;
+
+	if (st->role != KW_INSTANCE_BACKEND)
+		return sq_wrong_role(st, r);
+	ret = sq_acquire_all(st, &c, r);
+	if (ret != KW_OK)
+		return ret;
+	rc = sq_run(c->stmt[SQ_BEGIN_WRITE]);
+	if (rc != SQLITE_OK) {
+		ret = sq_fail(st, r, "write", rc);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		ret = sq_used_one(st, c, &u[i].key, u[i].count, u[i].when, r);
+		if (first == KW_OK)
+			first = ret;
+		/* A failed write may have ended the transaction. */
+		if (ret != KW_OK && sqlite3_get_autocommit(c->db))
+			goto out;
+	}
+	rc = sq_run(c->stmt[SQ_COMMIT]);
+	if (rc != SQLITE_OK)
+		ret = sq_fail(st, r, "write", rc);
+	else
+		ret = first;
+out:
+	/* Rolls back what did not commit. */
+	sq_release(st, c);
+	return ret != KW_OK ? ret : first;
 }
 
 static const kw_setting_spec sq_settings[] = {
@@ -1819,6 +2204,8 @@ static const struct kw_module sq_module = {
 	.charge = sq_charge,
 	.refund = sq_refund,
 	.usage = sq_usage,
+	.walk_end = sq_walk_end,
+	.used_batch = sq_used_batch,
 };
 
 KW_MODULE_EXPORT(sq_module)

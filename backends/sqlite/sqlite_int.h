@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <sqlite3.h>
 
@@ -38,10 +39,30 @@ struct sq_conn {
 };
 
 /*
+ * Connections to one file.  The key stores of this process that name the
+ * same file (same device and inode, same busy timeout) share one pool, so
+ * that a walk through several of them reads one snapshot in one read
+ * transaction, and the file is opened, checked and its schema parsed once.
+ * A ledger has a pool of its own.  Guarded by `lock`; a connection taken
+ * from it belongs to one thread until it is given back.
+ */
+struct sq_pool {
+	struct sq_pool *next;      /* in the registry of shared pools */
+	unsigned refs;             /* instances using it */
+	bool shared;               /* in the registry */
+	dev_t dev;
+	ino_t ino;
+	int busy_ms;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;       /* a connection came back or went away */
+	struct sq_conn *idle;
+	unsigned nconns;           /* idle and in use */
+};
+
+/*
  * One instance: a key store (role KW_INSTANCE_BACKEND) or the quota ledger
  * (KW_INSTANCE_LEDGER).  Everything but the pool and the ledger's write
- * state is immutable after open(); the pool is guarded by `lock`, and a
- * connection taken from it belongs to one thread until it is given back.
+ * state is immutable after open().
  */
 struct sq_state {
 	const kw_host *host;
@@ -51,6 +72,7 @@ struct sq_state {
 	int busy_ms;
 	const char *const *sql;    /* what every connection prepares */
 	int nsql;
+	struct sq_pool *pool;
 
 	/* The key store. */
 	kw_scope scope;
@@ -76,12 +98,6 @@ struct sq_state {
 	bool leader;                /* a batch is being written */
 	uint32_t charges;           /* since the last sweep */
 	int64_t next_sweep;         /* sweep at the first charge after it */
-
-	pthread_mutex_t lock;
-	pthread_cond_t cond;       /* a connection came back or went away */
-	bool sync_ready;
-	struct sq_conn *idle;
-	unsigned nconns;           /* idle and in use */
 };
 
 /* What a failed SQLite call means to the chain and the caller. */

@@ -131,6 +131,13 @@ typedef struct kw_store_put {
 	kw_put_mode mode;     /* KW_PUT_CREATE or KW_PUT_ROTATE */
 } kw_store_put;
 
+/* A batch of use counts for used_batch(). */
+typedef struct kw_store_use {
+	kw_store_key key;
+	uint64_t count;       /* uses since the last report */
+	int64_t when;         /* the last of them, Unix seconds */
+} kw_store_use;
+
 /* What list() reports of one key. */
 typedef struct kw_store_record {
 	kw_scope scope;
@@ -194,7 +201,25 @@ typedef struct kw_query {
 	const char *org;      /* may be NULL */
 	const char *chain;    /* chain being walked */
 	kw_reply *reply;      /* pass to the host's reply_* services */
+	uint32_t flags;       /* KW_QUERY_* */
 } kw_query;
+
+/* True when the host's kw_query has `field` (a newer one). */
+#define KW_QUERY_HAS(q, field) \
+	((q)->size >= offsetof(kw_query, field) + sizeof((q)->field))
+
+/*
+ * The host calls the module's walk_end() on this thread once the walk this
+ * lookup belongs to is over: the module may keep what it needs for the
+ * walk's other lookups (a read transaction, a connection) until then.
+ */
+#define KW_QUERY_WALK 0x01u
+/*
+ * A dry run for `keyway explain`: the reply's detail is shown to a person.
+ * Without it, the detail of a found key is never read and need not be
+ * made; the detail of any other answer still ends up in error messages.
+ */
+#define KW_QUERY_EXPLAIN 0x02u
 
 #define KW_LOG_ERR 3
 #define KW_LOG_WARNING 4
@@ -416,6 +441,21 @@ struct kw_module {
 	/* The usage log, oldest first. */
 	kw_status (*usage)(void *state, const kw_usage_filter *f,
 			   kw_usage_fn *fn, void *arg, kw_reply *r);
+
+	/*
+	 * The walk whose lookups carried KW_QUERY_WALK is over: release on
+	 * this thread what lookup() kept for it.  Called for every entry of
+	 * the chain, also those the walk did not reach (a backend named twice
+	 * is told twice), before kw_resolve() or kw_explain() returns.
+	 */
+	void (*walk_end)(void *state);
+	/*
+	 * used() for n keys at once, as the host flushes its counts; a module
+	 * that offers it can write them in one transaction.  Returns the first
+	 * failure, having tried every key.
+	 */
+	kw_status (*used_batch)(void *state, const kw_store_use *uses,
+				size_t n, kw_reply *r);
 };
 
 /* The first two fields of every descriptor; use designated initializers
