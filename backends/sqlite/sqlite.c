@@ -91,7 +91,8 @@ enum sq_stmt {
 	SQ_RESEAL,
 	SQ_COUNT,
 	SQ_USED,
-	SQ_BEGIN,
+	SQ_FETCH,
+	SQ_FETCH_ALL,
 	SQ_BEGIN_WRITE,
 	SQ_COMMIT,
 	SQ_NSTMTS
@@ -127,7 +128,21 @@ static const char *const sq_sql[SQ_NSTMTS] = {
 	[SQ_USED] = "UPDATE keys SET usage_count = usage_count + ?4,"
 		    " last_used = max(last_used, ?5)"
 		    " WHERE scope = ?1 AND owner = ?2 AND provider = ?3",
-	[SQ_BEGIN] = "BEGIN",
+	/* Every row a request could be answered from, one seek each, so
+	 * that a walk's lookups in the file read one snapshot: the user's
+	 * and the org's key, and with FETCH_ALL the system key too. */
+	[SQ_FETCH] = "SELECT 1, sealed, active FROM keys"
+		     " WHERE scope = 'user' AND owner = ?1 AND provider = ?3"
+		     " UNION ALL SELECT 2, sealed, active FROM keys"
+		     " WHERE scope = 'org' AND owner = ?2 AND provider = ?3",
+	[SQ_FETCH_ALL] = "SELECT 1, sealed, active FROM keys"
+			 " WHERE scope = 'user' AND owner = ?1"
+			 " AND provider = ?3"
+			 " UNION ALL SELECT 2, sealed, active FROM keys"
+			 " WHERE scope = 'org' AND owner = ?2 AND provider = ?3"
+			 " UNION ALL SELECT 3, sealed, active FROM keys"
+			 " WHERE scope = 'system' AND owner = ''"
+			 " AND provider = ?3",
 	[SQ_BEGIN_WRITE] = "BEGIN IMMEDIATE",
 	[SQ_COMMIT] = "COMMIT",
 };
@@ -577,6 +592,7 @@ static kw_status sq_pool_new(struct sq_state *st)
 	}
 	p->refs = 1;
 	p->busy_ms = st->busy_ms;
+	atomic_init(&p->scopes, 0);
 	st->pool = p;
 	return KW_OK;
 }
@@ -614,75 +630,126 @@ static void sq_pool_put(struct sq_pool *p)
 /* ---- walks ---- */
 
 /*
- * The connection this thread keeps for the walk it is in: taken at the
- * walk's first lookup in a file, in a read transaction, so that the
- * walk's other lookups in that file read the same snapshot without taking
- * the file's read lock again; given back by walk_end().  One file at a
- * time: a thread that keeps a connection never waits for another, so
- * threads cannot wait for each other in a circle.
+ * A chain often asks several backends on one file for the same request:
+ * the org's key, else the user's.  The first lookup of a walk in a file
+ * that more than one scope uses fetches the rows of every scope in one
+ * statement (one read transaction, one snapshot), and the walk's other
+ * lookups in that file answer from them, until walk_end().  The rows hold
+ * sealed values only.  One file at a time per thread.
  */
-static __thread struct sq_pool *sq_held_pool;
-static __thread struct sq_conn *sq_held_conn;
+#define SQ_ROW_INLINE 320 /* a sealed value this long needs no malloc() */
 
-/* End the kept read transaction (commit: it wrote nothing) and give the
- * connection back; one that cannot commit is rolled back or closed. */
-static void sq_walk_release(void)
+struct sq_row {
+	bool found;
+	bool active;
+	size_t len;
+	unsigned char *sealed;  /* inline, or malloc'd when longer */
+	unsigned char inline_buf[SQ_ROW_INLINE];
+};
+
+struct sq_walk {
+	const struct sq_pool *pool; /* NULL: nothing fetched */
+	const char *provider, *user, *org;
+	struct sq_row rows[3];      /* by scope, KW_SCOPE_USER first */
+};
+
+static __thread struct sq_walk sq_walk;
+
+_Static_assert(KW_SCOPE_USER == 1 && KW_SCOPE_ORG == 2 &&
+		       KW_SCOPE_SYSTEM == 3,
+	       "SQ_FETCH answers scopes 1, 2 and 3 in that order");
+
+static void sq_walk_clear(struct sq_walk *w)
 {
-	struct sq_pool *p = sq_held_pool;
-	struct sq_conn *c = sq_held_conn;
+	for (int i = 0; i < 3; i++) {
+		struct sq_row *r = &w->rows[i];
 
-	sq_held_pool = NULL;
-	sq_held_conn = NULL;
-	if (c == NULL)
-		return;
-	(void)sq_run(c->stmt[SQ_COMMIT]);
-	sq_pool_release(p, c);
+		if (r->sealed != r->inline_buf)
+			free(r->sealed);
+		r->sealed = NULL;
+		r->found = false;
+	}
+	w->pool = NULL;
 }
 
 static void sq_walk_end(void *state)
 {
 	const struct sq_state *st = state;
 
-	if (sq_held_conn != NULL && sq_held_pool == st->pool)
-		sq_walk_release();
+	if (sq_walk.pool == st->pool)
+		sq_walk_clear(&sq_walk);
 }
 
-/*
- * The connection for a lookup: the one kept for this walk, or one from
- * the pool, kept if the host will end the walk (KW_QUERY_WALK).  *held
- * says whether the lookup must leave it to walk_end().
- */
-static kw_status sq_lookup_conn(struct sq_state *st, const kw_query *q,
-				struct sq_conn **out, bool *held)
+static bool sq_same(const char *a, const char *b)
 {
-	const bool walk = KW_QUERY_HAS(q, flags) &&
-			  (q->flags & KW_QUERY_WALK) != 0;
-	sqlite3_stmt *begin, *commit;
-	struct sq_conn *c;
-	kw_status ret;
+	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
 
-	*held = false;
-	if (walk && sq_held_conn != NULL) {
-		if (sq_held_pool == st->pool) {
-			*out = sq_held_conn;
-			*held = true;
-			return KW_OK;
+/* Is what the walk fetched the answer to q? */
+static const struct sq_row *sq_walk_row(const struct sq_state *st,
+					const kw_query *q)
+{
+	const struct sq_walk *w = &sq_walk;
+
+	if (w->pool != st->pool || !sq_same(w->provider, q->provider) ||
+	    !sq_same(w->user, q->user) || !sq_same(w->org, q->org))
+		return NULL;
+	return &w->rows[st->scope - 1];
+}
+
+/* Fetch the rows of every scope the file's stores hold (`scopes`) for q's
+ * request into the walk: a seek each. */
+static int sq_walk_fetch(struct sq_state *st, struct sq_conn *c,
+			 const kw_query *q, unsigned scopes)
+{
+	struct sq_walk *w = &sq_walk;
+	sqlite3_stmt *s;
+	int rc;
+
+	sq_walk_clear(w);
+	rc = sq_stmt(st, c,
+		     scopes & (1u << KW_SCOPE_SYSTEM) ? SQ_FETCH_ALL : SQ_FETCH,
+		     &s);
+	if (rc != SQLITE_OK)
+		return rc;
+	rc = sqlite3_bind_text(s, 1, q->user, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(s, 2, q->org, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(s, 3, q->provider, -1, SQLITE_STATIC);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int64_t i = sqlite3_column_int64(s, 0);
+		const void *v = sqlite3_column_blob(s, 1);
+		int n = sqlite3_column_bytes(s, 1);
+		struct sq_row *r;
+
+		if (i < 1 || i > 3)
+			continue;
+		r = &w->rows[i - 1];
+		r->sealed = (size_t)n <= sizeof(r->inline_buf)
+				    ? r->inline_buf
+				    : malloc((size_t)n);
+		if (r->sealed == NULL) {
+			rc = SQLITE_NOMEM;
+			break;
 		}
-		sq_walk_release();
+		if (n > 0)
+			memcpy(r->sealed, v, (size_t)n);
+		r->len = (size_t)n;
+		r->active = sqlite3_column_int64(s, 2) != 0;
+		r->found = true;
+		rc = SQLITE_OK;
 	}
-	ret = sq_acquire(st, &c, q->reply);
-	if (ret != KW_OK)
-		return ret;
-	/* Without its transaction the lookup still works, on its own. */
-	if (walk && sq_stmt(st, c, SQ_COMMIT, &commit) == SQLITE_OK &&
-	    sq_stmt(st, c, SQ_BEGIN, &begin) == SQLITE_OK &&
-	    sq_run(begin) == SQLITE_OK) {
-		sq_held_pool = st->pool;
-		sq_held_conn = c;
-		*held = true;
+	sq_done(s);
+	if (rc != SQLITE_DONE) {
+		sq_walk_clear(w);
+		return rc;
 	}
-	*out = c;
-	return KW_OK;
+	w->pool = st->pool;
+	w->provider = q->provider;
+	w->user = q->user;
+	w->org = q->org;
+	return SQLITE_OK;
 }
 
 /*
@@ -1262,7 +1329,10 @@ static kw_status sq_open_shared(struct sq_state *st, kw_instance *inst)
 		p->refs++;
 		st->pool = p;
 		pthread_mutex_unlock(&sq_pools_lock);
-		return sq_join_store(st, inst);
+		ret = sq_join_store(st, inst);
+		if (ret == KW_OK)
+			atomic_fetch_or(&p->scopes, 1u << st->scope);
+		return ret;
 	}
 	ret = sq_pool_new(st);
 	if (ret == KW_OK)
@@ -1272,6 +1342,7 @@ static kw_status sq_open_shared(struct sq_state *st, kw_instance *inst)
 		p->dev = sb.st_dev;
 		p->ino = sb.st_ino;
 		p->shared = true;
+		atomic_fetch_or(&p->scopes, 1u << st->scope);
 		p->next = sq_pools;
 		sq_pools = p;
 	}
@@ -1398,88 +1469,114 @@ static const char *sq_lookup_desc(const struct sq_state *st,
 			   aad->provider);
 }
 
+/* Answer a lookup from the row it found (NULL: none). */
+static kw_status sq_answer(const struct sq_state *st, const kw_query *q,
+			   const kw_seal_aad *aad, const unsigned char *sealed,
+			   size_t n, bool found, bool active)
+{
+	const kw_host *host = st->host;
+	char desc[SQ_DESC_MAX], why[160], *buf;
+	kw_status ret;
+
+	/* A miss is as common as a hit (the org's key, else the user's):
+	 * one formatting of its detail, not two. */
+	if (!found && aad->owner != NULL) {
+		host->reply_detail(q->reply, "no %s key of \"%s\" for %s in %s",
+				   st->scope_word, aad->owner, aad->provider,
+				   st->path);
+		return KW_ERR_NOTFOUND;
+	}
+	if (!found) {
+		host->reply_detail(q->reply, "no %s key for %s in %s",
+				   st->scope_word, aad->provider, st->path);
+		return KW_ERR_NOTFOUND;
+	}
+	if (!active) {
+		host->reply_detail(q->reply, "the %s is disabled",
+				   sq_lookup_desc(st, aad, desc));
+		return KW_ERR_DENIED;
+	}
+	if (sealed == NULL || n < KW_SEAL_OVERHEAD) {
+		host->reply_detail(q->reply,
+				   "the %s: sealed value is too short (%zu "
+				   "bytes)",
+				   sq_lookup_desc(st, aad, desc), n);
+		return KW_ERR_CRYPTO;
+	}
+	ret = host->reply_buffer(q->reply, n - KW_SEAL_OVERHEAD, &buf);
+	if (ret != KW_OK) {
+		host->reply_detail(q->reply, "the %s: no room for it",
+				   sq_lookup_desc(st, aad, desc));
+		return ret;
+	}
+	why[0] = '\0';
+	ret = host->unseal(st->kr, aad, sealed, n, buf, why, sizeof(why));
+	if (ret != KW_OK) {
+		host->reply_detail(q->reply, "the %s: %s",
+				   sq_lookup_desc(st, aad, desc),
+				   why[0] != '\0' ? why : "cannot open it");
+		return ret;
+	}
+	/* Only `keyway explain` shows where a key was found. */
+	if (!KW_QUERY_HAS(q, flags) || (q->flags & KW_QUERY_EXPLAIN) != 0)
+		host->reply_detail(q->reply, "%s in %s",
+				   sq_lookup_desc(st, aad, desc), st->path);
+	return KW_OK;
+}
+
 static kw_status sq_lookup(void *state, const kw_query *q)
 {
 	struct sq_state *st = state;
-	const kw_host *host = st->host;
 	const kw_seal_aad aad = {
 		.store_id = st->store_id,
 		.scope = st->scope,
 		.owner = st->scope == KW_SCOPE_SYSTEM ? NULL : q->owner,
 		.provider = q->provider,
 	};
+	const bool walk = KW_QUERY_HAS(q, flags) &&
+			  (q->flags & KW_QUERY_WALK) != 0;
+	const unsigned scopes = atomic_load_explicit(&st->pool->scopes,
+						     memory_order_relaxed);
+	const struct sq_row *row;
 	struct sq_conn *c = NULL;
 	sqlite3_stmt *s = NULL;
-	const unsigned char *sealed;
-	char desc[SQ_DESC_MAX], why[160], *buf;
-	bool held = false, drop = false;
 	kw_status ret;
-	int rc, n;
+	int rc;
 
 	if (st->role != KW_INSTANCE_BACKEND)
 		return sq_wrong_role(st, q->reply);
-	ret = sq_lookup_conn(st, q, &c, &held);
+	if (walk && (row = sq_walk_row(st, q)) != NULL)
+		return sq_answer(st, q, &aad, row->sealed, row->len,
+				 row->found, row->active);
+	ret = sq_acquire(st, &c, q->reply);
 	if (ret != KW_OK)
 		return ret;
+	/* More than one scope in the file: fetch for the whole walk. */
+	if (walk && (scopes & (scopes - 1)) != 0) {
+		rc = sq_walk_fetch(st, c, q, scopes);
+		sq_release(st, c);
+		if (rc != SQLITE_OK)
+			return sq_fail(st, q->reply, "read", rc);
+		row = sq_walk_row(st, q);
+		return sq_answer(st, q, &aad, row->sealed, row->len,
+				 row->found, row->active);
+	}
 	rc = sq_stmt(st, c, SQ_LOOKUP, &s);
 	if (rc == SQLITE_OK)
 		rc = sq_bind_key(s, st->scope_word, aad.owner, q->provider);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(s);
-	if (rc == SQLITE_DONE) {
-		host->reply_detail(q->reply, "no %s in %s",
-				   sq_lookup_desc(st, &aad, desc), st->path);
-		ret = KW_ERR_NOTFOUND;
-		goto out;
-	}
-	if (rc != SQLITE_ROW) {
+	if (rc == SQLITE_ROW)
+		ret = sq_answer(st, q, &aad, sqlite3_column_blob(s, 0),
+				(size_t)sqlite3_column_bytes(s, 0), true,
+				sqlite3_column_int64(s, 1) != 0);
+	else if (rc == SQLITE_DONE)
+		ret = sq_answer(st, q, &aad, NULL, 0, false, false);
+	else
 		ret = sq_fail(st, q->reply, "read", rc);
-		/* Its transaction may be gone: do not keep the connection. */
-		drop = held;
-		goto out;
-	}
-	if (sqlite3_column_int64(s, 1) == 0) {
-		host->reply_detail(q->reply, "the %s is disabled",
-				   sq_lookup_desc(st, &aad, desc));
-		ret = KW_ERR_DENIED;
-		goto out;
-	}
-	sealed = sqlite3_column_blob(s, 0);
-	n = sqlite3_column_bytes(s, 0);
-	if (sealed == NULL || n < KW_SEAL_OVERHEAD) {
-		host->reply_detail(q->reply,
-				   "the %s: sealed value is too short (%d "
-				   "bytes)",
-				   sq_lookup_desc(st, &aad, desc), n);
-		ret = KW_ERR_CRYPTO;
-		goto out;
-	}
-	ret = host->reply_buffer(q->reply, (size_t)n - KW_SEAL_OVERHEAD, &buf);
-	if (ret != KW_OK) {
-		host->reply_detail(q->reply, "the %s: no room for it",
-				   sq_lookup_desc(st, &aad, desc));
-		goto out;
-	}
-	why[0] = '\0';
-	ret = host->unseal(st->kr, &aad, sealed, (size_t)n, buf, why,
-			   sizeof(why));
-	if (ret != KW_OK) {
-		host->reply_detail(q->reply, "the %s: %s",
-				   sq_lookup_desc(st, &aad, desc),
-				   why[0] != '\0' ? why : "cannot open it");
-		goto out;
-	}
-	/* Only `keyway explain` shows where a key was found. */
-	if (!KW_QUERY_HAS(q, flags) || (q->flags & KW_QUERY_EXPLAIN) != 0)
-		host->reply_detail(q->reply, "%s in %s",
-				   sq_lookup_desc(st, &aad, desc), st->path);
-out:
 	if (s != NULL)
 		sq_done(s);
-	if (drop)
-		sq_walk_release();
-	else if (!held)
-		sq_release(st, c);
+	sq_release(st, c);
 	return ret;
 }
 

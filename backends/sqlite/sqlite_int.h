@@ -10,6 +10,7 @@
 #define KW_SQLITE_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -41,8 +42,8 @@ struct sq_conn {
 /*
  * Connections to one file.  The key stores of this process that name the
  * same file (same device and inode, same busy timeout) share one pool, so
- * that a walk through several of them reads one snapshot in one read
- * transaction, and the file is opened, checked and its schema parsed once.
+ * that a walk through several of them reads their rows in one statement,
+ * and the file is opened, checked and its schema parsed once.
  * A ledger has a pool of its own.  Guarded by `lock`; a connection taken
  * from it belongs to one thread until it is given back.
  */
@@ -53,6 +54,7 @@ struct sq_pool {
 	dev_t dev;
 	ino_t ino;
 	int busy_ms;
+	atomic_uint scopes;        /* 1 << kw_scope of each store on it */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;       /* a connection came back or went away */
 	struct sq_conn *idle;
