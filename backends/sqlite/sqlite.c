@@ -41,6 +41,8 @@
 #define SQ_CHECKPOINT_TRIES 4
 #define SQ_DESC_MAX 320         /* "org key of \"OWNER\" for PROVIDER" */
 #define SQ_MMAP_SIZE "1073741824"
+#define SQ_WAL_CHECKPOINT 1000  /* pages: SQLite's wal_autocheckpoint */
+#define SQ_WAL_KEEP 100         /* pages the WAL may keep past a close */
 
 #ifdef SQLITE_OPEN_EXRESCODE
 #define SQ_OPEN_EXRESCODE SQLITE_OPEN_EXRESCODE
@@ -344,6 +346,23 @@ static int sq_busy(void *arg, int tries)
 }
 
 /*
+ * Commits on a key store: checkpoint as SQLite's wal_autocheckpoint
+ * would (which this hook replaces), and note the WAL's length.
+ */
+static int sq_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	struct sq_pool *p = arg;
+
+	atomic_store_explicit(&p->wal_frames, (unsigned)frames,
+			      memory_order_relaxed);
+	if (frames >= SQ_WAL_CHECKPOINT)
+		(void)sqlite3_wal_checkpoint_v2(db, name,
+						SQLITE_CHECKPOINT_PASSIVE,
+						NULL, NULL);
+	return SQLITE_OK;
+}
+
+/*
  * The file exists already: SQLite never creates it, so it never gets
  * SQLite's default mode.  A key store's connections prepare their
  * statements as they first need them (a `keyway get` needs one of them).
@@ -372,15 +391,6 @@ int sq_conn_open(const struct sq_state *st, bool prepare,
 			  (int *)NULL);
 	sqlite3_db_config(c->db, SQLITE_DBCONFIG_DQS_DML, 0, (int *)NULL);
 	sqlite3_db_config(c->db, SQLITE_DBCONFIG_DQS_DDL, 0, (int *)NULL);
-	/*
-	 * The last connection to close would checkpoint the WAL and delete
-	 * it, and the next opener create it again: two syncs each for every
-	 * short-lived process.  The WAL stays; commits checkpoint it as it
-	 * grows (wal_autocheckpoint), and erasing a key checkpoints at once
-	 * (sq_erase()).
-	 */
-	sqlite3_db_config(c->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1,
-			  (int *)NULL);
 	rc = sqlite3_busy_handler(c->db, sq_busy, (void *)st->pool);
 	if (rc != SQLITE_OK)
 		goto out;
@@ -404,6 +414,20 @@ int sq_conn_open(const struct sq_state *st, bool prepare,
 		if (rc == SQLITE_OK)
 			rc = sqlite3_exec(c->db, "PRAGMA mmap_size = "
 					  SQ_MMAP_SIZE, NULL, NULL, NULL);
+		/*
+		 * The last connection to close would checkpoint the WAL
+		 * and delete it, and the next opener create it again: syncs
+		 * for every short-lived process (a `keyway get` writes its
+		 * usage count).  The WAL stays instead, and the last close
+		 * empties it only once it is long (sq_pool_put()): the
+		 * first opener after it reads all of it.
+		 */
+		if (rc == SQLITE_OK) {
+			sqlite3_db_config(c->db,
+					  SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1,
+					  (int *)NULL);
+			sqlite3_wal_hook(c->db, sq_wal_hook, st->pool);
+		}
 	}
 	if (rc != SQLITE_OK || !prepare)
 		goto out;
@@ -593,6 +617,7 @@ static kw_status sq_pool_new(struct sq_state *st)
 	p->refs = 1;
 	p->busy_ms = st->busy_ms;
 	atomic_init(&p->scopes, 0);
+	atomic_init(&p->wal_frames, 0);
 	st->pool = p;
 	return KW_OK;
 }
@@ -618,6 +643,11 @@ static void sq_pool_put(struct sq_pool *p)
 			*pp = p->next;
 	}
 	pthread_mutex_unlock(&sq_pools_lock);
+	/* Leave a short WAL to the next opener, who reads it all. */
+	if (p->idle != NULL && atomic_load(&p->wal_frames) >= SQ_WAL_KEEP)
+		(void)sqlite3_wal_checkpoint_v2(p->idle->db, NULL,
+						SQLITE_CHECKPOINT_TRUNCATE,
+						NULL, NULL);
 	while ((c = p->idle) != NULL) {
 		p->idle = c->next;
 		sq_conn_close(c);
@@ -1255,17 +1285,17 @@ static kw_status sq_open_store(struct sq_state *st, kw_instance *inst)
 			goto out;
 	}
 
-	for (int i = 0; i < st->nsql; i++) {
-		rc = sqlite3_prepare_v3(c->db, st->sql[i], -1,
-					SQLITE_PREPARE_PERSISTENT, &c->stmt[i],
-					NULL);
-		if (rc != SQLITE_OK) {
-			host->error(inst, "path", "cannot read store %s: %s",
-				    st->path, sqlite3_errmsg(c->db));
-			ret = sq_status(rc) == KW_ERR_EXISTS ? KW_ERR_BACKEND
-							      : sq_status(rc);
-			goto out;
-		}
+	/* The statement lookups need proves the table is what it should be;
+	 * the others are prepared when first used. */
+	rc = sqlite3_prepare_v3(c->db, st->sql[SQ_LOOKUP], -1,
+				SQLITE_PREPARE_PERSISTENT, &c->stmt[SQ_LOOKUP],
+				NULL);
+	if (rc != SQLITE_OK) {
+		host->error(inst, "path", "cannot read store %s: %s", st->path,
+			    sqlite3_errmsg(c->db));
+		ret = sq_status(rc) == KW_ERR_EXISTS ? KW_ERR_BACKEND
+						      : sq_status(rc);
+		goto out;
 	}
 	st->pool->idle = c;
 	st->pool->nconns = 1;

@@ -55,6 +55,7 @@ struct sq_pool {
 	ino_t ino;
 	int busy_ms;
 	atomic_uint scopes;        /* 1 << kw_scope of each store on it */
+	atomic_uint wal_frames;    /* the WAL's length at the last commit */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;       /* a connection came back or went away */
 	struct sq_conn *idle;
