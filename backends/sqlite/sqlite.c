@@ -643,11 +643,14 @@ static void sq_pool_put(struct sq_pool *p)
 			*pp = p->next;
 	}
 	pthread_mutex_unlock(&sq_pools_lock);
-	/* Leave a short WAL to the next opener, who reads it all. */
-	if (p->idle != NULL && atomic_load(&p->wal_frames) >= SQ_WAL_KEEP)
+	/* Leave a short WAL to the next opener, who reads it all; without
+	 * waiting for readers (that would only make it short later). */
+	if (p->idle != NULL && atomic_load(&p->wal_frames) >= SQ_WAL_KEEP) {
+		sqlite3_busy_handler(p->idle->db, NULL, NULL);
 		(void)sqlite3_wal_checkpoint_v2(p->idle->db, NULL,
 						SQLITE_CHECKPOINT_TRUNCATE,
 						NULL, NULL);
+	}
 	while ((c = p->idle) != NULL) {
 		p->idle = c->next;
 		sq_conn_close(c);
@@ -815,17 +818,6 @@ static int sq_checkpoint(sqlite3 *db)
  * rebuilt file and empties the WAL.  It costs a pass over the store, which
  * a delete (a rare, deliberate act) can afford.
  */
-/*
- * After a change to the keys: copy the WAL into the database file if no
- * reader holds it back, so that the file itself holds the change (the WAL
- * stays after the last close, and a copy of the file alone would miss it).
- */
-static void sq_settle(sqlite3 *db)
-{
-	(void)sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE,
-					NULL, NULL);
-}
-
 static int sq_erase(sqlite3 *db)
 {
 	int rc = sqlite3_exec(db, "VACUUM", NULL, NULL, NULL);
@@ -1788,8 +1780,6 @@ static kw_status sq_put(void *state, const kw_store_put *p, kw_reply *r)
 out:
 	if (s != NULL)
 		sq_done(s);
-	if (ret == KW_OK)
-		sq_settle(c->db);
 	sq_release(st, c);
 	free(sealed);
 	return ret;
@@ -1842,7 +1832,6 @@ static kw_status sq_set_active(void *state, const kw_store_key *k,
 		return ret;
 	ret = sq_change(st, c, SQ_ACTIVE, k, active ? 1 : 0, desc, r);
 	if (ret == KW_OK) {
-		sq_settle(c->db);
 		st->host->reply_detail(r, "%s the %s", active ? "enabled"
 							    : "disabled",
 				       desc);
