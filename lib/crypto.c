@@ -6,12 +6,14 @@
  *     version (1) | key id (8) | nonce (12) | ciphertext (n) | tag (16)
  *
  * AES-256-GCM under the master key whose id is in the header, with a fresh
- * random nonce for every seal.  The associated data binds it to its record:
- * the header, the store's id, the scope, the owner and the provider, each
- * length-prefixed, so a value copied onto another row, into another store or
- * under another header does not open.  The key id is the first 8 bytes of
- * HMAC-SHA256(master key, "keyway master key id v1"): it names a key
- * without revealing anything about it.
+ * random nonce for every seal: libsodium's implementation where the CPU has
+ * AES-NI and PCLMUL (the key expanded once, in the keyring), OpenSSL's
+ * elsewhere; the blobs are the same.  The associated data binds it to its
+ * record: the header, the store's id, the scope, the owner and the
+ * provider, each length-prefixed, so a value copied onto another row, into
+ * another store or under another header does not open.  The key id is the
+ * first 8 bytes of HMAC-SHA256(master key, "keyway master key id v1"): it
+ * names a key without revealing anything about it.
  *
  * Master keys come from the environment (64 hex digits), a private file
  * (the same), or a passphrase stretched with Argon2id or PBKDF2-HMAC-SHA256
@@ -21,6 +23,9 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +42,9 @@
 #define NONCE_LEN 12
 #define TAG_LEN 16
 #define HEADER_LEN (1 + ID_LEN + NONCE_LEN)
+#define AAD_LABEL "keyway seal v1"
+/* Room for the associated data of the longest names keyway accepts. */
+#define AAD_STACK 512
 
 #define PBKDF2_ITERATIONS 600000
 /* OWASP's minimum for Argon2id: 19 MiB, two passes, one lane. */
@@ -45,18 +53,28 @@
 
 _Static_assert(HEADER_LEN + TAG_LEN == KW_SEAL_OVERHEAD, "seal overhead");
 _Static_assert(crypto_pwhash_SALTBYTES == KW_SALT_SIZE, "salt size");
+_Static_assert(crypto_aead_aes256gcm_KEYBYTES == KEY_LEN &&
+		       crypto_aead_aes256gcm_NPUBBYTES == NONCE_LEN &&
+		       crypto_aead_aes256gcm_ABYTES == TAG_LEN,
+	       "libsodium's AES-256-GCM is the seal's");
 
 struct ring_key {
+	/* The expanded key, for libsodium (when kw_keyring.aesni). */
+	crypto_aead_aes256gcm_state gcm;
 	unsigned char key[KEY_LEN];
 	unsigned char id[ID_LEN];
 	char hex[KW_KEY_ID_SIZE];
 };
 
-/* Lives in guarded memory; keys[0] is the current master key. */
+/*
+ * Lives in guarded memory, which is at least 16-byte aligned as the
+ * expanded keys need; keys[0] is the current master key.
+ */
 struct kw_keyring {
 	struct kw_keyring *next;   /* the context's cache */
 	size_t size;               /* bytes allocated */
 	unsigned char salt[KW_SALT_SIZE];
+	bool aesni;                /* seal with libsodium: keys[].gcm is set */
 	size_t n;
 	struct ring_key keys[];
 };
@@ -335,6 +353,10 @@ kw_status kwi_keyring_get(struct kw_ctx *ctx,
 		return KW_ERR_NOMEM;
 	kr->size = size;
 	memcpy(kr->salt, salt, KW_SALT_SIZE);
+	/* libsodium's AES-256-GCM needs AES-NI and PCLMUL, and loads the
+	 * expanded key with aligned instructions. */
+	kr->aesni = crypto_aead_aes256gcm_is_available() &&
+		    (uintptr_t)kr % _Alignof(crypto_aead_aes256gcm_state) == 0;
 	for (size_t i = 0; i < ctx->nmasters; i++) {
 		kw_status rc = derive(&ctx->masters[i], salt, kr->keys[i].key);
 
@@ -343,6 +365,9 @@ kw_status kwi_keyring_get(struct kw_ctx *ctx,
 			return rc;
 		}
 		key_id(&kr->keys[i]);
+		if (kr->aesni)
+			crypto_aead_aes256gcm_beforenm(&kr->keys[i].gcm,
+						       kr->keys[i].key);
 		kr->n++;
 	}
 	kr->next = ctx->keyrings;
@@ -376,59 +401,191 @@ bool kwi_keyring_knows(const struct kw_keyring *kr, const char *id)
 
 /* ---- sealing ---- */
 
-static const EVP_CIPHER *gcm(void)
-{
-	static const EVP_CIPHER *cipher;
+/*
+ * Both ways of running AES-256-GCM are the same construction (96-bit nonce,
+ * 128-bit tag after the ciphertext), so a value sealed by one opens with the
+ * other: which one runs depends only on the CPU.
+ */
 
-	/* EVP_aes_256_gcm() is a static table: no fetch on every call. */
-	if (cipher == NULL)
-		cipher = EVP_aes_256_gcm();
-	return cipher;
+#ifdef KW_TEST_SEAMS
+static atomic_bool test_no_aesni;
+static atomic_ulong test_openssl_uses;
+
+/* Only in the library the unit tests link, so that the OpenSSL way is
+ * tested on machines that have AES-NI, and seen to be taken. */
+unsigned long kwi_test_force_openssl(bool on)
+{
+	atomic_store(&test_no_aesni, on);
+	return atomic_load(&test_openssl_uses);
+}
+#endif
+
+static bool use_aesni(const struct kw_keyring *kr)
+{
+#ifdef KW_TEST_SEAMS
+	if (atomic_load(&test_no_aesni))
+		return false;
+#endif
+	return kr->aesni;
 }
 
-static bool add_field(EVP_CIPHER_CTX *c, bool enc, const char *s)
+/*
+ * The associated data in one piece: a label, the header, then the store's
+ * id, the scope, the owner and the provider, each after its length (4
+ * bytes, big-endian; 0 for a missing owner).  Written into buf when it fits
+ * (it always does for names keyway accepts), else into memory the caller
+ * frees.  NULL when out of memory.
+ */
+static unsigned char *make_aad(unsigned char *buf, size_t bufsize,
+			       const unsigned char *header,
+			       const kw_seal_aad *aad, size_t *len)
 {
-	unsigned char len[4];
-	size_t n = s != NULL ? strlen(s) : 0;
-	int out;
+	const char *field[4] = { aad->store_id, kw_scope_str(aad->scope),
+				 aad->owner, aad->provider };
+	size_t flen[4], total = sizeof(AAD_LABEL) - 1 + HEADER_LEN;
+	unsigned char *out, *p;
 
-	len[0] = (unsigned char)(n >> 24);
-	len[1] = (unsigned char)(n >> 16);
-	len[2] = (unsigned char)(n >> 8);
-	len[3] = (unsigned char)n;
-	if ((enc ? EVP_EncryptUpdate(c, NULL, &out, len, 4)
-		 : EVP_DecryptUpdate(c, NULL, &out, len, 4)) != 1)
-		return false;
-	if (n == 0)
-		return true;
-	return (enc ? EVP_EncryptUpdate(c, NULL, &out,
-					(const unsigned char *)s, (int)n)
-		    : EVP_DecryptUpdate(c, NULL, &out,
-					(const unsigned char *)s,
-					(int)n)) == 1;
+	*len = 0;
+	for (size_t i = 0; i < 4; i++) {
+		flen[i] = field[i] != NULL ? strlen(field[i]) : 0;
+		if (flen[i] > INT32_MAX)
+			return NULL;
+		total += 4 + flen[i];
+	}
+	if (total > INT32_MAX)
+		return NULL;
+	out = total <= bufsize ? buf : malloc(total);
+	if (out == NULL)
+		return NULL;
+	memcpy(out, AAD_LABEL, sizeof(AAD_LABEL) - 1);
+	p = out + sizeof(AAD_LABEL) - 1;
+	memcpy(p, header, HEADER_LEN);
+	p += HEADER_LEN;
+	for (size_t i = 0; i < 4; i++) {
+		*p++ = (unsigned char)(flen[i] >> 24);
+		*p++ = (unsigned char)(flen[i] >> 16);
+		*p++ = (unsigned char)(flen[i] >> 8);
+		*p++ = (unsigned char)flen[i];
+		if (flen[i] > 0)
+			memcpy(p, field[i], flen[i]);
+		p += flen[i];
+	}
+	*len = total;
+	return out;
 }
 
-/* Feed the associated data: the header, then the record's fields. */
-static bool add_aad(EVP_CIPHER_CTX *c, bool enc, const unsigned char *header,
-		    const kw_seal_aad *aad)
-{
-	static const char label[] = "keyway seal v1";
-	int out;
+/*
+ * OpenSSL, for CPUs without AES-NI: the cipher is fetched once, and each
+ * thread keeps one context, so a call only sets the key and the nonce.
+ */
+static pthread_once_t ossl_once = PTHREAD_ONCE_INIT;
+static EVP_CIPHER *ossl_gcm;
+static pthread_key_t ossl_key;
+static bool ossl_key_made;
 
-	if ((enc ? EVP_EncryptUpdate(c, NULL, &out,
-				     (const unsigned char *)label,
-				     sizeof(label) - 1)
-		 : EVP_DecryptUpdate(c, NULL, &out,
-				     (const unsigned char *)label,
-				     sizeof(label) - 1)) != 1)
+static void ossl_ctx_free(void *c)
+{
+	EVP_CIPHER_CTX_free(c);
+}
+
+static void ossl_start(void)
+{
+	ossl_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+	ossl_key_made = pthread_key_create(&ossl_key, ossl_ctx_free) == 0;
+}
+
+/* A library unloaded with dlclose() must not leave its destructor to the
+ * threads that outlive it. */
+__attribute__((destructor)) static void ossl_stop(void)
+{
+	if (ossl_key_made)
+		pthread_key_delete(ossl_key);
+}
+
+/* The calling thread's context, with the cipher set; NULL on failure. */
+static EVP_CIPHER_CTX *ossl_ctx(void)
+{
+	EVP_CIPHER_CTX *c;
+
+#ifdef KW_TEST_SEAMS
+	atomic_fetch_add(&test_openssl_uses, 1);
+#endif
+	if (pthread_once(&ossl_once, ossl_start) != 0 || ossl_gcm == NULL ||
+	    !ossl_key_made)
+		return NULL;
+	c = pthread_getspecific(ossl_key);
+	if (c != NULL)
+		return c;
+	c = EVP_CIPHER_CTX_new();
+	if (c == NULL)
+		return NULL;
+	if (EVP_CipherInit_ex2(c, ossl_gcm, NULL, NULL, 1, NULL) != 1 ||
+	    pthread_setspecific(ossl_key, c) != 0) {
+		EVP_CIPHER_CTX_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+/*
+ * The context keeps the key schedule and the last block's keystream until
+ * it is keyed again: key it with zeros so that neither outlives the call
+ * (freeing it would cleanse too, at the price of an allocation per call).
+ */
+static void ossl_scrub(EVP_CIPHER_CTX *c)
+{
+	static const unsigned char zero[KEY_LEN];
+
+	if (EVP_CipherInit_ex2(c, NULL, zero, zero, 1, NULL) != 1) {
+		pthread_setspecific(ossl_key, NULL);
+		EVP_CIPHER_CTX_free(c);
+	}
+}
+
+static bool ossl_seal(const struct ring_key *k, const unsigned char *ad,
+		      size_t adlen, const char *plain, size_t len,
+		      unsigned char *blob)
+{
+	EVP_CIPHER_CTX *c = ossl_ctx();
+	unsigned char *ct = blob + HEADER_LEN;
+	bool ok;
+	int n, fin;
+
+	if (c == NULL)
 		return false;
-	if ((enc ? EVP_EncryptUpdate(c, NULL, &out, header, HEADER_LEN)
-		 : EVP_DecryptUpdate(c, NULL, &out, header, HEADER_LEN)) != 1)
+	ok = EVP_EncryptInit_ex2(c, NULL, k->key, blob + 1 + ID_LEN, NULL) ==
+		     1 &&
+	     EVP_EncryptUpdate(c, NULL, &n, ad, (int)adlen) == 1 &&
+	     EVP_EncryptUpdate(c, ct, &n, (const unsigned char *)plain,
+			       (int)len) == 1 &&
+	     EVP_EncryptFinal_ex(c, ct + n, &fin) == 1 &&
+	     EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, TAG_LEN, ct + len) ==
+		     1;
+	ossl_scrub(c);
+	return ok;
+}
+
+static bool ossl_open(const struct ring_key *k, const unsigned char *ad,
+		      size_t adlen, const unsigned char *sealed, size_t plen,
+		      char *plain)
+{
+	EVP_CIPHER_CTX *c = ossl_ctx();
+	const unsigned char *ct = sealed + HEADER_LEN;
+	bool ok;
+	int n, fin;
+
+	if (c == NULL)
 		return false;
-	return add_field(c, enc, aad->store_id) &&
-	       add_field(c, enc, kw_scope_str(aad->scope)) &&
-	       add_field(c, enc, aad->owner) &&
-	       add_field(c, enc, aad->provider);
+	ok = EVP_DecryptInit_ex2(c, NULL, k->key, sealed + 1 + ID_LEN, NULL) ==
+		     1 &&
+	     EVP_DecryptUpdate(c, NULL, &n, ad, (int)adlen) == 1 &&
+	     EVP_DecryptUpdate(c, (unsigned char *)plain, &n, ct, (int)plen) ==
+		     1 &&
+	     EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG_LEN,
+				 (void *)(ct + plen)) == 1 &&
+	     EVP_DecryptFinal_ex(c, (unsigned char *)plain + n, &fin) == 1;
+	ossl_scrub(c);
+	return ok;
 }
 
 kw_status kwi_seal(const struct kw_keyring *kr, const kw_seal_aad *aad,
@@ -436,10 +593,10 @@ kw_status kwi_seal(const struct kw_keyring *kr, const kw_seal_aad *aad,
 		   size_t *outlen)
 {
 	const struct ring_key *k = &kr->keys[0];
-	EVP_CIPHER_CTX *c = NULL;
-	unsigned char *blob;
+	unsigned char adbuf[AAD_STACK], *ad = NULL, *blob;
+	unsigned long long clen;
 	kw_status rc = KW_ERR_CRYPTO;
-	int n;
+	size_t adlen;
 
 	*out = NULL;
 	*outlen = 0;
@@ -451,24 +608,28 @@ kw_status kwi_seal(const struct kw_keyring *kr, const kw_seal_aad *aad,
 	blob[0] = SEAL_VERSION;
 	memcpy(blob + 1, k->id, ID_LEN);
 	randombytes_buf(blob + 1 + ID_LEN, NONCE_LEN);
-
-	c = EVP_CIPHER_CTX_new();
-	if (c == NULL ||
-	    EVP_EncryptInit_ex2(c, gcm(), k->key, blob + 1 + ID_LEN, NULL) !=
-		    1 ||
-	    !add_aad(c, true, blob, aad) ||
-	    EVP_EncryptUpdate(c, blob + HEADER_LEN, &n,
-			      (const unsigned char *)plain, (int)len) != 1 ||
-	    EVP_EncryptFinal_ex(c, blob + HEADER_LEN + n, &n) != 1 ||
-	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, TAG_LEN,
-				blob + HEADER_LEN + len) != 1)
+	ad = make_aad(adbuf, sizeof(adbuf), blob, aad, &adlen);
+	if (ad == NULL) {
+		rc = KW_ERR_NOMEM;
 		goto out;
+	}
+
+	if (use_aesni(kr)) {
+		if (crypto_aead_aes256gcm_encrypt_afternm(
+			    blob + HEADER_LEN, &clen,
+			    (const unsigned char *)plain, len, ad, adlen, NULL,
+			    blob + 1 + ID_LEN, &k->gcm) != 0)
+			goto out;
+	} else if (!ossl_seal(k, ad, adlen, plain, len, blob)) {
+		goto out;
+	}
 	*out = blob;
 	*outlen = len + KW_SEAL_OVERHEAD;
 	blob = NULL;
 	rc = KW_OK;
 out:
-	EVP_CIPHER_CTX_free(c);
+	if (ad != adbuf)
+		free(ad);
 	free(blob);
 	return rc;
 }
@@ -489,20 +650,22 @@ kw_status kwi_unseal(const struct kw_keyring *kr, const kw_seal_aad *aad,
 		     char *why, size_t whylen)
 {
 	const struct ring_key *k = NULL;
-	EVP_CIPHER_CTX *c = NULL;
+	unsigned char adbuf[AAD_STACK], *ad = NULL;
 	char id[KW_KEY_ID_SIZE];
-	size_t plen;
-	int n;
+	kw_status rc = KW_ERR_CRYPTO;
+	size_t adlen, plen;
+	bool ok;
 
 	if (len < KW_SEAL_OVERHEAD || len - KW_SEAL_OVERHEAD > INT32_MAX) {
 		snprintf(why, whylen, "sealed value is truncated (%zu bytes)",
 			 len);
 		return KW_ERR_CRYPTO;
 	}
+	plen = len - KW_SEAL_OVERHEAD;
 	if (sealed[0] != SEAL_VERSION) {
 		snprintf(why, whylen, "unknown seal format version %u",
 			 (unsigned)sealed[0]);
-		return KW_ERR_CRYPTO;
+		goto out;
 	}
 	for (size_t i = 0; i < kr->n && k == NULL; i++)
 		if (memcmp(kr->keys[i].id, sealed + 1, ID_LEN) == 0)
@@ -512,27 +675,34 @@ kw_status kwi_unseal(const struct kw_keyring *kr, const kw_seal_aad *aad,
 		snprintf(why, whylen,
 			 "sealed under master key %s, which is not configured",
 			 id);
-		return KW_ERR_CRYPTO;
+		goto out;
 	}
 
-	plen = len - KW_SEAL_OVERHEAD;
-	c = EVP_CIPHER_CTX_new();
-	if (c != NULL &&
-	    EVP_DecryptInit_ex2(c, gcm(), k->key, sealed + 1 + ID_LEN, NULL) ==
-		    1 &&
-	    add_aad(c, false, sealed, aad) &&
-	    EVP_DecryptUpdate(c, (unsigned char *)plain, &n,
-			      sealed + HEADER_LEN, (int)plen) == 1 &&
-	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG_LEN,
-				(void *)(sealed + HEADER_LEN + plen)) == 1 &&
-	    EVP_DecryptFinal_ex(c, (unsigned char *)plain + n, &n) == 1) {
-		EVP_CIPHER_CTX_free(c);
-		return KW_OK;
+	ad = make_aad(adbuf, sizeof(adbuf), sealed, aad, &adlen);
+	if (ad == NULL) {
+		snprintf(why, whylen, "out of memory");
+		rc = KW_ERR_NOMEM;
+		goto out;
 	}
-	EVP_CIPHER_CTX_free(c);
-	kwi_wipe(plain, plen);
-	snprintf(why, whylen,
-		 "authentication failed: the sealed value was altered or "
-		 "belongs to another record");
-	return KW_ERR_CRYPTO;
+	if (use_aesni(kr))
+		ok = crypto_aead_aes256gcm_decrypt_afternm(
+			     (unsigned char *)plain, NULL, NULL,
+			     sealed + HEADER_LEN, plen + TAG_LEN, ad, adlen,
+			     sealed + 1 + ID_LEN, &k->gcm) == 0;
+	else
+		ok = ossl_open(k, ad, adlen, sealed, plen, plain);
+	if (!ok) {
+		snprintf(why, whylen,
+			 "authentication failed: the sealed value was altered "
+			 "or belongs to another record");
+		goto out;
+	}
+	rc = KW_OK;
+out:
+	if (ad != adbuf)
+		free(ad);
+	/* OpenSSL writes the plaintext before it checks the tag. */
+	if (rc != KW_OK)
+		kwi_wipe(plain, plen);
+	return rc;
 }

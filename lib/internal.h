@@ -341,8 +341,9 @@ struct kwi_charged {
 int64_t kwi_now(void);
 #ifdef KW_TEST_SEAMS
 void kwi_test_set_clock(int64_t (*clock)(void));
-/* Seal and open with OpenSSL even where libsodium's AES-NI code runs. */
-void kwi_test_force_openssl(bool on);
+/* Seal and open with OpenSSL even where libsodium's AES-NI code runs;
+ * returns how many seals and opens took OpenSSL's way so far. */
+unsigned long kwi_test_force_openssl(bool on);
 #endif
 /* The fixed UTC window of `period` seconds (0: calendar month) that holds
  * `now`. */

@@ -2,7 +2,9 @@
  * test_seal.c - sealed storage seen from outside: a store file altered byte
  * by byte, ciphertexts moved between rows, scopes and stores, the wrong
  * master key, rekeying under load (threads and processes), every source of
- * a master key, key ids, and what a store file holds at rest.
+ * a master key, key ids, what a store file holds at rest, and the two
+ * implementations of AES-256-GCM (libsodium's, OpenSSL's) against values
+ * sealed before there were two.
  *
  * The store file is opened directly with SQLite to read and alter what
  * keyway wrote, as an attacker with the file (but not the master key)
@@ -30,11 +32,28 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 #include <sqlite3.h>
 
 #include <keyway/keyway.h>
+#include <keyway/module.h>
 
 #include "testutil.h"
+
+/*
+ * Library-internal (lib/internal.h): this program links libkeyway_test,
+ * which has them, and the seam that makes sealing take OpenSSL's way even
+ * where libsodium's AES-NI code would run.
+ */
+kw_status kwi_keyring_get(kw_ctx *ctx, const unsigned char salt[KW_SALT_SIZE],
+			  kw_keyring **out);
+kw_status kwi_seal(const kw_keyring *kr, const kw_seal_aad *aad,
+		   const char *plain, size_t len, unsigned char **out,
+		   size_t *outlen);
+kw_status kwi_unseal(const kw_keyring *kr, const kw_seal_aad *aad,
+		     const unsigned char *sealed, size_t len, char *plain,
+		     char *why, size_t whylen);
+unsigned long kwi_test_force_openssl(bool on);
 
 /*
  * Master keys and their ids: HMAC-SHA256(key, "keyway master key id v1"),
@@ -193,6 +212,7 @@ static int teardown(void **state)
 			waitpid(f->kids[i], NULL, 0);
 		}
 	}
+	kwi_test_force_openssl(false);
 	sqlite3_close(f->db);
 	kw_close(f->ctx);
 	kw_close(f->ctx2);
@@ -1997,6 +2017,522 @@ static void test_delete_among_many(void **state)
 	}
 }
 
+/* ---- 8. two implementations of one seal ---- */
+
+enum way { SODIUM, OPENSSL };
+static const char *const way_name[] = { "libsodium", "OpenSSL" };
+
+/* Seal and open the given way from now on. */
+static void via(enum way w)
+{
+	kwi_test_force_openssl(w == OPENSSL);
+}
+
+/*
+ * Sealed by keyway before libsodium's AES-256-GCM was used at all (OpenSSL
+ * EVP, the associated data fed field by field).  Both ways must open them,
+ * and say exactly what they opened.  kat_user is under KEY_A, the others
+ * under KEY_B.
+ */
+#define KAT_STORE "kat-store-5f3c"
+#define KAT_USER_VALUE \
+	"sk-ant-api03-KnownAnswerVector-0123456789abcdefghijklmnopqrstuvwxyz" \
+	"ABCDEFGHIJKLMNOPQRSTUV-0123456AA"
+#define KAT_SYSTEM_VALUE "sk-proj-known-answer-vector-under-key-b"
+
+/* { KAT_STORE, KW_SCOPE_USER, "alice@example.org", "anthropic" } */
+static const unsigned char kat_user[136] = {
+	0x01, 0xd6, 0xb7, 0x7a, 0xd7, 0xfe, 0x93, 0x0f,
+	0x7c, 0x87, 0xe6, 0xe5, 0x28, 0x2c, 0xfa, 0xa8,
+	0xc5, 0xc8, 0xbf, 0x7f, 0xbc, 0x90, 0x65, 0xeb,
+	0xdb, 0xb3, 0x79, 0x63, 0x57, 0x9f, 0xc2, 0x52,
+	0x65, 0xfc, 0x9c, 0xc3, 0xc6, 0x63, 0x47, 0xc4,
+	0xaf, 0x7b, 0x51, 0x6d, 0x6b, 0xf9, 0x38, 0x2d,
+	0xdc, 0x5c, 0x27, 0xb5, 0xdc, 0x31, 0x3a, 0x90,
+	0x8f, 0x24, 0x43, 0xd2, 0x2e, 0xe2, 0xc6, 0xea,
+	0x67, 0xf9, 0x73, 0xe9, 0x4b, 0xc6, 0x72, 0xe4,
+	0x5d, 0x22, 0x93, 0x72, 0x2c, 0x9f, 0x53, 0x1a,
+	0x69, 0x68, 0x8c, 0x69, 0x90, 0xc4, 0x14, 0x5c,
+	0x2e, 0x4a, 0x52, 0xa9, 0x66, 0x6c, 0xf8, 0x6b,
+	0x16, 0x21, 0x52, 0x22, 0x37, 0xe9, 0x5a, 0x89,
+	0xa2, 0x00, 0xf4, 0xaa, 0x8d, 0xa6, 0xae, 0xca,
+	0x70, 0x33, 0x94, 0x70, 0xc8, 0x2d, 0x1c, 0xcd,
+	0x84, 0xe9, 0xec, 0xfd, 0xa1, 0xc6, 0x46, 0x38,
+	0x4c, 0x67, 0xb5, 0xef, 0xfe, 0xfe, 0xd7, 0xda,
+};
+
+/* { KAT_STORE, KW_SCOPE_SYSTEM, NULL, "openai" } */
+static const unsigned char kat_system[76] = {
+	0x01, 0x5b, 0x7d, 0x47, 0x75, 0x1c, 0xe4, 0xa7,
+	0x3d, 0x90, 0x1f, 0xf2, 0x96, 0xe4, 0xad, 0xba,
+	0x0c, 0xd2, 0xce, 0x0e, 0x9c, 0x12, 0xf4, 0xa2,
+	0xdf, 0xa3, 0x12, 0x30, 0xdb, 0x9f, 0x9b, 0x2e,
+	0x73, 0xa6, 0x0c, 0x0b, 0xba, 0xaa, 0xd0, 0x21,
+	0x40, 0x42, 0x94, 0x31, 0x35, 0x15, 0x19, 0x17,
+	0x8f, 0xd1, 0x4c, 0xb0, 0xb9, 0xf5, 0xcd, 0xd1,
+	0xee, 0x61, 0xb6, 0x56, 0x2a, 0x45, 0xd6, 0x57,
+	0x89, 0x2c, 0x2f, 0x03, 0xb3, 0x34, 0x4e, 0x7f,
+	0x83, 0xaf, 0xb0, 0x73,
+};
+
+/* An empty value: { "", KW_SCOPE_ORG, "acme", "x" } */
+static const unsigned char kat_empty[37] = {
+	0x01, 0x5b, 0x7d, 0x47, 0x75, 0x1c, 0xe4, 0xa7,
+	0x3d, 0xa5, 0xff, 0xe4, 0x80, 0x02, 0x51, 0x33,
+	0xbb, 0x6b, 0x30, 0xf5, 0x05, 0xf0, 0xd3, 0x5e,
+	0x0e, 0xc7, 0x99, 0xcd, 0xa1, 0x7a, 0xcc, 0x42,
+	0x2d, 0x8a, 0xec, 0xc8, 0x41,
+};
+
+static const kw_seal_aad kat_user_aad = {
+	KAT_STORE, KW_SCOPE_USER, "alice@example.org", "anthropic"
+};
+static const kw_seal_aad kat_system_aad = {
+	KAT_STORE, KW_SCOPE_SYSTEM, NULL, "openai"
+};
+static const kw_seal_aad kat_empty_aad = { "", KW_SCOPE_ORG, "acme", "x" };
+
+/* KEY_B current, KEY_A old, bound to a salt that no store has. */
+static const kw_keyring *ring(struct fixture *f)
+{
+	static const unsigned char salt[KW_SALT_SIZE] = { 0x6b, 0x61, 0x74 };
+	char *conf = write_conf(f, "ring.conf", MASTER_ENV, OLD_A,
+				store(f, "ring.db"));
+	kw_keyring *kr = NULL;
+
+	set_var("KEYWAY_MASTER_KEY", KEY_B);
+	set_var("KWSEAL_OLD", KEY_A);
+	open_ok(&f->ctx, conf);
+	assert_int_equal(kwi_keyring_get(f->ctx, salt, &kr), KW_OK);
+	assert_non_null(kr);
+	return kr;
+}
+
+/* The bytes [p, p + n) are all zero. */
+static bool zeroed(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != 0)
+			return false;
+	return true;
+}
+
+/* Open blob the way w and expect exactly value (len bytes). */
+static void opens_to(const kw_keyring *kr, enum way w, const kw_seal_aad *aad,
+		     const unsigned char *blob, size_t blen, const char *value,
+		     size_t len)
+{
+	char *plain = keep(malloc(blen + 1)), why[256] = "";
+	kw_status st;
+
+	assert_int_equal(blen, len + KW_SEAL_OVERHEAD);
+	memset(plain, 0xa5, blen + 1);
+	via(w);
+	st = kwi_unseal(kr, aad, blob, blen, plain, why, sizeof(why));
+	if (st != KW_OK)
+		fail_msg("%s: opening %zu bytes: %s: %s", way_name[w], len,
+			 kw_status_str(st), why);
+	assert_memory_equal(plain, value, len);
+	/* Not a byte more. */
+	assert_int_equal((unsigned char)plain[len], 0xa5);
+}
+
+/* Opening blob the way w fails with exactly why, and plain is wiped. */
+static void fails_to_open(const kw_keyring *kr, enum way w,
+			  const kw_seal_aad *aad, const unsigned char *blob,
+			  size_t blen, const char *want)
+{
+	size_t plen = blen >= KW_SEAL_OVERHEAD ? blen - KW_SEAL_OVERHEAD : 0;
+	char *plain = keep(malloc(plen + 1)), why[256] = "";
+	kw_status st;
+
+	memset(plain, 0xa5, plen + 1);
+	via(w);
+	st = kwi_unseal(kr, aad, blob, blen, plain, why, sizeof(why));
+	if (st == KW_OK)
+		fail_msg("%s: a %zu-byte blob that must not open opened",
+			 way_name[w], blen);
+	assert_string_equal(kw_status_str(st), kw_status_str(KW_ERR_CRYPTO));
+	assert_string_equal(why, want);
+	if (blen >= KW_SEAL_OVERHEAD && !zeroed(plain, plen))
+		fail_msg("%s: %zu bytes of plaintext not wiped after \"%s\"",
+			 way_name[w], plen, want);
+	assert_int_equal((unsigned char)plain[plen], 0xa5);
+}
+
+/* Seal value the way w (kept); checks the header. */
+static unsigned char *seal_via(const kw_keyring *kr, enum way w,
+			       const kw_seal_aad *aad, const char *value,
+			       size_t len, size_t *blen)
+{
+	unsigned char *blob = NULL;
+	kw_status st;
+
+	via(w);
+	st = kwi_seal(kr, aad, value, len, &blob, blen);
+	if (st != KW_OK)
+		fail_msg("%s: sealing %zu bytes: %s", way_name[w], len,
+			 kw_status_str(st));
+	keep(blob);
+	assert_int_equal(*blen, len + KW_SEAL_OVERHEAD);
+	assert_int_equal(blob[0], 1);
+	/* Under the current master key. */
+	assert_string_equal(hex(blob + 1, 8), KEY_B_ID);
+	return blob;
+}
+
+static void test_known_answers(void **state)
+{
+	struct fixture *f = *state;
+	const kw_keyring *kr = ring(f);
+	kw_seal_aad other;
+
+	for (enum way w = SODIUM; w <= OPENSSL; w++) {
+		opens_to(kr, w, &kat_user_aad, kat_user, sizeof(kat_user),
+			 KAT_USER_VALUE, strlen(KAT_USER_VALUE));
+		opens_to(kr, w, &kat_system_aad, kat_system,
+			 sizeof(kat_system), KAT_SYSTEM_VALUE,
+			 strlen(KAT_SYSTEM_VALUE));
+		opens_to(kr, w, &kat_empty_aad, kat_empty, sizeof(kat_empty),
+			 "", 0);
+		/* A missing owner is bound as an empty one. */
+		other = kat_system_aad;
+		other.owner = "";
+		opens_to(kr, w, &other, kat_system, sizeof(kat_system),
+			 KAT_SYSTEM_VALUE, strlen(KAT_SYSTEM_VALUE));
+
+		/* Each field of the associated data is bound. */
+		other = kat_user_aad;
+		other.store_id = "kat-store-5f3d";
+		fails_to_open(kr, w, &other, kat_user, sizeof(kat_user),
+			      AUTH_FAILED);
+		other = kat_user_aad;
+		other.scope = KW_SCOPE_ORG;
+		fails_to_open(kr, w, &other, kat_user, sizeof(kat_user),
+			      AUTH_FAILED);
+		other = kat_user_aad;
+		other.owner = "alice@example.com";
+		fails_to_open(kr, w, &other, kat_user, sizeof(kat_user),
+			      AUTH_FAILED);
+		other = kat_user_aad;
+		other.owner = NULL;
+		fails_to_open(kr, w, &other, kat_user, sizeof(kat_user),
+			      AUTH_FAILED);
+		other = kat_user_aad;
+		other.provider = "anthropi";
+		fails_to_open(kr, w, &other, kat_user, sizeof(kat_user),
+			      AUTH_FAILED);
+		/* The length prefixes: the same bytes split differently. */
+		other = kat_user_aad;
+		other.store_id = KAT_STORE "u";
+		other.owner = "ser";
+		fails_to_open(kr, w, &other, kat_user, sizeof(kat_user),
+			      AUTH_FAILED);
+		fails_to_open(kr, w, &kat_user_aad, kat_system,
+			      sizeof(kat_system), AUTH_FAILED);
+	}
+}
+
+static void test_cross_ways(void **state)
+{
+	static const size_t lens[] = { 0,   1,   15,  16,  17,  31,  32,
+				       33,  99,  108, 127, 128, 129, 255,
+				       256, 257, 1000, 4097 };
+	struct fixture *f = *state;
+	const kw_keyring *kr = ring(f);
+	kw_seal_aad aad = { "cross-store", KW_SCOPE_ORG, "acme", "anthropic" };
+	char *value = keep(malloc(4097)), *long_id;
+	unsigned char *blob, *again;
+	size_t blen, alen;
+	unsigned long uses;
+	char *db, *conf;
+
+	for (size_t i = 0; i < 4097; i++)
+		value[i] = (char)(0x21 + (i * 7) % 94);
+
+	/* The seam does switch: OpenSSL runs only when asked to (or when
+	 * the CPU cannot run libsodium's code). */
+	uses = kwi_test_force_openssl(false);
+	blob = seal_via(kr, SODIUM, &aad, value, 108, &blen);
+	opens_to(kr, SODIUM, &aad, blob, blen, value, 108);
+	assert_int_equal(kwi_test_force_openssl(false),
+			 crypto_aead_aes256gcm_is_available() ? uses
+							      : uses + 2);
+	uses = kwi_test_force_openssl(false);
+	blob = seal_via(kr, OPENSSL, &aad, value, 108, &blen);
+	opens_to(kr, OPENSSL, &aad, blob, blen, value, 108);
+	assert_int_equal(kwi_test_force_openssl(false), uses + 2);
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		for (enum way w = SODIUM; w <= OPENSSL; w++) {
+			size_t mark = nkept;
+
+			blob = seal_via(kr, w, &aad, value, lens[i], &blen);
+			opens_to(kr, SODIUM, &aad, blob, blen, value, lens[i]);
+			opens_to(kr, OPENSSL, &aad, blob, blen, value,
+				 lens[i]);
+			/* A fresh nonce every time. */
+			again = seal_via(kr, w, &aad, value, lens[i], &alen);
+			assert_memory_not_equal(blob + 9, again + 9, 12);
+			release(mark);
+		}
+	}
+
+	/* Associated data longer than fits on the stack. */
+	long_id = keep(malloc(701));
+	memset(long_id, 's', 700);
+	long_id[700] = '\0';
+	aad.store_id = long_id;
+	for (enum way w = SODIUM; w <= OPENSSL; w++) {
+		blob = seal_via(kr, w, &aad, value, 108, &blen);
+		opens_to(kr, SODIUM, &aad, blob, blen, value, 108);
+		opens_to(kr, OPENSSL, &aad, blob, blen, value, 108);
+		long_id[699] = 't';
+		fails_to_open(kr, w, &aad, blob, blen, AUTH_FAILED);
+		long_id[699] = 's';
+	}
+
+	/* Through a store: put one way, resolve the other. */
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	db = store(f, "keys.db");
+	conf = write_conf(f, "keyway.conf", MASTER_ENV, NULL, db);
+	set_var("KEYWAY_MASTER_KEY", KEY_A);
+	open_ok(&f->ctx, conf);
+	via(OPENSSL);
+	put_ok(f->ctx, "org_keys", "acme", "anthropic", ACME_ANT);
+	put_ok(f->ctx, "user_keys", "alice", "anthropic", USER_ACME_ANT);
+	via(SODIUM);
+	put_ok(f->ctx, "org_keys", "globex", "anthropic", GLOBEX_ANT);
+	put_ok(f->ctx, "sys_keys", NULL, "anthropic", SYS_ANT);
+	want_value(f->ctx, "org_keys", "acme", "anthropic", ACME_ANT);
+	want_value(f->ctx, "user_keys", "alice", "anthropic", USER_ACME_ANT);
+	via(OPENSSL);
+	want_value(f->ctx, "org_keys", "globex", "anthropic", GLOBEX_ANT);
+	want_value(f->ctx, "sys_keys", NULL, "anthropic", SYS_ANT);
+	want_value(f->ctx, "org_keys", "acme", "anthropic", ACME_ANT);
+	via(SODIUM);
+	want_value(f->ctx, "org_keys", "globex", "anthropic", GLOBEX_ANT);
+}
+
+#define TAMPER_LEN 40
+
+static void test_tamper_both_ways(void **state)
+{
+	struct fixture *f = *state;
+	const kw_keyring *kr = ring(f);
+	const kw_seal_aad aad = { "tamper-store", KW_SCOPE_USER, "bob",
+				  "openai" };
+	unsigned char *blob, *bad;
+	char value[TAMPER_LEN];
+	size_t blen;
+	char *why;
+
+	for (size_t i = 0; i < TAMPER_LEN; i++)
+		value[i] = (char)('a' + i % 26);
+	bad = keep(malloc(TAMPER_LEN + KW_SEAL_OVERHEAD + 1));
+	for (enum way sealer = SODIUM; sealer <= OPENSSL; sealer++) {
+		blob = seal_via(kr, sealer, &aad, value, TAMPER_LEN, &blen);
+		for (size_t i = 0; i < blen; i++) {
+			for (int bit = 0; bit < 8; bit++) {
+				size_t mark = nkept;
+
+				memcpy(bad, blob, blen);
+				bad[i] ^= (unsigned char)(1u << bit);
+				if (i == 0)
+					why = fmt("unknown seal format version "
+						  "%u",
+						  (unsigned)bad[0]);
+				else if (i < 9)
+					why = fmt("sealed under master key %s, "
+						  "which is not configured",
+						  hex(bad + 1, 8));
+				else
+					why = fmt("%s", AUTH_FAILED);
+				fails_to_open(kr, SODIUM, &aad, bad, blen,
+					      why);
+				fails_to_open(kr, OPENSSL, &aad, bad, blen,
+					      why);
+				release(mark);
+			}
+		}
+		/* Shortened to every length, and lengthened by a byte. */
+		for (size_t n = 0; n < blen; n++) {
+			size_t mark = nkept;
+
+			why = n < KW_SEAL_OVERHEAD
+				      ? fmt("sealed value is truncated (%zu "
+					    "bytes)",
+					    n)
+				      : fmt("%s", AUTH_FAILED);
+			fails_to_open(kr, SODIUM, &aad, blob, n, why);
+			fails_to_open(kr, OPENSSL, &aad, blob, n, why);
+			release(mark);
+		}
+		memcpy(bad, blob, blen);
+		bad[blen] = 0;
+		fails_to_open(kr, SODIUM, &aad, bad, blen + 1, AUTH_FAILED);
+		fails_to_open(kr, OPENSSL, &aad, bad, blen + 1, AUTH_FAILED);
+		/* A failure leaves nothing behind that breaks the next. */
+		opens_to(kr, SODIUM, &aad, blob, blen, value, TAMPER_LEN);
+		opens_to(kr, OPENSSL, &aad, blob, blen, value, TAMPER_LEN);
+	}
+}
+
+/*
+ * Threads opening at once: OpenSSL's way keeps one cipher context per
+ * thread, libsodium's shares the keyring's expanded keys.  Every thread
+ * opens every value (starting at its own), seals and opens one of its own,
+ * and fails on a tampered one, round after round.
+ */
+#define T_THREADS 8
+#define T_VALUES 48
+#define T_ROUNDS 40
+
+struct t_value {
+	char owner[16];
+	char value[320];
+	size_t len;
+	unsigned char *blob;
+	size_t blen;
+};
+
+struct opener {
+	pthread_t thread;
+	const kw_keyring *kr;
+	const struct t_value *values;
+	const unsigned char *bad;
+	size_t bad_len;
+	int index;
+	long opened;
+	int failed;
+	char error[256];
+};
+
+static void t_aad(kw_seal_aad *aad, const char *owner)
+{
+	aad->store_id = "thread-store";
+	aad->scope = KW_SCOPE_USER;
+	aad->owner = owner;
+	aad->provider = "anthropic";
+}
+
+static bool opener_round(struct opener *o, char *plain, char *why,
+			 size_t whylen)
+{
+	unsigned char *mine = NULL;
+	kw_seal_aad aad;
+	kw_status st;
+	size_t mlen;
+
+	for (int j = 0; j < T_VALUES; j++) {
+		const struct t_value *v =
+			&o->values[(o->index * 5 + j) % T_VALUES];
+
+		t_aad(&aad, v->owner);
+		st = kwi_unseal(o->kr, &aad, v->blob, v->blen, plain, why,
+				whylen);
+		if (st != KW_OK || memcmp(plain, v->value, v->len) != 0) {
+			snprintf(o->error, sizeof(o->error), "%s: %s: %s",
+				 v->owner, kw_status_str(st),
+				 st != KW_OK ? why : "wrong value");
+			return false;
+		}
+		o->opened++;
+	}
+	t_aad(&aad, "tampered");
+	if (kwi_unseal(o->kr, &aad, o->bad, o->bad_len, plain, why, whylen) !=
+		    KW_ERR_CRYPTO ||
+	    !zeroed(plain, o->bad_len - KW_SEAL_OVERHEAD)) {
+		snprintf(o->error, sizeof(o->error),
+			 "a tampered value opened, or was not wiped");
+		return false;
+	}
+	t_aad(&aad, o->values[o->index].owner);
+	if (kwi_seal(o->kr, &aad, o->values[o->index].value,
+		     o->values[o->index].len, &mine, &mlen) != KW_OK ||
+	    kwi_unseal(o->kr, &aad, mine, mlen, plain, why, whylen) !=
+		    KW_OK ||
+	    memcmp(plain, o->values[o->index].value,
+		   o->values[o->index].len) != 0) {
+		snprintf(o->error, sizeof(o->error),
+			 "sealing and opening %s failed",
+			 o->values[o->index].owner);
+		free(mine);
+		return false;
+	}
+	free(mine);
+	return true;
+}
+
+static void *opener_main(void *arg)
+{
+	struct opener *o = arg;
+	char plain[320], why[256];
+
+	for (int r = 0; r < T_ROUNDS; r++) {
+		if (!opener_round(o, plain, why, sizeof(why))) {
+			o->failed = 1;
+			break;
+		}
+	}
+	memset(plain, 0, sizeof(plain));
+	return NULL;
+}
+
+static void test_threads_both_ways(void **state)
+{
+	struct fixture *f = *state;
+	const kw_keyring *kr = ring(f);
+	struct t_value *values = keep(calloc(T_VALUES, sizeof(*values)));
+	struct opener *o = keep(calloc(T_THREADS, sizeof(*o)));
+	unsigned char *bad;
+	size_t bad_len;
+	kw_seal_aad aad;
+
+	/* Values of many lengths, sealed half one way, half the other. */
+	for (int i = 0; i < T_VALUES; i++) {
+		struct t_value *v = &values[i];
+
+		snprintf(v->owner, sizeof(v->owner), "user%02d", i);
+		v->len = (size_t)snprintf(v->value, sizeof(v->value),
+					  "sk-ant-thread-%02d-%0*d", i,
+					  1 + (i * 37) % 280, i);
+		t_aad(&aad, v->owner);
+		v->blob = seal_via(kr, i % 2 == 0 ? SODIUM : OPENSSL, &aad,
+				   v->value, v->len, &v->blen);
+	}
+	t_aad(&aad, "tampered");
+	bad = seal_via(kr, SODIUM, &aad, values[0].value, values[0].len,
+		       &bad_len);
+	bad[bad_len - 1] ^= 0x80;
+
+	/* OpenSSL's way twice: the second threads make new contexts after
+	 * the first ones' were freed. */
+	for (int pass = 0; pass < 3; pass++) {
+		enum way w = pass == 0 ? SODIUM : OPENSSL;
+		long total = 0;
+
+		via(w);
+		for (int t = 0; t < T_THREADS; t++) {
+			o[t] = (struct opener){ .kr = kr, .values = values,
+						.bad = bad, .bad_len = bad_len,
+						.index = t };
+			assert_int_equal(pthread_create(&o[t].thread, NULL,
+							opener_main, &o[t]),
+					 0);
+		}
+		for (int t = 0; t < T_THREADS; t++)
+			assert_int_equal(pthread_join(o[t].thread, NULL), 0);
+		for (int t = 0; t < T_THREADS; t++) {
+			if (o[t].failed)
+				fail_msg("%s, thread %d: %s", way_name[w], t,
+					 o[t].error);
+			total += o[t].opened;
+		}
+		assert_int_equal(total, (long)T_THREADS * T_ROUNDS * T_VALUES);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2026,6 +2562,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_nothing_in_clear, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_delete_among_many, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_known_answers, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_cross_ways, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_tamper_both_ways, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_threads_both_ways, setup,
 						teardown),
 	};
 
