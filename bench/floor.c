@@ -5,7 +5,7 @@
  * benchmark reads.
  *
  *     floor -s STORE -n USERS [-k OPS] [-r REPS] [-t THREADS] [-S SEED]
- *           [-m MODE] [-M MMAP_BYTES] [-A ACTIVE]
+ *           [-m MODE] [-M MMAP_BYTES] [-A ACTIVE] [-c sodium]
  *
  * Per operation: bind (scope, owner, provider) to a statement prepared
  * once, step it, take the sealed blob, open it with a cipher context kept
@@ -20,6 +20,11 @@
  * org "acme", which the store does not hold, as its own statement (its own
  * read transaction, as each chain entry has today); "org1" does both
  * lookups inside one read transaction (BEGIN ... COMMIT).
+ *
+ * -c sodium opens with libsodium's AES-256-GCM and a key expanded once
+ * (crypto_aead_aes256gcm_beforenm), as libkeyway does on CPUs with AES-NI,
+ * instead of OpenSSL's EVP interface: the floor of the same work done the
+ * way keyway does it.
  *
  * -M sets PRAGMA mmap_size on every connection (default: SQLite's, no
  * mmap), to see what reading pages with pread() into SQLite's page cache
@@ -41,6 +46,7 @@
 #include <string.h>
 
 #include <openssl/evp.h>
+#include <sodium.h>
 #include <sqlite3.h>
 
 #include "benchutil.h"
@@ -74,6 +80,8 @@ struct shared {
 	unsigned char key[32];
 	char store_id[STORE_ID_LEN + 1];
 	EVP_CIPHER *cipher;
+	bool sodium;            /* -c sodium */
+	crypto_aead_aes256gcm_state *expanded;
 	pthread_barrier_t start, done;
 	int reps;
 	bool failed;
@@ -163,7 +171,20 @@ static int one(struct worker *w, const char *owner, uint64_t i, bool check)
 		snprintf(w->why, sizeof(w->why), "%s: unexpected row", owner);
 		goto out;
 	}
-	if (EVP_DecryptInit_ex2(w->gcm, sh->cipher, sh->key,
+	if (sh->sodium) {
+		unsigned long long plen;
+
+		if (crypto_aead_aes256gcm_decrypt_afternm(
+			    plain, &plen, NULL, sealed + HEADER_LEN,
+			    BU_KEY_LEN + TAG_LEN, aad,
+			    make_aad(aad, sealed, sh->store_id, owner),
+			    sealed + 1 + ID_LEN, sh->expanded) != 0 ||
+		    plen != BU_KEY_LEN) {
+			snprintf(w->why, sizeof(w->why), "%s: does not open",
+				 owner);
+			goto out;
+		}
+	} else if (EVP_DecryptInit_ex2(w->gcm, sh->cipher, sh->key,
 				sealed + 1 + ID_LEN, NULL) != 1 ||
 	    EVP_DecryptUpdate(w->gcm, NULL, &len, aad,
 			      (int)make_aad(aad, sealed, sh->store_id,
@@ -268,7 +289,7 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: %s -s STORE -n USERS [-k OPS] [-r REPS] "
 		"[-t THREADS] [-S SEED] [-A ACTIVE] [-m user|org|org1] "
-		"[-M MMAP_BYTES]\n", prog);
+		"[-M MMAP_BYTES] [-c openssl|sodium]\n", prog);
 	exit(2);
 }
 
@@ -309,8 +330,14 @@ int main(int argc, char **argv)
 	char *names = NULL;
 	int c, ret = 1;
 
-	while ((c = getopt(argc, argv, "s:n:k:r:t:S:m:M:A:")) != -1) {
+	while ((c = getopt(argc, argv, "s:n:k:r:t:S:m:M:A:c:")) != -1) {
 		switch (c) {
+		case 'c':
+			if (strcmp(optarg, "sodium") == 0)
+				sh.sodium = true;
+			else if (strcmp(optarg, "openssl") != 0)
+				usage();
+			break;
 		case 'M':
 			sh.mmap_size = bu_count(prog, "-M", optarg);
 			break;
@@ -360,6 +387,19 @@ int main(int argc, char **argv)
 	if (read_store_id(&sh) != 0)
 		goto out;
 	sh.cipher = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+	if (sh.sodium) {
+		if (sodium_init() < 0 || !crypto_aead_aes256gcm_is_available()) {
+			fprintf(stderr, "%s: libsodium's AES-256-GCM needs "
+				"AES-NI and PCLMUL\n", prog);
+			goto out;
+		}
+		sh.expanded = sodium_malloc(sizeof(*sh.expanded));
+		if (sh.expanded == NULL) {
+			fprintf(stderr, "%s: out of memory\n", prog);
+			goto out;
+		}
+		crypto_aead_aes256gcm_beforenm(sh.expanded, sh.key);
+	}
 	names = bu_name_table(sh.users);
 	w = calloc(sh.threads, sizeof(*w));
 	ns = calloc((size_t)sh.reps, sizeof(*ns));
@@ -400,12 +440,12 @@ int main(int argc, char **argv)
 	}
 	if (sh.failed)
 		goto out;
-	printf("{\"bench\": \"floor\", \"mode\": \"%s\", \"mmap_size\": %"
-	       PRIu64 ", \"users\": %" PRIu64
+	printf("{\"bench\": \"floor\", \"mode\": \"%s\", \"cipher\": \"%s\", "
+	       "\"mmap_size\": %" PRIu64 ", \"users\": %" PRIu64
 	       ", \"threads\": %u, \"active\": %" PRIu64 ", \"ops\": %" PRIu64 ", ",
 	       sh.mode == MODE_USER ? "user" : sh.mode == MODE_ORG ? "org"
 								 : "org1",
-	       sh.mmap_size, sh.users, sh.threads, sh.active, sh.ops);
+	       sh.sodium ? "sodium" : "openssl", sh.mmap_size, sh.users, sh.threads, sh.active, sh.ops);
 	bu_json_list(stdout, "ns_per_op", ns, (size_t)sh.reps);
 	printf("}\n");
 	ret = 0;
@@ -420,6 +460,7 @@ out:
 	}
 	explicit_bzero(sh.key, sizeof(sh.key));
 	EVP_CIPHER_free(sh.cipher);
+	sodium_free(sh.expanded);
 	free(w);
 	free(ns);
 	free(names);
