@@ -353,7 +353,8 @@ static kw_status ask(const struct kwi_entry *e, const struct kwi_query_in *in,
 	q.org = in->org;
 	q.chain = in->chain;
 	q.reply = r;
-	q.flags = KW_QUERY_WALK | (dry_run ? KW_QUERY_EXPLAIN : 0);
+	q.flags = (b->module->op_walk_end != NULL ? KW_QUERY_WALK : 0) |
+		  (dry_run ? KW_QUERY_EXPLAIN : 0);
 	r->provider = in->provider;
 	switch (b->scope) {
 	case KW_SCOPE_USER:

@@ -1,7 +1,9 @@
 /*
  * test_chain.c - chain semantics through real configurations: every control
  * against every answer, the bracket form, skips, the verdict when a chain
- * runs out, scopes, request validation and what kw_explain() may show.
+ * runs out, scopes, request validation, what kw_explain() may show, and
+ * that the host ends every walk it starts (walk_end(), which the fake
+ * module checks), also for a module built before walk_end existed.
  *
  * The expected actions are written out here from the table in DESIGN.md
  * section 5, not taken from the library, so that a wrong table in the
@@ -1207,6 +1209,185 @@ static void test_explain_die_clean(void **state)
 	kw_close(ctx);
 }
 
+/* ---- 9. walk_end(): the host ends every walk it starts ---- */
+
+/*
+ * The fake module answers error ("walk_end was not called") when the host
+ * starts a walk through a backend whose last walk it never ended on this
+ * thread.  Walks of every shape, many in a row, resolves and explains
+ * interleaved, on two contexts at once: each answers as the first did.
+ */
+struct walk_case {
+	const char *name;
+	struct ent e[4];
+	size_t n;
+	kw_status status;
+	const char *value;   /* on KW_OK */
+	const char *backend; /* on KW_OK */
+	const char *error;   /* kw_last_error() otherwise */
+	size_t steps;        /* of kw_explain() */
+	const char *summary;
+};
+
+static const struct walk_case walk_cases[] = {
+	{
+		"found first",
+		{ { "found", "sufficient", A_VALUE },
+		  { "found", "required", B_VALUE } },
+		2, KW_OK, A_VALUE, "a", NULL, 1,
+		"a answered ok: fake found",
+	},
+	{
+		"found last",
+		{ { "notfound", "sufficient", NULL },
+		  { "denied", "sufficient", NULL },
+		  { "found", "required", B_VALUE } },
+		3, KW_OK, B_VALUE, "c", NULL, 3,
+		"c answered ok: fake found",
+	},
+	{
+		"all notfound",
+		{ { "notfound", "sufficient", NULL },
+		  { "notfound", "optional", NULL },
+		  { "notfound", "required", NULL } },
+		3, KW_ERR_NOTFOUND, NULL, NULL,
+		"chain \"default\": no backend has a key for provider "
+		"\"anthropic\"",
+		3, "no backend has a key for provider \"anthropic\"",
+	},
+	{
+		"a die",
+		{ { "notfound", "sufficient", NULL },
+		  { "error", "sufficient", NULL },
+		  { "found", "required", B_VALUE } },
+		3, KW_ERR_BACKEND, NULL, NULL,
+		"chain \"default\", provider \"anthropic\": b answered "
+		"backend error: fake error",
+		2, "b answered backend error: fake error",
+	},
+	{
+		/* c is never asked, and is told the walk is over all the
+		 * same */
+		"a skip",
+		{ { "notfound", "[found=done notfound=1 default=die]", NULL },
+		  { "error", "requisite", NULL },
+		  { "found", "required", B_VALUE } },
+		3, KW_OK, B_VALUE, "c", NULL, 2,
+		"c answered ok: fake found",
+	},
+};
+
+#define NWALK_CASES (sizeof(walk_cases) / sizeof(walk_cases[0]))
+
+static void check_walk_case(kw_ctx *ctx, const struct walk_case *c,
+			    unsigned round)
+{
+	kw_secret *s = (kw_secret *)&s;
+	kw_status st;
+	kw_trace *t;
+
+	st = resolve(ctx, NULL, "anthropic", NULL, NULL, &s);
+	if (st != c->status)
+		fail_msg("%s, round %u: resolve answered %s, want %s: %s",
+			 c->name, round, kw_status_str(st),
+			 kw_status_str(c->status), kw_last_error());
+	if (st == KW_OK) {
+		assert_non_null(s);
+		assert_string_equal(kw_secret_value(s), c->value);
+		assert_string_equal(kw_secret_backend(s), c->backend);
+		kw_secret_free(s);
+	} else {
+		assert_null(s);
+		assert_string_equal(kw_last_error(), c->error);
+	}
+
+	t = explain(ctx, NULL, "anthropic", NULL, NULL);
+	if (kw_trace_result(t) != c->status)
+		fail_msg("%s, round %u: explain ended %s (%s), want %s",
+			 c->name, round, kw_status_str(kw_trace_result(t)),
+			 kw_trace_summary(t), kw_status_str(c->status));
+	check_trace_end(t, c->steps, c->status, c->backend, c->summary);
+	for (size_t i = 0; i < c->steps; i++)
+		assert_string_not_equal(kw_trace_get(t, i)->detail,
+					"walk_end was not called");
+	kw_trace_free(t);
+}
+
+static void test_walk_end_every_walk(void **state)
+{
+	kw_ctx *ctx[NWALK_CASES][2];
+
+	(void)state;
+	for (size_t i = 0; i < NWALK_CASES; i++)
+		for (size_t k = 0; k < 2; k++)
+			ctx[i][k] = open_chain(walk_cases[i].e,
+					       walk_cases[i].n);
+	for (unsigned round = 0; round < 40; round++)
+		for (size_t i = 0; i < NWALK_CASES; i++)
+			check_walk_case(ctx[i][round % 2], &walk_cases[i],
+					round);
+	for (size_t i = 0; i < NWALK_CASES; i++)
+		for (size_t k = 0; k < 2; k++)
+			kw_close(ctx[i][k]);
+}
+
+/*
+ * A request the chain refuses before it walks (no such chain, a bad
+ * name) starts no walk: the next ones still find every walk ended.
+ */
+static void test_walk_end_after_refusals(void **state)
+{
+	const struct ent e[] = {
+		{ "notfound", "sufficient", NULL },
+		{ "found", "required", B_VALUE },
+	};
+	kw_ctx *ctx = open_chain(e, 2);
+	kw_secret *s = (kw_secret *)&s;
+
+	(void)state;
+	for (int round = 0; round < 10; round++) {
+		expect_secret(ctx, NULL, "anthropic", NULL, NULL, B_VALUE,
+			      "b");
+		assert_int_equal(resolve(ctx, "nope", "anthropic", NULL, NULL,
+					 &s),
+				 KW_ERR_INVAL);
+		assert_int_equal(resolve(ctx, NULL, "Bad", NULL, NULL, &s),
+				 KW_ERR_INVAL);
+		expect_secret(ctx, NULL, "openai", "alice", "acme", B_VALUE,
+			      "b");
+	}
+	kw_close(ctx);
+}
+
+/*
+ * A module built before walk_end existed (its descriptor's size ends
+ * before it) loads and answers walk after walk; the host never calls a
+ * walk_end() past that size (the fake would answer error if it did).
+ * A current fake beside it, in another context, still has its walks
+ * ended.
+ */
+static void test_walk_end_old_descriptor(void **state)
+{
+	const struct walk_case *found_last = &walk_cases[1];
+	const struct walk_case *dies = &walk_cases[3];
+	kw_ctx *old_last, *old_dies, *cur;
+
+	(void)state;
+	assert_int_equal(setenv("KWTEST_FAKE_OLD_DESC", "1", 1), 0);
+	old_last = open_chain(found_last->e, found_last->n);
+	old_dies = open_chain(dies->e, dies->n);
+	assert_int_equal(unsetenv("KWTEST_FAKE_OLD_DESC"), 0);
+	cur = open_chain(found_last->e, found_last->n);
+	for (unsigned round = 0; round < 20; round++) {
+		check_walk_case(old_last, found_last, round);
+		check_walk_case(old_dies, dies, round);
+		check_walk_case(cur, found_last, round);
+	}
+	kw_close(old_last);
+	kw_close(old_dies);
+	kw_close(cur);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1255,6 +1436,9 @@ int main(void)
 		cmocka_unit_test(test_explain_masks),
 		cmocka_unit_test(test_explain_mask_lengths),
 		cmocka_unit_test(test_explain_die_clean),
+		cmocka_unit_test(test_walk_end_every_walk),
+		cmocka_unit_test(test_walk_end_after_refusals),
+		cmocka_unit_test(test_walk_end_old_descriptor),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

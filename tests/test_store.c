@@ -5,6 +5,12 @@
  * environment) document for their keys; who may manage which key;
  * provider formats and the providers table; bad references; what a
  * listing shows; many processes on one store; the modes of the files.
+ * And what sharing a file's connections must not change: a walk leaves
+ * no read transaction behind, a change made elsewhere is read at the next
+ * walk, contexts of one process come and go on one file, a master key
+ * that cannot open the keys is refused beside one that can, keys sealed
+ * under several master keys, usage counts written at close, and the WAL
+ * left at the last close.
  *
  * Every key in this file contains "SECRET" (but a few too short to hold
  * it), and no message may.
@@ -12,8 +18,10 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -96,7 +104,8 @@
 static const char *const test_vars[] = {
 	"KEYWAY_MASTER_KEY", "API_KEY_ENCRYPTION_KEY", "KWTEST_MASTER_B",
 	"ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GOOGLE_API_KEY",
-	"MISTRAL_API_KEY", "TINY_API_KEY",
+	"MISTRAL_API_KEY", "TINY_API_KEY", "KWTEST_CUR", "KWTEST_OLD1",
+	"KWTEST_OLD2",
 };
 
 struct fixture {
@@ -104,6 +113,9 @@ struct fixture {
 	char *conf; /* dir/keyway.conf */
 	char *db;   /* dir/keys.db */
 	kw_ctx *ctx;
+	kw_ctx *more[3]; /* other contexts a test opens beside ctx */
+	pthread_t thread;
+	atomic_bool *stop; /* a thread runs until *stop */
 };
 
 /*
@@ -160,11 +172,24 @@ static int setup(void **state)
 	return 0;
 }
 
+/* Stop the test's thread, if one runs, and wait for it. */
+static void stop_thread(struct fixture *f)
+{
+	if (f->stop == NULL)
+		return;
+	atomic_store(f->stop, true);
+	pthread_join(f->thread, NULL);
+	f->stop = NULL;
+}
+
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
+	stop_thread(f);
 	kw_close(f->ctx);
+	for (size_t i = 0; i < sizeof(f->more) / sizeof(f->more[0]); i++)
+		kw_close(f->more[i]);
 	free(f->conf);
 	free(f->db);
 	tu_rmrf(f->dir);
@@ -286,16 +311,16 @@ static kw_status delete_as(struct fixture *f, const kw_actor *a,
 	return kw_key_delete(f->ctx, a, &r);
 }
 
-/* Resolve and check the key and the backend that gave it. */
-static void expect_resolve(struct fixture *f, const char *chain,
-			   const char *provider, const char *user,
-			   const char *org, const char *value,
-			   const char *backend)
+/* Resolve through ctx and check the key and the backend that gave it. */
+static void expect_resolve_on(kw_ctx *ctx, const char *chain,
+			      const char *provider, const char *user,
+			      const char *org, const char *value,
+			      const char *backend)
 {
 	char got[8192], from[128];
 	kw_status st;
 
-	st = tu_resolve(f->ctx, chain, provider, user, org, got, sizeof(got),
+	st = tu_resolve(ctx, chain, provider, user, org, got, sizeof(got),
 			from, sizeof(from));
 	if (st != KW_OK)
 		fail_msg("resolve %s/%s for %s@%s: %s: %s",
@@ -309,6 +334,14 @@ static void expect_resolve(struct fixture *f, const char *chain,
 			 user ? user : "-", org ? org : "-", strlen(got), from,
 			 strlen(value));
 	assert_string_equal(from, backend);
+}
+
+static void expect_resolve(struct fixture *f, const char *chain,
+			   const char *provider, const char *user,
+			   const char *org, const char *value,
+			   const char *backend)
+{
+	expect_resolve_on(f->ctx, chain, provider, user, org, value, backend);
 }
 
 /* ---- what kw_key_list() says ---- */
@@ -2650,6 +2683,1272 @@ static void test_store_needs_master_key(void **state)
 				f->conf));
 }
 
+/* ---- walks, shared connections and the WAL ---- */
+
+/*
+ * Keys of these tests, beside those above.  Every one is a valid
+ * anthropic key that contains "SECRET".
+ */
+#define K_ORG_ACME_2 "sk-ant-SECRET-org-acme-second-01"
+#define K_ORG_ACME_3 "sk-ant-SECRET-org-acme-third-001"
+#define K_USER_ALICE_2 "sk-ant-SECRET-user-alice-second-1"
+#define K_ORG_INITECH "sk-ant-SECRET-org-initech-000009"
+#define K_USER_CAROL "sk-ant-SECRET-user-carol-0000010"
+
+/* Size of a file, or -1 when it does not exist. */
+static long long file_size(const char *path)
+{
+	struct stat sb;
+
+	if (stat(path, &sb) != 0) {
+		if (errno != ENOENT)
+			fail_msg("%s: %s", path, strerror(errno));
+		return -1;
+	}
+	return (long long)sb.st_size;
+}
+
+/*
+ * Nothing of keyway holds a read transaction on the store (`after` says
+ * what ran last): another connection writes to it, and a TRUNCATE
+ * checkpoint then copies the whole WAL into the file and empties it,
+ * which it cannot do while any reader holds a snapshot.  Its busy handler
+ * waits up to 2 s for a write of keyway's own (usage counts) to end.
+ */
+static void expect_no_reader(struct fixture *f, const char *after)
+{
+	const char *wal = fmt("%s-wal", f->db);
+	sqlite3_stmt *s = NULL;
+	sqlite3 *db = open_db(f->db);
+	int busy, log, done;
+
+	sqlite3_busy_timeout(db, 2000);
+	/* A change of a row keyway ignores: a write that changes nothing
+	 * would leave the WAL as it is. */
+	if (sqlite3_exec(db,
+			 "INSERT OR REPLACE INTO meta (k, v) "
+			 "VALUES ('test-probe', randomblob(8))",
+			 NULL, NULL, NULL) != SQLITE_OK)
+		fail_msg("after %s: cannot write to the store: %s", after,
+			 sqlite3_errmsg(db));
+	if (file_size(wal) <= 0)
+		fail_msg("after %s: a write left %s empty", after, wal);
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "PRAGMA wal_checkpoint(TRUNCATE)",
+					    -1, &s, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	busy = sqlite3_column_int(s, 0);
+	log = sqlite3_column_int(s, 1);
+	done = sqlite3_column_int(s, 2);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	if (busy != 0)
+		fail_msg("after %s: a reader holds the store open: the "
+			 "checkpoint was busy (%d frames, %d copied)",
+			 after, log, done);
+	if (file_size(wal) != 0)
+		fail_msg("after %s: %s holds %lld bytes after a TRUNCATE "
+			 "checkpoint", after, wal, file_size(wal));
+}
+
+/* Explain a request; the trace is the caller's to free. */
+static kw_trace *explain_on(kw_ctx *ctx, const char *chain,
+			    const char *provider, const char *user,
+			    const char *org)
+{
+	kw_request req = KW_REQUEST_INIT;
+	kw_trace *t = NULL;
+
+	req.chain = chain;
+	req.provider = provider;
+	req.user = user;
+	req.org = org;
+	expect_ok(kw_explain(ctx, &req, &t));
+	assert_non_null(t);
+	return t;
+}
+
+static void expect_step(const kw_trace *t, size_t i, const char *backend,
+			kw_status status, kw_action action,
+			const char *detail, const char *masked)
+{
+	const kw_trace_step *s = kw_trace_get(t, i);
+
+	assert_non_null(s);
+	assert_int_equal(s->index, i + 1);
+	assert_string_equal(s->backend, backend);
+	assert_int_equal(s->status, status);
+	assert_int_equal(s->action, action);
+	assert_string_equal(s->detail, detail);
+	assert_string_equal(s->masked, masked);
+}
+
+/*
+ * A walk through org_keys then user_keys, on one file, leaves no read
+ * transaction behind, however it ends: found at the first entry (the
+ * walk stops there), found further on, not found anywhere, dying on a
+ * notfound or on a value that does not open, denied; and kw_explain()
+ * likewise.
+ */
+static void test_walk_leaves_no_reader(void **state)
+{
+	struct fixture *f = *state;
+	sqlite3 *db;
+	kw_trace *t;
+
+	open_store(f);
+	put_ok(f, "org_keys", "acme", "anthropic", K_ORG_ACME, NULL);
+	put_ok(f, "org_keys", "initech", "anthropic", K_ORG_INITECH, NULL);
+	put_ok(f, "user_keys", "alice", "anthropic", K_USER_ALICE, NULL);
+	put_ok(f, "system_keys", NULL, "anthropic", K_SYSTEM, NULL);
+	expect_no_reader(f, "storing keys");
+
+	expect_resolve(f, NULL, "anthropic", "alice", "acme", K_ORG_ACME,
+		       "org_keys");
+	expect_no_reader(f, "a walk that stopped at its first entry");
+	expect_resolve(f, NULL, "anthropic", "alice", "globex", K_USER_ALICE,
+		       "user_keys");
+	expect_no_reader(f, "a walk found at its second entry");
+	expect_resolve(f, "fovea", "anthropic", "bob", "acme", K_SYSTEM,
+		       "system_keys");
+	expect_no_reader(f, "a walk through user and system keys");
+	expect_fail(tu_resolve(f->ctx, NULL, "mistral", "alice", "acme", NULL,
+			       0, NULL, 0),
+		    KW_ERR_NOTFOUND,
+		    "chain \"default\": no backend has a key for provider "
+		    "\"mistral\"");
+	expect_no_reader(f, "a walk that found nothing");
+	expect_fail(tu_resolve(f->ctx, "strict", "anthropic", "alice",
+			       "globex", NULL, 0, NULL, 0),
+		    KW_ERR_NOTFOUND,
+		    fmt("chain \"strict\", provider \"anthropic\": org_keys "
+			"answered notfound: no org key of \"globex\" for "
+			"anthropic in %s",
+			f->db));
+	expect_no_reader(f, "a walk that died on notfound");
+
+	expect_ok(set_active_as(f, sysadmin(), "org_keys", "acme",
+				"anthropic", 0));
+	expect_resolve(f, NULL, "anthropic", "alice", "acme", K_USER_ALICE,
+		       "user_keys");
+	expect_no_reader(f, "a walk past a disabled key");
+	expect_ok(set_active_as(f, sysadmin(), "org_keys", "acme",
+				"anthropic", 1));
+
+	/* A sealed value cut short: the store answers error, the chain
+	 * dies on it. */
+	db = open_db(f->db);
+	assert_int_equal(sqlite3_exec(db,
+				      "UPDATE keys SET sealed = x'0102' "
+				      "WHERE scope = 'org' AND "
+				      "owner = 'initech'",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_changes(db), 1);
+	sqlite3_close(db);
+	expect_fail(tu_resolve(f->ctx, NULL, "anthropic", "alice", "initech",
+			       NULL, 0, NULL, 0),
+		    KW_ERR_CRYPTO,
+		    "chain \"default\", provider \"anthropic\": org_keys "
+		    "answered decryption failed: the org key of \"initech\" "
+		    "for anthropic: sealed value is too short (2 bytes)");
+	expect_no_reader(f, "a walk that died on a broken value");
+
+	/* Explanations, found at the first entry and further on. */
+	t = explain_on(f->ctx, NULL, "anthropic", "alice", "acme");
+	assert_int_equal(kw_trace_len(t), 1);
+	expect_step(t, 0, "org_keys", KW_OK, KW_ACTION_DONE,
+		    fmt("org key of \"acme\" for anthropic in %s", f->db),
+		    mask_of(K_ORG_ACME));
+	kw_trace_free(t);
+	expect_no_reader(f, "an explanation that stopped at its first entry");
+	t = explain_on(f->ctx, NULL, "anthropic", "alice", "globex");
+	assert_int_equal(kw_trace_len(t), 2);
+	expect_step(t, 0, "org_keys", KW_ERR_NOTFOUND, KW_ACTION_CONTINUE,
+		    fmt("no org key of \"globex\" for anthropic in %s", f->db),
+		    "");
+	expect_step(t, 1, "user_keys", KW_OK, KW_ACTION_DONE,
+		    fmt("user key of \"alice\" for anthropic in %s", f->db),
+		    mask_of(K_USER_ALICE));
+	kw_trace_free(t);
+	expect_no_reader(f, "an explanation found at its second entry");
+	t = explain_on(f->ctx, NULL, "mistral", "alice", "globex");
+	assert_int_equal(kw_trace_len(t), 3);
+	assert_int_equal(kw_trace_result(t), KW_ERR_NOTFOUND);
+	expect_step(t, 1, "user_keys", KW_ERR_NOTFOUND, KW_ACTION_CONTINUE,
+		    fmt("no user key of \"alice\" for mistral in %s", f->db),
+		    "");
+	kw_trace_free(t);
+	expect_no_reader(f, "an explanation that found nothing");
+
+	/* And it all still answers. */
+	expect_resolve(f, NULL, "anthropic", "alice", "acme", K_ORG_ACME,
+		       "org_keys");
+	expect_resolve(f, "fovea", "anthropic", "alice", NULL, K_USER_ALICE,
+		       "user_keys");
+}
+
+/* ---- changes made elsewhere are seen at once ---- */
+
+/* What `--child-put CONF BACKEND OWNER create|rotate` prints: "ok", or
+ * why it failed.  It reads the key from its standard input, since a
+ * key has no place in argv; OWNER "-" is none. */
+static int child_put(const char *conf, const char *backend,
+		     const char *owner, const char *mode)
+{
+	kw_key_ref r = KW_KEY_REF_INIT;
+	kw_ctx *ctx = NULL;
+	char value[256];
+	kw_status st;
+
+	if (fgets(value, sizeof(value), stdin) == NULL) {
+		printf("no key on standard input\n");
+		return 1;
+	}
+	value[strcspn(value, "\n")] = '\0';
+	st = kw_open(&ctx, conf);
+	if (st == KW_OK) {
+		r.backend = backend;
+		r.owner = strcmp(owner, "-") == 0 ? NULL : owner;
+		r.provider = "anthropic";
+		st = kw_key_put(ctx, sysadmin(), &r, value, strlen(value),
+				NULL,
+				strcmp(mode, "create") == 0 ? KW_PUT_CREATE
+							    : KW_PUT_ROTATE);
+	}
+	explicit_bzero(value, sizeof(value));
+	if (st != KW_OK)
+		printf("%s: %s\n", kw_status_str(st), kw_last_error());
+	else
+		printf("ok\n");
+	kw_close(ctx);
+	return st == KW_OK ? 0 : 1;
+}
+
+/* Run this program afresh to put a key, as another process would; what
+ * it printed. */
+static const char *put_elsewhere(struct fixture *f, const char *backend,
+				 const char *owner, const char *value,
+				 const char *mode)
+{
+	char *out = keep(calloc(1, 1024));
+	size_t got = 0, len = strlen(value);
+	int in[2], fds[2], status;
+	ssize_t n;
+	pid_t pid;
+
+	assert_int_equal(pipe(in), 0);
+	assert_int_equal(pipe(fds), 0);
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(in[0], STDIN_FILENO);
+		dup2(fds[1], STDOUT_FILENO);
+		close(in[0]);
+		close(in[1]);
+		close(fds[0]);
+		close(fds[1]);
+		execl(self_exe, self_exe, "--child-put", f->conf, backend,
+		      owner != NULL ? owner : "-", mode, (char *)NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	close(fds[1]);
+	assert_int_equal(write(in[1], value, len), (ssize_t)len);
+	assert_int_equal(write(in[1], "\n", 1), 1);
+	close(in[1]);
+	while (got < 1023 && (n = read(fds[0], out + got, 1023 - got)) > 0)
+		got += (size_t)n;
+	close(fds[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (got > 0 && out[got - 1] == '\n')
+		out[got - 1] = '\0';
+	if (!WIFEXITED(status))
+		return "killed";
+	return out;
+}
+
+static kw_status put_on(kw_ctx *ctx, const char *backend, const char *owner,
+			const char *value, kw_put_mode mode)
+{
+	kw_key_ref r = ref(backend, owner, "anthropic");
+
+	return kw_key_put(ctx, sysadmin(), &r, value, strlen(value), NULL,
+			  mode);
+}
+
+static kw_ctx *open_more(struct fixture *f, size_t i, const char *conf)
+{
+	kw_status st;
+
+	assert_true(i < sizeof(f->more) / sizeof(f->more[0]));
+	assert_null(f->more[i]);
+	st = kw_open(&f->more[i], conf != NULL ? conf : f->conf);
+	if (st != KW_OK)
+		fail_msg("kw_open: %s: %s", kw_status_str(st),
+			 kw_last_error());
+	return f->more[i];
+}
+
+static void close_more(struct fixture *f, size_t i)
+{
+	kw_close(f->more[i]);
+	f->more[i] = NULL;
+}
+
+/* What another process stores is what the next walk reads, through the
+ * org's entry and through the user's behind it. */
+static void test_no_stale_read_other_process(void **state)
+{
+	struct fixture *f = *state;
+
+	open_store(f);
+	put_ok(f, "org_keys", "acme", "anthropic", K_ORG_ACME, NULL);
+	put_ok(f, "user_keys", "alice", "anthropic", K_USER_ALICE, NULL);
+	expect_resolve(f, NULL, "anthropic", "alice", "acme", K_ORG_ACME,
+		       "org_keys");
+	expect_resolve(f, NULL, "anthropic", "alice", "globex", K_USER_ALICE,
+		       "user_keys");
+
+	assert_string_equal(put_elsewhere(f, "org_keys", "acme", K_ORG_ACME_2,
+					  "rotate"),
+			    "ok");
+	expect_resolve(f, NULL, "anthropic", "alice", "acme", K_ORG_ACME_2,
+		       "org_keys");
+	assert_string_equal(put_elsewhere(f, "user_keys", "alice",
+					  K_USER_ALICE_2, "rotate"),
+			    "ok");
+	expect_resolve(f, NULL, "anthropic", "alice", "globex",
+		       K_USER_ALICE_2, "user_keys");
+	/* A key that was missing at the last walk is there at the next. */
+	assert_string_equal(put_elsewhere(f, "org_keys", "globex",
+					  K_ORG_GLOBEX, "create"),
+			    "ok");
+	expect_resolve(f, NULL, "anthropic", "alice", "globex", K_ORG_GLOBEX,
+		       "org_keys");
+	assert_string_equal(put_elsewhere(f, "system_keys", NULL, K_SYSTEM,
+					  "create"),
+			    "ok");
+	expect_resolve(f, "fovea", "anthropic", "bob", NULL, K_SYSTEM,
+		       "system_keys");
+	/* Rotated twice between two walks: the last value. */
+	assert_string_equal(put_elsewhere(f, "org_keys", "acme", K_ORG_ACME_3,
+					  "rotate"),
+			    "ok");
+	assert_string_equal(put_elsewhere(f, "org_keys", "acme", K_ORG_ACME,
+					  "rotate"),
+			    "ok");
+	expect_resolve(f, NULL, "anthropic", "alice", "acme", K_ORG_ACME,
+		       "org_keys");
+}
+
+/* Likewise a second context of this process, which shares the file's
+ * connections; and the other way round. */
+static void test_no_stale_read_other_context(void **state)
+{
+	struct fixture *f = *state;
+	kw_ctx *other;
+	kw_trace *t;
+
+	open_store(f);
+	put_ok(f, "org_keys", "acme", "anthropic", K_ORG_ACME, NULL);
+	put_ok(f, "user_keys", "alice", "anthropic", K_USER_ALICE, NULL);
+	other = open_more(f, 0, NULL);
+	for (int round = 0; round < 3; round++) {
+		expect_resolve(f, NULL, "anthropic", "alice", "acme",
+			       K_ORG_ACME, "org_keys");
+		expect_resolve_on(other, NULL, "anthropic", "alice", "globex",
+				  K_USER_ALICE, "user_keys");
+		expect_ok(put_on(other, "org_keys", "acme", K_ORG_ACME_2,
+				 KW_PUT_ROTATE));
+		expect_resolve(f, NULL, "anthropic", "alice", "acme",
+			       K_ORG_ACME_2, "org_keys");
+		expect_ok(put_on(f->ctx, "user_keys", "alice", K_USER_ALICE_2,
+				 KW_PUT_ROTATE));
+		expect_resolve_on(other, NULL, "anthropic", "alice", "globex",
+				  K_USER_ALICE_2, "user_keys");
+		t = explain_on(f->ctx, NULL, "anthropic", "alice", "globex");
+		assert_int_equal(kw_trace_len(t), 2);
+		expect_step(t, 1, "user_keys", KW_OK, KW_ACTION_DONE,
+			    fmt("user key of \"alice\" for anthropic in %s",
+				f->db),
+			    mask_of(K_USER_ALICE_2));
+		kw_trace_free(t);
+		expect_ok(put_on(other, "org_keys", "acme", K_ORG_ACME,
+				 KW_PUT_ROTATE));
+		expect_ok(put_on(other, "user_keys", "alice", K_USER_ALICE,
+				 KW_PUT_ROTATE));
+	}
+	/* Missing at one walk, stored by the other context, found next. */
+	expect_resolve(f, NULL, "anthropic", "alice", "globex", K_USER_ALICE,
+		       "user_keys");
+	expect_ok(put_on(other, "org_keys", "globex", K_ORG_GLOBEX,
+			 KW_PUT_CREATE));
+	expect_resolve(f, NULL, "anthropic", "alice", "globex", K_ORG_GLOBEX,
+		       "org_keys");
+	/* Disabled in one, deleted in the other: passed over at once in
+	 * both. */
+	expect_ok(set_active_as(f, sysadmin(), "org_keys", "globex",
+				"anthropic", 0));
+	expect_resolve_on(other, NULL, "anthropic", "alice", "globex",
+			  K_USER_ALICE, "user_keys");
+	{
+		kw_key_ref r = ref("user_keys", "alice", "anthropic");
+
+		expect_ok(kw_key_delete(other, sysadmin(), &r));
+	}
+	expect_resolve(f, NULL, "anthropic", "alice", "globex", K_ENV,
+		       "server_env");
+}
+
+/* ---- contexts that share a file ---- */
+
+/* What kw_open() says of a store with keys sealed under master key id,
+ * which conf does not hold. */
+static const char *wrong_key_msg(const char *conf, int line,
+				 const char *db, const char *id)
+{
+	return fmt("%s:%d: backend \"org_keys\": %s holds keys sealed under "
+		   "master key %s, which neither keyway.master_key nor "
+		   "keyway.old_master_keys holds",
+		   conf, line, db, id);
+}
+
+/* Open conf, which must fail with the message of a missing master key. */
+static void expect_refused(const char *conf, int line, const char *db,
+			   const char *id)
+{
+	kw_ctx *ctx = (kw_ctx *)&ctx;
+	kw_status st = kw_open(&ctx, conf);
+
+	if (st == KW_OK)
+		kw_close(ctx);
+	expect_fail(st, KW_ERR_CRYPTO, wrong_key_msg(conf, line, db, id));
+	assert_null(ctx);
+}
+
+/* Likewise, naming either of two ids that are both missing. */
+static void expect_refused_either(const char *conf, int line,
+				  const char *db, const char *id1,
+				  const char *id2)
+{
+	kw_ctx *ctx = (kw_ctx *)&ctx;
+	kw_status st = kw_open(&ctx, conf);
+	const char *err = fmt("%s", kw_last_error());
+
+	if (st == KW_OK)
+		kw_close(ctx);
+	assert_int_equal(st, KW_ERR_CRYPTO);
+	assert_null(ctx);
+	if (strcmp(err, wrong_key_msg(conf, line, db, id1)) != 0)
+		assert_string_equal(err, wrong_key_msg(conf, line, db, id2));
+}
+
+/* Every scope of the store answers through ctx. */
+static void expect_all_scopes(kw_ctx *ctx, const char *org_value,
+			      const char *user_value)
+{
+	expect_resolve_on(ctx, NULL, "anthropic", "alice", "acme", org_value,
+			  "org_keys");
+	expect_resolve_on(ctx, NULL, "anthropic", "alice", "globex",
+			  user_value, "user_keys");
+	expect_resolve_on(ctx, "fovea", "anthropic", "bob", NULL, K_SYSTEM,
+			  "system_keys");
+	expect_resolve_on(ctx, "fovea", "anthropic", "alice", NULL,
+			  user_value, "user_keys");
+}
+
+/*
+ * Contexts come and go on one file while others keep using it: the first
+ * one to open it closes first, a later one joins, the last one to close
+ * is not the first; and what each stores, the others read.
+ */
+static void test_contexts_share_a_file(void **state)
+{
+	struct fixture *f = *state;
+	kw_ctx *second, *third;
+
+	open_store(f);
+	put_ok(f, "org_keys", "acme", "anthropic", K_ORG_ACME, NULL);
+	put_ok(f, "user_keys", "alice", "anthropic", K_USER_ALICE, NULL);
+	put_ok(f, "system_keys", NULL, "anthropic", K_SYSTEM, NULL);
+	second = open_more(f, 0, NULL);
+	expect_all_scopes(f->ctx, K_ORG_ACME, K_USER_ALICE);
+	expect_all_scopes(second, K_ORG_ACME, K_USER_ALICE);
+
+	/* The first closes; the second goes on, reading and writing. */
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	expect_all_scopes(second, K_ORG_ACME, K_USER_ALICE);
+	expect_ok(put_on(second, "user_keys", "alice", K_USER_ALICE_2,
+			 KW_PUT_ROTATE));
+	expect_ok(put_on(second, "user_keys", "carol", K_USER_CAROL,
+			 KW_PUT_CREATE));
+	expect_all_scopes(second, K_ORG_ACME, K_USER_ALICE_2);
+
+	/* A third joins it, sees what the second wrote, and writes. */
+	third = open_more(f, 1, NULL);
+	expect_all_scopes(third, K_ORG_ACME, K_USER_ALICE_2);
+	expect_resolve_on(third, "only_user", "anthropic", "carol", NULL,
+			  K_USER_CAROL, "user_keys");
+	expect_ok(put_on(third, "org_keys", "acme", K_ORG_ACME_2,
+			 KW_PUT_ROTATE));
+	expect_all_scopes(second, K_ORG_ACME_2, K_USER_ALICE_2);
+
+	/* The second closes; the third goes on alone. */
+	close_more(f, 0);
+	expect_all_scopes(third, K_ORG_ACME_2, K_USER_ALICE_2);
+	expect_ok(put_on(third, "org_keys", "acme", K_ORG_ACME_3,
+			 KW_PUT_ROTATE));
+	expect_all_scopes(third, K_ORG_ACME_3, K_USER_ALICE_2);
+	close_more(f, 1);
+
+	/* Nothing open: a new context opens the file afresh. */
+	open_store(f);
+	expect_all_scopes(f->ctx, K_ORG_ACME_3, K_USER_ALICE_2);
+	assert_int_equal(list_as(f, sysadmin(), NULL, NULL)->n, 4);
+}
+
+/*
+ * One context resolves on a thread of its own while, on the main thread,
+ * contexts on the same file open, answer, store and close, and contexts
+ * with a master key that cannot open it are refused: the thread's answers
+ * are right throughout.
+ */
+struct load_worker {
+	kw_ctx *ctx;
+	atomic_bool stop;       /* fixture.stop points here */
+	unsigned long calls;
+	unsigned long bad;
+	char first_bad[512];
+};
+
+static void *load_work(void *arg)
+{
+	static const struct {
+		const char *chain, *user, *org, *value, *backend;
+	} reqs[] = {
+		{ NULL, "alice", "acme", K_ORG_ACME, "org_keys" },
+		{ NULL, "alice", "globex", K_USER_ALICE, "user_keys" },
+		{ "fovea", "bob", NULL, K_SYSTEM, "system_keys" },
+	};
+	struct load_worker *w = arg;
+	char got[256], from[64];
+
+	while (!atomic_load(&w->stop)) {
+		for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+			kw_status st;
+
+			st = tu_resolve(w->ctx, reqs[i].chain, "anthropic",
+					reqs[i].user, reqs[i].org, got,
+					sizeof(got), from, sizeof(from));
+			w->calls++;
+			if (st == KW_OK && strcmp(got, reqs[i].value) == 0 &&
+			    strcmp(from, reqs[i].backend) == 0)
+				continue;
+			if (w->bad++ == 0)
+				snprintf(w->first_bad, sizeof(w->first_bad),
+					 "request %zu: %s: %s", i,
+					 kw_status_str(st),
+					 st == KW_OK ? "wrong key"
+						     : kw_last_error());
+		}
+	}
+	return NULL;
+}
+
+static void test_contexts_come_and_go_under_load(void **state)
+{
+	struct fixture *f = *state;
+	const char *bad_conf = fmt("%s/new-only.conf", f->dir);
+	struct load_worker *w = keep(calloc(1, sizeof(*w)));
+	char id[64];
+
+	free(tu_write(f->dir, "new-only.conf", 0600, "%s", NEW_ONLY_CONF));
+	setenv("KWTEST_MASTER_B", MASTER_B, 1);
+	open_store(f);
+	put_ok(f, "org_keys", "acme", "anthropic", K_ORG_ACME, NULL);
+	put_ok(f, "user_keys", "alice", "anthropic", K_USER_ALICE, NULL);
+	put_ok(f, "system_keys", NULL, "anthropic", K_SYSTEM, NULL);
+	put_ok(f, "user_keys", "dave", "anthropic", K_USER_BOB, NULL);
+	snprintf(id, sizeof(id), "%s",
+		 find_key(f, "org_keys", "acme", "anthropic")->key_id);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+
+	atomic_init(&w->stop, false);
+	w->ctx = open_more(f, 0, NULL);
+	assert_int_equal(pthread_create(&f->thread, NULL, load_work, w), 0);
+	/* From here a failure leaves the test at once: teardown() stops
+	 * and joins the thread before it closes the context. */
+	f->stop = &w->stop;
+	for (int round = 0; round < 12; round++) {
+		const char *v = round % 2 == 0 ? K_USER_CAROL : K_USER_BOB;
+
+		open_store(f);
+		expect_all_scopes(f->ctx, K_ORG_ACME, K_USER_ALICE);
+		expect_ok(put_as(f, sysadmin(), "user_keys", "dave",
+				 "anthropic", v, NULL, KW_PUT_ROTATE));
+		expect_resolve(f, "only_user", "anthropic", "dave", NULL, v,
+			       "user_keys");
+		if (round % 3 == 0)
+			open_more(f, 1, NULL);
+		kw_close(f->ctx);
+		f->ctx = NULL;
+		expect_refused(bad_conf, ORG_PATH_LINE, f->db, id);
+		if (f->more[1] != NULL) {
+			expect_resolve_on(f->more[1], "only_user",
+					  "anthropic", "dave", NULL, v,
+					  "user_keys");
+			close_more(f, 1);
+		}
+	}
+	stop_thread(f);
+	if (w->bad != 0)
+		fail_msg("%lu of %lu resolves wrong; first: %s", w->bad,
+			 w->calls, w->first_bad);
+	assert_true(w->calls > 0);
+	expect_all_scopes(w->ctx, K_ORG_ACME, K_USER_ALICE);
+}
+
+/*
+ * Backends that name one file differently: with another busy timeout (a
+ * pool of their own), and through another path to the same file.  A walk
+ * goes from one to the other and back.
+ */
+static void test_one_file_many_backends(void **state)
+{
+	struct fixture *f = *state;
+	kw_ctx *other;
+
+	assert_int_equal(open_text(f,
+		"keyway: {\n"
+		"  master_key = { source = \"env\"; };\n"
+		"};\n"
+		"backends: {\n"
+		"  org_keys: { module = \"sqlite\"; path = \"keys.db\"; "
+		"scope = \"org\"; };\n"
+		"  user_keys: { module = \"sqlite\"; path = \"./keys.db\"; "
+		"scope = \"user\"; busy_timeout_ms = 1234; };\n"
+		"  system_keys: { module = \"sqlite\"; path = \"./keys.db\"; "
+		"scope = \"system\"; };\n"
+		"  more_org: { module = \"sqlite\"; path = \"keys.db\"; "
+		"scope = \"org\"; busy_timeout_ms = 1234; };\n"
+		"  server_env: { module = \"env\"; };\n"
+		"};\n"
+		"chains: {\n"
+		"  default = ( " ENTRY("org_keys", "sufficient") ",\n"
+		"    " ENTRY("user_keys", "sufficient") ",\n"
+		"    " ENTRY("system_keys", "sufficient") ",\n"
+		"    " ENTRY("more_org", "sufficient") ",\n"
+		"    " ENTRY("server_env", "required") " );\n"
+		"  back = ( " ENTRY("more_org", "sufficient") ",\n"
+		"    " ENTRY("system_keys", "sufficient") ",\n"
+		"    " ENTRY("user_keys", "sufficient") ",\n"
+		"    " ENTRY("org_keys", "sufficient") ",\n"
+		"    " ENTRY("server_env", "required") " );\n"
+		"};\n"),
+		KW_OK);
+	put_ok(f, "org_keys", "acme", "anthropic", K_ORG_ACME, NULL);
+	put_ok(f, "user_keys", "alice", "anthropic", K_USER_ALICE, NULL);
+	put_ok(f, "system_keys", NULL, "anthropic", K_SYSTEM, NULL);
+	for (int round = 0; round < 3; round++) {
+		expect_resolve(f, NULL, "anthropic", "alice", "acme",
+			       K_ORG_ACME, "org_keys");
+		expect_resolve(f, NULL, "anthropic", "alice", "globex",
+			       K_USER_ALICE, "user_keys");
+		expect_resolve(f, NULL, "anthropic", "bob", "globex",
+			       K_SYSTEM, "system_keys");
+		expect_resolve(f, "back", "anthropic", "alice", "acme",
+			       K_ORG_ACME, "more_org");
+		expect_resolve(f, "back", "anthropic", "alice", "globex",
+			       K_SYSTEM, "system_keys");
+		expect_resolve(f, "back", "anthropic", "bob", "globex",
+			       K_SYSTEM, "system_keys");
+	}
+	/* One backend's change, the other's next read. */
+	expect_ok(put_as(f, sysadmin(), "more_org", "acme", "anthropic",
+			 K_ORG_ACME_2, NULL, KW_PUT_ROTATE));
+	expect_resolve(f, NULL, "anthropic", "alice", "acme", K_ORG_ACME_2,
+		       "org_keys");
+	expect_ok(delete_as(f, sysadmin(), "system_keys", NULL, "anthropic"));
+	expect_resolve(f, "back", "anthropic", "alice", "globex",
+		       K_USER_ALICE, "user_keys");
+	expect_ok(delete_as(f, sysadmin(), "user_keys", "alice", "anthropic"));
+	expect_resolve(f, "back", "anthropic", "alice", "globex", K_ENV,
+		       "server_env");
+	/* The store configuration beside it, in another context: it
+	 * shares the file with some of these backends. */
+	free(tu_write(f->dir, "store.conf", 0600, "%s", STORE_CONF));
+	other = open_more(f, 0, fmt("%s/store.conf", f->dir));
+	expect_resolve_on(other, NULL, "anthropic", "alice", "acme",
+			  K_ORG_ACME_2, "org_keys");
+	expect_resolve_on(other, NULL, "anthropic", "bob", NULL, K_ENV,
+			  "server_env");
+	expect_ok(put_on(other, "system_keys", NULL, K_SYSTEM,
+			 KW_PUT_CREATE));
+	expect_resolve(f, NULL, "anthropic", "bob", "globex", K_SYSTEM,
+		       "system_keys");
+	expect_resolve(f, "back", "anthropic", "alice", "acme", K_ORG_ACME_2,
+		       "more_org");
+}
+
+/* ---- a master key that cannot open the keys ---- */
+
+/*
+ * A context that brings a master key that cannot open the keys is refused
+ * with the id of the one that can, also while another context of this
+ * process has the file open; that one goes on as if nothing happened.
+ */
+static void test_wrong_master_key_beside_open(void **state)
+{
+	struct fixture *f = *state;
+	const char *bad_conf = fmt("%s/new-only.conf", f->dir);
+	const struct key_copy *k;
+	char id[64];
+
+	free(tu_write(f->dir, "new-only.conf", 0600, "%s", NEW_ONLY_CONF));
+	setenv("KWTEST_MASTER_B", MASTER_B, 1);
+	open_store(f);
+	put_ok(f, "org_keys", "acme", "anthropic", K_ORG_ACME, NULL);
+	put_ok(f, "user_keys", "alice", "anthropic", K_USER_ALICE, NULL);
+	k = find_key(f, "org_keys", "acme", "anthropic");
+	assert_non_null(k);
+	snprintf(id, sizeof(id), "%s", k->key_id);
+
+	for (int round = 0; round < 3; round++) {
+		expect_refused(bad_conf, ORG_PATH_LINE, f->db, id);
+		expect_resolve(f, NULL, "anthropic", "alice", "acme",
+			       K_ORG_ACME, "org_keys");
+		expect_resolve(f, NULL, "anthropic", "alice", "globex",
+			       K_USER_ALICE, "user_keys");
+	}
+	put_ok(f, "org_keys", "globex", "anthropic", K_ORG_GLOBEX, NULL);
+	expect_ok(put_as(f, sysadmin(), "user_keys", "alice", "anthropic",
+			 K_USER_ALICE_2, NULL, KW_PUT_ROTATE));
+	expect_resolve(f, NULL, "anthropic", "alice", "globex", K_ORG_GLOBEX,
+		       "org_keys");
+	expect_resolve(f, "only_user", "anthropic", "alice", NULL,
+		       K_USER_ALICE_2, "user_keys");
+	assert_int_equal(list_as(f, sysadmin(), NULL, NULL)->n, 3);
+
+	/* Another context with the right key joins, the first leaves, the
+	 * wrong key is still refused, the second goes on. */
+	open_more(f, 0, NULL);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	expect_refused(bad_conf, ORG_PATH_LINE, f->db, id);
+	expect_resolve_on(f->more[0], NULL, "anthropic", "alice", "acme",
+			  K_ORG_ACME, "org_keys");
+	expect_resolve_on(f->more[0], "only_user", "anthropic", "alice",
+			  NULL, K_USER_ALICE_2, "user_keys");
+	close_more(f, 0);
+
+	/* Nothing open: refused all the same. */
+	expect_refused(bad_conf, ORG_PATH_LINE, f->db, id);
+	open_store(f);
+	expect_resolve(f, NULL, "anthropic", "alice", "acme", K_ORG_ACME,
+		       "org_keys");
+}
+
+/* ---- keys sealed under several master keys ---- */
+
+/* Master keys for the tests of several ids (64 hex digits each). */
+#define MASTER_C "5eab5eab5eab5eab5eab5eab5eab5eab" \
+		 "5eab5eab5eab5eab5eab5eab5eab5eab"
+
+/*
+ * A configuration of the store whose current master key is in $KWTEST_CUR
+ * and whose old ones are in $KWTEST_OLD1 and $KWTEST_OLD2, as many as
+ * `nold` says.  org_keys' path is on line 6.
+ */
+#define MULTI_PATH_LINE 6
+
+static const char *multi_conf(struct fixture *f, int nold)
+{
+	static const char *const olds[] = {
+		"# no old master keys",
+		"old_master_keys = ( { source = \"env\"; "
+		"var = \"KWTEST_OLD1\"; } );",
+		"old_master_keys = ( { source = \"env\"; "
+		"var = \"KWTEST_OLD1\"; }, { source = \"env\"; "
+		"var = \"KWTEST_OLD2\"; } );",
+	};
+	const char *name = fmt("multi%d.conf", nold);
+
+	free(tu_write(f->dir, name, 0600,
+		      "keyway: {\n"
+		      "  master_key = { source = \"env\"; var = "
+		      "\"KWTEST_CUR\"; };\n"
+		      "  %s\n"
+		      "};\n"
+		      "%s",
+		      olds[nold], STORE_BACKENDS));
+	return fmt("%s/%s", f->dir, name);
+}
+
+/* Set the master keys for multi_conf(): the current one, then old ones
+ * (NULL: not set). */
+static void set_masters(const char *cur, const char *old1, const char *old2)
+{
+	setenv("KWTEST_CUR", cur, 1);
+	if (old1 != NULL)
+		setenv("KWTEST_OLD1", old1, 1);
+	else
+		unsetenv("KWTEST_OLD1");
+	if (old2 != NULL)
+		setenv("KWTEST_OLD2", old2, 1);
+	else
+		unsetenv("KWTEST_OLD2");
+}
+
+static const char *key_id_of(struct fixture *f, const char *backend,
+			     const char *owner)
+{
+	const struct key_copy *k = find_key(f, backend, owner, "anthropic");
+
+	assert_non_null(k);
+	assert_true(is_hex16(k->key_id));
+	return fmt("%s", k->key_id);
+}
+
+static void open_multi_ok(struct fixture *f, const char *conf)
+{
+	kw_status st = kw_open(&f->ctx, conf);
+
+	if (st != KW_OK)
+		fail_msg("kw_open: %s: %s", kw_status_str(st),
+			 kw_last_error());
+}
+
+static void expect_multi_keys(struct fixture *f, bool with_system)
+{
+	expect_resolve(f, NULL, "anthropic", "alice", "acme", K_ORG_ACME,
+		       "org_keys");
+	expect_resolve(f, NULL, "anthropic", "alice", "globex", K_USER_ALICE,
+		       "user_keys");
+	if (with_system)
+		expect_resolve(f, "fovea", "anthropic", "bob", NULL, K_SYSTEM,
+			       "system_keys");
+}
+
+/*
+ * Keys sealed under two master keys, then three: the store opens only
+ * when every one of them is configured, and otherwise names one that is
+ * missing, wherever its id sorts among the others.
+ */
+static void test_keys_under_several_master_keys(void **state)
+{
+	struct fixture *f = *state;
+	const char *c0 = multi_conf(f, 0), *c1 = multi_conf(f, 1);
+	const char *c2 = multi_conf(f, 2);
+	const char *a, *b, *c;
+
+	/* The org's key under A, the user's under B. */
+	set_masters(MASTER_A, NULL, NULL);
+	open_multi_ok(f, c0);
+	put_ok(f, "org_keys", "acme", "anthropic", K_ORG_ACME, NULL);
+	a = key_id_of(f, "org_keys", "acme");
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	set_masters(MASTER_B, MASTER_A, NULL);
+	open_multi_ok(f, c1);
+	put_ok(f, "user_keys", "alice", "anthropic", K_USER_ALICE, NULL);
+	b = key_id_of(f, "user_keys", "alice");
+	assert_string_not_equal(a, b);
+	assert_string_equal(key_id_of(f, "org_keys", "acme"), a);
+	expect_multi_keys(f, false);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+
+	/* Either one alone: refused, naming the other. */
+	set_masters(MASTER_A, NULL, NULL);
+	expect_refused(c0, MULTI_PATH_LINE, f->db, b);
+	set_masters(MASTER_B, NULL, NULL);
+	expect_refused(c0, MULTI_PATH_LINE, f->db, a);
+	/* Or beside a key that holds nothing here. */
+	set_masters(MASTER_C, MASTER_A, NULL);
+	expect_refused(c1, MULTI_PATH_LINE, f->db, b);
+	set_masters(MASTER_B, MASTER_C, NULL);
+	expect_refused(c1, MULTI_PATH_LINE, f->db, a);
+	/* Both, either way round. */
+	set_masters(MASTER_A, MASTER_B, NULL);
+	open_multi_ok(f, c1);
+	expect_multi_keys(f, false);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+
+	/* And the system's key under C: three ids in the file. */
+	set_masters(MASTER_C, MASTER_A, MASTER_B);
+	open_multi_ok(f, c2);
+	put_ok(f, "system_keys", NULL, "anthropic", K_SYSTEM, NULL);
+	c = key_id_of(f, "system_keys", NULL);
+	assert_string_not_equal(c, a);
+	assert_string_not_equal(c, b);
+	expect_multi_keys(f, true);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+
+	/* Any one missing, wherever its id sorts: named. */
+	set_masters(MASTER_A, MASTER_B, NULL);
+	expect_refused(c1, MULTI_PATH_LINE, f->db, c);
+	set_masters(MASTER_C, MASTER_B, NULL);
+	expect_refused(c1, MULTI_PATH_LINE, f->db, a);
+	set_masters(MASTER_A, MASTER_C, NULL);
+	expect_refused(c1, MULTI_PATH_LINE, f->db, b);
+	/* Two missing: one of them. */
+	set_masters(MASTER_A, NULL, NULL);
+	expect_refused_either(c0, MULTI_PATH_LINE, f->db, b, c);
+	set_masters(MASTER_B, NULL, NULL);
+	expect_refused_either(c0, MULTI_PATH_LINE, f->db, a, c);
+	set_masters(MASTER_C, NULL, NULL);
+	expect_refused_either(c0, MULTI_PATH_LINE, f->db, a, b);
+	/* All three, in any order. */
+	set_masters(MASTER_A, MASTER_C, MASTER_B);
+	open_multi_ok(f, c2);
+	expect_multi_keys(f, true);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	set_masters(MASTER_B, MASTER_C, MASTER_A);
+	open_multi_ok(f, c2);
+	expect_multi_keys(f, true);
+}
+
+/* ---- usage counts ---- */
+
+struct use_case {
+	const char *backend;
+	const char *owner;
+	const char *chain;
+	const char *user, *org; /* the request that reaches the key */
+	const char *value;
+	unsigned uses;          /* resolves reported (or freed) as used */
+	unsigned unused;        /* resolves reported unused */
+};
+
+static const struct use_case use_cases[] = {
+	{ "org_keys", "acme", NULL, "alice", "acme", K_ORG_ACME, 1, 0 },
+	{ "org_keys", "globex", NULL, "zoe", "globex", K_ORG_GLOBEX, 2, 1 },
+	{ "user_keys", "alice", NULL, "alice", NULL, K_USER_ALICE, 3, 0 },
+	{ "user_keys", "bob", "only_user", "bob", NULL, K_USER_BOB, 4, 2 },
+	{ "system_keys", NULL, "only_system", NULL, NULL, K_SYSTEM, 5, 0 },
+	{ "org_keys", "initech", NULL, "alice", "initech", K_ORG_INITECH, 0,
+	  3 },
+};
+
+#define NUSE_CASES (sizeof(use_cases) / sizeof(use_cases[0]))
+
+/* Resolve the case's key once; outcome: 0 used (reported), 1 used (freed
+ * unreported), 2 unused. */
+static void use_once(struct fixture *f, const struct use_case *u, int how)
+{
+	kw_request req = KW_REQUEST_INIT;
+	kw_secret *s = NULL;
+
+	req.chain = u->chain;
+	req.provider = "anthropic";
+	req.user = u->user;
+	req.org = u->org;
+	expect_ok(kw_resolve(f->ctx, &req, &s));
+	assert_string_equal(kw_secret_value(s), u->value);
+	assert_string_equal(kw_secret_backend(s), u->backend);
+	if (how == 0)
+		expect_ok(kw_secret_report(s, KW_USED));
+	else if (how == 2)
+		expect_ok(kw_secret_report(s, KW_UNUSED));
+	if (how != 1) {
+		expect_fail(kw_secret_report(s, KW_USED), KW_ERR_INVAL,
+			    "kw_secret_report: this secret was already "
+			    "reported");
+	}
+	kw_secret_free(s);
+}
+
+static void expect_usage(struct fixture *f, const struct use_case *u,
+			 uint64_t count, int64_t from, int64_t to)
+{
+	const struct key_copy *k = find_key(f, u->backend, u->owner,
+					    "anthropic");
+
+	assert_non_null(k);
+	if (k->usage_count != count)
+		fail_msg("%s %s: usage count %llu, want %llu", u->backend,
+			 u->owner != NULL ? u->owner : "(system)",
+			 (unsigned long long)k->usage_count,
+			 (unsigned long long)count);
+	if (count == 0)
+		assert_int_equal(k->last_used, 0);
+	else if (k->last_used < from || k->last_used > to)
+		fail_msg("%s %s: last used at %lld, not within [%lld, %lld]",
+			 u->backend, u->owner != NULL ? u->owner : "(system)",
+			 (long long)k->last_used, (long long)from,
+			 (long long)to);
+}
+
+/*
+ * Keys of three backends on one file are used, each a number of times;
+ * kw_close() writes the counts (in one batch per backend); a new context
+ * lists each count exactly.  Uses reported unused do not count, a key
+ * deleted before the counts are written is no error, and counts add up
+ * across contexts.
+ */
+static void test_usage_counts_written(void **state)
+{
+	struct fixture *f = *state;
+	const struct use_case carol = {
+		"user_keys", "carol", "only_user", "carol", NULL, K_USER_CAROL,
+		2, 0,
+	};
+	int64_t t0, t1, first0, first1;
+
+	open_store(f);
+	for (size_t i = 0; i < NUSE_CASES; i++)
+		put_ok(f, use_cases[i].backend, use_cases[i].owner,
+		       "anthropic", use_cases[i].value, NULL);
+	put_ok(f, carol.backend, carol.owner, "anthropic", carol.value, NULL);
+	t0 = (int64_t)time(NULL);
+	for (unsigned round = 0; round < 5; round++) {
+		for (size_t i = 0; i < NUSE_CASES; i++) {
+			const struct use_case *u = &use_cases[i];
+
+			if (round < u->uses)
+				use_once(f, u, (int)(round % 2));
+			if (round < u->unused)
+				use_once(f, u, 2);
+		}
+	}
+	use_once(f, &carol, 0);
+	use_once(f, &carol, 1);
+	expect_ok(delete_as(f, sysadmin(), "user_keys", "carol", "anthropic"));
+	t1 = (int64_t)time(NULL);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+
+	first0 = t0;
+	first1 = t1;
+	open_store(f);
+	for (size_t i = 0; i < NUSE_CASES; i++)
+		expect_usage(f, &use_cases[i], use_cases[i].uses, t0, t1);
+	assert_null(find_key(f, "user_keys", "carol", "anthropic"));
+
+	/* More uses in another context: added to what is there. */
+	wait_past(t1);
+	t0 = (int64_t)time(NULL);
+	use_once(f, &use_cases[0], 0);
+	use_once(f, &use_cases[0], 1);
+	use_once(f, &use_cases[4], 0);
+	t1 = (int64_t)time(NULL);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	open_store(f);
+	expect_usage(f, &use_cases[0], use_cases[0].uses + 2, t0, t1);
+	expect_usage(f, &use_cases[4], use_cases[4].uses + 1, t0, t1);
+	expect_usage(f, &use_cases[2], use_cases[2].uses, first0, first1);
+	expect_usage(f, &use_cases[5], 0, 0, 0);
+}
+
+/* ---- what the file alone holds ---- */
+
+/* Copy the store's main file, and nothing else, to dir/name. */
+static const char *copy_main_file(struct fixture *f, const char *name)
+{
+	const char *to = fmt("%s/%s", f->dir, name);
+	size_t len;
+	unsigned char *data = slurp(f->db, &len);
+	FILE *fp;
+
+	assert_non_null(data);
+	fp = fopen(to, "wb");
+	assert_non_null(fp);
+	assert_int_equal(fwrite(data, 1, len, fp), len);
+	assert_int_equal(fclose(fp), 0);
+	assert_int_equal(chmod(to, 0600), 0);
+	assert_int_equal(file_size(fmt("%s-wal", to)), -1);
+	return to;
+}
+
+/* The sealed value and active flag of a row of db, or a NULL blob when
+ * there is no such row. */
+static unsigned char *row_of(const char *path, const char *scope,
+			     const char *owner, int *len, int *active)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	unsigned char *copy = NULL;
+	int rc;
+
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) !=
+	    SQLITE_OK)
+		fail_msg("cannot open %s: %s", path, sqlite3_errmsg(db));
+	if (sqlite3_prepare_v2(db,
+			       "SELECT sealed, active FROM keys "
+			       "WHERE scope = ?1 AND owner = ?2 "
+			       "AND provider = 'anthropic'",
+			       -1, &s, NULL) != SQLITE_OK) {
+		const char *why = fmt("%s", sqlite3_errmsg(db));
+
+		sqlite3_close(db);
+		fail_msg("cannot read %s: %s", path, why);
+	}
+	sqlite3_bind_text(s, 1, scope, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, owner, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	*len = 0;
+	*active = -1;
+	if (rc == SQLITE_ROW) {
+		*len = sqlite3_column_bytes(s, 0);
+		*active = sqlite3_column_int(s, 1);
+		copy = keep(malloc((size_t)*len + 1));
+		memcpy(copy, sqlite3_column_blob(s, 0), (size_t)*len);
+	} else {
+		assert_int_equal(rc, SQLITE_DONE);
+	}
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return copy;
+}
+
+/* The copy holds the row exactly as the store does. */
+static void expect_copy_row(struct fixture *f, const char *copy,
+			    const char *scope, const char *owner, int active)
+{
+	int clen, cactive, slen, sactive;
+	unsigned char *c = row_of(copy, scope, owner, &clen, &cactive);
+	unsigned char *s = row_of(f->db, scope, owner, &slen, &sactive);
+
+	assert_non_null(s);
+	if (c == NULL)
+		fail_msg("the main file alone lacks the %s key of %s: the "
+			 "change stayed in the WAL", scope, owner);
+	assert_int_equal(cactive, active);
+	assert_int_equal(sactive, active);
+	assert_int_equal(clen, slen);
+	if (memcmp(c, s, (size_t)clen) != 0)
+		fail_msg("the main file alone holds an old value of the %s "
+			 "key of %s", scope, owner);
+}
+
+/* STORE_CONF on dir/NAME.db instead of keys.db, as dir/NAME.conf. */
+static const char *conf_for(struct fixture *f, const char *name)
+{
+	const char *text = STORE_CONF, *p;
+	char *out = NULL;
+	size_t len = 0;
+	FILE *mf = open_memstream(&out, &len);
+
+	assert_non_null(mf);
+	while ((p = strstr(text, "\"keys.db\"")) != NULL) {
+		fwrite(text, 1, (size_t)(p - text), mf);
+		fprintf(mf, "\"%s.db\"", name);
+		text = p + strlen("\"keys.db\"");
+	}
+	fputs(text, mf);
+	assert_int_equal(fclose(mf), 0);
+	keep(out);
+	free(tu_write(f->dir, fmt("%s.conf", name), 0600, "%s", out));
+	return fmt("%s/%s.conf", f->dir, name);
+}
+
+/* Copy the store as `sqlite3 STORE '.backup COPY'` does: a consistent
+ * snapshot, WAL included. */
+static const char *backup_store(struct fixture *f, const char *name)
+{
+	const char *to = fmt("%s/%s", f->dir, name);
+	sqlite3 *src = open_db(f->db), *dst = NULL;
+	sqlite3_backup *b;
+
+	assert_int_equal(sqlite3_open_v2(to, &dst, SQLITE_OPEN_READWRITE |
+						       SQLITE_OPEN_CREATE,
+					 NULL),
+			 SQLITE_OK);
+	b = sqlite3_backup_init(dst, "main", src, "main");
+	assert_non_null(b);
+	assert_int_equal(sqlite3_backup_step(b, -1), SQLITE_DONE);
+	assert_int_equal(sqlite3_backup_finish(b), SQLITE_OK);
+	sqlite3_close(dst);
+	sqlite3_close(src);
+	assert_int_equal(chmod(to, 0600), 0);
+	return to;
+}
+
+/* The WAL's length in pages of 4096 bytes, as its size says. */
+static long long wal_pages(struct fixture *f)
+{
+	long long n = file_size(fmt("%s-wal", f->db));
+
+	return n <= 32 ? 0 : (n - 32) / (4096 + 24);
+}
+
+/*
+ * The WAL outlives the last close and may hold the latest changes: a
+ * backup taken through SQLite, as keyway.conf(5) says to take one, holds
+ * them all.  Once the WAL has grown long, the last context of the process
+ * to close the store copies it into the file and empties it: the file
+ * alone then holds every key, and opens as a store.
+ */
+static void test_wal_at_last_close(void **state)
+{
+	struct fixture *f = *state;
+	const char *copy;
+	char owner[32], value[64];
+	long long pages;
+
+	open_store(f);
+	put_ok(f, "org_keys", "acme", "anthropic", K_ORG_ACME, NULL);
+	put_ok(f, "user_keys", "alice", "anthropic", K_USER_ALICE, NULL);
+	expect_ok(set_active_as(f, sysadmin(), "user_keys", "alice",
+				"anthropic", 0));
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	copy = backup_store(f, "backup.db");
+	expect_copy_row(f, copy, "org", "acme", 1);
+	expect_copy_row(f, copy, "user", "alice", 0);
+
+	/* A long WAL, and two contexts: the second to close is the last. */
+	open_store(f);
+	open_more(f, 0, NULL);
+	expect_ok(put_as(f, sysadmin(), "org_keys", "acme", "anthropic",
+			 K_ORG_ACME_2, NULL, KW_PUT_ROTATE));
+	put_ok(f, "system_keys", NULL, "anthropic", K_SYSTEM, NULL);
+	for (int i = 0; i < 150; i++) {
+		snprintf(owner, sizeof(owner), "user%03d", i);
+		snprintf(value, sizeof(value),
+			 "sk-ant-SECRET-bulk-%03d-0123456", i);
+		expect_ok(put_on(f->more[0], "user_keys", owner, value,
+				 KW_PUT_CREATE));
+	}
+	pages = wal_pages(f);
+	if (pages < 150 || pages >= 1000)
+		fail_msg("the test needs a WAL of 150 to 999 pages, not %lld",
+			 pages);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	expect_resolve_on(f->more[0], NULL, "anthropic", "alice", "acme",
+			  K_ORG_ACME_2, "org_keys");
+	close_more(f, 0);
+	if (file_size(fmt("%s-wal", f->db)) > 0)
+		fail_msg("the last close left a WAL of %lld pages",
+			 wal_pages(f));
+	copy = copy_main_file(f, "copy.db");
+	expect_copy_row(f, copy, "org", "acme", 1);
+	expect_copy_row(f, copy, "system", "", 1);
+	expect_copy_row(f, copy, "user", "user000", 1);
+	expect_copy_row(f, copy, "user", "user149", 1);
+
+	/* The copy is a store: it opens and answers with the new values. */
+	open_more(f, 0, conf_for(f, "copy"));
+	expect_resolve_on(f->more[0], NULL, "anthropic", "alice", "acme",
+			  K_ORG_ACME_2, "org_keys");
+	expect_resolve_on(f->more[0], NULL, "anthropic", "alice", "globex",
+			  K_ENV, "server_env");
+	expect_resolve_on(f->more[0], "fovea", "anthropic", "bob", NULL,
+			  K_SYSTEM, "system_keys");
+	expect_resolve_on(f->more[0], "only_user", "anthropic", "user149",
+			  NULL, "sk-ant-SECRET-bulk-149-0123456", "user_keys");
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(int argc, char **argv)
@@ -2683,10 +3982,22 @@ int main(int argc, char **argv)
 		T(test_store_permissions_refused),
 		T(test_not_a_store),
 		T(test_store_needs_master_key),
+		T(test_walk_leaves_no_reader),
+		T(test_no_stale_read_other_process),
+		T(test_no_stale_read_other_context),
+		T(test_contexts_share_a_file),
+		T(test_contexts_come_and_go_under_load),
+		T(test_one_file_many_backends),
+		T(test_wrong_master_key_beside_open),
+		T(test_keys_under_several_master_keys),
+		T(test_usage_counts_written),
+		T(test_wal_at_last_close),
 	};
 
 	if (argc == 4 && strcmp(argv[1], "--child-resolve") == 0)
 		return child_resolve(argv[2], argv[3]);
+	if (argc == 6 && strcmp(argv[1], "--child-put") == 0)
+		return child_put(argv[2], argv[3], argv[4], argv[5]);
 	self_exe = argv[0];
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,9 @@
 /*
  * test_threads.c - one kw_ctx shared by many threads: every resolution gets
  * exactly its own key, explanations run alongside, and kw_last_error()
- * belongs to the thread that failed.
+ * belongs to the thread that failed.  And more threads than a store file
+ * has connections walk two store files in opposite orders: none waits for
+ * ever, and each gets its own key.
  *
  * cmocka's assertions may only run on the main thread, so workers count
  * their mismatches and keep the first one for the main thread to report.
@@ -9,13 +11,18 @@
 #include "config.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -524,6 +531,346 @@ static void test_last_error_per_thread(void **state)
 	assert_string_equal(fresh, "");
 }
 
+/* ---- two store files walked in opposite orders ---- */
+
+/*
+ * Two sqlite files, a.db and b.db, each with an org and a user backend.
+ * Chain "ab" asks a's org, b's org, a's user, b's user; chain "ba" the
+ * other way round, so that a walk goes from file to file and back.  If a
+ * thread could wait for a connection of one file while it kept one of the
+ * other, threads would wait for each other for ever once both pools (16
+ * connections each) were used up by such waiters: 32 threads blocked at
+ * once.  With 64 threads walking, that happens within the first second
+ * (with 36 it rarely does in a few seconds); with a store that never
+ * waits holding a connection, it cannot happen at all.
+ */
+#define NSTORE_THREADS 64
+#define STORE_SECONDS 3
+#define STORE_ALARM 300   /* seconds: a hang ends the program */
+#define STR(x) #x
+#define XSTR(x) STR(x)
+#define NOWNERS 6
+
+#define STORE_MASTER_KEY "0f1e2d3c4b5a69788796a5b4c3d2e1f0" \
+			 "00112233445566778899aabbccddeeff"
+
+static const char store_conf[] =
+	"keyway: {\n"
+	"  master_key = { source = \"env\"; };\n"
+	"};\n"
+	"backends: {\n"
+	"  a_org: { module = \"sqlite\"; path = \"a.db\"; scope = \"org\"; };\n"
+	"  a_user: { module = \"sqlite\"; path = \"a.db\"; "
+	"scope = \"user\"; };\n"
+	"  b_org: { module = \"sqlite\"; path = \"b.db\"; scope = \"org\"; };\n"
+	"  b_user: { module = \"sqlite\"; path = \"b.db\"; "
+	"scope = \"user\"; };\n"
+	"};\n"
+	"chains: {\n"
+	"  ab = ( { backend = \"a_org\"; control = \"sufficient\"; },\n"
+	"         { backend = \"b_org\"; control = \"sufficient\"; },\n"
+	"         { backend = \"a_user\"; control = \"sufficient\"; },\n"
+	"         { backend = \"b_user\"; control = \"sufficient\"; } );\n"
+	"  ba = ( { backend = \"b_org\"; control = \"sufficient\"; },\n"
+	"         { backend = \"a_org\"; control = \"sufficient\"; },\n"
+	"         { backend = \"b_user\"; control = \"sufficient\"; },\n"
+	"         { backend = \"a_user\"; control = \"sufficient\"; } );\n"
+	"};\n";
+
+/* Which file holds owner i's key of a scope: a has those with i % 3 != 2,
+ * b those with i % 3 != 0 (both hold 1 and 4). */
+static bool store_has(char file, int i)
+{
+	return file == 'a' ? i % 3 != 2 : i % 3 != 0;
+}
+
+static void store_value(char *buf, size_t size, char file, const char *scope,
+			int i)
+{
+	snprintf(buf, size, "sk-ant-%c-%s-%d-0123456789abcdef", file, scope,
+		 i);
+}
+
+struct store_want {
+	kw_request req;
+	char user[16], org[16];
+	kw_status status;
+	char value[64];
+	char backend[16];
+	char error[128];
+};
+
+/* Requests for every user (or none) and org (or none), both chains. */
+#define NSTORE_WANTS (2 * (NOWNERS + 1) * (NOWNERS + 1))
+
+static struct store_want store_wants[NSTORE_WANTS];
+
+/* The first entry of the chain's order that holds a key answers. */
+static void store_want_build(struct store_want *w, bool ab, int u, int o)
+{
+	static const struct {
+		char file;
+		const char *scope;
+	} order_ab[] = { { 'a', "org" }, { 'b', "org" }, { 'a', "user" },
+			 { 'b', "user" } },
+	  order_ba[] = { { 'b', "org" }, { 'a', "org" }, { 'b', "user" },
+			 { 'a', "user" } };
+
+	memset(w, 0, sizeof(*w));
+	kw_request_init(&w->req);
+	w->req.chain = ab ? "ab" : "ba";
+	w->req.provider = "anthropic";
+	if (u >= 0) {
+		snprintf(w->user, sizeof(w->user), "u%d", u);
+		w->req.user = w->user;
+	}
+	if (o >= 0) {
+		snprintf(w->org, sizeof(w->org), "o%d", o);
+		w->req.org = w->org;
+	}
+	w->status = KW_ERR_NOTFOUND;
+	snprintf(w->error, sizeof(w->error),
+		 "chain \"%s\": no backend has a key for provider "
+		 "\"anthropic\"", w->req.chain);
+	for (int k = 0; k < 4; k++) {
+		char file = ab ? order_ab[k].file : order_ba[k].file;
+		const char *scope = ab ? order_ab[k].scope : order_ba[k].scope;
+		int i = strcmp(scope, "org") == 0 ? o : u;
+
+		if (i < 0 || !store_has(file, i))
+			continue;
+		w->status = KW_OK;
+		store_value(w->value, sizeof(w->value), file, scope, i);
+		snprintf(w->backend, sizeof(w->backend), "%c_%s", file,
+			 scope);
+		return;
+	}
+}
+
+static void store_wants_build(void)
+{
+	size_t n = 0;
+
+	for (int ab = 0; ab < 2; ab++)
+		for (int u = -1; u < NOWNERS; u++)
+			for (int o = -1; o < NOWNERS; o++)
+				store_want_build(&store_wants[n++], ab != 0, u,
+						 o);
+}
+
+struct store_worker {
+	pthread_t thread;
+	kw_ctx *ctx;
+	unsigned id;
+	bool explain;
+	const atomic_bool *stop;
+	unsigned long calls, found, bad;
+	char first_bad[512];
+};
+
+static void store_bad(struct store_worker *wk, const struct store_want *w,
+		      const char *fmt, ...) KW_PRINTF(3, 4);
+
+static void store_bad(struct store_worker *wk, const struct store_want *w,
+		      const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (wk->bad++ > 0)
+		return;
+	n = snprintf(wk->first_bad, sizeof(wk->first_bad),
+		     "thread %u, chain %s user %s org %s: ", wk->id,
+		     w->req.chain, w->req.user ? w->req.user : "-",
+		     w->req.org ? w->req.org : "-");
+	va_start(ap, fmt);
+	vsnprintf(wk->first_bad + n, sizeof(wk->first_bad) - (size_t)n, fmt,
+		  ap);
+	va_end(ap);
+}
+
+static void store_resolve_one(struct store_worker *wk,
+			      const struct store_want *w)
+{
+	kw_secret *s = (kw_secret *)&s;
+	kw_status st = kw_resolve(wk->ctx, &w->req, &s);
+
+	if (st != w->status) {
+		store_bad(wk, w, "status %s, want %s (%s)", kw_status_str(st),
+			  kw_status_str(w->status), kw_last_error());
+	} else if (st == KW_OK) {
+		if (strcmp(kw_secret_value(s), w->value) != 0)
+			store_bad(wk, w, "wrong value from %s",
+				  kw_secret_backend(s));
+		else if (strcmp(kw_secret_backend(s), w->backend) != 0)
+			store_bad(wk, w, "backend %s, want %s",
+				  kw_secret_backend(s), w->backend);
+		wk->found++;
+	} else if (s != NULL) {
+		store_bad(wk, w, "failed but *out is not NULL");
+	} else if (strcmp(kw_last_error(), w->error) != 0) {
+		store_bad(wk, w, "last error \"%s\", want \"%s\"",
+			  kw_last_error(), w->error);
+	}
+	if (st == KW_OK && s != NULL)
+		kw_secret_free(s);
+}
+
+static void store_explain_one(struct store_worker *wk,
+			      const struct store_want *w)
+{
+	kw_trace *t = NULL;
+	kw_status st = kw_explain(wk->ctx, &w->req, &t);
+	const char *b;
+
+	if (st != KW_OK) {
+		store_bad(wk, w, "kw_explain: %s (%s)", kw_status_str(st),
+			  kw_last_error());
+		return;
+	}
+	b = kw_trace_backend(t);
+	if (kw_trace_result(t) != w->status)
+		store_bad(wk, w, "explained %s (%s), want %s",
+			  kw_status_str(kw_trace_result(t)),
+			  kw_trace_summary(t), kw_status_str(w->status));
+	else if (w->status == KW_OK &&
+		 (b == NULL || strcmp(b, w->backend) != 0))
+		store_bad(wk, w, "explained backend %s, want %s",
+			  b ? b : "(null)", w->backend);
+	else if (w->status == KW_OK)
+		wk->found++;
+	kw_trace_free(t);
+}
+
+static void *store_worker(void *arg)
+{
+	struct store_worker *wk = arg;
+
+	for (unsigned long i = 0; !atomic_load(wk->stop); i++) {
+		const struct store_want *w =
+			&store_wants[(i * 11 + wk->id * 7) % NSTORE_WANTS];
+
+		wk->calls++;
+		if (wk->explain)
+			store_explain_one(wk, w);
+		else
+			store_resolve_one(wk, w);
+	}
+	return NULL;
+}
+
+static void store_hung(int sig)
+{
+	static const char msg[] =
+		"# test_store_files_threads: no end after " XSTR(STORE_ALARM)
+		" seconds: threads are waiting for each other\n";
+
+	(void)sig;
+	if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0)
+		_exit(99);
+	_exit(99);
+}
+
+/* Store every key store_has() says; false (and the message) on failure. */
+static bool store_fill(kw_ctx *ctx, char *why, size_t whylen)
+{
+	static const kw_actor root = { sizeof(kw_actor), "root", NULL,
+				       KW_ROLE_SYSADMIN };
+	char value[64], owner[16], backend[16];
+
+	for (int i = 0; i < NOWNERS; i++) {
+		for (int k = 0; k < 4; k++) {
+			const char file = k < 2 ? 'a' : 'b';
+			const char *scope = k % 2 == 0 ? "org" : "user";
+			kw_key_ref r = KW_KEY_REF_INIT;
+
+			if (!store_has(file, i))
+				continue;
+			snprintf(owner, sizeof(owner), "%c%d", scope[0], i);
+			snprintf(backend, sizeof(backend), "%c_%s", file,
+				 scope);
+			store_value(value, sizeof(value), file, scope, i);
+			r.backend = backend;
+			r.owner = owner;
+			r.provider = "anthropic";
+			if (kw_key_put(ctx, &root, &r, value, strlen(value),
+				       NULL, KW_PUT_CREATE) != KW_OK) {
+				snprintf(why, whylen, "put %s %s: %s",
+					 backend, owner, kw_last_error());
+				return false;
+			}
+		}
+	}
+	return true;
+}
+
+static void test_store_files_threads(void **state)
+{
+	struct store_worker wk[NSTORE_THREADS];
+	struct sigaction sa;
+	atomic_bool stop;
+	struct timespec ts = { STORE_SECONDS, 0 };
+	char *dir = NULL, why[512];
+	kw_ctx *ctx = NULL;
+	unsigned long found = 0;
+	unsigned started = 0;
+	bool filled;
+	kw_status st;
+
+	(void)state;
+	store_wants_build();
+	assert_int_equal(setenv("KEYWAY_MASTER_KEY", STORE_MASTER_KEY, 1), 0);
+	st = tu_open(&ctx, store_conf, &dir);
+	if (st != KW_OK) {
+		tu_rmrf(dir);
+		fail_msg("kw_open: %s", kw_last_error());
+	}
+	filled = store_fill(ctx, why, sizeof(why));
+	if (!filled) {
+		kw_close(ctx);
+		tu_rmrf(dir);
+		fail_msg("%s", why);
+	}
+
+	/* From here on a hang ends the program with a message. */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = store_hung;
+	assert_int_equal(sigaction(SIGALRM, &sa, NULL), 0);
+	alarm(STORE_ALARM);
+	atomic_init(&stop, false);
+	memset(wk, 0, sizeof(wk));
+	for (unsigned i = 0; i < NSTORE_THREADS; i++) {
+		wk[i].ctx = ctx;
+		wk[i].id = i;
+		wk[i].explain = i % 6 == 5;
+		wk[i].stop = &stop;
+		if (pthread_create(&wk[i].thread, NULL, store_worker,
+				   &wk[i]) != 0)
+			break;
+		started++;
+	}
+	nanosleep(&ts, NULL);
+	atomic_store(&stop, true);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(wk[i].thread, NULL);
+	kw_close(ctx);
+	alarm(0);
+	tu_rmrf(dir);
+	unsetenv("KEYWAY_MASTER_KEY");
+
+	assert_int_equal(started, NSTORE_THREADS);
+	for (unsigned i = 0; i < NSTORE_THREADS; i++) {
+		if (wk[i].bad != 0)
+			fail_msg("%lu of %lu calls wrong; first: %s",
+				 wk[i].bad, wk[i].calls, wk[i].first_bad);
+		if (wk[i].calls == 0)
+			fail_msg("thread %u made no call in %d seconds", i,
+				 STORE_SECONDS);
+		found += wk[i].found;
+	}
+	assert_true(found > 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -531,6 +878,7 @@ int main(void)
 		cmocka_unit_test(test_explain_threads),
 		cmocka_unit_test(test_mixed_threads),
 		cmocka_unit_test(test_last_error_per_thread),
+		cmocka_unit_test(test_store_files_threads),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -9,9 +9,24 @@
  *     open_error   true: open() fails with KW_ERR_MODULE
  *     check_answer what check() answers, same words; default "found"
  *     providers    "a,b,c": providers not listed answer notfound
+ *
+ * It also holds the host to the walk contract of module.h: a lookup that
+ * carries KW_QUERY_WALK opens a walk of its backend on the calling thread,
+ * which walk_end() on that thread closes.  A lookup on a backend whose
+ * walk is still open (the host never said the last one was over) answers
+ * error, "walk_end was not called".  So a chain must not name one fake
+ * backend twice: the second lookup could not be told from a later walk.
+ *
+ * With KWTEST_FAKE_OLD_DESC=1 in the environment when the module is
+ * loaded, the descriptor's size ends before walk_end, as that of a module
+ * built before walk_end existed: the host must neither call it nor read
+ * past the size.  The module then ignores the query's flags, as such a
+ * module would, and counts any walk_end() call as the host's error.
  */
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,8 +55,48 @@ struct fake {
 	char *value;           /* guarded, NUL-terminated */
 	size_t value_len;
 	const char *providers; /* host's string; NULL: every provider */
+	bool old_desc;         /* loaded with the descriptor before walk_end */
 	atomic_ullong lookups; /* lookup() runs on many threads at once */
+	atomic_bool stray_walk_end; /* walk_end() past the descriptor's size */
 };
+
+/*
+ * The backends whose walk is open on this thread.  A walk touches a few
+ * backends; more than FAKE_MAX_WALKS open at once means walk_end() is not
+ * being called, which the lookup reports anyway.
+ */
+#define FAKE_MAX_WALKS 64
+
+static __thread const struct fake *fake_walks[FAKE_MAX_WALKS];
+static __thread size_t fake_nwalks;
+
+static bool fake_walk_open(const struct fake *s)
+{
+	for (size_t i = 0; i < fake_nwalks; i++)
+		if (fake_walks[i] == s)
+			return true;
+	return false;
+}
+
+/* False when there is no room left: too many walks were never ended. */
+static bool fake_walk_begin(const struct fake *s)
+{
+	if (fake_nwalks == FAKE_MAX_WALKS)
+		return false;
+	fake_walks[fake_nwalks++] = s;
+	return true;
+}
+
+static void fake_walk_finish(const struct fake *s)
+{
+	for (size_t i = 0; i < fake_nwalks; i++) {
+		if (fake_walks[i] == s) {
+			fake_walks[i] = fake_walks[--fake_nwalks];
+			fake_walks[fake_nwalks] = NULL;
+			return;
+		}
+	}
+}
 
 static const kw_setting_spec fake_settings[] = {
 	{ "answer", KW_SETTING_STRING, KW_SETTING_REQUIRED },
@@ -51,6 +106,10 @@ static const kw_setting_spec fake_settings[] = {
 	{ "providers", KW_SETTING_STRING, 0 },
 	{ NULL, 0, 0 }
 };
+
+/* Which descriptor the last load handed out: the backends opened right
+ * after it belong to it. */
+static atomic_bool fake_loaded_old;
 
 /* Read answer word `setting` (dflt when absent, NULL: required). */
 static kw_status fake_answer_setting(const kw_host *host, kw_instance *inst,
@@ -102,7 +161,9 @@ static kw_status fake_open(const kw_host *host, kw_instance *inst,
 		goto out;
 	}
 	s->host = host;
+	s->old_desc = atomic_load(&fake_loaded_old);
 	atomic_init(&s->lookups, 0);
+	atomic_init(&s->stray_walk_end, false);
 
 	rc = fake_answer_setting(host, inst, "answer", NULL, &s->answer);
 	if (rc != KW_OK)
@@ -190,6 +251,21 @@ static kw_status fake_lookup(void *state, const kw_query *q)
 
 	atomic_fetch_add_explicit(&s->lookups, 1, memory_order_relaxed);
 
+	if (atomic_load(&s->stray_walk_end)) {
+		host->reply_detail(q->reply, "walk_end was called past the "
+				   "descriptor's size");
+		return KW_ERR_BACKEND;
+	}
+	if (!s->old_desc) {
+		const bool walk = KW_QUERY_HAS(q, flags) &&
+				  (q->flags & KW_QUERY_WALK) != 0;
+
+		if (fake_walk_open(s) || (walk && !fake_walk_begin(s))) {
+			host->reply_detail(q->reply,
+					   "walk_end was not called");
+			return KW_ERR_BACKEND;
+		}
+	}
 	if (s->providers != NULL && !fake_listed(s->providers, q->provider)) {
 		host->reply_detail(q->reply, "fake notfound: provider \"%s\" "
 				   "is not in providers", q->provider);
@@ -215,6 +291,18 @@ static kw_status fake_check(void *state, kw_reply *r)
 	return s->check->status;
 }
 
+/* The walk of this backend on this thread is over. */
+static void fake_walk_end(void *state)
+{
+	struct fake *s = state;
+
+	if (s->old_desc) {
+		atomic_store(&s->stray_walk_end, true);
+		return;
+	}
+	fake_walk_finish(s);
+}
+
 static const struct kw_module fake_module = {
 	KW_MODULE_HEADER,
 	.name = "fake",
@@ -225,6 +313,31 @@ static const struct kw_module fake_module = {
 	.close = fake_close,
 	.check = fake_check,
 	.lookup = fake_lookup,
+	.walk_end = fake_walk_end,
 };
 
-KW_MODULE_EXPORT(fake_module)
+/* The same, as a module built before walk_end existed declares itself:
+ * walk_end is there, past the size, where the host must not look. */
+static const struct kw_module fake_module_old = {
+	.abi = KW_MODULE_ABI,
+	.size = (uint32_t)offsetof(struct kw_module, walk_end),
+	.name = "fake",
+	.description = "test backend that answers as its settings say",
+	.caps = KW_CAP_LOOKUP,
+	.settings = fake_settings,
+	.open = fake_open,
+	.close = fake_close,
+	.check = fake_check,
+	.lookup = fake_lookup,
+	.walk_end = fake_walk_end,
+};
+
+KW_MODULE_VISIBLE const struct kw_module *kw_module_entry(void);
+KW_MODULE_VISIBLE const struct kw_module *kw_module_entry(void)
+{
+	const char *v = getenv("KWTEST_FAKE_OLD_DESC");
+	const bool old = v != NULL && strcmp(v, "1") == 0;
+
+	atomic_store(&fake_loaded_old, old);
+	return old ? &fake_module_old : &fake_module;
+}
