@@ -209,15 +209,21 @@ else
 	fail "the store was created with mode 600" "$STORE does not exist"
 fi
 
-# A holder keeps the store open from outside, so that the WAL stays, to be
-# searched for keys at the end with the database itself.
+# A holder keeps a read transaction open from outside until the snapshot
+# below, so that nothing can empty the WAL: it is searched for keys at the
+# end with the database itself.  keyway empties it when the last program
+# that changed a key closes the store, unless a reader holds it.
 HOLD_FIFO=$TMPD/hold.fifo
 HOLD_PID=
 if [ -n "$PY" ] && mkfifo -m 600 "$HOLD_FIFO"; then
 	$PY -c '
 import sqlite3, sys
-c = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
+c = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True,
+                    isolation_level=None)
+c.execute("BEGIN")
 c.execute("SELECT count(*) FROM keys").fetchall()
+sys.stdin.readline()
+c.execute("COMMIT")
 sys.stdin.read()
 c.close()
 ' "$STORE" <"$HOLD_FIFO" &
@@ -599,6 +605,8 @@ snapshot()
 	done
 }
 snapshot snapshot-1
+# The holder ends its transaction: erasing a key empties the WAL.
+[ -n "$HOLD_PID" ] && echo >&9
 
 # ---- rm ----
 

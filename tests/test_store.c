@@ -3902,6 +3902,13 @@ static void test_wal_at_last_close(void **state)
 				"anthropic", 0));
 	kw_close(f->ctx);
 	f->ctx = NULL;
+	/* The last to close changed keys: the file alone holds them. */
+	if (file_size(fmt("%s-wal", f->db)) > 0)
+		fail_msg("the last close after a change left a WAL of %lld "
+			 "pages", wal_pages(f));
+	copy = copy_main_file(f, "changed.db");
+	expect_copy_row(f, copy, "org", "acme", 1);
+	expect_copy_row(f, copy, "user", "alice", 0);
 	copy = backup_store(f, "backup.db");
 	expect_copy_row(f, copy, "org", "acme", 1);
 	expect_copy_row(f, copy, "user", "alice", 0);

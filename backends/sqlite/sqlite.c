@@ -618,6 +618,7 @@ static kw_status sq_pool_new(struct sq_state *st)
 	p->busy_ms = st->busy_ms;
 	atomic_init(&p->scopes, 0);
 	atomic_init(&p->wal_frames, 0);
+	atomic_init(&p->changed, false);
 	st->pool = p;
 	return KW_OK;
 }
@@ -643,9 +644,14 @@ static void sq_pool_put(struct sq_pool *p)
 			*pp = p->next;
 	}
 	pthread_mutex_unlock(&sq_pools_lock);
-	/* Leave a short WAL to the next opener, who reads it all; without
-	 * waiting for readers (that would only make it short later). */
-	if (p->idle != NULL && atomic_load(&p->wal_frames) >= SQ_WAL_KEEP) {
+	/*
+	 * Leave a short WAL to the next opener, who reads it all, and none
+	 * after a change to the keys or the schema, so that the file alone
+	 * holds them (for a copy taken with cp, when nothing has it open).
+	 * Without waiting for readers: they would make it short later.
+	 */
+	if (p->idle != NULL && (atomic_load(&p->changed) ||
+				atomic_load(&p->wal_frames) >= SQ_WAL_KEEP)) {
 		sqlite3_busy_handler(p->idle->db, NULL, NULL);
 		(void)sqlite3_wal_checkpoint_v2(p->idle->db, NULL,
 						SQLITE_CHECKPOINT_TRUNCATE,
@@ -1255,6 +1261,7 @@ static kw_status sq_open_store(struct sq_state *st, kw_instance *inst)
 		goto out;
 	if (version < SQ_SCHEMA_VERSION) {
 		ret = sq_migrate(st, inst, c->db, salt);
+		atomic_store(&st->pool->changed, true);
 		if (ret != KW_OK)
 			goto out;
 	}
@@ -1780,6 +1787,8 @@ static kw_status sq_put(void *state, const kw_store_put *p, kw_reply *r)
 out:
 	if (s != NULL)
 		sq_done(s);
+	if (ret == KW_OK)
+		atomic_store(&st->pool->changed, true);
 	sq_release(st, c);
 	free(sealed);
 	return ret;
@@ -1832,6 +1841,7 @@ static kw_status sq_set_active(void *state, const kw_store_key *k,
 		return ret;
 	ret = sq_change(st, c, SQ_ACTIVE, k, active ? 1 : 0, desc, r);
 	if (ret == KW_OK) {
+		atomic_store(&st->pool->changed, true);
 		st->host->reply_detail(r, "%s the %s", active ? "enabled"
 							    : "disabled",
 				       desc);

@@ -56,6 +56,7 @@ struct sq_pool {
 	int busy_ms;
 	atomic_uint scopes;        /* 1 << kw_scope of each store on it */
 	atomic_uint wal_frames;    /* the WAL's length at the last commit */
+	atomic_bool changed;       /* keys or schema written (not counts) */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;       /* a connection came back or went away */
 	struct sq_conn *idle;
