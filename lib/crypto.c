@@ -8,20 +8,21 @@
  * AES-256-GCM under the master key whose id is in the header, with a fresh
  * random nonce for every seal: libsodium's implementation where the CPU has
  * AES-NI and PCLMUL (the key expanded once, in the keyring), OpenSSL's
- * elsewhere; the blobs are the same.  The associated data binds it to its
- * record: the header, the store's id, the scope, the owner and the
- * provider, each length-prefixed, so a value copied onto another row, into
- * another store or under another header does not open.  The key id is the
- * first 8 bytes of HMAC-SHA256(master key, "keyway master key id v1"): it
- * names a key without revealing anything about it.
+ * elsewhere, loaded only then; the blobs are the same.  The associated data
+ * binds it to its record: the header, the store's id, the scope, the owner
+ * and the provider, each length-prefixed, so a value copied onto another
+ * row, into another store or under another header does not open.  The key
+ * id is the first 8 bytes of HMAC-SHA256(master key, "keyway master key id
+ * v1"): it names a key without revealing anything about it.
  *
  * Master keys come from the environment (64 hex digits), a private file
  * (the same), or a passphrase stretched with Argon2id or PBKDF2-HMAC-SHA256
- * over a salt that each store keeps, so the same passphrase gives each store
- * its own key.
+ * (on libsodium's HMAC) over a salt that each store keeps, so the same
+ * passphrase gives each store its own key.
  */
 #include "config.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -31,6 +32,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/opensslv.h>
+#if !defined(OPENSSL_VERSION_MAJOR) || OPENSSL_VERSION_MAJOR < 3
+#error "keyway needs OpenSSL 3 or later (EVP_CIPHER_fetch, EVP_CipherInit_ex2)"
+#endif
 #include <openssl/evp.h>
 #include <sodium.h>
 
@@ -43,6 +48,9 @@
 #define TAG_LEN 16
 #define HEADER_LEN (1 + ID_LEN + NONCE_LEN)
 #define AAD_LABEL "keyway seal v1"
+#define AUTH_FAILED                                                      \
+	"authentication failed: the sealed value was altered or belongs to " \
+	"another record"
 /* Room for the associated data of the longest names keyway accepts. */
 #define AAD_STACK 512
 
@@ -311,6 +319,77 @@ static void key_id(struct ring_key *k)
 	sodium_memzero(mac, sizeof(mac));
 }
 
+/*
+ * PBKDF2-HMAC-SHA256 (RFC 8018, section 5.2) into out.  HMAC's keyed state
+ * is computed once and copied for each of the iterations, which halves the
+ * hashing; every intermediate is wiped.  False for no iterations or an
+ * output longer than PBKDF2 defines.
+ */
+static bool pbkdf2_sha256(const char *pass, size_t pass_len,
+			  const unsigned char *salt, size_t salt_len,
+			  unsigned long iterations, unsigned char *out,
+			  size_t out_len)
+{
+	crypto_auth_hmacsha256_state keyed, st;
+	unsigned char u[crypto_auth_hmacsha256_BYTES];
+	unsigned char t[crypto_auth_hmacsha256_BYTES];
+	unsigned char be[4];
+	uint32_t block = 0;
+
+	if (iterations == 0 || out_len / sizeof(t) >= UINT32_MAX)
+		return false;
+	crypto_auth_hmacsha256_init(&keyed, (const unsigned char *)pass,
+				    pass_len);
+	while (out_len > 0) {
+		size_t n = out_len < sizeof(t) ? out_len : sizeof(t);
+
+		block++;
+		be[0] = (unsigned char)(block >> 24);
+		be[1] = (unsigned char)(block >> 16);
+		be[2] = (unsigned char)(block >> 8);
+		be[3] = (unsigned char)block;
+		/* U1 = PRF(P, S || INT(i)), Uj = PRF(P, Uj-1), T = U1 ^ ... */
+		st = keyed;
+		crypto_auth_hmacsha256_update(&st, salt, salt_len);
+		crypto_auth_hmacsha256_update(&st, be, sizeof(be));
+		crypto_auth_hmacsha256_final(&st, u);
+		memcpy(t, u, sizeof(t));
+		for (unsigned long j = 1; j < iterations; j++) {
+			st = keyed;
+			crypto_auth_hmacsha256_update(&st, u, sizeof(u));
+			crypto_auth_hmacsha256_final(&st, u);
+			for (size_t i = 0; i < sizeof(t); i++)
+				t[i] ^= u[i];
+		}
+		memcpy(out, t, n);
+		out += n;
+		out_len -= n;
+	}
+	sodium_memzero(&keyed, sizeof(keyed));
+	sodium_memzero(&st, sizeof(st));
+	sodium_memzero(u, sizeof(u));
+	sodium_memzero(t, sizeof(t));
+	return true;
+}
+
+#ifdef KW_TEST_SEAMS
+bool kwi_test_pbkdf2_sha256(const char *pass, size_t pass_len,
+			    const unsigned char *salt, size_t salt_len,
+			    unsigned long iterations, unsigned char *out,
+			    size_t out_len);
+
+/* Only in the library the unit tests link: PBKDF2 with any parameters,
+ * for published test vectors. */
+bool kwi_test_pbkdf2_sha256(const char *pass, size_t pass_len,
+			    const unsigned char *salt, size_t salt_len,
+			    unsigned long iterations, unsigned char *out,
+			    size_t out_len)
+{
+	return pbkdf2_sha256(pass, pass_len, salt, salt_len, iterations, out,
+			     out_len);
+}
+#endif
+
 static kw_status derive(const struct kwi_master *m,
 			const unsigned char salt[KW_SALT_SIZE],
 			unsigned char out[KEY_LEN])
@@ -320,9 +399,8 @@ static kw_status derive(const struct kwi_master *m,
 		return KW_OK;
 	}
 	if (m->kdf == KWI_KDF_PBKDF2)
-		return PKCS5_PBKDF2_HMAC(m->pass, (int)m->pass_len, salt,
-					 KW_SALT_SIZE, PBKDF2_ITERATIONS,
-					 EVP_sha256(), KEY_LEN, out) == 1
+		return pbkdf2_sha256(m->pass, m->pass_len, salt, KW_SALT_SIZE,
+				     PBKDF2_ITERATIONS, out, KEY_LEN)
 			       ? KW_OK
 			       : KW_ERR_CRYPTO;
 	return crypto_pwhash(out, KEY_LEN, m->pass, m->pass_len, salt,
@@ -475,56 +553,152 @@ static unsigned char *make_aad(unsigned char *buf, size_t bufsize,
 }
 
 /*
- * OpenSSL, for CPUs without AES-NI: the cipher is fetched once, and each
- * thread keeps one context, so a call only sets the key and the nonce.
+ * OpenSSL, for CPUs without AES-NI, loaded with dlopen() the first time it
+ * is needed: linking libcrypto would cost every process about 2 ms of
+ * start-up (relocations and page faults) that a keyway get on a CPU with
+ * AES-NI never uses.  Its headers are a build dependency still: they give
+ * the soname and the type of each function taken from it.  The cipher is
+ * fetched once, and each thread keeps one context, so a call only sets the
+ * key and the nonce.
  */
+#define STRINGIFY(x) #x
+#define SONAME(major) "libcrypto.so." STRINGIFY(major)
+#define LIBCRYPTO SONAME(OPENSSL_VERSION_MAJOR)
+
+/* The functions keyway calls, each with the type its declaration gives. */
+static struct {
+	typeof(&EVP_CIPHER_fetch) EVP_CIPHER_fetch;
+	typeof(&EVP_CIPHER_CTX_new) EVP_CIPHER_CTX_new;
+	typeof(&EVP_CIPHER_CTX_free) EVP_CIPHER_CTX_free;
+	typeof(&EVP_CIPHER_CTX_ctrl) EVP_CIPHER_CTX_ctrl;
+	typeof(&EVP_CipherInit_ex2) EVP_CipherInit_ex2;
+	typeof(&EVP_CipherUpdate) EVP_CipherUpdate;
+	typeof(&EVP_CipherFinal_ex) EVP_CipherFinal_ex;
+} ossl;
+
 static pthread_once_t ossl_once = PTHREAD_ONCE_INIT;
 static EVP_CIPHER *ossl_gcm;
 static pthread_key_t ossl_key;
-static bool ossl_key_made;
+static bool ossl_ready;      /* all of the above is set */
+static char ossl_why[384];  /* why not, when !ossl_ready */
+
+#ifdef KW_TEST_SEAMS
+static const char *test_libcrypto;
+
+void kwi_test_libcrypto(const char *soname);
+
+/* Only in the library the unit tests link: the file to load instead of
+ * libcrypto, to see what happens where it is missing.  Takes effect only
+ * before OpenSSL is first needed. */
+void kwi_test_libcrypto(const char *soname)
+{
+	test_libcrypto = soname;
+}
+#endif
 
 static void ossl_ctx_free(void *c)
 {
-	EVP_CIPHER_CTX_free(c);
+	ossl.EVP_CIPHER_CTX_free(c);
 }
+
+/* POSIX has dlsym() return a function's address as a void *. */
+static bool ossl_sym(void *lib, const char *name, void *slot, size_t size)
+{
+	void *fn = dlsym(lib, name);
+
+	if (fn == NULL || size != sizeof(fn))
+		return false;
+	memcpy(slot, &fn, sizeof(fn));
+	return true;
+}
+
+#define OSSL_SYM(lib, fn) ossl_sym(lib, #fn, &ossl.fn, sizeof(ossl.fn))
 
 static void ossl_start(void)
 {
-	ossl_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
-	ossl_key_made = pthread_key_create(&ossl_key, ossl_ctx_free) == 0;
+	const char *file = LIBCRYPTO;
+	const char *e;
+	void *lib;
+	int err;
+
+#ifdef KW_TEST_SEAMS
+	if (test_libcrypto != NULL)
+		file = test_libcrypto;
+#endif
+	/* Never unloaded: OpenSSL keeps state and exit handlers. */
+	lib = dlopen(file, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+	if (lib == NULL || !OSSL_SYM(lib, EVP_CIPHER_fetch) ||
+	    !OSSL_SYM(lib, EVP_CIPHER_CTX_new) ||
+	    !OSSL_SYM(lib, EVP_CIPHER_CTX_free) ||
+	    !OSSL_SYM(lib, EVP_CIPHER_CTX_ctrl) ||
+	    !OSSL_SYM(lib, EVP_CipherInit_ex2) ||
+	    !OSSL_SYM(lib, EVP_CipherUpdate) ||
+	    !OSSL_SYM(lib, EVP_CipherFinal_ex)) {
+		e = dlerror();
+		snprintf(ossl_why, sizeof(ossl_why),
+			 "AES-256-GCM needs AES-NI or OpenSSL's " LIBCRYPTO
+			 ": %s",
+			 e != NULL ? e : "cannot load it");
+		return;
+	}
+	ossl_gcm = ossl.EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+	if (ossl_gcm == NULL) {
+		snprintf(ossl_why, sizeof(ossl_why),
+			 "AES-256-GCM needs AES-NI or OpenSSL's " LIBCRYPTO
+			 ": its AES-256-GCM cannot be fetched");
+		return;
+	}
+	err = pthread_key_create(&ossl_key, ossl_ctx_free);
+	if (err != 0) {
+		snprintf(ossl_why, sizeof(ossl_why),
+			 "cannot keep OpenSSL's per-thread state: %s",
+			 strerror(err));
+		return;
+	}
+	ossl_ready = true;
 }
 
 /* A library unloaded with dlclose() must not leave its destructor to the
  * threads that outlive it. */
 __attribute__((destructor)) static void ossl_stop(void)
 {
-	if (ossl_key_made)
+	if (ossl_ready)
 		pthread_key_delete(ossl_key);
 }
 
-/* The calling thread's context, with the cipher set; NULL on failure. */
-static EVP_CIPHER_CTX *ossl_ctx(void)
+/*
+ * The calling thread's context, with the cipher set; NULL on failure, with
+ * the reason in why (a seal, which has no room for one, passes NULL).
+ */
+static EVP_CIPHER_CTX *ossl_ctx(char *why, size_t whylen)
 {
 	EVP_CIPHER_CTX *c;
 
 #ifdef KW_TEST_SEAMS
 	atomic_fetch_add(&test_openssl_uses, 1);
 #endif
-	if (pthread_once(&ossl_once, ossl_start) != 0 || ossl_gcm == NULL ||
-	    !ossl_key_made)
+	if (pthread_once(&ossl_once, ossl_start) != 0) {
+		if (why != NULL)
+			snprintf(why, whylen, "cannot load OpenSSL");
 		return NULL;
+	}
+	if (!ossl_ready) {
+		if (why != NULL)
+			snprintf(why, whylen, "%s", ossl_why);
+		return NULL;
+	}
 	c = pthread_getspecific(ossl_key);
 	if (c != NULL)
 		return c;
-	c = EVP_CIPHER_CTX_new();
-	if (c == NULL)
-		return NULL;
-	if (EVP_CipherInit_ex2(c, ossl_gcm, NULL, NULL, 1, NULL) != 1 ||
-	    pthread_setspecific(ossl_key, c) != 0) {
-		EVP_CIPHER_CTX_free(c);
-		return NULL;
-	}
-	return c;
+	c = ossl.EVP_CIPHER_CTX_new();
+	if (c != NULL &&
+	    ossl.EVP_CipherInit_ex2(c, ossl_gcm, NULL, NULL, 1, NULL) == 1 &&
+	    pthread_setspecific(ossl_key, c) == 0)
+		return c;
+	ossl.EVP_CIPHER_CTX_free(c);
+	if (why != NULL)
+		snprintf(why, whylen, "out of memory");
+	return NULL;
 }
 
 /*
@@ -536,9 +710,9 @@ static void ossl_scrub(EVP_CIPHER_CTX *c)
 {
 	static const unsigned char zero[KEY_LEN];
 
-	if (EVP_CipherInit_ex2(c, NULL, zero, zero, 1, NULL) != 1) {
+	if (ossl.EVP_CipherInit_ex2(c, NULL, zero, zero, 1, NULL) != 1) {
 		pthread_setspecific(ossl_key, NULL);
-		EVP_CIPHER_CTX_free(c);
+		ossl.EVP_CIPHER_CTX_free(c);
 	}
 }
 
@@ -546,46 +720,49 @@ static bool ossl_seal(const struct ring_key *k, const unsigned char *ad,
 		      size_t adlen, const char *plain, size_t len,
 		      unsigned char *blob)
 {
-	EVP_CIPHER_CTX *c = ossl_ctx();
+	EVP_CIPHER_CTX *c = ossl_ctx(NULL, 0);
 	unsigned char *ct = blob + HEADER_LEN;
 	bool ok;
 	int n, fin;
 
 	if (c == NULL)
 		return false;
-	ok = EVP_EncryptInit_ex2(c, NULL, k->key, blob + 1 + ID_LEN, NULL) ==
-		     1 &&
-	     EVP_EncryptUpdate(c, NULL, &n, ad, (int)adlen) == 1 &&
-	     EVP_EncryptUpdate(c, ct, &n, (const unsigned char *)plain,
-			       (int)len) == 1 &&
-	     EVP_EncryptFinal_ex(c, ct + n, &fin) == 1 &&
-	     EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, TAG_LEN, ct + len) ==
-		     1;
+	ok = ossl.EVP_CipherInit_ex2(c, NULL, k->key, blob + 1 + ID_LEN, 1,
+				     NULL) == 1 &&
+	     ossl.EVP_CipherUpdate(c, NULL, &n, ad, (int)adlen) == 1 &&
+	     ossl.EVP_CipherUpdate(c, ct, &n, (const unsigned char *)plain,
+				   (int)len) == 1 &&
+	     ossl.EVP_CipherFinal_ex(c, ct + n, &fin) == 1 &&
+	     ossl.EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, TAG_LEN,
+				      ct + len) == 1;
 	ossl_scrub(c);
 	return ok;
 }
 
-static bool ossl_open(const struct ring_key *k, const unsigned char *ad,
-		      size_t adlen, const unsigned char *sealed, size_t plen,
-		      char *plain)
+/* KW_OK, or KW_ERR_CRYPTO with the reason in why. */
+static kw_status ossl_open(const struct ring_key *k, const unsigned char *ad,
+			   size_t adlen, const unsigned char *sealed,
+			   size_t plen, char *plain, char *why, size_t whylen)
 {
-	EVP_CIPHER_CTX *c = ossl_ctx();
+	EVP_CIPHER_CTX *c = ossl_ctx(why, whylen);
 	const unsigned char *ct = sealed + HEADER_LEN;
 	bool ok;
 	int n, fin;
 
 	if (c == NULL)
-		return false;
-	ok = EVP_DecryptInit_ex2(c, NULL, k->key, sealed + 1 + ID_LEN, NULL) ==
-		     1 &&
-	     EVP_DecryptUpdate(c, NULL, &n, ad, (int)adlen) == 1 &&
-	     EVP_DecryptUpdate(c, (unsigned char *)plain, &n, ct, (int)plen) ==
-		     1 &&
-	     EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG_LEN,
-				 (void *)(ct + plen)) == 1 &&
-	     EVP_DecryptFinal_ex(c, (unsigned char *)plain + n, &fin) == 1;
+		return KW_ERR_CRYPTO;
+	ok = ossl.EVP_CipherInit_ex2(c, NULL, k->key, sealed + 1 + ID_LEN, 0,
+				     NULL) == 1 &&
+	     ossl.EVP_CipherUpdate(c, NULL, &n, ad, (int)adlen) == 1 &&
+	     ossl.EVP_CipherUpdate(c, (unsigned char *)plain, &n, ct,
+				   (int)plen) == 1 &&
+	     ossl.EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG_LEN,
+				      (void *)(ct + plen)) == 1 &&
+	     ossl.EVP_CipherFinal_ex(c, (unsigned char *)plain + n, &fin) == 1;
 	ossl_scrub(c);
-	return ok;
+	if (!ok)
+		snprintf(why, whylen, AUTH_FAILED);
+	return ok ? KW_OK : KW_ERR_CRYPTO;
 }
 
 kw_status kwi_seal(const struct kw_keyring *kr, const kw_seal_aad *aad,
@@ -654,7 +831,6 @@ kw_status kwi_unseal(const struct kw_keyring *kr, const kw_seal_aad *aad,
 	char id[KW_KEY_ID_SIZE];
 	kw_status rc = KW_ERR_CRYPTO;
 	size_t adlen, plen;
-	bool ok;
 
 	if (len < KW_SEAL_OVERHEAD || len - KW_SEAL_OVERHEAD > INT32_MAX) {
 		snprintf(why, whylen, "sealed value is truncated (%zu bytes)",
@@ -684,17 +860,15 @@ kw_status kwi_unseal(const struct kw_keyring *kr, const kw_seal_aad *aad,
 		rc = KW_ERR_NOMEM;
 		goto out;
 	}
-	if (use_aesni(kr))
-		ok = crypto_aead_aes256gcm_decrypt_afternm(
-			     (unsigned char *)plain, NULL, NULL,
-			     sealed + HEADER_LEN, plen + TAG_LEN, ad, adlen,
-			     sealed + 1 + ID_LEN, &k->gcm) == 0;
-	else
-		ok = ossl_open(k, ad, adlen, sealed, plen, plain);
-	if (!ok) {
-		snprintf(why, whylen,
-			 "authentication failed: the sealed value was altered "
-			 "or belongs to another record");
+	if (!use_aesni(kr)) {
+		rc = ossl_open(k, ad, adlen, sealed, plen, plain, why, whylen);
+		goto out;
+	}
+	if (crypto_aead_aes256gcm_decrypt_afternm(
+		    (unsigned char *)plain, NULL, NULL, sealed + HEADER_LEN,
+		    plen + TAG_LEN, ad, adlen, sealed + 1 + ID_LEN,
+		    &k->gcm) != 0) {
+		snprintf(why, whylen, AUTH_FAILED);
 		goto out;
 	}
 	rc = KW_OK;

@@ -2,9 +2,11 @@
  * test_seal.c - sealed storage seen from outside: a store file altered byte
  * by byte, ciphertexts moved between rows, scopes and stores, the wrong
  * master key, rekeying under load (threads and processes), every source of
- * a master key, key ids, what a store file holds at rest, and the two
+ * a master key, key ids, what a store file holds at rest, the two
  * implementations of AES-256-GCM (libsodium's, OpenSSL's) against values
- * sealed before there were two.
+ * sealed before there were two, PBKDF2 against published vectors and
+ * OpenSSL's, and OpenSSL loaded only when needed (this program re-runs
+ * itself to see a process from its start).
  *
  * The store file is opened directly with SQLite to read and alter what
  * keyway wrote, as an attacker with the file (but not the master key)
@@ -32,6 +34,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <dlfcn.h>
+#include <openssl/evp.h>
+#include <openssl/opensslv.h>
 #include <sodium.h>
 #include <sqlite3.h>
 
@@ -41,9 +46,10 @@
 #include "testutil.h"
 
 /*
- * Library-internal (lib/internal.h): this program links libkeyway_test,
- * which has them, and the seam that makes sealing take OpenSSL's way even
- * where libsodium's AES-NI code would run.
+ * Library-internal (lib/internal.h, lib/crypto.c): this program links
+ * libkeyway_test, which has them, and the seams that make sealing take
+ * OpenSSL's way even where libsodium's AES-NI code would run, load another
+ * file in libcrypto's place, and run PBKDF2 with any parameters.
  */
 kw_status kwi_keyring_get(kw_ctx *ctx, const unsigned char salt[KW_SALT_SIZE],
 			  kw_keyring **out);
@@ -54,6 +60,11 @@ kw_status kwi_unseal(const kw_keyring *kr, const kw_seal_aad *aad,
 		     const unsigned char *sealed, size_t len, char *plain,
 		     char *why, size_t whylen);
 unsigned long kwi_test_force_openssl(bool on);
+void kwi_test_libcrypto(const char *soname);
+bool kwi_test_pbkdf2_sha256(const char *pass, size_t pass_len,
+			    const unsigned char *salt, size_t salt_len,
+			    unsigned long iterations, unsigned char *out,
+			    size_t out_len);
 
 /*
  * Master keys and their ids: HMAC-SHA256(key, "keyway master key id v1"),
@@ -2533,7 +2544,448 @@ static void test_threads_both_ways(void **state)
 	}
 }
 
-int main(void)
+/* ---- 9. OpenSSL only when needed, PBKDF2 without it ---- */
+
+#define STRINGIFY(x) #x
+#define SONAME(major) "libcrypto.so." STRINGIFY(major)
+#define LIBCRYPTO SONAME(OPENSSL_VERSION_MAJOR)
+#define NO_LIBCRYPTO "libkeyway-test-no-such-libcrypto.so.3"
+
+/* RFC 7914, section 11: PBKDF2-HMAC-SHA256, 64 bytes. */
+static const unsigned char rfc7914_passwd[64] = {
+	0x55, 0xac, 0x04, 0x6e, 0x56, 0xe3, 0x08, 0x9f,
+	0xec, 0x16, 0x91, 0xc2, 0x25, 0x44, 0xb6, 0x05,
+	0xf9, 0x41, 0x85, 0x21, 0x6d, 0xde, 0x04, 0x65,
+	0xe6, 0x8b, 0x9d, 0x57, 0xc2, 0x0d, 0xac, 0xbc,
+	0x49, 0xca, 0x9c, 0xcc, 0xf1, 0x79, 0xb6, 0x45,
+	0x99, 0x16, 0x64, 0xb3, 0x9d, 0x77, 0xef, 0x31,
+	0x7c, 0x71, 0xb8, 0x45, 0xb1, 0xe3, 0x0b, 0xd5,
+	0x09, 0x11, 0x20, 0x41, 0xd3, 0xa1, 0x97, 0x83,
+};
+static const unsigned char rfc7914_password[64] = {
+	0x4d, 0xdc, 0xd8, 0xf6, 0x0b, 0x98, 0xbe, 0x21,
+	0x83, 0x0c, 0xee, 0x5e, 0xf2, 0x27, 0x01, 0xf9,
+	0x64, 0x1a, 0x44, 0x18, 0xd0, 0x4c, 0x04, 0x14,
+	0xae, 0xff, 0x08, 0x87, 0x6b, 0x34, 0xab, 0x56,
+	0xa1, 0xd4, 0x25, 0xa1, 0x22, 0x58, 0x33, 0x54,
+	0x9a, 0xdb, 0x84, 0x1b, 0x51, 0xc9, 0xb3, 0x17,
+	0x6a, 0x27, 0x2b, 0xde, 0xbb, 0xa1, 0xd0, 0x78,
+	0x47, 0x8f, 0x62, 0xb3, 0x97, 0xf3, 0x3c, 0x8d,
+};
+
+/* OpenSSL's PBKDF2 and the SHA-256 it takes, from libcrypto. */
+struct ossl_pbkdf2 {
+	typeof(&PKCS5_PBKDF2_HMAC) pbkdf2;
+	typeof(&EVP_sha256) sha256;
+};
+
+/* keyway's PBKDF2 gives what OpenSSL's does, and not a byte more. */
+static void same_as_openssl(const struct ossl_pbkdf2 *o, const char *pass,
+			    size_t pass_len, const unsigned char *salt,
+			    size_t salt_len, unsigned long iterations,
+			    size_t out_len)
+{
+	unsigned char got[101], want[100];
+
+	assert_true(out_len < sizeof(got));
+	memset(got, 0xa5, sizeof(got));
+	memset(want, 0x5a, sizeof(want));
+	assert_int_equal(o->pbkdf2(pass, (int)pass_len, salt, (int)salt_len,
+				   (int)iterations, o->sha256(), (int)out_len,
+				   want),
+			 1);
+	assert_true(kwi_test_pbkdf2_sha256(pass, pass_len, salt, salt_len,
+					   iterations, got, out_len));
+	if (memcmp(got, want, out_len) != 0)
+		fail_msg("PBKDF2 differs from OpenSSL's: passphrase %zu bytes, "
+			 "salt %zu, %lu iterations, %zu bytes out",
+			 pass_len, salt_len, iterations, out_len);
+	assert_int_equal(got[out_len], 0xa5);
+}
+
+static void test_pbkdf2_vectors(void **state)
+{
+	static const size_t pass_lens[] = { 0, 1, 28, 63, 64, 65, 200 };
+	static const size_t salt_lens[] = { 0, 1, 16, 100 };
+	static const size_t out_lens[] = { 1, 31, 32, 33, 64, 100 };
+	struct ossl_pbkdf2 o;
+	char pass[200];
+	unsigned char salt[100], got[64];
+	void *lib, *fn;
+
+	(void)state;
+	assert_true(kwi_test_pbkdf2_sha256("passwd", 6,
+					   (const unsigned char *)"salt", 4, 1,
+					   got, 64));
+	assert_memory_equal(got, rfc7914_passwd, 64);
+	assert_true(kwi_test_pbkdf2_sha256("Password", 8,
+					   (const unsigned char *)"NaCl", 4,
+					   80000, got, 64));
+	assert_memory_equal(got, rfc7914_password, 64);
+	/* A shorter output is a prefix. */
+	memset(got, 0, sizeof(got));
+	assert_true(kwi_test_pbkdf2_sha256("passwd", 6,
+					   (const unsigned char *)"salt", 4, 1,
+					   got, 33));
+	assert_memory_equal(got, rfc7914_passwd, 33);
+	assert_true(zeroed((const char *)got + 33, sizeof(got) - 33));
+	/* RFC 8018 asks for at least one iteration. */
+	assert_false(kwi_test_pbkdf2_sha256("passwd", 6,
+					    (const unsigned char *)"salt", 4,
+					    0, got, 32));
+
+	/* OpenSSL's, which keyway used before, on the edges of HMAC's
+	 * 64-byte block (a longer passphrase is hashed first) and of
+	 * SHA-256's 32-byte output.  Loaded the way libkeyway loads it, so
+	 * that this program does not link it. */
+	lib = dlopen(LIBCRYPTO, RTLD_NOW | RTLD_LOCAL);
+	if (lib == NULL)
+		fail_msg("%s", dlerror());
+	fn = dlsym(lib, "PKCS5_PBKDF2_HMAC");
+	assert_non_null(fn);
+	memcpy(&o.pbkdf2, &fn, sizeof(fn));
+	fn = dlsym(lib, "EVP_sha256");
+	assert_non_null(fn);
+	memcpy(&o.sha256, &fn, sizeof(fn));
+	for (size_t i = 0; i < sizeof(pass); i++)
+		pass[i] = (char)(0x20 + (i * 13) % 95);
+	for (size_t i = 0; i < sizeof(salt); i++)
+		salt[i] = (unsigned char)(i * 29 + 7);
+	for (size_t p = 0; p < sizeof(pass_lens) / sizeof(pass_lens[0]); p++) {
+		for (size_t s = 0; s < sizeof(salt_lens) / sizeof(salt_lens[0]);
+		     s++) {
+			for (size_t n = 0;
+			     n < sizeof(out_lens) / sizeof(out_lens[0]); n++) {
+				for (unsigned long c = 1; c <= 3; c++)
+					same_as_openssl(&o, pass, pass_lens[p],
+							salt, salt_lens[s], c,
+							out_lens[n]);
+			}
+		}
+		/* Longer runs on a few lengths. */
+		same_as_openssl(&o, pass, pass_lens[p], salt, 16, 1000, 32);
+		same_as_openssl(&o, pass, pass_lens[p], salt, 16, 4096, 100);
+	}
+	dlclose(lib);
+}
+
+/*
+ * Sealed by keyway when PBKDF2 was OpenSSL's: PASS over pass_salt,
+ * 600,000 iterations, under the key whose id is PASS_PBKDF2_ID.
+ */
+#define KAT_PBKDF2_VALUE "sk-ant-sealed-under-a-pbkdf2-passphrase-key"
+static const kw_seal_aad kat_pbkdf2_aad = {
+	"pbkdf2-store-7a1e", KW_SCOPE_ORG, "acme", "anthropic"
+};
+static const unsigned char kat_pbkdf2[80] = {
+	0x01, 0x12, 0x16, 0xca, 0x24, 0x0f, 0x50, 0xc1,
+	0x8a, 0x9b, 0xaa, 0xa0, 0x2f, 0xf5, 0x0d, 0xce,
+	0xab, 0x13, 0xb9, 0x0b, 0xf0, 0x3b, 0xfa, 0xef,
+	0xcc, 0xf1, 0x3a, 0x26, 0x53, 0x46, 0x13, 0x6b,
+	0x65, 0x08, 0xdc, 0x56, 0x57, 0x3a, 0x28, 0xe9,
+	0x2e, 0x3e, 0xb4, 0xd8, 0xa4, 0x39, 0x6c, 0x9b,
+	0x59, 0xbd, 0x58, 0xd1, 0x28, 0x42, 0x93, 0xf1,
+	0xb0, 0x48, 0xcb, 0x61, 0x04, 0x8d, 0x2d, 0xbf,
+	0xf6, 0xc4, 0x84, 0xb6, 0x44, 0xee, 0x91, 0xc8,
+	0xa1, 0x9f, 0x16, 0x60, 0x8c, 0x58, 0x73, 0x45,
+};
+
+static void test_pbkdf2_sealed_before(void **state)
+{
+	struct fixture *f = *state;
+	char *conf = write_conf(f, "pbkdf.conf", PASS_MASTER("pbkdf2-sha256"),
+				NULL, store(f, "pbkdf.db"));
+	kw_keyring *kr = NULL;
+
+	set_var("KWSEAL_PASS", PASS);
+	open_ok(&f->ctx, conf);
+	assert_int_equal(kwi_keyring_get(f->ctx, pass_salt, &kr), KW_OK);
+	for (enum way w = SODIUM; w <= OPENSSL; w++) {
+		opens_to(kr, w, &kat_pbkdf2_aad, kat_pbkdf2,
+			 sizeof(kat_pbkdf2), KAT_PBKDF2_VALUE,
+			 strlen(KAT_PBKDF2_VALUE));
+		fails_to_open(kr, w, &kat_system_aad, kat_pbkdf2,
+			      sizeof(kat_pbkdf2), AUTH_FAILED);
+	}
+	/* Argon2id's key from the same passphrase and salt is another. */
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	conf = write_conf(f, "argon.conf", PASS_MASTER("argon2id"), NULL,
+			  store(f, "argon.db"));
+	open_ok(&f->ctx, conf);
+	assert_int_equal(kwi_keyring_get(f->ctx, pass_salt, &kr), KW_OK);
+	fails_to_open(kr, SODIUM, &kat_pbkdf2_aad, kat_pbkdf2,
+		      sizeof(kat_pbkdf2),
+		      "sealed under master key " PASS_PBKDF2_ID ", which is "
+		      "not configured");
+}
+
+/* True when libcrypto is mapped into this process. */
+static bool libcrypto_loaded(void)
+{
+	void *h = dlopen(LIBCRYPTO, RTLD_NOW | RTLD_NOLOAD);
+
+	if (h == NULL)
+		return false;
+	dlclose(h);
+	return true;
+}
+
+/* fresh_main's report: one line per step, on standard output. */
+static void say(const char *step, kw_status st, const char *why)
+{
+	printf("%s: %s%s%s\n", step, kw_status_str(st),
+	       why != NULL && why[0] != '\0' ? ": " : "",
+	       why != NULL ? why : "");
+}
+
+struct fresh_open {
+	const kw_keyring *kr;
+	const unsigned char *blob;
+	size_t blen;
+	kw_status st;
+	char why[512];
+};
+
+static void *fresh_open_main(void *arg)
+{
+	struct fresh_open *o = arg;
+	char plain[256];
+
+	if (o->blen - KW_SEAL_OVERHEAD > sizeof(plain))
+		return NULL;
+	o->st = kwi_unseal(o->kr, &kat_user_aad, o->blob, o->blen, plain,
+			   o->why, sizeof(o->why));
+	return NULL;
+}
+
+/*
+ * What runs in a fresh process, from its start (see run_fresh): `lazy`
+ * opens a store, puts and resolves a key, then seals and opens OpenSSL's
+ * way, and says whether libcrypto is loaded at each step; `missing` does
+ * the same with a libcrypto that cannot be found.  Plain C, no cmocka:
+ * the parent compares the whole output.
+ */
+static int fresh_main(const char *mode, const char *conf)
+{
+	static const unsigned char salt[KW_SALT_SIZE] = { 0x6c, 0x61, 0x7a };
+	bool missing = strcmp(mode, "missing") == 0;
+	struct fresh_open o = { 0 };
+	unsigned char *blob = NULL, *sealed = NULL;
+	char value[256], err[1024], plain[256], why[512];
+	kw_keyring *kr = NULL;
+	pthread_t thread;
+	kw_ctx *ctx = NULL;
+	size_t blen = 0, slen = 0;
+	kw_status st;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (missing)
+		kwi_test_libcrypto(NO_LIBCRYPTO);
+	printf("at start: %s\n", libcrypto_loaded() ? "loaded" : "not loaded");
+	st = kw_open(&ctx, conf);
+	if (st != KW_OK) {
+		say("kw_open", st, kw_last_error());
+		return 1;
+	}
+	st = put(ctx, "org_keys", "acme", "anthropic", ACME_ANT,
+		 KW_PUT_CREATE);
+	say("put", st, st != KW_OK ? kw_last_error() : NULL);
+	st = resolve(ctx, "org_keys", "acme", "anthropic", value,
+		     sizeof(value), err, sizeof(err));
+	say("resolve", st, st == KW_OK ? value : err);
+	printf("after a put and a resolve: %s\n",
+	       libcrypto_loaded() ? "loaded" : "not loaded");
+	if (kwi_keyring_get(ctx, salt, &kr) != KW_OK)
+		return 1;
+
+	/* A blob to open, sealed before OpenSSL's way is forced. */
+	st = kwi_seal(kr, &kat_user_aad, KAT_USER_VALUE,
+		      strlen(KAT_USER_VALUE), &blob, &blen);
+	say("seal", st, NULL);
+	kwi_test_force_openssl(true);
+	st = kwi_seal(kr, &kat_user_aad, KAT_USER_VALUE,
+		      strlen(KAT_USER_VALUE), &sealed, &slen);
+	say("seal via OpenSSL", st, NULL);
+	memset(plain, 0xa5, sizeof(plain));
+	why[0] = '\0';
+	st = kwi_unseal(kr, &kat_user_aad, blob, blen, plain, why,
+			sizeof(why));
+	say("open via OpenSSL", st, why);
+	if (st == KW_OK)
+		printf("opened: %s\n",
+		       blen - KW_SEAL_OVERHEAD == strlen(KAT_USER_VALUE) &&
+				       memcmp(plain, KAT_USER_VALUE,
+					      strlen(KAT_USER_VALUE)) == 0
+			       ? "the value"
+			       : "something else");
+	else
+		printf("plaintext: %s\n",
+		       zeroed(plain, strlen(KAT_USER_VALUE)) ? "wiped"
+							     : "left behind");
+	/* Another thread sees the same outcome: loaded once. */
+	o.kr = kr;
+	o.blob = blob;
+	o.blen = blen;
+	o.st = KW_ERR_INTERNAL;
+	if (pthread_create(&thread, NULL, fresh_open_main, &o) != 0 ||
+	    pthread_join(thread, NULL) != 0)
+		return 1;
+	say("open via OpenSSL, another thread", o.st, o.why);
+	printf("at the end: %s\n",
+	       libcrypto_loaded() ? "loaded" : "not loaded");
+
+	/* libsodium's way does not need it. */
+	kwi_test_force_openssl(false);
+	free(sealed);
+	sealed = NULL;
+	st = kwi_seal(kr, &kat_user_aad, KAT_USER_VALUE,
+		      strlen(KAT_USER_VALUE), &sealed, &slen);
+	say("seal via libsodium", st, NULL);
+	why[0] = '\0';
+	if (st == KW_OK)
+		st = kwi_unseal(kr, &kat_user_aad, sealed, slen, plain, why,
+				sizeof(why));
+	say("open via libsodium", st, why);
+	free(blob);
+	free(sealed);
+	kw_close(ctx);
+	return 0;
+}
+
+/* Run this program again as fresh_main(mode, conf); its output (kept). */
+static char *run_fresh(const char *mode, const char *conf)
+{
+	char *out = keep(calloc(1, 8192));
+	size_t len = 0;
+	ssize_t got;
+	int fd[2], status;
+	pid_t pid;
+
+	assert_int_equal(pipe(fd), 0);
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(fd[1], 1);
+		dup2(fd[1], 2);
+		close(fd[0]);
+		close(fd[1]);
+		execl("/proc/self/exe", "test_seal", "--fresh", mode, conf,
+		      (char *)NULL);
+		_exit(127);
+	}
+	close(fd[1]);
+	while (len < 8191 && (got = read(fd[0], out + len, 8191 - len)) != 0) {
+		if (got < 0 && errno == EINTR)
+			continue;
+		assert_true(got > 0);
+		len += (size_t)got;
+	}
+	close(fd[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("%s process: status %d, said:\n%s", mode, status, out);
+	return out;
+}
+
+static void test_libcrypto_on_demand(void **state)
+{
+	struct fixture *f = *state;
+	char *conf = write_conf(f, "keyway.conf", MASTER_ENV, NULL,
+				store(f, "keys.db"));
+	bool aesni = crypto_aead_aes256gcm_is_available();
+	const char *ok = kw_status_str(KW_OK);
+
+	set_var("KEYWAY_MASTER_KEY", KEY_A);
+	/* Where libsodium's code runs, a process never loads libcrypto
+	 * until told to take OpenSSL's way. */
+	assert_string_equal(
+		run_fresh("lazy", conf),
+		fmt("at start: not loaded\n"
+		    "put: %s\n"
+		    "resolve: %s: " ACME_ANT "@org_keys\n"
+		    "after a put and a resolve: %s\n"
+		    "seal: %s\n"
+		    "seal via OpenSSL: %s\n"
+		    "open via OpenSSL: %s\n"
+		    "opened: the value\n"
+		    "open via OpenSSL, another thread: %s\n"
+		    "at the end: loaded\n"
+		    "seal via libsodium: %s\n"
+		    "open via libsodium: %s\n",
+		    ok, ok, aesni ? "not loaded" : "loaded", ok, ok, ok, ok,
+		    ok, ok));
+}
+
+static void test_libcrypto_missing(void **state)
+{
+	struct fixture *f = *state;
+	char *conf = write_conf(f, "keyway.conf", MASTER_ENV, NULL,
+				store(f, "keys.db"));
+	const char *why = "AES-256-GCM needs AES-NI or OpenSSL's " LIBCRYPTO
+			  ": " NO_LIBCRYPTO ": cannot open shared object "
+			  "file: No such file or directory";
+	const char *ok = kw_status_str(KW_OK);
+	const char *bad = kw_status_str(KW_ERR_CRYPTO);
+
+	set_var("KEYWAY_MASTER_KEY", KEY_A);
+	if (!crypto_aead_aes256gcm_is_available())
+		skip();
+	/* Sealing and opening fail, and say why, every time and in every
+	 * thread; nothing crashes, and libsodium's way goes on. */
+	assert_string_equal(
+		run_fresh("missing", conf),
+		fmt("at start: not loaded\n"
+		    "put: %s\n"
+		    "resolve: %s: " ACME_ANT "@org_keys\n"
+		    "after a put and a resolve: not loaded\n"
+		    "seal: %s\n"
+		    "seal via OpenSSL: %s\n"
+		    "open via OpenSSL: %s: %s\n"
+		    "plaintext: wiped\n"
+		    "open via OpenSSL, another thread: %s: %s\n"
+		    "at the end: not loaded\n"
+		    "seal via libsodium: %s\n"
+		    "open via libsodium: %s\n",
+		    ok, ok, ok, bad, bad, why, bad, why, ok, ok));
+}
+
+/* libkeyway.so as built does not link libcrypto (readelf's NEEDED). */
+static void test_no_libcrypto_needed(void **state)
+{
+	const char *builddir = getenv("KEYWAY_BUILDDIR");
+	char line[1024], *cmd, *needed = keep(calloc(1, 4096));
+	size_t len = 0;
+	FILE *p;
+
+	(void)state;
+	if (builddir == NULL || builddir[0] == '\0')
+		fail_msg("$KEYWAY_BUILDDIR is not set (make check sets it)");
+	cmd = fmt("readelf -d -W '%s/lib/.libs/libkeyway.so' 2>&1", builddir);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	while (fgets(line, sizeof(line), p) != NULL) {
+		char *a = strstr(line, "(NEEDED)"), *b, *e;
+
+		if (a == NULL || (b = strchr(a, '[')) == NULL ||
+		    (e = strchr(b, ']')) == NULL)
+			continue;
+		len += (size_t)snprintf(needed + len, 4096 - len, "%.*s ",
+					(int)(e - b - 1), b + 1);
+		assert_true(len < 4096);
+	}
+	if (pclose(p) != 0)
+		fail_msg("%s failed", cmd);
+	/* What it must need, so that an empty list does not pass. */
+	if (strstr(needed, "libsodium.so") == NULL)
+		fail_msg("libkeyway.so needs only: %s", needed);
+	if (strstr(needed, "libcrypto") != NULL ||
+	    strstr(needed, "libssl") != NULL)
+		fail_msg("libkeyway.so links OpenSSL: it needs %s", needed);
+}
+
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_tamper_every_bit, setup,
@@ -2571,7 +3023,18 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_threads_both_ways, setup,
 						teardown),
+		cmocka_unit_test(test_pbkdf2_vectors),
+		cmocka_unit_test_setup_teardown(test_pbkdf2_sealed_before,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_libcrypto_on_demand,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_libcrypto_missing, setup,
+						teardown),
+		cmocka_unit_test(test_no_libcrypto_needed),
 	};
+
+	if (argc == 4 && strcmp(argv[1], "--fresh") == 0)
+		return fresh_main(argv[2], argv[3]);
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
