@@ -24,6 +24,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -373,11 +374,6 @@ static bool pbkdf2_sha256(const char *pass, size_t pass_len,
 }
 
 #ifdef KW_TEST_SEAMS
-bool kwi_test_pbkdf2_sha256(const char *pass, size_t pass_len,
-			    const unsigned char *salt, size_t salt_len,
-			    unsigned long iterations, unsigned char *out,
-			    size_t out_len);
-
 /* Only in the library the unit tests link: PBKDF2 with any parameters,
  * for published test vectors. */
 bool kwi_test_pbkdf2_sha256(const char *pass, size_t pass_len,
@@ -390,6 +386,11 @@ bool kwi_test_pbkdf2_sha256(const char *pass, size_t pass_len,
 }
 #endif
 
+static bool ossl_pbkdf2(const char *pass, size_t pass_len,
+			const unsigned char *salt, size_t salt_len,
+			unsigned long iterations, unsigned char *out,
+			size_t out_len);
+
 static kw_status derive(const struct kwi_master *m,
 			const unsigned char salt[KW_SALT_SIZE],
 			unsigned char out[KEY_LEN])
@@ -399,8 +400,12 @@ static kw_status derive(const struct kwi_master *m,
 		return KW_OK;
 	}
 	if (m->kdf == KWI_KDF_PBKDF2)
-		return pbkdf2_sha256(m->pass, m->pass_len, salt, KW_SALT_SIZE,
-				     PBKDF2_ITERATIONS, out, KEY_LEN)
+		return ossl_pbkdf2(m->pass, m->pass_len, salt, KW_SALT_SIZE,
+				   PBKDF2_ITERATIONS, out, KEY_LEN) ||
+				       pbkdf2_sha256(m->pass, m->pass_len,
+						     salt, KW_SALT_SIZE,
+						     PBKDF2_ITERATIONS, out,
+						     KEY_LEN)
 			       ? KW_OK
 			       : KW_ERR_CRYPTO;
 	return crypto_pwhash(out, KEY_LEN, m->pass, m->pass_len, salt,
@@ -574,18 +579,20 @@ static struct {
 	typeof(&EVP_CipherInit_ex2) EVP_CipherInit_ex2;
 	typeof(&EVP_CipherUpdate) EVP_CipherUpdate;
 	typeof(&EVP_CipherFinal_ex) EVP_CipherFinal_ex;
+	/* For passphrases (ossl_pbkdf2_ready). */
+	typeof(&PKCS5_PBKDF2_HMAC) PKCS5_PBKDF2_HMAC;
+	typeof(&EVP_sha256) EVP_sha256;
 } ossl;
 
 static pthread_once_t ossl_once = PTHREAD_ONCE_INIT;
 static EVP_CIPHER *ossl_gcm;
 static pthread_key_t ossl_key;
 static bool ossl_ready;      /* all of the above is set */
+static bool ossl_pbkdf2_ready;
 static char ossl_why[384];  /* why not, when !ossl_ready */
 
 #ifdef KW_TEST_SEAMS
 static const char *test_libcrypto;
-
-void kwi_test_libcrypto(const char *soname);
 
 /* Only in the library the unit tests link: the file to load instead of
  * libcrypto, to see what happens where it is missing.  Takes effect only
@@ -627,6 +634,9 @@ static void ossl_start(void)
 #endif
 	/* Never unloaded: OpenSSL keeps state and exit handlers. */
 	lib = dlopen(file, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+	if (lib != NULL)
+		ossl_pbkdf2_ready = OSSL_SYM(lib, PKCS5_PBKDF2_HMAC) &&
+				    OSSL_SYM(lib, EVP_sha256);
 	if (lib == NULL || !OSSL_SYM(lib, EVP_CIPHER_fetch) ||
 	    !OSSL_SYM(lib, EVP_CIPHER_CTX_new) ||
 	    !OSSL_SYM(lib, EVP_CIPHER_CTX_free) ||
@@ -664,6 +674,43 @@ __attribute__((destructor)) static void ossl_stop(void)
 {
 	if (ossl_ready)
 		pthread_key_delete(ossl_key);
+}
+
+/*
+ * PBKDF2 for a passphrase, by OpenSSL where it can be loaded: its SHA-256
+ * uses the CPU's SHA extensions, several times faster than libsodium's
+ * portable code over 600,000 iterations (and where OpenSSL is configured
+ * with its FIPS provider, that is what derives the key).  False when it
+ * cannot: the caller derives with libsodium, to the same bytes.
+ */
+static bool ossl_pbkdf2(const char *pass, size_t pass_len,
+			const unsigned char *salt, size_t salt_len,
+			unsigned long iterations, unsigned char *out,
+			size_t out_len)
+{
+	if (pthread_once(&ossl_once, ossl_start) != 0 || !ossl_pbkdf2_ready ||
+	    pass_len > INT_MAX || salt_len > INT_MAX || iterations > INT_MAX ||
+	    out_len > INT_MAX)
+		return false;
+	return ossl.PKCS5_PBKDF2_HMAC(pass, (int)pass_len, salt, (int)salt_len,
+				      (int)iterations, ossl.EVP_sha256(),
+				      (int)out_len, out) == 1;
+}
+
+kw_status kwi_keyring_ready(const struct kw_keyring *kr, char *why,
+			    size_t whylen)
+{
+	if (use_aesni(kr))
+		return KW_OK;
+	if (pthread_once(&ossl_once, ossl_start) != 0) {
+		snprintf(why, whylen, "cannot load OpenSSL");
+		return KW_ERR_CRYPTO;
+	}
+	if (!ossl_ready) {
+		snprintf(why, whylen, "%s", ossl_why);
+		return KW_ERR_CRYPTO;
+	}
+	return KW_OK;
 }
 
 /*

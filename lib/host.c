@@ -259,6 +259,7 @@ static kw_status host_keyring_open(kw_instance *inst,
 				   const unsigned char salt[KW_SALT_SIZE],
 				   kw_keyring **kr)
 {
+	char why[400];
 	kw_status rc;
 
 	*kr = NULL;
@@ -270,9 +271,17 @@ static kw_status host_keyring_open(kw_instance *inst,
 		return KW_ERR_CONFIG;
 	}
 	rc = kwi_keyring_get(inst->ctx, salt, kr);
-	if (rc != KW_OK)
+	if (rc != KW_OK) {
 		host_error(inst, NULL, "cannot derive the master key: %s",
 			   kw_status_str(rc));
+		return rc;
+	}
+	/* A store that could not open what it holds fails here, at open. */
+	rc = kwi_keyring_ready(*kr, why, sizeof(why));
+	if (rc != KW_OK) {
+		host_error(inst, NULL, "%s", why);
+		*kr = NULL;
+	}
 	return rc;
 }
 

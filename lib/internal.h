@@ -161,6 +161,10 @@ kw_status kwi_keyring_get(struct kw_ctx *ctx,
 			  const unsigned char salt[KW_SALT_SIZE],
 			  struct kw_keyring **out);
 void kwi_keyrings_free(struct kw_ctx *ctx);
+/* Can kr seal and open here (AES-NI, or OpenSSL's libcrypto loaded)?
+ * Else why says what is missing. */
+kw_status kwi_keyring_ready(const struct kw_keyring *kr, char *why,
+			    size_t whylen);
 const char *kwi_keyring_id(const struct kw_keyring *kr);
 bool kwi_keyring_knows(const struct kw_keyring *kr, const char *id);
 kw_status kwi_seal(const struct kw_keyring *kr, const kw_seal_aad *aad,
@@ -344,6 +348,13 @@ void kwi_test_set_clock(int64_t (*clock)(void));
 /* Seal and open with OpenSSL even where libsodium's AES-NI code runs;
  * returns how many seals and opens took OpenSSL's way so far. */
 unsigned long kwi_test_force_openssl(bool on);
+/* Load this file instead of libcrypto (before OpenSSL is first needed). */
+void kwi_test_libcrypto(const char *soname);
+/* PBKDF2-HMAC-SHA256 on libsodium, with any parameters. */
+bool kwi_test_pbkdf2_sha256(const char *pass, size_t pass_len,
+			    const unsigned char *salt, size_t salt_len,
+			    unsigned long iterations, unsigned char *out,
+			    size_t out_len);
 #endif
 /* The fixed UTC window of `period` seconds (0: calendar month) that holds
  * `now`. */

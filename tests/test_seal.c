@@ -2780,6 +2780,16 @@ static int fresh_main(const char *mode, const char *conf)
 	kw_status st;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (strcmp(mode, "refused") == 0) {
+		/* No AES-NI and no libcrypto: the store cannot open what it
+		 * holds, so it does not open. */
+		kwi_test_libcrypto(NO_LIBCRYPTO);
+		kwi_test_force_openssl(true);
+		st = kw_open(&ctx, conf);
+		say("kw_open", st, kw_last_error());
+		kw_close(ctx);
+		return 0;
+	}
 	if (missing)
 		kwi_test_libcrypto(NO_LIBCRYPTO);
 	printf("at start: %s\n", libcrypto_loaded() ? "loaded" : "not loaded");
@@ -2951,6 +2961,22 @@ static void test_libcrypto_missing(void **state)
 		    ok, ok, ok, bad, bad, why, bad, why, ok, ok));
 }
 
+static void test_libcrypto_missing_at_open(void **state)
+{
+	struct fixture *f = *state;
+	char *db = store(f, "keys.db");
+	char *conf = write_conf(f, "keyway.conf", MASTER_ENV, NULL, db);
+
+	set_var("KEYWAY_MASTER_KEY", KEY_A);
+	assert_string_equal(
+		run_fresh("refused", conf),
+		fmt("kw_open: %s: %s:%d: backend \"org_keys\": AES-256-GCM "
+		    "needs AES-NI or OpenSSL's " LIBCRYPTO ": " NO_LIBCRYPTO
+		    ": cannot open shared object file: No such file or "
+		    "directory\n",
+		    kw_status_str(KW_ERR_CRYPTO), conf, ORG_LINE));
+}
+
 /* libkeyway.so as built does not link libcrypto (readelf's NEEDED). */
 static void test_no_libcrypto_needed(void **state)
 {
@@ -3031,6 +3057,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_libcrypto_missing, setup,
 						teardown),
 		cmocka_unit_test(test_no_libcrypto_needed),
+		cmocka_unit_test_setup_teardown(test_libcrypto_missing_at_open,
+						setup, teardown),
 	};
 
 	if (argc == 4 && strcmp(argv[1], "--fresh") == 0)
