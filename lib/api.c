@@ -134,17 +134,51 @@ bool kwi_valid_provider(const char *s)
 
 /* A user or org name: printable, no '/', not "." or "..": it may end up in
  * a path or a URL. */
+/*
+ * The length of the UTF-8 sequence at s, or 0 when it is not one: no
+ * overlong forms, no surrogates, nothing past U+10FFFF (RFC 3629).
+ */
+static size_t utf8_len(const unsigned char *s)
+{
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		return (s[1] & 0xc0) == 0x80 ? 2 : 0;
+	if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		unsigned lo = s[0] == 0xe0 ? 0xa0 : 0x80;
+		unsigned hi = s[0] == 0xed ? 0x9f : 0xbf;
+
+		return s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 ? 3
+									 : 0;
+	}
+	if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		unsigned lo = s[0] == 0xf0 ? 0x90 : 0x80;
+		unsigned hi = s[0] == 0xf4 ? 0x8f : 0xbf;
+
+		return s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 &&
+				       (s[3] & 0xc0) == 0x80
+			       ? 4
+			       : 0;
+	}
+	return 0;
+}
+
+/* A user or org name: printable UTF-8, which the audit trail and JSON
+ * output carry as it is. */
 bool kwi_valid_identity(const char *s)
 {
-	size_t n = 0;
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n;
 
 	if (s[0] == '\0' || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
 		return false;
-	for (; *s != '\0'; s++, n++)
-		if ((unsigned char)*s < 0x21 || *s == 0x7f || *s == '/' ||
-		    *s == '\\')
+	for (; *p != '\0'; p += n) {
+		if (*p < 0x21 || *p == 0x7f || *p == '/' || *p == '\\')
 			return false;
-	return n <= MAX_IDENTITY;
+		if ((n = utf8_len(p)) == 0)
+			return false;
+	}
+	return (size_t)(p - (const unsigned char *)s) <= MAX_IDENTITY;
 }
 
 #define REQ_HAS(r, f) ((r)->size >= offsetof(kw_request, f) + sizeof((r)->f))

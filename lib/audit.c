@@ -8,6 +8,13 @@
  * the trail helps to recover a key.  Lines go to the file with one write()
  * on a descriptor opened O_APPEND, so concurrent writers, threads or
  * processes, do not interleave.
+ *
+ * Every resolve pays for its line before the key is handed out, so the
+ * line is cheap to make: the HMAC's keyed inner and outer states are
+ * computed once, at open, and copied for each line; the line is written
+ * straight into a buffer on the stack (the heap only for a line that does
+ * not fit), with the escaping jansson's compact output has always had; and
+ * each thread formats the seconds of its timestamp once per second.
  */
 #include "config.h"
 
@@ -21,7 +28,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <jansson.h>
 #include <sodium.h>
 
 #include "internal.h"
@@ -33,7 +39,9 @@ struct kwi_audit {
 	bool allow;          /* on_failure = "allow" */
 	int fd;
 	char path[1024];
-	unsigned char *fp_key; /* guarded, crypto_auth_hmacsha256_KEYBYTES */
+	/* HMAC state keyed with the fingerprint key (guarded); read-only
+	 * once open, so threads copy it without a lock. */
+	crypto_auth_hmacsha256_state *fp_state;
 };
 
 static const char fp_label[] = "keyway audit fingerprint v1";
@@ -147,6 +155,24 @@ static kw_status fp_key(struct kw_ctx *ctx, unsigned char *out)
 	return rc;
 }
 
+/* Key the HMAC state once: a fingerprint then costs the blocks of the
+ * value and one outer block, not the two blocks of the padded key too. */
+static kw_status fp_state_init(struct kw_ctx *ctx, struct kwi_audit *a)
+{
+	unsigned char key[crypto_auth_hmacsha256_KEYBYTES];
+	kw_status rc;
+
+	a->fp_state = kwi_secure_alloc(sizeof(*a->fp_state));
+	if (a->fp_state == NULL)
+		return KW_ERR_NOMEM;
+	rc = fp_key(ctx, key);
+	if (rc == KW_OK &&
+	    crypto_auth_hmacsha256_init(a->fp_state, key, sizeof(key)) != 0)
+		rc = KW_ERR_NOMEM;
+	sodium_memzero(key, sizeof(key));
+	return rc;
+}
+
 kw_status kwi_audit_open(struct kw_ctx *ctx, struct kwi_diag *d)
 {
 	struct kwi_audit *a = ctx->audit;
@@ -155,8 +181,7 @@ kw_status kwi_audit_open(struct kw_ctx *ctx, struct kwi_diag *d)
 
 	if (a == NULL)
 		return KW_OK;
-	a->fp_key = kwi_secure_alloc(crypto_auth_hmacsha256_KEYBYTES);
-	if (a->fp_key == NULL || fp_key(ctx, a->fp_key) != KW_OK) {
+	if (fp_state_init(ctx, a) != KW_OK) {
 		kwi_diag(d, KW_ERR_NOMEM, ctx->path, 0,
 			 "keyway.audit: cannot derive the fingerprint key");
 		return KW_ERR_NOMEM;
@@ -191,87 +216,341 @@ void kwi_audit_free(struct kw_ctx *ctx)
 		return;
 	if (a->fd >= 0)
 		close(a->fd);
-	kwi_secure_free(a->fp_key, crypto_auth_hmacsha256_KEYBYTES);
+	kwi_secure_free(a->fp_state, sizeof(*a->fp_state));
 	free(a);
 	ctx->audit = NULL;
 }
 
-static json_t *str_or_null(const char *s)
+/* ---- one line of JSON ---- */
+
+/* Room for any line of ordinary names; longer ones move to the heap. */
+#define LINE_STACK 1024
+
+struct line {
+	char *buf;      /* stack, or heap once it outgrew it */
+	size_t len;
+	size_t cap;
+	bool comma;     /* the next member needs a ',' before it */
+	bool nomem;
+	char stack[LINE_STACK];
+};
+
+static void line_init(struct line *l)
 {
-	return s != NULL ? json_string(s) : json_null();
+	l->buf = l->stack;
+	l->len = 0;
+	l->cap = sizeof(l->stack);
+	l->comma = false;
+	l->nomem = false;
 }
 
-static void timestamp(char *buf, size_t len)
+static void line_release(struct line *l)
 {
+	if (l->buf != l->stack)
+		free(l->buf);
+}
+
+static bool line_grow(struct line *l, size_t more)
+{
+	size_t cap = l->cap;
+	char *p;
+
+	if (l->nomem)
+		return false;
+	while (cap - l->len < more) {
+		if (cap > SIZE_MAX / 2) {
+			l->nomem = true;
+			return false;
+		}
+		cap *= 2;
+	}
+	if (l->buf == l->stack) {
+		p = malloc(cap);
+		if (p != NULL)
+			memcpy(p, l->buf, l->len);
+	} else {
+		p = realloc(l->buf, cap);
+	}
+	if (p == NULL) {
+		l->nomem = true;
+		return false;
+	}
+	l->buf = p;
+	l->cap = cap;
+	return true;
+}
+
+/* Inline: a line is made of a few dozen short pieces. */
+static inline void put(struct line *l, const void *s, size_t n)
+{
+	if (l->cap - l->len < n && !line_grow(l, n))
+		return;
+	memcpy(l->buf + l->len, s, n);
+	l->len += n;
+}
+
+static inline void put_c(struct line *l, char c)
+{
+	if (l->cap == l->len && !line_grow(l, 1))
+		return;
+	l->buf[l->len++] = c;
+}
+
+/*
+ * Length of the UTF-8 sequence at p (p[0] >= 0x80), or 0 when it is not
+ * one: no overlong forms, no surrogates, nothing past U+10FFFF, the same
+ * strings jansson's json_string() takes.  p is NUL-terminated, and a NUL
+ * ends the check before it reads past it.
+ */
+static size_t utf8_seq(const unsigned char *p)
+{
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t n;
+
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		n = 2;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		n = 3;
+		if (p[0] == 0xe0)
+			lo = 0xa0;
+		else if (p[0] == 0xed)
+			hi = 0x9f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		n = 4;
+		if (p[0] == 0xf0)
+			lo = 0x90;
+		else if (p[0] == 0xf4)
+			hi = 0x8f;
+	} else {
+		return 0;
+	}
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+/*
+ * s as a JSON string, escaped as jansson writes it: '"' and '\\' escaped,
+ * control characters as \b \f \n \r \t or \u00XX (upper-case), anything
+ * else, '/' and DEL and UTF-8 included, as it is.  False when s is not
+ * UTF-8.
+ */
+static bool put_string(struct line *l, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const unsigned char *p = (const unsigned char *)s, *run = p;
+
+	put_c(l, '"');
+	while (*p != '\0') {
+		char esc[6] = { '\\', 'u', '0', '0' };
+		size_t n = 2;
+
+		if (*p >= 0x80) {
+			n = utf8_seq(p);
+			if (n == 0)
+				return false;
+			p += n;
+			continue;
+		}
+		if (*p >= 0x20 && *p != '"' && *p != '\\') {
+			p++;
+			continue;
+		}
+		put(l, run, (size_t)(p - run));
+		switch (*p) {
+		case '"':
+		case '\\':
+			esc[1] = (char)*p;
+			break;
+		case '\b':
+			esc[1] = 'b';
+			break;
+		case '\f':
+			esc[1] = 'f';
+			break;
+		case '\n':
+			esc[1] = 'n';
+			break;
+		case '\r':
+			esc[1] = 'r';
+			break;
+		case '\t':
+			esc[1] = 't';
+			break;
+		default:
+			esc[4] = hex[*p >> 4];
+			esc[5] = hex[*p & 0xf];
+			n = 6;
+			break;
+		}
+		put(l, esc, n);
+		run = ++p;
+	}
+	put(l, run, (size_t)(p - run));
+	put_c(l, '"');
+	return true;
+}
+
+static void put_name(struct line *l, const char *name)
+{
+	if (l->comma)
+		put_c(l, ',');
+	l->comma = true;
+	put_c(l, '"');
+	put(l, name, strlen(name));
+	put(l, "\":", 2);
+}
+
+/*
+ * "name":"value", or "name":null for a NULL value when null_ok.  A member
+ * that cannot be a JSON string (NULL where null is not allowed, or not
+ * UTF-8) is left out, as it always was when jansson built the line.
+ */
+static void member(struct line *l, const char *name, const char *value,
+		   bool null_ok)
+{
+	size_t mark = l->len;
+	bool comma = l->comma;
+
+	if (value == NULL && !null_ok)
+		return;
+	put_name(l, name);
+	if (value == NULL) {
+		put(l, "null", 4);
+	} else if (!put_string(l, value)) {
+		l->len = mark;
+		l->comma = comma;
+	}
+}
+
+static void object_open(struct line *l, const char *name)
+{
+	if (name != NULL)
+		put_name(l, name);
+	put_c(l, '{');
+	l->comma = false;
+}
+
+static void object_close(struct line *l)
+{
+	put_c(l, '}');
+	l->comma = true;
+}
+
+/*
+ * "time":"2024-05-01T10:00:00.123Z".  gmtime_r() and strftime() run once
+ * a second in each thread (glibc's gmtime_r takes a process-wide lock);
+ * the milliseconds are written by hand.
+ */
+static void member_time(struct line *l)
+{
+	static _Thread_local struct {
+		time_t sec;
+		bool set;
+		size_t len;
+		char text[40];
+	} cache;
 	struct timespec ts;
 	struct tm tm;
+	long ms;
+	char frac[5];
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + strlen(buf), len - strlen(buf), ".%03ldZ",
-		 ts.tv_nsec / 1000000);
+	if (!cache.set || cache.sec != ts.tv_sec) {
+		if (gmtime_r(&ts.tv_sec, &tm) == NULL)
+			memset(&tm, 0, sizeof(tm));
+		cache.len = strftime(cache.text, sizeof(cache.text),
+				     "%Y-%m-%dT%H:%M:%S", &tm);
+		cache.sec = ts.tv_sec;
+		cache.set = true;
+	}
+	ms = ts.tv_nsec / 1000000;
+	frac[0] = '.';
+	frac[1] = (char)('0' + ms / 100);
+	frac[2] = (char)('0' + ms / 10 % 10);
+	frac[3] = (char)('0' + ms % 10);
+	frac[4] = 'Z';
+	put_name(l, "time");
+	put_c(l, '"');
+	put(l, cache.text, cache.len);
+	put(l, frac, sizeof(frac));
+	put_c(l, '"');
 }
 
-/* Write one event; the object is consumed. */
-static kw_status emit(struct kwi_audit *a, json_t *ev)
+/* Write the finished object as one line: one write(), so that lines from
+ * threads and processes sharing the file never interleave. */
+static kw_status emit(struct kwi_audit *a, struct line *l)
 {
-	char *line = NULL;
 	kw_status rc = KW_OK;
-	size_t len;
 
-	if (ev != NULL)
-		line = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(ev);
-	if (line == NULL)
-		return kwi_error(KW_ERR_NOMEM, "keyway.audit: out of memory");
-	if (a->sink == AUDIT_SYSLOG) {
-		syslog(LOG_AUTHPRIV | LOG_INFO, "%s", line);
-		free(line);
-		return KW_OK;
+	object_close(l);
+	put(l, "\n", 2); /* and the NUL syslog() needs */
+	if (l->nomem) {
+		rc = kwi_error(KW_ERR_NOMEM, "keyway.audit: out of memory");
+		goto out;
 	}
-	len = strlen(line);
-	line[len] = '\n';
-	if (write(a->fd, line, len + 1) != (ssize_t)(len + 1))
+	if (a->sink == AUDIT_SYSLOG) {
+		l->buf[l->len - 2] = '\0';
+		syslog(LOG_AUTHPRIV | LOG_INFO, "%s", l->buf);
+		goto out;
+	}
+	errno = 0;
+	if (write(a->fd, l->buf, l->len - 1) != (ssize_t)(l->len - 1))
 		rc = kwi_error(KW_ERR_IO, "keyway.audit: cannot write %s: %s",
 			       a->path, errno != 0 ? strerror(errno)
 						   : "short write");
-	free(line);
 	if (rc != KW_OK && a->allow) {
 		syslog(LOG_AUTHPRIV | LOG_ERR, "keyway: %s", kw_last_error());
 		rc = KW_OK;
 	}
+out:
+	line_release(l);
 	return rc;
+}
+
+/* The first FP_LEN bytes of the HMAC of the key, in hex. */
+static void fingerprint(const struct kwi_audit *a, const kw_secret *s,
+			char out[2 * FP_LEN + 1])
+{
+	crypto_auth_hmacsha256_state st;
+	unsigned char mac[crypto_auth_hmacsha256_BYTES];
+
+	memcpy(&st, a->fp_state, sizeof(st));
+	crypto_auth_hmacsha256_update(&st, (const unsigned char *)s->value,
+				      s->len);
+	crypto_auth_hmacsha256_final(&st, mac);
+	sodium_bin2hex(out, 2 * FP_LEN + 1, mac, FP_LEN);
+	sodium_memzero(&st, sizeof(st));
+	sodium_memzero(mac, sizeof(mac));
 }
 
 kw_status kwi_audit_resolve(struct kw_ctx *ctx, const struct kwi_query_in *in,
 			    kw_status result, const kw_secret *s)
 {
 	struct kwi_audit *a = ctx->audit;
-	unsigned char mac[crypto_auth_hmacsha256_BYTES];
-	char ts[40], fp[2 * FP_LEN + 1];
-	json_t *ev;
+	char fp[2 * FP_LEN + 1];
+	struct line l;
 
 	if (a == NULL)
 		return KW_OK;
-	timestamp(ts, sizeof(ts));
-	ev = json_object();
-	json_object_set_new(ev, "time", json_string(ts));
-	json_object_set_new(ev, "event", json_string("resolve"));
-	json_object_set_new(ev, "chain", json_string(in->chain));
-	json_object_set_new(ev, "provider", json_string(in->provider));
-	json_object_set_new(ev, "user", str_or_null(in->user));
-	json_object_set_new(ev, "org", str_or_null(in->org));
-	json_object_set_new(ev, "result", json_string(kw_status_str(result)));
+	line_init(&l);
+	object_open(&l, NULL);
+	member_time(&l);
+	member(&l, "event", "resolve", false);
+	member(&l, "chain", in->chain, false);
+	member(&l, "provider", in->provider, false);
+	member(&l, "user", in->user, true);
+	member(&l, "org", in->org, true);
+	member(&l, "result", kw_status_str(result), false);
 	if (s != NULL) {
-		crypto_auth_hmacsha256(mac, (const unsigned char *)s->value,
-				       s->len, a->fp_key);
-		sodium_bin2hex(fp, sizeof(fp), mac, FP_LEN);
-		sodium_memzero(mac, sizeof(mac));
-		json_object_set_new(ev, "backend", json_string(s->data));
-		json_object_set_new(ev, "fingerprint", json_string(fp));
+		fingerprint(a, s, fp);
+		member(&l, "backend", s->data, false);
+		member(&l, "fingerprint", fp, false);
 	}
-	return emit(a, ev);
+	return emit(a, &l);
 }
 
 static const char *role_str(kw_role r)
@@ -288,27 +567,25 @@ kw_status kwi_audit_change(struct kw_ctx *ctx, const kw_actor *actor,
 			   const kw_store_key *k, kw_status result)
 {
 	struct kwi_audit *a = ctx->audit;
-	json_t *ev, *who;
-	char ts[40];
+	struct line l;
 
 	if (a == NULL)
 		return KW_OK;
-	timestamp(ts, sizeof(ts));
-	ev = json_object();
-	who = json_object();
-	json_object_set_new(who, "user", str_or_null(actor->user));
-	json_object_set_new(who, "org", str_or_null(actor->org));
-	json_object_set_new(who, "role", json_string(role_str(actor->role)));
-	json_object_set_new(ev, "time", json_string(ts));
-	json_object_set_new(ev, "event", json_string(op));
-	json_object_set_new(ev, "actor", who);
-	json_object_set_new(ev, "backend", json_string(backend));
+	line_init(&l);
+	object_open(&l, NULL);
+	member_time(&l);
+	member(&l, "event", op, false);
+	object_open(&l, "actor");
+	member(&l, "user", actor->user, true);
+	member(&l, "org", actor->org, true);
+	member(&l, "role", role_str(actor->role), false);
+	object_close(&l);
+	member(&l, "backend", backend, false);
 	if (k != NULL) {
-		json_object_set_new(ev, "scope",
-				    json_string(kw_scope_str(k->scope)));
-		json_object_set_new(ev, "owner", str_or_null(k->owner));
-		json_object_set_new(ev, "provider", json_string(k->provider));
+		member(&l, "scope", kw_scope_str(k->scope), false);
+		member(&l, "owner", k->owner, true);
+		member(&l, "provider", k->provider, false);
 	}
-	json_object_set_new(ev, "result", json_string(kw_status_str(result)));
-	return emit(a, ev);
+	member(&l, "result", kw_status_str(result), false);
+	return emit(a, &l);
 }

@@ -941,10 +941,15 @@ static void test_request_identity(void **state)
 	static const char *const bad[] = {
 		"a b", "../x", "", ".", "..", "a/b", "a\\b", "a\tb", "a\nb",
 		"\x7f",
+		/* Not UTF-8: Latin-1, a lone continuation byte, overlong
+		 * '/', a surrogate, past U+10FFFF, cut short. */
+		"caf\xe9", "\x80", "\xc0\xaf", "\xed\xa0\x80",
+		"\xf4\x90\x80\x80", "caf\xc3",
 	};
 	static const char *const good[] = {
 		"alice", "alice@example.com", "...", "a.b", "A-Z_0",
-		"caf\xc3\xa9",
+		"caf\xc3\xa9", "\xe6\x97\xa5\xe6\x9c\xac",
+		"\xf0\x9f\x94\x91", "\xf4\x8f\xbf\xbf",
 	};
 	char name[300];
 

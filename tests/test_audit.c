@@ -1,0 +1,680 @@
+/*
+ * test_audit.c - the audit trail's lines: fingerprints pinned to known
+ * values, the exact members in their order, JSON escaping of names that
+ * need it, lines longer than any buffer, many threads appending to one file
+ * at once, and no secret anywhere in it.
+ *
+ * Names the public API refuses (backslashes, control characters, names of
+ * 100,000 bytes), and names that are not UTF-8, are handed to
+ * kwi_audit_resolve() and kwi_audit_change() directly: this program links
+ * the library built for the tests, whose internal symbols it can reach.
+ * Every secret here contains "SECRET", and no audit line may.
+ */
+#include "config.h"
+
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include <keyway/keyway.h>
+
+#include "../lib/internal.h"
+#include "testutil.h"
+
+#define MARK "SECRET"
+
+#define MASTER "000102030405060708090a0b0c0d0e0f" \
+	       "101112131415161718191a1b1c1d1e1f"
+#define PASSPHRASE "correct horse SECRET staple"
+
+#define VALUE "sk-ant-SECRET-audit-0001"
+/* 118 bytes: more than one SHA-256 block of its own. */
+#define VALUE_LONG "sk-ant-api03-SECRET-" \
+	"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" \
+	"0123456789abcdefghijklmnopqrstuvwxyz"
+
+/*
+ * HMAC-SHA256 of the value under HMAC-SHA256("keyway audit fingerprint v1")
+ * keyed with the master key, first 16 bytes: what every release so far has
+ * written.  A change here orphans every trail already written.
+ */
+#define FP_VALUE "4b067e90e030358ec622b4cf6c267567"
+#define FP_VALUE_LONG "4209c575d00a21cffbf1e288cbce2be2"
+/* The same for the passphrase, stretched with Argon2id over the audit's
+ * own fixed salt. */
+#define FP_PASSPHRASE "d88030cf55fb07814cc6ac47a6ce9b67"
+
+#define NTHREADS 8
+#define NCALLS 400
+
+#define CONF_HEAD(master) \
+	"keyway: {\n" \
+	"  master_key = { source = \"" master "\"; };\n" \
+	"  audit: { sink = \"jsonl\"; path = \"audit.jsonl\"; };\n" \
+	"};\n"
+
+#define CONF_BODY \
+	"backends: {\n" \
+	"  vault: { module = \"fake\"; answer = \"found\";\n" \
+	"           value = \"" VALUE "\"; };\n" \
+	"  long: { module = \"fake\"; answer = \"found\";\n" \
+	"          value = \"" VALUE_LONG "\"; };\n" \
+	"  empty: { module = \"fake\"; answer = \"notfound\"; };\n" \
+	"};\n" \
+	"chains: {\n" \
+	"  default = ( { backend = \"vault\"; control = \"required\"; } );\n" \
+	"  long = ( { backend = \"long\"; control = \"required\"; } );\n" \
+	"  none = ( { backend = \"empty\"; control = \"required\"; } );\n" \
+	"};\n"
+
+static const char conf_env[] = CONF_HEAD("env") CONF_BODY;
+static const char conf_pass[] = CONF_HEAD("passphrase") CONF_BODY;
+
+/* ---- fixture ---- */
+
+struct fixture {
+	kw_ctx *ctx;
+	char *dir;
+	char audit[4096];
+	char *text;         /* the file, as last read */
+	size_t len;
+	char **lines;       /* into text, '\n' replaced by NUL */
+	size_t nlines;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	if (f == NULL)
+		return -1;
+	setenv("KEYWAY_MASTER_KEY", MASTER, 1);
+	unsetenv("KEYWAY_PASSPHRASE");
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	kw_close(f->ctx);
+	if (f->dir != NULL)
+		tu_rmrf(f->dir);
+	free(f->text);
+	free(f->lines);
+	free(f);
+	unsetenv("KEYWAY_MASTER_KEY");
+	unsetenv("KEYWAY_PASSPHRASE");
+	return 0;
+}
+
+static void open_conf(struct fixture *f, const char *text)
+{
+	kw_status st = tu_open(&f->ctx, text, &f->dir);
+
+	if (st != KW_OK)
+		fail_msg("kw_open: %s", kw_last_error());
+	snprintf(f->audit, sizeof(f->audit), "%s/audit.jsonl", f->dir);
+}
+
+/* Read the audit file and split it into lines; each must end in '\n'. */
+static void read_lines(struct fixture *f)
+{
+	FILE *fp = fopen(f->audit, "rb");
+	size_t cap = 0;
+	long n;
+
+	assert_non_null(fp);
+	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+	n = ftell(fp);
+	assert_true(n >= 0);
+	rewind(fp);
+	free(f->text);
+	free(f->lines);
+	f->lines = NULL;
+	f->nlines = 0;
+	f->len = (size_t)n;
+	f->text = malloc(f->len + 1);
+	assert_non_null(f->text);
+	assert_int_equal(fread(f->text, 1, f->len, fp), f->len);
+	fclose(fp);
+	f->text[f->len] = '\0';
+	if (f->len > 0 && f->text[f->len - 1] != '\n')
+		fail_msg("the audit file does not end with a whole line");
+	for (char *p = f->text; p < f->text + f->len;) {
+		char *nl = memchr(p, '\n', (size_t)(f->text + f->len - p));
+
+		assert_non_null(nl);
+		*nl = '\0';
+		if (f->nlines == cap) {
+			cap = cap == 0 ? 64 : 2 * cap;
+			f->lines = realloc(f->lines, cap * sizeof(*f->lines));
+			assert_non_null(f->lines);
+		}
+		f->lines[f->nlines++] = p;
+		p = nl + 1;
+	}
+}
+
+/*
+ * Parse a line.  It must be the compact form jansson itself writes for
+ * what it holds, members in the order written: the same escaping, no
+ * spaces, nothing before or after.
+ */
+static json_t *parse_line(const char *line)
+{
+	json_error_t e;
+	json_t *o = json_loads(line, JSON_REJECT_DUPLICATES, &e);
+	char *again;
+
+	if (o == NULL || !json_is_object(o))
+		fail_msg("not a JSON object (%s): %.200s", e.text, line);
+	again = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	assert_non_null(again);
+	if (strcmp(again, line) != 0)
+		fail_msg("not in jansson's compact form:\n%.300s\nnot\n%.300s",
+			 line, again);
+	free(again);
+	return o;
+}
+
+/* The names of o's members, in order, joined by spaces. */
+static void member_names(json_t *o, char *buf, size_t len)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (void *it = json_object_iter(o); it != NULL && used < len;
+	     it = json_object_iter_next(o, it))
+		used += (size_t)snprintf(buf + used, len - used, "%s%s",
+					 used > 0 ? " " : "",
+					 json_object_iter_key(it));
+}
+
+static void expect_members(json_t *o, const char *want)
+{
+	char names[512];
+
+	member_names(o, names, sizeof(names));
+	assert_string_equal(names, want);
+}
+
+static const char *str_member(json_t *o, const char *name)
+{
+	json_t *v = json_object_get(o, name);
+
+	if (!json_is_string(v))
+		fail_msg("\"%s\" is not a string", name);
+	return json_string_value(v);
+}
+
+/* "2024-05-01T10:00:00.123Z", within a few minutes of now. */
+static void expect_timestamp(const char *s)
+{
+	struct tm tm = { 0 };
+	const char *end;
+	int64_t t;
+
+	assert_int_equal(strlen(s), 24);
+	end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	assert_non_null(end);
+	assert_true(end[0] == '.' && end[1] >= '0' && end[1] <= '9' &&
+		    end[2] >= '0' && end[2] <= '9' && end[3] >= '0' &&
+		    end[3] <= '9' && end[4] == 'Z');
+	t = (int64_t)timegm(&tm);
+	assert_true(t > (int64_t)time(NULL) - 300 &&
+		    t < (int64_t)time(NULL) + 300);
+}
+
+/* The line must read exactly `want`, where "%T" stands for its time. */
+static void expect_line(const char *line, const char *want)
+{
+	json_t *o = parse_line(line);
+	const char *ts = str_member(o, "time");
+	const char *at = strstr(want, "%T");
+	char *exact;
+
+	expect_timestamp(ts);
+	assert_non_null(at);
+	exact = malloc(strlen(want) + strlen(ts) + 1);
+	assert_non_null(exact);
+	sprintf(exact, "%.*s%s%s", (int)(at - want), want, ts, at + 2);
+	assert_string_equal(line, exact);
+	free(exact);
+	json_decref(o);
+}
+
+static kw_status resolve(kw_ctx *ctx, const char *chain, const char *user,
+			 const char *org, const char *want)
+{
+	kw_request req = KW_REQUEST_INIT;
+	kw_secret *s = NULL;
+	kw_status st;
+
+	req.chain = chain;
+	req.provider = "anthropic";
+	req.user = user;
+	req.org = org;
+	st = kw_resolve(ctx, &req, &s);
+	if (st == KW_OK) {
+		assert_non_null(want);
+		assert_string_equal(kw_secret_value(s), want);
+		kw_secret_free(s);
+	}
+	return st;
+}
+
+/* No secret, nor the master key or passphrase, anywhere in the file. */
+static void expect_file_clean(struct fixture *f)
+{
+	static const char *const secrets[] = {
+		MARK, VALUE, VALUE_LONG, MASTER, PASSPHRASE,
+	};
+
+	read_lines(f);
+	for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
+		if (memmem(f->text, f->len, secrets[i], strlen(secrets[i])) !=
+		    NULL)
+			fail_msg("the audit file holds \"%s\"", secrets[i]);
+}
+
+/* ---- fingerprints ---- */
+
+static void test_fingerprint_pinned(void **state)
+{
+	struct fixture *f = *state;
+	json_t *o;
+
+	open_conf(f, conf_env);
+	assert_int_equal(resolve(f->ctx, NULL, "alice", "acme", VALUE), KW_OK);
+	assert_int_equal(resolve(f->ctx, "long", "bob", NULL, VALUE_LONG),
+			 KW_OK);
+	assert_int_equal(resolve(f->ctx, NULL, "carol", NULL, VALUE), KW_OK);
+	read_lines(f);
+	assert_int_equal(f->nlines, 3);
+	expect_line(f->lines[0],
+		    "{\"time\":\"%T\",\"event\":\"resolve\","
+		    "\"chain\":\"default\",\"provider\":\"anthropic\","
+		    "\"user\":\"alice\",\"org\":\"acme\",\"result\":\"ok\","
+		    "\"backend\":\"vault\",\"fingerprint\":\"" FP_VALUE "\"}");
+	expect_line(f->lines[1],
+		    "{\"time\":\"%T\",\"event\":\"resolve\","
+		    "\"chain\":\"long\",\"provider\":\"anthropic\","
+		    "\"user\":\"bob\",\"org\":null,\"result\":\"ok\","
+		    "\"backend\":\"long\",\"fingerprint\":\"" FP_VALUE_LONG
+		    "\"}");
+	o = parse_line(f->lines[2]);
+	assert_string_equal(str_member(o, "fingerprint"), FP_VALUE);
+	json_decref(o);
+	expect_file_clean(f);
+}
+
+/* A fresh context, then a passphrase instead of the key itself. */
+static void test_fingerprint_passphrase(void **state)
+{
+	struct fixture *f = *state;
+	json_t *o;
+
+	unsetenv("KEYWAY_MASTER_KEY");
+	setenv("KEYWAY_PASSPHRASE", PASSPHRASE, 1);
+	open_conf(f, conf_pass);
+	assert_int_equal(resolve(f->ctx, NULL, "alice", NULL, VALUE), KW_OK);
+	read_lines(f);
+	assert_int_equal(f->nlines, 1);
+	o = parse_line(f->lines[0]);
+	assert_string_equal(str_member(o, "fingerprint"), FP_PASSPHRASE);
+	json_decref(o);
+	expect_file_clean(f);
+}
+
+/* ---- the lines ---- */
+
+static void test_failed_resolve_line(void **state)
+{
+	struct fixture *f = *state;
+
+	open_conf(f, conf_env);
+	assert_int_equal(resolve(f->ctx, "none", "alice", "acme", NULL),
+			 KW_ERR_NOTFOUND);
+	assert_int_equal(resolve(f->ctx, "none", NULL, NULL, NULL),
+			 KW_ERR_NOTFOUND);
+	read_lines(f);
+	assert_int_equal(f->nlines, 2);
+	expect_line(f->lines[0],
+		    "{\"time\":\"%T\",\"event\":\"resolve\","
+		    "\"chain\":\"none\",\"provider\":\"anthropic\","
+		    "\"user\":\"alice\",\"org\":\"acme\","
+		    "\"result\":\"notfound\"}");
+	expect_line(f->lines[1],
+		    "{\"time\":\"%T\",\"event\":\"resolve\","
+		    "\"chain\":\"none\",\"provider\":\"anthropic\","
+		    "\"user\":null,\"org\":null,\"result\":\"notfound\"}");
+}
+
+/* Names the public API lets through that JSON must escape, or that are
+ * not ASCII: each comes back from the line as it went in. */
+static void test_names_round_trip(void **state)
+{
+	static const char *const names[] = {
+		"o\"brien",
+		"\"\"\"",
+		"caf\xc3\xa9",                          /* é */
+		"\xe6\x97\xa5\xe6\x9c\xac",             /* two CJK */
+		"\xf0\x9f\x94\x91-key",                 /* U+1F511 */
+		"{\"user\":\"root\"}",
+		"a'b<c>&d\x7e",
+		"\xef\xbf\xbf\xc2\x80",                 /* U+FFFF, U+0080 */
+	};
+	struct fixture *f = *state;
+	const size_t n = sizeof(names) / sizeof(names[0]);
+
+	open_conf(f, conf_env);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(resolve(f->ctx, NULL, names[i],
+					 names[n - 1 - i], VALUE),
+				 KW_OK);
+	read_lines(f);
+	assert_int_equal(f->nlines, n);
+	for (size_t i = 0; i < n; i++) {
+		json_t *o = parse_line(f->lines[i]);
+
+		expect_members(o, "time event chain provider user org result "
+				  "backend fingerprint");
+		assert_string_equal(str_member(o, "user"), names[i]);
+		assert_string_equal(str_member(o, "org"), names[n - 1 - i]);
+		assert_string_equal(str_member(o, "fingerprint"), FP_VALUE);
+		json_decref(o);
+	}
+	/* Non-ASCII is written as UTF-8, quotes as \". */
+	expect_line(f->lines[0],
+		    "{\"time\":\"%T\",\"event\":\"resolve\","
+		    "\"chain\":\"default\",\"provider\":\"anthropic\","
+		    "\"user\":\"o\\\"brien\","
+		    "\"org\":\"\xef\xbf\xbf\xc2\x80\",\"result\":\"ok\","
+		    "\"backend\":\"vault\",\"fingerprint\":\"" FP_VALUE "\"}");
+	expect_file_clean(f);
+}
+
+/* Everything JSON escapes, straight to the audit trail. */
+static void test_escaping(void **state)
+{
+	struct fixture *f = *state;
+	char all[0x20 + 8], *p = all;
+	struct kwi_query_in in = { "c\\h", "p/1", NULL, NULL };
+	const kw_actor actor = { sizeof(kw_actor), "tab\there", "nl\nthere",
+				 KW_ROLE_ADMIN };
+	const kw_store_key k = { KW_SCOPE_USER, "q\"uote\\", "x\x7fy" };
+	json_t *o;
+
+	for (int c = 1; c < 0x20; c++)
+		*p++ = (char)c;
+	memcpy(p, "\"\\/\x7f\xc3\xa9", 7);
+	p[7] = '\0';
+	in.user = all;
+	in.org = "\\";
+
+	open_conf(f, conf_env);
+	assert_int_equal(kwi_audit_resolve(f->ctx, &in, KW_ERR_DENIED, NULL),
+			 KW_OK);
+	assert_int_equal(kwi_audit_change(f->ctx, &actor, "put", "b\"e",
+					  &k, KW_OK),
+			 KW_OK);
+	assert_int_equal(kwi_audit_change(f->ctx, &actor, "rekey", "b",
+					  NULL, KW_ERR_IO),
+			 KW_OK);
+	read_lines(f);
+	assert_int_equal(f->nlines, 3);
+	expect_line(f->lines[0],
+		    "{\"time\":\"%T\",\"event\":\"resolve\","
+		    "\"chain\":\"c\\\\h\",\"provider\":\"p/1\","
+		    "\"user\":\"\\u0001\\u0002\\u0003\\u0004\\u0005\\u0006"
+		    "\\u0007\\b\\t\\n\\u000B\\f\\r\\u000E\\u000F\\u0010"
+		    "\\u0011\\u0012\\u0013\\u0014\\u0015\\u0016\\u0017"
+		    "\\u0018\\u0019\\u001A\\u001B\\u001C\\u001D\\u001E"
+		    "\\u001F\\\"\\\\/\x7f\xc3\xa9\","
+		    "\"org\":\"\\\\\",\"result\":\"denied\"}");
+	o = parse_line(f->lines[0]);
+	assert_string_equal(str_member(o, "user"), all);
+	json_decref(o);
+	expect_line(f->lines[1],
+		    "{\"time\":\"%T\",\"event\":\"put\","
+		    "\"actor\":{\"user\":\"tab\\there\","
+		    "\"org\":\"nl\\nthere\",\"role\":\"admin\"},"
+		    "\"backend\":\"b\\\"e\",\"scope\":\"user\","
+		    "\"owner\":\"q\\\"uote\\\\\",\"provider\":\"x\x7fy\","
+		    "\"result\":\"ok\"}");
+	expect_line(f->lines[2],
+		    "{\"time\":\"%T\",\"event\":\"rekey\","
+		    "\"actor\":{\"user\":\"tab\\there\","
+		    "\"org\":\"nl\\nthere\",\"role\":\"admin\"},"
+		    "\"backend\":\"b\",\"result\":\"i/o error\"}");
+}
+
+/*
+ * A name that is not UTF-8 cannot be a JSON string: the line must still be
+ * valid JSON (jansson's parser rejects bad UTF-8), with everything else in
+ * it, and the bad bytes nowhere in the file.
+ */
+static void test_not_utf8(void **state)
+{
+	static const char *const bad[] = {
+		"caf\xe9",         /* Latin-1 */
+		"\xc3",            /* cut short */
+		"\xc0\xaf",        /* overlong '/' */
+		"\xed\xa0\x80",    /* a surrogate */
+		"\xf4\x90\x80\x80", /* past U+10FFFF */
+		"\xff",
+	};
+	struct fixture *f = *state;
+	const size_t n = sizeof(bad) / sizeof(bad[0]);
+
+	open_conf(f, conf_env);
+	for (size_t i = 0; i < n; i++) {
+		struct kwi_query_in in = { "default", "anthropic", bad[i],
+					   "acme" };
+
+		assert_int_equal(kwi_audit_resolve(f->ctx, &in, KW_OK, NULL),
+				 KW_OK);
+	}
+	read_lines(f);
+	assert_int_equal(f->nlines, n);
+	for (size_t i = 0; i < n; i++) {
+		json_t *o = parse_line(f->lines[i]);
+
+		assert_string_equal(str_member(o, "event"), "resolve");
+		assert_string_equal(str_member(o, "org"), "acme");
+		assert_string_equal(str_member(o, "result"), "ok");
+		json_decref(o);
+	}
+	for (size_t i = 0; i < f->len; i++)
+		if ((unsigned char)f->text[i] >= 0x80)
+			fail_msg("byte 0x%02x at %zu of the audit file",
+				 (unsigned char)f->text[i], i);
+}
+
+/* Longer than any buffer a line could be built in: still one whole line. */
+static void test_long_lines(void **state)
+{
+	struct fixture *f = *state;
+	const size_t name_len = 6000, user_len = 100000;
+	char *backend = malloc(name_len + 1), *chain = malloc(name_len + 1);
+	char *conf = NULL, *user = malloc(user_len + 1), *want = NULL;
+	struct kwi_query_in in = { NULL, "anthropic", NULL, "acme" };
+	json_t *o;
+
+	assert_non_null(backend);
+	assert_non_null(chain);
+	assert_non_null(user);
+	memset(backend, 'b', name_len);
+	backend[name_len] = '\0';
+	memset(chain, 'c', name_len);
+	chain[name_len] = '\0';
+	/* Every byte doubles when escaped. */
+	memset(user, '"', user_len);
+	user[user_len] = '\0';
+	assert_true(asprintf(&conf,
+			     CONF_HEAD("env")
+			     "backends: {\n"
+			     "  %s: { module = \"fake\"; answer = \"found\";\n"
+			     "        value = \"" VALUE "\"; };\n"
+			     "};\n"
+			     "chains: {\n"
+			     "  default = ( { backend = \"%s\"; "
+			     "control = \"required\"; } );\n"
+			     "  %s = ( { backend = \"%s\"; "
+			     "control = \"required\"; } );\n"
+			     "};\n",
+			     backend, backend, chain, backend) > 0);
+	open_conf(f, conf);
+	assert_int_equal(resolve(f->ctx, chain, "alice", NULL, VALUE), KW_OK);
+	in.chain = chain;
+	in.user = user;
+	assert_int_equal(kwi_audit_resolve(f->ctx, &in, KW_OK, NULL), KW_OK);
+	assert_int_equal(resolve(f->ctx, NULL, "bob", NULL, VALUE), KW_OK);
+
+	read_lines(f);
+	assert_int_equal(f->nlines, 3);
+	assert_true(asprintf(&want,
+			     "{\"time\":\"%%T\",\"event\":\"resolve\","
+			     "\"chain\":\"%s\",\"provider\":\"anthropic\","
+			     "\"user\":\"alice\",\"org\":null,"
+			     "\"result\":\"ok\",\"backend\":\"%s\","
+			     "\"fingerprint\":\"" FP_VALUE "\"}",
+			     chain, backend) > 0);
+	expect_line(f->lines[0], want);
+	assert_true(strlen(f->lines[1]) > 2 * user_len);
+	o = parse_line(f->lines[1]);
+	expect_members(o, "time event chain provider user org result");
+	assert_string_equal(str_member(o, "chain"), chain);
+	assert_string_equal(str_member(o, "user"), user);
+	assert_string_equal(str_member(o, "org"), "acme");
+	json_decref(o);
+	o = parse_line(f->lines[2]);
+	assert_string_equal(str_member(o, "user"), "bob");
+	assert_string_equal(str_member(o, "backend"), backend);
+	json_decref(o);
+	expect_file_clean(f);
+	free(want);
+	free(conf);
+	free(user);
+	free(chain);
+	free(backend);
+}
+
+/* ---- many threads, one file ---- */
+
+struct worker {
+	kw_ctx *ctx;
+	int id;
+	int failures;
+	char first[256];
+};
+
+static void *work(void *arg)
+{
+	struct worker *w = arg;
+
+	for (int i = 0; i < NCALLS; i++) {
+		kw_request req = KW_REQUEST_INIT;
+		char user[64];
+		kw_secret *s = NULL;
+		kw_status st;
+
+		/* Every other name needs escaping. */
+		snprintf(user, sizeof(user), "%s-%d-%d",
+			 i % 2 ? "q\"t" : "caf\xc3\xa9", w->id, i);
+		req.provider = "anthropic";
+		req.user = user;
+		st = kw_resolve(w->ctx, &req, &s);
+		if (st != KW_OK || strcmp(kw_secret_value(s), VALUE) != 0) {
+			if (w->failures++ == 0)
+				snprintf(w->first, sizeof(w->first),
+					 "%s: %s", user,
+					 st != KW_OK ? kw_last_error()
+						     : "wrong value");
+		}
+		kw_secret_free(s);
+	}
+	return NULL;
+}
+
+static void test_threads(void **state)
+{
+	struct fixture *f = *state;
+	struct worker w[NTHREADS];
+	pthread_t t[NTHREADS];
+	static bool seen[NTHREADS][NCALLS];
+
+	open_conf(f, conf_env);
+	memset(seen, 0, sizeof(seen));
+	for (int i = 0; i < NTHREADS; i++) {
+		w[i] = (struct worker){ .ctx = f->ctx, .id = i };
+		assert_int_equal(pthread_create(&t[i], NULL, work, &w[i]), 0);
+	}
+	for (int i = 0; i < NTHREADS; i++)
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+	for (int i = 0; i < NTHREADS; i++)
+		if (w[i].failures > 0)
+			fail_msg("thread %d: %d failures, first %s", i,
+				 w[i].failures, w[i].first);
+
+	read_lines(f);
+	assert_int_equal(f->nlines, NTHREADS * NCALLS);
+	for (size_t i = 0; i < f->nlines; i++) {
+		json_t *o = parse_line(f->lines[i]);
+		const char *user = str_member(o, "user");
+		char prefix[16];
+		int id = -1, call = -1, end = 0;
+
+		expect_members(o, "time event chain provider user org result "
+				  "backend fingerprint");
+		expect_timestamp(str_member(o, "time"));
+		assert_string_equal(str_member(o, "fingerprint"), FP_VALUE);
+		if (sscanf(user, "%15[^-]-%d-%d%n", prefix, &id, &call,
+			   &end) != 3 ||
+		    user[end] != '\0' || id < 0 || id >= NTHREADS ||
+		    call < 0 || call >= NCALLS ||
+		    strcmp(prefix, call % 2 ? "q\"t" : "caf\xc3\xa9") != 0)
+			fail_msg("line %zu: user \"%s\"", i, user);
+		if (seen[id][call])
+			fail_msg("line %zu: \"%s\" twice", i, user);
+		seen[id][call] = true;
+		json_decref(o);
+	}
+	expect_file_clean(f);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_fingerprint_pinned,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fingerprint_passphrase,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_resolve_line,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_names_round_trip, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_escaping, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_not_utf8, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_long_lines, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
