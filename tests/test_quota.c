@@ -2,9 +2,10 @@
  * test_quota.c - quotas, the usage log and the audit trail through the
  * public API: exact admission under many processes and threads, fixed UTC
  * windows rolling over on an injected clock, refunds of unused keys, usage
- * counts of stored keys, explain as a dry run, an unavailable ledger,
- * configuration errors, and the audit trail's lines, fingerprints and
- * failures.
+ * counts of stored keys, explain as a dry run, an unavailable ledger, the
+ * ledger's schema (migrated from version 1, also by processes at once),
+ * its sweep of expired counters and the length of its WAL, configuration
+ * errors, and the audit trail's lines, fingerprints and failures.
  *
  * Links the library built with its test seams, whose clock a test can
  * set.  Every key in this file contains "SECRET", and no message, usage
@@ -13,6 +14,7 @@
 #include "config.h"
 
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -1238,6 +1240,590 @@ static void test_ledger_unavailable_allow(void **state)
 	expect_rows(f->ctx, 2, 1, 0);
 }
 
+/* ---- the ledger's schema ---- */
+
+/* Schema version 1 of a ledger, as keyway wrote it before migration 2. */
+#define LEDGER_V1_DDL \
+	"CREATE TABLE counters (" \
+	"  counter TEXT NOT NULL," \
+	"  window INTEGER NOT NULL," \
+	"  count INTEGER NOT NULL," \
+	"  expires INTEGER NOT NULL," \
+	"  PRIMARY KEY (counter, window)" \
+	") WITHOUT ROWID;" \
+	"CREATE INDEX counters_expires ON counters (expires);" \
+	"CREATE TABLE usage (" \
+	"  id INTEGER PRIMARY KEY," \
+	"  time INTEGER NOT NULL," \
+	"  chain TEXT NOT NULL," \
+	"  backend TEXT NOT NULL," \
+	"  provider TEXT NOT NULL," \
+	"  user TEXT," \
+	"  org TEXT," \
+	"  outcome TEXT NOT NULL" \
+	");" \
+	"CREATE INDEX usage_time ON usage (time);" \
+	"CREATE INDEX usage_user_time ON usage (user, time);"
+
+#define LEDGER_APP_ID 0x4b574c47 /* "KWLG" */
+
+/* The start of DEFAULT_NOW's day, and of the day before. */
+#define TODAY 1699920000     /* 2023-11-14T00:00:00Z */
+#define YESTERDAY (TODAY - 86400)
+
+static void ledger_exec(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	char *err = NULL;
+
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE,
+					 NULL),
+			 SQLITE_OK);
+	if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
+		fail_msg("%s: %s", sql, err != NULL ? err : "?");
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+/* The rows of a query as text: columns split by '|', each row ending in a
+ * newline, NULL as "-". */
+static const char *ledger_query(const char *path, const char *sql)
+{
+	char buf[4096];
+	size_t len = 0;
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	buf[0] = '\0';
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE,
+					 NULL),
+			 SQLITE_OK);
+	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
+		fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		for (int i = 0; i < sqlite3_column_count(s); i++) {
+			const char *v = (const char *)sqlite3_column_text(s, i);
+
+			len += (size_t)snprintf(buf + len, sizeof(buf) - len,
+						"%s%s", i > 0 ? "|" : "",
+						v != NULL ? v : "-");
+			assert_true(len < sizeof(buf));
+		}
+		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "\n");
+		assert_true(len < sizeof(buf));
+	}
+	if (rc != SQLITE_DONE)
+		fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+	sqlite3_finalize(s);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	return fmt("%s", buf);
+}
+
+/*
+ * A ledger of schema version 1 at f->ledger, made as keyway made one
+ * (private file, 1 KiB pages, WAL), holding the rows of `rows_sql`.
+ */
+static void make_v1_ledger(struct fixture *f, const char *rows_sql)
+{
+	int fd = open(f->ledger, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+		      0600);
+
+	assert_true(fd >= 0);
+	close(fd);
+	ledger_exec(f->ledger,
+		    fmt("PRAGMA page_size = 1024;"
+			"PRAGMA journal_mode = WAL;"
+			"BEGIN;" LEDGER_V1_DDL
+			"PRAGMA application_id = %d;"
+			"PRAGMA user_version = 1;"
+			"%s"
+			"COMMIT;",
+			LEDGER_APP_ID, rows_sql));
+	assert_string_equal(ledger_query(f->ledger, "PRAGMA user_version"),
+			    "1\n");
+}
+
+#define INDEXES_SQL \
+	"SELECT name FROM sqlite_master WHERE type = 'index'" \
+	" AND name NOT LIKE 'sqlite_autoindex%' ORDER BY name"
+#define COUNTERS_SQL \
+	"SELECT counter, window, count, expires FROM counters" \
+	" ORDER BY counter, window"
+#define USAGE_SQL \
+	"SELECT id, time, chain, backend, provider, user, org, outcome" \
+	" FROM usage ORDER BY id"
+
+/* What a schema-2 ledger holds besides its tables. */
+static void expect_v2_schema(const char *path)
+{
+	assert_string_equal(ledger_query(path, "PRAGMA user_version"), "2\n");
+	assert_string_equal(ledger_query(path, "PRAGMA application_id"),
+			    fmt("%d\n", LEDGER_APP_ID));
+	assert_string_equal(ledger_query(path, INDEXES_SQL),
+			    "counters_expires\nusage_time\n");
+	assert_string_equal(ledger_query(path, "PRAGMA integrity_check"),
+			    "ok\n");
+}
+
+/* The usage rows kw_usage() hands out, one line each, in its order. */
+struct row_text {
+	char buf[2048];
+	size_t len;
+};
+
+static kw_status note_row(void *arg, const kw_usage_row *row)
+{
+	struct row_text *t = arg;
+
+	t->len += (size_t)snprintf(t->buf + t->len, sizeof(t->buf) - t->len,
+				   "%" PRId64 " %s %s %s %s %s %s\n",
+				   row->time, row->chain, row->backend,
+				   row->provider,
+				   row->user != NULL ? row->user : "-",
+				   row->org != NULL ? row->org : "-",
+				   row->outcome);
+	assert_true(t->len < sizeof(t->buf));
+	return KW_OK;
+}
+
+static const char *usage_text(kw_ctx *ctx, int64_t since, int64_t until,
+			      const char *user, const char *org)
+{
+	kw_usage_filter filter = { since, until, user, org, NULL };
+	struct row_text t;
+	kw_status st;
+
+	memset(&t, 0, sizeof(t));
+	st = kw_usage(ctx, sysadmin(), &filter, note_row, &t);
+	if (st != KW_OK)
+		fail_msg("kw_usage: %s: %s", kw_status_str(st),
+			 kw_last_error());
+	return fmt("%s", t.buf);
+}
+
+/* A usage row of B in the ledger's SQL; times are literal seconds. */
+#define V1_ROW(id, t, user, org, outcome) \
+	"INSERT INTO usage VALUES (" #id ", " #t ", 'default', 'B'," \
+	" 'anthropic', " user ", " org ", '" outcome "');"
+
+/*
+ * Ten rows over two days, one of them (10) logged after rows later than
+ * it, and today's counters of alice (3) and bob (2) with yesterday's of
+ * alice, expired but not swept yet.
+ */
+static const char v1_rows[] =
+	V1_ROW(1, 1699833600, "'alice'", "'acme'", "admitted")
+	V1_ROW(2, 1699919999, "'alice'", "'acme'", "admitted")
+	V1_ROW(3, 1699920000, "'alice'", "'acme'", "admitted")
+	V1_ROW(4, 1699920060, "'bob'", "NULL", "admitted")
+	V1_ROW(5, 1699920120, "'alice'", "NULL", "refunded")
+	V1_ROW(6, 1699923600, "'alice'", "'acme'", "admitted")
+	V1_ROW(7, 1699923600, "'bob'", "NULL", "admitted")
+	V1_ROW(8, 1699927200, "'alice'", "'acme'", "denied")
+	V1_ROW(9, 1700006400, "'alice'", "'acme'", "admitted")
+	V1_ROW(10, 1699920030, "'alice'", "'acme'", "admitted")
+	"INSERT INTO counters VALUES"
+	" ('B/0/user:alice', 1699833600, 2, 1699920000),"
+	" ('B/0/user:alice', 1699920000, 3, 1700006400),"
+	" ('B/0/user:bob', 1699920000, 2, 1700006400);";
+
+/* The same row as note_row() prints it. */
+#define ROW(t, user, org, outcome) \
+	#t " default B anthropic " user " " org " " outcome "\n"
+
+static void test_ledger_migrates_v1(void **state)
+{
+	struct fixture *f = *state;
+	const int64_t reset = utc(2023, 11, 15, 0, 0, 0);
+	const char *counters, *usage;
+
+	make_v1_ledger(f, v1_rows);
+	counters = ledger_query(f->ledger, COUNTERS_SQL);
+	usage = ledger_query(f->ledger, USAGE_SQL);
+	assert_string_equal(ledger_query(f->ledger, INDEXES_SQL),
+			    "counters_expires\nusage_time\nusage_user_time\n");
+
+	open_quota(f, "", "{ limit = 4; period = \"day\"; per = \"user\"; }");
+	/* Migrated on open: every row kept, the (user, time) index gone. */
+	expect_v2_schema(f->ledger);
+	assert_string_equal(ledger_query(f->ledger, COUNTERS_SQL), counters);
+	assert_string_equal(ledger_query(f->ledger, USAGE_SQL), usage);
+
+	/* A period of one user: a range of usage_time, filtered. */
+	assert_string_equal(usage_text(f->ctx, TODAY, TODAY + 86400, "alice",
+				       NULL),
+			    ROW(1699920000, "alice", "acme", "admitted")
+			    ROW(1699920030, "alice", "acme", "admitted")
+			    ROW(1699920120, "alice", "-", "refunded")
+			    ROW(1699923600, "alice", "acme", "admitted")
+			    ROW(1699927200, "alice", "acme", "denied"));
+	/* Both ends: since is in, until is out. */
+	assert_string_equal(usage_text(f->ctx, TODAY, TODAY + 3600, "alice",
+				       NULL),
+			    ROW(1699920000, "alice", "acme", "admitted")
+			    ROW(1699920030, "alice", "acme", "admitted")
+			    ROW(1699920120, "alice", "-", "refunded"));
+	assert_string_equal(usage_text(f->ctx, YESTERDAY, TODAY, NULL, NULL),
+			    ROW(1699833600, "alice", "acme", "admitted")
+			    ROW(1699919999, "alice", "acme", "admitted"));
+	assert_string_equal(usage_text(f->ctx, TODAY + 86400, 0, "alice",
+				       NULL),
+			    ROW(1700006400, "alice", "acme", "admitted"));
+	/* A user with no period: the whole log, filtered. */
+	assert_string_equal(usage_text(f->ctx, 0, 0, "bob", NULL),
+			    ROW(1699920060, "bob", "-", "admitted")
+			    ROW(1699923600, "bob", "-", "admitted"));
+	assert_string_equal(usage_text(f->ctx, TODAY, 0, "carol", NULL), "");
+	assert_string_equal(usage_text(f->ctx, TODAY + 1, TODAY + 7200, NULL,
+				       "acme"),
+			    ROW(1699920030, "alice", "acme", "admitted")
+			    ROW(1699923600, "alice", "acme", "admitted"));
+	assert_string_equal(usage_text(f->ctx, 0, 0, NULL, NULL),
+			    ROW(1699833600, "alice", "acme", "admitted")
+			    ROW(1699919999, "alice", "acme", "admitted")
+			    ROW(1699920000, "alice", "acme", "admitted")
+			    ROW(1699920030, "alice", "acme", "admitted")
+			    ROW(1699920060, "bob", "-", "admitted")
+			    ROW(1699920120, "alice", "-", "refunded")
+			    ROW(1699923600, "alice", "acme", "admitted")
+			    ROW(1699923600, "bob", "-", "admitted")
+			    ROW(1699927200, "alice", "acme", "denied")
+			    ROW(1700006400, "alice", "acme", "admitted"));
+
+	/* The counts go on from where they were. */
+	expect_ok(f, "alice", NULL, 1);
+	expect_denied(f, "alice", NULL,
+		      used_up("4/day per user", "user", "alice", 4, 4, reset));
+	expect_ok(f, "bob", NULL, 2);
+	expect_denied(f, "bob", NULL,
+		      used_up("4/day per user", "user", "bob", 4, 4, reset));
+	assert_string_equal(ledger_query(f->ledger, COUNTERS_SQL),
+			    "B/0/user:alice|1699920000|4|1700006400\n"
+			    "B/0/user:bob|1699920000|4|1700006400\n");
+	assert_string_equal(usage_text(f->ctx, DEFAULT_NOW, 0, NULL, NULL),
+			    ROW(1700000000, "alice", "-", "admitted")
+			    ROW(1700000000, "alice", "-", "denied")
+			    ROW(1700000000, "bob", "-", "admitted")
+			    ROW(1700000000, "bob", "-", "admitted")
+			    ROW(1700000000, "bob", "-", "denied")
+			    ROW(1700006400, "alice", "acme", "admitted"));
+
+	/* Opened again: nothing more to do. */
+	reopen(f);
+	expect_v2_schema(f->ledger);
+	assert_int_equal(get(f, "alice", NULL), KW_ERR_DENIED);
+}
+
+/* A new ledger is made at the latest schema. */
+static void test_ledger_new_schema(void **state)
+{
+	struct fixture *f = *state;
+
+	open_quota(f, "", "{ limit = 1; period = \"day\"; per = \"user\"; }");
+	expect_v2_schema(f->ledger);
+	assert_string_equal(ledger_query(f->ledger, "PRAGMA page_size"),
+			    "1024\n");
+	assert_string_equal(ledger_query(f->ledger, "PRAGMA journal_mode"),
+			    "wal\n");
+	expect_ok(f, "alice", NULL, 1);
+	assert_string_equal(ledger_query(f->ledger, COUNTERS_SQL),
+			    "B/0/user:alice|1699920000|1|1700006400\n");
+}
+
+/* In a child: wait for the word, open, ask once for user.  The exit
+ * status says what happened: 0 admitted, 1 denied, 2 failed to open, 3
+ * anything else. */
+static int open_child(const char *conf, int go_fd, const char *user)
+{
+	kw_request req = KW_REQUEST_INIT;
+	kw_ctx *ctx = NULL;
+	kw_secret *s = NULL;
+	kw_status st;
+	char go;
+
+	if (read(go_fd, &go, 1) != 0)
+		return 3;
+	if (kw_open(&ctx, conf) != KW_OK) {
+		fprintf(stderr, "child %d: kw_open: %s\n", (int)getpid(),
+			kw_last_error());
+		return 2;
+	}
+	req.provider = "anthropic";
+	req.user = user;
+	st = kw_resolve(ctx, &req, &s);
+	kw_secret_free(s);
+	kw_close(ctx);
+	return st == KW_OK ? 0 : st == KW_ERR_DENIED ? 1 : 3;
+}
+
+/*
+ * Processes that open a schema-1 ledger at the same moment: each of them
+ * finds it at version 1, one migrates it and the others see that it did;
+ * the counts are exact from the first charge on.
+ */
+static void test_ledger_migration_race(void **state)
+{
+	struct fixture *f = *state;
+	pid_t pids[NPROC];
+	unsigned outcomes[4] = { 0 };
+	int go[2];
+	struct rows r;
+
+	/* u00 has had 4 of its 10 today. */
+	make_v1_ledger(f,
+		       V1_ROW(1, 1699920000, "'u00'", "NULL", "admitted")
+		       V1_ROW(2, 1699920001, "'u00'", "NULL", "admitted")
+		       V1_ROW(3, 1699920002, "'u00'", "NULL", "admitted")
+		       V1_ROW(4, 1699920003, "'u00'", "NULL", "admitted")
+		       "INSERT INTO counters VALUES ('B/0/user:u00',"
+		       " 1699920000, 4, 1700006400);");
+	write_quota_conf(f, "",
+			 "{ limit = 10; period = \"day\"; per = \"user\"; }");
+	assert_int_equal(pipe(go), 0);
+	fflush(NULL);
+	for (int c = 0; c < NPROC; c++) {
+		pids[c] = fork();
+		assert_true(pids[c] >= 0);
+		if (pids[c] == 0) {
+			close(go[1]);
+			_exit(open_child(f->conf, go[0], "u00"));
+		}
+	}
+	close(go[0]);
+	/* They all read end-of-file, together, when this one closes. */
+	close(go[1]);
+	for (int c = 0; c < NPROC; c++) {
+		int status = 0;
+
+		assert_int_equal(waitpid(pids[c], &status, 0), pids[c]);
+		assert_true(WIFEXITED(status));
+		assert_true(WEXITSTATUS(status) < 4);
+		outcomes[WEXITSTATUS(status)]++;
+	}
+	assert_int_equal(outcomes[2], 0);
+	assert_int_equal(outcomes[3], 0);
+	assert_int_equal(outcomes[0], 6);
+	assert_int_equal(outcomes[1], NPROC - 6);
+	expect_v2_schema(f->ledger);
+	assert_string_equal(ledger_query(f->ledger, COUNTERS_SQL),
+			    "B/0/user:u00|1699920000|10|1700006400\n");
+
+	reopen(f);
+	r = usage_rows(f->ctx, NULL, 0);
+	assert_int_equal(r.admitted, 10);
+	assert_int_equal(r.denied, NPROC - 6);
+	assert_int_equal(r.n, 10 + NPROC - 6);
+	assert_string_equal(usage_text(f->ctx, TODAY, TODAY + 4, "u00", NULL),
+			    ROW(1699920000, "u00", "-", "admitted")
+			    ROW(1699920001, "u00", "-", "admitted")
+			    ROW(1699920002, "u00", "-", "admitted")
+			    ROW(1699920003, "u00", "-", "admitted"));
+}
+
+/* n counters of yesterday, expired today, straight into the ledger. */
+static void add_expired(struct fixture *f, int n)
+{
+	ledger_exec(f->ledger,
+		    fmt("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL"
+			" SELECT i + 1 FROM n WHERE i < %d)"
+			" INSERT INTO counters SELECT"
+			" 'B/0/user:gone' || i || '-' || %d,"
+			" 1699833600, 1, 1699920000 FROM n;",
+			n, n));
+}
+
+#define EXPIRED_SQL "SELECT count(*) FROM counters WHERE expires <= 1700000000"
+
+/*
+ * Expired counters are swept after a charge, 1000 at a time: after a day
+ * ends for many counters at once, the sweep does not hold the write lock
+ * for all of them in one go.  Then, with nothing more to drop, it waits
+ * for its next minute (or 4096 charges).
+ */
+static void test_ledger_sweep(void **state)
+{
+	struct fixture *f = *state;
+
+	open_quota(f, "", "{ limit = 5; period = \"day\"; per = \"user\"; }");
+	expect_ok(f, "alice", NULL, 1);
+	add_expired(f, 2500);
+	/* A new instance sweeps at its first charge. */
+	reopen(f);
+	assert_string_equal(ledger_query(f->ledger, EXPIRED_SQL), "2500\n");
+	expect_ok(f, "bob", NULL, 1);
+	assert_string_equal(ledger_query(f->ledger, EXPIRED_SQL), "1500\n");
+	expect_ok(f, "bob", NULL, 1);
+	assert_string_equal(ledger_query(f->ledger, EXPIRED_SQL), "500\n");
+	expect_ok(f, "bob", NULL, 1);
+	assert_string_equal(ledger_query(f->ledger, EXPIRED_SQL), "0\n");
+
+	add_expired(f, 10);
+	expect_ok(f, "carol", NULL, 1);
+	set_now(DEFAULT_NOW + 59);
+	expect_ok(f, "carol", NULL, 1);
+	assert_string_equal(ledger_query(f->ledger, EXPIRED_SQL), "10\n");
+	set_now(DEFAULT_NOW + 60);
+	expect_ok(f, "carol", NULL, 1);
+	assert_string_equal(ledger_query(f->ledger, EXPIRED_SQL), "0\n");
+	assert_string_equal(ledger_query(f->ledger, COUNTERS_SQL),
+			    "B/0/user:alice|1699920000|1|1700006400\n"
+			    "B/0/user:bob|1699920000|3|1700006400\n"
+			    "B/0/user:carol|1699920000|3|1700006400\n");
+	expect_rows(f->ctx, 7, 0, 0);
+}
+
+/*
+ * With many processes writing, the WAL is started over as it would be
+ * with one: none of them is ever alone to find it all checkpointed, so
+ * without the ledger's own checkpoints it would hold every charge of the
+ * run (2 or 3 pages each, over 25 MiB here).  The WAL's file keeps its
+ * longest length, so its size after the run is the longest it has been;
+ * a connection held open keeps the last process to close from removing
+ * it.
+ */
+static void test_ledger_wal_bounded(void **state)
+{
+	struct fixture *f = *state;
+	sqlite3 *keep_wal = NULL;
+	struct tally sum;
+	struct stat sb;
+	char *wal = fmt("%s-wal", f->ledger);
+
+	open_quota(f, "", "{ limit = 10; period = \"day\"; per = \"user\"; }");
+	expect_ok(f, "alice", NULL, 1);
+	assert_int_equal(sqlite3_open_v2(f->ledger, &keep_wal,
+					 SQLITE_OPEN_READWRITE, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_exec(keep_wal, "SELECT 1 FROM counters", NULL,
+				      NULL, NULL),
+			 SQLITE_OK);
+	run_load(f, &sum);
+	for (int u = 0; u < NUSERS; u++)
+		assert_int_equal(sum.admitted[u], 10);
+	/* Every request denied, and logged, this time. */
+	run_load(f, &sum);
+	for (int u = 0; u < NUSERS; u++)
+		assert_int_equal(sum.admitted[u], 0);
+	assert_int_equal(stat(wal, &sb), 0);
+	assert_int_equal(sqlite3_close(keep_wal), SQLITE_OK);
+	if (sb.st_size > 12 * 1024 * 1024)
+		fail_msg("the WAL grew to %lld bytes", (long long)sb.st_size);
+}
+
+#define KILL_REQ 700
+#define KILL_USERS 100
+
+/* In a child: KILL_REQ requests over KILL_USERS users, the number admitted
+ * and denied sent to out_fd, then SIGKILL: no kw_close(), nothing flushed
+ * or checkpointed on the way out. */
+static void kill_child(const char *conf, int child, int out_fd)
+{
+	uint32_t seen[2] = { 0, 0 };
+	kw_ctx *ctx = NULL;
+
+	if (kw_open(&ctx, conf) == KW_OK) {
+		for (int i = 0; i < KILL_REQ; i++) {
+			kw_request req = KW_REQUEST_INIT;
+			kw_secret *s = NULL;
+			char user[16];
+			kw_status st;
+
+			snprintf(user, sizeof(user), "k%03d",
+				 (i + 13 * child) % KILL_USERS);
+			req.provider = "anthropic";
+			req.user = user;
+			st = kw_resolve(ctx, &req, &s);
+			kw_secret_free(s);
+			if (st == KW_OK)
+				seen[0]++;
+			else if (st == KW_ERR_DENIED)
+				seen[1]++;
+		}
+	}
+	if (write(out_fd, seen, sizeof(seen)) != (ssize_t)sizeof(seen))
+		_exit(3);
+	kill(getpid(), SIGKILL);
+	_exit(3);
+}
+
+/*
+ * Processes killed (SIGKILL) right after their last charge: every charge
+ * they were answered is in the ledger, counted and logged, though the WAL
+ * was checkpointed and started over several times meanwhile.
+ */
+static void test_ledger_killed_writers(void **state)
+{
+	struct fixture *f = *state;
+	uint32_t admitted = 0, denied = 0;
+	pid_t pids[NPROC];
+	int out[NPROC][2];
+
+	open_quota(f, "", "{ limit = 5; period = \"day\"; per = \"user\"; }");
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	fflush(NULL);
+	for (int c = 0; c < NPROC; c++) {
+		assert_int_equal(pipe(out[c]), 0);
+		pids[c] = fork();
+		assert_true(pids[c] >= 0);
+		if (pids[c] == 0) {
+			close(out[c][0]);
+			kill_child(f->conf, c, out[c][1]);
+		}
+		close(out[c][1]);
+	}
+	for (int c = 0; c < NPROC; c++) {
+		uint32_t seen[2];
+		int status = 0;
+
+		assert_int_equal(read(out[c][0], seen, sizeof(seen)),
+				 (ssize_t)sizeof(seen));
+		close(out[c][0]);
+		assert_int_equal(waitpid(pids[c], &status, 0), pids[c]);
+		assert_true(WIFSIGNALED(status));
+		assert_int_equal(WTERMSIG(status), SIGKILL);
+		admitted += seen[0];
+		denied += seen[1];
+	}
+	assert_int_equal(admitted, KILL_USERS * 5);
+	assert_int_equal(admitted + denied, NPROC * KILL_REQ);
+	assert_string_equal(ledger_query(f->ledger,
+					 "SELECT count(*), sum(count)"
+					 " FROM counters"),
+			    fmt("%d|%d\n", KILL_USERS, KILL_USERS * 5));
+	assert_string_equal(ledger_query(f->ledger,
+					 "SELECT outcome, count(*) FROM usage"
+					 " GROUP BY outcome ORDER BY outcome"),
+			    fmt("admitted|%d\ndenied|%u\n", KILL_USERS * 5,
+				denied));
+	assert_string_equal(ledger_query(f->ledger, "PRAGMA integrity_check"),
+			    "ok\n");
+}
+
+/* A ledger of a newer keyway is left alone. */
+static void test_ledger_newer_schema(void **state)
+{
+	struct fixture *f = *state;
+	const char *usage;
+
+	make_v1_ledger(f, V1_ROW(1, 1699920000, "'alice'", "NULL", "admitted"));
+	ledger_exec(f->ledger, "PRAGMA user_version = 3;");
+	usage = ledger_query(f->ledger, USAGE_SQL);
+	write_quota_conf(f, "",
+			 "{ limit = 4; period = \"day\"; per = \"user\"; }");
+	assert_int_equal(kw_open(&f->ctx, f->conf), KW_ERR_BACKEND);
+	assert_null(f->ctx);
+	assert_string_equal(kw_last_error(),
+			    fmt("%s:2: keyway.ledger: ledger %s has schema "
+				"version 3; this keyway knows up to 2",
+				f->conf, f->ledger));
+	assert_string_equal(ledger_query(f->ledger, "PRAGMA user_version"),
+			    "3\n");
+	assert_string_equal(ledger_query(f->ledger, INDEXES_SQL),
+			    "counters_expires\nusage_time\nusage_user_time\n");
+	assert_string_equal(ledger_query(f->ledger, USAGE_SQL), usage);
+}
+
 /* ---- configuration errors ---- */
 
 struct conf_case {
@@ -2054,6 +2640,13 @@ static const struct CMUnitTest fixed_tests[] = {
 	T(test_explain_charges_nothing),
 	T(test_ledger_unavailable_deny),
 	T(test_ledger_unavailable_allow),
+	T(test_ledger_migrates_v1),
+	T(test_ledger_new_schema),
+	T(test_ledger_migration_race),
+	T(test_ledger_newer_schema),
+	T(test_ledger_sweep),
+	T(test_ledger_wal_bounded),
+	T(test_ledger_killed_writers),
 	T(test_ledger_unknown_setting),
 	T(test_store_and_ledger_apart),
 	T(test_audit_trail),

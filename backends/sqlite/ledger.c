@@ -13,13 +13,15 @@
  * fsync; a power cut may lose the last charges, never tear one.
  *
  * A counter lives for one window; expired ones are swept out now and then
- * by whichever charge comes along.
+ * by whichever charge comes along.  The writer's commits also checkpoint
+ * the WAL, in a way that keeps it short when several processes write.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -30,11 +32,20 @@
 
 #include "sqlite_int.h"
 
-/* Sweep expired counters after this many charges, or this many seconds. */
+/* Sweep expired counters after this many charges, or this many seconds... */
 #define LD_SWEEP_CHARGES 4096
 #define LD_SWEEP_SECONDS 60
+/* ...this many at a time: the sweep holds the write lock, and every
+ * process's charges wait for it. */
+#define LD_SWEEP_ROWS 1000
 /* Batches one leader writes before it hands over and returns. */
 #define LD_LEAD_MAX 8
+/* Checkpoint once the WAL holds this many frames (of 1 KiB pages)... */
+#define LD_CKPT_FRAMES 4000
+/* ...and, while it stays longer, again each time it grows this much. */
+#define LD_CKPT_AGAIN 1000
+/* How often, 100 us apart, a restarting checkpoint tries a lock. */
+#define LD_RESTART_TRIES 10
 
 /*
  * Migration N brings a ledger from schema version N - 1 to N, in one
@@ -64,6 +75,14 @@ static const char *const ld_migrations[] = {
 	");"
 	"CREATE INDEX usage_time ON usage (time);"
 	"CREATE INDEX usage_user_time ON usage (user, time);",
+	/*
+	 * 2: a charge writes one page fewer.  The usage row and its
+	 * usage_time entry are appends to pages the last charge wrote too,
+	 * but a (user, time) entry went to a page of its own for every user:
+	 * with the counter, two random pages per commit.  A query for one
+	 * user reads its period through usage_time instead.
+	 */
+	"DROP INDEX IF EXISTS usage_user_time;",
 };
 
 #define LD_SCHEMA_VERSION \
@@ -116,7 +135,9 @@ static const char *const ld_sql[LD_NSTMTS] = {
 	[LD_REFUNDED] = "UPDATE usage SET outcome = 'refunded'"
 			" WHERE id = ?1 AND outcome = 'admitted'",
 	[LD_OUTCOME] = "SELECT outcome FROM usage WHERE id = ?1",
-	[LD_SWEEP] = "DELETE FROM counters WHERE expires < ?1",
+	[LD_SWEEP] = "DELETE FROM counters WHERE (counter, window) IN"
+		     " (SELECT counter, window FROM counters"
+		     "  WHERE expires < ?1 LIMIT ?2)",
 };
 
 _Static_assert(LD_NSTMTS <= SQ_STMTS_MAX, "raise SQ_STMTS_MAX");
@@ -240,8 +261,114 @@ static bool ld_sync_init(struct sq_state *st)
 	return true;
 }
 
+/* ---- checkpoints ---- */
+
+/*
+ * SQLite's own checkpoints (wal_autocheckpoint) fail a ledger that several
+ * processes write.  The WAL is started over only by a writer that finds
+ * all of it copied into the database, but a checkpoint takes a few
+ * milliseconds, and the other processes commit meanwhile: a writer hardly
+ * ever finds it so.  The WAL then grows without end, and since every commit
+ * that leaves it over the threshold runs another checkpoint, each commit
+ * pays one, at a cost that grows with the WAL.
+ *
+ * So the writer's commits run the checkpoints themselves.  The first one
+ * over the threshold copies what it can without stopping anyone (PASSIVE),
+ * which is all of it when this process is the only writer: the next commit
+ * starts the WAL over.  If the WAL keeps growing, each further
+ * LD_CKPT_AGAIN frames one RESTART checkpoint takes the write lock, copies
+ * the little that is left, and starts the WAL over.  It runs on a
+ * connection of its own whose busy handler waits a millisecond at most:
+ * for the write lock, and then, holding it, for the readers to move on.
+ * It must not wait for a long reader (`keyway usage` reading a month): it
+ * would hold every charge of every process as long.  When it cannot
+ * finish, a later commit tries again.
+ *
+ * The state is the argument of the writer's WAL hook, which owns it, and
+ * belongs to the leader like the writer.
+ */
+struct ld_ckpt {
+	const struct sq_state *st;
+	struct sq_conn *restarter; /* opened when first needed */
+	int next;                  /* frames for the next try; 0: none yet */
+};
+
+static int ld_restart_busy(void *arg, int tries)
+{
+	const struct timespec pause = { 0, 100 * 1000 };
+
+	(void)arg;
+	if (tries >= LD_RESTART_TRIES)
+		return 0;
+	nanosleep(&pause, NULL);
+	return 1;
+}
+
+static void ld_restart(struct ld_ckpt *k)
+{
+	int rc;
+
+	if (k->restarter == NULL) {
+		rc = sq_conn_open(k->st, false, &k->restarter);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_busy_handler(k->restarter->db,
+						  ld_restart_busy, NULL);
+		if (rc != SQLITE_OK) {
+			k->st->host->log(k->st->inst, KW_LOG_DEBUG,
+					 "%s: cannot open a connection to "
+					 "checkpoint: %s",
+					 k->st->path, sqlite3_errstr(rc));
+			sq_conn_close(k->restarter);
+			k->restarter = NULL;
+			return;
+		}
+	}
+	(void)sqlite3_wal_checkpoint_v2(k->restarter->db, NULL,
+					SQLITE_CHECKPOINT_RESTART, NULL, NULL);
+}
+
+/*
+ * After each commit of the writer, with the WAL's length.  The commit has
+ * happened: whatever a checkpoint answers, the charges stand, and so the
+ * hook answers SQLITE_OK.
+ */
+static int ld_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	struct ld_ckpt *k = arg;
+
+	if (frames < LD_CKPT_FRAMES) {
+		k->next = 0;
+		return SQLITE_OK;
+	}
+	if (frames < k->next)
+		return SQLITE_OK;
+	if (k->next == 0)
+		(void)sqlite3_wal_checkpoint_v2(db, name,
+						SQLITE_CHECKPOINT_PASSIVE,
+						NULL, NULL);
+	else
+		ld_restart(k);
+	k->next = frames + LD_CKPT_AGAIN;
+	return SQLITE_OK;
+}
+
+/* The hook's state, restarter and all, goes with the writer. */
+static void ld_ckpt_free(struct sq_conn *writer)
+{
+	struct ld_ckpt *k;
+
+	if (writer == NULL)
+		return;
+	k = sqlite3_wal_hook(writer->db, NULL, NULL);
+	if (k == NULL)
+		return;
+	sq_conn_close(k->restarter);
+	free(k);
+}
+
 void sq_ledger_free(struct sq_state *st)
 {
+	ld_ckpt_free(st->writer);
 	sq_conn_close(st->writer);
 	st->writer = NULL;
 	if (st->write_ready) {
@@ -267,6 +394,7 @@ kw_status sq_ledger_open(struct sq_state *st)
 	const kw_host *host = st->host;
 	kw_instance *inst = st->inst;
 	struct sq_conn *c = NULL;
+	struct ld_ckpt *k;
 	int64_t version = 0;
 	kw_status ret;
 	int rc;
@@ -313,13 +441,19 @@ kw_status sq_ledger_open(struct sq_state *st)
 		}
 	}
 	/* Its cache holds the pages charges touch: worth more than the
-	 * default 2 MiB, and only for this one connection.  Its commits run
-	 * the checkpoints: every 4 MiB of WAL, as SQLite's default does with
-	 * 4 KiB pages. */
-	(void)sqlite3_exec(c->db,
-			   "PRAGMA cache_size = -8192;"
-			   "PRAGMA wal_autocheckpoint = 4000;",
-			   NULL, NULL, NULL);
+	 * default 2 MiB, and only for this one connection. */
+	(void)sqlite3_exec(c->db, "PRAGMA cache_size = -8192", NULL, NULL,
+			   NULL);
+	/* Its commits run the checkpoints (after 4 MiB of WAL, as SQLite's
+	 * default does with 4 KiB pages), in place of SQLite's own. */
+	k = calloc(1, sizeof(*k));
+	if (k == NULL) {
+		host->error(inst, NULL, "out of memory");
+		ret = KW_ERR_NOMEM;
+		goto out;
+	}
+	k->st = st;
+	sqlite3_wal_hook(c->db, ld_wal_hook, k);
 	st->writer = c;
 	c = NULL;
 	ret = KW_OK;
@@ -646,7 +780,9 @@ static int ld_do_refund(const struct sq_state *st, struct sq_conn *c,
 /*
  * Drop counters whose window is over, now and then, after a commit; a
  * failure only means a later one sweeps.  `now` is a charge's own time,
- * the clock its windows were cut by.
+ * the clock its windows were cut by.  When a window ends for many counters
+ * at once (every user's day at midnight), they go LD_SWEEP_ROWS at a time,
+ * one sweep after each batch, rather than in one long transaction.
  */
 static void ld_sweep(struct sq_state *st, struct sq_conn *c, int64_t now,
 		     uint32_t charged)
@@ -661,6 +797,8 @@ static void ld_sweep(struct sq_state *st, struct sq_conn *c, int64_t now,
 	st->next_sweep = now + LD_SWEEP_SECONDS;
 	rc = sqlite3_bind_int64(s, 1, now);
 	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int(s, 2, LD_SWEEP_ROWS);
+	if (rc == SQLITE_OK)
 		rc = ld_exec(s);
 	else
 		sq_done(s);
@@ -668,6 +806,8 @@ static void ld_sweep(struct sq_state *st, struct sq_conn *c, int64_t now,
 		st->host->log(st->inst, KW_LOG_DEBUG,
 			      "%s: cannot drop expired counters yet: %s",
 			      st->path, sqlite3_errstr(rc));
+	else if (sqlite3_changes(c->db) >= LD_SWEEP_ROWS)
+		st->next_sweep = 0; /* more to drop: after the next batch */
 }
 
 /*
@@ -908,8 +1048,9 @@ kw_status sq_usage(void *state, const kw_usage_filter *f, kw_usage_fn *fn,
 		return sq_wrong_role(st, r);
 	if (f == NULL)
 		f = &all;
-	/* Only the conditions asked for, so that the planner can use the
-	 * (user, time) index. */
+	/* Only the conditions asked for: a period is then a range of
+	 * usage_time, whatever else is asked, and usage_time gives the
+	 * order (time, id) as it is. */
 	snprintf(sql, sizeof(sql),
 		 "SELECT time, chain, backend, provider, user, org, outcome"
 		 " FROM usage WHERE 1%s%s%s%s%s ORDER BY time, id",
