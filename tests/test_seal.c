@@ -46,25 +46,13 @@
 #include "testutil.h"
 
 /*
- * Library-internal (lib/internal.h, lib/crypto.c): this program links
- * libkeyway_test, which has them, and the seams that make sealing take
- * OpenSSL's way even where libsodium's AES-NI code would run, load another
- * file in libcrypto's place, and run PBKDF2 with any parameters.
+ * Library-internal: this program links libkeyway_test, which has them, and
+ * the seams that make sealing take OpenSSL's way even where libsodium's
+ * AES-NI code would run, load another file in libcrypto's place, and run
+ * PBKDF2 with any parameters.
  */
-kw_status kwi_keyring_get(kw_ctx *ctx, const unsigned char salt[KW_SALT_SIZE],
-			  kw_keyring **out);
-kw_status kwi_seal(const kw_keyring *kr, const kw_seal_aad *aad,
-		   const char *plain, size_t len, unsigned char **out,
-		   size_t *outlen);
-kw_status kwi_unseal(const kw_keyring *kr, const kw_seal_aad *aad,
-		     const unsigned char *sealed, size_t len, char *plain,
-		     char *why, size_t whylen);
-unsigned long kwi_test_force_openssl(bool on);
-void kwi_test_libcrypto(const char *soname);
-bool kwi_test_pbkdf2_sha256(const char *pass, size_t pass_len,
-			    const unsigned char *salt, size_t salt_len,
-			    unsigned long iterations, unsigned char *out,
-			    size_t out_len);
+#define KW_TEST_SEAMS
+#include "../lib/internal.h"
 
 /*
  * Master keys and their ids: HMAC-SHA256(key, "keyway master key id v1"),
