@@ -2245,23 +2245,6 @@ static kw_status sq_used_one(struct sq_state *st, struct sq_conn *c,
 	return ret;
 }
 
-static kw_status sq_used(void *state, const kw_store_key *k, uint64_t count,
-			 int64_t when, kw_reply *r)
-{
-	struct sq_state *st = state;
-	struct sq_conn *c = NULL;
-	kw_status ret;
-
-	if (st->role != KW_INSTANCE_BACKEND)
-		return sq_wrong_role(st, r);
-	ret = sq_acquire_all(st, &c, r);
-	if (ret != KW_OK)
-		return ret;
-	ret = sq_used_one(st, c, k, count, when, r);
-	sq_release(st, c);
-	return ret;
-}
-
 /*
  * A flush of usage counts in one transaction: one commit, and one write of
  * each page however many of its keys were used.
@@ -2301,6 +2284,14 @@ out:
 	/* Rolls back what did not commit. */
 	sq_release(st, c);
 	return ret != KW_OK ? ret : first;
+}
+
+static kw_status sq_used(void *state, const kw_store_key *k, uint64_t count,
+			 int64_t when, kw_reply *r)
+{
+	const kw_store_use u = { *k, count, when };
+
+	return sq_used_batch(state, &u, 1, r);
 }
 
 static const kw_setting_spec sq_settings[] = {
