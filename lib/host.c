@@ -205,9 +205,8 @@ static void host_reply_detail(kw_reply *r, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(r->detail, sizeof(r->detail), fmt, ap);
 	va_end(ap);
-	for (char *p = r->detail; *p != '\0'; p++)
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
+	for (char *p = r->detail; (p = strpbrk(p, "\n\r")) != NULL; p++)
+		*p = ' ';
 }
 
 /* ---- the rest ---- */

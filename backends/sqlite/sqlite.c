@@ -1498,6 +1498,39 @@ static const char *sq_lookup_desc(const struct sq_state *st,
 			   aad->provider);
 }
 
+/* Append s to buf (size bytes, *len used), truncating. */
+static void sq_append(char *buf, size_t size, size_t *len, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n > size - 1 - *len)
+		n = size - 1 - *len;
+	memcpy(buf + *len, s, n);
+	*len += n;
+	buf[*len] = '\0';
+}
+
+/* "no org key of "acme" for anthropic in PATH", "no system key for ...". */
+static void sq_miss_detail(const struct sq_state *st, const kw_seal_aad *aad,
+			   char *buf, size_t size)
+{
+	size_t len = 0;
+
+	buf[0] = '\0';
+	sq_append(buf, size, &len, "no ");
+	sq_append(buf, size, &len, st->scope_word);
+	if (aad->owner != NULL) {
+		sq_append(buf, size, &len, " key of \"");
+		sq_append(buf, size, &len, aad->owner);
+		sq_append(buf, size, &len, "\" for ");
+	} else {
+		sq_append(buf, size, &len, " key for ");
+	}
+	sq_append(buf, size, &len, aad->provider);
+	sq_append(buf, size, &len, " in ");
+	sq_append(buf, size, &len, st->path);
+}
+
 /* Answer a lookup from the row it found (NULL: none). */
 static kw_status sq_answer(const struct sq_state *st, const kw_query *q,
 			   const kw_seal_aad *aad, const unsigned char *sealed,
@@ -1508,16 +1541,10 @@ static kw_status sq_answer(const struct sq_state *st, const kw_query *q,
 	kw_status ret;
 
 	/* A miss is as common as a hit (the org's key, else the user's):
-	 * one formatting of its detail, not two. */
-	if (!found && aad->owner != NULL) {
-		host->reply_detail(q->reply, "no %s key of \"%s\" for %s in %s",
-				   st->scope_word, aad->owner, aad->provider,
-				   st->path);
-		return KW_ERR_NOTFOUND;
-	}
+	 * its detail is put together without printf. */
 	if (!found) {
-		host->reply_detail(q->reply, "no %s key for %s in %s",
-				   st->scope_word, aad->provider, st->path);
+		sq_miss_detail(st, aad, desc, sizeof(desc));
+		host->reply_detail(q->reply, "%s", desc);
 		return KW_ERR_NOTFOUND;
 	}
 	if (!active) {
