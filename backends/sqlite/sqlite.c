@@ -2281,15 +2281,23 @@ static kw_status sq_used_batch(void *state, const kw_store_use *u, size_t n,
 {
 	struct sq_state *st = state;
 	struct sq_conn *c = NULL;
+	sqlite3_stmt *s;
 	kw_status ret, first = KW_OK;
 	int rc;
 
 	if (st->role != KW_INSTANCE_BACKEND)
 		return sq_wrong_role(st, r);
-	ret = sq_acquire_all(st, &c, r);
+	/* Only its three statements: a keyway get flushes one count. */
+	ret = sq_acquire(st, &c, r);
 	if (ret != KW_OK)
 		return ret;
-	rc = sq_run(c->stmt[SQ_BEGIN_WRITE]);
+	rc = sq_stmt(st, c, SQ_USED, &s);
+	if (rc == SQLITE_OK)
+		rc = sq_stmt(st, c, SQ_COMMIT, &s);
+	if (rc == SQLITE_OK)
+		rc = sq_stmt(st, c, SQ_BEGIN_WRITE, &s);
+	if (rc == SQLITE_OK)
+		rc = sq_run(s);
 	if (rc != SQLITE_OK) {
 		ret = sq_fail(st, r, "write", rc);
 		goto out;
