@@ -1710,6 +1710,61 @@ static void test_ledger_wal_bounded(void **state)
 		fail_msg("the WAL grew to %lld bytes", (long long)sb.st_size);
 }
 
+/* The size of a file, -1 when there is none. */
+static long long size_of(const char *path)
+{
+	struct stat sb;
+
+	return stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
+}
+
+/*
+ * A short-lived process leaves the WAL for the next one instead of
+ * checkpointing it at every close (which synced); the last close empties
+ * it once it is long, and no charge is lost either way.
+ */
+static void test_ledger_wal_kept_short(void **state)
+{
+	struct fixture *f = *state;
+	char *wal = fmt("%s-wal", f->ledger);
+	char user[16];
+	struct rows r;
+
+	open_quota(f, "",
+		   "{ limit = 1000; period = \"day\"; per = \"user\"; }");
+	expect_ok(f, "alice", NULL, 1);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	if (size_of(wal) <= 0)
+		fail_msg("the WAL was not kept: %lld bytes", size_of(wal));
+
+	/* Each opener charges once and goes: the WAL grows a little. */
+	for (int i = 0; i < 3; i++) {
+		reopen(f);
+		expect_ok(f, "bob", NULL, 1);
+	}
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	if (size_of(wal) <= 0)
+		fail_msg("the WAL was not kept: %lld bytes", size_of(wal));
+
+	/* A long one is emptied by the last to close. */
+	reopen(f);
+	for (int i = 0; i < 120; i++) {
+		snprintf(user, sizeof(user), "u%03d", i);
+		expect_ok(f, user, NULL, 1);
+	}
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	assert_int_equal(size_of(wal), 0);
+
+	reopen(f);
+	r = usage_rows(f->ctx, NULL, DEFAULT_NOW);
+	assert_int_equal(r.admitted, 124);
+	assert_int_equal(admitted_of(&r, "alice"), 1);
+	assert_int_equal(admitted_of(&r, "bob"), 3);
+}
+
 #define KILL_REQ 700
 #define KILL_USERS 100
 
@@ -2646,6 +2701,7 @@ static const struct CMUnitTest fixed_tests[] = {
 	T(test_ledger_newer_schema),
 	T(test_ledger_sweep),
 	T(test_ledger_wal_bounded),
+	T(test_ledger_wal_kept_short),
 	T(test_ledger_killed_writers),
 	T(test_ledger_unknown_setting),
 	T(test_store_and_ledger_apart),

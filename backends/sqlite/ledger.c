@@ -46,6 +46,9 @@
 #define LD_CKPT_AGAIN 1000
 /* How often, 100 us apart, a restarting checkpoint tries a lock. */
 #define LD_RESTART_TRIES 10
+/* Frames of WAL the last close leaves to the next opener, who reads them
+ * all; a longer WAL is emptied (sq_ledger_free()). */
+#define LD_KEEP_FRAMES 100
 
 /*
  * Migration N brings a ledger from schema version N - 1 to N, in one
@@ -291,6 +294,7 @@ struct ld_ckpt {
 	const struct sq_state *st;
 	struct sq_conn *restarter; /* opened when first needed */
 	int next;                  /* frames for the next try; 0: none yet */
+	int frames;                /* the WAL's length at the last commit */
 };
 
 static int ld_restart_busy(void *arg, int tries)
@@ -336,6 +340,7 @@ static int ld_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 {
 	struct ld_ckpt *k = arg;
 
+	k->frames = frames;
 	if (frames < LD_CKPT_FRAMES) {
 		k->next = 0;
 		return SQLITE_OK;
@@ -352,7 +357,12 @@ static int ld_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 	return SQLITE_OK;
 }
 
-/* The hook's state, restarter and all, goes with the writer. */
+/*
+ * The hook's state, restarter and all, goes with the writer.  A long WAL
+ * is emptied first, without waiting for readers: the connections keep it
+ * when they close (sq_conn_open()), and the next process to open the
+ * ledger would read it whole.
+ */
 static void ld_ckpt_free(struct sq_conn *writer)
 {
 	struct ld_ckpt *k;
@@ -363,6 +373,12 @@ static void ld_ckpt_free(struct sq_conn *writer)
 	if (k == NULL)
 		return;
 	sq_conn_close(k->restarter);
+	if (k->frames >= LD_KEEP_FRAMES) {
+		sqlite3_busy_handler(writer->db, NULL, NULL);
+		(void)sqlite3_wal_checkpoint_v2(writer->db, NULL,
+						SQLITE_CHECKPOINT_TRUNCATE,
+						NULL, NULL);
+	}
 	free(k);
 }
 

@@ -414,21 +414,19 @@ int sq_conn_open(const struct sq_state *st, bool prepare,
 		if (rc == SQLITE_OK)
 			rc = sqlite3_exec(c->db, "PRAGMA mmap_size = "
 					  SQ_MMAP_SIZE, NULL, NULL, NULL);
-		/*
-		 * The last connection to close would checkpoint the WAL
-		 * and delete it, and the next opener create it again: syncs
-		 * for every short-lived process (a `keyway get` writes its
-		 * usage count).  The WAL stays instead, and the last close
-		 * empties it only once it is long (sq_pool_put()): the
-		 * first opener after it reads all of it.
-		 */
-		if (rc == SQLITE_OK) {
-			sqlite3_db_config(c->db,
-					  SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1,
-					  (int *)NULL);
+		if (rc == SQLITE_OK)
 			sqlite3_wal_hook(c->db, sq_wal_hook, st->pool);
-		}
 	}
+	/*
+	 * The last connection to close would checkpoint the WAL and delete
+	 * it, and the next opener create it again: syncs for every
+	 * short-lived process (a `keyway get` writes its usage count, and
+	 * its charge).  The WAL stays instead, and the last close empties
+	 * it only once it is long (sq_pool_put(), sq_ledger_free()): the
+	 * first opener after it reads all of it.
+	 */
+	sqlite3_db_config(c->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1,
+			  (int *)NULL);
 	if (rc != SQLITE_OK || !prepare)
 		goto out;
 	for (int i = 0; i < st->nsql; i++) {
