@@ -17,7 +17,9 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -3956,6 +3958,138 @@ static void test_wal_at_last_close(void **state)
 			  NULL, "sk-ant-SECRET-bulk-149-0123456", "user_keys");
 }
 
+/* How many of this process's descriptors are open on path. */
+static int fds_on(const char *path)
+{
+	char want[PATH_MAX], link[PATH_MAX], got[PATH_MAX];
+	struct dirent *e;
+	DIR *d;
+	int n = 0;
+
+	if (realpath(path, want) == NULL || (d = opendir("/proc/self/fd")) ==
+						    NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL) {
+		ssize_t len;
+
+		snprintf(link, sizeof(link), "/proc/self/fd/%s", e->d_name);
+		len = readlink(link, got, sizeof(got) - 1);
+		if (len <= 0)
+			continue;
+		got[len] = '\0';
+		if (strcmp(got, want) == 0)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/*
+ * A child of fork() that opens the store its parent has open gets
+ * connections of its own: SQLite's connections (and the locks it thinks
+ * it holds) must not cross a fork.
+ */
+static void test_fork_child_own_connections(void **state)
+{
+	struct fixture *f = *state;
+	int status = 0;
+	pid_t pid;
+
+	open_store(f);
+	put_ok(f, "user_keys", "alice", "anthropic", K_USER_ALICE, NULL);
+	expect_resolve(f, NULL, "anthropic", "alice", "globex", K_USER_ALICE,
+		       "user_keys");
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char got[256], from[64];
+		int before = fds_on(f->db), after;
+		kw_ctx *c = NULL;
+
+		alarm(60);
+		if (kw_open(&c, f->conf) != KW_OK)
+			_exit(2);
+		if (tu_resolve(c, NULL, "anthropic", "alice", "globex", got,
+			       sizeof(got), from, sizeof(from)) != KW_OK ||
+		    strcmp(got, K_USER_ALICE) != 0)
+			_exit(3);
+		after = fds_on(f->db);
+		kw_close(c);
+		_exit(before >= 0 && after > before ? 0 : 4);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	/* The parent's connections go on. */
+	expect_resolve(f, NULL, "anthropic", "alice", "globex", K_USER_ALICE,
+		       "user_keys");
+}
+
+/* A key_id that is not an id (binary, or with a NUL in it) makes the store
+ * damaged, and its open ends with that, in time. */
+static void test_damaged_key_id(void **state)
+{
+	static const char *const damage[] = {
+		"UPDATE keys SET key_id = key_id || char(0) || 'x'",
+		"UPDATE keys SET key_id = CAST(key_id AS BLOB)",
+		"UPDATE keys SET key_id = zeroblob(8)",
+	};
+	struct fixture *f = *state;
+
+	for (size_t i = 0; i < sizeof(damage) / sizeof(damage[0]); i++) {
+		sqlite3 *db;
+		kw_status st;
+
+		unlink(f->db);
+		open_store(f);
+		put_ok(f, "org_keys", "acme", "anthropic", K_ORG_ACME, NULL);
+		kw_close(f->ctx);
+		f->ctx = NULL;
+		db = open_db(f->db);
+		assert_int_equal(sqlite3_exec(db, damage[i], NULL, NULL, NULL),
+				 SQLITE_OK);
+		assert_int_equal(sqlite3_close(db), SQLITE_OK);
+		alarm(60);
+		st = open_text(f, STORE_CONF);
+		alarm(0);
+		assert_int_equal(st, KW_ERR_BACKEND);
+		if (strstr(kw_last_error(), fmt("store %s is damaged: a key_id "
+						"is not a master key id",
+						f->db)) == NULL)
+			fail_msg("damage %zu: %s", i, kw_last_error());
+	}
+}
+
+/*
+ * A key deleted while a reader held the WAL: the erase cannot empty it
+ * then, so the last close does, and no frame keeps the deleted key's
+ * sealed bytes.
+ */
+static void test_delete_under_reader_wal_emptied(void **state)
+{
+	struct fixture *f = *state;
+	sqlite3 *reader;
+
+	open_store(f);
+	put_ok(f, "org_keys", "acme", "anthropic", K_ORG_ACME, NULL);
+	expect_resolve(f, NULL, "anthropic", "alice", "acme", K_ORG_ACME,
+		       "org_keys");
+	reader = open_db(f->db);
+	assert_int_equal(sqlite3_exec(reader,
+				      "BEGIN; SELECT count(*) FROM keys",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	expect_ok(delete_as(f, sysadmin(), "org_keys", "acme", "anthropic"));
+	assert_int_equal(sqlite3_exec(reader, "COMMIT", NULL, NULL, NULL),
+			 SQLITE_OK);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	/* The reader's connection is still open: this close emptied it. */
+	assert_int_equal(file_size(fmt("%s-wal", f->db)), 0);
+	assert_int_equal(sqlite3_close(reader), SQLITE_OK);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(int argc, char **argv)
@@ -3999,6 +4133,9 @@ int main(int argc, char **argv)
 		T(test_keys_under_several_master_keys),
 		T(test_usage_counts_written),
 		T(test_wal_at_last_close),
+		T(test_fork_child_own_connections),
+		T(test_damaged_key_id),
+		T(test_delete_under_reader_wal_emptied),
 	};
 
 	if (argc == 4 && strcmp(argv[1], "--child-resolve") == 0)

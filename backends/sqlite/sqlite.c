@@ -557,6 +557,16 @@ static int sq_stmt(const struct sq_state *st, struct sq_conn *c, int i,
 	return rc;
 }
 
+/* A statement that failed on c, with SQLite's own words for why ("no
+ * such column: ..." where sq_fail() would say "SQL logic error"). */
+static kw_status sq_prepare_failed(const struct sq_state *st,
+				   struct sq_conn *c, kw_reply *r, int rc)
+{
+	st->host->reply_detail(r, "cannot read %s: %s", st->path,
+			       sqlite3_errmsg(c->db));
+	return sq_status(rc) == KW_ERR_EXISTS ? KW_ERR_BACKEND : sq_status(rc);
+}
+
 /* A connection with every statement prepared, for the operations that
  * use several: storing, listing, checking, rekeying. */
 static kw_status sq_acquire_all(struct sq_state *st, struct sq_conn **out,
@@ -570,7 +580,7 @@ static kw_status sq_acquire_all(struct sq_state *st, struct sq_conn **out,
 	for (int i = 0; ret == KW_OK && rc == SQLITE_OK && i < st->nsql; i++)
 		rc = sq_stmt(st, *out, i, &s);
 	if (ret == KW_OK && rc != SQLITE_OK) {
-		ret = sq_fail(st, r, "read", rc);
+		ret = sq_prepare_failed(st, *out, r, rc);
 		sq_release(st, *out);
 		*out = NULL;
 	}
@@ -621,9 +631,30 @@ static kw_status sq_pool_new(struct sq_state *st)
 	return KW_OK;
 }
 
-/* Drop an instance's reference; the last one closes the connections. */
-static void sq_pool_put(struct sq_pool *p)
+/*
+ * Is the WAL of st's file long enough that the next process to open the
+ * file, which reads all of it, should find it emptied?  What this process
+ * committed last says so, and so does the file's size: frames past a
+ * restart of the WAL stay in the file until it is truncated.
+ */
+static bool sq_wal_long(const struct sq_state *st, const struct sq_pool *p)
 {
+	char wal[4096];
+	struct stat sb;
+
+	if (atomic_load(&p->wal_frames) >= SQ_WAL_KEEP)
+		return true;
+	if ((size_t)snprintf(wal, sizeof(wal), "%s-wal", st->path) >=
+	    sizeof(wal))
+		return false;
+	return stat(wal, &sb) == 0 &&
+	       sb.st_size > (off_t)SQ_WAL_KEEP * (4096 + 24);
+}
+
+/* Drop st's reference to its pool; the last one closes the connections. */
+static void sq_pool_put(const struct sq_state *st)
+{
+	struct sq_pool *p = st->pool;
 	struct sq_conn *c;
 
 	if (p == NULL)
@@ -645,11 +676,12 @@ static void sq_pool_put(struct sq_pool *p)
 	/*
 	 * Leave a short WAL to the next opener, who reads it all, and none
 	 * after a change to the keys or the schema, so that the file alone
-	 * holds them (for a copy taken with cp, when nothing has it open).
+	 * holds them (for a copy taken with cp, when nothing has it open),
+	 * and no frame keeps the sealed bytes of a deleted or re-sealed key.
 	 * Without waiting for readers: they would make it short later.
 	 */
-	if (p->idle != NULL && (atomic_load(&p->changed) ||
-				atomic_load(&p->wal_frames) >= SQ_WAL_KEEP)) {
+	if (st->role == KW_INSTANCE_BACKEND && p->idle != NULL &&
+	    (atomic_load(&p->changed) || sq_wal_long(st, p))) {
 		sqlite3_busy_handler(p->idle->db, NULL, NULL);
 		(void)sqlite3_wal_checkpoint_v2(p->idle->db, NULL,
 						SQLITE_CHECKPOINT_TRUNCATE,
@@ -1045,6 +1077,7 @@ static kw_status sq_check_key_ids(struct sq_state *st, kw_instance *inst,
 					-1, &next, NULL);
 	for (s = first; rc == SQLITE_OK; s = next) {
 		const char *v;
+		int n;
 
 		if (s == next)
 			rc = sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
@@ -1052,21 +1085,34 @@ static kw_status sq_check_key_ids(struct sq_state *st, kw_instance *inst,
 			rc = sqlite3_step(s);
 		if (rc != SQLITE_ROW)
 			break;
-		v = (const char *)sqlite3_column_text(s, 0);
-		if (v == NULL) {
+		if (sqlite3_column_type(s, 0) == SQLITE_NULL) {
 			rc = SQLITE_DONE;
 			break;
 		}
-		if (strlen(v) >= sizeof(id) || !host->keyring_knows(st->kr, v)) {
+		/* An id is hex text: anything else would not move the seek
+		 * on, and no master key has it. */
+		v = (const char *)sqlite3_column_text(s, 0);
+		n = sqlite3_column_bytes(s, 0);
+		if (sqlite3_column_type(s, 0) != SQLITE_TEXT || v == NULL ||
+		    (size_t)n != strlen(v) || (size_t)n >= sizeof(id) ||
+		    strcmp(v, id) <= 0) {
 			host->error(inst, "path",
-				    "%s holds keys sealed under master key %.*s, "
+				    "store %s is damaged: a key_id is not a "
+				    "master key id",
+				    st->path);
+			ret = KW_ERR_BACKEND;
+			goto out;
+		}
+		if (!host->keyring_knows(st->kr, v)) {
+			host->error(inst, "path",
+				    "%s holds keys sealed under master key %s, "
 				    "which neither keyway.master_key nor "
 				    "keyway.old_master_keys holds",
-				    st->path, (int)sizeof(id) - 1, v);
+				    st->path, v);
 			ret = KW_ERR_CRYPTO;
 			goto out;
 		}
-		memcpy(id, v, strlen(v) + 1);
+		memcpy(id, v, (size_t)n + 1);
 		rc = sqlite3_reset(s);
 	}
 	if (rc != SQLITE_DONE) {
@@ -1330,12 +1376,32 @@ static kw_status sq_join_store(struct sq_state *st, kw_instance *inst)
 	return ret;
 }
 
+/* This process's shared pool for the file sb describes; call with
+ * sq_pools_lock held.  A pool inherited across fork() is the parent's:
+ * its connections must not be used in the child. */
+static struct sq_pool *sq_pool_find(const struct stat *sb, int busy_ms,
+				    pid_t pid)
+{
+	struct sq_pool *p;
+
+	for (p = sq_pools; p != NULL; p = p->next)
+		if (p->dev == sb->st_dev && p->ino == sb->st_ino &&
+		    p->busy_ms == busy_ms && p->pid == pid)
+			break;
+	return p;
+}
+
 /*
- * Open a key store on the pool of its file, which the first backend of
- * this process to name the file opens and checks.
+ * Open a key store on the pool of its file: join the pool another backend
+ * of this process opened, or open the file on a new one and offer it to
+ * the next.  The registry is not held while a file is opened, which may
+ * wait for another process's lock or derive a key from a passphrase: two
+ * threads opening one file at once each get a pool, and the first to
+ * finish shares its own.
  */
 static kw_status sq_open_shared(struct sq_state *st, kw_instance *inst)
 {
+	const pid_t pid = getpid();
 	struct sq_pool *p;
 	struct stat sb;
 	kw_status ret;
@@ -1346,12 +1412,8 @@ static kw_status sq_open_shared(struct sq_state *st, kw_instance *inst)
 		st->host->error(inst, "path", "%s: %s", st->path, strerror(e));
 		return e == EACCES ? KW_ERR_PERM : KW_ERR_IO;
 	}
-	/* Held while the file is checked: a second opener waits for it. */
 	pthread_mutex_lock(&sq_pools_lock);
-	for (p = sq_pools; p != NULL; p = p->next)
-		if (p->dev == sb.st_dev && p->ino == sb.st_ino &&
-		    p->busy_ms == st->busy_ms)
-			break;
+	p = sq_pool_find(&sb, st->busy_ms, pid);
 	if (p != NULL) {
 		p->refs++;
 		st->pool = p;
@@ -1361,20 +1423,26 @@ static kw_status sq_open_shared(struct sq_state *st, kw_instance *inst)
 			atomic_fetch_or(&p->scopes, 1u << st->scope);
 		return ret;
 	}
+	pthread_mutex_unlock(&sq_pools_lock);
+
 	ret = sq_pool_new(st);
 	if (ret == KW_OK)
 		ret = sq_open_store(st, inst);
-	if (ret == KW_OK) {
-		p = st->pool;
-		p->dev = sb.st_dev;
-		p->ino = sb.st_ino;
+	if (ret != KW_OK)
+		return ret;
+	p = st->pool;
+	p->dev = sb.st_dev;
+	p->ino = sb.st_ino;
+	p->pid = pid;
+	atomic_fetch_or(&p->scopes, 1u << st->scope);
+	pthread_mutex_lock(&sq_pools_lock);
+	if (sq_pool_find(&sb, st->busy_ms, pid) == NULL) {
 		p->shared = true;
-		atomic_fetch_or(&p->scopes, 1u << st->scope);
 		p->next = sq_pools;
 		sq_pools = p;
 	}
 	pthread_mutex_unlock(&sq_pools_lock);
-	return ret;
+	return KW_OK;
 }
 
 static void sq_free(struct sq_state *st)
@@ -1385,7 +1453,7 @@ static void sq_free(struct sq_state *st)
 		st->host->keyring_close(st->kr);
 	if (st->role == KW_INSTANCE_LEDGER)
 		sq_ledger_free(st);
-	sq_pool_put(st->pool);
+	sq_pool_put(st);
 	free(st);
 }
 
@@ -1608,9 +1676,11 @@ static kw_status sq_lookup(void *state, const kw_query *q)
 	/* More than one scope in the file: fetch for the whole walk. */
 	if (walk && (scopes & (scopes - 1)) != 0) {
 		rc = sq_walk_fetch(st, c, q, scopes);
+		if (rc != SQLITE_OK)
+			ret = sq_prepare_failed(st, c, q->reply, rc);
 		sq_release(st, c);
 		if (rc != SQLITE_OK)
-			return sq_fail(st, q->reply, "read", rc);
+			return ret;
 		row = sq_walk_row(st, q);
 		return sq_answer(st, q, &aad, row->sealed, row->len,
 				 row->found, row->active);
@@ -1627,7 +1697,7 @@ static kw_status sq_lookup(void *state, const kw_query *q)
 	else if (rc == SQLITE_DONE)
 		ret = sq_answer(st, q, &aad, NULL, 0, false, false);
 	else
-		ret = sq_fail(st, q->reply, "read", rc);
+		ret = sq_prepare_failed(st, c, q->reply, rc);
 	if (s != NULL)
 		sq_done(s);
 	sq_release(st, c);
@@ -1894,6 +1964,8 @@ static kw_status sq_remove(void *state, const kw_store_key *k, kw_reply *r)
 	ret = sq_acquire_all(st, &c, r);
 	if (ret != KW_OK)
 		return ret;
+	/* The last close empties the WAL, should the erase not manage to. */
+	atomic_store(&st->pool->changed, true);
 	ret = sq_change(st, c, SQ_DELETE, k, 0, desc, r);
 	if (ret != KW_OK)
 		goto out;
@@ -2190,6 +2262,7 @@ static kw_status sq_rekey(void *state, uint64_t *count, kw_reply *r)
 	ret = sq_acquire_all(st, &c, r);
 	if (ret != KW_OK)
 		return ret;
+	atomic_store(&st->pool->changed, true);
 	/* The write lock up front: readers go on reading the old values
 	 * (WAL) until the commit shows them every new one at once. */
 	rc = sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
@@ -2297,7 +2370,7 @@ static kw_status sq_used_batch(void *state, const kw_store_use *u, size_t n,
 	if (rc == SQLITE_OK)
 		rc = sq_run(s);
 	if (rc != SQLITE_OK) {
-		ret = sq_fail(st, r, "write", rc);
+		ret = sq_prepare_failed(st, c, r, rc);
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {

@@ -53,6 +53,7 @@ struct sq_pool {
 	bool shared;               /* in the registry */
 	dev_t dev;
 	ino_t ino;
+	pid_t pid;                 /* the process that opened it */
 	int busy_ms;
 	atomic_uint scopes;        /* 1 << kw_scope of each store on it */
 	atomic_uint wal_frames;    /* the WAL's length at the last commit */

@@ -452,7 +452,8 @@ struct kw_module {
 	/*
 	 * used() for n keys at once, as the host flushes its counts; a module
 	 * that offers it can write them in one transaction.  Returns the first
-	 * failure, having tried every key.
+	 * failure; one that undoes the transaction may leave the rest of the
+	 * batch unwritten (counts are informational).
 	 */
 	kw_status (*used_batch)(void *state, const kw_store_use *uses,
 				size_t n, kw_reply *r);
