@@ -697,20 +697,25 @@ static bool ossl_pbkdf2(const char *pass, size_t pass_len,
 				      (int)out_len, out) == 1;
 }
 
+/* Load OpenSSL's AES-256-GCM once; false, with the reason in why (when
+ * not NULL), where it cannot be. */
+static bool ossl_load(char *why, size_t whylen)
+{
+	if (pthread_once(&ossl_once, ossl_start) != 0) {
+		if (why != NULL)
+			snprintf(why, whylen, "cannot load OpenSSL");
+		return false;
+	}
+	if (!ossl_ready && why != NULL)
+		snprintf(why, whylen, "%s", ossl_why);
+	return ossl_ready;
+}
+
 kw_status kwi_keyring_ready(const struct kw_keyring *kr, char *why,
 			    size_t whylen)
 {
-	if (use_aesni(kr))
-		return KW_OK;
-	if (pthread_once(&ossl_once, ossl_start) != 0) {
-		snprintf(why, whylen, "cannot load OpenSSL");
-		return KW_ERR_CRYPTO;
-	}
-	if (!ossl_ready) {
-		snprintf(why, whylen, "%s", ossl_why);
-		return KW_ERR_CRYPTO;
-	}
-	return KW_OK;
+	return use_aesni(kr) || ossl_load(why, whylen) ? KW_OK
+						       : KW_ERR_CRYPTO;
 }
 
 /*
@@ -724,16 +729,8 @@ static EVP_CIPHER_CTX *ossl_ctx(char *why, size_t whylen)
 #ifdef KW_TEST_SEAMS
 	atomic_fetch_add(&test_openssl_uses, 1);
 #endif
-	if (pthread_once(&ossl_once, ossl_start) != 0) {
-		if (why != NULL)
-			snprintf(why, whylen, "cannot load OpenSSL");
+	if (!ossl_load(why, whylen))
 		return NULL;
-	}
-	if (!ossl_ready) {
-		if (why != NULL)
-			snprintf(why, whylen, "%s", ossl_why);
-		return NULL;
-	}
 	c = pthread_getspecific(ossl_key);
 	if (c != NULL)
 		return c;

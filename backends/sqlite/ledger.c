@@ -373,12 +373,8 @@ static void ld_ckpt_free(struct sq_conn *writer)
 	if (k == NULL)
 		return;
 	sq_conn_close(k->restarter);
-	if (k->frames >= LD_KEEP_FRAMES) {
-		sqlite3_busy_handler(writer->db, NULL, NULL);
-		(void)sqlite3_wal_checkpoint_v2(writer->db, NULL,
-						SQLITE_CHECKPOINT_TRUNCATE,
-						NULL, NULL);
-	}
+	if (k->frames >= LD_KEEP_FRAMES)
+		sq_wal_empty(writer->db);
 	free(k);
 }
 

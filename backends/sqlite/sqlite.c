@@ -165,19 +165,46 @@ static const char *sq_scope_word(kw_scope scope)
 	}
 }
 
-/* "org key of "acme" for anthropic", "system key for anthropic". */
-static const char *sq_describe(char *buf, size_t size, kw_scope scope,
-			       const char *owner, const char *provider)
+/* Append s to buf (size bytes, *len used), truncating. */
+static void sq_append(char *buf, size_t size, size_t *len, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n > size - 1 - *len)
+		n = size - 1 - *len;
+	memcpy(buf + *len, s, n);
+	*len += n;
+	buf[*len] = '\0';
+}
+
+/*
+ * Append "org key of "acme" for anthropic", "system key for anthropic".
+ * Without printf: a lookup's miss, as common as a hit, says it.
+ */
+static void sq_describe_to(char *buf, size_t size, size_t *len,
+			   kw_scope scope, const char *owner,
+			   const char *provider)
 {
 	const char *word = sq_scope_word(scope);
 
-	if (word == NULL)
-		word = "unscoped";
-	if (scope == KW_SCOPE_SYSTEM || owner == NULL)
-		snprintf(buf, size, "%s key for %s", word, provider);
-	else
-		snprintf(buf, size, "%s key of \"%s\" for %s", word, owner,
-			 provider);
+	sq_append(buf, size, len, word != NULL ? word : "unscoped");
+	if (scope == KW_SCOPE_SYSTEM || owner == NULL) {
+		sq_append(buf, size, len, " key for ");
+	} else {
+		sq_append(buf, size, len, " key of \"");
+		sq_append(buf, size, len, owner);
+		sq_append(buf, size, len, "\" for ");
+	}
+	sq_append(buf, size, len, provider);
+}
+
+static const char *sq_describe(char *buf, size_t size, kw_scope scope,
+			       const char *owner, const char *provider)
+{
+	size_t len = 0;
+
+	buf[0] = '\0';
+	sq_describe_to(buf, size, &len, scope, owner, provider);
 	return buf;
 }
 
@@ -362,6 +389,20 @@ static int sq_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 	return SQLITE_OK;
 }
 
+/* A connection's statement i of st->sql, prepared at its first use. */
+static int sq_stmt(const struct sq_state *st, struct sq_conn *c, int i,
+		   sqlite3_stmt **out)
+{
+	int rc = SQLITE_OK;
+
+	if (c->stmt[i] == NULL)
+		rc = sqlite3_prepare_v3(c->db, st->sql[i], -1,
+					SQLITE_PREPARE_PERSISTENT, &c->stmt[i],
+					NULL);
+	*out = c->stmt[i];
+	return rc;
+}
+
 /*
  * The file exists already: SQLite never creates it, so it never gets
  * SQLite's default mode.  A key store's connections prepare their
@@ -373,6 +414,7 @@ int sq_conn_open(const struct sq_state *st, bool prepare,
 	const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
 			  SQLITE_OPEN_NOFOLLOW | SQ_OPEN_EXRESCODE;
 	struct sq_conn *c;
+	sqlite3_stmt *s;
 	int64_t on;
 	int rc;
 
@@ -427,15 +469,8 @@ int sq_conn_open(const struct sq_state *st, bool prepare,
 	 */
 	sqlite3_db_config(c->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1,
 			  (int *)NULL);
-	if (rc != SQLITE_OK || !prepare)
-		goto out;
-	for (int i = 0; i < st->nsql; i++) {
-		rc = sqlite3_prepare_v3(c->db, st->sql[i], -1,
-					SQLITE_PREPARE_PERSISTENT, &c->stmt[i],
-					NULL);
-		if (rc != SQLITE_OK)
-			goto out;
-	}
+	for (int i = 0; prepare && rc == SQLITE_OK && i < st->nsql; i++)
+		rc = sq_stmt(st, c, i, &s);
 out:
 	if (rc != SQLITE_OK)
 		sq_conn_close(c);
@@ -543,23 +578,9 @@ static int sq_take(struct sq_state *st, struct sq_conn **out)
 	return rc;
 }
 
-/* A key store connection's statement, prepared at its first use. */
-static int sq_stmt(const struct sq_state *st, struct sq_conn *c, int i,
-		   sqlite3_stmt **out)
-{
-	int rc = SQLITE_OK;
-
-	if (c->stmt[i] == NULL)
-		rc = sqlite3_prepare_v3(c->db, st->sql[i], -1,
-					SQLITE_PREPARE_PERSISTENT, &c->stmt[i],
-					NULL);
-	*out = c->stmt[i];
-	return rc;
-}
-
 /* A statement that failed on c, with SQLite's own words for why ("no
  * such column: ..." where sq_fail() would say "SQL logic error"). */
-static kw_status sq_prepare_failed(const struct sq_state *st,
+static kw_status sq_fail_conn(const struct sq_state *st,
 				   struct sq_conn *c, kw_reply *r, int rc)
 {
 	st->host->reply_detail(r, "cannot read %s: %s", st->path,
@@ -580,7 +601,7 @@ static kw_status sq_acquire_all(struct sq_state *st, struct sq_conn **out,
 	for (int i = 0; ret == KW_OK && rc == SQLITE_OK && i < st->nsql; i++)
 		rc = sq_stmt(st, *out, i, &s);
 	if (ret == KW_OK && rc != SQLITE_OK) {
-		ret = sq_prepare_failed(st, *out, r, rc);
+		ret = sq_fail_conn(st, *out, r, rc);
 		sq_release(st, *out);
 		*out = NULL;
 	}
@@ -629,6 +650,15 @@ static kw_status sq_pool_new(struct sq_state *st)
 	atomic_init(&p->changed, false);
 	st->pool = p;
 	return KW_OK;
+}
+
+void sq_wal_empty(sqlite3 *db)
+{
+	/* A reader makes the busy handler run: none, so that it does not
+	 * wait, and the checkpoint goes on as a passive one. */
+	sqlite3_busy_handler(db, NULL, NULL);
+	(void)sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE,
+					NULL, NULL);
 }
 
 /*
@@ -681,12 +711,8 @@ static void sq_pool_put(const struct sq_state *st)
 	 * Without waiting for readers: they would make it short later.
 	 */
 	if (st->role == KW_INSTANCE_BACKEND && p->idle != NULL &&
-	    (atomic_load(&p->changed) || sq_wal_long(st, p))) {
-		sqlite3_busy_handler(p->idle->db, NULL, NULL);
-		(void)sqlite3_wal_checkpoint_v2(p->idle->db, NULL,
-						SQLITE_CHECKPOINT_TRUNCATE,
-						NULL, NULL);
-	}
+	    (atomic_load(&p->changed) || sq_wal_long(st, p)))
+		sq_wal_empty(p->idle->db);
 	while ((c = p->idle) != NULL) {
 		p->idle = c->next;
 		sq_conn_close(c);
@@ -1267,6 +1293,7 @@ static kw_status sq_open_store(struct sq_state *st, kw_instance *inst)
 	const kw_host *host = st->host;
 	unsigned char salt[KW_SALT_SIZE], fresh[KW_SALT_SIZE];
 	struct sq_conn *c = NULL;
+	sqlite3_stmt *s;
 	int64_t version;
 	kw_status ret;
 	int rc;
@@ -1330,9 +1357,7 @@ static kw_status sq_open_store(struct sq_state *st, kw_instance *inst)
 
 	/* The statement lookups need proves the table is what it should be;
 	 * the others are prepared when first used. */
-	rc = sqlite3_prepare_v3(c->db, st->sql[SQ_LOOKUP], -1,
-				SQLITE_PREPARE_PERSISTENT, &c->stmt[SQ_LOOKUP],
-				NULL);
+	rc = sq_stmt(st, c, SQ_LOOKUP, &s);
 	if (rc != SQLITE_OK) {
 		host->error(inst, "path", "cannot read store %s: %s", st->path,
 			    sqlite3_errmsg(c->db));
@@ -1564,18 +1589,6 @@ static const char *sq_lookup_desc(const struct sq_state *st,
 			   aad->provider);
 }
 
-/* Append s to buf (size bytes, *len used), truncating. */
-static void sq_append(char *buf, size_t size, size_t *len, const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n > size - 1 - *len)
-		n = size - 1 - *len;
-	memcpy(buf + *len, s, n);
-	*len += n;
-	buf[*len] = '\0';
-}
-
 /* "no org key of "acme" for anthropic in PATH", "no system key for ...". */
 static void sq_miss_detail(const struct sq_state *st, const kw_seal_aad *aad,
 			   char *buf, size_t size)
@@ -1584,15 +1597,7 @@ static void sq_miss_detail(const struct sq_state *st, const kw_seal_aad *aad,
 
 	buf[0] = '\0';
 	sq_append(buf, size, &len, "no ");
-	sq_append(buf, size, &len, st->scope_word);
-	if (aad->owner != NULL) {
-		sq_append(buf, size, &len, " key of \"");
-		sq_append(buf, size, &len, aad->owner);
-		sq_append(buf, size, &len, "\" for ");
-	} else {
-		sq_append(buf, size, &len, " key for ");
-	}
-	sq_append(buf, size, &len, aad->provider);
+	sq_describe_to(buf, size, &len, st->scope, aad->owner, aad->provider);
 	sq_append(buf, size, &len, " in ");
 	sq_append(buf, size, &len, st->path);
 }
@@ -1606,8 +1611,6 @@ static kw_status sq_answer(const struct sq_state *st, const kw_query *q,
 	char desc[SQ_DESC_MAX], why[160], *buf;
 	kw_status ret;
 
-	/* A miss is as common as a hit (the org's key, else the user's):
-	 * its detail is put together without printf. */
 	if (!found) {
 		sq_miss_detail(st, aad, desc, sizeof(desc));
 		host->reply_detail(q->reply, "%s", desc);
@@ -1677,7 +1680,7 @@ static kw_status sq_lookup(void *state, const kw_query *q)
 	if (walk && (scopes & (scopes - 1)) != 0) {
 		rc = sq_walk_fetch(st, c, q, scopes);
 		if (rc != SQLITE_OK)
-			ret = sq_prepare_failed(st, c, q->reply, rc);
+			ret = sq_fail_conn(st, c, q->reply, rc);
 		sq_release(st, c);
 		if (rc != SQLITE_OK)
 			return ret;
@@ -1697,7 +1700,7 @@ static kw_status sq_lookup(void *state, const kw_query *q)
 	else if (rc == SQLITE_DONE)
 		ret = sq_answer(st, q, &aad, NULL, 0, false, false);
 	else
-		ret = sq_prepare_failed(st, c, q->reply, rc);
+		ret = sq_fail_conn(st, c, q->reply, rc);
 	if (s != NULL)
 		sq_done(s);
 	sq_release(st, c);
@@ -2370,7 +2373,7 @@ static kw_status sq_used_batch(void *state, const kw_store_use *u, size_t n,
 	if (rc == SQLITE_OK)
 		rc = sq_run(s);
 	if (rc != SQLITE_OK) {
-		ret = sq_prepare_failed(st, c, r, rc);
+		ret = sq_fail_conn(st, c, r, rc);
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {

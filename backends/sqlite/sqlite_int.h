@@ -162,6 +162,13 @@ void sq_release(struct sq_state *st, struct sq_conn *c);
  * through host->error().
  */
 kw_status sq_prepare_file(const struct sq_state *st, const char *what);
+/*
+ * At the last close, which otherwise leaves the WAL to the next opener:
+ * copy it into the file and truncate it, without waiting for a reader
+ * (one makes it a passive checkpoint, which empties nothing).  The
+ * connection's busy handler is gone afterwards.
+ */
+void sq_wal_empty(sqlite3 *db);
 /* Put the database in WAL mode, reporting through host->error(). */
 kw_status sq_wal(const struct sq_state *st, sqlite3 *db, const char *what);
 
