@@ -7,7 +7,8 @@
  * always has the same fingerprint, different keys differ, and nothing in
  * the trail helps to recover a key.  Lines go to the file with one write()
  * on a descriptor opened O_APPEND, so concurrent writers, threads or
- * processes, do not interleave.
+ * processes, do not interleave; a line the file had no room for is taken
+ * back, so that every line in the file stays one whole JSON object.
  *
  * Every resolve pays for its line before the key is handed out, so the
  * line is cheap to make: the HMAC's keyed inner and outer states are
@@ -20,10 +21,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,6 +42,10 @@ struct kwi_audit {
 	bool allow;          /* on_failure = "allow" */
 	int fd;
 	char path[1024];
+	/* Held around each write, so that a short one can be taken back. */
+	pthread_mutex_t lock;
+	bool locked;         /* lock initialised */
+	bool torn;           /* the file may end in part of a line */
 	/* HMAC state keyed with the fingerprint key (guarded); read-only
 	 * once open, so threads copy it without a lock. */
 	crypto_auth_hmacsha256_state *fp_state;
@@ -88,8 +95,13 @@ kw_status kwi_audit_parse(struct kw_ctx *ctx, const config_setting_t *g,
 	}
 
 	a = calloc(1, sizeof(*a));
-	if (a == NULL)
+	if (a == NULL || pthread_mutex_init(&a->lock, NULL) != 0) {
+		free(a);
+		kwi_diag(d, KW_ERR_NOMEM, file, line,
+			 "keyway.audit: out of memory");
 		return KW_ERR_NOMEM;
+	}
+	a->locked = true;
 	a->fd = -1;
 	ctx->audit = a;
 	if (sink != NULL && strcmp(sink, "syslog") == 0) {
@@ -216,6 +228,8 @@ void kwi_audit_free(struct kw_ctx *ctx)
 		return;
 	if (a->fd >= 0)
 		close(a->fd);
+	if (a->locked)
+		pthread_mutex_destroy(&a->lock);
 	kwi_secure_free(a->fp_state, sizeof(*a->fp_state));
 	free(a);
 	ctx->audit = NULL;
@@ -480,8 +494,59 @@ static void member_time(struct line *l)
 	put_c(l, '"');
 }
 
-/* Write the finished object as one line: one write(), so that lines from
- * threads and processes sharing the file never interleave. */
+/*
+ * Take back the n bytes of a line that did not fit (a full disk, a file
+ * size limit), if nothing was written after them.  Under a->lock, so the
+ * descriptor's offset is where this thread's write ended; another
+ * process's line after them is left alone.
+ */
+static bool unwrite(struct kwi_audit *a, size_t n)
+{
+	off_t end = lseek(a->fd, 0, SEEK_CUR);
+	struct stat st;
+
+	return end >= (off_t)n && fstat(a->fd, &st) == 0 &&
+	       st.st_size == end && ftruncate(a->fd, end - (off_t)n) == 0;
+}
+
+/*
+ * Append one line with one write(), so that lines from threads and
+ * processes sharing the file never interleave: the whole line or, when
+ * the file has no room for it, nothing.  A part of a line that cannot be
+ * taken back is ended by the next line written, which starts on a line of
+ * its own.
+ */
+static kw_status write_line(struct kwi_audit *a, const char *buf, size_t len)
+{
+	struct iovec iov[2] = { { (void *)"\n", 1 }, { (void *)buf, len } };
+	kw_status rc = KW_OK;
+	size_t first, want;
+	ssize_t n;
+	int e;
+
+	pthread_mutex_lock(&a->lock);
+	first = a->torn ? 0 : 1;
+	want = len + 1 - first;
+	n = writev(a->fd, iov + first, (int)(2 - first));
+	e = errno;
+	if (n == (ssize_t)want) {
+		a->torn = false;
+	} else if (n < 0) {
+		rc = kwi_error(KW_ERR_IO, "keyway.audit: cannot write %s: %s",
+			       a->path, strerror(e));
+	} else {
+		if (n > 0 && !unwrite(a, (size_t)n))
+			a->torn = true;
+		rc = kwi_error(KW_ERR_IO,
+			       "keyway.audit: cannot write %s: only %zd of %zu "
+			       "bytes fit (is the file system full?)",
+			       a->path, n, want);
+	}
+	pthread_mutex_unlock(&a->lock);
+	return rc;
+}
+
+/* Write the finished object as one line, or send it to syslog. */
 static kw_status emit(struct kwi_audit *a, struct line *l)
 {
 	kw_status rc = KW_OK;
@@ -497,11 +562,7 @@ static kw_status emit(struct kwi_audit *a, struct line *l)
 		syslog(LOG_AUTHPRIV | LOG_INFO, "%s", l->buf);
 		goto out;
 	}
-	errno = 0;
-	if (write(a->fd, l->buf, l->len - 1) != (ssize_t)(l->len - 1))
-		rc = kwi_error(KW_ERR_IO, "keyway.audit: cannot write %s: %s",
-			       a->path, errno != 0 ? strerror(errno)
-						   : "short write");
+	rc = write_line(a, l->buf, l->len - 1);
 	if (rc != KW_OK && a->allow) {
 		syslog(LOG_AUTHPRIV | LOG_ERR, "keyway: %s", kw_last_error());
 		rc = KW_OK;

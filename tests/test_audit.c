@@ -1,8 +1,9 @@
 /*
  * test_audit.c - the audit trail's lines: fingerprints pinned to known
  * values, the exact members in their order, JSON escaping of names that
- * need it, lines longer than any buffer, many threads appending to one file
- * at once, and no secret anywhere in it.
+ * need it, lines longer than any buffer, a file that cannot grow (every
+ * line still whole), many threads appending to one file at once, and no
+ * secret anywhere in it.
  *
  * Names the public API refuses (backslashes, control characters, names of
  * 100,000 bytes), and names that are not UTF-8, are handed to
@@ -12,8 +13,10 @@
  */
 #include "config.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -21,6 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -80,6 +86,12 @@
 
 static const char conf_env[] = CONF_HEAD("env") CONF_BODY;
 static const char conf_pass[] = CONF_HEAD("passphrase") CONF_BODY;
+static const char conf_allow[] =
+	"keyway: {\n"
+	"  master_key = { source = \"env\"; };\n"
+	"  audit: { sink = \"jsonl\"; path = \"audit.jsonl\";\n"
+	"           on_failure = \"allow\"; };\n"
+	"};\n" CONF_BODY;
 
 /* ---- fixture ---- */
 
@@ -573,6 +585,151 @@ static void test_long_lines(void **state)
 	free(backend);
 }
 
+/* ---- a file that cannot grow ---- */
+
+/*
+ * The child's report of what went wrong, through a pipe: cmocka's own
+ * output may be a file, which the child's size limit would cut short.
+ */
+static int child_report = -1;
+
+static void child_check(bool ok, const char *what)
+{
+	if (!ok) {
+		ssize_t n = write(child_report, what, strlen(what));
+
+		_exit(n > 0 ? 1 : 2);
+	}
+}
+
+static bool set_fsize(rlim_t cur)
+{
+	struct rlimit r;
+
+	if (getrlimit(RLIMIT_FSIZE, &r) != 0)
+		return false;
+	r.rlim_cur = cur;
+	return setrlimit(RLIMIT_FSIZE, &r) == 0;
+}
+
+/*
+ * Resolve as `user` while the file may grow by `room` bytes at most
+ * (RLIM_INFINITY: without a limit), and check what on_failure says: the
+ * key handed out when the line was written or "allow" is set, and
+ * otherwise an I/O error that names the file and no key.
+ */
+static void child_resolve(struct fixture *f, bool allow, const char *user,
+			  rlim_t room, bool written)
+{
+	kw_request req = KW_REQUEST_INIT;
+	kw_secret *s = NULL;
+	char prefix[4200];
+	struct stat st;
+	kw_status rc;
+
+	child_check(stat(f->audit, &st) == 0, "stat of the audit file");
+	child_check(set_fsize(room == RLIM_INFINITY
+				      ? RLIM_INFINITY
+				      : (rlim_t)st.st_size + room),
+		    "setrlimit");
+	req.provider = "anthropic";
+	req.user = user;
+	rc = kw_resolve(f->ctx, &req, &s);
+	if (written || allow) {
+		child_check(rc == KW_OK && s != NULL &&
+				    strcmp(kw_secret_value(s), VALUE) == 0,
+			    "the key was not handed out");
+	} else {
+		snprintf(prefix, sizeof(prefix),
+			 "keyway.audit: cannot write %s: ", f->audit);
+		child_check(rc == KW_ERR_IO && s == NULL,
+			    "an event not written did not fail the resolve");
+		child_check(strncmp(kw_last_error(), prefix,
+				    strlen(prefix)) == 0,
+			    "the error does not name the audit file");
+	}
+	kw_secret_free(s);
+	child_check(set_fsize(RLIM_INFINITY), "setrlimit");
+}
+
+/*
+ * In a child, with SIGXFSZ ignored: a line cut short by the size limit
+ * (a short write), then a line that cannot start (EFBIG), then lines
+ * written with room to spare.  Every line of the file must be whole JSON,
+ * and only the events written are in it.
+ */
+static void run_file_full(struct fixture *f, const char *conf, bool allow)
+{
+	const kw_actor actor = { sizeof(kw_actor), "root", NULL,
+				 KW_ROLE_SYSADMIN };
+	const kw_store_key k = { KW_SCOPE_SYSTEM, NULL, "anthropic" };
+	int fds[2], status;
+	char why[256] = "";
+	ssize_t n;
+	pid_t pid;
+
+	open_conf(f, conf);
+	assert_int_equal(resolve(f->ctx, NULL, "before", NULL, VALUE), KW_OK);
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		child_report = fds[1];
+		signal(SIGXFSZ, SIG_IGN);
+		child_resolve(f, allow, "cut1", 40, false);
+		child_resolve(f, allow, "cut2", 1, false);
+		child_resolve(f, allow, "none", 0, false);
+		child_resolve(f, allow, "after1", RLIM_INFINITY, true);
+		/* A change that cannot be recorded. */
+		{
+			struct stat st;
+
+			child_check(stat(f->audit, &st) == 0, "stat");
+			child_check(set_fsize((rlim_t)st.st_size + 10),
+				    "setrlimit");
+			child_check(kwi_audit_change(f->ctx, &actor, "put",
+						     "vault", &k, KW_OK) ==
+					    (allow ? KW_OK : KW_ERR_IO),
+				    "a change not written was not reported "
+				    "as on_failure says");
+			child_check(set_fsize(RLIM_INFINITY), "setrlimit");
+		}
+		child_resolve(f, allow, "after2", RLIM_INFINITY, true);
+		_exit(0);
+	}
+	close(fds[1]);
+	n = read(fds[0], why, sizeof(why) - 1);
+	close(fds[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (n > 0)
+		fail_msg("child: %s", why);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+	read_lines(f);
+	assert_int_equal(f->nlines, 3);
+	for (size_t i = 0; i < f->nlines; i++) {
+		static const char *const users[] = { "before", "after1",
+						     "after2" };
+		json_t *o = parse_line(f->lines[i]);
+
+		assert_string_equal(str_member(o, "user"), users[i]);
+		assert_string_equal(str_member(o, "fingerprint"), FP_VALUE);
+		json_decref(o);
+	}
+	expect_file_clean(f);
+}
+
+static void test_file_full_deny(void **state)
+{
+	run_file_full(*state, conf_env, false);
+}
+
+static void test_file_full_allow(void **state)
+{
+	run_file_full(*state, conf_allow, true);
+}
+
 /* ---- many threads, one file ---- */
 
 struct worker {
@@ -672,6 +829,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_not_utf8, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_long_lines, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_file_full_deny, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_file_full_allow, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
 	};
