@@ -42,6 +42,8 @@ struct kwi_audit {
 	bool allow;          /* on_failure = "allow" */
 	int fd;
 	char path[1024];
+	const char *file;    /* where path is set, for messages */
+	int line;
 	/* Held around each write, so that a short one can be taken back. */
 	pthread_mutex_t lock;
 	bool locked;         /* lock initialised */
@@ -58,7 +60,7 @@ kw_status kwi_audit_parse(struct kw_ctx *ctx, const config_setting_t *g,
 {
 	const char *sink = NULL, *path = NULL, *on_failure = NULL;
 	struct kwi_audit *a;
-	int n, line = (int)config_setting_source_line(g);
+	int n, line = (int)config_setting_source_line(g), path_line = line;
 
 	if (!config_setting_is_group(g)) {
 		kwi_diag(d, KW_ERR_CONFIG, file, line,
@@ -92,6 +94,8 @@ kw_status kwi_audit_parse(struct kw_ctx *ctx, const config_setting_t *g,
 			return KW_ERR_CONFIG;
 		}
 		*slot = config_setting_get_string(s);
+		if (slot == &path)
+			path_line = (int)config_setting_source_line(s);
 	}
 
 	a = calloc(1, sizeof(*a));
@@ -103,6 +107,8 @@ kw_status kwi_audit_parse(struct kw_ctx *ctx, const config_setting_t *g,
 	}
 	a->locked = true;
 	a->fd = -1;
+	a->file = file;
+	a->line = path_line;
 	ctx->audit = a;
 	if (sink != NULL && strcmp(sink, "syslog") == 0) {
 		a->sink = AUDIT_SYSLOG;
@@ -185,10 +191,73 @@ static kw_status fp_state_init(struct kw_ctx *ctx, struct kwi_audit *a)
 	return rc;
 }
 
+static const char *file_type(mode_t mode)
+{
+	return S_ISDIR(mode)    ? "a directory"
+	       : S_ISFIFO(mode) ? "a FIFO"
+	       : S_ISSOCK(mode) ? "a socket"
+	       : S_ISCHR(mode)  ? "a character device"
+	       : S_ISBLK(mode)  ? "a block device"
+	       : S_ISLNK(mode)  ? "a symbolic link"
+				: "not a regular file";
+}
+
+/*
+ * The rule of every file keyway writes (the SQLite store and ledger, the
+ * files host->open_private() opens): a regular file, owned by root or by
+ * us, that group and others may not use at all.  The audit trail tells
+ * who asked for which key when: it is no more public than the usage log.
+ */
+static kw_status audit_file_ok(const struct kwi_audit *a, const struct stat *st,
+			       struct kwi_diag *d)
+{
+	if (!S_ISREG(st->st_mode)) {
+		kwi_diag(d, KW_ERR_PERM, a->file, a->line,
+			 "keyway.audit: %s is %s, not a regular file", a->path,
+			 file_type(st->st_mode));
+		return KW_ERR_PERM;
+	}
+	if (st->st_uid != 0 && st->st_uid != geteuid()) {
+		kwi_diag(d, KW_ERR_PERM, a->file, a->line,
+			 "keyway.audit: %s is owned by uid %u; it must belong "
+			 "to root or uid %u",
+			 a->path, (unsigned)st->st_uid, (unsigned)geteuid());
+		return KW_ERR_PERM;
+	}
+	if (st->st_mode & 077) {
+		kwi_diag(d, KW_ERR_PERM, a->file, a->line,
+			 "keyway.audit: %s is accessible by group or others "
+			 "(mode %04o); it holds the audit trail: chmod 600 it",
+			 a->path, (unsigned)(st->st_mode & 07777));
+		return KW_ERR_PERM;
+	}
+	return KW_OK;
+}
+
+/* Why the audit file would not open, in words that say what to do. */
+static kw_status open_failed(const struct kwi_audit *a, int e,
+			     struct kwi_diag *d)
+{
+	struct stat st;
+
+	if (e == ELOOP) {
+		kwi_diag(d, KW_ERR_PERM, a->file, a->line,
+			 "keyway.audit: %s is a symbolic link; point the "
+			 "setting at the file itself",
+			 a->path);
+		return KW_ERR_PERM;
+	}
+	/* A FIFO without a reader (ENXIO), a directory (EISDIR), ... */
+	if (lstat(a->path, &st) == 0 && !S_ISREG(st.st_mode))
+		return audit_file_ok(a, &st, d);
+	kwi_diag(d, e == EACCES ? KW_ERR_PERM : KW_ERR_IO, a->file, a->line,
+		 "keyway.audit: cannot open %s: %s", a->path, strerror(e));
+	return e == EACCES ? KW_ERR_PERM : KW_ERR_IO;
+}
+
 kw_status kwi_audit_open(struct kw_ctx *ctx, struct kwi_diag *d)
 {
 	struct kwi_audit *a = ctx->audit;
-	char why[256];
 	struct stat st;
 
 	if (a == NULL)
@@ -200,24 +269,20 @@ kw_status kwi_audit_open(struct kw_ctx *ctx, struct kwi_diag *d)
 	}
 	if (a->sink == AUDIT_SYSLOG)
 		return KW_OK;
+	/* O_NONBLOCK: a FIFO put there must not hang the open. */
 	a->fd = open(a->path,
 		     O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW |
-			     O_NOCTTY,
+			     O_NOCTTY | O_NONBLOCK,
 		     0600);
-	if (a->fd < 0) {
-		kwi_diag(d, KW_ERR_IO, ctx->path, 0,
+	if (a->fd < 0)
+		return open_failed(a, errno, d);
+	if (fstat(a->fd, &st) != 0) {
+		kwi_diag(d, KW_ERR_IO, a->file, a->line,
 			 "keyway.audit: cannot open %s: %s", a->path,
 			 strerror(errno));
 		return KW_ERR_IO;
 	}
-	if (fstat(a->fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-	    !kwi_stat_trusted(&st, false, why, sizeof(why))) {
-		kwi_diag(d, KW_ERR_PERM, ctx->path, 0,
-			 "keyway.audit: refusing %s: %s", a->path,
-			 S_ISREG(st.st_mode) ? why : "not a regular file");
-		return KW_ERR_PERM;
-	}
-	return KW_OK;
+	return audit_file_ok(a, &st, d);
 }
 
 void kwi_audit_free(struct kw_ctx *ctx)

@@ -585,6 +585,116 @@ static void test_long_lines(void **state)
 	free(backend);
 }
 
+/* ---- what the audit path may be ---- */
+
+/*
+ * Put something at DIR/audit.jsonl with `make`, open conf_env from DIR and
+ * expect it refused with "DIR/keyway.conf:3: keyway.audit: DIR/audit.jsonl
+ * " + want, promptly: a FIFO must not hang the open.
+ */
+static void expect_refused(struct fixture *f, void (*make)(const char *),
+			   kw_status status, const char *want)
+{
+	char *conf, *expect = NULL;
+	kw_status st;
+
+	f->dir = tu_tmpdir();
+	snprintf(f->audit, sizeof(f->audit), "%s/audit.jsonl", f->dir);
+	make(f->audit);
+	conf = tu_write(f->dir, "keyway.conf", 0600, "%s", conf_env);
+	alarm(10);
+	st = kw_open(&f->ctx, conf);
+	alarm(0);
+	assert_int_equal(st, status);
+	assert_null(f->ctx);
+	assert_true(asprintf(&expect, "%s:3: keyway.audit: %s %s", conf,
+			     f->audit, want) > 0);
+	assert_string_equal(kw_last_error(), expect);
+	free(expect);
+	free(conf);
+}
+
+static void make_0644(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(fchmod(fd, 0644), 0);
+	close(fd);
+}
+
+static void make_0640(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(fchmod(fd, 0640), 0);
+	close(fd);
+}
+
+static void make_fifo(const char *path)
+{
+	assert_int_equal(mkfifo(path, 0600), 0);
+}
+
+/* A FIFO with a reader: opening it for writing would succeed. */
+static int fifo_reader = -1;
+
+static void make_read_fifo(const char *path)
+{
+	assert_int_equal(mkfifo(path, 0600), 0);
+	fifo_reader = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	assert_true(fifo_reader >= 0);
+}
+
+static void make_dir(const char *path)
+{
+	assert_int_equal(mkdir(path, 0700), 0);
+}
+
+static void make_link(const char *path)
+{
+	char target[4200];
+
+	snprintf(target, sizeof(target), "%s.real", path);
+	make_0640(target);
+	assert_int_equal(chmod(target, 0600), 0);
+	assert_int_equal(symlink(target, path), 0);
+}
+
+/* The rule of every file keyway writes: only its owner may read it. */
+static void test_file_mode_refused(void **state)
+{
+	struct fixture *f = *state;
+
+	expect_refused(f, make_0644, KW_ERR_PERM,
+		       "is accessible by group or others (mode 0644); it "
+		       "holds the audit trail: chmod 600 it");
+	tu_rmrf(f->dir);
+	expect_refused(f, make_0640, KW_ERR_PERM,
+		       "is accessible by group or others (mode 0640); it "
+		       "holds the audit trail: chmod 600 it");
+}
+
+static void test_not_a_file_refused(void **state)
+{
+	struct fixture *f = *state;
+
+	expect_refused(f, make_fifo, KW_ERR_PERM,
+		       "is a FIFO, not a regular file");
+	tu_rmrf(f->dir);
+	expect_refused(f, make_read_fifo, KW_ERR_PERM,
+		       "is a FIFO, not a regular file");
+	close(fifo_reader);
+	tu_rmrf(f->dir);
+	expect_refused(f, make_dir, KW_ERR_PERM,
+		       "is a directory, not a regular file");
+	tu_rmrf(f->dir);
+	expect_refused(f, make_link, KW_ERR_PERM,
+		       "is a symbolic link; point the setting at the file "
+		       "itself");
+}
+
 /* ---- a file that cannot grow ---- */
 
 /*
@@ -829,6 +939,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_not_utf8, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_long_lines, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_file_mode_refused, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_not_a_file_refused, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_file_full_deny, setup,
 						teardown),
