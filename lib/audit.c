@@ -2,6 +2,10 @@
  * audit.c - the audit trail: one JSON object per resolve and per change,
  * to a file (one line each) or to syslog.
  *
+ * syslog(3) cannot say whether a message reached the daemon, and an event
+ * that was lost must fail as on_failure says; so the syslog sink sends its
+ * datagrams to the log socket itself, framed as syslog(3) frames them.
+ *
  * A resolve is recorded with a fingerprint of the key it handed out:
  * HMAC-SHA256 under a key derived from the master key, so the same key
  * always has the same fingerprint, different keys differ, and nothing in
@@ -25,8 +29,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,6 +43,9 @@
 
 #define FP_LEN 16 /* bytes of the HMAC kept: 128 bits */
 
+#define LOG_SOCKET "/dev/log"
+#define SUN_PATH_SIZE sizeof(((struct sockaddr_un *)0)->sun_path)
+
 struct kwi_audit {
 	enum { AUDIT_JSONL = 1, AUDIT_SYSLOG } sink;
 	bool allow;          /* on_failure = "allow" */
@@ -44,6 +53,8 @@ struct kwi_audit {
 	char path[1024];
 	const char *file;    /* where path is set, for messages */
 	int line;
+	char socket[SUN_PATH_SIZE]; /* the syslog daemon's */
+	int sock;            /* connected to it, or -1 */
 	/* Held around each write, so that a short one can be taken back. */
 	pthread_mutex_t lock;
 	bool locked;         /* lock initialised */
@@ -58,9 +69,11 @@ static const char fp_label[] = "keyway audit fingerprint v1";
 kw_status kwi_audit_parse(struct kw_ctx *ctx, const config_setting_t *g,
 			  const char *file, struct kwi_diag *d)
 {
-	const char *sink = NULL, *path = NULL, *on_failure = NULL;
+	const char *sink = NULL, *path = NULL, *sock = NULL,
+		   *on_failure = NULL;
 	struct kwi_audit *a;
 	int n, line = (int)config_setting_source_line(g), path_line = line;
+	int sock_line = line;
 
 	if (!config_setting_is_group(g)) {
 		kwi_diag(d, KW_ERR_CONFIG, file, line,
@@ -73,6 +86,7 @@ kw_status kwi_audit_parse(struct kw_ctx *ctx, const config_setting_t *g,
 		const char *name = config_setting_name(s);
 		const char **slot = strcmp(name, "sink") == 0 ? &sink
 				    : strcmp(name, "path") == 0 ? &path
+				    : strcmp(name, "socket") == 0 ? &sock
 				    : strcmp(name, "on_failure") == 0
 					    ? &on_failure
 					    : NULL;
@@ -81,7 +95,8 @@ kw_status kwi_audit_parse(struct kw_ctx *ctx, const config_setting_t *g,
 			kwi_diag(d, KW_ERR_CONFIG, file,
 				 (int)config_setting_source_line(s),
 				 "keyway.audit: unknown setting \"%s\" "
-				 "(expected sink, path or on_failure)",
+				 "(expected sink, path, socket or "
+				 "on_failure)",
 				 name);
 			return KW_ERR_CONFIG;
 		}
@@ -96,6 +111,8 @@ kw_status kwi_audit_parse(struct kw_ctx *ctx, const config_setting_t *g,
 		*slot = config_setting_get_string(s);
 		if (slot == &path)
 			path_line = (int)config_setting_source_line(s);
+		else if (slot == &sock)
+			sock_line = (int)config_setting_source_line(s);
 	}
 
 	a = calloc(1, sizeof(*a));
@@ -107,6 +124,7 @@ kw_status kwi_audit_parse(struct kw_ctx *ctx, const config_setting_t *g,
 	}
 	a->locked = true;
 	a->fd = -1;
+	a->sock = -1;
 	a->file = file;
 	a->line = path_line;
 	ctx->audit = a;
@@ -117,11 +135,28 @@ kw_status kwi_audit_parse(struct kw_ctx *ctx, const config_setting_t *g,
 				 "keyway.audit: sink \"syslog\" takes no path");
 			return KW_ERR_CONFIG;
 		}
+		if (sock == NULL)
+			sock = LOG_SOCKET;
+		if ((size_t)snprintf(a->socket, sizeof(a->socket), "%s%s%s",
+				     sock[0] == '/' ? "" : ctx->dir,
+				     sock[0] == '/' ? "" : "/",
+				     sock) >= sizeof(a->socket)) {
+			kwi_diag(d, KW_ERR_CONFIG, file, sock_line,
+				 "keyway.audit: socket: a path of at most %zu "
+				 "bytes",
+				 sizeof(a->socket) - 1);
+			return KW_ERR_CONFIG;
+		}
 	} else if (sink != NULL && strcmp(sink, "jsonl") == 0) {
 		a->sink = AUDIT_JSONL;
 		if (path == NULL) {
 			kwi_diag(d, KW_ERR_CONFIG, file, line,
 				 "keyway.audit: sink \"jsonl\" needs a path");
+			return KW_ERR_CONFIG;
+		}
+		if (sock != NULL) {
+			kwi_diag(d, KW_ERR_CONFIG, file, sock_line,
+				 "keyway.audit: sink \"jsonl\" takes no socket");
 			return KW_ERR_CONFIG;
 		}
 		if (path[0] == '/')
@@ -293,6 +328,8 @@ void kwi_audit_free(struct kw_ctx *ctx)
 		return;
 	if (a->fd >= 0)
 		close(a->fd);
+	if (a->sock >= 0)
+		close(a->sock);
 	if (a->locked)
 		pthread_mutex_destroy(&a->lock);
 	kwi_secure_free(a->fp_state, sizeof(*a->fp_state));
@@ -611,23 +648,99 @@ static kw_status write_line(struct kwi_audit *a, const char *buf, size_t len)
 	return rc;
 }
 
+/* ---- to syslog ---- */
+
+static int log_connect(const struct kwi_audit *a)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, e;
+
+	memcpy(sa.sun_path, a->socket, sizeof(sa.sun_path));
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (const struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * One datagram to the log socket: "<PRI>Mmm dd hh:mm:ss TAG[PID]: " and
+ * the line, as syslog(3) writes it and as local daemons (rsyslog,
+ * syslog-ng, systemd-journald) read it (RFC 3164), authpriv.info.  A
+ * daemon that restarted leaves the socket connected to nothing
+ * (ECONNREFUSED): connect again, once.
+ */
+static kw_status send_log(struct kwi_audit *a, const char *msg, size_t len)
+{
+	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr",
+					    "May", "Jun", "Jul", "Aug",
+					    "Sep", "Oct", "Nov", "Dec" };
+	char head[128];
+	struct iovec iov[2];
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+	time_t now = time(NULL);
+	struct tm tm;
+	int n, e = 0;
+
+	if (localtime_r(&now, &tm) == NULL)
+		memset(&tm, 0, sizeof(tm));
+	n = snprintf(head, sizeof(head),
+		     "<%d>%s %2d %02d:%02d:%02d %.32s[%ld]: ",
+		     LOG_AUTHPRIV | LOG_INFO, months[(unsigned)tm.tm_mon % 12],
+		     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		     program_invocation_short_name[0] != '\0'
+			     ? program_invocation_short_name
+			     : "keyway",
+		     (long)getpid());
+	iov[0].iov_base = head;
+	iov[0].iov_len = n > 0 && (size_t)n < sizeof(head) ? (size_t)n : 0;
+	iov[1].iov_base = (void *)msg;
+	iov[1].iov_len = len;
+
+	pthread_mutex_lock(&a->lock);
+	if (a->sock < 0)
+		a->sock = log_connect(a);
+	if (a->sock < 0) {
+		e = errno;
+	} else if (sendmsg(a->sock, &mh, MSG_NOSIGNAL) < 0) {
+		e = errno;
+		if (e == ECONNREFUSED || e == ENOTCONN) {
+			close(a->sock);
+			a->sock = log_connect(a);
+			e = a->sock < 0 ? errno
+			    : sendmsg(a->sock, &mh, MSG_NOSIGNAL) < 0 ? errno
+								      : 0;
+		}
+	}
+	pthread_mutex_unlock(&a->lock);
+	if (e != 0)
+		return kwi_error(KW_ERR_IO,
+				 "keyway.audit: cannot send to the syslog "
+				 "socket %s: %s",
+				 a->socket, strerror(e));
+	return KW_OK;
+}
+
 /* Write the finished object as one line, or send it to syslog. */
 static kw_status emit(struct kwi_audit *a, struct line *l)
 {
-	kw_status rc = KW_OK;
+	kw_status rc;
 
 	object_close(l);
-	put(l, "\n", 2); /* and the NUL syslog() needs */
+	put_c(l, '\n');
 	if (l->nomem) {
 		rc = kwi_error(KW_ERR_NOMEM, "keyway.audit: out of memory");
 		goto out;
 	}
-	if (a->sink == AUDIT_SYSLOG) {
-		l->buf[l->len - 2] = '\0';
-		syslog(LOG_AUTHPRIV | LOG_INFO, "%s", l->buf);
-		goto out;
-	}
-	rc = write_line(a, l->buf, l->len - 1);
+	if (a->sink == AUDIT_SYSLOG)
+		rc = send_log(a, l->buf, l->len - 1);
+	else
+		rc = write_line(a, l->buf, l->len);
 	if (rc != KW_OK && a->allow) {
 		syslog(LOG_AUTHPRIV | LOG_ERR, "keyway: %s", kw_last_error());
 		rc = KW_OK;

@@ -24,8 +24,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -840,6 +843,203 @@ static void test_file_full_allow(void **state)
 	run_file_full(*state, conf_allow, true);
 }
 
+/* ---- syslog ---- */
+
+/* A syslog daemon's socket at path, bound by the test. */
+static int bind_log(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	assert_true(strlen(path) < sizeof(sa.sun_path));
+	strcpy(sa.sun_path, path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+		fail_msg("bind %s: %s", path, strerror(errno));
+	return fd;
+}
+
+/* Open an audit trail to syslog at sock, with `extra` settings. */
+static void open_syslog(struct fixture *f, const char *extra,
+			const char *sock)
+{
+	char *path;
+	kw_status st;
+
+	path = tu_write(f->dir, "keyway.conf", 0600,
+			"keyway: {\n"
+			"  master_key = { source = \"env\"; };\n"
+			"  audit: { sink = \"syslog\"; socket = \"%s\";%s };\n"
+			"};\n" CONF_BODY,
+			sock, extra);
+	st = kw_open(&f->ctx, path);
+	if (st != KW_OK)
+		fail_msg("kw_open: %s", kw_last_error());
+	free(path);
+}
+
+/*
+ * The one message waiting on fd: "<86>Mmm dd hh:mm:ss TAG[PID]: " (RFC
+ * 3164, authpriv.info) and then the line the jsonl sink would write,
+ * without its newline.  Returns the line, parsed.
+ */
+static json_t *recv_log(int fd)
+{
+	static const char *const months[] = { "Jan", "Feb", "Mar", "Apr",
+					      "May", "Jun", "Jul", "Aug",
+					      "Sep", "Oct", "Nov", "Dec" };
+	char buf[4096], tag[300];
+	int day, hh, mm, ss, n = -1, m;
+	ssize_t len;
+	bool month = false;
+
+	len = recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+	if (len < 0)
+		fail_msg("no message on the log socket: %s", strerror(errno));
+	buf[len] = '\0';
+	assert_memory_equal(buf, "<86>", 4);
+	for (size_t i = 0; i < 12; i++)
+		month |= memcmp(buf + 4, months[i], 3) == 0;
+	assert_true(month);
+	assert_int_equal(sscanf(buf + 7, " %2d %2d:%2d:%2d %n", &day, &hh,
+				&mm, &ss, &n),
+			 4);
+	assert_int_equal(n, 13); /* " dd hh:mm:ss " */
+	assert_true(day >= 1 && day <= 31 && hh < 24 && mm < 60 && ss < 61);
+	snprintf(tag, sizeof(tag), "%.32s[%ld]: %n",
+		 program_invocation_short_name, (long)getpid(), &m);
+	if (strncmp(buf + 20, tag, (size_t)m) != 0)
+		fail_msg("not tagged \"%s\": %s", tag, buf);
+	assert_null(strchr(buf, '\n'));
+	assert_null(strstr(buf, MARK));
+	assert_null(strstr(buf, MASTER));
+	return parse_line(buf + 20 + m);
+}
+
+static void test_syslog_delivered(void **state)
+{
+	struct fixture *f = *state;
+	char sock[4200];
+	int fd;
+	json_t *o;
+
+	f->dir = tu_tmpdir();
+	snprintf(sock, sizeof(sock), "%s/log", f->dir);
+	fd = bind_log(sock);
+	open_syslog(f, "", sock);
+	assert_int_equal(resolve(f->ctx, NULL, "alice", "acme", VALUE), KW_OK);
+	o = recv_log(fd);
+	expect_members(o, "time event chain provider user org result backend "
+			  "fingerprint");
+	assert_string_equal(str_member(o, "user"), "alice");
+	assert_string_equal(str_member(o, "fingerprint"), FP_VALUE);
+	json_decref(o);
+
+	/* The daemon restarts on a new socket: the next event finds it. */
+	close(fd);
+	assert_int_equal(unlink(sock), 0);
+	fd = bind_log(sock);
+	assert_int_equal(resolve(f->ctx, NULL, "bob", NULL, VALUE), KW_OK);
+	o = recv_log(fd);
+	assert_string_equal(str_member(o, "user"), "bob");
+	json_decref(o);
+	assert_int_equal(recv(fd, sock, 1, MSG_DONTWAIT), -1);
+	close(fd);
+}
+
+/* Nobody listening: "deny" hands nothing out, whatever the sink. */
+static void test_syslog_missing_deny(void **state)
+{
+	const kw_actor actor = { sizeof(kw_actor), "root", NULL,
+				 KW_ROLE_SYSADMIN };
+	struct fixture *f = *state;
+	kw_request req = KW_REQUEST_INIT;
+	static char sentinel;
+	kw_secret *s = (kw_secret *)&sentinel;
+	char sock[4200], *want = NULL;
+
+	f->dir = tu_tmpdir();
+	snprintf(sock, sizeof(sock), "%s/nolog", f->dir);
+	open_syslog(f, " on_failure = \"deny\";", sock);
+	req.provider = "anthropic";
+	req.user = "alice";
+	assert_int_equal(kw_resolve(f->ctx, &req, &s), KW_ERR_IO);
+	assert_null(s);
+	assert_true(asprintf(&want,
+			     "keyway.audit: cannot send to the syslog socket "
+			     "%s: No such file or directory",
+			     sock) > 0);
+	assert_string_equal(kw_last_error(), want);
+	assert_int_equal(kwi_audit_change(f->ctx, &actor, "rekey", "vault",
+					  NULL, KW_OK),
+			 KW_ERR_IO);
+	assert_string_equal(kw_last_error(), want);
+	free(want);
+
+	/* A bound socket that is no longer read: refused, not lost. */
+	assert_int_equal(close(bind_log(sock)), 0);
+	s = (kw_secret *)&sentinel;
+	assert_int_equal(kw_resolve(f->ctx, &req, &s), KW_ERR_IO);
+	assert_null(s);
+	assert_true(strstr(kw_last_error(), "Connection refused") != NULL);
+}
+
+static void test_syslog_missing_allow(void **state)
+{
+	struct fixture *f = *state;
+	char sock[4200];
+
+	f->dir = tu_tmpdir();
+	snprintf(sock, sizeof(sock), "%s/nolog", f->dir);
+	open_syslog(f, " on_failure = \"allow\";", sock);
+	assert_int_equal(resolve(f->ctx, NULL, "alice", NULL, VALUE), KW_OK);
+}
+
+/* The settings of the syslog sink, and what the jsonl sink refuses. */
+static void test_syslog_settings(void **state)
+{
+	struct fixture *f = *state;
+	char *want = NULL, *conf = NULL;
+	char longname[200];
+
+	(void)state;
+	f->dir = tu_tmpdir();
+	conf = tu_write(f->dir, "keyway.conf", 0600,
+			"keyway: {\n"
+			"  master_key = { source = \"env\"; };\n"
+			"  audit: { sink = \"jsonl\"; path = \"a.jsonl\";\n"
+			"           socket = \"/dev/log\"; };\n"
+			"};\n" CONF_BODY);
+	assert_int_equal(kw_open(&f->ctx, conf), KW_ERR_CONFIG);
+	assert_true(asprintf(&want,
+			     "%s:4: keyway.audit: sink \"jsonl\" takes no "
+			     "socket",
+			     conf) > 0);
+	assert_string_equal(kw_last_error(), want);
+	free(want);
+	free(conf);
+
+	memset(longname, 's', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	conf = tu_write(f->dir, "keyway.conf", 0600,
+			"keyway: {\n"
+			"  master_key = { source = \"env\"; };\n"
+			"  audit: { sink = \"syslog\";\n"
+			"           socket = \"/run/%s\"; };\n"
+			"};\n" CONF_BODY,
+			longname);
+	assert_int_equal(kw_open(&f->ctx, conf), KW_ERR_CONFIG);
+	assert_true(asprintf(&want,
+			     "%s:4: keyway.audit: socket: a path of at most "
+			     "%zu bytes",
+			     conf,
+			     sizeof(((struct sockaddr_un *)0)->sun_path) - 1) >
+		    0);
+	assert_string_equal(kw_last_error(), want);
+	free(want);
+	free(conf);
+}
+
 /* ---- many threads, one file ---- */
 
 struct worker {
@@ -947,6 +1147,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_file_full_deny, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_file_full_allow, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_syslog_delivered, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_syslog_missing_deny, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_syslog_missing_allow,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_syslog_settings, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
 	};
