@@ -231,6 +231,17 @@ static int take_value(const char *cmd, const char *opt, const char **field)
 	return GO_ON;
 }
 
+/* An option that names something: a name no terminal should be handed
+ * (kw_name_check()) is a usage error here, before anything is opened. */
+static int take_name(const char *cmd, const char *opt, const char **field)
+{
+	int rc = take_value(cmd, opt, field);
+
+	if (rc == GO_ON && kw_name_check(opt, *field) != KW_OK)
+		return usage_error(cmd, "%s", kw_last_error());
+	return rc;
+}
+
 static int take_scope(const char *cmd, kw_scope *scope)
 {
 	if (*optarg == '\0')
@@ -286,13 +297,13 @@ static int parse_args(const struct command *cmd, int argc, char **argv,
 			print_usage(cmd);
 			return EXIT_OK;
 		case OPT_USER:
-			rc = take_value(cmd->name, "--user", &a->user);
+			rc = take_name(cmd->name, "--user", &a->user);
 			break;
 		case OPT_ORG:
-			rc = take_value(cmd->name, "--org", &a->org);
+			rc = take_name(cmd->name, "--org", &a->org);
 			break;
 		case OPT_CHAIN:
-			rc = take_value(cmd->name, "--chain", &a->chain);
+			rc = take_name(cmd->name, "--chain", &a->chain);
 			break;
 		case OPT_REVEAL:
 			a->reveal = true;
@@ -301,10 +312,10 @@ static int parse_args(const struct command *cmd, int argc, char **argv,
 			rc = take_scope(cmd->name, &a->scope);
 			break;
 		case OPT_OWNER:
-			rc = take_value(cmd->name, "--owner", &a->owner);
+			rc = take_name(cmd->name, "--owner", &a->owner);
 			break;
 		case OPT_NAME:
-			rc = take_value(cmd->name, "--name", &a->name);
+			rc = take_name(cmd->name, "--name", &a->name);
 			break;
 		case OPT_JSON:
 			a->json = true;
@@ -320,7 +331,7 @@ static int parse_args(const struct command *cmd, int argc, char **argv,
 			rc = take_value(cmd->name, "--until", &a->until);
 			break;
 		case OPT_BACKEND:
-			rc = take_value(cmd->name, "--backend", &a->backend);
+			rc = take_name(cmd->name, "--backend", &a->backend);
 			break;
 		case OPT_ALERTS:
 			a->alerts = true;

@@ -163,14 +163,75 @@ static size_t utf8_len(const unsigned char *s)
 	return 0;
 }
 
-/* A user or org name: printable UTF-8, which the audit trail and JSON
- * output carry as it is. */
+/* Characters that reorder the text around them when shown: U+061C,
+ * U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069. */
+static bool is_bidi(const unsigned char *p, size_t n)
+{
+	if (n == 2)
+		return p[0] == 0xd8 && p[1] == 0x9c;
+	if (n != 3 || p[0] != 0xe2)
+		return false;
+	return (p[1] == 0x80 &&
+		(p[2] == 0x8e || p[2] == 0x8f ||
+		 (p[2] >= 0xaa && p[2] <= 0xae))) ||
+	       (p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9);
+}
+
+/*
+ * Why s cannot be shown as a name, or NULL: a name ends up on terminals
+ * (keyway ls, keyway usage), in the audit trail and in messages, and a
+ * control character there is an escape sequence the terminal runs, a
+ * bidirectional control makes one name display as another.  *at: the
+ * byte it starts at, from 1.
+ */
+static const char *name_flaw(const char *s, size_t *at)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n;
+
+	for (; *p != '\0'; p += n) {
+		*at = (size_t)(p - (const unsigned char *)s) + 1;
+		n = utf8_len(p);
+		if (n == 0)
+			return "it is not valid UTF-8";
+		/* C0, DEL, and C1 (U+0080 to U+009F: 0xc2 0x80..0x9f). */
+		if (*p < 0x20 || *p == 0x7f || (n == 2 && p[0] == 0xc2 &&
+						p[1] < 0xa0))
+			return "it holds a control character";
+		if (is_bidi(p, n))
+			return "it holds a bidirectional text control";
+	}
+	return NULL;
+}
+
+kw_status kwi_check_name(const char *what, const char *s)
+{
+	const char *why;
+	size_t at = 0;
+
+	if (s == NULL || (why = name_flaw(s, &at)) == NULL)
+		return KW_OK;
+	return kwi_error(KW_ERR_INVAL, "invalid %s: %s (at byte %zu)",
+			 what != NULL ? what : "name", why, at);
+}
+
+kw_status kw_name_check(const char *what, const char *name)
+{
+	if (name == NULL)
+		return kwi_error(KW_ERR_INVAL, "invalid %s: no name",
+				 what != NULL ? what : "name");
+	return kwi_check_name(what, name);
+}
+
+/* A user or org name: printable UTF-8 (as name_flaw() says), which the
+ * audit trail and JSON output carry as it is. */
 bool kwi_valid_identity(const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t n;
 
-	if (s[0] == '\0' || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+	if (name_flaw(s, &n) != NULL || s[0] == '\0' || strcmp(s, ".") == 0 ||
+	    strcmp(s, "..") == 0)
 		return false;
 	for (; *p != '\0'; p += n) {
 		if (*p < 0x21 || *p == 0x7f || *p == '/' || *p == '\\')
@@ -186,6 +247,8 @@ bool kwi_valid_identity(const char *s)
 static kw_status prepare(kw_ctx *ctx, const kw_request *req,
 			 struct kwi_query_in *in, const struct kwi_chain **c)
 {
+	kw_status rc;
+
 	*c = NULL;
 	if (ctx == NULL || req == NULL)
 		return kwi_error(KW_ERR_INVAL, "no context or no request");
@@ -201,6 +264,11 @@ static kw_status prepare(kw_ctx *ctx, const kw_request *req,
 
 	if (in->provider == NULL)
 		return kwi_error(KW_ERR_INVAL, "request names no provider");
+	if ((rc = kwi_check_name("provider name", in->provider)) != KW_OK ||
+	    (rc = kwi_check_name("user name", in->user)) != KW_OK ||
+	    (rc = kwi_check_name("org name", in->org)) != KW_OK ||
+	    (rc = kwi_check_name("chain name", in->chain)) != KW_OK)
+		return rc;
 	if (!kwi_valid_provider(in->provider))
 		return kwi_error(KW_ERR_INVAL,
 				 "invalid provider name (lower-case letters, "

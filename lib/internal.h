@@ -195,6 +195,8 @@ kw_status kwi_provider_check(const struct kw_ctx *ctx, const char *provider,
 /* Request names: shared by resolution and management. */
 bool kwi_valid_provider(const char *s);
 bool kwi_valid_identity(const char *s);
+/* kw_name_check(), where a NULL name (none given) passes. */
+kw_status kwi_check_name(const char *what, const char *s) KWI_UNUSED_RESULT;
 
 /* ---- configuration (config.c) ---- */
 

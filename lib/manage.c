@@ -146,6 +146,9 @@ static kw_status check_actor(const kw_actor *a)
 	if (a->role < KW_ROLE_NONE || a->role > KW_ROLE_SYSADMIN)
 		return kwi_error(KW_ERR_INVAL, "unknown actor role %d",
 				 (int)a->role);
+	if (kwi_check_name("actor user name", a->user) != KW_OK ||
+	    kwi_check_name("actor org name", a->org) != KW_OK)
+		return KW_ERR_INVAL;
 	if ((a->user != NULL && !kwi_valid_identity(a->user)) ||
 	    (a->org != NULL && !kwi_valid_identity(a->org)))
 		return kwi_error(KW_ERR_INVAL, "invalid actor user or org name");
@@ -169,6 +172,8 @@ static kw_status store_backend(kw_ctx *ctx, const char *name, uint32_t cap,
 	*out = NULL;
 	if (ctx == NULL || name == NULL)
 		return kwi_error(KW_ERR_INVAL, "no context or no backend");
+	if (kwi_check_name("backend name", name) != KW_OK)
+		return KW_ERR_INVAL;
 	b = find_backend(ctx, name);
 	if (b == NULL)
 		return kwi_error(KW_ERR_INVAL, "%s: no backend \"%.64s\"",
@@ -200,6 +205,9 @@ static kw_status prepare(kw_ctx *ctx, const kw_actor *actor,
 	rc = store_backend(ctx, ref->backend, KW_CAP_STORE, b);
 	if (rc != KW_OK)
 		return rc;
+	if (kwi_check_name("owner name", ref->owner) != KW_OK ||
+	    kwi_check_name("provider name", ref->provider) != KW_OK)
+		return KW_ERR_INVAL;
 
 	k->scope = (*b)->scope;
 	k->owner = ref->owner;
@@ -287,6 +295,8 @@ kw_status kw_key_put(kw_ctx *ctx, const kw_actor *actor, const kw_key_ref *ref,
 		return kwi_error(KW_ERR_INVAL, "unknown put mode %d", (int)mode);
 	if (value == NULL || len == 0)
 		return kwi_error(KW_ERR_INVAL, "empty key");
+	if (kwi_check_name("key name", name) != KW_OK)
+		return KW_ERR_INVAL;
 	if (name != NULL && (strlen(name) > 128 || strpbrk(name, "\n\r")))
 		return kwi_error(KW_ERR_INVAL,
 				 "key name: at most 128 characters on one line");
@@ -382,6 +392,8 @@ kw_status kw_key_list(kw_ctx *ctx, const kw_actor *actor, const char *backend,
 		return rc;
 	if (ctx == NULL || fn == NULL)
 		return kwi_error(KW_ERR_INVAL, "no context or no callback");
+	if (kwi_check_name("owner name", owner) != KW_OK)
+		return KW_ERR_INVAL;
 	if (owner != NULL && !kwi_valid_identity(owner))
 		return kwi_error(KW_ERR_INVAL, "invalid owner name");
 	if (backend != NULL) {
@@ -485,6 +497,11 @@ kw_status kw_usage(kw_ctx *ctx, const kw_actor *actor,
 		return rc;
 	if (ctx == NULL || fn == NULL)
 		return kwi_error(KW_ERR_INVAL, "no context or no callback");
+	if (filter != NULL &&
+	    (kwi_check_name("user name", filter->user) != KW_OK ||
+	     kwi_check_name("org name", filter->org) != KW_OK ||
+	     kwi_check_name("backend name", filter->backend) != KW_OK))
+		return KW_ERR_INVAL;
 	ledger = ctx->ledger;
 	if (ledger == NULL || ledger->module->op_usage == NULL)
 		return kwi_error(KW_ERR_UNSUPPORTED,

@@ -304,6 +304,24 @@ run from "$SECRETD/sys.in" "$KW" -c "$CONF" put system_keys openai --owner root
 expect_exit 1
 expect_stderr_line "keyway: system keys have no owner"
 
+# Names a terminal would act on are refused before anything is stored.
+run from "$(keyfile esc.in "$K_GLOBEX")" \
+	"$KW" -c "$CONF" put org_keys anthropic --owner umbrella --name $'\e[31mx'
+expect_exit 2
+expect_stderr_line "keyway: put: invalid --name: it holds a control character (at byte 1) (try 'keyway put --help')"
+run from "$SECRETD/esc.in" \
+	"$KW" -c "$CONF" put org_keys anthropic --owner $'\xe2\x80\xaeumbrella'
+expect_exit 2
+expect_stderr_line "keyway: put: invalid --owner: it holds a bidirectional text control (at byte 1) (try 'keyway put --help')"
+run from "$SECRETD/esc.in" \
+	"$KW" -c "$CONF" put org_keys anthropic --owner umbrella --name $'x\xc2\x9b31m'
+expect_exit 2
+expect_stderr_line "keyway: put: invalid --name: it holds a control character (at byte 2) (try 'keyway put --help')"
+run "$KW" -c "$CONF" ls --owner umbrella
+expect_exit 0
+expect_stdout "BACKEND  SCOPE  OWNER  PROVIDER  NAME  STATE  KEY  USES  LAST-USED  ROTATED" \
+	"nothing stored for a refused name"
+
 # ---- ls ----
 
 TODAY=$(date -u +%F)

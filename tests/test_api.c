@@ -282,6 +282,240 @@ static void test_request_checks(void **state)
 	kw_close(ctx);
 }
 
+/* ---- names a terminal would act on ---- */
+
+#define MASTER_HEX "000102030405060708090a0b0c0d0e0f" \
+		   "101112131415161718191a1b1c1d1e1f"
+#define STORE_KEY "sk-ant-api03-names-0123456789abcdef"
+
+#define CONTROL "it holds a control character"
+#define BIDI "it holds a bidirectional text control"
+#define NOT_UTF8 "it is not valid UTF-8"
+
+/* What goes between "ab" and "cd" in every name, and why it is refused. */
+static const struct bad_name {
+	const char *bytes;
+	const char *why;
+} bad_names[] = {
+	{ "\x1b[31m", CONTROL },          /* ESC: starts a terminal escape */
+	{ "\x01", CONTROL },
+	{ "\t", CONTROL },
+	{ "\x7f", CONTROL },              /* DEL */
+	{ "\xc2\x80", CONTROL },          /* U+0080 */
+	{ "\xc2\x85", CONTROL },          /* NEL */
+	{ "\xc2\x9b", CONTROL },          /* CSI */
+	{ "\xc2\x9f", CONTROL },          /* U+009F */
+	{ "\x9b" "31m", NOT_UTF8 },       /* the one-byte CSI */
+	{ "\xe2\x80\xaa", BIDI },         /* U+202A LRE */
+	{ "\xe2\x80\xae", BIDI },         /* U+202E RLO */
+	{ "\xe2\x81\xa6", BIDI },         /* U+2066 LRI */
+	{ "\xe2\x81\xa9", BIDI },         /* U+2069 PDI */
+	{ "\xe2\x80\x8e", BIDI },         /* U+200E LRM */
+	{ "\xe2\x80\x8f", BIDI },         /* U+200F RLM */
+	{ "\xd8\x9c", BIDI },             /* U+061C ALM */
+	{ "\xff", NOT_UTF8 },
+	{ "\xc3", NOT_UTF8 },              /* cut short */
+	{ "\xc0\xaf", NOT_UTF8 },          /* overlong '/' */
+	{ "\xed\xa0\x80", NOT_UTF8 },      /* a surrogate */
+	{ "\xf4\x90\x80\x80", NOT_UTF8 },  /* past U+10FFFF */
+};
+
+static kw_status count_key(void *arg, const kw_key_info *info)
+{
+	(void)info;
+	(*(int *)arg)++;
+	return KW_OK;
+}
+
+static kw_status count_row(void *arg, const kw_usage_row *row)
+{
+	(void)row;
+	(*(int *)arg)++;
+	return KW_OK;
+}
+
+/* st is KW_ERR_INVAL, and the message names the field and says why, with
+ * none of the name's bytes in it. */
+static void expect_bad_name(kw_status st, const char *field,
+			    const char *why)
+{
+	char want[256];
+
+	snprintf(want, sizeof(want), "invalid %s: %s (at byte 3)", field,
+		 why);
+	if (st != KW_ERR_INVAL || strcmp(kw_last_error(), want) != 0)
+		fail_msg("%s: got %s \"%s\", not \"%s\"", field,
+			 kw_status_str(st), kw_last_error(), want);
+}
+
+static int count_keys(kw_ctx *ctx, const kw_actor *root)
+{
+	int n = 0;
+
+	assert_int_equal(kw_key_list(ctx, root, NULL, NULL, count_key, &n),
+			 KW_OK);
+	return n;
+}
+
+/* Each kind of name refused in every field a caller gives one in. */
+static void test_names_refused(void **state)
+{
+	const kw_actor root = { sizeof(kw_actor), "root", NULL,
+				KW_ROLE_SYSADMIN };
+	kw_ctx *ctx = NULL;
+	char *dir = NULL;
+	int n = 0;
+
+	(void)state;
+	setenv("KEYWAY_MASTER_KEY", MASTER_HEX, 1);
+	assert_int_equal(
+		tu_open(&ctx,
+			"keyway: { master_key = { source = \"env\"; }; };\n"
+			"backends: {\n"
+			"  org_keys: { module = \"sqlite\"; path = \"k.db\";"
+			" scope = \"org\"; };\n"
+			"};\n"
+			"chains: { default = ( { backend = \"org_keys\"; "
+			"control = \"required\"; } ); };\n",
+			&dir),
+		KW_OK);
+
+	for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
+		const char *why = bad_names[i].why;
+		kw_request req = KW_REQUEST_INIT;
+		kw_actor a = root;
+		kw_key_ref r = KW_KEY_REF_INIT;
+		kw_usage_filter uf;
+		kw_secret *s = NULL;
+		kw_trace *t = NULL;
+		char bad[64];
+
+		snprintf(bad, sizeof(bad), "ab%scd", bad_names[i].bytes);
+
+		/* A request. */
+		req.provider = "anthropic";
+		req.org = "acme";
+		req.user = bad;
+		expect_bad_name(kw_resolve(ctx, &req, &s), "user name", why);
+		assert_null(s);
+		expect_bad_name(kw_explain(ctx, &req, &t), "user name", why);
+		assert_null(t);
+		req.user = NULL;
+		req.org = bad;
+		expect_bad_name(kw_resolve(ctx, &req, &s), "org name", why);
+		req.org = "acme";
+		req.provider = bad;
+		expect_bad_name(kw_resolve(ctx, &req, &s), "provider name",
+				why);
+		expect_bad_name(kw_explain(ctx, &req, &t), "provider name",
+				why);
+		req.provider = "anthropic";
+		req.chain = bad;
+		expect_bad_name(kw_resolve(ctx, &req, &s), "chain name", why);
+		expect_bad_name(kw_explain(ctx, &req, &t), "chain name", why);
+		assert_null(s);
+		assert_null(t);
+
+		/* Storing, changing and deleting a key. */
+		r.backend = "org_keys";
+		r.owner = "acme";
+		r.provider = "anthropic";
+		expect_bad_name(kw_key_put(ctx, &root, &r, STORE_KEY,
+					   strlen(STORE_KEY), bad,
+					   KW_PUT_CREATE),
+				"key name", why);
+		expect_bad_name(kw_key_put(ctx, &root, &r, STORE_KEY,
+					   strlen(STORE_KEY), bad,
+					   KW_PUT_ROTATE),
+				"key name", why);
+		r.owner = bad;
+		expect_bad_name(kw_key_put(ctx, &root, &r, STORE_KEY,
+					   strlen(STORE_KEY), "prod",
+					   KW_PUT_CREATE),
+				"owner name", why);
+		expect_bad_name(kw_key_set_active(ctx, &root, &r, 0),
+				"owner name", why);
+		expect_bad_name(kw_key_delete(ctx, &root, &r), "owner name",
+				why);
+		r.owner = "acme";
+		r.provider = bad;
+		expect_bad_name(kw_key_put(ctx, &root, &r, STORE_KEY,
+					   strlen(STORE_KEY), NULL,
+					   KW_PUT_CREATE),
+				"provider name", why);
+		r.provider = "anthropic";
+		r.backend = bad;
+		expect_bad_name(kw_key_put(ctx, &root, &r, STORE_KEY,
+					   strlen(STORE_KEY), NULL,
+					   KW_PUT_CREATE),
+				"backend name", why);
+		expect_bad_name(kw_key_delete(ctx, &root, &r), "backend name",
+				why);
+		a.user = bad;
+		r.backend = "org_keys";
+		expect_bad_name(kw_key_put(ctx, &a, &r, STORE_KEY,
+					   strlen(STORE_KEY), NULL,
+					   KW_PUT_CREATE),
+				"actor user name", why);
+		a.user = "root";
+		a.org = bad;
+		expect_bad_name(kw_key_delete(ctx, &a, &r), "actor org name",
+				why);
+
+		/* Listing, re-sealing, reading the usage log. */
+		expect_bad_name(kw_key_list(ctx, &root, bad, NULL, count_key,
+					    &n),
+				"backend name", why);
+		expect_bad_name(kw_key_list(ctx, &root, NULL, bad, count_key,
+					    &n),
+				"owner name", why);
+		expect_bad_name(kw_rekey(ctx, &root, bad, NULL),
+				"backend name", why);
+		memset(&uf, 0, sizeof(uf));
+		uf.user = bad;
+		expect_bad_name(kw_usage(ctx, &root, &uf, count_row, &n),
+				"user name", why);
+		uf.user = NULL;
+		uf.org = bad;
+		expect_bad_name(kw_usage(ctx, &root, &uf, count_row, &n),
+				"org name", why);
+		uf.org = NULL;
+		uf.backend = bad;
+		expect_bad_name(kw_usage(ctx, &root, &uf, count_row, &n),
+				"backend name", why);
+	}
+	assert_int_equal(n, 0);
+	/* Nothing was stored. */
+	assert_int_equal(count_keys(ctx, &root), 0);
+
+	/* Names in other scripts, with joiners and spaces, are names. */
+	{
+		kw_key_ref r = KW_KEY_REF_INIT;
+		const char *name = "caf\xc3\xa9 \xe2\x98\x95 \xd7\xa9\xd7\x9c "
+				   "\xf0\x9f\x91\xa9\xe2\x80\x8d\xf0\x9f\x92\xbb";
+
+		r.backend = "org_keys";
+		r.owner = "\xe6\x97\xa5\xe6\x9c\xac";
+		r.provider = "anthropic";
+		assert_int_equal(kw_key_put(ctx, &root, &r, STORE_KEY,
+					    strlen(STORE_KEY), name,
+					    KW_PUT_CREATE),
+				 KW_OK);
+		assert_int_equal(count_keys(ctx, &root), 1);
+	}
+	assert_int_equal(kw_name_check("key name", "ab\x1b" "cd"),
+			 KW_ERR_INVAL);
+	assert_string_equal(kw_last_error(),
+			    "invalid key name: " CONTROL " (at byte 3)");
+	assert_int_equal(kw_name_check("key name", "ab cd"), KW_OK);
+	assert_int_equal(kw_name_check(NULL, NULL), KW_ERR_INVAL);
+	assert_string_equal(kw_last_error(), "invalid name: no name");
+
+	kw_close(ctx);
+	tu_rmrf(dir);
+	unsetenv("KEYWAY_MASTER_KEY");
+}
+
 /* ---- secrets ---- */
 
 static void test_secret_value_and_len(void **state)
@@ -644,6 +878,7 @@ int main(void)
 		cmocka_unit_test(test_mask_size_zero),
 		cmocka_unit_test(test_request_init),
 		cmocka_unit_test(test_request_checks),
+		cmocka_unit_test(test_names_refused),
 		cmocka_unit_test(test_secret_value_and_len),
 		cmocka_unit_test(test_secret_report),
 		cmocka_unit_test(test_free_null),

@@ -390,7 +390,7 @@ static void test_names_round_trip(void **state)
 		"\xf0\x9f\x94\x91-key",                 /* U+1F511 */
 		"{\"user\":\"root\"}",
 		"a'b<c>&d\x7e",
-		"\xef\xbf\xbf\xc2\x80",                 /* U+FFFF, U+0080 */
+		"\xef\xbf\xbf\xc2\xa0",                 /* U+FFFF, U+00A0 */
 	};
 	struct fixture *f = *state;
 	const size_t n = sizeof(names) / sizeof(names[0]);
@@ -417,7 +417,7 @@ static void test_names_round_trip(void **state)
 		    "{\"time\":\"%T\",\"event\":\"resolve\","
 		    "\"chain\":\"default\",\"provider\":\"anthropic\","
 		    "\"user\":\"o\\\"brien\","
-		    "\"org\":\"\xef\xbf\xbf\xc2\x80\",\"result\":\"ok\","
+		    "\"org\":\"\xef\xbf\xbf\xc2\xa0\",\"result\":\"ok\","
 		    "\"backend\":\"vault\",\"fingerprint\":\"" FP_VALUE "\"}");
 	expect_file_clean(f);
 }

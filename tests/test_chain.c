@@ -908,7 +908,7 @@ static void test_request_provider(void **state)
 	kw_ctx *ctx = open_text(simple_conf, NULL);
 	kw_request req = KW_REQUEST_INIT;
 	static const char *const bad[] = {
-		"Anthropic", "a/b", "", "-openai", ".x", "open ai", "openai\n",
+		"Anthropic", "a/b", "", "-openai", ".x", "open ai",
 		"ANTHROPIC", "caf\xc3\xa9",
 	};
 	static const char *const good[] = {
@@ -922,6 +922,10 @@ static void test_request_provider(void **state)
 		req.provider = bad[i];
 		expect_invalid(ctx, &req, BAD_PROVIDER);
 	}
+	req.provider = "openai\n";
+	expect_invalid(ctx, &req,
+		       "invalid provider name: it holds a control character "
+		       "(at byte 7)");
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
 		expect_secret(ctx, NULL, good[i], NULL, NULL, B_VALUE, "b");
 
@@ -939,12 +943,24 @@ static void test_request_identity(void **state)
 	kw_ctx *ctx = open_text(simple_conf, NULL);
 	kw_request req = KW_REQUEST_INIT;
 	static const char *const bad[] = {
-		"a b", "../x", "", ".", "..", "a/b", "a\\b", "a\tb", "a\nb",
-		"\x7f",
+		"a b", "../x", "", ".", "..", "a/b", "a\\b",
+	};
+	/* Refused for a character no name may hold, and said which. */
+	static const struct {
+		const char *name;
+		const char *why;
+	} flawed[] = {
+		{ "a\tb", "it holds a control character (at byte 2)" },
+		{ "a\nb", "it holds a control character (at byte 2)" },
+		{ "\x7f", "it holds a control character (at byte 1)" },
 		/* Not UTF-8: Latin-1, a lone continuation byte, overlong
 		 * '/', a surrogate, past U+10FFFF, cut short. */
-		"caf\xe9", "\x80", "\xc0\xaf", "\xed\xa0\x80",
-		"\xf4\x90\x80\x80", "caf\xc3",
+		{ "caf\xe9", "it is not valid UTF-8 (at byte 4)" },
+		{ "\x80", "it is not valid UTF-8 (at byte 1)" },
+		{ "\xc0\xaf", "it is not valid UTF-8 (at byte 1)" },
+		{ "\xed\xa0\x80", "it is not valid UTF-8 (at byte 1)" },
+		{ "\xf4\x90\x80\x80", "it is not valid UTF-8 (at byte 1)" },
+		{ "caf\xc3", "it is not valid UTF-8 (at byte 4)" },
 	};
 	static const char *const good[] = {
 		"alice", "alice@example.com", "...", "a.b", "A-Z_0",
@@ -962,6 +978,20 @@ static void test_request_identity(void **state)
 		req.user = NULL;
 		req.org = bad[i];
 		expect_invalid(ctx, &req, BAD_ORG);
+	}
+	for (size_t i = 0; i < sizeof(flawed) / sizeof(flawed[0]); i++) {
+		char msg[128];
+
+		req.user = flawed[i].name;
+		req.org = NULL;
+		snprintf(msg, sizeof(msg), "invalid user name: %s",
+			 flawed[i].why);
+		expect_invalid(ctx, &req, msg);
+		req.user = NULL;
+		req.org = flawed[i].name;
+		snprintf(msg, sizeof(msg), "invalid org name: %s",
+			 flawed[i].why);
+		expect_invalid(ctx, &req, msg);
 	}
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
 		expect_secret(ctx, NULL, "anthropic", good[i], good[i], B_VALUE,

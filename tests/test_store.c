@@ -1386,10 +1386,14 @@ static void test_builtin_providers(void **state)
 		    KW_ERR_INVAL, NAME_REFUSED);
 	expect_fail(put_as(f, sysadmin(), "system_keys", NULL, "anthropic",
 			   K_SYSTEM, "two\nlines", KW_PUT_CREATE),
-		    KW_ERR_INVAL, NAME_REFUSED);
+		    KW_ERR_INVAL,
+		    "invalid key name: it holds a control character (at byte "
+		    "4)");
 	expect_fail(put_as(f, sysadmin(), "system_keys", NULL, "anthropic",
 			   K_SYSTEM, "one\rline", KW_PUT_CREATE),
-		    KW_ERR_INVAL, NAME_REFUSED);
+		    KW_ERR_INVAL,
+		    "invalid key name: it holds a control character (at byte "
+		    "4)");
 	assert_null(find_key(f, "system_keys", NULL, "anthropic"));
 	put_ok(f, "system_keys", NULL, "anthropic", K_SYSTEM, make_name(128));
 	assert_string_equal(find_key(f, "system_keys", NULL, "anthropic")->name,

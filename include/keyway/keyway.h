@@ -241,6 +241,25 @@ KW_EXPORT KW_WARN_UNUSED kw_status kw_check(const char *config_path, kw_report_f
  */
 KW_EXPORT const char *kw_default_config(void);
 
+/*
+ * Is `name` a name keyway takes (a user, org, owner, key name, provider,
+ * chain or backend)?  Every function that takes a name checks it so; a
+ * program may check a name before it gets that far, as `keyway` checks
+ * its options.  A name is UTF-8 without the characters a terminal acts on
+ * or that change how text around them reads: control characters (U+0000
+ * to U+001F, DEL, U+0080 to U+009F), the bidirectional embeddings,
+ * overrides and isolates (U+202A to U+202E, U+2066 to U+2069) and marks
+ * (U+200E, U+200F, U+061C).  Each kind of name has further rules of its
+ * own (a provider is lower-case ASCII, a user has no blanks, ...).
+ *
+ * what: what the name is, for the message ("key name"; NULL: "name").
+ * Returns KW_OK, or KW_ERR_INVAL with kw_last_error() saying which
+ * character is wrong and where ("invalid key name: it holds a control
+ * character (at byte 3)"), never repeating the name itself.  Thread-safe.
+ */
+KW_EXPORT KW_WARN_UNUSED kw_status kw_name_check(const char *what,
+						 const char *name);
+
 /* ---- key management ---- */
 
 /* Whose key: a user's, an organization's, or the system's shared key. */
