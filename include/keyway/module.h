@@ -166,7 +166,10 @@ typedef enum kw_instance_role {
 
 /*
  * One quota counter in one window.  `counter` names the quota and whom it
- * counts ("server_env/0/user:alice"); a counter lives for one window.
+ * counts ("server_env/0/user:alice", or with a quota per user and provider
+ * "server_env/0/user+provider:alice/anthropic"); a counter lives for one
+ * window.  The host composes it from everything the quota counts by: a
+ * ledger keys its count on the string as it is and need not parse it.
  */
 typedef struct kw_quota_slot {
 	const char *counter;
