@@ -1320,6 +1320,136 @@ static void test_store_usage_counts(void **state)
 	expect_rows(f->ctx, 4, 0, 2);
 }
 
+/* ---- the usage filter's size ---- */
+
+#define FILTER_END(m) \
+	(offsetof(kw_usage_filter, m) + sizeof(((kw_usage_filter *)NULL)->m))
+
+/* kw_usage() of filter must fail with KW_ERR_INVAL and this message. */
+static void expect_bad_filter(struct fixture *f, const kw_usage_filter *filter,
+			      const char *why)
+{
+	struct rows r;
+
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(kw_usage(f->ctx, sysadmin(), filter, count_row, &r),
+			 KW_ERR_INVAL);
+	assert_string_equal(kw_last_error(), why);
+	assert_int_equal(r.n, 0);
+}
+
+static void test_usage_filter_size(void **state)
+{
+	struct fixture *f = *state;
+	kw_usage_filter filter = KW_USAGE_FILTER_INIT;
+	kw_usage_filter unset = { 0 };
+	/* A caller of a later keyway.h, with one more condition. */
+	struct {
+		kw_usage_filter f;
+		const char *provider;
+	} newer;
+	struct rows r;
+
+	open_quota(f, "", "{ limit = 5; period = \"day\"; per = \"user\"; }");
+	expect_ok(f, "alice", "acme", 2);
+	expect_ok(f, "bob", NULL, 1);
+
+	/* The size of this keyway.h: every condition applies. */
+	filter.user = "alice";
+	r = usage_rows(f->ctx, &filter, 0);
+	assert_int_equal(r.admitted, 2);
+	filter.backend = "nope";
+	r = usage_rows(f->ctx, &filter, 0);
+	assert_int_equal(r.n, 0);
+
+	/* An earlier version, from before `backend`: what it does not
+	 * cover is not read. */
+	filter.size = FILTER_END(org);
+	r = usage_rows(f->ctx, &filter, 0);
+	assert_int_equal(r.admitted, 2);
+	filter.size = FILTER_END(size);
+	r = usage_rows(f->ctx, &filter, 0);
+	assert_int_equal(r.admitted, 3);
+
+	/* Not set, or not the size of any version: refused. */
+	expect_bad_filter(f, &unset,
+			  "usage filter: size 0 is not that of a "
+			  "kw_usage_filter; initialise it with "
+			  "KW_USAGE_FILTER_INIT");
+	filter.size = FILTER_END(org) - 1;
+	expect_bad_filter(f, &filter,
+			  fmt("usage filter: size %zu is not that of a "
+			      "kw_usage_filter; initialise it with "
+			      "KW_USAGE_FILTER_INIT",
+			      FILTER_END(org) - 1));
+	/* A caller built before the size: `since` where the size is.  Read
+	 * nothing past it (ASan would see it). */
+	filter.size = (size_t)DEFAULT_NOW;
+	expect_bad_filter(f, &filter,
+			  "usage filter: size 1700000000 is not that of a "
+			  "kw_usage_filter; initialise it with "
+			  "KW_USAGE_FILTER_INIT");
+
+	/* A later version: taken while it asks nothing unknown here. */
+	memset(&newer, 0, sizeof(newer));
+	newer.f.size = sizeof(newer);
+	newer.f.user = "bob";
+	r = usage_rows(f->ctx, &newer.f, 0);
+	assert_int_equal(r.admitted, 1);
+	newer.provider = "openai";
+	expect_bad_filter(f, &newer.f,
+			  fmt("usage filter: it sets a condition this library "
+			      "does not know (a filter of %zu bytes, from a "
+			      "newer keyway.h; this one knows %zu)",
+			      sizeof(newer), sizeof(kw_usage_filter)));
+}
+
+/* What a row of kw_echoledger says of the filter it was handed. */
+static kw_status echo_text(void *arg, const kw_usage_row *row)
+{
+	char *buf = arg;
+
+	snprintf(buf, 256, "%" PRId64 " %s %s %s size=%s", row->time,
+		 row->user, row->org, row->backend, row->provider);
+	return KW_OK;
+}
+
+/*
+ * A ledger built before kw_usage_filter had a size is handed the filter in
+ * the layout it knows; one built after, in the new one.
+ */
+static void test_usage_filter_old_ledger(void **state)
+{
+	struct fixture *f = *state;
+	kw_usage_filter filter = KW_USAGE_FILTER_INIT;
+	char text[256];
+
+	filter.since = 1600000000;
+	filter.until = 1800000000;
+	filter.user = "alice";
+	filter.org = "acme";
+	filter.backend = "B";
+	for (int old = 0; old < 2; old++) {
+		if (old)
+			setenv("KWTEST_ECHOLEDGER_OLD", "1", 1);
+		must_open(f, "keyway: { ledger: { module = \"echoledger\"; }; };\n"
+			     "backends: { B: { module = \"env\";\n"
+			     "  quota = ( { limit = 1; period = \"day\"; } ); "
+			     "}; };\n"
+			     "chains: { default = ( { backend = \"B\"; "
+			     "control = \"required\"; } ); };\n");
+		unsetenv("KWTEST_ECHOLEDGER_OLD");
+		text[0] = '\0';
+		assert_int_equal(kw_usage(f->ctx, sysadmin(), &filter,
+					  echo_text, text),
+				 KW_OK);
+		assert_string_equal(text,
+				    old ? "1600000000 alice acme B size=unsized"
+					: fmt("1600000000 alice acme B size=%zu",
+					      sizeof(kw_usage_filter)));
+	}
+}
+
 /* ---- explain is a dry run ---- */
 
 static void test_explain_charges_nothing(void **state)
@@ -1594,10 +1724,14 @@ static kw_status note_row(void *arg, const kw_usage_row *row)
 static const char *usage_text(kw_ctx *ctx, int64_t since, int64_t until,
 			      const char *user, const char *org)
 {
-	kw_usage_filter filter = { since, until, user, org, NULL };
+	kw_usage_filter filter = KW_USAGE_FILTER_INIT;
 	struct row_text t;
 	kw_status st;
 
+	filter.since = since;
+	filter.until = until;
+	filter.user = user;
+	filter.org = org;
 	memset(&t, 0, sizeof(t));
 	st = kw_usage(ctx, sysadmin(), &filter, note_row, &t);
 	if (st != KW_OK)
@@ -2920,6 +3054,8 @@ static const struct CMUnitTest fixed_tests[] = {
 	T(test_refund_unused),
 	T(test_report_rules),
 	T(test_store_usage_counts),
+	T(test_usage_filter_size),
+	T(test_usage_filter_old_ledger),
 	T(test_explain_charges_nothing),
 	T(test_ledger_unavailable_deny),
 	T(test_ledger_unavailable_allow),
