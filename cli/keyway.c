@@ -2423,7 +2423,7 @@ static int cmd_usage(const struct command *cmd, int argc, char **argv,
 	};
 	struct args a = { 0 };
 	kw_actor actor = KW_ACTOR_INIT;
-	kw_usage_filter filter = { 0 };
+	kw_usage_filter filter = KW_USAGE_FILTER_INIT;
 	struct usage_read u = { 0 };
 	int64_t now = (int64_t)time(NULL);
 	kw_usage_fn *fn;

@@ -666,14 +666,11 @@ static bool load_quota(struct loader *l, struct kw_instance *b,
 					? config_setting_get_string(per)
 					: "";
 
-		if (strcmp(v, "user") == 0)
-			q->per = KWI_PER_USER;
-		else if (strcmp(v, "org") == 0)
-			q->per = KWI_PER_ORG;
-		else if (strcmp(v, "global") != 0) {
+		if (!kwi_per_parse(v, &q->per)) {
 			problem(l, KW_ERR_CONFIG, per,
-				"%s: quota %zu: per must be \"user\", \"org\" "
-				"or \"global\"",
+				"%s: quota %zu: per must be \"user\", \"org\", "
+				"\"global\", \"provider\", \"user+provider\" "
+				"or \"org+provider\"",
 				b->label, index + 1);
 			ok = false;
 		}

@@ -206,14 +206,21 @@ struct kwi_path {
 };
 
 /* A quota of a backend: `limit` requests per window, counted per user,
- * per org or for everyone. */
-enum kwi_per { KWI_PER_USER = 1, KWI_PER_ORG, KWI_PER_GLOBAL };
+ * per org or for everyone, across providers or for each provider. */
+enum kwi_per {
+	KWI_PER_USER = 1,
+	KWI_PER_ORG,
+	KWI_PER_GLOBAL,
+	KWI_PER_PROVIDER,       /* everyone, one count per provider */
+	KWI_PER_USER_PROVIDER,  /* one count per user and provider */
+	KWI_PER_ORG_PROVIDER    /* one count per org and provider */
+};
 
 struct kwi_quota {
 	uint64_t limit;
 	int64_t period;             /* seconds; 0 for a calendar month */
 	enum kwi_per per;
-	char label[48];             /* "10/day per user" */
+	char label[64];             /* "10/day per user+provider" */
 };
 
 /* One backend of keyway.conf, or the ledger: the kw_instance modules see. */
@@ -372,6 +379,10 @@ kw_status kwi_quota_charge(struct kw_ctx *ctx, const struct kw_instance *b,
 			   struct kwi_charged **out, char *detail,
 			   size_t detaillen);
 kw_status kwi_quota_refund(struct kwi_charged *c);
+/* The word of keyway.conf for per ("user+provider"), and back; false for a
+ * word that is not one. */
+const char *kwi_per_str(enum kwi_per per);
+bool kwi_per_parse(const char *word, enum kwi_per *per);
 void kwi_charged_free(struct kwi_charged *c);
 
 /*

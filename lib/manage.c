@@ -464,8 +464,94 @@ kw_status kw_rekey(kw_ctx *ctx, const kw_actor *actor, const char *backend,
 	return KW_OK;
 }
 
+/* ---- the usage log ---- */
+
+#define FILTER_END(m) \
+	(offsetof(kw_usage_filter, m) + sizeof(((kw_usage_filter *)NULL)->m))
+#define FILTER_HAS(f, m) ((f)->size >= FILTER_END(m))
+/* No filter is this large: a caller built before kw_usage_filter had a
+ * size passes `since` where the size is. */
+#define FILTER_MAX 4096
+
+/* kw_usage_filter as it was before it began with `size`, as a ledger
+ * module built then reads it. */
+struct unsized_filter {
+	int64_t since;
+	int64_t until;
+	const char *user;
+	const char *org;
+	const char *backend;
+};
+
+/*
+ * Take the caller's filter into *f, whole.  Each earlier version of the
+ * struct ends with one of its fields: fields past the caller's size match
+ * everything.  A later version is taken when everything past this
+ * library's fields is zero, i.e. when it asks for no condition unknown
+ * here; a size that is neither is no kw_usage_filter, and is refused
+ * before anything past the size is read.
+ */
+static kw_status take_filter(const kw_usage_filter *in, kw_usage_filter *f)
+{
+	static const size_t ends[] = {
+		FILTER_END(size), FILTER_END(since), FILTER_END(until),
+		FILTER_END(user), FILTER_END(org),   FILTER_END(backend),
+	};
+	const kw_usage_filter all = KW_USAGE_FILTER_INIT;
+	bool known = false;
+
+	*f = all;
+	if (in == NULL)
+		return KW_OK;
+	for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++)
+		known = known || in->size == ends[i];
+	if (in->size > sizeof(*f) && in->size <= FILTER_MAX) {
+		const unsigned char *rest = (const unsigned char *)in;
+
+		for (size_t i = sizeof(*f); i < in->size; i++)
+			if (rest[i] != 0)
+				return kwi_error(KW_ERR_INVAL,
+						 "usage filter: it sets a "
+						 "condition this library does "
+						 "not know (a filter of %zu "
+						 "bytes, from a newer "
+						 "keyway.h; this one knows %zu)",
+						 in->size, sizeof(*f));
+		known = true;
+	}
+	if (!known)
+		return kwi_error(KW_ERR_INVAL,
+				 "usage filter: size %zu is not that of a "
+				 "kw_usage_filter; initialise it with "
+				 "KW_USAGE_FILTER_INIT",
+				 in->size);
+	if (FILTER_HAS(in, since))
+		f->since = in->since;
+	if (FILTER_HAS(in, until))
+		f->until = in->until;
+	if (FILTER_HAS(in, user))
+		f->user = in->user;
+	if (FILTER_HAS(in, org))
+		f->org = in->org;
+	if (FILTER_HAS(in, backend))
+		f->backend = in->backend;
+	return KW_OK;
+}
+
+/* Does the row match filter f?  Applied to every row a ledger returns, so
+ * that a ledger need not know every condition. */
+static bool filter_matches(const kw_usage_filter *f, const kw_usage_row *row)
+{
+	return row->time >= f->since &&
+	       (f->until == 0 || row->time < f->until) &&
+	       (f->user == NULL || same(f->user, row->user)) &&
+	       (f->org == NULL || same(f->org, row->org)) &&
+	       (f->backend == NULL || same(f->backend, row->backend));
+}
+
 struct usage_walk {
 	const kw_actor *actor;
+	const kw_usage_filter *filter;
 	kw_usage_fn *fn;
 	void *arg;
 };
@@ -480,14 +566,19 @@ static kw_status usage_one(void *arg, const kw_usage_row *row)
 	      (a->role == KW_ROLE_OWNER || a->role == KW_ROLE_ADMIN)) &&
 	    !same(a->user, row->user))
 		return KW_OK;
+	if (!filter_matches(w->filter, row))
+		return KW_OK;
 	return w->fn(w->arg, row);
 }
 
 kw_status kw_usage(kw_ctx *ctx, const kw_actor *actor,
 		   const kw_usage_filter *filter, kw_usage_fn *fn, void *arg)
 {
-	struct usage_walk w = { actor, fn, arg };
-	static const kw_usage_filter all;
+	kw_usage_filter f, given;
+	struct usage_walk w = { actor, &f, fn, arg };
+	struct unsized_filter old;
+	const struct kw_module *d;
+	const void *pass = &given;
 	struct kw_instance *ledger;
 	struct kw_reply r;
 	kw_status rc;
@@ -497,20 +588,36 @@ kw_status kw_usage(kw_ctx *ctx, const kw_actor *actor,
 		return rc;
 	if (ctx == NULL || fn == NULL)
 		return kwi_error(KW_ERR_INVAL, "no context or no callback");
-	if (filter != NULL &&
-	    (kwi_check_name("user name", filter->user) != KW_OK ||
-	     kwi_check_name("org name", filter->org) != KW_OK ||
-	     kwi_check_name("backend name", filter->backend) != KW_OK))
+	rc = take_filter(filter, &f);
+	if (rc != KW_OK)
+		return rc;
+	if (kwi_check_name("user name", f.user) != KW_OK ||
+	    kwi_check_name("org name", f.org) != KW_OK ||
+	    kwi_check_name("backend name", f.backend) != KW_OK)
 		return KW_ERR_INVAL;
 	ledger = ctx->ledger;
 	if (ledger == NULL || ledger->module->op_usage == NULL)
 		return kwi_error(KW_ERR_UNSUPPORTED,
 				 "%s: no usage log (set keyway.ledger)",
 				 ctx->path);
+	/* The filter in the layout the ledger was built with. */
+	d = ledger->module->desc;
+	given = f;
+	if (d->size < offsetof(struct kw_module, usage_filter_size) +
+			      sizeof(d->usage_filter_size)) {
+		old.since = f.since;
+		old.until = f.until;
+		old.user = f.user;
+		old.org = f.org;
+		old.backend = f.backend;
+		pass = &old;
+	} else if (d->usage_filter_size == 0) {
+		given.size = FILTER_END(backend);
+	} else if (d->usage_filter_size < given.size) {
+		given.size = d->usage_filter_size;
+	}
 	kwi_reply_init(&r, ledger->name);
-	rc = ledger->module->op_usage(ledger->state,
-				      filter != NULL ? filter : &all,
-				      usage_one, &w, &r);
+	rc = ledger->module->op_usage(ledger->state, pass, usage_one, &w, &r);
 	if (rc != KW_OK && r.detail[0] != '\0')
 		return kwi_error(rc, "keyway.ledger: %s", r.detail);
 	return rc;

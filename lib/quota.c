@@ -7,6 +7,12 @@
  * N-second quota from the multiples of N since the epoch.  A counter is
  * named after the backend, the quota's position in its list and whom it
  * counts, so that editing one quota's limit keeps its count.
+ *
+ * The host names the counters, so a ledger needs to know nothing of what
+ * a quota counts by: a quota per provider only has more of them
+ * ("server_env/0/user+provider:alice/anthropic").  A user or org name
+ * holds no '/' and a provider name neither '/' nor ':', so two requests
+ * share a counter only when they share everything the quota counts by.
  */
 #include "config.h"
 
@@ -73,26 +79,135 @@ void kwi_charged_free(struct kwi_charged *c)
 	free(c);
 }
 
-/* Whom quota q counts for this request, or NULL when the request does not
- * say. */
+static const struct {
+	const char *word;
+	enum kwi_per per;
+} pers[] = {
+	{ "user", KWI_PER_USER },
+	{ "org", KWI_PER_ORG },
+	{ "global", KWI_PER_GLOBAL },
+	{ "provider", KWI_PER_PROVIDER },
+	{ "user+provider", KWI_PER_USER_PROVIDER },
+	{ "org+provider", KWI_PER_ORG_PROVIDER },
+};
+
+const char *kwi_per_str(enum kwi_per per)
+{
+	for (size_t i = 0; i < sizeof(pers) / sizeof(pers[0]); i++)
+		if (pers[i].per == per)
+			return pers[i].word;
+	return "?";
+}
+
+bool kwi_per_parse(const char *word, enum kwi_per *per)
+{
+	for (size_t i = 0; i < sizeof(pers) / sizeof(pers[0]); i++) {
+		if (strcmp(pers[i].word, word) == 0) {
+			*per = pers[i].per;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* The identity quota q counts by, apart from the provider: "user", "org",
+ * or NULL for one that counts everyone. */
+static const char *identity_word(enum kwi_per per)
+{
+	switch (per) {
+	case KWI_PER_USER:
+	case KWI_PER_USER_PROVIDER:
+		return "user";
+	case KWI_PER_ORG:
+	case KWI_PER_ORG_PROVIDER:
+		return "org";
+	case KWI_PER_GLOBAL:
+	case KWI_PER_PROVIDER:
+		break;
+	}
+	return NULL;
+}
+
+static bool by_provider(enum kwi_per per)
+{
+	return per == KWI_PER_PROVIDER || per == KWI_PER_USER_PROVIDER ||
+	       per == KWI_PER_ORG_PROVIDER;
+}
+
+/* Whom quota q counts for this request, apart from the provider: "*" for
+ * everyone, NULL when the request does not say. */
 static const char *subject(const struct kwi_quota *q,
 			   const struct kwi_query_in *in)
 {
 	switch (q->per) {
 	case KWI_PER_USER:
+	case KWI_PER_USER_PROVIDER:
 		return in->user;
 	case KWI_PER_ORG:
+	case KWI_PER_ORG_PROVIDER:
 		return in->org;
 	case KWI_PER_GLOBAL:
+	case KWI_PER_PROVIDER:
 		return "*";
 	}
 	return NULL;
 }
 
-static const char *per_word(enum kwi_per per)
+/* The counter of quota number i of backend b for this request; NULL when
+ * out of memory. */
+static char *counter_name(const struct kw_instance *b, size_t i,
+			  const struct kwi_query_in *in, const char *who)
 {
-	return per == KWI_PER_USER ? "user" : per == KWI_PER_ORG ? "org"
-								   : "global";
+	const struct kwi_quota *q = &b->quotas[i];
+	const char *per = kwi_per_str(q->per);
+	char *name;
+	int n;
+
+	if (q->per == KWI_PER_PROVIDER)
+		n = asprintf(&name, "%s/%zu/%s:%s", b->name, i, per,
+			     in->provider);
+	else if (by_provider(q->per))
+		n = asprintf(&name, "%s/%zu/%s:%s/%s", b->name, i, per, who,
+			     in->provider);
+	else
+		n = asprintf(&name, "%s/%zu/%s:%s", b->name, i, per, who);
+	return n < 0 ? NULL : name;
+}
+
+/* "used up for user alice and provider anthropic (2 of 2)": whose count
+ * quota q found full, for its denial. */
+static void used_up(const struct kw_instance *b, const struct kwi_quota *q,
+		    const struct kwi_query_in *in, uint64_t count,
+		    const char *reset, char *detail, size_t detaillen)
+{
+	const char *id = identity_word(q->per);
+	const char *who = subject(q, in);
+
+	if (id != NULL && by_provider(q->per))
+		snprintf(detail, detaillen,
+			 "quota %s %s used up for %s %s and provider %s "
+			 "(%llu of %llu); resets %s",
+			 b->name, q->label, id, who, in->provider,
+			 (unsigned long long)count,
+			 (unsigned long long)q->limit, reset);
+	else if (id != NULL)
+		snprintf(detail, detaillen,
+			 "quota %s %s used up for %s %s (%llu of %llu); "
+			 "resets %s",
+			 b->name, q->label, id, who, (unsigned long long)count,
+			 (unsigned long long)q->limit, reset);
+	else if (by_provider(q->per))
+		snprintf(detail, detaillen,
+			 "quota %s %s used up for provider %s (%llu of "
+			 "%llu); resets %s",
+			 b->name, q->label, in->provider,
+			 (unsigned long long)count,
+			 (unsigned long long)q->limit, reset);
+	else
+		snprintf(detail, detaillen,
+			 "quota %s %s used up (%llu of %llu); resets %s",
+			 b->name, q->label, (unsigned long long)count,
+			 (unsigned long long)q->limit, reset);
 }
 
 kw_status kwi_quota_charge(struct kw_ctx *ctx, const struct kw_instance *b,
@@ -122,12 +237,12 @@ kw_status kwi_quota_charge(struct kw_ctx *ctx, const struct kw_instance *b,
 		if (who == NULL) {
 			snprintf(detail, detaillen,
 				 "quota %s %s: the request names no %s",
-				 b->name, q->label, per_word(q->per));
+				 b->name, q->label, identity_word(q->per));
 			kwi_charged_free(c);
 			return KW_ERR_DENIED;
 		}
-		if (asprintf(&name, "%s/%zu/%s:%s", b->name, i,
-			     per_word(q->per), who) < 0) {
+		name = counter_name(b, i, in, who);
+		if (name == NULL) {
 			kwi_charged_free(c);
 			return KW_ERR_NOMEM;
 		}
@@ -163,25 +278,11 @@ kw_status kwi_quota_charge(struct kw_ctx *ctx, const struct kw_instance *b,
 		return KW_OK;
 	}
 	if (rc == KW_ERR_DENIED && ch.full < b->nquotas) {
-		const struct kwi_quota *q = &b->quotas[ch.full];
-		const char *who = subject(q, in);
 		char reset[32];
 
 		iso8601(c->slots[ch.full].expires, reset, sizeof(reset));
-		if (q->per == KWI_PER_GLOBAL)
-			snprintf(detail, detaillen,
-				 "quota %s %s used up (%llu of %llu); resets "
-				 "%s",
-				 b->name, q->label,
-				 (unsigned long long)ch.count,
-				 (unsigned long long)q->limit, reset);
-		else
-			snprintf(detail, detaillen,
-				 "quota %s %s used up for %s %s (%llu of "
-				 "%llu); resets %s",
-				 b->name, q->label, per_word(q->per), who,
-				 (unsigned long long)ch.count,
-				 (unsigned long long)q->limit, reset);
+		used_up(b, &b->quotas[ch.full], in, ch.count, reset, detail,
+			detaillen);
 		kwi_charged_free(c);
 		return KW_ERR_DENIED;
 	}

@@ -2,7 +2,8 @@
 # cli_quota.sh - TAP tests of keyway(1) with quotas: get and exec denied
 # with exit status 4 and the quota's own line, explain as a dry run,
 # `keyway usage` (the summary, --json, filters, --alerts against rows put
-# into the ledger at past times), `keyway check` with a ledger, healthy and
+# into the ledger at past times), a quota per user and provider and a per
+# it does not know, `keyway check` with a ledger, healthy and
 # damaged; that the installed library has no test seam; and a search for
 # keys in everything the tests wrote, the ledger and the audit trail
 # included.
@@ -475,6 +476,54 @@ else
 		skip "check with a damaged ledger: $t" "the sqlite3 shell is not installed"
 	done
 fi
+
+# ---- per user+provider: each provider counted on its own ----
+
+K_OAI=sk-cli-quota-openai-server-key-0002bbbb
+secret "$K_OAI"
+PCONF=$TMPD/provider.conf
+cat >"$PCONF" <<'EOF' || bail_out "cannot write $PCONF"
+keyway: {
+	ledger: { module = "sqlite"; path = "provider-ledger.db"; };
+};
+backends: {
+	server_env: { module = "env";
+		quota = ( { limit = 2; period = "day"; per = "user+provider"; } ); };
+};
+chains: {
+	default = ( { backend = "server_env"; control = "required"; } );
+};
+EOF
+chmod 600 "$PCONF"
+export OPENAI_API_KEY=$K_OAI
+for p in anthropic openai; do
+	[ "$p" = openai ] && key=$K_OAI || key=$K_ENV
+	for i in 1 2; do
+		run -s "$KW" -c "$PCONF" get "$p" --user alice
+		expect_exit 0 "per user+provider: get $p $i of 2 for alice: exit status 0"
+		expect_stdout "$key" "per user+provider: get $p $i of 2 for alice: the server's key"
+	done
+	run -s "$KW" -c "$PCONF" get "$p" --user alice
+	expect_exit 4 "per user+provider: get $p 3 for alice: exit status 4"
+	expect_stderr_line "keyway: chain \"default\", provider \"$p\": server_env answered denied: quota server_env 2/day per user+provider used up for user alice and provider $p (2 of 2); resets ${TOMORROW}T00:00:00Z"
+done
+unset OPENAI_API_KEY
+
+run "$KW" -c "$PCONF" usage
+expect_exit 0 "per user+provider: usage: exit status 0"
+got=$(sed -E 's/[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}Z$/<time>/' "$OUT")
+expect_eq "$got" "USER   ORG  BACKEND     PROVIDER   ADMITTED  DENIED  REFUNDED  LAST
+alice  -    server_env  anthropic  2         1       0         <time>
+alice  -    server_env  openai     2         1       0         <time>" \
+	"per user+provider: usage has a line per provider"
+
+# A word per does not know is refused at load, on its line.
+sed 's/per = "user+provider"/per = "user+model"/' "$PCONF" >"$TMPD/badper.conf"
+chmod 600 "$TMPD/badper.conf"
+run "$KW" -c "$TMPD/badper.conf" get anthropic --user alice
+expect_exit 1
+expect_stderr_line "keyway: $TMPD/badper.conf:6: backend \"server_env\": quota 1: per must be \"user\", \"org\", \"global\", \"provider\", \"user+provider\" or \"org+provider\""
+expect_stdout ""
 
 # ---- no ledger, no log ----
 

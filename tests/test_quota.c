@@ -52,6 +52,7 @@ void kwi_test_set_clock(int64_t (*clock)(void));
 #define K_ORG "sk-ant-SECRET-quota-org-acme-000002"
 #define K_ORG2 "sk-ant-SECRET-quota-org-acme-rotated3"
 #define K_USER "sk-ant-SECRET-quota-user-alice-0004"
+#define K_OPENAI "sk-SECRET-quota-openai-environment-05"
 
 static const char *const test_vars[] = {
 	"KEYWAY_MASTER_KEY", "API_KEY_ENCRYPTION_KEY", "ANTHROPIC_API_KEY",
@@ -84,6 +85,10 @@ static int64_t utc(int year, int mon, int day, int hour, int min, int sec)
 	tm.tm_sec = sec;
 	return (int64_t)timegm(&tm);
 }
+
+/* For run_load(): 1, every request is for anthropic; 2, every other round
+ * of users asks for openai instead.  The children inherit it. */
+static int load_providers = 1;
 
 /* ---- fixture ---- */
 
@@ -147,6 +152,7 @@ static int setup(void **state)
 	setenv("ANTHROPIC_API_KEY", K_ENV, 1);
 	set_now(DEFAULT_NOW);
 	kwi_test_set_clock(fake_clock);
+	load_providers = 1;
 	f->dir = tu_tmpdir();
 	if (asprintf(&f->conf, "%s/keyway.conf", f->dir) < 0 ||
 	    asprintf(&f->ledger, "%s/ledger.db", f->dir) < 0 ||
@@ -244,22 +250,30 @@ static void open_quota(struct fixture *f, const char *ledger_extra,
 	reopen(f);
 }
 
-/* Resolve anthropic for user and org; a key must be the environment's.
+/* The environment's key for provider (anthropic, or openai once
+ * OPENAI_API_KEY is set). */
+static const char *env_key(const char *provider)
+{
+	return strcmp(provider, "openai") == 0 ? K_OPENAI : K_ENV;
+}
+
+/* Resolve provider for user and org; a key must be the environment's.
  * On failure f->err holds kw_last_error(). */
-static kw_status get(struct fixture *f, const char *user, const char *org)
+static kw_status get_for(struct fixture *f, const char *provider,
+			 const char *user, const char *org)
 {
 	kw_request req = KW_REQUEST_INIT;
 	kw_secret *s = NULL;
 	kw_status st;
 
-	req.provider = "anthropic";
+	req.provider = provider;
 	req.user = user;
 	req.org = org;
 	st = kw_resolve(f->ctx, &req, &s);
 	f->err[0] = '\0';
 	if (st == KW_OK) {
 		assert_non_null(s);
-		assert_string_equal(kw_secret_value(s), K_ENV);
+		assert_string_equal(kw_secret_value(s), env_key(provider));
 		assert_string_equal(kw_secret_backend(s), "B");
 		kw_secret_free(s);
 	} else {
@@ -270,33 +284,51 @@ static kw_status get(struct fixture *f, const char *user, const char *org)
 	return st;
 }
 
-static void expect_ok(struct fixture *f, const char *user, const char *org,
-		      int times)
+static kw_status get(struct fixture *f, const char *user, const char *org)
+{
+	return get_for(f, "anthropic", user, org);
+}
+
+static void expect_ok_for(struct fixture *f, const char *provider,
+			  const char *user, const char *org, int times)
 {
 	for (int i = 0; i < times; i++) {
-		kw_status st = get(f, user, org);
+		kw_status st = get_for(f, provider, user, org);
 
 		if (st != KW_OK)
-			fail_msg("request %d of %d for %s/%s: %s: %s", i + 1,
-				 times, user != NULL ? user : "-",
-				 org != NULL ? org : "-", kw_status_str(st),
-				 f->err);
+			fail_msg("request %d of %d for %s/%s, %s: %s: %s",
+				 i + 1, times, user != NULL ? user : "-",
+				 org != NULL ? org : "-", provider,
+				 kw_status_str(st), f->err);
 	}
 }
 
-/* The chain's message for B's denial with this detail. */
-static const char *denied_by_b(const char *detail)
+static void expect_ok(struct fixture *f, const char *user, const char *org,
+		      int times)
 {
-	return fmt("chain \"default\", provider \"anthropic\": B answered "
+	expect_ok_for(f, "anthropic", user, org, times);
+}
+
+/* The chain's message for B's denial of provider with this detail. */
+static const char *denied_by_b_for(const char *provider, const char *detail)
+{
+	return fmt("chain \"default\", provider \"%s\": B answered "
 		   "denied: %s",
-		   detail);
+		   provider, detail);
+}
+
+static void expect_denied_for(struct fixture *f, const char *provider,
+			      const char *user, const char *org,
+			      const char *detail)
+{
+	assert_int_equal(get_for(f, provider, user, org), KW_ERR_DENIED);
+	assert_string_equal(f->err, denied_by_b_for(provider, detail));
 }
 
 static void expect_denied(struct fixture *f, const char *user,
 			  const char *org, const char *detail)
 {
-	assert_int_equal(get(f, user, org), KW_ERR_DENIED);
-	assert_string_equal(f->err, denied_by_b(detail));
+	expect_denied_for(f, "anthropic", user, org, detail);
 }
 
 static const char *iso(int64_t t)
@@ -417,7 +449,8 @@ static void expect_rows(kw_ctx *ctx, unsigned admitted, unsigned denied,
 
 /* What a child saw, sent to the parent through a pipe in one write. */
 struct tally {
-	uint32_t admitted[NUSERS];
+	uint32_t admitted[NUSERS];        /* anthropic */
+	uint32_t admitted_openai[NUSERS]; /* with load_providers == 2 */
 	uint32_t denied;
 	uint32_t other;      /* neither found nor denied by a quota */
 	int32_t status;      /* kw_open()'s */
@@ -444,26 +477,34 @@ static const char *load_user(int u)
 
 static void *hammer(void *arg)
 {
-	static const char denial[] = "chain \"default\", provider "
-				     "\"anthropic\": B answered denied: "
-				     "quota B ";
+	static const char *const denial[] = {
+		"chain \"default\", provider \"anthropic\": B answered "
+		"denied: quota B ",
+		"chain \"default\", provider \"openai\": B answered "
+		"denied: quota B ",
+	};
 	struct worker *w = arg;
 
 	for (int i = 0; i < NREQ; i++) {
 		/* Every user is asked for by every thread of every child. */
 		int u = (i + 7 * w->index + 3 * w->child) % NUSERS;
+		int p = load_providers > 1 ? (i / NUSERS) % 2 : 0;
 		kw_request req = KW_REQUEST_INIT;
 		kw_secret *s = NULL;
 		kw_status st;
 
-		req.provider = "anthropic";
+		req.provider = p == 0 ? "anthropic" : "openai";
 		req.user = load_user(u);
 		st = kw_resolve(w->ctx, &req, &s);
-		if (st == KW_OK && strcmp(kw_secret_value(s), K_ENV) == 0) {
-			w->t.admitted[u]++;
+		if (st == KW_OK &&
+		    strcmp(kw_secret_value(s), env_key(req.provider)) == 0) {
+			if (p == 0)
+				w->t.admitted[u]++;
+			else
+				w->t.admitted_openai[u]++;
 		} else if (st == KW_ERR_DENIED &&
-			   strncmp(kw_last_error(), denial,
-				   sizeof(denial) - 1) == 0) {
+			   strncmp(kw_last_error(), denial[p],
+				   strlen(denial[p])) == 0) {
 			w->t.denied++;
 		} else if (w->t.other++ == 0) {
 			snprintf(w->t.first, sizeof(w->t.first), "%s: %s",
@@ -510,8 +551,11 @@ static int load_child(const char *conf, int child, int ready_fd, int go_fd,
 	}
 	for (int t = 0; t < started; t++) {
 		pthread_join(w[t].thread, NULL);
-		for (int u = 0; u < NUSERS; u++)
+		for (int u = 0; u < NUSERS; u++) {
 			total.admitted[u] += w[t].t.admitted[u];
+			total.admitted_openai[u] +=
+				w[t].t.admitted_openai[u];
+		}
 		total.denied += w[t].t.denied;
 		total.other += w[t].t.other;
 		if (total.first[0] == '\0')
@@ -588,8 +632,10 @@ static void run_load(struct fixture *f, struct tally *sum)
 			failed++;
 			continue;
 		}
-		for (int u = 0; u < NUSERS; u++)
+		for (int u = 0; u < NUSERS; u++) {
 			sum->admitted[u] += t.admitted[u];
+			sum->admitted_openai[u] += t.admitted_openai[u];
+		}
 		sum->denied += t.denied;
 		sum->other += t.other;
 		if (first[0] == '\0' && t.first[0] != '\0')
@@ -670,6 +716,44 @@ static void test_exact_two_quotas(void **state)
 	expect_denied(f, "newcomer", NULL,
 		      used_up("150/day per global", NULL, NULL, 150, 150,
 			      utc(2023, 11, 15, 0, 0, 0)));
+}
+
+/*
+ * Counted per user and provider: each of the 20 users admitted exactly 5
+ * anthropic and 5 openai requests, whichever of 8 processes of 4 threads
+ * asked.
+ */
+static void test_exact_user_provider(void **state)
+{
+	struct fixture *f = *state;
+	struct tally sum;
+	struct rows r;
+
+	setenv("OPENAI_API_KEY", K_OPENAI, 1);
+	load_providers = 2;
+	open_quota(f, "",
+		   "{ limit = 5; period = \"day\"; "
+		   "per = \"user+provider\"; }");
+	run_load(f, &sum);
+	for (int u = 0; u < NUSERS; u++) {
+		if (sum.admitted[u] != 5 || sum.admitted_openai[u] != 5)
+			fail_msg("user %s: %u anthropic and %u openai "
+				 "admitted, not 5 and 5",
+				 load_user(u), sum.admitted[u],
+				 sum.admitted_openai[u]);
+	}
+	assert_int_equal(sum.denied, NPROC * NTHREADS * NREQ - 200);
+
+	reopen(f);
+	r = usage_rows(f->ctx, NULL, DEFAULT_NOW);
+	assert_int_equal(r.admitted, 200);
+	assert_int_equal(r.denied, 6200);
+	for (int u = 0; u < NUSERS; u++)
+		assert_int_equal(admitted_of(&r, load_user(u)), 10);
+	expect_denied_for(f, "openai", "u07", NULL,
+			  "quota B 5/day per user+provider used up for user "
+			  "u07 and provider openai (5 of 5); resets "
+			  "2023-11-15T00:00:00Z");
 }
 
 static void give_back(kw_secret *s)
@@ -895,6 +979,127 @@ static void test_global(void **state)
 	expect_rows(f->ctx, 6, 2, 0);
 }
 
+/* Admitted rows of the usage log for provider. */
+static kw_status count_provider_row(void *arg, const kw_usage_row *row)
+{
+	struct rows *r = arg;
+
+	if (strcmp(row->provider, "anthropic") == 0)
+		r->admitted += strcmp(row->outcome, "admitted") == 0;
+	else if (strcmp(row->provider, "openai") == 0)
+		r->refunded += strcmp(row->outcome, "admitted") == 0;
+	else
+		r->other++;
+	return KW_OK;
+}
+
+/* The usage log's admitted rows: anthropic's in .admitted, openai's in
+ * .refunded. */
+static struct rows provider_rows(kw_ctx *ctx)
+{
+	struct rows r;
+
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(kw_usage(ctx, sysadmin(), NULL, count_provider_row,
+				  &r),
+			 KW_OK);
+	assert_int_equal(r.other, 0);
+	return r;
+}
+
+/* A quota counts across providers unless its per names the provider. */
+static void test_per_user_across_providers(void **state)
+{
+	struct fixture *f = *state;
+	const char *used = used_up("2/day per user", "user", "alice", 2, 2,
+				   utc(2023, 11, 15, 0, 0, 0));
+
+	setenv("OPENAI_API_KEY", K_OPENAI, 1);
+	open_quota(f, "", "{ limit = 2; period = \"day\"; per = \"user\"; }");
+	expect_ok_for(f, "anthropic", "alice", NULL, 1);
+	expect_ok_for(f, "openai", "alice", NULL, 1);
+	expect_denied_for(f, "anthropic", "alice", NULL, used);
+	expect_denied_for(f, "openai", "alice", NULL, used);
+}
+
+static void test_per_user_provider(void **state)
+{
+	struct fixture *f = *state;
+	const char *label = "2/day per user+provider";
+	const char *reset = "resets 2023-11-15T00:00:00Z";
+	struct rows r;
+
+	setenv("OPENAI_API_KEY", K_OPENAI, 1);
+	open_quota(f, "",
+		   "{ limit = 2; period = \"day\"; per = \"user+provider\"; }");
+	expect_ok_for(f, "anthropic", "alice", NULL, 2);
+	expect_ok_for(f, "openai", "alice", NULL, 2);
+	expect_denied_for(f, "anthropic", "alice", NULL,
+			  fmt("quota B %s used up for user alice and "
+			      "provider anthropic (2 of 2); %s",
+			      label, reset));
+	expect_denied_for(f, "openai", "alice", "acme",
+			  fmt("quota B %s used up for user alice and "
+			      "provider openai (2 of 2); %s",
+			      label, reset));
+	/* Each user has counts of their own. */
+	expect_ok_for(f, "openai", "bob", "acme", 2);
+	expect_ok_for(f, "anthropic", "bob", NULL, 1);
+	/* No user, nothing to count by: denied, and no row. */
+	expect_denied_for(f, "openai", NULL, "acme",
+			  fmt("quota B %s: the request names no user",
+			      label));
+	expect_rows(f->ctx, 7, 2, 0);
+	r = provider_rows(f->ctx);
+	assert_int_equal(r.admitted, 3);
+	assert_int_equal(r.refunded, 4);
+}
+
+/* per = "provider": everyone together, one count for each provider. */
+static void test_per_provider(void **state)
+{
+	struct fixture *f = *state;
+	const char *reset = "resets 2023-11-15T00:00:00Z";
+
+	setenv("OPENAI_API_KEY", K_OPENAI, 1);
+	open_quota(f, "",
+		   "{ limit = 2; period = \"day\"; per = \"provider\"; }");
+	expect_ok_for(f, "anthropic", "alice", NULL, 1);
+	/* It needs no identity. */
+	expect_ok_for(f, "anthropic", NULL, NULL, 1);
+	expect_denied_for(f, "anthropic", "bob", "acme",
+			  fmt("quota B 2/day per provider used up for "
+			      "provider anthropic (2 of 2); %s",
+			      reset));
+	expect_ok_for(f, "openai", "bob", NULL, 1);
+	expect_ok_for(f, "openai", "carol", NULL, 1);
+	expect_denied_for(f, "openai", "alice", NULL,
+			  fmt("quota B 2/day per provider used up for "
+			      "provider openai (2 of 2); %s",
+			      reset));
+	expect_rows(f->ctx, 4, 2, 0);
+}
+
+static void test_per_org_provider(void **state)
+{
+	struct fixture *f = *state;
+
+	setenv("OPENAI_API_KEY", K_OPENAI, 1);
+	open_quota(f, "",
+		   "{ limit = 1; period = 3600; per = \"org+provider\"; }");
+	expect_ok_for(f, "anthropic", "alice", "acme", 1);
+	expect_ok_for(f, "openai", "bob", "acme", 1);
+	expect_ok_for(f, "anthropic", "carol", "globex", 1);
+	expect_denied_for(f, "anthropic", "bob", "acme",
+			  "quota B 1/3600s per org+provider used up for org "
+			  "acme and provider anthropic (1 of 1); resets "
+			  "2023-11-14T23:00:00Z");
+	expect_denied_for(f, "openai", "alice", NULL,
+			  "quota B 1/3600s per org+provider: the request "
+			  "names no org");
+	expect_rows(f->ctx, 3, 1, 0);
+}
+
 /* A request without the identity a quota counts by is denied, not
  * counted as anonymous. */
 static void test_missing_identity(void **state)
@@ -1113,6 +1318,136 @@ static void test_store_usage_counts(void **state)
 	expect_uses(f, 3, t1 + 200);
 
 	expect_rows(f->ctx, 4, 0, 2);
+}
+
+/* ---- the usage filter's size ---- */
+
+#define FILTER_END(m) \
+	(offsetof(kw_usage_filter, m) + sizeof(((kw_usage_filter *)NULL)->m))
+
+/* kw_usage() of filter must fail with KW_ERR_INVAL and this message. */
+static void expect_bad_filter(struct fixture *f, const kw_usage_filter *filter,
+			      const char *why)
+{
+	struct rows r;
+
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(kw_usage(f->ctx, sysadmin(), filter, count_row, &r),
+			 KW_ERR_INVAL);
+	assert_string_equal(kw_last_error(), why);
+	assert_int_equal(r.n, 0);
+}
+
+static void test_usage_filter_size(void **state)
+{
+	struct fixture *f = *state;
+	kw_usage_filter filter = KW_USAGE_FILTER_INIT;
+	kw_usage_filter unset = { 0 };
+	/* A caller of a later keyway.h, with one more condition. */
+	struct {
+		kw_usage_filter f;
+		const char *provider;
+	} newer;
+	struct rows r;
+
+	open_quota(f, "", "{ limit = 5; period = \"day\"; per = \"user\"; }");
+	expect_ok(f, "alice", "acme", 2);
+	expect_ok(f, "bob", NULL, 1);
+
+	/* The size of this keyway.h: every condition applies. */
+	filter.user = "alice";
+	r = usage_rows(f->ctx, &filter, 0);
+	assert_int_equal(r.admitted, 2);
+	filter.backend = "nope";
+	r = usage_rows(f->ctx, &filter, 0);
+	assert_int_equal(r.n, 0);
+
+	/* An earlier version, from before `backend`: what it does not
+	 * cover is not read. */
+	filter.size = FILTER_END(org);
+	r = usage_rows(f->ctx, &filter, 0);
+	assert_int_equal(r.admitted, 2);
+	filter.size = FILTER_END(size);
+	r = usage_rows(f->ctx, &filter, 0);
+	assert_int_equal(r.admitted, 3);
+
+	/* Not set, or not the size of any version: refused. */
+	expect_bad_filter(f, &unset,
+			  "usage filter: size 0 is not that of a "
+			  "kw_usage_filter; initialise it with "
+			  "KW_USAGE_FILTER_INIT");
+	filter.size = FILTER_END(org) - 1;
+	expect_bad_filter(f, &filter,
+			  fmt("usage filter: size %zu is not that of a "
+			      "kw_usage_filter; initialise it with "
+			      "KW_USAGE_FILTER_INIT",
+			      FILTER_END(org) - 1));
+	/* A caller built before the size: `since` where the size is.  Read
+	 * nothing past it (ASan would see it). */
+	filter.size = (size_t)DEFAULT_NOW;
+	expect_bad_filter(f, &filter,
+			  "usage filter: size 1700000000 is not that of a "
+			  "kw_usage_filter; initialise it with "
+			  "KW_USAGE_FILTER_INIT");
+
+	/* A later version: taken while it asks nothing unknown here. */
+	memset(&newer, 0, sizeof(newer));
+	newer.f.size = sizeof(newer);
+	newer.f.user = "bob";
+	r = usage_rows(f->ctx, &newer.f, 0);
+	assert_int_equal(r.admitted, 1);
+	newer.provider = "openai";
+	expect_bad_filter(f, &newer.f,
+			  fmt("usage filter: it sets a condition this library "
+			      "does not know (a filter of %zu bytes, from a "
+			      "newer keyway.h; this one knows %zu)",
+			      sizeof(newer), sizeof(kw_usage_filter)));
+}
+
+/* What a row of kw_echoledger says of the filter it was handed. */
+static kw_status echo_text(void *arg, const kw_usage_row *row)
+{
+	char *buf = arg;
+
+	snprintf(buf, 256, "%" PRId64 " %s %s %s size=%s", row->time,
+		 row->user, row->org, row->backend, row->provider);
+	return KW_OK;
+}
+
+/*
+ * A ledger built before kw_usage_filter had a size is handed the filter in
+ * the layout it knows; one built after, in the new one.
+ */
+static void test_usage_filter_old_ledger(void **state)
+{
+	struct fixture *f = *state;
+	kw_usage_filter filter = KW_USAGE_FILTER_INIT;
+	char text[256];
+
+	filter.since = 1600000000;
+	filter.until = 1800000000;
+	filter.user = "alice";
+	filter.org = "acme";
+	filter.backend = "B";
+	for (int old = 0; old < 2; old++) {
+		if (old)
+			setenv("KWTEST_ECHOLEDGER_OLD", "1", 1);
+		must_open(f, "keyway: { ledger: { module = \"echoledger\"; }; };\n"
+			     "backends: { B: { module = \"env\";\n"
+			     "  quota = ( { limit = 1; period = \"day\"; } ); "
+			     "}; };\n"
+			     "chains: { default = ( { backend = \"B\"; "
+			     "control = \"required\"; } ); };\n");
+		unsetenv("KWTEST_ECHOLEDGER_OLD");
+		text[0] = '\0';
+		assert_int_equal(kw_usage(f->ctx, sysadmin(), &filter,
+					  echo_text, text),
+				 KW_OK);
+		assert_string_equal(text,
+				    old ? "1600000000 alice acme B size=unsized"
+					: fmt("1600000000 alice acme B size=%zu",
+					      sizeof(kw_usage_filter)));
+	}
 }
 
 /* ---- explain is a dry run ---- */
@@ -1389,10 +1724,14 @@ static kw_status note_row(void *arg, const kw_usage_row *row)
 static const char *usage_text(kw_ctx *ctx, int64_t since, int64_t until,
 			      const char *user, const char *org)
 {
-	kw_usage_filter filter = { since, until, user, org, NULL };
+	kw_usage_filter filter = KW_USAGE_FILTER_INIT;
 	struct row_text t;
 	kw_status st;
 
+	filter.since = since;
+	filter.until = until;
+	filter.user = user;
+	filter.org = org;
 	memset(&t, 0, sizeof(t));
 	st = kw_usage(ctx, sysadmin(), &filter, note_row, &t);
 	if (st != KW_OK)
@@ -1906,6 +2245,9 @@ struct conf_case {
 	"};\n" \
 	CHAIN_B
 
+#define PER_WORDS "\"user\", \"org\", \"global\", \"provider\", " \
+		  "\"user+provider\" or \"org+provider\""
+
 static const struct conf_case conf_cases[] = {
 	{ "config: quota without limit",
 	  QUOTA_CONF("    quota = ( { period = \"day\"; per = \"user\"; } );\n"),
@@ -1950,8 +2292,23 @@ static const struct conf_case conf_cases[] = {
 	{ "config: per team",
 	  QUOTA_CONF("    quota = ( { limit = 5; period = \"day\";\n"
 		     "                per = \"team\"; } );\n"),
-	  7, "backend \"B\": quota 1: per must be \"user\", \"org\" or "
-	     "\"global\"",
+	  7, "backend \"B\": quota 1: per must be " PER_WORDS,
+	  KW_ERR_CONFIG },
+	{ "config: per provider+user",
+	  QUOTA_CONF("    quota = ( { limit = 5; period = \"day\"; },\n"
+		     "              { limit = 9; period = \"day\";\n"
+		     "                per = \"provider+user\"; } );\n"),
+	  8, "backend \"B\": quota 2: per must be " PER_WORDS,
+	  KW_ERR_CONFIG },
+	{ "config: per user+org",
+	  QUOTA_CONF("    quota = ( { limit = 5; period = \"day\";\n"
+		     "                per = \"user+org\"; } );\n"),
+	  7, "backend \"B\": quota 1: per must be " PER_WORDS,
+	  KW_ERR_CONFIG },
+	{ "config: per User+Provider",
+	  QUOTA_CONF("    quota = ( { limit = 5; period = \"day\";\n"
+		     "                per = \"User+Provider\"; } );\n"),
+	  7, "backend \"B\": quota 1: per must be " PER_WORDS,
 	  KW_ERR_CONFIG },
 	{ "config: unknown quota setting",
 	  QUOTA_CONF("    quota = ( { limit = 5; period = \"day\";\n"
@@ -2680,6 +3037,7 @@ static void test_audit_write_fails_allow(void **state)
 static const struct CMUnitTest fixed_tests[] = {
 	T(test_exact_one_quota),
 	T(test_exact_two_quotas),
+	T(test_exact_user_provider),
 	T(test_two_quotas_denial_charges_neither),
 	T(test_minute_rollover),
 	T(test_hour_window),
@@ -2688,10 +3046,16 @@ static const struct CMUnitTest fixed_tests[] = {
 	T(test_seconds_period),
 	T(test_per_org),
 	T(test_global),
+	T(test_per_user_across_providers),
+	T(test_per_user_provider),
+	T(test_per_provider),
+	T(test_per_org_provider),
 	T(test_missing_identity),
 	T(test_refund_unused),
 	T(test_report_rules),
 	T(test_store_usage_counts),
+	T(test_usage_filter_size),
+	T(test_usage_filter_old_ledger),
 	T(test_explain_charges_nothing),
 	T(test_ledger_unavailable_deny),
 	T(test_ledger_unavailable_allow),

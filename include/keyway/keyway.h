@@ -404,8 +404,17 @@ typedef struct kw_usage_row {
 	const char *outcome;  /* "admitted", "denied", "refunded" */
 } kw_usage_row;
 
-/* Which rows to read; NULL and 0 fields match everything. */
+/*
+ * Which rows to read; NULL and 0 fields match everything.  Always
+ * initialise with KW_USAGE_FILTER_INIT so that `size` is set: later
+ * versions add conditions at the end, and the library reads only the
+ * fields that the caller's size covers.  Unlike a request, a filter
+ * larger than the library knows is refused: it may hold a condition the
+ * library would have to ignore, and return rows it was asked to leave out.
+ */
 typedef struct kw_usage_filter {
+	size_t size;          /* sizeof(kw_usage_filter) as the caller
+				 compiled it */
 	int64_t since;        /* time >= since */
 	int64_t until;        /* time < until; 0: no bound */
 	const char *user;
@@ -413,14 +422,23 @@ typedef struct kw_usage_filter {
 	const char *backend;
 } kw_usage_filter;
 
+#define KW_USAGE_FILTER_INIT \
+	{ sizeof(kw_usage_filter), 0, 0, NULL, NULL, NULL }
+
 /* Called once per row, oldest first; a status other than KW_OK stops. */
 typedef kw_status kw_usage_fn(void *arg, const kw_usage_row *row);
 
 /*
- * Read the usage log of keyway.ledger.  A system administrator sees every
+ * Read the usage log of keyway.ledger, the rows that filter matches (NULL:
+ * every row), calling fn for each.  A system administrator sees every
  * row, an org's owners and admins the rows of that org, anyone else the
- * rows of their own user.  KW_ERR_UNSUPPORTED without a ledger that keeps
- * a log.
+ * rows of their own user.
+ *
+ * Statuses: KW_OK, a status fn returned, KW_ERR_INVAL (no context or
+ * callback, a bad actor, or a filter whose size this library does not
+ * know: one not set with KW_USAGE_FILTER_INIT, or from a newer keyway.h),
+ * KW_ERR_UNSUPPORTED without a ledger that keeps a log, or the ledger's
+ * failure.  Safe to call from any thread.
  */
 KW_EXPORT KW_WARN_UNUSED kw_status kw_usage(kw_ctx *ctx, const kw_actor *actor,
 					    const kw_usage_filter *filter,

@@ -166,7 +166,10 @@ typedef enum kw_instance_role {
 
 /*
  * One quota counter in one window.  `counter` names the quota and whom it
- * counts ("server_env/0/user:alice"); a counter lives for one window.
+ * counts ("server_env/0/user:alice", or with a quota per user and provider
+ * "server_env/0/user+provider:alice/anthropic"); a counter lives for one
+ * window.  The host composes it from everything the quota counts by: a
+ * ledger keys its count on the string as it is and need not parse it.
  */
 typedef struct kw_quota_slot {
 	const char *counter;
@@ -438,7 +441,10 @@ struct kw_module {
 	/* Undo an admitted charge: count down every slot (not below zero) and
 	 * mark its usage row "refunded". */
 	kw_status (*refund)(void *state, const kw_charge *c, kw_reply *r);
-	/* The usage log, oldest first. */
+	/* The usage log, oldest first: the rows f matches (see
+	 * usage_filter_size for the filter a module is handed).  Rows that f
+	 * does not match do no harm: the host applies every condition of the
+	 * caller's filter to each row again. */
 	kw_status (*usage)(void *state, const kw_usage_filter *f,
 			   kw_usage_fn *fn, void *arg, kw_reply *r);
 
@@ -457,6 +463,21 @@ struct kw_module {
 	 */
 	kw_status (*used_batch)(void *state, const kw_store_use *uses,
 				size_t n, kw_reply *r);
+
+	/*
+	 * Added with kw_usage_filter's `size`.  sizeof(kw_usage_filter) as
+	 * the module compiled it, for a ledger that reads conditions added to
+	 * kw_usage_filter after `backend`; 0 (the default) stands for the
+	 * first version with a size, which ends with `backend`.  usage() is
+	 * handed a filter laid out as the module's own kw_usage_filter, whose
+	 * `size` is the smaller of this and the host's.
+	 *
+	 * A descriptor too short to hold this field comes from a module built
+	 * before kw_usage_filter began with `size`: its usage() is handed the
+	 * filter in that older layout (since, until, user, org, backend; no
+	 * size), so it keeps working as it was built.
+	 */
+	uint32_t usage_filter_size;
 };
 
 /* The first two fields of every descriptor; use designated initializers
