@@ -373,6 +373,24 @@ static struct bad_config bad_configs[] = {
 		.status = KW_ERR_CONFIG,
 	},
 	{
+		/* The master key's own error, and not a second one from the
+		 * audit trail that needs it: it is set, if wrongly. */
+		.name = "master_key_fails_with_audit",
+		.text = "keyway: {\n"                           /* 1 */
+			"  master_key: {\n"                     /* 2 */
+			"    source = \"env\";\n"               /* 3 */
+			"    var = \"KEYWAY_MASTER_KEY\";\n"    /* 4 */
+			"  };\n"                                /* 5 */
+			"  audit: {\n"                          /* 6 */
+			"    sink = \"syslog\";\n"              /* 7 */
+			"  };\n"                                /* 8 */
+			"};\n"                                  /* 9 */
+			BACKEND_A CHAIN_A,
+		.expect = "%s/keyway.conf:2: keyway.master_key: "
+			  "$KEYWAY_MASTER_KEY is not set",
+		.status = KW_ERR_CONFIG,
+	},
+	{
 		.name = "ledger_cannot_count",
 		.text = "keyway: {\n"                           /* 1 */
 			"  ledger: {\n"                         /* 2 */
