@@ -722,6 +722,17 @@ static struct bad_config bad_configs[] = {
 		.aux_mode = 0644,
 		.aux_text = "ANTHROPIC_API_KEY=sk-ant-test-0123456789\n",
 	},
+	{
+		/* The file is the only source: it must be there. */
+		.name = "env_dotenv_missing_required",
+		.text = BACKEND("    module = \"env\";\n"       /* 3 */
+				"    dotenv = \"server.env\";\n"  /* 4 */
+				"    environment = false;\n"),    /* 5 */
+		.expect = "%s/keyway.conf:4: backend \"a\": dotenv file "
+			  "%s/server.env does not exist; with environment = "
+			  "false it is the only source",
+		.status = KW_ERR_CONFIG,
+	},
 };
 
 #define NBAD (sizeof(bad_configs) / sizeof(bad_configs[0]))
@@ -1283,6 +1294,46 @@ static void test_relative_path_setting(void **state)
 	kw_close(ctx);
 }
 
+/* A dotenv file that is not there, beside the environment: the backend
+ * serves the environment, and a miss says where the file was looked
+ * for. */
+static void test_env_dotenv_missing_optional(void **state)
+{
+	struct fixture *fx = *state;
+	kw_request req = KW_REQUEST_INIT;
+	const kw_trace_step *step;
+	char value[128], backend[64];
+	kw_ctx *ctx = NULL;
+	kw_trace *t = NULL;
+	char *detail;
+
+	assert_int_equal(setenv("ANTHROPIC_API_KEY",
+				"sk-ant-env-0123456789abcdef", 1),
+			 0);
+	write_conf(fx, BACKEND("    module = \"env\";\n"
+			       "    dotenv = \"server.env\";\n"));
+	assert_status(kw_open(&ctx, fx->conf), KW_OK);
+	assert_non_null(ctx);
+	assert_status(tu_resolve(ctx, NULL, "anthropic", NULL, NULL, value,
+				 sizeof(value), backend, sizeof(backend)),
+		      KW_OK);
+	assert_string_equal(value, "sk-ant-env-0123456789abcdef");
+	assert_int_equal(unsetenv("ANTHROPIC_API_KEY"), 0);
+	req.provider = "anthropic";
+	assert_status(kw_explain(ctx, &req, &t), KW_OK);
+	step = kw_trace_get(t, 0);
+	assert_non_null(step);
+	detail = expand("$ANTHROPIC_API_KEY is not set (dotenv "
+			"%s/server.env does not exist)",
+			fx->dir);
+	assert_string_equal(step->detail, detail);
+	free(detail);
+	kw_trace_free(t);
+	kw_close(ctx);
+	assert_status(kw_check(fx->conf, collect, fx), KW_OK);
+	assert_int_equal(fx->nlines, 0);
+}
+
 /* ---- the program ---- */
 
 #define FX_TEST(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown)
@@ -1304,6 +1355,7 @@ static const struct CMUnitTest other_tests[] = {
 	FX_TEST(test_include_error_names_included_file),
 	FX_TEST(test_include_syntax_error),
 	FX_TEST(test_relative_path_setting),
+	FX_TEST(test_env_dotenv_missing_optional),
 };
 
 #define NOTHER (sizeof(other_tests) / sizeof(other_tests[0]))
