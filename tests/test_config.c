@@ -95,8 +95,8 @@
 
 /*
  * A configuration kw_open() must refuse.  In `expect`, %s stands for the
- * directory holding keyway.conf, %M for $KEYWAY_MODULE_DIR and %V for the
- * library's version.
+ * directory holding keyway.conf, %M for $KEYWAY_MODULE_DIR, %D for the
+ * built-in module directory and %V for the library's version.
  */
 struct bad_config {
 	const char *name;
@@ -221,7 +221,7 @@ static struct bad_config bad_configs[] = {
 		.name = "module_not_found",
 		.text = BACKEND("    module = \"nosuch\";\n"),  /* 3 */
 		.expect = "%s/keyway.conf:3: backend \"a\": cannot load "
-			  "module %M/kw_nosuch.so: No such file or directory",
+			  "module \"nosuch\": no kw_nosuch.so in %M or %D",
 		.status = KW_ERR_MODULE,
 	},
 	{
@@ -829,6 +829,9 @@ static char *expand(const char *fmt, const char *dir)
 			assert_non_null(moddir);
 			fputs(moddir, out);
 			p++;
+		} else if (p[0] == '%' && p[1] == 'D') {
+			fputs(KW_MODULEDIR, out);
+			p++;
 		} else if (p[0] == '%' && p[1] == 'V') {
 			fputs(kw_version(), out);
 			p++;
@@ -1048,12 +1051,10 @@ static void test_check_reports_all(void **state)
 		       "  );\n"
 		       "};\n");
 	want[0] = expand("%s/keyway.conf:3: backend \"org_keys\": cannot "
-			 "load module %M/kw_sqlte.so: No such file or "
-			 "directory",
+			 "load module \"sqlte\": no kw_sqlte.so in %M or %D",
 			 fx->dir);
 	want[1] = expand("%s/keyway.conf:6: backend \"user_keys\": cannot "
-			 "load module %M/kw_vualt.so: No such file or "
-			 "directory",
+			 "load module \"vualt\": no kw_vualt.so in %M or %D",
 			 fx->dir);
 	want[2] = expand("%s/keyway.conf:24: chain \"default\": unknown "
 			 "backend \"sever\"",
