@@ -256,7 +256,7 @@ struct kw_ctx {
 	struct kwi_chain *chains;
 	size_t nchains;
 	const struct kwi_chain *default_chain;
-	struct kwi_path *sources;   /* libconfig's file names, resolved */
+	struct kwi_path *sources;   /* paths of the included files */
 	size_t nsources;
 	struct kwi_master *masters; /* [0] current, then old ones (guarded) */
 	size_t nmasters;
@@ -287,7 +287,8 @@ kw_status kwi_audit_change(struct kw_ctx *ctx, const kw_actor *actor,
 			   const char *op, const char *backend,
 			   const kw_store_key *k, kw_status result);
 
-/* The file libconfig read a setting from, as a usable path. */
+/* The file a setting is written in: the configuration's path, or the
+ * path of the included file. */
 const char *kwi_source_path(struct kw_ctx *ctx, const config_setting_t *s);
 
 /*

@@ -130,8 +130,52 @@ static struct bad_config bad_configs[] = {
 		.name = "include_missing",
 		.text = BACKEND_A
 			"@include \"nosuch.conf\"\n",           /* 7 */
-		.expect = "%s/keyway.conf:7: cannot open include file",
+		.expect = "%s/keyway.conf:7: cannot include "
+			  "%s/nosuch.conf: No such file or directory",
 		.status = KW_ERR_CONFIG,
+	},
+	{
+		.name = "include_itself",
+		.text = BACKEND_A
+			"@include \"keyway.conf\"\n",           /* 7 */
+		.expect = "%s/keyway.conf:7: cannot include "
+			  "%s/keyway.conf: it is already being read (an "
+			  "@include loop)",
+		.status = KW_ERR_CONFIG,
+	},
+	{
+		.name = "include_loop",
+		.text = BACKEND_A
+			"@include \"chains.conf\"\n",           /* 7 */
+		.expect = "%s/chains.conf:2: cannot include "
+			  "%s/keyway.conf: it is already being read (an "
+			  "@include loop)",
+		.status = KW_ERR_CONFIG,
+		.aux_name = "chains.conf",
+		.aux_mode = 0644,
+		.aux_text = "# the other way round\n"              /* 1 */
+			    "@include \"keyway.conf\"\n",       /* 2 */
+	},
+	{
+		.name = "include_bad_name",
+		.text = BACKEND_A
+			"  @include \"chains\\.conf\"\n",       /* 7 */
+		.expect = "%s/keyway.conf:7: @include: the file name must be "
+			  "one line, in double quotes, with only \\\" and "
+			  "\\\\ escaped",
+		.status = KW_ERR_CONFIG,
+	},
+	{
+		.name = "include_ends_in_comment",
+		.text = BACKEND_A
+			"@include \"chains.conf\"\n"            /* 7 */
+			CHAIN_A,
+		.expect = "%s/chains.conf: the file ends inside a "
+			  "/* comment */",
+		.status = KW_ERR_CONFIG,
+		.aux_name = "chains.conf",
+		.aux_mode = 0644,
+		.aux_text = "/* the rest of keyway.conf would be lost\n",
 	},
 
 	/* ---- the top level ---- */
@@ -1241,6 +1285,107 @@ static void test_include_syntax_error(void **state)
 	free(expect);
 }
 
+/* libconfig's scanner exit()s on an @include of a directory: it is
+ * refused before libconfig sees it, and the program goes on. */
+static void test_include_directory(void **state)
+{
+	struct fixture *fx = *state;
+	char *sub, *expect;
+
+	write_conf(fx, BACKEND_A "@include \"chains.d\"\n" CHAIN_A);
+	assert_true(asprintf(&sub, "%s/chains.d", fx->dir) > 0);
+	assert_int_equal(mkdir(sub, 0755), 0);
+	free(sub);
+	expect = expand("%s/keyway.conf:7: cannot include %s/chains.d: it is a "
+			"directory, not a regular file",
+			fx->dir);
+	assert_open_fails(fx->conf, KW_ERR_CONFIG, expect);
+	assert_status(kw_check(fx->conf, collect, fx), KW_ERR_CONFIG);
+	assert_int_equal(fx->nlines, 1);
+	assert_string_equal(fx->lines[0], expect);
+	free(expect);
+}
+
+/* What is checked is what is read: a FIFO would hand over whatever its
+ * writer chooses, and a link can be pointed elsewhere after a check by
+ * name. */
+static void test_include_not_a_file(void **state)
+{
+	struct fixture *fx = *state;
+	char *path, *expect;
+
+	write_conf(fx, MAIN_WITH_INCLUDE);
+	assert_true(asprintf(&path, "%s/chains.conf", fx->dir) > 0);
+	assert_int_equal(mkfifo(path, 0644), 0);
+	expect = expand("%s/keyway.conf:7: cannot include %s/chains.conf: it "
+			"is a FIFO, not a regular file",
+			fx->dir);
+	assert_open_fails(fx->conf, KW_ERR_CONFIG, expect);
+	free(expect);
+
+	assert_int_equal(unlink(path), 0);
+	free(tu_write(fx->dir, "real.conf", 0644, "%s", CHAIN_A));
+	assert_int_equal(symlink("real.conf", path), 0);
+	expect = expand("%s/keyway.conf:7: cannot include %s/chains.conf: it "
+			"is a symbolic link; include the file itself",
+			fx->dir);
+	assert_open_fails(fx->conf, KW_ERR_CONFIG, expect);
+	free(expect);
+	free(path);
+}
+
+/* Lines are counted in each file, before, inside and after the included
+ * text, through two levels; an @include in a comment or a string is
+ * text, not an include. */
+static void test_include_lines(void **state)
+{
+	struct fixture *fx = *state;
+	kw_ctx *ctx = NULL;
+	char *want[3];
+
+	write_conf(fx, "/* @include \"nosuch.conf\"\n"    /* 1 */
+		       "@include \"nosuch.conf\" */\n"     /* 2 */
+		       "backends: {\n"                      /* 3 */
+		       "  @include \"a.conf\"\n"            /* 4 */
+		       "  b: {\n"                           /* 5 */
+		       "    module = \"fake\";\n"           /* 6 */
+		       "    answer = \"found\";\n"          /* 7 */
+		       "    extra = \"\n"                   /* 8 */
+		       "@include \\\"nosuch.conf\\\"\";\n" /* 9 */
+		       "  };\n"                             /* 10 */
+		       "};\n"                               /* 11 */
+		       CHAIN_A);                           /* 12-19 */
+	free(tu_write(fx->dir, "a.conf", 0644,
+		      "a: {\n"                             /* 1 */
+		      "  module = \"fake\";\n"             /* 2 */
+		      "  @include \"b.conf\"\n"            /* 3 */
+		      "  typo = 1;\n"                       /* 4 */
+		      "};\n"));                            /* 5 */
+	free(tu_write(fx->dir, "b.conf", 0644,
+		      "# answers\n"                        /* 1 */
+		      "answer = \"found\";\n"              /* 2 */
+		      "retries = 3;"));                    /* 3, no newline */
+	want[0] = expand("%s/b.conf:3: backend \"a\": unknown setting "
+			 "\"retries\" (module \"fake\" takes answer, value, "
+			 "open_error, check_answer, providers)",
+			 fx->dir);
+	want[1] = expand("%s/a.conf:4: backend \"a\": unknown setting "
+			 "\"typo\" (module \"fake\" takes answer, value, "
+			 "open_error, check_answer, providers)",
+			 fx->dir);
+	want[2] = expand("%s/keyway.conf:8: backend \"b\": unknown setting "
+			 "\"extra\" (module \"fake\" takes answer, value, "
+			 "open_error, check_answer, providers)",
+			 fx->dir);
+	assert_status(kw_check(fx->conf, collect, fx), KW_ERR_CONFIG);
+	assert_int_equal(fx->nlines, 3);
+	for (size_t i = 0; i < 3; i++)
+		assert_string_equal(fx->lines[i], want[i]);
+	for (size_t i = 0; i < 3; i++)
+		free(want[i]);
+	assert_status(kw_open(&ctx, fx->conf), KW_ERR_CONFIG);
+}
+
 /* ---- KW_SETTING_PATH: relative to the configuration's directory ---- */
 
 static void test_relative_path_setting(void **state)
@@ -1355,6 +1500,9 @@ static const struct CMUnitTest other_tests[] = {
 	FX_TEST(test_include_loads),
 	FX_TEST(test_include_error_names_included_file),
 	FX_TEST(test_include_syntax_error),
+	FX_TEST(test_include_directory),
+	FX_TEST(test_include_not_a_file),
+	FX_TEST(test_include_lines),
 	FX_TEST(test_relative_path_setting),
 	FX_TEST(test_env_dotenv_missing_optional),
 };
