@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -531,6 +532,198 @@ nomem:
 	return false;
 }
 
+/* ---- what libconfig's "syntax error" was about ---- */
+
+enum tok_kind { TOK_END, TOK_NAME, TOK_STRING, TOK_NUMBER, TOK_PUNCT,
+		TOK_OTHER };
+
+struct tok {
+	const char *start;
+	size_t len;
+	unsigned line;       /* where it ends, as libconfig counts */
+	enum tok_kind kind;
+};
+
+static bool is_name_char(char c, bool first)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '*' ||
+	       (!first && ((c >= '0' && c <= '9') || c == '-' || c == '_'));
+}
+
+/* The next token of libconfig's language from *pp, roughly as its scanner
+ * cuts them (close enough to point at one). */
+static void next_token(const char **pp, const char *end, unsigned *line,
+		       struct tok *tk)
+{
+	const char *p = *pp;
+
+	tk->kind = TOK_END;
+	while (p < end) {
+		if (*p == '\n') {
+			++*line;
+			p++;
+		} else if (*p == ' ' || *p == '\t' || *p == '\r' ||
+			   *p == '\f') {
+			p++;
+		} else if (*p == '#' ||
+			   (p[0] == '/' && p + 1 < end && p[1] == '/')) {
+			while (p < end && *p != '\n')
+				p++;
+		} else if (p[0] == '/' && p + 1 < end && p[1] == '*') {
+			for (p += 2; p < end && !(p[0] == '*' && p + 1 < end &&
+						  p[1] == '/');
+			     p++)
+				*line += *p == '\n';
+			p = p < end ? p + 2 : end;
+		} else {
+			break;
+		}
+	}
+	tk->start = p;
+	if (p == end)
+		goto out;
+	if (*p == '"') {
+		tk->kind = TOK_STRING;
+		for (p++; p < end && *p != '"'; p++) {
+			if (*p == '\\' && p + 1 < end &&
+			    (p[1] == '"' || p[1] == '\\'))
+				p++;
+			*line += *p == '\n';
+		}
+		p = p < end ? p + 1 : end;
+	} else if (is_name_char(*p, true)) {
+		tk->kind = TOK_NAME;
+		while (p < end && is_name_char(*p, false))
+			p++;
+	} else if ((*p >= '0' && *p <= '9') ||
+		   ((*p == '-' || *p == '+' || *p == '.') && p + 1 < end &&
+		    ((p[1] >= '0' && p[1] <= '9') || p[1] == '.'))) {
+		tk->kind = TOK_NUMBER;
+		for (p++; p < end && ((*p >= '0' && *p <= '9') ||
+				      (*p >= 'A' && *p <= 'Z') ||
+				      (*p >= 'a' && *p <= 'z') || *p == '.' ||
+				      ((*p == '-' || *p == '+') &&
+				       (p[-1] == 'e' || p[-1] == 'E')));
+		     p++)
+			;
+	} else {
+		tk->kind = strchr("=:,;{}[]()", *p) != NULL ? TOK_PUNCT
+							     : TOK_OTHER;
+		p++;
+	}
+out:
+	tk->len = (size_t)(p - tk->start);
+	tk->line = *line;
+	*pp = p;
+}
+
+/*
+ * Does libconfig stop at line `line` when it reads text up to the end of
+ * tk?  A text cut short elsewhere fails at its end, the line after.
+ * libconfig 1.5 leaks a string it stops at, so a string is tried as a
+ * number, which any place that refuses the one refuses too, unless it
+ * follows a string (which it would continue).
+ */
+static bool fails_at(const char *text, const struct tok *tk,
+		     const struct tok *prev, unsigned line, const char *msg)
+{
+	size_t n = (size_t)(tk->start + tk->len - text);
+	char *cut;
+	bool at = false;
+	config_t cfg;
+
+	if (tk->kind == TOK_STRING && prev->kind == TOK_STRING)
+		return false;
+	cut = malloc(n + 2);
+	if (cut == NULL)
+		return false;
+	memcpy(cut, text, n);
+	if (tk->kind == TOK_STRING) {
+		/* As many newlines as the string holds keep the line. */
+		size_t k = (size_t)(tk->start - text);
+
+		for (const char *q = tk->start; q < tk->start + tk->len; q++)
+			if (*q == '\n')
+				cut[k++] = '\n';
+		cut[k++] = '0';
+		n = k;
+	}
+	cut[n] = '\n';
+	cut[n + 1] = '\0';
+	config_init(&cfg);
+	config_set_include_dir(&cfg, "/dev/null");
+	if (config_read_string(&cfg, cut) != CONFIG_TRUE)
+		at = (unsigned)config_error_line(&cfg) == line &&
+		     config_error_text(&cfg) != NULL &&
+		     strcmp(config_error_text(&cfg), msg) == 0;
+	config_destroy(&cfg);
+	free(cut);
+	return at;
+}
+
+static bool ends_value(const struct tok *tk)
+{
+	return tk->kind == TOK_STRING || tk->kind == TOK_NUMBER ||
+	       (tk->kind == TOK_NAME &&
+		(strncasecmp(tk->start, "true", tk->len) == 0 ||
+		 strncasecmp(tk->start, "false", tk->len) == 0)) ||
+	       (tk->kind == TOK_PUNCT && tk->len == 1 &&
+		strchr("}])", tk->start[0]) != NULL);
+}
+
+/*
+ * libconfig says "syntax error" or "duplicate setting name" and a line.
+ * Find the token it stopped at, by parsing the text cut after each token
+ * of that line in turn, and say which it was.  A string is never shown:
+ * it may be a key pasted in the wrong place.
+ */
+static void describe_error(const char *text, unsigned line, const char *msg,
+			   char *out, size_t outlen)
+{
+	const char *p = text, *end = text + strlen(text);
+	struct tok tk, prev = { NULL, 0, 0, TOK_END };
+	const char *hint = "";
+	unsigned at = 1;
+	bool dup = strcmp(msg, "duplicate setting name") == 0;
+
+	snprintf(out, outlen, "%s", msg);
+	for (;;) {
+		next_token(&p, end, &at, &tk);
+		if (tk.kind == TOK_END || tk.line > line)
+			break;
+		if (tk.line == line && fails_at(text, &tk, &prev, line, msg))
+			goto found;
+		prev = tk;
+	}
+	if (!dup && tk.kind == TOK_END)
+		snprintf(out, outlen,
+			 "%s at the end of the file (a missing } or )?)", msg);
+	return;
+found:
+	if (dup && tk.kind == TOK_NAME) {
+		snprintf(out, outlen,
+			 "duplicate setting \"%.*s\": it is already set in "
+			 "this group",
+			 (int)(tk.len > 64 ? 64 : tk.len), tk.start);
+		return;
+	}
+	/* What to look for, from the token before. */
+	if (tk.kind == TOK_NAME && prev.kind == TOK_PUNCT &&
+	    (prev.start[0] == '=' || prev.start[0] == ':'))
+		hint = " (a string value must be in double quotes)";
+	else if (tk.kind != TOK_PUNCT && tk.kind != TOK_OTHER &&
+		 prev.kind == TOK_NAME && !ends_value(&prev))
+		hint = " (a missing '=' before it?)";
+	else if ((tk.kind != TOK_PUNCT || strchr("{([", tk.start[0])) &&
+		 ends_value(&prev))
+		hint = " (a missing ',' or ';' before it?)";
+	if (tk.kind == TOK_STRING)
+		snprintf(out, outlen, "%s at a string%s", msg, hint);
+	else
+		snprintf(out, outlen, "%s at '%.*s'%s", msg,
+			 (int)(tk.len > 40 ? 40 : tk.len), tk.start, hint);
+}
+
 /* Settings name the file and line they were written at, not their place
  * in the text put together. */
 static void relocate(const struct text *t, config_setting_t *s)
@@ -581,13 +774,21 @@ static bool read_config(struct loader *l, const char *path)
 	config_set_include_dir(&ctx->cfg, "/dev/null");
 	if (config_read_string(&ctx->cfg, t.buf != NULL ? t.buf : "") !=
 	    CONFIG_TRUE) {
-		unsigned line;
-		const char *f = text_origin(&t, (unsigned)config_error_line(
-							 &ctx->cfg),
-					    &line);
+		unsigned at = (unsigned)config_error_line(&ctx->cfg), line;
+		const char *f = text_origin(&t, at, &line);
+		const char *msg = config_error_text(&ctx->cfg);
+		char what[256];
 
+		if (msg == NULL)
+			msg = "cannot parse";
+		if (strcmp(msg, "syntax error") == 0 ||
+		    strcmp(msg, "duplicate setting name") == 0)
+			describe_error(t.buf != NULL ? t.buf : "", at, msg,
+				       what, sizeof(what));
+		else
+			snprintf(what, sizeof(what), "%s", msg);
 		kwi_diag(l->d, KW_ERR_CONFIG, resolve_source(ctx, f), (int)line,
-			 "%s", config_error_text(&ctx->cfg));
+			 "%s", what);
 		goto out;
 	}
 	relocate(&t, config_root_setting(&ctx->cfg));

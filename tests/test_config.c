@@ -115,7 +115,49 @@ static struct bad_config bad_configs[] = {
 		.name = "syntax_error",
 		.text = BACKEND("    module = \"fake\";\n"      /* 3 */
 				"    answer = found;\n"),       /* 4 */
-		.expect = "%s/keyway.conf:4: syntax error",
+		.expect = "%s/keyway.conf:4: syntax error at 'found' (a "
+			  "string value must be in double quotes)",
+		.status = KW_ERR_CONFIG,
+	},
+	{
+		/* The string is where it stopped, and is not shown: it may
+		 * be a key. */
+		.name = "syntax_error_at_string",
+		.text = BACKEND("    module = \"fake\";\n"      /* 3 */
+				"    answer = \"found\";\n"     /* 4 */
+				"    value \"sk-ant-pasted-secret\";\n"), /* 5 */
+		.expect = "%s/keyway.conf:5: syntax error at a string (a "
+			  "missing '=' before it?)",
+		.status = KW_ERR_CONFIG,
+	},
+	{
+		.name = "syntax_error_missing_comma",
+		.text = BACKEND_A
+			"chains: {\n"                           /* 7 */
+			"  default = (\n"                       /* 8 */
+			"    { backend = \"a\"; control = \"sufficient\"; }\n"
+			"    { backend = \"a\"; control = \"required\"; }\n"
+			"  );\n"                                /* 11 */
+			"};\n",
+		.expect = "%s/keyway.conf:10: syntax error at '{' (a missing "
+			  "',' or ';' before it?)",
+		.status = KW_ERR_CONFIG,
+	},
+	{
+		.name = "syntax_error_garbage",
+		.text = BACKEND("    module = \"fake\";\n"      /* 3 */
+				"    answer = $found;\n"),        /* 4 */
+		.expect = "%s/keyway.conf:4: syntax error at '$'",
+		.status = KW_ERR_CONFIG,
+	},
+	{
+		.name = "syntax_error_at_end",
+		.text = BACKEND_A
+			"chains: {\n"                           /* 7 */
+			"  default = ( { backend = \"a\"; "
+			"control = \"required\"; } );\n",       /* 8 */
+		.expect = "%s/keyway.conf:9: syntax error at the end of the "
+			  "file (a missing } or )?)",
 		.status = KW_ERR_CONFIG,
 	},
 	{
@@ -123,7 +165,18 @@ static struct bad_config bad_configs[] = {
 		.text = BACKEND("    module = \"fake\";\n"      /* 3 */
 				"    answer = \"found\";\n"     /* 4 */
 				"    answer = \"notfound\";\n"), /* 5 */
-		.expect = "%s/keyway.conf:5: duplicate setting name",
+		.expect = "%s/keyway.conf:5: duplicate setting \"answer\": it "
+			  "is already set in this group",
+		.status = KW_ERR_CONFIG,
+	},
+	{
+		/* The one that is set twice, not the one before it. */
+		.name = "duplicate_setting_same_line",
+		.text = BACKEND("    module = \"fake\";\n"      /* 3 */
+				"    value = \"x\";\n"          /* 4 */
+				"    answer = \"found\"; value = \"y\";\n"),
+		.expect = "%s/keyway.conf:5: duplicate setting \"value\": it "
+			  "is already set in this group",
 		.status = KW_ERR_CONFIG,
 	},
 	{
@@ -1280,7 +1333,9 @@ static void test_include_syntax_error(void **state)
 		      "    }\n"
 		      "  );\n"
 		      "};\n"));
-	expect = expand("%s/chains.conf:4: syntax error", fx->dir);
+	expect = expand("%s/chains.conf:4: syntax error at 'a' (a string "
+			"value must be in double quotes)",
+			fx->dir);
 	assert_open_fails(fx->conf, KW_ERR_CONFIG, expect);
 	free(expect);
 }
