@@ -177,7 +177,9 @@ kw_status kwi_audit_parse(struct kw_ctx *ctx, const config_setting_t *g,
 			 "\"allow\"");
 		return KW_ERR_CONFIG;
 	}
-	if (ctx->nmasters == 0) {
+	/* A master key that is set but failed has said so itself. */
+	if (config_setting_get_member(config_setting_parent(g),
+				      "master_key") == NULL) {
 		kwi_diag(d, KW_ERR_CONFIG, file, line,
 			 "keyway.audit: key fingerprints are keyed with the "
 			 "master key: set keyway.master_key");

@@ -7,7 +7,8 @@
  * keyway; so every one of them must be owned by root or by the caller and
  * not writable by group or others.  Sticky directories owned by root
  * (/tmp) are the exception: nobody else can rename or remove what is in
- * them.
+ * them, except what they own themselves, which is why a symbolic link must
+ * be owned by root or the caller too.
  */
 #include "config.h"
 
@@ -96,6 +97,16 @@ static kw_status walk(const char *path, int depth, char *why, size_t whylen)
 			char target[PATH_MAX], next[PATH_MAX];
 			ssize_t tl;
 
+			/* Its owner can replace it between this check and
+			 * the open, even in a sticky directory. */
+			if (st.st_uid != 0 && st.st_uid != geteuid()) {
+				snprintf(why, whylen,
+					 "%s is a symbolic link owned by uid "
+					 "%u, not by root or uid %u",
+					 cur, (unsigned)st.st_uid,
+					 (unsigned)geteuid());
+				return KW_ERR_PERM;
+			}
 			if (depth >= MAX_LINKS) {
 				snprintf(why, whylen,
 					 "%s: too many symbolic links", path);

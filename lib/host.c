@@ -232,7 +232,8 @@ static kw_status host_open_private(kw_instance *inst, const char *setting,
 	char why[512];
 	kw_status rc = kwi_open_private(path, fd, why, sizeof(why));
 
-	if (rc != KW_OK)
+	/* A file that is not there may be optional: the module decides. */
+	if (rc != KW_OK && rc != KW_ERR_NOTFOUND)
 		host_error(inst, setting, "%s", why);
 	return rc;
 }

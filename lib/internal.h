@@ -78,7 +78,8 @@ bool kwi_stat_trusted(const struct stat *st, bool is_dir, char *why,
 		      size_t whylen);
 /*
  * Check every directory on the way to path and path itself, following
- * symbolic links and checking where they lead too.
+ * symbolic links and checking where they lead too; a link itself must be
+ * owned by root or the caller, since its owner can replace it.
  */
 kw_status kwi_path_trusted(const char *path, char *why, size_t whylen);
 /* Open a secret-bearing file as module.h's open_private describes. */
@@ -116,12 +117,10 @@ struct kwi_module {
 				   kw_reply *);
 };
 
-/* Directory modules are loaded from: $KEYWAY_MODULE_DIR or the default. */
-const char *kwi_module_dir(void);
-
 /*
- * Load module `spec` (a name, or an absolute path) unless it is already in
- * *list.  On failure writes the reason into why.
+ * Load module `spec` (a name, looked up in each directory of
+ * $KEYWAY_MODULE_DIR and then the built-in one; or an absolute path)
+ * unless it is already in *list.  On failure writes the reason into why.
  */
 kw_status kwi_module_load(struct kwi_module **list, const char *spec,
 			  struct kwi_module **out, char *why, size_t whylen);
@@ -266,7 +265,7 @@ struct kw_ctx {
 	struct kwi_chain *chains;
 	size_t nchains;
 	const struct kwi_chain *default_chain;
-	struct kwi_path *sources;   /* libconfig's file names, resolved */
+	struct kwi_path *sources;   /* paths of the included files */
 	size_t nsources;
 	struct kwi_master *masters; /* [0] current, then old ones (guarded) */
 	size_t nmasters;
@@ -297,7 +296,8 @@ kw_status kwi_audit_change(struct kw_ctx *ctx, const kw_actor *actor,
 			   const char *op, const char *backend,
 			   const kw_store_key *k, kw_status result);
 
-/* The file libconfig read a setting from, as a usable path. */
+/* The file a setting is written in: the configuration's path, or the
+ * path of the included file. */
 const char *kwi_source_path(struct kw_ctx *ctx, const config_setting_t *s);
 
 /*

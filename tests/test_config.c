@@ -95,8 +95,8 @@
 
 /*
  * A configuration kw_open() must refuse.  In `expect`, %s stands for the
- * directory holding keyway.conf, %M for $KEYWAY_MODULE_DIR and %V for the
- * library's version.
+ * directory holding keyway.conf, %M for $KEYWAY_MODULE_DIR, %D for the
+ * built-in module directory and %V for the library's version.
  */
 struct bad_config {
 	const char *name;
@@ -115,7 +115,49 @@ static struct bad_config bad_configs[] = {
 		.name = "syntax_error",
 		.text = BACKEND("    module = \"fake\";\n"      /* 3 */
 				"    answer = found;\n"),       /* 4 */
-		.expect = "%s/keyway.conf:4: syntax error",
+		.expect = "%s/keyway.conf:4: syntax error at 'found' (a "
+			  "string value must be in double quotes)",
+		.status = KW_ERR_CONFIG,
+	},
+	{
+		/* The string is where it stopped, and is not shown: it may
+		 * be a key. */
+		.name = "syntax_error_at_string",
+		.text = BACKEND("    module = \"fake\";\n"      /* 3 */
+				"    answer = \"found\";\n"     /* 4 */
+				"    value \"sk-ant-pasted-secret\";\n"), /* 5 */
+		.expect = "%s/keyway.conf:5: syntax error at a string (a "
+			  "missing '=' before it?)",
+		.status = KW_ERR_CONFIG,
+	},
+	{
+		.name = "syntax_error_missing_comma",
+		.text = BACKEND_A
+			"chains: {\n"                           /* 7 */
+			"  default = (\n"                       /* 8 */
+			"    { backend = \"a\"; control = \"sufficient\"; }\n"
+			"    { backend = \"a\"; control = \"required\"; }\n"
+			"  );\n"                                /* 11 */
+			"};\n",
+		.expect = "%s/keyway.conf:10: syntax error at '{' (a missing "
+			  "',' or ';' before it?)",
+		.status = KW_ERR_CONFIG,
+	},
+	{
+		.name = "syntax_error_garbage",
+		.text = BACKEND("    module = \"fake\";\n"      /* 3 */
+				"    answer = $found;\n"),        /* 4 */
+		.expect = "%s/keyway.conf:4: syntax error at '$'",
+		.status = KW_ERR_CONFIG,
+	},
+	{
+		.name = "syntax_error_at_end",
+		.text = BACKEND_A
+			"chains: {\n"                           /* 7 */
+			"  default = ( { backend = \"a\"; "
+			"control = \"required\"; } );\n",       /* 8 */
+		.expect = "%s/keyway.conf:9: syntax error at the end of the "
+			  "file (a missing } or )?)",
 		.status = KW_ERR_CONFIG,
 	},
 	{
@@ -123,15 +165,70 @@ static struct bad_config bad_configs[] = {
 		.text = BACKEND("    module = \"fake\";\n"      /* 3 */
 				"    answer = \"found\";\n"     /* 4 */
 				"    answer = \"notfound\";\n"), /* 5 */
-		.expect = "%s/keyway.conf:5: duplicate setting name",
+		.expect = "%s/keyway.conf:5: duplicate setting \"answer\": it "
+			  "is already set in this group",
+		.status = KW_ERR_CONFIG,
+	},
+	{
+		/* The one that is set twice, not the one before it. */
+		.name = "duplicate_setting_same_line",
+		.text = BACKEND("    module = \"fake\";\n"      /* 3 */
+				"    value = \"x\";\n"          /* 4 */
+				"    answer = \"found\"; value = \"y\";\n"),
+		.expect = "%s/keyway.conf:5: duplicate setting \"value\": it "
+			  "is already set in this group",
 		.status = KW_ERR_CONFIG,
 	},
 	{
 		.name = "include_missing",
 		.text = BACKEND_A
 			"@include \"nosuch.conf\"\n",           /* 7 */
-		.expect = "%s/keyway.conf:7: cannot open include file",
+		.expect = "%s/keyway.conf:7: cannot include "
+			  "%s/nosuch.conf: No such file or directory",
 		.status = KW_ERR_CONFIG,
+	},
+	{
+		.name = "include_itself",
+		.text = BACKEND_A
+			"@include \"keyway.conf\"\n",           /* 7 */
+		.expect = "%s/keyway.conf:7: cannot include "
+			  "%s/keyway.conf: it is already being read (an "
+			  "@include loop)",
+		.status = KW_ERR_CONFIG,
+	},
+	{
+		.name = "include_loop",
+		.text = BACKEND_A
+			"@include \"chains.conf\"\n",           /* 7 */
+		.expect = "%s/chains.conf:2: cannot include "
+			  "%s/keyway.conf: it is already being read (an "
+			  "@include loop)",
+		.status = KW_ERR_CONFIG,
+		.aux_name = "chains.conf",
+		.aux_mode = 0644,
+		.aux_text = "# the other way round\n"              /* 1 */
+			    "@include \"keyway.conf\"\n",       /* 2 */
+	},
+	{
+		.name = "include_bad_name",
+		.text = BACKEND_A
+			"  @include \"chains\\.conf\"\n",       /* 7 */
+		.expect = "%s/keyway.conf:7: @include: the file name must be "
+			  "one line, in double quotes, with only \\\" and "
+			  "\\\\ escaped",
+		.status = KW_ERR_CONFIG,
+	},
+	{
+		.name = "include_ends_in_comment",
+		.text = BACKEND_A
+			"@include \"chains.conf\"\n"            /* 7 */
+			CHAIN_A,
+		.expect = "%s/chains.conf: the file ends inside a "
+			  "/* comment */",
+		.status = KW_ERR_CONFIG,
+		.aux_name = "chains.conf",
+		.aux_mode = 0644,
+		.aux_text = "/* the rest of keyway.conf would be lost\n",
 	},
 
 	/* ---- the top level ---- */
@@ -221,7 +318,7 @@ static struct bad_config bad_configs[] = {
 		.name = "module_not_found",
 		.text = BACKEND("    module = \"nosuch\";\n"),  /* 3 */
 		.expect = "%s/keyway.conf:3: backend \"a\": cannot load "
-			  "module %M/kw_nosuch.so: No such file or directory",
+			  "module \"nosuch\": no kw_nosuch.so in %M or %D",
 		.status = KW_ERR_MODULE,
 	},
 	{
@@ -367,6 +464,24 @@ static struct bad_config bad_configs[] = {
 			"    var = \"KEYWAY_MASTER_KEY\";\n"    /* 4 */
 			"  };\n"                                /* 5 */
 			"};\n"                                  /* 6 */
+			BACKEND_A CHAIN_A,
+		.expect = "%s/keyway.conf:2: keyway.master_key: "
+			  "$KEYWAY_MASTER_KEY is not set",
+		.status = KW_ERR_CONFIG,
+	},
+	{
+		/* The master key's own error, and not a second one from the
+		 * audit trail that needs it: it is set, if wrongly. */
+		.name = "master_key_fails_with_audit",
+		.text = "keyway: {\n"                           /* 1 */
+			"  master_key: {\n"                     /* 2 */
+			"    source = \"env\";\n"               /* 3 */
+			"    var = \"KEYWAY_MASTER_KEY\";\n"    /* 4 */
+			"  };\n"                                /* 5 */
+			"  audit: {\n"                          /* 6 */
+			"    sink = \"syslog\";\n"              /* 7 */
+			"  };\n"                                /* 8 */
+			"};\n"                                  /* 9 */
 			BACKEND_A CHAIN_A,
 		.expect = "%s/keyway.conf:2: keyway.master_key: "
 			  "$KEYWAY_MASTER_KEY is not set",
@@ -704,6 +819,17 @@ static struct bad_config bad_configs[] = {
 		.aux_mode = 0644,
 		.aux_text = "ANTHROPIC_API_KEY=sk-ant-test-0123456789\n",
 	},
+	{
+		/* The file is the only source: it must be there. */
+		.name = "env_dotenv_missing_required",
+		.text = BACKEND("    module = \"env\";\n"       /* 3 */
+				"    dotenv = \"server.env\";\n"  /* 4 */
+				"    environment = false;\n"),    /* 5 */
+		.expect = "%s/keyway.conf:4: backend \"a\": dotenv file "
+			  "%s/server.env does not exist; with environment = "
+			  "false it is the only source",
+		.status = KW_ERR_CONFIG,
+	},
 };
 
 #define NBAD (sizeof(bad_configs) / sizeof(bad_configs[0]))
@@ -799,6 +925,9 @@ static char *expand(const char *fmt, const char *dir)
 		} else if (p[0] == '%' && p[1] == 'M') {
 			assert_non_null(moddir);
 			fputs(moddir, out);
+			p++;
+		} else if (p[0] == '%' && p[1] == 'D') {
+			fputs(KW_MODULEDIR, out);
 			p++;
 		} else if (p[0] == '%' && p[1] == 'V') {
 			fputs(kw_version(), out);
@@ -1019,12 +1148,10 @@ static void test_check_reports_all(void **state)
 		       "  );\n"
 		       "};\n");
 	want[0] = expand("%s/keyway.conf:3: backend \"org_keys\": cannot "
-			 "load module %M/kw_sqlte.so: No such file or "
-			 "directory",
+			 "load module \"sqlte\": no kw_sqlte.so in %M or %D",
 			 fx->dir);
 	want[1] = expand("%s/keyway.conf:6: backend \"user_keys\": cannot "
-			 "load module %M/kw_vualt.so: No such file or "
-			 "directory",
+			 "load module \"vualt\": no kw_vualt.so in %M or %D",
 			 fx->dir);
 	want[2] = expand("%s/keyway.conf:24: chain \"default\": unknown "
 			 "backend \"sever\"",
@@ -1206,9 +1333,112 @@ static void test_include_syntax_error(void **state)
 		      "    }\n"
 		      "  );\n"
 		      "};\n"));
-	expect = expand("%s/chains.conf:4: syntax error", fx->dir);
+	expect = expand("%s/chains.conf:4: syntax error at 'a' (a string "
+			"value must be in double quotes)",
+			fx->dir);
 	assert_open_fails(fx->conf, KW_ERR_CONFIG, expect);
 	free(expect);
+}
+
+/* libconfig's scanner exit()s on an @include of a directory: it is
+ * refused before libconfig sees it, and the program goes on. */
+static void test_include_directory(void **state)
+{
+	struct fixture *fx = *state;
+	char *sub, *expect;
+
+	write_conf(fx, BACKEND_A "@include \"chains.d\"\n" CHAIN_A);
+	assert_true(asprintf(&sub, "%s/chains.d", fx->dir) > 0);
+	assert_int_equal(mkdir(sub, 0755), 0);
+	free(sub);
+	expect = expand("%s/keyway.conf:7: cannot include %s/chains.d: it is a "
+			"directory, not a regular file",
+			fx->dir);
+	assert_open_fails(fx->conf, KW_ERR_CONFIG, expect);
+	assert_status(kw_check(fx->conf, collect, fx), KW_ERR_CONFIG);
+	assert_int_equal(fx->nlines, 1);
+	assert_string_equal(fx->lines[0], expect);
+	free(expect);
+}
+
+/* What is checked is what is read: a FIFO would hand over whatever its
+ * writer chooses, and a link can be pointed elsewhere after a check by
+ * name. */
+static void test_include_not_a_file(void **state)
+{
+	struct fixture *fx = *state;
+	char *path, *expect;
+
+	write_conf(fx, MAIN_WITH_INCLUDE);
+	assert_true(asprintf(&path, "%s/chains.conf", fx->dir) > 0);
+	assert_int_equal(mkfifo(path, 0644), 0);
+	expect = expand("%s/keyway.conf:7: cannot include %s/chains.conf: it "
+			"is a FIFO, not a regular file",
+			fx->dir);
+	assert_open_fails(fx->conf, KW_ERR_CONFIG, expect);
+	free(expect);
+
+	assert_int_equal(unlink(path), 0);
+	free(tu_write(fx->dir, "real.conf", 0644, "%s", CHAIN_A));
+	assert_int_equal(symlink("real.conf", path), 0);
+	expect = expand("%s/keyway.conf:7: cannot include %s/chains.conf: it "
+			"is a symbolic link; include the file itself",
+			fx->dir);
+	assert_open_fails(fx->conf, KW_ERR_CONFIG, expect);
+	free(expect);
+	free(path);
+}
+
+/* Lines are counted in each file, before, inside and after the included
+ * text, through two levels; an @include in a comment or a string is
+ * text, not an include. */
+static void test_include_lines(void **state)
+{
+	struct fixture *fx = *state;
+	kw_ctx *ctx = NULL;
+	char *want[3];
+
+	write_conf(fx, "/* @include \"nosuch.conf\"\n"    /* 1 */
+		       "@include \"nosuch.conf\" */\n"     /* 2 */
+		       "backends: {\n"                      /* 3 */
+		       "  @include \"a.conf\"\n"            /* 4 */
+		       "  b: {\n"                           /* 5 */
+		       "    module = \"fake\";\n"           /* 6 */
+		       "    answer = \"found\";\n"          /* 7 */
+		       "    extra = \"\n"                   /* 8 */
+		       "@include \\\"nosuch.conf\\\"\";\n" /* 9 */
+		       "  };\n"                             /* 10 */
+		       "};\n"                               /* 11 */
+		       CHAIN_A);                           /* 12-19 */
+	free(tu_write(fx->dir, "a.conf", 0644,
+		      "a: {\n"                             /* 1 */
+		      "  module = \"fake\";\n"             /* 2 */
+		      "  @include \"b.conf\"\n"            /* 3 */
+		      "  typo = 1;\n"                       /* 4 */
+		      "};\n"));                            /* 5 */
+	free(tu_write(fx->dir, "b.conf", 0644,
+		      "# answers\n"                        /* 1 */
+		      "answer = \"found\";\n"              /* 2 */
+		      "retries = 3;"));                    /* 3, no newline */
+	want[0] = expand("%s/b.conf:3: backend \"a\": unknown setting "
+			 "\"retries\" (module \"fake\" takes answer, value, "
+			 "open_error, check_answer, providers)",
+			 fx->dir);
+	want[1] = expand("%s/a.conf:4: backend \"a\": unknown setting "
+			 "\"typo\" (module \"fake\" takes answer, value, "
+			 "open_error, check_answer, providers)",
+			 fx->dir);
+	want[2] = expand("%s/keyway.conf:8: backend \"b\": unknown setting "
+			 "\"extra\" (module \"fake\" takes answer, value, "
+			 "open_error, check_answer, providers)",
+			 fx->dir);
+	assert_status(kw_check(fx->conf, collect, fx), KW_ERR_CONFIG);
+	assert_int_equal(fx->nlines, 3);
+	for (size_t i = 0; i < 3; i++)
+		assert_string_equal(fx->lines[i], want[i]);
+	for (size_t i = 0; i < 3; i++)
+		free(want[i]);
+	assert_status(kw_open(&ctx, fx->conf), KW_ERR_CONFIG);
 }
 
 /* ---- KW_SETTING_PATH: relative to the configuration's directory ---- */
@@ -1265,6 +1495,46 @@ static void test_relative_path_setting(void **state)
 	kw_close(ctx);
 }
 
+/* A dotenv file that is not there, beside the environment: the backend
+ * serves the environment, and a miss says where the file was looked
+ * for. */
+static void test_env_dotenv_missing_optional(void **state)
+{
+	struct fixture *fx = *state;
+	kw_request req = KW_REQUEST_INIT;
+	const kw_trace_step *step;
+	char value[128], backend[64];
+	kw_ctx *ctx = NULL;
+	kw_trace *t = NULL;
+	char *detail;
+
+	assert_int_equal(setenv("ANTHROPIC_API_KEY",
+				"sk-ant-env-0123456789abcdef", 1),
+			 0);
+	write_conf(fx, BACKEND("    module = \"env\";\n"
+			       "    dotenv = \"server.env\";\n"));
+	assert_status(kw_open(&ctx, fx->conf), KW_OK);
+	assert_non_null(ctx);
+	assert_status(tu_resolve(ctx, NULL, "anthropic", NULL, NULL, value,
+				 sizeof(value), backend, sizeof(backend)),
+		      KW_OK);
+	assert_string_equal(value, "sk-ant-env-0123456789abcdef");
+	assert_int_equal(unsetenv("ANTHROPIC_API_KEY"), 0);
+	req.provider = "anthropic";
+	assert_status(kw_explain(ctx, &req, &t), KW_OK);
+	step = kw_trace_get(t, 0);
+	assert_non_null(step);
+	detail = expand("$ANTHROPIC_API_KEY is not set (dotenv "
+			"%s/server.env does not exist)",
+			fx->dir);
+	assert_string_equal(step->detail, detail);
+	free(detail);
+	kw_trace_free(t);
+	kw_close(ctx);
+	assert_status(kw_check(fx->conf, collect, fx), KW_OK);
+	assert_int_equal(fx->nlines, 0);
+}
+
 /* ---- the program ---- */
 
 #define FX_TEST(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown)
@@ -1285,7 +1555,11 @@ static const struct CMUnitTest other_tests[] = {
 	FX_TEST(test_include_loads),
 	FX_TEST(test_include_error_names_included_file),
 	FX_TEST(test_include_syntax_error),
+	FX_TEST(test_include_directory),
+	FX_TEST(test_include_not_a_file),
+	FX_TEST(test_include_lines),
 	FX_TEST(test_relative_path_setting),
+	FX_TEST(test_env_dotenv_missing_optional),
 };
 
 #define NOTHER (sizeof(other_tests) / sizeof(other_tests[0]))

@@ -11,6 +11,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -441,6 +442,106 @@ static void test_symlinked_directory(void **state)
 		       bad);
 }
 
+/* A link its owner can swap for another between the check and the load,
+ * even in a sticky directory: refused, naming the link. */
+static void test_symlink_foreign_owner(void **state)
+{
+	struct fixture *f = *state;
+	char *safe = make_dir(f->dir, "safe", 0755);
+	char *sticky = make_dir(f->dir, "sticky", 01777);
+	char *link = join(sticky, "kw_fake.so");
+
+	if (geteuid() != 0)
+		skip();
+	copy_module("fake", safe, "kw_fake.so", 0755);
+	assert_int_equal(symlink("../safe/kw_fake.so", link), 0);
+	open_spec(f, link);
+	assert_int_equal(f->st, KW_OK);
+
+	assert_int_equal(lchown(link, 65534, 65534), 0);
+	open_spec(f, link);
+	expect_refusal(f, KW_ERR_PERM,
+		       "refusing module %s: %s is a symbolic link owned by "
+		       "uid 65534, not by root or uid 0",
+		       link, link);
+
+	/* The same for a link to a directory on the way. */
+	link = join(sticky, "dirlink");
+	assert_int_equal(symlink(safe, link), 0);
+	assert_int_equal(lchown(link, 65534, 65534), 0);
+	open_spec(f, join(link, "kw_fake.so"));
+	expect_refusal(f, KW_ERR_PERM,
+		       "refusing module %s/kw_fake.so: %s is a symbolic link "
+		       "owned by uid 65534, not by root or uid 0",
+		       link, link);
+}
+
+static int count_by_fd(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	if (info->dlpi_name != NULL &&
+	    strncmp(info->dlpi_name, "/proc/self/fd/", 14) == 0)
+		++*(int *)arg;
+	return 0;
+}
+
+/* The module is loaded through the descriptor it was checked on, not
+ * opened again by its name. */
+static void test_loaded_through_descriptor(void **state)
+{
+	struct fixture *f = *state;
+	char *mods = make_dir(f->dir, "mods", 0755);
+	int before = 0, after = 0;
+	kw_ctx *ctx = NULL;
+
+	copy_module("fake", mods, "kw_mine.so", 0755);
+	assert_int_equal(setenv("KEYWAY_MODULE_DIR", mods, 1), 0);
+	f->conf = tu_write(f->dir, "keyway.conf", 0644,
+			   "backends: { b: { module = \"mine\"; answer = "
+			   "\"found\"; }; };\n"
+			   "chains: { default = ( { backend = \"b\"; "
+			   "control = \"required\"; } ); };\n");
+	dl_iterate_phdr(count_by_fd, &before);
+	assert_int_equal(kw_open(&ctx, f->conf), KW_OK);
+	dl_iterate_phdr(count_by_fd, &after);
+	kw_close(ctx);
+	assert_int_equal(after, before + 1);
+}
+
+/* KEYWAY_MODULE_DIR is a list of directories searched before the built-in
+ * one: the first that has the file serves it, and one that has it but
+ * cannot be trusted refuses it rather than passing it on. */
+static void test_module_dir_search_path(void **state)
+{
+	struct fixture *f = *state;
+	char *one = make_dir(f->dir, "one", 0755);
+	char *two = make_dir(f->dir, "two", 0755);
+	char *none = join(f->dir, "none");
+	char *path, *later, *bad = join(one, "kw_fake2.so");
+
+	copy_module("fake", two, "kw_fake2.so", 0755);
+	later = copy_module("fake", one, "kw_later.so", 0775);
+	assert_true(asprintf(&path, "%s:%s::%s", none, one, two) > 0);
+	keep(path);
+	assert_int_equal(setenv("KEYWAY_MODULE_DIR", path, 1), 0);
+	open_spec(f, "fake2");
+	assert_int_equal(f->st, KW_OK);
+
+	assert_int_equal(rename(later, bad), 0);
+	open_spec(f, "fake2");
+	expect_refusal(f, KW_ERR_PERM,
+		       "refusing module %s: %s is writable by group", bad,
+		       bad);
+
+	/* Not found anywhere: every place looked in, the built-in
+	 * directory last. */
+	open_spec(f, "nosuch");
+	expect_refusal(f, KW_ERR_MODULE,
+		       "cannot load module \"nosuch\": no kw_nosuch.so in "
+		       "%s, %s, %s or %s",
+		       none, one, two, KW_MODULEDIR);
+}
+
 static void test_symlink_dangling(void **state)
 {
 	struct fixture *f = *state;
@@ -509,11 +610,12 @@ static void test_null_entry(void **state)
 static void test_name_not_found(void **state)
 {
 	struct fixture *f = *state;
-	char *so = keep(tu_module("nosuch"));
 
 	open_spec(f, "nosuch");
 	expect_refusal(f, KW_ERR_MODULE,
-		       "cannot load module %s: No such file or directory", so);
+		       "cannot load module \"nosuch\": no kw_nosuch.so in %s "
+		       "or %s",
+		       module_dir, KW_MODULEDIR);
 }
 
 static void test_invalid_name(void **state)
@@ -690,6 +792,9 @@ int main(void)
 		T(test_symlink_to_unsafe_file),
 		T(test_symlink_safe_to_safe),
 		T(test_symlinked_directory),
+		T(test_symlink_foreign_owner),
+		T(test_loaded_through_descriptor),
+		T(test_module_dir_search_path),
 		T(test_symlink_dangling),
 		T(test_symlink_loop),
 		T(test_bad_abi),

@@ -44,6 +44,7 @@ struct env_state {
 	size_t nmap;
 	bool use_environ;        /* consult the process environment */
 	const char *path;        /* dotenv file, or NULL */
+	const char *missing;     /* dotenv file that does not exist, or NULL */
 	struct env_entry *vars;  /* sorted by name, no duplicates */
 	size_t nvars;
 	char *store;             /* secure memory: every name and value */
@@ -354,8 +355,21 @@ static KW_WARN_UNUSED kw_status env_load_dotenv(struct env_state *st,
 	int fd = -1;
 	kw_status rc;
 
-	/* It reports its own refusals, saying how to fix the file. */
+	/* It reports its own refusals, saying how to fix the file; a file
+	 * that is not there is ours to judge. */
 	rc = host->open_private(inst, "dotenv", path, &fd);
+	if (rc == KW_ERR_NOTFOUND && st->use_environ) {
+		st->missing = path;
+		rc = KW_OK;
+		goto out;
+	}
+	if (rc == KW_ERR_NOTFOUND) {
+		host->error(inst, "dotenv",
+			    "dotenv file %s does not exist; with environment "
+			    "= false it is the only source",
+			    path);
+		rc = KW_ERR_CONFIG;
+	}
 	if (rc != KW_OK)
 		goto out;
 	rc = env_read_dotenv(st, inst, path, fd, &buf, &size, &len);
@@ -486,6 +500,10 @@ static kw_status env_check(void *state, kw_reply *r)
 		st->host->reply_detail(r, "dotenv %s: %zu variable%s",
 				       st->path, st->nvars,
 				       st->nvars == 1 ? "" : "s");
+	else if (st->missing != NULL)
+		st->host->reply_detail(r, "environment only: dotenv %s does "
+				       "not exist",
+				       st->missing);
 	else
 		st->host->reply_detail(r, "environment only");
 	return KW_OK;
@@ -561,6 +579,10 @@ static kw_status env_lookup(void *state, const kw_query *q)
 		host->reply_detail(q->reply,
 				   "$%s is not set in the environment or in %s",
 				   var, st->path);
+	else if (st->missing != NULL)
+		host->reply_detail(q->reply,
+				   "$%s is not set (dotenv %s does not exist)",
+				   var, st->missing);
 	else
 		host->reply_detail(q->reply, "$%s is not set", var);
 	return KW_ERR_NOTFOUND;

@@ -299,8 +299,10 @@ typedef struct kw_host {
 	 * owned by root or the caller, and neither readable nor writable by
 	 * group or others.  On refusal it calls error() on `setting` with a
 	 * message that says what is wrong and how to fix it, and returns
-	 * KW_ERR_PERM (KW_ERR_NOTFOUND when it does not exist, KW_ERR_IO for other
-	 * failures).  The caller closes *fd.
+	 * KW_ERR_PERM (KW_ERR_IO for other failures).  A file that does not
+	 * exist is KW_ERR_NOTFOUND with nothing reported: the module decides
+	 * whether that is an error, and says so with error() if it is.  The
+	 * caller closes *fd.
 	 */
 	kw_status (*open_private)(kw_instance *inst, const char *setting,
 				  const char *path, int *fd);
