@@ -294,7 +294,8 @@ typedef struct kw_host {
 	 * Open a file that holds secrets, for reading, as OpenSSH opens a
 	 * private key: no symlink as the last component, a regular file,
 	 * owned by root or the caller, and neither readable nor writable by
-	 * group or others.  On refusal it calls error() on `setting` with a
+	 * group or others.  A FIFO or a device is refused without waiting
+	 * for it to open.  On refusal it calls error() on `setting` with a
 	 * message that says what is wrong and how to fix it, and returns
 	 * KW_ERR_PERM (KW_ERR_NOTFOUND when it does not exist, KW_ERR_IO for other
 	 * failures).  The caller closes *fd.
