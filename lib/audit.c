@@ -39,6 +39,8 @@ struct kwi_audit {
 	bool allow;          /* on_failure = "allow" */
 	int fd;
 	char path[1024];
+	const char *file;    /* where path is set, for messages */
+	int line;
 	/* HMAC state keyed with the fingerprint key (guarded); read-only
 	 * once open, so threads copy it without a lock. */
 	crypto_auth_hmacsha256_state *fp_state;
@@ -51,7 +53,7 @@ kw_status kwi_audit_parse(struct kw_ctx *ctx, const config_setting_t *g,
 {
 	const char *sink = NULL, *path = NULL, *on_failure = NULL;
 	struct kwi_audit *a;
-	int n, line = (int)config_setting_source_line(g);
+	int n, line = (int)config_setting_source_line(g), line_of_path = line;
 
 	if (!config_setting_is_group(g)) {
 		kwi_diag(d, KW_ERR_CONFIG, file, line,
@@ -85,12 +87,16 @@ kw_status kwi_audit_parse(struct kw_ctx *ctx, const config_setting_t *g,
 			return KW_ERR_CONFIG;
 		}
 		*slot = config_setting_get_string(s);
+		if (slot == &path)
+			line_of_path = (int)config_setting_source_line(s);
 	}
 
 	a = calloc(1, sizeof(*a));
 	if (a == NULL)
 		return KW_ERR_NOMEM;
 	a->fd = -1;
+	a->file = file;
+	a->line = line_of_path;
 	ctx->audit = a;
 	if (sink != NULL && strcmp(sink, "syslog") == 0) {
 		a->sink = AUDIT_SYSLOG;
@@ -188,10 +194,18 @@ kw_status kwi_audit_open(struct kw_ctx *ctx, struct kwi_diag *d)
 	}
 	if (a->sink == AUDIT_SYSLOG)
 		return KW_OK;
+	/* kw_check() creates nothing: a missing file is its problem. */
 	a->fd = open(a->path,
-		     O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW |
-			     O_NOCTTY,
+		     O_WRONLY | O_APPEND | (ctx->checking ? 0 : O_CREAT) |
+			     O_CLOEXEC | O_NOFOLLOW | O_NOCTTY,
 		     0600);
+	if (a->fd < 0 && errno == ENOENT && ctx->checking) {
+		kwi_diag(d, KW_ERR_CONFIG, a->file, a->line,
+			 "keyway.audit: %s does not exist: create it with "
+			 "keyway init",
+			 a->path);
+		return KW_ERR_CONFIG;
+	}
 	if (a->fd < 0) {
 		kwi_diag(d, KW_ERR_IO, ctx->path, 0,
 			 "keyway.audit: cannot open %s: %s", a->path,
@@ -219,6 +233,13 @@ void kwi_audit_free(struct kw_ctx *ctx)
 	kwi_secure_free(a->fp_state, sizeof(*a->fp_state));
 	free(a);
 	ctx->audit = NULL;
+}
+
+const char *kwi_audit_path(const struct kw_ctx *ctx)
+{
+	const struct kwi_audit *a = ctx->audit;
+
+	return a != NULL && a->sink == AUDIT_JSONL ? a->path : NULL;
 }
 
 /* ---- one line of JSON ---- */

@@ -55,12 +55,13 @@ first_line_is()
 
 # ---- usage ----
 
-for cmd in get explain exec check keygen help; do
+for cmd in get explain exec check init keygen help; do
 	case $cmd in
 	get) usage="get PROVIDER [--user U] [--org O] [--chain C] [--reveal]" ;;
 	explain) usage="explain PROVIDER [--user U] [--org O] [--chain C]" ;;
 	exec) usage="exec [--user U] [--org O] [--chain C] -p PROVIDER[=VAR]... -- CMD [ARGS...]" ;;
 	check) usage="check" ;;
+	init) usage="init" ;;
 	keygen) usage="keygen [-o FILE]" ;;
 	help) usage="help [COMMAND]" ;;
 	esac

@@ -2704,6 +2704,34 @@ static void collect_line(void *arg, const char *line)
 	snprintf(c->text + len, sizeof(c->text) - len, "%s\n", line);
 }
 
+/* A check creates nothing: a missing store is reported, and stays missing. */
+static void test_check_creates_no_store(void **state)
+{
+	struct fixture *f = *state;
+	struct check_lines c = { "" };
+	char *conf = keep(tu_write(f->dir, "keyway.conf", 0600, "%s",
+				   STORE_CONF));
+
+	assert_int_equal(kw_check(conf, collect_line, &c), KW_ERR_CONFIG);
+	assert_string_equal(
+		c.text,
+		fmt("%s:5: backend \"org_keys\": store %s does not exist: "
+		    "create it with keyway init (or a first keyway put)\n"
+		    "%s:6: backend \"user_keys\": store %s does not exist: "
+		    "create it with keyway init (or a first keyway put)\n"
+		    "%s:7: backend \"system_keys\": store %s does not exist: "
+		    "create it with keyway init (or a first keyway put)\n",
+		    conf, f->db, conf, f->db, conf, f->db));
+	assert_int_equal(access(f->db, F_OK), -1);
+	assert_int_equal(access(fmt("%s-wal", f->db), F_OK), -1);
+
+	/* Once made, the same check passes. */
+	open_store(f);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	assert_int_equal(kw_check(conf, NULL, NULL), KW_OK);
+}
+
 /* A store keyway cannot write to fails its health check. */
 static void test_check_read_only_store(void **state)
 {
@@ -4217,6 +4245,7 @@ int main(int argc, char **argv)
 		T(test_store_created_private_umask0),
 		T(test_store_permissions_refused),
 		T(test_store_wal_permissions_refused),
+		T(test_check_creates_no_store),
 		T(test_check_read_only_store),
 		T(test_not_a_store),
 		T(test_store_needs_master_key),

@@ -890,6 +890,13 @@ static int sq_erase(sqlite3 *db)
 
 /* ---- opening a store ---- */
 
+/* Is this open for `keyway check`, which must create nothing? */
+static bool sq_checking(const struct sq_state *st)
+{
+	return KW_HOST_HAS(st->host, open_flags) &&
+	       (st->host->open_flags(st->inst) & KW_OPEN_CHECK) != 0;
+}
+
 /*
  * Why the file at path may not be trusted, by the rules (and in the words)
  * of host->open_private(), but looking through an O_PATH descriptor.
@@ -974,13 +981,25 @@ static kw_status sq_files_refusal(const struct sq_state *st, char *why,
 	return rc;
 }
 
-/* Refuse a file that is not private to us, nor its -wal and -shm files. */
-static kw_status sq_check_private(const struct sq_state *st)
+/*
+ * Refuse a file that is not private to us, nor its -wal and -shm files.
+ * In a check (KW_OPEN_CHECK) a missing file is reported, with how to make
+ * it, instead of being created.
+ */
+static kw_status sq_check_private(const struct sq_state *st, const char *what)
 {
 	char why[1024];
 	kw_status rc = sq_files_refusal(st, why, sizeof(why));
 
-	if (rc != KW_OK)
+	if (rc == KW_ERR_NOTFOUND && sq_checking(st))
+		st->host->error(st->inst, "path",
+				"%s %s does not exist: create it with keyway "
+				"init%s",
+				what, st->path,
+				strcmp(what, "store") == 0
+					? " (or a first keyway put)"
+					: "");
+	else if (rc != KW_OK)
 		st->host->error(st->inst, "path", "%s", why);
 	return rc;
 }
@@ -1043,6 +1062,10 @@ kw_status sq_prepare_file(const struct sq_state *st, const char *what)
 	const char *path = st->path;
 	int fd;
 
+	/* A check looks at what is there: sq_check_private() reports a
+	 * missing file. */
+	if (sq_checking(st))
+		return sq_check_private(st, what);
 	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC |
 			O_NOCTTY, 0600);
 	if (fd >= 0) {
@@ -1056,7 +1079,7 @@ kw_status sq_prepare_file(const struct sq_state *st, const char *what)
 		}
 		close(fd);
 		/* A -wal or -shm left beside it would be read with it. */
-		return sq_check_private(st);
+		return sq_check_private(st, what);
 	}
 	if (errno != EEXIST) {
 		int e = errno;
@@ -1065,7 +1088,7 @@ kw_status sq_prepare_file(const struct sq_state *st, const char *what)
 			    path, strerror(e));
 		return e == EACCES ? KW_ERR_PERM : KW_ERR_IO;
 	}
-	return sq_check_private(st);
+	return sq_check_private(st, what);
 }
 
 /*

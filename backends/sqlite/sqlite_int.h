@@ -157,9 +157,10 @@ kw_status sq_acquire(struct sq_state *st, struct sq_conn **out, kw_reply *r);
 void sq_release(struct sq_state *st, struct sq_conn *c);
 
 /*
- * Create st->path 0600 if it is missing, and refuse a file, or a -wal or
- * -shm file beside it, that is not private to us; `what` ("store",
- * "ledger") is for messages.  Reports through host->error().
+ * Create st->path 0600 if it is missing (in a check, report it instead),
+ * and refuse a file, or a -wal or -shm file beside it, that is not private
+ * to us; `what` ("store", "ledger") is for messages.  Reports through
+ * host->error().
  */
 kw_status sq_prepare_file(const struct sq_state *st, const char *what);
 /*
