@@ -70,7 +70,10 @@ export ANTHROPIC_API_KEY=sk-ant-server-demo-000000000000000000003
 say "the configuration"
 cat keyway.conf
 
-say "keyway check: every backend opened and healthy"
+say "keyway init: the store and the ledger the configuration names, mode 0600"
+run keyway init
+
+say "keyway check: every backend opened and healthy (it creates nothing)"
 run keyway check
 
 say "an admin stores acme's key, alice stores her own (values come from stdin)"

@@ -2520,6 +2520,48 @@ static int cmd_check(const struct command *cmd, int argc, char **argv,
 	return EXIT_ERR;
 }
 
+static void created_line(void *arg, const char *line)
+{
+	(void)arg;
+	puts(line);
+}
+
+/*
+ * Make the files the configuration names that are missing, so that check
+ * passes before the first request: what was made on standard output,
+ * problems on standard error as check prints them.
+ */
+static int cmd_init(const struct command *cmd, int argc, char **argv,
+		    const char *config)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct args a = { 0 };
+	size_t count = 0;
+	kw_status st;
+	int rc;
+
+	rc = parse_args(cmd, argc, argv, ":h", longopts, &a);
+	if (rc == GO_ON)
+		rc = no_arguments(cmd, &a);
+	if (rc != GO_ON)
+		return rc;
+
+	st = kw_init(config, created_line, report_line, &count);
+	if (fflush(stdout) != 0) {
+		fprintf(stderr, "keyway: init: cannot write: %s\n",
+			strerror(errno));
+		return EXIT_ERR;
+	}
+	if (st == KW_OK)
+		return EXIT_OK;
+	if (count == 0)
+		lib_error(st);
+	return EXIT_ERR;
+}
+
 static int fill_random(unsigned char *buf, size_t len)
 {
 	ssize_t n;
@@ -2871,7 +2913,31 @@ static const struct command commands[] = {
 		"Each problem\n"
 		"is printed on standard error as \"file:line: what is wrong\"; "
 		"\"ok\" is\n"
-		"printed when there is none.\n"
+		"printed when there is none.  It creates nothing: a store, "
+		"ledger or audit\n"
+		"file that does not exist is a problem (keyway init makes "
+		"them), and so is\n"
+		"a store or ledger it cannot write to.\n"
+		"\n"
+		"Options:\n"
+		HELP_HELP_OPTION
+	},
+	{
+		"init", cmd_init,
+		"init",
+		"create the stores, ledger and audit file the configuration "
+		"names",
+		"Create every file the configuration names that does not "
+		"exist yet: each\n"
+		"sqlite store and the ledger (mode 0600, with their schema), "
+		"and the audit\n"
+		"file (mode 0600).  Files that exist are left as they are, so "
+		"running it\n"
+		"again creates nothing.  Prints \"created PATH (WHO)\" for each "
+		"file made;\n"
+		"problems go to standard error as check prints them.  Run it "
+		"as the user\n"
+		"the applications run as, once, before keyway check.\n"
 		"\n"
 		"Options:\n"
 		HELP_HELP_OPTION

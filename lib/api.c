@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <sodium.h>
 
@@ -35,9 +36,12 @@ void kw_request_init(kw_request *req)
 	req->size = sizeof(*req);
 }
 
-/* Load the configuration into a fresh context and open its backends. */
+/*
+ * Load the configuration into a fresh context and open its backends;
+ * `checking` for kw_check(), whose opens create nothing.
+ */
 static kw_status ctx_load(kw_ctx **out, const char *path, struct kwi_diag *d,
-			  bool keep_going)
+			  bool keep_going, bool checking)
 {
 	kw_ctx *ctx;
 
@@ -47,8 +51,10 @@ static kw_status ctx_load(kw_ctx **out, const char *path, struct kwi_diag *d,
 	ctx = calloc(1, sizeof(*ctx));
 	if (ctx == NULL)
 		return kwi_error(KW_ERR_NOMEM, "out of memory");
+	ctx->checking = checking;
+	/* A check goes on to the backends past an audit file it refused. */
 	if (kwi_config_load(ctx, config_path(path), d) == KW_OK &&
-	    kwi_audit_open(ctx, d) == KW_OK &&
+	    (kwi_audit_open(ctx, d) == KW_OK || checking) &&
 	    kwi_backends_open(ctx, d, keep_going) == KW_OK &&
 	    kwi_usage_start(ctx) != KW_OK)
 		kwi_diag(d, KW_ERR_NOMEM, ctx->path, 0, "out of memory");
@@ -65,7 +71,7 @@ kw_status kw_open(kw_ctx **ctx, const char *config_path_arg)
 	if (ctx == NULL)
 		return kwi_error(KW_ERR_INVAL, "kw_open: ctx is NULL");
 	*ctx = NULL;
-	rc = ctx_load(&c, config_path_arg, &d, false);
+	rc = ctx_load(&c, config_path_arg, &d, false, false);
 	if (rc != KW_OK) {
 		kw_close(c);
 		return rc;
@@ -89,7 +95,7 @@ kw_status kw_check(const char *path, kw_report_fn *report, void *arg)
 	struct kwi_diag d = { report, arg, KW_OK, 0 };
 	kw_ctx *ctx;
 
-	(void)ctx_load(&ctx, path, &d, true);
+	(void)ctx_load(&ctx, path, &d, true, true);
 	{
 		/* Every backend that opened gets its health check. */
 		for (size_t i = 0; ctx != NULL && i <= ctx->nbackends; i++) {
@@ -113,6 +119,94 @@ kw_status kw_check(const char *path, kw_report_fn *report, void *arg)
 					 r.detail);
 		}
 	}
+	kw_close(ctx);
+	return d.first;
+}
+
+/* The files a configuration names that init may make, missing before. */
+struct init_file {
+	const char *path;
+	const char *label;  /* "backend \"NAME\"", "keyway.ledger", ... */
+};
+
+static bool file_exists(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0;
+}
+
+/* Note path unless it exists or is noted already. */
+static kw_status note_missing(struct init_file **files, size_t *n,
+			      const char *path, const char *label)
+{
+	struct init_file *grown;
+
+	if (path == NULL || file_exists(path))
+		return KW_OK;
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp((*files)[i].path, path) == 0)
+			return KW_OK;
+	grown = realloc(*files, (*n + 1) * sizeof(**files));
+	if (grown == NULL)
+		return KW_ERR_NOMEM;
+	*files = grown;
+	(*files)[*n].path = path;
+	(*files)[(*n)++].label = label;
+	return KW_OK;
+}
+
+/*
+ * What the modules create is what an ordinary open creates: init opens
+ * everything as kw_open() does, and tells which of the paths it names did
+ * not exist before and do now.
+ */
+kw_status kw_init(const char *path, kw_report_fn *created,
+		  kw_report_fn *report, void *arg)
+{
+	struct kwi_diag d = { report, arg, KW_OK, 0 };
+	struct init_file *files = NULL;
+	size_t n = 0;
+	kw_ctx *ctx;
+	kw_status rc = KW_OK;
+
+	if (sodium_init() < 0)
+		return kwi_error(KW_ERR_INTERNAL, "libsodium failed to start");
+	ctx = calloc(1, sizeof(*ctx));
+	if (ctx == NULL)
+		return kwi_error(KW_ERR_NOMEM, "out of memory");
+	if (kwi_config_load(ctx, config_path(path), &d) != KW_OK)
+		goto out;
+	for (size_t i = 0; rc == KW_OK && i <= ctx->nbackends; i++) {
+		const struct kw_instance *b = i == 0 ? ctx->ledger
+						     : &ctx->backends[i - 1];
+
+		for (size_t j = 0; b != NULL && rc == KW_OK && j < b->npaths;
+		     j++)
+			rc = note_missing(&files, &n, b->paths[j].value,
+					  b->label);
+	}
+	if (rc == KW_OK)
+		rc = note_missing(&files, &n, kwi_audit_path(ctx),
+				  "keyway.audit");
+	if (rc != KW_OK) {
+		kwi_diag(&d, rc, ctx->path, 0, "out of memory");
+		goto out;
+	}
+	(void)kwi_audit_open(ctx, &d);
+	(void)kwi_backends_open(ctx, &d, true);
+	for (size_t i = 0; i < n; i++) {
+		char line[1200];
+
+		if (!file_exists(files[i].path))
+			continue;
+		snprintf(line, sizeof(line), "created %s (%s)", files[i].path,
+			 files[i].label);
+		if (created != NULL)
+			created(arg, line);
+	}
+out:
+	free(files);
 	kw_close(ctx);
 	return d.first;
 }

@@ -306,11 +306,19 @@ kw_status kwi_audit_open(struct kw_ctx *ctx, struct kwi_diag *d)
 	}
 	if (a->sink == AUDIT_SYSLOG)
 		return KW_OK;
-	/* O_NONBLOCK: a FIFO put there must not hang the open. */
+	/* O_NONBLOCK: a FIFO put there must not hang the open.  kw_check()
+	 * creates nothing: a missing file is its problem. */
 	a->fd = open(a->path,
-		     O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW |
-			     O_NOCTTY | O_NONBLOCK,
+		     O_WRONLY | O_APPEND | (ctx->checking ? 0 : O_CREAT) |
+			     O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK,
 		     0600);
+	if (a->fd < 0 && errno == ENOENT && ctx->checking) {
+		kwi_diag(d, KW_ERR_CONFIG, a->file, a->line,
+			 "keyway.audit: %s does not exist: create it with "
+			 "keyway init",
+			 a->path);
+		return KW_ERR_CONFIG;
+	}
 	if (a->fd < 0)
 		return open_failed(a, errno, d);
 	if (fstat(a->fd, &st) != 0) {
@@ -337,6 +345,13 @@ void kwi_audit_free(struct kw_ctx *ctx)
 	kwi_secure_free(a->fp_state, sizeof(*a->fp_state));
 	free(a);
 	ctx->audit = NULL;
+}
+
+const char *kwi_audit_path(const struct kw_ctx *ctx)
+{
+	const struct kwi_audit *a = ctx->audit;
+
+	return a != NULL && a->sink == AUDIT_JSONL ? a->path : NULL;
 }
 
 /* ---- one line of JSON ---- */

@@ -159,10 +159,14 @@ kw_status kwi_open_private(const char *path, int *fd, char *why,
 			   size_t whylen)
 {
 	struct stat st;
-	int f;
+	int f, flags;
 
 	*fd = -1;
-	f = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	/* Not blocking: opening a FIFO for reading waits for a writer, and
+	 * a device may wait for anything.  Nothing is read before fstat()
+	 * has said it is a regular file. */
+	f = open(path,
+		 O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (f < 0) {
 		int e = errno;
 
@@ -201,6 +205,14 @@ kw_status kwi_open_private(const char *path, int *fd, char *why,
 			 path, (unsigned)(st.st_mode & 07777));
 		close(f);
 		return KW_ERR_PERM;
+	}
+	/* Reads of a regular file never block; callers get the ordinary
+	 * blocking descriptor all the same. */
+	flags = fcntl(f, F_GETFL);
+	if (flags < 0 || fcntl(f, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+		snprintf(why, whylen, "%s: %s", path, strerror(errno));
+		close(f);
+		return KW_ERR_IO;
 	}
 	*fd = f;
 	return KW_OK;

@@ -239,6 +239,7 @@ static kw_status host_open_private(kw_instance *inst, const char *setting,
 }
 
 static kw_instance_role host_instance_role(const kw_instance *inst);
+static uint32_t host_open_flags(const kw_instance *inst);
 
 static kw_scope host_instance_scope(const kw_instance *inst)
 {
@@ -320,6 +321,7 @@ const kw_host kwi_host = {
 	.unseal = kwi_unseal,
 	.sealed_key_id = kwi_sealed_key_id,
 	.instance_role = host_instance_role,
+	.open_flags = host_open_flags,
 };
 
 /* ---- opening backends ---- */
@@ -327,6 +329,11 @@ const kw_host kwi_host = {
 static kw_instance_role host_instance_role(const kw_instance *inst)
 {
 	return inst->role;
+}
+
+static uint32_t host_open_flags(const kw_instance *inst)
+{
+	return inst->ctx->checking ? KW_OPEN_CHECK : 0;
 }
 
 static kw_status open_one(struct kw_instance *b, struct kwi_diag *d)

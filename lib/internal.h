@@ -278,6 +278,7 @@ struct kw_ctx {
 	struct kwi_usage *usage;     /* usage counts waiting to be written */
 	struct kwi_audit *audit;     /* NULL without keyway.audit */
 	char *sensitive_env[8];      /* variables holding master keys */
+	bool checking;               /* kw_check(): create nothing */
 };
 
 /* ---- the audit trail (audit.c) ---- */
@@ -288,6 +289,8 @@ kw_status kwi_audit_parse(struct kw_ctx *ctx, const config_setting_t *g,
 /* Open the sink; after the master keys are loaded. */
 kw_status kwi_audit_open(struct kw_ctx *ctx, struct kwi_diag *d);
 void kwi_audit_free(struct kw_ctx *ctx);
+/* The file of a "jsonl" sink, else NULL. */
+const char *kwi_audit_path(const struct kw_ctx *ctx);
 /* Record a resolve (s: the secret handed out, or NULL).  A failure to
  * write is KW_ERR_IO unless keyway.audit.on_failure = "allow". */
 kw_status kwi_audit_resolve(struct kw_ctx *ctx, const struct kwi_query_in *in,

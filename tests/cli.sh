@@ -55,12 +55,13 @@ first_line_is()
 
 # ---- usage ----
 
-for cmd in get explain exec check keygen help; do
+for cmd in get explain exec check init keygen help; do
 	case $cmd in
 	get) usage="get PROVIDER [--user U] [--org O] [--chain C] [--reveal]" ;;
 	explain) usage="explain PROVIDER [--user U] [--org O] [--chain C]" ;;
 	exec) usage="exec [--user U] [--org O] [--chain C] -p PROVIDER[=VAR]... -- CMD [ARGS...]" ;;
 	check) usage="check" ;;
+	init) usage="init" ;;
 	keygen) usage="keygen [-o FILE]" ;;
 	help) usage="help [COMMAND]" ;;
 	esac
@@ -589,6 +590,25 @@ expect_stderr_line "$gw: refusing to read the configuration: it is writable by o
 run "$KW" -c "$TMPD/no-such.conf" check
 expect_exit 1
 expect_stderr_line "$TMPD/no-such.conf: cannot open configuration: No such file or directory"
+
+# A FIFO where the master key should be: refused at once, not waited on
+# for a writer (timeout's status 124 would say it hung).
+mkfifo -m 600 "$TMPD/master.fifo"
+fifo=$(write_conf fifo.conf 600 <<EOF
+keyway: {
+	master_key = { source = "file"; path = "$TMPD/master.fifo"; };
+};
+backends: { team: { module = "fake"; answer = "found"; }; };
+chains: { default = ( { backend = "team"; control = "sufficient"; } ); };
+EOF
+)
+fifo_refused="$fifo:2: keyway.master_key: $TMPD/master.fifo is not a regular file"
+run timeout 10 "$KW" -c "$fifo" check
+expect_exit 1
+expect_stderr_line "$fifo_refused"
+run timeout 10 "$KW" -c "$fifo" get anthropic
+expect_exit 1
+expect_stderr_line "keyway: $fifo_refused"
 
 # The shipped sample configuration.
 run "$KW" -c "$KEYWAY_SRCDIR/etc/keyway.conf" check

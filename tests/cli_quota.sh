@@ -126,7 +126,88 @@ else
 	fi
 fi
 
+# ---- check creates nothing; init creates what is missing ----
+
+# A store, the ledger and the audit file, none of them there yet.
+NEW=$TMPD/new
+mkdir -m 700 "$NEW" || bail_out "cannot create $NEW"
+cat >"$NEW/keyway.conf" <<'EOF' || bail_out "cannot write $NEW/keyway.conf"
+keyway: {
+	master_key = { source = "env"; };
+	ledger: { module = "sqlite"; path = "ledger.db"; };
+	audit: { sink = "jsonl"; path = "audit.jsonl"; };
+};
+backends: {
+	keys: { module = "sqlite"; path = "keys.db"; scope = "user"; };
+};
+chains: { default = ( { backend = "keys"; control = "sufficient"; } ); };
+EOF
+chmod 600 "$NEW/keyway.conf"
+run "$KW" -c "$NEW/keyway.conf" check
+expect_exit 1
+expect_stderr "$NEW/keyway.conf:4: keyway.audit: $NEW/audit.jsonl does not exist: create it with keyway init
+$NEW/keyway.conf:3: keyway.ledger: ledger $NEW/ledger.db does not exist: create it with keyway init
+$NEW/keyway.conf:7: backend \"keys\": store $NEW/keys.db does not exist: create it with keyway init (or a first keyway put)" \
+	"check: each missing file named, with its line and how to make it"
+expect_stdout ""
+expect_eq "$(ls -A "$NEW")" "keyway.conf" "check created no file"
+
+run "$KW" -c "$NEW/keyway.conf" init
+expect_exit 0
+expect_stdout "created $NEW/ledger.db (keyway.ledger)
+created $NEW/keys.db (backend \"keys\")
+created $NEW/audit.jsonl (keyway.audit)"
+expect_stderr ""
+expect_eq "$(stat -c '%a %n' "$NEW/keys.db" "$NEW/ledger.db" "$NEW/audit.jsonl" 2>&1)" \
+	"600 $NEW/keys.db
+600 $NEW/ledger.db
+600 $NEW/audit.jsonl" "init: every file made with mode 600"
+
+run "$KW" -c "$NEW/keyway.conf" init
+expect_exit 0
+expect_stdout "" "init again: nothing to create"
+expect_stderr ""
+
+run "$KW" -c "$NEW/keyway.conf" check
+expect_exit 0
+expect_stdout "ok" "check after init: ok"
+expect_stderr ""
+
+# A store keyway cannot write to is flagged.
+chmod 400 "$NEW/keys.db"
+run "$KW" -c "$NEW/keyway.conf" check
+expect_exit 1
+expect_stderr_line "$NEW/keyway.conf:7: backend \"keys\": health check: permission denied: store $NEW/keys.db is read-only (mode 0400); keyway writes to it: chmod 600 it"
+chmod 600 "$NEW/keys.db"
+
+# So is a directory where SQLite may not make the -wal and -shm files, for
+# a user other than root, who writes anywhere.
+RO=
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1; then
+	RO=$(mktemp -d /tmp/keyway-ro.XXXXXX) || bail_out "cannot make a directory"
+fi
+if [ -n "$RO" ] && chmod 755 "$RO" &&
+	cp -- "$NEW/keyway.conf" "$RO/keyway.conf" &&
+	"$KW" -c "$RO/keyway.conf" init >/dev/null &&
+	chown 65534 "$RO"/*; then
+	run setpriv --reuid 65534 --regid 65534 --clear-groups \
+		"$KW" -c "$RO/keyway.conf" check
+	expect_exit 1
+	expect_stderr "$RO/keyway.conf:7: backend \"keys\": health check: permission denied: directory $RO cannot be written by uid 65534 (Permission denied), and SQLite makes the store's -wal and -shm files there: give uid 65534 a directory for the store
+$RO/keyway.conf:3: keyway.ledger: health check: permission denied: directory $RO cannot be written by uid 65534 (Permission denied), and SQLite makes the ledger's -wal and -shm files there: give uid 65534 a directory for the ledger" \
+		"check as another user: a directory it cannot write to, named"
+else
+	skip "check as another user: a directory it cannot write to, named" \
+		"needs root and setpriv"
+fi
+[ -z "$RO" ] || rm -rf -- "$RO"
+
 # ---- check, and an empty log ----
+
+run "$KW" -c "$CONF" init
+expect_exit 0
+expect_stdout "created $LEDGER (keyway.ledger)
+created $AUDIT (keyway.audit)"
 
 run "$KW" -c "$CONF" check
 expect_exit 0

@@ -644,6 +644,23 @@ static void test_dotenv_not_a_file(void **state)
 			  "%s is not a regular file", env);
 }
 
+/* A FIFO would block the open until a writer came: refused at once. */
+static void test_dotenv_fifo(void **state)
+{
+	struct fixture *f = *state;
+	char *env;
+
+	env = join(f->dir, "server.env");
+	assert_int_equal(mkfifo(env, 0600), 0);
+	alarm(10); /* a hang ends the test program: a failure */
+	open_env(f, NULL, env);
+	want_open_error(f, KW_ERR_PERM, DOTENV_LINE,
+			  "%s is not a regular file", env);
+	assert_int_equal(kw_check(f->conf, NULL, NULL), KW_ERR_PERM);
+	assert_string_equal(kw_last_error(), f->err);
+	alarm(0);
+}
+
 /* Beside the environment the file is optional (with environment = false
  * it is required: test_config's env_dotenv_missing_required). */
 static void test_dotenv_missing(void **state)
@@ -752,6 +769,7 @@ int main(void)
 		T(test_dotenv_symlink),
 		T(test_dotenv_other_owner),
 		T(test_dotenv_not_a_file),
+		T(test_dotenv_fifo),
 		T(test_dotenv_missing),
 		T(test_dotenv_too_large),
 		T(test_dotenv_parse_errors),

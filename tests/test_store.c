@@ -2638,6 +2638,129 @@ static void test_store_permissions_refused(void **state)
 				f->conf, ORG_PATH_LINE, f->db));
 }
 
+/*
+ * SQLite reads a -wal file it finds beside the store as part of it, and
+ * writes through a -shm file: both are held to the store's own rules.
+ */
+static void test_store_wal_permissions_refused(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const sidecar[] = { "wal", "shm" };
+
+	open_store(f);
+	put_ok(f, "user_keys", "alice", "anthropic", K_USER_ALICE, NULL);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	for (size_t i = 0; i < 2; i++) {
+		char *path = fmt("%s-%s", f->db, sidecar[i]);
+		const char *holds = i == 0 ? "secrets"
+					   : "the index of the write-ahead log";
+		char *why;
+
+		assert_int_equal(access(path, F_OK), 0);
+		assert_int_equal(chmod(path, 0666), 0);
+		why = fmt("%s:%d: backend \"org_keys\": %s is accessible by "
+			  "group or others (mode 0666); it holds %s: chmod "
+			  "600 it",
+			  f->conf, ORG_PATH_LINE, path, holds);
+		expect_fail(kw_open(&f->ctx, f->conf), KW_ERR_PERM, why);
+		assert_null(f->ctx);
+		/* keyway check says so too. */
+		assert_int_equal(kw_check(f->conf, NULL, NULL), KW_ERR_PERM);
+		assert_string_equal(kw_last_error(), why);
+		assert_int_equal(chmod(path, 0600), 0);
+
+		if (geteuid() == 0) {
+			assert_int_equal(chown(path, 65534, 65534), 0);
+			expect_fail(kw_open(&f->ctx, f->conf), KW_ERR_PERM,
+				    fmt("%s:%d: backend \"org_keys\": %s is "
+					"owned by uid 65534; it must belong "
+					"to root or uid 0",
+					f->conf, ORG_PATH_LINE, path));
+			assert_int_equal(chown(path, 0, 0), 0);
+		}
+		/* A link there is not followed. */
+		assert_int_equal(rename(path, fmt("%s/moved", f->dir)), 0);
+		assert_int_equal(symlink("moved", path), 0);
+		expect_fail(kw_open(&f->ctx, f->conf), KW_ERR_PERM,
+			    fmt("%s:%d: backend \"org_keys\": %s is a "
+				"symbolic link, which SQLite would follow: "
+				"remove it",
+				f->conf, ORG_PATH_LINE, path));
+		assert_int_equal(unlink(path), 0);
+		assert_int_equal(rename(fmt("%s/moved", f->dir), path), 0);
+	}
+	open_store(f);
+	expect_resolve(f, NULL, "anthropic", "alice", NULL, K_USER_ALICE,
+		       "user_keys");
+}
+
+/* What kw_check() reports, one line after another. */
+struct check_lines {
+	char text[4096];
+};
+
+static void collect_line(void *arg, const char *line)
+{
+	struct check_lines *c = arg;
+	size_t len = strlen(c->text);
+
+	snprintf(c->text + len, sizeof(c->text) - len, "%s\n", line);
+}
+
+/* A check creates nothing: a missing store is reported, and stays missing. */
+static void test_check_creates_no_store(void **state)
+{
+	struct fixture *f = *state;
+	struct check_lines c = { "" };
+	char *conf = keep(tu_write(f->dir, "keyway.conf", 0600, "%s",
+				   STORE_CONF));
+
+	assert_int_equal(kw_check(conf, collect_line, &c), KW_ERR_CONFIG);
+	assert_string_equal(
+		c.text,
+		fmt("%s:5: backend \"org_keys\": store %s does not exist: "
+		    "create it with keyway init (or a first keyway put)\n"
+		    "%s:6: backend \"user_keys\": store %s does not exist: "
+		    "create it with keyway init (or a first keyway put)\n"
+		    "%s:7: backend \"system_keys\": store %s does not exist: "
+		    "create it with keyway init (or a first keyway put)\n",
+		    conf, f->db, conf, f->db, conf, f->db));
+	assert_int_equal(access(f->db, F_OK), -1);
+	assert_int_equal(access(fmt("%s-wal", f->db), F_OK), -1);
+
+	/* Once made, the same check passes. */
+	open_store(f);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	assert_int_equal(kw_check(conf, NULL, NULL), KW_OK);
+}
+
+/* A store keyway cannot write to fails its health check. */
+static void test_check_read_only_store(void **state)
+{
+	struct fixture *f = *state;
+	struct check_lines c = { "" };
+	const char *why;
+
+	open_store(f);
+	put_ok(f, "user_keys", "alice", "anthropic", K_USER_ALICE, NULL);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	assert_int_equal(chmod(f->db, 0400), 0);
+	assert_int_equal(kw_check(f->conf, collect_line, &c), KW_ERR_PERM);
+	why = fmt("health check: permission denied: store %s is read-only "
+		  "(mode 0400); keyway writes to it: chmod 600 it",
+		  f->db);
+	assert_string_equal(c.text,
+			    fmt("%s:5: backend \"org_keys\": %s\n"
+				"%s:6: backend \"user_keys\": %s\n"
+				"%s:7: backend \"system_keys\": %s\n",
+				f->conf, why, f->conf, why, f->conf, why));
+	assert_int_equal(chmod(f->db, 0600), 0);
+	assert_int_equal(kw_check(f->conf, NULL, NULL), KW_OK);
+}
+
 /* A file that is not a keyway store is left alone. */
 static void test_not_a_store(void **state)
 {
@@ -4125,6 +4248,9 @@ int main(int argc, char **argv)
 		T(test_store_created_private),
 		T(test_store_created_private_umask0),
 		T(test_store_permissions_refused),
+		T(test_store_wal_permissions_refused),
+		T(test_check_creates_no_store),
+		T(test_check_read_only_store),
 		T(test_not_a_store),
 		T(test_store_needs_master_key),
 		T(test_walk_leaves_no_reader),

@@ -480,19 +480,13 @@ kw_status sq_ledger_check(struct sq_state *st, kw_reply *r)
 	struct sq_conn *c = NULL;
 	sqlite3_stmt *s = NULL;
 	const char *res;
-	struct stat sb;
 	int64_t ncounters = 0, nrows = 0;
 	kw_status ret;
 	int rc;
 
-	if (lstat(st->path, &sb) == 0 && (sb.st_mode & 077) != 0) {
-		host->reply_detail(r,
-				   "%s is accessible by group or others (mode "
-				   "%04o); it holds the usage log: chmod 600 "
-				   "it",
-				   st->path, (unsigned)(sb.st_mode & 07777));
-		return KW_ERR_PERM;
-	}
+	ret = sq_check_files(st, r);
+	if (ret != KW_OK)
+		return ret;
 	ret = sq_acquire(st, &c, r);
 	if (ret != KW_OK)
 		return ret;

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -889,19 +890,28 @@ static int sq_erase(sqlite3 *db)
 
 /* ---- opening a store ---- */
 
+/* Is this open for `keyway check`, which must create nothing? */
+static bool sq_checking(const struct sq_state *st)
+{
+	return KW_HOST_HAS(st->host, open_flags) &&
+	       (st->host->open_flags(st->inst) & KW_OPEN_CHECK) != 0;
+}
+
 /*
- * Refuse a file that is not private to us, by the rules (and in the words)
+ * Why the file at path may not be trusted, by the rules (and in the words)
  * of host->open_private(), but looking through an O_PATH descriptor.
  * Closing any other descriptor of the file drops every POSIX lock this
  * process holds on it, SQLite's included: another process could then
  * think itself the last user of the database and take its WAL from under
  * a connection still open here (another backend on the same file, another
  * context on the same ledger).  Closing an O_PATH descriptor drops none.
+ * `holds` says what the file holds, for the message; `sidecar` marks the
+ * -wal and -shm files SQLite keeps beside the database, which need not
+ * exist.
  */
-static kw_status sq_check_private(const struct sq_state *st, const char *what)
+static kw_status sq_file_refusal(const char *path, const char *holds,
+				 bool sidecar, char *why, size_t whylen)
 {
-	const kw_host *host = st->host;
-	const char *path = st->path;
 	kw_status rc = KW_ERR_PERM;
 	struct stat sb;
 	int fd, e;
@@ -909,34 +919,136 @@ static kw_status sq_check_private(const struct sq_state *st, const char *what)
 	fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &sb) != 0) {
 		e = errno;
-		host->error(st->inst, "path", "%s: %s", path, strerror(e));
-		rc = e == ENOENT ? KW_ERR_NOTFOUND
-				 : e == EACCES ? KW_ERR_PERM : KW_ERR_IO;
+		if (sidecar && e == ENOENT)
+			rc = KW_OK;
+		else
+			snprintf(why, whylen, "%s: %s", path, strerror(e));
+		if (rc != KW_OK)
+			rc = e == ENOENT ? KW_ERR_NOTFOUND
+					 : e == EACCES ? KW_ERR_PERM : KW_ERR_IO;
 	} else if (S_ISLNK(sb.st_mode)) {
-		host->error(st->inst, "path",
-			    "%s is a symbolic link; point the setting at the "
-			    "file itself",
-			    path);
+		snprintf(why, whylen,
+			 sidecar ? "%s is a symbolic link, which SQLite would "
+				   "follow: remove it"
+				 : "%s is a symbolic link; point the setting at "
+				   "the file itself",
+			 path);
 	} else if (!S_ISREG(sb.st_mode)) {
-		host->error(st->inst, "path", "%s is not a regular file", path);
+		snprintf(why, whylen, "%s is not a regular file", path);
 	} else if (sb.st_uid != 0 && sb.st_uid != geteuid()) {
-		host->error(st->inst, "path",
-			    "%s is owned by uid %u; it must belong to root or "
-			    "uid %u",
-			    path, (unsigned)sb.st_uid, (unsigned)geteuid());
+		snprintf(why, whylen,
+			 "%s is owned by uid %u; it must belong to root or "
+			 "uid %u",
+			 path, (unsigned)sb.st_uid, (unsigned)geteuid());
 	} else if (sb.st_mode & 077) {
-		host->error(st->inst, "path",
-			    "%s is accessible by group or others (mode %04o); "
-			    "it holds %s: chmod 600 it",
-			    path, (unsigned)(sb.st_mode & 07777),
-			    strcmp(what, "ledger") == 0 ? "the usage log"
-							: "secrets");
+		snprintf(why, whylen,
+			 "%s is accessible by group or others (mode %04o); "
+			 "it holds %s: chmod 600 it",
+			 path, (unsigned)(sb.st_mode & 07777), holds);
 	} else {
 		rc = KW_OK;
 	}
 	if (fd >= 0)
 		close(fd);
 	return rc;
+}
+
+/*
+ * The database, then its -wal and -shm files when they are there: SQLite
+ * reads a WAL it finds beside the file as part of the database, and
+ * writes through a -shm another user may map.  On refusal writes why.
+ */
+static kw_status sq_files_refusal(const struct sq_state *st, char *why,
+				  size_t whylen)
+{
+	static const char *const suffix[] = { "", "-wal", "-shm" };
+	const bool ledger = st->role == KW_INSTANCE_LEDGER;
+	const char *holds = ledger ? "the usage log" : "secrets";
+	char path[PATH_MAX];
+	kw_status rc = KW_OK;
+
+	for (size_t i = 0; rc == KW_OK && i < 3; i++) {
+		if (snprintf(path, sizeof(path), "%s%s", st->path,
+			     suffix[i]) >= (int)sizeof(path)) {
+			snprintf(why, whylen, "%s: path too long", st->path);
+			return KW_ERR_CONFIG;
+		}
+		rc = sq_file_refusal(path,
+				     i < 2 ? holds
+					   : "the index of the write-ahead log",
+				     i > 0, why, whylen);
+	}
+	return rc;
+}
+
+/*
+ * Refuse a file that is not private to us, nor its -wal and -shm files.
+ * In a check (KW_OPEN_CHECK) a missing file is reported, with how to make
+ * it, instead of being created.
+ */
+static kw_status sq_check_private(const struct sq_state *st, const char *what)
+{
+	char why[1024];
+	kw_status rc = sq_files_refusal(st, why, sizeof(why));
+
+	if (rc == KW_ERR_NOTFOUND && sq_checking(st))
+		st->host->error(st->inst, "path",
+				"%s %s does not exist: create it with keyway "
+				"init%s",
+				what, st->path,
+				strcmp(what, "store") == 0
+					? " (or a first keyway put)"
+					: "");
+	else if (rc != KW_OK)
+		st->host->error(st->inst, "path", "%s", why);
+	return rc;
+}
+
+kw_status sq_check_files(const struct sq_state *st, kw_reply *r)
+{
+	const kw_host *host = st->host;
+	const char *noun = st->role == KW_INSTANCE_LEDGER ? "ledger" : "store";
+	char why[1024], dir[PATH_MAX];
+	char *slash;
+	struct stat sb;
+	kw_status rc;
+
+	rc = sq_files_refusal(st, why, sizeof(why));
+	if (rc != KW_OK) {
+		host->reply_detail(r, "%s", why);
+		return rc;
+	}
+	/* Every program that opens it writes to it: usage counts, charges,
+	 * the WAL.  Root writes past the mode, so look at the mode too. */
+	if (stat(st->path, &sb) == 0 && (sb.st_mode & S_IWUSR) == 0) {
+		host->reply_detail(r,
+				   "%s %s is read-only (mode %04o); keyway "
+				   "writes to it: chmod 600 it",
+				   noun, st->path,
+				   (unsigned)(sb.st_mode & 07777));
+		return KW_ERR_PERM;
+	}
+	if (euidaccess(st->path, W_OK) != 0) {
+		host->reply_detail(r, "%s %s cannot be written by uid %u: %s",
+				   noun, st->path, (unsigned)geteuid(),
+				   strerror(errno));
+		return KW_ERR_PERM;
+	}
+	snprintf(dir, sizeof(dir), "%s", st->path);
+	slash = strrchr(dir, '/');
+	if (slash != NULL)
+		slash[slash == dir ? 1 : 0] = '\0';
+	if (slash != NULL && euidaccess(dir, W_OK | X_OK) != 0) {
+		host->reply_detail(r,
+				   "directory %s cannot be written by uid %u "
+				   "(%s), and SQLite makes the %s's -wal and "
+				   "-shm files there: give uid %u a directory "
+				   "for the %s",
+				   dir, (unsigned)geteuid(), strerror(errno),
+				   noun, (unsigned)geteuid(), noun);
+		return KW_ERR_PERM;
+	}
+	return KW_OK;
 }
 
 /*
@@ -950,6 +1062,10 @@ kw_status sq_prepare_file(const struct sq_state *st, const char *what)
 	const char *path = st->path;
 	int fd;
 
+	/* A check looks at what is there: sq_check_private() reports a
+	 * missing file. */
+	if (sq_checking(st))
+		return sq_check_private(st, what);
 	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC |
 			O_NOCTTY, 0600);
 	if (fd >= 0) {
@@ -962,7 +1078,8 @@ kw_status sq_prepare_file(const struct sq_state *st, const char *what)
 			return KW_ERR_IO;
 		}
 		close(fd);
-		return KW_OK;
+		/* A -wal or -shm left beside it would be read with it. */
+		return sq_check_private(st, what);
 	}
 	if (errno != EEXIST) {
 		int e = errno;
@@ -1714,20 +1831,15 @@ static kw_status sq_check(void *state, kw_reply *r)
 	struct sq_conn *c = NULL;
 	sqlite3_stmt *s = NULL;
 	const char *res;
-	struct stat sb;
 	int64_t nkeys = 0;
 	kw_status ret;
 	int rc;
 
 	if (st->role == KW_INSTANCE_LEDGER)
 		return sq_ledger_check(st, r);
-	if (lstat(st->path, &sb) == 0 && (sb.st_mode & 077) != 0) {
-		host->reply_detail(r,
-				   "%s is accessible by group or others (mode "
-				   "%04o); it holds sealed keys: chmod 600 it",
-				   st->path, (unsigned)(sb.st_mode & 07777));
-		return KW_ERR_PERM;
-	}
+	ret = sq_check_files(st, r);
+	if (ret != KW_OK)
+		return ret;
 	ret = sq_acquire_all(st, &c, r);
 	if (ret != KW_OK)
 		return ret;

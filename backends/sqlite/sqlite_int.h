@@ -157,11 +157,18 @@ kw_status sq_acquire(struct sq_state *st, struct sq_conn **out, kw_reply *r);
 void sq_release(struct sq_state *st, struct sq_conn *c);
 
 /*
- * Create st->path 0600 if it is missing, else refuse a file that is not
- * private to us; `what` ("store", "ledger") is for messages.  Reports
- * through host->error().
+ * Create st->path 0600 if it is missing (in a check, report it instead),
+ * and refuse a file, or a -wal or -shm file beside it, that is not private
+ * to us; `what` ("store", "ledger") is for messages.  Reports through
+ * host->error().
  */
 kw_status sq_prepare_file(const struct sq_state *st, const char *what);
+/*
+ * For check(): refuse the file, its -wal and its -shm as open() does, and
+ * a file or directory this process cannot write to.  KW_OK, or a failure
+ * with the reason given through r.
+ */
+kw_status sq_check_files(const struct sq_state *st, kw_reply *r);
 /*
  * At the last close, which otherwise leaves the WAL to the next opener:
  * copy it into the file and truncate it, without waiting for a reader

@@ -228,13 +228,35 @@ KW_EXPORT const char *kw_action_str(kw_action a);
  * open every backend, run every backend's health check, and look at the
  * permissions of every file involved.  Every problem found is passed to
  * report, one line at a time ("file:line: what is wrong"); unlike kw_open()
- * it does not stop at the first one.
+ * it does not stop at the first one.  It creates nothing: a store, ledger
+ * or audit file that does not exist is a problem (kw_init() makes them),
+ * and so is a store or ledger this process could not write to.
  *
  * Returns KW_OK when nothing is wrong, else the status of the first problem.
  */
 typedef void kw_report_fn(void *arg, const char *line);
 KW_EXPORT KW_WARN_UNUSED kw_status kw_check(const char *config_path, kw_report_fn *report,
 				  void *arg);
+
+/*
+ * Make the files a configuration names that do not exist yet, as `keyway
+ * init` does: load it, open every backend and the ledger as kw_open() does
+ * (a sqlite store or ledger is created with mode 0600 and its schema) and
+ * create the audit file (mode 0600); then close everything.  Files that
+ * exist are opened and checked but not changed, so running it again
+ * creates nothing.  kw_check() creates nothing at all: run this first.
+ *
+ * created (may be NULL) gets one line per file made,
+ * "created PATH (backend \"NAME\")" ("keyway.ledger", "keyway.audit");
+ * report gets every problem as kw_check() reports them, and a file a
+ * module does not create (a dotenv file, a master key file) is one.
+ *
+ * Returns KW_OK when nothing is wrong, else the status of the first
+ * problem.
+ */
+KW_EXPORT KW_WARN_UNUSED kw_status kw_init(const char *config_path,
+					   kw_report_fn *created,
+					   kw_report_fn *report, void *arg);
 
 /*
  * The configuration path kw_open(ctx, NULL) would use.  Static storage.

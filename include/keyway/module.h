@@ -297,7 +297,8 @@ typedef struct kw_host {
 	 * Open a file that holds secrets, for reading, as OpenSSH opens a
 	 * private key: no symlink as the last component, a regular file,
 	 * owned by root or the caller, and neither readable nor writable by
-	 * group or others.  On refusal it calls error() on `setting` with a
+	 * group or others.  A FIFO or a device is refused without waiting
+	 * for it to open.  On refusal it calls error() on `setting` with a
 	 * message that says what is wrong and how to fix it, and returns
 	 * KW_ERR_PERM (KW_ERR_IO for other failures).  A file that does not
 	 * exist is KW_ERR_NOTFOUND with nothing reported: the module decides
@@ -358,7 +359,25 @@ typedef struct kw_host {
 
 	/* What this instance is: a backend, or the ledger. */
 	kw_instance_role (*instance_role)(const kw_instance *inst);
+
+	/*
+	 * How this instance is being opened: KW_OPEN_* flags, 0 for an
+	 * ordinary open.  Call it in open().  Newer than the first hosts of
+	 * this ABI: test KW_HOST_HAS(host, open_flags) first; on a host
+	 * without it every open is an ordinary one.
+	 */
+	uint32_t (*open_flags)(const kw_instance *inst);
 } kw_host;
+
+/*
+ * The open is for `keyway check` (kw_check()), which looks and touches
+ * nothing: create no file, directory or remote object that is missing, but
+ * report it through error() on the setting that names it, with how to
+ * make it ("create it with keyway init"); refuse what is there as an
+ * ordinary open would.  check() is then called as usual.  A module that
+ * ignores the flag makes a check create what its open creates.
+ */
+#define KW_OPEN_CHECK 0x01u
 
 /* True when the host offers `member` (a newer service). */
 #define KW_HOST_HAS(host, member)                                             \
