@@ -471,7 +471,7 @@ static void test_names_refused(void **state)
 				"owner name", why);
 		expect_bad_name(kw_rekey(ctx, &root, bad, NULL),
 				"backend name", why);
-		memset(&uf, 0, sizeof(uf));
+		uf = (kw_usage_filter)KW_USAGE_FILTER_INIT;
 		uf.user = bad;
 		expect_bad_name(kw_usage(ctx, &root, &uf, count_row, &n),
 				"user name", why);
