@@ -334,12 +334,21 @@ void kw_secret_free(kw_secret *s)
 	kwi_secret_destroy(s);
 }
 
+/* The shortest secrets kw_mask() shows both ends of, and the end of. */
+#define MASK_BOTH_MIN 24
+#define MASK_TAIL_MIN 12
+
 char *kw_mask(const char *secret, size_t len, char *buf, size_t size)
 {
 	if (size == 0)
 		return buf;
-	if (secret != NULL && len >= 16)
+	/* A mask shows at most a third of a key: the first and last four
+	 * of a long key, the last four of a short one, none of a shorter
+	 * one. */
+	if (secret != NULL && len >= MASK_BOTH_MIN)
 		snprintf(buf, size, "%.4s****%.4s", secret, secret + len - 4);
+	else if (secret != NULL && len >= MASK_TAIL_MIN)
+		snprintf(buf, size, "****%.4s", secret + len - 4);
 	else
 		snprintf(buf, size, "****");
 	return buf;

@@ -263,7 +263,7 @@ if [ -z "$tty_skip" ]; then
 
 	run -t "$KW" -c "$CONF" get --chain tiny anthropic
 	expect_exit 0
-	expect_stdout "****" "get of a 15-byte key on a terminal: all masked"
+	expect_stdout "****-xyz" "get of a 15-byte key on a terminal: only its last four"
 
 	run -s -t "$KW" -c "$CONF" get --reveal anthropic
 	expect_exit 0
@@ -382,7 +382,7 @@ result: unavail: down answered unavail: fake unavail'
 run "$KW" -c "$CONF" explain --chain tiny anthropic
 expect_exit 0
 expect_stdout 'chain "tiny": provider "anthropic", user -, org -
-  1. tiny (fake): found -> done: fake found [****]
+  1. tiny (fake): found -> done: fake found [****-xyz]
 result: found by tiny'
 
 run "$KW" -c "$CONF" explain --chain nope anthropic

@@ -127,17 +127,24 @@ static void test_mask_lengths(void **state)
 	assert_int_equal(strlen(s40), 40);
 	assert_ptr_equal(kw_mask("", 0, buf, sizeof(buf)), buf);
 	assert_string_equal(buf, "****");
-	assert_ptr_equal(kw_mask("sk-abcdefghijkl", 15, buf, sizeof(buf)),
-			 buf);
+	/* Never more than a third of the key: nothing under 12 bytes, the
+	 * last four under 24, both ends from 24 on. */
+	assert_ptr_equal(kw_mask("sk-abcdefgh", 11, buf, sizeof(buf)), buf);
 	assert_string_equal(buf, "****");
+	assert_ptr_equal(kw_mask("sk-abcdefghi", 12, buf, sizeof(buf)), buf);
+	assert_string_equal(buf, "****fghi");
 	assert_ptr_equal(kw_mask("sk-abcdefghijklm", 16, buf, sizeof(buf)),
 			 buf);
-	assert_string_equal(buf, "sk-a****jklm");
+	assert_string_equal(buf, "****jklm");
+	assert_ptr_equal(kw_mask(s40, 23, buf, sizeof(buf)), buf);
+	assert_string_equal(buf, "****ghij");
+	assert_ptr_equal(kw_mask(s40, 24, buf, sizeof(buf)), buf);
+	assert_string_equal(buf, "sk-a****hijk");
 	assert_ptr_equal(kw_mask(s40, 40, buf, sizeof(buf)), buf);
 	assert_string_equal(buf, "sk-a****xyz9");
 	/* Only len counts, not where the NUL is. */
 	assert_ptr_equal(kw_mask(s40, 20, buf, sizeof(buf)), buf);
-	assert_string_equal(buf, "sk-a****defg");
+	assert_string_equal(buf, "****defg");
 	assert_ptr_equal(kw_mask(NULL, 0, buf, sizeof(buf)), buf);
 	assert_string_equal(buf, "****");
 	assert_ptr_equal(kw_mask(NULL, 40, buf, sizeof(buf)), buf);

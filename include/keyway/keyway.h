@@ -419,10 +419,12 @@ KW_EXPORT const char *const *kw_sensitive_env(const kw_ctx *ctx);
 #define KW_MASK_SIZE 16
 
 /*
- * Write a masked form of a len-byte secret into buf (size bytes): the first
- * four and last four characters around "****" for secrets of 16 bytes or
- * more ("sk-a****xyz9"), "****" otherwise.  Always NUL-terminates when size
- * is nonzero.  Returns buf.
+ * Write a masked form of a len-byte secret into buf (size bytes), which
+ * never shows more than a third of it: the first four and last four
+ * characters around "****" for secrets of 24 bytes or more
+ * ("sk-a****xyz9"), "****" and the last four for secrets of 12 to 23
+ * bytes ("****xyz9"), "****" alone for shorter ones.  Always NUL-terminates
+ * when size is nonzero.  Returns buf.  Thread-safe.
  */
 KW_EXPORT char *kw_mask(const char *secret, size_t len, char *buf, size_t size);
 
