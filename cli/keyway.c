@@ -925,6 +925,28 @@ static int backend_and_provider(const struct command *cmd,
 	return GO_ON;
 }
 
+/*
+ * What the backend's scope asks of --owner, said before a key is read: a
+ * user or org key needs one, a system key has none.
+ */
+static int owner_for_scope(const struct command *cmd, kw_ctx *ctx,
+			   const struct args *a)
+{
+	kw_scope scope;
+	kw_status st;
+
+	st = kw_backend_scope(ctx, a->pos[0], &scope);
+	if (st != KW_OK)
+		return lib_error(st);
+	if (a->owner == NULL && (scope == KW_SCOPE_USER ||
+				 scope == KW_SCOPE_ORG))
+		return usage_error(cmd->name, "missing --owner (backend "
+				   "\"%s\" holds %s keys: name the %s)",
+				   a->pos[0], kw_scope_str(scope),
+				   kw_scope_str(scope));
+	return GO_ON;
+}
+
 static void fill_key_ref(kw_key_ref *ref, const struct args *a)
 {
 	ref->backend = a->pos[0];
@@ -1246,6 +1268,8 @@ static int cmd_put(const struct command *cmd, int argc, char **argv,
 		goto out;
 	/* Configuration problems show before anyone types a key. */
 	rc = open_as_admin(cmd->name, config, &ctx, &actor, &user);
+	if (rc == GO_ON)
+		rc = owner_for_scope(cmd, ctx, &a);
 	if (rc != GO_ON)
 		goto out;
 	fill_key_ref(&ref, &a);
@@ -1296,6 +1320,8 @@ static int cmd_key_state(const struct command *cmd, int argc, char **argv,
 		return rc;
 
 	rc = open_as_admin(cmd->name, config, &ctx, &actor, &user);
+	if (rc == GO_ON)
+		rc = owner_for_scope(cmd, ctx, &a);
 	if (rc != GO_ON)
 		goto out;
 	fill_key_ref(&ref, &a);

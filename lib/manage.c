@@ -503,3 +503,21 @@ const char *const *kw_sensitive_env(const kw_ctx *ctx)
 {
 	return ctx != NULL ? (const char *const *)ctx->sensitive_env : NULL;
 }
+
+kw_status kw_backend_scope(const kw_ctx *ctx, const char *backend,
+			   kw_scope *scope)
+{
+	if (scope != NULL)
+		*scope = KW_SCOPE_NONE;
+	if (ctx == NULL || backend == NULL || scope == NULL)
+		return kwi_error(KW_ERR_INVAL,
+				 "no context, backend or scope");
+	for (size_t i = 0; i < ctx->nbackends; i++) {
+		if (strcmp(ctx->backends[i].name, backend) == 0) {
+			*scope = ctx->backends[i].scope;
+			return KW_OK;
+		}
+	}
+	return kwi_error(KW_ERR_INVAL, "%s: no backend \"%.64s\"", ctx->path,
+			 backend);
+}

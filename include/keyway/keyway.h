@@ -254,6 +254,18 @@ typedef enum kw_scope {
 /* "user", "org", "system" (or "none"). */
 KW_EXPORT const char *kw_scope_str(kw_scope scope);
 
+/*
+ * Whether ctx's configuration declares a backend named `backend`, and its
+ * scope: *scope gets KW_SCOPE_USER, KW_SCOPE_ORG or KW_SCOPE_SYSTEM, or
+ * KW_SCOPE_NONE for a backend that takes no scope.  KW_ERR_INVAL when there
+ * is no such backend ("FILE: no backend \"NAME\"" in kw_last_error()),
+ * *scope being KW_SCOPE_NONE then.  Lets a program check what it was told
+ * before it asks for a key to store.  Thread-safe.
+ */
+KW_EXPORT KW_WARN_UNUSED kw_status kw_backend_scope(const kw_ctx *ctx,
+						    const char *backend,
+						    kw_scope *scope);
+
 /* The role of the actor in its organization. */
 typedef enum kw_role {
 	KW_ROLE_NONE = 0,
