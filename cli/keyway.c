@@ -2471,6 +2471,16 @@ static int cmd_usage(const struct command *cmd, int argc, char **argv,
 	rc = open_as_admin(cmd->name, config, &ctx, &actor, &user);
 	if (rc != GO_ON)
 		goto out;
+	/* A typo would print an empty table, as if nothing had been used. */
+	if (a.backend != NULL) {
+		kw_scope scope;
+
+		st = kw_backend_scope(ctx, a.backend, &scope);
+		if (st != KW_OK) {
+			rc = lib_error(st);
+			goto out;
+		}
+	}
 	st = kw_usage(ctx, &actor, &filter, fn, &u);
 	rc = usage_read_error(&u);
 	if (rc != GO_ON)

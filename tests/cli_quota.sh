@@ -284,9 +284,11 @@ expect_table "USER   ORG   BACKEND     PROVIDER   ADMITTED  DENIED  REFUNDED  LA
 alice  acme  server_env  anthropic  1         0       0         <LAST:alice>" \
 	"usage --org acme: alice's line"
 
+# An unknown backend is refused as put refuses it, not shown unused.
 run "$KW" -c "$CONF" usage --backend nope
-expect_exit 0
-expect_stdout "$HEADER" "usage --backend nope: the header alone"
+expect_exit 1
+expect_stderr_line "keyway: $CONF: no backend \"nope\""
+expect_stdout "" "usage --backend nope: no table"
 
 run "$KW" -c "$CONF" usage --since 2099-01-01
 expect_exit 0
