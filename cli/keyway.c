@@ -92,6 +92,7 @@ struct args {
 	const char *until;
 	const char *backend;    /* usage --backend */
 	bool alerts;
+	const char *config;     /* -c FILE after the command */
 	char **pos;             /* positional arguments */
 	int npos;
 };
@@ -267,24 +268,45 @@ static int take_days(const char *cmd, int64_t *days)
 	return GO_ON;
 }
 
+/* Room for a command's options and the global ones it also takes. */
+#define MAX_SHORTOPTS 32
+#define MAX_LONGOPTS 32
+
 /*
  * Parse the options of cmd.  Returns GO_ON, or the exit status when the
  * command is over (help printed, usage error).  getopt_long() only returns
  * what shortopts and longopts offer, so one switch serves every command.
+ * Every command also takes the global -c/--config after its name
+ * (`keyway get x -c FILE`); exec only before its CMD.
  */
 static int parse_args(const struct command *cmd, int argc, char **argv,
 		      const char *shortopts, const struct option *longopts,
 		      struct args *a)
 {
+	char shorts[MAX_SHORTOPTS];
+	struct option all[MAX_LONGOPTS];
+	size_t n, flags;
 	int c, rc;
 
+	/* "c:" after the flags ("+", ":") that must come first. */
+	flags = strspn(shortopts, "+:");
+	snprintf(shorts, sizeof(shorts), "%.*sc:%s", (int)flags, shortopts,
+		 shortopts + flags);
+	for (n = 0; longopts[n].name != NULL && n < MAX_LONGOPTS - 2; n++)
+		all[n] = longopts[n];
+	all[n++] = (struct option){ "config", required_argument, NULL, 'c' };
+	all[n] = (struct option){ NULL, 0, NULL, 0 };
+
 	optind = 0; /* glibc: start afresh, re-reading shortopts' flags */
-	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shorts, all, NULL)) != -1) {
 		rc = GO_ON;
 		switch (c) {
 		case 'h':
 			print_usage(cmd);
 			return EXIT_OK;
+		case 'c':
+			rc = take_value(cmd->name, "-c", &a->config);
+			break;
 		case OPT_USER:
 			rc = take_value(cmd->name, "--user", &a->user);
 			break;
@@ -332,11 +354,11 @@ static int parse_args(const struct command *cmd, int argc, char **argv,
 			/* Only a caller with somewhere to keep it offers -p. */
 			if (!a->providers)
 				return option_error(cmd->name, c, argv,
-						    shortopts);
+						    shorts);
 			a->providers[a->nproviders++] = optarg;
 			break;
 		default:
-			return option_error(cmd->name, c, argv, shortopts);
+			return option_error(cmd->name, c, argv, shorts);
 		}
 		if (rc != GO_ON)
 			return rc;
@@ -344,6 +366,12 @@ static int parse_args(const struct command *cmd, int argc, char **argv,
 	a->pos = argv + optind;
 	a->npos = argc - optind;
 	return GO_ON;
+}
+
+/* -c after the command wins over -c before it, as a later option does. */
+static const char *config_path(const char *config, const struct args *a)
+{
+	return a->config != NULL ? a->config : config;
 }
 
 static int no_arguments(const struct command *cmd, const struct args *a)
@@ -405,7 +433,7 @@ static kw_status open_request(const char *config, const struct args *a,
 	req->provider = a->npos > 0 ? a->pos[0] : NULL;
 	req->user = a->user;
 	req->org = a->org;
-	return kw_open(ctx, config);
+	return kw_open(ctx, config_path(config, a));
 }
 
 static int cmd_get(const struct command *cmd, int argc, char **argv,
@@ -1267,7 +1295,8 @@ static int cmd_put(const struct command *cmd, int argc, char **argv,
 	if (rc != GO_ON)
 		goto out;
 	/* Configuration problems show before anyone types a key. */
-	rc = open_as_admin(cmd->name, config, &ctx, &actor, &user);
+	rc = open_as_admin(cmd->name, config_path(config, &a), &ctx,
+			   &actor, &user);
 	if (rc == GO_ON)
 		rc = owner_for_scope(cmd, ctx, &a);
 	if (rc != GO_ON)
@@ -1319,7 +1348,8 @@ static int cmd_key_state(const struct command *cmd, int argc, char **argv,
 	if (rc != GO_ON)
 		return rc;
 
-	rc = open_as_admin(cmd->name, config, &ctx, &actor, &user);
+	rc = open_as_admin(cmd->name, config_path(config, &a), &ctx,
+			   &actor, &user);
 	if (rc == GO_ON)
 		rc = owner_for_scope(cmd, ctx, &a);
 	if (rc != GO_ON)
@@ -1674,7 +1704,8 @@ static int cmd_ls(const struct command *cmd, int argc, char **argv,
 		backend = a.pos[0];
 	}
 
-	rc = open_as_admin(cmd->name, config, &ctx, &actor, &user);
+	rc = open_as_admin(cmd->name, config_path(config, &a), &ctx,
+			   &actor, &user);
 	if (rc != GO_ON)
 		goto out;
 	if (a.due) {
@@ -1731,7 +1762,8 @@ static int cmd_rekey(const struct command *cmd, int argc, char **argv,
 	if (*a.pos[0] == '\0')
 		return usage_error(cmd->name, "empty BACKEND");
 
-	rc = open_as_admin(cmd->name, config, &ctx, &actor, &user);
+	rc = open_as_admin(cmd->name, config_path(config, &a), &ctx,
+			   &actor, &user);
 	if (rc != GO_ON)
 		goto out;
 	st = kw_rekey(ctx, &actor, a.pos[0], &count);
@@ -2468,7 +2500,8 @@ static int cmd_usage(const struct command *cmd, int argc, char **argv,
 		fn = tally_group;
 	}
 
-	rc = open_as_admin(cmd->name, config, &ctx, &actor, &user);
+	rc = open_as_admin(cmd->name, config_path(config, &a), &ctx,
+			   &actor, &user);
 	if (rc != GO_ON)
 		goto out;
 	/* A typo would print an empty table, as if nothing had been used. */
@@ -2534,7 +2567,7 @@ static int cmd_check(const struct command *cmd, int argc, char **argv,
 	if (rc != GO_ON)
 		return rc;
 
-	st = kw_check(config, report_line, &count);
+	st = kw_check(config_path(config, &a), report_line, &count);
 	if (st == KW_OK) {
 		puts("ok");
 		return EXIT_OK;
@@ -2966,6 +2999,7 @@ static void print_overview(void)
 	       "  -c, --config=FILE read FILE instead of %s\n"
 	       "  -h, --help        show this help and exit\n"
 	       "  -V, --version     show the version and exit\n"
+	       "-c may also follow COMMAND (for exec, before CMD).\n"
 	       "\n"
 	       "Exit status: 0 success, 1 error, 2 usage, 3 not found, "
 	       "4 denied,\n"

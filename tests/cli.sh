@@ -187,6 +187,27 @@ run -s env KEYWAY_CONFIG="$CONF" "$KW" get anthropic
 expect_exit 0
 expect_stdout "$K_ANT"
 
+# -c and --config may follow the command too; the last one wins.
+run -s "$KW" get anthropic -c "$CONF"
+expect_exit 0
+expect_stdout "$K_ANT" "get PROVIDER -c CONFIG"
+expect_stderr ""
+run -s "$KW" get --config="$CONF" openai
+expect_exit 0
+expect_stdout "$K_OAI" "get --config=CONFIG PROVIDER"
+run -s "$KW" -c "$TMPD/no-such.conf" get anthropic -c "$CONF"
+expect_exit 0
+expect_stdout "$K_ANT" "-c after the command wins over -c before it"
+run -s "$KW" -c "$CONF" explain anthropic -c "$TMPD/no-such.conf"
+expect_exit 1
+expect_stderr_line "keyway: $TMPD/no-such.conf: cannot open configuration: No such file or directory"
+run "$KW" check --config "$CONF"
+expect_exit 0 "check --config CONFIG"
+usage_error "keyway: get: option \"-c\" needs an argument (try 'keyway get --help')" \
+	get anthropic -c
+usage_error "keyway: usage: empty value for -c (try 'keyway usage --help')" \
+	usage -c ""
+
 run "$KW" -c "$CONF" get missing
 expect_exit 3
 expect_stderr_line "keyway: chain \"default\": no backend has a key for provider \"missing\""
@@ -471,6 +492,11 @@ expect_stdout "${want%$'\n'}" "exec: a SIGPIPE the caller ignores stays ignored"
 run "$KW" -c "$CONF" exec -p anthropic sh -c 'echo "$1"' sh -p
 expect_exit 0
 expect_stdout "-p" "exec: options after CMD go to CMD"
+
+# -c before CMD is keyway's; after it, CMD's.
+run "$KW" exec -p anthropic -c "$CONF" -- sh -c 'echo "$1"' sh -c
+expect_exit 0
+expect_stdout "-c" "exec -c CONFIG -- CMD: -c after CMD goes to CMD"
 
 # Nothing runs unless every key resolves.
 run "$KW" -c "$CONF" exec -p anthropic -p missing -- touch "$TMPD/marker1"
