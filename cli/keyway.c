@@ -710,18 +710,6 @@ static int runnable(const char *cmd)
 	return err;
 }
 
-/* Whether environment entry env holds a master key or passphrase that the
- * configuration reads: the command must not inherit those. */
-static bool sensitive(const char *env, const char *const *names)
-{
-	size_t len = strcspn(env, "=");
-
-	for (; names != NULL && *names != NULL; names++)
-		if (strlen(*names) == len && memcmp(*names, env, len) == 0)
-			return true;
-	return false;
-}
-
 static int make_entry(struct export *e)
 {
 	size_t vlen = strlen(e->var), klen = kw_secret_len(e->key);
@@ -811,9 +799,14 @@ static int cmd_exec(const struct command *cmd, int argc, char **argv,
 	envp = calloc(nenv + a.nproviders + 1, sizeof(*envp));
 	if (!envp)
 		goto out_nomem;
+	/*
+	 * The command gets the keys the chains resolved and no other: not a
+	 * master key, and not a key a backend would have handed out only
+	 * through a chain, its quotas and its audit trail.
+	 */
 	for (i = 0, j = 0; i < nenv; i++) {
 		if (!replaced(environ[i], ex, a.nproviders) &&
-		    !sensitive(environ[i], kw_sensitive_env(ctx)))
+		    !kw_reads_env(ctx, environ[i]))
 			envp[j++] = environ[i];
 	}
 	for (i = 0; i < a.nproviders; i++) {

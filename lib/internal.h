@@ -114,6 +114,7 @@ struct kwi_module {
 	void (*op_walk_end)(void *);
 	kw_status (*op_used_batch)(void *, const kw_store_use *, size_t,
 				   kw_reply *);
+	bool (*op_reads_env)(void *, const char *, size_t);
 };
 
 /* Directory modules are loaded from: $KEYWAY_MODULE_DIR or the default. */

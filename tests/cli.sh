@@ -36,7 +36,8 @@ secret "$K_ANT" "$K_OAI" "$K_OLD" "$K_ORG" "$K_USER" "$K_TINY"
 # The configuration with its dotenv file, private as keyway wants them.
 CONF=$SECRETD/cli.conf
 if ! { cp -- "$KEYWAY_SRCDIR/tests/etc/cli.conf" "$CONF" &&
-	printf 'OPENAI_API_KEY="%s"\n' "$K_OAI" >"$SECRETD/server.env" &&
+	printf 'OPENAI_API_KEY="%s"\nKWTEST_DOTENV_ONLY=1\n' "$K_OAI" \
+		>"$SECRETD/server.env" &&
 	chmod 600 "$CONF" "$SECRETD/server.env"; }; then
 	bail_out "cannot set up $SECRETD"
 fi
@@ -445,6 +446,46 @@ run "$KW" -c "$CONF" exec -p anthropic --provider=openai -- \
 expect_exit 0
 expect_eq "$(cat "$SECRETD/env4" 2>/dev/null)" "$K_ANT|$K_OAI" \
 	"exec with two providers: both keys"
+
+# The child gets the keys the chain resolved and no other: not a key the
+# env backend would hand out (its own quota and audit bypassed), not a
+# variable the dotenv file sets, not a master key or passphrase.  Only
+# names are written where a key may not go.
+# child_lacks FILE VAR...: VAR is not among the names listed in FILE.
+child_lacks()
+{
+	local file=$1 v
+
+	shift
+	for v; do
+		if grep -qx -- "$v" "$file"; then
+			fail "exec: the child has no \$$v" "$v is in its environment"
+		else
+			pass "exec: the child has no \$$v"
+		fi
+	done
+}
+run env OPENAI_API_KEY="$K_OLD" MISTRAL_API_KEY="$K_OLD" \
+	KWTEST_DOTENV_ONLY=2 KEYWAY_MASTER_KEY="$K_OLD" \
+	API_KEY_ENCRYPTION_KEY="$K_OLD" KEYWAY_PASSPHRASE="$K_OLD" \
+	KWTEST_KEEP=kept "$KW" -c "$CONF" exec -p anthropic -- \
+	sh -c 'env | sed "s/=.*//" >"$1"; printf "%s|%s" "$ANTHROPIC_API_KEY" "$KWTEST_KEEP" >"$2"' \
+	sh "$TMPD/names1" "$SECRETD/env6"
+expect_exit 0
+expect_stderr ""
+expect_eq "$(cat "$SECRETD/env6" 2>/dev/null)" "$K_ANT|kept" \
+	"exec -p anthropic: the resolved key and the caller's other variables"
+child_lacks "$TMPD/names1" OPENAI_API_KEY MISTRAL_API_KEY KWTEST_DOTENV_ONLY \
+	KEYWAY_MASTER_KEY API_KEY_ENCRYPTION_KEY KEYWAY_PASSPHRASE
+
+# A key the env backend resolved reaches the child, once, as resolved.
+run env OPENAI_API_KEY="$K_OLD" "$KW" -c "$CONF" exec -p openai -- \
+	sh -c 'printf %s "$OPENAI_API_KEY" >"$1"; env | grep -c "^OPENAI_API_KEY="' \
+	sh "$SECRETD/env7"
+expect_exit 0
+expect_stdout "1" "exec -p openai from the environment: one OPENAI_API_KEY"
+expect_eq "$(cat "$SECRETD/env7" 2>/dev/null)" "$K_OLD" \
+	"exec -p openai from the environment: the resolved key"
 
 # --user reaches the chain too.
 run "$KW" -c "$CONF" exec --chain stores --user alice -p anthropic -- \

@@ -427,6 +427,21 @@ KW_EXPORT KW_WARN_UNUSED kw_status kw_usage(kw_ctx *ctx, const kw_actor *actor,
  */
 KW_EXPORT const char *const *kw_sensitive_env(const kw_ctx *ctx);
 
+/*
+ * Whether ctx's configuration reads environment variable `name`, which is a
+ * variable's name or a whole environment entry "NAME=VALUE" (only NAME is
+ * looked at, the value is never read): a variable a master key or
+ * passphrase may come from (KEYWAY_MASTER_KEY, API_KEY_ENCRYPTION_KEY,
+ * KEYWAY_PASSPHRASE, and those keyway.master_key names), or one a backend
+ * may hand out as a key (for the env module: a name of its `vars`, a name
+ * it makes from a provider's, such as OPENAI_API_KEY, and every name its
+ * dotenv file sets).  A program that runs others with the environment it
+ * was given must remove these first, as `keyway exec` does: a key then
+ * reaches them only through a chain, its quotas and its audit trail.
+ * Returns 1 if it does, 0 if not (0 for a NULL ctx or name).  Thread-safe.
+ */
+KW_EXPORT int kw_reads_env(const kw_ctx *ctx, const char *name);
+
 /* Room kw_mask() needs for its longest output, NUL included. */
 #define KW_MASK_SIZE 16
 
