@@ -552,11 +552,84 @@ static void print_trace(const kw_trace *t, const kw_request *req)
 		printf("result: %s\n", kw_status_str(result));
 }
 
+/* A string for JSON: NULL and "" are null. */
+static json_t *json_text(const char *s)
+{
+	return s != NULL && *s != '\0' ? json_string(s) : json_null();
+}
+
+/*
+ * explain --json: the request, one object per step, the result, in the
+ * shape keyway(1) documents.  Like the text, it holds no key: a found key
+ * is only ever shown masked.
+ */
+static int print_trace_json(const kw_trace *t, const kw_request *req)
+{
+	const kw_trace_step *s;
+	kw_status result = kw_trace_result(t);
+	json_t *o = NULL, *steps, *step;
+	char *text = NULL;
+	size_t i, n;
+	int rc = EXIT_ERR;
+
+	steps = json_array();
+	if (!steps)
+		goto out;
+	n = kw_trace_len(t);
+	for (i = 0; i < n; i++) {
+		s = kw_trace_get(t, i);
+		if (!s)
+			continue;
+		step = json_pack("{s:I, s:o, s:o, s:s, s:s, s:o, s:o, s:o}",
+				 "entry", (json_int_t)s->index,
+				 "backend", json_text(s->backend),
+				 "module", json_text(s->module),
+				 "status", answer_str(s->status),
+				 "action", kw_action_str(s->action),
+				 "skip", s->action == KW_ACTION_SKIP
+					 ? json_integer(s->skip) : json_null(),
+				 "detail", json_text(s->detail),
+				 "masked", json_text(s->masked));
+		if (!step || json_array_append_new(steps, step) != 0)
+			goto out;
+	}
+	o = json_pack("{s:{s:o, s:s, s:o, s:o}, s:o, s:{s:s, s:o, s:o}}",
+		      "request",
+		      "chain", json_text(kw_trace_chain(t)),
+		      "provider", req->provider,
+		      "user", json_text(req->user),
+		      "org", json_text(req->org),
+		      "steps", steps,
+		      "result",
+		      "status", answer_str(result),
+		      "backend", json_text(kw_trace_backend(t)),
+		      "summary", result == KW_OK ? json_null()
+				 : json_text(kw_trace_summary(t)));
+	steps = NULL; /* o holds it, or json_pack() dropped it */
+	if (!o)
+		goto out;
+	text = json_dumps(o, JSON_FLAGS);
+	if (!text)
+		goto out;
+	puts(text);
+	rc = EXIT_OK;
+out:
+	if (rc != EXIT_OK)
+		fprintf(stderr, "keyway: explain: cannot encode the trace as "
+			"JSON (out of memory, or a field that is not "
+			"UTF-8)\n");
+	free(text);
+	json_decref(steps);
+	json_decref(o);
+	return rc;
+}
+
 static int cmd_explain(const struct command *cmd, int argc, char **argv,
 		       const char *config)
 {
 	static const struct option longopts[] = {
 		REQUEST_OPTIONS,
+		{ "json", no_argument, NULL, OPT_JSON },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct args a = { 0 };
@@ -582,7 +655,13 @@ static int cmd_explain(const struct command *cmd, int argc, char **argv,
 		rc = lib_error(st);
 		goto out;
 	}
-	print_trace(t, &req);
+	if (a.json) {
+		rc = print_trace_json(t, &req);
+		if (rc != EXIT_OK)
+			goto out;
+	} else {
+		print_trace(t, &req);
+	}
 	rc = exit_status(kw_trace_result(t));
 out:
 	kw_trace_free(t);
@@ -2542,10 +2621,75 @@ static void report_line(void *arg, const char *line)
 	(*count)++;
 }
 
+/* check --json: the problems, gathered as kw_check_problems() finds them. */
+struct check_json {
+	json_t *problems;
+	bool failed; /* a problem could not be encoded */
+};
+
+static void add_problem(struct check_json *c, const char *file, int line,
+			const char *message)
+{
+	json_t *o;
+
+	if (c->failed)
+		return;
+	o = json_pack("{s:o, s:o, s:s}", "file", json_text(file),
+		      "line", line > 0 ? json_integer(line) : json_null(),
+		      "message", message);
+	if (!o || json_array_append_new(c->problems, o) != 0)
+		c->failed = true;
+}
+
+static void problem_json(void *arg, const kw_problem *p)
+{
+	add_problem(arg, p->file, p->line, p->message);
+}
+
+/* {"ok": ..., "problems": [{"file", "line", "message"}...]} on stdout. */
+static int check_json(const char *config)
+{
+	struct check_json c = { json_array(), false };
+	const char *msg;
+	json_t *o = NULL;
+	char *text = NULL;
+	kw_status st;
+	int rc = EXIT_ERR;
+
+	if (!c.problems)
+		goto out;
+	st = kw_check_problems(config, problem_json, &c);
+	/* A failure that reported nothing still deserves its entry. */
+	if (st != KW_OK && json_array_size(c.problems) == 0 && !c.failed) {
+		msg = kw_last_error();
+		add_problem(&c, NULL, 0, msg && *msg ? msg : kw_status_str(st));
+	}
+	if (c.failed)
+		goto out;
+	o = json_pack("{s:b, s:O}", "ok", st == KW_OK, "problems", c.problems);
+	if (!o)
+		goto out;
+	text = json_dumps(o, JSON_FLAGS);
+	if (!text)
+		goto out;
+	puts(text);
+	rc = st == KW_OK ? EXIT_OK : EXIT_ERR;
+out:
+	if (!text)
+		fprintf(stderr, "keyway: check: cannot encode the problems as "
+			"JSON (out of memory, or a field that is not "
+			"UTF-8)\n");
+	free(text);
+	json_decref(o);
+	json_decref(c.problems);
+	return rc;
+}
+
 static int cmd_check(const struct command *cmd, int argc, char **argv,
 		     const char *config)
 {
 	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, OPT_JSON },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -2560,6 +2704,8 @@ static int cmd_check(const struct command *cmd, int argc, char **argv,
 	if (rc != GO_ON)
 		return rc;
 
+	if (a.json)
+		return check_json(config_path(config, &a));
 	st = kw_check(config_path(config, &a), report_line, &count);
 	if (st == KW_OK) {
 		puts("ok");
@@ -2737,7 +2883,7 @@ static const struct command commands[] = {
 	},
 	{
 		"explain", cmd_explain,
-		"explain PROVIDER [--user U] [--org O] [--chain C]",
+		"explain PROVIDER [--user U] [--org O] [--chain C] [--json]",
 		"show step by step how a request resolves",
 		"Show how a request for PROVIDER resolves: every chain entry "
 		"asked, what it\n"
@@ -2747,6 +2893,7 @@ static const struct command commands[] = {
 		"\n"
 		"Options:\n"
 		HELP_REQUEST_OPTIONS
+		"      --json        print the trace as JSON (see keyway(1))\n"
 		HELP_HELP_OPTION
 	},
 	{
@@ -2914,7 +3061,7 @@ static const struct command commands[] = {
 	},
 	{
 		"check", cmd_check,
-		"check",
+		"check [--json]",
 		"check the configuration, backends and file permissions",
 		"Load the configuration and every module, open and "
 		"health-check every\n"
@@ -2925,6 +3072,8 @@ static const struct command commands[] = {
 		"printed when there is none.\n"
 		"\n"
 		"Options:\n"
+		"      --json        print {\"ok\", \"problems\"} as JSON on "
+		"standard output\n"
 		HELP_HELP_OPTION
 	},
 	{

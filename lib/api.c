@@ -58,7 +58,7 @@ static kw_status ctx_load(kw_ctx **out, const char *path, struct kwi_diag *d,
 
 kw_status kw_open(kw_ctx **ctx, const char *config_path_arg)
 {
-	struct kwi_diag d = { NULL, NULL, KW_OK, 0 };
+	struct kwi_diag d = { NULL, NULL, KW_OK, 0, NULL };
 	kw_ctx *c;
 	kw_status rc;
 
@@ -84,12 +84,27 @@ void kw_close(kw_ctx *ctx)
 	free(ctx);
 }
 
+static kw_status check_config(const char *path, struct kwi_diag *d);
+
 kw_status kw_check(const char *path, kw_report_fn *report, void *arg)
 {
-	struct kwi_diag d = { report, arg, KW_OK, 0 };
+	struct kwi_diag d = { report, arg, KW_OK, 0, NULL };
+
+	return check_config(path, &d);
+}
+
+kw_status kw_check_problems(const char *path, kw_problem_fn *fn, void *arg)
+{
+	struct kwi_diag d = { NULL, arg, KW_OK, 0, fn };
+
+	return check_config(path, &d);
+}
+
+static kw_status check_config(const char *path, struct kwi_diag *d)
+{
 	kw_ctx *ctx;
 
-	(void)ctx_load(&ctx, path, &d, true);
+	(void)ctx_load(&ctx, path, d, true);
 	{
 		/* Every backend that opened gets its health check. */
 		for (size_t i = 0; ctx != NULL && i <= ctx->nbackends; i++) {
@@ -106,7 +121,7 @@ kw_status kw_check(const char *path, kw_report_fn *report, void *arg)
 			st = b->module->op_check(b->state, &r);
 			kwi_reply_clear(&r);
 			if (st != KW_OK)
-				kwi_diag(&d, st, b->file, b->line,
+				kwi_diag(d, st, b->file, b->line,
 					 "%s: health check: %s%s%s",
 					 b->label, kw_status_str(st),
 					 r.detail[0] != '\0' ? ": " : "",
@@ -114,7 +129,7 @@ kw_status kw_check(const char *path, kw_report_fn *report, void *arg)
 		}
 	}
 	kw_close(ctx);
-	return d.first;
+	return d->first;
 }
 
 /* ---- requests ---- */

@@ -51,6 +51,7 @@ struct kwi_diag {
 	void *arg;
 	kw_status first;      /* KW_OK while nothing went wrong */
 	unsigned count;
+	kw_problem_fn *problem; /* also told each problem in parts, or NULL */
 };
 
 /* Record "file:line: message" (line 0: "file: message"). */

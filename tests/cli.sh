@@ -54,14 +54,48 @@ first_line_is()
 	expect_eq "$(head -n 1 -- "$OUT")" "$1" "$2"
 }
 
+# A python3 with its json module, for --json.
+if command -v python3 >/dev/null 2>&1 &&
+	python3 -c 'import json' >/dev/null 2>&1; then
+	PY=python3
+else
+	PY=
+fi
+
+# flat_json FILE: a JSON document as one "path=value" line per leaf, in the
+# document's order, so that its shape and contents compare exactly.
+flat_json()
+{
+	$PY - "$1" <<'EOF'
+import json, sys
+
+def walk(path, v):
+    if isinstance(v, dict):
+        if not v:
+            print(path + "={}")
+        for k, x in v.items():
+            walk(path + "." + k if path else k, x)
+    elif isinstance(v, list):
+        if not v:
+            print(path + "=[]")
+        for i, x in enumerate(v):
+            walk("%s[%d]" % (path, i), x)
+    else:
+        print(path + "=" + json.dumps(v))
+
+with open(sys.argv[1]) as f:
+    walk("", json.load(f))
+EOF
+}
+
 # ---- usage ----
 
 for cmd in get explain exec check keygen help; do
 	case $cmd in
 	get) usage="get PROVIDER [--user U] [--org O] [--chain C] [--reveal]" ;;
-	explain) usage="explain PROVIDER [--user U] [--org O] [--chain C]" ;;
+	explain) usage="explain PROVIDER [--user U] [--org O] [--chain C] [--json]" ;;
 	exec) usage="exec [--user U] [--org O] [--chain C] -p PROVIDER[=VAR]... -- CMD [ARGS...]" ;;
-	check) usage="check" ;;
+	check) usage="check [--json]" ;;
 	keygen) usage="keygen [-o FILE]" ;;
 	help) usage="help [COMMAND]" ;;
 	esac
@@ -412,6 +446,70 @@ expect_exit 1
 expect_stderr_line "keyway: $CONF: no chain \"nope\""
 expect_stdout ""
 
+# --json: the same trace, in the shape keyway(1) documents, compared here
+# field by field, in order.
+if [ -n "$PY" ]; then
+	run "$KW" -c "$CONF" explain --chain walk --user alice anthropic --json
+	expect_exit 0
+	expect_stderr ""
+	expect_eq "$(flat_json "$OUT")" 'request.chain="walk"
+request.provider="anthropic"
+request.user="alice"
+request.org=null
+steps[0].entry=1
+steps[0].backend="nokey"
+steps[0].module="fake"
+steps[0].status="notfound"
+steps[0].action="continue"
+steps[0].skip=null
+steps[0].detail="fake notfound"
+steps[0].masked=null
+steps[1].entry=2
+steps[1].backend="quota"
+steps[1].module="fake"
+steps[1].status="denied"
+steps[1].action="skip"
+steps[1].skip=1
+steps[1].detail="fake denied"
+steps[1].masked=null
+steps[2].entry=4
+steps[2].backend="team"
+steps[2].module="fake"
+steps[2].status="found"
+steps[2].action="done"
+steps[2].skip=null
+steps[2].detail="fake found"
+steps[2].masked="sk-a****ijkl"
+result.status="found"
+result.backend="team"
+result.summary=null' "explain --json: a walk that skips"
+	expect_lacks "$OUT" "$K_ANT" "explain --json: no key"
+
+	run "$KW" -c "$CONF" explain --json --chain denied --org acme anthropic
+	expect_exit 4 "explain --json: the exit status of the resolution"
+	expect_eq "$(flat_json "$OUT")" 'request.chain="denied"
+request.provider="anthropic"
+request.user=null
+request.org="acme"
+steps[0].entry=1
+steps[0].backend="quota"
+steps[0].module="fake"
+steps[0].status="denied"
+steps[0].action="die"
+steps[0].skip=null
+steps[0].detail="fake denied"
+steps[0].masked=null
+result.status="denied"
+result.backend=null
+result.summary="quota answered denied: fake denied"' "explain --json: a denial"
+
+	run "$KW" -c "$CONF" explain --json openai
+	expect_exit 0
+	expect_lacks "$OUT" "$K_OAI" "explain --json of a key from the env backend: no key"
+else
+	skip "explain --json" "python3 with json is not available"
+fi
+
 # ---- exec ----
 
 # The child writes what it was given into files under $SECRETD (it may hold
@@ -612,6 +710,42 @@ $three:3: backend \"team\": unknown setting \"flavour\" (module \"fake\" takes a
 $three:6: chain \"default\": unknown backend \"taem\"" \
 	"check: three errors, three lines"
 expect_stdout ""
+
+# check --json: {"ok", "problems": [{"file", "line", "message"}]} on
+# stdout, nothing on stderr, the exit status of check.
+if [ -n "$PY" ]; then
+	run "$KW" -c "$CONF" check --json
+	expect_exit 0
+	expect_stderr ""
+	expect_eq "$(flat_json "$OUT")" 'ok=true
+problems=[]' "check --json: ok"
+
+	run "$KW" check --json -c "$three"
+	expect_exit 1
+	expect_stderr ""
+	expect_eq "$(flat_json "$OUT")" "ok=false
+problems[0].file=\"$three\"
+problems[0].line=1
+problems[0].message=\"unknown setting \\\"colour\\\" (expected keyway, backends or chains)\"
+problems[1].file=\"$three\"
+problems[1].line=3
+problems[1].message=\"backend \\\"team\\\": unknown setting \\\"flavour\\\" (module \\\"fake\\\" takes answer, value, open_error, check_answer, providers)\"
+problems[2].file=\"$three\"
+problems[2].line=6
+problems[2].message=\"chain \\\"default\\\": unknown backend \\\"taem\\\"\"" \
+		"check --json: three problems, by file, line and message"
+
+	run "$KW" -c "$TMPD/no-such.conf" check --json
+	expect_exit 1
+	expect_stderr ""
+	expect_eq "$(flat_json "$OUT")" "ok=false
+problems[0].file=\"$TMPD/no-such.conf\"
+problems[0].line=null
+problems[0].message=\"cannot open configuration: No such file or directory\"" \
+		"check --json: a problem with the whole file has no line"
+else
+	skip "check --json" "python3 with json is not available"
+fi
 
 # check goes on to open and health-check every backend.
 flaky=$(write_conf flaky.conf 600 <<'EOF'

@@ -236,6 +236,29 @@ typedef void kw_report_fn(void *arg, const char *line);
 KW_EXPORT KW_WARN_UNUSED kw_status kw_check(const char *config_path, kw_report_fn *report,
 				  void *arg);
 
+/* One problem kw_check_problems() found.  Fields may be added at the end. */
+typedef struct kw_problem {
+	const char *file;    /* the file it is in: the configuration, an
+				included file, a key file, a module... */
+	int line;            /* its line in file, or 0 for the whole file */
+	const char *message; /* what is wrong, one line, without file and
+				line; never a secret */
+	kw_status status;    /* the status it makes kw_check() return */
+} kw_problem;
+
+/* Called once per problem; p and its strings live for the call only. */
+typedef void kw_problem_fn(void *arg, const kw_problem *p);
+
+/*
+ * kw_check(), with every problem handed to fn in its parts rather than as
+ * one line ("file:line: message" is file, line and message), for a
+ * program that shows problems in its own form (`keyway check --json`).
+ * Returns what kw_check() returns.  Thread-safe as kw_check() is.
+ */
+KW_EXPORT KW_WARN_UNUSED kw_status kw_check_problems(const char *config_path,
+						     kw_problem_fn *fn,
+						     void *arg);
+
 /*
  * The configuration path kw_open(ctx, NULL) would use.  Static storage.
  */
