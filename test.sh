@@ -2,7 +2,8 @@
 # Build keyway and run every test: the plain build (warnings are errors),
 # the same suite under AddressSanitizer and UndefinedBehaviorSanitizer, the
 # thread tests under ThreadSanitizer, and `make distcheck`.  Ends with the
-# line "N passed, N failed"; exits non-zero when anything failed.
+# line "N passed, N failed"; exits non-zero when anything failed.  It builds
+# in _test/ and leaves build/, where one builds by hand, alone.
 set -u
 cd "$(dirname "$0")"
 top=$PWD
@@ -74,14 +75,14 @@ autogen() {
 }
 
 distcheck() {
-	make -C build -s -j"$jobs" distcheck >build/distcheck.out 2>&1 ||
-		{ tail -40 build/distcheck.out >&2; return 1; }
+	make -C _test/plain -s -j"$jobs" distcheck >_test/plain/distcheck.out 2>&1 ||
+		{ tail -40 _test/plain/distcheck.out >&2; return 1; }
 }
 
 step "autoreconf" autogen
-suite build "plain" "check" --enable-werror
-suite build-asan "asan" "check" --enable-werror --enable-sanitizers=address
-suite build-tsan "tsan" "check TESTS=tests/test_threads" --enable-sanitizers=thread
+suite _test/plain "plain" "check" --enable-werror
+suite _test/asan "asan" "check" --enable-werror --enable-sanitizers=address
+suite _test/tsan "tsan" "check TESTS=tests/test_threads" --enable-sanitizers=thread
 step "distcheck" distcheck
 
 for f in "${failures[@]}"; do

@@ -92,6 +92,7 @@ struct args {
 	const char *until;
 	const char *backend;    /* usage --backend */
 	bool alerts;
+	const char *config;     /* -c FILE after the command */
 	char **pos;             /* positional arguments */
 	int npos;
 };
@@ -278,24 +279,45 @@ static int take_days(const char *cmd, int64_t *days)
 	return GO_ON;
 }
 
+/* Room for a command's options and the global ones it also takes. */
+#define MAX_SHORTOPTS 32
+#define MAX_LONGOPTS 32
+
 /*
  * Parse the options of cmd.  Returns GO_ON, or the exit status when the
  * command is over (help printed, usage error).  getopt_long() only returns
  * what shortopts and longopts offer, so one switch serves every command.
+ * Every command also takes the global -c/--config after its name
+ * (`keyway get x -c FILE`); exec only before its CMD.
  */
 static int parse_args(const struct command *cmd, int argc, char **argv,
 		      const char *shortopts, const struct option *longopts,
 		      struct args *a)
 {
+	char shorts[MAX_SHORTOPTS];
+	struct option all[MAX_LONGOPTS];
+	size_t n, flags;
 	int c, rc;
 
+	/* "c:" after the flags ("+", ":") that must come first. */
+	flags = strspn(shortopts, "+:");
+	snprintf(shorts, sizeof(shorts), "%.*sc:%s", (int)flags, shortopts,
+		 shortopts + flags);
+	for (n = 0; longopts[n].name != NULL && n < MAX_LONGOPTS - 2; n++)
+		all[n] = longopts[n];
+	all[n++] = (struct option){ "config", required_argument, NULL, 'c' };
+	all[n] = (struct option){ NULL, 0, NULL, 0 };
+
 	optind = 0; /* glibc: start afresh, re-reading shortopts' flags */
-	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shorts, all, NULL)) != -1) {
 		rc = GO_ON;
 		switch (c) {
 		case 'h':
 			print_usage(cmd);
 			return EXIT_OK;
+		case 'c':
+			rc = take_value(cmd->name, "-c", &a->config);
+			break;
 		case OPT_USER:
 			rc = take_name(cmd->name, "--user", &a->user);
 			break;
@@ -343,11 +365,11 @@ static int parse_args(const struct command *cmd, int argc, char **argv,
 			/* Only a caller with somewhere to keep it offers -p. */
 			if (!a->providers)
 				return option_error(cmd->name, c, argv,
-						    shortopts);
+						    shorts);
 			a->providers[a->nproviders++] = optarg;
 			break;
 		default:
-			return option_error(cmd->name, c, argv, shortopts);
+			return option_error(cmd->name, c, argv, shorts);
 		}
 		if (rc != GO_ON)
 			return rc;
@@ -355,6 +377,12 @@ static int parse_args(const struct command *cmd, int argc, char **argv,
 	a->pos = argv + optind;
 	a->npos = argc - optind;
 	return GO_ON;
+}
+
+/* -c after the command wins over -c before it, as a later option does. */
+static const char *config_path(const char *config, const struct args *a)
+{
+	return a->config != NULL ? a->config : config;
 }
 
 static int no_arguments(const struct command *cmd, const struct args *a)
@@ -416,7 +444,7 @@ static kw_status open_request(const char *config, const struct args *a,
 	req->provider = a->npos > 0 ? a->pos[0] : NULL;
 	req->user = a->user;
 	req->org = a->org;
-	return kw_open(ctx, config);
+	return kw_open(ctx, config_path(config, a));
 }
 
 static int cmd_get(const struct command *cmd, int argc, char **argv,
@@ -535,11 +563,84 @@ static void print_trace(const kw_trace *t, const kw_request *req)
 		printf("result: %s\n", kw_status_str(result));
 }
 
+/* A string for JSON: NULL and "" are null. */
+static json_t *json_text(const char *s)
+{
+	return s != NULL && *s != '\0' ? json_string(s) : json_null();
+}
+
+/*
+ * explain --json: the request, one object per step, the result, in the
+ * shape keyway(1) documents.  Like the text, it holds no key: a found key
+ * is only ever shown masked.
+ */
+static int print_trace_json(const kw_trace *t, const kw_request *req)
+{
+	const kw_trace_step *s;
+	kw_status result = kw_trace_result(t);
+	json_t *o = NULL, *steps, *step;
+	char *text = NULL;
+	size_t i, n;
+	int rc = EXIT_ERR;
+
+	steps = json_array();
+	if (!steps)
+		goto out;
+	n = kw_trace_len(t);
+	for (i = 0; i < n; i++) {
+		s = kw_trace_get(t, i);
+		if (!s)
+			continue;
+		step = json_pack("{s:I, s:o, s:o, s:s, s:s, s:o, s:o, s:o}",
+				 "entry", (json_int_t)s->index,
+				 "backend", json_text(s->backend),
+				 "module", json_text(s->module),
+				 "status", answer_str(s->status),
+				 "action", kw_action_str(s->action),
+				 "skip", s->action == KW_ACTION_SKIP
+					 ? json_integer(s->skip) : json_null(),
+				 "detail", json_text(s->detail),
+				 "masked", json_text(s->masked));
+		if (!step || json_array_append_new(steps, step) != 0)
+			goto out;
+	}
+	o = json_pack("{s:{s:o, s:s, s:o, s:o}, s:o, s:{s:s, s:o, s:o}}",
+		      "request",
+		      "chain", json_text(kw_trace_chain(t)),
+		      "provider", req->provider,
+		      "user", json_text(req->user),
+		      "org", json_text(req->org),
+		      "steps", steps,
+		      "result",
+		      "status", answer_str(result),
+		      "backend", json_text(kw_trace_backend(t)),
+		      "summary", result == KW_OK ? json_null()
+				 : json_text(kw_trace_summary(t)));
+	steps = NULL; /* o holds it, or json_pack() dropped it */
+	if (!o)
+		goto out;
+	text = json_dumps(o, JSON_FLAGS);
+	if (!text)
+		goto out;
+	puts(text);
+	rc = EXIT_OK;
+out:
+	if (rc != EXIT_OK)
+		fprintf(stderr, "keyway: explain: cannot encode the trace as "
+			"JSON (out of memory, or a field that is not "
+			"UTF-8)\n");
+	free(text);
+	json_decref(steps);
+	json_decref(o);
+	return rc;
+}
+
 static int cmd_explain(const struct command *cmd, int argc, char **argv,
 		       const char *config)
 {
 	static const struct option longopts[] = {
 		REQUEST_OPTIONS,
+		{ "json", no_argument, NULL, OPT_JSON },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct args a = { 0 };
@@ -565,7 +666,13 @@ static int cmd_explain(const struct command *cmd, int argc, char **argv,
 		rc = lib_error(st);
 		goto out;
 	}
-	print_trace(t, &req);
+	if (a.json) {
+		rc = print_trace_json(t, &req);
+		if (rc != EXIT_OK)
+			goto out;
+	} else {
+		print_trace(t, &req);
+	}
 	rc = exit_status(kw_trace_result(t));
 out:
 	kw_trace_free(t);
@@ -693,18 +800,6 @@ static int runnable(const char *cmd)
 	return err;
 }
 
-/* Whether environment entry env holds a master key or passphrase that the
- * configuration reads: the command must not inherit those. */
-static bool sensitive(const char *env, const char *const *names)
-{
-	size_t len = strcspn(env, "=");
-
-	for (; names != NULL && *names != NULL; names++)
-		if (strlen(*names) == len && memcmp(*names, env, len) == 0)
-			return true;
-	return false;
-}
-
 static int make_entry(struct export *e)
 {
 	size_t vlen = strlen(e->var), klen = kw_secret_len(e->key);
@@ -794,9 +889,14 @@ static int cmd_exec(const struct command *cmd, int argc, char **argv,
 	envp = calloc(nenv + a.nproviders + 1, sizeof(*envp));
 	if (!envp)
 		goto out_nomem;
+	/*
+	 * The command gets the keys the chains resolved and no other: not a
+	 * master key, and not a key a backend would have handed out only
+	 * through a chain, its quotas and its audit trail.
+	 */
 	for (i = 0, j = 0; i < nenv; i++) {
 		if (!replaced(environ[i], ex, a.nproviders) &&
-		    !sensitive(environ[i], kw_sensitive_env(ctx)))
+		    !kw_reads_env(ctx, environ[i]))
 			envp[j++] = environ[i];
 	}
 	for (i = 0; i < a.nproviders; i++) {
@@ -933,6 +1033,28 @@ static int backend_and_provider(const struct command *cmd,
 		return usage_error(cmd->name, "empty BACKEND");
 	if (*a->pos[1] == '\0')
 		return usage_error(cmd->name, "empty PROVIDER");
+	return GO_ON;
+}
+
+/*
+ * What the backend's scope asks of --owner, said before a key is read: a
+ * user or org key needs one, a system key has none.
+ */
+static int owner_for_scope(const struct command *cmd, kw_ctx *ctx,
+			   const struct args *a)
+{
+	kw_scope scope;
+	kw_status st;
+
+	st = kw_backend_scope(ctx, a->pos[0], &scope);
+	if (st != KW_OK)
+		return lib_error(st);
+	if (a->owner == NULL && (scope == KW_SCOPE_USER ||
+				 scope == KW_SCOPE_ORG))
+		return usage_error(cmd->name, "missing --owner (backend "
+				   "\"%s\" holds %s keys: name the %s)",
+				   a->pos[0], kw_scope_str(scope),
+				   kw_scope_str(scope));
 	return GO_ON;
 }
 
@@ -1256,7 +1378,10 @@ static int cmd_put(const struct command *cmd, int argc, char **argv,
 	if (rc != GO_ON)
 		goto out;
 	/* Configuration problems show before anyone types a key. */
-	rc = open_as_admin(cmd->name, config, &ctx, &actor, &user);
+	rc = open_as_admin(cmd->name, config_path(config, &a), &ctx,
+			   &actor, &user);
+	if (rc == GO_ON)
+		rc = owner_for_scope(cmd, ctx, &a);
 	if (rc != GO_ON)
 		goto out;
 	fill_key_ref(&ref, &a);
@@ -1306,7 +1431,10 @@ static int cmd_key_state(const struct command *cmd, int argc, char **argv,
 	if (rc != GO_ON)
 		return rc;
 
-	rc = open_as_admin(cmd->name, config, &ctx, &actor, &user);
+	rc = open_as_admin(cmd->name, config_path(config, &a), &ctx,
+			   &actor, &user);
+	if (rc == GO_ON)
+		rc = owner_for_scope(cmd, ctx, &a);
 	if (rc != GO_ON)
 		goto out;
 	fill_key_ref(&ref, &a);
@@ -1659,7 +1787,8 @@ static int cmd_ls(const struct command *cmd, int argc, char **argv,
 		backend = a.pos[0];
 	}
 
-	rc = open_as_admin(cmd->name, config, &ctx, &actor, &user);
+	rc = open_as_admin(cmd->name, config_path(config, &a), &ctx,
+			   &actor, &user);
 	if (rc != GO_ON)
 		goto out;
 	if (a.due) {
@@ -1716,7 +1845,8 @@ static int cmd_rekey(const struct command *cmd, int argc, char **argv,
 	if (*a.pos[0] == '\0')
 		return usage_error(cmd->name, "empty BACKEND");
 
-	rc = open_as_admin(cmd->name, config, &ctx, &actor, &user);
+	rc = open_as_admin(cmd->name, config_path(config, &a), &ctx,
+			   &actor, &user);
 	if (rc != GO_ON)
 		goto out;
 	st = kw_rekey(ctx, &actor, a.pos[0], &count);
@@ -2453,9 +2583,20 @@ static int cmd_usage(const struct command *cmd, int argc, char **argv,
 		fn = tally_group;
 	}
 
-	rc = open_as_admin(cmd->name, config, &ctx, &actor, &user);
+	rc = open_as_admin(cmd->name, config_path(config, &a), &ctx,
+			   &actor, &user);
 	if (rc != GO_ON)
 		goto out;
+	/* A typo would print an empty table, as if nothing had been used. */
+	if (a.backend != NULL) {
+		kw_scope scope;
+
+		st = kw_backend_scope(ctx, a.backend, &scope);
+		if (st != KW_OK) {
+			rc = lib_error(st);
+			goto out;
+		}
+	}
 	st = kw_usage(ctx, &actor, &filter, fn, &u);
 	rc = usage_read_error(&u);
 	if (rc != GO_ON)
@@ -2491,10 +2632,75 @@ static void report_line(void *arg, const char *line)
 	(*count)++;
 }
 
+/* check --json: the problems, gathered as kw_check_problems() finds them. */
+struct check_json {
+	json_t *problems;
+	bool failed; /* a problem could not be encoded */
+};
+
+static void add_problem(struct check_json *c, const char *file, int line,
+			const char *message)
+{
+	json_t *o;
+
+	if (c->failed)
+		return;
+	o = json_pack("{s:o, s:o, s:s}", "file", json_text(file),
+		      "line", line > 0 ? json_integer(line) : json_null(),
+		      "message", message);
+	if (!o || json_array_append_new(c->problems, o) != 0)
+		c->failed = true;
+}
+
+static void problem_json(void *arg, const kw_problem *p)
+{
+	add_problem(arg, p->file, p->line, p->message);
+}
+
+/* {"ok": ..., "problems": [{"file", "line", "message"}...]} on stdout. */
+static int check_json(const char *config)
+{
+	struct check_json c = { json_array(), false };
+	const char *msg;
+	json_t *o = NULL;
+	char *text = NULL;
+	kw_status st;
+	int rc = EXIT_ERR;
+
+	if (!c.problems)
+		goto out;
+	st = kw_check_problems(config, problem_json, &c);
+	/* A failure that reported nothing still deserves its entry. */
+	if (st != KW_OK && json_array_size(c.problems) == 0 && !c.failed) {
+		msg = kw_last_error();
+		add_problem(&c, NULL, 0, msg && *msg ? msg : kw_status_str(st));
+	}
+	if (c.failed)
+		goto out;
+	o = json_pack("{s:b, s:O}", "ok", st == KW_OK, "problems", c.problems);
+	if (!o)
+		goto out;
+	text = json_dumps(o, JSON_FLAGS);
+	if (!text)
+		goto out;
+	puts(text);
+	rc = st == KW_OK ? EXIT_OK : EXIT_ERR;
+out:
+	if (!text)
+		fprintf(stderr, "keyway: check: cannot encode the problems as "
+			"JSON (out of memory, or a field that is not "
+			"UTF-8)\n");
+	free(text);
+	json_decref(o);
+	json_decref(c.problems);
+	return rc;
+}
+
 static int cmd_check(const struct command *cmd, int argc, char **argv,
 		     const char *config)
 {
 	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, OPT_JSON },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -2509,7 +2715,9 @@ static int cmd_check(const struct command *cmd, int argc, char **argv,
 	if (rc != GO_ON)
 		return rc;
 
-	st = kw_check(config, report_line, &count);
+	if (a.json)
+		return check_json(config_path(config, &a));
+	st = kw_check(config_path(config, &a), report_line, &count);
 	if (st == KW_OK) {
 		puts("ok");
 		return EXIT_OK;
@@ -2549,7 +2757,7 @@ static int cmd_init(const struct command *cmd, int argc, char **argv,
 	if (rc != GO_ON)
 		return rc;
 
-	st = kw_init(config, created_line, report_line, &count);
+	st = kw_init(config_path(config, &a), created_line, report_line, &count);
 	if (fflush(stdout) != 0) {
 		fprintf(stderr, "keyway: init: cannot write: %s\n",
 			strerror(errno));
@@ -2728,7 +2936,7 @@ static const struct command commands[] = {
 	},
 	{
 		"explain", cmd_explain,
-		"explain PROVIDER [--user U] [--org O] [--chain C]",
+		"explain PROVIDER [--user U] [--org O] [--chain C] [--json]",
 		"show step by step how a request resolves",
 		"Show how a request for PROVIDER resolves: every chain entry "
 		"asked, what it\n"
@@ -2738,6 +2946,7 @@ static const struct command commands[] = {
 		"\n"
 		"Options:\n"
 		HELP_REQUEST_OPTIONS
+		"      --json        print the trace as JSON (see keyway(1))\n"
 		HELP_HELP_OPTION
 	},
 	{
@@ -2905,7 +3114,7 @@ static const struct command commands[] = {
 	},
 	{
 		"check", cmd_check,
-		"check",
+		"check [--json]",
 		"check the configuration, backends and file permissions",
 		"Load the configuration and every module, open and "
 		"health-check every\n"
@@ -2940,6 +3149,8 @@ static const struct command commands[] = {
 		"the applications run as, once, before keyway check.\n"
 		"\n"
 		"Options:\n"
+		"      --json        print {\"ok\", \"problems\"} as JSON on "
+		"standard output\n"
 		HELP_HELP_OPTION
 	},
 	{
@@ -3007,6 +3218,7 @@ static void print_overview(void)
 	       "  -c, --config=FILE read FILE instead of %s\n"
 	       "  -h, --help        show this help and exit\n"
 	       "  -V, --version     show the version and exit\n"
+	       "-c may also follow COMMAND (for exec, before CMD).\n"
 	       "\n"
 	       "Exit status: 0 success, 1 error, 2 usage, 3 not found, "
 	       "4 denied,\n"

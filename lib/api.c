@@ -64,7 +64,7 @@ static kw_status ctx_load(kw_ctx **out, const char *path, struct kwi_diag *d,
 
 kw_status kw_open(kw_ctx **ctx, const char *config_path_arg)
 {
-	struct kwi_diag d = { NULL, NULL, KW_OK, 0 };
+	struct kwi_diag d = { NULL, NULL, KW_OK, 0, NULL };
 	kw_ctx *c;
 	kw_status rc;
 
@@ -90,12 +90,27 @@ void kw_close(kw_ctx *ctx)
 	free(ctx);
 }
 
+static kw_status check_config(const char *path, struct kwi_diag *d);
+
 kw_status kw_check(const char *path, kw_report_fn *report, void *arg)
 {
-	struct kwi_diag d = { report, arg, KW_OK, 0 };
+	struct kwi_diag d = { report, arg, KW_OK, 0, NULL };
+
+	return check_config(path, &d);
+}
+
+kw_status kw_check_problems(const char *path, kw_problem_fn *fn, void *arg)
+{
+	struct kwi_diag d = { NULL, arg, KW_OK, 0, fn };
+
+	return check_config(path, &d);
+}
+
+static kw_status check_config(const char *path, struct kwi_diag *d)
+{
 	kw_ctx *ctx;
 
-	(void)ctx_load(&ctx, path, &d, true, true);
+	(void)ctx_load(&ctx, path, d, true, true);
 	{
 		/* Every backend that opened gets its health check. */
 		for (size_t i = 0; ctx != NULL && i <= ctx->nbackends; i++) {
@@ -112,7 +127,7 @@ kw_status kw_check(const char *path, kw_report_fn *report, void *arg)
 			st = b->module->op_check(b->state, &r);
 			kwi_reply_clear(&r);
 			if (st != KW_OK)
-				kwi_diag(&d, st, b->file, b->line,
+				kwi_diag(d, st, b->file, b->line,
 					 "%s: health check: %s%s%s",
 					 b->label, kw_status_str(st),
 					 r.detail[0] != '\0' ? ": " : "",
@@ -120,7 +135,7 @@ kw_status kw_check(const char *path, kw_report_fn *report, void *arg)
 		}
 	}
 	kw_close(ctx);
-	return d.first;
+	return d->first;
 }
 
 /* The files a configuration names that init may make, missing before. */
@@ -164,7 +179,7 @@ static kw_status note_missing(struct init_file **files, size_t *n,
 kw_status kw_init(const char *path, kw_report_fn *created,
 		  kw_report_fn *report, void *arg)
 {
-	struct kwi_diag d = { report, arg, KW_OK, 0 };
+	struct kwi_diag d = { report, arg, KW_OK, 0, NULL };
 	struct init_file *files = NULL;
 	size_t n = 0;
 	kw_ctx *ctx;
@@ -496,12 +511,21 @@ void kw_secret_free(kw_secret *s)
 	kwi_secret_destroy(s);
 }
 
+/* The shortest secrets kw_mask() shows both ends of, and the end of. */
+#define MASK_BOTH_MIN 24
+#define MASK_TAIL_MIN 12
+
 char *kw_mask(const char *secret, size_t len, char *buf, size_t size)
 {
 	if (size == 0)
 		return buf;
-	if (secret != NULL && len >= 16)
+	/* A mask shows at most a third of a key: the first and last four
+	 * of a long key, the last four of a short one, none of a shorter
+	 * one. */
+	if (secret != NULL && len >= MASK_BOTH_MIN)
 		snprintf(buf, size, "%.4s****%.4s", secret, secret + len - 4);
+	else if (secret != NULL && len >= MASK_TAIL_MIN)
+		snprintf(buf, size, "****%.4s", secret + len - 4);
 	else
 		snprintf(buf, size, "****");
 	return buf;

@@ -129,6 +129,14 @@ void kwi_vdiag(struct kwi_diag *d, kw_status st, const char *file, int line,
 	d->count++;
 	if (d->report != NULL)
 		d->report(d->arg, full);
+	if (d->problem != NULL) {
+		kw_problem p = { file, line > 0 ? line : 0, msg, st };
+
+		for (char *c = msg; *c != '\0'; c++)
+			if (*c == '\n' || *c == '\r')
+				*c = ' ';
+		d->problem(d->arg, &p);
+	}
 }
 
 void kwi_diag(struct kwi_diag *d, kw_status st, const char *file, int line,

@@ -51,6 +51,7 @@ struct kwi_diag {
 	void *arg;
 	kw_status first;      /* KW_OK while nothing went wrong */
 	unsigned count;
+	kw_problem_fn *problem; /* also told each problem in parts, or NULL */
 };
 
 /* Record "file:line: message" (line 0: "file: message"). */
@@ -115,6 +116,7 @@ struct kwi_module {
 	void (*op_walk_end)(void *);
 	kw_status (*op_used_batch)(void *, const kw_store_use *, size_t,
 				   kw_reply *);
+	bool (*op_reads_env)(void *, const char *, size_t);
 };
 
 /*

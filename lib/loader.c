@@ -93,6 +93,8 @@ static kw_status check_descriptor(struct kwi_module *m, char *why,
 		m->op_walk_end = d->walk_end;
 	if (DESC_HAS(d, used_batch))
 		m->op_used_batch = d->used_batch;
+	if (DESC_HAS(d, reads_env))
+		m->op_reads_env = d->reads_env;
 
 	if ((d->caps & KW_CAP_LOOKUP) && m->op_lookup == NULL)
 		return missing_op(m, "lookup", "lookup", why, whylen);

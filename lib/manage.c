@@ -627,3 +627,55 @@ const char *const *kw_sensitive_env(const kw_ctx *ctx)
 {
 	return ctx != NULL ? (const char *const *)ctx->sensitive_env : NULL;
 }
+
+static bool same_name(const char *s, const char *name, size_t len)
+{
+	return s != NULL && strlen(s) == len && memcmp(s, name, len) == 0;
+}
+
+int kw_reads_env(const kw_ctx *ctx, const char *name)
+{
+	/* Read for a master key whatever keyway.master_key says. */
+	static const char *const masters[] = { "KEYWAY_MASTER_KEY",
+					       "API_KEY_ENCRYPTION_KEY",
+					       "KEYWAY_PASSPHRASE" };
+	const struct kw_instance *b;
+	size_t len, i;
+
+	if (ctx == NULL || name == NULL)
+		return 0;
+	len = strcspn(name, "=");
+	for (i = 0; i < sizeof(masters) / sizeof(masters[0]); i++)
+		if (same_name(masters[i], name, len))
+			return 1;
+	/* Every slot: one whose copy failed is NULL, not the end. */
+	for (i = 0; i < sizeof(ctx->sensitive_env) /
+			sizeof(ctx->sensitive_env[0]); i++)
+		if (same_name(ctx->sensitive_env[i], name, len))
+			return 1;
+	for (i = 0; i < ctx->nbackends; i++) {
+		b = &ctx->backends[i];
+		if (b->opened && b->module->op_reads_env != NULL &&
+		    b->module->op_reads_env(b->state, name, len))
+			return 1;
+	}
+	return 0;
+}
+
+kw_status kw_backend_scope(const kw_ctx *ctx, const char *backend,
+			   kw_scope *scope)
+{
+	if (scope != NULL)
+		*scope = KW_SCOPE_NONE;
+	if (ctx == NULL || backend == NULL || scope == NULL)
+		return kwi_error(KW_ERR_INVAL,
+				 "no context, backend or scope");
+	for (size_t i = 0; i < ctx->nbackends; i++) {
+		if (strcmp(ctx->backends[i].name, backend) == 0) {
+			*scope = ctx->backends[i].scope;
+			return KW_OK;
+		}
+	}
+	return kwi_error(KW_ERR_INVAL, "%s: no backend \"%.64s\"", ctx->path,
+			 backend);
+}

@@ -36,7 +36,8 @@ secret "$K_ANT" "$K_OAI" "$K_OLD" "$K_ORG" "$K_USER" "$K_TINY"
 # The configuration with its dotenv file, private as keyway wants them.
 CONF=$SECRETD/cli.conf
 if ! { cp -- "$KEYWAY_SRCDIR/tests/etc/cli.conf" "$CONF" &&
-	printf 'OPENAI_API_KEY="%s"\n' "$K_OAI" >"$SECRETD/server.env" &&
+	printf 'OPENAI_API_KEY="%s"\nKWTEST_DOTENV_ONLY=1\n' "$K_OAI" \
+		>"$SECRETD/server.env" &&
 	chmod 600 "$CONF" "$SECRETD/server.env"; }; then
 	bail_out "cannot set up $SECRETD"
 fi
@@ -53,14 +54,48 @@ first_line_is()
 	expect_eq "$(head -n 1 -- "$OUT")" "$1" "$2"
 }
 
+# A python3 with its json module, for --json.
+if command -v python3 >/dev/null 2>&1 &&
+	python3 -c 'import json' >/dev/null 2>&1; then
+	PY=python3
+else
+	PY=
+fi
+
+# flat_json FILE: a JSON document as one "path=value" line per leaf, in the
+# document's order, so that its shape and contents compare exactly.
+flat_json()
+{
+	$PY - "$1" <<'EOF'
+import json, sys
+
+def walk(path, v):
+    if isinstance(v, dict):
+        if not v:
+            print(path + "={}")
+        for k, x in v.items():
+            walk(path + "." + k if path else k, x)
+    elif isinstance(v, list):
+        if not v:
+            print(path + "=[]")
+        for i, x in enumerate(v):
+            walk("%s[%d]" % (path, i), x)
+    else:
+        print(path + "=" + json.dumps(v))
+
+with open(sys.argv[1]) as f:
+    walk("", json.load(f))
+EOF
+}
+
 # ---- usage ----
 
 for cmd in get explain exec check init keygen help; do
 	case $cmd in
 	get) usage="get PROVIDER [--user U] [--org O] [--chain C] [--reveal]" ;;
-	explain) usage="explain PROVIDER [--user U] [--org O] [--chain C]" ;;
+	explain) usage="explain PROVIDER [--user U] [--org O] [--chain C] [--json]" ;;
 	exec) usage="exec [--user U] [--org O] [--chain C] -p PROVIDER[=VAR]... -- CMD [ARGS...]" ;;
-	check) usage="check" ;;
+	check) usage="check [--json]" ;;
 	init) usage="init" ;;
 	keygen) usage="keygen [-o FILE]" ;;
 	help) usage="help [COMMAND]" ;;
@@ -188,6 +223,27 @@ run -s env KEYWAY_CONFIG="$CONF" "$KW" get anthropic
 expect_exit 0
 expect_stdout "$K_ANT"
 
+# -c and --config may follow the command too; the last one wins.
+run -s "$KW" get anthropic -c "$CONF"
+expect_exit 0
+expect_stdout "$K_ANT" "get PROVIDER -c CONFIG"
+expect_stderr ""
+run -s "$KW" get --config="$CONF" openai
+expect_exit 0
+expect_stdout "$K_OAI" "get --config=CONFIG PROVIDER"
+run -s "$KW" -c "$TMPD/no-such.conf" get anthropic -c "$CONF"
+expect_exit 0
+expect_stdout "$K_ANT" "-c after the command wins over -c before it"
+run -s "$KW" -c "$CONF" explain anthropic -c "$TMPD/no-such.conf"
+expect_exit 1
+expect_stderr_line "keyway: $TMPD/no-such.conf: cannot open configuration: No such file or directory"
+run "$KW" check --config "$CONF"
+expect_exit 0 "check --config CONFIG"
+usage_error "keyway: get: option \"-c\" needs an argument (try 'keyway get --help')" \
+	get anthropic -c
+usage_error "keyway: usage: empty value for -c (try 'keyway usage --help')" \
+	usage -c ""
+
 run "$KW" -c "$CONF" get missing
 expect_exit 3
 expect_stderr_line "keyway: chain \"default\": no backend has a key for provider \"missing\""
@@ -264,7 +320,7 @@ if [ -z "$tty_skip" ]; then
 
 	run -t "$KW" -c "$CONF" get --chain tiny anthropic
 	expect_exit 0
-	expect_stdout "****" "get of a 15-byte key on a terminal: all masked"
+	expect_stdout "****-xyz" "get of a 15-byte key on a terminal: only its last four"
 
 	run -s -t "$KW" -c "$CONF" get --reveal anthropic
 	expect_exit 0
@@ -383,13 +439,77 @@ result: unavail: down answered unavail: fake unavail'
 run "$KW" -c "$CONF" explain --chain tiny anthropic
 expect_exit 0
 expect_stdout 'chain "tiny": provider "anthropic", user -, org -
-  1. tiny (fake): found -> done: fake found [****]
+  1. tiny (fake): found -> done: fake found [****-xyz]
 result: found by tiny'
 
 run "$KW" -c "$CONF" explain --chain nope anthropic
 expect_exit 1
 expect_stderr_line "keyway: $CONF: no chain \"nope\""
 expect_stdout ""
+
+# --json: the same trace, in the shape keyway(1) documents, compared here
+# field by field, in order.
+if [ -n "$PY" ]; then
+	run "$KW" -c "$CONF" explain --chain walk --user alice anthropic --json
+	expect_exit 0
+	expect_stderr ""
+	expect_eq "$(flat_json "$OUT")" 'request.chain="walk"
+request.provider="anthropic"
+request.user="alice"
+request.org=null
+steps[0].entry=1
+steps[0].backend="nokey"
+steps[0].module="fake"
+steps[0].status="notfound"
+steps[0].action="continue"
+steps[0].skip=null
+steps[0].detail="fake notfound"
+steps[0].masked=null
+steps[1].entry=2
+steps[1].backend="quota"
+steps[1].module="fake"
+steps[1].status="denied"
+steps[1].action="skip"
+steps[1].skip=1
+steps[1].detail="fake denied"
+steps[1].masked=null
+steps[2].entry=4
+steps[2].backend="team"
+steps[2].module="fake"
+steps[2].status="found"
+steps[2].action="done"
+steps[2].skip=null
+steps[2].detail="fake found"
+steps[2].masked="sk-a****ijkl"
+result.status="found"
+result.backend="team"
+result.summary=null' "explain --json: a walk that skips"
+	expect_lacks "$OUT" "$K_ANT" "explain --json: no key"
+
+	run "$KW" -c "$CONF" explain --json --chain denied --org acme anthropic
+	expect_exit 4 "explain --json: the exit status of the resolution"
+	expect_eq "$(flat_json "$OUT")" 'request.chain="denied"
+request.provider="anthropic"
+request.user=null
+request.org="acme"
+steps[0].entry=1
+steps[0].backend="quota"
+steps[0].module="fake"
+steps[0].status="denied"
+steps[0].action="die"
+steps[0].skip=null
+steps[0].detail="fake denied"
+steps[0].masked=null
+result.status="denied"
+result.backend=null
+result.summary="quota answered denied: fake denied"' "explain --json: a denial"
+
+	run "$KW" -c "$CONF" explain --json openai
+	expect_exit 0
+	expect_lacks "$OUT" "$K_OAI" "explain --json of a key from the env backend: no key"
+else
+	skip "explain --json" "python3 with json is not available"
+fi
 
 # ---- exec ----
 
@@ -425,6 +545,46 @@ run "$KW" -c "$CONF" exec -p anthropic --provider=openai -- \
 expect_exit 0
 expect_eq "$(cat "$SECRETD/env4" 2>/dev/null)" "$K_ANT|$K_OAI" \
 	"exec with two providers: both keys"
+
+# The child gets the keys the chain resolved and no other: not a key the
+# env backend would hand out (its own quota and audit bypassed), not a
+# variable the dotenv file sets, not a master key or passphrase.  Only
+# names are written where a key may not go.
+# child_lacks FILE VAR...: VAR is not among the names listed in FILE.
+child_lacks()
+{
+	local file=$1 v
+
+	shift
+	for v; do
+		if grep -qx -- "$v" "$file"; then
+			fail "exec: the child has no \$$v" "$v is in its environment"
+		else
+			pass "exec: the child has no \$$v"
+		fi
+	done
+}
+run env OPENAI_API_KEY="$K_OLD" MISTRAL_API_KEY="$K_OLD" \
+	KWTEST_DOTENV_ONLY=2 KEYWAY_MASTER_KEY="$K_OLD" \
+	API_KEY_ENCRYPTION_KEY="$K_OLD" KEYWAY_PASSPHRASE="$K_OLD" \
+	KWTEST_KEEP=kept "$KW" -c "$CONF" exec -p anthropic -- \
+	sh -c 'env | sed "s/=.*//" >"$1"; printf "%s|%s" "$ANTHROPIC_API_KEY" "$KWTEST_KEEP" >"$2"' \
+	sh "$TMPD/names1" "$SECRETD/env6"
+expect_exit 0
+expect_stderr ""
+expect_eq "$(cat "$SECRETD/env6" 2>/dev/null)" "$K_ANT|kept" \
+	"exec -p anthropic: the resolved key and the caller's other variables"
+child_lacks "$TMPD/names1" OPENAI_API_KEY MISTRAL_API_KEY KWTEST_DOTENV_ONLY \
+	KEYWAY_MASTER_KEY API_KEY_ENCRYPTION_KEY KEYWAY_PASSPHRASE
+
+# A key the env backend resolved reaches the child, once, as resolved.
+run env OPENAI_API_KEY="$K_OLD" "$KW" -c "$CONF" exec -p openai -- \
+	sh -c 'printf %s "$OPENAI_API_KEY" >"$1"; env | grep -c "^OPENAI_API_KEY="' \
+	sh "$SECRETD/env7"
+expect_exit 0
+expect_stdout "1" "exec -p openai from the environment: one OPENAI_API_KEY"
+expect_eq "$(cat "$SECRETD/env7" 2>/dev/null)" "$K_OLD" \
+	"exec -p openai from the environment: the resolved key"
 
 # --user reaches the chain too.
 run "$KW" -c "$CONF" exec --chain stores --user alice -p anthropic -- \
@@ -472,6 +632,11 @@ expect_stdout "${want%$'\n'}" "exec: a SIGPIPE the caller ignores stays ignored"
 run "$KW" -c "$CONF" exec -p anthropic sh -c 'echo "$1"' sh -p
 expect_exit 0
 expect_stdout "-p" "exec: options after CMD go to CMD"
+
+# -c before CMD is keyway's; after it, CMD's.
+run "$KW" exec -p anthropic -c "$CONF" -- sh -c 'echo "$1"' sh -c
+expect_exit 0
+expect_stdout "-c" "exec -c CONFIG -- CMD: -c after CMD goes to CMD"
 
 # Nothing runs unless every key resolves.
 run "$KW" -c "$CONF" exec -p anthropic -p missing -- touch "$TMPD/marker1"
@@ -546,6 +711,42 @@ $three:3: backend \"team\": unknown setting \"flavour\" (module \"fake\" takes a
 $three:6: chain \"default\": unknown backend \"taem\"" \
 	"check: three errors, three lines"
 expect_stdout ""
+
+# check --json: {"ok", "problems": [{"file", "line", "message"}]} on
+# stdout, nothing on stderr, the exit status of check.
+if [ -n "$PY" ]; then
+	run "$KW" -c "$CONF" check --json
+	expect_exit 0
+	expect_stderr ""
+	expect_eq "$(flat_json "$OUT")" 'ok=true
+problems=[]' "check --json: ok"
+
+	run "$KW" check --json -c "$three"
+	expect_exit 1
+	expect_stderr ""
+	expect_eq "$(flat_json "$OUT")" "ok=false
+problems[0].file=\"$three\"
+problems[0].line=1
+problems[0].message=\"unknown setting \\\"colour\\\" (expected keyway, backends or chains)\"
+problems[1].file=\"$three\"
+problems[1].line=3
+problems[1].message=\"backend \\\"team\\\": unknown setting \\\"flavour\\\" (module \\\"fake\\\" takes answer, value, open_error, check_answer, providers)\"
+problems[2].file=\"$three\"
+problems[2].line=6
+problems[2].message=\"chain \\\"default\\\": unknown backend \\\"taem\\\"\"" \
+		"check --json: three problems, by file, line and message"
+
+	run "$KW" -c "$TMPD/no-such.conf" check --json
+	expect_exit 1
+	expect_stderr ""
+	expect_eq "$(flat_json "$OUT")" "ok=false
+problems[0].file=\"$TMPD/no-such.conf\"
+problems[0].line=null
+problems[0].message=\"cannot open configuration: No such file or directory\"" \
+		"check --json: a problem with the whole file has no line"
+else
+	skip "check --json" "python3 with json is not available"
+fi
 
 # check goes on to open and health-check every backend.
 flaky=$(write_conf flaky.conf 600 <<'EOF'

@@ -366,9 +366,11 @@ expect_table "USER   ORG   BACKEND     PROVIDER   ADMITTED  DENIED  REFUNDED  LA
 alice  acme  server_env  anthropic  1         0       0         <LAST:alice>" \
 	"usage --org acme: alice's line"
 
+# An unknown backend is refused as put refuses it, not shown unused.
 run "$KW" -c "$CONF" usage --backend nope
-expect_exit 0
-expect_stdout "$HEADER" "usage --backend nope: the header alone"
+expect_exit 1
+expect_stderr_line "keyway: $CONF: no backend \"nope\""
+expect_stdout "" "usage --backend nope: no table"
 
 run "$KW" -c "$CONF" usage --since 2099-01-01
 expect_exit 0
@@ -657,6 +659,54 @@ if [ -n "$HOLD_PID" ]; then
 	exec 9>&-
 	wait "$HOLD_PID"
 fi
+
+# ---- exec hands a command no key but those the chain resolved ----
+
+# Bob, his quota used up, gets the server's key through exec neither: the
+# variable the env backend reads never reaches a command, whether the chain
+# denied it or never asked that backend, nor does the master key, under
+# any name.  (Last: the denial is not in the counts above.)
+run env OPENAI_API_KEY="$K_ENV" "$KW" -c "$CONF" exec --user bob -p openai -- \
+	sh -c 'env | sed "s/=.*//" >"$1"' sh "$TMPD/bob-names"
+expect_exit 4
+expect_stderr_line "keyway: chain \"default\", provider \"openai\": server_env answered denied: $USED_UP_BOB"
+expect_missing "$TMPD/bob-names" "exec -p openai denied by the quota runs nothing"
+
+K_OWN=sk-mis-cli-quota-bobs-own-key-0002bbbb
+secret "$K_OWN"
+OWN_CONF=$SECRETD/own.conf # bob's own key, in the configuration
+cat >"$OWN_CONF" <<EOF || bail_out "cannot write $OWN_CONF"
+keyway: { master_key = { source = "env"; var = "KWTEST_OWN_MASTER"; };
+	ledger: { module = "sqlite"; path = "$LEDGER"; }; };
+backends: {
+	server_env: { module = "env";
+		quota = ( { limit = 3; period = "day"; per = "user"; } ); };
+	own: { module = "fake"; answer = "found"; providers = "mistral";
+		value = "$K_OWN"; };
+};
+chains: {
+	default = ( { backend = "server_env"; control = "required"; } );
+	own = ( { backend = "own"; control = "requisite"; } );
+};
+EOF
+chmod 600 "$OWN_CONF"
+run env OPENAI_API_KEY="$K_ENV" KWTEST_OWN_MASTER="$MASTER" "$KW" \
+	-c "$OWN_CONF" exec --chain own --user bob -p mistral -- \
+	sh -c 'env | sed "s/=.*//" >"$1"; printf %s "$MISTRAL_API_KEY" >"$2"' \
+	sh "$TMPD/own-names" "$SECRETD/own-key"
+expect_exit 0
+expect_stderr ""
+expect_eq "$(cat "$SECRETD/own-key" 2>/dev/null)" "$K_OWN" \
+	"exec --chain own -p mistral: the child has the key the chain resolved"
+for v in ANTHROPIC_API_KEY OPENAI_API_KEY KEYWAY_MASTER_KEY KWTEST_OWN_MASTER; do
+	if [ ! -s "$TMPD/own-names" ]; then
+		fail "exec --chain own: the child has no \$$v" "the child listed nothing"
+	elif grep -qx -- "$v" "$TMPD/own-names"; then
+		fail "exec --chain own: the child has no \$$v" "it is in its environment"
+	else
+		pass "exec --chain own: the child has no \$$v"
+	fi
+done
 
 expect_no_leaks
 

@@ -296,7 +296,17 @@ run from "$SECRETD/org.in" "$KW" -c "$CONF" put org_keys anthropic --owner acme 
 expect_exit 1
 expect_stderr_line "keyway: backend \"org_keys\" holds org keys, not user keys"
 
-run from "$SECRETD/org.in" "$KW" -c "$CONF" put org_keys anthropic
+# A missing --owner is said before a key is read, as a usage error.
+for cmd in put rotate enable disable rm; do
+	run "$KW" -c "$CONF" $cmd org_keys anthropic </dev/null
+	expect_exit 2 "$cmd without --owner of an org key"
+	expect_stderr_line "keyway: $cmd: missing --owner (backend \"org_keys\" holds org keys: name the org) (try 'keyway $cmd --help')"
+done
+run from "$SECRETD/org.in" "$KW" -c "$CONF" put user_keys anthropic --scope user
+expect_exit 2
+expect_stderr_line "keyway: put: missing --owner (backend \"user_keys\" holds user keys: name the user) (try 'keyway put --help')"
+
+run from "$SECRETD/org.in" "$KW" -c "$CONF" put org_keys anthropic --owner 'a b'
 expect_exit 1
 expect_stderr_line "keyway: org keys need a valid owner (the org's name)"
 

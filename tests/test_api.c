@@ -127,17 +127,24 @@ static void test_mask_lengths(void **state)
 	assert_int_equal(strlen(s40), 40);
 	assert_ptr_equal(kw_mask("", 0, buf, sizeof(buf)), buf);
 	assert_string_equal(buf, "****");
-	assert_ptr_equal(kw_mask("sk-abcdefghijkl", 15, buf, sizeof(buf)),
-			 buf);
+	/* Never more than a third of the key: nothing under 12 bytes, the
+	 * last four under 24, both ends from 24 on. */
+	assert_ptr_equal(kw_mask("sk-abcdefgh", 11, buf, sizeof(buf)), buf);
 	assert_string_equal(buf, "****");
+	assert_ptr_equal(kw_mask("sk-abcdefghi", 12, buf, sizeof(buf)), buf);
+	assert_string_equal(buf, "****fghi");
 	assert_ptr_equal(kw_mask("sk-abcdefghijklm", 16, buf, sizeof(buf)),
 			 buf);
-	assert_string_equal(buf, "sk-a****jklm");
+	assert_string_equal(buf, "****jklm");
+	assert_ptr_equal(kw_mask(s40, 23, buf, sizeof(buf)), buf);
+	assert_string_equal(buf, "****ghij");
+	assert_ptr_equal(kw_mask(s40, 24, buf, sizeof(buf)), buf);
+	assert_string_equal(buf, "sk-a****hijk");
 	assert_ptr_equal(kw_mask(s40, 40, buf, sizeof(buf)), buf);
 	assert_string_equal(buf, "sk-a****xyz9");
 	/* Only len counts, not where the NUL is. */
 	assert_ptr_equal(kw_mask(s40, 20, buf, sizeof(buf)), buf);
-	assert_string_equal(buf, "sk-a****defg");
+	assert_string_equal(buf, "****defg");
 	assert_ptr_equal(kw_mask(NULL, 0, buf, sizeof(buf)), buf);
 	assert_string_equal(buf, "****");
 	assert_ptr_equal(kw_mask(NULL, 40, buf, sizeof(buf)), buf);
@@ -643,6 +650,61 @@ static void test_open_missing_file(void **state)
 	tu_rmrf(dir);
 }
 
+/* kw_check_problems(): what kw_check() reports as "file:line: message",
+ * in its parts. */
+struct problems {
+	char text[4][512];
+	size_t n;
+};
+
+static void note_problem(void *arg, const kw_problem *p)
+{
+	struct problems *ps = arg;
+
+	assert_true(ps->n < 4);
+	snprintf(ps->text[ps->n++], sizeof(ps->text[0]), "%s|%d|%s|%s",
+		 p->file, p->line, p->message, kw_status_str(p->status));
+}
+
+static void test_check_problems(void **state)
+{
+	struct problems ps = { .n = 0 };
+	char *dir = tu_tmpdir();
+	char *path, want[1024];
+
+	(void)state;
+	path = tu_write(dir, "two.conf", 0600,
+			"colour = \"blue\";\n"
+			"chains: { default = ( { backend = \"nope\"; "
+			"control = \"required\"; } ); };\n");
+	assert_int_equal(kw_check_problems(path, note_problem, &ps),
+			 KW_ERR_CONFIG);
+	assert_int_equal(ps.n, 3);
+	snprintf(want, sizeof(want), "%s|1|unknown setting \"colour\" "
+		 "(expected keyway, backends or chains)|%s", path,
+		 kw_status_str(KW_ERR_CONFIG));
+	assert_string_equal(ps.text[0], want);
+	/* A problem of the whole file has line 0. */
+	snprintf(want, sizeof(want), "%s|0|no backends section|%s", path,
+		 kw_status_str(KW_ERR_CONFIG));
+	assert_string_equal(ps.text[1], want);
+	snprintf(want, sizeof(want), "%s|2|chain \"default\": unknown "
+		 "backend \"nope\"|%s", path, kw_status_str(KW_ERR_CONFIG));
+	assert_string_equal(ps.text[2], want);
+	free(path);
+
+	ps.n = 0;
+	assert_true(asprintf(&path, "%s/absent.conf", dir) > 0);
+	assert_int_equal(kw_check_problems(path, note_problem, &ps),
+			 KW_ERR_CONFIG);
+	assert_int_equal(ps.n, 1);
+	snprintf(want, sizeof(want), "%s|0|cannot open configuration: No such "
+		 "file or directory|%s", path, kw_status_str(KW_ERR_CONFIG));
+	assert_string_equal(ps.text[0], want);
+	free(path);
+	tu_rmrf(dir);
+}
+
 static void test_open_env_config(void **state)
 {
 	char *dir = tu_tmpdir();
@@ -886,6 +948,7 @@ int main(void)
 		cmocka_unit_test(test_secret_survives_close),
 		cmocka_unit_test(test_open_null_ctx),
 		cmocka_unit_test(test_open_missing_file),
+		cmocka_unit_test(test_check_problems),
 		cmocka_unit_test(test_open_env_config),
 		cmocka_unit_test(test_open_default_config),
 		cmocka_unit_test(test_sizes_exact_bytes),

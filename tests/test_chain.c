@@ -26,7 +26,7 @@
 #define A_VALUE "sk-primary-9876543210fedcba"
 #define A_MASK "sk-p****dcba"
 #define B_VALUE "sk-fallback-0123456789"
-#define B_MASK "sk-f****6789"
+#define B_MASK "****6789" /* 22 bytes: the last four only */
 
 /* ---- answers and expected actions ---- */
 
@@ -1182,8 +1182,11 @@ static void test_explain_mask_lengths(void **state)
 		const char *value;
 		const char *masked;
 	} cases[] = {
-		{ "sk-short-123456", "****" },          /* 15 bytes */
-		{ "sk-sixteen-12345", "sk-s****2345" }, /* 16 bytes */
+		{ "sk-short-12", "****" },              /* 11 bytes */
+		{ "sk-short-123456", "****3456" },      /* 15 bytes */
+		{ "sk-sixteen-12345", "****2345" },     /* 16 bytes */
+		{ "sk-twenty-three-1234567", "****4567" }, /* 23 bytes */
+		{ "sk-twenty-four-123456789", "sk-t****6789" }, /* 24 bytes */
 		{ "x", "****" },
 		{ "sk-ant-api03-ABCDEFGHIJKLMNOPQRSTUVWXYZ-wxyz",
 		  "sk-a****wxyz" },

@@ -747,6 +747,69 @@ static void test_dotenv_parse_errors(void **state)
 	}
 }
 
+/* kw_reads_env(): the names a program that runs others must remove. */
+static void want_reads(const kw_ctx *ctx, const char *name, int want)
+{
+	if (kw_reads_env(ctx, name) != want)
+		fail_msg("kw_reads_env(\"%s\") is not %d",
+			 name != NULL ? name : "(null)", want);
+}
+
+static void test_reads_env(void **state)
+{
+	static const char *const read[] = {
+		"KWTEST_ANTHROPIC",          /* vars */
+		"KWTEST_ANTHROPIC=sk-SECRET", /* an entry: the name counts */
+		"KWTEST_PLAIN", "KWTEST_EXPORTED=x", /* set by the dotenv file */
+		"OPENAI_API_KEY", "OPEN_ROUTER_API_KEY", "X_AI_API_KEY",
+		"MISTRAL_API_KEY", "A1_API_KEY", /* made from a provider */
+		"KEYWAY_MASTER_KEY", "API_KEY_ENCRYPTION_KEY",
+		"KEYWAY_PASSPHRASE",         /* master keys, always */
+	};
+	static const char *const not_read[] = {
+		"PATH", "HOME=/root", "KWTEST_MISSING", "KWTEST_PLAI",
+		"KWTEST_PLAINX", "openai_api_key", "Openai_API_KEY",
+		"_API_KEY", "API_KEY", "9X_API_KEY", "OPENAI_API_KEYS",
+		"OPENAI-X_API_KEY", "",
+	};
+	struct fixture *f = *state;
+	char *env = write_dotenv(f, 0600,
+				 "KWTEST_PLAIN=sk-SECRET-1\n"
+				 "export KWTEST_EXPORTED=sk-SECRET-2\n");
+
+	open_ok(f, "anthropic = \"KWTEST_ANTHROPIC\";", env);
+	for (size_t i = 0; i < sizeof(read) / sizeof(read[0]); i++)
+		want_reads(f->ctx, read[i], 1);
+	for (size_t i = 0; i < sizeof(not_read) / sizeof(not_read[0]); i++)
+		want_reads(f->ctx, not_read[i], 0);
+	want_reads(NULL, "OPENAI_API_KEY", 0);
+	want_reads(f->ctx, NULL, 0);
+
+	/* A backend that never reads the environment takes only what its
+	 * dotenv file sets; a master key's own variable is read. */
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	free(f->conf);
+	f->conf = tu_write(f->dir, "keyway.conf", 0644,
+			   "keyway: { master_key = { source = \"env\"; "
+			   "var = \"KWTEST_X\"; }; };\n"
+			   "backends: { e: { module = \"env\"; "
+			   "environment = false; dotenv = \"%s\"; }; };\n"
+			   "chains: { default = ( { backend = \"e\"; "
+			   "control = \"requisite\"; } ); };\n",
+			   env);
+	assert_int_equal(setenv("KWTEST_X", "00112233445566778899aabbccddeeff"
+				"00112233445566778899aabbccddeeff", 1), 0);
+	f->st = kw_open(&f->ctx, f->conf);
+	if (f->st != KW_OK)
+		fail_msg("kw_open: %s", kw_last_error());
+	want_reads(f->ctx, "KWTEST_PLAIN", 1);
+	want_reads(f->ctx, "KWTEST_X", 1);
+	want_reads(f->ctx, "KEYWAY_MASTER_KEY", 1);
+	want_reads(f->ctx, "OPENAI_API_KEY", 0);
+	want_reads(f->ctx, "KWTEST_ANTHROPIC", 0);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -773,6 +836,7 @@ int main(void)
 		T(test_dotenv_missing),
 		T(test_dotenv_too_large),
 		T(test_dotenv_parse_errors),
+		T(test_reads_env),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -438,13 +438,13 @@ static const struct key_copy *find_key(struct fixture *f, const char *backend,
 	return found != NULL ? keep(found) : NULL;
 }
 
-/* "sk-a****" and the last four: what a listing shows of a key of 16
+/* "sk-a****" and the last four: what a listing shows of a key of 24
  * bytes or more. */
 static char *mask_of(const char *value)
 {
 	size_t n = strlen(value);
 
-	assert_true(n >= 16);
+	assert_true(n >= 24);
 	return fmt("%.4s****%s", value, value + n - 4);
 }
 
@@ -1845,7 +1845,7 @@ static void test_list_contents(void **state)
 		  "sk-ant-SECRET-Hj3Kq8Wm2Xc5Bv9Z0003", "My Anthropic Key",
 		  "sk-a****0003" },
 		{ "user_keys", "alice", "mistral", "SECRET-m0015", NULL,
-		  "****" },
+		  "****0015" },
 		{ "user_keys", "alice", "google",
 		  "AIzaSyA-SECRET-0123456789QWERTYghij", "g", "AIza****ghij" },
 		{ "system_keys", NULL, "anthropic",
@@ -1941,21 +1941,27 @@ static void test_list_contents(void **state)
 	}
 }
 
-/* kw_mask() alone: the first and last four of 16 bytes or more. */
+/* kw_mask() alone: the first and last four of 24 bytes or more, the last
+ * four of 12 or more. */
 static void test_mask(void **state)
 {
 	char buf[KW_MASK_SIZE];
 
 	(void)state;
-	assert_string_equal(kw_mask("sk-ant-api03-abc123xyz9", 23, buf,
+	assert_string_equal(kw_mask("sk-ant-api03-abc123-xyz9", 24, buf,
 				    sizeof(buf)),
 			    "sk-a****xyz9");
+	assert_string_equal(kw_mask("sk-ant-api03-abc123xyz9", 23, buf,
+				    sizeof(buf)),
+			    "****xyz9");
 	assert_string_equal(kw_mask("0123456789abcdef", 16, buf, sizeof(buf)),
-			    "0123****cdef");
-	assert_string_equal(kw_mask("0123456789abcde", 15, buf, sizeof(buf)),
+			    "****cdef");
+	assert_string_equal(kw_mask("0123456789ab", 12, buf, sizeof(buf)),
+			    "****89ab");
+	assert_string_equal(kw_mask("0123456789a", 11, buf, sizeof(buf)),
 			    "****");
 	assert_string_equal(kw_mask("", 0, buf, sizeof(buf)), "****");
-	assert_string_equal(kw_mask("0123456789abcdef", 16, buf, 5), "0123");
+	assert_string_equal(kw_mask("0123456789abcdef", 16, buf, 5), "****");
 }
 
 /* ---- sealed values in the file ---- */

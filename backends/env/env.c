@@ -588,6 +588,57 @@ static kw_status env_lookup(void *state, const kw_query *q)
 	return KW_ERR_NOTFOUND;
 }
 
+/* Whether env_var_for() makes name from some provider: upper-case letters,
+ * digits and '_' before "_API_KEY", a valid name. */
+static bool env_is_made_name(const char *name, size_t len)
+{
+	static const char suffix[] = "_API_KEY";
+	size_t n = sizeof(suffix) - 1;
+
+	if (len <= n || memcmp(name + len - n, suffix, n) != 0)
+		return false;
+	for (size_t i = 0; i < len - n; i++) {
+		char c = name[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '_'))
+			return false;
+	}
+	return env_is_name(name, len);
+}
+
+/*
+ * The variables this backend may hand out: every name of `vars`, every
+ * name it makes from a provider's when it reads the environment, and every
+ * name the dotenv file sets (a program run without them must not find
+ * them in its environment either).
+ */
+static bool env_reads_env(void *state, const char *name, size_t len)
+{
+	const struct env_state *st = state;
+	size_t lo = 0, hi = st->nvars, mid;
+	int c;
+
+	for (size_t i = 0; i < st->nmap; i++)
+		if (env_name_cmp(st->map[i].var, strlen(st->map[i].var), name,
+				 len) == 0)
+			return true;
+	if (st->use_environ && env_is_made_name(name, len))
+		return true;
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		c = env_name_cmp(name, len, st->vars[mid].name,
+				 st->vars[mid].name_len);
+		if (c == 0)
+			return true;
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return false;
+}
+
 static const kw_setting_spec env_settings[] = {
 	{ "vars", KW_SETTING_STRMAP, 0 },
 	{ "dotenv", KW_SETTING_PATH, 0 },
@@ -605,6 +656,7 @@ static const struct kw_module env_module = {
 	.close = env_close,
 	.check = env_check,
 	.lookup = env_lookup,
+	.reads_env = env_reads_env,
 };
 
 KW_MODULE_EXPORT(env_module)

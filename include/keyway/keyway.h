@@ -238,6 +238,29 @@ typedef void kw_report_fn(void *arg, const char *line);
 KW_EXPORT KW_WARN_UNUSED kw_status kw_check(const char *config_path, kw_report_fn *report,
 				  void *arg);
 
+/* One problem kw_check_problems() found.  Fields may be added at the end. */
+typedef struct kw_problem {
+	const char *file;    /* the file it is in: the configuration, an
+				included file, a key file, a module... */
+	int line;            /* its line in file, or 0 for the whole file */
+	const char *message; /* what is wrong, one line, without file and
+				line; never a secret */
+	kw_status status;    /* the status it makes kw_check() return */
+} kw_problem;
+
+/* Called once per problem; p and its strings live for the call only. */
+typedef void kw_problem_fn(void *arg, const kw_problem *p);
+
+/*
+ * kw_check(), with every problem handed to fn in its parts rather than as
+ * one line ("file:line: message" is file, line and message), for a
+ * program that shows problems in its own form (`keyway check --json`).
+ * Returns what kw_check() returns.  Thread-safe as kw_check() is.
+ */
+KW_EXPORT KW_WARN_UNUSED kw_status kw_check_problems(const char *config_path,
+						     kw_problem_fn *fn,
+						     void *arg);
+
 /*
  * Make the files a configuration names that do not exist yet, as `keyway
  * init` does: load it, open every backend and the ledger as kw_open() does
@@ -294,6 +317,18 @@ typedef enum kw_scope {
 
 /* "user", "org", "system" (or "none"). */
 KW_EXPORT const char *kw_scope_str(kw_scope scope);
+
+/*
+ * Whether ctx's configuration declares a backend named `backend`, and its
+ * scope: *scope gets KW_SCOPE_USER, KW_SCOPE_ORG or KW_SCOPE_SYSTEM, or
+ * KW_SCOPE_NONE for a backend that takes no scope.  KW_ERR_INVAL when there
+ * is no such backend ("FILE: no backend \"NAME\"" in kw_last_error()),
+ * *scope being KW_SCOPE_NONE then.  Lets a program check what it was told
+ * before it asks for a key to store.  Thread-safe.
+ */
+KW_EXPORT KW_WARN_UNUSED kw_status kw_backend_scope(const kw_ctx *ctx,
+						    const char *backend,
+						    kw_scope *scope);
 
 /* The role of the actor in its organization. */
 typedef enum kw_role {
@@ -474,14 +509,31 @@ KW_EXPORT KW_WARN_UNUSED kw_status kw_usage(kw_ctx *ctx, const kw_actor *actor,
  */
 KW_EXPORT const char *const *kw_sensitive_env(const kw_ctx *ctx);
 
+/*
+ * Whether ctx's configuration reads environment variable `name`, which is a
+ * variable's name or a whole environment entry "NAME=VALUE" (only NAME is
+ * looked at, the value is never read): a variable a master key or
+ * passphrase may come from (KEYWAY_MASTER_KEY, API_KEY_ENCRYPTION_KEY,
+ * KEYWAY_PASSPHRASE, and those keyway.master_key names), or one a backend
+ * may hand out as a key (for the env module: a name of its `vars`, a name
+ * it makes from a provider's, such as OPENAI_API_KEY, and every name its
+ * dotenv file sets).  A program that runs others with the environment it
+ * was given must remove these first, as `keyway exec` does: a key then
+ * reaches them only through a chain, its quotas and its audit trail.
+ * Returns 1 if it does, 0 if not (0 for a NULL ctx or name).  Thread-safe.
+ */
+KW_EXPORT int kw_reads_env(const kw_ctx *ctx, const char *name);
+
 /* Room kw_mask() needs for its longest output, NUL included. */
 #define KW_MASK_SIZE 16
 
 /*
- * Write a masked form of a len-byte secret into buf (size bytes): the first
- * four and last four characters around "****" for secrets of 16 bytes or
- * more ("sk-a****xyz9"), "****" otherwise.  Always NUL-terminates when size
- * is nonzero.  Returns buf.
+ * Write a masked form of a len-byte secret into buf (size bytes), which
+ * never shows more than a third of it: the first four and last four
+ * characters around "****" for secrets of 24 bytes or more
+ * ("sk-a****xyz9"), "****" and the last four for secrets of 12 to 23
+ * bytes ("****xyz9"), "****" alone for shorter ones.  Always NUL-terminates
+ * when size is nonzero.  Returns buf.  Thread-safe.
  */
 KW_EXPORT char *kw_mask(const char *secret, size_t len, char *buf, size_t size);
 

@@ -499,6 +499,18 @@ struct kw_module {
 	 * size), so it keeps working as it was built.
 	 */
 	uint32_t usage_filter_size;
+
+	/*
+	 * Whether this backend may hand out the value of environment variable
+	 * `name` (len bytes, not NUL-terminated) as a key: a name it maps a
+	 * provider to, one it makes from a provider's name, one its dotenv
+	 * file sets.  The host removes every such variable from the
+	 * environment of the programs it runs (`keyway exec`), so that a key
+	 * reaches them only through a chain, its quotas and its audit.
+	 * Answer true when unsure.  A module that reads no environment
+	 * variable leaves it NULL.  Thread-safe; called on an open state.
+	 */
+	bool (*reads_env)(void *state, const char *name, size_t len);
 };
 
 /* The first two fields of every descriptor; use designated initializers

@@ -22,10 +22,12 @@
  *
  * Building out of tree.  A module does not link against libkeyway: every
  * service it needs comes from the struct kw_host table handed to open().
- * One command is enough:
+ * The Makefile beside this file (installed with it in keyway's
+ * examples/skeleton/ documentation directory) builds it; one command is
+ * enough too, the libraries after the source file:
  *
- *     cc -shared -fPIC $(pkg-config --cflags keyway-module) \
- *         -o kw_skeleton.so skeleton.c
+ *     cc -shared -fPIC -o kw_skeleton.so skeleton.c \
+ *         $(pkg-config --cflags --libs keyway-module)
  *
  * Adding -fvisibility=hidden keeps every symbol but the entry point private
  * (KW_MODULE_EXPORT marks that one visible), and -Wl,-z,defs makes the
