@@ -2757,7 +2757,8 @@ static int cmd_init(const struct command *cmd, int argc, char **argv,
 	if (rc != GO_ON)
 		return rc;
 
-	st = kw_init(config_path(config, &a), created_line, report_line, &count);
+	st = kw_init(config_path(config, &a), created_line, report_line,
+		     &count);
 	if (fflush(stdout) != 0) {
 		fprintf(stderr, "keyway: init: cannot write: %s\n",
 			strerror(errno));
