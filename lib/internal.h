@@ -34,6 +34,8 @@ enum kwi_answer {
 };
 
 enum kwi_answer kwi_answer_of(kw_status st);
+/* Is st a status this library has a name for? */
+bool kwi_status_known(kw_status st);
 const char *kwi_answer_str(enum kwi_answer a);
 
 /* ---- errors and diagnostics (error.c) ---- */

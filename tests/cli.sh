@@ -541,7 +541,7 @@ EOF
 run "$KW" -c "$three" check
 expect_exit 1
 expect_stderr "$three:1: unknown setting \"colour\" (expected keyway, backends or chains)
-$three:3: backend \"team\": unknown setting \"flavour\" (module \"fake\" takes answer, value, open_error, check_answer, providers)
+$three:3: backend \"team\": unknown setting \"flavour\" (module \"fake\" takes answer, value, open_error, check_answer, providers, nul_at, status, log)
 $three:6: chain \"default\": unknown backend \"taem\"" \
 	"check: three errors, three lines"
 expect_stdout ""

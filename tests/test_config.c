@@ -231,7 +231,8 @@ static struct bad_config bad_configs[] = {
 				"    vaule = \"sk-x\";\n"),     /* 5 */
 		.expect = "%s/keyway.conf:5: backend \"a\": unknown setting "
 			  "\"vaule\" (module \"fake\" takes answer, value, "
-			  "open_error, check_answer, providers)",
+			  "open_error, check_answer, providers, nul_at, "
+			  "status, log)",
 		.status = KW_ERR_CONFIG,
 	},
 	{
@@ -919,7 +920,8 @@ static void test_fail_closed_bad_setting(void **state)
 		       "};\n");
 	expect = expand("%s/keyway.conf:9: backend \"broken\": unknown "
 			"setting \"retries\" (module \"fake\" takes answer, "
-			"value, open_error, check_answer, providers)",
+			"value, open_error, check_answer, providers, nul_at, "
+			"status, log)",
 			fx->dir);
 	assert_open_fails(fx->conf, KW_ERR_CONFIG, expect);
 	free(expect);

@@ -391,6 +391,9 @@ struct kw_module {
 	 * Look up q->provider for q->owner.  Return KW_OK after reply_secret()
 	 * or reply_buffer(); KW_ERR_NOTFOUND, KW_ERR_DENIED, KW_ERR_UNAVAIL,
 	 * or an error status otherwise, with a reply_detail() saying why.
+	 * The host takes as an error (KW_ERR_BACKEND, naming the module) a
+	 * found key that is empty or holds a NUL byte, and a status that
+	 * keyway.h does not name.
 	 */
 	kw_status (*lookup)(void *state, const kw_query *q);
 
