@@ -171,6 +171,7 @@ static kw_status host_reply_buffer(kw_reply *r, size_t len, char **buf)
 		return KW_ERR_NOMEM;
 	s->size = size;
 	s->len = len;
+	s->forks = kwi_forks();
 	memcpy(s->data, r->backend, r->backend_len + 1);
 	s->value = s->data + r->backend_len + 1;
 	p = s->value + len + 1;

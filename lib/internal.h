@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include <sys/stat.h>
+#include <sys/types.h>
 
 #include <libconfig.h>
 
@@ -68,6 +69,9 @@ void *kwi_secure_alloc(size_t len);
 /* Wipe and release; NULL is a no-op.  len is the size asked for. */
 void kwi_secure_free(void *p, size_t len);
 void kwi_wipe(void *p, size_t len);
+/* Hold every lock of guarded memory, around fork(). */
+void kwi_secmem_lock_all(void);
+void kwi_secmem_unlock_all(void);
 
 /* ---- files (fsutil.c) ---- */
 
@@ -272,7 +276,18 @@ struct kw_ctx {
 	struct kwi_usage *usage;     /* usage counts waiting to be written */
 	struct kwi_audit *audit;     /* NULL without keyway.audit */
 	char *sensitive_env[8];      /* variables holding master keys */
+	pid_t pid;                   /* the process that opened it */
+	unsigned forks;              /* kwi_forks() when it was opened */
 };
+
+/* ---- fork() (api.c) ---- */
+
+/* How many fork()s lie between this process and the library's first
+ * kw_open(): what a context, secret or usage sink compares with the
+ * number it recorded to tell it was inherited. */
+unsigned kwi_forks(void);
+/* KW_OK, or KW_ERR_INVAL saying that ctx belongs to another process. */
+kw_status kwi_ctx_usable(const struct kw_ctx *ctx);
 
 /* ---- the audit trail (audit.c) ---- */
 
@@ -387,6 +402,7 @@ struct kw_secret {
 	struct kwi_charged *charged; /* quotas to refund on KW_UNUSED */
 	struct kwi_usage *usage;     /* where a use is counted, or NULL */
 	struct kw_instance *store;   /* the store backend that answered */
+	unsigned forks;              /* kwi_forks() when it was made */
 	kw_scope scope;
 	const char *owner;   /* inside data[], or NULL */
 	const char *provider; /* inside data[] */
@@ -400,6 +416,9 @@ struct kwi_usage;
 kw_status kwi_usage_start(struct kw_ctx *ctx);
 /* Write what is pending and stop; later uses are dropped. */
 void kwi_usage_stop(struct kw_ctx *ctx);
+/* In a child of the process that started it: let go of it without a
+ * lock, a write or a wait (what is pending is the parent's). */
+void kwi_usage_abandon(struct kw_ctx *ctx);
 struct kwi_usage *kwi_usage_ref(struct kw_ctx *ctx);
 void kwi_usage_release(struct kwi_usage *s);
 void kwi_usage_note(struct kwi_usage *s, struct kw_instance *store,

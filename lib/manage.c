@@ -169,6 +169,8 @@ static kw_status store_backend(kw_ctx *ctx, const char *name, uint32_t cap,
 	*out = NULL;
 	if (ctx == NULL || name == NULL)
 		return kwi_error(KW_ERR_INVAL, "no context or no backend");
+	if (kwi_ctx_usable(ctx) != KW_OK)
+		return KW_ERR_INVAL;
 	b = find_backend(ctx, name);
 	if (b == NULL)
 		return kwi_error(KW_ERR_INVAL, "%s: no backend \"%.64s\"",
@@ -382,6 +384,8 @@ kw_status kw_key_list(kw_ctx *ctx, const kw_actor *actor, const char *backend,
 		return rc;
 	if (ctx == NULL || fn == NULL)
 		return kwi_error(KW_ERR_INVAL, "no context or no callback");
+	if (kwi_ctx_usable(ctx) != KW_OK)
+		return KW_ERR_INVAL;
 	if (owner != NULL && !kwi_valid_identity(owner))
 		return kwi_error(KW_ERR_INVAL, "invalid owner name");
 	if (backend != NULL) {
@@ -485,6 +489,8 @@ kw_status kw_usage(kw_ctx *ctx, const kw_actor *actor,
 		return rc;
 	if (ctx == NULL || fn == NULL)
 		return kwi_error(KW_ERR_INVAL, "no context or no callback");
+	if (kwi_ctx_usable(ctx) != KW_OK)
+		return KW_ERR_INVAL;
 	ledger = ctx->ledger;
 	if (ledger == NULL || ledger->module->op_usage == NULL)
 		return kwi_error(KW_ERR_UNSUPPORTED,

@@ -9,6 +9,14 @@
  *
  * Secrets may outlive their context, so they hold a reference to this sink,
  * not to the context: a use reported after kw_close() is dropped.
+ *
+ * After fork(), the child has a copy of the sink but not the thread: its
+ * lock may be held and its condition variable waited on by threads that
+ * stayed in the parent.  The counts in it are the parent's, which writes
+ * them, and so are the uses of secrets the child inherited (the parent
+ * frees its own copy of each).  The child therefore never locks, signals,
+ * joins or writes an inherited sink: uses noted there are dropped, and
+ * letting go of it frees what can be freed without the lock.
  */
 #include "config.h"
 
@@ -39,6 +47,7 @@ struct kwi_usage {
 	pthread_t thread;
 	bool thread_started;
 	bool closed;
+	unsigned forks;    /* kwi_forks() when it was started */
 	struct use *uses;  /* hash table */
 	size_t n, cap;     /* entries, slots */
 };
@@ -158,6 +167,7 @@ kw_status kwi_usage_start(struct kw_ctx *ctx)
 	if (s == NULL)
 		return kwi_error(KW_ERR_NOMEM, "out of memory");
 	atomic_init(&s->refs, 1);
+	s->forks = kwi_forks();
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->wake, NULL);
 	if (pthread_create(&s->thread, NULL, flusher, s) == 0)
@@ -167,10 +177,24 @@ kw_status kwi_usage_start(struct kw_ctx *ctx)
 	return KW_OK;
 }
 
+static bool inherited(const struct kwi_usage *s)
+{
+	return s->forks != kwi_forks();
+}
+
 static void usage_unref(struct kwi_usage *s)
 {
 	if (atomic_fetch_sub(&s->refs, 1) != 1)
 		return;
+	if (inherited(s)) {
+		/* A table that a vanished thread was changing stays. */
+		if (pthread_mutex_trylock(&s->lock) == 0) {
+			uses_free(s->uses, s->cap);
+			pthread_mutex_unlock(&s->lock);
+		}
+		free(s);
+		return;
+	}
 	uses_free(s->uses, s->cap);
 	pthread_cond_destroy(&s->wake);
 	pthread_mutex_destroy(&s->lock);
@@ -195,6 +219,15 @@ void kwi_usage_stop(struct kw_ctx *ctx)
 	write_batch(u, n);
 	ctx->usage = NULL;
 	usage_unref(s);
+}
+
+void kwi_usage_abandon(struct kw_ctx *ctx)
+{
+	struct kwi_usage *s = ctx->usage;
+
+	ctx->usage = NULL;
+	if (s != NULL)
+		usage_unref(s);
 }
 
 struct kwi_usage *kwi_usage_ref(struct kw_ctx *ctx)
@@ -259,6 +292,8 @@ void kwi_usage_note(struct kwi_usage *s, struct kw_instance *store,
 	struct use *u;
 	size_t i;
 
+	if (inherited(s))
+		return;
 	pthread_mutex_lock(&s->lock);
 	if (s->closed)
 		goto out;

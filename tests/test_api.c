@@ -6,13 +6,19 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -631,6 +637,230 @@ static void test_many_secrets_one_size(void **state)
 	kw_close(ctx);
 }
 
+/* ---- fork() ---- */
+
+#define FORK_MASTER "000102030405060708090a0b0c0d0e0f" \
+		    "101112131415161718191a1b1c1d1e1f"
+#define FORK_KEY "sk-ant-fork-0123456789abcdefghij"
+#define FORK_USES 3
+
+static const char fork_conf[] =
+	"keyway: {\n"
+	"  master_key = { source = \"env\"; var = \"KWTEST_FORK_MASTER\"; };\n"
+	"};\n"
+	"backends: {\n"
+	"  user_keys: { module = \"sqlite\"; path = \"keys.db\"; "
+	"scope = \"user\"; };\n"
+	"};\n"
+	"chains: { default = ( { backend = \"user_keys\"; "
+	"control = \"required\"; } ); };\n";
+
+static const kw_actor fork_alice = { sizeof(kw_actor), "alice", NULL,
+				     KW_ROLE_NONE };
+
+static kw_status fork_resolve(kw_ctx *ctx, kw_secret **s)
+{
+	kw_request req = KW_REQUEST_INIT;
+
+	req.provider = "anthropic";
+	req.user = "alice";
+	return kw_resolve(ctx, &req, s);
+}
+
+static kw_status count_uses(void *arg, const kw_key_info *info)
+{
+	*(uint64_t *)arg = info->usage_count;
+	return KW_OK;
+}
+
+/* The child writes what went wrong to fd and exits 1; cmocka's assertions
+ * belong to the parent. */
+static int child_says(int fd, const char *what, kw_status got,
+		      kw_status want, const char *msg, const char *want_msg)
+{
+	char line[1024];
+	int n;
+
+	if (got == want && strcmp(msg, want_msg) == 0)
+		return 0;
+	n = snprintf(line, sizeof(line), "%s: %s (%d), \"%s\"; want %s, "
+		     "\"%s\"\n", what, kw_status_str(got), (int)got, msg,
+		     kw_status_str(want), want_msg);
+	if (n > 0)
+		(void)!write(fd, line, (size_t)n < sizeof(line) ? (size_t)n
+								: sizeof(line));
+	return 1;
+}
+
+static int fork_child(kw_ctx *ctx, kw_secret *held, pid_t parent, int fd)
+{
+	kw_request req = KW_REQUEST_INIT;
+	kw_secret *s = (kw_secret *)&s;
+	kw_trace *t = (kw_trace *)&t;
+	uint64_t n = 0;
+	char want[256];
+	int bad = 0;
+
+	snprintf(want, sizeof(want),
+		 "this context was opened by process %ld; open a new one "
+		 "after fork()",
+		 (long)parent);
+	bad |= child_says(fd, "kw_resolve", fork_resolve(ctx, &s),
+			  KW_ERR_INVAL, kw_last_error(), want);
+	if (s != NULL)
+		bad |= child_says(fd, "kw_resolve left *out set", KW_OK,
+				  KW_ERR_INVAL, "", "");
+	req.provider = "anthropic";
+	bad |= child_says(fd, "kw_explain", kw_explain(ctx, &req, &t),
+			  KW_ERR_INVAL, kw_last_error(), want);
+	bad |= child_says(fd, "kw_key_list",
+			  kw_key_list(ctx, &fork_alice, NULL, NULL,
+				      count_uses, &n),
+			  KW_ERR_INVAL, kw_last_error(), want);
+	bad |= child_says(fd, "kw_secret_report",
+			  kw_secret_report(held, KW_UNUSED), KW_ERR_INVAL,
+			  kw_last_error(),
+			  "kw_secret_report: this secret was resolved before "
+			  "fork(); the process that resolved it reports it");
+	/* Reading an inherited secret is fine; freeing it counts nothing
+	 * here: the parent frees its own copy. */
+	if (strcmp(kw_secret_value(held), FORK_KEY) != 0)
+		bad |= child_says(fd, "inherited secret", KW_OK, KW_OK,
+				  "differs", "");
+	kw_secret_free(held);
+	kw_close(ctx);
+	return bad;
+}
+
+/* Resolves and frees keys on the parent's context until told to stop, so
+ * that forks happen while its locks are taken. */
+struct busy {
+	kw_ctx *ctx;
+	atomic_bool stop;
+	unsigned long uses;
+	kw_status failed;
+};
+
+static void *busy_resolve(void *arg)
+{
+	struct busy *b = arg;
+	kw_secret *s;
+
+	while (!atomic_load(&b->stop)) {
+		kw_status st = fork_resolve(b->ctx, &s);
+
+		if (st != KW_OK) {
+			b->failed = st;
+			break;
+		}
+		kw_secret_free(s);
+		b->uses++;
+	}
+	return NULL;
+}
+
+/* Fork; the child runs the checks and exits, the parent waits for it and
+ * fails the test with what the child said. */
+static void fork_once(kw_ctx *ctx, kw_secret *held)
+{
+	char msg[4096];
+	int fds[2], status;
+	ssize_t got;
+	pid_t pid;
+
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		alarm(10);
+		_exit(fork_child(ctx, held, getppid(), fds[1]));
+	}
+	close(fds[1]);
+	for (size_t n = 0;; n += (size_t)got) {
+		got = read(fds[0], msg + n, sizeof(msg) - 1 - n);
+		if (got <= 0) {
+			msg[n] = '\0';
+			break;
+		}
+	}
+	close(fds[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
+		fail_msg("the child hung (in kw_close()?): %s", msg);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("the child failed (status %#x): %s", status, msg);
+}
+
+#define NFORKS 20
+
+/*
+ * A process opens a context, resolves, and forks with uses waiting to be
+ * written, a secret in hand and another thread resolving.  In each child
+ * every call but kw_close() fails with the documented error, and
+ * kw_close() returns at once (alarm() ends a child that hangs); the
+ * parent writes the uses, each once.
+ */
+static void test_fork_child_closes(void **state)
+{
+	kw_key_ref ref = KW_KEY_REF_INIT;
+	kw_ctx *ctx = NULL;
+	kw_secret *s, *held = NULL;
+	struct busy busy;
+	pthread_t thread;
+	char *dir, *path;
+	uint64_t uses = 0;
+
+	(void)state;
+	assert_int_equal(setenv("KWTEST_FORK_MASTER", FORK_MASTER, 1), 0);
+	assert_int_equal(tu_open(&ctx, fork_conf, &dir), KW_OK);
+	ref.backend = "user_keys";
+	ref.owner = "alice";
+	ref.provider = "anthropic";
+	assert_int_equal(kw_key_put(ctx, &fork_alice, &ref, FORK_KEY,
+				    strlen(FORK_KEY), NULL, KW_PUT_CREATE),
+			 KW_OK);
+	for (int i = 0; i < FORK_USES; i++) {
+		assert_int_equal(fork_resolve(ctx, &s), KW_OK);
+		kw_secret_free(s);
+	}
+	assert_int_equal(fork_resolve(ctx, &held), KW_OK);
+
+	/* Alone first, then with a thread taking the locks. */
+	fork_once(ctx, held);
+	busy.ctx = ctx;
+	atomic_init(&busy.stop, false);
+	busy.uses = 0;
+	busy.failed = KW_OK;
+	assert_int_equal(pthread_create(&thread, NULL, busy_resolve, &busy),
+			 0);
+	for (int i = 0; i < NFORKS; i++)
+		fork_once(ctx, held);
+	atomic_store(&busy.stop, true);
+	assert_int_equal(pthread_join(thread, NULL), 0);
+	assert_int_equal(busy.failed, KW_OK);
+
+	/* The parent goes on as if nothing happened. */
+	assert_int_equal(fork_resolve(ctx, &s), KW_OK);
+	assert_string_equal(kw_secret_value(s), FORK_KEY);
+	kw_secret_free(s);
+	kw_secret_free(held);
+	kw_close(ctx);
+
+	/* Every use once: FORK_USES, the busy thread's, the one held across
+	 * the forks and the one after them. */
+	assert_true(asprintf(&path, "%s/keyway.conf", dir) > 0);
+	assert_int_equal(kw_open(&ctx, path), KW_OK);
+	free(path);
+	assert_int_equal(kw_key_list(ctx, &fork_alice, "user_keys", "alice",
+				     count_uses, &uses),
+			 KW_OK);
+	assert_int_equal(uses, FORK_USES + 2 + busy.uses);
+	kw_close(ctx);
+	unsetenv("KWTEST_FORK_MASTER");
+	tu_rmrf(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -655,6 +885,7 @@ int main(void)
 		cmocka_unit_test(test_open_default_config),
 		cmocka_unit_test(test_sizes_exact_bytes),
 		cmocka_unit_test(test_many_secrets_one_size),
+		cmocka_unit_test(test_fork_child_closes),
 	};
 
 	unsetenv("KEYWAY_CONFIG");
