@@ -103,11 +103,15 @@ static kw_status ctx_load(kw_ctx **out, const char *path, struct kwi_diag *d,
 		return kwi_error(KW_ERR_NOMEM, "out of memory");
 	ctx->pid = getpid();
 	ctx->forks = kwi_forks();
+	/* First of all: see kwi_usage_start(). */
+	if (kwi_usage_start(ctx) != KW_OK) {
+		free(ctx);
+		return KW_ERR_NOMEM;
+	}
 	if (kwi_config_load(ctx, config_path(path), d) == KW_OK &&
 	    kwi_audit_open(ctx, d) == KW_OK &&
-	    kwi_backends_open(ctx, d, keep_going) == KW_OK &&
-	    kwi_usage_start(ctx) != KW_OK)
-		kwi_diag(d, KW_ERR_NOMEM, ctx->path, 0, "out of memory");
+	    kwi_backends_open(ctx, d, keep_going) == KW_OK)
+		kwi_usage_settle(ctx);
 	*out = ctx;
 	return d->first;
 }
@@ -160,8 +164,10 @@ kw_status kw_check(const char *path, kw_report_fn *report, void *arg)
 {
 	struct kwi_diag d = { report, arg, KW_OK, 0 };
 	kw_ctx *ctx;
+	kw_status rc = ctx_load(&ctx, path, &d, true);
 
-	(void)ctx_load(&ctx, path, &d, true);
+	if (ctx == NULL)
+		return rc;
 	{
 		/* Every backend that opened gets its health check. */
 		for (size_t i = 0; ctx != NULL && i <= ctx->nbackends; i++) {

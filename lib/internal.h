@@ -412,8 +412,11 @@ struct kw_secret {
 /* ---- usage counts (usage.c) ---- */
 
 struct kwi_usage;
-/* Start counting uses when a store backend records them. */
+/* Start the thread that writes usage counts: before anything secret is
+ * read (see usage.c). */
 kw_status kwi_usage_start(struct kw_ctx *ctx);
+/* Once the backends are open: stop it when none records uses. */
+void kwi_usage_settle(struct kw_ctx *ctx);
 /* Write what is pending and stop; later uses are dropped. */
 void kwi_usage_stop(struct kw_ctx *ctx);
 /* In a child of the process that started it: let go of it without a

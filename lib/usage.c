@@ -154,15 +154,22 @@ static void *flusher(void *arg)
 	return NULL;
 }
 
+/*
+ * The thread starts before the context reads anything secret: before its
+ * master keys and before any backend opens (a dotenv file, a Vault token,
+ * a store's keyring).  A new thread begins with a copy of its creator's
+ * registers, vector registers included, and this one then sleeps for the
+ * life of the context with them: started after the backends opened, it
+ * kept in its saved registers whatever the opening thread had just
+ * parsed, and a core dump of the process held a dotenv key that guarded
+ * memory kept out of it everywhere else.  Whether any backend counts uses
+ * is known only once the modules are loaded; kwi_usage_settle() then
+ * stops the thread of a context that has none.
+ */
 kw_status kwi_usage_start(struct kw_ctx *ctx)
 {
 	struct kwi_usage *s;
-	bool wanted = false;
 
-	for (size_t i = 0; i < ctx->nbackends && !wanted; i++)
-		wanted = ctx->backends[i].module->op_used != NULL;
-	if (!wanted)
-		return KW_OK;
 	s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		return kwi_error(KW_ERR_NOMEM, "out of memory");
@@ -170,11 +177,22 @@ kw_status kwi_usage_start(struct kw_ctx *ctx)
 	s->forks = kwi_forks();
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->wake, NULL);
-	if (pthread_create(&s->thread, NULL, flusher, s) == 0)
+	if (pthread_create(&s->thread, NULL, flusher, s) == 0) {
 		s->thread_started = true;
+		/* For ps -L, top -H and debuggers. */
+		(void)pthread_setname_np(s->thread, "kw-usage");
+	}
 	/* Without the thread, counts are still written at kw_close(). */
 	ctx->usage = s;
 	return KW_OK;
+}
+
+void kwi_usage_settle(struct kw_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nbackends; i++)
+		if (ctx->backends[i].module->op_used != NULL)
+			return;
+	kwi_usage_stop(ctx);
 }
 
 static bool inherited(const struct kwi_usage *s)

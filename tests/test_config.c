@@ -232,7 +232,7 @@ static struct bad_config bad_configs[] = {
 		.expect = "%s/keyway.conf:5: backend \"a\": unknown setting "
 			  "\"vaule\" (module \"fake\" takes answer, value, "
 			  "open_error, check_answer, providers, nul_at, "
-			  "status, log)",
+			  "status, log, usage_threads)",
 		.status = KW_ERR_CONFIG,
 	},
 	{
@@ -921,7 +921,7 @@ static void test_fail_closed_bad_setting(void **state)
 	expect = expand("%s/keyway.conf:9: backend \"broken\": unknown "
 			"setting \"retries\" (module \"fake\" takes answer, "
 			"value, open_error, check_answer, providers, nul_at, "
-			"status, log)",
+			"status, log, usage_threads)",
 			fx->dir);
 	assert_open_fails(fx->conf, KW_ERR_CONFIG, expect);
 	free(expect);

@@ -15,6 +15,10 @@
  *                  as the answer says
  *     log          text that every lookup logs through host->log() at
  *                  warning level, as it is (newlines too)
+ *     usage_threads N: open() fails unless the process has exactly N
+ *                  threads named "kw-usage" (libkeyway's usage writers)
+ *                  when it runs, for tests of what exists before a
+ *                  backend opens
  *
  * It also holds the host to the walk contract of module.h: a lookup that
  * carries KW_QUERY_WALK opens a walk of its backend on the calling thread,
@@ -29,6 +33,7 @@
  * past the size.  The module then ignores the query's flags, as such a
  * module would, and counts any walk_end() call as the host's error.
  */
+#include <dirent.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -117,6 +122,7 @@ static const kw_setting_spec fake_settings[] = {
 	{ "nul_at", KW_SETTING_INT, 0 },
 	{ "status", KW_SETTING_INT, 0 },
 	{ "log", KW_SETTING_STRING, 0 },
+	{ "usage_threads", KW_SETTING_INT, 0 },
 	{ NULL, 0, 0 }
 };
 
@@ -150,6 +156,36 @@ static kw_status fake_answer_setting(const kw_host *host, kw_instance *inst,
 	return KW_ERR_CONFIG;
 }
 
+/* How many threads of this process are named name; -1 if unknown. */
+static long fake_threads_named(const char *name)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	long n = 0;
+
+	if (d == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL) {
+		char path[300], comm[64];
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm",
+			 e->d_name);
+		f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		if (fgets(comm, sizeof(comm), f) != NULL) {
+			comm[strcspn(comm, "\n")] = '\0';
+			n += strcmp(comm, name) == 0;
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return n;
+}
+
 static kw_status fake_open(const kw_host *host, kw_instance *inst,
 			   void **state)
 {
@@ -164,6 +200,15 @@ static kw_status fake_open(const kw_host *host, kw_instance *inst,
 	if (host->setting_bool(inst, "open_error", &open_error) == KW_OK &&
 	    open_error) {
 		host->error(inst, "open_error", "refusing to open as asked");
+		rc = KW_ERR_MODULE;
+		goto out;
+	}
+
+	if (host->setting_int(inst, "usage_threads", &n) == KW_OK &&
+	    fake_threads_named("kw-usage") != n) {
+		host->error(inst, "usage_threads",
+			    "%ld kw-usage threads at open, expected %lld",
+			    fake_threads_named("kw-usage"), (long long)n);
 		rc = KW_ERR_MODULE;
 		goto out;
 	}
