@@ -103,6 +103,8 @@ static kw_status ctx_load(kw_ctx **out, const char *path, struct kwi_diag *d,
 		return kwi_error(KW_ERR_NOMEM, "out of memory");
 	ctx->pid = getpid();
 	ctx->forks = kwi_forks();
+	ctx->log_stderr = KWI_LOG_TERMINAL;
+	ctx->log_level = KW_LOG_INFO;
 	/* First of all: see kwi_usage_start(). */
 	if (kwi_usage_start(ctx) != KW_OK) {
 		free(ctx);

@@ -253,6 +253,13 @@ struct kwi_chain {
 	size_t n;
 };
 
+/* Whether host->log() lines also go to stderr. */
+enum kwi_log_stderr {
+	KWI_LOG_TERMINAL = 0, /* when stderr is a terminal (the default) */
+	KWI_LOG_ALWAYS,
+	KWI_LOG_NEVER
+};
+
 struct kw_ctx {
 	config_t cfg;
 	char *path;
@@ -278,6 +285,8 @@ struct kw_ctx {
 	char *sensitive_env[8];      /* variables holding master keys */
 	pid_t pid;                   /* the process that opened it */
 	unsigned forks;              /* kwi_forks() when it was opened */
+	enum kwi_log_stderr log_stderr; /* keyway.log.stderr */
+	int log_level;               /* keyway.log.level: a KW_LOG_* */
 };
 
 /* ---- fork() (api.c) ---- */

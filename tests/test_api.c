@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -637,6 +638,143 @@ static void test_many_secrets_one_size(void **state)
 	kw_close(ctx);
 }
 
+/* ---- host->log() ---- */
+
+/* Backend "b" logs a line of two, with a tab, at warning level on every
+ * lookup; `keyway` is the text of the keyway section. */
+static char *log_conf(const char *keyway)
+{
+	char *text;
+
+	if (asprintf(&text,
+		     "keyway: { %s };\n"
+		     "backends: {\n"
+		     "  b: { module = \"fake\"; answer = \"found\"; "
+		     "value = \"" SECRET_40 "\";\n"
+		     "       log = \"first line\\nsecond\\tline\"; };\n"
+		     "};\n"
+		     "chains: { default = ( { backend = \"b\"; "
+		     "control = \"required\"; } ); };\n",
+		     keyway) < 0)
+		abort();
+	return text;
+}
+
+#define LOG_LINE "keyway: backend \"b\": first line second line"
+
+/* Resolve once with fd 2 on `fd`, and put it back. */
+static void resolve_with_stderr(const char *keyway, int fd)
+{
+	char *text = log_conf(keyway);
+	kw_ctx *ctx = NULL;
+	kw_secret *s;
+	int saved;
+
+	assert_int_equal(tu_open(&ctx, text, NULL), KW_OK);
+	fflush(stderr);
+	saved = dup(STDERR_FILENO);
+	assert_true(saved >= 0);
+	assert_true(dup2(fd, STDERR_FILENO) >= 0);
+	s = resolve_one(ctx, NULL);
+	assert_true(dup2(saved, STDERR_FILENO) >= 0);
+	close(saved);
+	kw_secret_free(s);
+	kw_close(ctx);
+	free(text);
+}
+
+/* What a file got: stderr that is not a terminal. */
+static char *stderr_to_file(const char *keyway)
+{
+	FILE *f = tmpfile();
+	static char buf[4096];
+	size_t n;
+
+	assert_non_null(f);
+	resolve_with_stderr(keyway, fileno(f));
+	rewind(f);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/* What a terminal got (a pseudo-terminal's output, "\r\n" made "\n"). */
+static char *stderr_to_tty(const char *keyway)
+{
+	static char buf[4096];
+	size_t n = 0;
+	int master, slave;
+	ssize_t got;
+
+	master = posix_openpt(O_RDWR | O_NOCTTY);
+	assert_true(master >= 0);
+	assert_int_equal(grantpt(master), 0);
+	assert_int_equal(unlockpt(master), 0);
+	slave = open(ptsname(master), O_RDWR | O_NOCTTY);
+	assert_true(slave >= 0);
+	assert_true(isatty(slave));
+	resolve_with_stderr(keyway, slave);
+	close(slave);
+	assert_int_equal(fcntl(master, F_SETFL, O_NONBLOCK), 0);
+	while (n < sizeof(buf) - 1 &&
+	       (got = read(master, buf + n, sizeof(buf) - 1 - n)) > 0)
+		n += (size_t)got;
+	close(master);
+	buf[n] = '\0';
+	for (char *p = buf; (p = strstr(p, "\r\n")) != NULL;)
+		memmove(p, p + 1, strlen(p + 1) + 1);
+	return buf;
+}
+
+static void test_log_stderr(void **state)
+{
+	(void)state;
+	/* By default: on a terminal only. */
+	assert_string_equal(stderr_to_tty(""), LOG_LINE "\n");
+	assert_string_equal(stderr_to_file(""), "");
+	/* stderr = true: wherever stderr goes; false: never. */
+	assert_string_equal(stderr_to_file("log: { stderr = true; };"),
+			    LOG_LINE "\n");
+	assert_string_equal(stderr_to_tty("log: { stderr = false; };"), "");
+	/* level: the least severe level shown (warning here). */
+	assert_string_equal(stderr_to_file("log: { stderr = true; "
+					   "level = \"warning\"; };"),
+			    LOG_LINE "\n");
+	assert_string_equal(stderr_to_file("log: { stderr = true; "
+					   "level = \"error\"; };"),
+			    "");
+	assert_string_equal(stderr_to_tty("log: { level = \"error\"; };"), "");
+}
+
+static void expect_log_refused(const char *keyway, const char *msg)
+{
+	char *text = log_conf(keyway), *dir, want[1024];
+	kw_ctx *ctx = (kw_ctx *)&text;
+
+	assert_int_equal(tu_open(&ctx, text, &dir), KW_ERR_CONFIG);
+	assert_null(ctx);
+	snprintf(want, sizeof(want), "%s/keyway.conf:1: %s", dir, msg);
+	assert_string_equal(kw_last_error(), want);
+	free(text);
+	tu_rmrf(dir);
+}
+
+static void test_log_settings_checked(void **state)
+{
+	(void)state;
+	expect_log_refused("log: { stdout = true; };",
+			   "keyway.log: unknown setting \"stdout\" (expected "
+			   "stderr or level)");
+	expect_log_refused("log: { stderr = \"yes\"; };",
+			   "keyway.log.stderr must be true or false");
+	expect_log_refused("log: { level = \"loud\"; };",
+			   "keyway.log.level must be \"error\", \"warning\", "
+			   "\"info\" or \"debug\"");
+	expect_log_refused("log = true;",
+			   "keyway.log must be a group { stderr = true; }");
+}
+
 /* ---- fork() ---- */
 
 #define FORK_MASTER "000102030405060708090a0b0c0d0e0f" \
@@ -885,6 +1023,8 @@ int main(void)
 		cmocka_unit_test(test_open_default_config),
 		cmocka_unit_test(test_sizes_exact_bytes),
 		cmocka_unit_test(test_many_secrets_one_size),
+		cmocka_unit_test(test_log_stderr),
+		cmocka_unit_test(test_log_settings_checked),
 		cmocka_unit_test(test_fork_child_closes),
 	};
 

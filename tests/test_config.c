@@ -406,7 +406,7 @@ static struct bad_config bad_configs[] = {
 			BACKEND_A CHAIN_A,
 		.expect = "%s/keyway.conf:2: keyway: unknown setting "
 			  "\"mster_key\" (expected master_key, "
-			  "old_master_keys, providers, ledger or audit)",
+			  "old_master_keys, providers, ledger, audit or log)",
 		.status = KW_ERR_CONFIG,
 	},
 	{

@@ -264,7 +264,12 @@ typedef struct kw_host {
 	void (*error)(kw_instance *inst, const char *setting, const char *fmt,
 		      ...) KW_PRINTF(3, 4);
 
-	/* Log a line at one of the KW_LOG_* levels.  Never log a secret. */
+	/*
+	 * Log a line at one of the KW_LOG_* levels.  Never log a secret.  It
+	 * goes to syslog (facility authpriv) and, when stderr is a terminal or
+	 * keyway.log says so (keyway.conf(5)), to stderr, as one line:
+	 * "keyway: backend "NAME": MESSAGE", control characters made spaces.
+	 */
 	void (*log)(const kw_instance *inst, int level, const char *fmt, ...)
 		KW_PRINTF(3, 4);
 
