@@ -3,10 +3,13 @@
  */
 #include "config.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -36,28 +39,101 @@ void kw_request_init(kw_request *req)
 	req->size = sizeof(*req);
 }
 
+/* ---- fork() ---- */
+
+/*
+ * How many times this process and its ancestors have forked since the
+ * library first opened a context: a context, a secret or a usage sink that
+ * recorded another number was made in an ancestor.  Cheaper on every
+ * resolve than getpid(), which is a system call.
+ */
+static atomic_uint forks;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+/* Guarded memory is handed out under locks: take them all around fork(),
+ * so that the child gets them free and its free lists whole. */
+static void fork_prepare(void)
+{
+	kwi_secmem_lock_all();
+}
+
+static void fork_parent(void)
+{
+	kwi_secmem_unlock_all();
+}
+
+static void fork_child(void)
+{
+	kwi_secmem_unlock_all();
+	atomic_fetch_add(&forks, 1);
+}
+
+static void fork_watch(void)
+{
+	(void)pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+unsigned kwi_forks(void)
+{
+	return atomic_load_explicit(&forks, memory_order_relaxed);
+}
+
+kw_status kwi_ctx_usable(const kw_ctx *ctx)
+{
+	if (ctx->forks == kwi_forks())
+		return KW_OK;
+	return kwi_error(KW_ERR_INVAL,
+			 "this context was opened by process %ld; open a new "
+			 "one after fork()",
+			 (long)ctx->pid);
+}
+
 /*
  * Load the configuration into a fresh context and open its backends;
  * `checking` for kw_check(), whose opens create nothing.
  */
-static kw_status ctx_load(kw_ctx **out, const char *path, struct kwi_diag *d,
-			  bool keep_going, bool checking)
+/* A context with nothing loaded, stamped with the process it belongs to. */
+static kw_status ctx_new(kw_ctx **out)
 {
 	kw_ctx *ctx;
 
 	*out = NULL;
 	if (sodium_init() < 0)
 		return kwi_error(KW_ERR_INTERNAL, "libsodium failed to start");
+	if (pthread_once(&fork_once, fork_watch) != 0)
+		return kwi_error(KW_ERR_INTERNAL, "pthread_once failed");
 	ctx = calloc(1, sizeof(*ctx));
 	if (ctx == NULL)
 		return kwi_error(KW_ERR_NOMEM, "out of memory");
+	ctx->pid = getpid();
+	ctx->forks = kwi_forks();
+	ctx->log_stderr = KWI_LOG_TERMINAL;
+	ctx->log_level = KW_LOG_INFO;
+	*out = ctx;
+	return KW_OK;
+}
+
+static kw_status ctx_load(kw_ctx **out, const char *path, struct kwi_diag *d,
+			  bool keep_going, bool checking)
+{
+	kw_ctx *ctx;
+	kw_status rc;
+
+	*out = NULL;
+	rc = ctx_new(&ctx);
+	if (rc != KW_OK)
+		return rc;
 	ctx->checking = checking;
+	/* First of all: see kwi_usage_start(). */
+	if (kwi_usage_start(ctx) != KW_OK) {
+		free(ctx);
+		return kwi_error(KW_ERR_NOMEM, "out of memory");
+	}
 	/* A check goes on to the backends past an audit file it refused. */
 	if (kwi_config_load(ctx, config_path(path), d) == KW_OK &&
 	    (kwi_audit_open(ctx, d) == KW_OK || checking) &&
-	    kwi_backends_open(ctx, d, keep_going) == KW_OK &&
-	    kwi_usage_start(ctx) != KW_OK)
-		kwi_diag(d, KW_ERR_NOMEM, ctx->path, 0, "out of memory");
+	    kwi_backends_open(ctx, d, keep_going) == KW_OK)
+		kwi_usage_settle(ctx);
 	*out = ctx;
 	return d->first;
 }
@@ -84,6 +160,22 @@ void kw_close(kw_ctx *ctx)
 {
 	if (ctx == NULL)
 		return;
+	if (ctx->forks != kwi_forks()) {
+		/*
+		 * A copy inherited across fork(): the backends' connections,
+		 * files and locks, the usage counts waiting to be written and
+		 * the thread that writes them are the parent's.  Closing a
+		 * backend here would speak for the parent (a checkpoint, a
+		 * TLS close) or wait on a lock that a thread which did not
+		 * survive the fork held, so the child leaves the backends and
+		 * their modules as they are and frees only what is its own.
+		 */
+		kwi_usage_abandon(ctx);
+		ctx->modules = NULL;
+		kwi_config_free(ctx);
+		free(ctx);
+		return;
+	}
 	kwi_usage_stop(ctx);
 	kwi_backends_close(ctx);
 	kwi_config_free(ctx);
@@ -109,8 +201,10 @@ kw_status kw_check_problems(const char *path, kw_problem_fn *fn, void *arg)
 static kw_status check_config(const char *path, struct kwi_diag *d)
 {
 	kw_ctx *ctx;
+	kw_status rc = ctx_load(&ctx, path, d, true, true);
 
-	(void)ctx_load(&ctx, path, d, true, true);
+	if (ctx == NULL)
+		return rc;
 	{
 		/* Every backend that opened gets its health check. */
 		for (size_t i = 0; ctx != NULL && i <= ctx->nbackends; i++) {
@@ -185,11 +279,9 @@ kw_status kw_init(const char *path, kw_report_fn *created,
 	kw_ctx *ctx;
 	kw_status rc = KW_OK;
 
-	if (sodium_init() < 0)
-		return kwi_error(KW_ERR_INTERNAL, "libsodium failed to start");
-	ctx = calloc(1, sizeof(*ctx));
-	if (ctx == NULL)
-		return kwi_error(KW_ERR_NOMEM, "out of memory");
+	rc = ctx_new(&ctx);
+	if (rc != KW_OK)
+		return rc;
 	if (kwi_config_load(ctx, config_path(path), &d) != KW_OK)
 		goto out;
 	for (size_t i = 0; rc == KW_OK && i <= ctx->nbackends; i++) {
@@ -361,6 +453,8 @@ static kw_status prepare(kw_ctx *ctx, const kw_request *req,
 	*c = NULL;
 	if (ctx == NULL || req == NULL)
 		return kwi_error(KW_ERR_INVAL, "no context or no request");
+	if (kwi_ctx_usable(ctx) != KW_OK)
+		return KW_ERR_INVAL;
 	if (!REQ_HAS(req, provider))
 		return kwi_error(KW_ERR_INVAL,
 				 "request size %zu is too small; initialise it "
@@ -490,6 +584,11 @@ kw_status kw_secret_report(kw_secret *s, kw_outcome outcome)
 		return kwi_error(KW_ERR_INVAL,
 				 "kw_secret_report: unknown outcome %d",
 				 (int)outcome);
+	if (s->forks != kwi_forks())
+		return kwi_error(KW_ERR_INVAL,
+				 "kw_secret_report: this secret was resolved "
+				 "before fork(); the process that resolved it "
+				 "reports it");
 	if (s->reported)
 		return kwi_error(KW_ERR_INVAL,
 				 "kw_secret_report: this secret was already "

@@ -379,9 +379,34 @@ static kw_status ask(const struct kwi_entry *e, const struct kwi_query_in *in,
 	r->owner = q.owner;
 
 	st = b->module->op_lookup(b->state, &q);
-	if (st == KW_OK && r->secret == NULL) {
+	if (!kwi_status_known(st)) {
+		/* A module built against a newer ABI, or a bug: either way
+		 * it is not an answer the chain can act on. */
+		char said[sizeof(r->detail)];
+
+		memcpy(said, r->detail, sizeof(said));
+		snprintf(r->detail, sizeof(r->detail),
+			 "module \"%s\" answered unknown status %d%s%s",
+			 b->module->name, (int)st, said[0] != '\0' ? ": " : "",
+			 said);
+		st = KW_ERR_BACKEND;
+	} else if (st == KW_OK && r->secret == NULL) {
 		snprintf(r->detail, sizeof(r->detail),
 			 "module \"%s\" answered found without a key",
+			 b->module->name);
+		st = KW_ERR_BACKEND;
+	} else if (st == KW_OK && r->secret->len == 0) {
+		snprintf(r->detail, sizeof(r->detail),
+			 "module \"%s\" answered found with an empty key",
+			 b->module->name);
+		st = KW_ERR_BACKEND;
+	} else if (st == KW_OK &&
+		   memchr(r->secret->value, '\0', r->secret->len) != NULL) {
+		/* Callers take the value as a C string: they would use a
+		 * different key than the one counted and charged. */
+		snprintf(r->detail, sizeof(r->detail),
+			 "module \"%s\" answered found with a key that holds "
+			 "a NUL byte",
 			 b->module->name);
 		st = KW_ERR_BACKEND;
 	}

@@ -974,6 +974,68 @@ static void load_providers(struct loader *l, const config_setting_t *g)
 	}
 }
 
+/* keyway.log: where host->log() lines go besides syslog. */
+static void load_log(struct loader *l, const config_setting_t *g)
+{
+	static const struct {
+		const char *word;
+		int level;
+	} levels[] = {
+		{ "error", KW_LOG_ERR },
+		{ "warning", KW_LOG_WARNING },
+		{ "info", KW_LOG_INFO },
+		{ "debug", KW_LOG_DEBUG },
+	};
+	int n;
+
+	if (!config_setting_is_group(g)) {
+		problem(l, KW_ERR_CONFIG, g,
+			"keyway.log must be a group { stderr = true; }");
+		return;
+	}
+	n = config_setting_length(g);
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *s = config_setting_get_elem(g, i);
+		const char *name = config_setting_name(s);
+		const char *v;
+		size_t k;
+
+		if (strcmp(name, "stderr") == 0) {
+			if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
+				problem(l, KW_ERR_CONFIG, s,
+					"keyway.log.stderr must be true or "
+					"false");
+				continue;
+			}
+			l->ctx->log_stderr = config_setting_get_bool(s)
+						     ? KWI_LOG_ALWAYS
+						     : KWI_LOG_NEVER;
+			continue;
+		}
+		if (strcmp(name, "level") == 0) {
+			v = config_setting_get_string(s);
+			for (k = 0; v != NULL && k < sizeof(levels) /
+							     sizeof(levels[0]);
+			     k++)
+				if (strcmp(v, levels[k].word) == 0)
+					break;
+			if (v == NULL ||
+			    k == sizeof(levels) / sizeof(levels[0])) {
+				problem(l, KW_ERR_CONFIG, s,
+					"keyway.log.level must be \"error\", "
+					"\"warning\", \"info\" or \"debug\"");
+				continue;
+			}
+			l->ctx->log_level = levels[k].level;
+			continue;
+		}
+		problem(l, KW_ERR_CONFIG, s,
+			"keyway.log: unknown setting \"%s\" (expected stderr "
+			"or level)",
+			name);
+	}
+}
+
 static void load_keyway(struct loader *l, const config_setting_t *g)
 {
 	const config_setting_t *master = NULL, *old = NULL, *audit = NULL;
@@ -1008,9 +1070,13 @@ static void load_keyway(struct loader *l, const config_setting_t *g)
 			audit = s;
 			continue;
 		}
+		if (strcmp(name, "log") == 0) {
+			load_log(l, s);
+			continue;
+		}
 		problem(l, KW_ERR_CONFIG, s,
 			"keyway: unknown setting \"%s\" (expected master_key, "
-			"old_master_keys, providers, ledger or audit)",
+			"old_master_keys, providers, ledger, audit or log)",
 			name);
 	}
 	if (master != NULL) {

@@ -33,10 +33,13 @@ static const char *const status_names[] = {
 
 const char *kw_status_str(kw_status st)
 {
-	if ((unsigned)st < sizeof(status_names) / sizeof(status_names[0]) &&
-	    status_names[st] != NULL)
-		return status_names[st];
-	return "unknown status";
+	return kwi_status_known(st) ? status_names[st] : "unknown status";
+}
+
+bool kwi_status_known(kw_status st)
+{
+	return (unsigned)st < sizeof(status_names) / sizeof(status_names[0]) &&
+	       status_names[st] != NULL;
 }
 
 enum kwi_answer kwi_answer_of(kw_status st)

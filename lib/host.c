@@ -109,15 +109,41 @@ static void host_error(kw_instance *inst, const char *setting,
 		 msg);
 }
 
+/*
+ * A module's line goes to syslog and, for a person watching (keyway run in
+ * a terminal, or keyway.log.stderr = true), to stderr, as one line that
+ * names the backend: a module's newlines and other control characters
+ * become spaces, so that it can neither split a line nor drive a
+ * terminal.
+ */
 static void host_log(const kw_instance *inst, int level, const char *fmt, ...)
 {
-	char msg[768];
+	const struct kw_ctx *ctx = inst->ctx;
+	char msg[768], line[1024];
 	va_list ap;
+	int n;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	syslog(LOG_AUTHPRIV | level, "keyway: %s: %s", inst->label, msg);
+	for (unsigned char *p = (unsigned char *)msg; *p != '\0'; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+	syslog(LOG_AUTHPRIV | (level & LOG_PRIMASK), "keyway: %s: %s",
+	       inst->label, msg);
+	if (level > ctx->log_level || ctx->log_stderr == KWI_LOG_NEVER ||
+	    (ctx->log_stderr == KWI_LOG_TERMINAL && !isatty(STDERR_FILENO)))
+		return;
+	n = snprintf(line, sizeof(line), "keyway: %s: %s\n", inst->label,
+		     msg);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(line)) {
+		n = (int)sizeof(line) - 1;
+		line[n - 1] = '\n';
+	}
+	/* One write: lines of threads logging at once do not interleave. */
+	(void)!write(STDERR_FILENO, line, (size_t)n);
 }
 
 /* ---- replies ---- */
@@ -171,6 +197,7 @@ static kw_status host_reply_buffer(kw_reply *r, size_t len, char **buf)
 		return KW_ERR_NOMEM;
 	s->size = size;
 	s->len = len;
+	s->forks = kwi_forks();
 	memcpy(s->data, r->backend, r->backend_len + 1);
 	s->value = s->data + r->backend_len + 1;
 	p = s->value + len + 1;

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include <sys/stat.h>
+#include <sys/types.h>
 
 #include <libconfig.h>
 
@@ -34,6 +35,8 @@ enum kwi_answer {
 };
 
 enum kwi_answer kwi_answer_of(kw_status st);
+/* Is st a status this library has a name for? */
+bool kwi_status_known(kw_status st);
 const char *kwi_answer_str(enum kwi_answer a);
 
 /* ---- errors and diagnostics (error.c) ---- */
@@ -67,6 +70,9 @@ void *kwi_secure_alloc(size_t len);
 /* Wipe and release; NULL is a no-op.  len is the size asked for. */
 void kwi_secure_free(void *p, size_t len);
 void kwi_wipe(void *p, size_t len);
+/* Hold every lock of guarded memory, around fork(). */
+void kwi_secmem_lock_all(void);
+void kwi_secmem_unlock_all(void);
 
 /* ---- files (fsutil.c) ---- */
 
@@ -257,6 +263,13 @@ struct kwi_chain {
 	size_t n;
 };
 
+/* Whether host->log() lines also go to stderr. */
+enum kwi_log_stderr {
+	KWI_LOG_TERMINAL = 0, /* when stderr is a terminal (the default) */
+	KWI_LOG_ALWAYS,
+	KWI_LOG_NEVER
+};
+
 struct kw_ctx {
 	config_t cfg;
 	char *path;
@@ -281,7 +294,20 @@ struct kw_ctx {
 	struct kwi_audit *audit;     /* NULL without keyway.audit */
 	char *sensitive_env[8];      /* variables holding master keys */
 	bool checking;               /* kw_check(): create nothing */
+	pid_t pid;                   /* the process that opened it */
+	unsigned forks;              /* kwi_forks() when it was opened */
+	enum kwi_log_stderr log_stderr; /* keyway.log.stderr */
+	int log_level;               /* keyway.log.level: a KW_LOG_* */
 };
+
+/* ---- fork() (api.c) ---- */
+
+/* How many fork()s lie between this process and the library's first
+ * kw_open(): what a context, secret or usage sink compares with the
+ * number it recorded to tell it was inherited. */
+unsigned kwi_forks(void);
+/* KW_OK, or KW_ERR_INVAL saying that ctx belongs to another process. */
+kw_status kwi_ctx_usable(const struct kw_ctx *ctx);
 
 /* ---- the audit trail (audit.c) ---- */
 
@@ -403,6 +429,7 @@ struct kw_secret {
 	struct kwi_charged *charged; /* quotas to refund on KW_UNUSED */
 	struct kwi_usage *usage;     /* where a use is counted, or NULL */
 	struct kw_instance *store;   /* the store backend that answered */
+	unsigned forks;              /* kwi_forks() when it was made */
 	kw_scope scope;
 	const char *owner;   /* inside data[], or NULL */
 	const char *provider; /* inside data[] */
@@ -412,10 +439,16 @@ struct kw_secret {
 /* ---- usage counts (usage.c) ---- */
 
 struct kwi_usage;
-/* Start counting uses when a store backend records them. */
+/* Start the thread that writes usage counts: before anything secret is
+ * read (see usage.c). */
 kw_status kwi_usage_start(struct kw_ctx *ctx);
+/* Once the backends are open: stop it when none records uses. */
+void kwi_usage_settle(struct kw_ctx *ctx);
 /* Write what is pending and stop; later uses are dropped. */
 void kwi_usage_stop(struct kw_ctx *ctx);
+/* In a child of the process that started it: let go of it without a
+ * lock, a write or a wait (what is pending is the parent's). */
+void kwi_usage_abandon(struct kw_ctx *ctx);
 struct kwi_usage *kwi_usage_ref(struct kw_ctx *ctx);
 void kwi_usage_release(struct kwi_usage *s);
 void kwi_usage_note(struct kwi_usage *s, struct kw_instance *store,

@@ -172,7 +172,8 @@ static kw_status store_backend(kw_ctx *ctx, const char *name, uint32_t cap,
 	*out = NULL;
 	if (ctx == NULL || name == NULL)
 		return kwi_error(KW_ERR_INVAL, "no context or no backend");
-	if (kwi_check_name("backend name", name) != KW_OK)
+	if (kwi_ctx_usable(ctx) != KW_OK ||
+	    kwi_check_name("backend name", name) != KW_OK)
 		return KW_ERR_INVAL;
 	b = find_backend(ctx, name);
 	if (b == NULL)
@@ -392,7 +393,8 @@ kw_status kw_key_list(kw_ctx *ctx, const kw_actor *actor, const char *backend,
 		return rc;
 	if (ctx == NULL || fn == NULL)
 		return kwi_error(KW_ERR_INVAL, "no context or no callback");
-	if (kwi_check_name("owner name", owner) != KW_OK)
+	if (kwi_ctx_usable(ctx) != KW_OK ||
+	    kwi_check_name("owner name", owner) != KW_OK)
 		return KW_ERR_INVAL;
 	if (owner != NULL && !kwi_valid_identity(owner))
 		return kwi_error(KW_ERR_INVAL, "invalid owner name");
@@ -588,6 +590,8 @@ kw_status kw_usage(kw_ctx *ctx, const kw_actor *actor,
 		return rc;
 	if (ctx == NULL || fn == NULL)
 		return kwi_error(KW_ERR_INVAL, "no context or no callback");
+	if (kwi_ctx_usable(ctx) != KW_OK)
+		return KW_ERR_INVAL;
 	rc = take_filter(filter, &f);
 	if (rc != KW_OK)
 		return rc;

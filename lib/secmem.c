@@ -38,6 +38,18 @@ static struct size_class classes[NCLASSES] = {
 	[0 ... NCLASSES - 1] = { PTHREAD_MUTEX_INITIALIZER, NULL }
 };
 
+void kwi_secmem_lock_all(void)
+{
+	for (int c = 0; c < NCLASSES; c++)
+		pthread_mutex_lock(&classes[c].lock);
+}
+
+void kwi_secmem_unlock_all(void)
+{
+	for (int c = NCLASSES - 1; c >= 0; c--)
+		pthread_mutex_unlock(&classes[c].lock);
+}
+
 void kwi_wipe(void *p, size_t len)
 {
 	if (p != NULL && len > 0)

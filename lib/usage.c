@@ -9,6 +9,14 @@
  *
  * Secrets may outlive their context, so they hold a reference to this sink,
  * not to the context: a use reported after kw_close() is dropped.
+ *
+ * After fork(), the child has a copy of the sink but not the thread: its
+ * lock may be held and its condition variable waited on by threads that
+ * stayed in the parent.  The counts in it are the parent's, which writes
+ * them, and so are the uses of secrets the child inherited (the parent
+ * frees its own copy of each).  The child therefore never locks, signals,
+ * joins or writes an inherited sink: uses noted there are dropped, and
+ * letting go of it frees what can be freed without the lock.
  */
 #include "config.h"
 
@@ -39,6 +47,7 @@ struct kwi_usage {
 	pthread_t thread;
 	bool thread_started;
 	bool closed;
+	unsigned forks;    /* kwi_forks() when it was started */
 	struct use *uses;  /* hash table */
 	size_t n, cap;     /* entries, slots */
 };
@@ -145,32 +154,65 @@ static void *flusher(void *arg)
 	return NULL;
 }
 
+/*
+ * The thread starts before the context reads anything secret: before its
+ * master keys and before any backend opens (a dotenv file, a Vault token,
+ * a store's keyring).  A new thread begins with a copy of its creator's
+ * registers, vector registers included, and this one then sleeps for the
+ * life of the context with them: started after the backends opened, it
+ * kept in its saved registers whatever the opening thread had just
+ * parsed, and a core dump of the process held a dotenv key that guarded
+ * memory kept out of it everywhere else.  Whether any backend counts uses
+ * is known only once the modules are loaded; kwi_usage_settle() then
+ * stops the thread of a context that has none.
+ */
 kw_status kwi_usage_start(struct kw_ctx *ctx)
 {
 	struct kwi_usage *s;
-	bool wanted = false;
 
-	for (size_t i = 0; i < ctx->nbackends && !wanted; i++)
-		wanted = ctx->backends[i].module->op_used != NULL;
-	if (!wanted)
-		return KW_OK;
 	s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		return kwi_error(KW_ERR_NOMEM, "out of memory");
 	atomic_init(&s->refs, 1);
+	s->forks = kwi_forks();
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->wake, NULL);
-	if (pthread_create(&s->thread, NULL, flusher, s) == 0)
+	if (pthread_create(&s->thread, NULL, flusher, s) == 0) {
 		s->thread_started = true;
+		/* For ps -L, top -H and debuggers. */
+		(void)pthread_setname_np(s->thread, "kw-usage");
+	}
 	/* Without the thread, counts are still written at kw_close(). */
 	ctx->usage = s;
 	return KW_OK;
+}
+
+void kwi_usage_settle(struct kw_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nbackends; i++)
+		if (ctx->backends[i].module->op_used != NULL)
+			return;
+	kwi_usage_stop(ctx);
+}
+
+static bool inherited(const struct kwi_usage *s)
+{
+	return s->forks != kwi_forks();
 }
 
 static void usage_unref(struct kwi_usage *s)
 {
 	if (atomic_fetch_sub(&s->refs, 1) != 1)
 		return;
+	if (inherited(s)) {
+		/* A table that a vanished thread was changing stays. */
+		if (pthread_mutex_trylock(&s->lock) == 0) {
+			uses_free(s->uses, s->cap);
+			pthread_mutex_unlock(&s->lock);
+		}
+		free(s);
+		return;
+	}
 	uses_free(s->uses, s->cap);
 	pthread_cond_destroy(&s->wake);
 	pthread_mutex_destroy(&s->lock);
@@ -195,6 +237,15 @@ void kwi_usage_stop(struct kw_ctx *ctx)
 	write_batch(u, n);
 	ctx->usage = NULL;
 	usage_unref(s);
+}
+
+void kwi_usage_abandon(struct kw_ctx *ctx)
+{
+	struct kwi_usage *s = ctx->usage;
+
+	ctx->usage = NULL;
+	if (s != NULL)
+		usage_unref(s);
 }
 
 struct kwi_usage *kwi_usage_ref(struct kw_ctx *ctx)
@@ -259,6 +310,8 @@ void kwi_usage_note(struct kwi_usage *s, struct kw_instance *store,
 	struct use *u;
 	size_t i;
 
+	if (inherited(s))
+		return;
 	pthread_mutex_lock(&s->lock);
 	if (s->closed)
 		goto out;

@@ -6,13 +6,20 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -927,6 +934,367 @@ static void test_many_secrets_one_size(void **state)
 	kw_close(ctx);
 }
 
+/* ---- host->log() ---- */
+
+/* Backend "b" logs a line of two, with a tab, at warning level on every
+ * lookup; `keyway` is the text of the keyway section. */
+static char *log_conf(const char *keyway)
+{
+	char *text;
+
+	if (asprintf(&text,
+		     "keyway: { %s };\n"
+		     "backends: {\n"
+		     "  b: { module = \"fake\"; answer = \"found\"; "
+		     "value = \"" SECRET_40 "\";\n"
+		     "       log = \"first line\\nsecond\\tline\"; };\n"
+		     "};\n"
+		     "chains: { default = ( { backend = \"b\"; "
+		     "control = \"required\"; } ); };\n",
+		     keyway) < 0)
+		abort();
+	return text;
+}
+
+#define LOG_LINE "keyway: backend \"b\": first line second line"
+
+/* Resolve once with fd 2 on `fd`, and put it back. */
+static void resolve_with_stderr(const char *keyway, int fd)
+{
+	char *text = log_conf(keyway);
+	kw_ctx *ctx = NULL;
+	kw_secret *s;
+	int saved;
+
+	assert_int_equal(tu_open(&ctx, text, NULL), KW_OK);
+	fflush(stderr);
+	saved = dup(STDERR_FILENO);
+	assert_true(saved >= 0);
+	assert_true(dup2(fd, STDERR_FILENO) >= 0);
+	s = resolve_one(ctx, NULL);
+	assert_true(dup2(saved, STDERR_FILENO) >= 0);
+	close(saved);
+	kw_secret_free(s);
+	kw_close(ctx);
+	free(text);
+}
+
+/* What a file got: stderr that is not a terminal. */
+static char *stderr_to_file(const char *keyway)
+{
+	FILE *f = tmpfile();
+	static char buf[4096];
+	size_t n;
+
+	assert_non_null(f);
+	resolve_with_stderr(keyway, fileno(f));
+	rewind(f);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/* What a terminal got (a pseudo-terminal's output, "\r\n" made "\n"). */
+static char *stderr_to_tty(const char *keyway)
+{
+	static char buf[4096];
+	size_t n = 0;
+	int master, slave;
+	ssize_t got;
+
+	master = posix_openpt(O_RDWR | O_NOCTTY);
+	assert_true(master >= 0);
+	assert_int_equal(grantpt(master), 0);
+	assert_int_equal(unlockpt(master), 0);
+	slave = open(ptsname(master), O_RDWR | O_NOCTTY);
+	assert_true(slave >= 0);
+	assert_true(isatty(slave));
+	resolve_with_stderr(keyway, slave);
+	close(slave);
+	assert_int_equal(fcntl(master, F_SETFL, O_NONBLOCK), 0);
+	while (n < sizeof(buf) - 1 &&
+	       (got = read(master, buf + n, sizeof(buf) - 1 - n)) > 0)
+		n += (size_t)got;
+	close(master);
+	buf[n] = '\0';
+	for (char *p = buf; (p = strstr(p, "\r\n")) != NULL;)
+		memmove(p, p + 1, strlen(p + 1) + 1);
+	return buf;
+}
+
+static void test_log_stderr(void **state)
+{
+	(void)state;
+	/* By default: on a terminal only. */
+	assert_string_equal(stderr_to_tty(""), LOG_LINE "\n");
+	assert_string_equal(stderr_to_file(""), "");
+	/* stderr = true: wherever stderr goes; false: never. */
+	assert_string_equal(stderr_to_file("log: { stderr = true; };"),
+			    LOG_LINE "\n");
+	assert_string_equal(stderr_to_tty("log: { stderr = false; };"), "");
+	/* level: the least severe level shown (warning here). */
+	assert_string_equal(stderr_to_file("log: { stderr = true; "
+					   "level = \"warning\"; };"),
+			    LOG_LINE "\n");
+	assert_string_equal(stderr_to_file("log: { stderr = true; "
+					   "level = \"error\"; };"),
+			    "");
+	assert_string_equal(stderr_to_tty("log: { level = \"error\"; };"), "");
+}
+
+static void expect_log_refused(const char *keyway, const char *msg)
+{
+	char *text = log_conf(keyway), *dir, want[1024];
+	kw_ctx *ctx = (kw_ctx *)&text;
+
+	assert_int_equal(tu_open(&ctx, text, &dir), KW_ERR_CONFIG);
+	assert_null(ctx);
+	snprintf(want, sizeof(want), "%s/keyway.conf:1: %s", dir, msg);
+	assert_string_equal(kw_last_error(), want);
+	free(text);
+	tu_rmrf(dir);
+}
+
+static void test_log_settings_checked(void **state)
+{
+	(void)state;
+	expect_log_refused("log: { stdout = true; };",
+			   "keyway.log: unknown setting \"stdout\" (expected "
+			   "stderr or level)");
+	expect_log_refused("log: { stderr = \"yes\"; };",
+			   "keyway.log.stderr must be true or false");
+	expect_log_refused("log: { level = \"loud\"; };",
+			   "keyway.log.level must be \"error\", \"warning\", "
+			   "\"info\" or \"debug\"");
+	expect_log_refused("log = true;",
+			   "keyway.log must be a group { stderr = true; }");
+}
+
+/* ---- fork() ---- */
+
+#define FORK_MASTER "000102030405060708090a0b0c0d0e0f" \
+		    "101112131415161718191a1b1c1d1e1f"
+#define FORK_KEY "sk-ant-fork-0123456789abcdefghij"
+#define FORK_USES 3
+
+static const char fork_conf[] =
+	"keyway: {\n"
+	"  master_key = { source = \"env\"; var = \"KWTEST_FORK_MASTER\"; };\n"
+	"};\n"
+	"backends: {\n"
+	"  user_keys: { module = \"sqlite\"; path = \"keys.db\"; "
+	"scope = \"user\"; };\n"
+	"};\n"
+	"chains: { default = ( { backend = \"user_keys\"; "
+	"control = \"required\"; } ); };\n";
+
+static const kw_actor fork_alice = { sizeof(kw_actor), "alice", NULL,
+				     KW_ROLE_NONE };
+
+static kw_status fork_resolve(kw_ctx *ctx, kw_secret **s)
+{
+	kw_request req = KW_REQUEST_INIT;
+
+	req.provider = "anthropic";
+	req.user = "alice";
+	return kw_resolve(ctx, &req, s);
+}
+
+static kw_status count_uses(void *arg, const kw_key_info *info)
+{
+	*(uint64_t *)arg = info->usage_count;
+	return KW_OK;
+}
+
+/* The child writes what went wrong to fd and exits 1; cmocka's assertions
+ * belong to the parent. */
+static int child_says(int fd, const char *what, kw_status got,
+		      kw_status want, const char *msg, const char *want_msg)
+{
+	char line[1024];
+	int n;
+
+	if (got == want && strcmp(msg, want_msg) == 0)
+		return 0;
+	n = snprintf(line, sizeof(line), "%s: %s (%d), \"%s\"; want %s, "
+		     "\"%s\"\n", what, kw_status_str(got), (int)got, msg,
+		     kw_status_str(want), want_msg);
+	if (n > 0)
+		(void)!write(fd, line, (size_t)n < sizeof(line) ? (size_t)n
+								: sizeof(line));
+	return 1;
+}
+
+static int fork_child(kw_ctx *ctx, kw_secret *held, pid_t parent, int fd)
+{
+	kw_request req = KW_REQUEST_INIT;
+	kw_secret *s = (kw_secret *)&s;
+	kw_trace *t = (kw_trace *)&t;
+	uint64_t n = 0;
+	char want[256];
+	int bad = 0;
+
+	snprintf(want, sizeof(want),
+		 "this context was opened by process %ld; open a new one "
+		 "after fork()",
+		 (long)parent);
+	bad |= child_says(fd, "kw_resolve", fork_resolve(ctx, &s),
+			  KW_ERR_INVAL, kw_last_error(), want);
+	if (s != NULL)
+		bad |= child_says(fd, "kw_resolve left *out set", KW_OK,
+				  KW_ERR_INVAL, "", "");
+	req.provider = "anthropic";
+	bad |= child_says(fd, "kw_explain", kw_explain(ctx, &req, &t),
+			  KW_ERR_INVAL, kw_last_error(), want);
+	bad |= child_says(fd, "kw_key_list",
+			  kw_key_list(ctx, &fork_alice, NULL, NULL,
+				      count_uses, &n),
+			  KW_ERR_INVAL, kw_last_error(), want);
+	bad |= child_says(fd, "kw_secret_report",
+			  kw_secret_report(held, KW_UNUSED), KW_ERR_INVAL,
+			  kw_last_error(),
+			  "kw_secret_report: this secret was resolved before "
+			  "fork(); the process that resolved it reports it");
+	/* Reading an inherited secret is fine; freeing it counts nothing
+	 * here: the parent frees its own copy. */
+	if (strcmp(kw_secret_value(held), FORK_KEY) != 0)
+		bad |= child_says(fd, "inherited secret", KW_OK, KW_OK,
+				  "differs", "");
+	kw_secret_free(held);
+	kw_close(ctx);
+	return bad;
+}
+
+/* Resolves and frees keys on the parent's context until told to stop, so
+ * that forks happen while its locks are taken. */
+struct busy {
+	kw_ctx *ctx;
+	atomic_bool stop;
+	unsigned long uses;
+	kw_status failed;
+};
+
+static void *busy_resolve(void *arg)
+{
+	struct busy *b = arg;
+	kw_secret *s;
+
+	while (!atomic_load(&b->stop)) {
+		kw_status st = fork_resolve(b->ctx, &s);
+
+		if (st != KW_OK) {
+			b->failed = st;
+			break;
+		}
+		kw_secret_free(s);
+		b->uses++;
+	}
+	return NULL;
+}
+
+/* Fork; the child runs the checks and exits, the parent waits for it and
+ * fails the test with what the child said. */
+static void fork_once(kw_ctx *ctx, kw_secret *held)
+{
+	char msg[4096];
+	int fds[2], status;
+	ssize_t got;
+	pid_t pid;
+
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		alarm(10);
+		_exit(fork_child(ctx, held, getppid(), fds[1]));
+	}
+	close(fds[1]);
+	for (size_t n = 0;; n += (size_t)got) {
+		got = read(fds[0], msg + n, sizeof(msg) - 1 - n);
+		if (got <= 0) {
+			msg[n] = '\0';
+			break;
+		}
+	}
+	close(fds[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
+		fail_msg("the child hung (in kw_close()?): %s", msg);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("the child failed (status %#x): %s", status, msg);
+}
+
+#define NFORKS 20
+
+/*
+ * A process opens a context, resolves, and forks with uses waiting to be
+ * written, a secret in hand and another thread resolving.  In each child
+ * every call but kw_close() fails with the documented error, and
+ * kw_close() returns at once (alarm() ends a child that hangs); the
+ * parent writes the uses, each once.
+ */
+static void test_fork_child_closes(void **state)
+{
+	kw_key_ref ref = KW_KEY_REF_INIT;
+	kw_ctx *ctx = NULL;
+	kw_secret *s, *held = NULL;
+	struct busy busy;
+	pthread_t thread;
+	char *dir, *path;
+	uint64_t uses = 0;
+
+	(void)state;
+	assert_int_equal(setenv("KWTEST_FORK_MASTER", FORK_MASTER, 1), 0);
+	assert_int_equal(tu_open(&ctx, fork_conf, &dir), KW_OK);
+	ref.backend = "user_keys";
+	ref.owner = "alice";
+	ref.provider = "anthropic";
+	assert_int_equal(kw_key_put(ctx, &fork_alice, &ref, FORK_KEY,
+				    strlen(FORK_KEY), NULL, KW_PUT_CREATE),
+			 KW_OK);
+	for (int i = 0; i < FORK_USES; i++) {
+		assert_int_equal(fork_resolve(ctx, &s), KW_OK);
+		kw_secret_free(s);
+	}
+	assert_int_equal(fork_resolve(ctx, &held), KW_OK);
+
+	/* Alone first, then with a thread taking the locks. */
+	fork_once(ctx, held);
+	busy.ctx = ctx;
+	atomic_init(&busy.stop, false);
+	busy.uses = 0;
+	busy.failed = KW_OK;
+	assert_int_equal(pthread_create(&thread, NULL, busy_resolve, &busy),
+			 0);
+	for (int i = 0; i < NFORKS; i++)
+		fork_once(ctx, held);
+	atomic_store(&busy.stop, true);
+	assert_int_equal(pthread_join(thread, NULL), 0);
+	assert_int_equal(busy.failed, KW_OK);
+
+	/* The parent goes on as if nothing happened. */
+	assert_int_equal(fork_resolve(ctx, &s), KW_OK);
+	assert_string_equal(kw_secret_value(s), FORK_KEY);
+	kw_secret_free(s);
+	kw_secret_free(held);
+	kw_close(ctx);
+
+	/* Every use once: FORK_USES, the busy thread's, the one held across
+	 * the forks and the one after them. */
+	assert_true(asprintf(&path, "%s/keyway.conf", dir) > 0);
+	assert_int_equal(kw_open(&ctx, path), KW_OK);
+	free(path);
+	assert_int_equal(kw_key_list(ctx, &fork_alice, "user_keys", "alice",
+				     count_uses, &uses),
+			 KW_OK);
+	assert_int_equal(uses, FORK_USES + 2 + busy.uses);
+	kw_close(ctx);
+	unsetenv("KWTEST_FORK_MASTER");
+	tu_rmrf(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -953,6 +1321,9 @@ int main(void)
 		cmocka_unit_test(test_open_default_config),
 		cmocka_unit_test(test_sizes_exact_bytes),
 		cmocka_unit_test(test_many_secrets_one_size),
+		cmocka_unit_test(test_log_stderr),
+		cmocka_unit_test(test_log_settings_checked),
+		cmocka_unit_test(test_fork_child_closes),
 	};
 
 	unsetenv("KEYWAY_CONFIG");

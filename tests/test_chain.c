@@ -1247,6 +1247,91 @@ static void test_explain_die_clean(void **state)
 	kw_close(ctx);
 }
 
+/* ---- answers the chain must not take ---- */
+
+/*
+ * A module that answers found with an empty key or one holding a NUL byte,
+ * or answers a status no kw_status names, has answered error: the key is
+ * never handed out, kw_last_error() names the entry and the module, and the
+ * trace shows the step as an error.  Under "sufficient" that ends the
+ * chain; under "optional" the chain goes on to b.
+ */
+struct bad_case {
+	const char *settings; /* of backend a, after module = "fake"; */
+	const char *detail;   /* what the host says of a's answer */
+};
+
+static const struct bad_case bad_cases[] = {
+	{ "answer = \"found\"; value = \"\";",
+	  "module \"fake\" answered found with an empty key" },
+	{ "answer = \"found\"; value = \"" A_VALUE "\"; nul_at = 6;",
+	  "module \"fake\" answered found with a key that holds a NUL byte" },
+	{ "answer = \"found\"; value = \"" A_VALUE "\"; nul_at = 0;",
+	  "module \"fake\" answered found with a key that holds a NUL byte" },
+	{ "answer = \"notfound\"; status = 99;",
+	  "module \"fake\" answered unknown status 99: fake notfound" },
+	{ "answer = \"found\"; value = \"" A_VALUE "\"; status = -3;",
+	  "module \"fake\" answered unknown status -3: fake found" },
+};
+
+static char *bad_text(const struct bad_case *c, const char *control)
+{
+	char *text = NULL;
+
+	if (asprintf(&text,
+		     "backends: {\n"
+		     "  a: { module = \"fake\"; %s };\n"
+		     "  b: { module = \"fake\"; answer = \"found\"; "
+		     "value = \"" B_VALUE "\"; };\n"
+		     "};\n"
+		     "chains: {\n"
+		     "  default = ( { backend = \"a\"; control = \"%s\"; },\n"
+		     "              { backend = \"b\"; control = \"required\"; } );\n"
+		     "};\n",
+		     c->settings, control) < 0)
+		abort();
+	return text;
+}
+
+static void test_bad_answers(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
+		const struct bad_case *c = &bad_cases[i];
+		char *text = bad_text(c, "sufficient");
+		kw_ctx *ctx = open_text(text, NULL);
+		char summary[256], msg[512];
+		kw_trace *t;
+
+		snprintf(summary, sizeof(summary), "a answered backend error: %s",
+			 c->detail);
+		snprintf(msg, sizeof(msg),
+			 "chain \"default\", provider \"anthropic\": %s",
+			 summary);
+		expect_failure(ctx, NULL, "anthropic", NULL, NULL,
+			       KW_ERR_BACKEND, msg);
+		t = explain(ctx, NULL, "anthropic", NULL, NULL);
+		check_trace_end(t, 1, KW_ERR_BACKEND, NULL, summary);
+		check_step(t, 0, 1, "a", "fake", KW_ERR_BACKEND,
+			   KW_ACTION_DIE, 0, c->detail, "");
+		kw_trace_free(t);
+		kw_close(ctx);
+		free(text);
+
+		text = bad_text(c, "optional");
+		ctx = open_text(text, NULL);
+		expect_secret(ctx, NULL, "anthropic", NULL, NULL, B_VALUE,
+			      "b");
+		t = explain(ctx, NULL, "anthropic", NULL, NULL);
+		check_trace_end(t, 2, KW_OK, "b", "b answered ok: fake found");
+		check_step(t, 0, 1, "a", "fake", KW_ERR_BACKEND,
+			   KW_ACTION_CONTINUE, 0, c->detail, "");
+		kw_trace_free(t);
+		kw_close(ctx);
+		free(text);
+	}
+}
+
 /* ---- 9. walk_end(): the host ends every walk it starts ---- */
 
 /*
@@ -1474,6 +1559,7 @@ int main(void)
 		cmocka_unit_test(test_explain_masks),
 		cmocka_unit_test(test_explain_mask_lengths),
 		cmocka_unit_test(test_explain_die_clean),
+		cmocka_unit_test(test_bad_answers),
 		cmocka_unit_test(test_walk_end_every_walk),
 		cmocka_unit_test(test_walk_end_after_refusals),
 		cmocka_unit_test(test_walk_end_old_descriptor),

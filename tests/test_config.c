@@ -328,7 +328,8 @@ static struct bad_config bad_configs[] = {
 				"    vaule = \"sk-x\";\n"),     /* 5 */
 		.expect = "%s/keyway.conf:5: backend \"a\": unknown setting "
 			  "\"vaule\" (module \"fake\" takes answer, value, "
-			  "open_error, check_answer, providers)",
+			  "open_error, check_answer, providers, nul_at, "
+			  "status, log, usage_threads)",
 		.status = KW_ERR_CONFIG,
 	},
 	{
@@ -520,7 +521,7 @@ static struct bad_config bad_configs[] = {
 			BACKEND_A CHAIN_A,
 		.expect = "%s/keyway.conf:2: keyway: unknown setting "
 			  "\"mster_key\" (expected master_key, "
-			  "old_master_keys, providers, ledger or audit)",
+			  "old_master_keys, providers, ledger, audit or log)",
 		.status = KW_ERR_CONFIG,
 	},
 	{
@@ -1048,7 +1049,8 @@ static void test_fail_closed_bad_setting(void **state)
 		       "};\n");
 	expect = expand("%s/keyway.conf:9: backend \"broken\": unknown "
 			"setting \"retries\" (module \"fake\" takes answer, "
-			"value, open_error, check_answer, providers)",
+			"value, open_error, check_answer, providers, nul_at, "
+			"status, log, usage_threads)",
 			fx->dir);
 	assert_open_fails(fx->conf, KW_ERR_CONFIG, expect);
 	free(expect);

@@ -10,6 +10,8 @@
  */
 #include "config.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -21,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -871,7 +875,293 @@ static void test_store_files_threads(void **state)
 	assert_true(found > 0);
 }
 
-int main(void)
+/* ---- the usage thread starts before anything secret is read ---- */
+
+#define DUMP_MASTER "000102030405060708090a0b0c0d0e0f" \
+		    "101112131415161718191a1b1c1d1e1f"
+
+static long threads_named(const char *name)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	long n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL) {
+		char path[300], comm[64];
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm",
+			 e->d_name);
+		f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		if (fgets(comm, sizeof(comm), f) != NULL) {
+			comm[strcspn(comm, "\n")] = '\0';
+			n += strcmp(comm, name) == 0;
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return n;
+}
+
+/*
+ * The thread that writes usage counts starts with a copy of its creator's
+ * registers and sleeps with them for the life of the context, so it must
+ * exist before the context reads a master key or opens a backend: the
+ * fake backend, opened first, checks that it is already there.  A
+ * context none of whose backends count uses does not keep it.
+ */
+static void test_usage_thread_before_secrets(void **state)
+{
+	long before = threads_named("kw-usage");
+	kw_ctx *ctx = NULL;
+	char text[2048];
+
+	(void)state;
+	assert_int_equal(setenv("KWTEST_DUMP_MASTER", DUMP_MASTER, 1), 0);
+	snprintf(text, sizeof(text),
+		 "keyway: { master_key = { source = \"env\"; "
+		 "var = \"KWTEST_DUMP_MASTER\"; }; };\n"
+		 "backends: {\n"
+		 "  first: { module = \"fake\"; answer = \"notfound\"; "
+		 "usage_threads = %ld; };\n"
+		 "  user_keys: { module = \"sqlite\"; path = \"keys.db\"; "
+		 "scope = \"user\"; };\n"
+		 "};\n"
+		 "chains: { default = ( { backend = \"first\"; "
+		 "control = \"optional\"; },\n"
+		 "  { backend = \"user_keys\"; control = \"required\"; } ); };\n",
+		 before + 1);
+	if (tu_open(&ctx, text, NULL) != KW_OK)
+		fail_msg("kw_open: %s", kw_last_error());
+	assert_int_equal(threads_named("kw-usage"), before + 1);
+	kw_close(ctx);
+	assert_int_equal(threads_named("kw-usage"), before);
+
+	/* Nothing counts uses: the thread is there while the backends
+	 * open, and gone once they have. */
+	snprintf(text, sizeof(text),
+		 "backends: { first: { module = \"fake\"; answer = \"found\"; "
+		 "usage_threads = %ld; }; };\n"
+		 "chains: { default = ( { backend = \"first\"; "
+		 "control = \"required\"; } ); };\n",
+		 before + 1);
+	ctx = NULL;
+	if (tu_open(&ctx, text, NULL) != KW_OK)
+		fail_msg("kw_open: %s", kw_last_error());
+	assert_int_equal(threads_named("kw-usage"), before);
+	kw_close(ctx);
+	unsetenv("KWTEST_DUMP_MASTER");
+}
+
+/* ---- no secret in a core dump ---- */
+
+/*
+ * A program that opened a store and a dotenv file is dumped with gdb's
+ * gcore, which keeps out memory marked MADV_DONTDUMP as the kernel does
+ * and saves every thread's registers.  The dotenv key must not be in the
+ * core: not in memory, and not in the saved vector registers of the
+ * thread that writes usage counts, which would have been created with a
+ * copy of the registers of the thread that had just parsed the file.
+ *
+ * The program is this test, run again with --dump-me so that the key,
+ * which only the dotenv file holds, was never in its memory before
+ * kw_open().  It opens the context on a thread of its own that then ends,
+ * so that what stays is what libkeyway keeps, not the opener's registers.
+ */
+#define DUMP_ARG "--dump-me"
+#define DUMP_KEYLEN 40
+
+static void *dump_open(void *arg)
+{
+	kw_ctx *ctx = NULL;
+
+	if (kw_open(&ctx, arg) != KW_OK) {
+		fprintf(stderr, "%s\n", kw_last_error());
+		return NULL;
+	}
+	return ctx;
+}
+
+static int dump_me(const char *path)
+{
+	pthread_t t;
+	void *ctx = NULL;
+	char c;
+
+	if (pthread_create(&t, NULL, dump_open, (void *)path) != 0 ||
+	    pthread_join(t, &ctx) != 0 || ctx == NULL)
+		return 1;
+	if (write(STDOUT_FILENO, "ready\n", 6) != 6)
+		return 1;
+	/* Until the test has its core: then stdin closes. */
+	while (read(STDIN_FILENO, &c, 1) > 0)
+		;
+	kw_close(ctx);
+	return 0;
+}
+
+/* Run argv with stdout and stderr to /dev/null; its exit status, or -1. */
+static int run_quiet(char *const argv[])
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+
+		if (fd >= 0) {
+			dup2(fd, STDOUT_FILENO);
+			dup2(fd, STDERR_FILENO);
+		}
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return -1;
+	return WEXITSTATUS(status);
+}
+
+/*
+ * Where in the file at path any 8 bytes of key[from..] are, or -1; read a
+ * piece at a time, with an overlap, since a core can be large.
+ */
+static long long find_piece(const char *path, const char *key, size_t from)
+{
+	static char buf[(1 << 20) + 8];
+	size_t keylen = strlen(key), have = 0, got;
+	long long base = 0, at = -1;
+	FILE *f = fopen(path, "rb");
+
+	assert_non_null(f);
+	while (at < 0 && (got = fread(buf + have, 1, sizeof(buf) - have,
+				      f)) > 0) {
+		have += got;
+		for (size_t i = from; at < 0 && i + 8 <= keylen; i++) {
+			const char *p = memmem(buf, have, key + i, 8);
+
+			if (p != NULL)
+				at = base + (p - buf);
+		}
+		/* Keep the last 7 bytes: a piece may straddle two reads. */
+		if (have > 7) {
+			memmove(buf, buf + have - 7, 7);
+			base += (long long)(have - 7);
+			have = 7;
+		}
+	}
+	fclose(f);
+	return at;
+}
+
+static void test_core_has_no_dotenv_key(void **state)
+{
+	static const char alnum[] = "abcdefghijklmnopqrstuvwxyz"
+				    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+	char key[DUMP_KEYLEN + 1], *dir, *path, *core;
+	char pidstr[32], ready[8];
+	int in[2], out[2];
+	unsigned char rnd[DUMP_KEYLEN];
+	long long at;
+	pid_t pid;
+	FILE *f;
+
+	(void)state;
+#if defined(__SANITIZE_ADDRESS__)
+	/* Its shadow memory would make a core of terabytes. */
+	print_message("built with AddressSanitizer: no core dump taken\n");
+	skip();
+#endif
+	if (run_quiet((char *const[]){ "gcore", NULL }) == 127 ||
+	    run_quiet((char *const[]){ "gdb", "--version", NULL }) != 0) {
+		print_message("gcore (from gdb) is not installed: cannot dump "
+			      "a process to look for the dotenv key\n");
+		skip();
+	}
+
+	/* A key no one has seen: 7 bytes of prefix, then random. */
+	f = fopen("/dev/urandom", "rb");
+	assert_non_null(f);
+	assert_int_equal(fread(rnd, 1, sizeof(rnd), f), sizeof(rnd));
+	fclose(f);
+	memcpy(key, "sk-ant-", 7);
+	for (size_t i = 7; i < DUMP_KEYLEN; i++)
+		key[i] = alnum[rnd[i] % (sizeof(alnum) - 1)];
+	key[DUMP_KEYLEN] = '\0';
+
+	dir = tu_tmpdir();
+	free(tu_write(dir, "server.env", 0600, "ANTHROPIC_API_KEY=%s\n", key));
+	/* The store makes the usage thread start; the env backend comes
+	 * last, so its file is the last secret read before it would. */
+	path = tu_write(dir, "keyway.conf", 0644,
+			"keyway: { master_key = { source = \"env\"; "
+			"var = \"KWTEST_DUMP_MASTER\"; }; };\n"
+			"backends: {\n"
+			"  user_keys: { module = \"sqlite\"; path = \"keys.db\"; "
+			"scope = \"user\"; };\n"
+			"  server_env: { module = \"env\"; environment = false; "
+			"dotenv = \"server.env\"; };\n"
+			"};\n"
+			"chains: { default = ( { backend = \"user_keys\"; "
+			"control = \"sufficient\"; },\n"
+			"  { backend = \"server_env\"; control = \"required\"; "
+			"} ); };\n");
+
+	assert_int_equal(pipe(in), 0);
+	assert_int_equal(pipe(out), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(in[0], STDIN_FILENO);
+		dup2(out[1], STDOUT_FILENO);
+		close(in[0]);
+		close(in[1]);
+		close(out[0]);
+		close(out[1]);
+		setenv("KWTEST_DUMP_MASTER", DUMP_MASTER, 1);
+		execl("/proc/self/exe", "test_threads", DUMP_ARG, path,
+		      (char *)NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	if (read(out[0], ready, 6) != 6 || memcmp(ready, "ready\n", 6) != 0)
+		fail_msg("the program to dump did not open %s", path);
+
+	snprintf(pidstr, sizeof(pidstr), "%ld", (long)pid);
+	assert_true(asprintf(&core, "%s/core", dir) > 0);
+	if (run_quiet((char *const[]){ "gcore", "-o", core, pidstr,
+				       NULL }) != 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		fail_msg("gcore could not dump process %s", pidstr);
+	}
+	close(in[1]);
+	close(out[0]);
+	assert_int_equal(waitpid(pid, NULL, 0), pid);
+
+	free(core);
+	assert_true(asprintf(&core, "%s/core.%s", dir, pidstr) > 0);
+	at = find_piece(core, key, 7);
+	/* No core of the test left behind, whatever it holds. */
+	unlink(core);
+	free(core);
+	free(path);
+	tu_rmrf(dir);
+	/* Any 8 bytes of the random part: a register holds 8, 16 or 32. */
+	if (at >= 0)
+		fail_msg("the core of a process that read a dotenv file holds "
+			 "8 bytes of its key at offset %#llx",
+			 at);
+}
+
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_resolve_threads),
@@ -879,7 +1169,11 @@ int main(void)
 		cmocka_unit_test(test_mixed_threads),
 		cmocka_unit_test(test_last_error_per_thread),
 		cmocka_unit_test(test_store_files_threads),
+		cmocka_unit_test(test_usage_thread_before_secrets),
+		cmocka_unit_test(test_core_has_no_dotenv_key),
 	};
 
+	if (argc == 3 && strcmp(argv[1], DUMP_ARG) == 0)
+		return dump_me(argv[2]);
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

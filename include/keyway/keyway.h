@@ -28,6 +28,9 @@
  * Files: libkeyway opens what it keeps open close-on-exec, so a program may
  * run others while a context is open.
  *
+ * fork(): a child may only kw_close() a context it inherited; see
+ * kw_close().
+ *
  * Link with `pkg-config --libs keyway`.
  */
 #ifndef KEYWAY_KEYWAY_H
@@ -131,7 +134,23 @@ KW_EXPORT void kw_request_init(kw_request *req);
  */
 KW_EXPORT KW_WARN_UNUSED kw_status kw_open(kw_ctx **ctx, const char *config_path);
 
-/* Close every backend and free ctx.  kw_close(NULL) is a no-op. */
+/*
+ * Close every backend and free ctx.  kw_close(NULL) is a no-op.
+ *
+ * fork(): a context belongs to the process that opened it.  A child of
+ * that process may only kw_close() the context it inherited: there that
+ * never blocks and writes nothing, frees the child's copy of the
+ * context's own memory (its master keys wiped) and leaves the backends'
+ * connections, files and modules as they are, since they are the
+ * parent's.  The usage counts waiting to be written are the parent's too,
+ * and the parent writes them.  Every other call on an inherited context
+ * fails with KW_ERR_INVAL and kw_last_error() "this context was opened by
+ * process N; open a new one after fork()", except kw_sensitive_env(),
+ * which still answers.  A child that needs keys opens its own context.
+ * A secret the child inherited may be read and kw_secret_free()d (its use
+ * is counted once, by the parent, which frees its own copy);
+ * kw_secret_report() on it fails with KW_ERR_INVAL.
+ */
 KW_EXPORT void kw_close(kw_ctx *ctx);
 
 /*
@@ -139,8 +158,8 @@ KW_EXPORT void kw_close(kw_ctx *ctx);
  * released with kw_secret_free(); on failure *out is NULL and the status is
  * the chain's verdict: KW_ERR_NOTFOUND, KW_ERR_DENIED, KW_ERR_UNAVAIL, or an
  * error (KW_ERR_BACKEND, KW_ERR_CRYPTO, ...), with kw_last_error() naming
- * the entry that decided it.  KW_ERR_INVAL for a malformed request or an
- * unknown chain.
+ * the entry that decided it.  KW_ERR_INVAL for a malformed request, an
+ * unknown chain, or a context inherited across fork() (see kw_close()).
  */
 KW_EXPORT KW_WARN_UNUSED kw_status kw_resolve(kw_ctx *ctx, const kw_request *req,
 				    kw_secret **out);

@@ -267,7 +267,12 @@ typedef struct kw_host {
 	void (*error)(kw_instance *inst, const char *setting, const char *fmt,
 		      ...) KW_PRINTF(3, 4);
 
-	/* Log a line at one of the KW_LOG_* levels.  Never log a secret. */
+	/*
+	 * Log a line at one of the KW_LOG_* levels.  Never log a secret.  It
+	 * goes to syslog (facility authpriv) and, when stderr is a terminal or
+	 * keyway.log says so (keyway.conf(5)), to stderr, as one line:
+	 * "keyway: backend "NAME": MESSAGE", control characters made spaces.
+	 */
 	void (*log)(const kw_instance *inst, int level, const char *fmt, ...)
 		KW_PRINTF(3, 4);
 
@@ -415,6 +420,9 @@ struct kw_module {
 	 * Look up q->provider for q->owner.  Return KW_OK after reply_secret()
 	 * or reply_buffer(); KW_ERR_NOTFOUND, KW_ERR_DENIED, KW_ERR_UNAVAIL,
 	 * or an error status otherwise, with a reply_detail() saying why.
+	 * The host takes as an error (KW_ERR_BACKEND, naming the module) a
+	 * found key that is empty or holds a NUL byte, and a status that
+	 * keyway.h does not name.
 	 */
 	kw_status (*lookup)(void *state, const kw_query *q);
 

@@ -9,6 +9,16 @@
  *     open_error   true: open() fails with KW_ERR_MODULE
  *     check_answer what check() answers, same words; default "found"
  *     providers    "a,b,c": providers not listed answer notfound
+ *     nul_at       N: byte N of the value is a NUL byte (a broken module)
+ *     status       N: lookup returns this number instead of the answer's
+ *                  status (one no kw_status names, say), after replying
+ *                  as the answer says
+ *     log          text that every lookup logs through host->log() at
+ *                  warning level, as it is (newlines too)
+ *     usage_threads N: open() fails unless the process has exactly N
+ *                  threads named "kw-usage" (libkeyway's usage writers)
+ *                  when it runs, for tests of what exists before a
+ *                  backend opens
  *
  * It also holds the host to the walk contract of module.h: a lookup that
  * carries KW_QUERY_WALK opens a walk of its backend on the calling thread,
@@ -23,6 +33,7 @@
  * past the size.  The module then ignores the query's flags, as such a
  * module would, and counts any walk_end() call as the host's error.
  */
+#include <dirent.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -50,11 +61,15 @@ static const struct fake_answer fake_answers[] = {
 
 struct fake {
 	const kw_host *host;
+	const kw_instance *inst;
 	const struct fake_answer *answer;
 	const struct fake_answer *check;
 	char *value;           /* guarded, NUL-terminated */
 	size_t value_len;
 	const char *providers; /* host's string; NULL: every provider */
+	bool has_status;       /* status overrides the answer's */
+	int status;
+	const char *log;       /* host's string; NULL: log nothing */
 	bool old_desc;         /* loaded with the descriptor before walk_end */
 	atomic_ullong lookups; /* lookup() runs on many threads at once */
 	atomic_bool stray_walk_end; /* walk_end() past the descriptor's size */
@@ -104,6 +119,10 @@ static const kw_setting_spec fake_settings[] = {
 	{ "open_error", KW_SETTING_BOOL, 0 },
 	{ "check_answer", KW_SETTING_STRING, 0 },
 	{ "providers", KW_SETTING_STRING, 0 },
+	{ "nul_at", KW_SETTING_INT, 0 },
+	{ "status", KW_SETTING_INT, 0 },
+	{ "log", KW_SETTING_STRING, 0 },
+	{ "usage_threads", KW_SETTING_INT, 0 },
 	{ NULL, 0, 0 }
 };
 
@@ -137,12 +156,43 @@ static kw_status fake_answer_setting(const kw_host *host, kw_instance *inst,
 	return KW_ERR_CONFIG;
 }
 
+/* How many threads of this process are named name; -1 if unknown. */
+static long fake_threads_named(const char *name)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	long n = 0;
+
+	if (d == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL) {
+		char path[300], comm[64];
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm",
+			 e->d_name);
+		f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		if (fgets(comm, sizeof(comm), f) != NULL) {
+			comm[strcspn(comm, "\n")] = '\0';
+			n += strcmp(comm, name) == 0;
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return n;
+}
+
 static kw_status fake_open(const kw_host *host, kw_instance *inst,
 			   void **state)
 {
 	struct fake *s = NULL;
 	const char *value = NULL;
 	bool open_error = false;
+	int64_t n;
 	kw_status rc;
 
 	*state = NULL;
@@ -154,6 +204,15 @@ static kw_status fake_open(const kw_host *host, kw_instance *inst,
 		goto out;
 	}
 
+	if (host->setting_int(inst, "usage_threads", &n) == KW_OK &&
+	    fake_threads_named("kw-usage") != n) {
+		host->error(inst, "usage_threads",
+			    "%ld kw-usage threads at open, expected %lld",
+			    fake_threads_named("kw-usage"), (long long)n);
+		rc = KW_ERR_MODULE;
+		goto out;
+	}
+
 	s = calloc(1, sizeof(*s));
 	if (s == NULL) {
 		host->error(inst, NULL, "out of memory");
@@ -161,6 +220,7 @@ static kw_status fake_open(const kw_host *host, kw_instance *inst,
 		goto out;
 	}
 	s->host = host;
+	s->inst = inst;
 	s->old_desc = atomic_load(&fake_loaded_old);
 	atomic_init(&s->lookups, 0);
 	atomic_init(&s->stray_walk_end, false);
@@ -197,6 +257,20 @@ static kw_status fake_open(const kw_host *host, kw_instance *inst,
 		rc = KW_ERR_NOMEM;
 		goto out;
 	}
+	if (host->setting_int(inst, "nul_at", &n) == KW_OK) {
+		if (n < 0 || (uint64_t)n >= s->value_len) {
+			host->error(inst, "nul_at", "nul_at is past the value");
+			rc = KW_ERR_CONFIG;
+			goto out;
+		}
+		s->value[n] = '\0';
+	}
+	if (host->setting_int(inst, "status", &n) == KW_OK) {
+		s->has_status = true;
+		s->status = (int)n;
+	}
+	if (host->setting_string(inst, "log", &s->log) != KW_OK)
+		s->log = NULL;
 
 	*state = s;
 	s = NULL;
@@ -266,6 +340,8 @@ static kw_status fake_lookup(void *state, const kw_query *q)
 			return KW_ERR_BACKEND;
 		}
 	}
+	if (s->log != NULL)
+		host->log(s->inst, KW_LOG_WARNING, "%s", s->log);
 	if (s->providers != NULL && !fake_listed(s->providers, q->provider)) {
 		host->reply_detail(q->reply, "fake notfound: provider \"%s\" "
 				   "is not in providers", q->provider);
@@ -280,7 +356,7 @@ static kw_status fake_lookup(void *state, const kw_query *q)
 		}
 	}
 	host->reply_detail(q->reply, "fake %s", s->answer->word);
-	return s->answer->status;
+	return s->has_status ? (kw_status)s->status : s->answer->status;
 }
 
 static kw_status fake_check(void *state, kw_reply *r)
