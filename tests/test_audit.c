@@ -787,9 +787,15 @@ static void run_file_full(struct fixture *f, const char *conf, bool allow)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
+		char path[4200];
+
 		close(fds[0]);
 		child_report = fds[1];
 		signal(SIGXFSZ, SIG_IGN);
+		/* A child may only close the context it inherited. */
+		kw_close(f->ctx);
+		snprintf(path, sizeof(path), "%s/keyway.conf", f->dir);
+		child_check(kw_open(&f->ctx, path) == KW_OK, "kw_open");
 		child_resolve(f, allow, "cut1", 40, false);
 		child_resolve(f, allow, "cut2", 1, false);
 		child_resolve(f, allow, "none", 0, false);

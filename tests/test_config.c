@@ -1424,15 +1424,18 @@ static void test_include_lines(void **state)
 		      "retries = 3;"));                    /* 3, no newline */
 	want[0] = expand("%s/b.conf:3: backend \"a\": unknown setting "
 			 "\"retries\" (module \"fake\" takes answer, value, "
-			 "open_error, check_answer, providers)",
+			 "open_error, check_answer, providers, nul_at, status, "
+			 "log, usage_threads)",
 			 fx->dir);
 	want[1] = expand("%s/a.conf:4: backend \"a\": unknown setting "
 			 "\"typo\" (module \"fake\" takes answer, value, "
-			 "open_error, check_answer, providers)",
+			 "open_error, check_answer, providers, nul_at, status, "
+			 "log, usage_threads)",
 			 fx->dir);
 	want[2] = expand("%s/keyway.conf:8: backend \"b\": unknown setting "
 			 "\"extra\" (module \"fake\" takes answer, value, "
-			 "open_error, check_answer, providers)",
+			 "open_error, check_answer, providers, nul_at, status, "
+			 "log, usage_threads)",
 			 fx->dir);
 	assert_status(kw_check(fx->conf, collect, fx), KW_ERR_CONFIG);
 	assert_int_equal(fx->nlines, 3);
