@@ -470,9 +470,8 @@ kw_status kw_rekey(kw_ctx *ctx, const kw_actor *actor, const char *backend,
 
 #define FILTER_END(m) \
 	(offsetof(kw_usage_filter, m) + sizeof(((kw_usage_filter *)NULL)->m))
-#define FILTER_HAS(f, m) ((f)->size >= FILTER_END(m))
-/* No filter is this large: a caller built before kw_usage_filter had a
- * size passes `since` where the size is. */
+/* No filter is this large.  A caller built before kw_usage_filter began
+ * with its size passes `since` there: 0, or a time far above this. */
 #define FILTER_MAX 4096
 
 /* kw_usage_filter as it was before it began with `size`, as a ledger
@@ -486,57 +485,36 @@ struct unsized_filter {
 };
 
 /*
- * Take the caller's filter into *f, whole.  Each earlier version of the
- * struct ends with one of its fields: fields past the caller's size match
- * everything.  A later version is taken when everything past this
- * library's fields is zero, i.e. when it asks for no condition unknown
- * here; a size that is neither is no kw_usage_filter, and is refused
- * before anything past the size is read.
+ * Take the caller's filter into *f.  This is the first kw_usage_filter
+ * with a size, so no smaller one exists.  A larger one, from a later
+ * keyway.h, is taken when everything past this library's fields is zero:
+ * it then asks for no condition unknown here.  Anything else is no
+ * kw_usage_filter, and is refused before anything past its size is read.
  */
 static kw_status take_filter(const kw_usage_filter *in, kw_usage_filter *f)
 {
-	static const size_t ends[] = {
-		FILTER_END(size), FILTER_END(since), FILTER_END(until),
-		FILTER_END(user), FILTER_END(org),   FILTER_END(backend),
-	};
 	const kw_usage_filter all = KW_USAGE_FILTER_INIT;
-	bool known = false;
+	const unsigned char *rest = (const unsigned char *)in;
 
 	*f = all;
 	if (in == NULL)
 		return KW_OK;
-	for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++)
-		known = known || in->size == ends[i];
-	if (in->size > sizeof(*f) && in->size <= FILTER_MAX) {
-		const unsigned char *rest = (const unsigned char *)in;
-
-		for (size_t i = sizeof(*f); i < in->size; i++)
-			if (rest[i] != 0)
-				return kwi_error(KW_ERR_INVAL,
-						 "usage filter: it sets a "
-						 "condition this library does "
-						 "not know (a filter of %zu "
-						 "bytes, from a newer "
-						 "keyway.h; this one knows %zu)",
-						 in->size, sizeof(*f));
-		known = true;
-	}
-	if (!known)
+	if (in->size < sizeof(*f) || in->size > FILTER_MAX)
 		return kwi_error(KW_ERR_INVAL,
 				 "usage filter: size %zu is not that of a "
 				 "kw_usage_filter; initialise it with "
 				 "KW_USAGE_FILTER_INIT",
 				 in->size);
-	if (FILTER_HAS(in, since))
-		f->since = in->since;
-	if (FILTER_HAS(in, until))
-		f->until = in->until;
-	if (FILTER_HAS(in, user))
-		f->user = in->user;
-	if (FILTER_HAS(in, org))
-		f->org = in->org;
-	if (FILTER_HAS(in, backend))
-		f->backend = in->backend;
+	for (size_t i = sizeof(*f); i < in->size; i++)
+		if (rest[i] != 0)
+			return kwi_error(KW_ERR_INVAL,
+					 "usage filter: it sets a condition "
+					 "this library does not know (a filter "
+					 "of %zu bytes, from a newer keyway.h; "
+					 "this one knows %zu)",
+					 in->size, sizeof(*f));
+	memcpy(f, in, sizeof(*f));
+	f->size = sizeof(*f);
 	return KW_OK;
 }
 

@@ -484,9 +484,9 @@ typedef struct kw_usage_row {
  * Which rows to read; NULL and 0 fields match everything.  Always
  * initialise with KW_USAGE_FILTER_INIT so that `size` is set: later
  * versions add conditions at the end, and the library reads only the
- * fields that the caller's size covers.  Unlike a request, a filter
- * larger than the library knows is refused: it may hold a condition the
- * library would have to ignore, and return rows it was asked to leave out.
+ * fields that the caller's size covers.  Unlike a request, a filter from
+ * a later keyway.h that sets a condition this library does not know is
+ * refused: ignoring it would return rows the caller asked to leave out.
  */
 typedef struct kw_usage_filter {
 	size_t size;          /* sizeof(kw_usage_filter) as the caller
