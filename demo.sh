@@ -111,9 +111,14 @@ echo "grep finds no key in keys.db or ledger.db (nor their -wal and -shm)"
 say "keyway exec hands the key to a child through its environment only"
 run keyway exec --user alice -p anthropic -- sh -c 'echo "child got a key of ${#ANTHROPIC_API_KEY} characters"'
 
+say "bob's quota is used up: exec runs nothing, and no child sees the server's key"
+run keyway exec --user bob -p anthropic -- sh -c 'echo "child ran"'
+run keyway exec --user alice -p anthropic=ALICE_KEY -- sh -c 'echo "ANTHROPIC_API_KEY in the child: ${ANTHROPIC_API_KEY:-unset}; KEYWAY_MASTER_KEY: ${KEYWAY_MASTER_KEY:-unset}"'
+
 say "a typo in the configuration is refused with its line"
 sed 's/backend = "user_keys"/backend = "user_kyes"/' keyway.conf >typo.conf
 chmod 644 typo.conf
 run keyway -c typo.conf check
+run keyway check --json -c typo.conf
 
 say "done: keyway is installed under $root"
