@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -629,6 +630,39 @@ static bool unwrite(struct kwi_audit *a, size_t n)
 }
 
 /*
+ * writev() that cannot kill the process: past the file size limit the
+ * kernel sends the writing thread SIGXFSZ, whose default action ends the
+ * whole application.  The signal is blocked in this thread around the
+ * write and a SIGXFSZ the write raised is taken off again, so the write
+ * fails with EFBIG or comes up short instead.  One that was pending or
+ * blocked before is the caller's, and left alone.
+ */
+static ssize_t writev_nosig(int fd, const struct iovec *iov, int cnt)
+{
+	static const struct timespec now = { 0, 0 };
+	sigset_t xfsz, old, pending;
+	bool mine;
+	ssize_t n;
+	int e;
+
+	sigemptyset(&xfsz);
+	sigaddset(&xfsz, SIGXFSZ);
+	if (pthread_sigmask(SIG_BLOCK, &xfsz, &old) != 0)
+		return writev(fd, iov, cnt);
+	mine = !sigismember(&old, SIGXFSZ) && sigpending(&pending) == 0 &&
+	       !sigismember(&pending, SIGXFSZ);
+	n = writev(fd, iov, cnt);
+	e = errno;
+	if (mine && sigpending(&pending) == 0 &&
+	    sigismember(&pending, SIGXFSZ))
+		while (sigtimedwait(&xfsz, NULL, &now) < 0 && errno == EINTR)
+			;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	errno = e;
+	return n;
+}
+
+/*
  * Append one line with one write(), so that lines from threads and
  * processes sharing the file never interleave: the whole line or, when
  * the file has no room for it, nothing.  A part of a line that cannot be
@@ -646,7 +680,7 @@ static kw_status write_line(struct kwi_audit *a, const char *buf, size_t len)
 	pthread_mutex_lock(&a->lock);
 	first = a->torn ? 0 : 1;
 	want = len + 1 - first;
-	n = writev(a->fd, iov + first, (int)(2 - first));
+	n = writev_nosig(a->fd, iov + first, (int)(2 - first));
 	e = errno;
 	if (n == (ssize_t)want) {
 		a->torn = false;

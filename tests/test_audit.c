@@ -849,6 +849,68 @@ static void test_file_full_allow(void **state)
 	run_file_full(*state, conf_allow, true);
 }
 
+/*
+ * A file exactly at the size limit, with SIGXFSZ at its default action
+ * (which ends the process): the library must not die of the signal, and
+ * the event not written fails as on_failure says.  No SIGXFSZ is left
+ * pending or blocked behind.
+ */
+static void run_file_at_limit(struct fixture *f, const char *conf, bool allow)
+{
+	int fds[2], status;
+	char why[256] = "";
+	ssize_t n;
+	pid_t pid;
+
+	open_conf(f, conf);
+	assert_int_equal(resolve(f->ctx, NULL, "before", NULL, VALUE), KW_OK);
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char path[4200];
+		sigset_t set;
+
+		close(fds[0]);
+		child_report = fds[1];
+		signal(SIGXFSZ, SIG_DFL);
+		kw_close(f->ctx);
+		snprintf(path, sizeof(path), "%s/keyway.conf", f->dir);
+		child_check(kw_open(&f->ctx, path) == KW_OK, "kw_open");
+		child_resolve(f, allow, "none", 0, false);
+		child_check(sigpending(&set) == 0 &&
+				    !sigismember(&set, SIGXFSZ),
+			    "SIGXFSZ left pending");
+		child_check(pthread_sigmask(SIG_BLOCK, NULL, &set) == 0 &&
+				    !sigismember(&set, SIGXFSZ),
+			    "SIGXFSZ left blocked");
+		_exit(0);
+	}
+	close(fds[1]);
+	n = read(fds[0], why, sizeof(why) - 1);
+	close(fds[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (n > 0)
+		fail_msg("child: %s", why);
+	if (WIFSIGNALED(status))
+		fail_msg("child killed by signal %d (%s)", WTERMSIG(status),
+			 strsignal(WTERMSIG(status)));
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	read_lines(f);
+	assert_int_equal(f->nlines, 1);
+	expect_file_clean(f);
+}
+
+static void test_file_at_limit_deny(void **state)
+{
+	run_file_at_limit(*state, conf_env, false);
+}
+
+static void test_file_at_limit_allow(void **state)
+{
+	run_file_at_limit(*state, conf_allow, true);
+}
+
 /* ---- syslog ---- */
 
 /* A syslog daemon's socket at path, bound by the test. */
@@ -1154,6 +1216,10 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_file_full_allow, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_file_at_limit_deny, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_file_at_limit_allow,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_syslog_delivered, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_syslog_missing_deny, setup,
