@@ -12,7 +12,9 @@
  * the trail helps to recover a key.  Lines go to the file with one write()
  * on a descriptor opened O_APPEND, so concurrent writers, threads or
  * processes, do not interleave; a line the file had no room for is taken
- * back, so that every line in the file stays one whole JSON object.
+ * back, so that every line in the file stays one whole JSON object, under
+ * a lock on the whole file that every writer takes, so that taking a line
+ * back never takes another process's line with it.
  *
  * Every resolve pays for its line before the key is handed out, so the
  * line is cheap to make: the HMAC's keyed inner and outer states are
@@ -616,9 +618,10 @@ static void member_time(struct line *l)
 
 /*
  * Take back the n bytes of a line that did not fit (a full disk, a file
- * size limit), if nothing was written after them.  Under a->lock, so the
- * descriptor's offset is where this thread's write ended; another
- * process's line after them is left alone.
+ * size limit), if nothing was written after them.  Under a->lock and the
+ * file lock (file_lock()), so the descriptor's offset is where this
+ * thread's write ended and no other process appends between the fstat()
+ * and the ftruncate(); another process's line after them is left alone.
  */
 static bool unwrite(struct kwi_audit *a, size_t n)
 {
@@ -627,6 +630,25 @@ static bool unwrite(struct kwi_audit *a, size_t n)
 
 	return end >= (off_t)n && fstat(a->fd, &st) == 0 &&
 	       st.st_size == end && ftruncate(a->fd, end - (off_t)n) == 0;
+}
+
+/*
+ * Lock (F_WRLCK) or unlock (F_UNLCK) the whole file for this open file
+ * description, waiting for another process's writer: every keyway process
+ * appends under it, so a line can be taken back without taking another
+ * process's line with it.  False when there is no such lock here (a file
+ * system without open file description locks): the line is then not taken
+ * back, and the next line starts on a line of its own.
+ */
+static bool file_lock(const struct kwi_audit *a, short type)
+{
+	struct flock fl = { .l_type = type, .l_whence = SEEK_SET };
+	int r;
+
+	do
+		r = fcntl(a->fd, F_OFD_SETLKW, &fl);
+	while (r != 0 && errno == EINTR);
+	return r == 0;
 }
 
 /*
@@ -674,10 +696,12 @@ static kw_status write_line(struct kwi_audit *a, const char *buf, size_t len)
 	struct iovec iov[2] = { { (void *)"\n", 1 }, { (void *)buf, len } };
 	kw_status rc = KW_OK;
 	size_t first, want;
+	bool locked;
 	ssize_t n;
 	int e;
 
 	pthread_mutex_lock(&a->lock);
+	locked = file_lock(a, F_WRLCK);
 	first = a->torn ? 0 : 1;
 	want = len + 1 - first;
 	n = writev_nosig(a->fd, iov + first, (int)(2 - first));
@@ -688,13 +712,15 @@ static kw_status write_line(struct kwi_audit *a, const char *buf, size_t len)
 		rc = kwi_error(KW_ERR_IO, "keyway.audit: cannot write %s: %s",
 			       a->path, strerror(e));
 	} else {
-		if (n > 0 && !unwrite(a, (size_t)n))
+		if (n > 0 && !(locked && unwrite(a, (size_t)n)))
 			a->torn = true;
 		rc = kwi_error(KW_ERR_IO,
 			       "keyway.audit: cannot write %s: only %zd of %zu "
 			       "bytes fit (is the file system full?)",
 			       a->path, n, want);
 	}
+	if (locked)
+		(void)file_lock(a, F_UNLCK);
 	pthread_mutex_unlock(&a->lock);
 	return rc;
 }

@@ -911,6 +911,72 @@ static void test_file_at_limit_allow(void **state)
 	run_file_at_limit(*state, conf_allow, true);
 }
 
+/* ---- another process's writer ---- */
+
+struct resolver {
+	kw_ctx *ctx;
+	kw_status rc;
+};
+
+/* No cmocka assertion here: it runs in a thread of its own. */
+static void *resolve_once(void *arg)
+{
+	struct resolver *r = arg;
+	kw_request req = KW_REQUEST_INIT;
+	kw_secret *s = NULL;
+
+	req.provider = "anthropic";
+	req.user = "waited";
+	r->rc = kw_resolve(r->ctx, &req, &s);
+	kw_secret_free(s);
+	return NULL;
+}
+
+static off_t file_size(const char *path)
+{
+	struct stat st;
+
+	assert_int_equal(stat(path, &st), 0);
+	return st.st_size;
+}
+
+/*
+ * Writers in other processes append under a lock on the whole file (an
+ * open file description lock, which a descriptor of its own stands in for
+ * here): a line waits while another writer holds it, so that a writer
+ * taking back a line cut short cannot take a line of ours with it.
+ */
+static void test_file_lock_waited_for(void **state)
+{
+	struct fixture *f = *state;
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	struct resolver r = { 0 };
+	struct timespec pause = { 0, 200 * 1000 * 1000 };
+	pthread_t t;
+	off_t size;
+	int fd;
+
+	open_conf(f, conf_env);
+	fd = open(f->audit, O_RDWR | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(fcntl(fd, F_OFD_SETLK, &fl), 0);
+	size = file_size(f->audit);
+	r.ctx = f->ctx;
+	assert_int_equal(pthread_create(&t, NULL, resolve_once, &r), 0);
+	nanosleep(&pause, NULL);
+	if (file_size(f->audit) != size)
+		fail_msg("a line was written while another writer held the "
+			 "file lock");
+	fl.l_type = F_UNLCK;
+	assert_int_equal(fcntl(fd, F_OFD_SETLK, &fl), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	close(fd);
+	assert_int_equal(r.rc, KW_OK);
+	read_lines(f);
+	assert_int_equal(f->nlines, 1);
+	expect_file_clean(f);
+}
+
 /* ---- syslog ---- */
 
 /* A syslog daemon's socket at path, bound by the test. */
@@ -1219,6 +1285,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_file_at_limit_deny, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_file_at_limit_allow,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_file_lock_waited_for,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_syslog_delivered, setup,
 						teardown),
