@@ -58,6 +58,7 @@ struct kwi_audit {
 	int line;
 	char socket[SUN_PATH_SIZE]; /* the syslog daemon's */
 	int sock;            /* connected to it, or -1 */
+	bool stream;         /* sock is SOCK_STREAM: messages end in NUL */
 	/* Held around each write, so that a short one can be taken back. */
 	pthread_mutex_t lock;
 	bool locked;         /* lock initialised */
@@ -727,13 +728,13 @@ static kw_status write_line(struct kwi_audit *a, const char *buf, size_t len)
 
 /* ---- to syslog ---- */
 
-static int log_connect(const struct kwi_audit *a)
+static int log_connect_type(const struct kwi_audit *a, int type)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd, e;
 
 	memcpy(sa.sun_path, a->socket, sizeof(sa.sun_path));
-	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
 	if (connect(fd, (const struct sockaddr *)&sa, sizeof(sa)) != 0) {
@@ -745,12 +746,63 @@ static int log_connect(const struct kwi_audit *a)
 	return fd;
 }
 
+/* A datagram socket, or a stream socket where the daemon listens on one
+ * (EPROTOTYPE), as syslog(3) does. */
+static int log_connect(struct kwi_audit *a)
+{
+	int fd = log_connect_type(a, SOCK_DGRAM);
+
+	a->stream = false;
+	if (fd < 0 && errno == EPROTOTYPE) {
+		fd = log_connect_type(a, SOCK_STREAM);
+		a->stream = fd >= 0;
+	}
+	return fd;
+}
+
 /*
- * One datagram to the log socket: "<PRI>Mmm dd hh:mm:ss TAG[PID]: " and
+ * Send head, line and end (msg[0..2]): a datagram of the first two, or on
+ * a stream socket all three, which it may take in parts.  0, or -1 and
+ * errno.
+ */
+static int log_send(const struct kwi_audit *a, const struct iovec *msg)
+{
+	struct iovec iov[3];
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+	ssize_t n;
+
+	memcpy(iov, msg, sizeof(iov));
+	if (!a->stream)
+		return sendmsg(a->sock, &mh, MSG_NOSIGNAL) < 0 ? -1 : 0;
+	mh.msg_iovlen = 3;
+	while (mh.msg_iovlen > 0) {
+		n = sendmsg(a->sock, &mh, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		while (mh.msg_iovlen > 0 &&
+		       (size_t)n >= mh.msg_iov->iov_len) {
+			n -= (ssize_t)mh.msg_iov->iov_len;
+			mh.msg_iov++;
+			mh.msg_iovlen--;
+		}
+		if (mh.msg_iovlen > 0) {
+			mh.msg_iov->iov_base = (char *)mh.msg_iov->iov_base + n;
+			mh.msg_iov->iov_len -= (size_t)n;
+		}
+	}
+	return 0;
+}
+
+/*
+ * One message to the log socket: "<PRI>Mmm dd hh:mm:ss TAG[PID]: " and
  * the line, as syslog(3) writes it and as local daemons (rsyslog,
- * syslog-ng, systemd-journald) read it (RFC 3164), authpriv.info.  A
+ * syslog-ng, systemd-journald) read it (RFC 3164), authpriv.info: one
+ * datagram, or on a stream socket ended by a NUL byte, as syslog(3) ends
+ * it there, so that the daemon can tell one message from the next.  A
  * daemon that restarted leaves the socket connected to nothing
- * (ECONNREFUSED): connect again, once.
+ * (ECONNREFUSED, or EPIPE on a stream): connect again, once.
  */
 static kw_status send_log(struct kwi_audit *a, const char *msg, size_t len)
 {
@@ -758,8 +810,7 @@ static kw_status send_log(struct kwi_audit *a, const char *msg, size_t len)
 					    "May", "Jun", "Jul", "Aug",
 					    "Sep", "Oct", "Nov", "Dec" };
 	char head[128];
-	struct iovec iov[2];
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+	struct iovec iov[3];
 	time_t now = time(NULL);
 	struct tm tm;
 	int n, e = 0;
@@ -778,20 +829,24 @@ static kw_status send_log(struct kwi_audit *a, const char *msg, size_t len)
 	iov[0].iov_len = n > 0 && (size_t)n < sizeof(head) ? (size_t)n : 0;
 	iov[1].iov_base = (void *)msg;
 	iov[1].iov_len = len;
+	iov[2].iov_base = (void *)"";
+	iov[2].iov_len = 1;
 
 	pthread_mutex_lock(&a->lock);
 	if (a->sock < 0)
 		a->sock = log_connect(a);
 	if (a->sock < 0) {
 		e = errno;
-	} else if (sendmsg(a->sock, &mh, MSG_NOSIGNAL) < 0) {
+	} else if (log_send(a, iov) < 0) {
 		e = errno;
-		if (e == ECONNREFUSED || e == ENOTCONN) {
+		if (e == ECONNREFUSED || e == ENOTCONN || e == EPIPE ||
+		    e == ECONNRESET) {
 			close(a->sock);
 			a->sock = log_connect(a);
-			e = a->sock < 0 ? errno
-			    : sendmsg(a->sock, &mh, MSG_NOSIGNAL) < 0 ? errno
-								      : 0;
+			if (a->sock < 0 || log_send(a, iov) < 0)
+				e = errno;
+			else
+				e = 0;
 		}
 	}
 	pthread_mutex_unlock(&a->lock);

@@ -1017,20 +1017,30 @@ static void open_syslog(struct fixture *f, const char *extra,
  * 3164, authpriv.info) and then the line the jsonl sink would write,
  * without its newline.  Returns the line, parsed.
  */
+static json_t *parse_log(const char *buf);
+
 static json_t *recv_log(int fd)
 {
-	static const char *const months[] = { "Jan", "Feb", "Mar", "Apr",
-					      "May", "Jun", "Jul", "Aug",
-					      "Sep", "Oct", "Nov", "Dec" };
-	char buf[4096], tag[300];
-	int day, hh, mm, ss, n = -1, m;
+	char buf[4096];
 	ssize_t len;
-	bool month = false;
 
 	len = recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
 	if (len < 0)
 		fail_msg("no message on the log socket: %s", strerror(errno));
 	buf[len] = '\0';
+	return parse_log(buf);
+}
+
+/* One message, NUL-terminated, as recv_log() says it must read. */
+static json_t *parse_log(const char *buf)
+{
+	static const char *const months[] = { "Jan", "Feb", "Mar", "Apr",
+					      "May", "Jun", "Jul", "Aug",
+					      "Sep", "Oct", "Nov", "Dec" };
+	char tag[300];
+	int day, hh, mm, ss, n = -1, m;
+	bool month = false;
+
 	assert_memory_equal(buf, "<86>", 4);
 	for (size_t i = 0; i < 12; i++)
 		month |= memcmp(buf + 4, months[i], 3) == 0;
@@ -1079,6 +1089,70 @@ static void test_syslog_delivered(void **state)
 	json_decref(o);
 	assert_int_equal(recv(fd, sock, 1, MSG_DONTWAIT), -1);
 	close(fd);
+}
+
+/*
+ * A daemon listening on a stream socket (connecting a datagram socket to
+ * it fails with EPROTOTYPE): each message goes over one connection, ended
+ * by a NUL byte as syslog(3) ends it, so the daemon can split them.
+ */
+static void test_syslog_stream(void **state)
+{
+	struct fixture *f = *state;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timeval tv = { 5, 0 };
+	char sock[4200], buf[8192], *msg;
+	size_t got = 0;
+	int lfd, fd;
+	json_t *o;
+
+	f->dir = tu_tmpdir();
+	snprintf(sock, sizeof(sock), "%s/log", f->dir);
+	assert_true(strlen(sock) < sizeof(sa.sun_path));
+	strcpy(sa.sun_path, sock);
+	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(lfd >= 0);
+	if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    listen(lfd, 4) != 0)
+		fail_msg("bind %s: %s", sock, strerror(errno));
+	open_syslog(f, "", sock);
+	if (resolve(f->ctx, NULL, "alice", "acme", VALUE) != KW_OK)
+		fail_msg("resolve: %s", kw_last_error());
+	assert_int_equal(resolve(f->ctx, NULL, "bob", NULL, VALUE), KW_OK);
+	fd = accept(lfd, NULL, NULL);
+	assert_true(fd >= 0);
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv,
+				    sizeof(tv)),
+			 0);
+	/* Both messages, then the end of the connection: closing the
+	 * context closes it. */
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	for (;;) {
+		ssize_t n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+
+		if (n < 0)
+			fail_msg("recv: %s", strerror(errno));
+		if (n == 0)
+			break;
+		got += (size_t)n;
+		assert_true(got < sizeof(buf) - 1);
+	}
+	buf[got] = '\0';
+	assert_true(got > 0 && buf[got - 1] == '\0');
+	msg = buf;
+	o = parse_log(msg);
+	assert_string_equal(str_member(o, "user"), "alice");
+	assert_string_equal(str_member(o, "fingerprint"), FP_VALUE);
+	json_decref(o);
+	msg += strlen(msg) + 1;
+	assert_true(msg < buf + got);
+	o = parse_log(msg);
+	assert_string_equal(str_member(o, "user"), "bob");
+	json_decref(o);
+	assert_true(msg + strlen(msg) + 1 == buf + got);
+	close(fd);
+	close(lfd);
 }
 
 /* Nobody listening: "deny" hands nothing out, whatever the sink. */
@@ -1289,6 +1363,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_file_lock_waited_for,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_syslog_delivered, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_syslog_stream, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_syslog_missing_deny, setup,
 						teardown),
