@@ -378,31 +378,69 @@ static bool is_bidi(const unsigned char *p, size_t n)
 	       (p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9);
 }
 
+/* U+2028 and U+2029: a line break to whatever shows the text. */
+static bool is_separator(const unsigned char *p, size_t n)
+{
+	return n == 3 && p[0] == 0xe2 && p[1] == 0x80 &&
+	       (p[2] == 0xa8 || p[2] == 0xa9);
+}
+
 /*
- * Why s cannot be shown as a name, or NULL: a name ends up on terminals
- * (keyway ls, keyway usage), in the audit trail and in messages, and a
- * control character there is an escape sequence the terminal runs, a
- * bidirectional control makes one name display as another.  *at: the
- * byte it starts at, from 1.
+ * The first character of s that must not reach a terminal or a log as it
+ * is, or NULL: a control character is an escape sequence the terminal
+ * runs, a bidirectional control makes one text display as another, a line
+ * or paragraph separator breaks a line, and a byte that is not UTF-8 may
+ * be one of them (0x9b is CSI to a terminal that reads 8 bits).  *len:
+ * its length in bytes, 1 for a byte that is not UTF-8; *why (when not
+ * NULL): what it is.
  */
-static const char *name_flaw(const char *s, size_t *at)
+const char *kwi_unshowable(const char *s, size_t *len, const char **why)
 {
 	const unsigned char *p = (const unsigned char *)s;
+	const char *what = NULL;
 	size_t n;
 
 	for (; *p != '\0'; p += n) {
-		*at = (size_t)(p - (const unsigned char *)s) + 1;
 		n = utf8_len(p);
-		if (n == 0)
-			return "it is not valid UTF-8";
+		if (n == 0) {
+			n = 1;
+			what = "it is not valid UTF-8";
 		/* C0, DEL, and C1 (U+0080 to U+009F: 0xc2 0x80..0x9f). */
-		if (*p < 0x20 || *p == 0x7f || (n == 2 && p[0] == 0xc2 &&
-						p[1] < 0xa0))
-			return "it holds a control character";
-		if (is_bidi(p, n))
-			return "it holds a bidirectional text control";
+		} else if (*p < 0x20 || *p == 0x7f ||
+			   (n == 2 && p[0] == 0xc2 && p[1] < 0xa0)) {
+			what = "it holds a control character";
+		} else if (is_bidi(p, n)) {
+			what = "it holds a bidirectional text control";
+		} else if (is_separator(p, n)) {
+			what = "it holds a line or paragraph separator";
+		}
+		if (what != NULL)
+			break;
 	}
-	return NULL;
+	if (what == NULL)
+		return NULL;
+	*len = n;
+	if (why != NULL)
+		*why = what;
+	return (const char *)p;
+}
+
+/*
+ * Why s cannot be shown as a name, or NULL: a name ends up on terminals
+ * (keyway ls, keyway usage), in the audit trail and in messages
+ * (kwi_unshowable() says what may not be in it).  *at: the byte it starts
+ * at, from 1.
+ */
+static const char *name_flaw(const char *s, size_t *at)
+{
+	const char *p, *why = NULL;
+	size_t n;
+
+	p = kwi_unshowable(s, &n, &why);
+	if (p == NULL)
+		return NULL;
+	*at = (size_t)(p - s) + 1;
+	return why;
 }
 
 kw_status kwi_check_name(const char *what, const char *s)

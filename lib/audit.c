@@ -12,7 +12,9 @@
  * the trail helps to recover a key.  Lines go to the file with one write()
  * on a descriptor opened O_APPEND, so concurrent writers, threads or
  * processes, do not interleave; a line the file had no room for is taken
- * back, so that every line in the file stays one whole JSON object.
+ * back, so that every line in the file stays one whole JSON object, under
+ * a lock on the whole file that every writer takes, so that taking a line
+ * back never takes another process's line with it.
  *
  * Every resolve pays for its line before the key is handed out, so the
  * line is cheap to make: the HMAC's keyed inner and outer states are
@@ -26,6 +28,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +58,7 @@ struct kwi_audit {
 	int line;
 	char socket[SUN_PATH_SIZE]; /* the syslog daemon's */
 	int sock;            /* connected to it, or -1 */
+	bool stream;         /* sock is SOCK_STREAM: messages end in NUL */
 	/* Held around each write, so that a short one can be taken back. */
 	pthread_mutex_t lock;
 	bool locked;         /* lock initialised */
@@ -615,9 +619,10 @@ static void member_time(struct line *l)
 
 /*
  * Take back the n bytes of a line that did not fit (a full disk, a file
- * size limit), if nothing was written after them.  Under a->lock, so the
- * descriptor's offset is where this thread's write ended; another
- * process's line after them is left alone.
+ * size limit), if nothing was written after them.  Under a->lock and the
+ * file lock (file_lock()), so the descriptor's offset is where this
+ * thread's write ended and no other process appends between the fstat()
+ * and the ftruncate(); another process's line after them is left alone.
  */
 static bool unwrite(struct kwi_audit *a, size_t n)
 {
@@ -626,6 +631,58 @@ static bool unwrite(struct kwi_audit *a, size_t n)
 
 	return end >= (off_t)n && fstat(a->fd, &st) == 0 &&
 	       st.st_size == end && ftruncate(a->fd, end - (off_t)n) == 0;
+}
+
+/*
+ * Lock (F_WRLCK) or unlock (F_UNLCK) the whole file for this open file
+ * description, waiting for another process's writer: every keyway process
+ * appends under it, so a line can be taken back without taking another
+ * process's line with it.  False when there is no such lock here (a file
+ * system without open file description locks): the line is then not taken
+ * back, and the next line starts on a line of its own.
+ */
+static bool file_lock(const struct kwi_audit *a, short type)
+{
+	struct flock fl = { .l_type = type, .l_whence = SEEK_SET };
+	int r;
+
+	do
+		r = fcntl(a->fd, F_OFD_SETLKW, &fl);
+	while (r != 0 && errno == EINTR);
+	return r == 0;
+}
+
+/*
+ * writev() that cannot kill the process: past the file size limit the
+ * kernel sends the writing thread SIGXFSZ, whose default action ends the
+ * whole application.  The signal is blocked in this thread around the
+ * write and a SIGXFSZ the write raised is taken off again, so the write
+ * fails with EFBIG or comes up short instead.  One that was pending or
+ * blocked before is the caller's, and left alone.
+ */
+static ssize_t writev_nosig(int fd, const struct iovec *iov, int cnt)
+{
+	static const struct timespec now = { 0, 0 };
+	sigset_t xfsz, old, pending;
+	bool mine;
+	ssize_t n;
+	int e;
+
+	sigemptyset(&xfsz);
+	sigaddset(&xfsz, SIGXFSZ);
+	if (pthread_sigmask(SIG_BLOCK, &xfsz, &old) != 0)
+		return writev(fd, iov, cnt);
+	mine = !sigismember(&old, SIGXFSZ) && sigpending(&pending) == 0 &&
+	       !sigismember(&pending, SIGXFSZ);
+	n = writev(fd, iov, cnt);
+	e = errno;
+	if (mine && sigpending(&pending) == 0 &&
+	    sigismember(&pending, SIGXFSZ))
+		while (sigtimedwait(&xfsz, NULL, &now) < 0 && errno == EINTR)
+			;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	errno = e;
+	return n;
 }
 
 /*
@@ -640,13 +697,15 @@ static kw_status write_line(struct kwi_audit *a, const char *buf, size_t len)
 	struct iovec iov[2] = { { (void *)"\n", 1 }, { (void *)buf, len } };
 	kw_status rc = KW_OK;
 	size_t first, want;
+	bool locked;
 	ssize_t n;
 	int e;
 
 	pthread_mutex_lock(&a->lock);
+	locked = file_lock(a, F_WRLCK);
 	first = a->torn ? 0 : 1;
 	want = len + 1 - first;
-	n = writev(a->fd, iov + first, (int)(2 - first));
+	n = writev_nosig(a->fd, iov + first, (int)(2 - first));
 	e = errno;
 	if (n == (ssize_t)want) {
 		a->torn = false;
@@ -654,26 +713,28 @@ static kw_status write_line(struct kwi_audit *a, const char *buf, size_t len)
 		rc = kwi_error(KW_ERR_IO, "keyway.audit: cannot write %s: %s",
 			       a->path, strerror(e));
 	} else {
-		if (n > 0 && !unwrite(a, (size_t)n))
+		if (n > 0 && !(locked && unwrite(a, (size_t)n)))
 			a->torn = true;
 		rc = kwi_error(KW_ERR_IO,
 			       "keyway.audit: cannot write %s: only %zd of %zu "
 			       "bytes fit (is the file system full?)",
 			       a->path, n, want);
 	}
+	if (locked)
+		(void)file_lock(a, F_UNLCK);
 	pthread_mutex_unlock(&a->lock);
 	return rc;
 }
 
 /* ---- to syslog ---- */
 
-static int log_connect(const struct kwi_audit *a)
+static int log_connect_type(const struct kwi_audit *a, int type)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd, e;
 
 	memcpy(sa.sun_path, a->socket, sizeof(sa.sun_path));
-	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
 	if (connect(fd, (const struct sockaddr *)&sa, sizeof(sa)) != 0) {
@@ -685,12 +746,63 @@ static int log_connect(const struct kwi_audit *a)
 	return fd;
 }
 
+/* A datagram socket, or a stream socket where the daemon listens on one
+ * (EPROTOTYPE), as syslog(3) does. */
+static int log_connect(struct kwi_audit *a)
+{
+	int fd = log_connect_type(a, SOCK_DGRAM);
+
+	a->stream = false;
+	if (fd < 0 && errno == EPROTOTYPE) {
+		fd = log_connect_type(a, SOCK_STREAM);
+		a->stream = fd >= 0;
+	}
+	return fd;
+}
+
 /*
- * One datagram to the log socket: "<PRI>Mmm dd hh:mm:ss TAG[PID]: " and
+ * Send head, line and end (msg[0..2]): a datagram of the first two, or on
+ * a stream socket all three, which it may take in parts.  0, or -1 and
+ * errno.
+ */
+static int log_send(const struct kwi_audit *a, const struct iovec *msg)
+{
+	struct iovec iov[3];
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+	ssize_t n;
+
+	memcpy(iov, msg, sizeof(iov));
+	if (!a->stream)
+		return sendmsg(a->sock, &mh, MSG_NOSIGNAL) < 0 ? -1 : 0;
+	mh.msg_iovlen = 3;
+	while (mh.msg_iovlen > 0) {
+		n = sendmsg(a->sock, &mh, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		while (mh.msg_iovlen > 0 &&
+		       (size_t)n >= mh.msg_iov->iov_len) {
+			n -= (ssize_t)mh.msg_iov->iov_len;
+			mh.msg_iov++;
+			mh.msg_iovlen--;
+		}
+		if (mh.msg_iovlen > 0) {
+			mh.msg_iov->iov_base = (char *)mh.msg_iov->iov_base + n;
+			mh.msg_iov->iov_len -= (size_t)n;
+		}
+	}
+	return 0;
+}
+
+/*
+ * One message to the log socket: "<PRI>Mmm dd hh:mm:ss TAG[PID]: " and
  * the line, as syslog(3) writes it and as local daemons (rsyslog,
- * syslog-ng, systemd-journald) read it (RFC 3164), authpriv.info.  A
+ * syslog-ng, systemd-journald) read it (RFC 3164), authpriv.info: one
+ * datagram, or on a stream socket ended by a NUL byte, as syslog(3) ends
+ * it there, so that the daemon can tell one message from the next.  A
  * daemon that restarted leaves the socket connected to nothing
- * (ECONNREFUSED): connect again, once.
+ * (ECONNREFUSED, or EPIPE on a stream): connect again, once.
  */
 static kw_status send_log(struct kwi_audit *a, const char *msg, size_t len)
 {
@@ -698,8 +810,7 @@ static kw_status send_log(struct kwi_audit *a, const char *msg, size_t len)
 					    "May", "Jun", "Jul", "Aug",
 					    "Sep", "Oct", "Nov", "Dec" };
 	char head[128];
-	struct iovec iov[2];
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+	struct iovec iov[3];
 	time_t now = time(NULL);
 	struct tm tm;
 	int n, e = 0;
@@ -718,20 +829,24 @@ static kw_status send_log(struct kwi_audit *a, const char *msg, size_t len)
 	iov[0].iov_len = n > 0 && (size_t)n < sizeof(head) ? (size_t)n : 0;
 	iov[1].iov_base = (void *)msg;
 	iov[1].iov_len = len;
+	iov[2].iov_base = (void *)"";
+	iov[2].iov_len = 1;
 
 	pthread_mutex_lock(&a->lock);
 	if (a->sock < 0)
 		a->sock = log_connect(a);
 	if (a->sock < 0) {
 		e = errno;
-	} else if (sendmsg(a->sock, &mh, MSG_NOSIGNAL) < 0) {
+	} else if (log_send(a, iov) < 0) {
 		e = errno;
-		if (e == ECONNREFUSED || e == ENOTCONN) {
+		if (e == ECONNREFUSED || e == ENOTCONN || e == EPIPE ||
+		    e == ECONNRESET) {
 			close(a->sock);
 			a->sock = log_connect(a);
-			e = a->sock < 0 ? errno
-			    : sendmsg(a->sock, &mh, MSG_NOSIGNAL) < 0 ? errno
-								      : 0;
+			if (a->sock < 0 || log_send(a, iov) < 0)
+				e = errno;
+			else
+				e = 0;
 		}
 	}
 	pthread_mutex_unlock(&a->lock);

@@ -110,11 +110,32 @@ static void host_error(kw_instance *inst, const char *setting,
 }
 
 /*
+ * Make msg fit to show, in place: C0 controls and DEL (a module's newlines
+ * and tabs) become spaces, and every other character kwi_unshowable()
+ * finds (C1 controls, the byte 0x9b, bidirectional controls, U+2028,
+ * U+2029, bytes that are not UTF-8) one '?'.
+ */
+static void blank_unshowable(char *msg)
+{
+	char *out = msg;
+	const char *p = msg, *q;
+	size_t n;
+
+	while ((q = kwi_unshowable(p, &n, NULL)) != NULL) {
+		memmove(out, p, (size_t)(q - p));
+		out += q - p;
+		*out++ = (unsigned char)*q < 0x20 || *q == 0x7f ? ' ' : '?';
+		p = q + n;
+	}
+	memmove(out, p, strlen(p) + 1);
+}
+
+/*
  * A module's line goes to syslog and, for a person watching (keyway run in
  * a terminal, or keyway.log.stderr = true), to stderr, as one line that
  * names the backend: a module's newlines and other control characters
- * become spaces, so that it can neither split a line nor drive a
- * terminal.
+ * become spaces or '?' (blank_unshowable()), so that it can neither split
+ * a line nor drive a terminal nor reorder what it shows.
  */
 static void host_log(const kw_instance *inst, int level, const char *fmt, ...)
 {
@@ -126,9 +147,7 @@ static void host_log(const kw_instance *inst, int level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	for (unsigned char *p = (unsigned char *)msg; *p != '\0'; p++)
-		if (*p < 0x20 || *p == 0x7f)
-			*p = ' ';
+	blank_unshowable(msg);
 	syslog(LOG_AUTHPRIV | (level & LOG_PRIMASK), "keyway: %s: %s",
 	       inst->label, msg);
 	if (level > ctx->log_level || ctx->log_stderr == KWI_LOG_NEVER ||

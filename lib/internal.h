@@ -204,6 +204,11 @@ bool kwi_valid_provider(const char *s);
 bool kwi_valid_identity(const char *s);
 /* kw_name_check(), where a NULL name (none given) passes. */
 kw_status kwi_check_name(const char *what, const char *s) KWI_UNUSED_RESULT;
+/* The first character of s that a terminal or a log must not get as it is
+ * (a control or bidirectional control character, U+2028 or U+2029, or a
+ * byte that is not UTF-8), or NULL; *len: its length in bytes; *why (may
+ * be NULL): what it is, as kwi_check_name() says it. */
+const char *kwi_unshowable(const char *s, size_t *len, const char **why);
 
 /* ---- configuration (config.c) ---- */
 

@@ -305,6 +305,7 @@ static void test_request_checks(void **state)
 #define CONTROL "it holds a control character"
 #define BIDI "it holds a bidirectional text control"
 #define NOT_UTF8 "it is not valid UTF-8"
+#define SEPARATOR "it holds a line or paragraph separator"
 
 /* What goes between "ab" and "cd" in every name, and why it is refused. */
 static const struct bad_name {
@@ -327,6 +328,8 @@ static const struct bad_name {
 	{ "\xe2\x80\x8e", BIDI },         /* U+200E LRM */
 	{ "\xe2\x80\x8f", BIDI },         /* U+200F RLM */
 	{ "\xd8\x9c", BIDI },             /* U+061C ALM */
+	{ "\xe2\x80\xa8", SEPARATOR },    /* U+2028 LINE SEPARATOR */
+	{ "\xe2\x80\xa9", SEPARATOR },    /* U+2029 PARAGRAPH SEPARATOR */
 	{ "\xff", NOT_UTF8 },
 	{ "\xc3", NOT_UTF8 },              /* cut short */
 	{ "\xc0\xaf", NOT_UTF8 },          /* overlong '/' */
@@ -936,8 +939,11 @@ static void test_many_secrets_one_size(void **state)
 
 /* ---- host->log() ---- */
 
-/* Backend "b" logs a line of two, with a tab, at warning level on every
- * lookup; `keyway` is the text of the keyway section. */
+/* What backend "b" logs: by default a line of two, with a tab. */
+static const char *log_text = "first line\\nsecond\\tline";
+
+/* Backend "b" logs log_text at warning level on every lookup; `keyway`
+ * is the text of the keyway section. */
 static char *log_conf(const char *keyway)
 {
 	char *text;
@@ -947,11 +953,11 @@ static char *log_conf(const char *keyway)
 		     "backends: {\n"
 		     "  b: { module = \"fake\"; answer = \"found\"; "
 		     "value = \"" SECRET_40 "\";\n"
-		     "       log = \"first line\\nsecond\\tline\"; };\n"
+		     "       log = \"%s\"; };\n"
 		     "};\n"
 		     "chains: { default = ( { backend = \"b\"; "
 		     "control = \"required\"; } ); };\n",
-		     keyway) < 0)
+		     keyway, log_text) < 0)
 		abort();
 	return text;
 }
@@ -1041,6 +1047,25 @@ static void test_log_stderr(void **state)
 					   "level = \"error\"; };"),
 			    "");
 	assert_string_equal(stderr_to_tty("log: { level = \"error\"; };"), "");
+}
+
+/*
+ * Nothing in a module's line drives the terminal or reorders what it
+ * shows: C1 controls (as UTF-8, and the one byte 0x9b, an 8-bit CSI),
+ * bidirectional controls, line and paragraph separators and other bytes
+ * that are not UTF-8 each become one '?'; C0 controls a space.
+ */
+static void test_log_stderr_unshowable(void **state)
+{
+	(void)state;
+	log_text = "a\xc2\x9b" "31m b\x9b" "1m c\xc2\x85" "d "
+		   "e\xe2\x80\xae" "f\xe2\x81\xa6" "g\xe2\x80\x8f" "h\xd8\x9c"
+		   "i\xe2\x80\xa8" "j\xe2\x80\xa9" "k\xff" "l "
+		   "caf\xc3\xa9 \xe2\x82\xac \x1b[2J";
+	assert_string_equal(stderr_to_tty(""),
+			    "keyway: backend \"b\": a?31m b?1m c?d "
+			    "e?f?g?h?i?j?k?l caf\xc3\xa9 \xe2\x82\xac  [2J\n");
+	log_text = "first line\\nsecond\\tline";
 }
 
 static void expect_log_refused(const char *keyway, const char *msg)
@@ -1322,6 +1347,7 @@ int main(void)
 		cmocka_unit_test(test_sizes_exact_bytes),
 		cmocka_unit_test(test_many_secrets_one_size),
 		cmocka_unit_test(test_log_stderr),
+		cmocka_unit_test(test_log_stderr_unshowable),
 		cmocka_unit_test(test_log_settings_checked),
 		cmocka_unit_test(test_fork_child_closes),
 	};

@@ -849,6 +849,134 @@ static void test_file_full_allow(void **state)
 	run_file_full(*state, conf_allow, true);
 }
 
+/*
+ * A file exactly at the size limit, with SIGXFSZ at its default action
+ * (which ends the process): the library must not die of the signal, and
+ * the event not written fails as on_failure says.  No SIGXFSZ is left
+ * pending or blocked behind.
+ */
+static void run_file_at_limit(struct fixture *f, const char *conf, bool allow)
+{
+	int fds[2], status;
+	char why[256] = "";
+	ssize_t n;
+	pid_t pid;
+
+	open_conf(f, conf);
+	assert_int_equal(resolve(f->ctx, NULL, "before", NULL, VALUE), KW_OK);
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char path[4200];
+		sigset_t set;
+
+		close(fds[0]);
+		child_report = fds[1];
+		signal(SIGXFSZ, SIG_DFL);
+		kw_close(f->ctx);
+		snprintf(path, sizeof(path), "%s/keyway.conf", f->dir);
+		child_check(kw_open(&f->ctx, path) == KW_OK, "kw_open");
+		child_resolve(f, allow, "none", 0, false);
+		child_check(sigpending(&set) == 0 &&
+				    !sigismember(&set, SIGXFSZ),
+			    "SIGXFSZ left pending");
+		child_check(pthread_sigmask(SIG_BLOCK, NULL, &set) == 0 &&
+				    !sigismember(&set, SIGXFSZ),
+			    "SIGXFSZ left blocked");
+		_exit(0);
+	}
+	close(fds[1]);
+	n = read(fds[0], why, sizeof(why) - 1);
+	close(fds[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (n > 0)
+		fail_msg("child: %s", why);
+	if (WIFSIGNALED(status))
+		fail_msg("child killed by signal %d (%s)", WTERMSIG(status),
+			 strsignal(WTERMSIG(status)));
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	read_lines(f);
+	assert_int_equal(f->nlines, 1);
+	expect_file_clean(f);
+}
+
+static void test_file_at_limit_deny(void **state)
+{
+	run_file_at_limit(*state, conf_env, false);
+}
+
+static void test_file_at_limit_allow(void **state)
+{
+	run_file_at_limit(*state, conf_allow, true);
+}
+
+/* ---- another process's writer ---- */
+
+struct resolver {
+	kw_ctx *ctx;
+	kw_status rc;
+};
+
+/* No cmocka assertion here: it runs in a thread of its own. */
+static void *resolve_once(void *arg)
+{
+	struct resolver *r = arg;
+	kw_request req = KW_REQUEST_INIT;
+	kw_secret *s = NULL;
+
+	req.provider = "anthropic";
+	req.user = "waited";
+	r->rc = kw_resolve(r->ctx, &req, &s);
+	kw_secret_free(s);
+	return NULL;
+}
+
+static off_t file_size(const char *path)
+{
+	struct stat st;
+
+	assert_int_equal(stat(path, &st), 0);
+	return st.st_size;
+}
+
+/*
+ * Writers in other processes append under a lock on the whole file (an
+ * open file description lock, which a descriptor of its own stands in for
+ * here): a line waits while another writer holds it, so that a writer
+ * taking back a line cut short cannot take a line of ours with it.
+ */
+static void test_file_lock_waited_for(void **state)
+{
+	struct fixture *f = *state;
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	struct resolver r = { 0 };
+	struct timespec pause = { 0, 200 * 1000 * 1000 };
+	pthread_t t;
+	off_t size;
+	int fd;
+
+	open_conf(f, conf_env);
+	fd = open(f->audit, O_RDWR | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(fcntl(fd, F_OFD_SETLK, &fl), 0);
+	size = file_size(f->audit);
+	r.ctx = f->ctx;
+	assert_int_equal(pthread_create(&t, NULL, resolve_once, &r), 0);
+	nanosleep(&pause, NULL);
+	if (file_size(f->audit) != size)
+		fail_msg("a line was written while another writer held the "
+			 "file lock");
+	fl.l_type = F_UNLCK;
+	assert_int_equal(fcntl(fd, F_OFD_SETLK, &fl), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	close(fd);
+	assert_int_equal(r.rc, KW_OK);
+	read_lines(f);
+	assert_int_equal(f->nlines, 1);
+	expect_file_clean(f);
+}
+
 /* ---- syslog ---- */
 
 /* A syslog daemon's socket at path, bound by the test. */
@@ -889,20 +1017,30 @@ static void open_syslog(struct fixture *f, const char *extra,
  * 3164, authpriv.info) and then the line the jsonl sink would write,
  * without its newline.  Returns the line, parsed.
  */
+static json_t *parse_log(const char *buf);
+
 static json_t *recv_log(int fd)
 {
-	static const char *const months[] = { "Jan", "Feb", "Mar", "Apr",
-					      "May", "Jun", "Jul", "Aug",
-					      "Sep", "Oct", "Nov", "Dec" };
-	char buf[4096], tag[300];
-	int day, hh, mm, ss, n = -1, m;
+	char buf[4096];
 	ssize_t len;
-	bool month = false;
 
 	len = recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
 	if (len < 0)
 		fail_msg("no message on the log socket: %s", strerror(errno));
 	buf[len] = '\0';
+	return parse_log(buf);
+}
+
+/* One message, NUL-terminated, as recv_log() says it must read. */
+static json_t *parse_log(const char *buf)
+{
+	static const char *const months[] = { "Jan", "Feb", "Mar", "Apr",
+					      "May", "Jun", "Jul", "Aug",
+					      "Sep", "Oct", "Nov", "Dec" };
+	char tag[300];
+	int day, hh, mm, ss, n = -1, m;
+	bool month = false;
+
 	assert_memory_equal(buf, "<86>", 4);
 	for (size_t i = 0; i < 12; i++)
 		month |= memcmp(buf + 4, months[i], 3) == 0;
@@ -951,6 +1089,70 @@ static void test_syslog_delivered(void **state)
 	json_decref(o);
 	assert_int_equal(recv(fd, sock, 1, MSG_DONTWAIT), -1);
 	close(fd);
+}
+
+/*
+ * A daemon listening on a stream socket (connecting a datagram socket to
+ * it fails with EPROTOTYPE): each message goes over one connection, ended
+ * by a NUL byte as syslog(3) ends it, so the daemon can split them.
+ */
+static void test_syslog_stream(void **state)
+{
+	struct fixture *f = *state;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timeval tv = { 5, 0 };
+	char sock[4200], buf[8192], *msg;
+	size_t got = 0;
+	int lfd, fd;
+	json_t *o;
+
+	f->dir = tu_tmpdir();
+	snprintf(sock, sizeof(sock), "%s/log", f->dir);
+	assert_true(strlen(sock) < sizeof(sa.sun_path));
+	strcpy(sa.sun_path, sock);
+	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(lfd >= 0);
+	if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    listen(lfd, 4) != 0)
+		fail_msg("bind %s: %s", sock, strerror(errno));
+	open_syslog(f, "", sock);
+	if (resolve(f->ctx, NULL, "alice", "acme", VALUE) != KW_OK)
+		fail_msg("resolve: %s", kw_last_error());
+	assert_int_equal(resolve(f->ctx, NULL, "bob", NULL, VALUE), KW_OK);
+	fd = accept(lfd, NULL, NULL);
+	assert_true(fd >= 0);
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv,
+				    sizeof(tv)),
+			 0);
+	/* Both messages, then the end of the connection: closing the
+	 * context closes it. */
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	for (;;) {
+		ssize_t n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+
+		if (n < 0)
+			fail_msg("recv: %s", strerror(errno));
+		if (n == 0)
+			break;
+		got += (size_t)n;
+		assert_true(got < sizeof(buf) - 1);
+	}
+	buf[got] = '\0';
+	assert_true(got > 0 && buf[got - 1] == '\0');
+	msg = buf;
+	o = parse_log(msg);
+	assert_string_equal(str_member(o, "user"), "alice");
+	assert_string_equal(str_member(o, "fingerprint"), FP_VALUE);
+	json_decref(o);
+	msg += strlen(msg) + 1;
+	assert_true(msg < buf + got);
+	o = parse_log(msg);
+	assert_string_equal(str_member(o, "user"), "bob");
+	json_decref(o);
+	assert_true(msg + strlen(msg) + 1 == buf + got);
+	close(fd);
+	close(lfd);
 }
 
 /* Nobody listening: "deny" hands nothing out, whatever the sink. */
@@ -1154,7 +1356,15 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_file_full_allow, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_file_at_limit_deny, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_file_at_limit_allow,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_file_lock_waited_for,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_syslog_delivered, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_syslog_stream, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_syslog_missing_deny, setup,
 						teardown),

@@ -313,7 +313,8 @@ KW_EXPORT const char *kw_default_config(void);
  * or that change how text around them reads: control characters (U+0000
  * to U+001F, DEL, U+0080 to U+009F), the bidirectional embeddings,
  * overrides and isolates (U+202A to U+202E, U+2066 to U+2069) and marks
- * (U+200E, U+200F, U+061C).  Each kind of name has further rules of its
+ * (U+200E, U+200F, U+061C), and the line and paragraph separators
+ * (U+2028, U+2029).  Each kind of name has further rules of its
  * own (a provider is lower-case ASCII, a user has no blanks, ...).
  *
  * what: what the name is, for the message ("key name"; NULL: "name").
