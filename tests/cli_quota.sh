@@ -205,6 +205,32 @@ else
 		"the sqlite3 shell is not installed"
 fi
 
+# A -wal with frames and no -shm beside it: reading it would make one.
+if [ -n "$SQLITE" ]; then
+	$SQLITE "$NEW/keys.db" "INSERT INTO meta (k, v) VALUES ('check', x'00');" \
+		".shell cp -p -- '$NEW/keys.db-wal' '$NEW/wal.kept'" &&
+		mv -- "$NEW/wal.kept" "$NEW/keys.db-wal" &&
+		rm -f -- "$NEW/keys.db-shm" ||
+		bail_out "cannot make a -wal without its -shm"
+	before=$(files_of "$NEW")
+	run "$KW" -c "$NEW/keyway.conf" check
+	expect_exit 1
+	expect_stderr "$NEW/keyway.conf:7: backend \"keys\": store $NEW/keys.db: its -wal holds changes and its -shm is missing, which a check does not create: run keyway init" \
+		"check: a -wal without its -shm named"
+	expect_eq "$(files_of "$NEW")" "$before" \
+		"check left the -wal without its -shm as it was"
+	run "$KW" -c "$NEW/keyway.conf" init
+	expect_exit 0
+	expect_stderr ""
+	run "$KW" -c "$NEW/keyway.conf" check
+	expect_exit 0
+	expect_stdout "ok" "check after init read the -wal: ok"
+	$SQLITE "$NEW/keys.db" "DELETE FROM meta WHERE k = 'check';" ||
+		bail_out "cannot clean $NEW/keys.db"
+else
+	skip "check: a -wal without its -shm" "the sqlite3 shell is not installed"
+fi
+
 # An empty store is reported, not given a schema; init gives it one.
 : >"$NEW/keys.db"
 before=$(files_of "$NEW")
