@@ -173,6 +173,105 @@ expect_exit 0
 expect_stdout "ok" "check after init: ok"
 expect_stderr ""
 
+# check reads the store and the ledger without writing to them, and
+# without making their -wal and -shm files again once they are gone.
+files_of()
+{
+	# shellcheck disable=SC2046
+	(cd -- "$1" && ls -A && sha256sum -- $(ls -A))
+}
+before=$(files_of "$NEW")
+run "$KW" -c "$NEW/keyway.conf" check
+expect_exit 0
+expect_stdout "ok" "check of files in WAL mode: ok"
+expect_eq "$(files_of "$NEW")" "$before" \
+	"check changed no byte of the store and the ledger, and made no file"
+# The WAL may hold what the file does not yet: copy it in first, and only
+# then remove them.
+if [ -n "$SQLITE" ]; then
+	$SQLITE "$NEW/keys.db" "PRAGMA wal_checkpoint(TRUNCATE);" >/dev/null &&
+		$SQLITE "$NEW/ledger.db" "PRAGMA wal_checkpoint(TRUNCATE);" \
+			>/dev/null || bail_out "cannot checkpoint $NEW"
+	rm -f -- "$NEW/keys.db-wal" "$NEW/keys.db-shm" \
+		"$NEW/ledger.db-wal" "$NEW/ledger.db-shm"
+	before=$(files_of "$NEW")
+	run "$KW" -c "$NEW/keyway.conf" check
+	expect_exit 0
+	expect_stdout "ok" "check with no -wal and -shm files: ok"
+	expect_eq "$(files_of "$NEW")" "$before" \
+		"check with no -wal and -shm files made none"
+else
+	skip "check with no -wal and -shm files" \
+		"the sqlite3 shell is not installed"
+fi
+
+# A -wal with frames and no -shm beside it: reading it would make one.
+if [ -n "$SQLITE" ]; then
+	$SQLITE "$NEW/keys.db" "INSERT INTO meta (k, v) VALUES ('check', x'00');" \
+		".shell cp -p -- '$NEW/keys.db-wal' '$NEW/wal.kept'" &&
+		mv -- "$NEW/wal.kept" "$NEW/keys.db-wal" &&
+		rm -f -- "$NEW/keys.db-shm" ||
+		bail_out "cannot make a -wal without its -shm"
+	before=$(files_of "$NEW")
+	run "$KW" -c "$NEW/keyway.conf" check
+	expect_exit 1
+	expect_stderr "$NEW/keyway.conf:7: backend \"keys\": store $NEW/keys.db: its -wal holds changes and its -shm is missing, which a check does not create: run keyway init" \
+		"check: a -wal without its -shm named"
+	expect_eq "$(files_of "$NEW")" "$before" \
+		"check left the -wal without its -shm as it was"
+	run "$KW" -c "$NEW/keyway.conf" init
+	expect_exit 0
+	expect_stderr ""
+	run "$KW" -c "$NEW/keyway.conf" check
+	expect_exit 0
+	expect_stdout "ok" "check after init read the -wal: ok"
+	$SQLITE "$NEW/keys.db" "DELETE FROM meta WHERE k = 'check';" ||
+		bail_out "cannot clean $NEW/keys.db"
+else
+	skip "check: a -wal without its -shm" "the sqlite3 shell is not installed"
+fi
+
+# An empty store is reported, not given a schema; init gives it one.
+: >"$NEW/keys.db"
+before=$(files_of "$NEW")
+run "$KW" -c "$NEW/keyway.conf" check
+expect_exit 1
+expect_stderr "$NEW/keyway.conf:7: backend \"keys\": store $NEW/keys.db is empty: run keyway init" \
+	"check: an empty store named, with how to fill it"
+expect_eq "$(files_of "$NEW")" "$before" "check left the empty store empty"
+run "$KW" -c "$NEW/keyway.conf" init
+expect_exit 0
+expect_stderr ""
+run "$KW" -c "$NEW/keyway.conf" check
+expect_exit 0
+expect_stdout "ok" "check after init filled the empty store: ok"
+
+# A ledger at an older schema version (1: with the usage_user_time index)
+# is reported, not migrated; init migrates it.
+if [ -n "$SQLITE" ]; then
+	$SQLITE "$NEW/ledger.db" "CREATE INDEX usage_user_time ON usage (user, time); PRAGMA user_version = 1;" ||
+		bail_out "cannot make $NEW/ledger.db older"
+	before=$(files_of "$NEW")
+	run "$KW" -c "$NEW/keyway.conf" check
+	expect_exit 1
+	expect_stderr "$NEW/keyway.conf:3: keyway.ledger: ledger $NEW/ledger.db: schema version 1 needs an update: run keyway init" \
+		"check: a ledger at an older schema version named"
+	expect_eq "$(files_of "$NEW")" "$before" \
+		"check left the older ledger as it was"
+	run "$KW" -c "$NEW/keyway.conf" init
+	expect_exit 0
+	expect_stderr ""
+	expect_eq "$($SQLITE "$NEW/ledger.db" "PRAGMA user_version; SELECT count(*) FROM sqlite_master WHERE name = 'usage_user_time';" 2>&1)" \
+		"2
+0" "init migrated the older ledger"
+	run "$KW" -c "$NEW/keyway.conf" check
+	expect_exit 0
+	expect_stdout "ok" "check after init migrated the ledger: ok"
+else
+	skip "check: a ledger at an older schema version" \
+		"the sqlite3 shell is not installed"
+fi
+
 # A store keyway cannot write to is flagged.
 chmod 400 "$NEW/keys.db"
 run "$KW" -c "$NEW/keyway.conf" check

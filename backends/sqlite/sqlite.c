@@ -405,15 +405,90 @@ static int sq_stmt(const struct sq_state *st, struct sq_conn *c, int i,
 }
 
 /*
+ * How a check reads st's file without writing to it or creating a file
+ * beside it.  SQLite reads a WAL-mode database through its -wal and -shm
+ * files, and a read-only connection still creates them when they are
+ * missing, and rewrites the -shm when it is the first to map it.  With
+ * both there, readonly_shm maps the -shm without writing to it (with no
+ * other process on the file, SQLite builds its index of the WAL in its own
+ * memory).  With no -wal, or one too short to hold a frame, the file holds
+ * the whole database: it is opened immutable, which reads neither.  A -wal
+ * with frames but no -shm cannot be read without making one.
+ */
+enum sq_ro { SQ_RO_SHM, SQ_RO_IMMUTABLE, SQ_RO_NO_SHM };
+
+static enum sq_ro sq_check_how(const struct sq_state *st)
+{
+	const off_t wal_header = 32;
+	char path[PATH_MAX];
+	struct stat wal, shm;
+	bool has_wal, has_shm;
+
+	snprintf(path, sizeof(path), "%s-wal", st->path);
+	has_wal = stat(path, &wal) == 0;
+	snprintf(path, sizeof(path), "%s-shm", st->path);
+	has_shm = stat(path, &shm) == 0;
+	if (has_wal && has_shm)
+		return SQ_RO_SHM;
+	if (!has_wal || wal.st_size <= wal_header)
+		return SQ_RO_IMMUTABLE;
+	return SQ_RO_NO_SHM;
+}
+
+/* The file: URI of st->path for a check's connection (see above), or NULL
+ * when there is no memory or no way to read it. */
+static char *sq_check_uri(const struct sq_state *st)
+{
+	static const char keep[] = "/._-~";
+	const char *query;
+	size_t len = strlen(st->path), size;
+	char *uri, *p;
+
+	switch (sq_check_how(st)) {
+	case SQ_RO_SHM:
+		query = "?mode=ro&readonly_shm=1";
+		break;
+	case SQ_RO_IMMUTABLE:
+		query = "?mode=ro&immutable=1";
+		break;
+	default:
+		return NULL;
+	}
+	size = sizeof("file://") + 3 * len + strlen(query);
+	uri = malloc(size);
+	if (uri == NULL)
+		return NULL;
+	/* An absolute path gets an empty authority: "file:///..."; every
+	 * byte but these few is %-escaped (a '?' or '#' would end it). */
+	p = uri + snprintf(uri, size, "file:%s",
+			   st->path[0] == '/' ? "//" : "");
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)st->path[i];
+
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || strchr(keep, ch) != NULL)
+			*p++ = (char)ch;
+		else
+			p += snprintf(p, size - (size_t)(p - uri), "%%%02X",
+				      ch);
+	}
+	snprintf(p, size - (size_t)(p - uri), "%s", query);
+	return uri;
+}
+
+/*
  * The file exists already: SQLite never creates it, so it never gets
  * SQLite's default mode.  A key store's connections prepare their
  * statements as they first need them (a `keyway get` needs one of them).
+ * A check's connections are read-only and create nothing (sq_check_how()).
  */
 int sq_conn_open(const struct sq_state *st, bool prepare,
 		 struct sq_conn **out)
 {
-	const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
-			  SQLITE_OPEN_NOFOLLOW | SQ_OPEN_EXRESCODE;
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+		    SQLITE_OPEN_NOFOLLOW | SQ_OPEN_EXRESCODE;
+	const char *name = st->path;
+	char *uri = NULL;
 	struct sq_conn *c;
 	sqlite3_stmt *s;
 	int64_t on;
@@ -423,7 +498,19 @@ int sq_conn_open(const struct sq_state *st, bool prepare,
 	c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return SQLITE_NOMEM;
-	rc = sqlite3_open_v2(st->path, &c->db, flags, NULL);
+	if (sq_checking(st)) {
+		uri = sq_check_uri(st);
+		if (uri == NULL) {
+			rc = sq_check_how(st) == SQ_RO_NO_SHM ? SQLITE_CANTOPEN
+							       : SQLITE_NOMEM;
+			goto out;
+		}
+		name = uri;
+		flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_URI |
+			SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW |
+			SQ_OPEN_EXRESCODE;
+	}
+	rc = sqlite3_open_v2(name, &c->db, flags, NULL);
 	if (rc != SQLITE_OK)
 		goto out;
 	sqlite3_extended_result_codes(c->db, 1);
@@ -473,6 +560,7 @@ int sq_conn_open(const struct sq_state *st, bool prepare,
 	for (int i = 0; prepare && rc == SQLITE_OK && i < st->nsql; i++)
 		rc = sq_stmt(st, c, i, &s);
 out:
+	free(uri);
 	if (rc != SQLITE_OK)
 		sq_conn_close(c);
 	else
@@ -890,8 +978,7 @@ static int sq_erase(sqlite3 *db)
 
 /* ---- opening a store ---- */
 
-/* Is this open for `keyway check`, which must create nothing? */
-static bool sq_checking(const struct sq_state *st)
+bool sq_checking(const struct sq_state *st)
 {
 	return KW_HOST_HAS(st->host, open_flags) &&
 	       (st->host->open_flags(st->inst) & KW_OPEN_CHECK) != 0;
@@ -1370,6 +1457,14 @@ kw_status sq_open_checked(struct sq_state *st, const struct sq_kind *k,
 
 	*out = NULL;
 	*version = 0;
+	if (sq_checking(st) && sq_check_how(st) == SQ_RO_NO_SHM) {
+		host->error(st->inst, "path",
+			    "%s %s: its -wal holds changes and its -shm is "
+			    "missing, which a check does not create: run "
+			    "keyway init",
+			    k->noun, st->path);
+		return KW_ERR_BACKEND;
+	}
 	rc = sq_conn_open(st, false, &c);
 	if (rc == SQLITE_OK)
 		rc = sq_inspect(c->db, version, &app_id, &nobjects);
@@ -1392,6 +1487,15 @@ kw_status sq_open_checked(struct sq_state *st, const struct sq_kind *k,
 			    "%s %s has schema version %" PRId64 "; this "
 			    "keyway knows up to %" PRId64,
 			    k->noun, st->path, *version, k->schema);
+	} else if (sq_checking(st) && *version == 0) {
+		/* A check writes nothing: init creates the schema. */
+		host->error(st->inst, "path", "%s %s is empty: run keyway init",
+			    k->noun, st->path);
+	} else if (sq_checking(st) && *version < k->schema) {
+		host->error(st->inst, "path",
+			    "%s %s: schema version %" PRId64 " needs an "
+			    "update: run keyway init",
+			    k->noun, st->path, *version);
 	} else {
 		*out = c;
 		return KW_OK;
@@ -1443,8 +1547,10 @@ static kw_status sq_open_store(struct sq_state *st, kw_instance *inst)
 			goto out;
 	}
 
-	/* Checked: from here on the file may be written. */
-	ret = sq_wal(st, c->db, "store");
+	/* Checked: from here on the file may be written, but not in a
+	 * check, where sq_open_checked() refused any version but the
+	 * current one. */
+	ret = sq_checking(st) ? KW_OK : sq_wal(st, c->db, "store");
 	if (ret != KW_OK)
 		goto out;
 	if (version < SQ_SCHEMA_VERSION) {

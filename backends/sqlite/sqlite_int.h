@@ -164,6 +164,12 @@ void sq_release(struct sq_state *st, struct sq_conn *c);
  */
 kw_status sq_prepare_file(const struct sq_state *st, const char *what);
 /*
+ * Is st opened for `keyway check` (KW_OPEN_CHECK)?  Its connections are
+ * then read-only and create no file, and nothing writes the file: no WAL
+ * mode, no migration.
+ */
+bool sq_checking(const struct sq_state *st);
+/*
  * For check(): refuse the file, its -wal and its -shm as open() does, and
  * a file or directory this process cannot write to.  KW_OK, or a failure
  * with the reason given through r.
