@@ -1475,6 +1475,75 @@ static void test_fork_after_close(void **state)
 	tu_rmrf(dir);
 }
 
+/* The ledger is a file of its own: a child cannot open the parent's
+ * either, whatever store beside it. */
+static void test_fork_child_ledger(void **state)
+{
+	static const char conf[] =
+		"keyway: {\n"
+		"  master_key = { source = \"env\"; "
+		"var = \"KWTEST_FORK_MASTER\"; };\n"
+		"  ledger = { module = \"sqlite\"; path = \"%s\"; };\n"
+		"};\n"
+		"backends: {\n"
+		"  user_keys: { module = \"sqlite\"; path = \"keys.db\"; "
+		"scope = \"user\"; };\n"
+		"};\n"
+		"chains: { default = ( { backend = \"user_keys\"; "
+		"control = \"required\"; } ); };\n";
+	kw_ctx *ctx = NULL;
+	char *dir, *odir = tu_tmpdir(), *ledger, *text, *oconf;
+	char want[4096], got[4096];
+	int fds[2], status;
+	ssize_t n;
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(setenv("KWTEST_FORK_MASTER", FORK_MASTER, 1), 0);
+	assert_true(asprintf(&text, conf, "ledger.db") > 0);
+	assert_int_equal(tu_open(&ctx, text, &dir), KW_OK);
+	free(text);
+	assert_true(asprintf(&ledger, "%s/ledger.db", dir) > 0);
+	assert_true(asprintf(&text, conf, ledger) > 0);
+	oconf = tu_write(odir, "keyway.conf", 0644, "%s", text);
+	free(text);
+	snprintf(want, sizeof(want),
+		 "%s:3: keyway.ledger: %s was opened by process %ld before "
+		 "fork(): a child cannot open it again; open keyway in each "
+		 "process after fork() (gunicorn: a post_fork hook), or "
+		 "kw_close() before forking",
+		 oconf, ledger, (long)getpid());
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		kw_ctx *c = NULL;
+		kw_status st;
+
+		close(fds[0]);
+		alarm(10);
+		kw_close(ctx);
+		st = kw_open(&c, oconf);
+		(void)!write(fds[1], kw_last_error(),
+			     strlen(kw_last_error()));
+		_exit(st == KW_ERR_INVAL && c == NULL ? 0 : 1);
+	}
+	close(fds[1]);
+	n = read(fds[0], got, sizeof(got) - 1);
+	close(fds[0]);
+	got[n > 0 ? n : 0] = '\0';
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_string_equal(got, want);
+	assert_int_equal(WEXITSTATUS(status), 0);
+	kw_close(ctx);
+	free(ledger);
+	free(oconf);
+	unsetenv("KWTEST_FORK_MASTER");
+	tu_rmrf(dir);
+	tu_rmrf(odir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1506,6 +1575,7 @@ int main(void)
 		cmocka_unit_test(test_fork_child_closes),
 		cmocka_unit_test(test_fork_child_reopens),
 		cmocka_unit_test(test_fork_after_close),
+		cmocka_unit_test(test_fork_child_ledger),
 	};
 
 	unsetenv("KEYWAY_CONFIG");
