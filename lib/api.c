@@ -50,21 +50,31 @@ void kw_request_init(kw_request *req)
 static atomic_uint forks;
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 
-/* Guarded memory is handed out under locks: take them all around fork(),
- * so that the child gets them free and its free lists whole. */
+/*
+ * Guarded memory is handed out under locks: take them all around fork(),
+ * so that the child gets them free and its free lists whole.  Before them,
+ * wait for the usage thread to leave the modules (see usage.c): it may
+ * take guarded memory's locks while it writes, so its lock comes first.
+ * What the application's own threads are doing in keyway at fork() is
+ * not waited for: a child of a process that forks while another thread
+ * is inside a keyway call can rely on nothing but kw_close() (keyway.h).
+ */
 static void fork_prepare(void)
 {
+	kwi_usage_fork_prepare();
 	kwi_secmem_lock_all();
 }
 
 static void fork_parent(void)
 {
 	kwi_secmem_unlock_all();
+	kwi_usage_fork_done();
 }
 
 static void fork_child(void)
 {
 	kwi_secmem_unlock_all();
+	kwi_usage_fork_done();
 	atomic_fetch_add(&forks, 1);
 }
 

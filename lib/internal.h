@@ -456,6 +456,15 @@ void kwi_usage_stop(struct kw_ctx *ctx);
 void kwi_usage_abandon(struct kw_ctx *ctx);
 struct kwi_usage *kwi_usage_ref(struct kw_ctx *ctx);
 void kwi_usage_release(struct kwi_usage *s);
+/* Around fork(): wait for the counts being written to a module, and
+ * start no write until kwi_usage_fork_done() (parent and child). */
+void kwi_usage_fork_prepare(void);
+void kwi_usage_fork_done(void);
+#ifdef KW_TEST_SEAMS
+/* Write counts every ms milliseconds in contexts opened after (0: as
+ * usual). */
+void kwi_test_usage_flush_ms(int ms);
+#endif
 void kwi_usage_note(struct kwi_usage *s, struct kw_instance *store,
 		    kw_scope scope, const char *owner, const char *provider,
 		    int64_t when);

@@ -17,6 +17,14 @@
  * frees its own copy of each).  The child therefore never locks, signals,
  * joins or writes an inherited sink: uses noted there are dropped, and
  * letting go of it frees what can be freed without the lock.
+ *
+ * Nor may the thread be inside a module when the process forks: SQLite,
+ * for one, keeps process-wide mutexes and a record of the POSIX locks it
+ * holds on each file, and a child that inherits them taken hangs on its
+ * first open of the file.  Every batch is written under write_lock, which
+ * fork() takes first (kwi_usage_fork_prepare()): the fork waits for a
+ * write under way to end, and no write starts until it is done.  The
+ * resolve path never takes it.
  */
 #include "config.h"
 
@@ -30,6 +38,40 @@
 #include "internal.h"
 
 #define KWI_USAGE_FLUSH 5 /* seconds */
+
+#ifdef KW_TEST_SEAMS
+static int test_flush_ms;
+
+/* Only in the library the unit tests link: write every `ms` milliseconds
+ * (0: every KWI_USAGE_FLUSH seconds) in the contexts opened after it. */
+void kwi_test_usage_flush_ms(int ms)
+{
+	test_flush_ms = ms;
+}
+#endif
+
+/* Milliseconds between two writes. */
+static long flush_ms(void)
+{
+#ifdef KW_TEST_SEAMS
+	if (test_flush_ms > 0)
+		return test_flush_ms;
+#endif
+	return KWI_USAGE_FLUSH * 1000L;
+}
+
+/* Held around every write of counts to the modules, and across fork(). */
+static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void kwi_usage_fork_prepare(void)
+{
+	pthread_mutex_lock(&write_lock);
+}
+
+void kwi_usage_fork_done(void)
+{
+	pthread_mutex_unlock(&write_lock);
+}
 
 struct use {
 	struct kw_instance *store;
@@ -50,6 +92,7 @@ struct kwi_usage {
 	unsigned forks;    /* kwi_forks() when it was started */
 	struct use *uses;  /* hash table */
 	size_t n, cap;     /* entries, slots */
+	long flush;        /* milliseconds between writes */
 };
 
 /* n is the table's capacity: empty slots have no store. */
@@ -81,11 +124,12 @@ static void write_store(struct kw_instance *store, kw_store_use *v, size_t n)
 }
 
 /* Write a batch taken out of the sink (n slots, some empty), store by
- * store. */
+ * store, under write_lock. */
 static void write_batch(struct use *u, size_t n)
 {
 	kw_store_use *v = n > 0 ? calloc(n, sizeof(*v)) : NULL;
 
+	pthread_mutex_lock(&write_lock);
 	for (size_t i = 0; i < n; i++) {
 		struct kw_instance *store = u[i].store;
 		size_t m = 0;
@@ -113,6 +157,7 @@ static void write_batch(struct use *u, size_t n)
 		if (m > 0)
 			write_store(store, v, m);
 	}
+	pthread_mutex_unlock(&write_lock);
 	free(v);
 	uses_free(u, n);
 }
@@ -138,7 +183,12 @@ static void *flusher(void *arg)
 	pthread_mutex_lock(&s->lock);
 	while (!s->closed) {
 		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += KWI_USAGE_FLUSH;
+		until.tv_sec += s->flush / 1000;
+		until.tv_nsec += s->flush % 1000 * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
 		while (!s->closed &&
 		       pthread_cond_timedwait(&s->wake, &s->lock, &until) !=
 			       ETIMEDOUT)
@@ -175,6 +225,7 @@ kw_status kwi_usage_start(struct kw_ctx *ctx)
 		return kwi_error(KW_ERR_NOMEM, "out of memory");
 	atomic_init(&s->refs, 1);
 	s->forks = kwi_forks();
+	s->flush = flush_ms();
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->wake, NULL);
 	if (pthread_create(&s->thread, NULL, flusher, s) == 0) {

@@ -1320,6 +1320,255 @@ static void test_fork_child_closes(void **state)
 	tu_rmrf(dir);
 }
 
+/* The test library's seam: how often the usage thread writes. */
+void kwi_test_usage_flush_ms(int ms);
+
+#define NREOPENS 30
+
+/* What a child is given: the inherited context, the configurations to
+ * open (one whose store the parent has open, one whose store it has not)
+ * and the parent's pid. */
+struct reopen {
+	kw_ctx *ctx;
+	const char *same;
+	const char *other;
+	pid_t parent;
+};
+
+/* Open the configuration at path, resolve alice's key from it and close
+ * it; 0 when all went well. */
+static int child_resolves(int fd, const char *path)
+{
+	kw_ctx *c = NULL;
+	kw_secret *s;
+	int bad;
+
+	bad = child_says(fd, "kw_open", kw_open(&c, path), KW_OK,
+			 kw_last_error(), kw_last_error());
+	if (bad == 0) {
+		bad = child_says(fd, "kw_resolve", fork_resolve(c, &s), KW_OK,
+				 kw_last_error(), kw_last_error());
+		if (bad == 0) {
+			if (strcmp(kw_secret_value(s), FORK_KEY) != 0)
+				bad = child_says(fd, "resolved key", KW_OK,
+						 KW_OK, "differs", "");
+			kw_secret_free(s);
+		}
+	}
+	kw_close(c);
+	return bad;
+}
+
+static int reopen_child(const struct reopen *r, int fd)
+{
+	char want[4096];
+	kw_ctx *c = (kw_ctx *)&c;
+	int bad = 0;
+
+	kw_close(r->ctx);
+	if (r->same != NULL) {
+		snprintf(want, sizeof(want),
+			 "%s:5: backend \"user_keys\": %.*s/keys.db was "
+			 "opened by process %ld before fork(): a child cannot "
+			 "open it again; open keyway in each process after "
+			 "fork() (gunicorn: a post_fork hook), or kw_close() "
+			 "before forking",
+			 r->same, (int)(strrchr(r->same, '/') - r->same),
+			 r->same, (long)r->parent);
+		bad |= child_says(fd, "kw_open of the parent's store",
+				  kw_open(&c, r->same), KW_ERR_INVAL,
+				  kw_last_error(), want);
+		if (c != NULL)
+			bad |= child_says(fd, "kw_open left *ctx set", KW_OK,
+					  KW_ERR_INVAL, "", "");
+	}
+	if (r->other != NULL)
+		bad |= child_resolves(fd, r->other);
+	return bad;
+}
+
+/* Fork; the child runs reopen_child() under alarm() and exits, the
+ * parent fails the test with what the child said. */
+static void fork_reopen(const struct reopen *r)
+{
+	char msg[4096];
+	int fds[2], status;
+	ssize_t got;
+	pid_t pid;
+
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		alarm(10);
+		_exit(reopen_child(r, fds[1]));
+	}
+	close(fds[1]);
+	for (size_t n = 0;; n += (size_t)got) {
+		got = read(fds[0], msg + n, sizeof(msg) - 1 - n);
+		if (got <= 0) {
+			msg[n] = '\0';
+			break;
+		}
+	}
+	close(fds[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
+		fail_msg("the child hung: %s", msg);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("the child failed (status %#x): %s", status, msg);
+}
+
+/* A context with alice's key in its store; its configuration's path in
+ * *conf and its directory in *dir. */
+static kw_ctx *fork_store(char **dir, char **conf)
+{
+	kw_key_ref ref = KW_KEY_REF_INIT;
+	kw_ctx *ctx = NULL;
+
+	assert_int_equal(tu_open(&ctx, fork_conf, dir), KW_OK);
+	ref.backend = "user_keys";
+	ref.owner = "alice";
+	ref.provider = "anthropic";
+	assert_int_equal(kw_key_put(ctx, &fork_alice, &ref, FORK_KEY,
+				    strlen(FORK_KEY), NULL, KW_PUT_CREATE),
+			 KW_OK);
+	assert_true(asprintf(conf, "%s/keyway.conf", *dir) > 0);
+	return ctx;
+}
+
+/*
+ * A process with a store open forks while its usage thread writes counts
+ * to it every millisecond.  In every child kw_close() of the inherited
+ * context returns, a new context on the parent's store is refused with
+ * how to do it instead (SQLite's state of that file is the parent's), and
+ * a context on a store the parent does not have open resolves: no lock of
+ * SQLite's was inherited taken.  alarm() ends a child that hangs.
+ */
+static void test_fork_child_reopens(void **state)
+{
+	struct reopen r;
+	kw_ctx *ctx, *other;
+	kw_secret *s;
+	char *dir, *odir, *conf, *oconf;
+
+	(void)state;
+	assert_int_equal(setenv("KWTEST_FORK_MASTER", FORK_MASTER, 1), 0);
+	kwi_test_usage_flush_ms(1);
+	other = fork_store(&odir, &oconf);
+	kw_close(other);
+	ctx = fork_store(&dir, &conf);
+	r.ctx = ctx;
+	r.same = conf;
+	r.other = oconf;
+	r.parent = getpid();
+	for (int i = 0; i < NREOPENS; i++) {
+		/* A use to write, and a fork at a different moment of the
+		 * write each time. */
+		assert_int_equal(fork_resolve(ctx, &s), KW_OK);
+		kw_secret_free(s);
+		usleep((useconds_t)(i * 37 % 1000));
+		fork_reopen(&r);
+	}
+	kw_close(ctx);
+	kwi_test_usage_flush_ms(0);
+	free(conf);
+	free(oconf);
+	unsetenv("KWTEST_FORK_MASTER");
+	tu_rmrf(dir);
+	tu_rmrf(odir);
+}
+
+/* A parent that closed its context before fork() leaves nothing of the
+ * store's open: the child opens it and resolves. */
+static void test_fork_after_close(void **state)
+{
+	struct reopen r;
+	char *dir, *conf;
+
+	(void)state;
+	assert_int_equal(setenv("KWTEST_FORK_MASTER", FORK_MASTER, 1), 0);
+	kw_close(fork_store(&dir, &conf));
+	r.ctx = NULL;
+	r.same = NULL;
+	r.other = conf;
+	r.parent = getpid();
+	fork_reopen(&r);
+	free(conf);
+	unsetenv("KWTEST_FORK_MASTER");
+	tu_rmrf(dir);
+}
+
+/* The ledger is a file of its own: a child cannot open the parent's
+ * either, whatever store beside it. */
+static void test_fork_child_ledger(void **state)
+{
+	static const char conf[] =
+		"keyway: {\n"
+		"  master_key = { source = \"env\"; "
+		"var = \"KWTEST_FORK_MASTER\"; };\n"
+		"  ledger = { module = \"sqlite\"; path = \"%s\"; };\n"
+		"};\n"
+		"backends: {\n"
+		"  user_keys: { module = \"sqlite\"; path = \"keys.db\"; "
+		"scope = \"user\"; };\n"
+		"};\n"
+		"chains: { default = ( { backend = \"user_keys\"; "
+		"control = \"required\"; } ); };\n";
+	kw_ctx *ctx = NULL;
+	char *dir, *odir = tu_tmpdir(), *ledger, *text, *oconf;
+	char want[4096], got[4096];
+	int fds[2], status;
+	ssize_t n;
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(setenv("KWTEST_FORK_MASTER", FORK_MASTER, 1), 0);
+	assert_true(asprintf(&text, conf, "ledger.db") > 0);
+	assert_int_equal(tu_open(&ctx, text, &dir), KW_OK);
+	free(text);
+	assert_true(asprintf(&ledger, "%s/ledger.db", dir) > 0);
+	assert_true(asprintf(&text, conf, ledger) > 0);
+	oconf = tu_write(odir, "keyway.conf", 0644, "%s", text);
+	free(text);
+	snprintf(want, sizeof(want),
+		 "%s:3: keyway.ledger: %s was opened by process %ld before "
+		 "fork(): a child cannot open it again; open keyway in each "
+		 "process after fork() (gunicorn: a post_fork hook), or "
+		 "kw_close() before forking",
+		 oconf, ledger, (long)getpid());
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		kw_ctx *c = NULL;
+		kw_status st;
+
+		close(fds[0]);
+		alarm(10);
+		kw_close(ctx);
+		st = kw_open(&c, oconf);
+		(void)!write(fds[1], kw_last_error(),
+			     strlen(kw_last_error()));
+		_exit(st == KW_ERR_INVAL && c == NULL ? 0 : 1);
+	}
+	close(fds[1]);
+	n = read(fds[0], got, sizeof(got) - 1);
+	close(fds[0]);
+	got[n > 0 ? n : 0] = '\0';
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_string_equal(got, want);
+	assert_int_equal(WEXITSTATUS(status), 0);
+	kw_close(ctx);
+	free(ledger);
+	free(oconf);
+	unsetenv("KWTEST_FORK_MASTER");
+	tu_rmrf(dir);
+	tu_rmrf(odir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1350,6 +1599,9 @@ int main(void)
 		cmocka_unit_test(test_log_stderr_unshowable),
 		cmocka_unit_test(test_log_settings_checked),
 		cmocka_unit_test(test_fork_child_closes),
+		cmocka_unit_test(test_fork_child_reopens),
+		cmocka_unit_test(test_fork_after_close),
+		cmocka_unit_test(test_fork_child_ledger),
 	};
 
 	unsetenv("KEYWAY_CONFIG");

@@ -1634,9 +1634,70 @@ static struct sq_pool *sq_pool_find(const struct stat *sb, int busy_ms,
 
 	for (p = sq_pools; p != NULL; p = p->next)
 		if (p->dev == sb->st_dev && p->ino == sb->st_ino &&
-		    p->busy_ms == busy_ms && p->pid == pid)
+		    p->busy_ms == busy_ms && p->pid == pid && !p->ledger)
 			break;
 	return p;
+}
+
+/*
+ * Refuse, in a child, a file that a pool inherited from its parent has
+ * open.  SQLite keeps per process what it knows of a file: its mutexes,
+ * the POSIX locks it holds on it, the mapping of its -shm.  A child's copy
+ * of that may be taken by a thread that stayed in the parent (the child's
+ * first read of the file then hangs), and a new connection in the child
+ * shares the parent's record of locks that the child does not hold, and
+ * would close them for the parent: "carrying an open database connection
+ * across a fork" in SQLite's "How To Corrupt An SQLite Database File".
+ * A file the parent never opened, or closed before fork(), opens as
+ * usual.  Every pool, the ledger's too, is in the registry from its open
+ * to its close.
+ */
+static kw_status sq_refuse_inherited(const struct sq_state *st)
+{
+	const pid_t pid = getpid();
+	const struct sq_pool *p;
+	struct stat sb;
+	pid_t opener = 0;
+
+	if (stat(st->path, &sb) != 0)
+		return KW_OK; /* no file, nobody has it open */
+	pthread_mutex_lock(&sq_pools_lock);
+	for (p = sq_pools; p != NULL; p = p->next)
+		if (p->dev == sb.st_dev && p->ino == sb.st_ino &&
+		    p->pid != pid) {
+			opener = p->pid;
+			break;
+		}
+	pthread_mutex_unlock(&sq_pools_lock);
+	if (p == NULL)
+		return KW_OK;
+	st->host->error(st->inst, "path",
+			"%s was opened by process %ld before fork(): a child "
+			"cannot open it again; open keyway in each process "
+			"after fork() (gunicorn: a post_fork hook), or "
+			"kw_close() before forking",
+			st->path, (long)opener);
+	return KW_ERR_INVAL;
+}
+
+/* Enter the ledger's pool in the registry, for sq_refuse_inherited()
+ * only: nothing joins it. */
+static void sq_register_ledger(struct sq_state *st)
+{
+	struct sq_pool *p = st->pool;
+	struct stat sb;
+
+	if (stat(st->path, &sb) != 0)
+		return;
+	p->dev = sb.st_dev;
+	p->ino = sb.st_ino;
+	p->pid = getpid();
+	p->ledger = true;
+	pthread_mutex_lock(&sq_pools_lock);
+	p->shared = true;
+	p->next = sq_pools;
+	sq_pools = p;
+	pthread_mutex_unlock(&sq_pools_lock);
 }
 
 /*
@@ -1777,12 +1838,17 @@ static kw_status sq_open(const kw_host *host, kw_instance *inst,
 	}
 	st->busy_ms = (int)busy;
 
+	rc = sq_refuse_inherited(st);
+	if (rc != KW_OK)
+		goto out;
 	if (role == KW_INSTANCE_LEDGER) {
 		rc = sq_pool_new(st);
 		if (rc == KW_OK)
 			rc = sq_prepare_file(st, "ledger");
 		if (rc == KW_OK)
 			rc = sq_ledger_open(st);
+		if (rc == KW_OK)
+			sq_register_ledger(st);
 	} else {
 		rc = sq_prepare_file(st, "store");
 		if (rc == KW_OK)

@@ -51,6 +51,7 @@ struct sq_pool {
 	struct sq_pool *next;      /* in the registry of shared pools */
 	unsigned refs;             /* instances using it */
 	bool shared;               /* in the registry */
+	bool ledger;               /* a ledger's: never joined */
 	dev_t dev;
 	ino_t ino;
 	pid_t pid;                 /* the process that opened it */

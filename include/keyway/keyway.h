@@ -131,6 +131,17 @@ KW_EXPORT void kw_request_init(kw_request *req);
  * KW_ERR_NOMEM, KW_ERR_INVAL, KW_ERR_CRYPTO (a store sealed under a master
  * key that is not configured), KW_ERR_BACKEND (a backend that failed to
  * open).
+ *
+ * fork(): open a context in each process that uses one, after the fork
+ * (a pre-forking server opens it in each worker; gunicorn: a post_fork
+ * hook), or kw_close() every context before forking.  A child whose
+ * parent still has a context open may open one of its own, but not on a
+ * file the parent's context has open (an sqlite store or ledger): SQLite's
+ * record of that file's locks is the parent's, and a second connection to
+ * it in the child can hang or corrupt it.  That open fails with
+ * KW_ERR_INVAL and "file:line: backend "NAME": PATH was opened by process
+ * N before fork(): a child cannot open it again; ...".  Files the parent
+ * never opened, or closed before the fork, open as usual.
  */
 KW_EXPORT KW_WARN_UNUSED kw_status kw_open(kw_ctx **ctx, const char *config_path);
 
@@ -150,6 +161,15 @@ KW_EXPORT KW_WARN_UNUSED kw_status kw_open(kw_ctx **ctx, const char *config_path
  * A secret the child inherited may be read and kw_secret_free()d (its use
  * is counted once, by the parent, which frees its own copy);
  * kw_secret_report() on it fails with KW_ERR_INVAL.
+ *
+ * fork() waits for keyway's own thread, which writes usage counts, to
+ * finish a write under way, so that the child never inherits a module's
+ * lock taken.  It does not wait for the application's threads: a fork
+ * while another thread is inside a keyway call (or any library's) leaves
+ * the child only what POSIX allows after fork() in a threaded process,
+ * calls that are async-signal-safe; kw_close() of the inherited context
+ * does not block then either, but a new kw_open() in that child may.
+ * Fork while no other thread is in a keyway call, or open after fork().
  */
 KW_EXPORT void kw_close(kw_ctx *ctx);
 
