@@ -672,39 +672,92 @@ static bool ends_value(const struct tok *tk)
 }
 
 /*
+ * Finding the token costs a parse of the text up to each one tried: only
+ * the last TRY_TOKENS tokens of the line are tried, and no more than
+ * TRY_BYTES of text in all, so that a long line stays cheap; past that
+ * the bare message is all there is.
+ */
+#define TRY_TOKENS 32
+#define TRY_BYTES (4 * 1024 * 1024)
+#define SHOW_NAME_MAX 32 /* a longer name may be a key */
+
+/* A token, and the one before it, that fails_at() may try. */
+struct try {
+	struct tok tk, prev;
+};
+
+/*
  * libconfig says "syntax error" or "duplicate setting name" and a line.
  * Find the token it stopped at, by parsing the text cut after each token
- * of that line in turn, and say which it was.  A string is never shown:
- * it may be a key pasted in the wrong place.
+ * of that line in turn, and say which it was.  Only punctuation and a
+ * short name in a setting name's place (before '=' or ':') are shown:
+ * anything else may be a key pasted in the wrong place, so only its kind
+ * is named.
  */
 static void describe_error(const char *text, unsigned line, const char *msg,
 			   char *out, size_t outlen)
 {
-	const char *p = text, *end = text + strlen(text);
-	struct tok tk, prev = { NULL, 0, 0, TOK_END };
+	const char *p = text, *end = text + strlen(text), *q;
+	struct tok tk, prev = { NULL, 0, 0, TOK_END }, next;
+	struct try ring[TRY_TOKENS];
+	size_t nring = 0, first = 0, budget = TRY_BYTES;
 	const char *hint = "";
-	unsigned at = 1;
+	unsigned at = 1, nat;
 	bool dup = strcmp(msg, "duplicate setting name") == 0;
+	bool dropped = false, named;
 
 	snprintf(out, outlen, "%s", msg);
+	/* The tokens of the line, the last TRY_TOKENS of them kept. */
 	for (;;) {
 		next_token(&p, end, &at, &tk);
 		if (tk.kind == TOK_END || tk.line > line)
 			break;
-		if (tk.line == line && fails_at(text, &tk, &prev, line, msg))
-			goto found;
+		if (tk.line == line) {
+			if (nring == TRY_TOKENS) {
+				first = (first + 1) % TRY_TOKENS;
+				nring--;
+				dropped = true;
+			}
+			ring[(first + nring) % TRY_TOKENS] =
+				(struct try){ tk, prev };
+			nring++;
+		}
 		prev = tk;
 	}
-	if (!dup && tk.kind == TOK_END)
+	for (size_t i = 0; i < nring; i++) {
+		const struct try *t = &ring[(first + i) % TRY_TOKENS];
+		size_t n = (size_t)(t->tk.start + t->tk.len - text);
+
+		if (n > budget)
+			return;
+		budget -= n;
+		if (fails_at(text, &t->tk, &t->prev, line, msg)) {
+			/* The first token kept may not be the first that
+			 * fails. */
+			if (i == 0 && dropped)
+				return;
+			tk = t->tk;
+			prev = t->prev;
+			goto found;
+		}
+	}
+	if (!dup && tk.kind == TOK_END && !dropped)
 		snprintf(out, outlen,
 			 "%s at the end of the file (a missing } or )?)", msg);
 	return;
 found:
-	if (dup && tk.kind == TOK_NAME) {
+	/* A name in a setting name's place is followed by '=' or ':'. */
+	q = tk.start + tk.len;
+	nat = tk.line;
+	next_token(&q, end, &nat, &next);
+	named = tk.kind == TOK_NAME && tk.len <= SHOW_NAME_MAX &&
+		next.kind == TOK_PUNCT &&
+		(next.start[0] == '=' || next.start[0] == ':');
+	if (dup && named) {
 		snprintf(out, outlen,
 			 "duplicate setting \"%.*s\": it is already set in "
 			 "this group",
-			 (int)(tk.len > 64 ? 64 : tk.len), tk.start);
+			 (int)tk.len, tk.start);
 		return;
 	}
 	/* What to look for, from the token before. */
@@ -717,11 +770,19 @@ found:
 	else if ((tk.kind != TOK_PUNCT || strchr("{([", tk.start[0])) &&
 		 ends_value(&prev))
 		hint = " (a missing ',' or ';' before it?)";
-	if (tk.kind == TOK_STRING)
-		snprintf(out, outlen, "%s at a string%s", msg, hint);
+	if (tk.kind == TOK_PUNCT || tk.kind == TOK_OTHER || named)
+		snprintf(out, outlen, "%s at '%.*s'%s", msg, (int)tk.len,
+			 tk.start, hint);
+	else if (prev.kind == TOK_PUNCT &&
+		 (prev.start[0] == '=' || prev.start[0] == ':'))
+		snprintf(out, outlen, "%s at a value after '%c'%s", msg,
+			 prev.start[0], hint);
 	else
-		snprintf(out, outlen, "%s at '%.*s'%s", msg,
-			 (int)(tk.len > 40 ? 40 : tk.len), tk.start, hint);
+		snprintf(out, outlen, "%s at %s%s", msg,
+			 tk.kind == TOK_STRING ? "a string"
+			 : tk.kind == TOK_NUMBER ? "a number"
+						 : "an unquoted word",
+			 hint);
 }
 
 /* Settings name the file and line they were written at, not their place

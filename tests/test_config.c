@@ -115,8 +115,8 @@ static struct bad_config bad_configs[] = {
 		.name = "syntax_error",
 		.text = BACKEND("    module = \"fake\";\n"      /* 3 */
 				"    answer = found;\n"),       /* 4 */
-		.expect = "%s/keyway.conf:4: syntax error at 'found' (a "
-			  "string value must be in double quotes)",
+		.expect = "%s/keyway.conf:4: syntax error at a value after "
+			  "'=' (a string value must be in double quotes)",
 		.status = KW_ERR_CONFIG,
 	},
 	{
@@ -1335,11 +1335,103 @@ static void test_include_syntax_error(void **state)
 		      "    }\n"
 		      "  );\n"
 		      "};\n"));
-	expect = expand("%s/chains.conf:4: syntax error at 'a' (a string "
-			"value must be in double quotes)",
+	expect = expand("%s/chains.conf:4: syntax error at a value after "
+			"'=' (a string value must be in double quotes)",
 			fx->dir);
 	assert_open_fails(fx->conf, KW_ERR_CONFIG, expect);
 	free(expect);
+}
+
+/* A value where a syntax error stops may be a key pasted in the wrong
+ * place: whatever its shape, it is named by its kind, never shown. */
+static void test_syntax_error_hides_values(void **state)
+{
+	static const struct {
+		const char *line;   /* line 4 of the backend */
+		const char *secret; /* what must not be shown */
+		const char *expect;
+	} rows[] = {
+		{ "    answer = sk-ant-api03-SECRETSECRETSECRETSECRET;\n",
+		  "sk-ant-api03",
+		  "%s/keyway.conf:4: syntax error at a value after '=' (a "
+		  "string value must be in double quotes)" },
+		{ "    answer = deadbeefcafe0123456789abcdef01234567;\n",
+		  "deadbeefcafe",
+		  "%s/keyway.conf:4: syntax error at a value after '=' (a "
+		  "string value must be in double quotes)" },
+		{ "    answer : averylongpastedwordthatisnotaname;\n",
+		  "averylongpast",
+		  "%s/keyway.conf:4: syntax error at a value after ':' (a "
+		  "string value must be in double quotes)" },
+		{ "    answer sk-ant-api03-SECRETSECRETSECRETSECRET;\n",
+		  "sk-ant-api03",
+		  "%s/keyway.conf:4: syntax error at an unquoted word (a "
+		  "missing '=' before it?)" },
+		{ "    answer = [ sk-ant-api03-SECRETSECRETSECRETSECRET ];\n",
+		  "sk-ant-api03",
+		  "%s/keyway.conf:4: syntax error at an unquoted word" },
+		{ "    answer = \"x\" 4f2a9c0d1e8b7a6f5e4d3c2b1a0f9e8d;\n",
+		  "4f2a9c0d1e8b",
+		  "%s/keyway.conf:4: syntax error at a number (a missing ',' "
+		  "or ';' before it?)" },
+	};
+	struct fixture *fx = *state;
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		char *text = NULL, *expect = expand(rows[i].expect, fx->dir);
+
+		assert_true(asprintf(&text, "backends: {\n  a: {\n"
+				     "    module = \"fake\";\n%s  };\n};\n",
+				     rows[i].line) > 0);
+		write_conf(fx, text);
+		assert_open_fails(fx->conf, KW_ERR_CONFIG, expect);
+		assert_null(strstr(kw_last_error(), rows[i].secret));
+		free(expect);
+		free(text);
+	}
+}
+
+/* A name in a setting name's place is shown; a long one is not. */
+static void test_syntax_error_names(void **state)
+{
+	struct fixture *fx = *state;
+	char *expect;
+
+	write_conf(fx, BACKEND("    module = \"fake\";\n"      /* 3 */
+			       "    answer = \"found\";\n"     /* 4 */
+			       "    = 1; $x = 2;\n"));         /* 5 */
+	expect = expand("%s/keyway.conf:5: syntax error at '='", fx->dir);
+	assert_open_fails(fx->conf, KW_ERR_CONFIG, expect);
+	free(expect);
+}
+
+/* Finding where a syntax error is costs a parse per token tried: a long
+ * line is cheap all the same, with the bare message when finding it would
+ * cost too much.  The alarm ends the test if it is not cheap. */
+static void test_syntax_error_long_line(void **state)
+{
+	struct fixture *fx = *state;
+	size_t n = 1000 * 1000, len;
+	char *text = malloc(n + 64), *expect;
+
+	assert_non_null(text);
+	/* x = [1,1,...,1 ; -- the error is at the end of the line. */
+	len = (size_t)sprintf(text, "x = [1");
+	while (len < n)
+		len += (size_t)sprintf(text + len, ",1");
+	sprintf(text + len, " ;\n");
+	write_conf(fx, text);
+	expect = expand("%s/keyway.conf:1: syntax error", fx->dir);
+	alarm(30);
+	assert_open_fails(fx->conf, KW_ERR_CONFIG, expect);
+
+	/* Near the start: the tokens tried are all after it. */
+	memcpy(text, "x = ] [", 7);
+	write_conf(fx, text);
+	assert_open_fails(fx->conf, KW_ERR_CONFIG, expect);
+	alarm(0);
+	free(expect);
+	free(text);
 }
 
 /* libconfig's scanner exit()s on an @include of a directory: it is
@@ -1560,6 +1652,9 @@ static const struct CMUnitTest other_tests[] = {
 	FX_TEST(test_include_loads),
 	FX_TEST(test_include_error_names_included_file),
 	FX_TEST(test_include_syntax_error),
+	FX_TEST(test_syntax_error_hides_values),
+	FX_TEST(test_syntax_error_names),
+	FX_TEST(test_syntax_error_long_line),
 	FX_TEST(test_include_directory),
 	FX_TEST(test_include_not_a_file),
 	FX_TEST(test_include_lines),
