@@ -866,27 +866,36 @@ out:
 static void load_ledger(struct loader *l, config_setting_t *g);
 
 /* The variables the master keys come from: a program that runs others
- * (keyway exec) must not pass them on. */
-static void note_sensitive_env(struct kw_ctx *ctx)
+ * (keyway exec) must not pass them on.  One slot for each master key, so
+ * that none is left out however many there are. */
+static void note_sensitive_env(struct loader *l, const config_setting_t *s)
 {
 	static const char *const always[] = { "KEYWAY_MASTER_KEY",
 					      "API_KEY_ENCRYPTION_KEY",
 					      "KEYWAY_PASSPHRASE" };
-	size_t n = 0, max = sizeof(ctx->sensitive_env) /
-			    sizeof(ctx->sensitive_env[0]) - 1;
+	struct kw_ctx *ctx = l->ctx;
+	size_t n = 0, nalways = sizeof(always) / sizeof(always[0]);
+	char **env;
 
-	for (size_t i = 0; i < sizeof(always) / sizeof(always[0]); i++)
-		ctx->sensitive_env[n++] = strdup(always[i]);
-	for (size_t i = 0; i < ctx->nmasters && n < max; i++) {
+	env = calloc(nalways + ctx->nmasters + 1, sizeof(*env));
+	if (env == NULL)
+		goto nomem;
+	ctx->sensitive_env = env;
+	for (size_t i = 0; i < nalways; i++)
+		if ((env[n++] = strdup(always[i])) == NULL)
+			goto nomem;
+	for (size_t i = 0; i < ctx->nmasters; i++) {
 		const struct kwi_master *m = &ctx->masters[i];
 		bool known = m->source == KWI_KEY_FILE;
 
 		for (size_t k = 0; k < n && !known; k++)
-			known = ctx->sensitive_env[k] != NULL &&
-				strcmp(ctx->sensitive_env[k], m->var) == 0;
-		if (!known)
-			ctx->sensitive_env[n++] = strdup(m->var);
+			known = strcmp(env[k], m->var) == 0;
+		if (!known && (env[n++] = strdup(m->var)) == NULL)
+			goto nomem;
 	}
+	return;
+nomem:
+	problem(l, KW_ERR_NOMEM, s, "out of memory");
 }
 
 /* keyway.master_key and keyway.old_master_keys. */
@@ -1142,7 +1151,7 @@ static void load_keyway(struct loader *l, const config_setting_t *g)
 	}
 	if (master != NULL) {
 		load_masters(l, master, old);
-		note_sensitive_env(l->ctx);
+		note_sensitive_env(l, master);
 	}
 	else if (old != NULL)
 		problem(l, KW_ERR_CONFIG, old,
@@ -1875,10 +1884,10 @@ void kwi_config_free(struct kw_ctx *ctx)
 	free(ctx->sources);
 	kwi_module_unload_all(ctx->modules);
 	kwi_audit_free(ctx);
-	for (size_t i = 0; i < sizeof(ctx->sensitive_env) /
-				       sizeof(ctx->sensitive_env[0]);
-	     i++)
+	for (size_t i = 0;
+	     ctx->sensitive_env != NULL && ctx->sensitive_env[i] != NULL; i++)
 		free(ctx->sensitive_env[i]);
+	free(ctx->sensitive_env);
 	kwi_keyrings_free(ctx);
 	for (size_t i = 0; i < ctx->nmasters; i++)
 		kwi_master_free(&ctx->masters[i]);

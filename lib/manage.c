@@ -652,9 +652,8 @@ int kw_reads_env(const kw_ctx *ctx, const char *name)
 	for (i = 0; i < sizeof(masters) / sizeof(masters[0]); i++)
 		if (same_name(masters[i], name, len))
 			return 1;
-	/* Every slot: one whose copy failed is NULL, not the end. */
-	for (i = 0; i < sizeof(ctx->sensitive_env) /
-			sizeof(ctx->sensitive_env[0]); i++)
+	for (i = 0; ctx->sensitive_env != NULL &&
+		    ctx->sensitive_env[i] != NULL; i++)
 		if (same_name(ctx->sensitive_env[i], name, len))
 			return 1;
 	for (i = 0; i < ctx->nbackends; i++) {
