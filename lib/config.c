@@ -94,6 +94,7 @@ static const char *type_name(int type)
  */
 
 #define INCLUDE_DEPTH 10              /* as libconfig's own limit */
+#define INCLUDE_MAX 256               /* files included, in all */
 #define CONFIG_FILE_MAX (1024 * 1024) /* per file */
 #define CONFIG_TEXT_MAX (8 * CONFIG_FILE_MAX) /* all put together */
 
@@ -114,6 +115,7 @@ struct text {
 	struct stat open[INCLUDE_DEPTH + 1]; /* files being read, outermost
 					      * first */
 	int depth;
+	unsigned includes;   /* @include lines read so far */
 	bool too_big;        /* text_put() failed for CONFIG_TEXT_MAX */
 };
 
@@ -166,9 +168,19 @@ static const char *text_origin(const struct text *t, unsigned line,
 			       unsigned *out)
 {
 	const struct seg *s = NULL;
+	size_t lo = 0, hi = t->nsegs;
 
-	for (size_t i = 0; i < t->nsegs && t->segs[i].start <= line; i++)
-		s = &t->segs[i];
+	/* The last run that starts at or before it: runs are in order. */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (t->segs[mid].start <= line)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo > 0)
+		s = &t->segs[lo - 1];
 	if (s == NULL || line == 0) {
 		*out = line;
 		return NULL;
@@ -222,11 +234,18 @@ static kw_status read_whole(int fd, char **out, size_t *outlen)
 }
 
 /* The context keeps the paths of included files for as long as settings
- * name them. */
-static bool keep_source(struct kw_ctx *ctx, char *path)
+ * name them, each once: returns the path kept (path itself, or the same
+ * name kept before, path then freed), or NULL when out of memory. */
+static char *keep_source(struct kw_ctx *ctx, char *path)
 {
 	struct kwi_path *grown;
 
+	for (size_t i = 0; i < ctx->nsources; i++) {
+		if (strcmp(ctx->sources[i].value, path) == 0) {
+			free(path);
+			return ctx->sources[i].value;
+		}
+	}
 	grown = realloc(ctx->sources, (ctx->nsources + 1) * sizeof(*grown));
 	if (grown == NULL)
 		return false;
@@ -234,7 +253,7 @@ static bool keep_source(struct kw_ctx *ctx, char *path)
 	grown[ctx->nsources].name = path;
 	grown[ctx->nsources].value = path;
 	ctx->nsources++;
-	return true;
+	return path;
 }
 
 /*
@@ -322,7 +341,7 @@ static bool include_file(struct loader *l, struct text *t, const char *from,
 			 unsigned line, const char *spelled)
 {
 	const char *at = resolve_source(l->ctx, from);
-	char *path = NULL, *buf = NULL;
+	char *path = NULL, *buf = NULL, *kept;
 	bool ok = false;
 	struct stat st;
 	size_t len = 0;
@@ -333,9 +352,18 @@ static bool include_file(struct loader *l, struct text *t, const char *from,
 		path = strdup(spelled);
 	else if (asprintf(&path, "%s/%s", l->ctx->dir, spelled) < 0)
 		path = NULL;
-	if (path == NULL || !keep_source(l->ctx, path)) {
+	kept = path != NULL ? keep_source(l->ctx, path) : NULL;
+	if (kept == NULL) {
 		free(path);
 		kwi_diag(l->d, KW_ERR_NOMEM, at, (int)line, "out of memory");
+		return false;
+	}
+	path = kept;
+	if (++t->includes > INCLUDE_MAX) {
+		kwi_diag(l->d, KW_ERR_CONFIG, at, (int)line,
+			 "cannot include %s: more than %d files are included "
+			 "in all",
+			 path, INCLUDE_MAX);
 		return false;
 	}
 	if (t->depth == INCLUDE_DEPTH) {
@@ -429,6 +457,29 @@ static bool is_include(const char *p, const char *end, char **name,
 	return true;
 }
 
+/* Whether only blanks and comments follow on p's line. */
+static bool only_comment(const char *p, const char *end)
+{
+	for (;;) {
+		while (p < end && (*p == ' ' || *p == '\t' || *p == '\r'))
+			p++;
+		if (p == end || *p == '\n' || *p == '#' ||
+		    (p[0] == '/' && p + 1 < end && p[1] == '/'))
+			return true;
+		if (!(p[0] == '/' && p + 1 < end && p[1] == '*'))
+			return false;
+		/* A comment that ends on the line; one that goes on past
+		 * it is read as such. */
+		for (p += 2; p < end && *p != '\n' &&
+			     !(p[0] == '*' && p + 1 < end && p[1] == '/');
+		     p++)
+			;
+		if (p == end || *p == '\n')
+			return true;
+		p += 2;
+	}
+}
+
 /*
  * Append buf, the text of `file` (NULL: the main file), replacing each
  * line libconfig would read as an @include with the file it names.  The
@@ -461,6 +512,15 @@ static bool expand(struct loader *l, struct text *t, const char *file,
 			bool ok;
 
 			if (is_include(p, end, &name, &after)) {
+				if (!only_comment(after, end)) {
+					free(name);
+					kwi_diag(l->d, KW_ERR_CONFIG, at,
+						 (int)line,
+						 "@include: only a comment may "
+						 "follow the file name on its "
+						 "line");
+					return false;
+				}
 				ok = include_file(l, t, file, line, name);
 				free(name);
 				if (!ok)

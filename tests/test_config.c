@@ -1434,6 +1434,60 @@ static void test_syntax_error_long_line(void **state)
 	free(text);
 }
 
+/* At most 256 files are included in all, however shallow. */
+static void test_include_count(void **state)
+{
+	struct fixture *fx = *state;
+	char *text = NULL, *expect;
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+	kw_ctx *ctx = NULL;
+
+	assert_non_null(out);
+	fputs(BACKEND_A CHAIN_A, out); /* 14 lines */
+	for (int i = 0; i < 256; i++)
+		fputs("@include \"empty.conf\"\n", out);
+	assert_int_equal(fclose(out), 0);
+	free(tu_write(fx->dir, "empty.conf", 0644, "%s", ""));
+	write_conf(fx, text);
+	assert_status(kw_open(&ctx, fx->conf), KW_OK);
+	kw_close(ctx);
+
+	free(tu_write(fx->dir, "keyway.conf", 0644,
+		      "%s@include \"empty.conf\"\n", text));
+	expect = expand("%s/keyway.conf:271: cannot include %s/empty.conf: "
+			"more than 256 files are included in all",
+			fx->dir);
+	assert_open_fails(fx->conf, KW_ERR_CONFIG, expect);
+	free(expect);
+	free(text);
+}
+
+/* Only a comment may follow an @include's file name on its line. */
+static void test_include_trailing_text(void **state)
+{
+	struct fixture *fx = *state;
+	kw_ctx *ctx = NULL;
+	char *expect;
+
+	free(tu_write(fx->dir, "chains.conf", 0644, "%s", CHAIN_A));
+	write_conf(fx, BACKEND_A "@include \"chains.conf\" \t# chains\n");
+	assert_status(kw_open(&ctx, fx->conf), KW_OK);
+	kw_close(ctx);
+	write_conf(fx, BACKEND_A "@include \"chains.conf\" /* c */ // c\n");
+	assert_status(kw_open(&ctx, fx->conf), KW_OK);
+	kw_close(ctx);
+
+	write_conf(fx, BACKEND_A "@include \"chains.conf\" x = 1;\n");
+	expect = expand("%s/keyway.conf:7: @include: only a comment may "
+			"follow the file name on its line",
+			fx->dir);
+	assert_open_fails(fx->conf, KW_ERR_CONFIG, expect);
+	write_conf(fx, BACKEND_A "@include \"chains.conf\" /* c */ x = 1;\n");
+	assert_open_fails(fx->conf, KW_ERR_CONFIG, expect);
+	free(expect);
+}
+
 /* libconfig's scanner exit()s on an @include of a directory: it is
  * refused before libconfig sees it, and the program goes on. */
 static void test_include_directory(void **state)
@@ -1652,6 +1706,8 @@ static const struct CMUnitTest other_tests[] = {
 	FX_TEST(test_include_loads),
 	FX_TEST(test_include_error_names_included_file),
 	FX_TEST(test_include_syntax_error),
+	FX_TEST(test_include_count),
+	FX_TEST(test_include_trailing_text),
 	FX_TEST(test_syntax_error_hides_values),
 	FX_TEST(test_syntax_error_names),
 	FX_TEST(test_syntax_error_long_line),
