@@ -603,6 +603,21 @@ expect_stderr ""
 child_lacks "$TMPD/names_mk" KWTEST_MK0 KWTEST_MK1 KWTEST_MK2 KWTEST_MK3 \
 	KWTEST_MK4 KWTEST_MK5
 
+# Modules are loaded through /proc/self/fd: without /proc (a chroot, a
+# small container) the error says so.  A mount namespace with an empty
+# /proc stands for one; it needs root and unshare(1).
+noproc="$CONF:9: backend \"team\": cannot load module $KEYWAY_MODULE_DIR/kw_fake.so: /proc/self/fd is not available; keyway loads modules through it (mount /proc)"
+if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null 2>&1 &&
+	unshare -m sh -c 'mount -t tmpfs none /proc' 2>/dev/null; then
+	run unshare -m sh -c 'mount -t tmpfs none /proc && exec "$@"' sh \
+		"$KW" -c "$CONF" get anthropic
+	expect_exit 1
+	expect_stderr "keyway: $noproc"
+else
+	skip "get without /proc: exit status" "needs root and unshare -m"
+	skip "get without /proc: stderr" "needs root and unshare -m"
+fi
+
 # A key the env backend resolved reaches the child, once, as resolved.
 run env OPENAI_API_KEY="$K_OLD" "$KW" -c "$CONF" exec -p openai -- \
 	sh -c 'printf %s "$OPENAI_API_KEY" >"$1"; env | grep -c "^OPENAI_API_KEY="' \
