@@ -673,6 +673,9 @@ kw_status kw_backend_scope(const kw_ctx *ctx, const char *backend,
 	if (ctx == NULL || backend == NULL || scope == NULL)
 		return kwi_error(KW_ERR_INVAL,
 				 "no context, backend or scope");
+	/* Not echoed below unless it is a name that can be shown. */
+	if (kwi_check_name("backend name", backend) != KW_OK)
+		return KW_ERR_INVAL;
 	for (size_t i = 0; i < ctx->nbackends; i++) {
 		if (strcmp(ctx->backends[i].name, backend) == 0) {
 			*scope = ctx->backends[i].scope;

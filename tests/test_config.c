@@ -1488,6 +1488,30 @@ static void test_include_trailing_text(void **state)
 	free(expect);
 }
 
+/* kw_backend_scope() checks a name before it echoes it. */
+static void test_backend_scope_name(void **state)
+{
+	struct fixture *fx = *state;
+	kw_scope scope = KW_SCOPE_USER;
+	kw_ctx *ctx = NULL;
+	char *expect;
+
+	write_conf(fx, BACKEND_A CHAIN_A);
+	assert_status(kw_open(&ctx, fx->conf), KW_OK);
+	assert_status(kw_backend_scope(ctx, "a", &scope), KW_OK);
+	assert_int_equal(scope, KW_SCOPE_NONE);
+	assert_status(kw_backend_scope(ctx, "b", &scope), KW_ERR_INVAL);
+	expect = expand("%s/keyway.conf: no backend \"b\"", fx->dir);
+	assert_string_equal(kw_last_error(), expect);
+	free(expect);
+	assert_status(kw_backend_scope(ctx, "b\033]0;x\a", &scope),
+		      KW_ERR_INVAL);
+	assert_string_equal(kw_last_error(), "invalid backend name: it holds "
+					     "a control character (at byte 2)");
+	assert_int_equal(scope, KW_SCOPE_NONE);
+	kw_close(ctx);
+}
+
 /* libconfig's scanner exit()s on an @include of a directory: it is
  * refused before libconfig sees it, and the program goes on. */
 static void test_include_directory(void **state)
@@ -1706,6 +1730,7 @@ static const struct CMUnitTest other_tests[] = {
 	FX_TEST(test_include_loads),
 	FX_TEST(test_include_error_names_included_file),
 	FX_TEST(test_include_syntax_error),
+	FX_TEST(test_backend_scope_name),
 	FX_TEST(test_include_count),
 	FX_TEST(test_include_trailing_text),
 	FX_TEST(test_syntax_error_hides_values),
