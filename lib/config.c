@@ -94,6 +94,7 @@ static const char *type_name(int type)
  */
 
 #define INCLUDE_DEPTH 10              /* as libconfig's own limit */
+#define INCLUDE_MAX 256               /* files included, in all */
 #define CONFIG_FILE_MAX (1024 * 1024) /* per file */
 #define CONFIG_TEXT_MAX (8 * CONFIG_FILE_MAX) /* all put together */
 
@@ -114,6 +115,7 @@ struct text {
 	struct stat open[INCLUDE_DEPTH + 1]; /* files being read, outermost
 					      * first */
 	int depth;
+	unsigned includes;   /* @include lines read so far */
 	bool too_big;        /* text_put() failed for CONFIG_TEXT_MAX */
 };
 
@@ -166,9 +168,19 @@ static const char *text_origin(const struct text *t, unsigned line,
 			       unsigned *out)
 {
 	const struct seg *s = NULL;
+	size_t lo = 0, hi = t->nsegs;
 
-	for (size_t i = 0; i < t->nsegs && t->segs[i].start <= line; i++)
-		s = &t->segs[i];
+	/* The last run that starts at or before it: runs are in order. */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (t->segs[mid].start <= line)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo > 0)
+		s = &t->segs[lo - 1];
 	if (s == NULL || line == 0) {
 		*out = line;
 		return NULL;
@@ -222,11 +234,18 @@ static kw_status read_whole(int fd, char **out, size_t *outlen)
 }
 
 /* The context keeps the paths of included files for as long as settings
- * name them. */
-static bool keep_source(struct kw_ctx *ctx, char *path)
+ * name them, each once: returns the path kept (path itself, or the same
+ * name kept before, path then freed), or NULL when out of memory. */
+static char *keep_source(struct kw_ctx *ctx, char *path)
 {
 	struct kwi_path *grown;
 
+	for (size_t i = 0; i < ctx->nsources; i++) {
+		if (strcmp(ctx->sources[i].value, path) == 0) {
+			free(path);
+			return ctx->sources[i].value;
+		}
+	}
 	grown = realloc(ctx->sources, (ctx->nsources + 1) * sizeof(*grown));
 	if (grown == NULL)
 		return false;
@@ -234,7 +253,7 @@ static bool keep_source(struct kw_ctx *ctx, char *path)
 	grown[ctx->nsources].name = path;
 	grown[ctx->nsources].value = path;
 	ctx->nsources++;
-	return true;
+	return path;
 }
 
 /*
@@ -322,7 +341,7 @@ static bool include_file(struct loader *l, struct text *t, const char *from,
 			 unsigned line, const char *spelled)
 {
 	const char *at = resolve_source(l->ctx, from);
-	char *path = NULL, *buf = NULL;
+	char *path = NULL, *buf = NULL, *kept;
 	bool ok = false;
 	struct stat st;
 	size_t len = 0;
@@ -333,9 +352,18 @@ static bool include_file(struct loader *l, struct text *t, const char *from,
 		path = strdup(spelled);
 	else if (asprintf(&path, "%s/%s", l->ctx->dir, spelled) < 0)
 		path = NULL;
-	if (path == NULL || !keep_source(l->ctx, path)) {
+	kept = path != NULL ? keep_source(l->ctx, path) : NULL;
+	if (kept == NULL) {
 		free(path);
 		kwi_diag(l->d, KW_ERR_NOMEM, at, (int)line, "out of memory");
+		return false;
+	}
+	path = kept;
+	if (++t->includes > INCLUDE_MAX) {
+		kwi_diag(l->d, KW_ERR_CONFIG, at, (int)line,
+			 "cannot include %s: more than %d files are included "
+			 "in all",
+			 path, INCLUDE_MAX);
 		return false;
 	}
 	if (t->depth == INCLUDE_DEPTH) {
@@ -429,6 +457,29 @@ static bool is_include(const char *p, const char *end, char **name,
 	return true;
 }
 
+/* Whether only blanks and comments follow on p's line. */
+static bool only_comment(const char *p, const char *end)
+{
+	for (;;) {
+		while (p < end && (*p == ' ' || *p == '\t' || *p == '\r'))
+			p++;
+		if (p == end || *p == '\n' || *p == '#' ||
+		    (p[0] == '/' && p + 1 < end && p[1] == '/'))
+			return true;
+		if (!(p[0] == '/' && p + 1 < end && p[1] == '*'))
+			return false;
+		/* A comment that ends on the line; one that goes on past
+		 * it is read as such. */
+		for (p += 2; p < end && *p != '\n' &&
+			     !(p[0] == '*' && p + 1 < end && p[1] == '/');
+		     p++)
+			;
+		if (p == end || *p == '\n')
+			return true;
+		p += 2;
+	}
+}
+
 /*
  * Append buf, the text of `file` (NULL: the main file), replacing each
  * line libconfig would read as an @include with the file it names.  The
@@ -461,6 +512,15 @@ static bool expand(struct loader *l, struct text *t, const char *file,
 			bool ok;
 
 			if (is_include(p, end, &name, &after)) {
+				if (!only_comment(after, end)) {
+					free(name);
+					kwi_diag(l->d, KW_ERR_CONFIG, at,
+						 (int)line,
+						 "@include: only a comment may "
+						 "follow the file name on its "
+						 "line");
+					return false;
+				}
 				ok = include_file(l, t, file, line, name);
 				free(name);
 				if (!ok)
@@ -672,39 +732,92 @@ static bool ends_value(const struct tok *tk)
 }
 
 /*
+ * Finding the token costs a parse of the text up to each one tried: only
+ * the last TRY_TOKENS tokens of the line are tried, and no more than
+ * TRY_BYTES of text in all, so that a long line stays cheap; past that
+ * the bare message is all there is.
+ */
+#define TRY_TOKENS 32
+#define TRY_BYTES (4 * 1024 * 1024)
+#define SHOW_NAME_MAX 32 /* a longer name may be a key */
+
+/* A token, and the one before it, that fails_at() may try. */
+struct try {
+	struct tok tk, prev;
+};
+
+/*
  * libconfig says "syntax error" or "duplicate setting name" and a line.
  * Find the token it stopped at, by parsing the text cut after each token
- * of that line in turn, and say which it was.  A string is never shown:
- * it may be a key pasted in the wrong place.
+ * of that line in turn, and say which it was.  Only punctuation and a
+ * short name in a setting name's place (before '=' or ':') are shown:
+ * anything else may be a key pasted in the wrong place, so only its kind
+ * is named.
  */
 static void describe_error(const char *text, unsigned line, const char *msg,
 			   char *out, size_t outlen)
 {
-	const char *p = text, *end = text + strlen(text);
-	struct tok tk, prev = { NULL, 0, 0, TOK_END };
+	const char *p = text, *end = text + strlen(text), *q;
+	struct tok tk, prev = { NULL, 0, 0, TOK_END }, next;
+	struct try ring[TRY_TOKENS];
+	size_t nring = 0, first = 0, budget = TRY_BYTES;
 	const char *hint = "";
-	unsigned at = 1;
+	unsigned at = 1, nat;
 	bool dup = strcmp(msg, "duplicate setting name") == 0;
+	bool dropped = false, named;
 
 	snprintf(out, outlen, "%s", msg);
+	/* The tokens of the line, the last TRY_TOKENS of them kept. */
 	for (;;) {
 		next_token(&p, end, &at, &tk);
 		if (tk.kind == TOK_END || tk.line > line)
 			break;
-		if (tk.line == line && fails_at(text, &tk, &prev, line, msg))
-			goto found;
+		if (tk.line == line) {
+			if (nring == TRY_TOKENS) {
+				first = (first + 1) % TRY_TOKENS;
+				nring--;
+				dropped = true;
+			}
+			ring[(first + nring) % TRY_TOKENS] =
+				(struct try){ tk, prev };
+			nring++;
+		}
 		prev = tk;
 	}
-	if (!dup && tk.kind == TOK_END)
+	for (size_t i = 0; i < nring; i++) {
+		const struct try *t = &ring[(first + i) % TRY_TOKENS];
+		size_t n = (size_t)(t->tk.start + t->tk.len - text);
+
+		if (n > budget)
+			return;
+		budget -= n;
+		if (fails_at(text, &t->tk, &t->prev, line, msg)) {
+			/* The first token kept may not be the first that
+			 * fails. */
+			if (i == 0 && dropped)
+				return;
+			tk = t->tk;
+			prev = t->prev;
+			goto found;
+		}
+	}
+	if (!dup && tk.kind == TOK_END && !dropped)
 		snprintf(out, outlen,
 			 "%s at the end of the file (a missing } or )?)", msg);
 	return;
 found:
-	if (dup && tk.kind == TOK_NAME) {
+	/* A name in a setting name's place is followed by '=' or ':'. */
+	q = tk.start + tk.len;
+	nat = tk.line;
+	next_token(&q, end, &nat, &next);
+	named = tk.kind == TOK_NAME && tk.len <= SHOW_NAME_MAX &&
+		next.kind == TOK_PUNCT &&
+		(next.start[0] == '=' || next.start[0] == ':');
+	if (dup && named) {
 		snprintf(out, outlen,
 			 "duplicate setting \"%.*s\": it is already set in "
 			 "this group",
-			 (int)(tk.len > 64 ? 64 : tk.len), tk.start);
+			 (int)tk.len, tk.start);
 		return;
 	}
 	/* What to look for, from the token before. */
@@ -717,11 +830,19 @@ found:
 	else if ((tk.kind != TOK_PUNCT || strchr("{([", tk.start[0])) &&
 		 ends_value(&prev))
 		hint = " (a missing ',' or ';' before it?)";
-	if (tk.kind == TOK_STRING)
-		snprintf(out, outlen, "%s at a string%s", msg, hint);
+	if (tk.kind == TOK_PUNCT || tk.kind == TOK_OTHER || named)
+		snprintf(out, outlen, "%s at '%.*s'%s", msg, (int)tk.len,
+			 tk.start, hint);
+	else if (prev.kind == TOK_PUNCT &&
+		 (prev.start[0] == '=' || prev.start[0] == ':'))
+		snprintf(out, outlen, "%s at a value after '%c'%s", msg,
+			 prev.start[0], hint);
 	else
-		snprintf(out, outlen, "%s at '%.*s'%s", msg,
-			 (int)(tk.len > 40 ? 40 : tk.len), tk.start, hint);
+		snprintf(out, outlen, "%s at %s%s", msg,
+			 tk.kind == TOK_STRING ? "a string"
+			 : tk.kind == TOK_NUMBER ? "a number"
+						 : "an unquoted word",
+			 hint);
 }
 
 /* Settings name the file and line they were written at, not their place
@@ -805,27 +926,36 @@ out:
 static void load_ledger(struct loader *l, config_setting_t *g);
 
 /* The variables the master keys come from: a program that runs others
- * (keyway exec) must not pass them on. */
-static void note_sensitive_env(struct kw_ctx *ctx)
+ * (keyway exec) must not pass them on.  One slot for each master key, so
+ * that none is left out however many there are. */
+static void note_sensitive_env(struct loader *l, const config_setting_t *s)
 {
 	static const char *const always[] = { "KEYWAY_MASTER_KEY",
 					      "API_KEY_ENCRYPTION_KEY",
 					      "KEYWAY_PASSPHRASE" };
-	size_t n = 0, max = sizeof(ctx->sensitive_env) /
-			    sizeof(ctx->sensitive_env[0]) - 1;
+	struct kw_ctx *ctx = l->ctx;
+	size_t n = 0, nalways = sizeof(always) / sizeof(always[0]);
+	char **env;
 
-	for (size_t i = 0; i < sizeof(always) / sizeof(always[0]); i++)
-		ctx->sensitive_env[n++] = strdup(always[i]);
-	for (size_t i = 0; i < ctx->nmasters && n < max; i++) {
+	env = calloc(nalways + ctx->nmasters + 1, sizeof(*env));
+	if (env == NULL)
+		goto nomem;
+	ctx->sensitive_env = env;
+	for (size_t i = 0; i < nalways; i++)
+		if ((env[n++] = strdup(always[i])) == NULL)
+			goto nomem;
+	for (size_t i = 0; i < ctx->nmasters; i++) {
 		const struct kwi_master *m = &ctx->masters[i];
 		bool known = m->source == KWI_KEY_FILE;
 
 		for (size_t k = 0; k < n && !known; k++)
-			known = ctx->sensitive_env[k] != NULL &&
-				strcmp(ctx->sensitive_env[k], m->var) == 0;
-		if (!known)
-			ctx->sensitive_env[n++] = strdup(m->var);
+			known = strcmp(env[k], m->var) == 0;
+		if (!known && (env[n++] = strdup(m->var)) == NULL)
+			goto nomem;
 	}
+	return;
+nomem:
+	problem(l, KW_ERR_NOMEM, s, "out of memory");
 }
 
 /* keyway.master_key and keyway.old_master_keys. */
@@ -1081,7 +1211,7 @@ static void load_keyway(struct loader *l, const config_setting_t *g)
 	}
 	if (master != NULL) {
 		load_masters(l, master, old);
-		note_sensitive_env(l->ctx);
+		note_sensitive_env(l, master);
 	}
 	else if (old != NULL)
 		problem(l, KW_ERR_CONFIG, old,
@@ -1814,10 +1944,10 @@ void kwi_config_free(struct kw_ctx *ctx)
 	free(ctx->sources);
 	kwi_module_unload_all(ctx->modules);
 	kwi_audit_free(ctx);
-	for (size_t i = 0; i < sizeof(ctx->sensitive_env) /
-				       sizeof(ctx->sensitive_env[0]);
-	     i++)
+	for (size_t i = 0;
+	     ctx->sensitive_env != NULL && ctx->sensitive_env[i] != NULL; i++)
 		free(ctx->sensitive_env[i]);
+	free(ctx->sensitive_env);
 	kwi_keyrings_free(ctx);
 	for (size_t i = 0; i < ctx->nmasters; i++)
 		kwi_master_free(&ctx->masters[i]);

@@ -297,7 +297,8 @@ struct kw_ctx {
 	bool ledger_allow;           /* on_unavailable = "allow" */
 	struct kwi_usage *usage;     /* usage counts waiting to be written */
 	struct kwi_audit *audit;     /* NULL without keyway.audit */
-	char *sensitive_env[8];      /* variables holding master keys */
+	char **sensitive_env;        /* variables holding master keys,
+				      * NULL-terminated; or NULL */
 	bool checking;               /* kw_check(): create nothing */
 	pid_t pid;                   /* the process that opened it */
 	unsigned forks;              /* kwi_forks() when it was opened */

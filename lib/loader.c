@@ -242,6 +242,7 @@ kw_status kwi_module_load(struct kwi_module **list, const char *spec,
 	struct kwi_module *m = NULL;
 	kw_module_entry_fn *entry;
 	char *path = NULL, byfd[192];
+	struct stat byname, opened;
 	kw_status rc;
 	int fd = -1;
 
@@ -303,6 +304,18 @@ kw_status kwi_module_load(struct kwi_module **list, const char *spec,
 	/* What is loaded is the file checked, not whatever has its name by
 	 * now. */
 	fd_name(fd, byfd, sizeof(byfd));
+	/* Without /proc (a chroot, a small container) dlopen() would only
+	 * say the name does not exist. */
+	if (stat(byfd, &byname) != 0 || fstat(fd, &opened) != 0 ||
+	    byname.st_dev != opened.st_dev || byname.st_ino != opened.st_ino) {
+		snprintf(why, whylen,
+			 "cannot load module %s: /proc/self/fd is not "
+			 "available; keyway loads modules through it (mount "
+			 "/proc)",
+			 m->path);
+		rc = KW_ERR_MODULE;
+		goto out;
+	}
 	m->handle = dlopen(byfd, RTLD_NOW | RTLD_LOCAL);
 	if (m->handle == NULL) {
 		const char *e = dlerror();

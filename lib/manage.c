@@ -630,9 +630,8 @@ int kw_reads_env(const kw_ctx *ctx, const char *name)
 	for (i = 0; i < sizeof(masters) / sizeof(masters[0]); i++)
 		if (same_name(masters[i], name, len))
 			return 1;
-	/* Every slot: one whose copy failed is NULL, not the end. */
-	for (i = 0; i < sizeof(ctx->sensitive_env) /
-			sizeof(ctx->sensitive_env[0]); i++)
+	for (i = 0; ctx->sensitive_env != NULL &&
+		    ctx->sensitive_env[i] != NULL; i++)
 		if (same_name(ctx->sensitive_env[i], name, len))
 			return 1;
 	for (i = 0; i < ctx->nbackends; i++) {
@@ -652,6 +651,9 @@ kw_status kw_backend_scope(const kw_ctx *ctx, const char *backend,
 	if (ctx == NULL || backend == NULL || scope == NULL)
 		return kwi_error(KW_ERR_INVAL,
 				 "no context, backend or scope");
+	/* Not echoed below unless it is a name that can be shown. */
+	if (kwi_check_name("backend name", backend) != KW_OK)
+		return KW_ERR_INVAL;
 	for (size_t i = 0; i < ctx->nbackends; i++) {
 		if (strcmp(ctx->backends[i].name, backend) == 0) {
 			*scope = ctx->backends[i].scope;

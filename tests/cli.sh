@@ -577,6 +577,47 @@ expect_eq "$(cat "$SECRETD/env6" 2>/dev/null)" "$K_ANT|kept" \
 child_lacks "$TMPD/names1" OPENAI_API_KEY MISTRAL_API_KEY KWTEST_DOTENV_ONLY \
 	KEYWAY_MASTER_KEY API_KEY_ENCRYPTION_KEY KEYWAY_PASSPHRASE
 
+# However many master keys come from the environment, none reaches the
+# child.  Distinct keys, each recognisable if one leaks.
+MKCONF=$SECRETD/mk6.conf
+sed 's/^backends: {/keyway: {\
+	master_key = { source = "env"; var = "KWTEST_MK0"; };\
+	old_master_keys = ( { source = "env"; var = "KWTEST_MK1"; },\
+		{ source = "env"; var = "KWTEST_MK2"; },\
+		{ source = "env"; var = "KWTEST_MK3"; },\
+		{ source = "env"; var = "KWTEST_MK4"; },\
+		{ source = "env"; var = "KWTEST_MK5"; } );\
+};\
+&/' "$CONF" >"$MKCONF"
+chmod 600 "$MKCONF"
+mk_env=()
+for i in 0 1 2 3 4 5; do
+	mk=$(printf 'a%.0s' {1..63})$i
+	secret "$mk"
+	mk_env+=("KWTEST_MK$i=$mk")
+done
+run env "${mk_env[@]}" "$KW" -c "$MKCONF" exec -p anthropic -- \
+	sh -c 'env | sed "s/=.*//" >"$1"' sh "$TMPD/names_mk"
+expect_exit 0
+expect_stderr ""
+child_lacks "$TMPD/names_mk" KWTEST_MK0 KWTEST_MK1 KWTEST_MK2 KWTEST_MK3 \
+	KWTEST_MK4 KWTEST_MK5
+
+# Modules are loaded through /proc/self/fd: without /proc (a chroot, a
+# small container) the error says so.  A mount namespace with an empty
+# /proc stands for one; it needs root and unshare(1).
+noproc="$CONF:9: backend \"team\": cannot load module $KEYWAY_MODULE_DIR/kw_fake.so: /proc/self/fd is not available; keyway loads modules through it (mount /proc)"
+if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null 2>&1 &&
+	unshare -m sh -c 'mount -t tmpfs none /proc' 2>/dev/null; then
+	run unshare -m sh -c 'mount -t tmpfs none /proc && exec "$@"' sh \
+		"$KW" -c "$CONF" get anthropic
+	expect_exit 1
+	expect_stderr "keyway: $noproc"
+else
+	skip "get without /proc: exit status" "needs root and unshare -m"
+	skip "get without /proc: stderr" "needs root and unshare -m"
+fi
+
 # A key the env backend resolved reaches the child, once, as resolved.
 run env OPENAI_API_KEY="$K_OLD" "$KW" -c "$CONF" exec -p openai -- \
 	sh -c 'printf %s "$OPENAI_API_KEY" >"$1"; env | grep -c "^OPENAI_API_KEY="' \

@@ -115,8 +115,8 @@ static struct bad_config bad_configs[] = {
 		.name = "syntax_error",
 		.text = BACKEND("    module = \"fake\";\n"      /* 3 */
 				"    answer = found;\n"),       /* 4 */
-		.expect = "%s/keyway.conf:4: syntax error at 'found' (a "
-			  "string value must be in double quotes)",
+		.expect = "%s/keyway.conf:4: syntax error at a value after "
+			  "'=' (a string value must be in double quotes)",
 		.status = KW_ERR_CONFIG,
 	},
 	{
@@ -1335,11 +1335,195 @@ static void test_include_syntax_error(void **state)
 		      "    }\n"
 		      "  );\n"
 		      "};\n"));
-	expect = expand("%s/chains.conf:4: syntax error at 'a' (a string "
-			"value must be in double quotes)",
+	expect = expand("%s/chains.conf:4: syntax error at a value after "
+			"'=' (a string value must be in double quotes)",
 			fx->dir);
 	assert_open_fails(fx->conf, KW_ERR_CONFIG, expect);
 	free(expect);
+}
+
+/* A value where a syntax error stops may be a key pasted in the wrong
+ * place: whatever its shape, it is named by its kind, never shown. */
+static void test_syntax_error_hides_values(void **state)
+{
+	static const struct {
+		const char *line;   /* line 4 of the backend */
+		const char *secret; /* what must not be shown */
+		const char *expect;
+	} rows[] = {
+		{ "    answer = sk-ant-api03-SECRETSECRETSECRETSECRET;\n",
+		  "sk-ant-api03",
+		  "%s/keyway.conf:4: syntax error at a value after '=' (a "
+		  "string value must be in double quotes)" },
+		{ "    answer = deadbeefcafe0123456789abcdef01234567;\n",
+		  "deadbeefcafe",
+		  "%s/keyway.conf:4: syntax error at a value after '=' (a "
+		  "string value must be in double quotes)" },
+		{ "    answer : averylongpastedwordthatisnotaname;\n",
+		  "averylongpast",
+		  "%s/keyway.conf:4: syntax error at a value after ':' (a "
+		  "string value must be in double quotes)" },
+		{ "    answer sk-ant-api03-SECRETSECRETSECRETSECRET;\n",
+		  "sk-ant-api03",
+		  "%s/keyway.conf:4: syntax error at an unquoted word (a "
+		  "missing '=' before it?)" },
+		{ "    answer = [ sk-ant-api03-SECRETSECRETSECRETSECRET ];\n",
+		  "sk-ant-api03",
+		  "%s/keyway.conf:4: syntax error at an unquoted word" },
+		{ "    answer = \"x\" 4f2a9c0d1e8b7a6f5e4d3c2b1a0f9e8d;\n",
+		  "4f2a9c0d1e8b",
+		  "%s/keyway.conf:4: syntax error at a number (a missing ',' "
+		  "or ';' before it?)" },
+	};
+	struct fixture *fx = *state;
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		char *text = NULL, *expect = expand(rows[i].expect, fx->dir);
+
+		assert_true(asprintf(&text, "backends: {\n  a: {\n"
+				     "    module = \"fake\";\n%s  };\n};\n",
+				     rows[i].line) > 0);
+		write_conf(fx, text);
+		assert_open_fails(fx->conf, KW_ERR_CONFIG, expect);
+		assert_null(strstr(kw_last_error(), rows[i].secret));
+		free(expect);
+		free(text);
+	}
+}
+
+/* A name in a setting name's place is shown; a long one is not. */
+static void test_syntax_error_names(void **state)
+{
+	struct fixture *fx = *state;
+	char *expect;
+
+	write_conf(fx, BACKEND("    module = \"fake\";\n"      /* 3 */
+			       "    answer = \"found\";\n"     /* 4 */
+			       "    = 1; $x = 2;\n"));         /* 5 */
+	expect = expand("%s/keyway.conf:5: syntax error at '='", fx->dir);
+	assert_open_fails(fx->conf, KW_ERR_CONFIG, expect);
+	free(expect);
+}
+
+/* Finding where a syntax error is costs a parse per token tried: a long
+ * line is cheap all the same, with the bare message when finding it would
+ * cost too much.  The alarm ends the test if it is not cheap. */
+static void test_syntax_error_long_line(void **state)
+{
+	struct fixture *fx = *state;
+#ifdef __SANITIZE_ADDRESS__
+	/* libconfig grows an array a little at a time, which the
+	 * sanitizer's realloc() makes slow on its own. */
+	size_t n = 100 * 1000, len;
+	const char *at_end = " at ';'"; /* within the budget: found */
+#else
+	size_t n = 1000 * 1000, len;
+	const char *at_end = "";        /* past it: the bare message */
+#endif
+	char *text = malloc(n + 64), *expect;
+
+	assert_non_null(text);
+	/* x = [1,N,...,N ; -- the error is at the end of the line. */
+	len = (size_t)sprintf(text, "x = [1");
+	while (len < n)
+		len += (size_t)sprintf(text + len, ",1234567890123");
+	sprintf(text + len, " ;\n");
+	write_conf(fx, text);
+	expect = expand("%s/keyway.conf:1: syntax error", fx->dir);
+	{
+		char *found = NULL;
+
+		assert_true(asprintf(&found, "%s%s", expect, at_end) > 0);
+		alarm(30);
+		assert_open_fails(fx->conf, KW_ERR_CONFIG, found);
+		free(found);
+	}
+
+	/* Near the start: the tokens tried are all after it. */
+	memcpy(text, "x = ] [", 7);
+	write_conf(fx, text);
+	assert_open_fails(fx->conf, KW_ERR_CONFIG, expect);
+	alarm(0);
+	free(expect);
+	free(text);
+}
+
+/* At most 256 files are included in all, however shallow. */
+static void test_include_count(void **state)
+{
+	struct fixture *fx = *state;
+	char *text = NULL, *expect;
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+	kw_ctx *ctx = NULL;
+
+	assert_non_null(out);
+	fputs(BACKEND_A CHAIN_A, out); /* 14 lines */
+	for (int i = 0; i < 256; i++)
+		fputs("@include \"empty.conf\"\n", out);
+	assert_int_equal(fclose(out), 0);
+	free(tu_write(fx->dir, "empty.conf", 0644, "%s", ""));
+	write_conf(fx, text);
+	assert_status(kw_open(&ctx, fx->conf), KW_OK);
+	kw_close(ctx);
+
+	free(tu_write(fx->dir, "keyway.conf", 0644,
+		      "%s@include \"empty.conf\"\n", text));
+	expect = expand("%s/keyway.conf:271: cannot include %s/empty.conf: "
+			"more than 256 files are included in all",
+			fx->dir);
+	assert_open_fails(fx->conf, KW_ERR_CONFIG, expect);
+	free(expect);
+	free(text);
+}
+
+/* Only a comment may follow an @include's file name on its line. */
+static void test_include_trailing_text(void **state)
+{
+	struct fixture *fx = *state;
+	kw_ctx *ctx = NULL;
+	char *expect;
+
+	free(tu_write(fx->dir, "chains.conf", 0644, "%s", CHAIN_A));
+	write_conf(fx, BACKEND_A "@include \"chains.conf\" \t# chains\n");
+	assert_status(kw_open(&ctx, fx->conf), KW_OK);
+	kw_close(ctx);
+	write_conf(fx, BACKEND_A "@include \"chains.conf\" /* c */ // c\n");
+	assert_status(kw_open(&ctx, fx->conf), KW_OK);
+	kw_close(ctx);
+
+	write_conf(fx, BACKEND_A "@include \"chains.conf\" x = 1;\n");
+	expect = expand("%s/keyway.conf:7: @include: only a comment may "
+			"follow the file name on its line",
+			fx->dir);
+	assert_open_fails(fx->conf, KW_ERR_CONFIG, expect);
+	write_conf(fx, BACKEND_A "@include \"chains.conf\" /* c */ x = 1;\n");
+	assert_open_fails(fx->conf, KW_ERR_CONFIG, expect);
+	free(expect);
+}
+
+/* kw_backend_scope() checks a name before it echoes it. */
+static void test_backend_scope_name(void **state)
+{
+	struct fixture *fx = *state;
+	kw_scope scope = KW_SCOPE_USER;
+	kw_ctx *ctx = NULL;
+	char *expect;
+
+	write_conf(fx, BACKEND_A CHAIN_A);
+	assert_status(kw_open(&ctx, fx->conf), KW_OK);
+	assert_status(kw_backend_scope(ctx, "a", &scope), KW_OK);
+	assert_int_equal(scope, KW_SCOPE_NONE);
+	assert_status(kw_backend_scope(ctx, "b", &scope), KW_ERR_INVAL);
+	expect = expand("%s/keyway.conf: no backend \"b\"", fx->dir);
+	assert_string_equal(kw_last_error(), expect);
+	free(expect);
+	assert_status(kw_backend_scope(ctx, "b\033]0;x\a", &scope),
+		      KW_ERR_INVAL);
+	assert_string_equal(kw_last_error(), "invalid backend name: it holds "
+					     "a control character (at byte 2)");
+	assert_int_equal(scope, KW_SCOPE_NONE);
+	kw_close(ctx);
 }
 
 /* libconfig's scanner exit()s on an @include of a directory: it is
@@ -1560,6 +1744,12 @@ static const struct CMUnitTest other_tests[] = {
 	FX_TEST(test_include_loads),
 	FX_TEST(test_include_error_names_included_file),
 	FX_TEST(test_include_syntax_error),
+	FX_TEST(test_backend_scope_name),
+	FX_TEST(test_include_count),
+	FX_TEST(test_include_trailing_text),
+	FX_TEST(test_syntax_error_hides_values),
+	FX_TEST(test_syntax_error_names),
+	FX_TEST(test_syntax_error_long_line),
 	FX_TEST(test_include_directory),
 	FX_TEST(test_include_not_a_file),
 	FX_TEST(test_include_lines),

@@ -363,7 +363,8 @@ KW_EXPORT const char *kw_scope_str(kw_scope scope);
  * scope: *scope gets KW_SCOPE_USER, KW_SCOPE_ORG or KW_SCOPE_SYSTEM, or
  * KW_SCOPE_NONE for a backend that takes no scope.  KW_ERR_INVAL when there
  * is no such backend ("FILE: no backend \"NAME\"" in kw_last_error()),
- * *scope being KW_SCOPE_NONE then.  Lets a program check what it was told
+ * or when `backend` is not a valid name (as kw_name_check() says), *scope
+ * being KW_SCOPE_NONE then.  Lets a program check what it was told
  * before it asks for a key to store.  Thread-safe.
  */
 KW_EXPORT KW_WARN_UNUSED kw_status kw_backend_scope(const kw_ctx *ctx,
