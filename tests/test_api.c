@@ -1454,6 +1454,15 @@ static void test_fork_child_reopens(void **state)
 	char *dir, *odir, *conf, *oconf;
 
 	(void)state;
+#if defined(__SANITIZE_ADDRESS__)
+	/* GCC 12's AddressSanitizer does not hold its allocator's lock
+	 * across fork(): a child forked while the usage thread is in
+	 * malloc(), as it is every millisecond here, can hang in its own
+	 * first malloc().  glibc's malloc is fork-safe; the plain build runs
+	 * this test. */
+	print_message("built with AddressSanitizer: not run\n");
+	return;
+#endif
 	assert_int_equal(setenv("KWTEST_FORK_MASTER", FORK_MASTER, 1), 0);
 	kwi_test_usage_flush_ms(1);
 	other = fork_store(&odir, &oconf);
