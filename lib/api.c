@@ -575,8 +575,7 @@ kw_status kw_resolve(kw_ctx *ctx, const kw_request *req, kw_secret **out)
 			/* Not audited, so not handed out. */
 			snprintf(why, sizeof(why), "%s", kw_last_error());
 			(*out)->outcome = KW_UNUSED;
-			if ((*out)->charged != NULL)
-				kwi_quota_refund((*out)->charged);
+			(void)kwi_quota_refund(&(*out)->charged);
 			kw_secret_free(*out);
 			*out = NULL;
 			return kwi_error(KW_ERR_IO, "%s", why);
@@ -643,13 +642,8 @@ kw_status kw_secret_report(kw_secret *s, kw_outcome outcome)
 				 "reported");
 	s->reported = true;
 	s->outcome = outcome;
-	if (outcome == KW_UNUSED && s->charged != NULL) {
-		kw_status rc = kwi_quota_refund(s->charged);
-
-		kwi_charged_free(s->charged);
-		s->charged = NULL;
-		return rc;
-	}
+	if (outcome == KW_UNUSED)
+		return kwi_quota_refund(&s->charged);
 	return KW_OK;
 }
 

@@ -464,9 +464,7 @@ static kw_status walk(const struct kwi_chain *c,
 		if (r.charged != NULL && e->action[kwi_answer_of(st)] !=
 						 KW_ACTION_DONE) {
 			/* Charged for a key the chain does not hand out. */
-			(void)kwi_quota_refund(r.charged);
-			kwi_charged_free(r.charged);
-			r.charged = NULL;
+			(void)kwi_quota_refund(&r.charged);
 		}
 		a = kwi_answer_of(st);
 		act = (kw_action)e->action[a];

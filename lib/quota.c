@@ -306,19 +306,25 @@ kw_status kwi_quota_charge(struct kw_ctx *ctx, const struct kw_instance *b,
 	return KW_ERR_DENIED;
 }
 
-kw_status kwi_quota_refund(struct kwi_charged *c)
+kw_status kwi_quota_refund(struct kwi_charged **cp)
 {
-	struct kw_instance *ledger = c->ledger;
+	struct kwi_charged *c = *cp;
+	struct kw_instance *ledger;
 	struct kw_reply r;
 	kw_charge ch;
 	kw_status rc;
 
+	if (c == NULL)
+		return KW_OK;
+	*cp = NULL;
+	ledger = c->ledger;
 	memset(&ch, 0, sizeof(ch));
 	ch.slots = c->slots;
 	ch.nslots = c->nslots;
 	ch.usage_id = c->usage_id;
 	kwi_reply_init(&r, ledger->name);
 	rc = ledger->module->op_refund(ledger->state, &ch, &r);
+	kwi_charged_free(c);
 	if (rc != KW_OK)
 		return kwi_error(rc, "keyway.ledger: refund failed: %s",
 				 r.detail[0] != '\0' ? r.detail
