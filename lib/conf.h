@@ -54,9 +54,6 @@ struct kw_instance {
 kw_status kwi_config_load(struct kw_ctx *ctx, const char *path,
 			  struct kwi_diag *d);
 
-/* Free what kwi_config_load() loaded. */
-void kwi_config_free(struct kw_ctx *ctx);
-
 /* The file a setting is written in: the configuration's path, or the
  * path of the included file (owned by the context). */
 const char *kwi_source_path(struct kw_ctx *ctx, const config_setting_t *s);

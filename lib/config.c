@@ -997,10 +997,88 @@ static void load_masters(struct loader *l, const config_setting_t *cur,
 	}
 }
 
+/* One setting of keyway.providers.NAME into pr; false when out of
+ * memory. */
+static bool load_provider_setting(struct loader *l, struct kwi_provider *pr,
+				  const config_setting_t *s)
+{
+	const char *name = pr->name;
+	const char *key = config_setting_name(s);
+	int type = config_setting_type(s);
+	long long v;
+
+	if (strcmp(key, "prefix") == 0 && type == CONFIG_TYPE_STRING) {
+		if (kwi_provider_set_prefix(pr, config_setting_get_string(s)))
+			return true;
+		problem(l, KW_ERR_NOMEM, s, "out of memory");
+		return false;
+	}
+	if ((strcmp(key, "min_length") == 0 ||
+	     strcmp(key, "max_length") == 0) &&
+	    (type == CONFIG_TYPE_INT || type == CONFIG_TYPE_INT64)) {
+		v = config_setting_get_int64(s);
+		if (v < 1 || v > 65536)
+			problem(l, KW_ERR_CONFIG, s,
+				"keyway.providers.%s.%s must be between 1 and "
+				"65536",
+				name, key);
+		else if (key[1] == 'i')
+			pr->min_len = (size_t)v;
+		else
+			pr->max_len = (size_t)v;
+		return true;
+	}
+	if (strcmp(key, "prefix") == 0 || strcmp(key, "min_length") == 0 ||
+	    strcmp(key, "max_length") == 0)
+		problem(l, KW_ERR_CONFIG, s,
+			"keyway.providers.%s.%s must be %s", name, key,
+			key[0] == 'p' ? "a string" : "an integer");
+	else
+		problem(l, KW_ERR_CONFIG, s,
+			"keyway.providers.%s: unknown setting \"%s\" "
+			"(expected prefix, min_length or max_length)",
+			name, key);
+	return true;
+}
+
+/* keyway.providers.NAME; false when out of memory. */
+static bool load_provider(struct loader *l, const config_setting_t *p)
+{
+	const char *name = config_setting_name(p);
+	struct kwi_provider *pr;
+
+	if (!kwi_valid_provider(name)) {
+		problem(l, KW_ERR_CONFIG, p,
+			"keyway.providers: invalid provider name \"%s\" "
+			"(lower-case letters, digits, '-', '_' and '.')",
+			name);
+		return true;
+	}
+	if (!config_setting_is_group(p)) {
+		problem(l, KW_ERR_CONFIG, p,
+			"keyway.providers.%s must be a group { prefix = ...; }",
+			name);
+		return true;
+	}
+	pr = kwi_provider_add(l->ctx, name);
+	if (pr == NULL) {
+		problem(l, KW_ERR_NOMEM, p, "out of memory");
+		return false;
+	}
+	for (int k = 0; k < config_setting_length(p); k++)
+		if (!load_provider_setting(l, pr,
+					   config_setting_get_elem(p, k)))
+			return false;
+	if (pr->min_len > pr->max_len)
+		problem(l, KW_ERR_CONFIG, p,
+			"keyway.providers.%s: min_length is above max_length",
+			name);
+	return true;
+}
+
 /* keyway.providers: { name: { prefix = "..."; min_length = N; ... }; } */
 static void load_providers(struct loader *l, const config_setting_t *g)
 {
-	struct kw_ctx *ctx = l->ctx;
 	int n;
 
 	if (!config_setting_is_group(g)) {
@@ -1010,98 +1088,13 @@ static void load_providers(struct loader *l, const config_setting_t *g)
 		return;
 	}
 	n = config_setting_length(g);
-	ctx->providers = calloc((size_t)n + 1, sizeof(*ctx->providers));
-	if (ctx->providers == NULL) {
+	if (kwi_providers_alloc(l->ctx, (size_t)n) != KW_OK) {
 		problem(l, KW_ERR_NOMEM, g, "out of memory");
 		return;
 	}
-	for (int i = 0; i < n; i++) {
-		const config_setting_t *p = config_setting_get_elem(g, i);
-		struct kwi_provider *pr = &ctx->providers[ctx->nproviders];
-		const struct kwi_provider *builtin;
-		const char *name = config_setting_name(p);
-		long long v;
-
-		if (!kwi_valid_provider(name)) {
-			problem(l, KW_ERR_CONFIG, p,
-				"keyway.providers: invalid provider name "
-				"\"%s\" (lower-case letters, digits, '-', '_' "
-				"and '.')",
-				name);
-			continue;
-		}
-		if (!config_setting_is_group(p)) {
-			problem(l, KW_ERR_CONFIG, p,
-				"keyway.providers.%s must be a group { prefix "
-				"= ...; }",
-				name);
-			continue;
-		}
-		/* An entry for a built-in provider changes what it sets and
-		 * keeps the rest. */
-		builtin = kwi_builtin_provider(name);
-		pr->name = strdup(name);
-		pr->prefix = strdup(builtin != NULL ? builtin->prefix : "");
-		pr->min_len = builtin != NULL ? builtin->min_len : 8;
-		pr->max_len = builtin != NULL ? builtin->max_len : 4096;
-		ctx->nproviders++;
-		if (pr->name == NULL || pr->prefix == NULL) {
-			problem(l, KW_ERR_NOMEM, p, "out of memory");
+	for (int i = 0; i < n; i++)
+		if (!load_provider(l, config_setting_get_elem(g, i)))
 			return;
-		}
-		for (int k = 0; k < config_setting_length(p); k++) {
-			const config_setting_t *s = config_setting_get_elem(p, k);
-			const char *key = config_setting_name(s);
-			int type = config_setting_type(s);
-
-			if (strcmp(key, "prefix") == 0 &&
-			    type == CONFIG_TYPE_STRING) {
-				free(pr->prefix);
-				pr->prefix = strdup(config_setting_get_string(s));
-				if (pr->prefix == NULL) {
-					problem(l, KW_ERR_NOMEM, s,
-						"out of memory");
-					return;
-				}
-				continue;
-			}
-			if ((strcmp(key, "min_length") == 0 ||
-			     strcmp(key, "max_length") == 0) &&
-			    (type == CONFIG_TYPE_INT ||
-			     type == CONFIG_TYPE_INT64)) {
-				v = config_setting_get_int64(s);
-				if (v < 1 || v > 65536)
-					problem(l, KW_ERR_CONFIG, s,
-						"keyway.providers.%s.%s must "
-						"be between 1 and 65536",
-						name, key);
-				else if (key[1] == 'i')
-					pr->min_len = (size_t)v;
-				else
-					pr->max_len = (size_t)v;
-				continue;
-			}
-			if (strcmp(key, "prefix") == 0 ||
-			    strcmp(key, "min_length") == 0 ||
-			    strcmp(key, "max_length") == 0)
-				problem(l, KW_ERR_CONFIG, s,
-					"keyway.providers.%s.%s must be %s",
-					name, key,
-					key[0] == 'p' ? "a string"
-						      : "an integer");
-			else
-				problem(l, KW_ERR_CONFIG, s,
-					"keyway.providers.%s: unknown setting "
-					"\"%s\" (expected prefix, min_length "
-					"or max_length)",
-					name, key);
-		}
-		if (pr->min_len > pr->max_len)
-			problem(l, KW_ERR_CONFIG, p,
-				"keyway.providers.%s: min_length is above "
-				"max_length",
-				name);
-	}
 }
 
 /* keyway.log: where host->log() lines go besides syslog. */
@@ -1717,14 +1710,6 @@ static void load_backends(struct loader *l, config_setting_t *g)
 
 /* ---- chains: { } ---- */
 
-static struct kw_instance *find_backend(struct kw_ctx *ctx, const char *name)
-{
-	for (size_t i = 0; i < ctx->nbackends; i++)
-		if (strcmp(ctx->backends[i].name, name) == 0)
-			return &ctx->backends[i];
-	return NULL;
-}
-
 static void load_entry(struct loader *l, struct kwi_chain *c, size_t i,
 		       const config_setting_t *g)
 {
@@ -1767,7 +1752,7 @@ static void load_entry(struct loader *l, struct kwi_chain *c, size_t i,
 	} else {
 		const char *name = config_setting_get_string(be);
 
-		e->backend = find_backend(l->ctx, name);
+		e->backend = kwi_find_backend(l->ctx, name);
 		if (e->backend == NULL)
 			problem(l, KW_ERR_CONFIG, be,
 				"chain \"%s\": unknown backend \"%s\"",
@@ -1911,53 +1896,4 @@ kw_status kwi_config_load(struct kw_ctx *ctx, const char *path,
 		kwi_diag(d, KW_ERR_CONFIG, path, 0, "no chains section");
 	check_quotas_have_ledger(&l);
 	return d->first;
-}
-
-void kwi_config_free(struct kw_ctx *ctx)
-{
-	for (size_t i = 0; i < ctx->nbackends; i++) {
-		struct kw_instance *b = &ctx->backends[i];
-
-		for (size_t k = 0; k < b->npaths; k++)
-			free(b->paths[k].value);
-		free(b->paths);
-		free(b->name);
-		free(b->label);
-		free(b->quotas);
-	}
-	free(ctx->backends);
-	if (ctx->ledger != NULL) {
-		for (size_t k = 0; k < ctx->ledger->npaths; k++)
-			free(ctx->ledger->paths[k].value);
-		free(ctx->ledger->paths);
-		free(ctx->ledger->name);
-		free(ctx->ledger->label);
-		free(ctx->ledger);
-	}
-	for (size_t i = 0; i < ctx->nchains; i++) {
-		free(ctx->chains[i].entries);
-		free(ctx->chains[i].name);
-	}
-	free(ctx->chains);
-	for (size_t i = 0; i < ctx->nsources; i++)
-		free(ctx->sources[i].value);
-	free(ctx->sources);
-	kwi_module_unload_all(ctx->modules);
-	kwi_audit_free(ctx);
-	for (size_t i = 0;
-	     ctx->sensitive_env != NULL && ctx->sensitive_env[i] != NULL; i++)
-		free(ctx->sensitive_env[i]);
-	free(ctx->sensitive_env);
-	kwi_keyrings_free(ctx);
-	for (size_t i = 0; i < ctx->nmasters; i++)
-		kwi_master_free(&ctx->masters[i]);
-	kwi_secure_free(ctx->masters, ctx->masters_size);
-	for (size_t i = 0; i < ctx->nproviders; i++) {
-		free(ctx->providers[i].name);
-		free(ctx->providers[i].prefix);
-	}
-	free(ctx->providers);
-	config_destroy(&ctx->cfg);
-	free(ctx->path);
-	free(ctx->dir);
 }

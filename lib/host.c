@@ -178,20 +178,6 @@ void kwi_reply_init(struct kw_reply *r, const char *backend)
 	r->detail[0] = '\0';
 }
 
-void kwi_secret_destroy(struct kw_secret *s)
-{
-	if (s == NULL)
-		return;
-	if (s->usage != NULL) {
-		if (s->outcome == KW_USED)
-			kwi_usage_note(s->usage, s->store, s->scope, s->owner,
-				       s->provider, kwi_now());
-		kwi_usage_release(s->usage);
-	}
-	kwi_charged_free(s->charged);
-	kwi_secure_free(s, s->size);
-}
-
 void kwi_reply_clear(struct kw_reply *r)
 {
 	kwi_secret_destroy(r->secret);

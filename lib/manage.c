@@ -29,68 +29,6 @@ const char *kw_scope_str(kw_scope scope)
 	return "none";
 }
 
-/* ---- provider formats ---- */
-
-static const struct kwi_provider builtin_providers[] = {
-	{ (char *)"anthropic", (char *)"sk-ant-", 20, 4096 },
-	{ (char *)"openai", (char *)"sk-", 20, 4096 },
-	{ (char *)"google", (char *)"AIza", 30, 4096 },
-};
-
-const struct kwi_provider *kwi_builtin_provider(const char *name)
-{
-	for (size_t i = 0;
-	     i < sizeof(builtin_providers) / sizeof(builtin_providers[0]); i++)
-		if (strcmp(builtin_providers[i].name, name) == 0)
-			return &builtin_providers[i];
-	return NULL;
-}
-
-static const struct kwi_provider *find_provider(const struct kw_ctx *ctx,
-						const char *name)
-{
-	for (size_t i = 0; i < ctx->nproviders; i++)
-		if (strcmp(ctx->providers[i].name, name) == 0)
-			return &ctx->providers[i];
-	return kwi_builtin_provider(name);
-}
-
-kw_status kwi_provider_check(const struct kw_ctx *ctx, const char *provider,
-			     const char *value, size_t len, char *why,
-			     size_t whylen)
-{
-	static const struct kwi_provider any = { NULL, (char *)"", 8, 4096 };
-	const struct kwi_provider *p = find_provider(ctx, provider);
-
-	if (p == NULL)
-		p = &any;
-	/* Printable ASCII without blanks: what every API key is made of, and
-	 * what survives a trip through an environment variable or a header. */
-	for (size_t i = 0; i < len; i++) {
-		if ((unsigned char)value[i] < 0x21 ||
-		    (unsigned char)value[i] > 0x7e) {
-			snprintf(why, whylen,
-				 "the %s key holds a blank or a character that "
-				 "is not printable ASCII (at byte %zu)",
-				 provider, i + 1);
-			return KW_ERR_INVAL;
-		}
-	}
-	if (len < p->min_len || len > p->max_len) {
-		snprintf(why, whylen,
-			 "%s keys are %zu to %zu characters long, not %zu",
-			 provider, p->min_len, p->max_len, len);
-		return KW_ERR_INVAL;
-	}
-	if (len < strlen(p->prefix) ||
-	    memcmp(value, p->prefix, strlen(p->prefix)) != 0) {
-		snprintf(why, whylen, "%s keys start with \"%s\"", provider,
-			 p->prefix);
-		return KW_ERR_INVAL;
-	}
-	return KW_OK;
-}
-
 /* ---- who may ---- */
 
 #define ACTOR_HAS(a, f) \
@@ -155,14 +93,6 @@ static kw_status check_actor(const kw_actor *a)
 	return KW_OK;
 }
 
-static struct kw_instance *find_backend(kw_ctx *ctx, const char *name)
-{
-	for (size_t i = 0; i < ctx->nbackends; i++)
-		if (strcmp(ctx->backends[i].name, name) == 0)
-			return &ctx->backends[i];
-	return NULL;
-}
-
 /* A backend that has `cap`. */
 static kw_status store_backend(kw_ctx *ctx, const char *name, uint32_t cap,
 			       struct kw_instance **out)
@@ -175,7 +105,7 @@ static kw_status store_backend(kw_ctx *ctx, const char *name, uint32_t cap,
 	if (kwi_ctx_usable(ctx) != KW_OK ||
 	    kwi_check_name("backend name", name) != KW_OK)
 		return KW_ERR_INVAL;
-	b = find_backend(ctx, name);
+	b = kwi_find_backend(ctx, name);
 	if (b == NULL)
 		return kwi_error(KW_ERR_INVAL, "%s: no backend \"%.64s\"",
 				 ctx->path, name);
@@ -646,6 +576,8 @@ int kw_reads_env(const kw_ctx *ctx, const char *name)
 kw_status kw_backend_scope(const kw_ctx *ctx, const char *backend,
 			   kw_scope *scope)
 {
+	const struct kw_instance *b;
+
 	if (scope != NULL)
 		*scope = KW_SCOPE_NONE;
 	if (ctx == NULL || backend == NULL || scope == NULL)
@@ -654,11 +586,10 @@ kw_status kw_backend_scope(const kw_ctx *ctx, const char *backend,
 	/* Not echoed below unless it is a name that can be shown. */
 	if (kwi_check_name("backend name", backend) != KW_OK)
 		return KW_ERR_INVAL;
-	for (size_t i = 0; i < ctx->nbackends; i++) {
-		if (strcmp(ctx->backends[i].name, backend) == 0) {
-			*scope = ctx->backends[i].scope;
-			return KW_OK;
-		}
+	b = kwi_find_backend(ctx, backend);
+	if (b != NULL) {
+		*scope = b->scope;
+		return KW_OK;
 	}
 	return kwi_error(KW_ERR_INVAL, "%s: no backend \"%.64s\"", ctx->path,
 			 backend);

@@ -27,9 +27,6 @@ struct kwi_provider {
  * with a letter or digit, at most KWI_PROVIDER_MAX.  NULL is not one. */
 bool kwi_valid_provider(const char *s);
 
-/* A built-in provider format, or NULL. */
-const struct kwi_provider *kwi_builtin_provider(const char *name);
-
 /*
  * Make room in ctx for n providers of keyway.providers.  KW_OK or
  * KW_ERR_NOMEM.

@@ -19,56 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "internal.h"
-
-#ifdef KW_TEST_SEAMS
-static int64_t (*test_clock)(void);
-
-/* Only in the library the unit tests link: the production library has no
- * way to change its clock. */
-void kwi_test_set_clock(int64_t (*clock)(void))
-{
-	test_clock = clock;
-}
-#endif
-
-int64_t kwi_now(void)
-{
-#ifdef KW_TEST_SEAMS
-	if (test_clock != NULL)
-		return test_clock();
-#endif
-	return (int64_t)time(NULL);
-}
-
-void kwi_window(int64_t period, int64_t now, int64_t *start, int64_t *end)
-{
-	struct tm tm;
-	time_t t = (time_t)now;
-
-	if (period > 0) {
-		*start = now - ((now % period) + period) % period;
-		*end = *start + period;
-		return;
-	}
-	gmtime_r(&t, &tm);
-	tm.tm_mday = 1;
-	tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
-	*start = (int64_t)timegm(&tm);
-	tm.tm_mon += 1;
-	*end = (int64_t)timegm(&tm);
-}
-
-static void iso8601(int64_t when, char *buf, size_t len)
-{
-	struct tm tm;
-	time_t t = (time_t)when;
-
-	gmtime_r(&t, &tm);
-	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
 
 void kwi_charged_free(struct kwi_charged *c)
 {
@@ -280,7 +232,7 @@ kw_status kwi_quota_charge(struct kw_ctx *ctx, const struct kw_instance *b,
 	if (rc == KW_ERR_DENIED && ch.full < b->nquotas) {
 		char reset[32];
 
-		iso8601(c->slots[ch.full].expires, reset, sizeof(reset));
+		kwi_iso8601(c->slots[ch.full].expires, reset, sizeof(reset));
 		used_up(b, &b->quotas[ch.full], in, ch.count, reset, detail,
 			detaillen);
 		kwi_charged_free(c);
