@@ -1,225 +1,26 @@
 /*
- * chain.c - controls and the chain walk.
- *
- * A control is compiled at load time into one action per answer, so the
- * walk itself is a table lookup per entry.  The keywords are shorthands:
- *
- *               found  notfound  denied    unavail   error
- *   sufficient  done   continue  continue  continue  die
- *   required    done   continue  continue  die       die
- *   requisite   done   die       die       die       die
- *   optional    done   continue  continue  continue  continue
+ * chain.c - the walk down a chain: each entry's backend asked in turn, its
+ * answer charged to the quotas and acted on as the entry's control says
+ * (control.c compiles it), until one is done or dies or the chain runs
+ * out.
  */
 #include "config.h"
 
+#include <stdbool.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include <keyway/keyway.h>
+#include <keyway/module.h>
 
-#define D KW_ACTION_DONE
-#define C KW_ACTION_CONTINUE
-#define X KW_ACTION_DIE
-
-static const struct {
-	const char *name;
-	uint8_t action[KWI_NANSWERS];
-} keywords[] = {
-	{ "sufficient", { D, C, C, C, X } },
-	{ "required", { D, C, C, X, X } },
-	{ "requisite", { D, X, X, X, X } },
-	{ "optional", { D, C, C, C, C } },
-};
-
-#undef D
-#undef C
-#undef X
-
-#define MAX_SKIP 255
-
-static int answer_by_name(const char *s, size_t n)
-{
-	for (int a = 0; a < KWI_NANSWERS; a++) {
-		const char *name = kwi_answer_str((enum kwi_answer)a);
-
-		if (strlen(name) == n && memcmp(name, s, n) == 0)
-			return a;
-	}
-	if (n == 7 && memcmp(s, "default", 7) == 0)
-		return KWI_NANSWERS;
-	return -1;
-}
-
-/* Parse one action word; *skip gets N for a number. */
-static int action_by_name(const char *s, size_t n, unsigned *skip)
-{
-	static const char *const names[] = { "done", "continue", "die" };
-
-	for (int k = 0; k < 3; k++)
-		if (strlen(names[k]) == n && memcmp(names[k], s, n) == 0)
-			return k;
-	if (n > 0 && n <= 3 && strspn(s, "0123456789") >= n) {
-		unsigned v = 0;
-
-		for (size_t i = 0; i < n; i++)
-			v = v * 10 + (unsigned)(s[i] - '0');
-		*skip = v;
-		return KW_ACTION_SKIP;
-	}
-	return -1;
-}
-
-static kw_status parse_bracket(const char *text, size_t remaining,
-			       struct kwi_entry *e, char *why, size_t whylen)
-{
-	int act[KWI_NANSWERS + 1];
-	unsigned skip[KWI_NANSWERS + 1];
-	const char *p = text + 1;
-
-	for (int a = 0; a <= KWI_NANSWERS; a++) {
-		act[a] = -1;
-		skip[a] = 0;
-	}
-
-	for (;;) {
-		const char *tok, *eq, *end;
-		int a, ac;
-		unsigned n = 0;
-
-		p += strspn(p, " \t");
-		if (*p == ']') {
-			p++;
-			break;
-		}
-		if (*p == '\0') {
-			snprintf(why, whylen, "control \"%s\": missing ]",
-				 text);
-			return KW_ERR_CONFIG;
-		}
-		tok = p;
-		end = tok + strcspn(tok, " \t]");
-		eq = memchr(tok, '=', (size_t)(end - tok));
-		if (eq == NULL) {
-			snprintf(why, whylen,
-				 "control \"%s\": expected STATUS=ACTION, got "
-				 "\"%.*s\"",
-				 text, (int)(end - tok), tok);
-			return KW_ERR_CONFIG;
-		}
-		a = answer_by_name(tok, (size_t)(eq - tok));
-		if (a < 0) {
-			snprintf(why, whylen,
-				 "control \"%s\": unknown status \"%.*s\" "
-				 "(expected found, notfound, denied, unavail, "
-				 "error or default)",
-				 text, (int)(eq - tok), tok);
-			return KW_ERR_CONFIG;
-		}
-		ac = action_by_name(eq + 1, (size_t)(end - eq - 1), &n);
-		if (ac < 0) {
-			snprintf(why, whylen,
-				 "control \"%s\": unknown action \"%.*s\" "
-				 "(expected done, continue, die or a number)",
-				 text, (int)(end - eq - 1), eq + 1);
-			return KW_ERR_CONFIG;
-		}
-		if (act[a] >= 0) {
-			snprintf(why, whylen,
-				 "control \"%s\": %.*s is given twice", text,
-				 (int)(eq - tok), tok);
-			return KW_ERR_CONFIG;
-		}
-		act[a] = ac;
-		skip[a] = n;
-		p = end;
-	}
-	if (p[strspn(p, " \t")] != '\0') {
-		snprintf(why, whylen, "control \"%s\": text after ]", text);
-		return KW_ERR_CONFIG;
-	}
-
-	for (int a = 0; a < KWI_NANSWERS; a++) {
-		const char *name = kwi_answer_str((enum kwi_answer)a);
-		bool dflt = act[a] < 0;
-		const char *from = dflt ? "default" : name;
-
-		if (dflt) {
-			act[a] = act[KWI_NANSWERS];
-			skip[a] = skip[KWI_NANSWERS];
-		}
-		if (act[a] < 0) {
-			snprintf(why, whylen,
-				 "control \"%s\": no action for %s (add "
-				 "%s=... or default=...)",
-				 text, name, name);
-			return KW_ERR_CONFIG;
-		}
-		if (a == KWI_FOUND && act[a] == KW_ACTION_DIE) {
-			snprintf(why, whylen,
-				 "control \"%s\": %s=die: a found key cannot "
-				 "die (use done, continue or a number)",
-				 text, from);
-			return KW_ERR_CONFIG;
-		}
-		if (a != KWI_FOUND && act[a] == KW_ACTION_DONE) {
-			snprintf(why, whylen,
-				 "control \"%s\": %s=done: only a found key "
-				 "can be done (use die)",
-				 text, from);
-			return KW_ERR_CONFIG;
-		}
-		if (act[a] == KW_ACTION_SKIP && skip[a] == 0) {
-			snprintf(why, whylen,
-				 "control \"%s\": %s=0: skip at least 1 "
-				 "entry (use continue to go on to the next)",
-				 text, from);
-			return KW_ERR_CONFIG;
-		}
-		if (act[a] == KW_ACTION_SKIP && skip[a] > remaining) {
-			snprintf(why, whylen,
-				 "control \"%s\": %s=%u skips past the end of "
-				 "the chain (%zu %s this one)",
-				 text, from, skip[a], remaining,
-				 remaining == 1 ? "entry follows"
-						: "entries follow");
-			return KW_ERR_CONFIG;
-		}
-		if (act[a] == KW_ACTION_SKIP && skip[a] > MAX_SKIP) {
-			snprintf(why, whylen,
-				 "control \"%s\": %s=%u: skip at most %d "
-				 "entries",
-				 text, from, skip[a], MAX_SKIP);
-			return KW_ERR_CONFIG;
-		}
-		e->action[a] = (uint8_t)act[a];
-		e->skip[a] = (uint8_t)skip[a];
-	}
-	return KW_OK;
-}
-
-kw_status kwi_control_parse(const char *text, size_t remaining,
-			    struct kwi_entry *e, char *why, size_t whylen)
-{
-	if (text[0] == '[')
-		return parse_bracket(text, remaining, e, why, whylen);
-
-	for (size_t k = 0; k < sizeof(keywords) / sizeof(keywords[0]); k++) {
-		if (strcmp(text, keywords[k].name) == 0) {
-			memcpy(e->action, keywords[k].action,
-			       sizeof(e->action));
-			memset(e->skip, 0, sizeof(e->skip));
-			return KW_OK;
-		}
-	}
-	snprintf(why, whylen,
-		 "unknown control \"%s\" (expected required, requisite, "
-		 "sufficient, optional or [status=action ...])",
-		 text);
-	return KW_ERR_CONFIG;
-}
-
-/* ---- the walk ---- */
+#include "chain.h"
+#include "conf.h"
+#include "context.h"
+#include "host.h"
+#include "internal.h" /* kwi_error(), struct kwi_module, kwi_usage_ref() */
+#include "quota.h"
+#include "request.h"
+#include "secret.h"
 
 /*
  * When the chain runs out, the verdict is the most telling answer seen: a
@@ -241,76 +42,6 @@ static int rank(enum kwi_answer a)
 	default:
 		return 0;
 	}
-}
-
-struct step {
-	kw_trace_step pub;
-	char detail[256];
-	char masked[40];
-};
-
-struct kw_trace {
-	char *chain;
-	kw_status result;
-	const char *backend; /* points into a step */
-	char summary[512];
-	size_t n;
-	struct step steps[];
-};
-
-const char *kw_trace_chain(const kw_trace *t)
-{
-	return t != NULL ? t->chain : NULL;
-}
-
-size_t kw_trace_len(const kw_trace *t)
-{
-	return t != NULL ? t->n : 0;
-}
-
-const kw_trace_step *kw_trace_get(const kw_trace *t, size_t i)
-{
-	return t != NULL && i < t->n ? &t->steps[i].pub : NULL;
-}
-
-kw_status kw_trace_result(const kw_trace *t)
-{
-	return t != NULL ? t->result : KW_ERR_INVAL;
-}
-
-const char *kw_trace_backend(const kw_trace *t)
-{
-	return t != NULL ? t->backend : NULL;
-}
-
-const char *kw_trace_summary(const kw_trace *t)
-{
-	return t != NULL ? t->summary : "";
-}
-
-void kw_trace_free(kw_trace *t)
-{
-	if (t == NULL)
-		return;
-	free(t->chain);
-	free(t);
-}
-
-kw_status kwi_trace_new(const struct kwi_chain *c, kw_trace **out)
-{
-	kw_trace *t;
-
-	*out = NULL;
-	t = calloc(1, sizeof(*t) + c->n * sizeof(t->steps[0]));
-	if (t == NULL)
-		return KW_ERR_NOMEM;
-	t->chain = strdup(c->name);
-	if (t->chain == NULL) {
-		free(t);
-		return KW_ERR_NOMEM;
-	}
-	*out = t;
-	return KW_OK;
 }
 
 /* A found key from a backend with quotas costs a charge: if the ledger
@@ -338,6 +69,67 @@ static kw_status charge(const struct kw_instance *b,
 	return KW_OK;
 }
 
+/* The owner of the key that b is asked for: the request's user or org
+ * for a backend of user or org keys.  False, with r->detail saying why,
+ * when the request names none. */
+static bool owner_for(const struct kw_instance *b,
+		      const struct kwi_query_in *in, const char **owner,
+		      struct kw_reply *r)
+{
+	bool scoped = b->scope == KW_SCOPE_USER || b->scope == KW_SCOPE_ORG;
+
+	*owner = b->scope == KW_SCOPE_USER  ? in->user
+		 : b->scope == KW_SCOPE_ORG ? in->org
+					    : NULL;
+	if (!scoped || *owner != NULL)
+		return true;
+	snprintf(r->detail, sizeof(r->detail), "the request names no %s",
+		 kw_scope_str(b->scope));
+	return false;
+}
+
+/* What a module answered, as the chain can act on it: a status it does
+ * not know, or a found key that is none, is the backend's error. */
+static kw_status check_answer(const struct kw_instance *b, kw_status st,
+			      struct kw_reply *r)
+{
+	if (!kwi_status_known(st)) {
+		/* A module built against a newer ABI, or a bug: either way
+		 * it is not an answer the chain can act on. */
+		char said[sizeof(r->detail)];
+
+		memcpy(said, r->detail, sizeof(said));
+		snprintf(r->detail, sizeof(r->detail),
+			 "module \"%s\" answered unknown status %d%s%s",
+			 b->module->name, (int)st, said[0] != '\0' ? ": " : "",
+			 said);
+		return KW_ERR_BACKEND;
+	}
+	if (st == KW_OK && r->secret == NULL) {
+		snprintf(r->detail, sizeof(r->detail),
+			 "module \"%s\" answered found without a key",
+			 b->module->name);
+		return KW_ERR_BACKEND;
+	}
+	if (st == KW_OK && r->secret->len == 0) {
+		snprintf(r->detail, sizeof(r->detail),
+			 "module \"%s\" answered found with an empty key",
+			 b->module->name);
+		return KW_ERR_BACKEND;
+	}
+	if (st == KW_OK &&
+	    memchr(r->secret->value, '\0', r->secret->len) != NULL) {
+		/* Callers take the value as a C string: they would use a
+		 * different key than the one counted and charged. */
+		snprintf(r->detail, sizeof(r->detail),
+			 "module \"%s\" answered found with a key that holds "
+			 "a NUL byte",
+			 b->module->name);
+		return KW_ERR_BACKEND;
+	}
+	return st;
+}
+
 /* Ask one backend. */
 static kw_status ask(const struct kwi_entry *e, const struct kwi_query_in *in,
 		     bool dry_run, struct kw_reply *r)
@@ -356,60 +148,11 @@ static kw_status ask(const struct kwi_entry *e, const struct kwi_query_in *in,
 	q.flags = (b->module->op_walk_end != NULL ? KW_QUERY_WALK : 0) |
 		  (dry_run ? KW_QUERY_EXPLAIN : 0);
 	r->provider = in->provider;
-	switch (b->scope) {
-	case KW_SCOPE_USER:
-		q.owner = in->user;
-		if (q.owner == NULL) {
-			snprintf(r->detail, sizeof(r->detail),
-				 "the request names no user");
-			return KW_ERR_NOTFOUND;
-		}
-		break;
-	case KW_SCOPE_ORG:
-		q.owner = in->org;
-		if (q.owner == NULL) {
-			snprintf(r->detail, sizeof(r->detail),
-				 "the request names no org");
-			return KW_ERR_NOTFOUND;
-		}
-		break;
-	default:
-		q.owner = NULL;
-	}
+	if (!owner_for(b, in, &q.owner, r))
+		return KW_ERR_NOTFOUND;
 	r->owner = q.owner;
 
-	st = b->module->op_lookup(b->state, &q);
-	if (!kwi_status_known(st)) {
-		/* A module built against a newer ABI, or a bug: either way
-		 * it is not an answer the chain can act on. */
-		char said[sizeof(r->detail)];
-
-		memcpy(said, r->detail, sizeof(said));
-		snprintf(r->detail, sizeof(r->detail),
-			 "module \"%s\" answered unknown status %d%s%s",
-			 b->module->name, (int)st, said[0] != '\0' ? ": " : "",
-			 said);
-		st = KW_ERR_BACKEND;
-	} else if (st == KW_OK && r->secret == NULL) {
-		snprintf(r->detail, sizeof(r->detail),
-			 "module \"%s\" answered found without a key",
-			 b->module->name);
-		st = KW_ERR_BACKEND;
-	} else if (st == KW_OK && r->secret->len == 0) {
-		snprintf(r->detail, sizeof(r->detail),
-			 "module \"%s\" answered found with an empty key",
-			 b->module->name);
-		st = KW_ERR_BACKEND;
-	} else if (st == KW_OK &&
-		   memchr(r->secret->value, '\0', r->secret->len) != NULL) {
-		/* Callers take the value as a C string: they would use a
-		 * different key than the one counted and charged. */
-		snprintf(r->detail, sizeof(r->detail),
-			 "module \"%s\" answered found with a key that holds "
-			 "a NUL byte",
-			 b->module->name);
-		st = KW_ERR_BACKEND;
-	}
+	st = check_answer(b, b->module->op_lookup(b->state, &q), r);
 	if (st != KW_OK) {
 		kwi_reply_clear(r);
 		return st;
@@ -435,20 +178,78 @@ static void keep(struct kw_instance *b, struct kw_reply *r)
 	}
 }
 
-static void say(char *buf, size_t len, const char *backend, kw_status st,
-		const char *detail)
+/* The entry whose backend answered r is done: its key is handed out, or
+ * on a trace, named. */
+static kw_status done(const struct kwi_entry *e, kw_trace *t, kw_status st,
+		      struct kw_reply *r, kw_secret **out)
 {
-	snprintf(buf, len, "%s answered %s%s%s", backend, kw_status_str(st),
-		 detail[0] != '\0' ? ": " : "", detail);
+	if (t != NULL) {
+		kwi_trace_found(t, e->backend->name, st, r->detail);
+		kwi_reply_clear(r);
+	} else {
+		keep(e->backend, r);
+		*out = r->secret;
+	}
+	return KW_OK;
+}
+
+/* The chain's verdict is what backend answered: on the trace, or as the
+ * error kw_last_error() tells. */
+static kw_status verdict(const struct kwi_chain *c,
+			 const struct kwi_query_in *in, kw_trace *t,
+			 const char *backend, kw_status st, const char *detail)
+{
+	if (t != NULL)
+		kwi_trace_say(t, backend, st, detail);
+	else
+		kwi_error(st, "chain \"%s\", provider \"%s\": %s answered "
+			      "%s%s%s",
+			  c->name, in->provider, backend, kw_status_str(st),
+			  detail[0] != '\0' ? ": " : "", detail);
+	return st;
+}
+
+/* The most telling answer the walk has gone on past (see rank()). */
+struct worst {
+	const struct kwi_entry *e;   /* NULL: none yet */
+	kw_status st;
+	char detail[256];
+};
+
+static void note_answer(struct worst *w, const struct kwi_entry *e,
+			enum kwi_answer a, kw_status st, const char *detail)
+{
+	if (rank(a) > rank(kwi_answer_of(w->st)) ||
+	    (w->e == NULL && a != KWI_FOUND)) {
+		w->st = a == KWI_FOUND ? KW_ERR_NOTFOUND : st;
+		w->e = e;
+		memcpy(w->detail, detail, sizeof(w->detail));
+	}
+}
+
+/* The chain ran out. */
+static kw_status ran_out(const struct kwi_chain *c,
+			 const struct kwi_query_in *in, kw_trace *t,
+			 const struct worst *w)
+{
+	if (w->st != KW_ERR_NOTFOUND && w->e != NULL)
+		return verdict(c, in, t, w->e->backend->name, w->st,
+			       w->detail);
+	if (t != NULL)
+		kwi_trace_none(t, in->provider);
+	else
+		kwi_error(KW_ERR_NOTFOUND,
+			  "chain \"%s\": no backend has a key for provider "
+			  "\"%s\"",
+			  c->name, in->provider);
+	return KW_ERR_NOTFOUND;
 }
 
 static kw_status walk(const struct kwi_chain *c,
 		      const struct kwi_query_in *in, kw_trace *t,
 		      kw_secret **out)
 {
-	const struct kwi_entry *worst_e = NULL;
-	kw_status worst = KW_ERR_NOTFOUND;
-	char worst_detail[256] = "";
+	struct worst w = { NULL, KW_ERR_NOTFOUND, "" };
 	struct kw_reply r;
 	size_t i = 0;
 
@@ -461,94 +262,23 @@ static kw_status walk(const struct kwi_chain *c,
 
 		kwi_reply_init(&r, e->backend->name);
 		st = ask(e, in, t != NULL, &r);
-		if (r.charged != NULL && e->action[kwi_answer_of(st)] !=
-						 KW_ACTION_DONE) {
-			/* Charged for a key the chain does not hand out. */
-			(void)kwi_quota_refund(&r.charged);
-		}
 		a = kwi_answer_of(st);
 		act = (kw_action)e->action[a];
-
-		if (t != NULL) {
-			struct step *s = &t->steps[t->n++];
-
-			s->pub.index = (unsigned)(i + 1);
-			s->pub.backend = e->backend->name;
-			s->pub.module = e->backend->module->name;
-			s->pub.status = st;
-			s->pub.action = act;
-			s->pub.skip = act == KW_ACTION_SKIP ? e->skip[a] : 0;
-			memcpy(s->detail, r.detail, sizeof(s->detail));
-			s->pub.detail = s->detail;
-			if (r.secret != NULL)
-				kw_mask(r.secret->value, r.secret->len,
-					s->masked, sizeof(s->masked));
-			s->pub.masked = s->masked;
-		}
-
-		switch (act) {
-		case KW_ACTION_DONE:
-			if (t != NULL) {
-				t->backend = e->backend->name;
-				say(t->summary, sizeof(t->summary),
-				    e->backend->name, st, r.detail);
-				kwi_reply_clear(&r);
-			} else {
-				keep(e->backend, &r);
-				*out = r.secret;
-			}
-			return KW_OK;
-		case KW_ACTION_DIE:
-			kwi_reply_clear(&r);
-			if (t != NULL)
-				say(t->summary, sizeof(t->summary),
-				    e->backend->name, st, r.detail);
-			else
-				kwi_error(st, "chain \"%s\", provider \"%s\": "
-					      "%s answered %s%s%s",
-					  c->name, in->provider,
-					  e->backend->name, kw_status_str(st),
-					  r.detail[0] != '\0' ? ": " : "",
-					  r.detail);
-			return st;
-		case KW_ACTION_CONTINUE:
-		case KW_ACTION_SKIP:
-			kwi_reply_clear(&r);
-			if (rank(a) > rank(kwi_answer_of(worst)) ||
-			    (worst_e == NULL && a != KWI_FOUND)) {
-				worst = a == KWI_FOUND ? KW_ERR_NOTFOUND : st;
-				worst_e = e;
-				memcpy(worst_detail, r.detail,
-				       sizeof(worst_detail));
-			}
-			i += 1 + (act == KW_ACTION_SKIP ? e->skip[a] : 0);
-			break;
-		}
-	}
-
-	/* The chain ran out. */
-	if (worst == KW_ERR_NOTFOUND || worst_e == NULL) {
-		worst = KW_ERR_NOTFOUND;
+		/* Charged for a key the chain does not hand out. */
+		if (act != KW_ACTION_DONE)
+			(void)kwi_quota_refund(&r.charged);
 		if (t != NULL)
-			snprintf(t->summary, sizeof(t->summary),
-				 "no backend has a key for provider \"%s\"",
-				 in->provider);
-		else
-			kwi_error(worst,
-				  "chain \"%s\": no backend has a key for "
-				  "provider \"%s\"",
-				  c->name, in->provider);
-	} else if (t != NULL) {
-		say(t->summary, sizeof(t->summary), worst_e->backend->name,
-		    worst, worst_detail);
-	} else {
-		kwi_error(worst, "chain \"%s\", provider \"%s\": %s answered "
-				 "%s%s%s",
-			  c->name, in->provider, worst_e->backend->name,
-			  kw_status_str(worst),
-			  worst_detail[0] != '\0' ? ": " : "", worst_detail);
+			kwi_trace_step(t, i, e, st, act, &r);
+		if (act == KW_ACTION_DONE)
+			return done(e, t, st, &r, out);
+		kwi_reply_clear(&r);
+		if (act == KW_ACTION_DIE)
+			return verdict(c, in, t, e->backend->name, st,
+				       r.detail);
+		note_answer(&w, e, a, st, r.detail);
+		i += 1 + (act == KW_ACTION_SKIP ? e->skip[a] : 0);
 	}
-	return worst;
+	return ran_out(c, in, t, &w);
 }
 
 kw_status kwi_walk(const struct kwi_chain *c, const struct kwi_query_in *in,
@@ -564,6 +294,6 @@ kw_status kwi_walk(const struct kwi_chain *c, const struct kwi_query_in *in,
 			b->module->op_walk_end(b->state);
 	}
 	if (t != NULL)
-		t->result = st;
+		kwi_trace_end(t, st);
 	return st;
 }

@@ -15,6 +15,7 @@
 #include "internal.h"
 
 struct kw_instance;
+struct kw_reply;
 struct kwi_query_in;
 
 /* A chain entry with its control compiled to one action per answer. */
@@ -45,18 +46,19 @@ kw_status kwi_control_parse(const char *text, size_t remaining,
 /* An empty trace of chain c (*out, the caller's to kw_trace_free()):
  * KW_OK or KW_ERR_NOMEM. */
 kw_status kwi_trace_new(const struct kwi_chain *c, kw_trace **out);
-/* Record that entry e (index i, from 0) answered st and the chain took
- * action act; masked: the key it found, masked, or NULL. */
+/* Record that entry e (index i, from 0) answered st, as r holds it (its
+ * key only masked), and that the chain took action act. */
 void kwi_trace_step(kw_trace *t, size_t i, const struct kwi_entry *e,
-		    kw_status st, kw_action act, const char *detail,
-		    const char *masked);
+		    kw_status st, kw_action act, const struct kw_reply *r);
 /* The verdict: backend answered st (detail: what it said). */
 void kwi_trace_say(kw_trace *t, const char *backend, kw_status st,
 		   const char *detail);
+/* The verdict: backend is the one whose key the chain would hand out. */
+void kwi_trace_found(kw_trace *t, const char *backend, kw_status st,
+		     const char *detail);
 /* The verdict when no backend has a key for provider. */
 void kwi_trace_none(kw_trace *t, const char *provider);
-/* The backend whose key the chain would hand out. */
-void kwi_trace_found(kw_trace *t, const char *backend);
+/* The result kw_trace_result() gives. */
 void kwi_trace_end(kw_trace *t, kw_status result);
 
 /* ---- the walk (chain.c) ---- */

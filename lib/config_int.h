@@ -1,0 +1,50 @@
+/*
+ * config_int.h - what the files that read keyway.conf share (config.c,
+ * config_text.c, config_backends.c, config_chains.c).  Never installed,
+ * and used by no other part: they receive what these files parsed.
+ */
+#ifndef KEYWAY_CONFIG_INT_H
+#define KEYWAY_CONFIG_INT_H
+
+#include <stdbool.h>
+
+#include <libconfig.h>
+
+#include <keyway/keyway.h>
+
+struct kw_ctx;
+struct kwi_diag;
+
+/* A configuration being loaded: the context it goes into, and where its
+ * problems go. */
+struct kwi_loader {
+	struct kw_ctx *ctx;
+	struct kwi_diag *d;
+};
+
+/* Report a problem at setting s's file and line (config.c). */
+void kwi_problem(struct kwi_loader *l, kw_status st,
+		 const config_setting_t *s, const char *fmt, ...)
+	KW_PRINTF(4, 5);
+/* "a group", "an integer", ... for a libconfig CONFIG_TYPE_* (config.c). */
+const char *kwi_type_name(int type);
+
+/*
+ * Read the main file at path and what it includes into one text and parse
+ * it into l->ctx->cfg (config_text.c).  False with the problem reported.
+ */
+bool kwi_config_read(struct kwi_loader *l, const char *path);
+
+/* backends: { NAME: { module = ...; ... }; ... } (config_backends.c). */
+void kwi_config_backends(struct kwi_loader *l, config_setting_t *g);
+/* keyway.ledger (config_backends.c). */
+void kwi_config_ledger(struct kwi_loader *l, config_setting_t *g);
+/* Quotas count in the ledger: one must be configured if any is set
+ * (config_backends.c). */
+void kwi_config_quotas_need_ledger(struct kwi_loader *l);
+
+/* chains: { NAME = ( { backend = ...; control = ...; }, ... ); ... }
+ * (config_chains.c), after the backends. */
+void kwi_config_chains(struct kwi_loader *l, const config_setting_t *g);
+
+#endif /* KEYWAY_CONFIG_INT_H */
