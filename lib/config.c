@@ -26,12 +26,13 @@
 #include "conf.h"
 #include "config_int.h"
 #include "context.h"
+#include "exec.h"
 #include "internal.h" /* kwi_diag(), kwi_master_parse(), kwi_audit_parse(),
 		       * kwi_secure_alloc() */
 #include "providers.h"
 
 void kwi_problem(struct kwi_loader *l, kw_status st,
-		     const config_setting_t *s, const char *fmt, ...)
+		 const config_setting_t *s, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -39,6 +40,41 @@ void kwi_problem(struct kwi_loader *l, kw_status st,
 	kwi_vdiag(l->d, st, kwi_source_path(l->ctx, s),
 		  (int)config_setting_source_line(s), fmt, ap);
 	va_end(ap);
+}
+
+char *kwi_config_abs(const struct kw_ctx *ctx, const char *path)
+{
+	char *abs;
+
+	if (path[0] == '/')
+		return strdup(path);
+	if (asprintf(&abs, "%s/%s", ctx->dir, path) < 0)
+		return NULL;
+	return abs;
+}
+
+void *kwi_config_section(struct kwi_loader *l, const config_setting_t *g,
+			 const char *name, const char *shape,
+			 const char *item, size_t size, int *n)
+{
+	void *items;
+
+	*n = 0;
+	if (!config_setting_is_group(g)) {
+		kwi_problem(l, KW_ERR_CONFIG, g, "%s must be a group %s", name,
+			    shape);
+		return NULL;
+	}
+	*n = config_setting_length(g);
+	if (*n == 0) {
+		kwi_problem(l, KW_ERR_CONFIG, g, "%s: no %s declared", name,
+			    item);
+		return NULL;
+	}
+	items = calloc((size_t)*n, size);
+	if (items == NULL)
+		kwi_problem(l, KW_ERR_NOMEM, g, "out of memory");
+	return items;
 }
 
 const char *kwi_type_name(int type)
@@ -65,42 +101,9 @@ const char *kwi_type_name(int type)
 
 /* ---- the keyway: { } section ---- */
 
-/* The variables the master keys come from: a program that runs others
- * (keyway exec) must not pass them on.  One slot for each master key, so
- * that none is left out however many there are. */
-static void note_sensitive_env(struct kwi_loader *l, const config_setting_t *s)
-{
-	static const char *const always[] = { "KEYWAY_MASTER_KEY",
-					      "API_KEY_ENCRYPTION_KEY",
-					      "KEYWAY_PASSPHRASE" };
-	struct kw_ctx *ctx = l->ctx;
-	size_t n = 0, nalways = sizeof(always) / sizeof(always[0]);
-	char **env;
-
-	env = calloc(nalways + ctx->nmasters + 1, sizeof(*env));
-	if (env == NULL)
-		goto nomem;
-	ctx->sensitive_env = env;
-	for (size_t i = 0; i < nalways; i++)
-		if ((env[n++] = strdup(always[i])) == NULL)
-			goto nomem;
-	for (size_t i = 0; i < ctx->nmasters; i++) {
-		const struct kwi_master *m = &ctx->masters[i];
-		bool known = m->source == KWI_KEY_FILE;
-
-		for (size_t k = 0; k < n && !known; k++)
-			known = strcmp(env[k], m->var) == 0;
-		if (!known && (env[n++] = strdup(m->var)) == NULL)
-			goto nomem;
-	}
-	return;
-nomem:
-	kwi_problem(l, KW_ERR_NOMEM, s, "out of memory");
-}
-
 /* keyway.master_key and keyway.old_master_keys. */
 static void load_masters(struct kwi_loader *l, const config_setting_t *cur,
-			     const config_setting_t *old)
+			 const config_setting_t *old)
 {
 	struct kw_ctx *ctx = l->ctx;
 	size_t n = 1;
@@ -142,7 +145,7 @@ static void load_masters(struct kwi_loader *l, const config_setting_t *cur,
 /* One setting of keyway.providers.NAME into pr; false when out of
  * memory. */
 static bool load_provider_setting(struct kwi_loader *l, struct kwi_provider *pr,
-				      const config_setting_t *s)
+				  const config_setting_t *s)
 {
 	const char *name = pr->name;
 	const char *key = config_setting_name(s);
@@ -351,7 +354,8 @@ static void load_keyway(struct kwi_loader *l, const config_setting_t *g)
 	}
 	if (master != NULL) {
 		load_masters(l, master, old);
-		note_sensitive_env(l, master);
+		if (kwi_sensitive_env_note(l->ctx) != KW_OK)
+			kwi_problem(l, KW_ERR_NOMEM, master, "out of memory");
 	}
 	else if (old != NULL)
 		kwi_problem(l, KW_ERR_CONFIG, old,

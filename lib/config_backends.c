@@ -55,15 +55,12 @@ static void spec_list(const struct kw_instance *b, char *buf, size_t len)
 }
 
 static bool is_abs_or_make(struct kwi_loader *l, struct kw_instance *b,
-			       const config_setting_t *s, const char *value)
+			   const config_setting_t *s, const char *value)
 {
 	struct kwi_path *grown;
 	char *abs;
 
-	if (value[0] == '/')
-		abs = strdup(value);
-	else if (asprintf(&abs, "%s/%s", l->ctx->dir, value) < 0)
-		abs = NULL;
+	abs = kwi_config_abs(l->ctx, value);
 	grown = abs != NULL ? realloc(b->paths,
 				      (b->npaths + 1) * sizeof(*b->paths))
 			    : NULL;
@@ -77,6 +74,31 @@ static bool is_abs_or_make(struct kwi_loader *l, struct kw_instance *b,
 	b->paths[b->npaths].value = abs;
 	b->npaths++;
 	return true;
+}
+
+/* A KW_SETTING_STRMAP: a group of strings. */
+static void check_strmap(struct kwi_loader *l, const struct kw_instance *b,
+			 const config_setting_t *s)
+{
+	const char *name = config_setting_name(s);
+	int type = config_setting_type(s);
+
+	if (type != CONFIG_TYPE_GROUP) {
+		kwi_problem(l, KW_ERR_CONFIG, s,
+			    "%s: %s must be a group { name = \"value\"; ... }, "
+			    "not %s",
+			    b->label, name, kwi_type_name(type));
+		return;
+	}
+	for (int i = 0; i < config_setting_length(s); i++) {
+		const config_setting_t *e = config_setting_get_elem(s, i);
+
+		if (config_setting_type(e) != CONFIG_TYPE_STRING)
+			kwi_problem(l, KW_ERR_CONFIG, e,
+				    "%s: %s.%s must be a string, not %s",
+				    b->label, name, config_setting_name(e),
+				    kwi_type_name(config_setting_type(e)));
+	}
 }
 
 static void check_setting(struct kwi_loader *l, struct kw_instance *b,
@@ -118,26 +140,7 @@ static void check_setting(struct kwi_loader *l, struct kw_instance *b,
 				    b->label, name, kwi_type_name(type));
 		break;
 	case KW_SETTING_STRMAP:
-		if (type != CONFIG_TYPE_GROUP) {
-			kwi_problem(l, KW_ERR_CONFIG, s,
-				    "%s: %s must be a group "
-				    "{ name = \"value\"; ... }, not %s",
-				    b->label, name, kwi_type_name(type));
-			break;
-		}
-		for (int i = 0; i < config_setting_length(s); i++) {
-			const config_setting_t *e =
-				config_setting_get_elem(s, i);
-
-			if (config_setting_type(e) != CONFIG_TYPE_STRING)
-				kwi_problem(l, KW_ERR_CONFIG, e,
-					    "%s: %s.%s must be a string, not "
-					    "%s",
-					    b->label, name,
-					    config_setting_name(e),
-					    kwi_type_name(
-						    config_setting_type(e)));
-		}
+		check_strmap(l, b, s);
 		break;
 	default:
 		kwi_problem(l, KW_ERR_MODULE, s,
@@ -148,7 +151,7 @@ static void check_setting(struct kwi_loader *l, struct kw_instance *b,
 }
 
 static void load_scope(struct kwi_loader *l, struct kw_instance *b,
-			   const config_setting_t *s)
+		       const config_setting_t *s)
 {
 	static const char *const names[] = { NULL, "user", "org", "system" };
 	const char *v = config_setting_get_string(s);
@@ -202,14 +205,97 @@ static bool parse_period(const config_setting_t *s, int64_t *period,
 	return false;
 }
 
-static bool load_quota(struct kwi_loader *l, struct kw_instance *b,
-			   const config_setting_t *g, size_t index,
-			   struct kwi_quota *q)
+/* The members of quota group g; false, with the problem reported, when
+ * one of them is none of limit, period and per. */
+static bool quota_members(struct kwi_loader *l, const struct kw_instance *b,
+			  const config_setting_t *g, size_t index,
+			  const config_setting_t *m[3])
 {
-	const config_setting_t *limit = NULL, *period = NULL, *per = NULL;
-	const char *word = NULL, *perword;
+	static const char *const names[3] = { "limit", "period", "per" };
 	bool ok = true;
-	int n;
+
+	m[0] = m[1] = m[2] = NULL;
+	for (int i = 0; i < config_setting_length(g); i++) {
+		const config_setting_t *s = config_setting_get_elem(g, i);
+		const char *name = config_setting_name(s);
+		int k = 0;
+
+		while (k < 3 && strcmp(name, names[k]) != 0)
+			k++;
+		if (k < 3) {
+			m[k] = s;
+			continue;
+		}
+		kwi_problem(l, KW_ERR_CONFIG, s,
+			    "%s: quota %zu: unknown setting \"%s\" (expected "
+			    "limit, period and per)",
+			    b->label, index + 1, name);
+		ok = false;
+	}
+	return ok;
+}
+
+/* Setting `what` of quota group g is missing. */
+static bool quota_missing(struct kwi_loader *l, const struct kw_instance *b,
+			  const config_setting_t *g, size_t index,
+			  const char *what)
+{
+	kwi_problem(l, KW_ERR_CONFIG, g, "%s: quota %zu has no %s", b->label,
+		    index + 1, what);
+	return false;
+}
+
+static bool quota_limit(struct kwi_loader *l, const struct kw_instance *b,
+			const config_setting_t *g,
+			const config_setting_t *limit, size_t index,
+			struct kwi_quota *q)
+{
+	if (limit == NULL)
+		return quota_missing(l, b, g, index, "limit");
+	if ((config_setting_type(limit) != CONFIG_TYPE_INT &&
+	     config_setting_type(limit) != CONFIG_TYPE_INT64) ||
+	    config_setting_get_int64(limit) < 1) {
+		kwi_problem(l, KW_ERR_CONFIG, limit,
+			    "%s: quota %zu: limit must be a whole number of "
+			    "requests, 1 or more",
+			    b->label, index + 1);
+		return false;
+	}
+	q->limit = (uint64_t)config_setting_get_int64(limit);
+	return true;
+}
+
+/* per, "global" when not given; *word: the word it was given as. */
+static bool quota_per(struct kwi_loader *l, const struct kw_instance *b,
+		      const config_setting_t *per, size_t index,
+		      struct kwi_quota *q, const char **word)
+{
+	q->per = KWI_PER_GLOBAL;
+	*word = "global";
+	if (per == NULL)
+		return true;
+	*word = config_setting_type(per) == CONFIG_TYPE_STRING
+			? config_setting_get_string(per)
+			: "";
+	if (kwi_per_parse(*word, &q->per))
+		return true;
+	kwi_problem(l, KW_ERR_CONFIG, per,
+		    "%s: quota %zu: per must be \"user\", \"org\", "
+		    "\"global\", \"provider\", \"user+provider\" or "
+		    "\"org+provider\"",
+		    b->label, index + 1);
+	return false;
+}
+
+/* Quota number index (from 0) of b, group g, into q; false, with every
+ * problem reported, when it is not one. */
+static bool load_quota(struct kwi_loader *l, struct kw_instance *b,
+		       const config_setting_t *g, size_t index,
+		       struct kwi_quota *q)
+{
+	const config_setting_t *m[3]; /* limit, period, per */
+	const char *word = NULL, *perword;
+	bool ok;
 
 	if (!config_setting_is_group(g)) {
 		kwi_problem(l, KW_ERR_CONFIG, g,
@@ -218,70 +304,20 @@ static bool load_quota(struct kwi_loader *l, struct kw_instance *b,
 			    b->label, index + 1);
 		return false;
 	}
-	n = config_setting_length(g);
-	for (int i = 0; i < n; i++) {
-		const config_setting_t *s = config_setting_get_elem(g, i);
-		const char *name = config_setting_name(s);
-
-		if (strcmp(name, "limit") == 0)
-			limit = s;
-		else if (strcmp(name, "period") == 0)
-			period = s;
-		else if (strcmp(name, "per") == 0)
-			per = s;
-		else {
-			kwi_problem(l, KW_ERR_CONFIG, s,
-				    "%s: quota %zu: unknown setting \"%s\" "
-				    "(expected limit, period and per)",
-				    b->label, index + 1, name);
-			ok = false;
-		}
-	}
-	if (limit == NULL) {
-		kwi_problem(l, KW_ERR_CONFIG, g, "%s: quota %zu has no limit",
-			    b->label, index + 1);
+	ok = quota_members(l, b, g, index, m);
+	if (!quota_limit(l, b, g, m[0], index, q))
 		ok = false;
-	} else if ((config_setting_type(limit) != CONFIG_TYPE_INT &&
-		    config_setting_type(limit) != CONFIG_TYPE_INT64) ||
-		   config_setting_get_int64(limit) < 1) {
-		kwi_problem(l, KW_ERR_CONFIG, limit,
-			    "%s: quota %zu: limit must be a whole number of "
-			    "requests, 1 or more",
-			    b->label, index + 1);
-		ok = false;
-	} else {
-		q->limit = (uint64_t)config_setting_get_int64(limit);
-	}
-	if (period == NULL) {
-		kwi_problem(l, KW_ERR_CONFIG, g, "%s: quota %zu has no period",
-			    b->label, index + 1);
-		ok = false;
-	} else if (!parse_period(period, &q->period, &word)) {
-		kwi_problem(l, KW_ERR_CONFIG, period,
+	if (m[1] == NULL) {
+		ok = quota_missing(l, b, g, index, "period");
+	} else if (!parse_period(m[1], &q->period, &word)) {
+		kwi_problem(l, KW_ERR_CONFIG, m[1],
 			    "%s: quota %zu: period must be \"minute\", "
 			    "\"hour\", \"day\", \"month\" or a number of "
 			    "seconds (1 to 31622400)",
 			    b->label, index + 1);
 		ok = false;
 	}
-	q->per = KWI_PER_GLOBAL;
-	perword = "global";
-	if (per != NULL) {
-		const char *v = config_setting_type(per) == CONFIG_TYPE_STRING
-					? config_setting_get_string(per)
-					: "";
-
-		if (!kwi_per_parse(v, &q->per)) {
-			kwi_problem(l, KW_ERR_CONFIG, per,
-				    "%s: quota %zu: per must be \"user\", "
-				    "\"org\", \"global\", \"provider\", "
-				    "\"user+provider\" or \"org+provider\"",
-				    b->label, index + 1);
-			ok = false;
-		}
-		perword = v;
-	}
-	if (!ok)
+	if (!quota_per(l, b, m[2], index, q, &perword) || !ok)
 		return false;
 	if (word != NULL)
 		snprintf(q->label, sizeof(q->label), "%llu/%s per %s",
@@ -294,7 +330,7 @@ static bool load_quota(struct kwi_loader *l, struct kw_instance *b,
 }
 
 static void load_quotas(struct kwi_loader *l, struct kw_instance *b,
-			    const config_setting_t *s)
+			const config_setting_t *s)
 {
 	int n;
 
@@ -321,7 +357,7 @@ static void load_quotas(struct kwi_loader *l, struct kw_instance *b,
 
 /* Settings the host reads itself, by role. */
 static bool host_setting(struct kwi_loader *l, struct kw_instance *b,
-			     const config_setting_t *s, const char *name)
+			 const config_setting_t *s, const char *name)
 {
 	if (b->role == KW_INSTANCE_LEDGER) {
 		const char *v;
@@ -356,42 +392,34 @@ static bool host_setting(struct kwi_loader *l, struct kw_instance *b,
 	return false;
 }
 
-static void load_instance(struct kwi_loader *l, struct kw_instance *b,
-			      config_setting_t *g)
+/* The module of instance b, from its group g: loaded, and fit for its
+ * role.  Returns the module setting, or NULL with the problem reported. */
+static const config_setting_t *instance_module(struct kwi_loader *l,
+					       struct kw_instance *b,
+					       const config_setting_t *g)
 {
 	const config_setting_t *mod;
-	char why[768], list[256];
+	char why[768];
 	kw_status rc;
-	int n;
 
-	b->setting = g;
-	b->ctx = l->ctx;
-	b->file = kwi_source_path(l->ctx, g);
-	b->line = (int)config_setting_source_line(g);
-	b->diag = l->d;
-	if (!config_setting_is_group(g)) {
-		kwi_problem(l, KW_ERR_CONFIG, g,
-			    "%s must be a group { module = ...; }", b->label);
-		return;
-	}
 	mod = config_setting_get_member(g, "module");
 	if (mod == NULL) {
 		kwi_problem(l, KW_ERR_CONFIG, g, "%s: missing module",
 			    b->label);
-		return;
+		return NULL;
 	}
 	if (config_setting_type(mod) != CONFIG_TYPE_STRING) {
 		kwi_problem(l, KW_ERR_CONFIG, mod,
 			    "%s: module must be a string, not %s", b->label,
 			    kwi_type_name(config_setting_type(mod)));
-		return;
+		return NULL;
 	}
 	rc = kwi_module_load(&l->ctx->modules, config_setting_get_string(mod),
 			     &b->module, why, sizeof(why));
 	if (rc != KW_OK) {
 		kwi_problem(l, rc, mod, "%s: %s", b->label,
 			    rc == KW_ERR_NOMEM ? "out of memory" : why);
-		return;
+		return NULL;
 	}
 	if (b->role == KW_INSTANCE_LEDGER &&
 	    !(b->module->desc->caps & KW_CAP_LEDGER)) {
@@ -399,11 +427,20 @@ static void load_instance(struct kwi_loader *l, struct kw_instance *b,
 			    "keyway.ledger: module \"%s\" does not count "
 			    "quotas",
 			    b->module->name);
-		return;
+		return NULL;
 	}
+	return mod;
+}
 
-	n = config_setting_length(g);
-	for (int i = 0; i < n; i++) {
+/* Every setting of b's group g but module: the host's own, or one its
+ * module declares. */
+static void instance_settings(struct kwi_loader *l, struct kw_instance *b,
+			      const config_setting_t *g,
+			      const config_setting_t *mod)
+{
+	char list[256];
+
+	for (int i = 0; i < config_setting_length(g); i++) {
 		const config_setting_t *s = config_setting_get_elem(g, i);
 		const char *name = config_setting_name(s);
 		const kw_setting_spec *sp;
@@ -420,7 +457,13 @@ static void load_instance(struct kwi_loader *l, struct kw_instance *b,
 				    b->label, name, b->module->name, list);
 		}
 	}
+}
 
+/* The settings b's group g must have and lacks. */
+static void instance_required(struct kwi_loader *l,
+			      const struct kw_instance *b,
+			      const config_setting_t *g)
+{
 	for (const kw_setting_spec *sp = b->module->desc->settings;
 	     sp != NULL && sp->name != NULL; sp++)
 		if ((sp->flags & KW_SETTING_REQUIRED) &&
@@ -435,6 +478,28 @@ static void load_instance(struct kwi_loader *l, struct kw_instance *b,
 			    "%s: missing scope (\"user\", \"org\" or "
 			    "\"system\")",
 			    b->label);
+}
+
+static void load_instance(struct kwi_loader *l, struct kw_instance *b,
+			  config_setting_t *g)
+{
+	const config_setting_t *mod;
+
+	b->setting = g;
+	b->ctx = l->ctx;
+	b->file = kwi_source_path(l->ctx, g);
+	b->line = (int)config_setting_source_line(g);
+	b->diag = l->d;
+	if (!config_setting_is_group(g)) {
+		kwi_problem(l, KW_ERR_CONFIG, g,
+			    "%s must be a group { module = ...; }", b->label);
+		return;
+	}
+	mod = instance_module(l, b, g);
+	if (mod == NULL)
+		return;
+	instance_settings(l, b, g, mod);
+	instance_required(l, b, g);
 }
 
 static bool set_label(struct kw_instance *b, const char *name,
@@ -493,23 +558,10 @@ void kwi_config_backends(struct kwi_loader *l, config_setting_t *g)
 	struct kw_ctx *ctx = l->ctx;
 	int n;
 
-	if (!config_setting_is_group(g)) {
-		kwi_problem(l, KW_ERR_CONFIG, g,
-			    "backends must be a group { name: { ... }; ... }");
-		return;
-	}
-	n = config_setting_length(g);
-	if (n == 0) {
-		kwi_problem(l, KW_ERR_CONFIG, g,
-			    "backends: no backend declared");
-		return;
-	}
-	ctx->backends = calloc((size_t)n, sizeof(*ctx->backends));
-	if (ctx->backends == NULL) {
-		kwi_problem(l, KW_ERR_NOMEM, g, "out of memory");
-		return;
-	}
-	for (int i = 0; i < n; i++) {
+	ctx->backends = kwi_config_section(l, g, "backends",
+					   "{ name: { ... }; ... }", "backend",
+					   sizeof(*ctx->backends), &n);
+	for (int i = 0; ctx->backends != NULL && i < n; i++) {
 		config_setting_t *s = config_setting_get_elem(g, i);
 		struct kw_instance *b = &ctx->backends[ctx->nbackends++];
 

@@ -18,12 +18,68 @@
 #include "context.h"
 #include "internal.h" /* struct kwi_module */
 
-static void load_entry(struct kwi_loader *l, struct kwi_chain *c, size_t i,
-			   const config_setting_t *g)
+/* Entry i of chain c: its backend, from setting be (NULL: not given). */
+static void entry_backend(struct kwi_loader *l, struct kwi_chain *c, size_t i,
+			  const config_setting_t *g,
+			  const config_setting_t *be)
 {
-	const config_setting_t *be = NULL, *ctl = NULL;
+	struct kwi_entry *e = &c->entries[i];
+
+	if (be == NULL) {
+		kwi_problem(l, KW_ERR_CONFIG, g,
+			    "chain \"%s\": entry %zu: missing backend", c->name,
+			    i + 1);
+	} else if (config_setting_type(be) != CONFIG_TYPE_STRING) {
+		kwi_problem(l, KW_ERR_CONFIG, be,
+			    "chain \"%s\": entry %zu: backend must be a string",
+			    c->name, i + 1);
+	} else {
+		const char *name = config_setting_get_string(be);
+
+		e->backend = kwi_find_backend(l->ctx, name);
+		if (e->backend == NULL)
+			kwi_problem(l, KW_ERR_CONFIG, be,
+				    "chain \"%s\": unknown backend \"%s\"",
+				    c->name, name);
+		else if (e->backend->module != NULL &&
+			 e->backend->module->op_lookup == NULL)
+			kwi_problem(l, KW_ERR_CONFIG, be,
+				    "chain \"%s\": backend \"%s\" (module "
+				    "\"%s\") cannot look keys up",
+				    c->name, name, e->backend->module->name);
+	}
+}
+
+/* Entry i of chain c: its control, from setting ctl (NULL: not given). */
+static void entry_control(struct kwi_loader *l, struct kwi_chain *c, size_t i,
+			  const config_setting_t *g,
+			  const config_setting_t *ctl)
+{
 	struct kwi_entry *e = &c->entries[i];
 	char why[256];
+
+	if (ctl == NULL) {
+		kwi_problem(l, KW_ERR_CONFIG, g,
+			    "chain \"%s\": entry %zu: missing control "
+			    "(required, requisite, sufficient or optional)",
+			    c->name, i + 1);
+	} else if (config_setting_type(ctl) != CONFIG_TYPE_STRING) {
+		kwi_problem(l, KW_ERR_CONFIG, ctl,
+			    "chain \"%s\": entry %zu: control must be a string",
+			    c->name, i + 1);
+	} else if (kwi_control_parse(config_setting_get_string(ctl),
+				     c->n - i - 1, e, why,
+				     sizeof(why)) != KW_OK) {
+		kwi_problem(l, KW_ERR_CONFIG, ctl,
+			    "chain \"%s\": entry %zu: %s", c->name, i + 1,
+			    why);
+	}
+}
+
+static void load_entry(struct kwi_loader *l, struct kwi_chain *c, size_t i,
+		       const config_setting_t *g)
+{
+	const config_setting_t *be = NULL, *ctl = NULL;
 	int n;
 
 	if (!config_setting_is_group(g)) {
@@ -49,46 +105,8 @@ static void load_entry(struct kwi_loader *l, struct kwi_chain *c, size_t i,
 				    c->name, i + 1, name);
 	}
 
-	if (be == NULL) {
-		kwi_problem(l, KW_ERR_CONFIG, g,
-			    "chain \"%s\": entry %zu: missing backend", c->name,
-			    i + 1);
-	} else if (config_setting_type(be) != CONFIG_TYPE_STRING) {
-		kwi_problem(l, KW_ERR_CONFIG, be,
-			    "chain \"%s\": entry %zu: backend must be a string",
-			    c->name, i + 1);
-	} else {
-		const char *name = config_setting_get_string(be);
-
-		e->backend = kwi_find_backend(l->ctx, name);
-		if (e->backend == NULL)
-			kwi_problem(l, KW_ERR_CONFIG, be,
-				    "chain \"%s\": unknown backend \"%s\"",
-				    c->name, name);
-		else if (e->backend->module != NULL &&
-			 e->backend->module->op_lookup == NULL)
-			kwi_problem(l, KW_ERR_CONFIG, be,
-				    "chain \"%s\": backend \"%s\" (module "
-				    "\"%s\") cannot look keys up",
-				    c->name, name, e->backend->module->name);
-	}
-
-	if (ctl == NULL) {
-		kwi_problem(l, KW_ERR_CONFIG, g,
-			    "chain \"%s\": entry %zu: missing control "
-			    "(required, requisite, sufficient or optional)",
-			    c->name, i + 1);
-	} else if (config_setting_type(ctl) != CONFIG_TYPE_STRING) {
-		kwi_problem(l, KW_ERR_CONFIG, ctl,
-			    "chain \"%s\": entry %zu: control must be a string",
-			    c->name, i + 1);
-	} else if (kwi_control_parse(config_setting_get_string(ctl),
-				     c->n - i - 1, e, why,
-				     sizeof(why)) != KW_OK) {
-		kwi_problem(l, KW_ERR_CONFIG, ctl,
-			    "chain \"%s\": entry %zu: %s", c->name, i + 1,
-			    why);
-	}
+	entry_backend(l, c, i, g, be);
+	entry_control(l, c, i, g, ctl);
 }
 
 void kwi_config_chains(struct kwi_loader *l, const config_setting_t *g)
@@ -96,22 +114,10 @@ void kwi_config_chains(struct kwi_loader *l, const config_setting_t *g)
 	struct kw_ctx *ctx = l->ctx;
 	int n;
 
-	if (!config_setting_is_group(g)) {
-		kwi_problem(l, KW_ERR_CONFIG, g,
-			    "chains must be a group { name = ( ... ); ... }");
-		return;
-	}
-	n = config_setting_length(g);
-	if (n == 0) {
-		kwi_problem(l, KW_ERR_CONFIG, g, "chains: no chain declared");
-		return;
-	}
-	ctx->chains = calloc((size_t)n, sizeof(*ctx->chains));
-	if (ctx->chains == NULL) {
-		kwi_problem(l, KW_ERR_NOMEM, g, "out of memory");
-		return;
-	}
-	for (int i = 0; i < n; i++) {
+	ctx->chains = kwi_config_section(l, g, "chains",
+					 "{ name = ( ... ); ... }", "chain",
+					 sizeof(*ctx->chains), &n);
+	for (int i = 0; ctx->chains != NULL && i < n; i++) {
 		const config_setting_t *s = config_setting_get_elem(g, i);
 		struct kwi_chain *c = &ctx->chains[ctx->nchains++];
 		int len;

@@ -7,6 +7,7 @@
 #define KEYWAY_CONFIG_INT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include <libconfig.h>
 
@@ -26,6 +27,18 @@ struct kwi_loader {
 void kwi_problem(struct kwi_loader *l, kw_status st,
 		 const config_setting_t *s, const char *fmt, ...)
 	KW_PRINTF(4, 5);
+/* path, made absolute against the configuration's directory (malloc'd;
+ * NULL when out of memory). */
+char *kwi_config_abs(const struct kw_ctx *ctx, const char *path);
+/*
+ * Section g of the root, `name` ("backends"), must be a group of the
+ * shape shown in messages, of at least one `item` ("backend"): returns n
+ * zeroed items of size bytes for it (*n: how many), or NULL with the
+ * problem reported.
+ */
+void *kwi_config_section(struct kwi_loader *l, const config_setting_t *g,
+			 const char *name, const char *shape,
+			 const char *item, size_t size, int *n);
 /* "a group", "an integer", ... for a libconfig CONFIG_TYPE_* (config.c). */
 const char *kwi_type_name(int type);
 

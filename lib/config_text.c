@@ -2,6 +2,10 @@
  * config_text.c - the text of keyway.conf: its files read and checked,
  * @include expanded, parsed by libconfig, and every setting and every
  * message put back at the file and line it was written at.
+ *
+ * Over 800 lines: putting the files together and explaining libconfig's
+ * syntax errors both follow its scanner line by line, and are read
+ * together.
  */
 #include "config.h"
 
@@ -209,6 +213,24 @@ static char *keep_source(struct kw_ctx *ctx, char *path)
 	return path;
 }
 
+/* Report that open() failed with errno e (from, line: as open_file()). */
+static void open_failed(struct kwi_loader *l, const char *path,
+			const char *from, unsigned line, int e)
+{
+	if (from == NULL)
+		kwi_diag(l->d, e == ENOENT ? KW_ERR_CONFIG : KW_ERR_IO, path, 0,
+			 "cannot open configuration: %s", strerror(e));
+	else if (e == ELOOP)
+		kwi_diag(l->d, KW_ERR_CONFIG, from, (int)line,
+			 "cannot include %s: it is a symbolic link; include "
+			 "the file itself",
+			 path);
+	else
+		kwi_diag(l->d, e == ENOENT ? KW_ERR_CONFIG : KW_ERR_IO, from,
+			 (int)line, "cannot include %s: %s", path,
+			 strerror(e));
+}
+
 /*
  * Open one file of the configuration and check what was opened: a regular
  * file, owned by root or the caller, not writable by group or others.
@@ -216,7 +238,7 @@ static char *keep_source(struct kw_ctx *ctx, char *path)
  * Returns the descriptor, or -1 with the problem reported.
  */
 static int open_file(struct kwi_loader *l, const char *path, const char *from,
-			 unsigned line, struct stat *st)
+		     unsigned line, struct stat *st)
 {
 	int flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
 	const char *what = from == NULL ? "configuration"
@@ -231,21 +253,7 @@ static int open_file(struct kwi_loader *l, const char *path, const char *from,
 		flags |= O_NOFOLLOW;
 	fd = open(path, flags);
 	if (fd < 0) {
-		int e = errno;
-
-		if (from == NULL)
-			kwi_diag(l->d, e == ENOENT ? KW_ERR_CONFIG : KW_ERR_IO,
-				 path, 0, "cannot open configuration: %s",
-				 strerror(e));
-		else if (e == ELOOP)
-			kwi_diag(l->d, KW_ERR_CONFIG, from, (int)line,
-				 "cannot include %s: it is a symbolic link; "
-				 "include the file itself",
-				 path);
-		else
-			kwi_diag(l->d, e == ENOENT ? KW_ERR_CONFIG : KW_ERR_IO,
-				 from, (int)line, "cannot include %s: %s", path,
-				 strerror(e));
+		open_failed(l, path, from, line, errno);
 		return -1;
 	}
 	if (fstat(fd, st) != 0) {
@@ -286,46 +294,57 @@ static int open_file(struct kwi_loader *l, const char *path, const char *from,
 }
 
 static bool expand(struct kwi_loader *l, struct text *t, const char *file,
-		       const char *buf, size_t len);
+		   const char *buf, size_t len);
+
+/* The path of the file that `spelled` names, included at at:line, kept by
+ * the context; NULL, with the problem reported, when out of memory or
+ * when it would be one file too many or too deep. */
+static const char *include_path(struct kwi_loader *l, struct text *t,
+				const char *at, unsigned line,
+				const char *spelled)
+{
+	char *path = kwi_config_abs(l->ctx, spelled), *kept;
+
+	kept = path != NULL ? keep_source(l->ctx, path) : NULL;
+	if (kept == NULL) {
+		free(path);
+		kwi_diag(l->d, KW_ERR_NOMEM, at, (int)line, "out of memory");
+		return NULL;
+	}
+	if (++t->includes > INCLUDE_MAX) {
+		kwi_diag(l->d, KW_ERR_CONFIG, at, (int)line,
+			 "cannot include %s: more than %d files are included "
+			 "in all",
+			 kept, INCLUDE_MAX);
+		return NULL;
+	}
+	if (t->depth == INCLUDE_DEPTH) {
+		kwi_diag(l->d, KW_ERR_CONFIG, at, (int)line,
+			 "cannot include %s: files include one another more "
+			 "than %d deep",
+			 kept, INCLUDE_DEPTH);
+		return NULL;
+	}
+	return kept;
+}
 
 /* Put the file that `spelled` names, included at from:line, in its
  * place. */
 static bool include_file(struct kwi_loader *l, struct text *t, const char *from,
-			     unsigned line, const char *spelled)
+			 unsigned line, const char *spelled)
 {
 	const char *at = resolve_source(l->ctx, from);
-	char *path = NULL, *buf = NULL, *kept;
+	const char *path;
+	char *buf = NULL;
 	bool ok = false;
 	struct stat st;
 	size_t len = 0;
 	kw_status rc;
 	int fd;
 
-	if (spelled[0] == '/')
-		path = strdup(spelled);
-	else if (asprintf(&path, "%s/%s", l->ctx->dir, spelled) < 0)
-		path = NULL;
-	kept = path != NULL ? keep_source(l->ctx, path) : NULL;
-	if (kept == NULL) {
-		free(path);
-		kwi_diag(l->d, KW_ERR_NOMEM, at, (int)line, "out of memory");
+	path = include_path(l, t, at, line, spelled);
+	if (path == NULL)
 		return false;
-	}
-	path = kept;
-	if (++t->includes > INCLUDE_MAX) {
-		kwi_diag(l->d, KW_ERR_CONFIG, at, (int)line,
-			 "cannot include %s: more than %d files are included "
-			 "in all",
-			 path, INCLUDE_MAX);
-		return false;
-	}
-	if (t->depth == INCLUDE_DEPTH) {
-		kwi_diag(l->d, KW_ERR_CONFIG, at, (int)line,
-			 "cannot include %s: files include one another more "
-			 "than %d deep",
-			 path, INCLUDE_DEPTH);
-		return false;
-	}
 	fd = open_file(l, path, at, line, &st);
 	if (fd < 0)
 		return false;
@@ -433,13 +452,95 @@ static bool only_comment(const char *p, const char *end)
 	}
 }
 
+/* What an @include at the start of a line came to. */
+enum include_step { INC_NONE, INC_DONE, INC_FAILED, INC_NOMEM };
+
+/*
+ * If the line of `file` (`at` in messages) that starts at p is an
+ * @include, put the file it names in its place and set *after past the
+ * name.  INC_FAILED with the problem reported; INC_NOMEM for the caller
+ * to report.
+ */
+static enum include_step expand_include(struct kwi_loader *l, struct text *t,
+					const char *file, const char *at,
+					unsigned line, const char *p,
+					const char *end, const char **after)
+{
+	char *name = NULL;
+	bool ok;
+
+	if (!is_include(p, end, &name, after)) {
+		if (name == NULL)
+			return INC_NONE;
+		free(name);
+		kwi_diag(l->d, KW_ERR_CONFIG, at, (int)line,
+			 "@include: the file name must be one line, in double "
+			 "quotes, with only \\\" and \\\\ escaped");
+		return INC_FAILED;
+	}
+	if (!only_comment(*after, end)) {
+		free(name);
+		kwi_diag(l->d, KW_ERR_CONFIG, at, (int)line,
+			 "@include: only a comment may follow the file name "
+			 "on its line");
+		return INC_FAILED;
+	}
+	ok = include_file(l, t, file, line, name);
+	free(name);
+	if (!ok)
+		return INC_FAILED;
+	/* The rest of the line goes on after the included text, as
+	 * libconfig's scanner goes back to it. */
+	if (t->len > 0 && t->buf[t->len - 1] != '\n' && !text_put(t, "\n", 1))
+		return INC_NOMEM;
+	return text_from(t, file, line) ? INC_DONE : INC_NOMEM;
+}
+
+/* How many bytes at p libconfig's scanner takes in one step from state
+ * t->state, which it moves on. */
+static size_t scan_step(struct text *t, const char *p, const char *end)
+{
+	size_t n = 1;
+
+	switch (t->state) {
+	case SCAN_CODE:
+		if (p[0] == '"') {
+			t->state = SCAN_STRING;
+		} else if (p[0] == '/' && p + 1 < end && p[1] == '*') {
+			t->state = SCAN_COMMENT;
+			n = 2;
+		} else if (p[0] == '#' ||
+			   (p[0] == '/' && p + 1 < end && p[1] == '/')) {
+			const char *nl = memchr(p, '\n',
+						(size_t)(end - p));
+
+			n = (size_t)((nl != NULL ? nl : end) - p);
+		}
+		break;
+	case SCAN_COMMENT:
+		if (p[0] == '*' && p + 1 < end && p[1] == '/') {
+			t->state = SCAN_CODE;
+			n = 2;
+		}
+		break;
+	case SCAN_STRING:
+		if (p[0] == '\\' && p + 1 < end &&
+		    (p[1] == '"' || p[1] == '\\'))
+			n = 2;
+		else if (p[0] == '"')
+			t->state = SCAN_CODE;
+		break;
+	}
+	return n;
+}
+
 /*
  * Append buf, the text of `file` (NULL: the main file), replacing each
  * line libconfig would read as an @include with the file it names.  The
  * scanner's state carries on from file to file, as libconfig's does.
  */
 static bool expand(struct kwi_loader *l, struct text *t, const char *file,
-		       const char *buf, size_t len)
+		   const char *buf, size_t len)
 {
 	const char *at = resolve_source(l->ctx, file);
 	const char *p = buf, *end = buf + len, *nul;
@@ -457,77 +558,26 @@ static bool expand(struct kwi_loader *l, struct text *t, const char *file,
 	if (!text_from(t, file, 1))
 		goto nomem;
 	while (p < end) {
-		size_t n = 1;
+		size_t n;
 
 		if (bol && t->state == SCAN_CODE) {
 			const char *after = NULL;
-			char *name = NULL;
-			bool ok;
 
-			if (is_include(p, end, &name, &after)) {
-				if (!only_comment(after, end)) {
-					free(name);
-					kwi_diag(l->d, KW_ERR_CONFIG, at,
-						 (int)line,
-						 "@include: only a comment may "
-						 "follow the file name on its "
-						 "line");
-					return false;
-				}
-				ok = include_file(l, t, file, line, name);
-				free(name);
-				if (!ok)
-					return false;
-				/* The rest of the line goes on after the
-				 * included text, as libconfig's scanner
-				 * goes back to it. */
-				if (t->len > 0 && t->buf[t->len - 1] != '\n' &&
-				    !text_put(t, "\n", 1))
-					goto nomem;
-				if (!text_from(t, file, line))
-					goto nomem;
+			switch (expand_include(l, t, file, at, line, p, end,
+					       &after)) {
+			case INC_NONE:
+				break;
+			case INC_DONE:
 				p = after;
 				bol = false;
 				continue;
-			}
-			if (name != NULL) {
-				free(name);
-				kwi_diag(l->d, KW_ERR_CONFIG, at, (int)line,
-					 "@include: the file name must be "
-					 "one line, in double quotes, with "
-					 "only \\\" and \\\\ escaped");
+			case INC_FAILED:
 				return false;
+			case INC_NOMEM:
+				goto nomem;
 			}
 		}
-		switch (t->state) {
-		case SCAN_CODE:
-			if (p[0] == '"') {
-				t->state = SCAN_STRING;
-			} else if (p[0] == '/' && p + 1 < end && p[1] == '*') {
-				t->state = SCAN_COMMENT;
-				n = 2;
-			} else if (p[0] == '#' ||
-				   (p[0] == '/' && p + 1 < end && p[1] == '/')) {
-				const char *nl = memchr(p, '\n',
-							(size_t)(end - p));
-
-				n = (size_t)((nl != NULL ? nl : end) - p);
-			}
-			break;
-		case SCAN_COMMENT:
-			if (p[0] == '*' && p + 1 < end && p[1] == '/') {
-				t->state = SCAN_CODE;
-				n = 2;
-			}
-			break;
-		case SCAN_STRING:
-			if (p[0] == '\\' && p + 1 < end &&
-			    (p[1] == '"' || p[1] == '\\'))
-				n = 2;
-			else if (p[0] == '"')
-				t->state = SCAN_CODE;
-			break;
-		}
+		n = scan_step(t, p, end);
 		if (!text_put(t, p, n))
 			goto nomem;
 		bol = p[n - 1] == '\n';
@@ -564,7 +614,8 @@ static bool is_name_char(char c, bool first)
 }
 
 /* The next token of libconfig's language from *pp, roughly as its scanner
- * cuts them (close enough to point at one). */
+ * cuts them (close enough to point at one).  One scanner, read top to
+ * bottom: it stays in one piece. */
 static void next_token(const char **pp, const char *end, unsigned *line,
 		       struct tok *tk)
 {
@@ -707,17 +758,66 @@ struct try {
  * anything else may be a key pasted in the wrong place, so only its kind
  * is named.
  */
+/* Say which token tk (after prev; the text ends at end) libconfig's
+ * message msg was about, into out. */
+static void say_token(const char *end, const struct tok *tk,
+		      const struct tok *prev, const char *msg, bool dup,
+		      char *out, size_t outlen)
+{
+	const char *hint = "", *q;
+	struct tok next;
+	unsigned nat;
+	bool named;
+
+	/* A name in a setting name's place is followed by '=' or ':'. */
+	q = tk->start + tk->len;
+	nat = tk->line;
+	next_token(&q, end, &nat, &next);
+	named = tk->kind == TOK_NAME && tk->len <= SHOW_NAME_MAX &&
+		next.kind == TOK_PUNCT &&
+		(next.start[0] == '=' || next.start[0] == ':');
+	if (dup && named) {
+		snprintf(out, outlen,
+			 "duplicate setting \"%.*s\": it is already set in "
+			 "this group",
+			 (int)tk->len, tk->start);
+		return;
+	}
+	/* What to look for, from the token before. */
+	if (tk->kind == TOK_NAME && prev->kind == TOK_PUNCT &&
+	    (prev->start[0] == '=' || prev->start[0] == ':'))
+		hint = " (a string value must be in double quotes)";
+	else if (tk->kind != TOK_PUNCT && tk->kind != TOK_OTHER &&
+		 prev->kind == TOK_NAME && !ends_value(prev))
+		hint = " (a missing '=' before it?)";
+	else if ((tk->kind != TOK_PUNCT || strchr("{([", tk->start[0])) &&
+		 ends_value(prev))
+		hint = " (a missing ',' or ';' before it?)";
+	if (tk->kind == TOK_PUNCT || tk->kind == TOK_OTHER || named)
+		snprintf(out, outlen, "%s at '%.*s'%s", msg, (int)tk->len,
+			 tk->start, hint);
+	else if (prev->kind == TOK_PUNCT &&
+		 (prev->start[0] == '=' || prev->start[0] == ':'))
+		snprintf(out, outlen, "%s at a value after '%c'%s", msg,
+			 prev->start[0], hint);
+	else
+		snprintf(out, outlen, "%s at %s%s", msg,
+			 tk->kind == TOK_STRING ? "a string"
+			 : tk->kind == TOK_NUMBER ? "a number"
+						 : "an unquoted word",
+			 hint);
+}
+
 static void describe_error(const char *text, unsigned line, const char *msg,
 			   char *out, size_t outlen)
 {
-	const char *p = text, *end = text + strlen(text), *q;
-	struct tok tk, prev = { NULL, 0, 0, TOK_END }, next;
+	const char *p = text, *end = text + strlen(text);
+	struct tok tk, prev = { NULL, 0, 0, TOK_END };
 	struct try ring[TRY_TOKENS];
 	size_t nring = 0, first = 0, budget = TRY_BYTES;
-	const char *hint = "";
-	unsigned at = 1, nat;
+	unsigned at = 1;
 	bool dup = strcmp(msg, "duplicate setting name") == 0;
-	bool dropped = false, named;
+	bool dropped = false;
 
 	snprintf(out, outlen, "%s", msg);
 	/* The tokens of the line, the last TRY_TOKENS of them kept. */
@@ -749,53 +849,14 @@ static void describe_error(const char *text, unsigned line, const char *msg,
 			 * fails. */
 			if (i == 0 && dropped)
 				return;
-			tk = t->tk;
-			prev = t->prev;
-			goto found;
+			say_token(end, &t->tk, &t->prev, msg, dup, out,
+				  outlen);
+			return;
 		}
 	}
 	if (!dup && tk.kind == TOK_END && !dropped)
 		snprintf(out, outlen,
 			 "%s at the end of the file (a missing } or )?)", msg);
-	return;
-found:
-	/* A name in a setting name's place is followed by '=' or ':'. */
-	q = tk.start + tk.len;
-	nat = tk.line;
-	next_token(&q, end, &nat, &next);
-	named = tk.kind == TOK_NAME && tk.len <= SHOW_NAME_MAX &&
-		next.kind == TOK_PUNCT &&
-		(next.start[0] == '=' || next.start[0] == ':');
-	if (dup && named) {
-		snprintf(out, outlen,
-			 "duplicate setting \"%.*s\": it is already set in "
-			 "this group",
-			 (int)tk.len, tk.start);
-		return;
-	}
-	/* What to look for, from the token before. */
-	if (tk.kind == TOK_NAME && prev.kind == TOK_PUNCT &&
-	    (prev.start[0] == '=' || prev.start[0] == ':'))
-		hint = " (a string value must be in double quotes)";
-	else if (tk.kind != TOK_PUNCT && tk.kind != TOK_OTHER &&
-		 prev.kind == TOK_NAME && !ends_value(&prev))
-		hint = " (a missing '=' before it?)";
-	else if ((tk.kind != TOK_PUNCT || strchr("{([", tk.start[0])) &&
-		 ends_value(&prev))
-		hint = " (a missing ',' or ';' before it?)";
-	if (tk.kind == TOK_PUNCT || tk.kind == TOK_OTHER || named)
-		snprintf(out, outlen, "%s at '%.*s'%s", msg, (int)tk.len,
-			 tk.start, hint);
-	else if (prev.kind == TOK_PUNCT &&
-		 (prev.start[0] == '=' || prev.start[0] == ':'))
-		snprintf(out, outlen, "%s at a value after '%c'%s", msg,
-			 prev.start[0], hint);
-	else
-		snprintf(out, outlen, "%s at %s%s", msg,
-			 tk.kind == TOK_STRING ? "a string"
-			 : tk.kind == TOK_NUMBER ? "a number"
-						 : "an unquoted word",
-			 hint);
 }
 
 /* Settings name the file and line they were written at, not their place

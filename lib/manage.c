@@ -1,10 +1,9 @@
 /*
  * manage.c - storing, rotating, disabling, deleting and listing keys.
  *
- * Who may do what is decided here, once, for every store module: org keys
- * by that org's owners and admins, user keys by that user, system keys by a
- * system administrator, everything by a system administrator.  Values are
- * checked against their provider's format before a module sees them.
+ * Who may do what is decided once, for every store module (actor.c).
+ * Values are checked against their provider's format before a module sees
+ * them.
  */
 #include "config.h"
 
@@ -12,7 +11,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include <keyway/keyway.h>
+#include <keyway/module.h>
+
+#include "actor.h"
+#include "conf.h"
+#include "context.h"
+#include "host.h"
+#include "internal.h" /* kwi_error(), kwi_audit_change(), struct kwi_module */
+#include "names.h"
+#include "providers.h"
+
+#define REF_HAS(r, f) \
+	((r)->size >= offsetof(kw_key_ref, f) + sizeof((r)->f))
 
 const char *kw_scope_str(kw_scope scope)
 {
@@ -27,70 +38,6 @@ const char *kw_scope_str(kw_scope scope)
 		break;
 	}
 	return "none";
-}
-
-/* ---- who may ---- */
-
-#define ACTOR_HAS(a, f) \
-	((a)->size >= offsetof(kw_actor, f) + sizeof((a)->f))
-#define REF_HAS(r, f) \
-	((r)->size >= offsetof(kw_key_ref, f) + sizeof((r)->f))
-
-static bool same(const char *a, const char *b)
-{
-	return a != NULL && b != NULL && strcmp(a, b) == 0;
-}
-
-static bool may(const kw_actor *a, kw_scope scope, const char *owner)
-{
-	if (a->role == KW_ROLE_SYSADMIN)
-		return true;
-	switch (scope) {
-	case KW_SCOPE_ORG:
-		return same(a->org, owner) &&
-		       (a->role == KW_ROLE_OWNER || a->role == KW_ROLE_ADMIN);
-	case KW_SCOPE_USER:
-		return same(a->user, owner);
-	default:
-		return false;
-	}
-}
-
-static kw_status refuse(kw_scope scope, const char *owner)
-{
-	switch (scope) {
-	case KW_SCOPE_ORG:
-		return kwi_error(KW_ERR_PERM,
-				 "only an owner or admin of org \"%s\" may "
-				 "manage its keys",
-				 owner);
-	case KW_SCOPE_USER:
-		return kwi_error(KW_ERR_PERM,
-				 "only user \"%s\" may manage that user's keys",
-				 owner);
-	default:
-		return kwi_error(KW_ERR_PERM,
-				 "only a system administrator may manage system "
-				 "keys");
-	}
-}
-
-static kw_status check_actor(const kw_actor *a)
-{
-	if (a == NULL || !ACTOR_HAS(a, role))
-		return kwi_error(KW_ERR_INVAL,
-				 "no actor, or one not initialised with "
-				 "KW_ACTOR_INIT");
-	if (a->role < KW_ROLE_NONE || a->role > KW_ROLE_SYSADMIN)
-		return kwi_error(KW_ERR_INVAL, "unknown actor role %d",
-				 (int)a->role);
-	if (kwi_check_name("actor user name", a->user) != KW_OK ||
-	    kwi_check_name("actor org name", a->org) != KW_OK)
-		return KW_ERR_INVAL;
-	if ((a->user != NULL && !kwi_valid_identity(a->user)) ||
-	    (a->org != NULL && !kwi_valid_identity(a->org)))
-		return kwi_error(KW_ERR_INVAL, "invalid actor user or org name");
-	return KW_OK;
 }
 
 /* A backend that has `cap`. */
@@ -126,7 +73,7 @@ static kw_status prepare(kw_ctx *ctx, const kw_actor *actor,
 {
 	kw_status rc;
 
-	rc = check_actor(actor);
+	rc = kwi_check_actor(actor);
 	if (rc != KW_OK)
 		return rc;
 	if (ref == NULL || !REF_HAS(ref, provider))
@@ -160,8 +107,8 @@ static kw_status prepare(kw_ctx *ctx, const kw_actor *actor,
 				 "%s keys need a valid owner (the %s's name)",
 				 kw_scope_str(k->scope),
 				 kw_scope_str(k->scope));
-	if (!may(actor, k->scope, k->owner))
-		return refuse(k->scope, k->owner);
+	if (!kwi_may(actor, k->scope, k->owner))
+		return kwi_refuse(k->scope, k->owner);
 	return KW_OK;
 }
 
@@ -246,8 +193,9 @@ kw_status kw_key_put(kw_ctx *ctx, const kw_actor *actor, const kw_key_ref *ref,
 		       &p.key, rc == KW_OK ? KW_OK : failed(b, rc, &p.key, &r));
 }
 
-kw_status kw_key_set_active(kw_ctx *ctx, const kw_actor *actor,
-			    const kw_key_ref *ref, int active)
+/* Enable (active 1), disable (0) or delete (-1) the key ref names. */
+static kw_status change_key(kw_ctx *ctx, const kw_actor *actor,
+			    const kw_key_ref *ref, const char *op, int active)
 {
 	struct kw_instance *b;
 	struct kw_reply r;
@@ -258,26 +206,25 @@ kw_status kw_key_set_active(kw_ctx *ctx, const kw_actor *actor,
 	if (rc != KW_OK)
 		return rc;
 	kwi_reply_init(&r, b->name);
-	rc = b->module->op_set_active(b->state, &k, active != 0, &r);
-	return audited(ctx, actor, active ? "enable" : "disable", b, &k,
+	if (active < 0)
+		rc = b->module->op_remove(b->state, &k, &r);
+	else
+		rc = b->module->op_set_active(b->state, &k, active != 0, &r);
+	return audited(ctx, actor, op, b, &k,
 		       rc == KW_OK ? KW_OK : failed(b, rc, &k, &r));
+}
+
+kw_status kw_key_set_active(kw_ctx *ctx, const kw_actor *actor,
+			    const kw_key_ref *ref, int active)
+{
+	return change_key(ctx, actor, ref, active ? "enable" : "disable",
+			  active != 0);
 }
 
 kw_status kw_key_delete(kw_ctx *ctx, const kw_actor *actor,
 			const kw_key_ref *ref)
 {
-	struct kw_instance *b;
-	struct kw_reply r;
-	kw_store_key k;
-	kw_status rc;
-
-	rc = prepare(ctx, actor, ref, &b, &k);
-	if (rc != KW_OK)
-		return rc;
-	kwi_reply_init(&r, b->name);
-	rc = b->module->op_remove(b->state, &k, &r);
-	return audited(ctx, actor, "delete", b, &k,
-		       rc == KW_OK ? KW_OK : failed(b, rc, &k, &r));
+	return change_key(ctx, actor, ref, "delete", -1);
 }
 
 struct list_walk {
@@ -293,7 +240,7 @@ static kw_status list_one(void *arg, const kw_store_record *rec)
 	kw_key_info info;
 
 	/* What the actor may not manage, it does not see. */
-	if (!may(w->actor, rec->scope, rec->owner))
+	if (!kwi_may(w->actor, rec->scope, rec->owner))
 		return KW_OK;
 	memset(&info, 0, sizeof(info));
 	info.backend = w->backend->name;
@@ -318,7 +265,7 @@ kw_status kw_key_list(kw_ctx *ctx, const kw_actor *actor, const char *backend,
 	struct kw_instance *b;
 	kw_status rc;
 
-	rc = check_actor(actor);
+	rc = kwi_check_actor(actor);
 	if (rc != KW_OK)
 		return rc;
 	if (ctx == NULL || fn == NULL)
@@ -367,7 +314,7 @@ kw_status kw_rekey(kw_ctx *ctx, const kw_actor *actor, const char *backend,
 
 	if (count != NULL)
 		*count = 0;
-	rc = check_actor(actor);
+	rc = kwi_check_actor(actor);
 	if (rc != KW_OK)
 		return rc;
 	rc = store_backend(ctx, backend, KW_CAP_STORE, &b);
@@ -394,203 +341,4 @@ kw_status kw_rekey(kw_ctx *ctx, const kw_actor *actor, const char *backend,
 	if (count != NULL)
 		*count = n;
 	return KW_OK;
-}
-
-/* ---- the usage log ---- */
-
-#define FILTER_END(m) \
-	(offsetof(kw_usage_filter, m) + sizeof(((kw_usage_filter *)NULL)->m))
-/* No filter is this large.  A caller built before kw_usage_filter began
- * with its size passes `since` there: 0, or a time far above this. */
-#define FILTER_MAX 4096
-
-/* kw_usage_filter as it was before it began with `size`, as a ledger
- * module built then reads it. */
-struct unsized_filter {
-	int64_t since;
-	int64_t until;
-	const char *user;
-	const char *org;
-	const char *backend;
-};
-
-/*
- * Take the caller's filter into *f.  This is the first kw_usage_filter
- * with a size, so no smaller one exists.  A larger one, from a later
- * keyway.h, is taken when everything past this library's fields is zero:
- * it then asks for no condition unknown here.  Anything else is no
- * kw_usage_filter, and is refused before anything past its size is read.
- */
-static kw_status take_filter(const kw_usage_filter *in, kw_usage_filter *f)
-{
-	const kw_usage_filter all = KW_USAGE_FILTER_INIT;
-	const unsigned char *rest = (const unsigned char *)in;
-
-	*f = all;
-	if (in == NULL)
-		return KW_OK;
-	if (in->size < sizeof(*f) || in->size > FILTER_MAX)
-		return kwi_error(KW_ERR_INVAL,
-				 "usage filter: size %zu is not that of a "
-				 "kw_usage_filter; initialise it with "
-				 "KW_USAGE_FILTER_INIT",
-				 in->size);
-	for (size_t i = sizeof(*f); i < in->size; i++)
-		if (rest[i] != 0)
-			return kwi_error(KW_ERR_INVAL,
-					 "usage filter: it sets a condition "
-					 "this library does not know (a filter "
-					 "of %zu bytes, from a newer keyway.h; "
-					 "this one knows %zu)",
-					 in->size, sizeof(*f));
-	memcpy(f, in, sizeof(*f));
-	f->size = sizeof(*f);
-	return KW_OK;
-}
-
-/* Does the row match filter f?  Applied to every row a ledger returns, so
- * that a ledger need not know every condition. */
-static bool filter_matches(const kw_usage_filter *f, const kw_usage_row *row)
-{
-	return row->time >= f->since &&
-	       (f->until == 0 || row->time < f->until) &&
-	       (f->user == NULL || same(f->user, row->user)) &&
-	       (f->org == NULL || same(f->org, row->org)) &&
-	       (f->backend == NULL || same(f->backend, row->backend));
-}
-
-struct usage_walk {
-	const kw_actor *actor;
-	const kw_usage_filter *filter;
-	kw_usage_fn *fn;
-	void *arg;
-};
-
-static kw_status usage_one(void *arg, const kw_usage_row *row)
-{
-	const struct usage_walk *w = arg;
-	const kw_actor *a = w->actor;
-
-	if (a->role != KW_ROLE_SYSADMIN &&
-	    !(same(a->org, row->org) &&
-	      (a->role == KW_ROLE_OWNER || a->role == KW_ROLE_ADMIN)) &&
-	    !same(a->user, row->user))
-		return KW_OK;
-	if (!filter_matches(w->filter, row))
-		return KW_OK;
-	return w->fn(w->arg, row);
-}
-
-kw_status kw_usage(kw_ctx *ctx, const kw_actor *actor,
-		   const kw_usage_filter *filter, kw_usage_fn *fn, void *arg)
-{
-	kw_usage_filter f, given;
-	struct usage_walk w = { actor, &f, fn, arg };
-	struct unsized_filter old;
-	const struct kw_module *d;
-	const void *pass = &given;
-	struct kw_instance *ledger;
-	struct kw_reply r;
-	kw_status rc;
-
-	rc = check_actor(actor);
-	if (rc != KW_OK)
-		return rc;
-	if (ctx == NULL || fn == NULL)
-		return kwi_error(KW_ERR_INVAL, "no context or no callback");
-	if (kwi_ctx_usable(ctx) != KW_OK)
-		return KW_ERR_INVAL;
-	rc = take_filter(filter, &f);
-	if (rc != KW_OK)
-		return rc;
-	if (kwi_check_name("user name", f.user) != KW_OK ||
-	    kwi_check_name("org name", f.org) != KW_OK ||
-	    kwi_check_name("backend name", f.backend) != KW_OK)
-		return KW_ERR_INVAL;
-	ledger = ctx->ledger;
-	if (ledger == NULL || ledger->module->op_usage == NULL)
-		return kwi_error(KW_ERR_UNSUPPORTED,
-				 "%s: no usage log (set keyway.ledger)",
-				 ctx->path);
-	/* The filter in the layout the ledger was built with. */
-	d = ledger->module->desc;
-	given = f;
-	if (d->size < offsetof(struct kw_module, usage_filter_size) +
-			      sizeof(d->usage_filter_size)) {
-		old.since = f.since;
-		old.until = f.until;
-		old.user = f.user;
-		old.org = f.org;
-		old.backend = f.backend;
-		pass = &old;
-	} else if (d->usage_filter_size == 0) {
-		given.size = FILTER_END(backend);
-	} else if (d->usage_filter_size < given.size) {
-		given.size = d->usage_filter_size;
-	}
-	kwi_reply_init(&r, ledger->name);
-	rc = ledger->module->op_usage(ledger->state, pass, usage_one, &w, &r);
-	if (rc != KW_OK && r.detail[0] != '\0')
-		return kwi_error(rc, "keyway.ledger: %s", r.detail);
-	return rc;
-}
-
-const char *const *kw_sensitive_env(const kw_ctx *ctx)
-{
-	return ctx != NULL ? (const char *const *)ctx->sensitive_env : NULL;
-}
-
-static bool same_name(const char *s, const char *name, size_t len)
-{
-	return s != NULL && strlen(s) == len && memcmp(s, name, len) == 0;
-}
-
-int kw_reads_env(const kw_ctx *ctx, const char *name)
-{
-	/* Read for a master key whatever keyway.master_key says. */
-	static const char *const masters[] = { "KEYWAY_MASTER_KEY",
-					       "API_KEY_ENCRYPTION_KEY",
-					       "KEYWAY_PASSPHRASE" };
-	const struct kw_instance *b;
-	size_t len, i;
-
-	if (ctx == NULL || name == NULL)
-		return 0;
-	len = strcspn(name, "=");
-	for (i = 0; i < sizeof(masters) / sizeof(masters[0]); i++)
-		if (same_name(masters[i], name, len))
-			return 1;
-	for (i = 0; ctx->sensitive_env != NULL &&
-		    ctx->sensitive_env[i] != NULL; i++)
-		if (same_name(ctx->sensitive_env[i], name, len))
-			return 1;
-	for (i = 0; i < ctx->nbackends; i++) {
-		b = &ctx->backends[i];
-		if (b->opened && b->module->op_reads_env != NULL &&
-		    b->module->op_reads_env(b->state, name, len))
-			return 1;
-	}
-	return 0;
-}
-
-kw_status kw_backend_scope(const kw_ctx *ctx, const char *backend,
-			   kw_scope *scope)
-{
-	const struct kw_instance *b;
-
-	if (scope != NULL)
-		*scope = KW_SCOPE_NONE;
-	if (ctx == NULL || backend == NULL || scope == NULL)
-		return kwi_error(KW_ERR_INVAL,
-				 "no context, backend or scope");
-	/* Not echoed below unless it is a name that can be shown. */
-	if (kwi_check_name("backend name", backend) != KW_OK)
-		return KW_ERR_INVAL;
-	b = kwi_find_backend(ctx, backend);
-	if (b != NULL) {
-		*scope = b->scope;
-		return KW_OK;
-	}
-	return kwi_error(KW_ERR_INVAL, "%s: no backend \"%.64s\"", ctx->path,
-			 backend);
 }

@@ -20,7 +20,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include <keyway/keyway.h>
+#include <keyway/module.h>
+
+#include "clock.h"
+#include "conf.h"
+#include "context.h"
+#include "host.h"
+#include "internal.h" /* kwi_error(), struct kwi_module */
+#include "quota.h"
+#include "request.h"
 
 void kwi_charged_free(struct kwi_charged *c)
 {
@@ -162,6 +171,76 @@ static void used_up(const struct kw_instance *b, const struct kwi_quota *q,
 			 (unsigned long long)q->limit, reset);
 }
 
+/* The slots of every quota of b for this request, into c; KW_ERR_DENIED
+ * with the reason in detail when the request does not say whom one
+ * counts. */
+static kw_status fill_slots(const struct kw_instance *b,
+			    const struct kwi_query_in *in, int64_t now,
+			    struct kwi_charged *c, char *detail,
+			    size_t detaillen)
+{
+	for (size_t i = 0; i < b->nquotas; i++) {
+		const struct kwi_quota *q = &b->quotas[i];
+		const char *who = subject(q, in);
+		kw_quota_slot *s = &c->slots[i];
+		char *name;
+
+		if (who == NULL) {
+			snprintf(detail, detaillen,
+				 "quota %s %s: the request names no %s",
+				 b->name, q->label, identity_word(q->per));
+			return KW_ERR_DENIED;
+		}
+		name = counter_name(b, i, in, who);
+		if (name == NULL)
+			return KW_ERR_NOMEM;
+		s->counter = name;
+		kwi_window(q->period, now, &s->window, &s->expires);
+		s->limit = q->limit;
+		c->nslots++;
+	}
+	return KW_OK;
+}
+
+/* The ledger did not admit the request (rc, r: what it said; ch: the
+ * charge it was asked for): why, into detail, and the verdict. */
+static kw_status not_admitted(const struct kw_ctx *ctx,
+			      const struct kw_instance *b,
+			      const struct kwi_query_in *in,
+			      const struct kwi_charged *c,
+			      const kw_charge *ch, kw_status rc,
+			      const struct kw_reply *r, char *detail,
+			      size_t detaillen)
+{
+	const char *said = r->detail[0] != '\0' ? r->detail
+						 : kw_status_str(rc);
+
+	if (rc == KW_ERR_DENIED && ch->full < b->nquotas) {
+		char reset[32];
+
+		kwi_iso8601(c->slots[ch->full].expires, reset, sizeof(reset));
+		used_up(b, &b->quotas[ch->full], in, ch->count, reset, detail,
+			detaillen);
+		return KW_ERR_DENIED;
+	}
+	/* The ledger could not be asked: fail closed unless told not to. */
+	if (ctx->ledger_allow && rc == KW_ERR_UNAVAIL) {
+		snprintf(detail, detaillen,
+			 "ledger unavailable, admitted uncounted "
+			 "(on_unavailable = allow): %s",
+			 said);
+		return KW_OK;
+	}
+	if (rc != KW_ERR_UNAVAIL)
+		snprintf(detail, detaillen, "ledger failed, denied: %s", said);
+	else
+		snprintf(detail, detaillen,
+			 "ledger unavailable, denied (on_unavailable = deny): "
+			 "%s",
+			 said);
+	return KW_ERR_DENIED;
+}
+
 kw_status kwi_quota_charge(struct kw_ctx *ctx, const struct kw_instance *b,
 			   const struct kwi_query_in *in, bool dry_run,
 			   struct kwi_charged **out, char *detail,
@@ -180,28 +259,10 @@ kw_status kwi_quota_charge(struct kw_ctx *ctx, const struct kw_instance *b,
 	if (c == NULL)
 		return KW_ERR_NOMEM;
 	c->ledger = ledger;
-	for (size_t i = 0; i < b->nquotas; i++) {
-		const struct kwi_quota *q = &b->quotas[i];
-		const char *who = subject(q, in);
-		kw_quota_slot *s = &c->slots[i];
-		char *name;
-
-		if (who == NULL) {
-			snprintf(detail, detaillen,
-				 "quota %s %s: the request names no %s",
-				 b->name, q->label, identity_word(q->per));
-			kwi_charged_free(c);
-			return KW_ERR_DENIED;
-		}
-		name = counter_name(b, i, in, who);
-		if (name == NULL) {
-			kwi_charged_free(c);
-			return KW_ERR_NOMEM;
-		}
-		s->counter = name;
-		kwi_window(q->period, now, &s->window, &s->expires);
-		s->limit = q->limit;
-		c->nslots++;
+	rc = fill_slots(b, in, now, c, detail, detaillen);
+	if (rc != KW_OK) {
+		kwi_charged_free(c);
+		return rc;
 	}
 
 	row.time = now;
@@ -218,44 +279,21 @@ kw_status kwi_quota_charge(struct kw_ctx *ctx, const struct kw_instance *b,
 
 	kwi_reply_init(&r, ledger->name);
 	rc = ledger->module->op_charge(ledger->state, &ch, dry_run, &r);
-	if (rc == KW_OK) {
-		c->usage_id = ch.usage_id;
-		if (dry_run) {
-			snprintf(detail, detaillen,
-				 "within quota (explain charges nothing)");
-			kwi_charged_free(c);
-			c = NULL;
-		}
-		*out = c;
-		return KW_OK;
-	}
-	if (rc == KW_ERR_DENIED && ch.full < b->nquotas) {
-		char reset[32];
-
-		kwi_iso8601(c->slots[ch.full].expires, reset, sizeof(reset));
-		used_up(b, &b->quotas[ch.full], in, ch.count, reset, detail,
-			detaillen);
+	if (rc != KW_OK) {
+		rc = not_admitted(ctx, b, in, c, &ch, rc, &r, detail,
+				  detaillen);
 		kwi_charged_free(c);
-		return KW_ERR_DENIED;
+		return rc;
 	}
-	kwi_charged_free(c);
-	/* The ledger could not be asked: fail closed unless told not to. */
-	if (ctx->ledger_allow && rc == KW_ERR_UNAVAIL) {
+	c->usage_id = ch.usage_id;
+	if (dry_run) {
 		snprintf(detail, detaillen,
-			 "ledger unavailable, admitted uncounted "
-			 "(on_unavailable = allow): %s",
-			 r.detail[0] != '\0' ? r.detail : kw_status_str(rc));
-		return KW_OK;
+			 "within quota (explain charges nothing)");
+		kwi_charged_free(c);
+		c = NULL;
 	}
-	if (rc != KW_ERR_UNAVAIL)
-		snprintf(detail, detaillen, "ledger failed, denied: %s",
-			 r.detail[0] != '\0' ? r.detail : kw_status_str(rc));
-	else
-		snprintf(detail, detaillen,
-			 "ledger unavailable, denied (on_unavailable = deny): "
-			 "%s",
-			 r.detail[0] != '\0' ? r.detail : kw_status_str(rc));
-	return KW_ERR_DENIED;
+	*out = c;
+	return KW_OK;
 }
 
 kw_status kwi_quota_refund(struct kwi_charged **cp)
