@@ -13,6 +13,7 @@
 #include <keyway/keyway.h>
 
 #include "actor.h"
+#include "context.h"
 #include "internal.h" /* kwi_error() */
 #include "names.h"
 
@@ -22,6 +23,20 @@
 bool kwi_same(const char *a, const char *b)
 {
 	return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
+kw_status kwi_check_caller(const kw_ctx *ctx, const kw_actor *actor,
+			   bool has_fn)
+{
+	kw_status rc = kwi_check_actor(actor);
+
+	if (rc != KW_OK)
+		return rc;
+	if (ctx == NULL || !has_fn)
+		return kwi_error(KW_ERR_INVAL, "no context or no callback");
+	if (kwi_ctx_usable(ctx) != KW_OK)
+		return KW_ERR_INVAL;
+	return KW_OK;
 }
 
 bool kwi_may(const kw_actor *a, kw_scope scope, const char *owner)

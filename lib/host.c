@@ -13,7 +13,17 @@
 
 #include <sodium.h>
 
-#include "internal.h"
+#include <keyway/keyway.h>
+#include <keyway/module.h>
+
+#include "clock.h"
+#include "conf.h"
+#include "context.h"
+#include "host.h"
+#include "internal.h" /* kwi_diag(), kwi_secure_*(), kwi_open_private(),
+		       * kwi_keyring_*(), kwi_seal(), struct kwi_module */
+#include "names.h"
+#include "secret.h"
 
 /* ---- settings ---- */
 

@@ -265,13 +265,10 @@ kw_status kw_key_list(kw_ctx *ctx, const kw_actor *actor, const char *backend,
 	struct kw_instance *b;
 	kw_status rc;
 
-	rc = kwi_check_actor(actor);
+	rc = kwi_check_caller(ctx, actor, fn != NULL);
 	if (rc != KW_OK)
 		return rc;
-	if (ctx == NULL || fn == NULL)
-		return kwi_error(KW_ERR_INVAL, "no context or no callback");
-	if (kwi_ctx_usable(ctx) != KW_OK ||
-	    kwi_check_name("owner name", owner) != KW_OK)
+	if (kwi_check_name("owner name", owner) != KW_OK)
 		return KW_ERR_INVAL;
 	if (owner != NULL && !kwi_valid_identity(owner))
 		return kwi_error(KW_ERR_INVAL, "invalid owner name");

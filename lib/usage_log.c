@@ -115,13 +115,9 @@ kw_status kw_usage(kw_ctx *ctx, const kw_actor *actor,
 	struct kw_reply r;
 	kw_status rc;
 
-	rc = kwi_check_actor(actor);
+	rc = kwi_check_caller(ctx, actor, fn != NULL);
 	if (rc != KW_OK)
 		return rc;
-	if (ctx == NULL || fn == NULL)
-		return kwi_error(KW_ERR_INVAL, "no context or no callback");
-	if (kwi_ctx_usable(ctx) != KW_OK)
-		return KW_ERR_INVAL;
 	rc = take_filter(filter, &f);
 	if (rc != KW_OK)
 		return rc;
