@@ -1773,7 +1773,7 @@ static void load_entry(struct loader *l, struct kwi_chain *c, size_t i,
 				"chain \"%s\": unknown backend \"%s\"",
 				c->name, name);
 		else if (e->backend->module != NULL &&
-			 e->backend->module->op_lookup == NULL)
+			 e->backend->module->ops.lookup == NULL)
 			problem(l, KW_ERR_CONFIG, be,
 				"chain \"%s\": backend \"%s\" (module \"%s\") "
 				"cannot look keys up",

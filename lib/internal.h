@@ -113,27 +113,6 @@ struct kwi_module {
 };
 
 /*
- * The operations' former names, for callers not yet written as
- * m->ops.NAME.
- */
-#define op_open ops.open
-#define op_close ops.close
-#define op_check ops.check
-#define op_lookup ops.lookup
-#define op_put ops.put
-#define op_set_active ops.set_active
-#define op_remove ops.remove
-#define op_list ops.list
-#define op_rekey ops.rekey
-#define op_used ops.used
-#define op_charge ops.charge
-#define op_refund ops.refund
-#define op_usage ops.usage
-#define op_walk_end ops.walk_end
-#define op_used_batch ops.used_batch
-#define op_reads_env ops.reads_env
-
-/*
  * Load module `spec` (a name, looked up in each directory of
  * $KEYWAY_MODULE_DIR and then the built-in one; or an absolute path)
  * unless it is already in *list, and check its descriptor.  *out is set

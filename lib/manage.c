@@ -311,7 +311,7 @@ kw_status kw_key_put(kw_ctx *ctx, const kw_actor *actor, const kw_key_ref *ref,
 	p.name = name;
 	p.mode = mode;
 	kwi_reply_init(&r, b->name);
-	rc = b->module->op_put(b->state, &p, &r);
+	rc = b->module->ops.put(b->state, &p, &r);
 	return audited(ctx, actor, mode == KW_PUT_ROTATE ? "rotate" : "put", b,
 		       &p.key, rc == KW_OK ? KW_OK : failed(b, rc, &p.key, &r));
 }
@@ -328,7 +328,7 @@ kw_status kw_key_set_active(kw_ctx *ctx, const kw_actor *actor,
 	if (rc != KW_OK)
 		return rc;
 	kwi_reply_init(&r, b->name);
-	rc = b->module->op_set_active(b->state, &k, active != 0, &r);
+	rc = b->module->ops.set_active(b->state, &k, active != 0, &r);
 	return audited(ctx, actor, active ? "enable" : "disable", b, &k,
 		       rc == KW_OK ? KW_OK : failed(b, rc, &k, &r));
 }
@@ -345,7 +345,7 @@ kw_status kw_key_delete(kw_ctx *ctx, const kw_actor *actor,
 	if (rc != KW_OK)
 		return rc;
 	kwi_reply_init(&r, b->name);
-	rc = b->module->op_remove(b->state, &k, &r);
+	rc = b->module->ops.remove(b->state, &k, &r);
 	return audited(ctx, actor, "delete", b, &k,
 		       rc == KW_OK ? KW_OK : failed(b, rc, &k, &r));
 }
@@ -414,7 +414,7 @@ kw_status kw_key_list(kw_ctx *ctx, const kw_actor *actor, const char *backend,
 		w.backend = b;
 		k.scope = b->scope;
 		kwi_reply_init(&r, b->name);
-		rc = b->module->op_list(b->state, b->scope, owner, list_one,
+		rc = b->module->ops.list(b->state, b->scope, owner, list_one,
 					&w, &r);
 		if (rc != KW_OK)
 			return r.detail[0] != '\0' ? failed(b, rc, &k, &r)
@@ -443,7 +443,7 @@ kw_status kw_rekey(kw_ctx *ctx, const kw_actor *actor, const char *backend,
 	rc = store_backend(ctx, backend, KW_CAP_STORE, &b);
 	if (rc != KW_OK)
 		return rc;
-	if (b->module->op_rekey == NULL)
+	if (b->module->ops.rekey == NULL)
 		return kwi_error(KW_ERR_UNSUPPORTED,
 				 "backend \"%s\" (module \"%s\") cannot re-seal "
 				 "its keys",
@@ -453,7 +453,7 @@ kw_status kw_rekey(kw_ctx *ctx, const kw_actor *actor, const char *backend,
 				 "only a system administrator may re-seal a "
 				 "store");
 	kwi_reply_init(&r, b->name);
-	rc = b->module->op_rekey(b->state, &n, &r);
+	rc = b->module->ops.rekey(b->state, &n, &r);
 	if (rc != KW_OK)
 		rc = kwi_error(rc, "backend \"%s\": %s", b->name,
 			       r.detail[0] != '\0' ? r.detail
@@ -578,7 +578,7 @@ kw_status kw_usage(kw_ctx *ctx, const kw_actor *actor,
 	    kwi_check_name("backend name", f.backend) != KW_OK)
 		return KW_ERR_INVAL;
 	ledger = ctx->ledger;
-	if (ledger == NULL || ledger->module->op_usage == NULL)
+	if (ledger == NULL || ledger->module->ops.usage == NULL)
 		return kwi_error(KW_ERR_UNSUPPORTED,
 				 "%s: no usage log (set keyway.ledger)",
 				 ctx->path);
@@ -599,7 +599,7 @@ kw_status kw_usage(kw_ctx *ctx, const kw_actor *actor,
 		given.size = d->usage_filter_size;
 	}
 	kwi_reply_init(&r, ledger->name);
-	rc = ledger->module->op_usage(ledger->state, pass, usage_one, &w, &r);
+	rc = ledger->module->ops.usage(ledger->state, pass, usage_one, &w, &r);
 	if (rc != KW_OK && r.detail[0] != '\0')
 		return kwi_error(rc, "keyway.ledger: %s", r.detail);
 	return rc;
@@ -636,8 +636,8 @@ int kw_reads_env(const kw_ctx *ctx, const char *name)
 			return 1;
 	for (i = 0; i < ctx->nbackends; i++) {
 		b = &ctx->backends[i];
-		if (b->opened && b->module->op_reads_env != NULL &&
-		    b->module->op_reads_env(b->state, name, len))
+		if (b->opened && b->module->ops.reads_env != NULL &&
+		    b->module->ops.reads_env(b->state, name, len))
 			return 1;
 	}
 	return 0;

@@ -265,7 +265,7 @@ kw_status kwi_quota_charge(struct kw_ctx *ctx, const struct kw_instance *b,
 	ch.usage = &row;
 
 	kwi_reply_init(&r, ledger->name);
-	rc = ledger->module->op_charge(ledger->state, &ch, dry_run, &r);
+	rc = ledger->module->ops.charge(ledger->state, &ch, dry_run, &r);
 	if (rc == KW_OK) {
 		c->usage_id = ch.usage_id;
 		if (dry_run) {
@@ -318,7 +318,7 @@ kw_status kwi_quota_refund(struct kwi_charged *c)
 	ch.nslots = c->nslots;
 	ch.usage_id = c->usage_id;
 	kwi_reply_init(&r, ledger->name);
-	rc = ledger->module->op_refund(ledger->state, &ch, &r);
+	rc = ledger->module->ops.refund(ledger->state, &ch, &r);
 	if (rc != KW_OK)
 		return kwi_error(rc, "keyway.ledger: refund failed: %s",
 				 r.detail[0] != '\0' ? r.detail
