@@ -384,12 +384,12 @@ static kw_status open_one(struct kw_instance *b, struct kwi_diag *d)
 	kw_status first = d->first;
 	kw_status rc;
 
-	if (b->module->op_open == NULL) {
+	if (b->module->ops.open == NULL) {
 		b->opened = true;
 		return KW_OK;
 	}
 	b->diag = d;
-	rc = b->module->op_open(&kwi_host, b, &b->state);
+	rc = b->module->ops.open(&kwi_host, b, &b->state);
 	if (rc == KW_OK) {
 		b->opened = true;
 		return KW_OK;
@@ -405,8 +405,8 @@ static kw_status open_one(struct kw_instance *b, struct kwi_diag *d)
 
 static void close_one(struct kw_instance *b)
 {
-	if (b->opened && b->module->op_close != NULL)
-		b->module->op_close(b->state);
+	if (b->opened && b->module->ops.close != NULL)
+		b->module->ops.close(b->state);
 	b->opened = false;
 	b->state = NULL;
 }

@@ -101,37 +101,29 @@ struct kwi_module {
 	char *path;                    /* file it was loaded from */
 	void *handle;                  /* dlopen() handle */
 	const struct kw_module *desc;  /* descriptor */
-	/* Operations, NULL where the module's descriptor is too short. */
-	kw_status (*op_open)(const kw_host *, kw_instance *, void **);
-	void (*op_close)(void *);
-	kw_status (*op_check)(void *, kw_reply *);
-	kw_status (*op_lookup)(void *, const kw_query *);
-	kw_status (*op_put)(void *, const kw_store_put *, kw_reply *);
-	kw_status (*op_set_active)(void *, const kw_store_key *, bool,
-				   kw_reply *);
-	kw_status (*op_remove)(void *, const kw_store_key *, kw_reply *);
-	kw_status (*op_list)(void *, kw_scope, const char *,
-			     kw_store_list_fn *, void *, kw_reply *);
-	kw_status (*op_rekey)(void *, uint64_t *, kw_reply *);
-	kw_status (*op_used)(void *, const kw_store_key *, uint64_t, int64_t,
-			     kw_reply *);
-	kw_status (*op_charge)(void *, kw_charge *, bool, kw_reply *);
-	kw_status (*op_refund)(void *, const kw_charge *, kw_reply *);
-	kw_status (*op_usage)(void *, const kw_usage_filter *, kw_usage_fn *,
-			      void *, kw_reply *);
-	void (*op_walk_end)(void *);
-	kw_status (*op_used_batch)(void *, const kw_store_use *, size_t,
-				   kw_reply *);
-	bool (*op_reads_env)(void *, const char *, size_t);
+	/*
+	 * The descriptor again, copied as far as the module's `size` says
+	 * and zero beyond: an operation that a shorter descriptor, from a
+	 * module built against an older module.h, does not hold is NULL.
+	 * Call operations through it (m->ops.lookup); desc keeps the
+	 * module's own `size` for fields whose absence means something
+	 * else than zero (usage_filter_size).
+	 */
+	struct kw_module ops;
 };
 
 /*
  * Load module `spec` (a name, looked up in each directory of
  * $KEYWAY_MODULE_DIR and then the built-in one; or an absolute path)
- * unless it is already in *list.  On failure writes the reason into why.
+ * unless it is already in *list, and check its descriptor.  *out is set
+ * to the module, which *list owns (NULL on failure).  Returns KW_OK;
+ * KW_ERR_CONFIG for a name that is not one, KW_ERR_PERM for a file or
+ * directory that is not trusted, KW_ERR_NOMEM, or KW_ERR_MODULE, with
+ * the reason written into why (whylen bytes).
  */
 kw_status kwi_module_load(struct kwi_module **list, const char *spec,
 			  struct kwi_module **out, char *why, size_t whylen);
+/* Unload and free every module of list.  NULL is a no-op. */
 void kwi_module_unload_all(struct kwi_module *list);
 
 /* ---- master keys and sealing (crypto.c) ---- */

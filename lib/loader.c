@@ -32,11 +32,6 @@ static bool valid_module_name(const char *s)
 	return true;
 }
 
-/* Operation `op` is present when the module's descriptor is long enough to
- * hold it. */
-#define DESC_HAS(d, op) \
-	((d)->size >= offsetof(struct kw_module, op) + sizeof((d)->op))
-
 static kw_status missing_op(const struct kwi_module *m, const char *cap,
 			    const char *ops, char *why, size_t whylen)
 {
@@ -45,8 +40,14 @@ static kw_status missing_op(const struct kwi_module *m, const char *cap,
 	return KW_ERR_MODULE;
 }
 
-static kw_status check_descriptor(struct kwi_module *m, char *why,
-				  size_t whylen)
+/* Member `field` is present when the module's descriptor is long enough to
+ * hold it. */
+#define DESC_HAS(d, field) \
+	((d)->size >= offsetof(struct kw_module, field) + sizeof((d)->field))
+
+/* The descriptor's ABI, and enough of it to name and configure it. */
+static kw_status check_header(const struct kwi_module *m, char *why,
+			      size_t whylen)
 {
 	const struct kw_module *d = m->desc;
 
@@ -63,53 +64,65 @@ static kw_status check_descriptor(struct kwi_module *m, char *why,
 			 m->path, (unsigned)d->size);
 		return KW_ERR_MODULE;
 	}
-	if (DESC_HAS(d, open))
-		m->op_open = d->open;
-	if (DESC_HAS(d, close))
-		m->op_close = d->close;
-	if (DESC_HAS(d, check))
-		m->op_check = d->check;
-	if (DESC_HAS(d, lookup))
-		m->op_lookup = d->lookup;
-	if (DESC_HAS(d, put))
-		m->op_put = d->put;
-	if (DESC_HAS(d, set_active))
-		m->op_set_active = d->set_active;
-	if (DESC_HAS(d, remove))
-		m->op_remove = d->remove;
-	if (DESC_HAS(d, list))
-		m->op_list = d->list;
-	if (DESC_HAS(d, rekey))
-		m->op_rekey = d->rekey;
-	if (DESC_HAS(d, used))
-		m->op_used = d->used;
-	if (DESC_HAS(d, charge))
-		m->op_charge = d->charge;
-	if (DESC_HAS(d, refund))
-		m->op_refund = d->refund;
-	if (DESC_HAS(d, usage))
-		m->op_usage = d->usage;
-	if (DESC_HAS(d, walk_end))
-		m->op_walk_end = d->walk_end;
-	if (DESC_HAS(d, used_batch))
-		m->op_used_batch = d->used_batch;
-	if (DESC_HAS(d, reads_env))
-		m->op_reads_env = d->reads_env;
+	return KW_OK;
+}
 
-	if ((d->caps & KW_CAP_LOOKUP) && m->op_lookup == NULL)
+/*
+ * Every member of struct kw_module is a pointer or a uint32_t, none
+ * larger than the structure's alignment: a length rounded down to that
+ * alignment ends between two members, never inside one.
+ */
+_Static_assert(_Alignof(struct kw_module) >= sizeof(void *) &&
+		       _Alignof(struct kw_module) >= sizeof(uint32_t),
+	       "a member of struct kw_module is wider than its alignment");
+
+/*
+ * m->ops: the module's descriptor as far as its `size` goes, rounded down
+ * to a whole member, and zero past it, so that an operation a shorter
+ * descriptor does not hold reads as NULL.  A longer one, from a newer
+ * module.h, is read only as far as this host knows it.
+ */
+static void copy_ops(struct kwi_module *m)
+{
+	size_t len = m->desc->size;
+
+	if (len > sizeof(m->ops))
+		len = sizeof(m->ops);
+	len -= len % _Alignof(struct kw_module);
+	memset(&m->ops, 0, sizeof(m->ops));
+	memcpy(&m->ops, m->desc, len);
+}
+
+/* The operations each capability the module claims needs. */
+static kw_status check_caps(const struct kwi_module *m, char *why,
+			    size_t whylen)
+{
+	const struct kw_module *o = &m->ops;
+
+	if ((o->caps & KW_CAP_LOOKUP) && o->lookup == NULL)
 		return missing_op(m, "lookup", "lookup", why, whylen);
-	if ((d->caps & KW_CAP_STORE) &&
-	    (m->op_put == NULL || m->op_set_active == NULL ||
-	     m->op_remove == NULL))
+	if ((o->caps & KW_CAP_STORE) &&
+	    (o->put == NULL || o->set_active == NULL || o->remove == NULL))
 		return missing_op(m, "store", "put, set_active and remove",
 				  why, whylen);
-	if ((d->caps & KW_CAP_LIST) && m->op_list == NULL)
+	if ((o->caps & KW_CAP_LIST) && o->list == NULL)
 		return missing_op(m, "list", "list", why, whylen);
-	if ((d->caps & KW_CAP_LEDGER) &&
-	    (m->op_charge == NULL || m->op_refund == NULL))
+	if ((o->caps & KW_CAP_LEDGER) &&
+	    (o->charge == NULL || o->refund == NULL))
 		return missing_op(m, "ledger", "charge and refund", why,
 				  whylen);
 	return KW_OK;
+}
+
+static kw_status check_descriptor(struct kwi_module *m, char *why,
+				  size_t whylen)
+{
+	kw_status rc = check_header(m, why, whylen);
+
+	if (rc != KW_OK)
+		return rc;
+	copy_ops(m);
+	return check_caps(m, why, whylen);
 }
 
 /*
@@ -236,22 +249,21 @@ static void fd_name(int fd, char *buf, size_t len)
 	snprintf(buf + used, len - used, "/%d", fd);
 }
 
-kw_status kwi_module_load(struct kwi_module **list, const char *spec,
-			  struct kwi_module **out, char *why, size_t whylen)
+/*
+ * The file spec names, trusted: *path (the caller frees it) on KW_OK, and
+ * why it cannot be loaded otherwise.
+ */
+static kw_status locate_module(const char *spec, char **path, char *why,
+			       size_t whylen)
 {
-	struct kwi_module *m = NULL;
-	kw_module_entry_fn *entry;
-	char *path = NULL, byfd[192];
-	struct stat byname, opened;
 	kw_status rc;
-	int fd = -1;
 
-	*out = NULL;
+	*path = NULL;
 	if (spec[0] == '/') {
-		path = strdup(spec);
-		if (path == NULL)
+		*path = strdup(spec);
+		if (*path == NULL)
 			return KW_ERR_NOMEM;
-		rc = kwi_path_trusted(path, why, whylen);
+		rc = kwi_path_trusted(*path, why, whylen);
 	} else if (!valid_module_name(spec)) {
 		snprintf(why, whylen,
 			 "invalid module name \"%s\" (a name like \"sqlite\" "
@@ -259,48 +271,44 @@ kw_status kwi_module_load(struct kwi_module **list, const char *spec,
 			 spec);
 		return KW_ERR_CONFIG;
 	} else {
-		rc = find_module(spec, &path, why, whylen);
+		rc = find_module(spec, path, why, whylen);
 		if (rc == KW_ERR_NOMEM)
-			goto out;
-		if (rc == KW_ERR_NOTFOUND) {
-			rc = KW_ERR_MODULE;
-			goto out;
-		}
+			return rc;
+		if (rc == KW_ERR_NOTFOUND)
+			return KW_ERR_MODULE;
 	}
-	if (rc != KW_OK) {
-		if (rc == KW_ERR_PERM) {
-			char reason[512];
+	if (rc == KW_ERR_PERM) {
+		char reason[512];
 
-			snprintf(reason, sizeof(reason), "%s", why);
-			snprintf(why, whylen, "refusing module %s: %s", path,
-				 reason);
-		} else if (rc == KW_ERR_NOTFOUND) {
-			snprintf(why, whylen, "cannot load module %s: %s", path,
-				 strerror(ENOENT));
-		}
-		rc = rc == KW_ERR_PERM || rc == KW_ERR_NOMEM ? rc
-							     : KW_ERR_MODULE;
-		goto out;
+		snprintf(reason, sizeof(reason), "%s", why);
+		snprintf(why, whylen, "refusing module %s: %s", *path, reason);
+	} else if (rc == KW_ERR_NOTFOUND) {
+		snprintf(why, whylen, "cannot load module %s: %s", *path,
+			 strerror(ENOENT));
 	}
+	if (rc == KW_OK || rc == KW_ERR_PERM || rc == KW_ERR_NOMEM)
+		return rc;
+	return KW_ERR_MODULE;
+}
 
-	for (struct kwi_module *it = *list; it != NULL; it = it->next) {
-		if (strcmp(it->path, path) == 0) {
-			*out = it;
-			rc = KW_OK;
-			goto out;
-		}
-	}
+static struct kwi_module *loaded_module(struct kwi_module *list,
+					const char *path)
+{
+	for (struct kwi_module *it = list; it != NULL; it = it->next)
+		if (strcmp(it->path, path) == 0)
+			return it;
+	return NULL;
+}
 
-	rc = open_checked(path, &fd, why, whylen);
-	if (rc != KW_OK)
-		goto out;
-	m = calloc(1, sizeof(*m));
-	if (m == NULL) {
-		rc = KW_ERR_NOMEM;
-		goto out;
-	}
-	m->path = path;
-	path = NULL;
+/* dlopen() the file m->path names, open and checked on fd. */
+static kw_status open_object(struct kwi_module *m, int fd, char *why,
+			     size_t whylen)
+{
+	struct stat byname, opened;
+	char byfd[192];
+	const char *e;
+	size_t n;
+
 	/* What is loaded is the file checked, not whatever has its name by
 	 * now. */
 	fd_name(fd, byfd, sizeof(byfd));
@@ -313,68 +321,105 @@ kw_status kwi_module_load(struct kwi_module **list, const char *spec,
 			 "available; keyway loads modules through it (mount "
 			 "/proc)",
 			 m->path);
-		rc = KW_ERR_MODULE;
-		goto out;
+		return KW_ERR_MODULE;
 	}
 	m->handle = dlopen(byfd, RTLD_NOW | RTLD_LOCAL);
-	if (m->handle == NULL) {
-		const char *e = dlerror();
-		size_t n = strlen(byfd);
+	if (m->handle != NULL)
+		return KW_OK;
+	e = dlerror();
+	n = strlen(byfd);
+	/* dlopen names the file as it was given: put its real name back. */
+	if (e == NULL)
+		snprintf(why, whylen, "cannot load module %s: dlopen "
+			 "failed", m->path);
+	else if (strncmp(e, byfd, n) == 0)
+		snprintf(why, whylen, "cannot load module %s: %s%s",
+			 m->path, m->path, e + n);
+	else
+		snprintf(why, whylen, "cannot load module %s: %s",
+			 m->path, e);
+	return KW_ERR_MODULE;
+}
 
-		/* dlopen names the file as it was given: put its real name
-		 * back. */
-		if (e == NULL)
-			snprintf(why, whylen, "cannot load module %s: dlopen "
-				 "failed", m->path);
-		else if (strncmp(e, byfd, n) == 0)
-			snprintf(why, whylen, "cannot load module %s: %s%s",
-				 m->path, m->path, e + n);
-		else
-			snprintf(why, whylen, "cannot load module %s: %s",
-				 m->path, e);
-		rc = KW_ERR_MODULE;
-		goto out;
-	}
+/* Ask the loaded object for its descriptor, check it and take its name. */
+static kw_status read_descriptor(struct kwi_module *m, char *why,
+				 size_t whylen)
+{
+	kw_module_entry_fn *entry;
+	kw_status rc;
+
 	*(void **)&entry = dlsym(m->handle, KW_MODULE_ENTRY_SYMBOL);
 	if (entry == NULL) {
 		snprintf(why, whylen,
 			 "module %s has no %s entry point (not a keyway "
 			 "module?)",
 			 m->path, KW_MODULE_ENTRY_SYMBOL);
-		rc = KW_ERR_MODULE;
-		goto out;
+		return KW_ERR_MODULE;
 	}
 	m->desc = entry();
 	if (m->desc == NULL) {
 		snprintf(why, whylen, "module %s returned no descriptor",
 			 m->path);
-		rc = KW_ERR_MODULE;
-		goto out;
+		return KW_ERR_MODULE;
 	}
 	rc = check_descriptor(m, why, whylen);
 	if (rc != KW_OK)
-		goto out;
+		return rc;
 	m->name = strdup(m->desc->name);
-	if (m->name == NULL) {
+	return m->name != NULL ? KW_OK : KW_ERR_NOMEM;
+}
+
+static void module_free(struct kwi_module *m)
+{
+	if (m->handle != NULL)
+		dlclose(m->handle);
+	free(m->name);
+	free(m->path);
+	free(m);
+}
+
+kw_status kwi_module_load(struct kwi_module **list, const char *spec,
+			  struct kwi_module **out, char *why, size_t whylen)
+{
+	struct kwi_module *m = NULL;
+	char *path = NULL;
+	kw_status rc;
+	int fd = -1;
+
+	*out = NULL;
+	rc = locate_module(spec, &path, why, whylen);
+	if (rc != KW_OK)
+		goto out;
+	*out = loaded_module(*list, path);
+	if (*out != NULL)
+		goto out;
+
+	rc = open_checked(path, &fd, why, whylen);
+	if (rc != KW_OK)
+		goto out;
+	m = calloc(1, sizeof(*m));
+	if (m == NULL) {
 		rc = KW_ERR_NOMEM;
 		goto out;
 	}
+	m->path = path;
+	path = NULL;
+	rc = open_object(m, fd, why, whylen);
+	if (rc != KW_OK)
+		goto out;
+	rc = read_descriptor(m, why, whylen);
+	if (rc != KW_OK)
+		goto out;
 
 	m->next = *list;
 	*list = m;
 	*out = m;
 	m = NULL;
-	rc = KW_OK;
 out:
 	if (fd >= 0)
 		close(fd);
-	if (m != NULL) {
-		if (m->handle != NULL)
-			dlclose(m->handle);
-		free(m->name);
-		free(m->path);
-		free(m);
-	}
+	if (m != NULL)
+		module_free(m);
 	free(path);
 	return rc;
 }
@@ -384,10 +429,7 @@ void kwi_module_unload_all(struct kwi_module *list)
 	while (list != NULL) {
 		struct kwi_module *next = list->next;
 
-		dlclose(list->handle);
-		free(list->name);
-		free(list->path);
-		free(list);
+		module_free(list);
 		list = next;
 	}
 }

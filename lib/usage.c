@@ -112,13 +112,13 @@ static void write_store(struct kw_instance *store, kw_store_use *v, size_t n)
 	struct kw_reply r;
 
 	kwi_reply_init(&r, store->name);
-	if (store->module->op_used_batch != NULL) {
-		(void)store->module->op_used_batch(store->state, v, n, &r);
+	if (store->module->ops.used_batch != NULL) {
+		(void)store->module->ops.used_batch(store->state, v, n, &r);
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
 		kwi_reply_init(&r, store->name);
-		(void)store->module->op_used(store->state, &v[i].key,
+		(void)store->module->ops.used(store->state, &v[i].key,
 					     v[i].count, v[i].when, &r);
 	}
 }
@@ -241,7 +241,7 @@ kw_status kwi_usage_start(struct kw_ctx *ctx)
 void kwi_usage_settle(struct kw_ctx *ctx)
 {
 	for (size_t i = 0; i < ctx->nbackends; i++)
-		if (ctx->backends[i].module->op_used != NULL)
+		if (ctx->backends[i].module->ops.used != NULL)
 			return;
 	kwi_usage_stop(ctx);
 }

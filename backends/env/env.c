@@ -203,23 +203,26 @@ static const char *env_parse_line(char *p, const char *end,
 }
 
 /*
- * Parse the dotenv text buf (len bytes, changed in place) into st->vars,
- * with every name and value copied into one block of secure memory.  On
- * failure st is untouched and err holds "path:line: what is wrong".
+ * Parse the dotenv text buf (len bytes, changed in place) into *out, a
+ * malloc'd array of *nout entries in the file's order, pointing into buf.
+ * On failure err holds "path:line: what is wrong" (or "out of memory").
  */
-static KW_WARN_UNUSED kw_status env_parse_dotenv(struct env_state *st,
-						 const char *path, char *buf,
-						 size_t len, char *err,
-						 size_t errlen)
+static KW_WARN_UNUSED kw_status env_parse_lines(const char *path, char *buf,
+						size_t len,
+						struct env_entry **out,
+						size_t *nout, char *err,
+						size_t errlen)
 {
 	struct env_entry *vars = NULL, *grown, e;
-	size_t n = 0, cap = 0, keep = 0, store_len = 0;
-	char *p = buf, *end = buf + len, *nl, *store = NULL, *w;
+	size_t n = 0, cap = 0;
+	char *p = buf, *end = buf + len, *nl;
 	const char *why;
 	unsigned line = 0;
 	size_t linelen;
 	kw_status rc = KW_OK;
 
+	*out = NULL;
+	*nout = 0;
 	if (len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0)
 		p += 3; /* a byte order mark, as some editors write */
 	while (p < end) {
@@ -243,14 +246,35 @@ static KW_WARN_UNUSED kw_status env_parse_dotenv(struct env_state *st,
 		if (n == cap) {
 			cap = cap != 0 ? 2 * cap : 16;
 			grown = realloc(vars, cap * sizeof(*vars));
-			if (grown == NULL)
-				goto nomem;
+			if (grown == NULL) {
+				snprintf(err, errlen, "out of memory");
+				rc = KW_ERR_NOMEM;
+				goto out;
+			}
 			vars = grown;
 		}
 		e.order = n;
 		vars[n++] = e;
 	}
+	*out = vars;
+	*nout = n;
+	vars = NULL;
+out:
+	free(vars);
+	return rc;
+}
 
+/*
+ * Sort the n entries of vars by name and keep, of each name, the one set
+ * last in the file.  Returns how many are kept; *store_len gets the room
+ * their names and values take with a NUL after each.
+ */
+static size_t env_keep_last(struct env_entry *vars, size_t n,
+			    size_t *store_len)
+{
+	size_t keep = 0;
+
+	*store_len = 0;
 	if (n > 1)
 		qsort(vars, n, sizeof(*vars), env_entry_cmp);
 	for (size_t i = 0; i < n; i++) {
@@ -259,15 +283,18 @@ static KW_WARN_UNUSED kw_status env_parse_dotenv(struct env_state *st,
 					      vars[i + 1].name_len) == 0)
 			continue; /* a later line sets it again */
 		vars[keep++] = vars[i];
-		store_len += vars[i].name_len + vars[i].value_len + 2;
+		*store_len += vars[i].name_len + vars[i].value_len + 2;
 	}
-	if (store_len > 0) {
-		store = st->host->secure_alloc(store_len);
-		if (store == NULL)
-			goto nomem;
-	}
-	w = store;
-	for (size_t i = 0; i < keep; i++) {
+	return keep;
+}
+
+/* Copy every name and value of vars (n entries) into store, NUL-terminated,
+ * and point the entries at the copies. */
+static void env_copy_to_store(struct env_entry *vars, size_t n, char *store)
+{
+	char *w = store;
+
+	for (size_t i = 0; i < n; i++) {
 		memcpy(w, vars[i].name, vars[i].name_len);
 		w[vars[i].name_len] = '\0';
 		vars[i].name = w;
@@ -277,19 +304,41 @@ static KW_WARN_UNUSED kw_status env_parse_dotenv(struct env_state *st,
 		vars[i].value = w;
 		w += vars[i].value_len + 1;
 	}
+}
+
+/*
+ * Parse the dotenv text buf (len bytes, changed in place) into st->vars,
+ * with every name and value copied into one block of secure memory.  On
+ * failure st is untouched and err holds "path:line: what is wrong".
+ */
+static KW_WARN_UNUSED kw_status env_parse_dotenv(struct env_state *st,
+						 const char *path, char *buf,
+						 size_t len, char *err,
+						 size_t errlen)
+{
+	struct env_entry *vars;
+	size_t n, keep, store_len;
+	char *store = NULL;
+	kw_status rc;
+
+	rc = env_parse_lines(path, buf, len, &vars, &n, err, errlen);
+	if (rc != KW_OK)
+		return rc;
+	keep = env_keep_last(vars, n, &store_len);
+	if (store_len > 0) {
+		store = st->host->secure_alloc(store_len);
+		if (store == NULL) {
+			snprintf(err, errlen, "out of memory");
+			free(vars);
+			return KW_ERR_NOMEM;
+		}
+	}
+	env_copy_to_store(vars, keep, store);
 	st->vars = vars;
 	st->nvars = keep;
 	st->store = store;
 	st->store_len = store_len;
-	vars = NULL;
-	goto out;
-
-nomem:
-	snprintf(err, errlen, "out of memory");
-	rc = KW_ERR_NOMEM;
-out:
-	free(vars);
-	return rc;
+	return KW_OK;
 }
 
 /* Read the whole of fd into secure memory: *buf (*size bytes) holds *len. */

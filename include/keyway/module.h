@@ -45,7 +45,10 @@
  * other programs (`keyway exec`) while a context is open.
  *
  * A module does not link against libkeyway: the kw_* functions of keyway.h
- * are not available to it, only the types and constants.
+ * are not available to it, only the types and constants.  So this header
+ * includes <keyway/types.h>, which holds what keyway.h and module.h share,
+ * and not keyway.h: a call to kw_resolve() in a module fails to compile
+ * rather than to load.
  */
 #ifndef KEYWAY_MODULE_H
 #define KEYWAY_MODULE_H
@@ -55,7 +58,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <keyway/keyway.h>
+#include <keyway/types.h>
 
 #ifdef __cplusplus
 extern "C" {

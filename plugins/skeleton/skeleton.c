@@ -178,6 +178,192 @@ static bool skel_name_ok(const char *name)
 }
 
 /*
+ * The key file's path for q into path (size bytes), following the layout at
+ * the top of this file.  A name that could leave `dir`, or a path too long,
+ * is KW_ERR_NOTFOUND: there is no such key here.
+ */
+static kw_status skel_key_path(const struct skel *s, const kw_query *q,
+			       char *path, size_t size)
+{
+	const kw_host *host = s->host;
+	int n;
+
+	if (!skel_name_ok(q->provider)) {
+		host->reply_detail(q->reply, "refusing provider name \"%s\"",
+				   q->provider);
+		return KW_ERR_NOTFOUND;
+	}
+
+	switch (q->scope) {
+	case KW_SCOPE_USER:
+	case KW_SCOPE_ORG: {
+		/* kw_scope_name() spells a scope as keyway.conf does. */
+		const char *word = kw_scope_name(q->scope);
+
+		/* The host answers for requests that lack the identity the
+		 * scope needs, but a module must not trust that blindly. */
+		if (q->owner == NULL) {
+			host->reply_detail(q->reply, "no %s in the request",
+					   word);
+			return KW_ERR_NOTFOUND;
+		}
+		if (!skel_name_ok(q->owner)) {
+			host->reply_detail(q->reply,
+					   "refusing %s name \"%s\"", word,
+					   q->owner);
+			return KW_ERR_NOTFOUND;
+		}
+		n = snprintf(path, size, "%s/%s/%s/%s", s->dir, word,
+			     q->owner, q->provider);
+		break;
+	}
+	default:
+		/* System scope; an unscoped query reads the shared key too. */
+		n = snprintf(path, size, "%s/%s", s->dir, q->provider);
+		break;
+	}
+	if (n < 0 || (size_t)n >= size) {
+		host->reply_detail(q->reply, "path of the key file for \"%s\" "
+				   "is too long", q->provider);
+		return KW_ERR_NOTFOUND;
+	}
+	return KW_OK;
+}
+
+/*
+ * Is the opened key file, whose fstat() is *st, one keyway may serve?  The
+ * rules are those at the top of this file; every refusal says what is wrong
+ * and how to fix it.  A refused file is KW_ERR_BACKEND: a setup mistake,
+ * not an outage, so it stops the chain.
+ */
+static kw_status skel_key_file_ok(const kw_host *host, kw_reply *r,
+				  const char *path, const struct stat *st)
+{
+	if (!S_ISREG(st->st_mode)) {
+		host->reply_detail(r, "%s is not a regular file", path);
+		return KW_ERR_BACKEND;
+	}
+	if (st->st_uid != 0 && st->st_uid != geteuid()) {
+		host->reply_detail(r, "%s is owned by uid %lu, not by "
+				   "root or uid %lu; chown it", path,
+				   (unsigned long)st->st_uid,
+				   (unsigned long)geteuid());
+		return KW_ERR_BACKEND;
+	}
+	if (st->st_mode & (S_IRGRP | S_IROTH)) {
+		host->reply_detail(r, "%s is readable by group or "
+				   "others; chmod 600 it", path);
+		return KW_ERR_BACKEND;
+	}
+	if (st->st_mode & (S_IWGRP | S_IWOTH)) {
+		host->reply_detail(r, "%s is writable by group or "
+				   "others; chmod 600 it", path);
+		return KW_ERR_BACKEND;
+	}
+	if (st->st_size > SKEL_KEY_MAX + 1) {
+		host->reply_detail(r, "%s is larger than %d bytes",
+				   path, SKEL_KEY_MAX);
+		return KW_ERR_BACKEND;
+	}
+	return KW_OK;
+}
+
+/*
+ * Open the key file at path into *fd and check it, *st getting its
+ * fstat().  The caller closes *fd, which is -1 when nothing was opened.
+ *
+ * host->open_private() does these checks for files read in open(), but it
+ * reports through host->error(), which only open() may use, and its
+ * refusals are KW_ERR_PERM where a lookup must choose what its answer does
+ * to the chain (the table above skel_lookup()).  At lookup time do them
+ * here, on the open descriptor so that the file checked is the file read.
+ * O_NONBLOCK keeps a FIFO planted in the directory from hanging the caller;
+ * it does nothing to a regular file.
+ */
+static kw_status skel_open_key(const kw_host *host, kw_reply *r,
+			       const char *path, int *fd, struct stat *st)
+{
+	*fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (*fd < 0) {
+		int e = errno;
+
+		if (e == ENOENT) {
+			host->reply_detail(r, "no file %s", path);
+			return KW_ERR_NOTFOUND;
+		}
+		if (e == ELOOP) {
+			/* A link is a setup mistake, not an outage: it must
+			 * stop the chain like any other unsafe key file. */
+			host->reply_detail(r, "%s is a symbolic link; "
+					   "replace it with the key file",
+					   path);
+			return KW_ERR_BACKEND;
+		}
+		host->reply_detail(r, "%s: %s", path, strerror(e));
+		return KW_ERR_UNAVAIL;
+	}
+	if (fstat(*fd, st) != 0) {
+		host->reply_detail(r, "%s: %s", path, strerror(errno));
+		return KW_ERR_UNAVAIL;
+	}
+	return skel_key_file_ok(host, r, path, st);
+}
+
+/*
+ * Read the whole of the key file open on fd, st_size bytes long, into
+ * buf (cap bytes, at least st_size + 1); *len gets the bytes read.
+ */
+static kw_status skel_read_key(const kw_host *host, kw_reply *r,
+			       const char *path, int fd, off_t st_size,
+			       char *buf, size_t cap, size_t *len)
+{
+	*len = 0;
+	while (*len < cap) {
+		ssize_t got = read(fd, buf + *len, cap - *len);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			host->reply_detail(r, "%s: %s", path,
+					   strerror(errno));
+			return KW_ERR_UNAVAIL;
+		}
+		if (got == 0)
+			break;
+		*len += (size_t)got;
+	}
+	if (*len != (size_t)st_size) {
+		/* Rewritten in place while we read it; the next try will
+		 * most likely see the whole file. */
+		host->reply_detail(r, "%s changed while it was read", path);
+		return KW_ERR_UNAVAIL;
+	}
+	return KW_OK;
+}
+
+/*
+ * The key in the len bytes of buf, without the trailing newline: *len is
+ * cut to it.  An empty key, or one with a NUL byte, is bad data.
+ */
+static kw_status skel_trim_key(const kw_host *host, kw_reply *r,
+			       const char *path, const char *buf, size_t *len)
+{
+	if (*len > 0 && buf[*len - 1] == '\n')
+		(*len)--;
+	if (*len == 0) {
+		host->reply_detail(r, "%s holds no key", path);
+		return KW_ERR_BACKEND;
+	}
+	/* The application gets a C string: an embedded NUL would cut the
+	 * key short without anyone noticing. */
+	if (memchr(buf, '\0', *len) != NULL) {
+		host->reply_detail(r, "%s holds a NUL byte", path);
+		return KW_ERR_BACKEND;
+	}
+	return KW_OK;
+}
+
+/*
  * lookup(): find the key for q->provider (and q->owner, for a scoped
  * backend) and hand it to the host.
  *
@@ -224,117 +410,14 @@ static kw_status skel_lookup(void *state, const kw_query *q)
 	size_t cap = 0;
 	size_t len = 0;
 	int fd = -1;
-	int n;
 	kw_status rc;
 
-	if (!skel_name_ok(q->provider)) {
-		host->reply_detail(q->reply, "refusing provider name \"%s\"",
-				   q->provider);
-		rc = KW_ERR_NOTFOUND;
+	rc = skel_key_path(s, q, path, sizeof(path));
+	if (rc != KW_OK)
 		goto out;
-	}
-
-	switch (q->scope) {
-	case KW_SCOPE_USER:
-	case KW_SCOPE_ORG: {
-		const char *word = q->scope == KW_SCOPE_USER ? "user" : "org";
-
-		/* The host answers for requests that lack the identity the
-		 * scope needs, but a module must not trust that blindly. */
-		if (q->owner == NULL) {
-			host->reply_detail(q->reply, "no %s in the request",
-					   word);
-			rc = KW_ERR_NOTFOUND;
-			goto out;
-		}
-		if (!skel_name_ok(q->owner)) {
-			host->reply_detail(q->reply,
-					   "refusing %s name \"%s\"", word,
-					   q->owner);
-			rc = KW_ERR_NOTFOUND;
-			goto out;
-		}
-		n = snprintf(path, sizeof(path), "%s/%s/%s/%s", s->dir, word,
-			     q->owner, q->provider);
-		break;
-	}
-	default:
-		/* System scope; an unscoped query reads the shared key too. */
-		n = snprintf(path, sizeof(path), "%s/%s", s->dir, q->provider);
-		break;
-	}
-	if (n < 0 || (size_t)n >= sizeof(path)) {
-		host->reply_detail(q->reply, "path of the key file for \"%s\" "
-				   "is too long", q->provider);
-		rc = KW_ERR_NOTFOUND;
+	rc = skel_open_key(host, q->reply, path, &fd, &st);
+	if (rc != KW_OK)
 		goto out;
-	}
-
-	/*
-	 * host->open_private() does these checks for files read in open(),
-	 * but it reports through host->error(), which only open() may use.
-	 * At lookup time do them here, on the open descriptor so that the
-	 * file checked is the file read.  O_NONBLOCK keeps a FIFO planted in
-	 * the directory from hanging the caller; it does nothing to a
-	 * regular file.
-	 */
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0) {
-		int e = errno;
-
-		if (e == ENOENT) {
-			host->reply_detail(q->reply, "no file %s", path);
-			rc = KW_ERR_NOTFOUND;
-		} else if (e == ELOOP) {
-			/* A link is a setup mistake, not an outage: it must
-			 * stop the chain like any other unsafe key file. */
-			host->reply_detail(q->reply, "%s is a symbolic link; "
-					   "replace it with the key file",
-					   path);
-			rc = KW_ERR_BACKEND;
-		} else {
-			host->reply_detail(q->reply, "%s: %s", path,
-					   strerror(e));
-			rc = KW_ERR_UNAVAIL;
-		}
-		goto out;
-	}
-	if (fstat(fd, &st) != 0) {
-		host->reply_detail(q->reply, "%s: %s", path, strerror(errno));
-		rc = KW_ERR_UNAVAIL;
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		host->reply_detail(q->reply, "%s is not a regular file", path);
-		rc = KW_ERR_BACKEND;
-		goto out;
-	}
-	if (st.st_uid != 0 && st.st_uid != geteuid()) {
-		host->reply_detail(q->reply, "%s is owned by uid %lu, not by "
-				   "root or uid %lu; chown it", path,
-				   (unsigned long)st.st_uid,
-				   (unsigned long)geteuid());
-		rc = KW_ERR_BACKEND;
-		goto out;
-	}
-	if (st.st_mode & (S_IRGRP | S_IROTH)) {
-		host->reply_detail(q->reply, "%s is readable by group or "
-				   "others; chmod 600 it", path);
-		rc = KW_ERR_BACKEND;
-		goto out;
-	}
-	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-		host->reply_detail(q->reply, "%s is writable by group or "
-				   "others; chmod 600 it", path);
-		rc = KW_ERR_BACKEND;
-		goto out;
-	}
-	if (st.st_size > SKEL_KEY_MAX + 1) {
-		host->reply_detail(q->reply, "%s is larger than %d bytes",
-				   path, SKEL_KEY_MAX);
-		rc = KW_ERR_BACKEND;
-		goto out;
-	}
 
 	/*
 	 * The trailing newline must not be part of the key, and the host's
@@ -351,44 +434,13 @@ static kw_status skel_lookup(void *state, const kw_query *q)
 		rc = KW_ERR_NOMEM;
 		goto out;
 	}
-	while (len < cap) {
-		ssize_t got = read(fd, buf + len, cap - len);
-
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got < 0) {
-			host->reply_detail(q->reply, "%s: %s", path,
-					   strerror(errno));
-			rc = KW_ERR_UNAVAIL;
-			goto out;
-		}
-		if (got == 0)
-			break;
-		len += (size_t)got;
-	}
-	if (len != (size_t)st.st_size) {
-		/* Rewritten in place while we read it; the next try will
-		 * most likely see the whole file. */
-		host->reply_detail(q->reply, "%s changed while it was read",
-				   path);
-		rc = KW_ERR_UNAVAIL;
+	rc = skel_read_key(host, q->reply, path, fd, st.st_size, buf, cap,
+			   &len);
+	if (rc != KW_OK)
 		goto out;
-	}
-
-	if (len > 0 && buf[len - 1] == '\n')
-		len--;
-	if (len == 0) {
-		host->reply_detail(q->reply, "%s holds no key", path);
-		rc = KW_ERR_BACKEND;
+	rc = skel_trim_key(host, q->reply, path, buf, &len);
+	if (rc != KW_OK)
 		goto out;
-	}
-	/* The application gets a C string: an embedded NUL would cut the
-	 * key short without anyone noticing. */
-	if (memchr(buf, '\0', len) != NULL) {
-		host->reply_detail(q->reply, "%s holds a NUL byte", path);
-		rc = KW_ERR_BACKEND;
-		goto out;
-	}
 
 	rc = host->reply_secret(q->reply, buf, len);
 	if (rc != KW_OK) {
