@@ -145,14 +145,14 @@ static kw_status ask(const struct kwi_entry *e, const struct kwi_query_in *in,
 	q.org = in->org;
 	q.chain = in->chain;
 	q.reply = r;
-	q.flags = (b->module->op_walk_end != NULL ? KW_QUERY_WALK : 0) |
+	q.flags = (b->module->ops.walk_end != NULL ? KW_QUERY_WALK : 0) |
 		  (dry_run ? KW_QUERY_EXPLAIN : 0);
 	r->provider = in->provider;
 	if (!owner_for(b, in, &q.owner, r))
 		return KW_ERR_NOTFOUND;
 	r->owner = q.owner;
 
-	st = check_answer(b, b->module->op_lookup(b->state, &q), r);
+	st = check_answer(b, b->module->ops.lookup(b->state, &q), r);
 	if (st != KW_OK) {
 		kwi_reply_clear(r);
 		return st;
@@ -171,7 +171,7 @@ static void keep(struct kw_instance *b, struct kw_reply *r)
 
 	s->charged = r->charged;
 	r->charged = NULL;
-	if (b->module->op_used != NULL && b->ctx->usage != NULL) {
+	if (b->module->ops.used != NULL && b->ctx->usage != NULL) {
 		s->usage = kwi_usage_ref(b->ctx);
 		s->store = b;
 		s->scope = b->scope;
@@ -290,8 +290,8 @@ kw_status kwi_walk(const struct kwi_chain *c, const struct kwi_query_in *in,
 	for (size_t i = 0; i < c->n; i++) {
 		const struct kw_instance *b = c->entries[i].backend;
 
-		if (b->module->op_walk_end != NULL)
-			b->module->op_walk_end(b->state);
+		if (b->module->ops.walk_end != NULL)
+			b->module->ops.walk_end(b->state);
 	}
 	if (t != NULL)
 		kwi_trace_end(t, st);

@@ -51,10 +51,10 @@ static kw_status check_config(const char *path, struct kwi_diag *d)
 			kw_status st;
 
 			if (b == NULL || !b->opened ||
-			    b->module->op_check == NULL)
+			    b->module->ops.check == NULL)
 				continue;
 			kwi_reply_init(&r, b->name);
-			st = b->module->op_check(b->state, &r);
+			st = b->module->ops.check(b->state, &r);
 			kwi_reply_clear(&r);
 			if (st != KW_OK)
 				kwi_diag(d, st, b->file, b->line,

@@ -42,7 +42,7 @@ static void entry_backend(struct kwi_loader *l, struct kwi_chain *c, size_t i,
 				    "chain \"%s\": unknown backend \"%s\"",
 				    c->name, name);
 		else if (e->backend->module != NULL &&
-			 e->backend->module->op_lookup == NULL)
+			 e->backend->module->ops.lookup == NULL)
 			kwi_problem(l, KW_ERR_CONFIG, be,
 				    "chain \"%s\": backend \"%s\" (module "
 				    "\"%s\") cannot look keys up",

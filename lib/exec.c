@@ -78,8 +78,8 @@ int kw_reads_env(const kw_ctx *ctx, const char *name)
 			return 1;
 	for (i = 0; i < ctx->nbackends; i++) {
 		b = &ctx->backends[i];
-		if (b->opened && b->module->op_reads_env != NULL &&
-		    b->module->op_reads_env(b->state, name, len))
+		if (b->opened && b->module->ops.reads_env != NULL &&
+		    b->module->ops.reads_env(b->state, name, len))
 			return 1;
 	}
 	return 0;

@@ -188,7 +188,7 @@ kw_status kw_key_put(kw_ctx *ctx, const kw_actor *actor, const kw_key_ref *ref,
 	p.name = name;
 	p.mode = mode;
 	kwi_reply_init(&r, b->name);
-	rc = b->module->op_put(b->state, &p, &r);
+	rc = b->module->ops.put(b->state, &p, &r);
 	return audited(ctx, actor, mode == KW_PUT_ROTATE ? "rotate" : "put", b,
 		       &p.key, rc == KW_OK ? KW_OK : failed(b, rc, &p.key, &r));
 }
@@ -207,9 +207,9 @@ static kw_status change_key(kw_ctx *ctx, const kw_actor *actor,
 		return rc;
 	kwi_reply_init(&r, b->name);
 	if (active < 0)
-		rc = b->module->op_remove(b->state, &k, &r);
+		rc = b->module->ops.remove(b->state, &k, &r);
 	else
-		rc = b->module->op_set_active(b->state, &k, active != 0, &r);
+		rc = b->module->ops.set_active(b->state, &k, active != 0, &r);
 	return audited(ctx, actor, op, b, &k,
 		       rc == KW_OK ? KW_OK : failed(b, rc, &k, &r));
 }
@@ -288,8 +288,8 @@ kw_status kw_key_list(kw_ctx *ctx, const kw_actor *actor, const char *backend,
 		w.backend = b;
 		k.scope = b->scope;
 		kwi_reply_init(&r, b->name);
-		rc = b->module->op_list(b->state, b->scope, owner, list_one,
-					&w, &r);
+		rc = b->module->ops.list(b->state, b->scope, owner, list_one,
+					 &w, &r);
 		if (rc != KW_OK)
 			return r.detail[0] != '\0' ? failed(b, rc, &k, &r)
 						   : kwi_error(rc,
@@ -317,7 +317,7 @@ kw_status kw_rekey(kw_ctx *ctx, const kw_actor *actor, const char *backend,
 	rc = store_backend(ctx, backend, KW_CAP_STORE, &b);
 	if (rc != KW_OK)
 		return rc;
-	if (b->module->op_rekey == NULL)
+	if (b->module->ops.rekey == NULL)
 		return kwi_error(KW_ERR_UNSUPPORTED,
 				 "backend \"%s\" (module \"%s\") cannot re-seal "
 				 "its keys",
@@ -327,7 +327,7 @@ kw_status kw_rekey(kw_ctx *ctx, const kw_actor *actor, const char *backend,
 				 "only a system administrator may re-seal a "
 				 "store");
 	kwi_reply_init(&r, b->name);
-	rc = b->module->op_rekey(b->state, &n, &r);
+	rc = b->module->ops.rekey(b->state, &n, &r);
 	if (rc != KW_OK)
 		rc = kwi_error(rc, "backend \"%s\": %s", b->name,
 			       r.detail[0] != '\0' ? r.detail

@@ -278,7 +278,7 @@ kw_status kwi_quota_charge(struct kw_ctx *ctx, const struct kw_instance *b,
 	ch.usage = &row;
 
 	kwi_reply_init(&r, ledger->name);
-	rc = ledger->module->op_charge(ledger->state, &ch, dry_run, &r);
+	rc = ledger->module->ops.charge(ledger->state, &ch, dry_run, &r);
 	if (rc != KW_OK) {
 		rc = not_admitted(ctx, b, in, c, &ch, rc, &r, detail,
 				  detaillen);
@@ -313,7 +313,7 @@ kw_status kwi_quota_refund(struct kwi_charged **cp)
 	ch.nslots = c->nslots;
 	ch.usage_id = c->usage_id;
 	kwi_reply_init(&r, ledger->name);
-	rc = ledger->module->op_refund(ledger->state, &ch, &r);
+	rc = ledger->module->ops.refund(ledger->state, &ch, &r);
 	kwi_charged_free(c);
 	if (rc != KW_OK)
 		return kwi_error(rc, "keyway.ledger: refund failed: %s",

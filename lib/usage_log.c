@@ -126,7 +126,7 @@ kw_status kw_usage(kw_ctx *ctx, const kw_actor *actor,
 	    kwi_check_name("backend name", f.backend) != KW_OK)
 		return KW_ERR_INVAL;
 	ledger = ctx->ledger;
-	if (ledger == NULL || ledger->module->op_usage == NULL)
+	if (ledger == NULL || ledger->module->ops.usage == NULL)
 		return kwi_error(KW_ERR_UNSUPPORTED,
 				 "%s: no usage log (set keyway.ledger)",
 				 ctx->path);
@@ -147,7 +147,7 @@ kw_status kw_usage(kw_ctx *ctx, const kw_actor *actor,
 		given.size = d->usage_filter_size;
 	}
 	kwi_reply_init(&r, ledger->name);
-	rc = ledger->module->op_usage(ledger->state, pass, usage_one, &w, &r);
+	rc = ledger->module->ops.usage(ledger->state, pass, usage_one, &w, &r);
 	if (rc != KW_OK && r.detail[0] != '\0')
 		return kwi_error(rc, "keyway.ledger: %s", r.detail);
 	return rc;
