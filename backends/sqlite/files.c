@@ -1,14 +1,16 @@
 /*
- * files.c - what the sqlite module checks on disk before SQLite opens a
- * file, for either role: the settings that name it, that it and the files
- * SQLite keeps beside it are private to us, how a check reads it without
- * writing, and the health check of `keyway check`.
+ * files.c - the sqlite module's files, for either role: the settings that
+ * name a file, that it and the files SQLite keeps beside it are private to
+ * us, how a check reads it without writing, what it holds when it is first
+ * opened, the steps that bring its schema up to date, and the health check
+ * of `keyway check`.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* O_PATH, euidaccess() */
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -325,6 +327,150 @@ char *sq_check_uri(const struct sq_state *st)
 	}
 	snprintf(p, size - (size_t)(p - uri), "%s", query);
 	return uri;
+}
+
+/* ---- opening ---- */
+
+/*
+ * What a file holds: schema version, application_id and number of schema
+ * objects, read in one statement so that they agree with each other while
+ * another process is creating the schema.
+ */
+static int sq_inspect(sqlite3 *db, int64_t *version, int64_t *app_id,
+	       int64_t *nobjects)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	*version = *app_id = *nobjects = 0;
+	rc = sqlite3_prepare_v2(db,
+				"SELECT (SELECT user_version"
+				"         FROM pragma_user_version),"
+				"       (SELECT application_id"
+				"         FROM pragma_application_id),"
+				"       (SELECT count(*) FROM sqlite_master)",
+				-1, &s, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*version = sqlite3_column_int64(s, 0);
+		*app_id = sqlite3_column_int64(s, 1);
+		*nobjects = sqlite3_column_int64(s, 2);
+		rc = SQLITE_OK;
+	} else if (rc == SQLITE_DONE) {
+		rc = SQLITE_MISUSE;
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
+kw_status sq_open_checked(struct sq_state *st, struct sq_conn **out,
+			  int64_t *version)
+{
+	const struct sq_kind *k = st->kind;
+	const kw_host *host = st->host;
+	int64_t app_id = 0, nobjects = 0;
+	kw_status ret = KW_ERR_BACKEND;
+	struct sq_conn *c = NULL;
+	int rc;
+
+	*out = NULL;
+	*version = 0;
+	if (sq_checking(st) && sq_check_how(st) == SQ_RO_NO_SHM) {
+		host->error(st->inst, "path",
+			    "%s %s: its -wal holds changes and its -shm is "
+			    "missing, which a check does not create: run "
+			    "keyway init",
+			    k->noun, st->path);
+		return KW_ERR_BACKEND;
+	}
+	rc = sq_conn_open(st, false, &c);
+	if (rc == SQLITE_OK)
+		rc = sq_inspect(c->db, version, &app_id, &nobjects);
+	if ((rc & 0xff) == SQLITE_NOTADB) {
+		host->error(st->inst, "path", "%s is not a SQLite database",
+			    st->path);
+	} else if (rc != SQLITE_OK) {
+		host->error(st->inst, "path", "cannot open %s %s: %s", k->noun,
+			    st->path, sqlite3_errstr(rc));
+		ret = sq_status(rc);
+	} else if (app_id == k->other_app_id) {
+		host->error(st->inst, "path", "%s %s", st->path, k->other);
+	} else if ((app_id != 0 && app_id != k->app_id) ||
+		   (*version == 0 && nobjects > 0)) {
+		host->error(st->inst, "path",
+			    "%s is a SQLite database but not a keyway %s",
+			    st->path, k->noun);
+	} else if (*version > k->schema) {
+		host->error(st->inst, "path",
+			    "%s %s has schema version %" PRId64 "; this "
+			    "keyway knows up to %" PRId64,
+			    k->noun, st->path, *version, k->schema);
+	} else if (sq_checking(st) && *version == 0) {
+		/* A check writes nothing: init creates the schema. */
+		host->error(st->inst, "path", "%s %s is empty: run keyway init",
+			    k->noun, st->path);
+	} else if (sq_checking(st) && *version < k->schema) {
+		host->error(st->inst, "path",
+			    "%s %s: schema version %" PRId64 " needs an "
+			    "update: run keyway init",
+			    k->noun, st->path, *version);
+	} else {
+		*out = c;
+		return KW_OK;
+	}
+	sq_conn_close(c);
+	return ret;
+}
+
+/* ---- schemas ---- */
+
+int sq_schema_steps(const struct sq_state *st, sqlite3 *db, int64_t version,
+		    sq_fill_fn *fill, const void *arg, bool *initialising)
+{
+	const struct sq_kind *k = st->kind;
+	char sql[64];
+	int rc = SQLITE_OK;
+
+	*initialising = false;
+	for (int64_t v = version; rc == SQLITE_OK && v < k->schema; v++)
+		rc = sqlite3_exec(db, k->migrations[v], NULL, NULL, NULL);
+	if (rc == SQLITE_OK && version == 0) {
+		*initialising = true;
+		snprintf(sql, sizeof(sql), "PRAGMA application_id = %" PRId64,
+			 k->app_id);
+		rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+		if (rc == SQLITE_OK && fill != NULL)
+			rc = fill(st, db, arg);
+	}
+	if (rc == SQLITE_OK && version < k->schema) {
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %" PRId64,
+			 k->schema);
+		rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	}
+	return rc;
+}
+
+kw_status sq_schema_newer(const struct sq_state *st, sqlite3 *db,
+			  int64_t version)
+{
+	st->host->error(st->inst, "path",
+			"%s %s has schema version %" PRId64 "; this keyway "
+			"knows up to %d",
+			st->kind->noun, st->path, version,
+			(int)st->kind->schema);
+	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return KW_ERR_BACKEND;
+}
+
+kw_status sq_schema_failed(const struct sq_state *st, sqlite3 *db,
+			   const char *what, int rc)
+{
+	st->host->error(st->inst, "path", "cannot %s %s %s: %s", what,
+			st->kind->noun, st->path, sqlite3_errmsg(db));
+	if (!sqlite3_get_autocommit(db))
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return sq_status(rc) == KW_ERR_EXISTS ? KW_ERR_BACKEND : sq_status(rc);
 }
 
 /* ---- the health check ---- */

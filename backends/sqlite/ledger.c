@@ -135,6 +135,7 @@ static const struct sq_kind sq_ledger_kind = {
 		 "keyway.ledger a file of its own",
 	.holds = "the usage log",
 	.init_hint = "",
+	.migrations = ld_migrations,
 	.sql = ld_sql,
 	.nsql = LD_NSTMTS,
 	.secrets = false,
@@ -149,9 +150,8 @@ static const struct sq_kind sq_ledger_kind = {
  */
 static kw_status ld_migrate(struct sq_ledger *st, sqlite3 *db)
 {
-	const kw_host *host = st->sq.host;
 	int64_t version = 0, app_id = 0;
-	char sql[64];
+	bool initialising;
 	int rc;
 
 	rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
@@ -162,51 +162,23 @@ static kw_status ld_migrate(struct sq_ledger *st, sqlite3 *db)
 	if (rc != SQLITE_OK)
 		goto fail;
 	if (app_id != 0 && app_id != SQ_LEDGER_APP_ID) {
-		host->error(st->sq.inst, "path",
-			    "%s is a SQLite database but not a keyway ledger",
-			    st->sq.path);
+		st->sq.host->error(st->sq.inst, "path",
+				   "%s is a SQLite database but not a keyway "
+				   "ledger",
+				   st->sq.path);
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 		return KW_ERR_BACKEND;
 	}
-	if (version > LD_SCHEMA_VERSION) {
-		host->error(st->sq.inst, "path",
-			    "ledger %s has schema version %" PRId64 "; this "
-			    "keyway knows up to %d",
-			    st->sq.path, version, LD_SCHEMA_VERSION);
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-		return KW_ERR_BACKEND;
-	}
-	for (int64_t v = version; v < LD_SCHEMA_VERSION; v++) {
-		rc = sqlite3_exec(db, ld_migrations[v], NULL, NULL, NULL);
-		if (rc != SQLITE_OK)
-			goto fail;
-	}
-	if (version == 0) {
-		snprintf(sql, sizeof(sql), "PRAGMA application_id = %d",
-			 SQ_LEDGER_APP_ID);
-		rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-		if (rc != SQLITE_OK)
-			goto fail;
-	}
-	if (version < LD_SCHEMA_VERSION) {
-		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d",
-			 LD_SCHEMA_VERSION);
-		rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-		if (rc != SQLITE_OK)
-			goto fail;
-	}
-	rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-	if (rc != SQLITE_OK)
-		goto fail;
-	return KW_OK;
-
+	if (version > LD_SCHEMA_VERSION)
+		return sq_schema_newer(&st->sq, db, version);
+	rc = sq_schema_steps(&st->sq, db, version, NULL, NULL, &initialising);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		return KW_OK;
 fail:
-	host->error(st->sq.inst, "path", "cannot %s ledger %s: %s",
-		    version == 0 ? "initialise" : "update", st->sq.path,
-		    sqlite3_errmsg(db));
-	if (!sqlite3_get_autocommit(db))
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-	return sq_status(rc) == KW_ERR_EXISTS ? KW_ERR_BACKEND : sq_status(rc);
+	return sq_schema_failed(&st->sq, db,
+				version == 0 ? "initialise" : "update", rc);
 }
 
 /* The write queue's lock, and the attributes of the conditions requests

@@ -61,6 +61,16 @@ static int ld_exec(sqlite3_stmt *s)
 	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+/* Step s, whose binding answered rc, unless that failed; make it ready
+ * again either way. */
+static int ld_exec_bound(sqlite3_stmt *s, int rc)
+{
+	if (rc == SQLITE_OK)
+		return ld_exec(s);
+	sq_done(s);
+	return rc;
+}
+
 static void ld_rollback(struct sq_conn *c)
 {
 	if (!sqlite3_get_autocommit(c->db))
@@ -84,14 +94,14 @@ static kw_status ld_check_charge(const struct sq_ledger *st,
 				 const kw_charge *c, kw_reply *r)
 {
 	if (c->nslots > 0 && c->slots == NULL) {
-		st->sq.host->reply_detail(r, "charge of %zu slots without slots",
-				       c->nslots);
+		st->sq.host->reply_detail(r, "charge of %zu slots without "
+					  "slots", c->nslots);
 		return KW_ERR_INVAL;
 	}
 	for (size_t i = 0; i < c->nslots; i++)
 		if (c->slots[i].counter == NULL) {
 			st->sq.host->reply_detail(r, "quota slot %zu has no "
-					       "counter", i);
+						  "counter", i);
 			return KW_ERR_INVAL;
 		}
 	return KW_OK;
@@ -122,10 +132,7 @@ static int ld_count_up(struct sq_conn *c, const kw_quota_slot *slot,
 		rc = sqlite3_bind_int64(s, 3, slot->expires);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(s, 4, ld_int(slot->limit));
-	if (rc == SQLITE_OK)
-		rc = ld_exec(s);
-	else
-		sq_done(s);
+	rc = ld_exec_bound(s, rc);
 	if (rc == SQLITE_OK)
 		*counted = sqlite3_changes(c->db) > 0;
 	return rc;
@@ -178,10 +185,7 @@ static int ld_log(struct sq_conn *c, const kw_usage_row *u,
 		rc = sqlite3_bind_text(s, 6, u->org, -1, SQLITE_STATIC);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_text(s, 7, outcome, -1, SQLITE_STATIC);
-	if (rc == SQLITE_OK)
-		rc = ld_exec(s);
-	else
-		sq_done(s);
+	rc = ld_exec_bound(s, rc);
 	if (rc == SQLITE_OK)
 		*id = sqlite3_last_insert_rowid(c->db);
 	return rc;
@@ -262,11 +266,12 @@ static int ld_not_admitted(const struct sq_ledger *st, struct sq_conn *c,
 			outcome = "";
 		if (strcmp(outcome, "refunded") == 0) {
 			st->sq.host->reply_detail(q->r, "usage row %" PRId64
-					       " was refunded already", id);
+						  " was refunded already", id);
 		} else {
 			st->sq.host->reply_detail(q->r, "usage row %" PRId64
-					       " is %s, not admitted: nothing "
-					       "to refund", id, outcome);
+						  " is %s, not admitted: "
+						  "nothing to refund", id,
+						  outcome);
 			q->ret = KW_ERR_INVAL;
 		}
 		rc = SQLITE_DONE;
@@ -292,10 +297,7 @@ static int ld_do_refund(const struct sq_ledger *st, struct sq_conn *c,
 		*what = "write to";
 		s = c->stmt[LD_REFUNDED];
 		rc = sqlite3_bind_int64(s, 1, ch->usage_id);
-		if (rc == SQLITE_OK)
-			rc = ld_exec(s);
-		else
-			sq_done(s);
+		rc = ld_exec_bound(s, rc);
 		if (rc == SQLITE_OK && sqlite3_changes(c->db) == 0) {
 			*what = "read";
 			rc = ld_not_admitted(st, c, q, &uncount);
@@ -307,10 +309,7 @@ static int ld_do_refund(const struct sq_ledger *st, struct sq_conn *c,
 	for (size_t i = 0; rc == SQLITE_OK && i < ch->nslots; i++) {
 		s = c->stmt[LD_UNCOUNT];
 		rc = ld_bind_slot(s, &ch->slots[i]);
-		if (rc == SQLITE_OK)
-			rc = ld_exec(s);
-		else
-			sq_done(s);
+		rc = ld_exec_bound(s, rc);
 	}
 	return rc;
 }
@@ -336,14 +335,11 @@ static void ld_sweep(struct sq_ledger *st, struct sq_conn *c, int64_t now,
 	rc = sqlite3_bind_int64(s, 1, now);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int(s, 2, LD_SWEEP_ROWS);
-	if (rc == SQLITE_OK)
-		rc = ld_exec(s);
-	else
-		sq_done(s);
+	rc = ld_exec_bound(s, rc);
 	if (rc != SQLITE_OK)
 		st->sq.host->log(st->sq.inst, KW_LOG_DEBUG,
-			      "%s: cannot drop expired counters yet: %s",
-			      st->sq.path, sqlite3_errstr(rc));
+				 "%s: cannot drop expired counters yet: %s",
+				 st->sq.path, sqlite3_errstr(rc));
 	else if (sqlite3_changes(c->db) >= LD_SWEEP_ROWS)
 		st->next_sweep = 0; /* more to drop: after the next batch */
 }
@@ -378,9 +374,9 @@ static void ld_write_batch(struct sq_ledger *st, struct sq_conn *c,
 			if (q->kind == LD_REQ_CHARGE &&
 			    q->ret == KW_ERR_DENIED) {
 				st->sq.host->log(st->sq.inst, KW_LOG_WARNING,
-					      "%s: cannot log a denied "
-					      "request: %s",
-					      st->sq.path, sqlite3_errstr(rc));
+						 "%s: cannot log a denied "
+						 "request: %s", st->sq.path,
+						 sqlite3_errstr(rc));
 				continue;
 			}
 			q->ret = sq_fail_own(&st->sq, q->r, what, rc);
@@ -425,55 +421,46 @@ static void ld_unqueue(struct sq_ledger *st, struct ld_req *q)
 }
 
 /*
- * Queue q and wait for it to be written.  The thread that finds no leader
- * becomes one: it writes everything queued on the writer connection,
- * wakes the owners of what it wrote, and goes on with what was queued
- * meanwhile, for a few batches; then it wakes the first request still
- * queued, whose owner leads next.  A thread is woken only when it has
- * something to do.  A request still queued when the busy timeout has
- * passed gives up; one being written waits for its batch, which SQLite's
- * busy timeout bounds.
+ * Wait, with write_lock held, while another thread leads and q is not
+ * done.  False: q was still queued when the busy timeout passed, and is
+ * answered and taken out of the queue.
  */
-static kw_status ld_submit(struct sq_ledger *st, struct ld_req *q)
+static bool ld_wait(struct sq_ledger *st, struct ld_req *q,
+		    const struct timespec *deadline)
 {
-	struct ld_req *batch, *next;
-	struct timespec deadline;
 	bool timed_out = false;
 	int err;
-
-	if (pthread_cond_init(&q->wake, &st->wait_attr) != 0) {
-		st->sq.host->reply_detail(q->r, "cannot create a condition "
-				       "variable");
-		return KW_ERR_NOMEM;
-	}
-	ld_deadline(st, &deadline);
-	q->next = NULL;
-	q->state = LD_QUEUED;
-	pthread_mutex_lock(&st->write_lock);
-	*st->queue_tail = q;
-	st->queue_tail = &q->next;
 
 	while (q->state != LD_DONE && st->leader) {
 		if (q->state == LD_QUEUED && timed_out) {
 			ld_unqueue(st, q);
 			st->sq.host->reply_detail(q->r, "cannot write to %s: "
-					       "still busy after "
-					       "busy_timeout_ms", st->sq.path);
+						  "still busy after "
+						  "busy_timeout_ms",
+						  st->sq.path);
 			q->ret = KW_ERR_UNAVAIL;
-			goto out;
+			return false;
 		}
 		if (q->state == LD_QUEUED) {
 			err = pthread_cond_timedwait(&q->wake, &st->write_lock,
-						     &deadline);
+						     deadline);
 			timed_out = err == ETIMEDOUT;
 		} else {
 			pthread_cond_wait(&q->wake, &st->write_lock);
 		}
 	}
-	if (q->state == LD_DONE)
-		goto out;
+	return true;
+}
 
-	/* No leader, so q is still queued: its batch is the first. */
+/*
+ * Lead, with write_lock held: write what is queued, a batch at a time,
+ * for up to LD_LEAD_MAX batches, then wake the next leader.  q is the
+ * leader's own request, which it does not need woken.
+ */
+static void ld_lead(struct sq_ledger *st, const struct ld_req *q)
+{
+	struct ld_req *batch, *next;
+
 	st->leader = true;
 	for (int n = 0; st->queue != NULL && n < LD_LEAD_MAX; n++) {
 		batch = st->queue;
@@ -496,7 +483,36 @@ static kw_status ld_submit(struct sq_ledger *st, struct ld_req *q)
 	st->leader = false;
 	if (st->queue != NULL)
 		pthread_cond_signal(&st->queue->wake);
-out:
+}
+
+/*
+ * Queue q and wait for it to be written.  The thread that finds no leader
+ * becomes one: it writes everything queued on the writer connection,
+ * wakes the owners of what it wrote, and goes on with what was queued
+ * meanwhile, for a few batches; then it wakes the first request still
+ * queued, whose owner leads next.  A thread is woken only when it has
+ * something to do.  A request still queued when the busy timeout has
+ * passed gives up; one being written waits for its batch, which SQLite's
+ * busy timeout bounds.
+ */
+static kw_status ld_submit(struct sq_ledger *st, struct ld_req *q)
+{
+	struct timespec deadline;
+
+	if (pthread_cond_init(&q->wake, &st->wait_attr) != 0) {
+		st->sq.host->reply_detail(q->r, "cannot create a condition "
+					  "variable");
+		return KW_ERR_NOMEM;
+	}
+	ld_deadline(st, &deadline);
+	q->next = NULL;
+	q->state = LD_QUEUED;
+	pthread_mutex_lock(&st->write_lock);
+	*st->queue_tail = q;
+	st->queue_tail = &q->next;
+	/* With no leader, q is still queued: its batch is the first. */
+	if (ld_wait(st, q, &deadline) && q->state != LD_DONE)
+		ld_lead(st, q);
 	pthread_mutex_unlock(&st->write_lock);
 	pthread_cond_destroy(&q->wake);
 	return q->ret;

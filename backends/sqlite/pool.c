@@ -1,22 +1,14 @@
 /*
  * pool.c - the neutral core of the sqlite module, under both the key store
  * and the quota ledger: connections and their pools, the registry of the
- * pools of this process by file, WAL handling, the checks on the files
- * (private to us, not inherited across fork()), the opening of a file of
- * either kind, and the health check.  Neither role calls the other; both
- * call this.
+ * pools of this process by file (and the refusal of one inherited across
+ * fork()), and WAL handling.  files.c holds the rest of the shared part.
+ * Neither role calls the other; both call these two.
  *
  * Lookups run in parallel on a small pool of connections (WAL mode, so
  * readers never wait for a writer), each used by one thread at a time with
  * its statements prepared once.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* O_PATH */
-#endif
-#include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
-#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -654,7 +646,7 @@ void sq_pool_share(struct sq_state *st, const struct stat *sb)
 	pthread_mutex_unlock(&sq_pools_lock);
 }
 
-/* ---- opening ---- */
+/* ---- WAL mode ---- */
 
 /*
  * Leaving rollback mode takes the exclusive lock.  Processes opening a new
@@ -696,98 +688,5 @@ kw_status sq_wal(const struct sq_state *st, sqlite3 *db)
 		ret = rc == SQLITE_ROW ? KW_ERR_BACKEND : sq_status(rc);
 	}
 	sqlite3_finalize(s);
-	return ret;
-}
-
-
-/*
- * What a file holds: schema version, application_id and number of schema
- * objects, read in one statement so that they agree with each other while
- * another process is creating the schema.
- */
-static int sq_inspect(sqlite3 *db, int64_t *version, int64_t *app_id,
-	       int64_t *nobjects)
-{
-	sqlite3_stmt *s = NULL;
-	int rc;
-
-	*version = *app_id = *nobjects = 0;
-	rc = sqlite3_prepare_v2(db,
-				"SELECT (SELECT user_version"
-				"         FROM pragma_user_version),"
-				"       (SELECT application_id"
-				"         FROM pragma_application_id),"
-				"       (SELECT count(*) FROM sqlite_master)",
-				-1, &s, NULL);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		*version = sqlite3_column_int64(s, 0);
-		*app_id = sqlite3_column_int64(s, 1);
-		*nobjects = sqlite3_column_int64(s, 2);
-		rc = SQLITE_OK;
-	} else if (rc == SQLITE_DONE) {
-		rc = SQLITE_MISUSE;
-	}
-	sqlite3_finalize(s);
-	return rc;
-}
-
-kw_status sq_open_checked(struct sq_state *st, struct sq_conn **out,
-			  int64_t *version)
-{
-	const struct sq_kind *k = st->kind;
-	const kw_host *host = st->host;
-	int64_t app_id = 0, nobjects = 0;
-	kw_status ret = KW_ERR_BACKEND;
-	struct sq_conn *c = NULL;
-	int rc;
-
-	*out = NULL;
-	*version = 0;
-	if (sq_checking(st) && sq_check_how(st) == SQ_RO_NO_SHM) {
-		host->error(st->inst, "path",
-			    "%s %s: its -wal holds changes and its -shm is "
-			    "missing, which a check does not create: run "
-			    "keyway init",
-			    k->noun, st->path);
-		return KW_ERR_BACKEND;
-	}
-	rc = sq_conn_open(st, false, &c);
-	if (rc == SQLITE_OK)
-		rc = sq_inspect(c->db, version, &app_id, &nobjects);
-	if ((rc & 0xff) == SQLITE_NOTADB) {
-		host->error(st->inst, "path", "%s is not a SQLite database",
-			    st->path);
-	} else if (rc != SQLITE_OK) {
-		host->error(st->inst, "path", "cannot open %s %s: %s", k->noun,
-			    st->path, sqlite3_errstr(rc));
-		ret = sq_status(rc);
-	} else if (app_id == k->other_app_id) {
-		host->error(st->inst, "path", "%s %s", st->path, k->other);
-	} else if ((app_id != 0 && app_id != k->app_id) ||
-		   (*version == 0 && nobjects > 0)) {
-		host->error(st->inst, "path",
-			    "%s is a SQLite database but not a keyway %s",
-			    st->path, k->noun);
-	} else if (*version > k->schema) {
-		host->error(st->inst, "path",
-			    "%s %s has schema version %" PRId64 "; this "
-			    "keyway knows up to %" PRId64,
-			    k->noun, st->path, *version, k->schema);
-	} else if (sq_checking(st) && *version == 0) {
-		/* A check writes nothing: init creates the schema. */
-		host->error(st->inst, "path", "%s %s is empty: run keyway init",
-			    k->noun, st->path);
-	} else if (sq_checking(st) && *version < k->schema) {
-		host->error(st->inst, "path",
-			    "%s %s: schema version %" PRId64 " needs an "
-			    "update: run keyway init",
-			    k->noun, st->path, *version);
-	} else {
-		*out = c;
-		return KW_OK;
-	}
-	sq_conn_close(c);
 	return ret;
 }

@@ -74,6 +74,7 @@ struct sq_kind {
 	const char *other;     /* why the other kind is refused */
 	const char *holds;     /* what the file holds, for a refusal */
 	const char *init_hint; /* how else a missing file is made, or "" */
+	const char *const *migrations; /* [N]: from version N to N + 1 */
 	const char *const *sql; /* what every connection prepares */
 	int nsql;
 	/*
@@ -195,7 +196,37 @@ void sq_wal_empty(sqlite3 *db);
 /* Put the database in WAL mode, reporting through host->error(). */
 kw_status sq_wal(const struct sq_state *st, sqlite3 *db);
 
-/* ---- files and opening (files.c, but sq_open_checked()) ---- */
+/* ---- schemas (files.c) ---- */
+
+/*
+ * A new file's records besides its schema, written in the transaction that
+ * creates it (sq_schema_steps()): a SQLite code.
+ */
+typedef int sq_fill_fn(const struct sq_state *st, sqlite3 *db,
+		       const void *arg);
+/*
+ * The steps of a migration, inside its transaction: st->kind's migrations
+ * from `version` to its newest schema, then, on a new file (version 0),
+ * its application_id and what fill (unless NULL) writes, then the new
+ * user_version.  *initialising turns true where a new file's own records
+ * are written.  A SQLite code.
+ */
+int sq_schema_steps(const struct sq_state *st, sqlite3 *db, int64_t version,
+		    sq_fill_fn *fill, const void *arg, bool *initialising);
+/*
+ * Refuse, through host->error(), a file whose schema `version` is newer
+ * than this keyway knows, and roll the migration back: KW_ERR_BACKEND.
+ */
+kw_status sq_schema_newer(const struct sq_state *st, sqlite3 *db,
+			  int64_t version);
+/*
+ * Report a failed migration through host->error() ("cannot WHAT NOUN
+ * PATH: why") and roll it back; the status rc means.
+ */
+kw_status sq_schema_failed(const struct sq_state *st, sqlite3 *db,
+			   const char *what, int rc);
+
+/* ---- files and opening (files.c) ---- */
 
 /*
  * Set up st for a role: the host, the instance, and the settings both

@@ -33,23 +33,12 @@ static kw_status sq_wrong_role(const struct sq_state *st, kw_reply *r)
 	return KW_ERR_UNSUPPORTED;
 }
 
-/* The key store state is, or NULL after saying so through r. */
-static struct sq_store *sq_store_of(void *state, kw_reply *r)
+/* state, when it is of `role`; else NULL, after saying so through r. */
+static void *sq_as(void *state, kw_instance_role role, kw_reply *r)
 {
 	const struct sq_state *st = state;
 
-	if (st->role == KW_INSTANCE_BACKEND)
-		return state;
-	(void)sq_wrong_role(st, r);
-	return NULL;
-}
-
-/* The ledger state is, or NULL after saying so through r. */
-static struct sq_ledger *sq_ledger_of(void *state, kw_reply *r)
-{
-	const struct sq_state *st = state;
-
-	if (st->role == KW_INSTANCE_LEDGER)
+	if (st->role == role)
 		return state;
 	(void)sq_wrong_role(st, r);
 	return NULL;
@@ -129,7 +118,7 @@ static kw_status sq_check(void *state, kw_reply *r)
 
 static kw_status sq_lookup(void *state, const kw_query *q)
 {
-	struct sq_store *st = sq_store_of(state, q->reply);
+	struct sq_store *st = sq_as(state, KW_INSTANCE_BACKEND, q->reply);
 
 	return st != NULL ? sq_store_lookup(st, q) : KW_ERR_UNSUPPORTED;
 }
@@ -144,7 +133,7 @@ static void sq_walk_end(void *state)
 
 static kw_status sq_put(void *state, const kw_store_put *p, kw_reply *r)
 {
-	struct sq_store *st = sq_store_of(state, r);
+	struct sq_store *st = sq_as(state, KW_INSTANCE_BACKEND, r);
 
 	return st != NULL ? sq_store_put(st, p, r) : KW_ERR_UNSUPPORTED;
 }
@@ -152,7 +141,7 @@ static kw_status sq_put(void *state, const kw_store_put *p, kw_reply *r)
 static kw_status sq_set_active(void *state, const kw_store_key *k,
 			       bool active, kw_reply *r)
 {
-	struct sq_store *st = sq_store_of(state, r);
+	struct sq_store *st = sq_as(state, KW_INSTANCE_BACKEND, r);
 
 	return st != NULL ? sq_store_set_active(st, k, active, r)
 			  : KW_ERR_UNSUPPORTED;
@@ -160,7 +149,7 @@ static kw_status sq_set_active(void *state, const kw_store_key *k,
 
 static kw_status sq_remove(void *state, const kw_store_key *k, kw_reply *r)
 {
-	struct sq_store *st = sq_store_of(state, r);
+	struct sq_store *st = sq_as(state, KW_INSTANCE_BACKEND, r);
 
 	return st != NULL ? sq_store_remove(st, k, r) : KW_ERR_UNSUPPORTED;
 }
@@ -168,7 +157,7 @@ static kw_status sq_remove(void *state, const kw_store_key *k, kw_reply *r)
 static kw_status sq_list(void *state, kw_scope scope, const char *owner,
 			 kw_store_list_fn *fn, void *arg, kw_reply *r)
 {
-	struct sq_store *st = sq_store_of(state, r);
+	struct sq_store *st = sq_as(state, KW_INSTANCE_BACKEND, r);
 
 	return st != NULL ? sq_store_list(st, scope, owner, fn, arg, r)
 			  : KW_ERR_UNSUPPORTED;
@@ -176,7 +165,7 @@ static kw_status sq_list(void *state, kw_scope scope, const char *owner,
 
 static kw_status sq_rekey(void *state, uint64_t *count, kw_reply *r)
 {
-	struct sq_store *st = sq_store_of(state, r);
+	struct sq_store *st = sq_as(state, KW_INSTANCE_BACKEND, r);
 
 	if (st != NULL)
 		return sq_store_rekey(st, count, r);
@@ -188,7 +177,7 @@ static kw_status sq_rekey(void *state, uint64_t *count, kw_reply *r)
 static kw_status sq_used_batch(void *state, const kw_store_use *u, size_t n,
 			       kw_reply *r)
 {
-	struct sq_store *st = sq_store_of(state, r);
+	struct sq_store *st = sq_as(state, KW_INSTANCE_BACKEND, r);
 
 	return st != NULL ? sq_store_used_batch(st, u, n, r)
 			  : KW_ERR_UNSUPPORTED;
@@ -213,14 +202,14 @@ static kw_status sq_charge(void *state, kw_charge *c, bool dry_run,
 	c->full = 0;
 	c->count = 0;
 	c->usage_id = 0;
-	st = sq_ledger_of(state, r);
+	st = sq_as(state, KW_INSTANCE_LEDGER, r);
 	return st != NULL ? sq_ledger_charge(st, c, dry_run, r)
 			  : KW_ERR_UNSUPPORTED;
 }
 
 static kw_status sq_refund(void *state, const kw_charge *c, kw_reply *r)
 {
-	struct sq_ledger *st = sq_ledger_of(state, r);
+	struct sq_ledger *st = sq_as(state, KW_INSTANCE_LEDGER, r);
 
 	return st != NULL ? sq_ledger_refund(st, c, r) : KW_ERR_UNSUPPORTED;
 }
@@ -228,7 +217,7 @@ static kw_status sq_refund(void *state, const kw_charge *c, kw_reply *r)
 static kw_status sq_usage(void *state, const kw_usage_filter *f,
 			  kw_usage_fn *fn, void *arg, kw_reply *r)
 {
-	struct sq_ledger *st = sq_ledger_of(state, r);
+	struct sq_ledger *st = sq_as(state, KW_INSTANCE_LEDGER, r);
 
 	return st != NULL ? sq_ledger_usage(st, f, fn, arg, r)
 			  : KW_ERR_UNSUPPORTED;

@@ -228,8 +228,8 @@ static kw_status sq_read_meta(struct sq_store *st, kw_instance *inst,
 		have_id = true;
 	}
 	if (rc != SQLITE_DONE) {
-		host->error(inst, "path", "cannot read store %s: %s", st->sq.path,
-			    sqlite3_errmsg(db));
+		host->error(inst, "path", "cannot read store %s: %s",
+			    st->sq.path, sqlite3_errmsg(db));
 		ret = sq_status(rc);
 		goto out;
 	}
@@ -324,8 +324,8 @@ static kw_status sq_check_key_ids(struct sq_store *st, kw_instance *inst,
 		rc = sqlite3_reset(s);
 	}
 	if (rc != SQLITE_DONE) {
-		host->error(inst, "path", "cannot read store %s: %s", st->sq.path,
-			    sqlite3_errmsg(db));
+		host->error(inst, "path", "cannot read store %s: %s",
+			    st->sq.path, sqlite3_errmsg(db));
 		ret = sq_status(rc);
 	}
 out:
@@ -334,18 +334,15 @@ out:
 	return ret;
 }
 
-/* A new store's identity, in the transaction that creates its schema. */
-static int sq_write_meta(const struct sq_store *st, sqlite3 *db,
-			 const unsigned char *salt)
+/* A new store's identity (salt: its salt), in the transaction that
+ * creates its schema. */
+static int sq_write_meta(const struct sq_state *sq, sqlite3 *db,
+			 const void *salt)
 {
+	const struct sq_store *st = (const struct sq_store *)sq;
 	sqlite3_stmt *s = NULL;
-	char sql[64];
 	int rc;
 
-	snprintf(sql, sizeof(sql), "PRAGMA application_id = %d", SQ_APP_ID);
-	rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-	if (rc != SQLITE_OK)
-		return rc;
 	rc = sqlite3_prepare_v2(db,
 				"INSERT INTO meta (k, v) VALUES"
 				" ('store_id', ?1), ('kdf_salt', ?2)",
@@ -363,65 +360,34 @@ static int sq_write_meta(const struct sq_store *st, sqlite3 *db,
 /*
  * Bring the schema up to date in one transaction.  Another process may be
  * doing the same: the version is read again under the write lock, and
- * meta is only filled in when this process creates the schema.
+ * meta is only filled in when this process creates the schema.  A failure
+ * says "update" until the new store's own records are written.
  */
-static kw_status sq_migrate(struct sq_store *st, kw_instance *inst,
-			    sqlite3 *db, const unsigned char *salt)
+static kw_status sq_migrate(struct sq_store *st, sqlite3 *db,
+			    const unsigned char *salt)
 {
-	const kw_host *host = st->sq.host;
-	char sql[64];
+	bool initialising = false;
 	int64_t version;
-	const char *what = "update";
 	int rc;
 
 	rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sq_int(db, "PRAGMA user_version", &version);
 	if (rc != SQLITE_OK)
-		goto fail;
-	rc = sq_int(db, "PRAGMA user_version", &version);
-	if (rc != SQLITE_OK)
-		goto fail;
-	if (version > SQ_SCHEMA_VERSION) {
-		host->error(inst, "path",
-			    "store %s has schema version %" PRId64 "; this "
-			    "keyway knows up to %d",
-			    st->sq.path, version, SQ_SCHEMA_VERSION);
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-		return KW_ERR_BACKEND;
-	}
-	if (version == SQ_SCHEMA_VERSION) {
-		/* Another process got there first. */
+		return sq_schema_failed(&st->sq, db, "update", rc);
+	if (version > SQ_SCHEMA_VERSION)
+		return sq_schema_newer(&st->sq, db, version);
+	/* At SQ_SCHEMA_VERSION, another process got there first: nothing
+	 * to do but commit. */
+	rc = sq_schema_steps(&st->sq, db, version, sq_write_meta, salt,
+			     &initialising);
+	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-		if (rc != SQLITE_OK)
-			goto fail;
-		return KW_OK;
-	}
-	for (int64_t v = version; v < SQ_SCHEMA_VERSION; v++) {
-		rc = sqlite3_exec(db, sq_migrations[v], NULL, NULL, NULL);
-		if (rc != SQLITE_OK)
-			goto fail;
-	}
-	if (version == 0) {
-		what = "initialise";
-		rc = sq_write_meta(st, db, salt);
-		if (rc != SQLITE_OK)
-			goto fail;
-	}
-	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d",
-		 SQ_SCHEMA_VERSION);
-	rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
-		goto fail;
-	rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-	if (rc != SQLITE_OK)
-		goto fail;
+		return sq_schema_failed(&st->sq, db,
+					initialising ? "initialise" : "update",
+					rc);
 	return KW_OK;
-
-fail:
-	host->error(inst, "path", "cannot %s store %s: %s", what, st->sq.path,
-		    sqlite3_errmsg(db));
-	if (!sqlite3_get_autocommit(db))
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-	return sq_status(rc) == KW_ERR_EXISTS ? KW_ERR_BACKEND : sq_status(rc);
 }
 
 const struct sq_kind sq_store_kind = {
@@ -433,6 +399,7 @@ const struct sq_kind sq_store_kind = {
 		 "a file of its own",
 	.holds = "secrets",
 	.init_hint = " (or a first keyway put)",
+	.migrations = sq_migrations,
 	.sql = sq_sql,
 	.nsql = SQ_NSTMTS,
 	.secrets = true,
@@ -477,7 +444,8 @@ static kw_status sq_identity(struct sq_store *st, kw_instance *inst,
 /* After creating the schema: another process may have created it first,
  * and its identity is the store's. */
 static kw_status sq_adopt_identity(struct sq_store *st, kw_instance *inst,
-				   sqlite3 *db, unsigned char salt[KW_SALT_SIZE])
+				   sqlite3 *db,
+				   unsigned char salt[KW_SALT_SIZE])
 {
 	const kw_host *host = st->sq.host;
 	unsigned char fresh[KW_SALT_SIZE];
@@ -522,7 +490,7 @@ static kw_status sq_open_store(struct sq_store *st, kw_instance *inst)
 	if (ret != KW_OK)
 		goto out;
 	if (version < SQ_SCHEMA_VERSION) {
-		ret = sq_migrate(st, inst, c->db, salt);
+		ret = sq_migrate(st, c->db, salt);
 		atomic_store(&st->sq.pool->changed, true);
 		if (ret != KW_OK)
 			goto out;
@@ -562,7 +530,7 @@ static kw_status sq_join_store(struct sq_store *st, kw_instance *inst)
 	rc = sq_take(&st->sq, &c);
 	if (rc != SQLITE_OK) {
 		st->sq.host->error(inst, "path", "cannot open store %s: %s",
-				st->sq.path, sqlite3_errstr(rc));
+				   st->sq.path, sqlite3_errstr(rc));
 		return sq_status(rc);
 	}
 	ret = sq_read_meta(st, inst, c->db, salt);
@@ -693,9 +661,9 @@ kw_status sq_check_key(const struct sq_store *st, const kw_store_key *k,
 	const char *word = sq_scope_word(k->scope);
 
 	if (k->scope != st->scope) {
-		st->sq.host->reply_detail(r, "this backend holds %s keys, not %s "
-				       "keys", st->scope_word,
-				       word != NULL ? word : "unscoped");
+		st->sq.host->reply_detail(r, "this backend holds %s keys, "
+					  "not %s keys", st->scope_word,
+					  word != NULL ? word : "unscoped");
 		return KW_ERR_INVAL;
 	}
 	if (k->provider == NULL || k->provider[0] == '\0') {

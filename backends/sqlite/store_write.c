@@ -317,8 +317,8 @@ static int sq_stale(struct sq_store *st, struct sq_conn *c,
 	*count = 0;
 	rc = sqlite3_bind_text(s, 1, st->scope_word, -1, SQLITE_STATIC);
 	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_text(s, 2, st->sq.host->keyring_id(st->kr), -1,
-				       SQLITE_STATIC);
+		rc = sqlite3_bind_text(s, 2, st->sq.host->keyring_id(st->kr),
+				       -1, SQLITE_STATIC);
 	while (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
 		const char *owner = (const char *)sqlite3_column_text(s, 0);
 		const char *provider = (const char *)sqlite3_column_text(s, 1);
@@ -501,7 +501,8 @@ kw_status sq_store_rekey(struct sq_store *st, uint64_t *count, kw_reply *r)
 			  "%s: re-sealed %zu key%s, but copies sealed under "
 			  "the old master key may stay in the file until the "
 			  "next delete or rekey erases them: %s",
-			  st->sq.path, n, n == 1 ? "" : "s", sqlite3_errstr(rc));
+			  st->sq.path, n, n == 1 ? "" : "s",
+			  sqlite3_errstr(rc));
 out:
 	if (ret != KW_OK && !sqlite3_get_autocommit(c->db))
 		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
