@@ -19,14 +19,11 @@
  * This file opens, checks and closes a ledger and reads its log;
  * ledger_write.c writes charges and refunds.
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include <sqlite3.h>

@@ -246,7 +246,7 @@ static int sq_conn_setup(const struct sq_state *st, sqlite3 *db)
 	 * it, and the next opener create it again: syncs for every
 	 * short-lived process (a `keyway get` writes its usage count, and
 	 * its charge).  The WAL stays instead, and the last close empties
-	 * it only once it is long (sq_pool_put(), sq_ledger_free()): the
+	 * it only once it is long (sq_pool_put(), sq_ledger_close()): the
 	 * first opener after it reads all of it.
 	 */
 	sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1,
