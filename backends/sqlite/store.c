@@ -170,6 +170,7 @@ static const char *sq_owner_col(const char *owner)
 {
 	return owner != NULL ? owner : "";
 }
+
 int sq_bind_key(sqlite3_stmt *s, const char *scope_word, const char *owner,
 		const char *provider)
 {
