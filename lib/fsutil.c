@@ -21,7 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "fsutil.h"
 
 #define MAX_LINKS 40 /* as the kernel's ELOOP limit */
 

@@ -19,79 +19,15 @@
 #include <keyway/keyway.h>
 #include <keyway/module.h>
 
+#include "error.h"
+#include "fsutil.h"
+#include "secmem.h"
+#include "usecount.h"
+
 #define KWI_UNUSED_RESULT __attribute__((warn_unused_result))
 
 struct kw_ctx;
 struct kwi_query_in;
-
-/* Five answers a backend gives, as the chain sees them. */
-enum kwi_answer {
-	KWI_FOUND = 0,
-	KWI_NOTFOUND = 1,
-	KWI_DENIED = 2,
-	KWI_UNAVAIL = 3,
-	KWI_ERROR = 4,
-	KWI_NANSWERS = 5
-};
-
-enum kwi_answer kwi_answer_of(kw_status st);
-/* Is st a status this library has a name for? */
-bool kwi_status_known(kw_status st);
-const char *kwi_answer_str(enum kwi_answer a);
-
-/* ---- errors and diagnostics (error.c) ---- */
-
-/* Set the calling thread's kw_last_error() and return st. */
-kw_status kwi_error(kw_status st, const char *fmt, ...) KW_PRINTF(2, 3);
-kw_status kwi_verror(kw_status st, const char *fmt, va_list ap);
-
-/*
- * Problems found while loading a configuration.  kw_open() keeps the
- * first; kw_check() reports all of them.
- */
-struct kwi_diag {
-	kw_report_fn *report; /* NULL: keep only the first */
-	void *arg;
-	kw_status first;      /* KW_OK while nothing went wrong */
-	unsigned count;
-	kw_problem_fn *problem; /* also told each problem in parts, or NULL */
-};
-
-/* Record "file:line: message" (line 0: "file: message"). */
-void kwi_diag(struct kwi_diag *d, kw_status st, const char *file, int line,
-	      const char *fmt, ...) KW_PRINTF(5, 6);
-void kwi_vdiag(struct kwi_diag *d, kw_status st, const char *file, int line,
-	       const char *fmt, va_list ap);
-
-/* ---- guarded memory (secmem.c) ---- */
-
-/* Locked, non-dumpable, zeroed memory; NULL when out of memory. */
-void *kwi_secure_alloc(size_t len);
-/* Wipe and release; NULL is a no-op.  len is the size asked for. */
-void kwi_secure_free(void *p, size_t len);
-void kwi_wipe(void *p, size_t len);
-/* Hold every lock of guarded memory, around fork(). */
-void kwi_secmem_lock_all(void);
-void kwi_secmem_unlock_all(void);
-
-/* ---- files (fsutil.c) ---- */
-
-/*
- * Is this file or directory safe to trust: owned by root or the caller, and
- * not writable by group or others (a directory that is sticky and owned by
- * root, such as /tmp, is safe)?  On refusal writes why into why.
- */
-bool kwi_stat_trusted(const struct stat *st, bool is_dir, char *why,
-		      size_t whylen);
-/*
- * Check every directory on the way to path and path itself, following
- * symbolic links and checking where they lead too; a link itself must be
- * owned by root or the caller, since its owner can replace it.
- */
-kw_status kwi_path_trusted(const char *path, char *why, size_t whylen);
-/* Open a secret-bearing file as module.h's open_private describes. */
-kw_status kwi_open_private(const char *path, int *fd, char *why,
-			   size_t whylen);
 
 /* ---- modules (loader.c) ---- */
 
@@ -441,34 +377,6 @@ struct kw_secret {
 	const char *provider; /* inside data[] */
 	char data[];         /* backend, value, owner, provider; NUL after each */
 };
-
-/* ---- usage counts (usage.c) ---- */
-
-struct kwi_usage;
-/* Start the thread that writes usage counts: before anything secret is
- * read (see usage.c). */
-kw_status kwi_usage_start(struct kw_ctx *ctx);
-/* Once the backends are open: stop it when none records uses. */
-void kwi_usage_settle(struct kw_ctx *ctx);
-/* Write what is pending and stop; later uses are dropped. */
-void kwi_usage_stop(struct kw_ctx *ctx);
-/* In a child of the process that started it: let go of it without a
- * lock, a write or a wait (what is pending is the parent's). */
-void kwi_usage_abandon(struct kw_ctx *ctx);
-struct kwi_usage *kwi_usage_ref(struct kw_ctx *ctx);
-void kwi_usage_release(struct kwi_usage *s);
-/* Around fork(): wait for the counts being written to a module, and
- * start no write until kwi_usage_fork_done() (parent and child). */
-void kwi_usage_fork_prepare(void);
-void kwi_usage_fork_done(void);
-#ifdef KW_TEST_SEAMS
-/* Write counts every ms milliseconds in contexts opened after (0: as
- * usual). */
-void kwi_test_usage_flush_ms(int ms);
-#endif
-void kwi_usage_note(struct kwi_usage *s, struct kw_instance *store,
-		    kw_scope scope, const char *owner, const char *provider,
-		    int64_t when);
 
 /* The answer a module is building. */
 struct kw_reply {

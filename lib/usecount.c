@@ -1,5 +1,5 @@
 /*
- * usage.c - usage counts and last-used times of stored keys.
+ * usecount.c - use counts and last-used times of stored keys.
  *
  * They are informational, so they must not cost a database write on every
  * resolve: uses are added up in memory, per key, and written in batches by
@@ -35,7 +35,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "error.h"
 #include "internal.h"
+#include "usecount.h"
 
 #define KWI_USAGE_FLUSH 5 /* seconds */
 
