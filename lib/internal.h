@@ -19,6 +19,8 @@
 #include <keyway/keyway.h>
 #include <keyway/module.h>
 
+#include "config_master.h"
+#include "crypto.h"
 #include "error.h"
 #include "fsutil.h"
 #include "secmem.h"
@@ -70,54 +72,7 @@ kw_status kwi_module_load(struct kwi_module **list, const char *spec,
 			  struct kwi_module **out, char *why, size_t whylen);
 void kwi_module_unload_all(struct kwi_module *list);
 
-/* ---- master keys and sealing (crypto.c) ---- */
-
-enum kwi_key_source { KWI_KEY_ENV = 1, KWI_KEY_FILE, KWI_KEY_PASSPHRASE };
-enum kwi_kdf { KWI_KDF_ARGON2ID = 1, KWI_KDF_PBKDF2 };
-
-/* One of keyway.master_key / keyway.old_master_keys.  Kept in guarded
- * memory: it holds the key, or the passphrase it is derived from. */
-struct kwi_master {
-	enum kwi_key_source source;
-	enum kwi_kdf kdf;
-	bool var_default;           /* var not given: also try the legacy name */
-	char var[128];
-	char path[1024];
-	char what[64];              /* "keyway.master_key" for messages */
-	const char *file;
-	int line;
-	unsigned char key[32];      /* env and file sources */
-	char *pass;                 /* passphrase source (guarded) */
-	size_t pass_len;
-};
-
-/* Parse group g into m and read its key material. */
-kw_status kwi_master_parse(struct kwi_master *m, const config_setting_t *g,
-			   const char *file, const char *what,
-			   const char *config_dir, struct kwi_diag *d);
-void kwi_master_free(struct kwi_master *m);
-
-struct kw_ctx;
-/* The context's master keys bound to a store's salt (cached per salt; owned
- * by the context). */
-kw_status kwi_keyring_get(struct kw_ctx *ctx,
-			  const unsigned char salt[KW_SALT_SIZE],
-			  struct kw_keyring **out);
-void kwi_keyrings_free(struct kw_ctx *ctx);
-/* Can kr seal and open here (AES-NI, or OpenSSL's libcrypto loaded)?
- * Else why says what is missing. */
-kw_status kwi_keyring_ready(const struct kw_keyring *kr, char *why,
-			    size_t whylen);
-const char *kwi_keyring_id(const struct kw_keyring *kr);
-bool kwi_keyring_knows(const struct kw_keyring *kr, const char *id);
-kw_status kwi_seal(const struct kw_keyring *kr, const kw_seal_aad *aad,
-		   const char *plain, size_t len, unsigned char **out,
-		   size_t *outlen);
-kw_status kwi_unseal(const struct kw_keyring *kr, const kw_seal_aad *aad,
-		     const unsigned char *sealed, size_t len, char *plain,
-		     char *why, size_t whylen);
-kw_status kwi_sealed_key_id(const unsigned char *sealed, size_t len,
-			    char id[KW_KEY_ID_SIZE]);
+/* ---- providers and names ---- */
 
 /* A provider's key format (keyway.providers, or built in). */
 struct kwi_provider {
@@ -327,16 +282,6 @@ struct kwi_charged {
 int64_t kwi_now(void);
 #ifdef KW_TEST_SEAMS
 void kwi_test_set_clock(int64_t (*clock)(void));
-/* Seal and open with OpenSSL even where libsodium's AES-NI code runs;
- * returns how many seals and opens took OpenSSL's way so far. */
-unsigned long kwi_test_force_openssl(bool on);
-/* Load this file instead of libcrypto (before OpenSSL is first needed). */
-void kwi_test_libcrypto(const char *soname);
-/* PBKDF2-HMAC-SHA256 on libsodium, with any parameters. */
-bool kwi_test_pbkdf2_sha256(const char *pass, size_t pass_len,
-			    const unsigned char *salt, size_t salt_len,
-			    unsigned long iterations, unsigned char *out,
-			    size_t out_len);
 #endif
 /* The fixed UTC window of `period` seconds (0: calendar month) that holds
  * `now`. */
