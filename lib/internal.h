@@ -19,6 +19,8 @@
 #include <keyway/keyway.h>
 #include <keyway/module.h>
 
+#include "audit.h"
+#include "config_audit.h"
 #include "config_master.h"
 #include "crypto.h"
 #include "error.h"
@@ -205,24 +207,6 @@ struct kw_ctx {
 unsigned kwi_forks(void);
 /* KW_OK, or KW_ERR_INVAL saying that ctx belongs to another process. */
 kw_status kwi_ctx_usable(const struct kw_ctx *ctx);
-
-/* ---- the audit trail (audit.c) ---- */
-
-struct kwi_audit;
-kw_status kwi_audit_parse(struct kw_ctx *ctx, const config_setting_t *g,
-			  const char *file, struct kwi_diag *d);
-/* Open the sink; after the master keys are loaded. */
-kw_status kwi_audit_open(struct kw_ctx *ctx, struct kwi_diag *d);
-void kwi_audit_free(struct kw_ctx *ctx);
-/* The file of a "jsonl" sink, else NULL. */
-const char *kwi_audit_path(const struct kw_ctx *ctx);
-/* Record a resolve (s: the secret handed out, or NULL).  A failure to
- * write is KW_ERR_IO unless keyway.audit.on_failure = "allow". */
-kw_status kwi_audit_resolve(struct kw_ctx *ctx, const struct kwi_query_in *in,
-			    kw_status result, const kw_secret *s);
-kw_status kwi_audit_change(struct kw_ctx *ctx, const kw_actor *actor,
-			   const char *op, const char *backend,
-			   const kw_store_key *k, kw_status result);
 
 /* The file a setting is written in: the configuration's path, or the
  * path of the included file. */
