@@ -61,20 +61,20 @@ static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
  */
 static void fork_prepare(void)
 {
-	kwi_usage_fork_prepare();
+	kwi_usecount_fork_prepare();
 	kwi_secmem_lock_all();
 }
 
 static void fork_parent(void)
 {
 	kwi_secmem_unlock_all();
-	kwi_usage_fork_done();
+	kwi_usecount_fork_done();
 }
 
 static void fork_child(void)
 {
 	kwi_secmem_unlock_all();
-	kwi_usage_fork_done();
+	kwi_usecount_fork_done();
 	atomic_fetch_add(&forks, 1);
 }
 
@@ -134,8 +134,8 @@ static kw_status ctx_load(kw_ctx **out, const char *path, struct kwi_diag *d,
 	if (rc != KW_OK)
 		return rc;
 	ctx->checking = checking;
-	/* First of all: see kwi_usage_start(). */
-	if (kwi_usage_start(ctx) != KW_OK) {
+	/* First of all: see kwi_usecount_start(). */
+	if (kwi_usecount_start(ctx) != KW_OK) {
 		free(ctx);
 		return kwi_error(KW_ERR_NOMEM, "out of memory");
 	}
@@ -143,7 +143,7 @@ static kw_status ctx_load(kw_ctx **out, const char *path, struct kwi_diag *d,
 	if (kwi_config_load(ctx, config_path(path), d) == KW_OK &&
 	    (kwi_audit_open(ctx, d) == KW_OK || checking) &&
 	    kwi_backends_open(ctx, d, keep_going) == KW_OK)
-		kwi_usage_settle(ctx);
+		kwi_usecount_settle(ctx);
 	*out = ctx;
 	return d->first;
 }
@@ -180,13 +180,13 @@ void kw_close(kw_ctx *ctx)
 		 * survive the fork held, so the child leaves the backends and
 		 * their modules as they are and frees only what is its own.
 		 */
-		kwi_usage_abandon(ctx);
+		kwi_usecount_abandon(ctx);
 		ctx->modules = NULL;
 		kwi_config_free(ctx);
 		free(ctx);
 		return;
 	}
-	kwi_usage_stop(ctx);
+	kwi_usecount_stop(ctx);
 	kwi_backends_close(ctx);
 	kwi_config_free(ctx);
 	free(ctx);

@@ -429,7 +429,7 @@ static void keep(struct kw_instance *b, struct kw_reply *r)
 	s->charged = r->charged;
 	r->charged = NULL;
 	if (b->module->op_used != NULL && b->ctx->usage != NULL) {
-		s->usage = kwi_usage_ref(b->ctx);
+		s->usage = kwi_usecount_ref(b->ctx);
 		s->store = b;
 		s->scope = b->scope;
 	}

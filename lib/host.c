@@ -184,9 +184,9 @@ void kwi_secret_destroy(struct kw_secret *s)
 		return;
 	if (s->usage != NULL) {
 		if (s->outcome == KW_USED)
-			kwi_usage_note(s->usage, s->store, s->scope, s->owner,
+			kwi_usecount_note(s->usage, s->store, s->scope, s->owner,
 				       s->provider, kwi_now());
-		kwi_usage_release(s->usage);
+		kwi_usecount_release(s->usage);
 	}
 	kwi_charged_free(s->charged);
 	kwi_secure_free(s, s->size);
