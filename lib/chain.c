@@ -17,7 +17,7 @@
 #include "conf.h"
 #include "context.h"
 #include "host.h"
-#include "internal.h" /* kwi_error(), struct kwi_module, kwi_usage_ref() */
+#include "internal.h" /* kwi_error(), struct kwi_module, kwi_usecount_ref() */
 #include "quota.h"
 #include "request.h"
 #include "secret.h"
@@ -172,7 +172,7 @@ static void keep(struct kw_instance *b, struct kw_reply *r)
 	s->charged = r->charged;
 	r->charged = NULL;
 	if (b->module->ops.used != NULL && b->ctx->usage != NULL) {
-		s->usage = kwi_usage_ref(b->ctx);
+		s->usage = kwi_usecount_ref(b->ctx);
 		s->store = b;
 		s->scope = b->scope;
 	}

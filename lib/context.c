@@ -19,7 +19,7 @@
 #include "conf.h"
 #include "context.h"
 #include "host.h"
-#include "internal.h" /* kwi_error(), kwi_usage_*(), kwi_audit_*(),
+#include "internal.h" /* kwi_error(), kwi_usecount_*(), kwi_audit_*(),
 		       * kwi_secmem_*(), kwi_master_free(), ... */
 #include "providers.h"
 #include "quota.h"
@@ -61,20 +61,20 @@ static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
  */
 static void fork_prepare(void)
 {
-	kwi_usage_fork_prepare();
+	kwi_usecount_fork_prepare();
 	kwi_secmem_lock_all();
 }
 
 static void fork_parent(void)
 {
 	kwi_secmem_unlock_all();
-	kwi_usage_fork_done();
+	kwi_usecount_fork_done();
 }
 
 static void fork_child(void)
 {
 	kwi_secmem_unlock_all();
-	kwi_usage_fork_done();
+	kwi_usecount_fork_done();
 	atomic_fetch_add(&forks, 1);
 }
 
@@ -129,8 +129,8 @@ kw_status kwi_ctx_load(kw_ctx **out, const char *path, struct kwi_diag *d,
 	if (rc != KW_OK)
 		return rc;
 	ctx->checking = checking;
-	/* First of all: see kwi_usage_start(). */
-	if (kwi_usage_start(ctx) != KW_OK) {
+	/* First of all: see kwi_usecount_start(). */
+	if (kwi_usecount_start(ctx) != KW_OK) {
 		free(ctx);
 		return kwi_error(KW_ERR_NOMEM, "out of memory");
 	}
@@ -138,7 +138,7 @@ kw_status kwi_ctx_load(kw_ctx **out, const char *path, struct kwi_diag *d,
 	if (kwi_config_load(ctx, kwi_config_path(path), d) == KW_OK &&
 	    (kwi_audit_open(ctx, d) == KW_OK || checking) &&
 	    kwi_backends_open(ctx, d, keep_going) == KW_OK)
-		kwi_usage_settle(ctx);
+		kwi_usecount_settle(ctx);
 	*out = ctx;
 	return d->first;
 }
@@ -223,12 +223,12 @@ void kw_close(kw_ctx *ctx)
 		 * survive the fork held, so the child leaves the backends and
 		 * their modules as they are and frees only what is its own.
 		 */
-		kwi_usage_abandon(ctx);
+		kwi_usecount_abandon(ctx);
 		ctx->modules = NULL;
 		ctx_free(ctx);
 		return;
 	}
-	kwi_usage_stop(ctx);
+	kwi_usecount_stop(ctx);
 	kwi_backends_close(ctx);
 	ctx_free(ctx);
 }

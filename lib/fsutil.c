@@ -21,7 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "fsutil.h"
 
 #define MAX_LINKS 40 /* as the kernel's ELOOP limit */
 
@@ -43,6 +43,86 @@ bool kwi_stat_trusted(const struct stat *st, bool is_dir, char *why,
 	return true;
 }
 
+static kw_status walk(const char *path, int depth, char *why, size_t whylen);
+
+static kw_status too_long(const char *path, char *why, size_t whylen)
+{
+	snprintf(why, whylen, "%s: path too long", path);
+	return KW_ERR_INVAL;
+}
+
+/*
+ * Add the next component of the path at *p to cur (*curlen bytes long),
+ * and move *p past it.  1 when one was added, 0 at the end of the path,
+ * -1 when cur has no room for it.
+ */
+static int add_component(char cur[PATH_MAX], size_t *curlen, const char **p)
+{
+	const char *end;
+	size_t n;
+
+	while (**p == '/')
+		(*p)++;
+	if (**p == '\0')
+		return 0;
+	end = strchrnul(*p, '/');
+	n = (size_t)(end - *p);
+	if (*curlen + n + 2 > PATH_MAX)
+		return -1;
+	if (*curlen > 1)
+		cur[(*curlen)++] = '/';
+	memcpy(cur + *curlen, *p, n);
+	*curlen += n;
+	cur[*curlen] = '\0';
+	*p = end;
+	return 1;
+}
+
+/*
+ * cur, met on the way to path, is a symbolic link (st) and rest is what
+ * follows it: check the link, then walk its target followed by rest.  cur
+ * is cut to the link's directory.
+ */
+static kw_status follow_link(char *cur, const struct stat *st,
+			     const char *rest, const char *path, int depth,
+			     char *why, size_t whylen)
+{
+	char target[PATH_MAX], next[PATH_MAX];
+	ssize_t tl;
+	int n;
+
+	/* Its owner can replace it between this check and the open, even in
+	 * a sticky directory. */
+	if (st->st_uid != 0 && st->st_uid != geteuid()) {
+		snprintf(why, whylen,
+			 "%s is a symbolic link owned by uid %u, not by root or "
+			 "uid %u",
+			 cur, (unsigned)st->st_uid, (unsigned)geteuid());
+		return KW_ERR_PERM;
+	}
+	if (depth >= MAX_LINKS) {
+		snprintf(why, whylen, "%s: too many symbolic links", path);
+		return KW_ERR_INVAL;
+	}
+	tl = readlink(cur, target, sizeof(target) - 1);
+	if (tl < 0) {
+		snprintf(why, whylen, "%s: %s", cur, strerror(errno));
+		return KW_ERR_IO;
+	}
+	target[tl] = '\0';
+	/* Resolve the target against the link's directory, then finish the
+	 * walk from there. */
+	if (target[0] == '/') {
+		n = snprintf(next, sizeof(next), "%s%s", target, rest);
+	} else {
+		*strrchr(cur, '/') = '\0';
+		n = snprintf(next, sizeof(next), "%s/%s%s", cur, target, rest);
+	}
+	if (n >= (int)sizeof(next))
+		return too_long(path, why, whylen);
+	return walk(next, depth + 1, why, whylen);
+}
+
 /*
  * Walk `path` one component at a time from the root, checking each
  * directory before descending into it, and restart from a symbolic link's
@@ -55,6 +135,7 @@ static kw_status walk(const char *path, int depth, char *why, size_t whylen)
 	char reason[256];
 	size_t curlen;
 	struct stat st;
+	int added;
 
 	if (path[0] != '/') {
 		snprintf(why, whylen, "%s: not an absolute path", path);
@@ -68,86 +149,21 @@ static kw_status walk(const char *path, int depth, char *why, size_t whylen)
 	strcpy(cur, "/");
 	curlen = 1;
 
-	while (*p != '\0') {
-		const char *end;
-		size_t n;
-
-		while (*p == '/')
-			p++;
-		if (*p == '\0')
-			break;
-		end = strchrnul(p, '/');
-		n = (size_t)(end - p);
-		if (curlen + n + 2 > sizeof(cur)) {
-			snprintf(why, whylen, "%s: path too long", path);
-			return KW_ERR_INVAL;
-		}
-		if (curlen > 1)
-			cur[curlen++] = '/';
-		memcpy(cur + curlen, p, n);
-		curlen += n;
-		cur[curlen] = '\0';
-		p = end;
-
+	while ((added = add_component(cur, &curlen, &p)) > 0) {
 		if (lstat(cur, &st) != 0) {
 			snprintf(why, whylen, "%s: %s", cur, strerror(errno));
 			return errno == ENOENT ? KW_ERR_NOTFOUND : KW_ERR_IO;
 		}
-		if (S_ISLNK(st.st_mode)) {
-			char target[PATH_MAX], next[PATH_MAX];
-			ssize_t tl;
-
-			/* Its owner can replace it between this check and
-			 * the open, even in a sticky directory. */
-			if (st.st_uid != 0 && st.st_uid != geteuid()) {
-				snprintf(why, whylen,
-					 "%s is a symbolic link owned by uid "
-					 "%u, not by root or uid %u",
-					 cur, (unsigned)st.st_uid,
-					 (unsigned)geteuid());
-				return KW_ERR_PERM;
-			}
-			if (depth >= MAX_LINKS) {
-				snprintf(why, whylen,
-					 "%s: too many symbolic links", path);
-				return KW_ERR_INVAL;
-			}
-			tl = readlink(cur, target, sizeof(target) - 1);
-			if (tl < 0) {
-				snprintf(why, whylen, "%s: %s", cur,
-					 strerror(errno));
-				return KW_ERR_IO;
-			}
-			target[tl] = '\0';
-			/* Resolve the target against the link's directory,
-			 * then finish the walk from there. */
-			if (target[0] == '/') {
-				if (snprintf(next, sizeof(next), "%s%s", target,
-					     p) >= (int)sizeof(next))
-					goto toolong;
-			} else {
-				char *slash = strrchr(cur, '/');
-
-				*slash = '\0';
-				if (snprintf(next, sizeof(next), "%s/%s%s",
-					     cur[0] != '\0' ? cur : "", target,
-					     p) >= (int)sizeof(next))
-					goto toolong;
-			}
-			return walk(next, depth + 1, why, whylen);
-		}
-
+		if (S_ISLNK(st.st_mode))
+			return follow_link(cur, &st, p, path, depth, why,
+					   whylen);
 		if (!kwi_stat_trusted(&st, S_ISDIR(st.st_mode), reason,
 				      sizeof(reason))) {
 			snprintf(why, whylen, "%s is %s", cur, reason);
 			return KW_ERR_PERM;
 		}
 	}
-	return KW_OK;
-
-toolong:
-	snprintf(why, whylen, "%s: path too long", path);
-	return KW_ERR_INVAL;
+	return added < 0 ? too_long(path, why, whylen) : KW_OK;
 }
 
 kw_status kwi_path_trusted(const char *path, char *why, size_t whylen)

@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -19,7 +20,7 @@
 
 #include <sodium.h>
 
-#include "internal.h"
+#include "secmem.h"
 
 #define SLAB_DATA (64 * 1024)
 #define NCLASSES 7

@@ -12,7 +12,7 @@
 
 #include "clock.h"
 #include "context.h"
-#include "internal.h" /* kwi_error(), kwi_secure_free(), kwi_usage_*() */
+#include "internal.h" /* kwi_error(), kwi_secure_free(), kwi_usecount_*() */
 #include "quota.h"
 #include "secret.h"
 
@@ -61,9 +61,9 @@ void kwi_secret_destroy(struct kw_secret *s)
 		return;
 	if (s->usage != NULL) {
 		if (s->outcome == KW_USED)
-			kwi_usage_note(s->usage, s->store, s->scope, s->owner,
+			kwi_usecount_note(s->usage, s->store, s->scope, s->owner,
 				       s->provider, kwi_now());
-		kwi_usage_release(s->usage);
+		kwi_usecount_release(s->usage);
 	}
 	kwi_charged_free(s->charged);
 	kwi_secure_free(s, s->size);

@@ -1321,7 +1321,7 @@ static void test_fork_child_closes(void **state)
 }
 
 /* The test library's seam: how often the usage thread writes. */
-void kwi_test_usage_flush_ms(int ms);
+void kwi_test_usecount_flush_ms(int ms);
 
 #define NREOPENS 30
 
@@ -1464,7 +1464,7 @@ static void test_fork_child_reopens(void **state)
 	return;
 #endif
 	assert_int_equal(setenv("KWTEST_FORK_MASTER", FORK_MASTER, 1), 0);
-	kwi_test_usage_flush_ms(1);
+	kwi_test_usecount_flush_ms(1);
 	other = fork_store(&odir, &oconf);
 	kw_close(other);
 	ctx = fork_store(&dir, &conf);
@@ -1481,7 +1481,7 @@ static void test_fork_child_reopens(void **state)
 		fork_reopen(&r);
 	}
 	kw_close(ctx);
-	kwi_test_usage_flush_ms(0);
+	kwi_test_usecount_flush_ms(0);
 	free(conf);
 	free(oconf);
 	unsetenv("KWTEST_FORK_MASTER");

@@ -1,5 +1,5 @@
 /*
- * usage.c - usage counts and last-used times of stored keys.
+ * usecount.c - use counts and last-used times of stored keys.
  *
  * They are informational, so they must not cost a database write on every
  * resolve: uses are added up in memory, per key, and written in batches by
@@ -22,7 +22,7 @@
  * for one, keeps process-wide mutexes and a record of the POSIX locks it
  * holds on each file, and a child that inherits them taken hangs on its
  * first open of the file.  Every batch is written under write_lock, which
- * fork() takes first (kwi_usage_fork_prepare()): the fork waits for a
+ * fork() takes first (kwi_usecount_fork_prepare()): the fork waits for a
  * write under way to end, and no write starts until it is done.  The
  * resolve path never takes it.
  */
@@ -35,7 +35,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "error.h"
 #include "internal.h"
+#include "usecount.h"
 
 #define KWI_USAGE_FLUSH 5 /* seconds */
 
@@ -44,7 +46,7 @@ static int test_flush_ms;
 
 /* Only in the library the unit tests link: write every `ms` milliseconds
  * (0: every KWI_USAGE_FLUSH seconds) in the contexts opened after it. */
-void kwi_test_usage_flush_ms(int ms)
+void kwi_test_usecount_flush_ms(int ms)
 {
 	test_flush_ms = ms;
 }
@@ -63,12 +65,12 @@ static long flush_ms(void)
 /* Held around every write of counts to the modules, and across fork(). */
 static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
 
-void kwi_usage_fork_prepare(void)
+void kwi_usecount_fork_prepare(void)
 {
 	pthread_mutex_lock(&write_lock);
 }
 
-void kwi_usage_fork_done(void)
+void kwi_usecount_fork_done(void)
 {
 	pthread_mutex_unlock(&write_lock);
 }
@@ -213,10 +215,10 @@ static void *flusher(void *arg)
  * kept in its saved registers whatever the opening thread had just
  * parsed, and a core dump of the process held a dotenv key that guarded
  * memory kept out of it everywhere else.  Whether any backend counts uses
- * is known only once the modules are loaded; kwi_usage_settle() then
+ * is known only once the modules are loaded; kwi_usecount_settle() then
  * stops the thread of a context that has none.
  */
-kw_status kwi_usage_start(struct kw_ctx *ctx)
+kw_status kwi_usecount_start(struct kw_ctx *ctx)
 {
 	struct kwi_usage *s;
 
@@ -238,12 +240,12 @@ kw_status kwi_usage_start(struct kw_ctx *ctx)
 	return KW_OK;
 }
 
-void kwi_usage_settle(struct kw_ctx *ctx)
+void kwi_usecount_settle(struct kw_ctx *ctx)
 {
 	for (size_t i = 0; i < ctx->nbackends; i++)
 		if (ctx->backends[i].module->ops.used != NULL)
 			return;
-	kwi_usage_stop(ctx);
+	kwi_usecount_stop(ctx);
 }
 
 static bool inherited(const struct kwi_usage *s)
@@ -270,7 +272,7 @@ static void usage_unref(struct kwi_usage *s)
 	free(s);
 }
 
-void kwi_usage_stop(struct kw_ctx *ctx)
+void kwi_usecount_stop(struct kw_ctx *ctx)
 {
 	struct kwi_usage *s = ctx->usage;
 	struct use *u;
@@ -290,7 +292,7 @@ void kwi_usage_stop(struct kw_ctx *ctx)
 	usage_unref(s);
 }
 
-void kwi_usage_abandon(struct kw_ctx *ctx)
+void kwi_usecount_abandon(struct kw_ctx *ctx)
 {
 	struct kwi_usage *s = ctx->usage;
 
@@ -299,7 +301,7 @@ void kwi_usage_abandon(struct kw_ctx *ctx)
 		usage_unref(s);
 }
 
-struct kwi_usage *kwi_usage_ref(struct kw_ctx *ctx)
+struct kwi_usage *kwi_usecount_ref(struct kw_ctx *ctx)
 {
 	if (ctx->usage != NULL)
 		atomic_fetch_add(&ctx->usage->refs, 1);
@@ -354,7 +356,7 @@ static bool grow(struct kwi_usage *s)
 	return true;
 }
 
-void kwi_usage_note(struct kwi_usage *s, struct kw_instance *store,
+void kwi_usecount_note(struct kwi_usage *s, struct kw_instance *store,
 		    kw_scope scope, const char *owner, const char *provider,
 		    int64_t when)
 {
@@ -397,7 +399,7 @@ out:
 	pthread_mutex_unlock(&s->lock);
 }
 
-void kwi_usage_release(struct kwi_usage *s)
+void kwi_usecount_release(struct kwi_usage *s)
 {
 	if (s != NULL)
 		usage_unref(s);
