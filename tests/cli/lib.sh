@@ -1,6 +1,6 @@
 # lib.sh - a small TAP library for the shell tests; sourced, never run.
 #
-#     . "$KEYWAY_SRCDIR/tests/lib.sh"
+#     . "$KEYWAY_SRCDIR/tests/cli/lib.sh"
 #     secret "sk-ant-..."              # a key value: redacted, leak-checked
 #     run "$KW" -c "$conf" get anthropic
 #     expect_exit 0

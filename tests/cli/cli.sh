@@ -5,7 +5,7 @@
 #
 # Run by `make check` (tap-driver), or by hand from a build directory:
 #   KEYWAY_BUILDDIR=$PWD KEYWAY_SRCDIR=/path/to/keyway \
-#   KEYWAY_MODULE_DIR=$PWD/modules/.libs bash tests/cli.sh
+#   KEYWAY_MODULE_DIR=$PWD/modules/.libs bash tests/cli/cli.sh
 
 for v in KEYWAY_BUILDDIR KEYWAY_SRCDIR KEYWAY_MODULE_DIR; do
 	if [ -z "${!v:-}" ]; then
@@ -15,7 +15,7 @@ for v in KEYWAY_BUILDDIR KEYWAY_SRCDIR KEYWAY_MODULE_DIR; do
 done
 export KEYWAY_MODULE_DIR
 
-. "$KEYWAY_SRCDIR/tests/lib.sh"
+. "$KEYWAY_SRCDIR/tests/cli/lib.sh"
 
 # strerror() and getopt in English; no key or config from the caller.
 export LC_ALL=C
@@ -35,7 +35,7 @@ secret "$K_ANT" "$K_OAI" "$K_OLD" "$K_ORG" "$K_USER" "$K_TINY"
 
 # The configuration with its dotenv file, private as keyway wants them.
 CONF=$SECRETD/cli.conf
-if ! { cp -- "$KEYWAY_SRCDIR/tests/etc/cli.conf" "$CONF" &&
+if ! { cp -- "$KEYWAY_SRCDIR/tests/cli/cli.conf" "$CONF" &&
 	printf 'OPENAI_API_KEY="%s"\nKWTEST_DOTENV_ONLY=1\n' "$K_OAI" \
 		>"$SECRETD/server.env" &&
 	chmod 600 "$CONF" "$SECRETD/server.env"; }; then

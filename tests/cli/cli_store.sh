@@ -7,7 +7,7 @@
 #
 # Run by `make check` (tap-driver), or by hand from a build directory:
 #   KEYWAY_BUILDDIR=$PWD KEYWAY_SRCDIR=/path/to/keyway \
-#   KEYWAY_MODULE_DIR=$PWD/modules/.libs bash tests/cli_store.sh
+#   KEYWAY_MODULE_DIR=$PWD/modules/.libs bash tests/cli/cli_store.sh
 
 for v in KEYWAY_BUILDDIR KEYWAY_SRCDIR KEYWAY_MODULE_DIR; do
 	if [ -z "${!v:-}" ]; then
@@ -17,7 +17,7 @@ for v in KEYWAY_BUILDDIR KEYWAY_SRCDIR KEYWAY_MODULE_DIR; do
 done
 export KEYWAY_MODULE_DIR
 
-. "$KEYWAY_SRCDIR/tests/lib.sh"
+. "$KEYWAY_SRCDIR/tests/cli/lib.sh"
 
 # strerror() and getopt in English; no key or config from the caller.
 export LC_ALL=C
