@@ -26,6 +26,7 @@
 
 #include <keyway/keyway.h>
 
+#include "seams.h"
 #include "testutil.h"
 
 #define NSTATUS (KW_ERR_INTERNAL + 1)
@@ -1319,9 +1320,6 @@ static void test_fork_child_closes(void **state)
 	unsetenv("KWTEST_FORK_MASTER");
 	tu_rmrf(dir);
 }
-
-/* The test library's seam: how often the usage thread writes. */
-void kwi_test_usage_flush_ms(int ms);
 
 #define NREOPENS 30
 

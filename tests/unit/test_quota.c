@@ -38,10 +38,8 @@
 
 #include <keyway/keyway.h>
 
+#include "seams.h"
 #include "testutil.h"
-
-/* The test seam of libkeyway_test: NULL goes back to time(). */
-void kwi_test_set_clock(int64_t (*clock)(void));
 
 #define MARK "SECRET"
 

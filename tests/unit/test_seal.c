@@ -51,8 +51,8 @@
  * AES-NI code would run, load another file in libcrypto's place, and run
  * PBKDF2 with any parameters.
  */
-#define KW_TEST_SEAMS
 #include "../lib/internal.h"
+#include "seams.h"
 
 /*
  * Master keys and their ids: HMAC-SHA256(key, "keyway master key id v1"),
