@@ -63,10 +63,7 @@ for cmd in get explain exec check init keygen help; do
 	keygen) usage="keygen [-o FILE]" ;;
 	help) usage="help [COMMAND]" ;;
 	esac
-	run "$KW" "$cmd" --help
-	expect_exit 0
-	first_line_is "Usage: keyway $usage" "$cmd --help: usage line"
-	expect_stderr ""
+	help_shows "$cmd" "$usage"
 done
 
 run "$KW" --help

@@ -102,10 +102,7 @@ for cmd in put rotate enable disable rm ls rekey; do
 	ls) usage="ls [BACKEND] [--owner O] [--json] [--due[=DAYS]]" ;;
 	rekey) usage="rekey BACKEND" ;;
 	esac
-	run "$KW" "$cmd" --help
-	expect_exit 0
-	first_line_is "Usage: keyway $usage" "$cmd --help: usage line"
-	expect_stderr ""
+	help_shows "$cmd" "$usage"
 done
 
 usage_error "keyway: put: missing BACKEND (try 'keyway put --help')" -c "$CONF" put

@@ -449,6 +449,16 @@ first_line_is()
 	expect_eq "$(head -n 1 -- "$OUT")" "$1" "$2"
 }
 
+# help_shows CMD USAGE: keyway CMD --help exits with status 0, prints
+# "Usage: keyway USAGE" first, and nothing on stderr.
+help_shows()
+{
+	run "$KW" "$1" --help
+	expect_exit 0
+	first_line_is "Usage: keyway $2" "$1 --help: usage line"
+	expect_stderr ""
+}
+
 # usage_error LINE ARGS...: keyway ARGS exits with status 2, that line alone
 # on stderr, nothing on stdout.
 usage_error()
