@@ -2,7 +2,8 @@
 # cli.sh - TAP tests of the keyway(1) command: usage, get, explain, exec,
 # check and keygen, each checked for its exact output and exit status, and
 # a final search for keys in everything the tests wrote.  Run by
-# `make check`, or by hand as lib.sh says.
+# `make check`, or by hand as lib.sh says.  Long on purpose: every test
+# shares cli.conf, its keys and the leak search at the end.
 
 . "$(dirname -- "$0")/lib.sh" || exit 99
 unset MISSING_API_KEY MY_KEY

@@ -2,6 +2,9 @@
  * test_api.c - the small print of keyway.h: status names, the version,
  * masking, requests, the lifetime of secrets and contexts, and guarded
  * memory of every size a secret can take.
+ *
+ * Long on purpose: one program with one fixture, whose tests share their
+ * setup and helpers; split, each part would repeat them.
  */
 #include "config.h"
 

@@ -10,6 +10,9 @@
  * kwi_audit_resolve() and kwi_audit_change() directly: this program links
  * the library built for the tests, whose internal symbols it can reach.
  * Every secret here contains "SECRET", and no audit line may.
+ *
+ * Long on purpose: one program with one fixture, whose tests share their
+ * setup and helpers; split, each part would repeat them.
  */
 #include "config.h"
 

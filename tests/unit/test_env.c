@@ -5,6 +5,9 @@
  * a trace.
  *
  * Every key in this file contains "SECRET", and no message may.
+ *
+ * Long on purpose: one program with one fixture, whose tests share their
+ * setup and helpers; split, each part would repeat them.
  */
 #include "config.h"
 

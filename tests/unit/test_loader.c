@@ -5,6 +5,9 @@
  * Every refusal is checked as the exact line kw_last_error() gives: the
  * configuration file and the line of `module = ...`, the backend, and the
  * reason with the path that caused it.
+ *
+ * Long on purpose: one program with one fixture, whose tests share their
+ * setup and helpers; split, each part would repeat them.
  */
 #include "config.h"
 

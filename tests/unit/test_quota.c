@@ -10,6 +10,9 @@
  * Links the library built with its test seams, whose clock a test can
  * set.  Every key in this file contains "SECRET", and no message, usage
  * row or audit line may.
+ *
+ * Long on purpose: one program with one fixture, whose tests share their
+ * setup and helpers; split, each part would repeat them.
  */
 #include "config.h"
 

@@ -11,6 +11,9 @@
  * The store file is opened directly with SQLite to read and alter what
  * keyway wrote, as an attacker with the file (but not the master key)
  * could.
+ *
+ * Long on purpose: one program with one fixture, whose tests share their
+ * setup and helpers; split, each part would repeat them.
  */
 #include "config.h"
 

@@ -14,6 +14,9 @@
  *
  * Every key in this file contains "SECRET" (but a few too short to hold
  * it), and no message may.
+ *
+ * Long on purpose: one program with one fixture, whose tests share their
+ * setup and helpers; split, each part would repeat them.
  */
 #include "config.h"
 
