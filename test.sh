@@ -82,7 +82,7 @@ distcheck() {
 step "autoreconf" autogen
 suite _test/plain "plain" "check" --enable-werror
 suite _test/asan "asan" "check" --enable-werror --enable-sanitizers=address
-suite _test/tsan "tsan" "check TESTS=tests/test_threads" --enable-sanitizers=thread
+suite _test/tsan "tsan" "check TESTS=tests/unit/test_threads" --enable-sanitizers=thread
 step "distcheck" distcheck
 
 for f in "${failures[@]}"; do

@@ -5,6 +5,9 @@
  * Every refusal is checked as the exact line kw_last_error() gives: the
  * configuration file and the line of `module = ...`, the backend, and the
  * reason with the path that caused it.
+ *
+ * Long on purpose: one program with one fixture, whose tests share their
+ * setup and helpers; split, each part would repeat them.
  */
 #include "config.h"
 
@@ -46,29 +49,9 @@ struct fixture {
  * Paths a test makes are kept here and freed by teardown(), so that a
  * failing assertion, which leaves the test at once, leaks nothing.
  */
-static char *kept[64];
-static size_t nkept;
-
 /* $KEYWAY_MODULE_DIR as the test program found it; tests that point it
  * elsewhere have it put back by teardown(). */
 static char *module_dir;
-
-static char *keep(char *p)
-{
-	assert_non_null(p);
-	assert_true(nkept < sizeof(kept) / sizeof(kept[0]));
-	kept[nkept++] = p;
-	return p;
-}
-
-static char *join(const char *dir, const char *name)
-{
-	char *p;
-
-	if (asprintf(&p, "%s/%s", dir, name) < 0)
-		abort();
-	return keep(p);
-}
 
 static int setup(void **state)
 {
@@ -88,8 +71,7 @@ static int teardown(void **state)
 	free(f->conf);
 	tu_rmrf(f->dir);
 	free(f);
-	while (nkept > 0)
-		free(kept[--nkept]);
+	tu_release(0);
 	if (setenv("KEYWAY_MODULE_DIR", module_dir, 1) != 0)
 		return -1;
 	return 0;
@@ -98,13 +80,13 @@ static int teardown(void **state)
 /* Write a 0755 file holding text into dir. */
 static char *keep_write(const char *dir, const char *name, const char *text)
 {
-	return keep(tu_write(dir, name, 0755, "%s", text));
+	return tu_keep(tu_write(dir, name, 0755, "%s", text));
 }
 
 /* mkdir dir/name with exactly `mode`, whatever the umask. */
 static char *make_dir(const char *dir, const char *name, mode_t mode)
 {
-	char *p = join(dir, name);
+	char *p = tu_join(dir, name);
 
 	assert_int_equal(mkdir(p, 0700), 0);
 	assert_int_equal(chmod(p, mode), 0);
@@ -115,8 +97,8 @@ static char *make_dir(const char *dir, const char *name, mode_t mode)
 static char *copy_module(const char *name, const char *dir, const char *file,
 			 mode_t mode)
 {
-	char *src = keep(tu_module(name));
-	char *dst = join(dir, file);
+	char *src = tu_keep(tu_module(name));
+	char *dst = tu_join(dir, file);
 	char buf[65536];
 	ssize_t n;
 	int in, out;
@@ -215,7 +197,7 @@ static void test_abs_path_loads(void **state)
 
 	/* Empty components are harmless. */
 	assert_true(asprintf(&so, "%s//mods///anything.so", f->dir) > 0);
-	keep(so);
+	tu_keep(so);
 	open_spec(f, so);
 	assert_int_equal(f->st, KW_OK);
 }
@@ -348,7 +330,7 @@ static void test_not_a_file(void **state)
 static void test_abs_path_missing(void **state)
 {
 	struct fixture *f = *state;
-	char *so = join(f->dir, "kw_absent.so");
+	char *so = tu_join(f->dir, "kw_absent.so");
 
 	open_spec(f, so);
 	expect_refusal(f, KW_ERR_MODULE,
@@ -363,7 +345,7 @@ static void test_symlink_into_unsafe_dir(void **state)
 	char *safe = make_dir(f->dir, "safe", 0755);
 	char *unsafe = make_dir(f->dir, "unsafe", 0775);
 	char *target = copy_module("fake", unsafe, "kw_fake.so", 0755);
-	char *link = join(safe, "kw_link.so");
+	char *link = tu_join(safe, "kw_link.so");
 
 	assert_int_equal(symlink(target, link), 0);
 	open_spec(f, link);
@@ -372,7 +354,7 @@ static void test_symlink_into_unsafe_dir(void **state)
 		       unsafe);
 
 	/* The same through a relative link. */
-	link = join(safe, "kw_rel.so");
+	link = tu_join(safe, "kw_rel.so");
 	assert_int_equal(symlink("../unsafe/kw_fake.so", link), 0);
 	open_spec(f, link);
 	expect_refusal(f, KW_ERR_PERM,
@@ -385,7 +367,7 @@ static void test_symlink_to_unsafe_file(void **state)
 	struct fixture *f = *state;
 	char *safe = make_dir(f->dir, "safe", 0755);
 	char *target = copy_module("fake", safe, "kw_real.so", 0757);
-	char *link = join(safe, "kw_link.so");
+	char *link = tu_join(safe, "kw_link.so");
 
 	assert_int_equal(symlink("kw_real.so", link), 0);
 	open_spec(f, link);
@@ -400,18 +382,18 @@ static void test_symlink_safe_to_safe(void **state)
 	char *a = make_dir(f->dir, "a", 0755);
 	char *b = make_dir(f->dir, "b", 0700);
 	char *target = copy_module("fake", b, "kw_fake.so", 0755);
-	char *link = join(a, "kw_abs.so");
+	char *link = tu_join(a, "kw_abs.so");
 
 	assert_int_equal(symlink(target, link), 0);
 	open_spec(f, link);
 	assert_int_equal(f->st, KW_OK);
 
 	/* Relative, and a chain of two links. */
-	link = join(a, "kw_rel.so");
+	link = tu_join(a, "kw_rel.so");
 	assert_int_equal(symlink("../b/kw_fake.so", link), 0);
 	open_spec(f, link);
 	assert_int_equal(f->st, KW_OK);
-	link = join(a, "kw_twice.so");
+	link = tu_join(a, "kw_twice.so");
 	assert_int_equal(symlink("kw_rel.so", link), 0);
 	open_spec(f, link);
 	assert_int_equal(f->st, KW_OK);
@@ -422,8 +404,8 @@ static void test_symlinked_directory(void **state)
 	struct fixture *f = *state;
 	char *good = make_dir(f->dir, "good", 0755);
 	char *bad = make_dir(f->dir, "bad", 0770);
-	char *goodlink = join(f->dir, "goodlink");
-	char *badlink = join(f->dir, "badlink");
+	char *goodlink = tu_join(f->dir, "goodlink");
+	char *badlink = tu_join(f->dir, "badlink");
 	char *spec;
 
 	copy_module("fake", good, "kw_fake.so", 0755);
@@ -431,11 +413,11 @@ static void test_symlinked_directory(void **state)
 	assert_int_equal(symlink("good", goodlink), 0);
 	assert_int_equal(symlink(bad, badlink), 0);
 
-	spec = join(goodlink, "kw_fake.so");
+	spec = tu_join(goodlink, "kw_fake.so");
 	open_spec(f, spec);
 	assert_int_equal(f->st, KW_OK);
 
-	spec = join(badlink, "kw_fake.so");
+	spec = tu_join(badlink, "kw_fake.so");
 	open_spec(f, spec);
 	expect_refusal(f, KW_ERR_PERM,
 		       "refusing module %s: %s is writable by group", spec,
@@ -449,7 +431,7 @@ static void test_symlink_foreign_owner(void **state)
 	struct fixture *f = *state;
 	char *safe = make_dir(f->dir, "safe", 0755);
 	char *sticky = make_dir(f->dir, "sticky", 01777);
-	char *link = join(sticky, "kw_fake.so");
+	char *link = tu_join(sticky, "kw_fake.so");
 
 	if (geteuid() != 0)
 		skip();
@@ -466,10 +448,10 @@ static void test_symlink_foreign_owner(void **state)
 		       link, link);
 
 	/* The same for a link to a directory on the way. */
-	link = join(sticky, "dirlink");
+	link = tu_join(sticky, "dirlink");
 	assert_int_equal(symlink(safe, link), 0);
 	assert_int_equal(lchown(link, 65534, 65534), 0);
-	open_spec(f, join(link, "kw_fake.so"));
+	open_spec(f, tu_join(link, "kw_fake.so"));
 	expect_refusal(f, KW_ERR_PERM,
 		       "refusing module %s/kw_fake.so: %s is a symbolic link "
 		       "owned by uid 65534, not by root or uid 0",
@@ -516,13 +498,13 @@ static void test_module_dir_search_path(void **state)
 	struct fixture *f = *state;
 	char *one = make_dir(f->dir, "one", 0755);
 	char *two = make_dir(f->dir, "two", 0755);
-	char *none = join(f->dir, "none");
-	char *path, *later, *bad = join(one, "kw_fake2.so");
+	char *none = tu_join(f->dir, "none");
+	char *path, *later, *bad = tu_join(one, "kw_fake2.so");
 
 	copy_module("fake", two, "kw_fake2.so", 0755);
 	later = copy_module("fake", one, "kw_later.so", 0775);
 	assert_true(asprintf(&path, "%s:%s::%s", none, one, two) > 0);
-	keep(path);
+	tu_keep(path);
 	assert_int_equal(setenv("KEYWAY_MODULE_DIR", path, 1), 0);
 	open_spec(f, "fake2");
 	assert_int_equal(f->st, KW_OK);
@@ -545,7 +527,7 @@ static void test_module_dir_search_path(void **state)
 static void test_symlink_dangling(void **state)
 {
 	struct fixture *f = *state;
-	char *link = join(f->dir, "kw_dangling.so");
+	char *link = tu_join(f->dir, "kw_dangling.so");
 
 	assert_int_equal(symlink("kw_nowhere.so", link), 0);
 	open_spec(f, link);
@@ -557,9 +539,9 @@ static void test_symlink_dangling(void **state)
 static void test_symlink_loop(void **state)
 {
 	struct fixture *f = *state;
-	char *a = join(f->dir, "kw_a.so");
-	char *b = join(f->dir, "kw_b.so");
-	char *self = join(f->dir, "kw_self.so");
+	char *a = tu_join(f->dir, "kw_a.so");
+	char *b = tu_join(f->dir, "kw_b.so");
+	char *self = tu_join(f->dir, "kw_self.so");
 
 	assert_int_equal(symlink(b, a), 0);
 	assert_int_equal(symlink(a, b), 0);
@@ -576,7 +558,7 @@ static void test_symlink_loop(void **state)
 static void test_bad_abi(void **state)
 {
 	struct fixture *f = *state;
-	char *so = keep(tu_module("badabi"));
+	char *so = tu_keep(tu_module("badabi"));
 
 	open_spec(f, "badabi");
 	expect_refusal(f, KW_ERR_MODULE,
@@ -588,7 +570,7 @@ static void test_bad_abi(void **state)
 static void test_no_entry(void **state)
 {
 	struct fixture *f = *state;
-	char *so = keep(tu_module("noentry"));
+	char *so = tu_keep(tu_module("noentry"));
 
 	open_spec(f, "noentry");
 	expect_refusal(f, KW_ERR_MODULE,
@@ -600,7 +582,7 @@ static void test_no_entry(void **state)
 static void test_null_entry(void **state)
 {
 	struct fixture *f = *state;
-	char *so = keep(tu_module("nullentry"));
+	char *so = tu_keep(tu_module("nullentry"));
 
 	open_spec(f, "nullentry");
 	expect_refusal(f, KW_ERR_MODULE, "module %s returned no descriptor",
@@ -698,15 +680,15 @@ static void collect(void *arg, const char *line)
 	struct lines *l = arg;
 
 	assert_true(l->n < sizeof(l->line) / sizeof(l->line[0]));
-	l->line[l->n++] = keep(strdup(line));
+	l->line[l->n++] = tu_keep(strdup(line));
 }
 
 static void test_check_reports_every_module(void **state)
 {
 	struct fixture *f = *state;
-	char *badabi = keep(tu_module("badabi"));
-	char *noentry = keep(tu_module("noentry"));
-	char *nullentry = keep(tu_module("nullentry"));
+	char *badabi = tu_keep(tu_module("badabi"));
+	char *noentry = tu_keep(tu_module("noentry"));
+	char *nullentry = tu_keep(tu_module("nullentry"));
 	char want[3][2048];
 	struct lines l = { { NULL }, 0 };
 

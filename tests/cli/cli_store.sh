@@ -3,29 +3,11 @@
 # keys: put, rotate, enable, disable, rm, ls and rekey, on a SQLite store
 # seen as org, user and system keys, each checked for its exact output and
 # exit status; then a search for keys in everything the tests wrote, the
-# store's own files included.
-#
-# Run by `make check` (tap-driver), or by hand from a build directory:
-#   KEYWAY_BUILDDIR=$PWD KEYWAY_SRCDIR=/path/to/keyway \
-#   KEYWAY_MODULE_DIR=$PWD/modules/.libs bash tests/cli_store.sh
+# store's own files included.  Run by `make check`, or by hand as lib.sh
+# says.
 
-for v in KEYWAY_BUILDDIR KEYWAY_SRCDIR KEYWAY_MODULE_DIR; do
-	if [ -z "${!v:-}" ]; then
-		echo "Bail out! $v is not set"
-		exit 99
-	fi
-done
-export KEYWAY_MODULE_DIR
-
-. "$KEYWAY_SRCDIR/tests/lib.sh"
-
-# strerror() and getopt in English; no key or config from the caller.
-export LC_ALL=C
-unset KEYWAY_CONFIG KEYWAY_PASSPHRASE API_KEY_ENCRYPTION_KEY \
-	ANTHROPIC_API_KEY OPENAI_API_KEY KWTEST_NEW_MASTER_KEY
-
-KW=$KEYWAY_BUILDDIR/cli/keyway
-[ -x "$KW" ] || bail_out "$KW is not built"
+. "$(dirname -- "$0")/lib.sh" || exit 99
+unset KWTEST_NEW_MASTER_KEY
 
 # The master keys: the store's, and the one `rekey` moves it to.
 MASTER_OLD=4f1d2c3b4a5968778695a4b3c2d1e0f00112233445566778899aabbccddeeff0
@@ -70,7 +52,7 @@ from()
 # The store and its configuration: no key in either.
 STORE=$TMPD/keys.db
 CONF=$TMPD/store.conf
-cat >"$CONF" <<'EOF' || bail_out "cannot write $CONF"
+write_conf "$CONF" <<'EOF'
 keyway: { master_key = { source = "env"; }; };
 backends: {
 	org_keys: { module = "sqlite"; path = "keys.db"; scope = "org"; };
@@ -92,7 +74,6 @@ chains: {
 		  { backend = "server_env"; control = "required"; } );
 };
 EOF
-chmod 600 "$CONF"
 
 # The same store under the new master key, with the old one to read what
 # it sealed; and under the new one alone.  org_keys' path is on line 5.
@@ -104,41 +85,13 @@ NEW_CONF=$TMPD/new.conf
 	echo '	old_master_keys = ( { source = "env"; } );'
 	echo '};'
 	sed 1d "$CONF"
-} >"$REKEY_CONF"
+} | write_conf "$REKEY_CONF"
 {
 	echo 'keyway: {'
 	echo '	master_key = { source = "env"; var = "KWTEST_NEW_MASTER_KEY"; };'
 	echo '};'
 	sed 1d "$CONF"
-} >"$NEW_CONF"
-chmod 600 "$REKEY_CONF" "$NEW_CONF"
-
-# first_line_is TEXT NAME: the first line of the last run's stdout.
-first_line_is()
-{
-	expect_eq "$(head -n 1 -- "$OUT")" "$1" "$2"
-}
-
-# usage_error LINE ARGS...: exit status 2, that line alone on stderr,
-# nothing on stdout.
-usage_error()
-{
-	local line=$1
-
-	shift
-	run "$KW" "$@"
-	expect_exit 2
-	expect_stderr_line "$line"
-	expect_stdout ""
-}
-
-# A python3 with its json module, for ls --json.
-if command -v python3 >/dev/null 2>&1 &&
-	python3 -c 'import json' >/dev/null 2>&1; then
-	PY=python3
-else
-	PY=
-fi
+} | write_conf "$NEW_CONF"
 
 # ---- usage ----
 
@@ -149,10 +102,7 @@ for cmd in put rotate enable disable rm ls rekey; do
 	ls) usage="ls [BACKEND] [--owner O] [--json] [--due[=DAYS]]" ;;
 	rekey) usage="rekey BACKEND" ;;
 	esac
-	run "$KW" "$cmd" --help
-	expect_exit 0
-	first_line_is "Usage: keyway $usage" "$cmd --help: usage line"
-	expect_stderr ""
+	help_shows "$cmd" "$usage"
 done
 
 usage_error "keyway: put: missing BACKEND (try 'keyway put --help')" -c "$CONF" put
@@ -698,13 +648,7 @@ type_key()
 	return $rc
 }
 
-if ! command -v script >/dev/null 2>&1; then
-	tty_skip="script(1) from util-linux is not installed"
-elif ! SHELL=$BASH script -qec true /dev/null </dev/null >/dev/null 2>&1; then
-	tty_skip="script(1) cannot open a pseudo-terminal here"
-else
-	tty_skip=
-fi
+tty_skip=$(tty_unavailable)
 if [ -z "$tty_skip" ]; then
 	run type_key "$(keyfile bob.typed "$K_BOB")" \
 		"$KW" -c "$CONF" put user_keys anthropic --owner bob

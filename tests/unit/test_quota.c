@@ -10,6 +10,9 @@
  * Links the library built with its test seams, whose clock a test can
  * set.  Every key in this file contains "SECRET", and no message, usage
  * row or audit line may.
+ *
+ * Long on purpose: one program with one fixture, whose tests share their
+ * setup and helpers; split, each part would repeat them.
  */
 #include "config.h"
 
@@ -38,12 +41,8 @@
 
 #include <keyway/keyway.h>
 
+#include "seams.h"
 #include "testutil.h"
-
-/* The test seam of libkeyway_test: NULL goes back to time(). */
-void kwi_test_set_clock(int64_t (*clock)(void));
-
-#define MARK "SECRET"
 
 #define MASTER "000102030405060708090a0b0c0d0e0f" \
 	       "101112131415161718191a1b1c1d1e1f"
@@ -57,6 +56,7 @@ void kwi_test_set_clock(int64_t (*clock)(void));
 static const char *const test_vars[] = {
 	"KEYWAY_MASTER_KEY", "API_KEY_ENCRYPTION_KEY", "ANTHROPIC_API_KEY",
 	"OPENAI_API_KEY",
+	NULL,
 };
 
 /* ---- the injected clock ---- */
@@ -103,39 +103,6 @@ struct fixture {
 	const void *param; /* the test's initial state, if any */
 };
 
-/* Memory a test allocates, freed by teardown() even after a failure. */
-static void *kept[1024];
-static size_t nkept;
-
-static void *keep(void *p)
-{
-	assert_non_null(p);
-	assert_true(nkept < sizeof(kept) / sizeof(kept[0]));
-	kept[nkept++] = p;
-	return p;
-}
-
-static char *fmt(const char *f, ...) KW_PRINTF(1, 2);
-
-static char *fmt(const char *f, ...)
-{
-	va_list ap;
-	char *s;
-	int n;
-
-	va_start(ap, f);
-	n = vasprintf(&s, f, ap);
-	va_end(ap);
-	assert_true(n >= 0);
-	return keep(s);
-}
-
-static void clear_vars(void)
-{
-	for (size_t i = 0; i < sizeof(test_vars) / sizeof(test_vars[0]); i++)
-		unsetenv(test_vars[i]);
-}
-
 /* Windows are cut from a clock the test holds still: a run that crosses
  * midnight counts the same as any other. */
 #define DEFAULT_NOW 1700000000 /* 2023-11-14T22:13:20Z */
@@ -147,7 +114,7 @@ static int setup(void **state)
 	if (f == NULL)
 		return -1;
 	f->param = *state;
-	clear_vars();
+	tu_unsetenv(test_vars);
 	setenv("KEYWAY_MASTER_KEY", MASTER, 1);
 	setenv("ANTHROPIC_API_KEY", K_ENV, 1);
 	set_now(DEFAULT_NOW);
@@ -175,16 +142,9 @@ static int teardown(void **state)
 	free(f->store);
 	tu_rmrf(f->dir);
 	free(f);
-	while (nkept > 0)
-		free(kept[--nkept]);
-	clear_vars();
+	tu_release(0);
+	tu_unsetenv(test_vars);
 	return 0;
-}
-
-static void assert_no_secret(const char *text)
-{
-	if (text != NULL && strstr(text, MARK) != NULL)
-		fail_msg("a key leaked into \"%s\"", text);
 }
 
 /* Write text as f->conf (replacing the last one) and open it. */
@@ -197,7 +157,7 @@ static kw_status open_text(struct fixture *f, const char *text)
 	free(tu_write(f->dir, "keyway.conf", 0600, "%s", text));
 	st = kw_open(&f->ctx, f->conf);
 	if (st != KW_OK)
-		assert_no_secret(kw_last_error());
+		tu_assert_no_secret(kw_last_error());
 	return st;
 }
 
@@ -279,7 +239,7 @@ static kw_status get_for(struct fixture *f, const char *provider,
 	} else {
 		assert_null(s);
 		snprintf(f->err, sizeof(f->err), "%s", kw_last_error());
-		assert_no_secret(f->err);
+		tu_assert_no_secret(f->err);
 	}
 	return st;
 }
@@ -312,9 +272,9 @@ static void expect_ok(struct fixture *f, const char *user, const char *org,
 /* The chain's message for B's denial of provider with this detail. */
 static const char *denied_by_b_for(const char *provider, const char *detail)
 {
-	return fmt("chain \"default\", provider \"%s\": B answered "
-		   "denied: %s",
-		   provider, detail);
+	return tu_fmt("chain \"default\", provider \"%s\": B answered "
+		      "denied: %s",
+		      provider, detail);
 }
 
 static void expect_denied_for(struct fixture *f, const char *provider,
@@ -339,7 +299,7 @@ static const char *iso(int64_t t)
 
 	assert_non_null(gmtime_r(&tt, &tm));
 	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	return fmt("%s", buf);
+	return tu_fmt("%s", buf);
 }
 
 /* "quota B 3/minute per user used up for user alice (3 of 3); resets T" */
@@ -348,21 +308,13 @@ static const char *used_up(const char *label, const char *per,
 			   int64_t reset)
 {
 	if (who == NULL)
-		return fmt("quota B %s used up (%u of %u); resets %s", label,
-			   count, limit, iso(reset));
-	return fmt("quota B %s used up for %s %s (%u of %u); resets %s",
-		   label, per, who, count, limit, iso(reset));
+		return tu_fmt("quota B %s used up (%u of %u); resets %s", label,
+			      count, limit, iso(reset));
+	return tu_fmt("quota B %s used up for %s %s (%u of %u); resets %s",
+		      label, per, who, count, limit, iso(reset));
 }
 
 /* ---- the usage log ---- */
-
-static const kw_actor *sysadmin(void)
-{
-	static const kw_actor a = { sizeof(kw_actor), "root", NULL,
-				    KW_ROLE_SYSADMIN };
-
-	return &a;
-}
 
 #define MAX_USERS 32
 
@@ -413,7 +365,7 @@ static struct rows usage_rows(kw_ctx *ctx, const kw_usage_filter *filter,
 
 	memset(&r, 0, sizeof(r));
 	r.want_time = want_time;
-	st = kw_usage(ctx, sysadmin(), filter, count_row, &r);
+	st = kw_usage(ctx, tu_sysadmin(), filter, count_row, &r);
 	if (st != KW_OK)
 		fail_msg("kw_usage: %s: %s", kw_status_str(st),
 			 kw_last_error());
@@ -1000,7 +952,7 @@ static struct rows provider_rows(kw_ctx *ctx)
 	struct rows r;
 
 	memset(&r, 0, sizeof(r));
-	assert_int_equal(kw_usage(ctx, sysadmin(), NULL, count_provider_row,
+	assert_int_equal(kw_usage(ctx, tu_sysadmin(), NULL, count_provider_row,
 				  &r),
 			 KW_OK);
 	assert_int_equal(r.other, 0);
@@ -1035,20 +987,20 @@ static void test_per_user_provider(void **state)
 	expect_ok_for(f, "anthropic", "alice", NULL, 2);
 	expect_ok_for(f, "openai", "alice", NULL, 2);
 	expect_denied_for(f, "anthropic", "alice", NULL,
-			  fmt("quota B %s used up for user alice and "
-			      "provider anthropic (2 of 2); %s",
-			      label, reset));
+			  tu_fmt("quota B %s used up for user alice and "
+				 "provider anthropic (2 of 2); %s",
+				 label, reset));
 	expect_denied_for(f, "openai", "alice", "acme",
-			  fmt("quota B %s used up for user alice and "
-			      "provider openai (2 of 2); %s",
-			      label, reset));
+			  tu_fmt("quota B %s used up for user alice and "
+				 "provider openai (2 of 2); %s",
+				 label, reset));
 	/* Each user has counts of their own. */
 	expect_ok_for(f, "openai", "bob", "acme", 2);
 	expect_ok_for(f, "anthropic", "bob", NULL, 1);
 	/* No user, nothing to count by: denied, and no row. */
 	expect_denied_for(f, "openai", NULL, "acme",
-			  fmt("quota B %s: the request names no user",
-			      label));
+			  tu_fmt("quota B %s: the request names no user",
+				 label));
 	expect_rows(f->ctx, 7, 2, 0);
 	r = provider_rows(f->ctx);
 	assert_int_equal(r.admitted, 3);
@@ -1068,15 +1020,15 @@ static void test_per_provider(void **state)
 	/* It needs no identity. */
 	expect_ok_for(f, "anthropic", NULL, NULL, 1);
 	expect_denied_for(f, "anthropic", "bob", "acme",
-			  fmt("quota B 2/day per provider used up for "
-			      "provider anthropic (2 of 2); %s",
-			      reset));
+			  tu_fmt("quota B 2/day per provider used up for "
+				 "provider anthropic (2 of 2); %s",
+				 reset));
 	expect_ok_for(f, "openai", "bob", NULL, 1);
 	expect_ok_for(f, "openai", "carol", NULL, 1);
 	expect_denied_for(f, "openai", "alice", NULL,
-			  fmt("quota B 2/day per provider used up for "
-			      "provider openai (2 of 2); %s",
-			      reset));
+			  tu_fmt("quota B 2/day per provider used up for "
+				 "provider openai (2 of 2); %s",
+				 reset));
 	expect_rows(f->ctx, 4, 2, 0);
 }
 
@@ -1227,8 +1179,8 @@ static void expect_uses(struct fixture *f, uint64_t count, int64_t last)
 	struct key_seen k = { 0, 0, 0 };
 
 	reopen(f);
-	assert_int_equal(kw_key_list(f->ctx, sysadmin(), "user_keys", "alice",
-				     see_key, &k),
+	assert_int_equal(kw_key_list(f->ctx, tu_sysadmin(), "user_keys",
+				     "alice", see_key, &k),
 			 KW_OK);
 	assert_int_equal(k.n, 1);
 	assert_int_equal(k.usage_count, count);
@@ -1332,7 +1284,7 @@ static void expect_bad_filter(struct fixture *f, const kw_usage_filter *filter,
 	struct rows r;
 
 	memset(&r, 0, sizeof(r));
-	assert_int_equal(kw_usage(f->ctx, sysadmin(), filter, count_row, &r),
+	assert_int_equal(kw_usage(f->ctx, tu_sysadmin(), filter, count_row, &r),
 			 KW_ERR_INVAL);
 	assert_string_equal(kw_last_error(), why);
 	assert_int_equal(r.n, 0);
@@ -1370,10 +1322,10 @@ static void test_usage_filter_size(void **state)
 			  "KW_USAGE_FILTER_INIT");
 	filter.size = FILTER_END(org);
 	expect_bad_filter(f, &filter,
-			  fmt("usage filter: size %zu is not that of a "
-			      "kw_usage_filter; initialise it with "
-			      "KW_USAGE_FILTER_INIT",
-			      FILTER_END(org)));
+			  tu_fmt("usage filter: size %zu is not that of a "
+				 "kw_usage_filter; initialise it with "
+				 "KW_USAGE_FILTER_INIT",
+				 FILTER_END(org)));
 	/* A caller built before the size: `since` where the size is. */
 	filter.size = (size_t)DEFAULT_NOW;
 	expect_bad_filter(f, &filter,
@@ -1388,11 +1340,12 @@ static void test_usage_filter_size(void **state)
 	r = usage_rows(f->ctx, &newer.f, 0);
 	assert_int_equal(r.admitted, 1);
 	newer.provider = "openai";
-	expect_bad_filter(f, &newer.f,
-			  fmt("usage filter: it sets a condition this library "
-			      "does not know (a filter of %zu bytes, from a "
-			      "newer keyway.h; this one knows %zu)",
-			      sizeof(newer), sizeof(kw_usage_filter)));
+	expect_bad_filter(
+		f, &newer.f,
+		tu_fmt("usage filter: it sets a condition this library "
+		       "does not know (a filter of %zu bytes, from a "
+		       "newer keyway.h; this one knows %zu)",
+		       sizeof(newer), sizeof(kw_usage_filter)));
 }
 
 /* What a row of kw_echoledger says of the filter it was handed. */
@@ -1431,13 +1384,13 @@ static void test_usage_filter_old_ledger(void **state)
 			     "control = \"required\"; } ); };\n");
 		unsetenv("KWTEST_ECHOLEDGER_OLD");
 		text[0] = '\0';
-		assert_int_equal(kw_usage(f->ctx, sysadmin(), &filter,
+		assert_int_equal(kw_usage(f->ctx, tu_sysadmin(), &filter,
 					  echo_text, text),
 				 KW_OK);
-		assert_string_equal(text,
-				    old ? "1600000000 alice acme B size=unsized"
-					: fmt("1600000000 alice acme B size=%zu",
-					      sizeof(kw_usage_filter)));
+		assert_string_equal(
+			text, old ? "1600000000 alice acme B size=unsized"
+				  : tu_fmt("1600000000 alice acme B size=%zu",
+					   sizeof(kw_usage_filter)));
 	}
 }
 
@@ -1487,7 +1440,7 @@ static void test_explain_charges_nothing(void **state)
 	assert_string_equal(step->detail, used);
 	assert_string_equal(step->masked, "");
 	assert_string_equal(kw_trace_summary(t),
-			    fmt("B answered denied: %s", used));
+			    tu_fmt("B answered denied: %s", used));
 	kw_trace_free(t);
 	expect_rows(f->ctx, 3, 1, 0);
 }
@@ -1518,21 +1471,24 @@ static void unlock_ledger(sqlite3 *db)
 static void test_ledger_unavailable_deny(void **state)
 {
 	struct fixture *f = *state;
-	const char *why = fmt("cannot lock %s: database is locked", f->ledger);
+	const char *why = tu_fmt("cannot lock %s: database is locked",
+				 f->ledger);
 	sqlite3 *db;
 
 	open_quota(f, " busy_timeout_ms = 50;",
 		   "{ limit = 2; period = \"day\"; per = \"user\"; }");
 	expect_ok(f, "alice", NULL, 1);
 	db = lock_ledger(f);
-	expect_denied(f, "alice", NULL,
-		      fmt("ledger unavailable, denied (on_unavailable = deny): "
-			  "%s",
-			  why));
-	expect_denied(f, "bob", NULL,
-		      fmt("ledger unavailable, denied (on_unavailable = deny): "
-			  "%s",
-			  why));
+	expect_denied(
+		f, "alice", NULL,
+		tu_fmt("ledger unavailable, denied (on_unavailable = deny): "
+		       "%s",
+		       why));
+	expect_denied(
+		f, "bob", NULL,
+		tu_fmt("ledger unavailable, denied (on_unavailable = deny): "
+		       "%s",
+		       why));
 	unlock_ledger(db);
 	/* Back: alice has one left, bob two. */
 	expect_ok(f, "alice", NULL, 1);
@@ -1642,7 +1598,7 @@ static const char *ledger_query(const char *path, const char *sql)
 		fail_msg("%s: %s", sql, sqlite3_errmsg(db));
 	sqlite3_finalize(s);
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
-	return fmt("%s", buf);
+	return tu_fmt("%s", buf);
 }
 
 /*
@@ -1657,14 +1613,14 @@ static void make_v1_ledger(struct fixture *f, const char *rows_sql)
 	assert_true(fd >= 0);
 	close(fd);
 	ledger_exec(f->ledger,
-		    fmt("PRAGMA page_size = 1024;"
-			"PRAGMA journal_mode = WAL;"
-			"BEGIN;" LEDGER_V1_DDL
-			"PRAGMA application_id = %d;"
-			"PRAGMA user_version = 1;"
-			"%s"
-			"COMMIT;",
-			LEDGER_APP_ID, rows_sql));
+		    tu_fmt("PRAGMA page_size = 1024;"
+			   "PRAGMA journal_mode = WAL;"
+			   "BEGIN;" LEDGER_V1_DDL
+			   "PRAGMA application_id = %d;"
+			   "PRAGMA user_version = 1;"
+			   "%s"
+			   "COMMIT;",
+			   LEDGER_APP_ID, rows_sql));
 	assert_string_equal(ledger_query(f->ledger, "PRAGMA user_version"),
 			    "1\n");
 }
@@ -1684,7 +1640,7 @@ static void expect_v2_schema(const char *path)
 {
 	assert_string_equal(ledger_query(path, "PRAGMA user_version"), "2\n");
 	assert_string_equal(ledger_query(path, "PRAGMA application_id"),
-			    fmt("%d\n", LEDGER_APP_ID));
+			    tu_fmt("%d\n", LEDGER_APP_ID));
 	assert_string_equal(ledger_query(path, INDEXES_SQL),
 			    "counters_expires\nusage_time\n");
 	assert_string_equal(ledger_query(path, "PRAGMA integrity_check"),
@@ -1724,11 +1680,11 @@ static const char *usage_text(kw_ctx *ctx, int64_t since, int64_t until,
 	filter.user = user;
 	filter.org = org;
 	memset(&t, 0, sizeof(t));
-	st = kw_usage(ctx, sysadmin(), &filter, note_row, &t);
+	st = kw_usage(ctx, tu_sysadmin(), &filter, note_row, &t);
 	if (st != KW_OK)
 		fail_msg("kw_usage: %s: %s", kw_status_str(st),
 			 kw_last_error());
-	return fmt("%s", t.buf);
+	return tu_fmt("%s", t.buf);
 }
 
 /* A usage row of B in the ledger's SQL; times are literal seconds. */
@@ -1954,12 +1910,12 @@ static void test_ledger_migration_race(void **state)
 static void add_expired(struct fixture *f, int n)
 {
 	ledger_exec(f->ledger,
-		    fmt("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL"
-			" SELECT i + 1 FROM n WHERE i < %d)"
-			" INSERT INTO counters SELECT"
-			" 'B/0/user:gone' || i || '-' || %d,"
-			" 1699833600, 1, 1699920000 FROM n;",
-			n, n));
+		    tu_fmt("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL"
+			   " SELECT i + 1 FROM n WHERE i < %d)"
+			   " INSERT INTO counters SELECT"
+			   " 'B/0/user:gone' || i || '-' || %d,"
+			   " 1699833600, 1, 1699920000 FROM n;",
+			   n, n));
 }
 
 #define EXPIRED_SQL "SELECT count(*) FROM counters WHERE expires <= 1700000000"
@@ -2017,7 +1973,7 @@ static void test_ledger_wal_bounded(void **state)
 	sqlite3 *keep_wal = NULL;
 	struct tally sum;
 	struct stat sb;
-	char *wal = fmt("%s-wal", f->ledger);
+	char *wal = tu_fmt("%s-wal", f->ledger);
 
 	open_quota(f, "", "{ limit = 10; period = \"day\"; per = \"user\"; }");
 	expect_ok(f, "alice", NULL, 1);
@@ -2056,7 +2012,7 @@ static long long size_of(const char *path)
 static void test_ledger_wal_kept_short(void **state)
 {
 	struct fixture *f = *state;
-	char *wal = fmt("%s-wal", f->ledger);
+	char *wal = tu_fmt("%s-wal", f->ledger);
 	char user[16];
 	struct rows r;
 
@@ -2175,12 +2131,12 @@ static void test_ledger_killed_writers(void **state)
 	assert_string_equal(ledger_query(f->ledger,
 					 "SELECT count(*), sum(count)"
 					 " FROM counters"),
-			    fmt("%d|%d\n", KILL_USERS, KILL_USERS * 5));
+			    tu_fmt("%d|%d\n", KILL_USERS, KILL_USERS * 5));
 	assert_string_equal(ledger_query(f->ledger,
 					 "SELECT outcome, count(*) FROM usage"
 					 " GROUP BY outcome ORDER BY outcome"),
-			    fmt("admitted|%d\ndenied|%u\n", KILL_USERS * 5,
-				denied));
+			    tu_fmt("admitted|%d\ndenied|%u\n", KILL_USERS * 5,
+				   denied));
 	assert_string_equal(ledger_query(f->ledger, "PRAGMA integrity_check"),
 			    "ok\n");
 }
@@ -2199,9 +2155,9 @@ static void test_ledger_newer_schema(void **state)
 	assert_int_equal(kw_open(&f->ctx, f->conf), KW_ERR_BACKEND);
 	assert_null(f->ctx);
 	assert_string_equal(kw_last_error(),
-			    fmt("%s:2: keyway.ledger: ledger %s has schema "
-				"version 3; this keyway knows up to 2",
-				f->conf, f->ledger));
+			    tu_fmt("%s:2: keyway.ledger: ledger %s has schema "
+				   "version 3; this keyway knows up to 2",
+				   f->conf, f->ledger));
 	assert_string_equal(ledger_query(f->ledger, "PRAGMA user_version"),
 			    "3\n");
 	assert_string_equal(ledger_query(f->ledger, INDEXES_SQL),
@@ -2382,9 +2338,9 @@ static void run_conf_case(struct fixture *f, const struct conf_case *c)
 	kw_status st = open_text(f, c->text);
 
 	assert_null(f->ctx);
-	if (st != c->status || strcmp(kw_last_error(),
-				      fmt("%s:%d: %s", f->conf, c->line,
-					  c->message)) != 0)
+	if (st != c->status ||
+	    strcmp(kw_last_error(),
+		   tu_fmt("%s:%d: %s", f->conf, c->line, c->message)) != 0)
 		fail_msg("got %s \"%s\", expected %s \"%s:%d: %s\"",
 			 kw_status_str(st), kw_last_error(),
 			 kw_status_str(c->status), f->conf, c->line,
@@ -2407,9 +2363,9 @@ static void test_config_case(void **state)
 static void test_ledger_unknown_setting(void **state)
 {
 	struct fixture *f = *state;
-	const char *prefix = fmt("%s:2: keyway.ledger: unknown setting "
-				 "\"flavour\" (module \"sqlite\" takes ",
-				 f->conf);
+	const char *prefix = tu_fmt("%s:2: keyway.ledger: unknown setting "
+				    "\"flavour\" (module \"sqlite\" takes ",
+				    f->conf);
 	char list[256], *save = NULL;
 	const char *err;
 	unsigned seen = 0;
@@ -2477,11 +2433,12 @@ static void test_store_and_ledger_apart(void **state)
 				      "            path = \"keys.db\"; };\n"
 				      "};\n" STORE_BACKEND("keys.db")),
 			 KW_ERR_BACKEND);
-	assert_string_equal(kw_last_error(),
-			    fmt("%s:4: keyway.ledger: %s is a keyway key "
-				"store, not a quota ledger: give keyway.ledger "
-				"a file of its own",
-				f->conf, f->store));
+	assert_string_equal(
+		kw_last_error(),
+		tu_fmt("%s:4: keyway.ledger: %s is a keyway key "
+		       "store, not a quota ledger: give keyway.ledger "
+		       "a file of its own",
+		       f->conf, f->store));
 
 	/* A ledger, then named as a store. */
 	must_open(f, "keyway: {\n"
@@ -2494,11 +2451,12 @@ static void test_store_and_ledger_apart(void **state)
 				      "\"ledger.db\"; };\n"
 				      "};\n" STORE_BACKEND("ledger.db")),
 			 KW_ERR_BACKEND);
-	assert_string_equal(kw_last_error(),
-			    fmt("%s:6: backend \"user_keys\": %s is a keyway "
-				"quota ledger, not a key store: give the "
-				"backend a file of its own",
-				f->conf, f->ledger));
+	assert_string_equal(
+		kw_last_error(),
+		tu_fmt("%s:6: backend \"user_keys\": %s is a keyway "
+		       "quota ledger, not a key store: give the "
+		       "backend a file of its own",
+		       f->conf, f->ledger));
 }
 
 /* ---- the audit trail ---- */
@@ -2525,27 +2483,6 @@ static void test_store_and_ledger_apart(void **state)
 	"              { backend = \"B\"; control = \"required\"; } );\n" \
 	"};\n"
 
-/* The whole of a file, NUL-terminated; its length in *len. */
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *fp = fopen(path, "rb");
-	char *buf;
-	long n;
-
-	assert_non_null(fp);
-	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
-	n = ftell(fp);
-	assert_true(n >= 0);
-	rewind(fp);
-	buf = keep(malloc((size_t)n + 1));
-	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
-	buf[n] = '\0';
-	fclose(fp);
-	if (len != NULL)
-		*len = (size_t)n;
-	return buf;
-}
-
 /* None of the values, nor the master key, anywhere in the file. */
 static void expect_file_clean(const char *path)
 {
@@ -2556,11 +2493,13 @@ static void expect_file_clean(const char *path)
 		{ K_ORG, "acme's first key" },
 		{ K_ORG2, "acme's second key" },
 		{ K_USER, "alice's key" },
-		{ MARK, "a piece of a key" },
+		{ TU_MARK, "a piece of a key" },
 		{ MASTER, "the master key" },
 	};
 	size_t len;
-	char *buf = slurp(path, &len);
+	char *buf = tu_slurp(path, &len);
+
+	assert_non_null(buf);
 
 	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++)
 		if (memmem(buf, len, values[i].value,
@@ -2572,10 +2511,11 @@ static void expect_file_clean(const char *path)
 /* Each line of the audit file, parsed. */
 static json_t *audit_lines(struct fixture *f, size_t *n)
 {
-	char *text = slurp(f->audit, NULL);
+	char *text = tu_slurp(f->audit, NULL);
 	json_t *all = json_array();
 	char *save = NULL;
 
+	assert_non_null(text);
 	assert_non_null(all);
 	assert_true(text[0] == '\0' || text[strlen(text) - 1] == '\n');
 	for (char *line = strtok_r(text, "\n", &save); line != NULL;
@@ -2605,7 +2545,7 @@ static const char *member_names(json_t *o)
 		used += (size_t)snprintf(buf + used, sizeof(buf) - used,
 					 "%s%s", used > 0 ? " " : "",
 					 json_object_iter_key(it));
-	return fmt("%s", buf);
+	return tu_fmt("%s", buf);
 }
 
 static const char *str_member(json_t *o, const char *name)
@@ -2617,25 +2557,6 @@ static const char *str_member(json_t *o, const char *name)
 	if (!json_is_null(v) && !json_is_string(v))
 		fail_msg("\"%s\" is neither a string nor null", name);
 	return json_is_null(v) ? "(null)" : json_string_value(v);
-}
-
-/* "2024-05-01T10:00:00.123Z", within a few minutes of now. */
-static void expect_timestamp(const char *s)
-{
-	struct tm tm = { 0 };
-	const char *end;
-	int64_t t;
-
-	assert_non_null(s);
-	assert_int_equal(strlen(s), 24);
-	end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-	assert_non_null(end);
-	assert_true(end[0] == '.' && end[1] >= '0' && end[1] <= '9' &&
-		    end[2] >= '0' && end[2] <= '9' && end[3] >= '0' &&
-		    end[3] <= '9' && end[4] == 'Z');
-	t = (int64_t)timegm(&tm);
-	assert_true(t > (int64_t)time(NULL) - 300 &&
-		    t < (int64_t)time(NULL) + 300);
 }
 
 static bool is_fingerprint(const char *s)
@@ -2656,7 +2577,7 @@ static const char *expect_resolve_line(json_t *lines, size_t i,
 	const char *fp;
 
 	assert_non_null(o);
-	expect_timestamp(str_member(o, "time"));
+	tu_expect_timestamp(str_member(o, "time"));
 	assert_string_equal(str_member(o, "event"), "resolve");
 	assert_string_equal(str_member(o, "chain"), "default");
 	assert_string_equal(str_member(o, "provider"), provider);
@@ -2688,7 +2609,7 @@ static void expect_change_line(json_t *lines, size_t i, const char *event,
 	json_t *o = json_array_get(lines, i), *a;
 
 	assert_non_null(o);
-	expect_timestamp(str_member(o, "time"));
+	tu_expect_timestamp(str_member(o, "time"));
 	assert_string_equal(str_member(o, "event"), event);
 	a = json_object_get(o, "actor");
 	assert_true(json_is_object(a));
@@ -2732,7 +2653,7 @@ static kw_status audit_get(struct fixture *f, kw_ctx *ctx,
 		kw_secret_free(s);
 	} else {
 		snprintf(f->err, sizeof(f->err), "%s", kw_last_error());
-		assert_no_secret(f->err);
+		tu_assert_no_secret(f->err);
 	}
 	return st;
 }
@@ -2790,7 +2711,7 @@ static void test_audit_trail(void **state)
 	assert_int_equal(kw_key_set_active(f->ctx, &owner, &org, 1),
 			 KW_OK);                                        /* 10 */
 	assert_int_equal(kw_key_delete(f->ctx, &alice, &user), KW_OK); /* 11 */
-	assert_int_equal(kw_rekey(f->ctx, sysadmin(), "org_keys", &count),
+	assert_int_equal(kw_rekey(f->ctx, tu_sysadmin(), "org_keys", &count),
 			 KW_OK);                                        /* 12 */
 	/* Already under the current master key: nothing to re-seal. */
 	assert_int_equal(count, 0);
@@ -2858,11 +2779,11 @@ static void test_audit_trail(void **state)
 	/* No key in the trail, nor in the ledger, its WAL included. */
 	expect_file_clean(f->audit);
 	expect_file_clean(f->ledger);
-	assert_int_equal(access(fmt("%s-wal", f->ledger), F_OK), 0);
-	expect_file_clean(fmt("%s-wal", f->ledger));
+	assert_int_equal(access(tu_fmt("%s-wal", f->ledger), F_OK), 0);
+	expect_file_clean(tu_fmt("%s-wal", f->ledger));
 	expect_file_clean(f->store);
-	if (access(fmt("%s-wal", f->store), F_OK) == 0)
-		expect_file_clean(fmt("%s-wal", f->store));
+	if (access(tu_fmt("%s-wal", f->store), F_OK) == 0)
+		expect_file_clean(tu_fmt("%s-wal", f->store));
 	json_decref(lines);
 	kw_close(f->ctx);
 	f->ctx = NULL;
@@ -2911,7 +2832,7 @@ struct fsize_limit {
 static void pad_audit(struct fixture *f)
 {
 	static const char line[] = "{\"pad\":\"\"}\n";
-	char *buf = keep(malloc(AUDIT_PAD));
+	char *buf = tu_keep(malloc(AUDIT_PAD));
 	int fd;
 
 	for (size_t i = 0; i < AUDIT_PAD; i += sizeof(line) - 1)
@@ -2978,9 +2899,10 @@ static void test_audit_write_fails(void **state)
 	/* Not audited, so not handed out. */
 	assert_int_equal(st, KW_ERR_IO);
 	assert_null(s);
-	assert_string_equal(err, fmt("keyway.audit: cannot write %s: File too "
-				     "large",
-				     f->audit));
+	assert_string_equal(err,
+			    tu_fmt("keyway.audit: cannot write %s: File too "
+				   "large",
+				   f->audit));
 	/* And its charge was given back: bob still has one. */
 	expect_rows(f->ctx, 1, 0, 1);
 	assert_int_equal(audit_get(f, f->ctx, "anthropic", "bob", NULL, K_ENV),

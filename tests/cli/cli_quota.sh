@@ -6,29 +6,9 @@
 # it does not know, `keyway check` with a ledger, healthy and
 # damaged; that the installed library has no test seam; and a search for
 # keys in everything the tests wrote, the ledger and the audit trail
-# included.
-#
-# Run by `make check` (tap-driver), or by hand from a build directory:
-#   KEYWAY_BUILDDIR=$PWD KEYWAY_SRCDIR=/path/to/keyway \
-#   KEYWAY_MODULE_DIR=$PWD/modules/.libs bash tests/cli_quota.sh
+# included.  Run by `make check`, or by hand as lib.sh says.
 
-for v in KEYWAY_BUILDDIR KEYWAY_SRCDIR KEYWAY_MODULE_DIR; do
-	if [ -z "${!v:-}" ]; then
-		echo "Bail out! $v is not set"
-		exit 99
-	fi
-done
-export KEYWAY_MODULE_DIR
-
-. "$KEYWAY_SRCDIR/tests/lib.sh"
-
-# strerror() and getopt in English; no key or config from the caller.
-export LC_ALL=C
-unset KEYWAY_CONFIG KEYWAY_PASSPHRASE API_KEY_ENCRYPTION_KEY \
-	ANTHROPIC_API_KEY OPENAI_API_KEY
-
-KW=$KEYWAY_BUILDDIR/cli/keyway
-[ -x "$KW" ] || bail_out "$KW is not built"
+. "$(dirname -- "$0")/lib.sh" || exit 99
 
 MASTER=5a1b2c3d4e5f60718293a4b5c6d7e8f90f1e2d3c4b5a69788796a5b4c3d2e1f0
 K_ENV=sk-ant-cli-quota-server-key-0001aaaa
@@ -55,7 +35,7 @@ fi
 CONF=$TMPD/quota.conf
 LEDGER=$TMPD/ledger.db
 AUDIT=$TMPD/audit.jsonl
-cat >"$CONF" <<'EOF' || bail_out "cannot write $CONF"
+write_conf "$CONF" <<'EOF'
 keyway: {
 	master_key = { source = "env"; };
 	ledger: { module = "sqlite"; path = "ledger.db"; };
@@ -70,7 +50,6 @@ chains: {
 	default = ( { backend = "server_env"; control = "required"; } );
 };
 EOF
-chmod 600 "$CONF"
 
 USED_UP_BOB="quota server_env 3/day per user used up for user bob (3 of 3); resets ${TOMORROW}T00:00:00Z"
 NO_USER="quota server_env 3/day per user: the request names no user"
@@ -131,7 +110,7 @@ fi
 # A store, the ledger and the audit file, none of them there yet.
 NEW=$TMPD/new
 mkdir -m 700 "$NEW" || bail_out "cannot create $NEW"
-cat >"$NEW/keyway.conf" <<'EOF' || bail_out "cannot write $NEW/keyway.conf"
+write_conf "$NEW/keyway.conf" <<'EOF'
 keyway: {
 	master_key = { source = "env"; };
 	ledger: { module = "sqlite"; path = "ledger.db"; };
@@ -142,7 +121,6 @@ backends: {
 };
 chains: { default = ( { backend = "keys"; control = "sufficient"; } ); };
 EOF
-chmod 600 "$NEW/keyway.conf"
 run "$KW" -c "$NEW/keyway.conf" check
 expect_exit 1
 expect_stderr "$NEW/keyway.conf:4: keyway.audit: $NEW/audit.jsonl does not exist: create it with keyway init
@@ -624,8 +602,7 @@ expect_stderr ""
 # A ledger others can read is refused: it holds who asked for what.
 cp -p -- "$LEDGER" "$TMPD/open.db" || bail_out "cannot copy the ledger"
 chmod 644 "$TMPD/open.db"
-sed 's/"ledger.db"/"open.db"/' "$CONF" >"$TMPD/open.conf"
-chmod 600 "$TMPD/open.conf"
+sed 's/"ledger.db"/"open.db"/' "$CONF" | write_conf "$TMPD/open.conf"
 run "$KW" -c "$TMPD/open.conf" check
 expect_exit 1
 expect_stderr_line "$TMPD/open.conf:3: keyway.ledger: $TMPD/open.db is accessible by group or others (mode 0644); it holds the usage log: chmod 600 it"
@@ -641,8 +618,8 @@ if [ -n "$SQLITE" ]; then
 		bail_out "cannot fill $TMPD/damaged.db"
 	dd if=/dev/zero of="$TMPD/damaged.db" bs=1024 seek=60 count=100 \
 		conv=notrunc 2>/dev/null || bail_out "cannot damage $TMPD/damaged.db"
-	sed 's/"ledger.db"/"damaged.db"/' "$CONF" >"$TMPD/damaged.conf"
-	chmod 600 "$TMPD/damaged.conf"
+	sed 's/"ledger.db"/"damaged.db"/' "$CONF" |
+		write_conf "$TMPD/damaged.conf"
 	run "$KW" -c "$TMPD/damaged.conf" check
 	expect_exit 1 "check with a damaged ledger: exit status 1"
 	slurp "$ERR"
@@ -664,7 +641,7 @@ fi
 K_OAI=sk-cli-quota-openai-server-key-0002bbbb
 secret "$K_OAI"
 PCONF=$TMPD/provider.conf
-cat >"$PCONF" <<'EOF' || bail_out "cannot write $PCONF"
+write_conf "$PCONF" <<'EOF'
 keyway: {
 	ledger: { module = "sqlite"; path = "provider-ledger.db"; };
 };
@@ -676,7 +653,6 @@ chains: {
 	default = ( { backend = "server_env"; control = "required"; } );
 };
 EOF
-chmod 600 "$PCONF"
 export OPENAI_API_KEY=$K_OAI
 for p in anthropic openai; do
 	[ "$p" = openai ] && key=$K_OAI || key=$K_ENV
@@ -700,8 +676,8 @@ alice  -    server_env  openai     2         1       0         <time>" \
 	"per user+provider: usage has a line per provider"
 
 # A word per does not know is refused at load, on its line.
-sed 's/per = "user+provider"/per = "user+model"/' "$PCONF" >"$TMPD/badper.conf"
-chmod 600 "$TMPD/badper.conf"
+sed 's/per = "user+provider"/per = "user+model"/' "$PCONF" |
+	write_conf "$TMPD/badper.conf"
 run "$KW" -c "$TMPD/badper.conf" get anthropic --user alice
 expect_exit 1
 expect_stderr_line "keyway: $TMPD/badper.conf:6: backend \"server_env\": quota 1: per must be \"user\", \"org\", \"global\", \"provider\", \"user+provider\" or \"org+provider\""
@@ -710,11 +686,10 @@ expect_stdout ""
 # ---- no ledger, no log ----
 
 NOLEDGER=$TMPD/noledger.conf
-cat >"$NOLEDGER" <<'EOF' || bail_out "cannot write $NOLEDGER"
+write_conf "$NOLEDGER" <<'EOF'
 backends: { server_env: { module = "env"; }; };
 chains: { default = ( { backend = "server_env"; control = "required"; } ); };
 EOF
-chmod 600 "$NOLEDGER"
 run "$KW" -c "$NOLEDGER" usage
 expect_exit 1
 expect_stderr_line "keyway: $NOLEDGER: no usage log (set keyway.ledger)"
@@ -774,7 +749,7 @@ expect_missing "$TMPD/bob-names" "exec -p openai denied by the quota runs nothin
 K_OWN=sk-mis-cli-quota-bobs-own-key-0002bbbb
 secret "$K_OWN"
 OWN_CONF=$SECRETD/own.conf # bob's own key, in the configuration
-cat >"$OWN_CONF" <<EOF || bail_out "cannot write $OWN_CONF"
+write_conf "$OWN_CONF" <<EOF
 keyway: { master_key = { source = "env"; var = "KWTEST_OWN_MASTER"; };
 	ledger: { module = "sqlite"; path = "$LEDGER"; }; };
 backends: {
@@ -788,7 +763,6 @@ chains: {
 	own = ( { backend = "own"; control = "requisite"; } );
 };
 EOF
-chmod 600 "$OWN_CONF"
 run env OPENAI_API_KEY="$K_ENV" KWTEST_OWN_MASTER="$MASTER" "$KW" \
 	-c "$OWN_CONF" exec --chain own --user bob -p mistral -- \
 	sh -c 'env | sed "s/=.*//" >"$1"; printf %s "$MISTRAL_API_KEY" >"$2"' \

@@ -5,6 +5,9 @@
  * a trace.
  *
  * Every key in this file contains "SECRET", and no message may.
+ *
+ * Long on purpose: one program with one fixture, whose tests share their
+ * setup and helpers; split, each part would repeat them.
  */
 #include "config.h"
 
@@ -26,8 +29,6 @@
 
 #include "testutil.h"
 
-#define MARK "SECRET"
-
 /* Lines of the configuration open_env() writes. */
 #define VARS_LINE 4
 #define DOTENV_LINE 5
@@ -38,6 +39,7 @@ static const char *const test_vars[] = {
 	"X_AI_API_KEY", "OPEN_ROUTER_API_KEY", "KWTEST_ANTHROPIC",
 	"KWTEST_PLAIN", "KWTEST_EXPORTED", "KWTEST_EMPTY", "KWTEST_MISSING",
 	"KWTEST_X",
+	NULL,
 };
 
 struct fixture {
@@ -49,43 +51,13 @@ struct fixture {
 	char value[4096];
 };
 
-/*
- * Memory a test allocates is kept here and freed by teardown(), so that a
- * failing assertion, which leaves the test at once, leaks nothing.
- */
-static void *kept[64];
-static size_t nkept;
-
-static void *keep(void *p)
-{
-	assert_non_null(p);
-	assert_true(nkept < sizeof(kept) / sizeof(kept[0]));
-	kept[nkept++] = p;
-	return p;
-}
-
-/* dir/name, kept. */
-static char *join(const char *dir, const char *name)
-{
-	char *p;
-
-	assert_true(asprintf(&p, "%s/%s", dir, name) > 0);
-	return keep(p);
-}
-
-static void clear_vars(void)
-{
-	for (size_t i = 0; i < sizeof(test_vars) / sizeof(test_vars[0]); i++)
-		unsetenv(test_vars[i]);
-}
-
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 
 	if (f == NULL)
 		return -1;
-	clear_vars();
+	tu_unsetenv(test_vars);
 	f->dir = tu_tmpdir();
 	*state = f;
 	return 0;
@@ -99,23 +71,16 @@ static int teardown(void **state)
 	free(f->conf);
 	tu_rmrf(f->dir);
 	free(f);
-	while (nkept > 0)
-		free(kept[--nkept]);
-	clear_vars();
+	tu_release(0);
+	tu_unsetenv(test_vars);
 	return 0;
-}
-
-static void assert_no_secret(const char *text)
-{
-	if (strstr(text, MARK) != NULL)
-		fail_msg("a key leaked into \"%s\"", text);
 }
 
 /* Write len bytes to dir/name with `mode`; returns the malloc'd path. */
 static char *write_raw(const char *dir, const char *name, mode_t mode,
 		       const char *data, size_t len)
 {
-	char *path = join(dir, name);
+	char *path = tu_join(dir, name);
 	int fd;
 
 	unlink(path);
@@ -172,7 +137,7 @@ static void open_env(struct fixture *f, const char *vars, const char *dotenv)
 		assert_non_null(f->ctx);
 	else
 		assert_null(f->ctx);
-	assert_no_secret(f->err);
+	tu_assert_no_secret(f->err);
 }
 
 static void open_ok(struct fixture *f, const char *vars, const char *dotenv)
@@ -220,7 +185,7 @@ static kw_status resolve(struct fixture *f, const char *provider)
 		kw_secret_free(s);
 	} else {
 		assert_null(s);
-		assert_no_secret(f->err);
+		tu_assert_no_secret(f->err);
 	}
 	return f->st;
 }
@@ -285,9 +250,9 @@ static void want_trace(struct fixture *f, const char *provider,
 	assert_string_equal(step->module, "env");
 	assert_int_equal(step->status, st);
 	assert_string_equal(step->detail, detail);
-	assert_no_secret(step->detail);
-	assert_no_secret(step->masked);
-	assert_no_secret(kw_trace_summary(t));
+	tu_assert_no_secret(step->detail);
+	tu_assert_no_secret(step->masked);
+	tu_assert_no_secret(kw_trace_summary(t));
 	snprintf(summary, sizeof(summary), "e answered %s: %s",
 		 kw_status_str(st), detail);
 	assert_string_equal(kw_trace_summary(t), summary);
@@ -607,7 +572,7 @@ static void test_dotenv_symlink(void **state)
 	char *env = write_dotenv(f, 0600, "OPENAI_API_KEY=sk-SECRET-1\n");
 	char *link;
 
-	link = join(f->dir, "link.env");
+	link = tu_join(f->dir, "link.env");
 	assert_int_equal(symlink(env, link), 0);
 	open_env(f, NULL, link);
 	want_open_error(f, KW_ERR_PERM, DOTENV_LINE,
@@ -637,7 +602,7 @@ static void test_dotenv_not_a_file(void **state)
 	struct fixture *f = *state;
 	char *env;
 
-	env = join(f->dir, "server.env");
+	env = tu_join(f->dir, "server.env");
 	assert_int_equal(mkdir(env, 0700), 0);
 	open_env(f, NULL, env);
 	want_open_error(f, KW_ERR_PERM, DOTENV_LINE,
@@ -650,7 +615,7 @@ static void test_dotenv_fifo(void **state)
 	struct fixture *f = *state;
 	char *env;
 
-	env = join(f->dir, "server.env");
+	env = tu_join(f->dir, "server.env");
 	assert_int_equal(mkfifo(env, 0600), 0);
 	alarm(10); /* a hang ends the test program: a failure */
 	open_env(f, NULL, env);
@@ -668,7 +633,7 @@ static void test_dotenv_missing(void **state)
 	struct fixture *f = *state;
 	char *env;
 
-	env = join(f->dir, "absent.env");
+	env = tu_join(f->dir, "absent.env");
 	open_ok(f, NULL, env);
 	assert_int_equal(kw_check(f->conf, NULL, NULL), KW_OK);
 }
@@ -677,7 +642,7 @@ static void test_dotenv_too_large(void **state)
 {
 	struct fixture *f = *state;
 	size_t len = 1024 * 1024 + 1;
-	char *text = keep(malloc(len));
+	char *text = tu_keep(malloc(len));
 	char *env;
 
 	memset(text, '#', len);

@@ -11,6 +11,9 @@
  * The store file is opened directly with SQLite to read and alter what
  * keyway wrote, as an attacker with the file (but not the master key)
  * could.
+ *
+ * Long on purpose: one program with one fixture, whose tests share their
+ * setup and helpers; split, each part would repeat them.
  */
 #include "config.h"
 
@@ -51,8 +54,8 @@
  * AES-NI code would run, load another file in libcrypto's place, and run
  * PBKDF2 with any parameters.
  */
-#define KW_TEST_SEAMS
 #include "../lib/internal.h"
+#include "seams.h"
 
 /*
  * Master keys and their ids: HMAC-SHA256(key, "keyway master key id v1"),
@@ -88,7 +91,7 @@ static const unsigned char pass_salt[16] = {
 /* Every variable a test may set; cleared around each test. */
 static const char *const test_vars[] = {
 	"KEYWAY_MASTER_KEY", "API_KEY_ENCRYPTION_KEY", "KEYWAY_PASSPHRASE",
-	"KWSEAL_OLD", "KWSEAL_KEY", "KWSEAL_PASS", "KWSEAL_FALLBACK",
+	"KWSEAL_OLD", "KWSEAL_KEY", "KWSEAL_PASS", "KWSEAL_FALLBACK", NULL,
 };
 
 /*
@@ -141,49 +144,6 @@ struct fixture {
 	size_t nkids;
 };
 
-/*
- * Memory a test allocates is kept here and freed by teardown(), so that a
- * failing assertion, which leaves the test at once, leaks nothing.
- */
-static void *kept[256];
-static size_t nkept;
-
-static void *keep(void *p)
-{
-	assert_non_null(p);
-	assert_true(nkept < sizeof(kept) / sizeof(kept[0]));
-	kept[nkept++] = p;
-	return p;
-}
-
-/* Free what was kept since mark: for loops that keep a lot. */
-static void release(size_t mark)
-{
-	while (nkept > mark)
-		free(kept[--nkept]);
-}
-
-static char *fmt(const char *f, ...) KW_PRINTF(1, 2);
-
-static char *fmt(const char *f, ...)
-{
-	va_list ap;
-	char *s;
-	int n;
-
-	va_start(ap, f);
-	n = vasprintf(&s, f, ap);
-	va_end(ap);
-	assert_true(n >= 0);
-	return keep(s);
-}
-
-static void clear_vars(void)
-{
-	for (size_t i = 0; i < sizeof(test_vars) / sizeof(test_vars[0]); i++)
-		unsetenv(test_vars[i]);
-}
-
 static void set_var(const char *name, const char *value)
 {
 	assert_int_equal(setenv(name, value, 1), 0);
@@ -195,7 +155,7 @@ static int setup(void **state)
 
 	if (f == NULL)
 		return -1;
-	clear_vars();
+	tu_unsetenv(test_vars);
 	f->dir = tu_tmpdir();
 	*state = f;
 	return 0;
@@ -217,8 +177,8 @@ static int teardown(void **state)
 	kw_close(f->ctx2);
 	tu_rmrf(f->dir);
 	free(f);
-	release(0);
-	clear_vars();
+	tu_release(0);
+	tu_unsetenv(test_vars);
 	return 0;
 }
 
@@ -232,13 +192,13 @@ static char *write_conf(const struct fixture *f, const char *name,
 			      master != NULL ? master : "# no master key",
 			      old != NULL ? old : NO_OLD, db, db, db);
 
-	return keep(path);
+	return tu_keep(path);
 }
 
 /* A store path in the fixture's directory. */
 static char *store(const struct fixture *f, const char *name)
 {
-	return fmt("%s/%s", f->dir, name);
+	return tu_fmt("%s/%s", f->dir, name);
 }
 
 static void open_ok(kw_ctx **ctx, const char *conf)
@@ -384,10 +344,10 @@ static char *describe(const char *backend, const char *owner,
 		      const char *provider)
 {
 	if (strcmp(backend, "sys_keys") == 0)
-		return fmt("the system key for %s", provider);
-	return fmt("the %s key of \"%s\" for %s",
-		   strcmp(backend, "user_keys") == 0 ? "user" : "org", owner,
-		   provider);
+		return tu_fmt("the system key for %s", provider);
+	return tu_fmt("the %s key of \"%s\" for %s",
+		      strcmp(backend, "user_keys") == 0 ? "user" : "org", owner,
+		      provider);
 }
 
 /*
@@ -410,10 +370,10 @@ static void want_crypto(kw_ctx *ctx, const char *backend, const char *owner,
 			 owner != NULL ? owner : "-", provider, got);
 	assert_string_equal(kw_status_str(st), kw_status_str(KW_ERR_CRYPTO));
 	request_for(&req, backend, owner, provider);
-	want = fmt("chain \"%s\", provider \"%s\": %s answered decryption "
-		   "failed: %s: %s",
-		   req.chain, provider, backend,
-		   describe(backend, owner, provider), why);
+	want = tu_fmt("chain \"%s\", provider \"%s\": %s answered decryption "
+		      "failed: %s: %s",
+		      req.chain, provider, backend,
+		      describe(backend, owner, provider), why);
 	assert_string_equal(err, want);
 
 	/* Step by step: one entry asked, and it ended the chain. */
@@ -425,8 +385,8 @@ static void want_crypto(kw_ctx *ctx, const char *backend, const char *owner,
 	assert_int_equal(step->status, KW_ERR_CRYPTO);
 	assert_int_equal(step->action, KW_ACTION_DIE);
 	assert_string_equal(step->detail,
-			    fmt("%s: %s", describe(backend, owner, provider),
-				why));
+			    tu_fmt("%s: %s", describe(backend, owner, provider),
+				   why));
 	assert_string_equal(step->masked, "");
 	assert_null(kw_trace_backend(t));
 	kw_trace_free(t);
@@ -503,7 +463,7 @@ static char *only_id(kw_ctx *ctx, const char *backend)
 	assert_int_equal(kw_key_list(ctx, &a, backend, NULL, get_id, &o),
 			 KW_OK);
 	assert_int_equal(o.n, 1);
-	return fmt("%s", o.id);
+	return tu_fmt("%s", o.id);
 }
 
 /* ---- the store file, directly ---- */
@@ -556,7 +516,7 @@ static unsigned char *blob_get(sqlite3 *db, const char *backend,
 	}
 	v = sqlite3_column_blob(s, 0);
 	n = sqlite3_column_bytes(s, 0);
-	copy = keep(malloc((size_t)n + 1));
+	copy = tu_keep(malloc((size_t)n + 1));
 	memcpy(copy, v, (size_t)n);
 	*len = (size_t)n;
 	assert_int_equal(sqlite3_step(s), SQLITE_DONE);
@@ -601,8 +561,8 @@ static char *store_id(sqlite3 *db)
 					    -1, &s, NULL),
 			 SQLITE_OK);
 	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-	id = fmt("%.*s", sqlite3_column_bytes(s, 0),
-		 (const char *)sqlite3_column_blob(s, 0));
+	id = tu_fmt("%.*s", sqlite3_column_bytes(s, 0),
+		    (const char *)sqlite3_column_blob(s, 0));
 	sqlite3_finalize(s);
 	return id;
 }
@@ -626,7 +586,7 @@ static void set_salt(const char *path, const unsigned char salt[16])
 
 static char *hex(const unsigned char *p, size_t n)
 {
-	char *s = keep(malloc(2 * n + 1));
+	char *s = tu_keep(malloc(2 * n + 1));
 
 	for (size_t i = 0; i < n; i++)
 		snprintf(s + 2 * i, 3, "%02x", p[i]);
@@ -649,7 +609,7 @@ static unsigned char *read_all(const char *path, size_t *len)
 		return NULL;
 	}
 	assert_int_equal(fstat(fd, &sb), 0);
-	buf = keep(malloc((size_t)sb.st_size + 1));
+	buf = tu_keep(malloc((size_t)sb.st_size + 1));
 	while (off < (size_t)sb.st_size &&
 	       (got = read(fd, buf + off, (size_t)sb.st_size - off)) > 0)
 		off += (size_t)got;
@@ -669,7 +629,7 @@ struct snapshot {
 static void snap(const char *db, struct snapshot *s)
 {
 	for (int i = 0; i < 3; i++)
-		s->data[i] = read_all(fmt("%s%s", db, suffixes[i]),
+		s->data[i] = read_all(tu_fmt("%s%s", db, suffixes[i]),
 				      &s->len[i]);
 }
 
@@ -696,13 +656,13 @@ static void absent(const char *db, const void *needle, size_t n,
 		   const char *what)
 {
 	for (int i = 0; i < 3; i++) {
-		size_t len, mark = nkept;
-		unsigned char *data = read_all(fmt("%s%s", db, suffixes[i]),
+		size_t len, mark = tu_kept();
+		unsigned char *data = read_all(tu_fmt("%s%s", db, suffixes[i]),
 					       &len);
 
 		if (data != NULL && memmem(data, len, needle, n) != NULL)
 			fail_msg("%s found in %s%s", what, db, suffixes[i]);
-		release(mark);
+		tu_release(mark);
 	}
 }
 
@@ -733,30 +693,31 @@ static void test_tamper_every_bit(void **state)
 	assert_int_equal(len, 1 + 8 + 12 + strlen(TAMPER_VALUE) + 16);
 	assert_int_equal(blob[0], 1);
 	assert_string_equal(hex(blob + 1, 8), KEY_A_ID);
-	bad = keep(malloc(len + 1));
+	bad = tu_keep(malloc(len + 1));
 
 	/* One kw_ctx throughout: each lookup reads a fresh WAL snapshot. */
 	for (size_t i = 0; i < len; i++) {
 		for (int bit = 0; bit < 8; bit++) {
-			size_t mark = nkept;
+			size_t mark = tu_kept();
 
 			memcpy(bad, blob, len);
 			bad[i] ^= (unsigned char)(1u << bit);
 			blob_set(f->db, "org_keys", "acme", "anthropic", bad,
 				 len);
 			if (i == 0)
-				why = fmt("unknown seal format version %u",
-					  (unsigned)bad[0]);
+				why = tu_fmt("unknown seal format version %u",
+					     (unsigned)bad[0]);
 			else if (i < 9)
-				why = fmt("sealed under master key %s, which "
-					  "is not configured",
-					  hex(bad + 1, 8));
+				why = tu_fmt(
+					"sealed under master key %s, which "
+					"is not configured",
+					hex(bad + 1, 8));
 			else
-				why = fmt("%s", AUTH_FAILED);
+				why = tu_fmt("%s", AUTH_FAILED);
 			want_crypto(f->ctx, "org_keys", "acme", "anthropic",
 				    why);
 			flips++;
-			release(mark);
+			tu_release(mark);
 		}
 	}
 	assert_int_equal(flips, 8 * len);
@@ -918,10 +879,10 @@ static void test_wrong_master_key(void **state)
 	assert_non_null(before.data[0]);
 	set_var("KEYWAY_MASTER_KEY", KEY_B);
 	open_fails(conf, KW_ERR_CRYPTO,
-		   fmt("%s:%d: backend \"org_keys\": %s holds keys sealed "
-		       "under master key " KEY_A_ID ", which neither "
-		       "keyway.master_key nor keyway.old_master_keys holds",
-		       conf, ORG_PATH_LINE, db));
+		   tu_fmt("%s:%d: backend \"org_keys\": %s holds keys sealed "
+			  "under master key " KEY_A_ID ", which neither "
+			  "keyway.master_key nor keyway.old_master_keys holds",
+			  conf, ORG_PATH_LINE, db));
 	snap(db, &after);
 	same_snap(db, &before, &after, 2);
 	/* Again, with the store open elsewhere (its -wal and -shm exist). */
@@ -933,10 +894,10 @@ static void test_wrong_master_key(void **state)
 	assert_non_null(before.data[2]);
 	set_var("KEYWAY_MASTER_KEY", KEY_B);
 	open_fails(conf, KW_ERR_CRYPTO,
-		   fmt("%s:%d: backend \"org_keys\": %s holds keys sealed "
-		       "under master key " KEY_A_ID ", which neither "
-		       "keyway.master_key nor keyway.old_master_keys holds",
-		       conf, ORG_PATH_LINE, db));
+		   tu_fmt("%s:%d: backend \"org_keys\": %s holds keys sealed "
+			  "under master key " KEY_A_ID ", which neither "
+			  "keyway.master_key nor keyway.old_master_keys holds",
+			  conf, ORG_PATH_LINE, db));
 	snap(db, &after);
 	same_snap(db, &before, &after, 3);
 	kw_close(f->ctx2);
@@ -993,10 +954,10 @@ static void test_wrong_master_key(void **state)
 	f->ctx = NULL;
 	set_var("KEYWAY_MASTER_KEY", KEY_A);
 	open_fails(conf, KW_ERR_CRYPTO,
-		   fmt("%s:%d: backend \"org_keys\": %s holds keys sealed "
-		       "under master key " KEY_B_ID ", which neither "
-		       "keyway.master_key nor keyway.old_master_keys holds",
-		       conf, ORG_PATH_LINE, db));
+		   tu_fmt("%s:%d: backend \"org_keys\": %s holds keys sealed "
+			  "under master key " KEY_B_ID ", which neither "
+			  "keyway.master_key nor keyway.old_master_keys holds",
+			  conf, ORG_PATH_LINE, db));
 }
 
 /* ---- 4. rekeying while others resolve ---- */
@@ -1448,19 +1409,19 @@ static void test_env_sources(void **state)
 				      "\"KEYWAY_MASTER_KEY\"; };",
 				      NULL, store(f, "4.db"));
 	open_fails(explicit_default, KW_ERR_CONFIG,
-		   fmt("%s:%d: keyway.master_key: $KEYWAY_MASTER_KEY is not "
-		       "set",
-		       explicit_default, MASTER_LINE));
+		   tu_fmt("%s:%d: keyway.master_key: $KEYWAY_MASTER_KEY is not "
+			  "set",
+			  explicit_default, MASTER_LINE));
 	unsetenv("API_KEY_ENCRYPTION_KEY");
 	open_fails(conf, KW_ERR_CONFIG,
-		   fmt("%s:%d: keyway.master_key: $KEYWAY_MASTER_KEY is not "
-		       "set (nor $API_KEY_ENCRYPTION_KEY)",
-		       conf, MASTER_LINE));
+		   tu_fmt("%s:%d: keyway.master_key: $KEYWAY_MASTER_KEY is not "
+			  "set (nor $API_KEY_ENCRYPTION_KEY)",
+			  conf, MASTER_LINE));
 	set_var("KEYWAY_MASTER_KEY", "");
 	open_fails(conf, KW_ERR_CONFIG,
-		   fmt("%s:%d: keyway.master_key: $KEYWAY_MASTER_KEY is not "
-		       "set (nor $API_KEY_ENCRYPTION_KEY)",
-		       conf, MASTER_LINE));
+		   tu_fmt("%s:%d: keyway.master_key: $KEYWAY_MASTER_KEY is not "
+			  "set (nor $API_KEY_ENCRYPTION_KEY)",
+			  conf, MASTER_LINE));
 
 	/* A variable of one's own. */
 	unsetenv("KEYWAY_MASTER_KEY");
@@ -1472,8 +1433,8 @@ static void test_env_sources(void **state)
 	assert_string_equal(store_and_resolve(f, named, ACME_ANT), KEY_B_ID);
 	unsetenv("KWSEAL_KEY");
 	open_fails(named, KW_ERR_CONFIG,
-		   fmt("%s:%d: keyway.master_key: $KWSEAL_KEY is not set",
-		       named, MASTER_LINE));
+		   tu_fmt("%s:%d: keyway.master_key: $KWSEAL_KEY is not set",
+			  named, MASTER_LINE));
 }
 
 static void test_malformed_env_keys(void **state)
@@ -1507,30 +1468,34 @@ static void test_malformed_env_keys(void **state)
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		set_var("KEYWAY_MASTER_KEY", bad[i]);
-		open_fails(conf, KW_ERR_CONFIG,
-			   fmt("%s:%d: keyway.master_key: $KEYWAY_MASTER_KEY "
+		open_fails(
+			conf, KW_ERR_CONFIG,
+			tu_fmt("%s:%d: keyway.master_key: $KEYWAY_MASTER_KEY "
 			       "must be 64 hexadecimal digits (make one with "
 			       "keyway keygen)",
 			       conf, MASTER_LINE));
 		set_var("KWSEAL_KEY", bad[i]);
-		open_fails(named, KW_ERR_CONFIG,
-			   fmt("%s:%d: keyway.master_key: $KWSEAL_KEY must be "
+		open_fails(
+			named, KW_ERR_CONFIG,
+			tu_fmt("%s:%d: keyway.master_key: $KWSEAL_KEY must be "
 			       "64 hexadecimal digits (make one with keyway "
 			       "keygen)",
 			       named, MASTER_LINE));
 		/* An old key is checked as strictly. */
 		set_var("KEYWAY_MASTER_KEY", KEY_B);
 		set_var("KWSEAL_OLD", bad[i]);
-		open_fails(old, KW_ERR_CONFIG,
-			   fmt("%s:%d: keyway.old_master_keys[0]: $KWSEAL_OLD "
+		open_fails(
+			old, KW_ERR_CONFIG,
+			tu_fmt("%s:%d: keyway.old_master_keys[0]: $KWSEAL_OLD "
 			       "must be 64 hexadecimal digits (make one with "
 			       "keyway keygen)",
 			       old, MASTER_LINE + 1));
 	}
 	/* Nothing of a malformed key gets into the message. */
 	set_var("KEYWAY_MASTER_KEY", "secretsecretsecret");
-	open_fails(conf, KW_ERR_CONFIG,
-		   fmt("%s:%d: keyway.master_key: $KEYWAY_MASTER_KEY must be "
+	open_fails(
+		conf, KW_ERR_CONFIG,
+		tu_fmt("%s:%d: keyway.master_key: $KEYWAY_MASTER_KEY must be "
 		       "64 hexadecimal digits (make one with keyway keygen)",
 		       conf, MASTER_LINE));
 	/* Nor was a store created by any of these. */
@@ -1542,16 +1507,16 @@ static void test_file_source(void **state)
 	struct fixture *f = *state;
 	char *key, *conf, *rel, *missing_conf, *missing;
 
-	key = keep(tu_write(f->dir, "master.key", 0600, "%s\n", KEY_A));
+	key = tu_keep(tu_write(f->dir, "master.key", 0600, "%s\n", KEY_A));
 	conf = write_conf(f, "file.conf",
-			  fmt("master_key = { source = \"file\"; path = "
-			      "\"%s\"; };",
-			      key),
+			  tu_fmt("master_key = { source = \"file\"; path = "
+				 "\"%s\"; };",
+				 key),
 			  NULL, store(f, "1.db"));
 	assert_string_equal(store_and_resolve(f, conf, ACME_ANT), KEY_A_ID);
 
 	/* Without the newline, and relative to the configuration. */
-	keep(tu_write(f->dir, "bare.key", 0600, "%s", KEY_B));
+	tu_keep(tu_write(f->dir, "bare.key", 0600, "%s", KEY_B));
 	rel = write_conf(f, "rel.conf",
 			 "master_key = { source = \"file\"; path = "
 			 "\"bare.key\"; };",
@@ -1560,13 +1525,15 @@ static void test_file_source(void **state)
 
 	/* Readable by the group: refused, with how to fix it. */
 	assert_int_equal(chmod(key, 0640), 0);
-	open_fails(conf, KW_ERR_PERM,
-		   fmt("%s:%d: keyway.master_key: %s is accessible by group "
+	open_fails(
+		conf, KW_ERR_PERM,
+		tu_fmt("%s:%d: keyway.master_key: %s is accessible by group "
 		       "or others (mode 0640); it holds secrets: chmod 600 it",
 		       conf, MASTER_LINE, key));
 	assert_int_equal(chmod(key, 0604), 0);
-	open_fails(conf, KW_ERR_PERM,
-		   fmt("%s:%d: keyway.master_key: %s is accessible by group "
+	open_fails(
+		conf, KW_ERR_PERM,
+		tu_fmt("%s:%d: keyway.master_key: %s is accessible by group "
 		       "or others (mode 0604); it holds secrets: chmod 600 it",
 		       conf, MASTER_LINE, key));
 	assert_int_equal(chmod(key, 0400), 0);
@@ -1575,47 +1542,47 @@ static void test_file_source(void **state)
 	f->ctx = NULL;
 
 	/* Missing: a configuration error, as a missing dotenv file is. */
-	missing = fmt("%s/absent.key", f->dir);
+	missing = tu_fmt("%s/absent.key", f->dir);
 	missing_conf = write_conf(f, "missing.conf",
-				  fmt("master_key = { source = \"file\"; "
-				      "path = \"%s\"; };",
-				      missing),
+				  tu_fmt("master_key = { source = \"file\"; "
+					 "path = \"%s\"; };",
+					 missing),
 				  NULL, store(f, "3.db"));
 	open_fails(missing_conf, KW_ERR_CONFIG,
-		   fmt("%s:%d: keyway.master_key: %s: No such file or "
-		       "directory",
-		       missing_conf, MASTER_LINE, missing));
+		   tu_fmt("%s:%d: keyway.master_key: %s: No such file or "
+			  "directory",
+			  missing_conf, MASTER_LINE, missing));
 
 	/* A symbolic link is not followed. */
 	assert_int_equal(symlink(key, missing), 0);
 	open_fails(missing_conf, KW_ERR_PERM,
-		   fmt("%s:%d: keyway.master_key: %s is a symbolic link; "
-		       "point the setting at the file itself",
-		       missing_conf, MASTER_LINE, missing));
+		   tu_fmt("%s:%d: keyway.master_key: %s is a symbolic link; "
+			  "point the setting at the file itself",
+			  missing_conf, MASTER_LINE, missing));
 
 	/* Not a key. */
-	keep(tu_write(f->dir, "short.key", 0600, "%.63s\n", KEY_A));
+	tu_keep(tu_write(f->dir, "short.key", 0600, "%.63s\n", KEY_A));
 	conf = write_conf(f, "short.conf",
-			  fmt("master_key = { source = \"file\"; path = "
-			      "\"%s/short.key\"; };",
-			      f->dir),
+			  tu_fmt("master_key = { source = \"file\"; path = "
+				 "\"%s/short.key\"; };",
+				 f->dir),
 			  NULL, store(f, "4.db"));
 	open_fails(conf, KW_ERR_CONFIG,
-		   fmt("%s:%d: keyway.master_key: %s/short.key must hold 64 "
-		       "hexadecimal digits (make one with keyway keygen -o "
-		       "%s/short.key)",
-		       conf, MASTER_LINE, f->dir, f->dir));
-	keep(tu_write(f->dir, "empty.key", 0600, "%s", ""));
+		   tu_fmt("%s:%d: keyway.master_key: %s/short.key must hold 64 "
+			  "hexadecimal digits (make one with keyway keygen -o "
+			  "%s/short.key)",
+			  conf, MASTER_LINE, f->dir, f->dir));
+	tu_keep(tu_write(f->dir, "empty.key", 0600, "%s", ""));
 	conf = write_conf(f, "empty.conf",
-			  fmt("master_key = { source = \"file\"; path = "
-			      "\"%s/empty.key\"; };",
-			      f->dir),
+			  tu_fmt("master_key = { source = \"file\"; path = "
+				 "\"%s/empty.key\"; };",
+				 f->dir),
 			  NULL, store(f, "5.db"));
 	open_fails(conf, KW_ERR_CONFIG,
-		   fmt("%s:%d: keyway.master_key: %s/empty.key must hold 64 "
-		       "hexadecimal digits (make one with keyway keygen -o "
-		       "%s/empty.key)",
-		       conf, MASTER_LINE, f->dir, f->dir));
+		   tu_fmt("%s:%d: keyway.master_key: %s/empty.key must hold 64 "
+			  "hexadecimal digits (make one with keyway keygen -o "
+			  "%s/empty.key)",
+			  conf, MASTER_LINE, f->dir, f->dir));
 }
 
 #define PASS_MASTER(kdf) \
@@ -1669,9 +1636,9 @@ static void test_passphrase(void **state)
 			    PASS_ARGON2_ID);
 	unsetenv("KEYWAY_PASSPHRASE");
 	open_fails(conf_default, KW_ERR_CONFIG,
-		   fmt("%s:%d: keyway.master_key: $KEYWAY_PASSPHRASE is not "
-		       "set",
-		       conf_default, MASTER_LINE));
+		   tu_fmt("%s:%d: keyway.master_key: $KEYWAY_PASSPHRASE is not "
+			  "set",
+			  conf_default, MASTER_LINE));
 	set_var("KWSEAL_PASS", PASS);
 
 	/* The same passphrase, another store: another salt, another key. */
@@ -1687,23 +1654,23 @@ static void test_passphrase(void **state)
 	/* A different passphrase is refused at open. */
 	set_var("KWSEAL_PASS", "correct horse battery stapler");
 	open_fails(conf_argon, KW_ERR_CRYPTO,
-		   fmt("%s:%d: backend \"org_keys\": %s holds keys sealed "
-		       "under master key " PASS_ARGON2_ID ", which neither "
-		       "keyway.master_key nor keyway.old_master_keys holds",
-		       conf_argon, ORG_PATH_LINE, argon));
+		   tu_fmt("%s:%d: backend \"org_keys\": %s holds keys sealed "
+			  "under master key " PASS_ARGON2_ID ", which neither "
+			  "keyway.master_key nor keyway.old_master_keys holds",
+			  conf_argon, ORG_PATH_LINE, argon));
 	/* So is the right passphrase through the other KDF. */
 	set_var("KWSEAL_PASS", PASS);
 	c1 = write_conf(f, "swapped.conf", PASS_MASTER("pbkdf2-sha256"), NULL,
 			argon);
 	open_fails(c1, KW_ERR_CRYPTO,
-		   fmt("%s:%d: backend \"org_keys\": %s holds keys sealed "
-		       "under master key " PASS_ARGON2_ID ", which neither "
-		       "keyway.master_key nor keyway.old_master_keys holds",
-		       c1, ORG_PATH_LINE, argon));
+		   tu_fmt("%s:%d: backend \"org_keys\": %s holds keys sealed "
+			  "under master key " PASS_ARGON2_ID ", which neither "
+			  "keyway.master_key nor keyway.old_master_keys holds",
+			  c1, ORG_PATH_LINE, argon));
 	set_var("KWSEAL_PASS", "");
 	open_fails(conf_argon, KW_ERR_CONFIG,
-		   fmt("%s:%d: keyway.master_key: $KWSEAL_PASS is not set",
-		       conf_argon, MASTER_LINE));
+		   tu_fmt("%s:%d: keyway.master_key: $KWSEAL_PASS is not set",
+			  conf_argon, MASTER_LINE));
 }
 
 static void test_master_key_settings(void **state)
@@ -1715,11 +1682,11 @@ static void test_master_key_settings(void **state)
 	set_var("KEYWAY_MASTER_KEY", KEY_A);
 	set_var("KWSEAL_PASS", PASS);
 
-#define BAD(master, line, msg, ...)                                          \
-	do {                                                                 \
-		c = write_conf(f, "bad.conf", master, NULL, db);             \
-		open_fails(c, KW_ERR_CONFIG,                                 \
-			   fmt("%s:%d: " msg, c, line, ##__VA_ARGS__));      \
+#define BAD(master, line, msg, ...)                                        \
+	do {                                                               \
+		c = write_conf(f, "bad.conf", master, NULL, db);           \
+		open_fails(c, KW_ERR_CONFIG,                               \
+			   tu_fmt("%s:%d: " msg, c, line, ##__VA_ARGS__)); \
 	} while (0)
 
 	BAD("master_key = { source = \"passphrase\"; var = \"KWSEAL_PASS\";"
@@ -1771,10 +1738,10 @@ static void test_master_key_settings(void **state)
 		       db);
 	set_var("KWSEAL_OLD", KEY_B);
 	open_fails(c, KW_ERR_CONFIG,
-		   fmt("%s:%d: keyway.old_master_keys[1]: unknown source "
-		       "\"tpm\" (expected \"env\", \"file\" or "
-		       "\"passphrase\")",
-		       c, MASTER_LINE + 2));
+		   tu_fmt("%s:%d: keyway.old_master_keys[1]: unknown source "
+			  "\"tpm\" (expected \"env\", \"file\" or "
+			  "\"passphrase\")",
+			  c, MASTER_LINE + 2));
 	BAD("# none\n  old_master_keys = ( { source = \"env\"; } );",
 	    MASTER_LINE + 1,
 	    "keyway.old_master_keys without keyway.master_key");
@@ -1784,8 +1751,9 @@ static void test_master_key_settings(void **state)
 	/* A store that seals needs a master key. */
 	unsetenv("KEYWAY_MASTER_KEY");
 	c = write_conf(f, "none.conf", NULL, NULL, db);
-	open_fails(c, KW_ERR_CONFIG,
-		   fmt("%s:%d: backend \"org_keys\": module \"sqlite\" seals "
+	open_fails(
+		c, KW_ERR_CONFIG,
+		tu_fmt("%s:%d: backend \"org_keys\": module \"sqlite\" seals "
 		       "the keys it stores: set keyway.master_key",
 		       c, ORG_LINE));
 }
@@ -1802,8 +1770,8 @@ static void test_key_id(void **state)
 	size_t len;
 
 	for (size_t k = 0; k < 3; k++) {
-		char *d1 = store(f, fmt("k%zu-1.db", k));
-		char *d2 = store(f, fmt("k%zu-2.db", k));
+		char *d1 = store(f, tu_fmt("k%zu-1.db", k));
+		char *d2 = store(f, tu_fmt("k%zu-2.db", k));
 
 		set_var("KEYWAY_MASTER_KEY", keys[k]);
 		c1 = write_conf(f, "1.conf", MASTER_ENV, NULL, d1);
@@ -1838,11 +1806,11 @@ static void test_key_id(void **state)
 
 	/* The source does not matter: the same key from a file. */
 	unsetenv("KEYWAY_MASTER_KEY");
-	keep(tu_write(f->dir, "a.key", 0600, "%s\n", KEY_A));
+	tu_keep(tu_write(f->dir, "a.key", 0600, "%s\n", KEY_A));
 	c1 = write_conf(f, "file.conf",
-			fmt("master_key = { source = \"file\"; path = "
-			    "\"%s/a.key\"; };",
-			    f->dir),
+			tu_fmt("master_key = { source = \"file\"; path = "
+			       "\"%s/a.key\"; };",
+			       f->dir),
 			NULL, store(f, "file.db"));
 	open_ok(&f->ctx, c1);
 	put_ok(f->ctx, "org_keys", "acme", "anthropic", ACME_ANT);
@@ -2002,7 +1970,7 @@ static void test_delete_among_many(void **state)
 		absent(db, value, strlen(value), value);
 		if (i % DELETED_EVERY == 0)
 			absent(db, gone[i], gone_len[i],
-			       fmt("the sealed value of deleted key %d", i));
+			       tu_fmt("the sealed value of deleted key %d", i));
 	}
 	/* The others are all there. */
 	want_ids(f->ctx, "org_keys", KEY_A_ID,
@@ -2121,7 +2089,7 @@ static void opens_to(const kw_keyring *kr, enum way w, const kw_seal_aad *aad,
 		     const unsigned char *blob, size_t blen, const char *value,
 		     size_t len)
 {
-	char *plain = keep(malloc(blen + 1)), why[256] = "";
+	char *plain = tu_keep(malloc(blen + 1)), why[256] = "";
 	kw_status st;
 
 	assert_int_equal(blen, len + KW_SEAL_OVERHEAD);
@@ -2142,7 +2110,7 @@ static void fails_to_open(const kw_keyring *kr, enum way w,
 			  size_t blen, const char *want)
 {
 	size_t plen = blen >= KW_SEAL_OVERHEAD ? blen - KW_SEAL_OVERHEAD : 0;
-	char *plain = keep(malloc(plen + 1)), why[256] = "";
+	char *plain = tu_keep(malloc(plen + 1)), why[256] = "";
 	kw_status st;
 
 	memset(plain, 0xa5, plen + 1);
@@ -2172,7 +2140,7 @@ static unsigned char *seal_via(const kw_keyring *kr, enum way w,
 	if (st != KW_OK)
 		fail_msg("%s: sealing %zu bytes: %s", way_name[w], len,
 			 kw_status_str(st));
-	keep(blob);
+	tu_keep(blob);
 	assert_int_equal(*blen, len + KW_SEAL_OVERHEAD);
 	assert_int_equal(blob[0], 1);
 	/* Under the current master key. */
@@ -2240,7 +2208,7 @@ static void test_cross_ways(void **state)
 	struct fixture *f = *state;
 	const kw_keyring *kr = ring(f);
 	kw_seal_aad aad = { "cross-store", KW_SCOPE_ORG, "acme", "anthropic" };
-	char *value = keep(malloc(4097)), *long_id;
+	char *value = tu_keep(malloc(4097)), *long_id;
 	unsigned char *blob, *again;
 	size_t blen, alen;
 	unsigned long uses;
@@ -2263,7 +2231,7 @@ static void test_cross_ways(void **state)
 	assert_int_equal(kwi_test_force_openssl(false), uses + 2);
 	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
 		for (enum way w = SODIUM; w <= OPENSSL; w++) {
-			size_t mark = nkept;
+			size_t mark = tu_kept();
 
 			blob = seal_via(kr, w, &aad, value, lens[i], &blen);
 			opens_to(kr, SODIUM, &aad, blob, blen, value, lens[i]);
@@ -2272,12 +2240,12 @@ static void test_cross_ways(void **state)
 			/* A fresh nonce every time. */
 			again = seal_via(kr, w, &aad, value, lens[i], &alen);
 			assert_memory_not_equal(blob + 9, again + 9, 12);
-			release(mark);
+			tu_release(mark);
 		}
 	}
 
 	/* Associated data longer than fits on the stack. */
-	long_id = keep(malloc(701));
+	long_id = tu_keep(malloc(701));
 	memset(long_id, 's', 700);
 	long_id[700] = '\0';
 	aad.store_id = long_id;
@@ -2328,44 +2296,46 @@ static void test_tamper_both_ways(void **state)
 
 	for (size_t i = 0; i < TAMPER_LEN; i++)
 		value[i] = (char)('a' + i % 26);
-	bad = keep(malloc(TAMPER_LEN + KW_SEAL_OVERHEAD + 1));
+	bad = tu_keep(malloc(TAMPER_LEN + KW_SEAL_OVERHEAD + 1));
 	for (enum way sealer = SODIUM; sealer <= OPENSSL; sealer++) {
 		blob = seal_via(kr, sealer, &aad, value, TAMPER_LEN, &blen);
 		for (size_t i = 0; i < blen; i++) {
 			for (int bit = 0; bit < 8; bit++) {
-				size_t mark = nkept;
+				size_t mark = tu_kept();
 
 				memcpy(bad, blob, blen);
 				bad[i] ^= (unsigned char)(1u << bit);
 				if (i == 0)
-					why = fmt("unknown seal format version "
-						  "%u",
-						  (unsigned)bad[0]);
+					why = tu_fmt(
+						"unknown seal format version "
+						"%u",
+						(unsigned)bad[0]);
 				else if (i < 9)
-					why = fmt("sealed under master key %s, "
-						  "which is not configured",
-						  hex(bad + 1, 8));
+					why = tu_fmt(
+						"sealed under master key %s, "
+						"which is not configured",
+						hex(bad + 1, 8));
 				else
-					why = fmt("%s", AUTH_FAILED);
+					why = tu_fmt("%s", AUTH_FAILED);
 				fails_to_open(kr, SODIUM, &aad, bad, blen,
 					      why);
 				fails_to_open(kr, OPENSSL, &aad, bad, blen,
 					      why);
-				release(mark);
+				tu_release(mark);
 			}
 		}
 		/* Shortened to every length, and lengthened by a byte. */
 		for (size_t n = 0; n < blen; n++) {
-			size_t mark = nkept;
+			size_t mark = tu_kept();
 
 			why = n < KW_SEAL_OVERHEAD
-				      ? fmt("sealed value is truncated (%zu "
-					    "bytes)",
-					    n)
-				      : fmt("%s", AUTH_FAILED);
+				      ? tu_fmt("sealed value is truncated (%zu "
+					       "bytes)",
+					       n)
+				      : tu_fmt("%s", AUTH_FAILED);
 			fails_to_open(kr, SODIUM, &aad, blob, n, why);
 			fails_to_open(kr, OPENSSL, &aad, blob, n, why);
-			release(mark);
+			tu_release(mark);
 		}
 		memcpy(bad, blob, blen);
 		bad[blen] = 0;
@@ -2482,8 +2452,8 @@ static void test_threads_both_ways(void **state)
 {
 	struct fixture *f = *state;
 	const kw_keyring *kr = ring(f);
-	struct t_value *values = keep(calloc(T_VALUES, sizeof(*values)));
-	struct opener *o = keep(calloc(T_THREADS, sizeof(*o)));
+	struct t_value *values = tu_keep(calloc(T_VALUES, sizeof(*values)));
+	struct opener *o = tu_keep(calloc(T_THREADS, sizeof(*o)));
 	unsigned char *bad;
 	size_t bad_len;
 	kw_seal_aad aad;
@@ -2854,7 +2824,7 @@ static int fresh_main(const char *mode, const char *conf)
 /* Run this program again as fresh_main(mode, conf); its output (kept). */
 static char *run_fresh(const char *mode, const char *conf)
 {
-	char *out = keep(calloc(1, 8192));
+	char *out = tu_keep(calloc(1, 8192));
 	size_t len = 0;
 	ssize_t got;
 	int fd[2], status;
@@ -2900,20 +2870,20 @@ static void test_libcrypto_on_demand(void **state)
 	 * until told to take OpenSSL's way. */
 	assert_string_equal(
 		run_fresh("lazy", conf),
-		fmt("at start: not loaded\n"
-		    "put: %s\n"
-		    "resolve: %s: " ACME_ANT "@org_keys\n"
-		    "after a put and a resolve: %s\n"
-		    "seal: %s\n"
-		    "seal via OpenSSL: %s\n"
-		    "open via OpenSSL: %s\n"
-		    "opened: the value\n"
-		    "open via OpenSSL, another thread: %s\n"
-		    "at the end: loaded\n"
-		    "seal via libsodium: %s\n"
-		    "open via libsodium: %s\n",
-		    ok, ok, aesni ? "not loaded" : "loaded", ok, ok, ok, ok,
-		    ok, ok));
+		tu_fmt("at start: not loaded\n"
+		       "put: %s\n"
+		       "resolve: %s: " ACME_ANT "@org_keys\n"
+		       "after a put and a resolve: %s\n"
+		       "seal: %s\n"
+		       "seal via OpenSSL: %s\n"
+		       "open via OpenSSL: %s\n"
+		       "opened: the value\n"
+		       "open via OpenSSL, another thread: %s\n"
+		       "at the end: loaded\n"
+		       "seal via libsodium: %s\n"
+		       "open via libsodium: %s\n",
+		       ok, ok, aesni ? "not loaded" : "loaded", ok, ok, ok, ok,
+		       ok, ok));
 }
 
 static void test_libcrypto_missing(void **state)
@@ -2934,19 +2904,19 @@ static void test_libcrypto_missing(void **state)
 	 * thread; nothing crashes, and libsodium's way goes on. */
 	assert_string_equal(
 		run_fresh("missing", conf),
-		fmt("at start: not loaded\n"
-		    "put: %s\n"
-		    "resolve: %s: " ACME_ANT "@org_keys\n"
-		    "after a put and a resolve: not loaded\n"
-		    "seal: %s\n"
-		    "seal via OpenSSL: %s\n"
-		    "open via OpenSSL: %s: %s\n"
-		    "plaintext: wiped\n"
-		    "open via OpenSSL, another thread: %s: %s\n"
-		    "at the end: not loaded\n"
-		    "seal via libsodium: %s\n"
-		    "open via libsodium: %s\n",
-		    ok, ok, ok, bad, bad, why, bad, why, ok, ok));
+		tu_fmt("at start: not loaded\n"
+		       "put: %s\n"
+		       "resolve: %s: " ACME_ANT "@org_keys\n"
+		       "after a put and a resolve: not loaded\n"
+		       "seal: %s\n"
+		       "seal via OpenSSL: %s\n"
+		       "open via OpenSSL: %s: %s\n"
+		       "plaintext: wiped\n"
+		       "open via OpenSSL, another thread: %s: %s\n"
+		       "at the end: not loaded\n"
+		       "seal via libsodium: %s\n"
+		       "open via libsodium: %s\n",
+		       ok, ok, ok, bad, bad, why, bad, why, ok, ok));
 }
 
 static void test_libcrypto_missing_at_open(void **state)
@@ -2958,25 +2928,26 @@ static void test_libcrypto_missing_at_open(void **state)
 	set_var("KEYWAY_MASTER_KEY", KEY_A);
 	assert_string_equal(
 		run_fresh("refused", conf),
-		fmt("kw_open: %s: %s:%d: backend \"org_keys\": AES-256-GCM "
-		    "needs AES-NI or OpenSSL's " LIBCRYPTO ": " NO_LIBCRYPTO
-		    ": cannot open shared object file: No such file or "
-		    "directory\n",
-		    kw_status_str(KW_ERR_CRYPTO), conf, ORG_LINE));
+		tu_fmt("kw_open: %s: %s:%d: backend \"org_keys\": AES-256-GCM "
+		       "needs AES-NI or OpenSSL's " LIBCRYPTO ": " NO_LIBCRYPTO
+		       ": cannot open shared object file: No such file or "
+		       "directory\n",
+		       kw_status_str(KW_ERR_CRYPTO), conf, ORG_LINE));
 }
 
 /* libkeyway.so as built does not link libcrypto (readelf's NEEDED). */
 static void test_no_libcrypto_needed(void **state)
 {
 	const char *builddir = getenv("KEYWAY_BUILDDIR");
-	char line[1024], *cmd, *needed = keep(calloc(1, 4096));
+	char line[1024], *cmd, *needed = tu_keep(calloc(1, 4096));
 	size_t len = 0;
 	FILE *p;
 
 	(void)state;
 	if (builddir == NULL || builddir[0] == '\0')
 		fail_msg("$KEYWAY_BUILDDIR is not set (make check sets it)");
-	cmd = fmt("readelf -d -W '%s/lib/.libs/libkeyway.so' 2>&1", builddir);
+	cmd = tu_fmt("readelf -d -W '%s/lib/.libs/libkeyway.so' 2>&1",
+		     builddir);
 	p = popen(cmd, "r");
 	assert_non_null(p);
 	while (fgets(line, sizeof(line), p) != NULL) {

@@ -7,6 +7,9 @@
  *
  * cmocka's assertions may only run on the main thread, so workers count
  * their mismatches and keep the first one for the main thread to report.
+ *
+ * Long on purpose: one program with one fixture, whose tests share their
+ * setup and helpers; split, each part would repeat them.
  */
 #include "config.h"
 

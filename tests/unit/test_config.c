@@ -8,6 +8,9 @@
  * row's status and message, and kw_check() must report the same line
  * first.  Configurations hold one setting per line, so that the line a
  * message names can be read off the text; the comments count them.
+ *
+ * Long on purpose: one program with one fixture, whose tests share their
+ * setup and helpers; split, each part would repeat them.
  */
 #include "config.h"
 

@@ -14,6 +14,9 @@
  *
  * Every key in this file contains "SECRET" (but a few too short to hold
  * it), and no message may.
+ *
+ * Long on purpose: one program with one fixture, whose tests share their
+ * setup and helpers; split, each part would repeat them.
  */
 #include "config.h"
 
@@ -41,8 +44,6 @@
 #include <keyway/keyway.h>
 
 #include "testutil.h"
-
-#define MARK "SECRET"
 
 /* Two master keys: the current one, and one to re-seal under. */
 #define MASTER_A "000102030405060708090a0b0c0d0e0f" \
@@ -108,6 +109,7 @@ static const char *const test_vars[] = {
 	"ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GOOGLE_API_KEY",
 	"MISTRAL_API_KEY", "TINY_API_KEY", "KWTEST_CUR", "KWTEST_OLD1",
 	"KWTEST_OLD2",
+	NULL,
 };
 
 struct fixture {
@@ -120,49 +122,13 @@ struct fixture {
 	atomic_bool *stop; /* a thread runs until *stop */
 };
 
-/*
- * Memory a test allocates is kept here and freed by teardown(), so that a
- * failing assertion, which leaves the test at once, leaks nothing.
- */
-static void *kept[1024];
-static size_t nkept;
-
-static void *keep(void *p)
-{
-	assert_non_null(p);
-	assert_true(nkept < sizeof(kept) / sizeof(kept[0]));
-	kept[nkept++] = p;
-	return p;
-}
-
-static char *fmt(const char *f, ...) KW_PRINTF(1, 2);
-
-static char *fmt(const char *f, ...)
-{
-	va_list ap;
-	char *s;
-	int n;
-
-	va_start(ap, f);
-	n = vasprintf(&s, f, ap);
-	va_end(ap);
-	assert_true(n >= 0);
-	return keep(s);
-}
-
-static void clear_vars(void)
-{
-	for (size_t i = 0; i < sizeof(test_vars) / sizeof(test_vars[0]); i++)
-		unsetenv(test_vars[i]);
-}
-
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 
 	if (f == NULL)
 		return -1;
-	clear_vars();
+	tu_unsetenv(test_vars);
 	setenv("KEYWAY_MASTER_KEY", MASTER_A, 1);
 	setenv("ANTHROPIC_API_KEY", K_ENV, 1);
 	setenv("OPENAI_API_KEY", K_ENV_OPENAI, 1);
@@ -196,16 +162,9 @@ static int teardown(void **state)
 	free(f->db);
 	tu_rmrf(f->dir);
 	free(f);
-	while (nkept > 0)
-		free(kept[--nkept]);
-	clear_vars();
+	tu_release(0);
+	tu_unsetenv(test_vars);
 	return 0;
-}
-
-static void assert_no_secret(const char *text)
-{
-	if (text != NULL && strstr(text, MARK) != NULL)
-		fail_msg("a key leaked into \"%s\"", text);
 }
 
 /* Write text as f->conf (replacing the last one) and open it. */
@@ -238,7 +197,7 @@ static void expect_fail(kw_status got, kw_status want, const char *msg)
 			 kw_status_str(got), (int)got, kw_status_str(want),
 			 (int)want, err);
 	assert_string_equal(err, msg);
-	assert_no_secret(err);
+	tu_assert_no_secret(err);
 }
 
 static void expect_ok(kw_status got)
@@ -256,14 +215,6 @@ static kw_actor actor(const char *user, const char *org, kw_role role)
 	a.org = org;
 	a.role = role;
 	return a;
-}
-
-static const kw_actor *sysadmin(void)
-{
-	static const kw_actor a = { sizeof(kw_actor), "root", NULL,
-				    KW_ROLE_SYSADMIN };
-
-	return &a;
 }
 
 static kw_key_ref ref(const char *backend, const char *owner,
@@ -291,8 +242,8 @@ static kw_status put_as(struct fixture *f, const kw_actor *a,
 static void put_ok(struct fixture *f, const char *backend, const char *owner,
 		   const char *provider, const char *value, const char *name)
 {
-	expect_ok(put_as(f, sysadmin(), backend, owner, provider, value, name,
-			 KW_PUT_CREATE));
+	expect_ok(put_as(f, tu_sysadmin(), backend, owner, provider, value,
+			 name, KW_PUT_CREATE));
 }
 
 static kw_status set_active_as(struct fixture *f, const kw_actor *a,
@@ -372,7 +323,7 @@ struct key_list {
 static void copy_str(char *dst, size_t size, const char *src)
 {
 	assert_non_null(src);
-	assert_no_secret(src);
+	tu_assert_no_secret(src);
 	assert_true(strlen(src) < size);
 	strcpy(dst, src);
 }
@@ -405,7 +356,7 @@ static kw_status collect(void *arg, const kw_key_info *info)
 static struct key_list *list_as(struct fixture *f, const kw_actor *a,
 				const char *backend, const char *owner)
 {
-	struct key_list *l = keep(calloc(1, sizeof(*l)));
+	struct key_list *l = tu_keep(calloc(1, sizeof(*l)));
 
 	expect_ok(kw_key_list(f->ctx, a, backend, owner, collect, l));
 	return l;
@@ -421,7 +372,7 @@ static const struct key_copy *find_key(struct fixture *f, const char *backend,
 	kw_status st;
 
 	assert_non_null(l);
-	st = kw_key_list(f->ctx, sysadmin(), backend, owner, collect, l);
+	st = kw_key_list(f->ctx, tu_sysadmin(), backend, owner, collect, l);
 	for (size_t i = 0; st == KW_OK && i < l->n && found == NULL; i++) {
 		const struct key_copy *k = &l->v[i];
 
@@ -435,7 +386,7 @@ static const struct key_copy *find_key(struct fixture *f, const char *backend,
 	}
 	free(l);
 	expect_ok(st);
-	return found != NULL ? keep(found) : NULL;
+	return found != NULL ? tu_keep(found) : NULL;
 }
 
 /* "sk-a****" and the last four: what a listing shows of a key of 24
@@ -445,7 +396,7 @@ static char *mask_of(const char *value)
 	size_t n = strlen(value);
 
 	assert_true(n >= 24);
-	return fmt("%.4s****%s", value, value + n - 4);
+	return tu_fmt("%.4s****%s", value, value + n - 4);
 }
 
 /* Wait for the clock to pass `t`, so that a later write gets a later
@@ -533,7 +484,7 @@ static void expect_case_trace(struct fixture *f, const struct scope_case *c,
 	assert_string_equal(s->masked, mask_of(K_ENV));
 	assert_int_equal(kw_trace_result(t), KW_OK);
 	assert_string_equal(kw_trace_backend(t), "server_env");
-	assert_no_secret(kw_trace_summary(t));
+	tu_assert_no_secret(kw_trace_summary(t));
 	kw_trace_free(t);
 }
 
@@ -571,7 +522,7 @@ static void test_roundtrip_every_scope(void **state)
 	for (size_t i = 0; i < NSCOPES; i++) {
 		const struct scope_case *c = &scope_cases[i];
 
-		expect_ok(put_as(f, sysadmin(), c->backend, c->owner,
+		expect_ok(put_as(f, tu_sysadmin(), c->backend, c->owner,
 				 "anthropic", c->v2, NULL, KW_PUT_ROTATE));
 		expect_case_resolves(f, c, c->v2, c->backend);
 		k = find_key(f, c->backend, c->owner, "anthropic");
@@ -582,7 +533,7 @@ static void test_roundtrip_every_scope(void **state)
 		assert_string_equal(k->name, "first");
 		assert_string_equal(k->masked, mask_of(c->v2));
 
-		expect_ok(put_as(f, sysadmin(), c->backend, c->owner,
+		expect_ok(put_as(f, tu_sysadmin(), c->backend, c->owner,
 				 "anthropic", c->v3, "second", KW_PUT_ROTATE));
 		expect_case_resolves(f, c, c->v3, c->backend);
 		k = find_key(f, c->backend, c->owner, "anthropic");
@@ -595,22 +546,22 @@ static void test_roundtrip_every_scope(void **state)
 	for (size_t i = 0; i < NSCOPES; i++) {
 		const struct scope_case *c = &scope_cases[i];
 
-		expect_ok(set_active_as(f, sysadmin(), c->backend, c->owner,
+		expect_ok(set_active_as(f, tu_sysadmin(), c->backend, c->owner,
 					"anthropic", 0));
 		k = find_key(f, c->backend, c->owner, "anthropic");
 		assert_non_null(k);
 		assert_int_equal(k->active, 0);
 		expect_case_resolves(f, c, K_ENV, "server_env");
 		expect_case_trace(f, c, KW_ERR_DENIED,
-				  fmt("the %s is disabled", c->desc));
+				  tu_fmt("the %s is disabled", c->desc));
 		/* Disabling twice is no error. */
-		expect_ok(set_active_as(f, sysadmin(), c->backend, c->owner,
+		expect_ok(set_active_as(f, tu_sysadmin(), c->backend, c->owner,
 					"anthropic", 0));
 	}
 	for (size_t i = 0; i < NSCOPES; i++) {
 		const struct scope_case *c = &scope_cases[i];
 
-		expect_ok(set_active_as(f, sysadmin(), c->backend, c->owner,
+		expect_ok(set_active_as(f, tu_sysadmin(), c->backend, c->owner,
 					"anthropic", 1));
 		expect_case_resolves(f, c, c->v3, c->backend);
 		k = find_key(f, c->backend, c->owner, "anthropic");
@@ -622,39 +573,40 @@ static void test_roundtrip_every_scope(void **state)
 	for (size_t i = 0; i < NSCOPES; i++) {
 		const struct scope_case *c = &scope_cases[i];
 
-		expect_fail(put_as(f, sysadmin(), c->backend, c->owner,
-				   "anthropic", c->v1, "again", KW_PUT_CREATE),
-			    KW_ERR_EXISTS,
-			    fmt("backend \"%s\": %s %s already exists; rotate "
-				"it instead",
-				c->backend, c->article, c->desc));
+		expect_fail(
+			put_as(f, tu_sysadmin(), c->backend, c->owner,
+			       "anthropic", c->v1, "again", KW_PUT_CREATE),
+			KW_ERR_EXISTS,
+			tu_fmt("backend \"%s\": %s %s already exists; rotate "
+			       "it instead",
+			       c->backend, c->article, c->desc));
 		expect_case_resolves(f, c, c->v3, c->backend);
 	}
 
 	/* Deleted: notfound, and every operation on it says so. */
 	for (size_t i = 0; i < NSCOPES; i++) {
 		const struct scope_case *c = &scope_cases[i];
-		const char *gone = fmt("backend \"%s\": no %s in %s",
-				       c->backend, c->desc, f->db);
+		const char *gone = tu_fmt("backend \"%s\": no %s in %s",
+					  c->backend, c->desc, f->db);
 
-		expect_ok(delete_as(f, sysadmin(), c->backend, c->owner,
+		expect_ok(delete_as(f, tu_sysadmin(), c->backend, c->owner,
 				    "anthropic"));
 		assert_null(find_key(f, c->backend, c->owner, "anthropic"));
 		expect_case_resolves(f, c, K_ENV, "server_env");
 		expect_case_trace(f, c, KW_ERR_NOTFOUND,
-				  fmt("no %s in %s", c->desc, f->db));
-		expect_fail(delete_as(f, sysadmin(), c->backend, c->owner,
+				  tu_fmt("no %s in %s", c->desc, f->db));
+		expect_fail(delete_as(f, tu_sysadmin(), c->backend, c->owner,
 				      "anthropic"),
 			    KW_ERR_NOTFOUND, gone);
-		expect_fail(put_as(f, sysadmin(), c->backend, c->owner,
+		expect_fail(put_as(f, tu_sysadmin(), c->backend, c->owner,
 				   "anthropic", c->v1, NULL, KW_PUT_ROTATE),
 			    KW_ERR_NOTFOUND, gone);
-		expect_fail(set_active_as(f, sysadmin(), c->backend, c->owner,
-					  "anthropic", 1),
+		expect_fail(set_active_as(f, tu_sysadmin(), c->backend,
+					  c->owner, "anthropic", 1),
 			    KW_ERR_NOTFOUND, gone);
 		assert_null(find_key(f, c->backend, c->owner, "anthropic"));
 	}
-	assert_int_equal(list_as(f, sysadmin(), NULL, NULL)->n, 0);
+	assert_int_equal(list_as(f, tu_sysadmin(), NULL, NULL)->n, 0);
 }
 
 /* Rotating a key that was never there. */
@@ -663,19 +615,19 @@ static void test_rotate_missing(void **state)
 	struct fixture *f = *state;
 
 	open_store(f);
-	expect_fail(put_as(f, sysadmin(), "org_keys", "acme", "anthropic",
+	expect_fail(put_as(f, tu_sysadmin(), "org_keys", "acme", "anthropic",
 			   K_ORG_ACME, "x", KW_PUT_ROTATE),
 		    KW_ERR_NOTFOUND,
-		    fmt("backend \"org_keys\": no org key of \"acme\" for "
-			"anthropic in %s",
-			f->db));
-	expect_fail(put_as(f, sysadmin(), "system_keys", NULL, "openai",
+		    tu_fmt("backend \"org_keys\": no org key of \"acme\" for "
+			   "anthropic in %s",
+			   f->db));
+	expect_fail(put_as(f, tu_sysadmin(), "system_keys", NULL, "openai",
 			   K_OAI_ALICE, NULL, KW_PUT_ROTATE),
 		    KW_ERR_NOTFOUND,
-		    fmt("backend \"system_keys\": no system key for openai "
-			"in %s",
-			f->db));
-	assert_int_equal(list_as(f, sysadmin(), NULL, NULL)->n, 0);
+		    tu_fmt("backend \"system_keys\": no system key for openai "
+			   "in %s",
+			   f->db));
+	assert_int_equal(list_as(f, tu_sysadmin(), NULL, NULL)->n, 0);
 }
 
 /* A requisite entry stops at a disabled key. */
@@ -689,7 +641,7 @@ static void test_disabled_requisite(void **state)
 	put_ok(f, "org_keys", "acme", "anthropic", K_ORG_ACME, NULL);
 	expect_resolve(f, "strict", "anthropic", "alice", "acme", K_ORG_ACME,
 		       "org_keys");
-	expect_ok(set_active_as(f, sysadmin(), "org_keys", "acme",
+	expect_ok(set_active_as(f, tu_sysadmin(), "org_keys", "acme",
 				"anthropic", 0));
 	req.chain = "strict";
 	req.provider = "anthropic";
@@ -702,11 +654,11 @@ static void test_disabled_requisite(void **state)
 	/* Another org's key was never there: requisite stops there too. */
 	req.org = "globex";
 	expect_fail(kw_resolve(f->ctx, &req, &s), KW_ERR_NOTFOUND,
-		    fmt("chain \"strict\", provider \"anthropic\": org_keys "
-			"answered notfound: no org key of \"globex\" for "
-			"anthropic in %s",
-			f->db));
-	expect_ok(set_active_as(f, sysadmin(), "org_keys", "acme",
+		    tu_fmt("chain \"strict\", provider \"anthropic\": org_keys "
+			   "answered notfound: no org key of \"globex\" for "
+			   "anthropic in %s",
+			   f->db));
+	expect_ok(set_active_as(f, tu_sysadmin(), "org_keys", "acme",
 				"anthropic", 1));
 	expect_resolve(f, "strict", "anthropic", "alice", "acme", K_ORG_ACME,
 		       "org_keys");
@@ -732,7 +684,8 @@ static void test_scopes_apart(void **state)
 		       "user_keys");
 	expect_resolve(f, "only_org", "openai", NULL, "acme", K_ENV_OPENAI,
 		       "server_env");
-	expect_ok(delete_as(f, sysadmin(), "user_keys", "acme", "anthropic"));
+	expect_ok(
+		delete_as(f, tu_sysadmin(), "user_keys", "acme", "anthropic"));
 	expect_resolve(f, "only_org", "anthropic", NULL, "acme", K_ORG_ACME,
 		       "org_keys");
 	assert_non_null(find_key(f, "org_keys", "acme", "anthropic"));
@@ -796,14 +749,14 @@ static void test_pentographer_chain(void **state)
 			  "the request names no org");
 	expect_resolve(f, NULL, "anthropic", NULL, NULL, K_ENV, "server_env");
 	/* The org's key disabled: the user's again. */
-	expect_ok(set_active_as(f, sysadmin(), "org_keys", "acme",
+	expect_ok(set_active_as(f, tu_sysadmin(), "org_keys", "acme",
 				"anthropic", 0));
 	expect_resolve(f, NULL, "anthropic", "alice", "acme", K_USER_ALICE,
 		       "user_keys");
 	expect_resolve(f, NULL, "anthropic", "carol", "acme", K_ENV,
 		       "server_env");
 	/* Deleted: likewise. */
-	expect_ok(delete_as(f, sysadmin(), "org_keys", "acme", "anthropic"));
+	expect_ok(delete_as(f, tu_sysadmin(), "org_keys", "acme", "anthropic"));
 	expect_resolve(f, NULL, "anthropic", "bob", "acme", K_USER_BOB,
 		       "user_keys");
 	/* And without the server's key, nothing at all. */
@@ -842,12 +795,13 @@ static void test_fovea_chain(void **state)
 	expect_resolve(f, "fovea", "anthropic", "alice", "acme", K_USER_ALICE,
 		       "user_keys");
 	/* Alice's key disabled: the system's. */
-	expect_ok(set_active_as(f, sysadmin(), "user_keys", "alice",
+	expect_ok(set_active_as(f, tu_sysadmin(), "user_keys", "alice",
 				"anthropic", 0));
 	expect_resolve(f, "fovea", "anthropic", "alice", NULL, K_SYSTEM,
 		       "system_keys");
 	/* No system key: the environment's. */
-	expect_ok(delete_as(f, sysadmin(), "system_keys", NULL, "anthropic"));
+	expect_ok(
+		delete_as(f, tu_sysadmin(), "system_keys", NULL, "anthropic"));
 	expect_resolve(f, "fovea", "anthropic", "alice", NULL, K_ENV,
 		       "server_env");
 	expect_resolve(f, "fovea", "anthropic", "bob", NULL, K_ENV,
@@ -917,13 +871,14 @@ static void prepare_key(struct fixture *f, enum col c, enum op op)
 	const char *b = cols[c].backend, *o = cols[c].owner;
 	kw_status st;
 
-	st = delete_as(f, sysadmin(), b, o, "anthropic");
+	st = delete_as(f, tu_sysadmin(), b, o, "anthropic");
 	assert_true(st == KW_OK || st == KW_ERR_NOTFOUND);
 	if (op == OP_PUT)
 		return;
 	put_ok(f, b, o, "anthropic", V0, "before");
 	if (op == OP_ENABLE)
-		expect_ok(set_active_as(f, sysadmin(), b, o, "anthropic", 0));
+		expect_ok(
+			set_active_as(f, tu_sysadmin(), b, o, "anthropic", 0));
 }
 
 static kw_status run_op(struct fixture *f, const kw_actor *a, enum col c,
@@ -1006,7 +961,7 @@ static bool try_op(struct fixture *f, const char *who, const kw_actor *a,
 	prepare_key(f, c, op);
 	st = run_op(f, a, c, op);
 	snprintf(err, sizeof(err), "%s", kw_last_error());
-	if (strstr(err, MARK) != NULL) {
+	if (strstr(err, TU_MARK) != NULL) {
 		print_message("# %s: %s %s key of %s: key in message\n", who,
 			      op_names[op], cols[c].backend, what);
 		return false;
@@ -1082,7 +1037,8 @@ static void test_actor_rules(void **state)
 	open_store(f);
 	for (int role = 0; role < NROLES; role++) {
 		kw_actor a = actor("alice", "acme", (kw_role)role);
-		const char *who = fmt("alice (%s of acme)", role_names[role]);
+		const char *who = tu_fmt("alice (%s of acme)",
+					 role_names[role]);
 
 		for (int c = 0; c < NCOLS; c++) {
 			for (int op = 0; op < NOPS; op++) {
@@ -1208,26 +1164,26 @@ static void test_list_filters(void **state)
 	assert_int_equal(listed_cols(f, &a, "system_keys", NULL), 0);
 
 	/* The system administrator: everything, narrowed by the filters. */
-	assert_int_equal(list_as(f, sysadmin(), NULL, NULL)->n, NCOLS + 1);
-	assert_int_equal(listed_cols(f, sysadmin(), "org_keys", NULL),
+	assert_int_equal(list_as(f, tu_sysadmin(), NULL, NULL)->n, NCOLS + 1);
+	assert_int_equal(listed_cols(f, tu_sysadmin(), "org_keys", NULL),
 			 (1u << C_ORG_SAME) | (1u << C_ORG_OTHER));
-	assert_int_equal(listed_cols(f, sysadmin(), NULL, "acme"),
+	assert_int_equal(listed_cols(f, tu_sysadmin(), NULL, "acme"),
 			 1u << C_ORG_SAME);
-	assert_int_equal(listed_cols(f, sysadmin(), "system_keys", NULL),
+	assert_int_equal(listed_cols(f, tu_sysadmin(), "system_keys", NULL),
 			 1u << C_SYSTEM);
 }
 
 /* ---- provider formats ---- */
 
-/* A key of exactly len bytes: prefix, MARK, then x's and digits. */
+/* A key of exactly len bytes: prefix, TU_MARK, then x's and digits. */
 static char *make_key(const char *prefix, size_t len)
 {
-	char *s = keep(malloc(len + 1));
+	char *s = tu_keep(malloc(len + 1));
 	size_t n = 0;
 
 	for (const char *p = prefix; *p != '\0' && n < len; p++)
 		s[n++] = *p;
-	for (const char *p = MARK; *p != '\0' && n < len; p++)
+	for (const char *p = TU_MARK; *p != '\0' && n < len; p++)
 		s[n++] = *p;
 	while (n < len) {
 		s[n] = (char)('0' + n % 10);
@@ -1242,7 +1198,7 @@ static char *make_key(const char *prefix, size_t len)
 /* A key name of len bytes. */
 static char *make_name(size_t len)
 {
-	char *s = keep(malloc(len + 1));
+	char *s = tu_keep(malloc(len + 1));
 
 	memset(s, 'n', len);
 	s[len] = '\0';
@@ -1267,8 +1223,8 @@ static void run_value_cases(struct fixture *f, const struct value_case *v,
 		size_t len = v[i].len ? v[i].len : strlen(v[i].value);
 		kw_status st;
 
-		st = kw_key_put(f->ctx, sysadmin(), &r, v[i].value, len, NULL,
-				KW_PUT_CREATE);
+		st = kw_key_put(f->ctx, tu_sysadmin(), &r, v[i].value, len,
+				NULL, KW_PUT_CREATE);
 		if (v[i].status != KW_OK) {
 			if (st != v[i].status)
 				fail_msg("case %zu (%s, %zu bytes): got %s: %s",
@@ -1284,7 +1240,7 @@ static void run_value_cases(struct fixture *f, const struct value_case *v,
 				 v[i].provider, len, kw_last_error());
 		expect_resolve(f, "only_system", v[i].provider, NULL, NULL,
 			       v[i].value, "system_keys");
-		expect_ok(delete_as(f, sysadmin(), "system_keys", NULL,
+		expect_ok(delete_as(f, tu_sysadmin(), "system_keys", NULL,
 				    v[i].provider));
 	}
 }
@@ -1375,21 +1331,21 @@ static void test_builtin_providers(void **state)
 	run_value_cases(f, cases, sizeof(cases) / sizeof(cases[0]));
 
 	/* Nothing, and names no key may carry. */
-	expect_fail(kw_key_put(f->ctx, sysadmin(), &r, "", 0, NULL,
+	expect_fail(kw_key_put(f->ctx, tu_sysadmin(), &r, "", 0, NULL,
 			       KW_PUT_CREATE),
 		    KW_ERR_INVAL, "empty key");
-	expect_fail(kw_key_put(f->ctx, sysadmin(), &r, NULL, 0, NULL,
+	expect_fail(kw_key_put(f->ctx, tu_sysadmin(), &r, NULL, 0, NULL,
 			       KW_PUT_CREATE),
 		    KW_ERR_INVAL, "empty key");
-	expect_fail(put_as(f, sysadmin(), "system_keys", NULL, "anthropic",
+	expect_fail(put_as(f, tu_sysadmin(), "system_keys", NULL, "anthropic",
 			   K_SYSTEM, make_name(129), KW_PUT_CREATE),
 		    KW_ERR_INVAL, NAME_REFUSED);
-	expect_fail(put_as(f, sysadmin(), "system_keys", NULL, "anthropic",
+	expect_fail(put_as(f, tu_sysadmin(), "system_keys", NULL, "anthropic",
 			   K_SYSTEM, "two\nlines", KW_PUT_CREATE),
 		    KW_ERR_INVAL,
 		    "invalid key name: it holds a control character (at byte "
 		    "4)");
-	expect_fail(put_as(f, sysadmin(), "system_keys", NULL, "anthropic",
+	expect_fail(put_as(f, tu_sysadmin(), "system_keys", NULL, "anthropic",
 			   K_SYSTEM, "one\rline", KW_PUT_CREATE),
 		    KW_ERR_INVAL,
 		    "invalid key name: it holds a control character (at byte "
@@ -1399,7 +1355,7 @@ static void test_builtin_providers(void **state)
 	assert_string_equal(find_key(f, "system_keys", NULL, "anthropic")->name,
 			    make_name(128));
 	/* A bad value on rotation leaves the old one. */
-	expect_fail(put_as(f, sysadmin(), "system_keys", NULL, "anthropic",
+	expect_fail(put_as(f, tu_sysadmin(), "system_keys", NULL, "anthropic",
 			   "sk-proj-SECRET-0123456789abc", NULL, KW_PUT_ROTATE),
 		    KW_ERR_INVAL, "anthropic keys start with \"sk-ant-\"");
 	expect_resolve(f, "only_system", "anthropic", NULL, NULL, K_SYSTEM,
@@ -1478,13 +1434,13 @@ static void test_providers_table(void **state)
 	 * A value shorter than the prefix, in a buffer of exactly its own
 	 * length: refused for its prefix, without reading past the end.
 	 */
-	two = keep(malloc(2));
+	two = tu_keep(malloc(2));
 	memcpy(two, "tk", 2);
-	expect_fail(kw_key_put(f->ctx, sysadmin(), &r, two, 2, NULL,
+	expect_fail(kw_key_put(f->ctx, tu_sysadmin(), &r, two, 2, NULL,
 			       KW_PUT_CREATE),
 		    KW_ERR_INVAL, "tiny keys start with \"tk-\"");
 	memcpy(two, "t-", 2);
-	expect_fail(kw_key_put(f->ctx, sysadmin(), &r, two, 1, NULL,
+	expect_fail(kw_key_put(f->ctx, tu_sysadmin(), &r, two, 1, NULL,
 			       KW_PUT_CREATE),
 		    KW_ERR_INVAL, "tiny keys start with \"tk-\"");
 	assert_null(find_key(f, "system_keys", NULL, "tiny"));
@@ -1562,13 +1518,13 @@ static void test_providers_table_errors(void **state)
 	for (size_t i = 0; i < sizeof(table_errors) / sizeof(table_errors[0]);
 	     i++) {
 		const struct table_error *e = &table_errors[i];
-		char *text = fmt("keyway: {\n"                          /* 1 */
-				 "  master_key = { source = \"env\"; };\n"
-				 "  providers: {\n"                     /* 3 */
-				 "%s"                                   /* 4 */
-				 "  };\n"
-				 "};\n" STORE_BACKENDS,
-				 e->entry);
+		char *text = tu_fmt("keyway: {\n"                       /* 1 */
+				    "  master_key = { source = \"env\"; };\n"
+				    "  providers: {\n"                  /* 3 */
+				    "%s"                                /* 4 */
+				    "  };\n"
+				    "};\n" STORE_BACKENDS,
+				    e->entry);
 		kw_status st = open_text(f, text);
 
 		if (st != KW_ERR_CONFIG)
@@ -1576,8 +1532,8 @@ static void test_providers_table_errors(void **state)
 				 kw_last_error());
 		assert_null(f->ctx);
 		assert_string_equal(kw_last_error(),
-				    fmt("%s:%d: %s", f->conf, e->line,
-					e->message));
+				    tu_fmt("%s:%d: %s", f->conf, e->line,
+					   e->message));
 	}
 
 	/* Not a group at all. */
@@ -1587,9 +1543,9 @@ static void test_providers_table_errors(void **state)
 				      "};\n" STORE_BACKENDS),
 			 KW_ERR_CONFIG);
 	assert_string_equal(kw_last_error(),
-			    fmt("%s:3: keyway.providers must be a group { "
-				"name: { prefix = ...; }; }",
-				f->conf));
+			    tu_fmt("%s:3: keyway.providers must be a group { "
+				   "name: { prefix = ...; }; }",
+				   f->conf));
 }
 
 /* ---- references ---- */
@@ -1671,49 +1627,49 @@ static void test_bad_references(void **state)
 	put_ok(f, "org_keys", "acme", "anthropic", K_ORG_ACME, NULL);
 	for (size_t i = 0; i < sizeof(ref_cases) / sizeof(ref_cases[0]); i++) {
 		const struct ref_case *c = &ref_cases[i];
-		const char *msg = c->at_conf ? fmt("%s: %s", f->conf,
-						   c->message)
+		const char *msg = c->at_conf ? tu_fmt("%s: %s", f->conf,
+						      c->message)
 					     : c->message;
 		kw_status st[4];
 
 		r = ref(c->backend, c->owner, c->provider);
 		r.scope = c->scope;
-		st[0] = kw_key_put(f->ctx, sysadmin(), &r, K_SYSTEM,
+		st[0] = kw_key_put(f->ctx, tu_sysadmin(), &r, K_SYSTEM,
 				   strlen(K_SYSTEM), NULL, KW_PUT_CREATE);
 		if (st[0] != c->status)
 			fail_msg("%s: put: got %s: %s", c->name,
 				 kw_status_str(st[0]), kw_last_error());
 		expect_fail(st[0], c->status, msg);
-		st[1] = kw_key_put(f->ctx, sysadmin(), &r, K_SYSTEM,
+		st[1] = kw_key_put(f->ctx, tu_sysadmin(), &r, K_SYSTEM,
 				   strlen(K_SYSTEM), NULL, KW_PUT_ROTATE);
 		expect_fail(st[1], c->status, msg);
-		st[2] = kw_key_set_active(f->ctx, sysadmin(), &r, 0);
+		st[2] = kw_key_set_active(f->ctx, tu_sysadmin(), &r, 0);
 		expect_fail(st[2], c->status, msg);
-		st[3] = kw_key_delete(f->ctx, sysadmin(), &r);
+		st[3] = kw_key_delete(f->ctx, tu_sysadmin(), &r);
 		expect_fail(st[3], c->status, msg);
 	}
 	/* Nothing changed. */
-	assert_int_equal(list_as(f, sysadmin(), NULL, NULL)->n, 1);
+	assert_int_equal(list_as(f, tu_sysadmin(), NULL, NULL)->n, 1);
 	expect_resolve(f, "strict", "anthropic", NULL, "acme", K_ORG_ACME,
 		       "org_keys");
 
 	/* The scope may be given when it is the backend's. */
 	r = ref("user_keys", "alice", "anthropic");
 	r.scope = KW_SCOPE_USER;
-	expect_ok(kw_key_put(f->ctx, sysadmin(), &r, K_USER_ALICE,
+	expect_ok(kw_key_put(f->ctx, tu_sysadmin(), &r, K_USER_ALICE,
 			     strlen(K_USER_ALICE), NULL, KW_PUT_CREATE));
 	r = ref("system_keys", NULL, "anthropic");
 	r.scope = KW_SCOPE_SYSTEM;
-	expect_ok(kw_key_put(f->ctx, sysadmin(), &r, K_SYSTEM,
+	expect_ok(kw_key_put(f->ctx, tu_sysadmin(), &r, K_SYSTEM,
 			     strlen(K_SYSTEM), NULL, KW_PUT_CREATE));
 
 	/* References and actors not made with the INIT macros. */
 	r = ref("org_keys", "acme", "anthropic");
-	expect_fail(kw_key_delete(f->ctx, sysadmin(), NULL), KW_ERR_INVAL,
+	expect_fail(kw_key_delete(f->ctx, tu_sysadmin(), NULL), KW_ERR_INVAL,
 		    "no key reference, or one not initialised with "
 		    "KW_KEY_REF_INIT");
 	r.size = 0;
-	expect_fail(kw_key_set_active(f->ctx, sysadmin(), &r, 0),
+	expect_fail(kw_key_set_active(f->ctx, tu_sysadmin(), &r, 0),
 		    KW_ERR_INVAL,
 		    "no key reference, or one not initialised with "
 		    "KW_KEY_REF_INIT");
@@ -1733,41 +1689,41 @@ static void test_bad_references(void **state)
 	a = actor("alice", "../acme", KW_ROLE_OWNER);
 	expect_fail(kw_key_delete(f->ctx, &a, &r), KW_ERR_INVAL,
 		    "invalid actor user or org name");
-	expect_fail(kw_key_put(f->ctx, sysadmin(), &r, K_ORG_ACME,
+	expect_fail(kw_key_put(f->ctx, tu_sysadmin(), &r, K_ORG_ACME,
 			       strlen(K_ORG_ACME), NULL, (kw_put_mode)7),
 		    KW_ERR_INVAL, "unknown put mode 7");
-	expect_fail(kw_key_delete(NULL, sysadmin(), &r), KW_ERR_INVAL,
+	expect_fail(kw_key_delete(NULL, tu_sysadmin(), &r), KW_ERR_INVAL,
 		    "no context or no backend");
 	expect_resolve(f, "strict", "anthropic", NULL, "acme", K_ORG_ACME,
 		       "org_keys");
 
 	/* Listing. */
-	expect_fail(kw_key_list(f->ctx, sysadmin(), "server_env", NULL,
-				collect, keep(calloc(1,
-						     sizeof(struct key_list)))),
+	expect_fail(kw_key_list(f->ctx, tu_sysadmin(), "server_env", NULL,
+				collect,
+				tu_keep(calloc(1, sizeof(struct key_list)))),
 		    KW_ERR_UNSUPPORTED,
 		    "backend \"server_env\" (module \"env\") does not list "
 		    "keys");
-	expect_fail(kw_key_list(f->ctx, sysadmin(), "nope", NULL, collect,
-				keep(calloc(1, sizeof(struct key_list)))),
-		    KW_ERR_INVAL, fmt("%s: no backend \"nope\"", f->conf));
-	expect_fail(kw_key_list(f->ctx, sysadmin(), NULL, "../acme", collect,
-				keep(calloc(1, sizeof(struct key_list)))),
+	expect_fail(kw_key_list(f->ctx, tu_sysadmin(), "nope", NULL, collect,
+				tu_keep(calloc(1, sizeof(struct key_list)))),
+		    KW_ERR_INVAL, tu_fmt("%s: no backend \"nope\"", f->conf));
+	expect_fail(kw_key_list(f->ctx, tu_sysadmin(), NULL, "../acme", collect,
+				tu_keep(calloc(1, sizeof(struct key_list)))),
 		    KW_ERR_INVAL, "invalid owner name");
-	expect_fail(kw_key_list(f->ctx, sysadmin(), NULL, NULL, NULL, NULL),
+	expect_fail(kw_key_list(f->ctx, tu_sysadmin(), NULL, NULL, NULL, NULL),
 		    KW_ERR_INVAL, "no context or no callback");
 	expect_fail(kw_key_list(f->ctx, NULL, NULL, NULL, collect, NULL),
 		    KW_ERR_INVAL,
 		    "no actor, or one not initialised with KW_ACTOR_INIT");
 
 	/* Re-sealing. */
-	expect_fail(kw_rekey(f->ctx, sysadmin(), "server_env", &count),
+	expect_fail(kw_rekey(f->ctx, tu_sysadmin(), "server_env", &count),
 		    KW_ERR_UNSUPPORTED,
 		    "backend \"server_env\" (module \"env\") does not store "
 		    "keys");
 	assert_int_equal(count, 0);
-	expect_fail(kw_rekey(f->ctx, sysadmin(), "nope", NULL), KW_ERR_INVAL,
-		    fmt("%s: no backend \"nope\"", f->conf));
+	expect_fail(kw_rekey(f->ctx, tu_sysadmin(), "nope", NULL), KW_ERR_INVAL,
+		    tu_fmt("%s: no backend \"nope\"", f->conf));
 	for (int role = KW_ROLE_NONE; role < KW_ROLE_SYSADMIN; role++) {
 		a = actor("alice", "acme", (kw_role)role);
 		count = 99;
@@ -1796,7 +1752,7 @@ static void test_list_callback_stops(void **state)
 	open_store(f);
 	put_ok(f, "user_keys", "alice", "anthropic", K_USER_ALICE, NULL);
 	put_ok(f, "user_keys", "bob", "anthropic", K_USER_BOB, NULL);
-	assert_int_equal(kw_key_list(f->ctx, sysadmin(), "user_keys", NULL,
+	assert_int_equal(kw_key_list(f->ctx, tu_sysadmin(), "user_keys", NULL,
 				     stop_after_one, &n),
 			 KW_ERR_EXISTS);
 	assert_int_equal(n, 1);
@@ -1861,11 +1817,11 @@ static void test_list_contents(void **state)
 	for (size_t i = 0; i < nkeys; i++)
 		put_ok(f, keys[i].backend, keys[i].owner, keys[i].provider,
 		       keys[i].value, keys[i].name);
-	expect_ok(set_active_as(f, sysadmin(), "user_keys", "alice",
+	expect_ok(set_active_as(f, tu_sysadmin(), "user_keys", "alice",
 				"mistral", 0));
 	t1 = (int64_t)time(NULL);
 
-	l = list_as(f, sysadmin(), NULL, NULL);
+	l = list_as(f, tu_sysadmin(), NULL, NULL);
 	assert_int_equal(l->n, nkeys);
 	for (size_t i = 0; i < nkeys; i++) {
 		const struct key_copy *k = NULL;
@@ -1920,17 +1876,17 @@ static void test_list_contents(void **state)
 		char *conf = tu_write(dir, "keyway.conf", 0600, "%s",
 				      STORE_CONF);
 		kw_ctx *other = NULL;
-		struct key_list *l2 = keep(calloc(1, sizeof(*l2)));
+		struct key_list *l2 = tu_keep(calloc(1, sizeof(*l2)));
 		kw_key_ref r = ref("system_keys", NULL, "anthropic");
 		kw_status st;
 
 		st = kw_open(&other, conf);
 		if (st == KW_OK)
-			st = kw_key_put(other, sysadmin(), &r, K_SYSTEM,
+			st = kw_key_put(other, tu_sysadmin(), &r, K_SYSTEM,
 					strlen(K_SYSTEM), NULL, KW_PUT_CREATE);
 		if (st == KW_OK)
-			st = kw_key_list(other, sysadmin(), NULL, NULL, collect,
-					 l2);
+			st = kw_key_list(other, tu_sysadmin(), NULL, NULL,
+					 collect, l2);
 		kw_close(other);
 		free(conf);
 		tu_rmrf(dir);
@@ -1996,31 +1952,10 @@ static unsigned char *sealed_blob(sqlite3 *db, const char *scope,
 	sqlite3_bind_text(s, 3, provider, -1, SQLITE_STATIC);
 	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
 	*len = sqlite3_column_bytes(s, 0);
-	copy = keep(malloc((size_t)*len));
+	copy = tu_keep(malloc((size_t)*len));
 	memcpy(copy, sqlite3_column_blob(s, 0), (size_t)*len);
 	sqlite3_finalize(s);
 	return copy;
-}
-
-/* The whole of a file, or NULL (and *len 0) when it does not exist. */
-static unsigned char *slurp(const char *path, size_t *len)
-{
-	FILE *fp = fopen(path, "rb");
-	unsigned char *buf;
-	long n;
-
-	*len = 0;
-	if (fp == NULL)
-		return NULL;
-	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
-	n = ftell(fp);
-	assert_true(n >= 0);
-	rewind(fp);
-	buf = keep(malloc((size_t)n + 1));
-	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
-	fclose(fp);
-	*len = (size_t)n;
-	return buf;
 }
 
 /* Does any of the store's files hold these bytes? */
@@ -2031,8 +1966,7 @@ static bool store_holds(struct fixture *f, const void *bytes, size_t n)
 
 	for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
 		size_t len;
-		unsigned char *data = slurp(fmt("%s%s", f->db, suffix[i]),
-					    &len);
+		char *data = tu_slurp(tu_fmt("%s%s", f->db, suffix[i]), &len);
 
 		if (data != NULL && memmem(data, len, bytes, n) != NULL)
 			return true;
@@ -2050,17 +1984,17 @@ static void test_no_plaintext_in_store(void **state)
 	put_ok(f, "org_keys", "acme", "anthropic", K_ORG_ACME, NULL);
 	put_ok(f, "user_keys", "alice", "anthropic", K_USER_ALICE, NULL);
 	put_ok(f, "system_keys", NULL, "anthropic", K_SYSTEM, NULL);
-	expect_ok(put_as(f, sysadmin(), "org_keys", "acme", "anthropic",
+	expect_ok(put_as(f, tu_sysadmin(), "org_keys", "acme", "anthropic",
 			 K_ORG_GLOBEX, NULL, KW_PUT_ROTATE));
 	expect_resolve(f, NULL, "anthropic", "alice", "acme", K_ORG_GLOBEX,
 		       "org_keys");
 	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++)
 		assert_false(store_holds(f, values[i], strlen(values[i])));
 	assert_false(store_holds(f, K_ORG_GLOBEX, strlen(K_ORG_GLOBEX)));
-	assert_false(store_holds(f, MARK, strlen(MARK)));
+	assert_false(store_holds(f, TU_MARK, strlen(TU_MARK)));
 	kw_close(f->ctx);
 	f->ctx = NULL;
-	assert_false(store_holds(f, MARK, strlen(MARK)));
+	assert_false(store_holds(f, TU_MARK, strlen(TU_MARK)));
 }
 
 /* A deleted key's sealed bytes leave the file, WAL included. */
@@ -2082,7 +2016,7 @@ static void test_delete_erases(void **state)
 	assert_true(acme_len > 37);
 	assert_true(store_holds(f, acme, (size_t)acme_len));
 
-	expect_ok(delete_as(f, sysadmin(), "org_keys", "acme", "anthropic"));
+	expect_ok(delete_as(f, tu_sysadmin(), "org_keys", "acme", "anthropic"));
 	assert_false(store_holds(f, acme, (size_t)acme_len));
 	assert_true(store_holds(f, alice, (size_t)alice_len));
 	expect_resolve(f, NULL, "anthropic", "alice", "globex", K_ORG_GLOBEX,
@@ -2132,14 +2066,14 @@ static void test_sealed_bound_to_row(void **state)
 			       "chain \"only_org\", provider \"anthropic\": "
 			       "org_keys answered decryption failed: the org "
 			       "key of \"globex\" for anthropic: "));
-	assert_no_secret(kw_last_error());
+	tu_assert_no_secret(kw_last_error());
 	req.chain = "only_user";
 	req.user = "acme";
 	assert_int_equal(kw_resolve(f->ctx, &req, &s), KW_ERR_CRYPTO);
 	assert_non_null(strstr(kw_last_error(),
 			       "user_keys answered decryption failed: the "
 			       "user key of \"acme\" for anthropic: "));
-	assert_no_secret(kw_last_error());
+	tu_assert_no_secret(kw_last_error());
 }
 
 /* ---- re-sealing ---- */
@@ -2175,18 +2109,19 @@ static void test_rekey(void **state)
 	/* The new master key alone cannot open the store yet. */
 	setenv("KWTEST_MASTER_B", MASTER_B, 1);
 	assert_int_equal(open_text(f, NEW_ONLY_CONF), KW_ERR_CRYPTO);
-	assert_string_equal(kw_last_error(),
-			    fmt("%s:5: backend \"org_keys\": %s holds keys "
-				"sealed under master key %s, which neither "
-				"keyway.master_key nor keyway.old_master_keys "
-				"holds",
-				f->conf, f->db, old_id));
+	assert_string_equal(
+		kw_last_error(),
+		tu_fmt("%s:5: backend \"org_keys\": %s holds keys "
+		       "sealed under master key %s, which neither "
+		       "keyway.master_key nor keyway.old_master_keys "
+		       "holds",
+		       f->conf, f->db, old_id));
 
 	/* With the old one listed, keys resolve before and after. */
 	assert_int_equal(open_text(f, REKEY_CONF), KW_OK);
 	expect_resolve(f, NULL, "anthropic", "alice", "acme", K_ORG_ACME,
 		       "org_keys");
-	expect_ok(kw_rekey(f->ctx, sysadmin(), "org_keys", &count));
+	expect_ok(kw_rekey(f->ctx, tu_sysadmin(), "org_keys", &count));
 	assert_int_equal(count, 1);
 	k = find_key(f, "org_keys", "acme", "anthropic");
 	assert_non_null(k);
@@ -2204,11 +2139,11 @@ static void test_rekey(void **state)
 	/* Half done: the user keys still need the old key. */
 	assert_int_equal(open_text(f, NEW_ONLY_CONF), KW_ERR_CRYPTO);
 	assert_int_equal(open_text(f, REKEY_CONF), KW_OK);
-	expect_ok(kw_rekey(f->ctx, sysadmin(), "user_keys", &count));
+	expect_ok(kw_rekey(f->ctx, tu_sysadmin(), "user_keys", &count));
 	assert_int_equal(count, 2);
-	expect_ok(kw_rekey(f->ctx, sysadmin(), "user_keys", &count));
+	expect_ok(kw_rekey(f->ctx, tu_sysadmin(), "user_keys", &count));
 	assert_int_equal(count, 0);
-	expect_ok(kw_rekey(f->ctx, sysadmin(), "system_keys", NULL));
+	expect_ok(kw_rekey(f->ctx, tu_sysadmin(), "system_keys", NULL));
 
 	/* The new key alone now does. */
 	unsetenv("KEYWAY_MASTER_KEY");
@@ -2269,7 +2204,7 @@ static int child_work(const char *conf, int child, int start_fd, int nkeys)
 		r.backend = "user_keys";
 		r.owner = owner;
 		r.provider = "anthropic";
-		st = kw_key_put(ctx, sysadmin(), &r, value, strlen(value),
+		st = kw_key_put(ctx, tu_sysadmin(), &r, value, strlen(value),
 				NULL, KW_PUT_CREATE);
 		if (st != KW_OK) {
 			fprintf(stderr, "# child %d: put %d: %s: %s\n", child,
@@ -2425,7 +2360,7 @@ static void test_many_processes(void **state)
 	assert_int_equal(wrong, 0);
 
 	/* Every key is there, once, and opens in this process too. */
-	assert_int_equal(list_as(f, sysadmin(), "user_keys", NULL)->n,
+	assert_int_equal(list_as(f, tu_sysadmin(), "user_keys", NULL)->n,
 			 NCHILDREN * PER_CHILD + PARENT_KEYS);
 	expect_children_keys(f, NCHILDREN, PER_CHILD);
 }
@@ -2449,16 +2384,16 @@ static void test_many_processes_new_store(void **state)
 		kw_close(f->ctx);
 		f->ctx = NULL;
 		unlink(f->db);
-		unlink(fmt("%s-wal", f->db));
-		unlink(fmt("%s-shm", f->db));
-		unlink(fmt("%s-journal", f->db));
+		unlink(tu_fmt("%s-wal", f->db));
+		unlink(tu_fmt("%s-shm", f->db));
+		unlink(tu_fmt("%s-journal", f->db));
 		path = tu_write(f->dir, "keyway.conf", 0600, "%s", STORE_CONF);
 		free(path);
 		fork_children(f->conf, pids, NCHILDREN, NEW_STORE_KEYS, &go);
 		close(go);
 		reap_children(pids, NCHILDREN);
 		open_store(f);
-		assert_int_equal(list_as(f, sysadmin(), NULL, NULL)->n,
+		assert_int_equal(list_as(f, tu_sysadmin(), NULL, NULL)->n,
 				 NCHILDREN * NEW_STORE_KEYS);
 		expect_children_keys(f, NCHILDREN, NEW_STORE_KEYS);
 	}
@@ -2490,7 +2425,7 @@ static int child_resolve(const char *conf, const char *user)
  * printed, or "" when it failed. */
 static const char *resolve_elsewhere(struct fixture *f, const char *user)
 {
-	char *out = keep(calloc(1, 512));
+	char *out = tu_keep(calloc(1, 512));
 	size_t got = 0;
 	int fds[2], status;
 	ssize_t n;
@@ -2535,13 +2470,13 @@ static void test_other_processes_come_and_go(void **state)
 	put_ok(f, "user_keys", "alice", "anthropic", K_USER_ALICE, NULL);
 	assert_string_equal(resolve_elsewhere(f, "alice"),
 			    "user_keys " K_USER_ALICE);
-	if (stat(fmt("%s-wal", f->db), &sb) != 0)
+	if (stat(tu_fmt("%s-wal", f->db), &sb) != 0)
 		fail_msg("another process removed the WAL of a store this "
 			 "process has open");
 	put_ok(f, "user_keys", "bob", "anthropic", K_USER_BOB, NULL);
 	assert_string_equal(resolve_elsewhere(f, "bob"),
 			    "user_keys " K_USER_BOB);
-	expect_ok(put_as(f, sysadmin(), "user_keys", "alice", "anthropic",
+	expect_ok(put_as(f, tu_sysadmin(), "user_keys", "alice", "anthropic",
 			 K_ORG_ACME, NULL, KW_PUT_ROTATE));
 	assert_string_equal(resolve_elsewhere(f, "alice"),
 			    "user_keys " K_ORG_ACME);
@@ -2574,8 +2509,8 @@ static void create_with_umask(struct fixture *f, mode_t mask)
 	expect_mode(f->db, 0600);
 	put_ok(f, "user_keys", "alice", "anthropic", K_USER_ALICE, NULL);
 	expect_mode(f->db, 0600);
-	expect_mode(fmt("%s-wal", f->db), 0600);
-	expect_mode(fmt("%s-shm", f->db), 0600);
+	expect_mode(tu_fmt("%s-wal", f->db), 0600);
+	expect_mode(tu_fmt("%s-shm", f->db), 0600);
 	expect_resolve(f, NULL, "anthropic", "alice", NULL, K_USER_ALICE,
 		       "user_keys");
 }
@@ -2593,8 +2528,8 @@ static void test_store_created_private_umask0(void **state)
 	/* And the files SQLite makes later, under the same umask. */
 	kw_close(f->ctx);
 	f->ctx = NULL;
-	unlink(fmt("%s-wal", f->db));
-	unlink(fmt("%s-shm", f->db));
+	unlink(tu_fmt("%s-wal", f->db));
+	unlink(tu_fmt("%s-shm", f->db));
 	{
 		mode_t old = umask(0);
 
@@ -2603,8 +2538,8 @@ static void test_store_created_private_umask0(void **state)
 		umask(old);
 	}
 	expect_mode(f->db, 0600);
-	expect_mode(fmt("%s-wal", f->db), 0600);
-	expect_mode(fmt("%s-shm", f->db), 0600);
+	expect_mode(tu_fmt("%s-wal", f->db), 0600);
+	expect_mode(tu_fmt("%s-shm", f->db), 0600);
 }
 
 static void test_store_permissions_refused(void **state)
@@ -2620,12 +2555,13 @@ static void test_store_permissions_refused(void **state)
 		assert_int_equal(chmod(f->db, modes[i]), 0);
 		assert_int_equal(kw_open(&f->ctx, f->conf), KW_ERR_PERM);
 		assert_null(f->ctx);
-		assert_string_equal(kw_last_error(),
-				    fmt("%s:%d: backend \"org_keys\": %s is "
-					"accessible by group or others (mode "
-					"%04o); it holds secrets: chmod 600 it",
-					f->conf, ORG_PATH_LINE, f->db,
-					(unsigned)modes[i]));
+		assert_string_equal(
+			kw_last_error(),
+			tu_fmt("%s:%d: backend \"org_keys\": %s is "
+			       "accessible by group or others (mode "
+			       "%04o); it holds secrets: chmod 600 it",
+			       f->conf, ORG_PATH_LINE, f->db,
+			       (unsigned)modes[i]));
 	}
 	assert_int_equal(chmod(f->db, 0600), 0);
 	open_store(f);
@@ -2635,13 +2571,14 @@ static void test_store_permissions_refused(void **state)
 	f->ctx = NULL;
 
 	/* A symbolic link is not followed, even to a private store. */
-	assert_int_equal(rename(f->db, fmt("%s/real.db", f->dir)), 0);
+	assert_int_equal(rename(f->db, tu_fmt("%s/real.db", f->dir)), 0);
 	assert_int_equal(symlink("real.db", f->db), 0);
 	assert_int_equal(kw_open(&f->ctx, f->conf), KW_ERR_PERM);
-	assert_string_equal(kw_last_error(),
-			    fmt("%s:%d: backend \"org_keys\": %s is a symbolic "
-				"link; point the setting at the file itself",
-				f->conf, ORG_PATH_LINE, f->db));
+	assert_string_equal(
+		kw_last_error(),
+		tu_fmt("%s:%d: backend \"org_keys\": %s is a symbolic "
+		       "link; point the setting at the file itself",
+		       f->conf, ORG_PATH_LINE, f->db));
 }
 
 /*
@@ -2658,17 +2595,17 @@ static void test_store_wal_permissions_refused(void **state)
 	kw_close(f->ctx);
 	f->ctx = NULL;
 	for (size_t i = 0; i < 2; i++) {
-		char *path = fmt("%s-%s", f->db, sidecar[i]);
+		char *path = tu_fmt("%s-%s", f->db, sidecar[i]);
 		const char *holds = i == 0 ? "secrets"
 					   : "the index of the write-ahead log";
 		char *why;
 
 		assert_int_equal(access(path, F_OK), 0);
 		assert_int_equal(chmod(path, 0666), 0);
-		why = fmt("%s:%d: backend \"org_keys\": %s is accessible by "
-			  "group or others (mode 0666); it holds %s: chmod "
-			  "600 it",
-			  f->conf, ORG_PATH_LINE, path, holds);
+		why = tu_fmt("%s:%d: backend \"org_keys\": %s is accessible by "
+			     "group or others (mode 0666); it holds %s: chmod "
+			     "600 it",
+			     f->conf, ORG_PATH_LINE, path, holds);
 		expect_fail(kw_open(&f->ctx, f->conf), KW_ERR_PERM, why);
 		assert_null(f->ctx);
 		/* keyway check says so too. */
@@ -2679,22 +2616,22 @@ static void test_store_wal_permissions_refused(void **state)
 		if (geteuid() == 0) {
 			assert_int_equal(chown(path, 65534, 65534), 0);
 			expect_fail(kw_open(&f->ctx, f->conf), KW_ERR_PERM,
-				    fmt("%s:%d: backend \"org_keys\": %s is "
-					"owned by uid 65534; it must belong "
-					"to root or uid 0",
-					f->conf, ORG_PATH_LINE, path));
+				    tu_fmt("%s:%d: backend \"org_keys\": %s is "
+					   "owned by uid 65534; it must belong "
+					   "to root or uid 0",
+					   f->conf, ORG_PATH_LINE, path));
 			assert_int_equal(chown(path, 0, 0), 0);
 		}
 		/* A link there is not followed. */
-		assert_int_equal(rename(path, fmt("%s/moved", f->dir)), 0);
+		assert_int_equal(rename(path, tu_fmt("%s/moved", f->dir)), 0);
 		assert_int_equal(symlink("moved", path), 0);
 		expect_fail(kw_open(&f->ctx, f->conf), KW_ERR_PERM,
-			    fmt("%s:%d: backend \"org_keys\": %s is a "
-				"symbolic link, which SQLite would follow: "
-				"remove it",
-				f->conf, ORG_PATH_LINE, path));
+			    tu_fmt("%s:%d: backend \"org_keys\": %s is a "
+				   "symbolic link, which SQLite would follow: "
+				   "remove it",
+				   f->conf, ORG_PATH_LINE, path));
 		assert_int_equal(unlink(path), 0);
-		assert_int_equal(rename(fmt("%s/moved", f->dir), path), 0);
+		assert_int_equal(rename(tu_fmt("%s/moved", f->dir), path), 0);
 	}
 	open_store(f);
 	expect_resolve(f, NULL, "anthropic", "alice", NULL, K_USER_ALICE,
@@ -2719,21 +2656,22 @@ static void test_check_creates_no_store(void **state)
 {
 	struct fixture *f = *state;
 	struct check_lines c = { "" };
-	char *conf = keep(tu_write(f->dir, "keyway.conf", 0600, "%s",
-				   STORE_CONF));
+	char *conf = tu_keep(
+		tu_write(f->dir, "keyway.conf", 0600, "%s", STORE_CONF));
 
 	assert_int_equal(kw_check(conf, collect_line, &c), KW_ERR_CONFIG);
 	assert_string_equal(
 		c.text,
-		fmt("%s:5: backend \"org_keys\": store %s does not exist: "
-		    "create it with keyway init (or a first keyway put)\n"
-		    "%s:6: backend \"user_keys\": store %s does not exist: "
-		    "create it with keyway init (or a first keyway put)\n"
-		    "%s:7: backend \"system_keys\": store %s does not exist: "
-		    "create it with keyway init (or a first keyway put)\n",
-		    conf, f->db, conf, f->db, conf, f->db));
+		tu_fmt("%s:5: backend \"org_keys\": store %s does not exist: "
+		       "create it with keyway init (or a first keyway put)\n"
+		       "%s:6: backend \"user_keys\": store %s does not exist: "
+		       "create it with keyway init (or a first keyway put)\n"
+		       "%s:7: backend \"system_keys\": "
+		       "store %s does not exist: "
+		       "create it with keyway init (or a first keyway put)\n",
+		       conf, f->db, conf, f->db, conf, f->db));
 	assert_int_equal(access(f->db, F_OK), -1);
-	assert_int_equal(access(fmt("%s-wal", f->db), F_OK), -1);
+	assert_int_equal(access(tu_fmt("%s-wal", f->db), F_OK), -1);
 
 	/* Once made, the same check passes. */
 	open_store(f);
@@ -2755,14 +2693,14 @@ static void test_check_read_only_store(void **state)
 	f->ctx = NULL;
 	assert_int_equal(chmod(f->db, 0400), 0);
 	assert_int_equal(kw_check(f->conf, collect_line, &c), KW_ERR_PERM);
-	why = fmt("health check: permission denied: store %s is read-only "
-		  "(mode 0400); keyway writes to it: chmod 600 it",
-		  f->db);
+	why = tu_fmt("health check: permission denied: store %s is read-only "
+		     "(mode 0400); keyway writes to it: chmod 600 it",
+		     f->db);
 	assert_string_equal(c.text,
-			    fmt("%s:5: backend \"org_keys\": %s\n"
-				"%s:6: backend \"user_keys\": %s\n"
-				"%s:7: backend \"system_keys\": %s\n",
-				f->conf, why, f->conf, why, f->conf, why));
+			    tu_fmt("%s:5: backend \"org_keys\": %s\n"
+				   "%s:6: backend \"user_keys\": %s\n"
+				   "%s:7: backend \"system_keys\": %s\n",
+				   f->conf, why, f->conf, why, f->conf, why));
 	assert_int_equal(chmod(f->db, 0600), 0);
 	assert_int_equal(kw_check(f->conf, NULL, NULL), KW_OK);
 }
@@ -2779,9 +2717,9 @@ static void test_not_a_store(void **state)
 	free(path);
 	assert_int_equal(open_text(f, STORE_CONF), KW_ERR_BACKEND);
 	assert_string_equal(kw_last_error(),
-			    fmt("%s:%d: backend \"org_keys\": %s is not a "
-				"SQLite database",
-				f->conf, ORG_PATH_LINE, f->db));
+			    tu_fmt("%s:%d: backend \"org_keys\": %s is not a "
+				   "SQLite database",
+				   f->conf, ORG_PATH_LINE, f->db));
 	unlink(f->db);
 	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db, "CREATE TABLE t (x);", NULL, NULL,
@@ -2790,10 +2728,11 @@ static void test_not_a_store(void **state)
 	sqlite3_close(db);
 	assert_int_equal(chmod(f->db, 0600), 0);
 	assert_int_equal(open_text(f, STORE_CONF), KW_ERR_BACKEND);
-	assert_string_equal(kw_last_error(),
-			    fmt("%s:%d: backend \"org_keys\": %s is a SQLite "
-				"database but not a keyway store",
-				f->conf, ORG_PATH_LINE, f->db));
+	assert_string_equal(
+		kw_last_error(),
+		tu_fmt("%s:%d: backend \"org_keys\": %s is a SQLite "
+		       "database but not a keyway store",
+		       f->conf, ORG_PATH_LINE, f->db));
 }
 
 /* No master key, no store. */
@@ -2812,10 +2751,10 @@ static void test_store_needs_master_key(void **state)
 				      "\"sufficient\"; } ); };\n"),
 			 KW_ERR_CONFIG);
 	assert_string_equal(kw_last_error(),
-			    fmt("%s:3: backend \"user_keys\": module "
-				"\"sqlite\" seals the keys it stores: set "
-				"keyway.master_key",
-				f->conf));
+			    tu_fmt("%s:3: backend \"user_keys\": module "
+				   "\"sqlite\" seals the keys it stores: set "
+				   "keyway.master_key",
+				   f->conf));
 }
 
 /* ---- walks, shared connections and the WAL ---- */
@@ -2852,7 +2791,7 @@ static long long file_size(const char *path)
  */
 static void expect_no_reader(struct fixture *f, const char *after)
 {
-	const char *wal = fmt("%s-wal", f->db);
+	const char *wal = tu_fmt("%s-wal", f->db);
 	sqlite3_stmt *s = NULL;
 	sqlite3 *db = open_db(f->db);
 	int busy, log, done;
@@ -2954,21 +2893,21 @@ static void test_walk_leaves_no_reader(void **state)
 		    "chain \"default\": no backend has a key for provider "
 		    "\"mistral\"");
 	expect_no_reader(f, "a walk that found nothing");
-	expect_fail(tu_resolve(f->ctx, "strict", "anthropic", "alice",
-			       "globex", NULL, 0, NULL, 0),
+	expect_fail(tu_resolve(f->ctx, "strict", "anthropic", "alice", "globex",
+			       NULL, 0, NULL, 0),
 		    KW_ERR_NOTFOUND,
-		    fmt("chain \"strict\", provider \"anthropic\": org_keys "
-			"answered notfound: no org key of \"globex\" for "
-			"anthropic in %s",
-			f->db));
+		    tu_fmt("chain \"strict\", provider \"anthropic\": org_keys "
+			   "answered notfound: no org key of \"globex\" for "
+			   "anthropic in %s",
+			   f->db));
 	expect_no_reader(f, "a walk that died on notfound");
 
-	expect_ok(set_active_as(f, sysadmin(), "org_keys", "acme",
+	expect_ok(set_active_as(f, tu_sysadmin(), "org_keys", "acme",
 				"anthropic", 0));
 	expect_resolve(f, NULL, "anthropic", "alice", "acme", K_USER_ALICE,
 		       "user_keys");
 	expect_no_reader(f, "a walk past a disabled key");
-	expect_ok(set_active_as(f, sysadmin(), "org_keys", "acme",
+	expect_ok(set_active_as(f, tu_sysadmin(), "org_keys", "acme",
 				"anthropic", 1));
 
 	/* A sealed value cut short: the store answers error, the chain
@@ -2994,17 +2933,18 @@ static void test_walk_leaves_no_reader(void **state)
 	t = explain_on(f->ctx, NULL, "anthropic", "alice", "acme");
 	assert_int_equal(kw_trace_len(t), 1);
 	expect_step(t, 0, "org_keys", KW_OK, KW_ACTION_DONE,
-		    fmt("org key of \"acme\" for anthropic in %s", f->db),
+		    tu_fmt("org key of \"acme\" for anthropic in %s", f->db),
 		    mask_of(K_ORG_ACME));
 	kw_trace_free(t);
 	expect_no_reader(f, "an explanation that stopped at its first entry");
 	t = explain_on(f->ctx, NULL, "anthropic", "alice", "globex");
 	assert_int_equal(kw_trace_len(t), 2);
 	expect_step(t, 0, "org_keys", KW_ERR_NOTFOUND, KW_ACTION_CONTINUE,
-		    fmt("no org key of \"globex\" for anthropic in %s", f->db),
+		    tu_fmt("no org key of \"globex\" for anthropic in %s",
+			   f->db),
 		    "");
 	expect_step(t, 1, "user_keys", KW_OK, KW_ACTION_DONE,
-		    fmt("user key of \"alice\" for anthropic in %s", f->db),
+		    tu_fmt("user key of \"alice\" for anthropic in %s", f->db),
 		    mask_of(K_USER_ALICE));
 	kw_trace_free(t);
 	expect_no_reader(f, "an explanation found at its second entry");
@@ -3012,7 +2952,7 @@ static void test_walk_leaves_no_reader(void **state)
 	assert_int_equal(kw_trace_len(t), 3);
 	assert_int_equal(kw_trace_result(t), KW_ERR_NOTFOUND);
 	expect_step(t, 1, "user_keys", KW_ERR_NOTFOUND, KW_ACTION_CONTINUE,
-		    fmt("no user key of \"alice\" for mistral in %s", f->db),
+		    tu_fmt("no user key of \"alice\" for mistral in %s", f->db),
 		    "");
 	kw_trace_free(t);
 	expect_no_reader(f, "an explanation that found nothing");
@@ -3047,7 +2987,7 @@ static int child_put(const char *conf, const char *backend,
 		r.backend = backend;
 		r.owner = strcmp(owner, "-") == 0 ? NULL : owner;
 		r.provider = "anthropic";
-		st = kw_key_put(ctx, sysadmin(), &r, value, strlen(value),
+		st = kw_key_put(ctx, tu_sysadmin(), &r, value, strlen(value),
 				NULL,
 				strcmp(mode, "create") == 0 ? KW_PUT_CREATE
 							    : KW_PUT_ROTATE);
@@ -3067,7 +3007,7 @@ static const char *put_elsewhere(struct fixture *f, const char *backend,
 				 const char *owner, const char *value,
 				 const char *mode)
 {
-	char *out = keep(calloc(1, 1024));
+	char *out = tu_keep(calloc(1, 1024));
 	size_t got = 0, len = strlen(value);
 	int in[2], fds[2], status;
 	ssize_t n;
@@ -3110,7 +3050,7 @@ static kw_status put_on(kw_ctx *ctx, const char *backend, const char *owner,
 {
 	kw_key_ref r = ref(backend, owner, "anthropic");
 
-	return kw_key_put(ctx, sysadmin(), &r, value, strlen(value), NULL,
+	return kw_key_put(ctx, tu_sysadmin(), &r, value, strlen(value), NULL,
 			  mode);
 }
 
@@ -3207,8 +3147,8 @@ static void test_no_stale_read_other_context(void **state)
 		t = explain_on(f->ctx, NULL, "anthropic", "alice", "globex");
 		assert_int_equal(kw_trace_len(t), 2);
 		expect_step(t, 1, "user_keys", KW_OK, KW_ACTION_DONE,
-			    fmt("user key of \"alice\" for anthropic in %s",
-				f->db),
+			    tu_fmt("user key of \"alice\" for anthropic in %s",
+				   f->db),
 			    mask_of(K_USER_ALICE_2));
 		kw_trace_free(t);
 		expect_ok(put_on(other, "org_keys", "acme", K_ORG_ACME,
@@ -3225,14 +3165,14 @@ static void test_no_stale_read_other_context(void **state)
 		       "org_keys");
 	/* Disabled in one, deleted in the other: passed over at once in
 	 * both. */
-	expect_ok(set_active_as(f, sysadmin(), "org_keys", "globex",
+	expect_ok(set_active_as(f, tu_sysadmin(), "org_keys", "globex",
 				"anthropic", 0));
 	expect_resolve_on(other, NULL, "anthropic", "alice", "globex",
 			  K_USER_ALICE, "user_keys");
 	{
 		kw_key_ref r = ref("user_keys", "alice", "anthropic");
 
-		expect_ok(kw_key_delete(other, sysadmin(), &r));
+		expect_ok(kw_key_delete(other, tu_sysadmin(), &r));
 	}
 	expect_resolve(f, NULL, "anthropic", "alice", "globex", K_ENV,
 		       "server_env");
@@ -3245,10 +3185,10 @@ static void test_no_stale_read_other_context(void **state)
 static const char *wrong_key_msg(const char *conf, int line,
 				 const char *db, const char *id)
 {
-	return fmt("%s:%d: backend \"org_keys\": %s holds keys sealed under "
-		   "master key %s, which neither keyway.master_key nor "
-		   "keyway.old_master_keys holds",
-		   conf, line, db, id);
+	return tu_fmt("%s:%d: backend \"org_keys\": %s holds keys sealed under "
+		      "master key %s, which neither keyway.master_key nor "
+		      "keyway.old_master_keys holds",
+		      conf, line, db, id);
 }
 
 /* Open conf, which must fail with the message of a missing master key. */
@@ -3271,7 +3211,7 @@ static void expect_refused_either(const char *conf, int line,
 {
 	kw_ctx *ctx = (kw_ctx *)&ctx;
 	kw_status st = kw_open(&ctx, conf);
-	const char *err = fmt("%s", kw_last_error());
+	const char *err = tu_fmt("%s", kw_last_error());
 
 	if (st == KW_OK)
 		kw_close(ctx);
@@ -3343,7 +3283,7 @@ static void test_contexts_share_a_file(void **state)
 	/* Nothing open: a new context opens the file afresh. */
 	open_store(f);
 	expect_all_scopes(f->ctx, K_ORG_ACME_3, K_USER_ALICE_2);
-	assert_int_equal(list_as(f, sysadmin(), NULL, NULL)->n, 4);
+	assert_int_equal(list_as(f, tu_sysadmin(), NULL, NULL)->n, 4);
 }
 
 /*
@@ -3397,8 +3337,8 @@ static void *load_work(void *arg)
 static void test_contexts_come_and_go_under_load(void **state)
 {
 	struct fixture *f = *state;
-	const char *bad_conf = fmt("%s/new-only.conf", f->dir);
-	struct load_worker *w = keep(calloc(1, sizeof(*w)));
+	const char *bad_conf = tu_fmt("%s/new-only.conf", f->dir);
+	struct load_worker *w = tu_keep(calloc(1, sizeof(*w)));
 	char id[64];
 
 	free(tu_write(f->dir, "new-only.conf", 0600, "%s", NEW_ONLY_CONF));
@@ -3424,7 +3364,7 @@ static void test_contexts_come_and_go_under_load(void **state)
 
 		open_store(f);
 		expect_all_scopes(f->ctx, K_ORG_ACME, K_USER_ALICE);
-		expect_ok(put_as(f, sysadmin(), "user_keys", "dave",
+		expect_ok(put_as(f, tu_sysadmin(), "user_keys", "dave",
 				 "anthropic", v, NULL, KW_PUT_ROTATE));
 		expect_resolve(f, "only_user", "anthropic", "dave", NULL, v,
 			       "user_keys");
@@ -3504,20 +3444,22 @@ static void test_one_file_many_backends(void **state)
 			       K_SYSTEM, "system_keys");
 	}
 	/* One backend's change, the other's next read. */
-	expect_ok(put_as(f, sysadmin(), "more_org", "acme", "anthropic",
+	expect_ok(put_as(f, tu_sysadmin(), "more_org", "acme", "anthropic",
 			 K_ORG_ACME_2, NULL, KW_PUT_ROTATE));
 	expect_resolve(f, NULL, "anthropic", "alice", "acme", K_ORG_ACME_2,
 		       "org_keys");
-	expect_ok(delete_as(f, sysadmin(), "system_keys", NULL, "anthropic"));
+	expect_ok(
+		delete_as(f, tu_sysadmin(), "system_keys", NULL, "anthropic"));
 	expect_resolve(f, "back", "anthropic", "alice", "globex",
 		       K_USER_ALICE, "user_keys");
-	expect_ok(delete_as(f, sysadmin(), "user_keys", "alice", "anthropic"));
+	expect_ok(
+		delete_as(f, tu_sysadmin(), "user_keys", "alice", "anthropic"));
 	expect_resolve(f, "back", "anthropic", "alice", "globex", K_ENV,
 		       "server_env");
 	/* The store configuration beside it, in another context: it
 	 * shares the file with some of these backends. */
 	free(tu_write(f->dir, "store.conf", 0600, "%s", STORE_CONF));
-	other = open_more(f, 0, fmt("%s/store.conf", f->dir));
+	other = open_more(f, 0, tu_fmt("%s/store.conf", f->dir));
 	expect_resolve_on(other, NULL, "anthropic", "alice", "acme",
 			  K_ORG_ACME_2, "org_keys");
 	expect_resolve_on(other, NULL, "anthropic", "bob", NULL, K_ENV,
@@ -3540,7 +3482,7 @@ static void test_one_file_many_backends(void **state)
 static void test_wrong_master_key_beside_open(void **state)
 {
 	struct fixture *f = *state;
-	const char *bad_conf = fmt("%s/new-only.conf", f->dir);
+	const char *bad_conf = tu_fmt("%s/new-only.conf", f->dir);
 	const struct key_copy *k;
 	char id[64];
 
@@ -3561,13 +3503,13 @@ static void test_wrong_master_key_beside_open(void **state)
 			       K_USER_ALICE, "user_keys");
 	}
 	put_ok(f, "org_keys", "globex", "anthropic", K_ORG_GLOBEX, NULL);
-	expect_ok(put_as(f, sysadmin(), "user_keys", "alice", "anthropic",
+	expect_ok(put_as(f, tu_sysadmin(), "user_keys", "alice", "anthropic",
 			 K_USER_ALICE_2, NULL, KW_PUT_ROTATE));
 	expect_resolve(f, NULL, "anthropic", "alice", "globex", K_ORG_GLOBEX,
 		       "org_keys");
 	expect_resolve(f, "only_user", "anthropic", "alice", NULL,
 		       K_USER_ALICE_2, "user_keys");
-	assert_int_equal(list_as(f, sysadmin(), NULL, NULL)->n, 3);
+	assert_int_equal(list_as(f, tu_sysadmin(), NULL, NULL)->n, 3);
 
 	/* Another context with the right key joins, the first leaves, the
 	 * wrong key is still refused, the second goes on. */
@@ -3611,7 +3553,7 @@ static const char *multi_conf(struct fixture *f, int nold)
 		"var = \"KWTEST_OLD1\"; }, { source = \"env\"; "
 		"var = \"KWTEST_OLD2\"; } );",
 	};
-	const char *name = fmt("multi%d.conf", nold);
+	const char *name = tu_fmt("multi%d.conf", nold);
 
 	free(tu_write(f->dir, name, 0600,
 		      "keyway: {\n"
@@ -3621,7 +3563,7 @@ static const char *multi_conf(struct fixture *f, int nold)
 		      "};\n"
 		      "%s",
 		      olds[nold], STORE_BACKENDS));
-	return fmt("%s/%s", f->dir, name);
+	return tu_fmt("%s/%s", f->dir, name);
 }
 
 /* Set the master keys for multi_conf(): the current one, then old ones
@@ -3646,7 +3588,7 @@ static const char *key_id_of(struct fixture *f, const char *backend,
 
 	assert_non_null(k);
 	assert_true(is_hex16(k->key_id));
-	return fmt("%s", k->key_id);
+	return tu_fmt("%s", k->key_id);
 }
 
 static void open_multi_ok(struct fixture *f, const char *conf)
@@ -3856,7 +3798,8 @@ static void test_usage_counts_written(void **state)
 	}
 	use_once(f, &carol, 0);
 	use_once(f, &carol, 1);
-	expect_ok(delete_as(f, sysadmin(), "user_keys", "carol", "anthropic"));
+	expect_ok(
+		delete_as(f, tu_sysadmin(), "user_keys", "carol", "anthropic"));
 	t1 = (int64_t)time(NULL);
 	kw_close(f->ctx);
 	f->ctx = NULL;
@@ -3889,9 +3832,9 @@ static void test_usage_counts_written(void **state)
 /* Copy the store's main file, and nothing else, to dir/name. */
 static const char *copy_main_file(struct fixture *f, const char *name)
 {
-	const char *to = fmt("%s/%s", f->dir, name);
+	const char *to = tu_fmt("%s/%s", f->dir, name);
 	size_t len;
-	unsigned char *data = slurp(f->db, &len);
+	char *data = tu_slurp(f->db, &len);
 	FILE *fp;
 
 	assert_non_null(data);
@@ -3900,7 +3843,7 @@ static const char *copy_main_file(struct fixture *f, const char *name)
 	assert_int_equal(fwrite(data, 1, len, fp), len);
 	assert_int_equal(fclose(fp), 0);
 	assert_int_equal(chmod(to, 0600), 0);
-	assert_int_equal(file_size(fmt("%s-wal", to)), -1);
+	assert_int_equal(file_size(tu_fmt("%s-wal", to)), -1);
 	return to;
 }
 
@@ -3922,7 +3865,7 @@ static unsigned char *row_of(const char *path, const char *scope,
 			       "WHERE scope = ?1 AND owner = ?2 "
 			       "AND provider = 'anthropic'",
 			       -1, &s, NULL) != SQLITE_OK) {
-		const char *why = fmt("%s", sqlite3_errmsg(db));
+		const char *why = tu_fmt("%s", sqlite3_errmsg(db));
 
 		sqlite3_close(db);
 		fail_msg("cannot read %s: %s", path, why);
@@ -3935,7 +3878,7 @@ static unsigned char *row_of(const char *path, const char *scope,
 	if (rc == SQLITE_ROW) {
 		*len = sqlite3_column_bytes(s, 0);
 		*active = sqlite3_column_int(s, 1);
-		copy = keep(malloc((size_t)*len + 1));
+		copy = tu_keep(malloc((size_t)*len + 1));
 		memcpy(copy, sqlite3_column_blob(s, 0), (size_t)*len);
 	} else {
 		assert_int_equal(rc, SQLITE_DONE);
@@ -3981,16 +3924,16 @@ static const char *conf_for(struct fixture *f, const char *name)
 	}
 	fputs(text, mf);
 	assert_int_equal(fclose(mf), 0);
-	keep(out);
-	free(tu_write(f->dir, fmt("%s.conf", name), 0600, "%s", out));
-	return fmt("%s/%s.conf", f->dir, name);
+	tu_keep(out);
+	free(tu_write(f->dir, tu_fmt("%s.conf", name), 0600, "%s", out));
+	return tu_fmt("%s/%s.conf", f->dir, name);
 }
 
 /* Copy the store as `sqlite3 STORE '.backup COPY'` does: a consistent
  * snapshot, WAL included. */
 static const char *backup_store(struct fixture *f, const char *name)
 {
-	const char *to = fmt("%s/%s", f->dir, name);
+	const char *to = tu_fmt("%s/%s", f->dir, name);
 	sqlite3 *src = open_db(f->db), *dst = NULL;
 	sqlite3_backup *b;
 
@@ -4011,7 +3954,7 @@ static const char *backup_store(struct fixture *f, const char *name)
 /* The WAL's length in pages of 4096 bytes, as its size says. */
 static long long wal_pages(struct fixture *f)
 {
-	long long n = file_size(fmt("%s-wal", f->db));
+	long long n = file_size(tu_fmt("%s-wal", f->db));
 
 	return n <= 32 ? 0 : (n - 32) / (4096 + 24);
 }
@@ -4033,12 +3976,12 @@ static void test_wal_at_last_close(void **state)
 	open_store(f);
 	put_ok(f, "org_keys", "acme", "anthropic", K_ORG_ACME, NULL);
 	put_ok(f, "user_keys", "alice", "anthropic", K_USER_ALICE, NULL);
-	expect_ok(set_active_as(f, sysadmin(), "user_keys", "alice",
+	expect_ok(set_active_as(f, tu_sysadmin(), "user_keys", "alice",
 				"anthropic", 0));
 	kw_close(f->ctx);
 	f->ctx = NULL;
 	/* The last to close changed keys: the file alone holds them. */
-	if (file_size(fmt("%s-wal", f->db)) > 0)
+	if (file_size(tu_fmt("%s-wal", f->db)) > 0)
 		fail_msg("the last close after a change left a WAL of %lld "
 			 "pages", wal_pages(f));
 	copy = copy_main_file(f, "changed.db");
@@ -4051,7 +3994,7 @@ static void test_wal_at_last_close(void **state)
 	/* A long WAL, and two contexts: the second to close is the last. */
 	open_store(f);
 	open_more(f, 0, NULL);
-	expect_ok(put_as(f, sysadmin(), "org_keys", "acme", "anthropic",
+	expect_ok(put_as(f, tu_sysadmin(), "org_keys", "acme", "anthropic",
 			 K_ORG_ACME_2, NULL, KW_PUT_ROTATE));
 	put_ok(f, "system_keys", NULL, "anthropic", K_SYSTEM, NULL);
 	for (int i = 0; i < 150; i++) {
@@ -4070,7 +4013,7 @@ static void test_wal_at_last_close(void **state)
 	expect_resolve_on(f->more[0], NULL, "anthropic", "alice", "acme",
 			  K_ORG_ACME_2, "org_keys");
 	close_more(f, 0);
-	if (file_size(fmt("%s-wal", f->db)) > 0)
+	if (file_size(tu_fmt("%s-wal", f->db)) > 0)
 		fail_msg("the last close left a WAL of %lld pages",
 			 wal_pages(f));
 	copy = copy_main_file(f, "copy.db");
@@ -4189,9 +4132,10 @@ static void test_damaged_key_id(void **state)
 		st = open_text(f, STORE_CONF);
 		alarm(0);
 		assert_int_equal(st, KW_ERR_BACKEND);
-		if (strstr(kw_last_error(), fmt("store %s is damaged: a key_id "
-						"is not a master key id",
-						f->db)) == NULL)
+		if (strstr(kw_last_error(),
+			   tu_fmt("store %s is damaged: a key_id "
+				  "is not a master key id",
+				  f->db)) == NULL)
 			fail_msg("damage %zu: %s", i, kw_last_error());
 	}
 }
@@ -4215,13 +4159,13 @@ static void test_delete_under_reader_wal_emptied(void **state)
 				      "BEGIN; SELECT count(*) FROM keys",
 				      NULL, NULL, NULL),
 			 SQLITE_OK);
-	expect_ok(delete_as(f, sysadmin(), "org_keys", "acme", "anthropic"));
+	expect_ok(delete_as(f, tu_sysadmin(), "org_keys", "acme", "anthropic"));
 	assert_int_equal(sqlite3_exec(reader, "COMMIT", NULL, NULL, NULL),
 			 SQLITE_OK);
 	kw_close(f->ctx);
 	f->ctx = NULL;
 	/* The reader's connection is still open: this close emptied it. */
-	assert_int_equal(file_size(fmt("%s-wal", f->db)), 0);
+	assert_int_equal(file_size(tu_fmt("%s-wal", f->db)), 0);
 	assert_int_equal(sqlite3_close(reader), SQLITE_OK);
 }
 

@@ -5,13 +5,23 @@
 
 #include <fcntl.h>
 #include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <cmocka.h>
+
 #include "testutil.h"
+
+static void *kept[1024];
+static size_t nkept;
 
 char *tu_tmpdir(void)
 {
@@ -118,4 +128,102 @@ kw_status tu_resolve(kw_ctx *ctx, const char *chain, const char *provider,
 		kw_secret_free(s);
 	}
 	return st;
+}
+
+void *tu_keep(void *p)
+{
+	assert_non_null(p);
+	assert_true(nkept < sizeof(kept) / sizeof(kept[0]));
+	kept[nkept++] = p;
+	return p;
+}
+
+size_t tu_kept(void)
+{
+	return nkept;
+}
+
+void tu_release(size_t mark)
+{
+	while (nkept > mark)
+		free(kept[--nkept]);
+}
+
+char *tu_fmt(const char *f, ...)
+{
+	va_list ap;
+	char *s;
+	int n;
+
+	va_start(ap, f);
+	n = vasprintf(&s, f, ap);
+	va_end(ap);
+	assert_true(n >= 0);
+	return tu_keep(s);
+}
+
+char *tu_join(const char *dir, const char *name)
+{
+	return tu_fmt("%s/%s", dir, name);
+}
+
+char *tu_slurp(const char *path, size_t *len)
+{
+	FILE *fp = fopen(path, "rb");
+	char *buf;
+	long n;
+
+	if (len != NULL)
+		*len = 0;
+	if (fp == NULL)
+		return NULL;
+	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+	n = ftell(fp);
+	assert_true(n >= 0);
+	rewind(fp);
+	buf = tu_keep(malloc((size_t)n + 1));
+	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
+	buf[n] = '\0';
+	fclose(fp);
+	if (len != NULL)
+		*len = (size_t)n;
+	return buf;
+}
+
+void tu_unsetenv(const char *const *names)
+{
+	for (; *names != NULL; names++)
+		unsetenv(*names);
+}
+
+void tu_assert_no_secret(const char *text)
+{
+	if (text != NULL && strstr(text, TU_MARK) != NULL)
+		fail_msg("a key leaked into \"%s\"", text);
+}
+
+const kw_actor *tu_sysadmin(void)
+{
+	static const kw_actor a = { sizeof(kw_actor), "root", NULL,
+				    KW_ROLE_SYSADMIN };
+
+	return &a;
+}
+
+void tu_expect_timestamp(const char *s)
+{
+	struct tm tm = { 0 };
+	const char *end;
+	int64_t t;
+
+	assert_non_null(s);
+	assert_int_equal(strlen(s), 24);
+	end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	assert_non_null(end);
+	assert_true(end[0] == '.' && end[1] >= '0' && end[1] <= '9' &&
+		    end[2] >= '0' && end[2] <= '9' && end[3] >= '0' &&
+		    end[3] <= '9' && end[4] == 'Z');
+	t = (int64_t)timegm(&tm);
+	assert_true(t > (int64_t)time(NULL) - 300 &&
+		    t < (int64_t)time(NULL) + 300);
 }

@@ -10,6 +10,9 @@
  * kwi_audit_resolve() and kwi_audit_change() directly: this program links
  * the library built for the tests, whose internal symbols it can reach.
  * Every secret here contains "SECRET", and no audit line may.
+ *
+ * Long on purpose: one program with one fixture, whose tests share their
+ * setup and helpers; split, each part would repeat them.
  */
 #include "config.h"
 
@@ -40,8 +43,6 @@
 
 #include "../lib/internal.h"
 #include "testutil.h"
-
-#define MARK "SECRET"
 
 #define MASTER "000102030405060708090a0b0c0d0e0f" \
 	       "101112131415161718191a1b1c1d1e1f"
@@ -235,24 +236,6 @@ static const char *str_member(json_t *o, const char *name)
 	return json_string_value(v);
 }
 
-/* "2024-05-01T10:00:00.123Z", within a few minutes of now. */
-static void expect_timestamp(const char *s)
-{
-	struct tm tm = { 0 };
-	const char *end;
-	int64_t t;
-
-	assert_int_equal(strlen(s), 24);
-	end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-	assert_non_null(end);
-	assert_true(end[0] == '.' && end[1] >= '0' && end[1] <= '9' &&
-		    end[2] >= '0' && end[2] <= '9' && end[3] >= '0' &&
-		    end[3] <= '9' && end[4] == 'Z');
-	t = (int64_t)timegm(&tm);
-	assert_true(t > (int64_t)time(NULL) - 300 &&
-		    t < (int64_t)time(NULL) + 300);
-}
-
 /* The line must read exactly `want`, where "%T" stands for its time. */
 static void expect_line(const char *line, const char *want)
 {
@@ -261,7 +244,7 @@ static void expect_line(const char *line, const char *want)
 	const char *at = strstr(want, "%T");
 	char *exact;
 
-	expect_timestamp(ts);
+	tu_expect_timestamp(ts);
 	assert_non_null(at);
 	exact = malloc(strlen(want) + strlen(ts) + 1);
 	assert_non_null(exact);
@@ -295,7 +278,7 @@ static kw_status resolve(kw_ctx *ctx, const char *chain, const char *user,
 static void expect_file_clean(struct fixture *f)
 {
 	static const char *const secrets[] = {
-		MARK, VALUE, VALUE_LONG, MASTER, PASSPHRASE,
+		TU_MARK, VALUE, VALUE_LONG, MASTER, PASSPHRASE,
 	};
 
 	read_lines(f);
@@ -1055,7 +1038,7 @@ static json_t *parse_log(const char *buf)
 	if (strncmp(buf + 20, tag, (size_t)m) != 0)
 		fail_msg("not tagged \"%s\": %s", tag, buf);
 	assert_null(strchr(buf, '\n'));
-	assert_null(strstr(buf, MARK));
+	assert_null(strstr(buf, TU_MARK));
 	assert_null(strstr(buf, MASTER));
 	return parse_line(buf + 20 + m);
 }
@@ -1315,7 +1298,7 @@ static void test_threads(void **state)
 
 		expect_members(o, "time event chain provider user org result "
 				  "backend fingerprint");
-		expect_timestamp(str_member(o, "time"));
+		tu_expect_timestamp(str_member(o, "time"));
 		assert_string_equal(str_member(o, "fingerprint"), FP_VALUE);
 		if (sscanf(user, "%15[^-]-%d-%d%n", prefix, &id, &call,
 			   &end) != 3 ||

@@ -1,28 +1,12 @@
 #!/bin/bash
 # cli.sh - TAP tests of the keyway(1) command: usage, get, explain, exec,
 # check and keygen, each checked for its exact output and exit status, and
-# a final search for keys in everything the tests wrote.
-#
-# Run by `make check` (tap-driver), or by hand from a build directory:
-#   KEYWAY_BUILDDIR=$PWD KEYWAY_SRCDIR=/path/to/keyway \
-#   KEYWAY_MODULE_DIR=$PWD/modules/.libs bash tests/cli.sh
+# a final search for keys in everything the tests wrote.  Run by
+# `make check`, or by hand as lib.sh says.  Long on purpose: every test
+# shares cli.conf, its keys and the leak search at the end.
 
-for v in KEYWAY_BUILDDIR KEYWAY_SRCDIR KEYWAY_MODULE_DIR; do
-	if [ -z "${!v:-}" ]; then
-		echo "Bail out! $v is not set"
-		exit 99
-	fi
-done
-export KEYWAY_MODULE_DIR
-
-. "$KEYWAY_SRCDIR/tests/lib.sh"
-
-# strerror() and getopt in English; no key or config from the caller.
-export LC_ALL=C
-unset KEYWAY_CONFIG ANTHROPIC_API_KEY OPENAI_API_KEY MISSING_API_KEY MY_KEY
-
-KW=$KEYWAY_BUILDDIR/cli/keyway
-[ -x "$KW" ] || bail_out "$KW is not built"
+. "$(dirname -- "$0")/lib.sh" || exit 99
+unset MISSING_API_KEY MY_KEY
 
 # The keys the tests use.  Every one is searched for at the end.
 K_ANT=sk-ant-cli-test-0001-abcdefghijkl     # team, in cli.conf
@@ -35,31 +19,11 @@ secret "$K_ANT" "$K_OAI" "$K_OLD" "$K_ORG" "$K_USER" "$K_TINY"
 
 # The configuration with its dotenv file, private as keyway wants them.
 CONF=$SECRETD/cli.conf
-if ! { cp -- "$KEYWAY_SRCDIR/tests/etc/cli.conf" "$CONF" &&
+if ! { cp -- "$KEYWAY_SRCDIR/tests/cli/cli.conf" "$CONF" &&
 	printf 'OPENAI_API_KEY="%s"\nKWTEST_DOTENV_ONLY=1\n' "$K_OAI" \
 		>"$SECRETD/server.env" &&
 	chmod 600 "$CONF" "$SECRETD/server.env"; }; then
 	bail_out "cannot set up $SECRETD"
-fi
-
-# write_conf NAME MODE: stdin into $TMPD/NAME; prints the path.
-write_conf()
-{
-	cat >"$TMPD/$1" && chmod "$2" "$TMPD/$1" && printf '%s' "$TMPD/$1"
-}
-
-# first_line_is TEXT NAME: the first line of the last run's stdout.
-first_line_is()
-{
-	expect_eq "$(head -n 1 -- "$OUT")" "$1" "$2"
-}
-
-# A python3 with its json module, for --json.
-if command -v python3 >/dev/null 2>&1 &&
-	python3 -c 'import json' >/dev/null 2>&1; then
-	PY=python3
-else
-	PY=
 fi
 
 # flat_json FILE: a JSON document as one "path=value" line per leaf, in the
@@ -100,10 +64,7 @@ for cmd in get explain exec check init keygen help; do
 	keygen) usage="keygen [-o FILE]" ;;
 	help) usage="help [COMMAND]" ;;
 	esac
-	run "$KW" "$cmd" --help
-	expect_exit 0
-	first_line_is "Usage: keyway $usage" "$cmd --help: usage line"
-	expect_stderr ""
+	help_shows "$cmd" "$usage"
 done
 
 run "$KW" --help
@@ -134,19 +95,6 @@ for opt in --version -V; do
 	expect_stdout "keyway $version"
 	expect_stderr ""
 done
-
-# usage_error EXIT_LINE ARGS...: exit status 2, that line alone on stderr,
-# nothing on stdout.
-usage_error()
-{
-	local line=$1
-
-	shift
-	run "$KW" "$@"
-	expect_exit 2
-	expect_stderr_line "$line"
-	expect_stdout ""
-}
 
 usage_error "keyway: missing COMMAND (try 'keyway --help')"
 usage_error "keyway: missing COMMAND (try 'keyway --help')" -c "$CONF"
@@ -302,13 +250,7 @@ expect_exit 1
 expect_stderr_line "keyway: invalid user name (printable, no spaces or slashes, at most 256 bytes)"
 
 # On a terminal the key is masked unless --reveal is given.
-if ! command -v script >/dev/null 2>&1; then
-	tty_skip="script(1) from util-linux is not installed"
-elif ! SHELL=$BASH script -qec true /dev/null </dev/null >/dev/null 2>&1; then
-	tty_skip="script(1) cannot open a pseudo-terminal here"
-else
-	tty_skip=
-fi
+tty_skip=$(tty_unavailable)
 if [ -z "$tty_skip" ]; then
 	run -t "$KW" -c "$CONF" get anthropic
 	expect_exit 0
@@ -365,7 +307,8 @@ expect_exit 1
 expect_stderr_line "keyway: write error: No space left on device"
 
 # A configuration with a typo fails closed, naming file and line.
-typo=$(write_conf typo.conf 600 <<'EOF'
+typo=$TMPD/typo.conf
+write_conf "$typo" <<'EOF'
 backends: {
 	team: { module = "fake"; answer = "found"; };
 };
@@ -373,13 +316,13 @@ chains: {
 	default = ( { backend = "team"; control = "sufficent"; } );
 };
 EOF
-)
 run "$KW" -c "$typo" get anthropic
 expect_exit 1
 expect_stderr_line "keyway: $typo:5: chain \"default\": entry 1: unknown control \"sufficent\" (expected required, requisite, sufficient, optional or [status=action ...])"
 expect_stdout ""
 
-unknown_backend=$(write_conf unknown-backend.conf 600 <<'EOF'
+unknown_backend=$TMPD/unknown-backend.conf
+write_conf "$unknown_backend" <<'EOF'
 backends: {
 	team: { module = "fake"; answer = "found"; };
 };
@@ -388,7 +331,6 @@ chains: {
 		    { backend = "taem"; control = "required"; } );
 };
 EOF
-)
 run "$KW" -c "$unknown_backend" get anthropic
 expect_exit 1
 expect_stderr_line "keyway: $unknown_backend:6: chain \"default\": unknown backend \"taem\""
@@ -588,8 +530,7 @@ sed 's/^backends: {/keyway: {\
 		{ source = "env"; var = "KWTEST_MK4"; },\
 		{ source = "env"; var = "KWTEST_MK5"; } );\
 };\
-&/' "$CONF" >"$MKCONF"
-chmod 600 "$MKCONF"
+&/' "$CONF" | write_conf "$MKCONF"
 mk_env=()
 for i in 0 1 2 3 4 5; do
 	mk=$(printf 'a%.0s' {1..63})$i
@@ -739,7 +680,8 @@ expect_exit 0
 expect_stdout "ok"
 expect_stderr ""
 
-three=$(write_conf three.conf 600 <<'EOF'
+three=$TMPD/three.conf
+write_conf "$three" <<'EOF'
 colour = "blue";
 backends: {
 	team: { module = "fake"; answer = "found"; flavour = "mint"; };
@@ -748,7 +690,6 @@ chains: {
 	default = ( { backend = "taem"; control = "sufficient"; } );
 };
 EOF
-)
 run "$KW" -c "$three" check
 expect_exit 1
 expect_stderr "$three:1: unknown setting \"colour\" (expected keyway, backends or chains)
@@ -794,7 +735,8 @@ else
 fi
 
 # check goes on to open and health-check every backend.
-flaky=$(write_conf flaky.conf 600 <<'EOF'
+flaky=$TMPD/flaky.conf
+write_conf "$flaky" <<'EOF'
 backends: {
 	flaky: { module = "fake"; answer = "found"; check_answer = "unavail"; };
 	fine: { module = "fake"; answer = "found"; };
@@ -806,7 +748,6 @@ chains: {
 		    { backend = "closed"; control = "sufficient"; } );
 };
 EOF
-)
 run "$KW" -c "$flaky" check
 expect_exit 1
 expect_stderr "$flaky:4: backend \"closed\": refusing to open as asked
@@ -840,14 +781,14 @@ expect_stderr_line "$TMPD/no-such.conf: cannot open configuration: No such file 
 # A FIFO where the master key should be: refused at once, not waited on
 # for a writer (timeout's status 124 would say it hung).
 mkfifo -m 600 "$TMPD/master.fifo"
-fifo=$(write_conf fifo.conf 600 <<EOF
+fifo=$TMPD/fifo.conf
+write_conf "$fifo" <<EOF
 keyway: {
 	master_key = { source = "file"; path = "$TMPD/master.fifo"; };
 };
 backends: { team: { module = "fake"; answer = "found"; }; };
 chains: { default = ( { backend = "team"; control = "sufficient"; } ); };
 EOF
-)
 fifo_refused="$fifo:2: keyway.master_key: $TMPD/master.fifo is not a regular file"
 run timeout 10 "$KW" -c "$fifo" check
 expect_exit 1

@@ -1,6 +1,7 @@
-# lib.sh - a small TAP library for the shell tests; sourced, never run.
+# lib.sh - what the tests of keyway(1) share: the setting they run in and
+# a small TAP library; sourced, never run.
 #
-#     . "$KEYWAY_SRCDIR/tests/lib.sh"
+#     . "$(dirname -- "$0")/lib.sh" || exit 99
 #     secret "sk-ant-..."              # a key value: redacted, leak-checked
 #     run "$KW" -c "$conf" get anthropic
 #     expect_exit 0
@@ -8,6 +9,14 @@
 #     expect_stderr ""
 #     expect_no_leaks
 #     done_testing
+#
+# `make check` (tap-driver) sets the variables a test needs; by hand, from
+# a build directory:
+#   KEYWAY_BUILDDIR=$PWD KEYWAY_SRCDIR=/path/to/keyway \
+#   KEYWAY_MODULE_DIR=$PWD/modules/.libs bash /path/to/keyway/tests/cli/cli.sh
+#
+# $KW is the keyway built there.  It runs in English (LC_ALL=C), with no
+# configuration, master key or provider key of the caller's.
 #
 # Every command that `run` starts has its stdout and stderr captured in
 # files under $TMPD, a private directory removed on exit (kept when
@@ -19,6 +28,36 @@
 # Each expect_* function is one TAP test point.  Text comparisons are exact:
 # expect_stdout TEXT wants the file to be TEXT followed by one newline, or
 # to be empty when TEXT is empty.
+
+# ---- the setting ----
+
+for v in KEYWAY_BUILDDIR KEYWAY_SRCDIR KEYWAY_MODULE_DIR; do
+	if [ -z "${!v:-}" ]; then
+		echo "Bail out! $v is not set"
+		exit 99
+	fi
+done
+export KEYWAY_MODULE_DIR
+
+# strerror() and getopt in English; no key or config from the caller.
+export LC_ALL=C
+unset KEYWAY_CONFIG KEYWAY_PASSPHRASE API_KEY_ENCRYPTION_KEY \
+	ANTHROPIC_API_KEY OPENAI_API_KEY
+
+KW=$KEYWAY_BUILDDIR/cli/keyway
+if [ ! -x "$KW" ]; then
+	echo "Bail out! $KW is not built"
+	exit 99
+fi
+
+# A python3 with its json module, for --json; empty without one.
+# shellcheck disable=SC2034 # for the tests that source this file
+if command -v python3 >/dev/null 2>&1 &&
+	python3 -c 'import json' >/dev/null 2>&1; then
+	PY=python3
+else
+	PY=
+fi
 
 tap_n=0
 tap_failed=0
@@ -391,5 +430,54 @@ expect_no_leaks()
 	else
 		fail "$name" "keys found in:
 ${hits//"$TMPD"/\$TMP}"
+	fi
+}
+
+# ---- keyway ----
+
+# write_conf FILE [MODE]: standard input into FILE, with mode MODE (600 when
+# not given: keyway refuses a configuration others may write to, and one
+# that holds a key must be private).
+write_conf()
+{
+	{ cat >"$1" && chmod "${2:-600}" "$1"; } || bail_out "cannot write $1"
+}
+
+# first_line_is TEXT NAME: the first line of the last run's stdout.
+first_line_is()
+{
+	expect_eq "$(head -n 1 -- "$OUT")" "$1" "$2"
+}
+
+# help_shows CMD USAGE: keyway CMD --help exits with status 0, prints
+# "Usage: keyway USAGE" first, and nothing on stderr.
+help_shows()
+{
+	run "$KW" "$1" --help
+	expect_exit 0
+	first_line_is "Usage: keyway $2" "$1 --help: usage line"
+	expect_stderr ""
+}
+
+# usage_error LINE ARGS...: keyway ARGS exits with status 2, that line alone
+# on stderr, nothing on stdout.
+usage_error()
+{
+	local line=$1
+
+	shift
+	run "$KW" "$@"
+	expect_exit 2
+	expect_stderr_line "$line"
+	expect_stdout ""
+}
+
+# Why `run -t` cannot run a command on a terminal here; nothing when it can.
+tty_unavailable()
+{
+	if ! command -v script >/dev/null 2>&1; then
+		echo "script(1) from util-linux is not installed"
+	elif ! SHELL=$BASH script -qec true /dev/null </dev/null >/dev/null 2>&1; then
+		echo "script(1) cannot open a pseudo-terminal here"
 	fi
 }

@@ -2,6 +2,9 @@
  * test_api.c - the small print of keyway.h: status names, the version,
  * masking, requests, the lifetime of secrets and contexts, and guarded
  * memory of every size a secret can take.
+ *
+ * Long on purpose: one program with one fixture, whose tests share their
+ * setup and helpers; split, each part would repeat them.
  */
 #include "config.h"
 
@@ -26,6 +29,7 @@
 
 #include <keyway/keyway.h>
 
+#include "seams.h"
 #include "testutil.h"
 
 #define NSTATUS (KW_ERR_INTERNAL + 1)
@@ -1319,9 +1323,6 @@ static void test_fork_child_closes(void **state)
 	unsetenv("KWTEST_FORK_MASTER");
 	tu_rmrf(dir);
 }
-
-/* The test library's seam: how often the usage thread writes. */
-void kwi_test_usecount_flush_ms(int ms);
 
 #define NREOPENS 30
 

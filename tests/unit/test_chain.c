@@ -8,6 +8,9 @@
  * The expected actions are written out here from the table in DESIGN.md
  * section 5, not taken from the library, so that a wrong table in the
  * library fails these tests.
+ *
+ * Long on purpose: one program with one fixture, whose tests share their
+ * setup and helpers; split, each part would repeat them.
  */
 #include "config.h"
 
