@@ -20,7 +20,8 @@
 
 #include "cli.h"
 
-/* In the order of help.c's overview. */
+/* Each has its synopsis and help in help.c, whose order the overview
+ * shows. */
 static const struct command commands[] = {
 	{ "get", cmd_get },
 	{ "explain", cmd_explain },
