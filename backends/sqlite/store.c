@@ -109,18 +109,14 @@ static const char *const sq_sql[SQ_NSTMTS] = {
 
 _Static_assert(SQ_NSTMTS <= SQ_STMTS_MAX, "raise SQ_STMTS_MAX");
 
+/* The scope's word, or NULL where there is none: kw_scope_name() says
+ * "none" for KW_SCOPE_NONE and for a value it does not know, and a key
+ * store holds keys of one of the three scopes. */
 static const char *sq_scope_word(kw_scope scope)
 {
-	switch (scope) {
-	case KW_SCOPE_USER:
-		return "user";
-	case KW_SCOPE_ORG:
-		return "org";
-	case KW_SCOPE_SYSTEM:
-		return "system";
-	default:
-		return NULL;
-	}
+	const char *word = kw_scope_name(scope);
+
+	return strcmp(word, "none") != 0 ? word : NULL;
 }
 
 /* Append s to buf (size bytes, *len used), truncating. */

@@ -41,26 +41,11 @@ static void fakestore_close(void *state)
 	free(state);
 }
 
-static const char *fakestore_scope_word(kw_scope scope)
-{
-	switch (scope) {
-	case KW_SCOPE_USER:
-		return "user";
-	case KW_SCOPE_ORG:
-		return "org";
-	case KW_SCOPE_SYSTEM:
-		return "system";
-	default:
-		/* The host should never pass this to a scoped module. */
-		return "none";
-	}
-}
-
 static kw_status fakestore_lookup(void *state, const kw_query *q)
 {
 	const struct fakestore *s = state;
 	const kw_host *host = s->host;
-	const char *word = fakestore_scope_word(q->scope);
+	const char *word = kw_scope_name(q->scope);
 	const char *owner = q->owner;
 	char *buf = NULL;
 	int n;
