@@ -245,6 +245,8 @@ static const struct help helps[] = {
 		"a store or ledger it cannot write to.\n"
 		"\n"
 		"Options:\n"
+		"      --json        print {\"ok\", \"problems\"} as JSON on "
+		"standard output\n"
 		HELP_HELP_OPTION
 	},
 	{
@@ -265,8 +267,6 @@ static const struct help helps[] = {
 		"the applications run as, once, before keyway check.\n"
 		"\n"
 		"Options:\n"
-		"      --json        print {\"ok\", \"problems\"} as JSON on "
-		"standard output\n"
 		HELP_HELP_OPTION
 	},
 	{

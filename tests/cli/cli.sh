@@ -67,6 +67,22 @@ for cmd in get explain exec check init keygen help; do
 	help_shows "$cmd" "$usage"
 done
 
+# Every long option a command's help lists is one the command takes.
+for cmd in get explain exec check init keygen help put rotate enable \
+	disable rm rekey ls usage; do
+	"$KW" "$cmd" --help >"$TMPD/opt-help" 2>&1
+	for opt in $(sed -n 's/^ *\(-., \)\{0,1\}\(--[a-z-]*\).*/\2/p' \
+		"$TMPD/opt-help"); do
+		"$KW" -c /nonexistent/keyway.conf "$cmd" "$opt" \
+			</dev/null >/dev/null 2>"$TMPD/opt-err"
+		if grep -q 'unknown option' "$TMPD/opt-err"; then
+			fail "$cmd --help lists $opt" "$(cat "$TMPD/opt-err")"
+		else
+			pass "$cmd --help lists $opt"
+		fi
+	done
+done
+
 run "$KW" --help
 expect_exit 0
 first_line_is "Usage: keyway [-c CONFIG] COMMAND [ARGS]" "--help: usage line"
