@@ -24,12 +24,15 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "config_audit.h"
 #include "config_int.h"
+#include "config_master.h"
 #include "context.h"
+#include "crypto.h"
+#include "error.h"
 #include "exec.h"
-#include "internal.h" /* kwi_diag(), kwi_master_parse(), kwi_audit_parse(),
-		       * kwi_secure_alloc() */
 #include "providers.h"
+#include "secmem.h"
 
 void kwi_problem(struct kwi_loader *l, kw_status st,
 		 const config_setting_t *s, const char *fmt, ...)

@@ -20,7 +20,7 @@
 #include "conf.h"
 #include "config_int.h"
 #include "context.h"
-#include "internal.h" /* kwi_module_load(), struct kwi_module */
+#include "loader.h"
 #include "quota.h"
 
 static const kw_setting_spec *find_spec(const struct kwi_module *m,

@@ -16,7 +16,7 @@
 #include "conf.h"
 #include "config_int.h"
 #include "context.h"
-#include "internal.h" /* struct kwi_module */
+#include "loader.h"
 
 /* Entry i of chain c: its backend, from setting be (NULL: not given). */
 static void entry_backend(struct kwi_loader *l, struct kwi_chain *c, size_t i,

@@ -15,14 +15,17 @@
 
 #include <sodium.h>
 
+#include "audit.h"
 #include "chain.h"
 #include "conf.h"
 #include "context.h"
+#include "crypto.h"
+#include "error.h"
 #include "host.h"
-#include "internal.h" /* kwi_error(), kwi_usecount_*(), kwi_audit_*(),
-		       * kwi_secmem_*(), kwi_master_free(), ... */
+#include "loader.h"
 #include "providers.h"
-#include "quota.h"
+#include "secmem.h"
+#include "usecount.h"
 
 const char *kw_default_config(void)
 {

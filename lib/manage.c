@@ -15,10 +15,12 @@
 #include <keyway/module.h>
 
 #include "actor.h"
+#include "audit.h"
 #include "conf.h"
 #include "context.h"
+#include "error.h"
 #include "host.h"
-#include "internal.h" /* kwi_error(), kwi_audit_change(), struct kwi_module */
+#include "loader.h"
 #include "names.h"
 #include "providers.h"
 

@@ -11,7 +11,7 @@
 
 #include <keyway/keyway.h>
 
-#include "internal.h" /* kwi_error() */
+#include "error.h"
 #include "names.h"
 
 /*

@@ -12,9 +12,11 @@
 
 #include "clock.h"
 #include "context.h"
-#include "internal.h" /* kwi_error(), kwi_secure_free(), kwi_usecount_*() */
+#include "error.h"
 #include "quota.h"
+#include "secmem.h"
 #include "secret.h"
+#include "usecount.h"
 
 const char *kw_secret_value(const kw_secret *s)
 {

@@ -35,8 +35,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "conf.h"
+#include "context.h"
 #include "error.h"
-#include "internal.h"
+#include "host.h"
+#include "loader.h"
 #include "usecount.h"
 
 #define KWI_USAGE_FLUSH 5 /* seconds */
