@@ -64,7 +64,7 @@ void kwi_secret_destroy(struct kw_secret *s)
 	if (s->usage != NULL) {
 		if (s->outcome == KW_USED)
 			kwi_usecount_note(s->usage, s->store, s->scope, s->owner,
-				       s->provider, kwi_now());
+					  s->provider, kwi_now());
 		kwi_usecount_release(s->usage);
 	}
 	kwi_charged_free(s->charged);
