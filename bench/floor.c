@@ -10,7 +10,7 @@
  * Per operation: bind (scope, owner, provider) to a statement prepared
  * once, step it, take the sealed blob, open it with a cipher context kept
  * per thread (key and nonce set for each open, associated data as the
- * store binds it: lib/crypto.c's format), reset the statement.  What
+ * store binds it: lib/seal.c's format), reset the statement.  What
  * libkeyway adds on top of this (the chain, the org entry's miss, the reply
  * buffer in guarded memory, usage counting) is what bench/resolve
  * measures against it.
@@ -100,7 +100,7 @@ struct worker {
 	char why[256];
 };
 
-/* The associated data lib/crypto.c binds a user key's seal to. */
+/* The associated data lib/seal.c binds a user key's seal to. */
 static size_t put_field(unsigned char *p, const char *s)
 {
 	size_t n = strlen(s);

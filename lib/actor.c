@@ -14,7 +14,7 @@
 
 #include "actor.h"
 #include "context.h"
-#include "internal.h" /* kwi_error() */
+#include "error.h"
 #include "names.h"
 
 #define ACTOR_HAS(a, f) \

@@ -20,11 +20,13 @@
 
 #include "audit.h"
 #include "audit_sink.h"
+#include "context.h"
 #include "crypto.h"
 #include "error.h"
-#include "internal.h"
 #include "jsonline.h"
+#include "request.h"
 #include "secmem.h"
+#include "secret.h"
 
 #define FP_LEN 16 /* bytes of the HMAC kept: 128 bits */
 

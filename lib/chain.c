@@ -16,11 +16,13 @@
 #include "chain.h"
 #include "conf.h"
 #include "context.h"
+#include "error.h"
 #include "host.h"
-#include "internal.h" /* kwi_error(), struct kwi_module, kwi_usecount_ref() */
+#include "loader.h"
 #include "quota.h"
 #include "request.h"
 #include "secret.h"
+#include "usecount.h"
 
 /*
  * When the chain runs out, the verdict is the most telling answer seen: a

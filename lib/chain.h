@@ -12,7 +12,7 @@
 #include <keyway/keyway.h>
 
 /* enum kwi_answer (error.c) */
-#include "internal.h"
+#include "error.h"
 
 struct kw_instance;
 struct kw_reply;

@@ -12,11 +12,12 @@
 
 #include <keyway/keyway.h>
 
+#include "audit.h"
 #include "conf.h"
 #include "context.h"
+#include "error.h"
 #include "host.h"
-#include "internal.h" /* struct kwi_diag, kwi_diag(), kwi_audit_*(),
-		       * struct kwi_module */
+#include "loader.h"
 
 static kw_status check_config(const char *path, struct kwi_diag *d);
 

@@ -24,12 +24,15 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "config_audit.h"
 #include "config_int.h"
+#include "config_master.h"
 #include "context.h"
+#include "crypto.h"
+#include "error.h"
 #include "exec.h"
-#include "internal.h" /* kwi_diag(), kwi_master_parse(), kwi_audit_parse(),
-		       * kwi_secure_alloc() */
 #include "providers.h"
+#include "secmem.h"
 
 void kwi_problem(struct kwi_loader *l, kw_status st,
 		 const config_setting_t *s, const char *fmt, ...)
@@ -40,6 +43,20 @@ void kwi_problem(struct kwi_loader *l, kw_status st,
 	kwi_vdiag(l->d, st, kwi_source_path(l->ctx, s),
 		  (int)config_setting_source_line(s), fmt, ap);
 	va_end(ap);
+}
+
+bool kwi_config_group(struct kwi_loader *l, const config_setting_t *g,
+		      const char *fmt, ...)
+{
+	va_list ap;
+
+	if (config_setting_is_group(g))
+		return true;
+	va_start(ap, fmt);
+	kwi_vdiag(l->d, KW_ERR_CONFIG, kwi_source_path(l->ctx, g),
+		  (int)config_setting_source_line(g), fmt, ap);
+	va_end(ap);
+	return false;
 }
 
 char *kwi_config_abs(const struct kw_ctx *ctx, const char *path)
@@ -60,11 +77,8 @@ void *kwi_config_section(struct kwi_loader *l, const config_setting_t *g,
 	void *items;
 
 	*n = 0;
-	if (!config_setting_is_group(g)) {
-		kwi_problem(l, KW_ERR_CONFIG, g, "%s must be a group %s", name,
-			    shape);
+	if (!kwi_config_group(l, g, "%s must be a group %s", name, shape))
 		return NULL;
-	}
 	*n = config_setting_length(g);
 	if (*n == 0) {
 		kwi_problem(l, KW_ERR_CONFIG, g, "%s: no %s declared", name,
@@ -199,13 +213,11 @@ static bool load_provider(struct kwi_loader *l, const config_setting_t *p)
 			    name);
 		return true;
 	}
-	if (!config_setting_is_group(p)) {
-		kwi_problem(l, KW_ERR_CONFIG, p,
-			    "keyway.providers.%s must be a group { prefix = "
-			    "...; }",
-			    name);
+	if (!kwi_config_group(l, p,
+			      "keyway.providers.%s must be a group "
+			      "{ prefix = ...; }",
+			      name))
 		return true;
-	}
 	pr = kwi_provider_add(l->ctx, name);
 	if (pr == NULL) {
 		kwi_problem(l, KW_ERR_NOMEM, p, "out of memory");
@@ -228,12 +240,10 @@ static void load_providers(struct kwi_loader *l, const config_setting_t *g)
 {
 	int n;
 
-	if (!config_setting_is_group(g)) {
-		kwi_problem(l, KW_ERR_CONFIG, g,
-			    "keyway.providers must be a group { name: { prefix "
-			    "= ...; }; }");
+	if (!kwi_config_group(l, g,
+			      "keyway.providers must be a group { name: "
+			      "{ prefix = ...; }; }"))
 		return;
-	}
 	n = config_setting_length(g);
 	if (kwi_providers_alloc(l->ctx, (size_t)n) != KW_OK) {
 		kwi_problem(l, KW_ERR_NOMEM, g, "out of memory");
@@ -258,11 +268,9 @@ static void load_log(struct kwi_loader *l, const config_setting_t *g)
 	};
 	int n;
 
-	if (!config_setting_is_group(g)) {
-		kwi_problem(l, KW_ERR_CONFIG, g,
-			    "keyway.log must be a group { stderr = true; }");
+	if (!kwi_config_group(l, g,
+			      "keyway.log must be a group { stderr = true; }"))
 		return;
-	}
 	n = config_setting_length(g);
 	for (int i = 0; i < n; i++) {
 		const config_setting_t *s = config_setting_get_elem(g, i);
@@ -312,11 +320,8 @@ static void load_keyway(struct kwi_loader *l, const config_setting_t *g)
 	const config_setting_t *master = NULL, *old = NULL, *audit = NULL;
 	int n;
 
-	if (!config_setting_is_group(g)) {
-		kwi_problem(l, KW_ERR_CONFIG, g,
-			    "keyway must be a group { ... }");
+	if (!kwi_config_group(l, g, "keyway must be a group { ... }"))
 		return;
-	}
 	n = config_setting_length(g);
 	for (int i = 0; i < n; i++) {
 		const config_setting_t *s = config_setting_get_elem(g, i);

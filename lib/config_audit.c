@@ -10,8 +10,8 @@
 #include "audit.h"
 #include "config_audit.h"
 #include "config_group.h"
+#include "context.h"
 #include "error.h"
-#include "internal.h"
 
 #define LOG_SOCKET "/dev/log"
 

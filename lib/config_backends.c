@@ -20,7 +20,7 @@
 #include "conf.h"
 #include "config_int.h"
 #include "context.h"
-#include "internal.h" /* kwi_module_load(), struct kwi_module */
+#include "loader.h"
 #include "quota.h"
 
 static const kw_setting_spec *find_spec(const struct kwi_module *m,
@@ -297,13 +297,11 @@ static bool load_quota(struct kwi_loader *l, struct kw_instance *b,
 	const char *word = NULL, *perword;
 	bool ok;
 
-	if (!config_setting_is_group(g)) {
-		kwi_problem(l, KW_ERR_CONFIG, g,
-			    "%s: quota %zu must be a group { limit = ...; "
-			    "period = ...; per = ...; }",
-			    b->label, index + 1);
+	if (!kwi_config_group(l, g,
+			      "%s: quota %zu must be a group { limit = ...; "
+			      "period = ...; per = ...; }",
+			      b->label, index + 1))
 		return false;
-	}
 	ok = quota_members(l, b, g, index, m);
 	if (!quota_limit(l, b, g, m[0], index, q))
 		ok = false;
@@ -490,11 +488,9 @@ static void load_instance(struct kwi_loader *l, struct kw_instance *b,
 	b->file = kwi_source_path(l->ctx, g);
 	b->line = (int)config_setting_source_line(g);
 	b->diag = l->d;
-	if (!config_setting_is_group(g)) {
-		kwi_problem(l, KW_ERR_CONFIG, g,
-			    "%s must be a group { module = ...; }", b->label);
+	if (!kwi_config_group(l, g,
+			      "%s must be a group { module = ...; }", b->label))
 		return;
-	}
 	mod = instance_module(l, b, g);
 	if (mod == NULL)
 		return;

@@ -16,7 +16,7 @@
 #include "conf.h"
 #include "config_int.h"
 #include "context.h"
-#include "internal.h" /* struct kwi_module */
+#include "loader.h"
 
 /* Entry i of chain c: its backend, from setting be (NULL: not given). */
 static void entry_backend(struct kwi_loader *l, struct kwi_chain *c, size_t i,
@@ -82,13 +82,11 @@ static void load_entry(struct kwi_loader *l, struct kwi_chain *c, size_t i,
 	const config_setting_t *be = NULL, *ctl = NULL;
 	int n;
 
-	if (!config_setting_is_group(g)) {
-		kwi_problem(l, KW_ERR_CONFIG, g,
-			    "chain \"%s\": entry %zu must be a group "
-			    "{ backend = ...; control = ...; }",
-			    c->name, i + 1);
+	if (!kwi_config_group(l, g,
+			      "chain \"%s\": entry %zu must be a group "
+			      "{ backend = ...; control = ...; }",
+			      c->name, i + 1))
 		return;
-	}
 	n = config_setting_length(g);
 	for (int k = 0; k < n; k++) {
 		const config_setting_t *s = config_setting_get_elem(g, k);

@@ -27,6 +27,10 @@ struct kwi_loader {
 void kwi_problem(struct kwi_loader *l, kw_status st,
 		 const config_setting_t *s, const char *fmt, ...)
 	KW_PRINTF(4, 5);
+/* Whether setting g is a group; when it is not, the problem fmt says is
+ * reported (KW_ERR_CONFIG) at g's file and line (config.c). */
+bool kwi_config_group(struct kwi_loader *l, const config_setting_t *g,
+		      const char *fmt, ...) KW_PRINTF(3, 4);
 /* path, made absolute against the configuration's directory (malloc'd;
  * NULL when out of memory). */
 char *kwi_config_abs(const struct kw_ctx *ctx, const char *path);

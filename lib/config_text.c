@@ -24,7 +24,8 @@
 #include "conf.h"
 #include "config_int.h"
 #include "context.h"
-#include "internal.h" /* kwi_diag(), kwi_stat_trusted() */
+#include "error.h"
+#include "fsutil.h"
 
 /*
  * A setting's file: NULL for the main file, else the path of the included

@@ -15,14 +15,17 @@
 
 #include <sodium.h>
 
+#include "audit.h"
 #include "chain.h"
 #include "conf.h"
 #include "context.h"
+#include "crypto.h"
+#include "error.h"
 #include "host.h"
-#include "internal.h" /* kwi_error(), kwi_usecount_*(), kwi_audit_*(),
-		       * kwi_secmem_*(), kwi_master_free(), ... */
+#include "loader.h"
 #include "providers.h"
-#include "quota.h"
+#include "secmem.h"
+#include "usecount.h"
 
 const char *kw_default_config(void)
 {
@@ -53,7 +56,7 @@ static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 /*
  * Guarded memory is handed out under locks: take them all around fork(),
  * so that the child gets them free and its free lists whole.  Before them,
- * wait for the usage thread to leave the modules (see usage.c): it may
+ * wait for the usage thread to leave the modules (see usecount.c): it may
  * take guarded memory's locks while it writes, so its lock comes first.
  * What the application's own threads are doing in keyway at fork() is
  * not waited for: a child of a process that forks while another thread

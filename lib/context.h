@@ -23,7 +23,7 @@ struct kwi_master;
 struct kwi_module;
 struct kwi_path;
 struct kwi_provider;
-struct kwi_usage;
+struct kwi_usecount;
 
 /* Whether host->log() lines also go to stderr. */
 enum kwi_log_stderr {
@@ -52,7 +52,7 @@ struct kw_ctx {
 	size_t nproviders;
 	struct kw_instance *ledger;  /* NULL without keyway.ledger */
 	bool ledger_allow;           /* on_unavailable = "allow" */
-	struct kwi_usage *usage;     /* usage counts waiting to be written */
+	struct kwi_usecount *usage;     /* usage counts waiting to be written */
 	struct kwi_audit *audit;     /* NULL without keyway.audit */
 	char **sensitive_env;        /* variables holding master keys,
 				      * NULL-terminated; or NULL */

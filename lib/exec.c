@@ -14,8 +14,10 @@
 
 #include "conf.h"
 #include "context.h"
+#include "crypto.h"
+#include "error.h"
 #include "exec.h"
-#include "internal.h" /* kwi_error(), struct kwi_module, struct kwi_master */
+#include "loader.h"
 #include "names.h"
 
 /* Read for a master key whatever keyway.master_key says. */

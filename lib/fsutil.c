@@ -132,7 +132,8 @@ static kw_status walk(const char *path, int depth, char *why, size_t whylen)
 {
 	char cur[PATH_MAX];
 	const char *p = path;
-	char reason[256];
+	/* What "/ is %s" says when lstat("/") itself fails: never garbage. */
+	char reason[256] = "unreadable";
 	size_t curlen;
 	struct stat st;
 	int added;

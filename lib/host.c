@@ -19,10 +19,13 @@
 #include "clock.h"
 #include "conf.h"
 #include "context.h"
+#include "crypto.h"
+#include "error.h"
+#include "fsutil.h"
 #include "host.h"
-#include "internal.h" /* kwi_diag(), kwi_secure_*(), kwi_open_private(),
-		       * kwi_keyring_*(), kwi_seal(), struct kwi_module */
+#include "loader.h"
 #include "names.h"
+#include "secmem.h"
 #include "secret.h"
 
 /* ---- settings ---- */

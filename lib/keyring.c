@@ -13,9 +13,9 @@
 
 #include <sodium.h>
 
+#include "context.h"
 #include "crypto.h"
 #include "crypto_int.h"
-#include "internal.h"
 #include "secmem.h"
 
 kw_status kwi_keyring_get(struct kw_ctx *ctx,

@@ -19,7 +19,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "fsutil.h"
+#include "loader.h"
+
 
 static bool valid_module_name(const char *s)
 {

@@ -15,10 +15,12 @@
 #include <keyway/module.h>
 
 #include "actor.h"
+#include "audit.h"
 #include "conf.h"
 #include "context.h"
+#include "error.h"
 #include "host.h"
-#include "internal.h" /* kwi_error(), kwi_audit_change(), struct kwi_module */
+#include "loader.h"
 #include "names.h"
 #include "providers.h"
 
@@ -27,17 +29,7 @@
 
 const char *kw_scope_str(kw_scope scope)
 {
-	switch (scope) {
-	case KW_SCOPE_USER:
-		return "user";
-	case KW_SCOPE_ORG:
-		return "org";
-	case KW_SCOPE_SYSTEM:
-		return "system";
-	case KW_SCOPE_NONE:
-		break;
-	}
-	return "none";
+	return kw_scope_name(scope);
 }
 
 /* A backend that has `cap`. */

@@ -11,37 +11,9 @@
 
 #include <keyway/keyway.h>
 
-#include "internal.h" /* kwi_error() */
+#include "error.h"
 #include "names.h"
-
-/*
- * The length of the UTF-8 sequence at s, or 0 when it is not one: no
- * overlong forms, no surrogates, nothing past U+10FFFF (RFC 3629).
- */
-static size_t utf8_len(const unsigned char *s)
-{
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		return (s[1] & 0xc0) == 0x80 ? 2 : 0;
-	if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		unsigned lo = s[0] == 0xe0 ? 0xa0 : 0x80;
-		unsigned hi = s[0] == 0xed ? 0x9f : 0xbf;
-
-		return s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 ? 3
-									 : 0;
-	}
-	if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		unsigned lo = s[0] == 0xf0 ? 0x90 : 0x80;
-		unsigned hi = s[0] == 0xf4 ? 0x8f : 0xbf;
-
-		return s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 &&
-				       (s[3] & 0xc0) == 0x80
-			       ? 4
-			       : 0;
-	}
-	return 0;
-}
+#include "utf8.h"
 
 /* Characters that reorder the text around them when shown: U+061C,
  * U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069. */
@@ -80,7 +52,7 @@ const char *kwi_unshowable(const char *s, size_t *len, const char **why)
 	size_t n;
 
 	for (; *p != '\0'; p += n) {
-		n = utf8_len(p);
+		n = kwi_utf8_len(p);
 		if (n == 0) {
 			n = 1;
 			what = "it is not valid UTF-8";
@@ -154,7 +126,7 @@ bool kwi_valid_identity(const char *s)
 	for (; *p != '\0'; p += n) {
 		if (*p < 0x21 || *p == 0x7f || *p == '/' || *p == '\\')
 			return false;
-		if ((n = utf8_len(p)) == 0)
+		if ((n = kwi_utf8_len(p)) == 0)
 			return false;
 	}
 	return (size_t)(p - (const unsigned char *)s) <= KWI_IDENTITY_MAX;

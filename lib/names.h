@@ -11,9 +11,7 @@
 
 #include <keyway/keyway.h>
 
-#ifndef KWI_UNUSED_RESULT
-#define KWI_UNUSED_RESULT __attribute__((warn_unused_result))
-#endif
+#include "compiler.h"
 
 /* The longest user or org name, in bytes. */
 #define KWI_IDENTITY_MAX 256

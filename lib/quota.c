@@ -26,8 +26,9 @@
 #include "clock.h"
 #include "conf.h"
 #include "context.h"
+#include "error.h"
 #include "host.h"
-#include "internal.h" /* kwi_error(), struct kwi_module */
+#include "loader.h"
 #include "quota.h"
 #include "request.h"
 

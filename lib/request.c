@@ -11,9 +11,10 @@
 
 #include <keyway/keyway.h>
 
+#include "audit.h"
 #include "chain.h"
 #include "context.h"
-#include "internal.h" /* kwi_error(), kwi_audit_resolve() */
+#include "error.h"
 #include "names.h"
 #include "providers.h"
 #include "quota.h"

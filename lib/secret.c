@@ -12,9 +12,11 @@
 
 #include "clock.h"
 #include "context.h"
-#include "internal.h" /* kwi_error(), kwi_secure_free(), kwi_usecount_*() */
+#include "error.h"
 #include "quota.h"
+#include "secmem.h"
 #include "secret.h"
+#include "usecount.h"
 
 const char *kw_secret_value(const kw_secret *s)
 {
@@ -62,7 +64,7 @@ void kwi_secret_destroy(struct kw_secret *s)
 	if (s->usage != NULL) {
 		if (s->outcome == KW_USED)
 			kwi_usecount_note(s->usage, s->store, s->scope, s->owner,
-				       s->provider, kwi_now());
+					  s->provider, kwi_now());
 		kwi_usecount_release(s->usage);
 	}
 	kwi_charged_free(s->charged);

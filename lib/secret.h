@@ -12,7 +12,7 @@
 
 struct kw_instance;
 struct kwi_charged;
-struct kwi_usage;
+struct kwi_usecount;
 
 /*
  * A resolved secret: one guarded allocation holding this header, the name
@@ -25,7 +25,7 @@ struct kw_secret {
 	bool reported;
 	kw_outcome outcome;
 	struct kwi_charged *charged; /* quotas to refund on KW_UNUSED */
-	struct kwi_usage *usage;     /* where a use is counted, or NULL */
+	struct kwi_usecount *usage;     /* where a use is counted, or NULL */
 	struct kw_instance *store;   /* the store backend that answered */
 	unsigned forks;              /* kwi_forks() when it was made */
 	kw_scope scope;

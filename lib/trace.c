@@ -12,8 +12,9 @@
 
 #include "chain.h"
 #include "conf.h"
+#include "error.h"
 #include "host.h"
-#include "internal.h" /* struct kwi_module */
+#include "loader.h"
 #include "secret.h"
 
 struct step {

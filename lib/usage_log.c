@@ -17,8 +17,9 @@
 #include "actor.h"
 #include "conf.h"
 #include "context.h"
+#include "error.h"
 #include "host.h"
-#include "internal.h" /* kwi_error(), struct kwi_module */
+#include "loader.h"
 #include "names.h"
 
 #define FILTER_END(m) \

@@ -35,8 +35,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "conf.h"
+#include "context.h"
 #include "error.h"
-#include "internal.h"
+#include "host.h"
+#include "loader.h"
 #include "usecount.h"
 
 #define KWI_USAGE_FLUSH 5 /* seconds */
@@ -84,7 +87,7 @@ struct use {
 	int64_t last;
 };
 
-struct kwi_usage {
+struct kwi_usecount {
 	atomic_uint refs;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
@@ -121,7 +124,7 @@ static void write_store(struct kw_instance *store, kw_store_use *v, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		kwi_reply_init(&r, store->name);
 		(void)store->module->ops.used(store->state, &v[i].key,
-					     v[i].count, v[i].when, &r);
+					      v[i].count, v[i].when, &r);
 	}
 }
 
@@ -165,7 +168,7 @@ static void write_batch(struct use *u, size_t n)
 }
 
 /* Take what is pending; call with the lock held. */
-static struct use *take(struct kwi_usage *s, size_t *n)
+static struct use *take(struct kwi_usecount *s, size_t *n)
 {
 	struct use *u = s->uses;
 
@@ -177,7 +180,7 @@ static struct use *take(struct kwi_usage *s, size_t *n)
 
 static void *flusher(void *arg)
 {
-	struct kwi_usage *s = arg;
+	struct kwi_usecount *s = arg;
 	struct timespec until;
 	struct use *u;
 	size_t n;
@@ -220,7 +223,7 @@ static void *flusher(void *arg)
  */
 kw_status kwi_usecount_start(struct kw_ctx *ctx)
 {
-	struct kwi_usage *s;
+	struct kwi_usecount *s;
 
 	s = calloc(1, sizeof(*s));
 	if (s == NULL)
@@ -248,12 +251,12 @@ void kwi_usecount_settle(struct kw_ctx *ctx)
 	kwi_usecount_stop(ctx);
 }
 
-static bool inherited(const struct kwi_usage *s)
+static bool inherited(const struct kwi_usecount *s)
 {
 	return s->forks != kwi_forks();
 }
 
-static void usage_unref(struct kwi_usage *s)
+static void usage_unref(struct kwi_usecount *s)
 {
 	if (atomic_fetch_sub(&s->refs, 1) != 1)
 		return;
@@ -274,7 +277,7 @@ static void usage_unref(struct kwi_usage *s)
 
 void kwi_usecount_stop(struct kw_ctx *ctx)
 {
-	struct kwi_usage *s = ctx->usage;
+	struct kwi_usecount *s = ctx->usage;
 	struct use *u;
 	size_t n;
 
@@ -294,14 +297,14 @@ void kwi_usecount_stop(struct kw_ctx *ctx)
 
 void kwi_usecount_abandon(struct kw_ctx *ctx)
 {
-	struct kwi_usage *s = ctx->usage;
+	struct kwi_usecount *s = ctx->usage;
 
 	ctx->usage = NULL;
 	if (s != NULL)
 		usage_unref(s);
 }
 
-struct kwi_usage *kwi_usecount_ref(struct kw_ctx *ctx)
+struct kwi_usecount *kwi_usecount_ref(struct kw_ctx *ctx)
 {
 	if (ctx->usage != NULL)
 		atomic_fetch_add(&ctx->usage->refs, 1);
@@ -332,7 +335,7 @@ static bool same_key(const struct use *u, const struct kw_instance *store,
 }
 
 /* Open addressing in a power-of-two table; an empty slot has no store. */
-static bool grow(struct kwi_usage *s)
+static bool grow(struct kwi_usecount *s)
 {
 	size_t cap = s->cap != 0 ? 2 * s->cap : 64;
 	struct use *t = calloc(cap, sizeof(*t));
@@ -356,9 +359,9 @@ static bool grow(struct kwi_usage *s)
 	return true;
 }
 
-void kwi_usecount_note(struct kwi_usage *s, struct kw_instance *store,
-		    kw_scope scope, const char *owner, const char *provider,
-		    int64_t when)
+void kwi_usecount_note(struct kwi_usecount *s, struct kw_instance *store,
+		       kw_scope scope, const char *owner, const char *provider,
+		       int64_t when)
 {
 	struct use *u;
 	size_t i;
@@ -399,7 +402,7 @@ out:
 	pthread_mutex_unlock(&s->lock);
 }
 
-void kwi_usecount_release(struct kwi_usage *s)
+void kwi_usecount_release(struct kwi_usecount *s)
 {
 	if (s != NULL)
 		usage_unref(s);

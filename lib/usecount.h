@@ -15,7 +15,7 @@ struct kw_ctx;
 struct kw_instance;
 /* A context's counts; secrets hold a reference to it, not to the
  * context. */
-struct kwi_usage;
+struct kwi_usecount;
 
 /* Start the thread that writes use counts: before anything secret is
  * read (see usecount.c).  KW_OK or KW_ERR_NOMEM. */
@@ -29,8 +29,8 @@ void kwi_usecount_stop(struct kw_ctx *ctx);
 void kwi_usecount_abandon(struct kw_ctx *ctx);
 /* A reference to ctx's counts, or NULL; let go of it with
  * kwi_usecount_release() (NULL is a no-op). */
-struct kwi_usage *kwi_usecount_ref(struct kw_ctx *ctx);
-void kwi_usecount_release(struct kwi_usage *s);
+struct kwi_usecount *kwi_usecount_ref(struct kw_ctx *ctx);
+void kwi_usecount_release(struct kwi_usecount *s);
 /* Around fork(): wait for the counts being written to a module, and
  * start no write until kwi_usecount_fork_done() (parent and child). */
 void kwi_usecount_fork_prepare(void);
@@ -42,8 +42,8 @@ void kwi_test_usecount_flush_ms(int ms);
 #endif
 /* Count one use of a key of store at `when` (s not NULL); dropped once s
  * is stopped, or in a process that inherited s.  Strings are copied. */
-void kwi_usecount_note(struct kwi_usage *s, struct kw_instance *store,
-		    kw_scope scope, const char *owner, const char *provider,
-		    int64_t when);
+void kwi_usecount_note(struct kwi_usecount *s, struct kw_instance *store,
+		       kw_scope scope, const char *owner, const char *provider,
+		       int64_t when);
 
 #endif /* KEYWAY_USECOUNT_H */

@@ -1,39 +1,13 @@
 /*
- * internal.h - declarations shared by the files of libkeyway.  Never
- * installed.  Library-internal symbols shared across files carry the kwi_
- * prefix; everything else is static.
+ * loader.h - modules loaded into a context (loader.c).  Never installed.
  */
-#ifndef KEYWAY_INTERNAL_H
-#define KEYWAY_INTERNAL_H
+#ifndef KEYWAY_LOADER_H
+#define KEYWAY_LOADER_H
 
-#include <stdarg.h>
-#include <stdbool.h>
 #include <stddef.h>
-#include <stdint.h>
-
-#include <sys/stat.h>
-#include <sys/types.h>
-
-#include <libconfig.h>
 
 #include <keyway/keyway.h>
 #include <keyway/module.h>
-
-#include "audit.h"
-#include "config_audit.h"
-#include "config_master.h"
-#include "crypto.h"
-#include "error.h"
-#include "fsutil.h"
-#include "secmem.h"
-#include "usecount.h"
-
-#define KWI_UNUSED_RESULT __attribute__((warn_unused_result))
-
-struct kw_ctx;
-struct kwi_query_in;
-
-/* ---- modules (loader.c) ---- */
 
 struct kwi_module {
 	struct kwi_module *next;
@@ -66,38 +40,4 @@ kw_status kwi_module_load(struct kwi_module **list, const char *spec,
 /* Unload and free every module of list.  NULL is a no-op. */
 void kwi_module_unload_all(struct kwi_module *list);
 
-/* ---- providers and names ---- */
-
-/* ---- providers (providers.c) ---- */
-
-#include "providers.h"
-
-/* ---- names (names.c) ---- */
-
-#include "names.h"
-
-/* ---- configuration (config*.c) and the context (context.c) ---- */
-
-#include "conf.h"
-#include "context.h"
-
-
-#include "request.h"
-#include "chain.h"
-
-/* ---- the host side of the module ABI (host.c) ---- */
-
-#include "host.h"
-
-/* ---- quotas (quota.c) and the clock (clock.c) ---- */
-
-#include "quota.h"
-#include "clock.h"
-
-
-/* ---- secrets handed out (secret.c) ---- */
-
-#include "secret.h"
-
-
-#endif /* KEYWAY_INTERNAL_H */
+#endif /* KEYWAY_LOADER_H */
