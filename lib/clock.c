@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "seams.h"
 
 #ifdef KW_TEST_SEAMS
 static int64_t (*test_clock)(void);

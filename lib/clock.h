@@ -10,10 +10,6 @@
 
 /* Seconds since the epoch (the unit tests may set the clock). */
 int64_t kwi_now(void);
-#ifdef KW_TEST_SEAMS
-/* Read the time from clock instead (NULL: the system's again). */
-void kwi_test_set_clock(int64_t (*clock)(void));
-#endif
 /* The fixed UTC window of `period` seconds (0: calendar month) that holds
  * `now`: [*start, *end). */
 void kwi_window(int64_t period, int64_t now, int64_t *start, int64_t *end);

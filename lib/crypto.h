@@ -93,17 +93,5 @@ kw_status kwi_unseal(const struct kw_keyring *kr, const kw_seal_aad *aad,
 kw_status kwi_sealed_key_id(const unsigned char *sealed, size_t len,
 			    char id[KW_KEY_ID_SIZE]);
 
-#ifdef KW_TEST_SEAMS
-/* Seal and open with OpenSSL even where libsodium's AES-NI code runs;
- * returns how many seals and opens took OpenSSL's way so far. */
-unsigned long kwi_test_force_openssl(bool on);
-/* Load this file instead of libcrypto (before OpenSSL is first needed). */
-void kwi_test_libcrypto(const char *soname);
-/* PBKDF2-HMAC-SHA256 on libsodium, with any parameters. */
-bool kwi_test_pbkdf2_sha256(const char *pass, size_t pass_len,
-			    const unsigned char *salt, size_t salt_len,
-			    unsigned long iterations, unsigned char *out,
-			    size_t out_len);
-#endif
 
 #endif /* KEYWAY_CRYPTO_H */

@@ -17,6 +17,7 @@
 
 #include "crypto.h"
 #include "crypto_int.h"
+#include "seams.h"
 
 #define PBKDF2_ITERATIONS 600000
 /* OWASP's minimum for Argon2id: 19 MiB, two passes, one lane. */

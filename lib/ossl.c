@@ -26,6 +26,7 @@
 
 #include "crypto.h"
 #include "crypto_int.h"
+#include "seams.h"
 
 #define STRINGIFY(x) #x
 #define SONAME(major) "libcrypto.so." STRINGIFY(major)

@@ -28,6 +28,7 @@
 #include "crypto.h"
 #include "crypto_int.h"
 #include "secmem.h"
+#include "seams.h"
 
 #define SEAL_VERSION 1
 #define HEADER_LEN (1 + KWI_ID_LEN + KWI_NONCE_LEN)

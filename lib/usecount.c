@@ -41,6 +41,7 @@
 #include "host.h"
 #include "loader.h"
 #include "usecount.h"
+#include "seams.h"
 
 #define KWI_USAGE_FLUSH 5 /* seconds */
 

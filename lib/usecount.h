@@ -35,11 +35,6 @@ void kwi_usecount_release(struct kwi_usecount *s);
  * start no write until kwi_usecount_fork_done() (parent and child). */
 void kwi_usecount_fork_prepare(void);
 void kwi_usecount_fork_done(void);
-#ifdef KW_TEST_SEAMS
-/* Write counts every ms milliseconds in contexts opened after (0: as
- * usual). */
-void kwi_test_usecount_flush_ms(int ms);
-#endif
 /* Count one use of a key of store at `when` (s not NULL); dropped once s
  * is stopped, or in a process that inherited s.  Strings are copied. */
 void kwi_usecount_note(struct kwi_usecount *s, struct kw_instance *store,

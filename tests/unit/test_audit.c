@@ -41,7 +41,8 @@
 
 #include <keyway/keyway.h>
 
-#include "../lib/internal.h"
+#include "audit.h"
+#include "request.h"
 #include "testutil.h"
 
 #define MASTER "000102030405060708090a0b0c0d0e0f" \

@@ -54,7 +54,7 @@
  * AES-NI code would run, load another file in libcrypto's place, and run
  * PBKDF2 with any parameters.
  */
-#include "../lib/internal.h"
+#include "crypto.h"
 #include "seams.h"
 
 /*
