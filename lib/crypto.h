@@ -72,6 +72,8 @@ kw_status kwi_keyring_ready(const struct kw_keyring *kr, char *why,
 			    size_t whylen);
 /* The id (hex) of kr's current master key; owned by kr. */
 const char *kwi_keyring_id(const struct kw_keyring *kr);
+/* How kr's current master key is made (struct kw_host's keyring_kdf). */
+uint32_t kwi_keyring_kdf(const struct kw_keyring *kr, uint32_t params[3]);
 /* Does kr hold the master key with this id? */
 bool kwi_keyring_knows(const struct kw_keyring *kr, const char *id);
 

@@ -42,6 +42,8 @@ struct kw_keyring {
 	size_t size;               /* bytes allocated */
 	unsigned char salt[KW_SALT_SIZE];
 	bool aesni;                /* seal with libsodium: keys[].gcm is set */
+	uint32_t kdf;              /* KW_KDF_* of keys[0] */
+	uint32_t kdf_params[3];    /* ... and its parameters */
 	size_t n;
 	struct kwi_ring_key keys[];
 };
@@ -53,6 +55,8 @@ struct kw_keyring {
 kw_status kwi_kdf_derive(const struct kwi_master *m,
 			 const unsigned char salt[KW_SALT_SIZE],
 			 unsigned char out[KWI_KEY_LEN]);
+/* How m's key is made: KW_KDF_* and its parameters (keyring_kdf()). */
+uint32_t kwi_kdf_of(const struct kwi_master *m, uint32_t params[3]);
 /* The id that names key without revealing it: id and its hex. */
 void kwi_key_id(const unsigned char key[KWI_KEY_LEN],
 		unsigned char id[KWI_ID_LEN], char hex[KW_KEY_ID_SIZE]);

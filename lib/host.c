@@ -367,6 +367,7 @@ const kw_host kwi_host = {
 	.sealed_key_id = kwi_sealed_key_id,
 	.instance_role = host_instance_role,
 	.open_flags = host_open_flags,
+	.keyring_kdf = kwi_keyring_kdf,
 };
 
 /* ---- opening backends ---- */

@@ -116,6 +116,21 @@ kw_status kwi_kdf_argon2id(const char *pass, size_t pass_len,
 		       : KW_ERR_NOMEM;
 }
 
+uint32_t kwi_kdf_of(const struct kwi_master *m, uint32_t params[3])
+{
+	params[0] = params[1] = params[2] = 0;
+	if (m->source != KWI_KEY_PASSPHRASE)
+		return KW_KDF_NONE;
+	if (m->kdf == KWI_KDF_PBKDF2) {
+		params[0] = PBKDF2_ITERATIONS;
+		return KW_KDF_PBKDF2_SHA256;
+	}
+	params[0] = ARGON2_OPSLIMIT;
+	params[1] = ARGON2_MEMLIMIT / 1024;
+	params[2] = 1;
+	return KW_KDF_ARGON2ID;
+}
+
 kw_status kwi_kdf_derive(const struct kwi_master *m,
 			 const unsigned char salt[KW_SALT_SIZE],
 			 unsigned char out[KWI_KEY_LEN])

@@ -43,6 +43,7 @@ kw_status kwi_keyring_get(struct kw_ctx *ctx,
 	 * expanded key with aligned instructions. */
 	kr->aesni = crypto_aead_aes256gcm_is_available() &&
 		    (uintptr_t)kr % _Alignof(crypto_aead_aes256gcm_state) == 0;
+	kr->kdf = kwi_kdf_of(&ctx->masters[0], kr->kdf_params);
 	for (size_t i = 0; i < ctx->nmasters; i++) {
 		struct kwi_ring_key *k = &kr->keys[i];
 		kw_status rc = kwi_kdf_derive(&ctx->masters[i], salt, k->key);
@@ -75,6 +76,12 @@ void kwi_keyrings_free(struct kw_ctx *ctx)
 const char *kwi_keyring_id(const struct kw_keyring *kr)
 {
 	return kr->keys[0].hex;
+}
+
+uint32_t kwi_keyring_kdf(const struct kw_keyring *kr, uint32_t params[3])
+{
+	memcpy(params, kr->kdf_params, sizeof(kr->kdf_params));
+	return kr->kdf;
 }
 
 bool kwi_keyring_knows(const struct kw_keyring *kr, const char *id)

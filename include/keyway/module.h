@@ -375,7 +375,23 @@ typedef struct kw_host {
 	 * without it every open is an ordinary one.
 	 */
 	uint32_t (*open_flags)(const kw_instance *inst);
+
+	/*
+	 * How the current master key of kr (the one seal() uses) is made
+	 * from what keyway.master_key names, for a store that records it
+	 * beside its salt: KW_KDF_NONE (a 32-byte key used as it is),
+	 * KW_KDF_ARGON2ID (params: passes, memory in KiB, lanes) or
+	 * KW_KDF_PBKDF2_SHA256 (params[0]: iterations; the rest 0), run over
+	 * the keyring's salt.  Since the first host with the file module:
+	 * test KW_HOST_HAS(host, keyring_kdf) first.
+	 */
+	uint32_t (*keyring_kdf)(const kw_keyring *kr, uint32_t params[3]);
 } kw_host;
+
+/* What keyring_kdf() answers. */
+#define KW_KDF_NONE 0
+#define KW_KDF_ARGON2ID 1
+#define KW_KDF_PBKDF2_SHA256 2
 
 /*
  * The open is for `keyway check` (kw_check()), which looks and touches

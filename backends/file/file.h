@@ -1,0 +1,119 @@
+/*
+ * file.h - the file module: what its descriptor and operations (file.c)
+ * share with the reading and writing of the format (format.c).  The
+ * format itself is docs/file-format.md.
+ *
+ * Not installed; nothing here is exported.
+ */
+#ifndef KW_FILE_H
+#define KW_FILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include <keyway/module.h>
+
+#define FILE_MAGIC "\x89KEYWAY\n"
+#define FILE_MAGIC_LEN 8
+#define FILE_VERSION 1
+#define FILE_HEADER_LEN 64     /* magic to generation */
+#define FILE_ID_LEN 16
+#define FILE_SEAL_AT FILE_HEADER_LEN
+#define FILE_MIN_LEN (FILE_HEADER_LEN + KW_SEAL_OVERHEAD)
+/* The sealed envelope's associated data is the header in hex. */
+#define FILE_AAD_ID_LEN (2 * FILE_HEADER_LEN)
+#define FILE_DESC_MAX 320      /* "org key of \"OWNER\" for PROVIDER" */
+
+/* Offsets of the header's fields (docs/file-format.md). */
+#define FILE_OFF_VERSION 8
+#define FILE_OFF_KDF 10
+#define FILE_OFF_KDF_PARAMS 12
+#define FILE_OFF_SALT 24
+#define FILE_OFF_FILE_ID 40
+#define FILE_OFF_GENERATION 56
+
+/* One record.  Strings and the sealed value point into the snapshot's
+ * plaintext, or into memory of the write that made the record. */
+struct file_rec {
+	kw_scope scope;
+	bool active;
+	const char *owner;        /* NULL for a system key */
+	const char *provider;
+	const char *name;         /* "" if none */
+	int64_t created, rotated;
+	uint64_t usage_count;
+	int64_t last_used;
+	const unsigned char *sealed;
+	size_t sealed_len;
+	/* Owned by the record when the write made it (else NULL). */
+	char *own_owner, *own_provider, *own_name;
+	unsigned char *own_sealed;
+};
+
+/* The header's fields. */
+struct file_header {
+	uint32_t version;
+	uint32_t kdf;
+	uint32_t kdf_params[3];
+	unsigned char salt[KW_SALT_SIZE];
+	unsigned char file_id[FILE_ID_LEN];
+	uint64_t generation;
+};
+
+/* A file as read: its header, its records sorted by (scope, owner,
+ * provider), and what stat() said of it. */
+struct file_snap {
+	struct file_header h;
+	char file_id_hex[2 * FILE_ID_LEN + 1];
+	char key_id[KW_KEY_ID_SIZE];  /* master key of the envelope */
+	struct file_rec *recs;
+	size_t n, cap;
+	char *plain;                  /* secure_alloc()'d plaintext */
+	size_t plain_len;
+	char *strs;                   /* the records' strings, NUL-ended */
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+	unsigned refs;                /* under the state's lock */
+};
+
+/* What a refusal says: a status and one line without the file's name. */
+struct file_err {
+	kw_status rc;
+	char msg[400];
+};
+
+/* ---- format.c ---- */
+
+/*
+ * Parse a file's bytes into snap: the header checked, the envelope opened
+ * with kr, the records read.  KW_OK, or a status with e->msg (one line
+ * that the caller prefixes with the path).
+ */
+kw_status file_parse(const kw_host *host, const kw_keyring *kr,
+		     const unsigned char *buf, size_t len,
+		     struct file_snap *snap, struct file_err *e);
+/* Parse only the header of buf (len bytes, at least FILE_HEADER_LEN). */
+kw_status file_parse_header(const unsigned char *buf, size_t len,
+			    struct file_header *h, struct file_err *e);
+/*
+ * The bytes of a file holding snap's records under header h, sealed with
+ * kr: malloc'd into *out (no secret: the records' values are sealed and
+ * the envelope too).  KW_OK, KW_ERR_NOMEM or KW_ERR_CRYPTO.
+ */
+kw_status file_build(const kw_host *host, const kw_keyring *kr,
+		     const struct file_header *h, const struct file_rec *recs,
+		     size_t n, unsigned char **out, size_t *outlen);
+/* Release what snap holds (not snap). */
+void file_snap_clear(const kw_host *host, struct file_snap *snap);
+/* Order of records: scope, owner ("" for none), provider. */
+int file_rec_cmp(kw_scope scope, const char *owner, const char *provider,
+		 const struct file_rec *r);
+/* Hex of len bytes into out (2 * len + 1 bytes). */
+void file_hex(const unsigned char *in, size_t len, char *out);
+
+#endif /* KW_FILE_H */
