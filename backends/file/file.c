@@ -255,15 +255,16 @@ static kw_status read_snap(struct file_state *st, int fd,
 		snprintf(e->msg, sizeof(e->msg), "out of memory");
 		goto out;
 	}
-	if (old != NULL && old->h.generation == h.generation &&
-	    (size_t)old->size == len) {
-		/* Touched, not changed: keep what we have. */
+	if (old != NULL && (size_t)old->size == len &&
+	    memcmp(old->head, buf, sizeof(old->head)) == 0) {
+		/* Touched, not rewritten: keep what we have. */
 		rc = KW_OK;
 		snap->h.generation = UINT64_MAX; /* marks "same as old" */
 	} else {
 		rc = file_parse(host, st->kr, buf, len, snap, e);
 		if (rc != KW_OK)
 			goto out;
+		memcpy(snap->head, buf, sizeof(snap->head));
 	}
 	snap->dev = sb.st_dev;
 	snap->ino = sb.st_ino;

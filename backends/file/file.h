@@ -67,6 +67,9 @@ struct file_header {
  * provider), and what stat() said of it. */
 struct file_snap {
 	struct file_header h;
+	/* The header and the envelope's version, key id and nonce: a new
+	 * nonce at every write tells a rewrite from a touch. */
+	unsigned char head[FILE_HEADER_LEN + 21];
 	char file_id_hex[2 * FILE_ID_LEN + 1];
 	char key_id[KW_KEY_ID_SIZE];  /* master key of the envelope */
 	struct file_rec *recs;

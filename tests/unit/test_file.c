@@ -1,0 +1,663 @@
+/*
+ * test_file.c - the file backend through the public API: keys put,
+ * resolved, listed, rotated, disabled, enabled, deleted and re-sealed; a
+ * change made by another context noticed, an unchanged file never read
+ * again; and every way a file is refused, each with its exact line: the
+ * file cut short at each header boundary, each header field altered, a
+ * record's value moved to another owner, a master key that is not the
+ * file's, unsafe permissions and a symlink.
+ *
+ * Every key in this file contains "SECRET", and no message may.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include <keyway/keyway.h>
+
+#include "testutil.h"
+
+#define MASTER_A "000102030405060708090a0b0c0d0e0f" \
+		 "101112131415161718191a1b1c1d1e1f"
+#define MASTER_B "f0e1d2c3b4a5968778695a4b3c2d1e0f" \
+		 "0123456789abcdeffedcba9876543210"
+
+#define K_ACME "sk-ant-SECRET-org-acme-00000001"
+#define K_ACME2 "sk-ant-SECRET-org-acme-00000002"
+#define K_GLOBEX "sk-ant-SECRET-org-globex-000003"
+#define K_ALICE "sk-ant-SECRET-user-alice-000004"
+#define K_BOB "sk-ant-SECRET-user-bob-00000005"
+
+#define ENTRY(b) "{ backend = \"" b "\"; control = \"sufficient\"; }"
+
+/* org_keys, with its path, is on line 3 of every configuration. */
+#define BACKENDS \
+	"backends: {\n" \
+	"  org_keys: { module = \"file\"; path = \"keys.kwf\"; " \
+	"scope = \"org\"; };\n" \
+	"  user_keys: { module = \"file\"; path = \"keys.kwf\"; " \
+	"scope = \"user\"; };\n" \
+	"};\n" \
+	"chains: {\n" \
+	"  default = ( " ENTRY("org_keys") ", " ENTRY("user_keys") " );\n" \
+	"};\n"
+
+#define CONF_A "keyway: { master_key = { source = \"env\"; }; };\n" BACKENDS
+#define CONF_B "keyway: { master_key = { source = \"env\"; " \
+	"var = \"KWTEST_MASTER_B\"; }; };\n" BACKENDS
+#define CONF_B_OLD_A "keyway: { master_key = { source = \"env\"; " \
+	"var = \"KWTEST_MASTER_B\"; }; old_master_keys = ( { source = " \
+	"\"env\"; } ); };\n" BACKENDS
+#define ORG_LINE 3
+
+static const char *const test_vars[] = {
+	"KEYWAY_MASTER_KEY", "API_KEY_ENCRYPTION_KEY", "KWTEST_MASTER_B",
+	"KEYWAY_PASSPHRASE", NULL,
+};
+
+struct fixture {
+	char *dir;
+	char *conf;
+	char *path; /* dir/keys.kwf */
+	kw_ctx *ctx;
+	kw_ctx *other;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	if (f == NULL)
+		return -1;
+	tu_unsetenv(test_vars);
+	setenv("KEYWAY_MASTER_KEY", MASTER_A, 1);
+	setenv("KWTEST_MASTER_B", MASTER_B, 1);
+	f->dir = tu_tmpdir();
+	f->conf = tu_join(f->dir, "keyway.conf");
+	f->path = tu_join(f->dir, "keys.kwf");
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	kw_close(f->ctx);
+	kw_close(f->other);
+	tu_rmrf(f->dir);
+	free(f);
+	tu_release(0);
+	tu_unsetenv(test_vars);
+	return 0;
+}
+
+static kw_status open_conf(struct fixture *f, kw_ctx **ctx, const char *text)
+{
+	free(tu_write(f->dir, "keyway.conf", 0600, "%s", text));
+	kw_close(*ctx);
+	*ctx = NULL;
+	return kw_open(ctx, f->conf);
+}
+
+static void expect_ok(kw_status got)
+{
+	if (got != KW_OK)
+		fail_msg("got %s (%d): %s", kw_status_str(got), (int)got,
+			 kw_last_error());
+}
+
+static void open_ok(struct fixture *f, const char *text)
+{
+	expect_ok(open_conf(f, &f->ctx, text));
+}
+
+static kw_key_ref ref(const char *backend, const char *owner,
+		      const char *provider)
+{
+	kw_key_ref r = KW_KEY_REF_INIT;
+
+	r.backend = backend;
+	r.owner = owner;
+	r.provider = provider;
+	return r;
+}
+
+static kw_status put(kw_ctx *ctx, const char *backend, const char *owner,
+		     const char *value, const char *name, kw_put_mode mode)
+{
+	kw_key_ref r = ref(backend, owner, "anthropic");
+
+	return kw_key_put(ctx, tu_sysadmin(), &r, value, strlen(value), name,
+			  mode);
+}
+
+/* Resolve anthropic for user and org: its value, or "" and the status. */
+static kw_status resolve(kw_ctx *ctx, const char *user, const char *org,
+			 char *value, size_t len)
+{
+	value[0] = '\0';
+	return tu_resolve(ctx, "default", "anthropic", user, org, value, len,
+			  NULL, 0);
+}
+
+static void want_value(kw_ctx *ctx, const char *user, const char *org,
+			 const char *want)
+{
+	char value[128];
+
+	expect_ok(resolve(ctx, user, org, value, sizeof(value)));
+	assert_string_equal(value, want);
+}
+
+static void expect_error(kw_status got, kw_status want, const char *msg)
+{
+	const char *err = kw_last_error();
+
+	if (got != want)
+		fail_msg("got %s, expected %s; last error \"%s\"",
+			 kw_status_str(got), kw_status_str(want), err);
+	assert_string_equal(err, msg);
+	tu_assert_no_secret(err);
+}
+
+/* The listing as text, one line per key. */
+static kw_status list_line(void *arg, const kw_key_info *k)
+{
+	char *buf = arg;
+	size_t len = strlen(buf);
+
+	snprintf(buf + len, 2048 - len, "%s %s %s %s %s %s %s %" PRIu64 "\n",
+		 k->backend, kw_scope_str(k->scope),
+		 k->owner != NULL ? k->owner : "-", k->provider,
+		 k->name[0] != '\0' ? k->name : "-",
+		 k->active ? "active" : "disabled", k->masked,
+		 k->usage_count);
+	return KW_OK;
+}
+
+static const char *listing(kw_ctx *ctx)
+{
+	char *buf = tu_keep(calloc(1, 2048));
+
+	expect_ok(kw_key_list(ctx, tu_sysadmin(), NULL, NULL, list_line, buf));
+	return buf;
+}
+
+static kw_status first_key_id(void *arg, const kw_key_info *k)
+{
+	snprintf(arg, 17, "%s", k->key_id);
+	return KW_OK;
+}
+
+/* ---- managing keys ---- */
+
+static void test_put_resolve_manage(void **state)
+{
+	struct fixture *f = *state;
+	kw_key_ref r = ref("org_keys", "acme", "anthropic");
+	struct stat sb;
+	char value[128];
+
+	open_ok(f, CONF_A);
+	/* The file is made at open, private. */
+	assert_int_equal(stat(f->path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+
+	expect_ok(put(f->ctx, "org_keys", "acme", K_ACME, "team", KW_PUT_CREATE));
+	expect_ok(put(f->ctx, "org_keys", "globex", K_GLOBEX, NULL,
+		      KW_PUT_CREATE));
+	expect_ok(put(f->ctx, "user_keys", "alice", K_ALICE, NULL,
+		      KW_PUT_CREATE));
+	want_value(f->ctx, "alice", "acme", K_ACME);
+	want_value(f->ctx, "alice", "globex", K_GLOBEX);
+	want_value(f->ctx, "alice", "initech", K_ALICE);
+	assert_int_equal(resolve(f->ctx, "bob", "initech", value,
+				 sizeof(value)),
+			 KW_ERR_NOTFOUND);
+
+	expect_error(put(f->ctx, "org_keys", "acme", K_ACME2, NULL,
+			 KW_PUT_CREATE),
+		     KW_ERR_EXISTS,
+		     "backend \"org_keys\": an org key of \"acme\" for "
+		     "anthropic already exists; rotate it instead");
+	expect_ok(put(f->ctx, "org_keys", "acme", K_ACME2, NULL,
+		      KW_PUT_ROTATE));
+	want_value(f->ctx, "alice", "acme", K_ACME2);
+
+	assert_string_equal(listing(f->ctx),
+			    "org_keys org acme anthropic team active "
+			    "sk-a****0002 0\n"
+			    "org_keys org globex anthropic - active "
+			    "sk-a****0003 0\n"
+			    "user_keys user alice anthropic - active "
+			    "sk-a****0004 0\n");
+
+	expect_ok(kw_key_set_active(f->ctx, tu_sysadmin(), &r, 0));
+	/* Disabled: the chain goes on to alice's own key. */
+	want_value(f->ctx, "alice", "acme", K_ALICE);
+	expect_ok(kw_key_set_active(f->ctx, tu_sysadmin(), &r, 1));
+	want_value(f->ctx, "alice", "acme", K_ACME2);
+	expect_ok(kw_key_delete(f->ctx, tu_sysadmin(), &r));
+	want_value(f->ctx, "alice", "acme", K_ALICE);
+	expect_error(kw_key_delete(f->ctx, tu_sysadmin(), &r), KW_ERR_NOTFOUND,
+		     tu_fmt("backend \"org_keys\": no org key of \"acme\" for "
+			    "anthropic in %s", f->path));
+
+	/* All of it is in the file: a new context reads the same. */
+	expect_ok(open_conf(f, &f->other, CONF_A));
+	want_value(f->other, "bob", "globex", K_GLOBEX);
+	want_value(f->other, "alice", "acme", K_ALICE);
+
+	/* Use counts are written when a context closes. */
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	kw_close(f->other);
+	f->other = NULL;
+	open_ok(f, CONF_A);
+	assert_string_equal(listing(f->ctx),
+			    "org_keys org globex anthropic - active "
+			    "sk-a****0003 2\n"
+			    "user_keys user alice anthropic - active "
+			    "sk-a****0004 4\n");
+}
+
+/* Another context's write is seen at the next resolve. */
+static void test_change_noticed(void **state)
+{
+	struct fixture *f = *state;
+
+	open_ok(f, CONF_A);
+	expect_ok(open_conf(f, &f->other, CONF_A));
+	expect_ok(put(f->ctx, "org_keys", "acme", K_ACME, NULL, KW_PUT_CREATE));
+	want_value(f->other, "bob", "acme", K_ACME);
+	expect_ok(put(f->ctx, "org_keys", "acme", K_ACME2, NULL,
+		      KW_PUT_ROTATE));
+	want_value(f->other, "bob", "acme", K_ACME2);
+}
+
+/*
+ * A file that stat() shows unchanged is not read again: its bytes are
+ * altered in place, with its size and modification time kept, and the
+ * key still resolves from what was read.  Touched, it is read but not
+ * opened again (same header, same nonce); with another nonce it is, and
+ * refused.
+ */
+static void test_unchanged_not_reread(void **state)
+{
+	struct fixture *f = *state;
+	struct timespec times[2];
+	struct stat sb;
+	unsigned char byte;
+	char value[128];
+	int fd;
+
+	open_ok(f, CONF_A);
+	expect_ok(put(f->ctx, "org_keys", "acme", K_ACME, NULL, KW_PUT_CREATE));
+	want_value(f->ctx, "bob", "acme", K_ACME);
+	assert_int_equal(stat(f->path, &sb), 0);
+	fd = open(f->path, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &byte, 1, 100), 1);
+	byte ^= 1;
+	assert_int_equal(pwrite(fd, &byte, 1, 100), 1);
+	close(fd);
+	times[0] = sb.st_atim;
+	times[1] = sb.st_mtim;
+	assert_int_equal(utimensat(AT_FDCWD, f->path, times, 0), 0);
+	want_value(f->ctx, "bob", "acme", K_ACME);
+
+	/* Touched: the header and nonce say it is the file we have. */
+	times[1].tv_sec++;
+	assert_int_equal(utimensat(AT_FDCWD, f->path, times, 0), 0);
+	want_value(f->ctx, "bob", "acme", K_ACME);
+
+	/* Another nonce is another write: read again, and refused. */
+	fd = open(f->path, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &byte, 1, 80), 1);
+	byte ^= 1;
+	assert_int_equal(pwrite(fd, &byte, 1, 80), 1);
+	close(fd);
+	times[1].tv_sec++;
+	assert_int_equal(utimensat(AT_FDCWD, f->path, times, 0), 0);
+	assert_int_equal(resolve(f->ctx, "bob", "acme", value, sizeof(value)),
+			 KW_ERR_CRYPTO);
+	assert_string_equal(value, "");
+}
+
+static void test_rekey(void **state)
+{
+	struct fixture *f = *state;
+	char id_a[17] = "", id_b[17] = "";
+	uint64_t count = 0;
+
+	open_ok(f, CONF_A);
+	expect_ok(put(f->ctx, "org_keys", "acme", K_ACME, NULL, KW_PUT_CREATE));
+	expect_ok(put(f->ctx, "org_keys", "globex", K_GLOBEX, NULL,
+		      KW_PUT_CREATE));
+	expect_ok(put(f->ctx, "user_keys", "alice", K_ALICE, NULL,
+		      KW_PUT_CREATE));
+	expect_ok(kw_key_list(f->ctx, tu_sysadmin(), "org_keys", NULL,
+			      first_key_id, id_a));
+
+	/* Under B with A as the old key: both read, rekey moves org keys. */
+	open_ok(f, CONF_B_OLD_A);
+	want_value(f->ctx, "alice", "acme", K_ACME);
+	expect_ok(kw_rekey(f->ctx, tu_sysadmin(), "org_keys", &count));
+	assert_int_equal(count, 2);
+	expect_ok(kw_rekey(f->ctx, tu_sysadmin(), "org_keys", &count));
+	assert_int_equal(count, 0);
+	expect_ok(kw_rekey(f->ctx, tu_sysadmin(), "user_keys", &count));
+	assert_int_equal(count, 1);
+	expect_ok(kw_key_list(f->ctx, tu_sysadmin(), "org_keys", NULL,
+			      first_key_id, id_b));
+	assert_string_not_equal(id_a, id_b);
+
+	/* B alone now opens everything. */
+	open_ok(f, CONF_B);
+	want_value(f->ctx, "alice", "acme", K_ACME);
+	want_value(f->ctx, "alice", "initech", K_ALICE);
+
+	/* And A alone is refused, naming the key the file needs. */
+	expect_error(open_conf(f, &f->other, CONF_A), KW_ERR_CRYPTO,
+		     tu_fmt("%s:%d: backend \"org_keys\": %s is sealed under "
+			    "master key %s, which neither keyway.master_key "
+			    "nor keyway.old_master_keys holds: configure that "
+			    "key (or its passphrase)",
+			    f->conf, ORG_LINE, f->path, id_b));
+}
+
+/* ---- refusals ---- */
+
+/* The file's bytes, kept to alter. */
+static unsigned char *file_bytes(struct fixture *f, size_t *len)
+{
+	return (unsigned char *)tu_slurp(f->path, len);
+}
+
+static void write_bytes(struct fixture *f, const unsigned char *buf,
+			size_t len)
+{
+	int fd = open(f->path, O_WRONLY | O_TRUNC | O_CREAT, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, buf, len), (ssize_t)len);
+	close(fd);
+}
+
+#define AUTH_FAILED \
+	"cannot be opened: it was altered or damaged (authentication " \
+	"failed: the sealed value was altered or belongs to another " \
+	"record): restore it from a backup"
+
+struct damage {
+	const char *what;
+	size_t at;        /* byte to alter (with `xor`), or cut at (cut) */
+	unsigned char xor;
+	bool cut;
+	const char *said; /* after "PATH " */
+};
+
+static void test_corruption_table(void **state)
+{
+	struct fixture *f = *state;
+	char key_id[17] = "", other_id[17];
+	const struct damage table[] = {
+		{ "empty", 0, 0, true,
+		  "is truncated (0 bytes; a keyway file has at least 101): "
+		  "restore it from a backup" },
+		{ "inside the magic", 4, 0, true,
+		  "is truncated (4 bytes; a keyway file has at least 101): "
+		  "restore it from a backup" },
+		{ "after the magic", 8, 0, true,
+		  "is truncated (8 bytes; a keyway file has at least 101): "
+		  "restore it from a backup" },
+		{ "after the version", 10, 0, true,
+		  "is truncated (10 bytes; a keyway file has at least 101): "
+		  "restore it from a backup" },
+		{ "after the KDF id", 12, 0, true,
+		  "is truncated (12 bytes; a keyway file has at least 101): "
+		  "restore it from a backup" },
+		{ "after the KDF parameters", 24, 0, true,
+		  "is truncated (24 bytes; a keyway file has at least 101): "
+		  "restore it from a backup" },
+		{ "after the salt", 40, 0, true,
+		  "is truncated (40 bytes; a keyway file has at least 101): "
+		  "restore it from a backup" },
+		{ "after the file id", 56, 0, true,
+		  "is truncated (56 bytes; a keyway file has at least 101): "
+		  "restore it from a backup" },
+		{ "after the generation", 64, 0, true,
+		  "is truncated (64 bytes; a keyway file has at least 101): "
+		  "restore it from a backup" },
+		{ "after the envelope version", 65, 0, true,
+		  "is truncated (65 bytes; a keyway file has at least 101): "
+		  "restore it from a backup" },
+		{ "after the key id", 73, 0, true,
+		  "is truncated (73 bytes; a keyway file has at least 101): "
+		  "restore it from a backup" },
+		{ "after the nonce", 85, 0, true,
+		  "is truncated (85 bytes; a keyway file has at least 101): "
+		  "restore it from a backup" },
+		{ "inside the tag", SIZE_MAX, 0, true, AUTH_FAILED },
+		{ "magic", 1, 0x20, false,
+		  "is not a keyway file (bad magic)" },
+		{ "version", 9, 0x03, false,
+		  "has format version 2, which this keyway does not read (it "
+		  "reads version 1): upgrade keyway" },
+		{ "KDF id", 10, 0x07, false,
+		  "names an unknown key derivation (7.0): restore it from a "
+		  "backup" },
+		{ "reserved byte", 11, 0x01, false,
+		  "names an unknown key derivation (0.1): restore it from a "
+		  "backup" },
+		{ "KDF parameter", 13, 0x01, false, AUTH_FAILED },
+		{ "salt", 30, 0x01, false, AUTH_FAILED },
+		{ "file id", 45, 0x01, false, AUTH_FAILED },
+		{ "generation", 63, 0x01, false, AUTH_FAILED },
+		{ "envelope version", 64, 0x03, false,
+		  "has an envelope of unknown version 2: upgrade keyway" },
+		{ "key id", 66, 0x01, false, NULL },
+		{ "nonce", 80, 0x01, false, AUTH_FAILED },
+		{ "ciphertext", 90, 0x01, false, AUTH_FAILED },
+		{ "tag", SIZE_MAX - 1, 0x01, false, AUTH_FAILED },
+	};
+	unsigned char *good, *bad;
+	size_t len;
+
+	open_ok(f, CONF_A);
+	expect_ok(put(f->ctx, "org_keys", "acme", K_ACME, NULL, KW_PUT_CREATE));
+	expect_ok(kw_key_list(f->ctx, tu_sysadmin(), "org_keys", NULL,
+			      first_key_id, key_id));
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	good = file_bytes(f, &len);
+	assert_true(len > 101);
+	bad = tu_keep(malloc(len));
+	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+		const struct damage *d = &table[i];
+		size_t at = d->at == SIZE_MAX       ? len - 1
+			    : d->at == SIZE_MAX - 1 ? len - 3
+						    : d->at;
+		size_t n = d->cut ? at : len;
+		const char *said = d->said;
+		unsigned char *after;
+		size_t after_len;
+
+		memcpy(bad, good, len);
+		if (!d->cut)
+			bad[at] ^= d->xor;
+		if (said == NULL) {
+			sodium_bin2hex(other_id, sizeof(other_id), bad + 65, 8);
+			said = tu_fmt("is sealed under master key %s, which "
+				      "neither keyway.master_key nor "
+				      "keyway.old_master_keys holds: "
+				      "configure that key (or its "
+				      "passphrase)",
+				      other_id);
+		}
+		write_bytes(f, bad, n);
+		print_message("# damaged: %s\n", d->what);
+		expect_error(open_conf(f, &f->ctx, CONF_A),
+			     strstr(said, "master key") != NULL ||
+				     strstr(said, "authentication") != NULL
+				     ? KW_ERR_CRYPTO
+				     : KW_ERR_BACKEND,
+			     tu_fmt("%s:%d: backend \"org_keys\": %s %s",
+				    f->conf, ORG_LINE, f->path, said));
+		/* Nothing was written over it. */
+		after = (unsigned char *)tu_slurp(f->path, &after_len);
+		assert_int_equal(after_len, n);
+		assert_memory_equal(after, bad, n);
+	}
+	/* The file as it was opens again. */
+	write_bytes(f, good, len);
+	open_ok(f, CONF_A);
+	want_value(f->ctx, "bob", "acme", K_ACME);
+}
+
+/* A record's value moved to another owner does not open. */
+static void test_record_moved_between_owners(void **state)
+{
+	struct fixture *f = *state;
+	unsigned char key[32], *buf, *plain, *out;
+	char aad_hex[129], value[128];
+	unsigned char aad[14 + 21 + 4 + 128 + 4 + 4 + 4 + 4];
+	unsigned long long plen, clen;
+	size_t len, at, lo, lp, ln;
+	size_t s1, l1, s2, l2;
+	unsigned char *p;
+
+	if (sodium_init() < 0 || !crypto_aead_aes256gcm_is_available())
+		skip();
+	open_ok(f, CONF_A);
+	/* Values of one length, so that swapping them keeps the layout. */
+	expect_ok(put(f->ctx, "org_keys", "acme", K_ACME, NULL, KW_PUT_CREATE));
+	expect_ok(put(f->ctx, "org_keys", "globex", K_ACME2, NULL,
+		      KW_PUT_CREATE));
+	want_value(f->ctx, "bob", "acme", K_ACME);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+
+	/* Open the envelope as docs/file-format.md says. */
+	buf = file_bytes(f, &len);
+	sodium_hex2bin(key, sizeof(key), MASTER_A, 64, NULL, NULL, NULL);
+	sodium_bin2hex(aad_hex, sizeof(aad_hex), buf, 64);
+	p = aad;
+	memcpy(p, "keyway seal v1", 14);
+	memcpy(p + 14, buf + 64, 21);
+	p += 35;
+	memcpy(p, "\0\0\0\x80", 4);
+	memcpy(p + 4, aad_hex, 128);
+	p += 132;
+	memcpy(p, "\0\0\0\x04none\0\0\0\0\0\0\0\0", 16);
+	plain = tu_keep(malloc(len));
+	assert_int_equal(crypto_aead_aes256gcm_decrypt(
+				 plain, &plen, NULL, buf + 85, len - 85, aad,
+				 sizeof(aad), buf + 73, key),
+			 0);
+
+	/* The two records' sealed values, swapped. */
+	at = 4;
+	lo = (size_t)plain[at + 2] << 8 | plain[at + 3];
+	lp = (size_t)plain[at + 4] << 8 | plain[at + 5];
+	ln = (size_t)plain[at + 6] << 8 | plain[at + 7];
+	at += 40 + lo + lp + ln;
+	l1 = (size_t)plain[at + 2] << 8 | plain[at + 3];
+	s1 = at + 4;
+	at = s1 + l1;
+	lo = (size_t)plain[at + 2] << 8 | plain[at + 3];
+	lp = (size_t)plain[at + 4] << 8 | plain[at + 5];
+	ln = (size_t)plain[at + 6] << 8 | plain[at + 7];
+	at += 40 + lo + lp + ln;
+	l2 = (size_t)plain[at + 2] << 8 | plain[at + 3];
+	s2 = at + 4;
+	assert_int_equal(l1, l2);
+	{
+		unsigned char *tmp = tu_keep(malloc(l1));
+
+		memcpy(tmp, plain + s1, l1);
+		memcpy(plain + s1, plain + s2, l1);
+		memcpy(plain + s2, tmp, l1);
+	}
+
+	/* Sealed again, under a fresh nonce, as keyway would. */
+	out = tu_keep(malloc(len));
+	memcpy(out, buf, 85);
+	randombytes_buf(out + 73, 12);
+	memcpy(aad + 14, out + 64, 21);
+	assert_int_equal(crypto_aead_aes256gcm_encrypt(out + 85, &clen, plain,
+						       plen, aad, sizeof(aad),
+						       NULL, out + 73, key),
+			 0);
+	assert_int_equal(clen + 85, len);
+	write_bytes(f, out, len);
+
+	open_ok(f, CONF_A);
+	assert_int_equal(resolve(f->ctx, "bob", "acme", value, sizeof(value)),
+			 KW_ERR_CRYPTO);
+	assert_string_equal(value, "");
+	tu_assert_no_secret(kw_last_error());
+	assert_non_null(strstr(kw_last_error(),
+			       tu_fmt("the org key of \"acme\" for anthropic "
+				      "in %s: authentication failed",
+				      f->path)));
+}
+
+static void test_unsafe_file(void **state)
+{
+	struct fixture *f = *state;
+	char *target;
+
+	open_ok(f, CONF_A);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	assert_int_equal(chmod(f->path, 0640), 0);
+	expect_error(open_conf(f, &f->ctx, CONF_A), KW_ERR_PERM,
+		     tu_fmt("%s:%d: backend \"org_keys\": %s is accessible by "
+			    "group or others (mode 0640); it holds secrets: "
+			    "chmod 600 it",
+			    f->conf, ORG_LINE, f->path));
+	assert_int_equal(chmod(f->path, 0600), 0);
+	target = tu_join(f->dir, "real.kwf");
+	assert_int_equal(rename(f->path, target), 0);
+	assert_int_equal(symlink(target, f->path), 0);
+	expect_error(open_conf(f, &f->ctx, CONF_A), KW_ERR_PERM,
+		     tu_fmt("%s:%d: backend \"org_keys\": %s is a symbolic "
+			    "link; point the setting at the file itself",
+			    f->conf, ORG_LINE, f->path));
+}
+
+#define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_put_resolve_manage),
+		T(test_change_noticed),
+		T(test_unchanged_not_reread),
+		T(test_rekey),
+		T(test_corruption_table),
+		T(test_record_moved_between_owners),
+		T(test_unsafe_file),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
