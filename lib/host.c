@@ -368,6 +368,7 @@ const kw_host kwi_host = {
 	.instance_role = host_instance_role,
 	.open_flags = host_open_flags,
 	.keyring_kdf = kwi_keyring_kdf,
+	.reopen_private = kwi_open_private,
 };
 
 /* ---- opening backends ---- */

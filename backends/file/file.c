@@ -100,65 +100,28 @@ static void snap_release(struct file_state *st, struct file_snap *snap)
 		snap_put(st->host, snap);
 }
 
-/*
- * Open the file for reading and check it as a private file: no symlink, a
- * regular file, owned by root or us, nothing for group or others.  (At
- * open() the host's open_private() does this and reports it; later,
- * through a reply, this does.)
- */
+/* A line from format.c, which does not know the path, made to name it. */
+static void name_file(struct file_err *e, const char *path)
+{
+	char msg[sizeof(e->msg)];
+
+	snprintf(msg, sizeof(msg), "%s", e->msg);
+	snprintf(e->msg, sizeof(e->msg), "%s %s", path, msg);
+}
+
+/* Open the file again, after open(), with the checks open_private()
+ * made then. */
 static kw_status open_checked(struct file_state *st, int *fd,
 			      struct file_err *e)
 {
-	struct stat sb;
-	int f;
-
-	*fd = -1;
-	f = open(st->path,
-		 O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (f < 0) {
-		int en = errno;
-
-		e->rc = en == ENOENT ? KW_ERR_NOTFOUND
-			: en == EACCES || en == ELOOP ? KW_ERR_PERM
-						      : KW_ERR_IO;
-		if (en == ELOOP)
-			snprintf(e->msg, sizeof(e->msg),
-				 "is a symbolic link; point the setting at "
-				 "the file itself");
-		else
-			snprintf(e->msg, sizeof(e->msg), "%s", strerror(en));
-		return e->rc;
-	}
-	e->rc = KW_OK;
-	if (fstat(f, &sb) != 0) {
-		e->rc = KW_ERR_IO;
-		snprintf(e->msg, sizeof(e->msg), "%s", strerror(errno));
-	} else if (!S_ISREG(sb.st_mode)) {
-		e->rc = KW_ERR_PERM;
-		snprintf(e->msg, sizeof(e->msg), "is not a regular file");
-	} else if (sb.st_uid != 0 && sb.st_uid != geteuid()) {
-		e->rc = KW_ERR_PERM;
-		snprintf(e->msg, sizeof(e->msg),
-			 "is owned by uid %u; it must belong to root or uid %u",
-			 (unsigned)sb.st_uid, (unsigned)geteuid());
-	} else if ((sb.st_mode & 077) != 0) {
-		e->rc = KW_ERR_PERM;
-		snprintf(e->msg, sizeof(e->msg),
-			 "is accessible by group or others (mode %04o); it "
-			 "holds secrets: chmod 600 it",
-			 (unsigned)(sb.st_mode & 07777));
-	}
-	if (e->rc != KW_OK) {
-		close(f);
-		return e->rc;
-	}
-	*fd = f;
-	return KW_OK;
+	e->msg[0] = '\0';
+	e->rc = st->host->reopen_private(st->path, fd, e->msg, sizeof(e->msg));
+	return e->rc;
 }
 
 /* Read all of fd (a regular file of sb's size) into *out. */
-static kw_status read_all(int fd, const struct stat *sb, unsigned char **out,
-			  size_t *len, struct file_err *e)
+static kw_status read_all(const char *path, int fd, const struct stat *sb,
+			  unsigned char **out, size_t *len, struct file_err *e)
 {
 	size_t size = (size_t)sb->st_size, got = 0;
 	unsigned char *buf;
@@ -167,14 +130,14 @@ static kw_status read_all(int fd, const struct stat *sb, unsigned char **out,
 	*len = 0;
 	if (sb->st_size < 0 || (uint64_t)sb->st_size > INT32_MAX) {
 		e->rc = KW_ERR_BACKEND;
-		snprintf(e->msg, sizeof(e->msg), "is too large (%jd bytes)",
-			 (intmax_t)sb->st_size);
+		snprintf(e->msg, sizeof(e->msg), "%s is too large (%jd bytes)",
+			 path, (intmax_t)sb->st_size);
 		return e->rc;
 	}
 	buf = malloc(size > 0 ? size : 1);
 	if (buf == NULL) {
 		e->rc = KW_ERR_NOMEM;
-		snprintf(e->msg, sizeof(e->msg), "out of memory");
+		snprintf(e->msg, sizeof(e->msg), "%s: out of memory", path);
 		return e->rc;
 	}
 	while (got < size) {
@@ -184,7 +147,8 @@ static kw_status read_all(int fd, const struct stat *sb, unsigned char **out,
 			continue;
 		if (n < 0) {
 			e->rc = KW_ERR_IO;
-			snprintf(e->msg, sizeof(e->msg), "%s", strerror(errno));
+			snprintf(e->msg, sizeof(e->msg), "%s: %s", path,
+				 strerror(errno));
 			free(buf);
 			return e->rc;
 		}
@@ -216,15 +180,18 @@ static kw_status read_snap(struct file_state *st, int fd,
 	*out = NULL;
 	if (fstat(fd, &sb) != 0) {
 		e->rc = KW_ERR_IO;
-		snprintf(e->msg, sizeof(e->msg), "%s", strerror(errno));
+		snprintf(e->msg, sizeof(e->msg), "%s: %s", st->path,
+			 strerror(errno));
 		return e->rc;
 	}
-	rc = read_all(fd, &sb, &buf, &len, e);
+	rc = read_all(st->path, fd, &sb, &buf, &len, e);
 	if (rc != KW_OK)
 		goto out;
 	rc = file_parse_header(buf, len, &h, e);
-	if (rc != KW_OK)
+	if (rc != KW_OK) {
+		name_file(e, st->path);
 		goto out;
+	}
 	if (st->kr == NULL) {
 		/* The first read, in open(): the file's identity is the
 		 * store's.  keyring_open() says itself what is wrong. */
@@ -244,15 +211,16 @@ static kw_status read_snap(struct file_state *st, int fd,
 		file_hex(h.file_id, FILE_ID_LEN, id);
 		e->rc = rc = KW_ERR_BACKEND;
 		snprintf(e->msg, sizeof(e->msg),
-			 "was replaced by another keyway file (file id %s): "
+			 "%s was replaced by another keyway file (file id %s): "
 			 "restart the program to read it",
-			 id);
+			 st->path, id);
 		goto out;
 	}
 	snap = calloc(1, sizeof(*snap));
 	if (snap == NULL) {
 		e->rc = rc = KW_ERR_NOMEM;
-		snprintf(e->msg, sizeof(e->msg), "out of memory");
+		snprintf(e->msg, sizeof(e->msg), "%s: out of memory",
+			 st->path);
 		goto out;
 	}
 	if (old != NULL && (size_t)old->size == len &&
@@ -262,8 +230,10 @@ static kw_status read_snap(struct file_state *st, int fd,
 		snap->h.generation = UINT64_MAX; /* marks "same as old" */
 	} else {
 		rc = file_parse(host, st->kr, buf, len, snap, e);
-		if (rc != KW_OK)
+		if (rc != KW_OK) {
+			name_file(e, st->path);
 			goto out;
+		}
 		memcpy(snap->head, buf, sizeof(snap->head));
 	}
 	snap->dev = sb.st_dev;
@@ -487,8 +457,7 @@ typedef kw_status file_change_fn(struct file_state *st, struct edit *ed,
 static kw_status say_unchanged(struct file_state *st, kw_reply *r,
 			       const struct file_err *e)
 {
-	st->host->reply_detail(r, "%s %s; nothing was written", st->path,
-			       e->msg);
+	st->host->reply_detail(r, "%s; nothing was written", e->msg);
 	return e->rc;
 }
 
@@ -649,7 +618,7 @@ static kw_status file_lookup(void *state, const kw_query *q)
 
 	rc = file_current(st, &snap, &e);
 	if (rc != KW_OK) {
-		host->reply_detail(q->reply, "%s %s", st->path, e.msg);
+		host->reply_detail(q->reply, "%s", e.msg);
 		return rc;
 	}
 	file_describe(desc, sizeof(desc), st->scope, owner, q->provider);
@@ -900,7 +869,7 @@ static kw_status file_list(void *state, kw_scope scope, const char *owner,
 		return KW_OK;
 	rc = file_current(st, &snap, &e);
 	if (rc != KW_OK) {
-		host->reply_detail(r, "%s %s", st->path, e.msg);
+		host->reply_detail(r, "%s", e.msg);
 		return rc;
 	}
 	for (size_t i = 0; i < snap->n && rc == KW_OK; i++) {
@@ -1087,7 +1056,7 @@ static kw_status file_check(void *state, kw_reply *r)
 
 	rc = file_current(st, &snap, &e);
 	if (rc != KW_OK) {
-		st->host->reply_detail(r, "%s %s", st->path, e.msg);
+		st->host->reply_detail(r, "%s", e.msg);
 		return rc;
 	}
 	for (size_t i = 0; i < snap->n; i++)
@@ -1210,7 +1179,7 @@ static kw_status first_read(struct file_state *st, bool checking)
 	rc = read_snap(st, fd, NULL, &snap, &e);
 	if (rc != KW_OK) {
 		if (e.msg[0] != '\0')
-			host->error(st->inst, "path", "%s %s", st->path, e.msg);
+			host->error(st->inst, "path", "%s", e.msg);
 		goto out;
 	}
 	snap->refs = 1;
@@ -1234,7 +1203,7 @@ static kw_status file_open(const kw_host *host, kw_instance *inst,
 	bool checking = false;
 
 	*state = NULL;
-	if (!KW_HOST_HAS(host, sealed_key_id)) {
+	if (!KW_HOST_HAS(host, reopen_private)) {
 		host->error(inst, NULL, "this keyway cannot seal keys; the "
 			    "file module needs a newer libkeyway");
 		return KW_ERR_MODULE;

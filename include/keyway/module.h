@@ -386,6 +386,18 @@ typedef struct kw_host {
 	 * test KW_HOST_HAS(host, keyring_kdf) first.
 	 */
 	uint32_t (*keyring_kdf)(const kw_keyring *kr, uint32_t params[3]);
+
+	/*
+	 * open_private() for any time and any thread: the same checks, but
+	 * what is wrong goes into why (whylen bytes: one line that names the
+	 * file and the fix, no secret) instead of error(), for a module that
+	 * opens a private file again after open() (a file replaced by a
+	 * newer one).  KW_ERR_NOTFOUND (why says so too), KW_ERR_PERM or
+	 * KW_ERR_IO.  Since the first host with the file module: test
+	 * KW_HOST_HAS(host, reopen_private) first.
+	 */
+	kw_status (*reopen_private)(const char *path, int *fd, char *why,
+				    size_t whylen);
 } kw_host;
 
 /* What keyring_kdf() answers. */

@@ -624,9 +624,27 @@ static void test_record_moved_between_owners(void **state)
 static void test_unsafe_file(void **state)
 {
 	struct fixture *f = *state;
-	char *target;
+	struct timespec times[2] = { { 0, UTIME_OMIT }, { 0, 0 } };
+	char *target, value[128];
 
 	open_ok(f, CONF_A);
+	expect_ok(put(f->ctx, "org_keys", "acme", K_ACME, NULL, KW_PUT_CREATE));
+	want_value(f->ctx, "bob", "acme", K_ACME);
+	/* Made unsafe under a reader: refused at its next look. */
+	assert_int_equal(chmod(f->path, 0644), 0);
+	times[1].tv_sec = time(NULL) + 10;
+	assert_int_equal(utimensat(AT_FDCWD, f->path, times, 0), 0);
+	expect_error(resolve(f->ctx, "bob", "acme", value, sizeof(value)),
+		     KW_ERR_PERM,
+		     tu_fmt("chain \"default\", provider \"anthropic\": "
+			    "org_keys answered permission denied: %s is "
+			    "accessible by "
+			    "group or others (mode 0644); it holds secrets: "
+			    "chmod 600 it",
+			    f->path));
+	assert_string_equal(value, "");
+	assert_int_equal(chmod(f->path, 0600), 0);
+	want_value(f->ctx, "bob", "acme", K_ACME);
 	kw_close(f->ctx);
 	f->ctx = NULL;
 	assert_int_equal(chmod(f->path, 0640), 0);
