@@ -61,18 +61,14 @@ static const char *file_scope_word(kw_scope scope)
 	return strcmp(word, "none") != 0 ? word : NULL;
 }
 
-/* "org key of "acme" for anthropic", "system key for anthropic". */
+/* keyway's name for a key: "org key of "acme" for anthropic". */
 static const char *file_describe(char *buf, size_t size, kw_scope scope,
 				 const char *owner, const char *provider)
 {
-	const char *word = file_scope_word(scope);
+	size_t len = 0;
 
-	if (scope == KW_SCOPE_SYSTEM || owner == NULL)
-		snprintf(buf, size, "%s key for %s",
-			 word != NULL ? word : "unscoped", provider);
-	else
-		snprintf(buf, size, "%s key of \"%s\" for %s",
-			 word != NULL ? word : "unscoped", owner, provider);
+	buf[0] = '\0';
+	kw_key_describe(buf, size, &len, scope, owner, provider);
 	return buf;
 }
 

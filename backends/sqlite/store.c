@@ -131,24 +131,11 @@ void sq_append(char *buf, size_t size, size_t *len, const char *s)
 	buf[*len] = '\0';
 }
 
-/*
- * Append "org key of "acme" for anthropic", "system key for anthropic".
- * Without printf: a lookup's miss, as common as a hit, says it.
- */
+/* keyway's name for a key (kw_key_describe()), after what buf holds. */
 void sq_describe_to(char *buf, size_t size, size_t *len, kw_scope scope,
 		    const char *owner, const char *provider)
 {
-	const char *word = sq_scope_word(scope);
-
-	sq_append(buf, size, len, word != NULL ? word : "unscoped");
-	if (scope == KW_SCOPE_SYSTEM || owner == NULL) {
-		sq_append(buf, size, len, " key for ");
-	} else {
-		sq_append(buf, size, len, " key of \"");
-		sq_append(buf, size, len, owner);
-		sq_append(buf, size, len, "\" for ");
-	}
-	sq_append(buf, size, len, provider);
+	kw_key_describe(buf, size, len, scope, owner, provider);
 }
 
 const char *sq_describe(char *buf, size_t size, kw_scope scope,

@@ -552,6 +552,41 @@ struct kw_module {
 	bool (*reads_env)(void *state, const char *name, size_t len);
 };
 
+/*
+ * How keyway names a stored key in messages, for modules that store keys:
+ * "org key of "acme" for anthropic", "user key of "alice" for openai",
+ * "system key for anthropic" (and "unscoped key for ..." for
+ * KW_SCOPE_NONE), appended to buf, which holds size bytes of which *len
+ * are used: the text is cut to fit, buf stays NUL-terminated, *len grows.
+ * Inline, and without printf, so that every store names keys alike and a
+ * lookup's miss costs little.  Available since 0.1.
+ */
+static inline void kw_key_describe(char *buf, size_t size, size_t *len,
+				   kw_scope scope, const char *owner,
+				   const char *provider)
+{
+	const char *word = kw_scope_name(scope);
+	const char *part[5];
+	size_t n = 0;
+
+	part[n++] = word[0] == 'n' ? "unscoped" : word;
+	if (scope == KW_SCOPE_SYSTEM || owner == NULL) {
+		part[n++] = " key for ";
+	} else {
+		part[n++] = " key of \"";
+		part[n++] = owner;
+		part[n++] = "\" for ";
+	}
+	part[n++] = provider;
+	if (size == 0)
+		return;
+	for (size_t i = 0; i < n; i++)
+		for (const char *p = part[i]; *p != '\0' && *len + 1 < size;
+		     p++)
+			buf[(*len)++] = *p;
+	buf[*len] = '\0';
+}
+
 /* The first two fields of every descriptor; use designated initializers
  * for the rest, so that fields added later start out NULL. */
 #define KW_MODULE_HEADER .abi = KW_MODULE_ABI, \
