@@ -54,7 +54,14 @@ keyfile()
 	printf '%s' "$SECRETD/$1"
 }
 
-# ---- put, get, ls ----
+# ---- check, put, get, ls ----
+
+run "$KW" -c "$CONF" check
+expect_exit 1
+expect_stdout ""
+expect_stderr "$CONF:3: backend \"org_keys\": $FILE does not exist: create it with keyway init (or a first keyway put)
+$CONF:4: backend \"user_keys\": $FILE does not exist: create it with keyway init (or a first keyway put)"
+expect_missing "$FILE" "keyway check creates no file"
 
 run from "$(keyfile org.in "$K_ORG")" \
 	"$KW" -c "$CONF" put org_keys anthropic --owner acme --name prod
