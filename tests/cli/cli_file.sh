@@ -124,6 +124,20 @@ expect_exit 0
 expect_stdout "enabled key of acme for anthropic in org_keys"
 expect_stderr ""
 
+# A write that fails (here: no file may grow, as on a full disk) leaves
+# the file as it was, and says so.  Only keyway runs under the limit.
+cp -p "$FILE" "$TMPD/before.kwf"
+run from "$(keyfile zeta.in "$K_ALICE")" bash -c \
+	'trap "" XFSZ; (ulimit -f 0 && exec "$@") 2>&1 >/dev/null | cat >&2; exit "${PIPESTATUS[0]}"' \
+	limited "$KW" -c "$CONF" put user_keys anthropic --owner zeta
+expect_exit 1
+expect_stdout ""
+expect_stderr_line "keyway: backend \"user_keys\": cannot write $FILE: File too large; the file is unchanged"
+expect_eq "$(cmp "$FILE" "$TMPD/before.kwf" && echo same)" "same" \
+	"a failed write leaves the file as it was"
+expect_eq "$(find "$TMPD" -name 'keys.kwf.tmp.*' | wc -l)" "0" \
+	"a failed write leaves no temporary file"
+
 # ---- read without keyway ----
 
 if [ -n "$PYCRYPTO" ]; then
