@@ -165,6 +165,8 @@ run from "$(keyfile sys.in "$K_SYS")" \
 expect_exit 0
 expect_stdout "stored system key for anthropic in system_keys (sk-a****3ccc)"
 expect_stderr ""
+expect_eq "$(od -An -tx1 -j10 -N14 "$PFILE" | tr -d ' \n')" "01000000000200004c0000000001" \
+	"the header names Argon2id with t=2, m=19456 KiB, p=1"
 
 if [ -n "$PYCRYPTO" ]; then
 	run -s env -u KEYWAY_MASTER_KEY KEYWAY_PASSPHRASE="$PASS" /usr/bin/python3 "$READER" "$PFILE"
@@ -175,6 +177,35 @@ if [ -n "$PYCRYPTO" ]; then
 	expect_stderr ""
 else
 	skip "file_reader.py under a passphrase" "no python3-cryptography and python3-argon2"
+fi
+
+# And under PBKDF2-HMAC-SHA256.
+P2CONF=$TMPD/pbkdf2.conf
+P2FILE=$TMPD/pbkdf2.kwf
+write_conf "$P2CONF" <<'EOF2'
+keyway: { master_key = { source = "passphrase"; kdf = "pbkdf2-sha256"; }; };
+backends: {
+	system_keys: { module = "file"; path = "pbkdf2.kwf"; scope = "system"; };
+};
+chains: { default = ( { backend = "system_keys"; control = "sufficient"; } ); };
+EOF2
+run from "$(keyfile sys2.in "$K_SYS")" \
+	env KEYWAY_PASSPHRASE="$PASS" "$KW" -c "$P2CONF" put system_keys anthropic --scope system
+expect_exit 0
+expect_stdout "stored system key for anthropic in system_keys (sk-a****3ccc)"
+expect_stderr ""
+expect_eq "$(od -An -tx1 -j10 -N6 "$P2FILE" | tr -d ' \n')" "0200000927c0" \
+	"the header names PBKDF2 with 600000 iterations"
+
+if [ -n "$PYCRYPTO" ]; then
+	run -s env -u KEYWAY_MASTER_KEY KEYWAY_PASSPHRASE="$PASS" /usr/bin/python3 "$READER" "$P2FILE"
+	expect_exit 0
+	expect_eq "$(cut -d' ' -f1-5,8,10 "$OUT")" \
+		"system - anthropic - active 0 $K_SYS" \
+		"file_reader.py reads the file under a passphrase (PBKDF2)"
+	expect_stderr ""
+else
+	skip "file_reader.py under a PBKDF2 passphrase" "no python3-cryptography and python3-argon2"
 fi
 
 run env KEYWAY_PASSPHRASE="not the passphrase" "$KW" -c "$PCONF" get anthropic
