@@ -14,6 +14,8 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -384,6 +386,60 @@ static void test_rekey(void **state)
 			    f->conf, ORG_LINE, f->path, id_b));
 }
 
+/* Threads resolving through one context while another rotates the key:
+ * every answer is the old key or the new one. */
+struct reader {
+	kw_ctx *ctx;
+	atomic_bool *stop;
+	unsigned found, bad;
+};
+
+static void *read_loop(void *arg)
+{
+	struct reader *r = arg;
+	char value[128];
+
+	while (!atomic_load(r->stop)) {
+		if (resolve(r->ctx, "bob", "acme", value, sizeof(value)) ==
+			    KW_OK &&
+		    (strcmp(value, K_ACME) == 0 ||
+		     strcmp(value, K_ACME2) == 0))
+			r->found++;
+		else
+			r->bad++;
+	}
+	return NULL;
+}
+
+static void test_readers_during_writes(void **state)
+{
+	struct fixture *f = *state;
+	struct reader readers[4];
+	pthread_t threads[4];
+	atomic_bool stop = false;
+
+	open_ok(f, CONF_A);
+	expect_ok(put(f->ctx, "org_keys", "acme", K_ACME, NULL, KW_PUT_CREATE));
+	expect_ok(open_conf(f, &f->other, CONF_A));
+	for (int i = 0; i < 4; i++) {
+		readers[i] = (struct reader){ f->ctx, &stop, 0, 0 };
+		assert_int_equal(pthread_create(&threads[i], NULL, read_loop,
+						&readers[i]),
+				 0);
+	}
+	for (int i = 0; i < 40; i++)
+		expect_ok(put(f->other, "org_keys", "acme",
+			      i % 2 == 0 ? K_ACME2 : K_ACME, NULL,
+			      KW_PUT_ROTATE));
+	atomic_store(&stop, true);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(threads[i], NULL), 0);
+		assert_int_equal(readers[i].bad, 0);
+		assert_true(readers[i].found > 0);
+	}
+	want_value(f->ctx, "bob", "acme", K_ACME);
+}
+
 /* ---- refusals ---- */
 
 /* The file's bytes, kept to alter. */
@@ -672,6 +728,7 @@ int main(void)
 		T(test_change_noticed),
 		T(test_unchanged_not_reread),
 		T(test_rekey),
+		T(test_readers_during_writes),
 		T(test_corruption_table),
 		T(test_record_moved_between_owners),
 		T(test_unsafe_file),
