@@ -270,6 +270,10 @@ static kw_status file_current(struct file_state *st, struct file_snap **out,
 	    same_file(st->snap, &sb))
 		goto have;
 	rc = open_checked(st, &fd, e);
+	/* Gone after open(): not "no such key", which would let a chain
+	 * go on as if the file said so. */
+	if (rc == KW_ERR_NOTFOUND)
+		rc = e->rc = KW_ERR_IO;
 	if (rc == KW_OK)
 		rc = read_snap(st, fd, st->snap, &fresh, e);
 	if (rc != KW_OK)

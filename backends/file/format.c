@@ -287,7 +287,31 @@ kw_status file_parse(const kw_host *host, const kw_keyring *kr,
 		     "(%s): restore it from a backup", why);
 		return rc;
 	}
-	return parse_records(snap, e);
+	rc = parse_records(snap, e);
+	if (rc != KW_OK)
+		return rc;
+	/* A key sealed under a master key we lack could never be handed
+	 * out, nor rekey move it: refuse the file, as the envelope's. */
+	for (size_t i = 0; i < snap->n; i++) {
+		char id[KW_KEY_ID_SIZE];
+		const struct file_rec *r = &snap->recs[i];
+
+		if (host->sealed_key_id(r->sealed, r->sealed_len, id) != KW_OK) {
+			fail(e, KW_ERR_BACKEND, "is damaged: record %zu holds "
+			     "no sealed value", i);
+			return e->rc;
+		}
+		if (!host->keyring_knows(kr, id)) {
+			fail(e, KW_ERR_CRYPTO,
+			     "holds keys sealed under master key %s, which "
+			     "neither keyway.master_key nor "
+			     "keyway.old_master_keys holds: configure that key "
+			     "(or its passphrase)",
+			     id);
+			return e->rc;
+		}
+	}
+	return KW_OK;
 }
 
 /* The record's bytes at p (NULL: only count them); returns their size. */
