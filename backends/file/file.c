@@ -223,7 +223,7 @@ static kw_status read_snap(struct file_state *st, int fd,
 	    memcmp(old->head, buf, sizeof(old->head)) == 0) {
 		/* Touched, not rewritten: keep what we have. */
 		rc = KW_OK;
-		snap->h.generation = UINT64_MAX; /* marks "same as old" */
+		snap->touched = true;
 	} else {
 		rc = file_parse(host, st->kr, buf, len, snap, e);
 		if (rc != KW_OK) {
@@ -278,7 +278,7 @@ static kw_status file_current(struct file_state *st, struct file_snap **out,
 		rc = read_snap(st, fd, st->snap, &fresh, e);
 	if (rc != KW_OK)
 		goto out;
-	if (fresh->h.generation == UINT64_MAX) {
+	if (fresh->touched) {
 		st->snap->dev = fresh->dev;
 		st->snap->ino = fresh->ino;
 		st->snap->size = fresh->size;
@@ -591,11 +591,10 @@ static const char *key_owner(const kw_store_key *k)
 	return k->scope == KW_SCOPE_SYSTEM ? NULL : k->owner;
 }
 
-static void rec_aad(const struct file_state *st, const char *file_id_hex,
-		    kw_scope scope, const char *owner, const char *provider,
-		    kw_seal_aad *aad)
+/* What a record's value is bound to (docs/file-format.md). */
+static void rec_aad(const char *file_id_hex, kw_scope scope,
+		    const char *owner, const char *provider, kw_seal_aad *aad)
 {
-	(void)st;
 	aad->store_id = file_id_hex;
 	aad->scope = scope;
 	aad->owner = owner;
@@ -655,7 +654,7 @@ static kw_status file_lookup(void *state, const kw_query *q)
 		host->reply_detail(q->reply, "the %s: no room for it", desc);
 		goto out;
 	}
-	rec_aad(st, snap->file_id_hex, st->scope, owner, q->provider, &aad);
+	rec_aad(snap->file_id_hex, st->scope, owner, q->provider, &aad);
 	why[0] = '\0';
 	rc = host->unseal(st->kr, &aad, rec->sealed, rec->sealed_len, buf,
 			  why, sizeof(why));
@@ -682,7 +681,7 @@ static kw_status seal_into(struct file_state *st, const char *file_id_hex,
 	kw_seal_aad aad;
 	kw_status rc;
 
-	rec_aad(st, file_id_hex, k->scope, key_owner(k), k->provider, &aad);
+	rec_aad(file_id_hex, k->scope, key_owner(k), k->provider, &aad);
 	rc = st->host->seal(st->kr, &aad, value, len, &sealed, &n);
 	if (rc != KW_OK)
 		return rc;
@@ -897,7 +896,7 @@ static kw_status file_list(void *state, kw_scope scope, const char *owner,
 			rc = KW_ERR_NOMEM;
 			break;
 		}
-		rec_aad(st, snap->file_id_hex, rec->scope, rec->owner,
+		rec_aad(snap->file_id_hex, rec->scope, rec->owner,
 			rec->provider, &aad);
 		if (key_id[0] != '\0' &&
 		    host->unseal(st->kr, &aad, rec->sealed, rec->sealed_len,
@@ -965,7 +964,7 @@ static kw_status change_rekey(struct file_state *st, struct edit *ed,
 			host->reply_detail(r, "out of memory");
 			return KW_ERR_NOMEM;
 		}
-		rec_aad(st, idhex, rec->scope, rec->owner, rec->provider,
+		rec_aad(idhex, rec->scope, rec->owner, rec->provider,
 			&aad);
 		why[0] = '\0';
 		rc = host->unseal(st->kr, &aad, rec->sealed, rec->sealed_len,

@@ -82,6 +82,8 @@ struct file_snap {
 	off_t size;
 	struct timespec mtime;
 	unsigned refs;                /* under the state's lock */
+	bool touched;                 /* read_snap(): the file we had, only
+					 its stat() changed; nothing parsed */
 };
 
 /* What a refusal says: a status and one line without the file's name. */
