@@ -314,10 +314,11 @@ static kw_status lock_file(struct file_state *st, int *fd, kw_reply *r)
 					O_NOCTTY,
 		 0600);
 	if (f < 0) {
+		int en = errno;
+
 		st->host->reply_detail(r, "cannot lock %s: %s", st->lock_path,
-				       strerror(errno));
-		return errno == EACCES || errno == EROFS ? KW_ERR_PERM
-							 : KW_ERR_IO;
+				       strerror(en));
+		return en == EACCES || en == EROFS ? KW_ERR_PERM : KW_ERR_IO;
 	}
 	while (flock(f, LOCK_EX) != 0) {
 		if (errno != EINTR) {
@@ -1108,10 +1109,11 @@ static kw_status create_file(struct file_state *st, bool *made)
 		      O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
 		      0600);
 	if (lockfd < 0 || flock(lockfd, LOCK_EX) != 0) {
+		int en = errno;
+
 		host->error(st->inst, "path", "cannot lock %s: %s",
-			    st->lock_path, strerror(errno));
-		rc = errno == EACCES || errno == EROFS ? KW_ERR_PERM
-						       : KW_ERR_IO;
+			    st->lock_path, strerror(en));
+		rc = en == EACCES || en == EROFS ? KW_ERR_PERM : KW_ERR_IO;
 		goto out;
 	}
 	if (lstat(st->path, &sb) == 0) {
