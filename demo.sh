@@ -1,7 +1,8 @@
 #!/bin/bash
 # A tour of keyway on a throwaway install: build, install under ./demo-root,
 # store org and user keys in a throwaway SQLite store, and resolve keys
-# through a chain that falls back to the server's own key.
+# through a chain that falls back to the server's own key; then the same
+# keys in one sealed flat file.
 set -euo pipefail
 cd "$(dirname "$0")"
 top=$PWD
@@ -107,6 +108,32 @@ if grep -c 'sk-ant-' keys.db* ledger.db* >/dev/null; then
 	exit 1
 fi
 echo "grep finds no key in keys.db or ledger.db (nor their -wal and -shm)"
+
+say "a host with no database: the same keys in one sealed file"
+cat >file.conf <<'CONF'
+keyway: { master_key: { source = "env"; }; };
+backends: {
+  team_file: { module = "file"; path = "secrets.kwf"; scope = "org"; };
+  user_file: { module = "file"; path = "secrets.kwf"; scope = "user"; };
+};
+chains: {
+  default = ( { backend = "team_file"; control = "sufficient"; },
+              { backend = "user_file"; control = "required"; } );
+};
+CONF
+chmod 644 file.conf
+run keyway -c file.conf init
+echo sk-ant-acme-file-00000000000000000000005 | run keyway -c file.conf put team_file anthropic --owner acme
+echo sk-ant-alice-file-0000000000000000000006 | run keyway -c file.conf put user_file anthropic --owner alice
+run keyway -c file.conf ls
+run keyway -c file.conf get anthropic --user alice --org acme --reveal
+run keyway -c file.conf explain anthropic --user alice
+run ls -l secrets.kwf
+if grep -c 'sk-ant-' secrets.kwf >/dev/null; then
+	echo "a key was found in the file!"
+	exit 1
+fi
+echo "grep finds no key in secrets.kwf: it is one AES-256-GCM envelope (docs/file-format.md)"
 
 say "keyway exec hands the key to a child through its environment only"
 run keyway exec --user alice -p anthropic -- sh -c 'echo "child got a key of ${#ANTHROPIC_API_KEY} characters"'
