@@ -9,8 +9,9 @@
  * the file it read (a snapshot) and checks with one stat() per lookup
  * whether it changed: an unchanged file is never read or opened again.
  *
- * Writers take an flock() on "PATH.lock", read the file again under it,
- * and replace it whole: a temporary file in the same directory, written
+ * Writers take an flock() on "PATH.lock", check the file under it (its
+ * header and nonce, never stat() alone), and replace it whole: a
+ * temporary file in the same directory, written
  * through its own descriptor, fsync()ed, renamed over the file, and the
  * directory fsync()ed.  Readers take no lock: they see the old file or
  * the new one.
@@ -236,6 +237,7 @@ static kw_status read_snap(struct file_state *st, int fd,
 	snap->ino = sb.st_ino;
 	snap->size = sb.st_size;
 	snap->mtime = sb.st_mtim;
+	snap->ctime = sb.st_ctim;
 	*out = snap;
 	snap = NULL;
 out:
@@ -248,16 +250,21 @@ static bool same_file(const struct file_snap *s, const struct stat *sb)
 {
 	return s->dev == sb->st_dev && s->ino == sb->st_ino &&
 	       s->size == sb->st_size && s->mtime.tv_sec == sb->st_mtim.tv_sec &&
-	       s->mtime.tv_nsec == sb->st_mtim.tv_nsec;
+	       s->mtime.tv_nsec == sb->st_mtim.tv_nsec &&
+	       s->ctime.tv_sec == sb->st_ctim.tv_sec &&
+	       s->ctime.tv_nsec == sb->st_ctim.tv_nsec;
 }
 
 /*
  * The file as it is now, with a reference the caller drops with
  * snap_release(): the snapshot we have when one stat() says the file is
- * unchanged, else the file read again.
+ * unchanged, else the file read again.  A writer (`verify`, under the
+ * write lock) never trusts stat(), as inodes are reused and times are
+ * coarse: the file is opened and its header and nonce compared with the
+ * snapshot's, and read again when they differ.
  */
-static kw_status file_current(struct file_state *st, struct file_snap **out,
-			      struct file_err *e)
+static kw_status file_current(struct file_state *st, bool verify,
+			      struct file_snap **out, struct file_err *e)
 {
 	struct file_snap *fresh = NULL, *old = NULL;
 	struct stat sb;
@@ -266,7 +273,7 @@ static kw_status file_current(struct file_state *st, struct file_snap **out,
 
 	*out = NULL;
 	pthread_mutex_lock(&st->lock);
-	if (st->snap != NULL && stat(st->path, &sb) == 0 &&
+	if (!verify && st->snap != NULL && stat(st->path, &sb) == 0 &&
 	    same_file(st->snap, &sb))
 		goto have;
 	rc = open_checked(st, &fd, e);
@@ -283,6 +290,7 @@ static kw_status file_current(struct file_state *st, struct file_snap **out,
 		st->snap->ino = fresh->ino;
 		st->snap->size = fresh->size;
 		st->snap->mtime = fresh->mtime;
+		st->snap->ctime = fresh->ctime;
 		snap_put(st->host, fresh);
 	} else {
 		old = st->snap;
@@ -483,7 +491,7 @@ static kw_status file_write(struct file_state *st, file_change_fn *change,
 	rc = lock_file(st, &lockfd, r);
 	if (rc != KW_OK)
 		return rc;
-	rc = file_current(st, &cur, &e);
+	rc = file_current(st, true, &cur, &e);
 	if (rc != KW_OK) {
 		rc = say_unchanged(st, r, &e);
 		goto out;
@@ -616,7 +624,7 @@ static kw_status file_lookup(void *state, const kw_query *q)
 	kw_status rc;
 	bool found;
 
-	rc = file_current(st, &snap, &e);
+	rc = file_current(st, false, &snap, &e);
 	if (rc != KW_OK) {
 		host->reply_detail(q->reply, "%s", e.msg);
 		return rc;
@@ -867,7 +875,7 @@ static kw_status file_list(void *state, kw_scope scope, const char *owner,
 
 	if (scope != KW_SCOPE_NONE && scope != st->scope)
 		return KW_OK;
-	rc = file_current(st, &snap, &e);
+	rc = file_current(st, false, &snap, &e);
 	if (rc != KW_OK) {
 		host->reply_detail(r, "%s", e.msg);
 		return rc;
@@ -1054,7 +1062,7 @@ static kw_status file_check(void *state, kw_reply *r)
 	size_t nkeys = 0;
 	kw_status rc;
 
-	rc = file_current(st, &snap, &e);
+	rc = file_current(st, false, &snap, &e);
 	if (rc != KW_OK) {
 		st->host->reply_detail(r, "%s", e.msg);
 		return rc;

@@ -80,7 +80,7 @@ struct file_snap {
 	dev_t dev;
 	ino_t ino;
 	off_t size;
-	struct timespec mtime;
+	struct timespec mtime, ctime;
 	unsigned refs;                /* under the state's lock */
 	bool touched;                 /* read_snap(): the file we had, only
 					 its stat() changed; nothing parsed */

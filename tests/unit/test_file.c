@@ -727,6 +727,47 @@ static void test_unsafe_file(void **state)
 			    f->conf, ORG_LINE, f->path));
 }
 
+/*
+ * A writer reads the file under the lock, whatever stat() says: another
+ * writer's file put in place with the inode, size and modification time
+ * of the one we read must not be written over from what we had.
+ */
+static void test_write_sees_lookalike(void **state)
+{
+	struct fixture *f = *state;
+	struct timespec times[2];
+	unsigned char *bytes;
+	struct stat sb;
+	char *keep;
+	size_t len;
+	int fd;
+
+	open_ok(f, CONF_A);
+	expect_ok(open_conf(f, &f->other, CONF_A));
+	expect_ok(put(f->ctx, "org_keys", "acme", K_ACME, NULL, KW_PUT_CREATE));
+	want_value(f->ctx, "bob", "acme", K_ACME);
+	assert_int_equal(stat(f->path, &sb), 0);
+	keep = tu_join(f->dir, "keys.keep");
+	assert_int_equal(link(f->path, keep), 0);
+	expect_ok(put(f->other, "org_keys", "acme", K_ACME2, NULL,
+		      KW_PUT_ROTATE));
+	bytes = file_bytes(f, &len);
+	assert_int_equal((off_t)len, sb.st_size);
+	fd = open(keep, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, bytes, len, 0), (ssize_t)len);
+	close(fd);
+	times[0] = sb.st_atim;
+	times[1] = sb.st_mtim;
+	assert_int_equal(utimensat(AT_FDCWD, keep, times, 0), 0);
+	assert_int_equal(rename(keep, f->path), 0);
+
+	expect_ok(put(f->ctx, "org_keys", "beta", K_ACME, NULL,
+		      KW_PUT_CREATE));
+	want_value(f->other, "bob", "acme", K_ACME2);
+	want_value(f->ctx, "bob", "acme", K_ACME2);
+}
+
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 
 int main(void)
@@ -740,6 +781,7 @@ int main(void)
 		T(test_corruption_table),
 		T(test_record_moved_between_owners),
 		T(test_unsafe_file),
+		T(test_write_sees_lookalike),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
