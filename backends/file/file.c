@@ -312,21 +312,51 @@ out:
 
 /* ---- writing ---- */
 
-/* Take the write lock: an flock() on PATH.lock, made 0600 if missing. */
-static kw_status lock_file(struct file_state *st, int *fd, kw_reply *r)
+/*
+ * Open PATH.lock, made 0600 if missing; made by root beside a file of
+ * another user, it is given to that user.  KW_OK, or a status and why.
+ */
+static kw_status open_lock(struct file_state *st, int *fd, char *why,
+			   size_t whylen)
 {
-	int f;
+	struct stat fsb, lsb;
+	int f, en;
 
 	*fd = -1;
 	f = open(st->lock_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC |
 					O_NOCTTY,
 		 0600);
 	if (f < 0) {
-		int en = errno;
-
-		st->host->reply_detail(r, "cannot lock %s: %s", st->lock_path,
-				       strerror(en));
+		en = errno;
+		snprintf(why, whylen, "cannot lock %s: %s", st->lock_path,
+			 strerror(en));
 		return en == EACCES || en == EROFS ? KW_ERR_PERM : KW_ERR_IO;
+	}
+	if (geteuid() == 0 && lstat(st->path, &fsb) == 0 &&
+	    fstat(f, &lsb) == 0 &&
+	    (lsb.st_uid != fsb.st_uid || lsb.st_gid != fsb.st_gid) &&
+	    fchown(f, fsb.st_uid, fsb.st_gid) != 0) {
+		en = errno;
+		snprintf(why, whylen, "cannot give %s to the owner of %s: %s",
+			 st->lock_path, st->path, strerror(en));
+		close(f);
+		return KW_ERR_IO;
+	}
+	*fd = f;
+	return KW_OK;
+}
+
+/* Take the write lock: an flock() on PATH.lock. */
+static kw_status lock_file(struct file_state *st, int *fd, kw_reply *r)
+{
+	char why[600];
+	kw_status rc;
+	int f;
+
+	rc = open_lock(st, &f, why, sizeof(why));
+	if (rc != KW_OK) {
+		st->host->reply_detail(r, "%s", why);
+		return rc;
 	}
 	while (flock(f, LOCK_EX) != 0) {
 		if (errno != EINTR) {
@@ -378,6 +408,8 @@ static kw_status replace_file(struct file_state *st, const unsigned char *buf,
 	const char *step = "write";
 	kw_status rc = KW_ERR_IO;
 	int fd = -1, dfd = -1, en = 0;
+	bool have_cur = false;
+	struct stat cur;
 
 	if (tmp == NULL) {
 		snprintf(why, whylen, "out of memory");
@@ -385,12 +417,31 @@ static kw_status replace_file(struct file_state *st, const unsigned char *buf,
 	}
 	memcpy(tmp, st->path, plen);
 	memcpy(tmp + plen, ".tmp.XXXXXX", sizeof(".tmp.XXXXXX"));
+	/* The new file is made by whoever writes: it must stay its owner's.
+	 * Root gives it back; anyone else may only write their own file. */
+	if (lstat(st->path, &cur) == 0) {
+		have_cur = true;
+		if (geteuid() != 0 && cur.st_uid != geteuid()) {
+			snprintf(why, whylen, "%s is owned by uid %u, not uid "
+				 "%u: run as its owner; nothing was written",
+				 st->path, (unsigned)cur.st_uid,
+				 (unsigned)geteuid());
+			free(tmp);
+			return KW_ERR_PERM;
+		}
+	}
 	/* mkostemp() makes it 0600. */
 	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0) {
 		en = errno;
 		step = "create a temporary file for";
 		tmp[0] = '\0';
+		goto out;
+	}
+	if (have_cur && geteuid() == 0 &&
+	    fchown(fd, cur.st_uid, cur.st_gid) != 0) {
+		en = errno;
+		step = "keep the owner of";
 		goto out;
 	}
 	if (!write_all(fd, buf, len)) {
@@ -1113,15 +1164,15 @@ static kw_status create_file(struct file_state *st, bool *made)
 	int lockfd = -1;
 
 	*made = false;
-	lockfd = open(st->lock_path,
-		      O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
-		      0600);
-	if (lockfd < 0 || flock(lockfd, LOCK_EX) != 0) {
-		int en = errno;
-
+	rc = open_lock(st, &lockfd, why, sizeof(why));
+	if (rc != KW_OK) {
+		host->error(st->inst, "path", "%s", why);
+		goto out;
+	}
+	if (flock(lockfd, LOCK_EX) != 0) {
 		host->error(st->inst, "path", "cannot lock %s: %s",
-			    st->lock_path, strerror(en));
-		rc = en == EACCES || en == EROFS ? KW_ERR_PERM : KW_ERR_IO;
+			    st->lock_path, strerror(errno));
+		rc = KW_ERR_IO;
 		goto out;
 	}
 	if (lstat(st->path, &sb) == 0) {
