@@ -346,25 +346,71 @@ static kw_status open_lock(struct file_state *st, int *fd, char *why,
 	return KW_OK;
 }
 
-/* Take the write lock: an flock() on PATH.lock. */
-static kw_status lock_file(struct file_state *st, int *fd, kw_reply *r)
+/* How long a write waits for the lock, in milliseconds: a put or rotate
+ * a while; the use counts' flush, run by a thread the application's
+ * fork() waits for, hardly at all. */
+#define LOCK_WAIT_MANAGE 10000
+#define LOCK_WAIT_USES 200
+
+/* flock() fd, trying for up to wait_ms milliseconds: 0, or an errno
+ * (EWOULDBLOCK when another holds the lock all that time). */
+static int flock_within(int fd, long wait_ms)
+{
+	struct timespec start, now, pause = { 0, 10 * 1000 * 1000 };
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			return 0;
+		if (errno == EINTR)
+			continue;
+		if (errno != EWOULDBLOCK)
+			return errno;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((now.tv_sec - start.tv_sec) * 1000 +
+			    (now.tv_nsec - start.tv_nsec) / 1000000 >=
+		    wait_ms)
+			return EWOULDBLOCK;
+		nanosleep(&pause, NULL);
+	}
+}
+
+/* Take the write lock: an flock() on PATH.lock, waited for up to
+ * wait_ms milliseconds; KW_ERR_UNAVAIL when another writer holds it. */
+static kw_status lock_file(struct file_state *st, long wait_ms, int *fd,
+			   kw_reply *r)
 {
 	char why[600];
 	kw_status rc;
-	int f;
+	int f, en;
 
 	rc = open_lock(st, &f, why, sizeof(why));
 	if (rc != KW_OK) {
 		st->host->reply_detail(r, "%s", why);
 		return rc;
 	}
-	while (flock(f, LOCK_EX) != 0) {
-		if (errno != EINTR) {
-			st->host->reply_detail(r, "cannot lock %s: %s",
-					       st->lock_path, strerror(errno));
-			close(f);
-			return KW_ERR_IO;
-		}
+	en = flock_within(f, wait_ms);
+	if (en == EWOULDBLOCK) {
+		if (wait_ms >= 1000)
+			st->host->reply_detail(r, "%s is locked by another "
+					       "keyway writer (waited %ld "
+					       "seconds for %s); nothing was "
+					       "written",
+					       st->path, wait_ms / 1000,
+					       st->lock_path);
+		else
+			st->host->reply_detail(r, "%s is locked by another "
+					       "keyway writer (%s); nothing "
+					       "was written",
+					       st->path, st->lock_path);
+		close(f);
+		return KW_ERR_UNAVAIL;
+	}
+	if (en != 0) {
+		st->host->reply_detail(r, "cannot lock %s: %s", st->lock_path,
+				       strerror(en));
+		close(f);
+		return KW_ERR_IO;
 	}
 	*fd = f;
 	return KW_OK;
@@ -526,8 +572,8 @@ static kw_status say_unchanged(struct file_state *st, kw_reply *r,
  * `change` to a copy of its records, and replace the file with them, one
  * generation on, sealed under the current master key.
  */
-static kw_status file_write(struct file_state *st, file_change_fn *change,
-			    void *arg, kw_reply *r)
+static kw_status file_write(struct file_state *st, long wait_ms,
+			    file_change_fn *change, void *arg, kw_reply *r)
 {
 	const kw_host *host = st->host;
 	struct file_snap *cur = NULL;
@@ -539,7 +585,7 @@ static kw_status file_write(struct file_state *st, file_change_fn *change,
 	kw_status rc;
 	int lockfd = -1;
 
-	rc = lock_file(st, &lockfd, r);
+	rc = lock_file(st, wait_ms, &lockfd, r);
 	if (rc != KW_OK)
 		return rc;
 	rc = file_current(st, true, &cur, &e);
@@ -838,7 +884,7 @@ static kw_status file_put(void *state, const kw_store_put *p, kw_reply *r)
 		st->host->reply_detail(r, "unknown put mode %d", (int)p->mode);
 		return KW_ERR_INVAL;
 	}
-	return file_write(st, change_put, (void *)p, r);
+	return file_write(st, LOCK_WAIT_MANAGE, change_put, (void *)p, r);
 }
 
 struct active_arg {
@@ -874,7 +920,7 @@ static kw_status file_set_active(void *state, const kw_store_key *k,
 	struct active_arg a = { k, active };
 	kw_status rc = check_key(st, k, r);
 
-	return rc != KW_OK ? rc : file_write(st, change_active, &a, r);
+	return rc != KW_OK ? rc : file_write(st, LOCK_WAIT_MANAGE, change_active, &a, r);
 }
 
 static kw_status change_remove(struct file_state *st, struct edit *ed,
@@ -912,7 +958,7 @@ static kw_status file_remove(void *state, const kw_store_key *k, kw_reply *r)
 	struct file_state *st = state;
 	kw_status rc = check_key(st, k, r);
 
-	return rc != KW_OK ? rc : file_write(st, change_remove, (void *)k, r);
+	return rc != KW_OK ? rc : file_write(st, LOCK_WAIT_MANAGE, change_remove, (void *)k, r);
 }
 
 static kw_status file_list(void *state, kw_scope scope, const char *owner,
@@ -1050,7 +1096,7 @@ static kw_status file_rekey(void *state, uint64_t *count, kw_reply *r)
 {
 	struct file_state *st = state;
 	struct rekey_arg a = { 0 };
-	kw_status rc = file_write(st, change_rekey, &a, r);
+	kw_status rc = file_write(st, LOCK_WAIT_MANAGE, change_rekey, &a, r);
 
 	if (count != NULL)
 		*count = rc == KW_OK ? a.count : 0;
@@ -1094,7 +1140,10 @@ static kw_status file_used_batch(void *state, const kw_store_use *uses,
 
 	if (n == 0)
 		return KW_OK;
-	return file_write(state, change_used, &a, r);
+	/* Given up when another writer holds the lock: the library then
+	 * drops these counts (they are informational) rather than have the
+	 * application wait. */
+	return file_write(state, LOCK_WAIT_USES, change_used, &a, r);
 }
 
 static kw_status file_used(void *state, const kw_store_key *k, uint64_t count,
@@ -1161,7 +1210,7 @@ static kw_status create_file(struct file_state *st, bool *made)
 	size_t len = 0;
 	struct stat sb;
 	kw_status rc;
-	int lockfd = -1;
+	int lockfd = -1, en;
 
 	*made = false;
 	rc = open_lock(st, &lockfd, why, sizeof(why));
@@ -1169,9 +1218,17 @@ static kw_status create_file(struct file_state *st, bool *made)
 		host->error(st->inst, "path", "%s", why);
 		goto out;
 	}
-	if (flock(lockfd, LOCK_EX) != 0) {
+	en = flock_within(lockfd, LOCK_WAIT_MANAGE);
+	if (en == EWOULDBLOCK) {
+		host->error(st->inst, "path", "%s is locked by another keyway "
+			    "writer (waited %d seconds for %s)", st->path,
+			    LOCK_WAIT_MANAGE / 1000, st->lock_path);
+		rc = KW_ERR_UNAVAIL;
+		goto out;
+	}
+	if (en != 0) {
 		host->error(st->inst, "path", "cannot lock %s: %s",
-			    st->lock_path, strerror(errno));
+			    st->lock_path, strerror(en));
 		rc = KW_ERR_IO;
 		goto out;
 	}

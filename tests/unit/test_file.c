@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -768,6 +769,47 @@ static void test_write_sees_lookalike(void **state)
 	want_value(f->ctx, "bob", "acme", K_ACME2);
 }
 
+/*
+ * A writer stopped with the lock held hangs no one: the uses counted at
+ * close are given up after a short wait, and a put waits a bounded time
+ * and says who is in the way.  (Before, both waited for ever: the alarm
+ * ends the test then.)
+ */
+static void test_stuck_writer(void **state)
+{
+	struct fixture *f = *state;
+	struct timespec t0, t1;
+	char *lock;
+	int fd;
+
+	open_ok(f, CONF_A);
+	expect_ok(put(f->ctx, "org_keys", "acme", K_ACME, NULL, KW_PUT_CREATE));
+	want_value(f->ctx, "bob", "acme", K_ACME);
+	lock = tu_fmt("%s.lock", f->path);
+	fd = open(lock, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(flock(fd, LOCK_EX), 0);
+	alarm(30);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_true(t1.tv_sec - t0.tv_sec < 3);
+	open_ok(f, CONF_A);
+	expect_error(put(f->ctx, "org_keys", "acme", K_ACME2, NULL,
+			 KW_PUT_ROTATE),
+		     KW_ERR_UNAVAIL,
+		     tu_fmt("backend \"org_keys\": %s is locked by another "
+			    "keyway writer "
+			    "(waited 10 seconds for %s); nothing was written",
+			    f->path, lock));
+	alarm(0);
+	close(fd);
+	expect_ok(put(f->ctx, "org_keys", "acme", K_ACME2, NULL,
+		      KW_PUT_ROTATE));
+	want_value(f->ctx, "bob", "acme", K_ACME2);
+}
+
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 
 int main(void)
@@ -782,6 +824,7 @@ int main(void)
 		T(test_record_moved_between_owners),
 		T(test_unsafe_file),
 		T(test_write_sees_lookalike),
+		T(test_stuck_writer),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
