@@ -320,11 +320,12 @@ static kw_status open_lock(struct file_state *st, int *fd, char *why,
 			   size_t whylen)
 {
 	struct stat fsb, lsb;
+	bool have_file;
 	int f, en;
 
 	*fd = -1;
 	f = open(st->lock_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC |
-					O_NOCTTY,
+					O_NOCTTY | O_NONBLOCK,
 		 0600);
 	if (f < 0) {
 		en = errno;
@@ -332,8 +333,39 @@ static kw_status open_lock(struct file_state *st, int *fd, char *why,
 			 strerror(en));
 		return en == EACCES || en == EROFS ? KW_ERR_PERM : KW_ERR_IO;
 	}
-	if (geteuid() == 0 && lstat(st->path, &fsb) == 0 &&
-	    fstat(f, &lsb) == 0 &&
+	/* Whoever can take the lock can keep every writer out: it must be
+	 * ours (or root's, or, for root, the file's owner's) and ours only. */
+	if (fstat(f, &lsb) != 0) {
+		en = errno;
+		snprintf(why, whylen, "cannot lock %s: %s", st->lock_path,
+			 strerror(en));
+		close(f);
+		return KW_ERR_IO;
+	}
+	have_file = lstat(st->path, &fsb) == 0;
+	if (!S_ISREG(lsb.st_mode)) {
+		snprintf(why, whylen, "%s is not a regular file: remove it",
+			 st->lock_path);
+		close(f);
+		return KW_ERR_PERM;
+	}
+	if (lsb.st_uid != geteuid() && lsb.st_uid != 0 &&
+	    !(geteuid() == 0 && have_file && lsb.st_uid == fsb.st_uid)) {
+		snprintf(why, whylen, "%s is owned by uid %u; it must belong "
+			 "to root or uid %u: chown %u it",
+			 st->lock_path, (unsigned)lsb.st_uid,
+			 (unsigned)geteuid(), (unsigned)geteuid());
+		close(f);
+		return KW_ERR_PERM;
+	}
+	if ((lsb.st_mode & 022) != 0) {
+		snprintf(why, whylen, "%s is writable by group or others "
+			 "(mode %04o): chmod 600 it",
+			 st->lock_path, (unsigned)(lsb.st_mode & 07777));
+		close(f);
+		return KW_ERR_PERM;
+	}
+	if (geteuid() == 0 && have_file &&
 	    (lsb.st_uid != fsb.st_uid || lsb.st_gid != fsb.st_gid) &&
 	    fchown(f, fsb.st_uid, fsb.st_gid) != 0) {
 		en = errno;

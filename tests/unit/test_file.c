@@ -810,6 +810,37 @@ static void test_stuck_writer(void **state)
 	want_value(f->ctx, "bob", "acme", K_ACME2);
 }
 
+/* A lock file others may write, or not a file, is refused: whoever can
+ * take it can keep every writer out. */
+static void test_unsafe_lock_file(void **state)
+{
+	struct fixture *f = *state;
+	char *lock;
+
+	open_ok(f, CONF_A);
+	expect_ok(put(f->ctx, "org_keys", "acme", K_ACME, NULL, KW_PUT_CREATE));
+	lock = tu_fmt("%s.lock", f->path);
+	assert_int_equal(chmod(lock, 0666), 0);
+	expect_error(put(f->ctx, "org_keys", "acme", K_ACME2, NULL,
+			 KW_PUT_ROTATE),
+		     KW_ERR_PERM,
+		     tu_fmt("backend \"org_keys\": %s is writable by group or "
+			    "others (mode 0666): chmod 600 it",
+			    lock));
+	assert_int_equal(unlink(lock), 0);
+	assert_int_equal(mkfifo(lock, 0600), 0);
+	expect_error(put(f->ctx, "org_keys", "acme", K_ACME2, NULL,
+			 KW_PUT_ROTATE),
+		     KW_ERR_PERM,
+		     tu_fmt("backend \"org_keys\": %s is not a regular file: "
+			    "remove it",
+			    lock));
+	assert_int_equal(unlink(lock), 0);
+	expect_ok(put(f->ctx, "org_keys", "acme", K_ACME2, NULL,
+		      KW_PUT_ROTATE));
+	want_value(f->ctx, "bob", "acme", K_ACME2);
+}
+
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 
 int main(void)
@@ -825,6 +856,7 @@ int main(void)
 		T(test_unsafe_file),
 		T(test_write_sees_lookalike),
 		T(test_stuck_writer),
+		T(test_unsafe_lock_file),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
