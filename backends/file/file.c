@@ -543,16 +543,16 @@ static kw_status replace_file(struct file_state *st, const unsigned char *buf,
 		goto out;
 	}
 	tmp[0] = '\0';
-	/* The rename is durable once the directory is. */
-	dfd = open(st->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd) != 0) {
-		en = errno;
-		snprintf(why, whylen, "wrote %s, but cannot sync its directory "
-			 "%s: %s", st->path, st->dir, strerror(en));
-		rc = KW_ERR_IO;
-		goto out;
-	}
+	/* The rename is durable once the directory is.  The new file is in
+	 * place either way, and what reads it sees it: the write is done,
+	 * and only its surviving a crash is in doubt. */
 	rc = KW_OK;
+	dfd = open(st->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fsync(dfd) != 0)
+		st->host->log(st->inst, KW_LOG_WARNING,
+			      "wrote %s, but cannot sync its directory %s (%s): "
+			      "whether the change survives a crash is unknown",
+			      st->path, st->dir, strerror(errno));
 out:
 	if (rc != KW_OK && en != 0 && why[0] == '\0')
 		snprintf(why, whylen, "cannot %s %s: %s; the file is unchanged",
