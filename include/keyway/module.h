@@ -556,8 +556,10 @@ struct kw_module {
  * How keyway names a stored key in messages, for modules that store keys:
  * "org key of "acme" for anthropic", "user key of "alice" for openai",
  * "system key for anthropic" (and "unscoped key for ..." for
- * KW_SCOPE_NONE), appended to buf, which holds size bytes of which *len
- * are used: the text is cut to fit, buf stays NUL-terminated, *len grows.
+ * KW_SCOPE_NONE or any other value), appended to buf, which holds size
+ * bytes of which *len are used: the text is cut to fit, buf stays
+ * NUL-terminated, *len grows.  A buffer already full (*len >= size) is
+ * left as it is.
  * Inline, and without printf, so that every store names keys alike and a
  * lookup's miss costs little.  Available since 0.1.
  */
@@ -565,11 +567,15 @@ static inline void kw_key_describe(char *buf, size_t size, size_t *len,
 				   kw_scope scope, const char *owner,
 				   const char *provider)
 {
-	const char *word = kw_scope_name(scope);
 	const char *part[5];
 	size_t n = 0;
 
-	part[n++] = word[0] == 'n' ? "unscoped" : word;
+	if (size == 0 || *len >= size)
+		return;
+	part[n++] = scope == KW_SCOPE_USER || scope == KW_SCOPE_ORG ||
+				    scope == KW_SCOPE_SYSTEM
+			    ? kw_scope_name(scope)
+			    : "unscoped";
 	if (scope == KW_SCOPE_SYSTEM || owner == NULL) {
 		part[n++] = " key for ";
 	} else {
@@ -578,8 +584,6 @@ static inline void kw_key_describe(char *buf, size_t size, size_t *len,
 		part[n++] = "\" for ";
 	}
 	part[n++] = provider;
-	if (size == 0)
-		return;
 	for (size_t i = 0; i < n; i++)
 		for (const char *p = part[i]; *p != '\0' && *len + 1 < size;
 		     p++)

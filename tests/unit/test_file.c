@@ -33,6 +33,7 @@
 #include <sodium.h>
 
 #include <keyway/keyway.h>
+#include <keyway/module.h>
 
 #include "testutil.h"
 
@@ -841,6 +842,25 @@ static void test_unsafe_lock_file(void **state)
 	want_value(f->ctx, "bob", "acme", K_ACME2);
 }
 
+/* kw_key_describe() on a full buffer writes nothing, not even past it. */
+static void test_key_describe_full(void **state)
+{
+	char buf[16];
+	size_t len = 8;
+
+	(void)state;
+	memset(buf, 'x', sizeof(buf));
+	kw_key_describe(buf, 8, &len, KW_SCOPE_ORG, "acme", "anthropic");
+	assert_int_equal(len, 8);
+	assert_int_equal(buf[8], 'x');
+	len = 0;
+	kw_key_describe(buf, sizeof(buf), &len, KW_SCOPE_NONE, NULL, "p");
+	assert_string_equal(buf, "unscoped key fo");
+	len = 0;
+	kw_key_describe(buf, sizeof(buf), &len, KW_SCOPE_ORG, "a", "p");
+	assert_string_equal(buf, "org key of \"a\" ");
+}
+
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 
 int main(void)
@@ -857,6 +877,7 @@ int main(void)
 		T(test_write_sees_lookalike),
 		T(test_stuck_writer),
 		T(test_unsafe_lock_file),
+		cmocka_unit_test(test_key_describe_full),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
