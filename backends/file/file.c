@@ -1353,8 +1353,9 @@ static kw_status file_open(const kw_host *host, kw_instance *inst,
 
 	*state = NULL;
 	if (!KW_HOST_HAS(host, reopen_private)) {
-		host->error(inst, NULL, "this keyway cannot seal keys; the "
-			    "file module needs a newer libkeyway");
+		host->error(inst, NULL, "this libkeyway cannot open files "
+			    "privately (it has no reopen_private service); "
+			    "the file module needs a newer libkeyway");
 		return KW_ERR_MODULE;
 	}
 	if (KW_HOST_HAS(host, instance_role) &&
