@@ -11,13 +11,18 @@
  *
  * Writers take an flock() on "PATH.lock", check the file under it (its
  * header and nonce, never stat() alone), and replace it whole: a
- * temporary file in the same directory, written
- * through its own descriptor, fsync()ed, renamed over the file, and the
- * directory fsync()ed.  Readers take no lock: they see the old file or
- * the new one.
+ * temporary file in the same directory, written through its own
+ * descriptor, fsync()ed, renamed over the file, and the directory
+ * fsync()ed.  Readers take no lock: they see the old file or the new one.
  *
  * Several backends may share one file, each with its own scope; each
  * rewrites the file with the other scopes' records as they are.
+ *
+ * This file is long because it holds, besides the descriptor and the
+ * operations, the snapshot (reading, file_current()) and the writes (the
+ * lock, replace_file(), file_write()), which share the module's state and
+ * its static helpers with them; those two parts are the ones to move into
+ * a file of their own, declared in file.h, when it grows further.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* mkostemp(), strndup(), st_mtim */
