@@ -1,63 +1,31 @@
 /*
  * file.c - the file module: a store of API keys in one encrypted flat
- * file, for hosts with no database (docs/file-format.md is the format;
- * format.c reads and writes it).
+ * file, for hosts with no database.  This file holds the descriptor and
+ * the operations; snap.c the copy of the file a process keeps, write.c
+ * the locked, crash-safe writes, format.c the bytes of the format
+ * (docs/file-format.md).
  *
  * The whole file is one AES-256-GCM envelope sealed by the host under the
  * master key, and each key inside it is sealed again, bound to its record,
- * so that a value moved to another owner does not open.  A process keeps
- * the file it read (a snapshot) and checks with one stat() per lookup
- * whether it changed: an unchanged file is never read or opened again.
- *
- * Writers take an flock() on "PATH.lock", check the file under it (its
- * header and nonce, never stat() alone), and replace it whole: a
- * temporary file in the same directory, written through its own
- * descriptor, fsync()ed, renamed over the file, and the directory
- * fsync()ed.  Readers take no lock: they see the old file or the new one.
+ * so that a value moved to another owner does not open.
  *
  * Several backends may share one file, each with its own scope; each
  * rewrites the file with the other scopes' records as they are.
- *
- * This file is long because it holds, besides the descriptor and the
- * operations, the snapshot (reading, file_current()) and the writes (the
- * lock, replace_file(), file_write()), which share the module's state and
- * its static helpers with them; those two parts are the ones to move into
- * a file of their own, declared in file.h, when it grows further.
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* mkostemp(), strndup(), st_mtim */
+#define _GNU_SOURCE /* strndup() */
 #endif
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <keyway/module.h>
 
 #include "file.h"
-
-/* One backend on a file. */
-struct file_state {
-	const kw_host *host;
-	kw_instance *inst;
-	const char *path;
-	char *lock_path;
-	char *dir;
-	kw_scope scope;
-	const char *scope_word;
-	kw_keyring *kr;
-	unsigned char salt[KW_SALT_SIZE];
-	unsigned char file_id[FILE_ID_LEN];
-	pthread_mutex_t lock;      /* guards snap and its refs */
-	struct file_snap *snap;
-};
 
 /* A key store holds keys of the three scopes. */
 static const char *file_scope_word(kw_scope scope)
@@ -78,625 +46,6 @@ static const char *file_describe(char *buf, size_t size, kw_scope scope,
 	return buf;
 }
 
-/* ---- snapshots ---- */
-
-static void snap_put(const kw_host *host, struct file_snap *snap)
-{
-	if (snap == NULL)
-		return;
-	file_snap_clear(host, snap);
-	free(snap);
-}
-
-/* Drop a reference taken by file_current(). */
-static void snap_release(struct file_state *st, struct file_snap *snap)
-{
-	bool last;
-
-	if (snap == NULL)
-		return;
-	pthread_mutex_lock(&st->lock);
-	last = --snap->refs == 0;
-	pthread_mutex_unlock(&st->lock);
-	if (last)
-		snap_put(st->host, snap);
-}
-
-/* A line from format.c, which does not know the path, made to name it. */
-static void name_file(struct file_err *e, const char *path)
-{
-	char msg[sizeof(e->msg)];
-
-	snprintf(msg, sizeof(msg), "%s", e->msg);
-	snprintf(e->msg, sizeof(e->msg), "%s %s", path, msg);
-}
-
-/* Open the file again, after open(), with the checks open_private()
- * made then. */
-static kw_status open_checked(struct file_state *st, int *fd,
-			      struct file_err *e)
-{
-	e->msg[0] = '\0';
-	e->rc = st->host->reopen_private(st->path, fd, e->msg, sizeof(e->msg));
-	return e->rc;
-}
-
-/* Read all of fd (a regular file of sb's size) into *out. */
-static kw_status read_all(const char *path, int fd, const struct stat *sb,
-			  unsigned char **out, size_t *len, struct file_err *e)
-{
-	size_t size = (size_t)sb->st_size, got = 0;
-	unsigned char *buf;
-
-	*out = NULL;
-	*len = 0;
-	if (sb->st_size < 0 || (uint64_t)sb->st_size > INT32_MAX) {
-		e->rc = KW_ERR_BACKEND;
-		snprintf(e->msg, sizeof(e->msg), "%s is too large (%jd bytes)",
-			 path, (intmax_t)sb->st_size);
-		return e->rc;
-	}
-	buf = malloc(size > 0 ? size : 1);
-	if (buf == NULL) {
-		e->rc = KW_ERR_NOMEM;
-		snprintf(e->msg, sizeof(e->msg), "%s: out of memory", path);
-		return e->rc;
-	}
-	while (got < size) {
-		ssize_t n = pread(fd, buf + got, size - got, (off_t)got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			e->rc = KW_ERR_IO;
-			snprintf(e->msg, sizeof(e->msg), "%s: %s", path,
-				 strerror(errno));
-			free(buf);
-			return e->rc;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	*out = buf;
-	*len = got;
-	return KW_OK;
-}
-
-/*
- * Read the file on fd into a new snapshot, unless it is the one `old`
- * already holds (same file id and generation: only its stat() changed).
- */
-static kw_status read_snap(struct file_state *st, int fd,
-			   const struct file_snap *old,
-			   struct file_snap **out, struct file_err *e)
-{
-	const kw_host *host = st->host;
-	struct file_snap *snap = NULL;
-	unsigned char *buf = NULL;
-	struct file_header h;
-	struct stat sb;
-	size_t len;
-	kw_status rc;
-
-	*out = NULL;
-	if (fstat(fd, &sb) != 0) {
-		e->rc = KW_ERR_IO;
-		snprintf(e->msg, sizeof(e->msg), "%s: %s", st->path,
-			 strerror(errno));
-		return e->rc;
-	}
-	rc = read_all(st->path, fd, &sb, &buf, &len, e);
-	if (rc != KW_OK)
-		goto out;
-	rc = file_parse_header(buf, len, &h, e);
-	if (rc != KW_OK) {
-		name_file(e, st->path);
-		goto out;
-	}
-	if (st->kr == NULL) {
-		/* The first read, in open(): the file's identity is the
-		 * store's.  keyring_open() says itself what is wrong. */
-		memcpy(st->salt, h.salt, KW_SALT_SIZE);
-		memcpy(st->file_id, h.file_id, FILE_ID_LEN);
-		rc = host->keyring_open(st->inst, st->salt, &st->kr);
-		if (rc != KW_OK) {
-			e->rc = rc;
-			e->msg[0] = '\0';
-			goto out;
-		}
-	}
-	if (memcmp(h.salt, st->salt, KW_SALT_SIZE) != 0 ||
-	    memcmp(h.file_id, st->file_id, FILE_ID_LEN) != 0) {
-		char id[2 * FILE_ID_LEN + 1];
-
-		file_hex(h.file_id, FILE_ID_LEN, id);
-		e->rc = rc = KW_ERR_BACKEND;
-		snprintf(e->msg, sizeof(e->msg),
-			 "%s was replaced by another keyway file (file id %s): "
-			 "restart the program to read it",
-			 st->path, id);
-		goto out;
-	}
-	snap = calloc(1, sizeof(*snap));
-	if (snap == NULL) {
-		e->rc = rc = KW_ERR_NOMEM;
-		snprintf(e->msg, sizeof(e->msg), "%s: out of memory",
-			 st->path);
-		goto out;
-	}
-	if (old != NULL && (size_t)old->size == len &&
-	    memcmp(old->head, buf, sizeof(old->head)) == 0) {
-		/* Touched, not rewritten: keep what we have. */
-		rc = KW_OK;
-		snap->touched = true;
-	} else {
-		rc = file_parse(host, st->kr, buf, len, snap, e);
-		if (rc != KW_OK) {
-			name_file(e, st->path);
-			goto out;
-		}
-		memcpy(snap->head, buf, sizeof(snap->head));
-	}
-	snap->dev = sb.st_dev;
-	snap->ino = sb.st_ino;
-	snap->size = sb.st_size;
-	snap->mtime = sb.st_mtim;
-	snap->ctime = sb.st_ctim;
-	*out = snap;
-	snap = NULL;
-out:
-	snap_put(host, snap);
-	free(buf);
-	return rc;
-}
-
-static bool same_file(const struct file_snap *s, const struct stat *sb)
-{
-	return s->dev == sb->st_dev && s->ino == sb->st_ino &&
-	       s->size == sb->st_size && s->mtime.tv_sec == sb->st_mtim.tv_sec &&
-	       s->mtime.tv_nsec == sb->st_mtim.tv_nsec &&
-	       s->ctime.tv_sec == sb->st_ctim.tv_sec &&
-	       s->ctime.tv_nsec == sb->st_ctim.tv_nsec;
-}
-
-/*
- * The file as it is now, with a reference the caller drops with
- * snap_release(): the snapshot we have when one stat() says the file is
- * unchanged, else the file read again.  A writer (`verify`, under the
- * write lock) never trusts stat(), as inodes are reused and times are
- * coarse: the file is opened and its header and nonce compared with the
- * snapshot's, and read again when they differ.
- */
-static kw_status file_current(struct file_state *st, bool verify,
-			      struct file_snap **out, struct file_err *e)
-{
-	struct file_snap *fresh = NULL, *old = NULL;
-	struct stat sb;
-	kw_status rc = KW_OK;
-	int fd = -1;
-
-	*out = NULL;
-	pthread_mutex_lock(&st->lock);
-	if (!verify && st->snap != NULL && stat(st->path, &sb) == 0 &&
-	    same_file(st->snap, &sb))
-		goto have;
-	rc = open_checked(st, &fd, e);
-	/* Gone after open(): not "no such key", which would let a chain
-	 * go on as if the file said so. */
-	if (rc == KW_ERR_NOTFOUND)
-		rc = e->rc = KW_ERR_IO;
-	if (rc == KW_OK)
-		rc = read_snap(st, fd, st->snap, &fresh, e);
-	if (rc != KW_OK)
-		goto out;
-	if (fresh->touched) {
-		st->snap->dev = fresh->dev;
-		st->snap->ino = fresh->ino;
-		st->snap->size = fresh->size;
-		st->snap->mtime = fresh->mtime;
-		st->snap->ctime = fresh->ctime;
-		snap_put(st->host, fresh);
-	} else {
-		old = st->snap;
-		if (old != NULL && --old->refs != 0)
-			old = NULL;
-		fresh->refs = 1;
-		st->snap = fresh;
-	}
-have:
-	st->snap->refs++;
-	*out = st->snap;
-out:
-	pthread_mutex_unlock(&st->lock);
-	if (fd >= 0)
-		close(fd);
-	snap_put(st->host, old);
-	return rc;
-}
-
-/* ---- writing ---- */
-
-/*
- * Open PATH.lock, made 0600 if missing; made by root beside a file of
- * another user, it is given to that user.  KW_OK, or a status and why.
- */
-static kw_status open_lock(struct file_state *st, int *fd, char *why,
-			   size_t whylen)
-{
-	struct stat fsb, lsb;
-	bool have_file;
-	int f, en;
-
-	*fd = -1;
-	f = open(st->lock_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC |
-					O_NOCTTY | O_NONBLOCK,
-		 0600);
-	if (f < 0) {
-		en = errno;
-		snprintf(why, whylen, "cannot lock %s: %s", st->lock_path,
-			 strerror(en));
-		return en == EACCES || en == EROFS ? KW_ERR_PERM : KW_ERR_IO;
-	}
-	/* Whoever can take the lock can keep every writer out: it must be
-	 * ours (or root's, or, for root, the file's owner's) and ours only. */
-	if (fstat(f, &lsb) != 0) {
-		en = errno;
-		snprintf(why, whylen, "cannot lock %s: %s", st->lock_path,
-			 strerror(en));
-		close(f);
-		return KW_ERR_IO;
-	}
-	have_file = lstat(st->path, &fsb) == 0;
-	if (!S_ISREG(lsb.st_mode)) {
-		snprintf(why, whylen, "%s is not a regular file: remove it",
-			 st->lock_path);
-		close(f);
-		return KW_ERR_PERM;
-	}
-	if (lsb.st_uid != geteuid() && lsb.st_uid != 0 &&
-	    !(geteuid() == 0 && have_file && lsb.st_uid == fsb.st_uid)) {
-		snprintf(why, whylen, "%s is owned by uid %u; it must belong "
-			 "to root or uid %u: chown %u it",
-			 st->lock_path, (unsigned)lsb.st_uid,
-			 (unsigned)geteuid(), (unsigned)geteuid());
-		close(f);
-		return KW_ERR_PERM;
-	}
-	if ((lsb.st_mode & 022) != 0) {
-		snprintf(why, whylen, "%s is writable by group or others "
-			 "(mode %04o): chmod 600 it",
-			 st->lock_path, (unsigned)(lsb.st_mode & 07777));
-		close(f);
-		return KW_ERR_PERM;
-	}
-	if (geteuid() == 0 && have_file &&
-	    (lsb.st_uid != fsb.st_uid || lsb.st_gid != fsb.st_gid) &&
-	    fchown(f, fsb.st_uid, fsb.st_gid) != 0) {
-		en = errno;
-		snprintf(why, whylen, "cannot give %s to the owner of %s: %s",
-			 st->lock_path, st->path, strerror(en));
-		close(f);
-		return KW_ERR_IO;
-	}
-	*fd = f;
-	return KW_OK;
-}
-
-/* How long a write waits for the lock, in milliseconds: a put or rotate
- * a while; the use counts' flush, run by a thread the application's
- * fork() waits for, hardly at all. */
-#define LOCK_WAIT_MANAGE 10000
-#define LOCK_WAIT_USES 200
-
-/* flock() fd, trying for up to wait_ms milliseconds: 0, or an errno
- * (EWOULDBLOCK when another holds the lock all that time). */
-static int flock_within(int fd, long wait_ms)
-{
-	struct timespec start, now, pause = { 0, 10 * 1000 * 1000 };
-
-	clock_gettime(CLOCK_MONOTONIC, &start);
-	for (;;) {
-		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
-			return 0;
-		if (errno == EINTR)
-			continue;
-		if (errno != EWOULDBLOCK)
-			return errno;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if ((now.tv_sec - start.tv_sec) * 1000 +
-			    (now.tv_nsec - start.tv_nsec) / 1000000 >=
-		    wait_ms)
-			return EWOULDBLOCK;
-		nanosleep(&pause, NULL);
-	}
-}
-
-/* Take the write lock: an flock() on PATH.lock, waited for up to
- * wait_ms milliseconds; KW_ERR_UNAVAIL when another writer holds it. */
-static kw_status lock_file(struct file_state *st, long wait_ms, int *fd,
-			   kw_reply *r)
-{
-	char why[600];
-	kw_status rc;
-	int f, en;
-
-	rc = open_lock(st, &f, why, sizeof(why));
-	if (rc != KW_OK) {
-		st->host->reply_detail(r, "%s", why);
-		return rc;
-	}
-	en = flock_within(f, wait_ms);
-	if (en == EWOULDBLOCK) {
-		if (wait_ms >= 1000)
-			st->host->reply_detail(r, "%s is locked by another "
-					       "keyway writer (waited %ld "
-					       "seconds for %s); nothing was "
-					       "written",
-					       st->path, wait_ms / 1000,
-					       st->lock_path);
-		else
-			st->host->reply_detail(r, "%s is locked by another "
-					       "keyway writer (%s); nothing "
-					       "was written",
-					       st->path, st->lock_path);
-		close(f);
-		return KW_ERR_UNAVAIL;
-	}
-	if (en != 0) {
-		st->host->reply_detail(r, "cannot lock %s: %s", st->lock_path,
-				       strerror(en));
-		close(f);
-		return KW_ERR_IO;
-	}
-	*fd = f;
-	return KW_OK;
-}
-
-static void unlock_file(int fd)
-{
-	if (fd >= 0)
-		close(fd); /* drops the flock */
-}
-
-/* Write len bytes of buf to fd. */
-static bool write_all(int fd, const unsigned char *buf, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, buf, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			if (n == 0)
-				errno = EIO;
-			return false;
-		}
-		buf += n;
-		len -= (size_t)n;
-	}
-	return true;
-}
-
-/*
- * Replace the file with buf, crash-safe: a temporary file beside it,
- * written and fsync()ed, renamed over it, the directory fsync()ed.  On
- * failure the file is as it was, and why says so.
- */
-static kw_status replace_file(struct file_state *st, const unsigned char *buf,
-			      size_t len, char *why, size_t whylen)
-{
-	size_t plen = strlen(st->path);
-	char *tmp = malloc(plen + sizeof(".tmp.XXXXXX"));
-	const char *step = "write";
-	kw_status rc = KW_ERR_IO;
-	int fd = -1, dfd = -1, en = 0;
-	bool have_cur = false;
-	struct stat cur;
-
-	if (tmp == NULL) {
-		snprintf(why, whylen, "out of memory");
-		return KW_ERR_NOMEM;
-	}
-	memcpy(tmp, st->path, plen);
-	memcpy(tmp + plen, ".tmp.XXXXXX", sizeof(".tmp.XXXXXX"));
-	/* The new file is made by whoever writes: it must stay its owner's.
-	 * Root gives it back; anyone else may only write their own file. */
-	if (lstat(st->path, &cur) == 0) {
-		have_cur = true;
-		if (geteuid() != 0 && cur.st_uid != geteuid()) {
-			snprintf(why, whylen, "%s is owned by uid %u, not uid "
-				 "%u: run as its owner; nothing was written",
-				 st->path, (unsigned)cur.st_uid,
-				 (unsigned)geteuid());
-			free(tmp);
-			return KW_ERR_PERM;
-		}
-	}
-	/* mkostemp() makes it 0600. */
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		en = errno;
-		step = "create a temporary file for";
-		tmp[0] = '\0';
-		goto out;
-	}
-	if (have_cur && geteuid() == 0 &&
-	    fchown(fd, cur.st_uid, cur.st_gid) != 0) {
-		en = errno;
-		step = "keep the owner of";
-		goto out;
-	}
-	if (!write_all(fd, buf, len)) {
-		en = errno;
-		goto out;
-	}
-	if (fsync(fd) != 0) {
-		en = errno;
-		step = "sync";
-		goto out;
-	}
-	if (close(fd) != 0) {
-		fd = -1;
-		en = errno;
-		goto out;
-	}
-	fd = -1;
-	if (rename(tmp, st->path) != 0) {
-		en = errno;
-		step = "replace";
-		goto out;
-	}
-	tmp[0] = '\0';
-	/* The rename is durable once the directory is.  The new file is in
-	 * place either way, and what reads it sees it: the write is done,
-	 * and only its surviving a crash is in doubt. */
-	rc = KW_OK;
-	dfd = open(st->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd) != 0)
-		st->host->log(st->inst, KW_LOG_WARNING,
-			      "wrote %s, but cannot sync its directory %s (%s): "
-			      "whether the change survives a crash is unknown",
-			      st->path, st->dir, strerror(errno));
-out:
-	if (rc != KW_OK && en != 0 && why[0] == '\0')
-		snprintf(why, whylen, "cannot %s %s: %s; the file is unchanged",
-			 step, st->path, strerror(en));
-	if (fd >= 0)
-		close(fd);
-	if (dfd >= 0)
-		close(dfd);
-	if (tmp[0] != '\0')
-		unlink(tmp);
-	free(tmp);
-	return rc;
-}
-
-/* A copy of a file's records that a write changes. */
-struct edit {
-	struct file_rec *recs;
-	size_t n, cap;
-	struct file_header h;
-};
-
-static void edit_free(struct edit *ed)
-{
-	for (size_t i = 0; i < ed->n; i++) {
-		free(ed->recs[i].own_owner);
-		free(ed->recs[i].own_provider);
-		free(ed->recs[i].own_name);
-		free(ed->recs[i].own_sealed);
-	}
-	free(ed->recs);
-	ed->recs = NULL;
-	ed->n = 0;
-}
-
-/* The change a write makes to ed; says what it did through r. */
-typedef kw_status file_change_fn(struct file_state *st, struct edit *ed,
-				 void *arg, kw_reply *r);
-
-/* The file is unchanged: say why a write could not be made. */
-static kw_status say_unchanged(struct file_state *st, kw_reply *r,
-			       const struct file_err *e)
-{
-	st->host->reply_detail(r, "%s; nothing was written", e->msg);
-	return e->rc;
-}
-
-/*
- * Change the file under the write lock: read it as it is now, apply
- * `change` to a copy of its records, and replace the file with them, one
- * generation on, sealed under the current master key.
- */
-static kw_status file_write(struct file_state *st, long wait_ms,
-			    file_change_fn *change, void *arg, kw_reply *r)
-{
-	const kw_host *host = st->host;
-	struct file_snap *cur = NULL;
-	struct edit ed = { 0 };
-	unsigned char *buf = NULL;
-	struct file_err e;
-	char why[600];
-	size_t len = 0;
-	kw_status rc;
-	int lockfd = -1;
-
-	rc = lock_file(st, wait_ms, &lockfd, r);
-	if (rc != KW_OK)
-		return rc;
-	rc = file_current(st, true, &cur, &e);
-	if (rc != KW_OK) {
-		rc = say_unchanged(st, r, &e);
-		goto out;
-	}
-	ed.cap = cur->n + 1;
-	ed.recs = calloc(ed.cap, sizeof(*ed.recs));
-	if (ed.recs == NULL) {
-		rc = KW_ERR_NOMEM;
-		host->reply_detail(r, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < cur->n; i++) {
-		ed.recs[i] = cur->recs[i];
-		ed.recs[i].own_owner = ed.recs[i].own_provider = NULL;
-		ed.recs[i].own_name = NULL;
-		ed.recs[i].own_sealed = NULL;
-	}
-	ed.n = cur->n;
-	ed.h = cur->h;
-	ed.h.generation++;
-	ed.h.kdf = KW_KDF_NONE;
-	memset(ed.h.kdf_params, 0, sizeof(ed.h.kdf_params));
-	if (KW_HOST_HAS(host, keyring_kdf))
-		ed.h.kdf = host->keyring_kdf(st->kr, ed.h.kdf_params);
-	rc = change(st, &ed, arg, r);
-	if (rc != KW_OK)
-		goto out;
-	rc = file_build(host, st->kr, &ed.h, ed.recs, ed.n, &buf, &len);
-	if (rc != KW_OK) {
-		host->reply_detail(r, "cannot seal %s (%s); nothing was "
-				   "written", st->path,
-				   rc == KW_ERR_NOMEM ? "out of memory"
-						      : "sealing failed");
-		goto out;
-	}
-	why[0] = '\0';
-	rc = replace_file(st, buf, len, why, sizeof(why));
-	if (rc != KW_OK) {
-		host->reply_detail(r, "%s", why);
-		goto out;
-	}
-out:
-	edit_free(&ed);
-	free(buf);
-	snap_release(st, cur);
-	unlock_file(lockfd);
-	return rc;
-}
-
-/* Where a key is in ed, or where it would go; *found says which. */
-static size_t edit_find(const struct edit *ed, kw_scope scope,
-			const char *owner, const char *provider, bool *found)
-{
-	size_t lo = 0, hi = ed->n;
-
-	*found = false;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = file_rec_cmp(scope, owner, provider, &ed->recs[mid]);
-
-		if (c == 0) {
-			*found = true;
-			return mid;
-		}
-		if (c < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	return lo;
-}
 
 /* ---- keys ---- */
 
@@ -751,7 +100,6 @@ static kw_status file_lookup(void *state, const kw_query *q)
 	const char *owner = st->scope == KW_SCOPE_SYSTEM ? NULL : q->owner;
 	char desc[FILE_DESC_MAX], why[200], *buf;
 	struct file_snap *snap = NULL;
-	struct edit view;
 	struct file_err e;
 	const struct file_rec *rec;
 	kw_seal_aad aad;
@@ -764,12 +112,10 @@ static kw_status file_lookup(void *state, const kw_query *q)
 		return rc;
 	}
 	file_describe(desc, sizeof(desc), st->scope, owner, q->provider);
-	view.recs = snap->recs;
-	view.n = snap->n;
 	rec = NULL;
 	if (st->scope == KW_SCOPE_SYSTEM || owner != NULL) {
-		size_t at = edit_find(&view, st->scope, owner, q->provider,
-				      &found);
+		size_t at = file_find(snap->recs, snap->n, st->scope, owner,
+				      q->provider, &found);
 
 		if (found)
 			rec = &snap->recs[at];
@@ -810,7 +156,7 @@ static kw_status file_lookup(void *state, const kw_query *q)
 	if (!KW_QUERY_HAS(q, flags) || (q->flags & KW_QUERY_EXPLAIN) != 0)
 		host->reply_detail(q->reply, "%s in %s", desc, st->path);
 out:
-	snap_release(st, snap);
+	file_snap_release(st, snap);
 	return rc;
 }
 
@@ -847,7 +193,7 @@ static char *dup_or_null(const char *s, bool *nomem)
 	return d;
 }
 
-static kw_status change_put(struct file_state *st, struct edit *ed,
+static kw_status change_put(struct file_state *st, struct file_edit *ed,
 			    void *arg, kw_reply *r)
 {
 	const kw_store_put *p = arg;
@@ -862,7 +208,7 @@ static kw_status change_put(struct file_state *st, struct edit *ed,
 
 	file_describe(desc, sizeof(desc), p->key.scope, owner,
 		      p->key.provider);
-	at = edit_find(ed, p->key.scope, owner, p->key.provider, &found);
+	at = file_find(ed->recs, ed->n, p->key.scope, owner, p->key.provider, &found);
 	if (create && found) {
 		host->reply_detail(r, "%s %s already exists; rotate it instead",
 				   p->key.scope == KW_SCOPE_ORG ? "an" : "a",
@@ -921,7 +267,7 @@ static kw_status file_put(void *state, const kw_store_put *p, kw_reply *r)
 		st->host->reply_detail(r, "unknown put mode %d", (int)p->mode);
 		return KW_ERR_INVAL;
 	}
-	return file_write(st, LOCK_WAIT_MANAGE, change_put, (void *)p, r);
+	return file_write(st, FILE_WAIT_MANAGE, change_put, (void *)p, r);
 }
 
 struct active_arg {
@@ -929,7 +275,7 @@ struct active_arg {
 	bool active;
 };
 
-static kw_status change_active(struct file_state *st, struct edit *ed,
+static kw_status change_active(struct file_state *st, struct file_edit *ed,
 			       void *arg, kw_reply *r)
 {
 	const struct active_arg *a = arg;
@@ -939,7 +285,7 @@ static kw_status change_active(struct file_state *st, struct edit *ed,
 	size_t at;
 
 	file_describe(desc, sizeof(desc), a->k->scope, owner, a->k->provider);
-	at = edit_find(ed, a->k->scope, owner, a->k->provider, &found);
+	at = file_find(ed->recs, ed->n, a->k->scope, owner, a->k->provider, &found);
 	if (!found) {
 		st->host->reply_detail(r, "no %s in %s", desc, st->path);
 		return KW_ERR_NOTFOUND;
@@ -957,10 +303,12 @@ static kw_status file_set_active(void *state, const kw_store_key *k,
 	struct active_arg a = { k, active };
 	kw_status rc = check_key(st, k, r);
 
-	return rc != KW_OK ? rc : file_write(st, LOCK_WAIT_MANAGE, change_active, &a, r);
+	if (rc != KW_OK)
+		return rc;
+	return file_write(st, FILE_WAIT_MANAGE, change_active, &a, r);
 }
 
-static kw_status change_remove(struct file_state *st, struct edit *ed,
+static kw_status change_remove(struct file_state *st, struct file_edit *ed,
 			       void *arg, kw_reply *r)
 {
 	const kw_store_key *k = arg;
@@ -971,7 +319,7 @@ static kw_status change_remove(struct file_state *st, struct edit *ed,
 	size_t at;
 
 	file_describe(desc, sizeof(desc), k->scope, owner, k->provider);
-	at = edit_find(ed, k->scope, owner, k->provider, &found);
+	at = file_find(ed->recs, ed->n, k->scope, owner, k->provider, &found);
 	if (!found) {
 		st->host->reply_detail(r, "no %s in %s", desc, st->path);
 		return KW_ERR_NOTFOUND;
@@ -995,7 +343,9 @@ static kw_status file_remove(void *state, const kw_store_key *k, kw_reply *r)
 	struct file_state *st = state;
 	kw_status rc = check_key(st, k, r);
 
-	return rc != KW_OK ? rc : file_write(st, LOCK_WAIT_MANAGE, change_remove, (void *)k, r);
+	if (rc != KW_OK)
+		return rc;
+	return file_write(st, FILE_WAIT_MANAGE, change_remove, (void *)k, r);
 }
 
 static kw_status file_list(void *state, kw_scope scope, const char *owner,
@@ -1063,7 +413,7 @@ static kw_status file_list(void *state, kw_scope scope, const char *owner,
 		};
 		rc = fn(arg, &out);
 	}
-	snap_release(st, snap);
+	file_snap_release(st, snap);
 	return rc;
 }
 
@@ -1071,7 +421,7 @@ struct rekey_arg {
 	uint64_t count;
 };
 
-static kw_status change_rekey(struct file_state *st, struct edit *ed,
+static kw_status change_rekey(struct file_state *st, struct file_edit *ed,
 			      void *arg, kw_reply *r)
 {
 	struct rekey_arg *a = arg;
@@ -1133,7 +483,7 @@ static kw_status file_rekey(void *state, uint64_t *count, kw_reply *r)
 {
 	struct file_state *st = state;
 	struct rekey_arg a = { 0 };
-	kw_status rc = file_write(st, LOCK_WAIT_MANAGE, change_rekey, &a, r);
+	kw_status rc = file_write(st, FILE_WAIT_MANAGE, change_rekey, &a, r);
 
 	if (count != NULL)
 		*count = rc == KW_OK ? a.count : 0;
@@ -1145,7 +495,7 @@ struct used_arg {
 	size_t n;
 };
 
-static kw_status change_used(struct file_state *st, struct edit *ed,
+static kw_status change_used(struct file_state *st, struct file_edit *ed,
 			     void *arg, kw_reply *r)
 {
 	const struct used_arg *a = arg;
@@ -1158,7 +508,7 @@ static kw_status change_used(struct file_state *st, struct edit *ed,
 
 		if (u->key.scope != st->scope || u->key.provider == NULL)
 			continue;
-		at = edit_find(ed, u->key.scope, key_owner(&u->key),
+		at = file_find(ed->recs, ed->n, u->key.scope, key_owner(&u->key),
 			       u->key.provider, &found);
 		/* A key deleted since it was used: nothing to count. */
 		if (!found)
@@ -1180,7 +530,7 @@ static kw_status file_used_batch(void *state, const kw_store_use *uses,
 	/* Given up when another writer holds the lock: the library then
 	 * drops these counts (they are informational) rather than have the
 	 * application wait. */
-	return file_write(state, LOCK_WAIT_USES, change_used, &a, r);
+	return file_write(state, FILE_WAIT_USES, change_used, &a, r);
 }
 
 static kw_status file_used(void *state, const kw_store_key *k, uint64_t count,
@@ -1211,7 +561,7 @@ static kw_status file_check(void *state, kw_reply *r)
 			       st->path, nkeys, st->scope_word,
 			       nkeys == 1 ? "" : "s",
 			       (unsigned)snap->h.version, snap->h.generation);
-	snap_release(st, snap);
+	file_snap_release(st, snap);
 	return KW_OK;
 }
 
@@ -1224,7 +574,7 @@ static void file_close(void *state)
 	if (st == NULL)
 		return;
 	if (st->snap != NULL && --st->snap->refs == 0)
-		snap_put(st->host, st->snap);
+		file_snap_free(st->host, st->snap);
 	if (st->kr != NULL)
 		st->host->keyring_close(st->kr);
 	pthread_mutex_destroy(&st->lock);
@@ -1232,74 +582,6 @@ static void file_close(void *state)
 	free(st->dir);
 	free(st);
 }
-
-/*
- * Make a new, empty file: a fresh salt and file id, generation 1.  Under
- * the write lock, so that of two processes opening a missing file one
- * makes it; the other finds it there (*made false).
- */
-static kw_status create_file(struct file_state *st, bool *made)
-{
-	const kw_host *host = st->host;
-	struct file_header h = { .version = FILE_VERSION, .generation = 1 };
-	unsigned char *buf = NULL;
-	char why[600] = "";
-	size_t len = 0;
-	struct stat sb;
-	kw_status rc;
-	int lockfd = -1, en;
-
-	*made = false;
-	rc = open_lock(st, &lockfd, why, sizeof(why));
-	if (rc != KW_OK) {
-		host->error(st->inst, "path", "%s", why);
-		goto out;
-	}
-	en = flock_within(lockfd, LOCK_WAIT_MANAGE);
-	if (en == EWOULDBLOCK) {
-		host->error(st->inst, "path", "%s is locked by another keyway "
-			    "writer (waited %d seconds for %s)", st->path,
-			    LOCK_WAIT_MANAGE / 1000, st->lock_path);
-		rc = KW_ERR_UNAVAIL;
-		goto out;
-	}
-	if (en != 0) {
-		host->error(st->inst, "path", "cannot lock %s: %s",
-			    st->lock_path, strerror(en));
-		rc = KW_ERR_IO;
-		goto out;
-	}
-	if (lstat(st->path, &sb) == 0) {
-		rc = KW_OK;
-		goto out;
-	}
-	host->random(st->salt, KW_SALT_SIZE);
-	host->random(st->file_id, FILE_ID_LEN);
-	memcpy(h.salt, st->salt, KW_SALT_SIZE);
-	memcpy(h.file_id, st->file_id, FILE_ID_LEN);
-	rc = host->keyring_open(st->inst, st->salt, &st->kr);
-	if (rc != KW_OK)
-		goto out;
-	if (KW_HOST_HAS(host, keyring_kdf))
-		h.kdf = host->keyring_kdf(st->kr, h.kdf_params);
-	rc = file_build(host, st->kr, &h, NULL, 0, &buf, &len);
-	if (rc == KW_OK)
-		rc = replace_file(st, buf, len, why, sizeof(why));
-	if (rc != KW_OK) {
-		host->error(st->inst, "path", "cannot create %s: %s", st->path,
-			    why[0] != '\0' ? why
-					    : rc == KW_ERR_NOMEM ? "out of memory"
-								 : "cannot seal it");
-		goto out;
-	}
-	*made = true;
-out:
-	free(buf);
-	if (lockfd >= 0)
-		close(lockfd);
-	return rc;
-}
-
 /* Read the file for the first time: its header's salt binds the keyring
  * (made already when this open created the file). */
 static kw_status first_read(struct file_state *st, bool checking)
@@ -1320,7 +602,7 @@ static kw_status first_read(struct file_state *st, bool checking)
 				    st->path);
 			return KW_ERR_NOTFOUND;
 		}
-		rc = create_file(st, &made);
+		rc = file_create(st, &made);
 		if (rc != KW_OK)
 			return rc;
 		rc = host->open_private(st->inst, "path", st->path, &fd);
@@ -1330,7 +612,7 @@ static kw_status first_read(struct file_state *st, bool checking)
 	}
 	if (rc != KW_OK)
 		return rc;
-	rc = read_snap(st, fd, NULL, &snap, &e);
+	rc = file_read_snap(st, fd, NULL, &snap, &e);
 	if (rc != KW_OK) {
 		if (e.msg[0] != '\0')
 			host->error(st->inst, "path", "%s", e.msg);
@@ -1435,3 +717,4 @@ static const struct kw_module file_module = {
 };
 
 KW_MODULE_EXPORT(file_module)
+

@@ -1,7 +1,8 @@
 /*
- * file.h - the file module: what its descriptor and operations (file.c)
- * share with the reading and writing of the format (format.c).  The
- * format itself is docs/file-format.md.
+ * file.h - what the parts of the file module share: the descriptor and
+ * operations (file.c), the snapshot a process keeps of the file
+ * (snap.c), the locked, crash-safe writes (write.c), and the bytes of
+ * the format (format.c, docs/file-format.md).
  *
  * Not installed; nothing here is exported.
  */
@@ -9,6 +10,7 @@
 #define KW_FILE_H
 
 #include <stdbool.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -86,6 +88,30 @@ struct file_snap {
 					 its stat() changed; nothing parsed */
 };
 
+/* One backend on a file. */
+struct file_state {
+	const kw_host *host;
+	kw_instance *inst;
+	const char *path;
+	char *lock_path;
+	char *dir;
+	char *tmp_prefix;          /* the base name of PATH, ".tmp." */
+	kw_scope scope;
+	const char *scope_word;
+	kw_keyring *kr;
+	unsigned char salt[KW_SALT_SIZE];
+	unsigned char file_id[FILE_ID_LEN];
+	pthread_mutex_t lock;      /* guards snap and its refs */
+	struct file_snap *snap;
+};
+
+/* A copy of a file's records that a write changes. */
+struct file_edit {
+	struct file_rec *recs;
+	size_t n, cap;
+	struct file_header h;
+};
+
 /* What a refusal says: a status and one line without the file's name. */
 struct file_err {
 	kw_status rc;
@@ -118,7 +144,58 @@ void file_snap_clear(const kw_host *host, struct file_snap *snap);
 /* Order of records: scope, owner ("" for none), provider. */
 int file_rec_cmp(kw_scope scope, const char *owner, const char *provider,
 		 const struct file_rec *r);
+/* Where a key is in recs (n records in order), or where it would go;
+ * *found says which. */
+size_t file_find(const struct file_rec *recs, size_t n, kw_scope scope,
+		 const char *owner, const char *provider, bool *found);
 /* Hex of len bytes into out (2 * len + 1 bytes). */
 void file_hex(const unsigned char *in, size_t len, char *out);
+
+/* ---- snap.c ---- */
+
+/* Release snap and what it holds (NULL: nothing). */
+void file_snap_free(const kw_host *host, struct file_snap *snap);
+/* Drop a reference taken by file_current(). */
+void file_snap_release(struct file_state *st, struct file_snap *snap);
+/*
+ * Read the file on fd into a new snapshot *out, unless it is the one
+ * `old` already holds (only its stat() changed: (*out)->touched).
+ * KW_OK, or a status and e->msg naming the file.
+ */
+kw_status file_read_snap(struct file_state *st, int fd,
+			 const struct file_snap *old, struct file_snap **out,
+			 struct file_err *e);
+/*
+ * The file as it is now, with a reference the caller drops with
+ * file_snap_release().  `verify` (a writer, under the lock) reads the
+ * header again instead of trusting stat().
+ */
+kw_status file_current(struct file_state *st, bool verify,
+		       struct file_snap **out, struct file_err *e);
+
+/* ---- write.c ---- */
+
+/* How long a write waits for the lock, in milliseconds: a put or rotate
+ * a while; the use counts' flush, run by a thread the application's
+ * fork() waits for, hardly at all. */
+#define FILE_WAIT_MANAGE 10000
+#define FILE_WAIT_USES 200
+
+/* The change a write makes to ed; says what it did through r. */
+typedef kw_status file_change_fn(struct file_state *st, struct file_edit *ed,
+				 void *arg, kw_reply *r);
+/*
+ * Change the file under the write lock, waited for up to wait_ms: read
+ * it as it is now, apply `change` to a copy of its records, and replace
+ * the file with them, one generation on, sealed under the current master
+ * key.  On failure r says why and the file is unchanged.
+ */
+kw_status file_write(struct file_state *st, long wait_ms,
+		     file_change_fn *change, void *arg, kw_reply *r);
+/*
+ * Make a new, empty file under the write lock (*made), unless another
+ * process made it first.  Errors go through host->error().
+ */
+kw_status file_create(struct file_state *st, bool *made);
 
 #endif /* KW_FILE_H */

@@ -422,3 +422,25 @@ int file_rec_cmp(kw_scope scope, const char *owner, const char *provider,
 		   r->owner != NULL ? r->owner : "");
 	return c != 0 ? c : strcmp(provider, r->provider);
 }
+
+size_t file_find(const struct file_rec *recs, size_t n, kw_scope scope,
+		 const char *owner, const char *provider, bool *found)
+{
+	size_t lo = 0, hi = n;
+
+	*found = false;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = file_rec_cmp(scope, owner, provider, &recs[mid]);
+
+		if (c == 0) {
+			*found = true;
+			return mid;
+		}
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return lo;
+}
