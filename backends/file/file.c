@@ -27,14 +27,6 @@
 
 #include "file.h"
 
-/* A key store holds keys of the three scopes. */
-static const char *file_scope_word(kw_scope scope)
-{
-	const char *word = kw_scope_name(scope);
-
-	return strcmp(word, "none") != 0 ? word : NULL;
-}
-
 /* keyway's name for a key: "org key of "acme" for anthropic". */
 static const char *file_describe(char *buf, size_t size, kw_scope scope,
 				 const char *owner, const char *provider)
@@ -53,7 +45,7 @@ static const char *file_describe(char *buf, size_t size, kw_scope scope,
 static kw_status check_key(const struct file_state *st, const kw_store_key *k,
 			   kw_reply *r)
 {
-	const char *word = file_scope_word(k->scope);
+	const char *word = kw_key_scope_word(k->scope);
 
 	if (k->scope != st->scope) {
 		st->host->reply_detail(r, "this backend holds %s keys, not %s "
@@ -662,7 +654,7 @@ static kw_status file_open(const kw_host *host, kw_instance *inst,
 	st->host = host;
 	st->inst = inst;
 	st->scope = host->instance_scope(inst);
-	st->scope_word = file_scope_word(st->scope);
+	st->scope_word = kw_key_scope_word(st->scope);
 	if (st->scope_word == NULL) {
 		host->error(inst, NULL,
 			    "missing scope (\"user\", \"org\" or \"system\")");

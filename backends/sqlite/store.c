@@ -109,16 +109,6 @@ static const char *const sq_sql[SQ_NSTMTS] = {
 
 _Static_assert(SQ_NSTMTS <= SQ_STMTS_MAX, "raise SQ_STMTS_MAX");
 
-/* The scope's word, or NULL where there is none: kw_scope_name() says
- * "none" for KW_SCOPE_NONE and for a value it does not know, and a key
- * store holds keys of one of the three scopes. */
-static const char *sq_scope_word(kw_scope scope)
-{
-	const char *word = kw_scope_name(scope);
-
-	return strcmp(word, "none") != 0 ? word : NULL;
-}
-
 /* Append s to buf (size bytes, *len used), truncating. */
 void sq_append(char *buf, size_t size, size_t *len, const char *s)
 {
@@ -585,7 +575,7 @@ kw_status sq_store_open(const kw_host *host, kw_instance *inst,
 		return KW_ERR_NOMEM;
 	}
 	st->scope = host->instance_scope(inst);
-	st->scope_word = sq_scope_word(st->scope);
+	st->scope_word = kw_key_scope_word(st->scope);
 	if (st->scope_word == NULL) {
 		host->error(inst, NULL,
 			    "missing scope (\"user\", \"org\" or \"system\")");
@@ -642,7 +632,7 @@ kw_status sq_store_check(struct sq_store *st, kw_reply *r)
 kw_status sq_check_key(const struct sq_store *st, const kw_store_key *k,
 		       kw_reply *r)
 {
-	const char *word = sq_scope_word(k->scope);
+	const char *word = kw_key_scope_word(k->scope);
 
 	if (k->scope != st->scope) {
 		st->sq.host->reply_detail(r, "this backend holds %s keys, "

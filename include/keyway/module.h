@@ -553,6 +553,20 @@ struct kw_module {
 };
 
 /*
+ * The word for a stored key's scope: "user", "org" or "system"; NULL for
+ * KW_SCOPE_NONE or any other value, which no stored key has.  The same
+ * words as kw_scope_name(), for stores that keep the scope as text.
+ * Available since 0.1.
+ */
+static inline const char *kw_key_scope_word(kw_scope scope)
+{
+	if (scope == KW_SCOPE_USER || scope == KW_SCOPE_ORG ||
+	    scope == KW_SCOPE_SYSTEM)
+		return kw_scope_name(scope);
+	return NULL;
+}
+
+/*
  * How keyway names a stored key in messages, for modules that store keys:
  * "org key of "acme" for anthropic", "user key of "alice" for openai",
  * "system key for anthropic" (and "unscoped key for ..." for
@@ -572,10 +586,8 @@ static inline void kw_key_describe(char *buf, size_t size, size_t *len,
 
 	if (size == 0 || *len >= size)
 		return;
-	part[n++] = scope == KW_SCOPE_USER || scope == KW_SCOPE_ORG ||
-				    scope == KW_SCOPE_SYSTEM
-			    ? kw_scope_name(scope)
-			    : "unscoped";
+	part[n++] = kw_key_scope_word(scope) != NULL ? kw_key_scope_word(scope)
+						     : "unscoped";
 	if (scope == KW_SCOPE_SYSTEM || owner == NULL) {
 		part[n++] = " key for ";
 	} else {

@@ -861,6 +861,17 @@ static void test_key_describe_full(void **state)
 	assert_string_equal(buf, "org key of \"a\" ");
 }
 
+/* The scope words stores keep: the three scopes a key has, no other. */
+static void test_key_scope_word(void **state)
+{
+	(void)state;
+	assert_string_equal(kw_key_scope_word(KW_SCOPE_USER), "user");
+	assert_string_equal(kw_key_scope_word(KW_SCOPE_ORG), "org");
+	assert_string_equal(kw_key_scope_word(KW_SCOPE_SYSTEM), "system");
+	assert_null(kw_key_scope_word(KW_SCOPE_NONE));
+	assert_null(kw_key_scope_word((kw_scope)42));
+}
+
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 
 int main(void)
@@ -878,6 +889,7 @@ int main(void)
 		T(test_stuck_writer),
 		T(test_unsafe_lock_file),
 		cmocka_unit_test(test_key_describe_full),
+		cmocka_unit_test(test_key_scope_word),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
