@@ -413,6 +413,13 @@ struct rekey_arg {
 	uint64_t count;
 };
 
+/*
+ * Re-seal under the current master key every key in the file sealed
+ * under another, whatever its scope: the file is one envelope, sealed
+ * anew at every write, and it opens only when every key in it is under a
+ * master key the configuration holds.  Moving some keys and not others
+ * would leave a file that the old master key must keep opening.
+ */
 static kw_status change_rekey(struct file_state *st, struct file_edit *ed,
 			      void *arg, kw_reply *r)
 {
@@ -431,8 +438,6 @@ static kw_status change_rekey(struct file_state *st, struct file_edit *ed,
 		kw_status rc;
 		char *plain;
 
-		if (rec->scope != st->scope)
-			continue;
 		file_describe(desc, sizeof(desc), rec->scope, rec->owner,
 			      rec->provider);
 		if (host->sealed_key_id(rec->sealed, rec->sealed_len, id) !=
@@ -465,9 +470,9 @@ static kw_status change_rekey(struct file_state *st, struct file_edit *ed,
 		}
 		a->count++;
 	}
-	host->reply_detail(r, "re-sealed %" PRIu64 " %s key%s in %s under "
-			   "master key %s", a->count, st->scope_word,
-			   a->count == 1 ? "" : "s", st->path, cur);
+	host->reply_detail(r, "re-sealed %" PRIu64 " key%s in %s under "
+			   "master key %s", a->count, a->count == 1 ? "" : "s",
+			   st->path, cur);
 	return KW_OK;
 }
 
