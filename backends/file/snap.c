@@ -158,6 +158,18 @@ kw_status file_read_snap(struct file_state *st, int fd,
 			 st->path, id);
 		goto out;
 	}
+	/* Generations only go up: a lower one is an older copy put in the
+	 * file's place, which could bring back a key since rotated or
+	 * deleted.  A program started afterwards reads it as it is. */
+	if (old != NULL && h.generation < old->h.generation) {
+		e->rc = rc = KW_ERR_BACKEND;
+		snprintf(e->msg, sizeof(e->msg),
+			 "%s was replaced by an older copy of itself "
+			 "(generation %" PRIu64 ", after %" PRIu64 "): if that "
+			 "was meant, restart the program to read it",
+			 st->path, h.generation, old->h.generation);
+		goto out;
+	}
 	snap = calloc(1, sizeof(*snap));
 	if (snap == NULL) {
 		e->rc = rc = KW_ERR_NOMEM;

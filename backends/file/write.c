@@ -9,6 +9,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* mkostemp() */
 #endif
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -183,6 +184,58 @@ static bool write_all(int fd, const unsigned char *buf, size_t len)
 }
 
 /*
+ * Remove the temporary files that writers killed before their rename()
+ * left beside the file ("PATH.tmp." and six characters).  Only a writer
+ * holding the lock makes one, and we hold it: any there now is a
+ * leftover.  Only regular files are removed, and only ours (root's: its
+ * own and those of the file's owner, to whom it gives the files it
+ * writes).  A directory that cannot be read is left as it is.
+ */
+static void sweep_temps(struct file_state *st)
+{
+	const char *base = strrchr(st->path, '/') + 1;
+	size_t blen = strlen(base);
+	const uid_t me = geteuid();
+	struct stat fsb, sb;
+	struct dirent *de;
+	bool have_file;
+	unsigned n = 0;
+	DIR *d;
+	int dfd;
+
+	dfd = open(st->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return;
+	d = fdopendir(dfd);
+	if (d == NULL) {
+		close(dfd);
+		return;
+	}
+	have_file = fstatat(dfd, base, &fsb, AT_SYMLINK_NOFOLLOW) == 0;
+	while ((de = readdir(d)) != NULL) {
+		const char *rest = de->d_name + blen;
+
+		if (strncmp(de->d_name, base, blen) != 0 ||
+		    strncmp(rest, ".tmp.", 5) != 0 || strlen(rest + 5) != 6)
+			continue;
+		if (fstatat(dfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
+		    !S_ISREG(sb.st_mode))
+			continue;
+		if (sb.st_uid != me &&
+		    !(me == 0 && have_file && sb.st_uid == fsb.st_uid))
+			continue;
+		if (unlinkat(dfd, de->d_name, 0) == 0)
+			n++;
+	}
+	closedir(d);
+	if (n > 0)
+		st->host->log(st->inst, KW_LOG_INFO,
+			      "removed %u temporary file%s beside %s left by "
+			      "interrupted keyway writers",
+			      n, n == 1 ? "" : "s", st->path);
+}
+
+/*
  * Replace the file with buf, crash-safe: a temporary file beside it,
  * written and fsync()ed, renamed over it, the directory fsync()ed.  On
  * failure the file is as it was, and why says so.
@@ -318,6 +371,7 @@ kw_status file_write(struct file_state *st, long wait_ms,
 	rc = lock_file(st, wait_ms, &lockfd, r);
 	if (rc != KW_OK)
 		return rc;
+	sweep_temps(st);
 	rc = file_current(st, true, &cur, &e);
 	if (rc != KW_OK) {
 		rc = say_unchanged(st, r, &e);
@@ -406,6 +460,7 @@ kw_status file_create(struct file_state *st, bool *made)
 		rc = KW_ERR_IO;
 		goto out;
 	}
+	sweep_temps(st);
 	if (lstat(st->path, &sb) == 0) {
 		rc = KW_OK;
 		goto out;

@@ -835,6 +835,85 @@ static void test_unsafe_lock_file(void **state)
 	want_value(f->ctx, "bob", "acme", K_ACME2);
 }
 
+/*
+ * An older copy put in the file's place is refused by a program that has
+ * read a newer one, for lookups and writes alike, with a line saying
+ * what happened; a program started afterwards reads it.
+ */
+static void test_older_copy_refused(void **state)
+{
+	struct fixture *f = *state;
+	char value[128], *tmp;
+	unsigned char *old;
+	size_t len;
+	int fd;
+
+	open_ok(f, CONF_A);
+	expect_ok(put(f->ctx, "org_keys", "acme", K_ACME, NULL, KW_PUT_CREATE));
+	old = (unsigned char *)tu_slurp(f->path, &len);
+	expect_ok(put(f->ctx, "org_keys", "acme", K_ACME2, NULL,
+		      KW_PUT_ROTATE));
+	want_value(f->ctx, "bob", "acme", K_ACME2);
+
+	tmp = tu_join(f->dir, "older");
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, old, len), (ssize_t)len);
+	close(fd);
+	assert_int_equal(rename(tmp, f->path), 0);
+
+	expect_error(resolve(f->ctx, "bob", "acme", value, sizeof(value)),
+		     KW_ERR_BACKEND,
+		     tu_fmt("chain \"default\", provider \"anthropic\": "
+			    "org_keys answered backend error: %s was "
+			    "replaced by an older copy of itself (generation "
+			    "2, after 3): if that was meant, restart the "
+			    "program to read it",
+			    f->path));
+	assert_string_equal(value, "");
+	assert_int_not_equal(put(f->ctx, "org_keys", "globex", K_GLOBEX,
+				 NULL, KW_PUT_CREATE),
+			     KW_OK);
+	assert_non_null(strstr(kw_last_error(), "older copy"));
+	assert_non_null(strstr(kw_last_error(), "nothing was written"));
+
+	/* Opened afresh, the copy is the file. */
+	expect_ok(open_conf(f, &f->other, CONF_A));
+	want_value(f->other, "bob", "acme", K_ACME);
+}
+
+/*
+ * Temporary files that killed writers left are removed by the next
+ * write, and nothing else: not a name of another length, not a symbolic
+ * link, not another file's.
+ */
+static void test_leftover_temps_swept(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const keep[] = {
+		"keys.kwf.tmp.abc1234", "keys.kwf.tmp.ab12", "keys.kwf.tmpx.abc123",
+		"other.kwf.tmp.abc123", "keys.kwf.tmp.LnK456",
+	};
+	struct stat sb;
+
+	open_ok(f, CONF_A);
+	free(tu_write(f->dir, "keys.kwf.tmp.Ab9xZ1", 0600, "half a file"));
+	free(tu_write(f->dir, "keys.kwf.tmp.000000", 0600, "%s", ""));
+	for (size_t i = 0; i < 4; i++)
+		free(tu_write(f->dir, keep[i], 0600, "not ours"));
+	assert_int_equal(symlink("keys.kwf",
+				 tu_join(f->dir, keep[4])), 0);
+	expect_ok(put(f->ctx, "org_keys", "acme", K_ACME, NULL, KW_PUT_CREATE));
+	assert_int_equal(lstat(tu_join(f->dir, "keys.kwf.tmp.Ab9xZ1"), &sb),
+			 -1);
+	assert_int_equal(lstat(tu_join(f->dir, "keys.kwf.tmp.000000"), &sb),
+			 -1);
+	for (size_t i = 0; i < 5; i++)
+		if (lstat(tu_join(f->dir, keep[i]), &sb) != 0)
+			fail_msg("%s was removed", keep[i]);
+	want_value(f->ctx, "bob", "acme", K_ACME);
+}
+
 /* kw_key_describe() on a full buffer writes nothing, not even past it. */
 static void test_key_describe_full(void **state)
 {
@@ -881,6 +960,8 @@ int main(void)
 		T(test_write_sees_lookalike),
 		T(test_stuck_writer),
 		T(test_unsafe_lock_file),
+		T(test_older_copy_refused),
+		T(test_leftover_temps_swept),
 		cmocka_unit_test(test_key_describe_full),
 		cmocka_unit_test(test_key_scope_word),
 	};
