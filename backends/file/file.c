@@ -487,57 +487,6 @@ static kw_status file_rekey(void *state, uint64_t *count, kw_reply *r)
 	return rc;
 }
 
-struct used_arg {
-	const kw_store_use *uses;
-	size_t n;
-};
-
-static kw_status change_used(struct file_state *st, struct file_edit *ed,
-			     void *arg, kw_reply *r)
-{
-	const struct used_arg *a = arg;
-
-	(void)r;
-	for (size_t i = 0; i < a->n; i++) {
-		const kw_store_use *u = &a->uses[i];
-		bool found;
-		size_t at;
-
-		if (u->key.scope != st->scope || u->key.provider == NULL)
-			continue;
-		at = file_find(ed->recs, ed->n, u->key.scope, key_owner(&u->key),
-			       u->key.provider, &found);
-		/* A key deleted since it was used: nothing to count. */
-		if (!found)
-			continue;
-		ed->recs[at].usage_count += u->count;
-		if (u->when > ed->recs[at].last_used)
-			ed->recs[at].last_used = u->when;
-	}
-	return KW_OK;
-}
-
-static kw_status file_used_batch(void *state, const kw_store_use *uses,
-				 size_t n, kw_reply *r)
-{
-	struct used_arg a = { uses, n };
-
-	if (n == 0)
-		return KW_OK;
-	/* Given up when another writer holds the lock: the library then
-	 * drops these counts (they are informational) rather than have the
-	 * application wait. */
-	return file_write(state, FILE_WAIT_USES, change_used, &a, r);
-}
-
-static kw_status file_used(void *state, const kw_store_key *k, uint64_t count,
-			   int64_t when, kw_reply *r)
-{
-	const kw_store_use u = { *k, count, when };
-
-	return file_used_batch(state, &u, 1, r);
-}
-
 static kw_status file_check(void *state, kw_reply *r)
 {
 	struct file_state *st = state;
@@ -570,6 +519,7 @@ static void file_close(void *state)
 
 	if (st == NULL)
 		return;
+	file_uses_close(st);
 	if (st->snap != NULL && --st->snap->refs == 0)
 		file_snap_free(st->host, st->snap);
 	if (st->kr != NULL)
@@ -656,6 +606,7 @@ static kw_status file_open(const kw_host *host, kw_instance *inst,
 		return KW_ERR_NOMEM;
 	}
 	pthread_mutex_init(&st->lock, NULL);
+	file_uses_init(st);
 	st->host = host;
 	st->inst = inst;
 	st->scope = host->instance_scope(inst);

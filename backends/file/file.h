@@ -103,6 +103,11 @@ struct file_state {
 	unsigned char file_id[FILE_ID_LEN];
 	pthread_mutex_t lock;      /* guards snap and its refs */
 	struct file_snap *snap;
+	/* Use counts not yet written (uses.c). */
+	pthread_mutex_t uses_lock; /* guards the three below */
+	struct file_use *uses;
+	size_t nuses, uses_cap;
+	int64_t uses_written;      /* CLOCK_MONOTONIC seconds */
 };
 
 /* A copy of a file's records that a write changes. */
@@ -197,5 +202,19 @@ kw_status file_write(struct file_state *st, long wait_ms,
  * process made it first.  Errors go through host->error().
  */
 kw_status file_create(struct file_state *st, bool *made);
+
+/* ---- uses.c ---- */
+
+/* The module's used() and used_batch(): counts added up, written at most
+ * once a minute. */
+kw_status file_used(void *state, const kw_store_key *k, uint64_t count,
+		    int64_t when, kw_reply *r);
+kw_status file_used_batch(void *state, const kw_store_use *uses, size_t n,
+			  kw_reply *r);
+/* Before anything else of st is set up. */
+void file_uses_init(struct file_state *st);
+/* As the backend closes, while its snapshot and keyring are there: the
+ * counts still pending are written. */
+void file_uses_close(struct file_state *st);
 
 #endif /* KW_FILE_H */

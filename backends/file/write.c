@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -27,6 +28,27 @@
 
 #include "file.h"
 
+
+/* Say why a write failed: through r, or, for a write no caller waits
+ * for (r NULL: the use counts written as the backend closes), in the
+ * log. */
+static void say(const struct file_state *st, kw_reply *r, const char *fmt,
+		...) KW_PRINTF(3, 4);
+
+static void say(const struct file_state *st, kw_reply *r, const char *fmt,
+		...)
+{
+	char line[600];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (r != NULL)
+		st->host->reply_detail(r, "%s", line);
+	else
+		st->host->log(st->inst, KW_LOG_WARNING, "%s", line);
+}
 
 /*
  * Open PATH.lock, made 0600 if missing; made by root beside a file of
@@ -128,20 +150,20 @@ static kw_status lock_file(struct file_state *st, long wait_ms, int *fd,
 
 	rc = open_lock(st, &f, why, sizeof(why));
 	if (rc != KW_OK) {
-		st->host->reply_detail(r, "%s", why);
+		say(st, r, "%s", why);
 		return rc;
 	}
 	en = flock_within(f, wait_ms);
 	if (en == EWOULDBLOCK) {
 		if (wait_ms >= 1000)
-			st->host->reply_detail(r, "%s is locked by another "
+			say(st, r, "%s is locked by another "
 					       "keyway writer (waited %ld "
 					       "seconds for %s); nothing was "
 					       "written",
 					       st->path, wait_ms / 1000,
 					       st->lock_path);
 		else
-			st->host->reply_detail(r, "%s is locked by another "
+			say(st, r, "%s is locked by another "
 					       "keyway writer (%s); nothing "
 					       "was written",
 					       st->path, st->lock_path);
@@ -149,7 +171,7 @@ static kw_status lock_file(struct file_state *st, long wait_ms, int *fd,
 		return KW_ERR_UNAVAIL;
 	}
 	if (en != 0) {
-		st->host->reply_detail(r, "cannot lock %s: %s", st->lock_path,
+		say(st, r, "cannot lock %s: %s", st->lock_path,
 				       strerror(en));
 		close(f);
 		return KW_ERR_IO;
@@ -346,7 +368,7 @@ static void edit_free(struct file_edit *ed)
 static kw_status say_unchanged(struct file_state *st, kw_reply *r,
 			       const struct file_err *e)
 {
-	st->host->reply_detail(r, "%s; nothing was written", e->msg);
+	say(st, r, "%s; nothing was written", e->msg);
 	return e->rc;
 }
 
@@ -381,7 +403,7 @@ kw_status file_write(struct file_state *st, long wait_ms,
 	ed.recs = calloc(ed.cap, sizeof(*ed.recs));
 	if (ed.recs == NULL) {
 		rc = KW_ERR_NOMEM;
-		host->reply_detail(r, "out of memory");
+		say(st, r, "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < cur->n; i++) {
@@ -402,7 +424,7 @@ kw_status file_write(struct file_state *st, long wait_ms,
 		goto out;
 	rc = file_build(host, st->kr, &ed.h, ed.recs, ed.n, &buf, &len);
 	if (rc != KW_OK) {
-		host->reply_detail(r, "cannot seal %s (%s); nothing was "
+		say(st, r, "cannot seal %s (%s); nothing was "
 				   "written", st->path,
 				   rc == KW_ERR_NOMEM ? "out of memory"
 						      : "sealing failed");
@@ -411,7 +433,7 @@ kw_status file_write(struct file_state *st, long wait_ms,
 	why[0] = '\0';
 	rc = replace_file(st, buf, len, why, sizeof(why));
 	if (rc != KW_OK) {
-		host->reply_detail(r, "%s", why);
+		say(st, r, "%s", why);
 		goto out;
 	}
 out:
