@@ -245,7 +245,6 @@ static void resolver_loop(const char *conf, struct shared *sh)
 		_exit(1);
 	}
 	while (!atomic_load(&sh->stop)) {
-		unsigned last = atomic_load(&sh->last);
 		kw_ctx *c = ctx;
 
 		if (++n % 50 == 0) {
@@ -264,7 +263,8 @@ static void resolver_loop(const char *conf, struct shared *sh)
 		if (rc != KW_OK)
 			note_bad(sh, "resolve %lu: %s: %s", n,
 				 kw_status_str(rc), kw_last_error());
-		else if (crash_writer_of(value, last) < 0)
+		/* Whoever wrote what was read had been started by now. */
+		else if (crash_writer_of(value, atomic_load(&sh->last)) < 0)
 			note_bad(sh, "resolve %lu: a value of %zu bytes that "
 				 "no writer wrote", n, strlen(value));
 		atomic_fetch_add(&sh->resolves, 1);
