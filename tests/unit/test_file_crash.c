@@ -650,7 +650,10 @@ static void test_killed_writers(void **state)
 		fail_msg("%s", w->err);
 	}
 
-	/* The file opens, and holds every acknowledged put. */
+	/* The file opens, private still, and holds every acknowledged
+	 * put. */
+	assert_int_equal(stat(f->path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
 	expect_ok(kw_open(&f->ctx, f->conf));
 	for (unsigned i = 1; i <= w->last; i++) {
 		char want[64], org[32];
