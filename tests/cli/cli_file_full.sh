@@ -130,7 +130,7 @@ for i in $(seq 1 "$n"); do
 	slurp "$ERR"
 	if [ "$RC" -ne 0 ] || [ "$(cat -- "$OUT")" != "$(key_of "$i")" ] ||
 		[ -n "$REPLY" ]; then
-		bad="$bad own$i (exit $RC: $REPLY)"
+		bad="$bad own$i (exit $RC: ${REPLY%$'\n'})"
 	fi
 done
 expect_eq "$bad" "" "all $n keys acknowledged before the disk filled are read back"
