@@ -51,12 +51,40 @@ static void say(const struct file_state *st, kw_reply *r, const char *fmt,
 }
 
 /*
- * Open PATH.lock, made 0600 if missing; made by root beside a file of
- * another user, it is given to that user.  KW_OK, or a status and why.
+ * What to do about a write that failed with errno en, as " (...)", or
+ * "" when there is nothing better to say than the error itself.
  */
-static kw_status open_lock(struct file_state *st, int *fd, char *why,
-			   size_t whylen)
+static const char *advice(const struct file_state *st, int en, char *buf,
+			  size_t size)
 {
+	switch (en) {
+	case ENOSPC:
+	case EDQUOT:
+		return " (free space on its file system and try again)";
+	case EFBIG:
+		return " (the process may not write files this large: raise "
+		       "its file size limit, ulimit -f)";
+	case EROFS:
+		return " (its file system is mounted read-only)";
+	case EACCES:
+	case EPERM:
+		snprintf(buf, size, " (uid %u needs write access to %s)",
+			 (unsigned)geteuid(), st->dir);
+		return buf;
+	default:
+		return "";
+	}
+}
+
+/*
+ * Open PATH.lock, made 0600 if missing; made by root beside a file of
+ * another user, it is given to that user.  KW_OK, or a status and why
+ * (a failure to open it followed by tail: what became of the write).
+ */
+static kw_status open_lock(struct file_state *st, const char *tail, int *fd,
+			   char *why, size_t whylen)
+{
+	char hint[300];
 	struct stat fsb, lsb;
 	bool have_file;
 	int f, en;
@@ -67,8 +95,8 @@ static kw_status open_lock(struct file_state *st, int *fd, char *why,
 		 0600);
 	if (f < 0) {
 		en = errno;
-		snprintf(why, whylen, "cannot lock %s: %s", st->lock_path,
-			 strerror(en));
+		snprintf(why, whylen, "cannot lock %s: %s%s%s", st->lock_path,
+			 strerror(en), tail, advice(st, en, hint, sizeof(hint)));
 		return en == EACCES || en == EROFS ? KW_ERR_PERM : KW_ERR_IO;
 	}
 	/* Whoever can take the lock can keep every writer out: it must be
@@ -148,7 +176,7 @@ static kw_status lock_file(struct file_state *st, long wait_ms, int *fd,
 	kw_status rc;
 	int f, en;
 
-	rc = open_lock(st, &f, why, sizeof(why));
+	rc = open_lock(st, "; nothing was written", &f, why, sizeof(why));
 	if (rc != KW_OK) {
 		say(st, r, "%s", why);
 		return rc;
@@ -156,23 +184,19 @@ static kw_status lock_file(struct file_state *st, long wait_ms, int *fd,
 	en = flock_within(f, wait_ms);
 	if (en == EWOULDBLOCK) {
 		if (wait_ms >= 1000)
-			say(st, r, "%s is locked by another "
-					       "keyway writer (waited %ld "
-					       "seconds for %s); nothing was "
-					       "written",
-					       st->path, wait_ms / 1000,
-					       st->lock_path);
+			say(st, r, "%s is locked by another keyway writer "
+			    "(waited %ld seconds for %s); nothing was written",
+			    st->path, wait_ms / 1000, st->lock_path);
 		else
-			say(st, r, "%s is locked by another "
-					       "keyway writer (%s); nothing "
-					       "was written",
-					       st->path, st->lock_path);
+			say(st, r, "%s is locked by another keyway writer "
+			    "(%s); nothing was written",
+			    st->path, st->lock_path);
 		close(f);
 		return KW_ERR_UNAVAIL;
 	}
 	if (en != 0) {
-		say(st, r, "cannot lock %s: %s", st->lock_path,
-				       strerror(en));
+		say(st, r, "cannot lock %s: %s; nothing was written",
+		    st->lock_path, strerror(en));
 		close(f);
 		return KW_ERR_IO;
 	}
@@ -260,11 +284,14 @@ static void sweep_temps(struct file_state *st)
 /*
  * Replace the file with buf, crash-safe: a temporary file beside it,
  * written and fsync()ed, renamed over it, the directory fsync()ed.  On
- * failure the file is as it was, and why says so.
+ * failure the file is as it was, and why says so, followed by tail: what
+ * became of the write.
  */
 static kw_status replace_file(struct file_state *st, const unsigned char *buf,
-			      size_t len, char *why, size_t whylen)
+			      size_t len, const char *tail, char *why,
+			      size_t whylen)
 {
+	char hint[300];
 	size_t plen = strlen(st->path);
 	char *tmp = malloc(plen + sizeof(".tmp.XXXXXX"));
 	const char *step = "write";
@@ -339,8 +366,9 @@ static kw_status replace_file(struct file_state *st, const unsigned char *buf,
 			      st->path, st->dir, strerror(errno));
 out:
 	if (rc != KW_OK && en != 0 && why[0] == '\0')
-		snprintf(why, whylen, "cannot %s %s: %s; the file is unchanged",
-			 step, st->path, strerror(en));
+		snprintf(why, whylen, "cannot %s %s: %s%s%s", step, st->path,
+			 strerror(en), tail, advice(st, en, hint,
+						    sizeof(hint)));
 	if (fd >= 0)
 		close(fd);
 	if (dfd >= 0)
@@ -431,7 +459,8 @@ kw_status file_write(struct file_state *st, long wait_ms,
 		goto out;
 	}
 	why[0] = '\0';
-	rc = replace_file(st, buf, len, why, sizeof(why));
+	rc = replace_file(st, buf, len, "; the file is unchanged", why,
+			  sizeof(why));
 	if (rc != KW_OK) {
 		say(st, r, "%s", why);
 		goto out;
@@ -463,7 +492,8 @@ kw_status file_create(struct file_state *st, bool *made)
 	int lockfd = -1, en;
 
 	*made = false;
-	rc = open_lock(st, &lockfd, why, sizeof(why));
+	rc = open_lock(st, "; nothing was created", &lockfd, why,
+		       sizeof(why));
 	if (rc != KW_OK) {
 		host->error(st->inst, "path", "%s", why);
 		goto out;
@@ -498,12 +528,16 @@ kw_status file_create(struct file_state *st, bool *made)
 		h.kdf = host->keyring_kdf(st->kr, h.kdf_params);
 	rc = file_build(host, st->kr, &h, NULL, 0, &buf, &len);
 	if (rc == KW_OK)
-		rc = replace_file(st, buf, len, why, sizeof(why));
+		rc = replace_file(st, buf, len, "; nothing was created", why,
+				  sizeof(why));
 	if (rc != KW_OK) {
-		host->error(st->inst, "path", "cannot create %s: %s", st->path,
-			    why[0] != '\0' ? why
-					    : rc == KW_ERR_NOMEM ? "out of memory"
-								 : "cannot seal it");
+		if (why[0] != '\0')
+			host->error(st->inst, "path", "%s", why);
+		else
+			host->error(st->inst, "path", "cannot create %s: %s",
+				    st->path, rc == KW_ERR_NOMEM
+						      ? "out of memory"
+						      : "cannot seal it");
 		goto out;
 	}
 	*made = true;

@@ -132,7 +132,7 @@ run from "$(keyfile zeta.in "$K_ALICE")" bash -c \
 	limited "$KW" -c "$CONF" put user_keys anthropic --owner zeta
 expect_exit 1
 expect_stdout ""
-expect_stderr_line "keyway: backend \"user_keys\": cannot write $FILE: File too large; the file is unchanged"
+expect_stderr_line "keyway: backend \"user_keys\": cannot write $FILE: File too large; the file is unchanged (the process may not write files this large: raise its file size limit, ulimit -f)"
 expect_eq "$(cmp "$FILE" "$TMPD/before.kwf" && echo same)" "same" \
 	"a failed write leaves the file as it was"
 expect_eq "$(find "$TMPD" -name 'keys.kwf.tmp.*' | wc -l)" "0" \

@@ -87,21 +87,6 @@ tmp_files()
 	find "$(dirname -- "$1")" -name "$(basename -- "$1").tmp.*" | wc -l
 }
 
-# expect_todo_eq GOT WANT NAME REASON: as expect_eq, for a known bug: TAP's
-# TODO directive makes a failure expected (XFAIL), and a pass (XPASS), once
-# the bug is fixed, fail the suite until the directive is taken away.
-expect_todo_eq()
-{
-	tap_n=$((tap_n + 1))
-	if [ "$1" = "$2" ]; then
-		echo "ok $tap_n - $(tap_name "$3") # TODO $(tap_name "$4")"
-	else
-		echo "not ok $tap_n - $(tap_name "$3") # TODO $(tap_name "$4")"
-		diag "expected: $2
-got: $1"
-	fi
-}
-
 # ---- put until the disk is full ----
 
 n=0
@@ -118,7 +103,7 @@ expect_eq "$([ "$n" -gt 1 ] && [ "$n" -lt 200 ] && echo yes)" "yes" \
 	"puts succeed until the disk is full ($n did)"
 expect_exit 1
 expect_stdout ""
-expect_stderr_line "keyway: backend \"org_keys\": cannot write $FILE: No space left on device; the file is unchanged"
+expect_stderr_line "keyway: backend \"org_keys\": cannot write $FILE: No space left on device; the file is unchanged (free space on its file system and try again)"
 expect_eq "$(cmp "$FILE" "$TMPD/before.kwf" && echo same)" "same" \
 	"the put that found the disk full left the file as it was"
 expect_eq "$(tmp_files "$FILE")" "0" \
@@ -169,9 +154,10 @@ expect_stdout ""
 slurp "$ERR"
 expect_eq "$(wc -l <"$ERR"):$([[ $REPLY == *"$NEW"*"No space left on device"* ]] && echo says)" \
 	"1:says" "a file that cannot be made for want of space: one line, naming it and why"
-expect_todo_eq "$([[ $REPLY == *"the file is unchanged"* ]] || echo clear)" "clear" \
-	"a file never made is not said to be unchanged" \
-	"file.c create_file() passes on replace_file()'s '; the file is unchanged'"
+expect_eq "$([[ $REPLY == *"the file is unchanged"* ]] || echo clear)" "clear" \
+	"a file never made is not said to be unchanged"
+expect_eq "$([[ $REPLY == *"; nothing was created (free space on its file system and try again)"* ]] && echo says)" \
+	"says" "a file never made is said not to be, with what to do"
 expect_missing "$NEW" "a file that cannot be made for want of space is not made"
 expect_eq "$(tmp_files "$NEW")" "0" "nor is a temporary file left of it"
 rm -f -- "$FULL/filler"
@@ -183,7 +169,7 @@ mount -o remount,ro "$FULL" || bail_out "cannot remount $FULL read-only"
 run from "$SECRETD/k1.in" "$KW" -c "$CONF" rotate org_keys anthropic --owner own1
 expect_exit 1
 expect_stdout ""
-expect_stderr_line "keyway: backend \"org_keys\": cannot lock $FILE.lock: Read-only file system"
+expect_stderr_line "keyway: backend \"org_keys\": cannot lock $FILE.lock: Read-only file system; nothing was written (its file system is mounted read-only)"
 run -s "$KW" -c "$CONF" get anthropic --org own2
 expect_exit 0
 expect_stdout "$(key_of 2)"
@@ -228,7 +214,7 @@ if [ -z "$nobody_cannot" ]; then
 		"${NOBODY[@]}" "$KW" -c "$ROCONF" put org_keys anthropic --owner own2
 	expect_exit 1
 	expect_stdout ""
-	expect_stderr_line "keyway: backend \"org_keys\": cannot create a temporary file for $ROFILE: Permission denied; the file is unchanged"
+	expect_stderr_line "keyway: backend \"org_keys\": cannot create a temporary file for $ROFILE: Permission denied; the file is unchanged (uid $(id -u nobody) needs write access to $RO)"
 	expect_eq "$(cmp "$ROFILE" "$TMPD/before.kwf" && echo same)" "same" \
 		"a put in a read-only directory leaves the file as it was"
 	expect_eq "$(tmp_files "$ROFILE")" "0" \
