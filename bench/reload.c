@@ -10,11 +10,11 @@
  * resolved before the first round), and the writer: with -P in a process
  * of its own, else in the reader's process (a context keeps its own copy
  * of the file, as a process does).  Each round the writer rotates the key
- * of user USER (default
- * USERS / 2) to a new value (kw_key_put() into BACKEND, which replaces the
- * whole file), then the reader resolves that user once, timed: it must
- * notice the change and hand out the new value.  Then it resolves the same
- * user UNCHANGED more times, each timed, on the unchanged file.
+ * of user number USER (default USERS / 2) to a new value (kw_key_put()
+ * into BACKEND, which replaces the whole file), then the reader resolves
+ * that user once, timed: it must notice the change and hand out the new
+ * value.  Then it resolves the same user UNCHANGED more times, each timed,
+ * on the unchanged file.
  *
  * The reader reports its secrets KW_UNUSED, so that it never writes use
  * counts (which would change the file under the unchanged resolves).
