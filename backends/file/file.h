@@ -76,7 +76,7 @@ struct file_snap {
 	char key_id[KW_KEY_ID_SIZE];  /* master key of the envelope */
 	struct file_rec *recs;
 	size_t n, cap;
-	char *plain;                  /* secure_alloc()'d plaintext */
+	char *plain;                  /* the envelope's plaintext */
 	size_t plain_len;
 	char *strs;                   /* the records' strings, NUL-ended */
 	dev_t dev;
