@@ -152,9 +152,12 @@ static void setup(void)
 		.file_id = "kwfuzz file id 1",
 		.generation = 7,
 	};
+	struct file_snap snap;
+	struct file_err e = { 0 };
 	unsigned char *buf;
 	size_t len;
 	char why[400];
+	kw_status rc;
 
 	fz_verbose = getenv("KWFUZZ_VERBOSE") != NULL;
 	open_ctx();
@@ -176,17 +179,12 @@ static void setup(void)
 	/* The envelope as this file seals it must be file_build()'s, or
 	 * modes 1 and 2 would test nothing past the tag. */
 	buf = seal_plain(empty, sizeof(empty), &len);
-	{
-		struct file_snap snap;
-		struct file_err e = { 0 };
-
-		memset(&snap, 0, sizeof(snap));
-		if (file_parse(&fz_host, fz_ring, buf, len, &snap, &e) != KW_OK ||
-		    snap.n != 0)
-			die("an envelope sealed as file_build() does is refused",
-			    e.msg);
-		file_snap_clear(&fz_host, &snap);
-	}
+	memset(&snap, 0, sizeof(snap));
+	rc = file_parse(&fz_host, fz_ring, buf, len, &snap, &e);
+	if (rc != KW_OK || snap.n != 0)
+		die("an envelope sealed as file_build() seals is refused",
+		    e.msg);
+	file_snap_clear(&fz_host, &snap);
 	free(buf);
 }
 
@@ -239,7 +237,8 @@ static bool same_header(const struct file_header *a,
 			const struct file_header *b)
 {
 	return a->version == b->version && a->kdf == b->kdf &&
-	       memcmp(a->kdf_params, b->kdf_params, sizeof(a->kdf_params)) == 0 &&
+	       memcmp(a->kdf_params, b->kdf_params,
+		      sizeof(a->kdf_params)) == 0 &&
 	       memcmp(a->salt, b->salt, KW_SALT_SIZE) == 0 &&
 	       memcmp(a->file_id, b->file_id, FILE_ID_LEN) == 0 &&
 	       a->generation == b->generation;
@@ -256,7 +255,8 @@ static void check_records(const struct file_snap *s)
 		if (r->scope < KW_SCOPE_USER || r->scope > KW_SCOPE_SYSTEM)
 			die("a record of no scope", NULL);
 		if ((r->scope == KW_SCOPE_SYSTEM) != (r->owner == NULL))
-			die("a record's owner does not go with its scope", NULL);
+			die("a record's owner does not go with its scope",
+			    NULL);
 		if (r->owner != NULL && r->owner[0] == '\0')
 			die("a record with an empty owner", NULL);
 		if (r->provider == NULL || r->name == NULL || r->sealed == NULL)

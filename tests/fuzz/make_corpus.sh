@@ -23,7 +23,10 @@ master=$(sed -n '/^#define FZ_MASTER/,/"$/p' "$src/tests/fuzz/fuzz_file.c" |
 	grep -o '[0-9a-f]\{32\}' | tr -d '\n')
 old=$(sed -n '/^#define FZ_OLD/,/"$/p' "$src/tests/fuzz/fuzz_file.c" |
 	grep -o '[0-9a-f]\{32\}' | tr -d '\n')
-[ ${#master} -eq 64 ] && [ ${#old} -eq 64 ] || { echo "cannot read the keys of fuzz_file.c" >&2; exit 1; }
+if [ ${#master} -ne 64 ] || [ ${#old} -ne 64 ]; then
+	echo "cannot read the keys of fuzz_file.c" >&2
+	exit 1
+fi
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -43,12 +43,14 @@ fail() {
 	exit 1
 }
 
-command -v "$clang" >/dev/null 2>&1 || fail "$clang is not installed (scripts/deps.sh installs it)"
+command -v "$clang" >/dev/null 2>&1 ||
+	fail "$clang is not installed (scripts/deps.sh installs it)"
 case $time in
 '' | *[!0-9]*) fail "FUZZ_TIME must be a number of seconds, not \"$time\"" ;;
 esac
 
-# shellcheck disable=SC2206 # word splitting is wanted: flags from configure
+# Word splitting is wanted (flags from configure), and the commas.
+# shellcheck disable=SC2206,SC2054
 common=(-std=gnu11 -g -O1 -fno-omit-frame-pointer
 	-fsanitize=address,undefined -fno-sanitize-recover=all
 	-DKW_TEST_SEAMS -DKW_MODULEDIR="\"$FUZZ_MODULEDIR\""
@@ -92,12 +94,16 @@ build() {
 		fi
 	done
 	for s in $FUZZ_TARGET_SOURCES; do
-		case $s in *.c) compile "$s" -fsanitize=fuzzer-no-link -Wall -Wextra || rc=1 ;; esac
+		case $s in
+		*.c) compile "$s" -fsanitize=fuzzer-no-link -Wall -Wextra ||
+			rc=1 ;;
+		esac
 	done
 	for p in "${pids[@]}"; do wait "$p" || rc=1; done
 	[ "$rc" -eq 0 ] || return 1
 	# shellcheck disable=SC2086 # flags from configure
-	"$clang" -fsanitize=fuzzer,address,undefined -o "$bin" "$objs"/*.o $FUZZ_LIBS
+	"$clang" -fsanitize=fuzzer,address,undefined -o "$bin" "$objs"/*.o \
+		$FUZZ_LIBS
 }
 
 if stale; then
@@ -114,14 +120,15 @@ dictarg=()
 
 # The env module the target's context loads; the library's known leaks.
 export KEYWAY_MODULE_DIR=$build/modules/.libs
-export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$src/tests/lsan.supp"
-export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}print_stacktrace=1"
+LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$src/tests/lsan.supp"
+UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}print_stacktrace=1"
+export LSAN_OPTIONS UBSAN_OPTIONS
 
 # shellcheck disable=SC2086 # FUZZ_ARGS is a list of options
 "$bin" -max_total_time="$time" -max_len=8192 -timeout=20 -print_final_stats=1 \
 	-artifact_prefix="$crashes/" "${dictarg[@]}" ${FUZZ_ARGS:-} \
-	"$work" "$src/tests/fuzz/corpus/$target" "$src/tests/fuzz/regress/$target" \
-	>"$log" 2>&1
+	"$work" "$src/tests/fuzz/corpus/$target" \
+	"$src/tests/fuzz/regress/$target" >"$log" 2>&1
 rc=$?
 
 execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
@@ -137,7 +144,8 @@ if [ "$rc" -ne 0 ]; then
 	grep -A30 -m1 -e "^fuzz_$target: " -e '^==[0-9]*== *ERROR' \
 		-e 'runtime error:' "$log" >&2
 	kept=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1)
-	echo "fuzz $target: $execs execs, crashed (exit $rc); input kept in ${kept:-$crashes/}; log in $log" >&2
+	echo "fuzz $target: $execs execs, crashed (exit $rc); input kept" \
+		"in ${kept:-$crashes/}; log in $log" >&2
 	exit 1
 fi
 echo "fuzz $target: $execs execs in $secs s ($rate/s), cov ${cov:-?}, 0 crashes"
