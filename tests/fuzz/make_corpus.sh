@@ -85,8 +85,10 @@ KWF_KEY=$master
 conf mixed.conf mixed.kwf old
 put mixed.conf sk-new-SECRET-key-0008 user openai --owner dave
 
-rm -rf "$out"
+# Only what this script writes: the inputs named by their SHA-1 are the
+# fuzzer's, kept with `fuzz_file -merge=1` (HACKING.md).
 mkdir -p "$out"
+rm -f "$out"/file-* "$out"/plain-* "$out"/mark-*
 for f in empty one many mixed; do
 	{ printf '\0'; cat "$tmp/$f.kwf"; } >"$out/file-$f"
 done
@@ -111,4 +113,4 @@ for f in ("empty", "one", "many", "mixed"):
         at = plain.index(b"a name long")
         open(f"{out}/mark-{f}", "wb").write(b"\x02" + bytes([at]) + plain)
 EOF
-ls -l "$out"
+ls -l "$out"/file-* "$out"/plain-* "$out"/mark-*
