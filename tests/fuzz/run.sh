@@ -141,7 +141,7 @@ rate=$((execs / (secs > 0 ? secs : 1)))
 if [ "$rc" -ne 0 ]; then
 	# What went wrong, and where: the target's own line, or the
 	# sanitizer's report.
-	grep -A30 -m1 -e "^fuzz_$target: " -e '^==[0-9]*== *ERROR' \
+	grep -a -A30 -m1 -e "^fuzz_$target: " -e '^==[0-9]*== *ERROR' \
 		-e 'runtime error:' "$log" >&2
 	kept=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1)
 	echo "fuzz $target: $execs execs, crashed (exit $rc); input kept" \
