@@ -1,7 +1,8 @@
 #!/bin/bash
 # Build keyway and run every test: the plain build (warnings are errors),
-# the same suite under AddressSanitizer and UndefinedBehaviorSanitizer, the
-# thread tests under ThreadSanitizer, and `make distcheck`.  Ends with the
+# a bounded run of the fuzz targets (where clang is installed), the same
+# suite under AddressSanitizer and UndefinedBehaviorSanitizer, the thread
+# tests under ThreadSanitizer, and `make distcheck`.  Ends with the
 # line "N passed, N failed"; exits non-zero when anything failed.  It builds
 # in _test/ and leaves build/, where one builds by hand, alone.
 set -u
@@ -74,6 +75,13 @@ autogen() {
 	rm -f autogen.out
 }
 
+# The fuzz targets built with clang's libFuzzer and run for $FUZZ_TIME
+# seconds each (60 by default; tests/fuzz/run.sh), in the plain tree; each
+# prints its line of execs and coverage.
+fuzz() {
+	make -C _test/plain -s fuzz
+}
+
 distcheck() {
 	make -C _test/plain -s -j"$jobs" distcheck >_test/plain/distcheck.out 2>&1 ||
 		{ tail -40 _test/plain/distcheck.out >&2; return 1; }
@@ -81,6 +89,9 @@ distcheck() {
 
 step "autoreconf" autogen
 suite _test/plain "plain" "check" --enable-werror
+if command -v clang >/dev/null 2>&1; then
+	step "fuzz" fuzz
+fi
 suite _test/asan "asan" "check" --enable-werror --enable-sanitizers=address
 suite _test/tsan "tsan" "check TESTS=tests/unit/test_threads" --enable-sanitizers=thread
 step "distcheck" distcheck
