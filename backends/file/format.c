@@ -112,6 +112,13 @@ kw_status file_parse_header(const unsigned char *buf, size_t len,
 	}
 	for (int i = 0; i < 3; i++)
 		h->kdf_params[i] = get32(buf + FILE_OFF_KDF_PARAMS + 4 * i);
+	if (h->kdf == KW_KDF_NONE &&
+	    (h->kdf_params[0] | h->kdf_params[1] | h->kdf_params[2]) != 0) {
+		fail(e, KW_ERR_BACKEND,
+		     "has key derivation parameters but no key derivation: "
+		     "restore it from a backup");
+		return e->rc;
+	}
 	memcpy(h->salt, buf + FILE_OFF_SALT, KW_SALT_SIZE);
 	memcpy(h->file_id, buf + FILE_OFF_FILE_ID, FILE_ID_LEN);
 	h->generation = get64(buf + FILE_OFF_GENERATION);
@@ -141,6 +148,16 @@ static void envelope_aad(const unsigned char *header,
 	aad->scope = KW_SCOPE_NONE;
 	aad->owner = NULL;
 	aad->provider = "";
+}
+
+/* No control character (NUL included) in a name: what keyway wrote
+ * never holds one, and names reach messages and listings. */
+static bool plain_text(const unsigned char *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i] < 0x20 || p[i] == 0x7f)
+			return false;
+	return true;
 }
 
 /* Read the records of snap->plain into snap->recs and snap->strs. */
@@ -196,10 +213,10 @@ static kw_status parse_records(struct file_snap *snap, struct file_err *e)
 		for (int k = 0; k < 3; k++) {
 			if ((size_t)(end - p) < lens[k])
 				goto short_;
-			if (memchr(p, '\0', lens[k]) != NULL) {
+			if (!plain_text(p, lens[k])) {
 				fail(e, KW_ERR_BACKEND,
-				     "is damaged: record %u holds a NUL byte",
-				     (unsigned)i);
+				     "is damaged: record %u holds a control "
+				     "character", (unsigned)i);
 				return e->rc;
 			}
 			memcpy(s, p, lens[k]);
@@ -212,6 +229,11 @@ static kw_status parse_records(struct file_snap *snap, struct file_err *e)
 			fail(e, KW_ERR_BACKEND, "is damaged: record %u has %s "
 			     "owner", (unsigned)i,
 			     lens[0] == 0 ? "no" : "a system key with an");
+			return e->rc;
+		}
+		if (lens[1] == 0) {
+			fail(e, KW_ERR_BACKEND, "is damaged: record %u has no "
+			     "provider", (unsigned)i);
 			return e->rc;
 		}
 		if (r->scope == KW_SCOPE_SYSTEM)
@@ -234,8 +256,8 @@ static kw_status parse_records(struct file_snap *snap, struct file_err *e)
 	}
 	if (p != end) {
 		fail(e, KW_ERR_BACKEND,
-		     "is damaged: %zu bytes after its last record",
-		     (size_t)(end - p));
+		     "is damaged: %zu byte%s after its last record",
+		     (size_t)(end - p), end - p == 1 ? "" : "s");
 		return e->rc;
 	}
 	return KW_OK;
@@ -248,8 +270,8 @@ kw_status file_parse(const kw_host *host, const kw_keyring *kr,
 		     const unsigned char *buf, size_t len,
 		     struct file_snap *snap, struct file_err *e)
 {
-	const unsigned char *sealed = buf + FILE_SEAL_AT;
-	size_t sealed_len = len - FILE_SEAL_AT;
+	const unsigned char *sealed;
+	size_t sealed_len;
 	char aad_id[FILE_AAD_ID_LEN + 1], why[200];
 	kw_seal_aad aad;
 	kw_status rc;
@@ -257,6 +279,9 @@ kw_status file_parse(const kw_host *host, const kw_keyring *kr,
 	rc = file_parse_header(buf, len, &snap->h, e);
 	if (rc != KW_OK)
 		return rc;
+	/* At least FILE_MIN_LEN bytes, the header said. */
+	sealed = buf + FILE_SEAL_AT;
+	sealed_len = len - FILE_SEAL_AT;
 	file_hex(snap->h.file_id, FILE_ID_LEN, snap->file_id_hex);
 	if (host->sealed_key_id(sealed, sealed_len, snap->key_id) != KW_OK) {
 		fail(e, KW_ERR_BACKEND,

@@ -529,7 +529,9 @@ static void test_corruption_table(void **state)
 		{ "reserved byte", 11, 0x01, false,
 		  "names an unknown key derivation (0.1): restore it from a "
 		  "backup" },
-		{ "KDF parameter", 13, 0x01, false, AUTH_FAILED },
+		{ "KDF parameter", 13, 0x01, false,
+		  "has key derivation parameters but no key derivation: "
+		  "restore it from a backup" },
 		{ "salt", 30, 0x01, false, AUTH_FAILED },
 		{ "file id", 45, 0x01, false, AUTH_FAILED },
 		{ "generation", 63, 0x01, false, AUTH_FAILED },
