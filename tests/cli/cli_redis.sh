@@ -219,6 +219,7 @@ expect_exit 0 "usage --alerts reads the fleet's log"
 
 # 3 hosts, 3 threads each, asking 5 ms apart; two are SIGKILLed while
 # charging.  What each was told is in its output already.
+{
 for h in 1 2 3; do
 	eval "conf=\$H$h"
 	"$HAMMER" -c "$conf" -T 3 -u 3 -n 40 -d 5 -P k >"$TMPD/kill$h.out" \
@@ -227,7 +228,8 @@ for h in 1 2 3; do
 done
 sleep 0.15
 kill -KILL "$pid1" "$pid2" 2>/dev/null
-wait 2>/dev/null
+wait
+} 2>/dev/null
 # A fourth host takes what is left.
 "$HAMMER" -c "$H1" -T 2 -u 3 -n 10 -P k >"$TMPD/kill4.out" 2>&1
 ok=1
@@ -287,10 +289,61 @@ expect_eq "$others" "" "Redis stopped mid-run: nothing else failed"
 # ---- refunds ----
 
 # Host 1 reports 3 admitted keys unused; host 2 then gets those slots.
+# Redis's MONITOR records the scripts as keyway sent them (it shows AUTH
+# redacted), to send them again as a host does after a lost answer.
+rcli MONITOR >"$TMPD/monitor.out" 2>&1 &
+mon=$!
+sleep 0.2
 "$HAMMER" -c "$H1" -u 1 -n 3 -U -P r >"$TMPD/refund1.out" 2>&1
+sleep 0.2
+kill "$mon" 2>/dev/null
+wait "$mon" 2>/dev/null
 expect_eq "$(count R r0 "$TMPD/refund1.out") $(grep -vc '^R ' "$TMPD/refund1.out")" \
 	"3 0" "refund: 3 keys reported unused, each refunded once"
 expect_eq "$(counter r0)" 0 "refund: Redis gave the 3 slots back"
+
+# sent KIND: the arguments of the last script keyway sent whose first key
+# starts with keyway:KIND, one per line.
+sent()
+{
+	$PY - "$TMPD/monitor.out" "$1" <<'PYEOF'
+import shlex, sys
+last = None
+for line in open(sys.argv[1], errors="replace"):
+    if '"EVALSHA"' not in line:
+        continue
+    args = shlex.split(line.split("] ", 1)[1])
+    if len(args) > 3 and args[3].startswith("keyway:" + sys.argv[2]):
+        last = args
+if last:
+    print("\n".join(last))
+PYEOF
+}
+if [ -z "$PY" ]; then
+	skip "refund: sent again, it gives nothing back twice" "no python3"
+	skip "charge: sent again, it counts once" "no python3"
+else
+	mapfile -t args < <(sent c:)
+	if [ ${#args[@]} -lt 5 ]; then
+		fail "refund: sent again, it gives nothing back twice" \
+			"no refund in $(head -c 2000 "$TMPD/monitor.out")"
+	else
+		rcli INCR "keyway:q:server_env/0/user:r0:$DAY" >/dev/null
+		again=$(rcli "${args[@]}")
+		expect_eq "$again $(counter r0)" "0 1" \
+			"refund: sent again, it gives nothing back twice"
+		rcli DECR "keyway:q:server_env/0/user:r0:$DAY" >/dev/null
+	fi
+	mapfile -t args < <(sent t:)
+	if [ ${#args[@]} -lt 5 ]; then
+		fail "charge: sent again, it counts once" "no charge seen"
+	else
+		before=$(rcli GET "keyway:q:server_env/1/global:*:$DAY")
+		again=$(rcli "${args[@]}" | head -n 1)
+		expect_eq "$again $(rcli GET "keyway:q:server_env/1/global:*:$DAY")" \
+			"1 $before" "charge: sent again, it counts once"
+	fi
+fi
 "$HAMMER" -c "$H2" -T 3 -u 1 -n 4 -P r >"$TMPD/refund2.out" 2>&1
 expect_eq "$(count A r0 "$TMPD/refund2.out") $(counter r0)" "7 7" \
 	"refund: another host is admitted 7 times, no more"
