@@ -155,6 +155,23 @@ static redisReply *rd_eval(struct rd_state *st, enum rd_script s, int argc,
 				continue;
 			return NULL;
 		}
+		if (rep->type == REDIS_REPLY_ERROR &&
+		    (strncmp(rep->str, "NOPERM", 6) == 0 ||
+		     strstr(rep->str, "can't run this command") != NULL)) {
+			*rc = KW_ERR_PERM;
+			st->host->reply_detail(r,
+					       "redis %s: the ACL of user "
+					       "\"%s\" does not allow a command "
+					       "of %s script: allow it what "
+					       "keyway.conf(5) lists",
+					       st->address,
+					       st->username != NULL
+						       ? st->username
+						       : "default",
+					       what);
+			freeReplyObject(rep);
+			return NULL;
+		}
 		if (rep->type == REDIS_REPLY_ERROR) {
 			*rc = rd_err_transient(rep) ? KW_ERR_UNAVAIL
 						     : KW_ERR_BACKEND;

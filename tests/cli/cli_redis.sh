@@ -61,7 +61,9 @@ mkdir -m 700 "$RDIR" || bail_out "cannot create $RDIR"
 # started again has every count it acknowledged.
 write_conf "$RCONF" <<EOF
 port $PORT
-bind 127.0.0.1
+bind 127.0.0.1 -::1
+unixsocket $RDIR/redis.sock
+unixsocketperm 700
 requirepass $PASS
 dir $RDIR
 dbfilename dump.rdb
@@ -388,6 +390,49 @@ expect_stderr "keyway: chain \"default\", provider \"anthropic\": server_env ans
 	"Redis not answering: the denial names the ledger and the timeout"
 [ "$t" -lt 3000 ] && pass "Redis not answering: denied within the timeout (${t} ms)" ||
 	fail "Redis not answering: denied within the timeout" "took $t ms"
+
+# ---- other ways to reach Redis ----
+
+# check_via NAME LEDGER-SETTINGS USER: keyway check passes, and a get for
+# USER is counted in Redis.
+check_via()
+{
+	local d=$SECRETD/via
+
+	mkdir -p -m 700 "$d"
+	write_conf "$d/keyway.conf" <<EOF
+keyway: { ledger: { module = "redis"; $2 }; };
+backends: { e: { module = "env"; quota = ( { limit = 5; period = "day"; per = "user"; } ); }; };
+chains: { default = ( { backend = "e"; control = "required"; } ); };
+EOF
+	run "$KW" -c "$d/keyway.conf" check
+	expect_exit 0 "$1: check passes"
+	run -s "$KW" -c "$d/keyway.conf" get --user "$3" anthropic
+	expect_exit 0 "$1: get is admitted"
+	expect_eq "$(rcli GET "keyway:q:e/0/user:$3:$DAY")" 1 "$1: counted in Redis"
+}
+check_via "Unix socket" "address = \"$RDIR/redis.sock\"; password_file = \"$SECRETD/host1/redis.pass\";" via0
+if [ "$(REDISCLI_AUTH=$PASS redis-cli -h ::1 -p "$PORT" --no-auth-warning PING 2>/dev/null)" = PONG ]; then
+	check_via "[::1]:port" "address = \"[::1]:$PORT\"; password_file = \"$SECRETD/host1/redis.pass\";" via1
+else
+	for t in "check passes" "get is admitted" "counted in Redis"; do
+		skip "[::1]:port: $t" "Redis does not listen on ::1 here"
+	done
+fi
+# A Redis ACL user allowed only what keyway.conf(5) lists, on its keys.
+printf '%s\n' "$PASS-acl" >"$SECRETD/acl.pass" && chmod 600 "$SECRETD/acl.pass"
+secret "$PASS-acl"
+rcli ACL SETUSER kwacl on ">$PASS-acl" resetkeys '~keyway:*' nocommands \
+	+eval +evalsha '+script|load' +get +set +incr +decr +del +expireat \
+	+xadd +xrange +xlen +ping +select >/dev/null
+check_via "ACL user" "address = \"127.0.0.1:$PORT\"; username = \"kwacl\"; password_file = \"$SECRETD/acl.pass\"; db = 0;" via2
+run "$KW" -c "$SECRETD/via/keyway.conf" usage --user via2
+expect_exit 0 "ACL user: usage reads the log"
+rcli ACL SETUSER kwacl -incr >/dev/null
+run "$KW" -c "$SECRETD/via/keyway.conf" get --user via2 anthropic
+expect_exit 4 "ACL user without INCR: get is denied"
+expect_stderr_line "keyway: chain \"default\", provider \"anthropic\": e answered denied: ledger failed, denied: redis 127.0.0.1:$PORT: the ACL of user \"kwacl\" does not allow a command of the charge script: allow it what keyway.conf(5) lists" \
+	"ACL user without INCR: the denial says what Redis refused"
 
 # ---- settings ----
 
