@@ -216,6 +216,12 @@ has_line "^u2 +- +server_env +anthropic +7 +65 +0 " \
 	"usage: the fleet's admissions and denials of u2"
 run "$KW" -c "$H1" usage --alerts
 expect_exit 0 "usage --alerts reads the fleet's log"
+# A period longer than the log keeps: said, on the terminal (and syslog).
+run -t "$KW" -c "$H1" usage --since 60d --user u2
+has_line "^keyway: keyway.ledger: redis 127.0.0.1:$PORT: the usage log keeps 35 days \(usage_days\): rows older than that are not reported$" \
+	"usage --since 60d: says that the log keeps 35 days"
+has_line "^u2 +- +server_env +anthropic +7 +65 +0 " \
+	"usage --since 60d: reports what the log keeps"
 
 # ---- processes killed mid-run ----
 
