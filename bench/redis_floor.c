@@ -36,7 +36,7 @@ static const char floor_lua[] =
 	"if redis.call('INCR', KEYS[4]) == 1 then\n"
 	"  redis.call('EXPIREAT', KEYS[4], ARGV[2])\n"
 	"end\n"
-	"redis.call('SET', KEYS[1], id, 'EXAT', ARGV[2])\n"
+	"redis.call('SET', KEYS[1], id, 'EX', 300)\n"
 	"redis.call('SET', 'floor:c:' .. id, '1', 'EXAT', ARGV[2])\n"
 	"redis.call('XADD', KEYS[3], 'MINID', '~', ARGV[3], '*', 't', ARGV[4],\n"
 	"           'chain', 'default', 'backend', 'server_env',\n"

@@ -10,10 +10,11 @@
  *                     window ends
  *   seq               the last charge id
  *   c:ID              an admitted charge not yet refunded (a refund
- *                     deletes it, so it counts down once)
- *   t:TOKEN           the id of the charge a request's random token made,
- *                     so that a charge sent again after a lost answer is
- *                     not counted twice
+ *                     deletes it, so it counts down once), kept until its
+ *                     window ends, a day at most
+ *   t:TOKEN           the answer to the charge a request's random token
+ *                     named, for RD_GRACE seconds, so that a charge sent
+ *                     again after a lost answer is not counted twice
  *   usage             the usage log: a stream, one entry per charge (and
  *                     one per refund, naming the charge), trimmed to
  *                     usage_days
@@ -34,10 +35,11 @@
 
 /*
  * KEYS: token, seq, usage, then the slots' counters.  ARGV: dry run ("1"),
- * the charge keys' prefix, when the charge and token expire, the usage
- * log's MINID, then the row (time, chain, backend, provider, user, org;
- * "" for none), then each slot's limit and expiry.  Answers {admitted,
- * id, full slot (from 1), its count}.
+ * the charge keys' prefix, when the charge's key expires, the usage log's
+ * MINID, then the row (time, chain, backend, provider, user, org; "" for
+ * none), how many seconds the token is kept, then each slot's limit and
+ * expiry.  Answers {admitted, id, full slot (from 1), its count}; the
+ * token keeps the answer, so that the charge sent again gets it again.
  */
 static const char rd_charge_lua[] =
 	"local n = #KEYS - 3\n"
@@ -50,11 +52,18 @@ static const char rd_charge_lua[] =
 	"  redis.call('XADD', KEYS[3], 'MINID', '~', ARGV[4], '*', unpack(f))\n"
 	"end\n"
 	"local done = redis.call('GET', KEYS[1])\n"
-	"if done then return {1, tonumber(done), 0, 0} end\n"
+	"if done then\n"
+	"  local i, c = string.match(done, '^d(%d+):(%d+)$')\n"
+	"  if i then return {0, 0, tonumber(i), tonumber(c)} end\n"
+	"  return {1, tonumber(done), 0, 0}\n"
+	"end\n"
 	"for i = 1, n do\n"
 	"  local c = tonumber(redis.call('GET', KEYS[3 + i]) or '0')\n"
-	"  if c >= tonumber(ARGV[9 + 2 * i]) then\n"
-	"    if ARGV[1] ~= '1' then row('denied') end\n"
+	"  if c >= tonumber(ARGV[10 + 2 * i]) then\n"
+	"    if ARGV[1] ~= '1' then\n"
+	"      row('denied')\n"
+	"      redis.call('SET', KEYS[1], 'd' .. i .. ':' .. c, 'EX', ARGV[11])\n"
+	"    end\n"
 	"    return {0, 0, i, c}\n"
 	"  end\n"
 	"end\n"
@@ -62,10 +71,10 @@ static const char rd_charge_lua[] =
 	"local id = redis.call('INCR', KEYS[2])\n"
 	"for i = 1, n do\n"
 	"  if redis.call('INCR', KEYS[3 + i]) == 1 then\n"
-	"    redis.call('EXPIREAT', KEYS[3 + i], ARGV[10 + 2 * i])\n"
+	"    redis.call('EXPIREAT', KEYS[3 + i], ARGV[11 + 2 * i])\n"
 	"  end\n"
 	"end\n"
-	"redis.call('SET', KEYS[1], id, 'EXAT', ARGV[3])\n"
+	"redis.call('SET', KEYS[1], id, 'EX', ARGV[11])\n"
 	"redis.call('SET', ARGV[2] .. id, '1', 'EXAT', ARGV[3])\n"
 	"row('admitted', id)\n"
 	"return {1, id, 0, 0}\n";
@@ -89,6 +98,9 @@ const char *const rd_script_text[RD_NSCRIPTS] = {
 	[RD_CHARGE] = rd_charge_lua,
 	[RD_REFUND] = rd_refund_lua,
 };
+
+/* How long after its charge a refund still gives the slot back. */
+#define RD_REFUND_DAYS 1
 
 /* Rows read from the log at a time. */
 #define RD_BATCH "500"
@@ -289,7 +301,7 @@ kw_status rd_charge(void *state, kw_charge *c, bool dry_run, kw_reply *r)
 	bool ok;
 
 	c->usage_id = 0;
-	if (!rd_args_init(&a, 16 + 3 * (int)c->nslots))
+	if (!rd_args_init(&a, 20 + 3 * (int)c->nslots))
 		goto out;
 	st->host->random(tok, sizeof(tok));
 	for (size_t i = 0; i < sizeof(tok); i++)
@@ -297,6 +309,10 @@ kw_status rd_charge(void *state, kw_charge *c, bool dry_run, kw_reply *r)
 	for (size_t i = 0; i < c->nslots; i++)
 		if (c->slots[i].expires > keep)
 			keep = c->slots[i].expires;
+	/* A refund comes soon after its charge, if at all: a charge is
+	 * remembered for a day at most, not for a month's window. */
+	if (keep > u->time + RD_REFUND_DAYS * 86400)
+		keep = u->time + RD_REFUND_DAYS * 86400;
 	if (keep < u->time)
 		keep = u->time;
 	rd_minid(st, u->time, minid, sizeof(minid));
@@ -316,7 +332,8 @@ kw_status rd_charge(void *state, kw_charge *c, bool dry_run, kw_reply *r)
 	     rd_arg(&a, u->backend != NULL ? u->backend : "") &&
 	     rd_arg(&a, u->provider != NULL ? u->provider : "") &&
 	     rd_arg(&a, u->user != NULL ? u->user : "") &&
-	     rd_arg(&a, u->org != NULL ? u->org : "");
+	     rd_arg(&a, u->org != NULL ? u->org : "") &&
+	     rd_arg_int(&a, RD_GRACE);
 	for (size_t i = 0; ok && i < c->nslots; i++)
 		ok = rd_arg_int(&a, (int64_t)c->slots[i].limit) &&
 		     rd_arg_int(&a, c->slots[i].expires + RD_GRACE);
