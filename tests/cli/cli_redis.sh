@@ -294,6 +294,20 @@ done
 others=$(grep -v -e '^A ' -e '^D ' -e '^L ' "$TMPD"/stop?.out "$TMPD"/stop?.err)
 expect_eq "$others" "" "Redis stopped mid-run: nothing else failed"
 
+# ---- Redis forgets the scripts ----
+
+# Connections that loaded the scripts before SCRIPT FLUSH get NOSCRIPT,
+# and send the script whole.
+"$HAMMER" -c "$H1" -T 2 -u 2 -n 8 -d 40 -P f >"$TMPD/flush.out" 2>&1 &
+pid=$!
+sleep 0.3
+rcli SCRIPT FLUSH >/dev/null
+wait "$pid"
+expect_eq "$(grep -v -e '^A ' -e '^D ' "$TMPD/flush.out")" "" \
+	"SCRIPT FLUSH mid-run: nothing failed"
+expect_eq "$(count A f0 "$TMPD/flush.out") $(count A f1 "$TMPD/flush.out") $(counter f0) $(counter f1)" \
+	"7 7 7 7" "SCRIPT FLUSH mid-run: counting went on exactly"
+
 # ---- refunds ----
 
 # Host 1 reports 3 admitted keys unused; host 2 then gets those slots.
