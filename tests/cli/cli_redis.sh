@@ -209,6 +209,16 @@ expect_eq "$(rcli GET "keyway:q:server_env/1/global:*:$DAY")" 35 \
 	"the global quota was charged with every admission, and only then"
 expect_eq "$(rcli XLEN keyway:usage)" 360 "the usage log holds one row per charge"
 
+# explain asks the ledger and writes nothing.
+run "$KW" -c "$H2" explain --user u0 anthropic
+has_line "quota server_env 7/day per user used up for user u0 \(7 of 7\)" \
+	"explain: a user at the limit is shown used up, from Redis"
+run "$KW" -c "$H2" explain --user fresh0 anthropic
+has_line "within quota \(explain charges nothing\)" \
+	"explain: a new user is within quota"
+expect_eq "$(rcli EXISTS "keyway:q:server_env/0/user:fresh0:$DAY") $(rcli XLEN keyway:usage)" \
+	"0 360" "explain: nothing written to Redis"
+
 # keyway usage on a host that charged nothing of it reports the fleet's.
 run "$KW" -c "$H3" usage --user u2
 expect_exit 0
