@@ -6,7 +6,8 @@
  *
  * A connection is authenticated (AUTH with the password of password_file,
  * and username for a Redis ACL), on its db, and has the scripts loaded
- * (SCRIPT LOAD), all in one round trip.  hiredis writes with write(): a
+ * (SCRIPT LOAD), all in one round trip.  AUTH is written from guarded
+ * memory, not through hiredis's buffers.  hiredis writes with write(): a
  * connection Redis has closed would raise SIGPIPE, so commands run with
  * SIGPIPE blocked in the calling thread, and one it raised is taken back.
  */
@@ -22,6 +23,7 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <hiredis/hiredis.h>
 
@@ -245,8 +247,8 @@ static kw_status rd_setup_failed(const struct rd_state *st, const char *what,
 	if (rd_err_is(rep, "NOPERM")) {
 		h->reply_detail(r,
 				"redis %s: the ACL of user \"%s\" does not "
-				"allow %s: allow it +@scripting and the "
-				"keys ~%s*",
+				"allow %s: allow it what keyway.conf(5) "
+				"lists, on the keys ~%s*",
 				st->address,
 				st->username != NULL ? st->username
 						     : "default",
@@ -260,6 +262,54 @@ static kw_status rd_setup_failed(const struct rd_state *st, const char *what,
 	return KW_ERR_BACKEND;
 }
 
+/* Append a RESP bulk string to buf at *len. */
+static void rd_bulk(char *buf, size_t *len, const char *s, size_t n)
+{
+	*len += (size_t)sprintf(buf + *len, "$%zu\r\n", n);
+	memcpy(buf + *len, s, n);
+	*len += n;
+	memcpy(buf + *len, "\r\n", 2);
+	*len += 2;
+}
+
+/*
+ * Write AUTH to the socket ourselves, from guarded memory wiped after:
+ * hiredis would copy the password into buffers it frees unwiped.  Its
+ * answer is read as any other, first.
+ */
+static bool rd_send_auth(struct rd_conn *cn)
+{
+	const struct rd_state *st = cn->st;
+	size_t user_len = st->username != NULL ? strlen(st->username) : 0;
+	size_t size = 64 + user_len + st->password_len, len = 0, off = 0;
+	char *buf = st->host->secure_alloc(size);
+	bool ok = true;
+
+	if (buf == NULL)
+		return false;
+	len = (size_t)sprintf(buf, "*%d\r\n", st->username != NULL ? 3 : 2);
+	rd_bulk(buf, &len, "AUTH", 4);
+	if (st->username != NULL)
+		rd_bulk(buf, &len, st->username, user_len);
+	rd_bulk(buf, &len, st->password, st->password_len);
+	while (off < len) {
+		ssize_t w = write(cn->c->fd, buf + off, len - off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			snprintf(cn->c->errstr, sizeof(cn->c->errstr), "%s",
+				 w < 0 ? strerror(errno) : "connection closed");
+			cn->c->err = REDIS_ERR_IO;
+			ok = false;
+			break;
+		}
+		off += (size_t)w;
+	}
+	st->host->secure_free(buf, size);
+	return ok;
+}
+
 /*
  * AUTH, SELECT and SCRIPT LOAD of each script, sent at once; their
  * answers read in turn.  The password goes only into the command.
@@ -270,7 +320,7 @@ static kw_status rd_setup(struct rd_conn *cn, kw_reply *r)
 	const char *argv[3];
 	size_t argvlen[3];
 	char db[24];
-	int argc, n = 0, sent;
+	int n = 0, sent;
 	bool auth = st->password != NULL, failed = false;
 	redisReply *rep = NULL;
 	kw_status rc = KW_OK;
@@ -279,16 +329,11 @@ static kw_status rd_setup(struct rd_conn *cn, kw_reply *r)
 
 	rd_nopipe_begin(&old, &pending);
 	if (auth) {
-		argc = 0;
-		argv[argc] = "AUTH";
-		argvlen[argc++] = 4;
-		if (st->username != NULL) {
-			argv[argc] = st->username;
-			argvlen[argc++] = strlen(st->username);
+		if (!rd_send_auth(cn)) {
+			rd_nopipe_end(&old, pending, true);
+			rd_fail_io(cn, "AUTH", r, &rc);
+			return rc;
 		}
-		argv[argc] = st->password;
-		argvlen[argc++] = st->password_len;
-		(void)redisAppendCommandArgv(cn->c, argc, argv, argvlen);
 		n++;
 	}
 	if (st->db != 0) {
