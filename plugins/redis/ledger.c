@@ -480,6 +480,7 @@ static kw_status rd_take(struct rd_rows *rs, const kw_usage_filter *f,
 {
 	const redisReply *t = rd_field(fields, "t"), *v;
 	struct rd_row row;
+	kw_status rc = KW_OK;
 
 	if (t == NULL)
 		return KW_OK;
@@ -517,8 +518,10 @@ static kw_status rd_take(struct rd_rows *rs, const kw_usage_filter *f,
 		size_t cap = rs->cap ? 2 * rs->cap : 256;
 		struct rd_row *p = realloc(rs->v, cap * sizeof(*p));
 
-		if (p == NULL)
+		if (p == NULL) {
+			rc = KW_ERR_NOMEM;
 			goto drop;
+		}
 		rs->v = p;
 		rs->cap = cap;
 	}
@@ -530,7 +533,7 @@ drop:
 	free(row.provider);
 	free(row.user);
 	free(row.org);
-	return KW_OK;
+	return rc;
 }
 
 /*
