@@ -1,0 +1,103 @@
+/*
+ * redis.h - what the redis module's files share: the ledger's settings
+ * (redis.c), its connections (conn.c) and its operations (ledger.c).
+ *
+ * Not installed; nothing here is exported.
+ */
+#ifndef KW_REDIS_H
+#define KW_REDIS_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <keyway/module.h>
+
+struct redisContext;
+struct redisReply;
+
+/* Seconds a counter, a charge and its retry token outlive their window:
+ * room for the hosts' clocks to disagree with Redis's. */
+#define RD_GRACE 300
+
+/* One connection of one thread. */
+struct rd_conn {
+	struct rd_state *st;
+	struct redisContext *c;
+	struct rd_conn *prev, *next; /* st->conns, under st->lock */
+	char sha[2][41];             /* the scripts as SCRIPT LOAD named them */
+	bool used;                   /* has answered a command */
+};
+
+/*
+ * The ledger.  Immutable after open() but for the list of connections
+ * (under lock, never held across a network call).
+ */
+struct rd_state {
+	const kw_host *host;
+	const kw_instance *inst;
+	char *address;        /* as written, for messages */
+	char *hostname;       /* NULL for a Unix socket */
+	char *socket_path;    /* NULL for TCP */
+	int port;
+	char *username;       /* NULL: none (the default user) */
+	char *password;       /* secure_alloc'd; NULL: none */
+	size_t password_len;
+	size_t password_size; /* bytes allocated */
+	char *password_file;  /* for messages */
+	int64_t db;
+	char *prefix;
+	int64_t connect_timeout_ms;
+	int64_t timeout_ms;
+	int64_t usage_days;   /* how long the usage log keeps rows */
+	pthread_key_t key;    /* each thread's struct rd_conn */
+	bool key_made;
+	pthread_mutex_t lock;
+	bool lock_made;
+	struct rd_conn *conns;
+};
+
+/* The scripts, by index into rd_conn.sha. */
+enum rd_script { RD_CHARGE, RD_REFUND, RD_NSCRIPTS };
+extern const char *const rd_script_text[RD_NSCRIPTS];
+
+/* ---- conn.c ---- */
+
+/*
+ * This thread's connection, connected, authenticated and with the scripts
+ * loaded; fresh = true to start a new one whatever there is.  On failure
+ * NULL, with the reason (naming the address, no secret) through
+ * reply_detail(r) and the status in *rc: KW_ERR_UNAVAIL when Redis cannot
+ * be reached or does not answer, KW_ERR_PERM when it refuses the
+ * password, KW_ERR_BACKEND otherwise.
+ */
+struct rd_conn *rd_conn_get(struct rd_state *st, bool fresh, kw_reply *r,
+			    kw_status *rc);
+/* Drop a connection that failed (its state is unknown). */
+void rd_conn_drop(struct rd_conn *cn);
+/* Every connection of st, at close(). */
+void rd_conn_free_all(struct rd_state *st);
+/*
+ * Send one command and read its answer, with SIGPIPE held off: NULL on a
+ * broken connection (then dropped, with the reason through r and *rc).
+ * The caller frees the reply with freeReplyObject().
+ */
+struct redisReply *rd_command(struct rd_conn *cn, int argc,
+			      const char **argv, const size_t *argvlen,
+			      kw_reply *r, kw_status *rc);
+/* Fill the reason a command failed on cn into r; *rc as above. */
+void rd_fail_io(struct rd_conn *cn, const char *what, kw_reply *r,
+		kw_status *rc);
+/* Was the connection lost by a timeout (no retry then)? */
+bool rd_timed_out(const struct rd_conn *cn);
+
+/* ---- ledger.c ---- */
+
+kw_status rd_charge(void *state, kw_charge *c, bool dry_run, kw_reply *r);
+kw_status rd_refund(void *state, const kw_charge *c, kw_reply *r);
+kw_status rd_usage(void *state, const kw_usage_filter *f, kw_usage_fn *fn,
+		   void *arg, kw_reply *r);
+kw_status rd_check(void *state, kw_reply *r);
+
+#endif /* KW_REDIS_H */

@@ -1,0 +1,502 @@
+#!/bin/bash
+# cli_redis.sh - TAP tests of the redis ledger (kw_redis.so) against a real
+# redis-server, started here on a free loopback port with a password, in a
+# temporary directory, and stopped at the end.  Three processes, each with
+# its own keyway.conf as three hosts would have, each resolving from
+# several threads (tests/hammer), count one quota exactly; Redis stopped
+# and started again mid-run; processes SIGKILLed mid-run; a refund seen by
+# another host; a wrong password, a Redis that does not answer, settings
+# refused; and the password searched for in everything keyway wrote.
+# Skipped (1..0 # SKIP) only when redis-server is not installed, which
+# scripts/deps.sh installs.
+
+. "$(dirname -- "$0")/lib.sh" || exit 99
+
+HAMMER=$KEYWAY_BUILDDIR/tests/hammer
+if ! command -v redis-server >/dev/null 2>&1 ||
+	! command -v redis-cli >/dev/null 2>&1; then
+	echo "1..0 # SKIP redis-server is not installed (scripts/deps.sh)"
+	exit 0
+fi
+[ -x "$HAMMER" ] || bail_out "$HAMMER is not built"
+
+# The windows are days: keep clear of midnight UTC.
+left=$((86400 - $(date -u +%s) % 86400))
+if [ "$left" -lt 180 ]; then
+	echo "# waiting ${left}s for midnight UTC to pass"
+	sleep $((left + 2))
+fi
+DAY=$(($(date -u +%s) / 86400 * 86400))
+
+KEY=sk-ant-redis-fleet-server-key-00001
+PASS=kw-redis-pass-7Hq2xZ0pLm4Rt9
+WRONG=kw-wrong-pass-Yb3Nc8Vd1Ke6
+secret "$KEY" "$PASS" "$WRONG"
+export ANTHROPIC_API_KEY=$KEY
+
+# ---- the Redis server ----
+
+free_port()
+{
+	local p
+
+	if [ -n "$PY" ]; then
+		$PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+		return
+	fi
+	while :; do
+		p=$((20000 + RANDOM % 40000))
+		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || {
+			echo "$p"
+			return
+		}
+	done
+}
+
+PORT=$(free_port)
+RDIR=$TMPD/redis
+RCONF=$SECRETD/redis.conf
+mkdir -m 700 "$RDIR" || bail_out "cannot create $RDIR"
+# Every write reaches the disk before Redis answers: a Redis stopped and
+# started again has every count it acknowledged.
+write_conf "$RCONF" <<EOF
+port $PORT
+bind 127.0.0.1 -::1
+unixsocket $RDIR/redis.sock
+unixsocketperm 700
+requirepass $PASS
+dir $RDIR
+dbfilename dump.rdb
+save ""
+appendonly yes
+appendfsync always
+daemonize yes
+pidfile $RDIR/redis.pid
+logfile $RDIR/redis.log
+EOF
+
+rcli()
+{
+	REDISCLI_AUTH=$PASS redis-cli -p "$PORT" --no-auth-warning "$@"
+}
+
+redis_start()
+{
+	local i
+
+	rm -f -- "$RDIR/redis.pid"
+	redis-server "$RCONF" >/dev/null || bail_out "redis-server does not start"
+	for i in $(seq 100); do
+		[ "$(rcli PING 2>/dev/null)" = PONG ] && return 0
+		sleep 0.05
+	done
+	bail_out "redis-server does not answer on port $PORT"
+}
+
+redis_pid()
+{
+	cat -- "$RDIR/redis.pid" 2>/dev/null
+}
+
+# Stop it as its service would (SIGTERM), and wait until it is gone.
+redis_stop()
+{
+	local pid i
+
+	pid=$(redis_pid)
+	[ -n "$pid" ] || return 0
+	kill -CONT "$pid" 2>/dev/null
+	kill -TERM "$pid" 2>/dev/null
+	for i in $(seq 200); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	rm -f -- "$RDIR/redis.pid"
+}
+
+trap 'redis_stop; tap_cleanup' EXIT
+redis_start
+
+# ---- three hosts ----
+
+# host N [EXTRA]: a directory of its own, with its own keyway.conf and its
+# own copy of the password file.
+host()
+{
+	local d=$SECRETD/host$1
+
+	mkdir -p -m 700 "$d"
+	printf '%s\n' "${3:-$PASS}" >"$d/redis.pass" && chmod 600 "$d/redis.pass"
+	write_conf "$d/keyway.conf" <<EOF
+keyway: {
+	ledger: { module = "redis"; address = "127.0.0.1:$PORT";
+		password_file = "redis.pass"; $2 };
+};
+backends: {
+	server_env: { module = "env";
+		quota = ( { limit = 7; period = "day"; per = "user"; },
+			  { limit = 100000; period = "day"; per = "global"; } ); };
+};
+chains: {
+	default = ( { backend = "server_env"; control = "required"; } );
+};
+EOF
+	echo "$d/keyway.conf"
+}
+
+H1=$(host 1)
+H2=$(host 2)
+H3=$(host 3)
+HALLOW=$(host allow 'on_unavailable = "allow";')
+HWRONG=$(host wrong '' "$WRONG")
+HSLOW=$(host slow 'timeout_ms = 300; connect_timeout_ms = 300;')
+
+# count FILES... KIND USER: lines "KIND USER" in the hammers' output.
+count()
+{
+	local kind=$1 user=$2
+
+	shift 2
+	cat -- "$@" | grep -c "^$kind $user\$"
+}
+
+# has_line REGEX NAME: a line of the last run's stdout matches REGEX.
+has_line()
+{
+	if grep -Eq -- "$1" "$OUT"; then
+		pass "$2"
+	else
+		fail "$2" "no line matches $1 in:
+$(cat -- "$OUT")"
+	fi
+}
+
+# counter USER: the user's count in Redis today.
+counter()
+{
+	rcli GET "keyway:q:server_env/0/user:$1:$DAY"
+}
+
+run "$KW" -c "$H1" check
+expect_exit 0 "check: a healthy Redis ledger passes"
+
+# ---- exact across hosts and threads ----
+
+# Each of 3 processes, 4 threads each, asks 6 times per thread for each of
+# 5 users: 72 asks per user against a limit of 7.
+for h in 1 2 3; do
+	eval "conf=\$H$h"
+	"$HAMMER" -c "$conf" -T 4 -u 5 -n 6 -P u >"$TMPD/exact$h.out" \
+		2>"$TMPD/exact$h.err" &
+done
+wait
+ok=1
+for u in 0 1 2 3 4; do
+	n=$(count A "u$u" "$TMPD"/exact?.out)
+	[ "$n" = 7 ] || { ok=; fail "3 hosts x 4 threads: u$u admitted 7 times" "admitted $n"; }
+done
+[ -n "$ok" ] && pass "3 hosts x 4 threads: every user admitted exactly 7 times"
+others=$(grep -v -e '^A ' -e '^D ' "$TMPD"/exact?.out "$TMPD"/exact?.err)
+expect_eq "$others" "" "3 hosts x 4 threads: nothing failed"
+n=$(grep -c '^D ' "$TMPD"/exact?.out | awk -F: '{ s += $2 } END { print s }')
+expect_eq "$n" 325 "3 hosts x 4 threads: the other 325 asks denied"
+got=""
+for u in 0 1 2 3 4; do
+	got="$got$(counter "u$u") "
+done
+expect_eq "$got" "7 7 7 7 7 " "Redis counts 7 for each user"
+expect_eq "$(rcli GET "keyway:q:server_env/1/global:*:$DAY")" 35 \
+	"the global quota was charged with every admission, and only then"
+expect_eq "$(rcli XLEN keyway:usage)" 360 "the usage log holds one row per charge"
+
+# explain asks the ledger and writes nothing.
+run "$KW" -c "$H2" explain --user u0 anthropic
+has_line "quota server_env 7/day per user used up for user u0 \(7 of 7\)" \
+	"explain: a user at the limit is shown used up, from Redis"
+run "$KW" -c "$H2" explain --user fresh0 anthropic
+has_line "within quota \(explain charges nothing\)" \
+	"explain: a new user is within quota"
+expect_eq "$(rcli EXISTS "keyway:q:server_env/0/user:fresh0:$DAY") $(rcli XLEN keyway:usage)" \
+	"0 360" "explain: nothing written to Redis"
+
+# keyway usage on a host that charged nothing of it reports the fleet's.
+run "$KW" -c "$H3" usage --user u2
+expect_exit 0
+has_line "^u2 +- +server_env +anthropic +7 +65 +0 " \
+	"usage: the fleet's admissions and denials of u2"
+run "$KW" -c "$H1" usage --alerts
+expect_exit 0 "usage --alerts reads the fleet's log"
+# A period longer than the log keeps: said, on the terminal (and syslog).
+run -t "$KW" -c "$H1" usage --since 60d --user u2
+has_line "^keyway: keyway.ledger: redis 127.0.0.1:$PORT: the usage log keeps 35 days \(usage_days\): rows older than that are not reported$" \
+	"usage --since 60d: says that the log keeps 35 days"
+has_line "^u2 +- +server_env +anthropic +7 +65 +0 " \
+	"usage --since 60d: reports what the log keeps"
+
+# ---- processes killed mid-run ----
+
+# 3 hosts, 3 threads each, asking 5 ms apart; two are SIGKILLed while
+# charging.  What each was told is in its output already.
+{
+for h in 1 2 3; do
+	eval "conf=\$H$h"
+	"$HAMMER" -c "$conf" -T 3 -u 3 -n 40 -d 5 -P k >"$TMPD/kill$h.out" \
+		2>"$TMPD/kill$h.err" &
+	eval "pid$h=\$!"
+done
+sleep 0.15
+kill -KILL "$pid1" "$pid2" 2>/dev/null
+wait
+} 2>/dev/null
+# A fourth host takes what is left.
+"$HAMMER" -c "$H1" -T 2 -u 3 -n 10 -P k >"$TMPD/kill4.out" 2>&1
+ok=1
+for u in 0 1 2; do
+	n=$(count A "k$u" "$TMPD"/kill?.out)
+	c=$(counter "k$u")
+	# Each killed process may have been admitted one charge per thread
+	# that it never heard of: the slot is spent, never handed twice.
+	if [ "$c" != 7 ] || [ "$n" -gt 7 ] || [ "$n" -lt 1 ]; then
+		ok=
+		fail "SIGKILL: k$u" "admitted $n, Redis counts $c"
+	fi
+done
+[ -n "$ok" ] && pass "SIGKILL mid-run: no admission lost, none extra (Redis counts 7, hosts were told at most 7)"
+others=$(grep -v -e '^A ' -e '^D ' "$TMPD"/kill?.out)
+expect_eq "$others" "" "SIGKILL mid-run: the other hosts saw no failure"
+
+# ---- Redis stopped mid-run ----
+
+for h in 1 2; do
+	eval "conf=\$H$h"
+	"$HAMMER" -c "$conf" -T 2 -u 2 -n 40 -d 40 -P s >"$TMPD/stop$h.out" \
+		2>"$TMPD/stop$h.err" &
+	eval "pid$h=\$!"
+done
+sleep 0.4
+redis_stop
+run "$KW" -c "$H3" get --user s0 anthropic
+expect_exit 4 "Redis down: get is denied"
+expect_stderr "keyway: chain \"default\", provider \"anthropic\": server_env answered denied: ledger unavailable, denied (on_unavailable = deny): redis 127.0.0.1:$PORT: cannot connect: Connection refused (is redis-server running there?)" \
+	"Redis down: the denial names the ledger and its address"
+run -s "$KW" -c "$HALLOW" get --user s0 anthropic
+expect_exit 0 "Redis down, on_unavailable = allow: admitted"
+sleep 0.3
+redis_start
+wait "$pid1" "$pid2"
+"$HAMMER" -c "$H3" -T 2 -u 2 -n 10 -P s >"$TMPD/stop3.out" 2>&1
+lines=$(grep -h '^L ' "$TMPD"/stop?.out | head -n 1)
+case $lines in
+L\ s?\ *'ledger unavailable, denied (on_unavailable = deny): redis 127.0.0.1:'"$PORT"*)
+	pass "Redis stopped mid-run: the hosts' denials name the ledger" ;;
+*)	fail "Redis stopped mid-run: the hosts' denials name the ledger" "first: ${lines:-none}" ;;
+esac
+ok=1
+for u in 0 1; do
+	n=$(count A "s$u" "$TMPD"/stop?.out)
+	c=$(counter "s$u")
+	if [ "$n" != 7 ] || [ "$c" != 7 ]; then
+		ok=
+		fail "Redis restarted: s$u" "admitted $n, Redis counts $c"
+	fi
+done
+[ -n "$ok" ] && pass "Redis started again: counting went on exactly (7 each)"
+others=$(grep -v -e '^A ' -e '^D ' -e '^L ' "$TMPD"/stop?.out "$TMPD"/stop?.err)
+expect_eq "$others" "" "Redis stopped mid-run: nothing else failed"
+
+# ---- Redis forgets the scripts ----
+
+# Connections that loaded the scripts before SCRIPT FLUSH get NOSCRIPT,
+# and send the script whole.
+"$HAMMER" -c "$H1" -T 2 -u 2 -n 8 -d 40 -P f >"$TMPD/flush.out" 2>&1 &
+pid=$!
+sleep 0.3
+rcli SCRIPT FLUSH >/dev/null
+wait "$pid"
+expect_eq "$(grep -v -e '^A ' -e '^D ' "$TMPD/flush.out")" "" \
+	"SCRIPT FLUSH mid-run: nothing failed"
+expect_eq "$(count A f0 "$TMPD/flush.out") $(count A f1 "$TMPD/flush.out") $(counter f0) $(counter f1)" \
+	"7 7 7 7" "SCRIPT FLUSH mid-run: counting went on exactly"
+
+# ---- refunds ----
+
+# Host 1 reports 3 admitted keys unused; host 2 then gets those slots.
+# Redis's MONITOR records the scripts as keyway sent them (it shows AUTH
+# redacted), to send them again as a host does after a lost answer.
+rcli MONITOR >"$TMPD/monitor.out" 2>&1 &
+mon=$!
+sleep 0.2
+"$HAMMER" -c "$H1" -u 1 -n 3 -U -P r >"$TMPD/refund1.out" 2>&1
+sleep 0.2
+kill "$mon" 2>/dev/null
+wait "$mon" 2>/dev/null
+expect_eq "$(count R r0 "$TMPD/refund1.out") $(grep -vc '^R ' "$TMPD/refund1.out")" \
+	"3 0" "refund: 3 keys reported unused, each refunded once"
+expect_eq "$(counter r0)" 0 "refund: Redis gave the 3 slots back"
+
+# sent KIND: the arguments of the last script keyway sent whose first key
+# starts with keyway:KIND, one per line.
+sent()
+{
+	$PY - "$TMPD/monitor.out" "$1" <<'PYEOF'
+import shlex, sys
+last = None
+for line in open(sys.argv[1], errors="replace"):
+    if '"EVALSHA"' not in line:
+        continue
+    args = shlex.split(line.split("] ", 1)[1])
+    if len(args) > 3 and args[3].startswith("keyway:" + sys.argv[2]):
+        last = args
+if last:
+    print("\n".join(last))
+PYEOF
+}
+if [ -z "$PY" ]; then
+	skip "refund: sent again, it gives nothing back twice" "no python3"
+	skip "charge: sent again, it counts once" "no python3"
+else
+	mapfile -t args < <(sent c:)
+	if [ ${#args[@]} -lt 5 ]; then
+		fail "refund: sent again, it gives nothing back twice" \
+			"no refund in $(head -c 2000 "$TMPD/monitor.out")"
+	else
+		rcli INCR "keyway:q:server_env/0/user:r0:$DAY" >/dev/null
+		again=$(rcli "${args[@]}")
+		expect_eq "$again $(counter r0)" "0 1" \
+			"refund: sent again, it gives nothing back twice"
+		rcli DECR "keyway:q:server_env/0/user:r0:$DAY" >/dev/null
+	fi
+	mapfile -t args < <(sent t:)
+	if [ ${#args[@]} -lt 5 ]; then
+		fail "charge: sent again, it counts once" "no charge seen"
+	else
+		before=$(rcli GET "keyway:q:server_env/1/global:*:$DAY")
+		again=$(rcli "${args[@]}" | head -n 1)
+		expect_eq "$again $(rcli GET "keyway:q:server_env/1/global:*:$DAY")" \
+			"1 $before" "charge: sent again, it counts once"
+	fi
+fi
+"$HAMMER" -c "$H2" -T 3 -u 1 -n 4 -P r >"$TMPD/refund2.out" 2>&1
+expect_eq "$(count A r0 "$TMPD/refund2.out") $(counter r0)" "7 7" \
+	"refund: another host is admitted 7 times, no more"
+run "$KW" -c "$H3" usage --user r0
+has_line "^r0 +- +server_env +anthropic +7 +5 +3 " \
+	"usage: the refunded charges show on a third host"
+
+# ---- a wrong password, a Redis that does not answer ----
+
+start=$(date +%s%N)
+run "$KW" -c "$HWRONG" check
+t=$((($(date +%s%N) - start) / 1000000))
+expect_exit 1 "wrong password: check fails"
+expect_stderr "$HWRONG:2: keyway.ledger: health check: permission denied: redis 127.0.0.1:$PORT: Redis refuses the password of ${HWRONG%/keyway.conf}/redis.pass: put its requirepass in that file" \
+	"wrong password: check says so in one line"
+[ "$t" -lt 3000 ] && pass "wrong password: check answers at once (${t} ms)" ||
+	fail "wrong password: check answers at once" "took $t ms"
+run "$KW" -c "$HWRONG" get --user w0 anthropic
+expect_exit 4 "wrong password: get is denied"
+expect_stderr "keyway: chain \"default\", provider \"anthropic\": server_env answered denied: ledger failed, denied: redis 127.0.0.1:$PORT: Redis refuses the password of ${HWRONG%/keyway.conf}/redis.pass: put its requirepass in that file" \
+	"wrong password: the denial says so in one line"
+
+# No password at all.
+write_conf "$SECRETD/nopass.conf" <<EOF
+keyway: { ledger: { module = "redis"; address = "127.0.0.1:$PORT"; }; };
+backends: { e: { module = "env"; quota = ( { limit = 1; period = "day"; per = "user"; } ); }; };
+chains: { default = ( { backend = "e"; control = "required"; } ); };
+EOF
+run "$KW" -c "$SECRETD/nopass.conf" check
+expect_exit 1
+expect_stderr_line "$SECRETD/nopass.conf:1: keyway.ledger: health check: permission denied: redis 127.0.0.1:$PORT: Redis asks for a password: set password_file to a file that holds it" \
+	"no password: check says Redis asks for one"
+
+# A Redis that accepts connections but does not answer (stopped).
+kill -STOP "$(redis_pid)"
+start=$(date +%s%N)
+run "$KW" -c "$HSLOW" get --user z0 anthropic
+t=$((($(date +%s%N) - start) / 1000000))
+kill -CONT "$(redis_pid)"
+expect_exit 4 "Redis not answering: get is denied"
+expect_stderr "keyway: chain \"default\", provider \"anthropic\": server_env answered denied: ledger unavailable, denied (on_unavailable = deny): redis 127.0.0.1:$PORT: no answer to the first commands within timeout_ms = 300" \
+	"Redis not answering: the denial names the ledger and the timeout"
+[ "$t" -lt 3000 ] && pass "Redis not answering: denied within the timeout (${t} ms)" ||
+	fail "Redis not answering: denied within the timeout" "took $t ms"
+
+# ---- other ways to reach Redis ----
+
+# check_via NAME LEDGER-SETTINGS USER: keyway check passes, and a get for
+# USER is counted in Redis.
+check_via()
+{
+	local d=$SECRETD/via
+
+	mkdir -p -m 700 "$d"
+	write_conf "$d/keyway.conf" <<EOF
+keyway: { ledger: { module = "redis"; $2 }; };
+backends: { e: { module = "env"; quota = ( { limit = 5; period = "day"; per = "user"; } ); }; };
+chains: { default = ( { backend = "e"; control = "required"; } ); };
+EOF
+	run "$KW" -c "$d/keyway.conf" check
+	expect_exit 0 "$1: check passes"
+	run -s "$KW" -c "$d/keyway.conf" get --user "$3" anthropic
+	expect_exit 0 "$1: get is admitted"
+	expect_eq "$(rcli GET "keyway:q:e/0/user:$3:$DAY")" 1 "$1: counted in Redis"
+}
+check_via "Unix socket" "address = \"$RDIR/redis.sock\"; password_file = \"$SECRETD/host1/redis.pass\";" via0
+if [ "$(REDISCLI_AUTH=$PASS redis-cli -h ::1 -p "$PORT" --no-auth-warning PING 2>/dev/null)" = PONG ]; then
+	check_via "[::1]:port" "address = \"[::1]:$PORT\"; password_file = \"$SECRETD/host1/redis.pass\";" via1
+else
+	for t in "check passes" "get is admitted" "counted in Redis"; do
+		skip "[::1]:port: $t" "Redis does not listen on ::1 here"
+	done
+fi
+# A Redis ACL user allowed only what keyway.conf(5) lists, on its keys.
+printf '%s\n' "$PASS-acl" >"$SECRETD/acl.pass" && chmod 600 "$SECRETD/acl.pass"
+secret "$PASS-acl"
+rcli ACL SETUSER kwacl on ">$PASS-acl" resetkeys '~keyway:*' nocommands \
+	+eval +evalsha '+script|load' +get +set +incr +decr +del +expireat \
+	+xadd +xrange +xlen +ping +select >/dev/null
+check_via "ACL user" "address = \"127.0.0.1:$PORT\"; username = \"kwacl\"; password_file = \"$SECRETD/acl.pass\"; db = 0;" via2
+run "$KW" -c "$SECRETD/via/keyway.conf" usage --user via2
+expect_exit 0 "ACL user: usage reads the log"
+rcli ACL SETUSER kwacl -incr >/dev/null
+run "$KW" -c "$SECRETD/via/keyway.conf" get --user via2 anthropic
+expect_exit 4 "ACL user without INCR: get is denied"
+expect_stderr_line "keyway: chain \"default\", provider \"anthropic\": e answered denied: ledger failed, denied: redis 127.0.0.1:$PORT: the ACL of user \"kwacl\" does not allow a command of the charge script: allow it what keyway.conf(5) lists" \
+	"ACL user without INCR: the denial says what Redis refused"
+
+# ---- settings ----
+
+# bad_setting NAME SETTINGS LINE: keyway check refuses them with LINE.
+bad_setting()
+{
+	write_conf "$SECRETD/bad.conf" <<EOF
+keyway: { ledger: { module = "redis"; $2 }; };
+backends: { e: { module = "env"; }; };
+chains: { default = ( { backend = "e"; control = "required"; } ); };
+EOF
+	run "$KW" -c "$SECRETD/bad.conf" check
+	expect_exit 1 "settings: $1 refused"
+	expect_stderr_line "$3" "settings: $1: one line naming it"
+}
+B=$SECRETD/bad.conf
+bad_setting "a password in the config" "address = \"127.0.0.1:$PORT\"; password = \"$PASS\";" \
+	"$B:1: keyway.ledger: unknown setting \"password\" (module \"redis\" takes address, password_file, username, db, prefix, connect_timeout_ms, timeout_ms, usage_days, on_unavailable)"
+bad_setting "no address" 'db = 1;' \
+	"$B:1: keyway.ledger: missing address (module \"redis\" needs it)"
+bad_setting "an IPv6 address without brackets" 'address = "::1:6379";' \
+	"$B:1: keyway.ledger: address \"::1:6379\": write an IPv6 address in brackets, as \"[::1]:6379\""
+bad_setting "a bad port" 'address = "localhost:99999";' \
+	"$B:1: keyway.ledger: address \"localhost:99999\": the port must be a number from 1 to 65535"
+bad_setting "a negative db" "address = \"127.0.0.1:$PORT\"; db = -1;" \
+	"$B:1: keyway.ledger: db must be from 0 to 2147483647, not -1"
+bad_setting "timeout_ms = 0" "address = \"127.0.0.1:$PORT\"; timeout_ms = 0;" \
+	"$B:1: keyway.ledger: timeout_ms must be from 1 to 600000, not 0"
+printf '%s\n' "$PASS" >"$SECRETD/public.pass" && chmod 644 "$SECRETD/public.pass"
+bad_setting "a password file others may read" "address = \"127.0.0.1:$PORT\"; password_file = \"$SECRETD/public.pass\";" \
+	"$B:1: keyway.ledger: $SECRETD/public.pass is accessible by group or others (mode 0644); it holds secrets: chmod 600 it"
+
+run "$KW" -c "$H1" check
+expect_exit 0 "check: healthy again after all that"
+
+expect_no_leaks "neither the password nor the key in anything keyway wrote"
+done_testing
