@@ -2,7 +2,8 @@
 # A tour of keyway on a throwaway install: build, install under ./demo-root,
 # store org and user keys in a throwaway SQLite store, and resolve keys
 # through a chain that falls back to the server's own key; then the same
-# keys in one sealed flat file.
+# keys in one sealed flat file, and one quota counted in Redis for two
+# hosts.
 set -euo pipefail
 cd "$(dirname "$0")"
 top=$PWD
@@ -134,6 +135,53 @@ if grep -c 'sk-ant-' secrets.kwf >/dev/null; then
 	exit 1
 fi
 echo "grep finds no key in secrets.kwf: it is one AES-256-GCM envelope (docs/file-format.md)"
+
+say "a fleet: two hosts, one Redis, one count"
+# A throwaway redis-server on a free loopback port, with a password that
+# only its configuration and keyway's password file hold.
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+head -c 24 /dev/urandom | base64 | tr -d '/+=' >redis.pass
+mkdir redis
+cat >redis/redis.conf <<CONF
+port $port
+bind 127.0.0.1
+requirepass $(cat redis.pass)
+dir $work/redis
+save ""
+daemonize yes
+pidfile $work/redis/redis.pid
+logfile $work/redis/redis.log
+CONF
+redis-server redis/redis.conf >/dev/null
+trap 'kill "$(cat "$work/redis/redis.pid" 2>/dev/null)" 2>/dev/null; rm -rf "$work"' EXIT
+for i in $(seq 100); do
+	REDISCLI_AUTH=$(cat redis.pass) redis-cli -p "$port" --no-auth-warning PING 2>/dev/null | grep -q PONG && break
+	sleep 0.05
+done
+for h in host_a host_b; do
+	mkdir "$h"
+	cat >"$h/keyway.conf" <<CONF
+keyway: {
+  master_key: { source = "env"; };
+  ledger: { module = "redis"; address = "127.0.0.1:$port";
+            password_file = "$work/redis.pass"; };
+};
+backends: {
+  server_env: { module = "env";
+                quota = ( { limit = 3; period = "day"; per = "user"; } ); };
+};
+chains: { default = ( { backend = "server_env"; control = "required"; } ); };
+CONF
+	chmod 644 "$h/keyway.conf"
+done
+run cat host_a/keyway.conf
+run keyway -c host_a/keyway.conf check
+echo "carol asks host A twice, then host B twice: 3 a day, whichever host counts"
+run keyway -c host_a/keyway.conf get anthropic --user carol
+run keyway -c host_a/keyway.conf get anthropic --user carol
+run keyway -c host_b/keyway.conf get anthropic --user carol
+run keyway -c host_b/keyway.conf get anthropic --user carol
+run keyway -c host_b/keyway.conf usage --since 1d
 
 say "keyway exec hands the key to a child through its environment only"
 run keyway exec --user alice -p anthropic -- sh -c 'echo "child got a key of ${#ANTHROPIC_API_KEY} characters"'
