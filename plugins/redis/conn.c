@@ -231,6 +231,24 @@ static kw_status rd_auth_failed(const struct rd_state *st,
 	return KW_ERR_BACKEND;
 }
 
+bool rd_err_transient(const redisReply *rep)
+{
+	static const char *const codes[] = { "LOADING",	   "BUSY",
+					     "MASTERDOWN", "TRYAGAIN",
+					     "CLUSTERDOWN", "READONLY" };
+
+	if (rep->type != REDIS_REPLY_ERROR || rep->str == NULL)
+		return false;
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		size_t n = strlen(codes[i]);
+
+		if (strncmp(rep->str, codes[i], n) == 0 &&
+		    (rep->str[n] == ' ' || rep->str[n] == '\0'))
+			return true;
+	}
+	return false;
+}
+
 /* A command of the setup (SELECT, SCRIPT LOAD) that Redis refused. */
 static kw_status rd_setup_failed(const struct rd_state *st, const char *what,
 				 const redisReply *rep, kw_reply *r)
@@ -259,7 +277,7 @@ static kw_status rd_setup_failed(const struct rd_state *st, const char *what,
 			rep->type == REDIS_REPLY_ERROR && rep->str != NULL
 				? rep->str
 				: "unexpected answer");
-	return KW_ERR_BACKEND;
+	return rd_err_transient(rep) ? KW_ERR_UNAVAIL : KW_ERR_BACKEND;
 }
 
 /* Append a RESP bulk string to buf at *len. */
