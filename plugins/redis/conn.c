@@ -209,6 +209,23 @@ static kw_status rd_auth_failed(const struct rd_state *st,
 {
 	const kw_host *h = st->host;
 
+	if (rep->str != NULL &&
+	    strstr(rep->str, "without any password configured") != NULL) {
+		h->reply_detail(r,
+				"redis %s: Redis has no password set, though "
+				"password_file names one: set requirepass in "
+				"its redis.conf, or drop password_file",
+				st->address);
+		return KW_ERR_PERM;
+	}
+	if (rd_err_is(rep, "ERR") && st->username != NULL &&
+	    rep->str != NULL && strstr(rep->str, "wrong number") != NULL) {
+		h->reply_detail(r,
+				"redis %s: Redis takes no user name (it is "
+				"older than 6.0): drop username",
+				st->address);
+		return KW_ERR_PERM;
+	}
 	if (rd_err_is(rep, "WRONGPASS") || rd_err_is(rep, "ERR")) {
 		if (st->username != NULL)
 			h->reply_detail(r,
