@@ -128,12 +128,14 @@ static bool is_false(const json_t *v)
 	       (json_is_string(v) && strcmp(json_string_value(v), "false") == 0);
 }
 
+/* A version neither destroyed nor deleted (a deletion_time still to
+ * come, from delete_version_after, leaves it readable). */
 static bool live_version(const json_t *meta)
 {
 	const char *del = json_string_value(json_object_get(meta, "deletion_time"));
 
-	return (del == NULL || del[0] == '\0') &&
-	       !json_is_true(json_object_get(meta, "destroyed"));
+	return !json_is_true(json_object_get(meta, "destroyed")) &&
+	       (del == NULL || del[0] == '\0' || rfc3339(del) > time(NULL));
 }
 
 /*
@@ -166,8 +168,7 @@ static kw_status kv_read(struct vault_state *st, const char *rel,
 		if (!json_is_object(rec->custom))
 			rec->custom = NULL;
 	}
-	if (rc == KW_OK && (!json_is_object(data) ||
-			    (meta != NULL && !live_version(meta)))) {
+	if (rc == KW_OK && !json_is_object(data)) {
 		snprintf(why, whylen, "Vault GET %s: HTTP %ld without the "
 			 "secret's data", path, resp->status);
 		rc = KW_ERR_NOTFOUND;
@@ -659,16 +660,6 @@ out:
 }
 
 /* ---- ls ---- */
-
-static int64_t rfc3339(const char *s)
-{
-	struct tm tm;
-
-	memset(&tm, 0, sizeof(tm));
-	if (s == NULL || strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) == NULL)
-		return 0;
-	return (int64_t)timegm(&tm);
-}
 
 struct walk {
 	struct vault_state *st;
