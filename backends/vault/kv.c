@@ -128,6 +128,16 @@ static bool is_false(const json_t *v)
 	       (json_is_string(v) && strcmp(json_string_value(v), "false") == 0);
 }
 
+static int64_t rfc3339(const char *s)
+{
+	struct tm tm;
+
+	memset(&tm, 0, sizeof(tm));
+	if (s == NULL || strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) == NULL)
+		return 0;
+	return (int64_t)timegm(&tm);
+}
+
 /* A version neither destroyed nor deleted (a deletion_time still to
  * come, from delete_version_after, leaves it readable). */
 static bool live_version(const json_t *meta)
