@@ -268,6 +268,18 @@ static const char *status_words(long status)
 	return "unexpected status";
 }
 
+/* A transport error that asking again cannot mend: the certificate
+ * does not verify, or a file curl reads is wrong.  An error, not
+ * "unavail": it is a misconfiguration, or someone in the middle. */
+static bool config_error(CURLcode cc)
+{
+	return cc == CURLE_PEER_FAILED_VERIFICATION ||
+	       cc == CURLE_SSL_CACERT_BADFILE || cc == CURLE_SSL_CERTPROBLEM ||
+	       cc == CURLE_SSL_ISSUER_ERROR || cc == CURLE_SSL_CRL_BADFILE ||
+	       cc == CURLE_SSL_PINNEDPUBKEYNOTMATCH ||
+	       cc == CURLE_UNSUPPORTED_PROTOCOL || cc == CURLE_URL_MALFORMAT;
+}
+
 /* One attempt.  CURLE_OK and resp->status, or a transport error. */
 static CURLcode attempt(struct vault_state *st, CURL *h, const char *method,
 			const char *url, const char *body, size_t len,
@@ -409,6 +421,10 @@ kw_status vault_http(struct vault_state *st, const char *method,
 			     errbuf);
 		if (cc == CURLE_OK && !retryable(resp->status))
 			break;
+		if (config_error(cc)) {
+			rc = KW_ERR_BACKEND;
+			goto failed;
+		}
 		if (resp->attempts > st->retries ||
 		    vault_now_ms() + 1 >= deadline_ms) {
 			rc = KW_ERR_UNAVAIL;
@@ -441,7 +457,12 @@ kw_status vault_http(struct vault_state *st, const char *method,
 	}
 	goto out;
 failed:
-	if (cc != CURLE_OK) {
+	if (cc == CURLE_OPERATION_TIMEDOUT) {
+		snprintf(why, whylen, "Vault %s %s: no answer within "
+			 "timeout_ms = %lld (after %d attempt%s)",
+			 method, path, (long long)st->timeout_ms,
+			 resp->attempts, resp->attempts == 1 ? "" : "s");
+	} else if (cc != CURLE_OK) {
 		snprintf(why, whylen, "Vault %s %s: %s%s%s (after %d attempt%s)",
 			 method, path, curl_easy_strerror(cc),
 			 errbuf[0] != '\0' ? ": " : "", errbuf, resp->attempts,

@@ -1,0 +1,469 @@
+#!/bin/bash
+# cli_vault.sh - TAP tests of keyway(1) on a vault backend, against the
+# Vault API stand-in tests/vault/vault_double.py over TLS: what each
+# answer and fault of Vault (404, 403, sealed, down, slow, 500 or 429 or
+# 412 then 200, 501) makes of a lookup, through the exit status and the
+# chain's actions; put, rotate, disable, enable, rm and ls on KV v2 (with
+# check-and-set) and KV v1; settings refused at load with one line; and
+# neither the token nor a key in anything keyway or the stand-in wrote.
+# Run by `make check`, or by hand as lib.sh says.
+
+. "$(dirname -- "$0")/lib.sh" || exit 99
+
+DOUBLE=$KEYWAY_SRCDIR/tests/vault/vault_double.py
+MKCERTS=$KEYWAY_SRCDIR/tests/vault/mkcerts.sh
+if ! command -v openssl >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then
+	echo "1..0 # SKIP openssl and curl are needed to run the Vault stand-in"
+	exit 0
+fi
+
+ROOT=hvs.cli-vault-root-token-0042aa
+BAD=hvs.cli-vault-wrong-token-0077bb
+K_ACME=sk-ant-cli-vault-org-acme-0001aaaa
+K_BETA=sk-ant-cli-vault-org-beta-0002bbbb
+K_BETA2=sk-ant-cli-vault-org-beta-0003cccc
+K_V1=sk-ant-cli-vault-kv1-org-0004dddd
+K_V1B=sk-ant-cli-vault-kv1-org-0005eeee
+K_ENV=sk-ant-cli-vault-env-fallback-06ff
+secret "$ROOT" "$BAD" "$K_ACME" "$K_BETA" "$K_BETA2" "$K_V1" "$K_V1B" "$K_ENV"
+
+CERTS=$SECRETD/certs
+sh "$MKCERTS" "$CERTS" || bail_out "cannot make certificates"
+cp "$CERTS/ca.pem" "$CERTS/other-ca.pem" "$TMPD/" || bail_out "cannot copy the CA"
+
+# The stand-in, on an ephemeral port; its log is searched for leaks too.
+/usr/bin/python3 "$DOUBLE" --cert "$CERTS/server.pem" --key "$CERTS/server.key" \
+	--port-file "$TMPD/port" --root-token "$ROOT" \
+	>"$TMPD/double.out" 2>"$TMPD/double.err" &
+DPID=$!
+trap 'kill "$DPID" 2>/dev/null; wait "$DPID" 2>/dev/null; tap_cleanup' EXIT
+for _ in $(seq 100); do
+	[ -s "$TMPD/port" ] && break
+	sleep 0.1
+done
+[ -s "$TMPD/port" ] || bail_out "the Vault stand-in did not start: $(cat "$TMPD/double.err")"
+PORT=$(cat "$TMPD/port")
+ADDR=https://127.0.0.1:$PORT
+
+# ctl WHAT JSON: steer the stand-in through /__double/WHAT.
+ctl()
+{
+	curl -sS --fail --cacert "$TMPD/ca.pem" -X POST "$ADDR/__double/$1" \
+		-H 'Content-Type: application/json' -d "$2" >/dev/null ||
+		bail_out "the stand-in refused $1 $2"
+}
+
+# vault METHOD PATH [JSON]: Vault's own API, as the root token.
+vault()
+{
+	curl -sS --cacert "$TMPD/ca.pem" -X "$1" -H "X-Vault-Token: $ROOT" \
+		"$ADDR/v1/$2" ${3:+-d "$3"} >/dev/null ||
+		bail_out "vault $1 $2 failed"
+}
+
+# The stand-in's request log: forget it, or count the requests whose
+# method and path (a Python regular expression) match.
+forget() { curl -sS --cacert "$TMPD/ca.pem" -X DELETE "$ADDR/__double/requests" >/dev/null; }
+count()
+{
+	curl -sS --cacert "$TMPD/ca.pem" "$ADDR/__double/requests" |
+		/usr/bin/python3 -c '
+import json, re, sys
+log = json.load(sys.stdin)["requests"]
+print(sum(1 for r in log if r["method"] == sys.argv[1] and re.search(sys.argv[2], r["path"])))' "$1" "$2"
+}
+# What the request log says of every request: KEY=VALUE lines.
+requests_json() { curl -sS --cacert "$TMPD/ca.pem" "$ADDR/__double/requests" >"$TMPD/requests.json"; }
+
+reset_faults() { ctl fault '{"sealed": false, "delay_ms": 0, "clear_rules": true}'; }
+
+printf '%s\n' "$ROOT" >"$SECRETD/token"
+printf '%s\n' "$BAD" >"$SECRETD/bad-token"
+chmod 600 "$SECRETD/token" "$SECRETD/bad-token"
+ctl seed '{"mount": "secret", "path": "keyway/org/acme/anthropic", "data": {"api_key": "'"$K_ACME"'"}}'
+
+# conf FILE [EXTRA SETTINGS] [CONTROL]: a vault backend "v" for org keys,
+# with an env backend "fallback" after it.
+conf()
+{
+	write_conf "$1" <<EOF
+backends: {
+	v: { module = "vault"; address = "$ADDR"; scope = "org";
+	     ca_file = "ca.pem"; timeout_ms = 1500; retries = 2;
+	     auth = { method = "token"; token_file = "$SECRETD/token"; };
+	     $2 };
+	fallback: { module = "env"; vars = { anthropic = "FALLBACK_KEY"; }; };
+};
+chains: {
+	default = ( { backend = "v"; control = "required"; } );
+	soft = ( { backend = "v"; control = "sufficient"; },
+		 { backend = "fallback"; control = "required"; } );
+};
+EOF
+}
+
+C=$TMPD/v.conf
+conf "$C"
+
+# ---- found, not found, check ----
+
+run "$KW" -c "$C" check
+expect_exit 0
+expect_stderr ""
+
+run -s "$KW" -c "$C" get anthropic --org acme --reveal
+expect_exit 0
+expect_stdout "$K_ACME" "get: the key from Vault"
+
+run "$KW" -c "$C" get anthropic --org nobody
+expect_exit 3 "get of a key Vault does not have: exit 3 (not found)"
+
+run "$KW" -c "$C" explain anthropic --org nobody
+if grep -q 'v (vault): notfound -> continue: no org key of "nobody" for anthropic in Vault: Vault GET secret/data/keyway/org/nobody/anthropic: HTTP 404 (not found)' "$OUT"; then
+	pass "explain: notfound names the Vault path and the HTTP status"
+else
+	fail "explain: notfound names the Vault path and the HTTP status" "$(cat "$OUT")"
+fi
+
+# ---- statuses and faults ----
+
+# lookup_is EXIT WORDS NAME: get anthropic for acme exits EXIT and its one
+# line on stderr holds WORDS.
+lookup_is()
+{
+	run "$KW" -c "${CONF_USED:-$C}" get anthropic --org acme
+	expect_exit "$1" "$3: exit $1"
+	if [ "$(wc -l <"$ERR")" -eq 1 ] && grep -qF -- "$2" "$ERR"; then
+		pass "$3: one line with \"$2\""
+	else
+		fail "$3: one line with \"$2\"" "$(cat "$ERR")"
+	fi
+}
+
+conf "$TMPD/bad.conf" 'auth = { method = "token"; token_file = "'"$SECRETD/bad-token"'"; };'
+sed -i "s|auth = { method = \"token\"; token_file = \"$SECRETD/token\"; };||" "$TMPD/bad.conf"
+CONF_USED=$TMPD/bad.conf lookup_is 1 "GET secret/data/keyway/org/acme/anthropic: HTTP 403" \
+	"a token Vault refuses"
+
+ctl fault '{"sealed": true}'
+lookup_is 5 "HTTP 503 (Vault is sealed or in maintenance): Vault is sealed (after 3 attempts)" \
+	"sealed Vault"
+run "$KW" -c "$C" check
+expect_exit 1 "check of a sealed Vault: exit 1"
+if grep -q 'health check: unavail: Vault GET sys/health: HTTP 503: Vault at .* is sealed' "$ERR"; then
+	pass "check says Vault is sealed"
+else
+	fail "check says Vault is sealed" "$(cat "$ERR")"
+fi
+reset_faults
+
+forget
+ctl fault '{"rules": [{"path": "/v1/secret/data/keyway/org/acme/anthropic$", "method": "GET", "status": 500, "count": 1}]}'
+run -s "$KW" -c "$C" get anthropic --org acme --reveal
+expect_exit 0 "500 then 200: found"
+expect_eq "$(count GET 'secret/data/keyway/org/acme/anthropic$')" 2 "500 then 200: asked twice"
+reset_faults
+
+forget
+ctl fault '{"rules": [{"path": "/v1/secret/data/keyway/org/acme/anthropic$", "method": "GET", "status": 429, "count": 1}]}'
+run -s "$KW" -c "$C" get anthropic --org acme --reveal
+expect_exit 0 "429 then 200: found"
+expect_eq "$(count GET 'secret/data/keyway/org/acme/anthropic$')" 2 "429 then 200: asked twice"
+reset_faults
+
+forget
+ctl fault '{"rules": [{"path": "/v1/secret/data/keyway/org/acme/anthropic$", "method": "GET", "status": 412, "count": 1}]}'
+run -s "$KW" -c "$C" get anthropic --org acme --reveal
+expect_exit 0 "412 then 200: found"
+expect_eq "$(count GET 'secret/data/keyway/org/acme/anthropic$')" 2 "412 then 200: asked twice"
+reset_faults
+
+forget
+ctl fault '{"rules": [{"path": "/v1/secret/data/keyway/org/acme/anthropic$", "method": "GET", "status": 500, "count": -1}]}'
+lookup_is 5 "HTTP 500 (internal error)" "500 every time"
+expect_eq "$(count GET 'secret/data/keyway/org/acme/anthropic$')" 3 "500 every time: 1 + retries = 3 requests"
+reset_faults
+
+forget
+ctl fault '{"rules": [{"path": "/v1/secret/data/keyway/org/acme/anthropic$", "method": "GET", "status": 501, "count": 1}]}'
+lookup_is 1 "HTTP 501 (Vault is not initialized)" "501"
+expect_eq "$(count GET 'secret/data/keyway/org/acme/anthropic$')" 1 "501 is not asked again"
+reset_faults
+
+forget
+ctl fault '{"rules": [{"path": "/v1/secret/data/keyway/org/acme/anthropic$", "method": "GET", "status": 400, "count": 1}]}'
+lookup_is 1 "HTTP 400 (bad request)" "400"
+expect_eq "$(count GET 'secret/data/keyway/org/acme/anthropic$')" 1 "400 is not asked again"
+reset_faults
+
+# Slow past the timeout: every call ends within timeout_ms, retries and
+# backoff included.
+conf "$TMPD/slow.conf" 'timeout_ms = 600; connect_timeout_ms = 300;'
+sed -i 's/timeout_ms = 1500; retries = 2;/retries = 2;/' "$TMPD/slow.conf"
+ctl fault '{"delay_ms": 3000}'
+start=$(date +%s%N)
+CONF_USED=$TMPD/slow.conf lookup_is 5 "no answer within timeout_ms = 600" "Vault slower than timeout_ms"
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+if [ "$ms" -lt 1500 ]; then
+	pass "a slow Vault costs no more than the timeout (${ms} ms)"
+else
+	fail "a slow Vault costs no more than the timeout" "took $ms ms"
+fi
+reset_faults
+
+# Down: nothing listens on the port.
+conf "$TMPD/down.conf"
+python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' >"$TMPD/free"
+sed -i "s|$ADDR|https://127.0.0.1:$(cat "$TMPD/free")|" "$TMPD/down.conf"
+CONF_USED=$TMPD/down.conf lookup_is 5 "Couldn't connect to server" "Vault down"
+
+# ---- chain actions ----
+
+export FALLBACK_KEY=$K_ENV
+ctl fault '{"sealed": true}'
+run -s "$KW" -c "$C" get anthropic --org acme --chain soft --reveal
+expect_exit 0 "sealed Vault, sufficient: the chain goes on to the fallback"
+expect_stdout "$K_ENV" "sealed Vault, sufficient: the fallback's key"
+run "$KW" -c "$C" explain anthropic --org acme --chain soft
+if grep -q '1. v (vault): unavail -> continue' "$OUT"; then
+	pass "explain: unavail -> continue"
+else
+	fail "explain: unavail -> continue" "$(cat "$OUT")"
+fi
+lookup_is 5 "sealed" "sealed Vault, required: the chain dies unavailable"
+reset_faults
+run "$KW" -c "$TMPD/bad.conf" get anthropic --org acme --chain soft
+expect_exit 1 "a refused token, sufficient: the chain dies with the error"
+run "$KW" -c "$TMPD/bad.conf" explain anthropic --org acme --chain soft
+if grep -q '1. v (vault): error -> die' "$OUT"; then
+	pass "explain: error -> die"
+else
+	fail "explain: error -> die" "$(cat "$OUT")"
+fi
+unset FALLBACK_KEY
+
+# ---- TLS ----
+
+conf "$TMPD/otherca.conf"
+sed -i 's|ca_file = "ca.pem"|ca_file = "other-ca.pem"|' "$TMPD/otherca.conf"
+CONF_USED=$TMPD/otherca.conf lookup_is 1 "SSL peer certificate or SSH remote key was not OK" \
+	"a certificate the CA did not sign"
+conf "$TMPD/skip.conf" 'tls_skip_verify = true;'
+sed -i 's|ca_file = "ca.pem";||' "$TMPD/skip.conf"
+cat >>"$TMPD/skip.conf" <<'EOF'
+keyway: { log: { stderr = true; }; };
+EOF
+run -s "$KW" -c "$TMPD/skip.conf" get anthropic --org acme --reveal
+expect_exit 0 "tls_skip_verify = true: found"
+run "$KW" -c "$TMPD/skip.conf" check
+expect_exit 0 "check with tls_skip_verify = true: exit 0"
+if grep -q 'WARNING\|tls_skip_verify = true' "$ERR"; then
+	pass "check warns of tls_skip_verify"
+else
+	fail "check warns of tls_skip_verify" "$(cat "$ERR")"
+fi
+
+# ---- headers ----
+
+forget
+ctl namespace '{"path": "team-a"}'
+ctl seed '{"namespace": "team-a", "mount": "secret", "path": "keyway/org/acme/anthropic", "data": {"api_key": "'"$K_BETA"'"}}'
+conf "$TMPD/ns.conf" 'namespace = "team-a";'
+run -s "$KW" -c "$TMPD/ns.conf" get anthropic --org acme --reveal
+expect_exit 0 "namespace: found"
+expect_stdout "$K_BETA" "namespace: the namespace's key"
+requests_json
+expect_eq "$(python3 -c '
+import json, sys
+log = json.load(open(sys.argv[1]))["requests"]
+print(all(r["x_vault_request"] for r in log), [r["namespace"] for r in log])' "$TMPD/requests.json")" \
+	"True ['team-a']" "X-Vault-Request on every request, X-Vault-Namespace sent"
+
+# ---- managing keys: KV v2 ----
+
+forget
+printf '%s\n' "$K_BETA" | "$KW" -c "$C" put v anthropic --scope org --owner beta --name "beta key" >"$TMPD/put.out" 2>"$TMPD/put.err"
+expect_eq "$?" 0 "put: exit 0"
+expect_file "$TMPD/put.out" 'stored org key of beta for anthropic in v (sk-a****bbbb)' "put: what it says"
+requests_json
+expect_eq "$(python3 -c '
+import json, sys
+log = json.load(open(sys.argv[1]))["requests"]
+print([r["cas"] for r in log if r["method"] in ("POST", "PUT") and "/data/" in r["path"]])' "$TMPD/requests.json")" \
+	"[0]" "put writes with cas = 0"
+printf '%s\n' "$K_BETA" | "$KW" -c "$C" put v anthropic --scope org --owner beta >"$TMPD/put2.out" 2>"$TMPD/put2.err"
+expect_eq "$?" 1 "put of a key that exists: exit 1"
+expect_file "$TMPD/put2.err" 'keyway: backend "v": the org key of "beta" for anthropic already exists in Vault at secret/keyway/org/beta/anthropic' \
+	"put of a key that exists: one line"
+
+run "$KW" -c "$C" ls
+expect_exit 0
+if grep -q '^v  *org  *beta  *anthropic  *beta key  *active  *sk-a\*\*\*\*bbbb' "$OUT" &&
+	grep -q '^v  *org  *acme  *anthropic  *-  *active' "$OUT"; then
+	pass "ls shows both keys, masked, with the name"
+else
+	fail "ls shows both keys, masked, with the name" "$(cat "$OUT")"
+fi
+
+run "$KW" -c "$C" disable v anthropic --scope org --owner beta
+expect_exit 0 "disable: exit 0"
+run "$KW" -c "$C" get anthropic --org beta
+expect_exit 4 "get of a disabled key: exit 4 (denied)"
+run "$KW" -c "$C" ls --json
+expect_eq "$(python3 -c 'import json,sys; print([r["active"] for r in json.load(open(sys.argv[1])) if r["owner"] == "beta"])' "$OUT")" \
+	"[False]" "ls --json: the key is disabled"
+run "$KW" -c "$C" enable v anthropic --scope org --owner beta
+expect_exit 0 "enable: exit 0"
+
+forget
+printf '%s\n' "$K_BETA2" | "$KW" -c "$C" rotate v anthropic --scope org --owner beta >"$TMPD/rot.out" 2>"$TMPD/rot.err"
+expect_eq "$?" 0 "rotate: exit 0"
+requests_json
+expect_eq "$(python3 -c '
+import json, sys
+log = json.load(open(sys.argv[1]))["requests"]
+print([r["cas"] for r in log if r["method"] in ("POST", "PUT") and "/data/" in r["path"]])' "$TMPD/requests.json")" \
+	"[1]" "rotate writes with cas = the version it read"
+run -s "$KW" -c "$C" get anthropic --org beta --reveal
+expect_exit 0
+expect_stdout "$K_BETA2" "get after rotate: the new key"
+
+# Another writer between the read and the write: nothing is overwritten.
+ctl fault '{"rules": [{"path": "/v1/secret/data/keyway/org/beta/anthropic$", "method": "POST", "status": 400, "errors": ["check-and-set parameter did not match the current version"]}]}'
+printf '%s\n' "$K_BETA" | "$KW" -c "$C" rotate v anthropic --scope org --owner beta >"$TMPD/rot2.out" 2>"$TMPD/rot2.err"
+expect_eq "$?" 5 "rotate that loses the check-and-set: exit 5"
+if grep -q 'changed in Vault at secret/keyway/org/beta/anthropic while it was rotated (check-and-set on version 2, HTTP 400); nothing was written' "$TMPD/rot2.err"; then
+	pass "rotate that loses the check-and-set says so"
+else
+	fail "rotate that loses the check-and-set says so" "$(cat "$TMPD/rot2.err")"
+fi
+reset_faults
+
+run "$KW" -c "$C" rm v anthropic --scope org --owner beta
+expect_exit 0 "rm: exit 0"
+expect_eq "$(count DELETE 'secret/metadata/keyway/org/beta/anthropic$')" 1 "rm deletes the metadata (every version)"
+run "$KW" -c "$C" get anthropic --org beta
+expect_exit 3 "get after rm: exit 3"
+run "$KW" -c "$C" rm v anthropic --scope org --owner beta
+expect_exit 3 "rm of a key that is gone: exit 3"
+
+# A latest version deleted outside keyway is no key.
+ctl seed '{"mount": "secret", "path": "keyway/org/gamma/anthropic", "data": {"api_key": "'"$K_BETA"'"}}'
+vault DELETE secret/data/keyway/org/gamma/anthropic
+run "$KW" -c "$C" explain anthropic --org gamma
+if grep -q 'its latest version (1) is deleted' "$OUT"; then
+	pass "a soft-deleted latest version is not found, and explain says why"
+else
+	fail "a soft-deleted latest version is not found, and explain says why" "$(cat "$OUT")"
+fi
+run "$KW" -c "$C" get anthropic --org gamma
+expect_exit 3 "get of a soft-deleted key: exit 3"
+
+# ---- managing keys: KV v1, and "auto" ----
+
+for kv in 1 '"auto"'; do
+	conf "$TMPD/v1.conf" "mount = \"kv\"; kv_version = $kv;"
+	printf '%s\n' "$K_V1" | "$KW" -c "$TMPD/v1.conf" put v anthropic --scope org --owner acme >/dev/null 2>"$TMPD/v1put.err"
+	expect_eq "$?" 0 "KV v1 ($kv): put"
+	run -s "$KW" -c "$TMPD/v1.conf" get anthropic --org acme --reveal
+	expect_stdout "$K_V1" "KV v1 ($kv): get"
+	run "$KW" -c "$TMPD/v1.conf" disable v anthropic --scope org --owner acme
+	expect_exit 0 "KV v1 ($kv): disable"
+	run "$KW" -c "$TMPD/v1.conf" get anthropic --org acme
+	expect_exit 4 "KV v1 ($kv): get of a disabled key: exit 4"
+	run "$KW" -c "$TMPD/v1.conf" enable v anthropic --scope org --owner acme
+	printf '%s\n' "$K_V1B" | "$KW" -c "$TMPD/v1.conf" rotate v anthropic --scope org --owner acme >/dev/null 2>&1
+	expect_eq "$?" 0 "KV v1 ($kv): rotate"
+	run -s "$KW" -c "$TMPD/v1.conf" get anthropic --org acme --reveal
+	expect_stdout "$K_V1B" "KV v1 ($kv): get after rotate"
+	run "$KW" -c "$TMPD/v1.conf" ls
+	if grep -q '^v  *org  *acme  *anthropic  *-  *active  *sk-a\*\*\*\*eeee' "$OUT"; then
+		pass "KV v1 ($kv): ls"
+	else
+		fail "KV v1 ($kv): ls" "$(cat "$OUT")"
+	fi
+	run "$KW" -c "$TMPD/v1.conf" rm v anthropic --scope org --owner acme
+	expect_exit 0 "KV v1 ($kv): rm"
+	run "$KW" -c "$TMPD/v1.conf" get anthropic --org acme
+	expect_exit 3 "KV v1 ($kv): get after rm"
+done
+conf "$TMPD/auto2.conf" 'kv_version = "auto";'
+run -s "$KW" -c "$TMPD/auto2.conf" get anthropic --org acme --reveal
+expect_stdout "$K_ACME" "kv_version = \"auto\" on a KV v2 mount"
+conf "$TMPD/mismatch.conf" 'mount = "kv"; kv_version = 2;'
+run "$KW" -c "$TMPD/mismatch.conf" check
+expect_exit 1 "check of a KV v1 mount with kv_version = 2: exit 1"
+if grep -q 'mount "kv" is KV v1, but kv_version = 2' "$ERR"; then
+	pass "check says the KV version is wrong"
+else
+	fail "check says the KV version is wrong" "$(cat "$ERR")"
+fi
+
+# ---- settings refused at load ----
+
+# refused EXTRA WORDS NAME: a config with EXTRA fails check with one line
+# holding WORDS.
+refused()
+{
+	conf "$TMPD/refused.conf" "$1"
+	run "$KW" -c "$TMPD/refused.conf" check
+	expect_exit 1 "$3: refused"
+	if [ "$(wc -l <"$ERR")" -eq 1 ] && grep -qF -- "$2" "$ERR"; then
+		pass "$3: one line with \"$2\""
+	else
+		fail "$3: one line with \"$2\"" "$(cat "$ERR")"
+	fi
+}
+refused 'colour = "blue";' 'unknown setting "colour"' "an unknown setting"
+refused 'kv_version = 3;' 'kv_version must be 1, 2 or "auto", not 3' "kv_version = 3"
+refused 'kv_version = "latest";' 'kv_version must be 1, 2 or "auto", not "latest"' "kv_version = \"latest\""
+refused 'connect_timeout_ms = 0;' 'connect_timeout_ms must be between 1 and 1500, not 0' "connect_timeout_ms = 0"
+refused 'cache_ttl = "30";' 'cache_ttl must be an integer, not a string' "cache_ttl as a string"
+refused 'path = "keyway/{owner}";' 'path must hold {provider}' "a path without {provider}"
+refused 'path = "keyway/{provider}";' 'path must hold {owner}' "an org path without {owner}"
+refused 'path = "keyway/{user}/{provider}";' 'unknown placeholder at "{user}' "an unknown placeholder"
+refused 'path = "keyway//{owner}/{provider}";' 'path has an empty segment' "an empty segment"
+refused 'field = "";' 'field must name' "an empty field"
+refused 'client_cert = "ca.pem";' 'client_cert and client_key go together' "client_cert without client_key"
+sed -i 's|address = "[^"]*"|address = "http://vault.example:8200"|' "$TMPD/refused.conf"
+run "$KW" -c "$TMPD/refused.conf" check
+expect_exit 1 "plain http to another host: refused"
+conf "$TMPD/refused.conf"
+sed -i 's|auth = {[^}]*};|auth = { method = "token"; token_file = "tok"; };|' "$TMPD/refused.conf"
+run "$KW" -c "$TMPD/refused.conf" check
+if grep -qF 'auth.token_file must be an absolute path' "$ERR"; then
+	pass "a relative auth.token_file: refused"
+else
+	fail "a relative auth.token_file: refused" "$(cat "$ERR")"
+fi
+chmod 640 "$SECRETD/bad-token"
+run "$KW" -c "$TMPD/bad.conf" check
+expect_exit 1 "a token file others can read: refused"
+if [ "$(wc -l <"$ERR")" -eq 1 ] && grep -qF "bad-token" "$ERR"; then
+	pass "a token file others can read: one line naming it"
+else
+	fail "a token file others can read: one line naming it" "$(cat "$ERR")"
+fi
+chmod 600 "$SECRETD/bad-token"
+conf "$TMPD/refused.conf"
+sed -i 's|auth = {[^}]*};|auth = { method = "approle"; role_id_file = "/x"; };|' "$TMPD/refused.conf"
+run "$KW" -c "$TMPD/refused.conf" check
+if grep -qF 'method = "approle" needs role_id_file and secret_id_file' "$ERR"; then
+	pass "approle without secret_id_file: refused"
+else
+	fail "approle without secret_id_file: refused" "$(cat "$ERR")"
+fi
+conf "$TMPD/refused.conf"
+sed -i 's|auth = {[^}]*};||' "$TMPD/refused.conf"
+(unset VAULT_TOKEN; run "$KW" -c "$TMPD/refused.conf" check; grep -qF 'no Vault token: set auth.token_file, or VAULT_TOKEN' "$ERR") &&
+	pass "no token at all: refused" || fail "no token at all: refused"
+VAULT_TOKEN=$ROOT run -s "$KW" -c "$TMPD/refused.conf" get anthropic --org acme --reveal
+expect_stdout "$K_ACME" "the token from VAULT_TOKEN"
+
+# ---- nothing leaked ----
+
+kill "$DPID" 2>/dev/null
+wait "$DPID" 2>/dev/null
+expect_no_leaks "neither the token nor a key in any output, error or the stand-in's log"
+
+done_testing
