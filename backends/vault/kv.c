@@ -342,12 +342,14 @@ out:
 	return rc;
 }
 
-/* A shallow copy of obj (NULL: an empty object); its values shared. */
+/* A shallow copy of obj (NULL, or JSON null as Vault writes a
+ * custom_metadata never set: an empty object); its values shared. */
 static json_t *copy_of(json_t *obj)
 {
 	json_t *out = json_object();
 
-	if (out != NULL && obj != NULL && json_object_update(out, obj) != 0) {
+	if (out != NULL && json_is_object(obj) &&
+	    json_object_update(out, obj) != 0) {
 		json_decref(out);
 		return NULL;
 	}
