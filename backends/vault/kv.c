@@ -62,8 +62,8 @@ static char *data_path(const struct vault_state *st, const char *rel)
 	return kv_path(st, st->kv_version == 2 ? "data" : "", rel);
 }
 
-kw_status vault_kv_version(struct vault_state *st, int64_t deadline_ms,
-			   int *version, char *why, size_t whylen)
+kw_status vault_mount_version(struct vault_state *st, int64_t deadline_ms,
+			      int *version, char *why, size_t whylen)
 {
 	struct vault_resp resp = { 0 };
 	json_t *data, *opt;
@@ -71,11 +71,6 @@ kw_status vault_kv_version(struct vault_state *st, int64_t deadline_ms,
 	char *path;
 	kw_status rc;
 
-	pthread_mutex_lock(&st->kv_lock);
-	*version = st->kv_version;
-	pthread_mutex_unlock(&st->kv_lock);
-	if (*version != 0)
-		return KW_OK;
 	if (asprintf(&path, "sys/internal/ui/mounts/%s", st->mount) < 0) {
 		snprintf(why, whylen, "out of memory");
 		return KW_ERR_NOMEM;
@@ -103,12 +98,23 @@ kw_status vault_kv_version(struct vault_state *st, int64_t deadline_ms,
 	*version = json_is_string(opt) && strcmp(json_string_value(opt), "2") == 0
 			   ? 2
 			   : 1;
-	pthread_mutex_lock(&st->kv_lock);
-	st->kv_version = *version;
-	pthread_mutex_unlock(&st->kv_lock);
 out:
 	vault_resp_free(st->host, &resp);
 	free(path);
+	return rc;
+}
+
+kw_status vault_kv_version(struct vault_state *st, int64_t deadline_ms,
+			   int *version, char *why, size_t whylen)
+{
+	kw_status rc;
+
+	*version = st->kv_version;
+	if (*version != 0)
+		return KW_OK;
+	rc = vault_mount_version(st, deadline_ms, version, why, whylen);
+	if (rc == KW_OK)
+		st->kv_version = *version;
 	return rc;
 }
 

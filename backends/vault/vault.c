@@ -54,7 +54,6 @@ static void vault_close(void *state)
 	}
 	vault_tpl_free(&st->tpl);
 	pthread_mutex_destroy(&st->auth.lock);
-	pthread_mutex_destroy(&st->kv_lock);
 	pthread_mutex_destroy(&st->pool_lock);
 	free(st->mount);
 	free(st->base);
@@ -215,8 +214,10 @@ static kw_status load_kv(struct vault_state *st)
 		st->kv_version = 2;
 		return KW_OK;
 	}
-	if (strcmp(word, "auto") == 0)
+	if (strcmp(word, "auto") == 0) {
+		st->kv_auto = true;
 		return KW_OK; /* asked of Vault on first use */
+	}
 	if (strcmp(word, "1") == 0 || strcmp(word, "2") == 0) {
 		st->kv_version = word[0] - '0';
 		return KW_OK;
@@ -406,7 +407,6 @@ static kw_status vault_open(const kw_host *host, kw_instance *inst,
 	st->host = host;
 	st->inst = inst;
 	pthread_mutex_init(&st->pool_lock, NULL);
-	pthread_mutex_init(&st->kv_lock, NULL);
 	pthread_mutex_init(&st->auth.lock, NULL);
 	st->scope = host->instance_scope(inst);
 	if (st->scope != KW_SCOPE_USER && st->scope != KW_SCOPE_ORG &&
@@ -482,14 +482,10 @@ static kw_status vault_check(void *state, kw_reply *r)
 	if (rc != KW_OK)
 		goto out;
 	/* Whether the token can read the mount, and which KV it is. */
-	pthread_mutex_lock(&st->kv_lock);
-	configured = st->kv_version;
-	st->kv_version = 0;
-	pthread_mutex_unlock(&st->kv_lock);
-	rc = vault_kv_version(st, dl, &v, why, sizeof(why));
-	pthread_mutex_lock(&st->kv_lock);
-	st->kv_version = configured != 0 ? configured : v;
-	pthread_mutex_unlock(&st->kv_lock);
+	configured = st->kv_auto ? 0 : st->kv_version;
+	rc = vault_mount_version(st, dl, &v, why, sizeof(why));
+	if (rc == KW_OK && configured == 0)
+		st->kv_version = v;
 	if (rc == KW_OK && configured != 0 && configured != v) {
 		snprintf(why, sizeof(why), "mount \"%s\" is KV v%d, but "
 			 "kv_version = %d", st->mount_raw, v, configured);
@@ -505,7 +501,7 @@ out:
 							 "= true)" : "");
 	else
 		st->host->reply_detail(r, "%s; mount \"%s\" KV v%d readable%s",
-				       what, st->mount_raw, st->kv_version,
+				       what, st->mount_raw, v,
 				       st->skip_verify ? "; WARNING: "
 							 "tls_skip_verify = true"
 						       : "");

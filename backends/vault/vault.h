@@ -129,8 +129,10 @@ struct vault_state {
 	const char *namespace;  /* or NULL */
 	char *mount;            /* escaped, segment by segment */
 	const char *mount_raw;
-	int kv_version;         /* 1 or 2; 0 until "auto" has asked */
-	pthread_mutex_t kv_lock;
+	/* 1 or 2; 0 until "auto" has asked: set once, read by every
+	 * thread. */
+	_Atomic int kv_version;
+	bool kv_auto;           /* kv_version = "auto" */
 	const char *field;
 	struct vault_tpl tpl;
 	/* TLS */
@@ -229,5 +231,10 @@ kw_status vault_list(void *state, kw_scope scope, const char *owner,
 KW_WARN_UNUSED kw_status vault_kv_version(struct vault_state *st,
 					  int64_t deadline_ms, int *version,
 					  char *why, size_t whylen);
+/* The KV version of the mount as Vault says now (which takes a token
+ * that can read the mount). */
+KW_WARN_UNUSED kw_status vault_mount_version(struct vault_state *st,
+					     int64_t deadline_ms, int *version,
+					     char *why, size_t whylen);
 
 #endif /* KW_VAULT_H */
