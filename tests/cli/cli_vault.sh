@@ -265,19 +265,23 @@ fi
 
 # ---- headers ----
 
-forget
 ctl namespace '{"path": "team-a"}'
-ctl seed '{"namespace": "team-a", "mount": "secret", "path": "keyway/org/acme/anthropic", "data": {"api_key": "'"$K_BETA"'"}}'
+ctl seed '{"namespace": "team-a", "mount": "secret", "path": "keyway/org/nsorg/anthropic", "data": {"api_key": "'"$K_BETA"'"}}'
 conf "$TMPD/ns.conf" 'namespace = "team-a";'
-run -s "$KW" -c "$TMPD/ns.conf" get anthropic --org acme --reveal
+run -s "$KW" -c "$TMPD/ns.conf" get anthropic --org nsorg --reveal
 expect_exit 0 "namespace: found"
 expect_stdout "$K_BETA" "namespace: the namespace's key"
 requests_json
 expect_eq "$(python3 -c '
 import json, sys
 log = json.load(open(sys.argv[1]))["requests"]
-print(all(r["x_vault_request"] for r in log), [r["namespace"] for r in log])' "$TMPD/requests.json")" \
-	"True ['team-a']" "X-Vault-Request on every request, X-Vault-Namespace sent"
+print([(r["namespace"], r["x_vault_request"]) for r in log if "nsorg" in r["path"]])' "$TMPD/requests.json")" \
+	"[('team-a', 'true')]" "X-Vault-Namespace and X-Vault-Request sent"
+expect_eq "$(python3 -c '
+import json, sys
+log = json.load(open(sys.argv[1]))["requests"]
+print(all(r["x_vault_request"] == "true" for r in log if r["path"].startswith("/v1/")))' "$TMPD/requests.json")" \
+	"True" "X-Vault-Request: true on every request keyway sent"
 
 # ---- managing keys: KV v2 ----
 
@@ -459,6 +463,68 @@ sed -i 's|auth = {[^}]*};||' "$TMPD/refused.conf"
 	pass "no token at all: refused" || fail "no token at all: refused"
 VAULT_TOKEN=$ROOT run -s "$KW" -c "$TMPD/refused.conf" get anthropic --org acme --reveal
 expect_stdout "$K_ACME" "the token from VAULT_TOKEN"
+
+# ---- a client certificate ----
+
+/usr/bin/python3 "$DOUBLE" --cert "$CERTS/server.pem" --key "$CERTS/server.key" \
+	--client-ca "$CERTS/ca.pem" --require-client-cert \
+	--port-file "$TMPD/port2" --root-token "$ROOT" \
+	>"$TMPD/double2.out" 2>"$TMPD/double2.err" &
+DPID2=$!
+trap 'kill "$DPID" "$DPID2" 2>/dev/null; wait 2>/dev/null; tap_cleanup' EXIT
+for _ in $(seq 100); do
+	[ -s "$TMPD/port2" ] && break
+	sleep 0.1
+done
+[ -s "$TMPD/port2" ] || bail_out "the second Vault stand-in did not start"
+ADDR2=https://127.0.0.1:$(cat "$TMPD/port2")
+curl -sS --fail --cacert "$TMPD/ca.pem" --cert "$CERTS/client.pem" --key "$CERTS/client.key" \
+	-X POST "$ADDR2/__double/seed" -d '{"mount": "secret", "path": "keyway/org/acme/anthropic", "data": {"api_key": "'"$K_ACME"'"}}' \
+	>/dev/null || bail_out "cannot seed the second stand-in"
+conf "$TMPD/nocert.conf"
+sed -i "s|$ADDR|$ADDR2|" "$TMPD/nocert.conf"
+run "$KW" -c "$TMPD/nocert.conf" get anthropic --org acme
+expect_exit 5 "a Vault that wants a client certificate, without one: unavailable"
+conf "$TMPD/cert.conf" "client_cert = \"$CERTS/client.pem\"; client_key = \"$CERTS/client.key\";"
+sed -i "s|$ADDR|$ADDR2|" "$TMPD/cert.conf"
+run -s "$KW" -c "$TMPD/cert.conf" get anthropic --org acme --reveal
+expect_exit 0 "with client_cert and client_key: found"
+expect_stdout "$K_ACME" "with client_cert and client_key: the key"
+chmod 644 "$CERTS/client.key"
+run "$KW" -c "$TMPD/cert.conf" check
+if [ "$RC" = 1 ] && grep -qF "client.key" "$ERR"; then
+	pass "a client key others can read: refused"
+else
+	fail "a client key others can read: refused" "$(cat "$ERR")"
+fi
+chmod 600 "$CERTS/client.key"
+kill "$DPID2" 2>/dev/null
+
+# ---- the audit trail and every log line ----
+
+conf "$TMPD/audit.conf"
+cat >>"$TMPD/audit.conf" <<EOF
+keyway: { master_key = { source = "env"; };
+	  audit: { sink = "jsonl"; path = "$TMPD/audit.jsonl"; };
+	  log: { stderr = true; level = "debug"; }; };
+EOF
+export KEYWAY_MASTER_KEY=5e1d2c3b4a5968778695a4b3c2d1e0f00112233445566778899aabbccddeeff0
+printf '%s\n' "$K_BETA" | "$KW" -c "$TMPD/audit.conf" put v anthropic --scope org --owner audited >"$TMPD/a1.out" 2>"$TMPD/a1.err"
+expect_eq "$?" 0 "audited put"
+run -s "$KW" -c "$TMPD/audit.conf" get anthropic --org audited --reveal
+expect_stdout "$K_BETA" "audited get"
+printf '%s\n' "$K_BETA2" | "$KW" -c "$TMPD/audit.conf" rotate v anthropic --scope org --owner audited >"$TMPD/a2.out" 2>"$TMPD/a2.err"
+run "$KW" -c "$TMPD/audit.conf" explain anthropic --org audited
+run "$KW" -c "$TMPD/audit.conf" disable v anthropic --scope org --owner audited
+run "$KW" -c "$TMPD/audit.conf" ls --json
+run "$KW" -c "$TMPD/audit.conf" rm v anthropic --scope org --owner audited
+expect_exit 0 "audited rm"
+if [ "$(wc -l <"$TMPD/audit.jsonl")" -ge 5 ]; then
+	pass "the audit trail has the events"
+else
+	fail "the audit trail has the events" "$(cat "$TMPD/audit.jsonl")"
+fi
+unset KEYWAY_MASTER_KEY
 
 # ---- nothing leaked ----
 
