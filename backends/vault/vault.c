@@ -508,6 +508,18 @@ out:
 	return rc;
 }
 
+/*
+ * VAULT_TOKEN opens Vault to whoever holds it, every key there included:
+ * `keyway exec` must not hand it to the programs it runs, whether or not
+ * this backend's token came from it.
+ */
+static bool vault_reads_env(void *state, const char *name, size_t len)
+{
+	(void)state;
+	return len == sizeof("VAULT_TOKEN") - 1 &&
+	       memcmp(name, "VAULT_TOKEN", len) == 0;
+}
+
 static const struct kw_module vault_module = {
 	KW_MODULE_HEADER,
 	.name = "vault",
@@ -522,6 +534,7 @@ static const struct kw_module vault_module = {
 	.set_active = vault_set_active,
 	.remove = vault_remove,
 	.list = vault_list,
+	.reads_env = vault_reads_env,
 };
 
 KW_MODULE_EXPORT(vault_module)

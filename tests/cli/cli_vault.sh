@@ -463,6 +463,40 @@ sed -i 's|auth = {[^}]*};||' "$TMPD/refused.conf"
 	pass "no token at all: refused" || fail "no token at all: refused"
 VAULT_TOKEN=$ROOT run -s "$KW" -c "$TMPD/refused.conf" get anthropic --org acme --reveal
 expect_stdout "$K_ACME" "the token from VAULT_TOKEN"
+VAULT_TOKEN=$ROOT run "$KW" -c "$TMPD/refused.conf" exec -p anthropic --org acme -- sh -c 'echo "${VAULT_TOKEN:-unset}"'
+expect_exit 0 "exec with the token from VAULT_TOKEN"
+expect_stdout "unset" "exec: VAULT_TOKEN is not handed to the program it runs"
+
+# ---- AppRole ----
+
+ROLE_ID=role-cli-vault-0001-aaaa
+SECRET_ID=secret-cli-vault-0001-bbbb
+secret "$ROLE_ID" "$SECRET_ID"
+printf '%s\n' "$ROLE_ID" >"$SECRETD/role_id"
+printf '%s\n' "$SECRET_ID" >"$SECRETD/secret_id"
+chmod 600 "$SECRETD/role_id" "$SECRETD/secret_id"
+ctl policy '{"name": "kw", "policy": {"path": {"secret/*": {"capabilities": ["create", "read", "update", "delete", "list"]}}}}'
+ctl approle '{"name": "kw", "role_id": "'"$ROLE_ID"'", "secret_id": "'"$SECRET_ID"'", "policies": ["kw"], "token_ttl": 60}'
+conf "$TMPD/approle.conf"
+sed -i "s|auth = {[^}]*};|auth = { method = \"approle\"; role_id_file = \"$SECRETD/role_id\"; secret_id_file = \"$SECRETD/secret_id\"; };|" "$TMPD/approle.conf"
+cat >>"$TMPD/approle.conf" <<'EOF'
+keyway: { log: { stderr = true; level = "debug"; }; };
+EOF
+forget
+run -s "$KW" -c "$TMPD/approle.conf" get anthropic --org acme --reveal
+expect_exit 0 "AppRole: found"
+expect_stdout "$K_ACME" "AppRole: the key"
+expect_stderr_line 'keyway: backend "v": logged in to Vault through auth/approle/login (token TTL 60s)' \
+	"AppRole: the login is logged, without the token"
+expect_eq "$(count POST 'auth/approle/login$')" 1 "AppRole: one login"
+printf '%s\n' "secret-wrong-0002" >"$SECRETD/secret_id"
+run "$KW" -c "$TMPD/approle.conf" get anthropic --org acme
+expect_exit 1 "AppRole with a wrong secret id: exit 1"
+if grep -qF 'Vault POST auth/approle/login: HTTP 400 (bad request): invalid role or secret ID' "$ERR"; then
+	pass "AppRole with a wrong secret id: the login's answer, named"
+else
+	fail "AppRole with a wrong secret id: the login's answer, named" "$(cat "$ERR")"
+fi
 
 # ---- a client certificate ----
 
