@@ -188,9 +188,9 @@ static int start_double(void **state)
 		usleep(100000);
 	}
 	free(port_file);
-	tu_write(dir, "token", 0600, "%s\n", ROOT);
-	tu_write(dir, "role_id", 0600, "%s\n", ROLE_ID);
-	tu_write(dir, "secret_id", 0600, "%s\n", SECRET_ID);
+	free(tu_write(dir, "token", 0600, "%s\n", ROOT));
+	free(tu_write(dir, "role_id", 0600, "%s\n", ROLE_ID));
+	free(tu_write(dir, "secret_id", 0600, "%s\n", SECRET_ID));
 	tu_release(0);
 	return addr != NULL ? 0 : -1;
 }
