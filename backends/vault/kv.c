@@ -890,6 +890,8 @@ kw_status vault_list(void *state, kw_scope scope, const char *owner,
 	rc = need_version(st, w.dl, r);
 	if (rc != KW_OK)
 		return rc;
-	return walk(&w, 0, "", st->scope == KW_SCOPE_SYSTEM ? NULL : owner,
+	/* A system key's {owner} is empty, as vault_tpl_expand() makes
+	 * it. */
+	return walk(&w, 0, "", st->scope == KW_SCOPE_SYSTEM ? "" : owner,
 		    NULL);
 }

@@ -363,6 +363,45 @@ fi
 run "$KW" -c "$C" get anthropic --org gamma
 expect_exit 3 "get of a soft-deleted key: exit 3"
 
+# A secret at a key's path without the field is bad data, not a miss.
+ctl seed '{"mount": "secret", "path": "keyway/org/nofield/anthropic", "data": {"token": "x"}}'
+run "$KW" -c "$C" get anthropic --org nofield
+expect_exit 1 "a secret without the field: exit 1 (error)"
+if grep -qF 'the secret at secret/keyway/org/nofield/anthropic has no field "api_key"' "$ERR"; then
+	pass "a secret without the field: says which field"
+else
+	fail "a secret without the field: says which field" "$(cat "$ERR")"
+fi
+
+# System keys: a segment that is only {owner} is left out.
+write_conf "$TMPD/sys.conf" <<EOF
+backends: {
+	sys: { module = "vault"; address = "$ADDR"; scope = "system"; ca_file = "ca.pem";
+	       auth = { method = "token"; token_file = "$SECRETD/token"; }; };
+	sys2: { module = "vault"; address = "$ADDR"; scope = "system"; ca_file = "ca.pem";
+		path = "kw2/{scope}-{owner}x/{provider}";
+		auth = { method = "token"; token_file = "$SECRETD/token"; }; };
+};
+chains: { default = ( { backend = "sys"; control = "sufficient"; } );
+	  two = ( { backend = "sys2"; control = "sufficient"; } ); };
+EOF
+forget
+printf '%s\n' "$K_V1" | "$KW" -c "$TMPD/sys.conf" put sys anthropic --scope system >/dev/null 2>"$TMPD/sysput.err"
+expect_eq "$?" 0 "system key: put"
+expect_eq "$(count POST '^/v1/secret/data/keyway/system/anthropic$')" 1 "system key: at keyway/system/PROVIDER"
+run -s "$KW" -c "$TMPD/sys.conf" get anthropic --reveal
+expect_stdout "$K_V1" "system key: get"
+printf '%s\n' "$K_V1B" | "$KW" -c "$TMPD/sys.conf" put sys2 anthropic --scope system >/dev/null 2>"$TMPD/sysput2.err"
+expect_eq "$?" 0 "system key, {owner} inside a segment: put"
+expect_eq "$(count POST '^/v1/secret/data/kw2/system-x/anthropic$')" 1 "system key, {owner} inside a segment: its path"
+run "$KW" -c "$TMPD/sys.conf" ls
+if grep -q '^sys  *system  *-  *anthropic  *-  *active  *sk-a\*\*\*\*dddd' "$OUT" &&
+	grep -q '^sys2  *system  *-  *anthropic  *-  *active  *sk-a\*\*\*\*eeee' "$OUT"; then
+	pass "system keys: ls finds both"
+else
+	fail "system keys: ls finds both" "$(cat "$OUT")"
+fi
+
 # ---- managing keys: KV v1, and "auto" ----
 
 for kv in 1 '"auto"'; do
