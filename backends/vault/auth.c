@@ -17,6 +17,7 @@
 #endif
 #include <errno.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -384,10 +385,34 @@ kw_status vault_auth_token(struct vault_state *st, int64_t deadline_ms,
 		pthread_mutex_unlock(&a->lock);
 		return KW_OK;
 	}
-	valid = a->token[0] != '\0' &&
-		(a->expires_ms == 0 || now + 500 < a->expires_ms);
-	need_login = !valid;
-	need_renew = valid && a->renew_at_ms != 0 && now >= a->renew_at_ms;
+	for (;;) {
+		valid = a->token[0] != '\0' &&
+			(a->expires_ms == 0 || now + 500 < a->expires_ms);
+		need_login = !valid;
+		need_renew = valid && a->renew_at_ms != 0 &&
+			     now >= a->renew_at_ms;
+		if (!need_login || !a->busy)
+			break;
+		/* No token, and another thread is logging in: wait for its
+		 * token rather than log in too (a hundred threads starting
+		 * at once make one login).  The lock is not held meanwhile. */
+		if (now >= deadline_ms ||
+		    pthread_cond_timedwait(&a->done, &a->lock,
+					   &(struct timespec){
+						   (time_t)(deadline_ms / 1000),
+						   (long)(deadline_ms % 1000) *
+							   1000000 }) != 0) {
+			if (a->busy && vault_now_ms() >= deadline_ms) {
+				pthread_mutex_unlock(&a->lock);
+				snprintf(why, whylen, "no Vault token within "
+					 "timeout_ms = %lld: a login under way "
+					 "did not end",
+					 (long long)st->timeout_ms);
+				return KW_ERR_UNAVAIL;
+			}
+		}
+		now = vault_now_ms();
+	}
 	if ((need_login || need_renew) && !a->busy)
 		a->busy = mine = true;
 	renewable = a->renewable;
@@ -407,8 +432,10 @@ kw_status vault_auth_token(struct vault_state *st, int64_t deadline_ms,
 	if (rc != KW_OK)
 		rc = login(st, deadline_ms, why, whylen);
 	pthread_mutex_lock(&a->lock);
-	if (mine)
+	if (mine) {
 		a->busy = false;
+		pthread_cond_broadcast(&a->done);
+	}
 	/* A failed login leaves a token that has not run out usable. */
 	if (rc != KW_OK && valid) {
 		st->host->log(st->inst, KW_LOG_WARNING, "%s; the current "

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vault.h"
@@ -54,6 +55,7 @@ static void vault_close(void *state)
 	}
 	vault_tpl_free(&st->tpl);
 	pthread_mutex_destroy(&st->auth.lock);
+	pthread_cond_destroy(&st->auth.done);
 	pthread_mutex_destroy(&st->pool_lock);
 	free(st->mount);
 	free(st->base);
@@ -408,6 +410,14 @@ static kw_status vault_open(const kw_host *host, kw_instance *inst,
 	st->inst = inst;
 	pthread_mutex_init(&st->pool_lock, NULL);
 	pthread_mutex_init(&st->auth.lock, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&st->auth.done, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	st->scope = host->instance_scope(inst);
 	if (st->scope != KW_SCOPE_USER && st->scope != KW_SCOPE_ORG &&
 	    st->scope != KW_SCOPE_SYSTEM) {

@@ -118,6 +118,7 @@ struct vault_auth {
 	int64_t expires_ms;         /* monotonic; 0: never */
 	bool renewable;
 	bool busy;                  /* a login or renewal is under way */
+	pthread_cond_t done;        /* ... and has ended (CLOCK_MONOTONIC) */
 };
 
 struct vault_state {

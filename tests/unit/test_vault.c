@@ -541,6 +541,76 @@ static void test_threads(void **state)
 	tu_rmrf(cdir);
 }
 
+struct timed {
+	kw_ctx *ctx;
+	int64_t until_ms;
+	int bad, done;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *work_until(void *arg)
+{
+	struct timed *w = arg;
+	char value[128];
+
+	while (now_ms() < w->until_ms) {
+		if (tu_resolve(w->ctx, NULL, "anthropic", NULL, "acme", value,
+			       sizeof(value), NULL, 0) != KW_OK ||
+		    strcmp(value, K_ACME) != 0)
+			w->bad++;
+		w->done++;
+	}
+	return NULL;
+}
+
+/* Threads resolving while the AppRole token is renewed under them, and
+ * once refused: every lookup finds the key. */
+static void test_threads_approle(void **state)
+{
+	struct timed w[4];
+	pthread_t t[4];
+	char *cdir = NULL;
+	kw_ctx *ctx;
+	int done = 0;
+
+	(void)state;
+	no_faults();
+	seed("acme", K_ACME);
+	make_role(2);
+	ctx = open_vault(approle_conf(), &cdir);
+	forget();
+	for (int i = 0; i < 4; i++) {
+		w[i] = (struct timed){ ctx, now_ms() + 2600, 0, 0 };
+		assert_int_equal(pthread_create(&t[i], NULL, work_until, &w[i]),
+				 0);
+	}
+	usleep(300 * 1000);
+	ctl("fault", tu_fmt("{\"rules\": [{\"path\": \"%s\", \"method\": "
+			    "\"GET\", \"status\": 403, \"count\": 1}]}",
+			    data_re("acme")));
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(w[i].bad, 0);
+		done += w[i].done;
+	}
+	print_message("# %d lookups from 4 threads, %d logins, %d renewals\n",
+		      done, count("POST", "auth/approle/login$"),
+		      count("POST", "auth/token/renew-self$"));
+	assert_true(count("POST", "auth/token/renew-self$") >= 1);
+	/* One login at the start, one after the refusal: the other threads
+	 * wait for them. */
+	assert_int_equal(count("POST", "auth/approle/login$"), 2);
+	kw_close(ctx);
+	tu_rmrf(cdir);
+}
+
 #define T(f) cmocka_unit_test_teardown(f, teardown)
 
 int main(void)
@@ -555,6 +625,7 @@ int main(void)
 		T(test_approle_renewal_fails),
 		T(test_approle_expired_during_run),
 		T(test_threads),
+		T(test_threads_approle),
 	};
 
 	if (access("/usr/bin/python3", X_OK) != 0) {
