@@ -222,11 +222,24 @@ static void first_error(const struct vault_resp *resp, char *buf, size_t size)
 					  : NULL;
 	json_t *e = json_array_get(errs, 0);
 	const char *s = json_is_string(e) ? json_string_value(e) : "";
+	static const char multi[] = "1 error occurred: * ";
 	size_t n = 0;
 
-	for (; *s != '\0' && n + 1 < size && n < 160; s++)
-		buf[n++] = (unsigned char)*s < 0x20 || *s == 0x7f ? ' ' : *s;
+	/* One line: controls made spaces, runs of them one. */
+	for (; *s != '\0' && n + 1 < size && n < 160; s++) {
+		char c = (unsigned char)*s < 0x20 || *s == 0x7f ? ' ' : *s;
+
+		if (c == ' ' && (n == 0 || buf[n - 1] == ' '))
+			continue;
+		buf[n++] = c;
+	}
+	while (n > 0 && buf[n - 1] == ' ')
+		n--;
 	buf[n] = '\0';
+	/* Vault's wrapping of a single error says nothing. */
+	if (strncmp(buf, multi, sizeof(multi) - 1) == 0)
+		memmove(buf, buf + sizeof(multi) - 1,
+			n - (sizeof(multi) - 1) + 1);
 }
 
 /* Whether an answer is worth asking again: Vault's advice (429, 412 for

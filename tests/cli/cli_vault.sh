@@ -145,6 +145,14 @@ sed -i "s|auth = { method = \"token\"; token_file = \"$SECRETD/token\"; };||" "$
 CONF_USED=$TMPD/bad.conf lookup_is 1 "GET secret/data/keyway/org/acme/anthropic: HTTP 403" \
 	"a token Vault refuses"
 
+run "$KW" -c "$TMPD/bad.conf" check
+expect_exit 1 "check with a token Vault refuses: exit 1"
+if grep -q 'health check: permission denied: Vault GET sys/internal/ui/mounts/secret: HTTP 403 (permission denied: .*): permission denied; the token cannot read mount "secret"$' "$ERR"; then
+	pass "check says the token cannot read the mount"
+else
+	fail "check says the token cannot read the mount" "$(cat "$ERR")"
+fi
+
 ctl fault '{"sealed": true}'
 lookup_is 5 "HTTP 503 (Vault is sealed or in maintenance): Vault is sealed (after 3 attempts)" \
 	"sealed Vault"
@@ -460,6 +468,7 @@ refused()
 refused 'colour = "blue";' 'unknown setting "colour"' "an unknown setting"
 refused 'kv_version = 3;' 'kv_version must be 1, 2 or "auto", not 3' "kv_version = 3"
 refused 'kv_version = "latest";' 'kv_version must be 1, 2 or "auto", not "latest"' "kv_version = \"latest\""
+refused 'kv_version = true;' 'kv_version must be an integer or a string, not a boolean' "kv_version = true"
 refused 'connect_timeout_ms = 0;' 'connect_timeout_ms must be between 1 and 1500, not 0' "connect_timeout_ms = 0"
 refused 'cache_ttl = "30";' 'cache_ttl must be an integer, not a string' "cache_ttl as a string"
 refused 'path = "keyway/{owner}";' 'path must hold {provider}' "a path without {provider}"
