@@ -630,7 +630,7 @@ kw_status vault_remove(void *state, const kw_store_key *k, kw_reply *r)
 	const kw_host *host = st->host;
 	struct vault_resp resp = { 0 };
 	char why[VAULT_WHY], desc[DESC_MAX], *rel = NULL, *path = NULL;
-	json_t *meta;
+	json_t *meta = NULL;
 	struct kv_rec rec;
 	int64_t dl = deadline(st);
 	kw_status rc;
