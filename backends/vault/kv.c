@@ -219,9 +219,10 @@ static const json_t *field_of(const struct vault_state *st,
 
 	if (json_is_string(v) && json_string_length(v) > 0)
 		return v;
-	snprintf(why, whylen, "the secret at %s/%s has no %sfield \"%s\"",
-		 st->mount, rel, v != NULL ? "non-empty string " : "",
-		 st->field);
+	snprintf(why, whylen, "Vault GET %s/%s%s: HTTP 200, but the secret "
+		 "at %s/%s has no %sfield \"%s\"",
+		 st->mount, st->kv_version == 2 ? "data/" : "", rel, st->mount,
+		 rel, v != NULL ? "non-empty string " : "", st->field);
 	return NULL;
 }
 
@@ -314,7 +315,8 @@ kw_status vault_lookup(void *state, const kw_query *q)
 	if (!rec.active) {
 		vault_cache_put(host, &st->cache, rel, "", 0, false);
 		host->reply_detail(q->reply, "the %s is disabled in Vault "
-				   "(keyway_active = \"false\" at %s/%s)",
+				   "(keyway_active = \"false\" at %s/%s; "
+				   "HTTP 200)",
 				   desc, st->mount, rel);
 		rc = KW_ERR_DENIED;
 		goto out;
