@@ -311,6 +311,13 @@ def main():
         r = root.adapter.request("LIST", "/v1/secret/data/app",
                                  raise_exception=False)
         eq(r.status_code, 405)
+        r = root.adapter.request("BREW", "/v1/secret/data/app",
+                                 raise_exception=False)
+        eq(r.status_code, 405)
+        r = root.adapter.post("/v1/secret/data/app", data="[1]",
+                              raise_exception=False)
+        eq(r.status_code, 400)
+        assert "failed to parse JSON input" in r.json()["errors"][0]
     t.check("404 and 405 bodies as Vault's", bad_paths)
 
     # ---- KV v1
@@ -427,8 +434,10 @@ def main():
                True)
             r = requests.get(d.url + "/v1/sys/health?standbycode=299", verify=d.ca)
             eq(r.status_code, 299)
+            d.control("fault", {"dr_secondary": True})
+            eq(root.sys.read_health_status(method="GET").status_code, 472)
         finally:
-            d.control("fault", {"standby": False})
+            d.control("fault", {"standby": False, "dr_secondary": False})
         eq(root.sys.read_health_status(method="GET")["standby"], False)
     t.check("standby: health is 429 unless standbyok or standbycode", standby)
 
@@ -504,6 +513,20 @@ def main():
         assert ROOT not in json.dumps(log), "the log holds a token's value"
     t.check("the request log: one connection kept alive, cas, headers, no token",
             request_log)
+
+    def no_keepalive():
+        d.control("fault", {"keepalive": False})
+        try:
+            d.control("requests", method="DELETE")
+            s = requests.Session()
+            for i in range(3):
+                r = s.get(d.url + "/v1/sys/health", verify=d.ca)
+                eq(r.headers.get("Connection"), "close")
+            reqs = d.control("requests", method="GET")["requests"]
+            eq(len({r["conn"] for r in reqs}), 3)
+        finally:
+            d.control("fault", {"keepalive": True})
+    t.check("keepalive off: every answer closes its connection", no_keepalive)
 
     def client_cert():
         nonlocal mtls

@@ -27,7 +27,8 @@ The token is taken from X-Vault-Token or "Authorization: Bearer".
 
 Tests steer it through /__double/ (no token needed; JSON in, JSON out):
   POST /__double/fault     {"sealed": bool, "standby": bool,
-                            "perf_standby": bool, "initialized": bool,
+                            "perf_standby": bool, "dr_secondary": bool,
+                            "initialized": bool,
                             "delay_ms": N, "keepalive": bool,
                             "renew_fail": {"status": S, "errors": [...]} | null,
                             "rules": [{"path": REGEX, "method": M,
@@ -64,9 +65,9 @@ Tests steer it through /__double/ (no token needed; JSON in, JSON out):
   DELETE /__double/requests  empties the log (the counters stay).
 The same settings can be given at start in --config, a JSON object with
 "root_token", "mounts" ({"secret": {"type": "kv", "version": 2}}),
-"namespaces", "policies", "tokens", "approle" ({NAME: {...}}), "sealed",
-"standby", "perf_standby", "delay_ms", "keepalive", "renew_fail" and
-"rules".
+"namespaces", "policies", "tokens", "approle" ({NAME: {...}}), and any of
+the keys of /__double/fault.  "keepalive": false answers every request
+with "Connection: close".
 
 Policies follow Vault's JSON policy form: "GLOB" is a path relative to the
 token's namespace, ending in "*" for a prefix, "+" standing for one
@@ -325,6 +326,7 @@ class State:
         self.sealed = False
         self.standby = False
         self.perf_standby = False
+        self.dr_secondary = False
         self.initialized = True
         self.delay_ms = 0
         self.keepalive = True
@@ -410,8 +412,8 @@ class State:
         return name
 
     def set_faults(self, f):
-        for key in ("sealed", "standby", "perf_standby", "initialized",
-                    "keepalive"):
+        for key in ("sealed", "standby", "perf_standby", "dr_secondary",
+                    "initialized", "keepalive"):
             if key in f:
                 setattr(self, key, bool(f[key]))
         if "delay_ms" in f:
@@ -504,6 +506,8 @@ SELF_PATHS = ("auth/token/lookup-self", "auth/token/renew-self",
 UNAUTH_PATHS = ("sys/health", "sys/seal-status", "sys/leader",
                 "auth/approle/login")
 SEALED_OK = ("sys/health", "sys/seal-status", "sys/leader")
+KNOWN_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "LIST")
+MAX_BODY = 32 * 1024 * 1024        # Vault's default max_request_size
 
 
 class Request:
@@ -575,6 +579,8 @@ class Vault:
 
         if rel == "sys/health":
             return self.health(req)
+        if req.method not in KNOWN_METHODS:
+            raise Fail(405)
         if rel == "sys/seal-status":
             return 200, self.seal_status()
         if rel == "sys/leader":
@@ -671,6 +677,8 @@ class Vault:
             status = code("uninitcode", 501)
         elif s.sealed:
             status = code("sealedcode", 503)
+        elif s.dr_secondary:
+            status = code("drsecondarycode", 472)
         elif s.perf_standby:
             status = code("activecode", 200) if ok("perfstandbyok") else \
                 code("performancestandbycode", 473)
@@ -685,7 +693,7 @@ class Vault:
             "standby": s.standby or s.perf_standby,
             "performance_standby": s.perf_standby,
             "replication_performance_mode": "disabled",
-            "replication_dr_mode": "disabled",
+            "replication_dr_mode": "secondary" if s.dr_secondary else "disabled",
             "server_time_utc": int(now()),
             "version": VERSION,
             "enterprise": False,
@@ -1281,6 +1289,12 @@ class Handler(BaseHTTPRequestHandler):
     def do_LIST(self):
         self.dispatch("LIST")
 
+    def __getattr__(self, name):
+        # any other method reaches Vault's router, which answers 405
+        if name.startswith("do_") and name[3:].isalpha():
+            return lambda: self.dispatch(name[3:])
+        raise AttributeError(name)
+
     def read_body(self):
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             chunks = []
@@ -1294,6 +1308,10 @@ class Handler(BaseHTTPRequestHandler):
                 self.rfile.readline()
             return b"".join(chunks)
         n = int(self.headers.get("Content-Length") or 0)
+        if n > MAX_BODY:
+            self.too_large = True
+            self.close_connection = True
+            return b""
         return self.rfile.read(n) if n > 0 else b""
 
     def send(self, status, body, extra=None):
@@ -1318,7 +1336,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def dispatch(self, method):
         state = self.server.state
+        self.too_large = False
         raw = self.read_body()
+        if self.too_large:
+            return self.send(413, {"errors": ["error parsing JSON"]})
         url = urllib.parse.urlsplit(self.path)
         path = urllib.parse.unquote(url.path)
         query = {k: v[-1] for k, v in
@@ -1332,6 +1353,10 @@ class Handler(BaseHTTPRequestHandler):
                 body = json.loads(raw)
             except ValueError as e:
                 bad_json = str(e)
+            if bad_json is None and not isinstance(body, dict):
+                bad_json = ("json: cannot unmarshal %s into Go value of type "
+                            "map[string]interface {}" % type(body).__name__)
+                body = None
         tok, via = self.headers.get("X-Vault-Token"), None
         if tok:
             via = "header"
@@ -1400,6 +1425,11 @@ class Handler(BaseHTTPRequestHandler):
             except Fail as f:
                 status = f.status
                 out = f.body if f.body is not None else {"errors": f.errors}
+            except Exception:
+                import traceback
+                traceback.print_exc(file=sys.stderr)
+                status, out = 500, {"errors": [
+                    "1 error occurred:\n\t* internal error\n\n"]}
             entry["namespace_resolved"] = req.ns
         entry["status"] = status
         self.record(entry)
