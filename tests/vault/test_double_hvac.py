@@ -491,6 +491,30 @@ def main():
     t.check("a connection can be closed unanswered, an answer delayed",
             close_and_delay)
 
+    def broken_answers():
+        d.control("fault", {"rules": [{"path": "app/cfg", "truncate": True}]})
+        try:
+            r = requests.get(d.url + "/v1/secret/data/app/cfg", verify=d.ca,
+                             headers={"X-Vault-Token": ROOT})
+            assert len(r.content) < int(r.headers["Content-Length"]), r.content
+        except requests.exceptions.RequestException:
+            pass            # a client that counts the bytes it was promised
+        d.control("fault", {"rules": [{"path": "app/cfg", "status": 502,
+                                       "raw": "<html>bad gateway</html>"}]})
+        e = raises(hx.BadGateway, kv2.read_secret_version, "app/cfg")
+        assert "<html>" in str(e), e
+        d.control("requests", method="DELETE")
+        d.control("fault", {"rules": [{"path": "app/cfg", "close_after": True}]})
+        c = client()
+        eq(c.secrets.kv.v2.read_secret_version("app/cfg")["data"]["data"],
+           {"x": "1"})
+        c.secrets.kv.v2.read_secret_version("app/cfg")
+        reqs = d.control("requests", method="GET")["requests"]
+        eq([r.get("fault") for r in reqs], ["close_after", None])
+        assert reqs[0]["conn"] != reqs[1]["conn"], reqs
+    t.check("an answer can be cut short, be a proxy's HTML, or close after",
+            broken_answers)
+
     def request_log():
         d.control("requests", method="DELETE")
         c = client()

@@ -36,12 +36,17 @@ Tests steer it through /__double/ (no token needed; JSON in, JSON out):
                                        "count": N (default 1, -1 = always),
                                        "errors": [...], "body": {...},
                                        "headers": {...}, "delay_ms": D,
-                                       "close": bool}],
+                                       "raw": TEXT, "content_type": CT,
+                                       "close": bool, "truncate": bool,
+                                       "close_after": bool}],
                             "clear_rules": bool}
        A rule matches the request's path with re.search (the path as sent,
        with /v1/, without the query); a rule that has "close" closes the
-       connection without answering; one with only "delay_ms" delays the
-       answer and then answers normally.
+       connection without answering; "truncate" sends the headers and half
+       the body, then closes; "close_after" answers in full and then closes
+       without saying so (as a server whose idle timeout struck would);
+       "raw" answers TEXT instead of JSON (a proxy's HTML error page); a
+       rule without "status" answers as Vault would, after "delay_ms".
   POST /__double/token     {"id": T, "policies": [...], "ttl": S,
                             "max_ttl": S, "renewable": bool,
                             "namespace": NS}  creates or changes a token;
@@ -1314,13 +1319,21 @@ class Handler(BaseHTTPRequestHandler):
             return b""
         return self.rfile.read(n) if n > 0 else b""
 
-    def send(self, status, body, extra=None):
+    def send(self, status, body, extra=None, fault=None):
+        """Answer; a fault rule may give a raw body, cut the body short
+        ("truncate") or close the connection after answering
+        ("close_after", with no "Connection: close" to warn the client)."""
+        fault = fault or {}
         payload = b""
-        if body is not None:
+        ctype = "application/json"
+        if fault.get("raw") is not None:
+            payload = str(fault["raw"]).encode()
+            ctype = fault.get("content_type", "text/html; charset=utf-8")
+        elif body is not None:
             payload = (json.dumps(body, separators=(",", ":")) + "\n").encode()
         self.send_response(status, REASONS.get(status))
         if status != 204:
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(payload)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("Strict-Transport-Security",
@@ -1331,8 +1344,17 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()
+        if fault.get("truncate"):
+            payload = payload[:len(payload) // 2]
         if self.command != "HEAD" and status != 204:
             self.wfile.write(payload)
+        if fault.get("truncate") or fault.get("close_after"):
+            self.wfile.flush()
+            self.close_connection = True
+            try:
+                self.request.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def dispatch(self, method):
         state = self.server.state
@@ -1409,7 +1431,7 @@ class Handler(BaseHTTPRequestHandler):
             if fb is None:
                 fb = {"errors": fault.get("errors",
                                           FAULT_ERRORS.get(st, ["error %d" % st]))}
-            return self.send(st, fb, fault.get("headers"))
+            return self.send(st, fb, fault.get("headers"), fault)
 
         if bad_json is not None:
             status, out = 400, {"errors": ["failed to parse JSON input: %s"
@@ -1432,8 +1454,12 @@ class Handler(BaseHTTPRequestHandler):
                     "1 error occurred:\n\t* internal error\n\n"]}
             entry["namespace_resolved"] = req.ns
         entry["status"] = status
+        if fault:
+            for what in ("truncate", "close_after"):
+                if fault.get(what):
+                    entry["fault"] = what
         self.record(entry)
-        self.send(status, out)
+        self.send(status, out, None, fault)
 
     def record(self, entry):
         st = self.server.state
