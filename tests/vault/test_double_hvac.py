@@ -329,6 +329,9 @@ def main():
         eq(r["lease_duration"], 2764800)
         eq(kv1.list_secrets("svc", mount_point="kv")["data"]["keys"],
            ["one", "two/"])
+        kv1.create_or_update_secret("svc/ttl", secret={"k": "v", "ttl": "1h"},
+                                    mount_point="kv")
+        eq(kv1.read_secret("svc/ttl", mount_point="kv")["lease_duration"], 3600)
         kv1.delete_secret("svc/one", mount_point="kv")
         raises(hx.InvalidPath, kv1.read_secret, "svc/one", mount_point="kv")
     t.check("KV v1: write, read, list, delete", kv1_all)

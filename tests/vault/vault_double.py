@@ -881,7 +881,7 @@ class Vault:
                     keys.add(head + slash)
             if not keys:
                 raise Fail(404)
-            return 200, self.envelope({"keys": sorted(keys)},
+            return 200, self.envelope({"keys": sorted(keys)}, lease=KV1_LEASE,
                                       mount_type="kv")
         if not sub:
             raise Fail(405, ["1 error occurred:\n\t* unsupported operation\n\n"])
