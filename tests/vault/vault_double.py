@@ -7,7 +7,7 @@ Usage (the certificates come from tests/vault/mkcerts.sh DIR):
         --cert DIR/server.pem --key DIR/server.key \\
         [--client-ca DIR/ca.pem [--require-client-cert]] \\
         [--port 0] [--port-file FILE] [--config CONFIG.json] \\
-        [--root-token root] [--http] [--verbose]
+        [--root-token root] [--fault JSON]... [--http] [--verbose]
 
 It listens on 127.0.0.1 (an ephemeral port unless --port is given) and,
 once listening, prints the port alone on a line on stdout and writes it to
@@ -68,6 +68,7 @@ Tests steer it through /__double/ (no token needed; JSON in, JSON out):
                             sent), "content_type", "body_keys", "cas",
                             "client_cert", "fault"}]}
   DELETE /__double/requests  empties the log (the counters stay).
+--fault JSON applies what POST /__double/fault takes at start.
 The same settings can be given at start in --config, a JSON object with
 "root_token", "mounts" ({"secret": {"type": "kv", "version": 2}}),
 "namespaces", "policies", "tokens", "approle" ({NAME: {...}}), and any of
@@ -1568,6 +1569,8 @@ def main():
     ap.add_argument("--port-file")
     ap.add_argument("--config", help="JSON file of mounts, tokens, faults")
     ap.add_argument("--root-token", default="root")
+    ap.add_argument("--fault", action="append", default=[], metavar="JSON",
+                    help="what POST /__double/fault takes, applied at start")
     ap.add_argument("--idle-timeout", type=float, default=60.0,
                     help="seconds an idle kept-alive connection stays open")
     ap.add_argument("--verbose", action="store_true")
@@ -1578,6 +1581,11 @@ def main():
         with open(a.config) as f:
             cfg = json.load(f)
     state = State(cfg, cfg.get("root_token", a.root_token))
+    for f in a.fault:
+        try:
+            state.set_faults(json.loads(f))
+        except (ValueError, re.error, TypeError, AttributeError) as e:
+            ap.error("--fault %s: %s" % (f, e))
 
     ctx = None
     if not a.http:
