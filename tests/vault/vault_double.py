@@ -9,7 +9,8 @@ Usage (the certificates come from tests/vault/mkcerts.sh DIR):
         [--port 0] [--port-file FILE] [--config CONFIG.json] \\
         [--root-token root] [--fault JSON]... [--http] [--verbose]
 
-It listens on 127.0.0.1 (an ephemeral port unless --port is given) and,
+It listens on 127.0.0.1 (or --host, ::1 too; an ephemeral port unless
+--port is given) and,
 once listening, prints the port alone on a line on stdout and writes it to
 --port-file (renamed into place, so a reader never sees half of it).
 --http serves plain HTTP instead of TLS (for debugging with curl).
@@ -1540,6 +1541,8 @@ class Server(ThreadingHTTPServer):
         self.verbose = verbose
         self.conn_ids = {}
         Handler.timeout = idle
+        if ":" in addr[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(addr, Handler)
 
     def get_request(self):
@@ -1594,6 +1597,7 @@ def main():
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(a.cert, a.key)
+        ctx.set_alpn_protocols(["http/1.1"])
         if a.client_ca:
             ctx.load_verify_locations(a.client_ca)
             ctx.verify_mode = ssl.CERT_REQUIRED if a.require_client_cert \
