@@ -9,11 +9,24 @@ Usage (the certificates come from tests/vault/mkcerts.sh DIR):
         [--port 0] [--port-file FILE] [--config CONFIG.json] \\
         [--root-token root] [--fault JSON]... [--http] [--verbose]
 
-It listens on 127.0.0.1 (or --host, ::1 too; an ephemeral port unless
---port is given) and,
-once listening, prints the port alone on a line on stdout and writes it to
---port-file (renamed into place, so a reader never sees half of it).
---http serves plain HTTP instead of TLS (for debugging with curl).
+It listens on 127.0.0.1 (or --host, ::1 too), on an ephemeral port unless
+--port is given, and once listening prints the port alone on a line on
+stdout and writes it to --port-file (renamed into place, so a reader never
+sees half of it).  --http serves plain HTTP instead of TLS (for debugging
+with curl).  Without --config it has a KV v2 mount at secret/, a KV v1
+mount at kv/ and the root token --root-token (default "root").
+
+From a shell test:
+
+    sh tests/vault/mkcerts.sh "$tmp"
+    /usr/bin/python3 tests/vault/vault_double.py --cert "$tmp/server.pem" \
+        --key "$tmp/server.key" --port-file "$tmp/port" >/dev/null &
+    pid=$!
+    while [ ! -s "$tmp/port" ]; do sleep 0.1; done
+    addr=https://127.0.0.1:$(cat "$tmp/port")      # CA: $tmp/ca.pem
+    curl -s --cacert "$tmp/ca.pem" -d '{"sealed": true}' "$addr/__double/fault"
+    ...
+    kill "$pid"
 
 What it serves is Vault's documented HTTP API under /v1/:
   KV v2 mounts (default "secret/"): data/, metadata/, delete/, undelete/,
