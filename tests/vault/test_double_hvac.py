@@ -555,6 +555,22 @@ def main():
             d.control("fault", {"keepalive": True})
     t.check("keepalive off: every answer closes its connection", no_keepalive)
 
+    def since_and_reset():
+        kv2.create_or_update_secret("reset/me", secret={"a": "1"})
+        last = d.control("requests", method="GET")["requests"][-1]["seq"]
+        d.control("fault", {"sealed": True})
+        d.control("token", {"id": "gone-after-reset", "policies": ["default"],
+                            "ttl": 600})
+        d.control("reset")
+        client("gone-after-reset").is_authenticated()
+        raises(hx.InvalidPath, kv2.read_secret_version, "reset/me")
+        reqs = d.control("requests?since=%d" % last, method="GET")["requests"]
+        eq([(r["path"], r["status"]) for r in reqs],
+           [("/v1/auth/token/lookup-self", 403),
+            ("/v1/secret/data/reset/me", 404)])
+    t.check("reset forgets data, tokens and faults; the log reads from a seq",
+            since_and_reset)
+
     def client_cert():
         nonlocal mtls
         mtls = Double(tmp, "mtls", ["--client-ca", os.path.join(tmp, "ca.pem"),

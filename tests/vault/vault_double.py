@@ -74,7 +74,10 @@ Tests steer it through /__double/ (no token needed; JSON in, JSON out):
                             "token_max_ttl": S, "namespace": NS}
   POST /__double/seed      {"namespace": NS, "mount": "secret",
                             "path": "a/b", "data": {...}}
-  GET  /__double/requests  {"connections": N, "tls_failures": N,
+  POST /__double/reset     back to how it started (data, tokens, faults),
+                           the log and the counters kept
+  GET  /__double/requests[?since=SEQ]  (only the entries after SEQ)
+                           {"connections": N, "tls_failures": N,
                             "requests": [{"seq", "conn", "method", "path",
                             "query", "status", "namespace",
                             "x_vault_request", "token" ("header", "bearer"
@@ -333,8 +336,21 @@ def mount_reachable(pattern, mount_path):
 # ---------------------------------------------------------------- state
 
 class State:
-    def __init__(self, cfg, root_token):
+    def __init__(self, cfg, root_token, faults=()):
         self.lock = threading.RLock()
+        self.cfg = cfg
+        self.root_token = root_token
+        self.start_faults = list(faults)
+        self.log = []
+        self.seq = 0
+        self.connections = 0
+        self.tls_failures = 0
+        self.cluster_id = str(uuid.uuid4())
+        self.reset()
+
+    def reset(self):
+        """Back to how it started: data, tokens, faults; not the log."""
+        cfg = self.cfg
         self.cfg_mounts = cfg.get("mounts") or {
             "secret": {"type": "kv", "version": 2},
             "kv": {"type": "kv", "version": 1},
@@ -352,12 +368,7 @@ class State:
         self.keepalive = True
         self.renew_fail = None
         self.rules = []
-        self.log = []
-        self.seq = 0
-        self.connections = 0
-        self.tls_failures = 0
-        self.cluster_id = str(uuid.uuid4())
-        root = Token(root_token, ["root"], path="auth/token/root",
+        root = Token(self.root_token, ["root"], path="auth/token/root",
                      display="root")
         root.renewable = False
         self.tokens[root.id] = root
@@ -370,6 +381,8 @@ class State:
         for name, r in (cfg.get("approle") or {}).items():
             self.set_approle(dict(r, name=name))
         self.set_faults(cfg)
+        for f in self.start_faults:
+            self.set_faults(f)
 
     # -- setup, from the config or from /__double/
     def add_namespace(self, path):
@@ -1382,7 +1395,7 @@ class Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in
                  urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
         if path.startswith("/__double/"):
-            return self.control(method, path[len("/__double/"):], raw)
+            return self.control(method, path[len("/__double/"):], raw, query)
 
         body, bad_json = None, None
         if raw.strip():
@@ -1485,7 +1498,7 @@ class Handler(BaseHTTPRequestHandler):
             if len(st.log) > 10000:
                 del st.log[:1000]
 
-    def control(self, method, what, raw):
+    def control(self, method, what, raw, query):
         state = self.server.state
         try:
             body = json.loads(raw) if raw.strip() else {}
@@ -1494,9 +1507,14 @@ class Handler(BaseHTTPRequestHandler):
         try:
             with state.lock:
                 if what == "requests" and method == "GET":
+                    since = int(query.get("since", 0) or 0)
                     return self.send(200, {"connections": state.connections,
                                            "tls_failures": state.tls_failures,
-                                           "requests": list(state.log)})
+                                           "requests": [e for e in state.log
+                                                        if e["seq"] > since]})
+                if what == "reset" and method in ("POST", "PUT"):
+                    state.reset()
+                    return self.send(204, None)
                 if what == "requests" and method == "DELETE":
                     state.log = []
                     return self.send(204, None)
@@ -1596,12 +1614,14 @@ def main():
     if a.config:
         with open(a.config) as f:
             cfg = json.load(f)
-    state = State(cfg, cfg.get("root_token", a.root_token))
+    faults = []
     for f in a.fault:
         try:
-            state.set_faults(json.loads(f))
+            faults.append(json.loads(f))
+            State({}, "x", faults[-1:])
         except (ValueError, re.error, TypeError, AttributeError) as e:
             ap.error("--fault %s: %s" % (f, e))
+    state = State(cfg, cfg.get("root_token", a.root_token), faults)
 
     ctx = None
     if not a.http:
