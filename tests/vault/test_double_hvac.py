@@ -49,6 +49,9 @@ CONFIG = {
     "approle": {"app": {"role_id": ROLE_ID, "secret_id": SECRET_ID,
                         "policies": ["app-read"], "token_ttl": 600,
                         "token_max_ttl": 1800}},
+    "cert": {"web": {"policies": ["app-read"],
+                     "allowed_common_names": ["keyway test client"]},
+             "other": {"allowed_common_names": ["someone else"]}},
 }
 
 
@@ -587,6 +590,23 @@ def main():
         assert r["tls_failures"] >= 1
         eq(r["requests"][-1]["client_cert"], True)
     t.check("a required client certificate is required", client_cert)
+
+    def cert_login():
+        c = hvac.Client(url=mtls.url, verify=mtls.ca)
+        # hvac 0.11 takes the CA from the client when cacert is not given
+        r = c.auth.cert.login(name="web",
+                              cert_pem=os.path.join(tmp, "client.pem"),
+                              key_pem=os.path.join(tmp, "client.key"))
+        eq(r["auth"]["policies"], ["app-read", "default"])
+        eq(r["auth"]["metadata"]["common_name"], "keyway test client")
+        eq(c.lookup_token()["data"]["path"], "auth/cert/login")
+        raises(hx.InvalidRequest, c.auth.cert.login, name="other",
+               cert_pem=os.path.join(tmp, "client.pem"),
+               key_pem=os.path.join(tmp, "client.key"))
+        e = raises(hx.InvalidRequest, hvac.Client(url=d.url, verify=d.ca)
+                   .adapter.login, "/v1/auth/cert/login", json={})
+        assert "client certificate must be supplied" in str(e), e
+    t.check("TLS certificate auth logs in with the client certificate", cert_login)
 
     def start_faults():
         nonlocal plain

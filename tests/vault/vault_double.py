@@ -35,7 +35,7 @@ What it serves is Vault's documented HTTP API under /v1/:
   sys/health, sys/seal-status, sys/leader, sys/mounts,
     sys/internal/ui/mounts and sys/internal/ui/mounts/PATH
   auth/token/lookup-self, renew-self, revoke-self, create, lookup;
-    auth/approle/login
+    auth/approle/login; auth/cert/login (needs --client-ca)
   namespaces through X-Vault-Namespace and path prefixes
 The token is taken from X-Vault-Token or "Authorization: Bearer".
 
@@ -72,6 +72,9 @@ Tests steer it through /__double/ (no token needed; JSON in, JSON out):
   POST /__double/approle   {"name": R, "role_id": ..., "secret_id": ...,
                             "policies": [...], "token_ttl": S,
                             "token_max_ttl": S, "namespace": NS}
+  POST /__double/cert      {"name": R, "policies": [...], "ttl": S,
+                            "max_ttl": S, "allowed_common_names": [...],
+                            "namespace": NS}  a role of auth/cert
   POST /__double/seed      {"namespace": NS, "mount": "secret",
                             "path": "a/b", "data": {...}}
   POST /__double/reset     back to how it started (data, tokens, faults),
@@ -88,7 +91,8 @@ Tests steer it through /__double/ (no token needed; JSON in, JSON out):
 --fault JSON applies what POST /__double/fault takes at start.
 The same settings can be given at start in --config, a JSON object with
 "root_token", "mounts" ({"secret": {"type": "kv", "version": 2}}),
-"namespaces", "policies", "tokens", "approle" ({NAME: {...}}), and any of
+"namespaces", "policies", "tokens", "approle" and "cert" ({NAME: {...}},
+as /__double/approle and /__double/cert take), and any of
 the keys of /__double/fault.  "keepalive": false answers every request
 with "Connection: close".
 
@@ -380,6 +384,9 @@ class State:
             self.set_token(t)
         for name, r in (cfg.get("approle") or {}).items():
             self.set_approle(dict(r, name=name))
+        self.cert_roles = {}
+        for name, r in (cfg.get("cert") or {}).items():
+            self.set_cert_role(dict(r, name=name))
         self.set_faults(cfg)
         for f in self.start_faults:
             self.set_faults(f)
@@ -440,6 +447,17 @@ class State:
             "policies": r.get("policies", ["default"]),
             "token_ttl": parse_duration(r.get("token_ttl", 1200)),
             "token_max_ttl": parse_duration(r.get("token_max_ttl", 0)),
+            "namespace": r.get("namespace", "").strip("/"),
+        }
+        return name
+
+    def set_cert_role(self, r):
+        name = r.get("name") or "cert"
+        self.cert_roles[name] = {
+            "policies": r.get("policies", ["default"]),
+            "allowed_common_names": r.get("allowed_common_names", []),
+            "ttl": parse_duration(r.get("ttl", 1200)),
+            "max_ttl": parse_duration(r.get("max_ttl", 0)),
             "namespace": r.get("namespace", "").strip("/"),
         }
         return name
@@ -537,7 +555,7 @@ class State:
 SELF_PATHS = ("auth/token/lookup-self", "auth/token/renew-self",
               "auth/token/revoke-self")
 UNAUTH_PATHS = ("sys/health", "sys/seal-status", "sys/leader",
-                "auth/approle/login")
+                "auth/approle/login", "auth/cert/login")
 SEALED_OK = ("sys/health", "sys/seal-status", "sys/leader")
 KNOWN_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "LIST")
 MAX_BODY = 32 * 1024 * 1024        # Vault's default max_request_size
@@ -554,6 +572,7 @@ class Request:
         self.ns = ""
         self.rel = ""
         self.token = None
+        self.peer_cert = None       # the verified client certificate, if any
 
     def op(self):
         if self.method == "LIST" or (self.method == "GET" and
@@ -626,6 +645,8 @@ class Vault:
                          "raft_applied_index": 0}
         if rel == "auth/approle/login":
             return self.approle_login(req)
+        if rel == "auth/cert/login":
+            return self.cert_login(req)
 
         tok = s.token_for(req.token, ns)
         if tok is None:
@@ -806,6 +827,38 @@ class Vault:
                     r["token_ttl"], r["token_max_ttl"], True, req.ns,
                     path="auth/approle/login", display="approle",
                     meta={"role_name": name})
+        s.tokens[tok.id] = tok
+        return 200, self.envelope(None, auth=self.auth_block(tok))
+
+    def cert_login(self, req):
+        """TLS certificate auth: a role whose allowed_common_names (all when
+        absent) holds the CN of the certificate the client presented."""
+        s = self.s
+        if req.method not in ("POST", "PUT"):
+            raise self.unsupported()
+        if not req.peer_cert:
+            raise Fail(400, ["client certificate must be supplied"])
+        cn = ""
+        for rdn in req.peer_cert.get("subject", ()):
+            for k, v in rdn:
+                if k == "commonName":
+                    cn = v
+        want = (req.body or {}).get("name")
+        for name, r in sorted(s.cert_roles.items()):
+            if want and name != want:
+                continue
+            if r["namespace"] != req.ns:
+                continue
+            if r["allowed_common_names"] and cn not in r["allowed_common_names"]:
+                continue
+            break
+        else:
+            raise Fail(400, ["invalid certificate or no client certificate supplied"])
+        tok = Token("hvs." + rand_id(24), ["default"] + list(r["policies"]),
+                    r["ttl"], r["max_ttl"], True, req.ns,
+                    path="auth/cert/login", display="cert-" + name,
+                    meta={"cert_name": name, "common_name": cn,
+                          "serial_number": req.peer_cert.get("serialNumber", "")})
         s.tokens[tok.id] = tok
         return 200, self.envelope(None, auth=self.auth_block(tok))
 
@@ -1271,10 +1324,12 @@ class Handler(BaseHTTPRequestHandler):
         self.conn_id = self.server.conn_ids.get(self.client_address, 0)
         self.tls_ok = True
         self.client_cert = False
+        self.peer_cert = None
         if isinstance(self.request, ssl.SSLSocket):
             try:
                 self.request.do_handshake()
-                self.client_cert = bool(self.request.getpeercert())
+                self.peer_cert = self.request.getpeercert() or None
+                self.client_cert = bool(self.peer_cert)
             except (ssl.SSLError, OSError) as e:
                 self.tls_ok = False
                 with self.server.state.lock:
@@ -1469,6 +1524,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             req = Request(method, path, query, self.headers, body, raw)
             req.token = tok
+            req.peer_cert = self.peer_cert
             try:
                 with state.lock:
                     status, out = Vault(state).route(req)
@@ -1542,6 +1598,8 @@ class Handler(BaseHTTPRequestHandler):
                     name = state.set_approle(body)
                     return self.send(200, {"name": name,
                                            "role_id": state.approles[name]["role_id"]})
+                if what == "cert":
+                    return self.send(200, {"name": state.set_cert_role(body)})
                 if what == "seed":
                     ns = state.add_namespace(body["namespace"]) \
                         if body.get("namespace") else state.namespaces[""]
