@@ -558,6 +558,19 @@ def main():
             d.control("fault", {"keepalive": True})
     t.check("keepalive off: every answer closes its connection", no_keepalive)
 
+    def request_header():
+        d.control("fault", {"require_request_header": True})
+        try:
+            r = requests.get(d.url + "/v1/auth/token/lookup-self", verify=d.ca,
+                             headers={"X-Vault-Token": ROOT})
+            eq(r.status_code, 412)
+            assert "X-Vault-Request" in r.json()["errors"][0]
+            eq(root.lookup_token()["data"]["id"], ROOT)
+        finally:
+            d.control("fault", {"require_request_header": False})
+    t.check("X-Vault-Request can be required, as a Vault Proxy does",
+            request_header)
+
     def since_and_reset():
         kv2.create_or_update_secret("reset/me", secret={"a": "1"})
         last = d.control("requests", method="GET")["requests"][-1]["seq"]

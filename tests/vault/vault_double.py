@@ -43,6 +43,8 @@ Tests steer it through /__double/ (no token needed; JSON in, JSON out):
   POST /__double/fault     {"sealed": bool, "standby": bool,
                             "perf_standby": bool, "dr_secondary": bool,
                             "initialized": bool,
+                            "require_request_header": bool (412 without
+                             X-Vault-Request, as a Vault Proxy answers),
                             "delay_ms": N, "keepalive": bool,
                             "renew_fail": {"status": S, "errors": [...]} | null,
                             "rules": [{"path": REGEX, "method": M,
@@ -367,6 +369,7 @@ class State:
         self.standby = False
         self.perf_standby = False
         self.dr_secondary = False
+        self.require_request_header = False
         self.initialized = True
         self.delay_ms = 0
         self.keepalive = True
@@ -464,7 +467,7 @@ class State:
 
     def set_faults(self, f):
         for key in ("sealed", "standby", "perf_standby", "dr_secondary",
-                    "initialized", "keepalive"):
+                    "initialized", "keepalive", "require_request_header"):
             if key in f:
                 setattr(self, key, bool(f[key]))
         if "delay_ms" in f:
@@ -1516,7 +1519,11 @@ class Handler(BaseHTTPRequestHandler):
                                           FAULT_ERRORS.get(st, ["error %d" % st]))}
             return self.send(st, fb, fault.get("headers"), fault)
 
-        if bad_json is not None:
+        if state.require_request_header and \
+                self.headers.get("X-Vault-Request") is None:
+            # what a Vault Proxy with require_request_header answers
+            status, out = 412, {"errors": ["missing 'X-Vault-Request' header"]}
+        elif bad_json is not None:
             status, out = 400, {"errors": ["failed to parse JSON input: %s"
                                            % bad_json]}
         elif not path.startswith("/v1/"):
