@@ -32,8 +32,10 @@ sh "$MKCERTS" "$CERTS" || bail_out "cannot make certificates"
 cp "$CERTS/ca.pem" "$CERTS/other-ca.pem" "$TMPD/" || bail_out "cannot copy the CA"
 
 # The stand-in, on an ephemeral port; its log is searched for leaks too.
+# It refuses, as a Vault Proxy may, every request without X-Vault-Request.
 /usr/bin/python3 "$DOUBLE" --cert "$CERTS/server.pem" --key "$CERTS/server.key" \
 	--port-file "$TMPD/port" --root-token "$ROOT" \
+	--fault '{"require_request_header": true}' \
 	>"$TMPD/double.out" 2>"$TMPD/double.err" &
 DPID=$!
 trap 'kill "$DPID" 2>/dev/null; wait "$DPID" 2>/dev/null; tap_cleanup' EXIT
@@ -57,6 +59,7 @@ ctl()
 vault()
 {
 	curl -sS --cacert "$TMPD/ca.pem" -X "$1" -H "X-Vault-Token: $ROOT" \
+		-H 'X-Vault-Request: true' \
 		"$ADDR/v1/$2" ${3:+-d "$3"} >/dev/null ||
 		bail_out "vault $1 $2 failed"
 }
@@ -75,7 +78,7 @@ print(sum(1 for r in log if r["method"] == sys.argv[1] and re.search(sys.argv[2]
 # What the request log says of every request: KEY=VALUE lines.
 requests_json() { curl -sS --cacert "$TMPD/ca.pem" "$ADDR/__double/requests" >"$TMPD/requests.json"; }
 
-reset_faults() { ctl fault '{"sealed": false, "delay_ms": 0, "clear_rules": true}'; }
+reset_faults() { ctl fault '{"sealed": false, "delay_ms": 0, "clear_rules": true, "require_request_header": true}'; }
 
 printf '%s\n' "$ROOT" >"$SECRETD/token"
 printf '%s\n' "$BAD" >"$SECRETD/bad-token"
