@@ -459,7 +459,13 @@ kw_status vault_http(struct vault_state *st, const char *method,
 	if (resp->len > 0)
 		resp->json = json_loadb(resp->body, resp->len, 0, NULL);
 	rc = meaning(resp->status);
-	if (rc != KW_OK && rc != KW_ERR_NOTFOUND) {
+	/* A proxy's page, or an answer cut short, is not Vault's. */
+	if (rc == KW_OK && resp->len > 0 && !json_is_object(resp->json)) {
+		snprintf(why, whylen, "Vault %s %s: HTTP %ld with a body that "
+			 "is not a JSON object (a proxy in the way?)",
+			 method, path, resp->status);
+		rc = KW_ERR_BACKEND;
+	} else if (rc != KW_OK && rc != KW_ERR_NOTFOUND) {
 		first_error(resp, verr, sizeof(verr));
 		snprintf(why, whylen, "Vault %s %s: HTTP %ld (%s)%s%s", method,
 			 path, resp->status, status_words(resp->status),

@@ -187,7 +187,7 @@ static kw_status kv_read(struct vault_state *st, const char *rel,
 	if (rc == KW_OK && !json_is_object(data)) {
 		snprintf(why, whylen, "Vault GET %s: HTTP %ld without the "
 			 "secret's data", path, resp->status);
-		rc = KW_ERR_NOTFOUND;
+		rc = KW_ERR_BACKEND;
 	}
 	if (rc == KW_ERR_NOTFOUND && meta != NULL && rec->version > 0) {
 		rec->deleted = true;

@@ -207,6 +207,24 @@ lookup_is 1 "HTTP 400 (bad request)" "400"
 expect_eq "$(count GET 'secret/data/keyway/org/acme/anthropic$')" 1 "400 is not asked again"
 reset_faults
 
+# Connections that break: closed before an answer, an answer cut short
+# (both sent again), a kept-alive connection the server dropped after
+# answering (a new one is made), a proxy's page instead of Vault's JSON.
+for fault in '"close": true' '"truncate": true'; do
+	forget
+	ctl fault '{"rules": [{"path": "/v1/secret/data/keyway/org/acme/anthropic$", "method": "GET", '"$fault"', "count": 1}]}'
+	run -s "$KW" -c "$C" get anthropic --org acme --reveal
+	expect_exit 0 "{$fault} then an answer: found"
+	expect_eq "$(count GET 'secret/data/keyway/org/acme/anthropic$')" 2 "{$fault} then an answer: asked twice"
+	reset_faults
+done
+ctl fault '{"rules": [{"path": "/v1/secret/data/keyway/org/acme/anthropic$", "method": "GET", "status": 200, "raw": "<html>proxy login</html>", "content_type": "text/html", "count": 1}]}'
+lookup_is 1 "HTTP 200 with a body that is not a JSON object" "a proxy's page with 200"
+reset_faults
+ctl fault '{"rules": [{"path": "/v1/secret/data/keyway/org/acme/anthropic$", "method": "GET", "status": 502, "raw": "<html>bad gateway</html>", "content_type": "text/html", "count": -1}]}'
+lookup_is 5 "HTTP 502 (bad gateway) (after 3 attempts)" "a proxy's page with 502"
+reset_faults
+
 # Slow past the timeout: every call ends within timeout_ms, retries and
 # backoff included.
 conf "$TMPD/slow.conf" 'timeout_ms = 600; connect_timeout_ms = 300;'

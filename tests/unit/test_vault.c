@@ -345,6 +345,27 @@ static void test_cache_off(void **state)
 	tu_rmrf(cdir);
 }
 
+/* A kept-alive connection the server dropped after answering (its idle
+ * timeout struck): the next lookup makes a new one. */
+static void test_dropped_connection(void **state)
+{
+	char *cdir = NULL;
+	kw_ctx *ctx;
+
+	(void)state;
+	no_faults();
+	seed("acme", K_ACME);
+	ctx = open_vault("cache_ttl = 0; retries = 0;", &cdir);
+	ctl("fault", tu_fmt("{\"rules\": [{\"path\": \"%s\", \"method\": "
+			    "\"GET\", \"close_after\": true, \"count\": -1}]}",
+			    data_re("acme")));
+	for (int i = 0; i < 3; i++)
+		expect_key(ctx, "acme", K_ACME);
+	no_faults();
+	kw_close(ctx);
+	tu_rmrf(cdir);
+}
+
 static void test_miss_not_cached(void **state)
 {
 	char *cdir = NULL;
@@ -619,6 +640,7 @@ int main(void)
 		T(test_cache_hit),
 		T(test_cache_expiry),
 		T(test_cache_off),
+		T(test_dropped_connection),
 		T(test_miss_not_cached),
 		T(test_cache_dropped_by_keyway),
 		T(test_approle_renewal),
