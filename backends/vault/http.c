@@ -46,7 +46,8 @@ int64_t vault_now_ms(void)
 
 static void sleep_ms(int64_t ms)
 {
-	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000 };
+	struct timespec ts = { (time_t)(ms / 1000),
+			       (long)(ms % 1000) * 1000000 };
 
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
@@ -422,10 +423,10 @@ kw_status vault_http(struct vault_state *st, const char *method,
 		left = deadline_ms - vault_now_ms();
 		if (left <= 0) {
 			snprintf(why, whylen, "Vault %s %s: no answer within "
-				 "timeout_ms = %lld%s%s",
+				 "timeout_ms = %lld (after %d attempt%s)",
 				 method, path, (long long)st->timeout_ms,
-				 errbuf[0] != '\0' && resp->attempts > 0 ? ": " : "",
-				 resp->attempts > 0 ? errbuf : "");
+				 resp->attempts,
+				 resp->attempts == 1 ? "" : "s");
 			rc = KW_ERR_UNAVAIL;
 			break;
 		}

@@ -77,7 +77,8 @@ kw_status vault_mount_version(struct vault_state *st, int64_t deadline_ms,
 	}
 	rc = vault_request(st, "GET", path, NULL, 0, deadline_ms, &resp, why,
 			   whylen);
-	if (rc == KW_ERR_NOTFOUND || (rc == KW_ERR_BACKEND && resp.status == 400)) {
+	if (rc == KW_ERR_NOTFOUND ||
+	    (rc == KW_ERR_BACKEND && resp.status == 400)) {
 		snprintf(why, whylen, "Vault GET %s: HTTP %ld: no mount \"%s\" "
 			 "(kv_version = \"auto\")",
 			 path, resp.status, st->mount_raw);
@@ -95,7 +96,8 @@ kw_status vault_mount_version(struct vault_state *st, int64_t deadline_ms,
 		rc = KW_ERR_CONFIG;
 		goto out;
 	}
-	*version = json_is_string(opt) && strcmp(json_string_value(opt), "2") == 0
+	*version = json_is_string(opt) &&
+				   strcmp(json_string_value(opt), "2") == 0
 			   ? 2
 			   : 1;
 out:
@@ -148,7 +150,8 @@ static int64_t rfc3339(const char *s)
  * come, from delete_version_after, leaves it readable). */
 static bool live_version(const json_t *meta)
 {
-	const char *del = json_string_value(json_object_get(meta, "deletion_time"));
+	const char *del =
+		json_string_value(json_object_get(meta, "deletion_time"));
 
 	return !json_is_true(json_object_get(meta, "destroyed")) &&
 	       (del == NULL || del[0] == '\0' || rfc3339(del) > time(NULL));
@@ -523,6 +526,16 @@ out:
 	return rc;
 }
 
+/* Why a management call failed: "no KEY in Vault: ..." for a miss. */
+static void reply_failure(const kw_host *host, kw_reply *r, kw_status rc,
+			  const char *desc, const char *why)
+{
+	if (rc == KW_ERR_NOTFOUND)
+		host->reply_detail(r, "no %s in Vault: %s", desc, why);
+	else
+		host->reply_detail(r, "%s", why);
+}
+
 /* GET the v2 metadata of rel: KW_OK when its latest version is live. */
 static kw_status read_meta(struct vault_state *st, const char *rel, int64_t dl,
 			   struct vault_resp *resp, json_t **meta, char *why,
@@ -586,17 +599,15 @@ kw_status vault_set_active(void *state, const kw_store_key *k, bool active,
 	else
 		rc = kv_read(st, rel, dl, &resp, &rec, why, sizeof(why));
 	if (rc != KW_OK) {
-		host->reply_detail(r, rc == KW_ERR_NOTFOUND ? "no %s in Vault: %s"
-							  : "%.0s%s",
-				   desc, why);
+		reply_failure(host, r, rc, desc, why);
 		goto out;
 	}
 	copy = copy_of(st->kv_version == 2
 			       ? json_object_get(meta, "custom_metadata")
 			       : rec.data);
-	if (copy == NULL || json_object_set_new(copy, "keyway_active",
-						json_string(active ? "true"
-								   : "false")) != 0) {
+	if (copy == NULL ||
+	    json_object_set_new(copy, "keyway_active",
+				json_string(active ? "true" : "false")) != 0) {
 		rc = KW_ERR_NOMEM;
 		host->reply_detail(r, "out of memory");
 		goto out;
@@ -653,9 +664,7 @@ kw_status vault_remove(void *state, const kw_store_key *k, kw_reply *r)
 	if (rc == KW_ERR_NOTFOUND && st->kv_version == 2 && meta != NULL)
 		rc = KW_OK;
 	if (rc != KW_OK) {
-		host->reply_detail(r, rc == KW_ERR_NOTFOUND ? "no %s in Vault: %s"
-							  : "%.0s%s",
-				   desc, why);
+		reply_failure(host, r, rc, desc, why);
 		goto out;
 	}
 	path = st->kv_version == 2 ? kv_path(st, "metadata", rel)
@@ -768,8 +777,9 @@ static char *known_seg(const struct vault_seg *seg, kw_scope scope,
 		if ((p->kind == VP_OWNER && owner == NULL) ||
 		    (p->kind == VP_PROVIDER && provider == NULL))
 			return NULL;
-		len += p->kind == VP_TEXT ? p->len : 64 + strlen(owner ? owner : "") +
-			strlen(provider ? provider : "");
+		len += p->kind == VP_TEXT ? p->len
+					  : 8 + strlen(owner ? owner : "") +
+						strlen(provider ? provider : "");
 	}
 	out = malloc(len);
 	if (out == NULL)

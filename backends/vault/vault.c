@@ -123,8 +123,8 @@ static kw_status load_address(struct vault_state *st)
 			    a);
 		return KW_ERR_CONFIG;
 	}
-	if (*h == '\0' || *h == '/' || memchr(a, '?', len) || memchr(a, '#', len) ||
-	    memchr(h, '/', (size_t)(a + len - h)) != NULL) {
+	if (*h == '\0' || *h == '/' || memchr(a, '?', len) ||
+	    memchr(a, '#', len) || memchr(h, '/', (size_t)(a + len - h))) {
 		host->error(st->inst, "address", "address must be scheme, host "
 			    "and port only, such as "
 			    "\"https://vault.internal:8200\"");
@@ -137,7 +137,8 @@ static kw_status load_address(struct vault_state *st)
 	}
 	/* libcurl's own parser has the last word on the URL. */
 	u = curl_url();
-	if (u == NULL || curl_url_set(u, CURLUPART_URL, st->base, 0) != CURLUE_OK) {
+	if (u == NULL ||
+	    curl_url_set(u, CURLUPART_URL, st->base, 0) != CURLUE_OK) {
 		curl_url_cleanup(u);
 		host->error(st->inst, "address", "address \"%s\" is not a "
 			    "valid URL", a);
@@ -168,14 +169,16 @@ static kw_status load_mount(struct vault_state *st)
 
 		if (n > (size_t)(m + len - p))
 			n = (size_t)(m + len - p);
-		if ((n == 1 && p[0] == '.') || (n == 2 && memcmp(p, "..", 2) == 0)) {
+		if ((n == 1 && p[0] == '.') ||
+		    (n == 2 && memcmp(p, "..", 2) == 0)) {
 			st->host->error(st->inst, "mount", "mount may not hold "
 					"\".\" or \"..\"");
 			free(out);
 			return KW_ERR_CONFIG;
 		}
 		esc = vault_escape(p, n);
-		grown = esc != NULL ? realloc(out, olen + strlen(esc) + 2) : NULL;
+		grown = esc != NULL ? realloc(out, olen + strlen(esc) + 2)
+				    : NULL;
 		if (grown == NULL) {
 			free(esc);
 			free(out);
@@ -364,7 +367,8 @@ static kw_status load_names(struct vault_state *st)
 
 	st->namespace = opt_string(st, "namespace", NULL);
 	if (st->namespace != NULL &&
-	    (st->namespace[0] == '\0' || strpbrk(st->namespace, "\r\n") != NULL)) {
+	    (st->namespace[0] == '\0' ||
+	     strpbrk(st->namespace, "\r\n") != NULL)) {
 		st->host->error(st->inst, "namespace", "namespace must be one "
 				"line, such as \"team-a\"");
 		return KW_ERR_CONFIG;
