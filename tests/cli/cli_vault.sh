@@ -380,6 +380,21 @@ expect_exit 3 "get after rm: exit 3"
 run "$KW" -c "$C" rm v anthropic --scope org --owner beta
 expect_exit 3 "rm of a key that is gone: exit 3"
 
+# Names Vault's paths would read otherwise are escaped, one segment each.
+ODD='zoë?#%2F'
+printf '%s\n' "$K_BETA" | "$KW" -c "$C" put v anthropic --scope org --owner "$ODD" >/dev/null 2>"$TMPD/odd.err"
+expect_eq "$?" 0 "put for an org named $ODD"
+# The stand-in logs the path as Vault reads it: unescaped, whole.
+expect_eq "$(count POST '^/v1/secret/data/keyway/org/zoë\?#%2F/anthropic$')" 1 \
+	"its path is escaped"
+run -s "$KW" -c "$C" get anthropic --org "$ODD" --reveal
+expect_stdout "$K_BETA" "get for an org named $ODD"
+run "$KW" -c "$C" ls --json
+expect_eq "$(python3 -c 'import json,sys; print(sorted(r["owner"] for r in json.load(open(sys.argv[1]))))' "$OUT")" \
+	"['acme', '$ODD']" "ls reads the names back"
+run "$KW" -c "$C" rm v anthropic --scope org --owner "$ODD"
+expect_exit 0 "rm for an org named $ODD"
+
 # A latest version deleted outside keyway is no key.
 ctl seed '{"mount": "secret", "path": "keyway/org/gamma/anthropic", "data": {"api_key": "'"$K_BETA"'"}}'
 vault DELETE secret/data/keyway/org/gamma/anthropic
