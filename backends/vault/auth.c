@@ -216,7 +216,10 @@ kw_status vault_auth_open(struct vault_state *st)
 			    "role_id_file and secret_id_file");
 		return KW_ERR_CONFIG;
 	}
-	if (a->approle_mount[0] == '\0' || strchr(a->approle_mount, '/') ||
+	if (a->approle_mount[0] == '\0' || strlen(a->approle_mount) > 64 ||
+	    strchr(a->approle_mount, '/') ||
+	    strcmp(a->approle_mount, ".") == 0 ||
+	    strcmp(a->approle_mount, "..") == 0 ||
 	    !printable(a->approle_mount, strlen(a->approle_mount))) {
 		host->error(st->inst, "auth", "auth.mount must be the name of "
 			    "an auth mount, such as \"approle\"");
@@ -224,7 +227,10 @@ kw_status vault_auth_open(struct vault_state *st)
 	}
 	a->role_id = secret_buf(host);
 	a->secret_id = secret_buf(host);
-	if (a->role_id == NULL || a->secret_id == NULL) {
+	a->approle_mount_esc = vault_escape(a->approle_mount,
+					    strlen(a->approle_mount));
+	if (a->role_id == NULL || a->secret_id == NULL ||
+	    a->approle_mount_esc == NULL) {
 		host->error(st->inst, NULL, "out of memory");
 		return KW_ERR_NOMEM;
 	}
@@ -244,7 +250,8 @@ void vault_auth_free(struct vault_state *st)
 	free_buf(st->host, a->token);
 	free_buf(st->host, a->role_id);
 	free_buf(st->host, a->secret_id);
-	a->token = a->role_id = a->secret_id = NULL;
+	free(a->approle_mount_esc);
+	a->token = a->role_id = a->secret_id = a->approle_mount_esc = NULL;
 }
 
 /* Take the token out of an auth answer: copied into buf; *ttl seconds. */
@@ -292,7 +299,7 @@ static kw_status login(struct vault_state *st, int64_t deadline_ms, char *why,
 	json_t *req;
 	kw_status rc;
 
-	snprintf(path, sizeof(path), "auth/%s/login", a->approle_mount);
+	snprintf(path, sizeof(path), "auth/%s/login", a->approle_mount_esc);
 	/* jansson copies role_id and secret_id: freed at once, not
 	 * wiped. */
 	req = json_pack("{s:s, s:s}", "role_id", a->role_id, "secret_id",

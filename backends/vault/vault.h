@@ -108,6 +108,7 @@ struct vault_auth {
 	const char *role_id_file;
 	const char *secret_id_file;
 	const char *approle_mount;  /* "approle" */
+	char *approle_mount_esc;    /* ... URL-escaped */
 	/* Secure memory, NUL-terminated: */
 	char *role_id;
 	char *secret_id;
