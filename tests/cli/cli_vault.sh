@@ -342,6 +342,14 @@ run "$KW" -c "$C" disable v anthropic --scope org --owner beta
 expect_exit 0 "disable: exit 0"
 run "$KW" -c "$C" get anthropic --org beta
 expect_exit 4 "get of a disabled key: exit 4 (denied)"
+FALLBACK_KEY=$K_ENV run -s "$KW" -c "$C" get anthropic --org beta --chain soft --reveal
+expect_stdout "$K_ENV" "a disabled key, sufficient: the chain goes on to the fallback"
+FALLBACK_KEY=$K_ENV run "$KW" -c "$C" explain anthropic --org beta --chain soft
+if grep -q '1. v (vault): denied -> continue: the org key of "beta" for anthropic is disabled in Vault' "$OUT"; then
+	pass "explain: denied -> continue"
+else
+	fail "explain: denied -> continue" "$(cat "$OUT")"
+fi
 run "$KW" -c "$C" ls --json
 expect_eq "$(python3 -c 'import json,sys; print([r["active"] for r in json.load(open(sys.argv[1])) if r["owner"] == "beta"])' "$OUT")" \
 	"[False]" "ls --json: the key is disabled"
