@@ -361,6 +361,13 @@ static kw_status renew(struct vault_state *st, const char *token, uint64_t gen,
 			deadline_ms, &resp, why, whylen);
 	if (rc == KW_OK)
 		rc = token_of(&resp, fresh, &ttl, &renewable);
+	/* Renewed no further: the token is at its max TTL, and a login
+	 * makes a new one. */
+	if (rc == KW_OK && ttl <= 1) {
+		snprintf(why, whylen, "the token is at its max TTL (%llds "
+			 "left)", (long long)ttl);
+		rc = KW_ERR_BACKEND;
+	}
 	if (rc == KW_OK) {
 		pthread_mutex_lock(&a->lock);
 		if (a->gen == gen) {

@@ -418,15 +418,20 @@ static const char *approle_conf(void)
 		      tu_join(dir, "role_id"), tu_join(dir, "secret_id"));
 }
 
-static void make_role(int ttl)
+static void make_role_max(int ttl, int max_ttl)
 {
 	ctl("policy", "{\"name\": \"kw\", \"policy\": {\"path\": {"
 		      "\"secret/*\": {\"capabilities\": [\"create\", \"read\", "
 		      "\"update\", \"delete\", \"list\"]}}}}");
 	ctl("approle", tu_fmt("{\"name\": \"kw\", \"role_id\": \"%s\", "
 			      "\"secret_id\": \"%s\", \"policies\": [\"kw\"], "
-			      "\"token_ttl\": %d, \"token_max_ttl\": 3600}",
-			      ROLE_ID, SECRET_ID, ttl));
+			      "\"token_ttl\": %d, \"token_max_ttl\": %d}",
+			      ROLE_ID, SECRET_ID, ttl, max_ttl));
+}
+
+static void make_role(int ttl)
+{
+	make_role_max(ttl, 3600);
 }
 
 static void test_approle_renewal(void **state)
@@ -471,6 +476,27 @@ static void test_approle_renewal_fails(void **state)
 	expect_key(ctx, "acme", K_ACME);
 	ctl("fault", "{\"renew_fail\": {\"status\": 403}}");
 	usleep(2200 * 1000);
+	expect_key(ctx, "acme", K_ACME);
+	assert_int_equal(count("POST", "auth/token/renew-self$"), 1);
+	assert_int_equal(count("POST", "auth/approle/login$"), 2);
+	kw_close(ctx);
+	tu_rmrf(cdir);
+}
+
+/* A token renewed up to its max TTL is replaced by a fresh login. */
+static void test_approle_max_ttl(void **state)
+{
+	char *cdir = NULL;
+	kw_ctx *ctx;
+
+	(void)state;
+	no_faults();
+	seed("acme", K_ACME);
+	make_role_max(3, 4);
+	ctx = open_vault(approle_conf(), &cdir);
+	forget();
+	expect_key(ctx, "acme", K_ACME);
+	usleep(2300 * 1000);
 	expect_key(ctx, "acme", K_ACME);
 	assert_int_equal(count("POST", "auth/token/renew-self$"), 1);
 	assert_int_equal(count("POST", "auth/approle/login$"), 2);
@@ -645,6 +671,7 @@ int main(void)
 		T(test_cache_dropped_by_keyway),
 		T(test_approle_renewal),
 		T(test_approle_renewal_fails),
+		T(test_approle_max_ttl),
 		T(test_approle_expired_during_run),
 		T(test_threads),
 		T(test_threads_approle),
