@@ -245,6 +245,13 @@ conf "$TMPD/down.conf"
 python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' >"$TMPD/free"
 sed -i "s|$ADDR|https://127.0.0.1:$(cat "$TMPD/free")|" "$TMPD/down.conf"
 CONF_USED=$TMPD/down.conf lookup_is 5 "Couldn't connect to server" "Vault down"
+run "$KW" -c "$TMPD/down.conf" check
+expect_exit 1 "check of a Vault that is down: exit 1"
+if grep -q "health check: unavail: Vault GET sys/health?standbyok=true&perfstandbyok=true: Couldn't connect to server" "$ERR"; then
+	pass "check says Vault cannot be reached"
+else
+	fail "check says Vault cannot be reached" "$(cat "$ERR")"
+fi
 
 # ---- chain actions ----
 
