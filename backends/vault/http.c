@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "vault.h"
@@ -103,6 +104,17 @@ static size_t write_body(char *data, size_t size, size_t n, void *arg)
 
 /* ---- the pool ---- */
 
+/* Sockets close-on-exec: a program run with the context open (keyway
+ * exec) must not inherit Vault's connection.  (libcurl 7.88 makes its
+ * own wake-up socketpair without it; that one leads nowhere.) */
+static curl_socket_t open_socket(void *arg, curlsocktype purpose,
+				 struct curl_sockaddr *a)
+{
+	(void)arg;
+	(void)purpose;
+	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
 static CURL *make_handle(struct vault_state *st)
 {
 	CURL *h = curl_easy_init();
@@ -115,6 +127,7 @@ static CURL *make_handle(struct vault_state *st)
 	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_body);
+	curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket);
 	if (st->skip_verify) {
 		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);

@@ -10,6 +10,8 @@
  */
 #include "config.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <regex.h>
 #include <setjmp.h>
@@ -20,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -366,6 +369,43 @@ static void test_dropped_connection(void **state)
 	tu_rmrf(cdir);
 }
 
+/*
+ * The kept-alive connection to Vault is not inherited by programs the
+ * application runs.  (libcurl 7.88's own wake-up socketpair is not
+ * close-on-exec; it leads nowhere, and is not looked at here.)
+ */
+static void test_socket_cloexec(void **state)
+{
+	char *cdir = NULL;
+	int sockets = 0;
+	kw_ctx *ctx;
+	DIR *d;
+	struct dirent *e;
+
+	(void)state;
+	no_faults();
+	seed("acme", K_ACME);
+	ctx = open_vault("cache_ttl = 0;", &cdir);
+	expect_key(ctx, "acme", K_ACME);
+	d = opendir("/proc/self/fd");
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL) {
+		int fd = atoi(e->d_name), domain = 0;
+		socklen_t len = sizeof(domain);
+
+		if (e->d_name[0] == '.' || fd == dirfd(d) ||
+		    getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 ||
+		    (domain != AF_INET && domain != AF_INET6))
+			continue;
+		sockets++;
+		assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	}
+	closedir(d);
+	assert_true(sockets >= 1);
+	kw_close(ctx);
+	tu_rmrf(cdir);
+}
+
 static void test_miss_not_cached(void **state)
 {
 	char *cdir = NULL;
@@ -667,6 +707,7 @@ int main(void)
 		T(test_cache_expiry),
 		T(test_cache_off),
 		T(test_dropped_connection),
+		T(test_socket_cloexec),
 		T(test_miss_not_cached),
 		T(test_cache_dropped_by_keyway),
 		T(test_approle_renewal),
