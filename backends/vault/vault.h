@@ -5,8 +5,9 @@
  * (libcurl handles kept alive in a small pool, retries, timeouts, the
  * response buffer); auth.c the token (a token file, VAULT_TOKEN, or an
  * AppRole login renewed before it runs out); tpl.c the path template;
- * cache.c the in-memory cache of answers; kv.c the KV v1 and v2 reads
- * and writes behind lookup, put, enable/disable, rm and ls.
+ * cache.c the in-memory cache of answers; kv.c the KV v1 and v2 paths, a
+ * key read and lookup; kv_write.c put, enable/disable and rm; kv_list.c
+ * ls.
  */
 #ifndef KW_VAULT_H
 #define KW_VAULT_H
@@ -220,7 +221,56 @@ KW_WARN_UNUSED kw_status vault_auth_token(struct vault_state *st,
  * Returns whether a login can make a new one. */
 bool vault_auth_refused(struct vault_state *st, uint64_t gen);
 
-/* ---- KV (kv.c) ---- */
+/* ---- KV (kv.c; writes in kv_write.c, ls in kv_list.c) ---- */
+
+#define VAULT_DESC_MAX 300
+
+/* A key as read: pointers into resp->json. */
+struct vault_kv_rec {
+	json_t *data;     /* the secret's fields */
+	json_t *custom;   /* v2 custom_metadata, or NULL */
+	int64_t version;  /* v2: the latest version, 0 when none */
+	bool active;
+	const char *name;
+	bool deleted;     /* v2: the latest version is deleted/destroyed */
+};
+
+/* keyway's name for a key, into buf (VAULT_DESC_MAX bytes). */
+const char *vault_describe(char *buf, kw_scope scope, const char *owner,
+			   const char *provider);
+/* When a call that starts now must end. */
+int64_t vault_deadline(const struct vault_state *st);
+/* "{mount}/{what}/{rel}" ("{mount}/{rel}" for an empty what), and the
+ * data path of the mount's KV version; malloc'd, NULL without memory. */
+char *vault_kv_path(const struct vault_state *st, const char *what,
+		    const char *rel);
+char *vault_data_path(const struct vault_state *st, const char *rel);
+/* Seconds since the epoch of an RFC 3339 time, 0 when there is none. */
+int64_t vault_rfc3339(const char *s);
+/*
+ * Read the secret at rel: KW_OK with rec filled (the latest version
+ * live), KW_ERR_NOTFOUND (rec->version and rec->deleted still say what
+ * was seen), or a failure, with why.  rec points into resp.
+ */
+KW_WARN_UNUSED kw_status vault_kv_read(struct vault_state *st,
+				       const char *rel, int64_t deadline_ms,
+				       struct vault_resp *resp,
+				       struct vault_kv_rec *rec, char *why,
+				       size_t whylen);
+/* GET the v2 metadata of rel into *meta (pointing into resp): KW_OK
+ * when its latest version is live, KW_ERR_NOTFOUND (*meta still set when
+ * there is metadata) otherwise. */
+KW_WARN_UNUSED kw_status vault_kv_meta(struct vault_state *st,
+				       const char *rel, int64_t deadline_ms,
+				       struct vault_resp *resp, json_t **meta,
+				       char *why, size_t whylen);
+/* The path of a key, or `bad` (or a failure) with the reason replied. */
+KW_WARN_UNUSED kw_status vault_key_rel(struct vault_state *st, kw_scope scope,
+				       const char *owner, const char *provider,
+				       char **rel, kw_reply *r, kw_status bad);
+/* The KV version known, asked of Vault for "auto"; the reason replied. */
+KW_WARN_UNUSED kw_status vault_need_version(struct vault_state *st,
+					    int64_t deadline_ms, kw_reply *r);
 
 kw_status vault_lookup(void *state, const kw_query *q);
 kw_status vault_put(void *state, const kw_store_put *p, kw_reply *r);
