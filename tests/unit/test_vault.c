@@ -577,6 +577,27 @@ static void test_approle_expired_during_run(void **state)
 	tu_rmrf(cdir);
 }
 
+/* A token file an agent rewrote while the program ran: read again when
+ * Vault refuses the old token. */
+static void test_token_file_replaced(void **state)
+{
+	char *cdir = NULL, *tok;
+	kw_ctx *ctx;
+
+	(void)state;
+	no_faults();
+	seed("acme", K_ACME);
+	tok = tu_write(dir, "rotating-token", 0600, "hvs.unit-SECRET-stale\n");
+	ctx = open_vault(tu_fmt("cache_ttl = 0; auth = { method = \"token\"; "
+				"token_file = \"%s\"; };", tok), &cdir);
+	expect_status(ctx, "acme", KW_ERR_PERM);
+	free(tu_write(dir, "rotating-token", 0600, "%s\n", ROOT));
+	expect_key(ctx, "acme", K_ACME);
+	kw_close(ctx);
+	tu_rmrf(cdir);
+	free(tok);
+}
+
 /* ---- threads ---- */
 
 struct worker {
@@ -714,6 +735,7 @@ int main(void)
 		T(test_approle_renewal_fails),
 		T(test_approle_max_ttl),
 		T(test_approle_expired_during_run),
+		T(test_token_file_replaced),
 		T(test_threads),
 		T(test_threads_approle),
 	};
