@@ -405,6 +405,15 @@ kw_status vault_auth_token(struct vault_state *st, int64_t deadline_ms,
 		need_login = !valid;
 		need_renew = valid && a->renew_at_ms != 0 &&
 			     now >= a->renew_at_ms;
+		if (need_login && a->failed_ms != 0 &&
+		    now < a->failed_ms + VAULT_LOGIN_HOLDOFF_MS) {
+			rc = a->failed_rc;
+			snprintf(why, whylen, "%s (a login failed %lld ms ago; "
+				 "not tried again yet)", a->failed_why,
+				 (long long)(now - a->failed_ms));
+			pthread_mutex_unlock(&a->lock);
+			return rc;
+		}
 		if (!need_login || !a->busy)
 			break;
 		/* No token, and another thread is logging in: wait for its
@@ -449,6 +458,15 @@ kw_status vault_auth_token(struct vault_state *st, int64_t deadline_ms,
 	if (mine) {
 		a->busy = false;
 		pthread_cond_broadcast(&a->done);
+	}
+	/* Remembered for a moment, so that a program with bad
+	 * credentials does not send Vault a login per lookup. */
+	if (rc != KW_OK && !valid && rc != KW_ERR_UNAVAIL) {
+		a->failed_ms = vault_now_ms();
+		a->failed_rc = rc;
+		snprintf(a->failed_why, sizeof(a->failed_why), "%s", why);
+	} else if (rc == KW_OK) {
+		a->failed_ms = 0;
 	}
 	/* A failed login leaves a token that has not run out usable. */
 	if (rc != KW_OK && valid) {

@@ -26,6 +26,8 @@
 #define VAULT_TOKEN_MAX 1024   /* longest token accepted */
 #define VAULT_POOL_MAX 8       /* idle connections kept */
 #define VAULT_BODY_MAX (8u << 20) /* largest response read */
+#define VAULT_LOGIN_HOLDOFF_MS 1000 /* no login again so soon after one
+				       that failed */
 
 /* ---- the path template (tpl.c) ---- */
 
@@ -121,6 +123,10 @@ struct vault_auth {
 	bool renewable;
 	bool busy;                  /* a login or renewal is under way */
 	pthread_cond_t done;        /* ... and has ended (CLOCK_MONOTONIC) */
+	int64_t failed_ms;          /* when a login last failed; 0: it did
+				       not */
+	kw_status failed_rc;        /* ... with what */
+	char failed_why[VAULT_WHY];
 };
 
 struct vault_state {

@@ -577,6 +577,34 @@ static void test_approle_expired_during_run(void **state)
 	tu_rmrf(cdir);
 }
 
+/* Credentials Vault refuses: one login a second at most, not one per
+ * lookup. */
+static void test_approle_bad_secret(void **state)
+{
+	char *cdir = NULL, *bad;
+	kw_ctx *ctx;
+
+	(void)state;
+	no_faults();
+	make_role(600);
+	bad = tu_write(dir, "bad_secret_id", 0600, "wrong-SECRET-id\n");
+	ctx = open_vault(tu_fmt("cache_ttl = 0; auth = { method = "
+				"\"approle\"; role_id_file = \"%s\"; "
+				"secret_id_file = \"%s\"; };",
+				tu_join(dir, "role_id"), bad), &cdir);
+	forget();
+	for (int i = 0; i < 5; i++)
+		expect_status(ctx, "acme", KW_ERR_BACKEND);
+	assert_non_null(strstr(kw_last_error(), "auth/approle/login: HTTP 400"));
+	assert_int_equal(count("POST", "auth/approle/login$"), 1);
+	usleep(1100 * 1000);
+	expect_status(ctx, "acme", KW_ERR_BACKEND);
+	assert_int_equal(count("POST", "auth/approle/login$"), 2);
+	kw_close(ctx);
+	tu_rmrf(cdir);
+	free(bad);
+}
+
 /* A token file an agent rewrote while the program ran: read again when
  * Vault refuses the old token. */
 static void test_token_file_replaced(void **state)
@@ -736,6 +764,7 @@ int main(void)
 		T(test_approle_max_ttl),
 		T(test_approle_expired_during_run),
 		T(test_token_file_replaced),
+		T(test_approle_bad_secret),
 		T(test_threads),
 		T(test_threads_approle),
 	};
