@@ -55,6 +55,9 @@ CONFIG = {
 }
 
 
+STARTED = []
+
+
 class Double:
     """One double, started over TLS on an ephemeral port."""
 
@@ -69,6 +72,7 @@ class Double:
              "--key", os.path.join(tmp, "server.key"), "--port-file",
              self.port_file, "--config", cfg] + list(extra),
             stdout=subprocess.PIPE, stderr=self.err, text=True)
+        STARTED.append(self)
         line = self.proc.stdout.readline()
         if not line.strip().isdigit():
             raise RuntimeError("the double did not start: %r" % line)
@@ -86,8 +90,9 @@ class Double:
         return r.json() if r.content else None
 
     def stop(self):
-        self.proc.terminate()
-        self.proc.wait(10)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
         self.err.close()
 
 
@@ -642,10 +647,8 @@ def main():
     t.check("the server certificate is checked against the CA", server_cert)
 
     print("1..%d" % t.n)
-    d.stop()
-    for other in (mtls, plain):
-        if other:
-            other.stop()
+    for dbl in STARTED:
+        dbl.stop()
     if t.failed:
         for name in ("main.err", "mtls.err", "plain.err"):
             p = os.path.join(tmp, name)
@@ -657,4 +660,10 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        rc = main()
+    finally:
+        for dbl in STARTED:     # a double left running if main() broke off
+            if dbl.proc.poll() is None:
+                dbl.proc.kill()
+    sys.exit(rc)
