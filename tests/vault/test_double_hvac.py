@@ -244,9 +244,31 @@ def main():
         eq(m["versions"]["2"]["destroyed"], False)
         eq(kv2.read_secret_version("app/db")["data"]["metadata"]["custom_metadata"],
            {"owner": "ops"})
-        raises(hx.InvalidRequest, root.adapter.post,
-               "/v1/secret/metadata/app/db", json={"custom_metadata": {"n": 1}})
-    t.check("metadata: custom_metadata, current_version, the versions map", metadata)
+        # Vault's limits: values weakly made strings, 1..512 bytes, printable
+        root.adapter.post("/v1/secret/metadata/app/db",
+                          json={"custom_metadata": {"n": 1, "b": True}})
+        eq(kv2.read_secret_metadata("app/db")["data"]["custom_metadata"],
+           {"n": "1", "b": "1"})
+        for bad in ({"empty": ""}, {"null": None}, {"k": "x" * 513},
+                    {"": "v"}, {"k": "a\x01"}, {"k": {"nested": "map"}},
+                    {"k%d" % i: "v" for i in range(65)}):
+            e = raises(hx.InvalidRequest, root.adapter.post,
+                       "/v1/secret/metadata/app/db",
+                       json={"custom_metadata": bad})
+            assert "error occurred" in str(e), (bad, e)
+        root.adapter.post("/v1/secret/metadata/app/db",
+                          json={"custom_metadata": {"owner": "ops"}})
+        root.adapter.request("PATCH", "/v1/secret/metadata/app/db",
+                             json={"custom_metadata": {"owner": None, "t": "x"}},
+                             headers={"Content-Type": "application/merge-patch+json"})
+        eq(kv2.read_secret_metadata("app/db")["data"]["custom_metadata"],
+           {"t": "x"})
+        root.adapter.post("/v1/secret/metadata/app/db",
+                          json={"custom_metadata": {"owner": "ops"}})
+        eq(kv2.read_secret_metadata("app/db")["data"]["custom_metadata"],
+           {"owner": "ops"})
+    t.check("metadata: custom_metadata (with Vault's limits), current_version, "
+            "the versions map", metadata)
 
     def soft_delete():
         kv2.delete_latest_version_of_secret("app/db")

@@ -1240,12 +1240,9 @@ class Vault:
                                      % ctype])
                 if k is None:
                     raise Fail(404)
-            cm = b.get("custom_metadata")
-            if cm is not None:
-                if not isinstance(cm, dict) or \
-                        not all(isinstance(v, str) for v in cm.values()):
-                    raise Fail(400, ["1 error occurred:\n\t* custom_metadata "
-                                     "values must be strings\n\n"])
+            cm = None
+            if "custom_metadata" in b:
+                cm = parse_custom_metadata(b["custom_metadata"], op == "patch")
             try:
                 dva = parse_duration(b["delete_version_after"]) \
                     if "delete_version_after" in b else None
@@ -1262,11 +1259,9 @@ class Vault:
             if dva is not None:
                 k.delete_version_after = dva
             if "custom_metadata" in b:
-                if op == "patch" and cm is not None:
-                    cur = k.custom_metadata or {}
-                    k.custom_metadata = merge_patch(cur, cm) or None
-                else:
-                    k.custom_metadata = copy.deepcopy(cm) if cm else None
+                if op == "patch":
+                    cm = merge_patch(copy.deepcopy(k.custom_metadata or {}), cm)
+                k.custom_metadata = cm or None
             k.updated = now()
             return 204, None
         if op == "delete":
@@ -1289,6 +1284,60 @@ class Vault:
                                   "destroyed": v["destroyed"]}
                          for n, v in sorted(k.versions.items())},
         }
+
+
+def multierror(errs):
+    """An error list as Go's go-multierror writes it."""
+    return "%d error%s occurred:\n%s\n\n" % (
+        len(errs), "" if len(errs) == 1 else "s",
+        "\n".join("\t* " + e for e in errs))
+
+
+def parse_custom_metadata(raw, patch):
+    """custom_metadata as KV v2 takes it: values weakly made strings (a
+    null is "" on a write, a deletion in a patch), then at most 64 keys,
+    keys of 1 to 128 bytes, values of 1 to 512, all printable."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise Fail(400, [multierror(["custom_metadata: expected a map, got %s"
+                                     % type(raw).__name__])])
+    out = {}
+    for k, v in raw.items():
+        if v is None:
+            out[k] = None if patch else ""
+        elif isinstance(v, bool):
+            out[k] = "1" if v else "0"
+        elif isinstance(v, (int, float, str)):
+            out[k] = v if isinstance(v, str) else json.dumps(v)
+        else:
+            raise Fail(400, [multierror(["'%s' expected type 'string', got "
+                                         "unconvertible type '%s'" %
+                                         (k, type(v).__name__)])])
+    pre = "custom_metadata validation failed"
+    if len(out) > 64:
+        raise Fail(400, [multierror(["%s: payload must contain at most 64 "
+                                     "keys, provided %d" % (pre, len(out))])])
+    errs = []
+    for k, v in out.items():
+        kl = len(k.encode())
+        if kl == 0 or kl > 128:
+            errs.append("%s: length of key %s is %d but must be 0 < len(key) "
+                        "<= 128" % (pre, json.dumps(k), kl))
+        if v is not None:
+            vl = len(v.encode())
+            if vl == 0 or vl > 512:
+                errs.append("%s: length of value for key %s is %d but must be "
+                            "0 < len(value) <= 512" % (pre, json.dumps(k), vl))
+        if not k.isprintable():
+            errs.append("%s: key %s (%s) contains unprintable characters"
+                        % (pre, json.dumps(k), k))
+        if v is not None and not v.isprintable():
+            errs.append("%s: value for key %s contains unprintable characters"
+                        % (pre, json.dumps(k)))
+    if errs:
+        raise Fail(400, [multierror(errs)])
+    return out
 
 
 def merge_patch(target, patch):
