@@ -350,6 +350,21 @@ def main():
         assert "failed to parse JSON input" in r.json()["errors"][0]
     t.check("404 and 405 bodies as Vault's", bad_paths)
 
+    def unclean_paths():
+        h = {"X-Vault-Token": ROOT}
+        for sent, clean in (("/v1/secret/data/a//b", "/v1/secret/data/a/b"),
+                            ("/v1/secret/data/a/%2E%2E/b?version=1",
+                             "/v1/secret/data/b?version=1"),
+                            ("/v1/secret/data/a/%2E/b/", "/v1/secret/data/a/b/")):
+            r = requests.get(d.url + sent, headers=h, verify=d.ca,
+                             allow_redirects=False)
+            eq((r.status_code, r.headers.get("Location")), (301, clean))
+        kv2.create_or_update_secret("a/b", secret={"v": "1"})
+        r = requests.get(d.url + "/v1/secret/data/a/%2E/b", headers=h, verify=d.ca)
+        eq(r.json()["data"]["data"], {"v": "1"})
+    t.check("a path with //, . or .. is redirected (301) to its clean form",
+            unclean_paths)
+
     # ---- KV v1
     def kv1_all():
         kv1.create_or_update_secret("svc/one", secret={"k": "v"}, mount_point="kv")

@@ -1340,6 +1340,24 @@ def parse_custom_metadata(raw, patch):
     return out
 
 
+def clean_path(p):
+    """Go's path.Clean as http.ServeMux applies it: no empty, "." or ".."
+    segments; a trailing slash kept."""
+    out = []
+    for seg in p.split("/"):
+        if seg in ("", "."):
+            continue
+        if seg == "..":
+            if out:
+                out.pop()
+            continue
+        out.append(seg)
+    c = "/" + "/".join(out)
+    if p.endswith("/") and c != "/":
+        c += "/"
+    return c
+
+
 def merge_patch(target, patch):
     """RFC 7396 JSON merge patch."""
     if not isinstance(patch, dict):
@@ -1491,6 +1509,22 @@ class Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
 
+    def redirect(self, where):
+        body = b""
+        if self.command in ("GET", "HEAD"):
+            body = ('<a href="%s">Moved Permanently</a>.\n\n' % where).encode()
+        self.send_response(301, "Moved Permanently")
+        self.send_header("Location", where)
+        if body:
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        if not self.server.state.keepalive:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
     def dispatch(self, method):
         state = self.server.state
         self.too_large = False
@@ -1539,6 +1573,16 @@ class Handler(BaseHTTPRequestHandler):
         if isinstance(body, dict) and isinstance(body.get("options"), dict) \
                 and "cas" in body["options"]:
             entry["cas"] = body["options"]["cas"]
+
+        clean = clean_path(path)
+        if clean != path:
+            # Vault's /v1/ sits behind Go's http.ServeMux, which sends any
+            # path with "//", "." or ".." (once decoded) to its clean form
+            entry["status"] = 301
+            entry["redirect"] = clean
+            self.record(entry)
+            return self.redirect(urllib.parse.quote(clean) +
+                                 ("?" + url.query if url.query else ""))
 
         with state.lock:
             fault = state.take_fault(method, path, hdr_ns)
