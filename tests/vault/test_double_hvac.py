@@ -519,7 +519,9 @@ def main():
         kv2.read_secret_version("app/cfg")
         d.control("fault", {"rules": [{"path": "app/cfg", "status": 429},
                                       {"path": "app/cfg", "status": 412}]})
-        raises(hx.RateLimitExceeded, kv2.read_secret_version, "app/cfg")
+        e = raises(hx.RateLimitExceeded, kv2.read_secret_version, "app/cfg")
+        assert 'request path "secret/data/app/cfg": rate limit quota exceeded' \
+            in str(e), e
         r = root.adapter.get("/v1/secret/data/app/cfg", raise_exception=False)
         eq(r.status_code, 412)
         kv2.read_secret_version("app/cfg")
@@ -599,6 +601,47 @@ def main():
         finally:
             d.control("fault", {"keepalive": True})
     t.check("keepalive off: every answer closes its connection", no_keepalive)
+
+    def wire():
+        import http.client
+        import ssl
+        ctx = ssl.create_default_context(cafile=d.ca)
+        conn = http.client.HTTPSConnection("127.0.0.1", d.port, context=ctx)
+        d.control("requests", method="DELETE")
+        h = {"X-Vault-Token": ROOT}
+        sent = [("POST", "/v1/secret/data/wire", '{"data":{"a":"1"}}', 200),
+                ("GET", "/v1/secret/data/wire", None, 200),
+                ("HEAD", "/v1/sys/health", None, 200),
+                ("LIST", "/v1/secret/metadata/", None, 200),
+                ("DELETE", "/v1/secret/data/wire", None, 204),
+                ("GET", "/v1/secret/data/wire", None, 404),
+                ("GET", "/v1/secret/data/none", None, 404),
+                ("POST", "/v1/secret/data/wire", "{bad json", 400),
+                ("GET", "/v1/kv/none", None, 404)]
+        for method, path, body, want in sent:
+            conn.request(method, path, body=body, headers=h)
+            r = conn.getresponse()
+            data = r.read()
+            eq((method, path, r.status), (method, path, want))
+            eq(r.version, 11)
+            if want == 204:
+                eq((r.getheader("Content-Length"), data), (None, b""))
+            else:
+                assert r.getheader("Content-Length") is not None, (method, path)
+                if method != "HEAD":
+                    eq(int(r.getheader("Content-Length")), len(data))
+                    eq(r.getheader("Content-Type"), "application/json")
+            eq(r.getheader("Cache-Control"), "no-store")
+        conn.request("GET", "/v1/secret/data/x", headers={"X-Vault-Token": "bad"})
+        r = conn.getresponse()
+        eq((r.status, json.loads(r.read())),
+           (403, {"errors": ["1 error occurred:\n\t* permission denied\n\n"]}))
+        conn.close()
+        reqs = d.control("requests", method="GET")["requests"]
+        eq(len(reqs), len(sent) + 1)
+        eq(len({r["conn"] for r in reqs}), 1)
+    t.check("on the wire: HTTP/1.1, Content-Length but on 204, one connection "
+            "for every kind of answer", wire)
 
     def request_header():
         d.control("fault", {"require_request_header": True})

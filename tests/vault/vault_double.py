@@ -137,7 +137,6 @@ REASONS = {
 
 FAULT_ERRORS = {
     412: ["required index state not present"],
-    429: ["rate limit quota exceeded"],
     500: ["1 error occurred:\n\t* internal error\n\n"],
     502: ["bad gateway"],
     503: ["Vault is sealed"],
@@ -1608,8 +1607,11 @@ class Handler(BaseHTTPRequestHandler):
             self.record(entry)
             fb = fault.get("body")
             if fb is None:
-                fb = {"errors": fault.get("errors",
-                                          FAULT_ERRORS.get(st, ["error %d" % st]))}
+                default = FAULT_ERRORS.get(st, ["error %d" % st])
+                if st == 429:
+                    default = ['request path "%s": rate limit quota exceeded'
+                               % path[len("/v1/"):]]
+                fb = {"errors": fault.get("errors", default)}
             return self.send(st, fb, fault.get("headers"), fault)
 
         if state.require_request_header and \
