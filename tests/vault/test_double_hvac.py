@@ -606,7 +606,8 @@ def main():
         import http.client
         import ssl
         ctx = ssl.create_default_context(cafile=d.ca)
-        conn = http.client.HTTPSConnection("127.0.0.1", d.port, context=ctx)
+        conn = http.client.HTTPSConnection("127.0.0.1", d.port, context=ctx,
+                                           timeout=10)
         d.control("requests", method="DELETE")
         h = {"X-Vault-Token": ROOT}
         sent = [("POST", "/v1/secret/data/wire", '{"data":{"a":"1"}}', 200),
