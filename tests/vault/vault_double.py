@@ -1385,6 +1385,10 @@ def subkeys(data, depth, level):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: with Nagle's algorithm
+    # the body waits for the client's delayed ACK, 40 ms an answer on a
+    # kept-alive connection.  Vault (Go) sets TCP_NODELAY too.
+    disable_nagle_algorithm = True
     server_version = "vault-double"
     sys_version = ""
 
