@@ -2,8 +2,8 @@
 # A tour of keyway on a throwaway install: build, install under ./demo-root,
 # store org and user keys in a throwaway SQLite store, and resolve keys
 # through a chain that falls back to the server's own key; then the same
-# keys in one sealed flat file, and one quota counted in Redis for two
-# hosts.
+# keys in one sealed flat file, org keys in HashiCorp Vault (a stand-in
+# of its API, over TLS), and one quota counted in Redis for two hosts.
 set -euo pipefail
 cd "$(dirname "$0")"
 top=$PWD
@@ -136,6 +136,40 @@ if grep -c 'sk-ant-' secrets.kwf >/dev/null; then
 fi
 echo "grep finds no key in secrets.kwf: it is one AES-256-GCM envelope (docs/file-format.md)"
 
+say "org keys in HashiCorp Vault: put, get, disable, check"
+# No Vault binary here: the test suite's stand-in for Vault's HTTP API,
+# over TLS with a certificate made now, and a token in a private file.
+sh "$top/tests/vault/mkcerts.sh" vault-tls >/dev/null
+head -c 18 /dev/urandom | base64 | tr -d '/+=' >vault.token
+/usr/bin/python3 "$top/tests/vault/vault_double.py" --cert vault-tls/server.pem \
+	--key vault-tls/server.key --port-file vault.port \
+	--root-token-file vault.token >/dev/null 2>&1 &
+vault_pid=$!
+trap 'kill "$vault_pid" 2>/dev/null; rm -rf "$work"' EXIT
+for i in $(seq 100); do [ -s vault.port ] && break; sleep 0.1; done
+cat >vault.conf <<CONF
+keyway: { master_key: { source = "env"; }; };
+backends: {
+  team_vault: { module = "vault"; address = "https://127.0.0.1:$(cat vault.port)";
+                mount = "secret"; kv_version = "auto"; scope = "org";
+                path = "keyway/{scope}/{owner}/{provider}"; field = "api_key";
+                ca_file = "$work/vault-tls/ca.pem"; cache_ttl = 30;
+                auth = { method = "token"; token_file = "$work/vault.token"; }; };
+  server_env: { module = "env"; };
+};
+chains: {
+  default = ( { backend = "team_vault"; control = "sufficient"; },
+              { backend = "server_env"; control = "required"; } );
+};
+CONF
+chmod 644 vault.conf
+run keyway -c vault.conf check
+echo sk-ant-acme-vault-0000000000000000000007 | run keyway -c vault.conf put team_vault anthropic --owner acme
+run keyway -c vault.conf ls team_vault
+run keyway -c vault.conf explain anthropic --user alice --org acme
+run keyway -c vault.conf disable team_vault anthropic --owner acme
+run keyway -c vault.conf explain anthropic --user alice --org acme
+
 say "a fleet: two hosts, one Redis, one count"
 # A throwaway redis-server on a free loopback port, with a password that
 # only its configuration and keyway's password file hold.
@@ -153,7 +187,7 @@ pidfile $work/redis/redis.pid
 logfile $work/redis/redis.log
 CONF
 redis-server redis/redis.conf >/dev/null
-trap 'kill "$(cat "$work/redis/redis.pid" 2>/dev/null)" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill "$vault_pid" "$(cat "$work/redis/redis.pid" 2>/dev/null)" 2>/dev/null; rm -rf "$work"' EXIT
 for i in $(seq 100); do
 	REDISCLI_AUTH=$(cat redis.pass) redis-cli -p "$port" --no-auth-warning PING 2>/dev/null | grep -q PONG && break
 	sleep 0.05

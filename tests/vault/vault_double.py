@@ -7,7 +7,8 @@ Usage (the certificates come from tests/vault/mkcerts.sh DIR):
         --cert DIR/server.pem --key DIR/server.key \\
         [--client-ca DIR/ca.pem [--require-client-cert]] \\
         [--port 0] [--port-file FILE] [--config CONFIG.json] \\
-        [--root-token root] [--fault JSON]... [--http] [--verbose]
+        [--root-token root | --root-token-file FILE] [--fault JSON]...
+        [--http] [--verbose]
 
 It listens on 127.0.0.1 (or --host, ::1 too), on an ephemeral port unless
 --port is given, and once listening prints the port alone on a line on
@@ -1767,6 +1768,8 @@ def main():
     ap.add_argument("--port-file")
     ap.add_argument("--config", help="JSON file of mounts, tokens, faults")
     ap.add_argument("--root-token", default="root")
+    ap.add_argument("--root-token-file",
+                    help="read the root token from this file (not argv)")
     ap.add_argument("--fault", action="append", default=[], metavar="JSON",
                     help="what POST /__double/fault takes, applied at start")
     ap.add_argument("--idle-timeout", type=float, default=60.0,
@@ -1785,7 +1788,11 @@ def main():
             State({}, "x", faults[-1:])
         except (ValueError, re.error, TypeError, AttributeError) as e:
             ap.error("--fault %s: %s" % (f, e))
-    state = State(cfg, cfg.get("root_token", a.root_token), faults)
+    root_token = a.root_token
+    if a.root_token_file:
+        with open(a.root_token_file, encoding="utf-8") as f:
+            root_token = f.read().strip()
+    state = State(cfg, cfg.get("root_token", root_token), faults)
 
     ctx = None
     if not a.http:
