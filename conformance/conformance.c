@@ -438,13 +438,19 @@ static bool derive(enum mutation m, const char *name, kw_setting_type type,
 	config_setting_set_string(config_setting_add(g, "level",
 						     CONFIG_TYPE_STRING),
 				  "debug");
+	/* The backend under test alone, in a chain of its own. */
+	s = config_setting_get_member(root, "backends");
+	for (int i = s != NULL ? config_setting_length(s) - 1 : -1; i >= 0;
+	     i--)
+		if (opt.ledger ||
+		    strcmp(config_setting_name(config_setting_get_elem(
+				   s, (unsigned)i)),
+			   opt.backend) != 0)
+			config_setting_remove_elem(s, (unsigned)i);
+	if (config_setting_get_member(root, "chains") != NULL)
+		config_setting_remove(root, "chains");
+	s = config_setting_add(root, "chains", CONFIG_TYPE_GROUP);
 	if (!opt.ledger) {
-		s = config_setting_get_member(root, "chains");
-		if (s == NULL)
-			s = config_setting_add(root, "chains",
-					       CONFIG_TYPE_GROUP);
-		if (config_setting_get_member(s, CHAIN) != NULL)
-			config_setting_remove(s, CHAIN);
 		s = config_setting_add(s, CHAIN, CONFIG_TYPE_LIST);
 		g = config_setting_add(s, NULL, CONFIG_TYPE_GROUP);
 		config_setting_set_string(config_setting_add(g, "backend",
@@ -1181,7 +1187,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct answer ref[MAX_PROVIDERS] = { 0 };
-	char path[PATH_MAX], modpath[PATH_MAX], dirs[2 * PATH_MAX];
+	char path[PATH_MAX], modpath[PATH_MAX], cfgpath[PATH_MAX], dirs[2 * PATH_MAX];
 	const char *env;
 	kw_ctx *ctx = NULL;
 	kw_status rc;
@@ -1262,6 +1268,12 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (realpath(opt.config, cfgpath) == NULL) {
+		fprintf(stderr, "keyway-conformance: %s: %s\n", opt.config,
+			strerror(errno));
+		return 2;
+	}
+	opt.config = cfgpath;
 	if (realpath(argv[optind], modpath) == NULL) {
 		fprintf(stderr, "keyway-conformance: %s: %s\n", argv[optind],
 			strerror(errno));
