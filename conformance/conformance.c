@@ -1099,11 +1099,14 @@ static void read_log(void)
 
 static void check_messages(void)
 {
-	size_t leaks = 0, split = 0;
+	size_t leaks = 0, split = 0, late = 0;
 	const char *leak_in = NULL, *split_in = NULL;
 
 	read_log();
 	for (size_t i = 0; i < nmsgs; i++) {
+		if (strstr(msgs[i].text, "called host->error() outside "
+					 "open()") != NULL)
+			late++;
 		for (size_t k = 0; k < nsecrets; k++)
 			if (strstr(msgs[i].text, secrets[k]) != NULL) {
 				if (leaks++ == 0)
@@ -1123,6 +1126,15 @@ static void check_messages(void)
 		    leaks, nmsgs, leak_in);
 	else
 		out(true, "no secret in any message", " ");
+	if (late != 0)
+		out(false, "host services are called in their window",
+		    "host->error() was called %zu times after open() "
+		    "returned, where it does nothing: explain a lookup's "
+		    "answer with reply_detail(), report later trouble with "
+		    "log()",
+		    late);
+	else
+		out(true, "host services are called in their window", " ");
 	if (split != 0)
 		out(false, "every message is one line",
 		    "%zu messages hold a control character (first in %s): "
