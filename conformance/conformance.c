@@ -438,19 +438,19 @@ static bool derive(enum mutation m, const char *name, kw_setting_type type,
 	config_setting_set_string(config_setting_add(g, "level",
 						     CONFIG_TYPE_STRING),
 				  "debug");
-	/* The backend under test alone, in a chain of its own. */
-	s = config_setting_get_member(root, "backends");
+	/* The backend under test alone, in a chain of its own; a ledger
+	 * with the backends and chains it counts for. */
+	s = opt.ledger ? NULL : config_setting_get_member(root, "backends");
 	for (int i = s != NULL ? config_setting_length(s) - 1 : -1; i >= 0;
 	     i--)
-		if (opt.ledger ||
-		    strcmp(config_setting_name(config_setting_get_elem(
+		if (strcmp(config_setting_name(config_setting_get_elem(
 				   s, (unsigned)i)),
 			   opt.backend) != 0)
 			config_setting_remove_elem(s, (unsigned)i);
-	if (config_setting_get_member(root, "chains") != NULL)
-		config_setting_remove(root, "chains");
-	s = config_setting_add(root, "chains", CONFIG_TYPE_GROUP);
 	if (!opt.ledger) {
+		if (config_setting_get_member(root, "chains") != NULL)
+			config_setting_remove(root, "chains");
+		s = config_setting_add(root, "chains", CONFIG_TYPE_GROUP);
 		s = config_setting_add(s, CHAIN, CONFIG_TYPE_LIST);
 		g = config_setting_add(s, NULL, CONFIG_TYPE_GROUP);
 		config_setting_set_string(config_setting_add(g, "backend",
