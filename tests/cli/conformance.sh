@@ -171,6 +171,14 @@ conform unbroken "${B[@]}" --backend good
 expect_exit 0 "a module that keeps every rule passes"
 expect_fails 0 "unbroken: no check fails"
 
+conform badabi "${B[@]}"
+expect_exit 1 "another ABI: exit status 1"
+expect_line "FAIL ABI handshake — the descriptor says ABI 99, this keyway serves ABI 1: start the descriptor with KW_MODULE_HEADER and rebuild against this keyway's module.h"
+
+conform noentry "${B[@]}"
+expect_exit 1 "no entry point: exit status 1"
+expect_line "FAIL entry point kw_module_entry — kw_noentry.so exports no kw_module_entry: end the module with KW_MODULE_EXPORT(descriptor)"
+
 conform misnamed "${B[@]}" --backend misnamed
 expect_exit 1 "wrong name: exit status 1"
 expect_fails 1 "wrong name: one check fails"
