@@ -65,6 +65,11 @@ static struct {
 	.cycles = 16,
 };
 
+/* A ledger is checked through a backend of its own with a quota. */
+#define LEDGER_LIMIT 40
+#define LEDGER_VAR "KEYWAY_CONFORMANCE_LEDGER_KEY"
+static char qbackend[64];
+
 static int failures;
 static int real_stderr = -1;
 static char logpath[PATH_MAX];
@@ -456,6 +461,45 @@ static bool derive(enum mutation m, const char *name, kw_setting_type type,
 		config_setting_set_string(config_setting_add(g, "backend",
 							     CONFIG_TYPE_STRING),
 					  opt.backend);
+		config_setting_set_string(config_setting_add(g, "control",
+							     CONFIG_TYPE_STRING),
+					  "requisite");
+	}
+	if (opt.ledger && qbackend[0] != '\0') {
+		config_setting_t *b = config_setting_get_member(root,
+								"backends");
+		config_setting_t *q, *v;
+
+		if (b == NULL)
+			b = config_setting_add(root, "backends",
+					       CONFIG_TYPE_GROUP);
+		g = config_setting_add(b, qbackend, CONFIG_TYPE_GROUP);
+		config_setting_set_string(config_setting_add(g, "module",
+							     CONFIG_TYPE_STRING),
+					  "env");
+		v = config_setting_add(g, "vars", CONFIG_TYPE_GROUP);
+		config_setting_set_string(config_setting_add(v, "anthropic",
+							     CONFIG_TYPE_STRING),
+					  LEDGER_VAR);
+		q = config_setting_add(g, "quota", CONFIG_TYPE_LIST);
+		q = config_setting_add(q, NULL, CONFIG_TYPE_GROUP);
+		config_setting_set_int(config_setting_add(q, "limit",
+							  CONFIG_TYPE_INT),
+				       LEDGER_LIMIT);
+		config_setting_set_string(config_setting_add(q, "period",
+							     CONFIG_TYPE_STRING),
+					  "day");
+		s = config_setting_get_member(root, "chains");
+		if (s == NULL)
+			s = config_setting_add(root, "chains",
+					       CONFIG_TYPE_GROUP);
+		if (config_setting_get_member(s, CHAIN) != NULL)
+			config_setting_remove(s, CHAIN);
+		s = config_setting_add(s, CHAIN, CONFIG_TYPE_LIST);
+		g = config_setting_add(s, NULL, CONFIG_TYPE_GROUP);
+		config_setting_set_string(config_setting_add(g, "backend",
+							     CONFIG_TYPE_STRING),
+					  qbackend);
 		config_setting_set_string(config_setting_add(g, "control",
 							     CONFIG_TYPE_STRING),
 					  "requisite");
@@ -892,7 +936,10 @@ static bool store_plant(kw_ctx *ctx)
 	int fd;
 
 	if (!(opt.desc->caps & KW_CAP_STORE) || opt.ledger) {
-		skip("store round trips", "the module does not store keys");
+		skip("store round trips",
+		     opt.ledger ? "checked on a backend of the module, not on "
+				  "keyway.ledger"
+				: "the module does not store keys");
 		return false;
 	}
 	memset(rnd, 0x5a, sizeof(rnd));
@@ -1021,6 +1068,100 @@ done:
 	explicit_bzero(v2, sizeof(v2));
 }
 #undef STEP
+
+/* ---- ledgers ---- */
+
+struct charger {
+	pthread_t tid;
+	kw_ctx *ctx;
+	int n;
+	int admitted, denied, other;
+};
+
+static void *charge_many(void *arg)
+{
+	struct charger *c = arg;
+
+	for (int i = 0; i < c->n; i++) {
+		char *value = NULL;
+		kw_status rc = resolve(c->ctx, "anthropic", &value);
+
+		if (rc == KW_OK)
+			c->admitted++;
+		else if (rc == KW_ERR_DENIED)
+			c->denied++;
+		else
+			c->other++;
+		free(value);
+	}
+	return NULL;
+}
+
+/*
+ * A backend with a quota of LEDGER_LIMIT a day, counted by the ledger under
+ * test, asked twice as many times from many threads: exactly the limit is
+ * admitted, and a refund gives one back.
+ */
+static void check_ledger(kw_ctx *ctx)
+{
+	struct charger *c = calloc((size_t)opt.threads, sizeof(*c));
+	int admitted = 1, denied = 0, other = 0, started = 0;
+	int total = 2 * LEDGER_LIMIT;
+	char what[160], *value = NULL;
+	kw_request req = request("anthropic");
+	kw_secret *held = NULL;
+	kw_status rc;
+
+	snprintf(what, sizeof(what),
+		 "ledger: %d threads admit exactly %d of %d requests",
+		 opt.threads, LEDGER_LIMIT, total + 1);
+	rc = kw_resolve(ctx, &req, &held);
+	if (rc != KW_OK || c == NULL) {
+		keep("a charge", kw_last_error());
+		out(false, what, "the first request was not admitted: %s",
+		    kw_last_error());
+		free(c);
+		return;
+	}
+	for (int i = 0; i < opt.threads; i++) {
+		c[i].ctx = ctx;
+		c[i].n = total / opt.threads + (i < total % opt.threads);
+		if (pthread_create(&c[i].tid, NULL, charge_many, &c[i]) != 0)
+			break;
+		started++;
+	}
+	for (int i = 0; i < started; i++) {
+		pthread_join(c[i].tid, NULL);
+		admitted += c[i].admitted;
+		denied += c[i].denied;
+		other += c[i].other;
+	}
+	free(c);
+	if (admitted != LEDGER_LIMIT || other != 0)
+		out(false, what,
+		    "%d were admitted, %d denied, %d failed otherwise: "
+		    "charge() must check and count every slot in one atomic "
+		    "step, and deny with KW_ERR_DENIED when a slot is full",
+		    admitted, denied, other);
+	else
+		out(true, what, " ");
+	rc = kw_secret_report(held, KW_UNUSED);
+	kw_secret_free(held);
+	rc = rc == KW_OK ? resolve(ctx, "anthropic", &value) : rc;
+	free(value);
+	value = NULL;
+	out(rc == KW_OK, "ledger: a refund gives the request back",
+	    "after kw_secret_report(KW_UNUSED) the next request answered "
+	    "%s: refund() counts every slot down",
+	    kw_status_str(rc));
+	rc = resolve(ctx, "anthropic", &value);
+	free(value);
+	keep("a denial", kw_last_error());
+	out(rc == KW_ERR_DENIED, "ledger: a full quota denies",
+	    "the request past the limit answered %s: charge() returns "
+	    "KW_ERR_DENIED when a slot is full",
+	    kw_status_str(rc));
+}
 
 /* ---- open, check and close ---- */
 
@@ -1320,6 +1461,26 @@ int main(int argc, char **argv)
 	dup2(fd, STDERR_FILENO);
 	close(fd);
 
+	if (opt.ledger) {
+		unsigned char rnd[6];
+		char key[64];
+		int r = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+
+		memset(rnd, 0x3c, sizeof(rnd));
+		if (r >= 0) {
+			(void)!read(r, rnd, sizeof(rnd));
+			close(r);
+		}
+		/* A counter no earlier run has used. */
+		snprintf(qbackend, sizeof(qbackend),
+			 "conformance_%02x%02x%02x%02x%02x%02x", rnd[0],
+			 rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
+		snprintf(key, sizeof(key),
+			 "sk-ant-kwconf-ledger-%02x%02x%02x%02x%02x%02x-key",
+			 rnd[5], rnd[4], rnd[3], rnd[2], rnd[1], rnd[0]);
+		setenv(LEDGER_VAR, key, 1);
+		keep_secret(key);
+	}
 	if (!derive(M_NONE, NULL, 0, path, sizeof(path))) {
 		out(false, "the configuration reads",
 		    "cannot read %s or write a copy beside it", opt.config);
@@ -1347,16 +1508,21 @@ int main(int argc, char **argv)
 		check_statuses(ctx, ref);
 		check_threads(ctx, ref);
 	} else {
-		skip("lookups", "the module does not answer lookups");
+		skip("lookups", opt.ledger ? "checked on a backend of the "
+					     "module, not on keyway.ledger"
+					   : "the module does not answer "
+					     "lookups");
 	}
 	if (planted)
 		store_rest(ctx);
 	if (!opt.ledger && (opt.desc->caps & KW_CAP_LOOKUP))
 		check_seen();
-	if (opt.desc->caps & KW_CAP_LEDGER)
-		skip("ledger exactness", "not checked by this version; see "
-					 "tests/cli/cli_redis.sh for a test "
-					 "of N hosts");
+	if (opt.ledger)
+		check_ledger(ctx);
+	else if (opt.desc->caps & KW_CAP_LEDGER)
+		skip("ledger exactness", "the backend is not keyway.ledger: "
+					 "check the module again with "
+					 "--backend keyway.ledger");
 	kw_close(ctx);
 	out(true, "kw_close() returns", " ");
 	check_cycles(path);

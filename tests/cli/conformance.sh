@@ -126,6 +126,22 @@ EOF
 	expect_line "ok store: a removed key is notfound"
 done
 
+# sqlite again, as keyway.ledger: exactly the limit admitted from threads.
+D=$SECRETD/ledger
+mkdir -m 700 "$D"
+write_conf "$D/keyway.conf" <<'EOF'
+keyway: { ledger: { module = "sqlite"; path = "ledger.db"; }; };
+backends: { server_env: { module = "env"; }; };
+chains: { default = ( { backend = "server_env"; control = "required"; } ); };
+EOF
+run "$KW" -c "$D/keyway.conf" init
+expect_exit 0 "sqlite ledger: keyway init"
+conform sqlite --config "$D/keyway.conf" --backend keyway.ledger
+expect_exit 0 "sqlite as keyway.ledger passes"
+expect_fails 0 "sqlite ledger: no check fails"
+expect_line "ok ledger: 8 threads admit exactly 40 of 81 requests"
+expect_line "ok ledger: a refund gives the request back"
+
 # The fake module: every status, one backend each.
 D=$SECRETD/fake
 mkdir -m 700 "$D"
@@ -178,6 +194,16 @@ expect_line "FAIL ABI handshake — the descriptor says ABI 99, this keyway serv
 conform noentry "${B[@]}"
 expect_exit 1 "no entry point: exit status 1"
 expect_line "FAIL entry point kw_module_entry — kw_noentry.so exports no kw_module_entry: end the module with KW_MODULE_EXPORT(descriptor)"
+
+# A ledger that admits everything.
+write_conf "$D/echo.conf" <<'EOF'
+keyway: { ledger: { module = "echoledger"; }; };
+backends: { server_env: { module = "env"; }; };
+chains: { default = ( { backend = "server_env"; control = "required"; } ); };
+EOF
+conform echoledger --config "$D/echo.conf"
+expect_exit 1 "a ledger that counts nothing: exit status 1"
+expect_line "FAIL ledger: 8 threads admit exactly 40 of 81 requests — 81 were admitted, 0 denied, 0 failed otherwise: charge() must check and count every slot in one atomic step, and deny with KW_ERR_DENIED when a slot is full"
 
 conform misnamed "${B[@]}" --backend misnamed
 expect_exit 1 "wrong name: exit status 1"
@@ -253,6 +279,8 @@ EOF
 	expect_exit 0 "redis passes"
 	expect_fails 0 "redis: no check fails"
 	expect_line 'ok a missing required setting "address" is refused'
+	expect_line "ok ledger: 8 threads admit exactly 40 of 81 requests"
+	expect_line "ok ledger: a refund gives the request back"
 else
 	skip "redis passes" "redis-server is not installed (scripts/deps.sh)"
 fi
