@@ -549,6 +549,17 @@ out:
 	return ok;
 }
 
+/* Does `module = "mod"` name the module: its name, or its file's path? */
+static bool names_module(const char *mod)
+{
+	char real[PATH_MAX];
+
+	if (mod[0] == '/')
+		return realpath(mod, real) != NULL &&
+		       strcmp(real, opt.module) == 0;
+	return strcmp(mod, opt.desc->name) == 0;
+}
+
 /* The backend the module serves: --backend, or the one the config names
  * with this module (keyway.ledger when none does). */
 static bool find_instance(void)
@@ -588,7 +599,7 @@ static bool find_instance(void)
 		config_setting_t *g = config_setting_get_elem(b, (unsigned)i);
 
 		if (config_setting_lookup_string(g, "module", &mod) &&
-		    strcmp(mod, opt.desc->name) == 0) {
+		    names_module(mod)) {
 			opt.backend = strdup(config_setting_name(g));
 			ok = true;
 			goto out;
@@ -596,7 +607,7 @@ static bool find_instance(void)
 	}
 	l = config_lookup(&cfg, "keyway.ledger");
 	if (l != NULL && config_setting_lookup_string(l, "module", &mod) &&
-	    strcmp(mod, opt.desc->name) == 0) {
+	    names_module(mod)) {
 		opt.ledger = true;
 		opt.backend = "keyway.ledger";
 		ok = true;
