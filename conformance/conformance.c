@@ -702,6 +702,15 @@ static kw_request request(const char *provider)
 	return req;
 }
 
+/* Wipe and free a copy of a value. */
+static void drop(char *value)
+{
+	if (value == NULL)
+		return;
+	explicit_bzero(value, strlen(value));
+	free(value);
+}
+
 static kw_status resolve(kw_ctx *ctx, const char *provider, char **value)
 {
 	kw_request req = request(provider);
@@ -853,10 +862,7 @@ static void *hammer(void *arg)
 				 opt.expect[k].provider, kw_status_str(rc),
 				 rc == KW_OK ? " with another value" : "",
 				 kw_status_str(w->ref[k].status));
-		if (value != NULL) {
-			explicit_bzero(value, strlen(value));
-			free(value);
-		}
+		drop(value);
 	}
 	return NULL;
 }
@@ -998,7 +1004,7 @@ static bool store_plant(kw_ctx *ctx)
 	seen[0] = true;
 	ok = add_expect("anthropic", KW_OK);
 done:
-	free(value);
+	drop(value);
 	return ok;
 }
 
@@ -1032,7 +1038,7 @@ static void store_rest(kw_ctx *ctx)
 						   strcmp(value, v2) == 0,
 	     "kw_resolve() answered %s%s after a rotation",
 	     kw_status_str(rc), rc == KW_OK ? " with the old value" : "");
-	free(value);
+	drop(value);
 	value = NULL;
 	rc = kw_key_set_active(ctx, &st_actor, &st_ref, 0);
 	STEP("store: disable", rc == KW_OK, "set_active() failed: %s",
@@ -1055,7 +1061,7 @@ static void store_rest(kw_ctx *ctx)
 		STEP("store: the key resolves after rekey",
 		     rc == KW_OK && value && strcmp(value, v2) == 0,
 		     "kw_resolve() answered %s", kw_status_str(rc));
-		free(value);
+		drop(value);
 		value = NULL;
 	}
 	rc = kw_key_delete(ctx, &st_actor, &st_ref);
@@ -1074,7 +1080,7 @@ static void store_rest(kw_ctx *ctx)
 	     "KW_ERR_NOTFOUND",
 	     kw_status_str(rc));
 done:
-	free(value);
+	drop(value);
 	explicit_bzero(v1, sizeof(v1));
 	explicit_bzero(v2, sizeof(v2));
 }
@@ -1103,7 +1109,7 @@ static void *charge_many(void *arg)
 			c->denied++;
 		else
 			c->other++;
-		free(value);
+		drop(value);
 	}
 	return NULL;
 }
@@ -1159,14 +1165,14 @@ static void check_ledger(kw_ctx *ctx)
 	rc = kw_secret_report(held, KW_UNUSED);
 	kw_secret_free(held);
 	rc = rc == KW_OK ? resolve(ctx, "anthropic", &value) : rc;
-	free(value);
+	drop(value);
 	value = NULL;
 	out(rc == KW_OK, "ledger: a refund gives the request back",
 	    "after kw_secret_report(KW_UNUSED) the next request answered "
 	    "%s: refund() counts every slot down",
 	    kw_status_str(rc));
 	rc = resolve(ctx, "anthropic", &value);
-	free(value);
+	drop(value);
 	keep("a denial", kw_last_error());
 	out(rc == KW_ERR_DENIED, "ledger: a full quota denies",
 	    "the request past the limit answered %s: charge() returns "
@@ -1546,8 +1552,11 @@ end:
 		close(real_stderr);
 		unlink(logpath);
 	}
-	for (size_t i = 0; i < opt.nexpect; i++)
+	for (size_t i = 0; i < opt.nexpect; i++) {
+		if (ref[i].value != NULL)
+			explicit_bzero(ref[i].value, strlen(ref[i].value));
 		free(ref[i].value);
+	}
 	for (size_t i = 0; i < nsecrets; i++) {
 		explicit_bzero(secrets[i], strlen(secrets[i]));
 		free(secrets[i]);
