@@ -413,6 +413,23 @@ static bool read_config(config_t *cfg, char *why, size_t whylen)
 	return false;
 }
 
+/* Add member `name` to group g, a string or an integer. */
+static void add_string(config_setting_t *g, const char *name, const char *v)
+{
+	config_setting_t *s = config_setting_add(g, name, CONFIG_TYPE_STRING);
+
+	if (s != NULL)
+		config_setting_set_string(s, v);
+}
+
+static void add_int(config_setting_t *g, const char *name, int v)
+{
+	config_setting_t *s = config_setting_add(g, name, CONFIG_TYPE_INT);
+
+	if (s != NULL)
+		config_setting_set_int(s, v);
+}
+
 /*
  * Write a copy of the configuration next to it, with the chain CHAIN of the
  * backend alone, the module's log lines on stderr, and `m` applied to
@@ -438,11 +455,10 @@ static bool derive(enum mutation m, const char *name, kw_setting_type type,
 	if (config_setting_get_member(kw, "log") != NULL)
 		config_setting_remove(kw, "log");
 	g = config_setting_add(kw, "log", CONFIG_TYPE_GROUP);
-	config_setting_set_bool(config_setting_add(g, "stderr",
-						   CONFIG_TYPE_BOOL), 1);
-	config_setting_set_string(config_setting_add(g, "level",
-						     CONFIG_TYPE_STRING),
-				  "debug");
+	s = config_setting_add(g, "stderr", CONFIG_TYPE_BOOL);
+	if (s != NULL)
+		config_setting_set_bool(s, 1);
+	add_string(g, "level", "debug");
 	/* The backend under test alone, in a chain of its own; a ledger
 	 * with the backends and chains it counts for. */
 	s = opt.ledger ? NULL : config_setting_get_member(root, "backends");
@@ -458,12 +474,8 @@ static bool derive(enum mutation m, const char *name, kw_setting_type type,
 		s = config_setting_add(root, "chains", CONFIG_TYPE_GROUP);
 		s = config_setting_add(s, CHAIN, CONFIG_TYPE_LIST);
 		g = config_setting_add(s, NULL, CONFIG_TYPE_GROUP);
-		config_setting_set_string(config_setting_add(g, "backend",
-							     CONFIG_TYPE_STRING),
-					  opt.backend);
-		config_setting_set_string(config_setting_add(g, "control",
-							     CONFIG_TYPE_STRING),
-					  "requisite");
+		add_string(g, "backend", opt.backend);
+		add_string(g, "control", "requisite");
 	}
 	if (opt.ledger && qbackend[0] != '\0') {
 		config_setting_t *b = config_setting_get_member(root,
@@ -474,21 +486,13 @@ static bool derive(enum mutation m, const char *name, kw_setting_type type,
 			b = config_setting_add(root, "backends",
 					       CONFIG_TYPE_GROUP);
 		g = config_setting_add(b, qbackend, CONFIG_TYPE_GROUP);
-		config_setting_set_string(config_setting_add(g, "module",
-							     CONFIG_TYPE_STRING),
-					  "env");
+		add_string(g, "module", "env");
 		v = config_setting_add(g, "vars", CONFIG_TYPE_GROUP);
-		config_setting_set_string(config_setting_add(v, "anthropic",
-							     CONFIG_TYPE_STRING),
-					  LEDGER_VAR);
+		add_string(v, "anthropic", LEDGER_VAR);
 		q = config_setting_add(g, "quota", CONFIG_TYPE_LIST);
 		q = config_setting_add(q, NULL, CONFIG_TYPE_GROUP);
-		config_setting_set_int(config_setting_add(q, "limit",
-							  CONFIG_TYPE_INT),
-				       LEDGER_LIMIT);
-		config_setting_set_string(config_setting_add(q, "period",
-							     CONFIG_TYPE_STRING),
-					  "day");
+		add_int(q, "limit", LEDGER_LIMIT);
+		add_string(q, "period", "day");
 		s = config_setting_get_member(root, "chains");
 		if (s == NULL)
 			s = config_setting_add(root, "chains",
@@ -497,12 +501,8 @@ static bool derive(enum mutation m, const char *name, kw_setting_type type,
 			config_setting_remove(s, CHAIN);
 		s = config_setting_add(s, CHAIN, CONFIG_TYPE_LIST);
 		g = config_setting_add(s, NULL, CONFIG_TYPE_GROUP);
-		config_setting_set_string(config_setting_add(g, "backend",
-							     CONFIG_TYPE_STRING),
-					  qbackend);
-		config_setting_set_string(config_setting_add(g, "control",
-							     CONFIG_TYPE_STRING),
-					  "requisite");
+		add_string(g, "backend", qbackend);
+		add_string(g, "control", "requisite");
 	}
 	g = instance_group(&cfg);
 	if (g == NULL)
@@ -511,8 +511,7 @@ static bool derive(enum mutation m, const char *name, kw_setting_type type,
 	case M_NONE:
 		break;
 	case M_UNKNOWN:
-		s = config_setting_add(g, name, CONFIG_TYPE_STRING);
-		config_setting_set_string(s, "x");
+		add_string(g, name, "x");
 		break;
 	case M_DROP:
 		config_setting_remove(g, name);
@@ -522,14 +521,9 @@ static bool derive(enum mutation m, const char *name, kw_setting_type type,
 			config_setting_remove(g, name);
 		if (type == KW_SETTING_INT || type == KW_SETTING_BOOL ||
 		    type == KW_SETTING_STRMAP)
-			config_setting_set_string(
-				config_setting_add(g, name,
-						   CONFIG_TYPE_STRING),
-				"x");
+			add_string(g, name, "x");
 		else
-			config_setting_set_int(config_setting_add(g, name,
-								 CONFIG_TYPE_INT),
-					       7);
+			add_int(g, name, 7);
 		break;
 	}
 	snprintf(path, pathlen, "%.*s%sconformance-XXXXXX.conf",
@@ -1019,7 +1013,8 @@ static void store_rest(kw_ctx *ctx)
 	if (opt.desc->caps & KW_CAP_LIST) {
 		l.provider = "anthropic";
 		l.owner = st_ref.owner;
-		rc = kw_key_list(ctx, &st_actor, opt.backend, NULL, list_one, &l);
+		rc = kw_key_list(ctx, &st_actor, opt.backend, NULL, list_one,
+				 &l);
 		kw_mask(v1, strlen(v1), mask, sizeof(mask));
 		STEP("list: the key is listed, masked",
 		     rc == KW_OK && l.seen && strcmp(l.masked, mask) == 0,
@@ -1357,7 +1352,8 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct answer ref[MAX_PROVIDERS] = { 0 };
-	char path[PATH_MAX], modpath[PATH_MAX], cfgpath[PATH_MAX], dirs[2 * PATH_MAX];
+	char path[PATH_MAX], modpath[PATH_MAX], cfgpath[PATH_MAX];
+	char dirs[2 * PATH_MAX];
 	const char *env;
 	kw_ctx *ctx = NULL;
 	kw_status rc;
