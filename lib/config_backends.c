@@ -142,6 +142,14 @@ static void check_setting(struct kwi_loader *l, struct kw_instance *b,
 	case KW_SETTING_STRMAP:
 		check_strmap(l, b, s);
 		break;
+	case KW_SETTING_INT_OR_STRING:
+		if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64 &&
+		    type != CONFIG_TYPE_STRING)
+			kwi_problem(l, KW_ERR_CONFIG, s,
+				    "%s: %s must be an integer or a string, "
+				    "not %s",
+				    b->label, name, kwi_type_name(type));
+		break;
 	default:
 		kwi_problem(l, KW_ERR_MODULE, s,
 			    "%s: module \"%s\" declares %s with an "

@@ -5,7 +5,8 @@ set -eu
 
 packages="build-essential autoconf automake libtool pkg-config autoconf-archive
 libconfig-dev libsodium-dev libssl-dev libsqlite3-dev libjansson-dev
-libcmocka-dev bsdutils sqlite3 python3 gdb python3-cryptography python3-argon2
+libcurl4-openssl-dev libcmocka-dev bsdutils sqlite3 python3 gdb
+python3-cryptography python3-argon2 openssl python3-hvac
 clang libclang-rt-14-dev libhiredis-dev redis-server"
 
 missing=

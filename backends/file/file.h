@@ -95,7 +95,6 @@ struct file_state {
 	const char *path;
 	char *lock_path;
 	char *dir;
-	char *tmp_prefix;          /* the base name of PATH, ".tmp." */
 	kw_scope scope;
 	const char *scope_word;
 	kw_keyring *kr;
@@ -103,6 +102,10 @@ struct file_state {
 	unsigned char file_id[FILE_ID_LEN];
 	pthread_mutex_t lock;      /* guards snap and its refs */
 	struct file_snap *snap;
+	/* An older copy was put in the file's place (snap.c): generation
+	 * rolled_to, after rolled_from.  Under lock. */
+	bool rolled_back;
+	uint64_t rolled_to, rolled_from;
 	/* Use counts not yet written (uses.c). */
 	pthread_mutex_t uses_lock; /* guards the three below */
 	struct file_use *uses;

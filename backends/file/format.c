@@ -426,7 +426,10 @@ void file_snap_clear(const kw_host *host, struct file_snap *snap)
 	/* A snapshot's records point into its plaintext and strs: they own
 	 * nothing (only a write's copy does, freed with it). */
 	free(snap->recs);
-	free(snap->strs);
+	if (snap->strs != NULL) {
+		explicit_bzero(snap->strs, snap->plain_len + 3 * snap->cap + 1);
+		free(snap->strs);
+	}
 	if (snap->plain != NULL) {
 		explicit_bzero(snap->plain, snap->plain_len + 1);
 		free(snap->plain);

@@ -160,14 +160,22 @@ kw_status file_read_snap(struct file_state *st, int fd,
 	}
 	/* Generations only go up: a lower one is an older copy put in the
 	 * file's place, which could bring back a key since rotated or
-	 * deleted.  A program started afterwards reads it as it is. */
-	if (old != NULL && h.generation < old->h.generation) {
+	 * deleted.  The refusal stands until the backend is opened again,
+	 * also once a write has taken the copy past the generation we had:
+	 * a program started afterwards reads the file as it is. */
+	if (old != NULL && h.generation < old->h.generation &&
+	    !st->rolled_back) {
+		st->rolled_back = true;
+		st->rolled_to = h.generation;
+		st->rolled_from = old->h.generation;
+	}
+	if (st->rolled_back) {
 		e->rc = rc = KW_ERR_BACKEND;
 		snprintf(e->msg, sizeof(e->msg),
 			 "%s was replaced by an older copy of itself "
 			 "(generation %" PRIu64 ", after %" PRIu64 "): if that "
 			 "was meant, restart the program to read it",
-			 st->path, h.generation, old->h.generation);
+			 st->path, st->rolled_to, st->rolled_from);
 		goto out;
 	}
 	snap = calloc(1, sizeof(*snap));

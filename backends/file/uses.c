@@ -7,8 +7,10 @@
  * reads it again at its next lookup: written that often, counts alone
  * would keep a host's programs re-reading a file no key of which changed.
  * So counts wait here, added up per key, and are written at most once a
- * minute (FILE_USES_EVERY), and when the backend closes.  They are
- * informational: a crash loses those of the last minute.
+ * minute (FILE_USES_EVERY), with the first batch after that minute, and
+ * when the backend closes.  They are informational: a crash loses those
+ * held, which for a program idle since its last batch may be older than
+ * a minute.
  *
  * After fork(), the child holds a copy of the parent's counts; the
  * library never closes a backend in the child, so only the process that

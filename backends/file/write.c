@@ -231,12 +231,37 @@ static bool write_all(int fd, const unsigned char *buf, size_t len)
 
 /*
  * Remove the temporary files that writers killed before their rename()
- * left beside the file ("PATH.tmp." and six characters).  Only a writer
+ * left beside the file ("PATH.tmp." and six letters or digits, empty or
+ * begun with the magic).  Only a writer
  * holding the lock makes one, and we hold it: any there now is a
  * leftover.  Only regular files are removed, and only ours (root's: its
  * own and those of the file's owner, to whom it gives the files it
  * writes).  A directory that cannot be read is left as it is.
  */
+#define TEMP_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" \
+		   "0123456789"
+
+/* Whether the file `name` in dfd is what a writer leaves: empty, or
+ * begun with the magic.  Anything else is someone's own file. */
+static bool half_written(int dfd, const char *name)
+{
+	unsigned char magic[FILE_MAGIC_LEN];
+	ssize_t n;
+	int fd;
+
+	fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
+				       O_NOCTTY);
+	if (fd < 0)
+		return false;
+	do
+		n = pread(fd, magic, sizeof(magic), 0);
+	while (n < 0 && errno == EINTR);
+	close(fd);
+	if (n < 0)
+		return false;
+	return memcmp(magic, FILE_MAGIC, (size_t)n) == 0;
+}
+
 static void sweep_temps(struct file_state *st)
 {
 	const char *base = strrchr(st->path, '/') + 1;
@@ -262,13 +287,16 @@ static void sweep_temps(struct file_state *st)
 		const char *rest = de->d_name + blen;
 
 		if (strncmp(de->d_name, base, blen) != 0 ||
-		    strncmp(rest, ".tmp.", 5) != 0 || strlen(rest + 5) != 6)
+		    strncmp(rest, ".tmp.", 5) != 0 || strlen(rest + 5) != 6 ||
+		    strspn(rest + 5, TEMP_CHARS) != 6)
 			continue;
 		if (fstatat(dfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
 		    !S_ISREG(sb.st_mode))
 			continue;
 		if (sb.st_uid != me &&
 		    !(me == 0 && have_file && sb.st_uid == fsb.st_uid))
+			continue;
+		if (!half_written(dfd, de->d_name))
 			continue;
 		if (unlinkat(dfd, de->d_name, 0) == 0)
 			n++;

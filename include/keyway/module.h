@@ -83,8 +83,14 @@ typedef enum kw_setting_type {
 	KW_SETTING_INT = 2,    /* 64-bit integer */
 	KW_SETTING_BOOL = 3,
 	KW_SETTING_STRMAP = 4, /* group of name = "string" pairs */
-	KW_SETTING_PATH = 5    /* string; relative paths are made absolute
+	KW_SETTING_PATH = 5,   /* string; relative paths are made absolute
 				  against the config file's directory */
+	KW_SETTING_INT_OR_STRING = 6 /* an integer or a string, as in
+				  kv_version = 2 or "auto": read it with
+				  setting_int() and, when that answers
+				  KW_ERR_NOTFOUND, setting_string().
+				  Available since the vault module; an
+				  older host refuses it at load */
 } kw_setting_type;
 
 #define KW_SETTING_REQUIRED 0x01u

@@ -209,6 +209,23 @@ static kw_status rd_auth_failed(const struct rd_state *st,
 {
 	const kw_host *h = st->host;
 
+	if (rep->str != NULL &&
+	    strstr(rep->str, "without any password configured") != NULL) {
+		h->reply_detail(r,
+				"redis %s: Redis has no password set, though "
+				"password_file names one: set requirepass in "
+				"its redis.conf, or drop password_file",
+				st->address);
+		return KW_ERR_PERM;
+	}
+	if (rd_err_is(rep, "ERR") && st->username != NULL &&
+	    rep->str != NULL && strstr(rep->str, "wrong number") != NULL) {
+		h->reply_detail(r,
+				"redis %s: Redis takes no user name (it is "
+				"older than 6.0): drop username",
+				st->address);
+		return KW_ERR_PERM;
+	}
 	if (rd_err_is(rep, "WRONGPASS") || rd_err_is(rep, "ERR")) {
 		if (st->username != NULL)
 			h->reply_detail(r,
@@ -229,6 +246,24 @@ static kw_status rd_auth_failed(const struct rd_state *st,
 	h->reply_detail(r, "redis %s: AUTH failed: %.200s", st->address,
 			rep->str != NULL ? rep->str : "unexpected answer");
 	return KW_ERR_BACKEND;
+}
+
+bool rd_err_transient(const redisReply *rep)
+{
+	static const char *const codes[] = { "LOADING",	   "BUSY",
+					     "MASTERDOWN", "TRYAGAIN",
+					     "CLUSTERDOWN", "READONLY" };
+
+	if (rep->type != REDIS_REPLY_ERROR || rep->str == NULL)
+		return false;
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		size_t n = strlen(codes[i]);
+
+		if (strncmp(rep->str, codes[i], n) == 0 &&
+		    (rep->str[n] == ' ' || rep->str[n] == '\0'))
+			return true;
+	}
+	return false;
 }
 
 /* A command of the setup (SELECT, SCRIPT LOAD) that Redis refused. */
@@ -259,7 +294,7 @@ static kw_status rd_setup_failed(const struct rd_state *st, const char *what,
 			rep->type == REDIS_REPLY_ERROR && rep->str != NULL
 				? rep->str
 				: "unexpected answer");
-	return KW_ERR_BACKEND;
+	return rd_err_transient(rep) ? KW_ERR_UNAVAIL : KW_ERR_BACKEND;
 }
 
 /* Append a RESP bulk string to buf at *len. */

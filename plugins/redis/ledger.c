@@ -35,11 +35,17 @@
 
 /*
  * KEYS: token, seq, usage, then the slots' counters.  ARGV: dry run ("1"),
- * the charge keys' prefix, when the charge's key expires, the usage log's
- * MINID, then the row (time, chain, backend, provider, user, org; "" for
- * none), how many seconds the token is kept, then each slot's limit and
- * expiry.  Answers {admitted, id, full slot (from 1), its count}; the
- * token keeps the answer, so that the charge sent again gets it again.
+ * the charge keys' prefix, in how many seconds the charge's key expires,
+ * the usage log's MINID, then the row (time, chain, backend, provider,
+ * user, org; "" for none), how many seconds the token is kept, then each
+ * slot's limit and in how many seconds its counter expires.  Answers
+ * {admitted, id, full slot (from 1), its count}; the token keeps the
+ * answer, so that the charge sent again gets it again.
+ *
+ * Lifetimes are relative, so that a host whose clock differs from
+ * Redis's keeps its counters for the rest of its window all the same.
+ * Redis does not undo a script that fails halfway: what can fail (the
+ * XADD, which needs Redis 6.2) comes before the counters move.
  */
 static const char rd_charge_lua[] =
 	"local n = #KEYS - 3\n"
@@ -69,14 +75,14 @@ static const char rd_charge_lua[] =
 	"end\n"
 	"if ARGV[1] == '1' then return {1, 0, 0, 0} end\n"
 	"local id = redis.call('INCR', KEYS[2])\n"
+	"row('admitted', id)\n"
 	"for i = 1, n do\n"
 	"  if redis.call('INCR', KEYS[3 + i]) == 1 then\n"
-	"    redis.call('EXPIREAT', KEYS[3 + i], ARGV[11 + 2 * i])\n"
+	"    redis.call('EXPIRE', KEYS[3 + i], ARGV[11 + 2 * i])\n"
 	"  end\n"
 	"end\n"
 	"redis.call('SET', KEYS[1], id, 'EX', ARGV[11])\n"
-	"redis.call('SET', ARGV[2] .. id, '1', 'EXAT', ARGV[3])\n"
-	"row('admitted', id)\n"
+	"redis.call('SET', ARGV[2] .. id, '1', 'EX', ARGV[3])\n"
 	"return {1, id, 0, 0}\n";
 
 /*
@@ -85,13 +91,14 @@ static const char rd_charge_lua[] =
  * when the charge was refunded already (or is gone with its window).
  */
 static const char rd_refund_lua[] =
-	"if redis.call('DEL', KEYS[1]) == 0 then return 0 end\n"
+	"if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+	"redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[3], '*',\n"
+	"           't', ARGV[2], 'refund', ARGV[1])\n"
+	"redis.call('DEL', KEYS[1])\n"
 	"for i = 3, #KEYS do\n"
 	"  local c = tonumber(redis.call('GET', KEYS[i]) or '0')\n"
 	"  if c > 0 then redis.call('DECR', KEYS[i]) end\n"
 	"end\n"
-	"redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[3], '*',\n"
-	"           't', ARGV[2], 'refund', ARGV[1])\n"
 	"return 1\n";
 
 const char *const rd_script_text[RD_NSCRIPTS] = {
@@ -106,22 +113,6 @@ const char *const rd_script_text[RD_NSCRIPTS] = {
 #define RD_BATCH "500"
 
 /* ---- running a script ---- */
-
-/* Is this error reply one Redis gives while it cannot work for now? */
-static bool rd_err_transient(const redisReply *rep)
-{
-	static const char *const codes[] = { "LOADING", "BUSY", "MASTERDOWN",
-					     "TRYAGAIN", "CLUSTERDOWN" };
-
-	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
-		size_t n = strlen(codes[i]);
-
-		if (strncmp(rep->str, codes[i], n) == 0 &&
-		    (rep->str[n] == ' ' || rep->str[n] == '\0'))
-			return true;
-	}
-	return false;
-}
 
 /*
  * Run script s with argv[3...] (argv[0..2] are filled here: EVALSHA, the
@@ -185,11 +176,16 @@ static redisReply *rd_eval(struct rd_state *st, enum rd_script s, int argc,
 			return NULL;
 		}
 		if (rep->type == REDIS_REPLY_ERROR) {
-			*rc = rd_err_transient(rep) ? KW_ERR_UNAVAIL
-						     : KW_ERR_BACKEND;
+			bool transient = rd_err_transient(rep);
+
+			*rc = transient ? KW_ERR_UNAVAIL : KW_ERR_BACKEND;
 			st->host->reply_detail(r, "redis %s: %s failed: %.200s",
 					       st->address, what, rep->str);
 			freeReplyObject(rep);
+			/* A replica, or a Redis loading its data: the next
+			 * request connects afresh, maybe to a new master. */
+			if (transient)
+				rd_conn_drop(cn);
 			return NULL;
 		}
 		*rc = KW_OK;
@@ -326,7 +322,7 @@ kw_status rd_charge(void *state, kw_charge *c, bool dry_run, kw_reply *r)
 					   c->slots[i].window, true));
 	ok = ok && rd_arg(&a, dry_run ? "1" : "0") &&
 	     rd_arg_own(&a, rd_key(st, "c:", "", 0, false)) &&
-	     rd_arg_int(&a, keep + RD_GRACE) && rd_arg(&a, minid) &&
+	     rd_arg_int(&a, keep + RD_GRACE - u->time) && rd_arg(&a, minid) &&
 	     rd_arg_int(&a, u->time) &&
 	     rd_arg(&a, u->chain != NULL ? u->chain : "") &&
 	     rd_arg(&a, u->backend != NULL ? u->backend : "") &&
@@ -336,7 +332,7 @@ kw_status rd_charge(void *state, kw_charge *c, bool dry_run, kw_reply *r)
 	     rd_arg_int(&a, RD_GRACE);
 	for (size_t i = 0; ok && i < c->nslots; i++)
 		ok = rd_arg_int(&a, (int64_t)c->slots[i].limit) &&
-		     rd_arg_int(&a, c->slots[i].expires + RD_GRACE);
+		     rd_arg_int(&a, c->slots[i].expires + RD_GRACE - u->time);
 	if (!ok)
 		goto out;
 	a.argv[2] = nkeys;

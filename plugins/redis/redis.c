@@ -51,9 +51,11 @@ static void rd_close(void *state)
 
 	if (st == NULL)
 		return;
-	rd_conn_free_all(st);
+	/* The key first: a thread that ends meanwhile must not run its
+	 * destructor on a connection freed here. */
 	if (st->key_made)
 		pthread_key_delete(st->key);
+	rd_conn_free_all(st);
 	if (st->lock_made)
 		pthread_mutex_destroy(&st->lock);
 	if (st->password != NULL)

@@ -100,4 +100,8 @@ kw_status rd_usage(void *state, const kw_usage_filter *f, kw_usage_fn *fn,
 		   void *arg, kw_reply *r);
 kw_status rd_check(void *state, kw_reply *r);
 
+/* Is this error reply one Redis gives while it cannot work for now
+ * (loading its data, busy, a replica, its master down)? */
+bool rd_err_transient(const struct redisReply *rep);
+
 #endif /* KW_REDIS_H */

@@ -241,7 +241,12 @@ expect_stderr_line "keyway: $CONF:3: backend \"org_keys\": $FILE is truncated (5
 expect_eq "$(stat -c %s "$FILE")" "50" "a truncated file is left as it was"
 
 cp "$TMPD/good.kwf" "$FILE"
-printf 'X' | dd of="$FILE" bs=1 seek=120 conv=notrunc status=none
+# One bit of the ciphertext flipped: a byte written over it might be the
+# same byte.
+byte=$(od -An -tu1 -j120 -N1 "$FILE" | tr -d ' ')
+# shellcheck disable=SC2059
+printf "\\$(printf %03o $((byte ^ 1)))" | dd of="$FILE" bs=1 seek=120 conv=notrunc status=none
+expect_eq "$(cmp -s "$FILE" "$TMPD/good.kwf" || echo changed)" "changed" "byte 120 was flipped"
 run "$KW" -c "$CONF" get anthropic --org acme
 expect_exit 1
 expect_stdout ""

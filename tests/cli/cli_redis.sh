@@ -304,6 +304,26 @@ done
 others=$(grep -v -e '^A ' -e '^D ' -e '^L ' "$TMPD"/stop?.out "$TMPD"/stop?.err)
 expect_eq "$others" "" "Redis stopped mid-run: nothing else failed"
 
+# ---- the address reaches a read-only replica ----
+
+# As after a failover that kept clients connected: a charge gets READONLY.
+# That is an outage, not a failure: on_unavailable decides, and once the
+# address reaches a master again the count goes on.
+run -s "$KW" -c "$H1" get --user ro0 anthropic
+expect_exit 0 "before the replica: admitted"
+rcli REPLICAOF 127.0.0.1 1 >/dev/null
+run "$KW" -c "$H1" get --user ro0 anthropic
+expect_exit 4 "a read-only replica: denied"
+slurp "$ERR"
+expect_eq "$([[ $REPLY == *"ledger unavailable, denied (on_unavailable = deny): redis 127.0.0.1:$PORT: the charge failed: READONLY"* ]] && echo says)" \
+	"says" "a read-only replica: the ledger is unavailable, not failed"
+run -s "$KW" -c "$HALLOW" get --user ro0 anthropic
+expect_exit 0 "a read-only replica, on_unavailable = allow: admitted"
+rcli REPLICAOF NO ONE >/dev/null
+run -s "$KW" -c "$H1" get --user ro0 anthropic
+expect_exit 0 "a master again: admitted"
+expect_eq "$(counter ro0)" "2" "a master again: counted on from where it was"
+
 # ---- Redis forgets the scripts ----
 
 # Connections that loaded the scripts before SCRIPT FLUSH get NOSCRIPT,
@@ -453,7 +473,7 @@ fi
 printf '%s\n' "$PASS-acl" >"$SECRETD/acl.pass" && chmod 600 "$SECRETD/acl.pass"
 secret "$PASS-acl"
 rcli ACL SETUSER kwacl on ">$PASS-acl" resetkeys '~keyway:*' nocommands \
-	+eval +evalsha '+script|load' +get +set +incr +decr +del +expireat \
+	+eval +evalsha '+script|load' +get +set +incr +decr +del +exists +expire \
 	+xadd +xrange +xlen +ping +select >/dev/null
 check_via "ACL user" "address = \"127.0.0.1:$PORT\"; username = \"kwacl\"; password_file = \"$SECRETD/acl.pass\"; db = 0;" via2
 run "$KW" -c "$SECRETD/via/keyway.conf" usage --user via2

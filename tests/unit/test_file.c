@@ -844,6 +844,8 @@ static void test_unsafe_lock_file(void **state)
  * read a newer one, for lookups and writes alike, with a line saying
  * what happened; a program started afterwards reads it.
  */
+static uint64_t generation(const struct fixture *f);
+
 static void test_older_copy_refused(void **state)
 {
 	struct fixture *f = *state;
@@ -884,35 +886,55 @@ static void test_older_copy_refused(void **state)
 	/* Opened afresh, the copy is the file. */
 	expect_ok(open_conf(f, &f->other, CONF_A));
 	want_value(f->other, "bob", "acme", K_ACME);
+
+	/* Written past the generation the first context had, the copy is
+	 * still refused there: the key it brought back stays out. */
+	expect_ok(put(f->other, "org_keys", "globex", K_GLOBEX, NULL,
+		      KW_PUT_CREATE));
+	expect_ok(put(f->other, "org_keys", "globex", K_GLOBEX, NULL,
+		      KW_PUT_ROTATE));
+	assert_true(generation(f) > 3);
+	assert_int_equal(resolve(f->ctx, "bob", "acme", value, sizeof(value)),
+			 KW_ERR_BACKEND);
+	assert_non_null(strstr(kw_last_error(), "(generation 2, after 3)"));
+	assert_string_equal(value, "");
 }
 
 /*
  * Temporary files that killed writers left are removed by the next
- * write, and nothing else: not a name of another length, not a symbolic
- * link, not another file's.
+ * write, and nothing else: not a name of another length or alphabet, not
+ * a file that does not begin as a keyway file, not a symbolic link, not
+ * another file's.
  */
 static void test_leftover_temps_swept(void **state)
 {
 	struct fixture *f = *state;
 	static const char *const keep[] = {
 		"keys.kwf.tmp.abc1234", "keys.kwf.tmp.ab12", "keys.kwf.tmpx.abc123",
-		"other.kwf.tmp.abc123", "keys.kwf.tmp.LnK456",
+		"other.kwf.tmp.abc123", "keys.kwf.tmp.a-b_c.", "keys.kwf.tmp.NOTES1",
+		"keys.kwf.tmp.LnK456",
 	};
 	struct stat sb;
 
 	open_ok(f, CONF_A);
-	free(tu_write(f->dir, "keys.kwf.tmp.Ab9xZ1", 0600, "half a file"));
+	free(tu_write(f->dir, "keys.kwf.tmp.Ab9xZ1", 0600,
+		      "\x89KEYWAY\nhalf a file"));
 	free(tu_write(f->dir, "keys.kwf.tmp.000000", 0600, "%s", ""));
-	for (size_t i = 0; i < 4; i++)
-		free(tu_write(f->dir, keep[i], 0600, "not ours"));
+	free(tu_write(f->dir, "keys.kwf.tmp.zzzzz9", 0600, "\x89KEY"));
+	/* The right names, but not what a writer leaves: someone's own. */
+	for (size_t i = 0; i < 6; i++)
+		free(tu_write(f->dir, keep[i], 0600, "\x89KEYWAY\n"));
+	free(tu_write(f->dir, keep[5], 0600, "my notes"));
 	assert_int_equal(symlink("keys.kwf",
-				 tu_join(f->dir, keep[4])), 0);
+				 tu_join(f->dir, keep[6])), 0);
 	expect_ok(put(f->ctx, "org_keys", "acme", K_ACME, NULL, KW_PUT_CREATE));
 	assert_int_equal(lstat(tu_join(f->dir, "keys.kwf.tmp.Ab9xZ1"), &sb),
 			 -1);
 	assert_int_equal(lstat(tu_join(f->dir, "keys.kwf.tmp.000000"), &sb),
 			 -1);
-	for (size_t i = 0; i < 5; i++)
+	assert_int_equal(lstat(tu_join(f->dir, "keys.kwf.tmp.zzzzz9"), &sb),
+			 -1);
+	for (size_t i = 0; i < 7; i++)
 		if (lstat(tu_join(f->dir, keep[i]), &sb) != 0)
 			fail_msg("%s was removed", keep[i]);
 	want_value(f->ctx, "bob", "acme", K_ACME);
