@@ -1,7 +1,8 @@
 #!/bin/bash
 # conformance.sh - TAP tests of keyway-conformance(1): every module keyway
 # ships passes it (the redis ledger against a redis-server started here,
-# when one is installed), and each module of tests/modules/broken.c, which
+# when one is installed; the vault module against tests/vault/vault_double.py),
+# and each module of tests/modules/broken.c, which
 # breaks one rule, is reported with its one-line reason.
 
 . "$(dirname -- "$0")/lib.sh" || exit 99
@@ -252,6 +253,46 @@ EOF
 run -s "$KW" -c "$D/late.conf" get anthropic
 expect_exit 0 "error() after open(): the lookup still answers"
 expect_stderr_line "keyway: backend \"late\": module \"lateerror\" called host->error() outside open(), where it does nothing (use reply_detail() or log()): called after open()"
+
+# ---- the vault module, against tests/vault/vault_double.py over TLS ----
+
+if command -v openssl >/dev/null 2>&1 && [ -x /usr/bin/python3 ]; then
+	VD=$SECRETD/vault
+	mkdir -m 700 "$VD"
+	sh "$KEYWAY_SRCDIR/tests/vault/mkcerts.sh" "$VD/certs" >/dev/null 2>&1 ||
+		bail_out "cannot make certificates"
+	VROOT=hvs.conformance-root-token-0099cc
+	secret "$VROOT"
+	printf '%s\n' "$VROOT" >"$VD/token" && chmod 600 "$VD/token"
+	/usr/bin/python3 "$KEYWAY_SRCDIR/tests/vault/vault_double.py" \
+		--cert "$VD/certs/server.pem" --key "$VD/certs/server.key" \
+		--port-file "$TMPD/vault.port" --root-token "$VROOT" \
+		>"$TMPD/vault.out" 2>"$TMPD/vault.err" &
+	VPID=$!
+	for _ in $(seq 100); do
+		[ -s "$TMPD/vault.port" ] && break
+		sleep 0.1
+	done
+	[ -s "$TMPD/vault.port" ] ||
+		bail_out "the Vault stand-in did not start: $(cat "$TMPD/vault.err")"
+	write_conf "$VD/keyway.conf" <<EOF
+backends: {
+	v: { module = "vault"; address = "https://127.0.0.1:$(cat "$TMPD/vault.port")";
+	     scope = "org"; ca_file = "certs/ca.pem"; timeout_ms = 2000;
+	     auth = { method = "token"; token_file = "$VD/token"; }; };
+};
+chains: { default = ( { backend = "v"; control = "required"; } ); };
+EOF
+	conform vault --config "$VD/keyway.conf" --notfound openai
+	expect_exit 0 "vault passes"
+	expect_fails 0 "vault: no check fails"
+	expect_line "ok store: the stored value resolves"
+	expect_line 'ok setting "kv_version" of the wrong type is refused'
+	kill "$VPID" 2>/dev/null
+	wait "$VPID" 2>/dev/null
+else
+	skip "vault passes" "openssl and python3 run the Vault stand-in"
+fi
 
 # ---- the redis ledger, against a redis-server of its own ----
 
