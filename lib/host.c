@@ -104,6 +104,9 @@ static kw_status host_setting_map(const kw_instance *inst, const char *name,
 
 /* ---- diagnostics ---- */
 
+static void host_log(const kw_instance *inst, int level, const char *fmt, ...)
+	KW_PRINTF(3, 4);
+
 static void host_error(kw_instance *inst, const char *setting,
 		       const char *fmt, ...)
 {
@@ -115,6 +118,19 @@ static void host_error(kw_instance *inst, const char *setting,
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/*
+	 * error() belongs to open(): once open() has returned, the report it
+	 * fed is gone.  A module that calls it later is told so in the log,
+	 * and the call changes nothing.
+	 */
+	if (inst->diag == NULL) {
+		host_log(inst, KW_LOG_WARNING,
+			 "module \"%s\" called host->error() outside "
+			 "open(), where it does nothing (use reply_detail() "
+			 "or log()): %s",
+			 inst->module->name, msg);
+		return;
+	}
 	if (s == NULL)
 		s = inst->setting;
 	kwi_diag(inst->diag, KW_ERR_CONFIG, kwi_source_path(inst->ctx, s),
@@ -389,12 +405,15 @@ static kw_status open_one(struct kw_instance *b, struct kwi_diag *d)
 	kw_status first = d->first;
 	kw_status rc;
 
+	b->diag = NULL;
 	if (b->module->ops.open == NULL) {
 		b->opened = true;
 		return KW_OK;
 	}
 	b->diag = d;
 	rc = b->module->ops.open(&kwi_host, b, &b->state);
+	/* d lives for this call only: error() after open() is a no-op. */
+	b->diag = NULL;
 	if (rc == KW_OK) {
 		b->opened = true;
 		return KW_OK;

@@ -3,8 +3,9 @@
  *
  * A module is one shared object, kw_<name>.so, that exports exactly one
  * symbol: kw_module_entry, a function returning its descriptor (struct
- * kw_module).  Build it out of tree with `pkg-config --cflags keyway-module`
- * and link it with -shared (libtool: -module -avoid-version); a module does
+ * kw_module).  Build it out of tree with
+ * `cc -o kw_NAME.so NAME.c $(pkg-config --cflags --libs keyway-module)`
+ * (libtool: -module -avoid-version -shared); a module does
  * not link against libkeyway: everything it needs from the host comes
  * through the struct kw_host table handed to its open() function.
  *

@@ -23,15 +23,17 @@
  * Building out of tree.  A module does not link against libkeyway: every
  * service it needs comes from the struct kw_host table handed to open().
  * The Makefile beside this file (installed with it in keyway's
- * examples/skeleton/ documentation directory) builds it; one command is
- * enough too, the libraries after the source file:
+ * examples/skeleton/ documentation directory) builds it with keyway's one
+ * recipe, the flags after the source file:
  *
- *     cc -shared -fPIC -o kw_skeleton.so skeleton.c \
+ *     cc -o kw_skeleton.so skeleton.c \
  *         $(pkg-config --cflags --libs keyway-module)
  *
- * Adding -fvisibility=hidden keeps every symbol but the entry point private
- * (KW_MODULE_EXPORT marks that one visible), and -Wl,-z,defs makes the
- * linker reject a call into libkeyway that would only fail at load time.
+ * keyway-module.pc brings -fPIC and -shared, -fvisibility=hidden (every
+ * symbol but the entry point stays private; KW_MODULE_EXPORT marks that one
+ * visible) and -Wl,-z,defs (the linker rejects a call into libkeyway that
+ * would only fail at load time).  keyway-conformance ./kw_skeleton.so
+ * --config FILE then checks it against the rules of module.h.
  * Install the result as kw_<name>.so in keyway's module directory,
  * $(libdir)/keyway/, and name it in keyway.conf with module = "<name>".
  *
