@@ -10,7 +10,9 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,36 +89,52 @@ static kw_status opt_int(struct vault_state *st, const char *name,
 	return KW_OK;
 }
 
-static bool is_loopback(const char *host, size_t len)
+/* Whether host (as libcurl's URL parser gives it) is this machine:
+ * "localhost", an address of 127.0.0.0/8, or [::1].  A name is never
+ * taken on its looks ("127.example.com" is not loopback). */
+static bool is_loopback(const char *host)
 {
-	return (len == 9 && memcmp(host, "localhost", 9) == 0) ||
-	       (len >= 4 && memcmp(host, "127.", 4) == 0) ||
-	       (len == 5 && memcmp(host, "[::1]", 5) == 0);
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (strcmp(host, "localhost") == 0)
+		return true;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (host[0] == '[') {
+		char bare[INET6_ADDRSTRLEN];
+		size_t n = strlen(host);
+
+		if (n < 3 || n - 2 >= sizeof(bare) || host[n - 1] != ']')
+			return false;
+		memcpy(bare, host + 1, n - 2);
+		bare[n - 2] = '\0';
+		return inet_pton(AF_INET6, bare, &a6) == 1 &&
+		       IN6_IS_ADDR_LOOPBACK(&a6);
+	}
+	return false;
 }
 
 /* address: "https://host[:port]" (a trailing '/' is fine), or http://
- * on loopback only; st->base is "ADDRESS/v1/". */
+ * on loopback only; st->base is "ADDRESS/v1/".  libcurl's URL parser
+ * says what the host is, as it is the one that will connect. */
 static kw_status load_address(struct vault_state *st)
 {
 	const kw_host *host = st->host;
-	const char *a = opt_string(st, "address", ""), *h, *end;
+	const char *a = opt_string(st, "address", ""), *h;
+	char *uhost = NULL, *user = NULL;
 	size_t len = strlen(a);
+	bool plain, ok;
 	CURLU *u;
 
 	while (len > 0 && a[len - 1] == '/')
 		len--;
 	if (strncmp(a, "https://", 8) == 0) {
 		h = a + 8;
+		plain = false;
 	} else if (strncmp(a, "http://", 7) == 0) {
 		h = a + 7;
-		end = h + strcspn(h, ":/");
-		if (!is_loopback(h, (size_t)(end - h))) {
-			host->error(st->inst, "address", "address must be "
-				    "https://: plain http would send the token "
-				    "in clear (http:// is taken for loopback "
-				    "only)");
-			return KW_ERR_CONFIG;
-		}
+		plain = true;
 	} else {
 		host->error(st->inst, "address", "address must be a URL such "
 			    "as \"https://vault.internal:8200\", not \"%s\"",
@@ -124,7 +142,8 @@ static kw_status load_address(struct vault_state *st)
 		return KW_ERR_CONFIG;
 	}
 	if (*h == '\0' || *h == '/' || memchr(a, '?', len) ||
-	    memchr(a, '#', len) || memchr(h, '/', (size_t)(a + len - h))) {
+	    memchr(a, '#', len) || memchr(h, '/', (size_t)(a + len - h)) ||
+	    memchr(h, '@', (size_t)(a + len - h))) {
 		host->error(st->inst, "address", "address must be scheme, host "
 			    "and port only, such as "
 			    "\"https://vault.internal:8200\"");
@@ -135,16 +154,29 @@ static kw_status load_address(struct vault_state *st)
 		host->error(st->inst, NULL, "out of memory");
 		return KW_ERR_NOMEM;
 	}
-	/* libcurl's own parser has the last word on the URL. */
 	u = curl_url();
-	if (u == NULL ||
-	    curl_url_set(u, CURLUPART_URL, st->base, 0) != CURLUE_OK) {
-		curl_url_cleanup(u);
+	ok = u != NULL &&
+	     curl_url_set(u, CURLUPART_URL, st->base, 0) == CURLUE_OK &&
+	     curl_url_get(u, CURLUPART_HOST, &uhost, 0) == CURLUE_OK;
+	if (ok && curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK)
+		ok = false;
+	curl_free(user);
+	curl_url_cleanup(u);
+	if (!ok) {
+		curl_free(uhost);
 		host->error(st->inst, "address", "address \"%s\" is not a "
-			    "valid URL", a);
+			    "valid URL of scheme, host and port", a);
 		return KW_ERR_CONFIG;
 	}
-	curl_url_cleanup(u);
+	if (plain && !is_loopback(uhost)) {
+		curl_free(uhost);
+		host->error(st->inst, "address", "address must be https://: "
+			    "plain http would send the token in clear "
+			    "(http:// is taken for localhost, 127.0.0.0/8 and "
+			    "[::1] only)");
+		return KW_ERR_CONFIG;
+	}
+	curl_free(uhost);
 	st->address = a;
 	return KW_OK;
 }

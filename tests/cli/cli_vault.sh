@@ -531,6 +531,29 @@ refused 'client_cert = "ca.pem";' 'client_cert and client_key go together' "clie
 sed -i 's|address = "[^"]*"|address = "http://vault.example:8200"|' "$TMPD/refused.conf"
 run "$KW" -c "$TMPD/refused.conf" check
 expect_exit 1 "plain http to another host: refused"
+# Addresses that look like loopback and are not, and a user part, which
+# libcurl would take as the part before the host.
+for a in "http://localhost:x@192.0.2.2:8200" "http://127.evil.example:8200" \
+	"http://127.0.0.1.nip.io:8200" "https://user:pw@127.0.0.1:8200"; do
+	conf "$TMPD/refused.conf"
+	sed -i "s|address = \"[^\"]*\"|address = \"$a\"|" "$TMPD/refused.conf"
+	run "$KW" -c "$TMPD/refused.conf" check
+	if grep -qF 'address must' "$ERR"; then
+		pass "address $a: refused"
+	else
+		fail "address $a: refused" "$(cat "$ERR")"
+	fi
+done
+for a in "http://127.0.0.2:1" "http://[::1]:1" "http://localhost:1"; do
+	conf "$TMPD/refused.conf"
+	sed -i "s|address = \"[^\"]*\"|address = \"$a\"|" "$TMPD/refused.conf"
+	run "$KW" -c "$TMPD/refused.conf" check
+	if grep -qF 'address must' "$ERR"; then
+		fail "address $a: taken as loopback" "$(cat "$ERR")"
+	else
+		pass "address $a: taken as loopback"
+	fi
+done
 conf "$TMPD/refused.conf"
 sed -i 's|auth = {[^}]*};|auth = { method = "token"; token_file = "tok"; };|' "$TMPD/refused.conf"
 run "$KW" -c "$TMPD/refused.conf" check
