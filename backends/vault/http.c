@@ -82,7 +82,10 @@ static size_t write_body(char *data, size_t size, size_t n, void *arg)
 	if (add > VAULT_BODY_MAX || resp->len + add > VAULT_BODY_MAX)
 		return 0;
 	if (resp->len + add + 1 > resp->cap) {
-		cap = resp->cap != 0 ? resp->cap : 4096;
+		/* A one-key answer is under 1 KiB: starting at 1 KiB keeps
+		 * it in the host's pool of locked memory, where a larger
+		 * first buffer costs a dozen system calls a request. */
+		cap = resp->cap != 0 ? resp->cap : 1024;
 		while (cap < resp->len + add + 1)
 			cap *= 2;
 		grown = s->host->secure_alloc(cap);
