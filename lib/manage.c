@@ -230,10 +230,21 @@ static kw_status list_one(void *arg, const kw_store_record *rec)
 {
 	const struct list_walk *w = arg;
 	kw_key_info info;
+	size_t bad;
 
 	/* What the actor may not manage, it does not see. */
 	if (!kwi_may(w->actor, rec->scope, rec->owner))
 		return KW_OK;
+	/* A store that others write too (Vault) may hold names keyway would
+	 * never take: they reach no listing, and so no terminal. */
+	if ((rec->owner != NULL && !kwi_valid_identity(rec->owner)) ||
+	    rec->provider == NULL || !kwi_valid_provider(rec->provider) ||
+	    (rec->name != NULL && kwi_unshowable(rec->name, &bad, NULL))) {
+		kwi_host.log(w->backend, KW_LOG_WARNING,
+			     "a key whose owner, provider or name is not a "
+			     "name keyway takes is left out of the listing");
+		return KW_OK;
+	}
 	memset(&info, 0, sizeof(info));
 	info.backend = w->backend->name;
 	info.scope = rec->scope;

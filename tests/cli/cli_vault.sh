@@ -489,6 +489,22 @@ for kv in 1 '"auto"'; do
 	run "$KW" -c "$TMPD/v1.conf" get anthropic --org acme
 	expect_exit 3 "KV v1 ($kv): get after rm"
 done
+# Anyone with write access to Vault can store names keyway never takes:
+# an escape sequence in a key's name or owner reaches no terminal.
+conf "$TMPD/v1.conf" 'mount = "kv"; kv_version = 1;'
+ctl seed '{"mount": "kv", "path": "keyway/org/acme/anthropic", "data": {"api_key": "'"$K_V1"'", "keyway_name": "evil\u001b[31mred"}}'
+ctl seed '{"mount": "kv", "path": "keyway/org/ev\u001b[2Jil/anthropic", "data": {"api_key": "'"$K_V1"'"}}'
+run "$KW" -c "$TMPD/v1.conf" ls
+if grep -q "$(printf '\033')" "$OUT" "$ERR"; then
+	fail "ls: no escape sequence from Vault reaches the terminal" "$(od -c "$OUT" | head)"
+else
+	pass "ls: no escape sequence from Vault reaches the terminal"
+fi
+if grep -q '^v  *org  *acme  *anthropic' "$OUT"; then
+	fail "ls: a key named with an escape sequence is left out" "$(cat "$OUT")"
+else
+	pass "ls: a key named with an escape sequence is left out"
+fi
 conf "$TMPD/auto2.conf" 'kv_version = "auto";'
 run -s "$KW" -c "$TMPD/auto2.conf" get anthropic --org acme --reveal
 expect_stdout "$K_ACME" "kv_version = \"auto\" on a KV v2 mount"
