@@ -175,6 +175,30 @@ kw_status vault_tpl_parse(struct vault_tpl *t, const char *text, kw_scope scope,
 	return KW_OK;
 }
 
+/* What a part of a segment stands for (text: part->len bytes of it). */
+static const char *part_value(const struct vault_part *part, kw_scope scope,
+			      const char *owner, const char *provider)
+{
+	switch (part->kind) {
+	case VP_SCOPE:
+		return kw_scope_name(scope);
+	case VP_OWNER:
+		return owner;
+	case VP_PROVIDER:
+		return provider;
+	default:
+		return part->text;
+	}
+}
+
+static size_t part_len(const struct vault_part *part, kw_scope scope,
+		       const char *owner, const char *provider)
+{
+	if (part->kind == VP_TEXT)
+		return part->len;
+	return strlen(part_value(part, scope, owner, provider));
+}
+
 /* Whether a name can be one segment as it is. */
 static bool fits_segment(const char *s)
 {
@@ -205,25 +229,24 @@ kw_status vault_tpl_expand(const struct vault_tpl *t, kw_scope scope,
 	}
 	for (size_t i = 0; i < t->nsegs; i++) {
 		const struct vault_seg *s = &t->segs[i];
-		size_t slen = 0;
+		size_t slen = 0, need = 1;
 
 		if (s->owner_only && scope == KW_SCOPE_SYSTEM)
 			continue;
+		/* The segment's length, part by part: a template may name
+		 * {owner} any number of times. */
+		for (size_t j = 0; j < s->nparts; j++)
+			need += part_len(&s->parts[j], scope, owner, provider);
 		free(seg);
-		seg = malloc(strlen(t->copy) + strlen(owner) * 4 +
-			     strlen(provider) * 4 + 16);
+		seg = malloc(need);
 		if (seg == NULL)
 			goto nomem;
 		for (size_t j = 0; j < s->nparts; j++) {
 			const struct vault_part *part = &s->parts[j];
-			const char *v = part->kind == VP_SCOPE
-						? kw_scope_name(scope)
-					: part->kind == VP_OWNER    ? owner
-					: part->kind == VP_PROVIDER ? provider
-								    : NULL;
-			size_t n = v != NULL ? strlen(v) : part->len;
+			const char *v = part_value(part, scope, owner, provider);
+			size_t n = part_len(part, scope, owner, provider);
 
-			memcpy(seg + slen, v != NULL ? v : part->text, n);
+			memcpy(seg + slen, v, n);
 			slen += n;
 		}
 		seg[slen] = '\0';

@@ -505,6 +505,11 @@ if grep -q '^v  *org  *acme  *anthropic' "$OUT"; then
 else
 	pass "ls: a key named with an escape sequence is left out"
 fi
+# A template may name {owner} many times, and an owner may be long.
+conf "$TMPD/many.conf" 'path = "k/{owner}.{owner}.{owner}.{owner}.{owner}.{owner}/{provider}";'
+long=$(printf 'o%.0s' $(seq 250))
+run "$KW" -c "$TMPD/many.conf" get anthropic --org "$long"
+expect_exit 3 "a path naming a 250-byte owner six times: not found, and no overrun"
 conf "$TMPD/auto2.conf" 'kv_version = "auto";'
 run -s "$KW" -c "$TMPD/auto2.conf" get anthropic --org acme --reveal
 expect_stdout "$K_ACME" "kv_version = \"auto\" on a KV v2 mount"
