@@ -172,10 +172,46 @@ kw_status kwi_path_trusted(const char *path, char *why, size_t whylen)
 	return walk(path, 0, why, whylen);
 }
 
+kw_status kwi_fd_private(int fd, const char *name, char *why, size_t whylen)
+{
+	struct stat st;
+
+	if (name == NULL)
+		name = "the file";
+	if (fd < 0) {
+		snprintf(why, whylen, "%s is not open (descriptor %d)", name,
+			 fd);
+		return KW_ERR_INVAL;
+	}
+	if (fstat(fd, &st) != 0) {
+		snprintf(why, whylen, "%s: %s", name, strerror(errno));
+		return KW_ERR_IO;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(why, whylen, "%s is not a regular file", name);
+		return KW_ERR_PERM;
+	}
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		snprintf(why, whylen,
+			 "%s is owned by uid %u; it must belong to root or "
+			 "uid %u",
+			 name, (unsigned)st.st_uid, (unsigned)geteuid());
+		return KW_ERR_PERM;
+	}
+	if (st.st_mode & 077) {
+		snprintf(why, whylen,
+			 "%s is accessible by group or others (mode %04o); "
+			 "it holds secrets: chmod 600 it",
+			 name, (unsigned)(st.st_mode & 07777));
+		return KW_ERR_PERM;
+	}
+	return KW_OK;
+}
+
 kw_status kwi_open_private(const char *path, int *fd, char *why,
 			   size_t whylen)
 {
-	struct stat st;
+	kw_status rc;
 	int f, flags;
 
 	*fd = -1;
@@ -197,31 +233,10 @@ kw_status kwi_open_private(const char *path, int *fd, char *why,
 		return e == ENOENT ? KW_ERR_NOTFOUND
 		       : e == EACCES || e == ELOOP ? KW_ERR_PERM : KW_ERR_IO;
 	}
-	if (fstat(f, &st) != 0) {
-		snprintf(why, whylen, "%s: %s", path, strerror(errno));
+	rc = kwi_fd_private(f, path, why, whylen);
+	if (rc != KW_OK) {
 		close(f);
-		return KW_ERR_IO;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		snprintf(why, whylen, "%s is not a regular file", path);
-		close(f);
-		return KW_ERR_PERM;
-	}
-	if (st.st_uid != 0 && st.st_uid != geteuid()) {
-		snprintf(why, whylen,
-			 "%s is owned by uid %u; it must belong to root or "
-			 "uid %u",
-			 path, (unsigned)st.st_uid, (unsigned)geteuid());
-		close(f);
-		return KW_ERR_PERM;
-	}
-	if (st.st_mode & 077) {
-		snprintf(why, whylen,
-			 "%s is accessible by group or others (mode %04o); "
-			 "it holds secrets: chmod 600 it",
-			 path, (unsigned)(st.st_mode & 07777));
-		close(f);
-		return KW_ERR_PERM;
+		return rc;
 	}
 	/* Reads of a regular file never block; callers get the ordinary
 	 * blocking descriptor all the same. */

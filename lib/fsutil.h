@@ -26,6 +26,13 @@ bool kwi_stat_trusted(const struct stat *st, bool is_dir, char *why,
  * KW_ERR_PERM, KW_ERR_NOTFOUND, KW_ERR_INVAL or KW_ERR_IO with why.
  */
 kw_status kwi_path_trusted(const char *path, char *why, size_t whylen);
+/*
+ * Check the file open on fd as module.h's check_private describes (a
+ * regular file, owned by root or the caller, no access for group or
+ * others): KW_OK; KW_ERR_PERM, KW_ERR_IO or KW_ERR_INVAL with why, which
+ * names the file as `name` (NULL: "the file").
+ */
+kw_status kwi_fd_private(int fd, const char *name, char *why, size_t whylen);
 /* Open a secret-bearing file as module.h's open_private describes: *fd,
  * the caller's to close, or -1 and a failure with why. */
 kw_status kwi_open_private(const char *path, int *fd, char *why,

@@ -385,6 +385,7 @@ const kw_host kwi_host = {
 	.open_flags = host_open_flags,
 	.keyring_kdf = kwi_keyring_kdf,
 	.reopen_private = kwi_open_private,
+	.check_private = kwi_fd_private,
 };
 
 /* ---- opening backends ---- */

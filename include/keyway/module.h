@@ -405,6 +405,22 @@ typedef struct kw_host {
 	 */
 	kw_status (*reopen_private)(const char *path, int *fd, char *why,
 				    size_t whylen);
+
+	/*
+	 * Check a file the module opened itself, on its descriptor, as
+	 * OpenSSH's sshkey_perm_ok() checks a private key and with
+	 * open_private()'s rules: a regular file, owned by root or the
+	 * caller, no permission for group or others.  For a file opened at
+	 * lookup time: checking the descriptor checks the file that is read,
+	 * not a path that may have changed since.  On refusal why (whylen
+	 * bytes) gets one line that names the file as `name` (its path; NULL:
+	 * "the file"), says what is wrong and how to fix it, no secret.
+	 * KW_OK, KW_ERR_PERM, KW_ERR_IO (fstat() failed) or KW_ERR_INVAL (fd
+	 * < 0).  Any time, any thread.  Newer than the first hosts of this
+	 * ABI: test KW_HOST_HAS(host, check_private) first.
+	 */
+	kw_status (*check_private)(int fd, const char *name, char *why,
+				   size_t whylen);
 } kw_host;
 
 /* What keyring_kdf() answers. */

@@ -233,33 +233,41 @@ static kw_status skel_key_path(const struct skel *s, const kw_query *q,
 }
 
 /*
- * Is the opened key file, whose fstat() is *st, one keyway may serve?  The
- * rules are those at the top of this file; every refusal says what is wrong
- * and how to fix it.  A refused file is KW_ERR_BACKEND: a setup mistake,
- * not an outage, so it stops the chain.
+ * Is the opened key file, open on fd with fstat() *st, one keyway may
+ * serve?  The rules are those at the top of this file; every refusal says
+ * what is wrong and how to fix it.  A refused file is KW_ERR_BACKEND: a
+ * setup mistake, not an outage, so it stops the chain.
+ *
+ * host->check_private() holds the rules as keyway applies them to every
+ * private file; a host older than it (KW_HOST_HAS says so) gets the same
+ * rules checked here.
  */
 static kw_status skel_key_file_ok(const kw_host *host, kw_reply *r,
-				  const char *path, const struct stat *st)
+				  const char *path, int fd,
+				  const struct stat *st)
 {
-	if (!S_ISREG(st->st_mode)) {
+	if (KW_HOST_HAS(host, check_private)) {
+		char why[PATH_MAX + 128];
+		kw_status rc = host->check_private(fd, path, why, sizeof(why));
+
+		if (rc != KW_OK) {
+			host->reply_detail(r, "%s", why);
+			return rc == KW_ERR_PERM ? KW_ERR_BACKEND
+						 : KW_ERR_UNAVAIL;
+		}
+	} else if (!S_ISREG(st->st_mode)) {
 		host->reply_detail(r, "%s is not a regular file", path);
 		return KW_ERR_BACKEND;
-	}
-	if (st->st_uid != 0 && st->st_uid != geteuid()) {
+	} else if (st->st_uid != 0 && st->st_uid != geteuid()) {
 		host->reply_detail(r, "%s is owned by uid %lu, not by "
 				   "root or uid %lu; chown it", path,
 				   (unsigned long)st->st_uid,
 				   (unsigned long)geteuid());
 		return KW_ERR_BACKEND;
-	}
-	if (st->st_mode & (S_IRGRP | S_IROTH)) {
-		host->reply_detail(r, "%s is readable by group or "
-				   "others; chmod 600 it", path);
-		return KW_ERR_BACKEND;
-	}
-	if (st->st_mode & (S_IWGRP | S_IWOTH)) {
-		host->reply_detail(r, "%s is writable by group or "
-				   "others; chmod 600 it", path);
+	} else if (st->st_mode & (S_IRWXG | S_IRWXO)) {
+		host->reply_detail(r, "%s is accessible by group or others "
+				   "(mode %04o); chmod 600 it", path,
+				   (unsigned)(st->st_mode & 07777));
 		return KW_ERR_BACKEND;
 	}
 	if (st->st_size > SKEL_KEY_MAX + 1) {
@@ -277,8 +285,9 @@ static kw_status skel_key_file_ok(const kw_host *host, kw_reply *r,
  * host->open_private() does these checks for files read in open(), but it
  * reports through host->error(), which only open() may use, and its
  * refusals are KW_ERR_PERM where a lookup must choose what its answer does
- * to the chain (the table above skel_lookup()).  At lookup time do them
- * here, on the open descriptor so that the file checked is the file read.
+ * to the chain (the table above skel_lookup()).  At lookup time check
+ * the open descriptor instead (skel_key_file_ok(), through
+ * host->check_private()), so that the file checked is the file read.
  * O_NONBLOCK keeps a FIFO planted in the directory from hanging the caller;
  * it does nothing to a regular file.
  */
@@ -308,7 +317,7 @@ static kw_status skel_open_key(const kw_host *host, kw_reply *r,
 		host->reply_detail(r, "%s: %s", path, strerror(errno));
 		return KW_ERR_UNAVAIL;
 	}
-	return skel_key_file_ok(host, r, path, st);
+	return skel_key_file_ok(host, r, path, *fd, st);
 }
 
 /*

@@ -36,6 +36,7 @@
 
 /* What the fake module hands out for backend "b". */
 #define FAKE_B_VALUE "sk-fake-b-0123456789abcdef"
+#define SKEL_KEY "sk-ant-loader-skeleton-0001-abcdef"
 
 /* A scratch directory with the configuration in it. */
 struct fixture {
@@ -756,6 +757,79 @@ static void test_check_clean(void **state)
 	assert_int_equal(l.n, 0);
 }
 
+/*
+ * host->check_private(), through the one shipped module that checks a
+ * file it opens at lookup time (kw_skeleton.so): the key file as it is
+ * when resolved, refused with one line that names it and the fix.
+ */
+static void want_key_refused(kw_ctx *ctx, const char *fmt, ...)
+	KW_PRINTF(2, 3);
+
+static void want_key_refused(kw_ctx *ctx, const char *fmt, ...)
+{
+	char detail[1024], want[2048], value[64], backend[16];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	snprintf(want, sizeof(want),
+		 "chain \"default\", provider \"anthropic\": k answered backend "
+		 "error: %s",
+		 detail);
+	assert_int_equal(tu_resolve(ctx, NULL, "anthropic", NULL, NULL, value,
+				    sizeof(value), backend, sizeof(backend)),
+			 KW_ERR_BACKEND);
+	assert_string_equal(kw_last_error(), want);
+}
+
+static void test_key_file_checked_on_its_descriptor(void **state)
+{
+	struct fixture *f = *state;
+	char *keys = make_dir(f->dir, "keys", 0700);
+	char *key = tu_keep(tu_write(keys, "anthropic", 0600, "%s\n",
+				     SKEL_KEY));
+	char value[64], backend[16];
+	kw_ctx *ctx = NULL;
+
+	f->conf = tu_write(f->dir, "keyway.conf", 0644,
+			   "backends: { k: { module = \"skeleton\"; "
+			   "dir = \"%s\"; scope = \"system\"; }; };\n"
+			   "chains: { default = ( { backend = \"k\"; "
+			   "control = \"required\"; } ); };\n",
+			   keys);
+	assert_int_equal(kw_open(&ctx, f->conf), KW_OK);
+	assert_int_equal(tu_resolve(ctx, NULL, "anthropic", NULL, NULL, value,
+				    sizeof(value), backend, sizeof(backend)),
+			 KW_OK);
+	assert_string_equal(value, SKEL_KEY);
+
+	assert_int_equal(chmod(key, 0640), 0);
+	want_key_refused(ctx, "%s is accessible by group or others (mode "
+			 "0640); it holds secrets: chmod 600 it", key);
+	/* Any bit for others counts, execute too. */
+	assert_int_equal(chmod(key, 0601), 0);
+	want_key_refused(ctx, "%s is accessible by group or others (mode "
+			 "0601); it holds secrets: chmod 600 it", key);
+	assert_int_equal(chmod(key, 0400), 0);
+	assert_int_equal(tu_resolve(ctx, NULL, "anthropic", NULL, NULL, value,
+				    sizeof(value), backend, sizeof(backend)),
+			 KW_OK);
+
+	if (geteuid() == 0) {
+		assert_int_equal(chown(key, 65534, (gid_t)-1), 0);
+		want_key_refused(ctx, "%s is owned by uid 65534; it must "
+				 "belong to root or uid 0", key);
+	}
+
+	/* A FIFO opens without a writer (O_NONBLOCK) and is refused. */
+	assert_int_equal(unlink(key), 0);
+	assert_int_equal(mkfifo(key, 0600), 0);
+	want_key_refused(ctx, "%s is not a regular file", key);
+
+	kw_close(ctx);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -788,6 +862,7 @@ int main(void)
 		T(test_not_shared_object),
 		T(test_check_reports_every_module),
 		T(test_check_clean),
+		T(test_key_file_checked_on_its_descriptor),
 	};
 	int failed;
 
