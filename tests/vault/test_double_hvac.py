@@ -560,8 +560,12 @@ def main():
            {"x": "1"})
         c.secrets.kv.v2.read_secret_version("app/cfg")
         reqs = d.control("requests", method="GET")["requests"]
-        eq([r.get("fault") for r in reqs], ["close_after", None])
-        assert reqs[0]["conn"] != reqs[1]["conn"], reqs
+        # One answer closed its connection; the next request came on
+        # another (a client may also have tried the closed one first).
+        faulted = [r for r in reqs if r.get("fault") == "close_after"]
+        eq(len(faulted), 1)
+        assert reqs[-1].get("fault") is None, reqs
+        assert faulted[0]["conn"] != reqs[-1]["conn"], reqs
     t.check("an answer can be cut short, be a proxy's HTML, or close after",
             broken_answers)
 
