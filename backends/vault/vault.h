@@ -84,6 +84,7 @@ struct vault_cache {
 	size_t nbuckets;
 	size_t count;
 	int64_t ttl_ms; /* 0: no cache */
+	uint64_t gen;   /* moved by every drop */
 };
 
 KW_WARN_UNUSED kw_status vault_cache_init(struct vault_cache *c,
@@ -91,13 +92,16 @@ KW_WARN_UNUSED kw_status vault_cache_init(struct vault_cache *c,
 void vault_cache_free(const kw_host *host, struct vault_cache *c);
 /*
  * A fresh answer for `path`: KW_OK with the secret replied, KW_ERR_DENIED
- * (disabled), or KW_ERR_NOTFOUND when there is none in the cache.
+ * (disabled), or KW_ERR_NOTFOUND when there is none in the cache.  *gen
+ * is the cache's generation when it was asked: pass it to
+ * vault_cache_put, which keeps nothing when a drop came in between (the
+ * answer Vault gave may predate the change that dropped).
  */
 kw_status vault_cache_get(const kw_host *host, struct vault_cache *c,
-			  const char *path, kw_reply *r);
+			  const char *path, kw_reply *r, uint64_t *gen);
 void vault_cache_put(const kw_host *host, struct vault_cache *c,
 		     const char *path, const char *value, size_t len,
-		     bool active);
+		     bool active, uint64_t gen);
 void vault_cache_drop(const kw_host *host, struct vault_cache *c,
 		      const char *path);
 

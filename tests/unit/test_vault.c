@@ -449,6 +449,53 @@ static void test_cache_dropped_by_keyway(void **state)
 	tu_rmrf(cdir);
 }
 
+struct racer {
+	kw_ctx *ctx;
+	kw_status rc;
+};
+
+static void *race_lookup(void *arg)
+{
+	struct racer *x = arg;
+	char value[128];
+
+	x->rc = tu_resolve(x->ctx, NULL, "anthropic", NULL, "race", value,
+			   sizeof(value), NULL, 0);
+	return NULL;
+}
+
+/* A lookup that asked Vault before a disable and got its answer after
+ * does not keep the old answer in the cache. */
+static void test_cache_race_disable(void **state)
+{
+	kw_key_ref r = KW_KEY_REF_INIT;
+	struct racer x;
+	pthread_t t;
+	char *cdir = NULL;
+	kw_ctx *ctx;
+
+	(void)state;
+	no_faults();
+	seed("race", K_ACME);
+	ctx = open_vault("cache_ttl = 300;", &cdir);
+	r.backend = "v";
+	r.owner = "race";
+	r.provider = "anthropic";
+	ctl("fault", tu_fmt("{\"rules\": [{\"path\": \"%s\", \"method\": "
+			    "\"GET\", \"delay_after_ms\": 800}]}",
+			    data_re("race")));
+	x = (struct racer){ ctx, KW_ERR_INTERNAL };
+	assert_int_equal(pthread_create(&t, NULL, race_lookup, &x), 0);
+	usleep(300 * 1000);
+	assert_int_equal(kw_key_set_active(ctx, tu_sysadmin(), &r, 0), KW_OK);
+	pthread_join(t, NULL);
+	/* It started before the disable: either answer is right for it. */
+	assert_true(x.rc == KW_OK || x.rc == KW_ERR_DENIED);
+	expect_status(ctx, "race", KW_ERR_DENIED);
+	kw_close(ctx);
+	tu_rmrf(cdir);
+}
+
 /* ---- AppRole ---- */
 
 static const char *approle_conf(void)
@@ -759,6 +806,7 @@ int main(void)
 		T(test_socket_cloexec),
 		T(test_miss_not_cached),
 		T(test_cache_dropped_by_keyway),
+		T(test_cache_race_disable),
 		T(test_approle_renewal),
 		T(test_approle_renewal_fails),
 		T(test_approle_max_ttl),
