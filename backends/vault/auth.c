@@ -281,6 +281,8 @@ static void set_times(struct vault_auth *a, int64_t ttl, bool renewable)
 		a->renew_at_ms = a->expires_ms = 0;
 		return;
 	}
+	if (ttl > VAULT_TTL_MAX)
+		ttl = VAULT_TTL_MAX;
 	a->expires_ms = now + ttl * 1000;
 	a->renew_at_ms = now + ttl * 1000 * 2 / 3;
 }
@@ -305,6 +307,7 @@ static kw_status login(struct vault_state *st, int64_t deadline_ms, char *why,
 	req = json_pack("{s:s, s:s}", "role_id", a->role_id, "secret_id",
 			a->secret_id);
 	if (req == NULL || fresh == NULL) {
+		json_decref(req);
 		rc = KW_ERR_NOMEM;
 		snprintf(why, whylen, "out of memory");
 		goto out;
@@ -388,7 +391,7 @@ kw_status vault_auth_token(struct vault_state *st, int64_t deadline_ms,
 {
 	struct vault_auth *a = &st->auth;
 	bool need_login, need_renew, mine = false, valid, renewable;
-	int64_t now = vault_now_ms();
+	int64_t now = vault_now_ms(), aux_dl;
 	char rwhy[VAULT_WHY];
 	kw_status rc;
 
@@ -445,15 +448,20 @@ kw_status vault_auth_token(struct vault_state *st, int64_t deadline_ms,
 	/* Another thread renews: this one goes on with a valid token. */
 	if (!need_login && !mine)
 		return KW_OK;
+	/* A token still valid leaves the request it is wanted for most of
+	 * the time: renewal and a login have a share of it. */
+	aux_dl = deadline_ms;
+	if (valid && deadline_ms - now > 0)
+		aux_dl = now + (deadline_ms - now) * VAULT_RENEW_SHARE / 100;
 	rc = KW_ERR_UNAVAIL;
 	if (need_renew && renewable)
-		rc = renew(st, buf, *gen, deadline_ms, rwhy, sizeof(rwhy));
+		rc = renew(st, buf, *gen, aux_dl, rwhy, sizeof(rwhy));
 	if (need_renew && rc != KW_OK)
 		st->host->log(st->inst, KW_LOG_INFO, "cannot renew the Vault "
 			      "token (%s): logging in again",
 			      renewable ? rwhy : "it is not renewable");
 	if (rc != KW_OK)
-		rc = login(st, deadline_ms, why, whylen);
+		rc = login(st, aux_dl, why, whylen);
 	pthread_mutex_lock(&a->lock);
 	if (mine) {
 		a->busy = false;
@@ -468,8 +476,13 @@ kw_status vault_auth_token(struct vault_state *st, int64_t deadline_ms,
 	} else if (rc == KW_OK) {
 		a->failed_ms = 0;
 	}
-	/* A failed login leaves a token that has not run out usable. */
+	/* A failed login leaves a token that has not run out usable, and
+	 * the next try waits till half its time is gone, so that lookups
+	 * do not each renew and log in again. */
 	if (rc != KW_OK && valid) {
+		now = vault_now_ms();
+		if (a->gen == *gen && a->expires_ms > now)
+			a->renew_at_ms = now + (a->expires_ms - now) / 2;
 		st->host->log(st->inst, KW_LOG_WARNING, "%s; the current "
 			      "token is used until it expires", why);
 		rc = KW_OK;

@@ -434,6 +434,14 @@ kw_status vault_http(struct vault_state *st, const char *method,
 	}
 	for (resp->attempts = 0;;) {
 		left = deadline_ms - vault_now_ms();
+		if (left <= 0 && resp->attempts == 0) {
+			snprintf(why, whylen, "Vault %s %s: not sent: the "
+				 "time it had (of timeout_ms = %lld) went to "
+				 "the requests before it",
+				 method, path, (long long)st->timeout_ms);
+			rc = KW_ERR_UNAVAIL;
+			break;
+		}
 		if (left <= 0) {
 			snprintf(why, whylen, "Vault %s %s: no answer within "
 				 "timeout_ms = %lld (after %d attempt%s)",

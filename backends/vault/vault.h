@@ -26,6 +26,10 @@
 #define VAULT_TOKEN_MAX 1024   /* longest token accepted */
 #define VAULT_POOL_MAX 8       /* idle connections kept */
 #define VAULT_BODY_MAX (8u << 20) /* largest response read */
+#define VAULT_RENEW_SHARE 33   /* % of a lookup's time for renewal and
+				* login while the token is still valid */
+#define VAULT_TTL_MAX ((int64_t)10 * 366 * 86400) /* longest token TTL
+				* taken (s): more is taken as this */
 #define VAULT_LOGIN_HOLDOFF_MS 1000 /* no login again so soon after one
 				       that failed */
 

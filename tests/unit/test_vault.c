@@ -570,6 +570,60 @@ static void test_approle_renewal_fails(void **state)
 	tu_rmrf(cdir);
 }
 
+/* A renewal that hangs takes a share of the lookup's time, not all of
+ * it: the token is still valid, and the lookup is served with it. */
+static void test_approle_renewal_slow(void **state)
+{
+	char *cdir = NULL;
+	kw_ctx *ctx;
+
+	(void)state;
+	no_faults();
+	seed("acme", K_ACME);
+	make_role(6);
+	ctx = open_vault(approle_conf(), &cdir);
+	forget();
+	expect_key(ctx, "acme", K_ACME);
+	usleep(4100 * 1000);
+	ctl("fault", "{\"rules\": [{\"path\": \"auth/token/renew-self$\", "
+		     "\"delay_ms\": 3300}]}");
+	expect_key(ctx, "acme", K_ACME);
+	/* The stand-in logs the renewal once it answers. */
+	usleep(2500 * 1000);
+	assert_int_equal(count("POST", "auth/token/renew-self$"), 1);
+	assert_int_equal(count("POST", "auth/approle/login$"), 1);
+	no_faults();
+	kw_close(ctx);
+	tu_rmrf(cdir);
+}
+
+/* Renewal and login both fail while the token is valid: the token
+ * serves, and the next lookups do not try again at once. */
+static void test_approle_renewal_fails_backoff(void **state)
+{
+	char *cdir = NULL;
+	kw_ctx *ctx;
+
+	(void)state;
+	no_faults();
+	seed("acme", K_ACME);
+	make_role(3);
+	ctx = open_vault(approle_conf(), &cdir);
+	forget();
+	expect_key(ctx, "acme", K_ACME);
+	ctl("fault", "{\"renew_fail\": {\"status\": 403}, \"rules\": [{"
+		     "\"path\": \"auth/approle/login$\", \"status\": 400, "
+		     "\"count\": -1}]}");
+	usleep(2100 * 1000);
+	for (int i = 0; i < 5; i++)
+		expect_key(ctx, "acme", K_ACME);
+	assert_int_equal(count("POST", "auth/token/renew-self$"), 1);
+	assert_int_equal(count("POST", "auth/approle/login$"), 2);
+	no_faults();
+	kw_close(ctx);
+	tu_rmrf(cdir);
+}
+
 /* A token renewed up to its max TTL is replaced by a fresh login. */
 static void test_approle_max_ttl(void **state)
 {
@@ -810,6 +864,8 @@ int main(void)
 		T(test_approle_renewal),
 		T(test_approle_renewal_fails),
 		T(test_approle_max_ttl),
+		T(test_approle_renewal_slow),
+		T(test_approle_renewal_fails_backoff),
 		T(test_approle_expired_during_run),
 		T(test_token_file_replaced),
 		T(test_approle_bad_secret),
