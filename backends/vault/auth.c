@@ -493,13 +493,63 @@ kw_status vault_auth_token(struct vault_state *st, int64_t deadline_ms,
 	return rc;
 }
 
-bool vault_auth_refused(struct vault_state *st, uint64_t gen)
+/*
+ * Whether token gen is one Vault still takes: auth/token/lookup-self
+ * answers 200 (remembered for VAULT_CHECK_MS, so that lookups of a path
+ * the policy denies do not each ask).
+ */
+static bool token_good(struct vault_state *st, uint64_t gen,
+		       int64_t deadline_ms)
+{
+	const kw_host *host = st->host;
+	struct vault_auth *a = &st->auth;
+	struct vault_resp resp = { 0 };
+	char why[VAULT_WHY], *tok;
+	int64_t now = vault_now_ms();
+	kw_status rc;
+
+	pthread_mutex_lock(&a->lock);
+	if (a->gen != gen) {
+		/* Already replaced: the new token is worth a try. */
+		pthread_mutex_unlock(&a->lock);
+		return false;
+	}
+	if (a->checked_ms != 0 && a->checked_gen == gen &&
+	    now < a->checked_ms + VAULT_CHECK_MS) {
+		pthread_mutex_unlock(&a->lock);
+		return true;
+	}
+	tok = secret_buf(host);
+	if (tok != NULL)
+		memcpy(tok, a->token, VAULT_TOKEN_MAX);
+	pthread_mutex_unlock(&a->lock);
+	if (tok == NULL)
+		return false;
+	rc = vault_http(st, "GET", "auth/token/lookup-self", NULL, 0, tok,
+			deadline_ms, &resp, why, sizeof(why));
+	vault_resp_free(host, &resp);
+	free_buf(host, tok);
+	if (rc != KW_OK)
+		return false;
+	pthread_mutex_lock(&a->lock);
+	if (a->gen == gen) {
+		a->checked_gen = gen;
+		a->checked_ms = vault_now_ms();
+	}
+	pthread_mutex_unlock(&a->lock);
+	return true;
+}
+
+bool vault_auth_refused(struct vault_state *st, uint64_t gen,
+			int64_t deadline_ms)
 {
 	struct vault_auth *a = &st->auth;
 	char why[VAULT_WHY], *fresh;
 	bool again = false;
 
 	if (a->method == VAULT_AUTH_APPROLE) {
+		if (token_good(st, gen, deadline_ms))
+			return false;
 		pthread_mutex_lock(&a->lock);
 		if (a->gen == gen) {
 			st->host->wipe(a->token, VAULT_TOKEN_MAX);

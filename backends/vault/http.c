@@ -558,7 +558,7 @@ kw_status vault_request(struct vault_state *st, const char *method,
 		/* An AppRole token that expired under us: log in afresh,
 		 * once. */
 		if (rc != KW_ERR_PERM || pass > 0 ||
-		    !vault_auth_refused(st, gen))
+		    !vault_auth_refused(st, gen, deadline_ms))
 			break;
 		host->log(st->inst, KW_LOG_INFO,
 			  "Vault refused the token (HTTP %ld on %s): logging "

@@ -26,6 +26,8 @@
 #define VAULT_TOKEN_MAX 1024   /* longest token accepted */
 #define VAULT_POOL_MAX 8       /* idle connections kept */
 #define VAULT_BODY_MAX (8u << 20) /* largest response read */
+#define VAULT_CHECK_MS 5000    /* a token lookup-self found good is
+				* not asked about again so soon */
 #define VAULT_RENEW_SHARE 33   /* % of a lookup's time for renewal and
 				* login while the token is still valid */
 #define VAULT_TTL_MAX ((int64_t)10 * 366 * 86400) /* longest token TTL
@@ -135,6 +137,8 @@ struct vault_auth {
 				       not */
 	kw_status failed_rc;        /* ... with what */
 	char failed_why[VAULT_WHY];
+	uint64_t checked_gen;       /* the token lookup-self last found good */
+	int64_t checked_ms;         /* ... when; 0: none */
 };
 
 struct vault_state {
@@ -231,9 +235,12 @@ KW_WARN_UNUSED kw_status vault_auth_token(struct vault_state *st,
 					  int64_t deadline_ms, char *buf,
 					  uint64_t *gen, char *why,
 					  size_t whylen);
-/* Token gen was refused: forget it, so that the next call logs in.
- * Returns whether a login can make a new one. */
-bool vault_auth_refused(struct vault_state *st, uint64_t gen);
+/* Token gen was refused (401/403): forget it, so that the next call logs
+ * in, unless auth/token/lookup-self says it is fine (a policy that denies
+ * the path, which a login does not change).  Returns whether a login can
+ * make a new one. */
+bool vault_auth_refused(struct vault_state *st, uint64_t gen,
+			int64_t deadline_ms);
 
 /* ---- KV (kv.c; writes in kv_write.c, ls in kv_list.c) ---- */
 

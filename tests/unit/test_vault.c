@@ -657,9 +657,12 @@ static void test_approle_expired_during_run(void **state)
 	ctx = open_vault(approle_conf(), &cdir);
 	forget();
 	expect_key(ctx, "acme", K_ACME);
-	/* Vault says the token is no good (revoked, expired early). */
+	/* Vault says the token is no good (revoked, expired early), and
+	 * lookup-self says so too. */
 	ctl("fault", tu_fmt("{\"rules\": [{\"path\": \"%s\", \"method\": "
-			    "\"GET\", \"status\": 403, \"count\": 1}]}",
+			    "\"GET\", \"status\": 403, \"count\": 1}, "
+			    "{\"path\": \"auth/token/lookup-self$\", "
+			    "\"status\": 403, \"count\": 1}]}",
 			    data_re("acme")));
 	expect_key(ctx, "acme", K_ACME);
 	assert_int_equal(count("POST", "auth/approle/login$"), 2);
@@ -674,6 +677,38 @@ static void test_approle_expired_during_run(void **state)
 	expect_status(ctx, "acme", KW_ERR_PERM);
 	assert_non_null(strstr(kw_last_error(), "HTTP 403"));
 	no_faults();
+	kw_close(ctx);
+	tu_rmrf(cdir);
+}
+
+/* A 403 because the policy denies the path is not a bad token: no new
+ * login for it. */
+static void test_approle_policy_denies(void **state)
+{
+	char *cdir = NULL;
+	kw_ctx *ctx;
+
+	(void)state;
+	no_faults();
+	seed("acme", K_ACME);
+	seed("other", K_ACME2);
+	ctl("policy", "{\"name\": \"acme-only\", \"policy\": {\"path\": {"
+		      "\"secret/data/keyway/org/acme/*\": {\"capabilities\": "
+		      "[\"read\"]}}}}");
+	ctl("approle", tu_fmt("{\"name\": \"kw\", \"role_id\": \"%s\", "
+			      "\"secret_id\": \"%s\", \"policies\": "
+			      "[\"acme-only\"], \"token_ttl\": 600, "
+			      "\"token_max_ttl\": 3600}", ROLE_ID, SECRET_ID));
+	ctx = open_vault(tu_fmt("%s kv_version = 2;", approle_conf()), &cdir);
+	forget();
+	expect_key(ctx, "acme", K_ACME);
+	for (int i = 0; i < 5; i++) {
+		expect_status(ctx, "other", KW_ERR_PERM);
+		assert_non_null(strstr(kw_last_error(), "HTTP 403"));
+	}
+	expect_key(ctx, "acme", K_ACME);
+	assert_int_equal(count("POST", "auth/approle/login$"), 1);
+	assert_int_equal(count("GET", "auth/token/lookup-self$"), 1);
 	kw_close(ctx);
 	tu_rmrf(cdir);
 }
@@ -830,7 +865,9 @@ static void test_threads_approle(void **state)
 	}
 	usleep(300 * 1000);
 	ctl("fault", tu_fmt("{\"rules\": [{\"path\": \"%s\", \"method\": "
-			    "\"GET\", \"status\": 403, \"count\": 1}]}",
+			    "\"GET\", \"status\": 403, \"count\": 1}, "
+			    "{\"path\": \"auth/token/lookup-self$\", "
+			    "\"status\": 403, \"count\": 1}]}",
 			    data_re("acme")));
 	for (int i = 0; i < 4; i++) {
 		pthread_join(t[i], NULL);
@@ -867,6 +904,7 @@ int main(void)
 		T(test_approle_renewal_slow),
 		T(test_approle_renewal_fails_backoff),
 		T(test_approle_expired_during_run),
+		T(test_approle_policy_denies),
 		T(test_token_file_replaced),
 		T(test_approle_bad_secret),
 		T(test_threads),
