@@ -184,6 +184,9 @@ struct vault_resp {
 	size_t len, cap;
 	json_t *json;       /* the body parsed, or NULL */
 	int attempts;
+	kw_status body_rc;  /* KW_ERR_BACKEND: the body passed
+			       VAULT_BODY_MAX; KW_ERR_NOMEM: no memory for
+			       it; KW_OK */
 };
 
 void vault_resp_free(const kw_host *host, struct vault_resp *resp);

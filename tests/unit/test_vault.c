@@ -496,6 +496,35 @@ static void test_cache_race_disable(void **state)
 	tu_rmrf(cdir);
 }
 
+/* An answer larger than the module reads (VAULT_BODY_MAX, 8 MiB) is an
+ * error said in one line, not a passing trouble asked again. */
+static void test_answer_too_large(void **state)
+{
+	size_t n = (9u << 20) + 100;
+	char *rule = malloc(n + 200), *p;
+	char *cdir = NULL;
+	kw_ctx *ctx;
+
+	(void)state;
+	assert_non_null(rule);
+	no_faults();
+	seed("huge", K_ACME);
+	p = rule + sprintf(rule, "{\"rules\": [{\"path\": \"%s\", "
+			   "\"status\": 200, \"raw\": \"", data_re("huge"));
+	memset(p, 'a', 9u << 20);
+	strcpy(p + (9u << 20), "\"}]}");
+	ctl("fault", rule);
+	free(rule);
+	ctx = open_vault("cache_ttl = 0; retries = 2;", &cdir);
+	forget();
+	expect_status(ctx, "huge", KW_ERR_BACKEND);
+	assert_non_null(strstr(kw_last_error(), "larger than"));
+	assert_int_equal(count("GET", data_re("huge")), 1);
+	no_faults();
+	kw_close(ctx);
+	tu_rmrf(cdir);
+}
+
 /* ---- AppRole ---- */
 
 static const char *approle_conf(void)
@@ -898,6 +927,7 @@ int main(void)
 		T(test_miss_not_cached),
 		T(test_cache_dropped_by_keyway),
 		T(test_cache_race_disable),
+		T(test_answer_too_large),
 		T(test_approle_renewal),
 		T(test_approle_renewal_fails),
 		T(test_approle_max_ttl),
