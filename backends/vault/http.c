@@ -213,6 +213,7 @@ kw_status vault_body(const kw_host *host, const json_t *j, char **out,
 	if (buf == NULL)
 		return KW_ERR_NOMEM;
 	if (json_dumpb(j, buf, need, JSON_COMPACT) != need) {
+		host->wipe(buf, need + 1);
 		host->secure_free(buf, need + 1);
 		return KW_ERR_INTERNAL;
 	}

@@ -525,6 +525,37 @@ static void test_answer_too_large(void **state)
 	tu_rmrf(cdir);
 }
 
+/* A key created where a KV v2 secret was deleted (its metadata kept)
+ * does not take the deleted key's name. */
+static void test_create_over_deleted(void **state)
+{
+	kw_key_ref r = KW_KEY_REF_INIT;
+	char *cdir = NULL, *meta;
+	kw_ctx *ctx;
+
+	(void)state;
+	no_faults();
+	ctx = open_vault("cache_ttl = 0;", &cdir);
+	r.backend = "v";
+	r.owner = "reborn";
+	r.provider = "anthropic";
+	assert_int_equal(kw_key_put(ctx, tu_sysadmin(), &r, K_ACME,
+				    strlen(K_ACME), "old-name", KW_PUT_CREATE),
+			 KW_OK);
+	call("DELETE", "v1/secret/data/keyway/org/reborn/anthropic", NULL,
+	     ROOT);
+	assert_int_equal(kw_key_put(ctx, tu_sysadmin(), &r, K_ACME2,
+				    strlen(K_ACME2), NULL, KW_PUT_CREATE),
+			 KW_OK);
+	expect_key(ctx, "reborn", K_ACME2);
+	meta = call("GET", "v1/secret/metadata/keyway/org/reborn/anthropic",
+		    NULL, ROOT);
+	assert_non_null(strstr(meta, "keyway_active"));
+	assert_null(strstr(meta, "old-name"));
+	kw_close(ctx);
+	tu_rmrf(cdir);
+}
+
 /* ---- AppRole ---- */
 
 static const char *approle_conf(void)
@@ -928,6 +959,7 @@ int main(void)
 		T(test_cache_dropped_by_keyway),
 		T(test_cache_race_disable),
 		T(test_answer_too_large),
+		T(test_create_over_deleted),
 		T(test_approle_renewal),
 		T(test_approle_renewal_fails),
 		T(test_approle_max_ttl),
