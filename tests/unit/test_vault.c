@@ -684,6 +684,32 @@ static void test_approle_renewal_fails_backoff(void **state)
 	tu_rmrf(cdir);
 }
 
+/* A token with a TTL past any reckoning (2^62 s) is kept, not taken as
+ * expired at once. */
+static void test_approle_huge_ttl(void **state)
+{
+	char *cdir = NULL;
+	kw_ctx *ctx;
+
+	(void)state;
+	no_faults();
+	seed("acme", K_ACME);
+	make_role(600);
+	ctl("approle", tu_fmt("{\"name\": \"kw\", \"role_id\": \"%s\", "
+			      "\"secret_id\": \"%s\", \"policies\": [\"kw\"], "
+			      "\"token_ttl\": 4611686018427387904, "
+			      "\"token_max_ttl\": 4611686018427387904}",
+			      ROLE_ID, SECRET_ID));
+	ctx = open_vault(approle_conf(), &cdir);
+	forget();
+	for (int i = 0; i < 3; i++)
+		expect_key(ctx, "acme", K_ACME);
+	assert_int_equal(count("POST", "auth/approle/login$"), 1);
+	assert_int_equal(count("POST", "auth/token/renew-self$"), 0);
+	kw_close(ctx);
+	tu_rmrf(cdir);
+}
+
 /* A token renewed up to its max TTL is replaced by a fresh login. */
 static void test_approle_max_ttl(void **state)
 {
@@ -963,6 +989,7 @@ int main(void)
 		T(test_approle_renewal),
 		T(test_approle_renewal_fails),
 		T(test_approle_max_ttl),
+		T(test_approle_huge_ttl),
 		T(test_approle_renewal_slow),
 		T(test_approle_renewal_fails_backoff),
 		T(test_approle_expired_during_run),
