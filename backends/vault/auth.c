@@ -386,6 +386,21 @@ static kw_status renew(struct vault_state *st, const char *token, uint64_t gen,
 	return rc;
 }
 
+/* A token a login replaced while it was still valid: revoked, so that
+ * it does not outlive its use (when that fails, it runs out). */
+static void revoke_old(struct vault_state *st, const char *token,
+		       int64_t deadline_ms)
+{
+	struct vault_resp resp = { 0 };
+	char why[VAULT_WHY];
+
+	if (vault_http(st, "POST", "auth/token/revoke-self", "{}", 2, token,
+		       deadline_ms, &resp, why, sizeof(why)) != KW_OK)
+		st->host->log(st->inst, KW_LOG_DEBUG, "cannot revoke the "
+			      "Vault token a login replaced: %s", why);
+	vault_resp_free(st->host, &resp);
+}
+
 kw_status vault_auth_token(struct vault_state *st, int64_t deadline_ms,
 			   char *buf, uint64_t *gen, char *why, size_t whylen)
 {
@@ -460,8 +475,11 @@ kw_status vault_auth_token(struct vault_state *st, int64_t deadline_ms,
 		st->host->log(st->inst, KW_LOG_INFO, "cannot renew the Vault "
 			      "token (%s): logging in again",
 			      renewable ? rwhy : "it is not renewable");
-	if (rc != KW_OK)
+	if (rc != KW_OK) {
 		rc = login(st, aux_dl, why, whylen);
+		if (rc == KW_OK && valid)
+			revoke_old(st, buf, aux_dl);
+	}
 	pthread_mutex_lock(&a->lock);
 	if (mine) {
 		a->busy = false;

@@ -727,6 +727,8 @@ static void test_approle_max_ttl(void **state)
 	expect_key(ctx, "acme", K_ACME);
 	assert_int_equal(count("POST", "auth/token/renew-self$"), 1);
 	assert_int_equal(count("POST", "auth/approle/login$"), 2);
+	/* The replaced token, still valid for a moment, is revoked. */
+	assert_int_equal(count("POST", "auth/token/revoke-self$"), 1);
 	kw_close(ctx);
 	tu_rmrf(cdir);
 }
