@@ -3,10 +3,14 @@
  * Vault API stand-in tests/vault/vault_double.py: answers kept in the
  * cache (a hit asks nothing, an entry runs out, cache_ttl = 0 keeps
  * none, a miss is never kept) and dropped at once when keyway disables,
- * enables, rotates or deletes the key; an AppRole token renewed before it
- * runs out, and replaced by a fresh login when renewal fails or Vault
- * says it expired; threads sharing a backend over kept-alive
- * connections.  Every key here contains "SECRET", and no message may.
+ * enables, rotates or deletes the key, even under a lookup already asking
+ * Vault; an answer too large to hold; a key created over a deleted one;
+ * an AppRole token renewed before it runs out, and replaced by a fresh
+ * login (the old one revoked) when renewal fails or Vault says it
+ * expired, but not when a policy denies the path; a slow or failing
+ * renewal that leaves the lookup its time; threads sharing a backend
+ * over kept-alive connections.  Every key here contains "SECRET", and no
+ * message may.
  */
 #include "config.h"
 
