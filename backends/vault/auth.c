@@ -281,6 +281,8 @@ static void set_times(struct vault_auth *a, int64_t ttl, bool renewable)
 		a->renew_at_ms = a->expires_ms = 0;
 		return;
 	}
+	if (ttl > VAULT_TTL_MAX)
+		ttl = VAULT_TTL_MAX;
 	a->expires_ms = now + ttl * 1000;
 	a->renew_at_ms = now + ttl * 1000 * 2 / 3;
 }
@@ -305,6 +307,7 @@ static kw_status login(struct vault_state *st, int64_t deadline_ms, char *why,
 	req = json_pack("{s:s, s:s}", "role_id", a->role_id, "secret_id",
 			a->secret_id);
 	if (req == NULL || fresh == NULL) {
+		json_decref(req);
 		rc = KW_ERR_NOMEM;
 		snprintf(why, whylen, "out of memory");
 		goto out;
@@ -383,12 +386,27 @@ static kw_status renew(struct vault_state *st, const char *token, uint64_t gen,
 	return rc;
 }
 
+/* A token a login replaced while it was still valid: revoked, so that
+ * it does not outlive its use (when that fails, it runs out). */
+static void revoke_old(struct vault_state *st, const char *token,
+		       int64_t deadline_ms)
+{
+	struct vault_resp resp = { 0 };
+	char why[VAULT_WHY];
+
+	if (vault_http(st, "POST", "auth/token/revoke-self", "{}", 2, token,
+		       deadline_ms, &resp, why, sizeof(why)) != KW_OK)
+		st->host->log(st->inst, KW_LOG_DEBUG, "cannot revoke the "
+			      "Vault token a login replaced: %s", why);
+	vault_resp_free(st->host, &resp);
+}
+
 kw_status vault_auth_token(struct vault_state *st, int64_t deadline_ms,
 			   char *buf, uint64_t *gen, char *why, size_t whylen)
 {
 	struct vault_auth *a = &st->auth;
 	bool need_login, need_renew, mine = false, valid, renewable;
-	int64_t now = vault_now_ms();
+	int64_t now = vault_now_ms(), aux_dl;
 	char rwhy[VAULT_WHY];
 	kw_status rc;
 
@@ -445,15 +463,23 @@ kw_status vault_auth_token(struct vault_state *st, int64_t deadline_ms,
 	/* Another thread renews: this one goes on with a valid token. */
 	if (!need_login && !mine)
 		return KW_OK;
+	/* A token still valid leaves the request it is wanted for most of
+	 * the time: renewal and a login have a share of it. */
+	aux_dl = deadline_ms;
+	if (valid && deadline_ms - now > 0)
+		aux_dl = now + (deadline_ms - now) * VAULT_RENEW_SHARE / 100;
 	rc = KW_ERR_UNAVAIL;
 	if (need_renew && renewable)
-		rc = renew(st, buf, *gen, deadline_ms, rwhy, sizeof(rwhy));
+		rc = renew(st, buf, *gen, aux_dl, rwhy, sizeof(rwhy));
 	if (need_renew && rc != KW_OK)
 		st->host->log(st->inst, KW_LOG_INFO, "cannot renew the Vault "
 			      "token (%s): logging in again",
 			      renewable ? rwhy : "it is not renewable");
-	if (rc != KW_OK)
-		rc = login(st, deadline_ms, why, whylen);
+	if (rc != KW_OK) {
+		rc = login(st, aux_dl, why, whylen);
+		if (rc == KW_OK && valid)
+			revoke_old(st, buf, aux_dl);
+	}
 	pthread_mutex_lock(&a->lock);
 	if (mine) {
 		a->busy = false;
@@ -468,8 +494,13 @@ kw_status vault_auth_token(struct vault_state *st, int64_t deadline_ms,
 	} else if (rc == KW_OK) {
 		a->failed_ms = 0;
 	}
-	/* A failed login leaves a token that has not run out usable. */
+	/* A failed login leaves a token that has not run out usable, and
+	 * the next try waits till half its time is gone, so that lookups
+	 * do not each renew and log in again. */
 	if (rc != KW_OK && valid) {
+		now = vault_now_ms();
+		if (a->gen == *gen && a->expires_ms > now)
+			a->renew_at_ms = now + (a->expires_ms - now) / 2;
 		st->host->log(st->inst, KW_LOG_WARNING, "%s; the current "
 			      "token is used until it expires", why);
 		rc = KW_OK;
@@ -480,13 +511,63 @@ kw_status vault_auth_token(struct vault_state *st, int64_t deadline_ms,
 	return rc;
 }
 
-bool vault_auth_refused(struct vault_state *st, uint64_t gen)
+/*
+ * Whether token gen is one Vault still takes: auth/token/lookup-self
+ * answers 200 (remembered for VAULT_CHECK_MS, so that lookups of a path
+ * the policy denies do not each ask).
+ */
+static bool token_good(struct vault_state *st, uint64_t gen,
+		       int64_t deadline_ms)
+{
+	const kw_host *host = st->host;
+	struct vault_auth *a = &st->auth;
+	struct vault_resp resp = { 0 };
+	char why[VAULT_WHY], *tok;
+	int64_t now = vault_now_ms();
+	kw_status rc;
+
+	pthread_mutex_lock(&a->lock);
+	if (a->gen != gen) {
+		/* Already replaced: the new token is worth a try. */
+		pthread_mutex_unlock(&a->lock);
+		return false;
+	}
+	if (a->checked_ms != 0 && a->checked_gen == gen &&
+	    now < a->checked_ms + VAULT_CHECK_MS) {
+		pthread_mutex_unlock(&a->lock);
+		return true;
+	}
+	tok = secret_buf(host);
+	if (tok != NULL)
+		memcpy(tok, a->token, VAULT_TOKEN_MAX);
+	pthread_mutex_unlock(&a->lock);
+	if (tok == NULL)
+		return false;
+	rc = vault_http(st, "GET", "auth/token/lookup-self", NULL, 0, tok,
+			deadline_ms, &resp, why, sizeof(why));
+	vault_resp_free(host, &resp);
+	free_buf(host, tok);
+	if (rc != KW_OK)
+		return false;
+	pthread_mutex_lock(&a->lock);
+	if (a->gen == gen) {
+		a->checked_gen = gen;
+		a->checked_ms = vault_now_ms();
+	}
+	pthread_mutex_unlock(&a->lock);
+	return true;
+}
+
+bool vault_auth_refused(struct vault_state *st, uint64_t gen,
+			int64_t deadline_ms)
 {
 	struct vault_auth *a = &st->auth;
 	char why[VAULT_WHY], *fresh;
 	bool again = false;
 
 	if (a->method == VAULT_AUTH_APPROLE) {
+		if (token_good(st, gen, deadline_ms))
+			return false;
 		pthread_mutex_lock(&a->lock);
 		if (a->gen == gen) {
 			st->host->wipe(a->token, VAULT_TOKEN_MAX);

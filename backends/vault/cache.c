@@ -4,7 +4,9 @@
  * and are wiped when an entry goes.  Only keys that were found are kept
  * (active or disabled); a miss always asks Vault again.  put, enable,
  * disable and rm through this backend drop the key at once; a change made
- * elsewhere is seen when the entry runs out.
+ * elsewhere is seen when the entry runs out.  Every drop moves the
+ * generation, and an answer asked of Vault before a drop is not kept: a
+ * lookup that raced a disable cannot put the old answer back.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -99,15 +101,17 @@ static struct vault_centry **find(struct vault_cache *c, const char *path,
 }
 
 kw_status vault_cache_get(const kw_host *host, struct vault_cache *c,
-			  const char *path, kw_reply *r)
+			  const char *path, kw_reply *r, uint64_t *gen)
 {
 	uint32_t h = hash_of(path);
 	struct vault_centry *e;
 	kw_status rc = KW_ERR_NOTFOUND;
 
+	*gen = 0;
 	if (c->buckets == NULL)
 		return KW_ERR_NOTFOUND;
 	pthread_mutex_lock(&c->lock);
+	*gen = c->gen;
 	e = *find(c, path, h);
 	if (e != NULL && e->expires_ms > vault_now_ms()) {
 		if (!e->active)
@@ -121,7 +125,7 @@ kw_status vault_cache_get(const kw_host *host, struct vault_cache *c,
 
 void vault_cache_put(const kw_host *host, struct vault_cache *c,
 		     const char *path, const char *value, size_t len,
-		     bool active)
+		     bool active, uint64_t gen)
 {
 	uint32_t h = hash_of(path);
 	struct vault_centry **pp, *e;
@@ -147,6 +151,11 @@ void vault_cache_put(const kw_host *host, struct vault_cache *c,
 	e->active = active;
 	e->expires_ms = vault_now_ms() + c->ttl_ms;
 	pthread_mutex_lock(&c->lock);
+	if (c->gen != gen) {
+		pthread_mutex_unlock(&c->lock);
+		entry_free(host, e);
+		return;
+	}
 	pp = find(c, path, h);
 	if (*pp != NULL) {
 		struct vault_centry *old = *pp;
@@ -174,6 +183,7 @@ void vault_cache_drop(const kw_host *host, struct vault_cache *c,
 	if (c->buckets == NULL)
 		return;
 	pthread_mutex_lock(&c->lock);
+	c->gen++;
 	pp = find(c, path, hash_of(path));
 	e = *pp;
 	if (e != NULL) {

@@ -79,8 +79,10 @@ static size_t write_body(char *data, size_t size, size_t n, void *arg)
 	size_t add = size * n, cap;
 	char *grown;
 
-	if (add > VAULT_BODY_MAX || resp->len + add > VAULT_BODY_MAX)
+	if (add > VAULT_BODY_MAX || resp->len + add > VAULT_BODY_MAX) {
+		resp->body_rc = KW_ERR_BACKEND;
 		return 0;
+	}
 	if (resp->len + add + 1 > resp->cap) {
 		/* A one-key answer is under 1 KiB: starting at 1 KiB keeps
 		 * it in the host's pool of locked memory, where a larger
@@ -89,8 +91,10 @@ static size_t write_body(char *data, size_t size, size_t n, void *arg)
 		while (cap < resp->len + add + 1)
 			cap *= 2;
 		grown = s->host->secure_alloc(cap);
-		if (grown == NULL)
+		if (grown == NULL) {
+			resp->body_rc = KW_ERR_NOMEM;
 			return 0;
+		}
 		if (resp->body != NULL) {
 			memcpy(grown, resp->body, resp->len);
 			s->host->wipe(resp->body, resp->cap);
@@ -126,7 +130,17 @@ static CURL *make_handle(struct vault_state *st)
 		return NULL;
 	/* No signals: a timeout in one thread must not interrupt another. */
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https,http");
+	/* Only the address's scheme; TLS 1.2 at least.  A plain http://
+	 * address (loopback only) goes through no proxy: http_proxy would
+	 * get the token in clear. */
+	if (strncmp(st->base, "http://", 7) == 0) {
+		curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http");
+		curl_easy_setopt(h, CURLOPT_PROXY, "");
+		curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+	} else {
+		curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
+	}
+	curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
 	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_body);
@@ -202,6 +216,7 @@ kw_status vault_body(const kw_host *host, const json_t *j, char **out,
 	if (buf == NULL)
 		return KW_ERR_NOMEM;
 	if (json_dumpb(j, buf, need, JSON_COMPACT) != need) {
+		host->wipe(buf, need + 1);
 		host->secure_free(buf, need + 1);
 		return KW_ERR_INTERNAL;
 	}
@@ -324,6 +339,7 @@ static CURLcode attempt(struct vault_state *st, CURL *h, const char *method,
 		resp->len = 0;
 	}
 	resp->status = 0;
+	resp->body_rc = KW_OK;
 	errbuf[0] = '\0';
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
@@ -437,6 +453,14 @@ kw_status vault_http(struct vault_state *st, const char *method,
 	}
 	for (resp->attempts = 0;;) {
 		left = deadline_ms - vault_now_ms();
+		if (left <= 0 && resp->attempts == 0) {
+			snprintf(why, whylen, "Vault %s %s: not sent: the "
+				 "time it had (of timeout_ms = %lld) went to "
+				 "the requests before it",
+				 method, path, (long long)st->timeout_ms);
+			rc = KW_ERR_UNAVAIL;
+			break;
+		}
 		if (left <= 0) {
 			snprintf(why, whylen, "Vault %s %s: no answer within "
 				 "timeout_ms = %lld (after %d attempt%s)",
@@ -451,6 +475,11 @@ kw_status vault_http(struct vault_state *st, const char *method,
 			     errbuf);
 		if (cc == CURLE_OK && !retryable(resp->status))
 			break;
+		/* An answer too large to hold is no passing trouble. */
+		if (cc == CURLE_WRITE_ERROR && resp->body_rc != KW_OK) {
+			rc = resp->body_rc;
+			goto failed;
+		}
 		if (config_error(cc)) {
 			rc = KW_ERR_BACKEND;
 			goto failed;
@@ -493,7 +522,15 @@ kw_status vault_http(struct vault_state *st, const char *method,
 	}
 	goto out;
 failed:
-	if (cc == CURLE_OPERATION_TIMEDOUT) {
+	if (cc == CURLE_WRITE_ERROR && resp->body_rc == KW_ERR_BACKEND) {
+		snprintf(why, whylen, "Vault %s %s: the answer is larger than "
+			 "%u bytes, more than a key and its metadata need "
+			 "(is address a Vault server?)",
+			 method, path, VAULT_BODY_MAX);
+	} else if (cc == CURLE_WRITE_ERROR && resp->body_rc == KW_ERR_NOMEM) {
+		snprintf(why, whylen, "Vault %s %s: out of memory for the "
+			 "answer (locked memory exhausted?)", method, path);
+	} else if (cc == CURLE_OPERATION_TIMEDOUT) {
 		snprintf(why, whylen, "Vault %s %s: no answer within "
 			 "timeout_ms = %lld (after %d attempt%s)",
 			 method, path, (long long)st->timeout_ms,
@@ -553,7 +590,7 @@ kw_status vault_request(struct vault_state *st, const char *method,
 		/* An AppRole token that expired under us: log in afresh,
 		 * once. */
 		if (rc != KW_ERR_PERM || pass > 0 ||
-		    !vault_auth_refused(st, gen))
+		    !vault_auth_refused(st, gen, deadline_ms))
 			break;
 		host->log(st->inst, KW_LOG_INFO,
 			  "Vault refused the token (HTTP %ld on %s): logging "

@@ -270,6 +270,7 @@ kw_status vault_lookup(void *state, const kw_query *q)
 	const json_t *v;
 	struct vault_kv_rec rec;
 	char *rel = NULL;
+	uint64_t gen;
 	int64_t dl;
 	kw_status rc;
 
@@ -278,7 +279,7 @@ kw_status vault_lookup(void *state, const kw_query *q)
 			   q->reply, KW_ERR_NOTFOUND);
 	if (rc != KW_OK)
 		return rc;
-	rc = vault_cache_get(host, &st->cache, rel, q->reply);
+	rc = vault_cache_get(host, &st->cache, rel, q->reply, &gen);
 	if (rc == KW_OK) {
 		if (explain)
 			host->reply_detail(q->reply, "%s/%s field \"%s\" "
@@ -306,7 +307,7 @@ kw_status vault_lookup(void *state, const kw_query *q)
 		goto out;
 	}
 	if (!rec.active) {
-		vault_cache_put(host, &st->cache, rel, "", 0, false);
+		vault_cache_put(host, &st->cache, rel, "", 0, false, gen);
 		host->reply_detail(q->reply, "the %s is disabled in Vault "
 				   "(keyway_active = \"false\" at %s/%s; "
 				   "HTTP 200)",
@@ -329,7 +330,7 @@ kw_status vault_lookup(void *state, const kw_query *q)
 		goto out;
 	}
 	vault_cache_put(host, &st->cache, rel, json_string_value(v),
-			json_string_length(v), true);
+			json_string_length(v), true, gen);
 	if (explain && st->kv_version == 2)
 		host->reply_detail(q->reply, "%s/%s field \"%s\", version %lld",
 				   st->mount, rel, st->field,

@@ -105,8 +105,14 @@ kw_status vault_put(void *state, const kw_store_put *p, kw_reply *r)
 	 * string, which jansson copies (and frees unwiped). */
 	data = copy_of(rc == KW_OK ? rec.data : NULL);
 	val = json_stringn_nocheck(p->value, p->len);
-	if (data == NULL || val == NULL ||
-	    json_object_set_new(data, st->field, val) != 0) {
+	if (data == NULL || val == NULL) {
+		json_decref(val);
+		val = NULL;
+		rc = KW_ERR_NOMEM;
+		host->reply_detail(r, "out of memory");
+		goto out;
+	}
+	if (json_object_set_new(data, st->field, val) != 0) {
 		val = NULL;
 		rc = KW_ERR_NOMEM;
 		host->reply_detail(r, "out of memory");
@@ -114,6 +120,9 @@ kw_status vault_put(void *state, const kw_store_put *p, kw_reply *r)
 	}
 	val = NULL;
 	custom = copy_of(st->kv_version == 2 ? rec.custom : data);
+	/* A key created over a deleted secret does not inherit its name. */
+	if (custom != NULL && create && p->name == NULL)
+		json_object_del(custom, "keyway_name");
 	if (custom == NULL ||
 	    (create && json_object_set_new(custom, "keyway_active",
 					   json_string("true")) != 0) ||

@@ -26,6 +26,12 @@
 #define VAULT_TOKEN_MAX 1024   /* longest token accepted */
 #define VAULT_POOL_MAX 8       /* idle connections kept */
 #define VAULT_BODY_MAX (8u << 20) /* largest response read */
+#define VAULT_CHECK_MS 5000    /* a token lookup-self found good is
+				* not asked about again so soon */
+#define VAULT_RENEW_SHARE 33   /* % of a lookup's time for renewal and
+				* login while the token is still valid */
+#define VAULT_TTL_MAX ((int64_t)10 * 366 * 86400) /* longest token TTL
+				* taken (s): more is taken as this */
 #define VAULT_LOGIN_HOLDOFF_MS 1000 /* no login again so soon after one
 				       that failed */
 
@@ -84,6 +90,7 @@ struct vault_cache {
 	size_t nbuckets;
 	size_t count;
 	int64_t ttl_ms; /* 0: no cache */
+	uint64_t gen;   /* moved by every drop */
 };
 
 KW_WARN_UNUSED kw_status vault_cache_init(struct vault_cache *c,
@@ -91,13 +98,16 @@ KW_WARN_UNUSED kw_status vault_cache_init(struct vault_cache *c,
 void vault_cache_free(const kw_host *host, struct vault_cache *c);
 /*
  * A fresh answer for `path`: KW_OK with the secret replied, KW_ERR_DENIED
- * (disabled), or KW_ERR_NOTFOUND when there is none in the cache.
+ * (disabled), or KW_ERR_NOTFOUND when there is none in the cache.  *gen
+ * is the cache's generation when it was asked: pass it to
+ * vault_cache_put, which keeps nothing when a drop came in between (the
+ * answer Vault gave may predate the change that dropped).
  */
 kw_status vault_cache_get(const kw_host *host, struct vault_cache *c,
-			  const char *path, kw_reply *r);
+			  const char *path, kw_reply *r, uint64_t *gen);
 void vault_cache_put(const kw_host *host, struct vault_cache *c,
 		     const char *path, const char *value, size_t len,
-		     bool active);
+		     bool active, uint64_t gen);
 void vault_cache_drop(const kw_host *host, struct vault_cache *c,
 		      const char *path);
 
@@ -127,6 +137,8 @@ struct vault_auth {
 				       not */
 	kw_status failed_rc;        /* ... with what */
 	char failed_why[VAULT_WHY];
+	uint64_t checked_gen;       /* the token lookup-self last found good */
+	int64_t checked_ms;         /* ... when; 0: none */
 };
 
 struct vault_state {
@@ -172,6 +184,9 @@ struct vault_resp {
 	size_t len, cap;
 	json_t *json;       /* the body parsed, or NULL */
 	int attempts;
+	kw_status body_rc;  /* KW_ERR_BACKEND: the body passed
+			       VAULT_BODY_MAX; KW_ERR_NOMEM: no memory for
+			       it; KW_OK */
 };
 
 void vault_resp_free(const kw_host *host, struct vault_resp *resp);
@@ -223,9 +238,12 @@ KW_WARN_UNUSED kw_status vault_auth_token(struct vault_state *st,
 					  int64_t deadline_ms, char *buf,
 					  uint64_t *gen, char *why,
 					  size_t whylen);
-/* Token gen was refused: forget it, so that the next call logs in.
- * Returns whether a login can make a new one. */
-bool vault_auth_refused(struct vault_state *st, uint64_t gen);
+/* Token gen was refused (401/403): forget it, so that the next call logs
+ * in, unless auth/token/lookup-self says it is fine (a policy that denies
+ * the path, which a login does not change).  Returns whether a login can
+ * make a new one. */
+bool vault_auth_refused(struct vault_state *st, uint64_t gen,
+			int64_t deadline_ms);
 
 /* ---- KV (kv.c; writes in kv_write.c, ls in kv_list.c) ---- */
 

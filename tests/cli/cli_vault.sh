@@ -703,6 +703,31 @@ else
 fi
 unset KEYWAY_MASTER_KEY
 
+# ---- a plain http:// address on loopback ----
+
+# A second stand-in, over plain HTTP.  http_proxy names a port where
+# nothing listens: keyway must not send the token (in clear) to a proxy.
+/usr/bin/python3 "$DOUBLE" --http --port-file "$TMPD/hport" --root-token "$ROOT" \
+	--cert "$CERTS/server.pem" --key "$CERTS/server.key" \
+	>"$TMPD/hdouble.out" 2>"$TMPD/hdouble.err" &
+HPID=$!
+for _ in $(seq 100); do
+	[ -s "$TMPD/hport" ] && break
+	sleep 0.1
+done
+HADDR=http://127.0.0.1:$(cat "$TMPD/hport")
+curl -sS --fail --noproxy '*' -X POST "$HADDR/__double/seed" -H 'Content-Type: application/json' \
+	-d '{"mount": "secret", "path": "keyway/org/plain/anthropic", "data": {"api_key": "'"$K_ACME"'"}}' >/dev/null ||
+	bail_out "the plain HTTP stand-in did not start: $(cat "$TMPD/hdouble.err")"
+conf "$TMPD/plain.conf"
+sed -i "s|address = \"$ADDR\"|address = \"$HADDR\"|; s|ca_file = \"ca.pem\";||" "$TMPD/plain.conf"
+http_proxy=http://127.0.0.1:9 HTTP_PROXY=http://127.0.0.1:9 ALL_PROXY=http://127.0.0.1:9 \
+	run -s "$KW" -c "$TMPD/plain.conf" get anthropic --org plain --reveal
+expect_exit 0 "an http:// address on loopback goes through no proxy"
+expect_stdout "$K_ACME" "an http:// address on loopback: the key"
+kill "$HPID" 2>/dev/null
+wait "$HPID" 2>/dev/null
+
 # ---- nothing leaked ----
 
 kill "$DPID" 2>/dev/null

@@ -3,10 +3,14 @@
  * Vault API stand-in tests/vault/vault_double.py: answers kept in the
  * cache (a hit asks nothing, an entry runs out, cache_ttl = 0 keeps
  * none, a miss is never kept) and dropped at once when keyway disables,
- * enables, rotates or deletes the key; an AppRole token renewed before it
- * runs out, and replaced by a fresh login when renewal fails or Vault
- * says it expired; threads sharing a backend over kept-alive
- * connections.  Every key here contains "SECRET", and no message may.
+ * enables, rotates or deletes the key, even under a lookup already asking
+ * Vault; an answer too large to hold; a key created over a deleted one;
+ * an AppRole token renewed before it runs out, and replaced by a fresh
+ * login (the old one revoked) when renewal fails or Vault says it
+ * expired, but not when a policy denies the path; a slow or failing
+ * renewal that leaves the lookup its time; threads sharing a backend
+ * over kept-alive connections.  Every key here contains "SECRET", and no
+ * message may.
  */
 #include "config.h"
 
@@ -449,6 +453,113 @@ static void test_cache_dropped_by_keyway(void **state)
 	tu_rmrf(cdir);
 }
 
+struct racer {
+	kw_ctx *ctx;
+	kw_status rc;
+};
+
+static void *race_lookup(void *arg)
+{
+	struct racer *x = arg;
+	char value[128];
+
+	x->rc = tu_resolve(x->ctx, NULL, "anthropic", NULL, "race", value,
+			   sizeof(value), NULL, 0);
+	return NULL;
+}
+
+/* A lookup that asked Vault before a disable and got its answer after
+ * does not keep the old answer in the cache. */
+static void test_cache_race_disable(void **state)
+{
+	kw_key_ref r = KW_KEY_REF_INIT;
+	struct racer x;
+	pthread_t t;
+	char *cdir = NULL;
+	kw_ctx *ctx;
+
+	(void)state;
+	no_faults();
+	seed("race", K_ACME);
+	ctx = open_vault("cache_ttl = 300;", &cdir);
+	r.backend = "v";
+	r.owner = "race";
+	r.provider = "anthropic";
+	ctl("fault", tu_fmt("{\"rules\": [{\"path\": \"%s\", \"method\": "
+			    "\"GET\", \"delay_after_ms\": 800}]}",
+			    data_re("race")));
+	x = (struct racer){ ctx, KW_ERR_INTERNAL };
+	assert_int_equal(pthread_create(&t, NULL, race_lookup, &x), 0);
+	usleep(300 * 1000);
+	assert_int_equal(kw_key_set_active(ctx, tu_sysadmin(), &r, 0), KW_OK);
+	pthread_join(t, NULL);
+	/* It started before the disable: either answer is right for it. */
+	assert_true(x.rc == KW_OK || x.rc == KW_ERR_DENIED);
+	expect_status(ctx, "race", KW_ERR_DENIED);
+	kw_close(ctx);
+	tu_rmrf(cdir);
+}
+
+/* An answer larger than the module reads (VAULT_BODY_MAX, 8 MiB) is an
+ * error said in one line, not a passing trouble asked again. */
+static void test_answer_too_large(void **state)
+{
+	size_t n = (9u << 20) + 100;
+	char *rule = malloc(n + 200), *p;
+	char *cdir = NULL;
+	kw_ctx *ctx;
+
+	(void)state;
+	assert_non_null(rule);
+	no_faults();
+	seed("huge", K_ACME);
+	p = rule + sprintf(rule, "{\"rules\": [{\"path\": \"%s\", "
+			   "\"status\": 200, \"raw\": \"", data_re("huge"));
+	memset(p, 'a', 9u << 20);
+	strcpy(p + (9u << 20), "\"}]}");
+	ctl("fault", rule);
+	free(rule);
+	ctx = open_vault("cache_ttl = 0; retries = 2;", &cdir);
+	forget();
+	expect_status(ctx, "huge", KW_ERR_BACKEND);
+	assert_non_null(strstr(kw_last_error(), "larger than"));
+	assert_int_equal(count("GET", data_re("huge")), 1);
+	no_faults();
+	kw_close(ctx);
+	tu_rmrf(cdir);
+}
+
+/* A key created where a KV v2 secret was deleted (its metadata kept)
+ * does not take the deleted key's name. */
+static void test_create_over_deleted(void **state)
+{
+	kw_key_ref r = KW_KEY_REF_INIT;
+	char *cdir = NULL, *meta;
+	kw_ctx *ctx;
+
+	(void)state;
+	no_faults();
+	ctx = open_vault("cache_ttl = 0;", &cdir);
+	r.backend = "v";
+	r.owner = "reborn";
+	r.provider = "anthropic";
+	assert_int_equal(kw_key_put(ctx, tu_sysadmin(), &r, K_ACME,
+				    strlen(K_ACME), "old-name", KW_PUT_CREATE),
+			 KW_OK);
+	call("DELETE", "v1/secret/data/keyway/org/reborn/anthropic", NULL,
+	     ROOT);
+	assert_int_equal(kw_key_put(ctx, tu_sysadmin(), &r, K_ACME2,
+				    strlen(K_ACME2), NULL, KW_PUT_CREATE),
+			 KW_OK);
+	expect_key(ctx, "reborn", K_ACME2);
+	meta = call("GET", "v1/secret/metadata/keyway/org/reborn/anthropic",
+		    NULL, ROOT);
+	assert_non_null(strstr(meta, "keyway_active"));
+	assert_null(strstr(meta, "old-name"));
+	kw_close(ctx);
+	tu_rmrf(cdir);
+}
+
 /* ---- AppRole ---- */
 
 static const char *approle_conf(void)
@@ -523,6 +634,86 @@ static void test_approle_renewal_fails(void **state)
 	tu_rmrf(cdir);
 }
 
+/* A renewal that hangs takes a share of the lookup's time, not all of
+ * it: the token is still valid, and the lookup is served with it. */
+static void test_approle_renewal_slow(void **state)
+{
+	char *cdir = NULL;
+	kw_ctx *ctx;
+
+	(void)state;
+	no_faults();
+	seed("acme", K_ACME);
+	make_role(6);
+	ctx = open_vault(approle_conf(), &cdir);
+	forget();
+	expect_key(ctx, "acme", K_ACME);
+	usleep(4100 * 1000);
+	ctl("fault", "{\"rules\": [{\"path\": \"auth/token/renew-self$\", "
+		     "\"delay_ms\": 3300}]}");
+	expect_key(ctx, "acme", K_ACME);
+	/* The stand-in logs the renewal once it answers. */
+	usleep(2500 * 1000);
+	assert_int_equal(count("POST", "auth/token/renew-self$"), 1);
+	assert_int_equal(count("POST", "auth/approle/login$"), 1);
+	no_faults();
+	kw_close(ctx);
+	tu_rmrf(cdir);
+}
+
+/* Renewal and login both fail while the token is valid: the token
+ * serves, and the next lookups do not try again at once. */
+static void test_approle_renewal_fails_backoff(void **state)
+{
+	char *cdir = NULL;
+	kw_ctx *ctx;
+
+	(void)state;
+	no_faults();
+	seed("acme", K_ACME);
+	make_role(3);
+	ctx = open_vault(approle_conf(), &cdir);
+	forget();
+	expect_key(ctx, "acme", K_ACME);
+	ctl("fault", "{\"renew_fail\": {\"status\": 403}, \"rules\": [{"
+		     "\"path\": \"auth/approle/login$\", \"status\": 400, "
+		     "\"count\": -1}]}");
+	usleep(2100 * 1000);
+	for (int i = 0; i < 5; i++)
+		expect_key(ctx, "acme", K_ACME);
+	assert_int_equal(count("POST", "auth/token/renew-self$"), 1);
+	assert_int_equal(count("POST", "auth/approle/login$"), 2);
+	no_faults();
+	kw_close(ctx);
+	tu_rmrf(cdir);
+}
+
+/* A token with a TTL past any reckoning (2^62 s) is kept, not taken as
+ * expired at once. */
+static void test_approle_huge_ttl(void **state)
+{
+	char *cdir = NULL;
+	kw_ctx *ctx;
+
+	(void)state;
+	no_faults();
+	seed("acme", K_ACME);
+	make_role(600);
+	ctl("approle", tu_fmt("{\"name\": \"kw\", \"role_id\": \"%s\", "
+			      "\"secret_id\": \"%s\", \"policies\": [\"kw\"], "
+			      "\"token_ttl\": 4611686018427387904, "
+			      "\"token_max_ttl\": 4611686018427387904}",
+			      ROLE_ID, SECRET_ID));
+	ctx = open_vault(approle_conf(), &cdir);
+	forget();
+	for (int i = 0; i < 3; i++)
+		expect_key(ctx, "acme", K_ACME);
+	assert_int_equal(count("POST", "auth/approle/login$"), 1);
+	assert_int_equal(count("POST", "auth/token/renew-self$"), 0);
+	kw_close(ctx);
+	tu_rmrf(cdir);
+}
+
 /* A token renewed up to its max TTL is replaced by a fresh login. */
 static void test_approle_max_ttl(void **state)
 {
@@ -540,6 +731,8 @@ static void test_approle_max_ttl(void **state)
 	expect_key(ctx, "acme", K_ACME);
 	assert_int_equal(count("POST", "auth/token/renew-self$"), 1);
 	assert_int_equal(count("POST", "auth/approle/login$"), 2);
+	/* The replaced token, still valid for a moment, is revoked. */
+	assert_int_equal(count("POST", "auth/token/revoke-self$"), 1);
 	kw_close(ctx);
 	tu_rmrf(cdir);
 }
@@ -556,9 +749,12 @@ static void test_approle_expired_during_run(void **state)
 	ctx = open_vault(approle_conf(), &cdir);
 	forget();
 	expect_key(ctx, "acme", K_ACME);
-	/* Vault says the token is no good (revoked, expired early). */
+	/* Vault says the token is no good (revoked, expired early), and
+	 * lookup-self says so too. */
 	ctl("fault", tu_fmt("{\"rules\": [{\"path\": \"%s\", \"method\": "
-			    "\"GET\", \"status\": 403, \"count\": 1}]}",
+			    "\"GET\", \"status\": 403, \"count\": 1}, "
+			    "{\"path\": \"auth/token/lookup-self$\", "
+			    "\"status\": 403, \"count\": 1}]}",
 			    data_re("acme")));
 	expect_key(ctx, "acme", K_ACME);
 	assert_int_equal(count("POST", "auth/approle/login$"), 2);
@@ -573,6 +769,38 @@ static void test_approle_expired_during_run(void **state)
 	expect_status(ctx, "acme", KW_ERR_PERM);
 	assert_non_null(strstr(kw_last_error(), "HTTP 403"));
 	no_faults();
+	kw_close(ctx);
+	tu_rmrf(cdir);
+}
+
+/* A 403 because the policy denies the path is not a bad token: no new
+ * login for it. */
+static void test_approle_policy_denies(void **state)
+{
+	char *cdir = NULL;
+	kw_ctx *ctx;
+
+	(void)state;
+	no_faults();
+	seed("acme", K_ACME);
+	seed("other", K_ACME2);
+	ctl("policy", "{\"name\": \"acme-only\", \"policy\": {\"path\": {"
+		      "\"secret/data/keyway/org/acme/*\": {\"capabilities\": "
+		      "[\"read\"]}}}}");
+	ctl("approle", tu_fmt("{\"name\": \"kw\", \"role_id\": \"%s\", "
+			      "\"secret_id\": \"%s\", \"policies\": "
+			      "[\"acme-only\"], \"token_ttl\": 600, "
+			      "\"token_max_ttl\": 3600}", ROLE_ID, SECRET_ID));
+	ctx = open_vault(tu_fmt("%s kv_version = 2;", approle_conf()), &cdir);
+	forget();
+	expect_key(ctx, "acme", K_ACME);
+	for (int i = 0; i < 5; i++) {
+		expect_status(ctx, "other", KW_ERR_PERM);
+		assert_non_null(strstr(kw_last_error(), "HTTP 403"));
+	}
+	expect_key(ctx, "acme", K_ACME);
+	assert_int_equal(count("POST", "auth/approle/login$"), 1);
+	assert_int_equal(count("GET", "auth/token/lookup-self$"), 1);
 	kw_close(ctx);
 	tu_rmrf(cdir);
 }
@@ -729,7 +957,9 @@ static void test_threads_approle(void **state)
 	}
 	usleep(300 * 1000);
 	ctl("fault", tu_fmt("{\"rules\": [{\"path\": \"%s\", \"method\": "
-			    "\"GET\", \"status\": 403, \"count\": 1}]}",
+			    "\"GET\", \"status\": 403, \"count\": 1}, "
+			    "{\"path\": \"auth/token/lookup-self$\", "
+			    "\"status\": 403, \"count\": 1}]}",
 			    data_re("acme")));
 	for (int i = 0; i < 4; i++) {
 		pthread_join(t[i], NULL);
@@ -759,10 +989,17 @@ int main(void)
 		T(test_socket_cloexec),
 		T(test_miss_not_cached),
 		T(test_cache_dropped_by_keyway),
+		T(test_cache_race_disable),
+		T(test_answer_too_large),
+		T(test_create_over_deleted),
 		T(test_approle_renewal),
 		T(test_approle_renewal_fails),
 		T(test_approle_max_ttl),
+		T(test_approle_huge_ttl),
+		T(test_approle_renewal_slow),
+		T(test_approle_renewal_fails_backoff),
 		T(test_approle_expired_during_run),
+		T(test_approle_policy_denies),
 		T(test_token_file_replaced),
 		T(test_approle_bad_secret),
 		T(test_threads),

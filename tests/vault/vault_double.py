@@ -53,6 +53,7 @@ Tests steer it through /__double/ (no token needed; JSON in, JSON out):
                                        "count": N (default 1, -1 = always),
                                        "errors": [...], "body": {...},
                                        "headers": {...}, "delay_ms": D,
+                                       "delay_after_ms": D,
                                        "raw": TEXT, "content_type": CT,
                                        "close": bool, "truncate": bool,
                                        "close_after": bool}],
@@ -63,7 +64,9 @@ Tests steer it through /__double/ (no token needed; JSON in, JSON out):
        the body, then closes; "close_after" answers in full and then closes
        without saying so (as a server whose idle timeout struck would);
        "raw" answers TEXT instead of JSON (a proxy's HTML error page); a
-       rule without "status" answers as Vault would, after "delay_ms".
+       rule without "status" answers as Vault would, after "delay_ms";
+       "delay_after_ms" sends the answer D ms after it was made (what a
+       client then gets is Vault's state from before the wait).
   POST /__double/token     {"id": T, "policies": [...], "ttl": S,
                             "max_ttl": S, "renewable": bool,
                             "namespace": NS}  creates or changes a token;
@@ -1649,6 +1652,8 @@ class Handler(BaseHTTPRequestHandler):
             for what in ("truncate", "close_after"):
                 if fault.get(what):
                     entry["fault"] = what
+            if fault.get("delay_after_ms"):
+                time.sleep(int(fault["delay_after_ms"]) / 1000.0)
         self.record(entry)
         self.send(status, out, None, fault)
 
