@@ -243,11 +243,13 @@ static unsigned http_status(kw_status st)
 	}
 }
 
-/* "error" for what the chain semantics call an error. */
+/* The chain semantics' word: "found", "notfound", "denied", "unavail";
+ * "invalid" for a bad request, "error" for every other error. */
 static const char *status_word(kw_status st)
 {
 	switch (st) {
 	case KW_OK:
+		return "found";
 	case KW_ERR_NOTFOUND:
 	case KW_ERR_DENIED:
 	case KW_ERR_UNAVAIL:
@@ -414,7 +416,8 @@ static const char *field(json_t *j, const char *k)
 /* The request in j, checked against what the caller may use; false after
  * answering. */
 static bool admit(struct MHD_Connection *c, const char *what, json_t *j,
-		  struct kwd_gen *g, kw_request *req, enum MHD_Result *ret)
+		  struct kwd_gen *g, kw_request *req, uid_t *uid,
+		  enum MHD_Result *ret)
 {
 	struct caller cl;
 
@@ -445,6 +448,7 @@ static bool admit(struct MHD_Connection *c, const char *what, json_t *j,
 				  req->chain ? req->chain : "default");
 		return false;
 	}
+	*uid = cl.uid;
 	return true;
 }
 
@@ -456,13 +460,14 @@ static enum MHD_Result do_resolve(struct MHD_Connection *c,
 	char lease[KWD_LEASE_ID_LEN + 1];
 	kw_secret *s = NULL;
 	kw_request req;
+	uid_t uid;
 	kw_status st;
 	json_t *j;
 
 	j = parse_body(c, rq, request_fields, &ret);
 	if (!j)
 		goto out;
-	if (!admit(c, "resolve", j, g, &req, &ret))
+	if (!admit(c, "resolve", j, g, &req, &uid, &ret))
 		goto out;
 	st = kw_resolve(g->ctx, &req, &s);
 	if (st != KW_OK) {
@@ -472,7 +477,7 @@ static enum MHD_Result do_resolve(struct MHD_Connection *c,
 				 kw_last_error());
 		goto out;
 	}
-	if (!kwd_lease_add(s, g, g->conf.lease_ttl, lease)) {
+	if (!kwd_lease_add(s, g, uid, g->conf.lease_ttl, lease)) {
 		if (kw_secret_report(s, KW_UNUSED) != KW_OK)
 			kwd_log("resolve: %s", kw_last_error());
 		kw_secret_free(s);
@@ -497,12 +502,13 @@ static enum MHD_Result do_explain(struct MHD_Connection *c,
 	kw_trace *t = NULL;
 	json_t *j, *steps, *out;
 	kw_request req;
+	uid_t uid;
 	kw_status st, res;
 
 	j = parse_body(c, rq, request_fields, &ret);
 	if (!j)
 		goto out;
-	if (!admit(c, "explain", j, g, &req, &ret))
+	if (!admit(c, "explain", j, g, &req, &uid, &ret))
 		goto out;
 	st = kw_explain(g->ctx, &req, &t);
 	if (st != KW_OK) {
@@ -572,7 +578,7 @@ static enum MHD_Result do_report(struct MHD_Connection *c,
 				 "cannot tell who is asking");
 		goto out;
 	}
-	switch (kwd_lease_report(id, outcome, &st)) {
+	switch (kwd_lease_report(id, cl.uid, outcome, &st)) {
 	case KWD_REPORT_OK:
 		ret = send_json(c, MHD_HTTP_OK,
 				json_pack("{s:s, s:s}", "lease", id,

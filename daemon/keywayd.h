@@ -66,11 +66,14 @@ enum kwd_report {
 	KWD_REPORT_FAILED	/* the library refused: kw_last_error() */
 };
 
-/* Hold s (and a reference to g) under a new id written to id (NUL
- * terminated, KWD_LEASE_ID_LEN + 1 bytes).  False without memory. */
-bool kwd_lease_add(kw_secret *s, struct kwd_gen *g, unsigned ttl, char *id);
-enum kwd_report kwd_lease_report(const char *id, kw_outcome outcome,
-				 kw_status *st);
+/* Hold s (and a reference to g) for the caller uid under a new id written
+ * to id (NUL terminated, KWD_LEASE_ID_LEN + 1 bytes).  False without
+ * memory. */
+bool kwd_lease_add(kw_secret *s, struct kwd_gen *g, uid_t uid, unsigned ttl,
+		   char *id);
+/* Report lease id for the caller uid: another user's lease is unknown. */
+enum kwd_report kwd_lease_report(const char *id, uid_t uid,
+				 kw_outcome outcome, kw_status *st);
 /* Count as used every lease past its time; forget old tombstones. */
 void kwd_lease_sweep(void);
 /* Report every lease still held as used (at exit). */

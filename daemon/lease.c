@@ -21,6 +21,7 @@ struct lease {
 	char id[KWD_LEASE_ID_LEN + 1];
 	kw_secret *secret;	/* NULL once reported or expired */
 	struct kwd_gen *gen;
+	uid_t uid;		/* who resolved it, and alone may report it */
 	time_t expires;		/* while held; then when to forget it */
 };
 
@@ -50,7 +51,8 @@ static kw_status finish(struct lease *l, kw_outcome outcome)
 	return st;
 }
 
-bool kwd_lease_add(kw_secret *s, struct kwd_gen *g, unsigned ttl, char *id)
+bool kwd_lease_add(kw_secret *s, struct kwd_gen *g, uid_t uid, unsigned ttl,
+		   char *id)
 {
 	static const char hex[] = "0123456789abcdef";
 	unsigned char raw[KWD_LEASE_ID_LEN / 2];
@@ -68,6 +70,7 @@ bool kwd_lease_add(kw_secret *s, struct kwd_gen *g, unsigned ttl, char *id)
 	memcpy(id, l->id, sizeof(l->id));
 	l->secret = s;
 	l->gen = g;
+	l->uid = uid;
 	l->expires = now() + (time_t)ttl;
 	pthread_mutex_lock(&lock);
 	l->next = leases;
@@ -77,8 +80,8 @@ bool kwd_lease_add(kw_secret *s, struct kwd_gen *g, unsigned ttl, char *id)
 	return true;
 }
 
-enum kwd_report kwd_lease_report(const char *id, kw_outcome outcome,
-				 kw_status *st)
+enum kwd_report kwd_lease_report(const char *id, uid_t uid,
+				 kw_outcome outcome, kw_status *st)
 {
 	enum kwd_report r = KWD_REPORT_UNKNOWN;
 	struct kwd_gen *g = NULL;
@@ -87,7 +90,7 @@ enum kwd_report kwd_lease_report(const char *id, kw_outcome outcome,
 	*st = KW_OK;
 	pthread_mutex_lock(&lock);
 	for (l = leases; l; l = l->next) {
-		if (strcmp(l->id, id) != 0)
+		if (strcmp(l->id, id) != 0 || l->uid != uid)
 			continue;
 		if (!l->secret || l->expires <= now()) {
 			r = KWD_REPORT_GONE;
