@@ -269,6 +269,25 @@ expect_eq "$CODE" 200 "SIGHUP with a good configuration: the new chain"
 ask POST /v1/resolve '{"provider":"anthropic","user":"bob"}'
 expect_answer 403 denied "the quota counted before the reload still holds"
 
+# Reloads while 3x8 clients ask: every request is answered, by the one
+# configuration or the other.
+for p in 1 2 3; do
+	seq 1 60 | xargs -P 8 -I{} curl -sS --unix-socket "$SOCK" \
+		-o /dev/null -w '%{http_code}\n' \
+		-d '{"provider":"anthropic","chain":"limited"}' \
+		http://keyway/v1/resolve >"$TMPD/reload.$p" 2>&1 &
+	pids[p]=$!
+done
+for i in 1 2 3 4 5; do
+	kill -HUP "$PID"
+	sleep 0.2
+done
+wait "${pids[@]}"
+got=$(cat "$TMPD"/reload.* | sort | uniq -c | awk '{ printf "%s:%s ", $2, $1 }')
+expect_eq "$got" "200:180 " "5 reloads under 180 requests: every one answered 200"
+wait_for '[ "$(grep -c "reloaded" "$LOG")" -ge 6 ]'
+expect_eq "$(grep -c reloaded "$LOG")" 6 "and each reload logged"
+
 ask POST /v1/resolve '{"provider":"anthropic","user":"frank"}'
 L2=$(jget lease)
 sleep 2.5
@@ -295,6 +314,56 @@ wait "$PID"
 expect_eq "$?" 0 "SIGTERM: keywayd exits with status 0"
 expect_missing "$SOCK" "SIGTERM: the socket is removed"
 expect_eq "$(tail -n 1 "$LOG")" "keywayd: stopped" "SIGTERM: logged"
+trap tap_cleanup EXIT
+
+# ---- limits: connections and slow clients ----
+conf | write_conf "$CONF"
+start --timeout 2 --max-connections 30
+trap 'kill -TERM $PID 2>/dev/null; tap_cleanup' EXIT
+# hold N: open N connections that send half a request and stop; print how
+# many the daemon closed within 1 second, then within 5 more.  Those past
+# --max-connections wait in the socket's backlog for a free place.
+hold()
+{
+	python3 - "$SOCK" "$1" <<'PYEOF'
+import socket, sys, time
+path, n = sys.argv[1], int(sys.argv[2])
+conns = []
+for _ in range(n):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    s.sendall(b"POST /v1/resolve HTTP/1.1\r\nHost: k\r\n")
+    conns.append(s)
+def closed(wait):
+    end = time.time() + wait
+    out = 0
+    for s in conns:
+        s.settimeout(max(0.01, end - time.time()))
+        try:
+            if s.recv(1) == b"":
+                out += 1
+        except socket.timeout:
+            pass
+        except OSError:
+            out += 1
+    return out
+print(closed(1), closed(5), flush=True)
+PYEOF
+}
+if [ -z "$PY" ]; then
+	skip "slow clients are not cut off at once" "no python3"
+	skip "a slow client is cut off after --timeout" "no python3"
+else
+	run hold 40
+	read -r early late <"$OUT"
+	expect_eq "$early" 0 "slow clients are not cut off at once"
+	expect_eq "$late" 40 "40 clients that stop half-way, 10 past --max-connections: all cut off after --timeout"
+fi
+ask GET /v1/health
+expect_eq "$CODE" 200 "then everyone else is served"
+kill -TERM "$PID"
+wait "$PID"
+expect_eq "$?" 0 "keywayd with limits exits on SIGTERM"
 trap tap_cleanup EXIT
 
 expect_no_leaks
