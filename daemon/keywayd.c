@@ -321,7 +321,9 @@ struct caller {
 	char name[64];
 };
 
-static bool who(struct MHD_Connection *c, struct caller *who)
+/* Who is at the other end of c; their name and groups only with
+ * groups (daemon.clients needs them). */
+static bool who(struct MHD_Connection *c, bool groups, struct caller *who)
 {
 	const union MHD_ConnectionInfo *ci;
 	struct ucred cred;
@@ -338,7 +340,8 @@ static bool who(struct MHD_Connection *c, struct caller *who)
 	who->groups[0] = cred.gid;
 	who->ngroups = 1;
 	snprintf(who->name, sizeof(who->name), "%u", (unsigned)cred.uid);
-	if (getpwuid_r(cred.uid, &pw, buf, sizeof(buf), &pwp) == 0 && pwp) {
+	if (groups &&
+	    getpwuid_r(cred.uid, &pw, buf, sizeof(buf), &pwp) == 0 && pwp) {
 		int n = MAX_GROUPS;
 
 		snprintf(who->name, sizeof(who->name), "%s", pw.pw_name);
@@ -431,13 +434,23 @@ static bool admit(struct MHD_Connection *c, const char *what, json_t *j,
 				  "field \"provider\" is required");
 		return false;
 	}
-	if (!who(c, &cl)) {
+	if (!who(c, g->conf.have_clients, &cl)) {
 		*ret = send_error(c, MHD_HTTP_FORBIDDEN, "refused",
 				  "cannot tell who is asking");
 		return false;
 	}
 	if (!kwd_conf_allows(&g->conf, cl.uid, cl.groups, cl.ngroups,
 			     req->chain ? req->chain : "default")) {
+		/* Named in the log even without daemon.clients. */
+		if (!g->conf.have_clients) {
+			struct passwd pw, *pwp = NULL;
+			char buf[4096];
+
+			if (getpwuid_r(cl.uid, &pw, buf, sizeof(buf), &pwp) == 0 &&
+			    pwp)
+				snprintf(cl.name, sizeof(cl.name), "%s",
+					 pw.pw_name);
+		}
 		kwd_log("audit: refused %s of chain \"%s\" to uid %u (%s) pid %d: "
 			"not allowed by daemon.clients in %s", what,
 			req->chain ? req->chain : "default", (unsigned)cl.uid,
@@ -573,7 +586,7 @@ static enum MHD_Result do_report(struct MHD_Connection *c,
 				 "outcome must be \"used\" or \"unused\"");
 		goto out;
 	}
-	if (!who(c, &cl)) {
+	if (!who(c, false, &cl)) {
 		ret = send_error(c, MHD_HTTP_FORBIDDEN, "refused",
 				 "cannot tell who is asking");
 		goto out;

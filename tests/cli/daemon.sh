@@ -316,10 +316,20 @@ expect_missing "$SOCK" "SIGTERM: the socket is removed"
 expect_eq "$(tail -n 1 "$LOG")" "keywayd: stopped" "SIGTERM: logged"
 trap tap_cleanup EXIT
 
-# ---- limits: connections and slow clients ----
-conf | write_conf "$CONF"
+# ---- limits: connections and slow clients; no daemon.clients ----
+conf | grep -v 'clients = ' | write_conf "$CONF"
 start --timeout 2 --max-connections 30
 trap 'kill -TERM $PID 2>/dev/null; tap_cleanup' EXIT
+if [ "$(id -u)" -ne 0 ] || ! command -v setpriv >/dev/null 2>&1 ||
+	! id nobody >/dev/null 2>&1; then
+	skip "without daemon.clients: another uid is refused" \
+		"needs root, setpriv and a user nobody"
+else
+	asnobody '{"provider":"anthropic","chain":"limited"}' /v1/resolve
+	expect_answer 403 refused "without daemon.clients: another uid is refused"
+fi
+ask POST /v1/resolve '{"provider":"anthropic","chain":"limited"}'
+expect_eq "$CODE" 200 "without daemon.clients: root is served"
 # hold N: open N connections that send half a request and stop; print how
 # many the daemon closed within 1 second, then within 5 more.  Those past
 # --max-connections wait in the socket's backlog for a free place.
