@@ -208,8 +208,13 @@ expect_answer 404 invalid "an unknown path: 404"
 head -c 10485760 /dev/zero | tr '\0' x >"$TMPD/big"
 ask POST /v1/resolve "@$TMPD/big"
 expect_answer 413 invalid "a body of 10 MB: 413"
+run -s curl -sS --unix-socket "$SOCK" -H 'Transfer-Encoding: chunked' \
+	--data-binary "@$TMPD/big" -w '%{http_code}' http://keyway/v1/resolve
+CODE=$(tail -n 1 -- "$OUT")
+sed -i '$d' "$OUT"
+expect_answer 413 invalid "a body of 10 MB in chunks, without its length: 413"
 ask GET /v1/health
-expect_eq "$CODE" 200 "still serving after the large body"
+expect_eq "$CODE" 200 "still serving after the large bodies"
 
 # ---- who asks ----
 if [ "$(id -u)" -ne 0 ] || ! command -v setpriv >/dev/null 2>&1 ||
