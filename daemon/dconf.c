@@ -152,11 +152,11 @@ bool kwd_conf_load(const char *path, struct kwd_conf *dc, char *err,
 		name = config_setting_name(s);
 		if (strcmp(name, "socket") && strcmp(name, "socket_mode") &&
 		    strcmp(name, "socket_group") && strcmp(name, "lease_ttl") &&
-		    strcmp(name, "clients")) {
+		    strcmp(name, "rate_limit") && strcmp(name, "clients")) {
 			snprintf(msg, sizeof(msg),
 				 "daemon: unknown setting \"%s\" (expected "
-				 "socket, socket_mode, socket_group, lease_ttl "
-				 "or clients)", name);
+				 "socket, socket_mode, socket_group, lease_ttl, "
+				 "rate_limit or clients)", name);
 			bad(err, errsz, path, s, msg);
 			goto out;
 		}
@@ -210,6 +210,18 @@ bool kwd_conf_load(const char *path, struct kwd_conf *dc, char *err,
 			goto out;
 		}
 		dc->lease_ttl = (unsigned)v;
+	}
+	if ((s = config_setting_get_member(d, "rate_limit")) != NULL) {
+		int v = config_setting_get_int(s);
+
+		if (config_setting_type(s) != CONFIG_TYPE_INT || v < 0 ||
+		    v > 1000000) {
+			bad(err, errsz, path, s,
+			    "daemon.rate_limit must be a number of requests a "
+			    "second per caller, 0 (no limit) to 1000000");
+			goto out;
+		}
+		dc->rate_limit = (unsigned)v;
 	}
 	if ((s = config_setting_get_member(d, "clients")) != NULL) {
 		if (!config_setting_is_list(s)) {

@@ -461,6 +461,13 @@ static bool admit(struct MHD_Connection *c, const char *what, json_t *j,
 				  req->chain ? req->chain : "default");
 		return false;
 	}
+	if (!kwd_rate_take(cl.uid, g->conf.rate_limit)) {
+		*ret = send_error(c, MHD_HTTP_TOO_MANY_REQUESTS, "limited",
+				  "uid %u is over daemon.rate_limit (%u "
+				  "requests a second)", (unsigned)cl.uid,
+				  g->conf.rate_limit);
+		return false;
+	}
 	*uid = cl.uid;
 	return true;
 }
@@ -950,6 +957,7 @@ int main(int argc, char **argv)
 	current = NULL;
 	pthread_mutex_unlock(&gen_lock);
 	gen_free(g);
+	kwd_rate_free();
 	kwd_log("stopped");
 	return 0;
 }

@@ -28,6 +28,7 @@ struct kwd_conf {
 	mode_t socket_mode;
 	gid_t socket_gid;	/* (gid_t)-1: leave the group as created */
 	unsigned lease_ttl;	/* seconds */
+	unsigned rate_limit;	/* requests a second per caller; 0: none */
 	bool have_clients;
 	struct kwd_client *clients;
 	size_t nclients;
@@ -79,6 +80,10 @@ void kwd_lease_sweep(void);
 /* Report every lease still held as used (at exit). */
 void kwd_lease_drain(void);
 size_t kwd_lease_count(void);
+
+/* May uid make one more request at rate a second?  Always with rate 0. */
+bool kwd_rate_take(uid_t uid, unsigned rate);
+void kwd_rate_free(void);
 
 void kwd_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -321,8 +321,8 @@ expect_missing "$SOCK" "SIGTERM: the socket is removed"
 expect_eq "$(tail -n 1 "$LOG")" "keywayd: stopped" "SIGTERM: logged"
 trap tap_cleanup EXIT
 
-# ---- limits: connections and slow clients; no daemon.clients ----
-conf | grep -v 'clients = ' | write_conf "$CONF"
+# ---- limits: connections, slow clients, a rate; no daemon.clients ----
+conf '' 'rate_limit = 5;' | grep -v 'clients = ' | write_conf "$CONF"
 start --timeout 2 --max-connections 30
 trap 'kill -TERM $PID 2>/dev/null; tap_cleanup' EXIT
 if [ "$(id -u)" -ne 0 ] || ! command -v setpriv >/dev/null 2>&1 ||
@@ -376,6 +376,20 @@ else
 fi
 ask GET /v1/health
 expect_eq "$CODE" 200 "then everyone else is served"
+sleep 1.2
+seq 1 20 | xargs -P 8 -I{} curl -sS --unix-socket "$SOCK" \
+	-w '\n%{http_code}\n' -d '{"provider":"anthropic","chain":"limited"}' \
+	http://keyway/v1/resolve >"$SECRETD/rate" 2>&1
+ok=$(grep -c '^200$' "$SECRETD/rate")
+limited=$(grep -c '^429$' "$SECRETD/rate")
+said=$(grep -c '^{"error":"uid [0-9]* is over daemon.rate_limit (5 requests a second)","status":"limited"}$' "$SECRETD/rate")
+name="daemon.rate_limit = 5: of 20 requests at once, 5 or more answered, the rest 429 limited"
+if [ "$ok" -ge 5 ] && [ "$limited" -ge 1 ] && [ $((ok + limited)) -eq 20 ] &&
+	[ "$said" -eq "$limited" ]; then
+	pass "$name"
+else
+	fail "$name" "$(grep -E '^[0-9]+$' "$SECRETD/rate" | sort | uniq -c)"
+fi
 kill -TERM "$PID"
 wait "$PID"
 expect_eq "$?" 0 "keywayd with limits exits on SIGTERM"
