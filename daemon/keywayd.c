@@ -794,12 +794,35 @@ fail:
 
 /* ---- main ---- */
 
+static void print_problem(void *arg, const char *line)
+{
+	fprintf(stderr, "%s\n", line);
+}
+
+/* --check: the daemon section, then what `keyway check` checks. */
+static int check_config(void)
+{
+	struct kwd_conf dc;
+	char err[512];
+	bool ok = true;
+
+	if (!kwd_conf_load(config_path, &dc, err, sizeof(err))) {
+		fprintf(stderr, "%s\n", err);
+		ok = false;
+	}
+	kwd_conf_free(&dc);
+	if (kw_check(config_path, print_problem, NULL) != KW_OK)
+		ok = false;
+	return ok ? 0 : 1;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: keywayd -c CONFIG [--socket PATH] [--threads N]\n"
 		"               [--max-connections N] [--timeout SECONDS]\n"
-		"               [--max-body BYTES]\n");
+		"               [--max-body BYTES]\n"
+		"       keywayd -c CONFIG --check\n");
 }
 
 static bool number(const char *opt, const char *s, unsigned long lo,
@@ -826,12 +849,14 @@ int main(int argc, char **argv)
 		{ "max-connections", required_argument, NULL, 'm' },
 		{ "timeout", required_argument, NULL, 'T' },
 		{ "max-body", required_argument, NULL, 'b' },
+		{ "check", no_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
 	unsigned long threads = DEFAULT_THREADS, max_conn = DEFAULT_MAX_CONN;
 	unsigned long timeout = DEFAULT_TIMEOUT, v;
 	const char *sock_opt = NULL, *sock;
+	bool check = false;
 	struct MHD_Daemon *d;
 	struct kwd_gen *g;
 	sigset_t sigs;
@@ -864,6 +889,9 @@ int main(int argc, char **argv)
 				return 2;
 			max_body = v;
 			break;
+		case 'k':
+			check = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -876,6 +904,9 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+
+	if (check)
+		return check_config();
 
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	signal(SIGPIPE, SIG_IGN);

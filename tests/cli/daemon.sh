@@ -72,6 +72,17 @@ EOF
 conf | write_conf "$CONF"
 run "$KW" -c "$CONF" init
 expect_exit 0 "keyway init makes the ledger and the audit trail"
+run "$KWD" -c "$CONF" --check
+expect_exit 0 "keywayd --check: a good configuration"
+expect_stderr ""
+conf '' 'lease_tll = 5;' | write_conf "$TMPD/typo.conf"
+run "$KWD" -c "$TMPD/typo.conf" --check
+expect_exit 1 "keywayd --check: a typo in the daemon section"
+expect_stderr "$TMPD/typo.conf:22: daemon: unknown setting \"lease_tll\" (expected socket, socket_mode, socket_group, lease_ttl, rate_limit or clients)"
+conf | sed 's/nobody/no-such-user-here/' | write_conf "$TMPD/nouser.conf"
+run "$KWD" -c "$TMPD/nouser.conf"
+expect_exit 1 "keywayd does not start with a client that does not exist"
+expect_stderr "keywayd: $TMPD/nouser.conf:21: daemon.clients: no such user \"no-such-user-here\""
 
 # ask METHOD PATH [BODY]: the answer's body in $OUT (under $SECRETD), its
 # HTTP status in $CODE.
