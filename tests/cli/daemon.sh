@@ -271,6 +271,42 @@ got=$(cat "$TMPD"/hammer.* | sort | uniq -c | awk '{ printf "%s:%s ", $2, $1 }')
 expect_eq "$got" "200:$HAMMER_LIMIT 403:$((120 - HAMMER_LIMIT)) " \
 	"120 requests from 3x8 clients: exactly $HAMMER_LIMIT admitted"
 
+# ---- 500 connections at once, past --max-connections (256) ----
+if [ -z "$PY" ]; then
+	skip "500 connections at once: every one answered" "no python3"
+else
+	cat >"$TMPD/many.py" <<'PYEOF'
+import socket, sys, threading
+path, codes, lock = sys.argv[1], {}, threading.Lock()
+def one():
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(60)
+    try:
+        s.connect(path)
+        s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: k\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            b = s.recv(4096)
+            if not b:
+                break
+            data += b
+        code = data.split(b" ")[1].decode() if data else "none"
+    except OSError as e:
+        code = type(e).__name__
+    with lock:
+        codes[code] = codes.get(code, 0) + 1
+    s.close()
+ts = [threading.Thread(target=one) for _ in range(500)]
+for t in ts:
+    t.start()
+for t in ts:
+    t.join()
+print(" ".join(f"{k}:{v}" for k, v in sorted(codes.items())))
+PYEOF
+	run python3 "$TMPD/many.py" "$SOCK"
+	expect_stdout "200:500" "500 connections at once: every one answered"
+fi
+
 # ---- SIGHUP ----
 ask POST /v1/resolve '{"provider":"anthropic","chain":"extra"}'
 expect_answer 400 invalid "before the reload: no chain extra"
