@@ -406,9 +406,11 @@ kw_status kwi_config_load(struct kw_ctx *ctx, const char *path,
 		s = config_setting_get_elem(root, i);
 		const char *name = config_setting_name(s);
 
+		/* "daemon" is keywayd(8)'s own, read by it alone. */
 		if (strcmp(name, "keyway") == 0 ||
 		    strcmp(name, "backends") == 0 ||
-		    strcmp(name, "chains") == 0)
+		    strcmp(name, "chains") == 0 ||
+		    strcmp(name, "daemon") == 0)
 			continue;
 		kwi_problem(&l, KW_ERR_CONFIG, s,
 			    "unknown setting \"%s\" (expected keyway, backends "

@@ -1,0 +1,292 @@
+/*
+ * dconf.c - the `daemon` section of keyway.conf, which libkeyway leaves to
+ * keywayd: the socket, its mode and group, how long a lease lives, and
+ * which callers may use which chains.
+ */
+#define _GNU_SOURCE
+
+#include <errno.h>
+#include <grp.h>
+#include <libgen.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libconfig.h>
+
+#include "keywayd.h"
+
+#define DEFAULT_LEASE_TTL 300
+
+static bool bad(char *err, size_t errsz, const char *path,
+		const config_setting_t *s, const char *what)
+{
+	snprintf(err, errsz, "%s:%d: %s", path,
+		 s ? config_setting_source_line(s) : 0, what);
+	return false;
+}
+
+static bool load_client(const char *path, config_setting_t *cs,
+			struct kwd_client *c, char *err, size_t errsz)
+{
+	char msg[256];
+	const char *user = NULL, *group = NULL;
+	config_setting_t *chains;
+	int n = config_setting_length(cs);
+
+	if (!config_setting_is_group(cs))
+		return bad(err, errsz, path, cs,
+			   "daemon.clients: each entry is a group { user = "
+			   "\"NAME\"; chains = (...); }");
+	for (int i = 0; i < n; i++) {
+		config_setting_t *s = config_setting_get_elem(cs, i);
+		const char *name = config_setting_name(s);
+
+		if (strcmp(name, "user") && strcmp(name, "group") &&
+		    strcmp(name, "chains")) {
+			snprintf(msg, sizeof(msg),
+				 "daemon.clients: unknown setting \"%s\" "
+				 "(expected user, group or chains)", name);
+			return bad(err, errsz, path, s, msg);
+		}
+	}
+	config_setting_lookup_string(cs, "user", &user);
+	config_setting_lookup_string(cs, "group", &group);
+	if (!user == !group)
+		return bad(err, errsz, path, cs,
+			   "daemon.clients: give either user or group, as a "
+			   "string");
+	if (user) {
+		struct passwd *pw = getpwnam(user);
+
+		if (!pw) {
+			snprintf(msg, sizeof(msg),
+				 "daemon.clients: no such user \"%s\"", user);
+			return bad(err, errsz, path, cs, msg);
+		}
+		c->uid = pw->pw_uid;
+	} else {
+		struct group *gr = getgrnam(group);
+
+		if (!gr) {
+			snprintf(msg, sizeof(msg),
+				 "daemon.clients: no such group \"%s\"", group);
+			return bad(err, errsz, path, cs, msg);
+		}
+		c->is_group = true;
+		c->gid = gr->gr_gid;
+	}
+	chains = config_setting_get_member(cs, "chains");
+	if (!chains || !(config_setting_is_list(chains) ||
+			 config_setting_is_array(chains)))
+		return bad(err, errsz, path, cs,
+			   "daemon.clients: chains must be a list of chain "
+			   "names, e.g. chains = (\"default\");");
+	n = config_setting_length(chains);
+	c->chains = calloc((size_t)n + 1, sizeof(*c->chains));
+	if (!c->chains)
+		return bad(err, errsz, path, cs, "out of memory");
+	for (int i = 0; i < n; i++) {
+		const char *v = config_setting_get_string_elem(chains, i);
+
+		if (!v)
+			return bad(err, errsz, path, chains,
+				   "daemon.clients: chains must be strings");
+		c->chains[i] = strdup(v);
+		if (!c->chains[i])
+			return bad(err, errsz, path, cs, "out of memory");
+		c->nchains++;
+	}
+	return true;
+}
+
+bool kwd_conf_load(const char *path, struct kwd_conf *dc, char *err,
+		   size_t errsz)
+{
+	config_t cfg;
+	config_setting_t *d, *s;
+	char *dir, msg[256];
+	const char *str;
+	bool ok = false;
+	int n;
+
+	memset(dc, 0, sizeof(*dc));
+	dc->socket_mode = 0660;
+	dc->socket_gid = (gid_t)-1;
+	dc->lease_ttl = DEFAULT_LEASE_TTL;
+
+	config_init(&cfg);
+	dir = strdup(path);
+	if (!dir) {
+		snprintf(err, errsz, "out of memory");
+		goto out;
+	}
+	config_set_include_dir(&cfg, dirname(dir));
+	if (!config_read_file(&cfg, path)) {
+		if (config_error_type(&cfg) == CONFIG_ERR_FILE_IO)
+			snprintf(err, errsz, "%s: cannot read: %s", path,
+				 strerror(errno));
+		else
+			snprintf(err, errsz, "%s:%d: %s",
+				 config_error_file(&cfg) ?
+				 config_error_file(&cfg) : path,
+				 config_error_line(&cfg), config_error_text(&cfg));
+		goto out;
+	}
+	d = config_lookup(&cfg, "daemon");
+	if (!d) {
+		ok = true;
+		goto out;
+	}
+	if (!config_setting_is_group(d)) {
+		bad(err, errsz, path, d, "daemon must be a group: daemon: { ... };");
+		goto out;
+	}
+	n = config_setting_length(d);
+	for (int i = 0; i < n; i++) {
+		const char *name;
+
+		s = config_setting_get_elem(d, i);
+		name = config_setting_name(s);
+		if (strcmp(name, "socket") && strcmp(name, "socket_mode") &&
+		    strcmp(name, "socket_group") && strcmp(name, "lease_ttl") &&
+		    strcmp(name, "rate_limit") && strcmp(name, "clients")) {
+			snprintf(msg, sizeof(msg),
+				 "daemon: unknown setting \"%s\" (expected "
+				 "socket, socket_mode, socket_group, lease_ttl, "
+				 "rate_limit or clients)", name);
+			bad(err, errsz, path, s, msg);
+			goto out;
+		}
+	}
+	if (config_setting_lookup_string(d, "socket", &str)) {
+		if (str[0] != '/') {
+			bad(err, errsz, path, config_setting_get_member(d, "socket"),
+			    "daemon.socket must be an absolute path");
+			goto out;
+		}
+		dc->socket = strdup(str);
+		if (!dc->socket) {
+			snprintf(err, errsz, "out of memory");
+			goto out;
+		}
+	}
+	if ((s = config_setting_get_member(d, "socket_mode")) != NULL) {
+		char *end;
+		unsigned long m;
+
+		str = config_setting_get_string(s);
+		m = str ? strtoul(str, &end, 8) : 0;
+		if (!str || !*str || *end || m > 0777) {
+			bad(err, errsz, path, s,
+			    "daemon.socket_mode must be an octal string, e.g. "
+			    "\"0660\"");
+			goto out;
+		}
+		dc->socket_mode = (mode_t)m;
+	}
+	if (config_setting_lookup_string(d, "socket_group", &str)) {
+		struct group *gr = getgrnam(str);
+
+		if (!gr) {
+			snprintf(msg, sizeof(msg),
+				 "daemon.socket_group: no such group \"%s\"", str);
+			bad(err, errsz, path,
+			    config_setting_get_member(d, "socket_group"), msg);
+			goto out;
+		}
+		dc->socket_gid = gr->gr_gid;
+	}
+	if ((s = config_setting_get_member(d, "lease_ttl")) != NULL) {
+		int v = config_setting_get_int(s);
+
+		if (config_setting_type(s) != CONFIG_TYPE_INT || v < 1 ||
+		    v > 86400) {
+			bad(err, errsz, path, s,
+			    "daemon.lease_ttl must be a number of seconds from "
+			    "1 to 86400");
+			goto out;
+		}
+		dc->lease_ttl = (unsigned)v;
+	}
+	if ((s = config_setting_get_member(d, "rate_limit")) != NULL) {
+		int v = config_setting_get_int(s);
+
+		if (config_setting_type(s) != CONFIG_TYPE_INT || v < 0 ||
+		    v > 1000000) {
+			bad(err, errsz, path, s,
+			    "daemon.rate_limit must be a number of requests a "
+			    "second per caller, 0 (no limit) to 1000000");
+			goto out;
+		}
+		dc->rate_limit = (unsigned)v;
+	}
+	if ((s = config_setting_get_member(d, "clients")) != NULL) {
+		if (!config_setting_is_list(s)) {
+			bad(err, errsz, path, s,
+			    "daemon.clients must be a list: clients = ( { user "
+			    "= \"NAME\"; chains = (\"default\"); } );");
+			goto out;
+		}
+		n = config_setting_length(s);
+		dc->have_clients = true;
+		dc->clients = calloc((size_t)n + 1, sizeof(*dc->clients));
+		if (!dc->clients) {
+			snprintf(err, errsz, "out of memory");
+			goto out;
+		}
+		for (int i = 0; i < n; i++) {
+			if (!load_client(path, config_setting_get_elem(s, i),
+					 &dc->clients[i], err, errsz)) {
+				dc->nclients = (size_t)i + 1;
+				goto out;
+			}
+		}
+		dc->nclients = (size_t)n;
+	}
+	ok = true;
+out:
+	free(dir);
+	config_destroy(&cfg);
+	if (!ok)
+		kwd_conf_free(dc);
+	return ok;
+}
+
+void kwd_conf_free(struct kwd_conf *dc)
+{
+	free(dc->socket);
+	for (size_t i = 0; i < dc->nclients; i++) {
+		for (size_t j = 0; j < dc->clients[i].nchains; j++)
+			free(dc->clients[i].chains[j]);
+		free(dc->clients[i].chains);
+	}
+	free(dc->clients);
+	memset(dc, 0, sizeof(*dc));
+}
+
+bool kwd_conf_allows(const struct kwd_conf *dc, uid_t uid, const gid_t *groups,
+		     int ngroups, const char *chain)
+{
+	if (uid == 0 || uid == getuid())
+		return true;
+	for (size_t i = 0; i < dc->nclients; i++) {
+		const struct kwd_client *c = &dc->clients[i];
+		bool match = false;
+
+		if (!c->is_group) {
+			match = c->uid == uid;
+		} else {
+			for (int g = 0; g < ngroups && !match; g++)
+				match = groups[g] == c->gid;
+		}
+		if (!match)
+			continue;
+		for (size_t j = 0; j < c->nchains; j++)
+			if (strcmp(c->chains[j], chain) == 0)
+				return true;
+	}
+	return false;
+}

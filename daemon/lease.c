@@ -1,0 +1,294 @@
+/*
+ * lease.c - the keys keywayd handed out, each held under a random id until
+ * the caller reports it used or unused, or its time runs out (then it
+ * counts as used).  A reported or expired lease is kept for a while as a
+ * tombstone, so that a second report is told so rather than "unknown".
+ *
+ * Leases are found through a hash table and age through queues in the
+ * order they were made: one of held leases per lease_ttl (so each expires
+ * in order; a reload may bring another), and one of tombstones.  A lease
+ * reported early stays in its held queue, without its secret, until it
+ * reaches the head.  At most MAX_HELD keys are held: past that the one
+ * closest to expiring counts as used at once.
+ */
+#define _GNU_SOURCE
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "keywayd.h"
+
+#define NBUCKETS 65536
+#define MAX_HELD 65536
+#define MAX_TOMBSTONES 262144
+/* How long a tombstone is remembered, in seconds. */
+#define TOMBSTONE_TTL 600
+
+struct lease {
+	struct lease *hnext;	/* in its bucket */
+	struct lease *qnext;	/* in its queue */
+	char id[KWD_LEASE_ID_LEN + 1];
+	kw_secret *secret;	/* NULL once reported or expired */
+	struct kwd_gen *gen;	/* NULL once let go */
+	uid_t uid;		/* who resolved it, and alone may report it */
+	time_t expires;		/* while held; then when to forget it */
+};
+
+struct queue {
+	struct lease *head, *tail;
+	size_t n;
+	unsigned ttl;		/* of a held queue */
+	struct queue *next;	/* the next held queue */
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct lease *buckets[NBUCKETS];
+static struct queue *held_qs, tomb_q;
+static size_t held;	/* leases still holding a secret */
+
+static time_t now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+static size_t bucket_of(const char *id)
+{
+	/* The id is random hex: its first four digits will do. */
+	return strtoul((char[5]){ id[0], id[1], id[2], id[3], 0 }, NULL, 16) %
+	       NBUCKETS;
+}
+
+static void push(struct queue *q, struct lease *l)
+{
+	l->qnext = NULL;
+	if (q->tail)
+		q->tail->qnext = l;
+	else
+		q->head = l;
+	q->tail = l;
+	q->n++;
+}
+
+static struct lease *pop(struct queue *q)
+{
+	struct lease *l = q->head;
+
+	q->head = l->qnext;
+	if (!q->head)
+		q->tail = NULL;
+	q->n--;
+	return l;
+}
+
+/* Let go of l's secret as `outcome` (under lock).  Its reference to the
+ * generation is dropped by the caller, outside the lock. */
+static kw_status finish(struct lease *l, kw_outcome outcome)
+{
+	kw_status st;
+
+	st = kw_secret_report(l->secret, outcome);
+	kw_secret_free(l->secret);
+	l->secret = NULL;
+	held--;
+	return st;
+}
+
+/* References to generations to drop once the lock is released. */
+struct puts {
+	struct kwd_gen **g;
+	size_t n, cap;
+};
+
+static void put_later(struct puts *p, struct lease *l)
+{
+	if (!l->gen)
+		return;
+	if (p->n == p->cap) {
+		size_t nc = p->cap ? 2 * p->cap : 16;
+		struct kwd_gen **ng = realloc(p->g, nc * sizeof(*ng));
+
+		if (!ng)
+			return; /* the generation stays open: a leak, not a fault */
+		p->g = ng;
+		p->cap = nc;
+	}
+	p->g[p->n++] = l->gen;
+	l->gen = NULL;
+}
+
+static void put_all(struct puts *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		kwd_gen_put(p->g[i]);
+	free(p->g);
+}
+
+/* Move the head of q to the tombstones, counting its key as used if it
+ * still holds one (under lock). */
+static void retire_head(struct queue *q, time_t t, struct puts *p)
+{
+	struct lease *l = pop(q);
+
+	if (l->secret && finish(l, KW_USED) != KW_OK)
+		kwd_log("lease %.8s...: %s", l->id, kw_last_error());
+	put_later(p, l);
+	l->expires = t + TOMBSTONE_TTL;
+	push(&tomb_q, l);
+}
+
+static void forget_head(void)
+{
+	struct lease *l = pop(&tomb_q), **pp;
+
+	for (pp = &buckets[bucket_of(l->id)]; *pp; pp = &(*pp)->hnext) {
+		if (*pp == l) {
+			*pp = l->hnext;
+			break;
+		}
+	}
+	free(l);
+}
+
+/* Expire what is due, or with all, everything (under lock). */
+static void age(bool all, struct puts *p)
+{
+	time_t t = now();
+
+	for (struct queue *q = held_qs; q; q = q->next)
+		while (q->head &&
+		       (all || !q->head->secret || q->head->expires <= t))
+			retire_head(q, t, p);
+	while (held > MAX_HELD) {
+		struct queue *first = NULL;
+
+		for (struct queue *q = held_qs; q; q = q->next)
+			if (q->head && (!first ||
+					q->head->expires < first->head->expires))
+				first = q;
+		if (!first)
+			break;
+		retire_head(first, t, p);
+	}
+	while (tomb_q.head &&
+	       (all || tomb_q.n > MAX_TOMBSTONES || tomb_q.head->expires <= t))
+		forget_head();
+}
+
+bool kwd_lease_add(kw_secret *s, struct kwd_gen *g, uid_t uid, unsigned ttl,
+		   char *id)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char raw[KWD_LEASE_ID_LEN / 2];
+	struct puts p = { 0 };
+	struct queue *q;
+	struct lease *l;
+	size_t b;
+
+	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
+		return false;
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return false;
+	for (size_t i = 0; i < sizeof(raw); i++) {
+		l->id[2 * i] = hex[raw[i] >> 4];
+		l->id[2 * i + 1] = hex[raw[i] & 15];
+	}
+	memcpy(id, l->id, sizeof(l->id));
+	l->secret = s;
+	l->gen = g;
+	l->uid = uid;
+	l->expires = now() + (time_t)ttl;
+	b = bucket_of(l->id);
+	pthread_mutex_lock(&lock);
+	for (q = held_qs; q && q->ttl != ttl; q = q->next)
+		;
+	if (!q) {
+		q = calloc(1, sizeof(*q));
+		if (!q) {
+			pthread_mutex_unlock(&lock);
+			free(l);
+			return false;
+		}
+		q->ttl = ttl;
+		q->next = held_qs;
+		held_qs = q;
+	}
+	l->hnext = buckets[b];
+	buckets[b] = l;
+	push(q, l);
+	held++;
+	if (held > MAX_HELD)
+		age(false, &p);
+	pthread_mutex_unlock(&lock);
+	put_all(&p);
+	return true;
+}
+
+enum kwd_report kwd_lease_report(const char *id, uid_t uid,
+				 kw_outcome outcome, kw_status *st)
+{
+	enum kwd_report r = KWD_REPORT_UNKNOWN;
+	struct puts p = { 0 };
+	struct lease *l;
+
+	*st = KW_OK;
+	if (strlen(id) != KWD_LEASE_ID_LEN)
+		return r;
+	pthread_mutex_lock(&lock);
+	for (l = buckets[bucket_of(id)]; l; l = l->hnext) {
+		if (strcmp(l->id, id) != 0 || l->uid != uid)
+			continue;
+		if (!l->secret || l->expires <= now()) {
+			r = KWD_REPORT_GONE;
+			break;
+		}
+		*st = finish(l, outcome);
+		put_later(&p, l);
+		r = *st == KW_OK ? KWD_REPORT_OK : KWD_REPORT_FAILED;
+		break;
+	}
+	pthread_mutex_unlock(&lock);
+	put_all(&p);
+	return r;
+}
+
+static void sweep(bool all)
+{
+	struct puts p = { 0 };
+
+	pthread_mutex_lock(&lock);
+	age(all, &p);
+	pthread_mutex_unlock(&lock);
+	put_all(&p);
+}
+
+void kwd_lease_sweep(void)
+{
+	sweep(false);
+}
+
+void kwd_lease_drain(void)
+{
+	sweep(true);
+	while (held_qs) {
+		struct queue *q = held_qs;
+
+		held_qs = q->next;
+		free(q);
+	}
+}
+
+size_t kwd_lease_count(void)
+{
+	size_t n;
+
+	pthread_mutex_lock(&lock);
+	n = held;
+	pthread_mutex_unlock(&lock);
+	return n;
+}

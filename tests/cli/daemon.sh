@@ -1,0 +1,446 @@
+#!/bin/bash
+# daemon.sh - TAP tests of keywayd(8), started on a socket in a temporary
+# directory and asked with curl: resolve, explain, report (a refund gives
+# the quota back; a lease reported twice, unknown or expired is refused),
+# HTTP statuses for keyway's statuses, malformed requests and a body too
+# large, a caller of another uid refused or given only its chains, SIGHUP
+# with a good and a broken configuration, 3 processes of 8 clients each
+# against one quota, SIGTERM; and a search for keys in everything written.
+# Run by `make check`, or by hand as lib.sh says.
+
+. "$(dirname -- "$0")/lib.sh" || exit 99
+
+KWD=$KEYWAY_BUILDDIR/daemon/keywayd
+[ -x "$KWD" ] || bail_out "$KWD is not built"
+if ! command -v curl >/dev/null 2>&1; then
+	echo "1..0 # SKIP curl is not installed"
+	exit 0
+fi
+
+MASTER=5a1b2c3d4e5f60718293a4b5c6d7e8f90f1e2d3c4b5a69788796a5b4c3d2e1f0
+K_ENV=sk-ant-daemon-server-key-0001bbbbcccc
+secret "$MASTER" "$K_ENV"
+export KEYWAY_MASTER_KEY=$MASTER
+export ANTHROPIC_API_KEY=$K_ENV
+
+# The daily quotas must not roll over during the test.
+left=$((86400 - $(date -u +%s) % 86400))
+if [ "$left" -lt 120 ]; then
+	echo "# waiting ${left}s for midnight UTC to pass"
+	sleep $((left + 2))
+fi
+
+# The socket's directory must be reachable by the unprivileged caller.
+chmod 711 "$TMPD"
+SOCKD=$TMPD/sock
+mkdir -m 755 "$SOCKD" || bail_out "cannot create $SOCKD"
+SOCK=$SOCKD/keyway.sock
+LOG=$TMPD/daemon.log
+CONF=$TMPD/daemon.conf
+HAMMER_LIMIT=20
+
+# conf [EXTRA_CHAIN_LINE] [DAEMON_EXTRA]: the configuration, on stdout.
+conf()
+{
+	cat <<EOF
+keyway: {
+	master_key = { source = "env"; };
+	ledger: { module = "sqlite"; path = "ledger.db"; };
+	audit: { sink = "jsonl"; path = "audit.jsonl"; };
+};
+backends: {
+	server_env: { module = "env";
+		quota = ( { limit = 3; period = "day"; per = "user"; } ); };
+	hammer_env: { module = "env";
+		quota = ( { limit = $HAMMER_LIMIT; period = "day"; per = "user"; } ); };
+	limited_env: { module = "env"; };
+};
+chains: {
+	default = ( { backend = "server_env"; control = "required"; } );
+	hammer = ( { backend = "hammer_env"; control = "required"; } );
+	limited = ( { backend = "limited_env"; control = "required"; } );
+	$1
+};
+daemon: {
+	socket_mode = "0666";
+	clients = ( { user = "nobody"; chains = ( "limited" ); } );
+	$2
+};
+EOF
+}
+
+conf | write_conf "$CONF"
+run "$KW" -c "$CONF" init
+expect_exit 0 "keyway init makes the ledger and the audit trail"
+run "$KWD" -c "$CONF" --check
+expect_exit 0 "keywayd --check: a good configuration"
+expect_stderr ""
+conf '' 'lease_tll = 5;' | write_conf "$TMPD/typo.conf"
+run "$KWD" -c "$TMPD/typo.conf" --check
+expect_exit 1 "keywayd --check: a typo in the daemon section"
+expect_stderr "$TMPD/typo.conf:22: daemon: unknown setting \"lease_tll\" (expected socket, socket_mode, socket_group, lease_ttl, rate_limit or clients)"
+conf | sed 's/nobody/no-such-user-here/' | write_conf "$TMPD/nouser.conf"
+run "$KWD" -c "$TMPD/nouser.conf"
+expect_exit 1 "keywayd does not start with a client that does not exist"
+expect_stderr "keywayd: $TMPD/nouser.conf:21: daemon.clients: no such user \"no-such-user-here\""
+
+# ask METHOD PATH [BODY]: the answer's body in $OUT (under $SECRETD), its
+# HTTP status in $CODE.
+CODE=
+ask()
+{
+	local m=$1 p=$2
+
+	shift 2
+	if [ $# -gt 0 ]; then
+		run -s curl -sS --unix-socket "$SOCK" -X "$m" \
+			-H 'Content-Type: application/json' \
+			--data-binary "$1" -w '%{http_code}' "http://keyway$p"
+	else
+		run -s curl -sS --unix-socket "$SOCK" -X "$m" \
+			-w '%{http_code}' "http://keyway$p"
+	fi
+	CODE=$(tail -n 1 -- "$OUT")
+	sed -i '$d' "$OUT"
+}
+
+# jget FIELD: a field of the last answer.
+jget()
+{
+	python3 -c 'import json, sys
+v = json.load(open(sys.argv[1])).get(sys.argv[2])
+print("" if v is None else v)' "$OUT" "$1" 2>/dev/null
+}
+
+# expect_answer CODE STATUS NAME: the last answer's HTTP status, and the
+# keyway status of its one-line JSON error.
+expect_answer()
+{
+	local lines
+
+	lines=$(wc -l <"$OUT")
+	if [ "$CODE" = "$1" ] && [ "$(jget status)" = "$2" ] &&
+		[ "$lines" -eq 1 ] && [ -n "$(jget error)" ]; then
+		pass "$3"
+	else
+		fail "$3" "HTTP $CODE, expected $1 with status $2: $(cat "$OUT")"
+	fi
+}
+
+wait_for()
+{
+	local i
+
+	for i in $(seq 1 100); do
+		eval "$1" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+start()
+{
+	"$KWD" -c "$CONF" --socket "$SOCK" "$@" 2>>"$LOG" &
+	PID=$!
+	wait_for '[ -S "$SOCK" ]' || bail_out "keywayd did not start: $(cat "$LOG")"
+}
+
+start
+trap 'kill -TERM $PID 2>/dev/null; tap_cleanup' EXIT
+
+expect_eq "$(stat -c %a "$SOCK")" 666 "the socket has daemon.socket_mode"
+
+# ---- health ----
+ask GET /v1/health
+expect_eq "$CODE $(jget status)" "200 ok" "GET /v1/health: 200 ok"
+
+# ---- resolve, report, refund ----
+ask POST /v1/resolve '{"provider":"anthropic","user":"bob"}'
+expect_eq "$CODE $(jget key) $(jget backend)" "200 $K_ENV server_env" \
+	"resolve: 200 with the key and the backend"
+L1=$(jget lease)
+expect_eq "${#L1}" 32 "resolve: a lease id of 32 characters"
+ask POST /v1/resolve '{"provider":"anthropic","user":"bob"}'
+ask POST /v1/resolve '{"provider":"anthropic","user":"bob","org":"acme"}'
+expect_eq "$CODE" 200 "resolve: the third of a quota of 3"
+ask POST /v1/resolve '{"provider":"anthropic","user":"bob"}'
+expect_answer 403 denied "resolve past the quota: 403 denied"
+expect_stdout_match '\{"error":".*quota server_env 3/day per user used up for user bob .*' \
+	"the error says which quota"
+ask GET /v1/health
+expect_eq "$(jget leases)" 3 "health: 3 leases held"
+
+ask POST /v1/report "{\"lease\":\"$L1\",\"outcome\":\"unused\"}"
+expect_eq "$CODE $(jget outcome)" "200 unused" "report unused: 200"
+ask POST /v1/resolve '{"provider":"anthropic","user":"bob"}'
+expect_eq "$CODE" 200 "the refund gives the quota back"
+ask POST /v1/resolve '{"provider":"anthropic","user":"bob"}'
+expect_answer 403 denied "and only one request's worth"
+ask POST /v1/report "{\"lease\":\"$L1\",\"outcome\":\"unused\"}"
+expect_answer 409 conflict "a lease reported twice: 409"
+ask POST /v1/report '{"lease":"00000000000000000000000000000000","outcome":"used"}'
+expect_answer 404 notfound "an unknown lease: 404"
+ask POST /v1/report "{\"lease\":\"$L1\",\"outcome\":\"maybe\"}"
+expect_answer 400 invalid "an outcome other than used or unused: 400"
+
+# ---- explain ----
+ask POST /v1/explain '{"provider":"anthropic","user":"carol"}'
+expect_eq "$CODE $(jget result) $(jget backend) $(jget chain)" \
+	"200 found server_env default" "explain: 200 with the trace"
+expect_lacks "$OUT" "$K_ENV" "explain: no key in the trace"
+ask POST /v1/explain '{"provider":"anthropic","user":"bob"}'
+expect_eq "$CODE $(jget result)" "200 denied" "explain of a used-up quota"
+ask POST /v1/resolve '{"provider":"anthropic","user":"carol"}'
+expect_eq "$CODE" 200 "explain charges nothing"
+
+# ---- statuses and malformed requests ----
+ask POST /v1/resolve '{"provider":"anthropic","chain":"nosuch"}'
+expect_answer 400 invalid "an unknown chain: 400"
+ask POST /v1/resolve '{"provider":"openai","chain":"limited"}'
+expect_answer 404 notfound "no key: 404 notfound"
+ask POST /v1/resolve '{"provider":"anthropic","user":"bob",'
+expect_answer 400 invalid "invalid JSON: 400"
+expect_stdout_match '\{"error":"invalid JSON at line 1 column [0-9]+: .*' \
+	"invalid JSON: says where"
+ask POST /v1/resolve '{"provider":"anthropic","colour":"red"}'
+expect_answer 400 invalid "an unknown field: 400"
+expect_stdout_match '\{"error":"unknown field \\"colour\\"",.*' \
+	"an unknown field: named"
+ask POST /v1/resolve '{"provider":1}'
+expect_answer 400 invalid "a field that is not a string: 400"
+ask POST /v1/resolve '{"user":"bob"}'
+expect_answer 400 invalid "no provider: 400"
+ask POST /v1/resolve '[]'
+expect_answer 400 invalid "a body that is not an object: 400"
+ask GET /v1/resolve
+expect_answer 405 invalid "GET /v1/resolve: 405"
+ask GET /v1/nosuch
+expect_answer 404 invalid "an unknown path: 404"
+head -c 10485760 /dev/zero | tr '\0' x >"$TMPD/big"
+ask POST /v1/resolve "@$TMPD/big"
+expect_answer 413 invalid "a body of 10 MB: 413"
+run -s curl -sS --unix-socket "$SOCK" -H 'Transfer-Encoding: chunked' \
+	--data-binary "@$TMPD/big" -w '%{http_code}' http://keyway/v1/resolve
+CODE=$(tail -n 1 -- "$OUT")
+sed -i '$d' "$OUT"
+expect_answer 413 invalid "a body of 10 MB in chunks, without its length: 413"
+ask GET /v1/health
+expect_eq "$CODE" 200 "still serving after the large bodies"
+
+# ---- who asks ----
+if [ "$(id -u)" -ne 0 ] || ! command -v setpriv >/dev/null 2>&1 ||
+	! id nobody >/dev/null 2>&1; then
+	for t in "another uid: refused the default chain" \
+		"the refusal is logged" "another uid: its own chain" \
+		"another uid: may not report a lease of another"; do
+		skip "$t" "needs root, setpriv and a user nobody"
+	done
+else
+	asnobody()
+	{
+		run -s setpriv --reuid nobody --regid "$(id -g nobody)" \
+			--clear-groups curl -sS --unix-socket "$SOCK" \
+			--data-binary "$1" -w '%{http_code}' "http://keyway$2"
+		CODE=$(tail -n 1 -- "$OUT")
+		sed -i '$d' "$OUT"
+	}
+	asnobody '{"provider":"anthropic","user":"dan"}' /v1/resolve
+	expect_answer 403 refused "another uid: refused the default chain"
+	if grep -q "audit: refused resolve of chain \"default\" to uid $(id -u nobody) (nobody)" "$LOG"; then
+		pass "the refusal is logged"
+	else
+		fail "the refusal is logged" "$(cat "$LOG")"
+	fi
+	asnobody '{"provider":"anthropic","chain":"limited"}' /v1/resolve
+	expect_eq "$CODE $(jget key)" "200 $K_ENV" "another uid: its own chain"
+	ask POST /v1/resolve '{"provider":"anthropic","user":"erin"}'
+	asnobody "{\"lease\":\"$(jget lease)\",\"outcome\":\"unused\"}" /v1/report
+	expect_answer 404 notfound "another uid: may not report a lease of another"
+fi
+
+# ---- 3 processes of 8 clients each against a quota of $HAMMER_LIMIT ----
+for p in 1 2 3; do
+	seq 1 40 | xargs -P 8 -I{} curl -sS --unix-socket "$SOCK" \
+		-o /dev/null -w '%{http_code}\n' \
+		-d '{"provider":"anthropic","user":"hammer","chain":"hammer"}' \
+		http://keyway/v1/resolve >"$TMPD/hammer.$p" 2>&1 &
+	pids[p]=$!
+done
+wait "${pids[@]}"
+got=$(cat "$TMPD"/hammer.* | sort | uniq -c | awk '{ printf "%s:%s ", $2, $1 }')
+expect_eq "$got" "200:$HAMMER_LIMIT 403:$((120 - HAMMER_LIMIT)) " \
+	"120 requests from 3x8 clients: exactly $HAMMER_LIMIT admitted"
+
+# ---- 500 connections at once, past --max-connections (256) ----
+if [ -z "$PY" ]; then
+	skip "500 connections at once: every one answered" "no python3"
+else
+	cat >"$TMPD/many.py" <<'PYEOF'
+import socket, sys, threading
+path, codes, lock = sys.argv[1], {}, threading.Lock()
+def one():
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(60)
+    try:
+        s.connect(path)
+        s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: k\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            b = s.recv(4096)
+            if not b:
+                break
+            data += b
+        code = data.split(b" ")[1].decode() if data else "none"
+    except OSError as e:
+        code = type(e).__name__
+    with lock:
+        codes[code] = codes.get(code, 0) + 1
+    s.close()
+ts = [threading.Thread(target=one) for _ in range(500)]
+for t in ts:
+    t.start()
+for t in ts:
+    t.join()
+print(" ".join(f"{k}:{v}" for k, v in sorted(codes.items())))
+PYEOF
+	run python3 "$TMPD/many.py" "$SOCK"
+	expect_stdout "200:500" "500 connections at once: every one answered"
+fi
+
+# ---- SIGHUP ----
+ask POST /v1/resolve '{"provider":"anthropic","chain":"extra"}'
+expect_answer 400 invalid "before the reload: no chain extra"
+ask GET /v1/health
+held=$(jget leases)
+conf 'extra = ( { backend = "limited_env"; control = "required"; } );' \
+	'lease_ttl = 1;' | write_conf "$CONF"
+kill -HUP "$PID"
+wait_for 'grep -q "reloaded" "$LOG"'
+ask POST /v1/resolve '{"provider":"anthropic","chain":"extra"}'
+expect_eq "$CODE" 200 "SIGHUP with a good configuration: the new chain"
+ask POST /v1/resolve '{"provider":"anthropic","user":"bob"}'
+expect_answer 403 denied "the quota counted before the reload still holds"
+
+# Reloads while 3x8 clients ask: every request is answered, by the one
+# configuration or the other.
+for p in 1 2 3; do
+	seq 1 60 | xargs -P 8 -I{} curl -sS --unix-socket "$SOCK" \
+		-o /dev/null -w '%{http_code}\n' \
+		-d '{"provider":"anthropic","chain":"limited"}' \
+		http://keyway/v1/resolve >"$TMPD/reload.$p" 2>&1 &
+	pids[p]=$!
+done
+for i in 1 2 3 4 5; do
+	kill -HUP "$PID"
+	sleep 0.2
+done
+wait "${pids[@]}"
+got=$(cat "$TMPD"/reload.* | sort | uniq -c | awk '{ printf "%s:%s ", $2, $1 }')
+expect_eq "$got" "200:180 " "5 reloads under 180 requests: every one answered 200"
+wait_for '[ "$(grep -c "reloaded" "$LOG")" -ge 6 ]'
+expect_eq "$(grep -c reloaded "$LOG")" 6 "and each reload logged"
+
+ask POST /v1/resolve '{"provider":"anthropic","user":"frank"}'
+L2=$(jget lease)
+sleep 2.5
+ask POST /v1/report "{\"lease\":\"$L2\",\"outcome\":\"unused\"}"
+expect_answer 409 conflict "a lease past daemon.lease_ttl: 409"
+ask GET /v1/health
+expect_eq "$(jget leases)" "$held" "leases past their time are let go"
+
+echo 'chains: { default = ( ; };' | write_conf "$CONF"
+kill -HUP "$PID"
+wait_for 'grep -q "kept the configuration in use" "$LOG"'
+if grep -q "daemon.conf:1: .*" "$LOG" &&
+	grep -q "kept the configuration in use: $CONF could not be loaded" "$LOG"; then
+	pass "SIGHUP with a broken configuration: the error is logged"
+else
+	fail "SIGHUP with a broken configuration: the error is logged" "$(cat "$LOG")"
+fi
+ask POST /v1/resolve '{"provider":"anthropic","chain":"extra"}'
+expect_eq "$CODE" 200 "and the configuration in use stays"
+
+# ---- SIGTERM ----
+kill -TERM "$PID"
+wait "$PID"
+expect_eq "$?" 0 "SIGTERM: keywayd exits with status 0"
+expect_missing "$SOCK" "SIGTERM: the socket is removed"
+expect_eq "$(tail -n 1 "$LOG")" "keywayd: stopped" "SIGTERM: logged"
+trap tap_cleanup EXIT
+
+# ---- limits: connections, slow clients, a rate; no daemon.clients ----
+conf '' 'rate_limit = 5;' | grep -v 'clients = ' | write_conf "$CONF"
+start --timeout 2 --max-connections 30
+trap 'kill -TERM $PID 2>/dev/null; tap_cleanup' EXIT
+if [ "$(id -u)" -ne 0 ] || ! command -v setpriv >/dev/null 2>&1 ||
+	! id nobody >/dev/null 2>&1; then
+	skip "without daemon.clients: another uid is refused" \
+		"needs root, setpriv and a user nobody"
+else
+	asnobody '{"provider":"anthropic","chain":"limited"}' /v1/resolve
+	expect_answer 403 refused "without daemon.clients: another uid is refused"
+fi
+ask POST /v1/resolve '{"provider":"anthropic","chain":"limited"}'
+expect_eq "$CODE" 200 "without daemon.clients: root is served"
+# hold N: open N connections that send half a request and stop; print how
+# many the daemon closed within 1 second, then within 5 more.  Those past
+# --max-connections wait in the socket's backlog for a free place.
+hold()
+{
+	python3 - "$SOCK" "$1" <<'PYEOF'
+import socket, sys, time
+path, n = sys.argv[1], int(sys.argv[2])
+conns = []
+for _ in range(n):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    s.sendall(b"POST /v1/resolve HTTP/1.1\r\nHost: k\r\n")
+    conns.append(s)
+def closed(wait):
+    end = time.time() + wait
+    out = 0
+    for s in conns:
+        s.settimeout(max(0.01, end - time.time()))
+        try:
+            if s.recv(1) == b"":
+                out += 1
+        except socket.timeout:
+            pass
+        except OSError:
+            out += 1
+    return out
+print(closed(1), closed(5), flush=True)
+PYEOF
+}
+if [ -z "$PY" ]; then
+	skip "slow clients are not cut off at once" "no python3"
+	skip "a slow client is cut off after --timeout" "no python3"
+else
+	run hold 40
+	read -r early late <"$OUT"
+	expect_eq "$early" 0 "slow clients are not cut off at once"
+	expect_eq "$late" 40 "40 clients that stop half-way, 10 past --max-connections: all cut off after --timeout"
+fi
+ask GET /v1/health
+expect_eq "$CODE" 200 "then everyone else is served"
+sleep 1.2
+seq 1 20 | xargs -P 8 -I{} curl -sS --unix-socket "$SOCK" \
+	-w '\n%{http_code}\n' -d '{"provider":"anthropic","chain":"limited"}' \
+	http://keyway/v1/resolve >"$SECRETD/rate" 2>&1
+ok=$(grep -c '^200$' "$SECRETD/rate")
+limited=$(grep -c '^429$' "$SECRETD/rate")
+said=$(grep -c '^{"error":"uid [0-9]* is over daemon.rate_limit (5 requests a second)","status":"limited"}$' "$SECRETD/rate")
+name="daemon.rate_limit = 5: of 20 requests at once, 5 or more answered, the rest 429 limited"
+if [ "$ok" -ge 5 ] && [ "$limited" -ge 1 ] && [ $((ok + limited)) -eq 20 ] &&
+	[ "$said" -eq "$limited" ]; then
+	pass "$name"
+else
+	fail "$name" "$(grep -E '^[0-9]+$' "$SECRETD/rate" | sort | uniq -c)"
+fi
+kill -TERM "$PID"
+wait "$PID"
+expect_eq "$?" 0 "keywayd with limits exits on SIGTERM"
+trap tap_cleanup EXIT
+
+expect_no_leaks
+done_testing
