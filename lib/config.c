@@ -413,8 +413,8 @@ kw_status kwi_config_load(struct kw_ctx *ctx, const char *path,
 		    strcmp(name, "daemon") == 0)
 			continue;
 		kwi_problem(&l, KW_ERR_CONFIG, s,
-			    "unknown setting \"%s\" (expected keyway, backends "
-			    "or chains)",
+			    "unknown setting \"%s\" (expected keyway, backends, "
+			    "chains or daemon)",
 			    name);
 	}
 

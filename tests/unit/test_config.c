@@ -241,7 +241,7 @@ static struct bad_config bad_configs[] = {
 			"chain: {\n"                            /* 15 */
 			"};\n",
 		.expect = "%s/keyway.conf:15: unknown setting \"chain\" "
-			  "(expected keyway, backends or chains)",
+			  "(expected keyway, backends, chains or daemon)",
 		.status = KW_ERR_CONFIG,
 	},
 	{
