@@ -31,7 +31,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.server.got.append((self.command, self.path,
                                 self.rfile.read(n) if n else b""))
         if delay:
-            time.sleep(delay)
+            self.server.release.wait(delay)
         data = body.encode() if isinstance(body, str) else body
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
@@ -50,10 +50,12 @@ def stand_in(tmp_path):
     srv = _Server(path, _Handler)
     srv.answer = (200, "{}", 0)
     srv.got = []
+    srv.release = threading.Event()
     t = threading.Thread(target=srv.serve_forever, args=(0.05,),
                          daemon=True)
     t.start()
     yield srv, keyway.Client(socket=path, timeout=2)
+    srv.release.set()
     srv.shutdown()
     srv.server_close()
 

@@ -9,6 +9,7 @@ import json
 import os
 import pickle
 import pwd
+import socket
 import threading
 
 import pytest
@@ -17,15 +18,23 @@ import keyway
 from conftest import KEY_ORG, KEY_USER
 
 
-def fds_to_sockets():
-    """How many of this process's descriptors are sockets."""
+def connected_to(path):
+    """How many of this process's sockets are connected to path."""
     n = 0
     for fd in os.listdir("/proc/self/fd"):
         try:
-            if os.readlink("/proc/self/fd/" + fd).startswith("socket:"):
+            if not os.readlink("/proc/self/fd/" + fd).startswith("socket:"):
+                continue
+            s = socket.socket(fileno=os.dup(int(fd)))
+        except OSError:
+            continue
+        try:
+            if s.family == socket.AF_UNIX and s.getpeername() == path:
                 n += 1
         except OSError:
             pass
+        finally:
+            s.close()
     return n
 
 
@@ -232,7 +241,6 @@ def test_daemon_down_no_socket(tmp_path):
 
 
 def test_daemon_down_nothing_listens(tmp_path):
-    import socket
     path = str(tmp_path / "stale.sock")
     s = socket.socket(socket.AF_UNIX)
     s.bind(path)
@@ -297,11 +305,12 @@ def test_no_key_in_repr_str_or_pickle(client):
 # ---- processes and threads ----
 
 def test_no_socket_is_kept_between_calls(client):
-    before = fds_to_sockets()
     r = client.resolve("anthropic", user="fds", org="acme")
+    client.explain("anthropic", user="fds", org="acme")
     client.health()
-    assert fds_to_sockets() == before, "a socket is still open after a call"
+    n = connected_to(client.socket)
     r.report_unused()
+    assert n == 0, "%d sockets still connected to keywayd after the calls" % n
 
 
 def test_fork_resolve_in_parent_then_in_child(client):
@@ -314,6 +323,9 @@ def test_fork_resolve_in_parent_then_in_child(client):
         os.close(rfd)
         status = "nothing"
         try:
+            n = connected_to(client.socket)
+            if n:
+                raise RuntimeError("%d sockets to keywayd inherited" % n)
             c = client.resolve("anthropic", user="fork", org="acme")
             ok = c.key == KEY_ORG and c.backend == "org_keys" \
                 and c.lease != a.lease
