@@ -195,6 +195,7 @@ class Client:
             body = json.dumps(doc).encode("utf-8")
             headers["Content-Type"] = "application/json"
         conn = _UnixHTTPConnection(self.socket, self.timeout)
+        resp = None
         try:
             conn.request(method, path, body=body, headers=headers)
             resp = conn.getresponse()
@@ -221,6 +222,8 @@ class Client:
             raise Unavailable("keywayd on %s: %s failed: %s"
                               % (self.socket, what, reason)) from None
         finally:
+            if resp is not None:
+                resp.close()
             conn.close()
         if len(data) > MAX_ANSWER:
             raise Error("keywayd on %s answered %s with more than %d bytes"
