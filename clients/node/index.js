@@ -125,7 +125,8 @@ function checkName(field, value, required = false) {
 		throw new TypeError(`keyway: ${field} must be a string, not ${typeof value}`);
 }
 
-function requestBody({ provider, user, org, chain } = {}) {
+function requestBody(request) {
+	const { provider, user, org, chain } = request ?? {};
 	checkName('provider', provider, true);
 	checkName('user', user);
 	checkName('org', org);
@@ -242,26 +243,28 @@ export class Client {
 
 	// How the request resolves: keywayd's object (chain, result, backend,
 	// summary, steps).  Charges nothing, holds no key.
-	explain(request) {
+	async explain(request) {
 		return this.#json('POST', '/v1/explain', requestBody(request));
 	}
 
 	// { status: 'ok', version, leases }
-	health() {
+	async health() {
 		return this.#json('GET', '/v1/health');
 	}
 
 	// Report a lease (its id, or a Lease) 'used' or 'unused'.
-	report(lease, outcome) {
+	async report(lease, outcome) {
 		const id = lease instanceof Lease ? lease.lease : lease;
 		checkName('lease', id, true);
 		if (outcome !== 'used' && outcome !== 'unused')
-			return Promise.reject(new TypeError(`keyway: outcome must be 'used' or 'unused', not ${JSON.stringify(outcome)}`));
+			throw new TypeError(`keyway: outcome must be 'used' or 'unused', not ${JSON.stringify(outcome)}`);
 		return this.#json('POST', '/v1/report', { lease: id, outcome });
 	}
 
 	// Resolve, run fn(lease), and report: see withKey below.
 	async withKey(request, fn) {
+		if (typeof fn !== 'function')
+			throw new TypeError('keyway: withKey takes a function to run with the lease');
 		const lease = await this.resolve(request);
 		let result;
 		try {
@@ -335,27 +338,27 @@ export class Lease {
 
 // ---- on the default socket ----
 
-function clientFor(opts = {}) {
-	return new Client({ socket: opts.socket, timeout: opts.timeout });
+function clientFor(opts) {
+	return new Client({ socket: opts?.socket, timeout: opts?.timeout });
 }
 
 // resolve({ provider, user, org, chain, socket, timeout }) -> Lease
-export function resolve(opts) {
+export async function resolve(opts) {
 	return clientFor(opts).resolve(opts);
 }
 
 // explain({ provider, user, org, chain, socket, timeout }) -> object
-export function explain(opts) {
+export async function explain(opts) {
 	return clientFor(opts).explain(opts);
 }
 
 // health({ socket, timeout }) -> { status, version, leases }
-export function health(opts) {
+export async function health(opts) {
 	return clientFor(opts).health();
 }
 
 // report(leaseId, 'used' | 'unused', { socket, timeout })
-export function report(lease, outcome, opts) {
+export async function report(lease, outcome, opts) {
 	return clientFor(opts).report(lease, outcome);
 }
 
@@ -368,6 +371,6 @@ export function report(lease, outcome, opts) {
 // A report that fails there throws nothing (the lease's reportError keeps
 // it; a lease never reported counts as used after daemon.lease_ttl); the
 // function's own error or result is what withKey gives.
-export function withKey(opts, fn) {
+export async function withKey(opts, fn) {
 	return clientFor(opts).withKey(opts, fn);
 }

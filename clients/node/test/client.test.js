@@ -291,6 +291,9 @@ describe('keyway node client against keywayd', () => {
 			keyway.InvalidError, 'invalid');
 		assert.ok(c.message.includes('no chain "nosuchchain"'), c.message);
 		await assert.rejects(client.resolve({}), TypeError);
+		await assert.rejects(client.explain({ provider: 3 }), TypeError);
+		await assert.rejects(keyway.resolve(), TypeError);
+		await assert.rejects(client.report(null, 'used'), TypeError);
 		await assert.rejects(client.resolve({ provider: 'anthropic', user: 7 }), TypeError);
 	});
 
