@@ -30,6 +30,9 @@ done
 	bail_out "pytest is not installed (Debian's python3-pytest): run scripts/deps.sh"
 command -v node >/dev/null 2>&1 ||
 	bail_out "node is not installed (Debian's nodejs): run scripts/deps.sh"
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null)
+[ "${node_major:-0}" -ge 18 ] 2>/dev/null ||
+	bail_out "node $(node --version 2>/dev/null) is too old for the node client's tests (18 or later): run scripts/deps.sh"
 
 # Keys made up for this run: the tests put them in their stores, and
 # nothing but the stores, sealed, may hold them.
