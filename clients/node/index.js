@@ -192,7 +192,13 @@ export class Client {
 				});
 				res.on('end', () => finish(null,
 					[res.statusCode, Buffer.concat(chunks).toString('utf8')]));
-				res.on('error', (e) => finish(this.#unreachable(e, what)));
+				// node 20 says 'error' ("aborted"), others only 'close'
+				const cut = () => finish(new UnavailableError(`keywayd on ${this.socket}: ${what} failed: the connection closed before the whole answer came`));
+				res.on('error', cut);
+				res.on('close', () => {
+					if (!res.complete)
+						cut();
+				});
 			});
 			const timer = setTimeout(() => finish(new UnavailableError(
 				`keywayd on ${this.socket} did not answer ${what} within ${this.timeout}ms`)),

@@ -33,6 +33,13 @@ describe('answers of a stand-in for keywayd', () => {
 				const [code, body, delay] = answer;
 				const t = setTimeout(() => {
 					timers.delete(t);
+					if (body === 'cut') {
+						// says 100 bytes, sends 10, and hangs up
+						res.writeHead(code, { 'Content-Length': '100' });
+						res.write('{"status":');
+						setTimeout(() => res.socket.destroy(), 20);
+						return;
+					}
 					res.writeHead(code, { 'Content-Type': 'application/json' });
 					res.end(body);
 				}, delay);
@@ -135,6 +142,15 @@ describe('answers of a stand-in for keywayd', () => {
 			return true;
 		});
 		assert.ok(Date.now() - t < 2500, `${Date.now() - t}ms`);
+	});
+
+	it('an answer cut short', async () => {
+		answer = [200, 'cut', 0];
+		await assert.rejects(client.health(), (e) => {
+			assert.ok(e instanceof keyway.UnavailableError, e.message);
+			assert.equal(e.message, `keywayd on ${client.socket}: GET /v1/health failed: the connection closed before the whole answer came`);
+			return true;
+		});
 	});
 
 	it('what is sent', async () => {

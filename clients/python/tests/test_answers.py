@@ -33,6 +33,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if delay:
             self.server.release.wait(delay)
         data = body.encode() if isinstance(body, str) else body
+        if data == b"cut":
+            # says 100 bytes, sends 10, and hangs up
+            self.send_response(code)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(b'{"status":')
+            self.close_connection = True
+            return
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -149,6 +157,16 @@ def test_no_answer_in_time(stand_in):
     assert ei.value.message == ("keywayd on %s did not answer POST "
                                 "/v1/resolve within 0.3s" % c.socket), \
         ei.value.message
+
+
+def test_an_answer_cut_short(stand_in):
+    srv, c = stand_in
+    srv.answer = (200, "cut", 0)
+    with pytest.raises(keyway.Unavailable) as ei:
+        c.health()
+    assert ei.value.message == ("keywayd on %s: GET /v1/health failed: the "
+                                "connection closed before the whole answer "
+                                "came" % c.socket), ei.value.message
 
 
 def test_what_is_sent(stand_in):

@@ -201,6 +201,9 @@ class Client:
             resp = conn.getresponse()
             data = resp.read(MAX_ANSWER + 1)
             code = resp.status
+            if len(data) <= MAX_ANSWER and resp.length:
+                # fewer bytes than its Content-Length said
+                raise http.client.IncompleteRead(data, resp.length)
         except FileNotFoundError:
             raise Unavailable("cannot reach keywayd: no socket %s (is keywayd "
                               "running? the socket is KEYWAY_SOCKET or "
@@ -213,6 +216,10 @@ class Client:
                               "(the socket's mode and group, or a directory "
                               "above it, keep this user out)"
                               % self.socket) from None
+        except http.client.IncompleteRead:
+            raise Unavailable("keywayd on %s: %s failed: the connection closed "
+                              "before the whole answer came"
+                              % (self.socket, what)) from None
         except _socket.timeout:
             raise Unavailable("keywayd on %s did not answer %s within %gs"
                               % (self.socket, what, self.timeout)) from None
