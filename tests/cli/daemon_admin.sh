@@ -243,10 +243,20 @@ start()
 	wait_for '[ -S "$SOCK" ]' || bail_out "keywayd did not start: $(cat "$LOG")"
 }
 
+# stop NAME: SIGTERM, and keywayd exits with status 0 (under a sanitizer,
+# nothing it found).
 stop()
 {
+	local rc
+
 	kill -TERM "$PID"
 	wait "$PID"
+	rc=$?
+	if [ "$rc" -eq 0 ]; then
+		pass "$1"
+	else
+		fail "$1" "exit status $rc: $(tail -n 20 "$LOG")"
+	fi
 }
 
 # Does process $1 listen on TCP?  The inodes of its sockets against those
@@ -424,7 +434,7 @@ else
 	audit_has "a member acts under its own name" \
 		'e["event"] == "put" and e["actor"]["user"] == "nobody" and e["owner"] == "carol"'
 fi
-stop
+stop "keywayd with an admin socket exits with status 0"
 expect_missing "$ADM" "SIGTERM: the admin socket is removed"
 trap tap_cleanup EXIT
 
@@ -479,7 +489,7 @@ tcp /v1/keys
 expect_answer 404 invalid "TCP serves no key management"
 tcp /v1/health
 expect_eq "$CODE $(jget status)" "200 ok" "TCP: health with the token"
-stop
+stop "keywayd serving TCP exits with status 0"
 trap tap_cleanup EXIT
 
 # ---- daemon.socket_group and socket_mode ----
@@ -507,7 +517,7 @@ try:
 except OSError as e:
     print(type(e).__name__)' "$SOCK"
 	expect_stdout "PermissionError" "anyone else may not"
-	stop
+	stop "keywayd with a socket group exits with status 0"
 	trap tap_cleanup EXIT
 fi
 
