@@ -190,6 +190,7 @@ void kwd_tcp_peer(struct MHD_Connection *c, char *buf, size_t size)
 	const union MHD_ConnectionInfo *ci;
 	char addr[INET6_ADDRSTRLEN] = "?";
 	unsigned port = 0;
+	bool v6 = false;
 
 	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	if (ci && ci->client_addr) {
@@ -205,9 +206,10 @@ void kwd_tcp_peer(struct MHD_Connection *c, char *buf, size_t size)
 
 			inet_ntop(AF_INET6, &in->sin6_addr, addr, sizeof(addr));
 			port = ntohs(in->sin6_port);
+			v6 = true;
 		}
 	}
-	snprintf(buf, size, "tcp %s:%u", addr, port);
+	snprintf(buf, size, v6 ? "tcp [%s]:%u" : "tcp %s:%u", addr, port);
 }
 
 /*
