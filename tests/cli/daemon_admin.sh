@@ -495,16 +495,22 @@ trap tap_cleanup EXIT
 # ---- daemon.socket_group and socket_mode ----
 if [ -z "$ROOTY" ]; then
 	for t in "daemon.socket_group and socket_mode: the socket's group and mode" \
-		"a member of the group may connect" "anyone else may not"; do
+		"daemon.admin_group and admin_socket_mode: the admin socket's group and mode" \
+		"a member of the group may connect" "anyone else may not" \
+		"keywayd with a socket group exits with status 0"; do
 		skip "$t" "needs root, setpriv, nobody, nogroup and daemon"
 	done
 else
-	conf 'socket_group = "nogroup";' | sed 's/socket_mode = "0666"/socket_mode = "0660"/' |
+	conf 'socket_group = "nogroup"; admin_group = "nogroup";' |
+		sed -e 's/admin_socket_mode = "0666"/admin_socket_mode = "0640"/' \
+			-e 's/	socket_mode = "0666"/	socket_mode = "0660"/' |
 		write_conf "$CONF"
 	start
 	trap 'kill -TERM $PID 2>/dev/null; tap_cleanup' EXIT
 	expect_eq "$(stat -c '%a %G' "$SOCK")" "660 nogroup" \
 		"daemon.socket_group and socket_mode: the socket's group and mode"
+	expect_eq "$(stat -c '%a %G' "$SOCKD/from-conf.sock")" "640 nogroup" \
+		"daemon.admin_group and admin_socket_mode: the admin socket's group and mode"
 	as_user nobody "$SOCK" POST /v1/resolve '{"provider":"anthropic","chain":"open"}'
 	expect_eq "$CODE" 200 "a member of the group may connect"
 	# /usr/bin's: a python3 of root's own may be out of daemon's reach.
