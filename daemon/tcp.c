@@ -228,6 +228,20 @@ static bool same_token(const char *given, size_t n, const char *tok,
 	return diff == 0;
 }
 
+/* What a request asked, for the audit trail: the endpoint's name, or
+ * "request" for a path that is none (it is the peer's to choose). */
+static const char *endpoint(const char *url)
+{
+	static const char *const names[] = { "resolve", "report", "explain",
+					     "health", NULL };
+
+	if (strncmp(url, "/v1/", 4) == 0)
+		for (const char *const *n = names; *n; n++)
+			if (strcmp(url + 4, *n) == 0)
+				return *n;
+	return "request";
+}
+
 bool kwd_tcp_admit(struct MHD_Connection *c, struct kwd_gen *g,
 		   const char *url, enum MHD_Result *ret)
 {
@@ -251,8 +265,7 @@ bool kwd_tcp_admit(struct MHD_Connection *c, struct kwd_gen *g,
 		reason = "a wrong token";
 	}
 	kwd_tcp_peer(c, peer, sizeof(peer));
-	kwd_refused(g, strncmp(url, "/v1/", 4) == 0 ? url + 4 : url, peer,
-		    -1, 0, NULL, NULL, reason);
+	kwd_refused(g, endpoint(url), peer, -1, 0, NULL, NULL, reason);
 	snprintf(msg, sizeof(msg), "TCP requests must carry Authorization: "
 		 "Bearer and the token of daemon.tcp_token_file (got %s)",
 		 reason);
