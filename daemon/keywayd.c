@@ -40,7 +40,6 @@
 #define DEFAULT_MAX_CONN 256
 #define DEFAULT_TIMEOUT 10
 #define DRAIN_SECONDS 10
-#define MAX_GROUPS 256
 
 static const char *config_path;
 static size_t max_body = DEFAULT_MAX_BODY;
@@ -161,7 +160,8 @@ static void wipe_free(void *p)
 }
 
 static enum MHD_Result send_buf(struct MHD_Connection *c, unsigned code,
-				struct wiped *w)
+				struct wiped *w, const char *hdr,
+				const char *val)
 {
 	struct MHD_Response *r;
 	enum MHD_Result ret;
@@ -174,14 +174,17 @@ static enum MHD_Result send_buf(struct MHD_Connection *c, unsigned code,
 	}
 	MHD_add_response_header(r, "Content-Type", "application/json");
 	MHD_add_response_header(r, "Cache-Control", "no-store");
+	if (hdr)
+		MHD_add_response_header(r, hdr, val);
 	ret = MHD_queue_response(c, code, r);
 	MHD_destroy_response(r);
 	return ret;
 }
 
 /* j as one line of JSON; j is released. */
-static enum MHD_Result send_json(struct MHD_Connection *c, unsigned code,
-				 json_t *j)
+static enum MHD_Result send_json_hdr(struct MHD_Connection *c, unsigned code,
+				     json_t *j, const char *hdr,
+				     const char *val)
 {
 	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	struct wiped *w;
@@ -201,7 +204,13 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned code,
 	w->data[n + 1] = '\0';
 	w->len = n + 1;
 	free(s);
-	return send_buf(c, code, w);
+	return send_buf(c, code, w, hdr, val);
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned code,
+				 json_t *j)
+{
+	return send_json_hdr(c, code, j, NULL, NULL);
 }
 
 static enum MHD_Result send_error(struct MHD_Connection *c, unsigned code,
@@ -308,22 +317,14 @@ static enum MHD_Result send_key(struct MHD_Connection *c, const kw_secret *s,
 	o += json_escape(w->data + o, be, blen);
 	o += (size_t)sprintf(w->data + o, "\",\"lease\":\"%s\"}\n", lease);
 	w->len = o;
-	return send_buf(c, MHD_HTTP_OK, w);
+	return send_buf(c, MHD_HTTP_OK, w, NULL, NULL);
 }
 
 /* ---- the caller ---- */
 
-struct caller {
-	pid_t pid;
-	uid_t uid;
-	gid_t groups[MAX_GROUPS];
-	int ngroups;
-	char name[64];
-};
-
 /* Who is at the other end of c; their name and groups only with
  * groups (daemon.clients needs them). */
-static bool who(struct MHD_Connection *c, bool groups, struct caller *who)
+static bool who(struct MHD_Connection *c, bool groups, struct kwd_caller *who)
 {
 	const union MHD_ConnectionInfo *ci;
 	struct ucred cred;
@@ -342,7 +343,7 @@ static bool who(struct MHD_Connection *c, bool groups, struct caller *who)
 	snprintf(who->name, sizeof(who->name), "%u", (unsigned)cred.uid);
 	if (groups &&
 	    getpwuid_r(cred.uid, &pw, buf, sizeof(buf), &pwp) == 0 && pwp) {
-		int n = MAX_GROUPS;
+		int n = KWD_MAX_GROUPS;
 
 		snprintf(who->name, sizeof(who->name), "%s", pw.pw_name);
 		if (getgrouplist(pw.pw_name, cred.gid, who->groups, &n) >= 0)
@@ -356,6 +357,7 @@ static bool who(struct MHD_Connection *c, bool groups, struct caller *who)
 struct request {
 	char *body;
 	size_t len;
+	size_t cap;
 	bool too_big;
 	bool answered;
 };
@@ -416,13 +418,63 @@ static const char *field(json_t *j, const char *k)
 	return json_string_value(json_object_get(j, k));
 }
 
+/* Write a refusal to the audit trail of g; a failure only to stderr. */
+static void audit_refusal(struct kwd_gen *g, const char *op,
+			  const char *caller, long long uid, long long pid,
+			  const char *chain, const char *provider,
+			  const char *reason)
+{
+	kw_refusal r = KW_REFUSAL_INIT;
+
+	r.op = op;
+	r.caller = caller;
+	r.uid = uid;
+	r.pid = pid;
+	r.chain = chain;
+	r.provider = provider;
+	r.reason = reason;
+	if (kw_audit_refusal(g->ctx, &r) != KW_OK)
+		kwd_log("audit: cannot record the refusal of %s to %s: %s", op,
+			caller, kw_last_error());
+}
+
+/* A TCP caller: the chains of daemon.tcp_chains, one rate for all. */
+static bool admit_tcp(struct MHD_Connection *c, const char *what,
+		      struct kwd_gen *g, kw_request *req, uid_t *uid,
+		      enum MHD_Result *ret)
+{
+	const char *chain = req->chain ? req->chain : "default";
+	char peer[96];
+
+	if (!kwd_conf_tcp_allows(&g->conf, chain)) {
+		kwd_tcp_peer(c, peer, sizeof(peer));
+		kwd_log("audit: refused %s of chain \"%s\" to %s: not in "
+			"daemon.tcp_chains in %s", what, chain, peer,
+			config_path);
+		audit_refusal(g, what, peer, -1, 0, chain, req->provider,
+			      "not in daemon.tcp_chains");
+		*ret = send_error(c, MHD_HTTP_FORBIDDEN, "refused",
+				  "TCP callers may not use chain \"%s\" (not "
+				  "in daemon.tcp_chains)", chain);
+		return false;
+	}
+	if (!kwd_rate_take(KWD_TCP_UID, g->conf.rate_limit)) {
+		*ret = send_error(c, MHD_HTTP_TOO_MANY_REQUESTS, "limited",
+				  "TCP callers are over daemon.rate_limit (%u "
+				  "requests a second)", g->conf.rate_limit);
+		return false;
+	}
+	*uid = KWD_TCP_UID;
+	return true;
+}
+
 /* The request in j, checked against what the caller may use; false after
  * answering. */
-static bool admit(struct MHD_Connection *c, const char *what, json_t *j,
-		  struct kwd_gen *g, kw_request *req, uid_t *uid,
-		  enum MHD_Result *ret)
+static bool admit(struct MHD_Connection *c, enum kwd_via via,
+		  const char *what, json_t *j, struct kwd_gen *g,
+		  kw_request *req, uid_t *uid, enum MHD_Result *ret)
 {
-	struct caller cl;
+	struct kwd_caller cl;
 
 	kw_request_init(req);
 	req->provider = field(j, "provider");
@@ -434,6 +486,8 @@ static bool admit(struct MHD_Connection *c, const char *what, json_t *j,
 				  "field \"provider\" is required");
 		return false;
 	}
+	if (via == KWD_VIA_TCP)
+		return admit_tcp(c, what, g, req, uid, ret);
 	if (!who(c, g->conf.have_clients, &cl)) {
 		*ret = send_error(c, MHD_HTTP_FORBIDDEN, "refused",
 				  "cannot tell who is asking");
@@ -455,6 +509,9 @@ static bool admit(struct MHD_Connection *c, const char *what, json_t *j,
 			"not allowed by daemon.clients in %s", what,
 			req->chain ? req->chain : "default", (unsigned)cl.uid,
 			cl.name, (int)cl.pid, config_path);
+		audit_refusal(g, what, cl.name, cl.uid, cl.pid,
+			      req->chain ? req->chain : "default",
+			      req->provider, "not allowed by daemon.clients");
 		*ret = send_error(c, MHD_HTTP_FORBIDDEN, "refused",
 				  "uid %u (%s) may not use chain \"%s\"",
 				  (unsigned)cl.uid, cl.name,
@@ -472,8 +529,24 @@ static bool admit(struct MHD_Connection *c, const char *what, json_t *j,
 	return true;
 }
 
+/* A denial: 429 for a quota used up (with Retry-After when its window's
+ * end is known), else 403. */
+static enum MHD_Result send_denied(struct MHD_Connection *c, const char *err)
+{
+	char secs[24];
+	long retry;
+
+	if (!kwd_quota_denial(err, &retry))
+		return send_error(c, MHD_HTTP_FORBIDDEN, "denied", "%s", err);
+	snprintf(secs, sizeof(secs), "%ld", retry);
+	return send_json_hdr(c, MHD_HTTP_TOO_MANY_REQUESTS,
+			     json_pack("{s:s, s:s}", "error", err, "status",
+				       "denied"),
+			     retry > 0 ? "Retry-After" : NULL, secs);
+}
+
 static enum MHD_Result do_resolve(struct MHD_Connection *c,
-				  struct request *rq)
+				  enum kwd_via via, struct request *rq)
 {
 	enum MHD_Result ret = MHD_NO;
 	struct kwd_gen *g = kwd_gen_get();
@@ -487,9 +560,13 @@ static enum MHD_Result do_resolve(struct MHD_Connection *c,
 	j = parse_body(c, rq, request_fields, &ret);
 	if (!j)
 		goto out;
-	if (!admit(c, "resolve", j, g, &req, &uid, &ret))
+	if (!admit(c, via, "resolve", j, g, &req, &uid, &ret))
 		goto out;
 	st = kw_resolve(g->ctx, &req, &s);
+	if (st == KW_ERR_DENIED) {
+		ret = send_denied(c, kw_last_error());
+		goto out;
+	}
 	if (st != KW_OK) {
 		if (http_status(st) >= 500)
 			kwd_log("resolve: %s", kw_last_error());
@@ -515,7 +592,7 @@ out:
 }
 
 static enum MHD_Result do_explain(struct MHD_Connection *c,
-				  struct request *rq)
+				  enum kwd_via via, struct request *rq)
 {
 	enum MHD_Result ret = MHD_NO;
 	struct kwd_gen *g = kwd_gen_get();
@@ -528,7 +605,7 @@ static enum MHD_Result do_explain(struct MHD_Connection *c,
 	j = parse_body(c, rq, request_fields, &ret);
 	if (!j)
 		goto out;
-	if (!admit(c, "explain", j, g, &req, &uid, &ret))
+	if (!admit(c, via, "explain", j, g, &req, &uid, &ret))
 		goto out;
 	st = kw_explain(g->ctx, &req, &t);
 	if (st != KW_OK) {
@@ -564,13 +641,13 @@ out:
 }
 
 static enum MHD_Result do_report(struct MHD_Connection *c,
-				 struct request *rq)
+				 enum kwd_via via, struct request *rq)
 {
 	static const char *const names[] = { "lease", "outcome", NULL };
 	enum MHD_Result ret = MHD_NO;
 	const char *id, *oc;
 	kw_outcome outcome;
-	struct caller cl;
+	struct kwd_caller cl;
 	kw_status st;
 	json_t *j;
 
@@ -593,7 +670,9 @@ static enum MHD_Result do_report(struct MHD_Connection *c,
 				 "outcome must be \"used\" or \"unused\"");
 		goto out;
 	}
-	if (!who(c, false, &cl)) {
+	if (via == KWD_VIA_TCP) {
+		cl.uid = KWD_TCP_UID;
+	} else if (!who(c, false, &cl)) {
 		ret = send_error(c, MHD_HTTP_FORBIDDEN, "refused",
 				 "cannot tell who is asking");
 		goto out;
@@ -632,6 +711,32 @@ static enum MHD_Result do_health(struct MHD_Connection *c)
 				   (json_int_t)kwd_lease_count()));
 }
 
+/* Add n bytes to the body; a body outgrown is wiped, not left behind by
+ * realloc(). */
+static bool body_append(struct request *rq, const char *p, size_t n)
+{
+	size_t cap = rq->cap ? rq->cap : 1024;
+	char *nb;
+
+	if (rq->len + n > rq->cap) {
+		while (cap < rq->len + n)
+			cap *= 2;
+		nb = malloc(cap);
+		if (!nb)
+			return false;
+		if (rq->body) {
+			memcpy(nb, rq->body, rq->len);
+			explicit_bzero(rq->body, rq->cap);
+			free(rq->body);
+		}
+		rq->body = nb;
+		rq->cap = cap;
+	}
+	memcpy(rq->body + rq->len, p, n);
+	rq->len += n;
+	return true;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 			      const char *url, const char *method,
 			      const char *version, const char *upload,
@@ -639,6 +744,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 {
 	struct request *rq = *con_cls;
 	bool post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
+	enum kwd_via via = cls ? *(const enum kwd_via *)cls : KWD_VIA_UNIX;
 
 	if (!rq) {
 		const char *cl;
@@ -647,6 +753,18 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 		if (!rq)
 			return MHD_NO;
 		*con_cls = rq;
+		/* Nothing of a TCP request is read before its token. */
+		if (via == KWD_VIA_TCP) {
+			struct kwd_gen *g = kwd_gen_get();
+			enum MHD_Result ret;
+			bool ok = kwd_tcp_admit(c, g, url, &ret);
+
+			kwd_gen_put(g);
+			if (!ok) {
+				rq->answered = true;
+				return ret;
+			}
+		}
 		cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 						 MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (cl && strtoull(cl, NULL, 10) > max_body) {
@@ -662,17 +780,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 		if (!rq->answered && !rq->too_big) {
 			if (rq->len + *upload_size > max_body) {
 				rq->too_big = true;
-			} else {
-				char *nb = realloc(rq->body,
-						   rq->len + *upload_size);
-
-				if (!nb)
-					return MHD_NO;
-				memcpy(nb + rq->len, upload, *upload_size);
-				rq->body = nb;
-				rq->len += *upload_size;
+			} else if (!body_append(rq, upload, *upload_size)) {
+				return MHD_NO;
 			}
 		}
+		/* A key sent to the admin socket is not left in MHD's
+		 * buffer of the connection once it is copied. */
+		if (via == KWD_VIA_ADMIN)
+			explicit_bzero((char *)upload, *upload_size);
 		*upload_size = 0;
 		return MHD_YES;
 	}
@@ -682,6 +797,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 	if (rq->too_big)
 		return send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "invalid",
 				  "the body is larger than %zu bytes", max_body);
+	if (via == KWD_VIA_ADMIN)
+		return kwd_admin_answer(c, url, method, rq->body, rq->len);
 
 	if (strcmp(url, "/v1/health") == 0) {
 		if (strcmp(method, MHD_HTTP_METHOD_GET) != 0)
@@ -691,17 +808,17 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 	if (strcmp(url, "/v1/resolve") == 0) {
 		if (!post)
 			goto method;
-		return do_resolve(c, rq);
+		return do_resolve(c, via, rq);
 	}
 	if (strcmp(url, "/v1/explain") == 0) {
 		if (!post)
 			goto method;
-		return do_explain(c, rq);
+		return do_explain(c, via, rq);
 	}
 	if (strcmp(url, "/v1/report") == 0) {
 		if (!post)
 			goto method;
-		return do_report(c, rq);
+		return do_report(c, via, rq);
 	}
 	return send_error(c, MHD_HTTP_NOT_FOUND, "invalid",
 			  "no endpoint %.64s (expected /v1/resolve, "
@@ -719,7 +836,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	if (!rq)
 		return;
 	if (rq->body)
-		explicit_bzero(rq->body, rq->len);
+		explicit_bzero(rq->body, rq->cap);
 	free(rq->body);
 	free(rq);
 	*con_cls = NULL;
@@ -738,58 +855,125 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 static int listen_on(const char *path, const struct kwd_conf *dc)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct stat st;
-	mode_t old;
-	int fd, r;
+	return kwd_listen_unix(path, dc->socket_mode, dc->socket_gid,
+			       "--socket");
+}
 
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		kwd_log("socket %s: the path is longer than %zu bytes; choose "
-			"a shorter one", path, sizeof(sa.sun_path) - 1);
-		return -1;
-	}
-	strcpy(sa.sun_path, path);
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			kwd_log("socket %s: exists and is not a socket; remove "
-				"it or choose another --socket", path);
-			return -1;
+/* ---- what admin.c and tcp.c share ---- */
+
+bool kwd_who(struct MHD_Connection *c, bool groups, struct kwd_caller *cl)
+{
+	return who(c, groups, cl);
+}
+
+enum MHD_Result kwd_send_json(struct MHD_Connection *c, unsigned code,
+			      json_t *j, const char *hdr, const char *val)
+{
+	return send_json_hdr(c, code, j, hdr, val);
+}
+
+enum MHD_Result kwd_send_error(struct MHD_Connection *c, unsigned code,
+			       const char *status, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return send_error(c, code, status, "%s", msg);
+}
+
+void kwd_refused(struct kwd_gen *g, const char *op, const char *caller,
+		 long long uid, long long pid, const char *chain,
+		 const char *provider, const char *reason)
+{
+	kwd_log("audit: refused %s to %s: %s", op, caller, reason);
+	audit_refusal(g, op, caller, uid, pid, chain, provider, reason);
+}
+
+/* Serve fd as via says, as the main socket is served. */
+static struct MHD_Daemon *serve(int fd, const enum kwd_via *via,
+				unsigned threads, unsigned max_conn,
+				unsigned timeout)
+{
+	return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
+				MHD_USE_EPOLL | MHD_USE_ITC |
+				MHD_USE_ERROR_LOG,
+				0, NULL, NULL, handle, (void *)via,
+				MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+				MHD_OPTION_LISTEN_SOCKET, fd,
+				MHD_OPTION_THREAD_POOL_SIZE, threads,
+				MHD_OPTION_CONNECTION_LIMIT, max_conn,
+				MHD_OPTION_CONNECTION_TIMEOUT, timeout,
+				MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+				MHD_OPTION_END);
+}
+
+/* A listener besides the main socket: the admin socket, TCP. */
+struct extra {
+	struct MHD_Daemon *d;
+	int fd;
+	char *path;	/* a Unix socket's, removed at the end */
+};
+
+static const enum kwd_via via_admin = KWD_VIA_ADMIN, via_tcp = KWD_VIA_TCP;
+
+/* The admin socket (--admin-socket, else daemon.admin_socket) and
+ * daemon.tcp, when asked for; false after logging. */
+static bool extras_start(const struct kwd_conf *dc, const char *admin_opt,
+			 unsigned threads, unsigned max_conn,
+			 unsigned timeout, struct extra *admin,
+			 struct extra *tcp)
+{
+	const char *path = admin_opt ? admin_opt : dc->admin_socket;
+
+	admin->fd = tcp->fd = -1;
+	if (path) {
+		admin->path = strdup(path);
+		if (!admin->path)
+			return false;
+		admin->fd = kwd_listen_unix(path, dc->admin_socket_mode,
+					    dc->admin_gid, "--admin-socket");
+		if (admin->fd < 0)
+			return false;
+		admin->d = serve(admin->fd, &via_admin, 1, 64, timeout);
+		if (!admin->d) {
+			kwd_log("cannot start serving the admin socket %s",
+				path);
+			return false;
 		}
-		unlink(path);
+		kwd_log("admin socket on %s", path);
 	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		kwd_log("socket: %s", strerror(errno));
-		return -1;
+	if (dc->tcp) {
+		tcp->fd = kwd_listen_tcp(&dc->tcp_addr, dc->tcp_addrlen,
+					 "daemon.tcp");
+		if (tcp->fd < 0)
+			return false;
+		tcp->d = serve(tcp->fd, &via_tcp, threads, max_conn, timeout);
+		if (!tcp->d) {
+			kwd_log("cannot start serving TCP on %s", dc->tcp);
+			return false;
+		}
+		kwd_log("serving TCP on %s (requests need the token of "
+			"daemon.tcp_token_file)", dc->tcp);
 	}
-	old = umask(0177);
-	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-	umask(old);
-	if (r != 0) {
-		kwd_log("socket %s: cannot bind: %s", path, strerror(errno));
-		close(fd);
-		return -1;
+	return true;
+}
+
+static void extra_stop(struct extra *e)
+{
+	if (e->d) {
+		MHD_quiesce_daemon(e->d);
+		MHD_stop_daemon(e->d);
 	}
-	if (dc->socket_gid != (gid_t)-1 && chown(path, (uid_t)-1,
-						 dc->socket_gid) != 0) {
-		kwd_log("socket %s: cannot set its group (daemon.socket_group): "
-			"%s", path, strerror(errno));
-		goto fail;
-	}
-	if (chmod(path, dc->socket_mode) != 0) {
-		kwd_log("socket %s: cannot set its mode: %s", path,
-			strerror(errno));
-		goto fail;
-	}
-	if (listen(fd, 128) != 0) {
-		kwd_log("socket %s: cannot listen: %s", path, strerror(errno));
-		goto fail;
-	}
-	return fd;
-fail:
-	unlink(path);
-	close(fd);
-	return -1;
+	if (e->fd >= 0)
+		close(e->fd);
+	if (e->path && e->fd >= 0)
+		unlink(e->path);
+	free(e->path);
+	memset(e, 0, sizeof(*e));
+	e->fd = -1;
 }
 
 /* ---- main ---- */
@@ -819,7 +1003,8 @@ static int check_config(void)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: keywayd -c CONFIG [--socket PATH] [--threads N]\n"
+		"Usage: keywayd -c CONFIG [--socket PATH] [--admin-socket PATH]\n"
+		"               [--threads N]\n"
 		"               [--max-connections N] [--timeout SECONDS]\n"
 		"               [--max-body BYTES]\n"
 		"       keywayd -c CONFIG --check\n");
@@ -845,6 +1030,7 @@ int main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "socket", required_argument, NULL, 's' },
+		{ "admin-socket", required_argument, NULL, 'a' },
 		{ "threads", required_argument, NULL, 't' },
 		{ "max-connections", required_argument, NULL, 'm' },
 		{ "timeout", required_argument, NULL, 'T' },
@@ -855,7 +1041,8 @@ int main(int argc, char **argv)
 	};
 	unsigned long threads = DEFAULT_THREADS, max_conn = DEFAULT_MAX_CONN;
 	unsigned long timeout = DEFAULT_TIMEOUT, v;
-	const char *sock_opt = NULL, *sock;
+	const char *sock_opt = NULL, *sock, *admin_opt = NULL;
+	struct extra admin = { .fd = -1 }, tcp = { .fd = -1 };
 	bool check = false;
 	struct MHD_Daemon *d;
 	struct kwd_gen *g;
@@ -870,6 +1057,9 @@ int main(int argc, char **argv)
 			break;
 		case 's':
 			sock_opt = optarg;
+			break;
+		case 'a':
+			admin_opt = optarg;
 			break;
 		case 't':
 			if (!number("--threads", optarg, 1, 256, &threads))
@@ -910,6 +1100,7 @@ int main(int argc, char **argv)
 
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	signal(SIGPIPE, SIG_IGN);
+	kwd_json_wiped();
 	/* Every thread started from here on leaves these to sigwait. */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGHUP);
@@ -947,6 +1138,15 @@ int main(int argc, char **argv)
 	}
 	kwd_log("serving %s on %s (%lu threads)", config_path, sock_path,
 		threads);
+	if (!extras_start(&g->conf, admin_opt, (unsigned)threads,
+			  (unsigned)max_conn, (unsigned)timeout, &admin,
+			  &tcp)) {
+		extra_stop(&admin);
+		extra_stop(&tcp);
+		MHD_stop_daemon(d);
+		unlink(sock_path);
+		return 1;
+	}
 
 	for (;;) {
 		struct timespec tick = { 1, 0 };
@@ -981,6 +1181,8 @@ int main(int argc, char **argv)
 	if (fd >= 0)
 		close(fd);
 	unlink(sock_path);
+	extra_stop(&admin);
+	extra_stop(&tcp);
 	free(sock_path);
 	kwd_lease_drain();
 	pthread_mutex_lock(&gen_lock);

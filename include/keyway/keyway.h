@@ -462,6 +462,42 @@ KW_EXPORT KW_WARN_UNUSED kw_status kw_usage(kw_ctx *ctx, const kw_actor *actor,
 					    const kw_usage_filter *filter,
 					    kw_usage_fn *fn, void *arg);
 
+/* ---- programs that answer for others ---- */
+
+/*
+ * A request that a program answering for others (keywayd) refused before
+ * it reached the library: what was asked, who asked, and why.  Always
+ * initialise with KW_REFUSAL_INIT so that `size` is set: later versions
+ * add fields at the end, and the library reads only the fields that the
+ * caller's size covers.
+ */
+typedef struct kw_refusal {
+	size_t size;          /* sizeof(kw_refusal) as the caller compiled it */
+	const char *op;       /* what was asked: "resolve", "put", ... */
+	const char *caller;   /* who asked: a user name, "uid 1001",
+				 "tcp 127.0.0.1:40112" */
+	int64_t uid;          /* the caller's uid; -1 when it has none */
+	int64_t pid;          /* the caller's process; 0 when not known */
+	const char *chain;    /* the chain asked for; NULL if none */
+	const char *provider; /* NULL if none */
+	const char *reason;   /* why, one line; never a secret */
+} kw_refusal;
+
+#define KW_REFUSAL_INIT \
+	{ sizeof(kw_refusal), NULL, NULL, -1, 0, NULL, NULL, NULL }
+
+/*
+ * Record r in ctx's audit trail (keyway.audit) as an event "refused", so
+ * that the trail shows the requests turned away as well as those served.
+ * KW_OK at once when ctx has no audit trail.  KW_ERR_INVAL for a NULL ctx
+ * or r, an r without op, caller or reason, one of a size this library
+ * does not know, or a context inherited across fork(); else what writing
+ * the trail gives, as for a resolve (KW_ERR_IO unless
+ * keyway.audit.on_failure = "allow").  Thread-safe.
+ */
+KW_EXPORT KW_WARN_UNUSED kw_status kw_audit_refusal(kw_ctx *ctx,
+						    const kw_refusal *r);
+
 /*
  * The environment variables ctx read master keys or passphrases from, NULL
  * terminated (or NULL when it reads none).  A program that runs others
