@@ -38,8 +38,8 @@ export class KeywayError extends Error {
 	static defaultStatus = 'error';
 }
 
-// 403 denied: the key exists but may not be handed out (a quota used up, a
-// key disabled).
+// 429 or 403 denied: the key exists but may not be handed out (429: a quota
+// used up; 403: a key disabled).
 export class DeniedError extends KeywayError {
 	static defaultStatus = 'denied';
 }

@@ -268,7 +268,7 @@ describe('keyway node client against keywayd', () => {
 		await (await client.resolve(q)).reportUsed();
 		await (await client.resolve(q)).reportUsed();
 		const e = await rejectsWith(client.resolve(q), keyway.DeniedError, 'denied');
-		assert.equal(e.httpStatus, 403);
+		assert.equal(e.httpStatus, 429);
 		assert.equal(e.name, 'DeniedError');
 		assert.match(e.message, /^chain "default", provider "anthropic": org_keys answered denied: quota org_keys 2\/day per user used up for user deny /);
 		assert.ok(!e.message.includes('\n'));

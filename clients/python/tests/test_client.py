@@ -197,7 +197,7 @@ def test_denied_by_quota(client):
     with pytest.raises(keyway.Denied) as ei:
         client.resolve("anthropic", user="deny", org="acme")
     e = ei.value
-    assert e.status == "denied" and e.http_status == 403, repr(e)
+    assert e.status == "denied" and e.http_status == 429, repr(e)
     assert "quota org_keys 2/day per user used up for user deny" in e.message, \
         e.message
     assert str(e).startswith("denied: chain "), str(e)

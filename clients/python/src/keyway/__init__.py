@@ -65,8 +65,8 @@ class Error(Exception):
 
 
 class Denied(Error):
-    """403 denied: the key exists but may not be handed out (a quota used
-    up, a key disabled)."""
+    """429 or 403 denied: the key exists but may not be handed out (429: a
+    quota used up; 403: a key disabled)."""
     status = "denied"
 
 
