@@ -1668,6 +1668,10 @@ static void test_credential_source(void **state)
 			  store(f, "1.db"));
 	open_ok(&f->ctx, dflt);
 	want_value(f->ctx, "org_keys", "acme", "anthropic", ACME_ANT);
+	/* No variable holds it: keyway exec has none more to keep from a
+	 * child, and certainly not one without a name. */
+	for (const char *const *v = kw_sensitive_env(f->ctx); *v != NULL; v++)
+		assert_true((*v)[0] != '\0');
 	kw_close(f->ctx);
 	f->ctx = NULL;
 	named = write_conf(f, "named.conf",
