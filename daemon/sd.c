@@ -31,6 +31,9 @@
 #define MAX_FDS 64
 
 static int nfds;
+/* $LISTEN_FDNAMES, split in place; not on the heap, so that nothing is
+ * left to free at exit. */
+static char names_buf[4096];
 static char *fd_names[MAX_FDS];
 
 static struct sockaddr_un notify_addr;
@@ -52,7 +55,7 @@ static bool listen_init(void)
 	const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
 	const char *names = getenv("LISTEN_FDNAMES");
 	unsigned long p, n;
-	char *copy = NULL, *tok, *save;
+	char *tok, *save;
 	int i;
 
 	if (pid == NULL || fds == NULL)
@@ -86,23 +89,20 @@ static bool listen_init(void)
 	nfds = (int)n;
 	if (names == NULL)
 		return true;
-	copy = strdup(names);
-	if (copy == NULL) {
-		kwd_log("out of memory");
+	if (strlen(names) >= sizeof(names_buf)) {
+		kwd_log("socket activation: $LISTEN_FDNAMES is longer than %zu "
+			"bytes", sizeof(names_buf) - 1);
 		return false;
 	}
+	strcpy(names_buf, names);
 	/* Empty names are names too ("a::b"): no strtok(). */
-	for (i = 0, tok = copy; tok != NULL; i++, tok = save) {
+	for (i = 0, tok = names_buf; tok != NULL; i++, tok = save) {
 		save = strchr(tok, ':');
 		if (save != NULL)
 			*save++ = '\0';
-		if (i < nfds && (fd_names[i] = strdup(tok)) == NULL) {
-			kwd_log("out of memory");
-			free(copy);
-			return false;
-		}
+		if (i < nfds)
+			fd_names[i] = tok;
 	}
-	free(copy);
 	if (i != nfds) {
 		kwd_log("socket activation: $LISTEN_FDNAMES has %d names for "
 			"%d sockets", i, nfds);
