@@ -981,13 +981,7 @@ int main(int argc, char **argv)
 
 		kwd_lease_sweep();
 		if (sig == SIGHUP) {
-			struct timespec now;
-
-			clock_gettime(CLOCK_MONOTONIC, &now);
-			kwd_sd_notify("RELOADING=1\nMONOTONIC_USEC=%llu",
-				      (unsigned long long)now.tv_sec * 1000000 +
-					      (unsigned long long)now.tv_nsec /
-						      1000);
+			kwd_sd_reloading();
 			g = gen_open();
 			if (g) {
 				gen_install(g);

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "keywayd.h"
@@ -225,4 +226,14 @@ void kwd_sd_notify(const char *fmt, ...)
 		kwd_log("$NOTIFY_SOCKET: cannot tell the service manager: %s",
 			strerror(errno));
 	}
+}
+
+void kwd_sd_reloading(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	kwd_sd_notify("RELOADING=1\nMONOTONIC_USEC=%llu",
+		      (unsigned long long)now.tv_sec * 1000000ULL +
+			      (unsigned long long)now.tv_nsec / 1000ULL);
 }

@@ -37,4 +37,7 @@ int kwd_sd_passed(void);
  */
 void kwd_sd_notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* "RELOADING=1", with the time that Type=notify-reload wants. */
+void kwd_sd_reloading(void);
+
 #endif /* KEYWAYD_SD_H */
