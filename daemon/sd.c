@@ -88,7 +88,7 @@ static bool listen_init(void)
 		}
 	}
 	nfds = (int)n;
-	if (names == NULL)
+	if (names == NULL || nfds == 0)
 		return true;
 	if (strlen(names) >= sizeof(names_buf)) {
 		kwd_log("socket activation: $LISTEN_FDNAMES is longer than %zu "
