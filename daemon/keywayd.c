@@ -10,6 +10,9 @@
  * started with until they let go), SIGTERM and SIGINT stop accepting,
  * let the requests under way finish and exit.  Leases past their time are
  * swept once a second.
+ *
+ * The socket is keywayd's own, or the one systemd passed it (sd.c); the
+ * service manager is told when keywayd is ready, reloads and stops.
  */
 #define _GNU_SOURCE
 
@@ -33,6 +36,7 @@
 #include <microhttpd.h>
 
 #include "keywayd.h"
+#include "sd.h"
 
 #define DEFAULT_SOCKET "/run/keyway/keyway.sock"
 #define DEFAULT_MAX_BODY (64 * 1024)
@@ -1043,7 +1047,8 @@ int main(int argc, char **argv)
 	unsigned long timeout = DEFAULT_TIMEOUT, v;
 	const char *sock_opt = NULL, *sock, *admin_opt = NULL;
 	struct extra admin = { .fd = -1 }, tcp = { .fd = -1 };
-	bool check = false;
+	bool check = false, activated;
+	char sd_path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
 	struct MHD_Daemon *d;
 	struct kwd_gen *g;
 	sigset_t sigs;
@@ -1098,6 +1103,9 @@ int main(int argc, char **argv)
 	if (check)
 		return check_config();
 
+	/* Before any thread: it unsets variables. */
+	if (!kwd_sd_init())
+		return 1;
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	signal(SIGPIPE, SIG_IGN);
 	kwd_json_wiped();
@@ -1112,12 +1120,28 @@ int main(int argc, char **argv)
 	if (!g)
 		return 1;
 	gen_install(g);
-	sock = sock_opt ? sock_opt :
+	/* systemd's socket, when it passed one, is served as it made it:
+	 * its path, mode and group are the socket unit's. */
+	fd = kwd_sd_socket("keyway", sd_path, sizeof(sd_path));
+	if (fd == -1 && kwd_sd_passed() > 0) {
+		kwd_log("socket activation: none of the %d sockets systemd "
+			"passed is named \"keyway\"; set FileDescriptorName="
+			"keyway in its socket unit", kwd_sd_passed());
+		return 1;
+	}
+	if (fd == -2)
+		return 1;
+	activated = fd >= 0;
+	sock = activated ? sd_path : sock_opt ? sock_opt :
 	       g->conf.socket ? g->conf.socket : DEFAULT_SOCKET;
 	sock_path = strdup(sock);
 	if (!sock_path)
 		return 1;
-	fd = listen_on(sock_path, &g->conf);
+	if (activated && sock_opt && strcmp(sock_opt, sock_path) != 0)
+		kwd_log("--socket %s is not used: systemd passed the socket %s",
+			sock_opt, sock_path);
+	if (!activated)
+		fd = listen_on(sock_path, &g->conf);
 	if (fd < 0)
 		return 1;
 
@@ -1133,20 +1157,24 @@ int main(int argc, char **argv)
 			     MHD_OPTION_END);
 	if (!d) {
 		kwd_log("cannot start serving on %s", sock_path);
-		unlink(sock_path);
+		if (!activated)
+			unlink(sock_path);
 		return 1;
 	}
-	kwd_log("serving %s on %s (%lu threads)", config_path, sock_path,
-		threads);
+	kwd_log("serving %s on %s%s (%lu threads)", config_path, sock_path,
+		activated ? " from systemd" : "", threads);
 	if (!extras_start(&g->conf, admin_opt, (unsigned)threads,
 			  (unsigned)max_conn, (unsigned)timeout, &admin,
 			  &tcp)) {
 		extra_stop(&admin);
 		extra_stop(&tcp);
 		MHD_stop_daemon(d);
-		unlink(sock_path);
+		if (!activated)
+			unlink(sock_path);
 		return 1;
 	}
+	kwd_sd_notify("READY=1\nSTATUS=serving %s on %s", config_path,
+		      sock_path);
 
 	for (;;) {
 		struct timespec tick = { 1, 0 };
@@ -1154,13 +1182,19 @@ int main(int argc, char **argv)
 
 		kwd_lease_sweep();
 		if (sig == SIGHUP) {
+			kwd_sd_reloading();
 			g = gen_open();
 			if (g) {
 				gen_install(g);
 				kwd_log("reloaded %s", config_path);
+				kwd_sd_notify("READY=1\nSTATUS=serving %s on %s",
+					      config_path, sock_path);
 			} else {
 				kwd_log("kept the configuration in use: %s "
 					"could not be loaded", config_path);
+				kwd_sd_notify("READY=1\nSTATUS=serving the "
+					      "configuration of before: %s could "
+					      "not be loaded", config_path);
 			}
 		} else if (sig == SIGTERM || sig == SIGINT) {
 			break;
@@ -1168,6 +1202,7 @@ int main(int argc, char **argv)
 	}
 
 	kwd_log("stopping: finishing the requests under way");
+	kwd_sd_notify("STOPPING=1\nSTATUS=finishing the requests under way");
 	fd = MHD_quiesce_daemon(d);
 	for (int i = 0; i < DRAIN_SECONDS * 10; i++) {
 		const union MHD_DaemonInfo *di =
@@ -1180,7 +1215,9 @@ int main(int argc, char **argv)
 	MHD_stop_daemon(d);
 	if (fd >= 0)
 		close(fd);
-	unlink(sock_path);
+	/* systemd's socket stays for the next start, queueing clients. */
+	if (!activated)
+		unlink(sock_path);
 	extra_stop(&admin);
 	extra_stop(&tcp);
 	free(sock_path);

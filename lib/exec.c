@@ -43,7 +43,8 @@ kw_status kwi_sensitive_env_note(struct kw_ctx *ctx)
 			return KW_ERR_NOMEM;
 	for (size_t i = 0; i < ctx->nmasters; i++) {
 		const struct kwi_master *m = &ctx->masters[i];
-		bool known = m->source == KWI_KEY_FILE;
+		bool known = m->source == KWI_KEY_FILE ||
+			     m->source == KWI_KEY_CREDENTIAL;
 
 		for (size_t k = 0; k < n && !known; k++)
 			known = strcmp(env[k], m->var) == 0;
