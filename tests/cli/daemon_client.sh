@@ -257,6 +257,16 @@ run -s "$KW" -c "$CCONF" get anthropic --user refund0
 run -s "$KW" -c "$CCONF" get anthropic --user refund0
 expect_exit 0 "after 20 refunds the quota of 2 is whole"
 expect_eq "$(leases)" 0 "no lease held after the threads"
+if ! command -v strace >/dev/null 2>&1 ||
+	! strace -o /dev/null true >/dev/null 2>&1; then
+	skip "100 requests from 2 threads over 2 connections kept alive" \
+		"strace is not installed or may not trace here"
+else
+	run strace -f -e trace=connect -o "$TMPD/strace" \
+		"$HAMMER" -c "$CCONF" -T 2 -u 1 -n 25 -P conn -U
+	expect_eq "$(grep -c "connect(.*$SOCK" "$TMPD/strace")" 2 \
+		"100 requests from 2 threads over 2 connections kept alive"
+fi
 
 # ---- management is not served ----
 run "$KW" -c "$CCONF" ls
