@@ -463,6 +463,8 @@ static kw_status make_secret(struct kwi_remote *r, json_t *j,
 	size_t klen, blen, size;
 	struct kw_secret *s;
 
+	/* jansson refuses a string holding a NUL byte (\u0000) unless
+	 * told otherwise, so a key is read whole or not at all. */
 	if (!json_is_string(key) || json_string_length(key) == 0 ||
 	    be == NULL || lease == NULL || strlen(lease) > KWI_LEASE_MAX ||
 	    strlen(be) > 256) {
@@ -637,12 +639,18 @@ kw_status kwi_remote_report(struct kw_secret *s, kw_outcome outcome)
 
 void kwi_remote_secret_end(struct kw_secret *s)
 {
+	char saved[1024];
+
 	/* Unreported, it was used: its lease goes now rather than when the
 	 * daemon's lease_ttl runs out.  A child's inherited copy is the
-	 * parent's to report. */
+	 * parent's to report.  kw_secret_free() leaves kw_last_error() as
+	 * it found it, as it does in-process. */
 	if (!s->reported && s->forks == kwi_forks() &&
-	    s->remote->forks == kwi_forks())
+	    s->remote->forks == kwi_forks()) {
+		snprintf(saved, sizeof(saved), "%s", kw_last_error());
 		(void)report_lease(s->remote, s->lease, KW_USED);
+		(void)kwi_error(KW_OK, "%s", saved);
+	}
 	kwi_remote_put(s->remote);
 	s->remote = NULL;
 }
