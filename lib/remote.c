@@ -88,6 +88,13 @@ kw_status kwi_remote_new(const struct kwi_remote_conf *c,
 	r->line = c->line;
 	r->timeout_ms = c->timeout_ms;
 	r->headers = curl_slist_append(NULL, "Content-Type: application/json");
+	/* Never wait for a "100 Continue": libcurl asks for one past a body
+	 * size of its own, which some versions put at 1 KiB. */
+	if (r->headers != NULL &&
+	    curl_slist_append(r->headers, "Expect:") == NULL) {
+		curl_slist_free_all(r->headers);
+		r->headers = NULL;
+	}
 	if (r->socket == NULL || r->file == NULL || r->headers == NULL) {
 		curl_slist_free_all(r->headers);
 		free(r->socket);
