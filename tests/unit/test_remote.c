@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -622,6 +623,46 @@ static void test_long_request(void **state)
 	assert_false(fx->stub.expect_seen);
 }
 
+/* A child of fork() asks the daemon nothing: its inherited context and
+ * secret are refused, and the secret it frees is the parent's to report. */
+static void test_fork(void **state)
+{
+	struct fx *fx = *state;
+	kw_secret *s = NULL;
+	int status;
+	pid_t pid;
+
+	stub_start(fx, 2,
+		   http(200, "{\"key\":\"" KEY "\",\"backend\":\"b\","
+			     "\"lease\":\"L5\"}"),
+		   http(200, "{\"lease\":\"L5\",\"outcome\":\"used\"}"));
+	assert_status(resolve(fx, NULL, &s), KW_OK);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		kw_secret *t = NULL;
+		int bad = 0;
+
+		if (resolve(fx, NULL, &t) != KW_ERR_INVAL || t != NULL)
+			bad |= 1;
+		if (kw_secret_report(s, KW_UNUSED) != KW_ERR_INVAL)
+			bad |= 2;
+		if (strcmp(kw_secret_value(s), KEY) != 0)
+			bad |= 4;
+		kw_secret_free(s);
+		kw_close(fx->ctx);
+		_exit(bad);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(ngot(fx), 1);
+	kw_secret_free(s);
+	assert_string_equal(got(fx, 1),
+			    "POST /v1/report {\"lease\":\"L5\","
+			    "\"outcome\":\"used\"}");
+}
+
 #define FX_TEST(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown)
 
 int main(void)
@@ -634,6 +675,7 @@ int main(void)
 		FX_TEST(test_malformed_key),
 		FX_TEST(test_trace),
 		FX_TEST(test_long_request),
+		FX_TEST(test_fork),
 	};
 
 	unsetenv("KEYWAY_MASTER_KEY");
