@@ -336,7 +336,7 @@ static bool load_keyway(struct kwi_loader *l, const config_setting_t *g)
 			kwi_config_daemon(l, s);
 			continue;
 		}
-		if (client && strcmp(name, "log") != 0) {
+		if (client) {
 			snprintf(what, sizeof(what), "keyway.%s", name);
 			kwi_config_not_client(l, s, what);
 			continue;

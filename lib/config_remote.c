@@ -6,10 +6,11 @@
  *     keyway: { daemon: { socket = "/run/keyway/keyway.sock";
  *                         timeout_ms = 10000; }; };
  *
- * A client holds no master key and opens no store: keywayd does, with its
- * own configuration.  What a client's file would declare besides would be
- * ignored, so it is refused (fail closed): a sysadmin who writes a chain
- * into it would otherwise believe it is used.
+ * A client holds no master key, opens no store and loads no module:
+ * keywayd does, with its own configuration.  What a client's file would
+ * declare besides would be ignored, so it is refused (fail closed): a
+ * sysadmin who writes a chain into it would otherwise believe it is
+ * used.
  */
 #include "config.h"
 
@@ -32,8 +33,8 @@ void kwi_config_not_client(struct kwi_loader *l, const config_setting_t *s,
 {
 	kwi_problem(l, KW_ERR_CONFIG, s,
 		    "%s: a configuration with keyway.daemon is a client of "
-		    "keywayd and takes only keyway.daemon and keyway.log; "
-		    "move %s to keywayd's configuration",
+		    "keywayd and takes nothing else; move %s to keywayd's "
+		    "configuration",
 		    what, what);
 }
 

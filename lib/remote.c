@@ -679,7 +679,8 @@ kw_status kwi_remote_health(struct kwi_remote *r)
 		st = answer_error(r, code, j);
 	else if (status == NULL || strcmp(status, "ok") != 0)
 		st = kwi_error(KW_ERR_UNAVAIL,
-			       "keywayd at %s is not healthy (status \"%.32s\")",
+			       "keywayd at %s is not healthy (status "
+			       "\"%.32s\")",
 			       r->socket, status != NULL ? status : "");
 	json_decref(j);
 	return st;

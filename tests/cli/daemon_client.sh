@@ -135,11 +135,11 @@ printf 'keyway: { daemon = "%s";\n\tmaster_key = { source = "env"; }; };\nchains
 	"$SOCK" | write_conf "$TMPD/both.conf" 644
 run "$KW" -c "$TMPD/both.conf" get anthropic
 expect_exit 1 "a client configuration that declares a master key and chains is refused"
-expect_stderr "keyway: $TMPD/both.conf:2: keyway.master_key: a configuration with keyway.daemon is a client of keywayd and takes only keyway.daemon and keyway.log; move keyway.master_key to keywayd's configuration"
+expect_stderr "keyway: $TMPD/both.conf:2: keyway.master_key: a configuration with keyway.daemon is a client of keywayd and takes nothing else; move keyway.master_key to keywayd's configuration"
 run "$KW" -c "$TMPD/both.conf" check
 expect_exit 1 "check lists both"
-expect_stderr "$TMPD/both.conf:2: keyway.master_key: a configuration with keyway.daemon is a client of keywayd and takes only keyway.daemon and keyway.log; move keyway.master_key to keywayd's configuration
-$TMPD/both.conf:3: chains: a configuration with keyway.daemon is a client of keywayd and takes only keyway.daemon and keyway.log; move chains to keywayd's configuration"
+expect_stderr "$TMPD/both.conf:2: keyway.master_key: a configuration with keyway.daemon is a client of keywayd and takes nothing else; move keyway.master_key to keywayd's configuration
+$TMPD/both.conf:3: chains: a configuration with keyway.daemon is a client of keywayd and takes nothing else; move chains to keywayd's configuration"
 printf 'keyway: { daemon: { socket = "%s"; timeout = 5; }; };\n' "$SOCK" |
 	write_conf "$TMPD/typo.conf" 644
 run "$KW" -c "$TMPD/typo.conf" get anthropic

@@ -117,8 +117,9 @@ static char *read_request(int c, bool *expect)
 		if (end == NULL)
 			continue;
 		cl = strcasestr(buf, "Content-Length:");
-		want = (size_t)(end + 4 - buf) +
-		       (cl != NULL && cl < end ? strtoul(cl + 15, NULL, 10) : 0);
+		want = (size_t)(end + 4 - buf);
+		if (cl != NULL && cl < end)
+			want += strtoul(cl + 15, NULL, 10);
 		if (n >= want)
 			break;
 	}
@@ -291,8 +292,8 @@ static void expect_refused(struct fx *fx, const struct bad *b)
 
 #define NOT_CLIENT(what, line)                                              \
 	"%s/keyway.conf:" #line ": " what ": a configuration with "         \
-	"keyway.daemon is a client of keywayd and takes only keyway.daemon " \
-	"and keyway.log; move " what " to keywayd's configuration"
+	"keyway.daemon is a client of keywayd and takes nothing else; move " \
+	what " to keywayd's configuration"
 
 static void test_bad_client_configs(void **state)
 {
@@ -336,7 +337,7 @@ static void test_bad_client_configs(void **state)
 		  "  master_key = { source = \"env\"; };\n"
 		  "  ledger: { module = \"sqlite\"; path = \"l.db\"; };\n"
 		  "  log: { stderr = true; };\n};\n",
-		  NOT_CLIENT("keyway.master_key", 3), 2 },
+		  NOT_CLIENT("keyway.master_key", 3), 3 },
 		/* Wherever keyway.daemon is in the section. */
 		{ "keyway: {\n  audit: { sink = \"syslog\"; };\n"
 		  "  daemon = \"/k.sock\";\n};\n",
@@ -473,7 +474,8 @@ static void test_errors(void **state)
 	} answers[] = {
 		{ 403, "{\"error\":\"chain \\\"d\\\": k answered denied: "
 		       "key disabled\",\"status\":\"denied\"}",
-		  KW_ERR_DENIED, "chain \"d\": k answered denied: key disabled" },
+		  KW_ERR_DENIED,
+		  "chain \"d\": k answered denied: key disabled" },
 		{ 503, "{\"error\":\"vault down\",\"status\":\"unavail\"}",
 		  KW_ERR_UNAVAIL, "vault down" },
 		{ 403, "{\"error\":\"uid 33 (www-data) may not use chain "
