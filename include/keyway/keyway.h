@@ -323,7 +323,12 @@ KW_EXPORT const char *kw_default_config(void);
 KW_EXPORT KW_WARN_UNUSED kw_status kw_name_check(const char *what,
 						 const char *name);
 
-/* ---- key management ---- */
+/* ---- key management ----
+ *
+ * On a context that is a client of keywayd (keyway.daemon, see kw_open()),
+ * kw_backend_scope(), the kw_key_*() calls, kw_rekey() and kw_usage()
+ * return KW_ERR_UNSUPPORTED: management is not served through the daemon.
+ */
 
 /* "user", "org", "system" (or "none"). */
 KW_EXPORT const char *kw_scope_str(kw_scope scope);
