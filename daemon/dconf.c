@@ -286,6 +286,15 @@ bool kwd_conf_load(const char *path, struct kwd_conf *dc, char *err,
 				 config_error_line(&cfg), config_error_text(&cfg));
 		goto out;
 	}
+	/* A client's configuration would have keywayd ask a keywayd. */
+	d = config_lookup(&cfg, "keyway.daemon");
+	if (d) {
+		bad(err, errsz, path, d,
+		    "keyway.daemon: this configuration makes libkeyway a "
+		    "client of keywayd; give keywayd the configuration that "
+		    "declares the backends and chains");
+		goto out;
+	}
 	d = config_lookup(&cfg, "daemon");
 	if (!d) {
 		ok = true;

@@ -19,6 +19,7 @@
 #include "exec.h"
 #include "loader.h"
 #include "names.h"
+#include "remote.h"
 
 /* Read for a master key whatever keyway.master_key says. */
 static const char *const master_vars[] = { "KEYWAY_MASTER_KEY",
@@ -101,6 +102,8 @@ kw_status kw_backend_scope(const kw_ctx *ctx, const char *backend,
 	/* Not echoed below unless it is a name that can be shown. */
 	if (kwi_check_name("backend name", backend) != KW_OK)
 		return KW_ERR_INVAL;
+	if (ctx->remote != NULL)
+		return kwi_remote_no_management(ctx->remote);
 	b = kwi_find_backend(ctx, backend);
 	if (b != NULL) {
 		*scope = b->scope;

@@ -100,6 +100,14 @@ KW_EXPORT void kw_request_init(kw_request *req);
  * key that is not configured), KW_ERR_BACKEND (a backend that failed to
  * open).
  *
+ * A configuration whose keyway section names keywayd(8)'s socket
+ * (keyway.daemon, keyway.conf(5)) makes the context a client of that
+ * daemon: it opens no module, store or master key, and connects to
+ * nothing yet (it opens while the daemon is down); kw_resolve(),
+ * kw_explain(), kw_secret_report() and kw_secret_free() ask the daemon,
+ * with the statuses and messages they have in-process, and the key
+ * management and usage calls return KW_ERR_UNSUPPORTED.
+ *
  * fork(): open a context in each process that uses one, after the fork
  * (a pre-forking server opens it in each worker; gunicorn: a post_fork
  * hook), or kw_close() every context before forking.  A child whose
@@ -182,7 +190,9 @@ typedef enum kw_outcome {
 KW_EXPORT KW_WARN_UNUSED kw_status kw_secret_report(kw_secret *s, kw_outcome outcome);
 
 /* Wipe and free s.  kw_secret_free(NULL) is a no-op.  May be called after
- * kw_close() of the context that produced it. */
+ * kw_close() of the context that produced it.  A key from keywayd (a
+ * client context, see kw_open()) that was not reported is reported used
+ * to the daemon here, which is one request to it. */
 KW_EXPORT void kw_secret_free(kw_secret *s);
 
 /*
@@ -313,7 +323,12 @@ KW_EXPORT const char *kw_default_config(void);
 KW_EXPORT KW_WARN_UNUSED kw_status kw_name_check(const char *what,
 						 const char *name);
 
-/* ---- key management ---- */
+/* ---- key management ----
+ *
+ * On a context that is a client of keywayd (keyway.daemon, see kw_open()),
+ * kw_backend_scope(), the kw_key_*() calls, kw_rekey() and kw_usage()
+ * return KW_ERR_UNSUPPORTED: management is not served through the daemon.
+ */
 
 /* "user", "org", "system" (or "none"). */
 KW_EXPORT const char *kw_scope_str(kw_scope scope);

@@ -524,7 +524,8 @@ static struct bad_config bad_configs[] = {
 			BACKEND_A CHAIN_A,
 		.expect = "%s/keyway.conf:2: keyway: unknown setting "
 			  "\"mster_key\" (expected master_key, "
-			  "old_master_keys, providers, ledger, audit or log)",
+			  "old_master_keys, providers, ledger, audit, log or "
+			  "daemon)",
 		.status = KW_ERR_CONFIG,
 	},
 	{
