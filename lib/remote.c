@@ -26,13 +26,13 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include <curl/curl.h>
 #include <jansson.h>
 
 #include <keyway/keyway.h>
 
 #include "chain.h"
 #include "context.h"
+#include "curl_dl.h"
 #include "error.h"
 #include "remote.h"
 #include "request.h"
@@ -59,25 +59,15 @@ struct kwi_remote {
 	size_t nidle;
 };
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc = CURLE_FAILED_INIT;
-
-/* libcurl's global state, made once per process and never torn down: an
- * application may use libcurl itself. */
-static void curl_init_once(void)
-{
-	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 kw_status kwi_remote_new(const struct kwi_remote_conf *c,
 			 struct kwi_remote **out)
 {
 	struct kwi_remote *r;
+	char why[256];
 
 	*out = NULL;
-	if (pthread_once(&curl_once, curl_init_once) != 0 ||
-	    curl_init_rc != CURLE_OK)
-		return kwi_error(KW_ERR_INTERNAL, "libcurl failed to start");
+	if (!kwi_curl_load(why, sizeof(why)))
+		return kwi_error(KW_ERR_INTERNAL, "%s", why);
 	r = calloc(1, sizeof(*r));
 	if (r == NULL)
 		return KW_ERR_NOMEM;
@@ -87,16 +77,16 @@ kw_status kwi_remote_new(const struct kwi_remote_conf *c,
 	r->file = strdup(c->file);
 	r->line = c->line;
 	r->timeout_ms = c->timeout_ms;
-	r->headers = curl_slist_append(NULL, "Content-Type: application/json");
+	r->headers = kwi_curl.slist_append(NULL, "Content-Type: application/json");
 	/* Never wait for a "100 Continue": libcurl asks for one past a body
 	 * size of its own, which some versions put at 1 KiB. */
 	if (r->headers != NULL &&
-	    curl_slist_append(r->headers, "Expect:") == NULL) {
-		curl_slist_free_all(r->headers);
+	    kwi_curl.slist_append(r->headers, "Expect:") == NULL) {
+		kwi_curl.slist_free_all(r->headers);
 		r->headers = NULL;
 	}
 	if (r->socket == NULL || r->file == NULL || r->headers == NULL) {
-		curl_slist_free_all(r->headers);
+		kwi_curl.slist_free_all(r->headers);
 		free(r->socket);
 		free(r->file);
 		free(r);
@@ -118,9 +108,9 @@ void kwi_remote_put(struct kwi_remote *r)
 	 */
 	if (r->forks == kwi_forks()) {
 		for (size_t i = 0; i < r->nidle; i++)
-			curl_easy_cleanup(r->idle[i]);
+			kwi_curl.easy_cleanup(r->idle[i]);
 		pthread_mutex_destroy(&r->lock);
-		curl_slist_free_all(r->headers);
+		kwi_curl.slist_free_all(r->headers);
 	}
 	free(r->socket);
 	free(r->file);
@@ -195,25 +185,25 @@ static curl_socket_t open_socket(void *arg, curlsocktype purpose,
 
 static CURL *handle_new(struct kwi_remote *r)
 {
-	CURL *h = curl_easy_init();
+	CURL *h = kwi_curl.easy_init();
 
 	if (h == NULL)
 		return NULL;
-	if (curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, r->socket) !=
+	if (kwi_curl.easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, r->socket) !=
 		    CURLE_OK ||
-	    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http") != CURLE_OK ||
-	    curl_easy_setopt(h, CURLOPT_NOPROXY, "*") != CURLE_OK ||
-	    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
-	    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, r->timeout_ms) !=
+	    kwi_curl.easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http") != CURLE_OK ||
+	    kwi_curl.easy_setopt(h, CURLOPT_NOPROXY, "*") != CURLE_OK ||
+	    kwi_curl.easy_setopt(h, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+	    kwi_curl.easy_setopt(h, CURLOPT_TIMEOUT_MS, r->timeout_ms) !=
 		    CURLE_OK ||
-	    curl_easy_setopt(h, CURLOPT_HTTPHEADER, r->headers) != CURLE_OK ||
-	    curl_easy_setopt(h, CURLOPT_USERAGENT,
+	    kwi_curl.easy_setopt(h, CURLOPT_HTTPHEADER, r->headers) != CURLE_OK ||
+	    kwi_curl.easy_setopt(h, CURLOPT_USERAGENT,
 			     "libkeyway/" PACKAGE_VERSION) != CURLE_OK ||
-	    curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket) !=
+	    kwi_curl.easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket) !=
 		    CURLE_OK ||
-	    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_body) !=
+	    kwi_curl.easy_setopt(h, CURLOPT_WRITEFUNCTION, write_body) !=
 		    CURLE_OK) {
-		curl_easy_cleanup(h);
+		kwi_curl.easy_cleanup(h);
 		return NULL;
 	}
 	return h;
@@ -238,7 +228,7 @@ static void handle_give(struct kwi_remote *r, CURL *h)
 		h = NULL;
 	}
 	pthread_mutex_unlock(&r->lock);
-	curl_easy_cleanup(h);
+	kwi_curl.easy_cleanup(h);
 }
 
 /* Why the daemon could not be asked, as one line. */
@@ -262,19 +252,19 @@ static kw_status transport_error(const struct kwi_remote *r, CURL *h,
 				 "timeout_ms in %s",
 				 r->socket, r->timeout_ms, r->file);
 	if (cc == CURLE_COULDNT_CONNECT) {
-		(void)curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &err);
+		(void)kwi_curl.easy_getinfo(h, CURLINFO_OS_ERRNO, &err);
 		return kwi_error(KW_ERR_UNAVAIL,
 				 "keywayd at %s cannot be reached: %s; start "
 				 "keywayd, or correct keyway.daemon in %s",
 				 r->socket,
 				 err != 0 ? strerror((int)err)
-					  : curl_easy_strerror(cc),
+					  : kwi_curl.easy_strerror(cc),
 				 r->file);
 	}
 	return kwi_error(KW_ERR_UNAVAIL,
 			 "keywayd at %s: %s; see keywayd's log (keyway.daemon "
 			 "in %s)",
-			 r->socket, curl_easy_strerror(cc), r->file);
+			 r->socket, kwi_curl.easy_strerror(cc), r->file);
 }
 
 /*
@@ -299,25 +289,25 @@ static kw_status ask(struct kwi_remote *r, const char *path,
 	if (h == NULL)
 		return kwi_error(KW_ERR_NOMEM, "out of memory");
 	snprintf(url, sizeof(url), "%s%s", REMOTE_URL, path);
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, b);
+	kwi_curl.easy_setopt(h, CURLOPT_URL, url);
+	kwi_curl.easy_setopt(h, CURLOPT_WRITEDATA, b);
 	if (body != NULL) {
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+		kwi_curl.easy_setopt(h, CURLOPT_POSTFIELDS, body);
+		kwi_curl.easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
 	} else {
-		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+		kwi_curl.easy_setopt(h, CURLOPT_HTTPGET, 1L);
 	}
-	cc = curl_easy_perform(h);
+	cc = kwi_curl.easy_perform(h);
 	if (cc != CURLE_OK) {
 		kw_status st = transport_error(r, h, cc, b);
 
 		/* A handle that failed keeps no connection worth having. */
-		curl_easy_cleanup(h);
+		kwi_curl.easy_cleanup(h);
 		body_free(b);
 		return st;
 	}
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, code);
-	curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
+	kwi_curl.easy_getinfo(h, CURLINFO_RESPONSE_CODE, code);
+	kwi_curl.easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
 	handle_give(r, h);
 	*json = json_loadb(b->data != NULL ? b->data : "", b->len, 0, &e);
 	if (*json == NULL || !json_is_object(*json)) {

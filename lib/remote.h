@@ -28,7 +28,8 @@ struct kwi_remote_conf {
 
 /*
  * The client of the daemon c names (*out; one reference, released with
- * kwi_remote_put()).  Connects to nothing yet.  KW_OK or KW_ERR_NOMEM.
+ * kwi_remote_put()).  Connects to nothing yet, but loads libcurl
+ * (curl_dl.h).  KW_OK, KW_ERR_NOMEM, or KW_ERR_INTERNAL without libcurl.
  */
 kw_status kwi_remote_new(const struct kwi_remote_conf *c,
 			 struct kwi_remote **out);
