@@ -25,6 +25,14 @@ static bool known(const char *k, const char *const *names)
 	return false;
 }
 
+/* A reason is one line: a caller's control characters become spaces. */
+static void blank_controls(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			*s = ' ';
+}
+
 json_t *kwd_parse_body(const char *body, size_t len,
 		       const char *const *names, char *err, size_t errsz)
 {
@@ -34,8 +42,15 @@ json_t *kwd_parse_body(const char *body, size_t len,
 
 	j = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &e);
 	if (!j) {
-		snprintf(err, errsz, "invalid JSON at line %d column %d: %s",
-			 e.line, e.column, e.text);
+		/* jansson's text ends with what it read there (" near
+		 * 'TEXT'"): the body's own bytes, which may be a key sent by
+		 * mistake, or control characters.  Where it is says enough. */
+		const char *near = strstr(e.text, " near ");
+		int n = near ? (int)(near - e.text) : (int)strlen(e.text);
+
+		snprintf(err, errsz, "invalid JSON at line %d column %d: %.*s",
+			 e.line, e.column, n, e.text);
+		blank_controls(err);
 		return NULL;
 	}
 	if (!json_is_object(j)) {
@@ -46,6 +61,7 @@ json_t *kwd_parse_body(const char *body, size_t len,
 	json_object_foreach(j, k, v) {
 		if (!known(k, names)) {
 			snprintf(err, errsz, "unknown field \"%.64s\"", k);
+			blank_controls(err);
 			json_decref(j);
 			return NULL;
 		}
