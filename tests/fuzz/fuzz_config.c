@@ -6,7 +6,8 @@
  * nothing.
  *
  * An input is a configuration up to its first NUL byte, written to
- * keyway.conf in a private directory made once, and what follows the NUL,
+ * keyway.conf in a private directory made once (under $TMPDIR, else
+ * /dev/shm, else /tmp), and what follows the NUL,
  * written to inc.conf beside it (`@include "inc.conf"` reads it).  The
  * directory also holds what a configuration may name, each holding a
  * secret: master.key (FZ_MASTER), bad.key (FZ_MARK, not a key),
@@ -20,7 +21,9 @@
  * directory, which holds copies of the env, file and sqlite modules from
  * the $KEYWAY_MODULE_DIR the target was started with (the build's
  * modules/.libs), so that backends are opened and checked as they would
- * be; and, for the vault and redis modules, which would reach the
+ * be (each kw_check() loads and unloads them, as `keyway check` does;
+ * loading them once for good would save little, as a loader that names
+ * each load anew leaves glibc a name to keep each time); and, for the vault and redis modules, which would reach the
  * network in their health checks, a file anyone may write, which the
  * loader refuses rather than look further.  What must hold, else abort():
  *
@@ -137,8 +140,11 @@ static void setup(void)
 	if (mods == NULL || *mods == '\0' || strchr(mods, ':') != NULL)
 		die("$KEYWAY_MODULE_DIR must name the build's modules/.libs",
 		    mods);
-	snprintf(fz_dir, sizeof(fz_dir), "%s/kwfuzz-config.XXXXXX",
-		 tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
+	/* Each run writes two files: in memory (/dev/shm) it runs twice
+	 * as fast as on a disk. */
+	if (tmp == NULL || *tmp == '\0')
+		tmp = access("/dev/shm", W_OK | X_OK) == 0 ? "/dev/shm" : "/tmp";
+	snprintf(fz_dir, sizeof(fz_dir), "%s/kwfuzz-config.XXXXXX", tmp);
 	if (mkdtemp(fz_dir) == NULL)
 		die("cannot make a directory under $TMPDIR", fz_dir);
 	atexit(clean);

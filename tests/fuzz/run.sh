@@ -20,9 +20,12 @@
 #   FUZZ_ARGS        more libFuzzer options (-jobs=2, -runs=N, ...)
 #   CLANG            the compiler (default clang)
 # and, from make: KEYWAY_SRCDIR, KEYWAY_BUILDDIR, FUZZ_LIB_SOURCES (the
-# library's sources, relative to the source tree), FUZZ_TARGET_SOURCES,
-# FUZZ_CFLAGS and FUZZ_LIBS (the libraries' flags from configure),
-# FUZZ_MODULEDIR and FUZZ_SYSCONFDIR.
+# library's sources, relative to the source tree), FUZZ_TARGET_SOURCES
+# (the target and the parsers it reaches, compiled with coverage; one of
+# the library's stands for its object in the library), FUZZ_CFLAGS and
+# FUZZ_LIBS (the libraries' flags from configure), FUZZ_MODULEDIR and
+# FUZZ_SYSCONFDIR.  The library is compiled once, into
+# tests/fuzz/obj-lib/, for every target; again when a source changes.
 set -u
 
 target=${FUZZ_TARGET:-file}
