@@ -35,7 +35,6 @@
  */
 #include "config.h"
 
-#include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -120,9 +119,7 @@ static void clean(void)
 
 	for (size_t i = 0; files[i] != NULL; i++) {
 		snprintf(path, sizeof(path), "%s/%s", fz_dir, files[i]);
-		if (unlink(path) != 0 && errno == EISDIR)
-			rmdir(path);
-		else if (errno == EISDIR || errno == EPERM)
+		if (unlink(path) != 0)
 			rmdir(path);
 	}
 	rmdir(fz_dir);
