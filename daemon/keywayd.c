@@ -37,6 +37,7 @@
 
 #include "keywayd.h"
 #include "sd.h"
+#include "parse.h"
 
 #define DEFAULT_SOCKET "/run/keyway/keyway.sock"
 #define DEFAULT_MAX_BODY (64 * 1024)
@@ -366,54 +367,17 @@ struct request {
 	bool answered;
 };
 
-static const char *const request_fields[] = { "provider", "user", "org",
-					      "chain", NULL };
-
-static bool known(const char *k, const char *const *names)
-{
-	for (; *names; names++)
-		if (strcmp(k, *names) == 0)
-			return true;
-	return false;
-}
-
 /* Parse the body as an object of strings with only the names allowed;
  * NULL after answering 400. */
 static json_t *parse_body(struct MHD_Connection *c, struct request *rq,
 			  const char *const *names, enum MHD_Result *ret)
 {
-	json_error_t e;
-	json_t *j, *v;
-	const char *k;
+	char err[512];
+	json_t *j;
 
-	j = json_loadb(rq->body ? rq->body : "", rq->len,
-		       JSON_REJECT_DUPLICATES, &e);
-	if (!j) {
-		*ret = send_error(c, MHD_HTTP_BAD_REQUEST, "invalid",
-				  "invalid JSON at line %d column %d: %s",
-				  e.line, e.column, e.text);
-		return NULL;
-	}
-	if (!json_is_object(j)) {
-		json_decref(j);
-		*ret = send_error(c, MHD_HTTP_BAD_REQUEST, "invalid",
-				  "the body must be a JSON object");
-		return NULL;
-	}
-	json_object_foreach(j, k, v) {
-		if (!known(k, names)) {
-			*ret = send_error(c, MHD_HTTP_BAD_REQUEST, "invalid",
-					  "unknown field \"%.64s\"", k);
-			json_decref(j);
-			return NULL;
-		}
-		if (!json_is_string(v) && !json_is_null(v)) {
-			*ret = send_error(c, MHD_HTTP_BAD_REQUEST, "invalid",
-					  "field \"%s\" must be a string", k);
-			json_decref(j);
-			return NULL;
-		}
-	}
+	j = kwd_parse_body(rq->body, rq->len, names, err, sizeof(err));
+	if (!j)
+		*ret = send_error(c, MHD_HTTP_BAD_REQUEST, "invalid", "%s", err);
 	return j;
 }
 
@@ -561,7 +525,7 @@ static enum MHD_Result do_resolve(struct MHD_Connection *c,
 	kw_status st;
 	json_t *j;
 
-	j = parse_body(c, rq, request_fields, &ret);
+	j = parse_body(c, rq, kwd_request_fields, &ret);
 	if (!j)
 		goto out;
 	if (!admit(c, via, "resolve", j, g, &req, &uid, &ret))
@@ -606,7 +570,7 @@ static enum MHD_Result do_explain(struct MHD_Connection *c,
 	uid_t uid;
 	kw_status st, res;
 
-	j = parse_body(c, rq, request_fields, &ret);
+	j = parse_body(c, rq, kwd_request_fields, &ret);
 	if (!j)
 		goto out;
 	if (!admit(c, via, "explain", j, g, &req, &uid, &ret))
@@ -647,33 +611,22 @@ out:
 static enum MHD_Result do_report(struct MHD_Connection *c,
 				 enum kwd_via via, struct request *rq)
 {
-	static const char *const names[] = { "lease", "outcome", NULL };
 	enum MHD_Result ret = MHD_NO;
 	const char *id, *oc;
 	kw_outcome outcome;
 	struct kwd_caller cl;
+	char err[128];
 	kw_status st;
 	json_t *j;
 
-	j = parse_body(c, rq, names, &ret);
+	j = parse_body(c, rq, kwd_report_fields, &ret);
 	if (!j)
 		return ret;
-	id = field(j, "lease");
-	oc = field(j, "outcome");
-	if (!id || !oc) {
-		ret = send_error(c, MHD_HTTP_BAD_REQUEST, "invalid",
-				 "fields \"lease\" and \"outcome\" are required");
+	if (!kwd_parse_report(j, &id, &outcome, err, sizeof(err))) {
+		ret = send_error(c, MHD_HTTP_BAD_REQUEST, "invalid", "%s", err);
 		goto out;
 	}
-	if (strcmp(oc, "used") == 0) {
-		outcome = KW_USED;
-	} else if (strcmp(oc, "unused") == 0) {
-		outcome = KW_UNUSED;
-	} else {
-		ret = send_error(c, MHD_HTTP_BAD_REQUEST, "invalid",
-				 "outcome must be \"used\" or \"unused\"");
-		goto out;
-	}
+	oc = outcome == KW_USED ? "used" : "unused";
 	if (via == KWD_VIA_TCP) {
 		cl.uid = KWD_TCP_UID;
 	} else if (!who(c, false, &cl)) {
@@ -771,7 +724,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 		}
 		cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 						 MHD_HTTP_HEADER_CONTENT_LENGTH);
-		if (cl && strtoull(cl, NULL, 10) > max_body) {
+		if (kwd_body_too_big(cl, max_body)) {
 			rq->answered = true;
 			return send_error(c, MHD_HTTP_CONTENT_TOO_LARGE,
 					  "invalid",

@@ -1,0 +1,39 @@
+/*
+ * parse.h - the bytes of a request that keywayd(8) reads before it knows
+ * who is asking: the Content-Length header and the JSON bodies of
+ * /v1/resolve, /v1/explain and /v1/report (docs/daemon-protocol.md).
+ * Neither the socket nor libmicrohttpd is needed here, so that
+ * tests/fuzz/fuzz_daemon.c can run them alone.
+ */
+#ifndef KEYWAYD_PARSE_H
+#define KEYWAYD_PARSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include <keyway/keyway.h>
+
+/* The fields of a /v1/resolve or /v1/explain body. */
+extern const char *const kwd_request_fields[];
+/* The fields of a /v1/report body. */
+extern const char *const kwd_report_fields[];
+
+/* Does a Content-Length header's value (NULL: none) say more than max
+ * bytes? */
+bool kwd_body_too_big(const char *content_length, size_t max);
+
+/* The len bytes of body (NULL when len is 0) as a JSON object whose
+ * members are strings or null and are all named in names (NULL ended).
+ * NULL with a one-line reason in err when they are not; the caller owns
+ * what is returned (json_decref). */
+json_t *kwd_parse_body(const char *body, size_t len,
+		       const char *const *names, char *err, size_t errsz);
+
+/* A /v1/report body, parsed by kwd_parse_body(): its lease id (pointing
+ * into j) and its outcome.  False with a one-line reason in err. */
+bool kwd_parse_report(json_t *j, const char **id, kw_outcome *outcome,
+		      char *err, size_t errsz);
+
+#endif
