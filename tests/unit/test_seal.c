@@ -2829,6 +2829,7 @@ static char *run_fresh(const char *mode, const char *conf)
 	ssize_t got;
 	int fd[2], status;
 	pid_t pid;
+	const char *self = tu_self();
 
 	assert_int_equal(pipe(fd), 0);
 	fflush(NULL);
@@ -2839,7 +2840,7 @@ static char *run_fresh(const char *mode, const char *conf)
 		dup2(fd[1], 2);
 		close(fd[0]);
 		close(fd[1]);
-		execl("/proc/self/exe", "test_seal", "--fresh", mode, conf,
+		execl(self, "test_seal", "--fresh", mode, conf,
 		      (char *)NULL);
 		_exit(127);
 	}
