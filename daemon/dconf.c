@@ -29,13 +29,55 @@ static bool bad(char *err, size_t errsz, const char *path,
 	return false;
 }
 
+/*
+ * A user's uid or a group's gid, looked up with the reentrant calls: a
+ * SIGHUP reads the configuration again while the request threads run and
+ * look callers up with getpwuid_r() and getgrouplist().  Returns 0, ENOENT
+ * when there is no such name, or the errno of the lookup.
+ */
+static int lookup_id(const char *name, bool group, unsigned *id)
+{
+	long hint = sysconf(group ? _SC_GETGR_R_SIZE_MAX : _SC_GETPW_R_SIZE_MAX);
+	size_t size = hint > 0 ? (size_t)hint : 1024;
+	int rc;
+
+	for (;;) {
+		char *buf = malloc(size);
+
+		if (!buf)
+			return ENOMEM;
+		if (group) {
+			struct group gr, *found = NULL;
+
+			rc = getgrnam_r(name, &gr, buf, size, &found);
+			if (rc == 0 && found)
+				*id = (unsigned)gr.gr_gid;
+			else if (rc == 0)
+				rc = ENOENT;
+		} else {
+			struct passwd pw, *found = NULL;
+
+			rc = getpwnam_r(name, &pw, buf, size, &found);
+			if (rc == 0 && found)
+				*id = (unsigned)pw.pw_uid;
+			else if (rc == 0)
+				rc = ENOENT;
+		}
+		free(buf);
+		if (rc != ERANGE || size >= (1u << 20))
+			return rc;
+		size *= 2;
+	}
+}
+
 static bool load_client(const char *path, config_setting_t *cs,
 			struct kwd_client *c, char *err, size_t errsz)
 {
 	char msg[256];
 	const char *user = NULL, *group = NULL;
 	config_setting_t *chains;
-	int n = config_setting_length(cs);
+	int n = config_setting_length(cs), rc;
+	unsigned id;
 
 	if (!config_setting_is_group(cs))
 		return bad(err, errsz, path, cs,
@@ -60,24 +102,26 @@ static bool load_client(const char *path, config_setting_t *cs,
 			   "daemon.clients: give either user or group, as a "
 			   "string");
 	if (user) {
-		struct passwd *pw = getpwnam(user);
-
-		if (!pw) {
+		rc = lookup_id(user, false, &id);
+		if (rc) {
 			snprintf(msg, sizeof(msg),
-				 "daemon.clients: no such user \"%s\"", user);
+				 "daemon.clients: %s user \"%s\"",
+				 rc == ENOENT ? "no such" : "cannot look up",
+				 user);
 			return bad(err, errsz, path, cs, msg);
 		}
-		c->uid = pw->pw_uid;
+		c->uid = (uid_t)id;
 	} else {
-		struct group *gr = getgrnam(group);
-
-		if (!gr) {
+		rc = lookup_id(group, true, &id);
+		if (rc) {
 			snprintf(msg, sizeof(msg),
-				 "daemon.clients: no such group \"%s\"", group);
+				 "daemon.clients: %s group \"%s\"",
+				 rc == ENOENT ? "no such" : "cannot look up",
+				 group);
 			return bad(err, errsz, path, cs, msg);
 		}
 		c->is_group = true;
-		c->gid = gr->gr_gid;
+		c->gid = (gid_t)id;
 	}
 	chains = config_setting_get_member(cs, "chains");
 	if (!chains || !(config_setting_is_list(chains) ||
@@ -341,16 +385,19 @@ bool kwd_conf_load(const char *path, struct kwd_conf *dc, char *err,
 			errsz))
 		goto out;
 	if (config_setting_lookup_string(d, "socket_group", &str)) {
-		struct group *gr = getgrnam(str);
+		unsigned gid;
+		int rc = lookup_id(str, true, &gid);
 
-		if (!gr) {
+		if (rc) {
 			snprintf(msg, sizeof(msg),
-				 "daemon.socket_group: no such group \"%s\"", str);
+				 "daemon.socket_group: %s group \"%s\"",
+				 rc == ENOENT ? "no such" : "cannot look up",
+				 str);
 			bad(err, errsz, path,
 			    config_setting_get_member(d, "socket_group"), msg);
 			goto out;
 		}
-		dc->socket_gid = gr->gr_gid;
+		dc->socket_gid = (gid_t)gid;
 	}
 	if ((s = config_setting_get_member(d, "lease_ttl")) != NULL) {
 		int v = config_setting_get_int(s);
@@ -414,7 +461,7 @@ out:
 void kwd_conf_free(struct kwd_conf *dc)
 {
 	free(dc->socket);
-	for (size_t i = 0; i < dc->nclients; i++) {
+	for (size_t i = 0; dc->clients != NULL && i < dc->nclients; i++) {
 		for (size_t j = 0; j < dc->clients[i].nchains; j++)
 			free(dc->clients[i].chains[j]);
 		free(dc->clients[i].chains);

@@ -1095,8 +1095,10 @@ int main(int argc, char **argv)
 			sock_opt, sock_path);
 	if (!activated)
 		fd = listen_on(sock_path, &g->conf);
-	if (fd < 0)
+	if (fd < 0) {
+		free(sock_path);
 		return 1;
+	}
 
 	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
 			     MHD_USE_ITC | MHD_USE_ERROR_LOG,

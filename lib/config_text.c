@@ -206,7 +206,7 @@ static char *keep_source(struct kw_ctx *ctx, char *path)
 	}
 	grown = realloc(ctx->sources, (ctx->nsources + 1) * sizeof(*grown));
 	if (grown == NULL)
-		return false;
+		return NULL;
 	ctx->sources = grown;
 	grown[ctx->nsources].name = path;
 	grown[ctx->nsources].value = path;

@@ -98,7 +98,8 @@ kw_status kwi_verror(kw_status st, const char *fmt, va_list ap)
 	return st;
 }
 
-kw_status kwi_error(kw_status st, const char *fmt, ...)
+/* In parentheses: error.h may define kwi_error() as a macro. */
+kw_status (kwi_error)(kw_status st, const char *fmt, ...)
 {
 	va_list ap;
 

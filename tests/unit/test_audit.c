@@ -987,6 +987,13 @@ static void test_file_lock_waited_for(void **state)
 	off_t size;
 	int fd;
 
+	if (getenv("KEYWAY_VALGRIND") != NULL) {
+		/* Valgrind 3.19 keeps every other thread stopped while one
+		 * waits in F_OFD_SETLKW, so the lock is never released. */
+		print_message("under valgrind, which stops all threads in "
+			      "F_OFD_SETLKW: not run\n");
+		return;
+	}
 	open_conf(f, conf_env);
 	fd = open(f->audit, O_RDWR | O_CLOEXEC);
 	assert_true(fd >= 0);

@@ -1525,6 +1525,14 @@ static void test_file_source(void **state)
 			 NULL, store(f, "2.db"));
 	assert_string_equal(store_and_resolve(f, rel, ACME_ANT), KEY_B_ID);
 
+	/* Ending as a line written on Windows does: the same key. */
+	tu_keep(tu_write(f->dir, "crlf.key", 0600, "%s\r\n", KEY_B));
+	rel = write_conf(f, "crlf.conf",
+			 "master_key = { source = \"file\"; path = "
+			 "\"crlf.key\"; };",
+			 NULL, store(f, "2crlf.db"));
+	assert_string_equal(store_and_resolve(f, rel, ACME_ANT), KEY_B_ID);
+
 	/* Readable by the group: refused, with how to fix it. */
 	assert_int_equal(chmod(key, 0640), 0);
 	open_fails(
@@ -2555,6 +2563,48 @@ static void test_cross_ways(void **state)
 	want_value(f->ctx, "org_keys", "globex", "anthropic", GLOBEX_ANT);
 }
 
+/*
+ * A value too long for the format's 32-bit lengths is refused before
+ * anything is read or allocated, both ways: sealing it is KW_ERR_INVAL
+ * with nothing handed back, opening a blob that claims it is a crypto
+ * error that says so.
+ */
+static void test_too_long_refused(void **state)
+{
+	struct fixture *f = *state;
+	const kw_keyring *kr = ring(f);
+	const kw_seal_aad aad = { "long-store", KW_SCOPE_ORG, "acme",
+				  "anthropic" };
+	unsigned char *blob = (unsigned char *)"x", head[KW_SEAL_OVERHEAD];
+	size_t blen = 7;
+	char plain[1], why[256];
+
+	for (enum way w = SODIUM; w <= OPENSSL; w++) {
+		via(w);
+		assert_int_equal(kwi_seal(kr, &aad, "x",
+					  (size_t)INT32_MAX - KW_SEAL_OVERHEAD +
+						  1,
+					  &blob, &blen),
+				 KW_ERR_INVAL);
+		assert_null(blob);
+		assert_int_equal(blen, 0);
+		blob = (unsigned char *)"x";
+		memset(head, 1, sizeof(head));
+		assert_int_equal(kwi_unseal(kr, &aad, head,
+					    (size_t)INT32_MAX +
+						    KW_SEAL_OVERHEAD + 1,
+					    plain, why, sizeof(why)),
+				 KW_ERR_CRYPTO);
+		assert_string_equal(why, tu_fmt("sealed value is too long "
+						"(%zu bytes, at most %zu)",
+						(size_t)INT32_MAX +
+							KW_SEAL_OVERHEAD + 1,
+						(size_t)INT32_MAX +
+							KW_SEAL_OVERHEAD));
+	}
+	via(SODIUM);
+}
+
 #define TAMPER_LEN 40
 
 static void test_tamper_both_ways(void **state)
@@ -3103,6 +3153,7 @@ static char *run_fresh(const char *mode, const char *conf)
 	ssize_t got;
 	int fd[2], status;
 	pid_t pid;
+	const char *self = tu_self();
 
 	assert_int_equal(pipe(fd), 0);
 	fflush(NULL);
@@ -3113,7 +3164,7 @@ static char *run_fresh(const char *mode, const char *conf)
 		dup2(fd[1], 2);
 		close(fd[0]);
 		close(fd[1]);
-		execl("/proc/self/exe", "test_seal", "--fresh", mode, conf,
+		execl(self, "test_seal", "--fresh", mode, conf,
 		      (char *)NULL);
 		_exit(127);
 	}
@@ -3279,6 +3330,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_known_answers, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_cross_ways, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_too_long_refused, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_tamper_both_ways, setup,
 						teardown),
