@@ -399,6 +399,77 @@ static kw_status op_put(const struct scenario *s, unsigned long n)
 	return st;
 }
 
+static kw_status op_delete(const struct scenario *s, unsigned long n)
+{
+	kw_ctx *ctx = open_or_die(NULL);
+	kw_key_ref ref = KW_KEY_REF_INIT;
+	kw_status st;
+
+	ref.backend = "org_keys";
+	ref.owner = "acme";
+	ref.provider = "anthropic";
+	kwt_arm(n);
+	st = kw_key_delete(ctx, sysadmin(), &ref);
+	counted = kwt_disarm();
+	keep_error();
+	kw_close(ctx);
+	(void)s;
+	return st;
+}
+
+static kw_status op_disable(const struct scenario *s, unsigned long n)
+{
+	kw_ctx *ctx = open_or_die(NULL);
+	kw_key_ref ref = KW_KEY_REF_INIT;
+	kw_status st;
+
+	ref.backend = "org_keys";
+	ref.owner = "acme";
+	ref.provider = "anthropic";
+	kwt_arm(n);
+	st = kw_key_set_active(ctx, sysadmin(), &ref, 0);
+	counted = kwt_disarm();
+	keep_error();
+	kw_close(ctx);
+	(void)s;
+	return st;
+}
+
+struct listing;
+static kw_status list_one(void *arg, const kw_key_info *info);
+
+static kw_status op_list(const struct scenario *s, unsigned long n);
+
+/* Explain acme's key: the trace must say org_keys answered. */
+static kw_status op_explain(const struct scenario *s, unsigned long n)
+{
+	kw_ctx *ctx = open_or_die(NULL);
+	kw_request req = KW_REQUEST_INIT;
+	kw_trace *t = NULL;
+	kw_status st;
+
+	req.provider = "anthropic";
+	req.user = "alice";
+	req.org = "acme";
+	kwt_arm(n);
+	st = kw_explain(ctx, &req, &t);
+	counted = kwt_disarm();
+	keep_error();
+	/* A trace may tell of the failure (the walk's verdict is then
+	 * that status), never of another backend's key. */
+	if (st == KW_OK && kw_trace_result(t) == KW_OK &&
+	    (kw_trace_backend(t) == NULL ||
+	     strcmp(kw_trace_backend(t), "org_keys") != 0))
+		snprintf(wrong, sizeof(wrong), "KW_OK with a trace that says "
+			 "%s from %s", kw_status_str(kw_trace_result(t)),
+			 kw_trace_backend(t) != NULL ? kw_trace_backend(t) :
+						       "no backend");
+	kw_trace_free(t);
+	kw_close(ctx);
+	(void)s;
+	return st;
+}
+
 static uint64_t rekeyed;
 
 static kw_status op_rekey(const struct scenario *s, unsigned long n)
@@ -434,9 +505,91 @@ static kw_status list_one(void *arg, const kw_key_info *info)
 		snprintf(l->names[l->n], 64, "%s", info->name);
 		snprintf(l->owners[l->n], 64, "%s",
 			 info->owner != NULL ? info->owner : "");
+		/* Past any name the tests give: whether it is active. */
+		l->names[l->n][63] = info->active ? 'A' : '-';
 	}
 	l->n++;
 	return KW_OK;
+}
+
+static kw_status op_list(const struct scenario *s, unsigned long n)
+{
+	kw_ctx *ctx = open_or_die(NULL);
+	struct listing l = { 0 };
+	kw_status st;
+
+	kwt_arm(n);
+	st = kw_key_list(ctx, sysadmin(), NULL, NULL, list_one, &l);
+	counted = kwt_disarm();
+	keep_error();
+	if (st == KW_OK && l.n != 3)
+		snprintf(wrong, sizeof(wrong), "KW_OK with %zu keys listed",
+			 l.n);
+	kw_close(ctx);
+	(void)s;
+	return st;
+}
+
+/* The org key of acme, whole or gone (deleted), active or not (disabled):
+ * -1 when gone, else its active flag; -2 when the listing fails. */
+static int acme_state(kw_ctx *ctx)
+{
+	struct listing l = { 0 };
+	int active = -1;
+
+	if (kw_key_list(ctx, sysadmin(), "org_keys", NULL, list_one, &l) !=
+	    KW_OK)
+		return -2;
+	for (size_t i = 0; i < l.n && i < 8; i++)
+		if (strcmp(l.owners[i], "acme") == 0)
+			active = l.names[i][63] == 'A' ? 1 : 0;
+	return active;
+}
+
+static kw_status check_delete(const struct scenario *s, kw_status st)
+{
+	kw_ctx *ctx = open_or_die(s->conf_after);
+	char value[128];
+	kw_status rc;
+	int state = acme_state(ctx);
+
+	rc = resolve(ctx, "alice", "acme", value, sizeof(value));
+	if (state == -2)
+		snprintf(wrong, sizeof(wrong), "afterwards the keys do not "
+			 "list");
+	else if (st == KW_OK && state != -1)
+		snprintf(wrong, sizeof(wrong), "KW_OK, but the key is still "
+			 "listed");
+	else if (rc != KW_OK ||
+		 strcmp(value, state == -1 ? K_ALICE : K_ACME) != 0)
+		snprintf(wrong, sizeof(wrong), "afterwards the key is %s but "
+			 "resolves %s", state == -1 ? "gone" : "listed",
+			 rc != KW_OK ? kw_status_str(rc) : "to another key");
+	kw_close(ctx);
+	return rc;
+}
+
+static kw_status check_disable(const struct scenario *s, kw_status st)
+{
+	kw_ctx *ctx = open_or_die(s->conf_after);
+	char value[128];
+	kw_status rc;
+	int state = acme_state(ctx);
+
+	rc = resolve(ctx, "alice", "acme", value, sizeof(value));
+	if (state < 0)
+		snprintf(wrong, sizeof(wrong), "afterwards acme's key is not "
+			 "listed");
+	else if (st == KW_OK && state != 0)
+		snprintf(wrong, sizeof(wrong), "KW_OK, but the key is still "
+			 "active");
+	else if (rc != KW_OK ||
+		 strcmp(value, state == 0 ? K_ALICE : K_ACME) != 0)
+		snprintf(wrong, sizeof(wrong), "afterwards the key is %s but "
+			 "resolves %s", state == 0 ? "disabled" : "active",
+			 rc != KW_OK ? kw_status_str(rc) : "to another key");
+	kw_close(ctx);
+	return rc;
 }
 
 static kw_status check_put(const struct scenario *s, kw_status st)
@@ -765,12 +918,14 @@ int main(int argc, char **argv)
 		    "  org_keys: { module = \"vault\"; address = \"%s\"; "
 		    "scope = \"org\"; ca_file = \"%s\"; timeout_ms = 3000; "
 		    "retries = 0; cache_ttl = 0; auth = { method = \"token\"; "
-		    "token_file = \"token\"; }; };\n"
+		    "token_file = \"%s\"; }; };\n"
 		    "  server_env: { module = \"env\"; };\n"
 		    "};\n"
 		    "chains: { default = ( " ENTRY("org_keys", "sufficient")
 		    ", " ENTRY("server_env", "required") " ); };\n",
-		    vault != NULL ? vault : "", ca != NULL ? ca : "");
+		    vault != NULL ? vault : "", ca != NULL ? ca : "",
+		    getenv("KWT_VAULT_TOKEN_FILE") != NULL ?
+			    getenv("KWT_VAULT_TOKEN_FILE") : "");
 	rconf = fmt("keyway: {\n"
 		    "  ledger: { module = \"redis\"; address = "
 		    "\"127.0.0.1:%s\"; password_file = \"redis.pass\"; };\n"
@@ -803,6 +958,18 @@ int main(int argc, char **argv)
 		{ "kw_rekey sqlite", "sqlite", NULL,
 		  STORE_CONF(MASTER_B_OLD_A, "sqlite", "keys.db", ""), NULL,
 		  true, false, false, op_rekey, check_rekey },
+		{ "kw_explain sqlite", "sqlite", NULL,
+		  STORE_CONF(MASTER_ONLY_A, "sqlite", "keys.db", ""), NULL,
+		  true, false, false, op_explain, NULL },
+		{ "kw_key_list sqlite", "sqlite", NULL,
+		  STORE_CONF(MASTER_ONLY_A, "sqlite", "keys.db", ""), NULL,
+		  true, false, false, op_list, NULL },
+		{ "kw_key_set_active sqlite", "sqlite", NULL,
+		  STORE_CONF(MASTER_ONLY_A, "sqlite", "keys.db", ""), NULL,
+		  true, false, false, op_disable, check_disable },
+		{ "kw_key_delete sqlite", "sqlite", NULL,
+		  STORE_CONF(MASTER_ONLY_A, "sqlite", "keys.db", ""), NULL,
+		  true, false, false, op_delete, check_delete },
 		{ "kw_open file", "file", NULL,
 		  STORE_CONF(MASTER_ONLY_A, "file", "keys.kwf", ""), NULL,
 		  true, false, true, op_open, NULL },
@@ -815,6 +982,15 @@ int main(int argc, char **argv)
 		{ "kw_rekey file", "file", NULL,
 		  STORE_CONF(MASTER_B_OLD_A, "file", "keys.kwf", ""), NULL,
 		  true, false, true, op_rekey, check_rekey },
+		{ "kw_key_list file", "file", NULL,
+		  STORE_CONF(MASTER_ONLY_A, "file", "keys.kwf", ""), NULL,
+		  true, false, true, op_list, NULL },
+		{ "kw_key_set_active file", "file", NULL,
+		  STORE_CONF(MASTER_ONLY_A, "file", "keys.kwf", ""), NULL,
+		  true, false, true, op_disable, check_disable },
+		{ "kw_key_delete file", "file", NULL,
+		  STORE_CONF(MASTER_ONLY_A, "file", "keys.kwf", ""), NULL,
+		  true, false, true, op_delete, check_delete },
 		{ "kw_open vault", "vault", "KWT_VAULT_ADDR", vconf, NULL,
 		  true, true, false, op_open, NULL },
 		{ "kw_resolve vault", "vault", "KWT_VAULT_ADDR", vconf, NULL,

@@ -25,7 +25,6 @@ void __real_free(void *p);
 char *__real_strdup(const char *s);
 char *__real_strndup(const char *s, size_t n);
 char *__real_realpath(const char *path, char *resolved);
-int __real_vasprintf(char **out, const char *fmt, va_list ap);
 void *__wrap_malloc(size_t n);
 void *__wrap_calloc(size_t m, size_t n);
 void *__wrap_realloc(void *p, size_t n);
@@ -37,12 +36,33 @@ int __wrap_vasprintf(char **out, const char *fmt, va_list ap);
 int __wrap_asprintf(char **out, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* What asprintf() and vasprintf() become under _FORTIFY_SOURCE. */
-int __real___vasprintf_chk(char **out, int flag, const char *fmt,
-			   va_list ap);
 int __wrap___vasprintf_chk(char **out, int flag, const char *fmt,
 			   va_list ap);
 int __wrap___asprintf_chk(char **out, int flag, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/*
+ * vasprintf() on the real malloc(): __real_vasprintf is not used, since
+ * ld binds it to the wrapper in an object that never calls vasprintf()
+ * itself.
+ */
+static int format(char **out, const char *fmt, va_list ap)
+{
+	va_list again;
+	char *p;
+	int n;
+
+	va_copy(again, ap);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	if (n < 0 || (p = __real_malloc((size_t)n + 1)) == NULL) {
+		va_end(again);
+		return -1;
+	}
+	vsnprintf(p, (size_t)n + 1, fmt, again);
+	va_end(again);
+	*out = p;
+	return n;
+}
 
 void *__wrap_malloc(size_t n)
 {
@@ -126,7 +146,7 @@ int __wrap_vasprintf(char **out, const char *fmt, va_list ap)
 
 	if (kwt_fail_now("vasprintf", CALLER))
 		return -1;
-	n = __real_vasprintf(out, fmt, ap);
+	n = format(out, fmt, ap);
 	if (n >= 0)
 		kwt_track(*out, (size_t)n + 1, "vasprintf", CALLER);
 	return n;
@@ -140,7 +160,7 @@ int __wrap_asprintf(char **out, const char *fmt, ...)
 	if (kwt_fail_now("asprintf", CALLER))
 		return -1;
 	va_start(ap, fmt);
-	n = __real_vasprintf(out, fmt, ap);
+	n = format(out, fmt, ap);
 	va_end(ap);
 	if (n >= 0)
 		kwt_track(*out, (size_t)n + 1, "asprintf", CALLER);
@@ -151,9 +171,10 @@ int __wrap___vasprintf_chk(char **out, int flag, const char *fmt, va_list ap)
 {
 	int n;
 
+	(void)flag;
 	if (kwt_fail_now("vasprintf", CALLER))
 		return -1;
-	n = __real___vasprintf_chk(out, flag, fmt, ap);
+	n = format(out, fmt, ap);
 	if (n >= 0)
 		kwt_track(*out, (size_t)n + 1, "vasprintf", CALLER);
 	return n;
@@ -164,10 +185,11 @@ int __wrap___asprintf_chk(char **out, int flag, const char *fmt, ...)
 	va_list ap;
 	int n;
 
+	(void)flag;
 	if (kwt_fail_now("asprintf", CALLER))
 		return -1;
 	va_start(ap, fmt);
-	n = __real___vasprintf_chk(out, flag, fmt, ap);
+	n = format(out, fmt, ap);
 	va_end(ap);
 	if (n >= 0)
 		kwt_track(*out, (size_t)n + 1, "asprintf", CALLER);
