@@ -15,7 +15,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "kwt.h"
 
@@ -42,6 +45,22 @@ static __thread bool failed;
 static __thread const char *failed_what;
 static __thread char failed_what_copy[20];
 static __thread char failed_where[512];
+
+/*
+ * A whole process, as keywayd, is tortured without a call to arm:
+ * KWT_PROCESS_FAIL_AT=N (0: count only) counts, in one counter, the
+ * allocations of every thread but the main one and those libkeyway
+ * starts itself (kwt_quiet_thread()): the threads of libmicrohttpd that
+ * serve the requests.  At exit, KWT_REPORT gets "counted C", "failed 0|1"
+ * and "live L" lines and the live allocations those threads made.
+ */
+static bool process_mode;
+static atomic_ulong process_count;
+static unsigned long process_nth;
+static atomic_bool process_failed;
+static const char *report_path;
+static __thread bool quiet;
+static char process_where[600];
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct slot *table;
@@ -80,8 +99,28 @@ const char *kwt_failed_where(void)
 
 static void describe(void *pc, char *buf, size_t len);
 
+void kwt_quiet_thread(void)
+{
+	quiet = true;
+}
+
+static bool process_thread(void)
+{
+	return process_mode && !quiet && gettid() != getpid();
+}
+
 bool kwt_fail_now(const char *what, void *caller)
 {
+	if (process_thread()) {
+		if (atomic_fetch_add(&process_count, 1) + 1 != process_nth)
+			return false;
+		atomic_store(&process_failed, true);
+		snprintf(process_where, sizeof(process_where), "%s at ", what);
+		describe(caller, process_where + strlen(process_where),
+			 sizeof(process_where) - strlen(process_where));
+		errno = ENOMEM;
+		return true;
+	}
 	if (!armed)
 		return false;
 	if (++count != nth)
@@ -206,7 +245,10 @@ void kwt_track(void *p, size_t n, const char *what, void *caller)
 	if (table[i].key == 0)
 		used++;
 	table[i] = (struct slot){ .key = k, .size = n, .file = file,
-				  .offset = offset, .epoch = epoch };
+				  .offset = offset,
+				  .epoch = process_mode ?
+					   (unsigned long)process_thread() :
+					   epoch };
 	snprintf(table[i].what, sizeof(table[i].what), "%s", what);
 	pthread_mutex_unlock(&lock);
 }
@@ -278,4 +320,32 @@ size_t kwt_live(char *buf, size_t len)
 	}
 	pthread_mutex_unlock(&lock);
 	return n;
+}
+
+static void process_report(void)
+{
+	char live[4096];
+	size_t n;
+	FILE *f;
+
+	epoch = 1; /* what the served threads allocated */
+	n = kwt_live(live, sizeof(live));
+	if (report_path == NULL || (f = fopen(report_path, "we")) == NULL)
+		return;
+	fprintf(f, "counted %lu\nfailed %d\nwhere %s\nlive %zu\n%s",
+		atomic_load(&process_count), (int)atomic_load(&process_failed),
+		process_where, n, live);
+	fclose(f);
+}
+
+__attribute__((constructor)) static void process_start(void)
+{
+	const char *at = getenv("KWT_PROCESS_FAIL_AT");
+
+	if (at == NULL || *at == '\0')
+		return;
+	process_nth = strtoul(at, NULL, 10);
+	report_path = getenv("KWT_REPORT");
+	process_mode = true;
+	atexit(process_report);
 }

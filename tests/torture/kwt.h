@@ -38,6 +38,9 @@ KWT_EXPORT void kwt_epoch(void);
  * are described in buf (one per line: what, size, caller). */
 KWT_EXPORT size_t kwt_live(char *buf, size_t len);
 
+/* For the wrappers: the calling thread is one libkeyway started, whose
+ * allocations a whole process's torture does not count. */
+KWT_EXPORT void kwt_quiet_thread(void);
 /* For the wrappers: whether to fail this allocation (what names it). */
 KWT_EXPORT bool kwt_fail_now(const char *what, void *caller);
 /* For the wrappers: p was allocated (n bytes) / released. */

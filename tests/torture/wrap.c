@@ -17,6 +17,15 @@
 
 #define CALLER __builtin_return_address(0)
 
+/*
+ * Linked into a program (keywayd), ld looks up the libraries' references
+ * under the wrapped names too, and refuses a hidden definition of them;
+ * at run time those libraries still call the real allocators.
+ */
+#ifdef KWT_WRAP_EXPORT
+#pragma GCC visibility push(default)
+#endif
+
 /* Declared for -Wmissing-prototypes: each is what the linker names it. */
 void *__real_malloc(size_t n);
 void *__real_calloc(size_t m, size_t n);
