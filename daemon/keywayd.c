@@ -179,6 +179,31 @@ static enum MHD_Result send_buf(struct MHD_Connection *c, unsigned code,
 	return ret;
 }
 
+/*
+ * The answer when there is no memory for the one due: it needs none of
+ * its own (MHD's response aside), so that the caller hears why rather
+ * than a closed connection.
+ */
+static const char oom_body[] =
+	"{\"error\":\"out of memory\",\"status\":\"error\"}\n";
+
+static enum MHD_Result send_oom(struct MHD_Connection *c)
+{
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+
+	r = MHD_create_response_from_buffer(sizeof(oom_body) - 1,
+					    (void *)oom_body,
+					    MHD_RESPMEM_PERSISTENT);
+	if (!r)
+		return MHD_NO;
+	MHD_add_response_header(r, "Content-Type", "application/json");
+	MHD_add_response_header(r, "Cache-Control", "no-store");
+	ret = MHD_queue_response(c, MHD_HTTP_INTERNAL_SERVER_ERROR, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
 /* j as one line of JSON; j is released. */
 static enum MHD_Result send_json(struct MHD_Connection *c, unsigned code,
 				 json_t *j)
@@ -189,12 +214,12 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned code,
 
 	json_decref(j);
 	if (!s)
-		return MHD_NO;
+		return send_oom(c);
 	n = strlen(s);
 	w = malloc(sizeof(*w) + n + 2);
 	if (!w) {
 		free(s);
-		return MHD_NO;
+		return send_oom(c);
 	}
 	memcpy(w->data, s, n);
 	w->data[n] = '\n';
@@ -357,8 +382,13 @@ struct request {
 	char *body;
 	size_t len;
 	bool too_big;
+	bool nomem;    /* no memory for the body: answered 500 */
 	bool answered;
 };
+
+/* The state of a request there was no memory for: answered already,
+ * never written, never freed. */
+static struct request oom_request = { .answered = true };
 
 static const char *const request_fields[] = { "provider", "user", "org",
 					      "chain", NULL };
@@ -644,8 +674,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 		const char *cl;
 
 		rq = calloc(1, sizeof(*rq));
-		if (!rq)
-			return MHD_NO;
+		if (!rq) {
+			*con_cls = &oom_request;
+			return send_oom(c);
+		}
 		*con_cls = rq;
 		cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 						 MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -659,15 +691,19 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 		return MHD_YES;
 	}
 	if (*upload_size) {
-		if (!rq->answered && !rq->too_big) {
+		if (!rq->answered && !rq->too_big && !rq->nomem) {
 			if (rq->len + *upload_size > max_body) {
 				rq->too_big = true;
 			} else {
 				char *nb = realloc(rq->body,
 						   rq->len + *upload_size);
 
-				if (!nb)
-					return MHD_NO;
+				if (!nb) {
+					/* Read the rest, then say why. */
+					rq->nomem = true;
+					*upload_size = 0;
+					return MHD_YES;
+				}
 				memcpy(nb + rq->len, upload, *upload_size);
 				rq->body = nb;
 				rq->len += *upload_size;
@@ -682,6 +718,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 	if (rq->too_big)
 		return send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "invalid",
 				  "the body is larger than %zu bytes", max_body);
+	if (rq->nomem)
+		return send_oom(c);
 
 	if (strcmp(url, "/v1/health") == 0) {
 		if (strcmp(method, MHD_HTTP_METHOD_GET) != 0)
@@ -716,8 +754,10 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 {
 	struct request *rq = *con_cls;
 
-	if (!rq)
+	if (!rq || rq == &oom_request) {
+		*con_cls = NULL;
 		return;
+	}
 	if (rq->body)
 		explicit_bzero(rq->body, rq->len);
 	free(rq->body);
