@@ -317,16 +317,23 @@ static size_t json_escape(char *b, const char *s, size_t n)
  * that is wiped after sending: the key never passes through jansson, whose
  * strings are freed unwiped.
  */
-static enum MHD_Result send_key(struct MHD_Connection *c, const kw_secret *s,
-				const char *lease)
+/* Room for what send_key() writes for s: taken before the key is leased,
+ * so that a key is never leased without an answer to carry it. */
+static struct wiped *key_answer(const kw_secret *s)
+{
+	size_t klen = kw_secret_len(s), blen = strlen(kw_secret_backend(s));
+
+	return malloc(sizeof(struct wiped) + 64 + 6 * (klen + blen) +
+		      KWD_LEASE_ID_LEN);
+}
+
+/* Send s and its lease in w, from key_answer(s). */
+static enum MHD_Result send_key(struct MHD_Connection *c, struct wiped *w,
+				const kw_secret *s, const char *lease)
 {
 	const char *key = kw_secret_value(s), *be = kw_secret_backend(s);
 	size_t klen = kw_secret_len(s), blen = strlen(be), o;
-	struct wiped *w;
 
-	w = malloc(sizeof(*w) + 64 + 6 * (klen + blen) + KWD_LEASE_ID_LEN);
-	if (!w)
-		return MHD_NO;
 	o = (size_t)sprintf(w->data, "{\"key\":\"");
 	o += json_escape(w->data + o, key, klen);
 	o += (size_t)sprintf(w->data + o, "\",\"backend\":\"");
@@ -508,6 +515,7 @@ static enum MHD_Result do_resolve(struct MHD_Connection *c,
 	enum MHD_Result ret = MHD_NO;
 	struct kwd_gen *g = kwd_gen_get();
 	char lease[KWD_LEASE_ID_LEN + 1];
+	struct wiped *w;
 	kw_secret *s = NULL;
 	kw_request req;
 	uid_t uid;
@@ -527,7 +535,9 @@ static enum MHD_Result do_resolve(struct MHD_Connection *c,
 				 kw_last_error());
 		goto out;
 	}
-	if (!kwd_lease_add(s, g, uid, g->conf.lease_ttl, lease)) {
+	w = key_answer(s);
+	if (!w || !kwd_lease_add(s, g, uid, g->conf.lease_ttl, lease)) {
+		free(w);
 		if (kw_secret_report(s, KW_UNUSED) != KW_OK)
 			kwd_log("resolve: %s", kw_last_error());
 		kw_secret_free(s);
@@ -537,7 +547,7 @@ static enum MHD_Result do_resolve(struct MHD_Connection *c,
 	}
 	/* The lease holds s and its own reference to g. */
 	gen_ref(g);
-	ret = send_key(c, s, lease);
+	ret = send_key(c, w, s, lease);
 out:
 	json_decref(j);
 	kwd_gen_put(g);
