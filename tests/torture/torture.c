@@ -14,7 +14,8 @@
  * the services and says where they are in KWT_VAULT_ADDR, KWT_VAULT_CA,
  * KWT_VAULT_TOKEN_FILE and KWT_REDIS_PORT, KWT_REDIS_PASS_FILE; without
  * them those are skipped.  KWT_MAX_POINTS=N stops each sweep after N
- * points.
+ * points; KWT_STRIDE=K sweeps every Kth point of the sampled scenarios
+ * (7; 1 is all); KWT_VERBOSE=1 prints what each run returned.
  */
 #include "config.h"
 
@@ -32,6 +33,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <jansson.h>
+#include <sqlite3.h>
 
 #include <keyway/keyway.h>
 
@@ -81,13 +85,15 @@ struct scenario {
 	const char *name;
 	const char *module;   /* for the skip message */
 	const char *need;     /* the environment variable it needs, or NULL */
-	char *conf;           /* keyway.conf's text */
-	char *conf_after;     /* what the check after a change opens */
+	const char *conf;     /* keyway.conf's text */
+	const char *conf_after; /* what the check after a change opens */
 	bool store;           /* a store to seed, keep and put back */
 	bool vault;           /* the store is Vault: put back by a put */
 	bool whole_file;      /* a rekey moves every key of the file */
 	op_fn *op;
 	kw_status (*check)(const struct scenario *s, kw_status st);
+	bool libs;            /* fail SQLite's and jansson's allocations too */
+	bool sampled;         /* every KWT_STRIDE-th point only (7) */
 };
 
 /* ---- what the run holds ---- */
@@ -275,6 +281,57 @@ static void free_saved(void)
 		free(saved[i].bytes);
 	}
 	nsaved = 0;
+}
+
+/* ---- the libraries' own allocations ---- */
+
+/*
+ * A scenario marked `libs` fails SQLite's and jansson's allocations as
+ * well (the sqlite and vault modules' statements, pages and JSON), so
+ * that what keyway does with SQLITE_NOMEM or a NULL from jansson is
+ * tried; elsewhere they are not counted.  They go through these, set up
+ * before either library allocates anything.
+ */
+static bool libs_fail;
+static sqlite3_mem_methods sqlite_mem;
+
+static void *sq_malloc(int n)
+{
+	if (libs_fail && kwt_fail_now("sqlite3_malloc",
+				      __builtin_return_address(0)))
+		return NULL;
+	return sqlite_mem.xMalloc(n);
+}
+
+static void *sq_realloc(void *p, int n)
+{
+	if (libs_fail && kwt_fail_now("sqlite3_realloc",
+				      __builtin_return_address(0)))
+		return NULL;
+	return sqlite_mem.xRealloc(p, n);
+}
+
+static void *js_malloc(size_t n)
+{
+	if (libs_fail && kwt_fail_now("jansson malloc",
+				      __builtin_return_address(0)))
+		return NULL;
+	return malloc(n);
+}
+
+static void libs_hook(void)
+{
+	sqlite3_mem_methods m;
+
+	if (sqlite3_config(SQLITE_CONFIG_GETMALLOC, &sqlite_mem) !=
+	    SQLITE_OK)
+		die("sqlite3_config(SQLITE_CONFIG_GETMALLOC) failed");
+	m = sqlite_mem;
+	m.xMalloc = sq_malloc;
+	m.xRealloc = sq_realloc;
+	if (sqlite3_config(SQLITE_CONFIG_MALLOC, &m) != SQLITE_OK)
+		die("sqlite3_config(SQLITE_CONFIG_MALLOC) failed");
+	json_set_alloc_funcs(js_malloc, free);
 }
 
 /* ---- calls ---- */
@@ -702,6 +759,15 @@ static bool one_line(const char *s)
 	return s[0] != '\0' && strchr(s, '\n') == NULL;
 }
 
+/* The step of a sampled sweep: KWT_STRIDE, 7 unless set; 1 is every N. */
+static unsigned long stride(void)
+{
+	const char *v = getenv("KWT_STRIDE");
+	unsigned long n = v != NULL && *v != '\0' ? strtoul(v, NULL, 10) : 7;
+
+	return n > 0 ? n : 1;
+}
+
 static unsigned long max_points(void)
 {
 	const char *v = getenv("KWT_MAX_POINTS");
@@ -725,7 +791,9 @@ static bool run_one(const struct scenario *s, unsigned long n, kw_status *out)
 	wrong[0] = '\0';
 	last_error[0] = '\0';
 	kwt_epoch();
+	libs_fail = s->libs;
 	st = s->op(s, n);
+	libs_fail = false;
 	*out = st;
 	at = kwt_failed_where();
 	if (wrong[0] != '\0') {
@@ -743,6 +811,9 @@ static bool run_one(const struct scenario *s, unsigned long n, kw_status *out)
 		printf("# %s, N=%lu: a key in the message\n", s->name, n);
 		ok = false;
 	}
+	if (getenv("KWT_VERBOSE") != NULL && n > 0)
+		printf("# %s, N=%lu (%s at %s): %s: %s\n", s->name, n,
+		       kwt_failed_what(), at, kw_status_str(st), last_error);
 	nlive = kwt_live(live, sizeof(live));
 	if (nlive > 0) {
 		printf("# %s, N=%lu (%s at %s): %s, and %zu allocations "
@@ -807,10 +878,11 @@ static int tap_n;
 
 static void sweep(const struct scenario *s)
 {
-	unsigned long n, total, cap = max_points(), bad = 0;
+	unsigned long n, total, cap = max_points(), bad = 0, runs = 0;
+	unsigned long step = s->sampled ? stride() : 1;
 	unsigned long by_status[64] = { 0 };
 	kw_status st;
-	char *text;
+	const char *text;
 	struct timespec t0, t1;
 	bool ok;
 
@@ -862,11 +934,12 @@ static void sweep(const struct scenario *s)
 		       last_error);
 		goto out;
 	}
-	for (n = 1; cap == 0 || n <= cap; n++) {
+	for (n = 1; cap == 0 || n <= cap; n += step) {
 		bool good = run_one(s, n, &st);
 
 		if (!kwt_failed())
 			break;
+		runs++;
 		if (!good)
 			bad++;
 		by_status[(unsigned)st < 64 ? (unsigned)st : 63]++;
@@ -874,9 +947,11 @@ static void sweep(const struct scenario *s)
 	ok = ok && bad == 0;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	printf("%s %d - %s: %lu torture points (%lu counted without a "
-	       "failure%s)", ok ? "ok" : "not ok", tap_n, s->name, n - 1,
+	       "failure%s)", ok ? "ok" : "not ok", tap_n, s->name, runs,
 	       total, cap != 0 && n > cap ? "; stopped at KWT_MAX_POINTS" :
-					   "");
+	       "");
+	if (step > 1)
+		printf(", every %luth", step);
 	for (unsigned i = 0; i < 64; i++)
 		if (by_status[i] != 0)
 			printf(", %s %lu", kw_status_str((kw_status)i),
@@ -900,6 +975,16 @@ int main(int argc, char **argv)
 	const char *ca = getenv("KWT_VAULT_CA");
 	const char *redis = getenv("KWT_REDIS_PORT");
 	char *vconf, *rconf, *mdir;
+	const char *lconf =
+		"keyway: {\n"
+		"  ledger: { module = \"sqlite\"; path = \"ledger.db\"; };\n"
+		"};\n"
+		"backends: {\n"
+		"  server_env: { module = \"env\"; quota = ( { limit = "
+		"100000000; period = \"day\"; per = \"user\"; } ); };\n"
+		"};\n"
+		"chains: { default = ( " ENTRY("server_env", "required")
+		" ); };\n";
 	size_t nsc;
 
 	if (build == NULL)
@@ -912,6 +997,7 @@ int main(int argc, char **argv)
 	setenv("ANTHROPIC_API_KEY", K_ENV, 1);
 	unsetenv("KEYWAY_CONFIG");
 	unsetenv("API_KEY_ENCRYPTION_KEY");
+	libs_hook();
 
 	vconf = fmt("keyway: {\n" MASTER_ONLY_A "};\n"
 		    "backends: {\n"
@@ -941,66 +1027,92 @@ int main(int argc, char **argv)
 		{ "kw_open env", "env", NULL,
 		  "backends: { server_env: { module = \"env\"; }; };\n"
 		  "chains: { default = ( " ENTRY("server_env", "required")
-		  " ); };\n", NULL, false, false, false, op_open, NULL },
+		  " ); };\n", NULL, false, false, false, op_open, NULL, false, false },
 		{ "kw_resolve env", "env", NULL,
 		  "backends: { server_env: { module = \"env\"; }; };\n"
 		  "chains: { default = ( " ENTRY("server_env", "required")
-		  " ); };\n", NULL, false, false, false, op_resolve, NULL },
+		  " ); };\n", NULL, false, false, false, op_resolve, NULL, false, false },
 		{ "kw_open sqlite", "sqlite", NULL,
 		  STORE_CONF(MASTER_ONLY_A, "sqlite", "keys.db", ""), NULL,
-		  true, false, false, op_open, NULL },
+		  true, false, false, op_open, NULL, false, false },
 		{ "kw_resolve sqlite", "sqlite", NULL,
 		  STORE_CONF(MASTER_ONLY_A, "sqlite", "keys.db", ""), NULL,
-		  true, false, false, op_resolve, NULL },
+		  true, false, false, op_resolve, NULL, false, false },
 		{ "kw_key_put sqlite", "sqlite", NULL,
 		  STORE_CONF(MASTER_ONLY_A, "sqlite", "keys.db", ""), NULL,
-		  true, false, false, op_put, check_put },
+		  true, false, false, op_put, check_put, false, false },
 		{ "kw_rekey sqlite", "sqlite", NULL,
 		  STORE_CONF(MASTER_B_OLD_A, "sqlite", "keys.db", ""), NULL,
-		  true, false, false, op_rekey, check_rekey },
+		  true, false, false, op_rekey, check_rekey, false, false },
 		{ "kw_explain sqlite", "sqlite", NULL,
 		  STORE_CONF(MASTER_ONLY_A, "sqlite", "keys.db", ""), NULL,
-		  true, false, false, op_explain, NULL },
+		  true, false, false, op_explain, NULL, false, false },
 		{ "kw_key_list sqlite", "sqlite", NULL,
 		  STORE_CONF(MASTER_ONLY_A, "sqlite", "keys.db", ""), NULL,
-		  true, false, false, op_list, NULL },
+		  true, false, false, op_list, NULL, false, false },
 		{ "kw_key_set_active sqlite", "sqlite", NULL,
 		  STORE_CONF(MASTER_ONLY_A, "sqlite", "keys.db", ""), NULL,
-		  true, false, false, op_disable, check_disable },
+		  true, false, false, op_disable, check_disable, false, false },
 		{ "kw_key_delete sqlite", "sqlite", NULL,
 		  STORE_CONF(MASTER_ONLY_A, "sqlite", "keys.db", ""), NULL,
-		  true, false, false, op_delete, check_delete },
+		  true, false, false, op_delete, check_delete, false, false },
 		{ "kw_open file", "file", NULL,
 		  STORE_CONF(MASTER_ONLY_A, "file", "keys.kwf", ""), NULL,
-		  true, false, true, op_open, NULL },
+		  true, false, true, op_open, NULL, false, false },
 		{ "kw_resolve file", "file", NULL,
 		  STORE_CONF(MASTER_ONLY_A, "file", "keys.kwf", ""), NULL,
-		  true, false, true, op_resolve, NULL },
+		  true, false, true, op_resolve, NULL, false, false },
 		{ "kw_key_put file", "file", NULL,
 		  STORE_CONF(MASTER_ONLY_A, "file", "keys.kwf", ""), NULL,
-		  true, false, true, op_put, check_put },
+		  true, false, true, op_put, check_put, false, false },
 		{ "kw_rekey file", "file", NULL,
 		  STORE_CONF(MASTER_B_OLD_A, "file", "keys.kwf", ""), NULL,
-		  true, false, true, op_rekey, check_rekey },
+		  true, false, true, op_rekey, check_rekey, false, false },
 		{ "kw_key_list file", "file", NULL,
 		  STORE_CONF(MASTER_ONLY_A, "file", "keys.kwf", ""), NULL,
-		  true, false, true, op_list, NULL },
+		  true, false, true, op_list, NULL, false, false },
 		{ "kw_key_set_active file", "file", NULL,
 		  STORE_CONF(MASTER_ONLY_A, "file", "keys.kwf", ""), NULL,
-		  true, false, true, op_disable, check_disable },
+		  true, false, true, op_disable, check_disable, false, false },
 		{ "kw_key_delete file", "file", NULL,
 		  STORE_CONF(MASTER_ONLY_A, "file", "keys.kwf", ""), NULL,
-		  true, false, true, op_delete, check_delete },
+		  true, false, true, op_delete, check_delete, false, false },
 		{ "kw_open vault", "vault", "KWT_VAULT_ADDR", vconf, NULL,
-		  true, true, false, op_open, NULL },
+		  true, true, false, op_open, NULL, false, false },
 		{ "kw_resolve vault", "vault", "KWT_VAULT_ADDR", vconf, NULL,
-		  true, true, false, op_resolve, NULL },
+		  true, true, false, op_resolve, NULL, false, false },
 		{ "kw_key_put vault", "vault", "KWT_VAULT_ADDR", vconf, NULL,
-		  true, true, false, op_put, check_put },
+		  true, true, false, op_put, check_put, false, false },
+#define SQ STORE_CONF(MASTER_ONLY_A, "sqlite", "keys.db", "")
+#define SQ_REKEY STORE_CONF(MASTER_B_OLD_A, "sqlite", "keys.db", "")
+		{ "kw_open sqlite +libs", "sqlite", NULL, SQ, NULL, true,
+		  false, false, op_open, NULL, true, true },
+		{ "kw_resolve sqlite +libs", "sqlite", NULL, SQ, NULL, true,
+		  false, false, op_resolve, NULL, true, false },
+		{ "kw_key_put sqlite +libs", "sqlite", NULL, SQ, NULL, true,
+		  false, false, op_put, check_put, true, true },
+		{ "kw_rekey sqlite +libs", "sqlite", NULL, SQ_REKEY, NULL, true,
+		  false, false, op_rekey, check_rekey, true, true },
+		{ "kw_key_list sqlite +libs", "sqlite", NULL, SQ, NULL, true,
+		  false, false, op_list, NULL, true, true },
+		{ "kw_key_set_active sqlite +libs", "sqlite", NULL, SQ, NULL,
+		  true, false, false, op_disable, check_disable, true, true },
+		{ "kw_key_delete sqlite +libs", "sqlite", NULL, SQ, NULL, true,
+		  false, false, op_delete, check_delete, true, true },
+		{ "kw_open sqlite ledger +libs", "sqlite", NULL, lconf, NULL,
+		  false, false, false, op_open, NULL, true, true },
+		{ "kw_resolve sqlite ledger +libs", "sqlite", NULL, lconf, NULL,
+		  false, false, false, op_resolve, NULL, true, false },
+		{ "kw_open vault +libs", "vault", "KWT_VAULT_ADDR", vconf, NULL,
+		  true, true, false, op_open, NULL, true, true },
+		{ "kw_resolve vault +libs", "vault", "KWT_VAULT_ADDR", vconf,
+		  NULL, true, true, false, op_resolve, NULL, true, false },
+		{ "kw_key_put vault +libs", "vault", "KWT_VAULT_ADDR", vconf,
+		  NULL, true, true, false, op_put, check_put, true, true },
 		{ "kw_open redis ledger", "redis", "KWT_REDIS_PORT", rconf,
-		  NULL, false, false, false, op_open, NULL },
+		  NULL, false, false, false, op_open, NULL, false, false },
 		{ "kw_resolve redis ledger", "redis", "KWT_REDIS_PORT", rconf,
-		  NULL, false, false, false, op_resolve, NULL },
+		  NULL, false, false, false, op_resolve, NULL, false, false },
 	};
 	nsc = sizeof(sc) / sizeof(sc[0]);
 
