@@ -801,6 +801,13 @@ static bool run_one(const struct scenario *s, unsigned long n, kw_status *out)
 		       kwt_failed_what(), at, wrong);
 		ok = false;
 	}
+	/* KW_ERR_INTERNAL says keyway is wrong; memory running out is
+	 * not that. */
+	if (st == KW_ERR_INTERNAL && n > 0) {
+		printf("# %s, N=%lu (%s at %s): internal error: %s\n",
+		       s->name, n, kwt_failed_what(), at, last_error);
+		ok = false;
+	}
 	if (st != KW_OK && !one_line(last_error)) {
 		printf("# %s, N=%lu (%s at %s): %s with the message \"%s\"\n",
 		       s->name, n, kwt_failed_what(), at, kw_status_str(st),
