@@ -312,11 +312,6 @@ static size_t json_escape(char *b, const char *s, size_t n)
 	return o;
 }
 
-/*
- * {"key":...,"backend":...,"lease":...} written straight into a buffer
- * that is wiped after sending: the key never passes through jansson, whose
- * strings are freed unwiped.
- */
 /* Room for what send_key() writes for s: taken before the key is leased,
  * so that a key is never leased without an answer to carry it. */
 static struct wiped *key_answer(const kw_secret *s)
@@ -327,7 +322,11 @@ static struct wiped *key_answer(const kw_secret *s)
 		      KWD_LEASE_ID_LEN);
 }
 
-/* Send s and its lease in w, from key_answer(s). */
+/*
+ * {"key":...,"backend":...,"lease":...} written straight into a buffer
+ * that is wiped after sending: the key never passes through jansson, whose
+ * strings are freed unwiped.  w is key_answer(s).
+ */
 static enum MHD_Result send_key(struct MHD_Connection *c, struct wiped *w,
 				const kw_secret *s, const char *lease)
 {
