@@ -247,6 +247,15 @@ echo "his last request was never sent upstream: report its lease unused, and the
 lease=$(sed -n 's/.*"lease":"\([0-9a-f]*\)".*/\1/p' last.json)
 ask /v1/report "{\"lease\":\"$lease\",\"outcome\":\"unused\"}"
 ask /v1/resolve '{"provider":"anthropic","user":"dave"}'
+echo "the same from Python, with the standard-library client in clients/python:"
+run env PYTHONPATH="$top/clients/python/src" KEYWAY_SOCKET="$work/keyway.sock" \
+	/usr/bin/python3 -c 'import keyway; r = keyway.resolve("anthropic", user="alice", org="acme"); print(r.backend, "answered with a key of", len(r.key), "characters"); r.report_unused()'
+echo "and keyway itself as a client: a configuration naming the socket, no master key"
+printf 'keyway: { daemon = "%s/keyway.sock"; };\n' "$work" >client.conf
+chmod 644 client.conf
+run cat client.conf
+run env -u KEYWAY_MASTER_KEY keyway -c client.conf get anthropic --user alice --org acme --reveal
+run env -u KEYWAY_MASTER_KEY keyway -c client.conf ls
 kill -TERM "$keywayd_pid"
 wait "$keywayd_pid" || true
 echo "keywayd's log holds no key:"

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "keywayd.h"
+#include "parse.h"
 
 /* At most this many rows of the usage log in one answer. */
 #define USAGE_MAX_ROWS 100000
@@ -32,7 +33,11 @@
 
 static void *json_alloc(size_t n)
 {
-	return malloc(n);
+	void *p = malloc(n);
+
+	if (!p)
+		kwd_json_nomem = true;
+	return p;
 }
 
 static void json_wipe_free(void *p)
@@ -435,7 +440,16 @@ static json_t *admin_body(struct admin *a, const char *const *names,
 	json_t *j, *v;
 	const char *k;
 
+	kwd_json_nomem = false;
 	j = json_loadb(a->body, a->len, JSON_REJECT_DUPLICATES, &e);
+	/* jansson can give a string cut short after a failed allocation. */
+	if (kwd_json_nomem) {
+		json_decref(j);
+		*ret = kwd_send_error(a->c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+				      "error", "out of memory");
+		explicit_bzero(&e, sizeof(e));
+		return NULL;
+	}
 	if (!j) {
 		*ret = kwd_send_error(a->c, MHD_HTTP_BAD_REQUEST, "invalid",
 				      "invalid JSON at line %d column %d",

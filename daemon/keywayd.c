@@ -412,7 +412,9 @@ static json_t *parse_body(struct MHD_Connection *c, struct request *rq,
 	json_t *j;
 
 	j = kwd_parse_body(rq->body, rq->len, names, err, sizeof(err));
-	if (!j)
+	if (!j && kwd_json_nomem)
+		*ret = send_oom(c);
+	else if (!j)
 		*ret = send_error(c, MHD_HTTP_BAD_REQUEST, "invalid", "%s", err);
 	return j;
 }

@@ -12,6 +12,8 @@ const char *const kwd_request_fields[] = { "provider", "user", "org",
 					   "chain", NULL };
 const char *const kwd_report_fields[] = { "lease", "outcome", NULL };
 
+_Thread_local bool kwd_json_nomem;
+
 bool kwd_body_too_big(const char *content_length, size_t max)
 {
 	return content_length && strtoull(content_length, NULL, 10) > max;
@@ -40,7 +42,15 @@ json_t *kwd_parse_body(const char *body, size_t len,
 	json_t *j, *v;
 	const char *k;
 
+	kwd_json_nomem = false;
 	j = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &e);
+	/* jansson's reader carries on past a failed allocation of its own
+	 * text, and can give a string cut short: none of it is taken. */
+	if (kwd_json_nomem) {
+		json_decref(j);
+		snprintf(err, errsz, "out of memory");
+		return NULL;
+	}
 	if (!j) {
 		/* jansson's text ends with what it read there (" near
 		 * 'TEXT'"): the body's own bytes, which may be a key sent by

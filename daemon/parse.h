@@ -20,6 +20,11 @@ extern const char *const kwd_request_fields[];
 /* The fields of a /v1/report body. */
 extern const char *const kwd_report_fields[];
 
+/* Set by jansson's allocator in keywayd (kwd_json_wiped()) when it finds
+ * no memory: a body jansson could not read for want of memory is no bad
+ * request.  kwd_parse_body() clears it first. */
+extern _Thread_local bool kwd_json_nomem;
+
 /* Does a Content-Length header's value (NULL: none) say more than max
  * bytes? */
 bool kwd_body_too_big(const char *content_length, size_t max);
