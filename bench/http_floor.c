@@ -1,8 +1,8 @@
 /*
  * http_floor.c - the floor under a keywayd(8) round trip: a libmicrohttpd
  * server on a Unix socket, started as keywayd starts its own (the same
- * daemon flags, thread pool, connection limit, timeout, completion
- * callback and listening socket), that reads a request's body and answers
+ * daemon flags, thread pool, connection limit, timeout, completion and
+ * connection callbacks, and listening socket), that reads a request's body and answers
  * with a fixed body, doing nothing else: no JSON parsed, no caller looked
  * up, no chain, no lease.
  *
@@ -68,6 +68,20 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		      enum MHD_RequestTerminationCode toe)
 {
 	*con_cls = NULL;
+}
+
+/* keywayd keeps who is at the other end of a connection in a block of
+ * its own, allocated when the connection starts. */
+static void connection_notify(void *cls, struct MHD_Connection *c,
+			      void **socket_context,
+			      enum MHD_ConnectionNotificationCode toe)
+{
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		*socket_context = calloc(1, 1120);
+	} else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+		free(*socket_context);
+		*socket_context = NULL;
+	}
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -164,6 +178,8 @@ int main(int argc, char **argv)
 			     MHD_OPTION_CONNECTION_LIMIT, max_conn,
 			     MHD_OPTION_CONNECTION_TIMEOUT, timeout,
 			     MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+			     MHD_OPTION_NOTIFY_CONNECTION, connection_notify,
+			     NULL,
 			     MHD_OPTION_END);
 	if (d == NULL) {
 		fprintf(stderr, "%s: cannot start serving on %s\n", prog, sock);
