@@ -313,42 +313,104 @@ static enum MHD_Result send_key(struct MHD_Connection *c, const kw_secret *s,
 
 /* ---- the caller ---- */
 
+/* How long a connection's caller's name and groups are trusted before
+ * they are looked up again, in seconds. */
+#define CALLER_TTL 60
+
+/*
+ * Who is at the other end of a connection.  The kernel's credentials
+ * (SO_PEERCRED) are those of the process that connected and do not change
+ * for the life of the connection, so they are read once; the name and
+ * groups (daemon.clients needs them) are looked up when first needed and
+ * again once they are CALLER_TTL seconds old, not for every request: the
+ * lookups read /etc/passwd and /etc/group through NSS, which costs more
+ * than a resolve.  A connection's requests are answered one at a time by
+ * one thread, so this needs no lock.
+ */
 struct caller {
+	bool have_cred;
+	bool have_groups;
+	time_t looked;		/* when name and groups were looked up */
 	pid_t pid;
 	uid_t uid;
+	gid_t gid;
 	gid_t groups[MAX_GROUPS];
 	int ngroups;
 	char name[64];
 };
 
+static time_t mono_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+static void connection_notify(void *cls, struct MHD_Connection *c,
+			      void **socket_context,
+			      enum MHD_ConnectionNotificationCode toe)
+{
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		*socket_context = calloc(1, sizeof(struct caller));
+	} else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+		free(*socket_context);
+		*socket_context = NULL;
+	}
+}
+
 /* Who is at the other end of c; their name and groups only with
- * groups (daemon.clients needs them). */
-static bool who(struct MHD_Connection *c, bool groups, struct caller *who)
+ * groups (daemon.clients needs them).  NULL when the kernel cannot say. */
+static const struct caller *who(struct MHD_Connection *c, bool groups)
 {
 	const union MHD_ConnectionInfo *ci;
+	struct caller *cl;
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 	struct passwd pw, *pwp = NULL;
 	char buf[4096];
+	time_t t;
 
-	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-	if (!ci || getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &cred,
-			      &len) != 0)
-		return false;
-	who->pid = cred.pid;
-	who->uid = cred.uid;
-	who->groups[0] = cred.gid;
-	who->ngroups = 1;
-	snprintf(who->name, sizeof(who->name), "%u", (unsigned)cred.uid);
-	if (groups &&
-	    getpwuid_r(cred.uid, &pw, buf, sizeof(buf), &pwp) == 0 && pwp) {
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	cl = ci ? ci->socket_context : NULL;
+	if (!cl)
+		return NULL;
+	if (!cl->have_cred) {
+		ci = MHD_get_connection_info(c,
+					     MHD_CONNECTION_INFO_CONNECTION_FD);
+		if (!ci || getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED,
+				      &cred, &len) != 0)
+			return NULL;
+		cl->pid = cred.pid;
+		cl->uid = cred.uid;
+		cl->gid = cred.gid;
+		cl->have_cred = true;
+	}
+	if (!groups) {
+		if (!cl->have_groups) {
+			cl->groups[0] = cl->gid;
+			cl->ngroups = 1;
+			snprintf(cl->name, sizeof(cl->name), "%u",
+				 (unsigned)cl->uid);
+		}
+		return cl;
+	}
+	t = mono_seconds();
+	if (cl->have_groups && t - cl->looked < CALLER_TTL)
+		return cl;
+	cl->groups[0] = cl->gid;
+	cl->ngroups = 1;
+	snprintf(cl->name, sizeof(cl->name), "%u", (unsigned)cl->uid);
+	if (getpwuid_r(cl->uid, &pw, buf, sizeof(buf), &pwp) == 0 && pwp) {
 		int n = MAX_GROUPS;
 
-		snprintf(who->name, sizeof(who->name), "%s", pw.pw_name);
-		if (getgrouplist(pw.pw_name, cred.gid, who->groups, &n) >= 0)
-			who->ngroups = n;
+		snprintf(cl->name, sizeof(cl->name), "%s", pw.pw_name);
+		if (getgrouplist(pw.pw_name, cl->gid, cl->groups, &n) >= 0)
+			cl->ngroups = n;
 	}
-	return true;
+	cl->have_groups = true;
+	cl->looked = t;
+	return cl;
 }
 
 /* ---- requests ---- */
@@ -422,7 +484,7 @@ static bool admit(struct MHD_Connection *c, const char *what, json_t *j,
 		  struct kwd_gen *g, kw_request *req, uid_t *uid,
 		  enum MHD_Result *ret)
 {
-	struct caller cl;
+	const struct caller *cl;
 
 	kw_request_init(req);
 	req->provider = field(j, "provider");
@@ -434,41 +496,44 @@ static bool admit(struct MHD_Connection *c, const char *what, json_t *j,
 				  "field \"provider\" is required");
 		return false;
 	}
-	if (!who(c, g->conf.have_clients, &cl)) {
+	cl = who(c, g->conf.have_clients);
+	if (!cl) {
 		*ret = send_error(c, MHD_HTTP_FORBIDDEN, "refused",
 				  "cannot tell who is asking");
 		return false;
 	}
-	if (!kwd_conf_allows(&g->conf, cl.uid, cl.groups, cl.ngroups,
+	if (!kwd_conf_allows(&g->conf, cl->uid, cl->groups, cl->ngroups,
 			     req->chain ? req->chain : "default")) {
+		char name[sizeof(cl->name)];
+
+		snprintf(name, sizeof(name), "%s", cl->name);
 		/* Named in the log even without daemon.clients. */
 		if (!g->conf.have_clients) {
 			struct passwd pw, *pwp = NULL;
 			char buf[4096];
 
-			if (getpwuid_r(cl.uid, &pw, buf, sizeof(buf), &pwp) == 0 &&
-			    pwp)
-				snprintf(cl.name, sizeof(cl.name), "%s",
-					 pw.pw_name);
+			if (getpwuid_r(cl->uid, &pw, buf, sizeof(buf), &pwp) ==
+			    0 && pwp)
+				snprintf(name, sizeof(name), "%s", pw.pw_name);
 		}
 		kwd_log("audit: refused %s of chain \"%s\" to uid %u (%s) pid %d: "
 			"not allowed by daemon.clients in %s", what,
-			req->chain ? req->chain : "default", (unsigned)cl.uid,
-			cl.name, (int)cl.pid, config_path);
+			req->chain ? req->chain : "default", (unsigned)cl->uid,
+			name, (int)cl->pid, config_path);
 		*ret = send_error(c, MHD_HTTP_FORBIDDEN, "refused",
 				  "uid %u (%s) may not use chain \"%s\"",
-				  (unsigned)cl.uid, cl.name,
+				  (unsigned)cl->uid, name,
 				  req->chain ? req->chain : "default");
 		return false;
 	}
-	if (!kwd_rate_take(cl.uid, g->conf.rate_limit)) {
+	if (!kwd_rate_take(cl->uid, g->conf.rate_limit)) {
 		*ret = send_error(c, MHD_HTTP_TOO_MANY_REQUESTS, "limited",
 				  "uid %u is over daemon.rate_limit (%u "
-				  "requests a second)", (unsigned)cl.uid,
+				  "requests a second)", (unsigned)cl->uid,
 				  g->conf.rate_limit);
 		return false;
 	}
-	*uid = cl.uid;
+	*uid = cl->uid;
 	return true;
 }
 
@@ -570,7 +635,7 @@ static enum MHD_Result do_report(struct MHD_Connection *c,
 	enum MHD_Result ret = MHD_NO;
 	const char *id, *oc;
 	kw_outcome outcome;
-	struct caller cl;
+	const struct caller *cl;
 	kw_status st;
 	json_t *j;
 
@@ -593,12 +658,13 @@ static enum MHD_Result do_report(struct MHD_Connection *c,
 				 "outcome must be \"used\" or \"unused\"");
 		goto out;
 	}
-	if (!who(c, false, &cl)) {
+	cl = who(c, false);
+	if (!cl) {
 		ret = send_error(c, MHD_HTTP_FORBIDDEN, "refused",
 				 "cannot tell who is asking");
 		goto out;
 	}
-	switch (kwd_lease_report(id, cl.uid, outcome, &st)) {
+	switch (kwd_lease_report(id, cl->uid, outcome, &st)) {
 	case KWD_REPORT_OK:
 		ret = send_json(c, MHD_HTTP_OK,
 				json_pack("{s:s, s:s}", "lease", id,
@@ -939,6 +1005,8 @@ int main(int argc, char **argv)
 			     MHD_OPTION_CONNECTION_LIMIT, (unsigned)max_conn,
 			     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)timeout,
 			     MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+			     MHD_OPTION_NOTIFY_CONNECTION, connection_notify,
+			     NULL,
 			     MHD_OPTION_END);
 	if (!d) {
 		kwd_log("cannot start serving on %s", sock_path);
