@@ -425,6 +425,17 @@ struct request {
 static const char *const request_fields[] = { "provider", "user", "org",
 					      "chain", NULL };
 
+#define MAX_FIELDS 4
+
+/* The fields of a request's body: the value of each name allowed, NULL
+ * when left out or null.  They point into j when jansson read the body,
+ * else into the body itself. */
+struct fields {
+	const char *const *names;
+	const char *v[MAX_FIELDS];
+	json_t *j;
+};
+
 static bool known(const char *k, const char *const *names)
 {
 	for (; *names; names++)
@@ -433,64 +444,178 @@ static bool known(const char *k, const char *const *names)
 	return false;
 }
 
-/* Parse the body as an object of strings with only the names allowed;
- * NULL after answering 400. */
-static json_t *parse_body(struct MHD_Connection *c, struct request *rq,
-			  const char *const *names, enum MHD_Result *ret)
+static bool json_space(char ch)
+{
+	return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
+}
+
+/* A character that stands for itself inside a JSON string. */
+static bool plain_char(char ch)
+{
+	return ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\';
+}
+
+static const char *skip_space(const char *p, const char *e)
+{
+	while (p < e && json_space(*p))
+		p++;
+	return p;
+}
+
+/*
+ * Read a body of the shape clients send, {"name":"value", ...}: each name
+ * one of those allowed and given once, each value null or a string of
+ * printable ASCII without escapes.  The strings are ended in place.  False,
+ * with the body untouched, for anything else, which jansson then reads
+ * (and words the error of, when there is one): both accept and refuse the
+ * same bodies, this one only the common ones, faster.
+ */
+static bool parse_plain(struct request *rq, struct fields *f)
+{
+	const char *p = rq->body, *e = p + rq->len;
+	size_t ends[MAX_FIELDS], nends = 0;
+	unsigned seen = 0;
+
+	if (!p)
+		return false;
+	p = skip_space(p, e);
+	if (p == e || *p++ != '{')
+		return false;
+	p = skip_space(p, e);
+	if (p < e && *p == '}') {
+		p++;
+	} else {
+		for (;;) {
+			const char *k;
+			size_t i;
+
+			if (p == e || *p++ != '"')
+				return false;
+			k = p;
+			while (p < e && plain_char(*p))
+				p++;
+			if (p == e || *p != '"')
+				return false;
+			for (i = 0; f->names[i]; i++)
+				if (strlen(f->names[i]) == (size_t)(p - k) &&
+				    memcmp(f->names[i], k, (size_t)(p - k)) == 0)
+					break;
+			if (!f->names[i] || i >= MAX_FIELDS || seen & 1u << i)
+				return false;
+			seen |= 1u << i;
+			p = skip_space(p + 1, e);
+			if (p == e || *p++ != ':')
+				return false;
+			p = skip_space(p, e);
+			if (e - p >= 4 && memcmp(p, "null", 4) == 0) {
+				p += 4;
+			} else {
+				if (p == e || *p++ != '"')
+					return false;
+				f->v[i] = p;
+				while (p < e && plain_char(*p))
+					p++;
+				if (p == e || *p != '"')
+					return false;
+				ends[nends++] = (size_t)(p - rq->body);
+				p++;
+			}
+			p = skip_space(p, e);
+			if (p == e)
+				return false;
+			if (*p == '}') {
+				p++;
+				break;
+			}
+			if (*p++ != ',')
+				return false;
+			p = skip_space(p, e);
+		}
+	}
+	if (skip_space(p, e) != e)
+		return false;
+	for (size_t i = 0; i < nends; i++)
+		rq->body[ends[i]] = '\0';
+	return true;
+}
+
+/* Parse the body as an object of strings with only the names allowed into
+ * f (release it with fields_free()); false after answering 400. */
+static bool parse_body(struct MHD_Connection *c, struct request *rq,
+		       const char *const *names, struct fields *f,
+		       enum MHD_Result *ret)
 {
 	json_error_t e;
 	json_t *j, *v;
 	const char *k;
 
+	memset(f, 0, sizeof(*f));
+	f->names = names;
+	if (parse_plain(rq, f))
+		return true;
+	memset(f->v, 0, sizeof(f->v));
 	j = json_loadb(rq->body ? rq->body : "", rq->len,
 		       JSON_REJECT_DUPLICATES, &e);
 	if (!j) {
 		*ret = send_error(c, MHD_HTTP_BAD_REQUEST, "invalid",
 				  "invalid JSON at line %d column %d: %s",
 				  e.line, e.column, e.text);
-		return NULL;
+		return false;
 	}
 	if (!json_is_object(j)) {
 		json_decref(j);
 		*ret = send_error(c, MHD_HTTP_BAD_REQUEST, "invalid",
 				  "the body must be a JSON object");
-		return NULL;
+		return false;
 	}
 	json_object_foreach(j, k, v) {
 		if (!known(k, names)) {
 			*ret = send_error(c, MHD_HTTP_BAD_REQUEST, "invalid",
 					  "unknown field \"%.64s\"", k);
 			json_decref(j);
-			return NULL;
+			return false;
 		}
 		if (!json_is_string(v) && !json_is_null(v)) {
 			*ret = send_error(c, MHD_HTTP_BAD_REQUEST, "invalid",
 					  "field \"%s\" must be a string", k);
 			json_decref(j);
-			return NULL;
+			return false;
 		}
 	}
-	return j;
+	f->j = j;
+	for (size_t i = 0; names[i] && i < MAX_FIELDS; i++)
+		f->v[i] = json_string_value(json_object_get(j, names[i]));
+	return true;
 }
 
-static const char *field(json_t *j, const char *k)
+static void fields_free(struct fields *f)
 {
-	return json_string_value(json_object_get(j, k));
+	json_decref(f->j);
+	f->j = NULL;
 }
 
-/* The request in j, checked against what the caller may use; false after
+static const char *field(const struct fields *f, const char *k)
+{
+	for (size_t i = 0; f->names[i] && i < MAX_FIELDS; i++)
+		if (strcmp(f->names[i], k) == 0)
+			return f->v[i];
+	return NULL;
+}
+
+/* The request in f, checked against what the caller may use; false after
  * answering. */
-static bool admit(struct MHD_Connection *c, const char *what, json_t *j,
+static bool admit(struct MHD_Connection *c, const char *what,
+		  const struct fields *f,
 		  struct kwd_gen *g, kw_request *req, uid_t *uid,
 		  enum MHD_Result *ret)
 {
 	const struct caller *cl;
 
 	kw_request_init(req);
-	req->provider = field(j, "provider");
-	req->user = field(j, "user");
-	req->org = field(j, "org");
-	req->chain = field(j, "chain");
+	req->provider = field(f, "provider");
+	req->user = field(f, "user");
+	req->org = field(f, "org");
+	req->chain = field(f, "chain");
 	if (!req->provider) {
 		*ret = send_error(c, MHD_HTTP_BAD_REQUEST, "invalid",
 				  "field \"provider\" is required");
@@ -547,12 +672,11 @@ static enum MHD_Result do_resolve(struct MHD_Connection *c,
 	kw_request req;
 	uid_t uid;
 	kw_status st;
-	json_t *j;
+	struct fields f = { 0 };
 
-	j = parse_body(c, rq, request_fields, &ret);
-	if (!j)
+	if (!parse_body(c, rq, request_fields, &f, &ret))
 		goto out;
-	if (!admit(c, "resolve", j, g, &req, &uid, &ret))
+	if (!admit(c, "resolve", &f, g, &req, &uid, &ret))
 		goto out;
 	st = kw_resolve(g->ctx, &req, &s);
 	if (st != KW_OK) {
@@ -574,7 +698,7 @@ static enum MHD_Result do_resolve(struct MHD_Connection *c,
 	gen_ref(g);
 	ret = send_key(c, s, lease);
 out:
-	json_decref(j);
+	fields_free(&f);
 	kwd_gen_put(g);
 	return ret;
 }
@@ -585,15 +709,15 @@ static enum MHD_Result do_explain(struct MHD_Connection *c,
 	enum MHD_Result ret = MHD_NO;
 	struct kwd_gen *g = kwd_gen_get();
 	kw_trace *t = NULL;
-	json_t *j, *steps, *out;
+	struct fields f = { 0 };
+	json_t *steps, *out;
 	kw_request req;
 	uid_t uid;
 	kw_status st, res;
 
-	j = parse_body(c, rq, request_fields, &ret);
-	if (!j)
+	if (!parse_body(c, rq, request_fields, &f, &ret))
 		goto out;
-	if (!admit(c, "explain", j, g, &req, &uid, &ret))
+	if (!admit(c, "explain", &f, g, &req, &uid, &ret))
 		goto out;
 	st = kw_explain(g->ctx, &req, &t);
 	if (st != KW_OK) {
@@ -623,7 +747,7 @@ static enum MHD_Result do_explain(struct MHD_Connection *c,
 	ret = send_json(c, MHD_HTTP_OK, out);
 out:
 	kw_trace_free(t);
-	json_decref(j);
+	fields_free(&f);
 	kwd_gen_put(g);
 	return ret;
 }
@@ -637,13 +761,12 @@ static enum MHD_Result do_report(struct MHD_Connection *c,
 	kw_outcome outcome;
 	const struct caller *cl;
 	kw_status st;
-	json_t *j;
+	struct fields f = { 0 };
 
-	j = parse_body(c, rq, names, &ret);
-	if (!j)
+	if (!parse_body(c, rq, names, &f, &ret))
 		return ret;
-	id = field(j, "lease");
-	oc = field(j, "outcome");
+	id = field(&f, "lease");
+	oc = field(&f, "outcome");
 	if (!id || !oc) {
 		ret = send_error(c, MHD_HTTP_BAD_REQUEST, "invalid",
 				 "fields \"lease\" and \"outcome\" are required");
@@ -686,7 +809,7 @@ static enum MHD_Result do_report(struct MHD_Connection *c,
 		break;
 	}
 out:
-	json_decref(j);
+	fields_free(&f);
 	return ret;
 }
 
