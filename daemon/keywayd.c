@@ -262,26 +262,41 @@ static const char *status_word(kw_status st)
 }
 
 /* Append s to b as the inside of a JSON string. */
+/* The bytes copied as they are into a JSON string: all but control
+ * characters, DEL, '"' (0x22) and '\\' (0x5c). */
+static const bool json_plain[256] = {
+	[0x20 ... 0x21] = true, [0x23 ... 0x5b] = true, [0x5d ... 0x7e] = true,
+	[0x80 ... 0xff] = true
+};
+
 static size_t json_escape(char *b, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
+	size_t o = 0, i = 0;
 
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
+	while (i < n) {
+		size_t run = i;
+		unsigned char ch;
 
+		/* Runs of plain bytes (most strings are one) copied whole. */
+		while (run < n && json_plain[(unsigned char)s[run]])
+			run++;
+		memcpy(b + o, s + i, run - i);
+		o += run - i;
+		i = run;
+		if (i == n)
+			break;
+		ch = (unsigned char)s[i++];
 		if (ch == '"' || ch == '\\') {
 			b[o++] = '\\';
 			b[o++] = (char)ch;
-		} else if (ch < 0x20 || ch == 0x7f) {
+		} else {
 			b[o++] = '\\';
 			b[o++] = 'u';
 			b[o++] = '0';
 			b[o++] = '0';
 			b[o++] = hex[ch >> 4];
 			b[o++] = hex[ch & 15];
-		} else {
-			b[o++] = (char)ch;
 		}
 	}
 	return o;
@@ -302,11 +317,18 @@ static enum MHD_Result send_key(struct MHD_Connection *c, const kw_secret *s,
 	w = malloc(sizeof(*w) + 64 + 6 * (klen + blen) + KWD_LEASE_ID_LEN);
 	if (!w)
 		return MHD_NO;
-	o = (size_t)sprintf(w->data, "{\"key\":\"");
+#define PUT(lit) (memcpy(w->data + o, lit, sizeof(lit) - 1), \
+		  o += sizeof(lit) - 1)
+	o = 0;
+	PUT("{\"key\":\"");
 	o += json_escape(w->data + o, key, klen);
-	o += (size_t)sprintf(w->data + o, "\",\"backend\":\"");
+	PUT("\",\"backend\":\"");
 	o += json_escape(w->data + o, be, blen);
-	o += (size_t)sprintf(w->data + o, "\",\"lease\":\"%s\"}\n", lease);
+	PUT("\",\"lease\":\"");
+	memcpy(w->data + o, lease, KWD_LEASE_ID_LEN);
+	o += KWD_LEASE_ID_LEN;
+	PUT("\"}\n");
+#undef PUT
 	w->len = o;
 	return send_buf(c, MHD_HTTP_OK, w);
 }
