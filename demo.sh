@@ -3,7 +3,8 @@
 # store org and user keys in a throwaway SQLite store, and resolve keys
 # through a chain that falls back to the server's own key; then the same
 # keys in one sealed flat file, org keys in HashiCorp Vault (a stand-in
-# of its API, over TLS), and one quota counted in Redis for two hosts.
+# of its API, over TLS), one quota counted in Redis for two hosts, and
+# keywayd answering applications over a Unix socket.
 set -euo pipefail
 cd "$(dirname "$0")"
 top=$PWD
@@ -33,7 +34,7 @@ if ! (cd build-demo && "$top/configure" -q --prefix="$root" &&
 	exit 1
 fi
 rm -f build-demo.log
-export PATH=$root/bin:$PATH
+export PATH=$root/bin:$root/sbin:$PATH
 
 work=$(mktemp -d /tmp/keyway-demo.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -216,6 +217,44 @@ run keyway -c host_a/keyway.conf get anthropic --user carol
 run keyway -c host_b/keyway.conf get anthropic --user carol
 run keyway -c host_b/keyway.conf get anthropic --user carol
 run keyway -c host_b/keyway.conf usage --since 1d
+
+say "keywayd: applications in any language ask one daemon over a Unix socket"
+# keywayd holds the master key and counts the quotas; a caller needs
+# neither, only the right to reach the socket (the kernel says who it is).
+keywayd -c keyway.conf --socket "$work/keyway.sock" 2>keywayd.log &
+keywayd_pid=$!
+trap 'kill "$vault_pid" "$keywayd_pid" "$(cat "$work/redis/redis.pid" 2>/dev/null)" 2>/dev/null; rm -rf "$work"' EXIT
+for i in $(seq 100); do
+	[ -S keyway.sock ] && break
+	sleep 0.05
+done
+if [ ! -S keyway.sock ]; then
+	echo "keywayd did not start:" >&2
+	cat keywayd.log >&2
+	exit 1
+fi
+ask() { # PATH BODY: one request, as an application would send it
+	printf '$ curl --unix-socket keyway.sock -d %s http://keyway%s\n' "'$2'" "$1"
+	curl -s --unix-socket keyway.sock -w '  (HTTP %{http_code})\n' -d "$2" "http://keyway$1"
+}
+ask /v1/resolve '{"provider":"anthropic","user":"alice","org":"acme"}'
+echo "dave has no key of his own: the daemon counts his 3 a day"
+for i in 1 2 3; do
+	ask /v1/resolve '{"provider":"anthropic","user":"dave"}' | tee last.json
+done
+ask /v1/resolve '{"provider":"anthropic","user":"dave"}'
+echo "his last request was never sent upstream: report its lease unused, and the quota gives it back"
+lease=$(sed -n 's/.*"lease":"\([0-9a-f]*\)".*/\1/p' last.json)
+ask /v1/report "{\"lease\":\"$lease\",\"outcome\":\"unused\"}"
+ask /v1/resolve '{"provider":"anthropic","user":"dave"}'
+kill -TERM "$keywayd_pid"
+wait "$keywayd_pid" || true
+echo "keywayd's log holds no key:"
+sed 's/^/  /' keywayd.log
+if grep -q 'sk-ant-' keywayd.log; then
+	echo "a key was found in keywayd's log!"
+	exit 1
+fi
 
 say "keyway exec hands the key to a child through its environment only"
 run keyway exec --user alice -p anthropic -- sh -c 'echo "child got a key of ${#ANTHROPIC_API_KEY} characters"'

@@ -2,9 +2,13 @@
 # Build keyway and run every test: the plain build (warnings are errors),
 # a bounded run of the fuzz targets (where clang is installed), the same
 # suite under AddressSanitizer and UndefinedBehaviorSanitizer, the thread
-# tests under ThreadSanitizer, and `make distcheck`.  Ends with the
-# line "N passed, N failed"; exits non-zero when anything failed.  It builds
-# in _test/ and leaves build/, where one builds by hand, alone.
+# tests under ThreadSanitizer, the unit suites under valgrind's memcheck,
+# the whole suite again in a build with gcov's counters (then the coverage
+# per folder, held to tests/coverage.floor), cppcheck and clang's
+# scan-build over the shipped code, and `make distcheck`.  Prints how long
+# each part took, and ends with the line "N passed, N failed"; exits
+# non-zero when anything failed.  It builds in _test/ and leaves build/,
+# where one builds by hand, alone.
 set -u
 cd "$(dirname "$0")"
 top=$PWD
@@ -36,7 +40,7 @@ count() {
 
 # A step that is not a test suite of its own counts as one test.
 step() {
-	local label=$1
+	local label=$1 start=$SECONDS
 	shift
 	if "$@"; then
 		passed=$((passed + 1))
@@ -44,11 +48,19 @@ step() {
 		failed=$((failed + 1))
 		failures+=("$label")
 	fi
+	echo "time: $label: $((SECONDS - start)) s"
 }
 
 # suite DIR LABEL "MAKE ARGS" CONFIGURE-ARGS...: configure and build one
 # tree, run its tests, count them.
 suite() {
+	local dir=$1 label=$2 make_args=$3 start=$SECONDS
+	shift 3
+	_suite "$dir" "$label" "$make_args" "$@"
+	echo "time: $label: $((SECONDS - start)) s"
+}
+
+_suite() {
 	local dir=$1 label=$2 make_args=$3
 	shift 3
 	rm -rf "$dir"
@@ -76,10 +88,27 @@ autogen() {
 }
 
 # The fuzz targets built with clang's libFuzzer and run for $FUZZ_TIME
-# seconds each (60 by default; tests/fuzz/run.sh), in the plain tree; each
-# prints its line of execs and coverage.
+# seconds each (40 here: six targets, the library built once, stay under
+# six minutes on two cores; tests/fuzz/run.sh), in the plain tree; each
+# prints its line of execs, execs a second and coverage.
 fuzz() {
-	make -C _test/plain -s fuzz
+	make -C _test/plain -s fuzz FUZZ_TIME="${FUZZ_TIME:-40}"
+}
+
+# Line and branch coverage per folder, from the suite run in _test/coverage;
+# fails below a folder's floor (tests/coverage.floor).
+coverage() {
+	make -C _test/coverage -s coverage
+}
+
+# Static analysis of the shipped code: cppcheck (with config.h from the
+# plain tree) and clang's analyzer (a build of its own).
+static_cppcheck() {
+	sh tests/static/cppcheck.sh _test/plain
+}
+
+static_scanbuild() {
+	sh tests/static/scan-build.sh "$top/_test/scan-build"
 }
 
 distcheck() {
@@ -87,6 +116,7 @@ distcheck() {
 		{ tail -40 _test/plain/distcheck.out >&2; return 1; }
 }
 
+total_start=$SECONDS
 step "autoreconf" autogen
 suite _test/plain "plain" "check" --enable-werror
 if command -v clang >/dev/null 2>&1; then
@@ -94,8 +124,14 @@ if command -v clang >/dev/null 2>&1; then
 fi
 suite _test/asan "asan" "check" --enable-werror --enable-sanitizers=address
 suite _test/tsan "tsan" "check TESTS=tests/unit/test_threads" --enable-sanitizers=thread
+suite _test/valgrind "valgrind" "check-valgrind" --enable-werror
+suite _test/coverage "coverage-suite" "check" --enable-coverage
+step "coverage" coverage
+step "cppcheck" static_cppcheck
+step "scan-build" static_scanbuild
 step "distcheck" distcheck
 
+echo "time: all: $((SECONDS - total_start)) s"
 for f in "${failures[@]}"; do
 	echo "FAILED: $f"
 done

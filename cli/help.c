@@ -275,9 +275,9 @@ static const struct help helps[] = {
 		"make a new random master key",
 		"Make a new random 256-bit master key and print it as 64 "
 		"hexadecimal\n"
-		"characters, as master_key { source = \"env\"; } and "
+		"characters, as master_key { source = \"env\"; }, "
 		"{ source = \"file\"; }\n"
-		"read it.\n"
+		"and { source = \"credential\"; } read it.\n"
 		"\n"
 		"Options:\n"
 		"  -o, --output=FILE write the key to FILE instead, created "

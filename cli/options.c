@@ -292,8 +292,13 @@ int cli_operands(const char *cmd, const struct cli_args *args, int min,
 
 	while (names && names[max])
 		max++;
-	if (args->npos < min)
-		return cli_usage_error(cmd, "missing %s", names[args->npos]);
+	if (args->npos < min) {
+		const char *missing = "argument";
+
+		if (names != NULL && args->npos < max)
+			missing = names[args->npos];
+		return cli_usage_error(cmd, "missing %s", missing);
+	}
 	if (args->npos > max)
 		return cli_usage_error(cmd, "unexpected argument \"%s\"",
 				       args->pos[max]);

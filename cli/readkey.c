@@ -258,13 +258,14 @@ static int prompt_key(const char *cmd, const char *provider,
 	struct prompt p = { .tio_changed = false };
 	bool line_ended = false, too_long = false;
 	int err, rc = EXIT_ERR;
+	int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
 
-	p.fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
-	if (p.fd < 0) {
+	if (fd < 0) {
 		fprintf(stderr, "keyway: %s: /dev/tty: %s\n", cmd,
 			strerror(errno));
 		return EXIT_ERR;
 	}
+	p.fd = fd;
 	hold_signals(&p);
 	err = echo_off(&p);
 	if (!err && dprintf(p.fd, "Key for %s: ", provider) < 0)

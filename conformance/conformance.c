@@ -232,6 +232,8 @@ static int object_seen(struct dl_phdr_info *info, size_t size, void *arg)
 		return 0;
 	/* A dependency of the module, not the module itself. */
 	if (pin && strcmp(objects[nobjects], opt.module) != 0)
+		/* The handle is never closed: that is the pin. */
+		/* cppcheck-suppress leakReturnValNotUsed */
 		(void)dlopen(objects[nobjects], RTLD_NOW | RTLD_LOCAL);
 	nobjects++;
 	return 0;
@@ -260,12 +262,12 @@ static bool copy_descriptor(const struct kw_module *d)
 		n++;
 	settings = calloc(n + 1, sizeof(*settings));
 	if (copy.name == NULL || settings == NULL)
-		return false;
+		goto nomem;
 	for (size_t i = 0; i < n; i++) {
 		settings[i] = d->settings[i];
 		settings[i].name = strdup(d->settings[i].name);
 		if (settings[i].name == NULL)
-			return false;
+			goto nomem;
 	}
 	copy.settings = settings;
 	copy.description = NULL;
@@ -280,6 +282,13 @@ static bool copy_descriptor(const struct kw_module *d)
 	}
 	opt.handle = NULL;
 	return true;
+nomem:
+	for (size_t i = 0; settings != NULL && i < n; i++)
+		free((char *)settings[i].name);
+	free(settings);
+	free((char *)copy.name);
+	copy.name = NULL;
+	return false;
 }
 
 static bool check_descriptor(void)
@@ -751,7 +760,10 @@ static kw_status explain(kw_ctx *ctx, const char *provider, char **detail)
 
 		keep("a trace's detail", step->detail);
 		if (strcmp(step->backend, opt.backend) == 0) {
+			/* The last step of the backend's, when the chain
+			 * names it more than once. */
 			st = step->status;
+			free(*detail);
 			*detail = strdup(step->detail);
 		}
 	}
@@ -1371,7 +1383,10 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct answer ref[MAX_PROVIDERS] = { 0 };
-	char path[PATH_MAX], modpath[PATH_MAX], cfgpath[PATH_MAX];
+	char path[PATH_MAX], modpath[PATH_MAX];
+	/* Static: opt, a global, points at it. */
+	static char cfgpath[PATH_MAX];
+	const char *preload = getenv("LD_PRELOAD");
 	char dirs[2 * PATH_MAX];
 	const char *env;
 	kw_ctx *ctx = NULL;
@@ -1385,8 +1400,7 @@ int main(int argc, char **argv)
 	 */
 	/* Not under valgrind, which would not follow the exec. */
 	if (getenv("KEYWAY_CONFORMANCE_CHILD") == NULL &&
-	    (getenv("LD_PRELOAD") == NULL ||
-	     strstr(getenv("LD_PRELOAD"), "vgpreload") == NULL)) {
+	    (preload == NULL || strstr(preload, "vgpreload") == NULL)) {
 		const char *t = getenv("GLIBC_TUNABLES");
 		char tun[1024];
 

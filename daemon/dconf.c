@@ -1,7 +1,8 @@
 /*
  * dconf.c - the `daemon` section of keyway.conf, which libkeyway leaves to
- * keywayd: the socket, its mode and group, how long a lease lives, and
- * which callers may use which chains.
+ * keywayd: the socket, its mode and group, how long a lease lives, which
+ * callers may use which chains, the admin socket and who may use it, and
+ * the TCP listener, its token and its chains.
  */
 #define _GNU_SOURCE
 
@@ -28,13 +29,55 @@ static bool bad(char *err, size_t errsz, const char *path,
 	return false;
 }
 
+/*
+ * A user's uid or a group's gid, looked up with the reentrant calls: a
+ * SIGHUP reads the configuration again while the request threads run and
+ * look callers up with getpwuid_r() and getgrouplist().  Returns 0, ENOENT
+ * when there is no such name, or the errno of the lookup.
+ */
+static int lookup_id(const char *name, bool group, unsigned *id)
+{
+	long hint = sysconf(group ? _SC_GETGR_R_SIZE_MAX : _SC_GETPW_R_SIZE_MAX);
+	size_t size = hint > 0 ? (size_t)hint : 1024;
+	int rc;
+
+	for (;;) {
+		char *buf = malloc(size);
+
+		if (!buf)
+			return ENOMEM;
+		if (group) {
+			struct group gr, *found = NULL;
+
+			rc = getgrnam_r(name, &gr, buf, size, &found);
+			if (rc == 0 && found)
+				*id = (unsigned)gr.gr_gid;
+			else if (rc == 0)
+				rc = ENOENT;
+		} else {
+			struct passwd pw, *found = NULL;
+
+			rc = getpwnam_r(name, &pw, buf, size, &found);
+			if (rc == 0 && found)
+				*id = (unsigned)pw.pw_uid;
+			else if (rc == 0)
+				rc = ENOENT;
+		}
+		free(buf);
+		if (rc != ERANGE || size >= (1u << 20))
+			return rc;
+		size *= 2;
+	}
+}
+
 static bool load_client(const char *path, config_setting_t *cs,
 			struct kwd_client *c, char *err, size_t errsz)
 {
 	char msg[256];
 	const char *user = NULL, *group = NULL;
 	config_setting_t *chains;
-	int n = config_setting_length(cs);
+	int n = config_setting_length(cs), rc;
+	unsigned id;
 
 	if (!config_setting_is_group(cs))
 		return bad(err, errsz, path, cs,
@@ -59,24 +102,26 @@ static bool load_client(const char *path, config_setting_t *cs,
 			   "daemon.clients: give either user or group, as a "
 			   "string");
 	if (user) {
-		struct passwd *pw = getpwnam(user);
-
-		if (!pw) {
+		rc = lookup_id(user, false, &id);
+		if (rc) {
 			snprintf(msg, sizeof(msg),
-				 "daemon.clients: no such user \"%s\"", user);
+				 "daemon.clients: %s user \"%s\"",
+				 rc == ENOENT ? "no such" : "cannot look up",
+				 user);
 			return bad(err, errsz, path, cs, msg);
 		}
-		c->uid = pw->pw_uid;
+		c->uid = (uid_t)id;
 	} else {
-		struct group *gr = getgrnam(group);
-
-		if (!gr) {
+		rc = lookup_id(group, true, &id);
+		if (rc) {
 			snprintf(msg, sizeof(msg),
-				 "daemon.clients: no such group \"%s\"", group);
+				 "daemon.clients: %s group \"%s\"",
+				 rc == ENOENT ? "no such" : "cannot look up",
+				 group);
 			return bad(err, errsz, path, cs, msg);
 		}
 		c->is_group = true;
-		c->gid = gr->gr_gid;
+		c->gid = (gid_t)id;
 	}
 	chains = config_setting_get_member(cs, "chains");
 	if (!chains || !(config_setting_is_list(chains) ||
@@ -102,6 +147,154 @@ static bool load_client(const char *path, config_setting_t *cs,
 	return true;
 }
 
+static bool known_extra(const char *name)
+{
+	static const char *const names[] = {
+		"admin_socket", "admin_socket_mode", "admin_group", "tcp",
+		"tcp_token_file", "tcp_chains", NULL
+	};
+
+	for (const char *const *n = names; *n; n++)
+		if (strcmp(name, *n) == 0)
+			return true;
+	return false;
+}
+
+/* An octal mode written as a string, "0660". */
+static bool octal_mode(const char *path, const config_setting_t *s,
+		       const char *what, mode_t *mode, char *err,
+		       size_t errsz)
+{
+	const char *str = config_setting_get_string(s);
+	char msg[128], *end;
+	unsigned long m;
+
+	m = str ? strtoul(str, &end, 8) : 0;
+	if (!str || !*str || *end || m > 0777) {
+		snprintf(msg, sizeof(msg), "%s must be an octal string, e.g. "
+			 "\"0660\"", what);
+		return bad(err, errsz, path, s, msg);
+	}
+	*mode = (mode_t)m;
+	return true;
+}
+
+/* A string setting that must be an absolute path, copied into *out. */
+static bool abs_path(const char *path, config_setting_t *d, const char *name,
+		     char **out, char *err, size_t errsz)
+{
+	config_setting_t *s = config_setting_get_member(d, name);
+	const char *str;
+	char msg[128];
+
+	if (!s)
+		return true;
+	str = config_setting_get_string(s);
+	if (!str || str[0] != '/') {
+		snprintf(msg, sizeof(msg), "daemon.%s must be an absolute path, "
+			 "as a string", name);
+		return bad(err, errsz, path, s, msg);
+	}
+	*out = strdup(str);
+	if (!*out)
+		return bad(err, errsz, path, s, "out of memory");
+	return true;
+}
+
+/* admin_socket, admin_socket_mode and admin_group. */
+static bool load_admin(const char *path, config_setting_t *d,
+		       struct kwd_conf *dc, char *err, size_t errsz)
+{
+	config_setting_t *s;
+	char msg[256];
+
+	if (!abs_path(path, d, "admin_socket", &dc->admin_socket, err, errsz))
+		return false;
+	if ((s = config_setting_get_member(d, "admin_socket_mode")) != NULL &&
+	    !octal_mode(path, s, "daemon.admin_socket_mode",
+			&dc->admin_socket_mode, err, errsz))
+		return false;
+	if ((s = config_setting_get_member(d, "admin_group")) != NULL) {
+		const char *str = config_setting_get_string(s);
+		struct group *gr = str ? getgrnam(str) : NULL;
+
+		if (!str)
+			return bad(err, errsz, path, s, "daemon.admin_group must "
+				   "be a group name, as a string");
+		if (!gr) {
+			snprintf(msg, sizeof(msg),
+				 "daemon.admin_group: no such group \"%s\"",
+				 str);
+			return bad(err, errsz, path, s, msg);
+		}
+		dc->admin_gid = gr->gr_gid;
+	}
+	return true;
+}
+
+/* tcp, tcp_token_file and tcp_chains: all three, or none. */
+static bool load_tcp(const char *path, config_setting_t *d,
+		     struct kwd_conf *dc, char *err, size_t errsz)
+{
+	config_setting_t *s = config_setting_get_member(d, "tcp");
+	config_setting_t *tf = config_setting_get_member(d, "tcp_token_file");
+	config_setting_t *ch = config_setting_get_member(d, "tcp_chains");
+	char msg[512], why[400];
+	const char *str;
+	int n;
+
+	if (!s) {
+		if (tf || ch)
+			return bad(err, errsz, path, tf ? tf : ch,
+				   "daemon.tcp_token_file and daemon.tcp_chains "
+				   "are for daemon.tcp, which is not set");
+		return true;
+	}
+	str = config_setting_get_string(s);
+	if (!str)
+		return bad(err, errsz, path, s, "daemon.tcp must be a string, "
+			   "e.g. \"127.0.0.1:8377\" or \"[::1]:8377\"");
+	if (!kwd_tcp_parse(str, &dc->tcp_addr, &dc->tcp_addrlen, why,
+			   sizeof(why))) {
+		snprintf(msg, sizeof(msg), "daemon.tcp: %s", why);
+		return bad(err, errsz, path, s, msg);
+	}
+	dc->tcp = strdup(str);
+	if (!dc->tcp)
+		return bad(err, errsz, path, s, "out of memory");
+	if (!tf || !config_setting_get_string(tf))
+		return bad(err, errsz, path, tf ? tf : s,
+			   "daemon.tcp needs daemon.tcp_token_file, a private "
+			   "file holding the token every TCP request must "
+			   "carry (Authorization: Bearer TOKEN)");
+	if (!kwd_tcp_read_token(config_setting_get_string(tf), &dc->tcp_token,
+				&dc->tcp_token_len, why, sizeof(why))) {
+		snprintf(msg, sizeof(msg), "daemon.tcp_token_file: %s", why);
+		return bad(err, errsz, path, tf, msg);
+	}
+	if (!ch || !(config_setting_is_list(ch) ||
+		     config_setting_is_array(ch)))
+		return bad(err, errsz, path, ch ? ch : s,
+			   "daemon.tcp needs daemon.tcp_chains, the chains TCP "
+			   "callers may use, e.g. tcp_chains = (\"default\");");
+	n = config_setting_length(ch);
+	dc->tcp_chains = calloc((size_t)n + 1, sizeof(*dc->tcp_chains));
+	if (!dc->tcp_chains)
+		return bad(err, errsz, path, ch, "out of memory");
+	for (int i = 0; i < n; i++) {
+		const char *v = config_setting_get_string_elem(ch, i);
+
+		if (!v)
+			return bad(err, errsz, path, ch,
+				   "daemon.tcp_chains must be strings");
+		dc->tcp_chains[i] = strdup(v);
+		if (!dc->tcp_chains[i])
+			return bad(err, errsz, path, ch, "out of memory");
+		dc->ntcp_chains++;
+	}
+	return true;
+}
+
 bool kwd_conf_load(const char *path, struct kwd_conf *dc, char *err,
 		   size_t errsz)
 {
@@ -115,6 +308,8 @@ bool kwd_conf_load(const char *path, struct kwd_conf *dc, char *err,
 	memset(dc, 0, sizeof(*dc));
 	dc->socket_mode = 0660;
 	dc->socket_gid = (gid_t)-1;
+	dc->admin_socket_mode = 0660;
+	dc->admin_gid = (gid_t)-1;
 	dc->lease_ttl = DEFAULT_LEASE_TTL;
 
 	config_init(&cfg);
@@ -135,6 +330,15 @@ bool kwd_conf_load(const char *path, struct kwd_conf *dc, char *err,
 				 config_error_line(&cfg), config_error_text(&cfg));
 		goto out;
 	}
+	/* A client's configuration would have keywayd ask a keywayd. */
+	d = config_lookup(&cfg, "keyway.daemon");
+	if (d) {
+		bad(err, errsz, path, d,
+		    "keyway.daemon: this configuration makes libkeyway a "
+		    "client of keywayd; give keywayd the configuration that "
+		    "declares the backends and chains");
+		goto out;
+	}
 	d = config_lookup(&cfg, "daemon");
 	if (!d) {
 		ok = true;
@@ -152,11 +356,14 @@ bool kwd_conf_load(const char *path, struct kwd_conf *dc, char *err,
 		name = config_setting_name(s);
 		if (strcmp(name, "socket") && strcmp(name, "socket_mode") &&
 		    strcmp(name, "socket_group") && strcmp(name, "lease_ttl") &&
-		    strcmp(name, "rate_limit") && strcmp(name, "clients")) {
+		    strcmp(name, "rate_limit") && strcmp(name, "clients") &&
+		    !known_extra(name)) {
 			snprintf(msg, sizeof(msg),
 				 "daemon: unknown setting \"%s\" (expected "
 				 "socket, socket_mode, socket_group, lease_ttl, "
-				 "rate_limit or clients)", name);
+				 "rate_limit, clients, admin_socket, "
+				 "admin_socket_mode, admin_group, tcp, "
+				 "tcp_token_file or tcp_chains)", name);
 			bad(err, errsz, path, s, msg);
 			goto out;
 		}
@@ -173,31 +380,24 @@ bool kwd_conf_load(const char *path, struct kwd_conf *dc, char *err,
 			goto out;
 		}
 	}
-	if ((s = config_setting_get_member(d, "socket_mode")) != NULL) {
-		char *end;
-		unsigned long m;
-
-		str = config_setting_get_string(s);
-		m = str ? strtoul(str, &end, 8) : 0;
-		if (!str || !*str || *end || m > 0777) {
-			bad(err, errsz, path, s,
-			    "daemon.socket_mode must be an octal string, e.g. "
-			    "\"0660\"");
-			goto out;
-		}
-		dc->socket_mode = (mode_t)m;
-	}
+	if ((s = config_setting_get_member(d, "socket_mode")) != NULL &&
+	    !octal_mode(path, s, "daemon.socket_mode", &dc->socket_mode, err,
+			errsz))
+		goto out;
 	if (config_setting_lookup_string(d, "socket_group", &str)) {
-		struct group *gr = getgrnam(str);
+		unsigned gid;
+		int rc = lookup_id(str, true, &gid);
 
-		if (!gr) {
+		if (rc) {
 			snprintf(msg, sizeof(msg),
-				 "daemon.socket_group: no such group \"%s\"", str);
+				 "daemon.socket_group: %s group \"%s\"",
+				 rc == ENOENT ? "no such" : "cannot look up",
+				 str);
 			bad(err, errsz, path,
 			    config_setting_get_member(d, "socket_group"), msg);
 			goto out;
 		}
-		dc->socket_gid = gr->gr_gid;
+		dc->socket_gid = (gid_t)gid;
 	}
 	if ((s = config_setting_get_member(d, "lease_ttl")) != NULL) {
 		int v = config_setting_get_int(s);
@@ -246,6 +446,9 @@ bool kwd_conf_load(const char *path, struct kwd_conf *dc, char *err,
 		}
 		dc->nclients = (size_t)n;
 	}
+	if (!load_admin(path, d, dc, err, errsz) ||
+	    !load_tcp(path, d, dc, err, errsz))
+		goto out;
 	ok = true;
 out:
 	free(dir);
@@ -258,13 +461,29 @@ out:
 void kwd_conf_free(struct kwd_conf *dc)
 {
 	free(dc->socket);
-	for (size_t i = 0; i < dc->nclients; i++) {
+	for (size_t i = 0; dc->clients != NULL && i < dc->nclients; i++) {
 		for (size_t j = 0; j < dc->clients[i].nchains; j++)
 			free(dc->clients[i].chains[j]);
 		free(dc->clients[i].chains);
 	}
 	free(dc->clients);
+	free(dc->admin_socket);
+	free(dc->tcp);
+	if (dc->tcp_token)
+		explicit_bzero(dc->tcp_token, dc->tcp_token_len);
+	free(dc->tcp_token);
+	for (size_t i = 0; i < dc->ntcp_chains; i++)
+		free(dc->tcp_chains[i]);
+	free(dc->tcp_chains);
 	memset(dc, 0, sizeof(*dc));
+}
+
+bool kwd_conf_tcp_allows(const struct kwd_conf *dc, const char *chain)
+{
+	for (size_t i = 0; i < dc->ntcp_chains; i++)
+		if (strcmp(dc->tcp_chains[i], chain) == 0)
+			return true;
+	return false;
 }
 
 bool kwd_conf_allows(const struct kwd_conf *dc, uid_t uid, const gid_t *groups,

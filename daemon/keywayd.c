@@ -10,6 +10,9 @@
  * started with until they let go), SIGTERM and SIGINT stop accepting,
  * let the requests under way finish and exit.  Leases past their time are
  * swept once a second.
+ *
+ * The socket is keywayd's own, or the one systemd passed it (sd.c); the
+ * service manager is told when keywayd is ready, reloads and stops.
  */
 #define _GNU_SOURCE
 
@@ -33,6 +36,8 @@
 #include <microhttpd.h>
 
 #include "keywayd.h"
+#include "sd.h"
+#include "parse.h"
 
 #define DEFAULT_SOCKET "/run/keyway/keyway.sock"
 #define DEFAULT_MAX_BODY (64 * 1024)
@@ -40,7 +45,6 @@
 #define DEFAULT_MAX_CONN 256
 #define DEFAULT_TIMEOUT 10
 #define DRAIN_SECONDS 10
-#define MAX_GROUPS 256
 
 static const char *config_path;
 static size_t max_body = DEFAULT_MAX_BODY;
@@ -161,7 +165,8 @@ static void wipe_free(void *p)
 }
 
 static enum MHD_Result send_buf(struct MHD_Connection *c, unsigned code,
-				struct wiped *w)
+				struct wiped *w, const char *hdr,
+				const char *val)
 {
 	struct MHD_Response *r;
 	enum MHD_Result ret;
@@ -174,14 +179,17 @@ static enum MHD_Result send_buf(struct MHD_Connection *c, unsigned code,
 	}
 	MHD_add_response_header(r, "Content-Type", "application/json");
 	MHD_add_response_header(r, "Cache-Control", "no-store");
+	if (hdr)
+		MHD_add_response_header(r, hdr, val);
 	ret = MHD_queue_response(c, code, r);
 	MHD_destroy_response(r);
 	return ret;
 }
 
 /* j as one line of JSON; j is released. */
-static enum MHD_Result send_json(struct MHD_Connection *c, unsigned code,
-				 json_t *j)
+static enum MHD_Result send_json_hdr(struct MHD_Connection *c, unsigned code,
+				     json_t *j, const char *hdr,
+				     const char *val)
 {
 	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	struct wiped *w;
@@ -201,7 +209,13 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned code,
 	w->data[n + 1] = '\0';
 	w->len = n + 1;
 	free(s);
-	return send_buf(c, code, w);
+	return send_buf(c, code, w, hdr, val);
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned code,
+				 json_t *j)
+{
+	return send_json_hdr(c, code, j, NULL, NULL);
 }
 
 static enum MHD_Result send_error(struct MHD_Connection *c, unsigned code,
@@ -330,7 +344,7 @@ static enum MHD_Result send_key(struct MHD_Connection *c, const kw_secret *s,
 	PUT("\"}\n");
 #undef PUT
 	w->len = o;
-	return send_buf(c, MHD_HTTP_OK, w);
+	return send_buf(c, MHD_HTTP_OK, w, NULL, NULL);
 }
 
 /* ---- the caller ---- */
@@ -340,10 +354,11 @@ static enum MHD_Result send_key(struct MHD_Connection *c, const kw_secret *s,
 #define CALLER_TTL 60
 
 /*
- * Who is at the other end of a connection.  The kernel's credentials
- * (SO_PEERCRED) are those of the process that connected and do not change
- * for the life of the connection, so they are read once; the name and
- * groups (daemon.clients needs them) are looked up when first needed and
+ * Who is at the other end of a Unix connection, kept with the connection
+ * (its socket context).  The kernel's credentials (SO_PEERCRED) are those
+ * of the process that connected and do not change for the life of the
+ * connection, so they are read once; the name and groups (daemon.clients
+ * and daemon.admin_group need them) are looked up when first needed and
  * again once they are CALLER_TTL seconds old, not for every request: the
  * lookups read /etc/passwd and /etc/group through NSS, which costs more
  * than a resolve.  A connection's requests are answered one at a time by
@@ -353,12 +368,8 @@ struct caller {
 	bool have_cred;
 	bool have_groups;
 	time_t looked;		/* when name and groups were looked up */
-	pid_t pid;
-	uid_t uid;
 	gid_t gid;
-	gid_t groups[MAX_GROUPS];
-	int ngroups;
-	char name[64];
+	struct kwd_caller k;
 };
 
 static time_t mono_seconds(void)
@@ -383,7 +394,7 @@ static void connection_notify(void *cls, struct MHD_Connection *c,
 
 /* Who is at the other end of c; their name and groups only with
  * groups (daemon.clients needs them).  NULL when the kernel cannot say. */
-static const struct caller *who(struct MHD_Connection *c, bool groups)
+static const struct kwd_caller *who(struct MHD_Connection *c, bool groups)
 {
 	const union MHD_ConnectionInfo *ci;
 	struct caller *cl;
@@ -403,36 +414,36 @@ static const struct caller *who(struct MHD_Connection *c, bool groups)
 		if (!ci || getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED,
 				      &cred, &len) != 0)
 			return NULL;
-		cl->pid = cred.pid;
-		cl->uid = cred.uid;
+		cl->k.pid = cred.pid;
+		cl->k.uid = cred.uid;
 		cl->gid = cred.gid;
 		cl->have_cred = true;
 	}
 	if (!groups) {
 		if (!cl->have_groups) {
-			cl->groups[0] = cl->gid;
-			cl->ngroups = 1;
-			snprintf(cl->name, sizeof(cl->name), "%u",
-				 (unsigned)cl->uid);
+			cl->k.groups[0] = cl->gid;
+			cl->k.ngroups = 1;
+			snprintf(cl->k.name, sizeof(cl->k.name), "%u",
+				 (unsigned)cl->k.uid);
 		}
-		return cl;
+		return &cl->k;
 	}
 	t = mono_seconds();
 	if (cl->have_groups && t - cl->looked < CALLER_TTL)
-		return cl;
-	cl->groups[0] = cl->gid;
-	cl->ngroups = 1;
-	snprintf(cl->name, sizeof(cl->name), "%u", (unsigned)cl->uid);
-	if (getpwuid_r(cl->uid, &pw, buf, sizeof(buf), &pwp) == 0 && pwp) {
-		int n = MAX_GROUPS;
+		return &cl->k;
+	cl->k.groups[0] = cl->gid;
+	cl->k.ngroups = 1;
+	snprintf(cl->k.name, sizeof(cl->k.name), "%u", (unsigned)cl->k.uid);
+	if (getpwuid_r(cl->k.uid, &pw, buf, sizeof(buf), &pwp) == 0 && pwp) {
+		int n = KWD_MAX_GROUPS;
 
-		snprintf(cl->name, sizeof(cl->name), "%s", pw.pw_name);
-		if (getgrouplist(pw.pw_name, cl->gid, cl->groups, &n) >= 0)
-			cl->ngroups = n;
+		snprintf(cl->k.name, sizeof(cl->k.name), "%s", pw.pw_name);
+		if (getgrouplist(pw.pw_name, cl->gid, cl->k.groups, &n) >= 0)
+			cl->k.ngroups = n;
 	}
 	cl->have_groups = true;
 	cl->looked = t;
-	return cl;
+	return &cl->k;
 }
 
 /* ---- requests ---- */
@@ -440,209 +451,96 @@ static const struct caller *who(struct MHD_Connection *c, bool groups)
 struct request {
 	char *body;
 	size_t len;
+	size_t cap;
 	bool too_big;
 	bool answered;
 };
 
-static const char *const request_fields[] = { "provider", "user", "org",
-					      "chain", NULL };
-
-#define MAX_FIELDS 4
-
-/* The fields of a request's body: the value of each name allowed, NULL
- * when left out or null.  They point into j when jansson read the body,
- * else into the body itself. */
-struct fields {
-	const char *const *names;
-	const char *v[MAX_FIELDS];
-	json_t *j;
-};
-
-static bool known(const char *k, const char *const *names)
+/* Read the body into f with only the names allowed (release it with
+ * kwd_fields_free()); false after answering 400. */
+static bool parse_body(struct MHD_Connection *c, struct request *rq,
+		       const char *const *names, struct kwd_fields *f,
+		       enum MHD_Result *ret)
 {
-	for (; *names; names++)
-		if (strcmp(k, *names) == 0)
-			return true;
+	char err[512];
+
+	if (kwd_parse_fields(rq->body, rq->len, names, f, err, sizeof(err)))
+		return true;
+	*ret = send_error(c, MHD_HTTP_BAD_REQUEST, "invalid", "%s", err);
 	return false;
 }
 
-static bool json_space(char ch)
+/* Write a refusal to the audit trail of g; a failure only to stderr. */
+static void audit_refusal(struct kwd_gen *g, const char *op,
+			  const char *caller, long long uid, long long pid,
+			  const char *chain, const char *provider,
+			  const char *reason)
 {
-	return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
+	kw_refusal r = KW_REFUSAL_INIT;
+
+	r.op = op;
+	r.caller = caller;
+	r.uid = uid;
+	r.pid = pid;
+	r.chain = chain;
+	r.provider = provider;
+	r.reason = reason;
+	if (kw_audit_refusal(g->ctx, &r) != KW_OK)
+		kwd_log("audit: cannot record the refusal of %s to %s: %s", op,
+			caller, kw_last_error());
 }
 
-/* A character that stands for itself inside a JSON string. */
-static bool plain_char(char ch)
+/* A TCP caller: the chains of daemon.tcp_chains, one rate for all. */
+static bool admit_tcp(struct MHD_Connection *c, const char *what,
+		      struct kwd_gen *g, kw_request *req, uid_t *uid,
+		      enum MHD_Result *ret)
 {
-	return ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\';
-}
+	const char *chain = req->chain ? req->chain : "default";
+	char peer[96];
 
-static const char *skip_space(const char *p, const char *e)
-{
-	while (p < e && json_space(*p))
-		p++;
-	return p;
-}
-
-/*
- * Read a body of the shape clients send, {"name":"value", ...}: each name
- * one of those allowed and given once, each value null or a string of
- * printable ASCII without escapes.  The strings are ended in place.  False,
- * with the body untouched, for anything else, which jansson then reads
- * (and words the error of, when there is one): both accept and refuse the
- * same bodies, this one only the common ones, faster.
- */
-static bool parse_plain(struct request *rq, struct fields *f)
-{
-	const char *p = rq->body, *e = p + rq->len;
-	size_t ends[MAX_FIELDS], nends = 0;
-	unsigned seen = 0;
-
-	if (!p)
+	if (!kwd_conf_tcp_allows(&g->conf, chain)) {
+		kwd_tcp_peer(c, peer, sizeof(peer));
+		kwd_log("audit: refused %s of chain \"%s\" to %s: not in "
+			"daemon.tcp_chains in %s", what, chain, peer,
+			config_path);
+		audit_refusal(g, what, peer, -1, 0, chain, req->provider,
+			      "not in daemon.tcp_chains");
+		*ret = send_error(c, MHD_HTTP_FORBIDDEN, "refused",
+				  "TCP callers may not use chain \"%s\" (not "
+				  "in daemon.tcp_chains)", chain);
 		return false;
-	p = skip_space(p, e);
-	if (p == e || *p++ != '{')
-		return false;
-	p = skip_space(p, e);
-	if (p < e && *p == '}') {
-		p++;
-	} else {
-		for (;;) {
-			const char *k;
-			size_t i;
-
-			if (p == e || *p++ != '"')
-				return false;
-			k = p;
-			while (p < e && plain_char(*p))
-				p++;
-			if (p == e || *p != '"')
-				return false;
-			for (i = 0; f->names[i]; i++)
-				if (strlen(f->names[i]) == (size_t)(p - k) &&
-				    memcmp(f->names[i], k, (size_t)(p - k)) == 0)
-					break;
-			if (!f->names[i] || i >= MAX_FIELDS || seen & 1u << i)
-				return false;
-			seen |= 1u << i;
-			p = skip_space(p + 1, e);
-			if (p == e || *p++ != ':')
-				return false;
-			p = skip_space(p, e);
-			if (e - p >= 4 && memcmp(p, "null", 4) == 0) {
-				p += 4;
-			} else {
-				if (p == e || *p++ != '"')
-					return false;
-				f->v[i] = p;
-				while (p < e && plain_char(*p))
-					p++;
-				if (p == e || *p != '"')
-					return false;
-				ends[nends++] = (size_t)(p - rq->body);
-				p++;
-			}
-			p = skip_space(p, e);
-			if (p == e)
-				return false;
-			if (*p == '}') {
-				p++;
-				break;
-			}
-			if (*p++ != ',')
-				return false;
-			p = skip_space(p, e);
-		}
 	}
-	if (skip_space(p, e) != e)
+	if (!kwd_rate_take(KWD_TCP_UID, g->conf.rate_limit)) {
+		*ret = send_error(c, MHD_HTTP_TOO_MANY_REQUESTS, "limited",
+				  "TCP callers are over daemon.rate_limit (%u "
+				  "requests a second)", g->conf.rate_limit);
 		return false;
-	for (size_t i = 0; i < nends; i++)
-		rq->body[ends[i]] = '\0';
+	}
+	*uid = KWD_TCP_UID;
 	return true;
-}
-
-/* Parse the body as an object of strings with only the names allowed into
- * f (release it with fields_free()); false after answering 400. */
-static bool parse_body(struct MHD_Connection *c, struct request *rq,
-		       const char *const *names, struct fields *f,
-		       enum MHD_Result *ret)
-{
-	json_error_t e;
-	json_t *j, *v;
-	const char *k;
-
-	memset(f, 0, sizeof(*f));
-	f->names = names;
-	if (parse_plain(rq, f))
-		return true;
-	memset(f->v, 0, sizeof(f->v));
-	j = json_loadb(rq->body ? rq->body : "", rq->len,
-		       JSON_REJECT_DUPLICATES, &e);
-	if (!j) {
-		*ret = send_error(c, MHD_HTTP_BAD_REQUEST, "invalid",
-				  "invalid JSON at line %d column %d: %s",
-				  e.line, e.column, e.text);
-		return false;
-	}
-	if (!json_is_object(j)) {
-		json_decref(j);
-		*ret = send_error(c, MHD_HTTP_BAD_REQUEST, "invalid",
-				  "the body must be a JSON object");
-		return false;
-	}
-	json_object_foreach(j, k, v) {
-		if (!known(k, names)) {
-			*ret = send_error(c, MHD_HTTP_BAD_REQUEST, "invalid",
-					  "unknown field \"%.64s\"", k);
-			json_decref(j);
-			return false;
-		}
-		if (!json_is_string(v) && !json_is_null(v)) {
-			*ret = send_error(c, MHD_HTTP_BAD_REQUEST, "invalid",
-					  "field \"%s\" must be a string", k);
-			json_decref(j);
-			return false;
-		}
-	}
-	f->j = j;
-	for (size_t i = 0; names[i] && i < MAX_FIELDS; i++)
-		f->v[i] = json_string_value(json_object_get(j, names[i]));
-	return true;
-}
-
-static void fields_free(struct fields *f)
-{
-	json_decref(f->j);
-	f->j = NULL;
-}
-
-static const char *field(const struct fields *f, const char *k)
-{
-	for (size_t i = 0; f->names[i] && i < MAX_FIELDS; i++)
-		if (strcmp(f->names[i], k) == 0)
-			return f->v[i];
-	return NULL;
 }
 
 /* The request in f, checked against what the caller may use; false after
  * answering. */
-static bool admit(struct MHD_Connection *c, const char *what,
-		  const struct fields *f,
+static bool admit(struct MHD_Connection *c, enum kwd_via via,
+		  const char *what, const struct kwd_fields *f,
 		  struct kwd_gen *g, kw_request *req, uid_t *uid,
 		  enum MHD_Result *ret)
 {
-	const struct caller *cl;
+	const struct kwd_caller *cl;
 
 	kw_request_init(req);
-	req->provider = field(f, "provider");
-	req->user = field(f, "user");
-	req->org = field(f, "org");
-	req->chain = field(f, "chain");
+	req->provider = kwd_field(f, "provider");
+	req->user = kwd_field(f, "user");
+	req->org = kwd_field(f, "org");
+	req->chain = kwd_field(f, "chain");
 	if (!req->provider) {
 		*ret = send_error(c, MHD_HTTP_BAD_REQUEST, "invalid",
 				  "field \"provider\" is required");
 		return false;
 	}
+	if (via == KWD_VIA_TCP)
+		return admit_tcp(c, what, g, req, uid, ret);
 	cl = who(c, g->conf.have_clients);
 	if (!cl) {
 		*ret = send_error(c, MHD_HTTP_FORBIDDEN, "refused",
@@ -667,6 +565,9 @@ static bool admit(struct MHD_Connection *c, const char *what,
 			"not allowed by daemon.clients in %s", what,
 			req->chain ? req->chain : "default", (unsigned)cl->uid,
 			name, (int)cl->pid, config_path);
+		audit_refusal(g, what, name, cl->uid, cl->pid,
+			      req->chain ? req->chain : "default",
+			      req->provider, "not allowed by daemon.clients");
 		*ret = send_error(c, MHD_HTTP_FORBIDDEN, "refused",
 				  "uid %u (%s) may not use chain \"%s\"",
 				  (unsigned)cl->uid, name,
@@ -684,8 +585,24 @@ static bool admit(struct MHD_Connection *c, const char *what,
 	return true;
 }
 
+/* A denial: 429 for a quota used up (with Retry-After when its window's
+ * end is known), else 403. */
+static enum MHD_Result send_denied(struct MHD_Connection *c, const char *err)
+{
+	char secs[24];
+	long retry;
+
+	if (!kwd_quota_denial(err, &retry))
+		return send_error(c, MHD_HTTP_FORBIDDEN, "denied", "%s", err);
+	snprintf(secs, sizeof(secs), "%ld", retry);
+	return send_json_hdr(c, MHD_HTTP_TOO_MANY_REQUESTS,
+			     json_pack("{s:s, s:s}", "error", err, "status",
+				       "denied"),
+			     retry > 0 ? "Retry-After" : NULL, secs);
+}
+
 static enum MHD_Result do_resolve(struct MHD_Connection *c,
-				  struct request *rq)
+				  enum kwd_via via, struct request *rq)
 {
 	enum MHD_Result ret = MHD_NO;
 	struct kwd_gen *g = kwd_gen_get();
@@ -694,13 +611,17 @@ static enum MHD_Result do_resolve(struct MHD_Connection *c,
 	kw_request req;
 	uid_t uid;
 	kw_status st;
-	struct fields f = { 0 };
+	struct kwd_fields f = { 0 };
 
-	if (!parse_body(c, rq, request_fields, &f, &ret))
+	if (!parse_body(c, rq, kwd_request_fields, &f, &ret))
 		goto out;
-	if (!admit(c, "resolve", &f, g, &req, &uid, &ret))
+	if (!admit(c, via, "resolve", &f, g, &req, &uid, &ret))
 		goto out;
 	st = kw_resolve(g->ctx, &req, &s);
+	if (st == KW_ERR_DENIED) {
+		ret = send_denied(c, kw_last_error());
+		goto out;
+	}
 	if (st != KW_OK) {
 		if (http_status(st) >= 500)
 			kwd_log("resolve: %s", kw_last_error());
@@ -720,26 +641,26 @@ static enum MHD_Result do_resolve(struct MHD_Connection *c,
 	gen_ref(g);
 	ret = send_key(c, s, lease);
 out:
-	fields_free(&f);
+	kwd_fields_free(&f);
 	kwd_gen_put(g);
 	return ret;
 }
 
 static enum MHD_Result do_explain(struct MHD_Connection *c,
-				  struct request *rq)
+				  enum kwd_via via, struct request *rq)
 {
 	enum MHD_Result ret = MHD_NO;
 	struct kwd_gen *g = kwd_gen_get();
 	kw_trace *t = NULL;
-	struct fields f = { 0 };
+	struct kwd_fields f = { 0 };
 	json_t *steps, *out;
 	kw_request req;
 	uid_t uid;
 	kw_status st, res;
 
-	if (!parse_body(c, rq, request_fields, &f, &ret))
+	if (!parse_body(c, rq, kwd_request_fields, &f, &ret))
 		goto out;
-	if (!admit(c, "explain", &f, g, &req, &uid, &ret))
+	if (!admit(c, via, "explain", &f, g, &req, &uid, &ret))
 		goto out;
 	st = kw_explain(g->ctx, &req, &t);
 	if (st != KW_OK) {
@@ -769,47 +690,40 @@ static enum MHD_Result do_explain(struct MHD_Connection *c,
 	ret = send_json(c, MHD_HTTP_OK, out);
 out:
 	kw_trace_free(t);
-	fields_free(&f);
+	kwd_fields_free(&f);
 	kwd_gen_put(g);
 	return ret;
 }
 
 static enum MHD_Result do_report(struct MHD_Connection *c,
-				 struct request *rq)
+				 enum kwd_via via, struct request *rq)
 {
-	static const char *const names[] = { "lease", "outcome", NULL };
 	enum MHD_Result ret = MHD_NO;
 	const char *id, *oc;
 	kw_outcome outcome;
-	const struct caller *cl;
+	const struct kwd_caller *cl;
+	uid_t uid;
+	char err[128];
 	kw_status st;
-	struct fields f = { 0 };
+	struct kwd_fields f = { 0 };
 
-	if (!parse_body(c, rq, names, &f, &ret))
+	if (!parse_body(c, rq, kwd_report_fields, &f, &ret))
 		return ret;
-	id = field(&f, "lease");
-	oc = field(&f, "outcome");
-	if (!id || !oc) {
-		ret = send_error(c, MHD_HTTP_BAD_REQUEST, "invalid",
-				 "fields \"lease\" and \"outcome\" are required");
+	if (!kwd_parse_report(&f, &id, &outcome, err, sizeof(err))) {
+		ret = send_error(c, MHD_HTTP_BAD_REQUEST, "invalid", "%s", err);
 		goto out;
 	}
-	if (strcmp(oc, "used") == 0) {
-		outcome = KW_USED;
-	} else if (strcmp(oc, "unused") == 0) {
-		outcome = KW_UNUSED;
+	oc = outcome == KW_USED ? "used" : "unused";
+	if (via == KWD_VIA_TCP) {
+		uid = KWD_TCP_UID;
+	} else if ((cl = who(c, false))) {
+		uid = cl->uid;
 	} else {
-		ret = send_error(c, MHD_HTTP_BAD_REQUEST, "invalid",
-				 "outcome must be \"used\" or \"unused\"");
-		goto out;
-	}
-	cl = who(c, false);
-	if (!cl) {
 		ret = send_error(c, MHD_HTTP_FORBIDDEN, "refused",
 				 "cannot tell who is asking");
 		goto out;
 	}
-	switch (kwd_lease_report(id, cl->uid, outcome, &st)) {
+	switch (kwd_lease_report(id, uid, outcome, &st)) {
 	case KWD_REPORT_OK:
 		ret = send_json(c, MHD_HTTP_OK,
 				json_pack("{s:s, s:s}", "lease", id,
@@ -831,7 +745,7 @@ static enum MHD_Result do_report(struct MHD_Connection *c,
 		break;
 	}
 out:
-	fields_free(&f);
+	kwd_fields_free(&f);
 	return ret;
 }
 
@@ -843,6 +757,32 @@ static enum MHD_Result do_health(struct MHD_Connection *c)
 				   (json_int_t)kwd_lease_count()));
 }
 
+/* Add n bytes to the body; a body outgrown is wiped, not left behind by
+ * realloc(). */
+static bool body_append(struct request *rq, const char *p, size_t n)
+{
+	size_t cap = rq->cap ? rq->cap : 1024;
+	char *nb;
+
+	if (rq->len + n > rq->cap) {
+		while (cap < rq->len + n)
+			cap *= 2;
+		nb = malloc(cap);
+		if (!nb)
+			return false;
+		if (rq->body) {
+			memcpy(nb, rq->body, rq->len);
+			explicit_bzero(rq->body, rq->cap);
+			free(rq->body);
+		}
+		rq->body = nb;
+		rq->cap = cap;
+	}
+	memcpy(rq->body + rq->len, p, n);
+	rq->len += n;
+	return true;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 			      const char *url, const char *method,
 			      const char *version, const char *upload,
@@ -850,6 +790,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 {
 	struct request *rq = *con_cls;
 	bool post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
+	enum kwd_via via = cls ? *(const enum kwd_via *)cls : KWD_VIA_UNIX;
 
 	if (!rq) {
 		const char *cl;
@@ -858,9 +799,21 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 		if (!rq)
 			return MHD_NO;
 		*con_cls = rq;
+		/* Nothing of a TCP request is read before its token. */
+		if (via == KWD_VIA_TCP) {
+			struct kwd_gen *g = kwd_gen_get();
+			enum MHD_Result ret;
+			bool ok = kwd_tcp_admit(c, g, url, &ret);
+
+			kwd_gen_put(g);
+			if (!ok) {
+				rq->answered = true;
+				return ret;
+			}
+		}
 		cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 						 MHD_HTTP_HEADER_CONTENT_LENGTH);
-		if (cl && strtoull(cl, NULL, 10) > max_body) {
+		if (kwd_body_too_big(cl, max_body)) {
 			rq->answered = true;
 			return send_error(c, MHD_HTTP_CONTENT_TOO_LARGE,
 					  "invalid",
@@ -873,17 +826,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 		if (!rq->answered && !rq->too_big) {
 			if (rq->len + *upload_size > max_body) {
 				rq->too_big = true;
-			} else {
-				char *nb = realloc(rq->body,
-						   rq->len + *upload_size);
-
-				if (!nb)
-					return MHD_NO;
-				memcpy(nb + rq->len, upload, *upload_size);
-				rq->body = nb;
-				rq->len += *upload_size;
+			} else if (!body_append(rq, upload, *upload_size)) {
+				return MHD_NO;
 			}
 		}
+		/* A key sent to the admin socket is not left in MHD's
+		 * buffer of the connection once it is copied. */
+		if (via == KWD_VIA_ADMIN)
+			explicit_bzero((char *)upload, *upload_size);
 		*upload_size = 0;
 		return MHD_YES;
 	}
@@ -893,6 +843,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 	if (rq->too_big)
 		return send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "invalid",
 				  "the body is larger than %zu bytes", max_body);
+	if (via == KWD_VIA_ADMIN)
+		return kwd_admin_answer(c, url, method, rq->body, rq->len);
 
 	if (strcmp(url, "/v1/health") == 0) {
 		if (strcmp(method, MHD_HTTP_METHOD_GET) != 0)
@@ -902,17 +854,17 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 	if (strcmp(url, "/v1/resolve") == 0) {
 		if (!post)
 			goto method;
-		return do_resolve(c, rq);
+		return do_resolve(c, via, rq);
 	}
 	if (strcmp(url, "/v1/explain") == 0) {
 		if (!post)
 			goto method;
-		return do_explain(c, rq);
+		return do_explain(c, via, rq);
 	}
 	if (strcmp(url, "/v1/report") == 0) {
 		if (!post)
 			goto method;
-		return do_report(c, rq);
+		return do_report(c, via, rq);
 	}
 	return send_error(c, MHD_HTTP_NOT_FOUND, "invalid",
 			  "no endpoint %.64s (expected /v1/resolve, "
@@ -930,7 +882,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	if (!rq)
 		return;
 	if (rq->body)
-		explicit_bzero(rq->body, rq->len);
+		explicit_bzero(rq->body, rq->cap);
 	free(rq->body);
 	free(rq);
 	*con_cls = NULL;
@@ -949,58 +901,132 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 static int listen_on(const char *path, const struct kwd_conf *dc)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct stat st;
-	mode_t old;
-	int fd, r;
+	return kwd_listen_unix(path, dc->socket_mode, dc->socket_gid,
+			       "--socket");
+}
 
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		kwd_log("socket %s: the path is longer than %zu bytes; choose "
-			"a shorter one", path, sizeof(sa.sun_path) - 1);
-		return -1;
-	}
-	strcpy(sa.sun_path, path);
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			kwd_log("socket %s: exists and is not a socket; remove "
-				"it or choose another --socket", path);
-			return -1;
+/* ---- what admin.c and tcp.c share ---- */
+
+bool kwd_who(struct MHD_Connection *c, bool groups, struct kwd_caller *cl)
+{
+	const struct kwd_caller *k = who(c, groups);
+
+	if (!k)
+		return false;
+	*cl = *k;
+	return true;
+}
+
+enum MHD_Result kwd_send_json(struct MHD_Connection *c, unsigned code,
+			      json_t *j, const char *hdr, const char *val)
+{
+	return send_json_hdr(c, code, j, hdr, val);
+}
+
+enum MHD_Result kwd_send_error(struct MHD_Connection *c, unsigned code,
+			       const char *status, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return send_error(c, code, status, "%s", msg);
+}
+
+void kwd_refused(struct kwd_gen *g, const char *op, const char *caller,
+		 long long uid, long long pid, const char *chain,
+		 const char *provider, const char *reason)
+{
+	kwd_log("audit: refused %s to %s: %s", op, caller, reason);
+	audit_refusal(g, op, caller, uid, pid, chain, provider, reason);
+}
+
+/* Serve fd as via says, as the main socket is served. */
+static struct MHD_Daemon *serve(int fd, const enum kwd_via *via,
+				unsigned threads, unsigned max_conn,
+				unsigned timeout)
+{
+	return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
+				MHD_USE_EPOLL | MHD_USE_ITC |
+				MHD_USE_ERROR_LOG,
+				0, NULL, NULL, handle, (void *)via,
+				MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+				MHD_OPTION_LISTEN_SOCKET, fd,
+				MHD_OPTION_THREAD_POOL_SIZE, threads,
+				MHD_OPTION_CONNECTION_LIMIT, max_conn,
+				MHD_OPTION_CONNECTION_TIMEOUT, timeout,
+				MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+				MHD_OPTION_NOTIFY_CONNECTION, connection_notify,
+				NULL,
+				MHD_OPTION_END);
+}
+
+/* A listener besides the main socket: the admin socket, TCP. */
+struct extra {
+	struct MHD_Daemon *d;
+	int fd;
+	char *path;	/* a Unix socket's, removed at the end */
+};
+
+static const enum kwd_via via_admin = KWD_VIA_ADMIN, via_tcp = KWD_VIA_TCP;
+
+/* The admin socket (--admin-socket, else daemon.admin_socket) and
+ * daemon.tcp, when asked for; false after logging. */
+static bool extras_start(const struct kwd_conf *dc, const char *admin_opt,
+			 unsigned threads, unsigned max_conn,
+			 unsigned timeout, struct extra *admin,
+			 struct extra *tcp)
+{
+	const char *path = admin_opt ? admin_opt : dc->admin_socket;
+
+	admin->fd = tcp->fd = -1;
+	if (path) {
+		admin->path = strdup(path);
+		if (!admin->path)
+			return false;
+		admin->fd = kwd_listen_unix(path, dc->admin_socket_mode,
+					    dc->admin_gid, "--admin-socket");
+		if (admin->fd < 0)
+			return false;
+		admin->d = serve(admin->fd, &via_admin, 1, 64, timeout);
+		if (!admin->d) {
+			kwd_log("cannot start serving the admin socket %s",
+				path);
+			return false;
 		}
-		unlink(path);
+		kwd_log("admin socket on %s", path);
 	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		kwd_log("socket: %s", strerror(errno));
-		return -1;
+	if (dc->tcp) {
+		tcp->fd = kwd_listen_tcp(&dc->tcp_addr, dc->tcp_addrlen,
+					 "daemon.tcp");
+		if (tcp->fd < 0)
+			return false;
+		tcp->d = serve(tcp->fd, &via_tcp, threads, max_conn, timeout);
+		if (!tcp->d) {
+			kwd_log("cannot start serving TCP on %s", dc->tcp);
+			return false;
+		}
+		kwd_log("serving TCP on %s (requests need the token of "
+			"daemon.tcp_token_file)", dc->tcp);
 	}
-	old = umask(0177);
-	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-	umask(old);
-	if (r != 0) {
-		kwd_log("socket %s: cannot bind: %s", path, strerror(errno));
-		close(fd);
-		return -1;
+	return true;
+}
+
+static void extra_stop(struct extra *e)
+{
+	if (e->d) {
+		MHD_quiesce_daemon(e->d);
+		MHD_stop_daemon(e->d);
 	}
-	if (dc->socket_gid != (gid_t)-1 && chown(path, (uid_t)-1,
-						 dc->socket_gid) != 0) {
-		kwd_log("socket %s: cannot set its group (daemon.socket_group): "
-			"%s", path, strerror(errno));
-		goto fail;
-	}
-	if (chmod(path, dc->socket_mode) != 0) {
-		kwd_log("socket %s: cannot set its mode: %s", path,
-			strerror(errno));
-		goto fail;
-	}
-	if (listen(fd, 128) != 0) {
-		kwd_log("socket %s: cannot listen: %s", path, strerror(errno));
-		goto fail;
-	}
-	return fd;
-fail:
-	unlink(path);
-	close(fd);
-	return -1;
+	if (e->fd >= 0)
+		close(e->fd);
+	if (e->path && e->fd >= 0)
+		unlink(e->path);
+	free(e->path);
+	memset(e, 0, sizeof(*e));
+	e->fd = -1;
 }
 
 /* ---- main ---- */
@@ -1030,7 +1056,8 @@ static int check_config(void)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: keywayd -c CONFIG [--socket PATH] [--threads N]\n"
+		"Usage: keywayd -c CONFIG [--socket PATH] [--admin-socket PATH]\n"
+		"               [--threads N]\n"
 		"               [--max-connections N] [--timeout SECONDS]\n"
 		"               [--max-body BYTES]\n"
 		"       keywayd -c CONFIG --check\n");
@@ -1056,6 +1083,7 @@ int main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "socket", required_argument, NULL, 's' },
+		{ "admin-socket", required_argument, NULL, 'a' },
 		{ "threads", required_argument, NULL, 't' },
 		{ "max-connections", required_argument, NULL, 'm' },
 		{ "timeout", required_argument, NULL, 'T' },
@@ -1066,8 +1094,10 @@ int main(int argc, char **argv)
 	};
 	unsigned long threads = DEFAULT_THREADS, max_conn = DEFAULT_MAX_CONN;
 	unsigned long timeout = DEFAULT_TIMEOUT, v;
-	const char *sock_opt = NULL, *sock;
-	bool check = false;
+	const char *sock_opt = NULL, *sock, *admin_opt = NULL;
+	struct extra admin = { .fd = -1 }, tcp = { .fd = -1 };
+	bool check = false, activated;
+	char sd_path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
 	struct MHD_Daemon *d;
 	struct kwd_gen *g;
 	sigset_t sigs;
@@ -1081,6 +1111,9 @@ int main(int argc, char **argv)
 			break;
 		case 's':
 			sock_opt = optarg;
+			break;
+		case 'a':
+			admin_opt = optarg;
 			break;
 		case 't':
 			if (!number("--threads", optarg, 1, 256, &threads))
@@ -1119,8 +1152,12 @@ int main(int argc, char **argv)
 	if (check)
 		return check_config();
 
+	/* Before any thread: it unsets variables. */
+	if (!kwd_sd_init())
+		return 1;
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	signal(SIGPIPE, SIG_IGN);
+	kwd_json_wiped();
 	/* Every thread started from here on leaves these to sigwait. */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGHUP);
@@ -1132,14 +1169,32 @@ int main(int argc, char **argv)
 	if (!g)
 		return 1;
 	gen_install(g);
-	sock = sock_opt ? sock_opt :
+	/* systemd's socket, when it passed one, is served as it made it:
+	 * its path, mode and group are the socket unit's. */
+	fd = kwd_sd_socket("keyway", sd_path, sizeof(sd_path));
+	if (fd == -1 && kwd_sd_passed() > 0) {
+		kwd_log("socket activation: none of the %d sockets systemd "
+			"passed is named \"keyway\"; set FileDescriptorName="
+			"keyway in its socket unit", kwd_sd_passed());
+		return 1;
+	}
+	if (fd == -2)
+		return 1;
+	activated = fd >= 0;
+	sock = activated ? sd_path : sock_opt ? sock_opt :
 	       g->conf.socket ? g->conf.socket : DEFAULT_SOCKET;
 	sock_path = strdup(sock);
 	if (!sock_path)
 		return 1;
-	fd = listen_on(sock_path, &g->conf);
-	if (fd < 0)
+	if (activated && sock_opt && strcmp(sock_opt, sock_path) != 0)
+		kwd_log("--socket %s is not used: systemd passed the socket %s",
+			sock_opt, sock_path);
+	if (!activated)
+		fd = listen_on(sock_path, &g->conf);
+	if (fd < 0) {
+		free(sock_path);
 		return 1;
+	}
 
 	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
 			     MHD_USE_ITC | MHD_USE_ERROR_LOG,
@@ -1155,11 +1210,24 @@ int main(int argc, char **argv)
 			     MHD_OPTION_END);
 	if (!d) {
 		kwd_log("cannot start serving on %s", sock_path);
-		unlink(sock_path);
+		if (!activated)
+			unlink(sock_path);
 		return 1;
 	}
-	kwd_log("serving %s on %s (%lu threads)", config_path, sock_path,
-		threads);
+	kwd_log("serving %s on %s%s (%lu threads)", config_path, sock_path,
+		activated ? " from systemd" : "", threads);
+	if (!extras_start(&g->conf, admin_opt, (unsigned)threads,
+			  (unsigned)max_conn, (unsigned)timeout, &admin,
+			  &tcp)) {
+		extra_stop(&admin);
+		extra_stop(&tcp);
+		MHD_stop_daemon(d);
+		if (!activated)
+			unlink(sock_path);
+		return 1;
+	}
+	kwd_sd_notify("READY=1\nSTATUS=serving %s on %s", config_path,
+		      sock_path);
 
 	for (;;) {
 		struct timespec tick = { 1, 0 };
@@ -1167,13 +1235,19 @@ int main(int argc, char **argv)
 
 		kwd_lease_sweep();
 		if (sig == SIGHUP) {
+			kwd_sd_reloading();
 			g = gen_open();
 			if (g) {
 				gen_install(g);
 				kwd_log("reloaded %s", config_path);
+				kwd_sd_notify("READY=1\nSTATUS=serving %s on %s",
+					      config_path, sock_path);
 			} else {
 				kwd_log("kept the configuration in use: %s "
 					"could not be loaded", config_path);
+				kwd_sd_notify("READY=1\nSTATUS=serving the "
+					      "configuration of before: %s could "
+					      "not be loaded", config_path);
 			}
 		} else if (sig == SIGTERM || sig == SIGINT) {
 			break;
@@ -1181,6 +1255,7 @@ int main(int argc, char **argv)
 	}
 
 	kwd_log("stopping: finishing the requests under way");
+	kwd_sd_notify("STOPPING=1\nSTATUS=finishing the requests under way");
 	fd = MHD_quiesce_daemon(d);
 	for (int i = 0; i < DRAIN_SECONDS * 10; i++) {
 		const union MHD_DaemonInfo *di =
@@ -1193,7 +1268,11 @@ int main(int argc, char **argv)
 	MHD_stop_daemon(d);
 	if (fd >= 0)
 		close(fd);
-	unlink(sock_path);
+	/* systemd's socket stays for the next start, queueing clients. */
+	if (!activated)
+		unlink(sock_path);
+	extra_stop(&admin);
+	extra_stop(&tcp);
 	free(sock_path);
 	kwd_lease_drain();
 	pthread_mutex_lock(&gen_lock);

@@ -8,8 +8,12 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <time.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
 
 #include <keyway/keyway.h>
 
@@ -32,6 +36,16 @@ struct kwd_conf {
 	bool have_clients;
 	struct kwd_client *clients;
 	size_t nclients;
+	char *admin_socket;	/* NULL: no admin socket, unless --admin-socket */
+	mode_t admin_socket_mode;
+	gid_t admin_gid;	/* (gid_t)-1: no admin group */
+	char *tcp;		/* "127.0.0.1:8377" as written; NULL: no TCP */
+	struct sockaddr_storage tcp_addr;
+	socklen_t tcp_addrlen;
+	char *tcp_token;	/* from daemon.tcp_token_file; wiped on free */
+	size_t tcp_token_len;
+	char **tcp_chains;	/* the chains TCP callers may use */
+	size_t ntcp_chains;
 };
 
 /* Read the `daemon` section of path into *dc (zeroed first, defaults
@@ -44,6 +58,9 @@ void kwd_conf_free(struct kwd_conf *dc);
  * root and the daemon's own user. */
 bool kwd_conf_allows(const struct kwd_conf *dc, uid_t uid, const gid_t *groups,
 		     int ngroups, const char *chain);
+
+/* May a TCP caller use chain (daemon.tcp_chains)? */
+bool kwd_conf_tcp_allows(const struct kwd_conf *dc, const char *chain);
 
 /* A configuration in use: a context and the daemon's settings, released
  * when the last request or lease holding it lets go. */
@@ -86,5 +103,85 @@ bool kwd_rate_take(uid_t uid, unsigned rate);
 void kwd_rate_free(void);
 
 void kwd_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- what the listeners share (keywayd.c) ---- */
+
+/* Which listener a connection came in on: the cls given to MHD. */
+enum kwd_via {
+	KWD_VIA_UNIX = 0,	/* the socket of resolve, report, ... */
+	KWD_VIA_ADMIN,		/* the admin socket (admin.c) */
+	KWD_VIA_TCP		/* daemon.tcp (tcp.c) */
+};
+
+/* The uid that stands for every TCP caller: leases and rate limits. */
+#define KWD_TCP_UID ((uid_t)-1)
+
+#define KWD_MAX_GROUPS 256
+
+/* Who is at the other end of a Unix connection (SO_PEERCRED). */
+struct kwd_caller {
+	pid_t pid;
+	uid_t uid;
+	gid_t groups[KWD_MAX_GROUPS];
+	int ngroups;
+	char name[64];
+};
+
+/* Who is at the other end of c; their name and groups only with groups. */
+bool kwd_who(struct MHD_Connection *c, bool groups, struct kwd_caller *who);
+/* j as one line of JSON, with code; j is released.  hdr (NULL: none)
+ * and val: one more header, as Retry-After. */
+enum MHD_Result kwd_send_json(struct MHD_Connection *c, unsigned code,
+			      json_t *j, const char *hdr, const char *val);
+/* {"error":"...","status":"..."} with code. */
+enum MHD_Result kwd_send_error(struct MHD_Connection *c, unsigned code,
+			       const char *status, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* Record a refused request in the audit trail of g (and on stderr). */
+void kwd_refused(struct kwd_gen *g, const char *op, const char *caller,
+		 long long uid, long long pid, const char *chain,
+		 const char *provider, const char *reason);
+
+/* ---- sockets (sock.c) ---- */
+
+/* A Unix socket at path, mode and group (gid (gid_t)-1: as created),
+ * listening; what names the setting in messages.  -1 after logging. */
+int kwd_listen_unix(const char *path, mode_t mode, gid_t gid,
+		    const char *what);
+/* A TCP socket bound to sa, listening; -1 after logging. */
+int kwd_listen_tcp(const struct sockaddr_storage *sa, socklen_t len,
+		   const char *what);
+
+/* ---- the admin socket (admin.c) ---- */
+
+/* Answer a request on the admin socket, its body read whole. */
+enum MHD_Result kwd_admin_answer(struct MHD_Connection *c, const char *url,
+				 const char *method, const char *body,
+				 size_t len);
+/* jansson's allocations wiped when freed: the key of a put passes through
+ * its strings.  Call before any other jansson call. */
+void kwd_json_wiped(void);
+
+/* ---- TCP (tcp.c) ---- */
+
+/* "127.0.0.1:8377" or "[::1]:8377" into *sa; false with why (for a name
+ * or an address that is not loopback). */
+bool kwd_tcp_parse(const char *s, struct sockaddr_storage *sa,
+		   socklen_t *len, char *why, size_t whysz);
+/* Read the token of path, checked as a private file; false with why. */
+bool kwd_tcp_read_token(const char *path, char **tok, size_t *len,
+			char *why, size_t whysz);
+/* Does c carry "Authorization: Bearer <g's token>"?  When not, answers
+ * 401, records the refusal and returns false. */
+bool kwd_tcp_admit(struct MHD_Connection *c, struct kwd_gen *g,
+		   const char *url, enum MHD_Result *ret);
+/* "tcp 127.0.0.1:40112": the peer of c, for messages. */
+void kwd_tcp_peer(struct MHD_Connection *c, char *buf, size_t size);
+
+/* ---- denials (deny.c) ---- */
+
+/* Is the library's error err a quota used up?  *retry_after: seconds
+ * until its window ends, or 0 when that is not known. */
+bool kwd_quota_denial(const char *err, long *retry_after);
 
 #endif

@@ -16,6 +16,7 @@
 #include "context.h"
 #include "error.h"
 #include "names.h"
+#include "remote.h"
 
 #define ACTOR_HAS(a, f) \
 	((a)->size >= offsetof(kw_actor, f) + sizeof((a)->f))
@@ -36,6 +37,8 @@ kw_status kwi_check_caller(const kw_ctx *ctx, const kw_actor *actor,
 		return kwi_error(KW_ERR_INVAL, "no context or no callback");
 	if (kwi_ctx_usable(ctx) != KW_OK)
 		return KW_ERR_INVAL;
+	if (ctx->remote != NULL)
+		return kwi_remote_no_management(ctx->remote);
 	return KW_OK;
 }
 

@@ -12,6 +12,7 @@
  */
 #include "config.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
@@ -222,5 +223,46 @@ kw_status kwi_audit_change(struct kw_ctx *ctx, const kw_actor *actor,
 		kwi_line_member(&l, "provider", k->provider, false);
 	}
 	kwi_line_member(&l, "result", kw_status_str(result), false);
+	return emit(a, &l);
+}
+
+/* The fields of kw_refusal that a caller of this size set. */
+#define REFUSAL_END(m) \
+	(offsetof(kw_refusal, m) + sizeof(((kw_refusal *)NULL)->m))
+
+kw_status kw_audit_refusal(kw_ctx *ctx, const kw_refusal *r)
+{
+	struct kwi_audit *a;
+	struct kwi_line l;
+	kw_status rc;
+
+	if (ctx == NULL || r == NULL)
+		return kwi_error(KW_ERR_INVAL, "kw_audit_refusal: no context "
+				 "or refusal");
+	rc = kwi_ctx_usable(ctx);
+	if (rc != KW_OK)
+		return rc;
+	if (r->size < REFUSAL_END(reason) || r->size > 4096)
+		return kwi_error(KW_ERR_INVAL, "kw_audit_refusal: a refusal of "
+				 "%zu bytes; initialise it with "
+				 "KW_REFUSAL_INIT", r->size);
+	if (r->op == NULL || r->caller == NULL || r->reason == NULL)
+		return kwi_error(KW_ERR_INVAL, "kw_audit_refusal: op, caller "
+				 "and reason are required");
+	a = ctx->audit;
+	if (a == NULL)
+		return KW_OK;
+	event_start(&l, "refused");
+	kwi_line_member(&l, "op", r->op, false);
+	kwi_line_open(&l, "caller");
+	kwi_line_member(&l, "name", r->caller, false);
+	if (r->uid >= 0)
+		kwi_line_int(&l, "uid", (long long)r->uid);
+	if (r->pid > 0)
+		kwi_line_int(&l, "pid", (long long)r->pid);
+	kwi_line_close(&l);
+	kwi_line_member(&l, "chain", r->chain, true);
+	kwi_line_member(&l, "provider", r->provider, true);
+	kwi_line_member(&l, "reason", r->reason, false);
 	return emit(a, &l);
 }

@@ -46,6 +46,16 @@ kw_status kwi_control_parse(const char *text, size_t remaining,
 /* An empty trace of chain c (*out, the caller's to kw_trace_free()):
  * KW_OK or KW_ERR_NOMEM. */
 kw_status kwi_trace_new(const struct kwi_chain *c, kw_trace **out);
+/* An empty trace of the chain named `chain`, with room for n steps, for
+ * a trace keywayd tells (remote.c): KW_OK or KW_ERR_NOMEM. */
+kw_status kwi_trace_alloc(const char *chain, size_t n, kw_trace **out);
+/* Append a copy of step (its strings copied; detail and masked cut to
+ * what a step holds); no more than the n steps made room for. */
+kw_status kwi_trace_add(kw_trace *t, const kw_trace_step *step);
+/* The verdict as keywayd tells it: the result, the backend that answered
+ * (or NULL) and the summary. */
+kw_status kwi_trace_verdict(kw_trace *t, kw_status result,
+			    const char *backend, const char *summary);
 /* Record that entry e (index i, from 0) answered st, as r holds it (its
  * key only masked), and that the chain took action act. */
 void kwi_trace_step(kw_trace *t, size_t i, const struct kwi_entry *e,

@@ -18,6 +18,7 @@
 #include "error.h"
 #include "host.h"
 #include "loader.h"
+#include "remote.h"
 
 static kw_status check_config(const char *path, struct kwi_diag *d);
 
@@ -42,6 +43,9 @@ static kw_status check_config(const char *path, struct kwi_diag *d)
 
 	if (ctx == NULL)
 		return rc;
+	/* A client's one backend is keywayd. */
+	if (ctx->remote != NULL && rc == KW_OK)
+		kwi_remote_check(ctx->remote, d);
 	{
 		/* Every backend that opened gets its health check. */
 		for (size_t i = 0; ctx != NULL && i <= ctx->nbackends; i++) {

@@ -315,17 +315,32 @@ static void load_log(struct kwi_loader *l, const config_setting_t *g)
 	}
 }
 
-static void load_keyway(struct kwi_loader *l, const config_setting_t *g)
+/* The keyway section; true when it makes the configuration a client of
+ * keywayd (keyway.daemon), whether or not that setting is right. */
+static bool load_keyway(struct kwi_loader *l, const config_setting_t *g)
 {
 	const config_setting_t *master = NULL, *old = NULL, *audit = NULL;
+	bool client;
 	int n;
 
 	if (!kwi_config_group(l, g, "keyway must be a group { ... }"))
-		return;
+		return false;
+	client = config_setting_get_member(g, "daemon") != NULL;
 	n = config_setting_length(g);
 	for (int i = 0; i < n; i++) {
 		const config_setting_t *s = config_setting_get_elem(g, i);
 		const char *name = config_setting_name(s);
+		char what[128];
+
+		if (strcmp(name, "daemon") == 0) {
+			kwi_config_daemon(l, s);
+			continue;
+		}
+		if (client) {
+			snprintf(what, sizeof(what), "keyway.%s", name);
+			kwi_config_not_client(l, s, what);
+			continue;
+		}
 
 		if (strcmp(name, "master_key") == 0) {
 			master = s;
@@ -354,7 +369,7 @@ static void load_keyway(struct kwi_loader *l, const config_setting_t *g)
 		kwi_problem(l, KW_ERR_CONFIG, s,
 			    "keyway: unknown setting \"%s\" (expected "
 			    "master_key, old_master_keys, providers, ledger, "
-			    "audit or log)",
+			    "audit, log or daemon)",
 			    name);
 	}
 	if (master != NULL) {
@@ -369,6 +384,7 @@ static void load_keyway(struct kwi_loader *l, const config_setting_t *g)
 	if (audit != NULL)
 		(void)kwi_audit_parse(l->ctx, audit,
 				      kwi_source_path(l->ctx, audit), l->d);
+	return client;
 }
 
 kw_status kwi_config_load(struct kw_ctx *ctx, const char *path,
@@ -413,13 +429,20 @@ kw_status kwi_config_load(struct kw_ctx *ctx, const char *path,
 		    strcmp(name, "daemon") == 0)
 			continue;
 		kwi_problem(&l, KW_ERR_CONFIG, s,
-			    "unknown setting \"%s\" (expected keyway, backends "
-			    "or chains)",
+			    "unknown setting \"%s\" (expected keyway, backends, "
+			    "chains or daemon)",
 			    name);
 	}
 
-	if ((s = config_setting_get_member(root, "keyway")) != NULL)
-		load_keyway(&l, s);
+	if ((s = config_setting_get_member(root, "keyway")) != NULL &&
+	    load_keyway(&l, s)) {
+		/* A client of keywayd: the daemon has the chains. */
+		if ((s = config_setting_get_member(root, "backends")) != NULL)
+			kwi_config_not_client(&l, s, "backends");
+		if ((s = config_setting_get_member(root, "chains")) != NULL)
+			kwi_config_not_client(&l, s, "chains");
+		return d->first;
+	}
 	if ((s = config_setting_get_member(root, "backends")) != NULL)
 		kwi_config_backends(&l, s);
 	else

@@ -47,9 +47,8 @@ static void spec_list(const struct kw_instance *b, char *buf, size_t len)
 		used += (size_t)snprintf(buf + used, len - used, "%s%s",
 					 used > 0 ? ", " : "", sp->name);
 	if (b->role == KW_INSTANCE_LEDGER && used < len)
-		used += (size_t)snprintf(buf + used, len - used, "%s%s",
-					 used > 0 ? ", " : "",
-					 "on_unavailable");
+		snprintf(buf + used, len - used, "%s%s",
+			 used > 0 ? ", " : "", "on_unavailable");
 	if (buf[0] == '\0')
 		snprintf(buf, len, "nothing but module");
 }

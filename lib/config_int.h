@@ -60,6 +60,14 @@ void kwi_config_ledger(struct kwi_loader *l, config_setting_t *g);
  * (config_backends.c). */
 void kwi_config_quotas_need_ledger(struct kwi_loader *l);
 
+/* keyway.daemon: the keywayd a client configuration asks
+ * (config_remote.c). */
+void kwi_config_daemon(struct kwi_loader *l, const config_setting_t *g);
+/* Setting s, named `what` ("keyway.master_key", "backends"), refused in a
+ * client configuration (config_remote.c). */
+void kwi_config_not_client(struct kwi_loader *l, const config_setting_t *s,
+			   const char *what);
+
 /* chains: { NAME = ( { backend = ...; control = ...; }, ... ); ... }
  * (config_chains.c), after the backends. */
 void kwi_config_chains(struct kwi_loader *l, const config_setting_t *g);

@@ -206,7 +206,7 @@ static char *keep_source(struct kw_ctx *ctx, char *path)
 	}
 	grown = realloc(ctx->sources, (ctx->nsources + 1) * sizeof(*grown));
 	if (grown == NULL)
-		return false;
+		return NULL;
 	ctx->sources = grown;
 	grown[ctx->nsources].name = path;
 	grown[ctx->nsources].value = path;
@@ -794,7 +794,13 @@ static void say_token(const char *end, const struct tok *tk,
 	else if ((tk->kind != TOK_PUNCT || strchr("{([", tk->start[0])) &&
 		 ends_value(prev))
 		hint = " (a missing ',' or ';' before it?)";
-	if (tk->kind == TOK_PUNCT || tk->kind == TOK_OTHER || named)
+	/* A control character or a stray byte of UTF-8, quoted as it is,
+	 * would break the message's line. */
+	if (tk->kind == TOK_OTHER && ((unsigned char)tk->start[0] <= 0x20 ||
+				      (unsigned char)tk->start[0] >= 0x7f))
+		snprintf(out, outlen, "%s at byte 0x%02x%s", msg,
+			 (unsigned char)tk->start[0], hint);
+	else if (tk->kind == TOK_PUNCT || tk->kind == TOK_OTHER || named)
 		snprintf(out, outlen, "%s at '%.*s'%s", msg, (int)tk->len,
 			 tk->start, hint);
 	else if (prev->kind == TOK_PUNCT &&

@@ -24,6 +24,7 @@
 #include "host.h"
 #include "loader.h"
 #include "providers.h"
+#include "remote.h"
 #include "secmem.h"
 #include "usecount.h"
 
@@ -206,6 +207,7 @@ static void ctx_free(struct kw_ctx *ctx)
 		kwi_master_free(&ctx->masters[i]);
 	kwi_secure_free(ctx->masters, ctx->masters_size);
 	kwi_providers_free(ctx);
+	kwi_remote_put(ctx->remote);
 	config_destroy(&ctx->cfg);
 	free(ctx->path);
 	free(ctx->dir);

@@ -23,6 +23,7 @@ struct kwi_master;
 struct kwi_module;
 struct kwi_path;
 struct kwi_provider;
+struct kwi_remote;
 struct kwi_usecount;
 
 /* Whether host->log() lines also go to stderr. */
@@ -61,6 +62,8 @@ struct kw_ctx {
 	unsigned forks;              /* kwi_forks() when it was opened */
 	enum kwi_log_stderr log_stderr; /* keyway.log.stderr */
 	int log_level;               /* keyway.log.level: a KW_LOG_* */
+	struct kwi_remote *remote;   /* keyway.daemon: a client of keywayd,
+				      * with no backend of its own; or NULL */
 };
 
 /* The configuration to read: path, else $KEYWAY_CONFIG, else

@@ -17,7 +17,12 @@ struct kwi_diag;
 
 /* ---- master keys (master.c) ---- */
 
-enum kwi_key_source { KWI_KEY_ENV = 1, KWI_KEY_FILE, KWI_KEY_PASSPHRASE };
+enum kwi_key_source {
+	KWI_KEY_ENV = 1,
+	KWI_KEY_FILE,
+	KWI_KEY_PASSPHRASE,
+	KWI_KEY_CREDENTIAL, /* $CREDENTIALS_DIRECTORY/name (systemd) */
+};
 enum kwi_kdf { KWI_KDF_ARGON2ID = 1, KWI_KDF_PBKDF2 };
 
 /* One of keyway.master_key / keyway.old_master_keys.  Kept in guarded
@@ -27,18 +32,20 @@ struct kwi_master {
 	enum kwi_kdf kdf;
 	bool var_default;           /* var not given: also try the legacy name */
 	char var[128];
-	char path[1024];
+	char path[1024];            /* file: the path; credential: where
+				     * it was read from, once loaded */
+	char name[256];             /* credential: a plain file name */
 	char what[64];              /* "keyway.master_key" for messages */
 	const char *file;
 	int line;
-	unsigned char key[32];      /* env and file sources */
+	unsigned char key[32];      /* env, file and credential sources */
 	char *pass;                 /* passphrase source (guarded) */
 	size_t pass_len;
 };
 
 /*
- * Read the key material that m's parsed settings (source, var, path, what,
- * file, line) name: the key into m->key, or the passphrase into m->pass
+ * Read the key material that m's parsed settings (source, var, path, name,
+ * what, file, line) name: the key into m->key, or the passphrase into m->pass
  * (guarded; freed by kwi_master_free()).  KW_OK; KW_ERR_CONFIG, KW_ERR_PERM
  * or KW_ERR_IO, said to d; KW_ERR_NOMEM.
  */

@@ -98,7 +98,8 @@ kw_status kwi_verror(kw_status st, const char *fmt, va_list ap)
 	return st;
 }
 
-kw_status kwi_error(kw_status st, const char *fmt, ...)
+/* In parentheses: error.h may define kwi_error() as a macro. */
+kw_status (kwi_error)(kw_status st, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -106,6 +107,13 @@ kw_status kwi_error(kw_status st, const char *fmt, ...)
 	kwi_verror(st, fmt, ap);
 	va_end(ap);
 	return st;
+}
+
+static void blank_controls(char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			*s = ' ';
 }
 
 void kwi_vdiag(struct kwi_diag *d, kw_status st, const char *file, int line,
@@ -120,10 +128,10 @@ void kwi_vdiag(struct kwi_diag *d, kw_status st, const char *file, int line,
 	else
 		snprintf(full, sizeof(full), "%s: %s", file, msg);
 
-	/* A message is one line, whatever a module put into it. */
-	for (char *p = full; *p != '\0'; p++)
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
+	/* A message is one line, whatever a module put into it or a file
+	 * name held: no control character (a form feed, an escape that
+	 * would drive the terminal) is left in it. */
+	blank_controls(full);
 
 	if (d->first == KW_OK) {
 		d->first = st;
@@ -135,9 +143,7 @@ void kwi_vdiag(struct kwi_diag *d, kw_status st, const char *file, int line,
 	if (d->problem != NULL) {
 		kw_problem p = { file, line > 0 ? line : 0, msg, st };
 
-		for (char *c = msg; *c != '\0'; c++)
-			if (*c == '\n' || *c == '\r')
-				*c = ' ';
+		blank_controls(msg);
 		d->problem(d->arg, &p);
 	}
 }

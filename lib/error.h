@@ -30,6 +30,11 @@ const char *kwi_answer_str(enum kwi_answer a);
 /* Set the calling thread's kw_last_error() and return st. */
 kw_status kwi_error(kw_status st, const char *fmt, ...) KW_PRINTF(2, 3);
 kw_status kwi_verror(kw_status st, const char *fmt, va_list ap);
+#ifdef __clang_analyzer__
+/* scan-build looks at one file at a time: show it that the status given
+ * is the one returned, or it follows a failure on as if it were KW_OK. */
+#define kwi_error(st, ...) (kwi_error((st), __VA_ARGS__), (st))
+#endif
 
 /*
  * Problems found while loading a configuration.  kw_open() keeps the

@@ -19,6 +19,7 @@
 #include "exec.h"
 #include "loader.h"
 #include "names.h"
+#include "remote.h"
 
 /* Read for a master key whatever keyway.master_key says. */
 static const char *const master_vars[] = { "KEYWAY_MASTER_KEY",
@@ -43,7 +44,8 @@ kw_status kwi_sensitive_env_note(struct kw_ctx *ctx)
 			return KW_ERR_NOMEM;
 	for (size_t i = 0; i < ctx->nmasters; i++) {
 		const struct kwi_master *m = &ctx->masters[i];
-		bool known = m->source == KWI_KEY_FILE;
+		bool known = m->source == KWI_KEY_FILE ||
+			     m->source == KWI_KEY_CREDENTIAL;
 
 		for (size_t k = 0; k < n && !known; k++)
 			known = strcmp(env[k], m->var) == 0;
@@ -100,6 +102,8 @@ kw_status kw_backend_scope(const kw_ctx *ctx, const char *backend,
 	/* Not echoed below unless it is a name that can be shown. */
 	if (kwi_check_name("backend name", backend) != KW_OK)
 		return KW_ERR_INVAL;
+	if (ctx->remote != NULL)
+		return kwi_remote_no_management(ctx->remote);
 	b = kwi_find_backend(ctx, backend);
 	if (b != NULL) {
 		*scope = b->scope;

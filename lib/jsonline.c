@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -159,6 +160,15 @@ void kwi_line_member(struct kwi_line *l, const char *name, const char *value,
 		l->len = mark;
 		l->comma = comma;
 	}
+}
+
+void kwi_line_int(struct kwi_line *l, const char *name, long long value)
+{
+	char num[24];
+	int n = snprintf(num, sizeof(num), "%lld", value);
+
+	put_name(l, name);
+	put(l, num, (size_t)n);
 }
 
 void kwi_line_open(struct kwi_line *l, const char *name)

@@ -37,6 +37,8 @@ void kwi_line_close(struct kwi_line *l);
  */
 void kwi_line_member(struct kwi_line *l, const char *name, const char *value,
 		     bool null_ok);
+/* "name":value, a number. */
+void kwi_line_int(struct kwi_line *l, const char *name, long long value);
 /* "time":"2024-05-01T10:00:00.123Z", now, in UTC. */
 void kwi_line_time(struct kwi_line *l);
 /* Close the outermost object and end the line with '\n'.  False when

@@ -23,6 +23,7 @@
 #include "loader.h"
 #include "names.h"
 #include "providers.h"
+#include "remote.h"
 
 #define REF_HAS(r, f) \
 	((r)->size >= offsetof(kw_key_ref, f) + sizeof((r)->f))
@@ -44,6 +45,8 @@ static kw_status store_backend(kw_ctx *ctx, const char *name, uint32_t cap,
 	if (kwi_ctx_usable(ctx) != KW_OK ||
 	    kwi_check_name("backend name", name) != KW_OK)
 		return KW_ERR_INVAL;
+	if (ctx->remote != NULL)
+		return kwi_remote_no_management(ctx->remote);
 	b = kwi_find_backend(ctx, name);
 	if (b == NULL)
 		return kwi_error(KW_ERR_INVAL, "%s: no backend \"%.64s\"",

@@ -18,6 +18,7 @@
 #include "names.h"
 #include "providers.h"
 #include "quota.h"
+#include "remote.h"
 #include "request.h"
 #include "secret.h"
 
@@ -109,6 +110,9 @@ static kw_status prepare(const char *fn, bool has_out, kw_ctx *ctx,
 	if ((rc = take_request(req, in)) != KW_OK ||
 	    (rc = check_names(in)) != KW_OK)
 		return rc;
+	/* keywayd knows the chains of a client. */
+	if (ctx->remote != NULL)
+		return KW_OK;
 	return find_chain(ctx, in, c);
 }
 
@@ -123,6 +127,8 @@ kw_status kw_resolve(kw_ctx *ctx, const kw_request *req, kw_secret **out)
 	rc = prepare("kw_resolve", out != NULL, ctx, req, &in, &c);
 	if (rc != KW_OK)
 		return rc;
+	if (ctx->remote != NULL)
+		return kwi_remote_resolve(ctx->remote, &in, out);
 	rc = kwi_walk(c, &in, NULL, out);
 	if (ctx->audit != NULL) {
 		char why[1024];
@@ -159,6 +165,8 @@ kw_status kw_explain(kw_ctx *ctx, const kw_request *req, kw_trace **out)
 	rc = prepare("kw_explain", out != NULL, ctx, req, &in, &c);
 	if (rc != KW_OK)
 		return rc;
+	if (ctx->remote != NULL)
+		return kwi_remote_explain(ctx->remote, &in, out);
 	rc = kwi_trace_new(c, out);
 	if (rc != KW_OK)
 		return kwi_error(rc, "out of memory");

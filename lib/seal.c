@@ -193,9 +193,15 @@ kw_status kwi_unseal(const struct kw_keyring *kr, const kw_seal_aad *aad,
 	kw_status rc = KW_ERR_CRYPTO;
 	size_t adlen, plen;
 
-	if (len < KW_SEAL_OVERHEAD || len - KW_SEAL_OVERHEAD > INT32_MAX) {
+	if (len < KW_SEAL_OVERHEAD) {
 		snprintf(why, whylen, "sealed value is truncated (%zu bytes)",
 			 len);
+		return KW_ERR_CRYPTO;
+	}
+	if (len - KW_SEAL_OVERHEAD > INT32_MAX) {
+		snprintf(why, whylen,
+			 "sealed value is too long (%zu bytes, at most %zu)",
+			 len, (size_t)INT32_MAX + KW_SEAL_OVERHEAD);
 		return KW_ERR_CRYPTO;
 	}
 	plen = len - KW_SEAL_OVERHEAD;

@@ -25,6 +25,8 @@
 #define SLAB_DATA (64 * 1024)
 #define NCLASSES 7
 #define MIN_SLOT 32 /* NCLASSES classes: 32 .. 2048 bytes */
+_Static_assert((MIN_SLOT << (NCLASSES - 1)) <= SLAB_DATA,
+	       "a slab holds at least one slot of the largest class");
 
 struct free_slot {
 	struct free_slot *next;
@@ -106,7 +108,7 @@ static bool slab_grow(struct size_class *sc, size_t slot)
 		fs->next = sc->free;
 		sc->free = fs;
 	}
-	return true;
+	return sc->free != NULL;
 }
 
 void *kwi_secure_alloc(size_t len)

@@ -14,6 +14,7 @@
 #include "context.h"
 #include "error.h"
 #include "quota.h"
+#include "remote.h"
 #include "secmem.h"
 #include "secret.h"
 #include "usecount.h"
@@ -52,6 +53,8 @@ kw_status kw_secret_report(kw_secret *s, kw_outcome outcome)
 				 "reported");
 	s->reported = true;
 	s->outcome = outcome;
+	if (s->remote != NULL)
+		return kwi_remote_report(s, outcome);
 	if (outcome == KW_UNUSED)
 		return kwi_quota_refund(&s->charged);
 	return KW_OK;
@@ -61,6 +64,8 @@ void kwi_secret_destroy(struct kw_secret *s)
 {
 	if (s == NULL)
 		return;
+	if (s->remote != NULL)
+		kwi_remote_secret_end(s);
 	if (s->usage != NULL) {
 		if (s->outcome == KW_USED)
 			kwi_usecount_note(s->usage, s->store, s->scope, s->owner,

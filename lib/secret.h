@@ -12,7 +12,11 @@
 
 struct kw_instance;
 struct kwi_charged;
+struct kwi_remote;
 struct kwi_usecount;
+
+/* The longest lease id of keywayd's kept with a secret it handed out. */
+#define KWI_LEASE_MAX 64
 
 /*
  * A resolved secret: one guarded allocation holding this header, the name
@@ -31,6 +35,9 @@ struct kw_secret {
 	kw_scope scope;
 	const char *owner;   /* inside data[], or NULL */
 	const char *provider; /* inside data[] */
+	struct kwi_remote *remote;   /* the daemon that handed it out, or
+					NULL (remote.c) */
+	char lease[KWI_LEASE_MAX + 1]; /* its lease there */
 	char data[];         /* backend, value, owner, provider; NUL after each */
 };
 

@@ -21,12 +21,15 @@ struct step {
 	kw_trace_step pub;
 	char detail[256];
 	char masked[40];
+	char *names; /* "backend\0module\0" of a step told by keywayd */
 };
 
 struct kw_trace {
 	char *chain;
 	kw_status result;
-	const char *backend; /* points into a step */
+	const char *backend; /* points into a step, or is `answered` */
+	char *answered;      /* keywayd's answering backend, when no step
+				names it */
 	char summary[512];
 	size_t n;
 	struct step steps[];
@@ -66,24 +69,73 @@ void kw_trace_free(kw_trace *t)
 {
 	if (t == NULL)
 		return;
+	for (size_t i = 0; i < t->n; i++)
+		free(t->steps[i].names);
+	free(t->answered);
 	free(t->chain);
 	free(t);
 }
 
-kw_status kwi_trace_new(const struct kwi_chain *c, kw_trace **out)
+kw_status kwi_trace_alloc(const char *chain, size_t n, kw_trace **out)
 {
 	kw_trace *t;
 
 	*out = NULL;
-	t = calloc(1, sizeof(*t) + c->n * sizeof(t->steps[0]));
+	t = calloc(1, sizeof(*t) + n * sizeof(t->steps[0]));
 	if (t == NULL)
 		return KW_ERR_NOMEM;
-	t->chain = strdup(c->name);
+	t->chain = strdup(chain);
 	if (t->chain == NULL) {
 		free(t);
 		return KW_ERR_NOMEM;
 	}
 	*out = t;
+	return KW_OK;
+}
+
+kw_status kwi_trace_new(const struct kwi_chain *c, kw_trace **out)
+{
+	return kwi_trace_alloc(c->name, c->n, out);
+}
+
+kw_status kwi_trace_add(kw_trace *t, const kw_trace_step *from)
+{
+	struct step *s = &t->steps[t->n];
+	size_t blen = strlen(from->backend), mlen = strlen(from->module);
+
+	s->names = malloc(blen + mlen + 2);
+	if (s->names == NULL)
+		return KW_ERR_NOMEM;
+	memcpy(s->names, from->backend, blen + 1);
+	memcpy(s->names + blen + 1, from->module, mlen + 1);
+	s->pub = *from;
+	s->pub.backend = s->names;
+	s->pub.module = s->names + blen + 1;
+	snprintf(s->detail, sizeof(s->detail), "%s", from->detail);
+	snprintf(s->masked, sizeof(s->masked), "%s", from->masked);
+	s->pub.detail = s->detail;
+	s->pub.masked = s->masked;
+	t->n++;
+	return KW_OK;
+}
+
+kw_status kwi_trace_verdict(kw_trace *t, kw_status result,
+			    const char *backend, const char *summary)
+{
+	t->result = result;
+	snprintf(t->summary, sizeof(t->summary), "%s", summary);
+	t->backend = NULL;
+	if (backend == NULL)
+		return KW_OK;
+	for (size_t i = 0; i < t->n; i++)
+		if (strcmp(t->steps[i].pub.backend, backend) == 0)
+			t->backend = t->steps[i].pub.backend;
+	if (t->backend != NULL)
+		return KW_OK;
+	t->answered = strdup(backend);
+	if (t->answered == NULL)
+		return KW_ERR_NOMEM;
+	t->backend = t->answered;
 	return KW_OK;
 }
 

@@ -8,7 +8,8 @@ libconfig-dev libsodium-dev libssl-dev libsqlite3-dev libjansson-dev
 libcurl4-openssl-dev libcmocka-dev bsdutils sqlite3 python3 gdb
 python3-cryptography python3-argon2 openssl python3-hvac
 clang libclang-rt-14-dev libhiredis-dev redis-server
-abigail-tools libmicrohttpd-dev curl util-linux"
+abigail-tools libmicrohttpd-dev curl util-linux python3-pytest nodejs
+systemd valgrind gcovr cppcheck clang-tools"
 
 missing=
 for p in $packages; do

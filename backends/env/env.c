@@ -333,7 +333,8 @@ static KW_WARN_UNUSED kw_status env_parse_dotenv(struct env_state *st,
 			return KW_ERR_NOMEM;
 		}
 	}
-	env_copy_to_store(vars, keep, store);
+	if (store != NULL) /* else nothing is kept */
+		env_copy_to_store(vars, keep, store);
 	st->vars = vars;
 	st->nvars = keep;
 	st->store = store;

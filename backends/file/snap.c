@@ -74,13 +74,13 @@ static kw_status read_all(const char *path, int fd, const struct stat *sb,
 		e->rc = KW_ERR_BACKEND;
 		snprintf(e->msg, sizeof(e->msg), "%s is too large (%jd bytes)",
 			 path, (intmax_t)sb->st_size);
-		return e->rc;
+		return KW_ERR_BACKEND;
 	}
 	buf = malloc(size > 0 ? size : 1);
 	if (buf == NULL) {
 		e->rc = KW_ERR_NOMEM;
 		snprintf(e->msg, sizeof(e->msg), "%s: out of memory", path);
-		return e->rc;
+		return KW_ERR_NOMEM;
 	}
 	while (got < size) {
 		ssize_t n = pread(fd, buf + got, size - got, (off_t)got);
@@ -92,7 +92,7 @@ static kw_status read_all(const char *path, int fd, const struct stat *sb,
 			snprintf(e->msg, sizeof(e->msg), "%s: %s", path,
 				 strerror(errno));
 			free(buf);
-			return e->rc;
+			return KW_ERR_IO;
 		}
 		if (n == 0)
 			break;
@@ -124,7 +124,7 @@ kw_status file_read_snap(struct file_state *st, int fd,
 		e->rc = KW_ERR_IO;
 		snprintf(e->msg, sizeof(e->msg), "%s: %s", st->path,
 			 strerror(errno));
-		return e->rc;
+		return KW_ERR_IO;
 	}
 	rc = read_all(st->path, fd, &sb, &buf, &len, e);
 	if (rc != KW_OK)

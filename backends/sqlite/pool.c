@@ -313,6 +313,7 @@ kw_status sq_acquire(struct sq_state *st, struct sq_conn **out, kw_reply *r)
 	struct sq_conn *c;
 	bool failed = false;
 	int rc = SQLITE_OK;
+	kw_status ret;
 
 	*out = NULL;
 	pthread_mutex_lock(&p->lock);
@@ -344,7 +345,9 @@ kw_status sq_acquire(struct sq_state *st, struct sq_conn **out, kw_reply *r)
 		failed = true;
 	}
 	pthread_mutex_unlock(&p->lock);
-	return sq_fail(st, r, "open", rc);
+	ret = sq_fail(st, r, "open", rc);
+	/* Never KW_OK without a connection, whatever code the open gave. */
+	return ret == KW_OK ? KW_ERR_BACKEND : ret;
 }
 
 static void sq_pool_release(struct sq_pool *p, struct sq_conn *c)

@@ -597,3 +597,39 @@ bool vault_auth_refused(struct vault_state *st, uint64_t gen,
 	free_buf(st->host, fresh);
 	return again;
 }
+
+kw_status vault_request(struct vault_state *st, const char *method,
+			const char *path, const char *body, size_t len,
+			int64_t deadline_ms, struct vault_resp *resp,
+			char *why, size_t whylen)
+{
+	const kw_host *host = st->host;
+	char *token = host->secure_alloc(VAULT_TOKEN_MAX);
+	uint64_t gen = 0;
+	kw_status rc;
+
+	if (token == NULL) {
+		snprintf(why, whylen, "out of memory");
+		return KW_ERR_NOMEM;
+	}
+	for (int pass = 0;; pass++) {
+		rc = vault_auth_token(st, deadline_ms, token, &gen, why,
+				      whylen);
+		if (rc != KW_OK)
+			break;
+		rc = vault_http(st, method, path, body, len, token,
+				deadline_ms, resp, why, whylen);
+		/* An AppRole token that expired under us: log in afresh,
+		 * once. */
+		if (rc != KW_ERR_PERM || pass > 0 ||
+		    !vault_auth_refused(st, gen, deadline_ms))
+			break;
+		host->log(st->inst, KW_LOG_INFO,
+			  "Vault refused the token (HTTP %ld on %s): logging "
+			  "in again",
+			  resp->status, path);
+	}
+	host->wipe(token, VAULT_TOKEN_MAX);
+	host->secure_free(token, VAULT_TOKEN_MAX);
+	return rc;
+}

@@ -54,59 +54,17 @@ static void sleep_ms(int64_t ms)
 		;
 }
 
-void vault_resp_free(const kw_host *host, struct vault_resp *resp)
-{
-	if (resp->json != NULL)
-		json_decref(resp->json);
-	if (resp->body != NULL) {
-		host->wipe(resp->body, resp->cap);
-		host->secure_free(resp->body, resp->cap);
-	}
-	memset(resp, 0, sizeof(*resp));
-}
-
 struct sink {
 	const kw_host *host;
 	struct vault_resp *resp;
 };
 
-/* Into secure memory: a buffer that grows is copied and the old one
- * wiped, never realloc()ed. */
 static size_t write_body(char *data, size_t size, size_t n, void *arg)
 {
 	struct sink *s = arg;
-	struct vault_resp *resp = s->resp;
-	size_t add = size * n, cap;
-	char *grown;
 
-	if (add > VAULT_BODY_MAX || resp->len + add > VAULT_BODY_MAX) {
-		resp->body_rc = KW_ERR_BACKEND;
-		return 0;
-	}
-	if (resp->len + add + 1 > resp->cap) {
-		/* A one-key answer is under 1 KiB: starting at 1 KiB keeps
-		 * it in the host's pool of locked memory, where a larger
-		 * first buffer costs a dozen system calls a request. */
-		cap = resp->cap != 0 ? resp->cap : 1024;
-		while (cap < resp->len + add + 1)
-			cap *= 2;
-		grown = s->host->secure_alloc(cap);
-		if (grown == NULL) {
-			resp->body_rc = KW_ERR_NOMEM;
-			return 0;
-		}
-		if (resp->body != NULL) {
-			memcpy(grown, resp->body, resp->len);
-			s->host->wipe(resp->body, resp->cap);
-			s->host->secure_free(resp->body, resp->cap);
-		}
-		resp->body = grown;
-		resp->cap = cap;
-	}
-	memcpy(resp->body + resp->len, data, add);
-	resp->len += add;
-	resp->body[resp->len] = '\0';
-	return add;
+	return vault_resp_append(s->host, s->resp, data, size * n) ? size * n
+								   : 0;
 }
 
 /* ---- the pool ---- */
@@ -198,119 +156,6 @@ void vault_pool_free(struct vault_state *st)
 	for (size_t i = 0; i < st->nidle; i++)
 		curl_easy_cleanup(st->idle[i]);
 	st->nidle = 0;
-}
-
-/* ---- bodies ---- */
-
-kw_status vault_body(const kw_host *host, const json_t *j, char **out,
-		     size_t *len)
-{
-	size_t need = json_dumpb(j, NULL, 0, JSON_COMPACT);
-	char *buf;
-
-	*out = NULL;
-	*len = 0;
-	if (need == 0)
-		return KW_ERR_NOMEM;
-	buf = host->secure_alloc(need + 1);
-	if (buf == NULL)
-		return KW_ERR_NOMEM;
-	if (json_dumpb(j, buf, need, JSON_COMPACT) != need) {
-		host->wipe(buf, need + 1);
-		host->secure_free(buf, need + 1);
-		return KW_ERR_INTERNAL;
-	}
-	buf[need] = '\0';
-	*out = buf;
-	*len = need;
-	return KW_OK;
-}
-
-void vault_body_free(const kw_host *host, char *body, size_t len)
-{
-	if (body == NULL)
-		return;
-	host->wipe(body, len + 1);
-	host->secure_free(body, len + 1);
-}
-
-bool vault_resp_says(const struct vault_resp *resp, const char *text)
-{
-	json_t *errs = resp->json != NULL ? json_object_get(resp->json, "errors")
-					  : NULL;
-	size_t i;
-	json_t *e;
-
-	json_array_foreach(errs, i, e)
-		if (json_is_string(e) && strstr(json_string_value(e), text))
-			return true;
-	return false;
-}
-
-/* Vault's first error, made one short printable line, into buf. */
-static void first_error(const struct vault_resp *resp, char *buf, size_t size)
-{
-	json_t *errs = resp->json != NULL ? json_object_get(resp->json, "errors")
-					  : NULL;
-	json_t *e = json_array_get(errs, 0);
-	const char *s = json_is_string(e) ? json_string_value(e) : "";
-	static const char multi[] = "1 error occurred: * ";
-	size_t n = 0;
-
-	/* One line: controls made spaces, runs of them one. */
-	for (; *s != '\0' && n + 1 < size && n < 160; s++) {
-		char c = (unsigned char)*s < 0x20 || *s == 0x7f ? ' ' : *s;
-
-		if (c == ' ' && (n == 0 || buf[n - 1] == ' '))
-			continue;
-		buf[n++] = c;
-	}
-	while (n > 0 && buf[n - 1] == ' ')
-		n--;
-	buf[n] = '\0';
-	/* Vault's wrapping of a single error says nothing. */
-	if (strncmp(buf, multi, sizeof(multi) - 1) == 0)
-		memmove(buf, buf + sizeof(multi) - 1,
-			n - (sizeof(multi) - 1) + 1);
-}
-
-/* Whether an answer is worth asking again: Vault's advice (429, 412 for
- * a standby not yet caught up, 5xx but 501 "not initialized"). */
-static bool retryable(long status)
-{
-	return status == 412 || status == 429 ||
-	       (status >= 500 && status != 501);
-}
-
-static kw_status meaning(long status)
-{
-	if (status >= 200 && status < 300)
-		return KW_OK;
-	if (status == 404)
-		return KW_ERR_NOTFOUND;
-	if (status == 401 || status == 403)
-		return KW_ERR_PERM;
-	if (retryable(status))
-		return KW_ERR_UNAVAIL;
-	return KW_ERR_BACKEND;
-}
-
-static const char *status_words(long status)
-{
-	switch (status) {
-	case 400: return "bad request";
-	case 401: case 403: return "permission denied: the token is wrong, "
-				   "expired or lacks a policy for this path";
-	case 404: return "not found";
-	case 405: return "method not allowed";
-	case 412: return "standby not caught up";
-	case 429: return "rate limited or standby";
-	case 500: return "internal error";
-	case 501: return "Vault is not initialized";
-	case 502: return "bad gateway";
-	case 503: return "Vault is sealed or in maintenance";
-	}
-	return "unexpected status";
 }
 
 /* A transport error that asking again cannot mend: the certificate
@@ -415,7 +260,7 @@ kw_status vault_http(struct vault_state *st, const char *method,
 {
 	const kw_host *host = st->host;
 	struct curl_slist *headers = NULL;
-	char errbuf[CURL_ERROR_SIZE] = "", verr[200], *url = NULL;
+	char errbuf[CURL_ERROR_SIZE] = "", *url = NULL;
 	CURLcode cc = CURLE_OK;
 	kw_status rc;
 	CURL *h = NULL;
@@ -473,7 +318,7 @@ kw_status vault_http(struct vault_state *st, const char *method,
 		resp->attempts++;
 		cc = attempt(st, h, method, url, body, len, headers, left, resp,
 			     errbuf);
-		if (cc == CURLE_OK && !retryable(resp->status))
+		if (cc == CURLE_OK && !vault_retryable(resp->status))
 			break;
 		/* An answer too large to hold is no passing trouble. */
 		if (cc == CURLE_WRITE_ERROR && resp->body_rc != KW_OK) {
@@ -502,24 +347,7 @@ kw_status vault_http(struct vault_state *st, const char *method,
 	}
 	if (why[0] != '\0')
 		goto out;
-	if (resp->len > 0)
-		resp->json = json_loadb(resp->body, resp->len, 0, NULL);
-	rc = meaning(resp->status);
-	/* A proxy's page, or an answer cut short, is not Vault's. */
-	if (rc == KW_OK && resp->len > 0 && !json_is_object(resp->json)) {
-		snprintf(why, whylen, "Vault %s %s: HTTP %ld with a body that "
-			 "is not a JSON object (a proxy in the way?)",
-			 method, path, resp->status);
-		rc = KW_ERR_BACKEND;
-	} else if (rc != KW_OK && rc != KW_ERR_NOTFOUND) {
-		first_error(resp, verr, sizeof(verr));
-		snprintf(why, whylen, "Vault %s %s: HTTP %ld (%s)%s%s", method,
-			 path, resp->status, status_words(resp->status),
-			 verr[0] != '\0' ? ": " : "", verr);
-	} else if (rc == KW_ERR_NOTFOUND) {
-		snprintf(why, whylen, "Vault %s %s: HTTP 404 (not found)",
-			 method, path);
-	}
+	rc = vault_answer(resp, method, path, why, whylen);
 	goto out;
 failed:
 	if (cc == CURLE_WRITE_ERROR && resp->body_rc == KW_ERR_BACKEND) {
@@ -541,15 +369,7 @@ failed:
 			 errbuf[0] != '\0' ? ": " : "", errbuf, resp->attempts,
 			 resp->attempts == 1 ? "" : "s");
 	} else {
-		if (resp->len > 0)
-			resp->json = json_loadb(resp->body, resp->len, 0, NULL);
-		first_error(resp, verr, sizeof(verr));
-		snprintf(why, whylen, "Vault %s %s: HTTP %ld (%s)%s%s (after %d "
-			 "attempt%s)",
-			 method, path, resp->status,
-			 status_words(resp->status),
-			 verr[0] != '\0' ? ": " : "", verr, resp->attempts,
-			 resp->attempts == 1 ? "" : "s");
+		vault_answer_refused(resp, method, path, why, whylen);
 	}
 	goto out;
 nomem:
@@ -563,41 +383,5 @@ out:
 	}
 	free_headers(host, headers);
 	free(url);
-	return rc;
-}
-
-kw_status vault_request(struct vault_state *st, const char *method,
-			const char *path, const char *body, size_t len,
-			int64_t deadline_ms, struct vault_resp *resp,
-			char *why, size_t whylen)
-{
-	const kw_host *host = st->host;
-	char *token = host->secure_alloc(VAULT_TOKEN_MAX);
-	uint64_t gen = 0;
-	kw_status rc;
-
-	if (token == NULL) {
-		snprintf(why, whylen, "out of memory");
-		return KW_ERR_NOMEM;
-	}
-	for (int pass = 0;; pass++) {
-		rc = vault_auth_token(st, deadline_ms, token, &gen, why,
-				      whylen);
-		if (rc != KW_OK)
-			break;
-		rc = vault_http(st, method, path, body, len, token,
-				deadline_ms, resp, why, whylen);
-		/* An AppRole token that expired under us: log in afresh,
-		 * once. */
-		if (rc != KW_ERR_PERM || pass > 0 ||
-		    !vault_auth_refused(st, gen, deadline_ms))
-			break;
-		host->log(st->inst, KW_LOG_INFO,
-			  "Vault refused the token (HTTP %ld on %s): logging "
-			  "in again",
-			  resp->status, path);
-	}
-	host->wipe(token, VAULT_TOKEN_MAX);
-	host->secure_free(token, VAULT_TOKEN_MAX);
 	return rc;
 }

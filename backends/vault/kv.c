@@ -274,7 +274,6 @@ kw_status vault_lookup(void *state, const kw_query *q)
 	int64_t dl;
 	kw_status rc;
 
-	vault_describe(desc, q->scope, q->owner, q->provider);
 	rc = vault_key_rel(st, st->scope, q->owner, q->provider, &rel,
 			   q->reply, KW_ERR_NOTFOUND);
 	if (rc != KW_OK)
@@ -290,7 +289,10 @@ kw_status vault_lookup(void *state, const kw_query *q)
 	if (rc == KW_ERR_DENIED) {
 		host->reply_detail(q->reply, "the %s is disabled in Vault "
 				   "(keyway_active = \"false\" at %s/%s, "
-				   "cached)", desc, st->mount, rel);
+				   "cached)",
+				   vault_describe(desc, q->scope, q->owner,
+						  q->provider),
+				   st->mount, rel);
 		goto out;
 	}
 	dl = vault_deadline(st);
@@ -299,7 +301,10 @@ kw_status vault_lookup(void *state, const kw_query *q)
 		goto out;
 	rc = vault_kv_read(st, rel, dl, &resp, &rec, why, sizeof(why));
 	if (rc == KW_ERR_NOTFOUND) {
-		host->reply_detail(q->reply, "no %s in Vault: %s", desc, why);
+		host->reply_detail(q->reply, "no %s in Vault: %s",
+				   vault_describe(desc, q->scope, q->owner,
+						  q->provider),
+				   why);
 		goto out;
 	}
 	if (rc != KW_OK) {
@@ -311,7 +316,9 @@ kw_status vault_lookup(void *state, const kw_query *q)
 		host->reply_detail(q->reply, "the %s is disabled in Vault "
 				   "(keyway_active = \"false\" at %s/%s; "
 				   "HTTP 200)",
-				   desc, st->mount, rel);
+				   vault_describe(desc, q->scope, q->owner,
+						  q->provider),
+				   st->mount, rel);
 		rc = KW_ERR_DENIED;
 		goto out;
 	}

@@ -113,12 +113,14 @@ static char *known_seg(const struct vault_seg *seg, kw_scope scope,
 	for (size_t i = 0; i < seg->nparts; i++) {
 		const struct vault_part *p = &seg->parts[i];
 
+		const char *v = p->kind == VP_SCOPE ? kw_scope_name(scope)
+				: p->kind == VP_OWNER ? owner
+						      : provider;
+
 		if (p->kind == VP_TEXT)
 			strncat(out, p->text, p->len);
-		else
-			strcat(out, p->kind == VP_SCOPE ? kw_scope_name(scope)
-				    : p->kind == VP_OWNER ? owner
-							  : provider);
+		else if (v != NULL) /* as the first loop made sure */
+			strcat(out, v);
 	}
 	return out;
 }

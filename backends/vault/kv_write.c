@@ -218,6 +218,7 @@ kw_status vault_set_active(void *state, const kw_store_key *k, bool active,
 	struct vault_kv_rec rec;
 	int64_t dl = vault_deadline(st);
 	kw_status rc;
+	bool v2;
 
 	vault_describe(desc, k->scope, k->owner, k->provider);
 	rc = vault_key_rel(st, k->scope, k->owner, k->provider, &rel, r,
@@ -226,7 +227,9 @@ kw_status vault_set_active(void *state, const kw_store_key *k, bool active,
 		rc = vault_need_version(st, dl, r);
 	if (rc != KW_OK)
 		goto out;
-	if (st->kv_version == 2)
+	/* Read once: what was fetched decides what is copied. */
+	v2 = st->kv_version == 2;
+	if (v2)
 		rc = vault_kv_meta(st, rel, dl, &resp, &meta, why, sizeof(why));
 	else
 		rc = vault_kv_read(st, rel, dl, &resp, &rec, why, sizeof(why));
@@ -234,9 +237,7 @@ kw_status vault_set_active(void *state, const kw_store_key *k, bool active,
 		reply_failure(host, r, rc, desc, why);
 		goto out;
 	}
-	copy = copy_of(st->kv_version == 2
-			       ? json_object_get(meta, "custom_metadata")
-			       : rec.data);
+	copy = copy_of(v2 ? json_object_get(meta, "custom_metadata") : rec.data);
 	if (copy == NULL ||
 	    json_object_set_new(copy, "keyway_active",
 				json_string(active ? "true" : "false")) != 0) {
@@ -244,7 +245,7 @@ kw_status vault_set_active(void *state, const kw_store_key *k, bool active,
 		host->reply_detail(r, "out of memory");
 		goto out;
 	}
-	if (st->kv_version == 2) {
+	if (v2) {
 		rc = set_custom(st, rel, copy, dl, why, sizeof(why));
 	} else {
 		path = vault_data_path(st, rel);

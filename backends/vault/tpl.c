@@ -206,12 +206,31 @@ static bool fits_segment(const char *s)
 	       strcmp(s, "..") != 0;
 }
 
+/* Whether a segment needs no escaping: RFC 3986's unreserved bytes. */
+static bool unreserved(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+		      c == '_' || c == '~'))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * The path is built in one buffer sized for the worst case (every byte
+ * escaped to three), so a lookup costs one allocation; libcurl escapes
+ * only the segments that need it.  This runs on every cache hit.
+ */
 kw_status vault_tpl_expand(const struct vault_tpl *t, kw_scope scope,
 			   const char *owner, const char *provider, char **out,
 			   char *why, size_t whylen)
 {
-	char *path = NULL, *seg = NULL, *esc, *grown;
-	size_t plen = 0;
+	char *path, *esc;
+	size_t plen = 0, cap = 1;
 
 	*out = NULL;
 	if (owner == NULL)
@@ -227,56 +246,53 @@ kw_status vault_tpl_expand(const struct vault_tpl *t, kw_scope scope,
 			 "Vault path", provider);
 		return KW_ERR_INVAL;
 	}
+	/* A template may name {owner} any number of times. */
+	for (size_t i = 0; i < t->nsegs; i++)
+		for (size_t j = 0; j < t->segs[i].nparts; j++)
+			cap += 3 * part_len(&t->segs[i].parts[j], scope, owner,
+					    provider) + 1;
+	path = malloc(cap);
+	if (path == NULL)
+		goto nomem;
 	for (size_t i = 0; i < t->nsegs; i++) {
 		const struct vault_seg *s = &t->segs[i];
-		size_t slen = 0, need = 1;
+		size_t start, slen;
 
 		if (s->owner_only && scope == KW_SCOPE_SYSTEM)
 			continue;
-		/* The segment's length, part by part: a template may name
-		 * {owner} any number of times. */
-		for (size_t j = 0; j < s->nparts; j++)
-			need += part_len(&s->parts[j], scope, owner, provider);
-		free(seg);
-		seg = malloc(need);
-		if (seg == NULL)
-			goto nomem;
+		if (plen > 0)
+			path[plen++] = '/';
+		start = plen;
 		for (size_t j = 0; j < s->nparts; j++) {
 			const struct vault_part *part = &s->parts[j];
-			const char *v = part_value(part, scope, owner, provider);
 			size_t n = part_len(part, scope, owner, provider);
 
-			memcpy(seg + slen, v, n);
-			slen += n;
+			memcpy(path + plen,
+			       part_value(part, scope, owner, provider), n);
+			plen += n;
 		}
-		seg[slen] = '\0';
-		if (!fits_segment(seg)) {
+		path[plen] = '\0';
+		slen = plen - start;
+		if (!fits_segment(path + start)) {
 			snprintf(why, whylen, "the path for provider \"%s\" has "
 				 "an empty or dot segment", provider);
-			free(seg);
 			free(path);
 			return KW_ERR_INVAL;
 		}
-		esc = vault_escape(seg, slen);
+		if (unreserved(path + start, slen))
+			continue;
+		/* curl_easy_escape() ignores its handle since 7.82. */
+		esc = curl_easy_escape(NULL, path + start, (int)slen);
 		if (esc == NULL)
 			goto nomem;
-		grown = realloc(path, plen + strlen(esc) + 2);
-		if (grown == NULL) {
-			free(esc);
-			goto nomem;
-		}
-		path = grown;
-		if (plen > 0)
-			path[plen++] = '/';
-		memcpy(path + plen, esc, strlen(esc) + 1);
-		plen += strlen(esc);
-		free(esc);
+		plen = start + strlen(esc); /* at most 3 * slen: it fits */
+		memcpy(path + start, esc, plen - start + 1);
+		curl_free(esc);
 	}
-	free(seg);
+	path[plen] = '\0';
 	*out = path;
 	return KW_OK;
 nomem:
-	free(seg);
 	free(path);
 	snprintf(why, whylen, "out of memory");
 	return KW_ERR_NOMEM;

@@ -2,8 +2,9 @@
  * vault.h - what the files of the vault module share.
  *
  * vault.c holds the descriptor and the settings; http.c the transport
- * (libcurl handles kept alive in a small pool, retries, timeouts, the
- * response buffer); auth.c the token (a token file, VAULT_TOKEN, or an
+ * (libcurl handles kept alive in a small pool, retries, timeouts);
+ * answer.c what an answer says (the response buffer, its JSON, Vault's
+ * errors); auth.c the token (a token file, VAULT_TOKEN, or an
  * AppRole login renewed before it runs out); tpl.c the path template;
  * cache.c the in-memory cache of answers; kv.c the KV v1 and v2 paths, a
  * key read and lookup; kv_write.c put, enable/disable and rm; kv_list.c
@@ -190,6 +191,21 @@ struct vault_resp {
 };
 
 void vault_resp_free(const kw_host *host, struct vault_resp *resp);
+/* Add len bytes of data to resp's body (answer.c); false with
+ * resp->body_rc set past VAULT_BODY_MAX or without memory. */
+bool vault_resp_append(const kw_host *host, struct vault_resp *resp,
+		       const char *data, size_t len);
+/* What a whole answer (resp->status and body) means: its body parsed
+ * into resp->json; KW_OK for 2xx with a JSON object or no body, else as
+ * vault_http() says, with why. */
+KW_WARN_UNUSED kw_status vault_answer(struct vault_resp *resp,
+				      const char *method, const char *path,
+				      char *why, size_t whylen);
+/* why for an answer still refused after the last attempt. */
+void vault_answer_refused(struct vault_resp *resp, const char *method,
+			  const char *path, char *why, size_t whylen);
+/* Whether an answer of this HTTP status is worth asking again. */
+bool vault_retryable(long status);
 
 /*
  * One request: METHOD {base}{path}, path already escaped, body (len

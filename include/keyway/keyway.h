@@ -100,6 +100,14 @@ KW_EXPORT void kw_request_init(kw_request *req);
  * key that is not configured), KW_ERR_BACKEND (a backend that failed to
  * open).
  *
+ * A configuration whose keyway section names keywayd(8)'s socket
+ * (keyway.daemon, keyway.conf(5)) makes the context a client of that
+ * daemon: it opens no module, store or master key, and connects to
+ * nothing yet (it opens while the daemon is down); kw_resolve(),
+ * kw_explain(), kw_secret_report() and kw_secret_free() ask the daemon,
+ * with the statuses and messages they have in-process, and the key
+ * management and usage calls return KW_ERR_UNSUPPORTED.
+ *
  * fork(): open a context in each process that uses one, after the fork
  * (a pre-forking server opens it in each worker; gunicorn: a post_fork
  * hook), or kw_close() every context before forking.  A child whose
@@ -182,7 +190,9 @@ typedef enum kw_outcome {
 KW_EXPORT KW_WARN_UNUSED kw_status kw_secret_report(kw_secret *s, kw_outcome outcome);
 
 /* Wipe and free s.  kw_secret_free(NULL) is a no-op.  May be called after
- * kw_close() of the context that produced it. */
+ * kw_close() of the context that produced it.  A key from keywayd (a
+ * client context, see kw_open()) that was not reported is reported used
+ * to the daemon here, which is one request to it. */
 KW_EXPORT void kw_secret_free(kw_secret *s);
 
 /*
@@ -313,7 +323,12 @@ KW_EXPORT const char *kw_default_config(void);
 KW_EXPORT KW_WARN_UNUSED kw_status kw_name_check(const char *what,
 						 const char *name);
 
-/* ---- key management ---- */
+/* ---- key management ----
+ *
+ * On a context that is a client of keywayd (keyway.daemon, see kw_open()),
+ * kw_backend_scope(), the kw_key_*() calls, kw_rekey() and kw_usage()
+ * return KW_ERR_UNSUPPORTED: management is not served through the daemon.
+ */
 
 /* "user", "org", "system" (or "none"). */
 KW_EXPORT const char *kw_scope_str(kw_scope scope);
@@ -461,6 +476,42 @@ KW_EXPORT KW_WARN_UNUSED kw_status kw_rekey(kw_ctx *ctx, const kw_actor *actor,
 KW_EXPORT KW_WARN_UNUSED kw_status kw_usage(kw_ctx *ctx, const kw_actor *actor,
 					    const kw_usage_filter *filter,
 					    kw_usage_fn *fn, void *arg);
+
+/* ---- programs that answer for others ---- */
+
+/*
+ * A request that a program answering for others (keywayd) refused before
+ * it reached the library: what was asked, who asked, and why.  Always
+ * initialise with KW_REFUSAL_INIT so that `size` is set: later versions
+ * add fields at the end, and the library reads only the fields that the
+ * caller's size covers.
+ */
+typedef struct kw_refusal {
+	size_t size;          /* sizeof(kw_refusal) as the caller compiled it */
+	const char *op;       /* what was asked: "resolve", "put", ... */
+	const char *caller;   /* who asked: a user name, "uid 1001",
+				 "tcp 127.0.0.1:40112" */
+	int64_t uid;          /* the caller's uid; -1 when it has none */
+	int64_t pid;          /* the caller's process; 0 when not known */
+	const char *chain;    /* the chain asked for; NULL if none */
+	const char *provider; /* NULL if none */
+	const char *reason;   /* why, one line; never a secret */
+} kw_refusal;
+
+#define KW_REFUSAL_INIT \
+	{ sizeof(kw_refusal), NULL, NULL, -1, 0, NULL, NULL, NULL }
+
+/*
+ * Record r in ctx's audit trail (keyway.audit) as an event "refused", so
+ * that the trail shows the requests turned away as well as those served.
+ * KW_OK at once when ctx has no audit trail.  KW_ERR_INVAL for a NULL ctx
+ * or r, an r without op, caller or reason, one of a size this library
+ * does not know, or a context inherited across fork(); else what writing
+ * the trail gives, as for a resolve (KW_ERR_IO unless
+ * keyway.audit.on_failure = "allow").  Thread-safe.
+ */
+KW_EXPORT KW_WARN_UNUSED kw_status kw_audit_refusal(kw_ctx *ctx,
+						    const kw_refusal *r);
 
 /*
  * The environment variables ctx read master keys or passphrases from, NULL

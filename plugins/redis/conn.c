@@ -392,8 +392,6 @@ static kw_status rd_setup(struct rd_conn *cn, kw_reply *r)
 	}
 	sent = n;
 	for (int i = 0; i < sent; i++) {
-		const char *what;
-
 		if (redisGetReply(cn->c, (void **)&rep) != REDIS_OK ||
 		    rep == NULL) {
 			failed = true;
@@ -401,22 +399,19 @@ static kw_status rd_setup(struct rd_conn *cn, kw_reply *r)
 			break;
 		}
 		if (auth && i == 0) {
-			what = "AUTH";
 			if (rep->type == REDIS_REPLY_ERROR && rc == KW_OK)
 				rc = rd_auth_failed(st, rep, r);
 		} else if (st->db != 0 && i == (auth ? 1 : 0)) {
-			what = "SELECT";
 			if (rep->type == REDIS_REPLY_ERROR && rc == KW_OK)
-				rc = rd_setup_failed(st, what, rep, r);
+				rc = rd_setup_failed(st, "SELECT", rep, r);
 		} else {
 			int k = i - (sent - RD_NSCRIPTS);
 
-			what = "SCRIPT LOAD";
 			if (rep->type == REDIS_REPLY_STRING && rep->len == 40) {
 				memcpy(cn->sha[k], rep->str, 40);
 				cn->sha[k][40] = '\0';
 			} else if (rc == KW_OK) {
-				rc = rd_setup_failed(st, what, rep, r);
+				rc = rd_setup_failed(st, "SCRIPT LOAD", rep, r);
 			}
 		}
 		freeReplyObject(rep);

@@ -708,7 +708,7 @@ chains: {
 EOF
 run "$KW" -c "$three" check
 expect_exit 1
-expect_stderr "$three:1: unknown setting \"colour\" (expected keyway, backends or chains)
+expect_stderr "$three:1: unknown setting \"colour\" (expected keyway, backends, chains or daemon)
 $three:3: backend \"team\": unknown setting \"flavour\" (module \"fake\" takes answer, value, open_error, check_answer, providers, nul_at, status, log, usage_threads)
 $three:6: chain \"default\": unknown backend \"taem\"" \
 	"check: three errors, three lines"
@@ -729,7 +729,7 @@ problems=[]' "check --json: ok"
 	expect_eq "$(flat_json "$OUT")" "ok=false
 problems[0].file=\"$three\"
 problems[0].line=1
-problems[0].message=\"unknown setting \\\"colour\\\" (expected keyway, backends or chains)\"
+problems[0].message=\"unknown setting \\\"colour\\\" (expected keyway, backends, chains or daemon)\"
 problems[1].file=\"$three\"
 problems[1].line=3
 problems[1].message=\"backend \\\"team\\\": unknown setting \\\"flavour\\\" (module \\\"fake\\\" takes answer, value, open_error, check_answer, providers, nul_at, status, log, usage_threads)\"

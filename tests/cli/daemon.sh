@@ -78,7 +78,7 @@ expect_stderr ""
 conf '' 'lease_tll = 5;' | write_conf "$TMPD/typo.conf"
 run "$KWD" -c "$TMPD/typo.conf" --check
 expect_exit 1 "keywayd --check: a typo in the daemon section"
-expect_stderr "$TMPD/typo.conf:22: daemon: unknown setting \"lease_tll\" (expected socket, socket_mode, socket_group, lease_ttl, rate_limit or clients)"
+expect_stderr "$TMPD/typo.conf:22: daemon: unknown setting \"lease_tll\" (expected socket, socket_mode, socket_group, lease_ttl, rate_limit, clients, admin_socket, admin_socket_mode, admin_group, tcp, tcp_token_file or tcp_chains)"
 conf | sed 's/nobody/no-such-user-here/' | write_conf "$TMPD/nouser.conf"
 run "$KWD" -c "$TMPD/nouser.conf"
 expect_exit 1 "keywayd does not start with a client that does not exist"
@@ -164,7 +164,7 @@ ask POST /v1/resolve '{"provider":"anthropic","user":"bob"}'
 ask POST /v1/resolve '{"provider":"anthropic","user":"bob","org":"acme"}'
 expect_eq "$CODE" 200 "resolve: the third of a quota of 3"
 ask POST /v1/resolve '{"provider":"anthropic","user":"bob"}'
-expect_answer 403 denied "resolve past the quota: 403 denied"
+expect_answer 429 denied "resolve past the quota: 429 denied"
 expect_stdout_match '\{"error":".*quota server_env 3/day per user used up for user bob .*' \
 	"the error says which quota"
 ask GET /v1/health
@@ -175,7 +175,7 @@ expect_eq "$CODE $(jget outcome)" "200 unused" "report unused: 200"
 ask POST /v1/resolve '{"provider":"anthropic","user":"bob"}'
 expect_eq "$CODE" 200 "the refund gives the quota back"
 ask POST /v1/resolve '{"provider":"anthropic","user":"bob"}'
-expect_answer 403 denied "and only one request's worth"
+expect_answer 429 denied "and only one request's worth"
 ask POST /v1/report "{\"lease\":\"$L1\",\"outcome\":\"unused\"}"
 expect_answer 409 conflict "a lease reported twice: 409"
 ask POST /v1/report '{"lease":"00000000000000000000000000000000","outcome":"used"}'
@@ -286,7 +286,7 @@ for p in 1 2 3; do
 done
 wait "${pids[@]}"
 got=$(cat "$TMPD"/hammer.* | sort | uniq -c | awk '{ printf "%s:%s ", $2, $1 }')
-expect_eq "$got" "200:$HAMMER_LIMIT 403:$((120 - HAMMER_LIMIT)) " \
+expect_eq "$got" "200:$HAMMER_LIMIT 429:$((120 - HAMMER_LIMIT)) " \
 	"120 requests from 3x8 clients: exactly $HAMMER_LIMIT admitted"
 
 # ---- 500 connections at once, past --max-connections (256) ----
@@ -337,7 +337,7 @@ wait_for 'grep -q "reloaded" "$LOG"'
 ask POST /v1/resolve '{"provider":"anthropic","chain":"extra"}'
 expect_eq "$CODE" 200 "SIGHUP with a good configuration: the new chain"
 ask POST /v1/resolve '{"provider":"anthropic","user":"bob"}'
-expect_answer 403 denied "the quota counted before the reload still holds"
+expect_answer 429 denied "the quota counted before the reload still holds"
 
 # Reloads while 3x8 clients ask: every request is answered, by the one
 # configuration or the other.

@@ -8,7 +8,8 @@
  *     KEYWAY_SRCDIR=/path/to/keyway tests/fuzz/regress_file [DIR...]
  *
  * Built for each target with the target linked in (regress_file: fuzz_file.c
- * and backends/file/format.c); FUZZ_TARGET is the target's name.
+ * and backends/file/format.c; regress_vault: fuzz_vault.c and the vault
+ * module but http.c; ...); FUZZ_TARGET is the target's name.
  */
 #include "config.h"
 

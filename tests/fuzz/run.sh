@@ -15,13 +15,17 @@
 #
 # Settings (environment):
 #   FUZZ_TIME        seconds to run (default 60)
-#   FUZZ_TARGET      the target (default file: fuzz_file.c)
+#   FUZZ_TARGET      the target (default file: fuzz_file.c); `make fuzz`
+#                    runs each of FUZZ_TARGETS in turn
 #   FUZZ_ARGS        more libFuzzer options (-jobs=2, -runs=N, ...)
 #   CLANG            the compiler (default clang)
 # and, from make: KEYWAY_SRCDIR, KEYWAY_BUILDDIR, FUZZ_LIB_SOURCES (the
-# library's sources, relative to the source tree), FUZZ_TARGET_SOURCES,
-# FUZZ_CFLAGS and FUZZ_LIBS (the libraries' flags from configure),
-# FUZZ_MODULEDIR and FUZZ_SYSCONFDIR.
+# library's sources, relative to the source tree), FUZZ_TARGET_SOURCES
+# (the target and the parsers it reaches, compiled with coverage; one of
+# the library's stands for its object in the library), FUZZ_CFLAGS and
+# FUZZ_LIBS (the libraries' flags from configure), FUZZ_MODULEDIR and
+# FUZZ_SYSCONFDIR.  The library is compiled once, into
+# tests/fuzz/obj-lib/, for every target; again when a source changes.
 set -u
 
 target=${FUZZ_TARGET:-file}
@@ -34,6 +38,8 @@ jobs=$(nproc 2>/dev/null || echo 2)
 out=$build/tests/fuzz
 bin=$out/fuzz_$target
 objs=$out/obj-$target
+# The library's objects, the same for every target: built once.
+libobjs=$out/obj-lib
 work=$out/work/$target
 crashes=$out/crashes/$target
 log=$out/fuzz-$target.log
@@ -56,36 +62,37 @@ common=(-std=gnu11 -g -O1 -fno-omit-frame-pointer
 	-DKW_TEST_SEAMS -DKW_MODULEDIR="\"$FUZZ_MODULEDIR\""
 	-DKW_SYSCONFDIR="\"$FUZZ_SYSCONFDIR\""
 	-I"$build" -I"$src/include" -I"$src/lib" -I"$src/backends/file"
+	-I"$src/backends/env" -I"$src/backends/vault" -I"$src/daemon"
 	-I"$src/tests/fuzz" $FUZZ_CFLAGS)
 
-# Rebuild when anything it is built from is newer than the target.
-stale() {
-	[ -x "$bin" ] || return 0
-	[ -n "$(find "$src/lib" "$src/include" "$src/backends" "$src/tests/fuzz" \
-		"$build/config.h" -newer "$bin" \( -name '*.c' -o -name '*.h' \) \
-		-print -quit)" ]
+# newer STAMP DIR...: is any source under DIR newer than STAMP (or is
+# there no STAMP)?
+newer() {
+	local stamp=$1
+	shift
+	[ -e "$stamp" ] || return 0
+	[ -n "$(find "$@" "$build/config.h" -newer "$stamp" \
+		\( -name '*.c' -o -name '*.h' \) -print -quit)" ]
 }
 
-# compile SRC [FLAGS...]: one object under $objs.
+# compile SRC DIR [FLAGS...]: one object under DIR.
 compile() {
-	local s=$1 o
-	shift
-	o=$objs/$(echo "${s%.c}" | tr / _).o
+	local s=$1 d=$2 o
+	shift 2
+	o=$d/$(echo "${s%.c}" | tr / _).o
 	"$clang" "${common[@]}" "$@" -c "$src/$s" -o "$o"
 }
 
-build() {
-	local s pids=() rc=0 n=0 lib=()
+# The library only sanitized; the target's own sources also give the
+# fuzzer its coverage, so that it steers by the parser's branches.
+build_lib() {
+	local s pids=() rc=0 n=0
 
-	rm -rf "$objs"
-	mkdir -p "$objs"
+	rm -rf "$libobjs"
+	mkdir -p "$libobjs"
 	for s in $FUZZ_LIB_SOURCES; do
-		case $s in *.c) lib+=("$s") ;; esac
-	done
-	# The library only sanitized; the target's own sources also give the
-	# fuzzer its coverage, so that it steers by the parser's branches.
-	for s in "${lib[@]}"; do
-		compile "$s" &
+		case $s in *.c) ;; *) continue ;; esac
+		compile "$s" "$libobjs" &
 		pids+=($!)
 		n=$((n + 1))
 		if [ $((n % jobs)) -eq 0 ]; then
@@ -93,17 +100,44 @@ build() {
 			pids=()
 		fi
 	done
+	for p in "${pids[@]}"; do wait "$p" || rc=1; done
+	[ "$rc" -eq 0 ] && touch "$libobjs/.built"
+}
+
+build() {
+	local s o rc=0 lib=()
+
+	rm -rf "$objs"
+	mkdir -p "$objs"
 	for s in $FUZZ_TARGET_SOURCES; do
 		case $s in
-		*.c) compile "$s" -fsanitize=fuzzer-no-link -Wall -Wextra ||
-			rc=1 ;;
+		*.c) compile "$s" "$objs" -fsanitize=fuzzer-no-link -Wall \
+			-Wextra || rc=1 ;;
 		esac
 	done
-	for p in "${pids[@]}"; do wait "$p" || rc=1; done
 	[ "$rc" -eq 0 ] || return 1
+	# The library's own parsers among the target's sources (with
+	# coverage) stand for their plain objects.
+	for o in "$libobjs"/*.o; do
+		[ -e "$objs/${o##*/}" ] || lib+=("$o")
+	done
 	# shellcheck disable=SC2086 # flags from configure
 	"$clang" -fsanitize=fuzzer,address,undefined -o "$bin" "$objs"/*.o \
-		$FUZZ_LIBS
+		"${lib[@]}" $FUZZ_LIBS
+}
+
+mkdir -p "$out"
+if newer "$libobjs/.built" "$src/lib" "$src/include"; then
+	build_lib >"$out/build-lib.log" 2>&1 || {
+		cat "$out/build-lib.log" >&2
+		fail "cannot build the library with $clang (see above)"
+	}
+fi
+stale() {
+	[ -x "$bin" ] || return 0
+	[ "$libobjs/.built" -nt "$bin" ] && return 0
+	newer "$bin" "$src/lib" "$src/include" "$src/backends" "$src/daemon" \
+		"$src/tests/fuzz"
 }
 
 if stale; then
@@ -118,7 +152,8 @@ dict=$src/tests/fuzz/$target.dict
 dictarg=()
 [ -f "$dict" ] && dictarg=(-dict="$dict")
 
-# The env module the target's context loads; the library's known leaks.
+# The modules a target's context loads (fuzz_config.c copies the few it
+# may load from here); the library's known leaks.
 export KEYWAY_MODULE_DIR=$build/modules/.libs
 LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$src/tests/lsan.supp"
 UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}print_stacktrace=1"

@@ -695,7 +695,7 @@ static void test_check_problems(void **state)
 			 KW_ERR_CONFIG);
 	assert_int_equal(ps.n, 3);
 	snprintf(want, sizeof(want), "%s|1|unknown setting \"colour\" "
-		 "(expected keyway, backends or chains)|%s", path,
+		 "(expected keyway, backends, chains or daemon)|%s", path,
 		 kw_status_str(KW_ERR_CONFIG));
 	assert_string_equal(ps.text[0], want);
 	/* A problem of the whole file has line 0. */

@@ -1253,10 +1253,10 @@ static void test_explain_die_clean(void **state)
 /* ---- answers the chain must not take ---- */
 
 /*
- * A module that answers found with an empty key or one holding a NUL byte,
- * or answers a status no kw_status names, has answered error: the key is
- * never handed out, kw_last_error() names the entry and the module, and the
- * trace shows the step as an error.  Under "sufficient" that ends the
+ * A module that answers found with an empty key, one holding a NUL byte or
+ * none at all, or answers a status no kw_status names, has answered error:
+ * the key is never handed out, kw_last_error() names the entry and the
+ * module, and the trace shows the step as an error.  Under "sufficient" that ends the
  * chain; under "optional" the chain goes on to b.
  */
 struct bad_case {
@@ -1275,6 +1275,8 @@ static const struct bad_case bad_cases[] = {
 	  "module \"fake\" answered unknown status 99: fake notfound" },
 	{ "answer = \"found\"; value = \"" A_VALUE "\"; status = -3;",
 	  "module \"fake\" answered unknown status -3: fake found" },
+	{ "answer = \"notfound\"; status = 0;",
+	  "module \"fake\" answered found without a key" },
 };
 
 static char *bad_text(const struct bad_case *c, const char *control)

@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -91,7 +92,8 @@ static const unsigned char pass_salt[16] = {
 /* Every variable a test may set; cleared around each test. */
 static const char *const test_vars[] = {
 	"KEYWAY_MASTER_KEY", "API_KEY_ENCRYPTION_KEY", "KEYWAY_PASSPHRASE",
-	"KWSEAL_OLD", "KWSEAL_KEY", "KWSEAL_PASS", "KWSEAL_FALLBACK", NULL,
+	"KWSEAL_OLD", "KWSEAL_KEY", "KWSEAL_PASS", "KWSEAL_FALLBACK",
+	"CREDENTIALS_DIRECTORY", NULL,
 };
 
 /*
@@ -1523,6 +1525,14 @@ static void test_file_source(void **state)
 			 NULL, store(f, "2.db"));
 	assert_string_equal(store_and_resolve(f, rel, ACME_ANT), KEY_B_ID);
 
+	/* Ending as a line written on Windows does: the same key. */
+	tu_keep(tu_write(f->dir, "crlf.key", 0600, "%s\r\n", KEY_B));
+	rel = write_conf(f, "crlf.conf",
+			 "master_key = { source = \"file\"; path = "
+			 "\"crlf.key\"; };",
+			 NULL, store(f, "2crlf.db"));
+	assert_string_equal(store_and_resolve(f, rel, ACME_ANT), KEY_B_ID);
+
 	/* Readable by the group: refused, with how to fix it. */
 	assert_int_equal(chmod(key, 0640), 0);
 	open_fails(
@@ -1583,6 +1593,271 @@ static void test_file_source(void **state)
 			  "hexadecimal digits (make one with keyway keygen -o "
 			  "%s/empty.key)",
 			  conf, MASTER_LINE, f->dir, f->dir));
+}
+
+/*
+ * An access ACL as the kernel stores it: the owner r--, the user uid
+ * (-1: none) r--, the owning group gperm, mask r--, others ---.  What
+ * systemd gives a service's user on a credential it writes 0400 on a file
+ * system with ACLs.  false when the file system has none.
+ */
+static bool set_acl(const char *path, long uid, unsigned gperm)
+{
+	unsigned char acl[4 + 5 * 8], *e = acl + 4;
+	const struct { unsigned tag, perm; uint32_t id; } ent[] = {
+		{ 0x01, 4, UINT32_MAX }, { 0x02, 4, (uint32_t)uid },
+		{ 0x04, gperm, UINT32_MAX }, { 0x10, 4, UINT32_MAX },
+		{ 0x20, 0, UINT32_MAX },
+	};
+
+	acl[0] = 2;
+	acl[1] = acl[2] = acl[3] = 0;
+	for (size_t i = 0; i < 5; i++) {
+		if (ent[i].tag == 0x02 && uid < 0)
+			continue;
+		e[0] = (unsigned char)ent[i].tag;
+		e[1] = 0;
+		e[2] = (unsigned char)ent[i].perm;
+		e[3] = 0;
+		for (int b = 0; b < 4; b++)
+			e[4 + b] = (unsigned char)(ent[i].id >> (8 * b));
+		e += 8;
+	}
+	if (setxattr(path, "system.posix_acl_access", acl, (size_t)(e - acl),
+		     0) == 0)
+		return true;
+	assert_true(errno == ENOTSUP || errno == EOPNOTSUPP);
+	return false;
+}
+
+static void test_credential_source(void **state)
+{
+	struct fixture *f = *state;
+	char *creds = tu_fmt("%s/creds", f->dir);
+	char *key, *conf, *named, *dflt, *c, *shown;
+
+	assert_int_equal(mkdir(creds, 0700), 0);
+	key = tu_keep(tu_write(creds, "master.key", 0400, "%s\n", KEY_A));
+	tu_keep(tu_write(creds, "other.key", 0400, "%s", KEY_B));
+	conf = write_conf(f, "cred.conf",
+			  "master_key = { source = \"credential\"; name = "
+			  "\"master.key\"; };",
+			  NULL, store(f, "1.db"));
+	shown = tu_fmt("credential \"master.key\" (%s)", key);
+
+	/* Without $CREDENTIALS_DIRECTORY: what to set. */
+	open_fails(conf, KW_ERR_CONFIG,
+		   tu_fmt("%s:%d: keyway.master_key: source \"credential\" "
+			  "reads $CREDENTIALS_DIRECTORY/master.key, but "
+			  "$CREDENTIALS_DIRECTORY is not set: run keyway under "
+			  "systemd with LoadCredential=master.key:PATH, or set "
+			  "it to the directory that holds master.key",
+			  conf, MASTER_LINE));
+	set_var("CREDENTIALS_DIRECTORY", "");
+	open_fails(conf, KW_ERR_CONFIG,
+		   tu_fmt("%s:%d: keyway.master_key: source \"credential\" "
+			  "reads $CREDENTIALS_DIRECTORY/master.key, but "
+			  "$CREDENTIALS_DIRECTORY is not set: run keyway under "
+			  "systemd with LoadCredential=master.key:PATH, or set "
+			  "it to the directory that holds master.key",
+			  conf, MASTER_LINE));
+	set_var("CREDENTIALS_DIRECTORY", "creds");
+	open_fails(conf, KW_ERR_CONFIG,
+		   tu_fmt("%s:%d: keyway.master_key: $CREDENTIALS_DIRECTORY "
+			  "(creds) is not an absolute path",
+			  conf, MASTER_LINE));
+
+	/* systemd's 0400 file, owned by the service's user. */
+	set_var("CREDENTIALS_DIRECTORY", creds);
+	assert_string_equal(store_and_resolve(f, conf, ACME_ANT), KEY_A_ID);
+	/* name is master.key unless given. */
+	dflt = write_conf(f, "dflt.conf",
+			  "master_key = { source = \"credential\"; };", NULL,
+			  store(f, "1.db"));
+	open_ok(&f->ctx, dflt);
+	want_value(f->ctx, "org_keys", "acme", "anthropic", ACME_ANT);
+	/* No variable holds it: keyway exec has none more to keep from a
+	 * child, and certainly not one without a name. */
+	for (const char *const *v = kw_sensitive_env(f->ctx); *v != NULL; v++)
+		assert_true((*v)[0] != '\0');
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	named = write_conf(f, "named.conf",
+			   "master_key = { source = \"credential\"; name = "
+			   "\"other.key\"; };",
+			   NULL, store(f, "2.db"));
+	assert_string_equal(store_and_resolve(f, named, ACME_ANT), KEY_B_ID);
+	/* Its owner may write it (a file made by hand). */
+	assert_int_equal(chmod(key, 0600), 0);
+	open_ok(&f->ctx, conf);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+
+	/* No one else may read or write it. */
+	assert_int_equal(chmod(key, 0440), 0);
+	open_fails(conf, KW_ERR_PERM,
+		   tu_fmt("%s:%d: keyway.master_key: %s is readable by its "
+			  "group; it holds secrets: chmod 400 it",
+			  conf, MASTER_LINE, shown));
+	assert_int_equal(chmod(key, 0404), 0);
+	open_fails(conf, KW_ERR_PERM,
+		   tu_fmt("%s:%d: keyway.master_key: %s is accessible by others "
+			  "or writable by its group (mode 0404); it holds "
+			  "secrets: chmod 400 it",
+			  conf, MASTER_LINE, shown));
+	assert_int_equal(chmod(key, 0420), 0);
+	open_fails(conf, KW_ERR_PERM,
+		   tu_fmt("%s:%d: keyway.master_key: %s is accessible by others "
+			  "or writable by its group (mode 0420); it holds "
+			  "secrets: chmod 400 it",
+			  conf, MASTER_LINE, shown));
+
+	/* systemd's other way: the file stays root's, 0400, and an ACL lets
+	 * the service's user read it (the group bits show the ACL's mask). */
+	assert_int_equal(chmod(key, 0400), 0);
+	if (set_acl(key, (long)geteuid(), 0)) {
+		struct stat st;
+
+		assert_int_equal(stat(key, &st), 0);
+		assert_int_equal(st.st_mode & 0777, 0440);
+		open_ok(&f->ctx, conf);
+		kw_close(f->ctx);
+		f->ctx = NULL;
+		/* Not when it lets another user read it... */
+		assert_true(set_acl(key, 4242, 0));
+		open_fails(conf, KW_ERR_PERM,
+			   tu_fmt("%s:%d: keyway.master_key: %s is readable by "
+				  "uid 4242 through its ACL; it holds secrets: "
+				  "setfacl -b it",
+				  conf, MASTER_LINE, shown));
+		/* ...or its group. */
+		assert_true(set_acl(key, (long)geteuid(), 4));
+		open_fails(conf, KW_ERR_PERM,
+			   tu_fmt("%s:%d: keyway.master_key: %s is readable by "
+				  "a group through its ACL; it holds secrets: "
+				  "setfacl -b it",
+				  conf, MASTER_LINE, shown));
+		assert_true(set_acl(key, -1, 4));
+		open_fails(conf, KW_ERR_PERM,
+			   tu_fmt("%s:%d: keyway.master_key: %s is readable by "
+				  "a group through its ACL; it holds secrets: "
+				  "setfacl -b it",
+				  conf, MASTER_LINE, shown));
+		assert_int_equal(removexattr(key, "system.posix_acl_access"),
+				 0);
+	} else {
+		print_message("# no ACLs on %s: their cases are not tried\n",
+			      creds);
+	}
+	assert_int_equal(chmod(key, 0400), 0);
+	open_ok(&f->ctx, conf);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+
+	/* Owned by someone else. */
+	if (geteuid() == 0) {
+		assert_int_equal(chown(key, 4242, (gid_t)-1), 0);
+		open_fails(conf, KW_ERR_PERM,
+			   tu_fmt("%s:%d: keyway.master_key: %s is owned by "
+				  "uid 4242; it must belong to root or uid 0",
+				  conf, MASTER_LINE, shown));
+		assert_int_equal(chown(key, 0, (gid_t)-1), 0);
+	}
+
+	/* A directory others may write: they could swap the key. */
+	assert_int_equal(chmod(creds, 0777), 0);
+	open_fails(conf, KW_ERR_PERM,
+		   tu_fmt("%s:%d: keyway.master_key: $CREDENTIALS_DIRECTORY: %s "
+			  "is writable by others; chmod go-w it",
+			  conf, MASTER_LINE, creds));
+	assert_int_equal(chmod(creds, 0700), 0);
+
+	/* Missing, a link, a directory, not a key. */
+	set_var("CREDENTIALS_DIRECTORY", f->dir);
+	open_fails(conf, KW_ERR_CONFIG,
+		   tu_fmt("%s:%d: keyway.master_key: no credential "
+			  "\"master.key\" in $CREDENTIALS_DIRECTORY (%s): give "
+			  "the service LoadCredential=master.key:PATH",
+			  conf, MASTER_LINE, f->dir));
+	assert_int_equal(symlink(key, tu_fmt("%s/master.key", f->dir)), 0);
+	open_fails(conf, KW_ERR_PERM,
+		   tu_fmt("%s:%d: keyway.master_key: credential \"master.key\" "
+			  "(%s/master.key) is a symbolic link; put the key "
+			  "itself there",
+			  conf, MASTER_LINE, f->dir));
+	assert_int_equal(mkdir(tu_fmt("%s/other.key", f->dir), 0700), 0);
+	open_fails(named, KW_ERR_PERM,
+		   tu_fmt("%s:%d: keyway.master_key: credential \"other.key\" "
+			  "(%s/other.key) is not a regular file",
+			  named, MASTER_LINE, f->dir));
+	set_var("CREDENTIALS_DIRECTORY", tu_fmt("%s/absent", f->dir));
+	open_fails(conf, KW_ERR_CONFIG,
+		   tu_fmt("%s:%d: keyway.master_key: $CREDENTIALS_DIRECTORY: "
+			  "%s/absent: No such file or directory",
+			  conf, MASTER_LINE, f->dir));
+	set_var("CREDENTIALS_DIRECTORY", creds);
+	tu_keep(tu_write(creds, "short.key", 0400, "%.63s\n", KEY_A));
+	tu_keep(tu_write(creds, "marked.key", 0400, "%s%s", TU_MARK, KEY_A));
+	c = write_conf(f, "short.conf",
+		       "master_key = { source = \"credential\"; name = "
+		       "\"short.key\"; };",
+		       NULL, store(f, "3.db"));
+	open_fails(c, KW_ERR_CONFIG,
+		   tu_fmt("%s:%d: keyway.master_key: credential \"short.key\" "
+			  "(%s/short.key) must hold 64 hexadecimal digits (make "
+			  "the FILE of LoadCredential=short.key:FILE with "
+			  "keyway keygen -o FILE)",
+			  c, MASTER_LINE, creds));
+	c = write_conf(f, "marked.conf",
+		       "master_key = { source = \"credential\"; name = "
+		       "\"marked.key\"; };",
+		       NULL, store(f, "3.db"));
+	assert_int_not_equal(kw_open(&f->ctx, c), KW_OK);
+	tu_assert_no_secret(kw_last_error());
+
+	/* A name is one file of the directory, refused at its line. */
+	{
+		static const char *const bad[] = { "../master.key", "a/b", "/k",
+						   ".", ".." };
+
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			c = write_conf(f, "badname.conf",
+				       tu_fmt("master_key = { source = "
+					      "\"credential\";\n"
+					      "    name = \"%s\"; };",
+					      bad[i]),
+				       NULL, store(f, "4.db"));
+			open_fails(c, KW_ERR_CONFIG,
+				   tu_fmt("%s:%d: keyway.master_key: name \"%s\" "
+					  "must be a plain file name of "
+					  "$CREDENTIALS_DIRECTORY, as "
+					  "LoadCredential= gives it (no '/', "
+					  "not \".\" or \"..\", at most 255 "
+					  "bytes)",
+					  c, MASTER_LINE + 1, bad[i]));
+		}
+		c = write_conf(f, "badname.conf",
+			       "master_key = { source = \"credential\"; "
+			       "name = \"a\\nb\"; };",
+			       NULL, store(f, "4.db"));
+		open_fails(c, KW_ERR_CONFIG,
+			   tu_fmt("%s:%d: keyway.master_key: name must be a "
+				  "plain file name of $CREDENTIALS_DIRECTORY, "
+				  "as LoadCredential= gives it (no '/', not "
+				  "\".\" or \"..\", at most 255 bytes)",
+				  c, MASTER_LINE));
+	}
+	c = write_conf(f, "extra.conf",
+		       "master_key = { source = \"credential\"; path = "
+		       "\"/k\"; };",
+		       NULL, store(f, "4.db"));
+	open_fails(c, KW_ERR_CONFIG,
+		   tu_fmt("%s:%d: keyway.master_key: source \"credential\" "
+			  "takes only name",
+			  c, MASTER_LINE));
+	/* None of these made a store. */
+	assert_int_equal(access(store(f, "3.db"), F_OK), -1);
+	assert_int_equal(access(store(f, "4.db"), F_OK), -1);
 }
 
 #define PASS_MASTER(kdf) \
@@ -1700,18 +1975,18 @@ static void test_master_key_settings(void **state)
 	    "\"argon2id\" or \"pbkdf2-sha256\")");
 	BAD("master_key = { source = \"vault\"; };", MASTER_LINE,
 	    "keyway.master_key: unknown source \"vault\" (expected \"env\", "
-	    "\"file\" or \"passphrase\")");
+	    "\"file\", \"passphrase\" or \"credential\")");
 	BAD("master_key = { var = \"KEYWAY_MASTER_KEY\"; };", MASTER_LINE,
-	    "keyway.master_key: missing source (\"env\", \"file\" or "
-	    "\"passphrase\")");
+	    "keyway.master_key: missing source (\"env\", \"file\", "
+	    "\"passphrase\" or \"credential\")");
 	BAD("master_key = { source = \"env\";\n"
 	    "    salt = \"x\"; };",
 	    MASTER_LINE + 1,
 	    "keyway.master_key: unknown setting \"salt\" (expected source, "
-	    "var, path or kdf)");
+	    "var, path, kdf or name)");
 	BAD("master_key = { source = \"env\"; iterations = 5; };", MASTER_LINE,
 	    "keyway.master_key: unknown setting \"iterations\" (expected "
-	    "source, var, path or kdf)");
+	    "source, var, path, kdf or name)");
 	BAD("master_key = { source = \"env\"; var = 5; };", MASTER_LINE,
 	    "keyway.master_key: var must be a non-empty string");
 	BAD("master_key = { source = \"env\"; var = \"\"; };", MASTER_LINE,
@@ -1727,6 +2002,13 @@ static void test_master_key_settings(void **state)
 	BAD("master_key = { source = \"passphrase\"; path = \"/k\"; };",
 	    MASTER_LINE,
 	    "keyway.master_key: source \"passphrase\" takes only var and kdf");
+	BAD("master_key = { source = \"env\"; name = \"master.key\"; };",
+	    MASTER_LINE, "keyway.master_key: source \"env\" takes only var");
+	BAD("master_key = { source = \"file\"; path = \"/k\"; name = \"k\"; };",
+	    MASTER_LINE, "keyway.master_key: source \"file\" takes only path");
+	BAD("master_key = { source = \"passphrase\"; name = \"k\"; };",
+	    MASTER_LINE,
+	    "keyway.master_key: source \"passphrase\" takes only var and kdf");
 	BAD("master_key = \"" KEY_A "\";", MASTER_LINE,
 	    "keyway.master_key must be a group { source = ...; }");
 
@@ -1739,8 +2021,8 @@ static void test_master_key_settings(void **state)
 	set_var("KWSEAL_OLD", KEY_B);
 	open_fails(c, KW_ERR_CONFIG,
 		   tu_fmt("%s:%d: keyway.old_master_keys[1]: unknown source "
-			  "\"tpm\" (expected \"env\", \"file\" or "
-			  "\"passphrase\")",
+			  "\"tpm\" (expected \"env\", \"file\", "
+			  "\"passphrase\" or \"credential\")",
 			  c, MASTER_LINE + 2));
 	BAD("# none\n  old_master_keys = ( { source = \"env\"; } );",
 	    MASTER_LINE + 1,
@@ -2279,6 +2561,48 @@ static void test_cross_ways(void **state)
 	want_value(f->ctx, "org_keys", "acme", "anthropic", ACME_ANT);
 	via(SODIUM);
 	want_value(f->ctx, "org_keys", "globex", "anthropic", GLOBEX_ANT);
+}
+
+/*
+ * A value too long for the format's 32-bit lengths is refused before
+ * anything is read or allocated, both ways: sealing it is KW_ERR_INVAL
+ * with nothing handed back, opening a blob that claims it is a crypto
+ * error that says so.
+ */
+static void test_too_long_refused(void **state)
+{
+	struct fixture *f = *state;
+	const kw_keyring *kr = ring(f);
+	const kw_seal_aad aad = { "long-store", KW_SCOPE_ORG, "acme",
+				  "anthropic" };
+	unsigned char *blob = (unsigned char *)"x", head[KW_SEAL_OVERHEAD];
+	size_t blen = 7;
+	char plain[1], why[256];
+
+	for (enum way w = SODIUM; w <= OPENSSL; w++) {
+		via(w);
+		assert_int_equal(kwi_seal(kr, &aad, "x",
+					  (size_t)INT32_MAX - KW_SEAL_OVERHEAD +
+						  1,
+					  &blob, &blen),
+				 KW_ERR_INVAL);
+		assert_null(blob);
+		assert_int_equal(blen, 0);
+		blob = (unsigned char *)"x";
+		memset(head, 1, sizeof(head));
+		assert_int_equal(kwi_unseal(kr, &aad, head,
+					    (size_t)INT32_MAX +
+						    KW_SEAL_OVERHEAD + 1,
+					    plain, why, sizeof(why)),
+				 KW_ERR_CRYPTO);
+		assert_string_equal(why, tu_fmt("sealed value is too long "
+						"(%zu bytes, at most %zu)",
+						(size_t)INT32_MAX +
+							KW_SEAL_OVERHEAD + 1,
+						(size_t)INT32_MAX +
+							KW_SEAL_OVERHEAD));
+	}
+	via(SODIUM);
 }
 
 #define TAMPER_LEN 40
@@ -2829,6 +3153,7 @@ static char *run_fresh(const char *mode, const char *conf)
 	ssize_t got;
 	int fd[2], status;
 	pid_t pid;
+	const char *self = tu_self();
 
 	assert_int_equal(pipe(fd), 0);
 	fflush(NULL);
@@ -2839,7 +3164,7 @@ static char *run_fresh(const char *mode, const char *conf)
 		dup2(fd[1], 2);
 		close(fd[0]);
 		close(fd[1]);
-		execl("/proc/self/exe", "test_seal", "--fresh", mode, conf,
+		execl(self, "test_seal", "--fresh", mode, conf,
 		      (char *)NULL);
 		_exit(127);
 	}
@@ -2991,6 +3316,8 @@ int main(int argc, char **argv)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_file_source, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_credential_source, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_passphrase, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_master_key_settings,
@@ -3003,6 +3330,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_known_answers, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_cross_ways, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_too_long_refused, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_tamper_both_ways, setup,
 						teardown),

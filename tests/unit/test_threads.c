@@ -1067,7 +1067,7 @@ static void test_core_has_no_dotenv_key(void **state)
 {
 	static const char alnum[] = "abcdefghijklmnopqrstuvwxyz"
 				    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-	char key[DUMP_KEYLEN + 1], *dir, *path, *core;
+	char key[DUMP_KEYLEN + 1], *dir, *path, *core, *self;
 	char pidstr[32], ready[8];
 	int in[2], out[2];
 	unsigned char rnd[DUMP_KEYLEN];
@@ -1119,6 +1119,7 @@ static void test_core_has_no_dotenv_key(void **state)
 
 	assert_int_equal(pipe(in), 0);
 	assert_int_equal(pipe(out), 0);
+	self = tu_self();
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
@@ -1129,7 +1130,7 @@ static void test_core_has_no_dotenv_key(void **state)
 		close(out[0]);
 		close(out[1]);
 		setenv("KWTEST_DUMP_MASTER", DUMP_MASTER, 1);
-		execl("/proc/self/exe", "test_threads", DUMP_ARG, path,
+		execl(self, "test_threads", DUMP_ARG, path,
 		      (char *)NULL);
 		_exit(127);
 	}

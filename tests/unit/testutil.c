@@ -227,3 +227,14 @@ void tu_expect_timestamp(const char *s)
 	assert_true(t > (int64_t)time(NULL) - 300 &&
 		    t < (int64_t)time(NULL) + 300);
 }
+
+char *tu_self(void)
+{
+	char *path = tu_keep(calloc(1, 4096));
+	ssize_t n;
+
+	assert_non_null(path);
+	n = readlink("/proc/self/exe", path, 4095);
+	assert_true(n > 0 && n < 4095);
+	return path;
+}

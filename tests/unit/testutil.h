@@ -50,6 +50,11 @@ void tu_release(size_t mark);
 char *tu_fmt(const char *fmt, ...) KW_PRINTF(1, 2);
 /* dir/name, kept. */
 char *tu_join(const char *dir, const char *name);
+
+/* The path of this program, to run it again (kept).  Not /proc/self/exe
+ * itself: under valgrind that names valgrind, while readlink() of it
+ * names the program. */
+char *tu_self(void);
 /* The whole of a file, kept and NUL-terminated, its length in *len (len
  * may be NULL); NULL, and *len 0, when it cannot be opened. */
 char *tu_slurp(const char *path, size_t *len);
