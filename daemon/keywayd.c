@@ -186,6 +186,31 @@ static enum MHD_Result send_buf(struct MHD_Connection *c, unsigned code,
 	return ret;
 }
 
+/*
+ * The answer when there is no memory for the one due: it needs none of
+ * its own (MHD's response aside), so that the caller hears why rather
+ * than a closed connection.
+ */
+static const char oom_body[] =
+	"{\"error\":\"out of memory\",\"status\":\"error\"}\n";
+
+static enum MHD_Result send_oom(struct MHD_Connection *c)
+{
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+
+	r = MHD_create_response_from_buffer(sizeof(oom_body) - 1,
+					    (void *)oom_body,
+					    MHD_RESPMEM_PERSISTENT);
+	if (!r)
+		return MHD_NO;
+	MHD_add_response_header(r, "Content-Type", "application/json");
+	MHD_add_response_header(r, "Cache-Control", "no-store");
+	ret = MHD_queue_response(c, MHD_HTTP_INTERNAL_SERVER_ERROR, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
 /* j as one line of JSON; j is released. */
 static enum MHD_Result send_json_hdr(struct MHD_Connection *c, unsigned code,
 				     json_t *j, const char *hdr,
@@ -197,12 +222,12 @@ static enum MHD_Result send_json_hdr(struct MHD_Connection *c, unsigned code,
 
 	json_decref(j);
 	if (!s)
-		return MHD_NO;
+		return send_oom(c);
 	n = strlen(s);
 	w = malloc(sizeof(*w) + n + 2);
 	if (!w) {
 		free(s);
-		return MHD_NO;
+		return send_oom(c);
 	}
 	memcpy(w->data, s, n);
 	w->data[n] = '\n';
@@ -275,7 +300,6 @@ static const char *status_word(kw_status st)
 	}
 }
 
-/* Append s to b as the inside of a JSON string. */
 /* The bytes copied as they are into a JSON string: all but control
  * characters, DEL, '"' (0x22) and '\\' (0x5c). */
 static const bool json_plain[256] = {
@@ -283,6 +307,7 @@ static const bool json_plain[256] = {
 	[0x80 ... 0xff] = true
 };
 
+/* Append s to b as the inside of a JSON string. */
 static size_t json_escape(char *b, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -316,21 +341,27 @@ static size_t json_escape(char *b, const char *s, size_t n)
 	return o;
 }
 
+/* Room for what send_key() writes for s: taken before the key is leased,
+ * so that a key is never leased without an answer to carry it. */
+static struct wiped *key_answer(const kw_secret *s)
+{
+	size_t klen = kw_secret_len(s), blen = strlen(kw_secret_backend(s));
+
+	return malloc(sizeof(struct wiped) + 64 + 6 * (klen + blen) +
+		      KWD_LEASE_ID_LEN);
+}
+
 /*
  * {"key":...,"backend":...,"lease":...} written straight into a buffer
  * that is wiped after sending: the key never passes through jansson, whose
- * strings are freed unwiped.
+ * strings are freed unwiped.  w is key_answer(s).
  */
-static enum MHD_Result send_key(struct MHD_Connection *c, const kw_secret *s,
-				const char *lease)
+static enum MHD_Result send_key(struct MHD_Connection *c, struct wiped *w,
+				const kw_secret *s, const char *lease)
 {
 	const char *key = kw_secret_value(s), *be = kw_secret_backend(s);
 	size_t klen = kw_secret_len(s), blen = strlen(be), o;
-	struct wiped *w;
 
-	w = malloc(sizeof(*w) + 64 + 6 * (klen + blen) + KWD_LEASE_ID_LEN);
-	if (!w)
-		return MHD_NO;
 #define PUT(lit) (memcpy(w->data + o, lit, sizeof(lit) - 1), \
 		  o += sizeof(lit) - 1)
 	o = 0;
@@ -393,8 +424,11 @@ static void connection_notify(void *cls, struct MHD_Connection *c,
 }
 
 /* Who is at the other end of c; their name and groups only with
- * groups (daemon.clients needs them).  NULL when the kernel cannot say. */
-static const struct kwd_caller *who(struct MHD_Connection *c, bool groups)
+ * groups (daemon.clients needs them).  Kept with the connection, or in
+ * spare when there was no memory to: looked up afresh then.  NULL when
+ * the kernel cannot say. */
+static const struct kwd_caller *who(struct MHD_Connection *c, bool groups,
+				    struct caller *spare)
 {
 	const union MHD_ConnectionInfo *ci;
 	struct caller *cl;
@@ -406,8 +440,10 @@ static const struct kwd_caller *who(struct MHD_Connection *c, bool groups)
 
 	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	cl = ci ? ci->socket_context : NULL;
-	if (!cl)
-		return NULL;
+	if (!cl) {
+		memset(spare, 0, sizeof(*spare));
+		cl = spare;
+	}
 	if (!cl->have_cred) {
 		ci = MHD_get_connection_info(c,
 					     MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -453,8 +489,13 @@ struct request {
 	size_t len;
 	size_t cap;
 	bool too_big;
+	bool nomem;    /* no memory for the body: answered 500 */
 	bool answered;
 };
+
+/* The state of a request there was no memory for: answered already,
+ * never written, never freed. */
+static struct request oom_request = { .answered = true };
 
 /* Read the body into f with only the names allowed (release it with
  * kwd_fields_free()); false after answering 400. */
@@ -528,6 +569,7 @@ static bool admit(struct MHD_Connection *c, enum kwd_via via,
 		  enum MHD_Result *ret)
 {
 	const struct kwd_caller *cl;
+	struct caller spare;
 
 	kw_request_init(req);
 	req->provider = kwd_field(f, "provider");
@@ -541,7 +583,7 @@ static bool admit(struct MHD_Connection *c, enum kwd_via via,
 	}
 	if (via == KWD_VIA_TCP)
 		return admit_tcp(c, what, g, req, uid, ret);
-	cl = who(c, g->conf.have_clients);
+	cl = who(c, g->conf.have_clients, &spare);
 	if (!cl) {
 		*ret = send_error(c, MHD_HTTP_FORBIDDEN, "refused",
 				  "cannot tell who is asking");
@@ -607,6 +649,7 @@ static enum MHD_Result do_resolve(struct MHD_Connection *c,
 	enum MHD_Result ret = MHD_NO;
 	struct kwd_gen *g = kwd_gen_get();
 	char lease[KWD_LEASE_ID_LEN + 1];
+	struct wiped *w;
 	kw_secret *s = NULL;
 	kw_request req;
 	uid_t uid;
@@ -629,7 +672,9 @@ static enum MHD_Result do_resolve(struct MHD_Connection *c,
 				 kw_last_error());
 		goto out;
 	}
-	if (!kwd_lease_add(s, g, uid, g->conf.lease_ttl, lease)) {
+	w = key_answer(s);
+	if (!w || !kwd_lease_add(s, g, uid, g->conf.lease_ttl, lease)) {
+		free(w);
 		if (kw_secret_report(s, KW_UNUSED) != KW_OK)
 			kwd_log("resolve: %s", kw_last_error());
 		kw_secret_free(s);
@@ -639,7 +684,7 @@ static enum MHD_Result do_resolve(struct MHD_Connection *c,
 	}
 	/* The lease holds s and its own reference to g. */
 	gen_ref(g);
-	ret = send_key(c, s, lease);
+	ret = send_key(c, w, s, lease);
 out:
 	kwd_fields_free(&f);
 	kwd_gen_put(g);
@@ -702,6 +747,7 @@ static enum MHD_Result do_report(struct MHD_Connection *c,
 	const char *id, *oc;
 	kw_outcome outcome;
 	const struct kwd_caller *cl;
+	struct caller spare;
 	uid_t uid;
 	char err[128];
 	kw_status st;
@@ -716,7 +762,7 @@ static enum MHD_Result do_report(struct MHD_Connection *c,
 	oc = outcome == KW_USED ? "used" : "unused";
 	if (via == KWD_VIA_TCP) {
 		uid = KWD_TCP_UID;
-	} else if ((cl = who(c, false))) {
+	} else if ((cl = who(c, false, &spare))) {
 		uid = cl->uid;
 	} else {
 		ret = send_error(c, MHD_HTTP_FORBIDDEN, "refused",
@@ -796,8 +842,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 		const char *cl;
 
 		rq = calloc(1, sizeof(*rq));
-		if (!rq)
-			return MHD_NO;
+		if (!rq) {
+			*con_cls = &oom_request;
+			return send_oom(c);
+		}
 		*con_cls = rq;
 		/* Nothing of a TCP request is read before its token. */
 		if (via == KWD_VIA_TCP) {
@@ -823,11 +871,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 		return MHD_YES;
 	}
 	if (*upload_size) {
-		if (!rq->answered && !rq->too_big) {
+		if (!rq->answered && !rq->too_big && !rq->nomem) {
 			if (rq->len + *upload_size > max_body) {
 				rq->too_big = true;
 			} else if (!body_append(rq, upload, *upload_size)) {
-				return MHD_NO;
+				/* Read the rest, then say why. */
+				rq->nomem = true;
 			}
 		}
 		/* A key sent to the admin socket is not left in MHD's
@@ -843,6 +892,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 	if (rq->too_big)
 		return send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "invalid",
 				  "the body is larger than %zu bytes", max_body);
+	if (rq->nomem)
+		return send_oom(c);
 	if (via == KWD_VIA_ADMIN)
 		return kwd_admin_answer(c, url, method, rq->body, rq->len);
 
@@ -879,8 +930,10 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 {
 	struct request *rq = *con_cls;
 
-	if (!rq)
+	if (!rq || rq == &oom_request) {
+		*con_cls = NULL;
 		return;
+	}
 	if (rq->body)
 		explicit_bzero(rq->body, rq->cap);
 	free(rq->body);
@@ -909,7 +962,8 @@ static int listen_on(const char *path, const struct kwd_conf *dc)
 
 bool kwd_who(struct MHD_Connection *c, bool groups, struct kwd_caller *cl)
 {
-	const struct kwd_caller *k = who(c, groups);
+	struct caller spare;
+	const struct kwd_caller *k = who(c, groups, &spare);
 
 	if (!k)
 		return false;

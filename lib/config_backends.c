@@ -570,6 +570,12 @@ void kwi_config_backends(struct kwi_loader *l, config_setting_t *g)
 
 		if (!set_label(b, config_setting_name(s),
 			       KW_INSTANCE_BACKEND)) {
+			/* Not counted: a backend without a name is no
+			 * backend a chain or a check can look up. */
+			free(b->name);
+			free(b->label);
+			memset(b, 0, sizeof(*b));
+			ctx->nbackends--;
 			kwi_problem(l, KW_ERR_NOMEM, s, "out of memory");
 			return;
 		}

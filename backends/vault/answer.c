@@ -63,7 +63,7 @@ bool vault_resp_append(const kw_host *host, struct vault_resp *resp,
 kw_status vault_body(const kw_host *host, const json_t *j, char **out,
 		     size_t *len)
 {
-	size_t need = json_dumpb(j, NULL, 0, JSON_COMPACT);
+	size_t need = json_dumpb(j, NULL, 0, JSON_COMPACT), got;
 	char *buf;
 
 	*out = NULL;
@@ -73,10 +73,13 @@ kw_status vault_body(const kw_host *host, const json_t *j, char **out,
 	buf = host->secure_alloc(need + 1);
 	if (buf == NULL)
 		return KW_ERR_NOMEM;
-	if (json_dumpb(j, buf, need, JSON_COMPACT) != need) {
+	got = json_dumpb(j, buf, need, JSON_COMPACT);
+	if (got != need) {
 		host->wipe(buf, need + 1);
 		host->secure_free(buf, need + 1);
-		return KW_ERR_INTERNAL;
+		/* What dumped a moment ago fails again only for want of
+		 * the memory jansson takes to write it. */
+		return got == 0 ? KW_ERR_NOMEM : KW_ERR_INTERNAL;
 	}
 	buf[need] = '\0';
 	*out = buf;
