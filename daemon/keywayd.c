@@ -300,27 +300,42 @@ static const char *status_word(kw_status st)
 	}
 }
 
+/* The bytes copied as they are into a JSON string: all but control
+ * characters, DEL, '"' (0x22) and '\\' (0x5c). */
+static const bool json_plain[256] = {
+	[0x20 ... 0x21] = true, [0x23 ... 0x5b] = true, [0x5d ... 0x7e] = true,
+	[0x80 ... 0xff] = true
+};
+
 /* Append s to b as the inside of a JSON string. */
 static size_t json_escape(char *b, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
+	size_t o = 0, i = 0;
 
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
+	while (i < n) {
+		size_t run = i;
+		unsigned char ch;
 
+		/* Runs of plain bytes (most strings are one) copied whole. */
+		while (run < n && json_plain[(unsigned char)s[run]])
+			run++;
+		memcpy(b + o, s + i, run - i);
+		o += run - i;
+		i = run;
+		if (i == n)
+			break;
+		ch = (unsigned char)s[i++];
 		if (ch == '"' || ch == '\\') {
 			b[o++] = '\\';
 			b[o++] = (char)ch;
-		} else if (ch < 0x20 || ch == 0x7f) {
+		} else {
 			b[o++] = '\\';
 			b[o++] = 'u';
 			b[o++] = '0';
 			b[o++] = '0';
 			b[o++] = hex[ch >> 4];
 			b[o++] = hex[ch & 15];
-		} else {
-			b[o++] = (char)ch;
 		}
 	}
 	return o;
@@ -347,45 +362,124 @@ static enum MHD_Result send_key(struct MHD_Connection *c, struct wiped *w,
 	const char *key = kw_secret_value(s), *be = kw_secret_backend(s);
 	size_t klen = kw_secret_len(s), blen = strlen(be), o;
 
-	o = (size_t)sprintf(w->data, "{\"key\":\"");
+#define PUT(lit) (memcpy(w->data + o, lit, sizeof(lit) - 1), \
+		  o += sizeof(lit) - 1)
+	o = 0;
+	PUT("{\"key\":\"");
 	o += json_escape(w->data + o, key, klen);
-	o += (size_t)sprintf(w->data + o, "\",\"backend\":\"");
+	PUT("\",\"backend\":\"");
 	o += json_escape(w->data + o, be, blen);
-	o += (size_t)sprintf(w->data + o, "\",\"lease\":\"%s\"}\n", lease);
+	PUT("\",\"lease\":\"");
+	memcpy(w->data + o, lease, KWD_LEASE_ID_LEN);
+	o += KWD_LEASE_ID_LEN;
+	PUT("\"}\n");
+#undef PUT
 	w->len = o;
 	return send_buf(c, MHD_HTTP_OK, w, NULL, NULL);
 }
 
 /* ---- the caller ---- */
 
+/* How long a connection's caller's name and groups are trusted before
+ * they are looked up again, in seconds. */
+#define CALLER_TTL 60
+
+/*
+ * Who is at the other end of a Unix connection, kept with the connection
+ * (its socket context).  The kernel's credentials (SO_PEERCRED) are those
+ * of the process that connected and do not change for the life of the
+ * connection, so they are read once; the name and groups (daemon.clients
+ * and daemon.admin_group need them) are looked up when first needed and
+ * again once they are CALLER_TTL seconds old, not for every request: the
+ * lookups read /etc/passwd and /etc/group through NSS, which costs more
+ * than a resolve.  A connection's requests are answered one at a time by
+ * one thread, so this needs no lock.
+ */
+struct caller {
+	bool have_cred;
+	bool have_groups;
+	time_t looked;		/* when name and groups were looked up */
+	gid_t gid;
+	struct kwd_caller k;
+};
+
+static time_t mono_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+static void connection_notify(void *cls, struct MHD_Connection *c,
+			      void **socket_context,
+			      enum MHD_ConnectionNotificationCode toe)
+{
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		*socket_context = calloc(1, sizeof(struct caller));
+	} else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+		free(*socket_context);
+		*socket_context = NULL;
+	}
+}
+
 /* Who is at the other end of c; their name and groups only with
- * groups (daemon.clients needs them). */
-static bool who(struct MHD_Connection *c, bool groups, struct kwd_caller *who)
+ * groups (daemon.clients needs them).  Kept with the connection, or in
+ * spare when there was no memory to: looked up afresh then.  NULL when
+ * the kernel cannot say. */
+static const struct kwd_caller *who(struct MHD_Connection *c, bool groups,
+				    struct caller *spare)
 {
 	const union MHD_ConnectionInfo *ci;
+	struct caller *cl;
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 	struct passwd pw, *pwp = NULL;
 	char buf[4096];
+	time_t t;
 
-	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-	if (!ci || getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &cred,
-			      &len) != 0)
-		return false;
-	who->pid = cred.pid;
-	who->uid = cred.uid;
-	who->groups[0] = cred.gid;
-	who->ngroups = 1;
-	snprintf(who->name, sizeof(who->name), "%u", (unsigned)cred.uid);
-	if (groups &&
-	    getpwuid_r(cred.uid, &pw, buf, sizeof(buf), &pwp) == 0 && pwp) {
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	cl = ci ? ci->socket_context : NULL;
+	if (!cl) {
+		memset(spare, 0, sizeof(*spare));
+		cl = spare;
+	}
+	if (!cl->have_cred) {
+		ci = MHD_get_connection_info(c,
+					     MHD_CONNECTION_INFO_CONNECTION_FD);
+		if (!ci || getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED,
+				      &cred, &len) != 0)
+			return NULL;
+		cl->k.pid = cred.pid;
+		cl->k.uid = cred.uid;
+		cl->gid = cred.gid;
+		cl->have_cred = true;
+	}
+	if (!groups) {
+		if (!cl->have_groups) {
+			cl->k.groups[0] = cl->gid;
+			cl->k.ngroups = 1;
+			snprintf(cl->k.name, sizeof(cl->k.name), "%u",
+				 (unsigned)cl->k.uid);
+		}
+		return &cl->k;
+	}
+	t = mono_seconds();
+	if (cl->have_groups && t - cl->looked < CALLER_TTL)
+		return &cl->k;
+	cl->k.groups[0] = cl->gid;
+	cl->k.ngroups = 1;
+	snprintf(cl->k.name, sizeof(cl->k.name), "%u", (unsigned)cl->k.uid);
+	if (getpwuid_r(cl->k.uid, &pw, buf, sizeof(buf), &pwp) == 0 && pwp) {
 		int n = KWD_MAX_GROUPS;
 
-		snprintf(who->name, sizeof(who->name), "%s", pw.pw_name);
-		if (getgrouplist(pw.pw_name, cred.gid, who->groups, &n) >= 0)
-			who->ngroups = n;
+		snprintf(cl->k.name, sizeof(cl->k.name), "%s", pw.pw_name);
+		if (getgrouplist(pw.pw_name, cl->gid, cl->k.groups, &n) >= 0)
+			cl->k.ngroups = n;
 	}
-	return true;
+	cl->have_groups = true;
+	cl->looked = t;
+	return &cl->k;
 }
 
 /* ---- requests ---- */
@@ -403,25 +497,24 @@ struct request {
  * never written, never freed. */
 static struct request oom_request = { .answered = true };
 
-/* Parse the body as an object of strings with only the names allowed;
- * NULL after answering 400. */
-static json_t *parse_body(struct MHD_Connection *c, struct request *rq,
-			  const char *const *names, enum MHD_Result *ret)
+/* Read the body into f with only the names allowed (release it with
+ * kwd_fields_free()); false after answering 400, or 500 when jansson
+ * found no memory. */
+static bool parse_body(struct MHD_Connection *c, struct request *rq,
+		       const char *const *names, struct kwd_fields *f,
+		       enum MHD_Result *ret)
 {
 	char err[512];
-	json_t *j;
 
-	j = kwd_parse_body(rq->body, rq->len, names, err, sizeof(err));
-	if (!j && kwd_json_nomem)
+	kwd_json_nomem = false;
+	if (kwd_parse_fields(rq->body, rq->len, names, f, err, sizeof(err)))
+		return true;
+	if (kwd_json_nomem)
 		*ret = send_oom(c);
-	else if (!j)
-		*ret = send_error(c, MHD_HTTP_BAD_REQUEST, "invalid", "%s", err);
-	return j;
-}
-
-static const char *field(json_t *j, const char *k)
-{
-	return json_string_value(json_object_get(j, k));
+	else
+		*ret = send_error(c, MHD_HTTP_BAD_REQUEST, "invalid", "%s",
+				  err);
+	return false;
 }
 
 /* Write a refusal to the audit trail of g; a failure only to stderr. */
@@ -474,19 +567,21 @@ static bool admit_tcp(struct MHD_Connection *c, const char *what,
 	return true;
 }
 
-/* The request in j, checked against what the caller may use; false after
+/* The request in f, checked against what the caller may use; false after
  * answering. */
 static bool admit(struct MHD_Connection *c, enum kwd_via via,
-		  const char *what, json_t *j, struct kwd_gen *g,
-		  kw_request *req, uid_t *uid, enum MHD_Result *ret)
+		  const char *what, const struct kwd_fields *f,
+		  struct kwd_gen *g, kw_request *req, uid_t *uid,
+		  enum MHD_Result *ret)
 {
-	struct kwd_caller cl;
+	const struct kwd_caller *cl;
+	struct caller spare;
 
 	kw_request_init(req);
-	req->provider = field(j, "provider");
-	req->user = field(j, "user");
-	req->org = field(j, "org");
-	req->chain = field(j, "chain");
+	req->provider = kwd_field(f, "provider");
+	req->user = kwd_field(f, "user");
+	req->org = kwd_field(f, "org");
+	req->chain = kwd_field(f, "chain");
 	if (!req->provider) {
 		*ret = send_error(c, MHD_HTTP_BAD_REQUEST, "invalid",
 				  "field \"provider\" is required");
@@ -494,44 +589,47 @@ static bool admit(struct MHD_Connection *c, enum kwd_via via,
 	}
 	if (via == KWD_VIA_TCP)
 		return admit_tcp(c, what, g, req, uid, ret);
-	if (!who(c, g->conf.have_clients, &cl)) {
+	cl = who(c, g->conf.have_clients, &spare);
+	if (!cl) {
 		*ret = send_error(c, MHD_HTTP_FORBIDDEN, "refused",
 				  "cannot tell who is asking");
 		return false;
 	}
-	if (!kwd_conf_allows(&g->conf, cl.uid, cl.groups, cl.ngroups,
+	if (!kwd_conf_allows(&g->conf, cl->uid, cl->groups, cl->ngroups,
 			     req->chain ? req->chain : "default")) {
+		char name[sizeof(cl->name)];
+
+		snprintf(name, sizeof(name), "%s", cl->name);
 		/* Named in the log even without daemon.clients. */
 		if (!g->conf.have_clients) {
 			struct passwd pw, *pwp = NULL;
 			char buf[4096];
 
-			if (getpwuid_r(cl.uid, &pw, buf, sizeof(buf), &pwp) == 0 &&
-			    pwp)
-				snprintf(cl.name, sizeof(cl.name), "%s",
-					 pw.pw_name);
+			if (getpwuid_r(cl->uid, &pw, buf, sizeof(buf), &pwp) ==
+			    0 && pwp)
+				snprintf(name, sizeof(name), "%s", pw.pw_name);
 		}
 		kwd_log("audit: refused %s of chain \"%s\" to uid %u (%s) pid %d: "
 			"not allowed by daemon.clients in %s", what,
-			req->chain ? req->chain : "default", (unsigned)cl.uid,
-			cl.name, (int)cl.pid, config_path);
-		audit_refusal(g, what, cl.name, cl.uid, cl.pid,
+			req->chain ? req->chain : "default", (unsigned)cl->uid,
+			name, (int)cl->pid, config_path);
+		audit_refusal(g, what, name, cl->uid, cl->pid,
 			      req->chain ? req->chain : "default",
 			      req->provider, "not allowed by daemon.clients");
 		*ret = send_error(c, MHD_HTTP_FORBIDDEN, "refused",
 				  "uid %u (%s) may not use chain \"%s\"",
-				  (unsigned)cl.uid, cl.name,
+				  (unsigned)cl->uid, name,
 				  req->chain ? req->chain : "default");
 		return false;
 	}
-	if (!kwd_rate_take(cl.uid, g->conf.rate_limit)) {
+	if (!kwd_rate_take(cl->uid, g->conf.rate_limit)) {
 		*ret = send_error(c, MHD_HTTP_TOO_MANY_REQUESTS, "limited",
 				  "uid %u is over daemon.rate_limit (%u "
-				  "requests a second)", (unsigned)cl.uid,
+				  "requests a second)", (unsigned)cl->uid,
 				  g->conf.rate_limit);
 		return false;
 	}
-	*uid = cl.uid;
+	*uid = cl->uid;
 	return true;
 }
 
@@ -562,12 +660,11 @@ static enum MHD_Result do_resolve(struct MHD_Connection *c,
 	kw_request req;
 	uid_t uid;
 	kw_status st;
-	json_t *j;
+	struct kwd_fields f = { 0 };
 
-	j = parse_body(c, rq, kwd_request_fields, &ret);
-	if (!j)
+	if (!parse_body(c, rq, kwd_request_fields, &f, &ret))
 		goto out;
-	if (!admit(c, via, "resolve", j, g, &req, &uid, &ret))
+	if (!admit(c, via, "resolve", &f, g, &req, &uid, &ret))
 		goto out;
 	st = kw_resolve(g->ctx, &req, &s);
 	if (st == KW_ERR_DENIED) {
@@ -595,7 +692,7 @@ static enum MHD_Result do_resolve(struct MHD_Connection *c,
 	gen_ref(g);
 	ret = send_key(c, w, s, lease);
 out:
-	json_decref(j);
+	kwd_fields_free(&f);
 	kwd_gen_put(g);
 	return ret;
 }
@@ -606,15 +703,15 @@ static enum MHD_Result do_explain(struct MHD_Connection *c,
 	enum MHD_Result ret = MHD_NO;
 	struct kwd_gen *g = kwd_gen_get();
 	kw_trace *t = NULL;
-	json_t *j, *steps, *out;
+	struct kwd_fields f = { 0 };
+	json_t *steps, *out;
 	kw_request req;
 	uid_t uid;
 	kw_status st, res;
 
-	j = parse_body(c, rq, kwd_request_fields, &ret);
-	if (!j)
+	if (!parse_body(c, rq, kwd_request_fields, &f, &ret))
 		goto out;
-	if (!admit(c, via, "explain", j, g, &req, &uid, &ret))
+	if (!admit(c, via, "explain", &f, g, &req, &uid, &ret))
 		goto out;
 	st = kw_explain(g->ctx, &req, &t);
 	if (st != KW_OK) {
@@ -644,7 +741,7 @@ static enum MHD_Result do_explain(struct MHD_Connection *c,
 	ret = send_json(c, MHD_HTTP_OK, out);
 out:
 	kw_trace_free(t);
-	json_decref(j);
+	kwd_fields_free(&f);
 	kwd_gen_put(g);
 	return ret;
 }
@@ -655,27 +752,30 @@ static enum MHD_Result do_report(struct MHD_Connection *c,
 	enum MHD_Result ret = MHD_NO;
 	const char *id, *oc;
 	kw_outcome outcome;
-	struct kwd_caller cl;
+	const struct kwd_caller *cl;
+	struct caller spare;
+	uid_t uid;
 	char err[128];
 	kw_status st;
-	json_t *j;
+	struct kwd_fields f = { 0 };
 
-	j = parse_body(c, rq, kwd_report_fields, &ret);
-	if (!j)
+	if (!parse_body(c, rq, kwd_report_fields, &f, &ret))
 		return ret;
-	if (!kwd_parse_report(j, &id, &outcome, err, sizeof(err))) {
+	if (!kwd_parse_report(&f, &id, &outcome, err, sizeof(err))) {
 		ret = send_error(c, MHD_HTTP_BAD_REQUEST, "invalid", "%s", err);
 		goto out;
 	}
 	oc = outcome == KW_USED ? "used" : "unused";
 	if (via == KWD_VIA_TCP) {
-		cl.uid = KWD_TCP_UID;
-	} else if (!who(c, false, &cl)) {
+		uid = KWD_TCP_UID;
+	} else if ((cl = who(c, false, &spare))) {
+		uid = cl->uid;
+	} else {
 		ret = send_error(c, MHD_HTTP_FORBIDDEN, "refused",
 				 "cannot tell who is asking");
 		goto out;
 	}
-	switch (kwd_lease_report(id, cl.uid, outcome, &st)) {
+	switch (kwd_lease_report(id, uid, outcome, &st)) {
 	case KWD_REPORT_OK:
 		ret = send_json(c, MHD_HTTP_OK,
 				json_pack("{s:s, s:s}", "lease", id,
@@ -697,7 +797,7 @@ static enum MHD_Result do_report(struct MHD_Connection *c,
 		break;
 	}
 out:
-	json_decref(j);
+	kwd_fields_free(&f);
 	return ret;
 }
 
@@ -868,7 +968,13 @@ static int listen_on(const char *path, const struct kwd_conf *dc)
 
 bool kwd_who(struct MHD_Connection *c, bool groups, struct kwd_caller *cl)
 {
-	return who(c, groups, cl);
+	struct caller spare;
+	const struct kwd_caller *k = who(c, groups, &spare);
+
+	if (!k)
+		return false;
+	*cl = *k;
+	return true;
 }
 
 enum MHD_Result kwd_send_json(struct MHD_Connection *c, unsigned code,
@@ -912,6 +1018,8 @@ static struct MHD_Daemon *serve(int fd, const enum kwd_via *via,
 				MHD_OPTION_CONNECTION_LIMIT, max_conn,
 				MHD_OPTION_CONNECTION_TIMEOUT, timeout,
 				MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+				MHD_OPTION_NOTIFY_CONNECTION, connection_notify,
+				NULL,
 				MHD_OPTION_END);
 }
 
@@ -1157,6 +1265,8 @@ int main(int argc, char **argv)
 			     MHD_OPTION_CONNECTION_LIMIT, (unsigned)max_conn,
 			     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)timeout,
 			     MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+			     MHD_OPTION_NOTIFY_CONNECTION, connection_notify,
+			     NULL,
 			     MHD_OPTION_END);
 	if (!d) {
 		kwd_log("cannot start serving on %s", sock_path);

@@ -179,6 +179,27 @@ static void age(bool all, struct puts *p)
 		forget_head();
 }
 
+/*
+ * The random bytes of a new lease id.  Each thread draws them from the
+ * kernel 16 ids at a time rather than with a system call per lease, and
+ * wipes what it hands out.
+ */
+static bool random_id(unsigned char *raw, size_t n)
+{
+	static __thread unsigned char pool[16 * KWD_LEASE_ID_LEN / 2];
+	static __thread size_t left;
+
+	if (left < n) {
+		if (getrandom(pool, sizeof(pool), 0) != (ssize_t)sizeof(pool))
+			return false;
+		left = sizeof(pool);
+	}
+	left -= n;
+	memcpy(raw, pool + left, n);
+	explicit_bzero(pool + left, n);
+	return true;
+}
+
 bool kwd_lease_add(kw_secret *s, struct kwd_gen *g, uid_t uid, unsigned ttl,
 		   char *id)
 {
@@ -189,7 +210,7 @@ bool kwd_lease_add(kw_secret *s, struct kwd_gen *g, uid_t uid, unsigned ttl,
 	struct lease *l;
 	size_t b;
 
-	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
+	if (!random_id(raw, sizeof(raw)))
 		return false;
 	l = calloc(1, sizeof(*l));
 	if (!l)

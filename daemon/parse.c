@@ -84,13 +84,136 @@ json_t *kwd_parse_body(const char *body, size_t len,
 	return j;
 }
 
-bool kwd_parse_report(json_t *j, const char **id, kw_outcome *outcome,
-		      char *err, size_t errsz)
+static bool json_space(char ch)
+{
+	return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
+}
+
+/* A character that stands for itself inside a JSON string. */
+static bool plain_char(char ch)
+{
+	return ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\';
+}
+
+static const char *skip_space(const char *p, const char *e)
+{
+	while (p < e && json_space(*p))
+		p++;
+	return p;
+}
+
+bool kwd_parse_plain(char *body, size_t len, const char *const *names,
+		     struct kwd_fields *f)
+{
+	const char *p = body, *e = body + len;
+	size_t ends[KWD_MAX_FIELDS], nends = 0;
+	unsigned seen = 0;
+
+	memset(f, 0, sizeof(*f));
+	f->names = names;
+	if (!body)
+		return false;
+	p = skip_space(p, e);
+	if (p == e || *p++ != '{')
+		return false;
+	p = skip_space(p, e);
+	if (p < e && *p == '}') {
+		p++;
+	} else {
+		for (;;) {
+			const char *k;
+			size_t i;
+
+			if (p == e || *p++ != '"')
+				goto other;
+			k = p;
+			while (p < e && plain_char(*p))
+				p++;
+			if (p == e || *p != '"')
+				goto other;
+			for (i = 0; names[i] && i < KWD_MAX_FIELDS; i++)
+				if (strlen(names[i]) == (size_t)(p - k) &&
+				    memcmp(names[i], k, (size_t)(p - k)) == 0)
+					break;
+			if (i >= KWD_MAX_FIELDS || !names[i] || seen & 1u << i)
+				goto other;
+			seen |= 1u << i;
+			p = skip_space(p + 1, e);
+			if (p == e || *p++ != ':')
+				goto other;
+			p = skip_space(p, e);
+			if (e - p >= 4 && memcmp(p, "null", 4) == 0) {
+				p += 4;
+			} else {
+				if (p == e || *p++ != '"')
+					goto other;
+				f->v[i] = p;
+				while (p < e && plain_char(*p))
+					p++;
+				if (p == e || *p != '"')
+					goto other;
+				ends[nends++] = (size_t)(p - body);
+				p++;
+			}
+			p = skip_space(p, e);
+			if (p == e)
+				goto other;
+			if (*p == '}') {
+				p++;
+				break;
+			}
+			if (*p++ != ',')
+				goto other;
+			p = skip_space(p, e);
+		}
+	}
+	if (skip_space(p, e) != e)
+		goto other;
+	for (size_t i = 0; i < nends; i++)
+		body[ends[i]] = '\0';
+	return true;
+other:
+	memset(f->v, 0, sizeof(f->v));
+	return false;
+}
+
+bool kwd_parse_fields(char *body, size_t len, const char *const *names,
+		      struct kwd_fields *f, char *err, size_t errsz)
+{
+	json_t *j;
+
+	if (kwd_parse_plain(body, len, names, f))
+		return true;
+	j = kwd_parse_body(body, len, names, err, errsz);
+	if (!j)
+		return false;
+	f->j = j;
+	for (size_t i = 0; names[i] && i < KWD_MAX_FIELDS; i++)
+		f->v[i] = json_string_value(json_object_get(j, names[i]));
+	return true;
+}
+
+const char *kwd_field(const struct kwd_fields *f, const char *name)
+{
+	for (size_t i = 0; f->names && f->names[i] && i < KWD_MAX_FIELDS; i++)
+		if (strcmp(f->names[i], name) == 0)
+			return f->v[i];
+	return NULL;
+}
+
+void kwd_fields_free(struct kwd_fields *f)
+{
+	json_decref(f->j);
+	f->j = NULL;
+}
+
+bool kwd_parse_report(const struct kwd_fields *f, const char **id,
+		      kw_outcome *outcome, char *err, size_t errsz)
 {
 	const char *oc;
 
-	*id = json_string_value(json_object_get(j, "lease"));
-	oc = json_string_value(json_object_get(j, "outcome"));
+	*id = kwd_field(f, "lease");
+	oc = kwd_field(f, "outcome");
 	if (!*id || !oc) {
 		snprintf(err, errsz,
 			 "fields \"lease\" and \"outcome\" are required");

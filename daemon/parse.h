@@ -36,9 +36,41 @@ bool kwd_body_too_big(const char *content_length, size_t max);
 json_t *kwd_parse_body(const char *body, size_t len,
 		       const char *const *names, char *err, size_t errsz);
 
-/* A /v1/report body, parsed by kwd_parse_body(): its lease id (pointing
- * into j) and its outcome.  False with a one-line reason in err. */
-bool kwd_parse_report(json_t *j, const char **id, kw_outcome *outcome,
-		      char *err, size_t errsz);
+#define KWD_MAX_FIELDS 4
+
+/* The fields of a body: the value of each name allowed (names[i] gives
+ * v[i]), NULL when left out or null.  They point into j when jansson read
+ * the body, else into the body itself. */
+struct kwd_fields {
+	const char *const *names;
+	const char *v[KWD_MAX_FIELDS];
+	json_t *j;
+};
+
+/*
+ * Read a body of the shape clients send, {"name":"value", ...}: each name
+ * one of names (at most KWD_MAX_FIELDS of them) and given once, each value
+ * null or a string of printable ASCII without escapes.  Its strings are
+ * ended in place (the body is changed) and f points into it.  False, with
+ * the body untouched, for anything else: kwd_parse_body() then reads it.
+ * Both take and refuse the same bodies, this one only the common ones,
+ * without jansson.
+ */
+bool kwd_parse_plain(char *body, size_t len, const char *const *names,
+		     struct kwd_fields *f);
+
+/* The len bytes of body (NULL when len is 0) into f, as
+ * kwd_parse_plain() reads them or else kwd_parse_body(); false with a
+ * one-line reason in err.  Release f with kwd_fields_free(). */
+bool kwd_parse_fields(char *body, size_t len, const char *const *names,
+		      struct kwd_fields *f, char *err, size_t errsz);
+/* The value of name in f; NULL when left out, null or not allowed. */
+const char *kwd_field(const struct kwd_fields *f, const char *name);
+void kwd_fields_free(struct kwd_fields *f);
+
+/* A /v1/report body, read by kwd_parse_fields(): its lease id (pointing
+ * into f) and its outcome.  False with a one-line reason in err. */
+bool kwd_parse_report(const struct kwd_fields *f, const char **id,
+		      kw_outcome *outcome, char *err, size_t errsz);
 
 #endif

@@ -212,6 +212,24 @@ ask POST /v1/resolve '{"user":"bob"}'
 expect_answer 400 invalid "no provider: 400"
 ask POST /v1/resolve '[]'
 expect_answer 400 invalid "a body that is not an object: 400"
+# keywayd reads plain bodies itself and leaves the rest to jansson: both
+# must take and refuse the same bodies.
+ask POST /v1/resolve '{"provider":"anthropic","chain":"limited","chain":"limited"}'
+expect_answer 400 invalid "a field given twice: 400"
+ask POST /v1/resolve '{"provider":"anthropic","chain":"limited"} x'
+expect_answer 400 invalid "bytes after the object: 400"
+ask POST /v1/resolve '{"provider":"anthropic","chain":"limited",}'
+expect_answer 400 invalid "a comma before the closing brace: 400"
+ask POST /v1/resolve '{"provider":"anthropic","chain":nul}'
+expect_answer 400 invalid "a bare word that is not null: 400"
+ask POST /v1/explain ' { "provider" : "anthropic" ,
+	"user" : null , "org":null, "chain" : "limited" } '
+expect_eq "$CODE $(jget result)" "200 found" \
+	"spaces, a newline and null fields: read"
+ask POST /v1/explain '{"provider":"anthr\u006fpic","chain":"limi\qed"}'
+expect_answer 400 invalid "an escape that is not JSON's: 400"
+ask POST /v1/explain '{"provider":"anthr\u006fpic","chain":"limited"}'
+expect_eq "$CODE $(jget result)" "200 found" "a name with an escape: read"
 ask GET /v1/resolve
 expect_answer 405 invalid "GET /v1/resolve: 405"
 ask GET /v1/nosuch

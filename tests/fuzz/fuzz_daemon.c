@@ -17,6 +17,9 @@
  *   - a body taken is a JSON object of strings and nulls named only as
  *     the endpoint allows, and a report taken has a lease and an outcome
  *     of "used" or "unused";
+ *   - a body read in place (kwd_parse_plain(), without jansson) is one
+ *     jansson takes too, with the same values, and one it does not read
+ *     is left as it was, for jansson;
  *   - a refusal has one printable line of reason without FZ_MARK (which
  *     keywayd sends back and may log), but in a field's name it quotes;
  *   - a Content-Length too big is one whose digits say more than the
@@ -72,34 +75,83 @@ static void check_refusal(const char *err)
 		die("a reason holds the secret", err);
 }
 
-static void body(const char *buf, size_t len, bool report)
+/* Where kwd_parse_plain() takes a body, jansson must take it too, with
+ * the same values. */
+static void same_as_jansson(const char *orig, size_t len,
+			    const char *const *names,
+			    const struct kwd_fields *f)
+{
+	char err[512] = "";
+	json_t *j;
+
+	j = kwd_parse_body(len > 0 ? orig : NULL, len, names, err,
+			   sizeof(err));
+	if (j == NULL)
+		die("a body read in place that jansson refuses", err);
+	for (size_t i = 0; names[i] != NULL; i++) {
+		const char *a = f->v[i];
+		const char *b = json_string_value(json_object_get(j, names[i]));
+
+		if ((a == NULL) != (b == NULL) ||
+		    (a != NULL && strcmp(a, b) != 0))
+			die("a field read in place unlike jansson", names[i]);
+	}
+	json_decref(j);
+}
+
+static void body(const char *orig, size_t len, bool report)
 {
 	const char *const *names = report ? kwd_report_fields
 					  : kwd_request_fields;
 	char err[512] = "";
 	const char *k, *id;
 	kw_outcome outcome;
-	json_t *j, *v;
+	struct kwd_fields f;
+	json_t *v;
+	char *buf;
 
-	j = kwd_parse_body(len > 0 ? buf : NULL, len, names, err, sizeof(err));
-	if (fz_verbose)
-		fprintf(stderr, "# %zu bytes: %s\n", len, j ? "taken" : err);
-	if (j == NULL) {
+	/* Read from a copy: the strings of a plain body are ended in place. */
+	buf = malloc(len > 0 ? len : 1);
+	if (buf == NULL)
+		die("out of memory", NULL);
+	if (len > 0)
+		memcpy(buf, orig, len);
+	if (kwd_parse_plain(len > 0 ? buf : NULL, len, names, &f)) {
+		same_as_jansson(orig, len, names, &f);
+		memcpy(buf, orig, len);
+	} else {
+		for (size_t i = 0; i < KWD_MAX_FIELDS; i++)
+			if (f.v[i] != NULL)
+				die("a body refused with a field left set",
+				    NULL);
+		if (len > 0 && memcmp(buf, orig, len) != 0)
+			die("a body refused but changed", NULL);
+	}
+	if (!kwd_parse_fields(len > 0 ? buf : NULL, len, names, &f, err,
+			      sizeof(err))) {
+		if (fz_verbose)
+			fprintf(stderr, "# %zu bytes: %s\n", len, err);
 		check_refusal(err);
+		free(buf);
 		return;
 	}
-	if (!json_is_object(j))
-		die("a body taken that is not an object", NULL);
-	json_object_foreach(j, k, v) {
-		if (!named(k, names))
-			die("a body taken with a field not allowed", k);
-		if (!json_is_string(v) && !json_is_null(v))
-			die("a body taken with a field neither string nor null",
-			    k);
+	if (fz_verbose)
+		fprintf(stderr, "# %zu bytes: taken%s\n", len,
+			f.j ? "" : " in place");
+	if (f.j != NULL) {
+		if (!json_is_object(f.j))
+			die("a body taken that is not an object", NULL);
+		json_object_foreach(f.j, k, v) {
+			if (!named(k, names))
+				die("a body taken with a field not allowed", k);
+			if (!json_is_string(v) && !json_is_null(v))
+				die("a body taken with a field neither string "
+				    "nor null", k);
+		}
 	}
 	if (report) {
 		err[0] = '\0';
-		if (kwd_parse_report(j, &id, &outcome, err, sizeof(err))) {
+		if (kwd_parse_report(&f, &id, &outcome, err, sizeof(err))) {
 			if (id == NULL ||
 			    (outcome != KW_USED && outcome != KW_UNUSED))
 				die("a report taken without a lease or an "
@@ -108,7 +160,8 @@ static void body(const char *buf, size_t len, bool report)
 			check_refusal(err);
 		}
 	}
-	json_decref(j);
+	kwd_fields_free(&f);
+	free(buf);
 }
 
 static void header(const uint8_t *data, size_t size)
