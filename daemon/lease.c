@@ -85,8 +85,8 @@ static struct lease *pop(struct queue *q)
 	return l;
 }
 
-/* Let go of l's secret as `outcome` (under lock).  Its reference to the
- * generation is dropped by the caller, outside the lock. */
+/* Let go of l's secret as `outcome`, under lock: only when there is no
+ * memory to do it after the lock is released. */
 static kw_status finish(struct lease *l, kw_outcome outcome)
 {
 	kw_status st;
@@ -98,31 +98,65 @@ static kw_status finish(struct lease *l, kw_outcome outcome)
 	return st;
 }
 
-/* References to generations to drop once the lock is released. */
+/*
+ * What to do once the lock is released: keys of expired leases to report
+ * used (with a Redis ledger that is a round trip, which must not hold up
+ * every other resolve), then references to generations to drop.
+ */
 struct puts {
 	struct kwd_gen **g;
 	size_t n, cap;
+	kw_secret **s;
+	size_t ns, scap;
 };
+
+static bool grow(void **v, size_t *cap, size_t n, size_t size)
+{
+	size_t nc = *cap ? 2 * *cap : 16;
+	void *nv;
+
+	if (n < *cap)
+		return true;
+	nv = realloc(*v, nc * size);
+	if (!nv)
+		return false;
+	*v = nv;
+	*cap = nc;
+	return true;
+}
 
 static void put_later(struct puts *p, struct lease *l)
 {
 	if (!l->gen)
 		return;
-	if (p->n == p->cap) {
-		size_t nc = p->cap ? 2 * p->cap : 16;
-		struct kwd_gen **ng = realloc(p->g, nc * sizeof(*ng));
-
-		if (!ng)
-			return; /* the generation stays open: a leak, not a fault */
-		p->g = ng;
-		p->cap = nc;
-	}
+	/* Without memory the generation stays open: a leak, not a fault. */
+	if (!grow((void **)&p->g, &p->cap, p->n, sizeof(*p->g)))
+		return;
 	p->g[p->n++] = l->gen;
 	l->gen = NULL;
 }
 
+/* l's key counted as used once the lock is released (under lock). */
+static void used_later(struct puts *p, struct lease *l)
+{
+	if (!grow((void **)&p->s, &p->scap, p->ns, sizeof(*p->s))) {
+		if (finish(l, KW_USED) != KW_OK)
+			kwd_log("lease %.8s...: %s", l->id, kw_last_error());
+		return;
+	}
+	p->s[p->ns++] = l->secret;
+	l->secret = NULL;
+	held--;
+}
+
 static void put_all(struct puts *p)
 {
+	for (size_t i = 0; i < p->ns; i++) {
+		if (kw_secret_report(p->s[i], KW_USED) != KW_OK)
+			kwd_log("an expired lease: %s", kw_last_error());
+		kw_secret_free(p->s[i]);
+	}
+	free(p->s);
 	for (size_t i = 0; i < p->n; i++)
 		kwd_gen_put(p->g[i]);
 	free(p->g);
@@ -134,8 +168,8 @@ static void retire_head(struct queue *q, time_t t, struct puts *p)
 {
 	struct lease *l = pop(q);
 
-	if (l->secret && finish(l, KW_USED) != KW_OK)
-		kwd_log("lease %.8s...: %s", l->id, kw_last_error());
+	if (l->secret)
+		used_later(p, l);
 	put_later(p, l);
 	l->expires = t + TOMBSTONE_TTL;
 	push(&tomb_q, l);
@@ -255,6 +289,7 @@ enum kwd_report kwd_lease_report(const char *id, uid_t uid,
 {
 	enum kwd_report r = KWD_REPORT_UNKNOWN;
 	struct puts p = { 0 };
+	kw_secret *s = NULL;
 	struct lease *l;
 
 	*st = KW_OK;
@@ -268,12 +303,20 @@ enum kwd_report kwd_lease_report(const char *id, uid_t uid,
 			r = KWD_REPORT_GONE;
 			break;
 		}
-		*st = finish(l, outcome);
+		/* Taken out under the lock, reported after it: a second
+		 * report meanwhile finds it gone. */
+		s = l->secret;
+		l->secret = NULL;
+		held--;
 		put_later(&p, l);
-		r = *st == KW_OK ? KWD_REPORT_OK : KWD_REPORT_FAILED;
 		break;
 	}
 	pthread_mutex_unlock(&lock);
+	if (s) {
+		*st = kw_secret_report(s, outcome);
+		kw_secret_free(s);
+		r = *st == KW_OK ? KWD_REPORT_OK : KWD_REPORT_FAILED;
+	}
 	put_all(&p);
 	return r;
 }
