@@ -221,7 +221,8 @@ run keyway -c host_b/keyway.conf usage --since 1d
 say "keywayd: applications in any language ask one daemon over a Unix socket"
 # keywayd holds the master key and counts the quotas; a caller needs
 # neither, only the right to reach the socket (the kernel says who it is).
-keywayd -c keyway.conf --socket "$work/keyway.sock" 2>keywayd.log &
+keywayd -c keyway.conf --socket "$work/keyway.sock" \
+	--admin-socket "$work/admin.sock" 2>keywayd.log &
 keywayd_pid=$!
 trap 'kill "$vault_pid" "$keywayd_pid" "$(cat "$work/redis/redis.pid" 2>/dev/null)" 2>/dev/null; rm -rf "$work"' EXIT
 for i in $(seq 100); do
@@ -256,6 +257,9 @@ chmod 644 client.conf
 run cat client.conf
 run env -u KEYWAY_MASTER_KEY keyway -c client.conf get anthropic --user alice --org acme --reveal
 run env -u KEYWAY_MASTER_KEY keyway -c client.conf ls
+echo "management is on the admin socket (root, keywayd's user, daemon.admin_group), keys masked:"
+printf '$ curl --unix-socket admin.sock %s\n' "'http://keyway/v1/keys?owner=acme'"
+curl -s --unix-socket admin.sock 'http://keyway/v1/keys?owner=acme'
 kill -TERM "$keywayd_pid"
 wait "$keywayd_pid" || true
 echo "keywayd's log holds no key:"
