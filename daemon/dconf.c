@@ -20,6 +20,7 @@
 #include "keywayd.h"
 
 #define DEFAULT_LEASE_TTL 300
+#define DEFAULT_MAX_LEASES 65536
 
 static bool bad(char *err, size_t errsz, const char *path,
 		const config_setting_t *s, const char *what)
@@ -311,6 +312,7 @@ bool kwd_conf_load(const char *path, struct kwd_conf *dc, char *err,
 	dc->admin_socket_mode = 0660;
 	dc->admin_gid = (gid_t)-1;
 	dc->lease_ttl = DEFAULT_LEASE_TTL;
+	dc->max_leases = DEFAULT_MAX_LEASES;
 
 	config_init(&cfg);
 	dir = strdup(path);
@@ -356,12 +358,12 @@ bool kwd_conf_load(const char *path, struct kwd_conf *dc, char *err,
 		name = config_setting_name(s);
 		if (strcmp(name, "socket") && strcmp(name, "socket_mode") &&
 		    strcmp(name, "socket_group") && strcmp(name, "lease_ttl") &&
-		    strcmp(name, "rate_limit") && strcmp(name, "clients") &&
+		    strcmp(name, "max_leases") && strcmp(name, "rate_limit") && strcmp(name, "clients") &&
 		    !known_extra(name)) {
 			snprintf(msg, sizeof(msg),
 				 "daemon: unknown setting \"%s\" (expected "
 				 "socket, socket_mode, socket_group, lease_ttl, "
-				 "rate_limit, clients, admin_socket, "
+				 "max_leases, rate_limit, clients, admin_socket, "
 				 "admin_socket_mode, admin_group, tcp, "
 				 "tcp_token_file or tcp_chains)", name);
 			bad(err, errsz, path, s, msg);
@@ -410,6 +412,18 @@ bool kwd_conf_load(const char *path, struct kwd_conf *dc, char *err,
 			goto out;
 		}
 		dc->lease_ttl = (unsigned)v;
+	}
+	if ((s = config_setting_get_member(d, "max_leases")) != NULL) {
+		int v = config_setting_get_int(s);
+
+		if (config_setting_type(s) != CONFIG_TYPE_INT || v < 1 ||
+		    v > 1048576) {
+			bad(err, errsz, path, s,
+			    "daemon.max_leases must be a number of keys from 1 "
+			    "to 1048576");
+			goto out;
+		}
+		dc->max_leases = (unsigned)v;
 	}
 	if ((s = config_setting_get_member(d, "rate_limit")) != NULL) {
 		int v = config_setting_get_int(s);

@@ -341,23 +341,26 @@ static size_t json_escape(char *b, const char *s, size_t n)
 	return o;
 }
 
-/* Room for what send_key() writes for s: taken before the key is leased,
+/* Room for what write_key() writes for s: taken before the key is leased,
  * so that a key is never leased without an answer to carry it. */
 static struct wiped *key_answer(const kw_secret *s)
 {
 	size_t klen = kw_secret_len(s), blen = strlen(kw_secret_backend(s));
+	struct wiped *w = malloc(sizeof(struct wiped) + 64 +
+				 6 * (klen + blen) + KWD_LEASE_ID_LEN);
 
-	return malloc(sizeof(struct wiped) + 64 + 6 * (klen + blen) +
-		      KWD_LEASE_ID_LEN);
+	if (w)
+		w->len = 0;
+	return w;
 }
 
 /*
  * {"key":...,"backend":...,"lease":...} written straight into a buffer
  * that is wiped after sending: the key never passes through jansson, whose
- * strings are freed unwiped.  w is key_answer(s).
+ * strings are freed unwiped.  w is key_answer(s).  Written before the
+ * key is leased: from then on the lease table may let go of s.
  */
-static enum MHD_Result send_key(struct MHD_Connection *c, struct wiped *w,
-				const kw_secret *s, const char *lease)
+static void write_key(struct wiped *w, const kw_secret *s, const char *lease)
 {
 	const char *key = kw_secret_value(s), *be = kw_secret_backend(s);
 	size_t klen = kw_secret_len(s), blen = strlen(be), o;
@@ -375,7 +378,6 @@ static enum MHD_Result send_key(struct MHD_Connection *c, struct wiped *w,
 	PUT("\"}\n");
 #undef PUT
 	w->len = o;
-	return send_buf(c, MHD_HTTP_OK, w, NULL, NULL);
 }
 
 /* ---- the caller ---- */
@@ -679,18 +681,25 @@ static enum MHD_Result do_resolve(struct MHD_Connection *c,
 		goto out;
 	}
 	w = key_answer(s);
-	if (!w || !kwd_lease_add(s, g, uid, g->conf.lease_ttl, lease)) {
-		free(w);
-		if (kw_secret_report(s, KW_UNUSED) != KW_OK)
-			kwd_log("resolve: %s", kw_last_error());
-		kw_secret_free(s);
-		ret = send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "error",
-				 "out of memory");
-		goto out;
+	if (w && kwd_lease_id(lease)) {
+		write_key(w, s, lease);
+		/* The lease's own reference to g; s and it are the lease's
+		 * once added, and not touched here again. */
+		gen_ref(g);
+		if (kwd_lease_add(s, g, uid, g->conf.lease_ttl,
+				  g->conf.max_leases, lease)) {
+			ret = send_buf(c, MHD_HTTP_OK, w, NULL, NULL);
+			goto out;
+		}
+		kwd_gen_put(g);
 	}
-	/* The lease holds s and its own reference to g. */
-	gen_ref(g);
-	ret = send_key(c, w, s, lease);
+	if (w)
+		wipe_free(w->data);
+	if (kw_secret_report(s, KW_UNUSED) != KW_OK)
+		kwd_log("resolve: %s", kw_last_error());
+	kw_secret_free(s);
+	ret = send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "error",
+			 "out of memory");
 out:
 	kwd_fields_free(&f);
 	kwd_gen_put(g);

@@ -32,6 +32,7 @@ struct kwd_conf {
 	mode_t socket_mode;
 	gid_t socket_gid;	/* (gid_t)-1: leave the group as created */
 	unsigned lease_ttl;	/* seconds */
+	unsigned max_leases;	/* keys held at once */
 	unsigned rate_limit;	/* requests a second per caller; 0: none */
 	bool have_clients;
 	struct kwd_client *clients;
@@ -84,11 +85,18 @@ enum kwd_report {
 	KWD_REPORT_FAILED	/* the library refused: kw_last_error() */
 };
 
-/* Hold s (and a reference to g) for the caller uid under a new id written
- * to id (NUL terminated, KWD_LEASE_ID_LEN + 1 bytes).  False without
- * memory. */
+/* A new lease id into id (KWD_LEASE_ID_LEN hex digits and a NUL). */
+bool kwd_lease_id(char *id);
+/*
+ * Hold s and a reference to g the caller took for it, for the caller uid,
+ * under id; past max keys held, the one closest to its end counts as used
+ * at once.  Once it returns true the lease owns both, and may let go of
+ * them at any moment (a lease table past its size counts its oldest keys
+ * used): the caller must have written its answer before, and touch
+ * neither after.  False without memory; the caller keeps both.
+ */
 bool kwd_lease_add(kw_secret *s, struct kwd_gen *g, uid_t uid, unsigned ttl,
-		   char *id);
+		   unsigned max, const char *id);
 /* Report lease id for the caller uid: another user's lease is unknown. */
 enum kwd_report kwd_lease_report(const char *id, uid_t uid,
 				 kw_outcome outcome, kw_status *st);

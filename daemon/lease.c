@@ -6,14 +6,15 @@
  *
  * Leases are found through a hash table and age through queues in the
  * order they were made: one of held leases per lease_ttl (so each expires
- * in order; a reload may bring another), and one of tombstones.  A lease
- * reported early stays in its held queue, without its secret, until it
- * reaches the head.  At most MAX_HELD keys are held: past that the one
- * closest to expiring counts as used at once.
+ * in order; a reload may bring another), and one of tombstones, which a
+ * lease joins when it is reported or expires.  At most daemon.max_leases
+ * keys are held: past that the one closest to expiring counts as used at once; at
+ * most MAX_TOMBSTONES are remembered.
  */
 #define _GNU_SOURCE
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -21,7 +22,6 @@
 #include "keywayd.h"
 
 #define NBUCKETS 65536
-#define MAX_HELD 65536
 #define MAX_TOMBSTONES 262144
 /* How long a tombstone is remembered, in seconds. */
 #define TOMBSTONE_TTL 600
@@ -29,6 +29,8 @@
 struct lease {
 	struct lease *hnext;	/* in its bucket */
 	struct lease *qnext;	/* in its queue */
+	struct lease *qprev;
+	struct queue *q;	/* the queue it is in */
 	char id[KWD_LEASE_ID_LEN + 1];
 	kw_secret *secret;	/* NULL once reported or expired */
 	struct kwd_gen *gen;	/* NULL once let go */
@@ -66,6 +68,8 @@ static size_t bucket_of(const char *id)
 static void push(struct queue *q, struct lease *l)
 {
 	l->qnext = NULL;
+	l->qprev = q->tail;
+	l->q = q;
 	if (q->tail)
 		q->tail->qnext = l;
 	else
@@ -79,10 +83,30 @@ static struct lease *pop(struct queue *q)
 	struct lease *l = q->head;
 
 	q->head = l->qnext;
-	if (!q->head)
+	if (q->head)
+		q->head->qprev = NULL;
+	else
 		q->tail = NULL;
 	q->n--;
+	l->q = NULL;
 	return l;
+}
+
+/* Take l out of the queue it is in, wherever it stands. */
+static void unqueue(struct lease *l)
+{
+	struct queue *q = l->q;
+
+	if (l->qprev)
+		l->qprev->qnext = l->qnext;
+	else
+		q->head = l->qnext;
+	if (l->qnext)
+		l->qnext->qprev = l->qprev;
+	else
+		q->tail = l->qprev;
+	q->n--;
+	l->q = NULL;
 }
 
 /* Let go of l's secret as `outcome`, under lock: only when there is no
@@ -189,7 +213,7 @@ static void forget_head(void)
 }
 
 /* Expire what is due, or with all, everything (under lock). */
-static void age(bool all, struct puts *p)
+static void age(bool all, size_t max, struct puts *p)
 {
 	time_t t = now();
 
@@ -197,7 +221,7 @@ static void age(bool all, struct puts *p)
 		while (q->head &&
 		       (all || !q->head->secret || q->head->expires <= t))
 			retire_head(q, t, p);
-	while (held > MAX_HELD) {
+	while (held > max) {
 		struct queue *first = NULL;
 
 		for (struct queue *q = held_qs; q; q = q->next)
@@ -234,26 +258,34 @@ static bool random_id(unsigned char *raw, size_t n)
 	return true;
 }
 
-bool kwd_lease_add(kw_secret *s, struct kwd_gen *g, uid_t uid, unsigned ttl,
-		   char *id)
+bool kwd_lease_id(char *id)
 {
 	static const char hex[] = "0123456789abcdef";
 	unsigned char raw[KWD_LEASE_ID_LEN / 2];
+
+	if (!random_id(raw, sizeof(raw)))
+		return false;
+	for (size_t i = 0; i < sizeof(raw); i++) {
+		id[2 * i] = hex[raw[i] >> 4];
+		id[2 * i + 1] = hex[raw[i] & 15];
+	}
+	id[KWD_LEASE_ID_LEN] = '\0';
+	explicit_bzero(raw, sizeof(raw));
+	return true;
+}
+
+bool kwd_lease_add(kw_secret *s, struct kwd_gen *g, uid_t uid, unsigned ttl,
+		   unsigned max, const char *id)
+{
 	struct puts p = { 0 };
 	struct queue *q;
 	struct lease *l;
 	size_t b;
 
-	if (!random_id(raw, sizeof(raw)))
-		return false;
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return false;
-	for (size_t i = 0; i < sizeof(raw); i++) {
-		l->id[2 * i] = hex[raw[i] >> 4];
-		l->id[2 * i + 1] = hex[raw[i] & 15];
-	}
-	memcpy(id, l->id, sizeof(l->id));
+	memcpy(l->id, id, KWD_LEASE_ID_LEN);
 	l->secret = s;
 	l->gen = g;
 	l->uid = uid;
@@ -277,8 +309,8 @@ bool kwd_lease_add(kw_secret *s, struct kwd_gen *g, uid_t uid, unsigned ttl,
 	buckets[b] = l;
 	push(q, l);
 	held++;
-	if (held > MAX_HELD)
-		age(false, &p);
+	if (held > max)
+		age(false, max, &p);
 	pthread_mutex_unlock(&lock);
 	put_all(&p);
 	return true;
@@ -304,11 +336,18 @@ enum kwd_report kwd_lease_report(const char *id, uid_t uid,
 			break;
 		}
 		/* Taken out under the lock, reported after it: a second
-		 * report meanwhile finds it gone. */
+		 * report meanwhile finds it gone.  It goes to the
+		 * tombstones at once, so that a lease held long by another
+		 * caller keeps no reported ones behind it. */
 		s = l->secret;
 		l->secret = NULL;
 		held--;
 		put_later(&p, l);
+		unqueue(l);
+		l->expires = now() + TOMBSTONE_TTL;
+		push(&tomb_q, l);
+		while (tomb_q.n > MAX_TOMBSTONES)
+			forget_head();
 		break;
 	}
 	pthread_mutex_unlock(&lock);
@@ -326,7 +365,7 @@ static void sweep(bool all)
 	struct puts p = { 0 };
 
 	pthread_mutex_lock(&lock);
-	age(all, &p);
+	age(all, SIZE_MAX, &p);
 	pthread_mutex_unlock(&lock);
 	put_all(&p);
 }

@@ -78,7 +78,7 @@ expect_stderr ""
 conf '' 'lease_tll = 5;' | write_conf "$TMPD/typo.conf"
 run "$KWD" -c "$TMPD/typo.conf" --check
 expect_exit 1 "keywayd --check: a typo in the daemon section"
-expect_stderr "$TMPD/typo.conf:22: daemon: unknown setting \"lease_tll\" (expected socket, socket_mode, socket_group, lease_ttl, rate_limit, clients, admin_socket, admin_socket_mode, admin_group, tcp, tcp_token_file or tcp_chains)"
+expect_stderr "$TMPD/typo.conf:22: daemon: unknown setting \"lease_tll\" (expected socket, socket_mode, socket_group, lease_ttl, max_leases, rate_limit, clients, admin_socket, admin_socket_mode, admin_group, tcp, tcp_token_file or tcp_chains)"
 conf | sed 's/nobody/no-such-user-here/' | write_conf "$TMPD/nouser.conf"
 run "$KWD" -c "$TMPD/nouser.conf"
 expect_exit 1 "keywayd does not start with a client that does not exist"
@@ -384,6 +384,34 @@ wait "$PID"
 expect_eq "$?" 0 "SIGTERM: keywayd exits with status 0"
 expect_missing "$SOCK" "SIGTERM: the socket is removed"
 expect_eq "$(tail -n 1 "$LOG")" "keywayd: stopped" "SIGTERM: logged"
+trap tap_cleanup EXIT
+
+# ---- a full lease table ----
+# Past daemon.max_leases the lease closest to its end counts as used.  After
+# a reload that shortens lease_ttl, that is the lease just made: its answer
+# must still carry the key, written before the lease could be let go.
+conf '' 'max_leases = 3; lease_ttl = 300;' | write_conf "$CONF"
+start
+trap 'kill -TERM $PID 2>/dev/null; tap_cleanup' EXIT
+for i in 1 2 3; do
+	ask POST /v1/resolve '{"provider":"anthropic","chain":"limited"}'
+done
+F1=$(jget lease)
+conf '' 'max_leases = 3; lease_ttl = 5;' | write_conf "$CONF"
+kill -HUP "$PID"
+wait_for 'grep -q "reloaded" "$LOG"'
+for i in 1 2 3 4; do
+	ask POST /v1/resolve '{"provider":"anthropic","chain":"limited"}'
+	expect_eq "$CODE $(jget key) $(jget backend)" "200 $K_ENV limited_env" \
+		"a full lease table, after lease_ttl shortened: answer $i holds the key"
+done
+ask GET /v1/health
+expect_eq "$(jget leases)" 3 "daemon.max_leases: 3 keys held at most"
+ask POST /v1/report "{\"lease\":\"$F1\",\"outcome\":\"unused\"}"
+expect_eq "$CODE" 200 "the oldest lease of the longer lease_ttl is still held"
+kill -TERM "$PID"
+wait "$PID"
+expect_eq "$?" 0 "keywayd with a full lease table exits with status 0"
 trap tap_cleanup EXIT
 
 # ---- limits: connections, slow clients, a rate; no daemon.clients ----
