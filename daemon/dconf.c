@@ -217,18 +217,21 @@ static bool load_admin(const char *path, config_setting_t *d,
 		return false;
 	if ((s = config_setting_get_member(d, "admin_group")) != NULL) {
 		const char *str = config_setting_get_string(s);
-		struct group *gr = str ? getgrnam(str) : NULL;
+		unsigned gid;
+		int rc;
 
 		if (!str)
 			return bad(err, errsz, path, s, "daemon.admin_group must "
 				   "be a group name, as a string");
-		if (!gr) {
+		rc = lookup_id(str, true, &gid);
+		if (rc) {
 			snprintf(msg, sizeof(msg),
-				 "daemon.admin_group: no such group \"%s\"",
+				 "daemon.admin_group: %s group \"%s\"",
+				 rc == ENOENT ? "no such" : "cannot look up",
 				 str);
 			return bad(err, errsz, path, s, msg);
 		}
-		dc->admin_gid = gr->gr_gid;
+		dc->admin_gid = (gid_t)gid;
 	}
 	return true;
 }

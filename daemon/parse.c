@@ -105,7 +105,7 @@ static const char *skip_space(const char *p, const char *e)
 bool kwd_parse_plain(char *body, size_t len, const char *const *names,
 		     struct kwd_fields *f)
 {
-	const char *p = body, *e = body + len;
+	const char *p, *e;
 	size_t ends[KWD_MAX_FIELDS], nends = 0;
 	unsigned seen = 0;
 
@@ -113,6 +113,8 @@ bool kwd_parse_plain(char *body, size_t len, const char *const *names,
 	f->names = names;
 	if (!body)
 		return false;
+	p = body;
+	e = body + len;
 	p = skip_space(p, e);
 	if (p == e || *p++ != '{')
 		return false;
@@ -131,7 +133,7 @@ bool kwd_parse_plain(char *body, size_t len, const char *const *names,
 				p++;
 			if (p == e || *p != '"')
 				goto other;
-			for (i = 0; names[i] && i < KWD_MAX_FIELDS; i++)
+			for (i = 0; i < KWD_MAX_FIELDS && names[i]; i++)
 				if (strlen(names[i]) == (size_t)(p - k) &&
 				    memcmp(names[i], k, (size_t)(p - k)) == 0)
 					break;
@@ -188,14 +190,14 @@ bool kwd_parse_fields(char *body, size_t len, const char *const *names,
 	if (!j)
 		return false;
 	f->j = j;
-	for (size_t i = 0; names[i] && i < KWD_MAX_FIELDS; i++)
+	for (size_t i = 0; i < KWD_MAX_FIELDS && names[i]; i++)
 		f->v[i] = json_string_value(json_object_get(j, names[i]));
 	return true;
 }
 
 const char *kwd_field(const struct kwd_fields *f, const char *name)
 {
-	for (size_t i = 0; f->names && f->names[i] && i < KWD_MAX_FIELDS; i++)
+	for (size_t i = 0; f->names && i < KWD_MAX_FIELDS && f->names[i]; i++)
 		if (strcmp(f->names[i], name) == 0)
 			return f->v[i];
 	return NULL;

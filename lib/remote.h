@@ -63,5 +63,10 @@ void kwi_remote_check(struct kwi_remote *r, struct kwi_diag *d);
 /* KW_ERR_UNSUPPORTED, saying that key management is not served through
  * the daemon (a management call on a client context). */
 kw_status kwi_remote_no_management(const struct kwi_remote *r);
+#ifdef __clang_analyzer__
+/* As kwi_error() in error.h: the status is KW_ERR_UNSUPPORTED, always. */
+#define kwi_remote_no_management(r) \
+	(kwi_remote_no_management(r), KW_ERR_UNSUPPORTED)
+#endif
 
 #endif /* KEYWAY_REMOTE_H */
