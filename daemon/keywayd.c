@@ -252,15 +252,24 @@ static enum MHD_Result send_error(struct MHD_Connection *c, unsigned code,
 {
 	char msg[1024];
 	va_list ap;
+	json_t *j;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	for (char *p = msg; *p; p++)
-		if (*p == '\n' || *p == '\r')
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = ' ';
-	return send_json(c, code, json_pack("{s:s, s:s}", "error", msg,
-					     "status", status));
+	j = json_pack("{s:s, s:s}", "error", msg, "status", status);
+	/* jansson takes only UTF-8: a caller's bytes that are not, or a
+	 * character cut in two by a length limit, are shown as '?'. */
+	if (!j) {
+		for (char *p = msg; *p; p++)
+			if ((unsigned char)*p >= 0x80)
+				*p = '?';
+		j = json_pack("{s:s, s:s}", "error", msg, "status", status);
+	}
+	return send_json(c, code, j);
 }
 
 /* The HTTP status that tells a keyway status. */

@@ -234,6 +234,10 @@ ask GET /v1/resolve
 expect_answer 405 invalid "GET /v1/resolve: 405"
 ask GET /v1/nosuch
 expect_answer 404 invalid "an unknown path: 404"
+ask GET '/v1/%C3%28'
+expect_answer 404 invalid "an unknown path that is not UTF-8: 404, not 500"
+ask POST /v1/resolve "{\"provider\":\"anthropic\",\"a$(printf '\303\251%.0s' $(seq 40))\":\"x\"}"
+expect_answer 400 invalid "an unknown field cut in a character: 400, not 500"
 head -c 10485760 /dev/zero | tr '\0' x >"$TMPD/big"
 ask POST /v1/resolve "@$TMPD/big"
 expect_answer 413 invalid "a body of 10 MB: 413"
