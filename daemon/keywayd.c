@@ -85,6 +85,15 @@ static void gen_ref(struct kwd_gen *g)
 	pthread_mutex_unlock(&gen_lock);
 }
 
+/* Give back a reference taken with gen_ref() while the caller holds
+ * another: g cannot go here. */
+static void gen_unref(struct kwd_gen *g)
+{
+	pthread_mutex_lock(&gen_lock);
+	g->refs--;
+	pthread_mutex_unlock(&gen_lock);
+}
+
 static void gen_free(struct kwd_gen *g)
 {
 	kw_close(g->ctx);
@@ -700,7 +709,7 @@ static enum MHD_Result do_resolve(struct MHD_Connection *c,
 			ret = send_buf(c, MHD_HTTP_OK, w, NULL, NULL);
 			goto out;
 		}
-		kwd_gen_put(g);
+		gen_unref(g);
 	}
 	if (w)
 		wipe_free(w->data);

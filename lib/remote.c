@@ -685,7 +685,7 @@ void kwi_remote_check(struct kwi_remote *r, struct kwi_diag *d)
 			 kw_last_error());
 }
 
-kw_status kwi_remote_no_management(const struct kwi_remote *r)
+kw_status (kwi_remote_no_management)(const struct kwi_remote *r)
 {
 	return kwi_error(KW_ERR_UNSUPPORTED,
 			 "management is not available through keywayd at %s "
