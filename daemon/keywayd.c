@@ -51,6 +51,12 @@ static size_t max_body = DEFAULT_MAX_BODY;
 
 /* ---- logging: stderr, one line each, never a secret ---- */
 
+/* The most of a string a caller sent (a chain's name) that a log line
+ * or an audit refusal repeats. */
+#define LOG_FIELD_MAX 64
+
+/* Control characters a caller sent (a newline in a chain's name) are
+ * blanked, so that no request can write a line of its own. */
 void kwd_log(const char *fmt, ...)
 {
 	char line[1024];
@@ -59,6 +65,9 @@ void kwd_log(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
+	for (unsigned char *p = (unsigned char *)line; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			*p = ' ';
 	fprintf(stderr, "keywayd: %s\n", line);
 }
 
@@ -524,7 +533,17 @@ static void audit_refusal(struct kwd_gen *g, const char *op,
 			  const char *reason)
 {
 	kw_refusal r = KW_REFUSAL_INIT;
+	char short_chain[LOG_FIELD_MAX + 1], short_prov[LOG_FIELD_MAX + 1];
 
+	/* What the caller sent, cut to LOG_FIELD_MAX bytes. */
+	if (chain) {
+		snprintf(short_chain, sizeof(short_chain), "%s", chain);
+		chain = short_chain;
+	}
+	if (provider) {
+		snprintf(short_prov, sizeof(short_prov), "%s", provider);
+		provider = short_prov;
+	}
 	r.op = op;
 	r.caller = caller;
 	r.uid = uid;
@@ -547,8 +566,9 @@ static bool admit_tcp(struct MHD_Connection *c, const char *what,
 
 	if (!kwd_conf_tcp_allows(&g->conf, chain)) {
 		kwd_tcp_peer(c, peer, sizeof(peer));
-		kwd_log("audit: refused %s of chain \"%s\" to %s: not in "
-			"daemon.tcp_chains in %s", what, chain, peer,
+		kwd_log("audit: refused %s of chain \"%.*s\" to %s: not in "
+			"daemon.tcp_chains in %s", what, LOG_FIELD_MAX, chain,
+			peer,
 			config_path);
 		audit_refusal(g, what, peer, -1, 0, chain, req->provider,
 			      "not in daemon.tcp_chains");
@@ -609,9 +629,10 @@ static bool admit(struct MHD_Connection *c, enum kwd_via via,
 			    0 && pwp)
 				snprintf(name, sizeof(name), "%s", pw.pw_name);
 		}
-		kwd_log("audit: refused %s of chain \"%s\" to uid %u (%s) pid %d: "
-			"not allowed by daemon.clients in %s", what,
-			req->chain ? req->chain : "default", (unsigned)cl->uid,
+		kwd_log("audit: refused %s of chain \"%.*s\" to uid %u (%s) "
+			"pid %d: not allowed by daemon.clients in %s", what,
+			LOG_FIELD_MAX, req->chain ? req->chain : "default",
+			(unsigned)cl->uid,
 			name, (int)cl->pid, config_path);
 		audit_refusal(g, what, name, cl->uid, cl->pid,
 			      req->chain ? req->chain : "default",

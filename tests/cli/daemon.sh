@@ -249,7 +249,10 @@ expect_eq "$CODE" 200 "still serving after the large bodies"
 if [ "$(id -u)" -ne 0 ] || ! command -v setpriv >/dev/null 2>&1 ||
 	! id nobody >/dev/null 2>&1; then
 	for t in "another uid: refused the default chain" \
-		"the refusal is logged" "another uid: its own chain" \
+		"the refusal is logged" \
+		"another uid: refused a chain with a newline in its name" \
+		"a refused chain's newline and length: one log line, the name cut to 64 bytes" \
+		"another uid: its own chain" \
 		"another uid: may not report a lease of another"; do
 		skip "$t" "needs root, setpriv and a user nobody"
 	done
@@ -268,6 +271,19 @@ else
 		pass "the refusal is logged"
 	else
 		fail "the refusal is logged" "$(cat "$LOG")"
+	fi
+	before=$(wc -l <"$LOG")
+	long=$(printf 'x%.0s' $(seq 1 200))
+	asnobody "{\"provider\":\"anthropic\",\"chain\":\"nope\\nkeywayd: forged\\r$long\"}" /v1/resolve
+	expect_answer 403 refused "another uid: refused a chain with a newline in its name"
+	wait_for '[ "$(wc -l <"$LOG")" -gt "$before" ]'
+	added=$(tail -n +$((before + 1)) "$LOG")
+	if [ "$(printf '%s\n' "$added" | wc -l)" -eq 1 ] &&
+		! grep -q '^keywayd: forged' "$LOG" &&
+		printf '%s\n' "$added" | grep -q 'chain "nope keywayd: forged x\{43\}" to uid'; then
+		pass "a refused chain's newline and length: one log line, the name cut to 64 bytes"
+	else
+		fail "a refused chain's newline and length: one log line, the name cut to 64 bytes" "$added"
 	fi
 	asnobody '{"provider":"anthropic","chain":"limited"}' /v1/resolve
 	expect_eq "$CODE $(jget key)" "200 $K_ENV" "another uid: its own chain"
