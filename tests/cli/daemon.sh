@@ -83,6 +83,10 @@ conf | sed 's/nobody/no-such-user-here/' | write_conf "$TMPD/nouser.conf"
 run "$KWD" -c "$TMPD/nouser.conf"
 expect_exit 1 "keywayd does not start with a client that does not exist"
 expect_stderr "keywayd: $TMPD/nouser.conf:21: daemon.clients: no such user \"no-such-user-here\""
+conf | sed 's/"limited" )/"limted" )/' | write_conf "$TMPD/nochain.conf"
+run "$KWD" -c "$TMPD/nochain.conf" --check
+expect_exit 1 "keywayd --check: daemon.clients naming no chain"
+expect_stderr "$TMPD/nochain.conf:21: daemon.clients: no chain \"limted\" in the chains section; name one of its chains, or add it"
 
 # ask METHOD PATH [BODY]: the answer's body in $OUT (under $SECRETD), its
 # HTTP status in $CODE.
@@ -390,6 +394,16 @@ if grep -q "daemon.conf:1: .*" "$LOG" &&
 	pass "SIGHUP with a broken configuration: the error is logged"
 else
 	fail "SIGHUP with a broken configuration: the error is logged" "$(cat "$LOG")"
+fi
+ask POST /v1/resolve '{"provider":"anthropic","chain":"extra"}'
+expect_eq "$CODE" 200 "and the configuration in use stays"
+conf '' | sed 's/"limited" )/"limted" )/' | write_conf "$CONF"
+kill -HUP "$PID"
+wait_for 'grep -q "no chain \"limted\"" "$LOG"'
+if grep -q "^keywayd: $CONF:21: daemon.clients: no chain \"limted\" in the chains section" "$LOG"; then
+	pass "SIGHUP with daemon.clients naming no chain: the error is logged"
+else
+	fail "SIGHUP with daemon.clients naming no chain: the error is logged" "$(cat "$LOG")"
 fi
 ask POST /v1/resolve '{"provider":"anthropic","chain":"extra"}'
 expect_eq "$CODE" 200 "and the configuration in use stays"
