@@ -32,7 +32,7 @@ static bool bad(char *err, size_t errsz, const char *path,
 /*
  * A user's uid or a group's gid, looked up with the reentrant calls: a
  * SIGHUP reads the configuration again while the request threads run and
- * look callers up with getpwuid_r() and getgrouplist().  Returns 0, ENOENT
+ * look callers up with getpwuid_r().  Returns 0, ENOENT
  * when there is no such name, or the errno of the lookup.
  */
 static int lookup_id(const char *name, bool group, unsigned *id)

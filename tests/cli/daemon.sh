@@ -63,11 +63,34 @@ chains: {
 };
 daemon: {
 	socket_mode = "0666";
-	clients = ( { user = "nobody"; chains = ( "limited" ); } );
+	clients = ( { user = "nobody"; chains = ( "limited" ); }$GROUPCLIENT );
 	$2
 };
 EOF
 }
+
+# A group of the test's own, that nobody is a member of in /etc/group
+# and daemon is not, may use the hammer chain: a caller's groups are
+# those its process holds, not those /etc/group lists.
+KWGROUP=
+GROUPCLIENT=
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null 2>&1 &&
+	command -v groupadd >/dev/null 2>&1 && id nobody >/dev/null 2>&1 &&
+	id daemon >/dev/null 2>&1; then
+	KWGROUP=kwd-test-$$
+	if groupadd "$KWGROUP" && gpasswd -a nobody "$KWGROUP" >/dev/null; then
+		GROUPCLIENT=", { group = \"$KWGROUP\"; chains = ( \"hammer\" ); }"
+		eval "lib_$(declare -f tap_cleanup)"
+		tap_cleanup()
+		{
+			groupdel "$KWGROUP" 2>/dev/null
+			lib_tap_cleanup
+		}
+	else
+		groupdel "$KWGROUP" 2>/dev/null
+		KWGROUP=
+	fi
+fi
 
 conf | write_conf "$CONF"
 run "$KW" -c "$CONF" init
@@ -294,6 +317,36 @@ else
 	ask POST /v1/resolve '{"provider":"anthropic","user":"erin"}'
 	asnobody "{\"lease\":\"$(jget lease)\",\"outcome\":\"unused\"}" /v1/report
 	expect_answer 404 notfound "another uid: may not report a lease of another"
+fi
+
+# ---- a caller's groups: those of its process ----
+GT=("a group's member in /etc/group, its groups cleared: refused the group's chain"
+	"a group's member in /etc/group, given the group: served"
+	"a user given a group it is no member of in /etc/group: served the group's chain"
+	"that user without the group: refused")
+if [ -z "$KWGROUP" ]; then
+	for t in "${GT[@]}"; do
+		skip "$t" "needs root, setpriv, groupadd and users nobody and daemon"
+	done
+else
+	# asuser USER SETPRIV_GROUPS_OPTION BODY: a resolve as USER.
+	asuser()
+	{
+		run -s setpriv --reuid "$1" --regid "$(id -g "$1")" $2 \
+			curl -sS --unix-socket "$SOCK" --data-binary "$3" \
+			-w '%{http_code}' http://keyway/v1/resolve
+		CODE=$(tail -n 1 -- "$OUT")
+		sed -i '$d' "$OUT"
+	}
+	B='{"provider":"anthropic","user":"grp","chain":"hammer"}'
+	asuser nobody --clear-groups "$B"
+	expect_answer 403 refused "${GT[0]}"
+	asuser nobody "--groups=$KWGROUP" "$B"
+	expect_eq "$CODE $(jget key)" "200 $K_ENV" "${GT[1]}"
+	asuser daemon "--groups=$KWGROUP" "$B"
+	expect_eq "$CODE $(jget key)" "200 $K_ENV" "${GT[2]}"
+	asuser daemon --clear-groups "$B"
+	expect_answer 403 refused "${GT[3]}"
 fi
 
 # ---- 3 processes of 8 clients each against a quota of $HAMMER_LIMIT ----
