@@ -3,8 +3,10 @@
 # directory and asked with curl: resolve, explain, report (a refund gives
 # the quota back; a lease reported twice, unknown or expired is refused),
 # HTTP statuses for keyway's statuses, malformed requests and a body too
-# large, a caller of another uid refused or given only its chains, SIGHUP
-# with a good and a broken configuration, 3 processes of 8 clients each
+# large, a caller of another uid refused or given only its chains (a
+# refused chain's name logged on one line, cut short), group rights by the
+# groups the caller's process holds, a chain daemon.clients names that is
+# not declared, SIGHUP with a good and a broken configuration, 3 processes of 8 clients each
 # against one quota, SIGTERM; and a search for keys in everything written.
 # Run by `make check`, or by hand as lib.sh says.
 
