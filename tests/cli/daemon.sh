@@ -6,8 +6,8 @@
 # large, a caller of another uid refused or given only its chains (a
 # refused chain's name logged on one line, cut short), group rights by the
 # groups the caller's process holds, a chain daemon.clients names that is
-# not declared, SIGHUP with a good and a broken configuration, 3 processes of 8 clients each
-# against one quota, SIGTERM; and a search for keys in everything written.
+# not declared, SIGHUP with a good and a broken configuration, 3
+# processes of 8 clients each against one quota, SIGTERM; and a search for keys in everything written.
 # Run by `make check`, or by hand as lib.sh says.
 
 . "$(dirname -- "$0")/lib.sh" || exit 99
