@@ -33,7 +33,7 @@ static bool bad(char *err, size_t errsz, const char *path,
 /*
  * A user's uid or a group's gid, looked up with the reentrant calls: a
  * SIGHUP reads the configuration again while the request threads run and
- * look callers up with getpwuid_r() and getgrouplist().  Returns 0, ENOENT
+ * look callers up with getpwuid_r().  Returns 0, ENOENT
  * when there is no such name, or the errno of the lookup.
  */
 static int lookup_id(const char *name, bool group, unsigned *id)
@@ -71,8 +71,26 @@ static int lookup_id(const char *name, bool group, unsigned *id)
 	}
 }
 
+/* Is v the name of a chain of the configuration's chains section
+ * (sec, NULL when there is none)?  When not, err says so, naming the
+ * setting s, what it is, and the chain. */
+static bool known_chain(const char *path, const config_setting_t *sec,
+			const config_setting_t *s, const char *what,
+			const char *v, char *err, size_t errsz)
+{
+	char msg[256];
+
+	if (sec && config_setting_is_group(sec) &&
+	    config_setting_get_member(sec, v))
+		return true;
+	snprintf(msg, sizeof(msg), "%s: no chain \"%.64s\" in the chains "
+		 "section; name one of its chains, or add it", what, v);
+	return bad(err, errsz, path, s, msg);
+}
+
 static bool load_client(const char *path, config_setting_t *cs,
-			struct kwd_client *c, char *err, size_t errsz)
+			const config_setting_t *sec, struct kwd_client *c,
+			char *err, size_t errsz)
 {
 	char msg[256];
 	const char *user = NULL, *group = NULL;
@@ -140,6 +158,9 @@ static bool load_client(const char *path, config_setting_t *cs,
 		if (!v)
 			return bad(err, errsz, path, chains,
 				   "daemon.clients: chains must be strings");
+		if (!known_chain(path, sec, chains, "daemon.clients", v, err,
+				 errsz))
+			return false;
 		c->chains[i] = strdup(v);
 		if (!c->chains[i])
 			return bad(err, errsz, path, cs, "out of memory");
@@ -238,7 +259,8 @@ static bool load_admin(const char *path, config_setting_t *d,
 
 /* tcp, tcp_token_file and tcp_chains: all three, or none. */
 static bool load_tcp(const char *path, config_setting_t *d,
-		     struct kwd_conf *dc, char *err, size_t errsz)
+		     const config_setting_t *sec, struct kwd_conf *dc,
+		     char *err, size_t errsz)
 {
 	config_setting_t *s = config_setting_get_member(d, "tcp");
 	config_setting_t *tf = config_setting_get_member(d, "tcp_token_file");
@@ -291,6 +313,9 @@ static bool load_tcp(const char *path, config_setting_t *d,
 		if (!v)
 			return bad(err, errsz, path, ch,
 				   "daemon.tcp_chains must be strings");
+		if (!known_chain(path, sec, ch, "daemon.tcp_chains", v, err,
+				 errsz))
+			return false;
 		dc->tcp_chains[i] = strdup(v);
 		if (!dc->tcp_chains[i])
 			return bad(err, errsz, path, ch, "out of memory");
@@ -303,7 +328,7 @@ bool kwd_conf_load(const char *path, struct kwd_conf *dc, char *err,
 		   size_t errsz)
 {
 	config_t cfg;
-	config_setting_t *d, *s;
+	config_setting_t *d, *s, *sec;
 	char *dir, msg[256];
 	const char *str;
 	bool ok = false;
@@ -344,6 +369,8 @@ bool kwd_conf_load(const char *path, struct kwd_conf *dc, char *err,
 		    "declares the backends and chains");
 		goto out;
 	}
+	/* The chains daemon.clients and daemon.tcp_chains may name. */
+	sec = config_lookup(&cfg, "chains");
 	d = config_lookup(&cfg, "daemon");
 	if (!d) {
 		ok = true;
@@ -456,7 +483,7 @@ bool kwd_conf_load(const char *path, struct kwd_conf *dc, char *err,
 		}
 		for (int i = 0; i < n; i++) {
 			if (!load_client(path, config_setting_get_elem(s, i),
-					 &dc->clients[i], err, errsz)) {
+					 sec, &dc->clients[i], err, errsz)) {
 				dc->nclients = (size_t)i + 1;
 				goto out;
 			}
@@ -464,7 +491,7 @@ bool kwd_conf_load(const char *path, struct kwd_conf *dc, char *err,
 		dc->nclients = (size_t)n;
 	}
 	if (!load_admin(path, d, dc, err, errsz) ||
-	    !load_tcp(path, d, dc, err, errsz))
+	    !load_tcp(path, d, sec, dc, err, errsz))
 		goto out;
 	ok = true;
 out:

@@ -51,6 +51,12 @@ static size_t max_body = DEFAULT_MAX_BODY;
 
 /* ---- logging: stderr, one line each, never a secret ---- */
 
+/* The most of a string a caller sent (a chain's name) that a log line
+ * or an audit refusal repeats. */
+#define LOG_FIELD_MAX 64
+
+/* Control characters a caller sent (a newline in a chain's name) are
+ * blanked, so that no request can write a line of its own. */
 void kwd_log(const char *fmt, ...)
 {
 	char line[1024];
@@ -59,6 +65,9 @@ void kwd_log(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
+	for (unsigned char *p = (unsigned char *)line; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			*p = ' ';
 	fprintf(stderr, "keywayd: %s\n", line);
 }
 
@@ -400,26 +409,27 @@ static void write_key(struct wiped *w, const kw_secret *s, const char *lease)
 
 /* ---- the caller ---- */
 
-/* How long a connection's caller's name and groups are trusted before
- * they are looked up again, in seconds. */
+/* How long a connection's caller's name is trusted before it is looked
+ * up again, in seconds. */
 #define CALLER_TTL 60
 
 /*
  * Who is at the other end of a Unix connection, kept with the connection
- * (its socket context).  The kernel's credentials (SO_PEERCRED) are those
- * of the process that connected and do not change for the life of the
- * connection, so they are read once; the name and groups (daemon.clients
- * and daemon.admin_group need them) are looked up when first needed and
- * again once they are CALLER_TTL seconds old, not for every request: the
- * lookups read /etc/passwd and /etc/group through NSS, which costs more
- * than a resolve.  A connection's requests are answered one at a time by
- * one thread, so this needs no lock.
+ * (its socket context).  The kernel's credentials (SO_PEERCRED) and groups
+ * (SO_PEERGROUPS: the primary group and the supplementary groups the
+ * process that connected held when it connected) do not change for the
+ * life of the connection, so they are read once; daemon.clients and
+ * daemon.admin_group go by them, never by /etc/group, so a process that
+ * dropped its groups has none and one given a group (systemd's
+ * SupplementaryGroups=) has it.  The name, only for logs and the audit
+ * trail, is looked up through NSS when first needed and again once it is
+ * CALLER_TTL seconds old, not for every request.  A connection's requests
+ * are answered one at a time by one thread, so this needs no lock.
  */
 struct caller {
 	bool have_cred;
-	bool have_groups;
-	time_t looked;		/* when name and groups were looked up */
-	gid_t gid;
+	bool have_name;
+	time_t looked;		/* when the name was looked up */
 	struct kwd_caller k;
 };
 
@@ -443,11 +453,38 @@ static void connection_notify(void *cls, struct MHD_Connection *c,
 	}
 }
 
-/* Who is at the other end of c; their name and groups only with
- * groups (daemon.clients needs them).  Kept with the connection, or in
- * spare when there was no memory to: looked up afresh then.  NULL when
- * the kernel cannot say. */
-static const struct kwd_caller *who(struct MHD_Connection *c, bool groups,
+/* The groups the process at the other end of fd holds, after its primary
+ * group gid, into k (at most KWD_MAX_GROUPS in all).  Without
+ * SO_PEERGROUPS (Linux before 4.13) only the primary group. */
+static void peer_groups(int fd, gid_t gid, struct kwd_caller *k)
+{
+	gid_t some[KWD_MAX_GROUPS], *g = some;
+	socklen_t len = sizeof(some);
+	size_t n;
+
+	k->groups[0] = gid;
+	k->ngroups = 1;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) != 0) {
+		if (errno != ERANGE || !(g = malloc(len)))
+			return;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) != 0) {
+			free(g);
+			return;
+		}
+	}
+	n = len / sizeof(gid_t);
+	for (size_t i = 0; i < n && k->ngroups < KWD_MAX_GROUPS; i++)
+		if (g[i] != gid)
+			k->groups[k->ngroups++] = g[i];
+	if (g != some)
+		free(g);
+}
+
+/* Who is at the other end of c, with their groups; their name only with
+ * name (else their uid as a number).  Kept with the connection, or in
+ * spare when there was no memory to: read afresh then.  NULL when the
+ * kernel cannot say. */
+static const struct kwd_caller *who(struct MHD_Connection *c, bool name,
 				    struct caller *spare)
 {
 	const union MHD_ConnectionInfo *ci;
@@ -472,32 +509,20 @@ static const struct kwd_caller *who(struct MHD_Connection *c, bool groups,
 			return NULL;
 		cl->k.pid = cred.pid;
 		cl->k.uid = cred.uid;
-		cl->gid = cred.gid;
+		peer_groups(ci->connect_fd, cred.gid, &cl->k);
+		snprintf(cl->k.name, sizeof(cl->k.name), "%u",
+			 (unsigned)cl->k.uid);
 		cl->have_cred = true;
 	}
-	if (!groups) {
-		if (!cl->have_groups) {
-			cl->k.groups[0] = cl->gid;
-			cl->k.ngroups = 1;
-			snprintf(cl->k.name, sizeof(cl->k.name), "%u",
-				 (unsigned)cl->k.uid);
-		}
+	if (!name)
 		return &cl->k;
-	}
 	t = mono_seconds();
-	if (cl->have_groups && t - cl->looked < CALLER_TTL)
+	if (cl->have_name && t - cl->looked < CALLER_TTL)
 		return &cl->k;
-	cl->k.groups[0] = cl->gid;
-	cl->k.ngroups = 1;
 	snprintf(cl->k.name, sizeof(cl->k.name), "%u", (unsigned)cl->k.uid);
-	if (getpwuid_r(cl->k.uid, &pw, buf, sizeof(buf), &pwp) == 0 && pwp) {
-		int n = KWD_MAX_GROUPS;
-
+	if (getpwuid_r(cl->k.uid, &pw, buf, sizeof(buf), &pwp) == 0 && pwp)
 		snprintf(cl->k.name, sizeof(cl->k.name), "%s", pw.pw_name);
-		if (getgrouplist(pw.pw_name, cl->gid, cl->k.groups, &n) >= 0)
-			cl->k.ngroups = n;
-	}
-	cl->have_groups = true;
+	cl->have_name = true;
 	cl->looked = t;
 	return &cl->k;
 }
@@ -544,7 +569,17 @@ static void audit_refusal(struct kwd_gen *g, const char *op,
 			  const char *reason)
 {
 	kw_refusal r = KW_REFUSAL_INIT;
+	char short_chain[LOG_FIELD_MAX + 1], short_prov[LOG_FIELD_MAX + 1];
 
+	/* What the caller sent, cut to LOG_FIELD_MAX bytes. */
+	if (chain) {
+		snprintf(short_chain, sizeof(short_chain), "%s", chain);
+		chain = short_chain;
+	}
+	if (provider) {
+		snprintf(short_prov, sizeof(short_prov), "%s", provider);
+		provider = short_prov;
+	}
 	r.op = op;
 	r.caller = caller;
 	r.uid = uid;
@@ -567,8 +602,9 @@ static bool admit_tcp(struct MHD_Connection *c, const char *what,
 
 	if (!kwd_conf_tcp_allows(&g->conf, chain)) {
 		kwd_tcp_peer(c, peer, sizeof(peer));
-		kwd_log("audit: refused %s of chain \"%s\" to %s: not in "
-			"daemon.tcp_chains in %s", what, chain, peer,
+		kwd_log("audit: refused %s of chain \"%.*s\" to %s: not in "
+			"daemon.tcp_chains in %s", what, LOG_FIELD_MAX, chain,
+			peer,
 			config_path);
 		audit_refusal(g, what, peer, -1, 0, chain, req->provider,
 			      "not in daemon.tcp_chains");
@@ -629,9 +665,10 @@ static bool admit(struct MHD_Connection *c, enum kwd_via via,
 			    0 && pwp)
 				snprintf(name, sizeof(name), "%s", pw.pw_name);
 		}
-		kwd_log("audit: refused %s of chain \"%s\" to uid %u (%s) pid %d: "
-			"not allowed by daemon.clients in %s", what,
-			req->chain ? req->chain : "default", (unsigned)cl->uid,
+		kwd_log("audit: refused %s of chain \"%.*s\" to uid %u (%s) "
+			"pid %d: not allowed by daemon.clients in %s", what,
+			LOG_FIELD_MAX, req->chain ? req->chain : "default",
+			(unsigned)cl->uid,
 			name, (int)cl->pid, config_path);
 		audit_refusal(g, what, name, cl->uid, cl->pid,
 			      req->chain ? req->chain : "default",
@@ -993,10 +1030,10 @@ static int listen_on(const char *path, const struct kwd_conf *dc)
 
 /* ---- what admin.c and tcp.c share ---- */
 
-bool kwd_who(struct MHD_Connection *c, bool groups, struct kwd_caller *cl)
+bool kwd_who(struct MHD_Connection *c, bool name, struct kwd_caller *cl)
 {
 	struct caller spare;
-	const struct kwd_caller *k = who(c, groups, &spare);
+	const struct kwd_caller *k = who(c, name, &spare);
 
 	if (!k)
 		return false;

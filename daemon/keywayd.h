@@ -135,8 +135,9 @@ struct kwd_caller {
 	char name[64];
 };
 
-/* Who is at the other end of c; their name and groups only with groups. */
-bool kwd_who(struct MHD_Connection *c, bool groups, struct kwd_caller *who);
+/* Who is at the other end of c, with the groups its process holds; its
+ * name only with name (else its uid as a number). */
+bool kwd_who(struct MHD_Connection *c, bool name, struct kwd_caller *who);
 /* j as one line of JSON, with code; j is released.  hdr (NULL: none)
  * and val: one more header, as Retry-After. */
 enum MHD_Result kwd_send_json(struct MHD_Connection *c, unsigned code,

@@ -3,9 +3,11 @@
 # directory and asked with curl: resolve, explain, report (a refund gives
 # the quota back; a lease reported twice, unknown or expired is refused),
 # HTTP statuses for keyway's statuses, malformed requests and a body too
-# large, a caller of another uid refused or given only its chains, SIGHUP
-# with a good and a broken configuration, 3 processes of 8 clients each
-# against one quota, SIGTERM; and a search for keys in everything written.
+# large, a caller of another uid refused or given only its chains (a
+# refused chain's name logged on one line, cut short), group rights by the
+# groups the caller's process holds, a chain daemon.clients names that is
+# not declared, SIGHUP with a good and a broken configuration, 3
+# processes of 8 clients each against one quota, SIGTERM; and a search for keys in everything written.
 # Run by `make check`, or by hand as lib.sh says.
 
 . "$(dirname -- "$0")/lib.sh" || exit 99
@@ -63,11 +65,34 @@ chains: {
 };
 daemon: {
 	socket_mode = "0666";
-	clients = ( { user = "nobody"; chains = ( "limited" ); } );
+	clients = ( { user = "nobody"; chains = ( "limited" ); }$GROUPCLIENT );
 	$2
 };
 EOF
 }
+
+# A group of the test's own, that nobody is a member of in /etc/group
+# and daemon is not, may use the hammer chain: a caller's groups are
+# those its process holds, not those /etc/group lists.
+KWGROUP=
+GROUPCLIENT=
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null 2>&1 &&
+	command -v groupadd >/dev/null 2>&1 && id nobody >/dev/null 2>&1 &&
+	id daemon >/dev/null 2>&1; then
+	KWGROUP=kwd-test-$$
+	if groupadd "$KWGROUP" && gpasswd -a nobody "$KWGROUP" >/dev/null; then
+		GROUPCLIENT=", { group = \"$KWGROUP\"; chains = ( \"hammer\" ); }"
+		eval "lib_$(declare -f tap_cleanup)"
+		tap_cleanup()
+		{
+			groupdel "$KWGROUP" 2>/dev/null
+			lib_tap_cleanup
+		}
+	else
+		groupdel "$KWGROUP" 2>/dev/null
+		KWGROUP=
+	fi
+fi
 
 conf | write_conf "$CONF"
 run "$KW" -c "$CONF" init
@@ -83,6 +108,10 @@ conf | sed 's/nobody/no-such-user-here/' | write_conf "$TMPD/nouser.conf"
 run "$KWD" -c "$TMPD/nouser.conf"
 expect_exit 1 "keywayd does not start with a client that does not exist"
 expect_stderr "keywayd: $TMPD/nouser.conf:21: daemon.clients: no such user \"no-such-user-here\""
+conf | sed 's/"limited" )/"limted" )/' | write_conf "$TMPD/nochain.conf"
+run "$KWD" -c "$TMPD/nochain.conf" --check
+expect_exit 1 "keywayd --check: daemon.clients naming no chain"
+expect_stderr "$TMPD/nochain.conf:21: daemon.clients: no chain \"limted\" in the chains section; name one of its chains, or add it"
 
 # ask METHOD PATH [BODY]: the answer's body in $OUT (under $SECRETD), its
 # HTTP status in $CODE.
@@ -253,7 +282,10 @@ expect_eq "$CODE" 200 "still serving after the large bodies"
 if [ "$(id -u)" -ne 0 ] || ! command -v setpriv >/dev/null 2>&1 ||
 	! id nobody >/dev/null 2>&1; then
 	for t in "another uid: refused the default chain" \
-		"the refusal is logged" "another uid: its own chain" \
+		"the refusal is logged" \
+		"another uid: refused a chain with a newline in its name" \
+		"a refused chain's newline and length: one log line, the name cut to 64 bytes" \
+		"another uid: its own chain" \
 		"another uid: may not report a lease of another"; do
 		skip "$t" "needs root, setpriv and a user nobody"
 	done
@@ -273,11 +305,54 @@ else
 	else
 		fail "the refusal is logged" "$(cat "$LOG")"
 	fi
+	before=$(wc -l <"$LOG")
+	long=$(printf 'x%.0s' $(seq 1 200))
+	asnobody "{\"provider\":\"anthropic\",\"chain\":\"nope\\nkeywayd: forged\\r$long\"}" /v1/resolve
+	expect_answer 403 refused "another uid: refused a chain with a newline in its name"
+	wait_for '[ "$(wc -l <"$LOG")" -gt "$before" ]'
+	added=$(tail -n +$((before + 1)) "$LOG")
+	if [ "$(printf '%s\n' "$added" | wc -l)" -eq 1 ] &&
+		! grep -q '^keywayd: forged' "$LOG" &&
+		printf '%s\n' "$added" | grep -q 'chain "nope keywayd: forged x\{43\}" to uid'; then
+		pass "a refused chain's newline and length: one log line, the name cut to 64 bytes"
+	else
+		fail "a refused chain's newline and length: one log line, the name cut to 64 bytes" "$added"
+	fi
 	asnobody '{"provider":"anthropic","chain":"limited"}' /v1/resolve
 	expect_eq "$CODE $(jget key)" "200 $K_ENV" "another uid: its own chain"
 	ask POST /v1/resolve '{"provider":"anthropic","user":"erin"}'
 	asnobody "{\"lease\":\"$(jget lease)\",\"outcome\":\"unused\"}" /v1/report
 	expect_answer 404 notfound "another uid: may not report a lease of another"
+fi
+
+# ---- a caller's groups: those of its process ----
+GT=("a group's member in /etc/group, its groups cleared: refused the group's chain"
+	"a group's member in /etc/group, given the group: served"
+	"a user given a group it is no member of in /etc/group: served the group's chain"
+	"that user without the group: refused")
+if [ -z "$KWGROUP" ]; then
+	for t in "${GT[@]}"; do
+		skip "$t" "needs root, setpriv, groupadd and users nobody and daemon"
+	done
+else
+	# asuser USER SETPRIV_GROUPS_OPTION BODY: a resolve as USER.
+	asuser()
+	{
+		run -s setpriv --reuid "$1" --regid "$(id -g "$1")" $2 \
+			curl -sS --unix-socket "$SOCK" --data-binary "$3" \
+			-w '%{http_code}' http://keyway/v1/resolve
+		CODE=$(tail -n 1 -- "$OUT")
+		sed -i '$d' "$OUT"
+	}
+	B='{"provider":"anthropic","user":"grp","chain":"hammer"}'
+	asuser nobody --clear-groups "$B"
+	expect_answer 403 refused "${GT[0]}"
+	asuser nobody "--groups=$KWGROUP" "$B"
+	expect_eq "$CODE $(jget key)" "200 $K_ENV" "${GT[1]}"
+	asuser daemon "--groups=$KWGROUP" "$B"
+	expect_eq "$CODE $(jget key)" "200 $K_ENV" "${GT[2]}"
+	asuser daemon --clear-groups "$B"
+	expect_answer 403 refused "${GT[3]}"
 fi
 
 # ---- 3 processes of 8 clients each against a quota of $HAMMER_LIMIT ----
@@ -378,6 +453,16 @@ if grep -q "daemon.conf:1: .*" "$LOG" &&
 	pass "SIGHUP with a broken configuration: the error is logged"
 else
 	fail "SIGHUP with a broken configuration: the error is logged" "$(cat "$LOG")"
+fi
+ask POST /v1/resolve '{"provider":"anthropic","chain":"extra"}'
+expect_eq "$CODE" 200 "and the configuration in use stays"
+conf '' | sed 's/"limited" )/"limted" )/' | write_conf "$CONF"
+kill -HUP "$PID"
+wait_for 'grep -q "no chain \"limted\"" "$LOG"'
+if grep -q "^keywayd: $CONF:21: daemon.clients: no chain \"limted\" in the chains section" "$LOG"; then
+	pass "SIGHUP with daemon.clients naming no chain: the error is logged"
+else
+	fail "SIGHUP with daemon.clients naming no chain: the error is logged" "$(cat "$LOG")"
 fi
 ask POST /v1/resolve '{"provider":"anthropic","chain":"extra"}'
 expect_eq "$CODE" 200 "and the configuration in use stays"

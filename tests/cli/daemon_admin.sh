@@ -143,6 +143,9 @@ refused_at_load "a token file others may read is refused at load" \
 refused_at_load "daemon.tcp_token_file without daemon.tcp is refused at load" \
 	"tcp_token_file = \"$TOKFILE\";" \
 	"are for daemon.tcp, which is not set"
+refused_at_load "daemon.tcp_chains naming no chain is refused at load" \
+	"tcp = \"127.0.0.1:$PORT\"; tcp_token_file = \"$TOKFILE\"; tcp_chains = ( \"open\", \"opne\" );" \
+	"$TMPD/bad.conf:22: daemon.tcp_chains: no chain \"opne\" in the chains section; name one of its chains, or add it"
 refused_at_load "daemon.admin_group naming no group is refused at load" \
 	"admin_group = \"no-such-group-here\";" \
 	"daemon.admin_group: no such group \"no-such-group-here\""

@@ -7,7 +7,8 @@
 # its own by name among several, ignoring sockets meant for another
 # process; what it tells $NOTIFY_SOCKET (a path, or an abstract name)
 # when it is ready, reloads and stops; and the shipped units, checked by
-# systemd-analyze verify.
+# systemd-analyze verify, allowing chown() (socket_group, admin_group) and
+# a writable /run/keyway-admin for the admin socket.
 # Run by `make check`, or by hand as lib.sh says.
 
 . "$(dirname -- "$0")/lib.sh" || exit 99
@@ -328,6 +329,69 @@ if grep -n '@[a-z_]*@' "$UNITS/keyway.socket" "$UNITS/keyway.service"; then
 	fail "the units have every @dir@ replaced" "$(grep -n '@[a-z_]*@' "$UNITS"/keyway.*)"
 else
 	pass "the units have every @dir@ replaced"
+fi
+# The admin socket keywayd(8) suggests must be in a directory the service
+# may write to under ProtectSystem=strict: a RuntimeDirectory= or a
+# ReadWritePaths= of the unit.
+ADMIN_DIR=/run/keyway-admin
+if grep -qE "^RuntimeDirectory=(.* )?${ADMIN_DIR#/run/}( |\$)" "$UNITS/keyway.service" ||
+	grep -qE "^ReadWritePaths=(.* )?$ADMIN_DIR( |\$)" "$UNITS/keyway.service"; then
+	pass "keyway.service may bind the admin socket in $ADMIN_DIR"
+else
+	fail "keyway.service may bind the admin socket in $ADMIN_DIR" \
+		"$(grep -E '^(ProtectSystem|RuntimeDirectory|ReadWritePaths)=' "$UNITS/keyway.service")"
+fi
+if grep -q '^#.*daemon\.tcp' "$UNITS/keyway.service"; then
+	pass "keyway.service says what daemon.tcp needs"
+else
+	fail "keyway.service says what daemon.tcp needs"
+fi
+
+# in_filter SET SYSCALL: is SYSCALL in SET (a system call, or @group of
+# systemd-analyze syscall-filter, and the groups within it)?
+in_filter()
+{
+	local item
+
+	for item in $1; do
+		if [ "$item" = "$2" ]; then
+			return 0
+		fi
+		case $item in
+		@*)
+			in_filter "$(systemd-analyze syscall-filter --no-pager "$item" |
+				sed -n 's/^    \([@a-z0-9_]*\)$/\1/p')" "$2" && return 0
+			;;
+		esac
+	done
+	return 1
+}
+if ! command -v systemd-analyze >/dev/null 2>&1 ||
+	! systemd-analyze syscall-filter --no-pager @chown >/dev/null 2>&1; then
+	skip "keyway.service allows chown() and fchown(), for socket_group and admin_group" \
+		"systemd-analyze (Debian's systemd) is not installed"
+else
+	# The SystemCallFilter= lines in order: the first an allow list
+	# (what it holds, and nothing else), each later line adding to it
+	# or, with ~, taking from it.
+	denied=
+	for sc in chown fchown; do
+		allowed=
+		n=0
+		while IFS= read -r line; do
+			n=$((n + 1))
+			set -- ${line#SystemCallFilter=}
+			neg=
+			case $1 in "~"*) neg=1; set -- "${1#\~}" "${@:2}";; esac
+			if in_filter "$*" "$sc"; then
+				if [ -n "$neg" ]; then allowed=; else allowed=1; fi
+			elif [ "$n" -eq 1 ]; then
+				allowed=
+			fi
+		done < <(grep '^SystemCallFilter=' "$UNITS/keyway.service")
+		[ -n "$allowed" ] || denied="$denied $sc"
+	done
+	expect_eq "$denied" "" "keyway.service allows chown() and fchown(), for socket_group and admin_group"
 fi
 if ! command -v systemd-analyze >/dev/null 2>&1; then
 	skip "systemd-analyze verify: keyway.socket and keyway.service" \
