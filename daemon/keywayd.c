@@ -1202,6 +1202,54 @@ static bool number(const char *opt, const char *s, unsigned long lo,
 	return true;
 }
 
+/*
+ * What the listening sockets were made with: a reload does not make them
+ * again, so a change to these settings is told, not taken.
+ */
+static struct kwd_conf started;
+
+static bool same_str(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) ||
+	       (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static void keep_started(const struct kwd_conf *dc)
+{
+	started.socket = dc->socket ? strdup(dc->socket) : NULL;
+	started.socket_mode = dc->socket_mode;
+	started.socket_gid = dc->socket_gid;
+	started.admin_socket = dc->admin_socket ? strdup(dc->admin_socket)
+						: NULL;
+	started.admin_socket_mode = dc->admin_socket_mode;
+	started.admin_gid = dc->admin_gid;
+	started.tcp = dc->tcp ? strdup(dc->tcp) : NULL;
+}
+
+static void tell_unchanged(const struct kwd_conf *dc)
+{
+	static const char fmt[] = "daemon.%s changed in %s: the sockets stay "
+				  "as they were made; restart keywayd to "
+				  "take it";
+
+	if (!same_str(started.socket, dc->socket))
+		kwd_log(fmt, "socket", config_path);
+	if (started.socket_mode != dc->socket_mode)
+		kwd_log(fmt, "socket_mode", config_path);
+	if (started.socket_gid != dc->socket_gid)
+		kwd_log(fmt, "socket_group", config_path);
+	if (!same_str(started.admin_socket, dc->admin_socket))
+		kwd_log(fmt, "admin_socket", config_path);
+	if (started.admin_socket_mode != dc->admin_socket_mode)
+		kwd_log(fmt, "admin_socket_mode", config_path);
+	if (started.admin_gid != dc->admin_gid)
+		kwd_log("daemon.admin_group changed in %s: it decides who may "
+			"manage keys now, but the admin socket keeps its group "
+			"until keywayd restarts", config_path);
+	if (!same_str(started.tcp, dc->tcp))
+		kwd_log(fmt, "tcp", config_path);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -1293,6 +1341,7 @@ int main(int argc, char **argv)
 	if (!g)
 		return 1;
 	gen_install(g);
+	keep_started(&g->conf);
 	/* systemd's socket, when it passed one, is served as it made it:
 	 * its path, mode and group are the socket unit's. */
 	fd = kwd_sd_socket("keyway", sd_path, sizeof(sd_path));
@@ -1362,6 +1411,7 @@ int main(int argc, char **argv)
 			kwd_sd_reloading();
 			g = gen_open();
 			if (g) {
+				tell_unchanged(&g->conf);
 				gen_install(g);
 				kwd_log("reloaded %s", config_path);
 				kwd_sd_notify("READY=1\nSTATUS=serving %s on %s",
@@ -1398,6 +1448,9 @@ int main(int argc, char **argv)
 	extra_stop(&admin);
 	extra_stop(&tcp);
 	free(sock_path);
+	free(started.socket);
+	free(started.admin_socket);
+	free(started.tcp);
 	kwd_lease_drain();
 	pthread_mutex_lock(&gen_lock);
 	g = current;

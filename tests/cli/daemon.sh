@@ -486,9 +486,15 @@ for i in 1 2 3; do
 	ask POST /v1/resolve '{"provider":"anthropic","chain":"limited"}'
 done
 F1=$(jget lease)
-conf '' 'max_leases = 3; lease_ttl = 5;' | write_conf "$CONF"
+conf '' 'max_leases = 3; lease_ttl = 5;' |
+	sed 's/socket_mode = "0666"/socket_mode = "0660"/' | write_conf "$CONF"
+reloads=$(grep -c "reloaded" "$LOG")
 kill -HUP "$PID"
-wait_for 'grep -q "reloaded" "$LOG"'
+wait_for '[ "$(grep -c "reloaded" "$LOG")" -gt "$reloads" ]' ||
+	bail_out "keywayd did not reload: $(tail -n 3 "$LOG")"
+expect_eq "$(grep -c "daemon.socket_mode changed in $CONF: the sockets stay as they were made; restart keywayd to take it" "$LOG")" 1 \
+	"a reload that changes socket_mode says it is not taken"
+expect_eq "$(stat -c %a "$SOCK")" 666 "and the socket keeps its mode"
 for i in 1 2 3 4; do
 	ask POST /v1/resolve '{"provider":"anthropic","chain":"limited"}'
 	expect_eq "$CODE $(jget key) $(jget backend)" "200 $K_ENV limited_env" \
