@@ -994,7 +994,7 @@ static void test_counts_written_seldom(void **state)
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		kw_close(f->ctx);
-		_exit(0);
+		tu_exit(0);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);

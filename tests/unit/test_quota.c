@@ -550,7 +550,7 @@ static void run_load(struct fixture *f, struct tally *sum)
 			close(ready[0]);
 			close(go[1]);
 			close(out[c][0]);
-			_exit(load_child(f->conf, c, ready[1], go[0],
+			tu_exit(load_child(f->conf, c, ready[1], go[0],
 					 out[c][1]));
 		}
 		close(out[c][1]);
@@ -1872,7 +1872,7 @@ static void test_ledger_migration_race(void **state)
 		assert_true(pids[c] >= 0);
 		if (pids[c] == 0) {
 			close(go[1]);
-			_exit(open_child(f->conf, go[0], "u00"));
+			tu_exit(open_child(f->conf, go[0], "u00"));
 		}
 	}
 	close(go[0]);
@@ -2082,9 +2082,9 @@ static void kill_child(const char *conf, int child, int out_fd)
 		}
 	}
 	if (write(out_fd, seen, sizeof(seen)) != (ssize_t)sizeof(seen))
-		_exit(3);
+		tu_exit(3);
 	kill(getpid(), SIGKILL);
-	_exit(3);
+	tu_exit(3);
 }
 
 /*

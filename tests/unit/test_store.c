@@ -2245,7 +2245,7 @@ static void fork_children(const char *conf, pid_t *pids, int n, int nkeys,
 		assert_true(pids[c] >= 0);
 		if (pids[c] == 0) {
 			close(fds[1]);
-			_exit(child_work(conf, c, fds[0], nkeys));
+			tu_exit(child_work(conf, c, fds[0], nkeys));
 		}
 	}
 	close(fds[0]);
@@ -4091,10 +4091,10 @@ static void test_fork_child_refuses_parent_file(void **state)
 			 "cannot open it again;",
 			 f->db, (long)getppid());
 		if (kw_open(&c, f->conf) != KW_ERR_INVAL || c != NULL)
-			_exit(2);
+			tu_exit(2);
 		if (strstr(kw_last_error(), want) == NULL)
-			_exit(3);
-		_exit(before >= 0 && fds_on(f->db) == before ? 0 : 4);
+			tu_exit(3);
+		tu_exit(before >= 0 && fds_on(f->db) == before ? 0 : 4);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
