@@ -265,6 +265,17 @@ static void test_put_resolve_manage(void **state)
 	expect_error(kw_key_delete(f->ctx, tu_sysadmin(), &r), KW_ERR_NOTFOUND,
 		     tu_fmt("backend \"org_keys\": no org key of \"acme\" for "
 			    "anthropic in %s", f->path));
+	/* Neither a rotation nor a change of state makes a key that is
+	 * not there. */
+	expect_error(put(f->ctx, "org_keys", "acme", K_ACME2, NULL,
+			 KW_PUT_ROTATE),
+		     KW_ERR_NOTFOUND,
+		     tu_fmt("backend \"org_keys\": no org key of \"acme\" for "
+			    "anthropic in %s", f->path));
+	expect_error(kw_key_set_active(f->ctx, tu_sysadmin(), &r, 1),
+		     KW_ERR_NOTFOUND,
+		     tu_fmt("backend \"org_keys\": no org key of \"acme\" for "
+			    "anthropic in %s", f->path));
 
 	/* All of it is in the file: a new context reads the same. */
 	expect_ok(open_conf(f, &f->other, CONF_A));
@@ -834,6 +845,20 @@ static void test_unsafe_lock_file(void **state)
 			    "remove it",
 			    lock));
 	assert_int_equal(unlink(lock), 0);
+	/* Root takes no lock file another user could hold the writers
+	 * out with. */
+	if (geteuid() == 0) {
+		free(tu_write(f->dir, "keys.kwf.lock", 0600, "%s", ""));
+		assert_int_equal(chown(lock, 12345, 12345), 0);
+		expect_error(put(f->ctx, "org_keys", "acme", K_ACME2, NULL,
+				 KW_PUT_ROTATE),
+			     KW_ERR_PERM,
+			     tu_fmt("backend \"org_keys\": %s is owned by uid "
+				    "12345; it must belong to root or uid 0: "
+				    "chown 0 it",
+				    lock));
+		assert_int_equal(unlink(lock), 0);
+	}
 	expect_ok(put(f->ctx, "org_keys", "acme", K_ACME2, NULL,
 		      KW_PUT_ROTATE));
 	want_value(f->ctx, "bob", "acme", K_ACME2);
