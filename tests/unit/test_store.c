@@ -4140,6 +4140,69 @@ static void test_damaged_key_id(void **state)
 	}
 }
 
+/* A meta table without the store's id or salt, or with one malformed, and
+ * a schema newer than this keyway knows, make the open fail with one line
+ * that names the store and what is wrong with it. */
+static void test_damaged_meta(void **state)
+{
+	static const struct {
+		const char *sql, *said;
+	} damage[] = {
+		{ "UPDATE meta SET v = 'not-hex-not-hex-not-hex-not-hex' "
+		  "WHERE k = 'store_id'",
+		  "is damaged: meta store_id is malformed" },
+		{ "UPDATE meta SET v = zeroblob(3) WHERE k = 'kdf_salt'",
+		  "is damaged: meta kdf_salt is malformed" },
+		{ "DELETE FROM meta WHERE k = 'kdf_salt'",
+		  "is damaged: its meta table has no kdf_salt" },
+		{ "DELETE FROM meta WHERE k = 'store_id'",
+		  "is damaged: its meta table has no store_id" },
+		{ "PRAGMA user_version = 99",
+		  "has schema version 99; this keyway knows up to " },
+	};
+	struct fixture *f = *state;
+
+	for (size_t i = 0; i < sizeof(damage) / sizeof(damage[0]); i++) {
+		sqlite3 *db;
+		kw_status st;
+
+		unlink(f->db);
+		open_store(f);
+		put_ok(f, "org_keys", "acme", "anthropic", K_ORG_ACME, NULL);
+		kw_close(f->ctx);
+		f->ctx = NULL;
+		db = open_db(f->db);
+		assert_int_equal(sqlite3_exec(db, damage[i].sql, NULL, NULL,
+					      NULL),
+				 SQLITE_OK);
+		assert_int_equal(sqlite3_close(db), SQLITE_OK);
+		st = open_text(f, STORE_CONF);
+		assert_int_equal(st, KW_ERR_BACKEND);
+		if (strstr(kw_last_error(), f->db) == NULL ||
+		    strstr(kw_last_error(), damage[i].said) == NULL ||
+		    strchr(kw_last_error(), '\n') != NULL)
+			fail_msg("damage %zu: %s", i, kw_last_error());
+	}
+}
+
+/* busy_timeout_ms out of its range is refused in one line naming it. */
+static void test_busy_timeout_refused(void **state)
+{
+	struct fixture *f = *state;
+	kw_status st;
+
+	st = open_text(f, "keyway: { master_key = { source = \"env\"; }; };\n"
+			  "backends: { s: { module = \"sqlite\"; "
+			  "path = \"keys.db\"; scope = \"org\"; "
+			  "busy_timeout_ms = -1; }; };\n"
+			  "chains: { default = ( { backend = \"s\"; "
+			  "control = \"required\"; } ); };\n");
+	assert_int_equal(st, KW_ERR_CONFIG);
+	if (strstr(kw_last_error(), "busy_timeout_ms must be between 0 and ")
+	    == NULL)
+		fail_msg("%s", kw_last_error());
+}
+
 /*
  * A key deleted while a reader held the WAL: the erase cannot empty it
  * then, so the last close does, and no frame keeps the deleted key's
@@ -4217,6 +4280,8 @@ int main(int argc, char **argv)
 		T(test_wal_at_last_close),
 		T(test_fork_child_refuses_parent_file),
 		T(test_damaged_key_id),
+		T(test_damaged_meta),
+		T(test_busy_timeout_refused),
 		T(test_delete_under_reader_wal_emptied),
 	};
 
