@@ -549,6 +549,40 @@ refused 'path = "keyway/{user}/{provider}";' 'unknown placeholder at "{user}' "a
 refused 'path = "keyway//{owner}/{provider}";' 'path has an empty segment' "an empty segment"
 refused 'field = "";' 'field must name' "an empty field"
 refused 'client_cert = "ca.pem";' 'client_cert and client_key go together' "client_cert without client_key"
+refused 'mount = "/secret";' 'mount must name a secrets engine, such as "secret"' "a mount that starts with /"
+refused 'mount = "kv/../secret";' 'mount may not hold "." or ".."' "a mount with .."
+refused 'namespace = "";' 'namespace must be one line' "an empty namespace"
+refused "client_cert = \"$CERTS/client.pem\"; client_key = \"$TMPD/none.key\";" \
+	"client_key $TMPD/none.key does not exist" "a client_key that is not there"
+: >"$TMPD/empty.key"
+chmod 600 "$TMPD/empty.key"
+refused "client_cert = \"$CERTS/client.pem\"; client_key = \"$TMPD/empty.key\";" \
+	"client_key $TMPD/empty.key must be a PEM private key of at most 64 KiB" \
+	"an empty client_key"
+
+# refused_sed SED WORDS NAME: the usual config changed by SED fails check
+# with one line holding WORDS.
+refused_sed()
+{
+	conf "$TMPD/refused.conf"
+	sed -i "$1" "$TMPD/refused.conf"
+	run "$KW" -c "$TMPD/refused.conf" check
+	expect_exit 1 "$3: refused"
+	if [ "$(wc -l <"$ERR")" -eq 1 ] && grep -qF -- "$2" "$ERR"; then
+		pass "$3: one line with \"$2\""
+	else
+		fail "$3: one line with \"$2\"" "$(cat "$ERR")"
+	fi
+}
+refused_sed 's|ca_file = "ca.pem"|ca_file = "none.pem"|' \
+	"ca_file $TMPD/none.pem: No such file or directory" "a ca_file that is not there"
+refused_sed "s|ca_file = \"ca.pem\"|ca_file = \"$TMPD\"|" \
+	"ca_file $TMPD is not a regular file" "a ca_file that is a directory"
+refused_sed "s|ca_file = \"ca.pem\"|ca_path = \"$CERTS/ca.pem\"|" \
+	"ca_path $CERTS/ca.pem is not a directory" "a ca_path that is a file"
+refused_sed 's|address = "[^"]*"|address = "vault.example:8200"|' \
+	'address must be a URL such as "https://vault.internal:8200", not "vault.example:8200"' \
+	"an address without a scheme"
 sed -i 's|address = "[^"]*"|address = "http://vault.example:8200"|' "$TMPD/refused.conf"
 run "$KW" -c "$TMPD/refused.conf" check
 expect_exit 1 "plain http to another host: refused"
