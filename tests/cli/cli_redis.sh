@@ -483,6 +483,28 @@ run "$KW" -c "$SECRETD/via/keyway.conf" get --user via2 anthropic
 expect_exit 4 "ACL user without INCR: get is denied"
 expect_stderr_line "keyway: chain \"default\", provider \"anthropic\": e answered denied: ledger failed, denied: redis 127.0.0.1:$PORT: the ACL of user \"kwacl\" does not allow a command of the charge script: allow it what keyway.conf(5) lists" \
 	"ACL user without INCR: the denial says what Redis refused"
+# One not allowed to load the scripts: said at the first commands.
+rcli ACL SETUSER kwacl +incr '-script|load' >/dev/null
+rcli SCRIPT FLUSH >/dev/null
+run "$KW" -c "$SECRETD/via/keyway.conf" check
+expect_exit 1 "ACL user without SCRIPT LOAD: check fails"
+if [ "$(wc -l <"$ERR")" -eq 1 ] &&
+	grep -qF "redis 127.0.0.1:$PORT: the ACL of user \"kwacl\" does not allow SCRIPT LOAD: allow it what keyway.conf(5) lists, on the keys ~keyway:*" "$ERR"; then
+	pass "ACL user without SCRIPT LOAD: one line saying what Redis refused"
+else
+	fail "ACL user without SCRIPT LOAD: one line saying what Redis refused" "$(cat "$ERR")"
+fi
+rcli ACL SETUSER kwacl '+script|load' >/dev/null
+
+# A password_file for a Redis that has no password.
+printf 'CONFIG SET requirepass ""\n' | rcli >/dev/null
+run "$KW" -c "$H1" check
+printf 'CONFIG SET requirepass %s\n' "$PASS" | redis-cli -p "$PORT" >/dev/null
+expect_exit 1 "no password in Redis: check fails"
+expect_stderr_line "$H1:2: keyway.ledger: health check: permission denied: redis 127.0.0.1:$PORT: Redis has no password set, though password_file names one: set requirepass in its redis.conf, or drop password_file" \
+	"no password in Redis: check says to set one or drop password_file"
+run "$KW" -c "$H1" check
+expect_exit 0 "no password in Redis: check passes once it has one again"
 
 # A database other than 0: the counts go there, none into database 0.
 write_conf "$SECRETD/via/keyway.conf" <<EOF
