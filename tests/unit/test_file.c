@@ -864,6 +864,45 @@ static void test_unsafe_lock_file(void **state)
 	want_value(f->ctx, "bob", "acme", K_ACME2);
 }
 
+/* Another keyway file moved into the file's place, and a file too large
+ * to be one, are refused in one line that says what to do. */
+static void test_file_replaced(void **state)
+{
+	struct fixture *f = *state;
+	char *dir2 = tu_tmpdir(), value[128];
+	kw_ctx *ctx2 = NULL;
+	kw_status st;
+
+	open_ok(f, CONF_A);
+	expect_ok(put(f->ctx, "org_keys", "acme", K_ACME, NULL, KW_PUT_CREATE));
+	want_value(f->ctx, "alice", "acme", K_ACME);
+	free(tu_write(dir2, "keyway.conf", 0600, "%s", CONF_A));
+	expect_ok(kw_open(&ctx2, tu_join(dir2, "keyway.conf")));
+	expect_ok(put(ctx2, "org_keys", "acme", K_ACME2, NULL, KW_PUT_CREATE));
+	kw_close(ctx2);
+	assert_int_equal(rename(tu_join(dir2, "keys.kwf"), f->path), 0);
+	tu_rmrf(dir2);
+	st = resolve(f->ctx, "alice", "acme", value, sizeof(value));
+	assert_int_equal(st, KW_ERR_BACKEND);
+	assert_string_equal(value, "");
+	if (strstr(kw_last_error(), tu_fmt("%s was replaced by another keyway "
+					   "file (file id ", f->path)) == NULL ||
+	    strstr(kw_last_error(), "): restart the program to read it") ==
+		    NULL)
+		fail_msg("%s", kw_last_error());
+	tu_assert_no_secret(kw_last_error());
+
+	/* A program started now reads it; past 2 GiB it is no keyway file. */
+	open_ok(f, CONF_A);
+	want_value(f->ctx, "alice", "acme", K_ACME2);
+	assert_int_equal(truncate(f->path, 3LL << 30), 0);
+	st = resolve(f->ctx, "alice", "acme", value, sizeof(value));
+	assert_int_equal(st, KW_ERR_BACKEND);
+	if (strstr(kw_last_error(), tu_fmt("%s is too large (3221225472 "
+					   "bytes)", f->path)) == NULL)
+		fail_msg("%s", kw_last_error());
+}
+
 /*
  * An older copy put in the file's place is refused by a program that has
  * read a newer one, for lookups and writes alike, with a line saying
@@ -1083,6 +1122,7 @@ int main(void)
 		T(test_write_sees_lookalike),
 		T(test_stuck_writer),
 		T(test_unsafe_lock_file),
+		T(test_file_replaced),
 		T(test_older_copy_refused),
 		T(test_leftover_temps_swept),
 		T(test_counts_written_seldom),
