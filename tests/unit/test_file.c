@@ -864,6 +864,38 @@ static void test_unsafe_lock_file(void **state)
 	want_value(f->ctx, "bob", "acme", K_ACME2);
 }
 
+/* An unsafe lock file found where the file is to be made stops the open,
+ * in one line saying what to do and that nothing was made. */
+static void test_unsafe_lock_at_create(void **state)
+{
+	struct fixture *f = *state;
+	const char *lock = tu_fmt("%s.lock", f->path);
+	struct stat sb;
+	kw_status st;
+
+	free(tu_write(f->dir, "keys.kwf.lock", 0600, "%s", ""));
+	assert_int_equal(chmod(lock, 0666), 0);
+	st = open_conf(f, &f->ctx, CONF_A);
+	assert_int_equal(st, KW_ERR_PERM);
+	if (strstr(kw_last_error(), tu_fmt("%s is writable by group or others "
+					   "(mode 0666): chmod 600 it",
+					   lock)) == NULL ||
+	    strchr(kw_last_error(), '\n') != NULL)
+		fail_msg("%s", kw_last_error());
+	assert_int_equal(lstat(f->path, &sb), -1);
+	assert_int_equal(unlink(lock), 0);
+	assert_int_equal(symlink("elsewhere", lock), 0);
+	st = open_conf(f, &f->ctx, CONF_A);
+	assert_int_not_equal(st, KW_OK);
+	if (strstr(kw_last_error(), tu_fmt("cannot lock %s: ", lock)) == NULL ||
+	    strstr(kw_last_error(), "; nothing was created") == NULL)
+		fail_msg("%s", kw_last_error());
+	assert_int_equal(lstat(f->path, &sb), -1);
+	assert_int_equal(unlink(lock), 0);
+	open_ok(f, CONF_A);
+	assert_int_equal(lstat(f->path, &sb), 0);
+}
+
 /* Another keyway file moved into the file's place, and a file too large
  * to be one, are refused in one line that says what to do. */
 static void test_file_replaced(void **state)
@@ -1123,6 +1155,7 @@ int main(void)
 		T(test_stuck_writer),
 		T(test_unsafe_lock_file),
 		T(test_file_replaced),
+		T(test_unsafe_lock_at_create),
 		T(test_older_copy_refused),
 		T(test_leftover_temps_swept),
 		T(test_counts_written_seldom),
