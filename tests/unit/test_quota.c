@@ -1625,6 +1625,49 @@ static void make_v1_ledger(struct fixture *f, const char *rows_sql)
 			    "1\n");
 }
 
+/*
+ * A SQLite database of another program where the ledger should be, and a
+ * ledger of a schema newer than this keyway knows, are refused at open in
+ * one line that names the file; neither is changed.
+ */
+static void test_ledger_not_ours(void **state)
+{
+	struct fixture *f = *state;
+	kw_status st;
+	int fd;
+
+	fd = open(f->ledger, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	ledger_exec(f->ledger, "PRAGMA application_id = 12345;"
+			       "CREATE TABLE theirs (x);");
+	write_quota_conf(f, "", "{ limit = 2; period = \"day\"; "
+				"per = \"user\"; }");
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	st = kw_open(&f->ctx, f->conf);
+	assert_int_equal(st, KW_ERR_BACKEND);
+	if (strstr(kw_last_error(), tu_fmt("%s is a SQLite database but not "
+					   "a keyway ledger",
+					   f->ledger)) == NULL ||
+	    strchr(kw_last_error(), '\n') != NULL)
+		fail_msg("%s", kw_last_error());
+	assert_string_equal(ledger_query(f->ledger, "PRAGMA application_id"),
+			    "12345\n");
+	assert_int_equal(unlink(f->ledger), 0);
+
+	make_v1_ledger(f, "");
+	ledger_exec(f->ledger, "PRAGMA user_version = 99;");
+	st = kw_open(&f->ctx, f->conf);
+	assert_int_equal(st, KW_ERR_BACKEND);
+	if (strstr(kw_last_error(), tu_fmt("%s has schema version 99; this "
+					   "keyway knows up to 2",
+					   f->ledger)) == NULL)
+		fail_msg("%s", kw_last_error());
+	assert_string_equal(ledger_query(f->ledger, "PRAGMA user_version"),
+			    "99\n");
+}
+
 #define INDEXES_SQL \
 	"SELECT name FROM sqlite_master WHERE type = 'index'" \
 	" AND name NOT LIKE 'sqlite_autoindex%' ORDER BY name"
@@ -2975,6 +3018,7 @@ static const struct CMUnitTest fixed_tests[] = {
 	T(test_ledger_migrates_v1),
 	T(test_ledger_new_schema),
 	T(test_ledger_migration_race),
+	T(test_ledger_not_ours),
 	T(test_ledger_newer_schema),
 	T(test_ledger_sweep),
 	T(test_ledger_wal_bounded),
