@@ -1668,6 +1668,45 @@ static void test_ledger_not_ours(void **state)
 			    "99\n");
 }
 
+/*
+ * A refund whose usage row another program changed: a row no longer
+ * "admitted" is not refunded, and its charge not counted down, and the
+ * refund says why in one line; one marked "refunded" already is not
+ * counted down twice.
+ */
+static void test_refund_row_changed(void **state)
+{
+	struct fixture *f = *state;
+	kw_request req = KW_REQUEST_INIT;
+	kw_secret *s = NULL;
+
+	open_quota(f, "", "{ limit = 3; period = \"day\"; per = \"user\"; }");
+	req.provider = "anthropic";
+	req.user = "alice";
+
+	assert_int_equal(kw_resolve(f->ctx, &req, &s), KW_OK);
+	ledger_exec(f->ledger, "UPDATE usage SET outcome = 'denied';");
+	assert_int_equal(kw_secret_report(s, KW_UNUSED), KW_ERR_INVAL);
+	if (strstr(kw_last_error(), "keyway.ledger: refund failed: usage row ")
+	    == NULL ||
+	    strstr(kw_last_error(), " is denied, not admitted: nothing to "
+				    "refund") == NULL)
+		fail_msg("%s", kw_last_error());
+	kw_secret_free(s);
+	assert_string_equal(ledger_query(f->ledger,
+					 "SELECT sum(count) FROM counters"),
+			    "1\n");
+
+	assert_int_equal(kw_resolve(f->ctx, &req, &s), KW_OK);
+	ledger_exec(f->ledger, "UPDATE usage SET outcome = 'refunded' "
+			       "WHERE outcome = 'admitted';");
+	assert_int_equal(kw_secret_report(s, KW_UNUSED), KW_OK);
+	kw_secret_free(s);
+	assert_string_equal(ledger_query(f->ledger,
+					 "SELECT sum(count) FROM counters"),
+			    "2\n");
+}
+
 #define INDEXES_SQL \
 	"SELECT name FROM sqlite_master WHERE type = 'index'" \
 	" AND name NOT LIKE 'sqlite_autoindex%' ORDER BY name"
@@ -3019,6 +3058,7 @@ static const struct CMUnitTest fixed_tests[] = {
 	T(test_ledger_new_schema),
 	T(test_ledger_migration_race),
 	T(test_ledger_not_ours),
+	T(test_refund_row_changed),
 	T(test_ledger_newer_schema),
 	T(test_ledger_sweep),
 	T(test_ledger_wal_bounded),
