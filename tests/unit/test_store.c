@@ -2651,6 +2651,34 @@ static void collect_line(void *arg, const char *line)
 	snprintf(c->text + len, sizeof(c->text) - len, "%s\n", line);
 }
 
+/* A check reads a store whose name holds what a URI would take for
+ * something else ("?", "#", "%", a space): its read-only connection opens
+ * the file the setting names, and no other. */
+static void test_check_name_escaped(void **state)
+{
+	struct fixture *f = *state;
+	char *conf;
+
+	open_store(f);
+	put_ok(f, "org_keys", "acme", "anthropic", K_ORG_ACME, NULL);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	assert_int_equal(rename(f->db, tu_fmt("%s/my keys?a=1#%%41.db",
+					      f->dir)),
+			 0);
+	conf = tu_keep(tu_write(
+		f->dir, "keyway.conf", 0600,
+		"keyway: { master_key = { source = \"env\"; }; };\n"
+		"backends: { s: { module = \"sqlite\"; "
+		"path = \"my keys?a=1#%%41.db\"; scope = \"org\"; }; };\n"
+		"chains: { default = ( { backend = \"s\"; "
+		"control = \"required\"; } ); };\n"));
+	if (kw_check(conf, NULL, NULL) != KW_OK)
+		fail_msg("%s", kw_last_error());
+	assert_int_equal(access(tu_fmt("%s/my keys", f->dir), F_OK), -1);
+	assert_int_equal(access(tu_fmt("%s/my keysA.db", f->dir), F_OK), -1);
+}
+
 /* A check creates nothing: a missing store is reported, and stays missing. */
 static void test_check_creates_no_store(void **state)
 {
@@ -4282,6 +4310,7 @@ int main(int argc, char **argv)
 		T(test_damaged_key_id),
 		T(test_damaged_meta),
 		T(test_busy_timeout_refused),
+		T(test_check_name_escaped),
 		T(test_delete_under_reader_wal_emptied),
 	};
 
