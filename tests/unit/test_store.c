@@ -4179,6 +4179,9 @@ static void test_damaged_meta(void **state)
 		{ "UPDATE meta SET v = 'not-hex-not-hex-not-hex-not-hex' "
 		  "WHERE k = 'store_id'",
 		  "is damaged: meta store_id is malformed" },
+		{ "UPDATE meta SET v = '0123456789abcdef0123456789ABCDEF' "
+		  "WHERE k = 'store_id'",
+		  "is damaged: meta store_id is malformed" },
 		{ "UPDATE meta SET v = zeroblob(3) WHERE k = 'kdf_salt'",
 		  "is damaged: meta kdf_salt is malformed" },
 		{ "DELETE FROM meta WHERE k = 'kdf_salt'",
