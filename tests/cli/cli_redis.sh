@@ -506,6 +506,10 @@ expect_stderr_line "$H1:2: keyway.ledger: health check: permission denied: redis
 run "$KW" -c "$H1" check
 expect_exit 0 "no password in Redis: check passes once it has one again"
 
+# A password file written on Windows: its CR LF is not part of it.
+printf '%s\r\n' "$PASS" >"$SECRETD/crlf.pass" && chmod 600 "$SECRETD/crlf.pass"
+check_via "a password file ending in CR LF" "address = \"127.0.0.1:$PORT\"; password_file = \"$SECRETD/crlf.pass\";" via4
+
 # A database other than 0: the counts go there, none into database 0.
 write_conf "$SECRETD/via/keyway.conf" <<EOF
 keyway: { ledger: { module = "redis"; address = "127.0.0.1:$PORT"; password_file = "$SECRETD/host1/redis.pass"; db = 3; }; };
@@ -570,6 +574,10 @@ bad_setting "an address without a host" 'address = ":6379";' \
 	"$B:1: keyway.ledger: address \":6379\" is not HOST:PORT, [IPV6]:PORT or the absolute path of a Unix socket"
 bad_setting "an IPv6 address not closed" 'address = "[::1:6379";' \
 	"$B:1: keyway.ledger: address \"[::1:6379\" is not HOST:PORT, [IPV6]:PORT or the absolute path of a Unix socket"
+bad_setting "db as a string" "address = \"127.0.0.1:$PORT\"; db = \"1\";" \
+	"$B:1: keyway.ledger: db must be an integer, not a string"
+bad_setting "an address as a number" 'address = 6379;' \
+	"$B:1: keyway.ledger: address must be a string, not an integer"
 bad_setting "an empty address" 'address = "";' \
 	"$B:1: keyway.ledger: address is empty: write HOST:PORT, [IPV6]:PORT or the path of a Unix socket"
 bad_setting "a username with a space" "address = \"127.0.0.1:$PORT\"; username = \"a b\";" \
