@@ -32,12 +32,12 @@ def main():
         sys.exit("usage: coverage.py SRCDIR BUILDDIR [FLOORS]")
     src, build = (os.path.abspath(a) for a in sys.argv[1:3])
     out = os.path.join(build, "coverage.json")
+    # A child of fork() writes the counters it had when its parent's other
+    # threads were half-way through a block: gcov can then derive a
+    # negative count for a branch ("branch 1 taken -4"), which gcovr takes
+    # for a parse error.  Such a line says nothing of the lines run.
     subprocess.run(["gcovr", "--root", src, "--object-directory", build,
                     "--exclude-unreachable-branches",
-                    # Processes running at once (the tests fork, and run
-                    # keyway as other users) can leave a counter negative
-                    # in a .gcda; gcov then prints "taken -65", which
-                    # gcovr 5.2 refuses.  The lines' figures are unhurt.
                     "--gcov-ignore-parse-errors",
                     "--filter", re.escape(src) + "/(" + "|".join(FOLDERS) + ")/",
                     "--json-summary-pretty", "--output", out, build],

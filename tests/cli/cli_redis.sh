@@ -483,6 +483,61 @@ run "$KW" -c "$SECRETD/via/keyway.conf" get --user via2 anthropic
 expect_exit 4 "ACL user without INCR: get is denied"
 expect_stderr_line "keyway: chain \"default\", provider \"anthropic\": e answered denied: ledger failed, denied: redis 127.0.0.1:$PORT: the ACL of user \"kwacl\" does not allow a command of the charge script: allow it what keyway.conf(5) lists" \
 	"ACL user without INCR: the denial says what Redis refused"
+# One not allowed to load the scripts: said at the first commands.
+rcli ACL SETUSER kwacl +incr '-script|load' >/dev/null
+rcli SCRIPT FLUSH >/dev/null
+run "$KW" -c "$SECRETD/via/keyway.conf" check
+expect_exit 1 "ACL user without SCRIPT LOAD: check fails"
+if [ "$(wc -l <"$ERR")" -eq 1 ] &&
+	grep -qF "redis 127.0.0.1:$PORT: the ACL of user \"kwacl\" does not allow SCRIPT LOAD: allow it what keyway.conf(5) lists, on the keys ~keyway:*" "$ERR"; then
+	pass "ACL user without SCRIPT LOAD: one line saying what Redis refused"
+else
+	fail "ACL user without SCRIPT LOAD: one line saying what Redis refused" "$(cat "$ERR")"
+fi
+rcli ACL SETUSER kwacl '+script|load' >/dev/null
+
+# A password_file for a Redis that has no password.
+printf 'CONFIG SET requirepass ""\n' | rcli >/dev/null
+run "$KW" -c "$H1" check
+printf 'CONFIG SET requirepass %s\n' "$PASS" | redis-cli -p "$PORT" >/dev/null
+expect_exit 1 "no password in Redis: check fails"
+expect_stderr_line "$H1:2: keyway.ledger: health check: permission denied: redis 127.0.0.1:$PORT: Redis has no password set, though password_file names one: set requirepass in its redis.conf, or drop password_file" \
+	"no password in Redis: check says to set one or drop password_file"
+run "$KW" -c "$H1" check
+expect_exit 0 "no password in Redis: check passes once it has one again"
+
+# A password file written on Windows: its CR LF is not part of it.
+printf '%s\r\n' "$PASS" >"$SECRETD/crlf.pass" && chmod 600 "$SECRETD/crlf.pass"
+check_via "a password file ending in CR LF" "address = \"127.0.0.1:$PORT\"; password_file = \"$SECRETD/crlf.pass\";" via4
+
+# A database other than 0: the counts go there, none into database 0.
+write_conf "$SECRETD/via/keyway.conf" <<EOF
+keyway: { ledger: { module = "redis"; address = "127.0.0.1:$PORT"; password_file = "$SECRETD/host1/redis.pass"; db = 3; }; };
+backends: { e: { module = "env"; quota = ( { limit = 5; period = "day"; per = "user"; } ); }; };
+chains: { default = ( { backend = "e"; control = "required"; } ); };
+EOF
+run "$KW" -c "$SECRETD/via/keyway.conf" check
+expect_exit 0 "db = 3: check passes"
+run -s "$KW" -c "$SECRETD/via/keyway.conf" get --user via3 anthropic
+expect_exit 0 "db = 3: get is admitted"
+expect_eq "$(rcli -n 3 GET "keyway:q:e/0/user:via3:$DAY")" 1 "db = 3: counted in database 3"
+expect_eq "$(rcli GET "keyway:q:e/0/user:via3:$DAY")" "" "db = 3: nothing counted in database 0"
+# A database Redis does not have.
+sed -i 's/db = 3;/db = 99;/' "$SECRETD/via/keyway.conf"
+run "$KW" -c "$SECRETD/via/keyway.conf" check
+expect_exit 1 "db = 99: check fails"
+if [ "$(wc -l <"$ERR")" -eq 1 ] &&
+	grep -qF "redis 127.0.0.1:$PORT: SELECT failed: ERR DB index is out of range" "$ERR"; then
+	pass "db = 99: one line saying Redis refused SELECT"
+else
+	fail "db = 99: one line saying Redis refused SELECT" "$(cat "$ERR")"
+fi
+# An ACL user given the wrong password.
+sed -i "s|db = 99;|username = \"kwacl\";|; s|host1/redis.pass|hostwrong/redis.pass|" "$SECRETD/via/keyway.conf"
+run "$KW" -c "$SECRETD/via/keyway.conf" check
+expect_exit 1 "ACL user, wrong password: check fails"
+expect_stderr_line "$SECRETD/via/keyway.conf:1: keyway.ledger: health check: permission denied: redis 127.0.0.1:$PORT: Redis refuses user \"kwacl\" with the password of $SECRETD/hostwrong/redis.pass: put the right password in that file, or fix the user's ACL" \
+	"ACL user, wrong password: check says so in one line"
 
 # ---- settings ----
 
@@ -514,6 +569,29 @@ bad_setting "timeout_ms = 0" "address = \"127.0.0.1:$PORT\"; timeout_ms = 0;" \
 printf '%s\n' "$PASS" >"$SECRETD/public.pass" && chmod 644 "$SECRETD/public.pass"
 bad_setting "a password file others may read" "address = \"127.0.0.1:$PORT\"; password_file = \"$SECRETD/public.pass\";" \
 	"$B:1: keyway.ledger: $SECRETD/public.pass is accessible by group or others (mode 0644); it holds secrets: chmod 600 it"
+
+bad_setting "an address without a host" 'address = ":6379";' \
+	"$B:1: keyway.ledger: address \":6379\" is not HOST:PORT, [IPV6]:PORT or the absolute path of a Unix socket"
+bad_setting "an IPv6 address not closed" 'address = "[::1:6379";' \
+	"$B:1: keyway.ledger: address \"[::1:6379\" is not HOST:PORT, [IPV6]:PORT or the absolute path of a Unix socket"
+bad_setting "db as a string" "address = \"127.0.0.1:$PORT\"; db = \"1\";" \
+	"$B:1: keyway.ledger: db must be an integer, not a string"
+bad_setting "an address as a number" 'address = 6379;' \
+	"$B:1: keyway.ledger: address must be a string, not an integer"
+bad_setting "an empty address" 'address = "";' \
+	"$B:1: keyway.ledger: address is empty: write HOST:PORT, [IPV6]:PORT or the path of a Unix socket"
+bad_setting "a username with a space" "address = \"127.0.0.1:$PORT\"; username = \"a b\";" \
+	"$B:1: keyway.ledger: username must be a Redis ACL user name: not empty, no spaces"
+bad_setting "a username without a password" "address = \"127.0.0.1:$PORT\"; username = \"keyway\";" \
+	"$B:1: keyway.ledger: username needs a password_file"
+bad_setting "a password file not there" "address = \"127.0.0.1:$PORT\"; password_file = \"$SECRETD/none.pass\";" \
+	"$B:1: keyway.ledger: $SECRETD/none.pass does not exist: write Redis's password into it (mode 0600), or remove password_file"
+printf 'one\ntwo\n' >"$SECRETD/two.pass" && chmod 600 "$SECRETD/two.pass"
+bad_setting "a password file of two lines" "address = \"127.0.0.1:$PORT\"; password_file = \"$SECRETD/two.pass\";" \
+	"$B:1: keyway.ledger: $SECRETD/two.pass must hold the password alone, on one line"
+head -c 5000 /dev/zero | tr '\0' x >"$SECRETD/long.pass" && chmod 600 "$SECRETD/long.pass"
+bad_setting "a password file too long" "address = \"127.0.0.1:$PORT\"; password_file = \"$SECRETD/long.pass\";" \
+	"$B:1: keyway.ledger: $SECRETD/long.pass holds more than 4096 bytes: it must hold the password alone"
 
 run "$KW" -c "$H1" check
 expect_exit 0 "check: healthy again after all that"

@@ -548,7 +548,77 @@ refused 'path = "keyway/{provider}";' 'path must hold {owner}' "an org path with
 refused 'path = "keyway/{user}/{provider}";' 'unknown placeholder at "{user}' "an unknown placeholder"
 refused 'path = "keyway//{owner}/{provider}";' 'path has an empty segment' "an empty segment"
 refused 'field = "";' 'field must name' "an empty field"
+refused 'path = "keyway/../{owner}/{provider}";' 'path may not hold a "." or ".." segment' "a path with .."
+refused 'path = "keyway/x}/{owner}/{provider}";' "path has a '}' without its '{'" "a path with a } alone"
+refused 'path = "keyway/{owner}{provider}";' 'path: two placeholders must be kept apart by some text' "two placeholders together"
 refused 'client_cert = "ca.pem";' 'client_cert and client_key go together' "client_cert without client_key"
+refused 'mount = "/secret";' 'mount must name a secrets engine, such as "secret"' "a mount that starts with /"
+refused 'mount = "kv/../secret";' 'mount may not hold "." or ".."' "a mount with .."
+refused 'namespace = "";' 'namespace must be one line' "an empty namespace"
+refused "client_cert = \"$CERTS/client.pem\"; client_key = \"$TMPD/none.key\";" \
+	"client_key $TMPD/none.key does not exist" "a client_key that is not there"
+: >"$TMPD/empty.key"
+chmod 600 "$TMPD/empty.key"
+refused "client_cert = \"$CERTS/client.pem\"; client_key = \"$TMPD/empty.key\";" \
+	"client_key $TMPD/empty.key must be a PEM private key of at most 64 KiB" \
+	"an empty client_key"
+
+# refused_sed SED WORDS NAME: the usual config changed by SED fails check
+# with one line holding WORDS.
+refused_sed()
+{
+	conf "$TMPD/refused.conf"
+	sed -i "$1" "$TMPD/refused.conf"
+	run "$KW" -c "$TMPD/refused.conf" check
+	expect_exit 1 "$3: refused"
+	if [ "$(wc -l <"$ERR")" -eq 1 ] && grep -qF -- "$2" "$ERR"; then
+		pass "$3: one line with \"$2\""
+	else
+		fail "$3: one line with \"$2\"" "$(cat "$ERR")"
+	fi
+}
+refused_sed 's|ca_file = "ca.pem"|ca_file = "none.pem"|' \
+	"ca_file $TMPD/none.pem: No such file or directory" "a ca_file that is not there"
+refused_sed "s|ca_file = \"ca.pem\"|ca_file = \"$TMPD\"|" \
+	"ca_file $TMPD is not a regular file" "a ca_file that is a directory"
+refused_sed "s|ca_file = \"ca.pem\"|ca_path = \"$CERTS/ca.pem\"|" \
+	"ca_path $CERTS/ca.pem is not a directory" "a ca_path that is a file"
+refused_sed 's|address = "[^"]*"|address = "vault.example:8200"|' \
+	'address must be a URL such as "https://vault.internal:8200", not "vault.example:8200"' \
+	"an address without a scheme"
+# auth settings that cannot work, and token files that hold no token.
+A='s|auth = {[^}]*};|auth = {'
+refused_sed "$A method = \"token\"; token_file = \"$SECRETD/none\"; };|" \
+	"auth.token_file: $SECRETD/none does not exist" "a token_file that is not there"
+printf 'hvs.one\nhvs.two\n' >"$SECRETD/two-lines" && chmod 600 "$SECRETD/two-lines"
+refused_sed "$A method = \"token\"; token_file = \"$SECRETD/two-lines\"; };|" \
+	"auth.token_file: $SECRETD/two-lines must hold one line of visible ASCII characters, and nothing else" \
+	"a token_file of two lines"
+head -c 1100 /dev/zero | tr '\0' t >"$SECRETD/long-token" && chmod 600 "$SECRETD/long-token"
+refused_sed "$A method = \"token\"; token_file = \"$SECRETD/long-token\"; };|" \
+	"auth.token_file: $SECRETD/long-token is longer than 1023 bytes: it must hold one line" \
+	"a token_file too long"
+refused_sed "$A method = \"ldap\"; };|" 'auth.method must be "token" or "approle", not "ldap"' \
+	"an unknown auth.method"
+refused_sed "$A colour = \"blue\"; };|" 'unknown setting auth.colour (auth takes method, token_file, role_id_file, secret_id_file, mount)' \
+	"an unknown auth setting"
+refused_sed "$A method = \"token\"; role_id_file = \"/x\"; };|" \
+	'role_id_file and secret_id_file belong to method = "approle"' "role_id_file with method = token"
+refused_sed "$A method = \"approle\"; token_file = \"/x\"; };|" \
+	'token_file belongs to method = "token"; an AppRole login makes its own token' "token_file with method = approle"
+refused_sed "$A method = \"approle\"; role_id_file = \"/x\"; secret_id_file = \"/y\"; mount = \"a/b\"; };|" \
+	'auth.mount must be the name of an auth mount, such as "approle"' "an auth.mount with a slash"
+conf "$TMPD/refused.conf"
+sed -i "$A method = \"token\"; };|" "$TMPD/refused.conf"
+run env VAULT_TOKEN="$(printf 'hvs.a\tb')" "$KW" -c "$TMPD/refused.conf" check
+expect_exit 1 "a VAULT_TOKEN with a tab: refused"
+if [ "$(wc -l <"$ERR")" -eq 1 ] &&
+	grep -qF 'backend "v": VAULT_TOKEN must be one line of visible ASCII characters' "$ERR"; then
+	pass "a VAULT_TOKEN with a tab: one line saying so"
+else
+	fail "a VAULT_TOKEN with a tab: one line saying so" "$(cat "$ERR")"
+fi
+conf "$TMPD/refused.conf"
 sed -i 's|address = "[^"]*"|address = "http://vault.example:8200"|' "$TMPD/refused.conf"
 run "$KW" -c "$TMPD/refused.conf" check
 expect_exit 1 "plain http to another host: refused"

@@ -1237,7 +1237,7 @@ static void fork_once(kw_ctx *ctx, kw_secret *held)
 	if (pid == 0) {
 		close(fds[0]);
 		alarm(10);
-		_exit(fork_child(ctx, held, getppid(), fds[1]));
+		tu_exit(fork_child(ctx, held, getppid(), fds[1]));
 	}
 	close(fds[1]);
 	for (size_t n = 0;; n += (size_t)got) {
@@ -1403,7 +1403,7 @@ static void fork_reopen(const struct reopen *r)
 	if (pid == 0) {
 		close(fds[0]);
 		alarm(10);
-		_exit(reopen_child(r, fds[1]));
+		tu_exit(reopen_child(r, fds[1]));
 	}
 	close(fds[1]);
 	for (size_t n = 0;; n += (size_t)got) {
@@ -1561,7 +1561,7 @@ static void test_fork_child_ledger(void **state)
 		st = kw_open(&c, oconf);
 		(void)!write(fds[1], kw_last_error(),
 			     strlen(kw_last_error()));
-		_exit(st == KW_ERR_INVAL && c == NULL ? 0 : 1);
+		tu_exit(st == KW_ERR_INVAL && c == NULL ? 0 : 1);
 	}
 	close(fds[1]);
 	n = read(fds[0], got, sizeof(got) - 1);

@@ -265,6 +265,17 @@ static void test_put_resolve_manage(void **state)
 	expect_error(kw_key_delete(f->ctx, tu_sysadmin(), &r), KW_ERR_NOTFOUND,
 		     tu_fmt("backend \"org_keys\": no org key of \"acme\" for "
 			    "anthropic in %s", f->path));
+	/* Neither a rotation nor a change of state makes a key that is
+	 * not there. */
+	expect_error(put(f->ctx, "org_keys", "acme", K_ACME2, NULL,
+			 KW_PUT_ROTATE),
+		     KW_ERR_NOTFOUND,
+		     tu_fmt("backend \"org_keys\": no org key of \"acme\" for "
+			    "anthropic in %s", f->path));
+	expect_error(kw_key_set_active(f->ctx, tu_sysadmin(), &r, 1),
+		     KW_ERR_NOTFOUND,
+		     tu_fmt("backend \"org_keys\": no org key of \"acme\" for "
+			    "anthropic in %s", f->path));
 
 	/* All of it is in the file: a new context reads the same. */
 	expect_ok(open_conf(f, &f->other, CONF_A));
@@ -834,9 +845,94 @@ static void test_unsafe_lock_file(void **state)
 			    "remove it",
 			    lock));
 	assert_int_equal(unlink(lock), 0);
+	/* Root takes no lock file another user could hold the writers
+	 * out with. */
+	if (geteuid() == 0) {
+		free(tu_write(f->dir, "keys.kwf.lock", 0600, "%s", ""));
+		assert_int_equal(chown(lock, 12345, 12345), 0);
+		expect_error(put(f->ctx, "org_keys", "acme", K_ACME2, NULL,
+				 KW_PUT_ROTATE),
+			     KW_ERR_PERM,
+			     tu_fmt("backend \"org_keys\": %s is owned by uid "
+				    "12345; it must belong to root or uid 0: "
+				    "chown 0 it",
+				    lock));
+		assert_int_equal(unlink(lock), 0);
+	}
 	expect_ok(put(f->ctx, "org_keys", "acme", K_ACME2, NULL,
 		      KW_PUT_ROTATE));
 	want_value(f->ctx, "bob", "acme", K_ACME2);
+}
+
+/* An unsafe lock file found where the file is to be made stops the open,
+ * in one line saying what to do and that nothing was made. */
+static void test_unsafe_lock_at_create(void **state)
+{
+	struct fixture *f = *state;
+	const char *lock = tu_fmt("%s.lock", f->path);
+	struct stat sb;
+	kw_status st;
+
+	free(tu_write(f->dir, "keys.kwf.lock", 0600, "%s", ""));
+	assert_int_equal(chmod(lock, 0666), 0);
+	st = open_conf(f, &f->ctx, CONF_A);
+	assert_int_equal(st, KW_ERR_PERM);
+	if (strstr(kw_last_error(), tu_fmt("%s is writable by group or others "
+					   "(mode 0666): chmod 600 it",
+					   lock)) == NULL ||
+	    strchr(kw_last_error(), '\n') != NULL)
+		fail_msg("%s", kw_last_error());
+	assert_int_equal(lstat(f->path, &sb), -1);
+	assert_int_equal(unlink(lock), 0);
+	assert_int_equal(symlink("elsewhere", lock), 0);
+	st = open_conf(f, &f->ctx, CONF_A);
+	assert_int_not_equal(st, KW_OK);
+	if (strstr(kw_last_error(), tu_fmt("cannot lock %s: ", lock)) == NULL ||
+	    strstr(kw_last_error(), "; nothing was created") == NULL)
+		fail_msg("%s", kw_last_error());
+	assert_int_equal(lstat(f->path, &sb), -1);
+	assert_int_equal(unlink(lock), 0);
+	open_ok(f, CONF_A);
+	assert_int_equal(lstat(f->path, &sb), 0);
+}
+
+/* Another keyway file moved into the file's place, and a file too large
+ * to be one, are refused in one line that says what to do. */
+static void test_file_replaced(void **state)
+{
+	struct fixture *f = *state;
+	char *dir2 = tu_tmpdir(), value[128];
+	kw_ctx *ctx2 = NULL;
+	kw_status st;
+
+	open_ok(f, CONF_A);
+	expect_ok(put(f->ctx, "org_keys", "acme", K_ACME, NULL, KW_PUT_CREATE));
+	want_value(f->ctx, "alice", "acme", K_ACME);
+	free(tu_write(dir2, "keyway.conf", 0600, "%s", CONF_A));
+	expect_ok(kw_open(&ctx2, tu_join(dir2, "keyway.conf")));
+	expect_ok(put(ctx2, "org_keys", "acme", K_ACME2, NULL, KW_PUT_CREATE));
+	kw_close(ctx2);
+	assert_int_equal(rename(tu_join(dir2, "keys.kwf"), f->path), 0);
+	tu_rmrf(dir2);
+	st = resolve(f->ctx, "alice", "acme", value, sizeof(value));
+	assert_int_equal(st, KW_ERR_BACKEND);
+	assert_string_equal(value, "");
+	if (strstr(kw_last_error(), tu_fmt("%s was replaced by another keyway "
+					   "file (file id ", f->path)) == NULL ||
+	    strstr(kw_last_error(), "): restart the program to read it") ==
+		    NULL)
+		fail_msg("%s", kw_last_error());
+	tu_assert_no_secret(kw_last_error());
+
+	/* A program started now reads it; past 2 GiB it is no keyway file. */
+	open_ok(f, CONF_A);
+	want_value(f->ctx, "alice", "acme", K_ACME2);
+	assert_int_equal(truncate(f->path, 3LL << 30), 0);
+	st = resolve(f->ctx, "alice", "acme", value, sizeof(value));
+	assert_int_equal(st, KW_ERR_BACKEND);
+	if (strstr(kw_last_error(), tu_fmt("%s is too large (3221225472 "
+					   "bytes)", f->path)) == NULL)
+		fail_msg("%s", kw_last_error());
 }
 
 /*
@@ -994,7 +1090,7 @@ static void test_counts_written_seldom(void **state)
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		kw_close(f->ctx);
-		_exit(0);
+		tu_exit(0);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -1058,6 +1154,8 @@ int main(void)
 		T(test_write_sees_lookalike),
 		T(test_stuck_writer),
 		T(test_unsafe_lock_file),
+		T(test_file_replaced),
+		T(test_unsafe_lock_at_create),
 		T(test_older_copy_refused),
 		T(test_leftover_temps_swept),
 		T(test_counts_written_seldom),

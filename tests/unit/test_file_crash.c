@@ -160,7 +160,7 @@ static double now_us(void)
 static void child_of(pid_t parent)
 {
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
-		_exit(5);
+		tu_exit(5);
 }
 
 /* The value writer i gives the keys it writes; 0 is the first one. */
@@ -251,7 +251,7 @@ static void resolver_loop(const char *conf, struct shared *sh)
 	if (rc != KW_OK) {
 		note_bad(sh, "the resolver cannot open its context: %s",
 			 kw_last_error());
-		_exit(1);
+		tu_exit(1);
 	}
 	while (!atomic_load(&sh->stop)) {
 		kw_ctx *c = ctx;
@@ -283,7 +283,7 @@ static void resolver_loop(const char *conf, struct shared *sh)
 		}
 	}
 	kw_close(ctx);
-	_exit(0);
+	tu_exit(0);
 }
 
 /* ---- writers ---- */
@@ -308,12 +308,12 @@ static void writer(const char *conf, unsigned i, int fd)
 		rc = put(ctx, "org_keys", "acme", "anthropic", value,
 			 KW_PUT_ROTATE);
 	if (rc == KW_OK && write(fd, "2", 1) == 1)
-		_exit(0);
+		tu_exit(0);
 	n = snprintf(msg, sizeof(msg), "E%s: %s", kw_status_str(rc),
 		     kw_last_error());
 	if (n > 0 && write(fd, msg, (size_t)n) < 0)
-		_exit(3);
-	_exit(2);
+		tu_exit(3);
+	tu_exit(2);
 }
 
 /* Where a writer was when its kill was sent, as /proc showed it just
@@ -773,19 +773,19 @@ static void adder(const char *conf, unsigned c, int go, int fd)
 	rc = kw_open(&ctx, conf);
 	/* All start at once: when the test closes the pipe. */
 	if (read(go, &b, 1) != 0)
-		_exit(4);
+		tu_exit(4);
 	for (; rc == KW_OK && k < ADDS; k++) {
 		add_key(c, k, &backend, &provider, owner, sizeof(owner));
 		add_value(value, sizeof(value), c, k);
 		rc = put(ctx, backend, owner, provider, value, KW_PUT_CREATE);
 	}
 	if (rc == KW_OK)
-		_exit(0);
+		tu_exit(0);
 	n = snprintf(msg, sizeof(msg), "adder %u, key %u: %s: %s", c, k,
 		     kw_status_str(rc), kw_last_error());
 	if (n > 0 && write(fd, msg, (size_t)n) < 0)
-		_exit(3);
-	_exit(2);
+		tu_exit(3);
+	tu_exit(2);
 }
 
 static kw_status count_key(void *arg, const kw_key_info *k)

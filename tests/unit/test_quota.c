@@ -550,7 +550,7 @@ static void run_load(struct fixture *f, struct tally *sum)
 			close(ready[0]);
 			close(go[1]);
 			close(out[c][0]);
-			_exit(load_child(f->conf, c, ready[1], go[0],
+			tu_exit(load_child(f->conf, c, ready[1], go[0],
 					 out[c][1]));
 		}
 		close(out[c][1]);
@@ -1625,6 +1625,88 @@ static void make_v1_ledger(struct fixture *f, const char *rows_sql)
 			    "1\n");
 }
 
+/*
+ * A SQLite database of another program where the ledger should be, and a
+ * ledger of a schema newer than this keyway knows, are refused at open in
+ * one line that names the file; neither is changed.
+ */
+static void test_ledger_not_ours(void **state)
+{
+	struct fixture *f = *state;
+	kw_status st;
+	int fd;
+
+	fd = open(f->ledger, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	ledger_exec(f->ledger, "PRAGMA application_id = 12345;"
+			       "CREATE TABLE theirs (x);");
+	write_quota_conf(f, "", "{ limit = 2; period = \"day\"; "
+				"per = \"user\"; }");
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	st = kw_open(&f->ctx, f->conf);
+	assert_int_equal(st, KW_ERR_BACKEND);
+	if (strstr(kw_last_error(), tu_fmt("%s is a SQLite database but not "
+					   "a keyway ledger",
+					   f->ledger)) == NULL ||
+	    strchr(kw_last_error(), '\n') != NULL)
+		fail_msg("%s", kw_last_error());
+	assert_string_equal(ledger_query(f->ledger, "PRAGMA application_id"),
+			    "12345\n");
+	assert_int_equal(unlink(f->ledger), 0);
+
+	make_v1_ledger(f, "");
+	ledger_exec(f->ledger, "PRAGMA user_version = 99;");
+	st = kw_open(&f->ctx, f->conf);
+	assert_int_equal(st, KW_ERR_BACKEND);
+	if (strstr(kw_last_error(), tu_fmt("%s has schema version 99; this "
+					   "keyway knows up to 2",
+					   f->ledger)) == NULL)
+		fail_msg("%s", kw_last_error());
+	assert_string_equal(ledger_query(f->ledger, "PRAGMA user_version"),
+			    "99\n");
+}
+
+/*
+ * A refund whose usage row another program changed: a row no longer
+ * "admitted" is not refunded, and its charge not counted down, and the
+ * refund says why in one line; one marked "refunded" already is not
+ * counted down twice.
+ */
+static void test_refund_row_changed(void **state)
+{
+	struct fixture *f = *state;
+	kw_request req = KW_REQUEST_INIT;
+	kw_secret *s = NULL;
+
+	open_quota(f, "", "{ limit = 3; period = \"day\"; per = \"user\"; }");
+	req.provider = "anthropic";
+	req.user = "alice";
+
+	assert_int_equal(kw_resolve(f->ctx, &req, &s), KW_OK);
+	ledger_exec(f->ledger, "UPDATE usage SET outcome = 'denied';");
+	assert_int_equal(kw_secret_report(s, KW_UNUSED), KW_ERR_INVAL);
+	if (strstr(kw_last_error(), "keyway.ledger: refund failed: usage row ")
+	    == NULL ||
+	    strstr(kw_last_error(), " is denied, not admitted: nothing to "
+				    "refund") == NULL)
+		fail_msg("%s", kw_last_error());
+	kw_secret_free(s);
+	assert_string_equal(ledger_query(f->ledger,
+					 "SELECT sum(count) FROM counters"),
+			    "1\n");
+
+	assert_int_equal(kw_resolve(f->ctx, &req, &s), KW_OK);
+	ledger_exec(f->ledger, "UPDATE usage SET outcome = 'refunded' "
+			       "WHERE outcome = 'admitted';");
+	assert_int_equal(kw_secret_report(s, KW_UNUSED), KW_OK);
+	kw_secret_free(s);
+	assert_string_equal(ledger_query(f->ledger,
+					 "SELECT sum(count) FROM counters"),
+			    "2\n");
+}
+
 #define INDEXES_SQL \
 	"SELECT name FROM sqlite_master WHERE type = 'index'" \
 	" AND name NOT LIKE 'sqlite_autoindex%' ORDER BY name"
@@ -1872,7 +1954,7 @@ static void test_ledger_migration_race(void **state)
 		assert_true(pids[c] >= 0);
 		if (pids[c] == 0) {
 			close(go[1]);
-			_exit(open_child(f->conf, go[0], "u00"));
+			tu_exit(open_child(f->conf, go[0], "u00"));
 		}
 	}
 	close(go[0]);
@@ -2082,9 +2164,9 @@ static void kill_child(const char *conf, int child, int out_fd)
 		}
 	}
 	if (write(out_fd, seen, sizeof(seen)) != (ssize_t)sizeof(seen))
-		_exit(3);
+		tu_exit(3);
 	kill(getpid(), SIGKILL);
-	_exit(3);
+	tu_exit(3);
 }
 
 /*
@@ -2975,6 +3057,8 @@ static const struct CMUnitTest fixed_tests[] = {
 	T(test_ledger_migrates_v1),
 	T(test_ledger_new_schema),
 	T(test_ledger_migration_race),
+	T(test_ledger_not_ours),
+	T(test_refund_row_changed),
 	T(test_ledger_newer_schema),
 	T(test_ledger_sweep),
 	T(test_ledger_wal_bounded),

@@ -653,7 +653,7 @@ static void test_fork(void **state)
 			bad |= 4;
 		kw_secret_free(s);
 		kw_close(fx->ctx);
-		_exit(bad);
+		tu_exit(bad);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));

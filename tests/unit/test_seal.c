@@ -1297,7 +1297,7 @@ static void test_rekey_under_processes(void **state)
 		if (pid == 0) {
 			close(ready[0]);
 			close(stop[1]);
-			_exit(child_main(conf_ba, i, ready[1], stop[0]));
+			tu_exit(child_main(conf_ba, i, ready[1], stop[0]));
 		}
 		f->kids[f->nkids++] = pid;
 	}

@@ -2245,7 +2245,7 @@ static void fork_children(const char *conf, pid_t *pids, int n, int nkeys,
 		assert_true(pids[c] >= 0);
 		if (pids[c] == 0) {
 			close(fds[1]);
-			_exit(child_work(conf, c, fds[0], nkeys));
+			tu_exit(child_work(conf, c, fds[0], nkeys));
 		}
 	}
 	close(fds[0]);
@@ -2649,6 +2649,34 @@ static void collect_line(void *arg, const char *line)
 	size_t len = strlen(c->text);
 
 	snprintf(c->text + len, sizeof(c->text) - len, "%s\n", line);
+}
+
+/* A check reads a store whose name holds what a URI would take for
+ * something else ("?", "#", "%", a space): its read-only connection opens
+ * the file the setting names, and no other. */
+static void test_check_name_escaped(void **state)
+{
+	struct fixture *f = *state;
+	char *conf;
+
+	open_store(f);
+	put_ok(f, "org_keys", "acme", "anthropic", K_ORG_ACME, NULL);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	assert_int_equal(rename(f->db, tu_fmt("%s/my keys?a=1#%%41.db",
+					      f->dir)),
+			 0);
+	conf = tu_keep(tu_write(
+		f->dir, "keyway.conf", 0600,
+		"keyway: { master_key = { source = \"env\"; }; };\n"
+		"backends: { s: { module = \"sqlite\"; "
+		"path = \"my keys?a=1#%%41.db\"; scope = \"org\"; }; };\n"
+		"chains: { default = ( { backend = \"s\"; "
+		"control = \"required\"; } ); };\n"));
+	if (kw_check(conf, NULL, NULL) != KW_OK)
+		fail_msg("%s", kw_last_error());
+	assert_int_equal(access(tu_fmt("%s/my keys", f->dir), F_OK), -1);
+	assert_int_equal(access(tu_fmt("%s/my keysA.db", f->dir), F_OK), -1);
 }
 
 /* A check creates nothing: a missing store is reported, and stays missing. */
@@ -4091,10 +4119,10 @@ static void test_fork_child_refuses_parent_file(void **state)
 			 "cannot open it again;",
 			 f->db, (long)getppid());
 		if (kw_open(&c, f->conf) != KW_ERR_INVAL || c != NULL)
-			_exit(2);
+			tu_exit(2);
 		if (strstr(kw_last_error(), want) == NULL)
-			_exit(3);
-		_exit(before >= 0 && fds_on(f->db) == before ? 0 : 4);
+			tu_exit(3);
+		tu_exit(before >= 0 && fds_on(f->db) == before ? 0 : 4);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
@@ -4138,6 +4166,72 @@ static void test_damaged_key_id(void **state)
 				  f->db)) == NULL)
 			fail_msg("damage %zu: %s", i, kw_last_error());
 	}
+}
+
+/* A meta table without the store's id or salt, or with one malformed, and
+ * a schema newer than this keyway knows, make the open fail with one line
+ * that names the store and what is wrong with it. */
+static void test_damaged_meta(void **state)
+{
+	static const struct {
+		const char *sql, *said;
+	} damage[] = {
+		{ "UPDATE meta SET v = 'not-hex-not-hex-not-hex-not-hex' "
+		  "WHERE k = 'store_id'",
+		  "is damaged: meta store_id is malformed" },
+		{ "UPDATE meta SET v = '0123456789abcdef0123456789ABCDEF' "
+		  "WHERE k = 'store_id'",
+		  "is damaged: meta store_id is malformed" },
+		{ "UPDATE meta SET v = zeroblob(3) WHERE k = 'kdf_salt'",
+		  "is damaged: meta kdf_salt is malformed" },
+		{ "DELETE FROM meta WHERE k = 'kdf_salt'",
+		  "is damaged: its meta table has no kdf_salt" },
+		{ "DELETE FROM meta WHERE k = 'store_id'",
+		  "is damaged: its meta table has no store_id" },
+		{ "PRAGMA user_version = 99",
+		  "has schema version 99; this keyway knows up to " },
+	};
+	struct fixture *f = *state;
+
+	for (size_t i = 0; i < sizeof(damage) / sizeof(damage[0]); i++) {
+		sqlite3 *db;
+		kw_status st;
+
+		unlink(f->db);
+		open_store(f);
+		put_ok(f, "org_keys", "acme", "anthropic", K_ORG_ACME, NULL);
+		kw_close(f->ctx);
+		f->ctx = NULL;
+		db = open_db(f->db);
+		assert_int_equal(sqlite3_exec(db, damage[i].sql, NULL, NULL,
+					      NULL),
+				 SQLITE_OK);
+		assert_int_equal(sqlite3_close(db), SQLITE_OK);
+		st = open_text(f, STORE_CONF);
+		assert_int_equal(st, KW_ERR_BACKEND);
+		if (strstr(kw_last_error(), f->db) == NULL ||
+		    strstr(kw_last_error(), damage[i].said) == NULL ||
+		    strchr(kw_last_error(), '\n') != NULL)
+			fail_msg("damage %zu: %s", i, kw_last_error());
+	}
+}
+
+/* busy_timeout_ms out of its range is refused in one line naming it. */
+static void test_busy_timeout_refused(void **state)
+{
+	struct fixture *f = *state;
+	kw_status st;
+
+	st = open_text(f, "keyway: { master_key = { source = \"env\"; }; };\n"
+			  "backends: { s: { module = \"sqlite\"; "
+			  "path = \"keys.db\"; scope = \"org\"; "
+			  "busy_timeout_ms = -1; }; };\n"
+			  "chains: { default = ( { backend = \"s\"; "
+			  "control = \"required\"; } ); };\n");
+	assert_int_equal(st, KW_ERR_CONFIG);
+	if (strstr(kw_last_error(), "busy_timeout_ms must be between 0 and ")
+	    == NULL)
+		fail_msg("%s", kw_last_error());
 }
 
 /*
@@ -4217,6 +4311,9 @@ int main(int argc, char **argv)
 		T(test_wal_at_last_close),
 		T(test_fork_child_refuses_parent_file),
 		T(test_damaged_key_id),
+		T(test_damaged_meta),
+		T(test_busy_timeout_refused),
+		T(test_check_name_escaped),
 		T(test_delete_under_reader_wal_emptied),
 	};
 

@@ -20,6 +20,19 @@
 
 #include "testutil.h"
 
+#ifdef KW_COVERAGE
+/* libgcov's: write the counters now (gcc 11 and later). */
+void __gcov_dump(void);
+#endif
+
+void tu_exit(int status)
+{
+#ifdef KW_COVERAGE
+	__gcov_dump();
+#endif
+	_exit(status);
+}
+
 static void *kept[1024];
 static size_t nkept;
 

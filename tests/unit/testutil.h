@@ -11,6 +11,13 @@
 
 #include <keyway/keyway.h>
 
+/*
+ * _exit(status) for a child of fork().  In a build configured with
+ * --enable-coverage, the child first writes its gcov counters, which
+ * _exit() would lose, so that what keyway ran in the child is counted.
+ */
+void tu_exit(int status) __attribute__((noreturn));
+
 /* A fresh private directory under $TMPDIR (or /tmp); aborts on failure. */
 char *tu_tmpdir(void);
 /* Remove dir and everything in it, then free it. */
