@@ -204,7 +204,9 @@ static enum MHD_Result lib_error(struct MHD_Connection *c, const char *op,
 
 	if (code >= 500)
 		kwd_log("%s: %s", op, kw_last_error());
-	return kwd_send_error(c, code, word, "%s", kw_last_error());
+	return kwd_send_coded(c, code, word,
+			      code >= 500 ? kwd_code_word(st) : NULL, "%s",
+			      kw_last_error());
 }
 
 /* "2026-12-02T22:10:04Z", or null for 0 (never). */
@@ -352,8 +354,9 @@ static enum MHD_Result do_list(struct admin *a, bool one)
 	st = kw_key_list(a->g->ctx, &a->actor, backend, owner, list_one, &l);
 	if (l.nomem) {
 		json_decref(l.keys);
-		return kwd_send_error(a->c, MHD_HTTP_INTERNAL_SERVER_ERROR,
-				      "error", "out of memory");
+		return kwd_send_coded(a->c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+				      "error", "nomem",
+				      "out of memory");
 	}
 	if (st != KW_OK) {
 		json_decref(l.keys);
@@ -445,8 +448,9 @@ static json_t *admin_body(struct admin *a, const char *const *names,
 	/* jansson can give a string cut short after a failed allocation. */
 	if (kwd_json_nomem) {
 		json_decref(j);
-		*ret = kwd_send_error(a->c, MHD_HTTP_INTERNAL_SERVER_ERROR,
-				      "error", "out of memory");
+		*ret = kwd_send_coded(a->c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+				      "error", "nomem",
+				      "out of memory");
 		explicit_bzero(&e, sizeof(e));
 		return NULL;
 	}
@@ -720,8 +724,9 @@ static enum MHD_Result do_usage(struct admin *a)
 	st = kw_usage(a->g->ctx, &a->actor, &f, usage_one, &u);
 	if (u.nomem) {
 		json_decref(u.rows);
-		return kwd_send_error(a->c, MHD_HTTP_INTERNAL_SERVER_ERROR,
-				      "error", "out of memory");
+		return kwd_send_coded(a->c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+				      "error", "nomem",
+				      "out of memory");
 	}
 	if (st != KW_OK && !u.truncated) {
 		json_decref(u.rows);

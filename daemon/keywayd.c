@@ -261,33 +261,51 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned code,
 	return send_json_hdr(c, code, j, NULL, NULL);
 }
 
-static enum MHD_Result send_error(struct MHD_Connection *c, unsigned code,
-				  const char *status, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+/* {"error":MSG,"status":STATUS} and, when not NULL, "code":CODE. */
+static enum MHD_Result vsend_error(struct MHD_Connection *c, unsigned http,
+				   const char *status, const char *code,
+				   const char *fmt, va_list ap)
+	__attribute__((format(printf, 5, 0)));
 
-static enum MHD_Result send_error(struct MHD_Connection *c, unsigned code,
-				  const char *status, const char *fmt, ...)
+static enum MHD_Result vsend_error(struct MHD_Connection *c, unsigned http,
+				   const char *status, const char *code,
+				   const char *fmt, va_list ap)
 {
 	char msg[1024];
-	va_list ap;
 	json_t *j;
 
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	for (char *p = msg; *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = ' ';
-	j = json_pack("{s:s, s:s}", "error", msg, "status", status);
+	j = json_pack("{s:s, s:s, s:s*}", "error", msg, "status", status,
+		      "code", code);
 	/* jansson takes only UTF-8: a caller's bytes that are not, or a
 	 * character cut in two by a length limit, are shown as '?'. */
 	if (!j) {
 		for (char *p = msg; *p; p++)
 			if ((unsigned char)*p >= 0x80)
 				*p = '?';
-		j = json_pack("{s:s, s:s}", "error", msg, "status", status);
+		j = json_pack("{s:s, s:s, s:s*}", "error", msg, "status",
+			      status, "code", code);
 	}
-	return send_json(c, code, j);
+	return send_json(c, http, j);
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, unsigned http,
+				  const char *status, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static enum MHD_Result send_error(struct MHD_Connection *c, unsigned http,
+				  const char *status, const char *fmt, ...)
+{
+	enum MHD_Result ret;
+	va_list ap;
+
+	va_start(ap, fmt);
+	ret = vsend_error(c, http, status, NULL, fmt, ap);
+	va_end(ap);
+	return ret;
 }
 
 /* The HTTP status that tells a keyway status. */
@@ -325,6 +343,54 @@ static const char *status_word(kw_status st)
 	default:
 		return "error";
 	}
+}
+
+/* For the statuses status_word() calls "error": which one, so that a
+ * client can tell them apart (docs/daemon-protocol.md, "Statuses"). */
+const char *kwd_code_word(kw_status st)
+{
+	switch (st) {
+	case KW_ERR_BACKEND:
+		return "backend";
+	case KW_ERR_CRYPTO:
+		return "crypto";
+	case KW_ERR_CONFIG:
+		return "config";
+	case KW_ERR_MODULE:
+		return "module";
+	case KW_ERR_NOMEM:
+		return "nomem";
+	case KW_ERR_IO:
+		return "io";
+	case KW_ERR_PERM:
+		return "perm";
+	case KW_ERR_EXISTS:
+		return "exists";
+	case KW_ERR_UNSUPPORTED:
+		return "unsupported";
+	case KW_ERR_INTERNAL:
+		return "internal";
+	default:
+		return NULL;
+	}
+}
+
+/* The answer to a call of the library's that failed with st. */
+static enum MHD_Result send_status(struct MHD_Connection *c, kw_status st,
+				   const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static enum MHD_Result send_status(struct MHD_Connection *c, kw_status st,
+				   const char *fmt, ...)
+{
+	enum MHD_Result ret;
+	va_list ap;
+
+	va_start(ap, fmt);
+	ret = vsend_error(c, http_status(st), status_word(st), kwd_code_word(st),
+			  fmt, ap);
+	va_end(ap);
+	return ret;
 }
 
 /* The bytes copied as they are into a JSON string: all but control
@@ -731,8 +797,7 @@ static enum MHD_Result do_resolve(struct MHD_Connection *c,
 	if (st != KW_OK) {
 		if (http_status(st) >= 500)
 			kwd_log("resolve: %s", kw_last_error());
-		ret = send_error(c, http_status(st), status_word(st), "%s",
-				 kw_last_error());
+		ret = send_status(c, st, "%s", kw_last_error());
 		goto out;
 	}
 	w = key_answer(s);
@@ -753,8 +818,7 @@ static enum MHD_Result do_resolve(struct MHD_Connection *c,
 	if (kw_secret_report(s, KW_UNUSED) != KW_OK)
 		kwd_log("resolve: %s", kw_last_error());
 	kw_secret_free(s);
-	ret = send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "error",
-			 "out of memory");
+	ret = send_status(c, KW_ERR_NOMEM, "out of memory");
 out:
 	kwd_fields_free(&f);
 	kwd_gen_put(g);
@@ -779,8 +843,7 @@ static enum MHD_Result do_explain(struct MHD_Connection *c,
 		goto out;
 	st = kw_explain(g->ctx, &req, &t);
 	if (st != KW_OK) {
-		ret = send_error(c, http_status(st), status_word(st), "%s",
-				 kw_last_error());
+		ret = send_status(c, st, "%s", kw_last_error());
 		goto out;
 	}
 	steps = json_array();
@@ -856,8 +919,7 @@ static enum MHD_Result do_report(struct MHD_Connection *c,
 		break;
 	case KWD_REPORT_FAILED:
 		kwd_log("report: %s", kw_last_error());
-		ret = send_error(c, http_status(st), status_word(st), "%s",
-				 kw_last_error());
+		ret = send_status(c, st, "%s", kw_last_error());
 		break;
 	}
 out:
@@ -1050,13 +1112,26 @@ enum MHD_Result kwd_send_json(struct MHD_Connection *c, unsigned code,
 enum MHD_Result kwd_send_error(struct MHD_Connection *c, unsigned code,
 			       const char *status, const char *fmt, ...)
 {
-	char msg[1024];
+	enum MHD_Result ret;
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	ret = vsend_error(c, code, status, NULL, fmt, ap);
 	va_end(ap);
-	return send_error(c, code, status, "%s", msg);
+	return ret;
+}
+
+enum MHD_Result kwd_send_coded(struct MHD_Connection *c, unsigned http,
+			       const char *status, const char *code,
+			       const char *fmt, ...)
+{
+	enum MHD_Result ret;
+	va_list ap;
+
+	va_start(ap, fmt);
+	ret = vsend_error(c, http, status, code, fmt, ap);
+	va_end(ap);
+	return ret;
 }
 
 void kwd_refused(struct kwd_gen *g, const char *op, const char *caller,

@@ -146,6 +146,14 @@ enum MHD_Result kwd_send_json(struct MHD_Connection *c, unsigned code,
 enum MHD_Result kwd_send_error(struct MHD_Connection *c, unsigned code,
 			       const char *status, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+/* The same with "code":CODE beside them, when code is not NULL. */
+enum MHD_Result kwd_send_coded(struct MHD_Connection *c, unsigned http,
+			       const char *status, const char *code,
+			       const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+/* The protocol's "code" for a status it answers "error" (crypto, io,
+ * ...), else NULL. */
+const char *kwd_code_word(kw_status st);
 /* Record a refused request in the audit trail of g (and on stderr). */
 void kwd_refused(struct kwd_gen *g, const char *op, const char *caller,
 		 long long uid, long long pid, const char *chain,

@@ -323,9 +323,36 @@ static kw_status ask(struct kwi_remote *r, const char *path,
 	return KW_OK;
 }
 
-/* The keyway status a word of the protocol stands for; code decides
+/* Which error an answer "error" stands for, by its "code"; KW_ERR_BACKEND
+ * for a code this library does not know, or none (an older keywayd). */
+static kw_status error_of(const char *code)
+{
+	static const struct {
+		const char *code;
+		kw_status st;
+	} codes[] = {
+		{ "backend", KW_ERR_BACKEND },
+		{ "crypto", KW_ERR_CRYPTO },
+		{ "config", KW_ERR_CONFIG },
+		{ "module", KW_ERR_MODULE },
+		{ "nomem", KW_ERR_NOMEM },
+		{ "io", KW_ERR_IO },
+		{ "perm", KW_ERR_PERM },
+		{ "exists", KW_ERR_EXISTS },
+		{ "unsupported", KW_ERR_UNSUPPORTED },
+		{ "internal", KW_ERR_INTERNAL },
+	};
+
+	for (size_t i = 0; code != NULL && i < sizeof(codes) / sizeof(codes[0]);
+	     i++)
+		if (strcmp(code, codes[i].code) == 0)
+			return codes[i].st;
+	return KW_ERR_BACKEND;
+}
+
+/* The keyway status a word of the protocol stands for; http decides
  * words it does not know. */
-static kw_status status_of(const char *word, long code)
+static kw_status status_of(const char *word, long http)
 {
 	static const struct {
 		const char *word;
@@ -346,7 +373,7 @@ static kw_status status_of(const char *word, long code)
 	     i++)
 		if (strcmp(word, words[i].word) == 0)
 			return words[i].st;
-	switch (code) {
+	switch (http) {
 	case 200:
 		return KW_OK;
 	case 400:
@@ -378,6 +405,9 @@ static kw_status answer_error(const struct kwi_remote *r, long code,
 	const char *msg = json_string_value(json_object_get(j, "error"));
 	kw_status st = status_of(word, code);
 	char line[1024];
+
+	if (st == KW_ERR_BACKEND && word != NULL && strcmp(word, "error") == 0)
+		st = error_of(json_string_value(json_object_get(j, "code")));
 	bool own = word != NULL &&
 		   (strcmp(word, "notfound") == 0 ||
 		    strcmp(word, "denied") == 0 ||

@@ -3,12 +3,17 @@
  * configuration that makes libkeyway a client of keywayd:
  *
  *     client_api CONFIG USER
+ *     client_api CONFIG USER CHAIN
  *
- * opens CONFIG, resolves anthropic for USER, reports it unused, reports
- * it again, resolves again and frees that secret after kw_close(), lists
- * keys, and prints one line for each step (the key itself once, on the
- * "value" line: run it with its stdout kept private).  Exits 0 when every
- * step went as a client's should, 1 otherwise.
+ * With CHAIN it only resolves anthropic for USER through CHAIN and prints
+ * "CHAIN: STATUS: kw_last_error()" (or "CHAIN: ok"), for a comparison of
+ * a client's status with that of the same resolve in process; it exits 0.
+ *
+ * Without, it opens CONFIG, resolves anthropic for USER, reports it
+ * unused, reports it again, resolves again and frees that secret after
+ * kw_close(), lists keys, and prints one line for each step (the key
+ * itself once, on the "value" line: run it with its stdout kept private).
+ * Exits 0 when every step went as a client's should, 1 otherwise.
  */
 #include <stdio.h>
 #include <string.h>
@@ -42,8 +47,8 @@ int main(int argc, char **argv)
 	kw_ctx *ctx = NULL;
 	kw_status st;
 
-	if (argc != 3) {
-		fprintf(stderr, "usage: client_api CONFIG USER\n");
+	if (argc != 3 && argc != 4) {
+		fprintf(stderr, "usage: client_api CONFIG USER [CHAIN]\n");
 		return 2;
 	}
 	req.provider = "anthropic";
@@ -54,6 +59,15 @@ int main(int argc, char **argv)
 	step("open", st, KW_OK);
 	if (st != KW_OK)
 		return 1;
+	if (argc == 4) {
+		req.chain = argv[3];
+		st = kw_resolve(ctx, &req, &s);
+		/* kw_status_str() names the status, whatever its text. */
+		step(argv[3], st, st);
+		kw_secret_free(s);
+		kw_close(ctx);
+		return 0;
+	}
 	printf("sensitive_env: %s\n",
 	       kw_sensitive_env(ctx) == NULL ? "none" : "some");
 	if (kw_sensitive_env(ctx) != NULL)

@@ -8,12 +8,19 @@ export type StatusWord =
 	| 'denied' | 'notfound' | 'refused' | 'unavail' | 'invalid'
 	| 'limited' | 'conflict' | 'error';
 
+export type ErrorCode =
+	| 'backend' | 'crypto' | 'config' | 'module' | 'nomem' | 'io' | 'perm'
+	| 'exists' | 'unsupported' | 'internal';
+
 export declare class KeywayError extends Error {
-	constructor(message: string, status?: string | null, httpStatus?: number | null);
+	constructor(message: string, status?: string | null, httpStatus?: number | null,
+		code?: string | null);
 	/** keywayd's word for what went wrong. */
 	readonly status: StatusWord | string;
 	/** The answer's HTTP status; null when keywayd could not be reached. */
 	readonly httpStatus: number | null;
+	/** Which error an 'error' is; null for the other words. */
+	readonly code: ErrorCode | string | null;
 	static readonly defaultStatus: string;
 }
 export declare class DeniedError extends KeywayError {}

@@ -26,13 +26,16 @@ export const MAX_ANSWER = 1 << 20;
 // keywayd's word ('denied', 'notfound', 'refused', 'unavail', 'invalid',
 // 'limited', 'conflict', 'error'), httpStatus the answer's HTTP status (null
 // when there was no answer), message the one line that says what is wrong.
-// No message ever holds a key.
+// No message ever holds a key.  code says which error an 'error' is
+// ('backend', 'crypto', 'config', 'module', 'nomem', 'io', 'perm', 'exists',
+// 'unsupported', 'internal'), else null.
 export class KeywayError extends Error {
-	constructor(message, status, httpStatus = null) {
+	constructor(message, status, httpStatus = null, code = null) {
 		super(message);
 		this.name = new.target.name;
 		this.status = status ?? new.target.defaultStatus;
 		this.httpStatus = httpStatus;
+		this.code = code;
 	}
 
 	static defaultStatus = 'error';
@@ -95,11 +98,14 @@ function oneLine(s) {
 function errorFrom(code, body, what) {
 	let word = null;
 	let msg = null;
+	let kind = null;
 	try {
 		const doc = JSON.parse(body);
 		if (doc && typeof doc === 'object' && !Array.isArray(doc)) {
 			if (typeof doc.status === 'string')
 				word = doc.status;
+			if (typeof doc.code === 'string')
+				kind = doc.code;
 			if (typeof doc.error === 'string' && doc.error)
 				msg = doc.error;
 		}
@@ -110,7 +116,7 @@ function errorFrom(code, body, what) {
 		msg = `keywayd answered ${what} with HTTP ${code}`;
 	const Cls = (word !== null && BY_STATUS.get(word)) ||
 		BY_HTTP.get(code) || KeywayError;
-	return new Cls(oneLine(msg), word, code);
+	return new Cls(oneLine(msg), word, code, kind);
 }
 
 // ---- the client ----

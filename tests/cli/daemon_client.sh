@@ -64,6 +64,8 @@ backends: {
 	nokey: { module = "fake"; answer = "notfound"; };
 	down: { module = "fake"; answer = "unavail"; };
 	broken: { module = "fake"; answer = "error"; };
+	badseal: { module = "fake"; answer = "error"; status = 5; };
+	noio: { module = "fake"; answer = "error"; status = 10; };
 	team: { module = "fake"; answer = "found"; };
 };
 chains: {
@@ -71,6 +73,8 @@ chains: {
 	nokey = ( { backend = "nokey"; control = "required"; } );
 	down = ( { backend = "down"; control = "required"; } );
 	broken = ( { backend = "broken"; control = "required"; } );
+	badseal = ( { backend = "badseal"; control = "required"; } );
+	noio = ( { backend = "noio"; control = "required"; } );
 	mixed = ( { backend = "nokey"; control = "sufficient"; },
 		  { backend = "down"; control = "optional"; },
 		  { backend = "team"; control = "sufficient"; } );
@@ -168,6 +172,20 @@ for chain in nokey down broken nosuch; do
 	expect_file "$ERR" "$(cat "$TMPD/inproc.err")" \
 		"chain $chain: the client's error line is in-process's"
 done
+# The C API's status, not only the CLI's exit status (1 for every error):
+# a sealed value that does not open (5, KW_ERR_CRYPTO) and a file error
+# (10, KW_ERR_IO) are told apart through keywayd as in-process.
+for chain in broken badseal noio; do
+	run env KEYWAY_MASTER_KEY="$MASTER" ANTHROPIC_API_KEY="$K_ENV" \
+		"$API" "$DCONF" alice "$chain"
+	cp -- "$OUT" "$TMPD/inproc.out"
+	run "$API" "$CCONF" alice "$chain"
+	expect_exit 0 "client_api, chain $chain: through keywayd"
+	expect_file "$OUT" "$(cat "$TMPD/inproc.out")" \
+		"client_api, chain $chain: the status and line in-process gives"
+done
+expect_eq "$(grep -c '^noio: i/o error: ' "$OUT")" 1 \
+	"client_api through keywayd: chain noio fails with KW_ERR_IO"
 expect_eq "$(cat "$TMPD/inproc.err")" "keyway: $DCONF: no chain \"nosuch\"" \
 	"an unknown chain is named as in-process names it"
 run inproc get anthropic --user 'bad user'

@@ -515,6 +515,51 @@ static void test_errors(void **state)
 	}
 }
 
+/* An answer "error" names which error it is in "code": a client returns
+ * the status a resolve in process would have returned. */
+static void test_error_codes(void **state)
+{
+	static const struct {
+		const char *code;
+		kw_status st;
+	} answers[] = {
+		{ "crypto", KW_ERR_CRYPTO },
+		{ "io", KW_ERR_IO },
+		{ "nomem", KW_ERR_NOMEM },
+		{ "config", KW_ERR_CONFIG },
+		{ "perm", KW_ERR_PERM },
+		{ "backend", KW_ERR_BACKEND },
+		{ "not-a-code", KW_ERR_BACKEND },
+	};
+	struct fx *fx = *state;
+	size_t n = sizeof(answers) / sizeof(answers[0]);
+	char body[MAX_ANSWERS][128];
+	kw_secret *s;
+
+	for (size_t i = 0; i < n; i++)
+		snprintf(body[i], sizeof(body[i]),
+			 "{\"error\":\"sealed value %zu\",\"status\":"
+			 "\"error\",\"code\":\"%s\"}", i, answers[i].code);
+	/* A code beside any other word changes nothing. */
+	snprintf(body[n], sizeof(body[n]),
+		 "{\"error\":\"gone\",\"status\":\"notfound\","
+		 "\"code\":\"crypto\"}");
+	stub_start(fx, (int)n + 1, http(500, body[0]), http(500, body[1]),
+		   http(500, body[2]), http(500, body[3]), http(500, body[4]),
+		   http(500, body[5]), http(500, body[6]), http(404, body[7]));
+	for (size_t i = 0; i < n; i++) {
+		char want[64];
+
+		s = (kw_secret *)&s;
+		assert_status(resolve(fx, NULL, &s), answers[i].st);
+		assert_null(s);
+		snprintf(want, sizeof(want), "sealed value %zu", i);
+		assert_string_equal(kw_last_error(), want);
+	}
+	assert_status(resolve(fx, NULL, &s), KW_ERR_NOTFOUND);
+	assert_string_equal(kw_last_error(), "gone");
+}
+
 /* A 200 without a usable key gives its lease back and hands out
  * nothing. */
 static void test_malformed_key(void **state)
@@ -674,6 +719,7 @@ int main(void)
 		FX_TEST(test_no_daemon),
 		FX_TEST(test_key_and_reports),
 		FX_TEST(test_errors),
+		FX_TEST(test_error_codes),
 		FX_TEST(test_malformed_key),
 		FX_TEST(test_trace),
 		FX_TEST(test_long_request),

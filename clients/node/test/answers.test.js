@@ -112,6 +112,20 @@ describe('answers of a stand-in for keywayd', () => {
 		await assert.rejects(client.resolve({ provider: 'anthropic' }), { message: 'one two three' });
 	});
 
+	it('an error names which error in code', async () => {
+		answer = [500, '{"error":"sealed value does not open","status":"error","code":"crypto"}', 0];
+		await assert.rejects(client.resolve({ provider: 'anthropic' }), (e) => {
+			assert.deepEqual([e.status, e.code], ['error', 'crypto']);
+			return true;
+		});
+		answer = [404, err('notfound', 'no key'), 0];
+		await assert.rejects(client.resolve({ provider: 'anthropic' }), (e) => {
+			assert.ok(e instanceof keyway.NotFoundError);
+			assert.equal(e.code, null);
+			return true;
+		});
+	});
+
 	it('a 200 that is not an answer', async () => {
 		for (const body of ['not json', '[1, 2]', '{"key":"k","backend":"b"}',
 			'{"key":"","backend":"b","lease":"l"}']) {

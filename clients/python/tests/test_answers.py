@@ -127,6 +127,19 @@ def test_a_message_of_many_lines_is_made_one(stand_in):
     assert ei.value.message == "one two three", ei.value.message
 
 
+def test_an_error_names_which_error_in_code(stand_in):
+    srv, c = stand_in
+    srv.answer = (500, '{"error":"sealed value does not open",'
+                  '"status":"error","code":"crypto"}', 0)
+    with pytest.raises(keyway.Error) as ei:
+        c.resolve("anthropic")
+    assert (ei.value.status, ei.value.code) == ("error", "crypto")
+    srv.answer = (404, _err("notfound", "no key"), 0)
+    with pytest.raises(keyway.NotFound) as ei:
+        c.resolve("anthropic")
+    assert ei.value.code is None
+
+
 def test_a_200_that_is_not_an_answer(stand_in):
     srv, c = stand_in
     for body in ("not json", "[1, 2]", '{"key":"k","backend":"b"}',

@@ -48,17 +48,20 @@ class Error(Exception):
     "unavail", "invalid", "limited", "conflict", "error"), http_status the
     HTTP status of the answer (None when there was no answer), message the
     one line that says what is wrong.  str() is "status: message".  No
-    message ever holds a key.
+    message ever holds a key.  code says which error an "error" is
+    ("backend", "crypto", "config", "module", "nomem", "io", "perm",
+    "exists", "unsupported", "internal"), else None.
     """
 
     status = "error"
 
-    def __init__(self, message, status=None, http_status=None):
+    def __init__(self, message, status=None, http_status=None, code=None):
         super().__init__(message)
         self.message = message
         if status is not None:
             self.status = status
         self.http_status = http_status
+        self.code = code
 
     def __str__(self):
         return "%s: %s" % (self.status, self.message)
@@ -115,11 +118,12 @@ _BY_HTTP = {400: Invalid, 403: Denied, 404: NotFound, 405: Invalid,
 
 def _error_from(code, body, what):
     """The exception for a non-200 answer."""
-    word, msg = None, None
+    word, msg, kind = None, None, None
     try:
         doc = json.loads(body)
         if isinstance(doc, dict):
             word, msg = doc.get("status"), doc.get("error")
+            kind = doc.get("code")
     except ValueError:
         pass
     if not isinstance(msg, str) or not msg:
@@ -127,7 +131,8 @@ def _error_from(code, body, what):
     msg = " ".join(msg.splitlines())
     cls = _BY_STATUS.get(word) or _BY_HTTP.get(code, Error)
     return cls(msg, status=word if isinstance(word, str) else None,
-               http_status=code)
+               http_status=code,
+               code=kind if isinstance(kind, str) else None)
 
 
 # ---- the transport ----
