@@ -8,7 +8,8 @@
 # process; what it tells $NOTIFY_SOCKET (a path, or an abstract name)
 # when it is ready, reloads and stops; and the shipped units, checked by
 # systemd-analyze verify, allowing chown() (socket_group, admin_group) and
-# a writable /run/keyway-admin for the admin socket.
+# a writable /run/keyway-admin for the admin socket; and the keyway user
+# and group systemd-sysusers makes from keyway.sysusers.
 # Run by `make check`, or by hand as lib.sh says.
 
 . "$(dirname -- "$0")/lib.sh" || exit 99
@@ -393,6 +394,28 @@ else
 	done
 	expect_eq "$denied" "" "keyway.service allows chown() and fchown(), for socket_group and admin_group"
 fi
+# The user and group the service runs as, from the shipped sysusers.d
+# file, made by systemd-sysusers in a root of the test's own.
+SYSUSERS=$KEYWAY_SRCDIR/systemd/keyway.sysusers
+if ! command -v systemd-sysusers >/dev/null 2>&1; then
+	skip "systemd-sysusers makes the service's user and group" \
+		"systemd-sysusers (Debian's systemd) is not installed"
+else
+	mkdir -p "$TMPD/sysroot/etc"
+	run systemd-sysusers --root="$TMPD/sysroot" "$SYSUSERS"
+	expect_exit 0 "systemd-sysusers takes keyway.sysusers"
+	svc_user=$(sed -n 's/^User=//p' "$UNITS/keyway.service")
+	svc_group=$(sed -n 's/^Group=//p' "$UNITS/keyway.service")
+	svc_home=/var/lib/$(sed -n 's/^StateDirectory=//p' "$UNITS/keyway.service")
+	expect_eq "$(awk -F: -v u="$svc_user" '$1 == u { print $6 ":" $7 }' \
+		"$TMPD/sysroot/etc/passwd")" "$svc_home:/usr/sbin/nologin" \
+		"systemd-sysusers makes keyway.service's User=, with its StateDirectory= for home and no shell"
+	gid=$(awk -F: -v g="$svc_group" '$1 == g { print $3 }' "$TMPD/sysroot/etc/group")
+	expect_eq "$(awk -F: -v u="$svc_user" '$1 == u { print $4 }' \
+		"$TMPD/sysroot/etc/passwd")" "${gid:-none}" \
+		"systemd-sysusers makes keyway.service's Group=, the user's group"
+fi
+
 if ! command -v systemd-analyze >/dev/null 2>&1; then
 	skip "systemd-analyze verify: keyway.socket and keyway.service" \
 		"systemd-analyze (Debian's systemd) is not installed"
