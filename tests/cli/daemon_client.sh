@@ -81,7 +81,9 @@ inproc()
 }
 
 # keywayd has the keys the client has not.
+# shellcheck disable=SC2034 # read by start (daemon_lib.sh)
 CONF=$DCONF
+# shellcheck disable=SC2034
 KWD_ENV=(KEYWAY_MASTER_KEY="$MASTER" ANTHROPIC_API_KEY="$K_ENV")
 
 # leases: how many keys keywayd holds unreported.
