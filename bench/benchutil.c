@@ -1,6 +1,6 @@
 /*
- * benchutil.c - clock, key names and values, request order and JSON output
- * shared by the benchmark programs.
+ * benchutil.c - clock, key names and values, request order, threaded runs
+ * and JSON output shared by the benchmark programs.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -132,6 +132,64 @@ uint64_t bu_count(const char *prog, const char *opt, const char *s)
 		exit(2);
 	}
 	return v;
+}
+
+bool bu_run_opt(struct bu_run *r, const char *prog, int c, const char *arg)
+{
+	switch (c) {
+	case 'n':
+		r->users = bu_count(prog, "-n", arg);
+		return true;
+	case 'k':
+		r->ops = bu_count(prog, "-k", arg);
+		return true;
+	case 'r':
+		r->reps = (int)bu_count(prog, "-r", arg);
+		return true;
+	case 't':
+		r->threads = (unsigned)bu_count(prog, "-t", arg);
+		return true;
+	case 'S':
+		r->seed = bu_count(prog, "-S", arg);
+		return true;
+	case 'A':
+		r->active = bu_count(prog, "-A", arg);
+		return true;
+	default:
+		return false;
+	}
+}
+
+bool bu_run_ready(struct bu_run *r)
+{
+	if (r->users == 0 || r->threads == 0 || r->reps <= 0 ||
+	    r->ops < r->threads)
+		return false;
+	pthread_barrier_init(&r->start, NULL, r->threads + 1);
+	pthread_barrier_init(&r->done, NULL, r->threads + 1);
+	return true;
+}
+
+uint64_t bu_run_share(const struct bu_run *r, int rep)
+{
+	uint64_t share = r->ops / r->threads;
+
+	return rep < 0 ? share / 4 + 1 : share;
+}
+
+void bu_run_time(struct bu_run *r, double *ns)
+{
+	for (int rep = -1; rep < r->reps; rep++) {
+		uint64_t t0, t1;
+
+		pthread_barrier_wait(&r->start);
+		t0 = bu_now_ns();
+		pthread_barrier_wait(&r->done);
+		t1 = bu_now_ns();
+		if (rep >= 0)
+			ns[rep] = (double)(t1 - t0) /
+				  (double)(r->ops / r->threads * r->threads);
+	}
 }
 
 static int hex_digit(char c)

@@ -1,13 +1,16 @@
 /*
  * benchutil.h - what the benchmark programs share: a clock, the names and
- * values of the keys they store and ask for, a request order, and the JSON
- * line each program prints for bench/run.
+ * values of the keys they store and ask for, a request order, the options
+ * and timed reps of the threaded ones, and the JSON line each program
+ * prints for bench/run.
  *
  * Nothing here links libkeyway: the floor program uses it too.
  */
 #ifndef KEYWAY_BENCHUTIL_H
 #define KEYWAY_BENCHUTIL_H
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -57,6 +60,34 @@ void bu_json_str(FILE *f, const char *key, const char *s);
 
 /* Parse a decimal count for option `opt`; exits with status 2 on junk. */
 uint64_t bu_count(const char *prog, const char *opt, const char *s);
+
+/*
+ * A threaded benchmark's run: a warm-up of a quarter of the operations,
+ * then `reps` reps of `ops` operations shared by `threads` threads, each
+ * rep started and ended by the workers and the main thread together (the
+ * barriers `start` and `done`).
+ */
+struct bu_run {
+	uint64_t users;         /* -n */
+	uint64_t active;        /* -A: users asked for, spread over them */
+	uint64_t ops;           /* -k: per rep, over all threads */
+	unsigned threads;       /* -t */
+	uint64_t seed;          /* -S */
+	int reps;               /* -r */
+	pthread_barrier_t start, done;
+};
+
+/* Take option c (-n, -k, -r, -t, -S or -A) and its argument into r; false
+ * when c is none of them.  Exits with status 2 on a count that is junk. */
+bool bu_run_opt(struct bu_run *r, const char *prog, int c, const char *arg);
+/* Whether r makes a run (users, threads and reps, at least an operation
+ * per thread); if so, start its barriers for the threads and main. */
+bool bu_run_ready(struct bu_run *r);
+/* A thread's operations in rep (-1: the warm-up). */
+uint64_t bu_run_share(const struct bu_run *r, int rep);
+/* The main thread's part of every rep: ns[rep] is its wall time per
+ * operation done, from the workers' start to the last one's end. */
+void bu_run_time(struct bu_run *r, double *ns);
 
 /* The master key from $KEYWAY_MASTER_KEY (64 hex digits); 0 or -1. */
 int bu_master_key(unsigned char key[32]);

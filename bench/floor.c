@@ -72,18 +72,12 @@ struct shared {
 	enum mode mode;
 	uint64_t mmap_size;        /* 0: SQLite's default */
 	const char *names;      /* user name table */
-	uint64_t users;
-	uint64_t active;        /* users asked for, spread over the store */
-	uint64_t ops;           /* per rep, over all threads */
-	unsigned threads;
-	uint64_t seed;
+	struct bu_run run;
 	unsigned char key[32];
 	char store_id[STORE_ID_LEN + 1];
 	EVP_CIPHER *cipher;
 	bool sodium;            /* -c sodium */
 	crypto_aead_aes256gcm_state *expanded;
-	pthread_barrier_t start, done;
-	int reps;
 	bool failed;
 };
 
@@ -264,23 +258,23 @@ static void *work(void *arg)
 {
 	struct worker *w = arg;
 	struct shared *sh = w->sh;
-	uint64_t share = sh->ops / sh->threads;
 	struct bu_rng rng;
 
 	/* A thread's order of users is the same in bench/resolve. */
-	bu_rng_seed(&rng, sh->seed + w->index);
-	for (int rep = -1; rep < sh->reps; rep++) {
-		uint64_t n = rep < 0 ? share / 4 + 1 : share;
+	bu_rng_seed(&rng, sh->run.seed + w->index);
+	for (int rep = -1; rep < sh->run.reps; rep++) {
+		uint64_t n = bu_run_share(&sh->run, rep);
 
-		pthread_barrier_wait(&sh->start);
+		pthread_barrier_wait(&sh->run.start);
 		for (uint64_t k = 0; k < n && w->errors == 0; k++) {
-			uint64_t i = bu_draw(&rng, sh->users, sh->active);
+			uint64_t i = bu_draw(&rng, sh->run.users,
+					     sh->run.active);
 
 			if (one(w, sh->names + i * BU_NAME_SIZE, i,
 				(k & 1023) == 0) != 0)
 				w->errors++;
 		}
-		pthread_barrier_wait(&sh->done);
+		pthread_barrier_wait(&sh->run.done);
 	}
 	return NULL;
 }
@@ -323,8 +317,8 @@ static int read_store_id(struct shared *sh)
 
 int main(int argc, char **argv)
 {
-	struct shared sh = { .ops = 200000, .threads = 1, .seed = 1,
-			     .reps = 5 };
+	struct shared sh = { .run = { .ops = 200000, .threads = 1,
+				      .seed = 1, .reps = 5 } };
 	struct worker *w = NULL;
 	double *ns = NULL;
 	char *names = NULL;
@@ -354,30 +348,13 @@ int main(int argc, char **argv)
 		case 's':
 			sh.path = optarg;
 			break;
-		case 'n':
-			sh.users = bu_count(prog, "-n", optarg);
-			break;
-		case 'k':
-			sh.ops = bu_count(prog, "-k", optarg);
-			break;
-		case 'r':
-			sh.reps = (int)bu_count(prog, "-r", optarg);
-			break;
-		case 't':
-			sh.threads = (unsigned)bu_count(prog, "-t", optarg);
-			break;
-		case 'S':
-			sh.seed = bu_count(prog, "-S", optarg);
-			break;
-		case 'A':
-			sh.active = bu_count(prog, "-A", optarg);
-			break;
 		default:
-			usage();
+			if (!bu_run_opt(&sh.run, prog, c, optarg))
+				usage();
 		}
 	}
-	if (sh.path == NULL || sh.users == 0 || sh.threads == 0 ||
-	    sh.reps <= 0 || sh.ops < sh.threads || optind != argc)
+	if (sh.path == NULL || optind != argc ||
+	    !bu_run_ready(&sh.run))
 		usage();
 	if (bu_master_key(sh.key) != 0) {
 		fprintf(stderr, "%s: KEYWAY_MASTER_KEY must be 64 hex digits\n",
@@ -400,17 +377,15 @@ int main(int argc, char **argv)
 		}
 		crypto_aead_aes256gcm_beforenm(sh.expanded, sh.key);
 	}
-	names = bu_name_table(sh.users);
-	w = calloc(sh.threads, sizeof(*w));
-	ns = calloc((size_t)sh.reps, sizeof(*ns));
+	names = bu_name_table(sh.run.users);
+	w = calloc(sh.run.threads, sizeof(*w));
+	ns = calloc((size_t)sh.run.reps, sizeof(*ns));
 	if (sh.cipher == NULL || names == NULL || w == NULL || ns == NULL) {
 		fprintf(stderr, "%s: out of memory\n", prog);
 		goto out;
 	}
 	sh.names = names;
-	pthread_barrier_init(&sh.start, NULL, sh.threads + 1);
-	pthread_barrier_init(&sh.done, NULL, sh.threads + 1);
-	for (unsigned t = 0; t < sh.threads; t++) {
+	for (unsigned t = 0; t < sh.run.threads; t++) {
 		w[t].sh = &sh;
 		w[t].index = t;
 		if (worker_open(&w[t]) != 0) {
@@ -418,20 +393,10 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
-	for (unsigned t = 0; t < sh.threads; t++)
+	for (unsigned t = 0; t < sh.run.threads; t++)
 		pthread_create(&w[t].thread, NULL, work, &w[t]);
-	for (int rep = -1; rep < sh.reps; rep++) {
-		uint64_t t0, t1;
-
-		pthread_barrier_wait(&sh.start);
-		t0 = bu_now_ns();
-		pthread_barrier_wait(&sh.done);
-		t1 = bu_now_ns();
-		if (rep >= 0)
-			ns[rep] = (double)(t1 - t0) /
-				  (double)(sh.ops / sh.threads * sh.threads);
-	}
-	for (unsigned t = 0; t < sh.threads; t++) {
+	bu_run_time(&sh.run, ns);
+	for (unsigned t = 0; t < sh.run.threads; t++) {
 		pthread_join(w[t].thread, NULL);
 		if (w[t].errors != 0) {
 			fprintf(stderr, "%s: %s\n", prog, w[t].why);
@@ -445,12 +410,13 @@ int main(int argc, char **argv)
 	       ", \"threads\": %u, \"active\": %" PRIu64 ", \"ops\": %" PRIu64 ", ",
 	       sh.mode == MODE_USER ? "user" : sh.mode == MODE_ORG ? "org"
 								 : "org1",
-	       sh.sodium ? "sodium" : "openssl", sh.mmap_size, sh.users, sh.threads, sh.active, sh.ops);
-	bu_json_list(stdout, "ns_per_op", ns, (size_t)sh.reps);
+	       sh.sodium ? "sodium" : "openssl", sh.mmap_size, sh.run.users,
+	       sh.run.threads, sh.run.active, sh.run.ops);
+	bu_json_list(stdout, "ns_per_op", ns, (size_t)sh.run.reps);
 	printf("}\n");
 	ret = 0;
 out:
-	for (unsigned t = 0; w != NULL && t < sh.threads; t++) {
+	for (unsigned t = 0; w != NULL && t < sh.run.threads; t++) {
 		EVP_CIPHER_CTX_free(w[t].gcm);
 		sqlite3_finalize(w[t].lookup);
 		sqlite3_finalize(w[t].org);

@@ -41,15 +41,10 @@ static const char *prog = "http_client";
 struct shared {
 	const char *sock;
 	const char *names;
-	uint64_t users;
-	uint64_t ops;
-	unsigned threads;
-	uint64_t seed;
+	struct bu_run run;
 	const char *org;
 	const char *backend;
 	bool floor;
-	pthread_barrier_t start, done;
-	int reps;
 };
 
 struct worker {
@@ -216,17 +211,16 @@ static void *work(void *arg)
 {
 	struct worker *w = arg;
 	struct shared *sh = w->sh;
-	uint64_t share = sh->ops / sh->threads;
 	struct bu_rng rng;
 
-	bu_rng_seed(&rng, sh->seed + w->index);
-	for (int rep = -1; rep < sh->reps; rep++) {
-		uint64_t n = rep < 0 ? share / 4 + 1 : share, t0;
+	bu_rng_seed(&rng, sh->run.seed + w->index);
+	for (int rep = -1; rep < sh->run.reps; rep++) {
+		uint64_t n = bu_run_share(&sh->run, rep), t0;
 
-		pthread_barrier_wait(&sh->start);
+		pthread_barrier_wait(&sh->run.start);
 		t0 = bu_now_ns();
 		for (uint64_t k = 0; k < n && w->errors == 0; k++) {
-			uint64_t i = bu_draw(&rng, sh->users, 0);
+			uint64_t i = bu_draw(&rng, sh->run.users, 0);
 
 			if (one(w, i, (k & 1023) == 0) != 0)
 				w->errors++;
@@ -235,7 +229,7 @@ static void *work(void *arg)
 			w->rtt_ns[rep] = (double)(bu_now_ns() - t0) / (double)n;
 		else
 			w->reconnects = 0; /* the warm-up opens it */
-		pthread_barrier_wait(&sh->done);
+		pthread_barrier_wait(&sh->run.done);
 	}
 	return NULL;
 }
@@ -249,8 +243,8 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-	struct shared sh = { .ops = 20000, .threads = 1, .seed = 1,
-			     .reps = 5, .org = "acme",
+	struct shared sh = { .run = { .ops = 20000, .threads = 1,
+				      .seed = 1, .reps = 5 }, .org = "acme",
 			     .backend = "user_keys" };
 	struct worker *w = NULL;
 	double *ns = NULL, *rtt = NULL;
@@ -264,21 +258,6 @@ int main(int argc, char **argv)
 		case 's':
 			sh.sock = optarg;
 			break;
-		case 'n':
-			sh.users = bu_count(prog, "-n", optarg);
-			break;
-		case 'k':
-			sh.ops = bu_count(prog, "-k", optarg);
-			break;
-		case 'r':
-			sh.reps = (int)bu_count(prog, "-r", optarg);
-			break;
-		case 't':
-			sh.threads = (unsigned)bu_count(prog, "-t", optarg);
-			break;
-		case 'S':
-			sh.seed = bu_count(prog, "-S", optarg);
-			break;
 		case 'O':
 			sh.org = optarg;
 			break;
@@ -289,54 +268,43 @@ int main(int argc, char **argv)
 			sh.floor = true;
 			break;
 		default:
-			usage();
+			if (!bu_run_opt(&sh.run, prog, c, optarg))
+				usage();
 		}
 	}
-	if (sh.sock == NULL || sh.users == 0 || sh.threads == 0 ||
-	    sh.reps <= 0 || sh.ops < sh.threads || optind != argc)
+	if (sh.sock == NULL || optind != argc ||
+	    !bu_run_ready(&sh.run))
 		usage();
-	names = bu_name_table(sh.users);
-	w = calloc(sh.threads, sizeof(*w));
-	ns = calloc((size_t)sh.reps, sizeof(*ns));
-	rtt = calloc((size_t)sh.reps, sizeof(*rtt));
+	names = bu_name_table(sh.run.users);
+	w = calloc(sh.run.threads, sizeof(*w));
+	ns = calloc((size_t)sh.run.reps, sizeof(*ns));
+	rtt = calloc((size_t)sh.run.reps, sizeof(*rtt));
 	if (names == NULL || w == NULL || ns == NULL || rtt == NULL) {
 		fprintf(stderr, "%s: out of memory\n", prog);
 		goto out;
 	}
 	sh.names = names;
-	pthread_barrier_init(&sh.start, NULL, sh.threads + 1);
-	pthread_barrier_init(&sh.done, NULL, sh.threads + 1);
-	for (unsigned t = 0; t < sh.threads; t++) {
+	for (unsigned t = 0; t < sh.run.threads; t++) {
 		w[t].sh = &sh;
 		w[t].index = t;
 		w[t].fd = -1;
-		w[t].rtt_ns = calloc((size_t)sh.reps, sizeof(double));
+		w[t].rtt_ns = calloc((size_t)sh.run.reps, sizeof(double));
 		if (w[t].rtt_ns == NULL) {
 			fprintf(stderr, "%s: out of memory\n", prog);
 			exit(1);
 		}
 		pthread_create(&w[t].thread, NULL, work, &w[t]);
 	}
-	for (int rep = -1; rep < sh.reps; rep++) {
-		uint64_t t0, t1;
-
-		pthread_barrier_wait(&sh.start);
-		t0 = bu_now_ns();
-		pthread_barrier_wait(&sh.done);
-		t1 = bu_now_ns();
-		if (rep >= 0)
-			ns[rep] = (double)(t1 - t0) /
-				  (double)(sh.ops / sh.threads * sh.threads);
-	}
-	for (unsigned t = 0; t < sh.threads; t++) {
+	bu_run_time(&sh.run, ns);
+	for (unsigned t = 0; t < sh.run.threads; t++) {
 		pthread_join(w[t].thread, NULL);
 		if (w[t].errors != 0) {
 			fprintf(stderr, "%s: %s\n", prog, w[t].why);
 			failed = true;
 		}
 		reconnects += w[t].reconnects;
-		for (int rep = 0; rep < sh.reps; rep++)
-			rtt[rep] += w[t].rtt_ns[rep] / sh.threads;
+		for (int rep = 0; rep < sh.run.reps; rep++)
+			rtt[rep] += w[t].rtt_ns[rep] / sh.run.threads;
 		if (w[t].fd >= 0)
 			close(w[t].fd);
 		free(w[t].rtt_ns);
@@ -345,10 +313,11 @@ int main(int argc, char **argv)
 		goto out;
 	printf("{\"bench\": \"http_client\", \"users\": %" PRIu64
 	       ", \"threads\": %u, \"ops\": %" PRIu64 ", \"reconnects\": %"
-	       PRIu64 ", ", sh.users, sh.threads, sh.ops, reconnects);
-	bu_json_list(stdout, "ns_per_op", ns, (size_t)sh.reps);
+	       PRIu64 ", ", sh.run.users, sh.run.threads, sh.run.ops,
+	       reconnects);
+	bu_json_list(stdout, "ns_per_op", ns, (size_t)sh.run.reps);
 	printf(", ");
-	bu_json_list(stdout, "rtt_ns", rtt, (size_t)sh.reps);
+	bu_json_list(stdout, "rtt_ns", rtt, (size_t)sh.run.reps);
 	printf("}\n");
 	ret = 0;
 out:

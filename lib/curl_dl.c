@@ -8,9 +8,9 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "curl_dl.h"
+#include "dlsym.h"
 
 /* The soname of libcurl 7.16 and later, the one libcurl4-openssl-dev
  * builds against. */
@@ -22,19 +22,8 @@ static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 static bool loaded;
 static char load_why[256];
 
-/* POSIX has dlsym() return a function's address as a void *. */
-static bool sym(void *lib, const char *name, void *slot, size_t size)
-{
-	void *fn = dlsym(lib, name);
-
-	if (fn == NULL || size != sizeof(fn))
-		return false;
-	memcpy(slot, &fn, sizeof(fn));
-	return true;
-}
-
-#define SYM(lib, field, name) sym(lib, name, &kwi_curl.field, \
-				  sizeof(kwi_curl.field))
+#define SYM(lib, field, name) kwi_dlsym(lib, name, &kwi_curl.field, \
+					sizeof(kwi_curl.field))
 
 static void load(void)
 {

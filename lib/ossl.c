@@ -26,6 +26,7 @@
 
 #include "crypto.h"
 #include "crypto_int.h"
+#include "dlsym.h"
 #include "seams.h"
 
 #define STRINGIFY(x) #x
@@ -76,18 +77,7 @@ static void ossl_ctx_free(void *c)
 	ossl.EVP_CIPHER_CTX_free(c);
 }
 
-/* POSIX has dlsym() return a function's address as a void *. */
-static bool ossl_sym(void *lib, const char *name, void *slot, size_t size)
-{
-	void *fn = dlsym(lib, name);
-
-	if (fn == NULL || size != sizeof(fn))
-		return false;
-	memcpy(slot, &fn, sizeof(fn));
-	return true;
-}
-
-#define OSSL_SYM(lib, fn) ossl_sym(lib, #fn, &ossl.fn, sizeof(ossl.fn))
+#define OSSL_SYM(lib, fn) kwi_dlsym(lib, #fn, &ossl.fn, sizeof(ossl.fn))
 
 static void ossl_start(void)
 {

@@ -454,27 +454,40 @@ static void wipe_string(json_t *v)
 		kwi_wipe((char *)json_string_value(v), json_string_length(v));
 }
 
+/* POST req, which is freed here (NULL: out of memory), to keywayd's path;
+ * KW_OK with its answer in *j when keywayd answered 200, else a status
+ * and kw_last_error().  *j, NULL or not, is the caller's to json_decref(). */
+static kw_status post(struct kwi_remote *r, const char *path, char *req,
+		      json_t **j)
+{
+	struct body b;
+	long code;
+	kw_status st;
+
+	*j = NULL;
+	if (req == NULL)
+		return kwi_error(KW_ERR_NOMEM, "out of memory");
+	st = ask(r, path, req, &code, j, &b);
+	free(req);
+	body_free(&b);
+	if (st == KW_OK && code != 200)
+		st = answer_error(r, code, *j);
+	return st;
+}
+
 /* Tell the daemon what became of a lease; a status and kw_last_error(). */
 static kw_status report_lease(struct kwi_remote *r, const char *lease,
 			      kw_outcome outcome)
 {
-	json_t *j = NULL, *o;
-	struct body b;
+	json_t *j, *o;
 	char *req;
-	long code;
 	kw_status st;
 
 	o = json_pack("{s:s, s:s}", "lease", lease, "outcome",
 		      outcome == KW_UNUSED ? "unused" : "used");
 	req = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
-	if (req == NULL)
-		return kwi_error(KW_ERR_NOMEM, "out of memory");
-	st = ask(r, "/v1/report", req, &code, &j, &b);
-	free(req);
-	body_free(&b);
-	if (st == KW_OK && code != 200)
-		st = answer_error(r, code, j);
+	st = post(r, "/v1/report", req, &j);
 	json_decref(j);
 	return st;
 }
@@ -528,24 +541,15 @@ static kw_status make_secret(struct kwi_remote *r, json_t *j,
 kw_status kwi_remote_resolve(struct kwi_remote *r,
 			     const struct kwi_query_in *in, kw_secret **out)
 {
-	json_t *j = NULL;
-	struct body b;
-	char *req;
-	long code;
+	json_t *j;
 	kw_status st;
 
 	*out = NULL;
-	req = request_body(in);
-	if (req == NULL)
-		return kwi_error(KW_ERR_NOMEM, "out of memory");
-	st = ask(r, "/v1/resolve", req, &code, &j, &b);
-	free(req);
+	st = post(r, "/v1/resolve", request_body(in), &j);
 	if (st == KW_OK)
-		st = code == 200 ? make_secret(r, j, out)
-				 : answer_error(r, code, j);
+		st = make_secret(r, j, out);
 	wipe_string(json_object_get(j, "key"));
 	json_decref(j);
-	body_free(&b);
 	return st;
 }
 
@@ -639,23 +643,14 @@ bad:
 kw_status kwi_remote_explain(struct kwi_remote *r,
 			     const struct kwi_query_in *in, kw_trace **out)
 {
-	json_t *j = NULL;
-	struct body b;
-	char *req;
-	long code;
+	json_t *j;
 	kw_status st;
 
 	*out = NULL;
-	req = request_body(in);
-	if (req == NULL)
-		return kwi_error(KW_ERR_NOMEM, "out of memory");
-	st = ask(r, "/v1/explain", req, &code, &j, &b);
-	free(req);
+	st = post(r, "/v1/explain", request_body(in), &j);
 	if (st == KW_OK)
-		st = code == 200 ? make_trace(r, j, out)
-				 : answer_error(r, code, j);
+		st = make_trace(r, j, out);
 	json_decref(j);
-	body_free(&b);
 	return st;
 }
 

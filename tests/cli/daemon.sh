@@ -11,13 +11,8 @@
 # Run by `make check`, or by hand as lib.sh says.
 
 . "$(dirname -- "$0")/lib.sh" || exit 99
-
-KWD=$KEYWAY_BUILDDIR/daemon/keywayd
-[ -x "$KWD" ] || bail_out "$KWD is not built"
-if ! command -v curl >/dev/null 2>&1; then
-	echo "1..0 # SKIP curl is not installed"
-	exit 0
-fi
+. "$(dirname -- "$0")/daemon_lib.sh" || exit 99
+need_curl
 
 MASTER=5a1b2c3d4e5f60718293a4b5c6d7e8f90f1e2d3c4b5a69788796a5b4c3d2e1f0
 K_ENV=sk-ant-daemon-server-key-0001bbbbcccc
@@ -26,18 +21,9 @@ export KEYWAY_MASTER_KEY=$MASTER
 export ANTHROPIC_API_KEY=$K_ENV
 
 # The daily quotas must not roll over during the test.
-left=$((86400 - $(date -u +%s) % 86400))
-if [ "$left" -lt 120 ]; then
-	echo "# waiting ${left}s for midnight UTC to pass"
-	sleep $((left + 2))
-fi
+past_midnight 120
 
-# The socket's directory must be reachable by the unprivileged caller.
-chmod 711 "$TMPD"
-SOCKD=$TMPD/sock
-mkdir -m 755 "$SOCKD" || bail_out "cannot create $SOCKD"
-SOCK=$SOCKD/keyway.sock
-LOG=$TMPD/daemon.log
+sock_dir
 CONF=$TMPD/daemon.conf
 HAMMER_LIMIT=20
 
@@ -112,67 +98,6 @@ conf | sed 's/"limited" )/"limted" )/' | write_conf "$TMPD/nochain.conf"
 run "$KWD" -c "$TMPD/nochain.conf" --check
 expect_exit 1 "keywayd --check: daemon.clients naming no chain"
 expect_stderr "$TMPD/nochain.conf:21: daemon.clients: no chain \"limted\" in the chains section; name one of its chains, or add it"
-
-# ask METHOD PATH [BODY]: the answer's body in $OUT (under $SECRETD), its
-# HTTP status in $CODE.
-CODE=
-ask()
-{
-	local m=$1 p=$2
-
-	shift 2
-	if [ $# -gt 0 ]; then
-		run -s curl -sS --unix-socket "$SOCK" -X "$m" \
-			-H 'Content-Type: application/json' \
-			--data-binary "$1" -w '%{http_code}' "http://keyway$p"
-	else
-		run -s curl -sS --unix-socket "$SOCK" -X "$m" \
-			-w '%{http_code}' "http://keyway$p"
-	fi
-	CODE=$(tail -n 1 -- "$OUT")
-	sed -i '$d' "$OUT"
-}
-
-# jget FIELD: a field of the last answer.
-jget()
-{
-	python3 -c 'import json, sys
-v = json.load(open(sys.argv[1])).get(sys.argv[2])
-print("" if v is None else v)' "$OUT" "$1" 2>/dev/null
-}
-
-# expect_answer CODE STATUS NAME: the last answer's HTTP status, and the
-# keyway status of its one-line JSON error.
-expect_answer()
-{
-	local lines
-
-	lines=$(wc -l <"$OUT")
-	if [ "$CODE" = "$1" ] && [ "$(jget status)" = "$2" ] &&
-		[ "$lines" -eq 1 ] && [ -n "$(jget error)" ]; then
-		pass "$3"
-	else
-		fail "$3" "HTTP $CODE, expected $1 with status $2: $(cat "$OUT")"
-	fi
-}
-
-wait_for()
-{
-	local i
-
-	for i in $(seq 1 100); do
-		eval "$1" && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
-start()
-{
-	"$KWD" -c "$CONF" --socket "$SOCK" "$@" 2>>"$LOG" &
-	PID=$!
-	wait_for '[ -S "$SOCK" ]' || bail_out "keywayd did not start: $(cat "$LOG")"
-}
 
 start
 trap 'kill -TERM $PID 2>/dev/null; tap_cleanup' EXIT

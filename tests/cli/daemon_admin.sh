@@ -9,13 +9,8 @@
 # everything written.  Run by `make check`, or by hand as lib.sh says.
 
 . "$(dirname -- "$0")/lib.sh" || exit 99
-
-KWD=$KEYWAY_BUILDDIR/daemon/keywayd
-[ -x "$KWD" ] || bail_out "$KWD is not built"
-if ! command -v curl >/dev/null 2>&1; then
-	echo "1..0 # SKIP curl is not installed"
-	exit 0
-fi
+. "$(dirname -- "$0")/daemon_lib.sh" || exit 99
+need_curl
 [ -n "$PY" ] || {
 	echo "1..0 # SKIP python3 is not installed"
 	exit 0
@@ -32,11 +27,7 @@ export KEYWAY_MASTER_KEY=$MASTER
 export ANTHROPIC_API_KEY=$K_ENV
 
 # The daily quota must not roll over during the test.
-left=$((86400 - $(date -u +%s) % 86400))
-if [ "$left" -lt 60 ]; then
-	echo "# waiting ${left}s for midnight UTC to pass"
-	sleep $((left + 2))
-fi
+past_midnight 60
 
 ROOTY=
 if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null 2>&1 &&
@@ -46,12 +37,8 @@ if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null 2>&1 &&
 	ROOTY=1
 fi
 
-chmod 711 "$TMPD"
-SOCKD=$TMPD/sock
-mkdir -m 755 "$SOCKD" || bail_out "cannot create $SOCKD"
-SOCK=$SOCKD/keyway.sock
+sock_dir
 ADM=$SOCKD/admin.sock
-LOG=$TMPD/daemon.log
 CONF=$TMPD/daemon.conf
 AUDIT=$TMPD/audit.jsonl
 TOKFILE=$SECRETD/tcp.token
@@ -152,29 +139,7 @@ refused_at_load "daemon.admin_group naming no group is refused at load" \
 
 # ---- asking ----
 
-# ask SOCKET METHOD PATH [BODY]: the answer's body in $OUT, its HTTP status
-# in $CODE, its headers in $HDRS.  Admin answers are not under $SECRETD:
-# they must never hold a key.
-CODE=
-HDRS=
-ask_on()
-{
-	local s=$1 m=$2 p=$3 dir=-s
-
-	shift 3
-	[ "$s" = "$ADM" ] && dir=
-	HDRS=$TMPD/hdrs.$run_n
-	if [ $# -gt 0 ]; then
-		run $dir curl -sS --unix-socket "$s" -X "$m" -D "$HDRS" \
-			--data-binary "$1" -w '%{http_code}' "http://keyway$p"
-	else
-		run $dir curl -sS --unix-socket "$s" -X "$m" -D "$HDRS" \
-			-w '%{http_code}' "http://keyway$p"
-	fi
-	CODE=$(tail -n 1 -- "$OUT")
-	sed -i '$d' "$OUT"
-}
-ask() { ask_on "$SOCK" "$@"; }
+# ask_on, ask (daemon_lib.sh), and admin METHOD PATH [BODY] on $ADM.
 admin() { ask_on "$ADM" "$@"; }
 
 # The answer, with a user's name: ASUSER USER SOCKET METHOD PATH [BODY].
@@ -191,28 +156,6 @@ as_user()
 	sed -i '$d' "$OUT"
 }
 
-jget()
-{
-	python3 -c 'import json, sys
-v = json.load(open(sys.argv[1]))
-for k in sys.argv[2].split("."):
-    v = v[int(k)] if isinstance(v, list) else v.get(k)
-print("" if v is None else v)' "$OUT" "$1" 2>/dev/null
-}
-
-expect_answer()
-{
-	local lines
-
-	lines=$(wc -l <"$OUT")
-	if [ "$CODE" = "$1" ] && [ "$(jget status)" = "$2" ] &&
-		[ "$lines" -eq 1 ] && [ -n "$(jget error)" ]; then
-		pass "$3"
-	else
-		fail "$3" "HTTP $CODE, expected $1 with status $2: $(cat "$OUT")"
-	fi
-}
-
 # audit_has NAME PYTHON_CONDITION: a line of the audit trail, as e, meets it.
 audit_has()
 {
@@ -226,24 +169,6 @@ sys.exit(1)' "$AUDIT" "$2"; then
 	else
 		fail "$1" "no line of the audit trail with $2"
 	fi
-}
-
-wait_for()
-{
-	local i
-
-	for i in $(seq 1 100); do
-		eval "$1" && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
-start()
-{
-	"$KWD" -c "$CONF" --socket "$SOCK" "$@" 2>>"$LOG" &
-	PID=$!
-	wait_for '[ -S "$SOCK" ]' || bail_out "keywayd did not start: $(cat "$LOG")"
 }
 
 # stop NAME: SIGTERM, and keywayd exits with status 0 (under a sanitizer,

@@ -15,17 +15,14 @@
 # printed.  Run by `make check`, or by hand as lib.sh says.
 
 . "$(dirname -- "$0")/lib.sh" || exit 99
+. "$(dirname -- "$0")/daemon_lib.sh" || exit 99
+need_curl
 
-KWD=$KEYWAY_BUILDDIR/daemon/keywayd
 API=$KEYWAY_BUILDDIR/tests/client_api
 HAMMER=$KEYWAY_BUILDDIR/tests/hammer
-for p in "$KWD" "$API" "$HAMMER"; do
+for p in "$API" "$HAMMER"; do
 	[ -x "$p" ] || bail_out "$p is not built"
 done
-if ! command -v curl >/dev/null 2>&1; then
-	echo "1..0 # SKIP curl is not installed"
-	exit 0
-fi
 
 MASTER=6b2c3d4e5f60718293a4b5c6d7e8f90f1e2d3c4b5a69788796a5b4c3d2e1f0a5
 K_ENV=sk-ant-client-server-key-0002ddddeeee
@@ -35,18 +32,9 @@ secret "$MASTER" "$K_ENV" "$K_TEAM"
 unset KEYWAY_MASTER_KEY
 
 # The daily quotas must not roll over during the test.
-left=$((86400 - $(date -u +%s) % 86400))
-if [ "$left" -lt 120 ]; then
-	echo "# waiting ${left}s for midnight UTC to pass"
-	sleep $((left + 2))
-fi
+past_midnight 120
 
-# The socket's directory must be reachable by an unprivileged caller.
-chmod 711 "$TMPD"
-SOCKD=$TMPD/sock
-mkdir -m 755 "$SOCKD" || bail_out "cannot create $SOCKD"
-SOCK=$SOCKD/keyway.sock
-LOG=$TMPD/daemon.log
+sock_dir
 DCONF=$TMPD/daemon.conf
 CCONF=$TMPD/client.conf
 
@@ -96,24 +84,11 @@ inproc()
 		"$KW" -c "$DCONF" "$@"
 }
 
-wait_for()
-{
-	local i
-
-	for i in $(seq 1 100); do
-		eval "$1" && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
-start()
-{
-	env KEYWAY_MASTER_KEY="$MASTER" ANTHROPIC_API_KEY="$K_ENV" \
-		"$KWD" -c "$DCONF" --socket "$SOCK" "$@" 2>>"$LOG" &
-	PID=$!
-	wait_for '[ -S "$SOCK" ]' || bail_out "keywayd did not start: $(cat "$LOG")"
-}
+# keywayd has the keys the client has not.
+# shellcheck disable=SC2034 # read by start (daemon_lib.sh)
+CONF=$DCONF
+# shellcheck disable=SC2034
+KWD_ENV=(KEYWAY_MASTER_KEY="$MASTER" ANTHROPIC_API_KEY="$K_ENV")
 
 # leases: how many keys keywayd holds unreported.
 leases()

@@ -13,9 +13,7 @@
 # Run by `make check`, or by hand as lib.sh says.
 
 . "$(dirname -- "$0")/lib.sh" || exit 99
-
-KWD=$KEYWAY_BUILDDIR/daemon/keywayd
-[ -x "$KWD" ] || bail_out "$KWD is not built"
+. "$(dirname -- "$0")/daemon_lib.sh" || exit 99
 
 MASTER=0f1e2d3c4b5a69788796a5b4c3d2e1f05a1b2c3d4e5f60718293a4b5c6d7e8f9
 K_SYS=sk-ant-systemd-credential-key-0001zzyy
@@ -84,38 +82,10 @@ if [ -z "$PY" ]; then
 	done_testing
 fi
 
-LOG=$TMPD/daemon.log
 NOTES=$TMPD/notes
 
-wait_for()
-{
-	local i
-
-	for i in $(seq 1 100); do
-		eval "$1" && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
-# ask SOCK METHOD PATH [BODY]: the answer's body in $OUT (under $SECRETD),
-# its HTTP status in $CODE.
-CODE=
-ask()
-{
-	local s=$1 m=$2 p=$3
-
-	shift 3
-	if [ $# -gt 0 ]; then
-		run -s curl -sS --max-time 10 --unix-socket "$s" -X "$m" \
-			--data-binary "$1" -w '%{http_code}' "http://keyway$p"
-	else
-		run -s curl -sS --max-time 10 --unix-socket "$s" -X "$m" \
-			-w '%{http_code}' "http://keyway$p"
-	fi
-	CODE=$(tail -n 1 -- "$OUT")
-	sed -i '$d' "$OUT"
-}
+# ask SOCK METHOD PATH [BODY]: ask_on (daemon_lib.sh) any socket.
+ask() { ask_on "$@"; }
 
 # The key of the last answer.
 key_of()

@@ -31,10 +31,10 @@
 #include <keyway/keyway.h>
 
 #include "fuzz.h"
+#include "fuzzutil.h"
 
 #define FZ_MARK "sk-fuzz-SECRET-planted-7d1c"
 #define FZ_PATH "/fuzz/.env"
-#define FZ_HDR 16
 
 static bool fz_verbose;
 static bool fz_ready;
@@ -46,52 +46,20 @@ static void die(const char *what, const char *detail)
 	abort();
 }
 
-/* Guarded memory is plain malloc() carrying its size, so that
- * AddressSanitizer sees a read past it and a free of another size is
- * caught. */
-static void *fz_secure_alloc(size_t len)
-{
-	unsigned char *p = calloc(1, FZ_HDR + len);
-
-	if (p == NULL)
-		return NULL;
-	memcpy(p, &len, sizeof(len));
-	return p + FZ_HDR;
-}
-
-static void fz_secure_free(void *p, size_t len)
-{
-	unsigned char *base;
-	size_t was;
-
-	if (p == NULL)
-		return;
-	base = (unsigned char *)p - FZ_HDR;
-	memcpy(&was, base, sizeof(was));
-	if (was != len)
-		die("secure_free() of another size than was allocated", NULL);
-	memset(p, 0, len);
-	free(base);
-}
-
-static void fz_wipe(void *p, size_t len)
-{
-	memset(p, 0, len);
-}
-
 static kw_host fz_host;
 
 static void check_refusal(kw_status rc, const char *err)
 {
+	static const char *const secrets[] = { FZ_MARK, NULL };
+	const char *bad;
+
 	if (rc != KW_ERR_CONFIG)
 		die("a refusal that is not KW_ERR_CONFIG", kw_status_str(rc));
 	if (strncmp(err, FZ_PATH ":", strlen(FZ_PATH ":")) != 0)
 		die("a refusal that does not say where", err);
-	for (const char *p = err; *p != '\0'; p++)
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
-			die("a refusal that is not one printable line", err);
-	if (strstr(err, FZ_MARK) != NULL)
-		die("a refusal holds the secret", NULL);
+	bad = fz_bad_message(err, secrets);
+	if (bad != NULL)
+		die("a bad refusal", bad);
 }
 
 static void check_vars(const struct env_state *st)
@@ -151,9 +119,8 @@ static void parse(const char *text, size_t len)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	const size_t mark_len = strlen(FZ_MARK);
-	size_t at, len;
-	char *text;
+	unsigned char *text;
+	size_t len;
 
 	if (!fz_ready) {
 		fz_verbose = getenv("KWFUZZ_VERBOSE") != NULL;
@@ -172,15 +139,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (size < 2)
 		return 0;
-	size -= 2;
-	at = data[1] % (size + 1);
-	len = at + mark_len > size ? at + mark_len : size;
-	text = malloc(len);
+	text = fz_plant(data + 1, size - 1, FZ_MARK, &len);
 	if (text == NULL)
 		die("out of memory", NULL);
-	memcpy(text, data + 2, size);
-	memcpy(text + at, FZ_MARK, mark_len);
-	parse(text, len);
+	parse((const char *)text, len);
 	free(text);
 	return 0;
 }

@@ -43,8 +43,8 @@
 #include "crypto.h"
 #include "file.h"
 #include "fuzz.h"
+#include "fuzzutil.h"
 #include "host.h"
-#include "secmem.h"
 
 /* The corpus was made with these keys: keep them. */
 #define FZ_MASTER "6675a22e0c0b5f1d9b3e7c4a2f8d1e6b" \
@@ -52,9 +52,6 @@
 #define FZ_OLD "0f1e2d3c4b5a69788796a5b4c3d2e1f0" \
 	       "ffeeddccbbaa99887766554433221100"
 #define FZ_MARK "sk-fuzz-SECRET-planted-7d1c"
-
-/* Guarded memory carries its size in front of it. */
-#define FZ_HDR 16
 
 /* Made at the first input and kept for the life of the process, as the
  * keyring is the context's (reachable, so no leak either). */
@@ -71,34 +68,6 @@ static void die(const char *what, const char *detail)
 	fprintf(stderr, "fuzz_file: %s%s%s\n", what, detail ? ": " : "",
 		detail ? detail : "");
 	abort();
-}
-
-static void *fz_secure_alloc(size_t len)
-{
-	unsigned char *p = calloc(1, FZ_HDR + len);
-
-	if (p == NULL)
-		return NULL;
-	memcpy(p, &len, sizeof(len));
-	return p + FZ_HDR;
-}
-
-static void fz_secure_free(void *p, size_t len)
-{
-	unsigned char *base;
-	size_t was;
-
-	if (p == NULL)
-		return;
-	base = (unsigned char *)p - FZ_HDR;
-	memcpy(&was, base, sizeof(was));
-	if (was != len) {
-		fprintf(stderr, "fuzz_file: secure_free() of %zu bytes for an "
-			"allocation of %zu\n", len, was);
-		abort();
-	}
-	kwi_wipe(p, len);
-	free(base);
 }
 
 /* Open a context on the two keys, through a configuration in a private
@@ -215,6 +184,10 @@ static unsigned char *seal_plain(const unsigned char *plain, size_t len,
  * nothing secret away. */
 static void check_refusal(kw_status rc, const struct file_err *e)
 {
+	static const char *const secrets[] = { FZ_MARK, FZ_MASTER, FZ_OLD,
+					       NULL };
+	const char *bad;
+
 	if (rc == KW_OK)
 		return;
 	if (e->rc != rc)
@@ -224,13 +197,9 @@ static void check_refusal(kw_status rc, const struct file_err *e)
 		    kw_status_str(rc));
 	if (e->msg[0] == '\0')
 		die("a refusal without a message", kw_status_str(rc));
-	for (const char *p = e->msg; *p != '\0'; p++)
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
-			die("a message that is not one printable line",
-			    e->msg);
-	if (strstr(e->msg, FZ_MARK) != NULL ||
-	    strstr(e->msg, FZ_MASTER) != NULL || strstr(e->msg, FZ_OLD) != NULL)
-		die("a message holds a secret", NULL);
+	bad = fz_bad_message(e->msg, secrets);
+	if (bad != NULL)
+		die("a bad refusal", bad);
 }
 
 static bool same_header(const struct file_header *a,
@@ -333,9 +302,8 @@ static void parse_plain(const unsigned char *plain, size_t len)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static bool ready;
-	const size_t mark_len = strlen(FZ_MARK);
 	unsigned char *plain;
-	size_t at, len;
+	size_t len;
 
 	if (!ready) {
 		setup();
@@ -355,14 +323,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		/* The rest, with FZ_MARK over it from offset data[1]
 		 * (modulo its length), lengthened if need be. */
-		size -= 2;
-		at = data[1] % (size + 1);
-		len = at + mark_len > size ? at + mark_len : size;
-		plain = malloc(len);
+		plain = fz_plant(data + 1, size - 1, FZ_MARK, &len);
 		if (plain == NULL)
 			die("out of memory", NULL);
-		memcpy(plain, data + 2, size);
-		memcpy(plain + at, FZ_MARK, mark_len);
 		parse_plain(plain, len);
 		free(plain);
 		break;

@@ -52,6 +52,7 @@
 #include <keyway/keyway.h>
 
 #include "fuzz.h"
+#include "fuzzutil.h"
 #include "vault.h"
 
 /* vault.c's descriptor. */
@@ -61,7 +62,6 @@ const struct kw_module *kw_module_entry(void);
 #define FZ_ROLE "role-fuzz-ROLEID-planted-9e02"
 #define FZ_SECRET_ID "sid-fuzz-SECRETID-planted-44fa"
 #define FZ_VALUE "sk-fuzz-STORED-planted-0c5d"
-#define FZ_HDR 16
 #define FZ_MAX_MSG 64
 #define FZ_MAX_ANSWERS 64
 
@@ -111,36 +111,6 @@ static void note(bool from_error, const char *fmt, va_list ap)
 }
 
 /* ---- the host ---- */
-
-static void *fz_secure_alloc(size_t len)
-{
-	unsigned char *p = calloc(1, FZ_HDR + len);
-
-	if (p == NULL)
-		return NULL;
-	memcpy(p, &len, sizeof(len));
-	return p + FZ_HDR;
-}
-
-static void fz_secure_free(void *p, size_t len)
-{
-	unsigned char *base;
-	size_t was;
-
-	if (p == NULL)
-		return;
-	base = (unsigned char *)p - FZ_HDR;
-	memcpy(&was, base, sizeof(was));
-	if (was != len)
-		die("secure_free() of another size than was allocated", NULL);
-	memset(p, 0, len);
-	free(base);
-}
-
-static void fz_wipe(void *p, size_t len)
-{
-	memset(p, 0, len);
-}
 
 static const char *fz_instance_name(const kw_instance *inst)
 {

@@ -51,16 +51,20 @@ int __wrap___asprintf_chk(char **out, int flag, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /*
- * vasprintf() on the real malloc(): __real_vasprintf is not used, since
- * ld binds it to the wrapper in an object that never calls vasprintf()
+ * vasprintf() on the real malloc(), failed when kwt says so and tracked
+ * as `what` called from caller: __real_vasprintf is not used, since ld
+ * binds it to the wrapper in an object that never calls vasprintf()
  * itself.
  */
-static int format(char **out, const char *fmt, va_list ap)
+static int format(const char *what, void *caller, char **out,
+		  const char *fmt, va_list ap)
 {
 	va_list again;
 	char *p;
 	int n;
 
+	if (kwt_fail_now(what, caller))
+		return -1;
 	va_copy(again, ap);
 	n = vsnprintf(NULL, 0, fmt, ap);
 	if (n < 0 || (p = __real_malloc((size_t)n + 1)) == NULL) {
@@ -70,6 +74,7 @@ static int format(char **out, const char *fmt, va_list ap)
 	vsnprintf(p, (size_t)n + 1, fmt, again);
 	va_end(again);
 	*out = p;
+	kwt_track(p, (size_t)n + 1, what, caller);
 	return n;
 }
 
@@ -151,14 +156,7 @@ char *__wrap_realpath(const char *path, char *resolved)
 
 int __wrap_vasprintf(char **out, const char *fmt, va_list ap)
 {
-	int n;
-
-	if (kwt_fail_now("vasprintf", CALLER))
-		return -1;
-	n = format(out, fmt, ap);
-	if (n >= 0)
-		kwt_track(*out, (size_t)n + 1, "vasprintf", CALLER);
-	return n;
+	return format("vasprintf", CALLER, out, fmt, ap);
 }
 
 int __wrap_asprintf(char **out, const char *fmt, ...)
@@ -166,27 +164,16 @@ int __wrap_asprintf(char **out, const char *fmt, ...)
 	va_list ap;
 	int n;
 
-	if (kwt_fail_now("asprintf", CALLER))
-		return -1;
 	va_start(ap, fmt);
-	n = format(out, fmt, ap);
+	n = format("asprintf", CALLER, out, fmt, ap);
 	va_end(ap);
-	if (n >= 0)
-		kwt_track(*out, (size_t)n + 1, "asprintf", CALLER);
 	return n;
 }
 
 int __wrap___vasprintf_chk(char **out, int flag, const char *fmt, va_list ap)
 {
-	int n;
-
 	(void)flag;
-	if (kwt_fail_now("vasprintf", CALLER))
-		return -1;
-	n = format(out, fmt, ap);
-	if (n >= 0)
-		kwt_track(*out, (size_t)n + 1, "vasprintf", CALLER);
-	return n;
+	return format("vasprintf", CALLER, out, fmt, ap);
 }
 
 int __wrap___asprintf_chk(char **out, int flag, const char *fmt, ...)
@@ -195,12 +182,8 @@ int __wrap___asprintf_chk(char **out, int flag, const char *fmt, ...)
 	int n;
 
 	(void)flag;
-	if (kwt_fail_now("asprintf", CALLER))
-		return -1;
 	va_start(ap, fmt);
-	n = format(out, fmt, ap);
+	n = format("asprintf", CALLER, out, fmt, ap);
 	va_end(ap);
-	if (n >= 0)
-		kwt_track(*out, (size_t)n + 1, "asprintf", CALLER);
 	return n;
 }
