@@ -114,6 +114,13 @@ kw_status kwi_ctx_new(kw_ctx **out)
 	ctx = calloc(1, sizeof(*ctx));
 	if (ctx == NULL)
 		return kwi_error(KW_ERR_NOMEM, "out of memory");
+	ctx->life = malloc(sizeof(*ctx->life));
+	if (ctx->life == NULL) {
+		free(ctx);
+		return kwi_error(KW_ERR_NOMEM, "out of memory");
+	}
+	atomic_init(&ctx->life->refs, 1);
+	atomic_init(&ctx->life->closed, false);
 	ctx->pid = getpid();
 	ctx->forks = kwi_forks();
 	ctx->log_stderr = KWI_LOG_TERMINAL;
@@ -211,7 +218,25 @@ static void ctx_free(struct kw_ctx *ctx)
 	config_destroy(&ctx->cfg);
 	free(ctx->path);
 	free(ctx->dir);
+	if (ctx->life != NULL)
+		atomic_store(&ctx->life->closed, true);
+	kwi_life_put(ctx->life);
 	free(ctx);
+}
+
+struct kwi_life *kwi_life_ref(struct kw_ctx *ctx)
+{
+	if (ctx->life != NULL)
+		atomic_fetch_add_explicit(&ctx->life->refs, 1,
+					  memory_order_relaxed);
+	return ctx->life;
+}
+
+void kwi_life_put(struct kwi_life *l)
+{
+	if (l != NULL && atomic_fetch_sub_explicit(&l->refs, 1,
+						   memory_order_acq_rel) == 1)
+		free(l);
 }
 
 void kw_close(kw_ctx *ctx)

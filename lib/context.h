@@ -6,6 +6,7 @@
 #ifndef KEYWAY_CONTEXT_H
 #define KEYWAY_CONTEXT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -64,7 +65,24 @@ struct kw_ctx {
 	int log_level;               /* keyway.log.level: a KW_LOG_* */
 	struct kwi_remote *remote;   /* keyway.daemon: a client of keywayd,
 				      * with no backend of its own; or NULL */
+	struct kwi_life *life;       /* what its secrets know of it */
 };
+
+/*
+ * What a secret keeps of the context that handed it out, which may be
+ * closed before the secret is freed: whether it still is open.  Every
+ * secret holds a reference, as the context does until kw_close().
+ */
+struct kwi_life {
+	atomic_uint refs;
+	atomic_bool closed;
+};
+
+/* A reference to ctx's life, for a secret it hands out (or NULL when it
+ * has none, a context still being made). */
+struct kwi_life *kwi_life_ref(struct kw_ctx *ctx);
+/* Drop a reference; NULL is a no-op. */
+void kwi_life_put(struct kwi_life *l);
 
 /* The configuration to read: path, else $KEYWAY_CONFIG, else
  * kw_default_config(). */

@@ -127,9 +127,15 @@ kw_status kw_resolve(kw_ctx *ctx, const kw_request *req, kw_secret **out)
 	rc = prepare("kw_resolve", out != NULL, ctx, req, &in, &c);
 	if (rc != KW_OK)
 		return rc;
-	if (ctx->remote != NULL)
-		return kwi_remote_resolve(ctx->remote, &in, out);
+	if (ctx->remote != NULL) {
+		rc = kwi_remote_resolve(ctx->remote, &in, out);
+		if (rc == KW_OK)
+			(*out)->life = kwi_life_ref(ctx);
+		return rc;
+	}
 	rc = kwi_walk(c, &in, NULL, out);
+	if (rc == KW_OK)
+		(*out)->life = kwi_life_ref(ctx);
 	if (ctx->audit != NULL) {
 		char why[1024];
 

@@ -5,6 +5,7 @@
  */
 #include "config.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -51,6 +52,11 @@ kw_status kw_secret_report(kw_secret *s, kw_outcome outcome)
 		return kwi_error(KW_ERR_INVAL,
 				 "kw_secret_report: this secret was already "
 				 "reported");
+	if (s->life == NULL || atomic_load(&s->life->closed))
+		return kwi_error(KW_ERR_INVAL,
+				 "kw_secret_report: the context that resolved "
+				 "this secret was closed; report before "
+				 "kw_close(), after it only kw_secret_free()");
 	s->reported = true;
 	s->outcome = outcome;
 	if (s->remote != NULL)
@@ -73,6 +79,7 @@ void kwi_secret_destroy(struct kw_secret *s)
 		kwi_usecount_release(s->usage);
 	}
 	kwi_charged_free(s->charged);
+	kwi_life_put(s->life);
 	kwi_secure_free(s, s->size);
 }
 

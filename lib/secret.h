@@ -12,6 +12,7 @@
 
 struct kw_instance;
 struct kwi_charged;
+struct kwi_life;
 struct kwi_remote;
 struct kwi_usecount;
 
@@ -37,6 +38,7 @@ struct kw_secret {
 	const char *provider; /* inside data[] */
 	struct kwi_remote *remote;   /* the daemon that handed it out, or
 					NULL (remote.c) */
+	struct kwi_life *life;       /* of the context that handed it out */
 	char lease[KWI_LEASE_MAX + 1]; /* its lease there */
 	char data[];         /* backend, value, owner, provider; NUL after each */
 };

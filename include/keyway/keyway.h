@@ -184,15 +184,18 @@ typedef enum kw_outcome {
  * Report what became of the secret.  A secret that is freed unreported
  * counts as KW_USED.  A secret can be reported once: a second report is
  * KW_ERR_INVAL.  KW_UNUSED refunds the quota the resolve charged.
- * WARNING: report before kw_close() of the context that produced it; after
- * that, only kw_secret_free() may be called on it.
+ * Report before kw_close() of the context that produced it: after that a
+ * report fails with KW_ERR_INVAL (a charge can no longer be refunded), and
+ * only the accessors and kw_secret_free() work on it.
  */
 KW_EXPORT KW_WARN_UNUSED kw_status kw_secret_report(kw_secret *s, kw_outcome outcome);
 
 /* Wipe and free s.  kw_secret_free(NULL) is a no-op.  May be called after
- * kw_close() of the context that produced it.  A key from keywayd (a
+ * kw_close() of the context that produced it, but a use counted then is
+ * not written to its store (the use counts of `keyway ls` are written
+ * while the context is open, and at kw_close()).  A key from keywayd (a
  * client context, see kw_open()) that was not reported is reported used
- * to the daemon here, which is one request to it. */
+ * to the daemon here, which is one request to it, also after kw_close(). */
 KW_EXPORT void kw_secret_free(kw_secret *s);
 
 /*

@@ -631,7 +631,11 @@ static void test_secret_survives_close(void **state)
 	assert_int_equal(kw_secret_len(a), 40);
 	assert_string_equal(kw_secret_backend(a), "b");
 	assert_string_equal(kw_secret_value(b), SECRET_40);
-	assert_int_equal(kw_secret_report(a, KW_USED), KW_OK);
+	assert_int_equal(kw_secret_report(a, KW_USED), KW_ERR_INVAL);
+	assert_string_equal(kw_last_error(),
+			    "kw_secret_report: the context that resolved "
+			    "this secret was closed; report before "
+			    "kw_close(), after it only kw_secret_free()");
 	kw_secret_free(a);
 	kw_secret_free(b);
 }

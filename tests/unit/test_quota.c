@@ -1149,6 +1149,20 @@ static void test_report_rules(void **state)
 
 	assert_int_equal(kw_secret_report(NULL, KW_UNUSED), KW_ERR_INVAL);
 	assert_string_equal(kw_last_error(), "kw_secret_report: no secret");
+
+	/* After kw_close(), the charge cannot be refunded: the ledger is
+	 * closed.  The report says so, and the secret is still freed. */
+	req.user = "bob";
+	assert_int_equal(kw_resolve(f->ctx, &req, &s), KW_OK);
+	kw_close(f->ctx);
+	f->ctx = NULL;
+	assert_int_equal(kw_secret_report(s, KW_UNUSED), KW_ERR_INVAL);
+	assert_string_equal(kw_last_error(),
+			    "kw_secret_report: the context that resolved "
+			    "this secret was closed; report before "
+			    "kw_close(), after it only kw_secret_free()");
+	assert_string_equal(kw_secret_value(s), K_ENV);
+	kw_secret_free(s);
 }
 
 /* ---- usage counts of stored keys ---- */

@@ -456,6 +456,10 @@ static void test_key_and_reports(void **state)
 	 * kw_last_error() left as it was, though the report failed. */
 	kw_close(fx->ctx);
 	fx->ctx = NULL;
+	/* A report after kw_close() is refused, as in-process; asks
+	 * nothing. */
+	assert_status(kw_secret_report(t, KW_UNUSED), KW_ERR_INVAL);
+	assert_int_equal(ngot(fx), 3);
 	assert_status(kw_name_check("user name", "a\tb"), KW_ERR_INVAL);
 	kw_secret_free(t);
 	assert_string_equal(got(fx, 3),
