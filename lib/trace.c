@@ -162,9 +162,10 @@ void kwi_trace_step(kw_trace *t, size_t i, const struct kwi_entry *e,
 void kwi_trace_say(kw_trace *t, const char *backend, kw_status st,
 		   const char *detail)
 {
+	/* The chain's word for a key handed out, as every trace says it. */
 	snprintf(t->summary, sizeof(t->summary), "%s answered %s%s%s",
-		 backend, kw_status_str(st), detail[0] != '\0' ? ": " : "",
-		 detail);
+		 backend, st == KW_OK ? "found" : kw_status_str(st),
+		 detail[0] != '\0' ? ": " : "", detail);
 }
 
 void kwi_trace_found(kw_trace *t, const char *backend, kw_status st,

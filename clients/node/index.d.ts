@@ -14,13 +14,15 @@ export type ErrorCode =
 
 export declare class KeywayError extends Error {
 	constructor(message: string, status?: string | null, httpStatus?: number | null,
-		code?: string | null);
+		code?: string | null, retryAfter?: number | null);
 	/** keywayd's word for what went wrong. */
 	readonly status: StatusWord | string;
 	/** The answer's HTTP status; null when keywayd could not be reached. */
 	readonly httpStatus: number | null;
 	/** Which error an 'error' is; null for the other words. */
 	readonly code: ErrorCode | string | null;
+	/** Seconds keywayd said to wait (Retry-After: a quota used up); else null. */
+	readonly retryAfter: number | null;
 	static readonly defaultStatus: string;
 }
 export declare class DeniedError extends KeywayError {}

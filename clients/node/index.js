@@ -28,14 +28,18 @@ export const MAX_ANSWER = 1 << 20;
 // when there was no answer), message the one line that says what is wrong.
 // No message ever holds a key.  code says which error an 'error' is
 // ('backend', 'crypto', 'config', 'module', 'nomem', 'io', 'perm', 'exists',
-// 'unsupported', 'internal'), else null.
+// 'unsupported', 'internal'), else null.  retryAfter is the seconds keywayd
+// said to wait (its Retry-After: a quota used up, until its window ends),
+// else null.
 export class KeywayError extends Error {
-	constructor(message, status, httpStatus = null, code = null) {
+	constructor(message, status, httpStatus = null, code = null,
+		retryAfter = null) {
 		super(message);
 		this.name = new.target.name;
 		this.status = status ?? new.target.defaultStatus;
 		this.httpStatus = httpStatus;
 		this.code = code;
+		this.retryAfter = retryAfter;
 	}
 
 	static defaultStatus = 'error';
@@ -95,7 +99,7 @@ function oneLine(s) {
 	return s.split(/\r?\n|\r/).join(' ');
 }
 
-function errorFrom(code, body, what) {
+function errorFrom(code, body, what, retryAfter = null) {
 	let word = null;
 	let msg = null;
 	let kind = null;
@@ -116,7 +120,7 @@ function errorFrom(code, body, what) {
 		msg = `keywayd answered ${what} with HTTP ${code}`;
 	const Cls = (word !== null && BY_STATUS.get(word)) ||
 		BY_HTTP.get(code) || KeywayError;
-	return new Cls(oneLine(msg), word, code, kind);
+	return new Cls(oneLine(msg), word, code, kind, retryAfter);
 }
 
 // ---- the client ----
@@ -159,7 +163,8 @@ export class Client {
 		return `Client { socket: ${JSON.stringify(this.socket)} }`;
 	}
 
-	// [HTTP status, body string] of one request on a new connection.
+	// [HTTP status, body string, Retry-After seconds or null] of one
+	// request on a new connection.
 	#call(method, path, doc) {
 		const what = `${method} ${path}`;
 		const body = doc === undefined ? null : JSON.stringify(doc);
@@ -196,8 +201,10 @@ export class Client {
 					}
 					chunks.push(b);
 				});
+				const retry = res.headers['retry-after'];
 				res.on('end', () => finish(null,
-					[res.statusCode, Buffer.concat(chunks).toString('utf8')]));
+					[res.statusCode, Buffer.concat(chunks).toString('utf8'),
+						/^\d+$/.test(retry ?? '') ? Number(retry) : null]));
 				// node 20 says 'error' ("aborted"), others only 'close'
 				const cut = () => finish(new UnavailableError(`keywayd on ${this.socket}: ${what} failed: the connection closed before the whole answer came`));
 				res.on('error', cut);
@@ -230,9 +237,9 @@ export class Client {
 
 	// The answer's object when it is 200, else the error.
 	async #json(method, path, doc) {
-		const [code, body] = await this.#call(method, path, doc);
+		const [code, body, retry] = await this.#call(method, path, doc);
 		if (code !== 200)
-			throw errorFrom(code, body, `${method} ${path}`);
+			throw errorFrom(code, body, `${method} ${path}`, retry);
 		let out = null;
 		try {
 			out = JSON.parse(body);

@@ -240,8 +240,10 @@ typedef struct kw_query {
 #define KW_LOG_DEBUG 7
 
 /*
- * Services the host offers to modules.  Setting accessors may be called in
- * open() only; the rest at any time.  Strings returned by the setting
+ * Services the host offers to modules.  The setting accessors, error(),
+ * open_private(), keyring_open() and open_flags() may be called in open()
+ * only; the rest at any time (docs/plugin-guide.md has the table).
+ * Strings returned by the setting
  * accessors stay valid until close().  A KW_SETTING_PATH is read with
  * setting_string() and is always absolute: a relative path in keyway.conf
  * is taken against the directory of the file it is written in.

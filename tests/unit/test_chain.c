@@ -38,9 +38,9 @@ enum answer { FOUND, NOTFOUND, DENIED, UNAVAIL, ERROR, NANSWERS };
 static const struct {
 	const char *word;   /* fake's answer setting */
 	kw_status status;   /* what the fake module returns */
-	const char *name;   /* kw_status_str() of it, as messages spell it */
+	const char *name;   /* as a trace's summary spells it */
 } answers[NANSWERS] = {
-	[FOUND] = { "found", KW_OK, "ok" },
+	[FOUND] = { "found", KW_OK, "found" },
 	[NOTFOUND] = { "notfound", KW_ERR_NOTFOUND, "notfound" },
 	[DENIED] = { "denied", KW_ERR_DENIED, "denied" },
 	[UNAVAIL] = { "unavail", KW_ERR_UNAVAIL, "unavail" },
@@ -256,7 +256,7 @@ static void check_pair(const char *control, enum answer ans,
 		expect_secret(ctx, NULL, "anthropic", NULL, NULL, B_VALUE,
 			      "b");
 		check_trace_end(t, 2, KW_OK, "b",
-				"b answered ok: fake found");
+				"b answered found: fake found");
 		check_step(t, 0, 1, "a", "fake", st, KW_ACTION_CONTINUE, 0,
 			   detail, st == KW_OK ? A_MASK : "");
 		check_step(t, 1, 2, "b", "fake", KW_OK, KW_ACTION_DONE, 0,
@@ -418,7 +418,7 @@ static void test_skip(void **state)
 	expect_secret(ctx, NULL, "anthropic", NULL, NULL,
 		      "sk-dddd-0123456789abcdef", "d");
 	t = explain(ctx, NULL, "anthropic", NULL, NULL);
-	check_trace_end(t, 2, KW_OK, "d", "d answered ok: fake found");
+	check_trace_end(t, 2, KW_OK, "d", "d answered found: fake found");
 	check_step(t, 0, 1, "a", "fake", KW_ERR_NOTFOUND, KW_ACTION_SKIP, 2,
 		   "fake notfound", "");
 	/* The indexes jump from 1 to 4: b and c were never asked. */
@@ -443,7 +443,7 @@ static void test_skip_one(void **state)
 	expect_secret(ctx, NULL, "anthropic", NULL, NULL,
 		      "sk-fake-d-0123456789abcdef", "d");
 	t = explain(ctx, NULL, "anthropic", NULL, NULL);
-	check_trace_end(t, 3, KW_OK, "d", "d answered ok: fake found");
+	check_trace_end(t, 3, KW_OK, "d", "d answered found: fake found");
 	check_step(t, 0, 1, "a", "fake", KW_ERR_UNAVAIL, KW_ACTION_CONTINUE,
 		   0, "fake unavail", "");
 	check_step(t, 1, 2, "b", "fake", KW_ERR_NOTFOUND, KW_ACTION_SKIP, 1,
@@ -734,7 +734,7 @@ static void test_scope_org(void **state)
 		      "sk-org-globex-openai-0123456789", "org_keys");
 	t = explain(ctx, "org", "anthropic", NULL, "acme");
 	check_trace_end(t, 1, KW_OK, "org_keys",
-			"org_keys answered ok: fakestore org acme");
+			"org_keys answered found: fakestore org acme");
 	check_step(t, 0, 1, "org_keys", "fakestore", KW_OK, KW_ACTION_DONE, 0,
 		   "fakestore org acme", "sk-o****6789");
 	kw_trace_free(t);
@@ -799,7 +799,7 @@ static void test_scope_chain(void **state)
 
 	t = explain(ctx, NULL, "anthropic", NULL, NULL);
 	check_trace_end(t, 3, KW_OK, "sys_keys",
-			"sys_keys answered ok: fakestore system none");
+			"sys_keys answered found: fakestore system none");
 	check_step(t, 0, 1, "org_keys", "fakestore", KW_ERR_NOTFOUND,
 		   KW_ACTION_CONTINUE, 0, "the request names no org", "");
 	check_step(t, 1, 2, "user_keys", "fakestore", KW_ERR_NOTFOUND,
@@ -1164,7 +1164,7 @@ static void test_explain_masks(void **state)
 
 	(void)state;
 	t = explain(ctx, NULL, "anthropic", "alice", "acme");
-	check_trace_end(t, 3, KW_OK, "c", "c answered ok: fake found");
+	check_trace_end(t, 3, KW_OK, "c", "c answered found: fake found");
 	check_step(t, 0, 1, "a", "fake", KW_OK, KW_ACTION_CONTINUE, 0,
 		   "fake found", "sk-f****cdef");
 	check_step(t, 1, 2, "b", "fake", KW_ERR_NOTFOUND, KW_ACTION_CONTINUE,
@@ -1328,7 +1328,7 @@ static void test_bad_answers(void **state)
 		expect_secret(ctx, NULL, "anthropic", NULL, NULL, B_VALUE,
 			      "b");
 		t = explain(ctx, NULL, "anthropic", NULL, NULL);
-		check_trace_end(t, 2, KW_OK, "b", "b answered ok: fake found");
+		check_trace_end(t, 2, KW_OK, "b", "b answered found: fake found");
 		check_step(t, 0, 1, "a", "fake", KW_ERR_BACKEND,
 			   KW_ACTION_CONTINUE, 0, c->detail, "");
 		kw_trace_free(t);
@@ -1363,7 +1363,7 @@ static const struct walk_case walk_cases[] = {
 		{ { "found", "sufficient", A_VALUE },
 		  { "found", "required", B_VALUE } },
 		2, KW_OK, A_VALUE, "a", NULL, 1,
-		"a answered ok: fake found",
+		"a answered found: fake found",
 	},
 	{
 		"found last",
@@ -1371,7 +1371,7 @@ static const struct walk_case walk_cases[] = {
 		  { "denied", "sufficient", NULL },
 		  { "found", "required", B_VALUE } },
 		3, KW_OK, B_VALUE, "c", NULL, 3,
-		"c answered ok: fake found",
+		"c answered found: fake found",
 	},
 	{
 		"all notfound",
@@ -1401,7 +1401,7 @@ static const struct walk_case walk_cases[] = {
 		  { "error", "requisite", NULL },
 		  { "found", "required", B_VALUE } },
 		3, KW_OK, B_VALUE, "c", NULL, 2,
-		"c answered ok: fake found",
+		"c answered found: fake found",
 	},
 };
 

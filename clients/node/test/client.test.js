@@ -269,6 +269,9 @@ describe('keyway node client against keywayd', () => {
 		await (await client.resolve(q)).reportUsed();
 		const e = await rejectsWith(client.resolve(q), keyway.DeniedError, 'denied');
 		assert.equal(e.httpStatus, 429);
+		// until the day's window ends
+		assert.ok(Number.isInteger(e.retryAfter) && e.retryAfter > 0 && e.retryAfter <= 86400,
+			`retryAfter ${e.retryAfter}`);
 		assert.equal(e.name, 'DeniedError');
 		assert.match(e.message, /^chain "default", provider "anthropic": org_keys answered denied: quota org_keys 2\/day per user used up for user deny /);
 		assert.ok(!e.message.includes('\n'));
@@ -278,6 +281,7 @@ describe('keyway node client against keywayd', () => {
 		const e = await rejectsWith(client.resolve({ provider: 'openai', user: 'nf', org: 'acme' }),
 			keyway.NotFoundError, 'notfound');
 		assert.equal(e.httpStatus, 404);
+		assert.equal(e.retryAfter, null);
 		assert.equal(e.message, 'chain "default": no backend has a key for provider "openai"');
 		await rejectsWith(client.resolve({ provider: 'nosuchprovider', user: 'nf', org: 'acme' }),
 			keyway.NotFoundError, 'notfound');

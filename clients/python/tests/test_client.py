@@ -189,6 +189,34 @@ def test_with_block_whose_report_fails_raises_nothing(client, caplog):
     assert r.lease in caplog.text
 
 
+def test_a_lease_is_reported_by_the_process_that_resolved_it(client):
+    r = client.resolve("anthropic", user="forker", org="acme")
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        # The child: a report raises, leaving the block reports nothing.
+        os.close(rfd)
+        word = b"none"
+        try:
+            r.report_unused()
+        except keyway.Error as e:
+            word = b"raised" if "before fork()" in e.message else b"other"
+        with r:
+            r.key
+        if r.outcome is not None:
+            word += b"+reported"
+        os.write(wfd, word)
+        os._exit(0)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as f:
+        got = f.read()
+    os.waitpid(pid, 0)
+    assert got == b"raised", got
+    # The parent's report is the only one keywayd got.
+    r.report_unused()
+    assert r.outcome == "unused"
+
+
 # ---- errors ----
 
 def test_denied_by_quota(client):
@@ -198,6 +226,9 @@ def test_denied_by_quota(client):
         client.resolve("anthropic", user="deny", org="acme")
     e = ei.value
     assert e.status == "denied" and e.http_status == 429, repr(e)
+    # Until the day's window ends.
+    assert isinstance(e.retry_after, int) and \
+        0 < e.retry_after <= 86400, e.retry_after
     assert "quota org_keys 2/day per user used up for user deny" in e.message, \
         e.message
     assert str(e).startswith("denied: chain "), str(e)
@@ -208,6 +239,7 @@ def test_denied_by_quota(client):
 def test_a_provider_without_a_key_is_notfound(client):
     with pytest.raises(keyway.NotFound) as ei:
         client.resolve("openai", user="nf", org="acme")
+    assert ei.value.retry_after is None
     assert ei.value.http_status == 404
     assert ei.value.message == \
         'chain "default": no backend has a key for provider "openai"', \

@@ -50,18 +50,22 @@ class Error(Exception):
     one line that says what is wrong.  str() is "status: message".  No
     message ever holds a key.  code says which error an "error" is
     ("backend", "crypto", "config", "module", "nomem", "io", "perm",
-    "exists", "unsupported", "internal"), else None.
+    "exists", "unsupported", "internal"), else None.  retry_after is the
+    seconds keywayd said to wait (its Retry-After: a quota used up, until
+    its window ends), else None.
     """
 
     status = "error"
 
-    def __init__(self, message, status=None, http_status=None, code=None):
+    def __init__(self, message, status=None, http_status=None, code=None,
+                 retry_after=None):
         super().__init__(message)
         self.message = message
         if status is not None:
             self.status = status
         self.http_status = http_status
         self.code = code
+        self.retry_after = retry_after
 
     def __str__(self):
         return "%s: %s" % (self.status, self.message)
@@ -116,7 +120,7 @@ _BY_HTTP = {400: Invalid, 403: Denied, 404: NotFound, 405: Invalid,
             409: Conflict, 413: Invalid, 429: Limited, 503: Unavailable}
 
 
-def _error_from(code, body, what):
+def _error_from(code, body, what, retry_after=None):
     """The exception for a non-200 answer."""
     word, msg, kind = None, None, None
     try:
@@ -132,7 +136,8 @@ def _error_from(code, body, what):
     cls = _BY_STATUS.get(word) or _BY_HTTP.get(code, Error)
     return cls(msg, status=word if isinstance(word, str) else None,
                http_status=code,
-               code=kind if isinstance(kind, str) else None)
+               code=kind if isinstance(kind, str) else None,
+               retry_after=retry_after)
 
 
 # ---- the transport ----
@@ -192,7 +197,8 @@ class Client:
         return "<keyway.Client socket=%r>" % self.socket
 
     def _call(self, method, path, doc=None):
-        """(HTTP status, body bytes) of one request on a fresh connection."""
+        """(HTTP status, body bytes, Retry-After seconds or None) of one
+        request on a fresh connection."""
         what = "%s %s" % (method, path)
         body = None
         headers = {"Connection": "close"}
@@ -206,6 +212,9 @@ class Client:
             resp = conn.getresponse()
             data = resp.read(MAX_ANSWER + 1)
             code = resp.status
+            retry = resp.getheader("Retry-After")
+            retry = int(retry) if retry is not None and \
+                retry.strip().isdigit() else None
             if len(data) <= MAX_ANSWER and resp.length:
                 # fewer bytes than its Content-Length said
                 raise http.client.IncompleteRead(data, resp.length)
@@ -240,13 +249,13 @@ class Client:
         if len(data) > MAX_ANSWER:
             raise Error("keywayd on %s answered %s with more than %d bytes"
                         % (self.socket, what, MAX_ANSWER), http_status=code)
-        return code, data
+        return code, data, retry
 
     def _json(self, method, path, doc=None):
         """The answer's object when it is 200, else the exception."""
-        code, data = self._call(method, path, doc)
+        code, data, retry = self._call(method, path, doc)
         if code != 200:
-            raise _error_from(code, data, "%s %s" % (method, path))
+            raise _error_from(code, data, "%s %s" % (method, path), retry)
         try:
             out = json.loads(data)
         except ValueError:
@@ -323,14 +332,19 @@ class Lease:
     A report that fails there (keywayd gone, the lease expired) raises
     nothing: it is logged on the "keyway" logger and kept in report_error,
     and a lease never reported counts as used once daemon.lease_ttl passes.
+
+    A lease belongs to the process that resolved it: in a child of fork()
+    a report raises Error and leaving the block reports nothing, so that
+    the parent's own report is the one keywayd gets (as libkeyway does).
     """
 
-    __slots__ = ("_client", "_key", "backend", "lease", "outcome",
+    __slots__ = ("_client", "_key", "_pid", "backend", "lease", "outcome",
                  "key_read", "report_error")
 
     def __init__(self, client, key, backend, lease):
         self._client = client
         self._key = key
+        self._pid = os.getpid()
         self.backend = backend
         self.lease = lease
         self.outcome = None
@@ -353,6 +367,10 @@ class Lease:
 
     def report(self, outcome):
         """Report the lease "used" or "unused" (once)."""
+        if self._pid != os.getpid():
+            raise Error("keyway: lease %s was resolved by process %d before "
+                        "fork(); that process reports it"
+                        % (self.lease, self._pid))
         self._client.report(self.lease, outcome)
         self.outcome = outcome
 
@@ -368,7 +386,7 @@ class Lease:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if self.outcome is not None:
+        if self.outcome is not None or self._pid != os.getpid():
             return False
         outcome = "used" if self.key_read else "unused"
         try:
