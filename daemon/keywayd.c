@@ -1222,7 +1222,7 @@ static void extra_stop(struct extra *e)
 	if (e->fd >= 0)
 		close(e->fd);
 	if (e->path && e->fd >= 0)
-		unlink(e->path);
+		kwd_unlink_unix(e->path);
 	free(e->path);
 	memset(e, 0, sizeof(*e));
 	e->fd = -1;
@@ -1459,7 +1459,7 @@ int main(int argc, char **argv)
 	if (!d) {
 		kwd_log("cannot start serving on %s", sock_path);
 		if (!activated)
-			unlink(sock_path);
+			kwd_unlink_unix(sock_path);
 		return 1;
 	}
 	kwd_log("serving %s on %s%s (%lu threads)", config_path, sock_path,
@@ -1471,7 +1471,7 @@ int main(int argc, char **argv)
 		extra_stop(&tcp);
 		MHD_stop_daemon(d);
 		if (!activated)
-			unlink(sock_path);
+			kwd_unlink_unix(sock_path);
 		return 1;
 	}
 	kwd_sd_notify("READY=1\nSTATUS=serving %s on %s", config_path,
@@ -1519,7 +1519,7 @@ int main(int argc, char **argv)
 		close(fd);
 	/* systemd's socket stays for the next start, queueing clients. */
 	if (!activated)
-		unlink(sock_path);
+		kwd_unlink_unix(sock_path);
 	extra_stop(&admin);
 	extra_stop(&tcp);
 	free(sock_path);
