@@ -6,9 +6,9 @@
 # that goes away while its resolve waits leaves keywayd serving (and, in
 # the sanitizer build, nothing leaked at exit); SIGHUP while a resolve
 # waits leaves it on the configuration it started with; SIGTERM while one
-# waits answers it before keywayd exits.  keywayd runs with --threads 1,
-# the fewest there ever were.  Run by `make check`, or by hand as lib.sh
-# says.
+# waits answers it before keywayd exits; --max-connections is at most
+# 900.  keywayd runs with --threads 1, the fewest there ever were.  Run by
+# `make check`, or by hand as lib.sh says.
 
 . "$(dirname -- "$0")/lib.sh" || exit 99
 
@@ -179,6 +179,9 @@ start()
 SLOW='{"provider":"anthropic","org":"acme","chain":"slow"}'
 
 conf slow
+run "$KWD" -c "$CONF" --socket "$SOCK" --max-connections 901
+expect_exit 2 "--max-connections past 900 (a thread each, select()'s descriptors) is refused"
+expect_stderr "keywayd: --max-connections 901: expected a number from 1 to 900"
 start
 
 # ---- resolves that wait on Vault stall no one else ----
