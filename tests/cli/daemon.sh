@@ -415,6 +415,7 @@ trap tap_cleanup EXIT
 # A keywayd killed with SIGKILL leaves its socket: the next one takes it
 # over.  A keywayd whose socket was replaced (another process bound the
 # path since) leaves the replacement in place when it stops.
+conf | write_conf "$CONF"
 start
 kill -KILL "$PID"
 wait "$PID" 2>/dev/null
