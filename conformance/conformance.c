@@ -87,6 +87,7 @@ static struct shared {
 	unsigned long seq; /* bumped by every begin() */
 	int failures;
 	int done;          /* the checks ran to their end */
+	char *log;         /* the temps slot of what stderr took */
 	char check[200];
 	char doing[200];
 	char temps[MAX_TEMPS][PATH_MAX];
@@ -659,6 +660,114 @@ out:
 	return ok ? path : NULL;
 }
 
+/*
+ * The setting of copy c written at line `line`, found by its path in the
+ * original o: its line there, and its file (NULL: the main one).  0 when
+ * the program added it.
+ */
+static int match_line(const config_setting_t *c, const config_setting_t *o,
+		      int line, const char **file)
+{
+	if (o == NULL)
+		return 0;
+	if (config_setting_parent(c) != NULL &&
+	    (int)config_setting_source_line(c) == line) {
+		*file = config_setting_source_file(o);
+		return (int)config_setting_source_line(o);
+	}
+	if (!config_setting_is_aggregate(c))
+		return 0;
+	for (int i = 0; i < config_setting_length(c); i++) {
+		const config_setting_t *ce =
+			config_setting_get_elem(c, (unsigned)i);
+		const config_setting_t *oe =
+			config_setting_is_group(c)
+				? config_setting_get_member(
+					  o, config_setting_name(ce))
+				: config_setting_get_elem(o, (unsigned)i);
+		int n = match_line(ce, oe, line, file);
+
+		if (n != 0)
+			return n;
+	}
+	return 0;
+}
+
+/*
+ * msg with COPY:LINE, where COPY is a copy this program wrote, put back
+ * as FILE:LINE of the user's file (the copy is gone when it is read), or
+ * said to be in the copy for a setting the program added.  A static
+ * buffer: the checks run on one thread.
+ */
+static const char *in_file(const char *msg)
+{
+	static char buf[2048];
+	size_t used = 0;
+
+	buf[0] = '\0';
+	while (*msg != '\0' && used + 1 < sizeof(buf)) {
+		const char *at = NULL, *copy = NULL;
+		size_t n = 0;
+		char *end;
+		long line;
+
+		for (size_t i = 0; i < MAX_TEMPS; i++) {
+			const char *t = sh->temps[i], *hit;
+
+			if (t[0] == '\0' || t == sh->log ||
+			    (hit = strstr(msg, t)) == NULL)
+				continue;
+			if (at == NULL || hit < at) {
+				at = hit;
+				copy = t;
+				n = strlen(t);
+			}
+		}
+		if (at == NULL || at[n] != ':' ||
+		    (line = strtol(at + n + 1, &end, 10)) <= 0 || *end != ':') {
+			snprintf(buf + used, sizeof(buf) - used, "%s", msg);
+			break;
+		}
+		{
+			config_t c, o;
+			const char *file = NULL;
+			char why[512];
+			int orig = 0;
+
+			config_init(&c);
+			config_init(&o);
+			if (config_read_file(&c, copy) == CONFIG_TRUE &&
+			    read_config(&o, why, sizeof(why)))
+				orig = match_line(config_root_setting(&c),
+						  config_root_setting(&o),
+						  (int)line, &file);
+			/* An @include is named as written: relative to
+			 * FILE's directory. */
+			if (orig != 0 && file != NULL && file[0] != '/')
+				snprintf(buf + used, sizeof(buf) - used,
+					 "%.*s%.*s%s:%d", (int)(at - msg), msg,
+					 (int)(strrchr(opt.config, '/') -
+					       opt.config + 1),
+					 opt.config, file, orig);
+			else if (orig != 0)
+				snprintf(buf + used, sizeof(buf) - used,
+					 "%.*s%s:%d", (int)(at - msg), msg,
+					 file != NULL ? file : opt.config,
+					 orig);
+			else
+				snprintf(buf + used, sizeof(buf) - used,
+					 "%.*s%s (as keyway-conformance "
+					 "changed it)",
+					 (int)(at - msg), msg, opt.config);
+			config_destroy(&c);
+			config_destroy(&o);
+		}
+		used = strlen(buf);
+		msg = end;
+	}
+	return buf;
+}
+
 /* Does `module = "mod"` name the module: its name, or its file's path? */
 static bool names_module(const char *mod)
 {
@@ -768,7 +877,7 @@ static void expect_refusal(const char *what, const char *path,
 		out(false, what,
 		    "the message does not name \"%s\" (\"%s\"): name the "
 		    "setting in host->error()",
-		    name, e);
+		    name, in_file(e));
 	else
 		out(true, what, " ");
 }
@@ -898,9 +1007,20 @@ static kw_status explain(kw_ctx *ctx, const char *provider, char **detail)
  * characters of a key, and at most a third of it.  0 when it holds none;
  * *of gets the value's length.
  */
-static size_t secret_run(const char *text, size_t *of)
+static size_t secret_run(const char *msg, size_t *of)
 {
+	char *text = strdup(msg), *p;
 	size_t best = 0;
+
+	if (text == NULL)
+		return 0;
+	/* The names of this program's copies are not the module's:
+	 * DIR/conformance-XXXXXX.conf, whatever a key has in common with
+	 * them. */
+	for (p = text; (p = strstr(p, "/conformance-")) != NULL; p++)
+		if (strnlen(p, 24) == 24 &&
+		    strncmp(p + 19, ".conf", 5) == 0)
+			memset(p, ' ', 24);
 
 	for (size_t k = 0; k < nsecrets; k++) {
 		const char *v = secrets[k];
@@ -922,6 +1042,7 @@ static size_t secret_run(const char *text, size_t *of)
 			}
 		}
 	}
+	free(text);
 	return best;
 }
 
@@ -1496,7 +1617,7 @@ static void report_line(void *arg, const char *line)
 {
 	(void)arg;
 	keep("kw_check()", line);
-	printf("# %s\n", line);
+	printf("# %s\n", in_file(line));
 }
 
 /* Bytes in use on the heap, or 0 when unknown (a sanitizer's heap). */
@@ -1561,7 +1682,7 @@ static void check_cycles(const char *path)
 			before = heap_used();
 		if (kw_open(&ctx, path) != KW_OK) {
 			out(false, what, "kw_open() failed on cycle %d: %s",
-			    i + 1, kw_last_error());
+			    i + 1, in_file(kw_last_error()));
 			return;
 		}
 		kw_close(ctx);
@@ -1756,6 +1877,29 @@ static void remove_temps(void)
 }
 
 /*
+ * A sanitizer that ended the child reported why on its stderr, which went
+ * to the log: show that report (only: the rest is the module's lines).
+ */
+static void show_report(void)
+{
+	FILE *f = sh->log != NULL && sh->log[0] != '\0' ? fopen(sh->log, "r")
+							: NULL;
+	char *line = NULL;
+	size_t cap = 0;
+	bool on = false;
+
+	if (f == NULL)
+		return;
+	while (getline(&line, &cap, f) > 0) {
+		on = on || strstr(line, "Sanitizer") != NULL;
+		if (on)
+			fputs(line, stderr);
+	}
+	free(line);
+	fclose(f);
+}
+
+/*
  * Wait for the child, at most --timeout seconds for each check; a crash
  * or a check that does not end is a FAIL line naming it.  Returns the
  * exit status.
@@ -1794,12 +1938,16 @@ static int supervise(pid_t pid)
 		}
 		nanosleep(&tick, NULL);
 	}
-	remove_temps();
 	/* An exit() of the module's, or a sanitizer's report of a crash,
 	 * ends the process too. */
 	if (!hung && WIFEXITED(status) &&
-	    __atomic_load_n(&sh->done, __ATOMIC_SEQ_CST))
+	    __atomic_load_n(&sh->done, __ATOMIC_SEQ_CST)) {
+		remove_temps();
 		return WEXITSTATUS(status);
+	}
+	if (!hung && WIFEXITED(status))
+		show_report();
+	remove_temps();
 	n = __atomic_load_n(&sh->failures, __ATOMIC_SEQ_CST) + 1;
 	if (hung)
 		printf("FAIL %s — it did not end in %d seconds%s%s: the module "
@@ -1816,9 +1964,9 @@ static int supervise(pid_t pid)
 		       sh->doing[0] ? ", " : "", sh->doing);
 	else
 		printf("FAIL %s — the module ended the process (exit status "
-		       "%d)%s%s: a module never exits, and a sanitizer that "
-		       "ends it reports why on stderr (run it under gdb); "
-		       "the checks after it did not run\n",
+		       "%d)%s%s: a module never exits (a sanitizer that ended "
+		       "it said why on stderr); the checks after it did not "
+		       "run\n",
 		       sh->check, WEXITSTATUS(status),
 		       sh->doing[0] ? ", " : "", sh->doing);
 	printf("FAIL: %d check%s failed\n", n, n == 1 ? "" : "s");
@@ -1853,6 +2001,7 @@ static int run(char *modpath)
 
 	/* What keyway and the module write to stderr, for the last checks. */
 	logpath = temp_slot();
+	sh->log = logpath;
 	snprintf(logpath, PATH_MAX, "%s/keyway-conformance-XXXXXX",
 		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
 	fd = mkstemp(logpath);
@@ -1901,7 +2050,7 @@ static int run(char *modpath)
 	if (rc != KW_OK) {
 		keep("kw_open()", kw_last_error());
 		out(false, "kw_open() opens the backend", "%s",
-		    kw_last_error());
+		    in_file(kw_last_error()));
 		temp_drop(path);
 		goto end;
 	}
