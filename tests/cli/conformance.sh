@@ -333,6 +333,14 @@ conform secleak "${B[@]}" --backend secleak
 expect_exit 1 "guarded memory left on close: exit status 1"
 expect_fails 1 "guarded memory left on close: one check fails"
 expect_line "FAIL 16 opens and closes leave no guarded memory — 32 of 32 closes left guarded memory (64 bytes the first time): close() must secure_free() everything open() took with secure_alloc()"
+write_conf "$D/secleak.conf" <<EOF
+keyway: { log: { stderr = true; }; };
+backends: { secleak: { module = "secleak"; value = "$K_BR"; }; };
+chains: { default = ( { backend = "secleak"; control = "required"; } ); };
+EOF
+run -s "$KW" -c "$D/secleak.conf" get anthropic
+expect_exit 0 "guarded memory left on close: the lookup still answers"
+expect_stderr_line "keyway: backend \"secleak\": module \"secleak\" left 64 bytes of guarded memory allocated after close(): secure_free() everything it took with secure_alloc()"
 
 # Part of a key in a detail.
 conform partialdetail "${B[@]}" --backend partial
