@@ -768,13 +768,13 @@ static const char *in_file(const char *msg)
 	return buf;
 }
 
-/* Does `module = "mod"` name the module: its name, or its file's path? */
+/* Does `module = "mod"` name the module: the NAME of its file kw_NAME.so,
+ * or its file's path? */
 static bool names_module(const char *mod)
 {
-	char real[PATH_MAX];
-
 	const char *base = strrchr(opt.module, '/') + 1;
 	size_t n = strlen(mod);
+	char real[PATH_MAX];
 
 	if (mod[0] == '/')
 		return realpath(mod, real) != NULL &&
@@ -1858,6 +1858,9 @@ static void catch_signals(void)
 	sigemptyset(&sa.sa_mask);
 	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
 		sigaction(sigs[i], &sa, NULL);
+	/* Output read by a program that stopped reading ends the child,
+	 * not this one, which still has files to remove. */
+	signal(SIGPIPE, SIG_IGN);
 }
 
 static double seconds(void)
@@ -1921,10 +1924,7 @@ static int supervise(pid_t pid)
 		if (stop_signal != 0) {
 			kill(pid, SIGKILL);
 			(void)waitpid(pid, &status, 0);
-			remove_temps();
-			signal(stop_signal, SIG_DFL);
-			raise(stop_signal);
-			return 128 + stop_signal;
+			break;
 		}
 		now = __atomic_load_n(&sh->seq, __ATOMIC_SEQ_CST);
 		if (now != seq) {
@@ -1937,6 +1937,14 @@ static int supervise(pid_t pid)
 			break;
 		}
 		nanosleep(&tick, NULL);
+	}
+	/* Interrupted (the child may have had the signal too): gone, and
+	 * its files with it. */
+	if (stop_signal != 0) {
+		remove_temps();
+		signal(stop_signal, SIG_DFL);
+		raise(stop_signal);
+		return 128 + stop_signal;
 	}
 	/* An exit() of the module's, or a sanitizer's report of a crash,
 	 * ends the process too. */
@@ -2255,6 +2263,7 @@ int main(int argc, char **argv)
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGHUP, SIG_DFL);
 		signal(SIGQUIT, SIG_DFL);
+		signal(SIGPIPE, SIG_DFL);
 		c = run(modpath);
 		__atomic_store_n(&sh->done, 1, __ATOMIC_SEQ_CST);
 		exit(c);
