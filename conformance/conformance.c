@@ -10,8 +10,13 @@
  * adds a chain of the one backend, sends the modules' log lines to stderr,
  * which is captured, and, for the settings checks, changes the backend's
  * settings.  Each check prints one line, "ok WHAT" or "FAIL WHAT — FIX".
- * Exit status 0 when every check passes, 1 when one fails, 2 on a usage
- * error.
+ *
+ * The module runs in a child process, never in the first one: that one
+ * waits for it, turns a crash or a check that does not end into a FAIL
+ * line naming the check, and removes every file the child made, also when
+ * it is killed itself.  Exit status 0 when every check passes, 1 when one
+ * fails, 2 on a usage error, 3 when the module crashed or hung (the checks
+ * after it did not run).
  */
 #include "config.h"
 
@@ -29,7 +34,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <keyway/keyway.h>
@@ -51,7 +62,7 @@ static struct {
 	const char *backend;  /* --backend, or found in the config */
 	bool ledger;          /* the instance is keyway.ledger */
 	const char *user, *org;
-	int threads, lookups, cycles;
+	int threads, lookups, cycles, timeout;
 	struct expect expect[MAX_PROVIDERS];
 	size_t nexpect;
 	const struct kw_module *desc;
@@ -63,19 +74,37 @@ static struct {
 	.threads = 8,
 	.lookups = 200,
 	.cycles = 16,
+	.timeout = 60,
 };
+
+/*
+ * What the child shares with the process that waits for it: the check it
+ * is running (and what it was doing in it), how many failed, and every
+ * file it made, to remove when it cannot.
+ */
+#define MAX_TEMPS 8
+static struct shared {
+	unsigned long seq; /* bumped by every begin() */
+	int failures;
+	int done;          /* the checks ran to their end */
+	char *log;         /* the temps slot of what stderr took */
+	char check[200];
+	char doing[200];
+	char temps[MAX_TEMPS][PATH_MAX];
+} *sh;
 
 /* A ledger is checked through a backend of its own with a quota. */
 #define LEDGER_LIMIT 40
 #define LEDGER_VAR "KEYWAY_CONFORMANCE_LEDGER_KEY"
 static char qbackend[64];
 
-/* The module stays loaded after dlclose() (linked -z nodelete). */
+/* The module stays loaded after dlclose(): this program keeps it, so that
+ * valgrind and LeakSanitizer name its frames. */
 static bool resident;
 
 static int failures;
 static int real_stderr = -1;
-static char logpath[PATH_MAX];
+static char *logpath; /* a temp_slot() */
 
 /* Every value a lookup handed out, searched for in every message. */
 static char *secrets[MAX_SECRETS];
@@ -102,6 +131,7 @@ static void out(bool ok, const char *what, const char *fixfmt, ...)
 		return;
 	}
 	failures++;
+	__atomic_store_n(&sh->failures, failures, __ATOMIC_SEQ_CST);
 	printf("FAIL %s — ", what);
 	va_start(ap, fixfmt);
 	vprintf(fixfmt, ap);
@@ -114,6 +144,59 @@ static void skip(const char *what, const char *why)
 {
 	printf("skip %s — %s\n", what, why);
 	fflush(stdout);
+}
+
+static void note(const char *fmt, ...) KW_PRINTF(1, 2);
+
+static void note(const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("note: ");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+}
+
+/*
+ * The check about to run the module, for the line the waiting process
+ * prints if it crashes or does not end; doing (a format, or NULL) says
+ * what it was asking.
+ */
+static void begin(const char *what, const char *doing, ...) KW_PRINTF(2, 3);
+
+static void begin(const char *what, const char *doing, ...)
+{
+	va_list ap;
+
+	snprintf(sh->check, sizeof(sh->check), "%s", what);
+	sh->doing[0] = '\0';
+	if (doing != NULL) {
+		va_start(ap, doing);
+		vsnprintf(sh->doing, sizeof(sh->doing), doing, ap);
+		va_end(ap);
+	}
+	__atomic_add_fetch(&sh->seq, 1, __ATOMIC_SEQ_CST);
+}
+
+/* A slot for a file the child makes; NULL when all are taken. */
+static char *temp_slot(void)
+{
+	for (size_t i = 0; i < MAX_TEMPS; i++)
+		if (sh->temps[i][0] == '\0')
+			return sh->temps[i];
+	return NULL;
+}
+
+/* Remove a file made in a temp_slot() and free the slot. */
+static void temp_drop(char *path)
+{
+	if (path == NULL || path[0] == '\0')
+		return;
+	unlink(path);
+	path[0] = '\0';
 }
 
 /* Keep a message to check for secrets and for being one line. */
@@ -246,8 +329,9 @@ static void note_objects(bool pin)
 
 /*
  * Keep what the checks need of the descriptor (its operations only as set
- * or not) and unload the module, so that every kw_open() loads it afresh
- * and every kw_close() unloads it, as in a process that opens one context.
+ * or not).  The module itself stays loaded, held by this program's handle:
+ * kw_close() does not unload it, so that valgrind and LeakSanitizer, which
+ * report leaks at exit, can still name its frames.
  */
 static bool copy_descriptor(const struct kw_module *d)
 {
@@ -273,14 +357,8 @@ static bool copy_descriptor(const struct kw_module *d)
 	copy.description = NULL;
 	opt.desc = &copy;
 	note_objects(true);
-	dlclose(opt.handle);
-	opt.handle = dlopen(opt.module, RTLD_NOW | RTLD_NOLOAD);
-	if (opt.handle != NULL) {
-		/* Linked -z nodelete: it stays loaded. */
-		resident = true;
-		dlclose(opt.handle);
-	}
-	opt.handle = NULL;
+	/* opt.handle is never closed: that is what keeps the module. */
+	resident = true;
 	return true;
 nomem:
 	for (size_t i = 0; settings != NULL && i < n; i++)
@@ -300,6 +378,7 @@ static bool check_descriptor(void)
 
 	base = base != NULL ? base + 1 : opt.module;
 	note_objects(false);
+	begin("the module loads", NULL);
 	opt.handle = dlopen(opt.module, RTLD_NOW | RTLD_LOCAL);
 	if (opt.handle == NULL) {
 		out(false, "the module loads",
@@ -309,6 +388,7 @@ static bool check_descriptor(void)
 		return false;
 	}
 	out(true, "the module loads", " ");
+	begin("entry point " KW_MODULE_ENTRY_SYMBOL, NULL);
 	*(void **)&entry = dlsym(opt.handle, KW_MODULE_ENTRY_SYMBOL);
 	if (entry == NULL) {
 		out(false, "entry point " KW_MODULE_ENTRY_SYMBOL,
@@ -341,18 +421,26 @@ static bool check_descriptor(void)
 	}
 	out(true, "ABI handshake", " ");
 
+	/*
+	 * What keyway itself refuses fails; what it accepts is noted: it
+	 * loads module = "NAME" from kw_NAME.so whatever the descriptor's
+	 * name, and never shows the description.
+	 */
 	snprintf(want, sizeof(want), "kw_%s.so", d->name ? d->name : "");
-	if (d->name == NULL || strcmp(base, want) != 0)
-		out(false, "the name matches the file",
-		    "the descriptor's name is \"%s\" but the file is %s: "
-		    "keyway loads module = \"NAME\" from kw_NAME.so, so name "
-		    "the file %s or set .name to match it",
-		    d->name ? d->name : "(null)", base, want);
+	if (d->name == NULL)
+		out(false, "the descriptor has a name",
+		    "set .name to NAME, for a file named kw_NAME.so");
+	else if (strcmp(base, want) != 0)
+		note("the descriptor's name is \"%s\" but the file is %s: "
+		     "keyway loads it, but names it \"%s\" in its messages; "
+		     "name the file %s or set .name to match it",
+		     d->name, base, d->name, want);
 	else
 		out(true, "the name matches the file", " ");
 	if (!one_line(d->description))
-		out(false, "the description is one line",
-		    "set .description to one line of printable text");
+		note("the description is not one line of printable text: "
+		     "keyway does not show it, but write one line for the "
+		     "tools that will");
 	else
 		out(true, "the description is one line", " ");
 
@@ -452,11 +540,12 @@ static void add_int(config_setting_t *g, const char *name, int v)
 /*
  * Write a copy of the configuration next to it, with the chain CHAIN of the
  * backend alone, the module's log lines on stderr, and `m` applied to
- * setting `name`.  *path gets the copy's name; the caller unlinks it.
+ * setting `name`.  Returns the copy's name, a temp_slot() the caller frees
+ * with temp_drop(), or NULL.
  */
-static bool derive(enum mutation m, const char *name, kw_setting_type type,
-		   char *path, size_t pathlen)
+static char *derive(enum mutation m, const char *name, kw_setting_type type)
 {
+	char *path = temp_slot();
 	config_t cfg;
 	config_setting_t *root, *kw, *s, *g;
 	const char *slash = strrchr(opt.config, '/');
@@ -465,7 +554,7 @@ static bool derive(enum mutation m, const char *name, kw_setting_type type,
 	int fd;
 
 	config_init(&cfg);
-	if (!read_config(&cfg, why, sizeof(why)))
+	if (path == NULL || !read_config(&cfg, why, sizeof(why)))
 		goto out;
 	root = config_root_setting(&cfg);
 	kw = config_setting_get_member(root, "keyway");
@@ -550,32 +639,149 @@ static bool derive(enum mutation m, const char *name, kw_setting_type type,
 		}
 		break;
 	}
-	snprintf(path, pathlen, "%.*s%sconformance-XXXXXX.conf",
+	/* Written in the slot itself: the waiting process removes what it
+	 * names if this one dies before it does. */
+	snprintf(path, PATH_MAX, "%.*s%sconformance-XXXXXX.conf",
 		 slash != NULL ? (int)(slash - opt.config + 1) : 0,
 		 opt.config, "");
 	fd = mkstemps(path, 5);
-	if (fd < 0)
+	if (fd < 0) {
+		path[0] = '\0';
 		goto out;
+	}
 	close(fd);
 	if (config_write_file(&cfg, path) != CONFIG_TRUE) {
-		unlink(path);
+		temp_drop(path);
 		goto out;
 	}
 	ok = true;
 out:
 	config_destroy(&cfg);
-	return ok;
+	return ok ? path : NULL;
 }
 
-/* Does `module = "mod"` name the module: its name, or its file's path? */
+/*
+ * The setting of copy c written at line `line`, found by its path in the
+ * original o: its line there, and its file (NULL: the main one).  0 when
+ * the program added it.
+ */
+static int match_line(const config_setting_t *c, const config_setting_t *o,
+		      int line, const char **file)
+{
+	if (o == NULL)
+		return 0;
+	if (config_setting_parent(c) != NULL &&
+	    (int)config_setting_source_line(c) == line) {
+		*file = config_setting_source_file(o);
+		return (int)config_setting_source_line(o);
+	}
+	if (!config_setting_is_aggregate(c))
+		return 0;
+	for (int i = 0; i < config_setting_length(c); i++) {
+		const config_setting_t *ce =
+			config_setting_get_elem(c, (unsigned)i);
+		const config_setting_t *oe =
+			config_setting_is_group(c)
+				? config_setting_get_member(
+					  o, config_setting_name(ce))
+				: config_setting_get_elem(o, (unsigned)i);
+		int n = match_line(ce, oe, line, file);
+
+		if (n != 0)
+			return n;
+	}
+	return 0;
+}
+
+/*
+ * msg with COPY:LINE, where COPY is a copy this program wrote, put back
+ * as FILE:LINE of the user's file (the copy is gone when it is read), or
+ * said to be in the copy for a setting the program added.  A static
+ * buffer: the checks run on one thread.
+ */
+static const char *in_file(const char *msg)
+{
+	static char buf[2048];
+	size_t used = 0;
+
+	buf[0] = '\0';
+	while (*msg != '\0' && used + 1 < sizeof(buf)) {
+		const char *at = NULL, *copy = NULL;
+		size_t n = 0;
+		char *end;
+		long line;
+
+		for (size_t i = 0; i < MAX_TEMPS; i++) {
+			const char *t = sh->temps[i], *hit;
+
+			if (t[0] == '\0' || t == sh->log ||
+			    (hit = strstr(msg, t)) == NULL)
+				continue;
+			if (at == NULL || hit < at) {
+				at = hit;
+				copy = t;
+				n = strlen(t);
+			}
+		}
+		if (at == NULL || at[n] != ':' ||
+		    (line = strtol(at + n + 1, &end, 10)) <= 0 || *end != ':') {
+			snprintf(buf + used, sizeof(buf) - used, "%s", msg);
+			break;
+		}
+		{
+			config_t c, o;
+			const char *file = NULL;
+			char why[512];
+			int orig = 0;
+
+			config_init(&c);
+			config_init(&o);
+			if (config_read_file(&c, copy) == CONFIG_TRUE &&
+			    read_config(&o, why, sizeof(why)))
+				orig = match_line(config_root_setting(&c),
+						  config_root_setting(&o),
+						  (int)line, &file);
+			/* An @include is named as written: relative to
+			 * FILE's directory. */
+			if (orig != 0 && file != NULL && file[0] != '/')
+				snprintf(buf + used, sizeof(buf) - used,
+					 "%.*s%.*s%s:%d", (int)(at - msg), msg,
+					 (int)(strrchr(opt.config, '/') -
+					       opt.config + 1),
+					 opt.config, file, orig);
+			else if (orig != 0)
+				snprintf(buf + used, sizeof(buf) - used,
+					 "%.*s%s:%d", (int)(at - msg), msg,
+					 file != NULL ? file : opt.config,
+					 orig);
+			else
+				snprintf(buf + used, sizeof(buf) - used,
+					 "%.*s%s (as keyway-conformance "
+					 "changed it)",
+					 (int)(at - msg), msg, opt.config);
+			config_destroy(&c);
+			config_destroy(&o);
+		}
+		used = strlen(buf);
+		msg = end;
+	}
+	return buf;
+}
+
+/* Does `module = "mod"` name the module: the NAME of its file kw_NAME.so,
+ * or its file's path? */
 static bool names_module(const char *mod)
 {
+	const char *base = strrchr(opt.module, '/') + 1;
+	size_t n = strlen(mod);
 	char real[PATH_MAX];
 
 	if (mod[0] == '/')
 		return realpath(mod, real) != NULL &&
 		       strcmp(real, opt.module) == 0;
-	return strcmp(mod, opt.desc->name) == 0;
+	/* As the loader finds it: kw_NAME.so, whatever .name says. */
+	return strncmp(base, "kw_", 3) == 0 && strncmp(base + 3, mod, n) == 0 &&
+	       strcmp(base + 3 + n, ".so") == 0;
 }
 
 /* The backend the module serves: --backend, or the one the config names
@@ -584,7 +790,7 @@ static bool find_instance(void)
 {
 	config_t cfg;
 	config_setting_t *b, *l;
-	const char *mod;
+	const char *mod, *base;
 	char why[512];
 	bool ok = false;
 
@@ -631,10 +837,18 @@ static bool find_instance(void)
 		ok = true;
 		goto out;
 	}
-	out(false, "the backend is in the configuration",
-	    "%s has no backend with module = \"%s\": declare one, or name it "
-	    "with --backend",
-	    opt.config, opt.desc->name);
+	base = strrchr(opt.module, '/') + 1;
+	if (strncmp(base, "kw_", 3) == 0 && strlen(base) > 6 &&
+	    strcmp(base + strlen(base) - 3, ".so") == 0)
+		out(false, "the backend is in the configuration",
+		    "%s has no backend with module = \"%.*s\": declare one, "
+		    "or name it with --backend",
+		    opt.config, (int)(strlen(base) - 6), base + 3);
+	else
+		out(false, "the backend is in the configuration",
+		    "%s has no backend with module = \"%s\": declare one, "
+		    "or name it with --backend",
+		    opt.config, opt.module);
 out:
 	config_destroy(&cfg);
 	return ok;
@@ -646,8 +860,12 @@ static void expect_refusal(const char *what, const char *path,
 			   const char *name, const char *fix)
 {
 	kw_ctx *ctx = NULL;
-	kw_status rc = kw_open(&ctx, path);
-	const char *e = kw_last_error();
+	kw_status rc;
+	const char *e;
+
+	begin(what, NULL);
+	rc = kw_open(&ctx, path);
+	e = kw_last_error();
 
 	if (rc == KW_OK) {
 		kw_close(ctx);
@@ -659,22 +877,22 @@ static void expect_refusal(const char *what, const char *path,
 		out(false, what,
 		    "the message does not name \"%s\" (\"%s\"): name the "
 		    "setting in host->error()",
-		    name, e);
+		    name, in_file(e));
 	else
 		out(true, what, " ");
 }
 
 static void check_settings(void)
 {
-	char path[PATH_MAX], what[256];
+	char *path, what[256];
 	const kw_setting_spec *s;
 
-	if (derive(M_UNKNOWN, "conformance_unknown", 0, path, sizeof(path))) {
+	if ((path = derive(M_UNKNOWN, "conformance_unknown", 0)) != NULL) {
 		expect_refusal("an unknown setting is refused", path,
 			       "conformance_unknown",
 			       "kw_open() accepted a setting the module does "
 			       "not declare");
-		unlink(path);
+		temp_drop(path);
 	}
 	for (s = opt.desc->settings; s != NULL && s->name != NULL; s++) {
 		if (s->flags & KW_SETTING_REQUIRED) {
@@ -682,22 +900,21 @@ static void check_settings(void)
 				 "a missing required setting \"%s\" is "
 				 "refused",
 				 s->name);
-			if (derive(M_DROP, s->name, s->type, path,
-				   sizeof(path))) {
+			if ((path = derive(M_DROP, s->name, s->type)) !=
+			    NULL) {
 				expect_refusal(what, path, s->name,
 					       "kw_open() opened the backend "
 					       "without it");
-				unlink(path);
+				temp_drop(path);
 			}
 		}
 		snprintf(what, sizeof(what),
 			 "setting \"%s\" of the wrong type is refused",
 			 s->name);
-		if (derive(M_WRONGTYPE, s->name, s->type, path,
-			   sizeof(path))) {
+		if ((path = derive(M_WRONGTYPE, s->name, s->type)) != NULL) {
 			expect_refusal(what, path, s->name,
 				       "kw_open() took it");
-			unlink(path);
+			temp_drop(path);
 		}
 	}
 }
@@ -709,15 +926,21 @@ struct answer {
 	char *value; /* found: a copy, for comparing */
 };
 
-static kw_request request(const char *provider)
+static kw_request request_as(const char *provider, const char *user,
+			     const char *org)
 {
 	kw_request req = KW_REQUEST_INIT;
 
 	req.chain = CHAIN;
 	req.provider = provider;
-	req.user = opt.user;
-	req.org = opt.org;
+	req.user = user;
+	req.org = org;
 	return req;
+}
+
+static kw_request request(const char *provider)
+{
+	return request_as(provider, opt.user, opt.org);
 }
 
 /* Wipe and free a copy of a value. */
@@ -729,9 +952,10 @@ static void drop(char *value)
 	free(value);
 }
 
-static kw_status resolve(kw_ctx *ctx, const char *provider, char **value)
+static kw_status resolve_as(kw_ctx *ctx, const char *provider,
+			    const char *user, const char *org, char **value)
 {
-	kw_request req = request(provider);
+	kw_request req = request_as(provider, user, org);
 	kw_secret *s = NULL;
 	kw_status rc = kw_resolve(ctx, &req, &s);
 
@@ -741,6 +965,11 @@ static kw_status resolve(kw_ctx *ctx, const char *provider, char **value)
 		kw_secret_free(s);
 	}
 	return rc;
+}
+
+static kw_status resolve(kw_ctx *ctx, const char *provider, char **value)
+{
+	return resolve_as(ctx, provider, opt.user, opt.org, value);
 }
 
 /* Explain provider; *detail gets the backend's detail (a copy). */
@@ -772,8 +1001,81 @@ static kw_status explain(kw_ctx *ctx, const char *provider, char **detail)
 	return st;
 }
 
+/*
+ * The longest run of a value handed out that text holds, when it is longer
+ * than a mask shows: kw_mask() shows at most the first and last four
+ * characters of a key, and at most a third of it.  0 when it holds none;
+ * *of gets the value's length.
+ */
+static size_t secret_run(const char *msg, size_t *of)
+{
+	char *text = strdup(msg), *p;
+	size_t best = 0;
+
+	if (text == NULL)
+		return 0;
+	/* The names of this program's copies are not the module's:
+	 * DIR/conformance-XXXXXX.conf, whatever a key has in common with
+	 * them. */
+	for (p = text; (p = strstr(p, "/conformance-")) != NULL; p++)
+		if (strnlen(p, 24) == 24 &&
+		    strncmp(p + 19, ".conf", 5) == 0)
+			memset(p, ' ', 24);
+
+	for (size_t k = 0; k < nsecrets; k++) {
+		const char *v = secrets[k];
+		size_t len = strlen(v), min = len / 3 + 1;
+
+		if (min < 9)
+			min = 9;
+		for (size_t i = 0; i + min <= len; i++) {
+			size_t n = min;
+			const char *at = memmem(text, strlen(text), v + i, n);
+
+			if (at == NULL)
+				continue;
+			while (i + n < len && at[n] == v[i + n])
+				n++;
+			if (n > best) {
+				best = n;
+				*of = len;
+			}
+		}
+	}
+	free(text);
+	return best;
+}
+
 /* The statuses seen: found, notfound, denied, unavail, error. */
 static bool seen[5];
+/* The statuses a provider was given for, and the ones that failed. */
+static bool given[5], missed[5];
+
+static int status_index(kw_status st)
+{
+	return st == KW_OK		? 0
+	       : st == KW_ERR_NOTFOUND ? 1
+	       : st == KW_ERR_DENIED   ? 2
+	       : st == KW_ERR_UNAVAIL  ? 3
+				       : 4;
+}
+
+/*
+ * Where the host says it found the module's answer broken (check_answer()
+ * in lib/chain.c: found without a key, an empty one, an unknown status),
+ * in a detail or an error; NULL when it does not.
+ */
+static const char *host_refused(const char *detail)
+{
+	char prefix[160];
+
+	snprintf(prefix, sizeof(prefix), "module \"%s\" answered ",
+		 opt.desc->name);
+	return detail != NULL ? strstr(detail, prefix) : NULL;
+}
+
+/* The providers whose line of check_statuses() failed. */
+static bool failed[MAX_PROVIDERS];
 
 static bool add_expect(const char *provider, kw_status st);
 
@@ -781,15 +1083,22 @@ static void check_statuses(kw_ctx *ctx, struct answer *ref)
 {
 	char what[256];
 
+	for (size_t i = 0; i < opt.nexpect; i++)
+		given[status_index(opt.expect[i].status)] = true;
 	for (size_t i = 0; i < opt.nexpect; i++) {
 		const struct expect *x = &opt.expect[i];
-		char *value = NULL, *detail = NULL;
-		kw_status rc = resolve(ctx, x->provider, &value), ex;
+		char *value = NULL, *detail = NULL, *said = NULL;
+		kw_status rc, ex;
+		size_t of = 0;
 
-		if (rc != KW_OK)
-			keep("kw_resolve()", kw_last_error());
 		snprintf(what, sizeof(what), "%s answers %s", x->provider,
 			 status_word(x->status));
+		begin(what, "looking up %s", x->provider);
+		rc = resolve(ctx, x->provider, &value);
+		if (rc != KW_OK) {
+			keep("kw_resolve()", kw_last_error());
+			said = strdup(kw_last_error());
+		}
 		ref[i].status = rc;
 		ref[i].value = value;
 		if (value != NULL)
@@ -798,14 +1107,35 @@ static void check_statuses(kw_ctx *ctx, struct answer *ref)
 		    (x->status != KW_OK && !is_error(x->status) &&
 		     x->status != rc) ||
 		    (is_error(x->status) && !is_error(rc))) {
-			out(false, what,
-			    "it answered %s (%s): return %s for this "
-			    "configuration",
-			    status_word(rc), kw_status_str(rc),
-			    status_word(x->status));
+			/* The host's own words for the answer: the trace's
+			 * detail, else the error. */
+			missed[status_index(x->status)] = true;
+			failed[i] = true;
+			if (rc != KW_OK)
+				(void)explain(ctx, x->provider, &detail);
+			if (detail == NULL || *detail == '\0') {
+				free(detail);
+				detail = said;
+				said = NULL;
+			}
+			if (detail != NULL && *detail != '\0' &&
+			    secret_run(detail, &of) == 0)
+				out(false, what,
+				    "it answered %s (%s: %s): return %s for "
+				    "this configuration",
+				    status_word(rc), kw_status_str(rc), detail,
+				    status_word(x->status));
+			else
+				out(false, what,
+				    "it answered %s (%s): return %s for this "
+				    "configuration",
+				    status_word(rc), kw_status_str(rc),
+				    status_word(x->status));
 			free(detail);
+			free(said);
 			continue;
 		}
+		free(said);
 		ex = explain(ctx, x->provider, &detail);
 		if (ex != rc && !(is_error(ex) && is_error(rc))) {
 			out(false, what,
@@ -817,21 +1147,77 @@ static void check_statuses(kw_ctx *ctx, struct answer *ref)
 			out(false, what,
 			    "it gave no detail: say why with "
 			    "host->reply_detail()");
+		} else if (is_error(rc) && host_refused(detail)) {
+			/* --error asks for the module's own error, not one
+			 * the host made of a broken answer. */
+			out(false, what, "%s: answer an error status with "
+					 "reply_detail() saying why",
+			    detail);
 		} else {
 			out(true, what, " ");
-			seen[rc == KW_OK ? 0 : rc == KW_ERR_NOTFOUND ? 1
-					   : rc == KW_ERR_DENIED     ? 2
-					   : rc == KW_ERR_UNAVAIL    ? 3
-								     : 4] =
-				true;
+			seen[status_index(rc)] = true;
 		}
 		free(detail);
 	}
 }
 
+/*
+ * kw_query's user and org may be NULL (a request that names neither, a
+ * backend used by a service): the lookups again without them must not
+ * crash, and must answer as the host can take it.
+ */
+static void check_nulls(kw_ctx *ctx)
+{
+	static const struct {
+		const char *what;
+		bool user, org;
+	} ways[] = {
+		{ "lookups with no user", false, true },
+		{ "lookups with no org", true, false },
+		{ "lookups with neither user nor org", false, false },
+	};
+
+	for (size_t w = 0; w < sizeof(ways) / sizeof(ways[0]); w++) {
+		char *bad = NULL;
+		const char *badp = NULL;
+
+		for (size_t i = 0; i < opt.nexpect && bad == NULL; i++) {
+			const char *p = opt.expect[i].provider;
+			char *value = NULL;
+			kw_status rc;
+
+			/* Its failure was told once already. */
+			if (failed[i])
+				continue;
+			begin(ways[w].what, "looking up %s", p);
+			rc = resolve_as(ctx, p, ways[w].user ? opt.user : NULL,
+					ways[w].org ? opt.org : NULL, &value);
+			if (value != NULL)
+				keep_secret(value);
+			drop(value);
+			if (rc != KW_OK) {
+				keep("kw_resolve()", kw_last_error());
+				if (host_refused(kw_last_error())) {
+					bad = strdup(host_refused(
+						kw_last_error()));
+					badp = p;
+				}
+			}
+		}
+		if (bad != NULL)
+			out(false, ways[w].what,
+			    "asked for %s, %s: kw_query's user and org may "
+			    "be NULL; answer every request",
+			    badp, bad);
+		else
+			out(true, ways[w].what, " ");
+		free(bad);
+	}
+}
+
 static void check_seen(void)
 {
-	char what[64];
+	char what[64], why[160];
 
 	for (int k = 0; k < 5; k++) {
 		static const char *const words[] = { "found", "notfound",
@@ -840,19 +1226,29 @@ static void check_seen(void)
 		if (seen[k])
 			continue;
 		snprintf(what, sizeof(what), "status %s", words[k]);
-		if (k < 2 && (opt.desc->caps & KW_CAP_STORE))
+		if (given[k] && missed[k]) {
+			/* Its own line failed above: say no more. */
+			snprintf(why, sizeof(why),
+				 "the provider given with --%s did not answer "
+				 "%s (above)",
+				 words[k], words[k]);
+			skip(what, why);
+		} else if (k < 2 && (opt.desc->caps & KW_CAP_STORE))
 			out(false, what,
 			    "a key it stored did not resolve, or a removed "
 			    "one did not answer notfound (see above)");
-		else if (k < 2)
+		else if (k < 2 && !given[k])
 			out(false, what,
 			    "no lookup answered %s: give a provider that does "
 			    "with --%s PROVIDER (a configuration that "
 			    "produces it)",
 			    words[k], words[k]);
-		else
-			skip(what, "no --denied/--unavail/--error given for "
-				   "this configuration");
+		else if (given[k])
+			skip(what, "its lookup failed another check (above)");
+		else {
+			snprintf(why, sizeof(why), "no --%s given", words[k]);
+			skip(what, why);
+		}
 	}
 }
 
@@ -902,6 +1298,7 @@ static void check_threads(kw_ctx *ctx, const struct answer *ref)
 		free(w);
 		return;
 	}
+	begin(what, NULL);
 	for (int i = 0; i < opt.threads; i++) {
 		w[i].ctx = ctx;
 		w[i].ref = ref;
@@ -925,6 +1322,15 @@ static void check_threads(kw_ctx *ctx, const struct answer *ref)
 	else
 		out(true, what, " ");
 	free(w);
+	/* Two values are what tells a buffer shared between lookups. */
+	for (size_t i = 0; i < opt.nexpect; i++)
+		for (size_t k = i + 1; k < opt.nexpect; k++)
+			if (ref[i].value != NULL && ref[k].value != NULL &&
+			    strcmp(ref[i].value, ref[k].value) != 0)
+				return;
+	note("fewer than two providers answered found with different values: "
+	     "the thread check cannot see lookups that share a buffer; give "
+	     "two with --found");
 }
 
 /* ---- storing ---- */
@@ -973,6 +1379,7 @@ static bool store_plant(kw_ctx *ctx)
 	bool ok = false;
 	int fd;
 
+	begin("store round trips", NULL);
 	if (!(opt.desc->caps & KW_CAP_STORE) || opt.ledger) {
 		skip("store round trips",
 		     opt.ledger ? "checked on a backend of the module, not on "
@@ -1037,6 +1444,7 @@ static void store_rest(kw_ctx *ctx)
 	uint64_t count = 0;
 	kw_status rc;
 
+	begin("store round trips", NULL);
 	if (opt.desc->caps & KW_CAP_LIST) {
 		l.provider = "anthropic";
 		l.owner = st_ref.owner;
@@ -1154,6 +1562,7 @@ static void check_ledger(kw_ctx *ctx)
 	snprintf(what, sizeof(what),
 		 "ledger: %d threads admit exactly %d of %d requests",
 		 opt.threads, LEDGER_LIMIT, total + 1);
+	begin(what, NULL);
 	rc = kw_resolve(ctx, &req, &held);
 	if (rc != KW_OK || c == NULL) {
 		keep("a charge", kw_last_error());
@@ -1208,7 +1617,7 @@ static void report_line(void *arg, const char *line)
 {
 	(void)arg;
 	keep("kw_check()", line);
-	printf("# %s\n", line);
+	printf("# %s\n", in_file(line));
 }
 
 /* Bytes in use on the heap, or 0 when unknown (a sanitizer's heap). */
@@ -1221,26 +1630,75 @@ static size_t heap_used(void)
 #endif
 }
 
+/*
+ * How many times the log says, from offset `from` on, that close() left
+ * guarded memory (lib/host.c), and how many bytes the first time.
+ */
+static int guarded_left(off_t from, long long *bytes)
+{
+	FILE *f = fopen(logpath, "r");
+	char *line = NULL, *at;
+	size_t cap = 0;
+	int n = 0;
+
+	*bytes = 0;
+	if (f == NULL)
+		return 0;
+	if (fseeko(f, from, SEEK_SET) == 0)
+		while (getline(&line, &cap, f) > 0)
+			if ((at = strstr(line, "\" left ")) != NULL &&
+			    strstr(at, " bytes of guarded memory ") != NULL &&
+			    n++ == 0)
+				*bytes = strtoll(at + 7, NULL, 10);
+	free(line);
+	fclose(f);
+	return n;
+}
+
+static off_t log_size(void)
+{
+	struct stat st;
+
+	return stat(logpath, &st) == 0 ? st.st_size : 0;
+}
+
 static void check_cycles(const char *path)
 {
 	size_t before = 0, after = 0;
-	char what[128];
+	char what[128], gwhat[128];
+	off_t from = log_size();
+	long long bytes;
+	int left;
 	kw_ctx *ctx;
 
 	snprintf(what, sizeof(what), "%d opens and closes leave no memory",
 		 opt.cycles);
+	snprintf(gwhat, sizeof(gwhat),
+		 "%d opens and closes leave no guarded memory", opt.cycles);
+	begin(what, NULL);
 	/* The first cycles fill caches (the loader's among them). */
 	for (int i = 0; i < 2 * opt.cycles; i++) {
 		if (i == opt.cycles)
 			before = heap_used();
 		if (kw_open(&ctx, path) != KW_OK) {
 			out(false, what, "kw_open() failed on cycle %d: %s",
-			    i + 1, kw_last_error());
+			    i + 1, in_file(kw_last_error()));
 			return;
 		}
 		kw_close(ctx);
 	}
 	after = heap_used();
+	/* Slabs are mapped, not on the heap: the host counts what the
+	 * module takes with secure_alloc() in open() and gives back. */
+	left = guarded_left(from, &bytes);
+	if (left != 0)
+		out(false, gwhat,
+		    "%d of %d closes left guarded memory (%lld bytes the "
+		    "first time): close() must secure_free() everything "
+		    "open() took with secure_alloc()",
+		    left, 2 * opt.cycles, bytes);
+	else
+		out(true, gwhat, " ");
 	if (before == 0) {
 		skip(what, "the heap cannot be measured here (a sanitizer's "
 			   "heap reports leaks itself at exit)");
@@ -1248,8 +1706,8 @@ static void check_cycles(const char *path)
 	}
 	/*
 	 * The dynamic loader keeps a few bytes of each load; of a module that
-	 * stays loaded, also each name keyway loaded it by (a path under
-	 * /proc/self/fd, new at every kw_open()).
+	 * stays loaded (as this program keeps it), also each name keyway
+	 * loaded it by (a path under /proc/self/fd, new at every kw_open()).
 	 */
 	if (after > before + (resident ? 128 : 32) * (size_t)opt.cycles)
 		out(false, what,
@@ -1283,20 +1741,29 @@ static void read_log(void)
 
 static void check_messages(void)
 {
-	size_t leaks = 0, split = 0, late = 0;
-	const char *leak_in = NULL, *split_in = NULL;
+	size_t leaks = 0, split = 0, late = 0, parts = 0, run = 0, of = 0;
+	const char *leak_in = NULL, *split_in = NULL, *part_in = NULL;
 
 	read_log();
 	for (size_t i = 0; i < nmsgs; i++) {
 		if (strstr(msgs[i].text, "called host->error() outside "
 					 "open()") != NULL)
 			late++;
-		for (size_t k = 0; k < nsecrets; k++)
+		size_t k, n, len = 0;
+
+		for (k = 0; k < nsecrets; k++)
 			if (strstr(msgs[i].text, secrets[k]) != NULL) {
 				if (leaks++ == 0)
 					leak_in = msgs[i].what;
 				break;
 			}
+		/* Part of a value, more than a mask would show. */
+		if (k == nsecrets && (n = secret_run(msgs[i].text, &len)) &&
+		    parts++ == 0) {
+			part_in = msgs[i].what;
+			run = n;
+			of = len;
+		}
 		if (!one_line(msgs[i].text) && split++ == 0)
 			split_in = msgs[i].what;
 	}
@@ -1308,6 +1775,13 @@ static void check_messages(void)
 		    "(first in %s): never pass a secret to reply_detail(), "
 		    "error() or log()",
 		    leaks, nmsgs, leak_in);
+	else if (parts != 0)
+		out(false, "no secret in any message",
+		    "%zu of %zu messages hold part of a value the module "
+		    "handed out (first in %s: %zu of its %zu characters): "
+		    "never pass a secret, or more of it than host->mask() "
+		    "shows, to reply_detail(), error() or log()",
+		    parts, nmsgs, part_in, run, of);
 	else
 		out(true, "no secret in any message", " ");
 	if (late != 0)
@@ -1339,7 +1813,8 @@ static void usage(FILE *f)
 		"[--denied PROVIDER]\n"
 		"         [--unavail PROVIDER] [--error PROVIDER] [--user "
 		"USER] [--org ORG]\n"
-		"         [--threads N] [--lookups N] [--cycles N]\n");
+		"         [--threads N] [--lookups N] [--cycles N] "
+		"[--timeout SECONDS]\n");
 }
 
 static bool add_expect(const char *provider, kw_status st)
@@ -1364,6 +1839,287 @@ static bool number(const char *s, int *n)
 	return true;
 }
 
+/* ---- the process that waits ---- */
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+static void catch_signals(void)
+{
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, NULL);
+	/* Output read by a program that stopped reading ends the child,
+	 * not this one, which still has files to remove. */
+	signal(SIGPIPE, SIG_IGN);
+}
+
+static double seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Remove what the child made and did not remove. */
+static void remove_temps(void)
+{
+	for (size_t i = 0; i < MAX_TEMPS; i++)
+		if (sh->temps[i][0] != '\0')
+			unlink(sh->temps[i]);
+}
+
+/*
+ * A sanitizer that ended the child reported why on its stderr, which went
+ * to the log: show that report (only: the rest is the module's lines).
+ */
+static void show_report(void)
+{
+	FILE *f = sh->log != NULL && sh->log[0] != '\0' ? fopen(sh->log, "r")
+							: NULL;
+	char *line = NULL;
+	size_t cap = 0;
+	bool on = false;
+
+	if (f == NULL)
+		return;
+	while (getline(&line, &cap, f) > 0) {
+		on = on || strstr(line, "Sanitizer") != NULL;
+		if (on)
+			fputs(line, stderr);
+	}
+	free(line);
+	fclose(f);
+}
+
+/*
+ * Wait for the child, at most --timeout seconds for each check; a crash
+ * or a check that does not end is a FAIL line naming it.  Returns the
+ * exit status.
+ */
+static int supervise(pid_t pid)
+{
+	unsigned long seq = __atomic_load_n(&sh->seq, __ATOMIC_SEQ_CST);
+	double since = seconds();
+	const struct timespec tick = { 0, 20 * 1000 * 1000 };
+	bool hung = false;
+	int status = 0, n;
+
+	for (;;) {
+		pid_t w = waitpid(pid, &status, WNOHANG);
+		unsigned long now;
+
+		if (w == pid || (w < 0 && errno != EINTR))
+			break;
+		if (stop_signal != 0) {
+			kill(pid, SIGKILL);
+			(void)waitpid(pid, &status, 0);
+			break;
+		}
+		now = __atomic_load_n(&sh->seq, __ATOMIC_SEQ_CST);
+		if (now != seq) {
+			seq = now;
+			since = seconds();
+		} else if (seconds() - since > opt.timeout) {
+			hung = true;
+			kill(pid, SIGKILL);
+			(void)waitpid(pid, &status, 0);
+			break;
+		}
+		nanosleep(&tick, NULL);
+	}
+	/* Interrupted (the child may have had the signal too): gone, and
+	 * its files with it. */
+	if (stop_signal != 0) {
+		remove_temps();
+		signal(stop_signal, SIG_DFL);
+		raise(stop_signal);
+		return 128 + stop_signal;
+	}
+	/* An exit() of the module's, or a sanitizer's report of a crash,
+	 * ends the process too. */
+	if (!hung && WIFEXITED(status) &&
+	    __atomic_load_n(&sh->done, __ATOMIC_SEQ_CST)) {
+		remove_temps();
+		return WEXITSTATUS(status);
+	}
+	if (!hung && WIFEXITED(status))
+		show_report();
+	remove_temps();
+	n = __atomic_load_n(&sh->failures, __ATOMIC_SEQ_CST) + 1;
+	if (hung)
+		printf("FAIL %s — it did not end in %d seconds%s%s: the module "
+		       "hangs (make every wait it does end, with a timeout), "
+		       "or give it longer with --timeout; the checks after "
+		       "it did not run\n",
+		       sh->check, opt.timeout, sh->doing[0] ? ", " : "",
+		       sh->doing);
+	else if (WIFSIGNALED(status))
+		printf("FAIL %s — the module crashed the process (%s)%s%s: "
+		       "run keyway-conformance under valgrind or gdb to see "
+		       "where; the checks after it did not run\n",
+		       sh->check, strsignal(WTERMSIG(status)),
+		       sh->doing[0] ? ", " : "", sh->doing);
+	else
+		printf("FAIL %s — the module ended the process (exit status "
+		       "%d)%s%s: a module never exits (a sanitizer that ended "
+		       "it said why on stderr); the checks after it did not "
+		       "run\n",
+		       sh->check, WEXITSTATUS(status),
+		       sh->doing[0] ? ", " : "", sh->doing);
+	printf("FAIL: %d check%s failed\n", n, n == 1 ? "" : "s");
+	fflush(stdout);
+	return 3;
+}
+
+/*
+ * Every check, in the child: the module's code runs here only.  Returns
+ * the exit status.
+ */
+static int run(char *modpath)
+{
+	struct answer ref[MAX_PROVIDERS] = { 0 };
+	char dirs[2 * PATH_MAX], *path;
+	const char *env;
+	kw_ctx *ctx = NULL;
+	kw_status rc;
+	bool planted;
+	int fd;
+
+	if (!check_descriptor() || !find_instance())
+		goto end;
+
+	/* The real loader finds kw_NAME.so in the module's directory first. */
+	env = getenv("KEYWAY_MODULE_DIR");
+	*strrchr(modpath, '/') = '\0';
+	snprintf(dirs, sizeof(dirs), "%s%s%s", modpath, env ? ":" : "",
+		 env ? env : "");
+	modpath[strlen(modpath)] = '/';
+	setenv("KEYWAY_MODULE_DIR", dirs, 1);
+
+	/* What keyway and the module write to stderr, for the last checks. */
+	logpath = temp_slot();
+	sh->log = logpath;
+	snprintf(logpath, PATH_MAX, "%s/keyway-conformance-XXXXXX",
+		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	fd = mkstemp(logpath);
+	if (fd < 0) {
+		fprintf(stderr, "keyway-conformance: %s: %s\n", logpath,
+			strerror(errno));
+		logpath[0] = '\0';
+		return 2;
+	}
+	real_stderr = dup(STDERR_FILENO);
+	dup2(fd, STDERR_FILENO);
+	close(fd);
+
+	if (opt.ledger) {
+		unsigned char rnd[6];
+		char key[64];
+		int r = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+
+		memset(rnd, 0x3c, sizeof(rnd));
+		if (r >= 0) {
+			(void)!read(r, rnd, sizeof(rnd));
+			close(r);
+		}
+		/* A counter no earlier run has used. */
+		snprintf(qbackend, sizeof(qbackend),
+			 "conformance_%02x%02x%02x%02x%02x%02x", rnd[0],
+			 rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
+		snprintf(key, sizeof(key),
+			 "sk-ant-kwconf-ledger-%02x%02x%02x%02x%02x%02x-key",
+			 rnd[5], rnd[4], rnd[3], rnd[2], rnd[1], rnd[0]);
+		setenv(LEDGER_VAR, key, 1);
+		keep_secret(key);
+	}
+	if ((path = derive(M_NONE, NULL, 0)) == NULL) {
+		out(false, "the configuration reads",
+		    "cannot read %s or write a copy beside it", opt.config);
+		goto end;
+	}
+	begin("kw_check() passes", NULL);
+	rc = kw_check(path, report_line, NULL);
+	out(rc == KW_OK, "kw_check() passes",
+	    "kw_check() answered %s (the lines above): fix what it reports",
+	    kw_status_str(rc));
+	begin("kw_open() opens the backend", NULL);
+	rc = kw_open(&ctx, path);
+	if (rc != KW_OK) {
+		keep("kw_open()", kw_last_error());
+		out(false, "kw_open() opens the backend", "%s",
+		    in_file(kw_last_error()));
+		temp_drop(path);
+		goto end;
+	}
+	out(true, "kw_open() opens the backend", " ");
+	if (!opt.ledger &&
+	    kw_backend_scope(ctx, opt.backend, &opt.scope) != KW_OK)
+		opt.scope = KW_SCOPE_NONE;
+
+	planted = store_plant(ctx);
+	if (!opt.ledger && (opt.desc->caps & KW_CAP_LOOKUP)) {
+		check_statuses(ctx, ref);
+		check_nulls(ctx);
+		check_threads(ctx, ref);
+	} else {
+		skip("lookups", opt.ledger ? "checked on a backend of the "
+					     "module, not on keyway.ledger"
+					   : "the module does not answer "
+					     "lookups");
+	}
+	if (planted)
+		store_rest(ctx);
+	if (!opt.ledger && (opt.desc->caps & KW_CAP_LOOKUP))
+		check_seen();
+	if (opt.ledger)
+		check_ledger(ctx);
+	else if (opt.desc->caps & KW_CAP_LEDGER)
+		skip("ledger exactness", "the backend is not keyway.ledger: "
+					 "check the module again with "
+					 "--backend keyway.ledger");
+	begin("kw_close() returns", NULL);
+	kw_close(ctx);
+	out(true, "kw_close() returns", " ");
+	check_cycles(path);
+	temp_drop(path);
+	check_settings();
+	check_messages();
+end:
+	if (real_stderr >= 0) {
+		dup2(real_stderr, STDERR_FILENO);
+		close(real_stderr);
+		temp_drop(logpath);
+	}
+	for (size_t i = 0; i < opt.nexpect; i++) {
+		if (ref[i].value != NULL)
+			explicit_bzero(ref[i].value, strlen(ref[i].value));
+		free(ref[i].value);
+	}
+	for (size_t i = 0; i < nsecrets; i++) {
+		explicit_bzero(secrets[i], strlen(secrets[i]));
+		free(secrets[i]);
+	}
+	for (size_t i = 0; i < nmsgs; i++) {
+		free(msgs[i].text);
+		free(msgs[i].what);
+	}
+	free(msgs);
+	printf("%s: %d check%s failed\n", failures ? "FAIL" : "PASS",
+	       failures, failures == 1 ? "" : "s");
+	return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longs[] = {
@@ -1379,20 +2135,16 @@ int main(int argc, char **argv)
 		{ "threads", required_argument, NULL, 't' },
 		{ "lookups", required_argument, NULL, 'l' },
 		{ "cycles", required_argument, NULL, 'y' },
+		{ "timeout", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct answer ref[MAX_PROVIDERS] = { 0 };
-	char path[PATH_MAX], modpath[PATH_MAX];
-	/* Static: opt, a global, points at it. */
-	static char cfgpath[PATH_MAX];
+	/* Static: opt, a global, points at them. */
+	static char cfgpath[PATH_MAX], modpath[PATH_MAX];
 	const char *preload = getenv("LD_PRELOAD");
-	char dirs[2 * PATH_MAX];
-	const char *env;
-	kw_ctx *ctx = NULL;
-	kw_status rc;
-	bool ok = true, planted;
-	int c, fd;
+	bool ok = true;
+	pid_t pid;
+	int c;
 
 	/*
 	 * Without glibc's per-thread caches, whose chunks count as used, the
@@ -1450,6 +2202,9 @@ int main(int argc, char **argv)
 		case 'y':
 			ok = number(optarg, &opt.cycles) && ok;
 			break;
+		case 'T':
+			ok = number(optarg, &opt.timeout) && ok;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -1483,119 +2238,35 @@ int main(int argc, char **argv)
 	}
 	opt.module = modpath;
 
-	if (!check_descriptor() || !find_instance())
-		goto end;
-
-	/* The real loader finds kw_NAME.so in the module's directory first. */
-	env = getenv("KEYWAY_MODULE_DIR");
-	*strrchr(modpath, '/') = '\0';
-	snprintf(dirs, sizeof(dirs), "%s%s%s", modpath, env ? ":" : "",
-		 env ? env : "");
-	modpath[strlen(modpath)] = '/';
-	setenv("KEYWAY_MODULE_DIR", dirs, 1);
-
-	/* What keyway and the module write to stderr, for the last checks. */
-	snprintf(logpath, sizeof(logpath), "%s/keyway-conformance-XXXXXX",
-		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	fd = mkstemp(logpath);
-	if (fd < 0) {
-		fprintf(stderr, "keyway-conformance: %s: %s\n", logpath,
+	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
+		  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (sh == MAP_FAILED) {
+		fprintf(stderr, "keyway-conformance: mmap: %s\n",
 			strerror(errno));
 		return 2;
 	}
-	real_stderr = dup(STDERR_FILENO);
-	dup2(fd, STDERR_FILENO);
-	close(fd);
+	catch_signals();
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "keyway-conformance: fork: %s\n",
+			strerror(errno));
+		return 2;
+	}
+	if (pid == 0) {
+		struct rlimit none = { 0, 0 };
 
-	if (opt.ledger) {
-		unsigned char rnd[6];
-		char key[64];
-		int r = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-
-		memset(rnd, 0x3c, sizeof(rnd));
-		if (r >= 0) {
-			(void)!read(r, rnd, sizeof(rnd));
-			close(r);
-		}
-		/* A counter no earlier run has used. */
-		snprintf(qbackend, sizeof(qbackend),
-			 "conformance_%02x%02x%02x%02x%02x%02x", rnd[0],
-			 rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
-		snprintf(key, sizeof(key),
-			 "sk-ant-kwconf-ledger-%02x%02x%02x%02x%02x%02x-key",
-			 rnd[5], rnd[4], rnd[3], rnd[2], rnd[1], rnd[0]);
-		setenv(LEDGER_VAR, key, 1);
-		keep_secret(key);
+		/* A crash leaves no core file: it would hold the keys. */
+		(void)setrlimit(RLIMIT_CORE, &none);
+		(void)prctl(PR_SET_DUMPABLE, 0);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
+		signal(SIGQUIT, SIG_DFL);
+		signal(SIGPIPE, SIG_DFL);
+		c = run(modpath);
+		__atomic_store_n(&sh->done, 1, __ATOMIC_SEQ_CST);
+		exit(c);
 	}
-	if (!derive(M_NONE, NULL, 0, path, sizeof(path))) {
-		out(false, "the configuration reads",
-		    "cannot read %s or write a copy beside it", opt.config);
-		goto end;
-	}
-	rc = kw_check(path, report_line, NULL);
-	out(rc == KW_OK, "kw_check() passes",
-	    "kw_check() answered %s (the lines above): fix what it reports",
-	    kw_status_str(rc));
-	rc = kw_open(&ctx, path);
-	if (rc != KW_OK) {
-		keep("kw_open()", kw_last_error());
-		out(false, "kw_open() opens the backend", "%s",
-		    kw_last_error());
-		unlink(path);
-		goto end;
-	}
-	out(true, "kw_open() opens the backend", " ");
-	if (!opt.ledger &&
-	    kw_backend_scope(ctx, opt.backend, &opt.scope) != KW_OK)
-		opt.scope = KW_SCOPE_NONE;
-
-	planted = store_plant(ctx);
-	if (!opt.ledger && (opt.desc->caps & KW_CAP_LOOKUP)) {
-		check_statuses(ctx, ref);
-		check_threads(ctx, ref);
-	} else {
-		skip("lookups", opt.ledger ? "checked on a backend of the "
-					     "module, not on keyway.ledger"
-					   : "the module does not answer "
-					     "lookups");
-	}
-	if (planted)
-		store_rest(ctx);
-	if (!opt.ledger && (opt.desc->caps & KW_CAP_LOOKUP))
-		check_seen();
-	if (opt.ledger)
-		check_ledger(ctx);
-	else if (opt.desc->caps & KW_CAP_LEDGER)
-		skip("ledger exactness", "the backend is not keyway.ledger: "
-					 "check the module again with "
-					 "--backend keyway.ledger");
-	kw_close(ctx);
-	out(true, "kw_close() returns", " ");
-	check_cycles(path);
-	unlink(path);
-	check_settings();
-	check_messages();
-end:
-	if (real_stderr >= 0) {
-		dup2(real_stderr, STDERR_FILENO);
-		close(real_stderr);
-		unlink(logpath);
-	}
-	for (size_t i = 0; i < opt.nexpect; i++) {
-		if (ref[i].value != NULL)
-			explicit_bzero(ref[i].value, strlen(ref[i].value));
-		free(ref[i].value);
-	}
-	for (size_t i = 0; i < nsecrets; i++) {
-		explicit_bzero(secrets[i], strlen(secrets[i]));
-		free(secrets[i]);
-	}
-	for (size_t i = 0; i < nmsgs; i++) {
-		free(msgs[i].text);
-		free(msgs[i].what);
-	}
-	free(msgs);
-	printf("%s: %d check%s failed\n", failures ? "FAIL" : "PASS",
-	       failures, failures == 1 ? "" : "s");
-	return failures ? 1 : 0;
+	return supervise(pid);
 }

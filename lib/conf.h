@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <libconfig.h>
 
@@ -43,6 +44,9 @@ struct kw_instance {
 	bool opened;
 	struct kwi_diag *diag;      /* where open() errors go */
 	struct kw_ctx *ctx;
+	/* Bytes of host->secure_alloc() that open() and close() left
+	 * allocated between them (host.c). */
+	int64_t secure_held;
 };
 
 /*

@@ -272,13 +272,28 @@ static void host_reply_detail(kw_reply *r, const char *fmt, ...)
 
 /* ---- the rest ---- */
 
+/*
+ * The instance whose open() or close() runs on this thread, if any: what
+ * it takes with secure_alloc() and gives back with secure_free() there is
+ * counted, so that guarded memory open() made and close() did not free is
+ * seen (close_one()).  Lookups are not counted: they run on many threads
+ * at once, and this costs them no more than reading a thread's variable.
+ */
+static __thread struct kw_instance *opening;
+
 static void *host_secure_alloc(size_t len)
 {
-	return kwi_secure_alloc(len);
+	void *p = kwi_secure_alloc(len);
+
+	if (p != NULL && opening != NULL)
+		opening->secure_held += (int64_t)len;
+	return p;
 }
 
 static void host_secure_free(void *p, size_t len)
 {
+	if (p != NULL && opening != NULL)
+		opening->secure_held -= (int64_t)len;
 	kwi_secure_free(p, len);
 }
 
@@ -412,7 +427,10 @@ static kw_status open_one(struct kw_instance *b, struct kwi_diag *d)
 		return KW_OK;
 	}
 	b->diag = d;
+	b->secure_held = 0;
+	opening = b;
 	rc = b->module->ops.open(&kwi_host, b, &b->state);
+	opening = NULL;
 	/* d lives for this call only: error() after open() is a no-op. */
 	b->diag = NULL;
 	if (rc == KW_OK) {
@@ -430,8 +448,20 @@ static kw_status open_one(struct kw_instance *b, struct kwi_diag *d)
 
 static void close_one(struct kw_instance *b)
 {
-	if (b->opened && b->module->ops.close != NULL)
+	if (b->opened && b->module->ops.close != NULL) {
+		opening = b;
 		b->module->ops.close(b->state);
+		opening = NULL;
+	}
+	/* A module that frees in close() what a lookup allocated may count
+	 * below zero; above it, close() forgot something. */
+	if (b->opened && b->secure_held > 0)
+		host_log(b, KW_LOG_WARNING,
+			 "module \"%s\" left %lld bytes of guarded memory "
+			 "allocated after close(): secure_free() everything "
+			 "it took with secure_alloc()",
+			 b->module->name, (long long)b->secure_held);
+	b->secure_held = 0;
 	b->opened = false;
 	b->state = NULL;
 }

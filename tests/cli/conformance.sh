@@ -179,6 +179,12 @@ backends: {
 	leaky: { module = "leaky"; value = "$K_BR"; };
 	racy: { module = "racy"; value = "$K_BR"; };
 	late: { module = "lateerror"; value = "$K_BR"; };
+	nullorg: { module = "nullorg"; value = "$K_BR"; };
+	emptykey: { module = "emptykey"; value = "$K_BR"; };
+	crashy: { module = "crashy"; value = "$K_BR"; };
+	hangs: { module = "hangs"; value = "$K_BR"; };
+	secleak: { module = "secleak"; value = "$K_BR"; };
+	partial: { module = "partialdetail"; value = "$K_BR"; };
 };
 chains: { default = ( { backend = "good"; control = "required"; } ); };
 EOF
@@ -187,6 +193,13 @@ B=(--config "$D/keyway.conf" --found anthropic --found openai --notfound google)
 conform unbroken "${B[@]}" --backend good
 expect_exit 0 "a module that keeps every rule passes"
 expect_fails 0 "unbroken: no check fails"
+expect_line "ok lookups with no user"
+expect_line "ok lookups with neither user nor org"
+expect_line "skip status denied — no --denied given" \
+	"a status not asked for: the skip names its option"
+expect_line "ok 16 opens and closes leave no guarded memory"
+n=$(grep -c '^note: ' "$OUT")
+expect_eq "$n" 0 "unbroken: two found values, nothing noted"
 
 conform badabi "${B[@]}"
 expect_exit 1 "another ABI: exit status 1"
@@ -206,10 +219,18 @@ conform echoledger --config "$D/echo.conf"
 expect_exit 1 "a ledger that counts nothing: exit status 1"
 expect_line "FAIL ledger: 8 threads admit exactly 40 of 81 requests — 81 were admitted, 0 denied, 0 failed otherwise: charge() must check and count every slot in one atomic step, and deny with KW_ERR_DENIED when a slot is full"
 
+# keyway loads a module whose descriptor names it otherwise: noted.
 conform misnamed "${B[@]}" --backend misnamed
-expect_exit 1 "wrong name: exit status 1"
-expect_fails 1 "wrong name: one check fails"
-expect_line "FAIL the name matches the file — the descriptor's name is \"wrongname\" but the file is kw_misnamed.so: keyway loads module = \"NAME\" from kw_NAME.so, so name the file kw_wrongname.so or set .name to match it"
+expect_exit 0 "wrong name: keyway loads it, so it passes"
+expect_fails 0 "wrong name: no check fails"
+expect_line "note: the descriptor's name is \"wrongname\" but the file is kw_misnamed.so: keyway loads it, but names it \"wrongname\" in its messages; name the file kw_wrongname.so or set .name to match it"
+write_conf "$D/misnamed.conf" <<EOF
+backends: { misnamed: { module = "misnamed"; value = "$K_BR"; }; };
+chains: { default = ( { backend = "misnamed"; control = "required"; } ); };
+EOF
+expect_line "note: the description is not one line of printable text: keyway does not show it, but write one line for the tools that will"
+run "$KW" -c "$D/misnamed.conf" check
+expect_exit 0 "wrong name: keyway check takes it too"
 
 conform leakdetail "${B[@]}" --backend leakdetail
 expect_exit 1 "secret in a detail: exit status 1"
@@ -222,7 +243,9 @@ expect_exit 1 "capability without its operation: exit status 1"
 expect_line "FAIL capability KW_CAP_STORE matches its operations — the descriptor claims KW_CAP_STORE but does not set put, set_active and remove: set them, or drop KW_CAP_STORE from .caps"
 
 conform leaky "${B[@]}" --backend leaky
+SANITIZED=
 if grep -qx 'skip 16 opens and closes leave no memory — .*' "$OUT"; then
+	SANITIZED=1
 	# A sanitizer's heap: LeakSanitizer reports the leak at exit.
 	expect_eq "$([ "$RC" != 0 ] && grep -q LeakSanitizer "$ERR" && echo yes)" yes \
 		"a leak on close: LeakSanitizer reports it"
@@ -238,6 +261,108 @@ expect_exit 1 "a thread-unsafe lookup: exit status 1"
 expect_fails 1 "a thread-unsafe lookup: one check fails"
 expect_stdout_match_line "FAIL 8 threads × 200 lookups agree — [0-9]+ of 1600 answers differed \(.*\): lookup\(\) runs on many threads at once on one state; keep per-lookup data on the stack or guard shared state with a lock" \
 	"a thread-unsafe lookup: reported"
+# One value cannot show a shared buffer: said.
+conform racy --config "$D/keyway.conf" --backend racy --found anthropic \
+	--notfound google
+expect_line "note: fewer than two providers answered found with different values: the thread check cannot see lookups that share a buffer; give two with --found" \
+	"one found provider: the thread check says what it cannot see"
+
+# Lookups without a user or an org (module.h: they may be NULL).
+conform nullorg "${B[@]}" --backend nullorg
+expect_exit 3 "strlen(q->org): exit status 3"
+expect_fails 1 "strlen(q->org): one check fails"
+expect_stdout_match_line "FAIL lookups with no org — the module (crashed|ended) the process \(.*\), looking up anthropic: .*the checks after it did not run" \
+	"strlen(q->org): the crash names the check and the provider"
+
+# What the host knows of a broken answer is in the line.
+conform emptykey "${B[@]}" --backend emptykey --denied google
+expect_exit 1 "found with an empty key: exit status 1"
+expect_line "FAIL anthropic answers found — it answered error (backend error: module \"emptykey\" answered found with an empty key): return found for this configuration"
+expect_line "skip status found — the provider given with --found did not answer found (above)" \
+	"found with an empty key: no second failure for status found"
+expect_line "FAIL google answers denied — it answered notfound (notfound: no key for google): return denied for this configuration" \
+	"a status given but not answered: its own line fails"
+expect_line "skip status denied — the provider given with --denied did not answer denied (above)" \
+	"a status given but not answered: not told to give it"
+expect_fails 3 "found with an empty key: three checks fail, no follow-on"
+
+# A crash or a hang is a FAIL line, and no copy is left beside the file.
+conform crashy "${B[@]}" --backend crashy
+expect_exit 3 "a crash in lookup(): exit status 3"
+expect_fails 1 "a crash in lookup(): one check fails"
+expect_stdout_match_line "FAIL google answers notfound — the module (crashed|ended) the process \(.*\), looking up google: .*" \
+	"a crash in lookup(): the line names the check and the provider"
+expect_eq "$(find "$D" -name 'conformance-*')" "" \
+	"a crash in lookup(): no copy of the configuration is left"
+conform hangs "${B[@]}" --backend hangs --timeout 2
+expect_exit 3 "a lookup() that never returns: exit status 3"
+expect_line "FAIL google answers notfound — it did not end in 2 seconds, looking up google: the module hangs (make every wait it does end, with a timeout), or give it longer with --timeout; the checks after it did not run"
+expect_eq "$(find "$D" -name 'conformance-*')" "" \
+	"a hang: no copy of the configuration is left"
+# Killed while the module hangs: the copies go too.
+"$KC" "$MODS/kw_hangs.so" "${B[@]}" --backend hangs >"$TMPD/sig.out" 2>&1 &
+kpid=$!
+for _ in $(seq 100); do
+	grep -q '^ok google answers notfound\|^ok openai answers found' "$TMPD/sig.out" && break
+	sleep 0.1
+done
+kill -TERM "$kpid"
+wait "$kpid"
+expect_eq "$?" 143 "killed with SIGTERM: it dies of it"
+expect_eq "$(find "$D" -name 'conformance-*')" "" \
+	"killed with SIGTERM: no copy of the configuration is left"
+
+# A problem is told at the line of FILE, not of the copy that is gone.
+write_conf "$D/typo.conf" <<EOF
+# A comment, and a blank line, that the copy does not keep.
+
+backends: {
+	typo: { module = "unbroken";
+		value = 7; };
+};
+EOF
+conform unbroken --config "$D/typo.conf" --found anthropic
+expect_exit 1 "a setting of the wrong type in FILE: exit status 1"
+expect_line "# $D/typo.conf:5: backend \"typo\": value must be a string, not an integer" \
+	"a problem in FILE: told at its line of FILE"
+expect_line "FAIL kw_open() opens the backend — $D/typo.conf:5: backend \"typo\": value must be a string, not an integer" \
+	"kw_open()'s error: told at its line of FILE"
+
+# Guarded memory open() took and close() did not give back.
+conform secleak "${B[@]}" --backend secleak
+expect_exit 1 "guarded memory left on close: exit status 1"
+expect_fails 1 "guarded memory left on close: one check fails"
+expect_line "FAIL 16 opens and closes leave no guarded memory — 32 of 32 closes left guarded memory (64 bytes the first time): close() must secure_free() everything open() took with secure_alloc()"
+write_conf "$D/secleak.conf" <<EOF
+keyway: { log: { stderr = true; }; };
+backends: { secleak: { module = "secleak"; value = "$K_BR"; }; };
+chains: { default = ( { backend = "secleak"; control = "required"; } ); };
+EOF
+run -s "$KW" -c "$D/secleak.conf" get anthropic
+expect_exit 0 "guarded memory left on close: the lookup still answers"
+expect_stderr_line "keyway: backend \"secleak\": module \"secleak\" left 64 bytes of guarded memory allocated after close(): secure_free() everything it took with secure_alloc()"
+
+# Part of a key in a detail.
+conform partialdetail "${B[@]}" --backend partial
+expect_exit 1 "part of a key in a detail: exit status 1"
+expect_fails 1 "part of a key in a detail: one check fails"
+expect_stdout_match_line "FAIL no secret in any message — [0-9]+ of [0-9]+ messages hold part of a value the module handed out \(first in a trace's detail: 20 of its [0-9]+ characters\): .*" \
+	"part of a key in a detail: reported"
+
+# Under valgrind the module is still loaded at exit: its frames are named.
+if [ -n "$SANITIZED" ]; then
+	skip "under valgrind: a leak record names the module's function" \
+		"a sanitizer's build does not run under valgrind"
+elif command -v valgrind >/dev/null 2>&1; then
+	run "$KEYWAY_BUILDDIR/libtool" --mode=execute valgrind --leak-check=full \
+		"$KC" "$MODS/kw_leaky.so" "${B[@]}" --backend leaky \
+		--threads 1 --lookups 1 --cycles 1
+	expect_eq "$(grep -c 'by 0x[0-9A-F]*: br_open (broken.c:[0-9]*)' "$ERR" | sed 's/^[1-9][0-9]*$/named/')" named \
+		"under valgrind: a leak record names the module's function"
+else
+	skip "under valgrind: a leak record names the module's function" \
+		"valgrind is not installed"
+fi
 
 # host->error() after open(): logged, no effect, reported.
 conform lateerror "${B[@]}" --backend late

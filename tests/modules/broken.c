@@ -4,13 +4,24 @@
  * once per rule with BROKEN_* defined (none: a module that keeps them all,
  * kw_unbroken.so):
  *
- *     BROKEN_NAME     kw_misnamed.so, whose descriptor says "wrongname"
+ *     BROKEN_NAME     kw_misnamed.so, whose descriptor says "wrongname",
+ *                     with a description of two lines (keyway takes
+ *                     both; keyway-conformance notes them)
  *     BROKEN_DETAIL   kw_leakdetail.so: a found key's detail holds the key
  *     BROKEN_CAPS     kw_capnoop.so: claims KW_CAP_STORE, offers no put()
  *     BROKEN_LEAK     kw_leaky.so: close() forgets what open() allocated
  *     BROKEN_RACE     kw_racy.so: lookup() builds the key in a static buffer
  *     BROKEN_LATE     kw_lateerror.so: keeps the host and the instance and
  *                     calls host->error() from lookup(), after open()
+ *     BROKEN_NULLORG  kw_nullorg.so: lookup() takes strlen() of q->org,
+ *                     which may be NULL
+ *     BROKEN_EMPTY    kw_emptykey.so: answers found with an empty key
+ *     BROKEN_CRASH    kw_crashy.so: lookup() of google dereferences NULL
+ *     BROKEN_HANG     kw_hangs.so: lookup() of google never returns
+ *     BROKEN_SECLEAK  kw_secleak.so: close() forgets guarded memory
+ *                     open() took with secure_alloc()
+ *     BROKEN_PARTIAL  kw_partialdetail.so: a found key's detail holds its
+ *                     first 20 characters
  *
  * Settings: `value` (required), the start of every key; a lookup of
  * provider P finds "VALUE-P" for P = anthropic or openai, and nothing for
@@ -20,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <keyway/module.h>
 
@@ -35,6 +47,18 @@
 #define BR_NAME "racy"
 #elif defined(BROKEN_LATE)
 #define BR_NAME "lateerror"
+#elif defined(BROKEN_NULLORG)
+#define BR_NAME "nullorg"
+#elif defined(BROKEN_EMPTY)
+#define BR_NAME "emptykey"
+#elif defined(BROKEN_CRASH)
+#define BR_NAME "crashy"
+#elif defined(BROKEN_HANG)
+#define BR_NAME "hangs"
+#elif defined(BROKEN_SECLEAK)
+#define BR_NAME "secleak"
+#elif defined(BROKEN_PARTIAL)
+#define BR_NAME "partialdetail"
 #else
 #define BR_NAME "unbroken"
 #endif
@@ -44,6 +68,7 @@ struct br {
 	kw_instance *inst;
 	const char *value;
 	char *kept;
+	char *guarded;
 };
 
 static const kw_setting_spec br_settings[] = {
@@ -74,6 +99,12 @@ static kw_status br_open(const kw_host *host, kw_instance *inst,
 		return KW_ERR_NOMEM;
 	}
 	memset(b->kept, 0, 1024);
+	b->guarded = host->secure_alloc(64);
+	if (b->guarded == NULL) {
+		free(b->kept);
+		free(b);
+		return KW_ERR_NOMEM;
+	}
 	*state = b;
 	return KW_OK;
 }
@@ -82,11 +113,12 @@ static void br_close(void *state)
 {
 	struct br *b = state;
 
+#ifndef BROKEN_SECLEAK
+	b->host->secure_free(b->guarded, 64);
+#endif
 #ifndef BROKEN_LEAK
 	free(b->kept);
 	free(b);
-#else
-	(void)b;
 #endif
 }
 
@@ -102,6 +134,21 @@ static kw_status br_lookup(void *state, const kw_query *q)
 #endif
 
 	(void)key;
+#ifdef BROKEN_NULLORG
+	if (strlen(q->org) == 0)
+		return KW_ERR_NOTFOUND;
+#endif
+#if defined(BROKEN_CRASH)
+	if (strcmp(q->provider, "google") == 0) {
+		int *volatile nowhere = NULL;
+
+		*nowhere = 0;
+	}
+#elif defined(BROKEN_HANG)
+	if (strcmp(q->provider, "google") == 0)
+		for (;;)
+			pause();
+#endif
 #ifdef BROKEN_LATE
 	b->host->error(b->inst, NULL, "called after open()");
 #endif
@@ -118,6 +165,12 @@ static kw_status br_lookup(void *state, const kw_query *q)
 #ifdef BROKEN_DETAIL
 	b->host->reply_detail(q->reply, "found %s", buf);
 #endif
+#ifdef BROKEN_PARTIAL
+	b->host->reply_detail(q->reply, "found a key starting %.20s", buf);
+#endif
+#ifdef BROKEN_EMPTY
+	return b->host->reply_secret(q->reply, buf, 0);
+#endif
 	return b->host->reply_secret(q->reply, buf, strlen(buf));
 }
 
@@ -130,7 +183,11 @@ static kw_status br_lookup(void *state, const kw_query *q)
 static const struct kw_module br_module = {
 	KW_MODULE_HEADER,
 	.name = BR_NAME,
+#ifdef BROKEN_NAME
+	.description = "a test module named otherwise\nthan its file",
+#else
 	.description = "a test module that breaks one rule",
+#endif
 	.caps = BR_CAPS,
 	.settings = br_settings,
 	.open = br_open,
