@@ -1195,6 +1195,7 @@ static bool extras_start(const struct kwd_conf *dc, const char *admin_opt,
 			 struct extra *admin, struct extra *tcp)
 {
 	const char *path = admin_opt ? admin_opt : dc->admin_socket;
+	bool from_sd;
 
 	admin->fd = tcp->fd = -1;
 	if (path) {
@@ -1214,8 +1215,13 @@ static bool extras_start(const struct kwd_conf *dc, const char *admin_opt,
 		kwd_log("admin socket on %s", path);
 	}
 	if (dc->tcp) {
-		tcp->fd = kwd_listen_tcp(&dc->tcp_addr, dc->tcp_addrlen,
-					 "daemon.tcp");
+		/* A port systemd holds (keyway-tcp.socket) cannot be taken
+		 * by another user before keywayd starts. */
+		tcp->fd = kwd_sd_tcp_socket("keyway-tcp", &dc->tcp_addr);
+		from_sd = tcp->fd >= 0;
+		if (tcp->fd == -1)
+			tcp->fd = kwd_listen_tcp(&dc->tcp_addr, dc->tcp_addrlen,
+						 "daemon.tcp");
 		if (tcp->fd < 0)
 			return false;
 		tcp->d = serve(tcp->fd, &via_tcp, max_conn, timeout);
@@ -1223,8 +1229,9 @@ static bool extras_start(const struct kwd_conf *dc, const char *admin_opt,
 			kwd_log("cannot start serving TCP on %s", dc->tcp);
 			return false;
 		}
-		kwd_log("serving TCP on %s (requests need the token of "
-			"daemon.tcp_token_file)", dc->tcp);
+		kwd_log("serving TCP on %s%s (requests need the token of "
+			"daemon.tcp_token_file)", dc->tcp,
+			from_sd ? " from systemd" : "");
 	}
 	return true;
 }

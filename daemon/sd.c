@@ -14,12 +14,15 @@
  */
 #define _GNU_SOURCE
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <stdbool.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -203,6 +206,87 @@ int kwd_sd_socket(const char *name, char *path, size_t pathlen)
 	else
 		snprintf(path, pathlen, "%.*s", (int)strnlen(sa.sun_path, len),
 			 sa.sun_path);
+	return fd;
+}
+
+/* Whether a and b are the same address and port. */
+static bool same_inet(const struct sockaddr_storage *a,
+		      const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+
+		return x->sin_port == y->sin_port &&
+		       x->sin_addr.s_addr == y->sin_addr.s_addr;
+	}
+	if (a->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+
+		return x->sin6_port == y->sin6_port &&
+		       memcmp(&x->sin6_addr, &y->sin6_addr,
+			      sizeof(x->sin6_addr)) == 0;
+	}
+	return false;
+}
+
+/* addr:port, as daemon.tcp writes it. */
+static void inet_str(const struct sockaddr_storage *sa, char *buf, size_t n)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+
+	if (sa->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)sa;
+
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		port = ntohs(in->sin_port);
+		snprintf(buf, n, "%s:%u", host, port);
+	} else if (sa->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		port = ntohs(in6->sin6_port);
+		snprintf(buf, n, "[%s]:%u", host, port);
+	} else {
+		snprintf(buf, n, "an address that is not TCP");
+	}
+}
+
+int kwd_sd_tcp_socket(const char *name, const struct sockaddr_storage *want)
+{
+	struct sockaddr_storage sa;
+	socklen_t len = sizeof(sa), vl;
+	char got_s[64], want_s[64];
+	int fd, type = 0, listening = 0, i;
+
+	for (i = 0; i < nfds && !named(i, name); i++)
+		;
+	if (i == nfds)
+		return -1;
+	fd = FIRST_FD + i;
+	memset(&sa, 0, sizeof(sa));
+	vl = sizeof(type);
+	(void)getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &vl);
+	vl = sizeof(listening);
+	(void)getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &vl);
+	if (type != SOCK_STREAM || listening != 1 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &len) != 0 ||
+	    (sa.ss_family != AF_INET && sa.ss_family != AF_INET6)) {
+		kwd_log("socket activation: descriptor %d (\"%s\") is not a "
+			"listening TCP socket; give its socket unit "
+			"ListenStream= with daemon.tcp's address", fd, name);
+		return -2;
+	}
+	if (!same_inet(&sa, want)) {
+		inet_str(&sa, got_s, sizeof(got_s));
+		inet_str(want, want_s, sizeof(want_s));
+		kwd_log("socket activation: descriptor %d (\"%s\") listens on "
+			"%s, not on daemon.tcp's %s; make ListenStream= and "
+			"daemon.tcp the same", fd, name, got_s, want_s);
+		return -2;
+	}
 	return fd;
 }
 

@@ -27,6 +27,17 @@ bool kwd_sd_init(void);
  */
 int kwd_sd_socket(const char *name, char *path, size_t pathlen);
 
+/*
+ * The listening TCP socket systemd passed under name, checked to be a
+ * listening stream socket bound to want (daemon.tcp's address and port):
+ * so that the port is held from boot on, and no other local user can bind
+ * it first and read the token clients send.  The descriptor, -1 when
+ * systemd passed none of that name, -2 after logging why it cannot be
+ * used.
+ */
+struct sockaddr_storage;
+int kwd_sd_tcp_socket(const char *name, const struct sockaddr_storage *want);
+
 /* How many sockets systemd passed this process (0 without activation). */
 int kwd_sd_passed(void);
 

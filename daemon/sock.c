@@ -170,7 +170,11 @@ int kwd_listen_tcp(const struct sockaddr_storage *sa, socklen_t len,
 	if (sa->ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	if (bind(fd, (const struct sockaddr *)sa, len) != 0) {
-		kwd_log("%s: cannot bind: %s", what, strerror(errno));
+		/* Any local user may hold an unprivileged port first. */
+		kwd_log("%s: cannot bind: %s%s", what, strerror(errno),
+			errno == EADDRINUSE ? " (another process holds the "
+			"port; have systemd hold it for keywayd with "
+			"keyway-tcp.socket, see keywayd(8))" : "");
 		close(fd);
 		return -1;
 	}

@@ -280,6 +280,53 @@ POKE=$TMPD/one.sock DGRAM=
 activated_fails "two sockets, none named keyway: refused" \
 	"keywayd: socket activation: none of the 2 sockets systemd passed is named \"keyway\"; set FileDescriptorName=keyway in its socket unit" \
 	-l "$POKE" -l "$TMPD/two.sock" --fdname=one:two
+# daemon.tcp's port from systemd (keyway-tcp.socket): held from boot, so
+# that no other user binds it first.  keywayd takes it by its name, and
+# refuses one that listens elsewhere than daemon.tcp.
+TOKEN=tcp-token-0f1e2d3c4b5a6978879
+secret "$TOKEN"
+printf '%s\n' "$TOKEN" >"$SECRETD/tcp.token" && chmod 600 "$SECRETD/tcp.token"
+free_port()
+{
+	python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+PORT=$(free_port)
+PORT2=$(free_port)
+sed "s|^daemon: {|daemon: { tcp = \"127.0.0.1:$PORT\"; tcp_token_file = \"$SECRETD/tcp.token\"; tcp_chains = ( \"default\" );|" \
+	"$CONF" | write_conf "$TMPD/tcp.conf"
+CONF_SAVED=$CONF
+CONF=$TMPD/tcp.conf
+TS=$TMPD/tcp-main.sock
+activate -l "$TS" -l "127.0.0.1:$PORT" --fdname=keyway:keyway-tcp --
+wait_for '[ -S "$TS" ]' || bail_out "systemd-socket-activate did not listen: $(cat "$LOG")"
+run -s curl -sS -H "Authorization: Bearer $TOKEN" -w '%{http_code}' \
+	"http://127.0.0.1:$PORT/v1/health"
+expect_eq "$(tail -c 3 "$OUT")" 200 "TCP on the port systemd passed (keyway-tcp): answered"
+if grep -q "^keywayd: serving TCP on 127.0.0.1:$PORT from systemd " "$LOG"; then
+	pass "keywayd says it serves the TCP port systemd passed, and binds none"
+else
+	fail "keywayd says it serves the TCP port systemd passed, and binds none" "$(cat "$LOG")"
+fi
+stop "$PID" "keywayd with systemd's TCP port exits 0 on SIGTERM"
+rm -f "$TS"
+activate -l "$TS" -l "127.0.0.1:$PORT2" --fdname=keyway:keyway-tcp --
+wait_for '[ -S "$TS" ]' || bail_out "systemd-socket-activate did not listen: $(cat "$LOG")"
+python3 -c 'import socket, sys
+socket.socket(socket.AF_UNIX).connect(sys.argv[1])' "$TS"
+wait_for '! kill -0 "$PID" 2>/dev/null' || kill -KILL "$PID"
+wait "$PID"
+expect_eq "$?" 1 "a TCP port from systemd that is not daemon.tcp's: keywayd exits 1"
+if grep -qxF "keywayd: socket activation: descriptor 4 (\"keyway-tcp\") listens on 127.0.0.1:$PORT2, not on daemon.tcp's 127.0.0.1:$PORT; make ListenStream= and daemon.tcp the same" "$LOG"; then
+	pass "a TCP port from systemd that is not daemon.tcp's: one line saying so"
+else
+	fail "a TCP port from systemd that is not daemon.tcp's: one line saying so" "$(cat "$LOG")"
+fi
+rm -f "$TS"
+CONF=$CONF_SAVED
+
 # Malformed variables, for this very process.
 run sh -c 'LISTEN_PID=$$ LISTEN_FDS=two exec "$0" -c "$1"' "$KWD" "$CONF"
 expect_exit 1
@@ -296,7 +343,7 @@ trap tap_cleanup EXIT
 # ---- the shipped units ----
 
 UNITS=$KEYWAY_BUILDDIR/systemd
-if grep -n '@[a-z_]*@' "$UNITS/keyway.socket" "$UNITS/keyway.service"; then
+if grep -n '@[a-z_]*@' "$UNITS/keyway.socket" "$UNITS/keyway-tcp.socket" "$UNITS/keyway.service"; then
 	fail "the units have every @dir@ replaced" "$(grep -n '@[a-z_]*@' "$UNITS"/keyway.*)"
 else
 	pass "the units have every @dir@ replaced"
@@ -392,11 +439,11 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
 else
 	# verify wants ExecStart= to exist: the keywayd just built.
 	mkdir "$TMPD/units"
-	cp "$UNITS/keyway.socket" "$TMPD/units/"
+	cp "$UNITS/keyway.socket" "$UNITS/keyway-tcp.socket" "$TMPD/units/"
 	sed "s|^ExecStart=[^ ]*keywayd |ExecStart=$KWD |" "$UNITS/keyway.service" \
 		>"$TMPD/units/keyway.service"
 	run systemd-analyze verify --man=no "$TMPD/units/keyway.socket" \
-		"$TMPD/units/keyway.service"
+		"$TMPD/units/keyway-tcp.socket" "$TMPD/units/keyway.service"
 	if [ "$RC" -ne 0 ] && grep -qi 'failed to \(initialize\|set up\)\|not booted\|permission denied' "$ERR"; then
 		skip "systemd-analyze verify: keyway.socket and keyway.service" \
 			"systemd-analyze cannot run here: $(head -n 1 "$ERR")"
