@@ -71,8 +71,8 @@ int cmd_help(const struct command *cmd, int argc, char **argv,
 
 /* ---- main.c ---- */
 
-/* Give SIGPIPE back the disposition the caller left it, for a command
- * that exec runs. */
+/* Give SIGPIPE and SIGXFSZ back the dispositions the caller left them,
+ * for a command that exec runs. */
 void cli_restore_sigpipe(void);
 
 /* ---- help.c: the help text ---- */

@@ -40,12 +40,14 @@ static const struct command commands[] = {
 	{ "help", cmd_help },
 };
 
-/* SIGPIPE as the caller left it: restored for the command exec runs. */
-static struct sigaction saved_sigpipe;
+/* SIGPIPE and SIGXFSZ as the caller left them: restored for the command
+ * exec runs. */
+static struct sigaction saved_sigpipe, saved_sigxfsz;
 
 void cli_restore_sigpipe(void)
 {
 	sigaction(SIGPIPE, &saved_sigpipe, NULL);
+	sigaction(SIGXFSZ, &saved_sigxfsz, NULL);
 }
 
 static const struct command *find_command(const char *name)
@@ -109,6 +111,9 @@ int main(int argc, char **argv)
 	/* A closed pipe is a write error to report, not a silent death. */
 	sigemptyset(&ignore.sa_mask);
 	sigaction(SIGPIPE, &ignore, &saved_sigpipe);
+	/* A file past RLIMIT_FSIZE is a write error (EFBIG) to report, and
+	 * SQLite's to roll back, not a death half-way through a write. */
+	sigaction(SIGXFSZ, &ignore, &saved_sigxfsz);
 
 	rc = cli_parse_global(argc, argv, &config, &i);
 	if (rc != GO_ON)

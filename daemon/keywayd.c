@@ -1429,6 +1429,9 @@ int main(int argc, char **argv)
 		return 1;
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	signal(SIGPIPE, SIG_IGN);
+	/* A file past RLIMIT_FSIZE fails its write (EFBIG), which the store
+	 * or the audit trail reports. */
+	signal(SIGXFSZ, SIG_IGN);
 	kwd_json_wiped();
 	/* Every thread started from here on leaves these to sigwait. */
 	sigemptyset(&sigs);

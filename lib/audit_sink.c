@@ -118,6 +118,29 @@ static kw_status open_failed(const struct kwi_audit_conf *c, int e,
 	return e == EACCES ? KW_ERR_PERM : KW_ERR_IO;
 }
 
+static int log_connect(struct kwi_audit_sink *s);
+
+/* kw_check(): whether the system logger takes datagrams (or a stream) on
+ * the sink's socket, as every event will need; the connection is not
+ * kept. */
+static kw_status log_check(struct kwi_audit_sink *s, struct kwi_diag *d)
+{
+	const struct kwi_audit_conf *c = &s->conf;
+	int fd = log_connect(s);
+
+	if (fd < 0) {
+		kwi_diag(d, KW_ERR_IO, c->file, c->line,
+			 "keyway.audit: cannot send to the syslog socket %s: "
+			 "%s; is the system logger running, or is socket the "
+			 "path it listens on?",
+			 c->socket, strerror(errno));
+		return KW_ERR_IO;
+	}
+	close(fd);
+	s->stream = false;
+	return KW_OK;
+}
+
 kw_status kwi_audit_sink_open(struct kwi_audit_sink *s, bool checking,
 			      struct kwi_diag *d)
 {
@@ -125,7 +148,7 @@ kw_status kwi_audit_sink_open(struct kwi_audit_sink *s, bool checking,
 	struct stat st;
 
 	if (c->to == KWI_AUDIT_SYSLOG)
-		return KW_OK;
+		return checking && !c->allow ? log_check(s, d) : KW_OK;
 	/* O_NONBLOCK: a FIFO put there must not hang the open.  kw_check()
 	 * creates nothing: a missing file is its problem. */
 	s->fd = open(c->path,

@@ -128,7 +128,7 @@ expect_stderr ""
 # the file as it was, and says so.  Only keyway runs under the limit.
 cp -p "$FILE" "$TMPD/before.kwf"
 run from "$(keyfile zeta.in "$K_ALICE")" bash -c \
-	'trap "" XFSZ; (ulimit -f 0 && exec "$@") 2>&1 >/dev/null | cat >&2; exit "${PIPESTATUS[0]}"' \
+	'(ulimit -f 0 && exec "$@") 2>&1 >/dev/null | cat >&2; exit "${PIPESTATUS[0]}"' \
 	limited "$KW" -c "$CONF" put user_keys anthropic --owner zeta
 expect_exit 1
 expect_stdout ""

@@ -795,6 +795,19 @@ for f in "$STORE"*; do
 	expect_eq "$mode" "600" "$(basename -- "$f") has mode 600"
 done
 
+# A file size limit (ulimit -f) is a write error, not SIGXFSZ: keyway
+# is not killed half-way through SQLite's write, and says why.
+kill "$HOLD_PID" 2>/dev/null
+wait "$HOLD_PID" 2>/dev/null
+HOLD_PID=
+printf '%s\n' "$K_SYS" >"$SECRETD/fsize.in"
+run bash -c '(ulimit -f 1 && exec "$@" <"$0") 2>&1 >/dev/null | cat >&2; exit "${PIPESTATUS[0]}"' \
+	"$SECRETD/fsize.in" "$KW" -c "$NEW_CONF" rotate system_keys anthropic --scope system
+expect_exit 1 "past the file size limit: exit status 1, not killed by SIGXFSZ"
+diag "past the file size limit: $(cat "$ERR")"
+expect_eq "$(grep -c 'File too large\|disk\|full\|too large\|I/O' "$ERR")" 1 \
+	"past the file size limit: one line saying why"
+
 expect_no_leaks
 
 done_testing

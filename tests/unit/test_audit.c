@@ -1241,6 +1241,62 @@ static void test_syslog_missing_allow(void **state)
 	assert_int_equal(resolve(f->ctx, NULL, "alice", NULL, VALUE), KW_OK);
 }
 
+static void keep_line(void *arg, const char *line)
+{
+	char **out = arg;
+
+	if (*out == NULL)
+		*out = strdup(line);
+}
+
+/* kw_check(): a logger that takes nothing is a problem when events must
+ * reach it, and none when on_failure = "allow". */
+static void test_syslog_check(void **state)
+{
+	struct fixture *f = *state;
+	char sock[4200], *path, *line = NULL, *want = NULL;
+	int fd;
+
+	f->dir = tu_tmpdir();
+	snprintf(sock, sizeof(sock), "%s/nolog", f->dir);
+	path = tu_write(f->dir, "keyway.conf", 0600,
+			"keyway: {\n"
+			"  master_key = { source = \"env\"; };\n"
+			"  audit: { sink = \"syslog\"; socket = \"%s\"; };\n"
+			"};\n" CONF_BODY,
+			sock);
+	assert_int_equal(kw_check(path, keep_line, &line), KW_ERR_IO);
+	assert_true(asprintf(&want,
+			     "%s:3: keyway.audit: cannot send to the syslog "
+			     "socket %s: No such file or directory; is the "
+			     "system logger running, or is socket the path it "
+			     "listens on?",
+			     path, sock) > 0);
+	assert_non_null(line);
+	assert_string_equal(line, want);
+	free(line);
+	line = NULL;
+	free(want);
+
+	fd = bind_log(sock);
+	assert_int_equal(kw_check(path, keep_line, &line), KW_OK);
+	assert_null(line);
+	close(fd);
+	free(path);
+
+	unlink(sock);
+	path = tu_write(f->dir, "allow.conf", 0600,
+			"keyway: {\n"
+			"  master_key = { source = \"env\"; };\n"
+			"  audit: { sink = \"syslog\"; socket = \"%s\";"
+			" on_failure = \"allow\"; };\n"
+			"};\n" CONF_BODY,
+			sock);
+	assert_int_equal(kw_check(path, keep_line, &line), KW_OK);
+	assert_null(line);
+	free(path);
+}
+
 /* The settings of the syslog sink, and what the jsonl sink refuses. */
 static void test_syslog_settings(void **state)
 {
@@ -1400,6 +1456,8 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_lock_waited_for,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_syslog_check, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_syslog_delivered, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_syslog_stream, setup,
