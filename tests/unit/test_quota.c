@@ -2682,6 +2682,60 @@ static void test_sqlite_refuses_other_role(void **state)
 	expect_uses(f, 3, t1 + 60);
 }
 
+/*
+ * A charge the module cannot make sense of (slots missing, a slot without
+ * a counter) is refused in one line; a slot of limit 0 admits nothing; a
+ * dry run reads every slot's count in one snapshot and names the first
+ * that is full; usage() without a filter reads every row.
+ */
+static void test_sqlite_ledger_own_checks(void **state)
+{
+	struct fixture *f = *state;
+	const int64_t t1 = utc(2024, 5, 1, 10, 0, 0);
+	const kw_usage_row row = { t1, "default", "B", "anthropic", "alice",
+				   NULL, "admitted" };
+	kw_quota_slot slots[2] = {
+		{ "user=alice", t1 - 60, t1 + 3600, 5 },
+		{ "org=acme", t1 - 60, t1 + 3600, 0 },
+	};
+	kw_charge c = { NULL, 1, &row, 0, 0, 0 };
+	struct kw_instance *ledger;
+	size_t n = 0;
+	char why[256];
+
+	set_now(t1);
+	must_open(f, STORE_QUOTA_CONF);
+	ledger = f->ctx->ledger;
+	assert_non_null(ledger);
+
+	said(CALL(ledger, charge, why, &c, false), KW_ERR_INVAL, why,
+	     "charge of 1 slots without slots");
+	slots[0].counter = NULL;
+	c.slots = slots;
+	said(CALL(ledger, refund, why, &c), KW_ERR_INVAL, why,
+	     "quota slot 0 has no counter");
+	slots[0].counter = "user=alice";
+
+	/* Both slots looked at in a dry run: the second has no room. */
+	c.nslots = 2;
+	assert_int_equal(CALL(ledger, charge, why, &c, true), KW_ERR_DENIED);
+	assert_int_equal(c.full, 1);
+	assert_int_equal(c.count, 0);
+	/* And the charge itself is denied on it, the first slot left as it
+	 * was. */
+	assert_int_equal(CALL(ledger, charge, why, &c, false), KW_ERR_DENIED);
+	assert_int_equal(c.full, 1);
+	c.nslots = 1;
+	assert_int_equal(CALL(ledger, charge, why, &c, true), KW_OK);
+	assert_int_equal(CALL(ledger, charge, why, &c, false), KW_OK);
+	assert_true(c.usage_id > 0);
+
+	/* No filter: every row, the denied one and the admitted one. */
+	assert_int_equal(CALL(ledger, usage, why, NULL, count_usage, &n),
+			 KW_OK);
+	assert_int_equal(n, 2);
+}
+
 /* A system key has no owner: the module refuses one with an owner. */
 static void test_sqlite_system_key_owner(void **state)
 {
@@ -3228,6 +3282,7 @@ static const struct CMUnitTest fixed_tests[] = {
 	T(test_store_and_ledger_apart),
 	T(test_sqlite_refuses_other_role),
 	T(test_sqlite_system_key_owner),
+	T(test_sqlite_ledger_own_checks),
 	T(test_audit_trail),
 	T(test_audit_fingerprint_stable),
 	T(test_audit_write_fails),
