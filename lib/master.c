@@ -85,6 +85,8 @@ static kw_status read_key(struct kwi_master *m, int fd, const char *shown,
 
 	buf = kwi_secure_alloc(FILE_BUF);
 	if (buf == NULL) {
+		kwi_diag(d, KW_ERR_NOMEM, m->file, m->line,
+			 "%s: out of memory", m->what);
 		rc = KW_ERR_NOMEM;
 		goto out;
 	}
@@ -328,8 +330,11 @@ static kw_status load_passphrase(struct kwi_master *m, struct kwi_diag *d)
 	}
 	m->pass_len = strlen(v);
 	m->pass = kwi_secure_alloc(m->pass_len + 1);
-	if (m->pass == NULL)
+	if (m->pass == NULL) {
+		kwi_diag(d, KW_ERR_NOMEM, m->file, m->line,
+			 "%s: out of memory", m->what);
 		return KW_ERR_NOMEM;
+	}
 	memcpy(m->pass, v, m->pass_len);
 	return KW_OK;
 }

@@ -413,6 +413,32 @@ static kw_status op_open(const struct scenario *s, unsigned long n)
 	return st;
 }
 
+/* kw_open with two master keys, a file's and a passphrase: on KW_OK both
+ * were read (the passphrase's variable is among those keyway exec keeps
+ * from a child, which counts only the keys read). */
+static kw_status op_open_masters(const struct scenario *s, unsigned long n)
+{
+	const char *const *v;
+	kw_ctx *ctx = NULL;
+	bool both = false;
+	kw_status st;
+
+	kwt_arm(n);
+	st = kw_open(&ctx, conf_path);
+	counted = kwt_disarm();
+	keep_error();
+	if (st == KW_OK) {
+		for (v = kw_sensitive_env(ctx); v != NULL && *v != NULL; v++)
+			both = both || strcmp(*v, "KWTEST_PASS") == 0;
+		if (!both)
+			snprintf(wrong, sizeof(wrong), "KW_OK, but a master "
+				 "key was not read");
+	}
+	kw_close(ctx);
+	(void)s;
+	return st;
+}
+
 static kw_ctx *open_or_die(const char *text)
 {
 	kw_ctx *ctx = NULL;
@@ -1061,7 +1087,8 @@ int main(int argc, char **argv)
 		  "};\n"
 		  "backends: { server_env: { module = \"env\"; }; };\n"
 		  "chains: { default = ( " ENTRY("server_env", "required")
-		  " ); };\n", NULL, false, false, false, op_open, NULL, false, false },
+		  " ); };\n", NULL, false, false, false, op_open_masters, NULL,
+		  false, false },
 		{ "kw_resolve env", "env", NULL,
 		  "backends: { server_env: { module = \"env\"; }; };\n"
 		  "chains: { default = ( " ENTRY("server_env", "required")
