@@ -2717,7 +2717,8 @@ static void test_check_creates_no_store(void **state)
 	"control = \"required\"; } ); };\n"
 
 /* A path that names a directory, or a file in a directory that does not
- * exist, is refused at open in one line that names it. */
+ * exist, and a store without a scope, are refused at open in one line
+ * that names them. */
 static void test_store_path_refused(void **state)
 {
 	struct fixture *f = *state;
@@ -2732,6 +2733,19 @@ static void test_store_path_refused(void **state)
 			   "%s/nodir/keys.db: No such file or directory",
 			   f->conf, f->dir));
 	assert_int_equal(access(tu_join(f->dir, "nodir"), F_OK), -1);
+	/* A store holds the keys of one scope, which must be given. */
+	expect_fail(open_text(f, "keyway: { master_key = { source = \"env\"; "
+				 "}; };\n"
+				 "backends: { user_keys: { module = \"sqlite\"; "
+				 "path = \"keys.db\"; }; };\n"
+				 "chains: { default = ( { backend = "
+				 "\"user_keys\"; control = \"required\"; } ); "
+				 "};\n"),
+		    KW_ERR_CONFIG,
+		    tu_fmt("%s:2: backend \"user_keys\": missing scope "
+			   "(\"user\", \"org\" or \"system\")",
+			   f->conf));
+	assert_int_equal(access(f->db, F_OK), -1);
 }
 
 /* A store keyway cannot write to fails its health check. */
