@@ -1081,7 +1081,8 @@ int main(int argc, char **argv)
 		{ "kw_open env, master keys from a file and a passphrase",
 		  "env", NULL,
 		  "keyway: {\n"
-		  "  master_key = { source = \"file\"; path = \"master.key\"; };\n"
+		  "  master_key = { source = \"file\"; "
+		  "path = \"master.key\"; };\n"
 		  "  old_master_keys = ( { source = \"passphrase\"; "
 		  "var = \"KWTEST_PASS\"; } );\n"
 		  "};\n"
