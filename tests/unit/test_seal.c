@@ -3538,8 +3538,9 @@ static void test_libcrypto_missing_at_open(void **state)
  * Associated data longer than the buffer on the stack: sealed and opened
  * whole; when its memory cannot be had, the seal and the open fail with
  * KW_ERR_NOMEM and say so, and so does a keyring whose Argon2id has no
- * memory.  (Not under AddressSanitizer, whose allocator stops the process
- * rather than return NULL.)
+ * memory.  Not under AddressSanitizer, whose allocator stops the process
+ * rather than return NULL (and whose skip() the TAP driver counts as a
+ * failure).
  */
 static void test_long_aad_nomem(void **state)
 {
@@ -3553,7 +3554,8 @@ static void test_long_aad_nomem(void **state)
 	if (!crypto_aead_aes256gcm_is_available())
 		skip();
 #ifdef __SANITIZE_ADDRESS__
-	skip();
+	print_message("# not under AddressSanitizer\n");
+	return;
 #endif
 	assert_string_equal(
 		run_fresh("nomem", conf),
