@@ -539,6 +539,38 @@ expect_exit 1 "ACL user, wrong password: check fails"
 expect_stderr_line "$SECRETD/via/keyway.conf:1: keyway.ledger: health check: permission denied: redis 127.0.0.1:$PORT: Redis refuses user \"kwacl\" with the password of $SECRETD/hostwrong/redis.pass: put the right password in that file, or fix the user's ACL" \
 	"ACL user, wrong password: check says so in one line"
 
+# A usage log that is not a stream (another program wrote the key): usage
+# and check say so in one line that names the key.
+write_conf "$SECRETD/via/keyway.conf" <<EOF
+keyway: { ledger: { module = "redis"; address = "127.0.0.1:$PORT"; password_file = "$SECRETD/host1/redis.pass"; prefix = "kwbad:"; }; };
+backends: { e: { module = "env"; quota = ( { limit = 5; period = "day"; per = "user"; } ); }; };
+chains: { default = ( { backend = "e"; control = "required"; } ); };
+EOF
+rcli SET kwbad:usage not-a-stream >/dev/null
+run "$KW" -c "$SECRETD/via/keyway.conf" usage
+expect_exit 1 "a usage log of the wrong type: usage fails"
+expect_stderr_line "keyway: keyway.ledger: redis 127.0.0.1:$PORT: XRANGE kwbad:usage failed: WRONGTYPE Operation against a key holding the wrong kind of value" \
+	"a usage log of the wrong type: usage says so in one line"
+run "$KW" -c "$SECRETD/via/keyway.conf" check
+expect_exit 1 "a usage log of the wrong type: check fails"
+expect_stderr_line "$SECRETD/via/keyway.conf:1: keyway.ledger: health check: backend error: redis 127.0.0.1:$PORT: XLEN kwbad:usage failed: WRONGTYPE Operation against a key holding the wrong kind of value" \
+	"a usage log of the wrong type: check says so in one line"
+rcli DEL kwbad:usage >/dev/null
+# Entries keyway did not write (no time, no outcome) are passed over; the
+# rows around them are read.
+run -s "$KW" -c "$SECRETD/via/keyway.conf" get --user bad1 anthropic
+expect_exit 0 "entries keyway did not write: a get is admitted"
+rcli XADD kwbad:usage '*' note by-hand >/dev/null
+rcli XADD kwbad:usage '*' time "$(date -u +%s)" user bad2 >/dev/null
+run -s "$KW" -c "$SECRETD/via/keyway.conf" get --user bad3 anthropic
+run "$KW" -c "$SECRETD/via/keyway.conf" usage
+expect_exit 0 "entries keyway did not write: usage reads the log"
+if grep -q bad1 "$OUT" && grep -q bad3 "$OUT" && ! grep -q bad2 "$OUT"; then
+	pass "entries keyway did not write: passed over, the others reported"
+else
+	fail "entries keyway did not write: passed over, the others reported" "$(cat "$OUT")"
+fi
+
 # ---- settings ----
 
 # bad_setting NAME SETTINGS LINE: keyway check refuses them with LINE.
@@ -592,6 +624,17 @@ bad_setting "a password file of two lines" "address = \"127.0.0.1:$PORT\"; passw
 head -c 5000 /dev/zero | tr '\0' x >"$SECRETD/long.pass" && chmod 600 "$SECRETD/long.pass"
 bad_setting "a password file too long" "address = \"127.0.0.1:$PORT\"; password_file = \"$SECRETD/long.pass\";" \
 	"$B:1: keyway.ledger: $SECRETD/long.pass holds more than 4096 bytes: it must hold the password alone"
+
+# The module named among the backends (in no chain, where nothing else
+# refuses it).
+write_conf "$SECRETD/bad.conf" <<EOF
+backends: { r: { module = "redis"; address = "127.0.0.1:$PORT"; }; e: { module = "env"; }; };
+chains: { default = ( { backend = "e"; control = "required"; } ); };
+EOF
+run "$KW" -c "$SECRETD/bad.conf" check
+expect_exit 1 "settings: the module as a backend refused"
+expect_stderr_line "$SECRETD/bad.conf:1: backend \"r\": the redis module counts quotas: name it in keyway.ledger, not among the backends" \
+	"settings: the module as a backend: one line saying where it goes"
 
 run "$KW" -c "$H1" check
 expect_exit 0 "check: healthy again after all that"

@@ -182,7 +182,8 @@ static int rm_one(const char *path, const struct stat *st, int flag,
 static bool kept_file(const char *name)
 {
 	static const char *const names[] = { ".", "..", "keyway.conf",
-					     "token", "redis.pass", NULL };
+					     "token", "redis.pass",
+					     "master.key", NULL };
 
 	for (size_t i = 0; names[i] != NULL; i++)
 		if (strcmp(name, names[i]) == 0)
@@ -407,6 +408,32 @@ static kw_status op_open(const struct scenario *s, unsigned long n)
 	if (st != KW_OK && ctx != NULL)
 		snprintf(wrong, sizeof(wrong), "%s and a context",
 			 kw_status_str(st));
+	kw_close(ctx);
+	(void)s;
+	return st;
+}
+
+/* kw_open with two master keys, a file's and a passphrase: on KW_OK both
+ * were read (the passphrase's variable is among those keyway exec keeps
+ * from a child, which counts only the keys read). */
+static kw_status op_open_masters(const struct scenario *s, unsigned long n)
+{
+	const char *const *v;
+	kw_ctx *ctx = NULL;
+	bool both = false;
+	kw_status st;
+
+	kwt_arm(n);
+	st = kw_open(&ctx, conf_path);
+	counted = kwt_disarm();
+	keep_error();
+	if (st == KW_OK) {
+		for (v = kw_sensitive_env(ctx); v != NULL && *v != NULL; v++)
+			both = both || strcmp(*v, "KWTEST_PASS") == 0;
+		if (!both)
+			snprintf(wrong, sizeof(wrong), "KW_OK, but a master "
+				 "key was not read");
+	}
 	kw_close(ctx);
 	(void)s;
 	return st;
@@ -911,6 +938,13 @@ static void sweep(const struct scenario *s)
 	if (mkdtemp(dir) == NULL)
 		die("mkdtemp: %s", strerror(errno));
 	conf_path = fmt("%s/keyway.conf", dir);
+	/* For the scenarios that read a master key from a file. */
+	{
+		char *p = fmt("%s/master.key", dir);
+
+		write_file(p, MASTER_A "\n", strlen(MASTER_A) + 1);
+		free(p);
+	}
 	if (getenv("KWT_VAULT_TOKEN_FILE") != NULL) {
 		size_t len;
 		char *t = read_file(getenv("KWT_VAULT_TOKEN_FILE"), &len);
@@ -1007,6 +1041,7 @@ int main(int argc, char **argv)
 	free(mdir);
 	setenv("KEYWAY_MASTER_KEY", MASTER_A, 1);
 	setenv("KWTEST_MASTER_B", MASTER_B, 1);
+	setenv("KWTEST_PASS", "torture passphrase", 1);
 	setenv("ANTHROPIC_API_KEY", K_ENV, 1);
 	unsetenv("KEYWAY_CONFIG");
 	unsetenv("API_KEY_ENCRYPTION_KEY");
@@ -1041,6 +1076,20 @@ int main(int argc, char **argv)
 		  "backends: { server_env: { module = \"env\"; }; };\n"
 		  "chains: { default = ( " ENTRY("server_env", "required")
 		  " ); };\n", NULL, false, false, false, op_open, NULL, false, false },
+		/* Master keys read at open: from a file, and a passphrase
+		 * kept until a store's salt is known. */
+		{ "kw_open env, master keys from a file and a passphrase",
+		  "env", NULL,
+		  "keyway: {\n"
+		  "  master_key = { source = \"file\"; "
+		  "path = \"master.key\"; };\n"
+		  "  old_master_keys = ( { source = \"passphrase\"; "
+		  "var = \"KWTEST_PASS\"; } );\n"
+		  "};\n"
+		  "backends: { server_env: { module = \"env\"; }; };\n"
+		  "chains: { default = ( " ENTRY("server_env", "required")
+		  " ); };\n", NULL, false, false, false, op_open_masters, NULL,
+		  false, false },
 		{ "kw_resolve env", "env", NULL,
 		  "backends: { server_env: { module = \"env\"; }; };\n"
 		  "chains: { default = ( " ENTRY("server_env", "required")

@@ -41,6 +41,10 @@
 
 #include <keyway/keyway.h>
 
+#include "conf.h"
+#include "context.h"
+#include "host.h"
+#include "loader.h"
 #include "seams.h"
 #include "testutil.h"
 
@@ -2555,6 +2559,216 @@ static void test_store_and_ledger_apart(void **state)
 		       f->conf, f->ledger));
 }
 
+/* ---- the sqlite module's own refusals ---- */
+
+/* Call op of instance in with a fresh reply; the reply's detail in *why. */
+#define CALL(in, op, why, ...)                                         \
+	({                                                             \
+		struct kw_reply r_;                                    \
+		kw_status st_;                                         \
+		kwi_reply_init(&r_, (in)->name);                       \
+		st_ = (in)->module->ops.op((in)->state, __VA_ARGS__, &r_); \
+		snprintf(why, sizeof(why), "%s", r_.detail);           \
+		kwi_reply_clear(&r_);                                  \
+		st_;                                                   \
+	})
+
+/* The answer of a call refused with KW_ERR_UNSUPPORTED or KW_ERR_INVAL. */
+static void said(kw_status got, kw_status want, const char *why,
+		 const char *expect)
+{
+	if (got != want)
+		fail_msg("got %s, expected %s (%s)", kw_status_str(got),
+			 kw_status_str(want), why);
+	assert_string_equal(why, expect);
+}
+
+static kw_status note_key(void *arg, const kw_key_info *info)
+{
+	(void)info;
+	(*(size_t *)arg)++;
+	return KW_OK;
+}
+
+static kw_status count_record(void *arg, const kw_store_record *rec)
+{
+	(void)rec;
+	(*(size_t *)arg)++;
+	return KW_OK;
+}
+
+static kw_status count_usage(void *arg, const kw_usage_row *row)
+{
+	(void)row;
+	(*(size_t *)arg)++;
+	return KW_OK;
+}
+
+/*
+ * The module is one descriptor for both roles: whatever asks an instance
+ * for the other role's operation (a host that is not libkeyway, or one
+ * with a bug) is refused in one line that names the file, and a key that
+ * the host should have refused is refused by the module as well, before
+ * anything is written.  And use counts given one key at a time (used(),
+ * for hosts without used_batch()) are counted.
+ */
+static void test_sqlite_refuses_other_role(void **state)
+{
+	struct fixture *f = *state;
+	const kw_actor alice = { sizeof(kw_actor), "alice", NULL,
+				 KW_ROLE_NONE };
+	const int64_t t1 = utc(2024, 5, 1, 10, 0, 0);
+	kw_key_ref ref = KW_KEY_REF_INIT;
+	kw_store_key k = { KW_SCOPE_USER, "alice", "anthropic" };
+	kw_store_put p = { k, K_USER, strlen(K_USER), NULL, KW_PUT_CREATE };
+	kw_store_use u = { k, 1, t1 };
+	kw_charge c = { NULL, 0, NULL, 5, 6, 7 };
+	struct kw_instance *ledger, *store;
+	uint64_t count = 9;
+	size_t n = 0;
+	char why[256], *is_ledger, *is_store;
+
+	set_now(t1);
+	must_open(f, STORE_QUOTA_CONF);
+	ledger = f->ctx->ledger;
+	store = kwi_find_backend(f->ctx, "user_keys");
+	assert_non_null(ledger);
+	assert_non_null(store);
+	is_ledger = tu_fmt("%s is the quota ledger, not a key store",
+			   f->ledger);
+	is_store = tu_fmt("%s is a key store, not the quota ledger", f->store);
+
+	/* A key store's operations, asked of the ledger. */
+	said(CALL(ledger, put, why, &p), KW_ERR_UNSUPPORTED, why, is_ledger);
+	said(CALL(ledger, set_active, why, &k, false), KW_ERR_UNSUPPORTED,
+	     why, is_ledger);
+	said(CALL(ledger, remove, why, &k), KW_ERR_UNSUPPORTED, why,
+	     is_ledger);
+	said(CALL(ledger, list, why, KW_SCOPE_USER, NULL, count_record, &n),
+	     KW_ERR_UNSUPPORTED, why, is_ledger);
+	said(CALL(ledger, rekey, why, &count), KW_ERR_UNSUPPORTED, why,
+	     is_ledger);
+	assert_int_equal(count, 0);
+	said(CALL(ledger, used_batch, why, &u, 1), KW_ERR_UNSUPPORTED, why,
+	     is_ledger);
+	said(CALL(ledger, used, why, &k, 1, t1), KW_ERR_UNSUPPORTED, why,
+	     is_ledger);
+	/* The ledger's, asked of a key store: what charge() answers is
+	 * cleared all the same. */
+	said(CALL(store, charge, why, &c, false), KW_ERR_UNSUPPORTED, why,
+	     is_store);
+	assert_true(c.full == 0 && c.count == 0 && c.usage_id == 0);
+	said(CALL(store, refund, why, &c), KW_ERR_UNSUPPORTED, why, is_store);
+	said(CALL(store, usage, why, NULL, count_usage, &n), KW_ERR_UNSUPPORTED,
+	     why, is_store);
+	assert_int_equal(n, 0);
+
+	/* Keys the store cannot hold, refused before anything is done. */
+	k.scope = KW_SCOPE_ORG;
+	said(CALL(store, set_active, why, &k, false), KW_ERR_INVAL, why,
+	     "this backend holds user keys, not org keys");
+	k.scope = (kw_scope)77;
+	said(CALL(store, remove, why, &k), KW_ERR_INVAL, why,
+	     "this backend holds user keys, not unscoped keys");
+	k.scope = KW_SCOPE_USER;
+	k.provider = "";
+	said(CALL(store, remove, why, &k), KW_ERR_INVAL, why,
+	     "no provider given");
+	k.provider = "anthropic";
+	k.owner = NULL;
+	said(CALL(store, set_active, why, &k, true), KW_ERR_INVAL, why,
+	     "a user key needs an owner");
+	k.owner = "alice";
+	/* Nothing was stored by any of it. */
+	assert_int_equal(kw_key_list(f->ctx, tu_sysadmin(), NULL, NULL,
+				     note_key, &n),
+			 KW_OK);
+	assert_int_equal(n, 0);
+
+	/* used(), one key at a time, counts as used_batch() does. */
+	ref.backend = "user_keys";
+	ref.owner = "alice";
+	ref.provider = "anthropic";
+	assert_int_equal(kw_key_put(f->ctx, &alice, &ref, K_USER,
+				    strlen(K_USER), NULL, KW_PUT_CREATE),
+			 KW_OK);
+	assert_int_equal(CALL(store, used, why, &k, 3, t1 + 60), KW_OK);
+	expect_uses(f, 3, t1 + 60);
+}
+
+/*
+ * A charge the module cannot make sense of (slots missing, a slot without
+ * a counter) is refused in one line; a slot of limit 0 admits nothing; a
+ * dry run reads every slot's count in one snapshot and names the first
+ * that is full; usage() without a filter reads every row.
+ */
+static void test_sqlite_ledger_own_checks(void **state)
+{
+	struct fixture *f = *state;
+	const int64_t t1 = utc(2024, 5, 1, 10, 0, 0);
+	const kw_usage_row row = { t1, "default", "B", "anthropic", "alice",
+				   NULL, "admitted" };
+	kw_quota_slot slots[2] = {
+		{ "user=alice", t1 - 60, t1 + 3600, 5 },
+		{ "org=acme", t1 - 60, t1 + 3600, 0 },
+	};
+	kw_charge c = { NULL, 1, &row, 0, 0, 0 };
+	struct kw_instance *ledger;
+	size_t n = 0;
+	char why[256];
+
+	set_now(t1);
+	must_open(f, STORE_QUOTA_CONF);
+	ledger = f->ctx->ledger;
+	assert_non_null(ledger);
+
+	said(CALL(ledger, charge, why, &c, false), KW_ERR_INVAL, why,
+	     "charge of 1 slots without slots");
+	slots[0].counter = NULL;
+	c.slots = slots;
+	said(CALL(ledger, refund, why, &c), KW_ERR_INVAL, why,
+	     "quota slot 0 has no counter");
+	slots[0].counter = "user=alice";
+
+	/* Both slots looked at in a dry run: the second has no room. */
+	c.nslots = 2;
+	assert_int_equal(CALL(ledger, charge, why, &c, true), KW_ERR_DENIED);
+	assert_int_equal(c.full, 1);
+	assert_int_equal(c.count, 0);
+	/* And the charge itself is denied on it, the first slot left as it
+	 * was. */
+	assert_int_equal(CALL(ledger, charge, why, &c, false), KW_ERR_DENIED);
+	assert_int_equal(c.full, 1);
+	c.nslots = 1;
+	assert_int_equal(CALL(ledger, charge, why, &c, true), KW_OK);
+	assert_int_equal(CALL(ledger, charge, why, &c, false), KW_OK);
+	assert_true(c.usage_id > 0);
+
+	/* No filter: every row, the denied one and the admitted one. */
+	assert_int_equal(CALL(ledger, usage, why, NULL, count_usage, &n),
+			 KW_OK);
+	assert_int_equal(n, 2);
+}
+
+/* A system key has no owner: the module refuses one with an owner. */
+static void test_sqlite_system_key_owner(void **state)
+{
+	struct fixture *f = *state;
+	kw_store_key k = { KW_SCOPE_SYSTEM, "acme", "anthropic" };
+	struct kw_instance *store;
+	char why[256];
+
+	must_open(f, "keyway: { master_key = { source = \"env\"; }; };\n"
+		     "backends: { system_keys: { module = \"sqlite\"; "
+		     "path = \"keys.db\"; scope = \"system\"; }; };\n"
+		     "chains: { default = ( { backend = \"system_keys\"; "
+		     "control = \"required\"; } ); };\n");
+	store = kwi_find_backend(f->ctx, "system_keys");
+	assert_non_null(store);
+	said(CALL(store, remove, why, &k), KW_ERR_INVAL, why,
+	     "a system key has no owner");
+}
+
 /* ---- the audit trail ---- */
 
 #define AUDIT_CONF(audit_extra) \
@@ -3080,6 +3294,9 @@ static const struct CMUnitTest fixed_tests[] = {
 	T(test_ledger_killed_writers),
 	T(test_ledger_unknown_setting),
 	T(test_store_and_ledger_apart),
+	T(test_sqlite_refuses_other_role),
+	T(test_sqlite_system_key_owner),
+	T(test_sqlite_ledger_own_checks),
 	T(test_audit_trail),
 	T(test_audit_fingerprint_stable),
 	T(test_audit_write_fails),

@@ -31,7 +31,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <time.h>
@@ -1860,6 +1863,86 @@ static void test_credential_source(void **state)
 	assert_int_equal(access(store(f, "4.db"), F_OK), -1);
 }
 
+/* The errno fgetxattr() fails with (0: it runs), for a file system that
+ * cannot say what ACL a file has.  The library is linked into this
+ * program, and calls this one. */
+static int fgetxattr_errno;
+
+ssize_t fgetxattr(int fd, const char *name, void *value, size_t size)
+{
+	static ssize_t (*real)(int, const char *, void *, size_t);
+	void *p;
+
+	if (fgetxattr_errno != 0) {
+		errno = fgetxattr_errno;
+		return -1;
+	}
+	if (real == NULL) {
+		p = dlsym(RTLD_NEXT, "fgetxattr");
+		if (p == NULL)
+			abort();
+		memcpy(&real, &p, sizeof(p));
+	}
+	return real(fd, name, value, size);
+}
+
+/*
+ * A credentials directory too long for a path, a credential that cannot
+ * be opened (a socket), and one whose ACL cannot be read: each refused in
+ * one line that names it.
+ */
+static void test_credential_odd_files(void **state)
+{
+	struct fixture *f = *state;
+	char *creds = tu_fmt("%s/creds", f->dir);
+	char *conf, *key, *longdir, *shown;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	assert_int_equal(mkdir(creds, 0700), 0);
+	conf = write_conf(f, "cred.conf",
+			  "master_key = { source = \"credential\"; };", NULL,
+			  store(f, "1.db"));
+	key = tu_fmt("%s/master.key", creds);
+	shown = tu_fmt("credential \"master.key\" (%s)", key);
+
+	longdir = tu_keep(calloc(1, 1102));
+	longdir[0] = '/';
+	memset(longdir + 1, 'd', 1100);
+	set_var("CREDENTIALS_DIRECTORY", longdir);
+	open_fails(conf, KW_ERR_CONFIG,
+		   tu_fmt("%s:%d: keyway.master_key: $CREDENTIALS_DIRECTORY "
+			  "is longer than 768 bytes",
+			  conf, MASTER_LINE));
+
+	set_var("CREDENTIALS_DIRECTORY", creds);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	assert_true(strlen(key) < sizeof(sa.sun_path));
+	strcpy(sa.sun_path, key);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	open_fails(conf, KW_ERR_IO,
+		   tu_fmt("%s:%d: keyway.master_key: %s: No such device or "
+			  "address",
+			  conf, MASTER_LINE, shown));
+	close(fd);
+	assert_int_equal(unlink(key), 0);
+
+	free(tu_write(creds, "master.key", 0440, "%s\n", KEY_A));
+	fgetxattr_errno = EIO;
+	open_fails(conf, KW_ERR_IO,
+		   tu_fmt("%s:%d: keyway.master_key: %s: cannot read its ACL: "
+			  "Input/output error",
+			  conf, MASTER_LINE, shown));
+	fgetxattr_errno = 0;
+	/* Without an ACL, 0440 is a group's read. */
+	open_fails(conf, KW_ERR_PERM,
+		   tu_fmt("%s:%d: keyway.master_key: %s is readable by its "
+			  "group; it holds secrets: chmod 400 it",
+			  conf, MASTER_LINE, shown));
+	assert_int_equal(access(store(f, "1.db"), F_OK), -1);
+}
+
 #define PASS_MASTER(kdf) \
 	"master_key = { source = \"passphrase\"; var = \"KWSEAL_PASS\"; " \
 	"kdf = \"" kdf "\"; };"
@@ -3041,6 +3124,9 @@ static void *fresh_open_main(void *arg)
 	return NULL;
 }
 
+static int fresh_nomem(const char *conf);
+static int fresh_fake(const char *what, const char *conf);
+
 /*
  * What runs in a fresh process, from its start (see run_fresh): `lazy`
  * opens a store, puts and resolves a key, then seals and opens OpenSSL's
@@ -3061,6 +3147,10 @@ static int fresh_main(const char *mode, const char *conf)
 	size_t blen = 0, slen = 0;
 	kw_status st;
 
+	if (strcmp(mode, "nomem") == 0)
+		return fresh_nomem(conf);
+	if (strncmp(mode, "fake-", 5) == 0)
+		return fresh_fake(mode + 5, conf);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (strcmp(mode, "refused") == 0) {
 		/* No AES-NI and no libcrypto: the store cannot open what it
@@ -3141,6 +3231,190 @@ static int fresh_main(const char *mode, const char *conf)
 	say("open via libsodium", st, why);
 	free(blob);
 	free(sealed);
+	kw_close(ctx);
+	return 0;
+}
+
+/* Lower this process's address space to what it maps now and `more`
+ * bytes (0: lift the limit again); false if it cannot. */
+static bool limit_memory(size_t more)
+{
+	struct rlimit rl;
+	unsigned long pages = 0;
+	FILE *f;
+
+	if (getrlimit(RLIMIT_AS, &rl) != 0)
+		return false;
+	if (more == 0) {
+		rl.rlim_cur = rl.rlim_max;
+		return setrlimit(RLIMIT_AS, &rl) == 0;
+	}
+	f = fopen("/proc/self/statm", "r");
+	if (f == NULL || fscanf(f, "%lu", &pages) != 1) {
+		if (f != NULL)
+			fclose(f);
+		return false;
+	}
+	fclose(f);
+	rl.rlim_cur = pages * (unsigned long)sysconf(_SC_PAGESIZE) + more;
+	return setrlimit(RLIMIT_AS, &rl) == 0;
+}
+
+/*
+ * fresh_main's "nomem": the associated data of an owner longer than any
+ * name keyway takes (the module interface lets a store say anything) is
+ * put together in memory of its own, and when that memory cannot be had,
+ * sealing and opening fail with KW_ERR_NOMEM; a keyring whose Argon2id
+ * cannot have its memory is not made.
+ */
+static int fresh_nomem(const char *conf)
+{
+	static const unsigned char salt[KW_SALT_SIZE] = { 0x6e, 0x6f, 0x6d };
+	static const unsigned char salt2[KW_SALT_SIZE] = { 0x6e, 0x6f, 0x32 };
+	const size_t big = (size_t)64 << 20;
+	char *owner = malloc(big + 1), plain[256], why[512];
+	kw_seal_aad aad = { KAT_STORE, KW_SCOPE_USER, owner, "anthropic" };
+	unsigned char *blob = NULL, *again = NULL;
+	size_t blen = 0, alen = 0, vlen = strlen(KAT_USER_VALUE);
+	kw_keyring *kr = NULL, *kr2 = NULL;
+	kw_ctx *ctx = NULL;
+	kw_status st;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (owner == NULL)
+		return 1;
+	memset(owner, 'o', big);
+	owner[big] = '\0';
+	st = kw_open(&ctx, conf);
+	if (st != KW_OK) {
+		say("kw_open", st, kw_last_error());
+		return 1;
+	}
+	if (kwi_keyring_get(ctx, salt, &kr) != KW_OK)
+		return 1;
+	st = kwi_seal(kr, &aad, KAT_USER_VALUE, vlen, &blob, &blen);
+	say("seal", st, NULL);
+	if (st != KW_OK || !limit_memory((size_t)16 << 20))
+		return 1;
+	st = kwi_seal(kr, &aad, KAT_USER_VALUE, vlen, &again, &alen);
+	say("seal, out of memory", st, NULL);
+	memset(plain, 0xa5, sizeof(plain));
+	why[0] = '\0';
+	st = kwi_unseal(kr, &aad, blob, blen, plain, why, sizeof(why));
+	say("open, out of memory", st, why);
+	printf("plaintext: %s\n", zeroed(plain, vlen) ? "wiped" : "left behind");
+	st = kwi_keyring_get(ctx, salt2, &kr2);
+	say("keyring, out of memory", st, NULL);
+	if (!limit_memory(0))
+		return 1;
+	why[0] = '\0';
+	st = kwi_unseal(kr, &aad, blob, blen, plain, why, sizeof(why));
+	say("open", st, why);
+	if (st == KW_OK)
+		printf("opened: %s\n", memcmp(plain, KAT_USER_VALUE, vlen) == 0
+					       ? "the value"
+					       : "something else");
+	/* The whole owner is bound: its last byte too. */
+	owner[big - 1] = 'p';
+	why[0] = '\0';
+	st = kwi_unseal(kr, &aad, blob, blen, plain, why, sizeof(why));
+	say("open under another owner", st, why);
+	st = kwi_keyring_get(ctx, salt2, &kr2);
+	say("keyring", st, NULL);
+	free(blob);
+	free(again);
+	free(owner);
+	kw_close(ctx);
+	return 0;
+}
+
+/*
+ * fresh_main's "fake-WHAT": OpenSSL's way with tests/modules/fakecrypto.c
+ * for libcrypto, WHAT failing in it ("fetch", "ctx", "scrub"; "keys": the
+ * process has no thread key left for OpenSSL's contexts).  The fake has
+ * no PBKDF2: with "fetch" the store's key is a PBKDF2 passphrase's, which
+ * libsodium then derives.
+ */
+static int fresh_fake(const char *what, const char *conf)
+{
+	static const unsigned char salt[KW_SALT_SIZE] = { 0x66, 0x61, 0x6b };
+	static char lib[4096];
+	const char *build = getenv("KEYWAY_BUILDDIR");
+	size_t vlen = strlen(KAT_USER_VALUE);
+	char plain[256], why[512];
+	void (*contexts)(int *, int *) = NULL;
+	unsigned char *blob = NULL;
+	kw_keyring *kr = NULL;
+	kw_ctx *ctx = NULL;
+	int made = -1, freed = -1;
+	size_t blen = 0;
+	kw_status st;
+	void *h, *fn;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (build == NULL)
+		return 1;
+	snprintf(lib, sizeof(lib), "%s/modules/.libs/fakecrypto.so", build);
+	setenv("KWTEST_FAKECRYPTO", what, 1);
+	kwi_test_libcrypto(lib);
+	st = kw_open(&ctx, conf);
+	if (st != KW_OK) {
+		say("kw_open", st, kw_last_error());
+		return 1;
+	}
+	if (strcmp(what, "fetch") == 0) {
+		st = kwi_keyring_get(ctx, pass_salt, &kr);
+		say("keyring", st, NULL);
+		if (st != KW_OK)
+			return 1;
+		why[0] = '\0';
+		st = kwi_unseal(kr, &kat_pbkdf2_aad, kat_pbkdf2,
+				sizeof(kat_pbkdf2), plain, why, sizeof(why));
+		say("open via libsodium", st, why);
+		if (st == KW_OK)
+			printf("opened: %s\n",
+			       memcmp(plain, KAT_PBKDF2_VALUE,
+				      strlen(KAT_PBKDF2_VALUE)) == 0
+				       ? "the value"
+				       : "something else");
+	} else if (kwi_keyring_get(ctx, salt, &kr) != KW_OK) {
+		return 1;
+	}
+	if (strcmp(what, "keys") == 0) {
+		pthread_key_t k;
+
+		while (pthread_key_create(&k, NULL) == 0)
+			;
+	}
+	kwi_test_force_openssl(true);
+	for (int i = 0; i < 2; i++) {
+		st = kwi_seal(kr, &kat_user_aad, KAT_USER_VALUE, vlen, &blob,
+			      &blen);
+		say("seal via OpenSSL", st, NULL);
+		free(blob);
+		blob = NULL;
+	}
+	memset(plain, 0xa5, sizeof(plain));
+	why[0] = '\0';
+	if (strcmp(what, "fetch") == 0) {
+		vlen = sizeof(kat_pbkdf2) - KW_SEAL_OVERHEAD;
+		st = kwi_unseal(kr, &kat_pbkdf2_aad, kat_pbkdf2,
+				sizeof(kat_pbkdf2), plain, why, sizeof(why));
+	} else {
+		st = kwi_unseal(kr, &kat_user_aad, kat_user, sizeof(kat_user),
+				plain, why, sizeof(why));
+	}
+	say("open via OpenSSL", st, why);
+	if (st != KW_OK)
+		printf("plaintext: %s\n",
+		       zeroed(plain, vlen) ? "wiped" : "left behind");
+	h = dlopen(lib, RTLD_NOW | RTLD_NOLOAD);
+	fn = h != NULL ? dlsym(h, "fakecrypto_contexts") : NULL;
+	if (fn != NULL) {
+		memcpy(&contexts, &fn, sizeof(fn));
+		contexts(&made, &freed);
+	}
+	printf("contexts: %d made, %d freed\n", made, freed);
 	kw_close(ctx);
 	return 0;
 }
@@ -3260,6 +3534,112 @@ static void test_libcrypto_missing_at_open(void **state)
 		       kw_status_str(KW_ERR_CRYPTO), conf, ORG_LINE));
 }
 
+/*
+ * Associated data longer than the buffer on the stack: sealed and opened
+ * whole; when its memory cannot be had, the seal and the open fail with
+ * KW_ERR_NOMEM and say so, and so does a keyring whose Argon2id has no
+ * memory.  Not under AddressSanitizer, whose allocator stops the process
+ * rather than return NULL (and whose skip() the TAP driver counts as a
+ * failure).
+ */
+static void test_long_aad_nomem(void **state)
+{
+	struct fixture *f = *state;
+	char *conf = write_conf(f, "keyway.conf", PASS_MASTER("argon2id"),
+				NULL, store(f, "keys.db"));
+	const char *ok = kw_status_str(KW_OK);
+	const char *nomem = kw_status_str(KW_ERR_NOMEM);
+
+	set_var("KWSEAL_PASS", PASS);
+	if (!crypto_aead_aes256gcm_is_available())
+		skip();
+#ifdef __SANITIZE_ADDRESS__
+	print_message("# not under AddressSanitizer\n");
+	return;
+#endif
+	assert_string_equal(
+		run_fresh("nomem", conf),
+		tu_fmt("seal: %s\n"
+		       "seal, out of memory: %s\n"
+		       "open, out of memory: %s: out of memory\n"
+		       "plaintext: wiped\n"
+		       "keyring, out of memory: %s\n"
+		       "open: %s\n"
+		       "opened: the value\n"
+		       "open under another owner: %s: " AUTH_FAILED "\n"
+		       "keyring: %s\n",
+		       ok, nomem, nomem, nomem, ok,
+		       kw_status_str(KW_ERR_CRYPTO), ok));
+}
+
+/*
+ * OpenSSL's calls failing, with a stand-in for libcrypto: its cipher not
+ * to be had, no context, a context that cannot be cleared after use (it
+ * is dropped, and the next call makes another), no thread key left.  A
+ * libcrypto without PBKDF2 leaves it to libsodium, to the same key.
+ */
+static void test_libcrypto_failing(void **state)
+{
+	struct fixture *f = *state;
+	char *env_conf = write_conf(f, "keyway.conf", MASTER_ENV, NULL,
+				    store(f, "keys.db"));
+	char *pass_conf = write_conf(f, "pass.conf",
+				     PASS_MASTER("pbkdf2-sha256"), NULL,
+				     store(f, "pass.db"));
+	const char *ok = kw_status_str(KW_OK);
+	const char *bad = kw_status_str(KW_ERR_CRYPTO);
+
+	set_var("KEYWAY_MASTER_KEY", KEY_A);
+	set_var("KWSEAL_PASS", PASS);
+	if (!crypto_aead_aes256gcm_is_available())
+		skip();
+	assert_string_equal(
+		run_fresh("fake-fetch", pass_conf),
+		tu_fmt("keyring: %s\n"
+		       "open via libsodium: %s\n"
+		       "opened: the value\n"
+		       "seal via OpenSSL: %s\n"
+		       "seal via OpenSSL: %s\n"
+		       "open via OpenSSL: %s: AES-256-GCM needs AES-NI or "
+		       "OpenSSL's " LIBCRYPTO ": its AES-256-GCM cannot be "
+		       "fetched\n"
+		       "plaintext: wiped\n"
+		       "contexts: 0 made, 0 freed\n",
+		       ok, ok, bad, bad, bad));
+	assert_string_equal(
+		run_fresh("fake-ctx", env_conf),
+		tu_fmt("seal via OpenSSL: %s\n"
+		       "seal via OpenSSL: %s\n"
+		       "open via OpenSSL: %s: out of memory\n"
+		       "plaintext: wiped\n"
+		       "contexts: 0 made, 0 freed\n",
+		       bad, bad, bad));
+	assert_string_equal(
+		run_fresh("fake-scrub", env_conf),
+		tu_fmt("seal via OpenSSL: %s\n"
+		       "seal via OpenSSL: %s\n"
+		       "open via OpenSSL: %s\n"
+		       "contexts: 3 made, 3 freed\n",
+		       ok, ok, ok));
+	/* The same without the failure: one context, kept. */
+	assert_string_equal(
+		run_fresh("fake-none", env_conf),
+		tu_fmt("seal via OpenSSL: %s\n"
+		       "seal via OpenSSL: %s\n"
+		       "open via OpenSSL: %s\n"
+		       "contexts: 1 made, 0 freed\n",
+		       ok, ok, ok));
+	assert_string_equal(
+		run_fresh("fake-keys", env_conf),
+		tu_fmt("seal via OpenSSL: %s\n"
+		       "seal via OpenSSL: %s\n"
+		       "open via OpenSSL: %s: cannot keep OpenSSL's per-thread "
+		       "state: Resource temporarily unavailable\n"
+		       "plaintext: wiped\n"
+		       "contexts: 0 made, 0 freed\n",
+		       bad, bad, bad));
+}
+
 /* libkeyway.so as built does not link libcrypto (readelf's NEEDED). */
 static void test_no_libcrypto_needed(void **state)
 {
@@ -3318,6 +3698,8 @@ int main(int argc, char **argv)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_credential_source, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_credential_odd_files,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_passphrase, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_master_key_settings,
@@ -3347,6 +3729,10 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_no_libcrypto_needed),
 		cmocka_unit_test_setup_teardown(test_libcrypto_missing_at_open,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_long_aad_nomem, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_libcrypto_failing, setup,
+						teardown),
 	};
 
 	if (argc == 4 && strcmp(argv[1], "--fresh") == 0)

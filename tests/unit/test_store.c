@@ -2708,6 +2708,46 @@ static void test_check_creates_no_store(void **state)
 	assert_int_equal(kw_check(conf, NULL, NULL), KW_OK);
 }
 
+
+#define ONE_STORE(path) \
+	"keyway: { master_key = { source = \"env\"; }; };\n" \
+	"backends: { user_keys: { module = \"sqlite\"; path = \"" path "\"; " \
+	"scope = \"user\"; }; };\n" \
+	"chains: { default = ( { backend = \"user_keys\"; " \
+	"control = \"required\"; } ); };\n"
+
+/* A path that names a directory, or a file in a directory that does not
+ * exist, and a store without a scope, are refused at open in one line
+ * that names them. */
+static void test_store_path_refused(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(mkdir(tu_join(f->dir, "sub"), 0700), 0);
+	expect_fail(open_text(f, ONE_STORE("sub")), KW_ERR_PERM,
+		    tu_fmt("%s:2: backend \"user_keys\": %s/sub is not a "
+			   "regular file",
+			   f->conf, f->dir));
+	expect_fail(open_text(f, ONE_STORE("nodir/keys.db")), KW_ERR_IO,
+		    tu_fmt("%s:2: backend \"user_keys\": cannot create store "
+			   "%s/nodir/keys.db: No such file or directory",
+			   f->conf, f->dir));
+	assert_int_equal(access(tu_join(f->dir, "nodir"), F_OK), -1);
+	/* A store holds the keys of one scope, which must be given. */
+	expect_fail(open_text(f, "keyway: { master_key = { source = \"env\"; "
+				 "}; };\n"
+				 "backends: { user_keys: { module = \"sqlite\"; "
+				 "path = \"keys.db\"; }; };\n"
+				 "chains: { default = ( { backend = "
+				 "\"user_keys\"; control = \"required\"; } ); "
+				 "};\n"),
+		    KW_ERR_CONFIG,
+		    tu_fmt("%s:2: backend \"user_keys\": missing scope "
+			   "(\"user\", \"org\" or \"system\")",
+			   f->conf));
+	assert_int_equal(access(f->db, F_OK), -1);
+}
+
 /* A store keyway cannot write to fails its health check. */
 static void test_check_read_only_store(void **state)
 {
@@ -4297,6 +4337,7 @@ int main(int argc, char **argv)
 		T(test_store_wal_permissions_refused),
 		T(test_check_creates_no_store),
 		T(test_check_read_only_store),
+		T(test_store_path_refused),
 		T(test_not_a_store),
 		T(test_store_needs_master_key),
 		T(test_walk_leaves_no_reader),

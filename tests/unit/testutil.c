@@ -21,14 +21,23 @@
 #include "testutil.h"
 
 #ifdef KW_COVERAGE
-/* libgcov's: write the counters now (gcc 11 and later). */
-void __gcov_dump(void);
+#include <stdio_ext.h>
 #endif
 
 void tu_exit(int status)
 {
 #ifdef KW_COVERAGE
-	__gcov_dump();
+	/*
+	 * Not __gcov_dump() and _exit(): that writes the counters of the
+	 * program alone.  libkeyway.so and each module keep theirs to
+	 * themselves (their version scripts keep libgcov's list of them
+	 * local), and write them from their destructors, which exit()
+	 * runs.  What stdio holds, some of it the parent's, is dropped
+	 * first, as _exit() would drop it.
+	 */
+	__fpurge(stdout);
+	__fpurge(stderr);
+	exit(status);
 #endif
 	_exit(status);
 }

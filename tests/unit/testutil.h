@@ -13,8 +13,9 @@
 
 /*
  * _exit(status) for a child of fork().  In a build configured with
- * --enable-coverage, the child first writes its gcov counters, which
- * _exit() would lose, so that what keyway ran in the child is counted.
+ * --enable-coverage, the child first writes its gcov counters, those of
+ * libkeyway.so and of the modules too, which _exit() would lose, so that
+ * what keyway ran in the child is counted.
  */
 void tu_exit(int status) __attribute__((noreturn));
 
