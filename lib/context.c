@@ -142,6 +142,7 @@ kw_status kwi_ctx_load(kw_ctx **out, const char *path, struct kwi_diag *d,
 	ctx->checking = checking;
 	/* First of all: see kwi_usecount_start(). */
 	if (kwi_usecount_start(ctx) != KW_OK) {
+		kwi_life_put(ctx->life);
 		free(ctx);
 		return kwi_error(KW_ERR_NOMEM, "out of memory");
 	}

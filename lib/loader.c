@@ -66,6 +66,15 @@ static kw_status check_header(const struct kwi_module *m, char *why,
 			 m->path, (unsigned)d->size);
 		return KW_ERR_MODULE;
 	}
+	/* Its name is in keyway's messages: as a file name would be. */
+	if (strnlen(d->name, 65) > 64 || !valid_module_name(d->name)) {
+		snprintf(why, whylen,
+			 "module %s names itself with something that is not a "
+			 "module name (1 to 64 of a-z, 0-9, '_' and '-'); set "
+			 "its descriptor's .name to its file's kw_NAME.so",
+			 m->path);
+		return KW_ERR_MODULE;
+	}
 	return KW_OK;
 }
 

@@ -646,7 +646,8 @@ kw_status sq_check_key(const struct sq_store *st, const kw_store_key *k,
 	}
 	if (k->scope != KW_SCOPE_SYSTEM &&
 	    (k->owner == NULL || k->owner[0] == '\0')) {
-		st->sq.host->reply_detail(r, "a %s key needs an owner", word);
+		st->sq.host->reply_detail(r, "%s %s key needs an owner",
+					  word[0] == 'o' ? "an" : "a", word);
 		return KW_ERR_INVAL;
 	}
 	if (k->scope == KW_SCOPE_SYSTEM && k->owner != NULL &&

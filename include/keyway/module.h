@@ -451,7 +451,8 @@ typedef struct kw_host {
 struct kw_module {
 	uint32_t abi;  /* KW_MODULE_ABI the module was built for */
 	uint32_t size; /* sizeof(struct kw_module) as the module compiled it */
-	const char *name;        /* "env", matching kw_env.so */
+	const char *name;        /* "env", matching kw_env.so: 1 to 64 of
+				  * a-z, 0-9, _ and -, or it is not loaded */
 	const char *description; /* one line */
 	uint32_t caps;           /* KW_CAP_* */
 	/* Settings beyond `module`, `scope` and `quota`, which the host

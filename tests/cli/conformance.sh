@@ -232,6 +232,17 @@ expect_line "note: the description is not one line of printable text: keyway doe
 run "$KW" -c "$D/misnamed.conf" check
 expect_exit 0 "wrong name: keyway check takes it too"
 
+# A name that is not a module name (here one holding a newline) would
+# reach keyway's messages as it is: refused.
+write_conf "$D/badname.conf" <<EOF
+backends: { badname: { module = "badname"; value = "$K_BR"; }; };
+chains: { default = ( { backend = "badname"; control = "required"; } ); };
+EOF
+run "$KW" -c "$D/badname.conf" check
+expect_exit 1 "a descriptor name that is not a name: keyway check refuses the module"
+expect_stderr_line "$D/badname.conf:1: backend \"badname\": module $KEYWAY_MODULE_DIR/kw_badname.so names itself with something that is not a module name (1 to 64 of a-z, 0-9, '_' and '-'); set its descriptor's .name to its file's kw_NAME.so" \
+	"a descriptor name that is not a name: one line, nothing forged"
+
 conform leakdetail "${B[@]}" --backend leakdetail
 expect_exit 1 "secret in a detail: exit status 1"
 expect_fails 1 "secret in a detail: one check fails"

@@ -22,6 +22,7 @@
  *                     open() took with secure_alloc()
  *     BROKEN_PARTIAL  kw_partialdetail.so: a found key's detail holds its
  *                     first 20 characters
+ *     BROKEN_BADNAME  kw_badname.so: its descriptor's name holds a newline
  *
  * Settings: `value` (required), the start of every key; a lookup of
  * provider P finds "VALUE-P" for P = anthropic or openai, and nothing for
@@ -59,6 +60,9 @@
 #define BR_NAME "secleak"
 #elif defined(BROKEN_PARTIAL)
 #define BR_NAME "partialdetail"
+#elif defined(BROKEN_BADNAME)
+/* Shown as it is, it would forge a line of its own in a log. */
+#define BR_NAME "bad\nkeyway: forged"
 #else
 #define BR_NAME "unbroken"
 #endif
