@@ -120,7 +120,7 @@ static void *run(void *arg)
 int main(int argc, char **argv)
 {
 	struct plan pl = { .prefix = "user", .threads = 1, .users = 1,
-			   .tries = 1 };
+			   .tries = 1, .rounds = 1 };
 	pthread_t *th;
 	int c;
 

@@ -246,7 +246,7 @@ conns()
 # connections: the next rounds take them again, rather than a connection
 # per thread (40).  The INFO that reads the count after is one more.
 before=$(conns)
-"$HAMMER" -c "$H1" -T 4 -R 10 -u 1 -n 2 -P r >"$TMPD/rounds.out" 2>&1
+"$HAMMER" -c "$H1" -T 4 -R 10 -u 1 -n 2 -P cg >"$TMPD/rounds.out" 2>&1
 n=$(($(conns) - before - 1))
 if [ "$n" -ge 1 ] && [ "$n" -le 4 ]; then
 	pass "40 short-lived threads in rounds of 4: $n Redis connections"
@@ -256,13 +256,13 @@ else
 fi
 expect_eq "$(grep -v -e '^A ' -e '^D ' "$TMPD/rounds.out")" "" \
 	"short-lived threads: nothing failed"
-expect_eq "$(count A r0 "$TMPD/rounds.out") $(counter r0)" "7 7" \
+expect_eq "$(count A cg0 "$TMPD/rounds.out") $(counter cg0)" "7 7" \
 	"short-lived threads: admitted exactly 7 times"
 
 # Connections idle between two rounds, which Redis closes meanwhile (as
 # its idle timeout does): the next round finds them broken on use,
 # connects again and sends the charge again, counted once.
-"$HAMMER" -c "$H1" -T 3 -R 2 -p 2000 -u 1 -n 1 -P i >"$TMPD/idle.out" 2>&1 &
+"$HAMMER" -c "$H1" -T 3 -R 2 -p 2000 -u 1 -n 1 -P idle >"$TMPD/idle.out" 2>&1 &
 pid=$!
 for i in $(seq 100); do
 	grep -q '^P 1$' "$TMPD/idle.out" && break
@@ -273,7 +273,7 @@ wait "$pid"
 expect_eq "$killed" 3 "between rounds, 3 connections wait idle for the next"
 expect_eq "$(grep -v -e '^A ' -e '^P ' "$TMPD/idle.out")" "" \
 	"idle connections closed by Redis: nothing failed"
-expect_eq "$(count A i0 "$TMPD/idle.out") $(counter i0)" "6 6" \
+expect_eq "$(count A idle0 "$TMPD/idle.out") $(counter idle0)" "6 6" \
 	"idle connections closed by Redis: each charge counted once"
 
 # ---- processes killed mid-run ----
