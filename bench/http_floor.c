@@ -1,13 +1,18 @@
 /*
  * http_floor.c - the floor under a keywayd(8) round trip: a libmicrohttpd
  * server on a Unix socket, started as keywayd starts its own (the same
- * daemon flags, thread pool, connection limit, timeout, completion and
- * connection callbacks, and listening socket), that reads a request's body and answers
- * with a fixed body, doing nothing else: no JSON parsed, no caller looked
- * up, no chain, no lease.
+ * daemon flags, a thread per connection with its stack size, connection
+ * limit, timeout, completion and connection callbacks, and listening
+ * socket), that reads a request's body and answers with a fixed body,
+ * doing nothing else: no JSON parsed, no caller looked up, no chain, no
+ * lease.
  *
- *     http_floor -s SOCKET [-t THREADS] [-m MAX_CONNECTIONS] [-T TIMEOUT]
- *                [-b ANSWER_BYTES]
+ *     http_floor -s SOCKET [-p | -t THREADS] [-m MAX_CONNECTIONS]
+ *                [-T TIMEOUT] [-b ANSWER_BYTES]
+ *
+ * -p serves each connection on a thread of its own, as keywayd does;
+ * -t, a pool of THREADS threads each polling many connections with epoll,
+ * as keywayd did before, so that a run can compare builds of both.
  *
  * The answer is ANSWER_BYTES (default 190, about what keywayd answers a
  * resolve of a 108-byte key with) of JSON from static memory, with the
@@ -120,15 +125,19 @@ static int listen_on(const char *path)
 int main(int argc, char **argv)
 {
 	unsigned threads = 4, max_conn = 256, timeout = 10;
+	bool per_conn = false;
 	const char *sock = NULL;
 	struct MHD_Daemon *d;
 	sigset_t sigs;
 	int c, fd, sig;
 
-	while ((c = getopt(argc, argv, "s:t:m:T:b:")) != -1) {
+	while ((c = getopt(argc, argv, "s:pt:m:T:b:")) != -1) {
 		switch (c) {
 		case 's':
 			sock = optarg;
+			break;
+		case 'p':
+			per_conn = true;
 			break;
 		case 't':
 			threads = (unsigned)bu_count(prog, "-t", optarg);
@@ -150,7 +159,7 @@ int main(int argc, char **argv)
 	}
 	if (sock == NULL || optind != argc || threads == 0 ||
 	    answer_len < 16 || answer_len >= sizeof(answer)) {
-		fprintf(stderr, "usage: %s -s SOCKET [-t THREADS] "
+		fprintf(stderr, "usage: %s -s SOCKET [-p | -t THREADS] "
 			"[-m MAX_CONNECTIONS] [-T TIMEOUT] [-b ANSWER_BYTES]\n",
 			prog);
 		return 2;
@@ -169,18 +178,35 @@ int main(int argc, char **argv)
 	fd = listen_on(sock);
 	if (fd < 0)
 		return 1;
-	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-			     MHD_USE_ITC | MHD_USE_ERROR_LOG,
-			     0, NULL, NULL, handle, NULL,
-			     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-			     MHD_OPTION_LISTEN_SOCKET, fd,
-			     MHD_OPTION_THREAD_POOL_SIZE, threads,
-			     MHD_OPTION_CONNECTION_LIMIT, max_conn,
-			     MHD_OPTION_CONNECTION_TIMEOUT, timeout,
-			     MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-			     MHD_OPTION_NOTIFY_CONNECTION, connection_notify,
-			     NULL,
-			     MHD_OPTION_END);
+	if (per_conn)
+		d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION |
+				     MHD_USE_INTERNAL_POLLING_THREAD |
+				     MHD_USE_ITC | MHD_USE_ERROR_LOG,
+				     0, NULL, NULL, handle, NULL,
+				     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+				     MHD_OPTION_LISTEN_SOCKET, fd,
+				     MHD_OPTION_THREAD_STACK_SIZE,
+				     (size_t)(512 * 1024),
+				     MHD_OPTION_CONNECTION_LIMIT, max_conn,
+				     MHD_OPTION_CONNECTION_TIMEOUT, timeout,
+				     MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+				     MHD_OPTION_NOTIFY_CONNECTION,
+				     connection_notify, NULL,
+				     MHD_OPTION_END);
+	else
+		d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
+				     MHD_USE_EPOLL | MHD_USE_ITC |
+				     MHD_USE_ERROR_LOG,
+				     0, NULL, NULL, handle, NULL,
+				     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+				     MHD_OPTION_LISTEN_SOCKET, fd,
+				     MHD_OPTION_THREAD_POOL_SIZE, threads,
+				     MHD_OPTION_CONNECTION_LIMIT, max_conn,
+				     MHD_OPTION_CONNECTION_TIMEOUT, timeout,
+				     MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+				     MHD_OPTION_NOTIFY_CONNECTION,
+				     connection_notify, NULL,
+				     MHD_OPTION_END);
 	if (d == NULL) {
 		fprintf(stderr, "%s: cannot start serving on %s\n", prog, sock);
 		unlink(sock);

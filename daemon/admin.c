@@ -52,6 +52,15 @@ void kwd_json_wiped(void)
 	json_set_alloc_funcs(json_alloc, json_wipe_free);
 }
 
+/* Whether the n bytes at p (not NUL-terminated) are blanks only. */
+static bool blank(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n')
+			return false;
+	return true;
+}
+
 /* ---- what a request names ---- */
 
 /* What the admin socket serves. */
@@ -591,7 +600,7 @@ static enum MHD_Result do_state(struct admin *a)
 
 	if (!query_ok(a->c, args, &ret))
 		return ret;
-	if (a->len > 0 && strspn(a->body, " \t\r\n") < a->len &&
+	if (!blank(a->body, a->len) &&
 	    !(a->len == 2 && memcmp(a->body, "{}", 2) == 0))
 		return kwd_send_error(a->c, MHD_HTTP_BAD_REQUEST, "invalid",
 				      "%s takes no body: the key is named by "

@@ -229,14 +229,24 @@ static bool load_admin(const char *path, config_setting_t *d,
 {
 	config_setting_t *s;
 	char msg[256];
+	bool mode_set;
 
 	if (!abs_path(path, d, "admin_socket", &dc->admin_socket, err, errsz))
 		return false;
-	if ((s = config_setting_get_member(d, "admin_socket_mode")) != NULL &&
-	    !octal_mode(path, s, "daemon.admin_socket_mode",
-			&dc->admin_socket_mode, err, errsz))
+
+	mode_set = (s = config_setting_get_member(d, "admin_socket_mode")) !=
+		   NULL;
+	if (mode_set && !octal_mode(path, s, "daemon.admin_socket_mode",
+				    &dc->admin_socket_mode, err, errsz))
 		return false;
-	if ((s = config_setting_get_member(d, "admin_group")) != NULL) {
+	if ((s = config_setting_get_member(d, "admin_group")) == NULL) {
+		/* Without an admin group only root and keywayd's own user
+		 * may manage keys: nobody else need reach the socket, whose
+		 * group would otherwise be keywayd's (the clients' under
+		 * the shipped units). */
+		if (!mode_set)
+			dc->admin_socket_mode = 0600;
+	} else {
 		const char *str = config_setting_get_string(s);
 		unsigned gid;
 		int rc;

@@ -4,8 +4,13 @@
  * HTTP with JSON bodies (docs/daemon-protocol.md), and the kernel tells it
  * who is asking (SO_PEERCRED).
  *
- * Threads: libmicrohttpd's pool answers requests, all through one kw_ctx.
- * The main thread only waits for signals: SIGHUP opens the configuration
+ * Threads: libmicrohttpd gives each connection a thread of its own, and
+ * every request goes through one kw_ctx.  A resolve that waits on a slow
+ * backend (Vault timing out, a busy ledger) holds only its own
+ * connection's thread: every other caller is answered meanwhile, and
+ * --max-connections bounds the threads.  (A pool of threads each serving
+ * many connections would stall all of a thread's connections behind its
+ * slowest resolve.)  The main thread only waits for signals: SIGHUP opens the configuration
  * anew and swaps it in (requests and leases keep the generation they
  * started with until they let go), SIGTERM and SIGINT stop accepting,
  * let the requests under way finish and exit.  Leases past their time are
@@ -41,10 +46,15 @@
 
 #define DEFAULT_SOCKET "/run/keyway/keyway.sock"
 #define DEFAULT_MAX_BODY (64 * 1024)
-#define DEFAULT_THREADS 4
 #define DEFAULT_MAX_CONN 256
+/* --max-connections at most: below FD_SETSIZE (1024), with room for the
+ * files and sockets keywayd holds besides (see serve()). */
+#define MAX_CONN_LIMIT 900
 #define DEFAULT_TIMEOUT 10
 #define DRAIN_SECONDS 10
+/* The stack of a connection's thread: the deepest request (a resolve
+ * through Vault's TLS, NSS looking a caller up) uses a fraction of it. */
+#define CONN_STACK_SIZE (512 * 1024)
 
 static const char *config_path;
 static size_t max_body = DEFAULT_MAX_BODY;
@@ -490,7 +500,7 @@ static void write_key(struct wiped *w, const kw_secret *s, const char *lease)
  * SupplementaryGroups=) has it.  The name, only for logs and the audit
  * trail, is looked up through NSS when first needed and again once it is
  * CALLER_TTL seconds old, not for every request.  A connection's requests
- * are answered one at a time by one thread, so this needs no lock.
+ * are answered one at a time by its own thread, so this needs no lock.
  */
 struct caller {
 	bool have_cred;
@@ -1142,18 +1152,25 @@ void kwd_refused(struct kwd_gen *g, const char *op, const char *caller,
 	audit_refusal(g, op, caller, uid, pid, chain, provider, reason);
 }
 
-/* Serve fd as via says, as the main socket is served. */
+/*
+ * Serve fd as via says (NULL: the main socket), a thread for each
+ * connection, at most max_conn of them.  With select(), not poll():
+ * libmicrohttpd then stops accepting at max_conn, and the connections past
+ * it wait in the socket's backlog (with poll() it accepts and closes
+ * them).  select() takes descriptors below FD_SETSIZE only, hence
+ * MAX_CONN_LIMIT.
+ */
 static struct MHD_Daemon *serve(int fd, const enum kwd_via *via,
-				unsigned threads, unsigned max_conn,
-				unsigned timeout)
+				unsigned max_conn, unsigned timeout)
 {
-	return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
-				MHD_USE_EPOLL | MHD_USE_ITC |
-				MHD_USE_ERROR_LOG,
+	return MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION |
+				MHD_USE_INTERNAL_POLLING_THREAD |
+				MHD_USE_ITC | MHD_USE_ERROR_LOG,
 				0, NULL, NULL, handle, (void *)via,
 				MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 				MHD_OPTION_LISTEN_SOCKET, fd,
-				MHD_OPTION_THREAD_POOL_SIZE, threads,
+				MHD_OPTION_THREAD_STACK_SIZE,
+				(size_t)CONN_STACK_SIZE,
 				MHD_OPTION_CONNECTION_LIMIT, max_conn,
 				MHD_OPTION_CONNECTION_TIMEOUT, timeout,
 				MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
@@ -1174,9 +1191,8 @@ static const enum kwd_via via_admin = KWD_VIA_ADMIN, via_tcp = KWD_VIA_TCP;
 /* The admin socket (--admin-socket, else daemon.admin_socket) and
  * daemon.tcp, when asked for; false after logging. */
 static bool extras_start(const struct kwd_conf *dc, const char *admin_opt,
-			 unsigned threads, unsigned max_conn,
-			 unsigned timeout, struct extra *admin,
-			 struct extra *tcp)
+			 unsigned max_conn, unsigned timeout,
+			 struct extra *admin, struct extra *tcp)
 {
 	const char *path = admin_opt ? admin_opt : dc->admin_socket;
 
@@ -1189,7 +1205,7 @@ static bool extras_start(const struct kwd_conf *dc, const char *admin_opt,
 					    dc->admin_gid, "--admin-socket");
 		if (admin->fd < 0)
 			return false;
-		admin->d = serve(admin->fd, &via_admin, 1, 64, timeout);
+		admin->d = serve(admin->fd, &via_admin, 64, timeout);
 		if (!admin->d) {
 			kwd_log("cannot start serving the admin socket %s",
 				path);
@@ -1202,7 +1218,7 @@ static bool extras_start(const struct kwd_conf *dc, const char *admin_opt,
 					 "daemon.tcp");
 		if (tcp->fd < 0)
 			return false;
-		tcp->d = serve(tcp->fd, &via_tcp, threads, max_conn, timeout);
+		tcp->d = serve(tcp->fd, &via_tcp, max_conn, timeout);
 		if (!tcp->d) {
 			kwd_log("cannot start serving TCP on %s", dc->tcp);
 			return false;
@@ -1222,7 +1238,7 @@ static void extra_stop(struct extra *e)
 	if (e->fd >= 0)
 		close(e->fd);
 	if (e->path && e->fd >= 0)
-		unlink(e->path);
+		kwd_unlink_unix(e->path);
 	free(e->path);
 	memset(e, 0, sizeof(*e));
 	e->fd = -1;
@@ -1256,7 +1272,6 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: keywayd -c CONFIG [--socket PATH] [--admin-socket PATH]\n"
-		"               [--threads N]\n"
 		"               [--max-connections N] [--timeout SECONDS]\n"
 		"               [--max-body BYTES]\n"
 		"       keywayd -c CONFIG --check\n");
@@ -1339,11 +1354,11 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	unsigned long threads = DEFAULT_THREADS, max_conn = DEFAULT_MAX_CONN;
+	unsigned long max_conn = DEFAULT_MAX_CONN;
 	unsigned long timeout = DEFAULT_TIMEOUT, v;
 	const char *sock_opt = NULL, *sock, *admin_opt = NULL;
 	struct extra admin = { .fd = -1 }, tcp = { .fd = -1 };
-	bool check = false, activated;
+	bool check = false, activated, threads_opt = false;
 	char sd_path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
 	struct MHD_Daemon *d;
 	struct kwd_gen *g;
@@ -1363,12 +1378,15 @@ int main(int argc, char **argv)
 			admin_opt = optarg;
 			break;
 		case 't':
-			if (!number("--threads", optarg, 1, 256, &threads))
+			/* Taken, so that the command lines of before still
+			 * start keywayd, and said to do nothing. */
+			if (!number("--threads", optarg, 1, 256, &v))
 				return 2;
+			threads_opt = true;
 			break;
 		case 'm':
-			if (!number("--max-connections", optarg, 1, 65536,
-				    &max_conn))
+			if (!number("--max-connections", optarg, 1,
+				    MAX_CONN_LIMIT, &max_conn))
 				return 2;
 			break;
 		case 'T':
@@ -1444,34 +1462,27 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-			     MHD_USE_ITC | MHD_USE_ERROR_LOG,
-			     0, NULL, NULL, handle, NULL,
-			     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-			     MHD_OPTION_LISTEN_SOCKET, fd,
-			     MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
-			     MHD_OPTION_CONNECTION_LIMIT, (unsigned)max_conn,
-			     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)timeout,
-			     MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-			     MHD_OPTION_NOTIFY_CONNECTION, connection_notify,
-			     NULL,
-			     MHD_OPTION_END);
+	d = serve(fd, NULL, (unsigned)max_conn, (unsigned)timeout);
 	if (!d) {
 		kwd_log("cannot start serving on %s", sock_path);
 		if (!activated)
-			unlink(sock_path);
+			kwd_unlink_unix(sock_path);
 		return 1;
 	}
-	kwd_log("serving %s on %s%s (%lu threads)", config_path, sock_path,
-		activated ? " from systemd" : "", threads);
-	if (!extras_start(&g->conf, admin_opt, (unsigned)threads,
-			  (unsigned)max_conn, (unsigned)timeout, &admin,
-			  &tcp)) {
+	kwd_log("serving %s on %s%s (a thread per connection, at most %lu)",
+		config_path, sock_path, activated ? " from systemd" : "",
+		max_conn);
+	if (threads_opt)
+		kwd_log("--threads is not used: each connection has a thread of "
+			"its own, at most --max-connections of them; drop the "
+			"option");
+	if (!extras_start(&g->conf, admin_opt, (unsigned)max_conn,
+			  (unsigned)timeout, &admin, &tcp)) {
 		extra_stop(&admin);
 		extra_stop(&tcp);
 		MHD_stop_daemon(d);
 		if (!activated)
-			unlink(sock_path);
+			kwd_unlink_unix(sock_path);
 		return 1;
 	}
 	kwd_sd_notify("READY=1\nSTATUS=serving %s on %s", config_path,
@@ -1519,7 +1530,7 @@ int main(int argc, char **argv)
 		close(fd);
 	/* systemd's socket stays for the next start, queueing clients. */
 	if (!activated)
-		unlink(sock_path);
+		kwd_unlink_unix(sock_path);
 	extra_stop(&admin);
 	extra_stop(&tcp);
 	free(sock_path);

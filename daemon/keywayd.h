@@ -162,9 +162,13 @@ void kwd_refused(struct kwd_gen *g, const char *op, const char *caller,
 /* ---- sockets (sock.c) ---- */
 
 /* A Unix socket at path, mode and group (gid (gid_t)-1: as created),
- * listening; what names the setting in messages.  -1 after logging. */
+ * listening; what names the setting in messages.  A socket already at
+ * path is taken over only when nothing serves it.  -1 after logging. */
 int kwd_listen_unix(const char *path, mode_t mode, gid_t gid,
 		    const char *what);
+/* Remove the socket at path if it is still the one this process bound
+ * there (kwd_listen_unix()), not one another process bound since. */
+void kwd_unlink_unix(const char *path);
 /* A TCP socket bound to sa, listening; -1 after logging. */
 int kwd_listen_tcp(const struct sockaddr_storage *sa, socklen_t len,
 		   const char *what);

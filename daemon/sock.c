@@ -6,7 +6,9 @@
 #define _GNU_SOURCE
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -15,6 +17,70 @@
 #include <unistd.h>
 
 #include "keywayd.h"
+
+/*
+ * The sockets this process bound, by the inode of their path: at exit it
+ * removes a path only while it is still its own socket, not one another
+ * keywayd bound there since.  Used from the main thread only.
+ */
+static struct bound {
+	dev_t dev;
+	ino_t ino;
+} bound[4];
+static size_t nbound;
+
+static void remember(const char *path)
+{
+	struct stat st;
+
+	if (nbound < sizeof(bound) / sizeof(bound[0]) &&
+	    lstat(path, &st) == 0) {
+		bound[nbound].dev = st.st_dev;
+		bound[nbound].ino = st.st_ino;
+		nbound++;
+	}
+}
+
+void kwd_unlink_unix(const char *path)
+{
+	struct stat st;
+
+	if (path == NULL || lstat(path, &st) != 0)
+		return;
+	for (size_t i = 0; i < nbound; i++)
+		if (bound[i].dev == st.st_dev && bound[i].ino == st.st_ino) {
+			unlink(path);
+			return;
+		}
+}
+
+/*
+ * Whether something listens on the socket at path: a socket left by a
+ * keywayd that is gone refuses the connection, one that is served takes
+ * it (or, its backlog full, would).  On another error, *err is errno.
+ */
+static bool served(const char *path, const struct sockaddr_un *sa, int *err)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+			0);
+	bool yes;
+
+	*err = 0;
+	if (fd < 0) {
+		*err = errno;
+		return false;
+	}
+	if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0 ||
+	    errno == EAGAIN || errno == EINPROGRESS) {
+		yes = true;
+	} else {
+		yes = false;
+		if (errno != ECONNREFUSED && errno != ENOENT)
+			*err = errno;
+	}
+	close(fd);
+	return yes;
+}
 
 int kwd_listen_unix(const char *path, mode_t mode, gid_t gid,
 		    const char *what)
@@ -31,11 +97,25 @@ int kwd_listen_unix(const char *path, mode_t mode, gid_t gid,
 	}
 	strcpy(sa.sun_path, path);
 	if (lstat(path, &st) == 0) {
+		int err;
+
 		if (!S_ISSOCK(st.st_mode)) {
 			kwd_log("socket %s: exists and is not a socket; remove "
 				"it or choose another %s", path, what);
 			return -1;
 		}
+		if (served(path, &sa, &err)) {
+			kwd_log("socket %s: another process is serving it (a "
+				"keywayd already running?); stop it, or choose "
+				"another %s", path, what);
+			return -1;
+		}
+		if (err != 0) {
+			kwd_log("socket %s: cannot tell whether another process "
+				"serves it: %s", path, strerror(err));
+			return -1;
+		}
+		/* Left by a keywayd that is gone. */
 		unlink(path);
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -51,12 +131,15 @@ int kwd_listen_unix(const char *path, mode_t mode, gid_t gid,
 		close(fd);
 		return -1;
 	}
-	if (gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) != 0) {
+	/* Neither follows a symbolic link put at path since the bind: the
+	 * socket's directory may be writable by others. */
+	if (gid != (gid_t)-1 &&
+	    fchownat(AT_FDCWD, path, (uid_t)-1, gid, AT_SYMLINK_NOFOLLOW) != 0) {
 		kwd_log("socket %s: cannot set its group: %s", path,
 			strerror(errno));
 		goto fail;
 	}
-	if (chmod(path, mode) != 0) {
+	if (fchmodat(AT_FDCWD, path, mode, AT_SYMLINK_NOFOLLOW) != 0) {
 		kwd_log("socket %s: cannot set its mode: %s", path,
 			strerror(errno));
 		goto fail;
@@ -65,6 +148,7 @@ int kwd_listen_unix(const char *path, mode_t mode, gid_t gid,
 		kwd_log("socket %s: cannot listen: %s", path, strerror(errno));
 		goto fail;
 	}
+	remember(path);
 	return fd;
 fail:
 	unlink(path);

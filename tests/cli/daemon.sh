@@ -392,6 +392,17 @@ fi
 ask POST /v1/resolve '{"provider":"anthropic","chain":"extra"}'
 expect_eq "$CODE" 200 "and the configuration in use stays"
 
+# ---- a second keywayd on the same socket ----
+# It must not take a socket that is served: it refuses to start, and the
+# first keeps serving.
+conf | write_conf "$TMPD/second.conf"
+run "$KWD" -c "$TMPD/second.conf" --socket "$SOCK"
+expect_exit 1 "a second keywayd on a served socket does not start"
+expect_stderr_line "keywayd: socket $SOCK: another process is serving it (a keywayd already running?); stop it, or choose another --socket" \
+	"a second keywayd on a served socket: one line saying why"
+ask GET /v1/health
+expect_eq "$CODE" 200 "the first keywayd still serves its socket"
+
 # ---- SIGTERM ----
 kill -TERM "$PID"
 wait "$PID"
@@ -399,6 +410,28 @@ expect_eq "$?" 0 "SIGTERM: keywayd exits with status 0"
 expect_missing "$SOCK" "SIGTERM: the socket is removed"
 expect_eq "$(tail -n 1 "$LOG")" "keywayd: stopped" "SIGTERM: logged"
 trap tap_cleanup EXIT
+
+# ---- a socket left behind, and one another process bound since ----
+# A keywayd killed with SIGKILL leaves its socket: the next one takes it
+# over.  A keywayd whose socket was replaced (another process bound the
+# path since) leaves the replacement in place when it stops.
+conf | write_conf "$CONF"
+start
+kill -KILL "$PID"
+wait "$PID" 2>/dev/null
+expect_eq "$([ -S "$SOCK" ] && echo left)" left "SIGKILL leaves the socket"
+start
+ask GET /v1/health
+expect_eq "$CODE" 200 "a keywayd takes over a socket nothing serves"
+rm -f "$SOCK"
+python3 -c 'import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])' "$SOCK"
+kill -TERM "$PID"
+wait "$PID"
+expect_eq "$([ -S "$SOCK" ] && echo kept)" kept \
+	"keywayd stopping leaves a socket another process bound at its path"
+rm -f "$SOCK"
 
 # ---- a full lease table ----
 # Past daemon.max_leases the lease closest to its end counts as used.  After
