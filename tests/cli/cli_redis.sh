@@ -270,7 +270,14 @@ for i in $(seq 100); do
 done
 killed=$(rcli CLIENT KILL TYPE normal SKIPME yes)
 wait "$pid"
-expect_eq "$killed" 3 "between rounds, 3 connections wait idle for the next"
+# As many as the first round ran charges at once: 3 at most, 1 at least
+# (a thread's connection does not end with it).
+if [ "$killed" -ge 1 ] && [ "$killed" -le 3 ]; then
+	pass "between rounds, $killed connections wait idle for the next"
+else
+	fail "between rounds, 1 to 3 connections wait idle for the next" \
+		"${killed:-no answer}"
+fi
 expect_eq "$(grep -v -e '^A ' -e '^P ' "$TMPD/idle.out")" "" \
 	"idle connections closed by Redis: nothing failed"
 expect_eq "$(count A idle0 "$TMPD/idle.out") $(counter idle0)" "6 6" \
