@@ -5,11 +5,14 @@
  * its SIGKILL.
  *
  *     hammer -c CONFIG -T THREADS -u USERS -n TRIES [-P PREFIX] [-d MS]
- *            [-U]
+ *            [-U] [-R ROUNDS] [-p MS]
  *
  * Each thread asks TRIES times for each of USERS users (PREFIX0,
  * PREFIX1, ...; default "user"), for provider anthropic, MS milliseconds
- * apart.  Lines, each written whole with one write():
+ * apart.  With -R, THREADS new threads do that ROUNDS times, one round
+ * after the other ends (threads that come and go, as a server's per
+ * client), -p MS apart; after each round but the last, "P ROUND" says
+ * the pause has begun.  Lines, each written whole with one write():
  *   A USER      admitted
  *   D USER      denied by a quota
  *   L USER MSG  denied, or failed, because of the ledger (MSG names it)
@@ -36,6 +39,8 @@ struct plan {
 	unsigned users;
 	unsigned tries;
 	unsigned delay_ms;
+	unsigned rounds;
+	unsigned pause_ms;
 	bool unused;
 	kw_ctx *ctx;
 };
@@ -115,11 +120,11 @@ static void *run(void *arg)
 int main(int argc, char **argv)
 {
 	struct plan pl = { .prefix = "user", .threads = 1, .users = 1,
-			   .tries = 1 };
+			   .tries = 1, .rounds = 1 };
 	pthread_t *th;
 	int c;
 
-	while ((c = getopt(argc, argv, "c:T:u:n:P:d:U")) != -1) {
+	while ((c = getopt(argc, argv, "c:T:u:n:P:d:UR:p:")) != -1) {
 		switch (c) {
 		case 'c':
 			pl.config = optarg;
@@ -142,14 +147,21 @@ int main(int argc, char **argv)
 		case 'U':
 			pl.unused = true;
 			break;
+		case 'R':
+			pl.rounds = (unsigned)atoi(optarg);
+			break;
+		case 'p':
+			pl.pause_ms = (unsigned)atoi(optarg);
+			break;
 		default:
 			fprintf(stderr, "usage: hammer -c CONFIG [-T THREADS] "
 				"[-u USERS] [-n TRIES] [-P PREFIX] [-d MS] "
-				"[-U]\n");
+				"[-U] [-R ROUNDS] [-p MS]\n");
 			return 2;
 		}
 	}
-	if (pl.config == NULL || pl.threads == 0 || optind != argc)
+	if (pl.config == NULL || pl.threads == 0 || pl.rounds == 0 ||
+	    optind != argc)
 		return 2;
 	if (kw_open(&pl.ctx, pl.config) != KW_OK) {
 		say("E open: %s", kw_last_error());
@@ -158,13 +170,24 @@ int main(int argc, char **argv)
 	th = calloc(pl.threads, sizeof(*th));
 	if (th == NULL)
 		return 1;
-	for (unsigned t = 0; t < pl.threads; t++)
-		if (pthread_create(&th[t], NULL, run, &pl) != 0) {
-			say("E cannot start a thread");
-			return 1;
+	for (unsigned n = 0; n < pl.rounds; n++) {
+		for (unsigned t = 0; t < pl.threads; t++)
+			if (pthread_create(&th[t], NULL, run, &pl) != 0) {
+				say("E cannot start a thread");
+				return 1;
+			}
+		for (unsigned t = 0; t < pl.threads; t++)
+			pthread_join(th[t], NULL);
+		if (n + 1 < pl.rounds && pl.pause_ms > 0) {
+			struct timespec ts = {
+				pl.pause_ms / 1000,
+				(long)(pl.pause_ms % 1000) * 1000000L
+			};
+
+			say("P %u", n + 1);
+			nanosleep(&ts, NULL);
 		}
-	for (unsigned t = 0; t < pl.threads; t++)
-		pthread_join(th[t], NULL);
+	}
 	free(th);
 	kw_close(pl.ctx);
 	return 0;

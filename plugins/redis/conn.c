@@ -1,8 +1,14 @@
 /*
- * conn.c - the redis ledger's connections: one per thread (a pthread key),
- * made on the thread's first command and again after a failure, so that
- * no lock is held across a network call.  st->lock guards only the list
- * of connections that close() frees.
+ * conn.c - the redis ledger's connections: a small pool shared by the
+ * threads.  A command takes an idle connection (or connects a new one,
+ * outside the lock), runs, and gives it back; a connection that failed
+ * (an I/O error, a timeout, a broken answer) is closed, not given back.
+ * At most RD_POOL_MAX wait idle; more are made while more commands run
+ * at once, and closed when they are given back to a full pool.  So
+ * threads that come and go (a server's thread per client) reuse the
+ * connections of those that went, rather than each connecting,
+ * authenticating and loading the scripts again.  st->lock guards only
+ * the idle list, and is never held across a network call.
  *
  * A connection is authenticated (AUTH with the password of password_file,
  * and username for a Redis ACL), on its db, and has the scripts loaded
@@ -10,6 +16,17 @@
  * memory, not through hiredis's buffers.  hiredis writes with write(): a
  * connection Redis has closed would raise SIGPIPE, so commands run with
  * SIGPIPE blocked in the calling thread, and one it raised is taken back.
+ * Every command has timeout_ms; a connection that timed out is closed (a
+ * late answer must not be read as the next command's).  A script Redis
+ * has forgotten (NOSCRIPT) is sent whole (ledger.c).  A connection that
+ * broke while idle (Redis restarted, or closed it) is found on use: the
+ * idle ones are closed with it, and the command is sent once more on a
+ * new connection, which only commands that may run twice do (ledger.c).
+ *
+ * close() frees the idle connections (none is in use then).  The sockets
+ * are close-on-exec; after fork() the library refuses the child the
+ * parent's context and does not close its modules, so a child never
+ * uses, nor closes, the parent's connections.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* asprintf(), strndup() */
@@ -92,44 +109,59 @@ void rd_fail_io(struct rd_conn *cn, const char *what, kw_reply *r,
 	*rc = KW_ERR_UNAVAIL;
 }
 
+static void rd_conn_close(struct rd_conn *cn)
+{
+	if (cn->c != NULL)
+		redisFree(cn->c);
+	free(cn);
+}
+
 void rd_conn_drop(struct rd_conn *cn)
+{
+	if (cn != NULL)
+		rd_conn_close(cn);
+}
+
+void rd_conn_put(struct rd_conn *cn)
 {
 	struct rd_state *st;
 
 	if (cn == NULL)
 		return;
 	st = cn->st;
+	if (cn->c != NULL && cn->c->err == 0) {
+		pthread_mutex_lock(&st->lock);
+		if (st->nidle < RD_POOL_MAX) {
+			cn->next = st->idle;
+			st->idle = cn;
+			st->nidle++;
+			cn = NULL;
+		}
+		pthread_mutex_unlock(&st->lock);
+	}
+	if (cn != NULL)
+		rd_conn_close(cn);
+}
+
+void rd_conn_flush(struct rd_state *st)
+{
+	struct rd_conn *cn, *next;
+
 	pthread_mutex_lock(&st->lock);
-	if (cn->prev != NULL)
-		cn->prev->next = cn->next;
-	else if (st->conns == cn)
-		st->conns = cn->next;
-	if (cn->next != NULL)
-		cn->next->prev = cn->prev;
+	cn = st->idle;
+	st->idle = NULL;
+	st->nidle = 0;
 	pthread_mutex_unlock(&st->lock);
-	if (pthread_getspecific(st->key) == cn)
-		pthread_setspecific(st->key, NULL);
-	if (cn->c != NULL)
-		redisFree(cn->c);
-	free(cn);
+	for (; cn != NULL; cn = next) {
+		next = cn->next;
+		rd_conn_close(cn);
+	}
 }
 
 void rd_conn_free_all(struct rd_state *st)
 {
-	struct rd_conn *cn, *next;
-
-	if (!st->lock_made)
-		return;
-	pthread_mutex_lock(&st->lock);
-	cn = st->conns;
-	st->conns = NULL;
-	pthread_mutex_unlock(&st->lock);
-	for (; cn != NULL; cn = next) {
-		next = cn->next;
-		if (cn->c != NULL)
-			redisFree(cn->c);
-		free(cn);
-	}
+	if (st->lock_made)
+		rd_conn_flush(st);
 }
 
 struct redisReply *rd_command(struct rd_conn *cn, int argc,
@@ -421,15 +453,30 @@ static kw_status rd_setup(struct rd_conn *cn, kw_reply *r)
 	return rc;
 }
 
+/* An idle connection of the pool, or NULL. */
+static struct rd_conn *rd_conn_take(struct rd_state *st)
+{
+	struct rd_conn *cn;
+
+	pthread_mutex_lock(&st->lock);
+	cn = st->idle;
+	if (cn != NULL) {
+		st->idle = cn->next;
+		st->nidle--;
+		cn->next = NULL;
+	}
+	pthread_mutex_unlock(&st->lock);
+	return cn;
+}
+
 struct rd_conn *rd_conn_get(struct rd_state *st, bool fresh, kw_reply *r,
 			    kw_status *rc)
 {
-	struct rd_conn *cn = pthread_getspecific(st->key);
+	struct rd_conn *cn = fresh ? NULL : rd_conn_take(st);
 
 	*rc = KW_OK;
-	if (cn != NULL && !fresh && cn->c != NULL && cn->c->err == 0)
+	if (cn != NULL)
 		return cn;
-	rd_conn_drop(cn);
 	cn = calloc(1, sizeof(*cn));
 	if (cn == NULL) {
 		st->host->reply_detail(r, "out of memory");
@@ -441,21 +488,7 @@ struct rd_conn *rd_conn_get(struct rd_state *st, bool fresh, kw_reply *r,
 	if (*rc == KW_OK)
 		*rc = rd_setup(cn, r);
 	if (*rc != KW_OK) {
-		if (cn->c != NULL)
-			redisFree(cn->c);
-		free(cn);
-		return NULL;
-	}
-	pthread_mutex_lock(&st->lock);
-	cn->next = st->conns;
-	if (st->conns != NULL)
-		st->conns->prev = cn;
-	st->conns = cn;
-	pthread_mutex_unlock(&st->lock);
-	if (pthread_setspecific(st->key, cn) != 0) {
-		rd_conn_drop(cn);
-		st->host->reply_detail(r, "out of memory");
-		*rc = KW_ERR_NOMEM;
+		rd_conn_close(cn);
 		return NULL;
 	}
 	return cn;

@@ -116,11 +116,15 @@ const char *const rd_script_text[RD_NSCRIPTS] = {
 
 /*
  * Run script s with argv[3...] (argv[0..2] are filled here: EVALSHA, the
- * script, the number of keys).  A connection that was used before and
- * breaks (Redis restarted, a connection dropped while idle) is made again
- * once and the script sent again: both scripts may safely run twice.  A
- * script Redis has forgotten (NOSCRIPT) is sent whole.  NULL with *rc and
- * r set on failure; an error reply is a failure too.
+ * script, the number of keys), on a connection of the pool.  A connection
+ * that was used before and breaks (Redis restarted, a connection closed
+ * while idle) is closed with the other idle ones, and the script sent
+ * again once on a new connection: both scripts may safely run twice (the
+ * charge's token answers a charge sent again as the first time, a refund
+ * deletes its charge).  A timeout is not sent again: Redis may still be
+ * running the first.  A script Redis has forgotten (NOSCRIPT) is sent
+ * whole.  NULL with *rc and r set on failure; an error reply is a failure
+ * too.
  */
 static redisReply *rd_eval(struct rd_state *st, enum rd_script s, int argc,
 			   const char **argv, size_t *argvlen, kw_reply *r,
@@ -130,7 +134,7 @@ static redisReply *rd_eval(struct rd_state *st, enum rd_script s, int argc,
 	redisReply *rep = NULL;
 
 	for (int attempt = 0; attempt < 2; attempt++) {
-		struct rd_conn *cn = rd_conn_get(st, false, r, rc);
+		struct rd_conn *cn = rd_conn_get(st, attempt > 0, r, rc);
 		bool reused;
 
 		if (cn == NULL)
@@ -154,13 +158,16 @@ static redisReply *rd_eval(struct rd_state *st, enum rd_script s, int argc,
 			bool again = reused && !rd_timed_out(cn);
 
 			rd_conn_drop(cn);
-			if (again)
+			if (again) {
+				rd_conn_flush(st);
 				continue;
+			}
 			return NULL;
 		}
 		if (rep->type == REDIS_REPLY_ERROR &&
 		    (strncmp(rep->str, "NOPERM", 6) == 0 ||
 		     strstr(rep->str, "can't run this command") != NULL)) {
+			rd_conn_put(cn);
 			*rc = KW_ERR_PERM;
 			st->host->reply_detail(r,
 					       "redis %s: the ACL of user "
@@ -184,10 +191,15 @@ static redisReply *rd_eval(struct rd_state *st, enum rd_script s, int argc,
 			freeReplyObject(rep);
 			/* A replica, or a Redis loading its data: the next
 			 * request connects afresh, maybe to a new master. */
-			if (transient)
+			if (transient) {
 				rd_conn_drop(cn);
+				rd_conn_flush(st);
+			} else {
+				rd_conn_put(cn);
+			}
 			return NULL;
 		}
+		rd_conn_put(cn);
 		*rc = KW_OK;
 		return rep;
 	}
@@ -555,13 +567,15 @@ static kw_status rd_read_log(struct rd_state *st, const kw_usage_filter *f,
 			 (f->since - RD_GRACE) * 1000);
 	else
 		snprintf(start, sizeof(start), "-");
-	for (;;) {
-		struct rd_conn *cn = rd_conn_get(st, false, r, &rc);
+	for (bool fresh = false, retried = false;;) {
+		struct rd_conn *cn = rd_conn_get(st, fresh, r, &rc);
 		redisReply *rep;
 		size_t n;
+		bool reused;
 
 		if (cn == NULL)
 			break;
+		reused = cn->used;
 		argv[0] = "XRANGE";
 		argv[1] = key;
 		argv[2] = start;
@@ -572,9 +586,18 @@ static kw_status rd_read_log(struct rd_state *st, const kw_usage_filter *f,
 			argvlen[i] = strlen(argv[i]);
 		rep = rd_command(cn, 6, argv, argvlen, r, &rc);
 		if (rep == NULL) {
+			/* Broken while idle: a read, sent again once. */
+			bool again = reused && !retried && !rd_timed_out(cn);
+
 			rd_conn_drop(cn);
-			break;
+			if (!again)
+				break;
+			rd_conn_flush(st);
+			fresh = retried = true;
+			continue;
 		}
+		rd_conn_put(cn);
+		fresh = false;
 		if (rep->type != REDIS_REPLY_ARRAY) {
 			st->host->reply_detail(r,
 					       "redis %s: XRANGE %s failed: "
@@ -676,6 +699,7 @@ kw_status rd_check(void *state, kw_reply *r)
 		return rc;
 	key = rd_key(st, "usage", "", 0, false);
 	if (key == NULL) {
+		rd_conn_put(cn);
 		st->host->reply_detail(r, "out of memory");
 		return KW_ERR_NOMEM;
 	}
@@ -689,6 +713,7 @@ kw_status rd_check(void *state, kw_reply *r)
 		free(key);
 		return rc;
 	}
+	rd_conn_put(cn);
 	if (rep->type == REDIS_REPLY_INTEGER) {
 		rows = rep->integer;
 		rc = KW_OK;

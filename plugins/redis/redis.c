@@ -9,11 +9,11 @@
  * the check of every counter, their increments and the usage row are one
  * atomic step for every thread of every host, so N hosts admit exactly
  * `limit` per window.  This file reads the settings and opens and closes
- * the ledger; conn.c holds the connections, one per thread.
+ * the ledger; conn.c holds the connections, a pool the threads share.
  *
  * Opening connects to nothing: a host whose Redis is down still opens its
  * keyway.conf, and the entries without a quota keep working.  The first
- * charge of each thread connects.
+ * charge connects.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* asprintf(), strndup() */
@@ -51,10 +51,6 @@ static void rd_close(void *state)
 
 	if (st == NULL)
 		return;
-	/* The key first: a thread that ends meanwhile must not run its
-	 * destructor on a connection freed here. */
-	if (st->key_made)
-		pthread_key_delete(st->key);
 	rd_conn_free_all(st);
 	if (st->lock_made)
 		pthread_mutex_destroy(&st->lock);
@@ -67,12 +63,6 @@ static void rd_close(void *state)
 	free(st->password_file);
 	free(st->prefix);
 	free(st);
-}
-
-/* A thread that ends takes its connection with it. */
-static void rd_thread_end(void *arg)
-{
-	rd_conn_drop(arg);
 }
 
 /*
@@ -337,14 +327,6 @@ static kw_status rd_open(const kw_host *host, kw_instance *inst,
 		goto out;
 	}
 	st->lock_made = true;
-	if (pthread_key_create(&st->key, rd_thread_end) != 0) {
-		host->error(inst, NULL,
-			    "cannot create a thread key (too many ledgers "
-			    "open in this process)");
-		rc = KW_ERR_NOMEM;
-		goto out;
-	}
-	st->key_made = true;
 	*state = st;
 	st = NULL;
 out:

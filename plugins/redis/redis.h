@@ -21,17 +21,21 @@ struct redisReply;
  * room for the hosts' clocks to disagree with Redis's. */
 #define RD_GRACE 300
 
-/* One connection of one thread. */
+/* Idle connections kept for the next command (more may be in use: a
+ * command that finds none idle makes one). */
+#define RD_POOL_MAX 8
+
+/* One connection: idle in st->idle, or held by the command using it. */
 struct rd_conn {
 	struct rd_state *st;
 	struct redisContext *c;
-	struct rd_conn *prev, *next; /* st->conns, under st->lock */
+	struct rd_conn *next;        /* st->idle, under st->lock, while idle */
 	char sha[2][41];             /* the scripts as SCRIPT LOAD named them */
 	bool used;                   /* has answered a command */
 };
 
 /*
- * The ledger.  Immutable after open() but for the list of connections
+ * The ledger.  Immutable after open() but for the idle connections
  * (under lock, never held across a network call).
  */
 struct rd_state {
@@ -51,11 +55,10 @@ struct rd_state {
 	int64_t connect_timeout_ms;
 	int64_t timeout_ms;
 	int64_t usage_days;   /* how long the usage log keeps rows */
-	pthread_key_t key;    /* each thread's struct rd_conn */
-	bool key_made;
 	pthread_mutex_t lock;
 	bool lock_made;
-	struct rd_conn *conns;
+	struct rd_conn *idle; /* the pool, most recently used first */
+	size_t nidle;
 };
 
 /* The scripts, by index into rd_conn.sha. */
@@ -65,22 +68,31 @@ extern const char *const rd_script_text[RD_NSCRIPTS];
 /* ---- conn.c ---- */
 
 /*
- * This thread's connection, connected, authenticated and with the scripts
- * loaded; fresh = true to start a new one whatever there is.  On failure
- * NULL, with the reason (naming the address, no secret) through
- * reply_detail(r) and the status in *rc: KW_ERR_UNAVAIL when Redis cannot
- * be reached or does not answer, KW_ERR_PERM when it refuses the
- * password, KW_ERR_BACKEND otherwise.
+ * A connection for one command (or a few in a row), connected,
+ * authenticated and with the scripts loaded: an idle one of the pool, or
+ * else a new one; fresh = true for a new one whatever is idle.  It is the
+ * caller's until rd_conn_put() or rd_conn_drop().  On failure NULL, with
+ * the reason (naming the address, no secret) through reply_detail(r) and
+ * the status in *rc: KW_ERR_UNAVAIL when Redis cannot be reached or does
+ * not answer, KW_ERR_PERM when it refuses the password, KW_ERR_BACKEND
+ * otherwise.
  */
 struct rd_conn *rd_conn_get(struct rd_state *st, bool fresh, kw_reply *r,
 			    kw_status *rc);
-/* Drop a connection that failed (its state is unknown). */
+/* Give a connection back to the pool after its commands answered; one
+ * that failed, or one more than RD_POOL_MAX idle, is closed. */
+void rd_conn_put(struct rd_conn *cn);
+/* Close a connection that failed (its state is unknown). */
 void rd_conn_drop(struct rd_conn *cn);
-/* Every connection of st, at close(). */
+/* Close every idle connection: one of them broke, as the others may have
+ * (Redis restarted), and the next commands connect afresh. */
+void rd_conn_flush(struct rd_state *st);
+/* Every idle connection of st, at close(). */
 void rd_conn_free_all(struct rd_state *st);
 /*
  * Send one command and read its answer, with SIGPIPE held off: NULL on a
- * broken connection (then dropped, with the reason through r and *rc).
+ * broken connection (which the caller drops), with the reason through r
+ * and *rc.
  * The caller frees the reply with freeReplyObject().
  */
 struct redisReply *rd_command(struct rd_conn *cn, int argc,

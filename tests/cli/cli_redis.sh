@@ -233,6 +233,56 @@ has_line "^keyway: keyway.ledger: redis 127.0.0.1:$PORT: the usage log keeps 35 
 has_line "^u2 +- +server_env +anthropic +7 +65 +0 " \
 	"usage --since 60d: reports what the log keeps"
 
+# ---- threads that come and go ----
+
+# conns: how many connections Redis has accepted since it started.
+conns()
+{
+	rcli INFO stats | tr -d '\r' | sed -n 's/^total_connections_received://p'
+}
+
+# As a server with a thread per client: 10 rounds of 4 new threads, each
+# thread resolving twice and ending.  4 threads at a time need 4
+# connections: the next rounds take them again, rather than a connection
+# per thread (40).  The INFO that reads the count after is one more.
+before=$(conns)
+"$HAMMER" -c "$H1" -T 4 -R 10 -u 1 -n 2 -P cg >"$TMPD/rounds.out" 2>&1
+n=$(($(conns) - before - 1))
+if [ "$n" -ge 1 ] && [ "$n" -le 4 ]; then
+	pass "40 short-lived threads in rounds of 4: $n Redis connections"
+else
+	fail "40 short-lived threads in rounds of 4: at most 4 Redis connections" \
+		"$n connections"
+fi
+expect_eq "$(grep -v -e '^A ' -e '^D ' "$TMPD/rounds.out")" "" \
+	"short-lived threads: nothing failed"
+expect_eq "$(count A cg0 "$TMPD/rounds.out") $(counter cg0)" "7 7" \
+	"short-lived threads: admitted exactly 7 times"
+
+# Connections idle between two rounds, which Redis closes meanwhile (as
+# its idle timeout does): the next round finds them broken on use,
+# connects again and sends the charge again, counted once.
+"$HAMMER" -c "$H1" -T 3 -R 2 -p 2000 -u 1 -n 1 -P idle >"$TMPD/idle.out" 2>&1 &
+pid=$!
+for i in $(seq 100); do
+	grep -q '^P 1$' "$TMPD/idle.out" && break
+	sleep 0.05
+done
+killed=$(rcli CLIENT KILL TYPE normal SKIPME yes)
+wait "$pid"
+# As many as the first round ran charges at once: 3 at most, 1 at least
+# (a thread's connection does not end with it).
+if [ "$killed" -ge 1 ] && [ "$killed" -le 3 ]; then
+	pass "between rounds, $killed connections wait idle for the next"
+else
+	fail "between rounds, 1 to 3 connections wait idle for the next" \
+		"${killed:-no answer}"
+fi
+expect_eq "$(grep -v -e '^A ' -e '^P ' "$TMPD/idle.out")" "" \
+	"idle connections closed by Redis: nothing failed"
+expect_eq "$(count A idle0 "$TMPD/idle.out") $(counter idle0)" "6 6" \
+	"idle connections closed by Redis: each charge counted once"
+
 # ---- processes killed mid-run ----
 
 # 3 hosts, 3 threads each, asking 5 ms apart; two are SIGKILLed while
