@@ -334,14 +334,14 @@ static bool load_tcp(const char *path, config_setting_t *d,
 	return true;
 }
 
-bool kwd_conf_load(const char *path, struct kwd_conf *dc, char *err,
-		   size_t errsz)
+enum kwd_conf_status kwd_conf_load(const char *path, struct kwd_conf *dc,
+				   char *err, size_t errsz)
 {
 	config_t cfg;
 	config_setting_t *d, *s, *sec;
 	char *dir, msg[256];
 	const char *str;
-	bool ok = false;
+	enum kwd_conf_status ok = KWD_CONF_BAD;
 	int n;
 
 	memset(dc, 0, sizeof(*dc));
@@ -368,6 +368,7 @@ bool kwd_conf_load(const char *path, struct kwd_conf *dc, char *err,
 				 config_error_file(&cfg) ?
 				 config_error_file(&cfg) : path,
 				 config_error_line(&cfg), config_error_text(&cfg));
+		ok = KWD_CONF_UNREAD;
 		goto out;
 	}
 	/* A client's configuration would have keywayd ask a keywayd. */
@@ -377,13 +378,14 @@ bool kwd_conf_load(const char *path, struct kwd_conf *dc, char *err,
 		    "keyway.daemon: this configuration makes libkeyway a "
 		    "client of keywayd; give keywayd the configuration that "
 		    "declares the backends and chains");
+		ok = KWD_CONF_CLIENT;
 		goto out;
 	}
 	/* The chains daemon.clients and daemon.tcp_chains may name. */
 	sec = config_lookup(&cfg, "chains");
 	d = config_lookup(&cfg, "daemon");
 	if (!d) {
-		ok = true;
+		ok = KWD_CONF_OK;
 		goto out;
 	}
 	if (!config_setting_is_group(d)) {
@@ -503,11 +505,11 @@ bool kwd_conf_load(const char *path, struct kwd_conf *dc, char *err,
 	if (!load_admin(path, d, dc, err, errsz) ||
 	    !load_tcp(path, d, sec, dc, err, errsz))
 		goto out;
-	ok = true;
+	ok = KWD_CONF_OK;
 out:
 	free(dir);
 	config_destroy(&cfg);
-	if (!ok)
+	if (ok != KWD_CONF_OK)
 		kwd_conf_free(dc);
 	return ok;
 }

@@ -141,15 +141,18 @@ static struct kwd_gen *gen_open(void)
 		kwd_log("out of memory");
 		return NULL;
 	}
-	if (!kwd_conf_load(config_path, &g->conf, err, sizeof(err))) {
-		kwd_log("%s", err);
-		free(g);
-		return NULL;
-	}
+	/* libkeyway first: it says best what is wrong with the file as a
+	 * whole (a syntax error, an @include missing). */
 	st = kw_open(&g->ctx, config_path);
 	if (st != KW_OK) {
 		kwd_log("%s", kw_last_error());
-		kwd_conf_free(&g->conf);
+		free(g);
+		return NULL;
+	}
+	if (kwd_conf_load(config_path, &g->conf, err, sizeof(err)) !=
+	    KWD_CONF_OK) {
+		kwd_log("%s", err);
+		kw_close(g->ctx);
 		free(g);
 		return NULL;
 	}
@@ -1265,13 +1268,27 @@ static int check_config(void)
 	char err[512];
 	bool ok = true;
 
-	if (!kwd_conf_load(config_path, &dc, err, sizeof(err))) {
+	switch (kwd_conf_load(config_path, &dc, err, sizeof(err))) {
+	case KWD_CONF_OK:
+		kwd_conf_free(&dc);
+		break;
+	case KWD_CONF_CLIENT:
+		/* Nothing of it is keywayd's to check. */
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	case KWD_CONF_UNREAD:
+		/* kw_check() says it, and better. */
+		ok = false;
+		break;
+	case KWD_CONF_BAD:
 		fprintf(stderr, "%s\n", err);
 		ok = false;
+		break;
 	}
-	kwd_conf_free(&dc);
 	if (kw_check(config_path, print_problem, NULL) != KW_OK)
 		ok = false;
+	if (ok)
+		printf("ok\n");
 	return ok ? 0 : 1;
 }
 

@@ -49,10 +49,19 @@ struct kwd_conf {
 	size_t ntcp_chains;
 };
 
+/* What kwd_conf_load() found. */
+enum kwd_conf_status {
+	KWD_CONF_OK,
+	KWD_CONF_BAD,      /* the daemon section is wrong: err says why */
+	KWD_CONF_UNREAD,   /* the file does not read or parse: libkeyway's
+			    * kw_open() or kw_check() says why, and err */
+	KWD_CONF_CLIENT    /* a client's configuration (keyway.daemon) */
+};
+
 /* Read the `daemon` section of path into *dc (zeroed first, defaults
- * set).  On failure returns false with a one-line reason in err. */
-bool kwd_conf_load(const char *path, struct kwd_conf *dc, char *err,
-		   size_t errsz);
+ * set).  On failure a one-line reason is in err. */
+enum kwd_conf_status kwd_conf_load(const char *path, struct kwd_conf *dc,
+				   char *err, size_t errsz);
 void kwd_conf_free(struct kwd_conf *dc);
 
 /* May the caller (uid, its groups) use chain?  Without clients: only

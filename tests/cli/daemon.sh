@@ -85,7 +85,21 @@ run "$KW" -c "$CONF" init
 expect_exit 0 "keyway init makes the ledger and the audit trail"
 run "$KWD" -c "$CONF" --check
 expect_exit 0 "keywayd --check: a good configuration"
+expect_stdout "ok" "keywayd --check: a good configuration says ok"
 expect_stderr ""
+printf 'keyway: {\n' | write_conf "$TMPD/trunc.conf"
+run "$KWD" -c "$TMPD/trunc.conf" --check
+expect_exit 1 "keywayd --check: a file cut short"
+expect_stderr_line "$TMPD/trunc.conf:2: syntax error at the end of the file (a missing } or )?)" \
+	"keywayd --check: a file cut short is told once, as keyway check tells it"
+run "$KWD" -c "$TMPD/absent.conf" --check
+expect_exit 1 "keywayd --check: no such file"
+expect_stderr_line "$TMPD/absent.conf: cannot open configuration: No such file or directory" \
+	"keywayd --check: no such file is told once"
+run "$KWD" -c "$TMPD/trunc.conf" --socket "$TMPD/never.sock"
+expect_exit 1 "keywayd does not start on a file cut short"
+expect_stderr_line "keywayd: $TMPD/trunc.conf:2: syntax error at the end of the file (a missing } or )?)" \
+	"keywayd on a file cut short: libkeyway's line, once"
 conf '' 'lease_tll = 5;' | write_conf "$TMPD/typo.conf"
 run "$KWD" -c "$TMPD/typo.conf" --check
 expect_exit 1 "keywayd --check: a typo in the daemon section"
@@ -420,7 +434,10 @@ start
 kill -KILL "$PID"
 wait "$PID" 2>/dev/null
 expect_eq "$([ -S "$SOCK" ] && echo left)" left "SIGKILL leaves the socket"
+# The socket is there before the new keywayd binds it: wait for answers.
 start
+wait_for 'curl -sf --unix-socket "$SOCK" http://keyway/v1/health >/dev/null' ||
+	diag "no answer on $SOCK: $(tail -n 3 "$LOG")"
 ask GET /v1/health
 expect_eq "$CODE" 200 "a keywayd takes over a socket nothing serves"
 rm -f "$SOCK"
