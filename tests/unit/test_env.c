@@ -254,7 +254,7 @@ static void want_trace(struct fixture *f, const char *provider,
 	tu_assert_no_secret(step->masked);
 	tu_assert_no_secret(kw_trace_summary(t));
 	snprintf(summary, sizeof(summary), "e answered %s: %s",
-		 kw_status_str(st), detail);
+		 st == KW_OK ? "found" : kw_status_str(st), detail);
 	assert_string_equal(kw_trace_summary(t), summary);
 	if (st == KW_OK) {
 		assert_non_null(value);
