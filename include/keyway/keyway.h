@@ -26,7 +26,11 @@
  * A kw_secret or kw_trace belongs to the thread that holds it.
  *
  * Files: libkeyway opens what it keeps open close-on-exec, so a program may
- * run others while a context is open.
+ * run others while a context is open.  One exception is libcurl's: before
+ * libcurl 8.8, each handle a Vault backend or a keywayd client keeps has a
+ * socket pair of libcurl's own (its wake-up pipe) that libcurl opens
+ * without close-on-exec and does not show; a program it runs inherits
+ * those two descriptors, which hold no key.
  *
  * fork(): a child may only kw_close() a context it inherited; see
  * kw_close().
