@@ -14,6 +14,7 @@
  */
 #include "config.h"
 
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #include "config_int.h"
 #include "context.h"
 #include "error.h"
+#include "fsutil.h"
 #include "remote.h"
 
 /* The longest keyway.daemon.timeout_ms: ten minutes. */
@@ -87,7 +89,7 @@ void kwi_config_daemon(struct kwi_loader *l, const config_setting_t *g)
 {
 	struct kwi_remote_conf c = { NULL, KWI_REMOTE_TIMEOUT_MS, NULL, 0 };
 	struct sockaddr_un sa;
-	char *abs;
+	char *abs, *dir, why[1024];
 	kw_status rc;
 
 	c.file = kwi_source_path(l->ctx, g);
@@ -121,6 +123,27 @@ void kwi_config_daemon(struct kwi_loader *l, const config_setting_t *g)
 			    "than a Unix socket's %zu bytes; choose a shorter "
 			    "one",
 			    abs, sizeof(sa.sun_path) - 1);
+		free(abs);
+		return;
+	}
+	/* Whoever may put a socket at that path may hand out keys: the
+	 * directories down to it (as far as they exist yet) must be root's
+	 * or this user's, and not writable by others. */
+	dir = strdup(abs);
+	if (dir == NULL) {
+		kwi_problem(l, KW_ERR_NOMEM, g, "out of memory");
+		free(abs);
+		return;
+	}
+	rc = kwi_path_trusted(dirname(dir), why, sizeof(why));
+	free(dir);
+	if (rc != KW_OK && rc != KW_ERR_NOTFOUND) {
+		kwi_problem(l, rc, g,
+			    "keyway.daemon: %s; whoever can put a socket at %s "
+			    "can hand this program keys of their choosing: keep "
+			    "keywayd's socket in a directory only root or its "
+			    "user may write to",
+			    why, abs);
 		free(abs);
 		return;
 	}

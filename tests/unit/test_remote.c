@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -346,6 +347,42 @@ static void test_bad_client_configs(void **state)
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		expect_refused(*state, &bad[i]);
+}
+
+/* A socket in a directory others may write to: anyone could put a
+ * daemon of their own there, and hand out keys of their choosing. */
+static void test_untrusted_socket_dir(void **state)
+{
+	struct fx *fx = *state;
+	char *open_dir = tu_fmt("%s/open", fx->dir);
+	char *path, *want;
+	kw_ctx *ctx = (kw_ctx *)&ctx;
+
+	assert_int_equal(mkdir(open_dir, 0700), 0);
+	assert_int_equal(chmod(open_dir, 0777), 0);
+	path = tu_keep(tu_write(fx->dir, "keyway.conf", 0644,
+				"keyway: {\n  daemon = \"open/k.sock\";\n};\n"));
+	want = tu_fmt("%s:2: keyway.daemon: %s is writable by others; "
+		      "whoever can put a socket at %s/k.sock can hand this "
+		      "program keys of their choosing: keep keywayd's socket "
+		      "in a directory only root or its user may write to",
+		      path, open_dir, open_dir);
+	assert_status(kw_open(&ctx, path), KW_ERR_PERM);
+	assert_null(ctx);
+	assert_string_equal(kw_last_error(), want);
+
+	/* Sticky and root's, as /tmp: no one may replace another's socket. */
+	if (geteuid() == 0) {
+		assert_int_equal(chmod(open_dir, 01777), 0);
+		assert_status(kw_open(&ctx, path), KW_OK);
+		kw_close(ctx);
+	}
+	/* A directory that does not exist yet, under one that is safe. */
+	path = tu_keep(tu_write(fx->dir, "keyway.conf", 0644,
+				"keyway: {\n  daemon = \"later/k.sock\";\n};\n"));
+	assert_status(kw_open(&ctx, path), KW_OK);
+	kw_close(ctx);
+	assert_int_equal(chmod(open_dir, 0700), 0);
 }
 
 /* ---- no daemon ---- */
@@ -722,6 +759,7 @@ int main(void)
 		FX_TEST(test_bad_client_configs),
 		FX_TEST(test_no_daemon),
 		FX_TEST(test_key_and_reports),
+		FX_TEST(test_untrusted_socket_dir),
 		FX_TEST(test_errors),
 		FX_TEST(test_error_codes),
 		FX_TEST(test_malformed_key),
