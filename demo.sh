@@ -251,6 +251,15 @@ ask /v1/resolve '{"provider":"anthropic","user":"dave"}'
 echo "the same from Python, with the standard-library client in clients/python:"
 run env PYTHONPATH="$top/clients/python/src" KEYWAY_SOCKET="$work/keyway.sock" \
 	/usr/bin/python3 -c 'import keyway; r = keyway.resolve("anthropic", user="alice", org="acme"); print(r.backend, "answered with a key of", len(r.key), "characters"); r.report_unused()'
+echo "dave is over his quota again: the client says how long to wait (Retry-After)"
+run env PYTHONPATH="$top/clients/python/src" KEYWAY_SOCKET="$work/keyway.sock" \
+	/usr/bin/python3 -c 'import keyway
+try:
+    keyway.resolve("anthropic", user="dave")
+except keyway.Denied as e:
+    print("denied, retry in", e.retry_after, "seconds")'
+echo "a second keywayd does not take a socket that is served:"
+run keywayd -c keyway.conf --socket "$work/keyway.sock"
 echo "and keyway itself as a client: a configuration naming the socket, no master key"
 printf 'keyway: { daemon = "%s/keyway.sock"; };\n' "$work" >client.conf
 chmod 644 client.conf
