@@ -799,7 +799,24 @@ static enum MHD_Result do_resolve(struct MHD_Connection *c,
 		goto out;
 	if (!admit(c, via, "resolve", &f, g, &req, &uid, &ret))
 		goto out;
+	/* Room for the lease before the key: a key is never resolved (nor
+	 * its quota charged) to be dropped for want of room. */
+	switch (kwd_lease_reserve(uid, g->conf.max_leases)) {
+	case KWD_ROOM_OK:
+		break;
+	case KWD_ROOM_FULL:
+		ret = send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "unavail",
+				 "keywayd holds daemon.max_leases (%u) keys "
+				 "unreported; report leases, or raise it",
+				 g->conf.max_leases);
+		goto out;
+	case KWD_ROOM_NOMEM:
+		ret = send_oom(c);
+		goto out;
+	}
 	st = kw_resolve(g->ctx, &req, &s);
+	if (st != KW_OK)
+		kwd_lease_unreserve(uid);
 	if (st == KW_ERR_DENIED) {
 		ret = send_denied(c, kw_last_error());
 		goto out;
@@ -816,12 +833,13 @@ static enum MHD_Result do_resolve(struct MHD_Connection *c,
 		/* The lease's own reference to g; s and it are the lease's
 		 * once added, and not touched here again. */
 		gen_ref(g);
-		if (kwd_lease_add(s, g, uid, g->conf.lease_ttl,
-				  g->conf.max_leases, lease)) {
+		if (kwd_lease_add(s, g, uid, g->conf.lease_ttl, lease)) {
 			ret = send_buf(c, MHD_HTTP_OK, w, NULL, NULL);
 			goto out;
 		}
 		gen_unref(g);
+	} else {
+		kwd_lease_unreserve(uid);
 	}
 	if (w)
 		wipe_free(w->data);

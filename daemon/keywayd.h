@@ -87,16 +87,33 @@ enum kwd_report {
 
 /* A new lease id into id (KWD_LEASE_ID_LEN hex digits and a NUL). */
 bool kwd_lease_id(char *id);
+/* Whether there is room for one more key of uid: kwd_lease_reserve(). */
+enum kwd_room {
+	KWD_ROOM_OK,
+	KWD_ROOM_FULL,		/* max keys held, none of them uid's */
+	KWD_ROOM_NOMEM
+};
+
+/*
+ * Take room for one more key of uid in a table of at most max, before the
+ * key is resolved.  When the table is full, or uid holds half of it while
+ * others hold keys too, uid's own oldest leases count as used at once to
+ * make room; another caller's lease never does.  KWD_ROOM_FULL when the
+ * table is full and uid holds none.  The room is given back by
+ * kwd_lease_add() or kwd_lease_unreserve().
+ */
+enum kwd_room kwd_lease_reserve(uid_t uid, unsigned max);
+void kwd_lease_unreserve(uid_t uid);
 /*
  * Hold s and a reference to g the caller took for it, for the caller uid,
- * under id; past max keys held, the one closest to its end counts as used
- * at once.  Once it returns true the lease owns both, and may let go of
- * them at any moment (a lease table past its size counts its oldest keys
- * used): the caller must have written its answer before, and touch
- * neither after.  False without memory; the caller keeps both.
+ * under id, in the room kwd_lease_reserve() took.  Once it returns true
+ * the lease owns both, and may let go of them at any moment (a later
+ * resolve of the same caller may count it used): the caller must have
+ * written its answer before, and touch neither after.  False without
+ * memory; the caller keeps both, and the room is given back.
  */
 bool kwd_lease_add(kw_secret *s, struct kwd_gen *g, uid_t uid, unsigned ttl,
-		   unsigned max, const char *id);
+		   const char *id);
 /* Report lease id for the caller uid: another user's lease is unknown. */
 enum kwd_report kwd_lease_report(const char *id, uid_t uid,
 				 kw_outcome outcome, kw_status *st);

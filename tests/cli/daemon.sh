@@ -415,11 +415,14 @@ trap tap_cleanup EXIT
 # A keywayd killed with SIGKILL leaves its socket: the next one takes it
 # over.  A keywayd whose socket was replaced (another process bound the
 # path since) leaves the replacement in place when it stops.
+conf | write_conf "$CONF"
 start
 kill -KILL "$PID"
 wait "$PID" 2>/dev/null
 expect_eq "$([ -S "$SOCK" ] && echo left)" left "SIGKILL leaves the socket"
 start
+# The socket left behind is there already: wait for the new one.
+wait_for 'curl -s --unix-socket "$SOCK" -o /dev/null http://keyway/v1/health'
 ask GET /v1/health
 expect_eq "$CODE" 200 "a keywayd takes over a socket nothing serves"
 rm -f "$SOCK"
@@ -433,9 +436,9 @@ expect_eq "$([ -S "$SOCK" ] && echo kept)" kept \
 rm -f "$SOCK"
 
 # ---- a full lease table ----
-# Past daemon.max_leases the lease closest to its end counts as used.  After
-# a reload that shortens lease_ttl, that is the lease just made: its answer
-# must still carry the key, written before the lease could be let go.
+# Past daemon.max_leases the caller's own oldest lease counts as used,
+# whatever lease_ttl it was made with; after a reload that shortens
+# lease_ttl, each answer must still carry its key.
 conf '' 'max_leases = 3; lease_ttl = 300;' | write_conf "$CONF"
 start
 trap 'kill -TERM $PID 2>/dev/null; tap_cleanup' EXIT
@@ -457,14 +460,70 @@ for i in 1 2 3 4; do
 	expect_eq "$CODE $(jget key) $(jget backend)" "200 $K_ENV limited_env" \
 		"a full lease table, after lease_ttl shortened: answer $i holds the key"
 done
+F7=$(jget lease)
 ask GET /v1/health
 expect_eq "$(jget leases)" 3 "daemon.max_leases: 3 keys held at most"
 ask POST /v1/report "{\"lease\":\"$F1\",\"outcome\":\"unused\"}"
-expect_eq "$CODE" 200 "the oldest lease of the longer lease_ttl is still held"
+expect_answer 409 conflict "a full lease table: the caller's oldest lease counted as used, though of the longer lease_ttl"
+ask POST /v1/report "{\"lease\":\"$F7\",\"outcome\":\"unused\"}"
+expect_eq "$CODE" 200 "and its newest is held"
 kill -TERM "$PID"
 wait "$PID"
 expect_eq "$?" 0 "keywayd with a full lease table exits with status 0"
 trap tap_cleanup EXIT
+
+# ---- a full lease table shared by two callers ----
+# One caller never makes another's lease count as used: it gives up its
+# own oldest, and when it holds none of a full table it is refused (503)
+# before any key is resolved.  While others hold leases, a caller holds at
+# most half of the table.
+LT=("two callers: the second's resolve answered"
+	"a caller past its half of the table gives up its own oldest lease"
+	"two callers: the other caller's lease is still its to report"
+	"a full table: the caller's own oldest lease makes room"
+	"a full table of another's keys: 503 unavail"
+	"a full table: the refusal says which setting"
+	"a full table: no key in the refusal"
+	"a full table: nothing resolved, nothing charged")
+if [ "$(id -u)" -ne 0 ] || ! command -v setpriv >/dev/null 2>&1 ||
+	! id nobody >/dev/null 2>&1; then
+	for t in "${LT[@]}"; do
+		skip "$t" "needs root, setpriv and a user nobody"
+	done
+else
+	conf '' 'max_leases = 4; lease_ttl = 300;' | write_conf "$CONF"
+	start
+	trap 'kill -TERM $PID 2>/dev/null; tap_cleanup' EXIT
+	asnobody '{"provider":"anthropic","chain":"limited"}' /v1/resolve
+	NL=$(jget lease)
+	expect_eq "$CODE ${#NL}" "200 32" "${LT[0]}"
+	for i in 1 2 3; do
+		ask POST /v1/resolve '{"provider":"anthropic","chain":"limited"}'
+		R[i]=$(jget lease)
+	done
+	ask POST /v1/report "{\"lease\":\"${R[1]}\",\"outcome\":\"unused\"}"
+	expect_answer 409 conflict "${LT[1]}"
+	asnobody "{\"lease\":\"$NL\",\"outcome\":\"unused\"}" /v1/report
+	expect_eq "$CODE $(jget outcome)" "200 unused" "${LT[2]}"
+	# root alone now: it may fill the table.
+	for i in 4 5 6; do
+		ask POST /v1/resolve '{"provider":"anthropic","chain":"limited"}'
+	done
+	ask POST /v1/report "{\"lease\":\"${R[2]}\",\"outcome\":\"unused\"}"
+	expect_answer 409 conflict "${LT[3]}"
+	ask GET /v1/health
+	held=$(jget leases)
+	asnobody '{"provider":"anthropic","chain":"limited"}' /v1/resolve
+	expect_answer 503 unavail "${LT[4]}"
+	expect_eq "$(jget error)" "keywayd holds daemon.max_leases (4) keys unreported; report leases, or raise it" \
+		"${LT[5]}"
+	expect_lacks "$OUT" "$K_ENV" "${LT[6]}"
+	ask GET /v1/health
+	expect_eq "$held $(jget leases)" "4 4" "${LT[7]}"
+	kill -TERM "$PID"
+	wait "$PID"
+	trap tap_cleanup EXIT
+fi
 
 # ---- limits: connections, slow clients, a rate; no daemon.clients ----
 conf '' 'rate_limit = 5;' | grep -v 'clients = ' | write_conf "$CONF"
