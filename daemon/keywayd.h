@@ -60,6 +60,11 @@ void kwd_conf_free(struct kwd_conf *dc);
 bool kwd_conf_allows(const struct kwd_conf *dc, uid_t uid, const gid_t *groups,
 		     int ngroups, const char *chain);
 
+/* May the caller use any chain at all (root and the daemon's own user
+ * may)? */
+bool kwd_conf_allows_some(const struct kwd_conf *dc, uid_t uid,
+			  const gid_t *groups, int ngroups);
+
 /* May a TCP caller use chain (daemon.tcp_chains)? */
 bool kwd_conf_tcp_allows(const struct kwd_conf *dc, const char *chain);
 
@@ -123,8 +128,14 @@ void kwd_lease_sweep(void);
 void kwd_lease_drain(void);
 size_t kwd_lease_count(void);
 
-/* May uid make one more request at rate a second?  Always with rate 0. */
-bool kwd_rate_take(uid_t uid, unsigned rate);
+/* The key of a caller for rate limits and refusals: "uid 1000" for a Unix
+ * caller, "tcp 127.0.0.1" (its address, no port) for a TCP caller. */
+#define KWD_KEY_MAX 64
+size_t kwd_key_hash(const char *key);
+
+/* May the caller who (its key) make one more request at rate a second?
+ * Always with rate 0. */
+bool kwd_rate_take(const char *who, unsigned rate);
 void kwd_rate_free(void);
 
 void kwd_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -138,7 +149,7 @@ enum kwd_via {
 	KWD_VIA_TCP		/* daemon.tcp (tcp.c) */
 };
 
-/* The uid that stands for every TCP caller: leases and rate limits. */
+/* The uid that stands for every TCP caller, for leases. */
 #define KWD_TCP_UID ((uid_t)-1)
 
 #define KWD_MAX_GROUPS 256
@@ -171,10 +182,35 @@ enum MHD_Result kwd_send_coded(struct MHD_Connection *c, unsigned http,
 /* The protocol's "code" for a status it answers "error" (crypto, io,
  * ...), else NULL. */
 const char *kwd_code_word(kw_status st);
-/* Record a refused request in the audit trail of g (and on stderr). */
-void kwd_refused(struct kwd_gen *g, const char *op, const char *caller,
-		 long long uid, long long pid, const char *chain,
-		 const char *provider, const char *reason);
+/* The most of a string a caller sent (a chain's name) that a log line or
+ * an audit refusal repeats, in bytes. */
+#define KWD_FIELD_MAX 64
+/* How much of s (its length, or less) to repeat: at most KWD_FIELD_MAX
+ * bytes, never cut in a UTF-8 character. */
+int kwd_field_len(const char *s);
+
+/* A refused request, for kwd_refused(). */
+struct kwd_refusal {
+	const char *op;		/* "resolve", "put", ... */
+	const char *caller;	/* a user name, "tcp 127.0.0.1:40112" */
+	long long uid;		/* -1: none */
+	long long pid;		/* 0: not known */
+	const char *chain;	/* NULL: none; cut to KWD_FIELD_MAX */
+	const char *provider;	/* likewise */
+	const char *reason;	/* one line */
+	const char *line;	/* the log line, "audit: refused ..." */
+};
+
+/* Record the refusal r of the caller key ("uid 1000", "tcp 127.0.0.1") in
+ * the log and the audit trail of g, at most once a second for each caller
+ * and reason: those within the second are counted into the next record
+ * (refuse.c). */
+void kwd_refused(struct kwd_gen *g, const char *key,
+		 const struct kwd_refusal *r);
+/* Record what was counted in seconds now over (all: every one), in the
+ * audit trail of the generation in use; once a second. */
+void kwd_refused_flush(bool all);
+void kwd_refused_free(void);
 
 /* ---- sockets (sock.c) ---- */
 
@@ -215,6 +251,9 @@ bool kwd_tcp_admit(struct MHD_Connection *c, struct kwd_gen *g,
 		   const char *url, enum MHD_Result *ret);
 /* "tcp 127.0.0.1:40112": the peer of c, for messages. */
 void kwd_tcp_peer(struct MHD_Connection *c, char *buf, size_t size);
+/* "tcp 127.0.0.1": the peer of c without its port, the key of a TCP
+ * caller (KWD_KEY_MAX bytes). */
+void kwd_tcp_key(struct MHD_Connection *c, char *buf, size_t size);
 
 /* ---- denials (deny.c) ---- */
 

@@ -211,7 +211,17 @@ if [ "$(id -u)" -ne 0 ] || ! command -v setpriv >/dev/null 2>&1 ||
 		"another uid: refused a chain with a newline in its name" \
 		"a refused chain's newline and length: one log line, the name cut to 64 bytes" \
 		"another uid: its own chain" \
-		"another uid: may not report a lease of another"; do
+		"another uid: may not report a lease of another" \
+		"a chain's name of 2-byte characters past 64 bytes: refused" \
+		"a refused chain's name cut in a character: the record keeps it, cut before the character" \
+		"and so does the log line" \
+		"health to a caller allowed a chain: the leases held" \
+		"health to a caller allowed no chain: ok" \
+		"health to a caller allowed no chain: not the leases held" \
+		"300 refused resolves of one caller at once: each answered 403" \
+		"300 refusals: every one counted in the audit trail" \
+		"300 refusals: in a record a second, not one each" \
+		"300 refusals: in a log line a second, not one each"; do
 		skip "$t" "needs root, setpriv and a user nobody"
 	done
 else
@@ -248,6 +258,56 @@ else
 	ask POST /v1/resolve '{"provider":"anthropic","user":"erin"}'
 	asnobody "{\"lease\":\"$(jget lease)\",\"outcome\":\"unused\"}" /v1/report
 	expect_answer 404 notfound "another uid: may not report a lease of another"
+
+	# A name cut at 64 bytes is cut before the character byte 64 falls
+	# in: the audit record keeps a chain that is UTF-8.
+	x63=$(printf 'x%.0s' $(seq 1 63))
+	asnobody "{\"provider\":\"anthropic\",\"chain\":\"${x63}\u00e9-and-more\"}" /v1/resolve
+	expect_answer 403 refused "a chain's name of 2-byte characters past 64 bytes: refused"
+	audit_has "a refused chain's name cut in a character: the record keeps it, cut before the character" \
+		"e['event'] == 'refused' and e.get('chain') == '$x63'"
+	if wait_for 'grep -q "chain \"$x63\" to uid" "$LOG"'; then
+		pass "and so does the log line"
+	else
+		fail "and so does the log line" "$(tail -n 3 "$LOG")"
+	fi
+
+	# health: the leases held, only to a caller allowed some chain.
+	run -s setpriv --reuid nobody --regid "$(id -g nobody)" --clear-groups \
+		curl -sS --unix-socket "$SOCK" http://keyway/v1/health
+	leases=$(jget leases)
+	expect_eq "$(jget status) ${leases:+held}" "ok held" \
+		"health to a caller allowed a chain: the leases held"
+	run -s setpriv --reuid daemon --regid "$(id -g daemon)" --clear-groups \
+		curl -sS --unix-socket "$SOCK" http://keyway/v1/health
+	expect_eq "$(jget status)" ok "health to a caller allowed no chain: ok"
+	expect_eq "$(python3 -c 'import json, sys; print("leases" in json.load(open(sys.argv[1])))' "$OUT")" False \
+		"health to a caller allowed no chain: not the leases held"
+
+	# A flood of refusals: each answered, each counted, but in a record
+	# (and a log line) a second rather than one each.
+	sleep 1.1
+	from=$(wc -l <"$TMPD/audit.jsonl")
+	logfrom=$(wc -l <"$LOG")
+	run setpriv --reuid nobody --regid "$(id -g nobody)" --clear-groups \
+		/usr/bin/python3 -c "$FLOOD_PY" 300 "$SOCK" /v1/resolve \
+		'{"provider":"anthropic","user":"flood"}'
+	expect_stdout "403:300" "300 refused resolves of one caller at once: each answered 403"
+	NOBODY_REFUSED="e['caller'].get('uid') == $(id -u nobody) and e.get('provider') == 'anthropic'"
+	wait_for '[ "$(refusals "$from" "$NOBODY_REFUSED" | cut -d" " -f2)" -ge 300 ]'
+	read -r recs total <<<"$(refusals "$from" "$NOBODY_REFUSED")"
+	expect_eq "$total" 300 "300 refusals: every one counted in the audit trail"
+	if [ "$recs" -le 4 ]; then
+		pass "300 refusals: in a record a second, not one each"
+	else
+		fail "300 refusals: in a record a second, not one each" "$recs records"
+	fi
+	lines=$(tail -n +$((logfrom + 1)) "$LOG" | grep -c "audit: refused resolve of chain \"default\" to uid $(id -u nobody)")
+	if [ "$lines" -le 4 ] && [ "$lines" -eq "$recs" ]; then
+		pass "300 refusals: in a log line a second, not one each"
+	else
+		fail "300 refusals: in a log line a second, not one each" "$lines lines for $recs records"
+	fi
 fi
 
 # ---- a caller's groups: those of its process ----
@@ -533,9 +593,23 @@ if [ "$(id -u)" -ne 0 ] || ! command -v setpriv >/dev/null 2>&1 ||
 	! id nobody >/dev/null 2>&1; then
 	skip "without daemon.clients: another uid is refused" \
 		"needs root, setpriv and a user nobody"
+	skip "daemon.rate_limit = 5: of 50 refused requests at once, those past the rate answered 429" \
+		"needs root, setpriv and a user nobody"
 else
 	asnobody '{"provider":"anthropic","chain":"limited"}' /v1/resolve
 	expect_answer 403 refused "without daemon.clients: another uid is refused"
+	# Refusals take from the caller's rate as requests served do.
+	sleep 1.2
+	run setpriv --reuid nobody --regid "$(id -g nobody)" --clear-groups \
+		/usr/bin/python3 -c "$FLOOD_PY" 50 "$SOCK" /v1/resolve \
+		'{"provider":"anthropic","chain":"limited"}'
+	read -r refused limited <<<"$(sed -E 's/403:([0-9]+) 429:([0-9]+)/\1 \2/' "$OUT")"
+	if [ "${refused:-x}" -ge 5 ] 2>/dev/null && [ "${limited:-x}" -ge 1 ] 2>/dev/null &&
+		[ $((refused + limited)) -eq 50 ]; then
+		pass "daemon.rate_limit = 5: of 50 refused requests at once, those past the rate answered 429"
+	else
+		fail "daemon.rate_limit = 5: of 50 refused requests at once, those past the rate answered 429" "$(cat "$OUT")"
+	fi
 fi
 ask POST /v1/resolve '{"provider":"anthropic","chain":"limited"}'
 expect_eq "$CODE" 200 "without daemon.clients: root is served"
