@@ -544,7 +544,8 @@ LT=("two callers: the second's resolve answered"
 	"a full table of another's keys: 503 unavail"
 	"a full table: the refusal says which setting"
 	"a full table: no key in the refusal"
-	"a full table: nothing resolved, nothing charged")
+	"a full table: nothing resolved, nothing charged"
+	"a full table: its keys are still their caller's to report")
 if [ "$(id -u)" -ne 0 ] || ! command -v setpriv >/dev/null 2>&1 ||
 	! id nobody >/dev/null 2>&1; then
 	for t in "${LT[@]}"; do
@@ -568,6 +569,7 @@ else
 	# root alone now: it may fill the table.
 	for i in 4 5 6; do
 		ask POST /v1/resolve '{"provider":"anthropic","chain":"limited"}'
+		R[i]=$(jget lease)
 	done
 	ask POST /v1/report "{\"lease\":\"${R[2]}\",\"outcome\":\"unused\"}"
 	expect_answer 409 conflict "${LT[3]}"
@@ -580,6 +582,8 @@ else
 	expect_lacks "$OUT" "$K_ENV" "${LT[6]}"
 	ask GET /v1/health
 	expect_eq "$held $(jget leases)" "4 4" "${LT[7]}"
+	ask POST /v1/report "{\"lease\":\"${R[3]}\",\"outcome\":\"unused\"}"
+	expect_eq "$CODE $(jget outcome)" "200 unused" "${LT[8]}"
 	kill -TERM "$PID"
 	wait "$PID"
 	trap tap_cleanup EXIT
