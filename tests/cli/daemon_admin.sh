@@ -452,6 +452,27 @@ expect_eq "$CODE $(jget status) ${leases:+leases}" "200 ok leases" \
 stop "keywayd serving TCP exits with status 0"
 trap tap_cleanup EXIT
 
+# A wrong token takes from its address's daemon.rate_limit, as a request
+# served does.
+conf "$TCPSET rate_limit = 5;" | sed '/admin_socket_mode = /d' | write_conf "$CONF"
+start
+trap 'kill -TERM $PID 2>/dev/null; tap_cleanup' EXIT
+run python3 -c "$FLOOD_PY" 50 "127.0.0.1:$PORT" /v1/resolve \
+	'{"provider":"anthropic","chain":"open"}' "Authorization: Bearer not-the-token"
+read -r refused limited <<<"$(sed -E 's/401:([0-9]+) 429:([0-9]+)/\1 \2/' "$OUT")"
+if [ "${refused:-x}" -ge 5 ] 2>/dev/null && [ "${limited:-x}" -ge 1 ] 2>/dev/null &&
+	[ $((refused + limited)) -eq 50 ]; then
+	pass "TCP, daemon.rate_limit = 5: of 50 wrong tokens at once, those past the rate answered 429"
+else
+	fail "TCP, daemon.rate_limit = 5: of 50 wrong tokens at once, those past the rate answered 429" "$(cat "$OUT")"
+fi
+sleep 1.2
+CURL_AUTH=(-H "Authorization: Bearer $TOKEN")
+tcp /v1/resolve '{"provider":"anthropic","chain":"open"}'
+expect_eq "$CODE $(jget key)" "200 $K_ENV" "TCP: a second later, the token is served again"
+stop "keywayd serving TCP with a rate exits with status 0"
+trap tap_cleanup EXIT
+
 # ---- daemon.socket_group and socket_mode ----
 if [ -z "$ROOTY" ]; then
 	for t in "daemon.socket_group and socket_mode: the socket's group and mode" \
