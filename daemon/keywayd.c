@@ -14,7 +14,8 @@
  * anew and swaps it in (requests and leases keep the generation they
  * started with until they let go), SIGTERM and SIGINT stop accepting,
  * let the requests under way finish and exit.  Leases past their time are
- * swept once a second.
+ * swept once a second, and the refusals held back in the second before
+ * are written (refuse.c).
  *
  * The socket is keywayd's own, or the one systemd passed it (sd.c); the
  * service manager is told when keywayd is ready, reloads and stops.

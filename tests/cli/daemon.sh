@@ -4,10 +4,14 @@
 # the quota back; a lease reported twice, unknown or expired is refused),
 # HTTP statuses for keyway's statuses, malformed requests and a body too
 # large, a caller of another uid refused or given only its chains (a
-# refused chain's name logged on one line, cut short), group rights by the
-# groups the caller's process holds, a chain daemon.clients names that is
-# not declared, SIGHUP with a good and a broken configuration, 3
-# processes of 8 clients each against one quota, SIGTERM; and a search for keys in everything written.
+# refused chain's name logged on one line, cut short, never in a UTF-8
+# character), health's leases only to a caller allowed a chain, a flood
+# of refusals counted in a record a second, group rights by the groups
+# the caller's process holds, a chain daemon.clients names that is not
+# declared, SIGHUP with a good and a broken configuration, 3 processes of
+# 8 clients each against one quota, SIGTERM, a full lease table (the
+# caller's own oldest lease let go, another's never: 503), refusals under
+# daemon.rate_limit; and a search for keys in everything written.
 # Run by `make check`, or by hand as lib.sh says.
 
 . "$(dirname -- "$0")/lib.sh" || exit 99

@@ -5,6 +5,8 @@
 # socket and resolved through the main one; a caller who is not an admin
 # refused and audited, then let in by daemon.admin_group; a quota used up
 # answered 429 with Retry-After; TCP only on loopback, only with its token;
+# floods of refusals (on the admin socket, wrong TCP tokens) counted in a
+# record a second, wrong tokens under daemon.rate_limit by address;
 # daemon.socket_group and socket_mode; and a search for the keys in
 # everything written.  Run by `make check`, or by hand as lib.sh says.
 
