@@ -773,12 +773,31 @@ enum MHD_Result kwd_admin_answer(struct MHD_Connection *c, const char *url,
 	}
 	actor_name(&cl);
 	if (!is_admin(&a.g->conf, &cl)) {
-		char reason[128];
+		const char *reason = "not root, keywayd's user or in "
+				     "daemon.admin_group";
+		struct kwd_refusal r = { 0 };
+		char key[KWD_KEY_MAX], line[256];
 
-		snprintf(reason, sizeof(reason), "not root, keywayd's user "
-			 "or in daemon.admin_group");
-		kwd_refused(a.g, op_names[a.r.op], cl.name, cl.uid, cl.pid,
-			    NULL, NULL, reason);
+		/* A refusal takes from the caller's rate, as on the main
+		 * socket; an admin's requests do not. */
+		snprintf(key, sizeof(key), "uid %u", (unsigned)cl.uid);
+		if (!kwd_rate_take(key, a.g->conf.rate_limit)) {
+			ret = kwd_send_error(c, MHD_HTTP_TOO_MANY_REQUESTS,
+					     "limited", "uid %u is over "
+					     "daemon.rate_limit (%u requests a "
+					     "second)", (unsigned)cl.uid,
+					     a.g->conf.rate_limit);
+			goto out;
+		}
+		snprintf(line, sizeof(line), "audit: refused %s to %s: %s",
+			 op_names[a.r.op], cl.name, reason);
+		r.op = op_names[a.r.op];
+		r.caller = cl.name;
+		r.uid = cl.uid;
+		r.pid = cl.pid;
+		r.reason = reason;
+		r.line = line;
+		kwd_refused(a.g, key, &r);
 		ret = kwd_send_error(c, MHD_HTTP_FORBIDDEN, "refused",
 				     "uid %u (%s) may not use the admin socket "
 				     "(%s)", (unsigned)cl.uid, cl.name, reason);

@@ -565,3 +565,22 @@ bool kwd_conf_allows(const struct kwd_conf *dc, uid_t uid, const gid_t *groups,
 	}
 	return false;
 }
+
+bool kwd_conf_allows_some(const struct kwd_conf *dc, uid_t uid,
+			  const gid_t *groups, int ngroups)
+{
+	if (uid == 0 || uid == getuid())
+		return true;
+	for (size_t i = 0; i < dc->nclients; i++) {
+		const struct kwd_client *c = &dc->clients[i];
+
+		if (c->nchains == 0)
+			continue;
+		if (!c->is_group && c->uid == uid)
+			return true;
+		for (int g = 0; c->is_group && g < ngroups; g++)
+			if (groups[g] == c->gid)
+				return true;
+	}
+	return false;
+}

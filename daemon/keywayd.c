@@ -14,7 +14,8 @@
  * anew and swaps it in (requests and leases keep the generation they
  * started with until they let go), SIGTERM and SIGINT stop accepting,
  * let the requests under way finish and exit.  Leases past their time are
- * swept once a second.
+ * swept once a second, and the refusals held back in the second before
+ * are written (refuse.c).
  *
  * The socket is keywayd's own, or the one systemd passed it (sd.c); the
  * service manager is told when keywayd is ready, reloads and stops.
@@ -60,10 +61,6 @@ static const char *config_path;
 static size_t max_body = DEFAULT_MAX_BODY;
 
 /* ---- logging: stderr, one line each, never a secret ---- */
-
-/* The most of a string a caller sent (a chain's name) that a log line
- * or an audit refusal repeats. */
-#define LOG_FIELD_MAX 64
 
 /* Control characters a caller sent (a newline in a chain's name) are
  * blanked, so that no request can write a line of its own. */
@@ -641,61 +638,39 @@ static bool parse_body(struct MHD_Connection *c, struct request *rq,
 	return false;
 }
 
-/* Write a refusal to the audit trail of g; a failure only to stderr. */
-static void audit_refusal(struct kwd_gen *g, const char *op,
-			  const char *caller, long long uid, long long pid,
-			  const char *chain, const char *provider,
-			  const char *reason)
-{
-	kw_refusal r = KW_REFUSAL_INIT;
-	char short_chain[LOG_FIELD_MAX + 1], short_prov[LOG_FIELD_MAX + 1];
-
-	/* What the caller sent, cut to LOG_FIELD_MAX bytes. */
-	if (chain) {
-		snprintf(short_chain, sizeof(short_chain), "%s", chain);
-		chain = short_chain;
-	}
-	if (provider) {
-		snprintf(short_prov, sizeof(short_prov), "%s", provider);
-		provider = short_prov;
-	}
-	r.op = op;
-	r.caller = caller;
-	r.uid = uid;
-	r.pid = pid;
-	r.chain = chain;
-	r.provider = provider;
-	r.reason = reason;
-	if (kw_audit_refusal(g->ctx, &r) != KW_OK)
-		kwd_log("audit: cannot record the refusal of %s to %s: %s", op,
-			caller, kw_last_error());
-}
-
-/* A TCP caller: the chains of daemon.tcp_chains, one rate for all. */
+/* A TCP caller: the chains of daemon.tcp_chains, a rate for each
+ * address, taken before the chain is looked at. */
 static bool admit_tcp(struct MHD_Connection *c, const char *what,
 		      struct kwd_gen *g, kw_request *req, uid_t *uid,
 		      enum MHD_Result *ret)
 {
 	const char *chain = req->chain ? req->chain : "default";
-	char peer[96];
+	char peer[96], key[KWD_KEY_MAX], line[512];
+	struct kwd_refusal r = { 0 };
 
+	kwd_tcp_key(c, key, sizeof(key));
+	if (!kwd_rate_take(key, g->conf.rate_limit)) {
+		*ret = send_error(c, MHD_HTTP_TOO_MANY_REQUESTS, "limited",
+				  "%s is over daemon.rate_limit (%u requests "
+				  "a second)", key, g->conf.rate_limit);
+		return false;
+	}
 	if (!kwd_conf_tcp_allows(&g->conf, chain)) {
 		kwd_tcp_peer(c, peer, sizeof(peer));
-		kwd_log("audit: refused %s of chain \"%.*s\" to %s: not in "
-			"daemon.tcp_chains in %s", what, LOG_FIELD_MAX, chain,
-			peer,
-			config_path);
-		audit_refusal(g, what, peer, -1, 0, chain, req->provider,
-			      "not in daemon.tcp_chains");
+		snprintf(line, sizeof(line), "audit: refused %s of chain "
+			 "\"%.*s\" to %s: not in daemon.tcp_chains in %s", what,
+			 kwd_field_len(chain), chain, peer, config_path);
+		r.op = what;
+		r.caller = peer;
+		r.uid = -1;
+		r.chain = chain;
+		r.provider = req->provider;
+		r.reason = "not in daemon.tcp_chains";
+		r.line = line;
+		kwd_refused(g, key, &r);
 		*ret = send_error(c, MHD_HTTP_FORBIDDEN, "refused",
 				  "TCP callers may not use chain \"%s\" (not "
 				  "in daemon.tcp_chains)", chain);
-		return false;
-	}
-	if (!kwd_rate_take(KWD_TCP_UID, g->conf.rate_limit)) {
-		*ret = send_error(c, MHD_HTTP_TOO_MANY_REQUESTS, "limited",
-				  "TCP callers are over daemon.rate_limit (%u "
-				  "requests a second)", g->conf.rate_limit);
 		return false;
 	}
 	*uid = KWD_TCP_UID;
@@ -711,6 +686,7 @@ static bool admit(struct MHD_Connection *c, enum kwd_via via,
 {
 	const struct kwd_caller *cl;
 	struct caller spare;
+	char key[KWD_KEY_MAX];
 
 	kw_request_init(req);
 	req->provider = kwd_field(f, "provider");
@@ -730,9 +706,20 @@ static bool admit(struct MHD_Connection *c, enum kwd_via via,
 				  "cannot tell who is asking");
 		return false;
 	}
+	/* Before the caller's rights: a refusal costs a request too. */
+	snprintf(key, sizeof(key), "uid %u", (unsigned)cl->uid);
+	if (!kwd_rate_take(key, g->conf.rate_limit)) {
+		*ret = send_error(c, MHD_HTTP_TOO_MANY_REQUESTS, "limited",
+				  "uid %u is over daemon.rate_limit (%u "
+				  "requests a second)", (unsigned)cl->uid,
+				  g->conf.rate_limit);
+		return false;
+	}
 	if (!kwd_conf_allows(&g->conf, cl->uid, cl->groups, cl->ngroups,
 			     req->chain ? req->chain : "default")) {
-		char name[sizeof(cl->name)];
+		const char *chain = req->chain ? req->chain : "default";
+		struct kwd_refusal r = { 0 };
+		char name[sizeof(cl->name)], line[512];
 
 		snprintf(name, sizeof(name), "%s", cl->name);
 		/* Named in the log even without daemon.clients. */
@@ -744,25 +731,23 @@ static bool admit(struct MHD_Connection *c, enum kwd_via via,
 			    0 && pwp)
 				snprintf(name, sizeof(name), "%s", pw.pw_name);
 		}
-		kwd_log("audit: refused %s of chain \"%.*s\" to uid %u (%s) "
-			"pid %d: not allowed by daemon.clients in %s", what,
-			LOG_FIELD_MAX, req->chain ? req->chain : "default",
-			(unsigned)cl->uid,
-			name, (int)cl->pid, config_path);
-		audit_refusal(g, what, name, cl->uid, cl->pid,
-			      req->chain ? req->chain : "default",
-			      req->provider, "not allowed by daemon.clients");
+		snprintf(line, sizeof(line), "audit: refused %s of chain "
+			 "\"%.*s\" to uid %u (%s) pid %d: not allowed by "
+			 "daemon.clients in %s", what, kwd_field_len(chain),
+			 chain, (unsigned)cl->uid, name, (int)cl->pid,
+			 config_path);
+		r.op = what;
+		r.caller = name;
+		r.uid = cl->uid;
+		r.pid = cl->pid;
+		r.chain = chain;
+		r.provider = req->provider;
+		r.reason = "not allowed by daemon.clients";
+		r.line = line;
+		kwd_refused(g, key, &r);
 		*ret = send_error(c, MHD_HTTP_FORBIDDEN, "refused",
 				  "uid %u (%s) may not use chain \"%s\"",
-				  (unsigned)cl->uid, name,
-				  req->chain ? req->chain : "default");
-		return false;
-	}
-	if (!kwd_rate_take(cl->uid, g->conf.rate_limit)) {
-		*ret = send_error(c, MHD_HTTP_TOO_MANY_REQUESTS, "limited",
-				  "uid %u is over daemon.rate_limit (%u "
-				  "requests a second)", (unsigned)cl->uid,
-				  g->conf.rate_limit);
+				  (unsigned)cl->uid, name, chain);
 		return false;
 	}
 	*uid = cl->uid;
@@ -802,7 +787,24 @@ static enum MHD_Result do_resolve(struct MHD_Connection *c,
 		goto out;
 	if (!admit(c, via, "resolve", &f, g, &req, &uid, &ret))
 		goto out;
+	/* Room for the lease before the key: a key is never resolved (nor
+	 * its quota charged) to be dropped for want of room. */
+	switch (kwd_lease_reserve(uid, g->conf.max_leases)) {
+	case KWD_ROOM_OK:
+		break;
+	case KWD_ROOM_FULL:
+		ret = send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "unavail",
+				 "keywayd holds daemon.max_leases (%u) keys "
+				 "unreported; report leases, or raise it",
+				 g->conf.max_leases);
+		goto out;
+	case KWD_ROOM_NOMEM:
+		ret = send_oom(c);
+		goto out;
+	}
 	st = kw_resolve(g->ctx, &req, &s);
+	if (st != KW_OK)
+		kwd_lease_unreserve(uid);
 	if (st == KW_ERR_DENIED) {
 		ret = send_denied(c, kw_last_error());
 		goto out;
@@ -819,12 +821,13 @@ static enum MHD_Result do_resolve(struct MHD_Connection *c,
 		/* The lease's own reference to g; s and it are the lease's
 		 * once added, and not touched here again. */
 		gen_ref(g);
-		if (kwd_lease_add(s, g, uid, g->conf.lease_ttl,
-				  g->conf.max_leases, lease)) {
+		if (kwd_lease_add(s, g, uid, g->conf.lease_ttl, lease)) {
 			ret = send_buf(c, MHD_HTTP_OK, w, NULL, NULL);
 			goto out;
 		}
 		gen_unref(g);
+	} else {
+		kwd_lease_unreserve(uid);
 	}
 	if (w)
 		wipe_free(w->data);
@@ -940,12 +943,30 @@ out:
 	return ret;
 }
 
-static enum MHD_Result do_health(struct MHD_Connection *c)
+/* Anyone who can connect may ask; how many keys are held, only a caller
+ * allowed some chain (a TCP caller has shown the token). */
+static enum MHD_Result do_health(struct MHD_Connection *c, enum kwd_via via)
 {
-	return send_json(c, MHD_HTTP_OK,
-			 json_pack("{s:s, s:s, s:I}", "status", "ok",
-				   "version", kw_version(), "leases",
-				   (json_int_t)kwd_lease_count()));
+	json_t *j = json_pack("{s:s, s:s}", "status", "ok", "version",
+			      kw_version());
+	const struct kwd_caller *cl;
+	struct caller spare;
+	struct kwd_gen *g;
+	bool some = via == KWD_VIA_TCP;
+
+	if (!some && (cl = who(c, false, &spare))) {
+		g = kwd_gen_get();
+		some = kwd_conf_allows_some(&g->conf, cl->uid, cl->groups,
+					    cl->ngroups);
+		kwd_gen_put(g);
+	}
+	if (j && some &&
+	    json_object_set_new(j, "leases",
+				json_integer((json_int_t)kwd_lease_count())) != 0) {
+		json_decref(j);
+		j = NULL;
+	}
+	return send_json(c, MHD_HTTP_OK, j);
 }
 
 /* Add n bytes to the body; a body outgrown is wiped, not left behind by
@@ -1045,7 +1066,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 	if (strcmp(url, "/v1/health") == 0) {
 		if (strcmp(method, MHD_HTTP_METHOD_GET) != 0)
 			goto method;
-		return do_health(c);
+		return do_health(c, via);
 	}
 	if (strcmp(url, "/v1/resolve") == 0) {
 		if (!post)
@@ -1145,14 +1166,6 @@ enum MHD_Result kwd_send_coded(struct MHD_Connection *c, unsigned http,
 	ret = vsend_error(c, http, status, code, fmt, ap);
 	va_end(ap);
 	return ret;
-}
-
-void kwd_refused(struct kwd_gen *g, const char *op, const char *caller,
-		 long long uid, long long pid, const char *chain,
-		 const char *provider, const char *reason)
-{
-	kwd_log("audit: refused %s to %s: %s", op, caller, reason);
-	audit_refusal(g, op, caller, uid, pid, chain, provider, reason);
 }
 
 /*
@@ -1520,6 +1533,7 @@ int main(int argc, char **argv)
 		int sig = sigtimedwait(&sigs, NULL, &tick);
 
 		kwd_lease_sweep();
+		kwd_refused_flush(false);
 		if (sig == SIGHUP) {
 			kwd_sd_reloading();
 			g = gen_open();
@@ -1565,6 +1579,8 @@ int main(int argc, char **argv)
 	free(started.admin_socket);
 	free(started.tcp);
 	kwd_lease_drain();
+	kwd_refused_flush(true);
+	kwd_refused_free();
 	pthread_mutex_lock(&gen_lock);
 	g = current;
 	current = NULL;

@@ -69,6 +69,11 @@ void kwd_conf_free(struct kwd_conf *dc);
 bool kwd_conf_allows(const struct kwd_conf *dc, uid_t uid, const gid_t *groups,
 		     int ngroups, const char *chain);
 
+/* May the caller use any chain at all (root and the daemon's own user
+ * may)? */
+bool kwd_conf_allows_some(const struct kwd_conf *dc, uid_t uid,
+			  const gid_t *groups, int ngroups);
+
 /* May a TCP caller use chain (daemon.tcp_chains)? */
 bool kwd_conf_tcp_allows(const struct kwd_conf *dc, const char *chain);
 
@@ -96,16 +101,33 @@ enum kwd_report {
 
 /* A new lease id into id (KWD_LEASE_ID_LEN hex digits and a NUL). */
 bool kwd_lease_id(char *id);
+/* Whether there is room for one more key of uid: kwd_lease_reserve(). */
+enum kwd_room {
+	KWD_ROOM_OK,
+	KWD_ROOM_FULL,		/* max keys held, none of them uid's */
+	KWD_ROOM_NOMEM
+};
+
+/*
+ * Take room for one more key of uid in a table of at most max, before the
+ * key is resolved.  When the table is full, or uid holds half of it while
+ * others hold keys too, uid's own oldest leases count as used at once to
+ * make room; another caller's lease never does.  KWD_ROOM_FULL when the
+ * table is full and uid holds none.  The room is given back by
+ * kwd_lease_add() or kwd_lease_unreserve().
+ */
+enum kwd_room kwd_lease_reserve(uid_t uid, unsigned max);
+void kwd_lease_unreserve(uid_t uid);
 /*
  * Hold s and a reference to g the caller took for it, for the caller uid,
- * under id; past max keys held, the one closest to its end counts as used
- * at once.  Once it returns true the lease owns both, and may let go of
- * them at any moment (a lease table past its size counts its oldest keys
- * used): the caller must have written its answer before, and touch
- * neither after.  False without memory; the caller keeps both.
+ * under id, in the room kwd_lease_reserve() took.  Once it returns true
+ * the lease owns both, and may let go of them at any moment (a later
+ * resolve of the same caller may count it used): the caller must have
+ * written its answer before, and touch neither after.  False without
+ * memory; the caller keeps both, and the room is given back.
  */
 bool kwd_lease_add(kw_secret *s, struct kwd_gen *g, uid_t uid, unsigned ttl,
-		   unsigned max, const char *id);
+		   const char *id);
 /* Report lease id for the caller uid: another user's lease is unknown. */
 enum kwd_report kwd_lease_report(const char *id, uid_t uid,
 				 kw_outcome outcome, kw_status *st);
@@ -115,8 +137,14 @@ void kwd_lease_sweep(void);
 void kwd_lease_drain(void);
 size_t kwd_lease_count(void);
 
-/* May uid make one more request at rate a second?  Always with rate 0. */
-bool kwd_rate_take(uid_t uid, unsigned rate);
+/* The key of a caller for rate limits and refusals: "uid 1000" for a Unix
+ * caller, "tcp 127.0.0.1" (its address, no port) for a TCP caller. */
+#define KWD_KEY_MAX 64
+size_t kwd_key_hash(const char *key);
+
+/* May the caller who (its key) make one more request at rate a second?
+ * Always with rate 0. */
+bool kwd_rate_take(const char *who, unsigned rate);
 void kwd_rate_free(void);
 
 void kwd_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -130,7 +158,7 @@ enum kwd_via {
 	KWD_VIA_TCP		/* daemon.tcp (tcp.c) */
 };
 
-/* The uid that stands for every TCP caller: leases and rate limits. */
+/* The uid that stands for every TCP caller, for leases. */
 #define KWD_TCP_UID ((uid_t)-1)
 
 #define KWD_MAX_GROUPS 256
@@ -163,10 +191,35 @@ enum MHD_Result kwd_send_coded(struct MHD_Connection *c, unsigned http,
 /* The protocol's "code" for a status it answers "error" (crypto, io,
  * ...), else NULL. */
 const char *kwd_code_word(kw_status st);
-/* Record a refused request in the audit trail of g (and on stderr). */
-void kwd_refused(struct kwd_gen *g, const char *op, const char *caller,
-		 long long uid, long long pid, const char *chain,
-		 const char *provider, const char *reason);
+/* The most of a string a caller sent (a chain's name) that a log line or
+ * an audit refusal repeats, in bytes. */
+#define KWD_FIELD_MAX 64
+/* How much of s (its length, or less) to repeat: at most KWD_FIELD_MAX
+ * bytes, never cut in a UTF-8 character. */
+int kwd_field_len(const char *s);
+
+/* A refused request, for kwd_refused(). */
+struct kwd_refusal {
+	const char *op;		/* "resolve", "put", ... */
+	const char *caller;	/* a user name, "tcp 127.0.0.1:40112" */
+	long long uid;		/* -1: none */
+	long long pid;		/* 0: not known */
+	const char *chain;	/* NULL: none; cut to KWD_FIELD_MAX */
+	const char *provider;	/* likewise */
+	const char *reason;	/* one line */
+	const char *line;	/* the log line, "audit: refused ..." */
+};
+
+/* Record the refusal r of the caller key ("uid 1000", "tcp 127.0.0.1") in
+ * the log and the audit trail of g, at most once a second for each caller
+ * and reason: those within the second are counted into the next record
+ * (refuse.c). */
+void kwd_refused(struct kwd_gen *g, const char *key,
+		 const struct kwd_refusal *r);
+/* Record what was counted in seconds now over (all: every one), in the
+ * audit trail of the generation in use; once a second. */
+void kwd_refused_flush(bool all);
+void kwd_refused_free(void);
 
 /* ---- sockets (sock.c) ---- */
 
@@ -207,6 +260,9 @@ bool kwd_tcp_admit(struct MHD_Connection *c, struct kwd_gen *g,
 		   const char *url, enum MHD_Result *ret);
 /* "tcp 127.0.0.1:40112": the peer of c, for messages. */
 void kwd_tcp_peer(struct MHD_Connection *c, char *buf, size_t size);
+/* "tcp 127.0.0.1": the peer of c without its port, the key of a TCP
+ * caller (KWD_KEY_MAX bytes). */
+void kwd_tcp_key(struct MHD_Connection *c, char *buf, size_t size);
 
 /* ---- denials (deny.c) ---- */
 

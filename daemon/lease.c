@@ -7,9 +7,17 @@
  * Leases are found through a hash table and age through queues in the
  * order they were made: one of held leases per lease_ttl (so each expires
  * in order; a reload may bring another), and one of tombstones, which a
- * lease joins when it is reported or expires.  At most daemon.max_leases
- * keys are held: past that the one closest to expiring counts as used at once; at
- * most MAX_TOMBSTONES are remembered.
+ * lease joins when it is reported or expires.  At most MAX_TOMBSTONES
+ * tombstones are remembered.
+ *
+ * At most daemon.max_leases keys are held, and room for one is taken
+ * before a key is resolved (kwd_lease_reserve()).  A caller's leases are
+ * also kept in the order they were made on a list of its own: when the
+ * table is full, or the caller holds its share of it while others hold
+ * leases too, the caller's own oldest lease counts as used to make room.
+ * Another caller's lease is never let go for it: a caller that holds none
+ * when the table is full is refused, and whoever holds keys keeps the
+ * right to report them.
  */
 #define _GNU_SOURCE
 
@@ -36,6 +44,18 @@ struct lease {
 	struct kwd_gen *gen;	/* NULL once let go */
 	uid_t uid;		/* who resolved it, and alone may report it */
 	time_t expires;		/* while held; then when to forget it */
+	struct owner *own;	/* while it holds a key */
+	struct lease *onext;	/* in its owner's list, oldest first */
+	struct lease *oprev;
+};
+
+/* A caller holding keys, or room taken for one. */
+struct owner {
+	struct owner *next;	/* in its bucket */
+	uid_t uid;
+	size_t n;		/* keys held */
+	size_t pend;		/* room taken for keys being resolved */
+	struct lease *head, *tail;
 };
 
 struct queue {
@@ -49,6 +69,67 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct lease *buckets[NBUCKETS];
 static struct queue *held_qs, tomb_q;
 static size_t held;	/* leases still holding a secret */
+static size_t pending;	/* room taken for keys being resolved */
+
+#define OWNER_BUCKETS 256
+static struct owner *owners[OWNER_BUCKETS];
+
+/* The owner record of uid, made when make says so (NULL without memory,
+ * or when there is none and make is false). */
+static struct owner *owner_of(uid_t uid, bool make)
+{
+	struct owner **b = &owners[uid % OWNER_BUCKETS], *o;
+
+	for (o = *b; o; o = o->next)
+		if (o->uid == uid)
+			return o;
+	if (!make)
+		return NULL;
+	o = calloc(1, sizeof(*o));
+	if (!o)
+		return NULL;
+	o->uid = uid;
+	o->next = *b;
+	*b = o;
+	return o;
+}
+
+/* Forget o once it holds nothing and has no room taken. */
+static void owner_tidy(struct owner *o)
+{
+	struct owner **pp;
+
+	if (o->n || o->pend)
+		return;
+	for (pp = &owners[o->uid % OWNER_BUCKETS]; *pp; pp = &(*pp)->next) {
+		if (*pp == o) {
+			*pp = o->next;
+			break;
+		}
+	}
+	free(o);
+}
+
+/* Take l off its owner's list: it holds no key any more (under lock). */
+static void disown(struct lease *l)
+{
+	struct owner *o = l->own;
+
+	if (!o)
+		return;
+	if (l->oprev)
+		l->oprev->onext = l->onext;
+	else
+		o->head = l->onext;
+	if (l->onext)
+		l->onext->oprev = l->oprev;
+	else
+		o->tail = l->oprev;
+	l->onext = l->oprev = NULL;
+	l->own = NULL;
+	o->n--;
+	owner_tidy(o);
+}
 
 static time_t now(void)
 {
@@ -163,6 +244,7 @@ static void put_later(struct puts *p, struct lease *l)
 /* l's key counted as used once the lock is released (under lock). */
 static void used_later(struct puts *p, struct lease *l)
 {
+	disown(l);
 	if (!grow((void **)&p->s, &p->scap, p->ns, sizeof(*p->s))) {
 		if (finish(l, KW_USED) != KW_OK)
 			kwd_log("lease %.8s...: %s", l->id, kw_last_error());
@@ -188,15 +270,20 @@ static void put_all(struct puts *p)
 
 /* Move the head of q to the tombstones, counting its key as used if it
  * still holds one (under lock). */
-static void retire_head(struct queue *q, time_t t, struct puts *p)
+static void retire(struct lease *l, time_t t, struct puts *p)
 {
-	struct lease *l = pop(q);
-
+	if (l->q)
+		unqueue(l);
 	if (l->secret)
 		used_later(p, l);
 	put_later(p, l);
 	l->expires = t + TOMBSTONE_TTL;
 	push(&tomb_q, l);
+}
+
+static void retire_head(struct queue *q, time_t t, struct puts *p)
+{
+	retire(q->head, t, p);
 }
 
 static void forget_head(void)
@@ -213,7 +300,7 @@ static void forget_head(void)
 }
 
 /* Expire what is due, or with all, everything (under lock). */
-static void age(bool all, size_t max, struct puts *p)
+static void age(bool all, struct puts *p)
 {
 	time_t t = now();
 
@@ -221,17 +308,6 @@ static void age(bool all, size_t max, struct puts *p)
 		while (q->head &&
 		       (all || !q->head->secret || q->head->expires <= t))
 			retire_head(q, t, p);
-	while (held > max) {
-		struct queue *first = NULL;
-
-		for (struct queue *q = held_qs; q; q = q->next)
-			if (q->head && (!first ||
-					q->head->expires < first->head->expires))
-				first = q;
-		if (!first)
-			break;
-		retire_head(first, t, p);
-	}
 	while (tomb_q.head &&
 	       (all || tomb_q.n > MAX_TOMBSTONES || tomb_q.head->expires <= t))
 		forget_head();
@@ -274,17 +350,67 @@ bool kwd_lease_id(char *id)
 	return true;
 }
 
-bool kwd_lease_add(kw_secret *s, struct kwd_gen *g, uid_t uid, unsigned ttl,
-		   unsigned max, const char *id)
+enum kwd_room kwd_lease_reserve(uid_t uid, unsigned max)
 {
+	enum kwd_room r = KWD_ROOM_OK;
 	struct puts p = { 0 };
+	struct owner *o;
+	size_t share = ((size_t)max + 1) / 2, cap;
+	time_t t = now();
+
+	pthread_mutex_lock(&lock);
+	o = owner_of(uid, true);
+	if (!o) {
+		r = KWD_ROOM_NOMEM;
+		goto out;
+	}
+	/* Taken at once: it keeps o while its leases go. */
+	o->pend++;
+	/* Others holding keys (or about to): this caller's share is half. */
+	cap = held + pending > o->n + o->pend - 1 ? share : max;
+	while (o->n > 0 &&
+	       (held + pending >= max || o->n + o->pend - 1 >= cap))
+		retire(o->head, t, &p);
+	if (held + pending >= max) {
+		r = KWD_ROOM_FULL;
+		o->pend--;
+		owner_tidy(o);
+		goto out;
+	}
+	pending++;
+out:
+	pthread_mutex_unlock(&lock);
+	put_all(&p);
+	return r;
+}
+
+void kwd_lease_unreserve(uid_t uid)
+{
+	struct owner *o;
+
+	pthread_mutex_lock(&lock);
+	o = owner_of(uid, false);
+	if (o && o->pend) {
+		o->pend--;
+		pending--;
+		owner_tidy(o);
+	}
+	pthread_mutex_unlock(&lock);
+}
+
+bool kwd_lease_add(kw_secret *s, struct kwd_gen *g, uid_t uid, unsigned ttl,
+		   const char *id)
+{
 	struct queue *q;
+	struct owner *o;
 	struct lease *l;
 	size_t b;
 
 	l = calloc(1, sizeof(*l));
-	if (!l)
+	if (!l) {
+		kwd_lease_unreserve(uid);
 		return false;
+	}
 	memcpy(l->id, id, KWD_LEASE_ID_LEN);
 	l->secret = s;
 	l->gen = g;
@@ -298,6 +424,7 @@ bool kwd_lease_add(kw_secret *s, struct kwd_gen *g, uid_t uid, unsigned ttl,
 		q = calloc(1, sizeof(*q));
 		if (!q) {
 			pthread_mutex_unlock(&lock);
+			kwd_lease_unreserve(uid);
 			free(l);
 			return false;
 		}
@@ -305,14 +432,23 @@ bool kwd_lease_add(kw_secret *s, struct kwd_gen *g, uid_t uid, unsigned ttl,
 		q->next = held_qs;
 		held_qs = q;
 	}
+	/* The room kwd_lease_reserve() took, which keeps the owner. */
+	o = owner_of(uid, false);
+	o->pend--;
+	pending--;
+	l->own = o;
+	l->oprev = o->tail;
+	if (o->tail)
+		o->tail->onext = l;
+	else
+		o->head = l;
+	o->tail = l;
+	o->n++;
 	l->hnext = buckets[b];
 	buckets[b] = l;
 	push(q, l);
 	held++;
-	if (held > max)
-		age(false, max, &p);
 	pthread_mutex_unlock(&lock);
-	put_all(&p);
 	return true;
 }
 
@@ -342,6 +478,7 @@ enum kwd_report kwd_lease_report(const char *id, uid_t uid,
 		s = l->secret;
 		l->secret = NULL;
 		held--;
+		disown(l);
 		put_later(&p, l);
 		unqueue(l);
 		l->expires = now() + TOMBSTONE_TTL;
@@ -365,7 +502,7 @@ static void sweep(bool all)
 	struct puts p = { 0 };
 
 	pthread_mutex_lock(&lock);
-	age(all, SIZE_MAX, &p);
+	age(all, &p);
 	pthread_mutex_unlock(&lock);
 	put_all(&p);
 }

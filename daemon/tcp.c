@@ -2,8 +2,9 @@
  * tcp.c - keywayd on TCP, only when daemon.tcp asks for it: on a loopback
  * address only, and only for requests that carry the token of
  * daemon.tcp_token_file.  A TCP caller has no uid: it may use the chains
- * of daemon.tcp_chains, and its leases and rate are those of every TCP
- * caller together (KWD_TCP_UID).
+ * of daemon.tcp_chains, and its leases are those of every TCP caller
+ * together (KWD_TCP_UID); its rate is that of its address, taken before
+ * its token is looked at.
  */
 #define _GNU_SOURCE
 
@@ -187,7 +188,8 @@ fail:
 	return false;
 }
 
-void kwd_tcp_peer(struct MHD_Connection *c, char *buf, size_t size)
+static void peer(struct MHD_Connection *c, bool with_port, char *buf,
+		 size_t size)
 {
 	const union MHD_ConnectionInfo *ci;
 	char addr[INET6_ADDRSTRLEN] = "?";
@@ -211,7 +213,21 @@ void kwd_tcp_peer(struct MHD_Connection *c, char *buf, size_t size)
 			v6 = true;
 		}
 	}
-	snprintf(buf, size, v6 ? "tcp [%s]:%u" : "tcp %s:%u", addr, port);
+	if (with_port)
+		snprintf(buf, size, v6 ? "tcp [%s]:%u" : "tcp %s:%u", addr,
+			 port);
+	else
+		snprintf(buf, size, v6 ? "tcp [%s]" : "tcp %s", addr);
+}
+
+void kwd_tcp_peer(struct MHD_Connection *c, char *buf, size_t size)
+{
+	peer(c, true, buf, size);
+}
+
+void kwd_tcp_key(struct MHD_Connection *c, char *buf, size_t size)
+{
+	peer(c, false, buf, size);
 }
 
 /*
@@ -246,7 +262,8 @@ bool kwd_tcp_admit(struct MHD_Connection *c, struct kwd_gen *g,
 		   const char *url, enum MHD_Result *ret)
 {
 	const char *auth, *reason;
-	char peer[96], msg[256];
+	char who[96], key[KWD_KEY_MAX], msg[256], line[384];
+	struct kwd_refusal r = { 0 };
 
 	auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 					   MHD_HTTP_HEADER_AUTHORIZATION);
@@ -264,8 +281,24 @@ bool kwd_tcp_admit(struct MHD_Connection *c, struct kwd_gen *g,
 			return true;
 		reason = "a wrong token";
 	}
-	kwd_tcp_peer(c, peer, sizeof(peer));
-	kwd_refused(g, endpoint(url), peer, -1, 0, NULL, NULL, reason);
+	/* A refusal takes from the caller's rate as a request served. */
+	kwd_tcp_key(c, key, sizeof(key));
+	if (!kwd_rate_take(key, g->conf.rate_limit)) {
+		*ret = kwd_send_error(c, MHD_HTTP_TOO_MANY_REQUESTS, "limited",
+				      "%s is over daemon.rate_limit (%u "
+				      "requests a second)", key,
+				      g->conf.rate_limit);
+		return false;
+	}
+	kwd_tcp_peer(c, who, sizeof(who));
+	snprintf(line, sizeof(line), "audit: refused %s to %s: %s",
+		 endpoint(url), who, reason);
+	r.op = endpoint(url);
+	r.caller = who;
+	r.uid = -1;
+	r.reason = reason;
+	r.line = line;
+	kwd_refused(g, key, &r);
 	snprintf(msg, sizeof(msg), "TCP requests must carry Authorization: "
 		 "Bearer and the token of daemon.tcp_token_file (got %s)",
 		 reason);

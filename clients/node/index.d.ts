@@ -72,7 +72,8 @@ export interface Explanation {
 export interface Health {
 	status: 'ok';
 	version: string;
-	leases: number;
+	/* Keys held unreported: told only to a caller allowed some chain. */
+	leases?: number;
 }
 
 export interface Report {

@@ -266,7 +266,8 @@ export class Client {
 		return this.#json('POST', '/v1/explain', requestBody(request));
 	}
 
-	// { status: 'ok', version, leases }
+	// { status: 'ok', version, leases } (leases only to a caller
+	// allowed some chain)
 	async health() {
 		return this.#json('GET', '/v1/health');
 	}

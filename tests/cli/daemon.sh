@@ -4,10 +4,14 @@
 # the quota back; a lease reported twice, unknown or expired is refused),
 # HTTP statuses for keyway's statuses, malformed requests and a body too
 # large, a caller of another uid refused or given only its chains (a
-# refused chain's name logged on one line, cut short), group rights by the
-# groups the caller's process holds, a chain daemon.clients names that is
-# not declared, SIGHUP with a good and a broken configuration, 3
-# processes of 8 clients each against one quota, SIGTERM; and a search for keys in everything written.
+# refused chain's name logged on one line, cut short, never in a UTF-8
+# character), health's leases only to a caller allowed a chain, a flood
+# of refusals counted in a record a second, group rights by the groups
+# the caller's process holds, a chain daemon.clients names that is not
+# declared, SIGHUP with a good and a broken configuration, 3 processes of
+# 8 clients each against one quota, SIGTERM, a full lease table (the
+# caller's own oldest lease let go, another's never: 503), refusals under
+# daemon.rate_limit; and a search for keys in everything written.
 # Run by `make check`, or by hand as lib.sh says.
 
 . "$(dirname -- "$0")/lib.sh" || exit 99
@@ -225,7 +229,17 @@ if [ "$(id -u)" -ne 0 ] || ! command -v setpriv >/dev/null 2>&1 ||
 		"another uid: refused a chain with a newline in its name" \
 		"a refused chain's newline and length: one log line, the name cut to 64 bytes" \
 		"another uid: its own chain" \
-		"another uid: may not report a lease of another"; do
+		"another uid: may not report a lease of another" \
+		"a chain's name of 2-byte characters past 64 bytes: refused" \
+		"a refused chain's name cut in a character: the record keeps it, cut before the character" \
+		"and so does the log line" \
+		"health to a caller allowed a chain: the leases held" \
+		"health to a caller allowed no chain: ok" \
+		"health to a caller allowed no chain: not the leases held" \
+		"300 refused resolves of one caller at once: each answered 403" \
+		"300 refusals: every one counted in the audit trail" \
+		"300 refusals: in a record a second, not one each" \
+		"300 refusals: in a log line a second, not one each"; do
 		skip "$t" "needs root, setpriv and a user nobody"
 	done
 else
@@ -262,6 +276,56 @@ else
 	ask POST /v1/resolve '{"provider":"anthropic","user":"erin"}'
 	asnobody "{\"lease\":\"$(jget lease)\",\"outcome\":\"unused\"}" /v1/report
 	expect_answer 404 notfound "another uid: may not report a lease of another"
+
+	# A name cut at 64 bytes is cut before the character byte 64 falls
+	# in: the audit record keeps a chain that is UTF-8.
+	x63=$(printf 'x%.0s' $(seq 1 63))
+	asnobody "{\"provider\":\"anthropic\",\"chain\":\"${x63}\u00e9-and-more\"}" /v1/resolve
+	expect_answer 403 refused "a chain's name of 2-byte characters past 64 bytes: refused"
+	audit_has "a refused chain's name cut in a character: the record keeps it, cut before the character" \
+		"e['event'] == 'refused' and e.get('chain') == '$x63'"
+	if wait_for 'grep -q "chain \"$x63\" to uid" "$LOG"'; then
+		pass "and so does the log line"
+	else
+		fail "and so does the log line" "$(tail -n 3 "$LOG")"
+	fi
+
+	# health: the leases held, only to a caller allowed some chain.
+	run -s setpriv --reuid nobody --regid "$(id -g nobody)" --clear-groups \
+		curl -sS --unix-socket "$SOCK" http://keyway/v1/health
+	leases=$(jget leases)
+	expect_eq "$(jget status) ${leases:+held}" "ok held" \
+		"health to a caller allowed a chain: the leases held"
+	run -s setpriv --reuid daemon --regid "$(id -g daemon)" --clear-groups \
+		curl -sS --unix-socket "$SOCK" http://keyway/v1/health
+	expect_eq "$(jget status)" ok "health to a caller allowed no chain: ok"
+	expect_eq "$(python3 -c 'import json, sys; print("leases" in json.load(open(sys.argv[1])))' "$OUT")" False \
+		"health to a caller allowed no chain: not the leases held"
+
+	# A flood of refusals: each answered, each counted, but in a record
+	# (and a log line) a second rather than one each.
+	sleep 1.1
+	from=$(wc -l <"$TMPD/audit.jsonl")
+	logfrom=$(wc -l <"$LOG")
+	run setpriv --reuid nobody --regid "$(id -g nobody)" --clear-groups \
+		/usr/bin/python3 -c "$FLOOD_PY" 300 "$SOCK" /v1/resolve \
+		'{"provider":"anthropic","user":"flood"}'
+	expect_stdout "403:300" "300 refused resolves of one caller at once: each answered 403"
+	NOBODY_REFUSED="e['caller'].get('uid') == $(id -u nobody) and e.get('provider') == 'anthropic'"
+	wait_for '[ "$(refusals "$from" "$NOBODY_REFUSED" | cut -d" " -f2)" -ge 300 ]'
+	read -r recs total <<<"$(refusals "$from" "$NOBODY_REFUSED")"
+	expect_eq "$total" 300 "300 refusals: every one counted in the audit trail"
+	if [ "$recs" -le 4 ]; then
+		pass "300 refusals: in a record a second, not one each"
+	else
+		fail "300 refusals: in a record a second, not one each" "$recs records"
+	fi
+	lines=$(tail -n +$((logfrom + 1)) "$LOG" | grep -c "audit: refused resolve of chain \"default\" to uid $(id -u nobody)")
+	if [ "$lines" -le 4 ] && [ "$lines" -eq "$recs" ]; then
+		pass "300 refusals: in a log line a second, not one each"
+	else
+		fail "300 refusals: in a log line a second, not one each" "$lines lines for $recs records"
+	fi
 fi
 
 # ---- a caller's groups: those of its process ----
@@ -451,9 +515,9 @@ expect_eq "$([ -S "$SOCK" ] && echo kept)" kept \
 rm -f "$SOCK"
 
 # ---- a full lease table ----
-# Past daemon.max_leases the lease closest to its end counts as used.  After
-# a reload that shortens lease_ttl, that is the lease just made: its answer
-# must still carry the key, written before the lease could be let go.
+# Past daemon.max_leases the caller's own oldest lease counts as used,
+# whatever lease_ttl it was made with; after a reload that shortens
+# lease_ttl, each answer must still carry its key.
 conf '' 'max_leases = 3; lease_ttl = 300;' | write_conf "$CONF"
 start
 trap 'kill -TERM $PID 2>/dev/null; tap_cleanup' EXIT
@@ -475,14 +539,74 @@ for i in 1 2 3 4; do
 	expect_eq "$CODE $(jget key) $(jget backend)" "200 $K_ENV limited_env" \
 		"a full lease table, after lease_ttl shortened: answer $i holds the key"
 done
+F7=$(jget lease)
 ask GET /v1/health
 expect_eq "$(jget leases)" 3 "daemon.max_leases: 3 keys held at most"
 ask POST /v1/report "{\"lease\":\"$F1\",\"outcome\":\"unused\"}"
-expect_eq "$CODE" 200 "the oldest lease of the longer lease_ttl is still held"
+expect_answer 409 conflict "a full lease table: the caller's oldest lease counted as used, though of the longer lease_ttl"
+ask POST /v1/report "{\"lease\":\"$F7\",\"outcome\":\"unused\"}"
+expect_eq "$CODE" 200 "and its newest is held"
 kill -TERM "$PID"
 wait "$PID"
 expect_eq "$?" 0 "keywayd with a full lease table exits with status 0"
 trap tap_cleanup EXIT
+
+# ---- a full lease table shared by two callers ----
+# One caller never makes another's lease count as used: it gives up its
+# own oldest, and when it holds none of a full table it is refused (503)
+# before any key is resolved.  While others hold leases, a caller holds at
+# most half of the table.
+LT=("two callers: the second's resolve answered"
+	"a caller past its half of the table gives up its own oldest lease"
+	"two callers: the other caller's lease is still its to report"
+	"a full table: the caller's own oldest lease makes room"
+	"a full table of another's keys: 503 unavail"
+	"a full table: the refusal says which setting"
+	"a full table: no key in the refusal"
+	"a full table: nothing resolved, nothing charged"
+	"a full table: its keys are still their caller's to report")
+if [ "$(id -u)" -ne 0 ] || ! command -v setpriv >/dev/null 2>&1 ||
+	! id nobody >/dev/null 2>&1; then
+	for t in "${LT[@]}"; do
+		skip "$t" "needs root, setpriv and a user nobody"
+	done
+else
+	conf '' 'max_leases = 4; lease_ttl = 300;' | write_conf "$CONF"
+	start
+	trap 'kill -TERM $PID 2>/dev/null; tap_cleanup' EXIT
+	asnobody '{"provider":"anthropic","chain":"limited"}' /v1/resolve
+	NL=$(jget lease)
+	expect_eq "$CODE ${#NL}" "200 32" "${LT[0]}"
+	for i in 1 2 3; do
+		ask POST /v1/resolve '{"provider":"anthropic","chain":"limited"}'
+		R[i]=$(jget lease)
+	done
+	ask POST /v1/report "{\"lease\":\"${R[1]}\",\"outcome\":\"unused\"}"
+	expect_answer 409 conflict "${LT[1]}"
+	asnobody "{\"lease\":\"$NL\",\"outcome\":\"unused\"}" /v1/report
+	expect_eq "$CODE $(jget outcome)" "200 unused" "${LT[2]}"
+	# root alone now: it may fill the table.
+	for i in 4 5 6; do
+		ask POST /v1/resolve '{"provider":"anthropic","chain":"limited"}'
+		R[i]=$(jget lease)
+	done
+	ask POST /v1/report "{\"lease\":\"${R[2]}\",\"outcome\":\"unused\"}"
+	expect_answer 409 conflict "${LT[3]}"
+	ask GET /v1/health
+	held=$(jget leases)
+	asnobody '{"provider":"anthropic","chain":"limited"}' /v1/resolve
+	expect_answer 503 unavail "${LT[4]}"
+	expect_eq "$(jget error)" "keywayd holds daemon.max_leases (4) keys unreported; report leases, or raise it" \
+		"${LT[5]}"
+	expect_lacks "$OUT" "$K_ENV" "${LT[6]}"
+	ask GET /v1/health
+	expect_eq "$held $(jget leases)" "4 4" "${LT[7]}"
+	ask POST /v1/report "{\"lease\":\"${R[3]}\",\"outcome\":\"unused\"}"
+	expect_eq "$CODE $(jget outcome)" "200 unused" "${LT[8]}"
+	kill -TERM "$PID"
+	wait "$PID"
+	trap tap_cleanup EXIT
+fi
 
 # ---- limits: connections, slow clients, a rate; no daemon.clients ----
 conf '' 'rate_limit = 5;' | grep -v 'clients = ' | write_conf "$CONF"
@@ -492,9 +616,23 @@ if [ "$(id -u)" -ne 0 ] || ! command -v setpriv >/dev/null 2>&1 ||
 	! id nobody >/dev/null 2>&1; then
 	skip "without daemon.clients: another uid is refused" \
 		"needs root, setpriv and a user nobody"
+	skip "daemon.rate_limit = 5: of 50 refused requests at once, those past the rate answered 429" \
+		"needs root, setpriv and a user nobody"
 else
 	asnobody '{"provider":"anthropic","chain":"limited"}' /v1/resolve
 	expect_answer 403 refused "without daemon.clients: another uid is refused"
+	# Refusals take from the caller's rate as requests served do.
+	sleep 1.2
+	run setpriv --reuid nobody --regid "$(id -g nobody)" --clear-groups \
+		/usr/bin/python3 -c "$FLOOD_PY" 50 "$SOCK" /v1/resolve \
+		'{"provider":"anthropic","chain":"limited"}'
+	read -r refused limited <<<"$(sed -E 's/403:([0-9]+) 429:([0-9]+)/\1 \2/' "$OUT")"
+	if [ "${refused:-x}" -ge 5 ] 2>/dev/null && [ "${limited:-x}" -ge 1 ] 2>/dev/null &&
+		[ $((refused + limited)) -eq 50 ]; then
+		pass "daemon.rate_limit = 5: of 50 refused requests at once, those past the rate answered 429"
+	else
+		fail "daemon.rate_limit = 5: of 50 refused requests at once, those past the rate answered 429" "$(cat "$OUT")"
+	fi
 fi
 ask POST /v1/resolve '{"provider":"anthropic","chain":"limited"}'
 expect_eq "$CODE" 200 "without daemon.clients: root is served"

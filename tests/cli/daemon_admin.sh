@@ -5,6 +5,8 @@
 # socket and resolved through the main one; a caller who is not an admin
 # refused and audited, then let in by daemon.admin_group; a quota used up
 # answered 429 with Retry-After; TCP only on loopback, only with its token;
+# floods of refusals (on the admin socket, wrong TCP tokens) counted in a
+# record a second, wrong tokens under daemon.rate_limit by address;
 # daemon.socket_group and socket_mode; and a search for the keys in
 # everything written.  Run by `make check`, or by hand as lib.sh says.
 
@@ -154,21 +156,6 @@ as_user()
 		-w '%{http_code}' "http://keyway$p"
 	CODE=$(tail -n 1 -- "$OUT")
 	sed -i '$d' "$OUT"
-}
-
-# audit_has NAME PYTHON_CONDITION: a line of the audit trail, as e, meets it.
-audit_has()
-{
-	if python3 -c 'import json, sys
-for line in open(sys.argv[1]):
-    e = json.loads(line)
-    if eval(sys.argv[2]):
-        sys.exit(0)
-sys.exit(1)' "$AUDIT" "$2"; then
-		pass "$1"
-	else
-		fail "$1" "no line of the audit trail with $2"
-	fi
 }
 
 # stop NAME: SIGTERM, and keywayd exits with status 0 (under a sanitizer,
@@ -338,6 +325,8 @@ if [ -z "$ROOTY" ]; then
 		"the refusal is logged" \
 		"the refusal is in the audit trail" \
 		"a refused resolve is in the audit trail" \
+		"200 requests of a caller not an admin at once: each refused" \
+		"200 refusals on the admin socket: every one counted, in a record a second" \
 		"daemon.admin_group: a member is served" \
 		"a member acts under its own name"; do
 		skip "$t" "needs root, setpriv, nobody, nogroup and daemon"
@@ -355,6 +344,22 @@ else
 	as_user nobody "$SOCK" POST /v1/resolve '{"provider":"anthropic","user":"dan"}'
 	audit_has "a refused resolve is in the audit trail" \
 		'e["event"] == "refused" and e["op"] == "resolve" and e["caller"]["name"] == "nobody" and e["chain"] == "default" and e["provider"] == "anthropic" and e["reason"] == "not allowed by daemon.clients"'
+
+	# A flood of refusals on the admin socket: each counted, in a
+	# record a second.
+	sleep 1.1
+	from=$(wc -l <"$AUDIT")
+	run setpriv --reuid nobody --regid "$(id -g nobody)" --clear-groups \
+		/usr/bin/python3 -c "$FLOOD_PY" 200 "$ADM" /v1/keys '{}'
+	expect_stdout "403:200" "200 requests of a caller not an admin at once: each refused"
+	ADM_REFUSED="e['op'] == 'put' and e['caller'].get('uid') == $(id -u nobody)"
+	wait_for '[ "$(refusals "$from" "$ADM_REFUSED" | cut -d" " -f2)" -ge 200 ]'
+	read -r recs total <<<"$(refusals "$from" "$ADM_REFUSED")"
+	if [ "$total" -eq 200 ] && [ "$recs" -le 4 ]; then
+		pass "200 refusals on the admin socket: every one counted, in a record a second"
+	else
+		fail "200 refusals on the admin socket: every one counted, in a record a second" "$recs records of $total refusals"
+	fi
 
 	conf 'admin_group = "nogroup";' | write_conf "$CONF"
 	kill -HUP "$PID"
@@ -412,7 +417,24 @@ CURL_AUTH=(-H "Authorization: Basic $TOKEN")
 tcp /v1/health
 expect_answer 401 refused "TCP with the token as Basic: 401"
 audit_has "a TCP request with a wrong token is in the audit trail" \
-	'e["event"] == "refused" and e["caller"]["name"].startswith("tcp 127.0.0.1:") and e["reason"] == "a wrong token" and "uid" not in e["caller"]'
+	'e["event"] == "refused" and e["caller"]["name"].startswith("tcp 127.0.0.1:") and e["reason"].startswith("a wrong token") and "uid" not in e["caller"]'
+# A flood of wrong tokens: each counted, in a record a second.
+sleep 1.1
+from=$(wc -l <"$AUDIT")
+logfrom=$(wc -l <"$LOG")
+run python3 -c "$FLOOD_PY" 300 "127.0.0.1:$PORT" /v1/resolve \
+	'{"provider":"anthropic","chain":"open"}' "Authorization: Bearer not-the-token"
+expect_stdout "401:300" "300 TCP requests with a wrong token at once: each answered 401"
+TCP_REFUSED="e['caller']['name'].startswith('tcp 127.0.0.1:') and e['reason'].startswith('a wrong token')"
+wait_for '[ "$(refusals "$from" "$TCP_REFUSED" | cut -d" " -f2)" -ge 300 ]'
+read -r recs total <<<"$(refusals "$from" "$TCP_REFUSED")"
+expect_eq "$total" 300 "300 wrong tokens: every one counted in the audit trail"
+lines=$(tail -n +$((logfrom + 1)) "$LOG" | grep -c "audit: refused resolve to tcp 127.0.0.1:")
+if [ "$recs" -le 4 ] && [ "$lines" -eq "$recs" ]; then
+	pass "300 wrong tokens: in a record and a log line a second, not one each"
+else
+	fail "300 wrong tokens: in a record and a log line a second, not one each" "$recs records, $lines log lines"
+fi
 CURL_AUTH=(-H "Authorization: Bearer $TOKEN")
 tcp /v1/resolve '{"provider":"anthropic","chain":"open"}'
 expect_eq "$CODE $(jget key)" "200 $K_ENV" "TCP with the token: 200 and the key"
@@ -426,8 +448,31 @@ audit_has "a TCP caller refused a chain is in the audit trail" \
 tcp /v1/keys
 expect_answer 404 invalid "TCP serves no key management"
 tcp /v1/health
-expect_eq "$CODE $(jget status)" "200 ok" "TCP: health with the token"
+leases=$(jget leases)
+expect_eq "$CODE $(jget status) ${leases:+leases}" "200 ok leases" \
+	"TCP: health with the token, and the leases held"
 stop "keywayd serving TCP exits with status 0"
+trap tap_cleanup EXIT
+
+# A wrong token takes from its address's daemon.rate_limit, as a request
+# served does.
+conf "$TCPSET rate_limit = 5;" | sed '/admin_socket_mode = /d' | write_conf "$CONF"
+start
+trap 'kill -TERM $PID 2>/dev/null; tap_cleanup' EXIT
+run python3 -c "$FLOOD_PY" 50 "127.0.0.1:$PORT" /v1/resolve \
+	'{"provider":"anthropic","chain":"open"}' "Authorization: Bearer not-the-token"
+read -r refused limited <<<"$(sed -E 's/401:([0-9]+) 429:([0-9]+)/\1 \2/' "$OUT")"
+if [ "${refused:-x}" -ge 5 ] 2>/dev/null && [ "${limited:-x}" -ge 1 ] 2>/dev/null &&
+	[ $((refused + limited)) -eq 50 ]; then
+	pass "TCP, daemon.rate_limit = 5: of 50 wrong tokens at once, those past the rate answered 429"
+else
+	fail "TCP, daemon.rate_limit = 5: of 50 wrong tokens at once, those past the rate answered 429" "$(cat "$OUT")"
+fi
+sleep 1.2
+CURL_AUTH=(-H "Authorization: Bearer $TOKEN")
+tcp /v1/resolve '{"provider":"anthropic","chain":"open"}'
+expect_eq "$CODE $(jget key)" "200 $K_ENV" "TCP: a second later, the token is served again"
+stop "keywayd serving TCP with a rate exits with status 0"
 trap tap_cleanup EXIT
 
 # ---- daemon.socket_group and socket_mode ----

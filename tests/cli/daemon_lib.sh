@@ -118,3 +118,91 @@ expect_answer()
 		fail "$3" "HTTP $CODE, expected $1 with status $2: $(cat "$OUT")"
 	fi
 }
+
+# audit_has NAME CONDITION: pass when a line of the audit trail ($AUDIT,
+# else $TMPD/audit.jsonl), as e, meets the Python CONDITION within 10 s:
+# a refusal that follows another of the same caller and reason within a
+# second is written once the second is over.
+audit_match()
+{
+	python3 -c 'import json, sys
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    if eval(sys.argv[2]):
+        sys.exit(0)
+sys.exit(1)' "${AUDIT:-$TMPD/audit.jsonl}" "$AUDIT_COND"
+}
+audit_has()
+{
+	AUDIT_COND=$2
+	if wait_for audit_match; then
+		pass "$1"
+	else
+		fail "$1" "no line of the audit trail with $2"
+	fi
+}
+
+# flood N TARGET PATH BODY [HEADER]: N requests at once (8 at a time), each
+# on its own connection, to TARGET (a Unix socket, or HOST:PORT); prints
+# how many got each HTTP status ("403:500").  The program is given whole
+# on the command line, so that any user may run it (setpriv ... flood).
+FLOOD_PY='import socket, sys, threading
+n, target, path, body = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4].encode()
+hdr = sys.argv[5] + "\r\n" if len(sys.argv) > 5 else ""
+req = ("POST %s HTTP/1.1\r\nHost: k\r\nConnection: close\r\n%sContent-Length: %d\r\n\r\n"
+       % (path, hdr, len(body))).encode() + body
+codes, lock, left = {}, threading.Lock(), [n]
+def one():
+    while True:
+        with lock:
+            if left[0] == 0:
+                return
+            left[0] -= 1
+        if target.startswith("/"):
+            s = socket.socket(socket.AF_UNIX)
+            addr = target
+        else:
+            h, p = target.rsplit(":", 1)
+            s = socket.socket(socket.AF_INET)
+            addr = (h, int(p))
+        s.settimeout(30)
+        try:
+            s.connect(addr)
+            s.sendall(req)
+            data = b""
+            while True:
+                b = s.recv(4096)
+                if not b:
+                    break
+                data += b
+            code = data.split(b" ")[1].decode() if data else "none"
+        except OSError as e:
+            code = type(e).__name__
+        s.close()
+        with lock:
+            codes[code] = codes.get(code, 0) + 1
+ts = [threading.Thread(target=one) for _ in range(8)]
+for t in ts:
+    t.start()
+for t in ts:
+    t.join()
+print(" ".join(f"{k}:{v}" for k, v in sorted(codes.items())))'
+
+# refusals FROM CONDITION: of the audit trail's lines past line FROM, the
+# refusals that meet the Python CONDITION (as e): "RECORDS REFUSALS", each
+# record counting itself and the "(and N more ...)" its reason tells.
+refusals()
+{
+	python3 -c 'import json, re, sys
+recs = total = 0
+for i, line in enumerate(open(sys.argv[1])):
+    if i < int(sys.argv[2]):
+        continue
+    e = json.loads(line)
+    if e["event"] != "refused" or not eval(sys.argv[3]):
+        continue
+    recs += 1
+    m = re.search(r" \(and (\d+) more like it from this caller in the last [0-9.]+ s\)$", e["reason"])
+    total += 1 + (int(m.group(1)) if m else 0)
+print(recs, total)' "${AUDIT:-$TMPD/audit.jsonl}" "$1" "$2"
+}

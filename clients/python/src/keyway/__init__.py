@@ -296,7 +296,8 @@ class Client:
                           self._request(provider, user, org, chain))
 
     def health(self):
-        """keywayd's health: {"status": "ok", "version": ..., "leases": N}."""
+        """keywayd's health: {"status": "ok", "version": ..., "leases": N}
+        ("leases" only to a caller allowed some chain)."""
         return self._json("GET", "/v1/health")
 
     def report(self, lease, outcome):
@@ -423,7 +424,8 @@ def explain(provider, user=None, org=None, chain=None, socket=None,
 
 
 def health(socket=None, timeout=None):
-    """keywayd's health: {"status": "ok", "version": ..., "leases": N}."""
+    """keywayd's health: {"status": "ok", "version": ..., "leases": N}
+    ("leases" only to a caller allowed some chain)."""
     return _client(socket, timeout).health()
 
 
