@@ -22,6 +22,8 @@
  */
 #define _GNU_SOURCE
 
+#include "config.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <grp.h>
@@ -1311,7 +1313,8 @@ static void usage(FILE *f)
 		"Usage: keywayd -c CONFIG [--socket PATH] [--admin-socket PATH]\n"
 		"               [--max-connections N] [--timeout SECONDS]\n"
 		"               [--max-body BYTES]\n"
-		"       keywayd -c CONFIG --check\n");
+		"       keywayd -c CONFIG --check\n"
+		"       keywayd --version\n");
 }
 
 static bool number(const char *opt, const char *s, unsigned long lo,
@@ -1389,6 +1392,7 @@ int main(int argc, char **argv)
 		{ "max-body", required_argument, NULL, 'b' },
 		{ "check", no_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
 	unsigned long max_conn = DEFAULT_MAX_CONN;
@@ -1403,7 +1407,7 @@ int main(int argc, char **argv)
 	int opt, fd;
 	char *sock_path;
 
-	while ((opt = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:hV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			config_path = optarg;
@@ -1440,6 +1444,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
+			return 0;
+		case 'V':
+			printf("keywayd %s\n", PACKAGE_VERSION);
 			return 0;
 		default:
 			usage(stderr);

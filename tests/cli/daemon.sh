@@ -87,6 +87,9 @@ fi
 conf | write_conf "$CONF"
 run "$KW" -c "$CONF" init
 expect_exit 0 "keyway init makes the ledger and the audit trail"
+run "$KWD" --version
+expect_exit 0 "keywayd --version"
+expect_stdout_match "keywayd [0-9]+\.[0-9]+\.[0-9]+.*" "keywayd --version: its version"
 run "$KWD" -c "$CONF" --check
 expect_exit 0 "keywayd --check: a good configuration"
 expect_stdout "ok" "keywayd --check: a good configuration says ok"
