@@ -65,10 +65,21 @@ static int parse_export(const char *cmd, const char *spec, struct export *e)
 	const char *eq = strchr(spec, '=');
 	size_t plen = eq ? (size_t)(eq - spec) : strlen(spec);
 
+	int rc;
+
+	/* What is repeated below is a name that can be shown. */
+	if (kw_name_check("-p", spec) != KW_OK)
+		return cli_usage_error(cmd, "%s", kw_last_error());
 	if (plen == 0)
 		return cli_usage_error(cmd, "-p \"%s\": missing PROVIDER",
 				       spec);
 	e->provider = strndup(spec, plen);
+	if (e->provider) {
+		rc = cli_check_name(cmd, "provider", e->provider,
+				    CLI_PROVIDER);
+		if (rc != GO_ON)
+			return rc;
+	}
 	e->var = eq ? strdup(eq + 1) : default_var(spec);
 	if (!e->provider || !e->var) {
 		fprintf(stderr, "keyway: %s: out of memory\n", cmd);
