@@ -788,9 +788,9 @@ chains: {
 EOF
 run "$KW" -c "$flaky" check
 expect_exit 1
-expect_stderr "$flaky:4: backend \"closed\": refusing to open as asked
-$flaky:2: backend \"flaky\": health check: unavail: fake check: unavail" \
-	"check: a backend that will not open and a failed health check"
+expect_stderr "$flaky:2: backend \"flaky\": health check: unavail: fake check: unavail
+$flaky:4: backend \"closed\": refusing to open as asked" \
+	"check: a backend that will not open and a failed health check, in file order"
 expect_stdout ""
 
 # A copy of cli.conf: it holds a key.
