@@ -37,6 +37,24 @@ static bool valid_var(const char *s)
 	return true;
 }
 
+/*
+ * Variables that the dynamic loader or a shell reads as it starts and
+ * may repeat in an error message (LD_PRELOAD=KEY: "object 'KEY' cannot be
+ * preloaded"): a key is never put in one.  keyway(1) lists them.
+ */
+static bool unsafe_var(const char *s)
+{
+	static const char *const names[] = { "PATH", "IFS", "BASH_ENV", "ENV",
+					     NULL };
+
+	if (strncmp(s, "LD_", 3) == 0)
+		return true;
+	for (size_t i = 0; names[i] != NULL; i++)
+		if (strcmp(s, names[i]) == 0)
+			return true;
+	return false;
+}
+
 /* "open-router" -> "OPEN_ROUTER_API_KEY"; the caller validates it. */
 static char *default_var(const char *provider)
 {
@@ -85,6 +103,11 @@ static int parse_export(const char *cmd, const char *spec, struct export *e)
 		fprintf(stderr, "keyway: %s: out of memory\n", cmd);
 		return EXIT_ERR;
 	}
+	if (valid_var(e->var) && unsafe_var(e->var))
+		return cli_usage_error(cmd, "-p \"%s\": %s is read by the "
+				       "dynamic loader or a shell, which may "
+				       "print the key; use another variable",
+				       spec, e->var);
 	if (valid_var(e->var))
 		return GO_ON;
 	if (eq)

@@ -197,6 +197,7 @@ static kw_status acl_private(int fd, const char *shown, char *why,
 static kw_status cred_private(int fd, const char *shown, char *why,
 			      size_t whylen)
 {
+	char euid_buf[KWI_EUID_BUF];
 	struct stat st;
 
 	if (fstat(fd, &st) != 0) {
@@ -209,9 +210,8 @@ static kw_status cred_private(int fd, const char *shown, char *why,
 	}
 	if (st.st_uid != 0 && st.st_uid != geteuid()) {
 		snprintf(why, whylen,
-			 "%s is owned by uid %u; it must belong to root or "
-			 "uid %u",
-			 shown, (unsigned)st.st_uid, (unsigned)geteuid());
+			 "%s is owned by uid %u; it must belong to root%s",
+			 shown, (unsigned)st.st_uid, kwi_or_euid(euid_buf));
 		return KW_ERR_PERM;
 	}
 	if (st.st_mode & 037) {

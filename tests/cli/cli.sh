@@ -155,6 +155,11 @@ usage_error "keyway: exec: missing CMD (try 'keyway exec --help')" \
 	-c "$CONF" exec -p anthropic --
 usage_error "keyway: exec: -p \"anthropic=1BAD\": \"1BAD\" is not a valid variable name (try 'keyway exec --help')" \
 	-c "$CONF" exec -p anthropic=1BAD -- true
+# Variables the loader or a shell reads and may print take no key.
+for v in LD_PRELOAD LD_LIBRARY_PATH PATH IFS BASH_ENV ENV; do
+	usage_error "keyway: exec: -p \"anthropic=$v\": $v is read by the dynamic loader or a shell, which may print the key; use another variable (try 'keyway exec --help')" \
+		-c "$CONF" exec -p "anthropic=$v" -- true
+done
 usage_error "keyway: exec: -p \"anthropic=MY-KEY\": \"MY-KEY\" is not a valid variable name (try 'keyway exec --help')" \
 	-c "$CONF" exec -p anthropic=MY-KEY -- true
 usage_error "keyway: exec: -p \"9x\": no variable name can be made from it; use -p 9x=VAR (try 'keyway exec --help')" \

@@ -657,6 +657,15 @@ static struct bad_config bad_configs[] = {
 		.status = KW_ERR_CONFIG,
 	},
 	{
+		/* What may be a key pasted there is not repeated. */
+		.name = "control_unknown_not_a_word",
+		.text = CONTROL("sk-ant-api03-SECRET0123456789"),
+		.expect = AT_CONTROL "unknown control (a string of 29 "
+			  "characters, not shown; expected required, requisite, "
+			  "sufficient, optional or [status=action ...])",
+		.status = KW_ERR_CONFIG,
+	},
+	{
 		.name = "control_unknown_in_entry_2",
 		.text = TWO("sufficient", "sufficent"),
 		.expect = "%s/keyway.conf:15: chain \"default\": entry 2: "
@@ -1249,7 +1258,7 @@ static void test_perm_other_owner(void **state)
 	write_conf(fx, BACKEND_A CHAIN_A);
 	assert_int_equal(chown(fx->conf, 65534, 65534), 0);
 	expect = expand("%s/keyway.conf: refusing to read the configuration: "
-			"it is owned by uid 65534, not by root or uid 0 (chown "
+			"it is owned by uid 65534, not by root (chown "
 			"0 %s/keyway.conf)",
 			fx->dir);
 	assert_open_fails(fx->conf, KW_ERR_PERM, expect);
