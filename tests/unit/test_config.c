@@ -164,6 +164,24 @@ static struct bad_config bad_configs[] = {
 		.status = KW_ERR_CONFIG,
 	},
 	{
+		/* A string left open takes in the lines after it: where it
+		 * starts is what to fix. */
+		.name = "syntax_error_unterminated_string",
+		.text = BACKEND("    module = \"fake\";\n"      /* 3 */
+				"    answer = \"found;\n"      /* 4 */
+				"    value = \"sk-ant-x\";\n"), /* 5 */
+		.expect = "%s/keyway.conf:4: unterminated string starting at "
+			  "line 4 (a missing '\"' at its end?)",
+		.status = KW_ERR_CONFIG,
+	},
+	{
+		.name = "syntax_error_byte_order_mark",
+		.text = "\xef\xbb\xbf" BACKEND_A,
+		.expect = "%s/keyway.conf:1: syntax error at a UTF-8 "
+			  "byte-order mark: save the file without it",
+		.status = KW_ERR_CONFIG,
+	},
+	{
 		.name = "duplicate_setting",
 		.text = BACKEND("    module = \"fake\";\n"      /* 3 */
 				"    answer = \"found\";\n"     /* 4 */
