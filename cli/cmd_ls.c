@@ -182,6 +182,15 @@ static json_t *key_row_json(const void *rows, size_t i)
 	return o;
 }
 
+/* Whether --due was given without its =DAYS. */
+static bool bare_due(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--due") == 0)
+			return true;
+	return false;
+}
+
 int cmd_ls(const struct command *cmd, int argc, char **argv,
 	   const char *config)
 {
@@ -207,7 +216,7 @@ int cmd_ls(const struct command *cmd, int argc, char **argv,
 	if (rc == GO_ON && a.npos > 0)
 		rc = cli_check_name(cmd->name, "backend", a.pos[0], CLI_NAME);
 	/* "ls --due 30": the 30 is taken for a backend. */
-	if (rc == GO_ON && a.npos > 0 && due_days == DUE_DAYS_DEFAULT &&
+	if (rc == GO_ON && a.npos > 0 && bare_due(argc, argv) &&
 	    strspn(a.pos[0], "0123456789") == strlen(a.pos[0]))
 		rc = cli_usage_error(cmd->name, "\"%s\" is taken for a "
 				     "BACKEND; for a number of days, write "
