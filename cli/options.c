@@ -90,6 +90,7 @@ static int take_value(const char *cmd, const char *opt, const char **field)
 #define KEY_NAME_MAX 128
 /* The longest provider name, and the longest one a message repeats. */
 #define PROVIDER_MAX 64
+#define SHOWN_PROVIDER_MAX 24
 
 /*
  * Why name cannot be an option's or operand's value of kind, or NULL:
@@ -167,17 +168,19 @@ int cli_check_name(const char *cmd, const char *what, const char *name,
 {
 	char buf[256];
 	const char *why = name_flaw(what, name, kind, buf, sizeof(buf));
-	size_t bad;
+	size_t n;
 
 	if (why == NULL)
 		return GO_ON;
 	if (kind != CLI_PROVIDER)
 		return cli_usage_error(cmd, "invalid %s: %s", what, why);
-	/* The provider is repeated only when it can be shown and is short:
-	 * what was typed there may be a key. */
-	bad = strlen(name);
-	if (bad == 0 || bad > PROVIDER_MAX ||
-	    kw_name_check(what, name) != KW_OK)
+	/* The provider is repeated only when it reads as a name mistyped
+	 * ("Anthropic"): short, letters and '-', '_', '.' or blanks alone.
+	 * What was typed there may be a key, and keys hold digits. */
+	n = strlen(name);
+	if (n == 0 || n > SHOWN_PROVIDER_MAX ||
+	    strspn(name, "abcdefghijklmnopqrstuvwxyz"
+			 "ABCDEFGHIJKLMNOPQRSTUVWXYZ-_. ") != n)
 		return cli_usage_error(cmd, "invalid provider: %s", why);
 	return cli_usage_error(cmd, "invalid provider \"%s\": %s", name, why);
 }

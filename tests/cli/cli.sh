@@ -260,6 +260,8 @@ usage_error "keyway: get: invalid provider: it holds a control character (at byt
 	-c "$CONF" get $'ant\x1b[2Jhropic'
 usage_error "keyway: get: invalid provider: a provider is lower-case letters, digits, '-', '_' and '.', and starts with a letter or digit (try 'keyway get --help')" \
 	-c "$CONF" get sk-ant-pasted-by-mistake-0123456789-ABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789
+usage_error "keyway: get: invalid provider: a provider is lower-case letters, digits, '-', '_' and '.', and starts with a letter or digit (try 'keyway get --help')" \
+	-c "$CONF" get sk-Short0Pasted1Key
 usage_error "keyway: exec: invalid provider \"Open\": a provider is lower-case letters, digits, '-', '_' and '.', and starts with a letter or digit (try 'keyway exec --help')" \
 	-c "$CONF" exec -p Open=OPENAI_API_KEY -- true
 usage_error "keyway: usage: invalid --org: it is empty (try 'keyway usage --help')" \
