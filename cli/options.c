@@ -90,7 +90,21 @@ static int take_value(const char *cmd, const char *opt, const char **field)
 #define KEY_NAME_MAX 128
 /* The longest provider name, and the longest one a message repeats. */
 #define PROVIDER_MAX 64
-#define SHOWN_PROVIDER_MAX 24
+
+/*
+ * Whether a message may repeat s, typed where something else was meant:
+ * only when it reads as a word mistyped ("Anthropic"), at most 24 letters,
+ * '-', '_', '.' and blanks.  What was typed there may be a key (and keys
+ * hold digits), or hold what a terminal acts on.
+ */
+static bool reads_as_word(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n > 0 && n <= 24 &&
+	       strspn(s, "abcdefghijklmnopqrstuvwxyz"
+			 "ABCDEFGHIJKLMNOPQRSTUVWXYZ-_. ") == n;
+}
 
 /*
  * Why name cannot be an option's or operand's value of kind, or NULL:
@@ -168,19 +182,12 @@ int cli_check_name(const char *cmd, const char *what, const char *name,
 {
 	char buf[256];
 	const char *why = name_flaw(what, name, kind, buf, sizeof(buf));
-	size_t n;
 
 	if (why == NULL)
 		return GO_ON;
 	if (kind != CLI_PROVIDER)
 		return cli_usage_error(cmd, "invalid %s: %s", what, why);
-	/* The provider is repeated only when it reads as a name mistyped
-	 * ("Anthropic"): short, letters and '-', '_', '.' or blanks alone.
-	 * What was typed there may be a key, and keys hold digits. */
-	n = strlen(name);
-	if (n == 0 || n > SHOWN_PROVIDER_MAX ||
-	    strspn(name, "abcdefghijklmnopqrstuvwxyz"
-			 "ABCDEFGHIJKLMNOPQRSTUVWXYZ-_. ") != n)
+	if (!reads_as_word(name))
 		return cli_usage_error(cmd, "invalid provider: %s", why);
 	return cli_usage_error(cmd, "invalid provider \"%s\": %s", name, why);
 }
@@ -399,9 +406,12 @@ int cli_operands(const char *cmd, const struct cli_args *args, int min,
 			missing = names[args->npos];
 		return cli_usage_error(cmd, "missing %s", missing);
 	}
-	if (args->npos > max)
+	if (args->npos > max && reads_as_word(args->pos[max]))
 		return cli_usage_error(cmd, "unexpected argument \"%s\"",
 				       args->pos[max]);
+	if (args->npos > max)
+		return cli_usage_error(cmd, "unexpected argument %d (not "
+				       "repeated: it may be a key)", max + 1);
 	for (i = 0; i < args->npos; i++) {
 		if (*args->pos[i] == '\0')
 			return cli_usage_error(cmd, "empty %s", names[i]);

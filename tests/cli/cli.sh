@@ -124,6 +124,12 @@ usage_error "keyway: option \"--version\" takes no argument (try 'keyway --help'
 usage_error "keyway: help: unknown command \"frob\" (try 'keyway --help')" help frob
 usage_error "keyway: help: unexpected argument \"exec\" (try 'keyway help --help')" help get exec
 usage_error "keyway: get: missing PROVIDER (try 'keyway get --help')" -c "$CONF" get
+usage_error "keyway: get: unexpected argument 2 (not repeated: it may be a key) (try 'keyway get --help')" \
+	-c "$CONF" get anthropic sk-ant-pasted-after-the-provider-0123456789
+usage_error "keyway: get: unexpected argument 2 (not repeated: it may be a key) (try 'keyway get --help')" \
+	-c "$CONF" get anthropic $'\e[2J'
+usage_error "keyway: get: unexpected argument 2 (not repeated: it may be a key) (try 'keyway get --help')" \
+	-c "$CONF" get anthropic sk-Short0Key1
 usage_error "keyway: get: unexpected argument \"openai\" (try 'keyway get --help')" \
 	-c "$CONF" get anthropic openai
 usage_error "keyway: get: empty PROVIDER (try 'keyway get --help')" -c "$CONF" get ""
