@@ -495,7 +495,8 @@ static bool near_miss(const char *a, const char *b)
  * whose name is a near miss ("scop") was reported as unknown already, and
  * that line explains this one.
  */
-static bool lacks(const config_setting_t *g, const char *name)
+static bool lacks(const struct kw_instance *b, const config_setting_t *g,
+		  const char *name)
 {
 	if (config_setting_get_member(g, name) != NULL)
 		return false;
@@ -503,7 +504,14 @@ static bool lacks(const config_setting_t *g, const char *name)
 		const char *other =
 			config_setting_name(config_setting_get_elem(g, i));
 
-		if (other != NULL && near_miss(other, name))
+		/* A setting of its own is no misspelling. */
+		if (other == NULL || find_spec(b->module, other) != NULL ||
+		    strcmp(other, "module") == 0 ||
+		    strcmp(other, "scope") == 0 ||
+		    strcmp(other, "quota") == 0 ||
+		    strcmp(other, "on_unavailable") == 0)
+			continue;
+		if (near_miss(other, name))
 			return false;
 	}
 	return true;
@@ -516,12 +524,14 @@ static void instance_required(struct kwi_loader *l,
 {
 	for (const kw_setting_spec *sp = b->module->desc->settings;
 	     sp != NULL && sp->name != NULL; sp++)
-		if ((sp->flags & KW_SETTING_REQUIRED) && lacks(g, sp->name))
+		if ((sp->flags & KW_SETTING_REQUIRED) &&
+		    lacks(b, g, sp->name))
 			kwi_problem(l, KW_ERR_CONFIG, g,
 				    "%s: missing %s (module \"%s\" needs it)",
 				    b->label, sp->name, b->module->name);
 	if (b->role == KW_INSTANCE_BACKEND &&
-	    (b->module->desc->caps & KW_CAP_SCOPED) && lacks(g, "scope"))
+	    (b->module->desc->caps & KW_CAP_SCOPED) &&
+	    lacks(b, g, "scope"))
 		kwi_problem(l, KW_ERR_CONFIG, g,
 			    "%s: missing scope (\"user\", \"org\" or "
 			    "\"system\")",
