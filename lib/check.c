@@ -226,14 +226,6 @@ kw_status kw_init(const char *path, kw_report_fn *created,
 		return rc;
 	if (kwi_config_load(ctx, kwi_config_path(path), &d) != KW_OK)
 		goto out;
-	if (ctx->remote != NULL) {
-		kwi_diag(&d, KW_ERR_UNSUPPORTED, ctx->path, 0,
-			 "keyway.daemon: nothing to initialise here: this is "
-			 "a client of keywayd, whose own configuration is "
-			 "initialised where keywayd runs (keyway init -c "
-			 "ITS-FILE there)");
-		goto out;
-	}
 	for (size_t i = 0; rc == KW_OK && i <= ctx->nbackends; i++) {
 		const struct kw_instance *b = i == 0 ? ctx->ledger
 						     : &ctx->backends[i - 1];

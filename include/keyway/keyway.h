@@ -297,9 +297,9 @@ KW_EXPORT KW_WARN_UNUSED kw_status kw_check_problems(const char *config_path,
  * report gets every problem as kw_check() reports them, and a file a
  * module does not create (a dotenv file, a master key file) is one.  When
  * nothing went wrong making them, the configuration is then checked as
- * kw_check() does, with the same lines (a ledger that cannot be reached).
- * A client of keywayd (keyway.daemon) has nothing to make: that is a
- * problem too (KW_ERR_UNSUPPORTED).
+ * kw_check() does, with the same lines (a ledger that cannot be reached;
+ * for a client of keywayd, which has nothing to make, a daemon that does
+ * not answer).
  *
  * Returns KW_OK when nothing is wrong, else the status of the first
  * problem.

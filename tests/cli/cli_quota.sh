@@ -201,13 +201,16 @@ else
 	done
 fi
 
-# A client of keywayd has nothing to make here.
+# A client of keywayd has nothing to make here, and says so; its check
+# is that of its daemon, here one that is not there.
 write_conf "$NEW/client.conf" <<'EOF'
 keyway: { daemon = "/nonexistent/keyway.sock"; };
 EOF
 run "$KW" -c "$NEW/client.conf" init
 expect_exit 1
-expect_stderr_line "$NEW/client.conf: keyway.daemon: nothing to initialise here: this is a client of keywayd, whose own configuration is initialised where keywayd runs (keyway init -c ITS-FILE there)"
+expect_stderr "$NEW/client.conf:1: keyway.daemon: keywayd at /nonexistent/keyway.sock cannot be reached: No such file or directory; start keywayd, or correct keyway.daemon in $NEW/client.conf
+keyway: init: nothing to initialise here: $NEW/client.conf is a client of keywayd (keyway.daemon); the daemon's configuration is initialised where keywayd runs, with keyway init -c ITS-FILE" \
+	"init of a client: the check's line, and nothing to initialise here"
 expect_stdout ""
 
 run "$KW" -c "$NEW/keyway.conf" check
