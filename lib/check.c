@@ -50,12 +50,14 @@ static void hold(void *arg, const kw_problem *p)
 	struct held *grown, *e;
 
 	if (!h->failed && h->n == h->cap) {
-		grown = realloc(h->v, (h->cap ? h->cap * 2 : 16) * sizeof(*grown));
-		if (grown == NULL)
+		size_t cap = h->cap ? h->cap * 2 : 16;
+
+		grown = realloc(h->v, cap * sizeof(*grown));
+		if (grown == NULL) {
 			h->failed = true;
-		else {
+		} else {
 			h->v = grown;
-			h->cap = h->cap ? h->cap * 2 : 16;
+			h->cap = cap;
 		}
 	}
 	if (!h->failed) {

@@ -119,7 +119,8 @@ kw_status kwi_provider_check(const struct kw_ctx *ctx, const char *provider,
 	}
 	if ((len < p->min_len || len > p->max_len) &&
 	    p->min_len == p->max_len) {
-		snprintf(why, whylen, "%s keys are %zu characters long, not %zu",
+		snprintf(why, whylen,
+			 "%s keys are %zu characters long, not %zu",
 			 provider, p->min_len, len);
 		return KW_ERR_INVAL;
 	}

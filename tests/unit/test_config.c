@@ -679,8 +679,9 @@ static struct bad_config bad_configs[] = {
 		.name = "control_unknown_not_a_word",
 		.text = CONTROL("sk-ant-api03-SECRET0123456789"),
 		.expect = AT_CONTROL "unknown control (a string of 29 "
-			  "characters, not shown; expected required, requisite, "
-			  "sufficient, optional or [status=action ...])",
+			  "characters, not shown; expected required, "
+			  "requisite, sufficient, optional or "
+			  "[status=action ...])",
 		.status = KW_ERR_CONFIG,
 	},
 	{

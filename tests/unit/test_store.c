@@ -1371,7 +1371,8 @@ static void test_builtin_providers(void **state)
 	"    anthropic: { prefix = \"sk-ant-api03-\"; min_length = 30; " \
 	"max_length = 200; };\n" \
 	"    tiny: { prefix = \"tk-\"; min_length = 1; max_length = 8; };\n" \
-	"    exact: { prefix = \"ex-\"; min_length = 12; max_length = 12; };\n" \
+	"    exact: { prefix = \"ex-\"; min_length = 12; " \
+	"max_length = 12; };\n" \
 	"    open: { };\n" \
 	"    google: { prefix = \"AIzb\"; };\n" \
 	"    openai: { max_length = 30; };\n" \
