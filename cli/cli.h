@@ -91,6 +91,8 @@ enum cli_option_kind {
 	CLI_FLAG,  /* no value: sets *to.flag */
 	CLI_VALUE, /* a value that must not be empty: *to.text */
 	CLI_NAME,  /* a value kw_name_check() accepts: *to.text */
+	CLI_IDENTITY, /* a user, org or owner name: *to.text */
+	CLI_PROVIDER, /* a provider's name (operands only) */
 	CLI_SCOPE, /* user, org or system: *to.scope */
 	CLI_DAYS,  /* an optional day count: *to.days, DUE_DAYS_DEFAULT
 		      without one; untouched if the option is not given */
@@ -125,19 +127,20 @@ struct cli_option {
 #define CLI_OPT_FLAG(n, p) CLI_OPT(n, 0, CLI_FLAG, flag, p)
 #define CLI_OPT_VALUE(n, p) CLI_OPT(n, 0, CLI_VALUE, text, p)
 #define CLI_OPT_NAME(n, p) CLI_OPT(n, 0, CLI_NAME, text, p)
+#define CLI_OPT_IDENTITY(n, p) CLI_OPT(n, 0, CLI_IDENTITY, text, p)
 #define CLI_END { NULL, 0, CLI_FLAG, { NULL } }
 
 /* The options of a request: --user, --org, --chain, into *req. */
 #define CLI_REQUEST_OPTIONS(req) \
-	CLI_OPT_NAME("user", &(req)->user), \
-	CLI_OPT_NAME("org", &(req)->org), \
+	CLI_OPT_IDENTITY("user", &(req)->user), \
+	CLI_OPT_IDENTITY("org", &(req)->org), \
 	CLI_OPT_NAME("chain", &(req)->chain)
 
 /* The options of the commands that name one stored key: --scope, --owner,
  * into *ref. */
 #define CLI_KEY_OPTIONS(ref) \
 	CLI_OPT("scope", 0, CLI_SCOPE, scope, &(ref)->scope), \
-	CLI_OPT_NAME("owner", &(ref)->owner)
+	CLI_OPT_IDENTITY("owner", &(ref)->owner)
 
 /* What ls --due means without =DAYS. */
 #define DUE_DAYS_DEFAULT 90
@@ -184,6 +187,16 @@ int cli_parse(const struct command *cmd, int argc, char **argv,
  */
 int cli_operands(const char *cmd, const struct cli_args *args, int min,
 		 const char *const *names);
+
+/*
+ * Check name, given as what ("--org", "provider"), against the rules of
+ * its kind (CLI_NAME, CLI_IDENTITY or CLI_PROVIDER): "keyway: CMD:
+ * invalid --org: why", or for a provider 'invalid provider "NAME": why'
+ * (the name repeated only when it is short and can be shown).  Returns
+ * GO_ON, or EXIT_USAGE having said what is wrong.
+ */
+int cli_check_name(const char *cmd, const char *what, const char *name,
+		   enum cli_option_kind kind);
 
 /* cli_parse(), then cli_operands() if the options leave the command to
  * go on. */

@@ -116,6 +116,22 @@ static void created_line(void *arg, const char *line)
 	puts(line);
 }
 
+/* Whether config opens as a client of keywayd, on which management calls
+ * are KW_ERR_UNSUPPORTED (kw_backend_scope(), keyway.h); a client opens
+ * without connecting. */
+static bool is_client(const char *config)
+{
+	kw_scope scope;
+	kw_ctx *ctx = NULL;
+	bool client;
+
+	if (kw_open(&ctx, config) != KW_OK)
+		return false;
+	client = kw_backend_scope(ctx, "keyway", &scope) == KW_ERR_UNSUPPORTED;
+	kw_close(ctx);
+	return client;
+}
+
 /*
  * Make the files the configuration names that are missing, so that check
  * passes before the first request: what was made on standard output,
@@ -140,5 +156,11 @@ int cmd_init(const struct command *cmd, int argc, char **argv,
 			strerror(errno));
 		return EXIT_ERR;
 	}
+	if (is_client(a.config))
+		fprintf(stderr, "keyway: init: nothing to initialise here: %s "
+			"is a client of keywayd (keyway.daemon); the daemon's "
+			"configuration is initialised where keywayd runs, with "
+			"keyway init -c ITS-FILE\n",
+			a.config ? a.config : kw_default_config());
 	return problems_status(st, count);
 }

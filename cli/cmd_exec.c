@@ -37,6 +37,24 @@ static bool valid_var(const char *s)
 	return true;
 }
 
+/*
+ * Variables that the dynamic loader or a shell reads as it starts and
+ * may repeat in an error message (LD_PRELOAD=KEY: "object 'KEY' cannot be
+ * preloaded"): a key is never put in one.  keyway(1) lists them.
+ */
+static bool unsafe_var(const char *s)
+{
+	static const char *const names[] = { "PATH", "IFS", "BASH_ENV", "ENV",
+					     NULL };
+
+	if (strncmp(s, "LD_", 3) == 0)
+		return true;
+	for (size_t i = 0; names[i] != NULL; i++)
+		if (strcmp(s, names[i]) == 0)
+			return true;
+	return false;
+}
+
 /* "open-router" -> "OPEN_ROUTER_API_KEY"; the caller validates it. */
 static char *default_var(const char *provider)
 {
@@ -65,15 +83,31 @@ static int parse_export(const char *cmd, const char *spec, struct export *e)
 	const char *eq = strchr(spec, '=');
 	size_t plen = eq ? (size_t)(eq - spec) : strlen(spec);
 
+	int rc;
+
+	/* What is repeated below is a name that can be shown. */
+	if (kw_name_check("-p", spec) != KW_OK)
+		return cli_usage_error(cmd, "%s", kw_last_error());
 	if (plen == 0)
 		return cli_usage_error(cmd, "-p \"%s\": missing PROVIDER",
 				       spec);
 	e->provider = strndup(spec, plen);
+	if (e->provider) {
+		rc = cli_check_name(cmd, "provider", e->provider,
+				    CLI_PROVIDER);
+		if (rc != GO_ON)
+			return rc;
+	}
 	e->var = eq ? strdup(eq + 1) : default_var(spec);
 	if (!e->provider || !e->var) {
 		fprintf(stderr, "keyway: %s: out of memory\n", cmd);
 		return EXIT_ERR;
 	}
+	if (valid_var(e->var) && unsafe_var(e->var))
+		return cli_usage_error(cmd, "-p \"%s\": %s is read by the "
+				       "dynamic loader or a shell, which may "
+				       "print the key; use another variable",
+				       spec, e->var);
 	if (valid_var(e->var))
 		return GO_ON;
 	if (eq)

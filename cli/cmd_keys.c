@@ -51,13 +51,21 @@ static int parse_key_args(const struct command *cmd, int argc, char **argv,
 		return cli_usage_error(cmd->name, "unexpected argument (keys "
 				       "are read from standard input, never "
 				       "from the command line)");
-	return cli_operands(cmd->name, &k->a, 2, operands);
+	rc = cli_operands(cmd->name, &k->a, 2, operands);
+	if (rc == GO_ON)
+		rc = cli_check_name(cmd->name, "backend", k->a.pos[0],
+				    CLI_NAME);
+	if (rc == GO_ON)
+		rc = cli_check_name(cmd->name, "provider", k->a.pos[1],
+				    CLI_PROVIDER);
+	return rc;
 }
 
 /*
  * Open the configuration as the administrator, and say before a key is
- * read what the backend's scope asks of --owner: a user or org key needs
- * one, a system key has none.
+ * read what the backend's scope asks of --scope and --owner: the scope
+ * is the backend's, a user or org key needs an owner, a system key has
+ * none.
  */
 static int open_key(const struct command *cmd, struct key_cmd *k)
 {
@@ -80,6 +88,79 @@ static int open_key(const struct command *cmd, struct key_cmd *k)
 				       "\"%s\" holds %s keys: name the %s)",
 				       k->ref.backend, kw_scope_str(scope),
 				       kw_scope_str(scope));
+	if (k->ref.owner != NULL && scope == KW_SCOPE_SYSTEM)
+		return cli_usage_error(cmd->name, "--owner given, but backend "
+				       "\"%s\" holds system keys, which have "
+				       "none", k->ref.backend);
+	if (k->ref.scope != KW_SCOPE_NONE && scope != KW_SCOPE_NONE &&
+	    k->ref.scope != scope)
+		return cli_usage_error(cmd->name, "--scope %s, but backend "
+				       "\"%s\" holds %s keys",
+				       kw_scope_str(k->ref.scope),
+				       k->ref.backend, kw_scope_str(scope));
+	return GO_ON;
+}
+
+struct key_find {
+	const char *provider;
+	bool found;
+};
+
+static kw_status find_key(void *arg, const kw_key_info *info)
+{
+	struct key_find *f = arg;
+
+	if (strcmp(info->provider, f->provider) == 0)
+		f->found = true;
+	return KW_OK;
+}
+
+/*
+ * What put and rotate can tell before the key is read: that the backend
+ * stores keys, and that the key is there to rotate or not there yet to
+ * put.  A backend that stores keys but cannot list them is left to
+ * kw_key_put() to judge.
+ */
+static int check_key_slot(const struct command *cmd, struct key_cmd *k,
+			  bool rotate)
+{
+	struct key_find f = { k->ref.provider, false };
+	kw_scope scope = KW_SCOPE_NONE;
+	kw_status st;
+
+	st = kw_key_list(k->ctx, &k->actor, k->ref.backend, k->ref.owner,
+			 find_key, &f);
+	if (st == KW_ERR_UNSUPPORTED) {
+		if (kw_backend_scope(k->ctx, k->ref.backend, &scope) == KW_OK &&
+		    scope != KW_SCOPE_NONE)
+			return GO_ON;
+		/* No scope, no listing: a module that stores nothing. */
+		fprintf(stderr, "keyway: %s: backend \"%s\" does not store "
+			"keys (keys are put in a backend of module file, "
+			"sqlite or vault)\n", cmd->name, k->ref.backend);
+		return EXIT_ERR;
+	}
+	if (st != KW_OK)
+		return cli_lib_error(st);
+	if (kw_backend_scope(k->ctx, k->ref.backend, &scope) != KW_OK)
+		return cli_lib_error(KW_ERR_INVAL);
+	if (rotate && !f.found) {
+		fprintf(stderr, "keyway: rotate: backend \"%s\" holds no %s "
+			"key%s%s%s for %s; put stores a new one\n",
+			k->ref.backend, kw_scope_str(scope),
+			k->ref.owner ? " of \"" : "", cli_str(k->ref.owner),
+			k->ref.owner ? "\"" : "", k->ref.provider);
+		return EXIT_NOTFOUND;
+	}
+	if (!rotate && f.found) {
+		fprintf(stderr, "keyway: put: backend \"%s\" already holds %s "
+			"%s key%s%s%s for %s; rotate it instead\n",
+			k->ref.backend, scope == KW_SCOPE_ORG ? "an" : "a",
+			kw_scope_str(scope),
+			k->ref.owner ? " of \"" : "", cli_str(k->ref.owner),
+			k->ref.owner ? "\"" : "", k->ref.provider);
+		return EXIT_ERR;
+	}
 	return GO_ON;
 }
 
@@ -129,6 +210,8 @@ int cmd_put(const struct command *cmd, int argc, char **argv,
 	/* Configuration problems show before anyone types a key. */
 	if (rc == GO_ON)
 		rc = open_key(cmd, &k);
+	if (rc == GO_ON)
+		rc = check_key_slot(cmd, &k, rotate);
 	if (rc == GO_ON)
 		rc = cli_read_key(cmd->name, k.ref.provider, &kb);
 	if (rc != GO_ON)
@@ -202,6 +285,8 @@ int cmd_rekey(const struct command *cmd, int argc, char **argv,
 	int rc;
 
 	rc = cli_parse_operands(cmd, argc, argv, options, &a, 1, operands);
+	if (rc == GO_ON)
+		rc = cli_check_name(cmd->name, "backend", a.pos[0], CLI_NAME);
 	if (rc != GO_ON)
 		return rc;
 

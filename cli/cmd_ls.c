@@ -182,6 +182,15 @@ static json_t *key_row_json(const void *rows, size_t i)
 	return o;
 }
 
+/* Whether --due was given without its =DAYS. */
+static bool bare_due(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--due") == 0)
+			return true;
+	return false;
+}
+
 int cmd_ls(const struct command *cmd, int argc, char **argv,
 	   const char *config)
 {
@@ -193,7 +202,7 @@ int cmd_ls(const struct command *cmd, int argc, char **argv,
 	bool json = false;
 	int64_t due_days = -1; /* no --due */
 	struct cli_option options[] = {
-		CLI_OPT_NAME("owner", &owner),
+		CLI_OPT_IDENTITY("owner", &owner),
 		CLI_OPT_FLAG("json", &json),
 		CLI_OPT("due", 0, CLI_DAYS, days, &due_days),
 		CLI_END
@@ -204,6 +213,14 @@ int cmd_ls(const struct command *cmd, int argc, char **argv,
 	int rc;
 
 	rc = cli_parse_operands(cmd, argc, argv, options, &a, 0, operands);
+	if (rc == GO_ON && a.npos > 0)
+		rc = cli_check_name(cmd->name, "backend", a.pos[0], CLI_NAME);
+	/* "ls --due 30": the 30 is taken for a backend. */
+	if (rc == GO_ON && a.npos > 0 && bare_due(argc, argv) &&
+	    strspn(a.pos[0], "0123456789") == strlen(a.pos[0]))
+		rc = cli_usage_error(cmd->name, "\"%s\" is taken for a "
+				     "BACKEND; for a number of days, write "
+				     "--due=%s", a.pos[0], a.pos[0]);
 	if (rc != GO_ON)
 		return rc;
 

@@ -30,6 +30,9 @@ static int open_resolve(const struct command *cmd, int argc, char **argv,
 	int rc;
 
 	rc = cli_parse_operands(cmd, argc, argv, options, &a, 1, operands);
+	if (rc == GO_ON)
+		rc = cli_check_name(cmd->name, "provider", a.pos[0],
+				    CLI_PROVIDER);
 	if (rc != GO_ON)
 		return rc;
 	st = cli_open_request(&a, ctx, req);

@@ -85,15 +85,120 @@ static int take_value(const char *cmd, const char *opt, const char **field)
 	return GO_ON;
 }
 
-/* An option that names something: a name no terminal should be handed
- * (kw_name_check()) is a usage error here, before anything is opened. */
-static int take_name(const char *cmd, const char *opt, const char **field)
-{
-	int rc = take_value(cmd, opt, field);
+/* The longest user, org or owner name, and key name (libkeyway's). */
+#define IDENTITY_MAX 256
+#define KEY_NAME_MAX 128
+/* The longest provider name, and the longest one a message repeats. */
+#define PROVIDER_MAX 64
 
-	if (rc == GO_ON && kw_name_check(opt, *field) != KW_OK)
-		return cli_usage_error(cmd, "%s", kw_last_error());
-	return rc;
+/*
+ * Whether a message may repeat s, typed where something else was meant:
+ * only when it reads as a word mistyped ("Anthropic"), at most 24 letters,
+ * '-', '_', '.' and blanks.  What was typed there may be a key (and keys
+ * hold digits), or hold what a terminal acts on.
+ */
+static bool reads_as_word(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n > 0 && n <= 24 &&
+	       strspn(s, "abcdefghijklmnopqrstuvwxyz"
+			 "ABCDEFGHIJKLMNOPQRSTUVWXYZ-_. ") == n;
+}
+
+/*
+ * Why name cannot be an option's or operand's value of kind, or NULL:
+ * the rules of libkeyway (keyway(1), Names), checked here so that the
+ * command says so before anything is opened or any key is read.  Control
+ * characters and the like are kw_name_check()'s, which says where.
+ */
+static const char *name_flaw(const char *what, const char *name,
+			     enum cli_option_kind kind, char *buf,
+			     size_t size)
+{
+	size_t len = strlen(name), at;
+	const char *msg;
+
+	if (len == 0)
+		return "it is empty";
+	if (kw_name_check(what, name) != KW_OK) {
+		/* "invalid WHAT: why (at byte N)": keep the why. */
+		msg = kw_last_error();
+		at = strlen("invalid ") + strlen(what) + strlen(": ");
+		if (strlen(msg) > at)
+			msg += at;
+		snprintf(buf, size, "%s", msg);
+		return buf;
+	}
+	switch (kind) {
+	case CLI_IDENTITY:
+		if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+			return "it may not be \".\" or \"..\"";
+		at = strcspn(name, " /\\");
+		if (name[at] != '\0') {
+			snprintf(buf, size, "it holds %s (at byte %zu); a "
+				 "name has no blanks or slashes",
+				 name[at] == ' ' ? "a space" :
+				 name[at] == '/' ? "a '/'" : "a '\\'",
+				 at + 1);
+			return buf;
+		}
+		if (len > IDENTITY_MAX) {
+			snprintf(buf, size, "it is longer than %d bytes",
+				 IDENTITY_MAX);
+			return buf;
+		}
+		return NULL;
+	case CLI_PROVIDER:
+		for (at = 0; at < len; at++) {
+			char c = name[at];
+
+			if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
+				continue;
+			if (at > 0 && (c == '-' || c == '_' || c == '.'))
+				continue;
+			return "a provider is lower-case letters, digits, "
+			       "'-', '_' and '.', and starts with a letter "
+			       "or digit";
+		}
+		if (len > PROVIDER_MAX) {
+			snprintf(buf, size, "it is longer than %d characters",
+				 PROVIDER_MAX);
+			return buf;
+		}
+		return NULL;
+	default:
+		if (strcmp(what, "--name") == 0 && len > KEY_NAME_MAX) {
+			snprintf(buf, size, "it is longer than %d bytes",
+				 KEY_NAME_MAX);
+			return buf;
+		}
+		return NULL;
+	}
+}
+
+int cli_check_name(const char *cmd, const char *what, const char *name,
+		   enum cli_option_kind kind)
+{
+	char buf[256];
+	const char *why = name_flaw(what, name, kind, buf, sizeof(buf));
+
+	if (why == NULL)
+		return GO_ON;
+	if (kind != CLI_PROVIDER)
+		return cli_usage_error(cmd, "invalid %s: %s", what, why);
+	if (!reads_as_word(name))
+		return cli_usage_error(cmd, "invalid provider: %s", why);
+	return cli_usage_error(cmd, "invalid provider \"%s\": %s", name, why);
+}
+
+/* An option that names something: a name keyway would refuse is a usage
+ * error here, before anything is opened. */
+static int take_name(const char *cmd, const char *opt,
+		     enum cli_option_kind kind, const char **field)
+{
+	*field = optarg;
+	return cli_check_name(cmd, opt, optarg, kind);
 }
 
 static int take_scope(const char *cmd, const char *opt, kw_scope *scope)
@@ -148,7 +253,9 @@ static int take(const char *cmd, const struct cli_option *o)
 	case CLI_VALUE:
 		return take_value(cmd, opt, o->to.text);
 	case CLI_NAME:
-		return take_name(cmd, opt, o->to.text);
+	case CLI_IDENTITY:
+	case CLI_PROVIDER:
+		return take_name(cmd, opt, o->kind, o->to.text);
 	case CLI_SCOPE:
 		return take_scope(cmd, opt, o->to.scope);
 	case CLI_DAYS:
@@ -299,9 +406,12 @@ int cli_operands(const char *cmd, const struct cli_args *args, int min,
 			missing = names[args->npos];
 		return cli_usage_error(cmd, "missing %s", missing);
 	}
-	if (args->npos > max)
+	if (args->npos > max && reads_as_word(args->pos[max]))
 		return cli_usage_error(cmd, "unexpected argument \"%s\"",
 				       args->pos[max]);
+	if (args->npos > max)
+		return cli_usage_error(cmd, "unexpected argument %d (not "
+				       "repeated: it may be a key)", max + 1);
 	for (i = 0; i < args->npos; i++) {
 		if (*args->pos[i] == '\0')
 			return cli_usage_error(cmd, "empty %s", names[i]);

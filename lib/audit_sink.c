@@ -31,6 +31,7 @@
 #include "audit.h"
 #include "audit_sink.h"
 #include "error.h"
+#include "fsutil.h"
 
 bool kwi_audit_sink_init(struct kwi_audit_sink *s,
 			 const struct kwi_audit_conf *c)
@@ -81,10 +82,12 @@ static kw_status audit_file_ok(const struct kwi_audit_conf *c,
 		return KW_ERR_PERM;
 	}
 	if (st->st_uid != 0 && st->st_uid != geteuid()) {
+		char euid_buf[KWI_EUID_BUF];
+
 		kwi_diag(d, KW_ERR_PERM, c->file, c->line,
 			 "keyway.audit: %s is owned by uid %u; it must belong "
-			 "to root or uid %u",
-			 c->path, (unsigned)st->st_uid, (unsigned)geteuid());
+			 "to root%s",
+			 c->path, (unsigned)st->st_uid, kwi_or_euid(euid_buf));
 		return KW_ERR_PERM;
 	}
 	if (st->st_mode & 077) {

@@ -22,18 +22,121 @@
 
 static kw_status check_config(const char *path, struct kwi_diag *d);
 
+/*
+ * The problems of a check, held so that they are told in the order of the
+ * files and lines they are on, not in the order they were found in (the
+ * settings of keyway are read before the backends, the backends opened
+ * after every setting is read).
+ */
+struct held {
+	char *file;
+	int line;
+	char *message;
+	kw_status status;
+	size_t seq;   /* found as the seq-th */
+	size_t file_seq; /* its file first named by the file_seq-th */
+};
+
+struct holder {
+	struct kwi_diag *out;   /* where they go in the end */
+	struct held *v;
+	size_t n, cap;
+	bool failed;            /* out of memory: told as found since */
+};
+
+static void hold(void *arg, const kw_problem *p)
+{
+	struct holder *h = arg;
+	struct held *grown, *e;
+
+	if (!h->failed && h->n == h->cap) {
+		size_t cap = h->cap ? h->cap * 2 : 16;
+
+		grown = realloc(h->v, cap * sizeof(*grown));
+		if (grown == NULL) {
+			h->failed = true;
+		} else {
+			h->v = grown;
+			h->cap = cap;
+		}
+	}
+	if (!h->failed) {
+		e = &h->v[h->n];
+		e->file = strdup(p->file != NULL ? p->file : "");
+		e->message = strdup(p->message);
+		if (e->file == NULL || e->message == NULL) {
+			free(e->file);
+			free(e->message);
+			h->failed = true;
+		} else {
+			e->line = p->line;
+			e->status = p->status;
+			e->seq = h->n;
+			e->file_seq = h->n;
+			for (size_t i = 0; i < h->n; i++)
+				if (strcmp(h->v[i].file, e->file) == 0) {
+					e->file_seq = h->v[i].file_seq;
+					break;
+				}
+			h->n++;
+			return;
+		}
+	}
+	kwi_diag(h->out, p->status, p->file, p->line, "%s", p->message);
+}
+
+static int held_order(const void *a, const void *b)
+{
+	const struct held *x = a, *y = b;
+
+	if (x->file_seq != y->file_seq)
+		return x->file_seq < y->file_seq ? -1 : 1;
+	if (x->line != y->line)
+		return x->line < y->line ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Tell what h holds, in file order, and free it. */
+static void release(struct holder *h)
+{
+	qsort(h->v, h->n, sizeof(*h->v), held_order);
+	for (size_t i = 0; i < h->n; i++) {
+		kwi_diag(h->out, h->v[i].status, h->v[i].file, h->v[i].line,
+			 "%s", h->v[i].message);
+		free(h->v[i].file);
+		free(h->v[i].message);
+	}
+	free(h->v);
+	h->v = NULL;
+	h->n = h->cap = 0;
+}
+
+static kw_status check_in_order(const char *path, struct kwi_diag *out)
+{
+	struct holder h = { out, NULL, 0, 0, false };
+	struct kwi_diag d = { NULL, &h, KW_OK, 0, hold };
+
+	(void)check_config(path, &d);
+	release(&h);
+	/* The status is that of the problem found first, as kw_open() would
+	 * fail with it (a module's own status), whatever line it is on. */
+	if (d.first != KW_OK)
+		out->first = d.first;
+	return out->first;
+}
+
 kw_status kw_check(const char *path, kw_report_fn *report, void *arg)
 {
 	struct kwi_diag d = { report, arg, KW_OK, 0, NULL };
 
-	return check_config(path, &d);
+	return check_in_order(path, &d);
 }
 
 kw_status kw_check_problems(const char *path, kw_problem_fn *fn, void *arg)
 {
 	struct kwi_diag d = { NULL, arg, KW_OK, 0, fn };
 
-	return check_config(path, &d);
+	return check_in_order(path, &d);
 }
 
 static kw_status check_config(const char *path, struct kwi_diag *d)
@@ -156,5 +259,10 @@ kw_status kw_init(const char *path, kw_report_fn *created,
 out:
 	free(files);
 	kw_close(ctx);
+	/* What init leaves must pass a check: what it could not make, and
+	 * what no file holds (a ledger that cannot be reached), is told as
+	 * check tells it. */
+	if (d.first == KW_OK)
+		(void)check_in_order(path, &d);
 	return d.first;
 }

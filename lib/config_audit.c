@@ -140,6 +140,7 @@ kw_status kwi_audit_parse(struct kw_ctx *ctx, const config_setting_t *g,
 		kwi_diag(d, KW_ERR_CONFIG, file, s.line,
 			 "keyway.audit: key fingerprints are keyed with the "
 			 "master key: set keyway.master_key");
+		ctx->audit_wants_master = true;
 		return KW_ERR_CONFIG;
 	}
 	if (kwi_audit_new(ctx, &c) != KW_OK) {

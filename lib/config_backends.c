@@ -464,6 +464,59 @@ static void instance_settings(struct kwi_loader *l, struct kw_instance *b,
 	}
 }
 
+/* Whether a and b are at most two edits (a letter added, dropped or
+ * changed) apart. */
+static bool near_miss(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), prev[33], cur[33];
+
+	if (la > 32 || lb > 32 || (la > lb ? la - lb : lb - la) > 2)
+		return false;
+	for (size_t j = 0; j <= lb; j++)
+		prev[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		cur[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t best = prev[j - 1] + (a[i - 1] != b[j - 1]);
+
+			if (prev[j] + 1 < best)
+				best = prev[j] + 1;
+			if (cur[j - 1] + 1 < best)
+				best = cur[j - 1] + 1;
+			cur[j] = best;
+		}
+		memcpy(prev, cur, (lb + 1) * sizeof(prev[0]));
+	}
+	return prev[lb] <= 2;
+}
+
+/*
+ * Whether g lacks setting name, and says nothing of it: a setting of g
+ * whose name is a near miss ("scop") was reported as unknown already, and
+ * that line explains this one.
+ */
+static bool lacks(const struct kw_instance *b, const config_setting_t *g,
+		  const char *name)
+{
+	if (config_setting_get_member(g, name) != NULL)
+		return false;
+	for (int i = 0; i < config_setting_length(g); i++) {
+		const char *other =
+			config_setting_name(config_setting_get_elem(g, i));
+
+		/* A setting of its own is no misspelling. */
+		if (other == NULL || find_spec(b->module, other) != NULL ||
+		    strcmp(other, "module") == 0 ||
+		    strcmp(other, "scope") == 0 ||
+		    strcmp(other, "quota") == 0 ||
+		    strcmp(other, "on_unavailable") == 0)
+			continue;
+		if (near_miss(other, name))
+			return false;
+	}
+	return true;
+}
+
 /* The settings b's group g must have and lacks. */
 static void instance_required(struct kwi_loader *l,
 			      const struct kw_instance *b,
@@ -472,13 +525,13 @@ static void instance_required(struct kwi_loader *l,
 	for (const kw_setting_spec *sp = b->module->desc->settings;
 	     sp != NULL && sp->name != NULL; sp++)
 		if ((sp->flags & KW_SETTING_REQUIRED) &&
-		    config_setting_get_member(g, sp->name) == NULL)
+		    lacks(b, g, sp->name))
 			kwi_problem(l, KW_ERR_CONFIG, g,
 				    "%s: missing %s (module \"%s\" needs it)",
 				    b->label, sp->name, b->module->name);
 	if (b->role == KW_INSTANCE_BACKEND &&
 	    (b->module->desc->caps & KW_CAP_SCOPED) &&
-	    config_setting_get_member(g, "scope") == NULL)
+	    lacks(b, g, "scope"))
 		kwi_problem(l, KW_ERR_CONFIG, g,
 			    "%s: missing scope (\"user\", \"org\" or "
 			    "\"system\")",

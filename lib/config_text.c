@@ -794,6 +794,14 @@ static void say_token(const char *end, const struct tok *tk,
 	else if ((tk->kind != TOK_PUNCT || strchr("{([", tk->start[0])) &&
 		 ends_value(prev))
 		hint = " (a missing ',' or ';' before it?)";
+	/* An editor's mark, not text: the file is fine once saved
+	 * without it. */
+	if (tk->kind == TOK_OTHER && end - tk->start >= 3 &&
+	    memcmp(tk->start, "\xef\xbb\xbf", 3) == 0) {
+		snprintf(out, outlen, "%s at a UTF-8 byte-order mark: save "
+			 "the file without it", msg);
+		return;
+	}
 	/* A control character or a stray byte of UTF-8, quoted as it is,
 	 * would break the message's line. */
 	if (tk->kind == TOK_OTHER && ((unsigned char)tk->start[0] <= 0x20 ||
@@ -866,6 +874,33 @@ static void describe_error(const char *text, unsigned line, const char *msg,
 			 "%s at the end of the file (a missing } or )?)", msg);
 }
 
+/*
+ * The line of the text the first string starts at that runs on past the
+ * end of its line, before line `line` where libconfig stopped, or 0: a
+ * string whose closing '"' is missing takes in the lines after it, up to
+ * the next '"', and libconfig stops where that leaves it, lines later.
+ * keyway's settings hold no string of several lines.
+ */
+static unsigned open_string_line(const char *text, unsigned line)
+{
+	const char *p = text, *end = text + strlen(text);
+	unsigned at = 1, start;
+	struct tok tk;
+
+	for (;;) {
+		next_token(&p, end, &at, &tk);
+		if (tk.kind == TOK_END)
+			return 0;
+		start = tk.line;
+		for (size_t i = 0; i < tk.len; i++)
+			start -= tk.start[i] == '\n';
+		if (start >= line)
+			return 0;
+		if (tk.kind == TOK_STRING && start < tk.line)
+			return start;
+	}
+}
+
 /* Settings name the file and line they were written at, not their place
  * in the text put together. */
 static void relocate(const struct text *t, config_setting_t *s)
@@ -917,9 +952,19 @@ bool kwi_config_read(struct kwi_loader *l, const char *path)
 		const char *msg = config_error_text(&ctx->cfg);
 		char what[256];
 
+		unsigned open_at = 0;
+
 		if (msg == NULL)
 			msg = "cannot parse";
-		if (strcmp(msg, "syntax error") == 0 ||
+		if (strcmp(msg, "syntax error") == 0)
+			open_at = open_string_line(t.buf != NULL ? t.buf : "",
+						   at);
+		if (open_at != 0) {
+			f = text_origin(&t, open_at, &line);
+			snprintf(what, sizeof(what),
+				 "unterminated string starting at line %u "
+				 "(a missing '\"' at its end?)", line);
+		} else if (strcmp(msg, "syntax error") == 0 ||
 		    strcmp(msg, "duplicate setting name") == 0)
 			describe_error(t.buf != NULL ? t.buf : "", at, msg,
 				       what, sizeof(what));

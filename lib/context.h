@@ -59,6 +59,9 @@ struct kw_ctx {
 	char **sensitive_env;        /* variables holding master keys,
 				      * NULL-terminated; or NULL */
 	bool checking;               /* kw_check(): create nothing */
+	bool audit_wants_master;     /* the audit's one problem: no master
+					key, which a check reports for the
+					stores too */
 	pid_t pid;                   /* the process that opened it */
 	unsigned forks;              /* kwi_forks() when it was opened */
 	enum kwi_log_stderr log_stderr; /* keyway.log.stderr */

@@ -236,6 +236,15 @@ static kw_status parse_bracket(const char *text, size_t remaining,
 	return rc;
 }
 
+/* A short run of lower-case letters, '_' and '-': what a misspelt
+ * keyword looks like. */
+static bool looks_like_word(const char *s)
+{
+	size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyz_-");
+
+	return n > 0 && n <= 24 && s[n] == '\0';
+}
+
 kw_status kwi_control_parse(const char *text, size_t remaining,
 			    struct kwi_entry *e, char *why, size_t whylen)
 {
@@ -250,9 +259,19 @@ kw_status kwi_control_parse(const char *text, size_t remaining,
 			return KW_OK;
 		}
 	}
-	snprintf(why, whylen,
-		 "unknown control \"%s\" (expected required, requisite, "
-		 "sufficient, optional or [status=action ...])",
-		 text);
+	/* Repeated only when it looks like a word mistyped: a long string
+	 * there may be a key pasted into the wrong setting. */
+	if (looks_like_word(text))
+		snprintf(why, whylen,
+			 "unknown control \"%s\" (expected required, "
+			 "requisite, sufficient, optional or [status=action "
+			 "...])",
+			 text);
+	else
+		snprintf(why, whylen,
+			 "unknown control (a string of %zu characters, not "
+			 "shown; expected required, requisite, sufficient, "
+			 "optional or [status=action ...])",
+			 strlen(text));
 	return KW_ERR_CONFIG;
 }

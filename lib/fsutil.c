@@ -23,14 +23,26 @@
 
 #include "fsutil.h"
 
+const char *kwi_or_euid(char *buf)
+{
+	uid_t euid = geteuid();
+
+	buf[0] = '\0';
+	if (euid != 0)
+		snprintf(buf, KWI_EUID_BUF, " or uid %u", (unsigned)euid);
+	return buf;
+}
+
 #define MAX_LINKS 40 /* as the kernel's ELOOP limit */
 
 bool kwi_stat_trusted(const struct stat *st, bool is_dir, char *why,
 		      size_t whylen)
 {
 	if (st->st_uid != 0 && st->st_uid != geteuid()) {
-		snprintf(why, whylen, "owned by uid %u, not by root or uid %u",
-			 (unsigned)st->st_uid, (unsigned)geteuid());
+		char euid_buf[KWI_EUID_BUF];
+
+		snprintf(why, whylen, "owned by uid %u, not by root%s",
+			 (unsigned)st->st_uid, kwi_or_euid(euid_buf));
 		return false;
 	}
 	if (is_dir && (st->st_mode & S_ISVTX) && st->st_uid == 0)
@@ -94,10 +106,11 @@ static kw_status follow_link(char *cur, const struct stat *st,
 	/* Its owner can replace it between this check and the open, even in
 	 * a sticky directory. */
 	if (st->st_uid != 0 && st->st_uid != geteuid()) {
+		char euid_buf[KWI_EUID_BUF];
+
 		snprintf(why, whylen,
-			 "%s is a symbolic link owned by uid %u, not by root or "
-			 "uid %u",
-			 cur, (unsigned)st->st_uid, (unsigned)geteuid());
+			 "%s is a symbolic link owned by uid %u, not by root%s",
+			 cur, (unsigned)st->st_uid, kwi_or_euid(euid_buf));
 		return KW_ERR_PERM;
 	}
 	if (depth >= MAX_LINKS) {
@@ -174,6 +187,7 @@ kw_status kwi_path_trusted(const char *path, char *why, size_t whylen)
 
 kw_status kwi_fd_private(int fd, const char *name, char *why, size_t whylen)
 {
+	char euid_buf[KWI_EUID_BUF];
 	struct stat st;
 
 	if (name == NULL)
@@ -193,9 +207,8 @@ kw_status kwi_fd_private(int fd, const char *name, char *why, size_t whylen)
 	}
 	if (st.st_uid != 0 && st.st_uid != geteuid()) {
 		snprintf(why, whylen,
-			 "%s is owned by uid %u; it must belong to root or "
-			 "uid %u",
-			 name, (unsigned)st.st_uid, (unsigned)geteuid());
+			 "%s is owned by uid %u; it must belong to root%s",
+			 name, (unsigned)st.st_uid, kwi_or_euid(euid_buf));
 		return KW_ERR_PERM;
 	}
 	if (st.st_mode & 077) {

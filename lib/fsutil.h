@@ -38,4 +38,10 @@ kw_status kwi_fd_private(int fd, const char *name, char *why, size_t whylen);
 kw_status kwi_open_private(const char *path, int *fd, char *why,
 			   size_t whylen);
 
+/* " or uid N" for a file that may belong to root or to the effective
+ * uid N that runs us, or "" when that is root: "it must belong to root%s".
+ * buf: room for KWI_EUID_BUF bytes. */
+#define KWI_EUID_BUF 32
+const char *kwi_or_euid(char *buf);
+
 #endif /* KEYWAY_FSUTIL_H */

@@ -199,6 +199,7 @@ static kw_status acl_private(int fd, const char *shown, char *why,
 static kw_status cred_private(int fd, const char *shown, char *why,
 			      size_t whylen)
 {
+	char euid_buf[KWI_EUID_BUF];
 	struct stat st;
 
 	/* GCOVR_EXCL_START: fstat() of a descriptor open() just gave cannot
@@ -214,9 +215,8 @@ static kw_status cred_private(int fd, const char *shown, char *why,
 	}
 	if (st.st_uid != 0 && st.st_uid != geteuid()) {
 		snprintf(why, whylen,
-			 "%s is owned by uid %u; it must belong to root or "
-			 "uid %u",
-			 shown, (unsigned)st.st_uid, (unsigned)geteuid());
+			 "%s is owned by uid %u; it must belong to root%s",
+			 shown, (unsigned)st.st_uid, kwi_or_euid(euid_buf));
 		return KW_ERR_PERM;
 	}
 	if (st.st_mode & 037) {

@@ -117,6 +117,13 @@ kw_status kwi_provider_check(const struct kw_ctx *ctx, const char *provider,
 			return KW_ERR_INVAL;
 		}
 	}
+	if ((len < p->min_len || len > p->max_len) &&
+	    p->min_len == p->max_len) {
+		snprintf(why, whylen,
+			 "%s keys are %zu characters long, not %zu",
+			 provider, p->min_len, len);
+		return KW_ERR_INVAL;
+	}
 	if (len < p->min_len || len > p->max_len) {
 		snprintf(why, whylen,
 			 "%s keys are %zu to %zu characters long, not %zu",

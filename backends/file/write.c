@@ -117,10 +117,15 @@ static kw_status open_lock(struct file_state *st, const char *tail, int *fd,
 	}
 	if (lsb.st_uid != geteuid() && lsb.st_uid != 0 &&
 	    !(geteuid() == 0 && have_file && lsb.st_uid == fsb.st_uid)) {
+		char euid_buf[32] = "";
+
+		if (geteuid() != 0)
+			snprintf(euid_buf, sizeof(euid_buf), " or uid %u",
+				 (unsigned)geteuid());
 		snprintf(why, whylen, "%s is owned by uid %u; it must belong "
-			 "to root or uid %u: chown %u it",
-			 st->lock_path, (unsigned)lsb.st_uid,
-			 (unsigned)geteuid(), (unsigned)geteuid());
+			 "to root%s: chown %u it",
+			 st->lock_path, (unsigned)lsb.st_uid, euid_buf,
+			 (unsigned)geteuid());
 		close(f);
 		return KW_ERR_PERM;
 	}

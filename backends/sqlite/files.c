@@ -25,6 +25,18 @@
 
 #include "pool.h"
 
+/* " or uid N" for the effective uid N, "" for root: a file must belong
+ * to root, or to whoever runs us. */
+static const char *or_euid(char *buf)
+{
+	uid_t euid = geteuid();
+
+	buf[0] = '\0';
+	if (euid != 0)
+		snprintf(buf, 32, " or uid %u", (unsigned)euid);
+	return buf;
+}
+
 #define SQ_BUSY_DEFAULT 5000    /* milliseconds */
 #define SQ_BUSY_MAX 600000
 
@@ -81,6 +93,7 @@ static kw_status sq_file_refusal(const char *path, const char *holds,
 				 bool sidecar, char *why, size_t whylen)
 {
 	kw_status rc = KW_ERR_PERM;
+	char euid_buf[32];
 	struct stat sb;
 	int fd, e;
 
@@ -105,9 +118,8 @@ static kw_status sq_file_refusal(const char *path, const char *holds,
 		snprintf(why, whylen, "%s is not a regular file", path);
 	} else if (sb.st_uid != 0 && sb.st_uid != geteuid()) {
 		snprintf(why, whylen,
-			 "%s is owned by uid %u; it must belong to root or "
-			 "uid %u",
-			 path, (unsigned)sb.st_uid, (unsigned)geteuid());
+			 "%s is owned by uid %u; it must belong to root%s",
+			 path, (unsigned)sb.st_uid, or_euid(euid_buf));
 	} else if (sb.st_mode & 077) {
 		snprintf(why, whylen,
 			 "%s is accessible by group or others (mode %04o); "

@@ -251,12 +251,15 @@ KW_EXPORT const char *kw_action_str(kw_action a);
  * Check a configuration as `keyway check` does: parse it, load every module,
  * open every backend, run every backend's health check, and look at the
  * permissions of every file involved.  Every problem found is passed to
- * report, one line at a time ("file:line: what is wrong"); unlike kw_open()
- * it does not stop at the first one.  It creates nothing: a store, ledger
+ * report, one line at a time ("file:line: what is wrong"), once the check
+ * is over, in the order of the files and lines they are on (a problem of
+ * a whole file, line 0, first); unlike kw_open() it does not stop at the
+ * first one.  It creates nothing: a store, ledger
  * or audit file that does not exist is a problem (kw_init() makes them),
  * and so is a store or ledger this process could not write to.
  *
- * Returns KW_OK when nothing is wrong, else the status of the first problem.
+ * Returns KW_OK when nothing is wrong, else the status of the problem found
+ * first (the one kw_open() would fail with).
  */
 typedef void kw_report_fn(void *arg, const char *line);
 KW_EXPORT KW_WARN_UNUSED kw_status kw_check(const char *config_path, kw_report_fn *report,
@@ -296,7 +299,11 @@ KW_EXPORT KW_WARN_UNUSED kw_status kw_check_problems(const char *config_path,
  * created (may be NULL) gets one line per file made,
  * "created PATH (backend \"NAME\")" ("keyway.ledger", "keyway.audit");
  * report gets every problem as kw_check() reports them, and a file a
- * module does not create (a dotenv file, a master key file) is one.
+ * module does not create (a dotenv file, a master key file) is one.  When
+ * nothing went wrong making them, the configuration is then checked as
+ * kw_check() does, with the same lines (a ledger that cannot be reached;
+ * for a client of keywayd, which has nothing to make, a daemon that does
+ * not answer).
  *
  * Returns KW_OK when nothing is wrong, else the status of the first
  * problem.

@@ -124,6 +124,12 @@ usage_error "keyway: option \"--version\" takes no argument (try 'keyway --help'
 usage_error "keyway: help: unknown command \"frob\" (try 'keyway --help')" help frob
 usage_error "keyway: help: unexpected argument \"exec\" (try 'keyway help --help')" help get exec
 usage_error "keyway: get: missing PROVIDER (try 'keyway get --help')" -c "$CONF" get
+usage_error "keyway: get: unexpected argument 2 (not repeated: it may be a key) (try 'keyway get --help')" \
+	-c "$CONF" get anthropic sk-ant-pasted-after-the-provider-0123456789
+usage_error "keyway: get: unexpected argument 2 (not repeated: it may be a key) (try 'keyway get --help')" \
+	-c "$CONF" get anthropic $'\e[2J'
+usage_error "keyway: get: unexpected argument 2 (not repeated: it may be a key) (try 'keyway get --help')" \
+	-c "$CONF" get anthropic sk-Short0Key1
 usage_error "keyway: get: unexpected argument \"openai\" (try 'keyway get --help')" \
 	-c "$CONF" get anthropic openai
 usage_error "keyway: get: empty PROVIDER (try 'keyway get --help')" -c "$CONF" get ""
@@ -133,7 +139,7 @@ usage_error "keyway: get: unknown option \"-p\" (try 'keyway get --help')" \
 	-c "$CONF" get -p anthropic
 usage_error "keyway: get: option \"--user\" needs an argument (try 'keyway get --help')" \
 	-c "$CONF" get anthropic --user
-usage_error "keyway: get: empty value for --org (try 'keyway get --help')" \
+usage_error "keyway: get: invalid --org: it is empty (try 'keyway get --help')" \
 	-c "$CONF" get anthropic --org=
 usage_error "keyway: get: option \"--reveal\" takes no argument (try 'keyway get --help')" \
 	-c "$CONF" get anthropic --reveal=yes
@@ -155,6 +161,11 @@ usage_error "keyway: exec: missing CMD (try 'keyway exec --help')" \
 	-c "$CONF" exec -p anthropic --
 usage_error "keyway: exec: -p \"anthropic=1BAD\": \"1BAD\" is not a valid variable name (try 'keyway exec --help')" \
 	-c "$CONF" exec -p anthropic=1BAD -- true
+# Variables the loader or a shell reads and may print take no key.
+for v in LD_PRELOAD LD_LIBRARY_PATH PATH IFS BASH_ENV ENV; do
+	usage_error "keyway: exec: -p \"anthropic=$v\": $v is read by the dynamic loader or a shell, which may print the key; use another variable (try 'keyway exec --help')" \
+		-c "$CONF" exec -p "anthropic=$v" -- true
+done
 usage_error "keyway: exec: -p \"anthropic=MY-KEY\": \"MY-KEY\" is not a valid variable name (try 'keyway exec --help')" \
 	-c "$CONF" exec -p anthropic=MY-KEY -- true
 usage_error "keyway: exec: -p \"9x\": no variable name can be made from it; use -p 9x=VAR (try 'keyway exec --help')" \
@@ -238,9 +249,33 @@ expect_exit 1
 expect_stderr_line "keyway: $CONF: no chain \"nope\""
 expect_stdout ""
 
+# Names are checked before anything is opened, each as a usage error that
+# names what is wrong and never repeats a control character.
 run "$KW" -c "$CONF" get Anthropic
-expect_exit 1
-expect_stderr_line "keyway: invalid provider name (lower-case letters, digits, '-', '_' and '.', at most 64)"
+expect_exit 2
+expect_stderr_line "keyway: get: invalid provider \"Anthropic\": a provider is lower-case letters, digits, '-', '_' and '.', and starts with a letter or digit (try 'keyway get --help')"
+usage_error "keyway: get: invalid --org: it holds a space (at byte 2); a name has no blanks or slashes (try 'keyway get --help')" \
+	-c "$CONF" get anthropic --org 'a b'
+usage_error "keyway: get: invalid --org: it holds a '/' (at byte 2); a name has no blanks or slashes (try 'keyway get --help')" \
+	-c "$CONF" get anthropic --org a/b
+usage_error "keyway: get: invalid --org: it holds a control character (at byte 3) (try 'keyway get --help')" \
+	-c "$CONF" get anthropic --org $'ac\x1bme'
+usage_error "keyway: explain: invalid --user: it may not be \".\" or \"..\" (try 'keyway explain --help')" \
+	-c "$CONF" explain anthropic --user ..
+usage_error "keyway: get: invalid provider: it holds a control character (at byte 4) (try 'keyway get --help')" \
+	-c "$CONF" get $'ant\x1b[2Jhropic'
+usage_error "keyway: get: invalid provider: a provider is lower-case letters, digits, '-', '_' and '.', and starts with a letter or digit (try 'keyway get --help')" \
+	-c "$CONF" get sk-ant-pasted-by-mistake-0123456789-ABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789
+usage_error "keyway: get: invalid provider: a provider is lower-case letters, digits, '-', '_' and '.', and starts with a letter or digit (try 'keyway get --help')" \
+	-c "$CONF" get sk-Short0Pasted1Key
+usage_error "keyway: exec: invalid provider \"Open\": a provider is lower-case letters, digits, '-', '_' and '.', and starts with a letter or digit (try 'keyway exec --help')" \
+	-c "$CONF" exec -p Open=OPENAI_API_KEY -- true
+usage_error "keyway: usage: invalid --org: it is empty (try 'keyway usage --help')" \
+	-c "$CONF" usage --org ''
+usage_error "keyway: ls: invalid --owner: it holds a space (at byte 2); a name has no blanks or slashes (try 'keyway ls --help')" \
+	-c "$CONF" ls --owner 'a b'
+usage_error "keyway: ls: \"30\" is taken for a BACKEND; for a number of days, write --due=30 (try 'keyway ls --help')" \
+	-c "$CONF" ls --due 30
 
 # --user and --org pick the owner a scoped store looks up.
 run -s "$KW" -c "$CONF" get --chain stores --user alice anthropic
@@ -262,8 +297,8 @@ expect_exit 3
 expect_stderr_line "keyway: chain \"stores\": no backend has a key for provider \"anthropic\""
 
 run "$KW" -c "$CONF" get --chain stores --user ../alice anthropic
-expect_exit 1
-expect_stderr_line "keyway: invalid user name (printable, no spaces or slashes, at most 256 bytes)"
+expect_exit 2
+expect_stderr_line "keyway: get: invalid --user: it holds a '/' (at byte 3); a name has no blanks or slashes (try 'keyway get --help')"
 
 # On a terminal the key is masked unless --reveal is given.
 tty_skip=$(tty_unavailable)
@@ -766,9 +801,9 @@ chains: {
 EOF
 run "$KW" -c "$flaky" check
 expect_exit 1
-expect_stderr "$flaky:4: backend \"closed\": refusing to open as asked
-$flaky:2: backend \"flaky\": health check: unavail: fake check: unavail" \
-	"check: a backend that will not open and a failed health check"
+expect_stderr "$flaky:2: backend \"flaky\": health check: unavail: fake check: unavail
+$flaky:4: backend \"closed\": refusing to open as asked" \
+	"check: a backend that will not open and a failed health check, in file order"
 expect_stdout ""
 
 # A copy of cli.conf: it holds a key.

@@ -80,7 +80,7 @@ run from "$(keyfile org2.in "$K_ORG")" \
 	"$KW" -c "$CONF" put org_keys anthropic --owner acme
 expect_exit 1
 expect_stdout ""
-expect_stderr_line "keyway: backend \"org_keys\": an org key of \"acme\" for anthropic already exists; rotate it instead"
+expect_stderr_line "keyway: put: backend \"org_keys\" already holds an org key of \"acme\" for anthropic; rotate it instead"
 
 run -s "$KW" -c "$CONF" get anthropic --org acme --user alice
 expect_exit 0

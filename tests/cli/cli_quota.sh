@@ -123,10 +123,10 @@ chains: { default = ( { backend = "keys"; control = "sufficient"; } ); };
 EOF
 run "$KW" -c "$NEW/keyway.conf" check
 expect_exit 1
-expect_stderr "$NEW/keyway.conf:4: keyway.audit: $NEW/audit.jsonl does not exist: create it with keyway init
-$NEW/keyway.conf:3: keyway.ledger: ledger $NEW/ledger.db does not exist: create it with keyway init
+expect_stderr "$NEW/keyway.conf:3: keyway.ledger: ledger $NEW/ledger.db does not exist: create it with keyway init
+$NEW/keyway.conf:4: keyway.audit: $NEW/audit.jsonl does not exist: create it with keyway init
 $NEW/keyway.conf:7: backend \"keys\": store $NEW/keys.db does not exist: create it with keyway init (or a first keyway put)" \
-	"check: each missing file named, with its line and how to make it"
+	"check: each missing file named, with its line and how to make it, in file order"
 expect_stdout ""
 expect_eq "$(ls -A "$NEW")" "keyway.conf" "check created no file"
 
@@ -145,6 +145,73 @@ run "$KW" -c "$NEW/keyway.conf" init
 expect_exit 0
 expect_stdout "" "init again: nothing to create"
 expect_stderr ""
+
+# Without a master key, every part that needs one says so: the audit
+# trail and the store that seals keys, each on its line.
+write_conf "$NEW/nomaster.conf" <<'EOF'
+keyway: {
+	ledger: { module = "sqlite"; path = "ledger.db"; };
+	audit: { sink = "jsonl"; path = "audit.jsonl"; };
+};
+backends: {
+	keys: { module = "sqlite"; path = "keys.db"; scope = "user"; };
+};
+chains: { default = ( { backend = "keys"; control = "sufficient"; } ); };
+EOF
+run "$KW" -c "$NEW/nomaster.conf" check
+expect_exit 1
+expect_stderr "$NEW/nomaster.conf:3: keyway.audit: key fingerprints are keyed with the master key: set keyway.master_key
+$NEW/nomaster.conf:6: backend \"keys\": module \"sqlite\" seals the keys it stores: set keyway.master_key" \
+	"check without a master key: the audit trail and the store say so"
+
+# A misspelt setting is one problem, not also the setting it misses.
+write_conf "$NEW/typo.conf" <<'EOF'
+keyway: { master_key = { source = "env"; }; };
+backends: {
+	keys: { module = "sqlite"; path = "keys.db"; scop = "user"; };
+};
+chains: { default = ( { backend = "keys"; control = "sufficient"; } ); };
+EOF
+run "$KW" -c "$NEW/typo.conf" check
+expect_exit 1
+expect_stderr "$NEW/typo.conf:3: backend \"keys\": unknown setting \"scop\" (module \"sqlite\" takes scope, path, busy_timeout_ms)" \
+	"check of a misspelt scope: one line"
+
+# init tells what check would: a ledger nobody answers for (port 1 of
+# the loopback), which init cannot make, is a problem of init too.
+if [ -e "$KEYWAY_MODULE_DIR/kw_redis.so" ]; then
+	write_conf "$NEW/redis.conf" <<'EOF'
+keyway: {
+	master_key = { source = "env"; };
+	ledger: { module = "redis"; address = "127.0.0.1:1"; };
+};
+backends: { keys: { module = "sqlite"; path = "keys.db"; scope = "user"; }; };
+chains: { default = ( { backend = "keys"; control = "sufficient"; } ); };
+EOF
+	run "$KW" -c "$NEW/redis.conf" check
+	expect_exit 1
+	check_err=$(cat -- "$ERR")
+	run "$KW" -c "$NEW/redis.conf" init
+	expect_exit 1
+	expect_stderr "$check_err" "init of an unreachable ledger: the lines check prints"
+	expect_stderr_line "$NEW/redis.conf:3: keyway.ledger: health check: unavail: redis 127.0.0.1:1: cannot connect: Connection refused (is redis-server running there?)"
+else
+	for t in "exit status" "the lines check prints" "the line"; do
+		skip "init of an unreachable ledger: $t" "the redis module is not built"
+	done
+fi
+
+# A client of keywayd has nothing to make here, and says so; its check
+# is that of its daemon, here one that is not there.
+write_conf "$NEW/client.conf" <<'EOF'
+keyway: { daemon = "/nonexistent/keyway.sock"; };
+EOF
+run "$KW" -c "$NEW/client.conf" init
+expect_exit 1
+expect_stderr "$NEW/client.conf:1: keyway.daemon: keywayd at /nonexistent/keyway.sock cannot be reached: No such file or directory; start keywayd, or correct keyway.daemon in $NEW/client.conf
+keyway: init: nothing to initialise here: $NEW/client.conf is a client of keywayd (keyway.daemon); the daemon's configuration is initialised where keywayd runs, with keyway init -c ITS-FILE" \
+	"init of a client: the check's line, and nothing to initialise here"
+expect_stdout ""
 
 run "$KW" -c "$NEW/keyway.conf" check
 expect_exit 0
@@ -270,8 +337,8 @@ if [ -n "$RO" ] && chmod 755 "$RO" &&
 	run setpriv --reuid 65534 --regid 65534 --clear-groups \
 		"$KW" -c "$RO/keyway.conf" check
 	expect_exit 1
-	expect_stderr "$RO/keyway.conf:7: backend \"keys\": health check: permission denied: directory $RO cannot be written by uid 65534 (Permission denied), and SQLite makes the store's -wal and -shm files there: give uid 65534 a directory for the store
-$RO/keyway.conf:3: keyway.ledger: health check: permission denied: directory $RO cannot be written by uid 65534 (Permission denied), and SQLite makes the ledger's -wal and -shm files there: give uid 65534 a directory for the ledger" \
+	expect_stderr "$RO/keyway.conf:3: keyway.ledger: health check: permission denied: directory $RO cannot be written by uid 65534 (Permission denied), and SQLite makes the ledger's -wal and -shm files there: give uid 65534 a directory for the ledger
+$RO/keyway.conf:7: backend \"keys\": health check: permission denied: directory $RO cannot be written by uid 65534 (Permission denied), and SQLite makes the store's -wal and -shm files there: give uid 65534 a directory for the store" \
 		"check as another user: a directory it cannot write to, named"
 else
 	skip "check as another user: a directory it cannot write to, named" \

@@ -112,7 +112,7 @@ usage_error "keyway: put: empty BACKEND (try 'keyway put --help')" \
 	-c "$CONF" put "" anthropic
 usage_error "keyway: put: unknown scope \"team\" (user, org or system) (try 'keyway put --help')" \
 	-c "$CONF" put org_keys anthropic --scope team
-usage_error "keyway: put: empty value for --owner (try 'keyway put --help')" \
+usage_error "keyway: put: invalid --owner: it is empty (try 'keyway put --help')" \
 	-c "$CONF" put org_keys anthropic --owner=
 usage_error "keyway: rotate: option \"--name\" needs an argument (try 'keyway rotate --help')" \
 	-c "$CONF" rotate org_keys anthropic --name
@@ -202,7 +202,7 @@ expect_stderr ""
 # One key per owner and provider.
 run from "$SECRETD/org.in" "$KW" -c "$CONF" put org_keys anthropic --owner acme
 expect_exit 1
-expect_stderr_line "keyway: backend \"org_keys\": an org key of \"acme\" for anthropic already exists; rotate it instead"
+expect_stderr_line "keyway: put: backend \"org_keys\" already holds an org key of \"acme\" for anthropic; rotate it instead"
 expect_stdout ""
 
 run from "$(keyfile bad.in "$K_BAD")" \
@@ -236,15 +236,15 @@ expect_stdout "stored key of carol for anthropic in user_keys (sk-a****lf11)"
 
 run from "$SECRETD/org.in" "$KW" -c "$CONF" put server_env anthropic
 expect_exit 1
-expect_stderr_line "keyway: backend \"server_env\" (module \"env\") does not store keys"
+expect_stderr_line "keyway: put: backend \"server_env\" does not store keys (keys are put in a backend of module file, sqlite or vault)"
 
 run from "$SECRETD/org.in" "$KW" -c "$CONF" put nope anthropic --owner acme
 expect_exit 1
 expect_stderr_line "keyway: $CONF: no backend \"nope\""
 
 run from "$SECRETD/org.in" "$KW" -c "$CONF" put org_keys anthropic --owner acme --scope user
-expect_exit 1
-expect_stderr_line "keyway: backend \"org_keys\" holds org keys, not user keys"
+expect_exit 2
+expect_stderr_line "keyway: put: --scope user, but backend \"org_keys\" holds org keys (try 'keyway put --help')"
 
 # A missing --owner is said before a key is read, as a usage error.
 for cmd in put rotate enable disable rm; do
@@ -257,12 +257,12 @@ expect_exit 2
 expect_stderr_line "keyway: put: missing --owner (backend \"user_keys\" holds user keys: name the user) (try 'keyway put --help')"
 
 run from "$SECRETD/org.in" "$KW" -c "$CONF" put org_keys anthropic --owner 'a b'
-expect_exit 1
-expect_stderr_line "keyway: org keys need a valid owner (the org's name)"
+expect_exit 2
+expect_stderr_line "keyway: put: invalid --owner: it holds a space (at byte 2); a name has no blanks or slashes (try 'keyway put --help')"
 
 run from "$SECRETD/sys.in" "$KW" -c "$CONF" put system_keys openai --owner root
-expect_exit 1
-expect_stderr_line "keyway: system keys have no owner"
+expect_exit 2
+expect_stderr_line "keyway: put: --owner given, but backend \"system_keys\" holds system keys, which have none (try 'keyway put --help')"
 
 # Names a terminal would act on are refused before anything is stored.
 run from "$(keyfile esc.in "$K_GLOBEX")" \
@@ -496,7 +496,7 @@ fi
 
 run from "$SECRETD/org2.in" "$KW" -c "$CONF" rotate org_keys anthropic --owner globex
 expect_exit 3
-expect_stderr_line "keyway: backend \"org_keys\": no org key of \"globex\" for anthropic in $STORE"
+expect_stderr_line "keyway: rotate: backend \"org_keys\" holds no org key of \"globex\" for anthropic; put stores a new one"
 expect_stdout ""
 
 run from "$SECRETD/bad.in" "$KW" -c "$CONF" rotate org_keys anthropic --owner acme
@@ -668,6 +668,39 @@ else
 	run from "$(keyfile bob.in "$K_BOB")" \
 		"$KW" -c "$CONF" put user_keys anthropic --owner bob
 fi
+
+# What can be told without the key is told before anyone is asked for
+# it: on a terminal, the refusal and no prompt.  (timeout ends a prompt
+# nobody answers.)
+# refused_at_once STATUS LINE ARGS...
+refused_at_once()
+{
+	local status=$1 line=$2
+
+	shift 2
+	if [ -n "$tty_skip" ]; then
+		skip "$(run_label "$KW" "$@") on a terminal" "$tty_skip"
+		return
+	fi
+	run -t timeout 10 "$KW" -c "$CONF" "$@"
+	expect_exit "$status"
+	expect_stdout "$line" \
+		"$(run_label "$KW" "$@") on a terminal: refused, no prompt"
+}
+refused_at_once 1 "keyway: put: backend \"server_env\" does not store keys (keys are put in a backend of module file, sqlite or vault)" \
+	put server_env anthropic
+refused_at_once 2 "keyway: put: invalid provider \"Anthropic\": a provider is lower-case letters, digits, '-', '_' and '.', and starts with a letter or digit (try 'keyway put --help')" \
+	put org_keys Anthropic --owner acme
+refused_at_once 2 "keyway: put: invalid --owner: it holds a space (at byte 2); a name has no blanks or slashes (try 'keyway put --help')" \
+	put org_keys anthropic --owner 'a b'
+refused_at_once 2 "keyway: put: --scope user, but backend \"org_keys\" holds org keys (try 'keyway put --help')" \
+	put org_keys anthropic --owner acme --scope user
+refused_at_once 2 "keyway: rotate: --owner given, but backend \"system_keys\" holds system keys, which have none (try 'keyway rotate --help')" \
+	rotate system_keys anthropic --owner root
+refused_at_once 3 "keyway: rotate: backend \"org_keys\" holds no org key of \"nobody\" for anthropic; put stores a new one" \
+	rotate org_keys anthropic --owner nobody
+refused_at_once 1 "keyway: put: backend \"user_keys\" already holds a user key of \"alice\" for anthropic; rotate it instead" \
+	put user_keys anthropic --owner alice
 
 # ---- rekey ----
 

@@ -698,12 +698,13 @@ static void test_check_problems(void **state)
 	assert_int_equal(kw_check_problems(path, note_problem, &ps),
 			 KW_ERR_CONFIG);
 	assert_int_equal(ps.n, 3);
-	snprintf(want, sizeof(want), "%s|1|unknown setting \"colour\" "
-		 "(expected keyway, backends, chains or daemon)|%s", path,
+	/* A problem of the whole file has line 0, and comes first: the
+	 * problems are told in the order of their lines. */
+	snprintf(want, sizeof(want), "%s|0|no backends section|%s", path,
 		 kw_status_str(KW_ERR_CONFIG));
 	assert_string_equal(ps.text[0], want);
-	/* A problem of the whole file has line 0. */
-	snprintf(want, sizeof(want), "%s|0|no backends section|%s", path,
+	snprintf(want, sizeof(want), "%s|1|unknown setting \"colour\" "
+		 "(expected keyway, backends, chains or daemon)|%s", path,
 		 kw_status_str(KW_ERR_CONFIG));
 	assert_string_equal(ps.text[1], want);
 	snprintf(want, sizeof(want), "%s|2|chain \"default\": unknown "

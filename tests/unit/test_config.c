@@ -164,6 +164,24 @@ static struct bad_config bad_configs[] = {
 		.status = KW_ERR_CONFIG,
 	},
 	{
+		/* A string left open takes in the lines after it: where it
+		 * starts is what to fix. */
+		.name = "syntax_error_unterminated_string",
+		.text = BACKEND("    module = \"fake\";\n"      /* 3 */
+				"    answer = \"found;\n"      /* 4 */
+				"    value = \"sk-ant-x\";\n"), /* 5 */
+		.expect = "%s/keyway.conf:4: unterminated string starting at "
+			  "line 4 (a missing '\"' at its end?)",
+		.status = KW_ERR_CONFIG,
+	},
+	{
+		.name = "syntax_error_byte_order_mark",
+		.text = "\xef\xbb\xbf" BACKEND_A,
+		.expect = "%s/keyway.conf:1: syntax error at a UTF-8 "
+			  "byte-order mark: save the file without it",
+		.status = KW_ERR_CONFIG,
+	},
+	{
 		.name = "duplicate_setting",
 		.text = BACKEND("    module = \"fake\";\n"      /* 3 */
 				"    answer = \"found\";\n"     /* 4 */
@@ -653,6 +671,16 @@ static struct bad_config bad_configs[] = {
 		.text = CONTROL("sufficent"),
 		.expect = AT_CONTROL "unknown control \"sufficent\" (expected "
 			  "required, requisite, sufficient, optional or "
+			  "[status=action ...])",
+		.status = KW_ERR_CONFIG,
+	},
+	{
+		/* What may be a key pasted there is not repeated. */
+		.name = "control_unknown_not_a_word",
+		.text = CONTROL("sk-ant-api03-SECRET0123456789"),
+		.expect = AT_CONTROL "unknown control (a string of 29 "
+			  "characters, not shown; expected required, "
+			  "requisite, sufficient, optional or "
 			  "[status=action ...])",
 		.status = KW_ERR_CONFIG,
 	},
@@ -1249,7 +1277,7 @@ static void test_perm_other_owner(void **state)
 	write_conf(fx, BACKEND_A CHAIN_A);
 	assert_int_equal(chown(fx->conf, 65534, 65534), 0);
 	expect = expand("%s/keyway.conf: refusing to read the configuration: "
-			"it is owned by uid 65534, not by root or uid 0 (chown "
+			"it is owned by uid 65534, not by root (chown "
 			"0 %s/keyway.conf)",
 			fx->dir);
 	assert_open_fails(fx->conf, KW_ERR_PERM, expect);

@@ -854,7 +854,7 @@ static void test_unsafe_lock_file(void **state)
 				 KW_PUT_ROTATE),
 			     KW_ERR_PERM,
 			     tu_fmt("backend \"org_keys\": %s is owned by uid "
-				    "12345; it must belong to root or uid 0: "
+				    "12345; it must belong to root: "
 				    "chown 0 it",
 				    lock));
 		assert_int_equal(unlink(lock), 0);
