@@ -260,8 +260,9 @@ bool kwd_tcp_admit(struct MHD_Connection *c, struct kwd_gen *g,
 		   const char *url, enum MHD_Result *ret);
 /* "tcp 127.0.0.1:40112": the peer of c, for messages. */
 void kwd_tcp_peer(struct MHD_Connection *c, char *buf, size_t size);
-/* "tcp 127.0.0.1": the peer of c without its port, the key of a TCP
- * caller (KWD_KEY_MAX bytes). */
+/* "tcp": the key of every TCP caller (KWD_KEY_MAX bytes), for its rate
+ * and its refusals: one for all, as they have no uid and any local user
+ * may bind any loopback address. */
 void kwd_tcp_key(struct MHD_Connection *c, char *buf, size_t size);
 
 /* ---- denials (deny.c) ---- */

@@ -3,8 +3,8 @@
  * address only, and only for requests that carry the token of
  * daemon.tcp_token_file.  A TCP caller has no uid: it may use the chains
  * of daemon.tcp_chains, and its leases are those of every TCP caller
- * together (KWD_TCP_UID); its rate is that of its address, taken before
- * its token is looked at.
+ * together (KWD_TCP_UID), as is its rate, taken before its token is
+ * looked at.
  */
 #define _GNU_SOURCE
 
@@ -227,7 +227,11 @@ void kwd_tcp_peer(struct MHD_Connection *c, char *buf, size_t size)
 
 void kwd_tcp_key(struct MHD_Connection *c, char *buf, size_t size)
 {
-	peer(c, false, buf, size);
+	/* Not the peer's address: every 127.x.y.z is loopback, and any
+	 * local user may bind one, so a key per address would give each
+	 * caller as many rates as it likes.  TCP callers share one. */
+	(void)c;
+	snprintf(buf, size, "tcp");
 }
 
 /*

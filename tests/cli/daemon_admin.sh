@@ -6,7 +6,7 @@
 # refused and audited, then let in by daemon.admin_group; a quota used up
 # answered 429 with Retry-After; TCP only on loopback, only with its token;
 # floods of refusals (on the admin socket, wrong TCP tokens) counted in a
-# record a second, wrong tokens under daemon.rate_limit by address;
+# record a second, wrong tokens under daemon.rate_limit, one for all TCP;
 # daemon.socket_group and socket_mode; and a search for the keys in
 # everything written.  Run by `make check`, or by hand as lib.sh says.
 
@@ -454,8 +454,8 @@ expect_eq "$CODE $(jget status) ${leases:+leases}" "200 ok leases" \
 stop "keywayd serving TCP exits with status 0"
 trap tap_cleanup EXIT
 
-# A wrong token takes from its address's daemon.rate_limit, as a request
-# served does.
+# A wrong token takes from TCP's daemon.rate_limit, as a request served
+# does.
 conf "$TCPSET rate_limit = 5;" | sed '/admin_socket_mode = /d' | write_conf "$CONF"
 start
 trap 'kill -TERM $PID 2>/dev/null; tap_cleanup' EXIT
@@ -467,6 +467,23 @@ if [ "${refused:-x}" -ge 5 ] 2>/dev/null && [ "${limited:-x}" -ge 1 ] 2>/dev/nul
 	pass "TCP, daemon.rate_limit = 5: of 50 wrong tokens at once, those past the rate answered 429"
 else
 	fail "TCP, daemon.rate_limit = 5: of 50 wrong tokens at once, those past the rate answered 429" "$(cat "$OUT")"
+fi
+sleep 1.2
+# Every 127.x.y.z is loopback, and any local user may bind one: the
+# rate is that of all TCP callers, not of an address.
+lim=0
+for i in $(seq 2 21); do
+	c=$(curl -s -o /dev/null -w '%{http_code}' --interface "127.0.0.$i" \
+		-H "Authorization: Bearer not-the-token" \
+		-d '{"provider":"anthropic","chain":"open"}' \
+		"http://127.0.0.1:$PORT/v1/resolve")
+	[ "$c" = 429 ] && lim=$((lim + 1))
+done
+# (A rate per address would answer every one of them: none 429.)
+if [ "$lim" -ge 1 ]; then
+	pass "TCP, daemon.rate_limit = 5: 20 wrong tokens from 20 loopback addresses share one rate"
+else
+	fail "TCP, daemon.rate_limit = 5: 20 wrong tokens from 20 loopback addresses share one rate" "429 answered $lim times"
 fi
 sleep 1.2
 CURL_AUTH=(-H "Authorization: Bearer $TOKEN")

@@ -19,6 +19,7 @@ import http.client
 import json
 import logging
 import os
+import re
 import socket as _socket
 
 __all__ = [
@@ -214,7 +215,7 @@ class Client:
             code = resp.status
             retry = resp.getheader("Retry-After")
             retry = int(retry) if retry is not None and \
-                retry.strip().isdigit() else None
+                re.fullmatch(r"[0-9]+", retry.strip()) else None
             if len(data) <= MAX_ANSWER and resp.length:
                 # fewer bytes than its Content-Length said
                 raise http.client.IncompleteRead(data, resp.length)
