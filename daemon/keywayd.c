@@ -53,6 +53,8 @@
 /* --max-connections at most: below FD_SETSIZE (1024), with room for the
  * files and sockets keywayd holds besides (see serve()). */
 #define MAX_CONN_LIMIT 900
+/* Connections of the admin socket at most. */
+#define ADMIN_MAX_CONN 64
 #define DEFAULT_TIMEOUT 10
 #define DRAIN_SECONDS 10
 /* The stack of a connection's thread: the deepest request (a resolve
@@ -1224,13 +1226,21 @@ static bool extras_start(const struct kwd_conf *dc, const char *admin_opt,
 					    dc->admin_gid, "--admin-socket");
 		if (admin->fd < 0)
 			return false;
-		admin->d = serve(admin->fd, &via_admin, 64, timeout);
+		admin->d = serve(admin->fd, &via_admin, ADMIN_MAX_CONN, timeout);
 		if (!admin->d) {
 			kwd_log("cannot start serving the admin socket %s",
 				path);
 			return false;
 		}
 		kwd_log("admin socket on %s", path);
+	}
+	if (!dc->tcp && kwd_sd_has("keyway-tcp")) {
+		/* Its callers would wait on it for nothing. */
+		kwd_log("socket activation: systemd passed a socket named "
+			"\"keyway-tcp\" and %s sets no daemon.tcp; set "
+			"daemon.tcp (with tcp_token_file and tcp_chains) or "
+			"disable keyway-tcp.socket", config_path);
+		return false;
 	}
 	if (dc->tcp) {
 		/* A port systemd holds (keyway-tcp.socket) cannot be taken
@@ -1480,6 +1490,16 @@ int main(int argc, char **argv)
 	g = gen_open();
 	if (!g)
 		return 1;
+	/* Every connection of every socket is a descriptor select() must
+	 * take: TCP's (as many as the main socket's) count with the rest. */
+	if (g->conf.tcp && 2 * max_conn > MAX_CONN_LIMIT) {
+		kwd_log("--max-connections %lu: with daemon.tcp the main socket "
+			"and TCP hold up to %lu connections together, past the "
+			"%d keywayd can serve; give --max-connections %d or "
+			"fewer", max_conn, 2 * max_conn, MAX_CONN_LIMIT,
+			MAX_CONN_LIMIT / 2);
+		return 1;
+	}
 	gen_install(g);
 	keep_started(&g->conf);
 	/* systemd's socket, when it passed one, is served as it made it:

@@ -254,6 +254,14 @@ static void inet_str(const struct sockaddr_storage *sa, char *buf, size_t n)
 	}
 }
 
+bool kwd_sd_has(const char *name)
+{
+	for (int i = 0; i < nfds; i++)
+		if (named(i, name))
+			return true;
+	return false;
+}
+
 int kwd_sd_tcp_socket(const char *name, const struct sockaddr_storage *want)
 {
 	struct sockaddr_storage sa;

@@ -38,6 +38,9 @@ int kwd_sd_socket(const char *name, char *path, size_t pathlen);
 struct sockaddr_storage;
 int kwd_sd_tcp_socket(const char *name, const struct sockaddr_storage *want);
 
+/* Whether systemd passed a socket under name. */
+bool kwd_sd_has(const char *name);
+
 /* How many sockets systemd passed this process (0 without activation). */
 int kwd_sd_passed(void);
 

@@ -55,6 +55,26 @@ void kwd_unlink_unix(const char *path)
 }
 
 /*
+ * fchmodat(AT_SYMLINK_NOFOLLOW) is not everywhere (glibc before 2.32; a
+ * process without /proc): chmod() path if it is still the socket bound
+ * there (st, taken after the bind).  errno is kept on failure.
+ */
+static bool chmod_bound(const char *path, mode_t mode, const struct stat *st)
+{
+	struct stat now;
+	int e = errno;
+
+	if (e != ENOTSUP && e != EOPNOTSUPP && e != ENOSYS)
+		return false;
+	if (lstat(path, &now) != 0 || !S_ISSOCK(now.st_mode) ||
+	    now.st_dev != st->st_dev || now.st_ino != st->st_ino) {
+		errno = e;
+		return false;
+	}
+	return chmod(path, mode) == 0;
+}
+
+/*
  * Whether something listens on the socket at path: a socket left by a
  * keywayd that is gone refuses the connection, one that is served takes
  * it (or, its backlog full, would).  On another error, *err is errno.
@@ -131,6 +151,10 @@ int kwd_listen_unix(const char *path, mode_t mode, gid_t gid,
 		close(fd);
 		return -1;
 	}
+	if (lstat(path, &st) != 0) {
+		kwd_log("socket %s: %s", path, strerror(errno));
+		goto fail;
+	}
 	/* Neither follows a symbolic link put at path since the bind: the
 	 * socket's directory may be writable by others. */
 	if (gid != (gid_t)-1 &&
@@ -139,7 +163,8 @@ int kwd_listen_unix(const char *path, mode_t mode, gid_t gid,
 			strerror(errno));
 		goto fail;
 	}
-	if (fchmodat(AT_FDCWD, path, mode, AT_SYMLINK_NOFOLLOW) != 0) {
+	if (fchmodat(AT_FDCWD, path, mode, AT_SYMLINK_NOFOLLOW) != 0 &&
+	    !chmod_bound(path, mode, &st)) {
 		kwd_log("socket %s: cannot set its mode: %s", path,
 			strerror(errno));
 		goto fail;

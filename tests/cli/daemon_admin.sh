@@ -92,6 +92,10 @@ conf "$TCPSET" | write_conf "$TMPD/tcp.conf"
 run "$KWD" -c "$TMPD/tcp.conf" --check
 expect_exit 0 "keywayd --check: admin socket and TCP settings"
 expect_stderr ""
+run "$KWD" -c "$TMPD/tcp.conf" --socket "$SOCKD/never.sock" --max-connections 451
+expect_exit 1 "with daemon.tcp, --max-connections past 450 is refused"
+expect_stderr_line "keywayd: --max-connections 451: with daemon.tcp the main socket and TCP hold up to 902 connections together, past the 900 keywayd can serve; give --max-connections 450 or fewer" \
+	"with daemon.tcp, --max-connections past 450: one line saying why"
 
 # refused_at_load NAME DAEMON_EXTRA MESSAGE: keywayd does not start.
 refused_at_load()

@@ -326,6 +326,21 @@ else
 fi
 rm -f "$TS"
 CONF=$CONF_SAVED
+# A port passed as keyway-tcp to a keywayd whose configuration serves no
+# TCP: its callers would wait for nothing, so keywayd says so and stops.
+activate -l "$TS" -l "127.0.0.1:$PORT" --fdname=keyway:keyway-tcp --
+wait_for '[ -S "$TS" ]' || bail_out "systemd-socket-activate did not listen: $(cat "$LOG")"
+python3 -c 'import socket, sys
+socket.socket(socket.AF_UNIX).connect(sys.argv[1])' "$TS"
+wait_for '! kill -0 "$PID" 2>/dev/null' || kill -KILL "$PID"
+wait "$PID"
+expect_eq "$?" 1 "a keyway-tcp socket without daemon.tcp: keywayd exits 1"
+if grep -qxF "keywayd: socket activation: systemd passed a socket named \"keyway-tcp\" and $CONF sets no daemon.tcp; set daemon.tcp (with tcp_token_file and tcp_chains) or disable keyway-tcp.socket" "$LOG"; then
+	pass "a keyway-tcp socket without daemon.tcp: one line saying so"
+else
+	fail "a keyway-tcp socket without daemon.tcp: one line saying so" "$(cat "$LOG")"
+fi
+rm -f "$TS"
 
 # Malformed variables, for this very process.
 run sh -c 'LISTEN_PID=$$ LISTEN_FDS=two exec "$0" -c "$1"' "$KWD" "$CONF"
