@@ -99,7 +99,8 @@ static int held_order(const void *a, const void *b)
 /* Tell what h holds, in file order, and free it. */
 static void release(struct holder *h)
 {
-	qsort(h->v, h->n, sizeof(*h->v), held_order);
+	if (h->n > 1)
+		qsort(h->v, h->n, sizeof(*h->v), held_order);
 	for (size_t i = 0; i < h->n; i++) {
 		kwi_diag(h->out, h->v[i].status, h->v[i].file, h->v[i].line,
 			 "%s", h->v[i].message);
