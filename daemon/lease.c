@@ -350,6 +350,20 @@ bool kwd_lease_id(char *id)
 	return true;
 }
 
+/* The caller other than o that holds the most keys past share, or NULL
+ * when none is past it (under lock). */
+static struct owner *hog(const struct owner *o, size_t share)
+{
+	struct owner *best = NULL;
+
+	for (size_t i = 0; i < OWNER_BUCKETS; i++)
+		for (struct owner *c = owners[i]; c; c = c->next)
+			if (c != o && c->n > share &&
+			    (!best || c->n > best->n))
+				best = c;
+	return best;
+}
+
 enum kwd_room kwd_lease_reserve(uid_t uid, unsigned max)
 {
 	enum kwd_room r = KWD_ROOM_OK;
@@ -371,7 +385,19 @@ enum kwd_room kwd_lease_reserve(uid_t uid, unsigned max)
 	while (o->n > 0 &&
 	       (held + pending >= max || o->n + o->pend - 1 >= cap))
 		retire(o->head, t, &p);
-	if (held + pending >= max) {
+	/* Still full, and this caller holds none of it: one that holds more
+	 * than its share gives its oldest, so that no caller can keep the
+	 * others out by resolving faster than it reports. */
+	while (held + pending >= max) {
+		struct owner *h = hog(o, share);
+
+		if (!h)
+			break;
+		retire(h->head, t, &p);
+	}
+	/* Nor by resolving many at once, slowly: room being taken counts
+	 * against the share as keys held. */
+	if (held + pending >= max || o->n + o->pend - 1 >= cap) {
 		r = KWD_ROOM_FULL;
 		o->pend--;
 		owner_tidy(o);

@@ -10,7 +10,8 @@
 # the caller's process holds, a chain daemon.clients names that is not
 # declared, SIGHUP with a good and a broken configuration, 3 processes of
 # 8 clients each against one quota, SIGTERM, a full lease table (the
-# caller's own oldest lease let go, another's never: 503), refusals under
+# caller's own oldest lease let go, or that of one past its half, else
+# 503), refusals under
 # daemon.rate_limit; and a search for keys in everything written.
 # Run by `make check`, or by hand as lib.sh says.
 
@@ -555,15 +556,18 @@ expect_eq "$?" 0 "keywayd with a full lease table exits with status 0"
 trap tap_cleanup EXIT
 
 # ---- a full lease table shared by two callers ----
-# One caller never makes another's lease count as used: it gives up its
-# own oldest, and when it holds none of a full table it is refused (503)
-# before any key is resolved.  While others hold leases, a caller holds at
-# most half of the table.
+# While others hold leases, a caller holds at most half of the table: past
+# it, it gives up its own oldest.  When the table is full, a caller that
+# holds none of it takes the oldest lease of one past its half; when no one
+# is past it, it is refused (503) before any key is resolved.  A caller
+# never makes another's lease count as used otherwise.
 LT=("two callers: the second's resolve answered"
 	"a caller past its half of the table gives up its own oldest lease"
 	"two callers: the other caller's lease is still its to report"
 	"a full table: the caller's own oldest lease makes room"
-	"a full table of another's keys: 503 unavail"
+	"a full table held by one caller: another's resolve is answered"
+	"a full table held by one caller: its oldest lease made room"
+	"a full table, no one past half: 503 unavail"
 	"a full table: the refusal says which setting"
 	"a full table: no key in the refusal"
 	"a full table: nothing resolved, nothing charged"
@@ -595,17 +599,28 @@ else
 	done
 	ask POST /v1/report "{\"lease\":\"${R[2]}\",\"outcome\":\"unused\"}"
 	expect_answer 409 conflict "${LT[3]}"
-	ask GET /v1/health
-	held=$(jget leases)
+	# root holds all 4, past its half: nobody is answered, root's oldest
+	# (R[3]) counted as used.
 	asnobody '{"provider":"anthropic","chain":"limited"}' /v1/resolve
-	expect_answer 503 unavail "${LT[4]}"
-	expect_eq "$(jget error)" "keywayd holds daemon.max_leases (4) keys unreported; report leases, or raise it" \
-		"${LT[5]}"
-	expect_lacks "$OUT" "$K_ENV" "${LT[6]}"
-	ask GET /v1/health
-	expect_eq "$held $(jget leases)" "4 4" "${LT[7]}"
+	expect_eq "$CODE $(jget key)" "200 $K_ENV" "${LT[4]}"
 	ask POST /v1/report "{\"lease\":\"${R[3]}\",\"outcome\":\"unused\"}"
-	expect_eq "$CODE $(jget outcome)" "200 unused" "${LT[8]}"
+	expect_answer 409 conflict "${LT[5]}"
+	kill -TERM "$PID"
+	wait "$PID"
+	# A table of 1: its holder is at its half, and keeps it.
+	conf '' 'max_leases = 1; lease_ttl = 300;' | write_conf "$CONF"
+	start
+	ask POST /v1/resolve '{"provider":"anthropic","chain":"limited"}'
+	R[7]=$(jget lease)
+	asnobody '{"provider":"anthropic","chain":"limited"}' /v1/resolve
+	expect_answer 503 unavail "${LT[6]}"
+	expect_eq "$(jget error)" "keywayd holds daemon.max_leases (1) keys unreported; report leases, or raise it" \
+		"${LT[7]}"
+	expect_lacks "$OUT" "$K_ENV" "${LT[8]}"
+	ask GET /v1/health
+	expect_eq "$(jget leases)" 1 "${LT[9]}"
+	ask POST /v1/report "{\"lease\":\"${R[7]}\",\"outcome\":\"unused\"}"
+	expect_eq "$CODE $(jget outcome)" "200 unused" "${LT[10]}"
 	kill -TERM "$PID"
 	wait "$PID"
 	trap tap_cleanup EXIT

@@ -64,10 +64,27 @@ wait_for()
 KWD_ENV=()
 start()
 {
+	local extras=0 before
+
+	# The socket's file is there at bind(), before it listens; the admin
+	# socket and TCP come after it: wait for answers, and for keywayd to
+	# say it serves each of them.
+	case " $* " in *" --admin-socket "*) extras=$((extras + 1)) ;; esac
+	case " $* " in
+	*" --admin-socket "*) ;;
+	*) grep -Eq '^[[:space:]]*admin_socket[[:space:]]*=' "$CONF" &&
+		extras=$((extras + 1)) ;;
+	esac
+	grep -Eq '^[[:space:]]*tcp[[:space:]]*=|; tcp = ' "$CONF" &&
+		extras=$((extras + 1))
+	before=$(grep -Ec '^keywayd: (admin socket on|serving TCP on) ' "$LOG" 2>/dev/null)
 	env "${KWD_ENV[@]}" "$KWD" -c "$CONF" --socket "$SOCK" "$@" \
 		2>>"$LOG" &
 	PID=$!
-	wait_for '[ -S "$SOCK" ]' || bail_out "keywayd did not start: $(cat "$LOG")"
+	wait_for 'curl -s -o /dev/null --unix-socket "$SOCK" http://keyway/v1/health' ||
+		bail_out "keywayd did not start: $(cat "$LOG")"
+	wait_for '[ "$(grep -Ec "^keywayd: (admin socket on|serving TCP on) " "$LOG")" -ge $((${before:-0} + extras)) ]' ||
+		bail_out "keywayd did not serve its admin socket or TCP: $(cat "$LOG")"
 }
 
 # ask_on SOCKET METHOD PATH [BODY]: the answer's body in $OUT, its HTTP
