@@ -95,6 +95,15 @@ fuzz() {
 	make -C _test/plain -s fuzz FUZZ_TIME="${FUZZ_TIME:-40}"
 }
 
+# The allocation torture's figures, from the suite run in _test/plain: the
+# points run in process and in keywayd (tests/torture/).
+torture_points() {
+	local d=_test/plain/tests/torture
+	sed -n 's/^# \([0-9]* torture points in all\).*/torture: \1 (in process)/p' "$d/torture.log" 2>/dev/null
+	sed -n 's/^ok 1 - keywayd [^:]*: \([0-9]* torture points\).*/torture: \1 in keywayd/p' "$d/daemon.log" 2>/dev/null
+	return 0
+}
+
 # Line and branch coverage per folder, from the suite run in _test/coverage;
 # fails below a folder's floor (tests/coverage.floor).
 coverage() {
@@ -119,6 +128,7 @@ distcheck() {
 total_start=$SECONDS
 step "autoreconf" autogen
 suite _test/plain "plain" "check" --enable-werror
+torture_points
 if command -v clang >/dev/null 2>&1; then
 	step "fuzz" fuzz
 fi
