@@ -1498,6 +1498,7 @@ int main(int argc, char **argv)
 			"%d keywayd can serve; give --max-connections %d or "
 			"fewer", max_conn, 2 * max_conn, MAX_CONN_LIMIT,
 			MAX_CONN_LIMIT / 2);
+		gen_free(g);
 		return 1;
 	}
 	gen_install(g);
